@@ -1,0 +1,33 @@
+# Two commands set up a fresh machine (see README): `make demo` and `make test`.
+# Both create the virtual environment in .venv on first use (Python 3.11+ required).
+
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "rollrisk needs Python 3.11+, found " + sys.version.split()[0] + " at $(PYTHON); set PYTHON=/path/to/python3.11")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## demo: simulate a portfolio and run the whole flow on it (outputs under runs/demo)
+demo: install
+	$(BIN)/rollrisk demo
+
+## test: the whole test suite (unit, model, e2e, reliability)
+test: install
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf runs .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,168 @@
+"""The borrower-history data contract: one pandera schema per input table.
+
+A portfolio is a folder holding these tables (see ``docs/data-contract.md``). ``accounts`` and
+``statements`` are required; ``collection_actions`` and ``treatments`` are optional, because a
+lender without action logs still gets scores.
+
+The schemas are the single statement of what a valid row is. Row-level checks (types, ranges,
+allowed values, nullability) are evaluated by pandera; the checks that need more than one row or
+more than one table (duplicate keys, unknown accounts) are declared in :data:`TABLES` and applied
+by :mod:`rollrisk.features.validation`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandera.polars as pa
+import polars as pl
+
+PRODUCTS: tuple[str, ...] = ("bnpl", "credit_card", "cash_loan", "merchant_loan", "agri_loan")
+CHANNELS: tuple[str, ...] = (
+    "sms",
+    "app_push",
+    "robo_call",
+    "agent_call",
+    "agency_assignment",
+    "field_visit",
+    "notice_letter",
+    "legal",
+)
+OUTCOMES: tuple[str, ...] = (
+    "delivered",
+    "no_answer",
+    "contacted",
+    "promise_to_pay",
+    "refused",
+    "dispute",
+    "hardship_claimed",
+    "wrong_number",
+    "unreachable",
+)
+TREATMENT_KINDS: tuple[str, ...] = (
+    "grace_period",
+    "interest_waiver",
+    "restructure",
+    "first_delinquency_extension",
+)
+
+# Timestamps are naive and read as the lender's reporting time zone (one per portfolio).
+TIMESTAMP = pl.Datetime("us")
+
+
+class Accounts(pa.DataFrameModel):
+    """One row per credit account."""
+
+    account_id: str = pa.Field(nullable=False, str_length={"min_value": 1})
+    borrower_id: str = pa.Field(nullable=False, str_length={"min_value": 1})
+    product: str = pa.Field(nullable=False, isin=list(PRODUCTS))
+    opened_at: pl.Date = pa.Field(nullable=False)
+    credit_limit: float = pa.Field(nullable=False, gt=0)
+    currency: str = pa.Field(nullable=False, str_matches=r"^[A-Z]{3}$")
+
+    class Config:
+        strict = False  # extra columns are carried through untouched
+        coerce = False  # the loader casts with per-row error reporting before validation
+
+
+class Statements(pa.DataFrameModel):
+    """One row per account per monthly statement cycle."""
+
+    account_id: str = pa.Field(nullable=False)
+    cycle_end: pl.Date = pa.Field(nullable=False)
+    known_at: TIMESTAMP = pa.Field(nullable=False)  # type: ignore[valid-type]
+    amount_due: float = pa.Field(nullable=False, ge=0)
+    min_due: float = pa.Field(nullable=False, ge=0)
+    amount_paid: float = pa.Field(nullable=False, ge=0)
+    balance: float = pa.Field(nullable=False, ge=0)
+    dpd: pl.Int64 = pa.Field(nullable=False, ge=0, le=3650)
+
+    @pa.dataframe_check(error="min_due must not exceed amount_due")
+    @classmethod
+    def min_due_within_amount_due(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(pl.col("min_due") <= pl.col("amount_due") + 1e-6)
+
+    @pa.dataframe_check(error="known_at must not be before cycle_end")
+    @classmethod
+    def known_after_cycle_end(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(pl.col("known_at") >= pl.col("cycle_end").cast(TIMESTAMP))
+
+    class Config:
+        strict = False
+        coerce = False
+
+
+class CollectionActions(pa.DataFrameModel):
+    """One row per collection action taken on an account, with its outcome."""
+
+    account_id: str = pa.Field(nullable=False)
+    action_at: TIMESTAMP = pa.Field(nullable=False)  # type: ignore[valid-type]
+    channel: str = pa.Field(nullable=False, isin=list(CHANNELS))
+    outcome: str = pa.Field(nullable=False, isin=list(OUTCOMES))
+    promised_amount: float = pa.Field(nullable=True, ge=0)
+    promised_date: pl.Date = pa.Field(nullable=True)
+
+    class Config:
+        strict = False
+        coerce = False
+
+
+class Treatments(pa.DataFrameModel):
+    """One row per hardship or forbearance treatment granted to an account."""
+
+    account_id: str = pa.Field(nullable=False)
+    kind: str = pa.Field(nullable=False, isin=list(TREATMENT_KINDS))
+    start_at: TIMESTAMP = pa.Field(nullable=False)  # type: ignore[valid-type]
+    end_at: TIMESTAMP = pa.Field(nullable=True)  # type: ignore[valid-type]
+    known_at: TIMESTAMP = pa.Field(nullable=False)  # type: ignore[valid-type]
+
+    @pa.dataframe_check(error="end_at must not be before start_at")
+    @classmethod
+    def ends_after_start(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(
+            pl.col("end_at").is_null() | (pl.col("end_at") >= pl.col("start_at"))
+        )
+
+    class Config:
+        strict = False
+        coerce = False
+
+
+@dataclass(frozen=True)
+class TableContract:
+    """How one table of a portfolio folder is found, typed and checked."""
+
+    name: str
+    schema: type[pa.DataFrameModel]
+    required: bool
+    key: tuple[str, ...]  # columns that identify a row in error messages
+    unique: tuple[str, ...] | None  # rows sharing these values are duplicates
+    references_accounts: bool  # account_id must exist in the accepted accounts
+
+    @property
+    def dtypes(self) -> dict[str, pl.DataType]:
+        """The polars dtype of every contract column, in contract order."""
+        return {name: column.dtype.type for name, column in self.schema.to_schema().columns.items()}
+
+
+TABLES: tuple[TableContract, ...] = (
+    TableContract("accounts", Accounts, True, ("account_id",), ("account_id",), False),
+    TableContract(
+        "statements",
+        Statements,
+        True,
+        ("account_id", "cycle_end"),
+        ("account_id", "cycle_end"),
+        True,
+    ),
+    TableContract(
+        "collection_actions",
+        CollectionActions,
+        False,
+        ("account_id", "action_at", "channel"),
+        None,
+        True,
+    ),
+    TableContract("treatments", Treatments, False, ("account_id", "kind", "start_at"), None, True),
+)
+TABLES_BY_NAME: dict[str, TableContract] = {table.name: table for table in TABLES}

@@ -1,0 +1,1 @@
+"""Estimators, calibration, metrics, explanations and strategy rules (no I/O)."""

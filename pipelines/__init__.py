@@ -1,0 +1,1 @@
+"""The jobs: simulate, validate, build training sets, train, evaluate, score (they read, write and log)."""

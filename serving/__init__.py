@@ -1,0 +1,1 @@
+"""The online scoring API: the same features/ and models/ code behind FastAPI."""

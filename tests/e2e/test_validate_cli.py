@@ -1,0 +1,102 @@
+"""`rollrisk validate` on real folders: clean, corrupted, truncated."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from rollrisk.cli import main
+from rollrisk.errors import DataContractError
+from rollrisk.pipelines.loader import load_portfolio, validate_portfolio
+
+
+def test_clean_portfolio_validates_with_zero_rejects(tiny_portfolio: Path, tmp_path: Path, capsys):
+    rejects = tmp_path / "rejects.csv"
+    assert main(["validate", "--data", str(tiny_portfolio), "--rejects", str(rejects)]) == 0
+    out = capsys.readouterr().out
+    assert "OK: no rejects" in out
+    assert not rejects.exists()
+
+
+def test_corrupted_copy_gets_precise_rejects_and_reconciles(tiny_portfolio: Path, tmp_path: Path, capsys):
+    # statements as CSV with a wrong type, a negative amount, a duplicate month, an unknown account
+    statements = pl.read_parquet(tiny_portfolio / "statements.parquet")
+    (tiny_portfolio / "statements.parquet").unlink()
+    text = statements.with_columns(pl.all().cast(pl.String))
+    bad = pl.concat(
+        [
+            text,
+            text.slice(0, 1),  # duplicate of row 0 -> row 9
+            text.slice(1, 1).with_columns(pl.lit("A404").alias("account_id")),  # row 10
+        ]
+    ).with_columns(
+        pl.when(pl.int_range(pl.len()) == 2).then(pl.lit("lots")).otherwise("amount_due").alias("amount_due"),
+        pl.when(pl.int_range(pl.len()) == 5).then(pl.lit("-1")).otherwise("balance").alias("balance"),
+    )
+    bad.write_csv(tiny_portfolio / "statements.csv")
+    rejects_path = tmp_path / "out" / "rejects.csv"
+    assert main(["validate", "--data", str(tiny_portfolio), "--rejects", str(rejects_path)]) == 1
+    rejects = pl.read_csv(rejects_path)
+    assert rejects.columns == ["table", "file", "row", "key", "reasons"]
+    by_row = {row: reason for row, reason in rejects.select("row", "reasons").iter_rows()}
+    assert by_row == {
+        2: "amount_due: expected a number, got 'lots'",
+        5: "balance: expected a value >= 0, got '-1.0'",
+        9: f"duplicate (account_id, cycle_end): same key as row 0 of {tiny_portfolio / 'statements.csv'}, which was kept",
+        10: "account_id: expected an account listed in accounts, got 'A404'",
+    }
+    assert set(rejects["file"]) == {str(tiny_portfolio / "statements.csv")}
+    report = validate_portfolio(tiny_portfolio).report
+    statements_report = next(t for t in report.tables if t.table == "statements")
+    assert statements_report.rows_read == 11
+    assert statements_report.rows_accepted == 7
+    assert statements_report.rows_read == statements_report.rows_accepted + statements_report.rows_rejected
+    out = capsys.readouterr().out
+    assert "NOT CLEAN: 4 rows rejected" in out
+
+
+def test_truncated_parquet_part_is_a_file_error_and_other_parts_still_count(tiny_portfolio: Path, capsys):
+    statements = pl.read_parquet(tiny_portfolio / "statements.parquet")
+    (tiny_portfolio / "statements.parquet").unlink()
+    parts = tiny_portfolio / "statements"
+    parts.mkdir()
+    statements.slice(0, 6).write_parquet(parts / "part-00000.parquet")
+    statements.slice(6).write_parquet(parts / "part-00001.parquet")
+    whole = (parts / "part-00001.parquet").read_bytes()
+    (parts / "part-00001.parquet").write_bytes(whole[: len(whole) // 2])
+
+    assert main(["validate", "--data", str(tiny_portfolio)]) == 1
+    out = capsys.readouterr().out
+    assert f"FILE ERROR: {parts / 'part-00001.parquet'}: cannot read this Parquet file" in out
+    report = validate_portfolio(tiny_portfolio).report
+    assert next(t for t in report.tables if t.table == "statements").rows_accepted == 6
+    with pytest.raises(DataContractError, match="part-00001.parquet: cannot read"):
+        load_portfolio(tiny_portfolio)
+
+
+def test_optional_tables_may_be_absent(tiny_portfolio: Path):
+    (tiny_portfolio / "collection_actions.parquet").unlink()
+    (tiny_portfolio / "treatments.parquet").unlink()
+    portfolio = load_portfolio(tiny_portfolio)
+    assert portfolio.collection_actions is None and portfolio.treatments is None
+    assert portfolio.report.absent_optional == ("collection_actions", "treatments")
+    assert portfolio.statements.height == 9
+
+
+def test_missing_required_table_and_folder_errors_speak_to_the_user(tiny_portfolio: Path, tmp_path: Path, capsys):
+    (tiny_portfolio / "statements.parquet").unlink()
+    assert main(["validate", "--data", str(tiny_portfolio)]) == 2
+    err = capsys.readouterr().err
+    assert "required table 'statements' not found" in err
+    assert main(["validate", "--data", str(tmp_path / "nowhere")]) == 2
+    assert "portfolio folder does not exist" in capsys.readouterr().err
+
+
+def test_a_table_given_twice_is_refused(tiny_portfolio: Path):
+    shutil.copy(tiny_portfolio / "accounts.parquet", tmp := tiny_portfolio / "accounts.csv")
+    assert tmp.exists()
+    with pytest.raises(DataContractError, match="table 'accounts' is given more than once"):
+        validate_portfolio(tiny_portfolio)
