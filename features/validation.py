@@ -139,23 +139,23 @@ def _describe(dtype: pl.DataType) -> str:
 
 
 def _schema_failures(frame: pl.DataFrame, table: TableContract) -> pl.DataFrame:
-    """Run the table's pandera schema; return (position, reason) per failing row."""
+    """Run the table's pandera schema; return (``_pos``, reason) per failing row."""
     try:
-        table.schema.validate(frame.drop(BOOKKEEPING), lazy=True)
+        table.schema.validate(frame.drop(*BOOKKEEPING, "_pos"), lazy=True)
     except pa.errors.SchemaErrors as errors:
         cases = errors.failure_cases
     else:
         return pl.DataFrame(schema={"_pos": pl.Int64, "reason": pl.String})
     if cases["index"].null_count():
-        # a failure that is not tied to a row (a wrong dtype after casting) is a bug here
+        # a failure not tied to a row (a wrong dtype after casting) is a bug here, not bad data
         unrowed = cases.filter(pl.col("index").is_null())
         raise DataContractError(
             f"table '{table.name}' failed schema checks not tied to a row: "
             + "; ".join(f"{c}: {k}" for c, k in unrowed.select("column", "check").iter_rows())
         )
     is_row_check = pl.col("schema_context") == "DataFrameSchema"
-    return cases.select(
-        pl.col("index").cast(pl.Int64).alias("_pos"),
+    reasons = cases.select(
+        pl.col("index").cast(pl.Int64).alias("_index"),
         pl.when(is_row_check)
         .then(pl.col("check"))
         .when(pl.col("check") == "not_nullable")
@@ -169,6 +169,13 @@ def _schema_failures(frame: pl.DataFrame, table: TableContract) -> pl.DataFrame:
             )
         )
         .alias("reason"),
+    )
+    # pandera's index is the row position within `frame`
+    positions = frame.select(pl.col("_pos"), pl.int_range(pl.len(), dtype=pl.Int64).alias("_index"))
+    return (
+        reasons.join(positions, on="_index")
+        .group_by("_pos", maintain_order=True)
+        .agg(pl.col("reason").unique(maintain_order=True).str.join("; "))
     )
 
 
@@ -200,95 +207,133 @@ def _key_expression(table: TableContract) -> pl.Expr:
     )
 
 
+CHUNK_ROWS = 2_000_000  # rows typed and schema-checked at once: bounds the memory of the checks
+
+
 def validate_table(
     raw: pl.DataFrame,
     table: TableContract,
     files: Sequence[str],
     known_accounts: pl.Series | None = None,
+    chunk_rows: int = CHUNK_ROWS,
 ) -> TableOutcome:
     """Validate one table read from ``files``.
 
     ``raw`` holds every contract column (any dtype; CSV columns arrive as text) plus
     ``_file`` and ``_row``. ``known_accounts`` are the accepted account ids when the table
-    references accounts. Returns the accepted rows in contract dtypes and the rejects.
+    references accounts. Returns the accepted rows in contract dtypes, in input order, and
+    the rejects. Frames are copied only where rows are actually rejected.
     """
     check_columns(raw.columns, table, f"{table.name} ({', '.join(files) or 'no files'})")
     rows_read = raw.height
-    raw = raw.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("_pos"))
-    frame = _cast_to_contract(raw, table)
-    reject_parts: list[pl.DataFrame] = []
-
-    def set_aside(bad: pl.DataFrame) -> None:
-        reject_parts.append(bad.select("_pos", "reason"))
-
-    mistyped = frame.filter(pl.col("_type_reason").is_not_null())
-    set_aside(mistyped.select("_pos", pl.col("_type_reason").alias("reason")))
-    candidates = frame.filter(pl.col("_type_reason").is_null()).drop("_type_reason")
-
-    failures = _schema_failures(candidates.drop("_pos"), table)
-    if failures.height:
-        # pandera's index is the position within `candidates`; map it back to `_pos`
-        positions = candidates.select("_pos").with_row_index("_candidate")
-        failures = failures.join(
-            positions.with_columns(pl.col("_candidate").cast(pl.Int64)),
-            left_on="_pos",
-            right_on="_candidate",
-        ).select(pl.col("_pos_right").alias("_pos"), "reason")
-        failures = failures.group_by("_pos", maintain_order=True).agg(
-            pl.col("reason").unique(maintain_order=True).str.join("; ")
+    rejects: list[pl.DataFrame] = []
+    checked: list[pl.DataFrame] = []
+    for start in range(0, rows_read, chunk_rows):
+        chunk = raw.slice(start, chunk_rows).with_columns(
+            pl.int_range(start, start + pl.len(), dtype=pl.Int64).alias("_pos")
         )
-        set_aside(failures)
-        candidates = candidates.join(failures.select("_pos"), on="_pos", how="anti")
+        frame = _cast_to_contract(chunk, table)
+        mistyped = frame.filter(pl.col("_type_reason").is_not_null())
+        if mistyped.height:
+            # keys are rendered from the raw values, so a value that failed to parse still shows
+            rejects.append(
+                _reject_rows(
+                    chunk.join(mistyped.select("_pos", "_type_reason"), on="_pos"),
+                    "_type_reason",
+                    table,
+                    files,
+                )
+            )
+            frame = _without(frame, mistyped)
+        frame = frame.drop("_type_reason")
+        failures = _schema_failures(frame, table)
+        if failures.height:
+            rejects.append(_reject_rows(frame.join(failures, on="_pos"), "reason", table, files))
+            frame = _without(frame, failures)
+        checked.append(frame)
+    candidates = (
+        pl.concat(checked, rechunk=False)
+        if checked
+        else _cast_to_contract(
+            raw.with_columns(pl.lit(0, dtype=pl.Int64).alias("_pos")), table
+        ).drop("_type_reason")
+    )
 
     if table.unique:
         duplicated = _duplicates(candidates, table, files)
         if duplicated.height:
-            set_aside(duplicated)
-            candidates = candidates.join(duplicated.select("_pos"), on="_pos", how="anti")
+            rejects.append(
+                _reject_rows(candidates.join(duplicated, on="_pos"), "reason", table, files)
+            )
+            candidates = _without(candidates, duplicated)
 
     if table.references_accounts and known_accounts is not None:
         unknown = candidates.filter(~pl.col("account_id").is_in(known_accounts.implode()))
         if unknown.height:
-            set_aside(
-                unknown.select(
-                    "_pos",
-                    pl.format(
-                        "account_id: expected an account listed in accounts, got '{}'",
-                        pl.col("account_id"),
-                    ).alias("reason"),
-                )
+            reason = pl.format(
+                "account_id: expected an account listed in accounts, got '{}'",
+                pl.col("account_id"),
             )
-            candidates = candidates.join(unknown.select("_pos"), on="_pos", how="anti")
+            rejects.append(
+                _reject_rows(unknown.with_columns(reason.alias("reason")), "reason", table, files)
+            )
+            candidates = _without(candidates, unknown)
 
-    accepted = candidates.sort("_pos").drop("_pos", *BOOKKEEPING)
-    rejects = _rejects_frame(raw, reject_parts, table, files)
-    if accepted.height + rejects.height != rows_read:  # a broken invariant is a bug, not bad data
+    accepted = candidates.drop("_pos", *BOOKKEEPING)
+    reject_frame = (
+        pl.concat(rejects).sort("_pos").drop("_pos")
+        if rejects
+        else pl.DataFrame(schema=REJECT_SCHEMA)
+    )
+    if accepted.height + reject_frame.height != rows_read:  # a broken invariant is a bug
         raise AssertionError(
             f"{table.name}: {rows_read} rows read but {accepted.height} accepted "
-            f"+ {rejects.height} rejected"
+            f"+ {reject_frame.height} rejected"
         )
-    return TableOutcome(table.name, accepted, rejects, rows_read)
+    return TableOutcome(table.name, accepted, reject_frame, rows_read)
+
+
+def _without(frame: pl.DataFrame, bad: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` less the rows whose ``_pos`` is in ``bad``, order kept."""
+    return frame.filter(~pl.col("_pos").is_in(bad["_pos"].implode()))
+
+
+def _reject_rows(
+    frame: pl.DataFrame, reason_column: str, table: TableContract, files: Sequence[str]
+) -> pl.DataFrame:
+    """Reject lines (REJECT_SCHEMA plus ``_pos``) for the rows of ``frame``."""
+    return frame.join(
+        _file_names(files, frame.schema[FILE_COLUMN]), on=FILE_COLUMN, how="left"
+    ).select(
+        pl.lit(table.name).alias("table"),
+        pl.col("file"),
+        pl.col(ROW_COLUMN).cast(pl.Int64).alias("row"),
+        _key_expression(table).alias("key"),
+        pl.col(reason_column).alias("reasons"),
+        "_pos",
+    )
 
 
 def _duplicates(
     candidates: pl.DataFrame, table: TableContract, files: Sequence[str]
 ) -> pl.DataFrame:
+    """(``_pos``, reason) for every row repeating the key of an earlier row."""
     assert table.unique is not None
     keys = list(table.unique)
-    first = (
-        candidates.group_by(keys)
-        .agg(
-            pl.col("_pos").min().alias("_first_pos"),
-            pl.col(FILE_COLUMN).sort_by("_pos").first().alias("_first_file"),
-            pl.col(ROW_COLUMN).sort_by("_pos").first().alias("_first_row"),
-            pl.len().alias("_copies"),
-        )
-        .filter(pl.col("_copies") > 1)
-    )
-    if first.height == 0:
+    # One cheap pass over a 64-bit hash of the key finds the rows that may repeat a key; the
+    # exact comparison then runs on those few rows only (a hash collision is not a duplicate).
+    key_hash = candidates.select(pl.struct(keys).hash(seed=17)).to_series()
+    maybe = candidates.filter(~key_hash.is_first_distinct())
+    if maybe.height == 0:
         return pl.DataFrame(schema={"_pos": pl.Int64, "reason": pl.String})
+    involved = candidates.join(maybe.select(keys).unique(), on=keys, nulls_equal=True)
+    first = involved.group_by(keys).agg(
+        pl.col("_pos").min().alias("_first_pos"),
+        pl.col(FILE_COLUMN).sort_by("_pos").first().alias("_first_file"),
+        pl.col(ROW_COLUMN).sort_by("_pos").first().alias("_first_row"),
+    )
     return (
-        candidates.join(first, on=keys)
+        involved.join(first, on=keys, nulls_equal=True)
         .filter(pl.col("_pos") != pl.col("_first_pos"))
         .join(
             _file_names(files, candidates.schema[FILE_COLUMN]),
@@ -310,28 +355,4 @@ def _duplicates(
 def _file_names(files: Sequence[str], dtype: pl.DataType) -> pl.DataFrame:
     return pl.DataFrame(
         {FILE_COLUMN: pl.Series(range(len(files)), dtype=dtype), "file": list(files)}
-    )
-
-
-def _rejects_frame(
-    raw: pl.DataFrame,
-    parts: list[pl.DataFrame],
-    table: TableContract,
-    files: Sequence[str],
-) -> pl.DataFrame:
-    if not parts:
-        return pl.DataFrame(schema=REJECT_SCHEMA)
-    reasons = pl.concat(parts).group_by("_pos").agg(pl.col("reason").str.join("; "))
-    # keys are rendered from the raw values, so a value that failed to parse still shows
-    return (
-        raw.join(reasons, on="_pos")
-        .join(_file_names(files, raw.schema[FILE_COLUMN]), on=FILE_COLUMN, how="left")
-        .sort("_pos")
-        .select(
-            pl.lit(table.name).alias("table"),
-            pl.col("file"),
-            pl.col(ROW_COLUMN).cast(pl.Int64).alias("row"),
-            _key_expression(table).alias("key"),
-            pl.col("reason").alias("reasons"),
-        )
     )

@@ -162,7 +162,7 @@ def _read_table(
         return pl.DataFrame(schema={**empty, FILE_COLUMN: pl.UInt32, ROW_COLUMN: pl.Int64}), names
     # parts may disagree in dtype (a CSV next to Parquet, an int column stored as float):
     # bring each differing column to text so the contract cast reports bad values per row
-    return pl.concat(_align(frames), how="diagonal_relaxed"), names
+    return pl.concat(_align(frames), how="diagonal_relaxed", rechunk=False), names
 
 
 def _align(frames: list[pl.DataFrame]) -> Iterator[pl.DataFrame]:

@@ -46,7 +46,11 @@ def tiny_actions() -> pl.DataFrame:
     return pl.DataFrame(
         {
             "account_id": ["A2", "A2", "A3"],
-            "action_at": [datetime(2024, 2, 23, 10), datetime(2024, 2, 25, 15), datetime(2024, 3, 23, 9)],
+            "action_at": [
+                datetime(2024, 2, 23, 10),
+                datetime(2024, 2, 25, 15),
+                datetime(2024, 3, 23, 9),
+            ],
             "channel": ["sms", "agent_call", "robo_call"],
             "outcome": ["delivered", "promise_to_pay", "no_answer"],
             "promised_amount": [None, 300.0, None],

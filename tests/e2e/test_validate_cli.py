@@ -21,7 +21,9 @@ def test_clean_portfolio_validates_with_zero_rejects(tiny_portfolio: Path, tmp_p
     assert not rejects.exists()
 
 
-def test_corrupted_copy_gets_precise_rejects_and_reconciles(tiny_portfolio: Path, tmp_path: Path, capsys):
+def test_corrupted_copy_gets_precise_rejects_and_reconciles(
+    tiny_portfolio: Path, tmp_path: Path, capsys
+):
     # statements as CSV with a wrong type, a negative amount, a duplicate month, an unknown account
     statements = pl.read_parquet(tiny_portfolio / "statements.parquet")
     (tiny_portfolio / "statements.parquet").unlink()
@@ -33,8 +35,14 @@ def test_corrupted_copy_gets_precise_rejects_and_reconciles(tiny_portfolio: Path
             text.slice(1, 1).with_columns(pl.lit("A404").alias("account_id")),  # row 10
         ]
     ).with_columns(
-        pl.when(pl.int_range(pl.len()) == 2).then(pl.lit("lots")).otherwise("amount_due").alias("amount_due"),
-        pl.when(pl.int_range(pl.len()) == 5).then(pl.lit("-1")).otherwise("balance").alias("balance"),
+        pl.when(pl.int_range(pl.len()) == 2)
+        .then(pl.lit("lots"))
+        .otherwise("amount_due")
+        .alias("amount_due"),
+        pl.when(pl.int_range(pl.len()) == 5)
+        .then(pl.lit("-1"))
+        .otherwise("balance")
+        .alias("balance"),
     )
     bad.write_csv(tiny_portfolio / "statements.csv")
     rejects_path = tmp_path / "out" / "rejects.csv"
@@ -53,12 +61,17 @@ def test_corrupted_copy_gets_precise_rejects_and_reconciles(tiny_portfolio: Path
     statements_report = next(t for t in report.tables if t.table == "statements")
     assert statements_report.rows_read == 11
     assert statements_report.rows_accepted == 7
-    assert statements_report.rows_read == statements_report.rows_accepted + statements_report.rows_rejected
+    assert (
+        statements_report.rows_read
+        == statements_report.rows_accepted + statements_report.rows_rejected
+    )
     out = capsys.readouterr().out
     assert "NOT CLEAN: 4 rows rejected" in out
 
 
-def test_truncated_parquet_part_is_a_file_error_and_other_parts_still_count(tiny_portfolio: Path, capsys):
+def test_truncated_parquet_part_is_a_file_error_and_other_parts_still_count(
+    tiny_portfolio: Path, capsys
+):
     statements = pl.read_parquet(tiny_portfolio / "statements.parquet")
     (tiny_portfolio / "statements.parquet").unlink()
     parts = tiny_portfolio / "statements"
@@ -86,7 +99,9 @@ def test_optional_tables_may_be_absent(tiny_portfolio: Path):
     assert portfolio.statements.height == 9
 
 
-def test_missing_required_table_and_folder_errors_speak_to_the_user(tiny_portfolio: Path, tmp_path: Path, capsys):
+def test_missing_required_table_and_folder_errors_speak_to_the_user(
+    tiny_portfolio: Path, tmp_path: Path, capsys
+):
     (tiny_portfolio / "statements.parquet").unlink()
     assert main(["validate", "--data", str(tiny_portfolio)]) == 2
     err = capsys.readouterr().err

@@ -51,13 +51,17 @@ def test_text_columns_are_parsed_and_unparseable_values_rejected_with_the_value(
 
 
 def test_ranges_and_cross_column_rules_name_column_and_expectation():
-    frame = tiny_statements().head(3).with_columns(
-        pl.Series("amount_paid", [30.0, -5.0, 0.0]),
-        pl.Series("min_due", [30.0, 30.0, 900.0]),
-        pl.Series(
-            "known_at",
-            [datetime(2024, 1, 22), datetime(2024, 2, 22), datetime(2024, 3, 1)],
-        ),
+    frame = (
+        tiny_statements()
+        .head(3)
+        .with_columns(
+            pl.Series("amount_paid", [30.0, -5.0, 0.0]),
+            pl.Series("min_due", [30.0, 30.0, 900.0]),
+            pl.Series(
+                "known_at",
+                [datetime(2024, 1, 22), datetime(2024, 2, 22), datetime(2024, 3, 1)],
+            ),
+        )
     )
     outcome = validate_table(_raw(frame), STATEMENTS, ["s.parquet"])
     reasons = _reasons(outcome)
@@ -79,7 +83,10 @@ def test_duplicate_account_month_keeps_the_first_and_names_it():
 
 def test_unknown_account_is_rejected_as_a_reference_error():
     frame = tiny_statements().with_columns(
-        pl.when(pl.col("account_id") == "A3").then(pl.lit("ZZ")).otherwise("account_id").alias("account_id")
+        pl.when(pl.col("account_id") == "A3")
+        .then(pl.lit("ZZ"))
+        .otherwise("account_id")
+        .alias("account_id")
     )
     known = tiny_accounts()["account_id"]
     outcome = validate_table(_raw(frame), STATEMENTS, ["s.parquet"], known_accounts=known)
@@ -104,3 +111,15 @@ def test_enumerations_and_nulls_are_reported_in_words():
 def test_missing_contract_column_is_a_table_error_naming_it():
     with pytest.raises(DataContractError, match=r"lacks column\(s\) dpd; expected columns:"):
         validate_table(_raw(tiny_statements().drop("dpd")), STATEMENTS, ["s.parquet"])
+
+
+def test_results_do_not_depend_on_the_chunk_size():
+    frame = pl.concat([tiny_statements(), tiny_statements().slice(4, 2)]).with_columns(
+        pl.when(pl.int_range(pl.len()) == 7).then(-1.0).otherwise("balance").alias("balance")
+    )
+    whole = validate_table(_raw(frame), STATEMENTS, ["s.parquet"])
+    for chunk_rows in (1, 2, 4):
+        chunked = validate_table(_raw(frame), STATEMENTS, ["s.parquet"], chunk_rows=chunk_rows)
+        assert chunked.rejects.equals(whole.rejects)
+        assert chunked.accepted.equals(whole.accepted)
+    assert whole.rows_rejected == 3
