@@ -1,0 +1,65 @@
+"""Shared helpers for the benchmarks: run a command in a fresh process, time it, read its peak memory.
+
+Each measurement runs in its own child process so that its peak resident memory is its own
+(``os.wait4`` returns the rusage of exactly that child).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Measurement:
+    seconds: float
+    peak_rss_gib: float
+
+
+def run_measured(argv: Sequence[str], env: dict[str, str] | None = None) -> Measurement:
+    """Run ``argv`` to completion; its wall time and peak RSS. Raises if it fails."""
+    started = time.perf_counter()
+    process = subprocess.Popen(list(argv), env=env, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise RuntimeError(f"benchmark command failed ({process.returncode}): {' '.join(argv)}")
+    return Measurement(seconds, usage.ru_maxrss / 2**20)  # ru_maxrss is in KiB on Linux
+
+
+def median_of(argv: Sequence[str], repeats: int) -> tuple[Measurement, list[Measurement]]:
+    """The median time and median peak memory over ``repeats`` runs, and every run."""
+    runs = [run_measured(argv) for _ in range(repeats)]
+    return (
+        Measurement(
+            statistics.median(r.seconds for r in runs),
+            statistics.median(r.peak_rss_gib for r in runs),
+        ),
+        runs,
+    )
+
+
+def machine_description() -> str:
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            cpu = next(
+                line.split(":", 1)[1].strip() for line in info if line.startswith("model name")
+            )
+    except (OSError, StopIteration):
+        pass
+    try:
+        memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError):
+        memory_gib = float("nan")
+    return (
+        f"{os.cpu_count()} cores ({cpu}), {memory_gib:.0f} GiB RAM, "
+        f"{platform.system()} {platform.release()}, Python {sys.version.split()[0]}"
+    )
