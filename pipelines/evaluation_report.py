@@ -1,0 +1,329 @@
+"""Write a model comparison as a Markdown report and a self-contained HTML report.
+
+Called by the evaluate job with a :class:`~rollrisk.models.evaluation.ModelComparison`; writes
+into ``out_dir``: ``reliability.png``, ``gains.png``, ``score_distributions.png``, ``report.md``
+(images linked as files) and ``report.html`` (images embedded as base64 data URIs, no external
+resource, so it can be mailed or attached to an MLflow run as one file).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from rollrisk.models.evaluation import (
+    ModelComparison,
+    plot_gains,
+    plot_reliability,
+    plot_score_distributions,
+)
+
+UNCALIBRATED_SUFFIX = "_uncalibrated"
+HEADLINE_COLUMNS = (
+    "auc",
+    "gini",
+    "ks",
+    "brier",
+    "log_loss",
+    "ece",
+    "mean_predicted",
+    "base_rate",
+    "n",
+    "positives",
+)
+SLICE_COLUMNS = (
+    "model",
+    "value",
+    "n",
+    "positives",
+    "base_rate",
+    "mean_predicted",
+    "auc",
+    "ks",
+    "brier",
+    "ece",
+)
+
+__all__ = ["write_evaluation_report"]
+
+
+@dataclass(frozen=True)
+class _Image:
+    file_name: str
+    png: bytes
+    caption: str
+
+
+@dataclass(frozen=True)
+class _Section:
+    heading: str
+    blocks: Sequence[str | pd.DataFrame | _Image]
+    level: int = 2
+
+
+def _format_value(value: object) -> str:
+    if isinstance(value, float | np.floating):
+        if np.isnan(value):
+            return "n/a"
+        if np.isinf(value):
+            return "-inf" if value < 0 else "+inf"
+        return f"{value:.4f}"
+    return str(value)
+
+
+def _markdown_table(table: pd.DataFrame) -> str:
+    header = "| " + " | ".join(str(column) for column in table.columns) + " |"
+    rule = "|" + "|".join("---" for _ in table.columns) + "|"
+    body = [
+        "| " + " | ".join(_format_value(value) for value in row) + " |"
+        for row in table.itertuples(index=False)
+    ]
+    return "\n".join([header, rule, *body])
+
+
+def _html_table(table: pd.DataFrame) -> str:
+    head = "".join(f"<th>{html.escape(str(column))}</th>" for column in table.columns)
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(_format_value(value))}</td>" for value in row) + "</tr>"
+        for row in table.itertuples(index=False)
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+def _png(figure: Figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    return buffer.getvalue()
+
+
+def _signed(value: float) -> str:
+    return "n/a" if np.isnan(value) else f"{value:+.4f}"
+
+
+def _gap_sentences(comparison: ModelComparison) -> list[str]:
+    gaps = comparison.gaps()
+    primary = comparison.primary_model
+    overall = comparison.overall
+    sentences = []
+    for row in gaps.itertuples(index=False):
+        sentences.append(
+            f"**{primary}** vs **{row.model}**: AUC gap {_signed(row.auc_gap)} "
+            f"({_format_value(overall.loc[primary, 'auc'])} vs {_format_value(overall.loc[row.model, 'auc'])}), "
+            f"Brier gap {_signed(row.brier_gap)} "
+            f"({_format_value(overall.loc[primary, 'brier'])} vs {_format_value(overall.loc[row.model, 'brier'])}; "
+            "lower Brier is better)."
+        )
+    return sentences
+
+
+def _calibration_sentences(comparison: ModelComparison) -> list[str]:
+    overall = comparison.overall
+    sentences = []
+    for model in comparison.models:
+        raw = f"{model}{UNCALIBRATED_SUFFIX}"
+        if raw not in overall.index:
+            continue
+        sentences.append(
+            f"Calibration of **{model}** (before -> after): ECE {_format_value(overall.loc[raw, 'ece'])} -> "
+            f"{_format_value(overall.loc[model, 'ece'])}, Brier {_format_value(overall.loc[raw, 'brier'])} -> "
+            f"{_format_value(overall.loc[model, 'brier'])}, log loss {_format_value(overall.loc[raw, 'log_loss'])} -> "
+            f"{_format_value(overall.loc[model, 'log_loss'])}, mean predicted "
+            f"{_format_value(overall.loc[raw, 'mean_predicted'])} -> {_format_value(overall.loc[model, 'mean_predicted'])} "
+            f"(observed rate {_format_value(overall.loc[model, 'base_rate'])})."
+        )
+    if not sentences:
+        sentences.append(
+            "No uncalibrated/calibrated pair was given (a model `X` with a model "
+            f"`X{UNCALIBRATED_SUFFIX}`), so only each model's own calibration is shown."
+        )
+    return sentences
+
+
+def _build_sections(comparison: ModelComparison, context: Mapping[str, str]) -> list[_Section]:
+    primary = comparison.primary_model
+    overall = comparison.overall.reset_index()[["model", *HEADLINE_COLUMNS]]
+    context_table = pd.DataFrame(
+        {"item": list(context.keys()), "value": [str(v) for v in context.values()]}
+    )
+    sections = [
+        _Section(
+            "Data, split and dates",
+            [
+                context_table
+                if len(context_table)
+                else "No context was given (data, split and as-of dates are unknown).",
+                f"Label: `{comparison.label_col}`; {int(comparison.overall['n'].iloc[0])} observations, "
+                f"{int(comparison.overall['positives'].iloc[0])} rolled to default "
+                f"(base rate {_format_value(float(comparison.overall['base_rate'].iloc[0]))}).",
+            ],
+        ),
+        _Section(
+            "Models side by side",
+            [
+                f"Primary model: **{primary}**. AUC, Gini and KS: higher is better; Brier, log loss "
+                "and ECE: lower is better.",
+                overall,
+            ],
+        ),
+        _Section("Gaps", _gap_sentences(comparison) or ["Only one model was evaluated."], level=3),
+    ]
+    reliability_blocks: list[str | pd.DataFrame | _Image] = [
+        *_calibration_sentences(comparison),
+        _Image("reliability.png", _png(plot_reliability(comparison)), "Reliability of every model"),
+    ]
+    for model in comparison.models:
+        reliability_blocks.append(f"Reliability bands of **{model}**:")
+        reliability_blocks.append(comparison.reliability[model])
+    sections.append(_Section("Calibration", reliability_blocks))
+
+    top = pd.DataFrame(
+        [
+            {
+                "model": model,
+                "top_decile_bad_rate": float(comparison.lift[model]["bad_rate"].iloc[0]),
+                "top_decile_lift": float(comparison.lift[model]["lift"].iloc[0]),
+                "defaults_caught_in_top_30pct": float(
+                    comparison.lift[model]["cumulative_bads_share"].iloc[
+                        min(2, len(comparison.lift[model]) - 1)
+                    ]
+                ),
+            }
+            for model in comparison.models
+        ]
+    )
+    lift_blocks: list[str | pd.DataFrame | _Image] = [
+        "Decile 1 holds the riskiest accounts by each model's score.",
+        top,
+        _Image(
+            "gains.png",
+            _png(plot_gains(comparison)),
+            "Gains: defaults caught by share of accounts worked",
+        ),
+    ]
+    for model in comparison.models:
+        lift_blocks.append(f"Lift table of **{model}**:")
+        lift_blocks.append(comparison.lift[model])
+    sections.append(_Section("Lift and gains", lift_blocks))
+
+    slice_blocks: list[str | pd.DataFrame | _Image] = []
+    if comparison.slice_cols:
+        slice_blocks.append(
+            "A slice with a single class has AUC and KS n/a (undefined), not an error."
+        )
+        for slice_col in comparison.slice_cols:
+            table = comparison.by_slice.loc[comparison.by_slice["slice"] == slice_col]
+            table = table.sort_values(["value", "model"], kind="stable")[list(SLICE_COLUMNS)]
+            slice_blocks.append(f"By `{slice_col}`:")
+            slice_blocks.append(table)
+    else:
+        slice_blocks.append("No slice columns were requested.")
+    sections.append(_Section("Per-slice metrics", slice_blocks))
+
+    stability_blocks: list[str | pd.DataFrame | _Image] = [
+        "PSI between each model's reference (training) scores and these scores, on fixed bins "
+        "from the reference quantiles (epsilon for empty bins). Verdict: stable < 0.1 <= watch "
+        "<= 0.25 < act."
+    ]
+    if len(comparison.stability):
+        stability_blocks.append(comparison.stability)
+    else:
+        stability_blocks.append("No reference scores were given, so PSI was not computed.")
+    stability_blocks.append(
+        _Image(
+            "score_distributions.png",
+            _png(plot_score_distributions(comparison)),
+            "Score distributions by outcome (and reference scores)",
+        )
+    )
+    sections.append(_Section("Score stability (PSI)", stability_blocks))
+    return sections
+
+
+def _render_markdown(title: str, sections: Sequence[_Section]) -> str:
+    parts = [f"# {title}", ""]
+    for section in sections:
+        parts += ["#" * section.level + f" {section.heading}", ""]
+        for block in section.blocks:
+            if isinstance(block, pd.DataFrame):
+                parts.append(_markdown_table(block))
+            elif isinstance(block, _Image):
+                parts.append(f"![{block.caption}]({block.file_name})")
+            else:
+                parts.append(block)
+            parts.append("")
+    return "\n".join(parts)
+
+
+_STYLE = (
+    "body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+    "table{border-collapse:collapse;margin:0.5em 0 1.2em;font-size:0.85em}"
+    "th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}th{background:#f2f2f2}"
+    "img{max-width:100%}"
+)
+
+
+def _inline_markdown(text: str) -> str:
+    """Escape text, then render the two inline marks the report uses: **bold** and `code`."""
+    escaped = html.escape(text)
+    pieces = escaped.split("**")
+    escaped = "".join(f"<strong>{p}</strong>" if i % 2 else p for i, p in enumerate(pieces))
+    pieces = escaped.split("`")
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(pieces))
+
+
+def _render_html(title: str, sections: Sequence[_Section]) -> str:
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+    ]
+    for section in sections:
+        parts.append(f"<h{section.level}>{html.escape(section.heading)}</h{section.level}>")
+        for block in section.blocks:
+            if isinstance(block, pd.DataFrame):
+                parts.append(_html_table(block))
+            elif isinstance(block, _Image):
+                data = base64.b64encode(block.png).decode("ascii")
+                parts.append(
+                    f'<figure><img alt="{html.escape(block.caption)}" src="data:image/png;base64,{data}">'
+                    f"<figcaption>{html.escape(block.caption)}</figcaption></figure>"
+                )
+            else:
+                parts.append(f"<p>{_inline_markdown(block)}</p>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_evaluation_report(
+    comparison: ModelComparison,
+    out_dir: Path,
+    title: str,
+    context: Mapping[str, str],
+) -> Path:
+    """Write the PNG plots, ``report.md`` and ``report.html`` into ``out_dir``; return the HTML path.
+
+    ``context`` is shown first as an item/value table and should state the data (portfolio,
+    snapshot), the split (e.g. out-of-time: train as-of <= 2024-06, test 2024-07..09) and the
+    as-of dates; the caller passes calibrated and uncalibrated scores as separate models
+    (``"lightgbm"`` and ``"lightgbm_uncalibrated"``) to get the before/after comparison.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sections = _build_sections(comparison, context)
+    for section in sections:
+        for block in section.blocks:
+            if isinstance(block, _Image):
+                (out_dir / block.file_name).write_bytes(block.png)
+    (out_dir / "report.md").write_text(_render_markdown(title, sections), encoding="utf-8")
+    html_path = out_dir / "report.html"
+    html_path.write_text(_render_html(title, sections), encoding="utf-8")
+    return html_path

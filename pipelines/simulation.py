@@ -1,0 +1,981 @@
+"""The vectorised portfolio simulator: numpy over the accounts of a chunk, a loop over months.
+
+Every behavioural number comes from :mod:`rollrisk.pipelines.simulation_rules`. The engine is a
+few pure steps over a :class:`ChunkState` (arrays, one entry per account):
+
+1. :func:`statement_columns` - the statement each account gets at this month's cycle end;
+2. :func:`tiered_actions` - which channels the baseline tiered policy uses, how often;
+3. :func:`action_rows` - one row per action with its driver-dependent outcome and timestamp;
+4. :func:`grant_treatments` - first-delinquency extensions and hardship treatments;
+5. :func:`transition` - cure / stay / roll, payments and balances for the next month.
+
+:func:`simulate_chunk` loops those over the months of one chunk of accounts and returns its
+tables; :func:`write_portfolio` streams the chunks to a portfolio folder. A chunk's random
+stream is ``SeedSequence(seed).spawn(...)[1 + chunk]`` (child 0 draws the shared world: macro
+cycle and regional shocks), and the chunk size is a fixed rule, so a seed fixes the output.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from rollrisk.features.schemas import CHANNELS, OUTCOMES, PRODUCTS, TABLES_BY_NAME, TREATMENT_KINDS
+from rollrisk.pipelines.simulation_rules import (
+    CALL_OUTCOMES,
+    CHANNEL_RESPONSE,
+    CHARGE_OFF_BUCKET,
+    COMMON_CALL_OUTCOMES,
+    DRIVERS,
+    FAILED_CONTACT_OUTCOMES,
+    LEGAL_OUTCOMES,
+    MESSAGE_OUTCOMES,
+    TREATMENT_RESPONSE,
+    SimulationRules,
+)
+
+US_PER_DAY = 86_400_000_000
+US_PER_HOUR = 3_600_000_000
+US_PER_MINUTE = 60_000_000
+MAX_DPD = 3650
+CH = {name: i for i, name in enumerate(CHANNELS)}
+OUT = {name: i for i, name in enumerate(OUTCOMES)}
+KIND = {name: i for i, name in enumerate(TREATMENT_KINDS)}
+DRV = {name: i for i, name in enumerate(DRIVERS)}
+TABLE_NAMES = ("accounts", "statements", "collection_actions", "treatments")
+
+
+# --------------------------------------------------------------------------------------------
+# Rules as arrays
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RuleArrays:
+    """The rules as numpy tables indexed by product / driver / channel / kind / month of year."""
+
+    product_share: np.ndarray
+    limit_log_low: np.ndarray
+    limit_log_high: np.ndarray
+    revolving: np.ndarray
+    min_due_share: np.ndarray
+    min_due_floor: np.ndarray
+    base_roll: np.ndarray
+    driver_cumulative: np.ndarray  # (product, driver) cumulative mix
+    driver_current_roll: np.ndarray
+    driver_cure: np.ndarray
+    driver_roll: np.ndarray
+    driver_season_weight: np.ndarray
+    driver_partial: np.ndarray
+    driver_recovery: np.ndarray
+    driver_limit_factor: np.ndarray
+    driver_pays_above_due: np.ndarray
+    channel_cure: np.ndarray  # (driver, channel)
+    channel_roll: np.ndarray
+    treatment_cure: np.ndarray  # (driver, kind)
+    treatment_roll: np.ndarray
+    outcome_cumulative: np.ndarray  # (driver, channel, outcome)
+    season: np.ndarray  # (product, month of year)
+    shock_exposure: np.ndarray  # (product,)
+    bucket_cure: np.ndarray  # (bucket 1..6) -> index bucket-1
+    bucket_roll: np.ndarray
+    channel_first_day: np.ndarray
+    channel_last_day: np.ndarray
+
+
+def rule_arrays(rules: SimulationRules) -> RuleArrays:
+    """Lay the rules out as arrays the engine can index with account-level integer codes."""
+    products = [rules.products[p] for p in PRODUCTS]
+    drivers = [rules.drivers[d] for d in DRIVERS]
+    mix = np.array([p.driver_mix for p in products], dtype=float)
+    mix /= mix.sum(axis=1, keepdims=True)
+    call = np.array(
+        [
+            (1 - rules.outcome_noise) * np.array(CALL_OUTCOMES[d])
+            + rules.outcome_noise * np.array(COMMON_CALL_OUTCOMES)
+            for d in DRIVERS
+        ]
+    )
+    outcome = np.zeros((len(DRIVERS), len(CHANNELS), len(OUTCOMES)))
+    for c, channel in enumerate(CHANNELS):
+        if channel in ("sms", "app_push", "notice_letter"):
+            outcome[:, c] = [MESSAGE_OUTCOMES[d] for d in DRIVERS]
+        elif channel == "legal":
+            outcome[:, c] = LEGAL_OUTCOMES
+        else:
+            outcome[:, c] = call
+    outcome /= outcome.sum(axis=2, keepdims=True)
+    season = np.zeros((len(PRODUCTS), 12))
+    season[PRODUCTS.index("agri_loan")] = rules.world.agri_season
+    season[PRODUCTS.index("merchant_loan")] = rules.world.merchant_season
+    days = rules.policy.channel_days
+    return RuleArrays(
+        product_share=np.array([p.share for p in products]) / sum(p.share for p in products),
+        limit_log_low=np.log([p.limit_low for p in products]),
+        limit_log_high=np.log([p.limit_high for p in products]),
+        revolving=np.array([p.revolving for p in products]),
+        min_due_share=np.array([p.min_due_share for p in products]),
+        min_due_floor=np.array([p.min_due_floor for p in products]),
+        base_roll=np.array([p.base_roll_logit for p in products]),
+        driver_cumulative=np.cumsum(mix, axis=1),
+        driver_current_roll=np.array([d.current_roll for d in drivers]),
+        driver_cure=np.array([d.cure for d in drivers]),
+        driver_roll=np.array([d.roll for d in drivers]),
+        driver_season_weight=np.array([d.season_weight for d in drivers]),
+        driver_partial=np.array([d.partial_payment_probability for d in drivers]),
+        driver_recovery=np.array([d.recovery_probability for d in drivers]),
+        driver_limit_factor=np.array([d.limit_factor for d in drivers]),
+        driver_pays_above_due=np.array([d.pays_above_due for d in drivers]),
+        channel_cure=np.array([[CHANNEL_RESPONSE[d][c].cure for c in CHANNELS] for d in DRIVERS]),
+        channel_roll=np.array([[CHANNEL_RESPONSE[d][c].roll for c in CHANNELS] for d in DRIVERS]),
+        treatment_cure=np.array(
+            [[TREATMENT_RESPONSE[d][k].cure for k in TREATMENT_KINDS] for d in DRIVERS]
+        ),
+        treatment_roll=np.array(
+            [[TREATMENT_RESPONSE[d][k].roll for k in TREATMENT_KINDS] for d in DRIVERS]
+        ),
+        outcome_cumulative=np.cumsum(outcome, axis=2),
+        season=season,
+        shock_exposure=np.array(rules.world.shock_exposure, dtype=float),
+        bucket_cure=np.array(rules.bucket_cure, dtype=float),
+        bucket_roll=np.array(rules.bucket_roll, dtype=float),
+        channel_first_day=np.array([days[c][0] for c in CHANNELS]),
+        channel_last_day=np.array([days[c][1] for c in CHANNELS]),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The shared world
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class World:
+    """Forces shared by every account. Month index 0 is the first output month."""
+
+    start_month: np.datetime64  # datetime64[M]
+    first_month: int  # index of the first simulated month (negative: burn-in)
+    macro: np.ndarray  # logit shift per simulated month
+    regional_shock: np.ndarray  # (simulated month, region) logit shift
+    region_weights: np.ndarray
+    shocks: tuple[tuple[int, int, float], ...]  # (month index, region, severity) of each shock
+
+    def row(self, month: int) -> int:
+        return month - self.first_month
+
+
+def make_world(rules: SimulationRules, seed: int, months: int, start_month: str) -> World:
+    """Draw the macro cycle, the regional shocks and the region sizes from seed child 0."""
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0,)))
+    w = rules.world
+    first = -rules.burn_in_months
+    total = months + rules.burn_in_months
+    phase = rng.uniform(0, w.macro_period_months)
+    noise = np.zeros(total)
+    innovations = rng.normal(0, w.macro_noise, total)
+    for i in range(1, total):
+        noise[i] = w.macro_persistence * noise[i - 1] + innovations[i]
+    index = np.arange(first, months)
+    macro = w.macro_amplitude * np.sin(2 * np.pi * (index + phase) / w.macro_period_months) + noise
+    starts = rng.random((total, w.regions)) < w.shock_probability
+    severity = rng.uniform(*w.shock_severity, (total, w.regions)) * starts
+    shock = np.zeros((total, w.regions))
+    for lag, share in enumerate(w.shock_decay):
+        shock[lag:] += share * severity[: total - lag]
+    rows, regions = np.nonzero(starts)
+    shocks = tuple(
+        (int(r + first), int(g), round(float(severity[r, g]), 3))
+        for r, g in zip(rows, regions, strict=True)
+    )
+    return World(
+        start_month=np.datetime64(start_month, "M"),
+        first_month=first,
+        macro=macro,
+        regional_shock=shock,
+        region_weights=rng.dirichlet(np.full(w.regions, 2.0)),
+        shocks=shocks,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Accounts and their state
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ChunkAccounts:
+    """What does not change over the months (observable and latent)."""
+
+    index: np.ndarray  # global account number
+    borrower: np.ndarray  # global borrower number
+    product: np.ndarray
+    driver: np.ndarray
+    region: np.ndarray
+    limit: np.ndarray
+    billing_day: np.ndarray
+    opened_days_before_start: np.ndarray
+    frailty: np.ndarray
+    shock_onset: np.ndarray  # month index (capacity_shock only; else a large number)
+    shock_end: np.ndarray
+    holdout: np.ndarray
+    term: np.ndarray  # instalment term of each draw (0 for revolving)
+
+
+@dataclass(frozen=True)
+class ChunkState:
+    """The month-to-month state of every account of a chunk."""
+
+    bucket: np.ndarray  # 0 current, 1..6 = M1..M6, 7+ charged off
+    first_late_day: np.ndarray  # d0: DPD = 30 * (bucket - 1) + d0
+    balance: np.ndarray
+    arrears: np.ndarray
+    instalment: np.ndarray  # instalment products and restructure plans: the monthly due
+    utilisation: np.ndarray  # revolving: utilisation target
+    last_paid: np.ndarray  # paid during the cycle that just closed
+    episodes: np.ndarray  # delinquency episodes started so far (burn-in included)
+    last_cure: np.ndarray  # month index of the latest cure
+    failed_contacts: np.ndarray
+    agency: np.ndarray
+    legal: np.ndarray
+    treatment: np.ndarray  # active treatment kind, -1 none
+    treatment_until: np.ndarray  # month index the treatment stops applying at
+    plan: np.ndarray  # restructure plan in force (fixed instalment)
+
+
+def draw_accounts(
+    rules: SimulationRules,
+    arrays: RuleArrays,
+    world: World,
+    rng: np.random.Generator,
+    first: int,
+    n: int,
+) -> tuple[ChunkAccounts, ChunkState]:
+    """Draw the accounts of one chunk and their state at the start of the burn-in."""
+    product = rng.choice(len(PRODUCTS), n, p=arrays.product_share)
+    u = rng.random(n)
+    driver = np.minimum(
+        (u[:, None] > arrays.driver_cumulative[product]).sum(axis=1), len(DRIVERS) - 1
+    )
+    region = rng.choice(len(world.region_weights), n, p=world.region_weights)
+    frailty = rng.normal(0.0, rules.frailty_sd, n)
+    # a few borrowers hold two accounts: the later one copies the borrower's latent traits
+    shared = rng.random(n) < rules.shared_borrower_share
+    shared[0] = False
+    owner = np.maximum.accumulate(np.where(shared, 0, np.arange(n)))
+    driver, region, frailty = driver[owner], region[owner], frailty[owner]
+    limit = np.exp(rng.uniform(arrays.limit_log_low[product], arrays.limit_log_high[product]))
+    limit = np.maximum(np.round(limit * arrays.driver_limit_factor[driver], -2), 500.0)
+    onset = rng.integers(*rules.shock_onset_months, n)
+    length = rng.integers(*rules.shock_months, n)
+    is_shock = driver == DRV["capacity_shock"]
+    never = np.iinfo(np.int32).max // 2
+    shock_onset = np.where(is_shock, onset, never)
+    shock_end = np.where(is_shock, onset + length, never)
+    revolving = arrays.revolving[product]
+    terms = np.array([rules.products[p].instalment_terms or (0,) for p in PRODUCTS], dtype=object)
+    term = np.zeros(n, dtype=np.int64)
+    for p, options in enumerate(terms):
+        mask = product == p
+        term[mask] = rng.choice(np.array(options), mask.sum())
+    utilisation = rng.beta(*rules.utilisation_beta, n)
+    principal = limit * rng.uniform(0.5, 1.0, n)
+    balance = np.where(
+        revolving,
+        utilisation * limit * rng.uniform(0.7, 1.1, n),
+        principal * rng.uniform(0.3, 1.0, n),
+    )
+    instalment = np.where(revolving, 0.0, principal / np.maximum(term, 1))
+    accounts = ChunkAccounts(
+        index=np.arange(first, first + n),
+        borrower=first + owner,
+        product=product,
+        driver=driver,
+        region=region,
+        limit=limit,
+        billing_day=rng.integers(1, 29, n),
+        opened_days_before_start=rng.integers(*rules.opened_days_before_start, n),
+        frailty=frailty,
+        shock_onset=shock_onset,
+        shock_end=shock_end,
+        holdout=rng.random(n) < rules.policy.holdout_share,
+        term=term,
+    )
+    state = ChunkState(
+        bucket=np.zeros(n, dtype=np.int64),
+        first_late_day=np.zeros(n, dtype=np.int64),
+        balance=balance,
+        arrears=np.zeros(n),
+        instalment=instalment,
+        utilisation=utilisation,
+        last_paid=np.zeros(n),
+        episodes=np.zeros(n, dtype=np.int64),
+        last_cure=np.full(n, -10_000),
+        failed_contacts=np.zeros(n, dtype=np.int64),
+        agency=np.zeros(n, dtype=bool),
+        legal=np.zeros(n, dtype=bool),
+        treatment=np.full(n, -1),
+        treatment_until=np.zeros(n, dtype=np.int64),
+        plan=np.zeros(n, dtype=bool),
+    )
+    return accounts, state
+
+
+def cycle_end_days(accounts: ChunkAccounts, world: World, month: int) -> np.ndarray:
+    """Each account's cycle end of a month, as datetime64[D]."""
+    first_day = (world.start_month + month).astype("datetime64[D]")
+    return first_day + (accounts.billing_day - 1)
+
+
+def monthly_due(accounts: ChunkAccounts, arrays: RuleArrays, state: ChunkState) -> np.ndarray:
+    """This month's regular due: a share of a revolving balance, else the fixed instalment."""
+    product = accounts.product
+    revolving_due = np.maximum(
+        arrays.min_due_floor[product], arrays.min_due_share[product] * state.balance
+    )
+    due = np.where(arrays.revolving[product] & ~state.plan, revolving_due, state.instalment)
+    return np.minimum(due, state.balance)
+
+
+def dpd_of(state: ChunkState) -> np.ndarray:
+    """Days past due at the cycle end, consistent with the bucket (30-day months)."""
+    dpd = 30 * (state.bucket - 1) + state.first_late_day
+    return np.where(state.bucket == 0, 0, np.minimum(dpd, MAX_DPD))
+
+
+# --------------------------------------------------------------------------------------------
+# One month
+# --------------------------------------------------------------------------------------------
+def statement_columns(
+    accounts: ChunkAccounts,
+    arrays: RuleArrays,
+    state: ChunkState,
+    cycle_end: np.ndarray,
+    rng: np.random.Generator,
+    late_probability: float,
+) -> dict[str, np.ndarray]:
+    """The statement of every account at this cycle end (amounts rounded to the fen)."""
+    n = len(state.bucket)
+    due = monthly_due(accounts, arrays, state)
+    charged_off = state.bucket >= CHARGE_OFF_BUCKET
+    instalment_like = ~arrays.revolving[accounts.product] | state.plan
+    minimum = np.minimum(state.balance, due + state.arrears)
+    amount_due = np.where(charged_off | ~instalment_like, state.balance, minimum)
+    amount_due = np.round(amount_due, 2)
+    min_due = np.minimum(np.round(np.where(charged_off, state.balance, minimum), 2), amount_due)
+    delay = np.where(
+        rng.random(n) < late_probability, rng.integers(4, 11, n), rng.integers(1, 4, n)
+    )
+    known_at = (cycle_end + delay).astype("datetime64[us]") + (
+        (6 * 60 + rng.integers(0, 240, n)) * US_PER_MINUTE
+    ).astype("timedelta64[us]")
+    return {
+        "cycle_end": cycle_end,
+        "known_at": known_at,
+        "amount_due": amount_due,
+        "min_due": min_due,
+        "amount_paid": np.round(state.last_paid, 2),
+        "balance": np.round(state.balance, 2),
+        "dpd": dpd_of(state),
+    }
+
+
+def treatment_active(state: ChunkState, month: int) -> np.ndarray:
+    return (state.treatment >= 0) & (month < state.treatment_until)
+
+
+def tiered_actions(
+    rules: SimulationRules,
+    accounts: ChunkAccounts,
+    arrays: RuleArrays,
+    state: ChunkState,
+    month: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The baseline tiered policy: (accounts acted on, counts per channel) for this month.
+
+    M1: sms + app push (revolving products) + robo calls; M2: sms + agent calls; M3: agent calls,
+    agency above ``large_balance``; 90+: agency, agent calls, a field visit with a notice letter
+    after failed contacts or for large balances, legal for large balances after failed contacts.
+    Holdout accounts get one SMS only. Collection stops while a grace period or a restructure
+    plan is honoured (the account is not past M1).
+    """
+    policy = rules.policy
+    bucket = state.bucket
+    stopped = (
+        treatment_active(state, month)
+        & np.isin(state.treatment, (KIND["grace_period"], KIND["restructure"]))
+        & (bucket <= 1)
+    )
+    acted = np.flatnonzero((bucket >= 1) & (bucket < CHARGE_OFF_BUCKET) & ~stopped)
+    k = bucket[acted]
+    n = len(acted)
+    counts = np.zeros((n, len(CHANNELS)), dtype=np.int64)
+    balance = state.balance[acted]
+    failed = state.failed_contacts[acted] >= policy.failed_contacts_for_escalation
+    m1, m2, m3, m4 = k == 1, k == 2, k == 3, k >= 4
+    counts[:, CH["sms"]] = np.where(m1, 1 + (rng.random(n) < 0.5), m2)
+    counts[:, CH["app_push"]] = (
+        m1 & arrays.revolving[accounts.product[acted]] & (rng.random(n) < 0.8)
+    )
+    counts[:, CH["robo_call"]] = m1 * (1 + rng.binomial(2, 0.5, n))
+    counts[:, CH["agent_call"]] = (
+        m2 * (1 + rng.binomial(3, 0.5, n))
+        + m3 * (2 + rng.binomial(2, 0.5, n))
+        + m4 * rng.binomial(2, 0.5, n)
+    )
+    counts[:, CH["agency_assignment"]] = (m3 & (balance > policy.large_balance)) | m4
+    visit = (
+        m4
+        & (failed | (balance > policy.legal_balance))
+        & (rng.random(n) < policy.visit_probability)
+    )
+    counts[:, CH["field_visit"]] = visit
+    counts[:, CH["notice_letter"]] = visit
+    counts[:, CH["legal"]] = (
+        m4
+        & failed
+        & (balance > policy.legal_balance)
+        & ~state.legal[acted]
+        & (rng.random(n) < policy.legal_probability)
+    )
+    holdout = accounts.holdout[acted]
+    counts[holdout] = 0
+    counts[holdout, CH["sms"]] = 1
+    return acted, counts
+
+
+@dataclass(frozen=True)
+class MonthActions:
+    """The action rows of one month and what they did to the accounts."""
+
+    account: np.ndarray  # chunk-local account position per row
+    channel: np.ndarray
+    outcome: np.ndarray
+    action_at: np.ndarray  # datetime64[us]
+    promised_amount: np.ndarray  # NaN when no promise
+    promised_date: np.ndarray  # datetime64[D], NaT when no promise
+    cure_shift: np.ndarray  # per account (all accounts of the chunk)
+    roll_shift: np.ndarray
+    hardship_at: np.ndarray  # per account: latest hardship claim (datetime64[us]) or NaT
+
+
+def action_rows(
+    accounts: ChunkAccounts,
+    arrays: RuleArrays,
+    state: ChunkState,
+    acted: np.ndarray,
+    counts: np.ndarray,
+    cycle_end: np.ndarray,
+    rng: np.random.Generator,
+) -> MonthActions:
+    """Expand per-channel counts into rows (np.repeat), draw outcomes and the response shifts."""
+    n_all = len(state.bucket)
+    n_channels = len(CHANNELS)
+    flat = counts.ravel()
+    account = np.repeat(np.repeat(acted, n_channels), flat)
+    channel = np.repeat(np.tile(np.arange(n_channels), len(acted)), flat)
+    rows = len(account)
+    driver = accounts.driver[account]
+    cumulative = arrays.outcome_cumulative[driver, channel]
+    outcome = np.minimum((rng.random(rows)[:, None] > cumulative).sum(axis=1), len(OUTCOMES) - 1)
+    day = rng.integers(arrays.channel_first_day[channel], arrays.channel_last_day[channel] + 1)
+    offset = (
+        day * US_PER_DAY
+        + rng.integers(8, 21, rows) * US_PER_HOUR
+        + rng.integers(0, 60, rows) * US_PER_MINUTE
+    )
+    action_at = cycle_end[account].astype("datetime64[us]") + offset.astype("timedelta64[us]")
+    promise = outcome == OUT["promise_to_pay"]
+    owed = (state.arrears + monthly_due(accounts, arrays, state))[account]
+    promised_amount = np.where(promise, np.round(owed * rng.uniform(0.3, 1.0, rows), 2), np.nan)
+    promised_date = np.where(
+        promise,
+        action_at.astype("datetime64[D]") + rng.integers(3, 15, rows),
+        np.datetime64("NaT", "D"),
+    )
+    used = counts > 0
+    cure_shift = np.zeros(n_all)
+    roll_shift = np.zeros(n_all)
+    acted_driver = accounts.driver[acted]
+    cure_shift[acted] = (used * arrays.channel_cure[acted_driver]).sum(axis=1)
+    roll_shift[acted] = (used * arrays.channel_roll[acted_driver]).sum(axis=1)
+    hardship = outcome == OUT["hardship_claimed"]
+    hardship_us = np.full(n_all, np.iinfo(np.int64).min)
+    np.maximum.at(hardship_us, account[hardship], action_at[hardship].astype(np.int64))
+    hardship_at = np.where(
+        hardship_us == np.iinfo(np.int64).min,
+        np.datetime64("NaT", "us"),
+        hardship_us.astype("datetime64[us]"),
+    )
+    return MonthActions(
+        account,
+        channel,
+        outcome,
+        action_at,
+        promised_amount,
+        promised_date,
+        cure_shift,
+        roll_shift,
+        hardship_at,
+    )
+
+
+def record_contacts(state: ChunkState, actions: MonthActions) -> ChunkState:
+    """Count failed contacts and remember agency assignments and legal filings."""
+    n = len(state.bucket)
+    failed_codes = [OUT[o] for o in FAILED_CONTACT_OUTCOMES]
+    failed = np.bincount(actions.account[np.isin(actions.outcome, failed_codes)], minlength=n)
+    agency = (
+        np.bincount(actions.account[actions.channel == CH["agency_assignment"]], minlength=n) > 0
+    )
+    legal = np.bincount(actions.account[actions.channel == CH["legal"]], minlength=n) > 0
+    return replace(
+        state,
+        failed_contacts=state.failed_contacts + failed,
+        agency=state.agency | agency,
+        legal=state.legal | legal,
+    )
+
+
+@dataclass(frozen=True)
+class MonthTreatments:
+    account: np.ndarray
+    kind: np.ndarray
+    start_at: np.ndarray
+    end_at: np.ndarray
+    known_at: np.ndarray
+
+
+def grant_treatments(
+    rules: SimulationRules,
+    accounts: ChunkAccounts,
+    state: ChunkState,
+    previous_bucket: np.ndarray,
+    actions: MonthActions,
+    cycle_end: np.ndarray,
+    month: int,
+    rng: np.random.Generator,
+) -> tuple[ChunkState, MonthTreatments]:
+    """The baseline policy's treatments: a one-time extension for a first-ever delinquency, and
+    a grace period / interest waiver / restructure after a hardship claim (restructure for M2+
+    balances above ``restructure_balance``). ``end_at`` is the planned end."""
+    policy = rules.policy
+    n = len(state.bucket)
+    free = ~treatment_active(state, month)
+    first = (
+        free
+        & (state.bucket == 1)
+        & (previous_bucket == 0)
+        & (state.episodes == 1)
+        & ~accounts.holdout
+        & (rng.random(n) < policy.first_extension_probability)
+    )
+    hardship = (
+        free
+        & ~first
+        & ~np.isnat(actions.hardship_at)
+        & (rng.random(n) < policy.hardship_grant_probability)
+    )
+    restructure = hardship & (state.bucket >= 2) & (state.balance > policy.restructure_balance)
+    grace = hardship & ~restructure & (rng.random(n) < 0.6)
+    kind = np.full(n, -1)
+    months = np.zeros(n, dtype=np.int64)
+    kind[first] = KIND["first_delinquency_extension"]
+    months[first] = 1
+    kind[grace] = KIND["grace_period"]
+    months[grace] = rng.choice(np.array(policy.grace_months), n)[grace]
+    waiver = hardship & ~restructure & ~grace
+    kind[waiver] = KIND["interest_waiver"]
+    months[waiver] = policy.waiver_months
+    kind[restructure] = KIND["restructure"]
+    months[restructure] = rng.choice(np.array(policy.restructure_months), n)[restructure]
+    granted = np.flatnonzero(kind >= 0)
+    decided = np.where(
+        first[granted],
+        cycle_end[granted].astype("datetime64[us]") + np.timedelta64(2, "D"),
+        actions.hardship_at[granted],
+    )
+    start_at = decided.astype("datetime64[D]").astype("datetime64[us]") + (
+        rng.integers(1, 4, len(granted)) * US_PER_DAY
+        + rng.integers(9, 18, len(granted)) * US_PER_HOUR
+    ).astype("timedelta64[us]")
+    end_at = start_at + (30 * months[granted] * US_PER_DAY).astype("timedelta64[us]")
+    treatment = np.where(kind >= 0, kind, state.treatment)
+    until = np.where(kind >= 0, month + 1 + months, state.treatment_until)
+    new_state = replace(state, treatment=treatment, treatment_until=until)
+    return new_state, MonthTreatments(granted, kind[granted], start_at, end_at, start_at)
+
+
+def transition(
+    rules: SimulationRules,
+    accounts: ChunkAccounts,
+    arrays: RuleArrays,
+    world: World,
+    state: ChunkState,
+    cure_shift: np.ndarray,
+    roll_shift: np.ndarray,
+    restructured_now: np.ndarray,
+    month: int,
+    rng: np.random.Generator,
+) -> ChunkState:
+    """Cure, stay or roll; the payment made during the cycle; next month's balances."""
+    n = len(state.bucket)
+    product, driver = accounts.product, accounts.driver
+    bucket = state.bucket
+    row = world.row(month)
+    month_of_year = int((world.start_month + month).astype(int) % 12)
+    shock_on = (month >= accounts.shock_onset) & (month < accounts.shock_end)
+    active = treatment_active(state, month)
+    kind = np.maximum(state.treatment, 0)
+    treat_cure = np.where(active, arrays.treatment_cure[driver, kind], 0.0)
+    treat_roll = np.where(active, arrays.treatment_roll[driver, kind], 0.0)
+    season = arrays.driver_season_weight[driver] * arrays.season[product, month_of_year]
+    regional = arrays.shock_exposure[product] * world.regional_shock[row, accounts.region]
+    pressure = world.macro[row] + season + regional + accounts.frailty
+    recent = (month - state.last_cure) < rules.recency_months
+
+    current_logit = (
+        arrays.base_roll[product]
+        + arrays.driver_current_roll[driver]
+        + rules.shock_current_roll * shock_on
+        + rules.recent_delinquency_roll * recent
+        + pressure
+        + treat_roll
+    )
+    b = np.clip(bucket, 1, 6) - 1
+    cure_logit = (
+        arrays.bucket_cure[b]
+        + arrays.driver_cure[driver]
+        + rules.shock_cure * shock_on
+        + rules.macro_cure_factor * (world.macro[row] + season + regional)
+        + cure_shift
+        + treat_cure
+    )
+    roll_logit = (
+        arrays.bucket_roll[b]
+        + arrays.driver_roll[driver]
+        + rules.shock_roll * shock_on
+        + pressure
+        + roll_shift
+        + treat_roll
+    )
+    exp_cure, exp_roll = np.exp(cure_logit), np.exp(roll_logit)
+    total = 1.0 + exp_cure + exp_roll
+    p_cure = np.where(bucket == 0, 0.0, exp_cure / total)
+    p_roll = np.where(bucket == 0, 1.0 / (1.0 + np.exp(-current_logit)), exp_roll / total)
+    u = rng.random(n)
+    charged_off = bucket >= CHARGE_OFF_BUCKET
+    cure = ~charged_off & ((u < p_cure) | restructured_now)
+    roll = ~charged_off & ~cure & (u < p_cure + p_roll)
+    stay = ~charged_off & ~cure & ~roll
+
+    due = monthly_due(accounts, arrays, state)
+    revolving = arrays.revolving[product]
+    partial = rng.random(n) < arrays.driver_partial[driver]
+    paid_partial = np.where(partial, rng.uniform(0.1, 0.8, n) * due, 0.0)
+    above = np.where(shock_on, rules.shock_pays_above_due, arrays.driver_pays_above_due[driver])
+    share_above = rng.beta(1.5 * above, 1.5 * (1.0 - above))
+    paid_current = np.where(revolving & ~state.plan, due + share_above * (state.balance - due), due)
+    recovery = rng.random(n) < arrays.driver_recovery[driver]
+    paid_recovery = np.where(
+        recovery, rng.uniform(*rules.recovery_payment_share, n) * state.balance, 0.0
+    )
+    paid = np.select(
+        [charged_off, roll, restructured_now, cure, bucket == 0, stay],
+        [paid_recovery, paid_partial, due, state.arrears + due, paid_current, due],
+        0.0,
+    )
+    paid = np.clip(paid, 0.0, state.balance)
+
+    new_bucket = np.select([charged_off | roll, cure], [bucket + 1, 0], bucket)
+    new_first_late = np.where((bucket == 0) & roll, rng.integers(1, 30, n), state.first_late_day)
+    new_arrears = np.select(
+        [cure, roll, stay], [0.0, state.arrears + due - paid, state.arrears], 0.0
+    )
+
+    waiver = active & (state.treatment == KIND["interest_waiver"])
+    fee = np.where((new_bucket >= 1) & ~charged_off & ~waiver, rules.delinquency_fee_rate, 0.0)
+    remaining = (state.balance - paid) * (1.0 + fee)
+    utilisation = np.where(
+        shock_on,
+        np.minimum(0.98, state.utilisation + rules.shock_utilisation_step),
+        state.utilisation,
+    )
+    target = utilisation * accounts.limit * rng.uniform(0.7, 1.2, n)
+    spends = revolving & ~state.plan & (bucket == 0) & (new_bucket == 0)
+    balance = np.where(
+        spends, np.minimum(np.maximum(remaining, target), 1.05 * accounts.limit), remaining
+    )
+    new_arrears = np.where(
+        charged_off | (new_bucket >= CHARGE_OFF_BUCKET), balance, np.minimum(new_arrears, balance)
+    )
+
+    # restructure: arrears capitalised into a plan with a fixed instalment over its term
+    plan_months = np.maximum(state.treatment_until - month, 1)
+    plan = np.where(restructured_now, True, state.plan & active)
+    instalment = np.where(restructured_now, balance / plan_months, state.instalment)
+    # instalment products: a paid-down line is drawn again
+    redraw = ~revolving & ~plan & (new_bucket == 0) & (balance < instalment)
+    principal = accounts.limit * rng.uniform(0.5, 1.0, n)
+    balance = np.where(redraw, balance + principal, balance)
+    instalment = np.where(redraw, principal / np.maximum(accounts.term, 1), instalment)
+    instalment = np.where(revolving & ~plan, 0.0, instalment)
+
+    return replace(
+        state,
+        bucket=new_bucket,
+        first_late_day=new_first_late,
+        balance=balance,
+        arrears=new_arrears,
+        instalment=instalment,
+        utilisation=utilisation,
+        last_paid=paid,
+        episodes=state.episodes + ((bucket == 0) & roll),
+        last_cure=np.where(cure & (bucket >= 1), month, state.last_cure),
+        failed_contacts=np.where(cure, 0, state.failed_contacts),
+        agency=state.agency & ~cure,
+        legal=state.legal & ~cure,
+        plan=plan,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# A chunk and the whole portfolio
+# --------------------------------------------------------------------------------------------
+def account_ids(numbers: np.ndarray, prefix: str) -> pl.Series:
+    return pl.Series([f"{prefix}{i:09d}" for i in numbers.tolist()], dtype=pl.String)
+
+
+def simulate_chunk(
+    rules: SimulationRules,
+    world: World,
+    seed: int,
+    chunk: int,
+    n_accounts: int,
+    months: int,
+) -> dict[str, pl.DataFrame]:
+    """Simulate accounts ``chunk * chunk_accounts ...`` over ``months`` months.
+
+    Returns the frames ``accounts``, ``statements``, ``collection_actions``, ``treatments`` (data
+    contract columns, sorted by account and time) and ``truth`` (latent traits per account).
+    """
+    arrays = rule_arrays(rules)
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1 + chunk,)))
+    first = chunk * rules.chunk_accounts
+    accounts, state = draw_accounts(rules, arrays, world, rng, first, n_accounts)
+    statements: list[dict[str, np.ndarray]] = []
+    actions: list[MonthActions] = []
+    treatments: list[MonthTreatments] = []
+    previous_bucket = state.bucket
+    for month in range(world.first_month, months):
+        cycle_end = cycle_end_days(accounts, world, month)
+        if month >= 0:
+            statements.append(
+                statement_columns(
+                    accounts, arrays, state, cycle_end, rng, rules.known_at_late_probability
+                )
+            )
+        acted, counts = tiered_actions(rules, accounts, arrays, state, month, rng)
+        month_actions = action_rows(accounts, arrays, state, acted, counts, cycle_end, rng)
+        state = record_contacts(state, month_actions)
+        if month >= 0:
+            actions.append(month_actions)
+            state, granted = grant_treatments(
+                rules, accounts, state, previous_bucket, month_actions, cycle_end, month, rng
+            )
+            treatments.append(granted)
+            restructured_now = np.zeros(n_accounts, dtype=bool)
+            restructured_now[granted.account[granted.kind == KIND["restructure"]]] = True
+        else:
+            restructured_now = np.zeros(n_accounts, dtype=bool)
+        previous_bucket = state.bucket
+        state = transition(
+            rules,
+            accounts,
+            arrays,
+            world,
+            state,
+            month_actions.cure_shift,
+            month_actions.roll_shift,
+            restructured_now,
+            month,
+            rng,
+        )
+    return _chunk_frames(accounts, world, statements, actions, treatments, months)
+
+
+def _chunk_frames(
+    accounts: ChunkAccounts,
+    world: World,
+    statements: list[dict[str, np.ndarray]],
+    actions: list[MonthActions],
+    treatments: list[MonthTreatments],
+    months: int,
+) -> dict[str, pl.DataFrame]:
+    n = len(accounts.index)
+    ids = account_ids(accounts.index, "A")
+    first_cycle_end = cycle_end_days(accounts, world, 0)
+    accounts_frame = pl.DataFrame(
+        {
+            "account_id": ids,
+            "borrower_id": account_ids(accounts.borrower, "B"),
+            "product": pl.Series(np.array(PRODUCTS)[accounts.product], dtype=pl.String),
+            "opened_at": first_cycle_end - accounts.opened_days_before_start,
+            "credit_limit": accounts.limit.astype(np.float64),
+            "currency": pl.Series(["CNY"] * n, dtype=pl.String),
+        }
+    )
+    local = np.tile(np.arange(n), len(statements))
+    statements_frame = pl.DataFrame(
+        {
+            "account_id": ids.gather(local),
+            **{name: np.concatenate([s[name] for s in statements]) for name in statements[0]},
+        }
+    ).with_columns(pl.col("dpd").cast(pl.Int64))
+    action_account = np.concatenate([a.account for a in actions])
+    actions_frame = pl.DataFrame(
+        {
+            "account_id": ids.gather(action_account),
+            "action_at": np.concatenate([a.action_at for a in actions]),
+            "channel": pl.Series(
+                np.array(CHANNELS)[np.concatenate([a.channel for a in actions])], dtype=pl.String
+            ),
+            "outcome": pl.Series(
+                np.array(OUTCOMES)[np.concatenate([a.outcome for a in actions])], dtype=pl.String
+            ),
+            "promised_amount": np.concatenate([a.promised_amount for a in actions]),
+            "promised_date": np.concatenate([a.promised_date for a in actions]),
+        },
+        nan_to_null=True,
+    )
+    treatment_account = np.concatenate([t.account for t in treatments])
+    treatments_frame = pl.DataFrame(
+        {
+            "account_id": ids.gather(treatment_account),
+            "kind": pl.Series(
+                np.array(TREATMENT_KINDS)[np.concatenate([t.kind for t in treatments])],
+                dtype=pl.String,
+            ),
+            "start_at": np.concatenate([t.start_at for t in treatments]),
+            "end_at": np.concatenate([t.end_at for t in treatments]),
+            "known_at": np.concatenate([t.known_at for t in treatments]),
+        }
+    )
+    is_shock = accounts.driver == DRV["capacity_shock"]
+    onset = np.where(is_shock, accounts.shock_onset, 0)
+    end = np.where(is_shock, accounts.shock_end, 0)
+    truth = pl.DataFrame(
+        {
+            "account_id": ids,
+            "borrower_id": accounts_frame["borrower_id"],
+            "product": accounts_frame["product"],
+            "driver": pl.Series(np.array(DRIVERS)[accounts.driver], dtype=pl.String),
+            "region": pl.Series(
+                [f"region_{r:02d}" for r in accounts.region.tolist()], dtype=pl.String
+            ),
+            "capacity_shock_onset": (world.start_month + onset).astype("datetime64[D]"),
+            "capacity_shock_end": (world.start_month + end).astype("datetime64[D]"),
+            "frailty": accounts.frailty,
+            "billing_day": accounts.billing_day,
+            "holdout": accounts.holdout,
+        }
+    ).with_columns(
+        pl.when(pl.col("driver") == "capacity_shock").then(pl.col(c)).otherwise(None).alias(c)
+        for c in ("capacity_shock_onset", "capacity_shock_end")
+    )
+    return {
+        "accounts": accounts_frame,
+        "statements": statements_frame.sort("account_id", "cycle_end"),
+        "collection_actions": actions_frame.sort("account_id", "action_at", "channel"),
+        "treatments": treatments_frame.sort("account_id", "start_at"),
+        "truth": truth,
+    }
+
+
+def contract_frame(frame: pl.DataFrame, table: str) -> pl.DataFrame:
+    """Cast to the data contract's dtypes, in contract column order."""
+    dtypes = TABLES_BY_NAME[table].dtypes
+    return frame.select(pl.col(name).cast(dtype) for name, dtype in dtypes.items())
+
+
+@dataclass(frozen=True)
+class SimulationSummary:
+    accounts: int
+    months: int
+    rows: dict[str, int]
+    seconds: float
+
+
+def output_paths(out_dir: Path) -> list[Path]:
+    """Everything the simulator writes (also what ``--overwrite`` removes)."""
+    paths = [out_dir / "truth"]
+    for table in TABLE_NAMES:
+        paths += [out_dir / table, out_dir / f"{table}.parquet", out_dir / f"{table}.csv"]
+    return paths
+
+
+def write_portfolio(
+    out_dir: Path,
+    n_accounts: int,
+    months: int,
+    seed: int,
+    start_month: str = "2024-01",
+    file_format: str = "parquet",
+    rules: SimulationRules | None = None,
+    progress: Callable[[Iterable[int], int], Iterable[int]] | None = None,
+) -> SimulationSummary:
+    """Simulate ``n_accounts`` x ``months`` and write a portfolio folder plus ``truth/``.
+
+    ``out_dir`` must exist and hold none of :func:`output_paths`. Tables are written one part
+    per chunk of ``rules.chunk_accounts`` accounts (``accounts`` as one file).
+    """
+    rules = rules or SimulationRules()
+    started = time.perf_counter()
+    world = make_world(rules, seed, months, start_month)
+    chunks = range((n_accounts + rules.chunk_accounts - 1) // rules.chunk_accounts)
+    for table in TABLE_NAMES[1:]:
+        (out_dir / table).mkdir(parents=True)
+    (out_dir / "truth").mkdir()
+    rows = dict.fromkeys(TABLE_NAMES, 0)
+    accounts_parts: list[pl.DataFrame] = []
+    truth_parts: list[pl.DataFrame] = []
+    iterator = progress(chunks, len(chunks)) if progress else chunks
+    for chunk in iterator:
+        size = min(rules.chunk_accounts, n_accounts - chunk * rules.chunk_accounts)
+        frames = simulate_chunk(rules, world, seed, chunk, size, months)
+        for table in TABLE_NAMES[1:]:
+            frame = contract_frame(frames[table], table)
+            _write(frame, out_dir / table / f"part-{chunk:05d}", file_format)
+            rows[table] += frame.height
+        accounts_parts.append(contract_frame(frames["accounts"], "accounts"))
+        truth_parts.append(frames["truth"])
+    accounts = pl.concat(accounts_parts)
+    rows["accounts"] = accounts.height
+    _write(accounts, out_dir / "accounts", file_format)
+    pl.concat(truth_parts).write_parquet(out_dir / "truth" / "borrowers.parquet")
+    params = {
+        "seed": seed,
+        "accounts": n_accounts,
+        "months": months,
+        "start_month": start_month,
+        "rules": rules.to_dict(),
+        "world": {
+            "macro_logit_by_month": {
+                str(world.start_month + m): round(float(world.macro[world.row(m)]), 4)
+                for m in range(world.first_month, months)
+            },
+            "regional_shocks": [
+                {"month": str(world.start_month + m), "region": f"region_{g:02d}", "severity": s}
+                for m, g, s in world.shocks
+            ],
+        },
+    }
+    (out_dir / "truth" / "params.json").write_text(json.dumps(params, indent=2, default=str))
+    return SimulationSummary(n_accounts, months, rows, time.perf_counter() - started)
+
+
+def _write(frame: pl.DataFrame, stem: Path, file_format: str) -> None:
+    if file_format == "csv":
+        frame.write_csv(stem.with_suffix(".csv"))
+    else:
+        frame.write_parquet(stem.with_suffix(".parquet"))

@@ -1,0 +1,323 @@
+"""Every parameter of the portfolio simulator and its driver x action response rules, in one place.
+
+The engine (:mod:`rollrisk.pipelines.simulation`) holds no numbers of its own: it reads the
+frozen :class:`SimulationRules` below. A strategy can therefore be simulated forward from any
+state by importing these tables and changing only the policy (which channels and treatments an
+account gets), never the borrower behaviour.
+
+Conventions
+-----------
+* Indices: products follow :data:`rollrisk.features.schemas.PRODUCTS`, channels
+  :data:`~rollrisk.features.schemas.CHANNELS`, outcomes :data:`~rollrisk.features.schemas.OUTCOMES`,
+  treatment kinds :data:`~rollrisk.features.schemas.TREATMENT_KINDS`, drivers :data:`DRIVERS`.
+* Buckets are integers: 0 current (M0), 1 = M1 (1-29 DPD), 2 = M2 (30-59), ..., 6 = M6
+  (150-179), 7 and more = charged off (180+ DPD). DPD at a cycle end is
+  ``30 * (bucket - 1) + d0`` with ``d0`` in 1..29 drawn when the episode starts.
+* Each month a delinquent account cures (back to M0), stays, or rolls one bucket. The three
+  outcomes are a multinomial logit with "stay" as reference; a current account rolls to M1 with a
+  logistic hazard. All effects below are additive shifts on those logits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from rollrisk.features.schemas import CHANNELS, OUTCOMES, PRODUCTS, TREATMENT_KINDS
+
+DRIVERS: tuple[str, ...] = (
+    "healthy",
+    "capacity_shock",
+    "low_willingness",
+    "unreachable",
+    "forgetful",
+    "seasonal",
+)
+REVOLVING_PRODUCTS: tuple[str, ...] = ("bnpl", "credit_card")
+CHARGE_OFF_BUCKET = 7  # 180+ DPD
+FAILED_CONTACT_OUTCOMES: tuple[str, ...] = ("no_answer", "wrong_number", "unreachable")
+
+Row = tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class ProductRules:
+    """Exposure and base behaviour of one product (money in CNY)."""
+
+    share: float  # share of accounts
+    limit_low: float  # credit limits are log-uniform in [limit_low, limit_high]
+    limit_high: float
+    revolving: bool  # revolving: statement balance due, min_due a share; else fixed instalments
+    min_due_share: float  # revolving: min_due = max(min_due_floor, share x balance)
+    min_due_floor: float
+    instalment_terms: tuple[int, ...]  # instalment products: term in months of each draw
+    base_roll_logit: float  # logit of M0 -> M1 for a healthy account in a neutral month
+    driver_mix: Row  # share of each driver (DRIVERS order) among this product's borrowers
+
+
+@dataclass(frozen=True)
+class DriverRules:
+    """How a latent driver moves the monthly transition logits (before any action)."""
+
+    current_roll: float  # added to the M0 -> M1 logit
+    cure: float  # added to the cure logit of delinquent accounts
+    roll: float  # added to the roll logit of delinquent accounts
+    season_weight: float  # multiplies the product's seasonal logit shift
+    partial_payment_probability: float  # when rolling: probability of paying part of the due
+    recovery_probability: float  # after charge-off: monthly probability of a recovery payment
+    limit_factor: float  # multiplies the drawn credit limit (forgetful: small amounts)
+    pays_above_due: float  # revolving, current: mean share of the balance above the due paid
+
+
+@dataclass(frozen=True)
+class ActionResponse:
+    """Logit shifts on (cure, roll) when a channel (or treatment) touched the account this month."""
+
+    cure: float
+    roll: float
+
+
+def _responses(
+    table: dict[str, dict[str, tuple[float, float]]],
+) -> dict[str, dict[str, ActionResponse]]:
+    return {
+        driver: {name: ActionResponse(*shift) for name, shift in row.items()}
+        for driver, row in table.items()
+    }
+
+
+# Channel response by driver: (cure shift, roll shift) applied once per month if the channel was
+# used at least once on the account. Reading guide: a reminder cures the forgetful; pressure does
+# little for a capacity shock; escalation (agency, visit, legal) moves the unwilling; only a
+# visit or legal action reaches the unreachable.
+CHANNEL_RESPONSE = _responses(
+    {
+        "healthy": {
+            "sms": (0.3, -0.2), "app_push": (0.2, -0.1), "robo_call": (0.3, -0.2),
+            "agent_call": (0.5, -0.3), "agency_assignment": (0.3, -0.2), "field_visit": (0.4, -0.3),
+            "notice_letter": (0.2, -0.1), "legal": (0.3, -0.2),
+        },
+        "capacity_shock": {
+            "sms": (0.0, 0.0), "app_push": (0.0, 0.0), "robo_call": (0.0, 0.0),
+            "agent_call": (0.1, 0.0), "agency_assignment": (0.0, 0.0), "field_visit": (0.1, 0.0),
+            "notice_letter": (0.0, 0.0), "legal": (-0.2, 0.2),
+        },
+        "low_willingness": {
+            "sms": (0.0, 0.0), "app_push": (0.0, 0.0), "robo_call": (0.1, 0.0),
+            "agent_call": (0.4, -0.3), "agency_assignment": (0.7, -0.5), "field_visit": (0.8, -0.5),
+            "notice_letter": (0.4, -0.3), "legal": (1.0, -0.8),
+        },
+        "unreachable": {
+            "sms": (0.0, 0.0), "app_push": (0.0, 0.0), "robo_call": (0.0, 0.0),
+            "agent_call": (0.0, 0.0), "agency_assignment": (0.3, -0.2), "field_visit": (1.0, -0.6),
+            "notice_letter": (0.3, -0.2), "legal": (0.6, -0.4),
+        },
+        "forgetful": {
+            "sms": (1.2, -0.8), "app_push": (0.8, -0.5), "robo_call": (0.5, -0.3),
+            "agent_call": (0.3, -0.2), "agency_assignment": (0.2, -0.1), "field_visit": (0.2, -0.1),
+            "notice_letter": (0.2, -0.1), "legal": (0.0, 0.0),
+        },
+        "seasonal": {
+            "sms": (0.1, 0.0), "app_push": (0.1, 0.0), "robo_call": (0.1, 0.0),
+            "agent_call": (0.2, -0.1), "agency_assignment": (0.1, 0.0), "field_visit": (0.2, -0.1),
+            "notice_letter": (0.0, 0.0), "legal": (0.0, 0.0),
+        },
+    }
+)  # fmt: skip
+
+# Treatment response by driver while the treatment is active (also applied to the M0 -> M1
+# hazard via the roll shift): grace and restructure work for capacity shocks and seasonal income,
+# barely for the unwilling, not at all for the unreachable (they never take them up).
+TREATMENT_RESPONSE = _responses(
+    {
+        "healthy": {
+            "grace_period": (1.0, -1.5), "interest_waiver": (0.3, -0.3),
+            "restructure": (2.0, -2.0), "first_delinquency_extension": (1.0, -1.0),
+        },
+        "capacity_shock": {
+            "grace_period": (1.5, -2.0), "interest_waiver": (1.0, -1.0),
+            "restructure": (2.5, -2.5), "first_delinquency_extension": (0.3, -0.3),
+        },
+        "low_willingness": {
+            "grace_period": (0.0, -0.3), "interest_waiver": (0.0, 0.0),
+            "restructure": (0.5, -0.5), "first_delinquency_extension": (0.0, -0.2),
+        },
+        "unreachable": {
+            "grace_period": (0.0, 0.0), "interest_waiver": (0.0, 0.0),
+            "restructure": (0.0, 0.0), "first_delinquency_extension": (0.0, 0.0),
+        },
+        "forgetful": {
+            "grace_period": (1.0, -1.0), "interest_waiver": (0.3, -0.3),
+            "restructure": (1.5, -1.5), "first_delinquency_extension": (1.5, -1.5),
+        },
+        "seasonal": {
+            "grace_period": (1.5, -1.5), "interest_waiver": (0.8, -0.8),
+            "restructure": (2.0, -2.0), "first_delinquency_extension": (0.5, -0.5),
+        },
+    }
+)  # fmt: skip
+
+# Contact outcome probabilities per driver for conversational channels (robo_call, agent_call,
+# agency_assignment = the agency's monthly report, field_visit), in OUTCOMES order:
+# delivered, no_answer, contacted, promise_to_pay, refused, dispute, hardship_claimed,
+# wrong_number, unreachable. Mixed with COMMON_CALL_OUTCOMES (weight outcome_noise) so that no
+# single outcome gives the driver away.
+CALL_OUTCOMES: dict[str, Row] = {
+    "healthy": (0.0, 0.30, 0.32, 0.30, 0.02, 0.02, 0.03, 0.005, 0.005),
+    "capacity_shock": (0.0, 0.18, 0.25, 0.15, 0.04, 0.01, 0.36, 0.005, 0.005),
+    "low_willingness": (0.0, 0.30, 0.07, 0.30, 0.22, 0.08, 0.02, 0.005, 0.005),
+    "unreachable": (0.0, 0.50, 0.04, 0.02, 0.01, 0.0, 0.01, 0.20, 0.22),
+    "forgetful": (0.0, 0.20, 0.40, 0.36, 0.01, 0.01, 0.01, 0.005, 0.005),
+    "seasonal": (0.0, 0.25, 0.28, 0.28, 0.02, 0.01, 0.15, 0.005, 0.005),
+}
+COMMON_CALL_OUTCOMES: Row = (0.0, 0.35, 0.25, 0.22, 0.05, 0.03, 0.05, 0.03, 0.02)
+# Messages (sms, app_push, notice_letter): delivered unless the contact data are bad.
+MESSAGE_OUTCOMES: dict[str, Row] = {
+    driver: (
+        (0.55, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.20, 0.25)
+        if driver == "unreachable"
+        else (0.96, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.02, 0.02)
+    )
+    for driver in DRIVERS
+}
+# Legal action: filed (delivered), disputed, or settled in contact.
+LEGAL_OUTCOMES: Row = (0.75, 0.0, 0.15, 0.0, 0.0, 0.10, 0.0, 0.0, 0.0)
+
+
+@dataclass(frozen=True)
+class PolicyRules:
+    """The baseline tiered collection policy (by DPD bucket and amount) and its treatments."""
+
+    holdout_share: float = 0.05  # delinquent accounts that get only one SMS a month
+    large_balance: float = 20_000.0  # M3: agency assignment above this balance
+    legal_balance: float = 50_000.0  # 90+: legal action above this balance ...
+    failed_contacts_for_escalation: int = 3  # ... after this many failed contacts
+    visit_probability: float = 0.5  # 90+: monthly chance of a field visit when eligible
+    legal_probability: float = 0.3  # 90+: monthly chance of filing when eligible
+    first_extension_probability: float = 0.35  # first-ever delinquency -> one-time extension
+    hardship_grant_probability: float = 0.6  # hardship claimed -> a treatment is granted
+    restructure_balance: float = 20_000.0  # hardship at M2+ above this balance -> restructure
+    grace_months: tuple[int, ...] = (1, 2, 3)
+    waiver_months: int = 3
+    restructure_months: tuple[int, ...] = (12, 24, 36, 60)
+    # First day (after cycle end) and last day on which each channel is used within a month.
+    channel_days: dict[str, tuple[int, int]] = field(
+        default_factory=lambda: {
+            "sms": (1, 4), "app_push": (1, 4), "robo_call": (3, 12), "agent_call": (5, 22),
+            "agency_assignment": (8, 20), "field_visit": (12, 25), "notice_letter": (12, 25),
+            "legal": (18, 26),
+        }
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class WorldRules:
+    """Shared, portfolio-wide forces: macro cycle, seasons, regional shocks."""
+
+    regions: int = 31
+    macro_amplitude: float = 0.3  # logit amplitude of the macro cycle
+    macro_period_months: float = 36.0
+    macro_noise: float = 0.08  # AR(1) innovation sd
+    macro_persistence: float = 0.7
+    # Month-of-year logit shift (Jan..Dec). Agriculture: capacity low before the harvest
+    # (spring to early summer), repayment after it (autumn). Merchants: Spring-Festival slump,
+    # 618 and Double-11 sales peaks.
+    agri_season: Row = (0.2, 0.3, 0.4, 0.6, 0.6, 0.5, 0.2, -0.5, -0.7, -0.7, -0.4, 0.0)
+    merchant_season: Row = (0.3, 0.6, 0.3, 0.0, 0.0, -0.4, 0.0, 0.0, 0.0, 0.0, -0.5, -0.3)
+    shock_probability: float = 0.02  # per region and month: a flood or a price collapse starts
+    shock_severity: tuple[float, float] = (1.0, 2.0)  # logit shift, uniform
+    shock_decay: Row = (1.0, 0.6, 0.3)  # share of the severity in the shock's 1st, 2nd, 3rd month
+    shock_exposure: Row = (0.0, 0.0, 0.0, 0.5, 1.0)  # per product (PRODUCTS order)
+
+
+@dataclass(frozen=True)
+class SimulationRules:
+    """All simulator parameters. Change a copy (``dataclasses.replace``), never the defaults."""
+
+    products: dict[str, ProductRules] = field(
+        default_factory=lambda: {
+            "bnpl": ProductRules(0.35, 1_000, 10_000, True, 0.10, 50, (), -4.3,
+                                 (0.80, 0.05, 0.05, 0.03, 0.07, 0.0)),
+            "credit_card": ProductRules(0.25, 5_000, 50_000, True, 0.10, 100, (), -4.4,
+                                        (0.80, 0.06, 0.05, 0.03, 0.06, 0.0)),
+            "cash_loan": ProductRules(0.20, 10_000, 200_000, False, 0.0, 0, (12, 24, 36), -4.2,
+                                      (0.76, 0.08, 0.07, 0.04, 0.05, 0.0)),
+            "merchant_loan": ProductRules(0.10, 50_000, 500_000, False, 0.0, 0, (12, 24, 36), -4.3,
+                                          (0.70, 0.07, 0.05, 0.03, 0.03, 0.12)),
+            "agri_loan": ProductRules(0.10, 10_000, 100_000, False, 0.0, 0, (12, 18, 24), -4.4,
+                                      (0.62, 0.08, 0.04, 0.04, 0.04, 0.18)),
+        }
+    )  # fmt: skip
+    drivers: dict[str, DriverRules] = field(
+        default_factory=lambda: {
+            "healthy": DriverRules(0.0, 0.0, 0.0, 0.5, 0.4, 0.2, 1.0, 0.55),
+            "capacity_shock": DriverRules(-0.5, 0.0, 0.0, 0.5, 0.7, 0.18, 1.0, 0.55),
+            "low_willingness": DriverRules(2.3, -1.8, 1.5, 0.5, 0.15, 0.07, 1.0, 0.25),
+            "unreachable": DriverRules(1.8, -2.0, 1.6, 0.5, 0.1, 0.03, 1.0, 0.35),
+            "forgetful": DriverRules(1.6, 0.6, -0.6, 0.5, 0.3, 0.2, 0.6, 0.5),
+            "seasonal": DriverRules(0.5, 0.0, 0.0, 2.5, 0.5, 0.18, 1.0, 0.45),
+        }
+    )  # fmt: skip
+    # Capacity shock: clean (current_roll above) until onset, then for shock_months months:
+    shock_onset_months: tuple[int, int] = (3, 30)  # onset month index (window months), uniform
+    shock_months: tuple[int, int] = (4, 13)  # duration, uniform in [low, high)
+    shock_current_roll: float = 3.6  # extra M0 -> M1 logit while the shock lasts
+    shock_cure: float = -1.5
+    shock_roll: float = 1.2
+    shock_utilisation_step: float = 0.08  # revolving utilisation target rises per month
+    shock_pays_above_due: float = 0.05  # while current: pays little more than the due
+    # Delinquent transitions: base (cure, roll) logits by bucket 1..6, relative to "stay".
+    bucket_cure: Row = (0.9, 0.2, -0.6, -1.2, -1.4, -1.6)
+    bucket_roll: Row = (-0.4, 0.0, 0.7, 2.0, 2.2, 2.4)
+    recent_delinquency_roll: float = 1.0  # M0 -> M1 logit if cured within recency_months
+    recency_months: int = 6
+    frailty_sd: float = 0.6  # per-account random effect on all roll logits (unobserved risk)
+    macro_cure_factor: float = -0.5  # the macro shift moves the cure logit by this multiple
+    delinquency_fee_rate: float = 0.015  # monthly fees/interest on delinquent balances
+    utilisation_beta: tuple[float, float] = (2.0, 4.0)  # revolving utilisation target
+    recovery_payment_share: tuple[float, float] = (0.05, 0.20)  # of the balance, uniform
+    known_at_late_probability: float = 0.05  # statement data arrive 4-10 days late
+    opened_days_before_start: tuple[int, int] = (60, 1500)
+    shared_borrower_share: float = 0.08  # accounts that belong to the previous account's borrower
+    outcome_noise: float = 0.3  # weight of COMMON_CALL_OUTCOMES in every driver's outcome mix
+    policy: PolicyRules = field(default_factory=PolicyRules)
+    world: WorldRules = field(default_factory=WorldRules)
+    burn_in_months: int = 6  # simulated before the window so it does not start all-current
+    chunk_accounts: int = 50_000  # fixed: output depends on the seed only, never on memory
+
+    def to_dict(self) -> dict[str, Any]:
+        """All parameters plus the response tables, JSON-ready (written to truth/params.json)."""
+        return {
+            **asdict(self),
+            "drivers_order": list(DRIVERS),
+            "channel_response": {
+                d: {c: asdict(r) for c, r in row.items()} for d, row in CHANNEL_RESPONSE.items()
+            },
+            "treatment_response": {
+                d: {k: asdict(r) for k, r in row.items()} for d, row in TREATMENT_RESPONSE.items()
+            },
+            "call_outcomes": {
+                d: dict(zip(OUTCOMES, p, strict=True)) for d, p in CALL_OUTCOMES.items()
+            },
+            "common_call_outcomes": dict(zip(OUTCOMES, COMMON_CALL_OUTCOMES, strict=True)),
+            "message_outcomes": {
+                d: dict(zip(OUTCOMES, p, strict=True)) for d, p in MESSAGE_OUTCOMES.items()
+            },
+            "legal_outcomes": dict(zip(OUTCOMES, LEGAL_OUTCOMES, strict=True)),
+        }
+
+
+DEFAULT_RULES = SimulationRules()
+
+__all__ = [
+    "CHANNELS",
+    "CHANNEL_RESPONSE",
+    "CHARGE_OFF_BUCKET",
+    "DEFAULT_RULES",
+    "DRIVERS",
+    "OUTCOMES",
+    "PRODUCTS",
+    "TREATMENT_KINDS",
+    "TREATMENT_RESPONSE",
+    "SimulationRules",
+]

@@ -1,0 +1,76 @@
+"""`rollrisk simulate` end to end through the real CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+
+from rollrisk.cli import main
+
+
+def test_simulate_writes_a_portfolio_that_validates(tmp_path: Path, capsys):
+    out = tmp_path / "portfolio"
+    assert (
+        main(["simulate", "--accounts", "400", "--months", "6", "--seed", "3", "--out", str(out)])
+        == 0
+    )
+    captured = capsys.readouterr()
+    assert "simulated 400 accounts x 6 months" in captured.out
+    assert "statements" in captured.out and "2,400 rows" in captured.out
+    assert "simulate: 100%" in captured.err  # progress bar on stderr
+    assert (out / "statements" / "part-00000.parquet").exists()
+    assert (out / "collection_actions" / "part-00000.parquet").exists()
+    assert (out / "treatments" / "part-00000.parquet").exists()
+    params = json.loads((out / "truth" / "params.json").read_text())
+    assert params["seed"] == 3
+    assert params["start_month"] == "2024-01"
+    first = pl.read_parquet(out / "statements" / "*.parquet")["cycle_end"].min()
+    assert (first.year, first.month) == (2024, 1)
+
+    assert main(["validate", "--data", str(out), "--rejects", str(tmp_path / "rejects.csv")]) == 0
+    assert "OK: no rejects" in capsys.readouterr().out
+
+
+def test_simulate_refuses_to_overwrite_unless_asked(tmp_path: Path, capsys):
+    out = tmp_path / "portfolio"
+    argv = ["simulate", "--accounts", "50", "--months", "3", "--out", str(out)]
+    assert main(argv) == 0
+    before = (out / "accounts.parquet").read_bytes()
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"--out {out} is not empty" in err
+    assert "--overwrite" in err
+    (out / "notes.txt").write_text("kept")
+    assert main([*argv, "--seed", "8", "--overwrite"]) == 0
+    assert (out / "accounts.parquet").read_bytes() != before
+    assert (
+        out / "notes.txt"
+    ).read_text() == "kept"  # only the simulator's own outputs are replaced
+
+
+def test_simulate_csv_format_and_start_month(tmp_path: Path, capsys):
+    out = tmp_path / "csv"
+    argv = ["simulate", "--accounts", "60", "--months", "4", "--out", str(out)]
+    assert main([*argv, "--format", "csv", "--start-month", "2025-07"]) == 0
+    assert (out / "accounts.csv").exists()
+    assert (out / "statements" / "part-00000.csv").exists()
+    statements = pl.read_csv(out / "statements" / "part-00000.csv", try_parse_dates=True)
+    assert statements["cycle_end"].min().month == 7
+    capsys.readouterr()
+    assert main(["validate", "--data", str(out)]) == 0
+
+
+def test_simulate_rejects_bad_arguments_with_a_clear_message(tmp_path: Path, capsys):
+    out = tmp_path / "bad"
+    assert (
+        main(["simulate", "--accounts", "10", "--out", str(out), "--start-month", "2024-13"]) == 2
+    )
+    assert (
+        "--start-month must look like 2024-01 (YYYY-MM), got '2024-13'" in capsys.readouterr().err
+    )
+    assert main(["simulate", "--accounts", "0", "--out", str(out)]) == 2
+    assert "--accounts must be at least 1, got 0" in capsys.readouterr().err
+    assert not out.exists()

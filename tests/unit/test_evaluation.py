@@ -1,0 +1,173 @@
+"""Unit tests of the model comparison and the evaluation report writer."""
+
+from __future__ import annotations
+
+import base64
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from rollrisk.models.evaluation import (
+    evaluate_models,
+    plot_gains,
+    plot_reliability,
+    plot_score_distributions,
+)
+from rollrisk.pipelines.evaluation_report import write_evaluation_report
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def tiny_frame() -> pd.DataFrame:
+    """Eight observations; 'good' ranks perfectly, 'flat' not at all; agri_loan has no default."""
+    return pd.DataFrame(
+        {
+            "rolled_to_default": [1, 1, 0, 0, 1, 0, 0, 0],
+            "p_good": [0.9, 0.8, 0.3, 0.2, 0.7, 0.1, 0.2, 0.1],
+            "p_good_raw": [0.99, 0.95, 0.6, 0.5, 0.9, 0.4, 0.5, 0.4],
+            "p_flat": [0.3] * 8,
+            "product": [
+                "bnpl",
+                "bnpl",
+                "bnpl",
+                "bnpl",
+                "cash_loan",
+                "cash_loan",
+                "agri_loan",
+                "agri_loan",
+            ],
+            "start_bucket": ["M1", "M2", "M1", "M2", "M3", "M1", "M1", "M2"],
+        }
+    )
+
+
+def compare_tiny() -> object:
+    frame = tiny_frame()
+    return evaluate_models(
+        frame,
+        "rolled_to_default",
+        {"lightgbm": "p_good", "lightgbm_uncalibrated": "p_good_raw", "roll_rate_chain": "p_flat"},
+        reference_probs={
+            "lightgbm": frame["p_good"].to_numpy(),
+            "roll_rate_chain": np.linspace(0, 1, 8),
+        },
+        n_bins=2,
+    )
+
+
+def test_overall_metrics_on_a_tiny_known_frame() -> None:
+    comparison = compare_tiny()
+    overall = comparison.overall
+    assert list(overall.index) == ["lightgbm", "lightgbm_uncalibrated", "roll_rate_chain"]
+    assert overall.loc["lightgbm", "auc"] == pytest.approx(1.0)
+    assert overall.loc["roll_rate_chain", "auc"] == pytest.approx(0.5)
+    assert overall.loc["lightgbm", "ks"] == pytest.approx(1.0)
+    labels = tiny_frame()["rolled_to_default"].to_numpy()
+    probs = tiny_frame()["p_good"].to_numpy()
+    assert overall.loc["lightgbm", "brier"] == pytest.approx(np.mean((probs - labels) ** 2))
+    assert overall.loc["lightgbm", "n"] == 8 and overall.loc["lightgbm", "positives"] == 3
+    gaps = comparison.gaps().set_index("model")
+    assert gaps.loc["roll_rate_chain", "auc_gap"] == pytest.approx(0.5)
+    expected_brier_gap = np.mean((probs - labels) ** 2) - np.mean((0.3 - labels) ** 2)
+    assert gaps.loc["roll_rate_chain", "brier_gap"] == pytest.approx(expected_brier_gap)
+
+
+def test_slices_lift_and_stability() -> None:
+    comparison = compare_tiny()
+    by_slice = comparison.by_slice
+    agri = by_slice.loc[
+        (by_slice["model"] == "lightgbm") & (by_slice["value"] == "agri_loan")
+    ].iloc[0]
+    assert math.isnan(agri["auc"])  # a single-class slice is reported, not an error
+    assert agri["n"] == 2
+    assert set(by_slice["slice"]) == {"product", "start_bucket"}
+    lift = comparison.lift["lightgbm"]
+    assert lift["bads"].tolist() == [3, 0]  # the perfect ranker puts all defaults in the top half
+    assert lift["cumulative_bads_share"].iloc[0] == pytest.approx(1.0)
+    stability = comparison.stability.set_index("model")
+    assert stability.loc["lightgbm", "psi"] == pytest.approx(0.0, abs=1e-12)
+    assert stability.loc["lightgbm", "verdict"] == "stable"
+    assert stability.loc["roll_rate_chain", "verdict"] == "act"  # all scores pile into one bin
+    assert "lightgbm_uncalibrated" not in stability.index
+
+
+def test_evaluate_models_names_missing_columns_and_unknown_models() -> None:
+    frame = tiny_frame()
+    with pytest.raises(ValueError, match="column\\(s\\) \\['p_missing'\\] not in frame"):
+        evaluate_models(frame, "rolled_to_default", {"lightgbm": "p_missing"})
+    with pytest.raises(ValueError, match="reference_probs has models \\['xgboost'\\]"):
+        evaluate_models(
+            frame,
+            "rolled_to_default",
+            {"lightgbm": "p_good"},
+            reference_probs={"xgboost": np.ones(3)},
+        )
+    with pytest.raises(ValueError, match="prob_cols is empty"):
+        evaluate_models(frame, "rolled_to_default", {})
+
+
+def test_plots_return_figures() -> None:
+    comparison = compare_tiny()
+    for plot in (plot_reliability, plot_gains, plot_score_distributions):
+        figure = plot(comparison)
+        assert isinstance(figure, Figure)
+        assert len(figure.axes) >= 1
+        assert len(figure.axes[0].lines) + len(figure.axes[0].patches) > 0
+    with pytest.raises(ValueError, match="unknown model\\(s\\) \\['nope'\\]"):
+        plot_gains(comparison, models=["nope"])
+
+
+def test_report_has_every_section_and_embedded_images(tmp_path: Path) -> None:
+    comparison = compare_tiny()
+    context = {
+        "data": "portfolio runs/demo/portfolio (snapshot 2024-12-31)",
+        "split": "out-of-time: train as-of <= 2024-06-30, test 2024-07-31 .. 2024-09-30",
+        "as_of_dates": "2024-07-31, 2024-08-31, 2024-09-30",
+    }
+    html_path = write_evaluation_report(
+        comparison, tmp_path / "report", "Roll-to-default evaluation", context
+    )
+    assert html_path == tmp_path / "report" / "report.html"
+    markdown = (tmp_path / "report" / "report.md").read_text(encoding="utf-8")
+    headings = re.findall(r"^#+ (.+)$", markdown, flags=re.MULTILINE)
+    assert headings == [
+        "Roll-to-default evaluation",
+        "Data, split and dates",
+        "Models side by side",
+        "Gaps",
+        "Calibration",
+        "Lift and gains",
+        "Per-slice metrics",
+        "Score stability (PSI)",
+    ]
+    assert "train as-of <= 2024-06-30" in markdown
+    assert "**lightgbm** vs **roll_rate_chain**: AUC gap +0.5000" in markdown
+    assert "Calibration of **lightgbm** (before -> after)" in markdown
+    assert "| roll_rate_chain |" in markdown and "| act |" in markdown
+    for name in ("reliability.png", "gains.png", "score_distributions.png"):
+        assert (tmp_path / "report" / name).read_bytes().startswith(PNG_MAGIC)
+        assert f"]({name})" in markdown
+
+    page = html_path.read_text(encoding="utf-8")
+    for heading in headings[1:]:
+        assert heading in page
+    images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert len(images) == 3
+    assert all(base64.b64decode(image).startswith(PNG_MAGIC) for image in images)
+    assert "http://" not in page and "https://" not in page  # self-contained, no network
+    assert "<strong>lightgbm</strong>" in page
+
+
+def test_report_without_context_or_references(tmp_path: Path) -> None:
+    frame = tiny_frame()
+    comparison = evaluate_models(frame, "rolled_to_default", {"lightgbm": "p_good"}, slice_cols=())
+    write_evaluation_report(comparison, tmp_path, "Single model", {})
+    markdown = (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert "No context was given" in markdown
+    assert "No reference scores were given" in markdown
+    assert "Only one model was evaluated." in markdown
