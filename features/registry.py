@@ -48,6 +48,11 @@ class FeatureSpec:
     reason_zh: str
     direction: Literal[-1, 0, 1] = 0
     kind: Literal["numeric", "categorical"] = "numeric"
+    # the portfolio table the feature is computed from: when an optional table
+    # (collection_actions, treatments) is absent, its features are left missing
+    source: Literal["statements", "accounts", "collection_actions", "treatments", "as_of"] = (
+        "statements"
+    )
 
 
 @dataclass(frozen=True)
@@ -67,3 +72,610 @@ class FeatureSet:
             if spec.name == name:
                 return spec
         raise KeyError(f"feature {name!r} is not in feature set {self.name} v{self.version}")
+
+
+# ---------------------------------------------------------------------------------------------
+# The concrete feature set. Each entry's polars expression lives in
+# :mod:`rollrisk.features.history` under the same name (one declaration per feature; a unit test
+# checks the two agree). ``window_months`` is the look-back in months of statements (counted
+# back from the latest statement known at the as-of) or of calendar time before the as-of
+# (actions, treatments); ``None`` means the whole known history or a point value.
+# ---------------------------------------------------------------------------------------------
+
+
+def _spec(
+    name: str,
+    family: Family,
+    window_months: int | None,
+    en: str,
+    zh: str,
+    reason_en: str,
+    reason_zh: str,
+    direction: Literal[-1, 0, 1] = 0,
+    kind: Literal["numeric", "categorical"] = "numeric",
+    source: Literal["statements", "accounts", "collection_actions", "treatments", "as_of"] = (
+        "statements"
+    ),
+) -> FeatureSpec:
+    return FeatureSpec(
+        name=name,
+        family=family,
+        window_months=window_months,
+        description_en=en,
+        description_zh=zh,
+        reason_en=reason_en,
+        reason_zh=reason_zh,
+        direction=direction,
+        kind=kind,
+        source=source,
+    )
+
+
+def _bucket_months(bucket: str, low: int, high: int, months: int) -> FeatureSpec:
+    return _spec(
+        f"months_in_{bucket.lower()}_{months}m",
+        "delinquency_history",
+        months,
+        f"Number of the last {months} statement months whose DPD was in bucket {bucket} "
+        f"({low}-{high} days past due).",
+        f"近{months}个月账单中逾期天数处于{bucket}({low}-{high}天)的月数。",
+        f"{{value:.0f}} of the last {months} months in {bucket} ({low}-{high} days past due)",
+        f"近{months}个月有{{value:.0f}}个月处于{bucket}逾期",
+        1,
+    )
+
+
+_D, _P, _W, _C, _T, _E, _S = (
+    "delinquency_history",
+    "payment_capacity",
+    "willingness",
+    "contactability",
+    "treatment_history",
+    "exposure",
+    "product_seasonality",
+)
+
+_FEATURES: tuple[FeatureSpec, ...] = (
+    # -- delinquency history (statements) ----------------------------------------------------
+    _spec(
+        "dpd_current",
+        _D,
+        None,
+        "Days past due on the latest statement known at the as-of date.",
+        "观察日已知的最近一期账单的逾期天数。",
+        "{value:.0f} days past due now",
+        "当前逾期{value:.0f}天",
+        1,
+    ),
+    _spec(
+        "dpd_max_3m",
+        _D,
+        3,
+        "Highest days past due over the last 3 statement months.",
+        "近3个月账单的最高逾期天数。",
+        "up to {value:.0f} days past due in the last 3 months",
+        "近3个月最高逾期{value:.0f}天",
+        1,
+    ),
+    _spec(
+        "dpd_max_6m",
+        _D,
+        6,
+        "Highest days past due over the last 6 statement months.",
+        "近6个月账单的最高逾期天数。",
+        "up to {value:.0f} days past due in the last 6 months",
+        "近6个月最高逾期{value:.0f}天",
+        1,
+    ),
+    _spec(
+        "dpd_max_12m",
+        _D,
+        12,
+        "Highest days past due over the last 12 statement months.",
+        "近12个月账单的最高逾期天数。",
+        "up to {value:.0f} days past due in the last 12 months",
+        "近12个月最高逾期{value:.0f}天",
+        1,
+    ),
+    *(
+        _bucket_months(bucket, low, high, months)
+        for months in (3, 6, 12)
+        for bucket, low, high in (("M1", 1, 29), ("M2", 30, 59), ("M3", 60, 89))
+    ),
+    _spec(
+        "months_delinquent_12m",
+        _D,
+        12,
+        "Number of the last 12 statement months with any days past due (DPD >= 1).",
+        "近12个月账单中有逾期(逾期天数>=1)的月数。",
+        "delinquent in {value:.0f} of the last 12 months",
+        "近12个月有{value:.0f}个月逾期",
+        1,
+    ),
+    _spec(
+        "consecutive_delinquent_months",
+        _D,
+        None,
+        "Length in statement months of the current delinquency spell (consecutive latest "
+        "statements with DPD >= 1).",
+        "当前连续逾期的账单月数。",
+        "delinquent for {value:.0f} consecutive months",
+        "已连续逾期{value:.0f}个月",
+        1,
+    ),
+    _spec(
+        "roll_count_12m",
+        _D,
+        12,
+        "Number of month-over-month moves to a worse bucket (M0->M1, M1->M2, ...) over the "
+        "last 12 statement months.",
+        "近12个月账单中逾期阶段逐月恶化(如M0→M1、M1→M2)的次数。",
+        "{value:.0f} moves to a worse delinquency bucket in the last 12 months",
+        "近12个月逾期阶段恶化{value:.0f}次",
+        1,
+    ),
+    _spec(
+        "cure_count_12m",
+        _D,
+        12,
+        "Number of returns from a delinquent bucket to current (M0) over the last 12 "
+        "statement months.",
+        "近12个月从逾期状态回到正常(M0)的次数。",
+        "{value:.0f} cures back to current in the last 12 months",
+        "近12个月逾期后还清{value:.0f}次",
+    ),
+    _spec(
+        "delinquency_episodes_12m",
+        _D,
+        12,
+        "Number of separate delinquency episodes (current -> delinquent) started over the "
+        "last 12 statement months, including the current one.",
+        "近12个月新发生的逾期次数(由正常转为逾期,含当前这次)。",
+        "{value:.0f} separate delinquencies in the last 12 months",
+        "近12个月发生{value:.0f}次逾期",
+        1,
+    ),
+    _spec(
+        "months_since_previous_delinquency",
+        _D,
+        None,
+        "Statement months between the latest statement and the last delinquent statement "
+        "before the current spell; missing when the current spell is the first known "
+        "delinquency.",
+        "当前这次逾期之前的上一次逾期距今的账单月数;若当前为首次逾期则为空。",
+        "previous delinquency {value:.0f} months ago",
+        "上一次逾期在{value:.0f}个月前",
+        -1,
+    ),
+    _spec(
+        "first_delinquency",
+        _D,
+        None,
+        "1 when the current spell is the first delinquency in the known history, else 0.",
+        "当前逾期是否为已知历史中的首次逾期(是为1,否为0)。",
+        "first delinquency on record (flag {value:.0f})",
+        "历史首次逾期(标记{value:.0f})",
+        -1,
+    ),
+    # -- payment behaviour and capacity (statements, accounts) -------------------------------
+    _spec(
+        "paid_to_due_ratio_last",
+        _P,
+        1,
+        "Amount paid divided by amount due on the latest statement (missing when nothing was due).",
+        "最近一期账单的还款额与应还额之比(无应还额时为空)。",
+        "paid {value:.0%} of the amount due last month",
+        "上月还款占应还额的{value:.0%}",
+        -1,
+        source="statements",
+    ),
+    _spec(
+        "paid_to_due_ratio_3m",
+        _P,
+        3,
+        "Total paid divided by total due over the last 3 statement months.",
+        "近3个月还款总额与应还总额之比。",
+        "paid {value:.0%} of the amounts due in the last 3 months",
+        "近3个月还款占应还额的{value:.0%}",
+        -1,
+    ),
+    _spec(
+        "paid_to_due_ratio_6m",
+        _P,
+        6,
+        "Total paid divided by total due over the last 6 statement months.",
+        "近6个月还款总额与应还总额之比。",
+        "paid {value:.0%} of the amounts due in the last 6 months",
+        "近6个月还款占应还额的{value:.0%}",
+        -1,
+    ),
+    _spec(
+        "paid_to_min_due_ratio_3m",
+        _P,
+        3,
+        "Total paid divided by total minimum due over the last 3 statement months.",
+        "近3个月还款总额与最低还款额总额之比。",
+        "paid {value:.0%} of the minimum due in the last 3 months",
+        "近3个月还款为最低还款额的{value:.0%}",
+        -1,
+    ),
+    _spec(
+        "min_due_only_streak",
+        _P,
+        None,
+        "Consecutive latest statements on which the borrower paid the minimum due but "
+        "clearly less than the full amount due (at least min_due, below 110% of it).",
+        "最近连续只还最低还款额(不低于最低还款额且不超过其110%,少于应还全额)的账单月数。",
+        "paid only the minimum for {value:.0f} months in a row",
+        "连续{value:.0f}个月只还最低还款额",
+        1,
+    ),
+    _spec(
+        "min_due_only_months_6m",
+        _P,
+        6,
+        "Number of the last 6 statement months on which only the minimum due was paid.",
+        "近6个月只还最低还款额的月数。",
+        "paid only the minimum in {value:.0f} of the last 6 months",
+        "近6个月有{value:.0f}个月只还最低还款额",
+        1,
+    ),
+    _spec(
+        "partial_payments_6m",
+        _P,
+        6,
+        "Number of the last 6 statement months with a payment above zero but below the "
+        "minimum due.",
+        "近6个月还款大于零但低于最低还款额(部分还款)的月数。",
+        "{value:.0f} partial payments below the minimum in the last 6 months",
+        "近6个月有{value:.0f}次低于最低还款额的部分还款",
+        1,
+    ),
+    _spec(
+        "zero_payments_3m",
+        _P,
+        3,
+        "Number of the last 3 statement months with something due and nothing paid.",
+        "近3个月有应还款但未还任何款项的月数。",
+        "nothing paid in {value:.0f} of the last 3 months",
+        "近3个月有{value:.0f}个月完全未还款",
+        1,
+    ),
+    _spec(
+        "utilisation_current",
+        _P,
+        None,
+        "Balance on the latest statement divided by the credit limit.",
+        "最近一期账单余额与授信额度之比(额度使用率)。",
+        "using {value:.0%} of the credit limit",
+        "额度使用率{value:.0%}",
+        1,
+    ),
+    _spec(
+        "utilisation_mean_6m",
+        _P,
+        6,
+        "Mean of balance / credit limit over the last 6 statement months.",
+        "近6个月额度使用率的平均值。",
+        "average credit use {value:.0%} over 6 months",
+        "近6个月平均额度使用率{value:.0%}",
+        1,
+    ),
+    _spec(
+        "utilisation_trend_6m",
+        _P,
+        6,
+        "Least-squares slope of balance / credit limit per month over the last 6 statement "
+        "months (positive: rising use); missing with fewer than 2 statements.",
+        "近6个月额度使用率的每月变化斜率(最小二乘;正值表示使用率上升);少于2期时为空。",
+        "credit use rising by {value:.1%} a month",
+        "额度使用率每月上升{value:.1%}",
+        1,
+    ),
+    # -- willingness and contact (collection actions) ----------------------------------------
+    _spec(
+        "promises_made_3m",
+        _W,
+        3,
+        "Promises to pay recorded in the 3 months before the as-of date.",
+        "观察日前3个月内的承诺还款次数。",
+        "{value:.0f} promises to pay in the last 3 months",
+        "近3个月承诺还款{value:.0f}次",
+        source="collection_actions",
+    ),
+    _spec(
+        "promises_kept_6m",
+        _W,
+        6,
+        "Promises to pay made in the 6 months before the as-of whose promised date has "
+        "passed and whose next known statement shows at least the promised amount paid.",
+        "近6个月内承诺还款日已过、且其后首期已知账单还款额不低于承诺金额的承诺次数(守约)。",
+        "{value:.0f} promises to pay kept in the last 6 months",
+        "近6个月守约还款{value:.0f}次",
+        -1,
+        source="collection_actions",
+    ),
+    _spec(
+        "promises_broken_6m",
+        _W,
+        6,
+        "Promises to pay made in the 6 months before the as-of whose promised date has "
+        "passed and whose next known statement shows less than the promised amount paid.",
+        "近6个月内承诺还款日已过、但其后首期已知账单还款额低于承诺金额的承诺次数(违约)。",
+        "{value:.0f} broken promises to pay in the last 6 months",
+        "近6个月违约承诺{value:.0f}次",
+        1,
+        source="collection_actions",
+    ),
+    _spec(
+        "promise_keep_rate_6m",
+        _W,
+        6,
+        "Kept promises / (kept + broken) over the last 6 months; missing when no promise "
+        "has come due.",
+        "近6个月已到期承诺中守约的比例;没有到期承诺时为空。",
+        "kept {value:.0%} of promises to pay",
+        "守约率{value:.0%}",
+        -1,
+        source="collection_actions",
+    ),
+    _spec(
+        "refusals_6m",
+        _W,
+        6,
+        "Contacts in the last 6 months where the borrower refused to pay.",
+        "近6个月联系中明确拒绝还款的次数。",
+        "refused to pay {value:.0f} times in the last 6 months",
+        "近6个月拒绝还款{value:.0f}次",
+        1,
+        source="collection_actions",
+    ),
+    _spec(
+        "disputes_6m",
+        _W,
+        6,
+        "Contacts in the last 6 months where the borrower disputed the debt.",
+        "近6个月对欠款提出异议的次数。",
+        "{value:.0f} disputes in the last 6 months",
+        "近6个月提出异议{value:.0f}次",
+        source="collection_actions",
+    ),
+    _spec(
+        "hardship_claims_6m",
+        _W,
+        6,
+        "Contacts in the last 6 months where the borrower reported hardship (job loss, "
+        "illness, disaster).",
+        "近6个月报告困难(失业、疾病、灾害等)的次数。",
+        "reported hardship {value:.0f} times in the last 6 months",
+        "近6个月报告困难{value:.0f}次",
+        source="collection_actions",
+    ),
+    _spec(
+        "contact_rate_3m",
+        _W,
+        3,
+        "Share of collection actions in the last 3 months that reached the borrower "
+        "(contacted, promise, refusal, dispute or hardship claim); missing without actions.",
+        "近3个月催收动作中联系到借款人(接通、承诺、拒绝、异议、报困难)的比例;无动作时为空。",
+        "reached on {value:.0%} of collection attempts",
+        "催收联系成功率{value:.0%}",
+        -1,
+        source="collection_actions",
+    ),
+    _spec(
+        "actions_3m",
+        _W,
+        3,
+        "Collection actions of any channel in the 3 months before the as-of date.",
+        "观察日前3个月内各渠道催收动作总数。",
+        "{value:.0f} collection actions in the last 3 months",
+        "近3个月催收{value:.0f}次",
+        source="collection_actions",
+    ),
+    # -- contactability (collection actions) -------------------------------------------------
+    _spec(
+        "no_answers_3m",
+        _C,
+        3,
+        "Actions in the last 3 months that went unanswered.",
+        "近3个月催收无人接听的次数。",
+        "{value:.0f} unanswered contact attempts in the last 3 months",
+        "近3个月{value:.0f}次联系无人接听",
+        1,
+        source="collection_actions",
+    ),
+    _spec(
+        "wrong_numbers_6m",
+        _C,
+        6,
+        "Actions in the last 6 months that reached a wrong number.",
+        "近6个月拨打到错误号码的次数。",
+        "{value:.0f} wrong numbers in the last 6 months",
+        "近6个月{value:.0f}次号码错误",
+        1,
+        source="collection_actions",
+    ),
+    _spec(
+        "unreachable_6m",
+        _C,
+        6,
+        "Actions in the last 6 months recorded as unreachable (phone off, number void).",
+        "近6个月记录为无法联系(关机、空号)的次数。",
+        "unreachable {value:.0f} times in the last 6 months",
+        "近6个月{value:.0f}次无法联系",
+        1,
+        source="collection_actions",
+    ),
+    _spec(
+        "failed_contact_streak",
+        _C,
+        None,
+        "Consecutive latest actions before the as-of that did not reach the borrower.",
+        "观察日前最近连续未联系到借款人的催收次数。",
+        "last {value:.0f} contact attempts all failed",
+        "最近连续{value:.0f}次未联系上",
+        1,
+        source="collection_actions",
+    ),
+    _spec(
+        "days_since_last_contact",
+        _C,
+        None,
+        "Days from the last action that reached the borrower to the as-of date; missing when "
+        "the borrower has never been reached (or there is no action log).",
+        "最近一次成功联系到借款人距观察日的天数;从未联系上(或无催收记录)时为空。",
+        "last reached {value:.0f} days ago",
+        "距上次联系成功{value:.0f}天",
+        1,
+        source="collection_actions",
+    ),
+    # -- treatment history (treatments) ------------------------------------------------------
+    _spec(
+        "grace_periods_12m",
+        _T,
+        12,
+        "Grace periods granted (known) in the 12 months before the as-of date.",
+        "近12个月获批的宽限期次数。",
+        "{value:.0f} grace periods in the last 12 months",
+        "近12个月获得宽限期{value:.0f}次",
+        source="treatments",
+    ),
+    _spec(
+        "interest_waivers_12m",
+        _T,
+        12,
+        "Interest waivers granted (known) in the 12 months before the as-of date.",
+        "近12个月获批的息费减免次数。",
+        "{value:.0f} interest waivers in the last 12 months",
+        "近12个月获得息费减免{value:.0f}次",
+        source="treatments",
+    ),
+    _spec(
+        "restructures_ever",
+        _T,
+        None,
+        "Restructures into instalments known at the as-of date, over the whole history.",
+        "截至观察日已知的债务重组(分期)次数。",
+        "restructured {value:.0f} times",
+        "债务重组{value:.0f}次",
+        source="treatments",
+    ),
+    _spec(
+        "extensions_ever",
+        _T,
+        None,
+        "One-time first-delinquency extensions known at the as-of date, over the whole history.",
+        "截至观察日已知的首次逾期免息展期次数。",
+        "{value:.0f} first-delinquency extensions",
+        "首逾展期{value:.0f}次",
+        source="treatments",
+    ),
+    _spec(
+        "treatment_active",
+        _T,
+        None,
+        "1 when a treatment known at the as-of has started and not ended by then, else 0.",
+        "观察日是否有已生效且未结束的纾困措施(是为1,否为0)。",
+        "a hardship treatment is running (flag {value:.0f})",
+        "纾困措施执行中(标记{value:.0f})",
+        source="treatments",
+    ),
+    _spec(
+        "months_since_last_treatment",
+        _T,
+        None,
+        "Months from the start of the latest known treatment to the as-of date; missing "
+        "without any treatment.",
+        "最近一次纾困措施开始距观察日的月数;从未获得时为空。",
+        "last treatment {value:.0f} months ago",
+        "上次纾困措施在{value:.0f}个月前",
+        source="treatments",
+    ),
+    # -- exposure (statements, accounts) -----------------------------------------------------
+    _spec(
+        "balance_current",
+        _E,
+        None,
+        "Outstanding balance on the latest statement.",
+        "最近一期账单的未结余额。",
+        "balance of {value:,.0f}",
+        "未结余额{value:,.0f}",
+    ),
+    _spec(
+        "credit_limit",
+        _E,
+        None,
+        "Credit limit of the account.",
+        "账户授信额度。",
+        "credit limit of {value:,.0f}",
+        "授信额度{value:,.0f}",
+        source="accounts",
+    ),
+    _spec(
+        "amount_overdue",
+        _E,
+        None,
+        "Unpaid part of the latest statement's amount due (amount_due - amount_paid, "
+        "floored at 0).",
+        "最近一期账单应还未还的金额(应还额减还款额,最低为0)。",
+        "{value:,.0f} overdue",
+        "逾期金额{value:,.0f}",
+    ),
+    _spec(
+        "overdue_to_limit_ratio",
+        _E,
+        None,
+        "Amount overdue divided by the credit limit.",
+        "逾期金额与授信额度之比。",
+        "overdue amount is {value:.0%} of the limit",
+        "逾期金额占额度的{value:.0%}",
+        1,
+    ),
+    # -- product and seasonality -------------------------------------------------------------
+    _spec(
+        "product",
+        _S,
+        None,
+        "Product line (bnpl, credit_card, cash_loan, merchant_loan, agri_loan).",
+        "产品线(白条、信用卡、金条、商户贷、京农贷)。",
+        "product {value}",
+        "产品{value}",
+        kind="categorical",
+        source="accounts",
+    ),
+    _spec(
+        "as_of_month",
+        _S,
+        None,
+        "Calendar month (1-12) of the as-of date; with product it places the observation in "
+        "the product's cycle (harvest for agricultural loans, sales season for merchants).",
+        "观察日所在月份(1-12);与产品结合反映所处的产品周期(农贷的收获季、商户的销售季)。",
+        "observed in month {value:.0f}",
+        "观察月份{value:.0f}月",
+        source="as_of",
+    ),
+    _spec(
+        "months_on_book",
+        _S,
+        None,
+        "Whole months from account opening to the as-of date.",
+        "开户至观察日的完整月数(账龄)。",
+        "account open for {value:.0f} months",
+        "账龄{value:.0f}个月",
+        source="accounts",
+    ),
+    _spec(
+        "days_since_statement",
+        _S,
+        None,
+        "Days from the latest known statement's cycle end to the as-of date (where the "
+        "as-of falls in the account's billing cycle).",
+        "最近一期已知账单的账单日距观察日的天数(观察日在账单周期中的位置)。",
+        "last statement {value:.0f} days before",
+        "距上期账单日{value:.0f}天",
+    ),
+)
+
+FEATURE_SET = FeatureSet(name="rollrisk-behaviour", version="1.0.0", features=_FEATURES)
+"""The feature set every model of this project is trained on and records (name + version)."""

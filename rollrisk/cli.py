@@ -26,6 +26,10 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("demo", "demo", "run the whole flow end to end on a simulated portfolio"),
     ("simulate", "simulate", "write a simulated, contract-valid portfolio (plus its hidden truth)"),
     ("validate", "validate", "check a portfolio folder against the data contract; write rejects"),
+    ("build-training-set", "build_training_set", "turn borrower history into a point-in-time training set with roll-to-default labels"),
+    ("train", "train", "train the roll model and both baselines; log to MLflow; register a challenger"),
+    ("evaluate", "evaluate", "evaluate a registered model on a portfolio; write an HTML/Markdown report"),
+    ("promote", "promote", "move the champion alias to the challenger if it passes the YAML gates"),
 )
 
 EXIT_USAGE = 2

@@ -1,0 +1,406 @@
+"""Point-in-time features from borrower history: one polars aggregation per registered feature.
+
+Every feature of :data:`rollrisk.features.registry.FEATURE_SET` is computed by exactly one
+expression below, filed under the same name in the table of its source (``STATEMENT_FEATURES``,
+``PROMISE_FEATURES`` and ``ACTION_FEATURES`` for the action log, ``TREATMENT_FEATURES``,
+``ACCOUNT_FEATURES``); a unit test checks the names and sources agree with the registry.
+
+How time is handled (the point-in-time rules, see ``docs/features.md``):
+
+* the as-of is the end of its day: a statement or treatment counts when ``known_at`` is before
+  the midnight after the as-of, an action when ``action_at`` is;
+* statement windows ("last k months") are the k statement months ending with the latest
+  statement known at the as-of (column ``_lag`` = months back from it); with a shorter history
+  a window simply holds fewer statements (6 months of data still give 12-month features);
+* action and treatment windows are the k calendar months ending with the as-of month
+  (column ``_months_back``);
+* statement and account features are always present; action features are missing when the
+  portfolio has no ``collection_actions`` table and treatment features when it has no
+  ``treatments`` table (counts are 0, not missing, for an account with no rows in a table that
+  exists).
+
+All aggregation is vectorised polars over lazy frames grouped by (account_id, as_of); there is
+no per-account Python.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+import polars as pl
+
+from rollrisk.features.observations import as_of_end, month_index
+from rollrisk.features.registry import FEATURE_SET, FeatureSet
+
+KEY = ["account_id", "as_of"]
+
+REACHED_OUTCOMES = ("contacted", "promise_to_pay", "refused", "dispute", "hardship_claimed")
+FAILED_OUTCOMES = ("no_answer", "wrong_number", "unreachable")
+# "only the minimum" means paying at least min_due but less than this multiple of it
+MIN_DUE_ONLY_TOLERANCE = 1.10
+# a promise counts as kept when the next statement shows at least this share of it paid
+PROMISE_KEPT_SHARE = 0.99
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """A feature's aggregation over its source rows of one (account_id, as_of).
+
+    ``when_no_rows`` is the value for an observation with no rows in the source table
+    (0.0 for counts; ``None`` for ratios, recencies and values that need a row).
+    """
+
+    expr: pl.Expr
+    when_no_rows: float | None = None
+
+
+def _window(months: int) -> pl.Expr:
+    return pl.col("_lag") < months
+
+
+def _count(condition: pl.Expr) -> Aggregate:
+    return Aggregate(condition.sum(), when_no_rows=0.0)
+
+
+def _ratio(numerator: pl.Expr, denominator: pl.Expr) -> pl.Expr:
+    return pl.when(denominator > 0).then(numerator / denominator).otherwise(None)
+
+
+def _months_since_last_not(flag: pl.Expr) -> pl.Expr:
+    """Length of the run of latest statement months where ``flag`` holds (0 if the latest fails)."""
+    last_break = pl.col("_month").filter(~flag).max()
+    return pl.col("_latest_month").first() - pl.coalesce(last_break, pl.col("_month").min() - 1)
+
+
+def _previous_delinquency_month() -> pl.Expr:
+    """Month of the last delinquent statement before the latest current (DPD 0) one."""
+    last_current = pl.col("_month").filter(pl.col("dpd") == 0).max()
+    return pl.col("_month").filter((pl.col("dpd") > 0) & (pl.col("_month") < last_current)).max()
+
+
+def _utilisation_slope(months: int) -> pl.Expr:
+    """Least-squares slope of utilisation on month (x = -lag) over the window; null if n < 2."""
+    inside = _window(months) & pl.col("_utilisation").is_not_null()
+    x = (-pl.col("_lag")).cast(pl.Float64).filter(inside)
+    y = pl.col("_utilisation").filter(inside)
+    n = inside.sum().cast(pl.Float64)
+    denominator = n * (x * x).sum() - x.sum() ** 2
+    return _ratio(n * (x * y).sum() - x.sum() * y.sum(), denominator)
+
+
+_DELINQUENT = pl.col("dpd") > 0
+_BUCKET = pl.col("_bucket")
+_PREVIOUS = pl.col("_previous_bucket")
+_LATEST_DUE = pl.col("amount_due").last()
+_LATEST_OVERDUE = (pl.col("amount_due") - pl.col("amount_paid")).clip(lower_bound=0).last()
+_PAID, _DUE, _MIN_DUE = pl.col("amount_paid"), pl.col("amount_due"), pl.col("min_due")
+
+
+def _bucket_months(bucket: int, months: int) -> tuple[str, Aggregate]:
+    return f"months_in_m{bucket}_{months}m", _count((_BUCKET == bucket) & _window(months))  # noqa: SIM300
+
+
+# Statement features: rows are the statements known at the as-of, sorted by cycle_end, with
+# helper columns _month, _latest_month, _lag, _bucket (0..4), _previous_bucket, _utilisation,
+# _min_due_only, credit_limit (see _statement_rows).
+STATEMENT_FEATURES: Mapping[str, Aggregate] = {
+    "dpd_current": Aggregate(pl.col("dpd").last()),
+    "dpd_max_3m": Aggregate(pl.col("dpd").filter(_window(3)).max()),
+    "dpd_max_6m": Aggregate(pl.col("dpd").filter(_window(6)).max()),
+    "dpd_max_12m": Aggregate(pl.col("dpd").filter(_window(12)).max()),
+    **dict(_bucket_months(b, m) for m in (3, 6, 12) for b in (1, 2, 3)),
+    "months_delinquent_12m": _count(_DELINQUENT & _window(12)),
+    "consecutive_delinquent_months": Aggregate(_months_since_last_not(_DELINQUENT)),
+    "roll_count_12m": _count((_BUCKET > _PREVIOUS) & _window(12)),
+    "cure_count_12m": _count((_PREVIOUS > 0) & (_BUCKET == 0) & _window(12)),
+    "delinquency_episodes_12m": _count((_BUCKET > 0) & (_PREVIOUS.fill_null(0) == 0) & _window(12)),
+    "months_since_previous_delinquency": Aggregate(
+        pl.col("_latest_month").first() - _previous_delinquency_month()
+    ),
+    "first_delinquency": Aggregate(
+        (_previous_delinquency_month().is_null() & (pl.col("dpd").last() > 0)).cast(pl.Float64)
+    ),
+    "paid_to_due_ratio_last": Aggregate(_ratio(_PAID.last(), _LATEST_DUE)),
+    "paid_to_due_ratio_3m": Aggregate(
+        _ratio(_PAID.filter(_window(3)).sum(), _DUE.filter(_window(3)).sum())
+    ),
+    "paid_to_due_ratio_6m": Aggregate(
+        _ratio(_PAID.filter(_window(6)).sum(), _DUE.filter(_window(6)).sum())
+    ),
+    "paid_to_min_due_ratio_3m": Aggregate(
+        _ratio(_PAID.filter(_window(3)).sum(), _MIN_DUE.filter(_window(3)).sum())
+    ),
+    "min_due_only_streak": Aggregate(_months_since_last_not(pl.col("_min_due_only"))),
+    "min_due_only_months_6m": _count(pl.col("_min_due_only") & _window(6)),
+    "partial_payments_6m": _count((_PAID > 0) & (_PAID < _MIN_DUE) & _window(6)),
+    "zero_payments_3m": _count((_DUE > 0) & (_PAID == 0) & _window(3)),
+    "utilisation_current": Aggregate(pl.col("_utilisation").last()),
+    "utilisation_mean_6m": Aggregate(pl.col("_utilisation").filter(_window(6)).mean()),
+    "utilisation_trend_6m": Aggregate(_utilisation_slope(6)),
+    "balance_current": Aggregate(pl.col("balance").last()),
+    "amount_overdue": Aggregate(_LATEST_OVERDUE),
+    "overdue_to_limit_ratio": Aggregate(_ratio(_LATEST_OVERDUE, pl.col("credit_limit").first())),
+    "days_since_statement": Aggregate(
+        (pl.col("as_of").first() - pl.col("cycle_end").last()).dt.total_days()
+    ),
+}
+
+_OUTCOME = pl.col("outcome")
+
+
+def _action_window(months: int) -> pl.Expr:
+    return pl.col("_months_back") < months
+
+
+_REACHED = _OUTCOME.is_in(REACHED_OUTCOMES)
+_LAST_REACHED_AT = pl.col("action_at").filter(_REACHED).max()
+
+# Action features: rows are the actions taken before the end of the as-of day, with helper
+# columns _months_back (calendar months before the as-of month) and _as_of_end.
+ACTION_FEATURES: Mapping[str, Aggregate] = {
+    "promises_made_3m": _count((_OUTCOME == "promise_to_pay") & _action_window(3)),
+    "refusals_6m": _count((_OUTCOME == "refused") & _action_window(6)),
+    "disputes_6m": _count((_OUTCOME == "dispute") & _action_window(6)),
+    "hardship_claims_6m": _count((_OUTCOME == "hardship_claimed") & _action_window(6)),
+    "contact_rate_3m": Aggregate(
+        _ratio((_REACHED & _action_window(3)).sum(), _action_window(3).sum())
+    ),
+    "actions_3m": _count(_action_window(3)),
+    "no_answers_3m": _count((_OUTCOME == "no_answer") & _action_window(3)),
+    "wrong_numbers_6m": _count((_OUTCOME == "wrong_number") & _action_window(6)),
+    "unreachable_6m": _count((_OUTCOME == "unreachable") & _action_window(6)),
+    "failed_contact_streak": _count(
+        _OUTCOME.is_in(FAILED_OUTCOMES)
+        & (pl.col("action_at") > _LAST_REACHED_AT.fill_null(datetime(1900, 1, 1)))
+    ),
+    "days_since_last_contact": Aggregate(
+        (pl.col("_as_of_end").first() - _LAST_REACHED_AT).dt.total_seconds() / 86_400.0
+    ),
+}
+
+_KEPT = pl.col("_promise_status") == "kept"
+_BROKEN = pl.col("_promise_status") == "broken"
+
+# Promise features: rows are the promises to pay made in the 6 months before the as-of whose
+# promised date is on or before the as-of, each resolved against the first statement known at
+# the as-of with cycle_end on or after the promised date (_promise_status kept|broken|pending).
+PROMISE_FEATURES: Mapping[str, Aggregate] = {
+    "promises_kept_6m": _count(_KEPT),
+    "promises_broken_6m": _count(_BROKEN),
+    "promise_keep_rate_6m": Aggregate(_ratio(_KEPT.sum(), (_KEPT | _BROKEN).sum())),
+}
+
+_KIND = pl.col("kind")
+_STARTED = pl.col("start_at") < pl.col("_as_of_end")
+
+# Treatment features: rows are the treatments known before the end of the as-of day, with
+# _months_back (calendar months from known_at to the as-of month) and _as_of_end.
+TREATMENT_FEATURES: Mapping[str, Aggregate] = {
+    "grace_periods_12m": _count((_KIND == "grace_period") & (pl.col("_months_back") < 12)),
+    "interest_waivers_12m": _count((_KIND == "interest_waiver") & (pl.col("_months_back") < 12)),
+    "restructures_ever": _count(_KIND == "restructure"),
+    "extensions_ever": _count(_KIND == "first_delinquency_extension"),
+    "treatment_active": Aggregate(
+        (_STARTED & (pl.col("end_at").is_null() | (pl.col("end_at") >= pl.col("_as_of_end"))))
+        .any()
+        .cast(pl.Float64),
+        when_no_rows=0.0,
+    ),
+    "months_since_last_treatment": Aggregate(
+        month_index(pl.col("as_of").first())
+        - month_index(pl.col("start_at").filter(_STARTED).max())
+    ),
+}
+
+# Account features: one row per observation joined to its account (no aggregation).
+ACCOUNT_FEATURES: Mapping[str, pl.Expr] = {
+    "credit_limit": pl.col("credit_limit"),
+    "product": pl.col("product"),
+    "months_on_book": (month_index("as_of") - month_index("opened_at")).clip(lower_bound=0),
+    "as_of_month": pl.col("as_of").dt.month(),
+}
+
+SOURCES: Mapping[str, Mapping[str, object]] = {
+    "statements": STATEMENT_FEATURES,
+    "collection_actions": {**ACTION_FEATURES, **PROMISE_FEATURES},
+    "treatments": TREATMENT_FEATURES,
+    "accounts": {k: v for k, v in ACCOUNT_FEATURES.items() if k != "as_of_month"},
+    "as_of": {"as_of_month": ACCOUNT_FEATURES["as_of_month"]},
+}
+
+
+def _statement_rows(
+    keys: pl.LazyFrame, statements: pl.LazyFrame, accounts: pl.LazyFrame
+) -> pl.LazyFrame:
+    """Statements known at each observation's as-of, with the helper columns features use."""
+    bucket = (
+        pl.when(pl.col("dpd") >= 90)
+        .then(4)
+        .when(pl.col("dpd") >= 60)
+        .then(3)
+        .when(pl.col("dpd") >= 30)
+        .then(2)
+        .when(pl.col("dpd") >= 1)
+        .then(1)
+        .otherwise(0)
+        .cast(pl.Int8)
+    )
+    columns = ["account_id", "cycle_end", "known_at", "amount_due", "min_due", "amount_paid",
+               "balance", "dpd"]  # fmt: skip
+    return (
+        keys.join(statements.select(columns), on="account_id")
+        .filter(pl.col("known_at") < as_of_end())
+        .join(accounts.select("account_id", "credit_limit"), on="account_id", how="left")
+        .sort(*KEY, "cycle_end")
+        .with_columns(month_index("cycle_end").alias("_month"), bucket.alias("_bucket"))
+        .with_columns(
+            pl.col("_month").max().over(KEY).alias("_latest_month"),
+            pl.col("_bucket").shift(1).over(KEY).alias("_previous_bucket"),
+            _ratio(pl.col("balance"), pl.col("credit_limit")).alias("_utilisation"),
+            (
+                (_MIN_DUE > 0)
+                & (_PAID >= _MIN_DUE)
+                & (_PAID < pl.min_horizontal(_MIN_DUE * MIN_DUE_ONLY_TOLERANCE, _DUE))  # noqa: SIM300
+            ).alias("_min_due_only"),
+        )
+        .with_columns((pl.col("_latest_month") - pl.col("_month")).alias("_lag"))
+    )
+
+
+def _aggregate(rows: pl.LazyFrame, features: Mapping[str, Aggregate]) -> pl.LazyFrame:
+    return rows.group_by(KEY).agg(
+        aggregate.expr.cast(pl.Float64).alias(name) for name, aggregate in features.items()
+    )
+
+
+def _attach(
+    keys: pl.LazyFrame,
+    aggregated: pl.LazyFrame | None,
+    features: Mapping[str, Aggregate],
+) -> pl.LazyFrame:
+    """Left-join aggregates to every observation; observations without rows get when_no_rows.
+
+    ``aggregated`` is ``None`` when the source table is absent: every feature is then missing.
+    """
+    if aggregated is None:
+        return keys.with_columns(pl.lit(None, dtype=pl.Float64).alias(name) for name in features)
+    return keys.join(aggregated, on=KEY, how="left").with_columns(
+        pl.col(name).fill_null(aggregate.when_no_rows)
+        for name, aggregate in features.items()
+        if aggregate.when_no_rows is not None
+    )
+
+
+def _action_rows(keys: pl.LazyFrame, actions: pl.LazyFrame) -> pl.LazyFrame:
+    return (
+        keys.join(
+            actions.select(
+                "account_id", "action_at", "outcome", "promised_amount", "promised_date"
+            ),
+            on="account_id",
+        )
+        .with_columns(as_of_end().alias("_as_of_end"))
+        .filter(pl.col("action_at") < pl.col("_as_of_end"))
+        .with_columns((month_index("as_of") - month_index("action_at")).alias("_months_back"))
+    )
+
+
+def _promise_rows(actions: pl.LazyFrame, statements: pl.LazyFrame) -> pl.LazyFrame:
+    """Promises due by the as-of, resolved against the first known statement on/after the date."""
+    promises = actions.filter(
+        (pl.col("outcome") == "promise_to_pay")
+        & (pl.col("_months_back") < 6)
+        & pl.col("promised_date").is_not_null()
+        & (pl.col("promised_date") <= pl.col("as_of"))
+    ).select(*KEY, "promised_date", "promised_amount")
+    resolving = statements.select(*KEY, pl.col("cycle_end").alias("_resolved_by"), "amount_paid")
+    resolved = promises.sort("promised_date").join_asof(
+        resolving.sort("_resolved_by"),
+        left_on="promised_date",
+        right_on="_resolved_by",
+        by=KEY,
+        strategy="forward",
+        check_sortedness=False,  # both sides are sorted by the join key just above
+    )
+    # with no promised amount, any payment keeps the promise
+    needed = pl.col("promised_amount").fill_null(0.0) * PROMISE_KEPT_SHARE
+    return resolved.with_columns(
+        pl.when(pl.col("_resolved_by").is_null())
+        .then(pl.lit("pending"))
+        .when((pl.col("amount_paid") >= needed) & (pl.col("amount_paid") > 0))
+        .then(pl.lit("kept"))
+        .otherwise(pl.lit("broken"))
+        .alias("_promise_status")
+    )
+
+
+def _treatment_rows(keys: pl.LazyFrame, treatments: pl.LazyFrame) -> pl.LazyFrame:
+    return (
+        keys.join(
+            treatments.select("account_id", "kind", "start_at", "end_at", "known_at"),
+            on="account_id",
+        )
+        .with_columns(as_of_end().alias("_as_of_end"))
+        .filter(pl.col("known_at") < pl.col("_as_of_end"))
+        .with_columns((month_index("as_of") - month_index("known_at")).alias("_months_back"))
+    )
+
+
+def compute_features(
+    keys: pl.DataFrame | pl.LazyFrame,
+    accounts: pl.DataFrame | pl.LazyFrame,
+    statements: pl.DataFrame | pl.LazyFrame,
+    collection_actions: pl.DataFrame | pl.LazyFrame | None = None,
+    treatments: pl.DataFrame | pl.LazyFrame | None = None,
+    feature_set: FeatureSet = FEATURE_SET,
+) -> pl.LazyFrame:
+    """Every feature of ``feature_set`` for each observation, using only what was known then.
+
+    Needs ``keys`` with ``account_id`` (str) and ``as_of`` (Date, month-ends), one row per
+    observation, and the portfolio tables in contract columns (extra columns are ignored).
+    Returns a lazy frame with ``account_id``, ``as_of`` and one column per feature, in
+    feature-set order: numeric features Float64, categorical ones String. The inputs are not
+    modified.
+    """
+    keys = keys.lazy().select(pl.col("account_id"), pl.col("as_of").cast(pl.Date)).unique(KEY)
+    accounts, statements = accounts.lazy(), statements.lazy()
+    statement_rows = _statement_rows(keys, statements, accounts)
+    parts = [_attach(keys, _aggregate(statement_rows, STATEMENT_FEATURES), STATEMENT_FEATURES)]
+
+    promise_features = PROMISE_FEATURES
+    if collection_actions is None:
+        parts.append(_attach(keys, None, ACTION_FEATURES))
+        parts.append(_attach(keys, None, promise_features))
+    else:
+        action_rows = _action_rows(keys, collection_actions.lazy())
+        parts.append(_attach(keys, _aggregate(action_rows, ACTION_FEATURES), ACTION_FEATURES))
+        promise_rows = _promise_rows(action_rows, statement_rows)
+        parts.append(_attach(keys, _aggregate(promise_rows, promise_features), promise_features))
+
+    if treatments is None:
+        parts.append(_attach(keys, None, TREATMENT_FEATURES))
+    else:
+        treatment_rows = _treatment_rows(keys, treatments.lazy())
+        parts.append(
+            _attach(keys, _aggregate(treatment_rows, TREATMENT_FEATURES), TREATMENT_FEATURES)
+        )
+
+    numeric_account = {k: v.cast(pl.Float64) for k, v in ACCOUNT_FEATURES.items() if k != "product"}
+    parts.append(
+        keys.join(
+            accounts.select("account_id", "credit_limit", "product", "opened_at"),
+            on="account_id",
+            how="left",
+        ).select(
+            *KEY,
+            ACCOUNT_FEATURES["product"].alias("product"),
+            *(expr.alias(name) for name, expr in numeric_account.items()),
+        )  # fmt: skip
+    )
+
+    combined = parts[0]
+    for part in parts[1:]:
+        combined = combined.join(part, on=KEY, how="left")
+    return combined.select(*KEY, *feature_set.names)

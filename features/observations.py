@@ -1,0 +1,261 @@
+"""Observations and labels: who is scored at an as-of date, and did they roll to default.
+
+An **observation** is an (account, as-of date) pair. As-of dates are month-ends; an as-of is
+read as the *end* of that day, so a record counts at the as-of when its ``known_at`` (or
+``action_at``) is before midnight after it.
+
+* **DPD at the as-of** is the ``dpd`` of the account's latest statement (by ``cycle_end``) known
+  at the as-of, as printed on that statement (not aged to the as-of: each account has its own
+  billing day, so a month-end sees a statement from a few days earlier; the gap is the feature
+  ``days_since_statement``). An account whose latest known statement is older than the month
+  before the as-of has stopped reporting and is not in the population.
+* **Population**: DPD at the as-of in ``[min_dpd, max_dpd]`` (default 1-89, the delinquent
+  accounts collections acts on); the starting bucket is recorded (M1 1-29, M2 30-59, M3 60-89;
+  M0 and M4+ only if the range is widened).
+* **Label** ``rolled_to_default``: 1 when some statement with ``cycle_end`` in the
+  ``window_months`` calendar months after the as-of month shows ``dpd >= default_dpd``. Labels
+  use only statements after the as-of and ignore ``known_at`` (outcomes are known later by
+  definition).
+* **Window complete**: the portfolio's latest statement month is at least the as-of month plus
+  ``window_months`` (a portfolio-level rule: the data extract ends for everyone at once).
+  Observations whose window is not complete are excluded from training and counted.
+* **No outcome**: an account in the population with no statement at all in a complete window
+  (closed, sold or stopped reporting) has an unknown outcome; it is excluded and counted rather
+  than guessed to be good.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from datetime import date
+from typing import Any
+
+import polars as pl
+
+from rollrisk.errors import UserError
+
+# Buckets by DPD lower bound, as in the roll-rate matrix (docs/features.md).
+BUCKETS: tuple[tuple[str, int], ...] = (("M0", 0), ("M1", 1), ("M2", 30), ("M3", 60), ("M4+", 90))
+BUCKET_NAMES: tuple[str, ...] = tuple(name for name, _ in BUCKETS)
+
+# Observation status: only "labelled" rows go into a training set.
+LABELLED, INCOMPLETE_WINDOW, NO_OUTCOME = "labelled", "incomplete_window", "no_outcome"
+
+# An account whose latest known statement is from before the month preceding the as-of month has
+# stopped reporting (closed, sold, charged off): it is not acted on, so it is not observed.
+MAX_STATEMENT_AGE_MONTHS = 1
+
+
+@dataclass(frozen=True)
+class ObservationSpec:
+    """What an observation is and what counts as default; read from ``observation:`` in YAML.
+
+    Attributes:
+        default_dpd: DPD at or above which an account has defaulted (30 for cards, 60, 90, ...).
+        window_months: performance window after the as-of month, in calendar months.
+        min_dpd, max_dpd: the population's DPD range at the as-of, inclusive.
+    """
+
+    default_dpd: int = 90
+    window_months: int = 3
+    min_dpd: int = 1
+    max_dpd: int = 89
+
+    def __post_init__(self) -> None:
+        problems = []
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                problems.append(f"{item.name} must be a whole number, got {value!r}")
+        if problems:
+            raise UserError("observation settings: " + "; ".join(problems))
+        if not 1 <= self.default_dpd <= 3650:
+            problems.append(f"default_dpd must be between 1 and 3650, got {self.default_dpd}")
+        if not 1 <= self.window_months <= 36:
+            problems.append(f"window_months must be between 1 and 36, got {self.window_months}")
+        if self.min_dpd < 0:
+            problems.append(f"min_dpd must be >= 0, got {self.min_dpd}")
+        if self.min_dpd > self.max_dpd:
+            problems.append(f"min_dpd ({self.min_dpd}) must not exceed max_dpd ({self.max_dpd})")
+        if self.max_dpd >= self.default_dpd:
+            problems.append(
+                f"max_dpd ({self.max_dpd}) must be below default_dpd ({self.default_dpd}): "
+                "an account already in default cannot roll to default"
+            )
+        if problems:
+            raise UserError("observation settings: " + "; ".join(problems))
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], source: str = "config") -> ObservationSpec:
+        """Build from the ``observation:`` YAML section; an unknown key is an error."""
+        known = {item.name for item in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise UserError(
+                f"{source}: unknown key(s) in section 'observation': {', '.join(unknown)} "
+                f"(expected some of {', '.join(sorted(known))})"
+            )
+        return cls(**dict(values))
+
+    def with_overrides(self, **overrides: int | None) -> ObservationSpec:
+        """A copy with the given fields replaced; ``None`` values are ignored (flag not given)."""
+        changes = {key: value for key, value in overrides.items() if value is not None}
+        return ObservationSpec(**{**self.__dict__, **changes})
+
+
+def month_index(column: str | pl.Expr) -> pl.Expr:
+    """Months since year 0 of a Date/Datetime column: consecutive months differ by 1."""
+    expr = pl.col(column) if isinstance(column, str) else column
+    return expr.dt.year().cast(pl.Int32) * 12 + expr.dt.month().cast(pl.Int32) - 1
+
+
+def bucket_of(dpd: pl.Expr) -> pl.Expr:
+    """The delinquency bucket name (M0 .. M4+) of a DPD expression."""
+    expr = pl.lit("M0")
+    for name, low in BUCKETS[1:]:
+        expr = pl.when(dpd >= low).then(pl.lit(name)).otherwise(expr)
+    return expr
+
+
+def as_of_end(as_of: str = "as_of") -> pl.Expr:
+    """The first instant after the as-of day: records known strictly before it count."""
+    return (pl.col(as_of) + pl.duration(days=1)).cast(pl.Datetime("us"))
+
+
+def check_as_of_dates(as_of_dates: Sequence[date]) -> list[date]:
+    """Sorted, de-duplicated as-of dates; raises when one is not a month-end."""
+    bad = [d for d in as_of_dates if (pl.Series([d]).dt.month_end()[0] != d)]
+    if bad:
+        raise UserError(
+            "as-of dates must be month-ends (e.g. 2024-03-31); got "
+            + ", ".join(d.isoformat() for d in bad)
+        )
+    return sorted(set(as_of_dates))
+
+
+def eligible_as_of_dates(
+    statements: pl.DataFrame | pl.LazyFrame, spec: ObservationSpec
+) -> list[date]:
+    """Every month-end with some history known by then and a complete performance window.
+
+    Needs ``statements`` columns ``cycle_end`` and ``known_at``. The first eligible as-of is the
+    first month-end at which at least one statement is known; the last is the month-end
+    ``window_months`` before the portfolio's last statement month.
+    """
+    bounds = (
+        statements.lazy()
+        .select(
+            pl.col("known_at").min().alias("first_known"),
+            pl.col("cycle_end").max().alias("last_cycle_end"),
+        )
+        .collect()
+    )
+    first_known, last_cycle_end = bounds.row(0)
+    if first_known is None:
+        return []
+    first = pl.Series([first_known.date()]).dt.month_end()[0]
+    last = (
+        pl.Series([last_cycle_end])
+        .dt.month_start()
+        .dt.offset_by(f"-{spec.window_months}mo")
+        .dt.month_end()[0]
+    )
+    if last < first:
+        return []
+    months = pl.date_range(first, last, interval="1mo", eager=True).dt.month_end()
+    return sorted(set(months.to_list()))
+
+
+def observations(
+    statements: pl.DataFrame | pl.LazyFrame,
+    as_of_dates: Sequence[date],
+    spec: ObservationSpec,
+) -> pl.DataFrame:
+    """The population at each as-of date, with starting bucket, label and status.
+
+    Needs ``statements`` columns ``account_id``, ``cycle_end``, ``known_at``, ``dpd``.
+    Returns one row per observation: ``account_id``, ``as_of`` (Date), ``dpd_at_as_of``,
+    ``start_bucket``, ``rolled_to_default`` (Int8, null unless labelled) and ``status``
+    (``labelled`` | ``incomplete_window`` | ``no_outcome``), sorted by as_of, account_id.
+    """
+    dates = check_as_of_dates(as_of_dates)
+    history = (
+        statements.lazy()
+        .select("account_id", "cycle_end", "known_at", "dpd")
+        .with_columns(month_index("cycle_end").alias("_month"))
+    )
+    last_month = history.select(pl.col("_month").max().alias("last_month"))
+
+    def months_around(offsets: range) -> pl.LazyFrame:
+        """(as_of, _month) for each as-of and each month offset: an equi-join key into history."""
+        return (
+            pl.LazyFrame({"as_of": dates}, schema={"as_of": pl.Date})
+            .join(
+                pl.LazyFrame({"_offset": list(offsets)}, schema={"_offset": pl.Int32}), how="cross"
+            )
+            .with_columns((month_index("as_of") + pl.col("_offset")).alias("_month"))
+            .drop("_offset")
+        )
+
+    # latest statement known at each as-of; only the as-of month and the one before can hold it
+    # (older means the account stopped reporting), so join on those two months only
+    recent = range(-MAX_STATEMENT_AGE_MONTHS, 1)
+    population = (
+        history.join(months_around(recent), on="_month")
+        .filter(pl.col("known_at") < as_of_end())
+        .group_by("account_id", "as_of")
+        .agg(pl.col("dpd").sort_by("cycle_end").last().alias("dpd_at_as_of"))
+        .filter(pl.col("dpd_at_as_of").is_between(spec.min_dpd, spec.max_dpd))
+    )
+
+    # outcome: worst DPD in the window months after the as-of month (known_at deliberately ignored)
+    ahead = months_around(range(1, spec.window_months + 1))
+    window = (
+        population.select("account_id", "as_of")
+        .join(ahead, on="as_of")
+        .join(history.select("account_id", "_month", "dpd"), on=["account_id", "_month"])
+        .group_by("account_id", "as_of")
+        .agg(pl.col("dpd").max().alias("_worst_dpd"))
+    )
+    return (
+        population.join(window, on=["account_id", "as_of"], how="left")
+        .join(last_month, how="cross")
+        .with_columns(
+            bucket_of(pl.col("dpd_at_as_of")).alias("start_bucket"),
+            pl.when(month_index("as_of") + spec.window_months > pl.col("last_month"))
+            .then(pl.lit(INCOMPLETE_WINDOW))
+            .when(pl.col("_worst_dpd").is_null())
+            .then(pl.lit(NO_OUTCOME))
+            .otherwise(pl.lit(LABELLED))
+            .alias("status"),
+        )
+        .with_columns(
+            pl.when(pl.col("status") == LABELLED)
+            .then((pl.col("_worst_dpd") >= spec.default_dpd).cast(pl.Int8))
+            .otherwise(None)
+            .cast(pl.Int8)
+            .alias("rolled_to_default")
+        )
+        .select(
+            "account_id", "as_of", "dpd_at_as_of", "start_bucket", "rolled_to_default", "status"
+        )
+        .sort("as_of", "account_id")
+        .collect()
+    )
+
+
+def observation_summary(observed: pl.DataFrame) -> pl.DataFrame:
+    """Per as-of: population, labelled, positives, roll rate and exclusions by reason."""
+    return (
+        observed.group_by("as_of")
+        .agg(
+            pl.len().alias("population"),
+            (pl.col("status") == LABELLED).sum().alias("labelled"),
+            pl.col("rolled_to_default").sum().cast(pl.Int64).alias("positives"),
+            (pl.col("status") == INCOMPLETE_WINDOW).sum().alias("excluded_incomplete_window"),
+            (pl.col("status") == NO_OUTCOME).sum().alias("excluded_no_outcome"),
+        )
+        .with_columns((pl.col("positives") / pl.col("labelled")).fill_nan(None).alias("roll_rate"))
+        .sort("as_of")
+    )

@@ -1,0 +1,327 @@
+"""Exact per-account explanations of the roll model: TreeSHAP contributions, reason codes, families.
+
+* :func:`contributions` returns the exact TreeSHAP contributions of a LightGBM model, in
+  log-odds, one column per feature plus a last column holding the base value (expected raw
+  score), so that each row sums to the model's raw score. It runs in chunks so a portfolio of
+  millions of accounts never holds one giant intermediate. The kernel that computes a chunk is an
+  argument: LightGBM's own ``pred_contrib`` by default, and a faster exact kernel can be swapped
+  in without touching callers.
+* :func:`reason_codes` turns the contributions of each account into at most four principal
+  reasons (US Regulation B practice), the features that raised its risk most, each with a stable
+  code and a short text in English and Chinese that quotes the account's own value.
+* :func:`family_contributions` sums the contributions per driver family (payment capacity,
+  willingness, contactability, ...): the input of the segment rules in
+  :mod:`rollrisk.models.segments`.
+
+Protected attributes (age, sex, marital status, ethnicity, region and their proxies) must never
+be model inputs; every function here refuses a feature set that names one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from rollrisk.features.registry import FAMILIES, FeatureSet, FeatureSpec
+
+MAX_PRINCIPAL_REASONS = 4
+
+# A feature whose name contains one of these words (as a whole ``_``-separated word) is a
+# protected attribute or a proxy of one. Whole words, so ``average_payment`` is not "age"; a
+# feature about account seniority must say so without the bare word (``months_on_book``).
+PROTECTED_WORDS: frozenset[str] = frozenset(
+    {
+        "age",
+        "birth",
+        "birthday",
+        "sex",
+        "gender",
+        "marital",
+        "married",
+        "ethnicity",
+        "ethnic",
+        "race",
+        "religion",
+        "region",
+        "province",
+        "city",
+        "postcode",
+        "postal",
+        "zip",
+        "zipcode",
+        "nationality",
+    }
+)
+
+ContributionKernel = Callable[[lgb.Booster, pd.DataFrame], np.ndarray]
+"""Computes exact TreeSHAP contributions of one chunk: ``(booster, X) -> (n, p + 1)`` float64,
+columns in ``X``'s order followed by the base value."""
+
+REASON_COLUMNS: tuple[str, ...] = (
+    "row",
+    "rank",
+    "feature",
+    "code",
+    "family",
+    "value",
+    "contribution",
+    "text_en",
+    "text_zh",
+)
+
+
+def lightgbm_pred_contrib(booster: lgb.Booster, X: pd.DataFrame) -> np.ndarray:
+    """LightGBM's own exact TreeSHAP (``predict(pred_contrib=True)``), in raw-score units."""
+    return np.asarray(booster.predict(X, pred_contrib=True), dtype=np.float64)
+
+
+def assert_no_protected_features(feature_names: Sequence[str]) -> None:
+    """Raise ``ValueError`` if any feature name contains a protected word (see PROTECTED_WORDS)."""
+    offending = sorted(
+        name
+        for name in feature_names
+        if PROTECTED_WORDS.intersection(re.split(r"[^a-z0-9]+", name.lower()))
+    )
+    if offending:
+        raise ValueError(
+            "protected attributes must never be model inputs or reasons, but these features "
+            f"name one: {', '.join(offending)} (protected words: {', '.join(sorted(PROTECTED_WORDS))})"
+        )
+
+
+def contributions(
+    booster_or_model: lgb.Booster | Any,
+    X: pd.DataFrame,
+    chunk_rows: int = 50_000,
+    kernel: ContributionKernel = lightgbm_pred_contrib,
+) -> np.ndarray:
+    """Exact TreeSHAP contributions (log-odds) of a binary LightGBM model, chunk by chunk.
+
+    Args:
+        booster_or_model: a ``lightgbm.Booster`` or anything with a fitted ``booster_``
+            (``LGBMClassifier`` or a project wrapper).
+        X: the model's input frame; its columns must be the booster's features in order
+            (categorical features as pandas ``category``, exactly as at training).
+        chunk_rows: rows per kernel call; bounds the memory of one call.
+        kernel: the function that explains one chunk (see :data:`ContributionKernel`).
+
+    Returns:
+        ``(len(X), n_features + 1)`` float64: one column per feature in ``X``'s order, then the
+        base value. Each row sums to the raw score (log-odds) of that row.
+    """
+    booster = _booster_of(booster_or_model)
+    expected = list(booster.feature_name())
+    if list(X.columns) != expected:
+        raise ValueError(
+            "X must hold exactly the model's features in the model's order; "
+            f"model: {expected}, X: {list(X.columns)}"
+        )
+    assert_no_protected_features(expected)
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
+    width = len(expected) + 1
+    out = np.empty((len(X), width), dtype=np.float64)
+    for start in range(0, len(X), chunk_rows):
+        chunk = X.iloc[start : start + chunk_rows]
+        values = np.asarray(kernel(booster, chunk), dtype=np.float64)
+        if values.shape != (len(chunk), width):
+            raise ValueError(
+                f"contribution kernel returned shape {values.shape}, expected "
+                f"{(len(chunk), width)}; only binary (single raw score) models are supported"
+            )
+        out[start : start + len(chunk)] = values
+    return out
+
+
+def _booster_of(model: Any) -> lgb.Booster:
+    if isinstance(model, lgb.Booster):
+        return model
+    booster = getattr(model, "booster_", None)
+    if isinstance(booster, lgb.Booster):
+        return booster
+    raise TypeError(
+        f"expected a lightgbm.Booster or a fitted model with a booster_, got {type(model).__name__}"
+    )
+
+
+def reason_code(spec: FeatureSpec) -> str:
+    """The stable reason code of a feature: its registry ``code`` if it declares one, else
+    ``RR-`` and six hex digits derived from the feature name (stable across versions and
+    orderings of the feature set, changes only if the feature is renamed)."""
+    explicit = getattr(spec, "code", None)
+    if explicit:
+        return str(explicit)
+    return "RR-" + hashlib.sha256(spec.name.encode("utf-8")).hexdigest()[:6].upper()
+
+
+def _feature_contributions(contribs: np.ndarray, feature_set: FeatureSet) -> np.ndarray:
+    """The per-feature block of ``contribs`` (dropping the base-value column when present)."""
+    n_features = len(feature_set.features)
+    contribs = np.asarray(contribs, dtype=np.float64)
+    if contribs.ndim != 2 or contribs.shape[1] not in (n_features, n_features + 1):
+        raise ValueError(
+            f"contributions must have {n_features} columns (one per feature of "
+            f"{feature_set.name} v{feature_set.version}) or {n_features + 1} (with the base "
+            f"value last), got shape {contribs.shape}"
+        )
+    return contribs[:, :n_features]
+
+
+def _check_feature_set(feature_set: FeatureSet) -> None:
+    assert_no_protected_features(feature_set.names)
+    codes: dict[str, str] = {}
+    for spec in feature_set.features:
+        code = reason_code(spec)
+        if code in codes:
+            raise ValueError(
+                f"features {codes[code]!r} and {spec.name!r} share the reason code {code}; "
+                "give one of them an explicit code"
+            )
+        codes[code] = spec.name
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    try:
+        return bool(isinstance(value, float | np.floating) and math.isnan(value))
+    except TypeError:
+        return False
+
+
+def reason_text(spec: FeatureSpec, value: Any) -> tuple[str, str]:
+    """English and Chinese reason text for one feature and the account's own value.
+
+    The registry templates are formatted with ``value``. A missing value, or a value the
+    template cannot format (a category label under ``{value:.0f}``), falls back to the
+    feature's description with the value quoted as text, so a reason is never lost or garbled.
+    """
+    # Registry descriptions are sentences; as a label they lose their final full stop.
+    label_en = spec.description_en.rstrip(" .")
+    label_zh = spec.description_zh.rstrip(" 。.")
+    if _is_missing(value):
+        return (f"{label_en}: no data", f"{label_zh}：无数据")
+    if isinstance(value, np.generic):
+        value = value.item()
+    texts = []
+    for template, description, colon in (
+        (spec.reason_en, label_en, ": "),
+        (spec.reason_zh, label_zh, "："),
+    ):
+        try:
+            texts.append(template.format(value=value))
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+            texts.append(f"{description}{colon}{value}")
+    return texts[0], texts[1]
+
+
+def reason_codes(
+    contribs: np.ndarray,
+    X_raw: pd.DataFrame,
+    feature_set: FeatureSet,
+    max_reasons: int = MAX_PRINCIPAL_REASONS,
+) -> pd.DataFrame:
+    """The principal reasons of each account: the features that raised its risk most.
+
+    Args:
+        contribs: ``(n, p)`` or ``(n, p + 1)`` contributions from :func:`contributions`, columns
+            in ``feature_set`` order (a trailing base-value column is ignored).
+        X_raw: ``n`` rows holding at least every feature of ``feature_set`` as the account's
+            own, human-readable values (categoricals as their labels); row ``i`` belongs to
+            ``contribs[i]``.
+        feature_set: the registry entries that give each feature's code, family and texts.
+        max_reasons: at most this many reasons per account (4 by Regulation B practice).
+
+    Returns:
+        A long frame, one row per (account, reason), ordered by account then rank, with columns
+        ``row`` (the index label of ``X_raw``), ``rank`` (1 = largest), ``feature``, ``code``,
+        ``family``, ``value`` (as text), ``contribution`` (log-odds, always > 0), ``text_en``
+        and ``text_zh``. Only risk-increasing features are reasons: an account with fewer
+        positive contributions gets fewer rows, one with none gets no row.
+    """
+    if not 1 <= max_reasons <= MAX_PRINCIPAL_REASONS:
+        raise ValueError(
+            f"max_reasons must be between 1 and {MAX_PRINCIPAL_REASONS} (principal factors), "
+            f"got {max_reasons}"
+        )
+    _check_feature_set(feature_set)
+    per_feature = _feature_contributions(contribs, feature_set)
+    if len(X_raw) != len(per_feature):
+        raise ValueError(
+            f"X_raw has {len(X_raw)} rows but contributions have {len(per_feature)}; "
+            "they must describe the same accounts in the same order"
+        )
+    missing = [name for name in feature_set.names if name not in X_raw.columns]
+    if missing:
+        raise ValueError(f"X_raw lacks feature columns {missing}")
+
+    n_rows, n_features = per_feature.shape
+    k = min(max_reasons, n_features)
+    # Largest first; ties keep feature-set order (stable sort), so the output is deterministic.
+    order = np.argsort(-per_feature, axis=1, kind="stable")[:, :k]
+    top = np.take_along_axis(per_feature, order, axis=1)
+    rows, ranks = np.nonzero(top > 0)
+    features = order[rows, ranks]
+
+    specs = feature_set.features
+    codes = [reason_code(spec) for spec in specs]
+    columns = {name: X_raw[name].to_numpy(dtype=object) for name in feature_set.names}
+    # Most reasons repeat (counts, category labels): format each (feature, value) once.
+    text_cache: dict[tuple[int, Any], tuple[str, str]] = {}
+    values: list[str] = []
+    texts_en: list[str] = []
+    texts_zh: list[str] = []
+    for row, feature in zip(rows.tolist(), features.tolist(), strict=True):
+        value = columns[specs[feature].name][row]
+        missing = _is_missing(value)
+        key = (feature, None if missing else value)
+        if key not in text_cache:
+            text_cache[key] = reason_text(specs[feature], value)
+        en, zh = text_cache[key]
+        values.append("" if missing else str(value))
+        texts_en.append(en)
+        texts_zh.append(zh)
+
+    return pd.DataFrame(
+        {
+            "row": X_raw.index.to_numpy()[rows],
+            "rank": (ranks + 1).astype(np.int64),
+            "feature": [specs[i].name for i in features],
+            "code": [codes[i] for i in features],
+            "family": [specs[i].family for i in features],
+            "value": values,
+            "contribution": top[rows, ranks],
+            "text_en": texts_en,
+            "text_zh": texts_zh,
+        },
+        columns=list(REASON_COLUMNS),
+    )
+
+
+def family_contributions(
+    contribs: np.ndarray,
+    feature_set: FeatureSet,
+    index: pd.Index | None = None,
+) -> pd.DataFrame:
+    """Contributions summed per driver family (log-odds), one column per family.
+
+    Columns are every family of the registry in registry order (a family with no feature in the
+    set is all zeros, so downstream rules can always name it), then any family the registry does
+    not list. The base value is excluded: each row sums to the raw score minus the base value.
+    """
+    _check_feature_set(feature_set)
+    per_feature = _feature_contributions(contribs, feature_set)
+    families = list(FAMILIES) + sorted(
+        {spec.family for spec in feature_set.features} - set(FAMILIES)
+    )
+    membership = np.zeros((len(feature_set.features), len(families)), dtype=np.float64)
+    for i, spec in enumerate(feature_set.features):
+        membership[i, families.index(spec.family)] = 1.0
+    return pd.DataFrame(per_feature @ membership, columns=families, index=index)

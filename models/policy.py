@@ -1,0 +1,683 @@
+"""The strategy policy: from an account's risk, segment and state to a ladder of collection actions.
+
+Strategy teams edit ``conf/policy.yaml``. A policy declares
+
+* ``risk_bands``: upper bounds of the calibrated roll-to-default probability per band;
+* ``space``: the values of ``start_bucket``, ``segment`` and ``product`` every account can have;
+  together with the bands and the DPD range of each bucket this is the set of *reachable*
+  combinations that the rules must cover;
+* ``treatments``: named ladders of actions, each step an action on a day offset from the
+  decision (and a local time of day, a channel and a recipient where they apply);
+* ``rules``: ``when`` an account matches (lists of buckets, bands, segments, products; half-open
+  ``[ge, lt)`` ranges of ``dpd`` and ``amount_overdue``), give it ``treatment``. The matching
+  rule with the lowest ``precedence`` wins.
+
+The policy is validated when it is parsed, and every problem is reported as ``file:line``:
+unknown keys, actions, channels, segments, products, buckets, bands or treatments; a reachable
+combination no rule covers; two rules with the same precedence whose regions overlap on a
+reachable combination but that give different treatments; a rule no reachable account can match.
+
+The policy chooses; :func:`rollrisk.models.compliance.enforce` then applies the compliance rules,
+and every :class:`Decision` carries the policy rule that fired and each compliance change.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, time, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from rollrisk.features.schemas import PRODUCTS
+from rollrisk.models.segments import SEGMENTS
+from rollrisk.models.yaml_config import (
+    ConfigError,
+    LineDict,
+    line_of,
+    parse_time_of_day,
+    parse_yaml_with_lines,
+    require_keys,
+)
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    """What an action is, for the compliance rules."""
+
+    name: str
+    contacts_borrower: bool  # reaches a person: contact window and third-party rules apply
+    is_call: bool  # a phone call: frequency caps apply
+    is_collection: bool  # pressure to pay: paused while a hardship plan is honoured
+    channels: tuple[str, ...]  # allowed channels (the first is the default); () = none
+    description: str
+
+
+ACTIONS: Mapping[str, ActionSpec] = {
+    spec.name: spec
+    for spec in (
+        ActionSpec(
+            "reminder", True, False, True, ("sms", "app_push"), "automatic SMS or app reminder"
+        ),
+        ActionSpec(
+            "call", True, True, True, ("agent_call", "robo_call"), "phone call by an agent or robot"
+        ),
+        ActionSpec(
+            "restructure_offer",
+            True,
+            False,
+            False,
+            ("sms", "app_push", "agent_call"),
+            "offer to restructure into instalments",
+        ),
+        ActionSpec("grace_period", False, False, False, (), "grace period on the amount due"),
+        ActionSpec(
+            "interest_waiver",
+            False,
+            False,
+            False,
+            (),
+            "waive the interest of the delinquent period",
+        ),
+        ActionSpec(
+            "first_delinquency_extension",
+            False,
+            False,
+            False,
+            (),
+            "one-time interest-free extension for a first-ever delinquency",
+        ),
+        ActionSpec(
+            "agency_assignment",
+            False,
+            False,
+            True,
+            ("agency_assignment",),
+            "assign to a licensed collection agency",
+        ),
+        ActionSpec(
+            "field_visit_with_notice",
+            True,
+            False,
+            True,
+            ("field_visit",),
+            "on-site visit with a notice letter, confirmed in advance",
+        ),
+        ActionSpec("legal_referral", False, False, True, ("legal",), "refer for legal action"),
+    )
+}
+RECIPIENTS: tuple[str, ...] = ("borrower", "emergency_contact", "third_party")
+START_BUCKETS: Mapping[str, tuple[int, int]] = {"M1": (1, 30), "M2": (30, 60), "M3": (60, 90)}
+"""Each starting bucket and its half-open DPD range ``[low, high)``."""
+DEFAULT_TIME_OF_DAY = time(10, 0)
+
+Recipient = Literal["borrower", "emergency_contact", "third_party"]
+
+
+@dataclass(frozen=True)
+class PlannedAction:
+    """One step of a decision, scheduled in the borrower's local time."""
+
+    action: str
+    at: datetime
+    channel: str | None = None
+    recipient: Recipient = "borrower"
+
+    def describe(self) -> str:
+        via = f" via {self.channel}" if self.channel else ""
+        to = f" to {self.recipient}" if self.recipient != "borrower" else ""
+        return f"{self.action}{via}{to} at {self.at:%Y-%m-%d %H:%M}"
+
+
+@dataclass(frozen=True)
+class PolicyRuleRef:
+    """Which policy rule chose a treatment: file, rule id and line."""
+
+    source: str
+    rule_id: str
+    line: int | None
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.line} rule {self.rule_id}"
+
+
+@dataclass(frozen=True)
+class ComplianceChange:
+    """One change a compliance rule made to a decision, and why."""
+
+    rule_id: str
+    action: str  # the planned action as the policy chose it (PlannedAction.describe())
+    change: str  # "removed" or "moved to ..."
+    reason: str
+    jurisdictions: tuple[str, ...] = ()  # whose parameter was the binding (strictest) one
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A treatment for one account, with its trail."""
+
+    account_id: str
+    decided_at: datetime
+    treatment: str
+    actions: tuple[PlannedAction, ...]
+    policy_rule: PolicyRuleRef
+    risk_band: str = ""
+    segment: str = ""
+    trail: tuple[ComplianceChange, ...] = field(default=())
+
+    def with_changes(
+        self, actions: Sequence[PlannedAction], changes: Sequence[ComplianceChange]
+    ) -> Decision:
+        return replace(self, actions=tuple(actions), trail=self.trail + tuple(changes))
+
+
+@dataclass(frozen=True)
+class LadderStep:
+    action: str
+    day: int
+    at: time
+    channel: str | None
+    recipient: Recipient
+    line: int | None
+
+
+@dataclass(frozen=True)
+class Treatment:
+    name: str
+    steps: tuple[LadderStep, ...]
+    description: str
+    line: int | None
+
+
+@dataclass(frozen=True)
+class Interval:
+    """Half-open ``[low, high)``."""
+
+    low: float = 0.0
+    high: float = math.inf
+
+    def intersect(self, other: Interval) -> Interval | None:
+        low, high = max(self.low, other.low), min(self.high, other.high)
+        return Interval(low, high) if low < high else None
+
+    def __str__(self) -> str:
+        return f"[{self.low:g}, {self.high:g})"
+
+
+@dataclass(frozen=True)
+class PolicyRule:
+    rule_id: str
+    precedence: int
+    start_buckets: frozenset[str]
+    risk_bands: frozenset[str]
+    segments: frozenset[str]
+    products: frozenset[str]
+    dpd: Interval
+    amount_overdue: Interval
+    treatment: str
+    line: int | None
+
+    def matches(
+        self, bucket: str, band: str, segment: str, product: str, dpd: float, amount: float
+    ) -> bool:
+        return (
+            bucket in self.start_buckets
+            and band in self.risk_bands
+            and segment in self.segments
+            and product in self.products
+            and self.dpd.low <= dpd < self.dpd.high
+            and self.amount_overdue.low <= amount < self.amount_overdue.high
+        )
+
+
+@dataclass(frozen=True)
+class Policy:
+    source: str
+    name: str
+    risk_bands: tuple[tuple[str, float], ...]  # (band, inclusive upper bound), ascending
+    start_buckets: tuple[str, ...]
+    segments: tuple[str, ...]
+    products: tuple[str, ...]
+    treatments: Mapping[str, Treatment]
+    rules: tuple[PolicyRule, ...]  # sorted by precedence, then file order
+
+    def risk_band(self, probability: float) -> str:
+        """The band of a calibrated probability: the first whose upper bound is >= it."""
+        if not 0.0 <= probability <= 1.0 or math.isnan(probability):
+            raise ValueError(f"probability must be within [0, 1], got {probability}")
+        for band, upper in self.risk_bands:
+            if probability <= upper:
+                return band
+        return self.risk_bands[-1][0]  # unreachable: the last bound is 1.0
+
+
+@dataclass(frozen=True)
+class PolicyCase:
+    """What the policy decides on, for one account at one decision time."""
+
+    account_id: str
+    decided_at: datetime
+    start_bucket: str
+    probability: float
+    segment: str
+    product: str
+    dpd: int
+    amount_overdue: float
+
+
+def decide(policy: Policy, case: PolicyCase) -> Decision:
+    """The treatment the policy gives ``case`` (before compliance; see ``compliance.enforce``)."""
+    band = policy.risk_band(case.probability)
+    for rule in policy.rules:
+        if rule.matches(
+            case.start_bucket, band, case.segment, case.product, case.dpd, case.amount_overdue
+        ):
+            treatment = policy.treatments[rule.treatment]
+            day0 = case.decided_at.date()
+            actions = tuple(
+                PlannedAction(
+                    action=step.action,
+                    at=datetime.combine(day0 + timedelta(days=step.day), step.at),
+                    channel=step.channel,
+                    recipient=step.recipient,
+                )
+                for step in treatment.steps
+            )
+            return Decision(
+                account_id=case.account_id,
+                decided_at=case.decided_at,
+                treatment=treatment.name,
+                actions=actions,
+                policy_rule=PolicyRuleRef(policy.source, rule.rule_id, rule.line),
+                risk_band=band,
+                segment=case.segment,
+            )
+    raise ValueError(
+        f"no rule of {policy.source} matches account {case.account_id}: start_bucket="
+        f"{case.start_bucket}, risk_band={band}, segment={case.segment}, product={case.product}, "
+        f"dpd={case.dpd}, amount_overdue={case.amount_overdue}; the policy covers start buckets "
+        f"{list(policy.start_buckets)}, segments {list(policy.segments)}, products {list(policy.products)}"
+    )
+
+
+# --- parsing and validation -------------------------------------------------------------------
+
+
+def load_policy(path: Path) -> Policy:
+    """Read and parse a policy file (see :func:`parse_policy`)."""
+    return parse_policy(Path(path).read_text(encoding="utf-8"), str(path))
+
+
+def parse_policy(text: str, source: str) -> Policy:
+    """Parse and validate a policy from YAML text; errors are :class:`ConfigError` with the line."""
+    doc = parse_yaml_with_lines(text, source)
+    require_keys(
+        doc,
+        source,
+        "the policy file",
+        ("name", "risk_bands", "space", "treatments", "rules"),
+        ("version", "description"),
+    )
+
+    bands = _parse_bands(doc["risk_bands"], source, doc.line_of("risk_bands"))
+    space = require_keys(
+        doc["space"],
+        source,
+        "space",
+        ("start_bucket", "segment", "product"),
+        (),
+        doc.line_of("space"),
+    )
+    buckets = _parse_names(space, "start_bucket", START_BUCKETS, source)
+    segments = _parse_names(space, "segment", SEGMENTS, source)
+    products = _parse_names(space, "product", PRODUCTS, source)
+
+    treatments_node = doc["treatments"]
+    if not isinstance(treatments_node, dict) or not treatments_node:
+        raise ConfigError(
+            source,
+            doc.line_of("treatments"),
+            "treatments must map each treatment name to its ladder",
+        )
+    treatments = {
+        str(name): _parse_treatment(str(name), node, source, line_of(treatments_node, name))
+        for name, node in treatments_node.items()
+    }
+
+    rules_node = doc["rules"]
+    if not isinstance(rules_node, list) or not rules_node:
+        raise ConfigError(source, doc.line_of("rules"), "rules must be a non-empty list")
+    space_values = {
+        "start_bucket": buckets,
+        "risk_band": tuple(b for b, _ in bands),
+        "segment": segments,
+        "product": products,
+    }
+    rules: list[PolicyRule] = []
+    seen: dict[str, int | None] = {}
+    for index, node in enumerate(rules_node):
+        rule = _parse_rule(node, source, line_of(rules_node, index), space_values, treatments)
+        if rule.rule_id in seen:
+            raise ConfigError(
+                source,
+                rule.line,
+                f"rule id {rule.rule_id!r} is already used on line {seen[rule.rule_id]}",
+            )
+        seen[rule.rule_id] = rule.line
+        rules.append(rule)
+    ordered = tuple(sorted(rules, key=lambda r: r.precedence))  # stable: file order breaks ties
+
+    policy = Policy(
+        source=source,
+        name=str(doc["name"]),
+        risk_bands=bands,
+        start_buckets=buckets,
+        segments=segments,
+        products=products,
+        treatments=treatments,
+        rules=ordered,
+    )
+    _check_rules_reachable(policy)
+    _check_no_conflicts(policy)
+    _check_coverage(policy, doc.line_of("rules"))
+    return policy
+
+
+def _parse_bands(node: Any, source: str, line: int | None) -> tuple[tuple[str, float], ...]:
+    if not isinstance(node, dict) or not node:
+        raise ConfigError(
+            source,
+            line,
+            "risk_bands must map each band to its upper probability bound, e.g. {low: 0.15, medium: 0.4, high: 1.0}",
+        )
+    bands: list[tuple[str, float]] = []
+    for name, upper in node.items():
+        here = line_of(node, name)
+        if not isinstance(upper, int | float) or isinstance(upper, bool) or not 0 < upper <= 1:
+            raise ConfigError(
+                source,
+                here,
+                f"risk band {name!r}: the upper bound must be a probability in (0, 1], got {upper!r}",
+            )
+        if bands and upper <= bands[-1][1]:
+            raise ConfigError(
+                source,
+                here,
+                f"risk band {name!r}: upper bounds must increase, {upper} follows {bands[-1][1]}",
+            )
+        bands.append((str(name), float(upper)))
+    if bands[-1][1] != 1.0:
+        raise ConfigError(
+            source,
+            line_of(node, bands[-1][0]),
+            f"the last risk band ({bands[-1][0]!r}) must end at 1.0 so every probability has a band",
+        )
+    return tuple(bands)
+
+
+def _parse_names(
+    space: LineDict, key: str, known: Sequence[str] | Mapping[str, Any], source: str
+) -> tuple[str, ...]:
+    values = space[key]
+    if not isinstance(values, list) or not values:
+        raise ConfigError(source, space.line_of(key), f"space.{key} must be a non-empty list")
+    for index, value in enumerate(values):
+        if value not in known:
+            raise ConfigError(
+                source,
+                line_of(values, index),
+                f"unknown {key.replace('_', ' ')} {value!r} in space; known: {', '.join(known)}",
+            )
+    return tuple(str(v) for v in values)
+
+
+def _parse_treatment(name: str, node: Any, source: str, line: int | None) -> Treatment:
+    node = require_keys(node, source, f"treatment {name!r}", ("ladder",), ("description",), line)
+    ladder = node["ladder"]
+    if not isinstance(ladder, list):
+        raise ConfigError(
+            source,
+            node.line_of("ladder"),
+            f"treatment {name!r}: ladder must be a list of steps (may be empty)",
+        )
+    steps: list[LadderStep] = []
+    for index, step in enumerate(ladder):
+        here = line_of(ladder, index)
+        step = require_keys(
+            step,
+            source,
+            f"a step of treatment {name!r}",
+            ("action", "day"),
+            ("at", "channel", "recipient"),
+            here,
+        )
+        action = step["action"]
+        if action not in ACTIONS:
+            raise ConfigError(
+                source,
+                here,
+                f"treatment {name!r}: unknown action {action!r}; known actions: {', '.join(ACTIONS)}",
+            )
+        day = step["day"]
+        if not isinstance(day, int) or isinstance(day, bool) or day < 0:
+            raise ConfigError(
+                source,
+                here,
+                f"treatment {name!r}: day must be a whole number of days >= 0, got {day!r}",
+            )
+        if steps and day < steps[-1].day:
+            raise ConfigError(
+                source,
+                here,
+                f"treatment {name!r}: the ladder must be in day order, day {day} follows day {steps[-1].day}",
+            )
+        spec = ACTIONS[action]
+        channel = step.get("channel", spec.channels[0] if spec.channels else None)
+        if channel is not None and channel not in spec.channels:
+            allowed = ", ".join(spec.channels) or "none"
+            raise ConfigError(
+                source,
+                here,
+                f"treatment {name!r}: action {action!r} cannot use channel {channel!r}; allowed: {allowed}",
+            )
+        recipient = step.get("recipient", "borrower")
+        if recipient not in ("borrower", "emergency_contact"):
+            raise ConfigError(
+                source,
+                here,
+                f"treatment {name!r}: recipient {recipient!r} is not allowed; a policy may only contact the borrower, or an emergency contact to locate an unreachable borrower",
+            )
+        if recipient == "emergency_contact" and not spec.contacts_borrower:
+            raise ConfigError(
+                source,
+                here,
+                f"treatment {name!r}: only contact actions may go to an emergency contact, not {action!r}",
+            )
+        at = parse_time_of_day(step.get("at", "10:00"), source, here)
+        steps.append(LadderStep(str(action), day, at, channel, recipient, here))
+    return Treatment(name, tuple(steps), str(node.get("description", "")), line)
+
+
+def _parse_interval(node: Any, source: str, line: int | None, what: str) -> Interval:
+    node = require_keys(node, source, what, (), ("ge", "lt"), line)
+    low, high = node.get("ge", 0), node.get("lt", math.inf)
+    for bound in (low, high):
+        if not isinstance(bound, int | float) or isinstance(bound, bool):
+            raise ConfigError(source, line, f"{what}: bounds must be numbers, got {bound!r}")
+    if not low < high:
+        raise ConfigError(source, line, f"{what}: the range [ge, lt) is empty ({low} >= {high})")
+    return Interval(float(low), float(high))
+
+
+def _parse_rule(
+    node: Any,
+    source: str,
+    line: int | None,
+    space: Mapping[str, tuple[str, ...]],
+    treatments: Mapping[str, Treatment],
+) -> PolicyRule:
+    node = require_keys(
+        node, source, "a rule", ("id", "precedence", "when", "treatment"), ("description",), line
+    )
+    rule_id = str(node["id"])
+    precedence = node["precedence"]
+    if not isinstance(precedence, int) or isinstance(precedence, bool):
+        raise ConfigError(
+            source,
+            node.line_of("precedence"),
+            f"rule {rule_id!r}: precedence must be a whole number, got {precedence!r}",
+        )
+    treatment = node["treatment"]
+    if treatment not in treatments:
+        raise ConfigError(
+            source,
+            node.line_of("treatment"),
+            f"rule {rule_id!r}: unknown treatment {treatment!r}; defined: {', '.join(treatments)}",
+        )
+    when = node["when"]
+    if when is None:
+        when = LineDict()
+    when = require_keys(
+        when,
+        source,
+        f"rule {rule_id!r} when",
+        (),
+        (*space, "dpd", "amount_overdue"),
+        node.line_of("when"),
+    )
+    chosen: dict[str, frozenset[str]] = {}
+    for key, values in space.items():
+        given = when.get(key, "any")
+        if given == "any":
+            chosen[key] = frozenset(values)
+            continue
+        given = [given] if isinstance(given, str) else given
+        if not isinstance(given, list) or not given:
+            raise ConfigError(
+                source,
+                when.line_of(key),
+                f"rule {rule_id!r}: {key} must be a list of values or 'any'",
+            )
+        for index, value in enumerate(given):
+            if value not in values:
+                raise ConfigError(
+                    source,
+                    line_of(given, index) or when.line_of(key),
+                    f"rule {rule_id!r}: unknown {key.replace('_', ' ')} {value!r}; the policy's space allows: {', '.join(values)}",
+                )
+        chosen[key] = frozenset(str(v) for v in given)
+    dpd = _parse_interval(when.get("dpd", {}), source, when.line_of("dpd"), f"rule {rule_id!r} dpd")
+    amount = _parse_interval(
+        when.get("amount_overdue", {}),
+        source,
+        when.line_of("amount_overdue"),
+        f"rule {rule_id!r} amount_overdue",
+    )
+    return PolicyRule(
+        rule_id=rule_id,
+        precedence=precedence,
+        start_buckets=chosen["start_bucket"],
+        risk_bands=chosen["risk_band"],
+        segments=chosen["segment"],
+        products=chosen["product"],
+        dpd=dpd,
+        amount_overdue=amount,
+        treatment=str(treatment),
+        line=node.line,
+    )
+
+
+def _reachable_dpd(rule: PolicyRule, bucket: str) -> Interval | None:
+    low, high = START_BUCKETS[bucket]
+    return rule.dpd.intersect(Interval(low, high))
+
+
+def _check_rules_reachable(policy: Policy) -> None:
+    for rule in policy.rules:
+        if not any(
+            _reachable_dpd(rule, bucket)
+            for bucket in rule.start_buckets & set(policy.start_buckets)
+        ):
+            raise ConfigError(
+                policy.source,
+                rule.line,
+                f"rule {rule.rule_id!r} can never fire: its dpd range {rule.dpd} lies outside the DPD range of its start buckets "
+                + ", ".join(
+                    f"{b} {Interval(*START_BUCKETS[b])}" for b in sorted(rule.start_buckets)
+                ),
+            )
+
+
+def _check_no_conflicts(policy: Policy) -> None:
+    rules = sorted(policy.rules, key=lambda r: r.line or 0)
+    for first, second in itertools.combinations(rules, 2):
+        if first.precedence != second.precedence or first.treatment == second.treatment:
+            continue
+        common = {
+            "start_bucket": first.start_buckets & second.start_buckets,
+            "risk_band": first.risk_bands & second.risk_bands,
+            "segment": first.segments & second.segments,
+            "product": first.products & second.products,
+        }
+        amount = first.amount_overdue.intersect(second.amount_overdue)
+        if not all(common.values()) or amount is None:
+            continue
+        dpd = first.dpd.intersect(second.dpd)
+        buckets = sorted(
+            b for b in common["start_bucket"] if dpd and dpd.intersect(Interval(*START_BUCKETS[b]))
+        )
+        if not buckets:
+            continue
+        example = ", ".join(
+            f"{key}={sorted(values)[0]}" for key, values in common.items() if key != "start_bucket"
+        )
+        raise ConfigError(
+            policy.source,
+            second.line,
+            f"rules {first.rule_id!r} (line {first.line}) and {second.rule_id!r} have the same precedence "
+            f"{first.precedence} and overlap (e.g. start_bucket={buckets[0]}, {example}, dpd in {dpd}, "
+            f"amount_overdue in {amount}) but give different treatments ({first.treatment!r} vs "
+            f"{second.treatment!r}); change a precedence or narrow a rule",
+        )
+
+
+def _breakpoints(intervals: Sequence[Interval], low: float, high: float) -> list[Interval]:
+    points = sorted({low, high, *(p for i in intervals for p in (i.low, i.high) if low < p < high)})
+    return [Interval(a, b) for a, b in itertools.pairwise(points)]
+
+
+def _check_coverage(policy: Policy, rules_line: int | None) -> None:
+    amount_cells = _breakpoints([r.amount_overdue for r in policy.rules], 0.0, math.inf)
+    # Bucket boundaries are breakpoints too, so no DPD cell straddles two buckets.
+    bucket_edges = [Interval(*START_BUCKETS[b]) for b in policy.start_buckets]
+    dpd_cells = _breakpoints([r.dpd for r in policy.rules] + bucket_edges, 1.0, 90.0)
+    bands = [b for b, _ in policy.risk_bands]
+    gaps: list[str] = []
+    count = 0
+    for bucket in policy.start_buckets:
+        bucket_range = Interval(*START_BUCKETS[bucket])
+        for dpd in (c for c in dpd_cells if c.intersect(bucket_range)):
+            for band, segment, product, amount in itertools.product(
+                bands, policy.segments, policy.products, amount_cells
+            ):
+                if any(
+                    rule.matches(bucket, band, segment, product, dpd.low, amount.low)
+                    for rule in policy.rules
+                ):
+                    continue
+                count += 1
+                if len(gaps) < 3:
+                    gaps.append(
+                        f"start_bucket={bucket}, risk_band={band}, segment={segment}, product={product}, "
+                        f"dpd in {dpd}, amount_overdue in {amount}"
+                    )
+    if count:
+        raise ConfigError(
+            policy.source,
+            rules_line,
+            f"{count} reachable combination(s) are covered by no rule, e.g. "
+            + "; ".join(gaps)
+            + ". Add a rule (a catch-all with a high precedence number is the usual fix)",
+        )

@@ -1,0 +1,153 @@
+"""YAML with line numbers, so a bad strategy file is reported as ``file:line: what is wrong``.
+
+Strategy teams edit ``conf/segments.yaml``, ``conf/policy.yaml`` and ``conf/compliance.yaml`` by
+hand. A validation error that only says "unknown action 'cal'" sends them searching; one that
+says ``conf/policy.yaml:42: unknown action 'cal'`` does not. The parser here builds ordinary
+dicts and lists that also remember the (1-based) line each mapping, key and list item started on.
+
+Parsing takes text and a source name (the file path, used only in messages), so it does no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import time
+from typing import Any
+
+import yaml
+
+from rollrisk.errors import UserError
+
+
+class ConfigError(UserError):
+    """A strategy configuration file is invalid; the message starts with ``file:line:``."""
+
+    def __init__(self, source: str, line: int | None, message: str) -> None:
+        self.source = source
+        self.line = line
+        self.detail = message
+        where = f"{source}:{line}" if line is not None else source
+        super().__init__(f"{where}: {message}")
+
+
+class LineDict(dict):
+    """A mapping from YAML that knows the line it and each of its keys started on."""
+
+    line: int | None = None
+    key_lines: dict[Any, int]
+
+    def line_of(self, key: Any) -> int | None:
+        """Line of ``key`` if it is present, else the line of the mapping itself."""
+        return getattr(self, "key_lines", {}).get(key, self.line)
+
+
+class LineList(list):
+    """A sequence from YAML that knows the line it and each of its items started on."""
+
+    line: int | None = None
+    item_lines: list[int]
+
+    def line_of(self, index: int) -> int | None:
+        lines = getattr(self, "item_lines", [])
+        return lines[index] if 0 <= index < len(lines) else self.line
+
+
+class _LineLoader(yaml.SafeLoader):
+    """SafeLoader whose mappings and sequences carry their source lines."""
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineDict:
+    loader.flatten_mapping(node)
+    mapping = LineDict()
+    mapping.line = node.start_mark.line + 1
+    mapping.key_lines = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in mapping:
+            raise ConfigError(
+                str(node.start_mark.name), key_node.start_mark.line + 1, f"duplicate key {key!r}"
+            )
+        mapping[key] = loader.construct_object(value_node, deep=True)
+        mapping.key_lines[key] = key_node.start_mark.line + 1
+    return mapping
+
+
+def _construct_sequence(loader: _LineLoader, node: yaml.SequenceNode) -> LineList:
+    sequence = LineList(loader.construct_object(child, deep=True) for child in node.value)
+    sequence.line = node.start_mark.line + 1
+    sequence.item_lines = [child.start_mark.line + 1 for child in node.value]
+    return sequence
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
+
+
+def parse_yaml_with_lines(text: str, source: str) -> LineDict:
+    """Parse one YAML document whose top level must be a mapping.
+
+    Raises :class:`ConfigError` naming ``source`` and the line for syntax errors, duplicate keys
+    and a top level that is not a mapping.
+    """
+    loader = _LineLoader(text)
+    loader.name = source
+    try:
+        document = loader.get_single_data()
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        line = mark.line + 1 if mark is not None else None
+        raise ConfigError(source, line, f"not valid YAML: {error.problem}") from error
+    except ConfigError as error:
+        raise ConfigError(source, error.line, error.detail) from error
+    finally:
+        loader.dispose()
+    if not isinstance(document, LineDict):
+        raise ConfigError(source, 1, "the top level must be a mapping of keys to values")
+    return document
+
+
+def line_of(container: Any, key: Any) -> int | None:
+    """Line of ``key`` (dict key or list index) inside ``container``, when it is known."""
+    if isinstance(container, LineDict | LineList):
+        return container.line_of(key)
+    return None
+
+
+def require_keys(
+    mapping: Any,
+    source: str,
+    what: str,
+    required: Iterable[str],
+    optional: Iterable[str] = (),
+    line: int | None = None,
+) -> LineDict:
+    """Check that ``mapping`` is a mapping with all ``required`` keys and no unknown ones."""
+    if not isinstance(mapping, dict):
+        raise ConfigError(source, line, f"{what} must be a mapping, got {type(mapping).__name__}")
+    required = tuple(required)
+    allowed = set(required) | set(optional)
+    here = mapping.line if isinstance(mapping, LineDict) else line
+    for key in mapping:
+        if key not in allowed:
+            raise ConfigError(
+                source,
+                line_of(mapping, key),
+                f"unknown key {key!r} in {what}; allowed keys: {', '.join(sorted(allowed))}",
+            )
+    for key in required:
+        if key not in mapping:
+            raise ConfigError(source, here, f"{what} is missing the required key {key!r}")
+    return mapping  # type: ignore[return-value]
+
+
+def parse_time_of_day(value: Any, source: str, line: int | None) -> time:
+    """A local time of day written ``"HH:MM"``.
+
+    YAML 1.1 reads an unquoted ``10:00`` as the sexagesimal integer 600; that is accepted too.
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 24 * 60:
+        value = f"{value // 60:02d}:{value % 60:02d}"
+    try:
+        return time.fromisoformat(str(value))
+    except ValueError:
+        raise ConfigError(source, line, f"a time of day must be HH:MM, got {value!r}") from None

@@ -1,0 +1,106 @@
+"""`rollrisk build-training-set` end to end on small portfolio folders."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from rollrisk.cli import main
+from rollrisk.features.training_set import LEADING_COLUMNS, feature_columns, validate_training_set
+from tests.feature_history import synthetic_history
+
+
+@pytest.fixture
+def portfolio(tmp_path: Path) -> Path:
+    return synthetic_history(accounts=300, months=10, seed=4).write(tmp_path / "portfolio")
+
+
+def test_builds_every_eligible_as_of_and_prints_a_summary(portfolio: Path, tmp_path: Path, capsys):
+    out = tmp_path / "out" / "training_set.parquet"
+    assert main(["build-training-set", "--data", str(portfolio), "--out", str(out)]) == 0
+    frame = pl.read_parquet(out)
+    assert frame.columns == [*LEADING_COLUMNS, *feature_columns()]
+    validate_training_set(frame)
+    assert frame["as_of"].n_unique() == 7  # 10 months of data, 3-month window
+    printed = capsys.readouterr().out
+    assert "default = DPD >= 90 within 3 months" in printed
+    assert f"wrote {frame.height:,} rows" in printed
+    assert printed.count("\n2023-") == 7
+    assert not list(out.parent.glob(".*.tmp"))
+
+
+def test_flags_change_the_definition_of_default(portfolio: Path, tmp_path: Path):
+    default = tmp_path / "default.parquet"
+    early = tmp_path / "early.parquet"
+    assert main(["build-training-set", "--data", str(portfolio), "--out", str(default)]) == 0
+    args = ["--default-dpd", "30", "--max-dpd", "29", "--window-months", "1"]
+    assert main(["build-training-set", "--data", str(portfolio), "--out", str(early), *args]) == 0
+    frame = pl.read_parquet(early)
+    assert set(frame["start_bucket"]) == {"M1"}
+    assert frame["as_of"].n_unique() == 9  # a 1-month window leaves 9 eligible month-ends
+    assert frame["rolled_to_default"].mean() > pl.read_parquet(default)["rolled_to_default"].mean()
+
+
+def test_config_file_sets_the_observation_and_explicit_as_of_reports_incomplete(
+    portfolio: Path, tmp_path: Path, capsys
+):
+    config = tmp_path / "conf.yaml"
+    config.write_text("observation:\n  window_months: 2\n", encoding="utf-8")
+    out = tmp_path / "ts.parquet"
+    argv = ["build-training-set", "--data", str(portfolio), "--out", str(out), "--config", str(config),
+            "--as-of", "2023-08-31", "--as-of", "2023-09-30"]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "within 2 months" in printed
+    september = next(line for line in printed.splitlines() if line.startswith("2023-09-30"))
+    population, labelled = (int(v.replace(",", "")) for v in september.split()[1:3])
+    assert labelled == 0 and population > 0
+    assert september.split()[-2] == f"{population:,}"  # all excluded: window not complete
+    assert set(pl.read_parquet(out)["as_of"].to_list()) == {date(2023, 8, 31)}
+
+
+def test_six_months_without_action_logs(tmp_path: Path, capsys):
+    folder = synthetic_history(accounts=200, months=6, seed=9).write(
+        tmp_path / "short", tables=("accounts", "statements")
+    )
+    out = tmp_path / "short.parquet"
+    assert main(["build-training-set", "--data", str(folder), "--out", str(out)]) == 0
+    frame = pl.read_parquet(out)
+    assert frame.height > 0
+    assert frame["contact_rate_3m"].null_count() == frame.height
+    assert "no collection_actions table" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            ["--as-of", "2023-08-15"],
+            "as-of dates must be month-ends (e.g. 2024-03-31); got 2023-08-15",
+        ),
+        (["--default-dpd", "60"], "max_dpd (89) must be below default_dpd (60)"),
+        (
+            ["--window-months", "12"],
+            "no month-end has both statements known before it and a complete 12-month",
+        ),
+    ],
+)
+def test_user_mistakes_exit_2_with_a_message(
+    portfolio: Path, tmp_path: Path, capsys, extra, message
+):
+    out = tmp_path / "ts.parquet"
+    assert main(["build-training-set", "--data", str(portfolio), "--out", str(out), *extra]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_unknown_observation_key_in_config_is_an_error(portfolio: Path, tmp_path: Path, capsys):
+    config = tmp_path / "conf.yaml"
+    config.write_text("observation:\n  default_days: 60\n", encoding="utf-8")
+    argv = ["build-training-set", "--data", str(portfolio), "--out", str(tmp_path / "x.parquet"),
+            "--config", str(config)]  # fmt: skip
+    assert main(argv) == 2
+    assert "unknown key(s) in section 'observation': default_days" in capsys.readouterr().err

@@ -1,0 +1,118 @@
+"""Calibration: both methods fix a known distortion, the choice follows the evidence, round trips."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rollrisk.models.calibration import (
+    IsotonicCalibrator,
+    PlattCalibrator,
+    calibrator_from_dict,
+    make_calibrator,
+    select_calibrator,
+)
+
+
+def _distorted(n: int, seed: int, power: float) -> tuple[np.ndarray, np.ndarray]:
+    """Outcomes drawn with probability p, but the score reported is p ** power (miscalibrated)."""
+    rng = np.random.default_rng(seed)
+    truth = rng.uniform(0.02, 0.9, size=n)
+    y = (rng.uniform(size=n) < truth).astype(int)
+    return truth**power, y
+
+
+@pytest.mark.parametrize("method", ["platt", "isotonic"])
+def test_calibration_reduces_brier_on_a_distorted_score(method: str) -> None:
+    raw, y = _distorted(4000, seed=1, power=2.0)  # scores far too low
+    raw_test, y_test = _distorted(4000, seed=2, power=2.0)
+    calibrator = make_calibrator(method).fit(raw, y)
+    before = np.mean((raw_test - y_test) ** 2)
+    after = np.mean((calibrator.predict(raw_test) - y_test) ** 2)
+    assert after < before - 0.01
+    assert abs(calibrator.predict(raw_test).mean() - y_test.mean()) < 0.02
+
+
+@pytest.mark.parametrize("method", ["platt", "isotonic"])
+def test_calibrators_are_monotone_non_decreasing(method: str) -> None:
+    raw, y = _distorted(2000, seed=3, power=1.5)
+    calibrator = make_calibrator(method).fit(raw, y)
+    grid = np.linspace(0.0, 1.0, 501)
+    assert np.all(np.diff(calibrator.predict(grid)) >= -1e-12)
+
+
+@pytest.mark.parametrize("method", ["platt", "isotonic"])
+def test_round_trip_through_dict_predicts_the_same(method: str) -> None:
+    raw, y = _distorted(1000, seed=4, power=1.3)
+    calibrator = make_calibrator(method).fit(raw, y)
+    again = calibrator_from_dict(calibrator.to_dict())
+    np.testing.assert_allclose(again.predict(raw), calibrator.predict(raw), rtol=0, atol=1e-12)
+
+
+def test_probabilities_stay_inside_the_open_unit_interval() -> None:
+    raw = np.array([0.0, 0.0, 0.1, 0.9, 1.0, 1.0])
+    y = np.array([0, 0, 0, 1, 1, 1])
+    p = IsotonicCalibrator().fit(raw, y).predict(raw)
+    assert p.min() > 0.0 and p.max() < 1.0
+
+
+def test_auto_picks_isotonic_for_a_step_shaped_distortion() -> None:
+    # A step-shaped truth that no sigmoid of the logit can follow, with plenty of rows.
+    rng = np.random.default_rng(5)
+    raw = rng.uniform(0, 1, size=6000)
+    truth = np.where(raw < 0.5, 0.05, 0.6)
+    y = (rng.uniform(size=raw.size) < truth).astype(int)
+    calibrator, evidence = select_calibrator(raw, y, folds=5)
+    assert evidence.chosen == "isotonic"
+    assert isinstance(calibrator, IsotonicCalibrator)
+    assert evidence.by_method["isotonic"].brier < evidence.by_method["platt"].brier
+
+
+def test_auto_picks_platt_for_a_sigmoid_distortion_on_few_rows() -> None:
+    rng = np.random.default_rng(6)
+    z = rng.normal(size=300)
+    raw = 1 / (1 + np.exp(-0.5 * z))  # under-confident score of a logistic truth
+    y = (rng.uniform(size=z.size) < 1 / (1 + np.exp(-1.0 * z))).astype(int)
+    calibrator, evidence = select_calibrator(raw, y, folds=5)
+    assert evidence.chosen == "platt"
+    assert isinstance(calibrator, PlattCalibrator)
+    metrics = evidence.as_metrics()
+    assert {
+        "calibration_platt_brier",
+        "calibration_isotonic_ece",
+        "calibration_uncalibrated_brier",
+    } <= set(metrics)
+
+
+def test_forced_method_is_used_and_both_are_still_measured() -> None:
+    raw, y = _distorted(500, seed=7, power=2.0)
+    calibrator, evidence = select_calibrator(raw, y, method="isotonic")
+    assert evidence.chosen == "isotonic" and isinstance(calibrator, IsotonicCalibrator)
+    assert set(evidence.by_method) == {"isotonic", "platt"}
+
+
+def test_folds_keep_an_account_together() -> None:
+    raw, y = _distorted(600, seed=8, power=1.0)
+    groups = np.repeat(np.arange(3), 200)  # three accounts only: at most three folds
+    _, evidence = select_calibrator(raw, y, groups=groups, folds=5)
+    assert evidence.n_folds == 3
+
+
+def test_errors_name_the_problem() -> None:
+    with pytest.raises(ValueError, match="both outcomes"):
+        PlattCalibrator().fit(np.array([0.1, 0.2]), np.array([0, 0]))
+    with pytest.raises(ValueError, match="differ in length"):
+        IsotonicCalibrator().fit(np.array([0.1, 0.2, 0.3]), np.array([0, 1]))
+    with pytest.raises(RuntimeError, match="not fitted"):
+        PlattCalibrator().predict(np.array([0.5]))
+    with pytest.raises(ValueError, match="unknown calibration method 'beta'"):
+        select_calibrator(np.array([0.1, 0.9]), np.array([0, 1]), method="beta")
+
+
+def test_auto_does_not_pick_isotonic_on_a_small_slice() -> None:
+    rng = np.random.default_rng(5)
+    raw = rng.uniform(0, 1, size=6000)
+    y = (rng.uniform(size=raw.size) < np.where(raw < 0.5, 0.05, 0.6)).astype(int)
+    _, evidence = select_calibrator(raw, y, folds=5, min_isotonic_rows=10_000)
+    assert evidence.by_method["isotonic"].brier < evidence.by_method["platt"].brier
+    assert evidence.chosen == "platt"

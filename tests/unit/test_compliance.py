@@ -1,0 +1,482 @@
+"""Every compliance rule blocks what it must and allows what it may, and says why in the trail."""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from rollrisk.models.compliance import (
+    RULES,
+    AccountState,
+    enforce,
+    load_compliance,
+    parse_compliance,
+)
+from rollrisk.models.policy import Decision, PlannedAction, PolicyRuleRef
+from rollrisk.models.yaml_config import ConfigError
+
+CONF = Path(__file__).resolve().parents[2] / "conf" / "compliance.yaml"
+NOW = datetime(2026, 3, 31, 9, 0)  # the decision time (local)
+
+
+@pytest.fixture(scope="module")
+def config():
+    return load_compliance(CONF)
+
+
+@pytest.fixture(scope="module")
+def cn_us(config):
+    return config.strictest(["CN", "US"])
+
+
+def _decision(*actions: PlannedAction) -> Decision:
+    return Decision(
+        account_id="a1",
+        decided_at=NOW,
+        treatment="test",
+        actions=actions,
+        policy_rule=PolicyRuleRef("conf/policy.yaml", "POL-TEST", 7),
+    )
+
+
+def _state(**overrides) -> AccountState:
+    values = {
+        "account_id": "a1",
+        "dpd": 75,
+        "amount_overdue": 3000.0,
+        "first_ever_delinquency": True,
+    }
+    values.update(overrides)
+    return AccountState(**values)
+
+
+def _at(days: float = 0, hour: int = 10, minute: int = 0) -> datetime:
+    return datetime.combine(NOW.date(), time(hour, minute)) + timedelta(days=days)
+
+
+def _history(*rows: tuple[datetime, str, str]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "account_id": ["a1"] * len(rows),
+            "action_at": [r[0] for r in rows],
+            "channel": [r[1] for r in rows],
+            "outcome": [r[2] for r in rows],
+        }
+    )
+
+
+def _failed_contacts(n: int) -> list[tuple[datetime, str, str]]:
+    return [(NOW - timedelta(days=2 + i), "agent_call", "no_answer") for i in range(n)]
+
+
+def _actions(decision: Decision) -> list[str]:
+    return [a.action for a in decision.actions]
+
+
+def _rules_in_trail(decision: Decision) -> list[str]:
+    return [change.rule_id for change in decision.trail]
+
+
+# --- strictest jurisdiction ---------------------------------------------------------------------
+
+
+def test_the_strictest_jurisdiction_applies(config, cn_us):
+    assert (cn_us.contact_window_start, cn_us.contact_window_end) == (time(8), time(21))
+    assert config.strictest(["CN"]).contact_window_end == time(22)
+    assert cn_us.max_calls_per_7_days == 7  # only the US caps calls per debt
+    assert cn_us.max_unanswered_dials_per_day_per_channel == 6  # only China caps dials
+    assert cn_us.binding["contact_window_end"] == ("US",)
+    default = config.strictest([])
+    assert default.jurisdictions == ("default",)
+    assert (default.contact_window_start, default.contact_window_end) == (time(8), time(21))
+    with pytest.raises(ValueError, match=r"unknown jurisdiction\(s\) \['XX'\]"):
+        config.strictest(["CN", "XX"])
+
+
+def test_caps_take_the_minimum_and_thresholds_the_maximum():
+    text = CONF.read_text().replace(
+        "max_calls_per_7_days: 7", "max_calls_per_7_days: 7\n    legal_min_dpd: 90"
+    )
+    text = text.replace(
+        "    max_unanswered_dials_per_day_per_channel: 6",
+        "    max_unanswered_dials_per_day_per_channel: 6\n    max_calls_per_7_days: 5",
+    )
+    config = parse_compliance(text, "c.yaml")
+    merged = config.strictest(["CN", "US"])
+    assert merged.max_calls_per_7_days == 5
+    assert merged.binding["max_calls_per_7_days"] == ("CN",)
+    assert merged.legal_min_dpd == 90
+
+
+def test_compliance_file_errors_name_the_file_and_line():
+    text = CONF.read_text().replace("    max_calls_per_7_days: 7", "    max_calls_per_week: 7")
+    with pytest.raises(
+        ConfigError, match=r"^conf/compliance.yaml:\d+: unknown key 'max_calls_per_week'"
+    ):
+        parse_compliance(text, "conf/compliance.yaml")
+    bad = CONF.read_text().replace('contact_window_end: "22:00"', 'contact_window_end: "07:00"')
+    with pytest.raises(
+        ConfigError, match="jurisdiction 'CN': the contact window must start before it ends"
+    ):
+        parse_compliance(bad, "c.yaml")
+
+
+def test_the_trail_keeps_the_policy_rule_and_adds_each_change(cn_us):
+    decision = _decision(
+        PlannedAction("call", _at(0, 22), "agent_call"),
+        PlannedAction("legal_referral", _at(1)),
+    )
+    result = enforce(decision, _state(dpd=30), None, cn_us)
+    assert result.policy_rule == decision.policy_rule
+    assert _rules_in_trail(result) == ["CMP-LEGAL-REFERRAL", "CMP-CONTACT-WINDOW"]
+    window = result.trail[1]
+    assert window.action == "call via agent_call at 2026-03-31 22:00"
+    assert window.change == "moved to 2026-04-01 08:00"
+    assert window.jurisdictions == ("CN", "US")
+    assert decision.actions[0].at == _at(0, 22)  # the input decision is not modified
+
+
+def test_every_rule_has_a_test_below():
+    tested = {
+        "CMP-HARDSHIP-PAUSE",
+        "CMP-THIRD-PARTY",
+        "CMP-FIRST-DELINQUENCY-EXTENSION",
+        "CMP-LEGAL-REFERRAL",
+        "CMP-CONTACT-WINDOW",
+        "CMP-CALLS-PER-7-DAYS",
+        "CMP-CALL-AFTER-CONVERSATION",
+        "CMP-UNANSWERED-DIALS",
+    }
+    assert {rule_id for rule_id, _ in RULES} == tested
+
+
+# --- one test per rule: blocks what it must, allows what it may ---------------------------------
+
+
+def test_contact_window_moves_contacts_into_the_window(cn_us):
+    decision = _decision(
+        PlannedAction("reminder", _at(0, 7, 30), "sms"),  # before opening: same day 08:00
+        PlannedAction("call", _at(1, 21, 0), "agent_call"),  # at closing: next day 08:00
+        PlannedAction("call", _at(2, 20, 59), "agent_call"),  # inside: kept as is
+        PlannedAction("grace_period", _at(3, 23, 0)),  # not a contact: the window does not apply
+    )
+    result = enforce(decision, _state(), None, cn_us)
+    assert [(a.action, a.at) for a in result.actions] == [
+        ("reminder", _at(0, 8)),
+        ("call", _at(2, 8)),
+        ("call", _at(2, 20, 59)),
+        ("grace_period", _at(3, 23)),
+    ]
+    assert _rules_in_trail(result) == ["CMP-CONTACT-WINDOW"] * 2
+
+
+def test_contact_window_of_china_alone_allows_until_22(config):
+    result = enforce(
+        _decision(PlannedAction("call", _at(0, 21, 30), "agent_call")),
+        _state(),
+        None,
+        config.strictest(["CN"]),
+    )
+    assert result.actions[0].at == _at(0, 21, 30)
+    assert result.trail == ()
+
+
+def test_calls_per_7_days_blocks_the_eighth_call_on_a_debt(cn_us):
+    # 6 unanswered calls on 6 different days in the past week (no conversation, under the CN cap)
+    history = _history(
+        *[(NOW - timedelta(days=d, hours=1), "robo_call", "no_answer") for d in range(6)]
+    )
+    decision = _decision(
+        PlannedAction("call", _at(0, 10), "agent_call"),  # 7th in 7 days: allowed
+        PlannedAction("call", _at(0, 15), "agent_call"),  # 8th: blocked
+        PlannedAction("call", _at(7, 10), "agent_call"),  # a week later the window has moved on
+    )
+    result = enforce(decision, _state(), history, cn_us)
+    assert [a.at for a in result.actions] == [_at(0, 10), _at(7, 10)]
+    assert _rules_in_trail(result) == ["CMP-CALLS-PER-7-DAYS"]
+    assert "call 8 on this debt within 7 days (cap 7)" in result.trail[0].reason
+    assert result.trail[0].jurisdictions == ("US",)
+
+
+def test_calls_per_7_days_does_not_apply_where_no_jurisdiction_caps_it(config):
+    history = _history(
+        *[(NOW - timedelta(days=d, hours=1), "robo_call", "no_answer") for d in range(6)]
+    )
+    decision = _decision(*[PlannedAction("call", _at(0, h), "agent_call") for h in (10, 12, 14)])
+    result = enforce(decision, _state(), history, config.strictest(["CN"]))
+    assert len(result.actions) == 3
+
+
+def test_call_after_conversation_is_blocked_for_7_days(cn_us):
+    talked = NOW - timedelta(days=3)
+    history = _history(
+        (talked, "agent_call", "promise_to_pay"), (NOW - timedelta(days=1), "sms", "delivered")
+    )
+    decision = _decision(
+        PlannedAction("call", _at(0, 10), "agent_call"),  # 3 days after: blocked
+        PlannedAction("reminder", _at(0, 11), "sms"),  # not a call: allowed
+        PlannedAction("call", _at(3, 20), "robo_call"),  # 6 days 11 hours after: blocked
+        PlannedAction("call", _at(4, 10), "robo_call"),  # 7 days and 1 hour after: allowed
+    )
+    result = enforce(decision, _state(), history, cn_us)
+    assert [(a.action, a.at) for a in result.actions] == [
+        ("reminder", _at(0, 11)),
+        ("call", _at(4, 10)),
+    ]
+    assert _rules_in_trail(result) == ["CMP-CALL-AFTER-CONVERSATION"] * 2
+    assert "2026-03-28 09:00" in result.trail[0].reason
+
+
+def test_a_call_that_was_not_answered_is_not_a_conversation(cn_us):
+    history = _history((NOW - timedelta(days=1), "agent_call", "no_answer"))
+    result = enforce(
+        _decision(PlannedAction("call", _at(0, 10), "agent_call")), _state(), history, cn_us
+    )
+    assert _actions(result) == ["call"]
+
+
+def test_unanswered_dials_are_capped_per_day_per_contact_method(config):
+    cn = config.strictest(["CN"])
+    morning = _at(0, 8, 0)
+    # 5 unanswered agent calls earlier today, and one robo call
+    history = _history(
+        *[(morning + timedelta(minutes=5 * i), "agent_call", "no_answer") for i in range(5)],
+        (morning, "robo_call", "no_answer"),
+    )
+    decision = _decision(
+        PlannedAction("call", _at(0, 10), "agent_call"),  # 6th unanswered agent dial: allowed
+        PlannedAction("call", _at(0, 11), "agent_call"),  # 7th: blocked
+        PlannedAction("call", _at(0, 12), "robo_call"),  # another contact method: allowed
+        PlannedAction("call", _at(1, 10), "agent_call"),  # another day: allowed
+    )
+    result = enforce(decision, _state(), history, cn)
+    assert [(a.channel, a.at) for a in result.actions] == [
+        ("agent_call", _at(0, 10)),
+        ("robo_call", _at(0, 12)),
+        ("agent_call", _at(1, 10)),
+    ]
+    assert _rules_in_trail(result) == ["CMP-UNANSWERED-DIALS"]
+    assert result.trail[0].jurisdictions == ("CN",)
+
+
+def test_third_parties_are_never_contacted(cn_us):
+    decision = _decision(
+        PlannedAction("call", _at(0, 10), "agent_call", recipient="third_party"),
+        PlannedAction("call", _at(0, 11), "agent_call"),
+    )
+    result = enforce(decision, _state(), _history(*_failed_contacts(5)), cn_us)
+    assert [a.recipient for a in result.actions] == ["borrower"]
+    assert _rules_in_trail(result) == ["CMP-THIRD-PARTY"]
+    assert "unrelated third parties" in result.trail[0].reason
+
+
+def test_an_emergency_contact_only_to_locate_an_unreachable_borrower(cn_us):
+    call = PlannedAction("call", _at(0, 10), "agent_call", recipient="emergency_contact")
+    reachable = enforce(_decision(call), _state(), _history(*_failed_contacts(2)), cn_us)
+    assert reachable.actions == ()
+    assert "2 failed and 0 successful" in reachable.trail[0].reason
+
+    answered = _history(*_failed_contacts(4), (NOW - timedelta(days=1), "sms", "contacted"))
+    assert enforce(_decision(call), _state(), answered, cn_us).actions == ()
+
+    unreachable = enforce(_decision(call), _state(), _history(*_failed_contacts(3)), cn_us)
+    assert unreachable.actions == (call,)
+    assert unreachable.trail == ()
+
+
+def test_hardship_plan_pauses_collection_but_not_help(cn_us):
+    decision = _decision(
+        PlannedAction("reminder", _at(0, 10), "sms"),
+        PlannedAction("call", _at(0, 11), "agent_call"),
+        PlannedAction("agency_assignment", _at(1)),
+        PlannedAction("field_visit_with_notice", _at(2), "field_visit"),
+        PlannedAction("legal_referral", _at(3)),
+        PlannedAction("interest_waiver", _at(0)),
+        PlannedAction("restructure_offer", _at(0, 12), "sms"),
+    )
+    paused = enforce(decision, _state(hardship_plan_honoured=True), None, cn_us)
+    assert _actions(paused) == ["interest_waiver", "restructure_offer"]
+    assert _rules_in_trail(paused) == ["CMP-HARDSHIP-PAUSE"] * 5
+
+    not_in_plan = enforce(
+        decision, _state(hardship_plan_honoured=False), _history(*_failed_contacts(3)), cn_us
+    )
+    assert len(not_in_plan.actions) == 7
+
+
+def test_legal_referral_needs_dpd_amount_and_documented_failed_contact(cn_us):
+    referral = _decision(PlannedAction("legal_referral", _at(1)))
+    documented = _history(*_failed_contacts(3))
+
+    allowed = enforce(referral, _state(dpd=60, amount_overdue=500.0), documented, cn_us)
+    assert _actions(allowed) == ["legal_referral"]
+
+    for state, history, why in [
+        (_state(dpd=59), documented, "DPD 59 is below 60"),
+        (_state(amount_overdue=499.0), documented, "amount overdue 499 is below 500"),
+        (_state(), _history(*_failed_contacts(2)), "failed contact is not documented"),
+        (_state(), None, "0 failed and 0 successful"),
+    ]:
+        blocked = enforce(referral, state, history, cn_us)
+        assert blocked.actions == ()
+        assert _rules_in_trail(blocked) == ["CMP-LEGAL-REFERRAL"]
+        assert why in blocked.trail[0].reason
+
+
+def test_old_failed_contacts_do_not_document_an_unreachable_borrower(cn_us):
+    stale = _history(
+        *[(NOW - timedelta(days=40 + i), "agent_call", "wrong_number") for i in range(5)]
+    )
+    blocked = enforce(_decision(PlannedAction("legal_referral", _at(1))), _state(), stale, cn_us)
+    assert blocked.actions == ()
+
+
+def test_future_history_rows_are_ignored(cn_us):
+    future = _history(
+        *[(NOW + timedelta(hours=1 + i), "agent_call", "no_answer") for i in range(5)]
+    )
+    blocked = enforce(_decision(PlannedAction("legal_referral", _at(1))), _state(), future, cn_us)
+    assert blocked.actions == ()
+
+
+def test_other_accounts_history_is_ignored(cn_us):
+    other = _history(*_failed_contacts(5)).assign(account_id="someone-else")
+    blocked = enforce(_decision(PlannedAction("legal_referral", _at(1))), _state(), other, cn_us)
+    assert blocked.actions == ()
+
+
+def test_first_delinquency_extension_only_once_for_a_first_ever_delinquency(cn_us):
+    extension = _decision(PlannedAction("first_delinquency_extension", _at(0)))
+    allowed = enforce(extension, _state(first_ever_delinquency=True), None, cn_us)
+    assert _actions(allowed) == ["first_delinquency_extension"]
+
+    repeat = enforce(extension, _state(first_ever_delinquency=False), None, cn_us)
+    assert repeat.actions == ()
+    assert "not the account's first-ever delinquency" in repeat.trail[0].reason
+
+    second = enforce(extension, _state(had_first_delinquency_extension=True), None, cn_us)
+    assert second.actions == ()
+    assert "already had its one-time extension" in second.trail[0].reason
+
+
+def test_state_for_another_account_is_refused(cn_us):
+    with pytest.raises(ValueError, match="account state is for b2 but the decision for a1"):
+        enforce(_decision(), _state(account_id="b2"), None, cn_us)
+
+
+# --- the shipped policy and compliance together -------------------------------------------------
+
+
+def test_shipped_policy_then_compliance_keeps_the_whole_trail(cn_us):
+    from rollrisk.models.policy import PolicyCase, decide, load_policy
+
+    policy = load_policy(CONF.parent / "policy.yaml")
+    case = PolicyCase(
+        account_id="a1",
+        decided_at=NOW,
+        start_bucket="M3",
+        probability=0.8,
+        segment="low_willingness",
+        product="cash_loan",
+        dpd=75,
+        amount_overdue=8000.0,
+    )
+    chosen = decide(policy, case)
+    assert chosen.policy_rule.rule_id == "POL-WIL-M3-BIG"
+    assert "legal_referral" in _actions(chosen)
+
+    reached_last_week = _history((NOW - timedelta(days=6), "agent_call", "refused"))
+    final = enforce(chosen, _state(dpd=75, amount_overdue=8000.0), reached_last_week, cn_us)
+    assert "legal_referral" not in _actions(final)  # the borrower was reached: not documented
+    assert final.policy_rule.rule_id == "POL-WIL-M3-BIG"
+    assert _rules_in_trail(final) == ["CMP-LEGAL-REFERRAL"]
+
+
+# --- invariants over random plans and histories -------------------------------------------------
+
+CONTACTS = [
+    ("reminder", "sms"),
+    ("call", "agent_call"),
+    ("call", "robo_call"),
+    ("field_visit_with_notice", "field_visit"),
+    ("legal_referral", "legal"),
+    ("grace_period", None),
+]
+OUTCOMES = ["no_answer", "contacted", "promise_to_pay", "wrong_number", "delivered", "unreachable"]
+
+
+def test_no_plan_and_history_can_break_a_rule(cn_us):
+    hypothesis = pytest.importorskip("hypothesis")
+    st = hypothesis.strategies
+
+    # Dense plans and histories (a few days, mostly calls) so that the caps are really tested.
+    planned = st.lists(
+        st.tuples(
+            st.sampled_from([*CONTACTS, ("call", "agent_call"), ("call", "agent_call")]),
+            st.integers(0, 2),  # day
+            st.integers(0, 23 * 60 + 59),  # minute of the day
+            st.sampled_from(["borrower", "borrower", "emergency_contact", "third_party"]),
+        ),
+        min_size=12,
+        max_size=30,
+    )
+    past = st.lists(
+        st.tuples(
+            st.integers(1, 4 * 24 * 60),  # minutes before the decision
+            st.sampled_from(["agent_call", "agent_call", "robo_call", "sms"]),
+            st.sampled_from(["no_answer", "no_answer", "no_answer", *OUTCOMES]),
+        ),
+        max_size=12,
+    )
+
+    @hypothesis.settings(max_examples=100, deadline=None, derandomize=True)
+    @hypothesis.given(planned, past, st.booleans())
+    def check(plan, history_rows, hardship):
+        actions = [
+            PlannedAction(
+                action,
+                _at(day, 0) + timedelta(minutes=minute),
+                channel,
+                recipient if action in ("reminder", "call") else "borrower",
+            )
+            for (action, channel), day, minute, recipient in plan
+        ]
+        history = _history(
+            *[
+                (NOW - timedelta(minutes=m), channel, outcome)
+                for m, channel, outcome in history_rows
+            ]
+        )
+        result = enforce(
+            _decision(*actions), _state(hardship_plan_honoured=hardship), history, cn_us
+        )
+        calls = [a for a in result.actions if a.action == "call"]
+        past_calls = [
+            NOW - timedelta(minutes=m)
+            for m, c, _ in history_rows
+            if c in ("agent_call", "robo_call")
+        ]
+        for action in result.actions:
+            assert action.recipient != "third_party"
+            if action.action in ("reminder", "call", "field_visit_with_notice"):
+                assert time(8) <= action.at.time() < time(21)
+                assert not hardship
+        for call in calls:
+            window = [
+                t
+                for t in past_calls + [c.at for c in calls]
+                if call.at - timedelta(days=7) < t <= call.at
+            ]
+            assert len(window) <= 7
+            same_day = [
+                c for c in calls if c.channel == call.channel and c.at.date() == call.at.date()
+            ]
+            assert len(same_day) <= 6
+        assert len(result.actions) + sum(c.change == "removed" for c in result.trail) == len(
+            actions
+        )
+
+    check()

@@ -1,0 +1,219 @@
+"""Observations, labels, eligibility and out-of-time splits on tiny hand-made histories."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+import pandas as pd
+import polars as pl
+import pytest
+
+from rollrisk.errors import UserError
+from rollrisk.features.observations import (
+    INCOMPLETE_WINDOW,
+    LABELLED,
+    NO_OUTCOME,
+    ObservationSpec,
+    check_as_of_dates,
+    eligible_as_of_dates,
+    observation_summary,
+    observations,
+)
+from rollrisk.features.splits import split_by_as_of
+
+
+def statements_of(rows: dict[str, list[tuple[date, int]]], lag_days: int = 2) -> pl.DataFrame:
+    """Statements for {account: [(cycle_end, dpd), ...]}, each known ``lag_days`` later."""
+    records = [
+        {
+            "account_id": account,
+            "cycle_end": cycle_end,
+            "known_at": datetime.combine(cycle_end, datetime.min.time()) + timedelta(days=lag_days),
+            "amount_due": 100.0,
+            "min_due": 10.0,
+            "amount_paid": 0.0,
+            "balance": 1_000.0,
+            "dpd": dpd,
+        }
+        for account, history in rows.items()
+        for cycle_end, dpd in history
+    ]
+    return pl.DataFrame(records).with_columns(pl.col("known_at").cast(pl.Datetime("us")))
+
+
+def monthly(
+    dpds: list[int], day: int = 20, start: tuple[int, int] = (2024, 1)
+) -> list[tuple[date, int]]:
+    out = []
+    for i, dpd in enumerate(dpds):
+        index = start[0] * 12 + start[1] - 1 + i
+        out.append((date(index // 12, index % 12 + 1, day), dpd))
+    return out
+
+
+# -- the spec ----------------------------------------------------------------------------------
+
+
+def test_spec_defaults_are_the_collections_population_and_90_in_3_months():
+    spec = ObservationSpec()
+    assert (spec.default_dpd, spec.window_months, spec.min_dpd, spec.max_dpd) == (90, 3, 1, 89)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"window_months": 0}, "window_months must be between 1 and 36, got 0"),
+        ({"min_dpd": 40, "max_dpd": 20}, "min_dpd (40) must not exceed max_dpd (20)"),
+        ({"default_dpd": 30}, "max_dpd (89) must be below default_dpd (30)"),
+        ({"default_dpd": "90"}, "default_dpd must be a whole number, got '90'"),
+        ({"min_dpd": -1}, "min_dpd must be >= 0, got -1"),
+    ],
+)
+def test_spec_rejects_inconsistent_settings_with_a_clear_message(values, message):
+    with pytest.raises(UserError) as error:
+        ObservationSpec(**values)
+    assert message in str(error.value)
+
+
+def test_spec_from_config_mapping_rejects_unknown_keys_and_flags_override():
+    with pytest.raises(UserError, match="unknown key\\(s\\) in section 'observation': window"):
+        ObservationSpec.from_mapping({"window": 6}, source="conf/x.yaml")
+    spec = ObservationSpec.from_mapping({"default_dpd": 60, "max_dpd": 59})
+    assert spec.with_overrides(window_months=6, min_dpd=None).window_months == 6
+    assert spec.with_overrides(window_months=6).default_dpd == 60
+
+
+def test_as_of_dates_must_be_month_ends():
+    with pytest.raises(UserError, match="must be month-ends .* got 2024-03-30"):
+        check_as_of_dates([date(2024, 3, 31), date(2024, 3, 30)])
+    assert check_as_of_dates([date(2024, 4, 30), date(2024, 2, 29), date(2024, 4, 30)]) == [
+        date(2024, 2, 29),
+        date(2024, 4, 30),
+    ]
+
+
+# -- population and labels ---------------------------------------------------------------------
+
+
+def test_population_is_dpd_range_at_as_of_with_its_bucket():
+    statements = statements_of(
+        {
+            "current": monthly([0, 0, 0, 0, 0, 0]),
+            "m1": monthly([0, 0, 15, 45, 75, 105]),
+            "m2": monthly([0, 15, 45, 0, 0, 0]),
+            "m3": monthly([15, 45, 75, 0, 0, 0]),
+            "defaulted": monthly([45, 75, 105, 135, 165, 195]),
+        }
+    )
+    observed = observations(statements, [date(2024, 3, 31)], ObservationSpec())
+    assert dict(zip(observed["account_id"], observed["start_bucket"], strict=True)) == {
+        "m1": "M1",
+        "m2": "M2",
+        "m3": "M3",
+    }
+    labels = dict(zip(observed["account_id"], observed["rolled_to_default"], strict=True))
+    assert labels == {"m1": 1, "m2": 0, "m3": 0}  # m1 reaches 105 in June = 3rd month after March
+    assert set(observed["status"]) == {LABELLED}
+
+
+def test_label_counts_only_the_window_months_after_the_as_of():
+    statements = statements_of({"late": monthly([15, 45, 0, 0, 0, 0, 95])})  # 90+ in July
+    at_january = observations(statements, [date(2024, 1, 31)], ObservationSpec())
+    assert at_january["rolled_to_default"].to_list() == [0]  # Feb..Apr: no default
+    six_months = observations(statements, [date(2024, 1, 31)], ObservationSpec(window_months=6))
+    assert six_months["rolled_to_default"].to_list() == [1]  # Feb..Jul: July counts
+
+
+def test_default_threshold_is_configurable():
+    statements = statements_of({"a": monthly([10, 40, 0, 0])})
+    as_of = [date(2024, 1, 31)]
+    assert observations(statements, as_of, ObservationSpec())["rolled_to_default"].to_list() == [0]
+    cards = ObservationSpec(default_dpd=30, max_dpd=29)
+    assert observations(statements, as_of, cards)["rolled_to_default"].to_list() == [1]
+
+
+def test_a_statement_not_yet_known_at_the_as_of_does_not_set_the_dpd():
+    # cycle ends on the 30th, published 3 days later: at 2024-04-30 the April statement is unknown
+    statements = statements_of({"a": monthly([0, 0, 10, 40, 70, 100, 130], day=28)}, lag_days=3)
+    observed = observations(statements, [date(2024, 4, 30)], ObservationSpec())
+    assert observed["dpd_at_as_of"].to_list() == [10]  # March's statement, not April's 40
+
+
+def test_incomplete_window_and_no_outcome_are_excluded_and_counted():
+    statements = statements_of(
+        {
+            "reporting": monthly([0, 0, 15, 45, 75, 0]),
+            "stopped": monthly([0, 0, 15]),  # no statement after March
+        }
+    )
+    spec = ObservationSpec()
+    observed = observations(statements, [date(2024, 3, 31), date(2024, 4, 30)], spec)
+    status = {(a, d): s for a, d, s in observed.select("account_id", "as_of", "status").iter_rows()}
+    assert status[("reporting", date(2024, 3, 31))] == LABELLED
+    assert status[("stopped", date(2024, 3, 31))] == NO_OUTCOME
+    assert status[("reporting", date(2024, 4, 30))] == INCOMPLETE_WINDOW  # data ends in June
+    assert status[("stopped", date(2024, 4, 30))] == INCOMPLETE_WINDOW
+    assert observed.filter(pl.col("status") != LABELLED)["rolled_to_default"].null_count() == 3
+    summary = observation_summary(observed)
+    march = summary.filter(pl.col("as_of") == date(2024, 3, 31)).row(0, named=True)
+    assert march["population"] == 2
+    assert march["labelled"] == 1
+    assert march["excluded_no_outcome"] == 1
+    april = summary.filter(pl.col("as_of") == date(2024, 4, 30)).row(0, named=True)
+    assert april["excluded_incomplete_window"] == 2
+    assert april["labelled"] == 0
+
+
+def test_account_that_stopped_reporting_long_ago_is_not_in_the_population():
+    statements = statements_of({"old": monthly([15]), "anchor": monthly([0, 0, 0, 0, 0, 0, 0])})
+    observed = observations(statements, [date(2024, 3, 31)], ObservationSpec())
+    assert observed.height == 0  # 'old' last reported in January: stale by March
+
+
+def test_eligible_as_of_dates_need_history_before_and_a_complete_window_after():
+    statements = statements_of({"a": monthly([0] * 6, start=(2024, 1))})  # Jan..Jun 2024
+    assert eligible_as_of_dates(statements, ObservationSpec()) == [
+        date(2024, 1, 31),
+        date(2024, 2, 29),
+        date(2024, 3, 31),
+    ]
+    assert eligible_as_of_dates(statements, ObservationSpec(window_months=6)) == []
+
+
+# -- out-of-time splits ------------------------------------------------------------------------
+
+
+def _frame_with_months(count: int) -> pl.DataFrame:
+    as_of = pl.date_range(date(2024, 1, 1), date(2024, count, 1), "1mo", eager=True).dt.month_end()
+    return pl.DataFrame({"as_of": as_of.to_list() * 2, "account_id": ["a"] * count + ["b"] * count})
+
+
+def test_split_by_as_of_is_out_of_time_latest_last():
+    train, validation, test = split_by_as_of(
+        _frame_with_months(10), validation_months=2, test_months=3
+    )
+    assert train["as_of"].max() < validation["as_of"].min()
+    assert validation["as_of"].max() < test["as_of"].min()
+    assert test["as_of"].unique().sort().to_list() == [
+        date(2024, 8, 31),
+        date(2024, 9, 30),
+        date(2024, 10, 31),
+    ]
+    assert train.height + validation.height + test.height == 20
+
+
+def test_split_by_as_of_embargo_drops_months_between_parts_and_accepts_pandas():
+    frame = _frame_with_months(10).to_pandas()
+    train, validation, test = split_by_as_of(
+        frame, validation_months=2, test_months=2, embargo_months=1
+    )
+    assert isinstance(train, pd.DataFrame)
+    # test 9-10 | embargo 8 | validation 6-7 | embargo 5 | train 1-4
+    assert sorted(set(pd.to_datetime(train["as_of"]).dt.month)) == [1, 2, 3, 4]
+    assert sorted(set(pd.to_datetime(validation["as_of"]).dt.month)) == [6, 7]
+    assert sorted(set(pd.to_datetime(test["as_of"]).dt.month)) == [9, 10]
+
+
+def test_split_by_as_of_raises_when_too_few_as_of_dates():
+    with pytest.raises(UserError, match="needs at least 7 as-of dates .* got 5"):
+        split_by_as_of(_frame_with_months(5), validation_months=3, test_months=3)

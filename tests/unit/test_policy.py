@@ -1,0 +1,214 @@
+"""The strategy policy: validation on load (file:line), coverage, conflicts, and decisions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from rollrisk.models.policy import PolicyCase, decide, load_policy, parse_policy
+from rollrisk.models.yaml_config import ConfigError
+
+CONF = Path(__file__).resolve().parents[2] / "conf" / "policy.yaml"
+
+# Line numbers matter: the tests below assert them.
+POLICY = """\
+name: tiny
+risk_bands: {low: 0.2, high: 1.0}
+space:
+  start_bucket: [M1, M2]
+  segment: [forgetful, general]
+  product: [bnpl, cash_loan]
+treatments:
+  nudge:
+    ladder:
+      - {day: 0, action: reminder, channel: sms, at: "09:00"}
+  press:
+    ladder:
+      - {day: 0, action: call, channel: agent_call}
+      - {day: 4, action: agency_assignment}
+rules:
+  - id: R-FORGETFUL
+    precedence: 10
+    when: {segment: [forgetful], start_bucket: [M1], risk_band: [low]}
+    treatment: nudge
+  - id: R-BIG
+    precedence: 20
+    when: {amount_overdue: {ge: 1000}}
+    treatment: press
+  - id: R-REST
+    precedence: 100
+    when: {}
+    treatment: nudge
+"""
+
+
+def _case(**overrides) -> PolicyCase:
+    values = {
+        "account_id": "a1",
+        "decided_at": datetime(2026, 3, 31),
+        "start_bucket": "M1",
+        "probability": 0.1,
+        "segment": "forgetful",
+        "product": "bnpl",
+        "dpd": 5,
+        "amount_overdue": 2000.0,
+    }
+    values.update(overrides)
+    return PolicyCase(**values)
+
+
+def test_the_lowest_precedence_matching_rule_fires_and_is_in_the_trail():
+    policy = parse_policy(POLICY, "conf/tiny.yaml")
+    decision = decide(policy, _case())
+    assert decision.treatment == "nudge"
+    assert decision.policy_rule.rule_id == "R-FORGETFUL"
+    assert str(decision.policy_rule) == "conf/tiny.yaml:16 rule R-FORGETFUL"
+    assert decision.risk_band == "low"
+
+    pressed = decide(policy, _case(probability=0.7))  # high band: R-FORGETFUL no longer matches
+    assert pressed.policy_rule.rule_id == "R-BIG"
+    assert [(a.action, a.at) for a in pressed.actions] == [
+        ("call", datetime(2026, 3, 31, 10, 0)),  # default time of day
+        ("agency_assignment", datetime(2026, 4, 4, 10, 0)),
+    ]
+    assert (
+        decide(policy, _case(probability=0.7, amount_overdue=999.0)).policy_rule.rule_id == "R-REST"
+    )
+
+
+def test_risk_bands_use_inclusive_upper_bounds():
+    policy = parse_policy(POLICY, "p.yaml")
+    assert policy.risk_band(0.2) == "low"
+    assert policy.risk_band(0.2000001) == "high"
+    assert policy.risk_band(1.0) == "high"
+    with pytest.raises(ValueError, match=r"within \[0, 1\]"):
+        policy.risk_band(1.5)
+
+
+def test_an_account_outside_the_declared_space_is_refused_with_its_values():
+    policy = parse_policy(POLICY, "p.yaml")
+    with pytest.raises(ValueError, match="no rule of p.yaml matches account a1: start_bucket=M3"):
+        decide(policy, _case(start_bucket="M3", dpd=70))
+
+
+def test_the_shipped_policy_is_valid_and_decides():
+    policy = load_policy(CONF)
+    case = _case(segment="capacity_shock", product="cash_loan", probability=0.3)
+    decision = decide(policy, case)
+    assert decision.policy_rule.rule_id == "POL-CAP-LOW"
+    assert "grace_period" in [a.action for a in decision.actions]
+    big = _case(segment="low_willingness", start_bucket="M3", dpd=75, amount_overdue=8000.0)
+    assert "legal_referral" in [a.action for a in decide(policy, big).actions]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "line", "message"),
+    [
+        ("action: agency_assignment", "action: agency", 14, "unknown action 'agency'"),
+        (
+            "segment: [forgetful], start",
+            "segment: [forgetfull], start",
+            18,
+            "unknown segment 'forgetfull'",
+        ),
+        (
+            "  segment: [forgetful, general]",
+            "  segment: [forgetful, lazy]",
+            5,
+            "unknown segment 'lazy'",
+        ),
+        ("product: [bnpl, cash_loan]", "product: [bnpl, payday]", 6, "unknown product 'payday'"),
+        ("treatment: press", "treatment: pressure", 23, "unknown treatment 'pressure'"),
+        ("channel: sms", "channel: fax", 10, "cannot use channel 'fax'"),
+        ("precedence: 20", "precedance: 20", 21, "unknown key 'precedance'"),
+        ("risk_band: [low]}", "risk_band: [lo]}", 18, "unknown risk band 'lo'"),
+        ("{day: 4, action", "{day: -1, action", 14, "day must be a whole number"),
+        ('at: "09:00"', 'at: "9 am"', 10, "time of day must be HH:MM"),
+    ],
+)
+def test_load_errors_name_the_file_and_line(old, new, line, message):
+    text = POLICY.replace(old, new, 1)
+    assert text != POLICY
+    with pytest.raises(ConfigError) as error:
+        parse_policy(text, "conf/policy.yaml")
+    assert str(error.value).startswith(f"conf/policy.yaml:{line}: "), str(error.value)
+    assert message in str(error.value)
+
+
+def test_a_gap_in_coverage_is_rejected_with_an_example():
+    text = POLICY.replace("    when: {}\n", "    when: {start_bucket: [M1]}\n")
+    with pytest.raises(ConfigError) as error:
+        parse_policy(text, "p.yaml")
+    message = str(error.value)
+    assert message.startswith("p.yaml:15: ")
+    assert "covered by no rule" in message
+    assert "start_bucket=M2, risk_band=low, segment=forgetful, product=bnpl" in message
+    assert "amount_overdue in [0, 1000)" in message  # the big-amount rule still covers >= 1000
+
+
+def test_a_dpd_gap_inside_a_bucket_is_a_coverage_gap():
+    text = POLICY.replace("    when: {}\n", "    when: {dpd: {ge: 1, lt: 45}}\n")
+    with pytest.raises(ConfigError, match=r"start_bucket=M2, .* dpd in \[45, 60\)"):
+        parse_policy(text, "p.yaml")
+
+
+def test_conflicting_rules_at_the_same_precedence_are_rejected():
+    text = POLICY.replace("precedence: 20", "precedence: 10")
+    with pytest.raises(ConfigError) as error:
+        parse_policy(text, "p.yaml")
+    message = str(error.value)
+    assert message.startswith("p.yaml:20: ")
+    assert "'R-FORGETFUL' (line 16) and 'R-BIG' have the same precedence 10" in message
+    assert "('nudge' vs 'press')" in message
+
+
+def test_same_precedence_is_fine_when_regions_do_not_overlap_or_treatments_agree():
+    disjoint = POLICY.replace("precedence: 20", "precedence: 10").replace(
+        "when: {amount_overdue: {ge: 1000}}",
+        "when: {amount_overdue: {ge: 1000}, risk_band: [high]}",
+    )
+    parse_policy(disjoint, "p.yaml")
+    same_treatment = POLICY.replace("precedence: 20", "precedence: 10").replace(
+        "treatment: press", "treatment: nudge"
+    )
+    parse_policy(same_treatment, "p.yaml")
+
+
+def test_overlap_only_outside_a_buckets_dpd_range_is_not_a_conflict():
+    text = (
+        POLICY.replace(
+            "when: {segment: [forgetful], start_bucket: [M1], risk_band: [low]}",
+            "when: {start_bucket: [M1], dpd: {ge: 1, lt: 30}}",
+        )
+        .replace(
+            "when: {amount_overdue: {ge: 1000}}\n    treatment: press",
+            "when: {start_bucket: [M1, M2], dpd: {ge: 30, lt: 60}}\n    treatment: press",
+        )
+        .replace("precedence: 20", "precedence: 10")
+    )
+    policy = parse_policy(text, "p.yaml")
+    assert decide(policy, _case(start_bucket="M2", dpd=40)).treatment == "press"
+
+
+def test_a_rule_that_can_never_fire_is_rejected():
+    text = POLICY.replace(
+        "when: {amount_overdue: {ge: 1000}}", "when: {start_bucket: [M1], dpd: {ge: 60}}"
+    )
+    with pytest.raises(ConfigError, match=r"p.yaml:20: rule 'R-BIG' can never fire"):
+        parse_policy(text, "p.yaml")
+
+
+def test_a_policy_may_not_plan_contact_with_third_parties():
+    text = POLICY.replace(
+        "{day: 0, action: call, channel: agent_call}",
+        "{day: 0, action: call, channel: agent_call, recipient: third_party}",
+    )
+    with pytest.raises(ConfigError, match=r"p.yaml:13: .*recipient 'third_party' is not allowed"):
+        parse_policy(text, "p.yaml")
+
+
+def test_yaml_syntax_errors_carry_the_line():
+    with pytest.raises(ConfigError, match=r"p.yaml:4: not valid YAML"):
+        parse_policy("name: x\nrisk_bands:\n  low: 1.0\n   high: 2\n", "p.yaml")

@@ -1,0 +1,229 @@
+"""Segment rules: loading with line-numbered errors, assignment by precedence, recovery metric."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rollrisk.features.registry import FAMILIES
+from rollrisk.models.segments import (
+    SEGMENTS,
+    assign_segments,
+    load_segment_rules,
+    parse_segment_rules,
+    segment_recovery,
+)
+from rollrisk.models.yaml_config import ConfigError
+
+CONF = Path(__file__).resolve().parents[2] / "conf" / "segments.yaml"
+
+SMALL_RULES = """\
+fallback: general
+precedence: [capacity_shock, unreachable, forgetful]
+segments:
+  capacity_shock:
+    rules:
+      - id: CAP
+        when:
+          - {field: hardship_claims_6m, ge: 1}
+  unreachable:
+    rules:
+      - id: UNR
+        when:
+          - {top_family: contactability}
+          - {family: contactability, gt: 0.2}
+  forgetful:
+    rules:
+      - id: FOR
+        when:
+          - {field: first_delinquency, eq: true}
+          - {field: risk_above_base, le: 0.0}
+"""
+
+
+def _families(rows: list[dict[str, float]]) -> pd.DataFrame:
+    frame = pd.DataFrame(0.0, index=range(len(rows)), columns=list(FAMILIES))
+    for i, row in enumerate(rows):
+        for family, value in row.items():
+            frame.loc[i, family] = value
+    return frame
+
+
+def test_assignment_follows_precedence_and_falls_back():
+    rules = parse_segment_rules(SMALL_RULES, "small.yaml")
+    families = _families(
+        [
+            {"contactability": 0.9},  # unreachable
+            {"contactability": 0.9},  # also claimed hardship: capacity_shock comes first
+            {"contactability": 0.1},  # top family, below the threshold
+            {"willingness": -0.4},  # first delinquency below the base: forgetful
+            {"willingness": 0.4},  # first delinquency but risky: no rule -> fallback
+        ]
+    )
+    state = pd.DataFrame(
+        {
+            "hardship_claims_6m": [0, 2, 0, 0, 0],
+            "first_delinquency": [False, False, False, True, True],
+        }
+    )
+    result = assign_segments(families, state, rules)
+    assert list(result["segment"]) == [
+        "unreachable",
+        "capacity_shock",
+        "general",
+        "forgetful",
+        "general",
+    ]
+    assert list(result["segment_rule"]) == ["UNR", "CAP", "", "FOR", ""]
+
+
+def test_a_missing_state_value_never_satisfies_a_rule():
+    rules = parse_segment_rules(SMALL_RULES, "small.yaml")
+    state = pd.DataFrame(
+        {"hardship_claims_6m": [np.nan], "first_delinquency": [None]}, dtype=object
+    )
+    result = assign_segments(_families([{"payment_capacity": 0.5}]), state, rules)
+    assert result.loc[0, "segment"] == "general"
+
+
+def test_the_shipped_rules_load_and_cover_every_driver_segment():
+    rules = load_segment_rules(CONF)
+    assert set(rules.precedence) == set(SEGMENTS) - {"general"}
+    assert rules.fallback == "general"
+
+
+def test_the_shipped_rules_segment_typical_accounts():
+    rules = load_segment_rules(CONF)
+    accounts = [
+        # (expected segment, product, bucket, families, evidence)
+        (
+            "unreachable",
+            "credit_card",
+            "M2",
+            {"contactability": 0.7},
+            {"wrong_numbers_6m": 2, "unreachable_6m": 1},
+        ),
+        ("unreachable", "bnpl", "M3", {"contactability": 0.3}, {"failed_contact_streak": 5}),
+        ("seasonal", "agri_loan", "M2", {"product_seasonality": 0.6}, {"hardship_claims_6m": 1}),
+        (
+            "capacity_shock",
+            "cash_loan",
+            "M2",
+            {"payment_capacity": 0.8},
+            {"hardship_claims_6m": 1, "refusals_6m": 1},
+        ),
+        ("capacity_shock", "bnpl", "M1", {"payment_capacity": 0.4}, {"partial_payments_6m": 5}),
+        ("low_willingness", "bnpl", "M2", {"willingness": 0.9}, {"refusals_6m": 1}),
+        ("low_willingness", "bnpl", "M1", {"willingness": 0.9}, {"refusals_6m": 2}),
+        ("forgetful", "bnpl", "M1", {"willingness": 0.2}, {"refusals_6m": 1}),  # one refusal in M1
+        ("general", "cash_loan", "M3", {"delinquency_history": 0.6}, {"failed_contact_streak": 4}),
+    ]
+    families = _families([families for _, _, _, families, _ in accounts])
+    evidence = [
+        "wrong_numbers_6m",
+        "unreachable_6m",
+        "failed_contact_streak",
+        "hardship_claims_6m",
+        "partial_payments_6m",
+        "refusals_6m",
+        "promises_broken_6m",
+    ]
+    state = pd.DataFrame(
+        [
+            {"product": product, "start_bucket": bucket, **dict.fromkeys(evidence, 0), **facts}
+            for _, product, bucket, _, facts in accounts
+        ]
+    )
+    result = assign_segments(families, state, rules)
+    assert list(result["segment"]) == [expected for expected, *_ in accounts]
+
+
+def test_assignment_names_the_state_columns_it_lacks():
+    rules = parse_segment_rules(SMALL_RULES, "small.yaml")
+    with pytest.raises(ValueError, match=r"state lacks columns \['first_delinquency'\]"):
+        assign_segments(_families([{}]), pd.DataFrame({"hardship_claims_6m": [1]}), rules)
+
+
+@pytest.mark.parametrize(
+    ("broken", "line", "message"),
+    [
+        ("- {top_family: contactability}", 13, "unknown family 'contactabilty'"),
+        ("- {field: first_delinquency, eq: true}", 19, "unknown field 'first_delinquent'"),
+        ("- {field: risk_above_base, le: 0.0}", 20, "unknown comparison 'below'"),
+        ("precedence: [capacity_shock, unreachable, forgetful]", 2, "unknown segment 'careless'"),
+    ],
+)
+def test_load_errors_name_the_file_and_line(broken, line, message):
+    replacements = {
+        "unknown family": "- {top_family: contactabilty}",
+        "unknown field": "- {field: first_delinquent, eq: true}",
+        "unknown comparison": "- {field: risk_above_base, below: 0.0}",
+        "unknown segment": "precedence: [capacity_shock, careless, forgetful]",
+    }
+    text = SMALL_RULES.replace(broken, next(v for k, v in replacements.items() if k in message))
+    assert text != SMALL_RULES
+    with pytest.raises(ConfigError) as error:
+        parse_segment_rules(text, "conf/segments.yaml")
+    assert str(error.value).startswith(f"conf/segments.yaml:{line}: ")
+    assert message in str(error.value)
+
+
+def test_a_segment_name_under_segments_is_checked_with_its_line():
+    text = SMALL_RULES.replace("  forgetful:\n", "  forgetfull:\n")
+    with pytest.raises(ConfigError, match=r"small.yaml:15: unknown segment 'forgetfull'"):
+        parse_segment_rules(text, "small.yaml")
+
+
+def test_fields_are_the_state_columns_and_the_features_of_the_feature_set():
+    text = SMALL_RULES.replace(
+        "field: hardship_claims_6m, ge: 1", "field: broken_promises_3m, ge: 2"
+    )
+    assert text != SMALL_RULES
+    with pytest.raises(ConfigError, match="unknown field 'broken_promises_3m'"):
+        parse_segment_rules(text, "s.yaml")  # not a feature of the default FEATURE_SET
+    with pytest.raises(ConfigError, match="unknown field 'first_delinquency'"):
+        parse_segment_rules(text, "s.yaml", extra_fields=["broken_promises_3m"])
+    rules = parse_segment_rules(
+        text, "s.yaml", extra_fields=["broken_promises_3m", "first_delinquency"]
+    )
+    assert rules.fields == {"broken_promises_3m", "first_delinquency"}
+
+
+def test_duplicate_rule_ids_and_keys_are_rejected():
+    with pytest.raises(ConfigError, match=r"s.yaml:17: rule id 'CAP' is already used on line 6"):
+        parse_segment_rules(SMALL_RULES.replace("id: FOR", "id: CAP"), "s.yaml")
+    with pytest.raises(ConfigError, match=r"s.yaml:2: duplicate key 'fallback'"):
+        parse_segment_rules("fallback: general\nfallback: general\n", "s.yaml")
+
+
+def test_segment_recovery_confusion_and_macro_f1():
+    truth = ["capacity", "capacity", "willingness", "willingness", "unreachable", "unreachable"]
+    predicted = [
+        "capacity_shock",
+        "general",
+        "low_willingness",
+        "low_willingness",
+        "unreachable",
+        "low_willingness",
+    ]
+    matrix, macro_f1 = segment_recovery(
+        predicted,
+        truth,
+        label_map={"capacity": "capacity_shock", "willingness": "low_willingness"},
+    )
+    assert matrix.loc["capacity_shock", "general"] == 1
+    assert matrix.loc["unreachable", "low_willingness"] == 1
+    assert int(matrix.to_numpy().sum()) == 6
+    assert "general" not in matrix.index  # no driver is "general": not a class of the average
+    # capacity: P=1 R=.5 F=2/3; willingness: P=2/3 R=1 F=.8; unreachable: P=1 R=.5 F=2/3
+    assert macro_f1 == pytest.approx((2 / 3 + 0.8 + 2 / 3) / 3)
+
+
+def test_segment_recovery_is_one_when_perfect():
+    labels = ["seasonal", "forgetful", "seasonal"]
+    matrix, macro_f1 = segment_recovery(labels, labels)
+    assert macro_f1 == pytest.approx(1.0)
+    assert np.trace(matrix.to_numpy()) == 3
