@@ -30,6 +30,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("train", "train", "train the roll model and both baselines; log to MLflow; register a challenger"),
     ("evaluate", "evaluate", "evaluate a registered model on a portfolio; write an HTML/Markdown report"),
     ("promote", "promote", "move the champion alias to the challenger if it passes the YAML gates"),
+    ("score", "score", "score every delinquent account at an as-of: probability, reasons, segment, treatment"),
 )
 
 EXIT_USAGE = 2

@@ -81,3 +81,68 @@ def tiny_portfolio(tmp_path: Path) -> Path:
     tiny_actions().write_parquet(folder / "collection_actions.parquet")
     tiny_treatments().write_parquet(folder / "treatments.parquet")
     return folder
+
+
+TEST_MODEL = "rollrisk-test"
+_TRAIN_CONFIG = """
+training:
+  model_name: rollrisk-test
+  experiment_name: tests
+  split: {validation_months: 2, test_months: 2, embargo_months: 1}
+  calibration: {method: platt}
+  lightgbm: {n_estimators: 60, num_leaves: 7, min_child_samples: 20, learning_rate: 0.1, early_stopping_rounds: 10, n_jobs: 1}
+"""
+
+
+@pytest.fixture(scope="session")
+def scoring_world(tmp_path_factory: pytest.TempPathFactory):
+    """A simulated portfolio and a model trained on it, registered as ``challenger``.
+
+    Built once per test session (about 20 s) and shared by the scoring, serving, Spark and
+    monitoring tests. MLFLOW_TRACKING_URI points at the session's own SQLite store.
+    """
+    from rollrisk.cli import main
+
+    root = tmp_path_factory.mktemp("world")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        portfolio = root / "portfolio"
+        argv = [
+            "simulate",
+            "--accounts",
+            "2500",
+            "--months",
+            "16",
+            "--seed",
+            "5",
+            "--out",
+            str(portfolio),
+        ]
+        assert main(argv) == 0
+        config = root / "train.yaml"
+        config.write_text(_TRAIN_CONFIG)
+        argv = [
+            "train",
+            "--data",
+            str(portfolio),
+            "--config",
+            str(config),
+            "--out",
+            str(root / "train"),
+        ]
+        assert main(argv) == 0
+        yield World(
+            root=root,
+            tracking_uri=uri,
+            portfolio=portfolio,
+            model_uri=f"models:/{TEST_MODEL}@challenger",
+        )
+
+
+class World:
+    def __init__(self, root: Path, tracking_uri: str, portfolio: Path, model_uri: str) -> None:
+        self.root = root
+        self.tracking_uri = tracking_uri
+        self.portfolio = portfolio
+        self.model_uri = model_uri

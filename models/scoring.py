@@ -1,0 +1,333 @@
+"""Score delinquent accounts at an as-of date: probability, reasons, segment, treatment.
+
+One function, :func:`score_accounts`, serves the nightly batch (``rollrisk score``), the
+Spark engine (inside each partition) and the online service, so all of them return the same
+thing for the same accounts. It is pure: portfolio tables in, one row per scored account out.
+
+Steps, for the population at the as-of (accounts whose DPD lies in the observation range):
+
+1. point-in-time features (:func:`rollrisk.features.history.compute_features`);
+2. calibrated probability of rolling to default, and its risk band;
+3. exact TreeSHAP contributions (log-odds) of the trees, reason codes (at most 4, English and
+   Chinese) and driver-family sums;
+4. the segment (``conf/segments.yaml``), the policy's treatment (``conf/policy.yaml``) and the
+   compliance rules (``conf/compliance.yaml``) applied to it, with the trail of both;
+5. expected loss = exposure (balance at the as-of) x probability.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import polars as pl
+
+from rollrisk.features.history import compute_features
+from rollrisk.features.observations import ObservationSpec, observations
+from rollrisk.features.registry import FAMILIES, FeatureSet
+from rollrisk.models.compliance import AccountState, EffectiveCompliance, enforce
+from rollrisk.models.explanations import (
+    ContributionKernel,
+    contributions,
+    family_contributions,
+    reason_codes,
+)
+from rollrisk.models.policy import Decision, Policy, PolicyCase, decide
+from rollrisk.models.roll_model import RollModel
+from rollrisk.models.segments import SegmentRules, assign_segments
+
+EXPOSURE_FEATURE = "balance_current"
+OVERDUE_FEATURE = "amount_overdue"
+DECISION_TIME = time(8, 0)  # decisions are taken on the morning after the as-of
+HARDSHIP_KINDS = ("restructure", "grace_period")
+
+# The scored-account table: one row per account in the population at the as-of.
+SCORED_SCHEMA: dict[str, pl.DataType] = {
+    "account_id": pl.String(),
+    "as_of": pl.Date(),
+    "product": pl.String(),
+    "start_bucket": pl.String(),
+    "dpd": pl.Int64(),
+    "probability": pl.Float64(),
+    "risk_band": pl.String(),
+    "exposure": pl.Float64(),
+    "amount_overdue": pl.Float64(),
+    "expected_loss": pl.Float64(),
+    "segment": pl.String(),
+    "segment_rule": pl.String(),
+    "treatment": pl.String(),
+    "policy_rule": pl.String(),
+    "actions": pl.String(),  # JSON list of {action, at, channel, recipient}
+    "trail": pl.String(),  # JSON list of compliance changes
+    "reasons": pl.String(),  # JSON list of {rank, code, feature, family, value, contribution, text_en, text_zh}
+    **{f"family_{name}": pl.Float64() for name in FAMILIES},
+    "model_name": pl.String(),
+    "model_version": pl.String(),
+}
+
+
+@dataclass(frozen=True)
+class ScoringSetup:
+    """Everything that turns features into a decision, loaded once per job or service."""
+
+    model: RollModel
+    model_name: str
+    model_version: str
+    observation: ObservationSpec
+    segment_rules: SegmentRules
+    policy: Policy
+    compliance: EffectiveCompliance
+    kernel: ContributionKernel | None = None  # None: the default exact kernel
+
+    @property
+    def feature_set(self) -> FeatureSet:
+        return self.model.feature_set
+
+
+def population(statements: pl.DataFrame, as_of: date, spec: ObservationSpec) -> pl.DataFrame:
+    """``account_id``, ``dpd_at_as_of``, ``start_bucket`` of the accounts to score at ``as_of``."""
+    observed = observations(statements, [as_of], spec)
+    return observed.select("account_id", "dpd_at_as_of", "start_bucket")
+
+
+def score_accounts(
+    accounts: pl.DataFrame,
+    statements: pl.DataFrame,
+    collection_actions: pl.DataFrame | None,
+    treatments: pl.DataFrame | None,
+    as_of: date,
+    setup: ScoringSetup,
+) -> pl.DataFrame:
+    """Score every account of the population at ``as_of`` (see the module docstring).
+
+    Needs the portfolio tables in contract columns. Returns :data:`SCORED_SCHEMA`, one row per
+    account, sorted by ``account_id``; an empty frame when nobody is delinquent.
+    """
+    people = population(statements, as_of, setup.observation).sort("account_id")
+    if people.height == 0:
+        return pl.DataFrame(schema=SCORED_SCHEMA)
+    keys = people.select("account_id", pl.lit(as_of).alias("as_of"))
+    features = (
+        compute_features(
+            keys, accounts, statements, collection_actions, treatments, setup.feature_set
+        )
+        .collect()
+        .join(people, on="account_id", how="left")
+        .sort("account_id")
+    )
+    frame = features.to_pandas()
+    model = setup.model
+    probability = model.predict_proba(frame)
+    encoded = model.encode(frame)
+    booster = _single_booster(model)
+    kernel_kwargs: dict[str, Any] = {} if setup.kernel is None else {"kernel": setup.kernel}
+    contribs = contributions(booster, encoded[booster.feature_name()], **kernel_kwargs)
+    feature_contribs = _by_feature_set(contribs, booster.feature_name(), setup.feature_set)
+
+    families = family_contributions(feature_contribs, setup.feature_set, index=frame.index)
+    state = frame.assign(probability=probability)
+    segments = assign_segments(families, state, setup.segment_rules)
+    reasons = _reasons_json(reason_codes(feature_contribs, frame, setup.feature_set), len(frame))
+
+    exposure = frame[EXPOSURE_FEATURE].fillna(0.0).to_numpy(dtype=np.float64)
+    overdue = frame[OVERDUE_FEATURE].fillna(0.0).to_numpy(dtype=np.float64)
+    decisions = _decide_all(
+        frame, probability, segments["segment"].to_numpy(), overdue, as_of, setup,
+        collection_actions, treatments,
+    )  # fmt: skip
+    return pl.DataFrame(
+        {
+            "account_id": frame["account_id"].astype(str).to_list(),
+            "as_of": [as_of] * len(frame),
+            "product": frame["product"].astype(str).to_list(),
+            "start_bucket": frame["start_bucket"].astype(str).to_list(),
+            "dpd": frame["dpd_at_as_of"].astype("int64").to_list(),
+            "probability": probability,
+            "risk_band": [d.risk_band for d in decisions],
+            "exposure": exposure,
+            "amount_overdue": overdue,
+            "expected_loss": exposure * probability,
+            "segment": segments["segment"].astype(str).to_list(),
+            "segment_rule": segments["segment_rule"].astype(str).to_list(),
+            "treatment": [d.treatment for d in decisions],
+            "policy_rule": [str(d.policy_rule) for d in decisions],
+            "actions": [_actions_json(d) for d in decisions],
+            "trail": [_trail_json(d) for d in decisions],
+            "reasons": reasons,
+            **{f"family_{name}": families[name].to_numpy() for name in FAMILIES},
+            "model_name": [setup.model_name] * len(frame),
+            "model_version": [setup.model_version] * len(frame),
+        },
+        schema=SCORED_SCHEMA,
+    )
+
+
+def _single_booster(model: RollModel) -> Any:
+    boosters = getattr(model, "boosters_", {})
+    if len(boosters) != 1:
+        raise ValueError(
+            "scoring explains one LightGBM booster; this model has "
+            f"{len(boosters)} (structure={model.structure!r}); train with structure: single"
+        )
+    return next(iter(boosters.values()))
+
+
+def _by_feature_set(
+    contribs: np.ndarray, columns: list[str], feature_set: FeatureSet
+) -> np.ndarray:
+    """Contribution columns in feature-set order (model-only inputs such as the bucket ordinal
+    are folded into the family of the feature they encode when the set has one)."""
+    position = {name: i for i, name in enumerate(columns)}
+    out = np.zeros((contribs.shape[0], len(feature_set.features) + 1), dtype=np.float64)
+    for j, name in enumerate(feature_set.names):
+        if name in position:
+            out[:, j] += contribs[:, position[name]]
+    extra = [name for name in columns if name not in set(feature_set.names)]
+    if extra and "dpd_current" in feature_set.names:
+        # the starting bucket is a coarse view of the current DPD: attribute it there
+        target = feature_set.names.index("dpd_current")
+        for name in extra:
+            out[:, target] += contribs[:, position[name]]
+    out[:, -1] = contribs[:, -1]
+    return out
+
+
+def _reasons_json(long: pd.DataFrame, n_rows: int) -> list[str]:
+    grouped: dict[Any, list[dict[str, Any]]] = {}
+    records = long.to_dict("records")
+    for record in records:
+        grouped.setdefault(record["row"], []).append(
+            {
+                "rank": int(record["rank"]),
+                "code": record["code"],
+                "feature": record["feature"],
+                "family": record["family"],
+                "value": record["value"],
+                "contribution": round(float(record["contribution"]), 12),
+                "text_en": record["text_en"],
+                "text_zh": record["text_zh"],
+            }
+        )
+    return [json.dumps(grouped.get(i, []), ensure_ascii=False) for i in range(n_rows)]
+
+
+def _decide_all(
+    frame: pd.DataFrame,
+    probability: np.ndarray,
+    segments: np.ndarray,
+    overdue: np.ndarray,
+    as_of: date,
+    setup: ScoringSetup,
+    collection_actions: pl.DataFrame | None,
+    treatments: pl.DataFrame | None,
+) -> list[Decision]:
+    decided_at = datetime.combine(as_of + timedelta(days=1), DECISION_TIME)
+    histories = _histories(collection_actions, frame["account_id"], decided_at)
+    hardship = _hardship_plans(treatments, decided_at)
+    extension_used = _extension_used(treatments, decided_at)
+    empty = pd.DataFrame(
+        {"action_at": pd.Series(dtype="datetime64[us]"), "channel": [], "outcome": []}
+    )
+    first_delinquency = frame["first_delinquency"].fillna(0).to_numpy() >= 1
+    decisions: list[Decision] = []
+    for i, account_id in enumerate(frame["account_id"].astype(str)):
+        case = PolicyCase(
+            account_id=account_id,
+            decided_at=decided_at,
+            start_bucket=str(frame["start_bucket"].iat[i]),
+            probability=float(np.clip(probability[i], 0.0, 1.0)),
+            segment=str(segments[i]),
+            product=str(frame["product"].iat[i]),
+            dpd=int(frame["dpd_at_as_of"].iat[i]),
+            amount_overdue=float(overdue[i]),
+        )
+        state = AccountState(
+            account_id=account_id,
+            dpd=case.dpd,
+            amount_overdue=case.amount_overdue,
+            first_ever_delinquency=bool(first_delinquency[i]),
+            had_first_delinquency_extension=account_id in extension_used,
+            hardship_plan_honoured=account_id in hardship,
+        )
+        decision = decide(setup.policy, case)
+        decisions.append(
+            enforce(decision, state, histories.get(account_id, empty), setup.compliance)
+        )
+    return decisions
+
+
+def _histories(
+    actions: pl.DataFrame | None, account_ids: pd.Series, decided_at: datetime
+) -> Mapping[str, pd.DataFrame]:
+    """Each scored account's past actions (only those before the decision), by account."""
+    if actions is None:
+        return {}
+    recent = (
+        actions.lazy()
+        .filter(pl.col("account_id").is_in(pl.Series(account_ids.astype(str)).implode()))
+        .filter(pl.col("action_at") < decided_at)
+        .select("account_id", "action_at", "channel", "outcome")
+        .collect()
+        .to_pandas()
+    )
+    return {
+        str(account): group.drop(columns="account_id")
+        for account, group in recent.groupby("account_id", sort=False)
+    }
+
+
+def _hardship_plans(treatments: pl.DataFrame | None, decided_at: datetime) -> set[str]:
+    """Accounts under a hardship plan (restructure or grace) known and running at the decision."""
+    if treatments is None:
+        return set()
+    running = treatments.filter(
+        pl.col("kind").is_in(HARDSHIP_KINDS)
+        & (pl.col("known_at") <= decided_at)
+        & (pl.col("start_at") <= decided_at)
+        & (pl.col("end_at").is_null() | (pl.col("end_at") > decided_at))
+    )
+    return set(running["account_id"].to_list())
+
+
+def _extension_used(treatments: pl.DataFrame | None, decided_at: datetime) -> set[str]:
+    if treatments is None:
+        return set()
+    used = treatments.filter(
+        (pl.col("kind") == "first_delinquency_extension") & (pl.col("known_at") <= decided_at)
+    )
+    return set(used["account_id"].to_list())
+
+
+def _actions_json(decision: Decision) -> str:
+    return json.dumps(
+        [
+            {
+                "action": a.action,
+                "at": a.at.isoformat(timespec="minutes"),
+                "channel": a.channel,
+                "recipient": a.recipient,
+            }
+            for a in decision.actions
+        ]
+    )
+
+
+def _trail_json(decision: Decision) -> str:
+    return json.dumps(
+        [
+            {
+                "rule": c.rule_id,
+                "action": c.action,
+                "change": c.change,
+                "reason": c.reason,
+                "jurisdictions": list(c.jurisdictions),
+            }
+            for c in decision.trail
+        ],
+        ensure_ascii=False,
+    )

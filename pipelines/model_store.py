@@ -1,0 +1,117 @@
+"""Load a registered roll model, and everything a decision needs, from MLflow and conf/.
+
+Used by ``rollrisk score``, ``rollrisk serve`` and ``rollrisk monitor`` so that all of them
+resolve a model URI, its version and the strategy configuration the same way.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rollrisk.errors import UserError
+from rollrisk.features.observations import ObservationSpec
+from rollrisk.models.compliance import load_compliance
+from rollrisk.models.policy import load_policy
+from rollrisk.models.roll_model import RollModel
+from rollrisk.models.scoring import ScoringSetup
+from rollrisk.models.segments import load_segment_rules
+
+DEFAULT_MODEL_URI = "models:/rollrisk-roll-to-default@champion"
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+DEFAULT_POLICY = CONF_DIR / "policy.yaml"
+DEFAULT_SEGMENTS = CONF_DIR / "segments.yaml"
+DEFAULT_COMPLIANCE = CONF_DIR / "compliance.yaml"
+DEFAULT_JURISDICTIONS = ("CN",)
+
+_ALIAS = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/]+)$")
+_VERSION = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    uri: str
+    name: str
+    version: str
+    model: RollModel
+    metadata: dict[str, Any]
+    reference_scores: Any  # training-period scores (numpy array) or None
+
+
+def load_roll_model(uri: str) -> LoadedModel:
+    """Load the RollModel behind an MLflow URI, with its registered name and version.
+
+    ``models:/NAME@ALIAS`` and ``models:/NAME/VERSION`` resolve through the registry;
+    other URIs (``runs:/...``, a path) are loaded as they are, with version ``unregistered``.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    name, version = "unregistered", "unregistered"
+    client = mlflow.MlflowClient()
+    try:
+        if match := _ALIAS.match(uri):
+            name = match["name"]
+            version = str(client.get_model_version_by_alias(name, match["alias"]).version)
+        elif match := _VERSION.match(uri):
+            name, version = match["name"], match["version"]
+        pyfunc = mlflow.pyfunc.load_model(uri)
+    except MlflowException as error:
+        hint = ""
+        if _ALIAS.match(uri):
+            hint = (
+                " (is there a registered model with that alias? `rollrisk train` registers a "
+                "`challenger`; `rollrisk promote` makes it `champion`)"
+            )
+        raise UserError(
+            f"cannot load model {uri!r} from {mlflow.get_tracking_uri()}: "
+            f"{str(error).splitlines()[0]}{hint}"
+        ) from error
+    python_model = pyfunc.unwrap_python_model()
+    model = getattr(python_model, "model_", None)
+    if not isinstance(model, RollModel):
+        raise UserError(f"{uri!r} is not a rollrisk roll model (no RollModel inside)")
+    return LoadedModel(
+        uri=uri,
+        name=name,
+        version=version,
+        model=model,
+        metadata=dict(pyfunc.metadata.metadata or {}),
+        reference_scores=getattr(python_model, "reference_scores_", None),
+    )
+
+
+def observation_of(loaded: LoadedModel, base: ObservationSpec) -> ObservationSpec:
+    """The observation settings a model was trained with (its label), over ``base``'s range."""
+    overrides: dict[str, int] = {}
+    for name in ("default_dpd", "window_months"):
+        value = loaded.metadata.get(f"observation_{name}")
+        if value is not None:
+            overrides[name] = int(value)
+    return base.with_overrides(**overrides)
+
+
+def scoring_setup(
+    loaded: LoadedModel,
+    observation: ObservationSpec,
+    policy: Path = DEFAULT_POLICY,
+    segments: Path = DEFAULT_SEGMENTS,
+    compliance: Path = DEFAULT_COMPLIANCE,
+    jurisdictions: Sequence[str] = DEFAULT_JURISDICTIONS,
+) -> ScoringSetup:
+    """Everything :func:`rollrisk.models.scoring.score_accounts` needs, loaded once."""
+    for path in (policy, segments, compliance):
+        if not Path(path).is_file():
+            raise UserError(f"{path}: file not found")
+    return ScoringSetup(
+        model=loaded.model,
+        model_name=loaded.name,
+        model_version=loaded.version,
+        observation=observation_of(loaded, observation),
+        segment_rules=load_segment_rules(segments),
+        policy=load_policy(policy),
+        compliance=load_compliance(compliance).strictest(list(jurisdictions)),
+    )

@@ -1,0 +1,268 @@
+"""Score every delinquent account of a portfolio at an as-of date (the nightly batch job).
+
+For each account in the population (DPD within the observation range at --as-of) it writes
+the calibrated roll-to-default probability, the risk band, up to 4 reason codes (English and
+Chinese), the driver-family contributions, the segment, the treatment with the trail of the
+policy rule and every compliance rule that changed it, the expected loss (balance x
+probability), the model name and version, and the as-of.
+
+Output (see docs/scoring.md):
+  OUT/current -> runs/<key>          the published result; swapped atomically at the end
+  OUT/runs/<key>/part-NNNNN.parquet  accounts partitioned by a hash of account_id
+  OUT/runs/<key>/manifest.json       counts, checksums, model URI and version, code, config
+  OUT/rejects.csv                    input rows set aside by the data contract, with reasons
+
+A run killed at any moment leaves the previous result in place; rerunning the same command
+resumes, skipping finished partitions; the same inputs give byte-identical partitions.
+Accounts in = scored + rejected, checked and written to the manifest.
+
+example:
+  rollrisk score --model models:/rollrisk-roll-to-default@champion \\
+      --data runs/demo/portfolio --as-of 2025-12-31 --out runs/demo/scores
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+import time
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from tqdm import tqdm
+
+from rollrisk import __version__
+from rollrisk.errors import UserError
+from rollrisk.pipelines.atomic_output import PartitionedRun, PartitionFile
+from rollrisk.pipelines.model_store import (
+    DEFAULT_COMPLIANCE,
+    DEFAULT_JURISDICTIONS,
+    DEFAULT_MODEL_URI,
+    DEFAULT_POLICY,
+    DEFAULT_SEGMENTS,
+)
+
+ACCOUNTS_PER_PARTITION = 50_000
+PARTITION_COLUMN = "_partition"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=DEFAULT_MODEL_URI, help="MLflow model URI")
+    parser.add_argument("--data", type=Path, required=True, help="portfolio folder")
+    parser.add_argument(
+        "--as-of",
+        type=date.fromisoformat,
+        default=None,
+        help="observation date YYYY-MM-DD (default: the month-end of the latest statement)",
+    )
+    parser.add_argument("--out", type=Path, default=Path("runs/scores"), help="output folder")
+    parser.add_argument("--config", type=Path, default=None, help="YAML config (observation range)")
+    parser.add_argument("--policy", type=Path, default=DEFAULT_POLICY, help="strategy policy YAML")
+    parser.add_argument(
+        "--segments", type=Path, default=DEFAULT_SEGMENTS, help="segment rules YAML"
+    )
+    parser.add_argument(
+        "--compliance", type=Path, default=DEFAULT_COMPLIANCE, help="compliance rules YAML"
+    )
+    parser.add_argument(
+        "--jurisdiction",
+        action="append",
+        default=None,
+        help=f"jurisdiction code(s) whose strictest rules apply; repeatable (default: {', '.join(DEFAULT_JURISDICTIONS)})",
+    )
+    parser.add_argument(
+        "--partitions",
+        type=int,
+        default=None,
+        help=f"number of output partitions (default: one per {ACCOUNTS_PER_PARTITION:,} accounts)",
+    )
+    parser.add_argument(
+        "--engine",
+        choices=("local", "spark"),
+        default="local",
+        help="local: this process; spark: a PySpark job running the same code per partition",
+    )
+
+
+def default_as_of(statements: pl.DataFrame) -> date:
+    latest = statements.select(pl.col("cycle_end").max()).item()
+    if latest is None:
+        raise UserError("the portfolio has no statements: nothing to score")
+    return pl.select(pl.lit(latest).dt.month_end()).item()
+
+
+def partition_of(account_id: pl.Expr, partitions: int) -> pl.Expr:
+    """A stable partition number from the account id (same id, same partition, every run)."""
+    return (account_id.hash(seed=20_240_101) % partitions).cast(pl.Int32)
+
+
+def split_tables(tables: dict[str, pl.DataFrame | None], partitions: int) -> dict[str, Any]:
+    """Each table with a partition column (None tables stay None)."""
+    return {
+        name: None
+        if frame is None
+        else frame.with_columns(
+            partition_of(pl.col("account_id"), partitions).alias(PARTITION_COLUMN)
+        )
+        for name, frame in tables.items()
+    }
+
+
+def _part(frame: pl.DataFrame | None, partition: int) -> pl.DataFrame | None:
+    if frame is None:
+        return None
+    return frame.filter(pl.col(PARTITION_COLUMN) == partition).drop(PARTITION_COLUMN)
+
+
+def _config_digest(paths: Sequence[Path | None]) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        if path is not None and Path(path).is_file():
+            digest.update(Path(path).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def run(args: argparse.Namespace) -> int:
+    from rollrisk.features.observations import ObservationSpec
+    from rollrisk.models.scoring import population, score_accounts
+    from rollrisk.pipelines.config import load_config
+    from rollrisk.pipelines.loader import load_portfolio
+    from rollrisk.pipelines.model_store import load_roll_model, scoring_setup
+    from rollrisk.pipelines.tracking import configure_tracking, fingerprint_files, git_commit
+
+    started = time.perf_counter()
+    stage_seconds: dict[str, float] = {}
+
+    def stage(name: str, since: float) -> float:
+        now = time.perf_counter()
+        stage_seconds[name] = stage_seconds.get(name, 0.0) + now - since
+        return now
+
+    config = load_config(args.config)
+    configure_tracking()
+    print(f"[score] loading model {args.model}", file=sys.stderr, flush=True)
+    loaded = load_roll_model(args.model)
+    base = ObservationSpec.from_mapping(config.observation, source=f"config file {config.source}")
+    jurisdictions = args.jurisdiction or list(DEFAULT_JURISDICTIONS)
+    try:
+        setup = scoring_setup(
+            loaded, base, args.policy, args.segments, args.compliance, jurisdictions
+        )
+    except ValueError as error:
+        raise UserError(str(error)) from error
+    mark = stage("load model and rules", started)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    print(f"[score] loading portfolio {args.data}", file=sys.stderr, flush=True)
+    portfolio = load_portfolio(args.data, rejects_path=args.out / "rejects.csv")
+    as_of = args.as_of or default_as_of(portfolio.statements)
+    people = population(portfolio.statements, as_of, setup.observation)
+    if people.height == 0:
+        raise UserError(
+            f"no account of {args.data} is delinquent ({setup.observation.min_dpd}-"
+            f"{setup.observation.max_dpd} DPD) at {as_of}: nothing to score"
+        )
+    partitions = args.partitions or max(1, -(-people.height // ACCOUNTS_PER_PARTITION))
+    identity = {
+        "data": fingerprint_files(args.data),
+        "model_uri": args.model,
+        "model_version": loaded.version,
+        "as_of": as_of.isoformat(),
+        "config": _config_digest([args.config, args.policy, args.segments, args.compliance]),
+        "jurisdictions": sorted(jurisdictions),
+        "observation": setup.observation.__dict__,
+        "partitions": partitions,
+        "code": __version__,
+    }
+    output = PartitionedRun(args.out, identity)
+    mark = stage("read and validate", mark)
+    if args.engine == "spark":
+        try:
+            from rollrisk.pipelines.spark_engine import score_with_spark
+        except ImportError as error:
+            raise UserError(
+                f"--engine spark needs PySpark and Java 17 ({error}); "
+                "install it with `pip install -e '.[spark]'`"
+            ) from error
+
+        files = score_with_spark(portfolio, as_of, setup, output, partitions)
+    else:
+        tables = split_tables(
+            {
+                "accounts": portfolio.accounts,
+                "statements": portfolio.statements,
+                "collection_actions": portfolio.collection_actions,
+                "treatments": portfolio.treatments,
+            },
+            partitions,
+        )
+        files: list[PartitionFile] = []
+        skipped = 0
+        for partition in tqdm(range(partitions), desc="score", unit="part", file=sys.stderr):
+            if output.is_done(partition):
+                files.append(output.existing_partition(partition))
+                skipped += 1
+                continue
+            scored = score_accounts(
+                _part(tables["accounts"], partition),
+                _part(tables["statements"], partition),
+                _part(tables["collection_actions"], partition),
+                _part(tables["treatments"], partition),
+                as_of,
+                setup,
+            )
+            files.append(output.write_partition(partition, scored))
+        if skipped:
+            print(
+                f"[score] resumed: {skipped} of {partitions} partitions were already written",
+                file=sys.stderr,
+            )
+    mark = stage("features, scores, explanations, decisions, write", mark)
+
+    scored_accounts = sum(f.rows for f in files)
+    if scored_accounts != people.height:  # nothing lost, nothing doubled
+        raise RuntimeError(
+            f"{people.height} accounts in the population but {scored_accounts} scored; "
+            "the output was not published"
+        )
+    report = portfolio.report
+    manifest = {
+        "as_of": as_of.isoformat(),
+        "model": {"uri": args.model, "name": loaded.name, "version": loaded.version},
+        "code": {"rollrisk": __version__, "git_commit": git_commit()},
+        "config": {
+            "policy": str(args.policy),
+            "segments": str(args.segments),
+            "compliance": str(args.compliance),
+            "jurisdictions": sorted(jurisdictions),
+            "observation": setup.observation.__dict__,
+        },
+        "counts": {
+            "population": people.height,
+            "scored": scored_accounts,
+            "rejected_accounts": 0,
+            "input_rows": {
+                t.table: {
+                    "read": t.rows_read,
+                    "accepted": t.rows_accepted,
+                    "rejected": t.rows_rejected,
+                }
+                for t in report.tables
+            },
+        },
+        "rejects_file": str(args.out / "rejects.csv") if report.rows_rejected else None,
+        "engine": args.engine,
+    }
+    manifest_path = output.publish(manifest, files)
+    stage("publish", mark)
+    print(
+        f"[score] {scored_accounts:,} accounts scored at {as_of} with {loaded.name} v{loaded.version}"
+    )
+    for name, seconds in stage_seconds.items():
+        print(f"  {name:<50} {seconds:8.1f} s")
+    print(f"  result: {args.out / 'current'} (manifest {manifest_path})")
+    return 0

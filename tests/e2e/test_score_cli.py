@@ -1,0 +1,88 @@
+"""`rollrisk score` end to end on a simulated portfolio with a registered model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from rollrisk.cli import main
+from rollrisk.features.observations import ObservationSpec, observations
+from rollrisk.pipelines.atomic_output import read_current
+from rollrisk.pipelines.loader import load_portfolio
+
+pytestmark = pytest.mark.slow
+AS_OF = "2025-03-31"
+
+
+def _score(world, out: Path, *extra: str) -> int:
+    return main(
+        ["score", "--model", world.model_uri, "--data", str(world.portfolio), "--as-of", AS_OF,
+         "--out", str(out), *extra]
+    )  # fmt: skip
+
+
+def test_every_delinquent_account_is_scored_once_with_reasons_and_a_decision(
+    scoring_world, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", scoring_world.tracking_uri)
+    assert _score(scoring_world, tmp_path / "scores", "--partitions", "3") == 0
+    manifest, scored = read_current(tmp_path / "scores")
+
+    portfolio = load_portfolio(scoring_world.portfolio)
+    expected = observations(
+        portfolio.statements, [pl.Series([AS_OF]).str.to_date().item()], ObservationSpec()
+    )
+    assert sorted(scored["account_id"]) == sorted(expected["account_id"])  # nothing lost or doubled
+    assert scored["account_id"].n_unique() == scored.height
+    assert manifest["counts"]["population"] == manifest["counts"]["scored"] == scored.height
+    assert manifest["model"]["version"] == "1"
+    assert len(manifest["partitions"]) == 3
+
+    assert scored["probability"].is_between(0, 1).all()
+    assert (scored["expected_loss"] - scored["exposure"] * scored["probability"]).abs().max() < 1e-9
+    for text in scored["reasons"]:
+        reasons = json.loads(text)
+        assert len(reasons) <= 4
+        assert all(r["contribution"] > 0 for r in reasons)
+        assert [r["rank"] for r in reasons] == list(range(1, len(reasons) + 1))
+        assert all(r["text_en"] and r["text_zh"] for r in reasons)
+    assert set(scored["segment"]) <= {
+        "capacity_shock", "low_willingness", "unreachable", "forgetful", "seasonal", "general"
+    }  # fmt: skip
+    assert scored["policy_rule"].str.contains("rule POL-").all()
+    for actions in scored["actions"]:
+        for action in json.loads(actions):
+            hour = int(action["at"][11:13])
+            if action["action"] in ("reminder", "call"):
+                assert 8 <= hour < 21  # the contact window held
+
+
+def test_same_inputs_same_bytes_and_a_rerun_reuses_the_result(
+    scoring_world, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", scoring_world.tracking_uri)
+    assert _score(scoring_world, tmp_path / "a") == 0
+    assert _score(scoring_world, tmp_path / "b") == 0
+    first, _ = read_current(tmp_path / "a")
+    second, _ = read_current(tmp_path / "b")
+    assert first["run_key"] == second["run_key"]
+    assert [p["sha256"] for p in first["partitions"]] == [p["sha256"] for p in second["partitions"]]
+    capsys.readouterr()
+    assert _score(scoring_world, tmp_path / "a") == 0
+    assert "resumed: 1 of 1 partitions were already written" in capsys.readouterr().err
+
+
+def test_missing_alias_is_a_clear_error(scoring_world, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", scoring_world.tracking_uri)
+    code = main(
+        ["score", "--model", "models:/rollrisk-test@champion", "--data", str(scoring_world.portfolio),
+         "--out", str(tmp_path / "x")]
+    )  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "cannot load model 'models:/rollrisk-test@champion'" in err
+    assert "`rollrisk promote` makes it `champion`" in err
+    assert not (tmp_path / "x" / "current").exists()
