@@ -5,9 +5,15 @@ the demo doubles as a worked example of the CLI:
 
   1. simulate            a contract-valid portfolio of N accounts x M months (+ truth/)
   2. validate            the data contract check (zero rejects expected)
+  3. build-training-set  point-in-time features and roll-to-default labels, every as-of
+  4. train               LightGBM + both baselines, out-of-time report, MLflow challenger
+  5. promote             the champion gates (a refusal is reported, and the demo goes on)
+  6. score               the delinquent book at the latest month-end: probability, reasons,
+                         segment, treatment with its compliance trail
 
 Outputs go under --out (default runs/demo). MLflow tracking uses MLFLOW_TRACKING_URI when
-set, else the embedded SQLite store runs/mlflow.db.
+set, else the embedded SQLite store runs/mlflow.db (`mlflow ui --backend-store-uri
+sqlite:///runs/mlflow.db` shows the runs, versions and aliases).
 """
 
 from __future__ import annotations
@@ -17,36 +23,56 @@ import shlex
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from rollrisk.errors import UserError
 
+CHAMPION = "models:/rollrisk-roll-to-default@champion"
+CHALLENGER = "models:/rollrisk-roll-to-default@challenger"
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--accounts", type=int, default=20_000, help="accounts to simulate")
+    parser.add_argument("--accounts", type=int, default=60_000, help="accounts to simulate")
     parser.add_argument("--months", type=int, default=24, help="months of history to simulate")
     parser.add_argument("--seed", type=int, default=7, help="simulation seed")
     parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder")
 
 
-def stages(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
-    """The demo's stages as (title, rollrisk arguments)."""
+@dataclass(frozen=True)
+class Stage:
+    title: str
+    argv: list[str]
+    allowed: tuple[int, ...] = (0,)  # exit codes that let the demo go on
+
+
+def stages(args: argparse.Namespace, model_uri: str = CHAMPION) -> list[Stage]:
+    """The demo's stages (the score stage uses ``model_uri``)."""
     portfolio = args.out / "portfolio"
+    training_set = args.out / "training_set.parquet"
     return [
-        (
+        Stage(
             "simulate a portfolio",
-            [
-                "simulate",
-                "--accounts", str(args.accounts),
-                "--months", str(args.months),
-                "--seed", str(args.seed),
-                "--out", str(portfolio),
-                "--overwrite",
-            ],
+            ["simulate", "--accounts", str(args.accounts), "--months", str(args.months),
+             "--seed", str(args.seed), "--out", str(portfolio), "--overwrite"],
         ),
-        (
+        Stage(
             "validate it against the data contract",
             ["validate", "--data", str(portfolio), "--rejects", str(args.out / "rejects.csv")],
+        ),
+        Stage(
+            "build the point-in-time training set",
+            ["build-training-set", "--data", str(portfolio), "--out", str(training_set)],
+        ),
+        Stage(
+            "train LightGBM and both baselines; register a challenger",
+            ["train", "--data", str(portfolio), "--training-set", str(training_set),
+             "--out", str(args.out / "train")],
+        ),
+        Stage("promote the challenger if it passes the gates", ["promote"], allowed=(0, 1)),
+        Stage(
+            "score the delinquent book at the latest month-end",
+            ["score", "--model", model_uri, "--data", str(portfolio), "--out", str(args.out / "scores")],
         ),
     ]  # fmt: skip
 
@@ -56,15 +82,32 @@ def run(args: argparse.Namespace) -> int:
 
     planned = stages(args)
     started = time.perf_counter()
-    for number, (title, argv) in enumerate(planned, start=1):
-        print(f"\n== [{number}/{len(planned)}] {title}", flush=True)
+    refused = False
+    for number, stage in enumerate(planned, start=1):
+        argv = stage.argv
+        if argv[0] == "score" and refused:
+            # no champion this time: show the rest of the flow with the challenger, and say so
+            argv = stages(args, CHALLENGER)[number - 1].argv
+            print(
+                "\nnote: the challenger did not pass the promotion gates (see above), so there is "
+                "no champion; the demo scores with the challenger to show the rest of the flow. "
+                "A production run scores only a champion.",
+                flush=True,
+            )
+        print(f"\n== [{number}/{len(planned)}] {stage.title}", flush=True)
         print(f"$ rollrisk {_quote(argv)}", flush=True)
         stage_started = time.perf_counter()
         code = main(argv)
-        if code != 0:
-            raise UserError(f"stage '{title}' failed with exit code {code}; see its output above")
+        if code not in stage.allowed:
+            raise UserError(
+                f"stage '{stage.title}' failed with exit code {code}; see its output above"
+            )
+        if argv[0] == "promote":
+            refused = code != 0
         print(f"   ({time.perf_counter() - stage_started:.1f} s)", file=sys.stderr)
     print(f"\ndemo finished in {time.perf_counter() - started:.0f} s; outputs under {args.out}")
+    print(f"  training report:  {args.out / 'train' / 'report.html'}")
+    print(f"  scored accounts:  {args.out / 'scores' / 'current'}")
     return 0
 
 

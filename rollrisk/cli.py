@@ -26,11 +26,27 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("demo", "demo", "run the whole flow end to end on a simulated portfolio"),
     ("simulate", "simulate", "write a simulated, contract-valid portfolio (plus its hidden truth)"),
     ("validate", "validate", "check a portfolio folder against the data contract; write rejects"),
-    ("build-training-set", "build_training_set", "turn borrower history into a point-in-time training set with roll-to-default labels"),
-    ("train", "train", "train the roll model and both baselines; log to MLflow; register a challenger"),
-    ("evaluate", "evaluate", "evaluate a registered model on a portfolio; write an HTML/Markdown report"),
+    (
+        "build-training-set",
+        "build_training_set",
+        "turn borrower history into a point-in-time training set with roll-to-default labels",
+    ),
+    (
+        "train",
+        "train",
+        "train the roll model and both baselines; log to MLflow; register a challenger",
+    ),
+    (
+        "evaluate",
+        "evaluate",
+        "evaluate a registered model on a portfolio; write an HTML/Markdown report",
+    ),
     ("promote", "promote", "move the champion alias to the challenger if it passes the YAML gates"),
-    ("score", "score", "score every delinquent account at an as-of: probability, reasons, segment, treatment"),
+    (
+        "score",
+        "score",
+        "score every delinquent account at an as-of: probability, reasons, segment, treatment",
+    ),
 )
 
 EXIT_USAGE = 2
@@ -67,7 +83,7 @@ def _parser(selected: str | None) -> argparse.ArgumentParser:
             name,
             help=help_text,
             description=help_text[0].upper() + help_text[1:] + ".",
-            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+            formatter_class=_DefaultsFormatter,
         )
         if name == selected:
             module = importlib.import_module(f"rollrisk.pipelines.{module_name}")
@@ -80,9 +96,22 @@ def _parser(selected: str | None) -> argparse.ArgumentParser:
     return parser
 
 
-class _DocAndDefaultsFormatter(
-    argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter
-):
+class _DefaultsFormatter(argparse.HelpFormatter):
+    """Show a flag's default when it has a meaningful one the help text does not already say."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            "default" in text
+            or default in (None, False, argparse.SUPPRESS)
+            or action.option_strings == []
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class _DocAndDefaultsFormatter(_DefaultsFormatter, argparse.RawDescriptionHelpFormatter):
     """Keep the module docstring's line breaks and show each flag's default."""
 
 
