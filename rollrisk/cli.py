@@ -15,6 +15,7 @@ import argparse
 import importlib
 import sys
 import textwrap
+import warnings
 from collections.abc import Sequence
 
 from rollrisk import __version__
@@ -47,6 +48,10 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
         "score",
         "score every delinquent account at an as-of: probability, reasons, segment, treatment",
     ),
+    ("monitor", "monitor", "compare today's population with training's (PSI, CSI, backtest); exit 3 on alert"),
+    ("simulate-policy", "simulate_policy", "simulate the scored policy against the baseline tiered policy on a simulated portfolio"),
+    ("report", "strategy_report", "write the strategy review report (one self-contained HTML page) for a scoring run"),
+    ("serve", "serve", "serve scores over HTTP (FastAPI): the same results as `score`, per request"),
 )
 
 EXIT_USAGE = 2
@@ -116,6 +121,11 @@ class _DocAndDefaultsFormatter(_DefaultsFormatter, argparse.RawDescriptionHelpFo
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # pandera imports pyspark.pandas when PySpark is installed (the `spark` extra), and PySpark
+    # then warns about pandas 3 on every command; rollrisk does not use pyspark.pandas.
+    warnings.filterwarnings(
+        "ignore", message="PySpark does not yet fully support pandas", category=FutureWarning
+    )
     argv = list(sys.argv[1:] if argv is None else argv)
     names = {name for name, _, _ in COMMANDS}
     selected = next((a for a in argv if not a.startswith("-")), None)
