@@ -1,0 +1,130 @@
+"""`rollrisk simulate-policy` and `rollrisk report` end to end on the session's scoring world,
+and the report opened in headless Chromium."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from rollrisk.cli import main
+from rollrisk.pipelines.strategy_report import SECTION_IDS
+
+pytestmark = pytest.mark.slow
+AS_OF = "2025-03-31"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def report_run(scoring_world, tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("strategy_report")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", scoring_world.tracking_uri)
+        scores = root / "scores"
+        argv = ["score", "--model", scoring_world.model_uri, "--data", str(scoring_world.portfolio),
+                "--as-of", AS_OF, "--out", str(scores)]  # fmt: skip
+        assert main(argv) == 0
+        simulation = root / "policy_simulation"
+        argv = ["simulate-policy", "--scores", str(scores), "--data", str(scoring_world.portfolio),
+                "--months", "3", "--seeds", "4", "--out", str(simulation)]  # fmt: skip
+        assert main(argv) == 0
+        page = root / "report.html"
+        argv = ["report", "--scores", str(scores), "--data", str(scoring_world.portfolio),
+                "--policy-simulation", str(simulation), "--out", str(page),
+                "--sample-per-segment", "40", "--examples", "2"]  # fmt: skip
+        assert main(argv) == 0
+    return root, scores, simulation, page
+
+
+def test_policy_simulation_reports_both_arms_and_an_uplift_interval(report_run):
+    _, scores, simulation, _ = report_run
+    result = json.loads((simulation / "policy_simulation.json").read_text())
+    assert result["as_of"] == AS_OF and result["months"] == 3 and len(result["seeds"]) == 4
+    assert result["replay_match_share"] > 0.95  # the replay reproduced the portfolio
+    for metric in ("recovered", "action_cost", "roll_to_default_rate", "contacts", "disputes"):
+        uplift = result["uplift"][metric]
+        model = result["arms"]["model_driven"][metric]["mean"]
+        base = result["arms"]["baseline_tiered"][metric]["mean"]
+        assert uplift["mean"] == pytest.approx(model - base, rel=1e-9, abs=1e-9)
+        assert uplift["ci_low"] <= uplift["mean"] <= uplift["ci_high"]
+    assert result["arms"]["baseline_tiered"]["contacts"]["mean"] > 0
+    markdown = (simulation / "policy_simulation.md").read_text()
+    assert "| net recovery (CNY) |" in markdown and "Uplift by segment" in markdown
+
+
+def test_simulate_policy_refuses_a_portfolio_without_truth(report_run, scoring_world, tmp_path,
+                                                          capsys):  # fmt: skip
+    _, scores, _, _ = report_run
+    copy = tmp_path / "portfolio"
+    shutil.copytree(scoring_world.portfolio, copy, ignore=shutil.ignore_patterns("truth"))
+    argv = ["simulate-policy", "--scores", str(scores), "--data", str(copy), "--out",
+            str(tmp_path / "out")]  # fmt: skip
+    assert main(argv) == 2
+    assert "no truth/params.json - this is not a portfolio written by" in capsys.readouterr().err
+
+
+def test_report_has_every_section_and_is_self_contained(report_run):
+    *_, page = report_run
+    text = page.read_text(encoding="utf-8")
+    for section in SECTION_IDS:
+        assert f'<section id="{section}">' in text
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", text)  # nothing from the network
+    assert "<script" not in text and "@import" not in text
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', text)
+    assert len(images) >= 3  # SHAP summaries (one per segment with >= 2 accounts) + waterfalls
+    assert all(base64.b64decode(i)[:8] == b"\x89PNG\r\n\x1a\n" for i in images)
+    assert "uplift [95 % CI]" in text and "Macro-F1 of the segments" in text
+    # the 16-month world ends 2025-04: the 3-month outcomes of 2025-03 have not matured
+    assert "have not matured in this portfolio" in text
+
+
+def test_report_is_logged_to_mlflow_with_the_model_version(report_run, scoring_world):
+    import mlflow
+
+    mlflow.set_tracking_uri(scoring_world.tracking_uri)
+    experiment = mlflow.get_experiment_by_name("rollrisk-reports")
+    assert experiment is not None
+    runs = mlflow.search_runs([experiment.experiment_id], output_format="list")
+    run = next(r for r in runs if r.data.tags.get("as_of") == AS_OF)
+    assert run.data.tags["model_version"] == "1"
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
+    assert {"report.html", "policy_simulation.json"} <= artifacts
+
+
+def _open_in_chromium(page: Path, profile: Path) -> tuple[str, list[str]]:
+    """The DOM after Chromium loaded the page, and every console line it logged."""
+    command = [
+        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run",
+        f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0", "--dump-dom",
+        page.resolve().as_uri(),
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
+    console = [
+        line for line in done.stderr.splitlines() if ":CONSOLE" in line or "Uncaught" in line
+    ]
+    return done.stdout, console
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (.ci/run installs it)")
+def test_report_renders_in_headless_chromium_without_console_errors(report_run, tmp_path):
+    *_, page = report_run
+    dom, console = _open_in_chromium(page, tmp_path / "profile")
+    assert console == []
+    for section in SECTION_IDS:
+        assert f'id="{section}"' in dom
+    assert dom.count("<img") >= 3 and "Collections strategy review" in dom
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (.ci/run installs it)")
+def test_the_chromium_check_catches_a_page_with_a_script_error(tmp_path):
+    bad = tmp_path / "bad.html"
+    bad.write_text('<html><body><section id="summary"></section>'
+                   "<script>throw new Error('boom')</script></body></html>")  # fmt: skip
+    _, console = _open_in_chromium(bad, tmp_path / "profile")
+    assert any("Uncaught Error: boom" in line for line in console)

@@ -1,0 +1,186 @@
+"""The policy simulation engine: replay, common random numbers, the arms and their metrics."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rollrisk.errors import UserError
+from rollrisk.features.schemas import CHANNELS
+from rollrisk.pipelines.loader import load_portfolio
+from rollrisk.pipelines.policy_simulation import (
+    ModelPlan,
+    arm_metrics,
+    compare_policies,
+    load_action_costs,
+    model_plan,
+    read_simulation_params,
+    replay_to_month,
+    run_arm,
+    t_interval,
+)
+from rollrisk.pipelines.simulation import CH, DRV, write_portfolio
+
+MONTHS = 8
+AS_OF_MONTH = 5
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("policy_sim") / "portfolio"
+    folder.mkdir()
+    write_portfolio(folder, 3_000, MONTHS, seed=3)
+    return folder
+
+
+def _delinquent_replay(folder: Path, horizon: int = 3):
+    sim = read_simulation_params(folder)
+    statements = load_portfolio(folder).statements
+    ids = [f"A{i:09d}" for i in range(sim.accounts)]
+    replay = replay_to_month(sim, ids, AS_OF_MONTH, horizon, statements)
+    delinquent = np.flatnonzero((replay.state.bucket >= 1) & (replay.state.bucket <= 3))
+    chosen = [replay.account_ids[i] for i in delinquent]
+    return sim, replay_to_month(sim, chosen, AS_OF_MONTH, horizon, statements)
+
+
+def _plan(n: int, channel: str | None = None) -> ModelPlan:
+    counts = np.zeros((n, len(CHANNELS)), dtype=np.int64)
+    if channel:
+        counts[:, CH[channel]] = 1
+    no = np.zeros(n, dtype=bool)
+    return ModelPlan(counts, no, no, no, no, np.zeros(n, dtype=np.int64))
+
+
+def test_replay_reproduces_the_portfolio_state_at_the_as_of(simulated: Path):
+    _, replay = _delinquent_replay(simulated)
+    assert len(replay.account_ids) > 50
+    assert replay.replay_match_share == pytest.approx(1.0)
+    assert ((replay.state.bucket >= 1) & (replay.state.bucket <= 3)).all()
+
+
+def test_a_horizon_past_the_last_month_extends_the_world(simulated: Path):
+    sim, replay = _delinquent_replay(simulated, horizon=MONTHS)  # as-of 5 + 8 > 8 months
+    assert len(replay.world.macro) == sim.rules.burn_in_months + AS_OF_MONTH + MONTHS
+    result = run_arm(replay, "baseline_tiered", _plan(len(replay.account_ids)), load_action_costs(),
+                     MONTHS, seed=0)  # fmt: skip
+    assert np.isfinite(result.recovered).all()
+
+
+def test_same_seed_same_outcome_and_identical_actions_give_zero_uplift(simulated: Path):
+    _, replay = _delinquent_replay(simulated)
+    costs = load_action_costs()
+    plan = _plan(len(replay.account_ids), "sms")
+    first = run_arm(replay, "model_driven", plan, costs, 3, seed=4)
+    again = run_arm(replay, "model_driven", plan, costs, 3, seed=4)
+    other = run_arm(replay, "model_driven", plan, costs, 3, seed=5)
+    assert np.array_equal(first.recovered, again.recovered)
+    assert not np.array_equal(first.recovered, other.recovered)
+    # common random numbers: the transition has its own stream, so an account that gets no
+    # action under either plan meets the same fate under both (one month: no 90+ actions yet)
+    n = len(replay.account_ids)
+    untouched = replay.state.bucket == 2
+    some = _plan(n, "agent_call")
+    some.channel_counts[untouched] = 0
+    called = run_arm(replay, "model_driven", some, costs, 1, seed=4)
+    ignored = run_arm(replay, "model_driven", _plan(n), costs, 1, seed=4)
+    assert untouched.sum() >= 10
+    assert np.array_equal(called.recovered[untouched], ignored.recovered[untouched])
+    assert np.array_equal(called.defaulted[untouched], ignored.defaulted[untouched])
+    assert not np.array_equal(called.recovered[~untouched], ignored.recovered[~untouched])
+
+
+def test_reminded_forgetful_borrowers_pay_more_than_ignored_ones(simulated: Path):
+    _, replay = _delinquent_replay(simulated)
+    costs = load_action_costs()
+    n = len(replay.account_ids)
+    forgetful = (replay.accounts.driver == DRV["forgetful"]) & (replay.state.bucket == 1)
+    assert forgetful.sum() >= 10
+    paid = {"sms": 0.0, "none": 0.0}
+    for seed in range(10):
+        reminded = run_arm(replay, "model_driven", _plan(n, "sms"), costs, 3, seed)
+        ignored = run_arm(replay, "model_driven", _plan(n), costs, 3, seed)
+        paid["sms"] += reminded.recovered[forgetful].sum()  # a cure pays the arrears
+        paid["none"] += ignored.recovered[forgetful].sum()
+        assert reminded.contacts[forgetful].sum() > 0 == ignored.contacts[forgetful].sum()
+    assert paid["sms"] > 1.05 * paid["none"]
+
+
+def test_compare_policies_reports_a_paired_interval_per_metric(simulated: Path):
+    _, replay = _delinquent_replay(simulated)
+    n = len(replay.account_ids)
+    plan = _plan(n, "agent_call")
+    segments = np.where(replay.state.bucket == 1, "forgetful", "general")
+    result = compare_policies(replay, plan, load_action_costs(), 2, [0, 1, 2], segments)
+    assert result["accounts"] == n and result["seeds"] == [0, 1, 2]
+    for metric, stats in result["uplift"].items():
+        diffs = [
+            s["model_driven"][metric] - s["baseline_tiered"][metric] for s in result["per_seed"]
+        ]
+        assert stats["mean"] == pytest.approx(np.mean(diffs))
+        assert stats["ci_low"] <= stats["mean"] <= stats["ci_high"]
+    assert set(result["by_segment"]) == {"forgetful", "general"}
+    one_call_each = result["per_seed"][0]["model_driven"]
+    assert one_call_each["contacts"] >= n  # every M1-M3 account is called in month 0
+
+
+def test_model_plan_reads_the_scored_ladder_and_counts_compliance_removals():
+    actions = [
+        json.dumps([
+            {"action": "call", "at": "2025-04-01T10:00", "channel": "agent_call", "recipient": "borrower"},
+            {"action": "grace_period", "at": "2025-04-02T10:00", "channel": None, "recipient": "borrower"},
+            {"action": "restructure_offer", "at": "2025-04-02T10:00", "channel": "sms", "recipient": "borrower"},
+        ]),
+        json.dumps([
+            {"action": "field_visit_with_notice", "at": "2025-04-08T10:00", "channel": "field_visit", "recipient": "borrower"},
+            {"action": "legal_referral", "at": "2025-04-15T10:00", "channel": "legal", "recipient": "borrower"},
+        ]),
+    ]  # fmt: skip
+    trails = [
+        "[]",
+        json.dumps([{"rule": "CMP-X", "action": "a", "change": "removed", "reason": "r"},
+                    {"rule": "CMP-Y", "action": "b", "change": "moved to 08:00", "reason": "r"}]),
+    ]  # fmt: skip
+    plan = model_plan(actions, trails)
+    assert plan.channel_counts[0, CH["agent_call"]] == 1 and plan.channel_counts[0, CH["sms"]] == 1
+    assert plan.grace.tolist() == [True, False] and plan.restructure_offer.tolist() == [True, False]
+    assert plan.channel_counts[1, CH["field_visit"]] == 1
+    assert plan.channel_counts[1, CH["notice_letter"]] == 1
+    assert plan.channel_counts[1, CH["legal"]] == 1
+    assert plan.compliance_blocks.tolist() == [0, 1]
+
+
+def test_a_real_portfolio_without_truth_is_refused(tiny_portfolio: Path):
+    with pytest.raises(UserError, match="no truth/params.json - this is not a portfolio written"):
+        read_simulation_params(tiny_portfolio)
+
+
+def test_cost_table_errors_name_the_file_and_the_missing_entry(tmp_path: Path):
+    path = tmp_path / "costs.yaml"
+    path.write_text("channels: {sms: 0.1}\ntreatments: {}\n")
+    with pytest.raises(
+        UserError, match=r"costs.yaml: `channels`: unknown none, missing \['app_push'"
+    ):
+        load_action_costs(path)
+
+
+def test_t_interval_matches_a_hand_computation():
+    stats = t_interval([1.0, 2.0, 3.0, 4.0])
+    half = 3.182446305284263 * np.std([1, 2, 3, 4], ddof=1) / 2  # t(0.975, 3)
+    assert stats["mean"] == pytest.approx(2.5)
+    assert stats["ci_low"] == pytest.approx(2.5 - half) and stats["ci_high"] == pytest.approx(
+        2.5 + half
+    )
+
+
+def test_metrics_sum_recovery_and_cost_per_arm(simulated: Path):
+    _, replay = _delinquent_replay(simulated)
+    result = run_arm(replay, "baseline_tiered", _plan(len(replay.account_ids)), load_action_costs(),
+                     3, seed=1)  # fmt: skip
+    metrics = arm_metrics(result)
+    assert metrics["net_recovery"] == pytest.approx(metrics["recovered"] - metrics["action_cost"])
+    assert 0.0 <= metrics["roll_to_default_rate"] <= 1.0
+    assert metrics["action_cost"] > 0 and metrics["contacts"] > 0
+    assert metrics["compliance_blocks"] == 0
