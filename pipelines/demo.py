@@ -10,6 +10,9 @@ the demo doubles as a worked example of the CLI:
   5. promote             the champion gates (a refusal is reported, and the demo goes on)
   6. score               the delinquent book at the latest month-end: probability, reasons,
                          segment, treatment with its compliance trail
+  7. simulate-policy     the scored (model-driven) policy against the tiered baseline, rolled
+                         forward on the simulator with the same random draws, 20 seeds
+  8. report              the strategy review page (one self-contained HTML file)
 
 Outputs go under --out (default runs/demo). MLflow tracking uses MLFLOW_TRACKING_URI when
 set, else the embedded SQLite store runs/mlflow.db (`mlflow ui --backend-store-uri
@@ -50,6 +53,9 @@ def stages(args: argparse.Namespace, model_uri: str = CHAMPION) -> list[Stage]:
     """The demo's stages (the score stage uses ``model_uri``)."""
     portfolio = args.out / "portfolio"
     training_set = args.out / "training_set.parquet"
+    scores = args.out / "scores"
+    policy_simulation = args.out / "policy_simulation"
+    report = args.out / "strategy_report.html"
     return [
         Stage(
             "simulate a portfolio",
@@ -72,7 +78,17 @@ def stages(args: argparse.Namespace, model_uri: str = CHAMPION) -> list[Stage]:
         Stage("promote the challenger if it passes the gates", ["promote"], allowed=(0, 1)),
         Stage(
             "score the delinquent book at the latest month-end",
-            ["score", "--model", model_uri, "--data", str(portfolio), "--out", str(args.out / "scores")],
+            ["score", "--model", model_uri, "--data", str(portfolio), "--out", str(scores)],
+        ),
+        Stage(
+            "simulate the model-driven policy against the tiered baseline",
+            ["simulate-policy", "--scores", str(scores), "--data", str(portfolio),
+             "--out", str(policy_simulation)],
+        ),
+        Stage(
+            "write the strategy review report",
+            ["report", "--scores", str(scores), "--data", str(portfolio),
+             "--policy-simulation", str(policy_simulation), "--out", str(report)],
         ),
     ]  # fmt: skip
 
@@ -108,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"\ndemo finished in {time.perf_counter() - started:.0f} s; outputs under {args.out}")
     print(f"  training report:  {args.out / 'train' / 'report.html'}")
     print(f"  scored accounts:  {args.out / 'scores' / 'current'}")
+    print(f"  strategy report:  {args.out / 'strategy_report.html'}")
     return 0
 
 
