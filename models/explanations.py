@@ -100,7 +100,7 @@ def contributions(
     booster_or_model: lgb.Booster | Any,
     X: pd.DataFrame,
     chunk_rows: int = 50_000,
-    kernel: ContributionKernel = lightgbm_pred_contrib,
+    kernel: ContributionKernel | None = None,
 ) -> np.ndarray:
     """Exact TreeSHAP contributions (log-odds) of a binary LightGBM model, chunk by chunk.
 
@@ -110,12 +110,17 @@ def contributions(
         X: the model's input frame; its columns must be the booster's features in order
             (categorical features as pandas ``category``, exactly as at training).
         chunk_rows: rows per kernel call; bounds the memory of one call.
-        kernel: the function that explains one chunk (see :data:`ContributionKernel`).
+        kernel: the function that explains one chunk (see :data:`ContributionKernel`); by
+            default the project's exact fast kernel
+            (:func:`rollrisk.models.treeshap.fast_pred_contrib`, the same values as
+            LightGBM's ``pred_contrib`` to within 1e-9, which the tests keep as the oracle).
 
     Returns:
         ``(len(X), n_features + 1)`` float64: one column per feature in ``X``'s order, then the
         base value. Each row sums to the raw score (log-odds) of that row.
     """
+    if kernel is None:
+        from rollrisk.models.treeshap import fast_pred_contrib as kernel
     booster = _booster_of(booster_or_model)
     expected = list(booster.feature_name())
     if list(X.columns) != expected:
