@@ -27,6 +27,7 @@ from rollrisk.models.roll_model import RollModel
 
 MODEL_ARTIFACT = "roll_model"  # key in ``artifacts``: the RollModel JSON
 REFERENCE_SCORES_ARTIFACT = "reference_scores"  # training-period scores, for PSI later
+REFERENCE_FEATURES_ARTIFACT = "reference_features"  # sample of training features, for CSI
 
 
 def as_signature_frame(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
@@ -60,6 +61,8 @@ class RollModelPyfunc(mlflow.pyfunc.PythonModel):
             if reference
             else None
         )
+        features = context.artifacts.get(REFERENCE_FEATURES_ARTIFACT)
+        self.reference_features_ = pd.read_parquet(features) if features else None
 
     def predict(
         self,

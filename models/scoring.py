@@ -18,7 +18,8 @@ Steps, for the population at the as-of (accounts whose DPD lies in the observati
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import time as clock
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -30,7 +31,12 @@ import polars as pl
 from rollrisk.features.history import compute_features
 from rollrisk.features.observations import ObservationSpec, observations
 from rollrisk.features.registry import FAMILIES, FeatureSet
-from rollrisk.models.compliance import AccountState, EffectiveCompliance, enforce
+from rollrisk.models.compliance import (
+    AccountState,
+    ContactHistory,
+    EffectiveCompliance,
+    enforce,
+)
 from rollrisk.models.explanations import (
     ContributionKernel,
     contributions,
@@ -102,12 +108,24 @@ def score_accounts(
     treatments: pl.DataFrame | None,
     as_of: date,
     setup: ScoringSetup,
+    timings: MutableMapping[str, float] | None = None,
 ) -> pl.DataFrame:
     """Score every account of the population at ``as_of`` (see the module docstring).
 
     Needs the portfolio tables in contract columns. Returns :data:`SCORED_SCHEMA`, one row per
-    account, sorted by ``account_id``; an empty frame when nobody is delinquent.
+    account, sorted by ``account_id``; an empty frame when nobody is delinquent. ``timings``,
+    when given, has each step's wall seconds added to it (features, probability, explanations,
+    reasons, segments, decisions, assemble), so a job can report where its time goes.
     """
+    mark = clock.perf_counter()
+
+    def step(name: str) -> None:
+        nonlocal mark
+        now = clock.perf_counter()
+        if timings is not None:
+            timings[name] = timings.get(name, 0.0) + now - mark
+        mark = now
+
     people = population(statements, as_of, setup.observation).sort("account_id")
     if people.height == 0:
         return pl.DataFrame(schema=SCORED_SCHEMA)
@@ -121,18 +139,23 @@ def score_accounts(
         .sort("account_id")
     )
     frame = features.to_pandas()
+    step("features")
     model = setup.model
     probability = model.predict_proba(frame)
+    step("probability")
     encoded = model.encode(frame)
     booster = _single_booster(model)
     kernel_kwargs: dict[str, Any] = {} if setup.kernel is None else {"kernel": setup.kernel}
     contribs = contributions(booster, encoded[booster.feature_name()], **kernel_kwargs)
     feature_contribs = _by_feature_set(contribs, booster.feature_name(), setup.feature_set)
+    step("explanations")
 
     families = family_contributions(feature_contribs, setup.feature_set, index=frame.index)
     state = frame.assign(probability=probability)
     segments = assign_segments(families, state, setup.segment_rules)
+    step("segments")
     reasons = _reasons_json(reason_codes(feature_contribs, frame, setup.feature_set), len(frame))
+    step("reasons")
 
     exposure = frame[EXPOSURE_FEATURE].fillna(0.0).to_numpy(dtype=np.float64)
     overdue = frame[OVERDUE_FEATURE].fillna(0.0).to_numpy(dtype=np.float64)
@@ -140,7 +163,8 @@ def score_accounts(
         frame, probability, segments["segment"].to_numpy(), overdue, as_of, setup,
         collection_actions, treatments,
     )  # fmt: skip
-    return pl.DataFrame(
+    step("decisions")
+    scored = pl.DataFrame(
         {
             "account_id": frame["account_id"].astype(str).to_list(),
             "as_of": [as_of] * len(frame),
@@ -165,6 +189,8 @@ def score_accounts(
         },
         schema=SCORED_SCHEMA,
     )
+    step("assemble")
+    return scored
 
 
 def _single_booster(model: RollModel) -> Any:
@@ -230,27 +256,32 @@ def _decide_all(
     histories = _histories(collection_actions, frame["account_id"], decided_at)
     hardship = _hardship_plans(treatments, decided_at)
     extension_used = _extension_used(treatments, decided_at)
-    empty = pd.DataFrame(
-        {"action_at": pd.Series(dtype="datetime64[us]"), "channel": [], "outcome": []}
-    )
-    first_delinquency = frame["first_delinquency"].fillna(0).to_numpy() >= 1
+    empty = ContactHistory()
+    first_delinquency = (frame["first_delinquency"].fillna(0).to_numpy() >= 1).tolist()
+    # plain Python lists: per-row pandas access (.iat) costs more than the decision itself
+    start_buckets = frame["start_bucket"].astype(str).tolist()
+    products = frame["product"].astype(str).tolist()
+    dpds = frame["dpd_at_as_of"].astype("int64").tolist()
+    probabilities = np.clip(np.asarray(probability, dtype=np.float64), 0.0, 1.0).tolist()
+    overdues = np.asarray(overdue, dtype=np.float64).tolist()
+    segment_names = [str(segment) for segment in segments]
     decisions: list[Decision] = []
-    for i, account_id in enumerate(frame["account_id"].astype(str)):
+    for i, account_id in enumerate(frame["account_id"].astype(str).tolist()):
         case = PolicyCase(
             account_id=account_id,
             decided_at=decided_at,
-            start_bucket=str(frame["start_bucket"].iat[i]),
-            probability=float(np.clip(probability[i], 0.0, 1.0)),
-            segment=str(segments[i]),
-            product=str(frame["product"].iat[i]),
-            dpd=int(frame["dpd_at_as_of"].iat[i]),
-            amount_overdue=float(overdue[i]),
+            start_bucket=start_buckets[i],
+            probability=probabilities[i],
+            segment=segment_names[i],
+            product=products[i],
+            dpd=dpds[i],
+            amount_overdue=overdues[i],
         )
         state = AccountState(
             account_id=account_id,
             dpd=case.dpd,
             amount_overdue=case.amount_overdue,
-            first_ever_delinquency=bool(first_delinquency[i]),
+            first_ever_delinquency=first_delinquency[i],
             had_first_delinquency_extension=account_id in extension_used,
             hardship_plan_honoured=account_id in hardship,
         )
@@ -263,7 +294,7 @@ def _decide_all(
 
 def _histories(
     actions: pl.DataFrame | None, account_ids: pd.Series, decided_at: datetime
-) -> Mapping[str, pd.DataFrame]:
+) -> Mapping[str, ContactHistory]:
     """Each scored account's past actions (only those before the decision), by account."""
     if actions is None:
         return {}
@@ -272,13 +303,19 @@ def _histories(
         .filter(pl.col("account_id").is_in(pl.Series(account_ids.astype(str)).implode()))
         .filter(pl.col("action_at") < decided_at)
         .select("account_id", "action_at", "channel", "outcome")
+        .sort("account_id", "action_at", maintain_order=True)
         .collect()
-        .to_pandas()
     )
-    return {
-        str(account): group.drop(columns="account_id")
-        for account, group in recent.groupby("account_id", sort=False)
-    }
+    rows: dict[str, list[tuple[Any, Any, Any]]] = {}
+    for account, *row in zip(
+        recent["account_id"].to_list(),
+        recent["action_at"].to_list(),
+        recent["channel"].to_list(),
+        recent["outcome"].to_list(),
+        strict=True,
+    ):
+        rows.setdefault(account, []).append(tuple(row))
+    return {account: ContactHistory(tuple(history)) for account, history in rows.items()}
 
 
 def _hardship_plans(treatments: pl.DataFrame | None, decided_at: datetime) -> set[str]:

@@ -86,12 +86,24 @@ class PromotionConfig(_Section):
     require_beats_baselines: bool = True
 
 
+class MonitoringConfig(_Section):
+    """Thresholds at which ``rollrisk monitor`` exits 3 (alert)."""
+
+    psi_act: float = Field(0.25, gt=0.0)  # score PSI above this: act
+    csi_act: float = Field(0.25, gt=0.0)  # any feature's CSI above this: act
+    # a risk band's realised roll rate differs from its mean prediction by more than this
+    # (absolute) and the prediction is outside the realised rate's 95% interval: act
+    backtest_tolerance: float = Field(0.05, gt=0.0, lt=1.0)
+    backtest_min_accounts: int = Field(30, ge=1)  # smaller bands are reported, never judged
+
+
 class RollriskConfig(_Section):
     """The whole configuration file: typed sections plus the others, untouched."""
 
     source: str = "<built-in defaults>"
     training: TrainingConfig = TrainingConfig()
     promotion: PromotionConfig = PromotionConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
     observation: Mapping[str, Any] = Field(default_factory=dict)
     sections: Mapping[str, Any] = Field(default_factory=dict)
 
@@ -99,6 +111,7 @@ class RollriskConfig(_Section):
 _TYPED_SECTIONS: dict[str, type[_Section]] = {
     "training": TrainingConfig,
     "promotion": PromotionConfig,
+    "monitoring": MonitoringConfig,
 }
 _KNOWN_SECTIONS = (*_TYPED_SECTIONS, "observation")
 

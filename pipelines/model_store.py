@@ -6,6 +6,7 @@ resolve a model URI, its version and the strategy configuration the same way.
 
 from __future__ import annotations
 
+import argparse
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ class LoadedModel:
     model: RollModel
     metadata: dict[str, Any]
     reference_scores: Any  # training-period scores (numpy array) or None
+    reference_features: Any = None  # sample of training features (pandas) or None
 
 
 def load_roll_model(uri: str) -> LoadedModel:
@@ -81,6 +83,7 @@ def load_roll_model(uri: str) -> LoadedModel:
         model=model,
         metadata=dict(pyfunc.metadata.metadata or {}),
         reference_scores=getattr(python_model, "reference_scores_", None),
+        reference_features=getattr(python_model, "reference_features_", None),
     )
 
 
@@ -115,3 +118,50 @@ def scoring_setup(
         policy=load_policy(policy),
         compliance=load_compliance(compliance).strictest(list(jurisdictions)),
     )
+
+
+def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags that choose the model and the rules turning its scores into decisions.
+
+    Shared by ``rollrisk score`` and ``rollrisk serve`` so that batch and service are set up
+    from the same flags, with the same defaults; read back with :func:`setup_from_arguments`.
+    """
+    parser.add_argument("--model", default=DEFAULT_MODEL_URI, help="MLflow model URI")
+    parser.add_argument("--config", type=Path, default=None, help="YAML config (observation range)")
+    parser.add_argument("--policy", type=Path, default=DEFAULT_POLICY, help="strategy policy YAML")
+    parser.add_argument(
+        "--segments", type=Path, default=DEFAULT_SEGMENTS, help="segment rules YAML"
+    )
+    parser.add_argument(
+        "--compliance", type=Path, default=DEFAULT_COMPLIANCE, help="compliance rules YAML"
+    )
+    parser.add_argument(
+        "--jurisdiction",
+        action="append",
+        default=None,
+        help="jurisdiction code(s) whose strictest rules apply; repeatable "
+        f"(default: {', '.join(DEFAULT_JURISDICTIONS)})",
+    )
+
+
+def jurisdictions_of(args: argparse.Namespace) -> list[str]:
+    """The ``--jurisdiction`` codes given, or the default ones."""
+    return list(args.jurisdiction or DEFAULT_JURISDICTIONS)
+
+
+def setup_from_arguments(args: argparse.Namespace) -> tuple[LoadedModel, ScoringSetup]:
+    """Load the model and rules named by the flags of :func:`add_scoring_arguments`."""
+    from rollrisk.pipelines.config import load_config
+    from rollrisk.pipelines.tracking import configure_tracking
+
+    config = load_config(args.config)
+    configure_tracking()
+    loaded = load_roll_model(args.model)
+    base = ObservationSpec.from_mapping(config.observation, source=f"config file {config.source}")
+    try:
+        setup = scoring_setup(
+            loaded, base, args.policy, args.segments, args.compliance, jurisdictions_of(args)
+        )
+    except ValueError as error:
+        raise UserError(str(error)) from error
+    return loaded, setup

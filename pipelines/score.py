@@ -38,20 +38,14 @@ from tqdm import tqdm
 from rollrisk import __version__
 from rollrisk.errors import UserError
 from rollrisk.pipelines.atomic_output import PartitionedRun, PartitionFile
-from rollrisk.pipelines.model_store import (
-    DEFAULT_COMPLIANCE,
-    DEFAULT_JURISDICTIONS,
-    DEFAULT_MODEL_URI,
-    DEFAULT_POLICY,
-    DEFAULT_SEGMENTS,
-)
+from rollrisk.pipelines.model_store import add_scoring_arguments
 
 ACCOUNTS_PER_PARTITION = 50_000
 PARTITION_COLUMN = "_partition"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=DEFAULT_MODEL_URI, help="MLflow model URI")
+    add_scoring_arguments(parser)  # --model, --config, --policy, ... shared with `serve`
     parser.add_argument("--data", type=Path, required=True, help="portfolio folder")
     parser.add_argument(
         "--as-of",
@@ -60,20 +54,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="observation date YYYY-MM-DD (default: the month-end of the latest statement)",
     )
     parser.add_argument("--out", type=Path, default=Path("runs/scores"), help="output folder")
-    parser.add_argument("--config", type=Path, default=None, help="YAML config (observation range)")
-    parser.add_argument("--policy", type=Path, default=DEFAULT_POLICY, help="strategy policy YAML")
-    parser.add_argument(
-        "--segments", type=Path, default=DEFAULT_SEGMENTS, help="segment rules YAML"
-    )
-    parser.add_argument(
-        "--compliance", type=Path, default=DEFAULT_COMPLIANCE, help="compliance rules YAML"
-    )
-    parser.add_argument(
-        "--jurisdiction",
-        action="append",
-        default=None,
-        help=f"jurisdiction code(s) whose strictest rules apply; repeatable (default: {', '.join(DEFAULT_JURISDICTIONS)})",
-    )
     parser.add_argument(
         "--partitions",
         type=int,
@@ -127,33 +107,23 @@ def _config_digest(paths: Sequence[Path | None]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rollrisk.features.observations import ObservationSpec
     from rollrisk.models.scoring import population, score_accounts
-    from rollrisk.pipelines.config import load_config
     from rollrisk.pipelines.loader import load_portfolio
-    from rollrisk.pipelines.model_store import load_roll_model, scoring_setup
-    from rollrisk.pipelines.tracking import configure_tracking, fingerprint_files, git_commit
+    from rollrisk.pipelines.model_store import jurisdictions_of, setup_from_arguments
+    from rollrisk.pipelines.tracking import fingerprint_files, git_commit
 
     started = time.perf_counter()
     stage_seconds: dict[str, float] = {}
+    step_seconds: dict[str, float] = {}  # inside score_accounts, summed over partitions
 
     def stage(name: str, since: float) -> float:
         now = time.perf_counter()
         stage_seconds[name] = stage_seconds.get(name, 0.0) + now - since
         return now
 
-    config = load_config(args.config)
-    configure_tracking()
     print(f"[score] loading model {args.model}", file=sys.stderr, flush=True)
-    loaded = load_roll_model(args.model)
-    base = ObservationSpec.from_mapping(config.observation, source=f"config file {config.source}")
-    jurisdictions = args.jurisdiction or list(DEFAULT_JURISDICTIONS)
-    try:
-        setup = scoring_setup(
-            loaded, base, args.policy, args.segments, args.compliance, jurisdictions
-        )
-    except ValueError as error:
-        raise UserError(str(error)) from error
+    loaded, setup = setup_from_arguments(args)
+    jurisdictions = jurisdictions_of(args)
     mark = stage("load model and rules", started)
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -214,8 +184,11 @@ def run(args: argparse.Namespace) -> int:
                 _part(tables["treatments"], partition),
                 as_of,
                 setup,
+                timings=step_seconds,
             )
+            written = time.perf_counter()
             files.append(output.write_partition(partition, scored))
+            step_seconds["write"] = step_seconds.get("write", 0.0) + time.perf_counter() - written
         if skipped:
             print(
                 f"[score] resumed: {skipped} of {partitions} partitions were already written",
@@ -264,5 +237,8 @@ def run(args: argparse.Namespace) -> int:
     )
     for name, seconds in stage_seconds.items():
         print(f"  {name:<50} {seconds:8.1f} s")
+        if name.startswith("features, scores") and step_seconds:
+            for step, step_time in step_seconds.items():
+                print(f"    {step:<48} {step_time:8.1f} s")
     print(f"  result: {args.out / 'current'} (manifest {manifest_path})")
     return 0

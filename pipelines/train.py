@@ -572,6 +572,7 @@ def log_training_run(
 
     from rollrisk.models.pyfunc import (
         MODEL_ARTIFACT,
+        REFERENCE_FEATURES_ARTIFACT,
         REFERENCE_SCORES_ARTIFACT,
         RollModelPyfunc,
         as_signature_frame,
@@ -664,6 +665,12 @@ def log_training_run(
         reference_json.write_text(
             json.dumps(result.train_scores[PRIMARY].round(6).tolist()), encoding="utf-8"
         )
+        # A fixed-seed sample of the training rows' features: `rollrisk monitor` bins today's
+        # features on it (CSI), as it bins today's scores on reference_scores (PSI).
+        reference_features = scratch_dir / "reference_features.parquet"
+        reference_sample(result.split.train, feature_set, training.seed).to_parquet(
+            reference_features, index=False
+        )
         example = as_signature_frame(result.split.test.head(5), model.input_columns)
         signature = _all_inputs_required(infer_signature(example, model.predict_proba(example)))
         info = mlflow.pyfunc.log_model(
@@ -672,6 +679,7 @@ def log_training_run(
             artifacts={
                 MODEL_ARTIFACT: str(model_json),
                 REFERENCE_SCORES_ARTIFACT: str(reference_json),
+                REFERENCE_FEATURES_ARTIFACT: str(reference_features),
             },
             signature=signature,
             input_example=example,
@@ -692,6 +700,18 @@ def log_training_run(
                 training.model_name, "challenger", version
             )
     return run_id, version
+
+
+REFERENCE_SAMPLE_ROWS = 50_000
+
+
+def reference_sample(train: pd.DataFrame, feature_set: FeatureSet, seed: int) -> pd.DataFrame:
+    """Up to :data:`REFERENCE_SAMPLE_ROWS` training rows (fixed seed): the slices and features."""
+    columns = list(dict.fromkeys([*SLICES, *feature_set.names]))
+    rows = train[columns]
+    if len(rows) > REFERENCE_SAMPLE_ROWS:
+        rows = rows.sample(n=REFERENCE_SAMPLE_ROWS, random_state=seed)
+    return rows.reset_index(drop=True)
 
 
 def _all_inputs_required(signature: Any) -> Any:

@@ -1,0 +1,265 @@
+"""Benchmark: ``rollrisk score`` end to end on ~1,000,000 delinquent accounts.
+
+What is timed: one ``rollrisk score`` run in a fresh child process (read and validate the
+portfolio, point-in-time features, calibrated probability, exact TreeSHAP reason codes, segment,
+treatment with compliance, partitioned atomic write). Wall time and peak RSS come from
+``os.wait4`` on that child (as in ``bench/harness.py``); the per-stage breakdown is the one
+``rollrisk score`` prints (features, probability, explanations, reasons,
+segments, decisions, assemble, write, summed over partitions).
+
+How the 1,000,000-account portfolio is built (cached under ``--cache``; honest note): the
+simulator leaves only ~4% of accounts delinquent at an as-of, so a 25M-account simulation would
+be needed. Instead a base portfolio (``--base-accounts``, default 100,000 x 24 months) is
+simulated, the accounts delinquent at its last month-end are taken with their full histories
+(all four tables), and copies of those histories are written with new account and borrower ids
+(``<id>-cNNNN``) until ``--accounts`` delinquent accounts exist. Every copy of an account has
+the same features and hence the same score and explanation; the work per account (features,
+tree traversal, policy, compliance) does not depend on values being distinct, but caches and
+dictionary sizes see as many keys as a real portfolio, and the portfolio holds only delinquent
+accounts (a real one would also hold ~24x as many current accounts, which cost a read and a
+filter but are not scored).
+
+The model is trained with ``conf/default.yaml`` (1000 trees max, early stopping) on a separate
+simulated portfolio (``--train-accounts`` x 24 months, seed 11), or taken from ``--model-uri``.
+
+Run:
+    .venv/bin/python bench/bench_score.py                       # 1,000,000 accounts, 1 run, fast kernel
+    .venv/bin/python bench/bench_score.py --accounts 100000 --repeats 3
+    .venv/bin/python bench/bench_score.py --kernel lightgbm      # LightGBM pred_contrib kernel
+With ``--accounts`` below 1,000,000 the last lines also give a linear extrapolation to
+1,000,000, labelled as such.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import machine_description  # noqa: E402
+
+TABLES = ("accounts", "statements", "collection_actions", "treatments")
+TARGET = 1_000_000
+MODEL_NAME = "rollrisk-bench-score"
+COPIES_PER_PART = 10
+
+
+def _python() -> str:
+    return sys.executable
+
+
+def _rollrisk(*argv: str, env: dict[str, str]) -> None:
+    subprocess.run([_python(), "-m", "rollrisk.cli", *argv], check=True, env=env)
+
+
+def build_portfolio(
+    cache: Path, accounts: int, base_accounts: int, env: dict[str, str]
+) -> tuple[Path, date]:
+    """The re-keyed portfolio with ``accounts`` delinquent accounts, and its as-of (cached)."""
+    from rollrisk.features.observations import ObservationSpec
+    from rollrisk.models.scoring import population
+    from rollrisk.pipelines.loader import load_portfolio
+    from rollrisk.pipelines.score import default_as_of
+
+    base = cache / f"base-{base_accounts}"
+    if not (base / "accounts.parquet").exists() and not (base / "accounts").exists():
+        print(f"[bench] simulating the base portfolio ({base_accounts:,} x 24)", file=sys.stderr)
+        _rollrisk("simulate", "--accounts", str(base_accounts), "--months", "24", "--seed", "7",
+                  "--out", str(base), "--overwrite", env=env)  # fmt: skip
+    target = cache / f"portfolio-{accounts}"
+    done = target / "_built"
+    if done.exists():
+        return target, date.fromisoformat(done.read_text().strip())
+    shutil.rmtree(target, ignore_errors=True)
+    source = load_portfolio(base)
+    as_of = default_as_of(source.statements)
+    delinquent = population(source.statements, as_of, ObservationSpec())["account_id"]
+    tables = {
+        name: None
+        if frame is None
+        else frame.filter(pl.col("account_id").is_in(delinquent.implode()))
+        for name, frame in {
+            "accounts": source.accounts,
+            "statements": source.statements,
+            "collection_actions": source.collection_actions,
+            "treatments": source.treatments,
+        }.items()
+    }
+    copies = -(-accounts // delinquent.len())
+    print(
+        f"[bench] {delinquent.len():,} delinquent of {source.accounts.height:,} at {as_of}; "
+        f"writing {copies} re-keyed copies",
+        file=sys.stderr,
+    )
+    kept_ids = delinquent.sort()
+    for start in range(0, copies, COPIES_PER_PART):
+        stop = min(copies, start + COPIES_PER_PART)
+        for name, frame in tables.items():
+            if frame is None:
+                continue
+            parts = []
+            for copy in range(start, stop):
+                # the last copy is cut so the population is exactly ``accounts``
+                keep = accounts - copy * kept_ids.len()
+                piece = frame
+                if keep < kept_ids.len():
+                    piece = frame.filter(pl.col("account_id").is_in(kept_ids.head(keep).implode()))
+                suffix = f"-c{copy:04d}"
+                renamed = piece.with_columns(pl.col("account_id") + suffix)
+                if "borrower_id" in renamed.columns:
+                    renamed = renamed.with_columns(pl.col("borrower_id") + suffix)
+                parts.append(renamed)
+            folder = target / name
+            folder.mkdir(parents=True, exist_ok=True)
+            pl.concat(parts).write_parquet(folder / f"part-{start // COPIES_PER_PART:05d}.parquet")
+    done.write_text(as_of.isoformat())
+    return target, as_of
+
+
+def train_model(cache: Path, train_accounts: int, env: dict[str, str]) -> str:
+    """Register a model trained with conf/default.yaml on its own simulated portfolio (cached)."""
+    marker = cache / f"model-{train_accounts}.uri"
+    if marker.exists():
+        return marker.read_text().strip()
+    portfolio = cache / f"train-portfolio-{train_accounts}"
+    _rollrisk("simulate", "--accounts", str(train_accounts), "--months", "24", "--seed", "11",
+              "--out", str(portfolio), "--overwrite", env=env)  # fmt: skip
+    config = cache / "train.yaml"
+    default = Path(__file__).resolve().parent.parent / "conf" / "default.yaml"
+    config.write_text(
+        default.read_text().replace("rollrisk-roll-to-default   #", f"{MODEL_NAME}   #", 1)
+    )
+    _rollrisk("train", "--data", str(portfolio), "--config", str(config),
+              "--out", str(cache / "train-report"), env=env)  # fmt: skip
+    uri = f"models:/{MODEL_NAME}@challenger"
+    marker.write_text(uri)
+    return uri
+
+
+# The child process: `rollrisk score` itself, with the contribution kernel pinned (the CLI has
+# no flag for it; the bench replaces the kernel in the setup the job builds, nothing else).
+CHILD = """
+import dataclasses, sys
+from rollrisk.cli import main
+import rollrisk.pipelines.model_store as store
+if sys.argv[1] == "fast":
+    from rollrisk.models.treeshap import fast_pred_contrib as kernel
+else:
+    from rollrisk.models.explanations import lightgbm_pred_contrib as kernel
+original = store.scoring_setup
+store.scoring_setup = lambda *a, **k: dataclasses.replace(original(*a, **k), kernel=kernel)
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def measured_score(
+    argv: list[str], kernel: str, env: dict[str, str], log: Path
+) -> tuple[float, float, str]:
+    """Wall seconds, peak RSS (GiB) and stdout of one ``rollrisk score`` child process."""
+    started = time.perf_counter()
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [_python(), "-c", CHILD, kernel, "score", *argv], env=env, stdout=out
+        )
+        _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"rollrisk score failed; see {log}")
+    return seconds, usage.ru_maxrss / 2**20, log.read_text()
+
+
+# "  stage   12.3 s" lines of `rollrisk score`; steps inside score_accounts are indented 4
+STAGE_LINE = re.compile(r"^(?P<indent>\s{2,4})(?P<name>[a-z][a-z ,]+?)\s+(?P<seconds>[\d.]+) s$")
+
+
+def stages_of(stdout: str) -> dict[str, float]:
+    return {
+        ("  - " if len(m["indent"]) == 4 else "") + m["name"]: float(m["seconds"])
+        for line in stdout.splitlines()
+        if (m := STAGE_LINE.match(line))
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--accounts", type=int, default=TARGET, help="delinquent accounts to score")
+    parser.add_argument(
+        "--base-accounts",
+        type=int,
+        default=100_000,
+        help="simulated accounts re-keyed into the portfolio",
+    )
+    parser.add_argument(
+        "--train-accounts", type=int, default=20_000, help="accounts of the training portfolio"
+    )
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=Path("runs/bench-score"),
+        help="cache folder (portfolios, MLflow store)",
+    )
+    parser.add_argument(
+        "--model-uri", default=None, help="score with this model instead of training one"
+    )
+    parser.add_argument(
+        "--kernel",
+        choices=("lightgbm", "fast"),
+        default="fast",
+        help="contribution kernel: fast (rollrisk.models.treeshap, the default) or LightGBM pred_contrib",
+    )
+    parser.add_argument("--repeats", type=int, default=1, help="runs (median reported)")
+    args = parser.parse_args()
+
+    cache = args.cache.resolve()
+    cache.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{cache / 'mlflow.db'}")
+    portfolio, as_of = build_portfolio(cache, args.accounts, args.base_accounts, env)
+    uri = args.model_uri or train_model(cache, args.train_accounts, env)
+
+    runs = []
+    for repeat in range(args.repeats):
+        with tempfile.TemporaryDirectory(dir=cache) as out:
+            argv = ["--model", uri, "--data", str(portfolio), "--as-of", as_of.isoformat(),
+                    "--out", out]  # fmt: skip
+            seconds, rss, stdout = measured_score(
+                argv, args.kernel, env, cache / f"score-{repeat}.log"
+            )
+        runs.append((seconds, rss, stages_of(stdout)))
+        print(f"run {repeat + 1}: {seconds:.1f} s, peak RSS {rss:.2f} GiB", flush=True)
+
+    median_seconds = statistics.median(r[0] for r in runs)
+    median_rss = statistics.median(r[1] for r in runs)
+    names = list(runs[0][2])
+    print(f"machine: {machine_description()}; load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"portfolio: {portfolio} ({args.accounts:,} delinquent accounts at {as_of}); model {uri}; kernel {args.kernel}"
+    )
+    print(f"runs: {', '.join(f'{r[0]:.1f}' for r in runs)} s")
+    print(f"{'stage':<52} {'median s':>9} {'share':>7}")
+    for name in names:
+        seconds = statistics.median(r[2].get(name, 0.0) for r in runs)
+        print(f"  {name:<50} {seconds:9.1f} {seconds / median_seconds:7.1%}")
+    print(f"end to end (child wall time): {median_seconds:.1f} s, peak RSS {median_rss:.2f} GiB")
+    if args.accounts != TARGET:
+        scale = TARGET / args.accounts
+        print(
+            f"EXTRAPOLATED (linear, x{scale:g}) to {TARGET:,} accounts: ~{median_seconds * scale / 60:.1f} min "
+            "(not measured; peak memory does not scale linearly: scoring runs one partition at a time)"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

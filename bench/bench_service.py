@@ -1,0 +1,322 @@
+"""Benchmark: latency and throughput of ``rollrisk serve`` on loopback, one account per request.
+
+What is measured: ``rollrisk serve`` runs in a child process on 127.0.0.1 (one uvicorn worker,
+``--threads 1``); this script sends ``POST /v1/score`` requests, each with ONE delinquent
+account and its full history (16 months of statements, actions, treatments; about 3.5 KB of
+JSON), answered with probability, 4 reason codes, segment, treatment and compliance trail.
+
+Load is open-loop at a fixed rate (request i is due at t0 + i/rate, whether or not earlier ones
+have returned), so a server slower than the rate builds a queue and the latencies show it;
+latency is measured from the moment a request was due to its last response byte (no
+coordinated omission). Each run sends ``rate x --seconds`` requests; at most ``--max-in-flight``
+are open at once, and every request has a 30 s timeout, so a run is bounded. Reported per rate:
+p50 and p99 latency and achieved throughput (requests completed / time from the first due
+request to the last response), each the median of ``--runs`` runs.
+
+Reference measured in the same run: the in-process cost of the same work without HTTP
+(``score_request`` on the same bodies, sequentially, in this process), so the ratio shows what
+HTTP, JSON and queueing add.
+
+The model is the tests' small one (2,500 accounts x 16 months simulated with seed 5; LightGBM
+60 trees, 7 leaves), trained once into ``--cache``; or pass ``--model-uri`` with
+``MLFLOW_TRACKING_URI`` set. Only loopback is used.
+
+Run:
+    .venv/bin/python bench/bench_service.py                     # rates 10 and 100 rps, 3 runs
+    .venv/bin/python bench/bench_service.py --rates 100 --seconds 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import machine_description  # noqa: E402
+
+MODEL_NAME = "rollrisk-bench-service"
+TRAIN_CONFIG = f"""
+training:
+  model_name: {MODEL_NAME}
+  experiment_name: bench-service
+  split: {{validation_months: 2, test_months: 2, embargo_months: 1}}
+  calibration: {{method: platt}}
+  lightgbm: {{n_estimators: 60, num_leaves: 7, min_child_samples: 20, learning_rate: 0.1, early_stopping_rounds: 10, n_jobs: 1}}
+"""
+AS_OF = date(2025, 3, 31)
+HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    rate: float
+    sent: int
+    ok: int
+    p50_ms: float
+    p99_ms: float
+    throughput: float
+
+
+def _rollrisk(*argv: str, env: dict[str, str]) -> None:
+    subprocess.run([sys.executable, "-m", "rollrisk.cli", *argv], check=True, env=env,
+                   stdout=subprocess.DEVNULL)  # fmt: skip
+
+
+def prepare_world(cache: Path, env: dict[str, str]) -> tuple[Path, str]:
+    """The simulated portfolio and a model registered on it (built once, cached)."""
+    portfolio = cache / "portfolio"
+    uri = f"models:/{MODEL_NAME}@challenger"
+    if not (cache / "_built").exists():
+        print("[bench] simulating 2,500 accounts x 16 months and training", file=sys.stderr)
+        _rollrisk("simulate", "--accounts", "2500", "--months", "16", "--seed", "5",
+                  "--out", str(portfolio), "--overwrite", env=env)  # fmt: skip
+        config = cache / "train.yaml"
+        config.write_text(TRAIN_CONFIG)
+        _rollrisk("train", "--data", str(portfolio), "--config", str(config),
+                  "--out", str(cache / "train"), env=env)  # fmt: skip
+        (cache / "_built").write_text("ok\n")
+    return portfolio, uri
+
+
+def single_account_bodies(portfolio_dir: Path, count: int) -> list[bytes]:
+    """JSON bodies of one delinquent account each (distinct accounts, cycled if fewer)."""
+    from rollrisk.features.observations import ObservationSpec
+    from rollrisk.models.scoring import population
+    from rollrisk.pipelines.loader import load_portfolio
+    from rollrisk.serving.request_scoring import request_body
+
+    portfolio = load_portfolio(portfolio_dir)
+    ids = population(portfolio.statements, AS_OF, ObservationSpec())["account_id"].to_list()
+    bodies = []
+    for i in range(min(count, len(ids))):
+        body = request_body(portfolio.accounts, portfolio.statements,
+                            portfolio.collection_actions, portfolio.treatments, [ids[i]], AS_OF)  # fmt: skip
+        bodies.append(json.dumps(body).encode())
+    return bodies
+
+
+def in_process_reference(
+    bodies: list[bytes], model_uri: str, repeats: int
+) -> tuple[float, dict[str, float]]:
+    """Median milliseconds of scoring one body without HTTP (the handler's code, step by step)
+    and the mean milliseconds of each step."""
+    from rollrisk.features.observations import ObservationSpec
+    from rollrisk.models.scoring import score_accounts
+    from rollrisk.pipelines.model_store import load_roll_model, scoring_setup
+    from rollrisk.serving.api_models import ScoreRequest
+    from rollrisk.serving.request_scoring import request_tables, validate_request_tables
+
+    setup = scoring_setup(load_roll_model(model_uri), ObservationSpec())
+    totals: list[float] = []
+    steps: dict[str, float] = {}
+    for i in range(repeats + 5):
+        timings: dict[str, float] = {}
+        started = time.perf_counter()
+        request = ScoreRequest.model_validate_json(bodies[i % len(bodies)])
+        parsed = time.perf_counter()
+        tables = validate_request_tables(request_tables(request))
+        validated = time.perf_counter()
+        score_accounts(tables.accounts, tables.statements, tables.collection_actions,
+                       tables.treatments, request.as_of, setup, timings=timings)  # fmt: skip
+        if i >= 5:  # the first calls compile and warm caches
+            totals.append(time.perf_counter() - started)
+            timings = {"parse JSON (pydantic)": parsed - started,
+                       "to contract tables + contract validation": validated - parsed, **timings}  # fmt: skip
+            for name, seconds in timings.items():
+                steps[name] = steps.get(name, 0.0) + seconds * 1e3 / repeats
+    return statistics.median(totals) * 1e3, steps
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return probe.getsockname()[1]
+
+
+def start_server(model_uri: str, port: int, env: dict[str, str]) -> subprocess.Popen:
+    server = subprocess.Popen(
+        [sys.executable, "-m", "rollrisk.cli", "serve", "--model", model_uri,
+         "--host", HOST, "--port", str(port), "--log-level", "warning"],
+        env=env,
+    )  # fmt: skip
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"rollrisk serve exited with {server.returncode}")
+        try:
+            if httpx.get(f"http://{HOST}:{port}/readyz", timeout=1).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    server.terminate()
+    raise RuntimeError("rollrisk serve was not ready within 180 s")
+
+
+async def open_loop(
+    url: str, key: str, bodies: list[bytes], rate: float, total: int, max_in_flight: int
+) -> RunResult:
+    """Send ``total`` requests due at a fixed ``rate``; latency from due time to response."""
+    latencies: list[float] = []
+    ok = 0
+    limits = httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=max_in_flight)
+    headers = {"X-API-Key": key, "Content-Type": "application/json"}
+    gate = asyncio.Semaphore(max_in_flight)
+    last_done = 0.0
+    async with httpx.AsyncClient(limits=limits, timeout=30.0) as client:
+        started = time.perf_counter()
+
+        async def one(i: int, due: float) -> None:
+            nonlocal ok, last_done
+            async with gate:
+                try:
+                    response = await client.post(url, content=bodies[i % len(bodies)],
+                                                 headers=headers)  # fmt: skip
+                    good = response.status_code == 200 and len(response.json()["scored"]) == 1
+                except httpx.HTTPError:
+                    good = False
+            now = time.perf_counter()
+            last_done = max(last_done, now)
+            if good:
+                ok += 1
+                latencies.append(now - due)
+
+        tasks = []
+        for i in range(total):
+            due = started + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(i, due)))
+        await asyncio.gather(*tasks)
+    latencies.sort()
+    quantile = statistics.quantiles(latencies, n=100, method="inclusive") if len(latencies) > 1 else [float("nan")] * 99  # fmt: skip
+    return RunResult(
+        rate=rate,
+        sent=total,
+        ok=ok,
+        p50_ms=statistics.median(latencies) * 1e3 if latencies else float("nan"),
+        p99_ms=quantile[98] * 1e3,
+        throughput=ok / (last_done - started) if last_done > started else float("nan"),
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cache", type=Path, default=Path("runs/bench-service"))
+    parser.add_argument(
+        "--model-uri", default=None, help="use this model (MLFLOW_TRACKING_URI set)"
+    )
+    parser.add_argument("--rates", default="10,100", help="requests per second, comma-separated")
+    parser.add_argument("--seconds", type=float, default=5.0, help="schedule length of each run")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--max-in-flight", type=int, default=64)
+    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks-service.md"))
+    args = parser.parse_args()
+
+    args.cache.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    if args.model_uri is None:
+        env["MLFLOW_TRACKING_URI"] = f"sqlite:///{args.cache.resolve() / 'mlflow.db'}"
+        portfolio, model_uri = prepare_world(args.cache, env)
+    else:
+        portfolio, model_uri = args.cache / "portfolio", args.model_uri
+    os.environ["MLFLOW_TRACKING_URI"] = env["MLFLOW_TRACKING_URI"]
+    key = secrets.token_urlsafe(24)
+    env["ROLLRISK_API_KEY"] = key
+    env.setdefault("OMP_NUM_THREADS", "1")
+    rates = [float(r) for r in args.rates.split(",")]
+    bodies = single_account_bodies(portfolio, 200)
+    print(f"[bench] {len(bodies)} distinct single-account bodies, "
+          f"median {statistics.median(len(b) for b in bodies):,.0f} bytes", file=sys.stderr)  # fmt: skip
+
+    port = free_port()
+    server = start_server(model_uri, port, env)
+    results: dict[float, list[RunResult]] = {rate: [] for rate in rates}
+    try:
+        url = f"http://{HOST}:{port}/v1/score"
+        asyncio.run(open_loop(url, key, bodies, 20, 40, args.max_in_flight))  # warm-up
+        for run in range(args.runs):
+            for rate in rates:
+                total = max(2, round(rate * args.seconds))
+                result = asyncio.run(open_loop(url, key, bodies, rate, total, args.max_in_flight))
+                results[rate].append(result)
+                print(f"[bench] run {run + 1} rate {rate:g}/s: ok {result.ok}/{result.sent}, "
+                      f"p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, "
+                      f"{result.throughput:.1f} req/s", file=sys.stderr)  # fmt: skip
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    reference_ms, steps = in_process_reference(bodies, model_uri, repeats=60)
+
+    load = os.getloadavg()
+    lines = [
+        "## Online service (`rollrisk serve`), single-account requests on loopback",
+        "",
+        f"Machine: {machine_description()}; load average before the report "
+        f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}. **Shared with other jobs running "
+        "at the same time (2 cores, other helpers' tests and benchmarks): figures were taken "
+        "under contention.**",
+        "",
+        "Setup: one uvicorn worker, `--threads 1`; model of the tests (60 trees, 7 leaves); "
+        f"each request one delinquent account with 16 months of history "
+        f"(~{statistics.median(len(b) for b in bodies) / 1000:.1f} KB JSON) at as-of {AS_OF}, "
+        "answered with probability, reason codes, segment, treatment and trail. Open-loop "
+        f"load, {args.seconds:g} s schedule per run, median of {args.runs} runs; latency from "
+        "the moment a request was due (queueing included).",
+        "",
+        "| offered rate (req/s) | requests per run | p50 latency (ms) | p99 latency (ms) | achieved throughput (req/s) | failed |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for rate, runs in results.items():
+        lines.append(
+            f"| {rate:g} | {runs[0].sent} | {statistics.median(r.p50_ms for r in runs):.1f} "
+            f"| {statistics.median(r.p99_ms for r in runs):.1f} "
+            f"| {statistics.median(r.throughput for r in runs):.1f} "
+            f"| {sum(r.sent - r.ok for r in runs)} |"
+        )
+    lowest = min(results)
+    target_met = 100.0 in results and statistics.median(r.p99_ms for r in results[100.0]) < 50
+    p50_low = statistics.median(r.p50_ms for r in results[lowest])
+    lines += [
+        "",
+        f"Reference in the same run: the same bodies scored in-process without HTTP "
+        f"(`score_request`, sequential): median {reference_ms:.1f} ms per account; "
+        f"p50 over HTTP at {lowest:g} req/s is {p50_low / reference_ms:.2f}x that "
+        "(measured after the load runs; contention from other jobs varies between the two).",
+        "",
+        "Where one request's time goes (in-process, mean ms per step; the steps of "
+        "`score_accounts` as it reports them):",
+        "",
+        "| step | ms |",
+        "|---|---:|",
+        *(f"| {name} | {ms:.1f} |" for name, ms in steps.items()),
+        "",
+        f"Target p99 < 50 ms at 100 req/s: {'met' if target_met else 'NOT met'}. With one "
+        "worker, scoring is CPU- and GIL-bound, so throughput tops out near 1 / (CPU time per "
+        f"request) = {1e3 / reference_ms:.0f} req/s here; offered more, requests queue and "
+        "the latency is the queue's. 100 req/s needs ~10 ms of CPU per request per core.",
+        "",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

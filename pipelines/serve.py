@@ -1,0 +1,135 @@
+"""Serve scores over HTTP: the same results as `rollrisk score`, one request at a time.
+
+Starts the scoring service (FastAPI on uvicorn) on --host:--port. The model and rules are
+loaded once, at start-up, from the same flags as `rollrisk score`; until they are loaded
+GET /readyz answers 503, and if loading fails the server stops with the error.
+
+Endpoints (details and examples in docs/service.md; the OpenAPI spec is at /openapi.json):
+  GET  /healthz     the process is alive
+  GET  /readyz      the model is loaded
+  GET  /v1/model    model name, version, feature set            (needs the API key)
+  POST /v1/score    accounts with their history -> scores,      (needs the API key)
+                    reasons, segment, treatment; and the accounts not scored, with why
+
+Clients send the API key in the X-API-Key header. The key is read from the environment
+variable ROLLRISK_API_KEY (never from a flag, which would show in the process list); the
+service refuses to start without one. Logs hold request ids, status, latency and counts only.
+
+example:
+  export ROLLRISK_API_KEY=$(python -c "import secrets; print(secrets.token_urlsafe(24))")
+  rollrisk serve --model models:/rollrisk-roll-to-default@champion --port 8000
+  curl -s localhost:8000/readyz
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import TYPE_CHECKING
+
+from rollrisk.errors import UserError
+from rollrisk.pipelines.model_store import add_scoring_arguments
+
+if TYPE_CHECKING:
+    from rollrisk.models.scoring import ScoringSetup
+
+API_KEY_VARIABLE = "ROLLRISK_API_KEY"
+MIN_KEY_LENGTH = 16
+DEFAULT_MAX_BODY_BYTES = 1_048_576
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_scoring_arguments(parser)  # --model, --config, --policy, ... as for `rollrisk score`
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=8000, help="TCP port to listen on")
+    parser.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=DEFAULT_MAX_BODY_BYTES,
+        help="larger request bodies are refused with 413",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="OpenMP threads per request (LightGBM); a request scores a few rows, for which "
+        "one thread is fastest: concurrency comes from serving requests side by side",
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default="info",
+        help="level of the service's log (request id, status, latency, counts)",
+    )
+
+
+def api_key_from_environment() -> str:
+    key = os.environ.get(API_KEY_VARIABLE, "")
+    if not key:
+        raise UserError(
+            f"set the API key clients must send (header X-API-Key) in the environment variable "
+            f"{API_KEY_VARIABLE}, e.g. export {API_KEY_VARIABLE}=$(python -c "
+            '"import secrets; print(secrets.token_urlsafe(24))")'
+        )
+    if len(key) < MIN_KEY_LENGTH:
+        raise UserError(
+            f"{API_KEY_VARIABLE} is {len(key)} characters long; use at least {MIN_KEY_LENGTH}"
+        )
+    return key
+
+
+def run(args: argparse.Namespace) -> int:
+    api_key = api_key_from_environment()
+    if args.max_body_bytes <= 0:
+        raise UserError(f"--max-body-bytes must be positive, got {args.max_body_bytes}")
+    if not 1 <= args.port <= 65_535:
+        raise UserError(f"--port must be between 1 and 65535, got {args.port}")
+    if args.threads < 1:
+        raise UserError(f"--threads must be at least 1, got {args.threads}")
+    # before LightGBM is imported (by the model loader): OpenMP reads it once
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)
+
+    import uvicorn
+
+    from rollrisk.pipelines.model_store import jurisdictions_of, setup_from_arguments
+    from rollrisk.serving.app import create_app
+
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    failure: list[str] = []
+
+    def load() -> ScoringSetup:
+        print(f"[serve] loading model {args.model}", file=sys.stderr, flush=True)
+        _, setup = setup_from_arguments(args)
+        return setup
+
+    def stop(message: str) -> None:
+        failure.append(message)
+        server.should_exit = True
+
+    app = create_app(
+        load,
+        api_key=api_key,
+        model_uri=args.model,
+        jurisdictions=jurisdictions_of(args),
+        max_body_bytes=args.max_body_bytes,
+        on_load_failure=stop,
+    )
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        access_log=False,  # our own request log carries no client data; see serving/app.py
+        server_header=False,
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    if failure:
+        raise UserError(f"the service stopped: {failure[0]}")
+    return 0

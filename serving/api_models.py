@@ -1,0 +1,267 @@
+"""Request and response models of the scoring API: the data contract's rows, as JSON.
+
+A request carries, for each account, its recent history in the shape of the data contract
+(``docs/data-contract.md``); the service turns it into the same tables a portfolio folder
+holds, checks them with the same row validation as the loader and scores them with the batch
+code (:func:`rollrisk.models.scoring.score_accounts`), so both return the same thing.
+
+The models here add what a JSON boundary needs on top of the contract: timestamps must be
+naive (the contract's reporting time zone), numbers finite, dates within 1900-2199 and amounts
+below 10^15, so that no request can reach the scoring code with a value it cannot represent.
+"""
+
+from __future__ import annotations
+
+import calendar
+from datetime import date, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, NaiveDatetime, model_validator
+
+Product = Literal["bnpl", "credit_card", "cash_loan", "merchant_loan", "agri_loan"]
+Channel = Literal[
+    "sms",
+    "app_push",
+    "robo_call",
+    "agent_call",
+    "agency_assignment",
+    "field_visit",
+    "notice_letter",
+    "legal",
+]
+Outcome = Literal[
+    "delivered",
+    "no_answer",
+    "contacted",
+    "promise_to_pay",
+    "refused",
+    "dispute",
+    "hardship_claimed",
+    "wrong_number",
+    "unreachable",
+]
+TreatmentKind = Literal[
+    "grace_period", "interest_waiver", "restructure", "first_delinquency_extension"
+]
+
+MAX_ACCOUNTS_PER_REQUEST = 1_000
+MAX_ROWS_PER_ACCOUNT = 2_000
+EARLIEST = date(1900, 1, 1)
+LATEST = date(2199, 12, 31)
+MAX_AMOUNT = 1e15
+
+Day = Annotated[date, Field(ge=EARLIEST, le=LATEST)]
+Timestamp = Annotated[
+    NaiveDatetime,
+    Field(
+        ge=datetime(1900, 1, 1),
+        lt=datetime(2200, 1, 1),
+        description="naive ISO timestamp in the lender's reporting time zone, no offset",
+    ),
+]
+Amount = Annotated[float, Field(ge=0, le=MAX_AMOUNT)]
+Identifier = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class _Row(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class Statement(_Row):
+    cycle_end: Day
+    known_at: Timestamp
+    amount_due: Amount
+    min_due: Amount
+    amount_paid: Amount
+    balance: Amount
+    dpd: int = Field(ge=0, le=3650)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Statement:
+        if self.min_due > self.amount_due + 1e-6:
+            raise ValueError("min_due must not exceed amount_due")
+        if self.known_at < datetime.combine(self.cycle_end, datetime.min.time()):
+            raise ValueError("known_at must not be before cycle_end")
+        return self
+
+
+class CollectionAction(_Row):
+    action_at: Timestamp
+    channel: Channel
+    outcome: Outcome
+    promised_amount: Amount | None = None
+    promised_date: Day | None = None
+
+
+class Treatment(_Row):
+    kind: TreatmentKind
+    start_at: Timestamp
+    end_at: Timestamp | None = None
+    known_at: Timestamp
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Treatment:
+        if self.end_at is not None and self.end_at < self.start_at:
+            raise ValueError("end_at must not be before start_at")
+        return self
+
+
+class AccountHistory(_Row):
+    account_id: Identifier
+    borrower_id: Identifier
+    product: Product
+    opened_at: Day
+    credit_limit: float = Field(gt=0, le=MAX_AMOUNT)
+    currency: str = Field(pattern=r"^[A-Z]{3}$", examples=["CNY"])
+    statements: list[Statement] = Field(min_length=1, max_length=MAX_ROWS_PER_ACCOUNT)
+    collection_actions: list[CollectionAction] | None = Field(
+        default=None,
+        max_length=MAX_ROWS_PER_ACCOUNT,
+        description="omit (null) when the lender keeps no action log; [] when there were none",
+    )
+    treatments: list[Treatment] | None = Field(default=None, max_length=MAX_ROWS_PER_ACCOUNT)
+
+    @model_validator(mode="after")
+    def _unique_cycles(self) -> AccountHistory:
+        cycles = [s.cycle_end for s in self.statements]
+        if len(cycles) != len(set(cycles)):
+            raise ValueError("statements: two statements share a cycle_end")
+        return self
+
+
+class ScoreRequest(_Row):
+    as_of: Day = Field(
+        description="observation date, a month-end; only history known by its end is used"
+    )
+    accounts: list[AccountHistory] = Field(min_length=1, max_length=MAX_ACCOUNTS_PER_REQUEST)
+
+    @model_validator(mode="after")
+    def _month_end_and_unique_accounts(self) -> ScoreRequest:
+        if self.as_of.day != calendar.monthrange(self.as_of.year, self.as_of.month)[1]:
+            raise ValueError(f"as_of must be a month-end (e.g. 2025-03-31), got {self.as_of}")
+        ids = [a.account_id for a in self.accounts]
+        if len(ids) != len(set(ids)):
+            raise ValueError("accounts: an account_id appears twice")
+        return self
+
+
+# ---- responses ---------------------------------------------------------------------------
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class ReasonCode(_Out):
+    rank: int = Field(description="1 = the feature that raised the risk most")
+    code: str
+    feature: str
+    family: str
+    value: str = Field(description="the account's value of the feature, as text")
+    contribution: float = Field(description="log-odds added by the feature (always > 0)")
+    text_en: str
+    text_zh: str
+
+
+class PlannedAction(_Out):
+    action: str
+    at: str = Field(description="local time YYYY-MM-DDTHH:MM")
+    channel: str | None
+    recipient: str
+
+
+class ComplianceChange(_Out):
+    rule: str
+    action: str = Field(description="the action as the policy planned it")
+    change: str = Field(description='"removed" or "moved to ..."')
+    reason: str
+    jurisdictions: list[str]
+
+
+class ScoredAccount(_Out):
+    """One row of the batch output (``SCORED_SCHEMA``), with its JSON columns parsed."""
+
+    account_id: str
+    as_of: date
+    product: str
+    start_bucket: str = Field(description="M1 (1-29 DPD), M2 (30-59) or M3 (60-89)")
+    dpd: int
+    probability: float = Field(description="calibrated probability of rolling to default")
+    risk_band: str
+    exposure: float = Field(description="balance at the as-of")
+    amount_overdue: float
+    expected_loss: float = Field(description="exposure x probability")
+    segment: str
+    segment_rule: str
+    treatment: str
+    policy_rule: str
+    actions: list[PlannedAction]
+    trail: list[ComplianceChange] = Field(
+        description="every compliance rule that changed the policy's plan"
+    )
+    reasons: list[ReasonCode] = Field(description="at most 4 principal reasons")
+    family_delinquency_history: float
+    family_payment_capacity: float
+    family_willingness: float
+    family_contactability: float
+    family_treatment_history: float
+    family_exposure: float
+    family_product_seasonality: float
+    model_name: str
+    model_version: str
+
+
+class NotScored(_Out):
+    account_id: str
+    reason: str
+    dpd_at_as_of: int | None = Field(
+        description="DPD of the latest statement known at the as-of (null: none recent enough)"
+    )
+
+
+class ModelRef(_Out):
+    name: str
+    version: str
+
+
+class ScoreResponse(_Out):
+    as_of: date
+    model: ModelRef
+    scored: list[ScoredAccount] = Field(description="accounts in the population, by account_id")
+    not_scored: list[NotScored] = Field(
+        description="requested accounts outside the population at the as-of, with the reason"
+    )
+
+
+class FeatureInfo(_Out):
+    name: str
+    family: str
+    kind: str
+    direction: int
+
+
+class ObservationInfo(_Out):
+    min_dpd: int
+    max_dpd: int
+    default_dpd: int
+    window_months: int
+
+
+class ModelInfo(_Out):
+    uri: str
+    name: str
+    version: str
+    feature_set: str
+    feature_set_version: str
+    features: list[FeatureInfo]
+    observation: ObservationInfo
+    jurisdictions: list[str]
+
+
+class Health(_Out):
+    status: Literal["ok"]
+
+
+class Readiness(_Out):
+    ready: bool
+    detail: str

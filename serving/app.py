@@ -1,0 +1,353 @@
+"""The online scoring service: FastAPI over the batch scoring code.
+
+:func:`create_app` builds the application; nothing happens at import. The model and the
+strategy rules are loaded once, by a background thread the lifespan handler starts, so the
+process answers ``/healthz`` at once and ``/readyz`` turns ready only when the model is there
+(an orchestrator sends traffic only then). Endpoints (see ``docs/service.md``):
+
+* ``GET /healthz``: the process is alive;
+* ``GET /readyz``: 200 once the model is loaded, 503 before (or if loading failed);
+* ``GET /v1/model``: model name, version, feature set, observation range, jurisdictions;
+* ``POST /v1/score``: one or many accounts with their history -> exactly what
+  ``rollrisk score`` returns for them, plus the requested accounts that are not scored, with
+  the reason.
+
+Every ``/v1/`` request needs the API key in the ``X-API-Key`` header (401 otherwise, checked
+before the body is read); bodies larger than the limit get 413; a malformed body gets 422 with
+the path of every bad field. Logs carry the request id, route, status, latency and counts only:
+never a value from a request, since requests hold borrower data.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request, Security
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader
+
+from rollrisk.errors import UserError
+from rollrisk.models.scoring import ScoringSetup
+from rollrisk.serving.api_models import (
+    Health,
+    ModelInfo,
+    Readiness,
+    ScoreRequest,
+    ScoreResponse,
+)
+from rollrisk.serving.request_scoring import ContractViolation, score_request
+
+API_KEY_HEADER = "X-API-Key"
+REQUEST_ID_HEADER = "X-Request-ID"
+MAX_BODY_BYTES = 1_048_576  # 1 MiB: a few hundred accounts with a year of history
+PROTECTED_PREFIX = "/v1/"
+ROUTES = ("/healthz", "/readyz", "/v1/model", "/v1/score", "/openapi.json", "/docs")
+
+log = logging.getLogger("rollrisk.serving")
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+@dataclass
+class _ModelSlot:
+    """What the service has loaded; written once by the loader thread, then only read."""
+
+    setup: ScoringSetup | None = None
+    error: str | None = None
+
+
+def create_app(
+    setup_loader: Callable[[], ScoringSetup] | None = None,
+    *,
+    setup: ScoringSetup | None = None,
+    api_key: str,
+    model_uri: str = "",
+    jurisdictions: Sequence[str] = (),
+    max_body_bytes: int = MAX_BODY_BYTES,
+    on_load_failure: Callable[[str], None] | None = None,
+) -> FastAPI:
+    """The scoring service.
+
+    Args:
+        setup_loader: loads the model and rules (slow: MLflow); run once, in a background
+            thread started at start-up. Give either this or ``setup``.
+        setup: an already loaded setup (tests, notebooks): the service is ready at start-up.
+        api_key: the key clients send in ``X-API-Key``; must not be empty.
+        model_uri, jurisdictions: reported by ``GET /v1/model``.
+        max_body_bytes: larger request bodies are refused with 413.
+        on_load_failure: called with the error message if ``setup_loader`` raises (the CLI
+            uses it to stop the server: a service that cannot load its model must not linger).
+    """
+    if (setup_loader is None) == (setup is None):
+        raise ValueError("give exactly one of setup_loader and setup")
+    if not api_key:
+        raise ValueError("api_key must not be empty")
+    if max_body_bytes <= 0:
+        raise ValueError(f"max_body_bytes must be positive, got {max_body_bytes}")
+    slot = _ModelSlot(setup=setup)
+
+    def load() -> None:
+        assert setup_loader is not None
+        try:
+            slot.setup = setup_loader()
+        except Exception as error:  # reported by /readyz and the callback, not raised
+            slot.error = str(error) if isinstance(error, UserError) else repr(error)
+            log.error("model failed to load: %s", slot.error)
+            if on_load_failure is not None:
+                on_load_failure(slot.error)
+        else:
+            log.info("model %s v%s loaded", slot.setup.model_name, slot.setup.model_version)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if slot.setup is None:
+            threading.Thread(target=load, name="rollrisk-model-loader", daemon=True).start()
+        yield
+
+    app = FastAPI(
+        title="rollrisk scoring service",
+        version="1",
+        description=(
+            "Roll-to-default probability, reason codes, segment and treatment for delinquent "
+            "accounts: the same results as the nightly `rollrisk score` batch."
+        ),
+        lifespan=lifespan,
+    )
+    # documents the key in the OpenAPI spec; the check itself is done by the middleware
+    # below, before the body is read (so a caller without a key learns nothing about it)
+    key_in_spec = Security(APIKeyHeader(name=API_KEY_HEADER, auto_error=False))
+
+    def ready_setup() -> ScoringSetup:
+        if slot.setup is None:
+            raise HTTPException(503, detail=_not_ready_detail(slot))
+        return slot.setup
+
+    @app.get("/healthz", response_model=Health, tags=["operations"])
+    def healthz() -> dict[str, str]:
+        """The process is alive (says nothing about the model)."""
+        return {"status": "ok"}
+
+    @app.get(
+        "/readyz",
+        response_model=Readiness,
+        responses={503: {"model": Readiness, "description": "model not loaded (yet)"}},
+        tags=["operations"],
+    )
+    def readyz() -> JSONResponse:
+        """Ready to score: the model and rules are loaded."""
+        if slot.setup is None:
+            return JSONResponse({"ready": False, "detail": _not_ready_detail(slot)}, 503)
+        ready = slot.setup
+        return JSONResponse(
+            {"ready": True, "detail": f"model {ready.model_name} v{ready.model_version} loaded"}
+        )
+
+    @app.get(
+        "/v1/model",
+        response_model=ModelInfo,
+        responses=_ERROR_RESPONSES,
+        dependencies=[key_in_spec],
+        tags=["scoring"],
+    )
+    def model_info() -> dict[str, Any]:
+        """The model behind the scores: name, version, feature set and observation range."""
+        ready = ready_setup()
+        feature_set = ready.feature_set
+        observation = ready.observation
+        return {
+            "uri": model_uri,
+            "name": ready.model_name,
+            "version": ready.model_version,
+            "feature_set": feature_set.name,
+            "feature_set_version": feature_set.version,
+            "features": [
+                {"name": f.name, "family": f.family, "kind": f.kind, "direction": f.direction}
+                for f in feature_set.features
+            ],
+            "observation": {
+                "min_dpd": observation.min_dpd,
+                "max_dpd": observation.max_dpd,
+                "default_dpd": observation.default_dpd,
+                "window_months": observation.window_months,
+            },
+            "jurisdictions": list(jurisdictions),
+        }
+
+    @app.post(
+        "/v1/score",
+        response_model=ScoreResponse,
+        responses=_ERROR_RESPONSES,
+        dependencies=[key_in_spec],
+        tags=["scoring"],
+    )
+    def score(body: ScoreRequest, request: Request) -> dict[str, Any]:
+        """Score accounts at an as-of date, as the nightly batch would.
+
+        Accounts in the population (DPD 1-89 at the as-of, by default) are in ``scored``,
+        sorted by ``account_id``; the others are in ``not_scored`` with the reason.
+        """
+        ready = ready_setup()
+        # a plain (not async) handler: FastAPI runs it in a worker thread, so scoring one
+        # request never blocks /healthz or /readyz
+        result = score_request(body, ready)
+        request.state.counts = {
+            "accounts": len(body.accounts),
+            "scored": len(result["scored"]),
+            "not_scored": len(result["not_scored"]),
+        }
+        return result
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        # the path and message of every bad field; the offending values are not echoed
+        problems = [
+            {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in error.errors()
+        ]
+        return JSONResponse({"detail": problems}, status_code=422)
+
+    @app.exception_handler(ContractViolation)
+    async def contract_violation(request: Request, error: ContractViolation) -> JSONResponse:
+        problems = [
+            {
+                "loc": ["body", *p.location],
+                "msg": f"account {p.account_id}, table {p.table}: {p.reason}",
+                "type": "data_contract",
+            }
+            for p in error.problems
+        ]
+        return JSONResponse({"detail": problems}, status_code=422)
+
+    app.add_middleware(_Guard, api_key=api_key, max_body_bytes=max_body_bytes)
+    return app
+
+
+_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "missing or wrong API key (header X-API-Key)"},
+    413: {"description": "request body larger than the service's limit"},
+    422: {"description": "malformed request: `detail` lists the path and reason of each problem"},
+    503: {"description": "the model is not loaded (yet)"},
+}
+
+
+def _not_ready_detail(slot: _ModelSlot) -> str:
+    if slot.error is not None:
+        return f"model failed to load: {slot.error}"
+    return "model is loading"
+
+
+class _Guard:
+    """Outermost ASGI layer: request id, API key, body size limit, safe logging.
+
+    Pure ASGI (not ``BaseHTTPMiddleware``) so it can refuse a request from its headers before
+    any of the body is read, and count the bytes of a body sent without ``Content-Length``.
+    """
+
+    def __init__(self, app: ASGIApp, api_key: str, max_body_bytes: int) -> None:
+        self.app = app
+        self.api_key = api_key.encode()
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = uuid.uuid4().hex[:16]
+        path = scope["path"]
+        route = path if path in ROUTES else "<other>"  # an unknown path may hold an account id
+        status = {"code": 0}
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                message = {
+                    **message,
+                    "headers": [
+                        *message.get("headers", []),
+                        (REQUEST_ID_HEADER.lower().encode(), request_id.encode()),
+                    ],
+                }
+            await send(message)
+
+        headers = dict(scope["headers"])
+        scope.setdefault("state", {})  # shared with the handler's request.state (counts)
+        try:
+            refusal = self._refusal(path, headers)
+            if refusal is not None:
+                code, detail = refusal
+                await _send_json(send_with_id, code, {"detail": detail})
+            else:
+                await self.app(scope, self._limited(receive), send_with_id)
+        except Exception as error:  # logged without its message: it may quote request values
+            frames = "".join(traceback.format_tb(error.__traceback__)[-3:])
+            log.error(
+                "request_id=%s route=%s unhandled %s at\n%s",
+                request_id,
+                route,
+                type(error).__name__,
+                frames,
+            )
+            if status["code"] == 0:
+                await _send_json(
+                    send_with_id, 500, {"detail": "internal error", "request_id": request_id}
+                )
+        counts = scope.get("state", {}).get("counts", {})
+        log.info(
+            "request_id=%s method=%s route=%s status=%d latency_ms=%.1f%s",
+            request_id,
+            scope["method"],
+            route,
+            status["code"],
+            (time.perf_counter() - started) * 1e3,
+            "".join(f" {name}={value}" for name, value in counts.items()),
+        )
+
+    def _refusal(self, path: str, headers: dict[bytes, bytes]) -> tuple[int, str] | None:
+        if path.startswith(PROTECTED_PREFIX):
+            given = headers.get(API_KEY_HEADER.lower().encode(), b"")
+            if not hmac.compare_digest(given, self.api_key):
+                return 401, f"missing or wrong API key (send it in the {API_KEY_HEADER} header)"
+        length = headers.get(b"content-length")
+        if length is not None:
+            if not length.isdigit():
+                return 400, "Content-Length must be a whole number"
+            if int(length) > self.max_body_bytes:
+                return 413, f"request body larger than {self.max_body_bytes} bytes"
+        return None
+
+    def _limited(self, receive: Receive) -> Receive:
+        """``receive`` that refuses a body growing past the limit (chunked uploads)."""
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise HTTPException(
+                        413, detail=f"request body larger than {self.max_body_bytes} bytes"
+                    )
+            return message
+
+        return limited
+
+
+async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
+    content = JSONResponse(body, status_code=status)
+    await send({"type": "http.response.start", "status": status, "headers": content.raw_headers})
+    await send({"type": "http.response.body", "body": content.body})

@@ -1,0 +1,117 @@
+"""`rollrisk monitor` end to end on the session's simulated portfolio and model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from rollrisk.cli import main
+
+pytestmark = pytest.mark.slow  # shares the ~20 s scoring_world; each run loads the model
+
+AMOUNT_COLUMNS = ("amount_due", "min_due", "amount_paid", "balance")
+AMOUNT_SHOCK = 20.0
+# An out-of-time test month of the model (2024-12), its 3-month window matured (Jan-Mar 2025).
+AS_OF = "2024-12-31"
+# The test world's statements start in 2024-01 with no earlier history, so the 12-month-window
+# features of the first training months (e.g. roll_count_12m: no roll yet) genuinely differ
+# from later months: CSI up to ~2 on the undisturbed portfolio, by construction of the world,
+# not of the model. The threshold is raised above that artefact; the amount shock moves the
+# amount-based features far beyond it (CSI > 4).
+TEST_CONFIG = "monitoring:\n  csi_act: 3.0\n"
+
+
+def _statements_paths(portfolio: Path) -> list[Path]:
+    paths = sorted((portfolio / "statements").glob("*.parquet"))
+    assert paths, f"expected the simulator to write {portfolio / 'statements'}/*.parquet"
+    return paths
+
+
+@pytest.fixture(scope="module")
+def drifted_portfolio(scoring_world, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same portfolio with every statement amount multiplied by AMOUNT_SHOCK."""
+    folder = tmp_path_factory.mktemp("drift") / "portfolio"
+    shutil.copytree(scoring_world.portfolio, folder, ignore=shutil.ignore_patterns("truth"))
+    for path in _statements_paths(folder):
+        statements = pl.read_parquet(path)
+        shocked = statements.with_columns(*(pl.col(c) * AMOUNT_SHOCK for c in AMOUNT_COLUMNS))
+        shocked.write_parquet(path)
+    return folder
+
+
+def _monitor(world, data: Path, out: Path, as_of: str, capsys) -> tuple[int, str, dict]:
+    config = out.parent / f"{out.name}-monitor.yaml"
+    config.write_text(TEST_CONFIG)
+    code = main(
+        ["monitor", "--model", world.model_uri, "--data", str(data), "--as-of", as_of,
+         "--out", str(out), "--config", str(config)]
+    )  # fmt: skip
+    printed = capsys.readouterr().out
+    report = json.loads((out / "monitor.json").read_text())
+    return code, printed, report
+
+
+def test_stable_population_exits_0_with_backtest(scoring_world, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", scoring_world.tracking_uri)
+    code, printed, report = _monitor(
+        scoring_world, scoring_world.portfolio, tmp_path / "out", AS_OF, capsys
+    )
+    assert code == 0, report["alerts"]
+    assert report["alerts"] == []
+    assert report["score_psi"]["value"] < 0.25
+    assert report["feature_csi"], "the model should carry its training feature sample"
+    assert max(row["csi"] for row in report["feature_csi"]) < 3.0
+    assert "as_of_month" not in {row["feature"] for row in report["feature_csi"]}
+    assert report["backtest_status"] == "matured"
+    bands = {row["band"]: row for row in report["backtest"]["bands"]}
+    assert bands["all"]["accounts"] == report["population"]
+    assert 0.0 <= bands["all"]["realised_rate"] <= 1.0
+    markdown = (tmp_path / "out" / "monitor.md").read_text()
+    assert "## Score stability (PSI)" in markdown and "## Backtest" in markdown
+    assert "No threshold crossed" in markdown
+
+
+def test_recent_as_of_has_no_backtest(scoring_world, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", scoring_world.tracking_uri)
+    code, _, report = _monitor(
+        scoring_world, scoring_world.portfolio, tmp_path / "out", "2025-03-31", capsys
+    )
+    assert report["backtest"] is None
+    assert report["backtest_status"].startswith("not matured")
+    assert "Not available: not matured" in (tmp_path / "out" / "monitor.md").read_text()
+    assert code in (0, 3)
+
+
+def test_drifted_portfolio_exits_3_naming_features(
+    scoring_world, drifted_portfolio, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", scoring_world.tracking_uri)
+    code, printed, report = _monitor(
+        scoring_world, drifted_portfolio, tmp_path / "out", AS_OF, capsys
+    )
+    assert code == 3
+    drifted = {row["feature"] for row in report["feature_csi"] if row["verdict"] == "act"}
+    assert {"utilisation_current", "utilisation_mean_6m"} <= drifted
+    assert "ALERT feature utilisation_current: CSI" in printed
+    # features that do not depend on amounts did not move
+    steady = {row["feature"]: row["csi"] for row in report["feature_csi"]}
+    assert steady["product"] < 0.25
+    assert report["exit_code"] == 3
+    markdown = (tmp_path / "out" / "monitor.md").read_text()
+    assert "**ALERT** feature utilisation_current" in markdown
+
+
+def test_unknown_config_key_is_a_user_error(scoring_world, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", scoring_world.tracking_uri)
+    config = tmp_path / "bad.yaml"
+    config.write_text("monitoring:\n  psi_alert: 0.2\n")
+    code = main(
+        ["monitor", "--model", scoring_world.model_uri, "--data", str(scoring_world.portfolio),
+         "--config", str(config), "--out", str(tmp_path / "out")]
+    )  # fmt: skip
+    assert code == 2
+    assert "unknown key monitoring.psi_alert" in capsys.readouterr().err

@@ -1,0 +1,410 @@
+"""The scoring service (`rollrisk serve`): same answers as the batch, safe at its boundary.
+
+In-process (FastAPI's TestClient over ASGI): no port is opened, nothing leaves the process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import threading
+import time
+from datetime import date
+
+import polars as pl
+import pytest
+from fastapi.testclient import TestClient
+
+from rollrisk.cli import main
+from rollrisk.models.scoring import SCORED_SCHEMA
+from rollrisk.pipelines.atomic_output import read_current
+from rollrisk.pipelines.loader import load_portfolio
+from rollrisk.pipelines.model_store import add_scoring_arguments, setup_from_arguments
+from rollrisk.serving.api_models import ScoredAccount, ScoreRequest
+from rollrisk.serving.app import create_app
+from rollrisk.serving.request_scoring import (
+    ContractViolation,
+    request_body,
+    request_tables,
+    validate_request_tables,
+)
+
+AS_OF = date(2025, 3, 31)
+KEY = "test-key-0123456789abcdef"
+HEADERS = {"X-API-Key": KEY}
+
+
+@pytest.fixture(scope="module")
+def world_setup(scoring_world):
+    """The scoring world's model and default rules, loaded as `rollrisk serve` loads them."""
+    parser = argparse.ArgumentParser()
+    add_scoring_arguments(parser)
+    args = parser.parse_args(["--model", scoring_world.model_uri])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", scoring_world.tracking_uri)
+        _, setup = setup_from_arguments(args)
+    return setup
+
+
+@pytest.fixture(scope="module")
+def portfolio(scoring_world):
+    return load_portfolio(scoring_world.portfolio)
+
+
+@pytest.fixture
+def client(world_setup):
+    app = create_app(setup=world_setup, api_key=KEY, model_uri="models:/rollrisk-test@challenger")
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def _body(portfolio, account_ids: list[str], as_of: date = AS_OF) -> dict:
+    return request_body(
+        portfolio.accounts,
+        portfolio.statements,
+        portfolio.collection_actions,
+        portfolio.treatments,
+        account_ids,
+        as_of,
+    )
+
+
+def _latest_dpd(portfolio) -> pl.DataFrame:
+    """Each account's DPD on its last statement known at the as-of (to pick test accounts)."""
+    return (
+        portfolio.statements.filter(pl.col("known_at") < pl.datetime(2025, 4, 1))
+        .group_by("account_id")
+        .agg(pl.col("dpd").sort_by("cycle_end").last())
+        .sort("account_id")
+    )
+
+
+@pytest.mark.slow
+def test_service_returns_exactly_what_batch_scoring_returns(
+    scoring_world, portfolio, client, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", scoring_world.tracking_uri)
+    argv = ["score", "--model", scoring_world.model_uri, "--data", str(scoring_world.portfolio),
+            "--as-of", AS_OF.isoformat(), "--out", str(tmp_path / "scores")]  # fmt: skip
+    assert main(argv) == 0
+    _, batch = read_current(tmp_path / "scores")
+
+    dpd = _latest_dpd(portfolio)
+    delinquent = batch["account_id"].sort().to_list()[:40]
+    current = dpd.filter(pl.col("dpd") == 0)["account_id"].to_list()[:3]
+    defaulted = dpd.filter(pl.col("dpd") >= 90)["account_id"].to_list()[:2]
+    assert len(delinquent) == 40 and len(current) == 3 and len(defaulted) == 2
+    response = client.post("/v1/score", json=_body(portfolio, delinquent + current + defaulted),
+                           headers=HEADERS)  # fmt: skip
+    assert response.status_code == 200, response.text
+    result = response.json()
+
+    served = {row["account_id"]: row for row in result["scored"]}
+    assert sorted(served) == delinquent  # every delinquent account, once
+    expected = {row["account_id"]: row for row in batch.iter_rows(named=True)}
+    for account_id, row in served.items():
+        want = expected[account_id]
+        assert set(row) == set(SCORED_SCHEMA)
+        for column, value in want.items():
+            if column in ("actions", "trail", "reasons"):
+                assert row[column] == json.loads(value), (account_id, column)
+            elif SCORED_SCHEMA[column] == pl.Float64():
+                assert row[column] == pytest.approx(value, abs=1e-12), (account_id, column)
+            elif column == "as_of":
+                assert row[column] == value.isoformat()
+            else:
+                assert row[column] == value, (account_id, column)
+
+    not_scored = {entry["account_id"]: entry for entry in result["not_scored"]}
+    assert sorted(not_scored) == sorted(current + defaulted)  # never silently dropped
+    for account_id in current:
+        assert not_scored[account_id]["reason"].startswith("current: DPD 0")
+    for account_id in defaulted:
+        assert not_scored[account_id]["dpd_at_as_of"] >= 90
+        assert "above the population's 89" in not_scored[account_id]["reason"]
+    assert result["model"] == {"name": "rollrisk-test", "version": "1"}
+
+
+def test_scored_account_model_has_every_column_of_the_batch_output():
+    assert list(ScoredAccount.model_fields) == list(SCORED_SCHEMA)
+
+
+def test_an_account_without_a_recent_statement_is_listed_with_the_reason(portfolio, client):
+    account_id = portfolio.accounts["account_id"][0]
+    body = _body(portfolio, [account_id], as_of=date(2023, 1, 31))  # before any statement
+    response = client.post("/v1/score", json=body, headers=HEADERS)
+    assert response.status_code == 200, response.text
+    assert response.json()["scored"] == []
+    [entry] = response.json()["not_scored"]
+    assert entry["account_id"] == account_id
+    assert entry["dpd_at_as_of"] is None
+    assert "no statement known at the as-of" in entry["reason"]
+
+
+@pytest.mark.parametrize("headers", [{}, {"X-API-Key": "wrong-key-0123456789"}, {"X-API-Key": ""}])
+def test_requests_without_the_right_key_get_401_before_the_body_is_read(client, headers):
+    for method, path, kwargs in (
+        ("post", "/v1/score", {"content": b"{not json"}),
+        ("get", "/v1/model", {}),
+    ):
+        response = getattr(client, method)(path, headers=headers, **kwargs)
+        assert response.status_code == 401
+        assert "X-API-Key" in response.json()["detail"]
+    assert client.get("/healthz", headers=headers).status_code == 200  # probes need no key
+
+
+def _errors(response) -> dict[tuple, str]:
+    assert response.status_code == 422, response.text
+    return {tuple(error["loc"]): error["msg"] for error in response.json()["detail"]}
+
+
+def test_malformed_bodies_get_422_with_the_path_of_every_bad_field(portfolio, client):
+    body = _body(portfolio, portfolio.accounts["account_id"].to_list()[:2])
+    first, second = body["accounts"]
+    first["statements"][0]["amount_due"] = "a lot"  # wrong type
+    del first["currency"]  # missing field
+    second["product"] = "mortgage"  # bad enum
+    second["statements"][1]["balance"] = -5.0  # negative amount
+    response = client.post("/v1/score", json=body, headers=HEADERS)
+    errors = _errors(response)
+    assert set(errors) == {
+        ("body", "accounts", 0, "statements", 0, "amount_due"),
+        ("body", "accounts", 0, "currency"),
+        ("body", "accounts", 1, "product"),
+        ("body", "accounts", 1, "statements", 1, "balance"),
+    }
+    assert "valid number" in errors[("body", "accounts", 0, "statements", 0, "amount_due")]
+    assert (
+        "greater than or equal to 0" in errors[("body", "accounts", 1, "statements", 1, "balance")]
+    )
+    assert "a lot" not in response.text  # values are not echoed back
+
+
+def test_invalid_json_timezone_and_as_of_are_422(portfolio, client):
+    errors = _errors(client.post("/v1/score", content=b"{", headers=HEADERS))
+    assert any(loc[0] == "body" for loc in errors)
+
+    body = _body(portfolio, portfolio.accounts["account_id"].to_list()[:1])
+    body["as_of"] = "2025-03-30"
+    errors = _errors(client.post("/v1/score", json=body, headers=HEADERS))
+    assert "as_of must be a month-end (e.g. 2025-03-31), got 2025-03-30" in errors[("body",)]
+    body["as_of"] = "2025-03-31"
+    body["accounts"][0]["statements"][0]["known_at"] = "2024-02-01T06:00:00+08:00"
+    errors = _errors(client.post("/v1/score", json=body, headers=HEADERS))
+    assert "timezone" in errors[("body", "accounts", 0, "statements", 0, "known_at")]
+
+
+def test_rows_the_data_contract_rejects_are_422_naming_account_table_and_reason(portfolio):
+    body = _body(portfolio, portfolio.accounts["account_id"].to_list()[:2])
+    request = ScoreRequest.model_validate(body)
+    # a row that slipped past the API models (built without validation): the contract is the
+    # last word, exactly as for a portfolio folder
+    second = request.accounts[1]
+    bad_statement = second.statements[0].model_copy(update={"dpd": -3})
+    broken = request.model_copy(
+        update={
+            "accounts": [
+                request.accounts[0],
+                second.model_copy(update={"statements": [bad_statement, *second.statements[1:]]}),
+            ]
+        }
+    )
+    with pytest.raises(ContractViolation) as caught:
+        validate_request_tables(request_tables(broken))
+    [problem] = caught.value.problems
+    assert problem.account_id == second.account_id
+    assert problem.table == "statements"
+    assert problem.location == ("accounts", 1, "statements", 0)
+    assert "dpd: expected a value >= 0, got '-3'" in problem.reason
+
+
+def test_request_tables_have_contract_dtypes_and_none_for_absent_tables(portfolio):
+    body = _body(portfolio, portfolio.accounts["account_id"].to_list()[:3])
+    for account in body["accounts"]:
+        account.pop("treatments")
+    tables = request_tables(ScoreRequest.model_validate(body))
+    assert tables.treatments is None
+    assert tables.collection_actions is not None
+    assert tables.statements.schema == portfolio.statements.select(tables.statements.columns).schema
+    expected = portfolio.statements.filter(
+        pl.col("account_id").is_in(portfolio.accounts["account_id"][:3].implode())
+    )
+    assert tables.statements.height == expected.height
+
+
+def test_an_oversized_body_gets_413(world_setup):
+    app = create_app(setup=world_setup, api_key=KEY, max_body_bytes=2_000)
+    with TestClient(app) as small:
+        response = small.post("/v1/score", content=b"x" * 2_001, headers=HEADERS)
+        assert response.status_code == 413
+        assert "larger than 2000 bytes" in response.json()["detail"]
+
+        def chunks():  # no Content-Length: the limit is enforced while reading
+            for _ in range(5):
+                yield b"x" * 1_000
+
+        response = small.post("/v1/score", content=chunks(), headers=HEADERS)
+        assert response.status_code == 413
+
+
+def test_readyz_is_false_until_the_model_is_loaded(world_setup):
+    release = threading.Event()
+    calls = []
+
+    def slow_loader():
+        calls.append(time.monotonic())
+        assert release.wait(timeout=30)
+        return world_setup
+
+    app = create_app(slow_loader, api_key=KEY)
+    assert calls == []  # nothing is loaded when the app is built
+    with TestClient(app) as client:
+        assert client.get("/healthz").json() == {"status": "ok"}
+        response = client.get("/readyz")
+        assert response.status_code == 503
+        assert response.json() == {"ready": False, "detail": "model is loading"}
+        assert client.get("/v1/model", headers=HEADERS).status_code == 503
+        release.set()
+        deadline = time.monotonic() + 30
+        while client.get("/readyz").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        response = client.get("/readyz")
+        assert response.status_code == 200
+        assert response.json()["ready"] is True
+    assert len(calls) == 1
+
+
+def test_a_failed_load_is_reported_by_readyz_and_the_callback():
+    failures = []
+
+    def broken_loader():
+        raise RuntimeError("no such model")
+
+    app = create_app(broken_loader, api_key=KEY, on_load_failure=failures.append)
+    with TestClient(app) as client:
+        deadline = time.monotonic() + 10
+        while not failures and time.monotonic() < deadline:
+            time.sleep(0.01)
+        response = client.get("/readyz")
+    assert failures == ["RuntimeError('no such model')"]
+    assert response.status_code == 503
+    assert response.json()["detail"] == "model failed to load: RuntimeError('no such model')"
+
+
+def test_model_endpoint_names_the_model_and_its_feature_set(client, world_setup):
+    response = client.get("/v1/model", headers=HEADERS)
+    assert response.status_code == 200
+    info = response.json()
+    assert (info["name"], info["version"]) == ("rollrisk-test", "1")
+    assert info["uri"] == "models:/rollrisk-test@challenger"
+    assert info["feature_set"] == world_setup.feature_set.name
+    assert [f["name"] for f in info["features"]] == world_setup.feature_set.names
+    assert info["observation"]["max_dpd"] == 89
+
+
+def test_logs_hold_no_borrower_data(portfolio, client, caplog):
+    account_id = portfolio.accounts["account_id"][7]
+    borrower_id = portfolio.accounts["borrower_id"][7]
+    body = _body(portfolio, [account_id])
+    with caplog.at_level(logging.DEBUG):
+        assert client.post("/v1/score", json=body, headers=HEADERS).status_code == 200
+        body["accounts"][0]["product"] = "mortgage"
+        assert client.post("/v1/score", json=body, headers=HEADERS).status_code == 422
+        client.get(f"/v1/accounts/{account_id}", headers=HEADERS)  # an id in an unknown path
+    # the service's records (not the test client's own, which logs the URLs it calls)
+    text = "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith("httpx"))
+    assert "route=/v1/score status=200" in text and "accounts=1" in text
+    assert "status=422" in text and "status=404" in text
+    assert account_id not in text and borrower_id not in text
+
+
+def test_an_empty_api_key_is_refused():
+    with pytest.raises(ValueError, match="api_key must not be empty"):
+        create_app(lambda: None, api_key="")
+
+
+def test_serve_refuses_to_start_without_a_key(monkeypatch, capsys):
+    monkeypatch.delenv("ROLLRISK_API_KEY", raising=False)
+    assert main(["serve", "--port", "8799"]) == 2
+    assert "ROLLRISK_API_KEY" in capsys.readouterr().err
+    monkeypatch.setenv("ROLLRISK_API_KEY", "short")
+    assert main(["serve", "--port", "8799"]) == 2
+    assert "use at least 16" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_schemathesis_finds_no_server_error(world_setup):
+    """Property-based requests from the OpenAPI spec, valid and invalid: never a 5xx."""
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+    from schemathesis import GenerationMode
+
+    app = create_app(setup=world_setup, api_key=KEY)
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    server_errors: list[str] = []
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        modes = [GenerationMode.POSITIVE]
+        if operation.method.upper() == "POST":  # only a body can be made invalid
+            modes.append(GenerationMode.NEGATIVE)
+        for mode in modes:
+
+            @settings(
+                max_examples=25,
+                deadline=None,
+                derandomize=True,
+                database=None,
+                suppress_health_check=list(HealthCheck),
+            )
+            @given(case=operation.as_strategy(generation_mode=mode))
+            def call(case) -> None:
+                response = case.call(headers=HEADERS)
+                if response.status_code >= 500:
+                    server_errors.append(f"{case.method} {case.path}: {response.status_code}")
+
+            call()
+    assert server_errors == []
+
+
+@pytest.mark.slow
+def test_valid_but_extreme_histories_are_scored_or_refused_never_a_server_error(
+    portfolio, world_setup
+):
+    """Schemathesis rarely builds a body that passes every rule; this drives the scoring code
+    itself with contract-valid extremes (edge DPDs, huge and tiny amounts, distant dates)."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    template = _body(portfolio, [_latest_dpd(portfolio).filter(pl.col("dpd") > 0)["account_id"][0]])
+    amounts = st.sampled_from([0.0, 1e-9, 0.01, 1e6, 1e15])
+    month_ends = st.sampled_from(["1900-01-31", "2024-02-29", "2025-03-31", "2199-12-31"])
+    app = create_app(setup=world_setup, api_key=KEY)
+
+    @settings(max_examples=30, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))  # fmt: skip
+    @given(
+        as_of=month_ends,
+        dpd=st.sampled_from([0, 1, 29, 30, 89, 90, 3650]),
+        balance=amounts,
+        paid=amounts,
+        limit=st.sampled_from([1e-9, 1.0, 1e15]),
+        opened=st.sampled_from(["1900-01-01", "2025-03-31", "2199-12-31"]),
+        drop_history=st.booleans(),
+    )
+    def post(as_of, dpd, balance, paid, limit, opened, drop_history) -> None:
+        body = json.loads(json.dumps(template))
+        body["as_of"] = as_of
+        account = body["accounts"][0]
+        account["credit_limit"] = limit
+        account["opened_at"] = opened
+        for statement in account["statements"]:
+            statement.update(dpd=dpd, balance=balance, amount_paid=paid)
+        if drop_history:
+            account["collection_actions"] = []
+            account["treatments"] = None
+        response = client.post("/v1/score", json=body, headers=HEADERS)
+        assert response.status_code in (200, 422), response.text
+
+    with TestClient(app) as client:
+        post()
