@@ -88,7 +88,7 @@ class ScoringSetup:
     segment_rules: SegmentRules
     policy: Policy
     compliance: EffectiveCompliance
-    kernel: ContributionKernel | None = None  # None: the default exact kernel
+    kernel: ContributionKernel | None = None  # None: the default exact (fast) kernel
 
     @property
     def feature_set(self) -> FeatureSet:
@@ -145,8 +145,7 @@ def score_accounts(
     step("probability")
     encoded = model.encode(frame)
     booster = _single_booster(model)
-    kernel_kwargs: dict[str, Any] = {} if setup.kernel is None else {"kernel": setup.kernel}
-    contribs = contributions(booster, encoded[booster.feature_name()], **kernel_kwargs)
+    contribs = contributions(booster, encoded[booster.feature_name()], kernel=setup.kernel)
     feature_contribs = _by_feature_set(contribs, booster.feature_name(), setup.feature_set)
     step("explanations")
 
