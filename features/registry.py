@@ -9,7 +9,7 @@ the look-back window it aggregates, and its monotone direction where one is obvi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 Family = Literal[
     "delinquency_history",
@@ -20,15 +20,7 @@ Family = Literal[
     "exposure",
     "product_seasonality",
 ]
-FAMILIES: tuple[str, ...] = (
-    "delinquency_history",
-    "payment_capacity",
-    "willingness",
-    "contactability",
-    "treatment_history",
-    "exposure",
-    "product_seasonality",
-)
+FAMILIES: tuple[str, ...] = get_args(Family)  # in registry order
 
 
 @dataclass(frozen=True)

@@ -129,24 +129,14 @@ def score_accounts(
     people = population(statements, as_of, setup.observation).sort("account_id")
     if people.height == 0:
         return pl.DataFrame(schema=SCORED_SCHEMA)
-    keys = people.select("account_id", pl.lit(as_of).alias("as_of"))
-    features = (
-        compute_features(
-            keys, accounts, statements, collection_actions, treatments, setup.feature_set
-        )
-        .collect()
-        .join(people, on="account_id", how="left")
-        .sort("account_id")
+    frame = features_at(
+        people, as_of, accounts, statements, collection_actions, treatments, setup.feature_set
     )
-    frame = features.to_pandas()
     step("features")
     model = setup.model
     probability = model.predict_proba(frame)
     step("probability")
-    encoded = model.encode(frame)
-    booster = _single_booster(model)
-    contribs = contributions(booster, encoded[booster.feature_name()], kernel=setup.kernel)
-    feature_contribs = _by_feature_set(contribs, booster.feature_name(), setup.feature_set)
+    feature_contribs = explain(model, frame, setup.kernel)
     step("explanations")
 
     families = family_contributions(feature_contribs, setup.feature_set, index=frame.index)
@@ -190,6 +180,38 @@ def score_accounts(
     )
     step("assemble")
     return scored
+
+
+def features_at(
+    people: pl.DataFrame,
+    as_of: date,
+    accounts: pl.DataFrame,
+    statements: pl.DataFrame,
+    collection_actions: pl.DataFrame | None,
+    treatments: pl.DataFrame | None,
+    feature_set: FeatureSet,
+) -> pd.DataFrame:
+    """Point-in-time features of ``people`` at ``as_of``, in ``people``'s order (pandas).
+
+    ``people`` holds ``account_id``, ``dpd_at_as_of`` and ``start_bucket`` (as
+    :func:`population` returns them); they are carried into the result.
+    """
+    keys = people.select("account_id", pl.lit(as_of).alias("as_of"))
+    features = compute_features(
+        keys, accounts, statements, collection_actions, treatments, feature_set
+    ).collect()
+    return people.join(features, on="account_id", how="left", maintain_order="left").to_pandas()
+
+
+def explain(
+    model: RollModel, frame: pd.DataFrame, kernel: ContributionKernel | None = None
+) -> np.ndarray:
+    """Exact TreeSHAP contributions (log-odds) of ``frame``'s rows in feature-set order, the
+    base value last; the starting bucket's share is attributed to ``dpd_current``."""
+    encoded = model.encode(frame)
+    booster = _single_booster(model)
+    contribs = contributions(booster, encoded[booster.feature_name()], kernel=kernel)
+    return _by_feature_set(contribs, booster.feature_name(), model.feature_set)
 
 
 def _single_booster(model: RollModel) -> Any:

@@ -73,27 +73,15 @@ def current_population(
     portfolio: Portfolio, as_of: date, spec: ObservationSpec, model: RollModel
 ) -> pd.DataFrame:
     """Features, ``dpd_at_as_of``, ``start_bucket`` and ``probability`` of today's population."""
-    from rollrisk.features.history import compute_features
-    from rollrisk.models.scoring import population
+    from rollrisk.models.scoring import features_at, population
 
     people = population(portfolio.statements, as_of, spec).sort("account_id")
     if people.height == 0:
         return pd.DataFrame()
-    keys = people.select("account_id", pl.lit(as_of).alias("as_of"))
-    features = (
-        compute_features(
-            keys,
-            portfolio.accounts,
-            portfolio.statements,
-            portfolio.collection_actions,
-            portfolio.treatments,
-            model.feature_set,
-        )
-        .collect()
-        .join(people, on="account_id", how="left")
-        .sort("account_id")
-        .to_pandas()
-    )
+    features = features_at(
+        people, as_of, portfolio.accounts, portfolio.statements,
+        portfolio.collection_actions, portfolio.treatments, model.feature_set,
+    )  # fmt: skip
     return features.assign(probability=model.predict_proba(features))
 
 

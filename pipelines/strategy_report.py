@@ -288,30 +288,14 @@ def recompute_contributions(
 ) -> tuple[np.ndarray, pd.DataFrame]:
     """Exact TreeSHAP contributions in feature-set order (last column: base value) and the raw
     feature frame, for the accounts of ``sample`` (same order), as scoring computed them."""
-    from rollrisk.features.history import compute_features
-    from rollrisk.models.explanations import contributions
-    from rollrisk.models.scoring import _by_feature_set, _single_booster
+    from rollrisk.models.scoring import explain, features_at
 
-    keys = sample.select("account_id", pl.lit(as_of).alias("as_of"))
     people = sample.select("account_id", pl.col("dpd").alias("dpd_at_as_of"), "start_bucket")
-    features = (
-        compute_features(
-            keys,
-            portfolio.accounts,
-            portfolio.statements,
-            portfolio.collection_actions,
-            portfolio.treatments,
-            model.feature_set,
-        )
-        .collect()
-        .join(people, on="account_id", how="left")
-    )
-    order = pl.DataFrame({"account_id": sample["account_id"]})
-    frame = order.join(features, on="account_id", how="left").to_pandas()
-    booster = _single_booster(model)
-    encoded = model.encode(frame)
-    contribs = contributions(booster, encoded[booster.feature_name()])
-    return _by_feature_set(contribs, booster.feature_name(), model.feature_set), frame
+    frame = features_at(
+        people, as_of, portfolio.accounts, portfolio.statements,
+        portfolio.collection_actions, portfolio.treatments, model.feature_set,
+    )  # fmt: skip
+    return explain(model, frame), frame
 
 
 def _png(figure: Any) -> bytes:

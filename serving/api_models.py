@@ -18,31 +18,13 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NaiveDatetime, model_validator
 
-Product = Literal["bnpl", "credit_card", "cash_loan", "merchant_loan", "agri_loan"]
-Channel = Literal[
-    "sms",
-    "app_push",
-    "robo_call",
-    "agent_call",
-    "agency_assignment",
-    "field_visit",
-    "notice_letter",
-    "legal",
-]
-Outcome = Literal[
-    "delivered",
-    "no_answer",
-    "contacted",
-    "promise_to_pay",
-    "refused",
-    "dispute",
-    "hardship_claimed",
-    "wrong_number",
-    "unreachable",
-]
-TreatmentKind = Literal[
-    "grace_period", "interest_waiver", "restructure", "first_delinquency_extension"
-]
+from rollrisk.features.schemas import CHANNELS, OUTCOMES, PRODUCTS, TREATMENT_KINDS
+
+# The contract's enumerations, declared once in features/schemas.py (Literal[tuple] spreads it).
+Product = Literal[PRODUCTS]  # type: ignore[valid-type]
+Channel = Literal[CHANNELS]  # type: ignore[valid-type]
+Outcome = Literal[OUTCOMES]  # type: ignore[valid-type]
+TreatmentKind = Literal[TREATMENT_KINDS]  # type: ignore[valid-type]
 
 MAX_ACCOUNTS_PER_REQUEST = 1_000
 MAX_ROWS_PER_ACCOUNT = 2_000
