@@ -43,8 +43,8 @@ class CalibrationConfig(_Section):
 class LightGBMConfig(_Section):
     n_estimators: int = Field(1000, ge=1)
     learning_rate: float = Field(0.05, gt=0.0)
-    num_leaves: int = Field(31, ge=2)
-    min_child_samples: int = Field(100, ge=1)
+    num_leaves: int = Field(15, ge=2)
+    min_child_samples: int = Field(20, ge=1)
     subsample: float = Field(0.8, gt=0.0, le=1.0)
     subsample_freq: int = Field(1, ge=0)
     colsample_bytree: float = Field(0.8, gt=0.0, le=1.0)
