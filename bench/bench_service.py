@@ -224,7 +224,12 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="schedule length of each run")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--max-in-flight", type=int, default=64)
-    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks-service.md"))
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/bench-service/benchmarks-service.md"),
+        help="where to write the figures (a Markdown section to paste into docs/benchmarks.md)",
+    )
     args = parser.parse_args()
 
     args.cache.mkdir(parents=True, exist_ok=True)
