@@ -32,12 +32,16 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import lightgbm as lgb
 import numba
 import numpy as np
 import pandas as pd
 import shap
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import interleaved_medians  # noqa: E402
 
 from rollrisk.models.treeshap import TreeEnsemble, lightgbm_matrix, tree_contributions
 
@@ -147,27 +151,6 @@ def median_seconds(function: Callable[[], object], repeats: int) -> tuple[float,
     return statistics.median(times), result
 
 
-def interleaved_median_seconds(
-    functions: dict[str, Callable[[], object]], repeats: int
-) -> dict[str, tuple[float, float, object]]:
-    """Median wall and CPU seconds of each function, run in turn (A, B, C, A, B, C, ...) so a
-    burst of load from other processes hits every contender alike. CPU seconds (all threads of
-    this process) are disturbed less than wall time by other processes' load."""
-    wall: dict[str, list[float]] = {name: [] for name in functions}
-    cpu: dict[str, list[float]] = {name: [] for name in functions}
-    results: dict[str, object] = {}
-    for _ in range(repeats):
-        for name, function in functions.items():
-            start, cpu_start = time.perf_counter(), time.process_time()
-            results[name] = function()
-            wall[name].append(time.perf_counter() - start)
-            cpu[name].append(time.process_time() - cpu_start)
-    return {
-        name: (statistics.median(wall[name]), statistics.median(cpu[name]), results[name])
-        for name in functions
-    }
-
-
 def shap_contributions(booster: lgb.Booster, X: np.ndarray) -> np.ndarray:
     """shap's values with its expected value appended, shaped like ``pred_contrib``."""
     explainer = shap.TreeExplainer(booster)
@@ -272,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"rows: {len(X)}, {100 * np.isnan(X).mean():.1f}% missing cells; repeats {args.repeats}")
     print(f"model parsing + subset tables: {parse_seconds:.2f} s (once per model)")
 
-    measured = interleaved_median_seconds(
+    measured = interleaved_medians(
         {
             "ours": lambda: tree_contributions(ensemble, X),
             "shap": lambda: shap_contributions(booster, X),
@@ -302,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     print("small batches (online service), median per call:")
     for batch in (b for b in (1, 10, 100, 1000) if b <= len(X)):
         subset = X[:batch]
-        small = interleaved_median_seconds(
+        small = interleaved_medians(
             {
                 "ours": lambda s=subset: tree_contributions(ensemble, s),
                 "lightgbm": lambda s=subset: booster.predict(

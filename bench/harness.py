@@ -12,7 +12,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 
@@ -63,3 +63,25 @@ def machine_description() -> str:
         f"{os.cpu_count()} cores ({cpu}), {memory_gib:.0f} GiB RAM, "
         f"{platform.system()} {platform.release()}, Python {sys.version.split()[0]}"
     )
+
+
+def interleaved_medians(
+    functions: dict[str, Callable[[], object]], repeats: int
+) -> dict[str, tuple[float, float, object]]:
+    """Median wall and CPU seconds of each function (and its last result), in-process, run in
+    turn (A, B, C, A, B, C, ...) so that a burst of load from other processes hits every
+    contender alike. CPU seconds (all threads of this process) are disturbed less than wall
+    time by other processes' load."""
+    wall: dict[str, list[float]] = {name: [] for name in functions}
+    cpu: dict[str, list[float]] = {name: [] for name in functions}
+    results: dict[str, object] = {}
+    for _ in range(repeats):
+        for name, function in functions.items():
+            start, cpu_start = time.perf_counter(), time.process_time()
+            results[name] = function()
+            wall[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - cpu_start)
+    return {
+        name: (statistics.median(wall[name]), statistics.median(cpu[name]), results[name])
+        for name in functions
+    }

@@ -30,15 +30,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
+import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numba
 import numpy as np
 import pandas as pd
 import polars as pl
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import interleaved_medians  # noqa: E402
 
 from rollrisk.features.registry import FEATURE_SET
 from rollrisk.features.training_set import validate_training_set
@@ -52,25 +54,6 @@ from rollrisk.pipelines.train import (
     _model_from_config,
     split_training_set,
 )
-
-
-def interleaved_seconds(
-    functions: dict[str, Callable[[], object]], repeats: int
-) -> dict[str, tuple[float, float, object]]:
-    """Median (wall, CPU) seconds of each function, run in turn so load bursts hit all alike."""
-    wall: dict[str, list[float]] = {name: [] for name in functions}
-    cpu: dict[str, list[float]] = {name: [] for name in functions}
-    results: dict[str, object] = {}
-    for _ in range(repeats):
-        for name, function in functions.items():
-            start, cpu_start = time.perf_counter(), time.process_time()
-            results[name] = function()
-            wall[name].append(time.perf_counter() - start)
-            cpu[name].append(time.process_time() - cpu_start)
-    return {
-        name: (statistics.median(wall[name]), statistics.median(cpu[name]), results[name])
-        for name in functions
-    }
 
 
 def measure_shape(
@@ -94,7 +77,7 @@ def measure_shape(
     X = lightgbm_matrix(model.encode(rows)[booster.feature_name()], booster)
     ensemble = TreeEnsemble.from_lightgbm(booster)
     tree_contributions(ensemble, X[:10])  # load the compiled kernel outside the timings
-    timed = interleaved_seconds(
+    timed = interleaved_medians(
         {
             "rollrisk": lambda: tree_contributions(ensemble, X),
             "lightgbm": lambda: booster.predict(X, pred_contrib=True, num_threads=threads),
