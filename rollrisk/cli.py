@@ -73,9 +73,13 @@ def _parser(selected: str | None) -> argparse.ArgumentParser:
         epilog=textwrap.dedent(
             """\
             typical flow:
-              rollrisk simulate --accounts 20000 --months 24 --out runs/portfolio
+              rollrisk simulate --accounts 60000 --months 24 --out runs/portfolio
               rollrisk validate --data runs/portfolio
-              rollrisk demo                      # all of the above and what follows
+              rollrisk train --data runs/portfolio          # registers a challenger
+              rollrisk promote                              # champion, if the gates pass
+              rollrisk score --data runs/portfolio --out runs/scores
+              rollrisk report --scores runs/scores --data runs/portfolio
+              rollrisk demo                                 # all of it, end to end
 
             `rollrisk COMMAND --help` explains each command and its defaults.
             """
