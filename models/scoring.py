@@ -214,6 +214,17 @@ def explain(
     return _by_feature_set(contribs, booster.feature_name(), model.feature_set)
 
 
+def warm_up(setup: ScoringSetup) -> None:
+    """Do the one-off work of the default explanation kernel now (its per-leaf tables and the
+    compiled code), so that a service's first request is as fast as the next ones."""
+    if setup.kernel is not None:
+        return
+    from rollrisk.models.treeshap import ensemble_of, tree_contributions
+
+    booster = _single_booster(setup.model)
+    tree_contributions(ensemble_of(booster), np.full((1, booster.num_feature()), np.nan))
+
+
 def _single_booster(model: RollModel) -> Any:
     boosters = getattr(model, "boosters_", {})
     if len(boosters) != 1:

@@ -37,7 +37,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
 
 from rollrisk.errors import UserError
-from rollrisk.models.scoring import ScoringSetup
+from rollrisk.models.scoring import ScoringSetup, warm_up
 from rollrisk.serving.api_models import (
     Health,
     ModelInfo,
@@ -103,7 +103,9 @@ def create_app(
     def load() -> None:
         assert setup_loader is not None
         try:
-            slot.setup = setup_loader()
+            loaded = setup_loader()
+            warm_up(loaded)  # ready only once the first request costs no more than the next
+            slot.setup = loaded
         except Exception as error:  # reported by /readyz and the callback, not raised
             slot.error = str(error) if isinstance(error, UserError) else repr(error)
             log.error("model failed to load: %s", slot.error)
