@@ -117,15 +117,7 @@ def _bucket_months(bucket: str, low: int, high: int, months: int) -> FeatureSpec
     )
 
 
-_D, _P, _W, _C, _T, _E, _S = (
-    "delinquency_history",
-    "payment_capacity",
-    "willingness",
-    "contactability",
-    "treatment_history",
-    "exposure",
-    "product_seasonality",
-)
+_D, _P, _W, _C, _T, _E, _S = FAMILIES  # short names for the table below
 
 _FEATURES: tuple[FeatureSpec, ...] = (
     # -- delinquency history (statements) ----------------------------------------------------

@@ -53,13 +53,9 @@ EXIT_ALERT = 3
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=DEFAULT_MODEL_URI, help="MLflow model URI")
-    parser.add_argument("--data", type=Path, required=True, help="portfolio folder")
-    parser.add_argument(
-        "--as-of",
-        type=date.fromisoformat,
-        default=None,
-        help="observation date YYYY-MM-DD (default: the month-end of the latest statement)",
-    )
+    from rollrisk.pipelines.score import add_portfolio_arguments
+
+    add_portfolio_arguments(parser)
     parser.add_argument("--out", type=Path, default=Path("runs/monitor"), help="output folder")
     parser.add_argument(
         "--config", type=Path, default=None, help="YAML config (monitoring thresholds, observation)"

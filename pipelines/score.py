@@ -46,13 +46,7 @@ PARTITION_COLUMN = "_partition"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_scoring_arguments(parser)  # --model, --config, --policy, ... shared with `serve`
-    parser.add_argument("--data", type=Path, required=True, help="portfolio folder")
-    parser.add_argument(
-        "--as-of",
-        type=date.fromisoformat,
-        default=None,
-        help="observation date YYYY-MM-DD (default: the month-end of the latest statement)",
-    )
+    add_portfolio_arguments(parser)
     parser.add_argument("--out", type=Path, default=Path("runs/scores"), help="output folder")
     parser.add_argument(
         "--partitions",
@@ -65,6 +59,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("local", "spark"),
         default="local",
         help="local: this process; spark: a PySpark job running the same code per partition",
+    )
+
+
+def add_portfolio_arguments(parser: argparse.ArgumentParser) -> None:
+    """--data and --as-of, as every job that looks at a population at one date takes them."""
+    parser.add_argument("--data", type=Path, required=True, help="portfolio folder")
+    parser.add_argument(
+        "--as-of",
+        type=date.fromisoformat,
+        default=None,
+        help="observation date YYYY-MM-DD (default: the month-end of the latest statement)",
     )
 
 
