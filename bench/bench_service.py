@@ -1,7 +1,8 @@
 """Benchmark: latency and throughput of ``rollrisk serve`` on loopback, one account per request.
 
 What is measured: ``rollrisk serve`` runs in a child process on 127.0.0.1 (one uvicorn worker,
-``--threads 1``); this script sends ``POST /v1/score`` requests, each with ONE delinquent
+``--threads 1``), twice: as it ships (concurrent requests batched) and with
+``--max-batch-accounts 1`` (each request scored alone, the reference); this script sends ``POST /v1/score`` requests, each with ONE delinquent
 account and its full history (16 months of statements, actions, treatments; about 3.5 KB of
 JSON), answered with probability, 4 reason codes, segment, treatment and compliance trail.
 
@@ -43,6 +44,7 @@ from datetime import date
 from pathlib import Path
 
 import httpx
+import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import machine_description  # noqa: E402
@@ -117,7 +119,9 @@ def in_process_reference(
     from rollrisk.models.scoring import score_accounts
     from rollrisk.pipelines.model_store import load_roll_model, scoring_setup
     from rollrisk.serving.api_models import ScoreRequest
-    from rollrisk.serving.request_scoring import request_tables, validate_request_tables
+    from rollrisk.serving.request_scoring import request_tables
+
+    pl.Config.set_engine_affinity("in-memory")  # as `rollrisk serve` sets it
 
     setup = scoring_setup(load_roll_model(model_uri), ObservationSpec())
     totals: list[float] = []
@@ -127,14 +131,14 @@ def in_process_reference(
         started = time.perf_counter()
         request = ScoreRequest.model_validate_json(bodies[i % len(bodies)])
         parsed = time.perf_counter()
-        tables = validate_request_tables(request_tables(request))
+        tables = request_tables(request.accounts)
         validated = time.perf_counter()
         score_accounts(tables.accounts, tables.statements, tables.collection_actions,
                        tables.treatments, request.as_of, setup, timings=timings)  # fmt: skip
         if i >= 5:  # the first calls compile and warm caches
             totals.append(time.perf_counter() - started)
             timings = {"parse JSON (pydantic)": parsed - started,
-                       "to contract tables + contract validation": validated - parsed, **timings}  # fmt: skip
+                       "to contract tables": validated - parsed, **timings}  # fmt: skip
             for name, seconds in timings.items():
                 steps[name] = steps.get(name, 0.0) + seconds * 1e3 / repeats
     return statistics.median(totals) * 1e3, steps
@@ -146,10 +150,12 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_server(model_uri: str, port: int, env: dict[str, str]) -> subprocess.Popen:
+def start_server(
+    model_uri: str, port: int, env: dict[str, str], extra: list[str]
+) -> subprocess.Popen:
     server = subprocess.Popen(
         [sys.executable, "-m", "rollrisk.cli", "serve", "--model", model_uri,
-         "--host", HOST, "--port", str(port), "--log-level", "warning"],
+         "--host", HOST, "--port", str(port), "--log-level", "warning", *extra],
         env=env,
     )  # fmt: skip
     deadline = time.monotonic() + 180
@@ -248,23 +254,31 @@ def main() -> int:
     print(f"[bench] {len(bodies)} distinct single-account bodies, "
           f"median {statistics.median(len(b) for b in bodies):,.0f} bytes", file=sys.stderr)  # fmt: skip
 
-    port = free_port()
-    server = start_server(model_uri, port, env)
-    results: dict[float, list[RunResult]] = {rate: [] for rate in rates}
-    try:
-        url = f"http://{HOST}:{port}/v1/score"
-        asyncio.run(open_loop(url, key, bodies, 20, 40, args.max_in_flight))  # warm-up
-        for run in range(args.runs):
-            for rate in rates:
-                total = max(2, round(rate * args.seconds))
-                result = asyncio.run(open_loop(url, key, bodies, rate, total, args.max_in_flight))
-                results[rate].append(result)
-                print(f"[bench] run {run + 1} rate {rate:g}/s: ok {result.ok}/{result.sent}, "
-                      f"p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, "
-                      f"{result.throughput:.1f} req/s", file=sys.stderr)  # fmt: skip
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    configs = {
+        "batched (default)": [],
+        "one request at a time (`--max-batch-accounts 1`)": ["--max-batch-accounts", "1"],
+    }
+    results: dict[tuple[str, float], list[RunResult]] = {}
+    for name, extra in configs.items():
+        port = free_port()
+        server = start_server(model_uri, port, env, extra)
+        try:
+            url = f"http://{HOST}:{port}/v1/score"
+            asyncio.run(open_loop(url, key, bodies, 20, 40, args.max_in_flight))  # warm-up
+            for run in range(args.runs):
+                for rate in rates:
+                    total = max(2, round(rate * args.seconds))
+                    result = asyncio.run(
+                        open_loop(url, key, bodies, rate, total, args.max_in_flight)
+                    )
+                    results.setdefault((name, rate), []).append(result)
+                    print(f"[bench] {name}, run {run + 1}, rate {rate:g}/s: ok "
+                          f"{result.ok}/{result.sent}, p50 {result.p50_ms:.1f} ms, "
+                          f"p99 {result.p99_ms:.1f} ms, {result.throughput:.1f} req/s",
+                          file=sys.stderr)  # fmt: skip
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
     reference_ms, steps = in_process_reference(bodies, model_uri, repeats=60)
 
     load = os.getloadavg()
@@ -276,26 +290,30 @@ def main() -> int:
         "at the same time (2 cores, other helpers' tests and benchmarks): figures were taken "
         "under contention.**",
         "",
-        "Setup: one uvicorn worker, `--threads 1`; model of the tests (60 trees, 7 leaves); "
+        "Setup: one uvicorn worker, `--threads 1`, polars in-memory engine (as `rollrisk serve` sets it); model of the tests (60 trees, 7 leaves); "
         f"each request one delinquent account with 16 months of history "
         f"(~{statistics.median(len(b) for b in bodies) / 1000:.1f} KB JSON) at as-of {AS_OF}, "
         "answered with probability, reason codes, segment, treatment and trail. Open-loop "
         f"load, {args.seconds:g} s schedule per run, median of {args.runs} runs; latency from "
         "the moment a request was due (queueing included).",
         "",
-        "| offered rate (req/s) | requests per run | p50 latency (ms) | p99 latency (ms) | achieved throughput (req/s) | failed |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "| server | offered rate (req/s) | requests per run | p50 latency (ms) | p99 latency (ms) | achieved throughput (req/s) | failed |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for rate, runs in results.items():
+    for (name, rate), runs in results.items():
         lines.append(
-            f"| {rate:g} | {runs[0].sent} | {statistics.median(r.p50_ms for r in runs):.1f} "
+            f"| {name} | {rate:g} | {runs[0].sent} "
+            f"| {statistics.median(r.p50_ms for r in runs):.1f} "
             f"| {statistics.median(r.p99_ms for r in runs):.1f} "
             f"| {statistics.median(r.throughput for r in runs):.1f} "
             f"| {sum(r.sent - r.ok for r in runs)} |"
         )
-    lowest = min(results)
-    target_met = 100.0 in results and statistics.median(r.p99_ms for r in results[100.0]) < 50
-    p50_low = statistics.median(r.p50_ms for r in results[lowest])
+    default = next(iter(configs))
+    lowest = min(rates)
+    target_met = 100.0 in rates and statistics.median(
+        r.p99_ms for r in results[(default, 100.0)]
+    ) < 50
+    p50_low = statistics.median(r.p50_ms for r in results[(default, lowest)])
     lines += [
         "",
         f"Reference in the same run: the same bodies scored in-process without HTTP "
@@ -310,10 +328,12 @@ def main() -> int:
         "|---|---:|",
         *(f"| {name} | {ms:.1f} |" for name, ms in steps.items()),
         "",
-        f"Target p99 < 50 ms at 100 req/s: {'met' if target_met else 'NOT met'}. With one "
-        "worker, scoring is CPU- and GIL-bound, so throughput tops out near 1 / (CPU time per "
-        f"request) = {1e3 / reference_ms:.0f} req/s here; offered more, requests queue and "
-        "the latency is the queue's. 100 req/s needs ~10 ms of CPU per request per core.",
+        f"Target p99 < 50 ms at 100 req/s (batched server): {'met' if target_met else 'NOT met'}. "
+        "Scoring one request alone is mostly fixed cost, so a server that scores requests one "
+        f"at a time tops out near 1 / {reference_ms:.0f} ms = {1e3 / reference_ms:.0f} req/s; "
+        "offered more, requests queue and the latency is the queue's. The batched server "
+        "scores the requests that queued during a batch in the next one, paying that fixed "
+        "cost once per batch.",
         "",
     ]
     text = "\n".join(lines)

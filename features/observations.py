@@ -179,38 +179,66 @@ def observations(
     ``start_bucket``, ``rolled_to_default`` (Int8, null unless labelled) and ``status``
     (``labelled`` | ``incomplete_window`` | ``no_outcome``), sorted by as_of, account_id.
     """
-    dates = check_as_of_dates(as_of_dates)
-    history = (
+    return observations_lazy(statements, as_of_dates, spec).collect()
+
+
+def population_lazy(
+    statements: pl.DataFrame | pl.LazyFrame,
+    as_of_dates: Sequence[date],
+    spec: ObservationSpec,
+) -> pl.LazyFrame:
+    """The population part of :func:`observations` (``account_id``, ``as_of``,
+    ``dpd_at_as_of``, ``start_bucket``; no label, no order), as a lazy query: what scoring
+    needs, to be collected together with the features computed from it."""
+    return _population(_history(statements), check_as_of_dates(as_of_dates), spec).with_columns(
+        bucket_of(pl.col("dpd_at_as_of")).alias("start_bucket")
+    )
+
+
+def _history(statements: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
+    return (
         statements.lazy()
         .select("account_id", "cycle_end", "known_at", "dpd")
         .with_columns(month_index("cycle_end").alias("_month"))
     )
-    last_month = history.select(pl.col("_month").max().alias("last_month"))
 
-    def months_around(offsets: range) -> pl.LazyFrame:
-        """(as_of, _month) for each as-of and each month offset: an equi-join key into history."""
-        return (
-            pl.LazyFrame({"as_of": dates}, schema={"as_of": pl.Date})
-            .join(
-                pl.LazyFrame({"_offset": list(offsets)}, schema={"_offset": pl.Int32}), how="cross"
-            )
-            .with_columns((month_index("as_of") + pl.col("_offset")).alias("_month"))
-            .drop("_offset")
-        )
 
+def _months_around(dates: Sequence[date], offsets: range) -> pl.LazyFrame:
+    """(as_of, _month) for each as-of and each month offset: an equi-join key into history."""
+    return (
+        pl.LazyFrame({"as_of": dates}, schema={"as_of": pl.Date})
+        .join(pl.LazyFrame({"_offset": list(offsets)}, schema={"_offset": pl.Int32}), how="cross")
+        .with_columns((month_index("as_of") + pl.col("_offset")).alias("_month"))
+        .drop("_offset")
+    )
+
+
+def _population(history: pl.LazyFrame, dates: Sequence[date], spec: ObservationSpec) -> pl.LazyFrame:
     # latest statement known at each as-of; only the as-of month and the one before can hold it
     # (older means the account stopped reporting), so join on those two months only
     recent = range(-MAX_STATEMENT_AGE_MONTHS, 1)
-    population = (
-        history.join(months_around(recent), on="_month")
+    return (
+        history.join(_months_around(dates, recent), on="_month")
         .filter(pl.col("known_at") < as_of_end())
         .group_by("account_id", "as_of")
         .agg(pl.col("dpd").sort_by("cycle_end").last().alias("dpd_at_as_of"))
         .filter(pl.col("dpd_at_as_of").is_between(spec.min_dpd, spec.max_dpd))
     )
 
+
+def observations_lazy(
+    statements: pl.DataFrame | pl.LazyFrame,
+    as_of_dates: Sequence[date],
+    spec: ObservationSpec,
+) -> pl.LazyFrame:
+    """:func:`observations` as a lazy query."""
+    dates = check_as_of_dates(as_of_dates)
+    history = _history(statements)
+    last_month = history.select(pl.col("_month").max().alias("last_month"))
+    population = _population(history, dates, spec)
+
     # outcome: worst DPD in the window months after the as-of month (known_at deliberately ignored)
-    ahead = months_around(range(1, spec.window_months + 1))
+    ahead = _months_around(dates, range(1, spec.window_months + 1))
     window = (
         population.select("account_id", "as_of")
         .join(ahead, on="as_of")
@@ -241,7 +269,6 @@ def observations(
             "account_id", "as_of", "dpd_at_as_of", "start_bucket", "rolled_to_default", "status"
         )
         .sort("as_of", "account_id")
-        .collect()
     )
 
 

@@ -277,7 +277,9 @@ def reason_codes(
 
     specs = feature_set.features
     codes = [reason_code(spec) for spec in specs]
-    columns = {name: X_raw[name].to_numpy(dtype=object) for name in feature_set.names}
+    # only the columns some reason quotes (converting all ~60 costs more on a few rows)
+    quoted = {specs[i].name for i in set(features.tolist())}
+    columns = {name: X_raw[name].to_numpy(dtype=object) for name in quoted}
     # Most reasons repeat (counts, category labels): format each (feature, value) once.
     text_cache: dict[tuple[int, Any], tuple[str, str]] = {}
     values: list[str] = []
@@ -326,7 +328,10 @@ def family_contributions(
     families = list(FAMILIES) + sorted(
         {spec.family for spec in feature_set.features} - set(FAMILIES)
     )
-    membership = np.zeros((len(feature_set.features), len(families)), dtype=np.float64)
+    summed = np.zeros((per_feature.shape[0], len(families)), dtype=np.float64)
+    # column by column, in feature-set order: each row's sums then do not depend on how many
+    # rows are summed with it (a matrix product's blocking does), so an account gets the same
+    # values scored alone, in a service batch or in a nightly partition
     for i, spec in enumerate(feature_set.features):
-        membership[i, families.index(spec.family)] = 1.0
-    return pd.DataFrame(per_feature @ membership, columns=families, index=index)
+        summed[:, families.index(spec.family)] += per_feature[:, i]
+    return pd.DataFrame(summed, columns=families, index=index)

@@ -39,6 +39,7 @@ from rollrisk.models.calibration import (
     calibrator_from_dict,
     select_calibrator,
 )
+from rollrisk.models.lightgbm_input import lightgbm_matrix
 
 # Every bucket a training set may hold (M1-M3 by default; M0 / M4+ if the population is widened).
 START_BUCKETS: tuple[str, ...] = BUCKET_NAMES
@@ -192,11 +193,25 @@ class RollModel:
         missing = [name for name in needed if name not in frame.columns]
         if missing:
             raise ValueError(f"the frame to score lacks model input column(s) {missing}")
+        numeric = [
+            name
+            for name in self.feature_columns_
+            if name != BUCKET_COLUMN and name not in self.categorical_columns_
+        ]
+        # one block conversion for the columns that already hold numbers (the usual case:
+        # ~60 per-column conversions cost more than the model on a small request)
+        dtypes = frame.dtypes
+        ready = [name for name in numeric if _is_plain_numeric(dtypes[name])]
+        block = frame[ready].to_numpy(dtype=np.float64, na_value=np.nan) if ready else None
         encoded: dict[str, Any] = {}
+        if block is not None:
+            encoded.update({name: block[:, j] for j, name in enumerate(ready)})
         for name in self.feature_columns_:
+            if name in encoded:
+                continue
             column = frame[name]
             if name == BUCKET_COLUMN:
-                encoded[name] = self._bucket_ordinal(column).astype(np.float64)
+                encoded[name] = self._bucket_ordinal(column).to_numpy(dtype=np.float64)
             elif name in self.categorical_columns_:
                 encoded[name] = self._categorical(name, column)
             else:
@@ -204,7 +219,9 @@ class RollModel:
                     encoded[name] = pd.to_numeric(column, errors="raise").astype(np.float64)
                 except (TypeError, ValueError) as error:
                     raise ValueError(f"column {name!r} must be numeric: {error}") from error
-        return pd.DataFrame(encoded, index=frame.index)
+        return pd.DataFrame(
+            {name: encoded[name] for name in self.feature_columns_}, index=frame.index
+        )
 
     def _categorical(self, name: str, column: pd.Series) -> pd.Categorical:
         allowed = list(self.categories_[name])
@@ -339,12 +356,18 @@ class RollModel:
                 "this RollModel is not fitted yet: call fit(...) before predicting"
             )
 
-    def predict_raw(self, X: pd.DataFrame) -> np.ndarray:
-        """Uncalibrated tree scores in (0, 1), one per row of ``X``."""
+    def predict_raw(self, X: pd.DataFrame, *, encoded: pd.DataFrame | None = None) -> np.ndarray:
+        """Uncalibrated tree scores in (0, 1), one per row of ``X``.
+
+        ``encoded`` is ``self.encode(X)`` when the caller has it already (scoring encodes once
+        for the probability and the explanations).
+        """
         self._check_fitted()
-        encoded = self._encode(X)
+        if encoded is None:
+            encoded = self._encode(X)
         if self.structure == "single":
-            return self.boosters_[SINGLE].predict(encoded)
+            booster = self.boosters_[SINGLE]
+            return booster.predict(lightgbm_matrix(encoded, booster))
         scores = np.full(len(X), np.nan)
         buckets = X[BUCKET_COLUMN].astype("string").to_numpy()
         unseen = sorted(set(buckets) - set(self.boosters_))
@@ -355,19 +378,19 @@ class RollModel:
         for bucket, booster in self.boosters_.items():
             rows = buckets == bucket
             if rows.any():
-                scores[rows] = booster.predict(encoded[rows])
+                scores[rows] = booster.predict(lightgbm_matrix(encoded[rows], booster))
         return scores
 
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+    def predict_proba(self, X: pd.DataFrame, *, encoded: pd.DataFrame | None = None) -> np.ndarray:
         """Calibrated ``P(roll to default)``, a 1-D array with one value per row of ``X``.
 
         (1-D, like the baselines in :mod:`rollrisk.models.baselines`, not scikit-learn's
-        two-column layout.)
+        two-column layout.) ``encoded``: as for :meth:`predict_raw`.
         """
         self._check_fitted()
         if not hasattr(self, "calibrator_"):
             raise NotFittedError("this RollModel has no calibrator: fit(...) did not finish")
-        return self.calibrator_.predict(self.predict_raw(X))
+        return self.calibrator_.predict(self.predict_raw(X, encoded=encoded))
 
     def feature_importance(self) -> pd.DataFrame:
         """Total split gain and split count per input column, summed over the boosters."""
@@ -433,3 +456,8 @@ class RollModel:
 
     calibration_evidence_: CalibrationEvidence
     calibrator_: Calibrator
+
+
+def _is_plain_numeric(dtype: Any) -> bool:
+    """True for numpy bool, integer and float dtypes (converted to float64 in one block)."""
+    return isinstance(dtype, np.dtype) and dtype.kind in "biuf"

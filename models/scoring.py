@@ -29,7 +29,7 @@ import pandas as pd
 import polars as pl
 
 from rollrisk.features.history import compute_features
-from rollrisk.features.observations import ObservationSpec, observations
+from rollrisk.features.observations import ObservationSpec, population_lazy
 from rollrisk.features.registry import FAMILIES, FeatureSet
 from rollrisk.models.compliance import (
     AccountState,
@@ -97,8 +97,14 @@ class ScoringSetup:
 
 def population(statements: pl.DataFrame, as_of: date, spec: ObservationSpec) -> pl.DataFrame:
     """``account_id``, ``dpd_at_as_of``, ``start_bucket`` of the accounts to score at ``as_of``."""
-    observed = observations(statements, [as_of], spec)
-    return observed.select("account_id", "dpd_at_as_of", "start_bucket")
+    return _population_query(statements, as_of, spec).collect()
+
+
+def _population_query(
+    statements: pl.DataFrame | pl.LazyFrame, as_of: date, spec: ObservationSpec
+) -> pl.LazyFrame:
+    observed = population_lazy(statements, [as_of], spec)
+    return observed.select("account_id", "dpd_at_as_of", "start_bucket").sort("account_id")
 
 
 def score_accounts(
@@ -126,17 +132,20 @@ def score_accounts(
             timings[name] = timings.get(name, 0.0) + now - mark
         mark = now
 
-    people = population(statements, as_of, setup.observation).sort("account_id")
-    if people.height == 0:
-        return pl.DataFrame(schema=SCORED_SCHEMA)
+    # the population and its features in one query (one polars run: on a service request's
+    # few rows, each run costs more in fixed overhead than in work)
+    people = _population_query(statements, as_of, setup.observation)
     frame = features_at(
         people, as_of, accounts, statements, collection_actions, treatments, setup.feature_set
     )
+    if len(frame) == 0:
+        return pl.DataFrame(schema=SCORED_SCHEMA)
     step("features")
     model = setup.model
-    probability = model.predict_proba(frame)
+    encoded = model.encode(frame)
+    probability = model.predict_proba(frame, encoded=encoded)
     step("probability")
-    feature_contribs = explain(model, frame, setup.kernel)
+    feature_contribs = explain(model, frame, setup.kernel, encoded=encoded)
     step("explanations")
 
     families = family_contributions(feature_contribs, setup.feature_set, index=frame.index)
@@ -183,7 +192,7 @@ def score_accounts(
 
 
 def features_at(
-    people: pl.DataFrame,
+    people: pl.DataFrame | pl.LazyFrame,
     as_of: date,
     accounts: pl.DataFrame,
     statements: pl.DataFrame,
@@ -196,19 +205,26 @@ def features_at(
     ``people`` holds ``account_id``, ``dpd_at_as_of`` and ``start_bucket`` (as
     :func:`population` returns them); they are carried into the result.
     """
+    people = people.lazy()
     keys = people.select("account_id", pl.lit(as_of).alias("as_of"))
     features = compute_features(
         keys, accounts, statements, collection_actions, treatments, feature_set
-    ).collect()
-    return people.join(features, on="account_id", how="left", maintain_order="left").to_pandas()
+    )
+    joined = people.join(features, on="account_id", how="left", maintain_order="left")
+    return joined.collect().to_pandas()
 
 
 def explain(
-    model: RollModel, frame: pd.DataFrame, kernel: ContributionKernel | None = None
+    model: RollModel,
+    frame: pd.DataFrame,
+    kernel: ContributionKernel | None = None,
+    encoded: pd.DataFrame | None = None,
 ) -> np.ndarray:
     """Exact TreeSHAP contributions (log-odds) of ``frame``'s rows in feature-set order, the
-    base value last; the starting bucket's share is attributed to ``dpd_current``."""
-    encoded = model.encode(frame)
+    base value last; the starting bucket's share is attributed to ``dpd_current``.
+    ``encoded`` is ``model.encode(frame)`` when the caller has it already."""
+    if encoded is None:
+        encoded = model.encode(frame)
     booster = _single_booster(model)
     contribs = contributions(booster, encoded[booster.feature_name()], kernel=kernel)
     return _by_feature_set(contribs, booster.feature_name(), model.feature_set)

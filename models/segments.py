@@ -378,9 +378,25 @@ def assign_segments(
 
 
 def _evaluate(values: Any, tests: tuple[tuple[str, Any], ...]) -> np.ndarray:
-    series = pd.Series(values)
-    present = series.notna().to_numpy()
-    result = present.copy()
+    """Rows where every test holds; a missing value fails every test."""
+    array = np.asarray(values)
+    if array.dtype.kind not in "biuf":  # labels (product, bucket): pandas' comparisons
+        return _evaluate_labels(pd.Series(values), tests)
+    array = array.astype(np.float64, copy=False)
+    result = ~np.isnan(array)
+    with np.errstate(invalid="ignore"):
+        for op, operand in tests:
+            if op == "in":
+                result &= np.isin(array, operand)
+            elif op == "not_in":
+                result &= ~np.isin(array, operand)
+            else:
+                result &= _COMPARISONS[op](array, operand)
+    return result
+
+
+def _evaluate_labels(series: pd.Series, tests: tuple[tuple[str, Any], ...]) -> np.ndarray:
+    result = series.notna().to_numpy().copy()  # pandas hands out read-only views
     for op, operand in tests:
         if op == "in":
             outcome = series.isin(operand).to_numpy()

@@ -58,6 +58,8 @@ import numba
 import numpy as np
 import pandas as pd
 
+from rollrisk.models.lightgbm_input import lightgbm_matrix
+
 # LightGBM's kZeroThreshold is the float literal 1e-35f, compared as a double.
 K_ZERO_THRESHOLD = float(np.float32(1e-35))
 
@@ -691,35 +693,6 @@ def tree_contributions(
             ensemble.shapley_weight,
         )
     return out
-
-
-def lightgbm_matrix(frame: pd.DataFrame, booster: lgb.Booster) -> np.ndarray:
-    """Encode a pandas frame as LightGBM does before predicting (float64 matrix).
-
-    Categorical (pandas ``category``) columns are re-coded against the categories the booster
-    saw at training (``booster.pandas_categorical``, in column order) and become their integer
-    codes, with NaN for missing or unseen values; other columns are cast to float64.
-    """
-    categories = list(getattr(booster, "pandas_categorical", None) or [])
-    categorical_columns = [
-        c for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)
-    ]
-    if len(categorical_columns) != len(categories):
-        raise ValueError(
-            f"the frame has {len(categorical_columns)} category columns "
-            f"({', '.join(map(str, categorical_columns)) or 'none'}) but the model was trained with "
-            f"{len(categories)}; pass the frame with the same dtypes as at training"
-        )
-    matrix = np.empty(frame.shape, dtype=np.float64)
-    known = dict(zip(categorical_columns, categories, strict=True))
-    for j, column in enumerate(frame.columns):
-        values = frame[column]
-        if column in known:
-            codes = values.cat.set_categories(known[column]).cat.codes.to_numpy()
-            matrix[:, j] = np.where(codes < 0, np.nan, codes)
-        else:
-            matrix[:, j] = values.to_numpy(dtype=np.float64, na_value=np.nan)
-    return matrix
 
 
 _ENSEMBLE_CACHE: weakref.WeakKeyDictionary[lgb.Booster, TreeEnsemble] = weakref.WeakKeyDictionary()

@@ -20,6 +20,7 @@ never a value from a request, since requests hold borrower data.
 
 from __future__ import annotations
 
+import gc
 import hmac
 import logging
 import threading
@@ -45,11 +46,13 @@ from rollrisk.serving.api_models import (
     ScoreRequest,
     ScoreResponse,
 )
-from rollrisk.serving.request_scoring import ContractViolation, score_request
+from rollrisk.serving.batching import Batcher
+from rollrisk.serving.request_scoring import batch_key, score_requests
 
 API_KEY_HEADER = "X-API-Key"
 REQUEST_ID_HEADER = "X-Request-ID"
 MAX_BODY_BYTES = 1_048_576  # 1 MiB: a few hundred accounts with a year of history
+MAX_BATCH_ACCOUNTS = 1_000  # concurrent requests scored together hold at most this many
 PROTECTED_PREFIX = "/v1/"
 ROUTES = ("/healthz", "/readyz", "/v1/model", "/v1/score", "/openapi.json", "/docs")
 
@@ -78,6 +81,7 @@ def create_app(
     model_uri: str = "",
     jurisdictions: Sequence[str] = (),
     max_body_bytes: int = MAX_BODY_BYTES,
+    max_batch_accounts: int = MAX_BATCH_ACCOUNTS,
     on_load_failure: Callable[[str], None] | None = None,
 ) -> FastAPI:
     """The scoring service.
@@ -89,6 +93,8 @@ def create_app(
         api_key: the key clients send in ``X-API-Key``; must not be empty.
         model_uri, jurisdictions: reported by ``GET /v1/model``.
         max_body_bytes: larger request bodies are refused with 413.
+        max_batch_accounts: concurrent score requests are scored together, up to this many
+            accounts per call (:mod:`rollrisk.serving.batching`); 1 scores each request alone.
         on_load_failure: called with the error message if ``setup_loader`` raises (the CLI
             uses it to stop the server: a service that cannot load its model must not linger).
     """
@@ -98,13 +104,30 @@ def create_app(
         raise ValueError("api_key must not be empty")
     if max_body_bytes <= 0:
         raise ValueError(f"max_body_bytes must be positive, got {max_body_bytes}")
+    if max_batch_accounts <= 0:
+        raise ValueError(f"max_batch_accounts must be positive, got {max_batch_accounts}")
     slot = _ModelSlot(setup=setup)
+
+    def score_batch(requests: Sequence[ScoreRequest]) -> list[dict[str, Any]]:
+        assert slot.setup is not None  # submitted only once ready
+        return score_requests(requests, slot.setup)
+
+    batcher: Batcher[ScoreRequest, dict[str, Any]] = Batcher(
+        score_batch,
+        key_of=batch_key,
+        ids_of=lambda request: [account.account_id for account in request.accounts],
+        max_size=max_batch_accounts,
+    )
 
     def load() -> None:
         assert setup_loader is not None
         try:
             loaded = setup_loader()
             warm_up(loaded)  # ready only once the first request costs no more than the next
+            # the libraries and the model are loaded for good: keep the garbage collector from
+            # walking their millions of objects again (a full collection stalled requests by
+            # tens of milliseconds)
+            gc.freeze()
             slot.setup = loaded
         except Exception as error:  # reported by /readyz and the callback, not raised
             slot.error = str(error) if isinstance(error, UserError) else repr(error)
@@ -119,6 +142,7 @@ def create_app(
         if slot.setup is None:
             threading.Thread(target=load, name="rollrisk-model-loader", daemon=True).start()
         yield
+        batcher.close()
 
     app = FastAPI(
         title="rollrisk scoring service",
@@ -129,6 +153,7 @@ def create_app(
         ),
         lifespan=lifespan,
     )
+    app.state.batcher = batcher  # its counters: batches scored, largest batch
     # documents the key in the OpenAPI spec; the check itself is done by the middleware
     # below, before the body is read (so a caller without a key learns nothing about it)
     key_in_spec = Security(APIKeyHeader(name=API_KEY_HEADER, auto_error=False))
@@ -196,16 +221,16 @@ def create_app(
         dependencies=[key_in_spec],
         tags=["scoring"],
     )
-    def score(body: ScoreRequest, request: Request) -> dict[str, Any]:
+    async def score(body: ScoreRequest, request: Request) -> dict[str, Any]:
         """Score accounts at an as-of date, as the nightly batch would.
 
         Accounts in the population (DPD 1-89 at the as-of, by default) are in ``scored``,
         sorted by ``account_id``; the others are in ``not_scored`` with the reason.
         """
-        ready = ready_setup()
-        # a plain (not async) handler: FastAPI runs it in a worker thread, so scoring one
-        # request never blocks /healthz or /readyz
-        result = score_request(body, ready)
+        ready_setup()
+        # scored on the batcher's thread, together with concurrent requests: the event loop
+        # stays free for /healthz, /readyz and reading the next requests
+        result = await batcher.submit(body)
         request.state.counts = {
             "accounts": len(body.accounts),
             "scored": len(result["scored"]),
@@ -218,18 +243,6 @@ def create_app(
         # the path and message of every bad field; the offending values are not echoed
         problems = [
             {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in error.errors()
-        ]
-        return JSONResponse({"detail": problems}, status_code=422)
-
-    @app.exception_handler(ContractViolation)
-    async def contract_violation(request: Request, error: ContractViolation) -> JSONResponse:
-        problems = [
-            {
-                "loc": ["body", *p.location],
-                "msg": f"account {p.account_id}, table {p.table}: {p.reason}",
-                "type": "data_contract",
-            }
-            for p in error.problems
         ]
         return JSONResponse({"detail": problems}, status_code=422)
 

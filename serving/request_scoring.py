@@ -1,20 +1,29 @@
-"""Score one API request with the batch code: request -> contract tables -> score_accounts.
+"""Score API requests with the batch code: requests -> contract tables -> score_accounts.
 
 The steps, each a pure function:
 
-1. :func:`request_tables`: the request's accounts become the four tables of a portfolio
-   folder, in the data contract's dtypes (the same columns ``load_portfolio`` returns);
-2. :func:`validate_request_tables`: the rows go through the loader's row validation
-   (:func:`rollrisk.features.validation.validate_table`), so a row the contract would set
-   aside in a batch is refused here, naming the account, the table and the reason;
-3. :func:`score_request`: :func:`rollrisk.models.scoring.score_accounts` at the request's
-   as-of, plus a ``not_scored`` entry, with its reason, for every requested account outside the
-   population (current, in default already, or without a recent statement).
+1. :func:`request_tables`: the accounts of one or more requests become the four tables of a
+   portfolio folder, in the data contract's dtypes (the same columns ``load_portfolio``
+   returns). The rows need no second check: the API models
+   (:mod:`rollrisk.serving.api_models`) refuse every row the contract's row validation would
+   set aside, which ``tests/unit/test_api_contract.py`` proves property by property against
+   :func:`rollrisk.features.validation.validate_table` (running pandera on a request's few
+   rows cost more than scoring them);
+2. :func:`score_requests`: one :func:`rollrisk.models.scoring.score_accounts` call at the
+   requests' as-of for all their accounts (the service batches concurrent requests, see
+   :mod:`rollrisk.serving.batching`), split back per request, plus a ``not_scored`` entry, with
+   its reason, for every requested account outside the population (current, in default
+   already, or without a recent statement). :func:`score_request` is the one-request case.
+
+Requests scored together must share a :func:`batch_key` (as-of, and which optional tables they
+carry) and have no account in common: then each account's result is exactly what it gets
+scored alone, since every step of scoring works account by account.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -23,69 +32,55 @@ import polars as pl
 
 from rollrisk.features.observations import MAX_STATEMENT_AGE_MONTHS
 from rollrisk.features.schemas import TABLES_BY_NAME
-from rollrisk.features.validation import FILE_COLUMN, ROW_COLUMN, validate_table
 from rollrisk.models.scoring import ScoringSetup, score_accounts
-from rollrisk.serving.api_models import ScoreRequest
+from rollrisk.serving.api_models import AccountHistory, ScoreRequest
 
-REQUEST_SOURCE = "request"  # the "file" every reject of a request names
 JSON_COLUMNS = ("actions", "trail", "reasons")
+OPTIONAL_TABLES = ("collection_actions", "treatments")
 
 
 @dataclass(frozen=True)
 class RequestTables:
-    """A request as portfolio tables, and where each row came from in the request body.
-
-    ``locations[table][i]`` is the JSON path (after ``body``) of row ``i`` of ``table``.
-    """
+    """Accounts of requests as portfolio tables (contract columns and dtypes, request order)."""
 
     accounts: pl.DataFrame
     statements: pl.DataFrame
     collection_actions: pl.DataFrame | None
     treatments: pl.DataFrame | None
-    locations: dict[str, list[tuple[str | int, ...]]]
 
 
-@dataclass(frozen=True)
-class ContractProblem:
-    """A request row that the data contract rejects."""
-
-    location: tuple[str | int, ...]  # JSON path inside the body
-    account_id: str
-    table: str
-    reason: str
+BatchKey = tuple[date, bool, bool]
 
 
-class ContractViolation(ValueError):
-    """Some rows of a request break the data contract (the service answers 422)."""
+def batch_key(request: ScoreRequest) -> BatchKey:
+    """Requests with the same key can be scored in one call: the same as-of, and the same
+    optional tables present (an account sending ``null`` actions in a request where another
+    sends a list is scored as having none, as in a folder whose action log lacks it)."""
+    return (
+        request.as_of,
+        *(any(getattr(a, table) is not None for a in request.accounts) for table in OPTIONAL_TABLES),
+    )  # type: ignore[return-value]
 
-    def __init__(self, problems: list[ContractProblem]) -> None:
-        super().__init__(f"{len(problems)} request row(s) break the data contract")
-        self.problems = problems
 
+def request_tables(accounts: Sequence[AccountHistory]) -> RequestTables:
+    """The four contract tables of these accounts, in contract dtypes and request order.
 
-def request_tables(request: ScoreRequest) -> RequestTables:
-    """The four contract tables of a request, in contract dtypes and request order.
-
-    ``collection_actions`` (``treatments``) is None when no account of the request carries the
-    list, as for a portfolio folder without that table; an account that sends ``[]`` has none.
+    ``collection_actions`` (``treatments``) is None when no account carries the list, as for a
+    portfolio folder without that table; an account that sends ``[]`` has none.
     """
     rows: dict[str, list[dict[str, Any]]] = {name: [] for name in TABLES_BY_NAME}
-    locations: dict[str, list[tuple[str | int, ...]]] = {name: [] for name in TABLES_BY_NAME}
-    has_table = {"collection_actions": False, "treatments": False}
-    for i, account in enumerate(request.accounts):
-        rows["accounts"].append(
-            account.model_dump(exclude={"statements", "collection_actions", "treatments"})
-        )
-        locations["accounts"].append(("accounts", i))
-        for table in ("statements", "collection_actions", "treatments"):
+    has_table = dict.fromkeys(OPTIONAL_TABLES, False)
+    for account in accounts:
+        rows["accounts"].append(account.model_dump(exclude={"statements", *OPTIONAL_TABLES}))
+        for table in ("statements", *OPTIONAL_TABLES):
             items = getattr(account, table)
             if items is None:
                 continue
-            has_table[table] = True
-            for j, item in enumerate(items):
-                rows[table].append({"account_id": account.account_id, **item.model_dump()})
-                locations[table].append(("accounts", i, table, j))
-
+            if table in has_table:
+                has_table[table] = True
+            rows[table].extend(
+                {"account_id": account.account_id, **item.model_dump()} for item in items
+            )
     frames = {name: _frame(rows[name], name) for name in rows}
     return RequestTables(
         accounts=frames["accounts"],
@@ -94,7 +89,6 @@ def request_tables(request: ScoreRequest) -> RequestTables:
         if has_table["collection_actions"]
         else None,
         treatments=frames["treatments"] if has_table["treatments"] else None,
-        locations=locations,
     )
 
 
@@ -102,55 +96,6 @@ def _frame(rows: list[dict[str, Any]], table: str) -> pl.DataFrame:
     dtypes = TABLES_BY_NAME[table].dtypes
     return pl.DataFrame(
         {name: [row[name] for row in rows] for name in dtypes}, schema=dtypes, strict=True
-    )
-
-
-def validate_request_tables(tables: RequestTables) -> RequestTables:
-    """Run every table through the loader's row validation; raise if any row is rejected.
-
-    Raises:
-        ContractViolation: listing, for every rejected row, its path in the request, its
-            account, its table and the contract's reason.
-    """
-    problems: list[ContractProblem] = []
-    accepted: dict[str, pl.DataFrame | None] = {}
-    known_accounts: pl.Series | None = None
-    for name in ("accounts", "statements", "collection_actions", "treatments"):
-        frame: pl.DataFrame | None = getattr(tables, name)
-        if frame is None or frame.height == 0:  # no row, nothing to reject (saves ~5 ms)
-            accepted[name] = frame
-            continue
-        contract = TABLES_BY_NAME[name]
-        raw = frame.with_columns(
-            pl.lit(0, dtype=pl.Int32).alias(FILE_COLUMN),
-            pl.int_range(pl.len(), dtype=pl.Int64).alias(ROW_COLUMN),
-        )
-        outcome = validate_table(
-            raw,
-            contract,
-            [REQUEST_SOURCE],
-            known_accounts=known_accounts if contract.references_accounts else None,
-        )
-        for row, reasons in outcome.rejects.select("row", "reasons").iter_rows():
-            problems.append(
-                ContractProblem(
-                    location=tables.locations[name][row],
-                    account_id=str(frame["account_id"][row]),
-                    table=name,
-                    reason=reasons,
-                )
-            )
-        accepted[name] = outcome.accepted
-        if name == "accounts":
-            known_accounts = outcome.accepted["account_id"]
-    if problems:
-        raise ContractViolation(problems)
-    return RequestTables(
-        accounts=accepted["accounts"],  # type: ignore[arg-type]
-        statements=accepted["statements"],  # type: ignore[arg-type]
-        collection_actions=accepted["collection_actions"],
-        treatments=accepted["treatments"],
-        locations=tables.locations,
     )
 
 
@@ -187,38 +132,64 @@ def not_scored_reason(dpd: int | None, setup: ScoringSetup) -> str:
     return "outside the population at the as-of"  # not reached: kept so no account is dropped
 
 
-def score_request(request: ScoreRequest, setup: ScoringSetup) -> dict[str, Any]:
-    """The response body of ``POST /v1/score`` (see :class:`~rollrisk.serving.api_models.
-    ScoreResponse`): batch scoring of the request's accounts at its as-of.
+def score_requests(requests: Sequence[ScoreRequest], setup: ScoringSetup) -> list[dict[str, Any]]:
+    """The response bodies of ``POST /v1/score`` (see :class:`~rollrisk.serving.api_models.
+    ScoreResponse`) for requests scored in one batch call.
 
     Raises:
-        ContractViolation: when a row of the request breaks the data contract.
+        ValueError: the requests do not share a :func:`batch_key` or share an account.
     """
-    tables = validate_request_tables(request_tables(request))
+    if not requests:
+        return []
+    keys = {batch_key(request) for request in requests}
+    if len(keys) != 1:
+        raise ValueError(f"requests scored together must share as-of and tables, got {keys}")
+    owner: dict[str, int] = {}
+    for index, request in enumerate(requests):
+        for account in request.accounts:
+            if owner.setdefault(account.account_id, index) != index:
+                raise ValueError(f"account {account.account_id!r} is in two requests of a batch")
+    as_of = requests[0].as_of
+    tables = request_tables([account for request in requests for account in request.accounts])
     scored = score_accounts(
         tables.accounts,
         tables.statements,
         tables.collection_actions,
         tables.treatments,
-        request.as_of,
+        as_of,
         setup,
     )
+    records: list[list[dict[str, Any]]] = [[] for _ in requests]
+    for row in scored.iter_rows(named=True):  # sorted by account_id, so each request's are too
+        records[owner[row["account_id"]]].append(scored_record(row))
     scored_ids = set(scored["account_id"].to_list())
-    missing = sorted(a.account_id for a in request.accounts if a.account_id not in scored_ids)
-    dpd = latest_known_dpd(tables.statements, request.as_of) if missing else {}
-    return {
-        "as_of": request.as_of,
-        "model": {"name": setup.model_name, "version": setup.model_version},
-        "scored": [scored_record(row) for row in scored.iter_rows(named=True)],
-        "not_scored": [
-            {
-                "account_id": account_id,
-                "reason": not_scored_reason(dpd.get(account_id), setup),
-                "dpd_at_as_of": dpd.get(account_id),
-            }
-            for account_id in missing
-        ],
-    }
+    missing = [
+        sorted(a.account_id for a in request.accounts if a.account_id not in scored_ids)
+        for request in requests
+    ]
+    dpd = latest_known_dpd(tables.statements, as_of) if any(missing) else {}
+    model = {"name": setup.model_name, "version": setup.model_version}
+    return [
+        {
+            "as_of": as_of,
+            "model": model,
+            "scored": records[index],
+            "not_scored": [
+                {
+                    "account_id": account_id,
+                    "reason": not_scored_reason(dpd.get(account_id), setup),
+                    "dpd_at_as_of": dpd.get(account_id),
+                }
+                for account_id in missing[index]
+            ],
+        }
+        for index in range(len(requests))
+    ]
+
+
+def score_request(request: ScoreRequest, setup: ScoringSetup) -> dict[str, Any]:
+    """The response body of ``POST /v1/score`` for one request (:func:`score_requests`)."""
+    return score_requests([request], setup)[0]
 
 
 def scored_record(row: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,222 @@
+"""The API models refuse every row the data contract would set aside.
+
+The service does not run the loader's row validation (pandera) on a request: the pydantic
+models of ``serving/api_models.py`` check each row as it is parsed, which is what makes a
+request cheap. These tests are what allows that: for rows drawn around every bound of the
+contract, whenever the API models accept a row, the contract's own validation
+(:func:`rollrisk.features.validation.validate_table`, as ``rollrisk validate`` runs it) accepts
+the tables the service builds from it. The API may be stricter (it refuses what JSON cannot carry
+safely: NaN, offsets, far dates), never looser.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from rollrisk.features.schemas import CHANNELS, OUTCOMES, PRODUCTS, TABLES_BY_NAME, TREATMENT_KINDS
+from rollrisk.features.validation import FILE_COLUMN, ROW_COLUMN, validate_table
+from rollrisk.serving.api_models import AccountHistory, CollectionAction, Statement, Treatment
+from rollrisk.serving.request_scoring import request_tables
+
+ACCOUNT = {
+    "account_id": "A1",
+    "borrower_id": "B1",
+    "product": PRODUCTS[0],
+    "opened_at": "2023-01-15",
+    "credit_limit": 5000.0,
+    "currency": "CNY",
+}
+STATEMENT = {
+    "cycle_end": "2025-02-28",
+    "known_at": "2025-03-01T06:00:00",
+    "amount_due": 500.0,
+    "min_due": 50.0,
+    "amount_paid": 0.0,
+    "balance": 4000.0,
+    "dpd": 30,
+}
+ACTION = {"action_at": "2025-03-05T10:00:00", "channel": CHANNELS[0], "outcome": OUTCOMES[0]}
+TREATMENT = {
+    "kind": TREATMENT_KINDS[0],
+    "start_at": "2025-03-01T00:00:00",
+    "end_at": None,
+    "known_at": "2025-03-01T00:00:00",
+}
+
+amounts = st.one_of(
+    st.sampled_from([-1.0, -1e-9, 0.0, 1e-9, 1.0, 1e15, 1.0000001e15, math.nan, math.inf]),
+    st.floats(min_value=-100, max_value=1e6, allow_nan=False),
+)
+days = st.dates(min_value=date(1899, 12, 1), max_value=date(2200, 1, 31))
+moments = st.datetimes(min_value=datetime(1899, 12, 1), max_value=datetime(2200, 1, 31))
+offsets = st.one_of(
+    st.sampled_from([timedelta(0), timedelta(microseconds=-1), timedelta(microseconds=1)]),
+    st.timedeltas(min_value=timedelta(days=-3), max_value=timedelta(days=40)),
+)
+texts = st.one_of(st.sampled_from(["", "x", "CNY", "cny", "CN", "CNYY", "A" * 64, "A" * 65]),
+                  st.text(max_size=5))  # fmt: skip
+
+
+def _one_of_or_bad(values: tuple[str, ...]) -> st.SearchStrategy[Any]:
+    return st.one_of(st.sampled_from(values), texts, st.none())
+
+
+def _around(stamp: str, sign: int = 1) -> st.SearchStrategy[datetime]:
+    return offsets.map(lambda d: datetime.fromisoformat(stamp) + sign * d)
+
+
+# per field, values on both sides of every bound; a relation's bound is drawn around the valid
+# row's other field (min_due around amount_due 500, known_at around cycle_end 2025-02-28, ...)
+FIELDS: dict[str, dict[str, st.SearchStrategy[Any]]] = {
+    "account": {
+        "account_id": texts,
+        "borrower_id": st.one_of(texts, st.none()),
+        "product": _one_of_or_bad(PRODUCTS),
+        "opened_at": days,
+        "credit_limit": amounts,
+        "currency": texts,
+    },
+    "statement": {
+        "cycle_end": st.one_of(days, _around("2025-03-01T06:00", -1).map(lambda t: t.date())),
+        "known_at": st.one_of(moments, _around("2025-02-28T00:00")),
+        "amount_due": st.one_of(amounts, st.sampled_from([50.0 - 1e-7, 50.0 - 2e-6])),
+        "min_due": st.one_of(amounts, st.sampled_from([-1.0, -1e-7, 0.0, 1e-7, 9.9e-7, 1.1e-6, 1.0]).map(lambda d: 500.0 + d)),
+        "amount_paid": amounts,
+        "balance": amounts,
+        "dpd": st.one_of(st.sampled_from([-1, 0, 3650, 3651]), st.integers(-10, 4000)),
+    },
+    "action": {
+        "action_at": moments,
+        "channel": _one_of_or_bad(CHANNELS),
+        "outcome": _one_of_or_bad(OUTCOMES),
+        "promised_amount": st.one_of(st.none(), amounts),
+        "promised_date": st.one_of(st.none(), days),
+    },
+    "treatment": {
+        "kind": _one_of_or_bad(TREATMENT_KINDS),
+        "start_at": st.one_of(moments, _around("2025-03-01T00:00", -1)),
+        "end_at": st.one_of(st.none(), moments, _around("2025-03-01T00:00")),
+        "known_at": moments,
+    },
+}  # fmt: skip
+
+
+@st.composite
+def rows(draw: st.DrawFn, table: str, base: dict[str, Any]) -> dict[str, Any]:
+    """A valid row with one to three of its fields redrawn around their bounds."""
+    fields = FIELDS[table]
+    changed = draw(st.lists(st.sampled_from(sorted(fields)), min_size=1, max_size=3, unique=True))
+    return {**base, **{name: draw(fields[name]) for name in changed}}
+
+
+def _api_accepts(model: Any, row: dict[str, Any]) -> bool:
+    try:
+        model.model_validate(row)
+    except (ValidationError, OverflowError):
+        return False
+    return True
+
+
+def _contract_rejects(history: AccountHistory) -> dict[str, list[str]]:
+    """What the loader's row validation sets aside from the tables the service builds."""
+    tables = request_tables([history])
+    rejected: dict[str, list[str]] = {}
+    known_accounts = None
+    for name in ("accounts", "statements", "collection_actions", "treatments"):
+        frame = getattr(tables, name)
+        contract = TABLES_BY_NAME[name]
+        raw = frame.with_columns(
+            pl.lit(0, dtype=pl.Int32).alias(FILE_COLUMN),
+            pl.int_range(pl.len(), dtype=pl.Int64).alias(ROW_COLUMN),
+        )
+        outcome = validate_table(
+            raw,
+            contract,
+            ["request"],
+            known_accounts=known_accounts if contract.references_accounts else None,
+        )
+        if outcome.rejects.height:
+            rejected[name] = outcome.rejects["reasons"].to_list()
+        if name == "accounts":
+            known_accounts = outcome.accepted["account_id"]
+    return rejected
+
+
+@settings(
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(
+    account=rows("account", ACCOUNT),
+    statement=rows("statement", STATEMENT),
+    action=rows("action", ACTION),
+    treatment=rows("treatment", TREATMENT),
+)
+def test_every_row_the_api_accepts_the_contract_accepts(account, statement, action, treatment):
+    # each drawn row that the API refuses is replaced by a valid one, so every example checks
+    # whatever the API let through
+    history = AccountHistory.model_validate(
+        {
+            **(account if _api_accepts(AccountHistory, {**account, "statements": [STATEMENT]})
+               else ACCOUNT),  # fmt: skip
+            "statements": [statement if _api_accepts(Statement, statement) else STATEMENT],
+            "collection_actions": [action if _api_accepts(CollectionAction, action) else ACTION],
+            "treatments": [treatment if _api_accepts(Treatment, treatment) else TREATMENT],
+        }
+    )
+    assert _contract_rejects(history) == {}
+
+
+@pytest.mark.parametrize(
+    ("model", "base", "field", "value"),
+    [
+        (Statement, STATEMENT, "dpd", -1),
+        (Statement, STATEMENT, "dpd", 3651),
+        (Statement, STATEMENT, "balance", -0.01),
+        (Statement, STATEMENT, "amount_paid", -0.01),
+        (Statement, STATEMENT, "min_due", 500.0 + 2e-6),
+        (Statement, STATEMENT, "known_at", "2025-02-27T23:59:59"),
+        (CollectionAction, ACTION, "channel", "pigeon"),
+        (CollectionAction, ACTION, "outcome", "maybe"),
+        (CollectionAction, ACTION, "promised_amount", -1.0),
+        (Treatment, TREATMENT, "kind", "amnesty"),
+        (Treatment, TREATMENT, "end_at", "2025-02-28T23:59:59"),
+        (AccountHistory, {**ACCOUNT, "statements": [STATEMENT]}, "product", "mortgage"),
+        (AccountHistory, {**ACCOUNT, "statements": [STATEMENT]}, "credit_limit", 0.0),
+        (AccountHistory, {**ACCOUNT, "statements": [STATEMENT]}, "currency", "cny"),
+        (AccountHistory, {**ACCOUNT, "statements": [STATEMENT]}, "account_id", ""),
+        (AccountHistory, {**ACCOUNT, "statements": [STATEMENT]}, "borrower_id", None),
+    ],
+)
+def test_each_contract_rule_is_refused_by_the_api(model, base, field, value):
+    """Every rule of the contract, broken once: the API refuses it (the property above is not
+    vacuous), and the valid base row is accepted by both."""
+    assert _api_accepts(model, base)
+    assert not _api_accepts(model, {**base, field: value})
+
+
+def test_a_statement_cycle_twice_is_refused():
+    """The contract's one multi-row rule inside an account (accounts are unique per request,
+    and per batch, by the request model and the batcher)."""
+    assert not _api_accepts(AccountHistory, {**ACCOUNT, "statements": [STATEMENT, STATEMENT]})
+
+
+def test_the_valid_rows_pass_both():
+    history = AccountHistory.model_validate(
+        {
+            **ACCOUNT,
+            "statements": [STATEMENT],
+            "collection_actions": [ACTION],
+            "treatments": [TREATMENT],
+        }
+    )
+    assert _contract_rejects(history) == {}
