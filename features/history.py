@@ -276,17 +276,19 @@ def _aggregate(rows: pl.LazyFrame, features: Mapping[str, Aggregate]) -> pl.Lazy
 
 
 def _attach(
-    keys: pl.LazyFrame,
+    combined: pl.LazyFrame,
     aggregated: pl.LazyFrame | None,
     features: Mapping[str, Aggregate],
 ) -> pl.LazyFrame:
-    """Left-join aggregates to every observation; observations without rows get when_no_rows.
-
-    ``aggregated`` is ``None`` when the source table is absent: every feature is then missing.
+    """Left-join aggregates to every observation of ``combined``; observations without rows get
+    ``when_no_rows``. ``aggregated`` is ``None`` when the source table is absent: every feature
+    is then missing.
     """
     if aggregated is None:
-        return keys.with_columns(pl.lit(None, dtype=pl.Float64).alias(name) for name in features)
-    return keys.join(aggregated, on=KEY, how="left").with_columns(
+        return combined.with_columns(
+            pl.lit(None, dtype=pl.Float64).alias(name) for name in features
+        )
+    return combined.join(aggregated, on=KEY, how="left").with_columns(
         pl.col(name).fill_null(aggregate.when_no_rows)
         for name, aggregate in features.items()
         if aggregate.when_no_rows is not None
@@ -367,40 +369,34 @@ def compute_features(
     keys = keys.lazy().select(pl.col("account_id"), pl.col("as_of").cast(pl.Date)).unique(KEY)
     accounts, statements = accounts.lazy(), statements.lazy()
     statement_rows = _statement_rows(keys, statements, accounts)
-    parts = [_attach(keys, _aggregate(statement_rows, STATEMENT_FEATURES), STATEMENT_FEATURES)]
+    # one chain of left joins onto the observations (not one frame per source joined at the
+    # end): fewer plan nodes, which is most of the cost on a service request's few rows
+    combined = _attach(keys, _aggregate(statement_rows, STATEMENT_FEATURES), STATEMENT_FEATURES)
 
-    promise_features = PROMISE_FEATURES
     if collection_actions is None:
-        parts.append(_attach(keys, None, ACTION_FEATURES))
-        parts.append(_attach(keys, None, promise_features))
+        combined = _attach(combined, None, ACTION_FEATURES)
+        combined = _attach(combined, None, PROMISE_FEATURES)
     else:
         action_rows = _action_rows(keys, collection_actions.lazy())
-        parts.append(_attach(keys, _aggregate(action_rows, ACTION_FEATURES), ACTION_FEATURES))
+        combined = _attach(combined, _aggregate(action_rows, ACTION_FEATURES), ACTION_FEATURES)
         promise_rows = _promise_rows(action_rows, statement_rows)
-        parts.append(_attach(keys, _aggregate(promise_rows, promise_features), promise_features))
+        combined = _attach(combined, _aggregate(promise_rows, PROMISE_FEATURES), PROMISE_FEATURES)
 
     if treatments is None:
-        parts.append(_attach(keys, None, TREATMENT_FEATURES))
+        combined = _attach(combined, None, TREATMENT_FEATURES)
     else:
         treatment_rows = _treatment_rows(keys, treatments.lazy())
-        parts.append(
-            _attach(keys, _aggregate(treatment_rows, TREATMENT_FEATURES), TREATMENT_FEATURES)
+        combined = _attach(
+            combined, _aggregate(treatment_rows, TREATMENT_FEATURES), TREATMENT_FEATURES
         )
 
     numeric_account = {k: v.cast(pl.Float64) for k, v in ACCOUNT_FEATURES.items() if k != "product"}
-    parts.append(
-        keys.join(
-            accounts.select("account_id", "credit_limit", "product", "opened_at"),
-            on="account_id",
-            how="left",
-        ).select(
-            *KEY,
-            ACCOUNT_FEATURES["product"].alias("product"),
-            *(expr.alias(name) for name, expr in numeric_account.items()),
-        )  # fmt: skip
+    combined = combined.join(
+        accounts.select("account_id", "credit_limit", "product", "opened_at"),
+        on="account_id",
+        how="left",
+    ).with_columns(
+        ACCOUNT_FEATURES["product"].alias("product"),
+        *(expr.alias(name) for name, expr in numeric_account.items()),
     )
-
-    combined = parts[0]
-    for part in parts[1:]:
-        combined = combined.join(part, on=KEY, how="left")
     return combined.select(*KEY, *feature_set.names)

@@ -43,7 +43,6 @@ from rollrisk.models.lightgbm_input import lightgbm_matrix
 
 # Every bucket a training set may hold (M1-M3 by default; M0 / M4+ if the population is widened).
 START_BUCKETS: tuple[str, ...] = BUCKET_NAMES
-BUCKET_ORDINAL: dict[str, int] = {bucket: rank for rank, bucket in enumerate(START_BUCKETS)}
 PRODUCT_COLUMN = "product"
 BUCKET_COLUMN = "start_bucket"
 SINGLE = "all"  # key of the only booster when structure == "single"
@@ -211,7 +210,7 @@ class RollModel:
                 continue
             column = frame[name]
             if name == BUCKET_COLUMN:
-                encoded[name] = self._bucket_ordinal(column).to_numpy(dtype=np.float64)
+                encoded[name] = self._bucket_ordinal(column)
             elif name in self.categorical_columns_:
                 encoded[name] = self._categorical(name, column)
             else:
@@ -225,24 +224,22 @@ class RollModel:
 
     def _categorical(self, name: str, column: pd.Series) -> pd.Categorical:
         allowed = list(self.categories_[name])
-        values = column.astype("string")
-        unknown = sorted(set(values.dropna()) - set(allowed))
+        encoded, unknown = _coded(column, allowed)
         if unknown:
             raise ValueError(
                 f"column {name!r} has unknown value(s) {unknown[:5]}; expected one of {allowed}"
             )
-        return pd.Categorical(values.to_numpy(dtype=object, na_value=None), categories=allowed)
+        return encoded
 
     @staticmethod
-    def _bucket_ordinal(column: pd.Series) -> pd.Series:
-        values = column.astype("string")
-        unknown = sorted(set(values.dropna()) - set(START_BUCKETS))
-        if unknown or values.isna().any():
+    def _bucket_ordinal(column: pd.Series) -> np.ndarray:
+        encoded, unknown = _coded(column, list(START_BUCKETS))
+        if unknown or (encoded.codes < 0).any():
             shown = unknown[:5] if unknown else ["<missing>"]
             raise ValueError(
                 f"column {BUCKET_COLUMN!r} has value(s) {shown}; expected one of {list(START_BUCKETS)}"
             )
-        return values.map(BUCKET_ORDINAL).astype(np.float64)
+        return encoded.codes.astype(np.float64)  # the bucket order is the ordinal
 
     # ------------------------------------------------------------------ fit
     def fit(
@@ -461,3 +458,13 @@ class RollModel:
 def _is_plain_numeric(dtype: Any) -> bool:
     """True for numpy bool, integer and float dtypes (converted to float64 in one block)."""
     return isinstance(dtype, np.dtype) and dtype.kind in "biuf"
+
+
+def _coded(column: pd.Series, allowed: list[str]) -> tuple[pd.Categorical, list[str]]:
+    """``column`` as a categorical over ``allowed`` (missing stays missing), and the sorted
+    distinct values that are not allowed (they would silently become missing)."""
+    values = column.to_numpy(dtype=object, na_value=None)
+    encoded = pd.Categorical(values, categories=allowed)
+    outside = (encoded.codes < 0) & pd.notna(values)
+    unknown = sorted({str(value) for value in values[outside]}) if outside.any() else []
+    return encoded, unknown
