@@ -310,9 +310,9 @@ def main() -> int:
         )
     default = next(iter(configs))
     lowest = min(rates)
-    target_met = 100.0 in rates and statistics.median(
-        r.p99_ms for r in results[(default, 100.0)]
-    ) < 50
+    target_met = (
+        100.0 in rates and statistics.median(r.p99_ms for r in results[(default, 100.0)]) < 50
+    )
     p50_low = statistics.median(r.p50_ms for r in results[(default, lowest)])
     lines += [
         "",

@@ -213,7 +213,9 @@ def _months_around(dates: Sequence[date], offsets: range) -> pl.LazyFrame:
     )
 
 
-def _population(history: pl.LazyFrame, dates: Sequence[date], spec: ObservationSpec) -> pl.LazyFrame:
+def _population(
+    history: pl.LazyFrame, dates: Sequence[date], spec: ObservationSpec
+) -> pl.LazyFrame:
     # latest statement known at each as-of; only the as-of month and the one before can hold it
     # (older means the account stopped reporting), so join on those two months only
     recent = range(-MAX_STATEMENT_AGE_MONTHS, 1)

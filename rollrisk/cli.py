@@ -48,10 +48,26 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
         "score",
         "score every delinquent account at an as-of: probability, reasons, segment, treatment",
     ),
-    ("monitor", "monitor", "compare today's population with training's (PSI, CSI, backtest); exit 3 on alert"),
-    ("simulate-policy", "simulate_policy", "simulate the scored policy against the baseline tiered policy on a simulated portfolio"),
-    ("report", "strategy_report", "write the strategy review report (one self-contained HTML page) for a scoring run"),
-    ("serve", "serve", "serve scores over HTTP (FastAPI): the same results as `score`, per request"),
+    (
+        "monitor",
+        "monitor",
+        "compare today's population with training's (PSI, CSI, backtest); exit 3 on alert",
+    ),
+    (
+        "simulate-policy",
+        "simulate_policy",
+        "simulate the scored policy against the baseline tiered policy on a simulated portfolio",
+    ),
+    (
+        "report",
+        "strategy_report",
+        "write the strategy review report (one self-contained HTML page) for a scoring run",
+    ),
+    (
+        "serve",
+        "serve",
+        "serve scores over HTTP (FastAPI): the same results as `score`, per request",
+    ),
 )
 
 EXIT_USAGE = 2

@@ -58,7 +58,10 @@ def batch_key(request: ScoreRequest) -> BatchKey:
     sends a list is scored as having none, as in a folder whose action log lacks it)."""
     return (
         request.as_of,
-        *(any(getattr(a, table) is not None for a in request.accounts) for table in OPTIONAL_TABLES),
+        *(
+            any(getattr(a, table) is not None for a in request.accounts)
+            for table in OPTIONAL_TABLES
+        ),
     )  # type: ignore[return-value]
 
 

@@ -407,7 +407,9 @@ def test_requests_scored_in_one_batch_get_exactly_what_each_gets_alone(portfolio
             if key != "scored":
                 assert batched[key] == single[key], key
         for row_b, row_s in zip(batched["scored"], single["scored"], strict=True):
-            assert {k: (v, row_s[k]) for k, v in row_b.items() if row_s[k] != v} == {}, row_b["account_id"]
+            assert {k: (v, row_s[k]) for k, v in row_b.items() if row_s[k] != v} == {}, row_b[
+                "account_id"
+            ]
     assert together == alone
     assert [len(r["scored"]) for r in together] == [1, 5, 1, 0]
     assert [len(r["not_scored"]) for r in together] == [0, 0, 1, 2]

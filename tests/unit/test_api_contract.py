@@ -166,8 +166,11 @@ def test_every_row_the_api_accepts_the_contract_accepts(account, statement, acti
     # whatever the API let through
     history = AccountHistory.model_validate(
         {
-            **(account if _api_accepts(AccountHistory, {**account, "statements": [STATEMENT]})
-               else ACCOUNT),  # fmt: skip
+            **(
+                account
+                if _api_accepts(AccountHistory, {**account, "statements": [STATEMENT]})
+                else ACCOUNT
+            ),  # fmt: skip
             "statements": [statement if _api_accepts(Statement, statement) else STATEMENT],
             "collection_actions": [action if _api_accepts(CollectionAction, action) else ACTION],
             "treatments": [treatment if _api_accepts(Treatment, treatment) else TREATMENT],

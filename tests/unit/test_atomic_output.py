@@ -9,7 +9,9 @@ from rollrisk.pipelines.atomic_output import PartitionedRun, read_current
 
 
 def _frame(partition: int) -> pl.DataFrame:
-    return pl.DataFrame({"account_id": [f"A{partition}{i}" for i in range(3)], "p": [0.1, 0.2, 0.3]})
+    return pl.DataFrame(
+        {"account_id": [f"A{partition}{i}" for i in range(3)], "p": [0.1, 0.2, 0.3]}
+    )
 
 
 def _complete(run: PartitionedRun, partitions: int = 2) -> None:

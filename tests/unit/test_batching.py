@@ -90,7 +90,9 @@ def test_other_keys_shared_ids_and_the_size_cap_split_batches_in_arrival_order()
         Req("e", "k1", ("5", "6")),  # a + d + e would hold 5 ids > 4
         Req("f", "k2", ("7",)),
     ]
-    answers = asyncio.run(_submit_behind_a_busy_scorer(batcher, scorer, Req("x", "k0", ("0",)), queued))
+    answers = asyncio.run(
+        _submit_behind_a_busy_scorer(batcher, scorer, Req("x", "k0", ("0",)), queued)
+    )
     assert answers == ["answer to x"] + [f"answer to {r.name}" for r in queued]
     assert scorer.batches == [["x"], ["a", "d"], ["b", "f"], ["c", "e"]]
     batcher.close()
@@ -108,7 +110,9 @@ def test_a_failing_request_fails_alone_and_the_rest_of_its_batch_is_answered():
     scorer = FakeScorer(fail_on="bad")
     batcher = _batcher(scorer)
     queued = [Req("ok1", "k", ("1",)), Req("bad", "k", ("2",)), Req("ok2", "k", ("3",))]
-    answers = asyncio.run(_submit_behind_a_busy_scorer(batcher, scorer, Req("x", "k", ("0",)), queued))
+    answers = asyncio.run(
+        _submit_behind_a_busy_scorer(batcher, scorer, Req("x", "k", ("0",)), queued)
+    )
     assert answers[:2] == ["answer to x", "answer to ok1"]
     assert isinstance(answers[2], RuntimeError) and "cannot score bad" in str(answers[2])
     assert answers[3] == "answer to ok2"
