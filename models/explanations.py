@@ -60,9 +60,10 @@ PROTECTED_WORDS: frozenset[str] = frozenset(
     }
 )
 
-ContributionKernel = Callable[[lgb.Booster, pd.DataFrame], np.ndarray]
+ContributionKernel = Callable[[lgb.Booster, pd.DataFrame | np.ndarray], np.ndarray]
 """Computes exact TreeSHAP contributions of one chunk: ``(booster, X) -> (n, p + 1)`` float64,
-columns in ``X``'s order followed by the base value."""
+columns in ``X``'s order followed by the base value. ``X`` is a chunk of the model's input frame,
+or of its float64 matrix (scoring passes the matrix: both built-in kernels take either)."""
 
 REASON_COLUMNS: tuple[str, ...] = (
     "row",
@@ -98,7 +99,7 @@ def assert_no_protected_features(feature_names: Sequence[str]) -> None:
 
 def contributions(
     booster_or_model: lgb.Booster | Any,
-    X: pd.DataFrame,
+    X: pd.DataFrame | np.ndarray,
     chunk_rows: int = 50_000,
     kernel: ContributionKernel | None = None,
 ) -> np.ndarray:
@@ -108,7 +109,9 @@ def contributions(
         booster_or_model: a ``lightgbm.Booster`` or anything with a fitted ``booster_``
             (``LGBMClassifier`` or a project wrapper).
         X: the model's input frame; its columns must be the booster's features in order
-            (categorical features as pandas ``category``, exactly as at training).
+            (categorical features as pandas ``category``, exactly as at training); or that
+            frame as the float64 matrix LightGBM predicts from (categories as their codes, see
+            :func:`rollrisk.models.lightgbm_input.lightgbm_matrix`), one column per feature.
         chunk_rows: rows per kernel call; bounds the memory of one call.
         kernel: the function that explains one chunk (see :data:`ContributionKernel`); by
             default the project's exact fast kernel
@@ -123,10 +126,16 @@ def contributions(
         from rollrisk.models.treeshap import fast_pred_contrib as kernel
     booster = _booster_of(booster_or_model)
     expected = list(booster.feature_name())
-    if list(X.columns) != expected:
+    if isinstance(X, pd.DataFrame):
+        if list(X.columns) != expected:
+            raise ValueError(
+                "X must hold exactly the model's features in the model's order; "
+                f"model: {expected}, X: {list(X.columns)}"
+            )
+    elif X.ndim != 2 or X.shape[1] != len(expected):
         raise ValueError(
-            "X must hold exactly the model's features in the model's order; "
-            f"model: {expected}, X: {list(X.columns)}"
+            f"a matrix X must have one column per model feature ({len(expected)}), "
+            f"got shape {X.shape}"
         )
     assert_no_protected_features(expected)
     if chunk_rows < 1:
@@ -134,7 +143,11 @@ def contributions(
     width = len(expected) + 1
     out = np.empty((len(X), width), dtype=np.float64)
     for start in range(0, len(X), chunk_rows):
-        chunk = X.iloc[start : start + chunk_rows]
+        chunk = (
+            X.iloc[start : start + chunk_rows]
+            if isinstance(X, pd.DataFrame)
+            else X[start : start + chunk_rows]
+        )
         values = np.asarray(kernel(booster, chunk), dtype=np.float64)
         if values.shape != (len(chunk), width):
             raise ValueError(

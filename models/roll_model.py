@@ -39,7 +39,6 @@ from rollrisk.models.calibration import (
     calibrator_from_dict,
     select_calibrator,
 )
-from rollrisk.models.lightgbm_input import lightgbm_matrix
 
 # Every bucket a training set may hold (M1-M3 by default; M0 / M4+ if the population is widened).
 START_BUCKETS: tuple[str, ...] = BUCKET_NAMES
@@ -185,42 +184,65 @@ class RollModel:
         self._check_fitted()
         return self._encode(frame)
 
+    def matrix(self, frame: pd.DataFrame) -> np.ndarray:
+        """The float64 matrix LightGBM predicts from: :meth:`encode`'s columns in order, each
+        category as its code in the fixed list (NaN when missing), as LightGBM codes a pandas
+        frame. Predicting or explaining from it skips LightGBM's own pandas conversion.
+
+        Raises:
+            ValueError: as :meth:`encode`.
+        """
+        self._check_fitted()
+        return self._matrix(frame)
+
     def _encode(self, frame: pd.DataFrame) -> pd.DataFrame:
+        matrix = self._matrix(frame)
+        columns: dict[str, Any] = {}
+        for j, name in enumerate(self.feature_columns_):
+            if name in self.categorical_columns_:
+                codes = np.where(np.isnan(matrix[:, j]), -1, matrix[:, j]).astype(np.int64)
+                columns[name] = pd.Categorical.from_codes(codes, categories=self.categories_[name])
+            else:
+                columns[name] = matrix[:, j]
+        return pd.DataFrame(columns, index=frame.index)
+
+    def _matrix(self, frame: pd.DataFrame) -> np.ndarray:
         needed = list(self.feature_columns_)
         if BUCKET_COLUMN not in needed:
             needed.append(BUCKET_COLUMN)
         missing = [name for name in needed if name not in frame.columns]
         if missing:
             raise ValueError(f"the frame to score lacks model input column(s) {missing}")
-        numeric = [
-            name
-            for name in self.feature_columns_
-            if name != BUCKET_COLUMN and name not in self.categorical_columns_
-        ]
+        names = list(self.feature_columns_)
+        matrix = np.empty((len(frame), len(names)), dtype=np.float64)
+        dtypes = frame.dtypes
         # one block conversion for the columns that already hold numbers (the usual case:
         # ~60 per-column conversions cost more than the model on a small request)
-        dtypes = frame.dtypes
-        ready = [name for name in numeric if _is_plain_numeric(dtypes[name])]
-        block = frame[ready].to_numpy(dtype=np.float64, na_value=np.nan) if ready else None
-        encoded: dict[str, Any] = {}
-        if block is not None:
-            encoded.update({name: block[:, j] for j, name in enumerate(ready)})
-        for name in self.feature_columns_:
-            if name in encoded:
-                continue
+        ready = [
+            j
+            for j, name in enumerate(names)
+            if name != BUCKET_COLUMN
+            and name not in self.categorical_columns_
+            and _is_plain_numeric(dtypes[name])
+        ]
+        if ready:
+            block = frame[[names[j] for j in ready]]
+            matrix[:, ready] = block.to_numpy(dtype=np.float64, na_value=np.nan)
+        for j in sorted(set(range(len(names))) - set(ready)):
+            name = names[j]
             column = frame[name]
             if name == BUCKET_COLUMN:
-                encoded[name] = self._bucket_ordinal(column)
+                matrix[:, j] = self._bucket_ordinal(column)
             elif name in self.categorical_columns_:
-                encoded[name] = self._categorical(name, column)
+                codes = self._categorical(name, column).codes
+                matrix[:, j] = np.where(codes < 0, np.nan, codes)
             else:
                 try:
-                    encoded[name] = pd.to_numeric(column, errors="raise").astype(np.float64)
+                    numbers = pd.to_numeric(column, errors="raise")
                 except (TypeError, ValueError) as error:
                     raise ValueError(f"column {name!r} must be numeric: {error}") from error
-        return pd.DataFrame(
-            {name: encoded[name] for name in self.feature_columns_}, index=frame.index
-        )
+                matrix[:, j] = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
+        return matrix
 
     def _categorical(self, name: str, column: pd.Series) -> pd.Categorical:
         allowed = list(self.categories_[name])
@@ -353,18 +375,17 @@ class RollModel:
                 "this RollModel is not fitted yet: call fit(...) before predicting"
             )
 
-    def predict_raw(self, X: pd.DataFrame, *, encoded: pd.DataFrame | None = None) -> np.ndarray:
+    def predict_raw(self, X: pd.DataFrame, *, matrix: np.ndarray | None = None) -> np.ndarray:
         """Uncalibrated tree scores in (0, 1), one per row of ``X``.
 
-        ``encoded`` is ``self.encode(X)`` when the caller has it already (scoring encodes once
+        ``matrix`` is ``self.matrix(X)`` when the caller has it already (scoring builds it once
         for the probability and the explanations).
         """
         self._check_fitted()
-        if encoded is None:
-            encoded = self._encode(X)
+        if matrix is None:
+            matrix = self._matrix(X)
         if self.structure == "single":
-            booster = self.boosters_[SINGLE]
-            return booster.predict(lightgbm_matrix(encoded, booster))
+            return self.boosters_[SINGLE].predict(matrix)
         scores = np.full(len(X), np.nan)
         buckets = X[BUCKET_COLUMN].astype("string").to_numpy()
         unseen = sorted(set(buckets) - set(self.boosters_))
@@ -375,19 +396,19 @@ class RollModel:
         for bucket, booster in self.boosters_.items():
             rows = buckets == bucket
             if rows.any():
-                scores[rows] = booster.predict(lightgbm_matrix(encoded[rows], booster))
+                scores[rows] = booster.predict(matrix[rows])
         return scores
 
-    def predict_proba(self, X: pd.DataFrame, *, encoded: pd.DataFrame | None = None) -> np.ndarray:
+    def predict_proba(self, X: pd.DataFrame, *, matrix: np.ndarray | None = None) -> np.ndarray:
         """Calibrated ``P(roll to default)``, a 1-D array with one value per row of ``X``.
 
         (1-D, like the baselines in :mod:`rollrisk.models.baselines`, not scikit-learn's
-        two-column layout.) ``encoded``: as for :meth:`predict_raw`.
+        two-column layout.) ``matrix``: as for :meth:`predict_raw`.
         """
         self._check_fitted()
         if not hasattr(self, "calibrator_"):
             raise NotFittedError("this RollModel has no calibrator: fit(...) did not finish")
-        return self.calibrator_.predict(self.predict_raw(X, encoded=encoded))
+        return self.calibrator_.predict(self.predict_raw(X, matrix=matrix))
 
     def feature_importance(self) -> pd.DataFrame:
         """Total split gain and split count per input column, summed over the boosters."""

@@ -142,14 +142,16 @@ def score_accounts(
         return pl.DataFrame(schema=SCORED_SCHEMA)
     step("features")
     model = setup.model
-    encoded = model.encode(frame)
-    probability = model.predict_proba(frame, encoded=encoded)
+    matrix = model.matrix(frame)  # once, for the probability and the explanations
+    probability = model.predict_proba(frame, matrix=matrix)
     step("probability")
-    feature_contribs = explain(model, frame, setup.kernel, encoded=encoded)
+    feature_contribs = explain(model, frame, setup.kernel, matrix=matrix)
     step("explanations")
 
     families = family_contributions(feature_contribs, setup.feature_set, index=frame.index)
-    state = frame.assign(probability=probability)
+    # only the columns the segment rules read (a copy of the whole frame costs more)
+    read = sorted(setup.segment_rules.fields & set(frame.columns))
+    state = frame[read].assign(probability=probability)
     segments = assign_segments(families, state, setup.segment_rules)
     step("segments")
     reasons = _reasons_json(reason_codes(feature_contribs, frame, setup.feature_set), len(frame))
@@ -220,16 +222,21 @@ def explain(
     model: RollModel,
     frame: pd.DataFrame,
     kernel: ContributionKernel | None = None,
-    encoded: pd.DataFrame | None = None,
+    matrix: np.ndarray | None = None,
 ) -> np.ndarray:
     """Exact TreeSHAP contributions (log-odds) of ``frame``'s rows in feature-set order, the
     base value last; the starting bucket's share is attributed to ``dpd_current``.
-    ``encoded`` is ``model.encode(frame)`` when the caller has it already."""
-    if encoded is None:
-        encoded = model.encode(frame)
+    ``matrix`` is ``model.matrix(frame)`` when the caller has it already."""
     booster = _single_booster(model)
-    contribs = contributions(booster, encoded[booster.feature_name()], kernel=kernel)
-    return _by_feature_set(contribs, booster.feature_name(), model.feature_set)
+    columns = list(booster.feature_name())
+    if columns != list(model.feature_columns_):
+        raise ValueError(
+            f"the booster's features {columns} are not the model's {model.feature_columns_}"
+        )
+    if matrix is None:
+        matrix = model.matrix(frame)
+    contribs = contributions(booster, matrix, kernel=kernel)
+    return _by_feature_set(contribs, columns, model.feature_set)
 
 
 def warm_up(setup: ScoringSetup) -> None:
@@ -275,21 +282,25 @@ def _by_feature_set(
 
 def _reasons_json(long: pd.DataFrame, n_rows: int) -> list[str]:
     grouped: dict[Any, list[dict[str, Any]]] = {}
-    records = long.to_dict("records")
-    for record in records:
-        grouped.setdefault(record["row"], []).append(
+    columns = [long[name].tolist() for name in _REASON_FIELDS]  # lists: row access is slow
+    for row, rank, code, feature, family, value, contribution, en, zh in zip(*columns, strict=True):
+        grouped.setdefault(row, []).append(
             {
-                "rank": int(record["rank"]),
-                "code": record["code"],
-                "feature": record["feature"],
-                "family": record["family"],
-                "value": record["value"],
-                "contribution": round(float(record["contribution"]), 12),
-                "text_en": record["text_en"],
-                "text_zh": record["text_zh"],
+                "rank": int(rank),
+                "code": code,
+                "feature": feature,
+                "family": family,
+                "value": value,
+                "contribution": round(float(contribution), 12),
+                "text_en": en,
+                "text_zh": zh,
             }
         )
     return [json.dumps(grouped.get(i, []), ensure_ascii=False) for i in range(n_rows)]
+
+
+_REASON_FIELDS = ("row", "rank", "code", "feature", "family", "value", "contribution",
+                  "text_en", "text_zh")  # fmt: skip
 
 
 def _decide_all(

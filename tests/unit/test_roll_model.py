@@ -146,3 +146,23 @@ def test_feature_importance_covers_every_input(fitted: tuple[RollModel, pd.DataF
         "start_bucket",
         "payment_ratio_3m",
     }
+
+
+def test_matrix_is_what_lightgbm_makes_of_the_encoded_frame(
+    fitted: tuple[RollModel, pd.DataFrame],
+) -> None:
+    """Scoring predicts and explains from ``matrix``: it must be LightGBM's own coding of the
+    pandas frame (categories as the booster's codes, missing as NaN), and predict the same."""
+    from rollrisk.models.lightgbm_input import lightgbm_matrix
+
+    model, frame = fitted
+    rows = frame.head(200).copy()
+    rows.loc[rows.index[:5], "last_outcome"] = None  # a missing category
+    rows.loc[rows.index[5:10], "payment_ratio_3m"] = np.nan
+    booster = next(iter(model.boosters_.values()))
+    matrix = model.matrix(rows)
+    encoded = model.encode(rows)
+    np.testing.assert_array_equal(matrix, lightgbm_matrix(encoded, booster))
+    assert np.isnan(matrix[:5, model.feature_columns_.index("last_outcome")]).all()
+    assert np.isnan(matrix[5:10, model.feature_columns_.index("payment_ratio_3m")]).all()
+    np.testing.assert_array_equal(booster.predict(matrix), booster.predict(encoded))
