@@ -19,6 +19,7 @@ be model inputs; every function here refuses a feature set that names one.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import re
@@ -85,16 +86,22 @@ def lightgbm_pred_contrib(booster: lgb.Booster, X: pd.DataFrame) -> np.ndarray:
 
 def assert_no_protected_features(feature_names: Sequence[str]) -> None:
     """Raise ``ValueError`` if any feature name contains a protected word (see PROTECTED_WORDS)."""
-    offending = sorted(
-        name
-        for name in feature_names
-        if PROTECTED_WORDS.intersection(re.split(r"[^a-z0-9]+", name.lower()))
-    )
+    offending = _protected(tuple(feature_names))
     if offending:
         raise ValueError(
             "protected attributes must never be model inputs or reasons, but these features "
             f"name one: {', '.join(offending)} (protected words: {', '.join(sorted(PROTECTED_WORDS))})"
         )
+
+
+@functools.lru_cache(maxsize=64)
+def _protected(feature_names: tuple[str, ...]) -> list[str]:
+    """The names holding a protected word (cached: every scoring call checks the same names)."""
+    return sorted(
+        name
+        for name in feature_names
+        if PROTECTED_WORDS.intersection(re.split(r"[^a-z0-9]+", name.lower()))
+    )
 
 
 def contributions(
@@ -192,7 +199,10 @@ def _feature_contributions(contribs: np.ndarray, feature_set: FeatureSet) -> np.
     return contribs[:, :n_features]
 
 
+@functools.lru_cache(maxsize=64)
 def _check_feature_set(feature_set: FeatureSet) -> None:
+    """No protected input, no two features with one reason code (checked once per feature set:
+    a raise is not cached, so a bad set fails every call)."""
     assert_no_protected_features(feature_set.names)
     codes: dict[str, str] = {}
     for spec in feature_set.features:

@@ -395,16 +395,18 @@ def _evaluate(values: Any, tests: tuple[tuple[str, Any], ...]) -> np.ndarray:
     return result
 
 
-def _evaluate_labels(series: pd.Series, tests: tuple[tuple[str, Any], ...]) -> np.ndarray:
-    result = series.notna().to_numpy().copy()  # pandas hands out read-only views
+def _evaluate_labels(values: Any, tests: tuple[tuple[str, Any], ...]) -> np.ndarray:
+    array = np.asarray(values, dtype=object)
+    result = ~pd.isna(array)
+    series: pd.Series | None = None  # built only for comparisons other than membership
     for op, operand in tests:
-        if op == "in":
-            outcome = series.isin(operand).to_numpy()
-        elif op == "not_in":
-            outcome = ~series.isin(operand).to_numpy()
+        if op in ("in", "not_in"):
+            members = set(operand)
+            inside = np.fromiter((v in members for v in array), dtype=bool, count=len(array))
+            result &= inside if op == "in" else ~inside
         else:
-            outcome = _COMPARISONS[op](series, operand).fillna(False).to_numpy(dtype=bool)
-        result &= outcome
+            series = pd.Series(array) if series is None else series
+            result &= _COMPARISONS[op](series, operand).fillna(False).to_numpy(dtype=bool)
     return result
 
 
