@@ -11,15 +11,18 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rollrisk.errors import UserError
 from rollrisk.features.observations import ObservationSpec
 from rollrisk.models.compliance import load_compliance
 from rollrisk.models.policy import load_policy
-from rollrisk.models.roll_model import RollModel
-from rollrisk.models.scoring import ScoringSetup
 from rollrisk.models.segments import load_segment_rules
+
+if TYPE_CHECKING:  # imported when a model is loaded: LightGBM brings OpenMP, which reads its
+    # settings once, when loaded; `rollrisk serve` sets them first (see pipelines/serve.py)
+    from rollrisk.models.roll_model import RollModel
+    from rollrisk.models.scoring import ScoringSetup
 
 DEFAULT_MODEL_URI = "models:/rollrisk-roll-to-default@champion"
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -74,6 +77,8 @@ def load_roll_model(uri: str) -> LoadedModel:
         ) from error
     python_model = pyfunc.unwrap_python_model()
     model = getattr(python_model, "model_", None)
+    from rollrisk.models.roll_model import RollModel
+
     if not isinstance(model, RollModel):
         raise UserError(f"{uri!r} is not a rollrisk roll model (no RollModel inside)")
     return LoadedModel(
@@ -106,6 +111,8 @@ def scoring_setup(
     jurisdictions: Sequence[str] = DEFAULT_JURISDICTIONS,
 ) -> ScoringSetup:
     """Everything :func:`rollrisk.models.scoring.score_accounts` needs, loaded once."""
+    from rollrisk.models.scoring import ScoringSetup
+
     for path in (policy, segments, compliance):
         if not Path(path).is_file():
             raise UserError(f"{path}: file not found")

@@ -312,6 +312,23 @@ def test_serve_refuses_to_start_without_a_key(monkeypatch, capsys):
     assert "use at least 16" in capsys.readouterr().err
 
 
+def test_serve_sets_openmp_before_anything_loads_it():
+    """OpenMP reads OMP_NUM_THREADS and OMP_WAIT_POLICY once, when LightGBM or the explanation
+    kernel first loads it: building `rollrisk serve`'s parser must load neither, so that
+    `run` can set them (spinning OpenMP threads slowed each request by a third)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import argparse, sys; import rollrisk.cli; from rollrisk.pipelines import serve; "
+        "serve.add_arguments(argparse.ArgumentParser()); "
+        "print(sorted(m for m in ('lightgbm', 'numba') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
 @pytest.mark.slow
 def test_schemathesis_finds_no_server_error(world_setup):
     """Property-based requests from the OpenAPI spec, valid and invalid: never a 5xx."""
