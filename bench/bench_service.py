@@ -2,9 +2,10 @@
 
 What is measured: ``rollrisk serve`` runs in a child process on 127.0.0.1 (one uvicorn worker,
 ``--threads 1``), twice: as it ships (concurrent requests batched) and with
-``--max-batch-accounts 1`` (each request scored alone, the reference); this script sends ``POST /v1/score`` requests, each with ONE delinquent
-account and its full history (16 months of statements, actions, treatments; about 3.5 KB of
-JSON), answered with probability, 4 reason codes, segment, treatment and compliance trail.
+``--max-batch-accounts 1`` (each request scored alone, the reference); this script sends
+``POST /v1/score`` requests, each with ONE delinquent account and its full history (16 months
+of statements, actions, treatments; about 4 KB of JSON), answered with probability, 4 reason
+codes, segment, treatment and compliance trail.
 
 Load is open-loop at a fixed rate (request i is due at t0 + i/rate, whether or not earlier ones
 have returned), so a server slower than the rate builds a queue and the latencies show it;
@@ -12,10 +13,11 @@ latency is measured from the moment a request was due to its last response byte 
 coordinated omission). Each run sends ``rate x --seconds`` requests; at most ``--max-in-flight``
 are open at once, and every request has a 30 s timeout, so a run is bounded. Reported per rate:
 p50 and p99 latency and achieved throughput (requests completed / time from the first due
-request to the last response), each the median of ``--runs`` runs.
+request to the last response), each the median of ``--runs`` runs, and the requests per batch
+the server logged (debug log, kept in ``--cache``).
 
 Reference measured in the same run: the in-process cost of the same work without HTTP
-(``score_request`` on the same bodies, sequentially, in this process), so the ratio shows what
+(``score_accounts`` on the same bodies, sequentially, in this process), so the ratio shows what
 HTTP, JSON and queueing add.
 
 The model is the tests' small one (2,500 accounts x 16 months simulated with seed 5; LightGBM
@@ -23,16 +25,18 @@ The model is the tests' small one (2,500 accounts x 16 months simulated with see
 ``MLFLOW_TRACKING_URI`` set. Only loopback is used.
 
 Run:
-    .venv/bin/python bench/bench_service.py                     # rates 10 and 100 rps, 3 runs
-    .venv/bin/python bench/bench_service.py --rates 100 --seconds 10
+    .venv/bin/python bench/bench_service.py              # rates 10, 100, 150 req/s, 3 x 10 s
+    .venv/bin/python bench/bench_service.py --rates 100 --seconds 20
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
+import re
 import secrets
 import socket
 import statistics
@@ -45,6 +49,9 @@ from pathlib import Path
 
 import httpx
 import polars as pl
+
+# as `rollrisk serve` sets it, before LightGBM loads OpenMP (for the in-process reference)
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import machine_description  # noqa: E402
@@ -60,6 +67,16 @@ training:
 """
 AS_OF = date(2025, 3, 31)
 HOST = "127.0.0.1"
+
+
+BATCH_LINE = re.compile(rb"batch of (\d+) request")
+
+
+def batch_sizes(log: Path, start: int) -> list[int]:
+    """Requests per batch in the server log written after byte ``start``."""
+    with log.open("rb") as source:
+        source.seek(start)
+        return [int(m.group(1)) for m in BATCH_LINE.finditer(source.read())]
 
 
 @dataclass(frozen=True)
@@ -124,6 +141,7 @@ def in_process_reference(
     pl.Config.set_engine_affinity("in-memory")  # as `rollrisk serve` sets it
 
     setup = scoring_setup(load_roll_model(model_uri), ObservationSpec())
+    gc.freeze()  # as the service does once its model is loaded
     totals: list[float] = []
     steps: dict[str, float] = {}
     for i in range(repeats + 5):
@@ -151,13 +169,15 @@ def free_port() -> int:
 
 
 def start_server(
-    model_uri: str, port: int, env: dict[str, str], extra: list[str]
+    model_uri: str, port: int, env: dict[str, str], extra: list[str], log: Path
 ) -> subprocess.Popen:
-    server = subprocess.Popen(
-        [sys.executable, "-m", "rollrisk.cli", "serve", "--model", model_uri,
-         "--host", HOST, "--port", str(port), "--log-level", "warning", *extra],
-        env=env,
-    )  # fmt: skip
+    """`rollrisk serve` in a child process, its log (debug: one line per batch) into ``log``."""
+    with log.open("wb") as sink:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "rollrisk.cli", "serve", "--model", model_uri,
+             "--host", HOST, "--port", str(port), "--log-level", "debug", *extra],
+            env=env, stderr=sink,
+        )  # fmt: skip
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if server.poll() is not None:
@@ -226,8 +246,10 @@ def main() -> int:
     parser.add_argument(
         "--model-uri", default=None, help="use this model (MLFLOW_TRACKING_URI set)"
     )
-    parser.add_argument("--rates", default="10,100", help="requests per second, comma-separated")
-    parser.add_argument("--seconds", type=float, default=5.0, help="schedule length of each run")
+    parser.add_argument(
+        "--rates", default="10,100,150", help="requests per second, comma-separated"
+    )
+    parser.add_argument("--seconds", type=float, default=10.0, help="schedule length of each run")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--max-in-flight", type=int, default=64)
     parser.add_argument(
@@ -254,24 +276,32 @@ def main() -> int:
     print(f"[bench] {len(bodies)} distinct single-account bodies, "
           f"median {statistics.median(len(b) for b in bodies):,.0f} bytes", file=sys.stderr)  # fmt: skip
 
-    configs = {
-        "batched (default)": [],
-        "one request at a time (`--max-batch-accounts 1`)": ["--max-batch-accounts", "1"],
+    configs = {  # name: (serve flags, offered rates)
+        "batched (default)": ([], rates),
+        "one request at a time (`--max-batch-accounts 1`)": (
+            ["--max-batch-accounts", "1"],
+            [rate for rate in rates if rate <= 100],  # beyond, it only queues longer
+        ),
     }
+    load_before = os.getloadavg()
     results: dict[tuple[str, float], list[RunResult]] = {}
-    for name, extra in configs.items():
+    sizes: dict[tuple[str, float], list[int]] = {}
+    for index, (name, (extra, config_rates)) in enumerate(configs.items()):
         port = free_port()
-        server = start_server(model_uri, port, env, extra)
+        log = args.cache / f"server-{index}.log"
+        server = start_server(model_uri, port, env, extra, log)
         try:
             url = f"http://{HOST}:{port}/v1/score"
             asyncio.run(open_loop(url, key, bodies, 20, 40, args.max_in_flight))  # warm-up
             for run in range(args.runs):
-                for rate in rates:
+                for rate in config_rates:
                     total = max(2, round(rate * args.seconds))
+                    start = log.stat().st_size
                     result = asyncio.run(
                         open_loop(url, key, bodies, rate, total, args.max_in_flight)
                     )
                     results.setdefault((name, rate), []).append(result)
+                    sizes.setdefault((name, rate), []).extend(batch_sizes(log, start))
                     print(f"[bench] {name}, run {run + 1}, rate {rate:g}/s: ok "
                           f"{result.ok}/{result.sent}, p50 {result.p50_ms:.1f} ms, "
                           f"p99 {result.p99_ms:.1f} ms, {result.throughput:.1f} req/s",
@@ -285,27 +315,32 @@ def main() -> int:
     lines = [
         "## Online service (`rollrisk serve`), single-account requests on loopback",
         "",
-        f"Machine: {machine_description()}; load average before the report "
-        f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}. **Shared with other jobs running "
-        "at the same time (2 cores, other helpers' tests and benchmarks): figures were taken "
-        "under contention.**",
+        f"Machine: {machine_description()}; load average (1 / 5 / 15 min) before the runs "
+        f"{load_before[0]:.1f} / {load_before[1]:.1f} / {load_before[2]:.1f}, after "
+        f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}. The load generator runs on the same "
+        "2 cores as the server.",
         "",
-        "Setup: one uvicorn worker, `--threads 1`, polars in-memory engine (as `rollrisk serve` sets it); model of the tests (60 trees, 7 leaves); "
+        "Setup: `rollrisk serve` as it ships (one uvicorn worker, `--threads 1`; it sets the "
+        "polars in-memory engine and passive OpenMP waiting itself); model of the tests "
+        "(60 trees, 7 leaves); "
         f"each request one delinquent account with 16 months of history "
         f"(~{statistics.median(len(b) for b in bodies) / 1000:.1f} KB JSON) at as-of {AS_OF}, "
         "answered with probability, reason codes, segment, treatment and trail. Open-loop "
         f"load, {args.seconds:g} s schedule per run, median of {args.runs} runs; latency from "
         "the moment a request was due (queueing included).",
         "",
-        "| server | offered rate (req/s) | requests per run | p50 latency (ms) | p99 latency (ms) | achieved throughput (req/s) | failed |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| server | offered rate (req/s) | requests per run | p50 latency (ms) | p99 latency (ms) | p99 of each run (ms) | achieved throughput (req/s) | requests per batch (mean, max) | failed |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for (name, rate), runs in results.items():
+        batch = sizes.get((name, rate)) or [0]
         lines.append(
             f"| {name} | {rate:g} | {runs[0].sent} "
             f"| {statistics.median(r.p50_ms for r in runs):.1f} "
             f"| {statistics.median(r.p99_ms for r in runs):.1f} "
+            f"| {' / '.join(f'{r.p99_ms:.0f}' for r in runs)} "
             f"| {statistics.median(r.throughput for r in runs):.1f} "
+            f"| {statistics.mean(batch):.2f}, {max(batch)} "
             f"| {sum(r.sent - r.ok for r in runs)} |"
         )
     default = next(iter(configs))
@@ -317,12 +352,13 @@ def main() -> int:
     lines += [
         "",
         f"Reference in the same run: the same bodies scored in-process without HTTP "
-        f"(`score_request`, sequential): median {reference_ms:.1f} ms per account; "
+        f"(parsed, turned into tables and `score_accounts`, one after the other): median "
+        f"{reference_ms:.1f} ms per account; "
         f"p50 over HTTP at {lowest:g} req/s is {p50_low / reference_ms:.2f}x that "
-        "(measured after the load runs; contention from other jobs varies between the two).",
+        "(HTTP, JSON, the hop to the scoring thread, and an idle-then-busy machine).",
         "",
-        "Where one request's time goes (in-process, mean ms per step; the steps of "
-        "`score_accounts` as it reports them):",
+        "Where one request's time goes (in-process, one account per call, mean ms per step; "
+        "the steps of `score_accounts` as it reports them):",
         "",
         "| step | ms |",
         "|---|---:|",
