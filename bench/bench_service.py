@@ -70,13 +70,19 @@ HOST = "127.0.0.1"
 
 
 BATCH_LINE = re.compile(rb"batch of (\d+) request")
+SCORE_LINE = re.compile(rb"route=/v1/score status=200 latency_ms=([0-9.]+)")
 
 
-def batch_sizes(log: Path, start: int) -> list[int]:
-    """Requests per batch in the server log written after byte ``start``."""
+def server_log(log: Path, start: int) -> tuple[list[int], list[float]]:
+    """Requests per batch, and each score request's latency as the server measured it (from
+    reading its headers to sending the answer), in the log written after byte ``start``."""
     with log.open("rb") as source:
         source.seek(start)
-        return [int(m.group(1)) for m in BATCH_LINE.finditer(source.read())]
+        text = source.read()
+    return (
+        [int(m.group(1)) for m in BATCH_LINE.finditer(text)],
+        [float(m.group(1)) for m in SCORE_LINE.finditer(text)],
+    )
 
 
 @dataclass(frozen=True)
@@ -160,6 +166,12 @@ def in_process_reference(
             for name, seconds in timings.items():
                 steps[name] = steps.get(name, 0.0) + seconds * 1e3 / repeats
     return statistics.median(totals) * 1e3, steps
+
+
+def _p99(values: list[float]) -> float:
+    if len(values) < 2:
+        return float("nan")
+    return statistics.quantiles(values, n=100, method="inclusive")[98]
 
 
 def free_port() -> int:
@@ -286,6 +298,7 @@ def main() -> int:
     load_before = os.getloadavg()
     results: dict[tuple[str, float], list[RunResult]] = {}
     sizes: dict[tuple[str, float], list[int]] = {}
+    inside: dict[tuple[str, float], list[float]] = {}  # server-side p99 of each run
     for index, (name, (extra, config_rates)) in enumerate(configs.items()):
         port = free_port()
         log = args.cache / f"server-{index}.log"
@@ -301,7 +314,9 @@ def main() -> int:
                         open_loop(url, key, bodies, rate, total, args.max_in_flight)
                     )
                     results.setdefault((name, rate), []).append(result)
-                    sizes.setdefault((name, rate), []).extend(batch_sizes(log, start))
+                    batches, latencies = server_log(log, start)
+                    sizes.setdefault((name, rate), []).extend(batches)
+                    inside.setdefault((name, rate), []).append(_p99(latencies))
                     print(f"[bench] {name}, run {run + 1}, rate {rate:g}/s: ok "
                           f"{result.ok}/{result.sent}, p50 {result.p50_ms:.1f} ms, "
                           f"p99 {result.p99_ms:.1f} ms, {result.throughput:.1f} req/s",
@@ -327,10 +342,12 @@ def main() -> int:
         f"(~{statistics.median(len(b) for b in bodies) / 1000:.1f} KB JSON) at as-of {AS_OF}, "
         "answered with probability, reason codes, segment, treatment and trail. Open-loop "
         f"load, {args.seconds:g} s schedule per run, median of {args.runs} runs; latency from "
-        "the moment a request was due (queueing included).",
+        'the moment a request was due (queueing included); "inside the server" is the '
+        "latency the service logs for each request (from reading it to answering), so the "
+        "difference is the client's and the network stack's share.",
         "",
-        "| server | offered rate (req/s) | requests per run | p50 latency (ms) | p99 latency (ms) | p99 of each run (ms) | achieved throughput (req/s) | requests per batch (mean, max) | failed |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| server | offered rate (req/s) | requests per run | p50 latency (ms) | p99 latency (ms) | p99 of each run (ms) | p99 inside the server (ms) | achieved throughput (req/s) | requests per batch (mean, max) | failed |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for (name, rate), runs in results.items():
         batch = sizes.get((name, rate)) or [0]
@@ -339,6 +356,7 @@ def main() -> int:
             f"| {statistics.median(r.p50_ms for r in runs):.1f} "
             f"| {statistics.median(r.p99_ms for r in runs):.1f} "
             f"| {' / '.join(f'{r.p99_ms:.0f}' for r in runs)} "
+            f"| {statistics.median(inside[(name, rate)]):.1f} "
             f"| {statistics.median(r.throughput for r in runs):.1f} "
             f"| {statistics.mean(batch):.2f}, {max(batch)} "
             f"| {sum(r.sent - r.ok for r in runs)} |"

@@ -270,9 +270,33 @@ def _statement_rows(
 
 
 def _aggregate(rows: pl.LazyFrame, features: Mapping[str, Aggregate]) -> pl.LazyFrame:
-    return rows.group_by(KEY).agg(
-        aggregate.expr.cast(pl.Float64).alias(name) for name, aggregate in features.items()
-    )
+    return rows.group_by(KEY).agg(_expressions(features)[0])
+
+
+_EXPRESSIONS: dict[tuple[tuple[str, int], ...], tuple[list[pl.Expr], list[pl.Expr]]] = {}
+
+
+def _expressions(features: Mapping[str, Aggregate]) -> tuple[list[pl.Expr], list[pl.Expr]]:
+    """The aggregations of ``features`` and their fills for observations without rows, built
+    once per set of aggregates (expressions are immutable; building ~60 of them on every call
+    cost more than a service request's query)."""
+    identity = tuple((name, id(aggregate)) for name, aggregate in features.items())
+    cached = _EXPRESSIONS.get(identity)
+    if cached is None:
+        aggregations = [
+            aggregate.expr.cast(pl.Float64).alias(name) for name, aggregate in features.items()
+        ]
+        fills = [
+            pl.col(name).fill_null(aggregate.when_no_rows)
+            for name, aggregate in features.items()
+            if aggregate.when_no_rows is not None
+        ]
+        cached = _EXPRESSIONS[identity] = (aggregations, fills)
+        _KEEP_ALIVE.extend(features.values())  # the ids in the key stay theirs
+    return cached
+
+
+_KEEP_ALIVE: list[Aggregate] = []
 
 
 def _attach(
@@ -288,11 +312,7 @@ def _attach(
         return combined.with_columns(
             pl.lit(None, dtype=pl.Float64).alias(name) for name in features
         )
-    return combined.join(aggregated, on=KEY, how="left").with_columns(
-        pl.col(name).fill_null(aggregate.when_no_rows)
-        for name, aggregate in features.items()
-        if aggregate.when_no_rows is not None
-    )
+    return combined.join(aggregated, on=KEY, how="left").with_columns(_expressions(features)[1])
 
 
 def _action_rows(keys: pl.LazyFrame, actions: pl.LazyFrame) -> pl.LazyFrame:

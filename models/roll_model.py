@@ -215,7 +215,7 @@ class RollModel:
             raise ValueError(f"the frame to score lacks model input column(s) {missing}")
         names = list(self.feature_columns_)
         matrix = np.empty((len(frame), len(names)), dtype=np.float64)
-        dtypes = frame.dtypes
+        dtypes = dict(zip(frame.columns, frame.dtypes, strict=True))
         # one block conversion for the columns that already hold numbers (the usual case:
         # ~60 per-column conversions cost more than the model on a small request)
         ready = [
@@ -485,7 +485,7 @@ def _coded(column: pd.Series, allowed: list[str]) -> tuple[pd.Categorical, list[
     """``column`` as a categorical over ``allowed`` (missing stays missing), and the sorted
     distinct values that are not allowed (they would silently become missing)."""
     values = column.to_numpy(dtype=object, na_value=None)
-    encoded = pd.Categorical(values, categories=allowed)
-    outside = (encoded.codes < 0) & pd.notna(values)
+    codes = pd.Index(allowed, dtype=object).get_indexer(values)
+    outside = (codes < 0) & pd.notna(values)
     unknown = sorted({str(value) for value in values[outside]}) if outside.any() else []
-    return encoded, unknown
+    return pd.Categorical.from_codes(np.where(outside, -1, codes), categories=allowed), unknown

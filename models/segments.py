@@ -352,6 +352,7 @@ def assign_segments(
     top = np.asarray(FAMILIES, dtype=object)[np.argmax(contributions, axis=1)]
     derived = {"risk_above_base": contributions.sum(axis=1)}
 
+    fields = {name: state[name].to_numpy() for name in rules.fields}  # each read once
     n = len(families)
     segment = np.full(n, rules.fallback, dtype=object)
     fired = np.full(n, "", dtype=object)
@@ -369,7 +370,7 @@ def assign_segments(
             elif condition.name in derived:
                 values = derived[str(condition.name)]
             else:
-                values = state[str(condition.name)].to_numpy()
+                values = fields[str(condition.name)]
             holds &= _evaluate(values, condition.tests)
         segment[holds] = rule.segment
         fired[holds] = rule.rule_id
