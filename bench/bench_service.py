@@ -135,9 +135,9 @@ def single_account_bodies(portfolio_dir: Path, count: int) -> list[bytes]:
 
 def in_process_reference(
     bodies: list[bytes], model_uri: str, repeats: int
-) -> tuple[float, dict[str, float]]:
-    """Median milliseconds of scoring one body without HTTP (the handler's code, step by step)
-    and the mean milliseconds of each step."""
+) -> tuple[float, dict[str, float], str]:
+    """Median milliseconds of scoring one body without HTTP (the handler's code, step by step),
+    the mean milliseconds of each step, and what the model is (trees, leaves)."""
     from rollrisk.features.observations import ObservationSpec
     from rollrisk.models.scoring import score_accounts
     from rollrisk.pipelines.model_store import load_roll_model, scoring_setup
@@ -148,6 +148,9 @@ def in_process_reference(
 
     setup = scoring_setup(load_roll_model(model_uri), ObservationSpec())
     gc.freeze()  # as the service does once its model is loaded
+    booster = next(iter(setup.model.boosters_.values()))
+    leaves = max(tree["num_leaves"] for tree in booster.dump_model()["tree_info"])
+    model = f"`{model_uri}` ({booster.num_trees()} trees, at most {leaves} leaves)"
     totals: list[float] = []
     steps: dict[str, float] = {}
     for i in range(repeats + 5):
@@ -165,7 +168,7 @@ def in_process_reference(
                        "to contract tables": validated - parsed, **timings}  # fmt: skip
             for name, seconds in timings.items():
                 steps[name] = steps.get(name, 0.0) + seconds * 1e3 / repeats
-    return statistics.median(totals) * 1e3, steps
+    return statistics.median(totals) * 1e3, steps, model
 
 
 def _p99(values: list[float]) -> float:
@@ -324,7 +327,7 @@ def main() -> int:
         finally:
             server.terminate()
             server.wait(timeout=30)
-    reference_ms, steps = in_process_reference(bodies, model_uri, repeats=60)
+    reference_ms, steps, model = in_process_reference(bodies, model_uri, repeats=60)
 
     load = os.getloadavg()
     lines = [
@@ -336,8 +339,7 @@ def main() -> int:
         "2 cores as the server.",
         "",
         "Setup: `rollrisk serve` as it ships (one uvicorn worker, `--threads 1`; it sets the "
-        "polars in-memory engine and passive OpenMP waiting itself); model of the tests "
-        "(60 trees, 7 leaves); "
+        f"polars in-memory engine and passive OpenMP waiting itself); model {model}; "
         f"each request one delinquent account with 16 months of history "
         f"(~{statistics.median(len(b) for b in bodies) / 1000:.1f} KB JSON) at as-of {AS_OF}, "
         "answered with probability, reason codes, segment, treatment and trail. Open-loop "
