@@ -1,9 +1,10 @@
 """A pandas frame as the float matrix LightGBM predicts from.
 
 LightGBM turns a pandas frame into a float64 matrix before every prediction (categories become
-their training codes); on a few rows that conversion costs more than the trees. Doing it once
-here lets the probability and the exact explanation share one matrix, and it is the input the
-project's explanation kernel (:mod:`rollrisk.models.treeshap`) reads.
+their training codes). :func:`lightgbm_matrix` does the same, so that the project's explanation
+kernel (:mod:`rollrisk.models.treeshap`) reads exactly what LightGBM would.
+:meth:`rollrisk.models.roll_model.RollModel.matrix` builds that matrix straight from the raw
+features for scoring; a test checks the two agree.
 """
 
 from __future__ import annotations
