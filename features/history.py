@@ -269,50 +269,49 @@ def _statement_rows(
     )
 
 
-def _aggregate(rows: pl.LazyFrame, features: Mapping[str, Aggregate]) -> pl.LazyFrame:
-    return rows.group_by(KEY).agg(_expressions(features)[0])
+@dataclass(frozen=True)
+class _Aggregates:
+    """One source's aggregates as polars expressions, built once, at import: building ~60
+    expressions on every call cost more than the query of a service request's few rows."""
+
+    names: tuple[str, ...]
+    aggregations: tuple[pl.Expr, ...]
+    fills: tuple[pl.Expr, ...]  # the value of an observation without rows (counts: 0)
+
+    @classmethod
+    def of(cls, features: Mapping[str, Aggregate]) -> _Aggregates:
+        return cls(
+            names=tuple(features),
+            aggregations=tuple(
+                aggregate.expr.cast(pl.Float64).alias(name) for name, aggregate in features.items()
+            ),
+            fills=tuple(
+                pl.col(name).fill_null(aggregate.when_no_rows)
+                for name, aggregate in features.items()
+                if aggregate.when_no_rows is not None
+            ),
+        )
 
 
-_EXPRESSIONS: dict[tuple[tuple[str, int], ...], tuple[list[pl.Expr], list[pl.Expr]]] = {}
-
-
-def _expressions(features: Mapping[str, Aggregate]) -> tuple[list[pl.Expr], list[pl.Expr]]:
-    """The aggregations of ``features`` and their fills for observations without rows, built
-    once per set of aggregates (expressions are immutable; building ~60 of them on every call
-    cost more than a service request's query)."""
-    identity = tuple((name, id(aggregate)) for name, aggregate in features.items())
-    cached = _EXPRESSIONS.get(identity)
-    if cached is None:
-        aggregations = [
-            aggregate.expr.cast(pl.Float64).alias(name) for name, aggregate in features.items()
-        ]
-        fills = [
-            pl.col(name).fill_null(aggregate.when_no_rows)
-            for name, aggregate in features.items()
-            if aggregate.when_no_rows is not None
-        ]
-        cached = _EXPRESSIONS[identity] = (aggregations, fills)
-        _KEEP_ALIVE.extend(features.values())  # the ids in the key stay theirs
-    return cached
-
-
-_KEEP_ALIVE: list[Aggregate] = []
+_STATEMENTS = _Aggregates.of(STATEMENT_FEATURES)
+_ACTIONS = _Aggregates.of(ACTION_FEATURES)
+_PROMISES = _Aggregates.of(PROMISE_FEATURES)
+_TREATMENTS = _Aggregates.of(TREATMENT_FEATURES)
 
 
 def _attach(
-    combined: pl.LazyFrame,
-    aggregated: pl.LazyFrame | None,
-    features: Mapping[str, Aggregate],
+    combined: pl.LazyFrame, rows: pl.LazyFrame | None, aggregates: _Aggregates
 ) -> pl.LazyFrame:
-    """Left-join aggregates to every observation of ``combined``; observations without rows get
-    ``when_no_rows``. ``aggregated`` is ``None`` when the source table is absent: every feature
-    is then missing.
+    """Aggregate ``rows`` per observation and left-join the result to every observation of
+    ``combined``; observations without rows get ``when_no_rows``. ``rows`` is ``None`` when the
+    source table is absent: every feature is then missing.
     """
-    if aggregated is None:
+    if rows is None:
         return combined.with_columns(
-            pl.lit(None, dtype=pl.Float64).alias(name) for name in features
+            pl.lit(None, dtype=pl.Float64).alias(name) for name in aggregates.names
         )
-    return combined.join(aggregated, on=KEY, how="left").with_columns(_expressions(features)[1])
+    aggregated = rows.group_by(KEY).agg(aggregates.aggregations)
+    return combined.join(aggregated, on=KEY, how="left").with_columns(aggregates.fills)
 
 
 def _action_rows(keys: pl.LazyFrame, actions: pl.LazyFrame) -> pl.LazyFrame:
@@ -391,24 +390,22 @@ def compute_features(
     statement_rows = _statement_rows(keys, statements, accounts)
     # one chain of left joins onto the observations (not one frame per source joined at the
     # end): fewer plan nodes, which is most of the cost on a service request's few rows
-    combined = _attach(keys, _aggregate(statement_rows, STATEMENT_FEATURES), STATEMENT_FEATURES)
+    combined = _attach(keys, statement_rows, _STATEMENTS)
 
     if collection_actions is None:
-        combined = _attach(combined, None, ACTION_FEATURES)
-        combined = _attach(combined, None, PROMISE_FEATURES)
+        combined = _attach(combined, None, _ACTIONS)
+        combined = _attach(combined, None, _PROMISES)
     else:
         action_rows = _action_rows(keys, collection_actions.lazy())
-        combined = _attach(combined, _aggregate(action_rows, ACTION_FEATURES), ACTION_FEATURES)
+        combined = _attach(combined, action_rows, _ACTIONS)
         promise_rows = _promise_rows(action_rows, statement_rows)
-        combined = _attach(combined, _aggregate(promise_rows, PROMISE_FEATURES), PROMISE_FEATURES)
+        combined = _attach(combined, promise_rows, _PROMISES)
 
     if treatments is None:
-        combined = _attach(combined, None, TREATMENT_FEATURES)
+        combined = _attach(combined, None, _TREATMENTS)
     else:
         treatment_rows = _treatment_rows(keys, treatments.lazy())
-        combined = _attach(
-            combined, _aggregate(treatment_rows, TREATMENT_FEATURES), TREATMENT_FEATURES
-        )
+        combined = _attach(combined, treatment_rows, _TREATMENTS)
 
     numeric_account = {k: v.cast(pl.Float64) for k, v in ACCOUNT_FEATURES.items() if k != "product"}
     combined = combined.join(
