@@ -36,18 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="MLflow model URI, e.g. models:/rollrisk-roll-to-default@champion or runs:/<id>/model",
     )
     parser.add_argument("--data", type=Path, required=True, help="portfolio folder to evaluate on")
-    parser.add_argument(
-        "--config", type=Path, default=None, help="YAML config (default: conf/default.yaml)"
-    )
-    parser.add_argument(
-        "--training-set",
-        type=Path,
-        default=None,
-        help="use this built training set (Parquet) instead of building one",
-    )
-    from rollrisk.pipelines.train import add_observation_arguments
+    from rollrisk.pipelines.train import add_training_data_arguments
 
-    add_observation_arguments(parser)
+    add_training_data_arguments(parser)
     parser.add_argument(
         "--as-of-from",
         type=str,

@@ -73,6 +73,24 @@ def add_portfolio_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def read_scores(scores: Path) -> tuple[dict[str, Any], pl.DataFrame]:
+    """The manifest and scored accounts of the current run in a ``rollrisk score --out``
+    folder, for the jobs that read one (``--scores``).
+
+    Raises:
+        UserError: no finished run there, or it scored no account.
+    """
+    from rollrisk.pipelines.atomic_output import read_current
+
+    try:
+        manifest, scored = read_current(scores)
+    except FileNotFoundError as error:
+        raise UserError(f"--scores: {error}; run `rollrisk score` first") from error
+    if scored.height == 0:
+        raise UserError(f"{scores}: the scoring run has no scored accounts")
+    return manifest, scored
+
+
 def default_as_of(statements: pl.DataFrame) -> date:
     latest = statements.select(pl.col("cycle_end").max()).item()
     if latest is None:

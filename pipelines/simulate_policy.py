@@ -152,7 +152,6 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import polars as pl
 
-    from rollrisk.pipelines.atomic_output import read_current
     from rollrisk.pipelines.loader import load_portfolio
     from rollrisk.pipelines.policy_simulation import (
         compare_policies,
@@ -162,6 +161,7 @@ def run(args: argparse.Namespace) -> int:
         read_simulation_params,
         replay_to_month,
     )
+    from rollrisk.pipelines.score import read_scores
 
     if args.months < 1:
         raise UserError(f"--months must be at least 1, got {args.months}")
@@ -170,12 +170,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     sim = read_simulation_params(args.data)
     costs = load_action_costs(args.costs)
-    try:
-        manifest, scored = read_current(args.scores)
-    except FileNotFoundError as error:
-        raise UserError(f"--scores: {error}; run `rollrisk score` first") from error
-    if scored.height == 0:
-        raise UserError(f"{args.scores}: the scoring run has no scored accounts")
+    manifest, scored = read_scores(args.scores)
     as_of = manifest["as_of"]
     month = month_index(sim.start_month, as_of)
     portfolio = load_portfolio(args.data)

@@ -697,20 +697,15 @@ def run(args: argparse.Namespace) -> int:
 
     matplotlib.use("Agg")
 
-    from rollrisk.pipelines.atomic_output import read_current
     from rollrisk.pipelines.loader import load_portfolio
     from rollrisk.pipelines.model_store import load_roll_model
+    from rollrisk.pipelines.score import read_scores
     from rollrisk.pipelines.simulate_policy import RESULT_JSON
     from rollrisk.pipelines.tracking import configure_tracking, ensure_experiment
 
     if args.sample_per_segment < 2:
         raise UserError(f"--sample-per-segment must be at least 2, got {args.sample_per_segment}")
-    try:
-        manifest, scored = read_current(args.scores)
-    except FileNotFoundError as error:
-        raise UserError(f"--scores: {error}; run `rollrisk score` first") from error
-    if scored.height == 0:
-        raise UserError(f"{args.scores}: the scoring run has no scored accounts")
+    manifest, scored = read_scores(args.scores)
     policy_simulation = None
     if args.policy_simulation is not None:
         path = args.policy_simulation / RESULT_JSON

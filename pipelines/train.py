@@ -61,16 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data", type=Path, required=True, help="portfolio folder (see docs/data-contract.md)"
     )
-    parser.add_argument(
-        "--config", type=Path, default=None, help="YAML config (default: conf/default.yaml)"
-    )
-    parser.add_argument(
-        "--training-set",
-        type=Path,
-        default=None,
-        help="a training set already built by `rollrisk build-training-set` (Parquet); default: build it",
-    )
-    add_observation_arguments(parser)
+    add_training_data_arguments(parser)
     parser.add_argument(
         "--out", type=Path, default=Path("runs/train"), help="folder for the report"
     )
@@ -114,11 +105,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_observation_arguments(parser: argparse.ArgumentParser) -> None:
-    """The observation flags of `rollrisk build-training-set` (one definition for both)."""
-    from rollrisk.pipelines.build_training_set import add_observation_arguments as shared
+def add_training_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--config``, ``--training-set`` and the observation flags of `rollrisk
+    build-training-set`: how `train` and `evaluate` get their labelled observations."""
+    from rollrisk.pipelines.build_training_set import add_observation_arguments
 
-    shared(parser)
+    parser.add_argument(
+        "--config", type=Path, default=None, help="YAML config (default: conf/default.yaml)"
+    )
+    parser.add_argument(
+        "--training-set",
+        type=Path,
+        default=None,
+        help="a training set already built by `rollrisk build-training-set` (Parquet); "
+        "default: build it from --data",
+    )
+    add_observation_arguments(parser)
 
 
 # --------------------------------------------------------------------------- split
@@ -227,15 +229,20 @@ def _model_from_config(
     )
 
 
-def _fit(model: RollModel, split: SplitFrames) -> RollModel:
+def _fit(
+    model: RollModel, split: SplitFrames, calibration: pd.DataFrame | None = None
+) -> RollModel:
+    """Fit on the split's training rows, stopping early on its early-stopping rows, calibrating
+    on ``calibration`` (default: the split's calibration rows)."""
+    calibration = split.calibration if calibration is None else calibration
     return model.fit(
         split.train,
         split.train[LABEL],
         X_valid=split.early_stopping,
         y_valid=split.early_stopping[LABEL],
-        X_calibration=split.calibration,
-        y_calibration=split.calibration[LABEL],
-        calibration_groups=split.calibration["account_id"].astype(str).to_numpy(),
+        X_calibration=calibration,
+        y_calibration=calibration[LABEL],
+        calibration_groups=calibration["account_id"].astype(str).to_numpy(),
     )
 
 
@@ -268,15 +275,7 @@ def tune_lightgbm(
         )
         model = _model_from_config(feature_set, training, **overrides)
         # Early-stopping rows double as the tuning score; calibration rows stay untouched.
-        model = model.fit(
-            split.train,
-            split.train[LABEL],
-            X_valid=split.early_stopping,
-            y_valid=split.early_stopping[LABEL],
-            X_calibration=split.early_stopping,
-            y_calibration=split.early_stopping[LABEL],
-            calibration_groups=split.early_stopping["account_id"].astype(str).to_numpy(),
-        )
+        model = _fit(model, split, calibration=split.early_stopping)
         score = log_loss(
             split.early_stopping[LABEL],
             np.clip(model.predict_raw(split.early_stopping), 1e-6, 1 - 1e-6),
