@@ -179,7 +179,45 @@ def observations(
     ``start_bucket``, ``rolled_to_default`` (Int8, null unless labelled) and ``status``
     (``labelled`` | ``incomplete_window`` | ``no_outcome``), sorted by as_of, account_id.
     """
-    return observations_lazy(statements, as_of_dates, spec).collect()
+    dates = check_as_of_dates(as_of_dates)
+    history = _history(statements)
+    last_month = history.select(pl.col("_month").max().alias("last_month"))
+    population = _population(history, dates, spec)
+
+    # outcome: worst DPD in the window months after the as-of month (known_at deliberately ignored)
+    ahead = _months_around(dates, range(1, spec.window_months + 1))
+    window = (
+        population.select("account_id", "as_of")
+        .join(ahead, on="as_of")
+        .join(history.select("account_id", "_month", "dpd"), on=["account_id", "_month"])
+        .group_by("account_id", "as_of")
+        .agg(pl.col("dpd").max().alias("_worst_dpd"))
+    )
+    return (
+        population.join(window, on=["account_id", "as_of"], how="left")
+        .join(last_month, how="cross")
+        .with_columns(
+            bucket_of(pl.col("dpd_at_as_of")).alias("start_bucket"),
+            pl.when(month_index("as_of") + spec.window_months > pl.col("last_month"))
+            .then(pl.lit(INCOMPLETE_WINDOW))
+            .when(pl.col("_worst_dpd").is_null())
+            .then(pl.lit(NO_OUTCOME))
+            .otherwise(pl.lit(LABELLED))
+            .alias("status"),
+        )
+        .with_columns(
+            pl.when(pl.col("status") == LABELLED)
+            .then((pl.col("_worst_dpd") >= spec.default_dpd).cast(pl.Int8))
+            .otherwise(None)
+            .cast(pl.Int8)
+            .alias("rolled_to_default")
+        )
+        .select(
+            "account_id", "as_of", "dpd_at_as_of", "start_bucket", "rolled_to_default", "status"
+        )
+        .sort("as_of", "account_id")
+        .collect()
+    )
 
 
 def population_lazy(
@@ -225,52 +263,6 @@ def _population(
         .group_by("account_id", "as_of")
         .agg(pl.col("dpd").sort_by("cycle_end").last().alias("dpd_at_as_of"))
         .filter(pl.col("dpd_at_as_of").is_between(spec.min_dpd, spec.max_dpd))
-    )
-
-
-def observations_lazy(
-    statements: pl.DataFrame | pl.LazyFrame,
-    as_of_dates: Sequence[date],
-    spec: ObservationSpec,
-) -> pl.LazyFrame:
-    """:func:`observations` as a lazy query."""
-    dates = check_as_of_dates(as_of_dates)
-    history = _history(statements)
-    last_month = history.select(pl.col("_month").max().alias("last_month"))
-    population = _population(history, dates, spec)
-
-    # outcome: worst DPD in the window months after the as-of month (known_at deliberately ignored)
-    ahead = _months_around(dates, range(1, spec.window_months + 1))
-    window = (
-        population.select("account_id", "as_of")
-        .join(ahead, on="as_of")
-        .join(history.select("account_id", "_month", "dpd"), on=["account_id", "_month"])
-        .group_by("account_id", "as_of")
-        .agg(pl.col("dpd").max().alias("_worst_dpd"))
-    )
-    return (
-        population.join(window, on=["account_id", "as_of"], how="left")
-        .join(last_month, how="cross")
-        .with_columns(
-            bucket_of(pl.col("dpd_at_as_of")).alias("start_bucket"),
-            pl.when(month_index("as_of") + spec.window_months > pl.col("last_month"))
-            .then(pl.lit(INCOMPLETE_WINDOW))
-            .when(pl.col("_worst_dpd").is_null())
-            .then(pl.lit(NO_OUTCOME))
-            .otherwise(pl.lit(LABELLED))
-            .alias("status"),
-        )
-        .with_columns(
-            pl.when(pl.col("status") == LABELLED)
-            .then((pl.col("_worst_dpd") >= spec.default_dpd).cast(pl.Int8))
-            .otherwise(None)
-            .cast(pl.Int8)
-            .alias("rolled_to_default")
-        )
-        .select(
-            "account_id", "as_of", "dpd_at_as_of", "start_bucket", "rolled_to_default", "status"
-        )
-        .sort("as_of", "account_id")
     )
 
 

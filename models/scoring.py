@@ -38,6 +38,7 @@ from rollrisk.models.compliance import (
     enforce,
 )
 from rollrisk.models.explanations import (
+    REASON_COLUMNS,
     ContributionKernel,
     contributions,
     family_contributions,
@@ -282,25 +283,21 @@ def _by_feature_set(
 
 def _reasons_json(long: pd.DataFrame, n_rows: int) -> list[str]:
     grouped: dict[Any, list[dict[str, Any]]] = {}
-    columns = [long[name].tolist() for name in _REASON_FIELDS]  # lists: row access is slow
-    for row, rank, code, feature, family, value, contribution, en, zh in zip(*columns, strict=True):
+    column = {name: long[name].tolist() for name in REASON_COLUMNS}  # lists: row access is slow
+    for i, row in enumerate(column["row"]):
         grouped.setdefault(row, []).append(
             {
-                "rank": int(rank),
-                "code": code,
-                "feature": feature,
-                "family": family,
-                "value": value,
-                "contribution": round(float(contribution), 12),
-                "text_en": en,
-                "text_zh": zh,
+                "rank": int(column["rank"][i]),
+                "code": column["code"][i],
+                "feature": column["feature"][i],
+                "family": column["family"][i],
+                "value": column["value"][i],
+                "contribution": round(float(column["contribution"][i]), 12),
+                "text_en": column["text_en"][i],
+                "text_zh": column["text_zh"][i],
             }
         )
     return [json.dumps(grouped.get(i, []), ensure_ascii=False) for i in range(n_rows)]
-
-
-_REASON_FIELDS = ("row", "rank", "code", "feature", "family", "value", "contribution",
-                  "text_en", "text_zh")  # fmt: skip
 
 
 def _decide_all(
