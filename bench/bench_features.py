@@ -94,7 +94,7 @@ def worker(kind: str, folder: Path, as_of_count: int) -> dict[str, float]:
 
     started = time.perf_counter()
     if kind == "load":
-        from rollrisk.pipelines.loader import load_portfolio
+        from rollrisk.storage.loader import load_portfolio
 
         portfolio = load_portfolio(folder)
         seconds = time.perf_counter() - started

@@ -68,9 +68,9 @@ def build_portfolio(
 ) -> tuple[Path, date]:
     """The re-keyed portfolio with ``accounts`` delinquent accounts, and its as-of (cached)."""
     from rollrisk.features.observations import ObservationSpec
-    from rollrisk.models.scoring import population
-    from rollrisk.pipelines.loader import load_portfolio
     from rollrisk.pipelines.score import default_as_of
+    from rollrisk.scoring.core import population
+    from rollrisk.storage.loader import load_portfolio
 
     base = cache / f"base-{base_accounts}"
     if not (base / "accounts.parquet").exists() and not (base / "accounts").exists():
@@ -152,7 +152,7 @@ def train_model(cache: Path, train_accounts: int, env: dict[str, str]) -> str:
 CHILD = """
 import dataclasses, sys
 from rollrisk.cli import main
-import rollrisk.pipelines.model_store as store
+import rollrisk.storage.registry as store
 if sys.argv[1] == "fast":
     from rollrisk.models.treeshap import fast_pred_contrib as kernel
 else:

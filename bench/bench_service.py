@@ -119,9 +119,9 @@ def prepare_world(cache: Path, env: dict[str, str]) -> tuple[Path, str]:
 def single_account_bodies(portfolio_dir: Path, count: int) -> list[bytes]:
     """JSON bodies of one delinquent account each (distinct accounts, cycled if fewer)."""
     from rollrisk.features.observations import ObservationSpec
-    from rollrisk.models.scoring import population
-    from rollrisk.pipelines.loader import load_portfolio
+    from rollrisk.scoring.core import population
     from rollrisk.serving.request_scoring import request_body
+    from rollrisk.storage.loader import load_portfolio
 
     portfolio = load_portfolio(portfolio_dir)
     ids = population(portfolio.statements, AS_OF, ObservationSpec())["account_id"].to_list()
@@ -139,10 +139,10 @@ def in_process_reference(
     """Median milliseconds of scoring one body without HTTP (the handler's code, step by step),
     the mean milliseconds of each step, and what the model is (trees, leaves)."""
     from rollrisk.features.observations import ObservationSpec
-    from rollrisk.models.scoring import score_accounts
-    from rollrisk.pipelines.model_store import load_roll_model, scoring_setup
+    from rollrisk.scoring.core import score_accounts
     from rollrisk.serving.api_models import ScoreRequest
     from rollrisk.serving.request_scoring import request_tables
+    from rollrisk.storage.registry import load_roll_model, scoring_setup
 
     pl.Config.set_engine_affinity("in-memory")  # as `rollrisk serve` sets it
 

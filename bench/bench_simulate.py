@@ -28,7 +28,7 @@ from pathlib import Path
 mode, out, accounts, months = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 started = time.perf_counter()
 if mode == "simulate":
-    from rollrisk.pipelines.simulation import write_portfolio
+    from rollrisk.simulator.engine import write_portfolio
     summary = write_portfolio(out, accounts, months, seed=7)
     rows = summary.rows
 else:

@@ -23,7 +23,7 @@ READ_ONLY = """
 import sys, polars as pl
 from pathlib import Path
 from rollrisk.features.schemas import TABLES
-from rollrisk.pipelines.loader import find_table_files
+from rollrisk.storage.loader import find_table_files
 frames = [  # held in memory together, as a job holds the portfolio
     pl.read_parquet(path)
     for table in TABLES

@@ -27,9 +27,9 @@ import pandas as pd
 from rollrisk.features.registry import FEATURE_SET
 from rollrisk.models.calibration import make_calibrator
 from rollrisk.models.metrics import binary_metrics
-from rollrisk.pipelines.config import load_config
-from rollrisk.pipelines.loader import load_portfolio
 from rollrisk.pipelines.train import LABEL, load_training_set, observation_spec, train_roll_model
+from rollrisk.storage.config import load_config
+from rollrisk.storage.loader import load_portfolio
 
 COLUMNS = ["auc", "gini", "ks", "brier", "log_loss", "ece"]
 

@@ -46,7 +46,6 @@ from rollrisk.features.registry import FEATURE_SET
 from rollrisk.features.training_set import validate_training_set
 from rollrisk.models.metrics import brier_score, log_loss, roc_auc
 from rollrisk.models.treeshap import TreeEnsemble, lightgbm_matrix, tree_contributions
-from rollrisk.pipelines.config import TrainingConfig, load_config
 from rollrisk.pipelines.train import (
     LABEL,
     SplitFrames,
@@ -54,6 +53,7 @@ from rollrisk.pipelines.train import (
     _model_from_config,
     split_training_set,
 )
+from rollrisk.storage.config import TrainingConfig, load_config
 
 
 def measure_shape(

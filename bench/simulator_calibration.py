@@ -22,7 +22,7 @@ import polars as pl
 from sklearn.metrics import roc_auc_score
 
 from rollrisk.models.roll_rates import BUCKETS, recovery_curve, roll_rate_matrix
-from rollrisk.pipelines.simulation import write_portfolio
+from rollrisk.simulator.engine import write_portfolio
 
 FAILED = ["no_answer", "wrong_number", "unreachable"]
 FEATURES = [

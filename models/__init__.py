@@ -1,1 +1,1 @@
-"""Estimators, calibration, metrics, explanations and strategy rules (no I/O)."""
+"""Estimators, calibration, baselines, metrics and explanations (no I/O)."""

@@ -4,7 +4,7 @@
 headline metrics overall and per slice, the lift / gains table, the reliability table and the
 PSI of its scores against reference (training) scores. The ``plot_*`` functions draw the
 comparison as matplotlib Figures (Agg canvas, no pyplot state, nothing done at import). No I/O:
-:mod:`rollrisk.pipelines.evaluation_report` writes the report.
+:mod:`rollrisk.reports.evaluation` writes the report.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@
   code and a short text in English and Chinese that quotes the account's own value.
 * :func:`family_contributions` sums the contributions per driver family (payment capacity,
   willingness, contactability, ...): the input of the segment rules in
-  :mod:`rollrisk.models.segments`.
+  :mod:`rollrisk.strategies.segments`.
 
 Protected attributes (age, sex, marital status, ethnicity, region and their proxies) must never
 be model inputs; every function here refuses a feature set that names one.

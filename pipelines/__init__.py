@@ -1,1 +1,1 @@
-"""The jobs: simulate, validate, build training sets, train, evaluate, score (they read, write and log)."""
+"""The jobs behind each ``rollrisk`` subcommand: argument parsing and printing around the library (a job never imports another job)."""

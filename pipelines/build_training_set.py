@@ -47,8 +47,8 @@ from rollrisk.features.training_set import (
     build_training_set,
     validate_training_set,
 )
-from rollrisk.pipelines.config import RollriskConfig, load_config
-from rollrisk.pipelines.loader import Portfolio, load_portfolio
+from rollrisk.storage.config import RollriskConfig, load_config
+from rollrisk.storage.loader import Portfolio, load_portfolio
 
 
 def _as_of_date(text: str) -> date:

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from rollrisk.errors import UserError
-from rollrisk.pipelines.config import load_config
+from rollrisk.storage.config import load_config
 
 LABEL = "rolled_to_default"
 SLICES = ("product", "start_bucket")
@@ -51,10 +51,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import mlflow
 
-    from rollrisk.pipelines.evaluation_report import write_evaluation_report
-    from rollrisk.pipelines.loader import load_portfolio
-    from rollrisk.pipelines.tracking import configure_tracking, fingerprint_files
     from rollrisk.pipelines.train import load_training_set, observation_spec
+    from rollrisk.reports.evaluation import write_evaluation_report
+    from rollrisk.storage.loader import load_portfolio
+    from rollrisk.storage.tracking import configure_tracking, fingerprint_files
 
     config = load_config(args.config)
     configure_tracking()

@@ -39,13 +39,14 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
+from rollrisk.conf import DEFAULT_POLICY
 from rollrisk.errors import UserError
-from rollrisk.pipelines.model_store import DEFAULT_MODEL_URI, DEFAULT_POLICY
+from rollrisk.storage.registry import DEFAULT_MODEL_URI
 
 if TYPE_CHECKING:
     from rollrisk.features.observations import ObservationSpec
     from rollrisk.models.roll_model import RollModel
-    from rollrisk.pipelines.loader import Portfolio
+    from rollrisk.storage.loader import Portfolio
 
 EXIT_OK = 0
 EXIT_ALERT = 3
@@ -69,7 +70,7 @@ def current_population(
     portfolio: Portfolio, as_of: date, spec: ObservationSpec, model: RollModel
 ) -> pd.DataFrame:
     """Features, ``dpd_at_as_of``, ``start_bucket`` and ``probability`` of today's population."""
-    from rollrisk.models.scoring import features_at, population
+    from rollrisk.scoring.core import features_at, population
 
     people = population(portfolio.statements, as_of, spec).sort("account_id")
     if people.height == 0:
@@ -97,12 +98,12 @@ def matured_outcomes(
 def run(args: argparse.Namespace) -> int:
     from rollrisk.features.observations import ObservationSpec
     from rollrisk.models.monitoring import backtest, feature_stability, score_stability
-    from rollrisk.models.policy import load_policy
-    from rollrisk.pipelines.config import load_config
-    from rollrisk.pipelines.loader import load_portfolio
-    from rollrisk.pipelines.model_store import load_roll_model, observation_of
     from rollrisk.pipelines.score import default_as_of
-    from rollrisk.pipelines.tracking import configure_tracking
+    from rollrisk.storage.config import load_config
+    from rollrisk.storage.loader import load_portfolio
+    from rollrisk.storage.registry import load_roll_model, observation_of
+    from rollrisk.storage.tracking import configure_tracking
+    from rollrisk.strategies.policy import load_policy
 
     config = load_config(args.config)
     thresholds = config.monitoring

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from rollrisk.errors import UserError
-from rollrisk.pipelines.config import PromotionConfig, load_config
+from rollrisk.storage.config import PromotionConfig, load_config
 
 EXIT_REFUSED = 1
 
@@ -187,7 +187,7 @@ def _figures(
 def run(args: argparse.Namespace) -> int:
     from mlflow import MlflowClient
 
-    from rollrisk.pipelines.tracking import configure_tracking
+    from rollrisk.storage.tracking import configure_tracking
 
     config = load_config(args.config)
     gates = config.promotion

@@ -37,8 +37,8 @@ from tqdm import tqdm
 
 from rollrisk import __version__
 from rollrisk.errors import UserError
-from rollrisk.pipelines.atomic_output import PartitionedRun, PartitionFile
-from rollrisk.pipelines.model_store import add_scoring_arguments
+from rollrisk.storage.atomic_output import PartitionedRun, PartitionFile
+from rollrisk.storage.registry import add_scoring_arguments
 
 ACCOUNTS_PER_PARTITION = 50_000
 PARTITION_COLUMN = "_partition"
@@ -80,7 +80,7 @@ def read_scores(scores: Path) -> tuple[dict[str, Any], pl.DataFrame]:
     Raises:
         UserError: no finished run there, or it scored no account.
     """
-    from rollrisk.pipelines.atomic_output import read_current
+    from rollrisk.storage.atomic_output import read_current
 
     try:
         manifest, scored = read_current(scores)
@@ -130,10 +130,10 @@ def _config_digest(paths: Sequence[Path | None]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rollrisk.models.scoring import population, score_accounts
-    from rollrisk.pipelines.loader import load_portfolio
-    from rollrisk.pipelines.model_store import jurisdictions_of, setup_from_arguments
-    from rollrisk.pipelines.tracking import fingerprint_files, git_commit
+    from rollrisk.scoring.core import population, score_accounts
+    from rollrisk.storage.loader import load_portfolio
+    from rollrisk.storage.registry import jurisdictions_of, setup_from_arguments
+    from rollrisk.storage.tracking import fingerprint_files, git_commit
 
     started = time.perf_counter()
     stage_seconds: dict[str, float] = {}
@@ -175,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
     mark = stage("read and validate", mark)
     if args.engine == "spark":
         try:
-            from rollrisk.pipelines.spark_engine import score_with_spark
+            from rollrisk.scoring.spark_engine import score_with_spark
         except ImportError as error:
             raise UserError(
                 f"--engine spark needs PySpark and Java 17 ({error}); "

@@ -34,10 +34,10 @@ import sys
 from typing import TYPE_CHECKING
 
 from rollrisk.errors import UserError
-from rollrisk.pipelines.model_store import add_scoring_arguments
+from rollrisk.storage.registry import add_scoring_arguments
 
 if TYPE_CHECKING:
-    from rollrisk.models.scoring import ScoringSetup
+    from rollrisk.scoring.core import ScoringSetup
 
 API_KEY_VARIABLE = "ROLLRISK_API_KEY"
 MIN_KEY_LENGTH = 16
@@ -117,8 +117,8 @@ def run(args: argparse.Namespace) -> int:
     # millions of rows of a batch run, not here)
     pl.Config.set_engine_affinity("in-memory")
 
-    from rollrisk.pipelines.model_store import jurisdictions_of, setup_from_arguments
     from rollrisk.serving.app import create_app
+    from rollrisk.storage.registry import jurisdictions_of, setup_from_arguments
 
     logging.basicConfig(
         level=args.log_level.upper(),

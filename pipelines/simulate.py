@@ -31,7 +31,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from rollrisk.errors import UserError
-from rollrisk.pipelines.simulation import output_paths, write_portfolio
+from rollrisk.simulator.engine import output_paths, write_portfolio
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

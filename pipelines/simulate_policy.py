@@ -33,7 +33,7 @@ from typing import Any
 from tqdm import tqdm
 
 from rollrisk.errors import UserError
-from rollrisk.pipelines.policy_simulation import BOOTSTRAP_SAMPLES, DEFAULT_BASE_SEED, DEFAULT_COSTS
+from rollrisk.simulator.replay import BOOTSTRAP_SAMPLES, DEFAULT_BASE_SEED, DEFAULT_COSTS
 
 RESULT_JSON = "policy_simulation.json"
 RESULT_MD = "policy_simulation.md"
@@ -152,8 +152,8 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import polars as pl
 
-    from rollrisk.pipelines.loader import load_portfolio
-    from rollrisk.pipelines.policy_simulation import (
+    from rollrisk.pipelines.score import read_scores
+    from rollrisk.simulator.replay import (
         compare_policies,
         load_action_costs,
         model_plan,
@@ -161,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
         read_simulation_params,
         replay_to_month,
     )
-    from rollrisk.pipelines.score import read_scores
+    from rollrisk.storage.loader import load_portfolio
 
     if args.months < 1:
         raise UserError(f"--months must be at least 1, got {args.months}")

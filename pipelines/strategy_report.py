@@ -248,7 +248,7 @@ def bootstrap_macro_f1(
 ) -> tuple[float, float, float, pd.DataFrame]:
     """Segment-recovery macro-F1, its 95 % percentile bootstrap interval over accounts, and the
     confusion matrix (rows: true driver, columns: segment)."""
-    from rollrisk.models.segments import segment_recovery
+    from rollrisk.strategies.segments import segment_recovery
 
     predicted = np.asarray(segments, dtype=object)
     truth = np.asarray(drivers, dtype=object)
@@ -288,7 +288,7 @@ def recompute_contributions(
 ) -> tuple[np.ndarray, pd.DataFrame]:
     """Exact TreeSHAP contributions in feature-set order (last column: base value) and the raw
     feature frame, for the accounts of ``sample`` (same order), as scoring computed them."""
-    from rollrisk.models.scoring import explain, features_at
+    from rollrisk.scoring.core import explain, features_at
 
     people = sample.select("account_id", pl.col("dpd").alias("dpd_at_as_of"), "start_bucket")
     frame = features_at(
@@ -697,11 +697,11 @@ def run(args: argparse.Namespace) -> int:
 
     matplotlib.use("Agg")
 
-    from rollrisk.pipelines.loader import load_portfolio
-    from rollrisk.pipelines.model_store import load_roll_model
     from rollrisk.pipelines.score import read_scores
     from rollrisk.pipelines.simulate_policy import RESULT_JSON
-    from rollrisk.pipelines.tracking import configure_tracking, ensure_experiment
+    from rollrisk.storage.loader import load_portfolio
+    from rollrisk.storage.registry import load_roll_model
+    from rollrisk.storage.tracking import configure_tracking, ensure_experiment
 
     if args.sample_per_segment < 2:
         raise UserError(f"--sample-per-segment must be at least 2, got {args.sample_per_segment}")

@@ -45,7 +45,7 @@ from rollrisk.features.registry import FeatureSet
 from rollrisk.models.baselines import RollRateChainModel, WoeScorecardModel
 from rollrisk.models.evaluation import ModelComparison, evaluate_models
 from rollrisk.models.roll_model import RollModel
-from rollrisk.pipelines.config import RollriskConfig, TrainingConfig, load_config
+from rollrisk.storage.config import RollriskConfig, TrainingConfig, load_config
 
 LABEL = "rolled_to_default"
 SLICES = ("product", "start_bucket")
@@ -438,8 +438,8 @@ def _progress(message: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from rollrisk.features.registry import FEATURE_SET
-    from rollrisk.pipelines.loader import load_portfolio
-    from rollrisk.pipelines.tracking import fingerprint_files
+    from rollrisk.storage.loader import load_portfolio
+    from rollrisk.storage.tracking import fingerprint_files
 
     config = load_config(args.config)
     training = config.training.with_overrides(
@@ -537,7 +537,7 @@ def _write_report(
     observation: Mapping[str, int],
     fingerprint: str,
 ) -> Path:
-    from rollrisk.pipelines.evaluation_report import write_evaluation_report
+    from rollrisk.reports.evaluation import write_evaluation_report
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -576,7 +576,7 @@ def log_training_run(
         RollModelPyfunc,
         as_signature_frame,
     )
-    from rollrisk.pipelines.tracking import (
+    from rollrisk.storage.tracking import (
         configure_tracking,
         ensure_experiment,
         git_commit,

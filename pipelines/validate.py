@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from rollrisk.pipelines.loader import validate_portfolio
+from rollrisk.storage.loader import validate_portfolio
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -3,7 +3,7 @@
 A request carries, for each account, its recent history in the shape of the data contract
 (``docs/data-contract.md``); the service turns it into the same tables a portfolio folder
 holds, checks them with the same row validation as the loader and scores them with the batch
-code (:func:`rollrisk.models.scoring.score_accounts`), so both return the same thing.
+code (:func:`rollrisk.scoring.core.score_accounts`), so both return the same thing.
 
 The models here add what a JSON boundary needs on top of the contract: timestamps must be
 naive (the contract's reporting time zone), numbers finite, dates within 1900-2199 and amounts

@@ -38,7 +38,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
 
 from rollrisk.errors import UserError
-from rollrisk.models.scoring import ScoringSetup, warm_up
+from rollrisk.scoring.core import ScoringSetup, warm_up
 from rollrisk.serving.api_models import (
     Health,
     ModelInfo,

@@ -9,7 +9,7 @@ The steps, each a pure function:
    set aside, which ``tests/unit/test_api_contract.py`` proves property by property against
    :func:`rollrisk.features.validation.validate_table` (running pandera on a request's few
    rows cost more than scoring them);
-2. :func:`score_requests`: one :func:`rollrisk.models.scoring.score_accounts` call at the
+2. :func:`score_requests`: one :func:`rollrisk.scoring.core.score_accounts` call at the
    requests' as-of for all their accounts (the service batches concurrent requests, see
    :mod:`rollrisk.serving.batching`), split back per request, plus a ``not_scored`` entry, with
    its reason, for every requested account outside the population (current, in default
@@ -32,7 +32,7 @@ import polars as pl
 
 from rollrisk.features.observations import MAX_STATEMENT_AGE_MONTHS
 from rollrisk.features.schemas import TABLES_BY_NAME
-from rollrisk.models.scoring import ScoringSetup, score_accounts
+from rollrisk.scoring.core import ScoringSetup, score_accounts
 from rollrisk.serving.api_models import AccountHistory, ScoreRequest
 
 JSON_COLUMNS = ("actions", "trail", "reasons")

@@ -10,8 +10,8 @@ import pytest
 
 from rollrisk.cli import main
 from rollrisk.features.observations import ObservationSpec, observations
-from rollrisk.pipelines.atomic_output import read_current
-from rollrisk.pipelines.loader import load_portfolio
+from rollrisk.storage.atomic_output import read_current
+from rollrisk.storage.loader import load_portfolio
 
 pytestmark = pytest.mark.slow
 AS_OF = "2025-03-31"

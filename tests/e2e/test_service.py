@@ -19,10 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from rollrisk.cli import main
-from rollrisk.models.scoring import SCORED_SCHEMA
-from rollrisk.pipelines.atomic_output import read_current
-from rollrisk.pipelines.loader import load_portfolio
-from rollrisk.pipelines.model_store import add_scoring_arguments, setup_from_arguments
+from rollrisk.scoring.core import SCORED_SCHEMA
 from rollrisk.serving.api_models import ScoredAccount, ScoreRequest, ScoreResponse
 from rollrisk.serving.app import create_app
 from rollrisk.serving.request_scoring import (
@@ -32,6 +29,9 @@ from rollrisk.serving.request_scoring import (
     score_request,
     score_requests,
 )
+from rollrisk.storage.atomic_output import read_current
+from rollrisk.storage.loader import load_portfolio
+from rollrisk.storage.registry import add_scoring_arguments, setup_from_arguments
 
 AS_OF = date(2025, 3, 31)
 KEY = "test-key-0123456789abcdef"

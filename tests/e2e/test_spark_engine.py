@@ -14,7 +14,7 @@ pytest.importorskip(
 )
 
 from rollrisk.cli import main  # noqa: E402
-from rollrisk.pipelines.atomic_output import read_current  # noqa: E402
+from rollrisk.storage.atomic_output import read_current  # noqa: E402
 
 pytestmark = pytest.mark.slow
 AS_OF = "2025-03-31"
@@ -25,7 +25,7 @@ PARTITIONS = "3"
 def spark():
     """One local[2] session for the module, started by the engine's own builder and reused by
     every `--engine spark` run below (the engine does not stop a session it did not start)."""
-    from rollrisk.pipelines.spark_engine import spark_session
+    from rollrisk.scoring.spark_engine import spark_session
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ROLLRISK_SPARK_MASTER", "local[2]")

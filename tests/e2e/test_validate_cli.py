@@ -10,7 +10,7 @@ import pytest
 
 from rollrisk.cli import main
 from rollrisk.errors import DataContractError
-from rollrisk.pipelines.loader import load_portfolio, validate_portfolio
+from rollrisk.storage.loader import load_portfolio, validate_portfolio
 
 
 def test_clean_portfolio_validates_with_zero_rejects(tiny_portfolio: Path, tmp_path: Path, capsys):

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from rollrisk.cli import main
-from rollrisk.pipelines.atomic_output import read_current
+from rollrisk.storage.atomic_output import read_current
 
 pytestmark = pytest.mark.slow
 AS_OF = "2025-03-31"

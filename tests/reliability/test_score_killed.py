@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from rollrisk.cli import main
-from rollrisk.pipelines.atomic_output import read_current
+from rollrisk.storage.atomic_output import read_current
 
 pytestmark = pytest.mark.slow
 PARTITIONS = "40"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from rollrisk.pipelines.atomic_output import PartitionedRun, read_current
+from rollrisk.storage.atomic_output import PartitionedRun, read_current
 
 
 def _frame(partition: int) -> pl.DataFrame:

@@ -8,15 +8,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from rollrisk.models.compliance import (
+from rollrisk.strategies.compliance import (
     RULES,
     AccountState,
     enforce,
     load_compliance,
     parse_compliance,
 )
-from rollrisk.models.policy import Decision, PlannedAction, PolicyRuleRef
-from rollrisk.models.yaml_config import ConfigError
+from rollrisk.strategies.policy import Decision, PlannedAction, PolicyRuleRef
+from rollrisk.strategies.yaml_config import ConfigError
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "compliance.yaml"
 NOW = datetime(2026, 3, 31, 9, 0)  # the decision time (local)
@@ -371,7 +371,7 @@ def test_state_for_another_account_is_refused(cn_us):
 
 
 def test_shipped_policy_then_compliance_keeps_the_whole_trail(cn_us):
-    from rollrisk.models.policy import PolicyCase, decide, load_policy
+    from rollrisk.strategies.policy import PolicyCase, decide, load_policy
 
     policy = load_policy(CONF.parent / "policy.yaml")
     case = PolicyCase(

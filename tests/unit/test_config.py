@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from rollrisk.errors import UserError
-from rollrisk.pipelines.config import load_config, parse_config
+from rollrisk.storage.config import load_config, parse_config
 
 REPO = Path(__file__).resolve().parents[2]
 

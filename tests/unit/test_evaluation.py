@@ -18,7 +18,7 @@ from rollrisk.models.evaluation import (
     plot_reliability,
     plot_score_distributions,
 )
-from rollrisk.pipelines.evaluation_report import write_evaluation_report
+from rollrisk.reports.evaluation import write_evaluation_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from rollrisk.models.policy import PolicyCase, decide, load_policy, parse_policy
-from rollrisk.models.yaml_config import ConfigError
+from rollrisk.strategies.policy import PolicyCase, decide, load_policy, parse_policy
+from rollrisk.strategies.yaml_config import ConfigError
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "policy.yaml"
 

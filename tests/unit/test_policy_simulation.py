@@ -10,8 +10,8 @@ import pytest
 
 from rollrisk.errors import UserError
 from rollrisk.features.schemas import CHANNELS
-from rollrisk.pipelines.loader import load_portfolio
-from rollrisk.pipelines.policy_simulation import (
+from rollrisk.simulator.engine import CH, DRV, write_portfolio
+from rollrisk.simulator.replay import (
     ModelPlan,
     arm_metrics,
     compare_policies,
@@ -22,7 +22,7 @@ from rollrisk.pipelines.policy_simulation import (
     run_arm,
     t_interval,
 )
-from rollrisk.pipelines.simulation import CH, DRV, write_portfolio
+from rollrisk.storage.loader import load_portfolio
 
 MONTHS = 8
 AS_OF_MONTH = 5

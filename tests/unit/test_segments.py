@@ -9,14 +9,14 @@ import pandas as pd
 import pytest
 
 from rollrisk.features.registry import FAMILIES
-from rollrisk.models.segments import (
+from rollrisk.strategies.segments import (
     SEGMENTS,
     assign_segments,
     load_segment_rules,
     parse_segment_rules,
     segment_recovery,
 )
-from rollrisk.models.yaml_config import ConfigError
+from rollrisk.strategies.yaml_config import ConfigError
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "segments.yaml"
 

@@ -12,8 +12,7 @@ import pytest
 
 from rollrisk.features.schemas import TABLES
 from rollrisk.models.roll_rates import dpd_bucket, recovery_curve, roll_rate_matrix
-from rollrisk.pipelines.loader import load_portfolio
-from rollrisk.pipelines.simulation import (
+from rollrisk.simulator.engine import (
     CH,
     DRV,
     KIND,
@@ -24,7 +23,8 @@ from rollrisk.pipelines.simulation import (
     transition,
     write_portfolio,
 )
-from rollrisk.pipelines.simulation_rules import DEFAULT_RULES, SimulationRules
+from rollrisk.simulator.rules import DEFAULT_RULES, SimulationRules
+from rollrisk.storage.loader import load_portfolio
 
 FAILED = ["no_answer", "wrong_number", "unreachable"]
 

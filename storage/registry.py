@@ -13,22 +13,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rollrisk.conf import DEFAULT_COMPLIANCE, DEFAULT_POLICY, DEFAULT_SEGMENTS
 from rollrisk.errors import UserError
 from rollrisk.features.observations import ObservationSpec
-from rollrisk.models.compliance import load_compliance
-from rollrisk.models.policy import load_policy
-from rollrisk.models.segments import load_segment_rules
+from rollrisk.strategies.compliance import load_compliance
+from rollrisk.strategies.policy import load_policy
+from rollrisk.strategies.segments import load_segment_rules
 
 if TYPE_CHECKING:  # imported when a model is loaded: LightGBM brings OpenMP, which reads its
     # settings once, when loaded; `rollrisk serve` sets them first (see pipelines/serve.py)
     from rollrisk.models.roll_model import RollModel
-    from rollrisk.models.scoring import ScoringSetup
+    from rollrisk.scoring.core import ScoringSetup
 
 DEFAULT_MODEL_URI = "models:/rollrisk-roll-to-default@champion"
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
-DEFAULT_POLICY = CONF_DIR / "policy.yaml"
-DEFAULT_SEGMENTS = CONF_DIR / "segments.yaml"
-DEFAULT_COMPLIANCE = CONF_DIR / "compliance.yaml"
 DEFAULT_JURISDICTIONS = ("CN",)
 
 _ALIAS = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/]+)$")
@@ -110,8 +107,8 @@ def scoring_setup(
     compliance: Path = DEFAULT_COMPLIANCE,
     jurisdictions: Sequence[str] = DEFAULT_JURISDICTIONS,
 ) -> ScoringSetup:
-    """Everything :func:`rollrisk.models.scoring.score_accounts` needs, loaded once."""
-    from rollrisk.models.scoring import ScoringSetup
+    """Everything :func:`rollrisk.scoring.core.score_accounts` needs, loaded once."""
+    from rollrisk.scoring.core import ScoringSetup
 
     for path in (policy, segments, compliance):
         if not Path(path).is_file():
@@ -158,8 +155,8 @@ def jurisdictions_of(args: argparse.Namespace) -> list[str]:
 
 def setup_from_arguments(args: argparse.Namespace) -> tuple[LoadedModel, ScoringSetup]:
     """Load the model and rules named by the flags of :func:`add_scoring_arguments`."""
-    from rollrisk.pipelines.config import load_config
-    from rollrisk.pipelines.tracking import configure_tracking
+    from rollrisk.storage.config import load_config
+    from rollrisk.storage.tracking import configure_tracking
 
     config = load_config(args.config)
     configure_tracking()

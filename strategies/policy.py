@@ -17,7 +17,7 @@ unknown keys, actions, channels, segments, products, buckets, bands or treatment
 combination no rule covers; two rules with the same precedence whose regions overlap on a
 reachable combination but that give different treatments; a rule no reachable account can match.
 
-The policy chooses; :func:`rollrisk.models.compliance.enforce` then applies the compliance rules,
+The policy chooses; :func:`rollrisk.strategies.compliance.enforce` then applies the compliance rules,
 and every :class:`Decision` carries the policy rule that fired and each compliance change.
 """
 
@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rollrisk.features.schemas import PRODUCTS
-from rollrisk.models.segments import SEGMENTS
-from rollrisk.models.yaml_config import (
+from rollrisk.strategies.segments import SEGMENTS
+from rollrisk.strategies.yaml_config import (
     ConfigError,
     LineDict,
     line_of,

@@ -7,7 +7,7 @@ Python workers, in parallel across a cluster's cores. See docs/spark.md for runn
 How a run goes:
 
 1. The driver reads and validates the portfolio with
-   :func:`rollrisk.pipelines.loader.load_portfolio` (done by ``score.py``, as for the local
+   :func:`rollrisk.storage.loader.load_portfolio` (done by ``score.py``, as for the local
    engine), so the data contract and the rejects are exactly the same.
 2. Each table is split by :func:`rollrisk.pipelines.score.partition_of`, the local engine's
    partition function, so partition ``k`` holds the same accounts in both engines. Partitions
@@ -15,7 +15,7 @@ How a run goes:
 3. The pending partitions go to Spark in waves of ``2 x defaultParallelism``: one DataFrame row
    per partition holding its four tables as Arrow IPC bytes, one Spark task per row. In each
    task ``mapInArrow`` rebuilds the tables and calls
-   :func:`rollrisk.models.scoring.score_accounts` with the :class:`ScoringSetup` (model, rules)
+   :func:`rollrisk.scoring.core.score_accounts` with the :class:`ScoringSetup` (model, rules)
    broadcast once per run; the scored rows come back as Arrow IPC bytes.
 4. The driver writes each scored partition with :meth:`PartitionedRun.write_partition`: the
    same writer, hence the same bytes and the same atomic rename as the local engine, and
@@ -50,10 +50,10 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from rollrisk.errors import UserError
-from rollrisk.models.scoring import ScoringSetup, score_accounts
-from rollrisk.pipelines.atomic_output import PartitionedRun, PartitionFile
-from rollrisk.pipelines.loader import Portfolio
 from rollrisk.pipelines.score import PARTITION_COLUMN, split_tables
+from rollrisk.scoring.core import ScoringSetup, score_accounts
+from rollrisk.storage.atomic_output import PartitionedRun, PartitionFile
+from rollrisk.storage.loader import Portfolio
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession

@@ -38,8 +38,8 @@ from typing import Any
 
 import pandas as pd
 
-from rollrisk.models.policy import ACTIONS, ComplianceChange, Decision, PlannedAction
-from rollrisk.models.yaml_config import (
+from rollrisk.strategies.policy import ACTIONS, ComplianceChange, Decision, PlannedAction
+from rollrisk.strategies.yaml_config import (
     ConfigError,
     line_of,
     parse_time_of_day,
@@ -596,7 +596,7 @@ def enforce(
     """Apply every compliance rule to a policy decision.
 
     Args:
-        decision: what the policy chose (:func:`rollrisk.models.policy.decide`).
+        decision: what the policy chose (:func:`rollrisk.strategies.policy.decide`).
         account_state: the account's DPD, amount overdue and hardship / delinquency facts.
         contact_history: past collection actions (``collection_actions`` contract columns
             ``action_at``, ``channel``, ``outcome``; optional ``account_id`` filters to this

@@ -1,6 +1,6 @@
 """Every parameter of the portfolio simulator and its driver x action response rules, in one place.
 
-The engine (:mod:`rollrisk.pipelines.simulation`) holds no numbers of its own: it reads the
+The engine (:mod:`rollrisk.simulator.engine`) holds no numbers of its own: it reads the
 frozen :class:`SimulationRules` below. A strategy can therefore be simulated forward from any
 state by importing these tables and changing only the policy (which channels and treatments an
 account gets), never the borrower behaviour.

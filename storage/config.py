@@ -16,9 +16,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from rollrisk.conf import DEFAULT_CONFIG
 from rollrisk.errors import UserError
-
-DEFAULT_CONFIG_NAME = "conf/default.yaml"
 
 
 class _Section(BaseModel):
@@ -116,13 +115,9 @@ _TYPED_SECTIONS: dict[str, type[_Section]] = {
 _KNOWN_SECTIONS = (*_TYPED_SECTIONS, "observation")
 
 
-def default_config_path() -> Path | None:
-    """``conf/default.yaml`` in the working directory, else the one beside the package source."""
-    candidates = (
-        Path.cwd() / DEFAULT_CONFIG_NAME,
-        Path(__file__).resolve().parent.parent / DEFAULT_CONFIG_NAME,
-    )
-    return next((path for path in candidates if path.is_file()), None)
+def default_config_path() -> Path:
+    """The shipped ``default.yaml`` (package data :mod:`rollrisk.conf`)."""
+    return DEFAULT_CONFIG
 
 
 def load_config(path: Path | None = None) -> RollriskConfig:
@@ -134,8 +129,6 @@ def load_config(path: Path | None = None) -> RollriskConfig:
     """
     if path is None:
         path = default_config_path()
-        if path is None:
-            return RollriskConfig()
     path = Path(path)
     if not path.is_file():
         raise UserError(f"config file {path} does not exist")

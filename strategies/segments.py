@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from rollrisk.features.registry import FAMILIES, FEATURE_SET
-from rollrisk.models.yaml_config import (
+from rollrisk.strategies.yaml_config import (
     ConfigError,
     line_of,
     parse_yaml_with_lines,

@@ -8,15 +8,15 @@ drivers are known. Models and features never see it.
 Method (see docs/strategies.md, "Policy simulation"):
 
 1. **Replay.** The portfolio is re-simulated from its seed with the simulator's own step
-   functions (:mod:`rollrisk.pipelines.simulation`) up to the as-of month of the scores, which
+   functions (:mod:`rollrisk.simulator.engine`) up to the as-of month of the scores, which
    gives each scored account's exact simulator state (bucket, balances, active treatment, failed
    contacts, latent driver). The replayed DPD and balance are checked against the portfolio's
    statements of that month (``replay_match_share``).
 2. **Two arms, common random numbers.** From that state every scored account is rolled forward
    ``months`` months twice: once with the model-driven policy's scored decision (its
    ``actions`` after compliance), once with the simulator's baseline tiered policy
-   (:func:`~rollrisk.pipelines.simulation.tiered_actions` and
-   :func:`~rollrisk.pipelines.simulation.grant_treatments`). Both arms use the same random
+   (:func:`~rollrisk.simulator.engine.tiered_actions` and
+   :func:`~rollrisk.simulator.engine.grant_treatments`). Both arms use the same random
    streams per (seed, month, purpose); the transition step draws a fixed number of uniforms per
    account, so an account whose actions are the same in both arms has the same fate in both.
 3. **Model-driven arm.** Month 0 applies the scored ladder: contacts by channel
@@ -57,9 +57,10 @@ import numpy as np
 import polars as pl
 import yaml
 
+from rollrisk.conf import DEFAULT_COSTS
 from rollrisk.errors import UserError
 from rollrisk.features.schemas import CHANNELS, OUTCOMES, TREATMENT_KINDS
-from rollrisk.pipelines.simulation import (
+from rollrisk.simulator.engine import (
     CH,
     DRV,
     KIND,
@@ -81,9 +82,8 @@ from rollrisk.pipelines.simulation import (
     transition,
     treatment_active,
 )
-from rollrisk.pipelines.simulation_rules import CHARGE_OFF_BUCKET, SimulationRules
+from rollrisk.simulator.rules import CHARGE_OFF_BUCKET, SimulationRules
 
-DEFAULT_COSTS = Path(__file__).resolve().parent.parent / "conf" / "action_costs.yaml"
 DEFAULT_BASE_SEED = 20_260_101
 DEFAULT_BUCKET = 4  # 90+ DPD: the roll-to-default event
 POLICY_MAX_BUCKET = 3  # the model-driven policy decides for M1-M3
@@ -194,7 +194,7 @@ def read_simulation_params(data_dir: Path) -> SimulatedPortfolio:
     if params.get("rules") != expected:
         raise UserError(
             f"{params_path}: the portfolio was simulated with rules that differ from this "
-            "version's pipelines/simulation_rules.py; replay would not reproduce it"
+            "version's simulator/rules.py; replay would not reproduce it"
         )
     return SimulatedPortfolio(
         int(params["seed"]),
@@ -218,7 +218,7 @@ class ModelPlan:
 
 
 def model_plan(actions_json: Sequence[str], trails_json: Sequence[str]) -> ModelPlan:
-    """Translate the scored ``actions`` and ``trail`` JSON columns (see models/scoring.py)."""
+    """Translate the scored ``actions`` and ``trail`` JSON columns (see scoring/core.py)."""
     n = len(actions_json)
     counts = np.zeros((n, len(CHANNELS)), dtype=np.int64)
     flags = {name: np.zeros(n, dtype=bool) for name in (*TREATMENT_ACTIONS, "restructure_offer")}
@@ -324,7 +324,7 @@ def replay_to_month(
 ) -> Replay:
     """Re-simulate the chunks holding ``account_ids`` up to (not including) ``month``'s actions.
 
-    Mirrors the loop of :func:`rollrisk.pipelines.simulation.simulate_chunk` step for step (same
+    Mirrors the loop of :func:`rollrisk.simulator.engine.simulate_chunk` step for step (same
     random stream, same calls), so the state equals the one that wrote the portfolio. When
     ``statements`` is given, the replayed DPD and balance at ``month`` are compared with the
     portfolio's statements of that month.

@@ -1,6 +1,6 @@
 """The vectorised portfolio simulator: numpy over the accounts of a chunk, a loop over months.
 
-Every behavioural number comes from :mod:`rollrisk.pipelines.simulation_rules`. The engine is a
+Every behavioural number comes from :mod:`rollrisk.simulator.rules`. The engine is a
 few pure steps over a :class:`ChunkState` (arrays, one entry per account):
 
 1. :func:`statement_columns` - the statement each account gets at this month's cycle end;
@@ -27,7 +27,7 @@ import numpy as np
 import polars as pl
 
 from rollrisk.features.schemas import CHANNELS, OUTCOMES, PRODUCTS, TABLES_BY_NAME, TREATMENT_KINDS
-from rollrisk.pipelines.simulation_rules import (
+from rollrisk.simulator.rules import (
     CALL_OUTCOMES,
     CHANNEL_RESPONSE,
     CHARGE_OFF_BUCKET,

@@ -31,12 +31,6 @@ import polars as pl
 from rollrisk.features.history import compute_features
 from rollrisk.features.observations import ObservationSpec, population_lazy
 from rollrisk.features.registry import FAMILIES, FeatureSet
-from rollrisk.models.compliance import (
-    AccountState,
-    ContactHistory,
-    EffectiveCompliance,
-    enforce,
-)
 from rollrisk.models.explanations import (
     REASON_COLUMNS,
     ContributionKernel,
@@ -44,9 +38,15 @@ from rollrisk.models.explanations import (
     family_contributions,
     reason_codes,
 )
-from rollrisk.models.policy import Decision, Policy, PolicyCase, decide
 from rollrisk.models.roll_model import RollModel
-from rollrisk.models.segments import SegmentRules, assign_segments
+from rollrisk.strategies.compliance import (
+    AccountState,
+    ContactHistory,
+    EffectiveCompliance,
+    enforce,
+)
+from rollrisk.strategies.policy import Decision, Policy, PolicyCase, decide
+from rollrisk.strategies.segments import SegmentRules, assign_segments
 
 EXPOSURE_FEATURE = "balance_current"
 OVERDUE_FEATURE = "amount_overdue"

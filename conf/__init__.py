@@ -1,0 +1,23 @@
+"""The shipped defaults, installed as package data (``rollrisk.conf``).
+
+Copy a file from here, edit it and pass it with ``--config``, ``--policy``, ``--segments``,
+``--compliance`` or ``--costs``; the jobs read the shipped copies only when no file is given.
+They are found through :mod:`importlib.resources`, so a wheel installed anywhere carries them.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+
+
+def shipped(name: str) -> Path:
+    """The path of the shipped default file ``name`` (e.g. ``"policy.yaml"``)."""
+    return Path(str(files(__name__).joinpath(name)))
+
+
+DEFAULT_CONFIG = shipped("default.yaml")
+DEFAULT_POLICY = shipped("policy.yaml")
+DEFAULT_SEGMENTS = shipped("segments.yaml")
+DEFAULT_COMPLIANCE = shipped("compliance.yaml")
+DEFAULT_COSTS = shipped("action_costs.yaml")

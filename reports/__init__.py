@@ -1,0 +1,1 @@
+"""HTML and Markdown reports: the training/evaluation report and the strategy review page."""
