@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench clean wheel-check
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "rollrisk needs Python 3.11+, found " + sys.version.split()[0] + " at $(PYTHON); set PYTHON=/path/to/python3.11")'
@@ -31,3 +31,12 @@ lint: install
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache .hypothesis
+
+## wheel-check: the packaging proof: build the wheel, install it (with its dependencies from the
+## package index) into a fresh environment, run the default demo from a folder outside the repo
+wheel-check: install
+	rm -rf build/wheel-check && mkdir -p build/wheel-check/elsewhere
+	$(BIN)/python -m pip wheel --no-deps --no-build-isolation --quiet --wheel-dir build/wheel-check/dist .
+	$(PYTHON) -m venv build/wheel-check/venv
+	build/wheel-check/venv/bin/python -m pip install --quiet build/wheel-check/dist/rollrisk-*.whl
+	cd build/wheel-check/elsewhere && env -u MLFLOW_TRACKING_URI ../venv/bin/rollrisk demo
