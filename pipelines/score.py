@@ -30,7 +30,6 @@ import time
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 from tqdm import tqdm
@@ -39,9 +38,9 @@ from rollrisk import __version__
 from rollrisk.errors import UserError
 from rollrisk.storage.atomic_output import PartitionedRun, PartitionFile
 from rollrisk.storage.registry import add_scoring_arguments
+from rollrisk.storage.results import partition_rows, split_tables
 
 ACCOUNTS_PER_PARTITION = 50_000
-PARTITION_COLUMN = "_partition"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,52 +72,11 @@ def add_portfolio_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def read_scores(scores: Path) -> tuple[dict[str, Any], pl.DataFrame]:
-    """The manifest and scored accounts of the current run in a ``rollrisk score --out``
-    folder, for the jobs that read one (``--scores``).
-
-    Raises:
-        UserError: no finished run there, or it scored no account.
-    """
-    from rollrisk.storage.atomic_output import read_current
-
-    try:
-        manifest, scored = read_current(scores)
-    except FileNotFoundError as error:
-        raise UserError(f"--scores: {error}; run `rollrisk score` first") from error
-    if scored.height == 0:
-        raise UserError(f"{scores}: the scoring run has no scored accounts")
-    return manifest, scored
-
-
 def default_as_of(statements: pl.DataFrame) -> date:
     latest = statements.select(pl.col("cycle_end").max()).item()
     if latest is None:
         raise UserError("the portfolio has no statements: nothing to score")
     return pl.select(pl.lit(latest).dt.month_end()).item()
-
-
-def partition_of(account_id: pl.Expr, partitions: int) -> pl.Expr:
-    """A stable partition number from the account id (same id, same partition, every run)."""
-    return (account_id.hash(seed=20_240_101) % partitions).cast(pl.Int32)
-
-
-def split_tables(tables: dict[str, pl.DataFrame | None], partitions: int) -> dict[str, Any]:
-    """Each table with a partition column (None tables stay None)."""
-    return {
-        name: None
-        if frame is None
-        else frame.with_columns(
-            partition_of(pl.col("account_id"), partitions).alias(PARTITION_COLUMN)
-        )
-        for name, frame in tables.items()
-    }
-
-
-def _part(frame: pl.DataFrame | None, partition: int) -> pl.DataFrame | None:
-    if frame is None:
-        return None
-    return frame.filter(pl.col(PARTITION_COLUMN) == partition).drop(PARTITION_COLUMN)
 
 
 def _config_digest(paths: Sequence[Path | None]) -> str:
@@ -201,10 +159,10 @@ def run(args: argparse.Namespace) -> int:
                 skipped += 1
                 continue
             scored = score_accounts(
-                _part(tables["accounts"], partition),
-                _part(tables["statements"], partition),
-                _part(tables["collection_actions"], partition),
-                _part(tables["treatments"], partition),
+                partition_rows(tables["accounts"], partition),
+                partition_rows(tables["statements"], partition),
+                partition_rows(tables["collection_actions"], partition),
+                partition_rows(tables["treatments"], partition),
                 as_of,
                 setup,
                 timings=step_seconds,

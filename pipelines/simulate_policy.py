@@ -152,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import polars as pl
 
-    from rollrisk.pipelines.score import read_scores
+    from rollrisk.storage.results import read_scores
     from rollrisk.simulator.replay import (
         compare_policies,
         load_action_costs,

@@ -697,10 +697,10 @@ def run(args: argparse.Namespace) -> int:
 
     matplotlib.use("Agg")
 
-    from rollrisk.pipelines.score import read_scores
     from rollrisk.pipelines.simulate_policy import RESULT_JSON
     from rollrisk.storage.loader import load_portfolio
     from rollrisk.storage.registry import load_roll_model
+    from rollrisk.storage.results import read_scores
     from rollrisk.storage.tracking import configure_tracking, ensure_experiment
 
     if args.sample_per_segment < 2:

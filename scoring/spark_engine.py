@@ -9,7 +9,7 @@ How a run goes:
 1. The driver reads and validates the portfolio with
    :func:`rollrisk.storage.loader.load_portfolio` (done by ``score.py``, as for the local
    engine), so the data contract and the rejects are exactly the same.
-2. Each table is split by :func:`rollrisk.pipelines.score.partition_of`, the local engine's
+2. Each table is split by :func:`rollrisk.storage.results.partition_of`, the local engine's
    partition function, so partition ``k`` holds the same accounts in both engines. Partitions
    whose file is already written are skipped (resume).
 3. The pending partitions go to Spark in waves of ``2 x defaultParallelism``: one DataFrame row
@@ -50,10 +50,10 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from rollrisk.errors import UserError
-from rollrisk.pipelines.score import PARTITION_COLUMN, split_tables
 from rollrisk.scoring.core import ScoringSetup, score_accounts
 from rollrisk.storage.atomic_output import PartitionedRun, PartitionFile
 from rollrisk.storage.loader import Portfolio
+from rollrisk.storage.results import PARTITION_COLUMN, split_tables
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession

@@ -1,0 +1,58 @@
+"""Partition numbering and reading a published scoring run."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from rollrisk.errors import UserError
+from rollrisk.storage.atomic_output import PartitionedRun
+from rollrisk.storage.results import (
+    PARTITION_COLUMN,
+    partition_of,
+    partition_rows,
+    read_policy_simulation,
+    read_scores,
+    split_tables,
+)
+
+
+def _accounts(ids: list[str]) -> pl.DataFrame:
+    return pl.DataFrame({"account_id": ids, "balance": [float(i) for i in range(len(ids))]})
+
+
+def test_an_account_lands_in_the_same_partition_whatever_else_is_in_the_table():
+    ids = [f"A{i:04d}" for i in range(200)]
+    alone = pl.DataFrame({"account_id": ["A0042"]}).select(partition_of(pl.col("account_id"), 7))
+    among = pl.DataFrame({"account_id": ids}).select(partition_of(pl.col("account_id"), 7))
+    assert alone.item() == among.to_series()[42]
+    assert set(among.to_series().to_list()) == set(range(7))  # 200 ids fill 7 partitions
+
+
+def test_the_partitions_of_a_table_hold_each_row_exactly_once():
+    accounts = _accounts([f"A{i:04d}" for i in range(100)])
+    tables = split_tables({"accounts": accounts, "treatments": None}, 4)
+    assert tables["treatments"] is None and partition_rows(None, 0) is None
+    parts = [partition_rows(tables["accounts"], k) for k in range(4)]
+    assert all(PARTITION_COLUMN not in part.columns for part in parts)
+    assert pl.concat(parts).sort("account_id").equals(accounts)
+
+
+def test_reading_scores_says_to_run_score_first_or_that_nothing_was_scored(tmp_path):
+    with pytest.raises(UserError, match="run `rollrisk score` first"):
+        read_scores(tmp_path)
+    run = PartitionedRun(tmp_path, {"as_of": "2025-06-30"})
+    run.publish({"as_of": "2025-06-30"}, [run.write_partition(0, _accounts([]))])
+    with pytest.raises(UserError, match="has no scored accounts"):
+        read_scores(tmp_path)
+    run = PartitionedRun(tmp_path, {"as_of": "2025-07-31"})
+    run.publish({"as_of": "2025-07-31"}, [run.write_partition(0, _accounts(["A1"]))])
+    manifest, scored = read_scores(tmp_path)
+    assert manifest["as_of"] == "2025-07-31" and scored["account_id"].to_list() == ["A1"]
+
+
+def test_a_missing_policy_simulation_names_the_file_and_the_job(tmp_path):
+    with pytest.raises(UserError, match=r"policy_simulation\.json not found.*simulate-policy"):
+        read_policy_simulation(tmp_path)
+    (tmp_path / "policy_simulation.json").write_text('{"as_of": "2025-06-30"}')
+    assert read_policy_simulation(tmp_path) == {"as_of": "2025-06-30"}
