@@ -152,7 +152,6 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import polars as pl
 
-    from rollrisk.storage.results import read_scores
     from rollrisk.simulator.replay import (
         compare_policies,
         load_action_costs,
@@ -162,6 +161,7 @@ def run(args: argparse.Namespace) -> int:
         replay_to_month,
     )
     from rollrisk.storage.loader import load_portfolio
+    from rollrisk.storage.results import read_scores
 
     if args.months < 1:
         raise UserError(f"--months must be at least 1, got {args.months}")
