@@ -35,8 +35,9 @@ clean:
 ## wheel-check: the packaging proof: build the wheel, install it (with its dependencies from the
 ## package index) into a fresh environment, run the default demo from a folder outside the repo
 wheel-check: install
-	rm -rf build/wheel-check && mkdir -p build/wheel-check/elsewhere
+	rm -rf build/wheel-check build/lib && mkdir -p build/wheel-check/elsewhere
 	$(BIN)/python -m pip wheel --no-deps --no-build-isolation --quiet --wheel-dir build/wheel-check/dist .
+	rm -rf build/lib
 	$(PYTHON) -m venv build/wheel-check/venv
 	build/wheel-check/venv/bin/python -m pip install --quiet build/wheel-check/dist/rollrisk-*.whl
 	cd build/wheel-check/elsewhere && env -u MLFLOW_TRACKING_URI ../venv/bin/rollrisk demo
