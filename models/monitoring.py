@@ -10,7 +10,9 @@ Pure functions (no I/O) behind ``rollrisk monitor``:
   of their own in both cases, so a feature that starts going missing shows up as drift instead
   of being dropped. Empty bins get a small epsilon share, never removed.
 * :func:`backtest`: once the performance window of an as-of has passed, realised roll rate
-  against mean predicted probability per risk band, with a Wilson 95% interval.
+  against mean predicted probability per risk band, with a Wilson 95% interval
+  (:func:`rollrisk.models.stats.calibration_backtest`, bands by the policy's rule
+  :func:`rollrisk.models.risk_bands.risk_band`), and a verdict per band.
 """
 
 from __future__ import annotations
@@ -24,12 +26,13 @@ from numpy.typing import ArrayLike, NDArray
 
 from rollrisk.features.registry import FeatureSet, FeatureSpec
 from rollrisk.models.metrics import PsiResult, population_stability_index, psi_verdict
+from rollrisk.models.risk_bands import RiskBands, risk_band
+from rollrisk.models.stats import calibration_backtest
 
 STABILITY_BINS = 10
 EPSILON = 1e-4  # share given to an empty bin (as in population_stability_index)
 MISSING_BIN = "missing"
 UNSEEN_BIN = "other/unseen"
-WILSON_Z = 1.959963984540054  # two-sided 95%
 
 BIN_COLUMNS = (
     "feature",
@@ -196,30 +199,9 @@ def feature_stability(
     return FeatureStability(summary=summary, bins=pd.concat(tables, ignore_index=True))
 
 
-def wilson_interval(
-    positives: NDArray[np.int64], n: NDArray[np.int64], z: float = WILSON_Z
-) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Wilson score interval of a binomial proportion (NaN where ``n`` is 0)."""
-    n_float = np.asarray(n, dtype=np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p = np.asarray(positives, dtype=np.float64) / n_float
-        denominator = 1.0 + z**2 / n_float
-        centre = (p + z**2 / (2 * n_float)) / denominator
-        half = z * np.sqrt(p * (1 - p) / n_float + z**2 / (4 * n_float**2)) / denominator
-    return centre - half, centre + half
-
-
-def band_of(probability: ArrayLike, bands: Sequence[tuple[str, float]]) -> NDArray[np.object_]:
-    """The risk band of each probability: the first band whose inclusive upper bound holds it."""
-    uppers = np.array([upper for _, upper in bands], dtype=np.float64)
-    names = np.array([name for name, _ in bands], dtype=object)
-    index = np.searchsorted(uppers, np.asarray(probability, dtype=np.float64), side="left")
-    return names[np.minimum(index, len(bands) - 1)]
-
-
 def backtest(
     scored_with_outcomes: pd.DataFrame,
-    bands: Sequence[tuple[str, float]],
+    bands: RiskBands,
     tolerance: float = 0.05,
     min_accounts: int = 30,
 ) -> pd.DataFrame:
@@ -244,37 +226,16 @@ def backtest(
             f"{int(outcome.isna().sum())} rows have no matured outcome; drop them first"
         )
     probability = scored_with_outcomes["probability"].to_numpy(dtype=np.float64)
-    rolled = outcome.to_numpy(dtype=np.int64)
-    assigned = band_of(probability, bands)
-    names = [name for name, _ in bands]
-    groups = [(name, assigned == name) for name in names] + [
-        ("all", np.ones(len(probability), dtype=bool))
-    ]
-    accounts = np.array([int(mask.sum()) for _, mask in groups], dtype=np.int64)
-    positives = np.array([int(rolled[mask].sum()) for _, mask in groups], dtype=np.int64)
-    predicted = np.array(
-        [float(probability[mask].mean()) if mask.any() else np.nan for _, mask in groups]
+    band = [risk_band(p, bands) for p in probability]
+    table = calibration_backtest(
+        probability, outcome.to_numpy(dtype=np.int64), band, [name for name, _ in bands]
     )
-    with np.errstate(invalid="ignore", divide="ignore"):
-        realised = positives / accounts.astype(np.float64)
-    lower, upper = wilson_interval(positives, accounts)
-    gap = realised - predicted
-    outside = (predicted < lower) | (predicted > upper)
-    verdict = np.where(
-        accounts < min_accounts,
+    outside = (table["predicted_mean"] < table["ci_lower"]) | (
+        table["predicted_mean"] > table["ci_upper"]
+    )
+    table["verdict"] = np.where(
+        table["accounts"] < min_accounts,
         "too few",
-        np.where(outside & (np.abs(gap) > tolerance), "act", "ok"),
+        np.where(outside & (table["gap"].abs() > tolerance), "act", "ok"),
     )
-    return pd.DataFrame(
-        {
-            "band": [name for name, _ in groups],
-            "accounts": accounts,
-            "rolled": positives,
-            "predicted_mean": predicted,
-            "realised_rate": realised,
-            "ci_lower": lower,
-            "ci_upper": upper,
-            "gap": gap,
-            "verdict": verdict,
-        }
-    )
+    return table.rename(columns={"group": "band"})

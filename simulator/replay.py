@@ -60,6 +60,7 @@ import yaml
 from rollrisk.conf import DEFAULT_COSTS
 from rollrisk.errors import UserError
 from rollrisk.features.schemas import CHANNELS, OUTCOMES, TREATMENT_KINDS
+from rollrisk.models.stats import percentile_bootstrap, t_interval
 from rollrisk.simulator.engine import (
     CH,
     DRV,
@@ -634,19 +635,6 @@ def arm_metrics(result: ArmResult, mask: np.ndarray | None = None) -> dict[str, 
     }
 
 
-def t_interval(values: Sequence[float], level: float = 0.95) -> dict[str, float]:
-    """Mean, standard deviation and two-sided Student-t interval of the mean over the values."""
-    from scipy import stats
-
-    x = np.asarray(values, dtype=float)
-    mean = float(x.mean())
-    if len(x) < 2:
-        return {"mean": mean, "sd": math.nan, "ci_low": math.nan, "ci_high": math.nan}
-    sd = float(x.std(ddof=1))
-    half = float(stats.t.ppf(0.5 + level / 2, len(x) - 1)) * sd / math.sqrt(len(x))
-    return {"mean": mean, "sd": sd, "ci_low": mean - half, "ci_high": mean + half}
-
-
 def compare_policies(
     replay: Replay,
     plan: ModelPlan,
@@ -726,13 +714,11 @@ def account_bootstrap(
     """Total (or, for a rate, mean) of per-account values and its 95 % percentile bootstrap
     interval over accounts."""
     statistic = np.mean if rate else np.sum
-    rng = np.random.default_rng(seed)
     n = len(per_account)
-    draws = [statistic(per_account[rng.integers(0, n, n)]) for _ in range(samples)]
-    low, high = np.percentile(draws, [2.5, 97.5]) if n else (math.nan, math.nan)
+    low, high = percentile_bootstrap(lambda pick: statistic(per_account[pick]), n, samples, seed)
     return {
         "mean": float(statistic(per_account)) if n else math.nan,
-        "ci_low": float(low),
-        "ci_high": float(high),
+        "ci_low": low,
+        "ci_high": high,
         "samples": samples,
     }

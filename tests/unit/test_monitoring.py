@@ -13,11 +13,10 @@ from rollrisk.models.monitoring import (
     MISSING_BIN,
     UNSEEN_BIN,
     backtest,
-    band_of,
     feature_stability,
     score_stability,
-    wilson_interval,
 )
+from rollrisk.models.risk_bands import risk_band
 
 SPECS = (
     FeatureSpec("balance", "exposure", None, "", "", "", ""),
@@ -101,17 +100,12 @@ def test_score_stability_uses_reference_bins() -> None:
     assert np.allclose(same.bin_edges, shifted.bin_edges)
 
 
-def test_band_of_uses_inclusive_upper_bounds() -> None:
-    assert list(band_of([0.0, 0.15, 0.150001, 0.4, 0.41, 1.0], BANDS)) == [
+def test_risk_bands_use_inclusive_upper_bounds() -> None:
+    assert [risk_band(p, BANDS) for p in (0.0, 0.15, 0.150001, 0.4, 0.41, 1.0)] == [
         "low", "low", "medium", "medium", "high", "high",
     ]  # fmt: skip
-
-
-def test_wilson_interval_known_value() -> None:
-    lower, upper = wilson_interval(np.array([10]), np.array([100]))
-    # Wilson 95% for 10/100: 0.0552 to 0.1744
-    assert lower[0] == pytest.approx(0.05523, abs=1e-4)
-    assert upper[0] == pytest.approx(0.17437, abs=1e-4)
+    with pytest.raises(ValueError, match=r"probability must be within \[0, 1\], got nan"):
+        risk_band(math.nan, BANDS)
 
 
 def test_backtest_on_known_data() -> None:

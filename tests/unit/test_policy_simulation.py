@@ -20,7 +20,6 @@ from rollrisk.simulator.replay import (
     read_simulation_params,
     replay_to_month,
     run_arm,
-    t_interval,
 )
 from rollrisk.storage.loader import load_portfolio
 
@@ -164,15 +163,6 @@ def test_cost_table_errors_name_the_file_and_the_missing_entry(tmp_path: Path):
         UserError, match=r"costs.yaml: `channels`: unknown none, missing \['app_push'"
     ):
         load_action_costs(path)
-
-
-def test_t_interval_matches_a_hand_computation():
-    stats = t_interval([1.0, 2.0, 3.0, 4.0])
-    half = 3.182446305284263 * np.std([1, 2, 3, 4], ddof=1) / 2  # t(0.975, 3)
-    assert stats["mean"] == pytest.approx(2.5)
-    assert stats["ci_low"] == pytest.approx(2.5 - half) and stats["ci_high"] == pytest.approx(
-        2.5 + half
-    )
 
 
 def test_metrics_sum_recovery_and_cost_per_arm(simulated: Path):

@@ -1,0 +1,132 @@
+"""The project's statistics: every interval a job or report quotes, computed one way.
+
+* :func:`wilson_interval`: 95 % Wilson score interval of a binomial proportion (a realised
+  roll rate per risk band; small bands get honest, asymmetric intervals).
+* :func:`t_interval`: mean, standard deviation and two-sided Student-t interval of the mean
+  (the policy simulation's uplift over seeds).
+* :func:`percentile_bootstrap`: 95 % percentile bootstrap interval of any statistic of a
+  resample of units (accounts), reproducible from a seed.
+* :func:`calibration_backtest`: predicted against realised rate per group (risk band) and over
+  all rows, with the Wilson interval of each realised rate: the backtest behind ``rollrisk
+  monitor`` and the strategy report's calibration section.
+
+Pure functions, no I/O. Callers add their own judgement on top (monitoring's ``act``/``ok``
+verdict, a report's wording).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike, NDArray
+
+WILSON_Z = 1.959963984540054  # two-sided 95 %: the normal quantile at 0.975
+BOOTSTRAP_PERCENTILES = (2.5, 97.5)  # two-sided 95 %, written out so the edges are exact
+ALL_ROWS = "all"  # the group name of the overall row of a calibration backtest
+BACKTEST_COLUMNS = (
+    "group",
+    "accounts",
+    "rolled",
+    "predicted_mean",
+    "realised_rate",
+    "ci_lower",
+    "ci_upper",
+    "gap",
+)
+
+
+def wilson_interval(
+    positives: ArrayLike, n: ArrayLike, z: float = WILSON_Z
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Wilson score interval of a binomial proportion ``positives / n`` (NaN where ``n`` is 0).
+
+    ``positives`` may be fractional (a rate times ``n``), as when only the rate is at hand.
+    """
+    n_float = np.asarray(n, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = np.asarray(positives, dtype=np.float64) / n_float
+        denominator = 1.0 + z**2 / n_float
+        centre = (p + z**2 / (2 * n_float)) / denominator
+        half = z * np.sqrt(p * (1 - p) / n_float + z**2 / (4 * n_float**2)) / denominator
+    return centre - half, centre + half
+
+
+def t_interval(values: Sequence[float], level: float = 0.95) -> dict[str, float]:
+    """Mean, standard deviation and two-sided Student-t interval of the mean over the values.
+
+    Returns ``mean, sd, ci_low, ci_high``; with fewer than two values only the mean is defined
+    (the others are NaN).
+    """
+    from scipy import stats  # imported here: scipy is slow to import and most jobs never need it
+
+    x = np.asarray(values, dtype=float)
+    mean = float(x.mean())
+    if len(x) < 2:
+        return {"mean": mean, "sd": math.nan, "ci_low": math.nan, "ci_high": math.nan}
+    sd = float(x.std(ddof=1))
+    half = float(stats.t.ppf(0.5 + level / 2, len(x) - 1)) * sd / math.sqrt(len(x))
+    return {"mean": mean, "sd": sd, "ci_low": mean - half, "ci_high": mean + half}
+
+
+def percentile_bootstrap(
+    statistic: Callable[[NDArray[np.int64]], float], n: int, samples: int, seed: int
+) -> tuple[float, float]:
+    """95 % percentile bootstrap interval of ``statistic`` over ``n`` resampled units.
+
+    Each of ``samples`` resamples draws ``n`` positions in ``0..n-1`` with replacement (one
+    ``default_rng(seed)`` stream, so the interval is reproducible) and passes them to
+    ``statistic``, which computes the figure on those rows of its own arrays. NaN, NaN when
+    there is no unit to resample.
+    """
+    if n == 0:
+        return math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    draws = [statistic(rng.integers(0, n, n)) for _ in range(samples)]
+    low, high = np.percentile(draws, BOOTSTRAP_PERCENTILES)
+    return float(low), float(high)
+
+
+def calibration_backtest(
+    probability: ArrayLike, outcome: ArrayLike, group: ArrayLike, groups: Sequence[str]
+) -> pd.DataFrame:
+    """Predicted against realised rate per group, and over all rows (the last row, ``all``).
+
+    Needs, per row, the predicted ``probability``, the matured 0/1 ``outcome`` (no missing
+    values: rows whose outcome has not matured are the caller's to drop) and its ``group``
+    (e.g. the risk band). ``groups`` are the groups reported, in that order; a listed group
+    with no row is reported with 0 accounts and NaN rates, and a row whose group is not
+    listed counts only in ``all``.
+
+    Returns :data:`BACKTEST_COLUMNS`: ``group, accounts, rolled`` (outcomes that are 1),
+    ``predicted_mean, realised_rate``, the Wilson 95 % interval of the realised rate
+    ``ci_lower, ci_upper``, and ``gap`` = realised - predicted.
+    """
+    predicted = np.asarray(probability, dtype=np.float64)
+    rolled = np.asarray(outcome, dtype=np.int64)
+    labels = np.asarray(group, dtype=object)
+    masks = [(name, labels == name) for name in groups] + [
+        (ALL_ROWS, np.ones(len(predicted), dtype=bool))
+    ]
+    accounts = np.array([int(mask.sum()) for _, mask in masks], dtype=np.int64)
+    positives = np.array([int(rolled[mask].sum()) for _, mask in masks], dtype=np.int64)
+    predicted_mean = np.array(
+        [float(predicted[mask].mean()) if mask.any() else np.nan for _, mask in masks]
+    )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        realised = positives / accounts.astype(np.float64)
+    lower, upper = wilson_interval(positives, accounts)
+    return pd.DataFrame(
+        {
+            "group": [name for name, _ in masks],
+            "accounts": accounts,
+            "rolled": positives,
+            "predicted_mean": predicted_mean,
+            "realised_rate": realised,
+            "ci_lower": lower,
+            "ci_upper": upper,
+            "gap": realised - predicted_mean,
+        }
+    )
