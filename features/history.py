@@ -33,11 +33,10 @@ import polars as pl
 
 from rollrisk.features.observations import as_of_end, month_index
 from rollrisk.features.registry import FEATURE_SET, FeatureSet
+from rollrisk.features.schemas import FAILED_OUTCOMES, REACHED_OUTCOMES
 
 KEY = ["account_id", "as_of"]
 
-REACHED_OUTCOMES = ("contacted", "promise_to_pay", "refused", "dispute", "hardship_claimed")
-FAILED_OUTCOMES = ("no_answer", "wrong_number", "unreachable")
 # "only the minimum" means paying at least min_due but less than this multiple of it
 MIN_DUE_ONLY_TOLERANCE = 1.10
 # a promise counts as kept when the next statement shows at least this share of it paid

@@ -39,6 +39,24 @@ OUTCOMES: tuple[str, ...] = (
     "wrong_number",
     "unreachable",
 )
+# What a channel is and what an outcome says, for every reader of the action log (features,
+# compliance rules, simulator): declared once here, beside the columns they describe.
+CALL_CHANNELS: tuple[str, ...] = ("robo_call", "agent_call")
+"""Phone calls: what the call caps count."""
+MESSAGE_CHANNELS: tuple[str, ...] = ("sms", "app_push", "notice_letter")
+"""Written messages: delivered or not, never a conversation."""
+REACHED_OUTCOMES: tuple[str, ...] = (
+    "contacted",
+    "promise_to_pay",
+    "refused",
+    "dispute",
+    "hardship_claimed",
+)
+"""Outcomes of an attempt that reached the borrower (a conversation, for a call)."""
+FAILED_OUTCOMES: tuple[str, ...] = ("no_answer", "wrong_number", "unreachable")
+"""Outcomes of an attempt that did not reach the borrower: they document failed contact."""
+UNANSWERED_OUTCOMES: tuple[str, ...] = ("no_answer", "unreachable")
+"""Failed attempts nobody answered (a wrong number was answered, by someone else)."""
 TREATMENT_KINDS: tuple[str, ...] = (
     "grace_period",
     "interest_waiver",

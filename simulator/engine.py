@@ -26,14 +26,21 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from rollrisk.features.schemas import CHANNELS, OUTCOMES, PRODUCTS, TABLES_BY_NAME, TREATMENT_KINDS
+from rollrisk.features.schemas import (
+    CHANNELS,
+    FAILED_OUTCOMES,
+    MESSAGE_CHANNELS,
+    OUTCOMES,
+    PRODUCTS,
+    TABLES_BY_NAME,
+    TREATMENT_KINDS,
+)
 from rollrisk.simulator.rules import (
     CALL_OUTCOMES,
     CHANNEL_RESPONSE,
     CHARGE_OFF_BUCKET,
     COMMON_CALL_OUTCOMES,
     DRIVERS,
-    FAILED_CONTACT_OUTCOMES,
     LEGAL_OUTCOMES,
     MESSAGE_OUTCOMES,
     TREATMENT_RESPONSE,
@@ -102,7 +109,7 @@ def rule_arrays(rules: SimulationRules) -> RuleArrays:
     )
     outcome = np.zeros((len(DRIVERS), len(CHANNELS), len(OUTCOMES)))
     for c, channel in enumerate(CHANNELS):
-        if channel in ("sms", "app_push", "notice_letter"):
+        if channel in MESSAGE_CHANNELS:
             outcome[:, c] = [MESSAGE_OUTCOMES[d] for d in DRIVERS]
         elif channel == "legal":
             outcome[:, c] = LEGAL_OUTCOMES
@@ -523,7 +530,7 @@ def action_rows(
 def record_contacts(state: ChunkState, actions: MonthActions) -> ChunkState:
     """Count failed contacts and remember agency assignments and legal filings."""
     n = len(state.bucket)
-    failed_codes = [OUT[o] for o in FAILED_CONTACT_OUTCOMES]
+    failed_codes = [OUT[o] for o in FAILED_OUTCOMES]
     failed = np.bincount(actions.account[np.isin(actions.outcome, failed_codes)], minlength=n)
     agency = (
         np.bincount(actions.account[actions.channel == CH["agency_assignment"]], minlength=n) > 0

@@ -19,8 +19,9 @@ Method (see docs/strategies.md, "Policy simulation"):
    :func:`~rollrisk.simulator.engine.grant_treatments`). Both arms use the same random
    streams per (seed, month, purpose); the transition step draws a fixed number of uniforms per
    account, so an account whose actions are the same in both arms has the same fate in both.
-3. **Model-driven arm.** Month 0 applies the scored ladder: contacts by channel
-   (``reminder`` -> its channel, ``call`` -> agent/robo call, ``restructure_offer`` -> its
+3. **Model-driven arm.** Month 0 applies the scored ladder: contacts by the channels the
+   policy declares for each action (:meth:`rollrisk.strategies.policy.ActionSpec.channels_used`:
+   ``reminder`` -> its channel, ``call`` -> agent/robo call, ``restructure_offer`` -> its
    channel, ``agency_assignment``, ``field_visit_with_notice`` -> a field visit and a notice
    letter, ``legal_referral`` -> legal) and treatments (``grace_period`` for a month count drawn
    like the simulator's grace, ``interest_waiver`` for ``waiver_months``,
@@ -84,6 +85,7 @@ from rollrisk.simulator.engine import (
     treatment_active,
 )
 from rollrisk.simulator.rules import CHARGE_OFF_BUCKET, SimulationRules
+from rollrisk.strategies.policy import ACTIONS
 
 DEFAULT_BASE_SEED = 20_260_101
 DEFAULT_BUCKET = 4  # 90+ DPD: the roll-to-default event
@@ -97,15 +99,6 @@ PRESSURE_CHANNELS = (
     "notice_letter",
     "legal",
 )
-# The policy's actions and the simulator channel(s) each one uses when no channel is given.
-ACTION_CHANNELS: Mapping[str, tuple[str, ...]] = {
-    "reminder": ("sms",),
-    "call": ("agent_call",),
-    "restructure_offer": ("sms",),
-    "agency_assignment": ("agency_assignment",),
-    "field_visit_with_notice": ("field_visit", "notice_letter"),
-    "legal_referral": ("legal",),
-}
 TREATMENT_ACTIONS = ("grace_period", "interest_waiver", "first_delinquency_extension")
 ARMS = ("model_driven", "baseline_tiered")
 BOOTSTRAP_SAMPLES = 1_000
@@ -232,12 +225,9 @@ def model_plan(actions_json: Sequence[str], trails_json: Sequence[str]) -> Model
                 continue
             if action == "restructure_offer":
                 flags["restructure_offer"][i] = True
-            if action not in ACTION_CHANNELS:
+            if action not in ACTIONS or not ACTIONS[action].channels:
                 raise ValueError(f"scored action {action!r} has no simulator channel")
-            channels = (step["channel"],) if step.get("channel") else ACTION_CHANNELS[action]
-            if action == "field_visit_with_notice":
-                channels = ACTION_CHANNELS[action]
-            for channel in channels:
+            for channel in ACTIONS[action].channels_used(step.get("channel") or None):
                 counts[i, CH[channel]] += 1
         blocks[i] = sum(1 for change in json.loads(trail) if change["change"] == "removed")
     return ModelPlan(

@@ -35,7 +35,6 @@ DRIVERS: tuple[str, ...] = (
 )
 REVOLVING_PRODUCTS: tuple[str, ...] = ("bnpl", "credit_card")
 CHARGE_OFF_BUCKET = 7  # 180+ DPD
-FAILED_CONTACT_OUTCOMES: tuple[str, ...] = ("no_answer", "wrong_number", "unreachable")
 
 Row = tuple[float, ...]
 
@@ -171,7 +170,8 @@ CALL_OUTCOMES: dict[str, Row] = {
     "seasonal": (0.0, 0.25, 0.28, 0.28, 0.02, 0.01, 0.15, 0.005, 0.005),
 }
 COMMON_CALL_OUTCOMES: Row = (0.0, 0.35, 0.25, 0.22, 0.05, 0.03, 0.05, 0.03, 0.02)
-# Messages (sms, app_push, notice_letter): delivered unless the contact data are bad.
+# Messages (MESSAGE_CHANNELS: sms, app_push, notice_letter): delivered unless the contact data
+# are bad.
 MESSAGE_OUTCOMES: dict[str, Row] = {
     driver: (
         (0.55, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.20, 0.25)

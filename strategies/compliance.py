@@ -30,7 +30,7 @@ never exceed a cap whatever the outcomes.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from pathlib import Path
@@ -38,6 +38,12 @@ from typing import Any
 
 import pandas as pd
 
+from rollrisk.features.schemas import (
+    CALL_CHANNELS,
+    FAILED_OUTCOMES,
+    REACHED_OUTCOMES,
+    UNANSWERED_OUTCOMES,
+)
 from rollrisk.strategies.policy import ACTIONS, ComplianceChange, Decision, PlannedAction
 from rollrisk.strategies.yaml_config import (
     ConfigError,
@@ -46,14 +52,6 @@ from rollrisk.strategies.yaml_config import (
     parse_yaml_with_lines,
     require_keys,
 )
-
-CALL_CHANNELS = frozenset({"agent_call", "robo_call"})
-CONVERSATION_OUTCOMES = frozenset(
-    {"contacted", "promise_to_pay", "refused", "dispute", "hardship_claimed"}
-)
-"""Outcomes where the borrower was reached (a conversation, for a call)."""
-FAILED_CONTACT_OUTCOMES = frozenset({"no_answer", "wrong_number", "unreachable"})
-UNANSWERED_OUTCOMES = frozenset({"no_answer", "unreachable"})
 
 
 @dataclass(frozen=True)
@@ -260,7 +258,9 @@ class ContactHistory:
         """The rows strictly before ``moment``."""
         return ContactHistory(tuple(row for row in self.rows if row[0] < moment))
 
-    def times(self, channels: frozenset[str], outcomes: frozenset[str] | None = None) -> list[Any]:
+    def times(
+        self, channels: Collection[str], outcomes: Collection[str] | None = None
+    ) -> list[Any]:
         """``action_at`` of the rows on one of ``channels`` (and with one of ``outcomes``)."""
         return [
             at
@@ -281,8 +281,8 @@ class _Context:
         days = self.rules.failed_contact_lookback_days
         since = self.decision.decided_at - timedelta(days=days)
         recent = [outcome for at, _, outcome in self.history.rows if at >= since]
-        failed = sum(outcome in FAILED_CONTACT_OUTCOMES for outcome in recent)
-        reached = sum(outcome in CONVERSATION_OUTCOMES for outcome in recent)
+        failed = sum(outcome in FAILED_OUTCOMES for outcome in recent)
+        reached = sum(outcome in REACHED_OUTCOMES for outcome in recent)
         needed = self.rules.min_failed_contacts
         evidence = f"{failed} failed and {reached} successful contact attempts in the last {days} days (needs >= {needed} failed and none successful)"
         return failed >= needed and reached == 0, evidence
@@ -514,7 +514,7 @@ def _call_after_conversation(
     days = ctx.rules.quiet_days_after_conversation
     if not days:
         return actions, []
-    talks = ctx.history.times(CALL_CHANNELS, CONVERSATION_OUTCOMES)
+    talks = ctx.history.times(CALL_CHANNELS, REACHED_OUTCOMES)
     kept, changes = [], []
     for action in actions:
         recent = (

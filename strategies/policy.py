@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rollrisk.features.schemas import PRODUCTS
+from rollrisk.models.risk_bands import risk_band
 from rollrisk.strategies.segments import SEGMENTS
 from rollrisk.strategies.yaml_config import (
     ConfigError,
@@ -45,14 +46,36 @@ from rollrisk.strategies.yaml_config import (
 
 @dataclass(frozen=True)
 class ActionSpec:
-    """What an action is, for the compliance rules."""
+    """What an action is, for the compliance rules, and which channels it goes through.
+
+    This is the one action -> channel map: the policy checks a ladder step's channel against
+    ``channels`` and the policy simulation turns a scored step into the channels of the action
+    log with :meth:`channels_used`.
+    """
 
     name: str
     contacts_borrower: bool  # reaches a person: contact window and third-party rules apply
     is_call: bool  # a phone call: frequency caps apply
     is_collection: bool  # pressure to pay: paused while a hardship plan is honoured
-    channels: tuple[str, ...]  # allowed channels (the first is the default); () = none
+    channels: tuple[str, ...]  # the channels a step may name (the first is the default); () = none
     description: str
+    # Used by every step besides the channel it names: the visit hands over the notice letter.
+    companion_channels: tuple[str, ...] = ()
+
+    def channels_used(self, channel: str | None = None) -> tuple[str, ...]:
+        """The channels of :data:`~rollrisk.features.schemas.CHANNELS` one step of this action
+        uses: the step's ``channel`` (default: the first allowed), then the companions; () for
+        an action without a channel (a treatment). Raises ``ValueError`` for a channel the
+        action cannot use."""
+        if not self.channels:
+            return ()
+        chosen = self.channels[0] if channel is None else channel
+        if chosen not in self.channels:
+            raise ValueError(
+                f"action {self.name!r} cannot use channel {chosen!r}; allowed: "
+                + ", ".join(self.channels)
+            )
+        return (chosen, *self.companion_channels)
 
 
 ACTIONS: Mapping[str, ActionSpec] = {
@@ -97,6 +120,9 @@ ACTIONS: Mapping[str, ActionSpec] = {
             ("agency_assignment",),
             "assign to a licensed collection agency",
         ),
+        # On-site visit with a notice letter (DOMAIN.md, 上门发通告函): one step is a visit and
+        # the letter handed over at it, two rows of the action log, as the simulator's baseline
+        # records them and the cost table prices them.
         ActionSpec(
             "field_visit_with_notice",
             True,
@@ -104,6 +130,7 @@ ACTIONS: Mapping[str, ActionSpec] = {
             True,
             ("field_visit",),
             "on-site visit with a notice letter, confirmed in advance",
+            companion_channels=("notice_letter",),
         ),
         ActionSpec("legal_referral", False, False, True, ("legal",), "refer for legal action"),
     )
@@ -244,13 +271,8 @@ class Policy:
     rules: tuple[PolicyRule, ...]  # sorted by precedence, then file order
 
     def risk_band(self, probability: float) -> str:
-        """The band of a calibrated probability: the first whose upper bound is >= it."""
-        if not 0.0 <= probability <= 1.0 or math.isnan(probability):
-            raise ValueError(f"probability must be within [0, 1], got {probability}")
-        for band, upper in self.risk_bands:
-            if probability <= upper:
-                return band
-        return self.risk_bands[-1][0]  # unreachable: the last bound is 1.0
+        """The band of a calibrated probability, by the one rule monitoring also uses."""
+        return risk_band(probability, self.risk_bands)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from rollrisk.strategies.policy import PolicyCase, decide, load_policy, parse_policy
+from rollrisk.features.schemas import CHANNELS
+from rollrisk.strategies.policy import ACTIONS, PolicyCase, decide, load_policy, parse_policy
 from rollrisk.strategies.yaml_config import ConfigError
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "policy.yaml"
@@ -85,6 +86,22 @@ def test_risk_bands_use_inclusive_upper_bounds():
     assert policy.risk_band(1.0) == "high"
     with pytest.raises(ValueError, match=r"within \[0, 1\]"):
         policy.risk_band(1.5)
+
+
+def test_each_action_declares_the_channels_a_step_uses():
+    # a field visit hands over the notice letter: two channels, whichever the step names
+    assert ACTIONS["field_visit_with_notice"].channels_used() == ("field_visit", "notice_letter")
+    assert ACTIONS["field_visit_with_notice"].channels_used("field_visit") == (
+        "field_visit",
+        "notice_letter",
+    )
+    assert ACTIONS["call"].channels_used() == ("agent_call",)
+    assert ACTIONS["reminder"].channels_used("app_push") == ("app_push",)
+    assert ACTIONS["grace_period"].channels_used() == ()
+    with pytest.raises(ValueError, match="action 'call' cannot use channel 'sms'; allowed: "):
+        ACTIONS["call"].channels_used("sms")
+    for spec in ACTIONS.values():
+        assert set(spec.channels) | set(spec.companion_channels) <= set(CHANNELS), spec.name
 
 
 def test_an_account_outside_the_declared_space_is_refused_with_its_values():
