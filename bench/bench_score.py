@@ -68,8 +68,7 @@ def build_portfolio(
 ) -> tuple[Path, date]:
     """The re-keyed portfolio with ``accounts`` delinquent accounts, and its as-of (cached)."""
     from rollrisk.features.observations import ObservationSpec
-    from rollrisk.pipelines.score import default_as_of
-    from rollrisk.scoring.core import population
+    from rollrisk.scoring.core import default_as_of, population
     from rollrisk.storage.loader import load_portfolio
 
     base = cache / f"base-{base_accounts}"

@@ -98,7 +98,7 @@ def matured_outcomes(
 def run(args: argparse.Namespace) -> int:
     from rollrisk.features.observations import ObservationSpec
     from rollrisk.models.monitoring import backtest, feature_stability, score_stability
-    from rollrisk.pipelines.score import default_as_of
+    from rollrisk.scoring.core import default_as_of
     from rollrisk.storage.config import load_config
     from rollrisk.storage.loader import load_portfolio
     from rollrisk.storage.registry import load_roll_model, observation_of

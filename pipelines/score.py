@@ -24,23 +24,16 @@ example:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
 
-import polars as pl
 from tqdm import tqdm
 
-from rollrisk import __version__
-from rollrisk.errors import UserError
-from rollrisk.storage.atomic_output import PartitionedRun, PartitionFile
 from rollrisk.storage.registry import add_scoring_arguments
-from rollrisk.storage.results import partition_rows, split_tables
-
-ACCOUNTS_PER_PARTITION = 50_000
+from rollrisk.storage.results import ACCOUNTS_PER_PARTITION
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,154 +65,46 @@ def add_portfolio_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def default_as_of(statements: pl.DataFrame) -> date:
-    latest = statements.select(pl.col("cycle_end").max()).item()
-    if latest is None:
-        raise UserError("the portfolio has no statements: nothing to score")
-    return pl.select(pl.lit(latest).dt.month_end()).item()
-
-
-def _config_digest(paths: Sequence[Path | None]) -> str:
-    digest = hashlib.sha256()
-    for path in paths:
-        if path is not None and Path(path).is_file():
-            digest.update(Path(path).read_bytes())
-    return digest.hexdigest()[:16]
-
-
 def run(args: argparse.Namespace) -> int:
-    from rollrisk.scoring.core import population, score_accounts
-    from rollrisk.storage.loader import load_portfolio
+    from rollrisk.scoring.batch import RuleFiles, score_portfolio
     from rollrisk.storage.registry import jurisdictions_of, setup_from_arguments
-    from rollrisk.storage.tracking import fingerprint_files, git_commit
 
     started = time.perf_counter()
-    stage_seconds: dict[str, float] = {}
-    step_seconds: dict[str, float] = {}  # inside score_accounts, summed over partitions
-
-    def stage(name: str, since: float) -> float:
-        now = time.perf_counter()
-        stage_seconds[name] = stage_seconds.get(name, 0.0) + now - since
-        return now
-
     print(f"[score] loading model {args.model}", file=sys.stderr, flush=True)
-    loaded, setup = setup_from_arguments(args)
-    jurisdictions = jurisdictions_of(args)
-    mark = stage("load model and rules", started)
+    _, setup = setup_from_arguments(args)
+    loaded_seconds = time.perf_counter() - started
 
-    args.out.mkdir(parents=True, exist_ok=True)
+    def progress(partitions: Iterable[int], total: int) -> Iterable[int]:
+        return tqdm(partitions, total=total, desc="score", unit="part", file=sys.stderr)
+
     print(f"[score] loading portfolio {args.data}", file=sys.stderr, flush=True)
-    portfolio = load_portfolio(args.data, rejects_path=args.out / "rejects.csv")
-    as_of = args.as_of or default_as_of(portfolio.statements)
-    people = population(portfolio.statements, as_of, setup.observation)
-    if people.height == 0:
-        raise UserError(
-            f"no account of {args.data} is delinquent ({setup.observation.min_dpd}-"
-            f"{setup.observation.max_dpd} DPD) at {as_of}: nothing to score"
-        )
-    partitions = args.partitions or max(1, -(-people.height // ACCOUNTS_PER_PARTITION))
-    identity = {
-        "data": fingerprint_files(args.data),
-        "model_uri": args.model,
-        "model_version": loaded.version,
-        "as_of": as_of.isoformat(),
-        "config": _config_digest([args.config, args.policy, args.segments, args.compliance]),
-        "jurisdictions": sorted(jurisdictions),
-        "observation": setup.observation.__dict__,
-        "partitions": partitions,
-        "code": __version__,
-    }
-    output = PartitionedRun(args.out, identity)
-    mark = stage("read and validate", mark)
-    if args.engine == "spark":
-        try:
-            from rollrisk.scoring.spark_engine import score_with_spark
-        except ImportError as error:
-            raise UserError(
-                f"--engine spark needs PySpark and Java 17 ({error}); "
-                "install it with `pip install -e '.[spark]'`"
-            ) from error
-
-        files = score_with_spark(portfolio, as_of, setup, output, partitions)
-    else:
-        tables = split_tables(
-            {
-                "accounts": portfolio.accounts,
-                "statements": portfolio.statements,
-                "collection_actions": portfolio.collection_actions,
-                "treatments": portfolio.treatments,
-            },
-            partitions,
-        )
-        files: list[PartitionFile] = []
-        skipped = 0
-        for partition in tqdm(range(partitions), desc="score", unit="part", file=sys.stderr):
-            if output.is_done(partition):
-                files.append(output.existing_partition(partition))
-                skipped += 1
-                continue
-            scored = score_accounts(
-                partition_rows(tables["accounts"], partition),
-                partition_rows(tables["statements"], partition),
-                partition_rows(tables["collection_actions"], partition),
-                partition_rows(tables["treatments"], partition),
-                as_of,
-                setup,
-                timings=step_seconds,
-            )
-            written = time.perf_counter()
-            files.append(output.write_partition(partition, scored))
-            step_seconds["write"] = step_seconds.get("write", 0.0) + time.perf_counter() - written
-        if skipped:
-            print(
-                f"[score] resumed: {skipped} of {partitions} partitions were already written",
-                file=sys.stderr,
-            )
-    mark = stage("features, scores, explanations, decisions, write", mark)
-
-    scored_accounts = sum(f.rows for f in files)
-    if scored_accounts != people.height:  # nothing lost, nothing doubled
-        raise RuntimeError(
-            f"{people.height} accounts in the population but {scored_accounts} scored; "
-            "the output was not published"
-        )
-    report = portfolio.report
-    manifest = {
-        "as_of": as_of.isoformat(),
-        "model": {"uri": args.model, "name": loaded.name, "version": loaded.version},
-        "code": {"rollrisk": __version__, "git_commit": git_commit()},
-        "config": {
-            "policy": str(args.policy),
-            "segments": str(args.segments),
-            "compliance": str(args.compliance),
-            "jurisdictions": sorted(jurisdictions),
-            "observation": setup.observation.__dict__,
-        },
-        "counts": {
-            "population": people.height,
-            "scored": scored_accounts,
-            "rejected_accounts": 0,
-            "input_rows": {
-                t.table: {
-                    "read": t.rows_read,
-                    "accepted": t.rows_accepted,
-                    "rejected": t.rows_rejected,
-                }
-                for t in report.tables
-            },
-        },
-        "rejects_file": str(args.out / "rejects.csv") if report.rows_rejected else None,
-        "engine": args.engine,
-    }
-    manifest_path = output.publish(manifest, files)
-    stage("publish", mark)
-    print(
-        f"[score] {scored_accounts:,} accounts scored at {as_of} with {loaded.name} v{loaded.version}"
+    result = score_portfolio(
+        args.data,
+        args.out,
+        setup,
+        model_uri=args.model,
+        rule_files=RuleFiles(args.config, args.policy, args.segments, args.compliance),
+        jurisdictions=jurisdictions_of(args),
+        as_of=args.as_of,
+        partitions=args.partitions,
+        engine=args.engine,
+        progress=progress,
     )
+    if result.resumed_partitions:
+        print(
+            f"[score] resumed: {result.resumed_partitions} of {result.partitions} partitions "
+            "were already written",
+            file=sys.stderr,
+        )
+    print(
+        f"[score] {result.scored:,} accounts scored at {result.as_of} with {setup.model_name} "
+        f"v{setup.model_version}"
+    )
+    stage_seconds = {"load model and rules": loaded_seconds, **result.stage_seconds}
     for name, seconds in stage_seconds.items():
         print(f"  {name:<50} {seconds:8.1f} s")
-        if name.startswith("features, scores") and step_seconds:
-            for step, step_time in step_seconds.items():
+        if name.startswith("features, scores") and result.step_seconds:
+            for step, step_time in result.step_seconds.items():
                 print(f"    {step:<48} {step_time:8.1f} s")
-    print(f"  result: {args.out / 'current'} (manifest {manifest_path})")
+    print(f"  result: {result.current} (manifest {result.manifest_path})")
     return 0

@@ -28,9 +28,11 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
+from rollrisk.errors import UserError
 from rollrisk.features.history import compute_features
 from rollrisk.features.observations import ObservationSpec, population_lazy
 from rollrisk.features.registry import FAMILIES, FeatureSet
+from rollrisk.features.schemas import TABLES
 from rollrisk.models.explanations import (
     REASON_COLUMNS,
     ContributionKernel,
@@ -52,6 +54,8 @@ EXPOSURE_FEATURE = "balance_current"
 OVERDUE_FEATURE = "amount_overdue"
 DECISION_TIME = time(8, 0)  # decisions are taken on the morning after the as-of
 HARDSHIP_KINDS = ("restructure", "grace_period")
+# the portfolio tables score_accounts takes, in the order of its first four arguments
+INPUT_TABLES: tuple[str, ...] = tuple(table.name for table in TABLES)
 
 # The scored-account table: one row per account in the population at the as-of.
 SCORED_SCHEMA: dict[str, pl.DataType] = {
@@ -99,6 +103,19 @@ class ScoringSetup:
 def population(statements: pl.DataFrame, as_of: date, spec: ObservationSpec) -> pl.DataFrame:
     """``account_id``, ``dpd_at_as_of``, ``start_bucket`` of the accounts to score at ``as_of``."""
     return _population_query(statements, as_of, spec).collect()
+
+
+def default_as_of(statements: pl.DataFrame) -> date:
+    """The month-end of the latest statement (``cycle_end``): the as-of a job looks at when it
+    is given none.
+
+    Raises:
+        UserError: there is no statement.
+    """
+    latest = statements.select(pl.col("cycle_end").max()).item()
+    if latest is None:
+        raise UserError("the portfolio has no statements: nothing to score")
+    return pl.select(pl.lit(latest).dt.month_end()).item()
 
 
 def _population_query(

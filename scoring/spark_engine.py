@@ -7,8 +7,9 @@ Python workers, in parallel across a cluster's cores. See docs/spark.md for runn
 How a run goes:
 
 1. The driver reads and validates the portfolio with
-   :func:`rollrisk.storage.loader.load_portfolio` (done by ``score.py``, as for the local
-   engine), so the data contract and the rejects are exactly the same.
+   :func:`rollrisk.storage.loader.load_portfolio` (done by
+   :func:`rollrisk.scoring.batch.score_portfolio`, as for the local engine), so the data
+   contract and the rejects are exactly the same.
 2. Each table is split by :func:`rollrisk.storage.results.partition_of`, the local engine's
    partition function, so partition ``k`` holds the same accounts in both engines. Partitions
    whose file is already written are skipped (resume).
@@ -19,7 +20,7 @@ How a run goes:
    broadcast once per run; the scored rows come back as Arrow IPC bytes.
 4. The driver writes each scored partition with :meth:`PartitionedRun.write_partition`: the
    same writer, hence the same bytes and the same atomic rename as the local engine, and
-   ``score.py`` publishes the manifest as usual.
+   :func:`~rollrisk.scoring.batch.score_portfolio` publishes the manifest as usual.
 
 Why the driver writes the files rather than the executors: the run folder then only has to be
 visible to the driver (executors need no shared mount), and a task that Spark retries or runs
@@ -50,7 +51,7 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from rollrisk.errors import UserError
-from rollrisk.scoring.core import ScoringSetup, score_accounts
+from rollrisk.scoring.core import INPUT_TABLES, ScoringSetup, score_accounts
 from rollrisk.storage.atomic_output import PartitionedRun, PartitionFile
 from rollrisk.storage.loader import Portfolio
 from rollrisk.storage.results import PARTITION_COLUMN, split_tables
@@ -62,11 +63,10 @@ MASTER_VARIABLE = "ROLLRISK_SPARK_MASTER"
 DRIVER_MEMORY_VARIABLE = "ROLLRISK_SPARK_DRIVER_MEMORY"
 DEFAULT_MASTER = "local[2]"
 DEFAULT_DRIVER_MEMORY = "4g"
-TABLES: tuple[str, ...] = ("accounts", "statements", "collection_actions", "treatments")
 WAVE_PER_CORE = 2  # partitions per core sent to Spark at once: keeps cores busy, bounds memory
 
 # One row per partition to score: its tables as Arrow IPC streams (None: table absent).
-PAYLOAD_SCHEMA = "partition int, " + ", ".join(f"{name} binary" for name in TABLES)
+PAYLOAD_SCHEMA = "partition int, " + ", ".join(f"{name} binary" for name in INPUT_TABLES)
 # One row per scored partition: the scored accounts (SCORED_SCHEMA) as an Arrow IPC stream.
 RESULT_SCHEMA = "partition int, rows long, scored binary"
 
@@ -140,13 +140,8 @@ def score_with_spark(
     """
     files = {k: output.existing_partition(k) for k in range(partitions) if output.is_done(k)}
     pending = [k for k in range(partitions) if k not in files]
-    if files:
-        print(
-            f"[score] resumed: {len(files)} of {partitions} partitions were already written",
-            file=sys.stderr,
-        )
     if pending:
-        tables = split_tables({name: getattr(portfolio, name) for name in TABLES}, partitions)
+        tables = split_tables({name: getattr(portfolio, name) for name in INPUT_TABLES}, partitions)
         spark, started = spark_session()
         try:
             files.update(_score_pending(spark, tables, pending, as_of, setup, output))
@@ -200,7 +195,7 @@ def _payloads(
     """``(partition, accounts, statements, collection_actions, treatments)`` per partition of
     ``wave``, each table as Arrow IPC bytes with the rows in their original order."""
     split: dict[str, tuple[dict[int, pl.DataFrame], pl.DataFrame] | None] = {}
-    for name in TABLES:
+    for name in INPUT_TABLES:
         frame = tables[name]
         if frame is None:
             split[name] = None
@@ -212,7 +207,7 @@ def _payloads(
         split[name] = (parts, frame.drop(PARTITION_COLUMN).clear())
     for partition in wave:
         row: list[int | bytes | None] = [partition]
-        for name in TABLES:
+        for name in INPUT_TABLES:
             table = split[name]
             if table is None:
                 row.append(None)  # an absent optional table stays absent
@@ -229,7 +224,7 @@ def _score_partitions(
     setup: ScoringSetup = shared_setup.value
     for batch in batches:
         for row in batch.to_pylist():
-            scored = score_accounts(*(_from_ipc(row[name]) for name in TABLES), as_of, setup)
+            scored = score_accounts(*(_from_ipc(row[name]) for name in INPUT_TABLES), as_of, setup)
             yield pa.RecordBatch.from_pydict(
                 {
                     "partition": pa.array([row["partition"]], pa.int32()),

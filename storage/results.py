@@ -18,9 +18,15 @@ import polars as pl
 from rollrisk.errors import UserError
 from rollrisk.storage.atomic_output import read_current
 
+ACCOUNTS_PER_PARTITION = 50_000
 PARTITION_COLUMN = "_partition"
 PARTITION_HASH_SEED = 20_240_101  # part of the layout: changing it moves every account
 POLICY_SIMULATION_JSON = "policy_simulation.json"
+
+
+def default_partitions(accounts: int) -> int:
+    """One partition per ``ACCOUNTS_PER_PARTITION`` accounts (rounded up), at least one."""
+    return max(1, -(-accounts // ACCOUNTS_PER_PARTITION))
 
 
 def partition_of(account_id: pl.Expr, partitions: int) -> pl.Expr:

@@ -1,0 +1,240 @@
+"""Score a whole portfolio folder into an atomic, resumable result (the nightly batch).
+
+:func:`score_portfolio` reads and validates the portfolio, finds the population at the as-of,
+splits the accounts into partitions (:func:`rollrisk.storage.results.partition_of`), scores
+each partition with :func:`rollrisk.scoring.core.score_accounts` (in this process, or on Spark
+with :mod:`rollrisk.scoring.spark_engine`), writes it with
+:class:`rollrisk.storage.atomic_output.PartitionedRun` and publishes the manifest last.
+
+Layout and guarantees (docs/scoring.md):
+
+* ``OUT/current`` points at ``OUT/runs/<key>``, where ``<key>`` digests everything that
+  determines the output (input files, model version, as-of, rule files, observation range,
+  partitions, code version); a run killed at any moment leaves the previous result in place;
+* rerunning with the same inputs resumes: finished partitions are kept, the others are
+  written with the same bytes;
+* accounts in the population = accounts scored, checked before anything is published;
+* ``OUT/rejects.csv`` holds the input rows the data contract set aside.
+
+``rollrisk score`` is a thin wrapper: flags in, progress and timings out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Literal
+
+from rollrisk import __version__
+from rollrisk.errors import UserError
+from rollrisk.scoring.core import (
+    INPUT_TABLES,
+    ScoringSetup,
+    default_as_of,
+    population,
+    score_accounts,
+)
+from rollrisk.storage.atomic_output import PartitionedRun, PartitionFile
+from rollrisk.storage.loader import Portfolio, load_portfolio
+from rollrisk.storage.results import default_partitions, partition_rows, split_tables
+from rollrisk.storage.tracking import fingerprint_files, git_commit
+
+REJECTS_FILE = "rejects.csv"
+
+Engine = Literal["local", "spark"]
+# wraps the partition loop of the local engine, e.g. in a progress bar: (items, total) -> items
+Progress = Callable[[Iterable[int], int], Iterable[int]]
+
+
+@dataclass(frozen=True)
+class RuleFiles:
+    """The files the scores and decisions were configured from: their bytes are part of the
+    run's identity (a changed rule is a new run) and their paths are named in the manifest."""
+
+    config: Path | None
+    policy: Path
+    segments: Path
+    compliance: Path
+
+    def digest(self) -> str:
+        """sha256 (16 hex digits) over the bytes of the files that exist, in a fixed order."""
+        digest = hashlib.sha256()
+        for path in (self.config, self.policy, self.segments, self.compliance):
+            if path is not None and Path(path).is_file():
+                digest.update(Path(path).read_bytes())
+        return digest.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What a published batch run holds and what it took."""
+
+    as_of: date
+    population: int
+    scored: int
+    partitions: int
+    resumed_partitions: int  # already written by an earlier, interrupted run with this identity
+    rows_rejected: int
+    current: Path  # OUT/current
+    manifest_path: Path
+    stage_seconds: dict[str, float]  # wall time per stage of the run, in order
+    step_seconds: dict[str, float]  # inside score_accounts, summed over partitions (local only)
+
+
+def score_portfolio(
+    data: Path,
+    out: Path,
+    setup: ScoringSetup,
+    *,
+    model_uri: str,
+    rule_files: RuleFiles,
+    jurisdictions: Sequence[str],
+    as_of: date | None = None,
+    partitions: int | None = None,
+    engine: Engine = "local",
+    progress: Progress | None = None,
+) -> BatchResult:
+    """Score every account of the portfolio folder ``data`` that is delinquent at ``as_of``
+    (default: the month-end of its latest statement) into ``out`` and publish the result.
+
+    ``setup`` is the model and rules (``setup.model_name``/``model_version`` are recorded),
+    ``model_uri`` the URI it was loaded from; ``partitions`` defaults to one per
+    ``rollrisk.storage.results.ACCOUNTS_PER_PARTITION`` accounts.
+
+    Raises:
+        UserError: nothing to score at ``as_of``; unusable portfolio files
+            (:func:`rollrisk.storage.loader.load_portfolio`); Spark missing for ``engine="spark"``.
+        RuntimeError: the number of scored accounts differs from the population (nothing is
+            published then).
+    """
+    started = time.perf_counter()
+    stage_seconds: dict[str, float] = {}
+    step_seconds: dict[str, float] = {}
+
+    def stage(name: str, since: float) -> float:
+        now = time.perf_counter()
+        stage_seconds[name] = stage_seconds.get(name, 0.0) + now - since
+        return now
+
+    out.mkdir(parents=True, exist_ok=True)
+    portfolio = load_portfolio(data, rejects_path=out / REJECTS_FILE)
+    as_of = as_of or default_as_of(portfolio.statements)
+    people = population(portfolio.statements, as_of, setup.observation)
+    if people.height == 0:
+        raise UserError(
+            f"no account of {data} is delinquent ({setup.observation.min_dpd}-"
+            f"{setup.observation.max_dpd} DPD) at {as_of}: nothing to score"
+        )
+    partitions = partitions or default_partitions(people.height)
+    identity = {
+        "data": fingerprint_files(data),
+        "model_uri": model_uri,
+        "model_version": setup.model_version,
+        "as_of": as_of.isoformat(),
+        "config": rule_files.digest(),
+        "jurisdictions": sorted(jurisdictions),
+        "observation": setup.observation.__dict__,
+        "partitions": partitions,
+        "code": __version__,
+    }
+    output = PartitionedRun(out, identity)
+    resumed = sum(output.is_done(k) for k in range(partitions))
+    mark = stage("read and validate", started)
+
+    if engine == "spark":
+        try:
+            from rollrisk.scoring.spark_engine import score_with_spark
+        except ImportError as error:
+            raise UserError(
+                f"--engine spark needs PySpark and Java 17 ({error}); "
+                "install it with `pip install -e '.[spark]'`"
+            ) from error
+
+        files = score_with_spark(portfolio, as_of, setup, output, partitions)
+    else:
+        files = _score_locally(portfolio, as_of, setup, output, partitions, progress, step_seconds)
+    mark = stage("features, scores, explanations, decisions, write", mark)
+
+    scored_accounts = sum(f.rows for f in files)
+    if scored_accounts != people.height:  # nothing lost, nothing doubled
+        raise RuntimeError(
+            f"{people.height} accounts in the population but {scored_accounts} scored; "
+            "the output was not published"
+        )
+    report = portfolio.report
+    manifest = {
+        "as_of": as_of.isoformat(),
+        "model": {"uri": model_uri, "name": setup.model_name, "version": setup.model_version},
+        "code": {"rollrisk": __version__, "git_commit": git_commit()},
+        "config": {
+            "policy": str(rule_files.policy),
+            "segments": str(rule_files.segments),
+            "compliance": str(rule_files.compliance),
+            "jurisdictions": sorted(jurisdictions),
+            "observation": setup.observation.__dict__,
+        },
+        "counts": {
+            "population": people.height,
+            "scored": scored_accounts,
+            "rejected_accounts": 0,
+            "input_rows": {
+                t.table: {
+                    "read": t.rows_read,
+                    "accepted": t.rows_accepted,
+                    "rejected": t.rows_rejected,
+                }
+                for t in report.tables
+            },
+        },
+        "rejects_file": str(out / REJECTS_FILE) if report.rows_rejected else None,
+        "engine": engine,
+    }
+    manifest_path = output.publish(manifest, files)
+    stage("publish", mark)
+    return BatchResult(
+        as_of=as_of,
+        population=people.height,
+        scored=scored_accounts,
+        partitions=partitions,
+        resumed_partitions=resumed,
+        rows_rejected=report.rows_rejected,
+        current=out / "current",
+        manifest_path=manifest_path,
+        stage_seconds=stage_seconds,
+        step_seconds=step_seconds,
+    )
+
+
+def _score_locally(
+    portfolio: Portfolio,
+    as_of: date,
+    setup: ScoringSetup,
+    output: PartitionedRun,
+    partitions: int,
+    progress: Progress | None,
+    step_seconds: dict[str, float],
+) -> list[PartitionFile]:
+    """Score and write each partition not yet written, in this process, in partition order."""
+    tables = split_tables({name: getattr(portfolio, name) for name in INPUT_TABLES}, partitions)
+    numbers: Iterable[int] = range(partitions)
+    if progress is not None:
+        numbers = progress(numbers, partitions)
+    files: list[PartitionFile] = []
+    for partition in numbers:
+        if output.is_done(partition):
+            files.append(output.existing_partition(partition))
+            continue
+        scored = score_accounts(
+            *(partition_rows(tables[name], partition) for name in INPUT_TABLES),
+            as_of,
+            setup,
+            timings=step_seconds,
+        )
+        written = time.perf_counter()
+        files.append(output.write_partition(partition, scored))
+        step_seconds["write"] = step_seconds.get("write", 0.0) + time.perf_counter() - written
+    return files
