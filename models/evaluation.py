@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from numpy.typing import NDArray
 
 from rollrisk.models.metrics import (
+    HEADLINE_METRICS,
     PsiResult,
     binary_metrics,
     lift_table,
@@ -82,7 +83,7 @@ class ModelComparison:
                     "compared_with": primary,
                     **{
                         f"{metric}_gap": float(reference[metric] - other[metric])
-                        for metric in ("auc", "gini", "ks", "brier", "log_loss", "ece")
+                        for metric in HEADLINE_METRICS
                     },
                 }
             )

@@ -22,6 +22,8 @@ PSI_STABLE_BELOW = 0.1
 PSI_ACT_ABOVE = 0.25
 
 __all__ = [
+    "HEADLINE_METRICS",
+    "METRIC_COLUMNS",
     "PsiResult",
     "binary_metrics",
     "brier_score",
@@ -354,18 +356,17 @@ def population_stability_index(
 # --------------------------------------------------------------------------- summaries
 
 
+HEADLINE_METRICS: tuple[str, ...] = ("auc", "gini", "ks", "brier", "log_loss", "ece")
+"""The quality metrics of one probability column, in reporting order (ranking, then
+calibration): every table, gap and log of model quality uses this list."""
 METRIC_COLUMNS: tuple[str, ...] = (
     "n",
     "positives",
     "base_rate",
     "mean_predicted",
-    "auc",
-    "gini",
-    "ks",
-    "brier",
-    "log_loss",
-    "ece",
+    *HEADLINE_METRICS,
 )
+"""The columns of a metrics table: the sample, then :data:`HEADLINE_METRICS`."""
 
 
 def binary_metrics(y_true: ArrayLike, y_prob: ArrayLike, n_bins: int = 10) -> dict[str, float]:

@@ -10,6 +10,7 @@ import pytest
 from sklearn import metrics as skm
 
 from rollrisk.models.metrics import (
+    METRIC_COLUMNS,
     binary_metrics,
     brier_score,
     expected_calibration_error,
@@ -191,6 +192,7 @@ def test_binary_metrics_keys_and_values() -> None:
         "base_rate",
         "mean_predicted",
     }
+    assert tuple(result) == METRIC_COLUMNS  # the declared list is what the function returns
     assert result["auc"] == pytest.approx(0.875)
     assert result["gini"] == pytest.approx(0.75)
     assert result["n"] == 4 and result["positives"] == 2
