@@ -1,7 +1,8 @@
 """Run the whole flow end to end on a simulated portfolio, as a new user would.
 
-Each stage is the real `rollrisk` subcommand with the arguments printed before it runs, so
-the demo doubles as a worked example of the CLI:
+Each stage is the real `rollrisk` subcommand, run as its own process (`python -m rollrisk`,
+with this interpreter) with the arguments printed before it runs, so the demo doubles as a
+worked example of the CLI:
 
   1. simulate            a contract-valid portfolio of N accounts x M months (+ truth/)
   2. validate            the data contract check (zero rejects expected)
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -94,8 +96,6 @@ def stages(args: argparse.Namespace, model_uri: str = CHAMPION) -> list[Stage]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rollrisk.cli import main  # the demo drives the real CLI
-
     planned = stages(args)
     started = time.perf_counter()
     refused = False
@@ -113,11 +113,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"\n== [{number}/{len(planned)}] {stage.title}", flush=True)
         print(f"$ rollrisk {_quote(argv)}", flush=True)
         stage_started = time.perf_counter()
-        code = main(argv)
+        code = run_stage(argv)
         if code not in stage.allowed:
-            raise UserError(
-                f"stage '{stage.title}' failed with exit code {code}; see its output above"
-            )
+            how = f"was killed by signal {-code}" if code < 0 else f"failed with exit code {code}"
+            raise UserError(f"stage '{stage.title}' {how}; see its output above")
         if argv[0] == "promote":
             refused = code != 0
         print(f"   ({time.perf_counter() - stage_started:.1f} s)", file=sys.stderr)
@@ -126,6 +125,15 @@ def run(args: argparse.Namespace) -> int:
     print(f"  scored accounts:  {args.out / 'scores' / 'current'}")
     print(f"  strategy report:  {args.out / 'strategy_report.html'}")
     return 0
+
+
+def run_stage(argv: Sequence[str]) -> int:
+    """Run ``rollrisk ARGV`` in a child process of this interpreter and return its exit code.
+
+    The child shares this process's standard output and error, so its output streams as it
+    comes, and its environment (MLFLOW_TRACKING_URI, ...) and working folder.
+    """
+    return subprocess.run([sys.executable, "-m", "rollrisk", *argv], check=False).returncode
 
 
 def _quote(argv: Sequence[str]) -> str:
