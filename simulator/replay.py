@@ -35,8 +35,9 @@ Method (see docs/strategies.md, "Policy simulation"):
    baseline proper), including its first-delinquency extensions and hardship treatments.
 
 Metrics per arm and seed: recovered amount (payments made in the horizon), action cost
-(``conf/action_costs.yaml``), net recovery, roll-to-default rate (90+ DPD reached within the
-horizon), contacts made, agency assignments, legal filings, disputes (a contact outcome
+(``conf/action_costs.yaml``), net recovery, roll-to-default rate (a cycle end at DPD >=
+``default_dpd`` within the horizon, the observation settings' default as in the training
+labels: 90+ unless the user chose otherwise), contacts made, agency assignments, legal filings, disputes (a contact outcome
 ``dispute``; the simulator has no complaint channel, so disputes are the complaint proxy),
 pressure contacts on borrowers in an active capacity shock (calls, agency, visits, letters,
 legal: what draws complaints and does not help them), treatments granted, and compliance blocks
@@ -60,6 +61,7 @@ import yaml
 
 from rollrisk.conf import DEFAULT_COSTS
 from rollrisk.errors import UserError
+from rollrisk.features.observations import ObservationSpec
 from rollrisk.features.schemas import CHANNELS, OUTCOMES, TREATMENT_KINDS
 from rollrisk.models.stats import percentile_bootstrap, t_interval
 from rollrisk.simulator.engine import (
@@ -88,7 +90,9 @@ from rollrisk.simulator.rules import CHARGE_OFF_BUCKET, SimulationRules
 from rollrisk.strategies.policy import ACTIONS
 
 DEFAULT_BASE_SEED = 20_260_101
-DEFAULT_BUCKET = 4  # 90+ DPD: the roll-to-default event
+# The roll-to-default event is the observation settings' (as in the training labels: some
+# cycle end within the horizon at DPD >= default_dpd); the job passes the user's.
+DEFAULT_OBSERVATION = ObservationSpec()
 POLICY_MAX_BUCKET = 3  # the model-driven policy decides for M1-M3
 CONTACT_CHANNELS = ("sms", "app_push", "robo_call", "agent_call", "field_visit", "notice_letter")
 PRESSURE_CHANNELS = (
@@ -421,7 +425,7 @@ class ArmResult:
 
     recovered: np.ndarray
     action_cost: np.ndarray
-    defaulted: np.ndarray  # bool: reached 90+ DPD within the horizon
+    defaulted: np.ndarray  # bool: reached default_dpd within the horizon
     contacts: np.ndarray
     agency_assignments: np.ndarray
     legal_filings: np.ndarray
@@ -526,8 +530,13 @@ def run_arm(
     horizon: int,
     seed: int,
     base_seed: int = DEFAULT_BASE_SEED,
+    default_dpd: int = DEFAULT_OBSERVATION.default_dpd,
 ) -> ArmResult:
-    """Roll the scored accounts forward ``horizon`` months under one arm (see module docstring)."""
+    """Roll the scored accounts forward ``horizon`` months under one arm (see module docstring).
+
+    An account has rolled to default when a cycle end in the horizon shows ``default_dpd`` or
+    more days past due (the training label's rule, on the replayed statements).
+    """
     if arm not in ARMS:
         raise ValueError(f"arm must be one of {ARMS}, got {arm!r}")
     rules, arrays, world = replay.rules, replay.arrays, replay.world
@@ -593,7 +602,7 @@ def run_arm(
             month_actions.roll_shift, restructured_now, month, transition_rng,
         )  # fmt: skip
         totals["recovered"] += state.last_paid
-        defaulted |= state.bucket >= DEFAULT_BUCKET
+        defaulted |= dpd_of(state) >= default_dpd
     blocks = plan.compliance_blocks if arm == "model_driven" else np.zeros(n, dtype=np.int64)
     return ArmResult(
         recovered=totals["recovered"],
@@ -634,8 +643,11 @@ def compare_policies(
     segments: Sequence[str] | None = None,
     base_seed: int = DEFAULT_BASE_SEED,
     progress: Callable[[Iterable[int], int], Iterable[int]] | None = None,
+    default_dpd: int = DEFAULT_OBSERVATION.default_dpd,
 ) -> dict[str, Any]:
     """Both arms on every seed; per-arm figures and the paired uplift with its 95 % t-interval.
+
+    ``default_dpd`` defines the roll-to-default event (see :func:`run_arm`).
 
     ``segments`` (replay order) adds the uplift per segment. ``uplift_account_bootstrap`` adds a
     second interval for the main figures: the seed-averaged per-account uplift resampled over
@@ -648,7 +660,10 @@ def compare_policies(
     labels = np.asarray(segments) if segments is not None else None
     iterator = progress(seeds, len(seeds)) if progress else seeds
     for seed in iterator:
-        results = {arm: run_arm(replay, arm, plan, costs, horizon, seed, base_seed) for arm in ARMS}
+        results = {
+            arm: run_arm(replay, arm, plan, costs, horizon, seed, base_seed, default_dpd)
+            for arm in ARMS
+        }
         per_seed.append({"seed": int(seed), **{a: arm_metrics(r) for a, r in results.items()}})
         model_arm, base_arm = results["model_driven"], results["baseline_tiered"]
         account_uplift["recovered"] += model_arm.recovered - base_arm.recovered

@@ -174,3 +174,19 @@ def test_metrics_sum_recovery_and_cost_per_arm(simulated: Path):
     assert 0.0 <= metrics["roll_to_default_rate"] <= 1.0
     assert metrics["action_cost"] > 0 and metrics["contacts"] > 0
     assert metrics["compliance_blocks"] == 0
+
+
+def test_the_default_event_is_the_observation_settings_default_dpd(simulated: Path):
+    _, replay = _delinquent_replay(simulated)
+    plan, costs = _plan(len(replay.account_ids)), load_action_costs()
+
+    def defaulted(**default_dpd: int) -> np.ndarray:
+        return run_arm(replay, "baseline_tiered", plan, costs, 3, seed=1, **default_dpd).defaulted
+
+    at_90 = defaulted()  # the observation settings' default
+    assert np.array_equal(at_90, defaulted(default_dpd=90))
+    # a simulated DPD runs 30 * (bucket - 1) + 1..29, so 90+ is M4 or worse: 91+ is the same
+    assert np.array_equal(at_90, defaulted(default_dpd=91))
+    # the threshold moves only the event, never the paths: a lower one holds every 90+ default
+    at_30 = defaulted(default_dpd=30)
+    assert (at_30 >= at_90).all() and at_30.sum() > at_90.sum() > 0
