@@ -1,8 +1,14 @@
-"""Behavioural tests of a trained roll model (small synthetic training set, seconds to run).
+"""Behavioural tests of the roll model that ``rollrisk train`` registers (see conftest.py).
 
-* more days past due, all else equal, never lowers the probability of rolling to default;
+On rows of the model's own training set, for both model structures:
+
+* every feature with a documented direction moves the risk only that way, all else equal
+  (and the trained model carries exactly the documented constraints);
+* more days past due, all else equal, never lowers the probability of rolling to default, and
+  DPD itself (not only the bucket it implies) raises it;
 * changing an account's id never changes its score;
-* a batch and each of its rows scored alone get identical scores.
+* a batch, its rows scored alone and the batch reversed get identical scores;
+* the model ranks the outcomes it was trained on far better than chance.
 """
 
 from __future__ import annotations
@@ -10,94 +16,184 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import roc_auc_score
 
+from rollrisk.features.registry import FEATURE_SET
 from rollrisk.models.roll_model import RollModel
-from tests.synthetic_training_set import TEST_FEATURE_SET, make_training_frame, split_frames
+from tests.model.conftest import STRUCTURES, TrainedModels, documented_directions
 
 LABEL = "rolled_to_default"
+DIRECTIONS = documented_directions()
+DIRECTED = sorted(name for name, direction in DIRECTIONS.items() if direction != 0)
+UNDIRECTED_NUMERIC = sorted(
+    name
+    for name, direction in DIRECTIONS.items()
+    if direction == 0 and FEATURE_SET.spec(name).kind == "numeric"
+)
+BUCKET_DPD = {"M1": (1, 29), "M2": (30, 59), "M3": (60, 89)}  # the default population's buckets
+TOLERANCE = 1e-12  # scores are compared as floats; a real violation is many orders larger
+
+
+@pytest.fixture(params=STRUCTURES)
+def trained(request: pytest.FixtureRequest, trained_by_train: TrainedModels) -> RollModel:
+    return trained_by_train.models[request.param]
+
+
+@pytest.fixture
+def rows(trained_by_train: TrainedModels) -> pd.DataFrame:
+    """300 rows of the training set (fixed seed): real feature values, missing ones included."""
+    sample = trained_by_train.training_set.sample(n=300, random_state=0)
+    return sample.reset_index(drop=True)
 
 
 def _bucket(dpd: float) -> str:
-    return "M1" if dpd < 30 else "M2" if dpd < 60 else "M3"
+    return next(bucket for bucket, (low, high) in BUCKET_DPD.items() if low <= dpd <= high)
 
 
-@pytest.fixture(scope="module", params=["single", "per_bucket"])
-def trained(request: pytest.FixtureRequest) -> tuple[RollModel, pd.DataFrame]:
-    frame = make_training_frame(n_accounts=200, n_months=6, seed=11)
-    parts = split_frames(frame)
-    model = RollModel(
-        TEST_FEATURE_SET,
-        structure=request.param,
-        n_estimators=20,
-        min_child_samples=10,
-        num_leaves=7,
-        early_stopping_rounds=5,
-        n_jobs=1,
-    ).fit(
-        parts["train"],
-        parts["train"][LABEL],
-        X_valid=parts["valid"],
-        y_valid=parts["valid"][LABEL],
-        X_calibration=parts["calibration"],
-        y_calibration=parts["calibration"][LABEL],
-        calibration_groups=parts["calibration"]["account_id"],
+def _sweep(model: RollModel, rows: pd.DataFrame, column: str, grid: np.ndarray) -> np.ndarray:
+    """P(roll) of every row with ``column`` set to each grid value: shape (grid, rows)."""
+    batch = pd.concat([rows.assign(**{column: value}) for value in grid], ignore_index=True)
+    return model.predict_proba(batch).reshape(len(grid), len(rows))
+
+
+def _grid(training_set: pd.DataFrame, column: str) -> np.ndarray:
+    """The column's training-set ventiles, plus one value below and one above its range."""
+    observed = training_set[column].dropna().to_numpy(dtype=float)
+    assert observed.size, f"the training set never fills {column}: its direction is untestable"
+    quantiles = np.quantile(observed, np.linspace(0.0, 1.0, 21))
+    return np.unique(np.concatenate([quantiles, [observed.min() - 1.0, observed.max() + 1.0]]))
+
+
+# -- directions ------------------------------------------------------------------------------
+
+
+def test_the_documentation_gives_every_registered_feature_a_direction() -> None:
+    # The parametrisations below come from this table: a feature missing from it would go
+    # untested without a word.
+    assert set(DIRECTIONS) == set(FEATURE_SET.names)
+    assert set(DIRECTIONS.values()) == {-1, 0, 1}
+
+
+def test_the_trained_model_carries_exactly_the_documented_constraints(trained: RollModel) -> None:
+    constraints = dict(zip(trained.feature_columns_, trained.monotone_constraints_, strict=True))
+    wrong = {
+        name: {"documented": direction, "trained with": constraints[name]}
+        for name, direction in DIRECTIONS.items()
+        if constraints[name] != direction
+    }
+    assert wrong == {}
+    if trained.structure == "single":
+        assert constraints["start_bucket"] == 1
+
+
+@pytest.mark.parametrize("feature", DIRECTED)
+def test_a_feature_never_moves_the_risk_against_its_documented_direction(
+    trained: RollModel, rows: pd.DataFrame, trained_by_train: TrainedModels, feature: str
+) -> None:
+    grid = _grid(trained_by_train.training_set, feature)
+    steps = np.diff(_sweep(trained, rows, feature, grid), axis=0) * DIRECTIONS[feature]
+    against = steps < -TOLERANCE
+    assert not against.any(), (
+        f"{feature} (documented direction {DIRECTIONS[feature]:+d}): {against.sum()} of "
+        f"{against.size} steps over {np.round(grid, 3).tolist()} move the risk the other way, "
+        f"by up to {-steps.min():.4f}"
     )
-    return model, frame
 
 
-def test_more_dpd_never_lowers_the_probability(trained: tuple[RollModel, pd.DataFrame]) -> None:
-    model, frame = trained
-    if model.structure == "per_bucket":
-        pytest.skip("one model per bucket is not monotone across buckets (see docs/models.md)")
-    accounts = frame.head(60).reset_index(drop=True)
-    previous = None
-    for dpd in range(1, 90, 4):
-        # The same accounts at a higher DPD: the current DPD, and the bucket it implies.
-        moved = accounts.assign(dpd_current=dpd, start_bucket=_bucket(dpd))
-        probabilities = model.predict_proba(moved)
-        if previous is not None:
-            assert np.all(probabilities >= previous - 1e-12), f"risk fell when DPD rose to {dpd}"
-        previous = probabilities
+def test_the_direction_check_sees_a_free_feature_move_both_ways(
+    trained_by_train: TrainedModels, rows: pd.DataFrame
+) -> None:
+    # A positive control for the test above: on the same rows and grids, an unconstrained
+    # feature does move the risk both ways, so "no step against the direction" is not an
+    # accident of flat trees or too few rows.
+    model, training_set = trained_by_train.models["single"], trained_by_train.training_set
+    both_ways = []
+    for feature in UNDIRECTED_NUMERIC:
+        steps = np.diff(_sweep(model, rows, feature, _grid(training_set, feature)), axis=0)
+        if (steps > TOLERANCE).any() and (steps < -TOLERANCE).any():
+            both_ways.append(feature)
+    assert both_ways, f"no undirected feature among {UNDIRECTED_NUMERIC} moves the risk both ways"
 
 
+# -- days past due ---------------------------------------------------------------------------
+
+
+def test_more_dpd_never_lowers_the_probability(
+    trained_by_train: TrainedModels, rows: pd.DataFrame
+) -> None:
+    # Across buckets: one model only. Per-bucket models are not monotone across buckets
+    # (docs/models.md), which is why `single` is the default.
+    model = trained_by_train.models["single"]
+    grid = range(1, 90, 4)
+    probabilities = np.vstack(
+        [model.predict_proba(rows.assign(dpd_current=d, start_bucket=_bucket(d))) for d in grid]
+    )
+    steps = np.diff(probabilities, axis=0)
+    assert (steps >= -TOLERANCE).all(), f"risk fell when DPD rose, by up to {-steps.min():.4f}"
+    # ... and it rises: an M3 account at 89 days is far riskier than the same one at 1 day.
+    assert (probabilities[-1] - probabilities[0]).mean() > 0.2
+
+
+@pytest.mark.parametrize("bucket", sorted(BUCKET_DPD))
 def test_more_dpd_within_a_bucket_never_lowers_the_probability(
-    trained: tuple[RollModel, pd.DataFrame],
+    trained: RollModel, rows: pd.DataFrame, bucket: str
 ) -> None:
-    model, frame = trained
-    accounts = frame.head(60).reset_index(drop=True)
-    for low, high in ((1, 29), (30, 59), (60, 89)):
-        base = model.predict_proba(accounts.assign(dpd_current=low, start_bucket=_bucket(low)))
-        more = model.predict_proba(accounts.assign(dpd_current=high, start_bucket=_bucket(high)))
-        assert np.all(more >= base - 1e-12)
+    low, high = BUCKET_DPD[bucket]
+    in_bucket = rows.assign(start_bucket=bucket)
+    probabilities = np.vstack(
+        [trained.predict_proba(in_bucket.assign(dpd_current=d)) for d in range(low, high + 1)]
+    )
+    steps = np.diff(probabilities, axis=0)
+    assert (steps >= -TOLERANCE).all(), f"risk fell within {bucket}, by up to {-steps.min():.4f}"
 
 
-def test_the_behaviour_test_can_fail_on_an_unconstrained_direction(
-    trained: tuple[RollModel, pd.DataFrame],
+def test_dpd_itself_raises_the_risk_not_only_the_bucket(
+    trained_by_train: TrainedModels, rows: pd.DataFrame
 ) -> None:
-    # months_on_book has no declared direction: its effect is free to go either way, so the
-    # monotonicity asserted above is the constraint's doing, not an accident of the data.
-    model, _ = trained
-    constraints = dict(zip(model.feature_columns_, model.monotone_constraints_, strict=True))
-    assert constraints["months_on_book"] == 0 and constraints["dpd_current"] == 1
+    # The bucket's own +1 constraint would keep the test above green if the trees ignored
+    # dpd_current (as they learn to when its direction is flipped in the registry). With the
+    # bucket held, DPD across its training range must still move the risk up. One model only:
+    # the per-bucket models each see one bucket's DPD range and, on ~1,000 rows, barely use it.
+    model, training_set = trained_by_train.models["single"], trained_by_train.training_set
+    probabilities = _sweep(model, rows, "dpd_current", _grid(training_set, "dpd_current"))
+    assert (probabilities[-1] - probabilities[0]).mean() > 0.2
+
+
+# -- invariances -----------------------------------------------------------------------------
 
 
 def test_changing_the_account_id_never_changes_the_score(
-    trained: tuple[RollModel, pd.DataFrame],
+    trained: RollModel, rows: pd.DataFrame
 ) -> None:
-    model, frame = trained
-    batch = frame.head(100)
-    renamed = batch.assign(account_id=[f"other-{i}" for i in range(len(batch))])
-    np.testing.assert_array_equal(model.predict_proba(renamed), model.predict_proba(batch))
+    renamed = rows.assign(account_id=[f"other-{i}" for i in range(len(rows))])
+    np.testing.assert_array_equal(trained.predict_proba(renamed), trained.predict_proba(rows))
 
 
-def test_batch_and_single_rows_score_identically(trained: tuple[RollModel, pd.DataFrame]) -> None:
-    model, frame = trained
-    # Rows of every product and bucket, including a missing months_on_book.
-    batch = frame.groupby(["product", "start_bucket"]).head(1).head(25)
-    batch = pd.concat([batch, frame[frame["months_on_book"].isna()].head(2)])
-    together = model.predict_proba(batch)
-    alone = np.array([model.predict_proba(batch.iloc[[i]])[0] for i in range(len(batch))])
+def test_batch_single_rows_and_reversed_batch_score_identically(
+    trained: RollModel, trained_by_train: TrainedModels
+) -> None:
+    training_set = trained_by_train.training_set
+    # One row of every product and bucket seen, and rows with a missing feature value.
+    batch = pd.concat(
+        [
+            training_set.groupby(["product", "start_bucket"]).head(1),
+            training_set[training_set[FEATURE_SET.names].isna().any(axis=1)].head(3),
+        ]
+    )
+    assert batch["product"].nunique() >= 4 and set(batch["start_bucket"]) == set(BUCKET_DPD)
+    together = trained.predict_proba(batch)
+    alone = np.array([trained.predict_proba(batch.iloc[[i]])[0] for i in range(len(batch))])
     np.testing.assert_array_equal(alone, together)
     # A row alone has a single category value: fixed category lists keep its code unchanged.
-    reordered = model.predict_proba(batch.iloc[::-1])[::-1]
-    np.testing.assert_array_equal(reordered, together)
+    np.testing.assert_array_equal(trained.predict_proba(batch.iloc[::-1])[::-1], together)
+
+
+# -- discrimination --------------------------------------------------------------------------
+
+
+def test_the_model_ranks_its_training_outcomes_far_better_than_chance(
+    trained: RollModel, trained_by_train: TrainedModels
+) -> None:
+    training_set = trained_by_train.training_set
+    auc = roc_auc_score(training_set[LABEL], trained.predict_proba(training_set))
+    assert auc > 0.85
