@@ -139,18 +139,78 @@ def test_the_trail_keeps_the_policy_rule_and_adds_each_change(cn_us):
     assert decision.actions[0].at == _at(0, 22)  # the input decision is not modified
 
 
-def test_every_rule_has_a_test_below():
-    tested = {
-        "CMP-HARDSHIP-PAUSE",
-        "CMP-THIRD-PARTY",
-        "CMP-FIRST-DELINQUENCY-EXTENSION",
-        "CMP-LEGAL-REFERRAL",
-        "CMP-CONTACT-WINDOW",
-        "CMP-CALLS-PER-7-DAYS",
-        "CMP-CALL-AFTER-CONVERSATION",
-        "CMP-UNANSWERED-DIALS",
-    }
-    assert {rule_id for rule_id, _ in RULES} == tested
+# --- every rule of the engine, each on a case of its own ----------------------------------------
+
+# rule id -> (plan, account, contact history, jurisdictions): a case where that rule, and no
+# other, removes or moves an action. Keyed by the engine's ids, checked against RULES below: a
+# rule added to the engine without a case here fails the suite.
+RULE_CASES: dict[str, tuple[Decision, AccountState, pd.DataFrame | None, list[str]]] = {
+    "CMP-HARDSHIP-PAUSE": (
+        _decision(PlannedAction("call", _at(0, 10), "agent_call")),
+        _state(hardship_plan_honoured=True),
+        None,
+        ["CN", "US"],
+    ),
+    "CMP-THIRD-PARTY": (
+        _decision(PlannedAction("call", _at(0, 10), "agent_call", recipient="third_party")),
+        _state(),
+        _history(*_failed_contacts(5)),
+        ["CN", "US"],
+    ),
+    "CMP-FIRST-DELINQUENCY-EXTENSION": (
+        _decision(PlannedAction("first_delinquency_extension", _at(0))),
+        _state(first_ever_delinquency=False),
+        None,
+        ["CN", "US"],
+    ),
+    "CMP-LEGAL-REFERRAL": (
+        _decision(PlannedAction("legal_referral", _at(1))),
+        _state(dpd=59),
+        _history(*_failed_contacts(3)),
+        ["CN", "US"],
+    ),
+    "CMP-CONTACT-WINDOW": (
+        _decision(PlannedAction("call", _at(0, 22), "agent_call")),
+        _state(),
+        None,
+        ["CN", "US"],
+    ),
+    "CMP-CALLS-PER-7-DAYS": (
+        _decision(*[PlannedAction("call", _at(0, h), "agent_call") for h in (10, 15)]),
+        _state(),
+        _history(*[(NOW - timedelta(days=d, hours=1), "robo_call", "no_answer") for d in range(6)]),
+        ["CN", "US"],
+    ),
+    "CMP-CALL-AFTER-CONVERSATION": (
+        _decision(PlannedAction("call", _at(0, 10), "agent_call")),
+        _state(),
+        _history((NOW - timedelta(days=3), "agent_call", "promise_to_pay")),
+        ["CN", "US"],
+    ),
+    "CMP-UNANSWERED-DIALS": (
+        _decision(*[PlannedAction("call", _at(0, h), "agent_call") for h in (10, 11)]),
+        _state(),
+        _history(
+            *[(_at(0, 8) + timedelta(minutes=5 * i), "agent_call", "no_answer") for i in range(5)]
+        ),
+        ["CN"],
+    ),
+}
+
+
+def test_every_rule_the_engine_applies_has_a_case_in_its_order():
+    assert list(RULE_CASES) == [rule_id for rule_id, _ in RULES]
+
+
+@pytest.mark.parametrize("rule_id", list(RULE_CASES))
+def test_each_rule_acts_alone_on_its_own_case(rule_id, config):
+    decision, state, history, jurisdictions = RULE_CASES[rule_id]
+    result = enforce(decision, state, history, config.strictest(jurisdictions))
+    trail = _rules_in_trail(result)
+    assert trail and set(trail) == {rule_id}
+    assert len(result.actions) + sum(c.change == "removed" for c in result.trail) == len(
+        decision.actions
+    )
 
 
 # --- one test per rule: blocks what it must, allows what it may ---------------------------------
