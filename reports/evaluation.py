@@ -8,9 +8,6 @@ resource, so it can be mailed or attached to an MLflow run as one file).
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,20 +22,13 @@ from rollrisk.models.evaluation import (
     plot_reliability,
     plot_score_distributions,
 )
+from rollrisk.models.metrics import HEADLINE_METRICS
+from rollrisk.reports.html import Section, figure_png, render_page, slug
 
 UNCALIBRATED_SUFFIX = "_uncalibrated"
-HEADLINE_COLUMNS = (
-    "auc",
-    "gini",
-    "ks",
-    "brier",
-    "log_loss",
-    "ece",
-    "mean_predicted",
-    "base_rate",
-    "n",
-    "positives",
-)
+# the overall table: the quality metrics in their reporting order, then the sample
+HEADLINE_COLUMNS = (*HEADLINE_METRICS, "mean_predicted", "base_rate", "n", "positives")
+# the per-slice table keeps the figures that stay readable on a small slice
 SLICE_COLUMNS = (
     "model",
     "value",
@@ -89,19 +79,8 @@ def _markdown_table(table: pd.DataFrame) -> str:
     return "\n".join([header, rule, *body])
 
 
-def _html_table(table: pd.DataFrame) -> str:
-    head = "".join(f"<th>{html.escape(str(column))}</th>" for column in table.columns)
-    rows = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(_format_value(value))}</td>" for value in row) + "</tr>"
-        for row in table.itertuples(index=False)
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
-
-
 def _png(figure: Figure) -> bytes:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    return buffer.getvalue()
+    return figure_png(figure, dpi=100)
 
 
 def _signed(value: float) -> str:
@@ -262,45 +241,20 @@ def _render_markdown(title: str, sections: Sequence[_Section]) -> str:
     return "\n".join(parts)
 
 
-_STYLE = (
-    "body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
-    "table{border-collapse:collapse;margin:0.5em 0 1.2em;font-size:0.85em}"
-    "th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}th{background:#f2f2f2}"
-    "img{max-width:100%}"
-)
-
-
-def _inline_markdown(text: str) -> str:
-    """Escape text, then render the two inline marks the report uses: **bold** and `code`."""
-    escaped = html.escape(text)
-    pieces = escaped.split("**")
-    escaped = "".join(f"<strong>{p}</strong>" if i % 2 else p for i, p in enumerate(pieces))
-    pieces = escaped.split("`")
-    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(pieces))
-
-
 def _render_html(title: str, sections: Sequence[_Section]) -> str:
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>",
-        f"<h1>{html.escape(title)}</h1>",
-    ]
+    """The same sections as the Markdown, as one self-contained page of the report kit."""
+    page = []
     for section in sections:
-        parts.append(f"<h{section.level}>{html.escape(section.heading)}</h{section.level}>")
+        part = Section(slug(section.heading), section.heading, level=section.level)
         for block in section.blocks:
             if isinstance(block, pd.DataFrame):
-                parts.append(_html_table(block))
+                part.table(block, default=_format_value)
             elif isinstance(block, _Image):
-                data = base64.b64encode(block.png).decode("ascii")
-                parts.append(
-                    f'<figure><img alt="{html.escape(block.caption)}" src="data:image/png;base64,{data}">'
-                    f"<figcaption>{html.escape(block.caption)}</figcaption></figure>"
-                )
+                part.image(block.png, block.caption)
             else:
-                parts.append(f"<p>{_inline_markdown(block)}</p>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+                part.markdown(block)
+        page.append(part)
+    return render_page(title, page)
 
 
 def write_evaluation_report(
