@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import stats as scipy_stats
 
 from rollrisk.errors import UserError
 from rollrisk.features.schemas import CHANNELS
@@ -114,12 +115,20 @@ def test_compare_policies_reports_a_paired_interval_per_metric(simulated: Path):
     segments = np.where(replay.state.bucket == 1, "forgetful", "general")
     result = compare_policies(replay, plan, load_action_costs(), 2, [0, 1, 2], segments)
     assert result["accounts"] == n and result["seeds"] == [0, 1, 2]
+    assert {"recovered", "action_cost", "roll_to_default_rate", "contacts"} <= set(result["uplift"])
     for metric, stats in result["uplift"].items():
         diffs = [
             s["model_driven"][metric] - s["baseline_tiered"][metric] for s in result["per_seed"]
         ]
         assert stats["mean"] == pytest.approx(np.mean(diffs))
-        assert stats["ci_low"] <= stats["mean"] <= stats["ci_high"]
+        # A 95 % Student-t interval over the seeds' paired differences, computed by scipy.
+        if np.std(diffs) > 0:
+            expected = scipy_stats.t.interval(
+                0.95, len(diffs) - 1, loc=np.mean(diffs), scale=scipy_stats.sem(diffs)
+            )
+        else:  # every seed gave the same difference: the interval is that point
+            expected = (np.mean(diffs), np.mean(diffs))
+        assert (stats["ci_low"], stats["ci_high"]) == pytest.approx(expected, rel=1e-9, abs=1e-9)
     assert set(result["by_segment"]) == {"forgetful", "general"}
     one_call_each = result["per_seed"][0]["model_driven"]
     assert one_call_each["contacts"] >= n  # every M1-M3 account is called in month 0
