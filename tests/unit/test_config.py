@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from rollrisk.errors import UserError
 from rollrisk.storage.config import load_config, parse_config
@@ -12,11 +13,35 @@ from rollrisk.storage.config import load_config, parse_config
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_the_shipped_default_file_loads() -> None:
-    config = load_config(REPO / "conf" / "default.yaml")
+def _flat(mapping: dict, prefix: str = "") -> dict:
+    """{"a": {"b": 1}} -> {"a.b": 1}, so that pytest.approx can compare nested sections."""
+    flat = {}
+    for key, value in mapping.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def test_the_shipped_default_file_loads(tmp_path: Path) -> None:
+    shipped = REPO / "conf" / "default.yaml"
+    config = load_config(shipped)
     assert config.training.model_name == "rollrisk-roll-to-default"
-    assert config.training.split.test_months >= 1
-    assert 0 < config.promotion.max_ece < 1
+    # Every value the file writes reaches the typed config as written.
+    written = yaml.safe_load(shipped.read_text())
+    assert dict(config.observation) == written["observation"]
+    for section in ("training", "promotion", "monitoring"):
+        loaded = _flat(getattr(config, section).model_dump())
+        assert loaded == pytest.approx(_flat(written[section])), section
+    # The shipped values are also the code's defaults: a changed copy shows the file is read.
+    text = shipped.read_text()
+    assert "test_months: 3 " in text and "max_ece: 0.03 " in text
+    edited = text.replace("test_months: 3 ", "test_months: 4 ")
+    (tmp_path / "edited.yaml").write_text(edited.replace("max_ece: 0.03 ", "max_ece: 0.07 "))
+    config = load_config(tmp_path / "edited.yaml")
+    assert config.training.split.test_months == 4
+    assert config.promotion.max_ece == pytest.approx(0.07)
 
 
 def test_unknown_key_names_the_file_and_the_key(tmp_path: Path) -> None:
