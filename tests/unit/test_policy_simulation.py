@@ -180,7 +180,10 @@ def test_metrics_sum_recovery_and_cost_per_arm(simulated: Path):
                      3, seed=1)  # fmt: skip
     metrics = arm_metrics(result)
     assert metrics["net_recovery"] == pytest.approx(metrics["recovered"] - metrics["action_cost"])
-    assert 0.0 <= metrics["roll_to_default_rate"] <= 1.0
+    assert metrics["recovered"] == pytest.approx(result.recovered.sum())
+    assert metrics["action_cost"] == pytest.approx(result.action_cost.sum())
+    assert metrics["roll_to_default_rate"] == pytest.approx(result.defaulted.mean())
+    assert 0.0 < metrics["roll_to_default_rate"] < 1.0  # the replayed book has both outcomes
     assert metrics["action_cost"] > 0 and metrics["contacts"] > 0
     assert metrics["compliance_blocks"] == 0
 
