@@ -24,32 +24,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from tqdm import tqdm
 
 from rollrisk.errors import UserError
-from rollrisk.simulator.replay import BOOTSTRAP_SAMPLES, DEFAULT_BASE_SEED, DEFAULT_COSTS
+from rollrisk.reports.policy_simulation import markdown
+from rollrisk.simulator.replay import DEFAULT_BASE_SEED, DEFAULT_COSTS
+from rollrisk.storage.results import POLICY_SIMULATION_JSON as RESULT_JSON
 
-RESULT_JSON = "policy_simulation.json"
 RESULT_MD = "policy_simulation.md"
-LABELS = {
-    "recovered": ("recovered amount (CNY)", "{:,.0f}"),
-    "action_cost": ("action cost (CNY)", "{:,.0f}"),
-    "net_recovery": ("net recovery (CNY)", "{:,.0f}"),
-    "roll_to_default_rate": ("roll-to-default rate", "{:.2%}"),
-    "contacts": ("contacts made", "{:,.0f}"),
-    "agency_assignments": ("agency assignments", "{:,.0f}"),
-    "legal_filings": ("legal filings", "{:,.0f}"),
-    "disputes": ("disputes (complaint proxy)", "{:,.0f}"),
-    "pressure_on_capacity_shock": ("pressure contacts on capacity shocks", "{:,.0f}"),
-    "treatments_granted": ("treatments granted", "{:,.0f}"),
-    "compliance_blocks": ("compliance blocks", "{:,.0f}"),
-}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,82 +56,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", type=Path, default=Path("runs/policy_simulation"), help="output folder"
     )
-
-
-def _fmt(metric: str, value: float) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    return LABELS[metric][1].format(value)
-
-
-def _interval(metric: str, stats: dict[str, float]) -> str:
-    if math.isnan(stats["ci_low"]):
-        return _fmt(metric, stats["mean"])
-    if metric == "roll_to_default_rate":
-        return (
-            f"{stats['mean'] * 100:+.2f} pp [{stats['ci_low'] * 100:+.2f}, "
-            f"{stats['ci_high'] * 100:+.2f}]"
-        )
-    return f"{stats['mean']:+,.0f} [{stats['ci_low']:+,.0f}, {stats['ci_high']:+,.0f}]"
-
-
-def markdown(result: dict[str, Any]) -> str:
-    """The comparison as a Markdown report (also printed by the CLI)."""
-    arms, uplift = result["arms"], result["uplift"]
-    lines = [
-        "# Policy simulation: model-driven policy vs baseline tiered policy",
-        "",
-        f"- scores: `{result['scores']}` (as-of {result['as_of']}, model "
-        f"{result['model']['name']} v{result['model']['version']})",
-        f"- portfolio: `{result['data']}` (simulated: seed {result['simulation']['seed']}, "
-        f"{result['simulation']['accounts']:,} accounts x {result['simulation']['months']} "
-        f"months from {result['simulation']['start_month']})",
-        f"- {result['accounts']:,} scored accounts rolled forward {result['months']} months; "
-        f"{len(result['seeds'])} seeds (base seed {result['base_seed']}); replayed state matches "
-        f"the portfolio's as-of statements for {result['replay_match_share']:.1%} of them",
-        f"- costs: `{result['costs']['source']}`",
-        "",
-        "Per policy: mean over seeds. Uplift: model-driven - baseline, paired by seed, "
-        "mean [95 % t-interval].",
-        "",
-        "| metric | model-driven | baseline tiered | uplift [95 % CI] |",
-        "|---|---|---|---|",
-    ]
-    for metric, (label, _) in LABELS.items():
-        model = arms["model_driven"][metric]["mean"]
-        base = arms["baseline_tiered"][metric]["mean"]
-        lines.append(
-            f"| {label} | {_fmt(metric, model)} | {_fmt(metric, base)} | "
-            f"{_interval(metric, uplift[metric])} |"
-        )
-    lines += [
-        "",
-        "Baseline compliance blocks are not counted: the baseline is not run through the "
-        "compliance engine.",
-        "",
-        "The t-interval covers the simulator's randomness for these accounts. Resampling the "
-        "accounts too (seed-averaged uplift per account, percentile bootstrap, "
-        f"{BOOTSTRAP_SAMPLES:,} resamples) gives:",
-        "",
-    ]
-    for metric, stats in result["uplift_account_bootstrap"].items():
-        lines.append(f"- {LABELS[metric][0]}: {_interval(metric, stats)}")
-    lines += [
-        "",
-        "## Uplift by segment",
-        "",
-        "| segment | accounts | recovered | action cost | net recovery | roll-to-default |",
-        "|---|---|---|---|---|---|",
-    ]
-    for segment, row in sorted(result["by_segment"].items()):
-        u = row["uplift"]
-        lines.append(
-            f"| {segment} | {row['accounts']:,} | {_interval('recovered', u['recovered'])} | "
-            f"{_interval('action_cost', u['action_cost'])} | "
-            f"{_interval('net_recovery', u['net_recovery'])} | "
-            f"{_interval('roll_to_default_rate', u['roll_to_default_rate'])} |"
-        )
-    return "\n".join(lines) + "\n"
 
 
 def run(args: argparse.Namespace) -> int:

@@ -60,7 +60,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ),
     (
         "report",
-        "strategy_report",
+        "report",
         "write the strategy review report (one self-contained HTML page) for a scoring run",
     ),
     (

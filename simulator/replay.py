@@ -727,3 +727,13 @@ def account_bootstrap(
         "ci_high": high,
         "samples": samples,
     }
+
+
+def read_true_drivers(data_dir: Path) -> pl.DataFrame | None:
+    """``account_id, driver``: the latent driver the simulator gave each borrower of the
+    portfolio in ``data_dir`` (``truth/borrowers.parquet``), for evaluations against the truth
+    such as segment recovery; None when ``data_dir`` is not a simulated portfolio."""
+    path = Path(data_dir) / "truth" / "borrowers.parquet"
+    if not path.is_file():
+        return None
+    return pl.read_parquet(path, columns=["account_id", "driver"])

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from rollrisk.cli import main
-from rollrisk.pipelines.strategy_report import SECTION_IDS
+from rollrisk.reports.strategy import SECTION_IDS
 
 pytestmark = pytest.mark.slow
 AS_OF = "2025-03-31"

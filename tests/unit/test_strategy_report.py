@@ -7,11 +7,10 @@ import json
 import polars as pl
 import pytest
 
-from rollrisk.pipelines.strategy_report import (
+from rollrisk.reports.strategy import (
     action_mix,
     calibration_by_band,
     expected_loss_by_band,
-    html_table,
     top_reasons,
 )
 
@@ -97,9 +96,3 @@ def test_calibration_uses_matured_outcomes_only_and_says_none_when_nothing_matur
     nothing = outcomes.with_columns(pl.lit(None, dtype=pl.Int8).alias("rolled_to_default"))
     assert calibration_by_band(_scored(), nothing) is None
 
-
-def test_html_tables_escape_their_content():
-    import pandas as pd
-
-    text = html_table(pd.DataFrame({"a": ["<script>"], "b": [0.5]}), {"b": "{:.0%}"})
-    assert "&lt;script&gt;" in text and "<script>" not in text and "50%" in text

@@ -1,48 +1,44 @@
-"""Write the strategy review report of a scoring run: one self-contained HTML page.
+"""The strategy review page of a scoring run: one self-contained HTML page.
 
-For the published result of `rollrisk score` (--scores OUT) it shows what a strategy lead needs
-to act on: segment sizes; expected loss (exposure x probability) per segment and risk band; the
-action mix the policy chose (and what compliance removed); a SHAP summary (beeswarm) per segment
-and the top reason codes per segment; calibration (predicted vs realised roll-to-default per
-band, when the outcomes have matured in the portfolio); the segment-recovery figure (simulated
+For the published result of ``rollrisk score`` it shows what a strategy lead needs to act on:
+segment sizes; expected loss (exposure x probability) per segment and risk band; the action
+mix the policy chose (and what compliance removed); a SHAP summary (beeswarm) per segment and
+the top reason codes per segment; calibration (predicted vs realised roll-to-default per band,
+when the outcomes have matured in the portfolio); the segment-recovery figure (simulated
 portfolios only, with a bootstrap interval); the policy-simulation comparison against the
-baseline tiered policy (from `rollrisk simulate-policy`, with its interval over seeds); and a
-few example accounts with the waterfall of their contributions.
+baseline tiered policy (from ``rollrisk simulate-policy``, with its interval over seeds); and
+a few example accounts with the waterfall of their contributions.
 
-SHAP values are recomputed for a bounded sample of accounts per segment (--sample-per-segment)
-from the scored model (the manifest's model URI) and the portfolio (--data): the scored output
-stores only family sums and the top 4 reasons.
+SHAP values are recomputed for a bounded sample of accounts per segment from the scored model
+and the portfolio: the scored output stores only family sums and the top 4 reasons.
 
-The page embeds its images (PNG, base64) and its CSS; it loads nothing from the network.
-The HTML is logged to MLflow (experiment `rollrisk-reports`, tagged with the model version).
-
-example:
-  rollrisk report --scores runs/demo/scores --data runs/demo/portfolio \\
-      --policy-simulation runs/demo/policy_simulation --out runs/demo/strategy_report.html
+:func:`build_report` reads nothing: the job (``rollrisk report``) hands it the scores, the
+portfolio, the model, the simulator's true drivers and the policy simulation. The page is
+assembled with the report kit (:mod:`rollrisk.reports.html`).
 """
 
 from __future__ import annotations
 
-import argparse
-import base64
-import html
-import io
 import json
 import math
-import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import polars as pl
 
-from rollrisk.errors import UserError
+from rollrisk.models.stats import calibration_backtest, percentile_bootstrap
+from rollrisk.reports.html import Section, figure_png, render_page
+from rollrisk.reports.policy_simulation import LABELS, format_metric, format_uplift
 
-EXPERIMENT = "rollrisk-reports"
+if TYPE_CHECKING:
+    from rollrisk.models.roll_model import RollModel
+    from rollrisk.storage.loader import Portfolio
+
 SECTION_IDS = (
     "summary",
     "segments",
@@ -59,47 +55,6 @@ BAND_ORDER = ("low", "medium", "high")
 BOOTSTRAP_SAMPLES = 500
 # The simulator's healthy borrowers who fall behind are self-cures: the forgetful segment's job.
 DRIVER_TO_SEGMENT = {"healthy": "forgetful"}
-
-CSS = """
-body{font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:2em auto;max-width:1100px;
-color:#1d2733;line-height:1.45;padding:0 1em}
-h1{font-size:1.6em;margin-bottom:.2em}h2{border-bottom:2px solid #d6dde6;padding-bottom:.2em;margin-top:2em}
-table{border-collapse:collapse;margin:.8em 0;font-size:.9em}
-th,td{border:1px solid #d6dde6;padding:.3em .6em;text-align:right}
-th{background:#eef2f7}td:first-child,th:first-child{text-align:left}
-.note{color:#5a6878;font-size:.9em}.kpi{display:inline-block;background:#eef2f7;border-radius:6px;
-padding:.6em 1em;margin:.3em;min-width:12em}.kpi b{display:block;font-size:1.3em}
-img{max-width:100%;height:auto}figure{margin:1em 0}figcaption{color:#5a6878;font-size:.85em}
-.grid{display:flex;flex-wrap:wrap;gap:1em}.grid figure{flex:1 1 480px}
-"""
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--scores", type=Path, required=True, help="output folder of `rollrisk score`"
-    )
-    parser.add_argument(
-        "--data", type=Path, required=True, help="the portfolio that was scored (for SHAP values "
-        "and realised outcomes)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--policy-simulation",
-        type=Path,
-        default=None,
-        help="output folder of `rollrisk simulate-policy` for these scores",
-    )
-    parser.add_argument(
-        "--out", type=Path, default=None, help="HTML file (default: SCORES/strategy_report.html)"
-    )
-    parser.add_argument(
-        "--sample-per-segment",
-        type=int,
-        default=300,
-        help="accounts per segment whose SHAP values are recomputed for the plots",
-    )
-    parser.add_argument("--examples", type=int, default=5, help="example accounts (waterfalls)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the samples and bootstrap")
-    parser.add_argument("--no-mlflow", action="store_true", help="do not log the report to MLflow")
 
 
 # --------------------------------------------------------------------------------------------
@@ -214,33 +169,26 @@ def calibration_by_band(scored: pl.DataFrame, outcomes: pl.DataFrame) -> pd.Data
     )
     if joined.height == 0:
         return None
-    table = (
-        joined.group_by("risk_band")
-        .agg(
-            pl.len().alias("accounts"),
-            pl.col("probability").mean().alias("predicted"),
-            pl.col("rolled_to_default").cast(pl.Float64).mean().alias("realised"),
-        )
-        .to_pandas()
+    present = set(joined["risk_band"].unique().to_list())
+    bands = [b for b in BAND_ORDER if b in present] + sorted(present - set(BAND_ORDER))
+    # the Wilson 95 % interval of the realised rate, so small bands are read with care
+    table = calibration_backtest(
+        joined["probability"].to_numpy(),
+        joined["rolled_to_default"].to_numpy(),
+        joined["risk_band"].to_numpy(),
+        bands,
     )
-    all_row = pd.DataFrame(
-        {
-            "risk_band": ["all"],
-            "accounts": [joined.height],
-            "predicted": [joined["probability"].mean()],
-            "realised": [joined["rolled_to_default"].cast(pl.Float64).mean()],
+    table = table.rename(
+        columns={
+            "group": "risk_band",
+            "predicted_mean": "predicted",
+            "realised_rate": "realised",
+            "ci_lower": "realised_ci_low",
+            "ci_upper": "realised_ci_high",
         }
     )
-    table["_order"] = table["risk_band"].map({b: i for i, b in enumerate(BAND_ORDER)})
-    table = table.sort_values("_order").drop(columns="_order")
-    table = pd.concat([table, all_row], ignore_index=True)
-    # Wilson 95 % interval of the realised rate, so small bands are read with care
-    z = 1.959964
-    n, p = table["accounts"].astype(float), table["realised"].astype(float)
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    table["realised_ci_low"], table["realised_ci_high"] = centre - half, centre + half
-    return table
+    columns = ["risk_band", "accounts", "predicted", "realised"]
+    return table[[*columns, "realised_ci_low", "realised_ci_high"]]
 
 
 def bootstrap_macro_f1(
@@ -253,13 +201,12 @@ def bootstrap_macro_f1(
     predicted = np.asarray(segments, dtype=object)
     truth = np.asarray(drivers, dtype=object)
     matrix, f1 = segment_recovery(predicted, truth, DRIVER_TO_SEGMENT)
-    rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(samples):
-        pick = rng.integers(0, len(predicted), len(predicted))
-        values.append(segment_recovery(predicted[pick], truth[pick], DRIVER_TO_SEGMENT)[1])
-    low, high = np.percentile(values, [2.5, 97.5])
-    return f1, float(low), float(high), matrix
+
+    def resampled_f1(pick: np.ndarray) -> float:
+        return segment_recovery(predicted[pick], truth[pick], DRIVER_TO_SEGMENT)[1]
+
+    low, high = percentile_bootstrap(resampled_f1, len(predicted), samples, seed)
+    return f1, low, high, matrix
 
 
 @dataclass(frozen=True)
@@ -284,7 +231,7 @@ def sample_per_segment(scored: pl.DataFrame, size: int, seed: int) -> pl.DataFra
 
 
 def recompute_contributions(
-    sample: pl.DataFrame, portfolio: Any, as_of: date, model: Any
+    sample: pl.DataFrame, portfolio: Portfolio, as_of: date, model: RollModel
 ) -> tuple[np.ndarray, pd.DataFrame]:
     """Exact TreeSHAP contributions in feature-set order (last column: base value) and the raw
     feature frame, for the accounts of ``sample`` (same order), as scoring computed them."""
@@ -299,12 +246,12 @@ def recompute_contributions(
 
 
 def _png(figure: Any) -> bytes:
+    """A figure drawn with pyplot (shap draws there) as PNG bytes; the figure is closed."""
     import matplotlib.pyplot as plt
 
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    png = figure_png(figure, dpi=90, tight=True)
     plt.close(figure)
-    return buffer.getvalue()
+    return png
 
 
 def _numeric(data: pd.DataFrame) -> pd.DataFrame:
@@ -365,67 +312,6 @@ def _short(value: Any) -> Any:
     return value
 
 
-# --------------------------------------------------------------------------------------------
-# HTML
-# --------------------------------------------------------------------------------------------
-@dataclass
-class Section:
-    section_id: str
-    title: str
-    parts: list[str] = field(default_factory=list)
-
-    def text(self, sentence: str) -> None:
-        self.parts.append(f"<p>{html.escape(sentence)}</p>")
-
-    def note(self, sentence: str) -> None:
-        self.parts.append(f'<p class="note">{html.escape(sentence)}</p>')
-
-    def table(self, frame: pd.DataFrame, formats: Mapping[str, str] | None = None) -> None:
-        self.parts.append(html_table(frame, formats or {}))
-
-    def image(self, png: bytes, caption: str) -> None:
-        data = base64.b64encode(png).decode("ascii")
-        self.parts.append(
-            f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
-            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
-        )
-
-    def render(self) -> str:
-        body = "\n".join(self.parts)
-        return f'<section id="{self.section_id}">\n<h2>{html.escape(self.title)}</h2>\n{body}\n</section>'
-
-
-def html_table(frame: pd.DataFrame, formats: Mapping[str, str]) -> str:
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
-    rows = []
-    for record in frame.itertuples(index=False):
-        cells = []
-        for column, value in zip(frame.columns, record, strict=True):
-            fmt = formats.get(str(column))
-            if fmt and isinstance(value, int | float | np.integer | np.floating):
-                text = (
-                    "n/a" if isinstance(value, float) and math.isnan(value) else fmt.format(value)
-                )
-            elif isinstance(value, float | np.floating):
-                text = f"{value:,.2f}"
-            else:
-                text = str(value)
-            cells.append(f"<td>{html.escape(text)}</td>")
-        rows.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
-
-
-def render_page(title: str, subtitle: str, sections: Sequence[Section]) -> str:
-    nav = " · ".join(f'<a href="#{s.section_id}">{html.escape(s.title)}</a>' for s in sections)
-    body = "\n".join(s.render() for s in sections)
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>"
-        f'<h1>{html.escape(title)}</h1><p class="note">{html.escape(subtitle)}</p>'
-        f"<nav>{nav}</nav>\n{body}\n</body></html>\n"
-    )
-
-
 def _interval_text(stats: Mapping[str, float], percent: bool = False) -> str:
     if percent:
         return (
@@ -436,20 +322,30 @@ def _interval_text(stats: Mapping[str, float], percent: bool = False) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# The job
+# The page
 # --------------------------------------------------------------------------------------------
 def build_report(
     manifest: Mapping[str, Any],
     scored: pl.DataFrame,
-    portfolio: Any,
+    portfolio: Portfolio,
+    model: RollModel,
+    *,
     data_dir: Path,
-    model: Any,
+    true_drivers: pl.DataFrame | None,
     policy_simulation: Mapping[str, Any] | None,
     sample_size: int,
     examples: int,
     seed: int,
 ) -> str:
-    """The HTML page (see the module docstring for its sections)."""
+    """The HTML page (see the module docstring for its sections).
+
+    Needs the manifest and scored accounts of a scoring run (:func:`rollrisk.storage.results.
+    read_scores`), the portfolio they were scored from (``data_dir``, named on the page), the
+    scoring model, and optionally the simulator's true driver per account (``account_id``,
+    ``driver``; None: not a simulated portfolio) and the policy simulation's result.
+    ``sample_size`` accounts per segment get their SHAP values recomputed; ``examples``
+    accounts get a waterfall; ``seed`` draws the samples and the bootstrap.
+    """
     from rollrisk.features.observations import ObservationSpec, observations
 
     as_of = date.fromisoformat(manifest["as_of"])
@@ -517,10 +413,10 @@ def build_report(
             int(sizes[segment]),
         )  # fmt: skip
         figures.append((shap_summary_png(shap_sample), f"SHAP beeswarm, segment {segment}"))
-    sections["shap-summary"].parts.append('<div class="grid">')
+    sections["shap-summary"].raw('<div class="grid">')
     for png, caption in figures:
         sections["shap-summary"].image(png, caption)
-    sections["shap-summary"].parts.append("</div>")
+    sections["shap-summary"].raw("</div>")
     sections["shap-summary"].note(
         f"Exact TreeSHAP values of model {model_info.get('name')} v{model_info.get('version')} "
         f"recomputed for up to {sample_size} accounts per segment (seed {seed}); a point right of "
@@ -576,12 +472,12 @@ def build_report(
             "after the as-of (matured accounts only); interval: Wilson 95 %."
         )
 
-    # --- segment recovery (truth is read only here, for a simulated portfolio)
-    truth_file = Path(data_dir) / "truth" / "borrowers.parquet"
+    # --- segment recovery (only a simulated portfolio knows its borrowers' drivers)
     recovery_text = "not available (not a simulated portfolio)"
-    if truth_file.is_file():
-        truth = pl.read_parquet(truth_file, columns=["account_id", "driver"])
-        joined = scored.select("account_id", "segment").join(truth, on="account_id")
+    if true_drivers is not None:
+        joined = scored.select("account_id", "segment").join(
+            true_drivers.select("account_id", "driver"), on="account_id"
+        )
         f1, low, high, matrix = bootstrap_macro_f1(
             joined["segment"].to_list(), joined["driver"].to_list(), BOOTSTRAP_SAMPLES, seed
         )
@@ -622,9 +518,7 @@ def build_report(
         ("expected loss (CNY)", f"{total_el:,.0f}"),
         ("mean probability", f"{float(scored['probability'].mean()):.1%}"),
     ]
-    summary.parts.append(
-        "".join(f'<div class="kpi">{html.escape(k)}<b>{html.escape(v)}</b></div>' for k, v in kpis)
-    )
+    summary.kpis(kpis)
     top = segments.iloc[0]
     summary.text(
         f"Largest expected loss: segment {top['segment']} ({top['expected_loss']:,.0f} CNY, "
@@ -637,21 +531,19 @@ def build_report(
         f"({model_info.get('uri')}); policy {manifest.get('config', {}).get('policy')}; "
         f"portfolio {data_dir}; code {manifest.get('code', {}).get('git_commit')}."
     )
-    return render_page("Collections strategy review", subtitle, list(sections.values()))
+    return render_page("Collections strategy review", list(sections.values()), subtitle)
 
 
 def _policy_section(section: Section, result: Mapping[str, Any]) -> None:
-    from rollrisk.pipelines.simulate_policy import LABELS, _fmt, _interval
-
     arms, uplift = result["arms"], result["uplift"]
     rows = []
     for metric, (label, _) in LABELS.items():
         rows.append(
             {
                 "metric": label,
-                "model-driven": _fmt(metric, arms["model_driven"][metric]["mean"]),
-                "baseline tiered": _fmt(metric, arms["baseline_tiered"][metric]["mean"]),
-                "uplift [95 % CI]": _interval(metric, uplift[metric]),
+                "model-driven": format_metric(metric, arms["model_driven"][metric]["mean"]),
+                "baseline tiered": format_metric(metric, arms["baseline_tiered"][metric]["mean"]),
+                "uplift [95 % CI]": format_uplift(metric, uplift[metric]),
             }
         )
     section.text(
@@ -665,8 +557,8 @@ def _policy_section(section: Section, result: Mapping[str, Any]) -> None:
         {
             "segment": segment,
             "accounts": row["accounts"],
-            "net recovery uplift": _interval("net_recovery", row["uplift"]["net_recovery"]),
-            "roll-to-default uplift": _interval(
+            "net recovery uplift": format_uplift("net_recovery", row["uplift"]["net_recovery"]),
+            "roll-to-default uplift": format_uplift(
                 "roll_to_default_rate", row["uplift"]["roll_to_default_rate"]
             ),
         }
@@ -690,71 +582,3 @@ def _policy_section(section: Section, result: Mapping[str, Any]) -> None:
         + ". Method and "
         "limits: docs/strategies.md, Policy simulation."
     )
-
-
-def run(args: argparse.Namespace) -> int:
-    import matplotlib
-
-    matplotlib.use("Agg")
-
-    from rollrisk.pipelines.simulate_policy import RESULT_JSON
-    from rollrisk.storage.loader import load_portfolio
-    from rollrisk.storage.registry import load_roll_model
-    from rollrisk.storage.results import read_scores
-    from rollrisk.storage.tracking import configure_tracking, ensure_experiment
-
-    if args.sample_per_segment < 2:
-        raise UserError(f"--sample-per-segment must be at least 2, got {args.sample_per_segment}")
-    manifest, scored = read_scores(args.scores)
-    policy_simulation = None
-    if args.policy_simulation is not None:
-        path = args.policy_simulation / RESULT_JSON
-        if not path.is_file():
-            raise UserError(
-                f"--policy-simulation: {path} not found; run `rollrisk simulate-policy`"
-            )
-        policy_simulation = json.loads(path.read_text())
-        if policy_simulation.get("as_of") != manifest["as_of"]:
-            raise UserError(
-                f"{path} simulates scores as of {policy_simulation.get('as_of')}, but "
-                f"{args.scores} is as of {manifest['as_of']}"
-            )
-    tracking = configure_tracking()
-    uri = manifest["model"]["uri"]
-    print(f"[report] loading model {uri}", file=sys.stderr, flush=True)
-    loaded = load_roll_model(uri)
-    print(f"[report] loading portfolio {args.data}", file=sys.stderr, flush=True)
-    portfolio = load_portfolio(args.data)
-    page = build_report(
-        manifest, scored, portfolio, args.data, loaded.model, policy_simulation,
-        args.sample_per_segment, args.examples, args.seed,
-    )  # fmt: skip
-    out = args.out or args.scores / "strategy_report.html"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page, encoding="utf-8")
-    print(f"[report] written: {out} ({len(page) / 1e6:.1f} MB)")
-    if not args.no_mlflow:
-        import mlflow
-
-        experiment_id = ensure_experiment(EXPERIMENT, tracking)
-        with mlflow.start_run(experiment_id=experiment_id, run_name=f"report {manifest['as_of']}"):
-            mlflow.set_tags(
-                {
-                    "model_name": manifest["model"].get("name"),
-                    "model_version": manifest["model"].get("version"),
-                    "model_uri": uri,
-                    "as_of": manifest["as_of"],
-                    "scores": str(args.scores),
-                }
-            )
-            mlflow.log_metric("accounts_scored", scored.height)
-            mlflow.log_metric("expected_loss", float(scored["expected_loss"].sum()))
-            if policy_simulation is not None:
-                for metric in ("net_recovery", "roll_to_default_rate"):
-                    stats = policy_simulation["uplift"][metric]
-                    for key in ("mean", "ci_low", "ci_high"):
-                        mlflow.log_metric(f"uplift_{metric}_{key}", stats[key])
-                mlflow.log_artifact(str(args.policy_simulation / RESULT_JSON))
-            mlflow.log_artifact(str(out))
-            print(f"[report] logged to MLflow experiment {EXPERIMENT} ({tracking.tracking_uri})")
-    return 0
