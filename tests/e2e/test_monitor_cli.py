@@ -69,7 +69,14 @@ def test_stable_population_exits_0_with_backtest(scoring_world, tmp_path, monkey
     assert report["backtest_status"] == "matured"
     bands = {row["band"]: row for row in report["backtest"]["bands"]}
     assert bands["all"]["accounts"] == report["population"]
-    assert 0.0 <= bands["all"]["realised_rate"] <= 1.0
+    # The realised roll rate is the one `rollrisk build-training-set` labels for that as-of.
+    labelled = tmp_path / "labelled.parquet"
+    argv = ["build-training-set", "--data", str(scoring_world.portfolio), "--as-of", AS_OF]
+    assert main([*argv, "--out", str(labelled)]) == 0
+    labels = pl.read_parquet(labelled)["rolled_to_default"]
+    assert bands["all"]["accounts"] == labels.len()
+    assert bands["all"]["realised_rate"] == pytest.approx(labels.mean(), abs=1e-9)
+    assert 0.0 < labels.mean() < 1.0
     markdown = (tmp_path / "out" / "monitor.md").read_text()
     assert "## Score stability (PSI)" in markdown and "## Backtest" in markdown
     assert "No threshold crossed" in markdown
