@@ -26,10 +26,10 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
+from importlib import metadata
 from pathlib import Path
 from typing import Literal
 
-from rollrisk import __version__
 from rollrisk.errors import UserError
 from rollrisk.scoring.core import (
     INPUT_TABLES,
@@ -130,6 +130,8 @@ def score_portfolio(
             f"{setup.observation.max_dpd} DPD) at {as_of}: nothing to score"
         )
     partitions = partitions or default_partitions(people.height)
+    # the installed distribution's version (this module sits below the package's __init__)
+    code_version = metadata.version("rollrisk")
     identity = {
         "data": fingerprint_files(data),
         "model_uri": model_uri,
@@ -139,7 +141,7 @@ def score_portfolio(
         "jurisdictions": sorted(jurisdictions),
         "observation": setup.observation.__dict__,
         "partitions": partitions,
-        "code": __version__,
+        "code": code_version,
     }
     output = PartitionedRun(out, identity)
     resumed = sum(output.is_done(k) for k in range(partitions))
@@ -169,7 +171,7 @@ def score_portfolio(
     manifest = {
         "as_of": as_of.isoformat(),
         "model": {"uri": model_uri, "name": setup.model_name, "version": setup.model_version},
-        "code": {"rollrisk": __version__, "git_commit": git_commit()},
+        "code": {"rollrisk": code_version, "git_commit": git_commit()},
         "config": {
             "policy": str(rule_files.policy),
             "segments": str(rule_files.segments),
