@@ -1,10 +1,13 @@
-"""Observations, labels, eligibility and out-of-time splits on tiny hand-made histories."""
+"""Observations, labels and eligibility on tiny hand-made histories.
+
+(The out-of-time split is tested where training makes it, through
+``rollrisk.models.training.split_training_set``, in test_training_jobs.py.)
+"""
 
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
-import pandas as pd
 import polars as pl
 import pytest
 
@@ -19,7 +22,6 @@ from rollrisk.features.observations import (
     observation_summary,
     observations,
 )
-from rollrisk.features.splits import split_by_as_of
 
 
 def statements_of(rows: dict[str, list[tuple[date, int]]], lag_days: int = 2) -> pl.DataFrame:
@@ -178,42 +180,3 @@ def test_eligible_as_of_dates_need_history_before_and_a_complete_window_after():
         date(2024, 3, 31),
     ]
     assert eligible_as_of_dates(statements, ObservationSpec(window_months=6)) == []
-
-
-# -- out-of-time splits ------------------------------------------------------------------------
-
-
-def _frame_with_months(count: int) -> pl.DataFrame:
-    as_of = pl.date_range(date(2024, 1, 1), date(2024, count, 1), "1mo", eager=True).dt.month_end()
-    return pl.DataFrame({"as_of": as_of.to_list() * 2, "account_id": ["a"] * count + ["b"] * count})
-
-
-def test_split_by_as_of_is_out_of_time_latest_last():
-    train, validation, test = split_by_as_of(
-        _frame_with_months(10), validation_months=2, test_months=3
-    )
-    assert train["as_of"].max() < validation["as_of"].min()
-    assert validation["as_of"].max() < test["as_of"].min()
-    assert test["as_of"].unique().sort().to_list() == [
-        date(2024, 8, 31),
-        date(2024, 9, 30),
-        date(2024, 10, 31),
-    ]
-    assert train.height + validation.height + test.height == 20
-
-
-def test_split_by_as_of_embargo_drops_months_between_parts_and_accepts_pandas():
-    frame = _frame_with_months(10).to_pandas()
-    train, validation, test = split_by_as_of(
-        frame, validation_months=2, test_months=2, embargo_months=1
-    )
-    assert isinstance(train, pd.DataFrame)
-    # test 9-10 | embargo 8 | validation 6-7 | embargo 5 | train 1-4
-    assert sorted(set(pd.to_datetime(train["as_of"]).dt.month)) == [1, 2, 3, 4]
-    assert sorted(set(pd.to_datetime(validation["as_of"]).dt.month)) == [6, 7]
-    assert sorted(set(pd.to_datetime(test["as_of"]).dt.month)) == [9, 10]
-
-
-def test_split_by_as_of_raises_when_too_few_as_of_dates():
-    with pytest.raises(UserError, match="needs at least 7 as-of dates .* got 5"):
-        split_by_as_of(_frame_with_months(5), validation_months=3, test_months=3)
