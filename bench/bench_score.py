@@ -151,13 +151,13 @@ def train_model(cache: Path, train_accounts: int, env: dict[str, str]) -> str:
 CHILD = """
 import dataclasses, sys
 from rollrisk.cli import main
-import rollrisk.storage.registry as store
+import rollrisk.api as api
 if sys.argv[1] == "fast":
     from rollrisk.models.treeshap import fast_pred_contrib as kernel
 else:
     from rollrisk.models.explanations import lightgbm_pred_contrib as kernel
-original = store.scoring_setup
-store.scoring_setup = lambda *a, **k: dataclasses.replace(original(*a, **k), kernel=kernel)
+original = api.scoring_setup
+api.scoring_setup = lambda *a, **k: dataclasses.replace(original(*a, **k), kernel=kernel)
 sys.exit(main(sys.argv[2:]))
 """
 

@@ -138,11 +138,12 @@ def in_process_reference(
 ) -> tuple[float, dict[str, float], str]:
     """Median milliseconds of scoring one body without HTTP (the handler's code, step by step),
     the mean milliseconds of each step, and what the model is (trees, leaves)."""
+    from rollrisk.api import scoring_setup
     from rollrisk.features.observations import ObservationSpec
     from rollrisk.scoring.core import score_accounts
     from rollrisk.serving.api_models import ScoreRequest
     from rollrisk.serving.request_scoring import request_tables
-    from rollrisk.storage.registry import load_roll_model, scoring_setup
+    from rollrisk.storage.registry import load_roll_model
 
     pl.Config.set_engine_affinity("in-memory")  # as `rollrisk serve` sets it
 

@@ -24,12 +24,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rollrisk.features.registry import FEATURE_SET
+from rollrisk.api import build_training_set, load_config, load_portfolio, train
 from rollrisk.models.calibration import make_calibrator
 from rollrisk.models.metrics import binary_metrics
-from rollrisk.pipelines.train import LABEL, load_training_set, observation_spec, train_roll_model
-from rollrisk.storage.config import load_config
-from rollrisk.storage.loader import load_portfolio
+from rollrisk.models.training import LABEL
 
 COLUMNS = ["auc", "gini", "ks", "brier", "log_loss", "ece"]
 
@@ -60,10 +58,10 @@ def main() -> int:
             check=True,
         )  # fmt: skip
     config = load_config(args.config)
-    spec = observation_spec(argparse.Namespace(), config)
+    spec = config.observation_spec()
     portfolio = load_portfolio(args.data)
     started = time.perf_counter()
-    frame = load_training_set(argparse.Namespace(training_set=None), portfolio, config)
+    frame = build_training_set(portfolio, observation=spec, progress=True).to_pandas()
     print(f"training set: {len(frame)} rows, {frame['account_id'].nunique()} accounts, "
           f"base rate {frame[LABEL].mean():.4f}, built in {time.perf_counter() - started:.1f} s")  # fmt: skip
 
@@ -71,10 +69,7 @@ def main() -> int:
     for structure in ("single", "per_bucket"):
         training = config.training.with_overrides(structure=structure)
         started = time.perf_counter()
-        result = train_roll_model(
-            frame, portfolio.statements, portfolio.accounts, FEATURE_SET, training,
-            default_dpd=spec.default_dpd, window_months=spec.window_months,
-        )  # fmt: skip
+        result = train(frame, portfolio, training, observation=spec)
         seconds = time.perf_counter() - started
         if structure == "single":
             print("\nsplit:", "; ".join(f"{k}: {v}" for k, v in result.split.describe().items()))

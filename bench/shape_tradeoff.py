@@ -45,15 +45,16 @@ from harness import interleaved_medians  # noqa: E402
 from rollrisk.features.registry import FEATURE_SET
 from rollrisk.features.training_set import validate_training_set
 from rollrisk.models.metrics import brier_score, log_loss, roc_auc
-from rollrisk.models.treeshap import TreeEnsemble, lightgbm_matrix, tree_contributions
-from rollrisk.pipelines.train import (
+from rollrisk.models.training import (
     LABEL,
     SplitFrames,
-    _fit,
-    _model_from_config,
+    fit_on_split,
+    model_from_config,
     split_training_set,
 )
-from rollrisk.storage.config import TrainingConfig, load_config
+from rollrisk.models.training_config import TrainingConfig
+from rollrisk.models.treeshap import TreeEnsemble, lightgbm_matrix, tree_contributions
+from rollrisk.storage.config import load_config
 
 
 def measure_shape(
@@ -66,8 +67,8 @@ def measure_shape(
 ) -> dict[str, object]:
     """Train one shape on ``split`` and measure its accuracy and explanation cost."""
     started = time.perf_counter()
-    # The train job's own constructor and fit: only the overridden parameters differ.
-    model = _fit(_model_from_config(FEATURE_SET, training, **overrides), split)
+    # The training code's own constructor and fit: only the overridden parameters differ.
+    model = fit_on_split(model_from_config(FEATURE_SET, training, **overrides), split)
     train_seconds = time.perf_counter() - started
     booster = model.boosters_["all"]
     test = split.test.reset_index(drop=True)

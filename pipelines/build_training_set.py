@@ -28,117 +28,36 @@ examples:
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
-from datetime import date
 from pathlib import Path
 from typing import Any
 
 import polars as pl
-from pandera.errors import SchemaError, SchemaErrors
-from tqdm import tqdm
 
-from rollrisk.errors import UserError
-from rollrisk.features.observations import ObservationSpec, eligible_as_of_dates
-from rollrisk.features.registry import FEATURE_SET
-from rollrisk.features.training_set import (
-    TrainingSetBuild,
-    build_training_set,
-    validate_training_set,
+from rollrisk.arguments import (
+    add_config_argument,
+    add_data_argument,
+    add_observation_arguments,
+    as_of_date,
+    load_config_argument,
+    observation_spec,
 )
-from rollrisk.storage.config import RollriskConfig, load_config
-from rollrisk.storage.loader import Portfolio, load_portfolio
-
-
-def _as_of_date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}") from error
-
-
-def add_observation_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags that define an observation, shared by every command that builds observations."""
-    group = parser.add_argument_group("observation (override the config's `observation:`)")
-    group.add_argument("--default-dpd", type=int, default=None, metavar="N",
-                       help="DPD at or above which an account has defaulted (config default 90)")  # fmt: skip
-    group.add_argument("--window-months", type=int, default=None, metavar="N",
-                       help="performance window after the as-of month, in months (config default 3)")  # fmt: skip
-    group.add_argument("--min-dpd", type=int, default=None, metavar="N",
-                       help="lowest DPD at the as-of to be in the population (config default 1)")  # fmt: skip
-    group.add_argument("--max-dpd", type=int, default=None, metavar="N",
-                       help="highest DPD at the as-of to be in the population (config default 89)")  # fmt: skip
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", type=Path, required=True, help="portfolio folder (see docs/data-contract.md)")  # fmt: skip
+    add_data_argument(parser)
     parser.add_argument("--out", type=Path, required=True, help="Parquet file to write the training set to")  # fmt: skip
     parser.add_argument(
         "--as-of",
-        type=_as_of_date,
+        type=as_of_date,
         action="append",
         default=None,
         metavar="DATE",
         help="a month-end as-of date (repeatable); default: every eligible month-end",
     )
-    parser.add_argument("--config", type=Path, default=None, help="YAML config (default: conf/default.yaml)")  # fmt: skip
+    add_config_argument(parser)
     add_observation_arguments(parser)
-
-
-def observation_spec_from_args(args: argparse.Namespace, config: RollriskConfig) -> ObservationSpec:
-    """The config's ``observation:`` section, overridden by any flag given."""
-    spec = ObservationSpec.from_mapping(config.observation, source=f"config file {config.source}")
-    return spec.with_overrides(
-        default_dpd=getattr(args, "default_dpd", None),
-        window_months=getattr(args, "window_months", None),
-        min_dpd=getattr(args, "min_dpd", None),
-        max_dpd=getattr(args, "max_dpd", None),
-    )
-
-
-def build_from_portfolio(
-    portfolio: Portfolio, spec: ObservationSpec, as_of_dates: list[date] | None
-) -> TrainingSetBuild:
-    """Build (with a progress bar) for the given as-of dates, or for every eligible one."""
-    if as_of_dates is None:
-        as_of_dates = eligible_as_of_dates(portfolio.statements, spec)
-        if not as_of_dates:
-            raise UserError(
-                f"{portfolio.report.data_dir}: no month-end has both statements known before it "
-                f"and a complete {spec.window_months}-month performance window after it; "
-                "the history is too short (shorten --window-months or add months)"
-            )
-    with tqdm(total=len(as_of_dates), desc="as-of dates", unit="as-of", file=sys.stderr) as bar:
-        return build_training_set(
-            portfolio.accounts,
-            portfolio.statements,
-            as_of_dates,
-            spec,
-            collection_actions=portfolio.collection_actions,
-            treatments=portfolio.treatments,
-            on_as_of_done=lambda _: bar.update(),
-        )
-
-
-def training_set_from_args(
-    args: argparse.Namespace,
-    portfolio: Portfolio | None = None,
-    config: RollriskConfig | None = None,
-) -> pl.DataFrame:
-    """The validated training set for a job's arguments (used by `rollrisk train` too)."""
-    config = config if config is not None else load_config(getattr(args, "config", None))
-    portfolio = portfolio if portfolio is not None else load_portfolio(args.data)
-    spec = observation_spec_from_args(args, config)
-    built = build_from_portfolio(portfolio, spec, getattr(args, "as_of", None))
-    return _validated(built.training_set)
-
-
-def _validated(frame: pl.DataFrame) -> pl.DataFrame:
-    try:
-        return validate_training_set(frame)
-    except (SchemaError, SchemaErrors) as error:  # a bug, not a user error: say so plainly
-        raise RuntimeError(f"the built training set breaks its own schema: {error}") from error
 
 
 def format_summary(summary: pl.DataFrame) -> str:
@@ -167,18 +86,13 @@ def format_summary(summary: pl.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def _write_parquet(frame: pl.DataFrame, path: Path) -> None:
-    """Write next to the target and rename, so a killed run never leaves a half file at --out."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    frame.write_parquet(temporary)
-    os.replace(temporary, path)
-
-
 def run(args: argparse.Namespace) -> int:
+    from rollrisk.api import build_training_set_with_summary, load_portfolio
+    from rollrisk.features.registry import FEATURE_SET
+    from rollrisk.storage.training_sets import write_training_set
+
     started = time.perf_counter()
-    config = load_config(args.config)
-    spec = observation_spec_from_args(args, config)
+    spec = observation_spec(args, load_config_argument(args))
     print(f"reading {args.data} ...", file=sys.stderr)
     portfolio = load_portfolio(args.data)
     if portfolio.report.rows_rejected:
@@ -189,9 +103,9 @@ def run(args: argparse.Namespace) -> int:
         )
     for table in portfolio.report.absent_optional:
         print(f"note: no {table} table: its features are left missing", file=sys.stderr)
-    built = build_from_portfolio(portfolio, spec, args.as_of)
-    training_set = _validated(built.training_set)
-    _write_parquet(training_set, args.out)
+    built = build_training_set_with_summary(portfolio, args.as_of, spec, progress=True)
+    training_set = built.training_set
+    write_training_set(training_set, args.out)
     print(
         f"observation: population DPD {spec.min_dpd}-{spec.max_dpd}, default = DPD >= "
         f"{spec.default_dpd} within {spec.window_months} months; feature set "

@@ -19,14 +19,16 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
+from rollrisk.arguments import (
+    add_data_argument,
+    add_training_data_arguments,
+    load_config_argument,
+    training_set_from_arguments,
+    with_observation_flags,
+)
 from rollrisk.errors import UserError
-from rollrisk.storage.config import load_config
-
-LABEL = "rolled_to_default"
-SLICES = ("product", "start_bucket")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,9 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         required=True,
         help="MLflow model URI, e.g. models:/rollrisk-roll-to-default@champion or runs:/<id>/model",
     )
-    parser.add_argument("--data", type=Path, required=True, help="portfolio folder to evaluate on")
-    from rollrisk.pipelines.train import add_training_data_arguments
-
+    add_data_argument(parser)
     add_training_data_arguments(parser)
     parser.add_argument(
         "--as-of-from",
@@ -49,30 +49,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import mlflow
-
-    from rollrisk.pipelines.train import load_training_set, observation_spec
+    from rollrisk.api import evaluate, load_model, load_portfolio
+    from rollrisk.models.training import LABEL
     from rollrisk.reports.evaluation import write_evaluation_report
-    from rollrisk.storage.loader import load_portfolio
-    from rollrisk.storage.tracking import configure_tracking, fingerprint_files
+    from rollrisk.storage.registry import observation_of
+    from rollrisk.storage.tracking import fingerprint_files
 
-    config = load_config(args.config)
-    configure_tracking()
-    try:
-        model = mlflow.pyfunc.load_model(args.model)
-    except Exception as error:  # noqa: BLE001 - MLflow raises several types for a bad URI
-        raise UserError(f"cannot load model {args.model!r}: {error}") from error
-    metadata = model.metadata.metadata or {}
-    # The model's own label definition is the default, so it is judged on what it predicts.
-    for name in ("default_dpd", "window_months"):
-        if getattr(args, name, None) is None and f"observation_{name}" in metadata:
-            setattr(args, name, int(metadata[f"observation_{name}"]))
+    config = load_config_argument(args)
+    loaded = load_model(args.model)
+    metadata = loaded.metadata
+    # The model's own label definition is the default, so it is judged on what it predicts;
+    # flags still win over it.
+    spec = with_observation_flags(args, observation_of(loaded, config.observation_spec()))
     if not args.data.is_dir():
         raise UserError(f"--data {args.data} is not a folder (expected a portfolio folder)")
     print(f"[evaluate] loading portfolio {args.data}", file=sys.stderr, flush=True)
     portfolio = load_portfolio(args.data)
-    spec = observation_spec(args, config)
-    frame = load_training_set(args, portfolio, config)
+    frame = training_set_from_arguments(args, portfolio, spec)
     if args.as_of_from:
         try:
             start = pd.Timestamp(args.as_of_from)
@@ -85,22 +78,8 @@ def run(args: argparse.Namespace) -> int:
     if frame.empty:
         raise UserError(f"no labelled rows to evaluate in {args.data} (check --as-of-from)")
     print(f"[evaluate] scoring {len(frame)} rows", file=sys.stderr, flush=True)
-    scored = frame[["account_id", "as_of", *SLICES, LABEL]].copy()
-    schema = model.metadata.get_input_schema()
-    inputs = frame[schema.input_names()] if schema is not None else frame
-    scored["roll_model"] = np.asarray(model.predict(inputs), dtype=np.float64)
-
-    from rollrisk.models.evaluation import evaluate_models
-
-    python_model = model.unwrap_python_model()
-    reference = getattr(python_model, "reference_scores_", None)
-    comparison = evaluate_models(
-        scored,
-        LABEL,
-        {"roll_model": "roll_model"},
-        slice_cols=SLICES,
-        reference_probs={"roll_model": reference} if reference is not None else None,
-    )
+    comparison = evaluate(loaded, frame)
+    reference = loaded.reference_scores
     as_of = pd.to_datetime(frame["as_of"]).dt.date
     context = {
         "model": args.model,

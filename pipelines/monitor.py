@@ -39,9 +39,9 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
+from rollrisk.arguments import add_config_argument, add_model_argument, add_portfolio_arguments
 from rollrisk.conf import DEFAULT_POLICY
 from rollrisk.errors import UserError
-from rollrisk.storage.registry import DEFAULT_MODEL_URI
 
 if TYPE_CHECKING:
     from rollrisk.features.observations import ObservationSpec
@@ -53,14 +53,10 @@ EXIT_ALERT = 3
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=DEFAULT_MODEL_URI, help="MLflow model URI")
-    from rollrisk.pipelines.score import add_portfolio_arguments
-
+    add_model_argument(parser)
     add_portfolio_arguments(parser)
     parser.add_argument("--out", type=Path, default=Path("runs/monitor"), help="output folder")
-    parser.add_argument(
-        "--config", type=Path, default=None, help="YAML config (monitoring thresholds, observation)"
-    )
+    add_config_argument(parser, help="YAML config (monitoring thresholds, observation)")
     parser.add_argument(
         "--policy", type=Path, default=DEFAULT_POLICY, help="policy YAML (its risk bands)"
     )

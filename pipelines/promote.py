@@ -19,14 +19,17 @@ the exit code is then 1, so a pipeline can stop on it. Serving loads models:/NAM
 from __future__ import annotations
 
 import argparse
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from rollrisk.arguments import add_config_argument, load_config_argument
 from rollrisk.errors import UserError
-from rollrisk.storage.config import PromotionConfig, load_config
+from rollrisk.storage.config import PromotionConfig
+
+if TYPE_CHECKING:
+    from rollrisk.storage.registry import RegisteredVersion
 
 EXIT_REFUSED = 1
 
@@ -35,9 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model-name", default=None, help="registered model name (config: training.model_name)"
     )
-    parser.add_argument(
-        "--config", type=Path, default=None, help="YAML config (default: conf/default.yaml)"
-    )
+    add_config_argument(parser)
     parser.add_argument(
         "--dry-run",
         action="store_true",
@@ -116,56 +117,31 @@ def decide_promotion(
     return PromotionDecision(promote=passed, reasons=tuple(reasons))
 
 
-def _alias_version(client, name: str, alias: str):  # noqa: ANN001, ANN202 - MLflow types
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return client.get_model_version_by_alias(name, alias)
-    except MlflowException:
-        return None
-
-
-def _inputs(model, rows):  # noqa: ANN001, ANN202 - a pyfunc model and a pandas frame
-    """The columns the model's signature declares (the logged rows also hold ids and labels)."""
-    schema = model.metadata.get_input_schema()
-    return rows[schema.input_names()] if schema is not None else rows
-
-
 def _figures(
-    client, name: str, challenger, champion
-) -> tuple[CandidateFigures, CandidateFigures | None, str]:  # noqa: ANN001
+    challenger: RegisteredVersion, champion: RegisteredVersion | None
+) -> tuple[CandidateFigures, CandidateFigures | None, str]:
     """Challenger and champion figures, both AUCs on the challenger's out-of-time rows."""
-    import mlflow
-    import pandas as pd
-
     from rollrisk.models.metrics import roc_auc
+    from rollrisk.models.training import LABEL
+    from rollrisk.storage.registry import load_roll_model
+    from rollrisk.storage.tracking import OOT_ROWS_ARTIFACT, read_run_parquet, run_record
 
-    challenger_run = client.get_run(challenger.run_id)
-    challenger_metrics = challenger_run.data.metrics
-    ships = challenger_run.data.tags.get("ships")
-    with tempfile.TemporaryDirectory() as scratch:
-        try:
-            path = mlflow.artifacts.download_artifacts(
-                run_id=challenger.run_id,
-                artifact_path="evaluation/oot_test.parquet",
-                dst_path=scratch,
-            )
-            rows = pd.read_parquet(path)
-        except Exception:  # noqa: BLE001 - any missing artifact means: fall back to logged AUCs
-            rows = None
+    challenger_run = run_record(challenger.run_id)
+    ships = challenger_run.tags.get("ships")
+    # absent when the run was logged by a version that did not keep them: use the logged AUCs
+    rows = read_run_parquet(challenger.run_id, OOT_ROWS_ARTIFACT)
     note = "AUCs compared on the challenger's out-of-time rows"
-    labels = None if rows is None else rows["rolled_to_default"].to_numpy()
+    labels = None if rows is None else rows[LABEL].to_numpy()
     if rows is not None:
-        model = mlflow.pyfunc.load_model(f"models:/{name}/{challenger.version}")
-        challenger_auc = roc_auc(labels, model.predict(_inputs(model, rows)))
+        challenger_auc = roc_auc(labels, load_roll_model(challenger.uri).predict_proba(rows))
     else:
-        challenger_auc = challenger_metrics.get("oot_auc", float("nan"))
+        challenger_auc = challenger_run.metrics.get("oot_auc", float("nan"))
         note = "AUCs as logged by each run (the challenger's out-of-time rows were not found)"
     figures = CandidateFigures(
-        version=str(challenger.version),
+        version=challenger.version,
         auc=float(challenger_auc),
-        ece=challenger_metrics.get("oot_ece"),
-        psi=challenger_metrics.get("oot_psi"),
+        ece=challenger_run.metrics.get("oot_ece"),
+        psi=challenger_run.metrics.get("oot_psi"),
         beats_baselines=None if ships is None else ships == "true",
     )
     if champion is None:
@@ -173,42 +149,39 @@ def _figures(
     champion_auc = None
     if rows is not None:
         try:
-            champion_model = mlflow.pyfunc.load_model(f"models:/{name}/{champion.version}")
-            champion_auc = roc_auc(labels, champion_model.predict(_inputs(champion_model, rows)))
+            champion_auc = roc_auc(labels, load_roll_model(champion.uri).predict_proba(rows))
         except Exception as error:  # noqa: BLE001 - e.g. the champion needs other features
             note = (
                 f"champion could not score the challenger's rows ({error}); its logged AUC is used"
             )
     if champion_auc is None:
-        champion_auc = client.get_run(champion.run_id).data.metrics.get("oot_auc", float("nan"))
-    return figures, CandidateFigures(version=str(champion.version), auc=float(champion_auc)), note
+        champion_auc = run_record(champion.run_id).metrics.get("oot_auc", float("nan"))
+    return figures, CandidateFigures(version=champion.version, auc=float(champion_auc)), note
 
 
 def run(args: argparse.Namespace) -> int:
-    from mlflow import MlflowClient
-
+    from rollrisk.storage.registry import alias_version, set_alias, tag_version
     from rollrisk.storage.tracking import configure_tracking
 
-    config = load_config(args.config)
+    config = load_config_argument(args)
     gates = config.promotion
     name = args.model_name or config.training.model_name
     setup = configure_tracking()
-    client = MlflowClient()
-    challenger = _alias_version(client, name, gates.from_alias)
+    challenger = alias_version(name, gates.from_alias)
     if challenger is None:
         raise UserError(
             f"model {name!r} has no version with alias {gates.from_alias!r} in {setup.tracking_uri}; "
             "run `rollrisk train` first (or check --model-name and MLFLOW_TRACKING_URI)"
         )
-    champion = _alias_version(client, name, gates.to_alias)
+    champion = alias_version(name, gates.to_alias)
     if champion is not None and champion.version == challenger.version:
         print(f"{name} v{challenger.version} is already {gates.to_alias}; nothing to do")
         return 0
-    challenger_figures, champion_figures, note = _figures(client, name, challenger, champion)
+    challenger_figures, champion_figures, note = _figures(challenger, champion)
     decision = decide_promotion(challenger_figures, champion_figures, gates)
     print(
         f"{name}: {gates.from_alias} v{challenger.version} vs "
-        f"{gates.to_alias} {'v' + str(champion.version) if champion else '(none)'} ({note})"
+        f"{gates.to_alias} {'v' + champion.version if champion else '(none)'} ({note})"
     )
     for reason in decision.reasons:
         print(f"  {reason}")
@@ -216,15 +189,16 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(f"dry run: would be {outcome}")
         return 0 if decision.promote else EXIT_REFUSED
-    client.set_model_version_tag(name, str(challenger.version), "promotion", outcome)
-    client.set_model_version_tag(
-        name, str(challenger.version), "promotion_reasons", " | ".join(decision.reasons)
+    tag_version(
+        name,
+        challenger.version,
+        {"promotion": outcome, "promotion_reasons": " | ".join(decision.reasons)},
     )
     if not decision.promote:
         print(
-            f"refused: {gates.to_alias} stays at {'v' + str(champion.version) if champion else 'no version'}"
+            f"refused: {gates.to_alias} stays at {'v' + champion.version if champion else 'no version'}"
         )
         return EXIT_REFUSED
-    client.set_registered_model_alias(name, gates.to_alias, str(challenger.version))
+    set_alias(name, gates.to_alias, challenger.version)
     print(f"promoted: models:/{name}@{gates.to_alias} is now v{challenger.version}")
     return 0

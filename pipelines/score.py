@@ -27,12 +27,11 @@ import argparse
 import sys
 import time
 from collections.abc import Iterable
-from datetime import date
 from pathlib import Path
 
 from tqdm import tqdm
 
-from rollrisk.storage.registry import add_scoring_arguments
+from rollrisk.arguments import add_portfolio_arguments, add_scoring_arguments
 from rollrisk.storage.results import ACCOUNTS_PER_PARTITION
 
 
@@ -54,20 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_portfolio_arguments(parser: argparse.ArgumentParser) -> None:
-    """--data and --as-of, as every job that looks at a population at one date takes them."""
-    parser.add_argument("--data", type=Path, required=True, help="portfolio folder")
-    parser.add_argument(
-        "--as-of",
-        type=date.fromisoformat,
-        default=None,
-        help="observation date YYYY-MM-DD (default: the month-end of the latest statement)",
-    )
-
-
 def run(args: argparse.Namespace) -> int:
+    from rollrisk.arguments import jurisdictions_of, setup_from_arguments
     from rollrisk.scoring.batch import RuleFiles, score_portfolio
-    from rollrisk.storage.registry import jurisdictions_of, setup_from_arguments
 
     started = time.perf_counter()
     print(f"[score] loading model {args.model}", file=sys.stderr, flush=True)

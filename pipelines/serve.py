@@ -33,8 +33,8 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
+from rollrisk.arguments import add_scoring_arguments
 from rollrisk.errors import UserError
-from rollrisk.storage.registry import add_scoring_arguments
 
 if TYPE_CHECKING:
     from rollrisk.scoring.core import ScoringSetup
@@ -117,8 +117,8 @@ def run(args: argparse.Namespace) -> int:
     # millions of rows of a batch run, not here)
     pl.Config.set_engine_affinity("in-memory")
 
+    from rollrisk.arguments import jurisdictions_of, setup_from_arguments
     from rollrisk.serving.app import create_app
-    from rollrisk.storage.registry import jurisdictions_of, setup_from_arguments
 
     logging.basicConfig(
         level=args.log_level.upper(),

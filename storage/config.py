@@ -4,6 +4,8 @@ Each section a job owns is validated into a frozen pydantic model: a key the mod
 is an error that names the file and the key (a typo must never silently fall back to a default).
 Sections owned by other jobs are kept as plain mappings in :attr:`RollriskConfig.sections`.
 Command-line flags override values after loading (see :meth:`TrainingConfig.with_overrides`).
+The ``training:`` models live with the training code (:mod:`rollrisk.models.training_config`),
+which takes them as typed inputs and never reads a file.
 """
 
 from __future__ import annotations
@@ -11,69 +13,21 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from rollrisk.conf import DEFAULT_CONFIG
 from rollrisk.errors import UserError
+from rollrisk.features.observations import ObservationSpec
+from rollrisk.models.training_config import ConfigSection, TrainingConfig
+
+# The jurisdictions whose compliance rules apply when a job or an API call names none.
+DEFAULT_JURISDICTIONS: tuple[str, ...] = ("CN",)
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SplitConfig(_Section):
-    """As-of months held out at the end of the history, latest last."""
-
-    validation_months: int = Field(3, ge=1)
-    test_months: int = Field(3, ge=1)
-    # As-of months dropped before validation and before test; None: the outcome window.
-    embargo_months: int | None = Field(None, ge=0)
-
-
-class CalibrationConfig(_Section):
-    method: Literal["auto", "isotonic", "platt"] = "auto"
-    holdout_fraction: float = Field(0.5, gt=0.0, lt=1.0)
-    folds: int = Field(5, ge=2)
-
-
-class LightGBMConfig(_Section):
-    n_estimators: int = Field(1000, ge=1)
-    learning_rate: float = Field(0.05, gt=0.0)
-    num_leaves: int = Field(15, ge=2)
-    min_child_samples: int = Field(20, ge=1)
-    subsample: float = Field(0.8, gt=0.0, le=1.0)
-    subsample_freq: int = Field(1, ge=0)
-    colsample_bytree: float = Field(0.8, gt=0.0, le=1.0)
-    reg_lambda: float = Field(1.0, ge=0.0)
-    early_stopping_rounds: int = Field(50, ge=1)
-    n_jobs: int = Field(0, ge=0)  # LightGBM threads; 0: OpenMP's default (all cores)
-
-
-class TuningConfig(_Section):
-    time_budget_seconds: float = Field(300.0, gt=0.0)
-    max_trials: int = Field(40, ge=1)
-
-
-class TrainingConfig(_Section):
-    model_name: str = "rollrisk-roll-to-default"
-    experiment_name: str = "rollrisk-roll-model"
-    seed: int = 7
-    structure: Literal["single", "per_bucket"] = "single"
-    split: SplitConfig = SplitConfig()
-    calibration: CalibrationConfig = CalibrationConfig()
-    lightgbm: LightGBMConfig = LightGBMConfig()
-    tuning: TuningConfig = TuningConfig()
-
-    def with_overrides(self, **overrides: Any) -> TrainingConfig:
-        """A copy with the given top-level fields replaced; ``None`` values are ignored."""
-        changes = {key: value for key, value in overrides.items() if value is not None}
-        return self.model_validate({**self.model_dump(), **changes})
-
-
-class PromotionConfig(_Section):
+class PromotionConfig(ConfigSection):
     """Gates a challenger must pass before the champion alias moves to it."""
 
     from_alias: str = "challenger"
@@ -85,7 +39,7 @@ class PromotionConfig(_Section):
     require_beats_baselines: bool = True
 
 
-class MonitoringConfig(_Section):
+class MonitoringConfig(ConfigSection):
     """Thresholds at which ``rollrisk monitor`` exits 3 (alert)."""
 
     psi_act: float = Field(0.25, gt=0.0)  # score PSI above this: act
@@ -96,7 +50,7 @@ class MonitoringConfig(_Section):
     backtest_min_accounts: int = Field(30, ge=1)  # smaller bands are reported, never judged
 
 
-class RollriskConfig(_Section):
+class RollriskConfig(ConfigSection):
     """The whole configuration file: typed sections plus the others, untouched."""
 
     source: str = "<built-in defaults>"
@@ -106,8 +60,12 @@ class RollriskConfig(_Section):
     observation: Mapping[str, Any] = Field(default_factory=dict)
     sections: Mapping[str, Any] = Field(default_factory=dict)
 
+    def observation_spec(self) -> ObservationSpec:
+        """The ``observation:`` section as settings (an unknown key names this file)."""
+        return ObservationSpec.from_mapping(self.observation, source=f"config file {self.source}")
 
-_TYPED_SECTIONS: dict[str, type[_Section]] = {
+
+_TYPED_SECTIONS: dict[str, type[ConfigSection]] = {
     "training": TrainingConfig,
     "promotion": PromotionConfig,
     "monitoring": MonitoringConfig,

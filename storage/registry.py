@@ -1,32 +1,42 @@
-"""Load a registered roll model, and everything a decision needs, from MLflow and conf/.
+"""The MLflow model registry: the one module that logs a roll model, moves aliases and loads it.
 
-Used by ``rollrisk score``, ``rollrisk serve`` and ``rollrisk monitor`` so that all of them
-resolve a model URI, its version and the strategy configuration the same way.
+* :func:`log_roll_model` logs a fitted :class:`~rollrisk.models.roll_model.RollModel` as an
+  MLflow pyfunc (JSON artifacts, a signature with every input required, pinned requirements)
+  into the active run; :func:`register_version` registers it and gives it an alias
+  (``rollrisk train``: ``challenger``);
+* :func:`alias_version`, :func:`set_alias` and :func:`tag_version` read and move aliases
+  (``rollrisk promote``: ``challenger`` -> ``champion``);
+* :func:`load_roll_model` loads the model behind any model URI with its name, version,
+  metadata and the reference data logged with it. ``score``, ``serve``, ``monitor``,
+  ``evaluate``, ``promote``, the report and :func:`rollrisk.api.load_model` all load here, so
+  a URI means the same model everywhere.
+
+Point MLflow at the store first (:func:`rollrisk.storage.tracking.configure_tracking`).
 """
 
 from __future__ import annotations
 
-import argparse
+import json
 import re
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rollrisk.conf import DEFAULT_COMPLIANCE, DEFAULT_POLICY, DEFAULT_SEGMENTS
+import numpy as np
+import pandas as pd
+
 from rollrisk.errors import UserError
 from rollrisk.features.observations import ObservationSpec
-from rollrisk.strategies.compliance import load_compliance
-from rollrisk.strategies.policy import load_policy
-from rollrisk.strategies.segments import load_segment_rules
 
 if TYPE_CHECKING:  # imported when a model is loaded: LightGBM brings OpenMP, which reads its
     # settings once, when loaded; `rollrisk serve` sets them first (see pipelines/serve.py)
     from rollrisk.models.roll_model import RollModel
-    from rollrisk.scoring.core import ScoringSetup
 
 DEFAULT_MODEL_URI = "models:/rollrisk-roll-to-default@champion"
-DEFAULT_JURISDICTIONS = ("CN",)
+CHALLENGER = "challenger"  # the alias `rollrisk train` gives a new version
+UNREGISTERED = "unregistered"  # name and version of a model not loaded through the registry
 
 _ALIAS = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/]+)$")
 _VERSION = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
@@ -34,6 +44,13 @@ _VERSION = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
 
 @dataclass(frozen=True)
 class LoadedModel:
+    """A roll model and what was logged with it.
+
+    ``reference_scores``: its probabilities on its training rows (numpy), the PSI reference;
+    ``reference_features``: a sample of its training features (pandas), the CSI reference;
+    ``metadata``: the logged metadata (``feature_set``, ``observation_default_dpd``, ...).
+    """
+
     uri: str
     name: str
     version: str
@@ -42,17 +59,29 @@ class LoadedModel:
     reference_scores: Any  # training-period scores (numpy array) or None
     reference_features: Any = None  # sample of training features (pandas) or None
 
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        """Calibrated roll-to-default probabilities of ``frame``'s rows, exactly as the logged
+        pyfunc computes them: the model's input columns (extra columns are ignored), integer
+        columns fed as float64 (see :mod:`rollrisk.models.pyfunc`)."""
+        from rollrisk.models.pyfunc import as_signature_frame
+
+        inputs = as_signature_frame(frame, self.model.input_columns)
+        return np.asarray(self.model.predict_proba(inputs), dtype=np.float64)
+
 
 def load_roll_model(uri: str) -> LoadedModel:
     """Load the RollModel behind an MLflow URI, with its registered name and version.
 
     ``models:/NAME@ALIAS`` and ``models:/NAME/VERSION`` resolve through the registry;
     other URIs (``runs:/...``, a path) are loaded as they are, with version ``unregistered``.
+
+    Raises:
+        UserError: the URI names no model in the store, or not a rollrisk roll model.
     """
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    name, version = "unregistered", "unregistered"
+    name, version = UNREGISTERED, UNREGISTERED
     client = mlflow.MlflowClient()
     try:
         if match := _ALIAS.match(uri):
@@ -72,6 +101,8 @@ def load_roll_model(uri: str) -> LoadedModel:
             f"cannot load model {uri!r} from {mlflow.get_tracking_uri()}: "
             f"{str(error).splitlines()[0]}{hint}"
         ) from error
+    except OSError as error:  # a path or runs:/ URI whose files are not there
+        raise UserError(f"cannot load model {uri!r}: {error}") from error
     python_model = pyfunc.unwrap_python_model()
     model = getattr(python_model, "model_", None)
     from rollrisk.models.roll_model import RollModel
@@ -99,73 +130,147 @@ def observation_of(loaded: LoadedModel, base: ObservationSpec) -> ObservationSpe
     return base.with_overrides(**overrides)
 
 
-def scoring_setup(
-    loaded: LoadedModel,
-    observation: ObservationSpec,
-    policy: Path = DEFAULT_POLICY,
-    segments: Path = DEFAULT_SEGMENTS,
-    compliance: Path = DEFAULT_COMPLIANCE,
-    jurisdictions: Sequence[str] = DEFAULT_JURISDICTIONS,
-) -> ScoringSetup:
-    """Everything :func:`rollrisk.scoring.core.score_accounts` needs, loaded once."""
-    from rollrisk.scoring.core import ScoringSetup
-
-    for path in (policy, segments, compliance):
-        if not Path(path).is_file():
-            raise UserError(f"{path}: file not found")
-    return ScoringSetup(
-        model=loaded.model,
-        model_name=loaded.name,
-        model_version=loaded.version,
-        observation=observation_of(loaded, observation),
-        segment_rules=load_segment_rules(segments),
-        policy=load_policy(policy),
-        compliance=load_compliance(compliance).strictest(list(jurisdictions)),
-    )
+# --------------------------------------------------------------------------- logging
 
 
-def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags that choose the model and the rules turning its scores into decisions.
+def log_roll_model(
+    model: RollModel,
+    example_rows: pd.DataFrame,
+    reference_scores: np.ndarray,
+    reference_features: pd.DataFrame,
+    metadata: Mapping[str, Any],
+) -> str:
+    """Log ``model`` as the pyfunc ``model`` of the active MLflow run; returns its model URI.
 
-    Shared by ``rollrisk score`` and ``rollrisk serve`` so that batch and service are set up
-    from the same flags, with the same defaults; read back with :func:`setup_from_arguments`.
+    It travels as JSON (:meth:`RollModel.to_dict`, no pickle of our classes) with its
+    reference scores (rounded to 6 decimals) and reference features, a signature inferred from
+    ``example_rows`` (at least the model's input columns; its first five rows are the input
+    example) with every input required, and ``metadata`` (string-keyed, e.g. the feature set
+    and the label's definition). Needs an active run (``mlflow.start_run``).
     """
-    parser.add_argument("--model", default=DEFAULT_MODEL_URI, help="MLflow model URI")
-    parser.add_argument("--config", type=Path, default=None, help="YAML config (observation range)")
-    parser.add_argument("--policy", type=Path, default=DEFAULT_POLICY, help="strategy policy YAML")
-    parser.add_argument(
-        "--segments", type=Path, default=DEFAULT_SEGMENTS, help="segment rules YAML"
-    )
-    parser.add_argument(
-        "--compliance", type=Path, default=DEFAULT_COMPLIANCE, help="compliance rules YAML"
-    )
-    parser.add_argument(
-        "--jurisdiction",
-        action="append",
-        default=None,
-        help="jurisdiction code(s) whose strictest rules apply; repeatable "
-        f"(default: {', '.join(DEFAULT_JURISDICTIONS)})",
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from rollrisk.models.pyfunc import (
+        MODEL_ARTIFACT,
+        REFERENCE_FEATURES_ARTIFACT,
+        REFERENCE_SCORES_ARTIFACT,
+        RollModelPyfunc,
+        as_signature_frame,
     )
 
-
-def jurisdictions_of(args: argparse.Namespace) -> list[str]:
-    """The ``--jurisdiction`` codes given, or the default ones."""
-    return list(args.jurisdiction or DEFAULT_JURISDICTIONS)
-
-
-def setup_from_arguments(args: argparse.Namespace) -> tuple[LoadedModel, ScoringSetup]:
-    """Load the model and rules named by the flags of :func:`add_scoring_arguments`."""
-    from rollrisk.storage.config import load_config
-    from rollrisk.storage.tracking import configure_tracking
-
-    config = load_config(args.config)
-    configure_tracking()
-    loaded = load_roll_model(args.model)
-    base = ObservationSpec.from_mapping(config.observation, source=f"config file {config.source}")
-    try:
-        setup = scoring_setup(
-            loaded, base, args.policy, args.segments, args.compliance, jurisdictions_of(args)
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch_dir = Path(scratch)
+        model_json = scratch_dir / "roll_model.json"
+        model_json.write_text(json.dumps(model.to_dict()), encoding="utf-8")
+        reference_json = scratch_dir / "reference_scores.json"
+        reference_json.write_text(
+            json.dumps(np.asarray(reference_scores).round(6).tolist()), encoding="utf-8"
         )
-    except ValueError as error:
-        raise UserError(str(error)) from error
-    return loaded, setup
+        reference_parquet = scratch_dir / "reference_features.parquet"
+        reference_features.to_parquet(reference_parquet, index=False)
+        example = as_signature_frame(example_rows.head(5), model.input_columns)
+        signature = _all_inputs_required(infer_signature(example, model.predict_proba(example)))
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=RollModelPyfunc(),
+            artifacts={
+                MODEL_ARTIFACT: str(model_json),
+                REFERENCE_SCORES_ARTIFACT: str(reference_json),
+                REFERENCE_FEATURES_ARTIFACT: str(reference_parquet),
+            },
+            signature=signature,
+            input_example=example,
+            # Declared rather than inferred: inference spawns a subprocess that re-imports
+            # everything (seconds per run). rollrisk itself must be installed where it loads.
+            pip_requirements=model_requirements(),
+            metadata=dict(metadata),
+        )
+    return str(info.model_uri)
+
+
+def _all_inputs_required(signature: Any) -> Any:
+    """The inferred signature with every input column required: inference marks a column
+    optional when the example rows happen to be all missing there, but the model needs every
+    column (a missing *value* is NaN in a double column and is fine)."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import ColSpec, Schema
+
+    inputs = Schema(
+        [ColSpec(column.type, column.name, required=True) for column in signature.inputs.inputs]
+    )
+    return ModelSignature(inputs=inputs, outputs=signature.outputs)
+
+
+def model_requirements() -> list[str]:
+    """Pinned third-party requirements of the logged model (the libraries predict imports)."""
+    from importlib import metadata
+
+    names = (
+        "mlflow",
+        "cloudpickle",
+        "lightgbm",
+        "numpy",
+        "pandas",
+        "polars",
+        "pandera",
+        "scikit-learn",
+        "pyarrow",
+    )
+    return [f"{name}=={metadata.version(name)}" for name in names]
+
+
+# --------------------------------------------------------------------------- versions and aliases
+
+
+@dataclass(frozen=True)
+class RegisteredVersion:
+    """One version of a registered model and the run that logged it."""
+
+    name: str
+    version: str
+    run_id: str
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+def register_version(model_uri: str, name: str, alias: str | None = CHALLENGER) -> str:
+    """Register the model at ``model_uri`` as a new version of ``name`` and point ``alias``
+    at it (``None``: no alias); returns the version."""
+    import mlflow
+
+    registered = mlflow.register_model(model_uri, name)
+    version = str(registered.version)
+    if alias is not None:
+        set_alias(name, alias, version)
+    return version
+
+
+def alias_version(name: str, alias: str) -> RegisteredVersion | None:
+    """The version of ``name`` that ``alias`` points at, or ``None`` (no such model or alias)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        found = mlflow.MlflowClient().get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+    return RegisteredVersion(name=name, version=str(found.version), run_id=str(found.run_id))
+
+
+def set_alias(name: str, alias: str, version: str) -> None:
+    """Point ``alias`` of model ``name`` at ``version`` (moved from any other version)."""
+    import mlflow
+
+    mlflow.MlflowClient().set_registered_model_alias(name, alias, str(version))
+
+
+def tag_version(name: str, version: str, tags: Mapping[str, str]) -> None:
+    """Set tags on one model version (e.g. the promotion decision and its reasons)."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    for key, value in tags.items():
+        client.set_model_version_tag(name, str(version), key, value)

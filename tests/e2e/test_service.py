@@ -18,6 +18,7 @@ import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 
+from rollrisk.arguments import add_scoring_arguments, setup_from_arguments
 from rollrisk.cli import main
 from rollrisk.scoring.core import SCORED_SCHEMA
 from rollrisk.serving.api_models import ScoredAccount, ScoreRequest, ScoreResponse
@@ -31,7 +32,6 @@ from rollrisk.serving.request_scoring import (
 )
 from rollrisk.storage.atomic_output import read_current
 from rollrisk.storage.loader import load_portfolio
-from rollrisk.storage.registry import add_scoring_arguments, setup_from_arguments
 
 AS_OF = date(2025, 3, 31)
 KEY = "test-key-0123456789abcdef"

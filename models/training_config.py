@@ -1,0 +1,79 @@
+"""The typed ``training:`` settings: how the roll model is split, fitted, calibrated and tuned.
+
+Plain frozen pydantic models, so that :mod:`rollrisk.models.training` takes a typed object and
+never a YAML file: :func:`rollrisk.storage.config.load_config` reads the file (at a job's
+entry point) into a :class:`TrainingConfig`; a notebook builds one directly, e.g.
+``TrainingConfig(seed=3, lightgbm=LightGBMConfig(n_estimators=200))``. A key a model does not
+know is an error (a typo must never fall back to a default silently). Importing this module
+loads pydantic only (no LightGBM: ``rollrisk serve`` sets OpenMP's settings before that).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ConfigSection(BaseModel):
+    """A section of the configuration file: frozen, and an unknown key is an error."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SplitConfig(ConfigSection):
+    """As-of months held out at the end of the history, latest last."""
+
+    validation_months: int = Field(3, ge=1)
+    test_months: int = Field(3, ge=1)
+    # As-of months dropped before validation and before test; None: the outcome window.
+    embargo_months: int | None = Field(None, ge=0)
+
+
+class CalibrationConfig(ConfigSection):
+    method: Literal["auto", "isotonic", "platt"] = "auto"
+    holdout_fraction: float = Field(0.5, gt=0.0, lt=1.0)
+    folds: int = Field(5, ge=2)
+
+
+class LightGBMConfig(ConfigSection):
+    n_estimators: int = Field(1000, ge=1)
+    learning_rate: float = Field(0.05, gt=0.0)
+    num_leaves: int = Field(15, ge=2)
+    min_child_samples: int = Field(20, ge=1)
+    subsample: float = Field(0.8, gt=0.0, le=1.0)
+    subsample_freq: int = Field(1, ge=0)
+    colsample_bytree: float = Field(0.8, gt=0.0, le=1.0)
+    reg_lambda: float = Field(1.0, ge=0.0)
+    early_stopping_rounds: int = Field(50, ge=1)
+    n_jobs: int = Field(0, ge=0)  # LightGBM threads; 0: OpenMP's default (all cores)
+
+
+class TuningConfig(ConfigSection):
+    time_budget_seconds: float = Field(300.0, gt=0.0)
+    max_trials: int = Field(40, ge=1)
+
+
+class TrainingConfig(ConfigSection):
+    model_name: str = "rollrisk-roll-to-default"
+    experiment_name: str = "rollrisk-roll-model"
+    seed: int = 7
+    structure: Literal["single", "per_bucket"] = "single"
+    split: SplitConfig = SplitConfig()
+    calibration: CalibrationConfig = CalibrationConfig()
+    lightgbm: LightGBMConfig = LightGBMConfig()
+    tuning: TuningConfig = TuningConfig()
+
+    def with_overrides(self, **overrides: Any) -> TrainingConfig:
+        """A copy with the given top-level fields replaced; ``None`` values are ignored."""
+        changes = {key: value for key, value in overrides.items() if value is not None}
+        return self.model_validate({**self.model_dump(), **changes})
+
+    def with_section_overrides(self, section: str, **overrides: Any) -> TrainingConfig:
+        """A copy with fields of one nested section (``"tuning"``, ``"calibration"``, ...)
+        replaced; ``None`` values are ignored (a flag not given)."""
+        changes = {key: value for key, value in overrides.items() if value is not None}
+        if not changes:
+            return self
+        current = getattr(self, section).model_dump()
+        return self.model_validate({**self.model_dump(), section: {**current, **changes}})

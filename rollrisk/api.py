@@ -1,0 +1,505 @@
+"""The Python API: the whole flow from a portfolio folder to explained decisions, in a notebook.
+
+    import rollrisk
+
+    portfolio = rollrisk.load_portfolio("runs/demo/portfolio")
+    training_set = rollrisk.build_training_set(portfolio)
+    result = rollrisk.train(training_set, portfolio)
+    result.comparison.overall            # out-of-time AUC, Brier, ... beside the baselines
+    scored = rollrisk.score(result, portfolio)
+    why = rollrisk.explain(result, portfolio)
+
+Every function is typed, takes library objects (never an argparse namespace) and is what the
+`rollrisk` jobs call: ``rollrisk train`` is :func:`train` plus a report and
+:func:`log_training_run`, ``rollrisk build-training-set`` is
+:func:`build_training_set_with_summary` plus a Parquet file, ``rollrisk score`` runs the same
+scoring core as :func:`score`. Settings not given come from the shipped ``conf/default.yaml``
+(see :func:`load_config`). Functions that touch MLflow take ``tracking_uri``; when it is not
+given they use ``MLFLOW_TRACKING_URI``, else ``sqlite:///runs/mlflow.db`` under the current
+folder. The surface and a worked example: docs/api.md.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias
+
+import numpy as np
+import pandas as pd
+import polars as pl
+from pandera.errors import SchemaError, SchemaErrors
+
+from rollrisk.conf import DEFAULT_COMPLIANCE, DEFAULT_POLICY, DEFAULT_SEGMENTS
+from rollrisk.errors import UserError
+from rollrisk.features.observations import ObservationSpec, eligible_as_of_dates
+from rollrisk.features.registry import FEATURE_SET, FeatureSet
+from rollrisk.features.training_set import TrainingSetBuild, validate_training_set
+from rollrisk.features.training_set import build_training_set as build_observations
+from rollrisk.models.training_config import TrainingConfig
+from rollrisk.storage.config import DEFAULT_JURISDICTIONS, RollriskConfig
+from rollrisk.storage.config import load_config as read_config_file
+from rollrisk.storage.loader import Portfolio
+from rollrisk.storage.registry import UNREGISTERED, LoadedModel
+
+if TYPE_CHECKING:  # these load LightGBM; they are imported when a function needs them
+    from rollrisk.models.evaluation import ModelComparison
+    from rollrisk.models.roll_model import RollModel
+    from rollrisk.models.training import TrainingResult
+    from rollrisk.scoring.core import ScoringSetup
+    from rollrisk.storage.tracking import TrainingRun
+
+__all__ = [
+    "Explanation",
+    "LoadedModel",
+    "Model",
+    "build_training_set",
+    "build_training_set_with_summary",
+    "evaluate",
+    "explain",
+    "load_config",
+    "load_model",
+    "load_portfolio",
+    "log_training_run",
+    "score",
+    "scoring_setup",
+    "train",
+    "training_as_of_dates",
+]
+
+Model: TypeAlias = "LoadedModel | TrainingResult | RollModel"
+"""What :func:`score`, :func:`explain` and :func:`evaluate` accept: a model loaded from MLflow
+(:func:`load_model`), the result of :func:`train`, or a bare fitted ``RollModel``."""
+
+IN_MEMORY = "(in memory)"  # the URI of a model that was never logged
+
+
+# --------------------------------------------------------------------------- configuration, data
+
+
+def load_config(path: Path | str | None = None) -> RollriskConfig:
+    """The configuration file at ``path`` (``None``: the shipped ``conf/default.yaml``).
+
+    Returns a :class:`~rollrisk.storage.config.RollriskConfig`: ``.training`` is the
+    :class:`~rollrisk.models.training_config.TrainingConfig` :func:`train` takes,
+    ``.observation_spec()`` the :class:`~rollrisk.features.observations.ObservationSpec`
+    (label and population) the other functions take. Raises ``UserError`` naming the file and
+    key of any mistake.
+    """
+    return read_config_file(None if path is None else Path(path))
+
+
+def load_portfolio(path: Path | str, rejects_path: Path | str | None = None) -> Portfolio:
+    """Read and validate a portfolio folder (docs/data-contract.md).
+
+    Returns a :class:`~rollrisk.storage.loader.Portfolio`: ``accounts``, ``statements``,
+    ``collection_actions`` and ``treatments`` (polars frames of the accepted rows in contract
+    dtypes; the optional tables are ``None`` when absent) and ``report`` (rows read, accepted
+    and rejected per table, with the main reasons). Rows that break the contract are set
+    aside, never silently dropped: they are counted in ``report`` and written to
+    ``rejects_path`` when given. Raises ``DataContractError`` when the folder cannot be used.
+    """
+    from rollrisk.storage.loader import load_portfolio as validate_and_load
+
+    return validate_and_load(
+        Path(path), rejects_path=None if rejects_path is None else Path(rejects_path)
+    )
+
+
+def _observation(observation: ObservationSpec | None) -> ObservationSpec:
+    return observation if observation is not None else load_config().observation_spec()
+
+
+def training_as_of_dates(
+    portfolio: Portfolio, observation: ObservationSpec | None = None
+) -> list[date]:
+    """Every month-end with statements known before it and a complete performance window after
+    it (``observation.window_months``): the as-of dates :func:`build_training_set` uses when it
+    is given none. Raises ``UserError`` when there is none (the history is too short)."""
+    spec = _observation(observation)
+    dates = eligible_as_of_dates(portfolio.statements, spec)
+    if not dates:
+        raise UserError(
+            f"{portfolio.report.data_dir}: no month-end has both statements known before it "
+            f"and a complete {spec.window_months}-month performance window after it; "
+            "the history is too short (shorten --window-months or add months)"
+        )
+    return dates
+
+
+def build_training_set_with_summary(
+    portfolio: Portfolio,
+    as_of_dates: Sequence[date] | None = None,
+    observation: ObservationSpec | None = None,
+    progress: bool = False,
+) -> TrainingSetBuild:
+    """:func:`build_training_set`, with its per-as-of summary.
+
+    Returns a :class:`~rollrisk.features.training_set.TrainingSetBuild`: ``training_set`` (the
+    frame) and ``summary`` (one row per as-of: ``population``, ``labelled``, ``positives``,
+    ``roll_rate``, and the observations excluded because their window is incomplete or they
+    have no outcome).
+    """
+    spec = _observation(observation)
+    dates = list(as_of_dates) if as_of_dates is not None else training_as_of_dates(portfolio, spec)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(dates), desc="as-of dates", unit="as-of", file=sys.stderr)
+    try:
+        built = build_observations(
+            portfolio.accounts,
+            portfolio.statements,
+            dates,
+            spec,
+            collection_actions=portfolio.collection_actions,
+            treatments=portfolio.treatments,
+            on_as_of_done=None if bar is None else lambda _: bar.update(),
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    try:
+        checked = validate_training_set(built.training_set)
+    except (SchemaError, SchemaErrors) as error:  # a bug, not a user error: say so plainly
+        raise RuntimeError(f"the built training set breaks its own schema: {error}") from error
+    return TrainingSetBuild(training_set=checked, summary=built.summary)
+
+
+def build_training_set(
+    portfolio: Portfolio,
+    as_of_dates: Sequence[date] | None = None,
+    observation: ObservationSpec | None = None,
+    progress: bool = False,
+) -> pl.DataFrame:
+    """The point-in-time training set of a portfolio: one row per labelled observation.
+
+    An observation is an account in the population at a month-end as-of (DPD in
+    ``[observation.min_dpd, observation.max_dpd]``); its label ``rolled_to_default`` is 1 when
+    it reaches ``observation.default_dpd`` within ``observation.window_months`` (default: the
+    shipped config's ``observation:``). ``as_of_dates`` default to every eligible month-end
+    (:func:`training_as_of_dates`); ``progress`` shows a progress bar on stderr.
+
+    Returns a polars frame with ``account_id, as_of, product, start_bucket,
+    rolled_to_default`` and one column per feature of the feature set (docs/features.md),
+    checked against its schema. Observations without a complete window or without any
+    outcome are left out (:func:`build_training_set_with_summary` counts them).
+    """
+    return build_training_set_with_summary(
+        portfolio, as_of_dates=as_of_dates, observation=observation, progress=progress
+    ).training_set
+
+
+# --------------------------------------------------------------------------- training
+
+
+def train(
+    training_set: pl.DataFrame | pd.DataFrame,
+    portfolio: Portfolio,
+    config: TrainingConfig | None = None,
+    observation: ObservationSpec | None = None,
+    tune: bool = False,
+    progress: Callable[[str], None] | None = None,
+    feature_set: FeatureSet = FEATURE_SET,
+) -> TrainingResult:
+    """Train the roll model and both baselines; measure them on the out-of-time months.
+
+    ``training_set`` is :func:`build_training_set`'s frame (polars or pandas); ``portfolio``
+    the portfolio it was built from (the roll-rate chain baseline is estimated from its
+    statements); ``config`` the training settings (default: the shipped config's
+    ``training:``); ``observation`` the label's definition the training set was built with;
+    ``tune`` a random search of LightGBM parameters within ``config.tuning``; ``progress``
+    receives a message at each step. Nothing is logged: see :func:`log_training_run`.
+
+    Returns a :class:`~rollrisk.models.training.TrainingResult`: ``model`` (the fitted
+    ``RollModel``), ``comparison`` (its out-of-time metrics beside the baselines':
+    ``comparison.overall`` has one row per model with ``auc, gini, ks, brier, log_loss, ece``;
+    ``comparison.by_slice`` per product and starting bucket), ``split`` (the time split),
+    ``beats_baselines()`` and ``gaps()``.
+    """
+    from rollrisk.models.training import train_roll_model
+
+    frame = training_set.to_pandas() if isinstance(training_set, pl.DataFrame) else training_set
+    spec = _observation(observation)
+    return train_roll_model(
+        frame,
+        portfolio.statements,
+        portfolio.accounts,
+        feature_set,
+        config if config is not None else load_config().training,
+        default_dpd=spec.default_dpd,
+        window_months=spec.window_months,
+        tune=tune,
+        progress=progress if progress is not None else _quiet,
+    )
+
+
+def _quiet(message: str) -> None:
+    """A progress callback that says nothing."""
+
+
+def log_training_run(
+    result: TrainingResult,
+    data: Path | str | None = None,
+    report_dir: Path | str | None = None,
+    register: bool = True,
+    tracking_uri: str | None = None,
+) -> TrainingRun:
+    """Log a training result to MLflow and register its model, as ``rollrisk train`` does.
+
+    One run in the experiment ``result.training.experiment_name`` with the tags (feature set,
+    data fingerprint of ``data``, code version), parameters, out-of-time metrics
+    (``oot_auc``, ``oot_brier``, ``oot_ece``, ``oot_psi``, per slice and per baseline) and
+    artifacts (``report_dir`` when given, the out-of-time rows, the model). With ``register``
+    the model becomes a new version of ``result.training.model_name`` with the alias
+    ``challenger``. Returns a :class:`~rollrisk.storage.tracking.TrainingRun`: ``run_id``,
+    ``model_uri``, ``version`` (``None`` when not registered) and ``registered_uri``.
+    """
+    from rollrisk.storage.tracking import configure_tracking
+    from rollrisk.storage.tracking import log_training_run as log_run
+
+    setup = configure_tracking(uri=tracking_uri)
+    return log_run(
+        result,
+        data=None if data is None else Path(data),
+        report_dir=None if report_dir is None else Path(report_dir),
+        register=register,
+        tracking=setup,
+    )
+
+
+def load_model(uri: str, tracking_uri: str | None = None) -> LoadedModel:
+    """Load a roll model from MLflow, as ``rollrisk score`` and ``rollrisk serve`` do.
+
+    ``uri`` is ``models:/NAME@ALIAS`` (e.g. ``models:/rollrisk-roll-to-default@champion``),
+    ``models:/NAME/VERSION``, ``runs:/RUN_ID/model`` or a path. Returns a
+    :class:`~rollrisk.storage.registry.LoadedModel`: ``model`` (the ``RollModel``), ``name``,
+    ``version``, ``metadata`` (feature set, label definition), ``reference_scores`` (its
+    training scores) and ``predict_proba(frame)``. Raises ``UserError`` when nothing loads.
+    """
+    from rollrisk.storage.registry import load_roll_model
+    from rollrisk.storage.tracking import configure_tracking
+
+    configure_tracking(uri=tracking_uri)
+    return load_roll_model(uri)
+
+
+def _as_loaded(model: Model) -> LoadedModel:
+    """Any accepted model as a :class:`LoadedModel` (an unlogged one: name and version
+    ``unregistered``, and the label definition of its training when known)."""
+    if isinstance(model, LoadedModel):
+        return model
+    from rollrisk.models.roll_model import RollModel
+    from rollrisk.models.training import PRIMARY, TrainingResult
+
+    if isinstance(model, TrainingResult):
+        return LoadedModel(
+            uri=IN_MEMORY,
+            name=UNREGISTERED,
+            version=UNREGISTERED,
+            model=model.model,
+            metadata={
+                "feature_set": model.feature_set.name,
+                "feature_set_version": model.feature_set.version,
+                **{f"observation_{k}": v for k, v in model.observation.items()},
+            },
+            reference_scores=np.asarray(model.train_scores[PRIMARY]),
+        )
+    if isinstance(model, RollModel):
+        return LoadedModel(
+            uri=IN_MEMORY,
+            name=UNREGISTERED,
+            version=UNREGISTERED,
+            model=model,
+            metadata={},
+            reference_scores=None,
+        )
+    raise TypeError(
+        "expected a model from rollrisk.load_model, a result of rollrisk.train or a RollModel, "
+        f"got {type(model).__name__}"
+    )
+
+
+def evaluate(model: Model, training_set: pl.DataFrame | pd.DataFrame) -> ModelComparison:
+    """Measure a model on the labelled rows of a training set (as ``rollrisk evaluate``).
+
+    ``training_set`` is :func:`build_training_set`'s frame, e.g. of another portfolio or a
+    later period; rows without a label are left out. Returns a
+    :class:`~rollrisk.models.evaluation.ModelComparison` for the one model ``roll_model``:
+    ``overall`` (AUC, Gini, KS, Brier, log loss, ECE), ``by_slice`` (per product and starting
+    bucket), ``lift``, ``reliability`` and, when the model carries its training scores,
+    ``stability`` (PSI against them).
+    """
+    from rollrisk.models.training import LABEL, evaluate_probabilities
+
+    loaded = _as_loaded(model)
+    frame = training_set.to_pandas() if isinstance(training_set, pl.DataFrame) else training_set
+    frame = frame[frame[LABEL].notna()].reset_index(drop=True)
+    if frame.empty:
+        raise UserError("no labelled rows to evaluate")
+    return evaluate_probabilities(frame, loaded.predict_proba(frame), loaded.reference_scores)
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def scoring_setup(
+    model: Model,
+    observation: ObservationSpec | None = None,
+    policy: Path | str | None = None,
+    segments: Path | str | None = None,
+    compliance: Path | str | None = None,
+    jurisdictions: Sequence[str] | None = None,
+) -> ScoringSetup:
+    """Everything :func:`score` needs besides the data, loaded once: the model, the population
+    range (``observation``; the label settings come from the model when it knows them), the
+    segment rules, the policy and the strictest compliance rules of ``jurisdictions``.
+
+    The rule files default to the shipped ``conf/segments.yaml``, ``conf/policy.yaml`` and
+    ``conf/compliance.yaml``; jurisdictions to ``("CN",)``. Raises ``UserError`` when a file
+    is missing; the strategy parsers raise theirs naming ``file:line``.
+    """
+    from rollrisk.scoring.core import ScoringSetup
+    from rollrisk.storage.registry import observation_of
+    from rollrisk.strategies.compliance import load_compliance
+    from rollrisk.strategies.policy import load_policy
+    from rollrisk.strategies.segments import load_segment_rules
+
+    loaded = _as_loaded(model)
+    files = {
+        "policy": Path(policy or DEFAULT_POLICY),
+        "segments": Path(segments or DEFAULT_SEGMENTS),
+        "compliance": Path(compliance or DEFAULT_COMPLIANCE),
+    }
+    for path in files.values():
+        if not path.is_file():
+            raise UserError(f"{path}: file not found")
+    return ScoringSetup(
+        model=loaded.model,
+        model_name=loaded.name,
+        model_version=loaded.version,
+        observation=observation_of(loaded, _observation(observation)),
+        segment_rules=load_segment_rules(files["segments"]),
+        policy=load_policy(files["policy"]),
+        compliance=load_compliance(files["compliance"]).strictest(
+            list(jurisdictions or DEFAULT_JURISDICTIONS)
+        ),
+    )
+
+
+def score(
+    model: Model | ScoringSetup,
+    portfolio: Portfolio,
+    as_of: date | None = None,
+    observation: ObservationSpec | None = None,
+) -> pl.DataFrame:
+    """Score every delinquent account of ``portfolio`` at ``as_of``, as ``rollrisk score`` does.
+
+    ``as_of`` defaults to the month-end of the latest statement. ``model`` is a model (then the
+    shipped rules apply; ``observation`` gives the population range) or a
+    :func:`scoring_setup` for other rules. Runs the scoring core the batch, Spark and the
+    service share, so an account gets the same row here as in their outputs.
+
+    Returns a polars frame, one row per account in the population, sorted by ``account_id``:
+    ``account_id, as_of, product, start_bucket, dpd, probability`` (calibrated, in [0, 1]),
+    ``risk_band, exposure, amount_overdue, expected_loss, segment, segment_rule, treatment,
+    policy_rule, actions, trail`` (JSON lists), ``reasons`` (JSON list of at most 4 reasons
+    with code, feature, value, contribution and English and Chinese texts), one
+    ``family_<family>`` contribution per driver family, ``model_name, model_version``
+    (docs/scoring.md). Empty when nobody is delinquent at ``as_of``.
+    """
+    from rollrisk.scoring.core import ScoringSetup, default_as_of, score_accounts
+
+    setup = model if isinstance(model, ScoringSetup) else scoring_setup(model, observation)
+    return score_accounts(
+        portfolio.accounts,
+        portfolio.statements,
+        portfolio.collection_actions,
+        portfolio.treatments,
+        as_of if as_of is not None else default_as_of(portfolio.statements),
+        setup,
+    )
+
+
+# --------------------------------------------------------------------------- explanations
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Why a model gave each account its score (exact TreeSHAP, in log-odds).
+
+    ``contributions``: one row per account, ``account_id`` (when the input had it), one column
+    per feature of the feature set and ``base_value``; a row sums to the model's raw
+    (uncalibrated) log-odds score. ``reasons``: the principal reasons, one row per (account,
+    reason), ``account_id, rank`` (1 = raised the risk most), ``feature, code, family,
+    value, contribution, text_en, text_zh`` (only risk-raising features; at most
+    ``max_reasons`` per account). ``families``: ``account_id`` and the contributions summed
+    per driver family (what the segment rules read).
+    """
+
+    contributions: pd.DataFrame
+    reasons: pd.DataFrame
+    families: pd.DataFrame
+
+
+def explain(
+    model: Model,
+    data: Portfolio | pl.DataFrame | pd.DataFrame,
+    as_of: date | None = None,
+    observation: ObservationSpec | None = None,
+    max_reasons: int = 4,
+) -> Explanation:
+    """Explain a model's scores: per-feature contributions, reason codes, family sums.
+
+    ``data`` is either a portfolio (the accounts in the population at ``as_of``, default the
+    latest month-end, as :func:`score` scores them, with ``observation`` giving the population
+    range) or a frame of feature rows, such as a training set, holding the model's input
+    columns. The same functions as :func:`score` compute the ``reasons`` column, so the reasons
+    here are the reasons there. Needs a model with one booster (``structure: single``).
+    """
+    from rollrisk.models.explanations import family_contributions, reason_codes
+    from rollrisk.scoring.core import default_as_of, features_at, population
+    from rollrisk.scoring.core import explain as tree_contributions
+    from rollrisk.storage.registry import observation_of
+
+    loaded = _as_loaded(model)
+    feature_set = loaded.model.feature_set
+    if isinstance(data, Portfolio):
+        when = as_of if as_of is not None else default_as_of(data.statements)
+        spec = observation_of(loaded, _observation(observation))
+        people = population(data.statements, when, spec)
+        frame = features_at(
+            people,
+            when,
+            data.accounts,
+            data.statements,
+            data.collection_actions,
+            data.treatments,
+            feature_set,
+        )
+    else:
+        frame = data.to_pandas() if isinstance(data, pl.DataFrame) else data
+        frame = frame.reset_index(drop=True)
+    contribs = tree_contributions(loaded.model, frame)
+    ids = (
+        {"account_id": frame["account_id"].astype(str).to_numpy()}
+        if "account_id" in frame.columns
+        else {}
+    )
+    contributions = pd.DataFrame(contribs, columns=[*feature_set.names, "base_value"])
+    reasons = reason_codes(contribs, frame, feature_set, max_reasons=max_reasons)
+    if ids:
+        contributions.insert(0, "account_id", ids["account_id"])
+        reasons.insert(0, "account_id", ids["account_id"][reasons["row"].to_numpy()])
+    families = family_contributions(contribs, feature_set)
+    if ids:
+        families.insert(0, "account_id", ids["account_id"])
+    return Explanation(
+        contributions=contributions,
+        reasons=reasons.drop(columns="row"),
+        families=families,
+    )

@@ -1,0 +1,202 @@
+"""Command-line argument groups shared by several jobs, and the readers of what they parse.
+
+A flag that two jobs take is declared once, here, with one help text and one default, so that
+``rollrisk train --default-dpd 30`` and ``rollrisk build-training-set --default-dpd 30`` mean
+the same thing. Each ``add_*`` function declares a group on a job's parser; the function
+beside it turns the parsed namespace into the library's typed objects. Only jobs
+(``rollrisk.pipelines``) import this module: the Python API (:mod:`rollrisk.api`) never needs
+an argparse object.
+
+Importing this module loads no model code (``rollrisk serve`` sets OpenMP's settings before
+LightGBM is loaded): the readers import the library when they run.
+"""
+
+from __future__ import annotations
+
+import argparse
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rollrisk.conf import DEFAULT_COMPLIANCE, DEFAULT_POLICY, DEFAULT_SEGMENTS
+from rollrisk.errors import UserError
+from rollrisk.storage.config import DEFAULT_JURISDICTIONS
+from rollrisk.storage.registry import DEFAULT_MODEL_URI
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from rollrisk.features.observations import ObservationSpec
+    from rollrisk.scoring.core import ScoringSetup
+    from rollrisk.storage.config import RollriskConfig
+    from rollrisk.storage.loader import Portfolio
+    from rollrisk.storage.registry import LoadedModel
+
+OBSERVATION_FLAGS = ("default_dpd", "window_months", "min_dpd", "max_dpd")
+
+
+def as_of_date(text: str) -> date:
+    """An argparse ``type``: a date written YYYY-MM-DD."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}") from error
+
+
+# --------------------------------------------------------------------------- data and config
+
+
+def add_data_argument(parser: argparse.ArgumentParser) -> None:
+    """``--data``: the portfolio folder a job reads (required)."""
+    parser.add_argument(
+        "--data", type=Path, required=True, help="portfolio folder (see docs/data-contract.md)"
+    )
+
+
+def add_portfolio_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--data`` and ``--as-of``, as every job that looks at a population at one date takes them."""
+    add_data_argument(parser)
+    parser.add_argument(
+        "--as-of",
+        type=as_of_date,
+        default=None,
+        help="observation date YYYY-MM-DD (default: the month-end of the latest statement)",
+    )
+
+
+def add_config_argument(
+    parser: argparse.ArgumentParser,
+    help: str = "YAML config (default: the shipped conf/default.yaml)",  # noqa: A002 - argparse's name
+) -> None:
+    """``--config``: the YAML configuration file, read with :func:`load_config_argument`."""
+    parser.add_argument("--config", type=Path, default=None, help=help)
+
+
+def load_config_argument(args: argparse.Namespace) -> RollriskConfig:
+    """The configuration ``--config`` names (the shipped default when not given)."""
+    from rollrisk.storage.config import load_config
+
+    return load_config(getattr(args, "config", None))
+
+
+# --------------------------------------------------------------------------- observations
+
+
+def add_observation_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags that define an observation (who is in the population, what default is),
+    for every command that builds observations; read with :func:`observation_spec`."""
+    group = parser.add_argument_group("observation (override the config's `observation:`)")
+    group.add_argument("--default-dpd", type=int, default=None, metavar="N",
+                       help="DPD at or above which an account has defaulted (config default 90)")  # fmt: skip
+    group.add_argument("--window-months", type=int, default=None, metavar="N",
+                       help="performance window after the as-of month, in months (config default 3)")  # fmt: skip
+    group.add_argument("--min-dpd", type=int, default=None, metavar="N",
+                       help="lowest DPD at the as-of to be in the population (config default 1)")  # fmt: skip
+    group.add_argument("--max-dpd", type=int, default=None, metavar="N",
+                       help="highest DPD at the as-of to be in the population (config default 89)")  # fmt: skip
+
+
+def observation_spec(args: argparse.Namespace, config: RollriskConfig) -> ObservationSpec:
+    """The config's ``observation:`` section, overridden by any observation flag given."""
+    return with_observation_flags(args, config.observation_spec())
+
+
+def with_observation_flags(args: argparse.Namespace, spec: ObservationSpec) -> ObservationSpec:
+    """``spec`` with the observation flags that were given (a job without them: unchanged)."""
+    return spec.with_overrides(**{name: getattr(args, name, None) for name in OBSERVATION_FLAGS})
+
+
+# --------------------------------------------------------------------------- training data
+
+
+def add_training_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--config``, ``--training-set`` and the observation flags: how `train` and `evaluate`
+    get their labelled observations; read with :func:`training_set_from_arguments`."""
+    add_config_argument(parser)
+    parser.add_argument(
+        "--training-set",
+        type=Path,
+        default=None,
+        help="a training set already built by `rollrisk build-training-set` (Parquet); "
+        "default: build it from --data",
+    )
+    add_observation_arguments(parser)
+
+
+def training_set_from_arguments(
+    args: argparse.Namespace, portfolio: Portfolio, observation: ObservationSpec
+) -> pd.DataFrame:
+    """The training set as a pandas frame: read from ``--training-set`` (checked against its
+    schema), else built from ``portfolio`` with ``observation`` at every eligible as-of (or
+    the ``--as-of`` dates of a job that has them), with a progress bar on stderr."""
+    from rollrisk.api import build_training_set
+    from rollrisk.storage.training_sets import read_training_set
+
+    path = getattr(args, "training_set", None)
+    if path is not None:
+        return read_training_set(path).to_pandas()
+    built = build_training_set(
+        portfolio,
+        as_of_dates=getattr(args, "as_of", None),
+        observation=observation,
+        progress=True,
+    )
+    return built.to_pandas()
+
+
+# --------------------------------------------------------------------------- model and rules
+
+
+def add_model_argument(parser: argparse.ArgumentParser) -> None:
+    """``--model``: the MLflow model URI of the roll model (default: the champion)."""
+    parser.add_argument("--model", default=DEFAULT_MODEL_URI, help="MLflow model URI")
+
+
+def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags that choose the model and the rules turning its scores into decisions.
+
+    Shared by ``rollrisk score`` and ``rollrisk serve`` so that batch and service are set up
+    from the same flags, with the same defaults; read back with :func:`setup_from_arguments`.
+    """
+    add_model_argument(parser)
+    add_config_argument(parser, help="YAML config (observation range)")
+    parser.add_argument("--policy", type=Path, default=DEFAULT_POLICY, help="strategy policy YAML")
+    parser.add_argument(
+        "--segments", type=Path, default=DEFAULT_SEGMENTS, help="segment rules YAML"
+    )
+    parser.add_argument(
+        "--compliance", type=Path, default=DEFAULT_COMPLIANCE, help="compliance rules YAML"
+    )
+    parser.add_argument(
+        "--jurisdiction",
+        action="append",
+        default=None,
+        help="jurisdiction code(s) whose strictest rules apply; repeatable "
+        f"(default: {', '.join(DEFAULT_JURISDICTIONS)})",
+    )
+
+
+def jurisdictions_of(args: argparse.Namespace) -> list[str]:
+    """The ``--jurisdiction`` codes given, or the default ones."""
+    return list(args.jurisdiction or DEFAULT_JURISDICTIONS)
+
+
+def setup_from_arguments(args: argparse.Namespace) -> tuple[LoadedModel, ScoringSetup]:
+    """Load the model and rules named by the flags of :func:`add_scoring_arguments`
+    (MLflow's store: ``MLFLOW_TRACKING_URI``, else ``runs/mlflow.db``)."""
+    from rollrisk.api import load_model, scoring_setup
+
+    config = load_config_argument(args)
+    loaded = load_model(args.model)
+    try:
+        setup = scoring_setup(
+            loaded,
+            observation=config.observation_spec(),
+            policy=args.policy,
+            segments=args.segments,
+            compliance=args.compliance,
+            jurisdictions=jurisdictions_of(args),
+        )
+    except ValueError as error:
+        raise UserError(str(error)) from error
+    return loaded, setup
