@@ -10,7 +10,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
+from scipy import stats as scipy_stats
 
 from rollrisk.cli import main
 from rollrisk.reports.strategy import SECTION_IDS
@@ -51,7 +53,19 @@ def test_policy_simulation_reports_both_arms_and_an_uplift_interval(report_run):
         model = result["arms"]["model_driven"][metric]["mean"]
         base = result["arms"]["baseline_tiered"][metric]["mean"]
         assert uplift["mean"] == pytest.approx(model - base, rel=1e-9, abs=1e-9)
-        assert uplift["ci_low"] <= uplift["mean"] <= uplift["ci_high"]
+        # The paired 95 % t-interval over the seeds, recomputed by scipy from per_seed.
+        diffs = [
+            s["model_driven"][metric] - s["baseline_tiered"][metric] for s in result["per_seed"]
+        ]
+        assert len(diffs) == 4, metric
+        expected = (np.mean(diffs),) * 2  # every seed gave the same difference: that point
+        if np.std(diffs) > 0:
+            expected = scipy_stats.t.interval(
+                0.95, len(diffs) - 1, loc=np.mean(diffs), scale=scipy_stats.sem(diffs)
+            )
+        assert (uplift["ci_low"], uplift["ci_high"]) == pytest.approx(
+            expected, rel=1e-9, abs=1e-9
+        ), metric
     assert result["arms"]["baseline_tiered"]["contacts"]["mean"] > 0
     markdown = (simulation / "policy_simulation.md").read_text()
     assert "| net recovery (CNY) |" in markdown and "Uplift by segment" in markdown

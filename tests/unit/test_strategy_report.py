@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import polars as pl
 import pytest
+from scipy import stats as scipy_stats
 
 from rollrisk.reports.strategy import (
     action_mix,
@@ -90,9 +92,13 @@ def test_calibration_uses_matured_outcomes_only_and_says_none_when_nothing_matur
     assert table.loc["low", "predicted"] == pytest.approx(0.15)
     assert "medium" not in table.index  # A4 has not matured
     assert table.loc["all", "accounts"] == 3
-    assert (
-        table.loc["high", "realised_ci_low"] < 1.0 <= table.loc["high", "realised_ci_high"] + 1e-12
-    )
+    # The Wilson bounds are the roots in p of (realised - p)^2 = z^2 p (1 - p) / n (the score
+    # test inverted): solved here independently of the report's closed form.
+    z = scipy_stats.norm.ppf(0.975)
+    for band, rolled, n in (("low", 1, 2), ("high", 1, 1), ("all", 2, 3)):
+        p_hat = rolled / n
+        roots = sorted(np.roots([1 + z * z / n, -(2 * p_hat + z * z / n), p_hat * p_hat]).real)
+        bounds = table.loc[band, ["realised_ci_low", "realised_ci_high"]].to_list()
+        assert bounds == pytest.approx(roots, abs=1e-6), band
     nothing = outcomes.with_columns(pl.lit(None, dtype=pl.Int8).alias("rolled_to_default"))
     assert calibration_by_band(_scored(), nothing) is None
-
