@@ -9,6 +9,11 @@ On rows of the model's own training set, for both model structures:
 * changing an account's id never changes its score;
 * a batch, its rows scored alone and the batch reversed get identical scores;
 * the model ranks the outcomes it was trained on far better than chance.
+
+The synthetic feature set (tests/synthetic_training_set.py) is no longer used here. It stays
+in the unit tier (tests/unit/test_roll_model.py) for what the registry cannot give: a
+categorical the schema does not enumerate (frozen to its training values), and frames small
+and exact enough to check RollModel's manners (unfitted errors, serialisation, bad labels).
 """
 
 from __future__ import annotations
