@@ -26,10 +26,10 @@ import pandas as pd
 
 from rollrisk.api import build_training_set, load_config, load_portfolio, train
 from rollrisk.models.calibration import make_calibrator
-from rollrisk.models.metrics import binary_metrics
+from rollrisk.models.metrics import HEADLINE_METRICS, binary_metrics
 from rollrisk.models.training import LABEL
 
-COLUMNS = ["auc", "gini", "ks", "brier", "log_loss", "ece"]
+COLUMNS = list(HEADLINE_METRICS)
 
 
 def _markdown(frame: pd.DataFrame) -> str:

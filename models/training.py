@@ -39,7 +39,7 @@ from rollrisk.features.registry import FeatureSet
 from rollrisk.features.splits import plan_split_by_as_of
 from rollrisk.models.baselines import RollRateChainModel, WoeScorecardModel
 from rollrisk.models.evaluation import ModelComparison, evaluate_models
-from rollrisk.models.metrics import log_loss
+from rollrisk.models.metrics import HEADLINE_METRICS, log_loss
 from rollrisk.models.roll_model import RollModel
 from rollrisk.models.training_config import TrainingConfig
 
@@ -47,7 +47,6 @@ LABEL = "rolled_to_default"
 SLICES = ("product", "start_bucket")
 PRIMARY = "lightgbm"
 BASELINES = ("roll_rate_chain", "scorecard")
-REPORTED_METRICS = ("auc", "gini", "ks", "brier", "log_loss", "ece")
 SPLIT_PARTS = ("train", "early_stopping", "calibration", "test")
 # Rows of training features kept with a model, so that monitoring can bin today's features
 # on them (CSI) as it bins today's scores on the training scores (PSI).
@@ -378,10 +377,10 @@ def comparison_metrics(comparison: ModelComparison, prefix: str = "oot") -> dict
         return f"{prefix}_{metric}" if model == PRIMARY else f"{prefix}_{metric}_{model}"
 
     for model, row in comparison.overall.iterrows():
-        for metric in (*REPORTED_METRICS, "base_rate", "mean_predicted", "n"):
+        for metric in (*HEADLINE_METRICS, "base_rate", "mean_predicted", "n"):
             metrics[key(metric, str(model))] = float(row[metric])
     for _, row in comparison.by_slice.iterrows():
-        for metric in REPORTED_METRICS:
+        for metric in HEADLINE_METRICS:
             metrics[f"{key(metric, str(row['model']))}.{row['slice']}.{row['value']}"] = float(
                 row[metric]
             )

@@ -50,6 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from rollrisk.api import evaluate, load_model, load_portfolio
+    from rollrisk.models.metrics import HEADLINE_METRICS
     from rollrisk.models.training import LABEL
     from rollrisk.reports.evaluation import write_evaluation_report
     from rollrisk.storage.registry import observation_of
@@ -93,9 +94,7 @@ def run(args: argparse.Namespace) -> int:
     report = write_evaluation_report(
         comparison, args.out, title=f"Evaluation of {args.model}", context=context
     )
-    print(
-        comparison.overall[["auc", "gini", "ks", "brier", "log_loss", "ece"]].round(4).to_string()
-    )
+    print(comparison.overall[list(HEADLINE_METRICS)].round(4).to_string())
     if len(comparison.stability):
         print(comparison.stability.round(4).to_string(index=False))
     print(f"report: {report.resolve()}")

@@ -36,6 +36,7 @@ from rollrisk.arguments import (
     training_set_from_arguments,
 )
 from rollrisk.errors import UserError
+from rollrisk.models.metrics import HEADLINE_METRICS
 from rollrisk.models.training import SPLIT_PARTS, TrainingResult
 from rollrisk.models.training_config import TrainingConfig
 from rollrisk.storage.config import RollriskConfig
@@ -181,7 +182,7 @@ def _write_report(result: TrainingResult, out: Path, data: Path, fingerprint: st
 def _print_summary(result: TrainingResult, report: Path, logged: TrainingRun) -> None:
     overall = result.comparison.overall
     print("\nout-of-time test (" + result.split.describe()["out-of-time test as-of"] + "):")
-    print(overall[["auc", "gini", "ks", "brier", "log_loss", "ece"]].round(4).to_string())
+    print(overall[list(HEADLINE_METRICS)].round(4).to_string())
     gaps = result.gaps().set_index("model")[["auc_gap", "brier_gap", "ece_gap"]]
     print("\nLightGBM minus baseline (AUC gap > 0 and Brier gap < 0: LightGBM is better):")
     print(gaps.round(4).to_string())
