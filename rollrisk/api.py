@@ -26,12 +26,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TypeAlias
 
 import numpy as np
 import pandas as pd
 import polars as pl
 from pandera.errors import SchemaError, SchemaErrors
+from tqdm import tqdm
 
 from rollrisk.conf import DEFAULT_COMPLIANCE, DEFAULT_POLICY, DEFAULT_SEGMENTS
 from rollrisk.errors import UserError
@@ -39,18 +40,35 @@ from rollrisk.features.observations import ObservationSpec, eligible_as_of_dates
 from rollrisk.features.registry import FEATURE_SET, FeatureSet
 from rollrisk.features.training_set import TrainingSetBuild, validate_training_set
 from rollrisk.features.training_set import build_training_set as build_observations
+from rollrisk.models.evaluation import ModelComparison
+from rollrisk.models.explanations import family_contributions, reason_codes
+from rollrisk.models.roll_model import RollModel
+from rollrisk.models.training import (
+    LABEL,
+    PRIMARY,
+    TrainingResult,
+    evaluate_probabilities,
+    train_roll_model,
+)
 from rollrisk.models.training_config import TrainingConfig
+from rollrisk.scoring.core import (
+    ScoringSetup,
+    default_as_of,
+    features_at,
+    population,
+    score_accounts,
+)
+from rollrisk.scoring.core import explain as tree_contributions
 from rollrisk.storage.config import DEFAULT_JURISDICTIONS, RollriskConfig
 from rollrisk.storage.config import load_config as read_config_file
 from rollrisk.storage.loader import Portfolio
-from rollrisk.storage.registry import UNREGISTERED, LoadedModel
-
-if TYPE_CHECKING:  # these load LightGBM; they are imported when a function needs them
-    from rollrisk.models.evaluation import ModelComparison
-    from rollrisk.models.roll_model import RollModel
-    from rollrisk.models.training import TrainingResult
-    from rollrisk.scoring.core import ScoringSetup
-    from rollrisk.storage.tracking import TrainingRun
+from rollrisk.storage.loader import load_portfolio as validate_and_load
+from rollrisk.storage.registry import UNREGISTERED, LoadedModel, load_roll_model, observation_of
+from rollrisk.storage.tracking import TrainingRun, configure_tracking
+from rollrisk.storage.tracking import log_training_run as log_run
+from rollrisk.strategies.compliance import load_compliance
+from rollrisk.strategies.policy import load_policy
+from rollrisk.strategies.segments import load_segment_rules
 
 __all__ = [
     "Explanation",
@@ -70,7 +88,7 @@ __all__ = [
     "training_as_of_dates",
 ]
 
-Model: TypeAlias = "LoadedModel | TrainingResult | RollModel"
+Model: TypeAlias = LoadedModel | TrainingResult | RollModel
 """What :func:`score`, :func:`explain` and :func:`evaluate` accept: a model loaded from MLflow
 (:func:`load_model`), the result of :func:`train`, or a bare fitted ``RollModel``."""
 
@@ -102,8 +120,6 @@ def load_portfolio(path: Path | str, rejects_path: Path | str | None = None) -> 
     aside, never silently dropped: they are counted in ``report`` and written to
     ``rejects_path`` when given. Raises ``DataContractError`` when the folder cannot be used.
     """
-    from rollrisk.storage.loader import load_portfolio as validate_and_load
-
     return validate_and_load(
         Path(path), rejects_path=None if rejects_path is None else Path(rejects_path)
     )
@@ -147,8 +163,6 @@ def build_training_set_with_summary(
     dates = list(as_of_dates) if as_of_dates is not None else training_as_of_dates(portfolio, spec)
     bar = None
     if progress:
-        from tqdm import tqdm
-
         bar = tqdm(total=len(dates), desc="as-of dates", unit="as-of", file=sys.stderr)
     try:
         built = build_observations(
@@ -221,8 +235,6 @@ def train(
     ``comparison.by_slice`` per product and starting bucket), ``split`` (the time split),
     ``beats_baselines()`` and ``gaps()``.
     """
-    from rollrisk.models.training import train_roll_model
-
     frame = training_set.to_pandas() if isinstance(training_set, pl.DataFrame) else training_set
     spec = _observation(observation)
     return train_roll_model(
@@ -259,9 +271,6 @@ def log_training_run(
     ``challenger``. Returns a :class:`~rollrisk.storage.tracking.TrainingRun`: ``run_id``,
     ``model_uri``, ``version`` (``None`` when not registered) and ``registered_uri``.
     """
-    from rollrisk.storage.tracking import configure_tracking
-    from rollrisk.storage.tracking import log_training_run as log_run
-
     setup = configure_tracking(uri=tracking_uri)
     return log_run(
         result,
@@ -281,9 +290,6 @@ def load_model(uri: str, tracking_uri: str | None = None) -> LoadedModel:
     ``version``, ``metadata`` (feature set, label definition), ``reference_scores`` (its
     training scores) and ``predict_proba(frame)``. Raises ``UserError`` when nothing loads.
     """
-    from rollrisk.storage.registry import load_roll_model
-    from rollrisk.storage.tracking import configure_tracking
-
     configure_tracking(uri=tracking_uri)
     return load_roll_model(uri)
 
@@ -293,9 +299,6 @@ def _as_loaded(model: Model) -> LoadedModel:
     ``unregistered``, and the label definition of its training when known)."""
     if isinstance(model, LoadedModel):
         return model
-    from rollrisk.models.roll_model import RollModel
-    from rollrisk.models.training import PRIMARY, TrainingResult
-
     if isinstance(model, TrainingResult):
         return LoadedModel(
             uri=IN_MEMORY,
@@ -334,8 +337,6 @@ def evaluate(model: Model, training_set: pl.DataFrame | pd.DataFrame) -> ModelCo
     bucket), ``lift``, ``reliability`` and, when the model carries its training scores,
     ``stability`` (PSI against them).
     """
-    from rollrisk.models.training import LABEL, evaluate_probabilities
-
     loaded = _as_loaded(model)
     frame = training_set.to_pandas() if isinstance(training_set, pl.DataFrame) else training_set
     frame = frame[frame[LABEL].notna()].reset_index(drop=True)
@@ -363,12 +364,6 @@ def scoring_setup(
     ``conf/compliance.yaml``; jurisdictions to ``("CN",)``. Raises ``UserError`` when a file
     is missing; the strategy parsers raise theirs naming ``file:line``.
     """
-    from rollrisk.scoring.core import ScoringSetup
-    from rollrisk.storage.registry import observation_of
-    from rollrisk.strategies.compliance import load_compliance
-    from rollrisk.strategies.policy import load_policy
-    from rollrisk.strategies.segments import load_segment_rules
-
     loaded = _as_loaded(model)
     files = {
         "policy": Path(policy or DEFAULT_POLICY),
@@ -412,8 +407,6 @@ def score(
     ``family_<family>`` contribution per driver family, ``model_name, model_version``
     (docs/scoring.md). Empty when nobody is delinquent at ``as_of``.
     """
-    from rollrisk.scoring.core import ScoringSetup, default_as_of, score_accounts
-
     setup = model if isinstance(model, ScoringSetup) else scoring_setup(model, observation)
     return score_accounts(
         portfolio.accounts,
@@ -461,11 +454,6 @@ def explain(
     columns. The same functions as :func:`score` compute the ``reasons`` column, so the reasons
     here are the reasons there. Needs a model with one booster (``structure: single``).
     """
-    from rollrisk.models.explanations import family_contributions, reason_codes
-    from rollrisk.scoring.core import default_as_of, features_at, population
-    from rollrisk.scoring.core import explain as tree_contributions
-    from rollrisk.storage.registry import observation_of
-
     loaded = _as_loaded(model)
     feature_set = loaded.model.feature_set
     if isinstance(data, Portfolio):

@@ -79,12 +79,13 @@ def test_sqlite_uri_paths() -> None:
     assert _sqlite_path("http://localhost:5000") is None
 
 
-def test_fingerprints_change_with_content_and_ignore_truth(tmp_path: Path) -> None:
+def test_fingerprints_cover_the_tables_only(tmp_path: Path) -> None:
     (tmp_path / "accounts.csv").write_text("account_id\nA1\n")
     (tmp_path / "truth").mkdir()
     (tmp_path / "truth" / "params.json").write_text("{}")
     first = fingerprint_files(tmp_path)
     (tmp_path / "truth" / "params.json").write_text('{"seed": 2}')
+    (tmp_path / "notes.txt").write_text("not a table: no model input")
     assert fingerprint_files(tmp_path) == first
     (tmp_path / "accounts.csv").write_text("account_id\nA2\n")
     assert fingerprint_files(tmp_path) != first

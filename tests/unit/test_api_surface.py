@@ -1,0 +1,103 @@
+"""The Python API's surface: lazily re-exported by ``rollrisk``, typed, free of argparse; and
+the small pieces it rests on (training settings, training-set files)."""
+
+from __future__ import annotations
+
+import inspect
+import subprocess
+import sys
+import typing
+from datetime import date
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+import rollrisk
+from rollrisk import api
+from rollrisk.errors import UserError
+from rollrisk.features.observations import ObservationSpec
+from rollrisk.models.training_config import TrainingConfig
+from rollrisk.storage.training_sets import read_training_set, write_training_set
+from tests.feature_history import synthetic_history
+
+
+def test_import_rollrisk_loads_nothing_heavy_and_the_api_on_first_use() -> None:
+    script = (
+        "import sys, rollrisk\n"
+        "heavy = ('pandas', 'polars', 'lightgbm', 'mlflow', 'rollrisk.api')\n"
+        "print([m for m in heavy if m in sys.modules])\n"
+        "rollrisk.score\n"
+        "print('rollrisk.api' in sys.modules)\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.split("\n")[:2] == ["[]", "True"]
+
+
+def test_the_package_re_exports_the_api_and_lists_it() -> None:
+    exported = set(rollrisk.__all__) - {"__version__"}
+    assert exported <= set(api.__all__)
+    assert {"load_portfolio", "build_training_set", "train", "load_model", "score", "explain"} <= (
+        exported
+    )
+    for name in exported:
+        assert getattr(rollrisk, name) is getattr(api, name)
+    assert exported <= set(dir(rollrisk))
+    with pytest.raises(AttributeError, match="has no attribute 'trian'"):
+        rollrisk.trian  # noqa: B018 - the look-up is the test
+
+
+def test_every_public_function_is_typed_and_needs_no_argparse() -> None:
+    functions = [
+        getattr(api, name) for name in api.__all__ if inspect.isfunction(getattr(api, name))
+    ]
+    assert len(functions) >= 10
+    for function in functions:
+        hints = typing.get_type_hints(function)
+        parameters = inspect.signature(function).parameters
+        assert set(parameters) | {"return"} == set(hints), function.__name__
+        assert "argparse" not in repr(hints), function.__name__
+        assert function.__doc__ and len(function.__doc__) > 80, function.__name__
+
+
+def test_section_overrides_replace_only_what_is_given() -> None:
+    config = TrainingConfig()
+    assert config.with_section_overrides("tuning", time_budget_seconds=None) is config
+    changed = config.with_section_overrides("calibration", method="platt", folds=None)
+    assert changed.calibration.method == "platt"
+    assert changed.calibration.folds == config.calibration.folds
+    assert changed.tuning == config.tuning and config.calibration.method == "auto"
+    with pytest.raises(ValidationError, match="extra"):
+        config.with_section_overrides("tuning", budget=3)
+
+
+def test_training_set_files_round_trip_and_a_wrong_file_is_named(tmp_path: Path) -> None:
+    portfolio = api.load_portfolio(
+        synthetic_history(accounts=80, months=6, seed=2).write(tmp_path / "p")
+    )
+    spec = ObservationSpec(window_months=1)
+    built = api.build_training_set_with_summary(portfolio, observation=spec)
+    assert built.training_set.height == built.summary["labelled"].sum() > 0
+    path = tmp_path / "out" / "training_set.parquet"
+    write_training_set(built.training_set, path)
+    assert not list(path.parent.glob(".*.tmp"))
+    assert read_training_set(path).equals(built.training_set)
+
+    built.training_set.drop("days_since_statement").write_parquet(tmp_path / "old.parquet")
+    with pytest.raises(UserError, match=r"old\.parquet does not match feature set"):
+        read_training_set(tmp_path / "old.parquet")
+    with pytest.raises(UserError, match="does not exist"):
+        read_training_set(tmp_path / "missing.parquet")
+
+
+def test_a_history_too_short_for_the_window_says_so(tmp_path: Path) -> None:
+    portfolio = api.load_portfolio(
+        synthetic_history(accounts=20, months=3, seed=1).write(tmp_path / "p")
+    )
+    with pytest.raises(UserError, match="no month-end has both statements known before it"):
+        api.build_training_set(portfolio, observation=ObservationSpec(window_months=6))
+    dates = api.training_as_of_dates(portfolio, ObservationSpec(window_months=1))
+    assert dates == [date(2023, 1, 31), date(2023, 2, 28)]  # 3 months, the last one's window
