@@ -202,3 +202,27 @@ def test_the_default_event_is_the_observation_settings_default_dpd(simulated: Pa
     # the threshold moves only the event, never the paths: a lower one holds every 90+ default
     at_30 = defaulted(default_dpd=30)
     assert (at_30 >= at_90).all() and at_30.sum() > at_90.sum() > 0
+
+
+def test_the_job_follows_the_scoring_runs_observation_settings_unless_a_flag_says_otherwise():
+    import argparse
+
+    from rollrisk.pipelines.simulate_policy import add_arguments, observation_settings
+    from rollrisk.storage.config import load_config
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+
+    def settings(manifest: dict, *flags: str):
+        args = parser.parse_args(["--scores", "runs/s", "--data", "runs/p", *flags])
+        spec, source = observation_settings(args, manifest, load_config(None))
+        return (spec.default_dpd, spec.window_months, spec.max_dpd), source
+
+    recorded = {"config": {"observation": {"default_dpd": 60, "window_months": 6,
+                                           "min_dpd": 1, "max_dpd": 59}}}  # fmt: skip
+    assert settings(recorded) == ((60, 6, 59), "the scoring run runs/s")
+    assert settings({}) == ((90, 3, 89), f"config file {load_config(None).source}")
+    spec, source = settings(recorded, "--default-dpd", "90", "--window-months", "3")
+    assert spec == (90, 3, 59) and source == "the scoring run runs/s, with the flags given"
+    with pytest.raises(UserError, match=r"max_dpd \(89\) must be below default_dpd \(30\)"):
+        settings({}, "--default-dpd", "30")
