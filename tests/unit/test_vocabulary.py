@@ -2,8 +2,9 @@
 
 Channels and contact outcomes are declared beside the data contract (``features/schemas.py``),
 the action -> channel map with the policy's actions (``strategies/policy.py``), the risk-band
-rule in ``models/risk_bands.py``. The feature, strategy and simulation code must use those
-objects (``is``, not ``==``): a copy, even an equal one, is how vocabularies drift apart, so a
+rule in ``models/risk_bands.py``, the headline metric names in ``models/metrics.py``, the
+intervals and the calibration backtest in ``models/stats.py``. The feature, model, strategy,
+simulation and report code must use those objects (``is``, not ``==``): a copy, even an equal one, is how vocabularies drift apart, so a
 re-declaration fails here, under its own name or another one.
 """
 
@@ -18,7 +19,9 @@ from typing import Any
 import pytest
 
 from rollrisk.features import history, schemas
-from rollrisk.models import monitoring, risk_bands
+from rollrisk.models import evaluation, metrics, monitoring, risk_bands, stats, training
+from rollrisk.reports import evaluation as evaluation_report
+from rollrisk.reports import strategy as strategy_report
 from rollrisk.simulator import engine, replay, rules
 from rollrisk.strategies import compliance, policy
 
@@ -34,10 +37,14 @@ SHARED: dict[str, tuple[Any, tuple[ModuleType, ...]]] = {
     "UNANSWERED_OUTCOMES": (schemas.UNANSWERED_OUTCOMES, (compliance,)),
     "ACTIONS": (policy.ACTIONS, (compliance, replay)),
     "risk_band": (risk_bands.risk_band, (policy, monitoring)),
+    "HEADLINE_METRICS": (metrics.HEADLINE_METRICS, (evaluation, training, evaluation_report)),
+    "t_interval": (stats.t_interval, (replay,)),
+    "percentile_bootstrap": (stats.percentile_bootstrap, (replay, strategy_report)),
+    "calibration_backtest": (stats.calibration_backtest, (monitoring, strategy_report)),
 }
 CASES = [(name, module) for name, (_, users) in SHARED.items() for module in users]
 # the rooms whose module-level constants are searched for copies under another name
-ROOMS = ("features", "models", "strategies", "simulator", "scoring", "serving")
+ROOMS = ("features", "models", "strategies", "simulator", "scoring", "serving", "reports")
 
 
 @pytest.mark.parametrize(
