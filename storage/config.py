@@ -21,22 +21,11 @@ from pydantic import Field, ValidationError
 from rollrisk.conf import DEFAULT_CONFIG
 from rollrisk.errors import UserError
 from rollrisk.features.observations import ObservationSpec
+from rollrisk.models.promotion import PromotionConfig
 from rollrisk.models.training_config import ConfigSection, TrainingConfig
 
 # The jurisdictions whose compliance rules apply when a job or an API call names none.
 DEFAULT_JURISDICTIONS: tuple[str, ...] = ("CN",)
-
-
-class PromotionConfig(ConfigSection):
-    """Gates a challenger must pass before the champion alias moves to it."""
-
-    from_alias: str = "challenger"
-    to_alias: str = "champion"
-    min_auc_gain: float = 0.005
-    max_ece: float = Field(0.03, gt=0.0)
-    max_psi: float = Field(0.25, gt=0.0)
-    # The challenger's own run must show it beats both baselines (out-of-time AUC and Brier).
-    require_beats_baselines: bool = True
 
 
 class MonitoringConfig(ConfigSection):

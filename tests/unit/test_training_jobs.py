@@ -8,9 +8,8 @@ import pandas as pd
 import pytest
 
 from rollrisk.errors import UserError
+from rollrisk.models.promotion import CandidateFigures, PromotionConfig, decide_promotion
 from rollrisk.models.training import split_training_set
-from rollrisk.pipelines.promote import CandidateFigures, decide_promotion
-from rollrisk.storage.config import PromotionConfig
 from rollrisk.storage.tracking import _sqlite_path, fingerprint_files, fingerprint_frame
 from tests.synthetic_training_set import make_training_frame
 
