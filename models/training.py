@@ -53,7 +53,7 @@ SPLIT_PARTS = ("train", "early_stopping", "calibration", "test")
 REFERENCE_SAMPLE_ROWS = 50_000
 
 
-def _no_progress(message: str) -> None:
+def no_progress(message: str) -> None:
     """The default progress callback: say nothing."""
 
 
@@ -242,7 +242,7 @@ def train_roll_model(
     default_dpd: int,
     window_months: int,
     tune: bool = False,
-    progress: Callable[[str], None] = _no_progress,
+    progress: Callable[[str], None] = no_progress,
 ) -> TrainingResult:
     """Split, train LightGBM and both baselines, and compare them on the out-of-time months.
 

@@ -48,6 +48,7 @@ from rollrisk.models.training import (
     PRIMARY,
     TrainingResult,
     evaluate_probabilities,
+    no_progress,
     train_roll_model,
 )
 from rollrisk.models.training_config import TrainingConfig
@@ -246,12 +247,8 @@ def train(
         default_dpd=spec.default_dpd,
         window_months=spec.window_months,
         tune=tune,
-        progress=progress if progress is not None else _quiet,
+        progress=progress if progress is not None else no_progress,
     )
-
-
-def _quiet(message: str) -> None:
-    """A progress callback that says nothing."""
 
 
 def log_training_run(
