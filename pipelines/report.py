@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
 
     from rollrisk.reports.strategy import build_report
-    from rollrisk.simulator.replay import read_true_drivers
+    from rollrisk.simulator.truth import read_true_drivers
     from rollrisk.storage.loader import load_portfolio
     from rollrisk.storage.registry import load_roll_model
     from rollrisk.storage.results import POLICY_SIMULATION_JSON, read_policy_simulation, read_scores

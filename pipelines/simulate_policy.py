@@ -116,9 +116,9 @@ def run(args: argparse.Namespace) -> int:
         load_action_costs,
         model_plan,
         month_index,
-        read_simulation_params,
         replay_to_month,
     )
+    from rollrisk.simulator.truth import read_simulation_params
     from rollrisk.storage.loader import load_portfolio
     from rollrisk.storage.results import read_scores
 

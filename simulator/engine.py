@@ -46,6 +46,7 @@ from rollrisk.simulator.rules import (
     TREATMENT_RESPONSE,
     SimulationRules,
 )
+from rollrisk.simulator.truth import BORROWERS_FILE, PARAMS_FILE, TRUTH_FOLDER
 
 US_PER_DAY = 86_400_000_000
 US_PER_HOUR = 3_600_000_000
@@ -915,7 +916,7 @@ class SimulationSummary:
 
 def output_paths(out_dir: Path) -> list[Path]:
     """Everything the simulator writes (also what ``--overwrite`` removes)."""
-    paths = [out_dir / "truth"]
+    paths = [out_dir / TRUTH_FOLDER]
     for table in TABLE_NAMES:
         paths += [out_dir / table, out_dir / f"{table}.parquet", out_dir / f"{table}.csv"]
     return paths
@@ -942,7 +943,7 @@ def write_portfolio(
     chunks = range((n_accounts + rules.chunk_accounts - 1) // rules.chunk_accounts)
     for table in TABLE_NAMES[1:]:
         (out_dir / table).mkdir(parents=True)
-    (out_dir / "truth").mkdir()
+    (out_dir / TRUTH_FOLDER).mkdir()
     rows = dict.fromkeys(TABLE_NAMES, 0)
     accounts_parts: list[pl.DataFrame] = []
     truth_parts: list[pl.DataFrame] = []
@@ -959,7 +960,7 @@ def write_portfolio(
     accounts = pl.concat(accounts_parts)
     rows["accounts"] = accounts.height
     _write(accounts, out_dir / "accounts", file_format)
-    pl.concat(truth_parts).write_parquet(out_dir / "truth" / "borrowers.parquet")
+    pl.concat(truth_parts).write_parquet(out_dir / TRUTH_FOLDER / BORROWERS_FILE)
     params = {
         "seed": seed,
         "accounts": n_accounts,
@@ -977,7 +978,7 @@ def write_portfolio(
             ],
         },
     }
-    (out_dir / "truth" / "params.json").write_text(json.dumps(params, indent=2, default=str))
+    (out_dir / TRUTH_FOLDER / PARAMS_FILE).write_text(json.dumps(params, indent=2, default=str))
     return SimulationSummary(n_accounts, months, rows, time.perf_counter() - started)
 
 

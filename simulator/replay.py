@@ -87,6 +87,7 @@ from rollrisk.simulator.engine import (
     treatment_active,
 )
 from rollrisk.simulator.rules import CHARGE_OFF_BUCKET, SimulationRules
+from rollrisk.simulator.truth import SimulatedPortfolio
 from rollrisk.strategies.policy import ACTIONS
 
 DEFAULT_BASE_SEED = 20_260_101
@@ -164,43 +165,6 @@ def load_action_costs(path: Path = DEFAULT_COSTS) -> ActionCosts:
                 raise UserError(f"{path}: `{key}.{name}` must be a cost >= 0, got {value!r}")
         tables[key] = {n: float(v) for n, v in table.items()}
     return ActionCosts(tables["channels"], tables["treatments"], str(path))
-
-
-@dataclass(frozen=True)
-class SimulatedPortfolio:
-    """What ``truth/params.json`` says about how a portfolio was simulated."""
-
-    seed: int
-    accounts: int
-    months: int
-    start_month: str
-    rules: SimulationRules
-
-
-def read_simulation_params(data_dir: Path) -> SimulatedPortfolio:
-    """The seed, size and rules of a simulated portfolio; refuses a portfolio without truth/."""
-    params_path = Path(data_dir) / "truth" / "params.json"
-    if not params_path.is_file():
-        raise UserError(
-            f"{data_dir}: no truth/params.json - this is not a portfolio written by "
-            "`rollrisk simulate`, so the borrowers' response to a policy is unknown and a "
-            "policy cannot be simulated on it (run it on a simulated portfolio)"
-        )
-    params = json.loads(params_path.read_text())
-    rules = SimulationRules()
-    expected = json.loads(json.dumps(rules.to_dict(), default=str))
-    if params.get("rules") != expected:
-        raise UserError(
-            f"{params_path}: the portfolio was simulated with rules that differ from this "
-            "version's simulator/rules.py; replay would not reproduce it"
-        )
-    return SimulatedPortfolio(
-        int(params["seed"]),
-        int(params["accounts"]),
-        int(params["months"]),
-        str(params["start_month"]),
-        rules,
-    )
 
 
 @dataclass(frozen=True)
@@ -727,13 +691,3 @@ def account_bootstrap(
         "ci_high": high,
         "samples": samples,
     }
-
-
-def read_true_drivers(data_dir: Path) -> pl.DataFrame | None:
-    """``account_id, driver``: the latent driver the simulator gave each borrower of the
-    portfolio in ``data_dir`` (``truth/borrowers.parquet``), for evaluations against the truth
-    such as segment recovery; None when ``data_dir`` is not a simulated portfolio."""
-    path = Path(data_dir) / "truth" / "borrowers.parquet"
-    if not path.is_file():
-        return None
-    return pl.read_parquet(path, columns=["account_id", "driver"])

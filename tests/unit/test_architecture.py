@@ -3,7 +3,8 @@
 * a room imports only rooms to its left in :data:`ORDER`;
 * no module imports a job (``rollrisk.pipelines.*``) except the CLI;
 * no import circle between modules;
-* only the simulator names the hidden ``truth/`` folder.
+* only the simulator names the hidden ``truth/`` folder (its engine writes it, and
+  ``rollrisk.simulator.truth`` is the one reader).
 """
 
 from __future__ import annotations
@@ -126,7 +127,9 @@ def test_only_the_simulator_names_the_truth_folder(module):
     literals = [
         node.lineno
         for node in ast.walk(tree)
-        if isinstance(node, ast.Constant) and node.value in ("truth", "truth/")
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and node.value.strip("/") in ("truth", "truth/borrowers.parquet", "truth/params.json")
     ]
     assert not literals, f"{module} names truth/ at line(s) {literals}"
 

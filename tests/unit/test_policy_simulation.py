@@ -18,10 +18,10 @@ from rollrisk.simulator.replay import (
     compare_policies,
     load_action_costs,
     model_plan,
-    read_simulation_params,
     replay_to_month,
     run_arm,
 )
+from rollrisk.simulator.truth import read_simulation_params
 from rollrisk.storage.loader import load_portfolio
 
 MONTHS = 8

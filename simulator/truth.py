@@ -1,0 +1,71 @@
+"""The hidden ``truth/`` of a simulated portfolio: the one place that reads it.
+
+``rollrisk simulate`` writes, beside the contract tables, what a real lender never knows:
+``truth/borrowers.parquet`` (each borrower's latent driver and traits) and ``truth/params.json``
+(the seed, the size and the response rules). Only evaluation code may use it (the policy replay
+that needs the rules, segment recovery against the true drivers); no model input, segment or
+decision ever sees it. ``tests/unit/test_architecture.py`` checks that no module outside the
+simulator names the folder.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from rollrisk.errors import UserError
+from rollrisk.simulator.rules import SimulationRules
+
+TRUTH_FOLDER = "truth"
+BORROWERS_FILE = "borrowers.parquet"
+PARAMS_FILE = "params.json"
+
+
+@dataclass(frozen=True)
+class SimulatedPortfolio:
+    """What ``truth/params.json`` says about how a portfolio was simulated."""
+
+    seed: int
+    accounts: int
+    months: int
+    start_month: str
+    rules: SimulationRules
+
+
+def read_simulation_params(data_dir: Path) -> SimulatedPortfolio:
+    """The seed, size and rules of a simulated portfolio; refuses a portfolio without truth/."""
+    params_path = Path(data_dir) / TRUTH_FOLDER / PARAMS_FILE
+    if not params_path.is_file():
+        raise UserError(
+            f"{data_dir}: no truth/params.json - this is not a portfolio written by "
+            "`rollrisk simulate`, so the borrowers' response to a policy is unknown and a "
+            "policy cannot be simulated on it (run it on a simulated portfolio)"
+        )
+    params = json.loads(params_path.read_text())
+    rules = SimulationRules()
+    expected = json.loads(json.dumps(rules.to_dict(), default=str))
+    if params.get("rules") != expected:
+        raise UserError(
+            f"{params_path}: the portfolio was simulated with rules that differ from this "
+            "version's simulator/rules.py; replay would not reproduce it"
+        )
+    return SimulatedPortfolio(
+        int(params["seed"]),
+        int(params["accounts"]),
+        int(params["months"]),
+        str(params["start_month"]),
+        rules,
+    )
+
+
+def read_true_drivers(data_dir: Path) -> pl.DataFrame | None:
+    """``account_id, driver``: the latent driver the simulator gave each borrower of the
+    portfolio in ``data_dir`` (``truth/borrowers.parquet``), for evaluations against the truth
+    such as segment recovery; None when ``data_dir`` is not a simulated portfolio."""
+    path = Path(data_dir) / TRUTH_FOLDER / BORROWERS_FILE
+    if not path.is_file():
+        return None
+    return pl.read_parquet(path, columns=["account_id", "driver"])
