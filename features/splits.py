@@ -10,14 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from typing import TypeVar
-
-import pandas as pd
-import polars as pl
 
 from rollrisk.errors import UserError
-
-Frame = TypeVar("Frame", pl.DataFrame, pd.DataFrame)
 
 
 @dataclass(frozen=True)
@@ -28,12 +22,6 @@ class TimeSplit:
     validation: tuple[date, ...]
     test: tuple[date, ...]
     dropped: tuple[date, ...] = ()  # embargoed dates, in no part
-
-
-def _dates(frame: pl.DataFrame | pd.DataFrame) -> list[date]:
-    if isinstance(frame, pl.DataFrame):
-        return sorted(frame.get_column("as_of").cast(pl.Date).unique().to_list())
-    return sorted(set(pd.to_datetime(frame["as_of"]).dt.date))
 
 
 def plan_split_by_as_of(
@@ -76,26 +64,3 @@ def plan_split_by_as_of(
         test=tuple(test),
         dropped=tuple(embargo_validation + embargo_test),
     )
-
-
-def split_by_as_of(
-    frame: Frame,
-    validation_months: int = 3,
-    test_months: int = 3,
-    embargo_months: int = 0,
-    min_train_months: int = 1,
-) -> tuple[Frame, Frame, Frame]:
-    """Split a training set (polars or pandas, column ``as_of``) into train, validation, test.
-
-    The last ``test_months`` as-of dates are the test set, the ``validation_months`` before
-    them (less an optional embargo) validation, everything earlier training. The input is not
-    modified. Raises :class:`UserError` if there are too few as-of dates.
-    """
-    plan = plan_split_by_as_of(
-        _dates(frame), validation_months, test_months, embargo_months, min_train_months
-    )
-    if isinstance(frame, pl.DataFrame):
-        as_of = pl.col("as_of").cast(pl.Date)
-        return tuple(frame.filter(as_of.is_in(list(part))) for part in (plan.train, plan.validation, plan.test))  # type: ignore[return-value]  # fmt: skip
-    as_of_dates = pd.to_datetime(frame["as_of"]).dt.date
-    return tuple(frame.loc[as_of_dates.isin(set(part))].copy() for part in (plan.train, plan.validation, plan.test))  # type: ignore[return-value]  # fmt: skip

@@ -119,14 +119,6 @@ def fingerprint_files(root: Path) -> str:
     return digest.hexdigest()
 
 
-def fingerprint_frame(frame: pd.DataFrame) -> str:
-    """sha256 of a frame's column names and row hashes (order-sensitive)."""
-    digest = hashlib.sha256()
-    digest.update("\0".join(map(str, frame.columns)).encode())
-    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
-    return digest.hexdigest()
-
-
 def git_commit(repo_dir: Path | None = None) -> str:
     """The checked-out commit (``+dirty`` when there are local changes), else ``"unknown"``."""
     where = repo_dir or Path(__file__).resolve().parent.parent

@@ -471,10 +471,6 @@ def _contact_window(
     return kept, changes
 
 
-def _calls(actions: list[PlannedAction]) -> list[PlannedAction]:
-    return [a for a in actions if ACTIONS[a.action].is_call]
-
-
 def _calls_per_7_days(
     actions: list[PlannedAction], ctx: _Context
 ) -> tuple[list[PlannedAction], list[ComplianceChange]]:

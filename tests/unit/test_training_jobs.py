@@ -10,7 +10,7 @@ import pytest
 from rollrisk.errors import UserError
 from rollrisk.models.promotion import CandidateFigures, PromotionConfig, decide_promotion
 from rollrisk.models.training import split_training_set
-from rollrisk.storage.tracking import _sqlite_path, fingerprint_files, fingerprint_frame
+from rollrisk.storage.tracking import _sqlite_path, fingerprint_files
 from tests.synthetic_training_set import make_training_frame
 
 GATES = PromotionConfig(
@@ -88,9 +88,6 @@ def test_fingerprints_cover_the_tables_only(tmp_path: Path) -> None:
     assert fingerprint_files(tmp_path) == first
     (tmp_path / "accounts.csv").write_text("account_id\nA2\n")
     assert fingerprint_files(tmp_path) != first
-    frame = pd.DataFrame({"a": [1, 2]})
-    assert fingerprint_frame(frame) == fingerprint_frame(frame.copy())
-    assert fingerprint_frame(frame) != fingerprint_frame(frame.iloc[::-1])
 
 
 @pytest.mark.parametrize(
