@@ -348,8 +348,11 @@ class WoeScorecardModel:
         ``base_odds``, and ``points_to_double_odds`` more points each time the odds double.
 
     Missing values get their own "Missing" bin with its empirical WOE (0 when training had no
-    missing values in that feature). Fitted attributes: ``feature_names_``,
-    ``categorical_features_``, ``binning_process_``, ``logistic_``.
+    missing values in that feature). A column with no value at all in the training rows (a
+    feature of an optional table the portfolio lacks) carries no evidence: it is left out and
+    listed in ``excluded_features_``, and predicting does not need it. Fitted attributes:
+    ``feature_names_`` (the columns scored), ``excluded_features_``, ``categorical_features_``,
+    ``binning_process_``, ``logistic_``.
     """
 
     def __init__(
@@ -408,7 +411,12 @@ class WoeScorecardModel:
                 "y holds a single class: a scorecard needs both defaults and non-defaults"
             )
         specs = {spec.name: spec for spec in (self.feature_specs or ())}
-        self.feature_names_ = [str(name) for name in X.columns]
+        # optbinning cannot bin a column without a value (it fits a tree on zero rows)
+        empty = X.isna().all()
+        self.excluded_features_ = [str(name) for name in X.columns if empty[name]]
+        self.feature_names_ = [str(name) for name in X.columns if not empty[name]]
+        if not self.feature_names_:
+            raise ValueError("every column of X is missing in every row: nothing to bin")
         self.categorical_features_ = [
             name
             for name in self.feature_names_

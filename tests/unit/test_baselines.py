@@ -346,3 +346,28 @@ def test_scorecard_errors_speak_to_the_user() -> None:
     model = WoeScorecardModel().fit(train, labels)
     with pytest.raises(ValueError, match="missing feature column\\(s\\) \\['noise'\\]"):
         model.predict_proba(train.drop(columns="noise"))
+
+
+def test_scorecard_leaves_out_a_feature_with_no_value_and_says_so() -> None:
+    """A portfolio without an optional table gives its features no value at all: the
+    scorecard bins the others (optbinning would fit a tree on zero rows) and lists it."""
+    train, labels = scorecard_data(2_000, seed=13)
+    train = train.assign(promises_made_3m=np.nan)
+    specs = (*SPECS, FeatureSpec("promises_made_3m", "willingness", 3, "", "", "", ""))
+    model = WoeScorecardModel(feature_specs=specs).fit(train, labels)
+    assert model.excluded_features_ == ["promises_made_3m"]
+    assert "promises_made_3m" not in model.feature_names_
+    assert "promises_made_3m" not in set(model.scorecard_table()["feature"])
+    without = WoeScorecardModel(feature_specs=SPECS).fit(
+        train.drop(columns="promises_made_3m"), labels
+    )
+    test, _ = scorecard_data(200, seed=14)
+    # the column carried no evidence: the same scores with or without it, and not needed
+    np.testing.assert_allclose(
+        model.predict_proba(test.assign(promises_made_3m=2.0)),
+        without.predict_proba(test),
+        atol=1e-12,
+    )
+    np.testing.assert_allclose(model.predict_proba(test), without.predict_proba(test), atol=1e-12)
+    with pytest.raises(ValueError, match="every column of X is missing"):
+        WoeScorecardModel().fit(pd.DataFrame({"x": [np.nan] * 4}), [0, 1, 0, 1])
