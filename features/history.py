@@ -14,6 +14,8 @@ How time is handled (the point-in-time rules, see ``docs/features.md``):
   a window simply holds fewer statements (6 months of data still give 12-month features);
 * action and treatment windows are the k calendar months ending with the as-of month
   (column ``_months_back``);
+* a credit balance (a negative ``balance``: the lender owes the borrower) owes nothing: the
+  balance and utilisation features read ``max(balance, 0)``;
 * statement and account features are always present; action features are missing when the
   portfolio has no ``collection_actions`` table and treatment features when it has no
   ``treatments`` table (counts are 0, not missing, for an account with no rows in a table that
@@ -95,6 +97,11 @@ _PREVIOUS = pl.col("_previous_bucket")
 _LATEST_DUE = pl.col("amount_due").last()
 _LATEST_OVERDUE = (pl.col("amount_due") - pl.col("amount_paid")).clip(lower_bound=0).last()
 _PAID, _DUE, _MIN_DUE = pl.col("amount_paid"), pl.col("amount_due"), pl.col("min_due")
+# What the borrower owes at cycle end. A negative balance is a credit (an overpayment or a
+# refund: the lender owes the borrower) and owes nothing; features read it as 0, so that a
+# credit never shows as negative use of the limit (which, with utilisation's +1 direction,
+# would push the risk below that of an account owing nothing) nor as a negative exposure.
+_OWED = pl.col("balance").clip(lower_bound=0)
 
 
 def _bucket_months(bucket: int, months: int) -> tuple[str, Aggregate]:
@@ -138,7 +145,7 @@ STATEMENT_FEATURES: Mapping[str, Aggregate] = {
     "utilisation_current": Aggregate(pl.col("_utilisation").last()),
     "utilisation_mean_6m": Aggregate(pl.col("_utilisation").filter(_window(6)).mean()),
     "utilisation_trend_6m": Aggregate(_utilisation_slope(6)),
-    "balance_current": Aggregate(pl.col("balance").last()),
+    "balance_current": Aggregate(_OWED.last()),
     "amount_overdue": Aggregate(_LATEST_OVERDUE),
     "overdue_to_limit_ratio": Aggregate(_ratio(_LATEST_OVERDUE, pl.col("credit_limit").first())),
     "days_since_statement": Aggregate(
@@ -175,7 +182,9 @@ ACTION_FEATURES: Mapping[str, Aggregate] = {
         & (pl.col("action_at") > _LAST_REACHED_AT.fill_null(datetime(1900, 1, 1)))
     ),
     "days_since_last_contact": Aggregate(
-        (pl.col("_as_of_end").first() - _LAST_REACHED_AT).dt.total_seconds() / 86_400.0
+        # times the reciprocal: polars divides a long column by a constant that way but a
+        # one-row column exactly, so an account scored alone differed in the last bit
+        (pl.col("_as_of_end").first() - _LAST_REACHED_AT).dt.total_seconds() * (1.0 / 86_400.0)
     ),
 }
 
@@ -257,7 +266,7 @@ def _statement_rows(
         .with_columns(
             pl.col("_month").max().over(KEY).alias("_latest_month"),
             pl.col("_bucket").shift(1).over(KEY).alias("_previous_bucket"),
-            _ratio(pl.col("balance"), pl.col("credit_limit")).alias("_utilisation"),
+            _ratio(_OWED, pl.col("credit_limit")).alias("_utilisation"),
             (
                 (_MIN_DUE > 0)
                 & (_PAID >= _MIN_DUE)

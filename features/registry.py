@@ -329,8 +329,9 @@ _FEATURES: tuple[FeatureSpec, ...] = (
         "utilisation_current",
         _P,
         None,
-        "Balance on the latest statement divided by the credit limit.",
-        "最近一期账单余额与授信额度之比(额度使用率)。",
+        "Balance owed on the latest statement divided by the credit limit (a credit balance "
+        "owes nothing: 0).",
+        "最近一期账单欠款余额与授信额度之比(额度使用率;余额为负即溢缴款时计为0)。",
         "using {value:.0%} of the credit limit",
         "额度使用率{value:.0%}",
         1,
@@ -339,8 +340,9 @@ _FEATURES: tuple[FeatureSpec, ...] = (
         "utilisation_mean_6m",
         _P,
         6,
-        "Mean of balance / credit limit over the last 6 statement months.",
-        "近6个月额度使用率的平均值。",
+        "Mean of balance owed / credit limit over the last 6 statement months (a credit "
+        "balance counts as 0).",
+        "近6个月额度使用率的平均值(溢缴款计为0)。",
         "average credit use {value:.0%} over 6 months",
         "近6个月平均额度使用率{value:.0%}",
         1,
@@ -349,9 +351,10 @@ _FEATURES: tuple[FeatureSpec, ...] = (
         "utilisation_trend_6m",
         _P,
         6,
-        "Least-squares slope of balance / credit limit per month over the last 6 statement "
-        "months (positive: rising use); missing with fewer than 2 statements.",
-        "近6个月额度使用率的每月变化斜率(最小二乘;正值表示使用率上升);少于2期时为空。",
+        "Least-squares slope of balance owed / credit limit per month over the last 6 "
+        "statement months (positive: rising use; a credit balance counts as 0); missing with "
+        "fewer than 2 statements.",
+        "近6个月额度使用率的每月变化斜率(最小二乘;正值表示使用率上升;溢缴款计为0);少于2期时为空。",
         "credit use rising by {value:.1%} a month",
         "额度使用率每月上升{value:.1%}",
         1,
@@ -581,8 +584,9 @@ _FEATURES: tuple[FeatureSpec, ...] = (
         "balance_current",
         _E,
         None,
-        "Outstanding balance on the latest statement.",
-        "最近一期账单的未结余额。",
+        "Balance owed on the latest statement (0 for a credit balance, when the lender owes "
+        "the borrower).",
+        "最近一期账单的欠款余额(余额为负即溢缴款时为0)。",
         "balance of {value:,.0f}",
         "未结余额{value:,.0f}",
     ),

@@ -67,15 +67,58 @@ TREATMENT_KINDS: tuple[str, ...] = (
 # Timestamps are naive and read as the lender's reporting time zone (one per portfolio).
 TIMESTAMP = pl.Datetime("us")
 
+# ---- value rules shared by the batch and the service ----------------------------------------
+# One rule set for every reader of a row: the pandera schemas below and the API's request
+# models (serving/api_models.py) are both built from these names, and
+# tests/unit/test_api_contract.py proves the two agree. On top of the bounds, every number of
+# the contract is finite (NaN, +inf and -inf are not amounts) and never a boolean (True is not
+# 1.0 currency units): the row validation's type stage rejects those, the API refuses them.
+
+MAX_AMOUNT = 1e15
+"""Largest magnitude of an amount, in currency units: beyond it a value is a units or parsing
+error (cents read as units, an overflowed export), and float64 sums of it lose the cents."""
+MAX_DPD = 3650
+"""Ten years past due: a larger DPD is a data error, not a borrower."""
+MAX_ID_LENGTH = 64
+"""Longest account or borrower id: real ids are short; a longer one is a broken export (a
+whole line read as one field), and the service refuses it the same way."""
+
+
+@dataclass(frozen=True)
+class NumberRule:
+    """The values one numeric contract column accepts: a finite number, not a boolean, within
+    these bounds. ``bounds`` are keyword arguments both ``pandera.Field`` and
+    ``pydantic.Field`` take, so that the two cannot drift apart."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+
+    @property
+    def bounds(self) -> dict[str, float]:
+        named = {"ge": self.ge, "gt": self.gt, "le": self.le}
+        return {name: value for name, value in named.items() if value is not None}
+
+
+AMOUNT_RULE = NumberRule(ge=0, le=MAX_AMOUNT)
+"""An amount owed or paid: 0 or more."""
+BALANCE_RULE = NumberRule(ge=-MAX_AMOUNT, le=MAX_AMOUNT)
+"""A statement balance: negative is a credit balance (the lender owes the borrower, after an
+overpayment or a refund); features read a credit as nothing owed (docs/features.md)."""
+CREDIT_LIMIT_RULE = NumberRule(gt=0, le=MAX_AMOUNT)
+DPD_RULE = NumberRule(ge=0, le=MAX_DPD)
+IDENTIFIER_LENGTH: dict[str, int] = {"min_value": 1, "max_value": MAX_ID_LENGTH}
+"""pandera's ``str_length`` of an id column (the API: ``min_length``/``max_length``)."""
+
 
 class Accounts(pa.DataFrameModel):
     """One row per credit account."""
 
-    account_id: str = pa.Field(nullable=False, str_length={"min_value": 1})
-    borrower_id: str = pa.Field(nullable=False, str_length={"min_value": 1})
+    account_id: str = pa.Field(nullable=False, str_length=IDENTIFIER_LENGTH)
+    borrower_id: str = pa.Field(nullable=False, str_length=IDENTIFIER_LENGTH)
     product: str = pa.Field(nullable=False, isin=list(PRODUCTS))
     opened_at: pl.Date = pa.Field(nullable=False)
-    credit_limit: float = pa.Field(nullable=False, gt=0)
+    credit_limit: float = pa.Field(nullable=False, **CREDIT_LIMIT_RULE.bounds)
     currency: str = pa.Field(nullable=False, str_matches=r"^[A-Z]{3}$")
 
     class Config:
@@ -86,14 +129,14 @@ class Accounts(pa.DataFrameModel):
 class Statements(pa.DataFrameModel):
     """One row per account per monthly statement cycle."""
 
-    account_id: str = pa.Field(nullable=False)
+    account_id: str = pa.Field(nullable=False, str_length=IDENTIFIER_LENGTH)
     cycle_end: pl.Date = pa.Field(nullable=False)
     known_at: TIMESTAMP = pa.Field(nullable=False)  # type: ignore[valid-type]
-    amount_due: float = pa.Field(nullable=False, ge=0)
-    min_due: float = pa.Field(nullable=False, ge=0)
-    amount_paid: float = pa.Field(nullable=False, ge=0)
-    balance: float = pa.Field(nullable=False, ge=0)
-    dpd: pl.Int64 = pa.Field(nullable=False, ge=0, le=3650)
+    amount_due: float = pa.Field(nullable=False, **AMOUNT_RULE.bounds)
+    min_due: float = pa.Field(nullable=False, **AMOUNT_RULE.bounds)
+    amount_paid: float = pa.Field(nullable=False, **AMOUNT_RULE.bounds)
+    balance: float = pa.Field(nullable=False, **BALANCE_RULE.bounds)  # < 0: a credit balance
+    dpd: pl.Int64 = pa.Field(nullable=False, **DPD_RULE.bounds)
 
     @pa.dataframe_check(error="min_due must not exceed amount_due")
     @classmethod
@@ -113,11 +156,11 @@ class Statements(pa.DataFrameModel):
 class CollectionActions(pa.DataFrameModel):
     """One row per collection action taken on an account, with its outcome."""
 
-    account_id: str = pa.Field(nullable=False)
+    account_id: str = pa.Field(nullable=False, str_length=IDENTIFIER_LENGTH)
     action_at: TIMESTAMP = pa.Field(nullable=False)  # type: ignore[valid-type]
     channel: str = pa.Field(nullable=False, isin=list(CHANNELS))
     outcome: str = pa.Field(nullable=False, isin=list(OUTCOMES))
-    promised_amount: float = pa.Field(nullable=True, ge=0)
+    promised_amount: float = pa.Field(nullable=True, **AMOUNT_RULE.bounds)
     promised_date: pl.Date = pa.Field(nullable=True)
 
     class Config:
@@ -128,7 +171,7 @@ class CollectionActions(pa.DataFrameModel):
 class Treatments(pa.DataFrameModel):
     """One row per hardship or forbearance treatment granted to an account."""
 
-    account_id: str = pa.Field(nullable=False)
+    account_id: str = pa.Field(nullable=False, str_length=IDENTIFIER_LENGTH)
     kind: str = pa.Field(nullable=False, isin=list(TREATMENT_KINDS))
     start_at: TIMESTAMP = pa.Field(nullable=False)  # type: ignore[valid-type]
     end_at: TIMESTAMP = pa.Field(nullable=True)  # type: ignore[valid-type]

@@ -2,12 +2,16 @@
 
 A request carries, for each account, its recent history in the shape of the data contract
 (``docs/data-contract.md``); the service turns it into the same tables a portfolio folder
-holds, checks them with the same row validation as the loader and scores them with the batch
-code (:func:`rollrisk.scoring.core.score_accounts`), so both return the same thing.
+holds and scores them with the batch code (:func:`rollrisk.scoring.core.score_accounts`), so
+both return the same thing. The models refuse every row the loader's row validation would set
+aside (``tests/unit/test_api_contract.py`` proves it), which is what spares a request pandera.
 
-The models here add what a JSON boundary needs on top of the contract: timestamps must be
-naive (the contract's reporting time zone), numbers finite, dates within 1900-2199 and amounts
-below 10^15, so that no request can reach the scoring code with a value it cannot represent.
+The value rules are the contract's own, read from :mod:`rollrisk.features.schemas` (one rule
+set for the batch and the service): every number finite and never a boolean, amounts within
+their bounds (``balance`` may be negative: a credit balance), ids at most ``MAX_ID_LENGTH``
+characters. On top of them the models add what a JSON boundary needs: timestamps must be naive
+(the contract's reporting time zone) and dates within 1900-2199, so that no request can reach
+the scoring code with a value it cannot represent.
 """
 
 from __future__ import annotations
@@ -16,9 +20,19 @@ import calendar
 from datetime import date, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NaiveDatetime, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, NaiveDatetime, model_validator
 
-from rollrisk.features.schemas import CHANNELS, OUTCOMES, PRODUCTS, TREATMENT_KINDS
+from rollrisk.features.schemas import (
+    AMOUNT_RULE,
+    BALANCE_RULE,
+    CHANNELS,
+    CREDIT_LIMIT_RULE,
+    DPD_RULE,
+    MAX_ID_LENGTH,
+    OUTCOMES,
+    PRODUCTS,
+    TREATMENT_KINDS,
+)
 
 # The contract's enumerations, declared once in features/schemas.py (Literal[tuple] spreads it).
 Product = Literal[PRODUCTS]  # type: ignore[valid-type]
@@ -30,8 +44,6 @@ MAX_ACCOUNTS_PER_REQUEST = 1_000
 MAX_ROWS_PER_ACCOUNT = 2_000
 EARLIEST = date(1900, 1, 1)
 LATEST = date(2199, 12, 31)
-MAX_AMOUNT = 1e15
-
 Day = Annotated[date, Field(ge=EARLIEST, le=LATEST)]
 Timestamp = Annotated[
     NaiveDatetime,
@@ -41,8 +53,25 @@ Timestamp = Annotated[
         description="naive ISO timestamp in the lender's reporting time zone, no offset",
     ),
 ]
-Amount = Annotated[float, Field(ge=0, le=MAX_AMOUNT)]
-Identifier = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+def _not_a_boolean(value: object) -> object:
+    """A contract number is never a boolean: pydantic would read JSON ``true`` as 1.0."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got a boolean ({str(value).lower()})")
+    return value
+
+
+NotABoolean = BeforeValidator(_not_a_boolean)
+Amount = Annotated[float, NotABoolean, Field(**AMOUNT_RULE.bounds)]
+Balance = Annotated[
+    float,
+    NotABoolean,
+    Field(**BALANCE_RULE.bounds, description="negative: a credit balance (the lender owes)"),
+]
+CreditLimit = Annotated[float, NotABoolean, Field(**CREDIT_LIMIT_RULE.bounds)]
+DaysPastDue = Annotated[int, NotABoolean, Field(**DPD_RULE.bounds)]
+Identifier = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
 
 
 class _Row(BaseModel):
@@ -55,8 +84,8 @@ class Statement(_Row):
     amount_due: Amount
     min_due: Amount
     amount_paid: Amount
-    balance: Amount
-    dpd: int = Field(ge=0, le=3650)
+    balance: Balance
+    dpd: DaysPastDue
 
     @model_validator(mode="after")
     def _consistent(self) -> Statement:
@@ -93,7 +122,7 @@ class AccountHistory(_Row):
     borrower_id: Identifier
     product: Product
     opened_at: Day
-    credit_limit: float = Field(gt=0, le=MAX_AMOUNT)
+    credit_limit: CreditLimit
     currency: str = Field(pattern=r"^[A-Z]{3}$", examples=["CNY"])
     statements: list[Statement] = Field(min_length=1, max_length=MAX_ROWS_PER_ACCOUNT)
     collection_actions: list[CollectionAction] | None = Field(

@@ -168,18 +168,19 @@ def test_malformed_bodies_get_422_with_the_path_of_every_bad_field(portfolio, cl
     first["statements"][0]["amount_due"] = "a lot"  # wrong type
     del first["currency"]  # missing field
     second["product"] = "mortgage"  # bad enum
-    second["statements"][1]["balance"] = -5.0  # negative amount
+    second["statements"][1]["amount_paid"] = -5.0  # negative amount
     response = client.post("/v1/score", json=body, headers=HEADERS)
     errors = _errors(response)
     assert set(errors) == {
         ("body", "accounts", 0, "statements", 0, "amount_due"),
         ("body", "accounts", 0, "currency"),
         ("body", "accounts", 1, "product"),
-        ("body", "accounts", 1, "statements", 1, "balance"),
+        ("body", "accounts", 1, "statements", 1, "amount_paid"),
     }
     assert "valid number" in errors[("body", "accounts", 0, "statements", 0, "amount_due")]
     assert (
-        "greater than or equal to 0" in errors[("body", "accounts", 1, "statements", 1, "balance")]
+        "greater than or equal to 0"
+        in errors[("body", "accounts", 1, "statements", 1, "amount_paid")]
     )
     assert "a lot" not in response.text  # values are not echoed back
 

@@ -33,7 +33,10 @@ def test_bad_rows_are_rejected_counted_and_the_rest_scored(scoring_world, tmp_pa
     part = sorted((portfolio / "statements").glob("*.parquet"))[0]
     rows = pl.read_parquet(part)
     bad = rows.with_columns(
-        pl.when(pl.int_range(pl.len()) < 5).then(-1.0).otherwise("balance").alias("balance"),
+        pl.when(pl.int_range(pl.len()) < 5)
+        .then(-1.0)
+        .otherwise("amount_paid")
+        .alias("amount_paid"),
         pl.when(pl.int_range(pl.len()).is_between(5, 7))
         .then(pl.lit("NOBODY"))
         .otherwise("account_id")
@@ -48,7 +51,7 @@ def test_bad_rows_are_rejected_counted_and_the_rest_scored(scoring_world, tmp_pa
     assert statements["read"] == statements["accepted"] + statements["rejected"]
     rejects = pl.read_csv(tmp_path / "scores" / "rejects.csv")
     assert rejects.height == 8
-    assert rejects["reasons"].str.contains("balance: expected a value >= 0").sum() == 5
+    assert rejects["reasons"].str.contains("amount_paid: expected a value >= 0").sum() == 5
     assert rejects["reasons"].str.contains("expected an account listed in accounts").sum() == 3
     assert manifest["counts"]["scored"] == manifest["counts"]["population"] == scored.height
     assert json.loads((tmp_path / "scores" / "current" / "manifest.json").read_text())[

@@ -6,11 +6,17 @@ request cheap. These tests are what allows that: for rows drawn around every bou
 contract, whenever the API models accept a row, the contract's own validation
 (:func:`rollrisk.features.validation.validate_table`, as ``rollrisk validate`` runs it) accepts
 the tables the service builds from it. The API may be stricter (it refuses what JSON cannot carry
-safely: NaN, offsets, far dates), never looser.
+safely: offsets, far dates), never looser.
+
+The value rules of ``features/schemas.py`` (finite numbers, no booleans as numbers, bounded
+amounts, ids of at most ``MAX_ID_LENGTH`` characters, credit balances allowed) are one rule set:
+the last tests feed the same hostile values to the API models and to the batch's row validation
+and check both refuse them, and both accept a credit balance.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -21,7 +27,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from rollrisk.features.schemas import CHANNELS, OUTCOMES, PRODUCTS, TABLES_BY_NAME, TREATMENT_KINDS
+from rollrisk.features.schemas import (
+    CHANNELS,
+    MAX_AMOUNT,
+    MAX_DPD,
+    MAX_ID_LENGTH,
+    OUTCOMES,
+    PRODUCTS,
+    TABLES_BY_NAME,
+    TREATMENT_KINDS,
+)
 from rollrisk.features.validation import FILE_COLUMN, ROW_COLUMN, validate_table
 from rollrisk.serving.api_models import AccountHistory, CollectionAction, Statement, Treatment
 from rollrisk.serving.request_scoring import request_tables
@@ -52,7 +67,24 @@ TREATMENT = {
 }
 
 amounts = st.one_of(
-    st.sampled_from([-1.0, -1e-9, 0.0, 1e-9, 1.0, 1e15, 1.0000001e15, math.nan, math.inf]),
+    st.sampled_from(
+        [
+            -1.0,
+            -1e-9,
+            0.0,
+            1e-9,
+            1.0,
+            MAX_AMOUNT,
+            1.0000001e15,
+            -MAX_AMOUNT,
+            -1.0000001e15,
+            math.nan,
+            math.inf,
+            -math.inf,
+            True,
+            False,
+        ]
+    ),  # fmt: skip
     st.floats(min_value=-100, max_value=1e6, allow_nan=False),
 )
 days = st.dates(min_value=date(1899, 12, 1), max_value=date(2200, 1, 31))
@@ -61,7 +93,8 @@ offsets = st.one_of(
     st.sampled_from([timedelta(0), timedelta(microseconds=-1), timedelta(microseconds=1)]),
     st.timedeltas(min_value=timedelta(days=-3), max_value=timedelta(days=40)),
 )
-texts = st.one_of(st.sampled_from(["", "x", "CNY", "cny", "CN", "CNYY", "A" * 64, "A" * 65]),
+texts = st.one_of(st.sampled_from(["", "x", "CNY", "cny", "CN", "CNYY", "A" * MAX_ID_LENGTH,
+                                   "A" * (MAX_ID_LENGTH + 1)]),
                   st.text(max_size=5))  # fmt: skip
 
 
@@ -91,7 +124,7 @@ FIELDS: dict[str, dict[str, st.SearchStrategy[Any]]] = {
         "min_due": st.one_of(amounts, st.sampled_from([-1.0, -1e-7, 0.0, 1e-7, 9.9e-7, 1.1e-6, 1.0]).map(lambda d: 500.0 + d)),
         "amount_paid": amounts,
         "balance": amounts,
-        "dpd": st.one_of(st.sampled_from([-1, 0, 3650, 3651]), st.integers(-10, 4000)),
+        "dpd": st.one_of(st.sampled_from([-1, 0, MAX_DPD, MAX_DPD + 1, True]), st.integers(-10, 4000)),
     },
     "action": {
         "action_at": moments,
@@ -184,7 +217,7 @@ def test_every_row_the_api_accepts_the_contract_accepts(account, statement, acti
     [
         (Statement, STATEMENT, "dpd", -1),
         (Statement, STATEMENT, "dpd", 3651),
-        (Statement, STATEMENT, "balance", -0.01),
+        (Statement, STATEMENT, "balance", -1.0000001e15),
         (Statement, STATEMENT, "amount_paid", -0.01),
         (Statement, STATEMENT, "min_due", 500.0 + 2e-6),
         (Statement, STATEMENT, "known_at", "2025-02-27T23:59:59"),
@@ -223,3 +256,90 @@ def test_the_valid_rows_pass_both():
         }
     )
     assert _contract_rejects(history) == {}
+
+
+# -- one rule set: the same hostile values, refused by both ------------------------------------
+
+TOO_LONG = "A" * (MAX_ID_LENGTH + 1)
+# (API model, its valid row, field, value; contract table, column, the column as a batch file
+# would carry it: a Parquet boolean column, a float column holding inf, ...)
+HOSTILE = [
+    ("statement", "amount_due", math.inf, pl.Float64),
+    ("statement", "amount_paid", -math.inf, pl.Float64),
+    ("statement", "min_due", math.nan, pl.Float64),
+    ("statement", "balance", math.inf, pl.Float64),
+    ("statement", "balance", -math.inf, pl.Float64),
+    ("statement", "balance", -1.0000001e15, pl.Float64),
+    ("statement", "amount_due", 1.0000001e15, pl.Float64),
+    ("statement", "amount_paid", True, pl.Boolean),
+    ("statement", "balance", False, pl.Boolean),
+    ("statement", "dpd", True, pl.Boolean),
+    ("account", "credit_limit", True, pl.Boolean),
+    ("account", "credit_limit", math.inf, pl.Float64),
+    ("account", "account_id", TOO_LONG, pl.String),
+    ("account", "borrower_id", TOO_LONG, pl.String),
+    ("action", "promised_amount", math.nan, pl.Float64),
+    ("action", "promised_amount", True, pl.Boolean),
+]
+_API_ROWS = {
+    "account": (AccountHistory, {**ACCOUNT, "statements": [STATEMENT]}),
+    "statement": (Statement, STATEMENT),
+    "action": (CollectionAction, ACTION),
+}
+_TABLE_OF = {"account": "accounts", "statement": "statements", "action": "collection_actions"}
+
+
+def _batch_reasons(table: str, column: str, value: Any, dtype: pl.DataType) -> list[str]:
+    """The batch's row validation of the valid request's table with one value replaced."""
+    tables = request_tables(
+        [
+            AccountHistory.model_validate(
+                {**ACCOUNT, "statements": [STATEMENT], "collection_actions": [ACTION]}
+            )
+        ]  # fmt: skip
+    )
+    frame = getattr(tables, _TABLE_OF[table])
+    frame = frame.with_columns(pl.Series(column, [value], dtype=dtype))
+    raw = frame.with_columns(
+        pl.lit(0, dtype=pl.UInt32).alias(FILE_COLUMN),
+        pl.int_range(pl.len(), dtype=pl.Int64).alias(ROW_COLUMN),
+    )
+    outcome = validate_table(raw, TABLES_BY_NAME[_TABLE_OF[table]], ["request"])
+    return outcome.rejects["reasons"].to_list()
+
+
+@pytest.mark.parametrize(("table", "column", "value", "dtype"), HOSTILE)
+def test_a_hostile_value_is_refused_by_the_api_and_rejected_by_the_batch(
+    table, column, value, dtype
+):
+    model, base = _API_ROWS[table]
+    assert _api_accepts(model, base)
+    assert not _api_accepts(model, {**base, column: value})
+    reasons = _batch_reasons(table, column, value, dtype)
+    assert len(reasons) == 1
+    assert reasons[0].startswith(f"{column}: expected ")
+
+
+def test_the_api_refuses_json_booleans_and_non_finite_numbers_as_sent_over_the_wire():
+    """JSON ``true`` is what a client sends; pydantic alone would read it as 1.0."""
+    for field, text in (("amount_due", "true"), ("dpd", "false"), ("balance", "Infinity")):
+        body = json.dumps(STATEMENT)[:-1] + f', "{field}": {text}}}'
+        with pytest.raises(ValidationError, match=field):
+            Statement.model_validate_json(body)
+
+
+@pytest.mark.parametrize("balance", [-0.01, -2500.0, -MAX_AMOUNT])
+def test_a_credit_balance_is_accepted_by_both(balance):
+    """A negative balance is a credit (after an overpayment or a refund), with nothing due."""
+    credit = {**STATEMENT, "balance": balance, "amount_due": 0.0, "min_due": 0.0, "dpd": 0}
+    assert _api_accepts(Statement, credit)
+    history = AccountHistory.model_validate(
+        {
+            **ACCOUNT,
+            "statements": [credit],
+            "collection_actions": [ACTION],
+            "treatments": [TREATMENT],
+        }
+    )
+    assert _contract_rejects(history) == {}
+    assert _batch_reasons("statement", "balance", balance, pl.Float64) == []

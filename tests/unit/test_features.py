@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import date, datetime
 from pathlib import Path
@@ -286,3 +287,46 @@ def test_training_set_schema_rejects_a_bad_label_and_a_missing_feature():
         validate_training_set(bad_label)
     with pytest.raises(SchemaErrors, match="dpd_current"):
         validate_training_set(frame.drop("dpd_current"))
+
+
+# -- credit balances (issue 14) ------------------------------------------------------------------
+
+
+def _with_balances(tables: dict[str, pl.DataFrame], balances: dict[int, float]):
+    """``tables`` with X's balance of the given statement months replaced, nothing due then."""
+    month = pl.col("cycle_end").dt.month()
+    changed = (pl.col("account_id") == "X") & month.is_in(list(balances))
+    replaced = month.replace_strict(balances, default=None, return_dtype=pl.Float64)
+    statements = tables["statements"].with_columns(
+        pl.when(changed).then(replaced).otherwise("balance").alias("balance"),
+        *(pl.when(changed).then(0.0).otherwise(c).alias(c) for c in ("amount_due", "min_due")),
+    )
+    return {**tables, "statements": statements}
+
+
+def test_a_credit_balance_reads_as_nothing_owed_in_every_feature():
+    """A negative balance (a credit, after an overpayment or a refund) with nothing due gives
+    the features of a zero balance: no negative utilisation that would lower the risk below
+    that of an account owing nothing, no negative exposure, no division blow-up."""
+    base = one_account_portfolio()
+    credit = features_of(_with_balances(base, {5: -300.0, 6: -1_200.0}))
+    zero = features_of(_with_balances(base, {5: 0.0, 6: 0.0}))
+    assert credit.keys() == zero.keys()
+    for name, value in zero.items():
+        if isinstance(value, float):
+            assert credit[name] == pytest.approx(value, rel=1e-12), name
+        else:
+            assert credit[name] == value, name
+    balances = np.array([500, 600, 600, 700, 0, 0]) / 1_000
+    expected = {
+        "utilisation_current": 0.0,
+        "utilisation_mean_6m": balances.mean(),
+        "utilisation_trend_6m": np.polyfit(np.arange(-5, 1), balances, 1)[0],
+        "balance_current": 0.0,
+        "amount_overdue": 0.0,  # nothing due, so nothing overdue (amount_paid is 0)
+        "overdue_to_limit_ratio": 0.0,
+        "zero_payments_3m": 0,  # a month with nothing due is not a missed payment
+    }
+    assert {k: credit[k] for k in expected} == pytest.approx(expected, rel=1e-9)
+    assert credit["paid_to_due_ratio_last"] is None  # nothing was due: no ratio, not inf
+    assert all(math.isfinite(value) for value in credit.values() if isinstance(value, float))
