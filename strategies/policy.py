@@ -160,14 +160,20 @@ class PlannedAction:
 
 @dataclass(frozen=True)
 class PolicyRuleRef:
-    """Which policy rule chose a treatment: file, rule id and line."""
+    """Which policy rule chose a treatment: file, rule id and line.
+
+    Printed (the scores' ``policy_rule`` column, the service's answers) as the policy file's
+    name, not its path: ``policy.yaml:126 rule POL-M1-LOW``. The path would publish where the
+    server or the package is installed, and make the same decision read differently on two
+    machines; the scoring manifest records which policy file was used.
+    """
 
     source: str
     rule_id: str
     line: int | None
 
     def __str__(self) -> str:
-        return f"{self.source}:{self.line} rule {self.rule_id}"
+        return f"{Path(self.source).name}:{self.line} rule {self.rule_id}"
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,7 @@ def test_the_lowest_precedence_matching_rule_fires_and_is_in_the_trail():
     decision = decide(policy, _case())
     assert decision.treatment == "nudge"
     assert decision.policy_rule.rule_id == "R-FORGETFUL"
-    assert str(decision.policy_rule) == "conf/tiny.yaml:16 rule R-FORGETFUL"
+    assert str(decision.policy_rule) == "tiny.yaml:16 rule R-FORGETFUL"  # the name, never a path
     assert decision.risk_band == "low"
 
     pressed = decide(policy, _case(probability=0.7))  # high band: R-FORGETFUL no longer matches
