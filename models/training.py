@@ -36,6 +36,7 @@ import pandas as pd
 
 from rollrisk.errors import UserError
 from rollrisk.features.registry import FeatureSet
+from rollrisk.features.schemas import TABLES
 from rollrisk.features.splits import plan_split_by_as_of
 from rollrisk.models.baselines import RollRateChainModel, WoeScorecardModel
 from rollrisk.models.evaluation import ModelComparison, evaluate_models
@@ -48,6 +49,8 @@ SLICES = ("product", "start_bucket")
 PRIMARY = "lightgbm"
 BASELINES = ("roll_rate_chain", "scorecard")
 SPLIT_PARTS = ("train", "early_stopping", "calibration", "test")
+# every portfolio table, in contract order (accounts, statements, then the optional ones)
+ALL_TABLES: tuple[str, ...] = tuple(table.name for table in TABLES)
 # Rows of training features kept with a model, so that monitoring can bin today's features
 # on them (CSI) as it bins today's scores on the training scores (PSI).
 REFERENCE_SAMPLE_ROWS = 50_000
@@ -132,7 +135,9 @@ class TrainingResult:
     baselines' (``comparison.overall``: one row per model); ``test_scores`` the test rows
     (``account_id, as_of``, the slices, the label and one probability column per model);
     ``train_scores`` each model's probabilities on the training rows (the PSI reference).
-    ``feature_set``, ``training``, ``default_dpd`` and ``window_months`` say how it was made.
+    ``feature_set``, ``training``, ``default_dpd`` and ``window_months`` say how it was made;
+    ``tables`` which portfolio tables its features were computed from
+    (:func:`tables_with_data`): scoring without one of them is refused unless the user opts in.
     """
 
     model: RollModel
@@ -147,6 +152,12 @@ class TrainingResult:
     default_dpd: int
     window_months: int
     tuning_trials: list[dict[str, Any]] = field(default_factory=list)
+    tables: tuple[str, ...] = ALL_TABLES
+
+    @property
+    def left_out_features(self) -> dict[str, list[str]]:
+        """Per portfolio table the model was trained without, the features it left missing."""
+        return left_out_features(self.tables, self.feature_set)
 
     @property
     def observation(self) -> dict[str, int]:
@@ -160,6 +171,32 @@ class TrainingResult:
         """True when LightGBM has a higher out-of-time AUC and a lower Brier than each baseline."""
         gaps = self.gaps().set_index("model")
         return all(gaps.loc[b, "auc_gap"] > 0 and gaps.loc[b, "brier_gap"] < 0 for b in BASELINES)
+
+
+def tables_with_data(training_set: pd.DataFrame, feature_set: FeatureSet) -> tuple[str, ...]:
+    """The portfolio tables a training set was built with, in contract order: the required
+    ones, and each optional table at least one of whose features holds a value.
+
+    A table the portfolio lacks leaves every one of its features missing, while a table that
+    is there gives counts of 0 to an account without rows in it (``features/history.py``), so
+    the training rows themselves say which tables were there, also for a training set read
+    from a file. Needs the feature columns of ``feature_set``.
+    """
+    present = []
+    for table in TABLES:
+        columns = [spec.name for spec in feature_set.features if spec.source == table.name]
+        if table.required or not columns or training_set[columns].notna().any(axis=None):
+            present.append(table.name)
+    return tuple(present)
+
+
+def left_out_features(tables: tuple[str, ...], feature_set: FeatureSet) -> dict[str, list[str]]:
+    """The features of ``feature_set`` whose source table is not in ``tables``, per table."""
+    left_out: dict[str, list[str]] = {}
+    for spec in feature_set.features:
+        if spec.source in ALL_TABLES and spec.source not in tables:
+            left_out.setdefault(spec.source, []).append(spec.name)
+    return left_out
 
 
 def model_from_config(
@@ -277,6 +314,13 @@ def train_roll_model(
             raise UserError(
                 f"the {part} part of the split has {len(labels)} rows and only one outcome; simulate more accounts or months"
             )
+    tables = tables_with_data(training_set, feature_set)
+    for table, names in left_out_features(tables, feature_set).items():
+        progress(
+            f"no {table} in the training data: its {len(names)} features are left missing "
+            "(LightGBM learns nothing from them, the scorecard leaves them out); the model "
+            f"records that it was trained without {table}"
+        )
 
     trials: list[dict[str, Any]] = []
     overrides: dict[str, Any] = {}
@@ -335,6 +379,7 @@ def train_roll_model(
         default_dpd=default_dpd,
         window_months=window_months,
         tuning_trials=trials,
+        tables=tables,
     )
 
 

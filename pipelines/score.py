@@ -88,6 +88,12 @@ def run(args: argparse.Namespace) -> int:
         f"[score] {result.scored:,} accounts scored at {result.as_of} with {setup.model_name} "
         f"v{setup.model_version}"
     )
+    for table in result.scored_without:
+        print(
+            f"[score] WARNING: scored without {table}, which the model was trained with "
+            "(--allow-missing-table): its features are missing, recorded in the manifest",
+            file=sys.stderr,
+        )
     stage_seconds = {"load model and rules": loaded_seconds, **result.stage_seconds}
     for name, seconds in stage_seconds.items():
         print(f"  {name:<50} {seconds:8.1f} s")

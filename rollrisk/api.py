@@ -58,6 +58,7 @@ from rollrisk.scoring.core import (
     features_at,
     population,
     score_accounts,
+    trained_tables,
 )
 from rollrisk.scoring.core import explain as tree_contributions
 from rollrisk.storage.config import DEFAULT_JURISDICTIONS, RollriskConfig
@@ -305,6 +306,7 @@ def _as_loaded(model: Model) -> LoadedModel:
             metadata={
                 "feature_set": model.feature_set.name,
                 "feature_set_version": model.feature_set.version,
+                "tables": ",".join(model.tables),
                 **{f"observation_{k}": v for k, v in model.observation.items()},
             },
             reference_scores=np.asarray(model.train_scores[PRIMARY]),
@@ -375,6 +377,7 @@ def scoring_setup(
         model_name=loaded.name,
         model_version=loaded.version,
         observation=observation_of(loaded, _observation(observation)),
+        trained_tables=trained_tables(loaded.metadata),
         segment_rules=load_segment_rules(files["segments"]),
         policy=load_policy(files["policy"]),
         compliance=load_compliance(files["compliance"]).strictest(

@@ -14,6 +14,7 @@ LightGBM is loaded): the readers import the library when they run.
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -174,6 +175,35 @@ def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
         help="jurisdiction code(s) whose strictest rules apply; repeatable "
         f"(default: {', '.join(DEFAULT_JURISDICTIONS)})",
     )
+    add_missing_table_argument(parser)
+
+
+def add_missing_table_argument(parser: argparse.ArgumentParser) -> None:
+    """``--allow-missing-table``: score without an optional table the model was trained with.
+
+    Without it, a job whose data lacks such a table refuses (the features learnt from it would
+    be missing and the scores would move); with it, the job goes on and records the choice
+    (the score manifest, monitor.json, the service's ``/v1/model``). Read with
+    :func:`allowed_missing_tables`.
+    """
+    from rollrisk.features.schemas import TABLES  # not scoring.core: that loads LightGBM
+
+    optional = [table.name for table in TABLES if not table.required]
+    parser.add_argument(
+        "--allow-missing-table",  # named in scoring.core's refusal (a test checks they agree)
+        action="append",
+        choices=optional,
+        default=None,
+        metavar="TABLE",
+        help="score even though the data lacks this table the model was trained with "
+        f"({' or '.join(optional)}; repeatable): its features are left missing and "
+        "the scores move, so without this flag the job refuses; the choice is recorded",
+    )
+
+
+def allowed_missing_tables(args: argparse.Namespace) -> frozenset[str]:
+    """The tables ``--allow-missing-table`` names (none when the job has no such flag)."""
+    return frozenset(getattr(args, "allow_missing_table", None) or ())
 
 
 def jurisdictions_of(args: argparse.Namespace) -> list[str]:
@@ -199,4 +229,4 @@ def setup_from_arguments(args: argparse.Namespace) -> tuple[LoadedModel, Scoring
         )
     except ValueError as error:
         raise UserError(str(error)) from error
-    return loaded, setup
+    return loaded, replace(setup, allowed_missing_tables=allowed_missing_tables(args))

@@ -34,9 +34,11 @@ from rollrisk.errors import UserError
 from rollrisk.scoring.core import (
     INPUT_TABLES,
     ScoringSetup,
+    check_tables,
     default_as_of,
     population,
     score_accounts,
+    tables_present,
 )
 from rollrisk.storage.atomic_output import PartitionedRun, PartitionFile
 from rollrisk.storage.loader import Portfolio, load_portfolio
@@ -79,6 +81,9 @@ class BatchResult:
     partitions: int
     resumed_partitions: int  # already written by an earlier, interrupted run with this identity
     rows_rejected: int
+    # tables the model was trained with that the data lacks, scored without by the user's
+    # choice (ScoringSetup.allowed_missing_tables); recorded in the manifest
+    scored_without: tuple[str, ...]
     current: Path  # OUT/current
     manifest_path: Path
     stage_seconds: dict[str, float]  # wall time per stage of the run, in order
@@ -106,7 +111,9 @@ def score_portfolio(
     ``rollrisk.storage.results.ACCOUNTS_PER_PARTITION`` accounts.
 
     Raises:
-        UserError: nothing to score at ``as_of``; unusable portfolio files
+        UserError: nothing to score at ``as_of``; the portfolio lacks a table the model was
+            trained with and ``setup.allowed_missing_tables`` does not name it
+            (:func:`rollrisk.scoring.core.check_tables`); unusable portfolio files
             (:func:`rollrisk.storage.loader.load_portfolio`); Spark missing for ``engine="spark"``.
         RuntimeError: the number of scored accounts differs from the population (nothing is
             published then).
@@ -122,6 +129,8 @@ def score_portfolio(
 
     out.mkdir(parents=True, exist_ok=True)
     portfolio = load_portfolio(data, rejects_path=out / REJECTS_FILE)
+    present = tables_present(portfolio.collection_actions, portfolio.treatments)
+    scored_without = check_tables(setup, present, str(data))
     as_of = as_of or default_as_of(portfolio.statements)
     people = population(portfolio.statements, as_of, setup.observation)
     if people.height == 0:
@@ -192,6 +201,13 @@ def score_portfolio(
                 for t in report.tables
             },
         },
+        # which tables the model learnt from, which were there, and which it was scored
+        # without because the user allowed it (--allow-missing-table)
+        "tables": {
+            "trained_with": list(setup.trained_tables),
+            "present": list(present),
+            "scored_without": list(scored_without),
+        },
         "rejects_file": str(out / REJECTS_FILE) if report.rows_rejected else None,
         "engine": engine,
     }
@@ -204,6 +220,7 @@ def score_portfolio(
         partitions=partitions,
         resumed_partitions=resumed,
         rows_rejected=report.rows_rejected,
+        scored_without=scored_without,
         current=out / "current",
         manifest_path=manifest_path,
         stage_seconds=stage_seconds,

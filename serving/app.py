@@ -38,7 +38,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
 
 from rollrisk.errors import UserError
-from rollrisk.scoring.core import ScoringSetup, warm_up
+from rollrisk.scoring.core import ScoringSetup, check_tables, warm_up
 from rollrisk.serving.api_models import (
     Health,
     ModelInfo,
@@ -47,7 +47,7 @@ from rollrisk.serving.api_models import (
     ScoreResponse,
 )
 from rollrisk.serving.batching import Batcher
-from rollrisk.serving.request_scoring import batch_key, score_requests
+from rollrisk.serving.request_scoring import OPTIONAL_TABLES, batch_key, score_requests
 
 API_KEY_HEADER = "X-API-Key"
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -136,6 +136,12 @@ def create_app(
                 on_load_failure(slot.error)
         else:
             log.info("model %s v%s loaded", slot.setup.model_name, slot.setup.model_version)
+            for table in sorted(slot.setup.allowed_missing_tables & set(slot.setup.trained_tables)):
+                log.warning(
+                    "requests without %s are scored although the model was trained with it "
+                    "(--allow-missing-table)",
+                    table,
+                )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -221,13 +227,15 @@ def create_app(
         dependencies=[key_in_spec],
         tags=["scoring"],
     )
-    async def score(body: ScoreRequest, request: Request) -> dict[str, Any]:
+    async def score(body: ScoreRequest, request: Request) -> dict[str, Any] | JSONResponse:
         """Score accounts at an as-of date, as the nightly batch would.
 
         Accounts in the population (DPD 1-89 at the as-of, by default) are in ``scored``,
         sorted by ``account_id``; the others are in ``not_scored`` with the reason.
         """
-        ready_setup()
+        missing_table = _missing_table_problem(ready_setup(), body)
+        if missing_table is not None:
+            return JSONResponse({"detail": [missing_table]}, status_code=422)
         # scored on the batcher's thread, together with concurrent requests: the event loop
         # stays free for /healthz, /readyz and reading the next requests
         result = await batcher.submit(body)
@@ -256,6 +264,27 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     422: {"description": "malformed request: `detail` lists the path and reason of each problem"},
     503: {"description": "the model is not loaded (yet)"},
 }
+
+
+def _missing_table_problem(setup: ScoringSetup, request: ScoreRequest) -> dict[str, Any] | None:
+    """A 422 problem when no account of ``request`` carries a table the model was trained
+    with and the service was not started with ``--allow-missing-table`` for it (the batch
+    refuses the same folder: :func:`rollrisk.scoring.core.check_tables`)."""
+    carried = {
+        table
+        for table in OPTIONAL_TABLES
+        if any(getattr(account, table) is not None for account in request.accounts)
+    }
+    try:
+        check_tables(setup, {"accounts", "statements", *carried}, "the request")
+    except UserError as error:
+        absent = [t for t in setup.trained_tables if t in OPTIONAL_TABLES and t not in carried]
+        return {
+            "loc": ["body", "accounts", 0, absent[0]],
+            "msg": f"{error} (send [] for an account without rows in it)",
+            "type": "missing_table",
+        }
+    return None
 
 
 def _not_ready_detail(slot: _ModelSlot) -> str:

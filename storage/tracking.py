@@ -287,6 +287,7 @@ def log_training_run(
             metadata={
                 "feature_set": feature_set.name,
                 "feature_set_version": feature_set.version,
+                "tables": ",".join(result.tables),  # scoring without one of them is refused
                 **{f"observation_{k}": v for k, v in result.observation.items()},
             },
         )
