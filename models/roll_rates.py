@@ -43,14 +43,18 @@ def roll_rate_matrix(statements: pl.DataFrame) -> pl.DataFrame:
 
     Needs ``account_id``, ``cycle_end`` (Date), ``dpd`` and ``balance``. Returns one row per
     (from_bucket, to_bucket) observed, with ``accounts`` (transitions counted), ``balance`` (sum
-    of the from-month balance), ``count_rate`` and ``balance_rate`` (shares within the
+    of the from-month balance owed: a credit balance counts as 0), ``count_rate`` and ``balance_rate`` (shares within the
     from_bucket), sorted by bucket order. Statements without a next-month statement are left out.
     """
     order = {b: i for i, b in enumerate(BUCKETS)}
     pairs = _consecutive_months(statements)
     return (
         pairs.group_by("from_bucket", "to_bucket")
-        .agg(pl.len().alias("accounts"), pl.col("balance").sum().alias("balance"))
+        .agg(
+            pl.len().alias("accounts"),
+            # a credit (negative balance) owes nothing: it must not cancel balances that roll
+            pl.col("balance").clip(lower_bound=0).sum().alias("balance"),
+        )
         .with_columns(
             (pl.col("accounts") / pl.col("accounts").sum().over("from_bucket")).alias("count_rate"),
             (pl.col("balance") / pl.col("balance").sum().over("from_bucket")).alias("balance_rate"),
