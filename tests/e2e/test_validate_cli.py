@@ -41,8 +41,8 @@ def test_corrupted_copy_gets_precise_rejects_and_reconciles(
         .alias("amount_due"),
         pl.when(pl.int_range(pl.len()) == 5)
         .then(pl.lit("-1"))
-        .otherwise("balance")
-        .alias("balance"),
+        .otherwise("amount_paid")
+        .alias("amount_paid"),
     )
     bad.write_csv(tiny_portfolio / "statements.csv")
     rejects_path = tmp_path / "out" / "rejects.csv"
@@ -52,7 +52,7 @@ def test_corrupted_copy_gets_precise_rejects_and_reconciles(
     by_row = {row: reason for row, reason in rejects.select("row", "reasons").iter_rows()}
     assert by_row == {
         2: "amount_due: expected a number, got 'lots'",
-        5: "balance: expected a value >= 0, got '-1.0'",
+        5: "amount_paid: expected a value >= 0, got '-1.0'",
         9: f"duplicate (account_id, cycle_end): same key as row 0 of {tiny_portfolio / 'statements.csv'}, which was kept",
         10: "account_id: expected an account listed in accounts, got 'A404'",
     }
