@@ -1,34 +1,46 @@
 """Row-level enforcement of the data contract: raw table in, accepted rows and rejects out.
 
 Pure functions (no I/O). The raw frame carries two bookkeeping columns added by the reader,
-``_file`` (index into the list of source files) and ``_row`` (0-based data row in that file),
-so that every reject names the file and row it came from. Checks run in this order, and a row
+:data:`FILE_COLUMN` (index into the list of source files) and :data:`ROW_COLUMN` (0-based data
+row in that file), so that every reject names the file and row it came from. Checks run in this order, and a row
 is rejected at the first stage that finds it bad (all of that stage's reasons are reported):
 
 1. types: every contract column is cast to its contract dtype; a value that does not parse
    (``"abc"`` in ``amount_due``, ``"2024-13-45"`` in ``cycle_end``, ``12.5`` in ``dpd``) rejects
-   the row;
+   the row, and so does a number that is not finite (NaN, ``inf``) or a boolean given as a
+   number (the value rules of :mod:`rollrisk.features.schemas`, which the service applies too);
+   dates and timestamps follow :mod:`rollrisk.features.dates` (the contract's formats or the
+   declared one, checked per value and never guessed; none after the extract date);
 2. the pandera schema of the table: nullability, ranges, allowed values, cross-column checks;
 3. duplicates: a second row with the same key (e.g. account and cycle) is rejected, naming the
    row it duplicates; the first one in file order is kept;
-4. references: a row whose ``account_id`` is not an accepted account is rejected.
+4. references: a row whose ``account_id`` is not an accepted account is rejected; when the
+   account is listed but its own row was rejected, the reason names that row and its reason
+   (the root cause), not just the id.
 
 Rows read = rows accepted + rows rejected, always; :class:`TableOutcome` carries the counts.
+
+Columns of the lender's own (beyond the contract) are set aside before any check and put back
+on the accepted rows, so that no name a lender picks (``reason``, ``file``, ``row``) can meet a
+name used here; the bookkeeping columns carry a reserved prefix.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandera.polars as pa
 import polars as pl
 
 from rollrisk.errors import DataContractError
-from rollrisk.features.schemas import TableContract
+from rollrisk.features.dates import DATED_BY_EXTRACT, DateSettings, cast_temporal, is_temporal
+from rollrisk.features.schemas import MAX_AMOUNT, TableContract
 
-FILE_COLUMN = "_file"
-ROW_COLUMN = "_row"
+# Reserved names (documented in docs/data-contract.md): a lender's column may be called
+# anything else, including ``_file`` or ``row``.
+FILE_COLUMN = "__rollrisk_file"
+ROW_COLUMN = "__rollrisk_row"
 BOOKKEEPING = (FILE_COLUMN, ROW_COLUMN)
 
 REJECT_SCHEMA: dict[str, pl.DataType] = {
@@ -40,6 +52,15 @@ REJECT_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
+KNOCK_ON_REASON = "account_id: the account was rejected in table accounts"
+"""How a row rejected only because its account was rejected starts its reason; the rest names
+the account's row and its reason (see :func:`validate_table`)."""
+
+SHOWN_CHARACTERS = 40
+"""A value quoted in a reason or key is cut to this many characters (a 10,000-character id
+would make a 10,000-character reject line); the cut says how long the value was."""
+
+
 @dataclass(frozen=True)
 class TableOutcome:
     """What validating one table produced."""
@@ -48,6 +69,11 @@ class TableOutcome:
     accepted: pl.DataFrame  # contract dtypes, bookkeeping columns dropped
     rejects: pl.DataFrame  # REJECT_SCHEMA, one row per rejected input row
     rows_read: int
+    # the account_id of each reject, as given (text; null when missing): which accounts lost
+    # rows, and what the knock-on rejects of other tables point to
+    rejected_account_ids: pl.Series = field(
+        default_factory=lambda: pl.Series("account_id", [], dtype=pl.String), repr=False
+    )
 
     @property
     def rows_accepted(self) -> int:
@@ -56,6 +82,14 @@ class TableOutcome:
     @property
     def rows_rejected(self) -> int:
         return self.rejects.height
+
+    @property
+    def rejected_accounts(self) -> pl.DataFrame:
+        """``account_id`` (as given), ``file``, ``row`` and ``reasons`` of every reject: pass
+        the accounts table's to :func:`validate_table` so knock-on rejects name their cause."""
+        return self.rejects.select("file", "row", "reasons").with_columns(
+            self.rejected_account_ids.alias("account_id")
+        )
 
 
 def check_columns(columns: Sequence[str], table: TableContract, source: str) -> None:
@@ -75,17 +109,6 @@ def _cast_expression(name: str, source: pl.DataType, target: pl.DataType) -> pl.
         return column
     if source == pl.String():
         column = column.str.strip_chars()
-        if target == pl.Date():
-            return column.str.to_date(strict=False)
-        if isinstance(target, pl.Datetime):
-            # accept "2024-01-31", "2024-01-31 10:00:00" and "2024-01-31T10:00:00"
-            return pl.coalesce(
-                column.str.to_datetime("%Y-%m-%d %H:%M:%S%.f", strict=False, time_unit="us"),
-                column.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", strict=False, time_unit="us"),
-                column.str.to_datetime("%Y-%m-%d %H:%M:%S", strict=False, time_unit="us"),
-                column.str.to_datetime("%Y-%m-%dT%H:%M:%S", strict=False, time_unit="us"),
-                column.str.to_date("%Y-%m-%d", strict=False).cast(target),
-            )
         if target.is_integer():
             # "12" and "12.0" are integers, "12.5" is not
             as_float = column.cast(pl.Float64, strict=False)
@@ -96,18 +119,42 @@ def _cast_expression(name: str, source: pl.DataType, target: pl.DataType) -> pl.
     return column.cast(target, strict=False)
 
 
-def _cast_to_contract(raw: pl.DataFrame, table: TableContract) -> pl.DataFrame:
+def _cast_to_contract(
+    raw: pl.DataFrame, table: TableContract, dates: DateSettings | None = None
+) -> pl.DataFrame:
     """Cast to contract dtypes, adding ``_type_reason`` (null where every value parsed).
 
     All expressions of one ``with_columns`` see the raw values, so the reason quotes the
-    value as it was given.
+    value as it was given. Dates and timestamps are read by ``dates``
+    (:mod:`rollrisk.features.dates`: the contract's formats and the declared one, each value
+    on its own, and none after the extract date).
     """
+    dates = dates or DateSettings()
     casts = []
     reasons = []
     for name, target in table.dtypes.items():
         source = raw.schema[name]
+        if is_temporal(target):
+            bounded = name in DATED_BY_EXTRACT.get(table.name, ())
+            value, expected = cast_temporal(name, source, target, dates, bounded)
+            casts.append(value.alias(name))
+            reasons.append(
+                pl.when(expected.is_not_null()).then(
+                    pl.format(
+                        "{}: expected {}, got '{}'",
+                        pl.lit(name),
+                        expected,
+                        _shown(pl.col(name).cast(pl.String)),
+                    )
+                )
+            )
+            continue
         cast = _cast_expression(name, source, target)
         casts.append(cast.alias(name))
+        number_reason = _number_reason(name, source, target, cast)
+        if number_reason is not None:
+            reasons.append(number_reason)
+            continue
         if source == target:
             continue
         failed = pl.col(name).is_not_null() & cast.is_null()
@@ -117,7 +164,7 @@ def _cast_to_contract(raw: pl.DataFrame, table: TableContract) -> pl.DataFrame:
                     "{}: expected {}, got '{}'",
                     pl.lit(name),
                     pl.lit(_describe(target)),
-                    pl.col(name).cast(pl.String),
+                    _shown(pl.col(name).cast(pl.String)),
                 )
             )
         )
@@ -126,11 +173,53 @@ def _cast_to_contract(raw: pl.DataFrame, table: TableContract) -> pl.DataFrame:
     return raw.with_columns(*casts, reason.cast(pl.String).alias("_type_reason"))
 
 
+def _number_reason(
+    name: str, source: pl.DataType, target: pl.DataType, cast: pl.Expr
+) -> pl.Expr | None:
+    """The reason a value of a numeric contract column is not a contract number, or ``None``
+    when the generic parse check says all (integer columns of a non-boolean source).
+
+    A contract number is finite and never a boolean (``features/schemas.py``): a Parquet
+    boolean column would otherwise cast to 1.0 / 0.0, and NaN or ``inf`` (from ``"inf"``,
+    ``"1e400"`` or a float column) would pass the range checks as amounts.
+    """
+    if not target.is_numeric():
+        return None
+    given = _shown(pl.col(name).cast(pl.String))
+    if source == pl.Boolean():
+        return pl.when(pl.col(name).is_not_null()).then(
+            pl.format("{}: expected a number, got a boolean '{}'", pl.lit(name), given)
+        )
+    if not target.is_float():
+        return None
+    words = "{}: expected {}, got '{}'"
+    return (
+        pl.when(pl.col(name).is_not_null() & cast.is_null())
+        .then(pl.format(words, pl.lit(name), pl.lit(_describe(target)), given))
+        .when(cast.is_not_null() & ~cast.is_finite())
+        .then(pl.format(words, pl.lit(name), pl.lit("a finite number"), given))
+    )
+
+
+def _shown(text: pl.Expr) -> pl.Expr:
+    """``text`` as quoted in a reason: cut to :data:`SHOWN_CHARACTERS`, saying its length."""
+    length = text.str.len_chars()
+    return (
+        pl.when(length > SHOWN_CHARACTERS)
+        .then(
+            pl.format(
+                "{}... ({} characters)", text.str.slice(0, SHOWN_CHARACTERS), length.cast(pl.String)
+            )
+        )
+        .otherwise(text)
+    )
+
+
 def _describe(dtype: pl.DataType) -> str:
     if dtype == pl.Date():
-        return "a date (YYYY-MM-DD)"
+        return DateSettings().date_words()
     if isinstance(dtype, pl.Datetime):
-        return "a timestamp (YYYY-MM-DD[ HH:MM:SS])"
+        return DateSettings().timestamp_words()
     if dtype.is_integer():
         return "a whole number"
     if dtype.is_float():
@@ -165,7 +254,7 @@ def _schema_failures(frame: pl.DataFrame, table: TableContract) -> pl.DataFrame:
                 "{}: expected {}, got '{}'",
                 pl.col("column"),
                 _readable_check(pl.col("check")),
-                pl.col("failure_case"),
+                _shown(pl.col("failure_case")),
             )
         )
         .alias("reason"),
@@ -186,21 +275,26 @@ _CHECK_WORDS = (
     (r"^less_than_or_equal_to\((.*)\)$", "a value <= $1"),
     (r"^less_than\((.*)\)$", "a value < $1"),
     (r"^str_matches\((.*)\)$", "text matching $1"),
+    (r"^str_length\((\d+), (\d+)\)$", "text of $1 to $2 characters"),
     (r"^str_length\((.*)\)$", "text of length $1"),
 )
+# pandera spells a bound as Python prints it; the amount bound reads better as 1e+15
+_BOUNDS_IN_WORDS = ((str(MAX_AMOUNT), f"{MAX_AMOUNT:.0e}"),)
 
 
 def _readable_check(check: pl.Expr) -> pl.Expr:
     """Turn pandera's check names (``greater_than_or_equal_to(0)``) into words."""
     for pattern, words in _CHECK_WORDS:
         check = check.str.replace(pattern, words)
+    for spelled, words in _BOUNDS_IN_WORDS:
+        check = check.str.replace_all(spelled, words, literal=True)
     return check
 
 
 def _key_expression(table: TableContract) -> pl.Expr:
     return pl.concat_str(
         [
-            pl.format(f"{name}={{}}", pl.col(name).cast(pl.String).fill_null("?"))
+            pl.format(f"{name}={{}}", _shown(pl.col(name).cast(pl.String)).fill_null("?"))
             for name in table.key
         ],
         separator=", ",
@@ -216,23 +310,36 @@ def validate_table(
     files: Sequence[str],
     known_accounts: pl.Series | None = None,
     chunk_rows: int = CHUNK_ROWS,
+    rejected_accounts: pl.DataFrame | None = None,
+    dates: DateSettings | None = None,
 ) -> TableOutcome:
     """Validate one table read from ``files``.
 
-    ``raw`` holds every contract column (any dtype; CSV columns arrive as text) plus
-    ``_file`` and ``_row``. ``known_accounts`` are the accepted account ids when the table
-    references accounts. Returns the accepted rows in contract dtypes, in input order, and
-    the rejects. Frames are copied only where rows are actually rejected.
+    ``raw`` holds every contract column (any dtype; CSV columns arrive as text), the
+    bookkeeping columns :data:`FILE_COLUMN` and :data:`ROW_COLUMN`, and any columns of the
+    lender's own. ``known_accounts`` are the accepted account ids when the table references
+    accounts; ``rejected_accounts`` (:attr:`TableOutcome.rejected_accounts` of the accounts
+    table) lets a row of an account that is listed but was rejected name that rejection as its
+    reason. ``dates`` says how dates and timestamps are read and the extract date no row may
+    be dated after (:class:`~rollrisk.features.dates.DateSettings`; default: the contract's
+    formats, no time zone, no extract date). Returns the accepted rows in contract dtypes followed by the lender's columns
+    untouched, in input order, and the rejects. Frames are copied only where rows are
+    actually rejected.
     """
     check_columns(raw.columns, table, f"{table.name} ({', '.join(files) or 'no files'})")
     rows_read = raw.height
+    # the lender's own columns wait aside: no check reads them, and no name of theirs can
+    # meet a working column below (``reason``, ``file``, ``_pos``...)
+    own = [name for name in raw.columns if name not in table.dtypes and name not in BOOKKEEPING]
+    lender_columns = raw.select(own)
+    raw = raw.select(*table.dtypes, *BOOKKEEPING)
     rejects: list[pl.DataFrame] = []
     checked: list[pl.DataFrame] = []
     for start in range(0, rows_read, chunk_rows):
         chunk = raw.slice(start, chunk_rows).with_columns(
             pl.int_range(start, start + pl.len(), dtype=pl.Int64).alias("_pos")
         )
-        frame = _cast_to_contract(chunk, table)
+        frame = _cast_to_contract(chunk, table, dates)
         mistyped = frame.filter(pl.col("_type_reason").is_not_null())
         if mistyped.height:
             # keys are rendered from the raw values, so a value that failed to parse still shows
@@ -255,7 +362,7 @@ def validate_table(
         pl.concat(checked, rechunk=False)
         if checked
         else _cast_to_contract(
-            raw.with_columns(pl.lit(0, dtype=pl.Int64).alias("_pos")), table
+            raw.with_columns(pl.lit(0, dtype=pl.Int64).alias("_pos")), table, dates
         ).drop("_type_reason")
     )
 
@@ -270,27 +377,71 @@ def validate_table(
     if table.references_accounts and known_accounts is not None:
         unknown = candidates.filter(~pl.col("account_id").is_in(known_accounts.implode()))
         if unknown.height:
-            reason = pl.format(
-                "account_id: expected an account listed in accounts, got '{}'",
-                pl.col("account_id"),
-            )
             rejects.append(
-                _reject_rows(unknown.with_columns(reason.alias("reason")), "reason", table, files)
+                _reject_rows(
+                    unknown.with_columns(_unknown_account_reason(unknown, rejected_accounts)),
+                    "reason",
+                    table,
+                    files,
+                )
             )
             candidates = _without(candidates, unknown)
 
     accepted = candidates.drop("_pos", *BOOKKEEPING)
+    if own:
+        if accepted.height != rows_read:
+            lender_columns = lender_columns.select(pl.all().gather(candidates["_pos"]))
+        accepted = accepted.hstack(lender_columns.get_columns())
     reject_frame = (
         pl.concat(rejects).sort("_pos").drop("_pos")
         if rejects
-        else pl.DataFrame(schema=REJECT_SCHEMA)
+        else pl.DataFrame(schema={**REJECT_SCHEMA, "_account_id": pl.String()})
     )
     if accepted.height + reject_frame.height != rows_read:  # a broken invariant is a bug
         raise AssertionError(
             f"{table.name}: {rows_read} rows read but {accepted.height} accepted "
             f"+ {reject_frame.height} rejected"
         )
-    return TableOutcome(table.name, accepted, reject_frame, rows_read)
+    return TableOutcome(
+        table.name,
+        accepted,
+        reject_frame.drop("_account_id"),
+        rows_read,
+        reject_frame["_account_id"].alias("account_id"),
+    )
+
+
+def _unknown_account_reason(
+    unknown: pl.DataFrame, rejected_accounts: pl.DataFrame | None
+) -> pl.Series:
+    """The reason of each row whose account is not accepted: the account's own reject (the
+    first row of it, with its reason) when it was listed and rejected, else that it is not
+    listed."""
+    not_listed = pl.format(
+        "account_id: expected an account listed in accounts, got '{}'",
+        _shown(pl.col("account_id")),
+    )
+    if rejected_accounts is None or rejected_accounts.height == 0:
+        return unknown.select(not_listed.alias("reason")).to_series()
+    roots = (
+        rejected_accounts.filter(pl.col("account_id").is_not_null())
+        .unique("account_id", keep="first", maintain_order=True)
+        .select(
+            "account_id",
+            pl.format(
+                f"{KNOCK_ON_REASON}, see row {{}} of {{}}: {{}}",
+                pl.col("row"),
+                pl.col("file"),
+                pl.col("reasons"),
+            ).alias("_root"),
+        )
+    )
+    return (
+        unknown.select("account_id")
+        .join(roots, on="account_id", how="left", maintain_order="left")
+        .select(pl.coalesce("_root", not_listed).alias("reason"))
+        .to_series()
+    )
 
 
 def _without(frame: pl.DataFrame, bad: pl.DataFrame) -> pl.DataFrame:
@@ -301,7 +452,8 @@ def _without(frame: pl.DataFrame, bad: pl.DataFrame) -> pl.DataFrame:
 def _reject_rows(
     frame: pl.DataFrame, reason_column: str, table: TableContract, files: Sequence[str]
 ) -> pl.DataFrame:
-    """Reject lines (REJECT_SCHEMA plus ``_pos``) for the rows of ``frame``."""
+    """Reject lines (REJECT_SCHEMA plus ``_pos`` and ``_account_id``, the id as given) for
+    the rows of ``frame``."""
     return frame.join(
         _file_names(files, frame.schema[FILE_COLUMN]), on=FILE_COLUMN, how="left"
     ).select(
@@ -311,6 +463,7 @@ def _reject_rows(
         _key_expression(table).alias("key"),
         pl.col(reason_column).alias("reasons"),
         "_pos",
+        pl.col("account_id").cast(pl.String).alias("_account_id"),
     )
 
 

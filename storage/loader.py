@@ -1,9 +1,24 @@
 """The one validating loader every job reads a portfolio folder through.
 
 A table is found as ``DIR/<table>.parquet``, ``DIR/<table>.csv`` or a folder ``DIR/<table>/``
-of ``*.parquet`` (or ``*.csv``) part files. ``accounts`` and ``statements`` are required,
-``collection_actions`` and ``treatments`` optional. Anything else in the folder (``truth/``
-from the simulator, notes) is ignored.
+of part files; Parquet is recognised by ``.parquet``, ``.pq`` or ``.parq``, CSV by ``.csv``, in
+any letter case. ``accounts`` and ``statements`` are required, ``collection_actions`` and
+``treatments`` optional. Anything else in the folder (``truth/`` from the simulator, notes) is
+not read; a file that looks meant as a table but is not read (``statements.csv.gz``,
+``Accounts.csv``) is reported.
+
+Every file in a table folder is read or reported: hidden and marker files of the tools that
+write part files (``.`` or ``_`` first, as ``_SUCCESS`` and ``.part-0.parquet.crc``) are
+listed as ignored; any other file (``notes.txt``, ``part-3.csv.gz``) or subfolder is a file
+error, because data in it would silently be left out.
+
+Columns are typed per file before the parts of a table meet: time-zone-aware timestamps are
+converted to the declared reporting time zone (:mod:`rollrisk.features.dates`); a contract
+column stored as a list or structure, or a date column stored as a number, is a file error.
+Parts that disagree in a column's type are reconciled (dates and timestamps to timestamps,
+other contract columns to text that is then parsed per row; extra columns to text), and
+extra columns whose types cannot meet (a list in one part, text in another) are reported by
+name, file and type.
 
 Bad rows are set aside with a reason (see :mod:`rollrisk.features.validation`); a file that
 cannot be read at all (truncated, not Parquet, missing columns) is a file error: ``validate``
@@ -12,13 +27,23 @@ reports it, every other job stops, because scoring a partial portfolio would los
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import time
 from pathlib import Path
 
 import polars as pl
 
 from rollrisk.errors import DataContractError
+from rollrisk.features.dates import (
+    TIMESTAMP,
+    DateSettings,
+    aware_column_message,
+    in_time_zone,
+    is_temporal,
+    is_zone_aware,
+    readable_as_temporal,
+)
 from rollrisk.features.schemas import TABLES, TableContract
 from rollrisk.features.validation import (
     FILE_COLUMN,
@@ -29,7 +54,12 @@ from rollrisk.features.validation import (
     validate_table,
 )
 
-SUFFIXES = (".parquet", ".csv")
+PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
+CSV_SUFFIXES = (".csv",)
+SUFFIXES = PARQUET_SUFFIXES + CSV_SUFFIXES  # compared in lower case
+
+
+REJECTED_ACCOUNTS_SCHEMA: dict[str, pl.DataType] = {"table": pl.String(), "account_id": pl.String()}
 
 
 @dataclass(frozen=True)
@@ -51,6 +81,10 @@ class ValidationReport:
     file_errors: tuple[str, ...] = ()
     absent_optional: tuple[str, ...] = ()
     rejects_path: Path | None = None
+    # how dates were read: formats, time zone and the extract date rows were checked against
+    dates: DateSettings = field(default_factory=DateSettings)
+    extract_date_given: bool = False  # False: the extract date is the day of the run
+    ignored_files: tuple[str, ...] = ()  # hidden and marker files in table folders
 
     @property
     def rows_rejected(self) -> int:
@@ -73,11 +107,42 @@ class ValidationReport:
                 lines.append(f"      {count:>10,} x {reason}")
         for name in self.absent_optional:
             lines.append(f"  {name}: absent (optional; features that need it are left missing)")
+        lines.append(f"  {self.dates_line()}")
+        if self._dates_rejected():
+            lines.append(
+                "  dates are read as YYYY-MM-DD, never guessed: if the files write them another "
+                "way, declare it with --date-format (e.g. --date-format %d/%m/%Y)"
+            )
+        if self.ignored_files:
+            shown = ", ".join(self.ignored_files[:10])
+            more = len(self.ignored_files) - 10
+            lines.append(
+                f"  ignored (hidden or marker files): {shown}"
+                + (f" and {more} more" if more > 0 else "")
+            )
         for error in self.file_errors:
             lines.append(f"  FILE ERROR: {error}")
         if self.rejects_path is not None and self.rows_rejected:
             lines.append(f"  rejects written to {self.rejects_path}")
         return "\n".join(lines)
+
+    def dates_line(self) -> str:
+        """How dates were read, in one line: formats, time zone, extract date."""
+        dates = self.dates
+        formats = "YYYY-MM-DD" + (f" or {dates.date_format}" if dates.date_format else "")
+        zone = dates.time_zone or "none declared"
+        source = "given" if self.extract_date_given else "today"
+        return (
+            f"dates: {formats}; time zone: {zone}; extract date {dates.extract_date} "
+            f"({source}; rows dated after it are rejected)"
+        )
+
+    def _dates_rejected(self) -> bool:
+        return any(
+            "expected a date YYYY-MM-DD" in reason or "expected a timestamp YYYY-MM-DD" in reason
+            for table in self.tables
+            for reason, _ in table.top_reasons
+        )
 
 
 @dataclass(frozen=True)
@@ -89,57 +154,162 @@ class Portfolio:
     collection_actions: pl.DataFrame | None
     treatments: pl.DataFrame | None
     report: ValidationReport = field(repr=False)
+    # ``table`` and ``account_id`` (as given; null when missing) of every rejected row: which
+    # accounts lost rows (counted by rollrisk.storage.rejects)
+    rejected_accounts: pl.DataFrame = field(
+        default_factory=lambda: pl.DataFrame(schema=REJECTED_ACCOUNTS_SCHEMA), repr=False
+    )
 
 
-def find_table_files(data_dir: Path, table: str) -> list[Path]:
-    """The files holding ``table`` in ``data_dir`` (empty when the table is absent)."""
-    forms = [data_dir / f"{table}{suffix}" for suffix in SUFFIXES]
+@dataclass(frozen=True)
+class TableFiles:
+    """What a portfolio folder holds for one table."""
+
+    files: tuple[Path, ...] = ()  # read, in name order
+    ignored: tuple[Path, ...] = ()  # hidden and marker files of a table folder (listed)
+    unusable: tuple[str, ...] = ()  # files meant for the table that are not read, and why
+
+
+def _file_kind(path: Path) -> str | None:
+    suffix = path.suffix.lower()
+    if suffix in PARQUET_SUFFIXES:
+        return "Parquet"
+    if suffix in CSV_SUFFIXES:
+        return "CSV"
+    return None
+
+
+def list_table_files(data_dir: Path, table: str) -> TableFiles:
+    """The files of ``table`` in ``data_dir``: read, ignored, and not readable (with why).
+
+    Raises:
+        DataContractError: the table is given more than once (a file and a folder, or two
+            files), or its folder holds nothing to read and nothing to report.
+    """
+    data_dir = Path(data_dir)
+    entries = sorted(data_dir.iterdir())
+    tops = [p for p in entries if p.is_file() and p.stem == table and _file_kind(p)]
+    # a file meant as this table that is not read: another suffix or letter case
+    near = [
+        f"{p}: not read as table '{table}' (expected {table}.parquet, .pq, .parq or .csv, or a "
+        f"folder {table}/ of part files)"
+        for p in entries
+        if p not in tops
+        and p.name != table
+        and (p.name.lower().startswith(f"{table.lower()}.") or p.name.lower() == table.lower())
+    ]
     folder = data_dir / table
-    found = [path for path in forms if path.is_file()]
-    if folder.is_dir():
-        parts = sorted(p for p in folder.iterdir() if p.suffix in SUFFIXES and p.is_file())
-        if not parts:
-            raise DataContractError(
-                f"{folder}: folder for table '{table}' holds no .parquet or .csv part files"
-            )
-        found.append(folder)
+    found = [*tops, *([folder] if folder.is_dir() else [])]
     if len(found) > 1:
         raise DataContractError(
             f"{data_dir}: table '{table}' is given more than once "
             f"({', '.join(p.name for p in found)}); keep exactly one"
         )
-    if not found:
-        return []
-    if found[0].is_dir():
-        return sorted(p for p in found[0].iterdir() if p.suffix in SUFFIXES and p.is_file())
-    return found
+    if not folder.is_dir():
+        return TableFiles(files=tuple(tops), unusable=tuple(near))
+    parts: list[Path] = []
+    ignored: list[Path] = []
+    unusable = list(near)
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith((".", "_")):
+            ignored.append(path)  # _SUCCESS, .crc checksums, _temporary/: the writer's own
+        elif path.is_dir():
+            unusable.append(
+                f"{path}: subfolder of table folder {folder} is not read (part files in "
+                "partition subfolders are not supported); put its part files in the folder itself"
+            )
+        elif _file_kind(path) is None:
+            unusable.append(
+                f"{path}: not a part file of table '{table}' (.parquet, .pq, .parq or .csv), so "
+                "it would not be read; convert it or move it out of the folder"
+            )
+        else:
+            parts.append(path)
+    if not parts and not unusable:
+        raise DataContractError(
+            f"{folder}: folder for table '{table}' holds no .parquet or .csv part files"
+        )
+    return TableFiles(files=tuple(parts), ignored=tuple(ignored), unusable=tuple(unusable))
 
 
-def _read_file(path: Path, table: TableContract) -> pl.DataFrame:
-    """Read one file as it is (CSV as text, so that type errors can be reported per row)."""
+def find_table_files(data_dir: Path, table: str) -> list[Path]:
+    """The files holding ``table`` in ``data_dir`` that the loader reads (empty when the
+    table is absent); :func:`list_table_files` also says what is ignored or not readable."""
+    return list(list_table_files(data_dir, table).files)
+
+
+def _read_file(path: Path, table: TableContract, dates: DateSettings) -> pl.DataFrame:
+    """Read one file as it is (CSV as text, so that type errors can be reported per row), then
+    type its contract columns as far as the file alone decides (:func:`_typed_per_file`)."""
+    kind = _file_kind(path)
     try:
-        if path.suffix == ".csv":
+        if kind == "CSV":
             frame = pl.read_csv(path, infer_schema=False, null_values=[""])
         else:
             frame = pl.read_parquet(path)
     except Exception as error:  # polars raises several types for corrupt files
-        kind = "Parquet" if path.suffix == ".parquet" else "CSV"
         raise DataContractError(
             f"{path}: cannot read this {kind} file for table '{table.name}' "
             f"(truncated or not {kind}?): {type(error).__name__}: {str(error).splitlines()[0]}"
         ) from error
     check_columns(frame.columns, table, str(path))
-    return frame
+    return _typed_per_file(frame, table, dates, path)
+
+
+def _typed_per_file(
+    frame: pl.DataFrame, table: TableContract, dates: DateSettings, path: Path
+) -> pl.DataFrame:
+    """Time-zone-aware contract timestamps converted to the declared zone (before parts meet,
+    where a cast would silently move them to UTC).
+
+    Raises:
+        DataContractError: a contract column holds a list or structure per row; a date or
+            timestamp column is stored in a type that holds no date (a number), or is
+            time-zone aware while no zone is declared.
+    """
+    converted = []
+    for name, target in table.dtypes.items():
+        dtype = frame.schema[name]
+        if dtype.is_nested() or dtype == pl.Object():
+            raise DataContractError(
+                f"{path}: column {name} is stored as {dtype}, a list or structure in each row; "
+                f"the contract's {name} is one {_kind_of(target)} per row"
+            )
+        if not is_temporal(target):
+            continue
+        if is_zone_aware(dtype):
+            if dates.time_zone is None:
+                raise DataContractError(f"{path}: {aware_column_message(name, dtype)}")
+            converted.append(in_time_zone(pl.col(name), dates.time_zone).alias(name))
+        elif not readable_as_temporal(dtype):
+            raise DataContractError(
+                f"{path}: column {name} is stored as {dtype}, which holds no "
+                f"{_kind_of(target)}: expected a Parquet {_kind_of(target)}, or text "
+                f"{'YYYY-MM-DD' if target == pl.Date() else 'YYYY-MM-DD[ HH:MM:SS]'}"
+            )
+    return frame.with_columns(converted) if converted else frame
+
+
+def _kind_of(dtype: pl.DataType) -> str:
+    if dtype == pl.Date():
+        return "date"
+    if isinstance(dtype, pl.Datetime):
+        return "timestamp"
+    if dtype.is_integer():
+        return "whole number"
+    if dtype.is_numeric():
+        return "number"
+    return "text value"
 
 
 def _read_table(
-    files: list[Path], table: TableContract, errors: list[str]
+    files: Sequence[Path], table: TableContract, errors: list[str], dates: DateSettings
 ) -> tuple[pl.DataFrame, list[str]]:
     frames: list[pl.DataFrame] = []
     names: list[str] = []
     for path in files:
         try:
-            frame = _read_file(path, table)
+            frame = _read_file(path, table, dates)
         except DataContractError as error:
             errors.append(str(error))
             continue
@@ -160,23 +330,80 @@ def _read_table(
     if not frames:
         empty = {name: pl.String() for name in table.dtypes}
         return pl.DataFrame(schema={**empty, FILE_COLUMN: pl.UInt32, ROW_COLUMN: pl.Int64}), names
-    # parts may disagree in dtype (a CSV next to Parquet, an int column stored as float):
-    # bring each differing column to text so the contract cast reports bad values per row
-    return pl.concat(_align(frames), how="diagonal_relaxed", rechunk=False), names
+    aligned = _align(frames, names, table, errors)
+    return pl.concat(aligned, how="diagonal_relaxed", rechunk=False), names
 
 
-def _align(frames: list[pl.DataFrame]) -> Iterator[pl.DataFrame]:
-    differing = {
-        name
-        for name in frames[0].columns
-        if len({frame.schema.get(name) for frame in frames if name in frame.columns}) > 1
-    }
-    for frame in frames:
-        yield frame.with_columns(pl.col(c).cast(pl.String) for c in differing if c in frame.columns)
+def _align(
+    frames: list[pl.DataFrame], names: Sequence[str], table: TableContract, errors: list[str]
+) -> list[pl.DataFrame]:
+    """The parts of one table in types that can meet, every value kept as given or as text.
+
+    Parts may disagree in a column's type (a CSV next to Parquet, an integer column stored as
+    float in one part, dates as text in another). Contract dates and timestamps stored as
+    either become timestamps (the contract cast then takes a date at midnight only); a contract
+    column mixing other types becomes text, which the contract cast parses per row, so a bad
+    value is a row reject quoting it. An extra column mixing scalar types is carried as text;
+    one mixing a list or structure with anything else cannot be, and is reported in ``errors``
+    with each file's type and left out (every job but ``validate`` stops on the error).
+    """
+    columns = list(dict.fromkeys(name for frame in frames for name in frame.columns))
+    casts: dict[str, list[pl.Expr]] = {}  # per column, one cast per frame (or none)
+    dropped: list[str] = []
+    for name in columns:
+        dtypes = {frame.schema[name] for frame in frames if name in frame.columns} - {pl.Null()}
+        if len(dtypes) <= 1:
+            continue
+        target = table.dtypes.get(name)
+        if target is not None and is_temporal(target) and all(map(is_temporal, dtypes)):
+            casts[name] = [pl.col(name).cast(TIMESTAMP)] * len(frames)
+        elif target is not None:
+            casts[name] = [_as_text(frame.schema.get(name), target, name) for frame in frames]
+        elif any(dtype.is_nested() or dtype == pl.Object() for dtype in dtypes):
+            kinds = "; ".join(
+                f"{file}: {frame.schema[name]}"
+                for frame, file in zip(frames, names, strict=True)
+                if name in frame.columns
+            )
+            errors.append(
+                f"table '{table.name}': extra column {name} has types that cannot be reconciled "
+                f"across its files ({kinds}); give it one type in every file, or drop it (extra "
+                "columns are carried through as they are)"
+            )
+            dropped.append(name)
+        else:
+            casts[name] = [pl.col(name).cast(pl.String)] * len(frames)
+    aligned = []
+    for index, frame in enumerate(frames):
+        frame = frame.drop(dropped, strict=False)
+        frame = frame.with_columns(
+            cast[index] for name, cast in casts.items() if name in frame.columns
+        )
+        aligned.append(frame)
+    return aligned
 
 
-def validate_portfolio(data_dir: Path, rejects_path: Path | None = None) -> Portfolio:
+def _as_text(dtype: pl.DataType | None, target: pl.DataType, name: str) -> pl.Expr:
+    """Column ``name`` (stored as ``dtype``) as text the contract cast of ``target`` reads
+    back: dates ``YYYY-MM-DD``, timestamps ``YYYY-MM-DD HH:MM:SS.ffffff`` (a midnight one as a
+    date, for a date column)."""
+    column = pl.col(name)
+    if isinstance(dtype, pl.Datetime) and target == pl.Date():
+        return (
+            pl.when(column.dt.time() == time(0))
+            .then(column.dt.strftime("%Y-%m-%d"))
+            .otherwise(column.cast(pl.String))
+        )
+    return column.cast(pl.String)
+
+
+def validate_portfolio(
+    data_dir: Path, rejects_path: Path | None = None, dates: DateSettings | None = None
+) -> Portfolio:
     """Read and validate every table; never raises for bad rows or unreadable files.
+
+    ``dates`` says how dates are read (:class:`~rollrisk.features.dates.DateSettings`); its
+    extract date defaults to today (in its time zone), and rows dated after it are rejected.
 
     Raises :class:`DataContractError` only when the folder itself is unusable (missing,
     no accounts or statements files, a table given twice).
@@ -184,24 +411,35 @@ def validate_portfolio(data_dir: Path, rejects_path: Path | None = None) -> Port
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise DataContractError(f"{data_dir}: portfolio folder does not exist")
+    dates = dates or DateSettings()
+    extract_date_given = dates.extract_date is not None
+    if not extract_date_given:
+        dates = dates.with_extract_date(dates.today())
     errors: list[str] = []
+    ignored: list[str] = []
     outcomes: dict[str, TableOutcome] = {}
     sources: dict[str, tuple[str, ...]] = {}
     absent: list[str] = []
     for table in TABLES:
-        files = find_table_files(data_dir, table.name)
+        listing = list_table_files(data_dir, table.name)
+        errors.extend(listing.unusable)
+        ignored.extend(str(path) for path in listing.ignored)
+        files = listing.files
         if not files:
             if table.required:
                 raise DataContractError(
                     f"{data_dir}: required table '{table.name}' not found "
                     f"(expected {table.name}.parquet, {table.name}.csv or a folder {table.name}/ "
-                    f"of part files)"
+                    "of part files)" + "".join(f"; {problem}" for problem in listing.unusable)
                 )
             absent.append(table.name)
             continue
-        raw, names = _read_table(files, table, errors)
+        raw, names = _read_table(files, table, errors, dates)
         known = outcomes["accounts"].accepted["account_id"] if table.references_accounts else None
-        outcomes[table.name] = validate_table(raw, table, names, known_accounts=known)
+        rejected = outcomes["accounts"].rejected_accounts if table.references_accounts else None
+        outcomes[table.name] = validate_table(
+            raw, table, names, known_accounts=known, rejected_accounts=rejected, dates=dates
+        )
         sources[table.name] = tuple(names)
 
     rejects = pl.concat(
@@ -226,6 +464,9 @@ def validate_portfolio(data_dir: Path, rejects_path: Path | None = None) -> Port
         file_errors=tuple(errors),
         absent_optional=tuple(absent),
         rejects_path=rejects_path if rejects.height else None,
+        dates=dates,
+        extract_date_given=extract_date_given,
+        ignored_files=tuple(ignored),
     )
 
     def accepted(name: str) -> pl.DataFrame | None:
@@ -237,6 +478,18 @@ def validate_portfolio(data_dir: Path, rejects_path: Path | None = None) -> Port
         collection_actions=accepted("collection_actions"),
         treatments=accepted("treatments"),
         report=report,
+        rejected_accounts=pl.concat(
+            [
+                pl.DataFrame(schema=REJECTED_ACCOUNTS_SCHEMA),
+                *(
+                    pl.DataFrame(
+                        {"table": name, "account_id": outcome.rejected_account_ids},
+                        schema=REJECTED_ACCOUNTS_SCHEMA,
+                    )
+                    for name, outcome in outcomes.items()
+                ),
+            ]
+        ),
     )
 
 
@@ -260,13 +513,20 @@ def _top_reasons(rejects: pl.DataFrame, limit: int = 5) -> tuple[tuple[str, int]
     return tuple((reason, count) for reason, count in kinds.iter_rows())
 
 
-def load_portfolio(data_dir: Path, rejects_path: Path | None = None) -> Portfolio:
-    """Validate a portfolio folder for a job: bad rows are set aside, unreadable files stop it."""
-    portfolio = validate_portfolio(data_dir, rejects_path)
+def load_portfolio(
+    data_dir: Path, rejects_path: Path | None = None, dates: DateSettings | None = None
+) -> Portfolio:
+    """Validate a portfolio folder for a job: bad rows are set aside, unreadable files stop it.
+
+    ``dates``: as for :func:`validate_portfolio`. Raises :class:`DataContractError` (one line,
+    every file error joined by ``; ``) when a file cannot be used.
+    """
+    portfolio = validate_portfolio(data_dir, rejects_path, dates)
     if portfolio.report.file_errors:
+        count = len(portfolio.report.file_errors)
         raise DataContractError(
-            "the portfolio has files that cannot be used, so no job runs on it "
-            "(run `rollrisk validate` for the full report):\n  "
-            + "\n  ".join(portfolio.report.file_errors)
+            f"the portfolio has {count} file error{'s' * (count > 1)}, so no job runs on it "
+            "(run `rollrisk validate` for the full report): "
+            + "; ".join(portfolio.report.file_errors)
         )
     return portfolio
