@@ -4,33 +4,61 @@ Layout under an output folder ``OUT``::
 
     OUT/current -> runs/<key>            symlink, swapped atomically when a run completes
     OUT/runs/<key>/part-00000.parquet    one file per partition
+    OUT/runs/<key>/rejects.csv           files published with the result (attachments)
     OUT/runs/<key>/manifest.json         written last: counts, checksums, identity
+    OUT/rejects.csv -> current/rejects.csv   each attachment, reached through ``current``
+    OUT/.lock                            held by the one run writing into OUT
+    OUT/.staging/                        files a run prepares before it knows its key
 
 ``<key>`` is a digest of everything that determines the output (input fingerprint, model
 version, as-of, configuration), so the same inputs always land in the same folder:
 
+* one run at a time: a run holds ``OUT/.lock`` (``flock``, released by the kernel when the
+  process ends, however it ends) from before it reads its inputs until it has published; a
+  second run into the same folder stops at once with :class:`OutputFolderBusy`;
 * a partition file appears only by ``os.replace`` of a finished temporary file, so a file
   that exists is complete; a killed run leaves at most a stray ``*.tmp``;
 * a rerun with the same key skips partitions already written (resume) and produces the same
   bytes for the others (deterministic writers);
 * readers follow ``OUT/current``, which always points at a run with a manifest, or does not
-  exist: a run killed at any moment leaves either nothing or the complete previous result.
+  exist: a run killed at any moment leaves either nothing or the complete previous result,
+  its attachments (the rejects) included, since they live in the run folder and are listed
+  with their checksums in its manifest.
 """
 
 from __future__ import annotations
 
+import fcntl
+import functools
 import hashlib
+import inspect
 import json
 import os
-from collections.abc import Mapping
+import re
+import shutil
+import socket
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import polars as pl
 
+from rollrisk.errors import UserError
+
 MANIFEST = "manifest.json"
 CURRENT = "current"
+LOCK = ".lock"
+STAGING = ".staging"
+
+Params = ParamSpec("Params")
+Result = TypeVar("Result")
+
+
+class OutputFolderBusy(UserError):
+    """Another run holds the output folder's lock."""
 
 
 def identity_key(identity: Mapping[str, Any]) -> str:
@@ -47,6 +75,84 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+# --------------------------------------------------------------------------- the folder's lock
+
+
+@contextmanager
+def output_lock(out_dir: Path) -> Iterator[Path]:
+    """Hold the lock of the output folder ``out_dir`` (made if needed) while the block runs,
+    and yield its staging folder, emptied: files a run prepares before it knows its key (the
+    rejects) wait there until :meth:`PartitionedRun.publish` moves them into the run folder.
+
+    The lock is an ``flock`` on ``OUT/.lock``: the kernel releases it when the process ends,
+    killed or not, so a dead run never blocks the next one. The lock file names its holder
+    (process id, host, start time) for the message a second run gets.
+
+    Raises:
+        OutputFolderBusy: another run holds the lock (this run stops at once: waiting would
+            only make it score inputs that may have changed meanwhile, and a scheduler's
+            retry is the clearer place to wait).
+        UserError: the folder cannot be made or written (read-only, no permission, full disk).
+    """
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(out_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as error:
+        raise UserError(
+            f"{out_dir}: cannot write to this output folder ({error.strerror or error})"
+        ) from error
+    with os.fdopen(descriptor, "r+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = handle.read().strip() or "a process that has not said who it is"
+            raise OutputFolderBusy(
+                f"{out_dir} is being written by another run ({holder}); two runs into one "
+                "folder would mix their files, so this one stops without writing: wait for "
+                "the other to finish, or give another --out"
+            ) from None
+        started = datetime.now().astimezone().isoformat(timespec="seconds")
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}, since {started}\n")
+        handle.flush()
+        staging = out_dir / STAGING
+        shutil.rmtree(staging, ignore_errors=True)  # a killed run's leftovers: ours now
+        staging.mkdir()
+        try:
+            yield staging
+        finally:
+            # what a failed run staged is not published; `rollrisk validate` shows the rows
+            shutil.rmtree(staging, ignore_errors=True)
+            handle.seek(0)
+            handle.truncate()
+
+
+def staging_path(out_dir: Path, name: str) -> Path:
+    """Where a run holding the lock of ``out_dir`` (:func:`output_lock`) stages file ``name``."""
+    return Path(out_dir) / STAGING / name
+
+
+def holds_output_lock(function: Callable[Params, Result]) -> Callable[Params, Result]:
+    """Run ``function`` holding the lock of the folder passed as its argument ``out``
+    (:func:`output_lock`): a job writing an output folder is declared as one with this."""
+    signature = inspect.signature(function)
+    if "out" not in signature.parameters:
+        raise TypeError(f"{function.__qualname__} has no parameter `out` to lock")
+
+    @functools.wraps(function)
+    def locked(*args: Params.args, **kwargs: Params.kwargs) -> Result:
+        out = signature.bind(*args, **kwargs).arguments["out"]
+        with output_lock(Path(out)):
+            return function(*args, **kwargs)
+
+    return locked
+
+
+# --------------------------------------------------------------------------- one run's files
+
+
 @dataclass(frozen=True)
 class PartitionFile:
     partition: int
@@ -56,7 +162,10 @@ class PartitionFile:
 
 
 class PartitionedRun:
-    """One run's partitioned output; see the module docstring for the guarantees."""
+    """One run's partitioned output; see the module docstring for the guarantees.
+
+    Write and publish while holding the folder's lock (:func:`output_lock`).
+    """
 
     def __init__(self, out_dir: Path, identity: Mapping[str, Any]) -> None:
         self.out_dir = Path(out_dir)
@@ -79,13 +188,28 @@ class PartitionedRun:
         return (self.out_dir / os.readlink(link)) if link.is_symlink() else None
 
     def write_partition(self, partition: int, frame: pl.DataFrame) -> PartitionFile:
-        """Write one partition: a temporary file first, then an atomic rename."""
+        """Write one partition: a temporary file first, then an atomic rename.
+
+        Raises:
+            OSError: the file cannot be written (a full disk, no permission); the temporary
+                file is removed, and nothing else changes.
+        """
         self.run_dir.mkdir(parents=True, exist_ok=True)
         final = self.partition_path(partition)
-        temporary = final.with_suffix(".parquet.tmp")
-        frame.write_parquet(temporary, compression="zstd", statistics=True)
-        _fsync(temporary)
-        os.replace(temporary, final)
+        temporary = _temporary(final)
+        try:
+            try:
+                frame.write_parquet(temporary, compression="zstd", statistics=True)
+            except pl.exceptions.PolarsError as error:
+                os_error = _os_error_of(error, temporary)
+                if os_error is None:
+                    raise
+                raise os_error from error
+            _fsync(temporary)
+            os.replace(temporary, final)
+        except BaseException:
+            temporary.unlink(missing_ok=True)  # a half-written file must not fill the disk
+            raise
         return PartitionFile(partition, final, frame.height, file_sha256(final))
 
     def existing_partition(self, partition: int) -> PartitionFile:
@@ -93,8 +217,29 @@ class PartitionedRun:
         rows = pl.scan_parquet(path).select(pl.len()).collect().item()
         return PartitionFile(partition, path, rows, file_sha256(path))
 
-    def publish(self, manifest: Mapping[str, Any], partitions: list[PartitionFile]) -> Path:
-        """Write the manifest, then point ``OUT/current`` at this run in one atomic step."""
+    def publish(
+        self,
+        manifest: Mapping[str, Any],
+        partitions: list[PartitionFile],
+        attachments: Mapping[str, Path] | None = None,
+    ) -> Path:
+        """Move the ``attachments`` (file name in the run folder -> staged file) into the run
+        folder, write the manifest (partitions and attachments with their checksums), then
+        point ``OUT/current`` at this run in one atomic step.
+
+        Each attachment is also reachable as ``OUT/<name>``, a link through ``current``, so
+        it always belongs to the published result. Leftover temporary files of killed runs
+        in the run folder are removed last.
+        """
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        attached = []
+        for name, staged in sorted((attachments or {}).items()):
+            final = self.run_dir / name
+            _fsync(Path(staged))
+            os.replace(staged, final)
+            attached.append(
+                {"file": name, "bytes": final.stat().st_size, "sha256": file_sha256(final)}
+            )
         body = {
             **manifest,
             "run_key": self.key,
@@ -103,19 +248,57 @@ class PartitionedRun:
                 {"file": p.path.name, "rows": p.rows, "sha256": p.sha256}
                 for p in sorted(partitions, key=lambda p: p.partition)
             ],
+            "attachments": attached,
         }
         manifest_path = self.run_dir / MANIFEST
-        temporary = manifest_path.with_suffix(".json.tmp")
+        temporary = _temporary(manifest_path)
         temporary.write_text(json.dumps(body, indent=2, sort_keys=True, default=str) + "\n")
         _fsync(temporary)
         os.replace(temporary, manifest_path)
-        link = self.out_dir / CURRENT
-        staged_link = self.out_dir / f".{CURRENT}.{self.key}.tmp"
-        if staged_link.is_symlink() or staged_link.exists():
-            staged_link.unlink()
-        staged_link.symlink_to(Path("runs") / self.key)
-        os.replace(staged_link, link)  # rename(2) over the old link is atomic
+        # the links through `current` first: until the swap they show the previous result's
+        # files, after it this one's, so no moment mixes the two
+        for name in sorted(attachments or {}):
+            _point(self.out_dir / name, Path(CURRENT) / name)
+        _point(self.out_dir / CURRENT, Path("runs") / self.key)
+        for stray in self.run_dir.glob("*.tmp"):
+            stray.unlink(missing_ok=True)
         return manifest_path
+
+
+def publish_file(staged: Path, final: Path) -> None:
+    """Make the finished file ``staged`` visible as ``final`` in one step (fsync, rename):
+    ``final`` is the previous complete file or the new complete file, never a partial one."""
+    _fsync(staged)
+    os.replace(staged, final)
+
+
+def _point(link: Path, target: Path) -> None:
+    """Make ``link`` a symlink to ``target`` by one rename(2), which is atomic (an existing
+    link, or a plain file of an older layout, is replaced)."""
+    if link.is_symlink() and Path(os.readlink(link)) == target:
+        return
+    staged = link.with_name(f".{link.name}.{os.getpid()}.tmp")
+    staged.unlink(missing_ok=True)
+    staged.symlink_to(target)
+    os.replace(staged, link)
+
+
+def _temporary(final: Path) -> Path:
+    """A temporary name beside ``final``, owned by this process."""
+    return final.with_name(f"{final.name}.{os.getpid()}.tmp")
+
+
+_OS_ERROR = re.compile(r"\(os error (\d+)\)")
+
+
+def _os_error_of(error: Exception, path: Path) -> OSError | None:
+    """The operating-system error inside a polars error (polars reports a full disk as
+    ``ComputeError: ... No space left on device (os error 28)``), or None."""
+    found = _OS_ERROR.search(str(error))
+    if found is None:
+        return None
+    code = int(found.group(1))
+    return OSError(code, os.strerror(code), str(path))
 
 
 def _fsync(path: Path) -> None:
