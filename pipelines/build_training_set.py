@@ -13,7 +13,9 @@ By default every month-end with history before it and a complete performance win
 with no statement at all in the window (closed / stopped reporting), are excluded and counted
 in the summary. The defaults come from the `observation:` section of the config file; the
 flags override them. Missing optional tables (collection_actions, treatments) leave their
-features missing rather than failing.
+features missing rather than failing, and the job says so. Rows the data contract rejects are
+counted by table and by account on stderr and listed in OUT_STEM.rejects.csv beside --out;
+above --max-reject-rate (default 1%) of a table's rows or of the accounts the job stops.
 
 Output: a Parquet file at --out with account_id, as_of, product, start_bucket,
 rolled_to_default and one column per feature, validated against its schema, and a summary
@@ -28,7 +30,6 @@ examples:
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -87,22 +88,18 @@ def format_summary(summary: pl.DataFrame) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rollrisk.api import build_training_set_with_summary, load_portfolio
+    from rollrisk.api import build_training_set_with_summary
+    from rollrisk.arguments import load_portfolio_argument
     from rollrisk.features.registry import FEATURE_SET
     from rollrisk.storage.training_sets import write_training_set
 
     started = time.perf_counter()
-    spec = observation_spec(args, load_config_argument(args))
-    print(f"reading {args.data} ...", file=sys.stderr)
-    portfolio = load_portfolio(args.data)
-    if portfolio.report.rows_rejected:
-        print(
-            f"note: {portfolio.report.rows_rejected:,} rows set aside by the data contract "
-            "(run `rollrisk validate` for details)",
-            file=sys.stderr,
-        )
-    for table in portfolio.report.absent_optional:
-        print(f"note: no {table} table: its features are left missing", file=sys.stderr)
+    config = load_config_argument(args)
+    spec = observation_spec(args, config)
+    # the rejected rows beside the training set (a stale list from an earlier run is removed)
+    rejects = args.out.with_name(f"{args.out.stem}.rejects.csv")
+    rejects.unlink(missing_ok=True)
+    portfolio, _ = load_portfolio_argument(args, "build-training-set", rejects, config)
     built = build_training_set_with_summary(portfolio, args.as_of, spec, progress=True)
     training_set = built.training_set
     write_training_set(training_set, args.out)

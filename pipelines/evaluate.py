@@ -10,7 +10,10 @@ training bins), overall and per product and starting bucket. Only labelled rows 
 so the latest as-of months (whose outcome window is still open) are left out. Use --as-of-from
 to evaluate a later period only.
 
-Writes report.html (plots embedded), report.md and the PNG plots into --out.
+Writes report.html (plots embedded), report.md and the PNG plots into --out, with the rows
+the data contract rejected (rejects.csv) and their count by table and account (rejects.json);
+above --max-reject-rate (default 1%) the job stops. A model is not evaluated on a portfolio
+lacking a table it was trained with unless told --allow-missing-table.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import pandas as pd
 
 from rollrisk.arguments import (
     add_data_argument,
+    add_missing_table_argument,
     add_training_data_arguments,
     load_config_argument,
     training_set_from_arguments,
@@ -46,13 +50,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="evaluate only as-of dates on or after this date (YYYY-MM-DD)",
     )
     parser.add_argument("--out", type=Path, default=Path("runs/evaluate"), help="report folder")
+    add_missing_table_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from rollrisk.api import evaluate, load_model, load_portfolio
+    from rollrisk.api import evaluate, load_model
+    from rollrisk.arguments import allowed_missing_tables, load_portfolio_argument
     from rollrisk.models.metrics import HEADLINE_METRICS
-    from rollrisk.models.training import LABEL
+    from rollrisk.models.training import LABEL, tables_with_data
     from rollrisk.reports.evaluation import write_evaluation_report
+    from rollrisk.scoring.core import check_model_tables, trained_tables
     from rollrisk.storage.registry import observation_of
     from rollrisk.storage.tracking import fingerprint_files
 
@@ -62,11 +69,21 @@ def run(args: argparse.Namespace) -> int:
     # The model's own label definition is the default, so it is judged on what it predicts;
     # flags still win over it.
     spec = with_observation_flags(args, observation_of(loaded, config.observation_spec()))
-    if not args.data.is_dir():
-        raise UserError(f"--data {args.data} is not a folder (expected a portfolio folder)")
-    print(f"[evaluate] loading portfolio {args.data}", file=sys.stderr, flush=True)
-    portfolio = load_portfolio(args.data)
+    rejects = Path(args.out) / "rejects.csv"
+    rejects.unlink(missing_ok=True)  # a stale list from an earlier run
+    portfolio, accounting = load_portfolio_argument(args, "evaluate", rejects, config)
+    accounting.write(Path(args.out) / "rejects.json")
     frame = training_set_from_arguments(args, portfolio, spec)
+    # measured on fewer tables than it learnt from, a model would look worse than it is
+    trained = trained_tables(metadata)
+    evaluated_without = check_model_tables(
+        trained,
+        tables_with_data(frame, loaded.model.feature_set),
+        allowed_missing_tables(args),
+        model=args.model,
+        feature_set=loaded.model.feature_set,
+        where=str(args.training_set or args.data),
+    )
     if args.as_of_from:
         try:
             start = pd.Timestamp(args.as_of_from)
@@ -89,6 +106,14 @@ def run(args: argparse.Namespace) -> int:
         "data fingerprint (sha256)": fingerprint_files(args.data)[:16],
         "as-of dates": f"{as_of.min()}..{as_of.max()} ({as_of.nunique()} months, {len(frame)} rows)",
         "label": f"reaches {spec.default_dpd}+ DPD within {spec.window_months} months",
+        "tables": f"trained with {', '.join(trained)}"
+        + (
+            f"; evaluated without {', '.join(evaluated_without)} (--allow-missing-table)"
+            if evaluated_without
+            else ""
+        ),
+        "rows rejected by the data contract": f"{accounting.rows_rejected:,} of "
+        f"{accounting.rows_read:,} ({accounting.accounts_rejected:,} accounts)",
         "PSI reference": "the model's training scores" if reference is not None else "none logged",
     }
     report = write_evaluation_report(

@@ -27,6 +27,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from rollrisk.arguments import add_data_argument
 from rollrisk.errors import UserError
 
 EXPERIMENT = "rollrisk-reports"
@@ -36,10 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--scores", type=Path, required=True, help="output folder of `rollrisk score`"
     )
-    parser.add_argument(
-        "--data", type=Path, required=True, help="the portfolio that was scored (for SHAP values "
-        "and realised outcomes)",
-    )  # fmt: skip
+    add_data_argument(
+        parser, help="the portfolio that was scored (for SHAP values and realised outcomes)"
+    )
     parser.add_argument(
         "--policy-simulation",
         type=Path,
@@ -65,9 +65,9 @@ def run(args: argparse.Namespace) -> int:
 
     matplotlib.use("Agg")
 
+    from rollrisk.arguments import load_portfolio_argument
     from rollrisk.reports.strategy import build_report
     from rollrisk.simulator.truth import read_true_drivers
-    from rollrisk.storage.loader import load_portfolio
     from rollrisk.storage.registry import load_roll_model
     from rollrisk.storage.results import POLICY_SIMULATION_JSON, read_policy_simulation, read_scores
     from rollrisk.storage.tracking import configure_tracking, ensure_experiment
@@ -87,8 +87,7 @@ def run(args: argparse.Namespace) -> int:
     uri = manifest["model"]["uri"]
     print(f"[report] loading model {uri}", file=sys.stderr, flush=True)
     loaded = load_roll_model(uri)
-    print(f"[report] loading portfolio {args.data}", file=sys.stderr, flush=True)
-    portfolio = load_portfolio(args.data)
+    portfolio, _ = load_portfolio_argument(args, "report")
     page = build_report(
         manifest,
         scored,

@@ -14,7 +14,11 @@ Output (see docs/scoring.md):
 
 A run killed at any moment leaves the previous result in place; rerunning the same command
 resumes, skipping finished partitions; the same inputs give byte-identical partitions.
-Accounts in = scored + rejected, checked and written to the manifest.
+Accounts in the population = accounts scored, checked before anything is published. Rows the
+data contract rejects are counted by table and by account on stderr and in the manifest
+(counts.rejects); above --max-reject-rate (default 1%) of a table's rows or of the accounts
+the job stops and publishes nothing. A portfolio lacking a table the model was trained with
+is refused unless --allow-missing-table names it (then recorded in the manifest's "tables").
 
 example:
   rollrisk score --model models:/rollrisk-roll-to-default@champion \\
@@ -54,7 +58,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rollrisk.arguments import jurisdictions_of, setup_from_arguments
+    from rollrisk.arguments import (
+        date_settings,
+        jurisdictions_of,
+        load_config_argument,
+        max_reject_rate,
+        setup_from_arguments,
+    )
     from rollrisk.scoring.batch import RuleFiles, score_portfolio
 
     started = time.perf_counter()
@@ -77,7 +87,13 @@ def run(args: argparse.Namespace) -> int:
         partitions=args.partitions,
         engine=args.engine,
         progress=progress,
+        dates=date_settings(args),
+        max_reject_rate=max_reject_rate(args, load_config_argument(args)),
     )
+    for line in result.rejects.lines():
+        print(f"[score] {line}", file=sys.stderr)
+    if result.as_of_note:
+        print(f"[score] note: {result.as_of_note}", file=sys.stderr)
     if result.resumed_partitions:
         print(
             f"[score] resumed: {result.resumed_partitions} of {result.partitions} partitions "

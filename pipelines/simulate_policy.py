@@ -40,6 +40,7 @@ from tqdm import tqdm
 
 from rollrisk.arguments import (
     add_config_argument,
+    add_data_argument,
     add_observation_arguments,
     load_config_argument,
     with_observation_flags,
@@ -60,9 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--scores", type=Path, required=True, help="output folder of `rollrisk score`"
     )
-    parser.add_argument(
-        "--data", type=Path, required=True, help="the simulated portfolio that was scored"
-    )
+    add_data_argument(parser, help="the simulated portfolio that was scored")
     parser.add_argument(
         "--months",
         type=int,
@@ -111,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import polars as pl
 
+    from rollrisk.arguments import load_portfolio_argument
     from rollrisk.simulator.replay import (
         compare_policies,
         load_action_costs,
@@ -119,7 +119,6 @@ def run(args: argparse.Namespace) -> int:
         replay_to_month,
     )
     from rollrisk.simulator.truth import read_simulation_params
-    from rollrisk.storage.loader import load_portfolio
     from rollrisk.storage.results import read_scores
 
     if args.seeds < 2:
@@ -141,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     )
     as_of = manifest["as_of"]
     month = month_index(sim.start_month, as_of)
-    portfolio = load_portfolio(args.data)
+    portfolio, _ = load_portfolio_argument(args, "simulate-policy", config=config)
 
     def progress(items, total):  # noqa: ANN001, ANN202 - tqdm adapter
         return tqdm(items, total=total, desc="replay/seeds", file=sys.stderr)

@@ -18,6 +18,13 @@ What happens, in order:
   5. everything is logged to one MLflow run; the model is registered and gets the alias
      `challenger`. `rollrisk promote` decides whether it becomes `champion`.
 
+Rows the data contract rejects are counted by table and by account on stderr and written to
+OUT/rejects.csv and OUT/rejects.json (logged with the report); above --max-reject-rate
+(default 1%) of a table's rows or of the accounts the job stops. A portfolio of accounts and
+statements alone trains: the features of an absent optional table are left missing, the job
+says so, and the model records the tables it was trained with (`rollrisk score` refuses to
+score it on fewer unless told --allow-missing-table).
+
 Tracking store: MLFLOW_TRACKING_URI, else sqlite:///runs/mlflow.db (browse it with
 `mlflow ui --backend-store-uri sqlite:///runs/mlflow.db`). Design notes: docs/models.md.
 """
@@ -108,7 +115,8 @@ def _progress(message: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rollrisk.api import load_portfolio, train
+    from rollrisk.api import train
+    from rollrisk.arguments import load_portfolio_argument
     from rollrisk.storage.tracking import fingerprint_files, log_training_run
 
     config = load_config_argument(args)
@@ -117,8 +125,12 @@ def run(args: argparse.Namespace) -> int:
     if not args.data.is_dir():
         raise UserError(f"--data {args.data} is not a folder (expected a portfolio folder)")
 
-    _progress(f"loading portfolio {args.data}")
-    portfolio = load_portfolio(args.data)
+    # the rows the contract set aside, and their count by table and account, go in the report
+    # folder (logged to MLflow with it); a stale list from an earlier run is removed first
+    rejects = Path(args.out) / "rejects.csv"
+    rejects.unlink(missing_ok=True)
+    portfolio, accounting = load_portfolio_argument(args, "train", rejects, config)
+    accounting.write(Path(args.out) / "rejects.json")
     training_set = training_set_from_arguments(args, portfolio, spec)
     _progress(
         f"training set: {len(training_set)} rows, {training_set['account_id'].nunique()} accounts"

@@ -2,8 +2,11 @@
 
 Every violation is reported with its table, file, row, key and what was expected. Bad rows
 are written to a rejects CSV (one line per rejected row: table, file, row, key, reasons);
-the counts reconcile: rows read = accepted + rejected, per table. Exit code 0 when the
-portfolio is clean, 1 when rows were rejected or files could not be read.
+the counts reconcile: rows read = accepted + rejected, per table. The rejects are also counted
+by account (an account with a rejected row in any table; lost entirely when nothing usable is
+left of it) and held against --max-reject-rate (default 1%): above it, every other job stops
+on this portfolio, and validate says so. Exit code 0 when the portfolio is clean, 1 when rows
+were rejected or files could not be read.
 
 example:
   rollrisk validate --data runs/demo/portfolio
@@ -13,20 +16,26 @@ example:
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 import sys
 import time
 from pathlib import Path
 
-from rollrisk.storage.loader import validate_portfolio
+from rollrisk.arguments import add_data_argument, date_settings, max_reject_rate
+from rollrisk.storage.atomic_output import publish_file
+from rollrisk.storage.loader import ValidationReport, validate_portfolio
+from rollrisk.storage.rejects import account_rejects
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", type=Path, required=True, help="portfolio folder to check")
+    add_data_argument(parser, help="portfolio folder to check")
     parser.add_argument(
         "--rejects",
         type=Path,
         default=None,
-        help="where to write the rejects CSV (default: runs/validate/<folder name>/rejects.csv)",
+        help="where to write the rejects CSV, replaced whole, removed when the portfolio is clean "
+        "(default: runs/validate/<folder name>/rejects.csv)",
     )
 
 
@@ -34,8 +43,23 @@ def run(args: argparse.Namespace) -> int:
     rejects = args.rejects or Path("runs") / "validate" / args.data.resolve().name / "rejects.csv"
     started = time.perf_counter()
     print(f"validating {args.data} ...", file=sys.stderr)
-    report = validate_portfolio(args.data, rejects_path=rejects).report
+    staged = rejects.with_name(f".{rejects.name}.{os.getpid()}.tmp")
+    portfolio = validate_portfolio(args.data, rejects_path=staged, dates=date_settings(args))
+    report = _publish_rejects(portfolio.report, staged, rejects)
     print(report.summary())
+    if report.rows_rejected:
+        # what the other jobs would say of these rejects: by account, and against the limit
+        limit = max_reject_rate(args)
+        accounting = account_rejects(portfolio)
+        print(f"  {accounting.accounts_line()}")
+        over = accounting.over(limit)
+        print(
+            f"  ABOVE the reject limit of {limit:.2%} (--max-reject-rate): every other job "
+            f"stops on this portfolio ({'; '.join(over)})"
+            if over
+            else f"  within the reject limit of {limit:.2%} (--max-reject-rate): other jobs "
+            "set these rows aside and go on, saying so"
+        )
     seconds = time.perf_counter() - started
     if report.ok:
         print(f"OK: no rejects, no file errors ({seconds:.1f} s)")
@@ -45,3 +69,14 @@ def run(args: argparse.Namespace) -> int:
         f"{len(report.file_errors)} file error(s) ({seconds:.1f} s)"
     )
     return 1
+
+
+def _publish_rejects(report: ValidationReport, staged: Path, final: Path) -> ValidationReport:
+    """Make the rejects written to ``staged`` visible as ``final`` in one step (a killed run
+    leaves the previous file whole), or, on a portfolio without rejects, remove a ``final``
+    an earlier run left (it would describe other data). Returns the report naming ``final``."""
+    if staged.exists():
+        publish_file(staged, final)
+        return dataclasses.replace(report, rejects_path=final)
+    final.unlink(missing_ok=True)
+    return report

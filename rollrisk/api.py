@@ -36,6 +36,7 @@ from tqdm import tqdm
 
 from rollrisk.conf import DEFAULT_COMPLIANCE, DEFAULT_POLICY, DEFAULT_SEGMENTS
 from rollrisk.errors import UserError
+from rollrisk.features.dates import DateSettings
 from rollrisk.features.observations import ObservationSpec, eligible_as_of_dates
 from rollrisk.features.registry import FEATURE_SET, FeatureSet
 from rollrisk.features.training_set import TrainingSetBuild, validate_training_set
@@ -112,7 +113,9 @@ def load_config(path: Path | str | None = None) -> RollriskConfig:
     return read_config_file(None if path is None else Path(path))
 
 
-def load_portfolio(path: Path | str, rejects_path: Path | str | None = None) -> Portfolio:
+def load_portfolio(
+    path: Path | str, rejects_path: Path | str | None = None, dates: DateSettings | None = None
+) -> Portfolio:
     """Read and validate a portfolio folder (docs/data-contract.md).
 
     Returns a :class:`~rollrisk.storage.loader.Portfolio`: ``accounts``, ``statements``,
@@ -120,10 +123,13 @@ def load_portfolio(path: Path | str, rejects_path: Path | str | None = None) -> 
     dtypes; the optional tables are ``None`` when absent) and ``report`` (rows read, accepted
     and rejected per table, with the main reasons). Rows that break the contract are set
     aside, never silently dropped: they are counted in ``report`` and written to
-    ``rejects_path`` when given. Raises ``DataContractError`` when the folder cannot be used.
+    ``rejects_path`` when given. ``dates`` (:class:`~rollrisk.features.dates.DateSettings`)
+    declares a date format besides YYYY-MM-DD, the reporting time zone and the extract date
+    (default today: rows dated after it are rejected). Raises ``DataContractError`` when the
+    folder cannot be used.
     """
     return validate_and_load(
-        Path(path), rejects_path=None if rejects_path is None else Path(rejects_path)
+        Path(path), rejects_path=None if rejects_path is None else Path(rejects_path), dates=dates
     )
 
 

@@ -21,17 +21,19 @@ from typing import TYPE_CHECKING
 
 from rollrisk.conf import DEFAULT_COMPLIANCE, DEFAULT_POLICY, DEFAULT_SEGMENTS
 from rollrisk.errors import UserError
-from rollrisk.storage.config import DEFAULT_JURISDICTIONS
+from rollrisk.storage.config import DEFAULT_JURISDICTIONS, DEFAULT_MAX_REJECT_RATE, DataConfig
 from rollrisk.storage.registry import DEFAULT_MODEL_URI
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from rollrisk.features.dates import DateSettings
     from rollrisk.features.observations import ObservationSpec
     from rollrisk.scoring.core import ScoringSetup
     from rollrisk.storage.config import RollriskConfig
     from rollrisk.storage.loader import Portfolio
     from rollrisk.storage.registry import LoadedModel
+    from rollrisk.storage.rejects import RejectAccounting
 
 OBSERVATION_FLAGS = ("default_dpd", "window_months", "min_dpd", "max_dpd")
 
@@ -47,11 +49,147 @@ def as_of_date(text: str) -> date:
 # --------------------------------------------------------------------------- data and config
 
 
-def add_data_argument(parser: argparse.ArgumentParser) -> None:
-    """``--data``: the portfolio folder a job reads (required)."""
-    parser.add_argument(
-        "--data", type=Path, required=True, help="portfolio folder (see docs/data-contract.md)"
+def add_data_argument(
+    parser: argparse.ArgumentParser,
+    help: str = "portfolio folder (see docs/data-contract.md)",  # noqa: A002 - argparse's name
+) -> None:
+    """``--data``: the portfolio folder a job reads (required), and how its dates are read
+    (:func:`add_date_arguments`)."""
+    parser.add_argument("--data", type=Path, required=True, help=help)
+    add_date_arguments(parser)
+    add_reject_rate_argument(parser)
+
+
+def add_date_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--date-format``, ``--timezone`` and ``--extract-date``: how a portfolio's dates are
+    read (docs/data-contract.md, "Dates and time zones"); read with :func:`date_settings`."""
+    group = parser.add_argument_group("portfolio dates (docs/data-contract.md)")
+    group.add_argument(
+        "--date-format",
+        type=_date_format,
+        default=None,
+        metavar="FORMAT",
+        help="the strftime format the files write dates in, read besides YYYY-MM-DD, e.g. "
+        "%%d/%%m/%%Y (timestamps: that date, optionally followed by HH:MM:SS); default: "
+        "YYYY-MM-DD only, never guessed from the values",
     )
+    group.add_argument(
+        "--timezone",
+        type=_time_zone,
+        default=None,
+        metavar="ZONE",
+        help="the portfolio's reporting time zone (IANA name, e.g. Asia/Shanghai): "
+        "time-zone-aware timestamps and UTC offsets are converted to it; default: none, and "
+        "such timestamps are refused",
+    )
+    group.add_argument(
+        "--extract-date",
+        type=as_of_date,
+        default=None,
+        metavar="YYYY-MM-DD",
+        help="the day the data was extracted: rows dated after it are rejected (default: today)",
+    )
+
+
+def _date_format(text: str) -> str:
+    from rollrisk.features.dates import check_date_format
+
+    try:
+        return check_date_format(text)
+    except UserError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
+def _time_zone(text: str) -> str:
+    from rollrisk.features.dates import check_time_zone
+
+    try:
+        return check_time_zone(text)
+    except UserError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
+def date_settings(args: argparse.Namespace) -> DateSettings:
+    """The :class:`~rollrisk.features.dates.DateSettings` of the flags of
+    :func:`add_date_arguments` (the defaults for a job without them)."""
+    from rollrisk.features.dates import DateSettings
+
+    return DateSettings(
+        date_format=getattr(args, "date_format", None),
+        time_zone=getattr(args, "timezone", None),
+        extract_date=getattr(args, "extract_date", None),
+    )
+
+
+def add_reject_rate_argument(parser: argparse.ArgumentParser) -> None:
+    """``--max-reject-rate``: the share of a table's rows, or of the accounts, that the data
+    contract may set aside before the job stops; read with :func:`max_reject_rate`."""
+    group = parser.add_argument_group("rejected rows (docs/data-contract.md)")
+    group.add_argument(
+        "--max-reject-rate",  # named in storage.rejects' refusal (a test checks they agree)
+        type=_rate,
+        default=None,
+        metavar="RATE",
+        help="stop, before doing anything, when more than this share of a table's rows or of "
+        "the accounts is rejected by the data contract, e.g. 0.05 for 5%%; 0: stop at the "
+        f"first reject (config: data.max_reject_rate, default {DEFAULT_MAX_REJECT_RATE:g})",
+    )
+
+
+def _rate(text: str) -> float:
+    try:
+        rate = float(text)
+    except ValueError:
+        rate = float("nan")
+    if not 0.0 <= rate <= 1.0:  # also refuses NaN
+        raise argparse.ArgumentTypeError(f"expected a share between 0 and 1, got {text!r}")
+    return rate
+
+
+def max_reject_rate(args: argparse.Namespace, config: RollriskConfig | None = None) -> float:
+    """``--max-reject-rate`` when given, else the config's ``data.max_reject_rate``."""
+    given = getattr(args, "max_reject_rate", None)
+    if given is not None:
+        return float(given)
+    return (config.data if config is not None else DataConfig()).max_reject_rate
+
+
+def load_portfolio_argument(
+    args: argparse.Namespace,
+    job: str,
+    rejects_path: Path | None = None,
+    config: RollriskConfig | None = None,
+) -> tuple[Portfolio, RejectAccounting]:
+    """Read and validate the portfolio ``--data`` names, as every job does: with the date
+    settings of the flags, the rejected rows written to ``rejects_path`` (when given), what
+    was set aside and what is absent printed on stderr (prefixed ``[job]``), and a stop when
+    the rejects pass the limit (:func:`max_reject_rate` of ``config``).
+
+    Returns the portfolio and its :class:`~rollrisk.storage.rejects.RejectAccounting` (with
+    the limit), for the job to record. Raises ``UserError`` (unusable files, too many rejects).
+    """
+    import sys
+
+    from rollrisk.api import load_portfolio
+    from rollrisk.storage.rejects import account_rejects, check_reject_rate
+
+    if not args.data.is_dir():
+        raise UserError(f"--data {args.data}: not a folder (expected a portfolio folder)")
+    print(f"[{job}] loading portfolio {args.data}", file=sys.stderr, flush=True)
+    portfolio = load_portfolio(args.data, rejects_path=rejects_path, dates=date_settings(args))
+    accounting = account_rejects(portfolio)
+    limit = max_reject_rate(args, config)
+    for line in accounting.lines():
+        print(f"[{job}] {line}", file=sys.stderr)
+    if accounting.rows_rejected and rejects_path is not None:
+        print(f"[{job}] rejected rows written to {rejects_path}", file=sys.stderr)
+    for table in portfolio.report.absent_optional:
+        print(
+            f"[{job}] no {table} table (optional): the features computed from it are left missing",
+            file=sys.stderr,
+        )
+    listed = f"the rejected rows are listed in {rejects_path}" if rejects_path else None
+    return portfolio, check_reject_rate(accounting, limit, args.data, hint=listed)
 
 
 def add_portfolio_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,7 +199,8 @@ def add_portfolio_arguments(parser: argparse.ArgumentParser) -> None:
         "--as-of",
         type=as_of_date,
         default=None,
-        help="observation date YYYY-MM-DD (default: the month-end of the latest statement)",
+        help="observation date YYYY-MM-DD (default: the month-end of the latest month with a "
+        "complete book, see docs/data-contract.md)",
     )
 
 

@@ -14,7 +14,11 @@ Layout and guarantees (docs/scoring.md):
 * rerunning with the same inputs resumes: finished partitions are kept, the others are
   written with the same bytes;
 * accounts in the population = accounts scored, checked before anything is published;
-* ``OUT/rejects.csv`` holds the input rows the data contract set aside.
+* one run at a time writes into ``OUT`` (it holds ``OUT/.lock``; a second run stops with a
+  clear message);
+* ``OUT/current/rejects.csv`` (also reached as ``OUT/rejects.csv``, a link through
+  ``current``) holds the input rows the data contract set aside, published with the result
+  it belongs to (listed in its manifest with a checksum; header only when none).
 
 ``rollrisk score`` is a thin wrapper: flags in, progress and timings out.
 """
@@ -30,18 +34,28 @@ from importlib import metadata
 from pathlib import Path
 from typing import Literal
 
+import polars as pl
+
 from rollrisk.errors import UserError
+from rollrisk.features.dates import DateSettings, default_as_of_choice
+from rollrisk.features.validation import REJECT_SCHEMA
 from rollrisk.scoring.core import (
     INPUT_TABLES,
     ScoringSetup,
     check_tables,
-    default_as_of,
     population,
     score_accounts,
     tables_present,
 )
-from rollrisk.storage.atomic_output import PartitionedRun, PartitionFile
+from rollrisk.storage.atomic_output import (
+    PartitionedRun,
+    PartitionFile,
+    holds_output_lock,
+    staging_path,
+)
+from rollrisk.storage.config import DEFAULT_MAX_REJECT_RATE
 from rollrisk.storage.loader import Portfolio, load_portfolio
+from rollrisk.storage.rejects import RejectAccounting, account_rejects, check_reject_rate
 from rollrisk.storage.results import default_partitions, partition_rows, split_tables
 from rollrisk.storage.tracking import fingerprint_files, git_commit
 
@@ -81,6 +95,7 @@ class BatchResult:
     partitions: int
     resumed_partitions: int  # already written by an earlier, interrupted run with this identity
     rows_rejected: int
+    rejects: RejectAccounting  # by table and by account (storage.rejects)
     # tables the model was trained with that the data lacks, scored without by the user's
     # choice (ScoringSetup.allowed_missing_tables); recorded in the manifest
     scored_without: tuple[str, ...]
@@ -88,8 +103,11 @@ class BatchResult:
     manifest_path: Path
     stage_seconds: dict[str, float]  # wall time per stage of the run, in order
     step_seconds: dict[str, float]  # inside score_accounts, summed over partitions (local only)
+    # no --as-of given and later months passed over as incomplete: which, and why
+    as_of_note: str | None = None
 
 
+@holds_output_lock  # one run at a time per output folder
 def score_portfolio(
     data: Path,
     out: Path,
@@ -102,16 +120,24 @@ def score_portfolio(
     partitions: int | None = None,
     engine: Engine = "local",
     progress: Progress | None = None,
+    dates: DateSettings | None = None,
+    max_reject_rate: float | None = DEFAULT_MAX_REJECT_RATE,
 ) -> BatchResult:
     """Score every account of the portfolio folder ``data`` that is delinquent at ``as_of``
-    (default: the month-end of its latest statement) into ``out`` and publish the result.
+    (default: the month-end of its latest month with a complete book,
+    :func:`rollrisk.features.dates.default_as_of_choice`) into ``out`` and publish the result.
 
     ``setup`` is the model and rules (``setup.model_name``/``model_version`` are recorded),
     ``model_uri`` the URI it was loaded from; ``partitions`` defaults to one per
-    ``rollrisk.storage.results.ACCOUNTS_PER_PARTITION`` accounts.
+    ``rollrisk.storage.results.ACCOUNTS_PER_PARTITION`` accounts; ``dates`` says how the
+    portfolio's dates are read (:func:`rollrisk.storage.loader.load_portfolio`). The run stops
+    when the data contract rejects more than ``max_reject_rate`` of a table's rows or of the
+    accounts (``None``: no limit); the rejects, by table and account, are in the manifest.
 
     Raises:
-        UserError: nothing to score at ``as_of``; the portfolio lacks a table the model was
+        UserError: another run is writing into ``out`` (``OutputFolderBusy``); rejects above
+            ``max_reject_rate`` (:func:`rollrisk.storage.rejects.check_reject_rate`); nothing
+            to score at ``as_of``; the portfolio lacks a table the model was
             trained with and ``setup.allowed_missing_tables`` does not name it
             (:func:`rollrisk.scoring.core.check_tables`); unusable portfolio files
             (:func:`rollrisk.storage.loader.load_portfolio`); Spark missing for ``engine="spark"``.
@@ -128,10 +154,15 @@ def score_portfolio(
         return now
 
     out.mkdir(parents=True, exist_ok=True)
-    portfolio = load_portfolio(data, rejects_path=out / REJECTS_FILE)
+    staged_rejects = staging_path(out, REJECTS_FILE)  # published with the result, not before
+    portfolio = load_portfolio(data, rejects_path=staged_rejects, dates=dates)
+    rejects = account_rejects(portfolio)
+    if max_reject_rate is not None:
+        rejects = check_reject_rate(rejects, max_reject_rate, data)
     present = tables_present(portfolio.collection_actions, portfolio.treatments)
     scored_without = check_tables(setup, present, str(data))
-    as_of = as_of or default_as_of(portfolio.statements)
+    default = default_as_of_choice(portfolio.statements) if as_of is None else None
+    as_of = default.as_of if default is not None else as_of
     people = population(portfolio.statements, as_of, setup.observation)
     if people.height == 0:
         raise UserError(
@@ -191,7 +222,10 @@ def score_portfolio(
         "counts": {
             "population": people.height,
             "scored": scored_accounts,
-            "rejected_accounts": 0,
+            # accounts with a rejected row in any table (rejects.accounts_lost of them lost
+            # entirely); rejects has the rows and rates per table and the limit checked
+            "rejected_accounts": rejects.accounts_rejected,
+            "rejects": rejects.as_dict(),
             "input_rows": {
                 t.table: {
                     "read": t.rows_read,
@@ -211,7 +245,9 @@ def score_portfolio(
         "rejects_file": str(out / REJECTS_FILE) if report.rows_rejected else None,
         "engine": engine,
     }
-    manifest_path = output.publish(manifest, files)
+    if not staged_rejects.exists():  # a clean book: a header-only rejects file says so
+        pl.DataFrame(schema=REJECT_SCHEMA).write_csv(staged_rejects)
+    manifest_path = output.publish(manifest, files, attachments={REJECTS_FILE: staged_rejects})
     stage("publish", mark)
     return BatchResult(
         as_of=as_of,
@@ -220,11 +256,13 @@ def score_portfolio(
         partitions=partitions,
         resumed_partitions=resumed,
         rows_rejected=report.rows_rejected,
+        rejects=rejects,
         scored_without=scored_without,
         current=out / "current",
         manifest_path=manifest_path,
         stage_seconds=stage_seconds,
         step_seconds=step_seconds,
+        as_of_note=default.note() if default is not None else None,
     )
 
 

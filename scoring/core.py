@@ -29,6 +29,7 @@ import pandas as pd
 import polars as pl
 
 from rollrisk.errors import UserError
+from rollrisk.features.dates import default_as_of_choice
 from rollrisk.features.history import compute_features
 from rollrisk.features.observations import ObservationSpec, population_lazy
 from rollrisk.features.registry import FAMILIES, FeatureSet
@@ -124,9 +125,29 @@ def trained_tables(metadata: Mapping[str, Any]) -> tuple[str, ...]:
 
 
 def check_tables(setup: ScoringSetup, present: Collection[str], where: str) -> tuple[str, ...]:
-    """The tables the model was trained with that ``present`` lacks and the user allowed
-    (``setup.allowed_missing_tables``), in contract order; ``where`` names the data in the
-    message (a folder, "the request").
+    """:func:`check_model_tables` for the model and the opt-in of ``setup``."""
+    return check_model_tables(
+        setup.trained_tables,
+        present,
+        setup.allowed_missing_tables,
+        model=f"{setup.model_name} v{setup.model_version}",
+        feature_set=setup.feature_set,
+        where=where,
+    )
+
+
+def check_model_tables(
+    trained: Collection[str],
+    present: Collection[str],
+    allowed: Collection[str],
+    *,
+    model: str,
+    feature_set: FeatureSet,
+    where: str,
+) -> tuple[str, ...]:
+    """The tables the model was trained with (``trained``) that ``present`` lacks and the
+    user allowed (``allowed``), in contract order; ``model`` and ``where`` name the model and
+    the data (a folder, "the request") in the message.
 
     Without such a table the features learnt from it are missing and the scores move (issue
     14 measured probabilities moved by up to 0.25, 55 of 139 treatments changed and three
@@ -136,17 +157,18 @@ def check_tables(setup: ScoringSetup, present: Collection[str], where: str) -> t
         UserError: a table the model was trained with is absent and was not allowed; the
             message names the table and the flag that allows it.
     """
-    missing = [table for table in setup.trained_tables if table not in present]
-    refused = [table for table in missing if table not in setup.allowed_missing_tables]
+    missing = [table for table in INPUT_TABLES if table in trained and table not in present]
+    refused = [table for table in missing if table not in allowed]
     if refused:
-        left_out = sum(spec.source in refused for spec in setup.feature_set.features)
+        left_out = sum(spec.source in refused for spec in feature_set.features)
         flags = " ".join(f"{ALLOW_MISSING_TABLE_FLAG} {table}" for table in refused)
         them = "them" if len(refused) > 1 else "it"
+        trained_with = ", ".join(table for table in INPUT_TABLES if table in trained)
         raise UserError(
-            f"model {setup.model_name} v{setup.model_version} was trained with "
-            f"{', '.join(setup.trained_tables)}, but {where} has no {' and no '.join(refused)}: "
-            f"the model's {left_out} features from {them} would be missing and the scores "
-            f"would move; provide {them}, or score without {them} knowingly with {flags}"
+            f"model {model} was trained with {trained_with}, but {where} has no "
+            f"{' and no '.join(refused)}: the model's {left_out} features from {them} would "
+            f"be missing and the scores would move; provide {them}, or score without {them} "
+            f"knowingly with {flags}"
         )
     return tuple(missing)
 
@@ -165,16 +187,14 @@ def population(statements: pl.DataFrame, as_of: date, spec: ObservationSpec) -> 
 
 
 def default_as_of(statements: pl.DataFrame) -> date:
-    """The month-end of the latest statement (``cycle_end``): the as-of a job looks at when it
-    is given none.
+    """The as-of a job looks at when it is given none: the month-end of the latest month with
+    a complete book (:func:`rollrisk.features.dates.default_as_of_choice`, which also says
+    which later months it passed over), never the month of one stray or future-dated row.
 
     Raises:
         UserError: there is no statement.
     """
-    latest = statements.select(pl.col("cycle_end").max()).item()
-    if latest is None:
-        raise UserError("the portfolio has no statements: nothing to score")
-    return pl.select(pl.lit(latest).dt.month_end()).item()
+    return default_as_of_choice(statements).as_of
 
 
 def _population_query(

@@ -39,6 +39,17 @@ class MonitoringConfig(ConfigSection):
     backtest_min_accounts: int = Field(30, ge=1)  # smaller bands are reported, never judged
 
 
+# The share of a table's rows, or of the accounts, the data contract may reject before a job
+# stops (docs/data-contract.md, "Rejected rows and accounts").
+DEFAULT_MAX_REJECT_RATE = 0.01
+
+
+class DataConfig(ConfigSection):
+    """How much bad data a job tolerates; ``--max-reject-rate`` overrides it."""
+
+    max_reject_rate: float = Field(DEFAULT_MAX_REJECT_RATE, ge=0.0, le=1.0)
+
+
 class RollriskConfig(ConfigSection):
     """The whole configuration file: typed sections plus the others, untouched."""
 
@@ -46,6 +57,7 @@ class RollriskConfig(ConfigSection):
     training: TrainingConfig = TrainingConfig()
     promotion: PromotionConfig = PromotionConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
+    data: DataConfig = DataConfig()
     observation: Mapping[str, Any] = Field(default_factory=dict)
     sections: Mapping[str, Any] = Field(default_factory=dict)
 
@@ -58,6 +70,7 @@ _TYPED_SECTIONS: dict[str, type[ConfigSection]] = {
     "training": TrainingConfig,
     "promotion": PromotionConfig,
     "monitoring": MonitoringConfig,
+    "data": DataConfig,
 }
 _KNOWN_SECTIONS = (*_TYPED_SECTIONS, "observation")
 
