@@ -2,10 +2,15 @@
 
 Pure functions (no I/O) behind ``rollrisk monitor``:
 
-* :func:`score_stability`: PSI of the score, training scores against today's, on bins fixed by
-  the training scores (:func:`rollrisk.models.metrics.population_stability_index`).
+* :func:`monitoring_reference`: the population a model is monitored against, chosen when it is
+  trained: its latest :data:`REFERENCE_MONTHS` labelled as-of months, not the whole training
+  period. A pooled training period differs from any single later as-of by construction (its
+  oldest months lack the 12-month look-back of the history features, and a book seasons:
+  months on book grow, roll rates move), so against it an unchanged portfolio "drifted";
+* :func:`score_stability`: PSI of the score, reference scores against today's, on bins fixed
+  by the reference (:func:`rollrisk.models.metrics.population_stability_index`).
 * :func:`feature_stability`: CSI of every feature of the feature set, on bins fixed by the
-  reference (training) frame: numeric features on the reference's quantile edges, categorical
+  reference frame: numeric features on the reference's quantile edges, categorical
   features on the reference's categories plus an ``other/unseen`` bin; missing values are a bin
   of their own in both cases, so a feature that starts going missing shows up as drift instead
   of being dropped. Empty bins get a small epsilon share, never removed.
@@ -13,10 +18,15 @@ Pure functions (no I/O) behind ``rollrisk monitor``:
   against mean predicted probability per risk band, with a Wilson 95% interval
   (:func:`rollrisk.models.stats.calibration_backtest`, bands by the policy's rule
   :func:`rollrisk.models.risk_bands.risk_band`), and a verdict per band.
+* :func:`judge_stability`: the verdict on one PSI or CSI, aware of the sample sizes: a value
+  above the practical threshold (``act``) alerts only if sampling noise alone would exceed it
+  with less than the given probability (:func:`rollrisk.models.stats.stability_noise`), and a
+  population smaller than ``min_population`` is reported, never judged.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -25,14 +35,27 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
 from rollrisk.features.registry import FeatureSet, FeatureSpec
-from rollrisk.models.metrics import PsiResult, population_stability_index, psi_verdict
+from rollrisk.models.metrics import (
+    PSI_STABLE_BELOW,
+    PsiResult,
+    population_stability_index,
+    psi_verdict,
+)
 from rollrisk.models.risk_bands import RiskBands, risk_band
-from rollrisk.models.stats import calibration_backtest
+from rollrisk.models.stats import calibration_backtest, stability_noise
 
 STABILITY_BINS = 10
 EPSILON = 1e-4  # share given to an empty bin (as in population_stability_index)
 MISSING_BIN = "missing"
 UNSEEN_BIN = "other/unseen"
+# The reference: a model's latest labelled as-of months (the months just before it is used,
+# with the longest look-back its history has), sampled to at most this many rows.
+REFERENCE_MONTHS = 3
+REFERENCE_SAMPLE_ROWS = 50_000
+NOISE_SEED = 0  # the noise simulation's stream: the same inputs always get the same verdict
+
+# Verdicts of a PSI or CSI (judge_stability); only ACT raises an alert.
+STABLE, WATCH, ACT, WITHIN_NOISE, TOO_FEW = "stable", "watch", "act", "within noise", "too few"
 
 BIN_COLUMNS = (
     "feature",
@@ -59,11 +82,109 @@ class FeatureStability:
     bins: pd.DataFrame
 
 
+def monitoring_reference(
+    labelled: Sequence[pd.DataFrame],
+    feature_set: FeatureSet,
+    seed: int,
+    months: int = REFERENCE_MONTHS,
+) -> pd.DataFrame:
+    """The rows a model is monitored against: its latest ``months`` labelled as-of months.
+
+    ``labelled``: the labelled rows of the training set, in any number of parts (e.g. the
+    train, validation and test parts of a split); each needs ``as_of``, ``product``,
+    ``start_bucket`` and the feature set's columns. Returns those columns of the rows whose
+    as-of is among the ``months`` latest, at most :data:`REFERENCE_SAMPLE_ROWS` of them
+    (sampled with ``seed``), sorted by as-of. ``as_of`` is kept: the monitor reports which
+    months it compares with, and a sample without it is recognised as an older model's pooled
+    training sample.
+    """
+    if months < 1:
+        raise ValueError(f"months must be at least 1, got {months}")
+    columns = list(dict.fromkeys(["as_of", "product", "start_bucket", *feature_set.names]))
+    parts = [part[columns] for part in labelled if len(part)]
+    if not parts:
+        raise ValueError("no labelled row to take the monitoring reference from")
+    rows = pd.concat(parts, ignore_index=True)
+    as_of = pd.to_datetime(rows["as_of"])
+    latest = np.sort(as_of.unique())[-months:]
+    rows = rows[as_of.isin(latest).to_numpy()]
+    if len(rows) > REFERENCE_SAMPLE_ROWS:
+        rows = rows.sample(n=REFERENCE_SAMPLE_ROWS, random_state=seed)
+    return rows.sort_values("as_of", kind="stable").reset_index(drop=True)
+
+
 def score_stability(
     reference: ArrayLike, current: ArrayLike, n_bins: int = STABILITY_BINS
 ) -> PsiResult:
-    """PSI of the score: ``reference`` (training-period scores) fixes the bins."""
+    """PSI of the score: ``reference`` (the reference population's scores) fixes the bins."""
     return population_stability_index(reference, current, n_bins=n_bins, epsilon=EPSILON)
+
+
+@dataclass(frozen=True)
+class StabilityVerdict:
+    """The verdict on one PSI or CSI (:func:`judge_stability`).
+
+    ``verdict``: one of ``stable``, ``watch``, ``act`` (the only one that alerts), ``within
+    noise`` (above ``act`` but no more than sampling noise gives at these sizes) and ``too few``
+    (population under ``min_population``: not judged). ``noise_expected`` and ``noise_critical``:
+    the mean PSI of two samples of one distribution at these sizes, and the value such noise
+    exceeds with probability ``level``; computed when the verdict depends on them (a value
+    above ``act``) or when asked, else None.
+    """
+
+    value: float
+    verdict: str
+    threshold: float
+    noise_expected: float | None
+    noise_critical: float | None
+
+    @property
+    def alert(self) -> bool:
+        return self.verdict == ACT
+
+
+def judge_stability(
+    value: float,
+    reference_counts: ArrayLike,
+    current_size: int,
+    act: float,
+    level: float,
+    min_population: int,
+    always_noise: bool = False,
+) -> StabilityVerdict:
+    """Judge a PSI or CSI against the practical threshold and the noise of these sample sizes.
+
+    ``reference_counts``: the reference's rows per bin of this PSI (its total is the reference
+    size); ``current_size``: the rows judged; ``act``: the practical threshold (a change this
+    large matters); ``level``: the probability with which sampling noise alone may raise the
+    alert (the caller divides its overall false-alarm rate among its checks). ``act`` if
+    ``value > act`` and ``value >`` the noise's critical value; ``within noise`` if above ``act``
+    but not above the noise; else ``watch`` from 0.1, ``stable`` below. ``threshold`` is the
+    value above which this check alerts, ``max(act, noise_critical)`` once the noise is known.
+    """
+    if current_size < min_population:
+        return StabilityVerdict(value, TOO_FEW, math.inf, None, None)
+    noise = None
+    if value > act or always_noise:
+        noise = stability_noise(
+            reference_counts, current_size, level, epsilon=EPSILON, seed=NOISE_SEED
+        )
+    threshold = act if noise is None else max(act, noise.critical)
+    if value > threshold:
+        verdict = ACT
+    elif value > act:
+        verdict = WITHIN_NOISE
+    elif value < PSI_STABLE_BELOW:
+        verdict = STABLE
+    else:
+        verdict = WATCH
+    return StabilityVerdict(
+        value=value,
+        verdict=verdict,
+        threshold=threshold,
+        noise_expected=None if noise is None else noise.expected,
+        noise_critical=None if noise is None else noise.critical,
+    )
 
 
 def numeric_bin_edges(reference: ArrayLike, n_bins: int = STABILITY_BINS) -> NDArray[np.float64]:

@@ -9,6 +9,9 @@
 * :func:`calibration_backtest`: predicted against realised rate per group (risk band) and over
   all rows, with the Wilson interval of each realised rate: the backtest behind ``rollrisk
   monitor`` and the strategy report's calibration section.
+* :func:`stability_noise`: what sampling noise alone gives a PSI (or CSI) between two
+  samples of one distribution, its mean and the value it exceeds with a small probability:
+  the sample-size-aware threshold of ``rollrisk monitor``.
 
 Pure functions, no I/O. Callers add their own judgement on top (monitoring's ``act``/``ok``
 verdict, a report's wording).
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -87,6 +91,85 @@ def percentile_bootstrap(
     draws = [statistic(rng.integers(0, n, n)) for _ in range(samples)]
     low, high = np.percentile(draws, BOOTSTRAP_PERCENTILES)
     return float(low), float(high)
+
+
+NOISE_TAIL_DRAWS = 20  # replications beyond the critical value, at least: its quantile is steady
+MIN_NOISE_REPLICATIONS = 2_000
+MAX_NOISE_REPLICATIONS = 400_000
+
+
+@dataclass(frozen=True)
+class StabilityNoise:
+    """PSI of two samples of one distribution, by sampling noise alone (:func:`stability_noise`).
+
+    ``expected``: its mean; ``critical``: the value noise exceeds with probability ``level``;
+    ``replications``: the Monte Carlo pairs behind both.
+    """
+
+    expected: float
+    critical: float
+    level: float
+    replications: int
+
+
+def stability_noise(
+    reference_counts: ArrayLike,
+    current_size: int,
+    level: float,
+    epsilon: float = 1e-4,
+    seed: int = 0,
+) -> StabilityNoise:
+    """The PSI that two samples of the *same* distribution show, by chance, on fixed bins.
+
+    ``reference_counts``: the reference's rows per bin (the bins of the PSI being judged, e.g.
+    a :class:`~rollrisk.models.metrics.PsiResult` table's ``expected_count``); their total is the
+    reference size. ``current_size``: the rows of the population judged against it.
+
+    PSI is never 0 between two finite samples: with bin shares ``p``, reference size ``n`` and
+    current size ``m``, PSI is to second order ``sum((a - e)**2 / p)``, a chi-square with
+    ``bins - 1`` degrees of freedom times ``1/n + 1/m``: about ``(bins - 1) * (1/n + 1/m)`` on
+    average (0.15 for 10 bins, 60 accounts against 10,000). Small samples have a heavier tail
+    than the chi-square says, because a bin left empty by chance is floored at ``epsilon`` and
+    alone adds ``p * ln(p / epsilon)`` (0.69 for a decile). So the distribution is simulated
+    instead: pairs of multinomial samples of sizes ``n`` and ``m`` drawn from the reference's
+    shares, each pair's PSI computed as :func:`~rollrisk.models.metrics.
+    population_stability_index` does (shares floored at ``epsilon``), with ``max(2,000,
+    20 / level)`` pairs (at most 400,000) from ``default_rng(seed)``: the same inputs always
+    give the same threshold.
+
+    Raises:
+        ValueError: no reference row, ``current_size`` < 1, or ``level`` outside (0, 1).
+    """
+    counts = np.asarray(reference_counts, dtype=np.int64)
+    reference_size = int(counts.sum())
+    if counts.ndim != 1 or reference_size < 1 or (counts < 0).any():
+        raise ValueError("reference_counts must be non-negative counts per bin, not all 0")
+    if current_size < 1:
+        raise ValueError(f"current_size must be at least 1, got {current_size}")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    replications = int(
+        min(
+            MAX_NOISE_REPLICATIONS, max(MIN_NOISE_REPLICATIONS, math.ceil(NOISE_TAIL_DRAWS / level))
+        )
+    )
+    shares = counts[counts > 0] / reference_size  # a bin the reference never fills stays empty
+    if shares.size == 1:  # one bin: both samples fall in it, PSI is 0 whatever the sizes
+        return StabilityNoise(0.0, 0.0, level, replications)
+    rng = np.random.default_rng(seed)
+    reference = np.maximum(
+        rng.multinomial(reference_size, shares, replications) / reference_size, epsilon
+    )
+    current = np.maximum(
+        rng.multinomial(current_size, shares, replications) / current_size, epsilon
+    )
+    psi = ((current - reference) * np.log(current / reference)).sum(axis=1)
+    return StabilityNoise(
+        expected=float(psi.mean()),
+        critical=float(np.quantile(psi, 1.0 - level)),
+        level=level,
+        replications=replications,
+    )
 
 
 def calibration_backtest(

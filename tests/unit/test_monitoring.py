@@ -9,14 +9,19 @@ import pandas as pd
 import pytest
 
 from rollrisk.features.registry import FeatureSet, FeatureSpec
+from rollrisk.models import monitoring
 from rollrisk.models.monitoring import (
     MISSING_BIN,
     UNSEEN_BIN,
+    StabilityVerdict,
     backtest,
     feature_stability,
+    judge_stability,
+    monitoring_reference,
     score_stability,
 )
 from rollrisk.models.risk_bands import risk_band
+from rollrisk.models.stats import MIN_NOISE_REPLICATIONS, stability_noise
 
 SPECS = (
     FeatureSpec("balance", "exposure", None, "", "", "", ""),
@@ -137,3 +142,105 @@ def test_backtest_rejects_unmatured_rows() -> None:
     scored = pd.DataFrame({"probability": [0.1, 0.2], "rolled_to_default": [1, None]})
     with pytest.raises(ValueError, match="1 rows have no matured outcome"):
         backtest(scored, BANDS)
+
+
+# --------------------------------------------------------------------------- noise and verdicts
+
+
+def _null_psis(n_reference: int, n_current: int, draws: int, seed: int) -> np.ndarray:
+    """PSI of pairs of samples of ONE continuous distribution, on the reference's deciles."""
+    rng = np.random.default_rng(seed)
+    return np.array(
+        [
+            score_stability(rng.beta(2, 5, n_reference), rng.beta(2, 5, n_current)).value
+            for _ in range(draws)
+        ]
+    )
+
+
+def test_noise_matches_the_chi_square_on_large_samples() -> None:
+    from scipy.stats import chi2
+
+    sizes = 1.0 / 20_000 + 1.0 / 5_000
+    noise = stability_noise([2_000] * 10, 5_000, level=0.01)
+    # PSI ~ chi-square(bins - 1) x (1/n + 1/m) once no bin can empty by chance
+    assert noise.expected == pytest.approx(9 * sizes, rel=0.05)
+    assert noise.critical == pytest.approx(chi2.ppf(0.99, 9) * sizes, rel=0.05)
+    assert noise.level == 0.01 and noise.replications == MIN_NOISE_REPLICATIONS
+
+
+def test_noise_on_small_samples_holds_the_empty_bin_tail() -> None:
+    from scipy.stats import chi2
+
+    # 60 accounts in 10 bins: a decile left empty by chance adds ~0.69, beyond the chi-square
+    noise = stability_noise([50] * 10, 60, level=0.01)
+    assert noise.critical > 1.5 * chi2.ppf(0.99, 9) * (1 / 500 + 1 / 60)
+    assert noise.expected > 0.15  # the figure docs/monitoring.md quotes for 60 accounts
+
+
+def test_noise_threshold_holds_its_false_alarm_rate_on_real_psi() -> None:
+    # the real statistic (quantile bins fixed by a random reference), not the model of it
+    psis = _null_psis(500, 60, draws=600, seed=11)
+    reference_counts = score_stability(np.linspace(0, 1, 500), np.linspace(0, 1, 60)).table[
+        "expected_count"
+    ]
+    critical = stability_noise(reference_counts, 60, level=0.05).critical
+    assert 0.02 <= float((psis > critical).mean()) <= 0.09
+    # the fixed 0.25 threshold alone is no threshold at this size: noise crosses it often
+    assert float((psis > 0.25).mean()) > 0.1
+
+
+def test_noise_is_reproducible_and_checks_its_inputs() -> None:
+    first = stability_noise([30, 50, 20], 40, level=0.001)
+    assert first == stability_noise([30, 50, 20], 40, level=0.001)
+    assert first.replications == 20_000  # 20 draws beyond the critical value
+    assert stability_noise([0, 100, 0], 10, level=0.01).critical == 0.0  # one bin: no noise
+    with pytest.raises(ValueError, match="level must be in"):
+        stability_noise([10, 10], 10, level=0.0)
+    with pytest.raises(ValueError, match="current_size must be at least 1"):
+        stability_noise([10, 10], 0, level=0.01)
+    with pytest.raises(ValueError, match="not all 0"):
+        stability_noise([0, 0], 10, level=0.01)
+
+
+def test_judge_stability_alerts_only_beyond_act_and_noise() -> None:
+    deciles = [100] * 10
+
+    def judge(value: float, size: int, minimum: int = 50) -> StabilityVerdict:
+        return judge_stability(value, deciles, size, act=0.25, level=0.001, min_population=minimum)
+
+    assert judge(0.05, 5_000).verdict == "stable"
+    assert judge(0.05, 5_000).noise_critical is None  # not needed below act
+    assert judge(0.2, 5_000).verdict == "watch"
+    large = judge(0.3, 5_000)
+    assert large.verdict == "act" and large.alert
+    assert large.threshold == 0.25 and large.noise_critical < 0.25  # act binds on large samples
+    small = judge(0.3, 60)  # the same value on 60 accounts is within sampling noise
+    assert small.verdict == "within noise" and not small.alert
+    assert small.threshold == small.noise_critical > 0.3
+    assert judge(small.threshold + 0.01, 60).alert
+    too_few = judge(5.0, 40)
+    assert too_few.verdict == "too few" and not too_few.alert
+    assert math.isinf(too_few.threshold)
+    assert judge(0.05, 5_000, minimum=1).verdict == "stable"
+    always = judge_stability(0.05, deciles, 5_000, 0.25, 0.001, 50, always_noise=True)
+    assert always.verdict == "stable" and always.noise_critical is not None
+
+
+def test_monitoring_reference_is_the_latest_labelled_months(monkeypatch) -> None:
+    months = pd.to_datetime(["2024-01-31", "2024-02-29", "2024-03-31", "2024-04-30"])
+    parts = [
+        reference().assign(as_of=months[i], start_bucket="M1").iloc[i * 100 : (i + 1) * 100]
+        for i in range(4)
+    ]
+    chosen = monitoring_reference(parts[2:] + parts[:2], FEATURES, seed=1, months=2)
+    assert sorted(chosen["as_of"].unique()) == list(months[2:])
+    assert len(chosen) == 200
+    assert list(chosen.columns) == ["as_of", "product", "start_bucket", "balance"]
+    assert chosen["as_of"].is_monotonic_increasing
+    monkeypatch.setattr(monitoring, "REFERENCE_SAMPLE_ROWS", 50)
+    sampled = monitoring_reference(parts, FEATURES, seed=1, months=2)
+    assert len(sampled) == 50 and set(sampled["as_of"]) <= set(months[2:])
+    assert sampled.equals(monitoring_reference(parts, FEATURES, seed=1, months=2))
+    with pytest.raises(ValueError, match="no labelled row"):
+        monitoring_reference([parts[0].iloc[:0]], FEATURES, seed=1)
