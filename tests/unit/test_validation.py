@@ -9,7 +9,7 @@ import pytest
 
 from rollrisk.errors import DataContractError
 from rollrisk.features.schemas import TABLES_BY_NAME
-from rollrisk.features.validation import FILE_COLUMN, ROW_COLUMN, validate_table
+from rollrisk.features.validation import FILE_COLUMN, KNOCK_ON_REASON, ROW_COLUMN, validate_table
 from tests.conftest import tiny_accounts, tiny_statements
 
 STATEMENTS = TABLES_BY_NAME["statements"]
@@ -115,7 +115,10 @@ def test_missing_contract_column_is_a_table_error_naming_it():
 
 def test_results_do_not_depend_on_the_chunk_size():
     frame = pl.concat([tiny_statements(), tiny_statements().slice(4, 2)]).with_columns(
-        pl.when(pl.int_range(pl.len()) == 7).then(-1.0).otherwise("balance").alias("balance")
+        pl.when(pl.int_range(pl.len()) == 7)
+        .then(-1.0)
+        .otherwise("amount_paid")
+        .alias("amount_paid")
     )
     whole = validate_table(_raw(frame), STATEMENTS, ["s.parquet"])
     for chunk_rows in (1, 2, 4):
@@ -123,3 +126,127 @@ def test_results_do_not_depend_on_the_chunk_size():
         assert chunked.rejects.equals(whole.rejects)
         assert chunked.accepted.equals(whole.accepted)
     assert whole.rows_rejected == 3
+
+
+# -- issue 14: credit balances, one rule set for numbers and ids, honest rejects ---------------
+
+
+def test_a_credit_balance_with_nothing_due_is_accepted():
+    """After an overpayment or a refund the balance is negative and nothing is due."""
+    frame = tiny_statements().with_columns(
+        pl.when(pl.int_range(pl.len()) == 0).then(-250.0).otherwise("balance").alias("balance"),
+        pl.when(pl.int_range(pl.len()) == 0).then(0.0).otherwise("amount_due").alias("amount_due"),
+        pl.when(pl.int_range(pl.len()) == 0).then(0.0).otherwise("min_due").alias("min_due"),
+    )
+    outcome = validate_table(_raw(frame), STATEMENTS, ["s.parquet"])
+    assert outcome.rows_rejected == 0
+    assert outcome.accepted["balance"][0] == pytest.approx(-250.0)
+
+
+def test_non_finite_numbers_and_booleans_are_rejected_in_the_type_stage():
+    frame = (
+        tiny_statements()
+        .head(4)
+        .with_columns(
+            pl.Series("amount_due", [float("inf"), 300.0, 300.0, 300.0]),
+            pl.Series("balance", [1.0, float("-inf"), float("nan"), 1.0]),
+        )
+    )
+    reasons = _reasons(validate_table(_raw(frame), STATEMENTS, ["s.parquet"]))
+    assert reasons == {
+        0: "amount_due: expected a finite number, got 'inf'",
+        1: "balance: expected a finite number, got '-inf'",
+        2: "balance: expected a finite number, got 'NaN'",
+    }
+    booleans = tiny_statements().head(2).with_columns(pl.Series("amount_paid", [True, False]))
+    reasons = _reasons(validate_table(_raw(booleans), STATEMENTS, ["s.parquet"]))
+    assert reasons == {
+        0: "amount_paid: expected a number, got a boolean 'true'",
+        1: "amount_paid: expected a number, got a boolean 'false'",
+    }
+
+
+def test_non_finite_text_is_rejected_like_a_non_finite_float():
+    text = tiny_statements().head(3).with_columns(pl.all().cast(pl.String))
+    text = text.with_columns(pl.Series("amount_paid", ["inf", "1e400", "NaN"]))
+    reasons = _reasons(validate_table(_raw(text), STATEMENTS, ["s.csv"]))
+    assert reasons == {
+        0: "amount_paid: expected a finite number, got 'inf'",
+        1: "amount_paid: expected a finite number, got '1e400'",
+        2: "amount_paid: expected a finite number, got 'NaN'",
+    }
+
+
+def test_amounts_beyond_the_contract_bound_are_rejected_in_words():
+    frame = tiny_accounts().with_columns(pl.Series("credit_limit", [1.0, 2e15, 3.0]))
+    reasons = _reasons(validate_table(_raw(frame), ACCOUNTS, ["a.parquet"]))
+    assert reasons == {1: "credit_limit: expected a value <= 1e+15, got '2000000000000000.0'"}
+
+
+def test_an_over_long_id_is_rejected_and_quoted_short():
+    long_id = "X" * 10_000
+    frame = tiny_accounts().with_columns(pl.Series("account_id", ["A1", long_id, "A3"]))
+    outcome = validate_table(_raw(frame), ACCOUNTS, ["a.parquet"])
+    shown = "X" * 40 + "... (10000 characters)"
+    assert _reasons(outcome) == {
+        1: f"account_id: expected text of 1 to 64 characters, got '{shown}'"
+    }
+    assert outcome.rejects["key"].to_list() == [f"account_id={shown}"]
+    assert outcome.rejected_account_ids.to_list() == [long_id]
+
+
+@pytest.mark.parametrize(
+    "names", [("reason", "file"), ("row", "table"), ("key", "reasons"), ("_pos", "_type_reason")]
+)
+def test_lender_columns_never_meet_the_rejects_report_columns(names):
+    """A lender's own columns, whatever their names, are carried through untouched and never
+    take the place of the rejects report's own columns."""
+    frame = tiny_statements().with_columns(
+        pl.lit("lender's").alias(names[0]),
+        pl.int_range(pl.len()).alias(names[1]),
+        pl.when(pl.int_range(pl.len()) == 2)
+        .then(-1.0)
+        .otherwise("amount_paid")
+        .alias("amount_paid"),
+        pl.when(pl.int_range(pl.len()) == 4)
+        .then(float("inf"))
+        .otherwise("balance")
+        .alias("balance"),
+    )
+    frame = pl.concat([frame, frame.slice(6, 1)])  # a duplicate too
+    known = pl.Series(["A1", "A2"])  # A3 is not listed
+    outcome = validate_table(_raw(frame), STATEMENTS, ["s.parquet"], known_accounts=known)
+    assert outcome.rejects.columns == ["table", "file", "row", "key", "reasons"]
+    assert outcome.rejects["file"].to_list() == ["s.parquet"] * outcome.rows_rejected
+    assert _reasons(outcome) == {
+        2: "amount_paid: expected a value >= 0, got '-1.0'",
+        4: "balance: expected a finite number, got 'inf'",
+        **{r: "account_id: expected an account listed in accounts, got 'A3'" for r in (6, 7, 8)},
+        9: "duplicate (account_id, cycle_end): same key as row 6 of s.parquet, which was kept",
+    }
+    accepted = outcome.accepted
+    assert accepted.columns[-2:] == list(names)
+    assert accepted[names[0]].to_list() == ["lender's"] * accepted.height
+    assert accepted[names[1]].to_list() == [0, 1, 3, 5]  # the lender's values of the kept rows
+
+
+def test_a_knock_on_reject_names_the_rejected_account_row_and_its_reason():
+    accounts = tiny_accounts().with_columns(
+        pl.Series("opened_at", ["2023-01-15", "22/08/2021", "2023-01-15"])
+    )
+    account_outcome = validate_table(_raw(accounts), ACCOUNTS, ["lender/accounts.csv"])
+    assert account_outcome.rows_rejected == 1
+    statements = validate_table(
+        _raw(tiny_statements()),
+        STATEMENTS,
+        ["lender/statements.csv"],
+        known_accounts=account_outcome.accepted["account_id"],
+        rejected_accounts=account_outcome.rejected_accounts,
+    )
+    assert statements.rows_rejected == 3
+    (root,) = account_outcome.rejects["reasons"].to_list()
+    assert set(statements.rejects["reasons"]) == {
+        f"{KNOCK_ON_REASON}, see row 1 of lender/accounts.csv: {root}"
+    }
+    assert root.startswith("opened_at: expected a date") and "'22/08/2021'" in root
+    assert statements.rejected_account_ids.to_list() == ["A2"] * 3
