@@ -182,6 +182,10 @@ def score_portfolio(
         "observation": setup.observation.__dict__,
         "partitions": partitions,
         "code": code_version,
+        # how dates were read changes which rows are accepted; the default extract date (the
+        # day of the run) is left out, so a run resumed after midnight continues: an extract
+        # taken before midnight holds no row dated after either day
+        "dates": _dates_identity(portfolio.report.dates, portfolio.report.extract_date_given),
     }
     output = PartitionedRun(out, identity)
     resumed = sum(output.is_done(k) for k in range(partitions))
@@ -244,6 +248,14 @@ def score_portfolio(
         },
         "rejects_file": str(out / REJECTS_FILE) if report.rows_rejected else None,
         "engine": engine,
+        # how the portfolio's dates were read (docs/data-contract.md), and the as-of's source
+        "dates": {
+            "date_format": report.dates.date_format,
+            "time_zone": report.dates.time_zone,
+            "extract_date": str(report.dates.extract_date),
+            "extract_date_given": report.extract_date_given,
+            "as_of": "given" if default is None else "latest month with a complete book",
+        },
     }
     if not staged_rejects.exists():  # a clean book: a header-only rejects file says so
         pl.DataFrame(schema=REJECT_SCHEMA).write_csv(staged_rejects)
@@ -264,6 +276,14 @@ def score_portfolio(
         step_seconds=step_seconds,
         as_of_note=default.note() if default is not None else None,
     )
+
+
+def _dates_identity(dates: DateSettings, extract_date_given: bool) -> dict[str, str | None]:
+    return {
+        "date_format": dates.date_format,
+        "time_zone": dates.time_zone,
+        "extract_date": str(dates.extract_date) if extract_date_given else None,
+    }
 
 
 def _score_locally(

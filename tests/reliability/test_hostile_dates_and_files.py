@@ -248,6 +248,8 @@ def test_aware_timestamps_are_converted_to_the_declared_zone(
     code, _, _ = _score(world, capsys, portfolio, tmp_path / "scores", "--timezone", ZONE)
     assert code == 0
     _assert_complete(tmp_path / "scores", reference)  # nobody moved in or out
+    manifest, _ = read_current(tmp_path / "scores")
+    assert manifest["dates"]["time_zone"] == ZONE
 
 
 def test_an_unknown_time_zone_is_refused_by_the_flag(world, capsys):
@@ -299,6 +301,14 @@ def test_a_stray_month_after_the_book_never_becomes_the_default_as_of(
     assert code == 0
     _assert_complete(tmp_path / "scores", reference)
     assert "passed over: 2099-12 (1 account)" in err
+    manifest, _ = read_current(tmp_path / "scores")
+    assert manifest["dates"] == {
+        "date_format": None,
+        "time_zone": None,
+        "extract_date": "2100-01-01",
+        "extract_date_given": True,
+        "as_of": "latest month with a complete book",
+    }
 
 
 def test_a_partial_last_month_is_passed_over_with_a_note(world, reference, tmp_path, capsys):
