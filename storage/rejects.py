@@ -1,10 +1,12 @@
 """What the data contract set aside, counted by rows and by accounts, and the limit a job stops at.
 
 Every job that reads a portfolio prints this account and records it (the score manifest,
-``monitor.json``, the training report), and stops before doing anything when the rejects pass
-the limit the user sets (``--max-reject-rate``, or ``data.max_reject_rate`` in the config;
-default :data:`rollrisk.storage.config.DEFAULT_MAX_REJECT_RATE`, 1%). A few bad rows are set aside and the job goes on; a
-book that lost a noticeable share of itself is not scored, trained or monitored as if whole.
+``monitor.json``, ``rejects.json`` beside the training and evaluation reports), and stops
+before doing anything when the rejects pass the limit the user sets (``--max-reject-rate``, or
+``data.max_reject_rate`` in the config; default 1%,
+:data:`rollrisk.storage.config.DEFAULT_MAX_REJECT_RATE`). A few bad rows are set aside and the
+job goes on; a book that lost a noticeable share of itself is not scored, trained or monitored
+as if whole.
 
 Definitions (also in docs/data-contract.md, "Rejected rows and accounts"):
 
@@ -15,8 +17,9 @@ Definitions (also in docs/data-contract.md, "Rejected rows and accounts"):
 * **lost account**: an account of which nothing usable is left: its ``accounts`` row was
   rejected (or it was never listed there), or it had statements and every one was rejected;
 * **account reject rate**: rejected accounts / accounts read;
-* **knock-on rejects**: rows of the other tables rejected because their account's own
-  ``accounts`` row was rejected; the account's reason is their root cause.
+* **knock-on rejects**: rejected rows of the other tables whose account's own ``accounts`` row
+  was rejected (every row of such an account goes with it): that row's reason is their root
+  cause.
 
 A job stops when any table's row reject rate, or the account reject rate, is above the limit.
 """
@@ -32,13 +35,12 @@ from typing import Any
 import polars as pl
 
 from rollrisk.errors import UserError
+from rollrisk.features.validation import KNOCK_ON_REASON
 from rollrisk.storage.loader import Portfolio
 
 MAX_REJECT_RATE_FLAG = "--max-reject-rate"
 ACCOUNTS = "accounts"
 STATEMENTS = "statements"
-# how the reason of a knock-on reject starts (features/validation.py)
-KNOCK_ON_PREFIXES = ("account_id: the account was rejected", "account_id: expected an account")
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,7 @@ class TableRejects:
     table: str
     rows_read: int
     rows_rejected: int
-    knock_on: int  # rejected because the account's own row in `accounts` was rejected
+    knock_on: int  # rows of accounts whose own row in `accounts` was rejected
     top_reasons: tuple[tuple[str, int], ...]
 
     @property
@@ -274,7 +276,7 @@ def _own_reasons(table: TableRejects) -> str:
     own = [
         (reason, count)
         for reason, count in table.top_reasons
-        if not (table.knock_on and reason.startswith(KNOCK_ON_PREFIXES))
+        if not (table.knock_on and reason.startswith(KNOCK_ON_REASON))
     ]
     return _reasons(own)
 
