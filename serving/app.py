@@ -14,8 +14,16 @@ process answers ``/healthz`` at once and ``/readyz`` turns ready only when the m
 
 Every ``/v1/`` request needs the API key in the ``X-API-Key`` header (401 otherwise, checked
 before the body is read); bodies larger than the limit get 413; a malformed body gets 422 with
-the path of every bad field. Logs carry the request id, route, status, latency and counts only:
-never a value from a request, since requests hold borrower data.
+the path of every bad field, a body the JSON parser cannot read at all (nested deeper than it
+recurses, not UTF-8) included. Logs carry the request id, route, status, latency and counts
+only: never a value from a request, since requests hold borrower data.
+
+The API docs (``/docs``: Swagger UI, ``/redoc``: ReDoc) are served with their scripts and styles
+from the service itself (the assets ``fastapi-offline`` installs, under ``/docs/assets/``): a
+service on a network without internet access still shows them, and the pages name no other
+host. No answer carries a path of the server's file system (the policy rule is named by its
+file's name, a model loaded from a path by the path's last part, and a failed load's reason
+goes to the log, not to the unauthenticated ``/readyz``).
 """
 
 from __future__ import annotations
@@ -30,12 +38,16 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request, Security
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader
+from fastapi_offline import FastAPIOffline
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rollrisk.errors import UserError
 from rollrisk.scoring.core import ScoringSetup, check_tables, warm_up
@@ -54,7 +66,17 @@ REQUEST_ID_HEADER = "X-Request-ID"
 MAX_BODY_BYTES = 1_048_576  # 1 MiB: a few hundred accounts with a year of history
 MAX_BATCH_ACCOUNTS = 1_000  # concurrent requests scored together hold at most this many
 PROTECTED_PREFIX = "/v1/"
-ROUTES = ("/healthz", "/readyz", "/v1/model", "/v1/score", "/openapi.json", "/docs")
+DOCS_ASSETS = "/docs/assets"  # Swagger UI's and ReDoc's scripts, styles and icon, served here
+ROUTES = (
+    "/healthz",
+    "/readyz",
+    "/v1/model",
+    "/v1/score",
+    "/openapi.json",
+    "/docs",
+    "/docs/oauth2-redirect",
+    "/redoc",
+)
 
 log = logging.getLogger("rollrisk.serving")
 
@@ -71,6 +93,7 @@ class _ModelSlot:
 
     setup: ScoringSetup | None = None
     error: str | None = None
+    error_kind: str = ""
 
 
 def create_app(
@@ -129,8 +152,9 @@ def create_app(
             # tens of milliseconds)
             gc.freeze()
             slot.setup = loaded
-        except Exception as error:  # reported by /readyz and the callback, not raised
+        except Exception as error:  # reported by the log, /readyz and the callback, not raised
             slot.error = str(error) if isinstance(error, UserError) else repr(error)
+            slot.error_kind = type(error).__name__
             log.error("model failed to load: %s", slot.error)
             if on_load_failure is not None:
                 on_load_failure(slot.error)
@@ -150,7 +174,9 @@ def create_app(
         yield
         batcher.close()
 
-    app = FastAPI(
+    # FastAPI's own /docs loads Swagger UI from a CDN: blank on a network without internet
+    # access. FastAPIOffline serves the same pages with the assets its package ships.
+    app = FastAPIOffline(
         title="rollrisk scoring service",
         version="1",
         description=(
@@ -158,6 +184,9 @@ def create_app(
             "accounts: the same results as the nightly `rollrisk score` batch."
         ),
         lifespan=lifespan,
+        static_url=DOCS_ASSETS,
+        # no online validator badge: the page would call a public host with the spec's URL
+        swagger_ui_parameters={"validatorUrl": None},
     )
     app.state.batcher = batcher  # its counters: batches scored, largest batch
     # documents the key in the OpenAPI spec; the check itself is done by the middleware
@@ -202,7 +231,7 @@ def create_app(
         feature_set = ready.feature_set
         observation = ready.observation
         return {
-            "uri": model_uri,
+            "uri": shown_model_uri(model_uri),
             "name": ready.model_name,
             "version": ready.model_version,
             "feature_set": feature_set.name,
@@ -254,6 +283,16 @@ def create_app(
         ]
         return JSONResponse({"detail": problems}, status_code=422)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def unreadable_body(request: Request, error: StarletteHTTPException) -> Response:
+        # FastAPI answers 400 when parsing the body raises anything but a JSON syntax error:
+        # a body nested deeper than the parser recurses (RecursionError), bytes that are not
+        # UTF-8. Both are malformed bodies, 422 as documented, like invalid JSON.
+        if error.status_code == 400 and error.__cause__ is not None:
+            problem = {"loc": ["body"], "msg": _UNREADABLE_BODY, "type": "json_invalid"}
+            return JSONResponse({"detail": [problem]}, status_code=422)
+        return await http_exception_handler(request, error)
+
     app.add_middleware(_Guard, api_key=api_key, max_body_bytes=max_body_bytes)
     return app
 
@@ -287,10 +326,25 @@ def _missing_table_problem(setup: ScoringSetup, request: ScoreRequest) -> dict[s
     return None
 
 
+_UNREADABLE_BODY = (
+    "the body cannot be read as JSON: nested deeper than the parser allows, or not UTF-8"
+)
+
+
 def _not_ready_detail(slot: _ModelSlot) -> str:
+    # /readyz needs no key: the reason (which may name the server's paths or store) is in the
+    # service's log and, from `rollrisk serve`, on its stderr as it exits
     if slot.error is not None:
-        return f"model failed to load: {slot.error}"
+        return f"model failed to load ({slot.error_kind}); the reason is in the service's log"
     return "model is loading"
+
+
+def shown_model_uri(uri: str) -> str:
+    """The model URI as ``/v1/model`` shows it: a registry or run URI as it is; a model loaded
+    from a file system path by the path's last part only (the server's folders stay private)."""
+    if uri.startswith(("models:/", "runs:/")) or not uri:
+        return uri
+    return PurePosixPath(uri.removeprefix("file://")).name or uri
 
 
 class _Guard:
@@ -312,7 +366,9 @@ class _Guard:
         started = time.perf_counter()
         request_id = uuid.uuid4().hex[:16]
         path = scope["path"]
-        route = path if path in ROUTES else "<other>"  # an unknown path may hold an account id
+        # an unknown path may hold an account id; the docs' asset names hold nothing
+        known = path in ROUTES or path.startswith(DOCS_ASSETS + "/")
+        route = path if known else "<other>"
         status = {"code": 0}
 
         async def send_with_id(message: Message) -> None:

@@ -22,7 +22,7 @@ from rollrisk.arguments import add_scoring_arguments, setup_from_arguments
 from rollrisk.cli import main
 from rollrisk.scoring.core import SCORED_SCHEMA
 from rollrisk.serving.api_models import ScoredAccount, ScoreRequest, ScoreResponse
-from rollrisk.serving.app import create_app
+from rollrisk.serving.app import create_app, shown_model_uri
 from rollrisk.serving.request_scoring import (
     batch_key,
     request_body,
@@ -267,9 +267,30 @@ def test_a_failed_load_is_reported_by_readyz_and_the_callback():
         while not failures and time.monotonic() < deadline:
             time.sleep(0.01)
         response = client.get("/readyz")
-    assert failures == ["RuntimeError('no such model')"]
+    assert failures == ["RuntimeError('no such model')"]  # the reason, for the CLI and the log
     assert response.status_code == 503
-    assert response.json()["detail"] == "model failed to load: RuntimeError('no such model')"
+    # /readyz needs no key: the kind of failure only (a reason may name the server's paths)
+    assert response.json()["detail"] == (
+        "model failed to load (RuntimeError); the reason is in the service's log"
+    )
+
+
+def test_a_model_loaded_from_a_path_is_shown_by_its_last_part():
+    assert shown_model_uri("models:/rollrisk-test@challenger") == "models:/rollrisk-test@challenger"
+    assert shown_model_uri("runs:/0123abcd/model") == "runs:/0123abcd/model"
+    assert shown_model_uri("/srv/rollrisk/models/roll-v3") == "roll-v3"
+    assert shown_model_uri("file:///srv/rollrisk/models/roll-v3/") == "roll-v3"
+    assert shown_model_uri("") == ""
+
+
+def test_unknown_paths_and_methods_get_404_and_405_as_documented(client):
+    assert client.get("/v1/nothing", headers=HEADERS).status_code == 404
+    response = client.get("/v1/score", headers=HEADERS)
+    assert response.status_code == 405
+    assert response.json() == {"detail": "Method Not Allowed"}
+    bad_length = client.post("/v1/score", content=b"{}", headers={**HEADERS, "Content-Length": "x"})
+    assert bad_length.status_code == 400
+    assert bad_length.json() == {"detail": "Content-Length must be a whole number"}
 
 
 def test_model_endpoint_names_the_model_and_its_feature_set(client, world_setup):
