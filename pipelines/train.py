@@ -117,8 +117,9 @@ def _progress(message: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from rollrisk.api import train
     from rollrisk.arguments import load_portfolio_argument
-    from rollrisk.storage.tracking import fingerprint_files, log_training_run
+    from rollrisk.storage.tracking import configure_tracking, fingerprint_files, log_training_run
 
+    configure_tracking(create=True)  # a mistyped or broken store fails now, not after training
     config = load_config_argument(args)
     training = training_config(args, config)
     spec = observation_spec(args, config)

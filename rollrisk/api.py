@@ -275,7 +275,7 @@ def log_training_run(
     ``challenger``. Returns a :class:`~rollrisk.storage.tracking.TrainingRun`: ``run_id``,
     ``model_uri``, ``version`` (``None`` when not registered) and ``registered_uri``.
     """
-    setup = configure_tracking(uri=tracking_uri)
+    setup = configure_tracking(uri=tracking_uri, create=True)
     return log_run(
         result,
         data=None if data is None else Path(data),

@@ -7,12 +7,23 @@ Each job lives in a module of :mod:`rollrisk.pipelines` that exposes
 
 Modules are imported only when their subcommand runs (or ``--help`` is asked for it), so
 ``rollrisk --help`` stays fast and a heavy dependency of one job never slows another.
+
+Errors: what the user can fix ends in one line, ``rollrisk COMMAND: error: ...``, and exit
+code 2, with no traceback. That is every :class:`~rollrisk.errors.UserError` and every fault
+of the environment a job runs in: an ``OSError`` (full disk, no permission, a read-only or
+missing folder, a refused connection), the same error reported by polars (``... (os error
+28)``), and a failure of the MLflow store or its database (``MlflowException``, a database
+driver's error). Anything else is a bug in rollrisk and keeps its traceback.
+``ROLLRISK_TRACEBACK=1`` shows the traceback of the one-line errors too (for a bug report).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
+import re
 import sys
 import textwrap
 import warnings
@@ -71,6 +82,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
 )
 
 EXIT_USAGE = 2
+TRACEBACK_VARIABLE = "ROLLRISK_TRACEBACK"
 
 
 def _parser(selected: str | None) -> argparse.ArgumentParser:
@@ -156,12 +168,74 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return int(args._run(args) or 0)
-    except UserError as error:
-        print(f"rollrisk {args.command}: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"rollrisk {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as error:
+        message = user_facing_message(error)
+        if message is None or os.environ.get(TRACEBACK_VARIABLE):
+            raise
+        print(f"rollrisk {args.command}: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+# polars reports the operating system's errors inside its own: "... (os error 28)"
+_POLARS_OS_ERROR = re.compile(r"\(os error (\d+)\)")
+
+
+def user_facing_message(error: Exception) -> str | None:
+    """The one line that tells the user what went wrong, for an error that is theirs or their
+    environment's to fix (see the module docstring); None for anything else (a bug).
+
+    MLflow's and SQLAlchemy's exception types are looked up only if those libraries were
+    imported: an error cannot be of a type no code loaded.
+    """
+    if isinstance(error, UserError):
+        return str(error)
+    if isinstance(error, OSError):
+        return _os_error_message(error)
+    mlflow_exceptions = sys.modules.get("mlflow.exceptions")
+    if mlflow_exceptions is not None and isinstance(error, mlflow_exceptions.MlflowException):
+        return f"MLflow store {_store_uri()}: {_first_line(error)}"
+    sqlalchemy_exc = sys.modules.get("sqlalchemy.exc")
+    if sqlalchemy_exc is not None and isinstance(error, sqlalchemy_exc.DBAPIError):
+        return f"MLflow store {_store_uri()}: database error: {_first_line(error.orig or error)}"
+    if isinstance(error, _sqlite3_errors()):
+        return f"MLflow store {_store_uri()}: database error: {_first_line(error)}"
+    polars_exceptions = sys.modules.get("polars.exceptions")
+    if polars_exceptions is not None and isinstance(error, polars_exceptions.PolarsError):
+        found = _POLARS_OS_ERROR.search(str(error))
+        if found is not None:
+            code = int(found.group(1))
+            return _os_error_message(OSError(code, os.strerror(code)))
+    return None
+
+
+def _sqlite3_errors() -> tuple[type[Exception], ...]:
+    """``sqlite3.Error`` when the sqlite3 module is loaded, else no type."""
+    sqlite3 = sys.modules.get("sqlite3")
+    return (sqlite3.Error,) if sqlite3 is not None else ()
+
+
+def _store_uri() -> str:
+    """The tracking URI MLflow was pointed at (``unknown`` before MLflow is loaded)."""
+    mlflow = sys.modules.get("mlflow")
+    return mlflow.get_tracking_uri() if mlflow is not None else "unknown"
+
+
+def _os_error_message(error: OSError) -> str:
+    """``<what the system said>: <file>`` and, for a full disk, what to do."""
+    what = error.strerror or _first_line(error)
+    files = [str(f) for f in (error.filename, error.filename2) if f is not None]
+    text = f"{what}: {' -> '.join(files)}" if files else what
+    if error.errno == errno.ENOSPC:
+        text += "; free some space and rerun"
+    return text
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 if __name__ == "__main__":

@@ -119,7 +119,12 @@ def output_lock(out_dir: Path) -> Iterator[Path]:
         handle.flush()
         staging = out_dir / STAGING
         shutil.rmtree(staging, ignore_errors=True)  # a killed run's leftovers: ours now
-        staging.mkdir()
+        try:
+            staging.mkdir()
+        except OSError as error:  # the lock file was writable, the folder is not
+            raise UserError(
+                f"{out_dir}: cannot write to this output folder ({error.strerror or error})"
+            ) from error
         try:
             yield staging
         finally:
@@ -303,7 +308,12 @@ def _os_error_of(error: Exception, path: Path) -> OSError | None:
 
 def _fsync(path: Path) -> None:
     with path.open("rb") as handle:
-        os.fsync(handle.fileno())
+        try:
+            os.fsync(handle.fileno())
+        except OSError as error:  # a full disk often shows here first: say which file
+            if error.filename is not None:
+                raise
+            raise OSError(error.errno, error.strerror, str(path)) from error
 
 
 def read_current(out_dir: Path) -> tuple[dict[str, Any], pl.DataFrame]:

@@ -17,6 +17,7 @@ Point MLflow at the store first (:func:`rollrisk.storage.tracking.configure_trac
 from __future__ import annotations
 
 import json
+import pickle
 import re
 import tempfile
 from collections.abc import Mapping
@@ -76,34 +77,47 @@ def load_roll_model(uri: str) -> LoadedModel:
     other URIs (``runs:/...``, a path) are loaded as they are, with version ``unregistered``.
 
     Raises:
-        UserError: the URI names no model in the store, or not a rollrisk roll model.
+        UserError: the URI names no model in the store; the model's files are missing from
+            the artifact store or damaged (truncated, overwritten); not a rollrisk roll model.
     """
     import mlflow
     from mlflow.exceptions import MlflowException
 
     name, version = UNREGISTERED, UNREGISTERED
-    client = mlflow.MlflowClient()
+    store = mlflow.get_tracking_uri()
+    if match := _ALIAS.match(uri):
+        name = match["name"]
+        try:
+            found = mlflow.MlflowClient().get_model_version_by_alias(name, match["alias"])
+        except MlflowException as error:
+            raise UserError(
+                f"cannot load model {uri!r} from {store}: {_first_line(error)} (is there a "
+                "registered model with that alias? `rollrisk train` registers a `challenger`; "
+                "`rollrisk promote` makes it `champion`)"
+            ) from error
+        version = str(found.version)
+    elif match := _VERSION.match(uri):
+        name, version = match["name"], match["version"]
+        try:
+            mlflow.MlflowClient().get_model_version(name, version)
+        except MlflowException as error:
+            raise UserError(
+                f"cannot load model {uri!r} from {store}: {_first_line(error)}"
+            ) from error
     try:
-        if match := _ALIAS.match(uri):
-            name = match["name"]
-            version = str(client.get_model_version_by_alias(name, match["alias"]).version)
-        elif match := _VERSION.match(uri):
-            name, version = match["name"], match["version"]
         pyfunc = mlflow.pyfunc.load_model(uri)
-    except MlflowException as error:
-        hint = ""
-        if _ALIAS.match(uri):
-            hint = (
-                " (is there a registered model with that alias? `rollrisk train` registers a "
-                "`challenger`; `rollrisk promote` makes it `champion`)"
-            )
+        python_model = pyfunc.unwrap_python_model()
+    except (MlflowException, OSError) as error:
         raise UserError(
-            f"cannot load model {uri!r} from {mlflow.get_tracking_uri()}: "
-            f"{str(error).splitlines()[0]}{hint}"
+            f"cannot load model {uri!r}{_where(name, version)} from {store}: the model's files "
+            f"are missing or unreadable ({_first_line(error)})"
         ) from error
-    except OSError as error:  # a path or runs:/ URI whose files are not there
-        raise UserError(f"cannot load model {uri!r}: {error}") from error
-    python_model = pyfunc.unwrap_python_model()
+    except _DAMAGED as error:
+        raise UserError(
+            f"cannot load model {uri!r}{_where(name, version)}: its files are damaged "
+            f"(truncated or overwritten?): {type(error).__name__}: {_first_line(error)}; "
+            "retrain, or restore the artifact store from a backup"
+        ) from error
     model = getattr(python_model, "model_", None)
     from rollrisk.models.roll_model import RollModel
 
@@ -118,6 +132,36 @@ def load_roll_model(uri: str) -> LoadedModel:
         reference_scores=getattr(python_model, "reference_scores_", None),
         reference_features=getattr(python_model, "reference_features_", None),
     )
+
+
+# What reading a model's files raises when the bytes are not what was written: JSON and
+# Parquet decoders raise ValueError (pyarrow's ArrowInvalid is one), a cut pickle
+# UnpicklingError or EOFError, a JSON object missing a field KeyError.
+_DAMAGED: tuple[type[Exception], ...] = (ValueError, EOFError, pickle.UnpicklingError, KeyError)
+
+
+def _where(name: str, version: str) -> str:
+    """`` (version V of NAME, files at LOCATION)`` for a registered model, else ``""``."""
+    if version == UNREGISTERED:
+        return ""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow.MlflowClient()
+    try:
+        source = client.get_model_version(name, version).source
+        # MLflow 3: the version's source is a logged model, models:/m-<id>, which knows
+        # where its files are
+        if source.startswith("models:/m-"):
+            source = client.get_logged_model(source.removeprefix("models:/")).artifact_location
+    except MlflowException:
+        return f" (version {version} of {name})"
+    return f" (version {version} of {name}, files at {source})"
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def observation_of(loaded: LoadedModel, base: ObservationSpec) -> ObservationSpec:

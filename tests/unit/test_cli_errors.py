@@ -1,0 +1,93 @@
+"""The CLI's error boundary: what the user or the environment must fix is one line and exit 2;
+a bug keeps its traceback (rollrisk/cli.py)."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+import polars as pl
+import pytest
+import sqlalchemy.exc
+from mlflow.exceptions import MlflowException
+
+from rollrisk.cli import EXIT_USAGE, TRACEBACK_VARIABLE, main
+from rollrisk.errors import UserError
+
+
+def _failing_job(monkeypatch: pytest.MonkeyPatch, error: BaseException) -> None:
+    """`rollrisk validate` raises ``error`` as soon as it runs."""
+
+    def run(args):
+        raise error
+
+    monkeypatch.setattr("rollrisk.pipelines.validate.run", run)
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("rollrisk validate: error: ")
+    return lines[0].removeprefix("rollrisk validate: error: ")
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (UserError("--data x: not a folder"), "--data x: not a folder"),
+        (
+            OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/out/runs/k/part-00000.parquet.1.tmp"),
+            "No space left on device: /out/runs/k/part-00000.parquet.1.tmp; free some space and rerun",
+        ),
+        (PermissionError(errno.EACCES, "Permission denied", "/out/.lock"), "Permission denied: /out/.lock"),
+        (
+            pl.exceptions.ComputeError("parquet: underlying IO error: No space left on device (os error 28)"),
+            "No space left on device; free some space and rerun",
+        ),
+        (ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused"), "Connection refused"),
+    ],
+)  # fmt: skip
+def test_user_and_environment_errors_are_one_line_and_exit_2(monkeypatch, capsys, error, expected):
+    _failing_job(monkeypatch, error)
+    assert main(["validate", "--data", "x"]) == EXIT_USAGE
+    assert _one_line_error(capsys) == expected
+
+
+def test_a_failing_mlflow_store_is_one_line_naming_the_store(monkeypatch, capsys):
+    import mlflow
+
+    monkeypatch.setattr(mlflow, "get_tracking_uri", lambda: "sqlite:////srv/mlflow.db")
+    _failing_job(monkeypatch, MlflowException("Run 'abc' not found\nmore detail"))
+    assert main(["validate", "--data", "x"]) == EXIT_USAGE
+    assert _one_line_error(capsys) == "MLflow store sqlite:////srv/mlflow.db: Run 'abc' not found"
+
+    locked = sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("database is locked"))
+    _failing_job(monkeypatch, locked)
+    assert main(["validate", "--data", "x"]) == EXIT_USAGE
+    assert _one_line_error(capsys) == (
+        "MLflow store sqlite:////srv/mlflow.db: database error: database is locked"
+    )
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ZeroDivisionError("division by zero"),
+        KeyError("probability"),
+        pl.exceptions.ComputeError("a bug, not the disk"),
+        sqlalchemy.exc.ArgumentError("a bad SQLAlchemy call"),
+    ],
+)
+def test_a_bug_keeps_its_traceback(monkeypatch, error):
+    _failing_job(monkeypatch, error)
+    with pytest.raises(type(error)):
+        main(["validate", "--data", "x"])
+
+
+def test_the_traceback_variable_shows_the_traceback_of_a_one_line_error(monkeypatch):
+    _failing_job(monkeypatch, OSError(errno.ENOSPC, "No space left on device", "/out/x"))
+    monkeypatch.setenv(TRACEBACK_VARIABLE, "1")
+    with pytest.raises(OSError, match="No space left on device"):
+        main(["validate", "--data", "x"])
