@@ -1,24 +1,35 @@
 """Check that the accounts scored today still look like the ones the model was trained on.
 
 Compares the population at --as-of (the delinquent accounts `rollrisk score` would score) with
-the model's training population:
+the model's reference: its latest labelled months (3 as-of months), logged with it by
+`rollrisk train`, and scored by the model itself:
 
-  score PSI      the model's scores today against its training scores, on the training bins
-  feature CSI    each feature's distribution today against a training sample the model carries
-                 (numeric: training quantile bins; categorical: training categories plus an
-                 "other/unseen" bin; missing values are a bin of their own)
+  score PSI      the model's scores today against its scores on the reference, on the
+                 reference's bins
+  feature CSI    each feature's distribution today against the reference (numeric: reference
+                 quantile bins; categorical: reference categories plus an "other/unseen" bin;
+                 missing values are a bin of their own)
   backtest       once the as-of's performance window has passed in --data (the DPD of the
                  following months is in the statements), realised roll-to-default rate against
                  the mean predicted probability per risk band, with a 95% interval
 
-Verdicts: PSI/CSI under 0.1 stable, 0.1-0.25 watch, above the threshold act. Thresholds are
-in the `monitoring:` section of conf/default.yaml (psi_act, csi_act, backtest_tolerance).
+Verdicts: PSI/CSI under 0.1 stable, 0.1 to the threshold watch, above it act -- but only when
+sampling noise could not have produced it: two samples of one population show some PSI by
+chance, more the smaller they are, so each value is also compared with what noise alone gives
+at the sizes compared (a false-alarm rate of 1% over all checks). Under min_population
+delinquent accounts (50) PSI and CSI are reported, not judged ("no verdict"). Thresholds are
+in the `monitoring:` section of conf/default.yaml (psi_act, csi_act, false_alarm_rate,
+min_population, backtest_tolerance, backtest_min_accounts); docs/monitoring.md explains them.
 
-Output: OUT/monitor.md (for people) and OUT/monitor.json (for machines).
+Output: OUT/monitor.md (for people) and OUT/monitor.json (for machines; "verdict" is "alert",
+"no alert" or "no verdict"). Rows the data contract rejects go to OUT/rejects.csv and are
+counted by table and account under "rejects" in monitor.json.
 Exit codes, so a scheduler can alert:
-  0  nothing crossed a threshold
+  0  nothing crossed a threshold (also "no verdict": too few accounts to judge, said so)
   3  a threshold was crossed (the alerts are printed and listed in monitor.json)
-  2  usage or data error (bad flag, unreadable portfolio, unknown model), 1 unexpected failure
+  2  usage or data error (bad flag, unreadable portfolio, unknown model, rejects above
+     --max-reject-rate, a table the model was trained with missing without
+     --allow-missing-table), 1 unexpected failure
 
 example:
   rollrisk monitor --model models:/rollrisk-roll-to-default@champion \\
@@ -31,6 +42,7 @@ import argparse
 import json
 import math
 import sys
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,14 +51,23 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from rollrisk.arguments import add_config_argument, add_model_argument, add_portfolio_arguments
+from rollrisk.arguments import (
+    add_config_argument,
+    add_missing_table_argument,
+    add_model_argument,
+    add_portfolio_arguments,
+)
 from rollrisk.conf import DEFAULT_POLICY
 from rollrisk.errors import UserError
 
 if TYPE_CHECKING:
     from rollrisk.features.observations import ObservationSpec
+    from rollrisk.features.registry import FeatureSet
+    from rollrisk.models.monitoring import FeatureStability, StabilityVerdict
     from rollrisk.models.roll_model import RollModel
+    from rollrisk.storage.config import MonitoringConfig
     from rollrisk.storage.loader import Portfolio
+    from rollrisk.storage.registry import LoadedModel
 
 EXIT_OK = 0
 EXIT_ALERT = 3
@@ -60,6 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--policy", type=Path, default=DEFAULT_POLICY, help="policy YAML (its risk bands)"
     )
+    add_missing_table_argument(parser)
 
 
 def current_population(
@@ -92,11 +114,12 @@ def matured_outcomes(
 
 
 def run(args: argparse.Namespace) -> int:
+    from rollrisk.arguments import allowed_missing_tables, load_portfolio_argument
+    from rollrisk.features.dates import default_as_of_choice
     from rollrisk.features.observations import ObservationSpec
-    from rollrisk.models.monitoring import backtest, feature_stability, score_stability
-    from rollrisk.scoring.core import default_as_of
+    from rollrisk.models.monitoring import backtest
+    from rollrisk.scoring.core import check_model_tables, tables_present, trained_tables
     from rollrisk.storage.config import load_config
-    from rollrisk.storage.loader import load_portfolio
     from rollrisk.storage.registry import load_roll_model, observation_of
     from rollrisk.storage.tracking import configure_tracking
     from rollrisk.strategies.policy import load_policy
@@ -109,17 +132,29 @@ def run(args: argparse.Namespace) -> int:
     configure_tracking()
     print(f"[monitor] loading model {args.model}", file=sys.stderr, flush=True)
     loaded = load_roll_model(args.model)
-    if loaded.reference_scores is None:
-        raise UserError(
-            f"model {args.model!r} carries no training scores (reference_scores): retrain it "
-            "with this version of `rollrisk train`"
-        )
+    reference = reference_of(loaded)
+    if reference.note:
+        print(f"[monitor] note: {reference.note}", file=sys.stderr)
     base = ObservationSpec.from_mapping(config.observation, source=f"config file {config.source}")
     spec = observation_of(loaded, base)
-    print(f"[monitor] loading portfolio {args.data}", file=sys.stderr, flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    portfolio = load_portfolio(args.data, rejects_path=args.out / "rejects.csv")
-    as_of = args.as_of or default_as_of(portfolio.statements)
+    (args.out / "rejects.csv").unlink(missing_ok=True)  # a stale list from an earlier run
+    portfolio, accounting = load_portfolio_argument(
+        args, "monitor", args.out / "rejects.csv", config
+    )
+    # a population scored without a table the model learnt from drifts by construction
+    monitored_without = check_model_tables(
+        trained_tables(loaded.metadata),
+        tables_present(portfolio.collection_actions, portfolio.treatments),
+        allowed_missing_tables(args),
+        model=args.model,
+        feature_set=loaded.model.feature_set,
+        where=str(args.data),
+    )
+    default = default_as_of_choice(portfolio.statements) if args.as_of is None else None
+    as_of = default.as_of if default is not None else args.as_of
+    if default is not None and default.note():
+        print(f"[monitor] note: {default.note()}", file=sys.stderr)
     current = current_population(portfolio, as_of, spec, loaded.model)
     if current.empty:
         raise UserError(
@@ -127,21 +162,13 @@ def run(args: argparse.Namespace) -> int:
             f"{as_of}: nothing to monitor"
         )
 
-    alerts: list[str] = []
-    psi = score_stability(loaded.reference_scores, current["probability"].to_numpy())
-    if psi.value > thresholds.psi_act:
-        alerts.append(f"score PSI {psi.value:.3f} > {thresholds.psi_act}")
-
-    stability = None
-    if loaded.reference_features is not None:
-        stability = feature_stability(loaded.reference_features, current, loaded.model.feature_set)
-        for row in stability.summary.itertuples():
-            if row.csi > thresholds.csi_act:
-                alerts.append(f"feature {row.feature}: CSI {row.csi:.3f} > {thresholds.csi_act}")
-    else:
+    stability = judge_population(reference, current, loaded.model.feature_set, thresholds)
+    alerts = list(stability.alerts)
+    if stability.judged is False:
         print(
-            "[monitor] the model carries no training feature sample (trained before "
-            "reference_features was logged): CSI skipped",
+            f"[monitor] NO VERDICT on score PSI and feature CSI: {len(current):,} delinquent "
+            f"accounts at {as_of}, fewer than monitoring.min_population "
+            f"({thresholds.min_population}); their figures are reported, not judged",
             file=sys.stderr,
         )
 
@@ -162,25 +189,41 @@ def run(args: argparse.Namespace) -> int:
                     f"{row.predicted_mean:.3f} (gap beyond {thresholds.backtest_tolerance})"
                 )
 
+    verdict = "alert" if alerts else ("no alert" if stability.judged else "no verdict")
     report = {
         "as_of": as_of.isoformat(),
         "model": {"uri": args.model, "name": loaded.name, "version": loaded.version},
         "data": str(args.data),
         "population": len(current),
+        "rejects": accounting.as_dict(),
+        "tables": {
+            "trained_with": list(trained_tables(loaded.metadata)),
+            "monitored_without": list(monitored_without),  # --allow-missing-table
+        },
+        "verdict": verdict,
         "thresholds": thresholds.model_dump(),
+        "reference": {
+            "kind": reference.kind,
+            "months": reference.months,
+            "rows": int(reference.scores.size),
+        },
+        "noise": {
+            "checks": stability.checks,
+            "level_per_check": stability.level,
+            "judged": stability.judged,
+        },
         "score_psi": {
-            "value": psi.value,
-            "verdict": _verdict(psi.value, thresholds.psi_act),
-            "reference_scores": int(np.asarray(loaded.reference_scores).size),
-            "bins": _records(psi.table),
+            **_judgement(stability.score),
+            "reference_scores": int(reference.scores.size),
+            "bins": _records(stability.score_table),
         },
         "feature_csi": None
-        if stability is None
+        if stability.features is None
         else [
-            {**record, "verdict": _verdict(record["csi"], thresholds.csi_act)}
-            for record in _records(stability.summary)
+            {**record, **_judgement(stability.feature_verdicts[record["feature"]], "csi")}
+            for record in _records(stability.features.summary)
         ],
-        "feature_bins": None if stability is None else _records(stability.bins),
+        "feature_bins": None if stability.features is None else _records(stability.features.bins),
         "backtest": None
         if backtest_table is None
         else {
@@ -196,21 +239,171 @@ def run(args: argparse.Namespace) -> int:
     (args.out / "monitor.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
     (args.out / "monitor.md").write_text(render_markdown(report), encoding="utf-8")
 
+    psi = stability.score
     print(
         f"[monitor] {len(current):,} accounts at {as_of}, {loaded.name} v{loaded.version}: "
-        f"score PSI {psi.value:.3f} ({report['score_psi']['verdict']})"
+        f"score PSI {psi.value:.3f} ({psi.verdict}); verdict: {verdict.upper()}"
     )
     for alert in alerts:
         print(f"  ALERT {alert}")
+    if verdict == "no verdict":
+        print(
+            f"  NO VERDICT: {len(current):,} accounts are too few to tell drift from noise "
+            f"(min_population {thresholds.min_population})"
+        )
     print(f"  report: {args.out / 'monitor.md'}")
     return EXIT_ALERT if alerts else EXIT_OK
 
 
-def _verdict(value: float, act_above: float) -> str:
-    """'stable' under 0.1, 'act' above the configured threshold, 'watch' between."""
-    if value > act_above:
-        return "act"
-    return "stable" if value < 0.1 else "watch"
+@dataclass(frozen=True)
+class Reference:
+    """What a model is monitored against: rows of features (None: CSI skipped) and scores.
+
+    ``kind``: ``latest labelled months`` (logged by this version of ``rollrisk train``),
+    ``pooled training sample`` (an older model's sample of its whole training period) or
+    ``training scores`` (an older model still, with scores only); ``note`` says what an older
+    reference means for the figures ("" for the current one).
+    """
+
+    features: pd.DataFrame | None
+    scores: np.ndarray
+    kind: str
+    months: list[str]
+    note: str
+
+
+def reference_of(loaded: LoadedModel) -> Reference:
+    """The model's monitoring reference, scored by the model itself.
+
+    The scores are computed here, from the reference rows, rather than read from the scores
+    logged at training: the PSI then compares the same rows as the CSI, scored by the very
+    model (and calibrator) that scores today's population.
+    """
+    rows = loaded.reference_features
+    if rows is None:
+        if loaded.reference_scores is None:
+            raise UserError(
+                f"model {loaded.uri!r} carries no reference (reference_features or "
+                "reference_scores): retrain it with this version of `rollrisk train`"
+            )
+        return Reference(
+            None,
+            np.asarray(loaded.reference_scores, dtype=np.float64),
+            "training scores",
+            [],
+            "the model carries only its training scores (trained before reference_features "
+            "was logged): CSI skipped, and the score PSI compares with the whole training "
+            "period, whose oldest months differ from today by construction; retrain it",
+        )
+    scores = np.asarray(loaded.predict_proba(rows), dtype=np.float64)
+    if "as_of" not in rows.columns:
+        return Reference(
+            rows,
+            scores,
+            "pooled training sample",
+            [],
+            "the model carries a sample of its whole training period, not its latest months "
+            "(trained before the reference was chosen that way): early months without a full "
+            "look-back and a seasoning book make an unchanged portfolio look drifted; retrain it",
+        )
+    months = sorted({str(pd.Timestamp(value).date()) for value in rows["as_of"]})
+    return Reference(rows, scores, "latest labelled months", months, "")
+
+
+@dataclass(frozen=True)
+class PopulationStability:
+    """The score PSI and feature CSIs of today's population, judged (:func:`judge_population`)."""
+
+    score: StabilityVerdict
+    score_table: pd.DataFrame
+    features: FeatureStability | None
+    feature_verdicts: dict[str, StabilityVerdict]
+    checks: int
+    level: float
+    judged: bool
+    alerts: tuple[str, ...]
+
+
+def judge_population(
+    reference: Reference,
+    current: pd.DataFrame,
+    feature_set: FeatureSet,
+    thresholds: MonitoringConfig,
+) -> PopulationStability:
+    """PSI of the scores and CSI of every feature, each judged for the sample sizes compared.
+
+    The overall false-alarm rate is shared equally among the checks (the score and each
+    feature: Bonferroni), so a population with no change raises any alert with at most that
+    probability whatever the number of features.
+    """
+    from rollrisk.models.monitoring import (
+        TOO_FEW,
+        feature_stability,
+        judge_stability,
+        score_stability,
+    )
+
+    features = None
+    if reference.features is not None:
+        features = feature_stability(reference.features, current, feature_set)
+    checks = 1 + (0 if features is None else len(features.summary))
+    level = thresholds.false_alarm_rate / checks
+    size = len(current)
+    psi = score_stability(reference.scores, current["probability"].to_numpy())
+    score = judge_stability(
+        psi.value,
+        psi.table["expected_count"],
+        size,
+        thresholds.psi_act,
+        level,
+        thresholds.min_population,
+        always_noise=True,  # one check: its noise is always worth reporting
+    )
+    alerts = []
+    if score.alert:
+        alerts.append(
+            f"score PSI {psi.value:.3f} > {thresholds.psi_act} (sampling noise alone at these "
+            f"sizes stays below {score.noise_critical:.3f})"
+        )
+    verdicts: dict[str, StabilityVerdict] = {}
+    if features is not None:
+        bins = features.bins.groupby("feature", sort=False)["expected_count"]
+        for row in features.summary.itertuples():
+            verdict = judge_stability(
+                row.csi,
+                bins.get_group(row.feature),
+                size,
+                thresholds.csi_act,
+                level,
+                thresholds.min_population,
+            )
+            verdicts[row.feature] = verdict
+            if verdict.alert:
+                alerts.append(
+                    f"feature {row.feature}: CSI {row.csi:.3f} > {thresholds.csi_act} (sampling "
+                    f"noise alone at these sizes stays below {verdict.noise_critical:.3f})"
+                )
+    return PopulationStability(
+        score=score,
+        score_table=psi.table,
+        features=features,
+        feature_verdicts=verdicts,
+        checks=checks,
+        level=level,
+        judged=score.verdict != TOO_FEW,
+        alerts=tuple(alerts),
+    )
+
+
+def _judgement(verdict: StabilityVerdict, value_key: str = "value") -> dict[str, Any]:
+    """A verdict's JSON fields (an infinite threshold, when not judged, becomes None)."""
+    return {
+        value_key: _json_value(verdict.value),
+        "verdict": verdict.verdict,
+        "alert_above": _json_value(verdict.threshold),
+        "noise_expected": verdict.noise_expected,
+        "noise_critical": verdict.noise_critical,
+    }
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -237,20 +430,48 @@ def render_markdown(report: dict[str, Any]) -> str:
         "## Verdict",
         "",
     ]
+    reference = report["reference"]
+    months = reference["months"]
+    compared = (
+        f"its latest labelled months, {months[0]} to {months[-1]}" if months else reference["kind"]
+    )
+    noise = report["noise"]
     if report["alerts"]:
         lines += [f"- **ALERT** {alert}" for alert in report["alerts"]]
         lines += ["", f"Exit code {report['exit_code']} (a threshold was crossed)."]
+    elif report["verdict"] == "no verdict":
+        lines += [
+            f"**No verdict**: {report['population']:,} delinquent accounts are fewer than "
+            f"`min_population` ({report['thresholds']['min_population']}), too few to tell drift "
+            "from sampling noise. The figures below are reported, not judged (exit code 0).",
+        ]
     else:
         lines += ["No threshold crossed (exit code 0)."]
+    lines += [
+        "",
+        f"Compared with the model's reference: {compared} ({reference['rows']:,} rows). A "
+        f"PSI or CSI alerts when it is above its practical threshold and above what sampling "
+        f"noise alone gives at these sizes with probability {noise['level_per_check']:.2g} "
+        f"(a false-alarm rate of {report['thresholds']['false_alarm_rate']} shared by "
+        f"{noise['checks']} checks).",
+    ]
     psi = report["score_psi"]
+    critical = psi["noise_critical"]
+    noise_text = (
+        ""
+        if critical is None
+        else f"; sampling noise alone: {psi['noise_expected']:.4f} on average, above "
+        f"{critical:.4f} with probability {noise['level_per_check']:.2g}"
+    )
     lines += [
         "",
         "## Score stability (PSI)",
         "",
-        f"PSI {psi['value']:.4f}: **{psi['verdict']}** (act above {report['thresholds']['psi_act']}); "
-        f"{psi['reference_scores']:,} training scores fix the bins.",
+        f"PSI {psi['value']:.4f}: **{psi['verdict']}** (act above "
+        f"{report['thresholds']['psi_act']}{noise_text}); "
+        f"{psi['reference_scores']:,} reference scores fix the bins.",
         "",
-        "| bin | lower | upper | training share | today's share | contribution |",
+        "| bin | lower | upper | reference share | today's share | contribution |",
         "|---|---|---|---|---|---|",
     ]
     for row in psi["bins"]:
@@ -262,16 +483,19 @@ def render_markdown(report: dict[str, Any]) -> str:
         )
     lines += ["", "## Feature stability (CSI)", ""]
     if report["feature_csi"] is None:
-        lines.append("Not computed: the model carries no training feature sample.")
+        lines.append("Not computed: the model carries no reference feature sample.")
     else:
         lines += [
-            "| feature | kind | CSI | verdict | empty bins today | missing (train -> today) | unseen today |",
-            "|---|---|---|---|---|---|---|",
+            "| feature | kind | CSI | verdict | noise above (when judged) | empty bins today "
+            "| missing (reference -> today) | unseen today |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for row in report["feature_csi"]:
+            noise_cell = "" if row["noise_critical"] is None else f"{row['noise_critical']:.4f}"
             lines.append(
                 f"| {row['feature']} | {row['kind']} | {row['csi']:.4f} | {row['verdict']} | "
-                f"{row['empty_bins_actual']} | {row['missing_share_expected']:.1%} -> "
+                f"{noise_cell} | {row['empty_bins_actual']} | "
+                f"{row['missing_share_expected']:.1%} -> "
                 f"{row['missing_share_actual']:.1%} | {row['unseen_share_actual']:.1%} |"
             )
     lines += ["", "## Backtest: realised against predicted roll rate", ""]

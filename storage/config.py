@@ -29,10 +29,17 @@ DEFAULT_JURISDICTIONS: tuple[str, ...] = ("CN",)
 
 
 class MonitoringConfig(ConfigSection):
-    """Thresholds at which ``rollrisk monitor`` exits 3 (alert)."""
+    """Thresholds at which ``rollrisk monitor`` exits 3 (alert); see docs/monitoring.md."""
 
-    psi_act: float = Field(0.25, gt=0.0)  # score PSI above this: act
-    csi_act: float = Field(0.25, gt=0.0)  # any feature's CSI above this: act
+    # a score PSI (a feature's CSI) above this is a change large enough to act on; it alerts
+    # when sampling noise at the sizes compared could not have produced it (false_alarm_rate)
+    psi_act: float = Field(0.25, gt=0.0)
+    csi_act: float = Field(0.25, gt=0.0)
+    # the chance that a population with no change raises a PSI or CSI alert by sampling noise
+    # alone, shared out among the checks (the score and every feature)
+    false_alarm_rate: float = Field(0.01, gt=0.0, lt=1.0)
+    # fewer delinquent accounts: PSI and CSI are reported, not judged (5 per bin of 10 bins)
+    min_population: int = Field(50, ge=1)
     # a risk band's realised roll rate differs from its mean prediction by more than this
     # (absolute) and the prediction is outside the realised rate's 95% interval: act
     backtest_tolerance: float = Field(0.05, gt=0.0, lt=1.0)

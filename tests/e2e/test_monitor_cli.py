@@ -16,13 +16,10 @@ pytestmark = pytest.mark.slow  # shares the ~20 s scoring_world; each run loads 
 AMOUNT_COLUMNS = ("amount_due", "min_due", "amount_paid", "balance")
 AMOUNT_SHOCK = 20.0
 # An out-of-time test month of the model (2024-12), its 3-month window matured (Jan-Mar 2025).
+# The model's reference is its latest labelled months (2024-10..2025-01 in this 16-month world):
+# the default thresholds hold on the undisturbed portfolio (no more raised csi_act to hide the
+# early months' incomplete 12-month windows, which the pooled training reference compared with).
 AS_OF = "2024-12-31"
-# The test world's statements start in 2024-01 with no earlier history, so the 12-month-window
-# features of the first training months (e.g. roll_count_12m: no roll yet) genuinely differ
-# from later months: CSI up to ~2 on the undisturbed portfolio, by construction of the world,
-# not of the model. The threshold is raised above that artefact; the amount shock moves the
-# amount-based features far beyond it (CSI > 4).
-TEST_CONFIG = "monitoring:\n  csi_act: 3.0\n"
 
 
 def _statements_paths(portfolio: Path) -> list[Path]:
@@ -44,11 +41,9 @@ def drifted_portfolio(scoring_world, tmp_path_factory: pytest.TempPathFactory) -
 
 
 def _monitor(world, data: Path, out: Path, as_of: str, capsys) -> tuple[int, str, dict]:
-    config = out.parent / f"{out.name}-monitor.yaml"
-    config.write_text(TEST_CONFIG)
     code = main(
         ["monitor", "--model", world.model_uri, "--data", str(data), "--as-of", as_of,
-         "--out", str(out), "--config", str(config)]
+         "--out", str(out)]
     )  # fmt: skip
     printed = capsys.readouterr().out
     report = json.loads((out / "monitor.json").read_text())
@@ -61,10 +56,23 @@ def test_stable_population_exits_0_with_backtest(scoring_world, tmp_path, monkey
         scoring_world, scoring_world.portfolio, tmp_path / "out", AS_OF, capsys
     )
     assert code == 0, report["alerts"]
-    assert report["alerts"] == []
-    assert report["score_psi"]["value"] < 0.25
-    assert report["feature_csi"], "the model should carry its training feature sample"
-    assert max(row["csi"] for row in report["feature_csi"]) < 3.0
+    assert report["alerts"] == [] and report["verdict"] == "no alert"
+    assert "verdict: NO ALERT" in printed
+    # compared with the model's latest labelled months, scored by the model itself
+    assert report["reference"]["kind"] == "latest labelled months"
+    assert report["reference"]["months"][-1] == "2025-01-31"
+    assert len(report["reference"]["months"]) == 3
+    psi = report["score_psi"]
+    assert psi["reference_scores"] == report["reference"]["rows"] > 0
+    assert psi["value"] < psi["alert_above"]
+    # the noise of these sizes is reported beside the value: ~(10 - 1) x (1/n + 1/m)
+    sizes = 1 / report["population"] + 1 / report["reference"]["rows"]
+    assert psi["noise_expected"] == pytest.approx(9 * sizes, rel=0.3)
+    assert psi["alert_above"] == max(0.25, psi["noise_critical"])
+    assert report["noise"]["checks"] == 1 + len(report["feature_csi"])
+    assert report["noise"]["level_per_check"] == pytest.approx(0.01 / report["noise"]["checks"])
+    assert report["feature_csi"], "the model should carry its reference feature sample"
+    assert not [row for row in report["feature_csi"] if row["verdict"] == "act"]
     assert "as_of_month" not in {row["feature"] for row in report["feature_csi"]}
     assert report["backtest_status"] == "matured"
     bands = {row["band"]: row for row in report["backtest"]["bands"]}
@@ -80,6 +88,7 @@ def test_stable_population_exits_0_with_backtest(scoring_world, tmp_path, monkey
     markdown = (tmp_path / "out" / "monitor.md").read_text()
     assert "## Score stability (PSI)" in markdown and "## Backtest" in markdown
     assert "No threshold crossed" in markdown
+    assert "its latest labelled months, 2024-10-31 to 2025-01-31" in markdown
 
 
 def test_recent_as_of_has_no_backtest(scoring_world, tmp_path, monkeypatch, capsys):
@@ -100,10 +109,14 @@ def test_drifted_portfolio_exits_3_naming_features(
     code, printed, report = _monitor(
         scoring_world, drifted_portfolio, tmp_path / "out", AS_OF, capsys
     )
-    assert code == 3
+    assert code == 3 and report["verdict"] == "alert"
     drifted = {row["feature"] for row in report["feature_csi"] if row["verdict"] == "act"}
     assert {"utilisation_current", "utilisation_mean_6m"} <= drifted
     assert "ALERT feature utilisation_current: CSI" in printed
+    assert "sampling noise alone at these sizes stays below" in printed
+    for row in report["feature_csi"]:
+        if row["verdict"] == "act":  # beyond both the practical threshold and the noise
+            assert row["csi"] > row["alert_above"] >= max(0.25, row["noise_critical"])
     # features that do not depend on amounts did not move
     steady = {row["feature"]: row["csi"] for row in report["feature_csi"]}
     assert steady["product"] < 0.25
