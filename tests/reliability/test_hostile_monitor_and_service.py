@@ -302,6 +302,7 @@ def test_api_docs_need_no_other_host(client, page, marker):
     ("body", "why"),
     [(b"[" * 100_000, "nested deeper than Python's JSON parser recurses"),
      (b'{"as_of": "2025-03-31", "accounts": [{"\xff": 1}]}', "not UTF-8")],
+    ids=["nested-100000-deep", "not-utf8"],
 )  # fmt: skip
 def test_an_unreadable_body_is_422_as_documented(client, body, why):
     response = client.post("/v1/score", content=body, headers={**HEADERS,
