@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     from rollrisk.models.monitoring import backtest
     from rollrisk.scoring.core import check_model_tables, tables_present, trained_tables
     from rollrisk.storage.config import load_config
-    from rollrisk.storage.registry import load_roll_model, observation_of
+    from rollrisk.storage.registry import load_roll_model, needs_store, observation_of
     from rollrisk.storage.tracking import configure_tracking
     from rollrisk.strategies.policy import load_policy
 
@@ -129,7 +129,8 @@ def run(args: argparse.Namespace) -> int:
     if not Path(args.policy).is_file():
         raise UserError(f"{args.policy}: file not found")
     bands = load_policy(args.policy).risk_bands
-    configure_tracking()
+    if needs_store(args.model):  # a model given by its folder is read without a store
+        configure_tracking()
     print(f"[monitor] loading model {args.model}", file=sys.stderr, flush=True)
     loaded = load_roll_model(args.model)
     reference = reference_of(loaded)

@@ -66,7 +66,13 @@ from rollrisk.storage.config import DEFAULT_JURISDICTIONS, RollriskConfig
 from rollrisk.storage.config import load_config as read_config_file
 from rollrisk.storage.loader import Portfolio
 from rollrisk.storage.loader import load_portfolio as validate_and_load
-from rollrisk.storage.registry import UNREGISTERED, LoadedModel, load_roll_model, observation_of
+from rollrisk.storage.registry import (
+    UNREGISTERED,
+    LoadedModel,
+    load_roll_model,
+    needs_store,
+    observation_of,
+)
 from rollrisk.storage.tracking import TrainingRun, configure_tracking
 from rollrisk.storage.tracking import log_training_run as log_run
 from rollrisk.strategies.compliance import load_compliance
@@ -294,7 +300,8 @@ def load_model(uri: str, tracking_uri: str | None = None) -> LoadedModel:
     ``version``, ``metadata`` (feature set, label definition), ``reference_scores`` (its
     training scores) and ``predict_proba(frame)``. Raises ``UserError`` when nothing loads.
     """
-    configure_tracking(uri=tracking_uri)
+    if needs_store(uri):  # a model given by its folder is read without a store
+        configure_tracking(uri=tracking_uri)
     return load_roll_model(uri)
 
 

@@ -70,6 +70,16 @@ class LoadedModel:
         return np.asarray(self.model.predict_proba(inputs), dtype=np.float64)
 
 
+# URIs resolved through the tracking store (or its server); any other is a folder of files
+STORE_SCHEMES = ("models", "runs", "mlflow-artifacts")
+
+
+def needs_store(uri: str) -> bool:
+    """Whether loading the model at ``uri`` goes through the MLflow store (``models:/``,
+    ``runs:/``): a model given by its folder (a path, ``file://``) is read without one."""
+    return uri.split(":", 1)[0].lower() in STORE_SCHEMES if ":" in uri else False
+
+
 def load_roll_model(uri: str) -> LoadedModel:
     """Load the RollModel behind an MLflow URI, with its registered name and version.
 

@@ -445,3 +445,14 @@ def test_a_reading_job_without_a_store_makes_none(
     message = _store_fault(scoring_world, tmp_path / "scores", capsys, argv)
     assert "no MLflow store at " in message and "run `rollrisk train` first" in message
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_model_given_by_its_folder_needs_no_store(scoring_world, tmp_path, monkeypatch):
+    model = _model_files(scoring_world, scoring_world.tracking_uri)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    argv = ["score", "--model", str(model), "--data", str(scoring_world.portfolio),
+            "--as-of", AS_OF, "--out", str(tmp_path / "scores")]  # fmt: skip
+    assert main(argv) == 0
+    assert _checksums_match(tmp_path / "scores")["model"]["version"] == "unregistered"
+    assert not (tmp_path / "runs").exists()  # no store was looked for, none was made
