@@ -2,14 +2,22 @@
 
 The gates (section ``promotion:`` of the configuration) are checked in this order:
 
+  * data: the evaluation that the other gates read rests on enough rows and defaults: at least
+    ``min_train_rows`` / ``min_train_positives`` in its training months and ``min_test_rows``
+    / ``min_test_positives`` in its out-of-time months (below about 2,000 test rows the ECE of
+    a perfectly calibrated model exceeds ``max_ece`` by noise alone one time in twenty:
+    docs/models.md, "Promotion");
   * calibration: the challenger's out-of-time expected calibration error <= ``max_ece``;
   * stability: the PSI between its training and out-of-time scores <= ``max_psi``;
   * baselines (``require_beats_baselines``): its own run shows it beats the roll-rate chain and
     the WOE scorecard on out-of-time AUC and Brier score;
   * discrimination: its out-of-time AUC beats the champion's by at least ``min_auc_gain``.
 
-With no champion, the discrimination gate does not apply. ``rollrisk promote`` gathers the
-figures from MLflow (both AUCs on the challenger's out-of-time rows) and moves the alias.
+With no champion, the discrimination gate does not apply. The figures are those of the
+evaluation fit of the procedure that made the registered (deployed) model: the deployed model
+itself has learnt from the out-of-time months, so it cannot be judged on them. ``rollrisk
+promote`` gathers the figures from MLflow and moves the alias; ``rollrisk train`` prints the
+same gates (without the champion) so that its report and ``promote`` agree.
 """
 
 from __future__ import annotations
@@ -32,6 +40,12 @@ class PromotionConfig(ConfigSection):
     max_psi: float = Field(0.25, gt=0.0)
     # The challenger's own run must show it beats both baselines (out-of-time AUC and Brier).
     require_beats_baselines: bool = True
+    # The least the evaluation may rest on: rows and defaults (label 1) in its training months
+    # and in its out-of-time months.
+    min_train_rows: int = Field(2000, ge=0)
+    min_train_positives: int = Field(200, ge=0)
+    min_test_rows: int = Field(2000, ge=0)
+    min_test_positives: int = Field(200, ge=0)
 
 
 @dataclass(frozen=True)
@@ -43,6 +57,11 @@ class CandidateFigures:
     ece: float | None = None
     psi: float | None = None
     beats_baselines: bool | None = None  # from the run's `ships` tag
+    # rows and positives of the evaluation's training and out-of-time months (None: not logged)
+    train_rows: int | None = None
+    train_positives: int | None = None
+    test_rows: int | None = None
+    test_positives: int | None = None
 
 
 @dataclass(frozen=True)
@@ -57,6 +76,19 @@ def decide_promotion(
     """Apply the promotion gates; ``reasons`` explains every gate, passed or failed."""
     reasons: list[str] = []
     passed = True
+    short = data_shortfalls(challenger, gates)
+    if short:
+        passed = False
+        reasons.append(
+            "FAIL data: the evaluation rests on too little to judge: " + "; ".join(short)
+        )
+    else:
+        reasons.append(
+            f"pass data: {challenger.train_rows} training rows ({challenger.train_positives} "
+            f"rolled), {challenger.test_rows} out-of-time rows ({challenger.test_positives} "
+            f"rolled) >= {gates.min_train_rows} ({gates.min_train_positives}) and "
+            f"{gates.min_test_rows} ({gates.min_test_positives})"
+        )
     if challenger.ece is None or not np.isfinite(challenger.ece):
         passed = False
         reasons.append("FAIL calibration: the challenger's run logged no out-of-time ECE (oot_ece)")
@@ -103,3 +135,24 @@ def decide_promotion(
             f"needed >= {gates.min_auc_gain:+.4f}"
         )
     return PromotionDecision(promote=passed, reasons=tuple(reasons))
+
+
+def data_shortfalls(figures: CandidateFigures, gates: PromotionConfig) -> list[str]:
+    """What falls short of the data minimums of ``gates``, in words (empty: enough).
+
+    A count the run did not log (``None``, a run logged before the counts were) falls short:
+    a gate that cannot see the evidence does not pass it.
+    """
+    checks = (
+        ("training rows", figures.train_rows, gates.min_train_rows),
+        ("rolled training rows", figures.train_positives, gates.min_train_positives),
+        ("out-of-time rows", figures.test_rows, gates.min_test_rows),
+        ("rolled out-of-time rows", figures.test_positives, gates.min_test_positives),
+    )
+    short = []
+    for what, count, minimum in checks:
+        if count is None:
+            short.append(f"{what} not logged by the run (needed >= {minimum})")
+        elif count < minimum:
+            short.append(f"{count} {what} < {minimum}")
+    return short

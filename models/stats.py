@@ -9,6 +9,8 @@
 * :func:`calibration_backtest`: predicted against realised rate per group (risk band) and over
   all rows, with the Wilson interval of each realised rate: the backtest behind ``rollrisk
   monitor`` and the strategy report's calibration section.
+* :func:`jeffreys_test`: the Jeffreys (binomial) test of predicted against realised rate per
+  risk grade, the back-test banks use for PD grades: the training report's calibration table.
 * :func:`stability_noise`: what sampling noise alone gives a PSI (or CSI) between two
   samples of one distribution, its mean and the value it exceeds with a small probability:
   the sample-size-aware threshold of ``rollrisk monitor``.
@@ -213,3 +215,87 @@ def calibration_backtest(
             "gap": realised - predicted_mean,
         }
     )
+
+
+JEFFREYS_COLUMNS = (
+    "group",
+    "accounts",
+    "rolled",
+    "predicted_mean",
+    "realised_rate",
+    "ci_lower",
+    "ci_upper",
+    "p_value_under",
+    "p_value_over",
+    "verdict",
+)
+
+
+def jeffreys_test(
+    probability: ArrayLike,
+    outcome: ArrayLike,
+    group: ArrayLike,
+    groups: Sequence[str],
+    level: float = 0.95,
+) -> pd.DataFrame:
+    """The Jeffreys test of predicted against realised rates per group (risk grade), and over
+    all rows (the last row, ``all``): the binomial test banks use to back-test PD grades.
+
+    Per group of ``n`` rows with ``d`` outcomes of 1 and mean prediction ``p``, the realised
+    rate's Jeffreys posterior is ``Beta(d + 1/2, n - d + 1/2)``. ``p_value_under`` is its
+    distribution function at ``p`` (the ECB's Jeffreys test: small when the realised rate is
+    significantly above the prediction, i.e. the model *under*-estimates), ``p_value_over``
+    its complement (small when it *over*-estimates). Each side is tested at ``(1 - level) /
+    2``, so the verdict (``consistent``, ``underestimates`` or ``overestimates``; ``no rows``
+    for an empty group) is a two-sided test at ``1 - level``; ``ci_lower``, ``ci_upper`` are
+    the equal-tailed Jeffreys interval at ``level``. Inputs as for
+    :func:`calibration_backtest` (matured outcomes only; a row whose group is not listed
+    counts only in ``all``). Returns :data:`JEFFREYS_COLUMNS`.
+    """
+    from scipy import stats  # imported here: scipy is slow to import and most jobs never need it
+
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    predicted = np.asarray(probability, dtype=np.float64)
+    rolled = np.asarray(outcome, dtype=np.int64)
+    labels = np.asarray(group, dtype=object)
+    if not predicted.shape == rolled.shape == labels.shape:
+        raise ValueError(
+            f"probability, outcome and group differ in length: {predicted.size}, "
+            f"{rolled.size}, {labels.size}"
+        )
+    tail = (1.0 - level) / 2.0
+    masks = [(name, labels == name) for name in groups] + [
+        (ALL_ROWS, np.ones(len(predicted), dtype=bool))
+    ]
+    rows = []
+    for name, mask in masks:
+        n, d = int(mask.sum()), int(rolled[mask].sum())
+        if n == 0:
+            rows.append((name, 0, 0, *([math.nan] * 6), "no rows"))
+            continue
+        mean = float(predicted[mask].mean())
+        posterior = stats.beta(d + 0.5, n - d + 0.5)
+        under = float(posterior.cdf(mean))
+        verdict = (
+            "underestimates"
+            if under < tail
+            else "overestimates"
+            if 1.0 - under < tail
+            else "consistent"
+        )
+        rows.append(
+            (
+                name,
+                n,
+                d,
+                mean,
+                d / n,
+                float(posterior.ppf(tail)),
+                float(posterior.ppf(1.0 - tail)),
+                under,
+                1.0 - under,
+                verdict,
+            )
+        )
+    return pd.DataFrame(rows, columns=list(JEFFREYS_COLUMNS))

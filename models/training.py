@@ -2,19 +2,26 @@
 
 What :func:`train_roll_model` does, in order:
 
-  1. the as-of months of the training set are split in time, latest last: train | validation |
-     out-of-time test (:func:`split_training_set`). Validation accounts are split in two: one
-     part stops the boosting early, the other fits the calibrator (isotonic or Platt, chosen by
-     cross-fitted Brier score). Training rows whose outcome window reaches into the next
-     part's months are dropped (their labels would not be known when a model for those months
-     is trained);
+  1. the as-of months of the training set are split in time, latest last: train | embargo |
+     validation | embargo | out-of-time test (:func:`split_training_set`; a history too short
+     for the configured sizes gets a smaller split, with a warning). Validation accounts are
+     split in two: one part stops the boosting early, the other fits the calibrator (isotonic
+     or Platt, chosen by cross-fitted Brier score). The embargo drops the as-of months whose
+     labels would not yet be complete when the next part begins;
   2. optionally, LightGBM parameters are tuned by random search on the early-stopping rows
      (:func:`tune_lightgbm`);
   3. LightGBM (monotone where the feature registry declares a direction) is trained, with two
      baselines on the same split: the roll-rate Markov chain by product and bucket (today's
      forecast) and a WOE logistic scorecard;
-  4. all are evaluated on the out-of-time months (AUC, Gini, KS, Brier, log loss, ECE, lift,
-     PSI against training scores, per product and per starting bucket).
+  4. all are evaluated on the out-of-time months (AUC, Gini, KS, Brier, log loss, ECE and
+     smooth ECE, lift, PSI against training scores, per product and per starting bucket):
+     these are the figures the promotion gates judge;
+  5. the same procedure, with the same settings, is refit shifted forward to the latest
+     labelled months (:func:`deployment_split`): trees on every month before them, early
+     stopping and calibration on them. That deployed model is the one registered and scored;
+     the evaluation fit is kept for the record and for ``rollrisk promote``'s comparisons;
+  6. warnings for what the user should know about the data: a shrunk split, feature windows
+     reaching back before the portfolio's first statements.
 
 The result (:class:`TrainingResult`) holds the fitted models and every figure; logging it to
 MLflow is :func:`rollrisk.storage.tracking.log_training_run`, and the HTML report is the
@@ -37,10 +44,11 @@ import pandas as pd
 from rollrisk.errors import UserError
 from rollrisk.features.registry import FeatureSet
 from rollrisk.features.schemas import TABLES
-from rollrisk.features.splits import plan_split_by_as_of
+from rollrisk.features.splits import plan_adaptive_split, plan_deployment_split
 from rollrisk.models.baselines import RollRateChainModel, WoeScorecardModel
 from rollrisk.models.evaluation import ModelComparison, evaluate_models
-from rollrisk.models.metrics import HEADLINE_METRICS, log_loss
+from rollrisk.models.metrics import HEADLINE_METRICS, log_loss, smooth_calibration_error
+from rollrisk.models.promotion import CandidateFigures
 from rollrisk.models.roll_model import RollModel
 from rollrisk.models.training_config import TrainingConfig
 
@@ -49,6 +57,7 @@ SLICES = ("product", "start_bucket")
 PRIMARY = "lightgbm"
 BASELINES = ("roll_rate_chain", "scorecard")
 SPLIT_PARTS = ("train", "early_stopping", "calibration", "test")
+DEPLOYMENT_PARTS = ("train", "early_stopping", "calibration")
 # every portfolio table, in contract order (accounts, statements, then the optional ones)
 ALL_TABLES: tuple[str, ...] = tuple(table.name for table in TABLES)
 # Rows of training features kept with a model, so that monitoring can bin today's features
@@ -65,17 +74,27 @@ def no_progress(message: str) -> None:
 
 @dataclass(frozen=True)
 class SplitFrames:
-    """The time split of a training set, and the as-of months of each part."""
+    """The time split of a training set, and the as-of months of each part.
+
+    ``embargo_months`` is the embargo the plan used (before validation, and before test when
+    there is one); ``adaptations`` how the plan differs from the configured one (a short
+    history), in words. A deployment split (:func:`deployment_split`) has an empty ``test``.
+    """
 
     train: pd.DataFrame
     early_stopping: pd.DataFrame
     calibration: pd.DataFrame
     test: pd.DataFrame
     months: Mapping[str, tuple[date, ...]]
+    embargo_months: int = 0
+    adaptations: tuple[str, ...] = ()
 
     def describe(self) -> dict[str, str]:
         def span(months: tuple[date, ...]) -> str:
-            return f"{months[0]}..{months[-1]} ({len(months)} months)" if months else "none"
+            if not months:
+                return "none"
+            count = f"{len(months)} month" + ("s" if len(months) > 1 else "")
+            return f"{months[0]}..{months[-1]} ({count})"
 
         return {f"{part} as-of": span(months) for part, months in self.months.items()}
 
@@ -84,36 +103,49 @@ def _month_ends(frame: pd.DataFrame) -> pd.Series:
     return pd.to_datetime(frame["as_of"]).dt.date
 
 
+def _validation_parts(
+    validation_rows: pd.DataFrame, calibration_fraction: float
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(early-stopping rows, calibration rows): validation accounts split by a stable hash of
+    ``account_id``, ``calibration_fraction`` of them to the calibrator."""
+    share = pd.util.hash_array(validation_rows["account_id"].astype(str).to_numpy(object)) / 2.0**64
+    calibration_rows = share < calibration_fraction
+    return validation_rows[~calibration_rows], validation_rows[calibration_rows]
+
+
 def split_training_set(
     frame: pd.DataFrame,
     validation_months: int,
     test_months: int,
     embargo_months: int,
     calibration_fraction: float,
+    adapt: bool = True,
 ) -> SplitFrames:
     """Split by as-of month: train | embargo | validation | embargo | test, latest last.
 
-    The plan is :func:`rollrisk.features.splits.plan_split_by_as_of`. The embargo (normally the
-    outcome window) drops the as-of months whose labels would reach into the next part's
-    period: a model made for the test months could not have known them. Validation accounts
-    are then split by a stable hash of ``account_id``: ``calibration_fraction`` of them fit the
-    calibrator, the rest stop the boosting early. Needs ``as_of`` and ``account_id``; the input
-    is not modified.
+    The plan is :func:`rollrisk.features.splits.plan_adaptive_split` (with ``adapt``, a
+    history too short for the configured sizes gets a smaller split, said in
+    ``adaptations``). The embargo drops the as-of months whose labels would not yet be complete
+    when the next part begins: a model made for the test months could not have known them.
+    Validation accounts are then split by a stable hash of ``account_id``:
+    ``calibration_fraction`` of them fit the calibrator, the rest stop the boosting early.
+    Needs ``as_of`` and ``account_id``; the input is not modified.
     """
     as_of = _month_ends(frame)
-    plan = plan_split_by_as_of(
+    plan = plan_adaptive_split(
         sorted(as_of.unique()),
         validation_months=validation_months,
         test_months=test_months,
         embargo_months=embargo_months,
+        adapt=adapt,
     )
-    validation_rows = frame[as_of.isin(plan.validation)]
-    share = pd.util.hash_array(validation_rows["account_id"].astype(str).to_numpy(object)) / 2.0**64
-    calibration_rows = share < calibration_fraction
+    early_stopping, calibration = _validation_parts(
+        frame[as_of.isin(plan.validation)], calibration_fraction
+    )
     return SplitFrames(
         train=frame[as_of.isin(plan.train)],
-        early_stopping=validation_rows[~calibration_rows],
-        calibration=validation_rows[calibration_rows],
+        early_stopping=early_stopping,
+        calibration=calibration,
         test=frame[as_of.isin(plan.test)],
         months={
             "train": plan.train,
@@ -121,6 +153,41 @@ def split_training_set(
             "embargo (dropped)": plan.dropped,
             "out-of-time test": plan.test,
         },
+        embargo_months=plan.embargo_months,
+        adaptations=plan.adaptations,
+    )
+
+
+def deployment_split(
+    frame: pd.DataFrame, evaluation: SplitFrames, calibration_fraction: float
+) -> SplitFrames:
+    """The evaluated split shifted forward to the latest labelled as-of: train | embargo |
+    validation, with the evaluation's validation and embargo sizes and no test.
+
+    The deployed model is fitted on it exactly as the evaluated one was on ``evaluation``
+    (trees on train, early stopping and calibration on the latest labelled months), so the
+    gates' figures describe the procedure that made it. Needs ``as_of`` and ``account_id``.
+    """
+    as_of = _month_ends(frame)
+    plan = plan_deployment_split(
+        sorted(as_of.unique()),
+        validation_months=len(evaluation.months["validation"]),
+        embargo_months=evaluation.embargo_months,
+    )
+    early_stopping, calibration = _validation_parts(
+        frame[as_of.isin(plan.validation)], calibration_fraction
+    )
+    return SplitFrames(
+        train=frame[as_of.isin(plan.train)],
+        early_stopping=early_stopping,
+        calibration=calibration,
+        test=frame.iloc[0:0],
+        months={
+            "train": plan.train,
+            "validation": plan.validation,
+            "embargo (dropped)": plan.dropped,
+        },
+        embargo_months=plan.embargo_months,
     )
 
 
@@ -131,16 +198,26 @@ def split_training_set(
 class TrainingResult:
     """What a training run produced, before anything is logged.
 
-    ``model`` is the fitted roll model; ``comparison`` its out-of-time metrics beside the
-    baselines' (``comparison.overall``: one row per model); ``test_scores`` the test rows
-    (``account_id, as_of``, the slices, the label and one probability column per model);
-    ``train_scores`` each model's probabilities on the training rows (the PSI reference).
+    Two fits of one procedure. ``evaluation_model`` is fitted on ``split`` (train, then early
+    stopping and calibration on the validation months) and judged on its out-of-time test
+    months: ``comparison`` holds its metrics beside the baselines' (``comparison.overall``:
+    one row per model), ``test_scores`` the test rows (``account_id, as_of``, the slices, the
+    label and one probability column per model), ``train_scores`` each model's probabilities
+    on the training rows (the PSI reference of the gates). ``model`` is the deployed model:
+    the same procedure on ``deployment_split``, shifted forward to the latest labelled months
+    (trees on every month before them, calibrated on them); it is what is registered and
+    scores the book, and ``deployment_scores`` are its probabilities on its training rows
+    (monitoring's PSI reference). ``warnings`` say what the user should know about the data
+    (a split shrunk to fit a short history, feature windows not yet complete).
     ``feature_set``, ``training``, ``default_dpd`` and ``window_months`` say how it was made;
     ``tables`` which portfolio tables its features were computed from
     (:func:`tables_with_data`): scoring without one of them is refused unless the user opts in.
     """
 
     model: RollModel
+    evaluation_model: RollModel
+    deployment_split: SplitFrames
+    deployment_scores: np.ndarray
     chain: RollRateChainModel
     scorecard: WoeScorecardModel
     split: SplitFrames
@@ -153,6 +230,7 @@ class TrainingResult:
     window_months: int
     tuning_trials: list[dict[str, Any]] = field(default_factory=list)
     tables: tuple[str, ...] = ALL_TABLES
+    warnings: tuple[str, ...] = ()
 
     @property
     def left_out_features(self) -> dict[str, list[str]]:
@@ -171,6 +249,57 @@ class TrainingResult:
         """True when LightGBM has a higher out-of-time AUC and a lower Brier than each baseline."""
         gaps = self.gaps().set_index("model")
         return all(gaps.loc[b, "auc_gap"] > 0 and gaps.loc[b, "brier_gap"] < 0 for b in BASELINES)
+
+    def sample_sizes(self) -> dict[str, int]:
+        """Rows and positives the judged and the deployed fits rest on: ``train_rows``,
+        ``train_positives`` (the evaluation's training months), ``test_rows``,
+        ``test_positives`` (its out-of-time months), ``deployment_train_rows`` and
+        ``deployment_train_positives`` (the deployed model's training months)."""
+        parts = {
+            "train": self.split.train,
+            "test": self.split.test,
+            "deployment_train": self.deployment_split.train,
+        }
+        sizes: dict[str, int] = {}
+        for name, frame in parts.items():
+            sizes[f"{name}_rows"] = len(frame)
+            sizes[f"{name}_positives"] = int(frame[LABEL].sum())
+        return sizes
+
+    def smooth_ece(self) -> dict[str, float]:
+        """The smooth (kernel) ECE of every model on the out-of-time rows, beside the binned
+        ECE of ``comparison`` (:func:`~rollrisk.models.metrics.smooth_calibration_error`)."""
+        labels = self.test_scores[LABEL].to_numpy()
+        return {
+            name: smooth_calibration_error(labels, self.test_scores[name].to_numpy())
+            for name in self.comparison.models
+        }
+
+    def calibration_metrics(self, prefix: str = "oot") -> dict[str, float]:
+        """:meth:`smooth_ece` as MLflow metrics: ``oot_smooth_ece`` for LightGBM,
+        ``oot_smooth_ece_<model>`` for the others."""
+        return {
+            f"{prefix}_smooth_ece" + ("" if name == PRIMARY else f"_{name}"): value
+            for name, value in self.smooth_ece().items()
+        }
+
+    def candidate_figures(self, version: str = "this run") -> CandidateFigures:
+        """What ``rollrisk promote`` will read of this run, for the gates that need no
+        champion: its out-of-time AUC, ECE and PSI, the baselines verdict, the sample sizes."""
+        overall = self.comparison.overall
+        stability = self.comparison.stability.set_index("model")["psi"]
+        sizes = self.sample_sizes()
+        return CandidateFigures(
+            version=version,
+            auc=float(overall.loc[PRIMARY, "auc"]),
+            ece=float(overall.loc[PRIMARY, "ece"]),
+            psi=float(stability.get(PRIMARY, float("nan"))),
+            beats_baselines=self.beats_baselines(),
+            train_rows=sizes["train_rows"],
+            train_positives=sizes["train_positives"],
+            test_rows=sizes["test_rows"],
+            test_positives=sizes["test_positives"],
+        )
 
 
 def tables_with_data(training_set: pd.DataFrame, feature_set: FeatureSet) -> tuple[str, ...]:
@@ -303,17 +432,13 @@ def train_roll_model(
         training_set,
         validation_months=training.split.validation_months,
         test_months=training.split.test_months,
-        embargo_months=window_months
-        if training.split.embargo_months is None
-        else training.split.embargo_months,
+        embargo_months=embargo_months(training, window_months),
         calibration_fraction=training.calibration.holdout_fraction,
+        adapt=training.split.adapt,
     )
-    for part in SPLIT_PARTS:
-        labels = getattr(split, part)[LABEL]
-        if labels.nunique() < 2:
-            raise UserError(
-                f"the {part} part of the split has {len(labels)} rows and only one outcome; simulate more accounts or months"
-            )
+    _check_outcomes(split, SPLIT_PARTS, "the split")
+    for note in split.adaptations:
+        progress(f"warning: short history: {note}")
     tables = tables_with_data(training_set, feature_set)
     for table, names in left_out_features(tables, feature_set).items():
         progress(
@@ -327,8 +452,8 @@ def train_roll_model(
     if tune:
         progress("tuning LightGBM on validation data")
         overrides, trials = tune_lightgbm(feature_set, training, split)
-    progress("training LightGBM")
-    model = fit_on_split(model_from_config(feature_set, training, **overrides), split)
+    progress("training LightGBM (evaluation fit: " + split.describe()["train as-of"] + ")")
+    evaluation_model = fit_on_split(model_from_config(feature_set, training, **overrides), split)
 
     progress("training the roll-rate chain baseline")
     cutoff = split.months["out-of-time test"][0]
@@ -336,7 +461,7 @@ def train_roll_model(
     chain.fit(statements, until=cutoff, accounts=accounts)
 
     progress("training the WOE scorecard baseline")
-    scorecard_columns = model.input_columns
+    scorecard_columns = evaluation_model.input_columns
     scorecard = WoeScorecardModel(feature_specs=feature_set.features)
     scorecard.fit(
         split.train[scorecard_columns].reset_index(drop=True), split.train[LABEL].to_numpy()
@@ -344,8 +469,8 @@ def train_roll_model(
 
     progress("scoring the out-of-time months")
     probabilities = {
-        PRIMARY: model.predict_proba,
-        f"{PRIMARY}_uncalibrated": model.predict_raw,
+        PRIMARY: evaluation_model.predict_proba,
+        f"{PRIMARY}_uncalibrated": evaluation_model.predict_raw,
         "roll_rate_chain": chain.predict_proba,
         "scorecard": lambda frame: scorecard.predict_proba(
             frame[scorecard_columns].reset_index(drop=True)
@@ -366,8 +491,31 @@ def train_roll_model(
         reference_probs=train_scores,
         primary_model=PRIMARY,
     )
+
+    # The evaluated procedure, shifted forward: the deployed model learns from every labelled
+    # month and is calibrated on the latest ones, with the settings the evaluation used.
+    deployment = deployment_split(training_set, split, training.calibration.holdout_fraction)
+    _check_outcomes(deployment, DEPLOYMENT_PARTS, "the deployment refit")
+    progress("refitting LightGBM for deployment (" + deployment.describe()["train as-of"] + ")")
+    model = fit_on_split(model_from_config(feature_set, training, **overrides), deployment)
+    deployment_scores = np.asarray(
+        model.predict_proba(deployment.train.reset_index(drop=True)), dtype=np.float64
+    )
+    warnings = (
+        *(f"short history: {note}" for note in split.adaptations),
+        *incomplete_window_warnings(
+            {"evaluation": split.train, "deployed model": deployment.train},
+            first_statement_month(statements),
+            feature_set,
+        ),
+    )
+    for warning in warnings[len(split.adaptations) :]:
+        progress(f"warning: {warning}")
     return TrainingResult(
         model=model,
+        evaluation_model=evaluation_model,
+        deployment_split=deployment,
+        deployment_scores=deployment_scores,
         chain=chain,
         scorecard=scorecard,
         split=split,
@@ -380,7 +528,85 @@ def train_roll_model(
         window_months=window_months,
         tuning_trials=trials,
         tables=tables,
+        warnings=warnings,
     )
+
+
+def embargo_months(training: TrainingConfig, window_months: int) -> int:
+    """The embargo of the split: the configured one, else ``window_months - 1``.
+
+    A label at as-of month ``m`` is complete once the statements of month ``m + window`` are
+    in (the training set's own rule), so when a part begins at as-of month ``t`` the latest
+    label known is that of month ``t - window``: the ``window - 1`` months between are
+    dropped. The deployed model stands in the same place: its latest labelled as-of is
+    ``window`` months before the month-end it first scores.
+    """
+    configured = training.split.embargo_months
+    return max(window_months - 1, 0) if configured is None else configured
+
+
+def _check_outcomes(split: SplitFrames, parts: tuple[str, ...], what: str) -> None:
+    for part in parts:
+        labels = getattr(split, part)[LABEL]
+        if labels.nunique() < 2:
+            months = split.describe().get(
+                f"{'out-of-time test' if part == 'test' else part} as-of", ""
+            )
+            raise UserError(
+                f"the {part} part of {what} ({months}) has {len(labels)} rows and only one "
+                "outcome; a model needs both rolled and not-rolled accounts in every part: "
+                "use a portfolio with more accounts or months"
+            )
+
+
+def first_statement_month(statements: Any) -> date | None:
+    """The month (its first day) of the portfolio's earliest statement, ``None`` when there
+    is none; ``statements`` is a polars or pandas frame with ``cycle_end``."""
+    if len(statements) == 0:
+        return None
+    first = pd.Timestamp(statements["cycle_end"].min())
+    return date(first.year, first.month, 1)
+
+
+def incomplete_window_warnings(
+    parts: Mapping[str, pd.DataFrame], first_month: date | None, feature_set: FeatureSet
+) -> list[str]:
+    """Warnings for training rows whose feature windows reach back before the portfolio's
+    first statements (``first_month``): a 12-month feature at an as-of 3 months into the
+    history covers 3 months, so the model learns from truncated histories, and monitoring
+    sees those features move as the windows fill. One message per part in ``parts`` (name:
+    rows with ``as_of``) with such rows, naming each window length and its share of rows.
+    """
+    windows = sorted({spec.window_months for spec in feature_set.features if spec.window_months})
+    if first_month is None or not windows:
+        return []
+    messages = []
+    for name, frame in parts.items():
+        if len(frame) == 0:
+            continue
+        as_of = pd.to_datetime(frame["as_of"])
+        covered = (as_of.dt.year - first_month.year) * 12 + as_of.dt.month - first_month.month + 1
+        short = [
+            (window, float((covered < window).mean()))
+            for window in windows
+            if (covered < window).any()
+        ]
+        if not short:
+            continue
+        longest = short[-1][0]
+        # the month-end of the window's last month: first month + longest - 1
+        complete_from = (
+            pd.Timestamp(first_month) + pd.DateOffset(months=longest) - pd.Timedelta(days=1)
+        ).date()
+        shares = ", ".join(f"{window}-month windows {share:.0%}" for window, share in short)
+        messages.append(
+            f"feature windows not yet complete in the {name}'s training rows ({shares} of "
+            f"{len(frame)} rows): the statements start in {first_month:%Y-%m}, so at those "
+            "as-of dates a window covers fewer months than its name says; the model learns from "
+            f"truncated histories and monitoring will see these features drift as the windows "
+            f"fill ({longest}-month windows are complete from as-of {complete_from} on)"
+        )
+    return messages
 
 
 # --------------------------------------------------------------------------- evaluation

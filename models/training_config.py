@@ -26,8 +26,12 @@ class SplitConfig(ConfigSection):
 
     validation_months: int = Field(3, ge=1)
     test_months: int = Field(3, ge=1)
-    # As-of months dropped before validation and before test; None: the outcome window.
+    # As-of months dropped before validation and before test; None: the outcome window less
+    # one (the months whose labels are not yet complete when the next part begins).
     embargo_months: int | None = Field(None, ge=0)
+    # A history too short for these sizes gets a smaller split (validation and test down to
+    # one month, then the embargo), with a warning; False: refuse, naming what would fit.
+    adapt: bool = True
 
 
 class CalibrationConfig(ConfigSection):

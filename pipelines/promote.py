@@ -1,25 +1,36 @@
 """Move the `champion` alias to the `challenger` model version, only if it passes the gates.
 
-The gates (section `promotion:` of conf/default.yaml) are checked in this order:
+A registered model is the deployed fit of a training procedure (refit on every labelled month,
+calibrated on the latest); the gates judge the procedure's evaluation fit, on the out-of-time
+months its run held out (docs/models.md, "Deployment refit"). The gates (section `promotion:`
+of conf/default.yaml) are checked in this order:
 
+  * data: the evaluation rests on at least min_train_rows / min_train_positives training rows
+    and min_test_rows / min_test_positives out-of-time rows;
   * calibration: the challenger's out-of-time expected calibration error <= max_ece;
   * stability: the PSI between its training and out-of-time scores <= max_psi;
   * baselines (require_beats_baselines): its own run shows it beats the roll-rate chain and the
     WOE scorecard on out-of-time AUC and Brier score;
-  * discrimination: its out-of-time AUC beats the champion's by at least min_auc_gain. Both
-    models are scored on the challenger's own out-of-time rows (logged with its run), so the
-    comparison is on the same accounts and months; if the champion cannot score them (another
-    feature set), the AUC the champion logged in its own run is used and the report says so.
+  * discrimination: its out-of-time AUC beats the champion's by at least min_auc_gain. The
+    champion's evaluation fit (logged with its run) is scored on the challenger's out-of-time
+    rows, so the comparison is on the same accounts and months; when it cannot be (another
+    feature set, or the champion's fit learnt from those months), the AUC the champion logged
+    in its own run is used and the output says so.
 
-With no champion yet, the first challenger that passes the calibration and stability gates is
-promoted. When a gate fails, nothing changes and every failed gate is printed with its figures;
-the exit code is then 1, so a pipeline can stop on it. Serving loads models:/NAME@champion.
+With no champion yet, the discrimination gate does not apply. When a gate fails, nothing
+changes and every failed gate is printed with its figures; the exit code is then 1, so a
+pipeline can stop on it. `rollrisk train` prints the same gates (all but discrimination), so
+its report agrees with this job. Serving loads models:/NAME@champion.
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
+from datetime import date
 from typing import TYPE_CHECKING
+
+import pandas as pd
 
 from rollrisk.arguments import add_config_argument, load_config_argument
 from rollrisk.errors import UserError
@@ -43,45 +54,88 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _count(metrics: Mapping[str, float], name: str) -> int | None:
+    value = metrics.get(name)
+    return None if value is None else int(value)
+
+
+def _fitted_until(params: Mapping[str, str]) -> date | None:
+    """The latest as-of a run's evaluation fit learnt from: the end of its validation months."""
+    span = params.get("split.validation_as_of", "")
+    try:
+        return date.fromisoformat(span.split("..")[-1])
+    except ValueError:
+        return None
+
+
 def _figures(
     challenger: RegisteredVersion, champion: RegisteredVersion | None
 ) -> tuple[CandidateFigures, CandidateFigures | None, str]:
-    """Challenger and champion figures, both AUCs on the challenger's out-of-time rows."""
+    """The challenger's evaluation figures as its run logged them; the champion's AUC on the
+    challenger's out-of-time rows, from the champion's evaluation fit."""
     from rollrisk.models.metrics import roc_auc
+    from rollrisk.models.roll_model import RollModel
     from rollrisk.models.training import LABEL
     from rollrisk.storage.registry import load_roll_model
-    from rollrisk.storage.tracking import OOT_ROWS_ARTIFACT, read_run_parquet, run_record
+    from rollrisk.storage.tracking import (
+        EVALUATION_MODEL_ARTIFACT,
+        OOT_ROWS_ARTIFACT,
+        read_run_json,
+        read_run_parquet,
+        run_record,
+    )
 
     challenger_run = run_record(challenger.run_id)
     ships = challenger_run.tags.get("ships")
-    # absent when the run was logged by a version that did not keep them: use the logged AUCs
-    rows = read_run_parquet(challenger.run_id, OOT_ROWS_ARTIFACT)
-    note = "AUCs compared on the challenger's out-of-time rows"
-    labels = None if rows is None else rows[LABEL].to_numpy()
-    if rows is not None:
-        challenger_auc = roc_auc(labels, load_roll_model(challenger.uri).predict_proba(rows))
-    else:
-        challenger_auc = challenger_run.metrics.get("oot_auc", float("nan"))
-        note = "AUCs as logged by each run (the challenger's out-of-time rows were not found)"
+    metrics = challenger_run.metrics
     figures = CandidateFigures(
         version=challenger.version,
-        auc=float(challenger_auc),
-        ece=challenger_run.metrics.get("oot_ece"),
-        psi=challenger_run.metrics.get("oot_psi"),
+        auc=float(metrics.get("oot_auc", float("nan"))),
+        ece=metrics.get("oot_ece"),
+        psi=metrics.get("oot_psi"),
         beats_baselines=None if ships is None else ships == "true",
+        train_rows=_count(metrics, "rows_train"),
+        train_positives=_count(metrics, "positives_train"),
+        test_rows=_count(metrics, "rows_test"),
+        test_positives=_count(metrics, "positives_test"),
     )
     if champion is None:
-        return figures, None, note
-    champion_auc = None
-    if rows is not None:
-        try:
-            champion_auc = roc_auc(labels, load_roll_model(champion.uri).predict_proba(rows))
-        except Exception as error:  # noqa: BLE001 - e.g. the champion needs other features
-            note = (
-                f"champion could not score the challenger's rows ({error}); its logged AUC is used"
-            )
-    if champion_auc is None:
-        champion_auc = run_record(champion.run_id).metrics.get("oot_auc", float("nan"))
+        return figures, None, "the challenger's evaluation figures as its run logged them"
+
+    # A deployed model has learnt from its own run's out-of-time months, so the champion is
+    # judged by its run's evaluation fit, on the challenger's rows, if that fit ended before
+    # them; a run logged before deployment refits registered its evaluation fit itself.
+    champion_run = run_record(champion.run_id)
+    logged = float(champion_run.metrics.get("oot_auc", float("nan")))
+    rows = read_run_parquet(challenger.run_id, OOT_ROWS_ARTIFACT)
+    if rows is None:
+        note = "AUCs as logged by each run (the challenger's out-of-time rows were not found)"
+        return figures, CandidateFigures(version=champion.version, auc=logged), note
+    fitted_until = _fitted_until(champion_run.params)
+    first_test = pd.to_datetime(rows["as_of"]).min().date()
+    if fitted_until is None or fitted_until >= first_test:
+        note = (
+            f"the champion's evaluation fit learnt from as-of months up to {fitted_until}, not "
+            f"before the challenger's out-of-time months ({first_test} on): AUCs as logged by "
+            "each run, on their own out-of-time months"
+        )
+        return figures, CandidateFigures(version=champion.version, auc=logged), note
+    state = read_run_json(champion.run_id, EVALUATION_MODEL_ARTIFACT)
+    try:
+        if state is not None:
+            champion_model = RollModel.from_dict(state)  # type: ignore[arg-type]
+        elif "deployment.train_as_of" not in champion_run.params:
+            champion_model = load_roll_model(champion.uri).model  # registered = evaluated
+        else:
+            raise ValueError(f"its run has no {EVALUATION_MODEL_ARTIFACT}")
+        champion_auc = roc_auc(rows[LABEL].to_numpy(), champion_model.predict_proba(rows))
+    except Exception as error:  # noqa: BLE001 - e.g. the champion needs other features
+        note = f"champion could not score the challenger's rows ({error}); its logged AUC is used"
+        return figures, CandidateFigures(version=champion.version, auc=logged), note
+    note = (
+        "AUCs on the challenger's out-of-time rows: its evaluation fit's as logged, the "
+        "champion's evaluation fit scored on them"
+    )
     return figures, CandidateFigures(version=champion.version, auc=float(champion_auc)), note
 
 

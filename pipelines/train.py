@@ -5,18 +5,26 @@ What happens, in order:
   1. the training set is built from the portfolio in --data (or read from --training-set):
      one row per delinquent account (M1-M3) and month-end as-of, labelled 1 when it reaches
      --default-dpd within --window-months;
-  2. the as-of months are split in time, latest last: train | validation | out-of-time test.
+  2. the as-of months are split in time, latest last: train | embargo | validation | embargo
+     | out-of-time test (a short history gets a smaller split, and the job says how).
      Validation accounts are split in two: one part stops the boosting early, the other fits
-     the calibrator (isotonic or Platt, chosen by cross-fitted Brier score). Training rows
-     whose outcome window reaches into the test months are dropped (their labels would not be
-     known when a model for those months is trained);
+     the calibrator (isotonic or Platt, chosen by cross-fitted Brier score). The embargo drops
+     the as-of months whose labels would not yet be complete when the next part begins;
   3. LightGBM (monotone where the feature registry declares a direction) is trained, with two
      baselines on the same split: the roll-rate Markov chain by product and bucket (today's
      forecast) and a WOE logistic scorecard;
-  4. all are evaluated on the out-of-time months (AUC, Gini, KS, Brier, log loss, ECE, lift,
-     PSI against training scores, per product and per starting bucket) into an HTML report;
-  5. everything is logged to one MLflow run; the model is registered and gets the alias
-     `challenger`. `rollrisk promote` decides whether it becomes `champion`.
+  4. all are evaluated on the out-of-time months (AUC, Gini, KS, Brier, log loss, ECE and
+     smooth ECE, lift, PSI against training scores, per product and per starting bucket, the
+     Jeffreys test per risk grade of --policy) into an HTML report, with the verdict of the
+     promotion gates that need no champion (what `rollrisk promote` will say);
+  5. the same procedure is refit on the latest labelled months (trees on every month before
+     them, calibrated on them): that deployed model is what is registered and scored;
+  6. everything is logged to one MLflow run (both fits' provenance, the evaluation fit as an
+     artifact); the deployed model is registered and gets the alias `challenger`.
+     `rollrisk promote` decides whether it becomes `champion`.
+
+Warnings (on stderr, in the report and in the run) say when the split was shrunk to fit a short
+history and when feature windows reach back before the portfolio's first statements.
 
 Rows the data contract rejects are counted by table and by account on stderr and written to
 OUT/rejects.csv and OUT/rejects.json (logged with the report); above --max-reject-rate
@@ -35,6 +43,8 @@ import argparse
 import sys
 from pathlib import Path
 
+import pandas as pd
+
 from rollrisk.arguments import (
     add_data_argument,
     add_training_data_arguments,
@@ -42,9 +52,17 @@ from rollrisk.arguments import (
     observation_spec,
     training_set_from_arguments,
 )
+from rollrisk.conf import DEFAULT_POLICY
 from rollrisk.errors import UserError
 from rollrisk.models.metrics import HEADLINE_METRICS
-from rollrisk.models.training import SPLIT_PARTS, TrainingResult
+from rollrisk.models.promotion import PromotionDecision, decide_promotion
+from rollrisk.models.training import (
+    DEPLOYMENT_PARTS,
+    LABEL,
+    PRIMARY,
+    SPLIT_PARTS,
+    TrainingResult,
+)
 from rollrisk.models.training_config import TrainingConfig
 from rollrisk.storage.config import RollriskConfig
 from rollrisk.storage.tracking import TrainingRun
@@ -94,6 +112,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-register", action="store_true", help="log the run but do not register the model"
     )
+    parser.add_argument(
+        "--policy",
+        type=Path,
+        default=DEFAULT_POLICY,
+        help="policy YAML whose risk_bands are the risk grades of the calibration back-test "
+        "(Jeffreys test per grade in the report)",
+    )
 
 
 def training_config(args: argparse.Namespace, config: RollriskConfig) -> TrainingConfig:
@@ -140,43 +165,83 @@ def run(args: argparse.Namespace) -> int:
         training_set, portfolio, training, observation=spec, tune=args.tune, progress=_progress
     )
     data_fingerprint = fingerprint_files(args.data)
-    report = _write_report(result, args.out, args.data, data_fingerprint)
+    grades = calibration_by_grade(result, args.policy)
+    gates = decide_promotion(result.candidate_figures(), None, config.promotion)
+    report = _write_report(result, args.out, args.data, data_fingerprint, grades, gates)
     logged = log_training_run(
         result,
         data=args.data,
         data_fingerprint=data_fingerprint,
         report_dir=report.parent,
         register=not args.no_register,
+        calibration_by_grade=grades,
     )
-    _print_summary(result, report, logged)
+    _print_summary(result, report, logged, grades, gates)
     return 0
 
 
+def calibration_by_grade(result: TrainingResult, policy: Path) -> pd.DataFrame:
+    """The Jeffreys test of the evaluation fit's out-of-time probabilities per risk grade (the
+    policy's risk bands), and over all rows."""
+    from rollrisk.models.risk_bands import risk_band
+    from rollrisk.models.stats import jeffreys_test
+    from rollrisk.strategies.policy import load_policy
+
+    if not Path(policy).is_file():
+        raise UserError(f"--policy {policy}: file not found")
+    bands = load_policy(policy).risk_bands
+    scores = result.test_scores
+    grades = [risk_band(p, bands) for p in scores[PRIMARY]]
+    return jeffreys_test(scores[PRIMARY], scores[LABEL], grades, [name for name, _ in bands])
+
+
 def _context(result: TrainingResult, data: Path, fingerprint: str) -> dict[str, str]:
-    evidence = result.model.calibration_evidence_
+    evaluated, deployed = result.evaluation_model, result.model
+    evidence = evaluated.calibration_evidence_
+    deployment = result.deployment_split
+    deployed_months = deployment.describe()
     context = {
         "portfolio": str(data),
         "data fingerprint (sha256)": fingerprint[:16],
         "label": f"reaches {result.default_dpd}+ DPD within {result.window_months} months of the as-of",
-        **result.split.describe(),
-        "rows train / early stopping / calibration / test": " / ".join(
+        **{f"evaluation: {part}": value for part, value in result.split.describe().items()},
+        "evaluation: rows train / early stopping / calibration / test": " / ".join(
             str(len(getattr(result.split, part))) for part in SPLIT_PARTS
         ),
-        "model structure": result.training.structure,
-        "trees (early stopping)": ", ".join(
-            f"{k}: {v}" for k, v in result.model.best_iterations_.items()
+        "evaluation: trees (early stopping)": ", ".join(
+            f"{k}: {v}" for k, v in evaluated.best_iterations_.items()
         ),
-        "calibration": f"{evidence.chosen} (cross-fitted Brier: "
+        "evaluation: calibration": f"{evidence.chosen} (cross-fitted Brier: "
         + ", ".join(f"{m} {s.brier:.5f}" for m, s in evidence.by_method.items())
         + f"; uncalibrated {evidence.uncalibrated.brier:.5f})",
-        "ships": "yes: beats both baselines on out-of-time AUC and Brier"
+        "deployed model (registered)": "the same procedure refit on the latest labelled months: "
+        f"trees on {deployed_months['train as-of']}, early stopping and "
+        f"{deployed.calibration_evidence_.chosen} calibration on "
+        f"{deployed_months['validation as-of']}",
+        "deployed model: rows train / early stopping / calibration": " / ".join(
+            str(len(getattr(deployment, part))) for part in DEPLOYMENT_PARTS
+        ),
+        "deployed model: trees (early stopping)": ", ".join(
+            f"{k}: {v}" for k, v in deployed.best_iterations_.items()
+        ),
+        "model structure": result.training.structure,
+        "beats both baselines": "yes: on out-of-time AUC and Brier"
         if result.beats_baselines()
-        else "no: does not beat both baselines on out-of-time AUC and Brier",
+        else "no: not on both out-of-time AUC and Brier",
     }
+    for number, warning in enumerate(result.warnings, start=1):
+        context[f"warning {number}"] = warning
     return context
 
 
-def _write_report(result: TrainingResult, out: Path, data: Path, fingerprint: str) -> Path:
+def _write_report(
+    result: TrainingResult,
+    out: Path,
+    data: Path,
+    fingerprint: str,
+    grades: pd.DataFrame,
+    gates: PromotionDecision,
+) -> Path:
     from rollrisk.reports.evaluation import write_evaluation_report
 
     out = Path(out)
@@ -184,24 +249,67 @@ def _write_report(result: TrainingResult, out: Path, data: Path, fingerprint: st
     result.model.feature_importance().to_csv(out / "feature_importance.csv", index=False)
     result.comparison.by_slice.to_csv(out / "metrics_by_slice.csv", index=False)
     result.gaps().to_csv(out / "gaps_vs_baselines.csv", index=False)
+    grades.to_csv(out / "calibration_by_grade.csv", index=False)
     return write_evaluation_report(
         result.comparison,
         out,
         title="Roll-to-default model: LightGBM against the roll-rate chain and the WOE scorecard",
         context=_context(result, data, fingerprint),
+        smooth_ece=result.smooth_ece(),
+        calibration_by_grade=grades,
+        gates=_gate_lines(gates),
     )
 
 
-def _print_summary(result: TrainingResult, report: Path, logged: TrainingRun) -> None:
+def _gate_lines(gates: PromotionDecision) -> list[str]:
+    """The verdict of the promotion gates that need no champion, as ``rollrisk promote``
+    will print them."""
+    verdict = (
+        "would pass every gate that needs no champion"
+        if gates.promote
+        else "would be REFUSED by `rollrisk promote`"
+    )
+    return [f"This run {verdict}:", *gates.reasons]
+
+
+def _print_summary(
+    result: TrainingResult,
+    report: Path,
+    logged: TrainingRun,
+    grades: pd.DataFrame,
+    gates: PromotionDecision,
+) -> None:
     overall = result.comparison.overall
-    print("\nout-of-time test (" + result.split.describe()["out-of-time test as-of"] + "):")
+    print(
+        "\nout-of-time test of the evaluation fit ("
+        + result.split.describe()["out-of-time test as-of"]
+        + "):"
+    )
     print(overall[list(HEADLINE_METRICS)].round(4).to_string())
     gaps = result.gaps().set_index("model")[["auc_gap", "brier_gap", "ece_gap"]]
     print("\nLightGBM minus baseline (AUC gap > 0 and Brier gap < 0: LightGBM is better):")
     print(gaps.round(4).to_string())
     verdict = "beats" if result.beats_baselines() else "does NOT beat"
     print(f"\nLightGBM {verdict} both baselines on out-of-time AUC and Brier score.")
-    print(f"calibration: {result.model.calibration_evidence_.chosen}")
+    smooth = result.smooth_ece()[PRIMARY]
+    print(
+        f"calibration: {result.evaluation_model.calibration_evidence_.chosen}; out-of-time ECE "
+        f"{overall.loc[PRIMARY, 'ece']:.4f} (binned), {smooth:.4f} (smooth)"
+    )
+    print("\ncalibration per risk grade (Jeffreys test, out of time):")
+    print(grades.round(4).to_string(index=False))
+    print()
+    verdict, *reasons = _gate_lines(gates)
+    print(verdict)
+    for reason in reasons:
+        print(f"  {reason}")
+    deployed_months = result.deployment_split.describe()
+    print(
+        f"\ndeployed model: refit on {deployed_months['train as-of']}, calibrated "
+        f"({result.model.calibration_evidence_.chosen}) on {deployed_months['validation as-of']}"
+    )
+    for warning in result.warnings:
+        print(f"warning: {warning}")
     print(f"MLflow run: {logged.run_id}")
     if logged.registered_uri is not None:
         print(

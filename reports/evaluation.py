@@ -126,7 +126,54 @@ def _calibration_sentences(comparison: ModelComparison) -> list[str]:
     return sentences
 
 
-def _build_sections(comparison: ModelComparison, context: Mapping[str, str]) -> list[_Section]:
+def _calibration_table(
+    comparison: ModelComparison, smooth_ece: Mapping[str, float] | None
+) -> pd.DataFrame | None:
+    """Binned and smooth ECE per model, beside the mean predicted and observed rates."""
+    if not smooth_ece:
+        return None
+    overall = comparison.overall
+    return pd.DataFrame(
+        {
+            "model": list(comparison.models),
+            "ece (10 quantile bins)": [float(overall.loc[m, "ece"]) for m in comparison.models],
+            "smooth ece (kernel)": [
+                float(smooth_ece.get(m, float("nan"))) for m in comparison.models
+            ],
+            "mean_predicted": [float(overall.loc[m, "mean_predicted"]) for m in comparison.models],
+            "base_rate": [float(overall.loc[m, "base_rate"]) for m in comparison.models],
+        }
+    )
+
+
+def _grade_blocks(calibration_by_grade: pd.DataFrame | None) -> list[str | pd.DataFrame]:
+    if calibration_by_grade is None:
+        return []
+    verdicts = calibration_by_grade.set_index("group")["verdict"]
+    failing = [str(g) for g, v in verdicts.items() if v in ("underestimates", "overestimates")]
+    summary = (
+        "every grade is consistent with its predicted rate"
+        if not failing
+        else f"grade(s) {', '.join(failing)} differ significantly from their predicted rate"
+    )
+    return [
+        "Calibration per risk grade (the policy's risk bands), out of time: the Jeffreys test "
+        "banks use to back-test PD grades. `p_value_under` is the Jeffreys posterior "
+        "Beta(rolled + 1/2, accounts - rolled + 1/2) at the grade's mean prediction (small: the "
+        "realised rate is above it, the model underestimates); `p_value_over` its complement; "
+        "each side is tested at 2.5 %, and the interval is the 95 % Jeffreys interval of the "
+        f"realised rate. Verdict: {summary}.",
+        calibration_by_grade,
+    ]
+
+
+def _build_sections(
+    comparison: ModelComparison,
+    context: Mapping[str, str],
+    smooth_ece: Mapping[str, float] | None = None,
+    calibration_by_grade: pd.DataFrame | None = None,
+    gates: Sequence[str] | None = None,
+) -> list[_Section]:
     primary = comparison.primary_model
     overall = comparison.overall.reset_index()[["model", *HEADLINE_COLUMNS]]
     context_table = pd.DataFrame(
@@ -154,8 +201,31 @@ def _build_sections(comparison: ModelComparison, context: Mapping[str, str]) -> 
         ),
         _Section("Gaps", _gap_sentences(comparison) or ["Only one model was evaluated."], level=3),
     ]
+    if gates:
+        sections.append(
+            _Section(
+                "Promotion gates",
+                [
+                    "The gates of `rollrisk promote` that need no champion, on these "
+                    "out-of-time figures (`promote` adds the comparison with the champion):",
+                    gates[0],
+                    "\n".join(f"* {line}" for line in gates[1:]),
+                ],
+            )
+        )
+    calibration_table = _calibration_table(comparison, smooth_ece)
     reliability_blocks: list[str | pd.DataFrame | _Image] = [
         *_calibration_sentences(comparison),
+        *(
+            [
+                "Binned ECE (10 bins of equal size) beside the smooth ECE (kernel-smoothed "
+                "residuals, no bin edges; docs/evaluation.md):",
+                calibration_table,
+            ]
+            if calibration_table is not None
+            else []
+        ),
+        *_grade_blocks(calibration_by_grade),
         _Image("reliability.png", _png(plot_reliability(comparison)), "Reliability of every model"),
     ]
     for model in comparison.models:
@@ -262,6 +332,9 @@ def write_evaluation_report(
     out_dir: Path,
     title: str,
     context: Mapping[str, str],
+    smooth_ece: Mapping[str, float] | None = None,
+    calibration_by_grade: pd.DataFrame | None = None,
+    gates: Sequence[str] | None = None,
 ) -> Path:
     """Write the PNG plots, ``report.md`` and ``report.html`` into ``out_dir``; return the HTML path.
 
@@ -269,10 +342,13 @@ def write_evaluation_report(
     snapshot), the split (e.g. out-of-time: train as-of <= 2024-06, test 2024-07..09) and the
     as-of dates; the caller passes calibrated and uncalibrated scores as separate models
     (``"lightgbm"`` and ``"lightgbm_uncalibrated"``) to get the before/after comparison.
+    ``smooth_ece`` (per model), ``calibration_by_grade`` (a
+    :func:`~rollrisk.models.stats.jeffreys_test` table) and ``gates`` (a verdict line, then one
+    line per promotion gate) add to the calibration section and a "Promotion gates" section.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    sections = _build_sections(comparison, context)
+    sections = _build_sections(comparison, context, smooth_ece, calibration_by_grade, gates)
     for section in sections:
         for block in section.blocks:
             if isinstance(block, _Image):

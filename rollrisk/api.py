@@ -46,7 +46,6 @@ from rollrisk.models.explanations import family_contributions, reason_codes
 from rollrisk.models.roll_model import RollModel
 from rollrisk.models.training import (
     LABEL,
-    PRIMARY,
     TrainingResult,
     evaluate_probabilities,
     no_progress,
@@ -322,7 +321,7 @@ def _as_loaded(model: Model) -> LoadedModel:
                 "tables": ",".join(model.tables),
                 **{f"observation_{k}": v for k, v in model.observation.items()},
             },
-            reference_scores=np.asarray(model.train_scores[PRIMARY]),
+            reference_scores=np.asarray(model.deployment_scores),
         )
     if isinstance(model, RollModel):
         return LoadedModel(

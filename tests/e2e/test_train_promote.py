@@ -1,6 +1,7 @@
 """End to end: simulate -> train (real CLI) -> promote refuses a worse model, accepts a better one
--> evaluate the champion -> a fresh process loads models:/NAME@champion. MLflow lives in a
-temporary SQLite store."""
+-> evaluate the champion -> a fresh process loads models:/NAME@champion. The registered model is
+the deployed refit (latest labelled months), the gates read the evaluation fit, and train's
+report agrees with promote. MLflow lives in a temporary SQLite store."""
 
 from __future__ import annotations
 
@@ -29,6 +30,11 @@ promotion:
   max_ece: 0.25
   max_psi: 2.0
   require_beats_baselines: false  # the weak model is meant to lose; tested in unit tests
+  # 1,200 accounts give a few hundred rows per part: the data minimums are unit-tested
+  min_train_rows: 0
+  min_train_positives: 0
+  min_test_rows: 0
+  min_test_positives: 0
 """
 WEAK = (
     "{n_estimators: 1, num_leaves: 2, min_child_samples: 20, early_stopping_rounds: 1, n_jobs: 1}"
@@ -49,6 +55,51 @@ def _aliases(tracking_uri: str) -> dict[str, str]:
     return {
         alias: str(version) for alias, version in client.get_registered_model(MODEL).aliases.items()
     }
+
+
+def _gate_lines(output: str) -> list[str]:
+    """The gate lines (``pass ...``, ``FAIL ...``, ``no champion ...``) a job printed."""
+    return [
+        line.strip()
+        for line in output.splitlines()
+        if line.strip().startswith(("pass ", "FAIL ", "no champion yet"))
+    ]
+
+
+def _check_deployment(tracking_uri: str, portfolio: Path) -> None:
+    """The registered model is the refit on the latest labelled months, not the judged fit:
+    its run records both, and the two score the out-of-time rows differently."""
+    import numpy as np
+    from mlflow import MlflowClient
+
+    from rollrisk.api import build_training_set, load_model, load_portfolio
+    from rollrisk.models.roll_model import RollModel
+    from rollrisk.storage.tracking import (
+        EVALUATION_MODEL_ARTIFACT,
+        OOT_ROWS_ARTIFACT,
+        read_run_json,
+        read_run_parquet,
+    )
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    version = client.get_model_version(MODEL, "1")
+    params = client.get_run(version.run_id).data.params
+    labelled = sorted(
+        build_training_set(load_portfolio(portfolio))["as_of"].cast(str).unique().to_list()
+    )
+    # 15 months of statements, a 3-month window: as-of 2024-01..2024-12 are labelled; the
+    # evaluation tests on the last 2 and validates on 2 before an embargo of 1 (the config's)
+    assert params["deployment.validation_as_of"] == f"{labelled[-2]}..{labelled[-1]}"
+    assert params["deployment.train_as_of"] == f"{labelled[0]}..{labelled[-4]}"
+    assert params["split.out-of-time_as_of"] == f"{labelled[-2]}..{labelled[-1]}"
+    assert params["split.validation_as_of"] == f"{labelled[-5]}..{labelled[-4]}"
+    rows = read_run_parquet(version.run_id, OOT_ROWS_ARTIFACT)
+    evaluation = RollModel.from_dict(read_run_json(version.run_id, EVALUATION_MODEL_ARTIFACT))
+    deployed = load_model(f"models:/{MODEL}/1", tracking_uri=tracking_uri)
+    assert not np.allclose(evaluation.predict_proba(rows), deployed.predict_proba(rows))
+    metrics = client.get_run(version.run_id).data.metrics
+    assert metrics["rows_deployment_train"] > metrics["rows_train"]
+    assert 0.0 <= metrics["oot_smooth_ece"] < 0.25
 
 
 def test_train_then_promotion_gates_then_fresh_process_load(
@@ -97,14 +148,22 @@ def test_train_then_promotion_gates_then_fresh_process_load(
     report = capsys.readouterr().out
     assert "roll_rate_chain" in report and "scorecard" in report and "report:" in report
     assert (tmp_path / "weak1" / "report.html").is_file()
+    assert "This run would pass every gate that needs no champion" in report
+    trained_gates = _gate_lines(report)
     assert main(["promote", "--config", str(weak)]) == 0
     assert _aliases(tracking_uri) == {"challenger": "1", "champion": "1"}
+    promoted = capsys.readouterr().out
+    # the same gates with the same figures in train's output and promote's
+    assert _gate_lines(promoted) == trained_gates
+    assert "no champion yet: the discrimination gate does not apply" in trained_gates
+    _check_deployment(tracking_uri, portfolio)
 
     # 2. A better model is accepted.
     train(strong, "strong")
     assert main(["promote", "--config", str(strong)]) == 0
     out = capsys.readouterr().out
     assert "pass discrimination" in out and "promoted" in out
+    assert "the champion's evaluation fit scored on them" in out  # like with like
     assert _aliases(tracking_uri)["champion"] == "2"
 
     # 3. A worse challenger is refused, with the reason, and the champion stays.
@@ -149,7 +208,11 @@ def test_train_then_promotion_gates_then_fresh_process_load(
 def test_promote_without_a_challenger_says_what_to_do(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    MlflowClient(tracking_uri=uri).search_experiments()  # a store, with no model in it
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.chdir(tmp_path)
     assert main(["promote", "--model-name", "nothing-here"]) == 2
     assert "has no version with alias 'challenger'" in capsys.readouterr().err

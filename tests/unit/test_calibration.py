@@ -116,3 +116,72 @@ def test_auto_does_not_pick_isotonic_on_a_small_slice() -> None:
     _, evidence = select_calibrator(raw, y, folds=5, min_isotonic_rows=10_000)
     assert evidence.by_method["isotonic"].brier < evidence.by_method["platt"].brier
     assert evidence.chosen == "platt"
+
+
+# --------------------------------------------------------------------------- measures of it
+
+
+def test_smooth_ece_reads_a_constant_gap_as_that_gap_and_a_calibrated_score_as_noise() -> None:
+    from rollrisk.models.metrics import expected_calibration_error, smooth_calibration_error
+
+    rng = np.random.default_rng(4)
+    truth = rng.beta(0.6, 2.2, size=40_000).clip(0.001, 0.999)
+    y = (rng.uniform(size=truth.size) < truth).astype(int)
+    calibrated = smooth_calibration_error(y, truth)
+    assert calibrated < 0.01  # sampling noise only (the binned ECE is ~0.005 here too)
+    shifted = smooth_calibration_error(y, np.clip(truth + 0.05, 0, 1))
+    assert shifted == pytest.approx(0.05, abs=0.01)
+    assert shifted == pytest.approx(
+        expected_calibration_error(y, np.clip(truth + 0.05, 0, 1)), abs=0.01
+    )
+    # one predicted value: the kernel puts all of it on that value, so the gap is exact
+    constant = smooth_calibration_error(np.r_[np.ones(300), np.zeros(700)], np.full(1000, 0.25))
+    assert constant == pytest.approx(0.05, abs=1e-3)
+
+
+def test_smooth_ece_needs_no_bins_where_binned_ece_depends_on_them() -> None:
+    """Over- and under-prediction alternating faster than a bin is wide cancel out inside
+    each bin; the smooth ECE at a narrow width still sees them, and its self-tuned width is
+    the fixed point smECE(s) = s."""
+    from rollrisk.models.metrics import expected_calibration_error, smooth_calibration_error
+
+    rng = np.random.default_rng(5)
+    p = rng.uniform(0.2, 0.8, size=60_000)
+    wiggle = 0.1 * np.sign(np.sin(2 * np.pi * p / 0.02))  # +-0.1, period 0.02
+    y = (rng.uniform(size=p.size) < p + wiggle).astype(int)
+    assert expected_calibration_error(y, p, n_bins=10) < 0.02
+    assert smooth_calibration_error(y, p, bandwidth=0.002) > 0.06
+    tuned = smooth_calibration_error(y, p)
+    assert smooth_calibration_error(y, p, bandwidth=tuned) == pytest.approx(tuned, abs=1e-6)
+    with pytest.raises(ValueError, match="bandwidth must be positive"):
+        smooth_calibration_error(y, p, bandwidth=0.0)
+    with pytest.raises(ValueError, match="probabilities in"):
+        smooth_calibration_error([0, 1], [0.5, 1.5])
+
+
+def test_jeffreys_test_per_grade_against_the_beta_posterior() -> None:
+    from scipy import stats
+
+    from rollrisk.models.stats import JEFFREYS_COLUMNS, jeffreys_test
+
+    # grade a: 200 rows predicted 0.10, 20 rolled (right); b: 100 rows predicted 0.30, 50
+    # rolled (far too low); c: 100 rows predicted 0.60, 30 rolled (far too high)
+    probability = np.r_[np.full(200, 0.10), np.full(100, 0.30), np.full(100, 0.60)]
+    outcome = np.r_[np.arange(200) < 20, np.arange(100) < 50, np.arange(100) < 30].astype(int)
+    group = np.r_[["a"] * 200, ["b"] * 100, ["c"] * 100]
+    table = jeffreys_test(probability, outcome, group, ["a", "b", "c", "d"]).set_index("group")
+    assert list(table.reset_index().columns) == list(JEFFREYS_COLUMNS)
+    assert table.loc["a", "p_value_under"] == pytest.approx(stats.beta(20.5, 180.5).cdf(0.10))
+    assert table.loc["b", "p_value_under"] == pytest.approx(stats.beta(50.5, 50.5).cdf(0.30))
+    assert table.loc["a", "ci_lower"] == pytest.approx(stats.beta(20.5, 180.5).ppf(0.025))
+    assert table.loc["a", "ci_upper"] == pytest.approx(stats.beta(20.5, 180.5).ppf(0.975))
+    assert table["verdict"].to_dict() == {
+        "a": "consistent",
+        "b": "underestimates",
+        "c": "overestimates",
+        "d": "no rows",
+        "all": "consistent",  # 0.275 predicted on average, 100 / 400 = 0.25 realised
+    }
+    assert table.loc["all", "accounts"] == 400 and table.loc["all", "rolled"] == 100
+    with pytest.raises(ValueError, match="differ in length"):
+        jeffreys_test(probability, outcome[:10], group, ["a"])
