@@ -325,6 +325,7 @@ def backtest(
     bands: RiskBands,
     tolerance: float = 0.05,
     min_accounts: int = 30,
+    confidence: float = 0.95,
 ) -> pd.DataFrame:
     """Realised against predicted roll rate per risk band (and overall, last row).
 
@@ -334,10 +335,13 @@ def backtest(
 
     Returns one row per band (in band order, empty bands included) plus ``all``: ``band,
     accounts, rolled, predicted_mean, realised_rate, ci_lower, ci_upper, gap, verdict``.
-    ``verdict`` is ``act`` when the predicted mean lies outside the Wilson 95% interval of the
-    realised rate *and* the gap exceeds ``tolerance`` (small bands cannot raise it: a band with
-    fewer than ``min_accounts`` accounts is ``too few``), otherwise ``ok``.
+    ``verdict`` is ``act`` when the predicted mean lies outside the Wilson interval of the
+    realised rate at ``confidence`` (two-sided; the monitor gives each band its share of the
+    run's false-alarm rate) *and* the gap exceeds ``tolerance`` (small bands cannot raise it: a
+    band with fewer than ``min_accounts`` accounts is ``too few``), otherwise ``ok``.
     """
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     missing = [c for c in ("probability", "rolled_to_default") if c not in scored_with_outcomes]
     if missing:
         raise ValueError(f"backtest needs column(s) {missing}")
@@ -348,8 +352,14 @@ def backtest(
         )
     probability = scored_with_outcomes["probability"].to_numpy(dtype=np.float64)
     band = [risk_band(p, bands) for p in probability]
+    from scipy.stats import norm  # imported here: scipy is slow to import
+
     table = calibration_backtest(
-        probability, outcome.to_numpy(dtype=np.int64), band, [name for name, _ in bands]
+        probability,
+        outcome.to_numpy(dtype=np.int64),
+        band,
+        [name for name, _ in bands],
+        z=float(norm.ppf(0.5 + confidence / 2)),
     )
     outside = (table["predicted_mean"] < table["ci_lower"]) | (
         table["predicted_mean"] > table["ci_upper"]

@@ -175,7 +175,11 @@ def stability_noise(
 
 
 def calibration_backtest(
-    probability: ArrayLike, outcome: ArrayLike, group: ArrayLike, groups: Sequence[str]
+    probability: ArrayLike,
+    outcome: ArrayLike,
+    group: ArrayLike,
+    groups: Sequence[str],
+    z: float = WILSON_Z,
 ) -> pd.DataFrame:
     """Predicted against realised rate per group, and over all rows (the last row, ``all``).
 
@@ -187,7 +191,8 @@ def calibration_backtest(
 
     Returns :data:`BACKTEST_COLUMNS`: ``group, accounts, rolled`` (outcomes that are 1),
     ``predicted_mean, realised_rate``, the Wilson 95 % interval of the realised rate
-    ``ci_lower, ci_upper``, and ``gap`` = realised - predicted.
+    ``ci_lower, ci_upper`` (another level with ``z``, its two-sided normal quantile), and
+    ``gap`` = realised - predicted.
     """
     predicted = np.asarray(probability, dtype=np.float64)
     rolled = np.asarray(outcome, dtype=np.int64)
@@ -202,7 +207,7 @@ def calibration_backtest(
     )
     with np.errstate(invalid="ignore", divide="ignore"):
         realised = positives / accounts.astype(np.float64)
-    lower, upper = wilson_interval(positives, accounts)
+    lower, upper = wilson_interval(positives, accounts, z=z)
     return pd.DataFrame(
         {
             "group": [name for name, _ in masks],

@@ -11,7 +11,8 @@ the model's reference: its latest labelled months (3 as-of months), logged with 
                  missing values are a bin of their own)
   backtest       once the as-of's performance window has passed in --data (the DPD of the
                  following months is in the statements), realised roll-to-default rate against
-                 the mean predicted probability per risk band, with a 95% interval
+                 the mean predicted probability per risk band, with the realised rate's
+                 interval at the band's share of the false-alarm rate (below)
 
 Verdicts: PSI/CSI under 0.1 stable, 0.1 to the threshold watch, above it act -- but only when
 sampling noise could not have produced it: two samples of one population show some PSI by
@@ -163,7 +164,12 @@ def run(args: argparse.Namespace) -> int:
             f"{as_of}: nothing to monitor"
         )
 
-    stability = judge_population(reference, current, loaded.model.feature_set, thresholds)
+    outcomes = matured_outcomes(portfolio.statements, as_of, spec)
+    # the backtest's bands and its `all` row share the run's false-alarm rate too
+    backtest_checks = 0 if outcomes is None else len(bands) + 1
+    stability = judge_population(
+        reference, current, loaded.model.feature_set, thresholds, backtest_checks
+    )
     alerts = list(stability.alerts)
     if stability.judged is False:
         print(
@@ -173,7 +179,6 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
 
-    outcomes = matured_outcomes(portfolio.statements, as_of, spec)
     backtest_table = None
     if outcomes is not None:
         joined = current.merge(outcomes, on="account_id", how="inner")
@@ -182,12 +187,14 @@ def run(args: argparse.Namespace) -> int:
             bands,
             tolerance=thresholds.backtest_tolerance,
             min_accounts=thresholds.backtest_min_accounts,
+            confidence=1.0 - stability.level,
         )
         for row in backtest_table.itertuples():
             if row.verdict == "act":
                 alerts.append(
                     f"backtest band {row.band}: realised {row.realised_rate:.3f} vs predicted "
-                    f"{row.predicted_mean:.3f} (gap beyond {thresholds.backtest_tolerance})"
+                    f"{row.predicted_mean:.3f} (gap beyond {thresholds.backtest_tolerance}, and "
+                    f"outside the realised rate's interval {row.ci_lower:.3f}-{row.ci_upper:.3f})"
                 )
 
     verdict = "alert" if alerts else ("no alert" if stability.judged else "no verdict")
@@ -229,6 +236,7 @@ def run(args: argparse.Namespace) -> int:
         if backtest_table is None
         else {
             "matured_accounts": int(backtest_table["accounts"].iloc[-1]),
+            "confidence": 1.0 - stability.level,
             "bands": _records(backtest_table),
         },
         "backtest_status": "matured"
@@ -330,12 +338,14 @@ def judge_population(
     current: pd.DataFrame,
     feature_set: FeatureSet,
     thresholds: MonitoringConfig,
+    other_checks: int = 0,
 ) -> PopulationStability:
     """PSI of the scores and CSI of every feature, each judged for the sample sizes compared.
 
-    The overall false-alarm rate is shared equally among the checks (the score and each
-    feature: Bonferroni), so a population with no change raises any alert with at most that
-    probability whatever the number of features.
+    The overall false-alarm rate is shared equally among the checks (the score, each feature
+    and ``other_checks``, the backtest's rows: Bonferroni), so a population with no change
+    raises any alert with at most that probability whatever the number of features;
+    ``level`` is each check's share.
     """
     from rollrisk.models.monitoring import (
         TOO_FEW,
@@ -347,7 +357,7 @@ def judge_population(
     features = None
     if reference.features is not None:
         features = feature_stability(reference.features, current, feature_set)
-    checks = 1 + (0 if features is None else len(features.summary))
+    checks = 1 + (0 if features is None else len(features.summary)) + other_checks
     level = thresholds.false_alarm_rate / checks
     size = len(current)
     psi = score_stability(reference.scores, current["probability"].to_numpy())
@@ -506,7 +516,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += [
             f"{report['backtest']['matured_accounts']:,} accounts with a matured outcome.",
             "",
-            "| band | accounts | rolled | predicted | realised | 95% interval | verdict |",
+            f"| band | accounts | rolled | predicted | realised | "
+            f"{report['backtest']['confidence']:.2%} interval | verdict |",
             "|---|---|---|---|---|---|---|",
         ]
         for row in report["backtest"]["bands"]:

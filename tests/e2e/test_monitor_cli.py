@@ -69,7 +69,10 @@ def test_stable_population_exits_0_with_backtest(scoring_world, tmp_path, monkey
     sizes = 1 / report["population"] + 1 / report["reference"]["rows"]
     assert psi["noise_expected"] == pytest.approx(9 * sizes, rel=0.3)
     assert psi["alert_above"] == max(0.25, psi["noise_critical"])
-    assert report["noise"]["checks"] == 1 + len(report["feature_csi"])
+    # the score, each feature and each backtest row share the false-alarm rate
+    bands = report["backtest"]["bands"]
+    assert report["noise"]["checks"] == 1 + len(report["feature_csi"]) + len(bands)
+    assert report["backtest"]["confidence"] == pytest.approx(1 - report["noise"]["level_per_check"])
     assert report["noise"]["level_per_check"] == pytest.approx(0.01 / report["noise"]["checks"])
     assert report["feature_csi"], "the model should carry its reference feature sample"
     assert not [row for row in report["feature_csi"] if row["verdict"] == "act"]

@@ -138,6 +138,26 @@ def test_backtest_on_known_data() -> None:
     assert table.loc["all", "rolled"] == 80
 
 
+def test_backtest_interval_widens_with_its_confidence() -> None:
+    # 50 accounts predicted 0.10, 12 rolled (0.24): outside the 95% interval, inside the
+    # interval of a band that holds its share of a 1% false-alarm rate over 64 checks
+    scored = pd.DataFrame({"probability": [0.10] * 50, "rolled_to_default": [1] * 12 + [0] * 38})
+    usual = backtest(scored, BANDS).set_index("band")
+    strict = backtest(scored, BANDS, confidence=1 - 0.01 / 64).set_index("band")
+    assert usual.loc["low", "verdict"] == "act"
+    assert strict.loc["low", "verdict"] == "ok"
+    assert strict.loc["low", "ci_lower"] < 0.10 < usual.loc["low", "ci_lower"]
+    assert strict.loc["low", "ci_upper"] > usual.loc["low", "ci_upper"]
+    # a gross miss still alerts: 25 of 50 against 0.10
+    gross = scored.assign(rolled_to_default=[1] * 25 + [0] * 25)
+    assert (
+        backtest(gross, BANDS, confidence=1 - 0.01 / 64).set_index("band").loc["low", "verdict"]
+        == "act"
+    )
+    with pytest.raises(ValueError, match="confidence must be in"):
+        backtest(scored, BANDS, confidence=1.0)
+
+
 def test_backtest_rejects_unmatured_rows() -> None:
     scored = pd.DataFrame({"probability": [0.1, 0.2], "rolled_to_default": [1, None]})
     with pytest.raises(ValueError, match="1 rows have no matured outcome"):
