@@ -430,7 +430,7 @@ def test_a_server_nobody_listens_on_is_one_line_within_seconds(
     assert "the MLflow tracking server does not answer" in message
 
 
-@pytest.mark.parametrize("command", [["score"], ["promote"], ["monitor"]])
+@pytest.mark.parametrize("command", ["score", "promote", "monitor"])
 def test_a_reading_job_without_a_store_makes_none(
     scoring_world, tmp_path, monkeypatch, capsys, command
 ):
@@ -441,7 +441,7 @@ def test_a_reading_job_without_a_store_makes_none(
         "promote": ["promote"],
         "monitor": ["monitor", "--model", scoring_world.model_uri, "--data",
                     str(scoring_world.portfolio), "--out", str(tmp_path / "monitor")],
-    }[command[0]]  # fmt: skip
+    }[command]  # fmt: skip
     message = _store_fault(scoring_world, tmp_path / "scores", capsys, argv)
     assert "no MLflow store at " in message and "run `rollrisk train` first" in message
     assert not (tmp_path / "runs").exists()
