@@ -546,12 +546,12 @@ def embargo_months(training: TrainingConfig, window_months: int) -> int:
 
 
 def _check_outcomes(split: SplitFrames, parts: tuple[str, ...], what: str) -> None:
+    """Raise :class:`UserError` naming the first part of ``split`` with a single outcome."""
+    months_of = {"train": "train", "early_stopping": "validation", "calibration": "validation"}
     for part in parts:
         labels = getattr(split, part)[LABEL]
         if labels.nunique() < 2:
-            months = split.describe().get(
-                f"{'out-of-time test' if part == 'test' else part} as-of", ""
-            )
+            months = split.describe()[f"{months_of.get(part, 'out-of-time test')} as-of"]
             raise UserError(
                 f"the {part} part of {what} ({months}) has {len(labels)} rows and only one "
                 "outcome; a model needs both rolled and not-rolled accounts in every part: "

@@ -55,7 +55,7 @@ from rollrisk.arguments import (
 from rollrisk.conf import DEFAULT_POLICY
 from rollrisk.errors import UserError
 from rollrisk.models.metrics import HEADLINE_METRICS
-from rollrisk.models.promotion import PromotionDecision, decide_promotion
+from rollrisk.models.promotion import PromotionDecision, data_shortfalls, decide_promotion
 from rollrisk.models.training import (
     DEPLOYMENT_PARTS,
     LABEL,
@@ -167,6 +167,12 @@ def run(args: argparse.Namespace) -> int:
     data_fingerprint = fingerprint_files(args.data)
     grades = calibration_by_grade(result, args.policy)
     gates = decide_promotion(result.candidate_figures(), None, config.promotion)
+    short = data_shortfalls(result.candidate_figures(), config.promotion)
+    if short:
+        _progress(
+            "warning: small or thin training data: " + "; ".join(short) + "; `rollrisk promote` "
+            "refuses a model evaluated on so little (promotion.min_* in the config)"
+        )
     report = _write_report(result, args.out, args.data, data_fingerprint, grades, gates)
     logged = log_training_run(
         result,

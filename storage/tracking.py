@@ -473,6 +473,11 @@ def log_training_run(
                 "feature_set": feature_set.name,
                 "feature_set_version": feature_set.version,
                 "tables": ",".join(result.tables),  # scoring without one of them is refused
+                # the as-of months the deployed model learnt from: figures on them are in-sample
+                "trained_as_of": "{}..{}".format(
+                    result.deployment_split.months["train"][0],
+                    result.deployment_split.months["validation"][-1],
+                ),
                 **{f"observation_{k}": v for k, v in result.observation.items()},
             },
         )
@@ -521,8 +526,10 @@ def _log_procedure(
             f"{months[0]}..{months[-1]}" if months else "none"
         )
     mlflow.log_params(params)
-    metrics = {f"positives_{part}": float(getattr(result.split, part)[LABEL].sum()) for part in (
-        "train", "test")}  # fmt: skip
+    metrics = {
+        f"positives_{part}": float(getattr(result.split, part)[LABEL].sum())
+        for part in ("train", "test")
+    }
     for part in DEPLOYMENT_PARTS:
         frame = getattr(deployment, part)
         metrics[f"rows_deployment_{part}"] = float(len(frame))

@@ -74,6 +74,7 @@ def test_six_months_without_action_logs_train_promote_and_score(
     assert "12-month windows 100%" in trained and "statements start in 2024-01" in trained
     assert "no collection_actions in the training data" in trained
     assert "This run would be REFUSED by `rollrisk promote`" in trained
+    assert "warning: small or thin training data:" in captured.err
     trained_gates = _gate_lines(captured.out)
     assert any(
         line.startswith("FAIL data: the evaluation rests on too little") for line in trained_gates
