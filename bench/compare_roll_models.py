@@ -79,7 +79,7 @@ def main() -> int:
                 rows.append(
                     {"model": name, **result.comparison.overall.loc[name, COLUMNS].to_dict()}
                 )
-        rows.append({"model": f"lightgbm ({structure})", "trees": str(result.model.best_iterations_),
+        rows.append({"model": f"lightgbm ({structure})", "trees": str(result.evaluation_model.best_iterations_),
                      "seconds": round(seconds, 1), **result.comparison.overall.loc["lightgbm", COLUMNS].to_dict()})  # fmt: skip
         by_bucket = result.comparison.by_slice
         by_bucket = by_bucket[
@@ -90,7 +90,7 @@ def main() -> int:
                            **{c: row[c] for c in ("auc", "brier", "ece")}})  # fmt: skip
 
         # Calibration: both methods fitted on the same calibration slice, measured out of time.
-        model, split = result.model, result.split
+        model, split = result.evaluation_model, result.split  # the fit the test judges
         raw_calibration = model.predict_raw(split.calibration)
         raw_test = model.predict_raw(split.test)
         y_test = split.test[LABEL].to_numpy()
