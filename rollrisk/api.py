@@ -242,10 +242,12 @@ def train(
     ``tune`` a random search of LightGBM parameters within ``config.tuning``; ``progress``
     receives a message at each step. Nothing is logged: see :func:`log_training_run`.
 
-    Returns a :class:`~rollrisk.models.training.TrainingResult`: ``model`` (the fitted
-    ``RollModel``), ``comparison`` (its out-of-time metrics beside the baselines':
-    ``comparison.overall`` has one row per model with ``auc, gini, ks, brier, log_loss, ece``;
-    ``comparison.by_slice`` per product and starting bucket), ``split`` (the time split),
+    Returns a :class:`~rollrisk.models.training.TrainingResult`: ``model`` (the deployed
+    ``RollModel``: refit on every labelled month, calibrated on the latest), ``evaluation_model``
+    (the same procedure fitted before the out-of-time months), ``comparison`` (the evaluation
+    fit's out-of-time metrics beside the baselines': ``comparison.overall`` has one row per
+    model with ``auc, gini, ks, brier, log_loss, ece``; ``comparison.by_slice`` per product and
+    starting bucket), ``split`` and ``deployment_split`` (the time splits), ``warnings``,
     ``beats_baselines()`` and ``gaps()``.
     """
     frame = training_set.to_pandas() if isinstance(training_set, pl.DataFrame) else training_set
