@@ -60,9 +60,6 @@ SPLIT_PARTS = ("train", "early_stopping", "calibration", "test")
 DEPLOYMENT_PARTS = ("train", "early_stopping", "calibration")
 # every portfolio table, in contract order (accounts, statements, then the optional ones)
 ALL_TABLES: tuple[str, ...] = tuple(table.name for table in TABLES)
-# Rows of training features kept with a model, so that monitoring can bin today's features
-# on them (CSI) as it bins today's scores on the training scores (PSI).
-REFERENCE_SAMPLE_ROWS = 50_000
 
 
 def no_progress(message: str) -> None:
@@ -661,12 +658,3 @@ def comparison_metrics(comparison: ModelComparison, prefix: str = "oot") -> dict
         for metric in ("auc", "brier", "ece"):
             metrics[f"{prefix}_{metric}_gap_vs_{row['model']}"] = float(row[f"{metric}_gap"])
     return {name: value for name, value in metrics.items() if np.isfinite(value)}
-
-
-def reference_sample(train: pd.DataFrame, feature_set: FeatureSet, seed: int) -> pd.DataFrame:
-    """Up to :data:`REFERENCE_SAMPLE_ROWS` training rows (fixed seed): the slices and features."""
-    columns = list(dict.fromkeys([*SLICES, *feature_set.names]))
-    rows = train[columns]
-    if len(rows) > REFERENCE_SAMPLE_ROWS:
-        rows = rows.sample(n=REFERENCE_SAMPLE_ROWS, random_state=seed)
-    return rows.reset_index(drop=True)
