@@ -39,8 +39,12 @@ from rollrisk.errors import DataContractError, UserError
 
 ISO_DATE_FORMAT = "%Y-%m-%d"
 TIMESTAMP = pl.Datetime("us")
-_ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
-_ISO_NAIVE = r"^\d{4}-\d{2}-\d{2}( \d{2}:\d{2}:\d{2}(\.\d{1,9})?)?$"
+# the contract's text forms (a timestamp's ``T`` is read as a space first); the service's
+# request models check JSON values by the same patterns (serving/api_models.py)
+ISO_DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
+ISO_NAIVE_TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2}( \d{2}:\d{2}:\d{2}(\.\d{1,9})?)?$"
+_ISO_DATE = ISO_DATE_PATTERN
+_ISO_NAIVE = ISO_NAIVE_TIMESTAMP_PATTERN
 _ISO_OFFSET = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}(:?\d{2})?)$"
 _TIME_OF_DAY = " %H:%M:%S%.f"
 _OFFSET = "%#z"

@@ -17,11 +17,13 @@ the scoring code with a value it cannot represent.
 from __future__ import annotations
 
 import calendar
+import re
 from datetime import date, datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, NaiveDatetime, model_validator
 
+from rollrisk.features.dates import ISO_DATE_PATTERN, ISO_NAIVE_TIMESTAMP_PATTERN
 from rollrisk.features.schemas import (
     AMOUNT_RULE,
     BALANCE_RULE,
@@ -44,9 +46,38 @@ MAX_ACCOUNTS_PER_REQUEST = 1_000
 MAX_ROWS_PER_ACCOUNT = 2_000
 EARLIEST = date(1900, 1, 1)
 LATEST = date(2199, 12, 31)
-Day = Annotated[date, Field(ge=EARLIEST, le=LATEST)]
+
+
+_UTC_OFFSET = re.compile(r"\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}(:?\d{2})?)$")
+
+
+def _written_as(pattern: str, words: str):
+    """A date or timestamp as the contract writes it: text in the contract's form (or a
+    ``date``/``datetime`` from a Python caller). Pydantic would also read a number as seconds
+    since 1970, which the batch refuses; one rule set means the service refuses it too."""
+    compiled = re.compile(pattern)
+
+    def check(value: object) -> object:
+        if isinstance(value, date):
+            return value
+        if isinstance(value, str) and _UTC_OFFSET.search(value):
+            raise ValueError(
+                f"expected a naive timestamp in the lender's reporting time zone, got {value!r} "
+                "with a timezone offset"
+            )
+        if not isinstance(value, str) or not compiled.match(value.replace("T", " ", 1)):
+            raise ValueError(f"expected {words}, got {value!r}")
+        return value
+
+    return BeforeValidator(check)
+
+
+Day = Annotated[
+    date, _written_as(ISO_DATE_PATTERN, "a date written YYYY-MM-DD"), Field(ge=EARLIEST, le=LATEST)
+]
 Timestamp = Annotated[
     NaiveDatetime,
+    _written_as(ISO_NAIVE_TIMESTAMP_PATTERN, "a timestamp written YYYY-MM-DD[ HH:MM:SS[.ffffff]]"),
     Field(
         ge=datetime(1900, 1, 1),
         lt=datetime(2200, 1, 1),

@@ -27,6 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from rollrisk.errors import DataContractError
 from rollrisk.features.schemas import (
     CHANNELS,
     MAX_AMOUNT,
@@ -343,3 +344,36 @@ def test_a_credit_balance_is_accepted_by_both(balance):
     )
     assert _contract_rejects(history) == {}
     assert _batch_reasons("statement", "balance", balance, pl.Float64) == []
+
+
+@pytest.mark.parametrize(
+    ("table", "column", "value"),
+    [
+        ("statement", "cycle_end", 1711411200),  # seconds since 1970: 2024-03-26 to pydantic
+        ("statement", "cycle_end", "2024/03/26"),
+        ("statement", "cycle_end", "26/03/2024"),
+        ("statement", "known_at", 1711411200),
+        ("statement", "known_at", "2024/03/26 06:00:00"),
+        ("account", "opened_at", 19_000),  # days since 1970
+        ("action", "promised_date", "03/05/2024"),
+    ],
+)
+def test_a_date_not_written_as_the_contract_writes_it_is_refused_by_both(table, column, value):
+    """The batch reads dates only as YYYY-MM-DD text or typed dates (never a number of
+    seconds or days since 1970, never another order): the API refuses the same values."""
+    model, base = _API_ROWS[table]
+    assert not _api_accepts(model, {**base, column: value})
+    if isinstance(value, int):  # a number column is refused whole by the batch (a file error)
+        with pytest.raises(
+            DataContractError, match=f"{column} is stored as Int64, which holds no (date|timestamp)"
+        ):
+            _batch_reasons(table, column, value, pl.Int64)
+        return
+    reasons = _batch_reasons(table, column, value, pl.String)
+    assert reasons and reasons[0].startswith(f"{column}: expected "), reasons
+
+
+def test_the_contract_date_forms_pass_the_api():
+    assert _api_accepts(Statement, {**STATEMENT, "known_at": "2025-03-02T06:00:00"})
+    assert _api_accepts(Statement, {**STATEMENT, "known_at": "2025-03-02 06:00:00.250"})
+    assert _api_accepts(Statement, {**STATEMENT, "cycle_end": "2025-02-27"})
