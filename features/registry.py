@@ -28,7 +28,9 @@ class FeatureSpec:
     """One model input.
 
     ``reason_en`` / ``reason_zh`` are short templates for a reason code that quote the
-    account's own value, e.g. ``"{value:.0f} broken promises to pay in the last 90 days"``.
+    account's own value, e.g. ``"{value:.0f} broken promise{s} to pay in the last 6 months"``;
+    :func:`format_reason` fills them, with the English plural marks ``{s}``, ``{ies}`` and
+    ``{times}`` ("once", "2 times") agreeing with the value.
     """
 
     name: str
@@ -64,6 +66,28 @@ class FeatureSet:
             if spec.name == name:
                 return spec
         raise KeyError(f"feature {name!r} is not in feature set {self.name} v{self.version}")
+
+
+def format_reason(template: str, value: object) -> str:
+    """A reason template filled with the account's ``value``.
+
+    Besides ``{value}`` (with any format spec), a template may use the plural marks ``{s}``
+    ("" for one, "s" otherwise), ``{ies}`` ("y" / "ies") and ``{times}`` ("once" or
+    "N times"), decided on the value rounded to a whole number as the text shows it, so a
+    reason never reads "refused to pay 1 times". Chinese templates have no plural and ignore
+    the marks. Raises what :meth:`str.format` raises for a value the template cannot format
+    (a category under ``{value:.0f}``); :func:`rollrisk.models.explanations.reason_text`
+    falls back to the description then.
+    """
+    try:
+        count: float | None = round(float(value))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        count = None
+    one = count == 1
+    times = "once" if one else f"{count:.0f} times" if count is not None else "times"
+    return template.format(
+        value=value, s="" if one else "s", ies="y" if one else "ies", times=times
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -127,7 +151,7 @@ _FEATURES: tuple[FeatureSpec, ...] = (
         None,
         "Days past due on the latest statement known at the as-of date.",
         "观察日已知的最近一期账单的逾期天数。",
-        "{value:.0f} days past due now",
+        "{value:.0f} day{s} past due now",
         "当前逾期{value:.0f}天",
         1,
     ),
@@ -137,7 +161,7 @@ _FEATURES: tuple[FeatureSpec, ...] = (
         3,
         "Highest days past due over the last 3 statement months.",
         "近3个月账单的最高逾期天数。",
-        "up to {value:.0f} days past due in the last 3 months",
+        "up to {value:.0f} day{s} past due in the last 3 months",
         "近3个月最高逾期{value:.0f}天",
         1,
     ),
@@ -147,7 +171,7 @@ _FEATURES: tuple[FeatureSpec, ...] = (
         6,
         "Highest days past due over the last 6 statement months.",
         "近6个月账单的最高逾期天数。",
-        "up to {value:.0f} days past due in the last 6 months",
+        "up to {value:.0f} day{s} past due in the last 6 months",
         "近6个月最高逾期{value:.0f}天",
         1,
     ),
@@ -157,7 +181,7 @@ _FEATURES: tuple[FeatureSpec, ...] = (
         12,
         "Highest days past due over the last 12 statement months.",
         "近12个月账单的最高逾期天数。",
-        "up to {value:.0f} days past due in the last 12 months",
+        "up to {value:.0f} day{s} past due in the last 12 months",
         "近12个月最高逾期{value:.0f}天",
         1,
     ),
@@ -183,7 +207,7 @@ _FEATURES: tuple[FeatureSpec, ...] = (
         "Length in statement months of the current delinquency spell (consecutive latest "
         "statements with DPD >= 1).",
         "当前连续逾期的账单月数。",
-        "delinquent for {value:.0f} consecutive months",
+        "delinquent for {value:.0f} consecutive month{s}",
         "已连续逾期{value:.0f}个月",
         1,
     ),
@@ -194,7 +218,7 @@ _FEATURES: tuple[FeatureSpec, ...] = (
         "Number of month-over-month moves to a worse bucket (M0->M1, M1->M2, ...) over the "
         "last 12 statement months.",
         "近12个月账单中逾期阶段逐月恶化(如M0→M1、M1→M2)的次数。",
-        "{value:.0f} moves to a worse delinquency bucket in the last 12 months",
+        "{value:.0f} move{s} to a worse delinquency bucket in the last 12 months",
         "近12个月逾期阶段恶化{value:.0f}次",
         1,
     ),
@@ -205,7 +229,7 @@ _FEATURES: tuple[FeatureSpec, ...] = (
         "Number of returns from a delinquent bucket to current (M0) over the last 12 "
         "statement months.",
         "近12个月从逾期状态回到正常(M0)的次数。",
-        "{value:.0f} cures back to current in the last 12 months",
+        "{value:.0f} cure{s} back to current in the last 12 months",
         "近12个月逾期后还清{value:.0f}次",
     ),
     _spec(
@@ -215,7 +239,7 @@ _FEATURES: tuple[FeatureSpec, ...] = (
         "Number of separate delinquency episodes (current -> delinquent) started over the "
         "last 12 statement months, including the current one.",
         "近12个月新发生的逾期次数(由正常转为逾期,含当前这次)。",
-        "{value:.0f} separate delinquencies in the last 12 months",
+        "{value:.0f} separate delinquenc{ies} in the last 12 months",
         "近12个月发生{value:.0f}次逾期",
         1,
     ),
@@ -227,7 +251,7 @@ _FEATURES: tuple[FeatureSpec, ...] = (
         "before the current spell; missing when the current spell is the first known "
         "delinquency.",
         "当前这次逾期之前的上一次逾期距今的账单月数;若当前为首次逾期则为空。",
-        "previous delinquency {value:.0f} months ago",
+        "previous delinquency {value:.0f} month{s} ago",
         "上一次逾期在{value:.0f}个月前",
         -1,
     ),
@@ -290,7 +314,7 @@ _FEATURES: tuple[FeatureSpec, ...] = (
         "Consecutive latest statements on which the borrower paid the minimum due but "
         "clearly less than the full amount due (at least min_due, below 110% of it).",
         "最近连续只还最低还款额(不低于最低还款额且不超过其110%,少于应还全额)的账单月数。",
-        "paid only the minimum for {value:.0f} months in a row",
+        "paid only the minimum for {value:.0f} month{s} in a row",
         "连续{value:.0f}个月只还最低还款额",
         1,
     ),
@@ -311,7 +335,7 @@ _FEATURES: tuple[FeatureSpec, ...] = (
         "Number of the last 6 statement months with a payment above zero but below the "
         "minimum due.",
         "近6个月还款大于零但低于最低还款额(部分还款)的月数。",
-        "{value:.0f} partial payments below the minimum in the last 6 months",
+        "{value:.0f} partial payment{s} below the minimum in the last 6 months",
         "近6个月有{value:.0f}次低于最低还款额的部分还款",
         1,
     ),
@@ -366,7 +390,7 @@ _FEATURES: tuple[FeatureSpec, ...] = (
         3,
         "Promises to pay recorded in the 3 months before the as-of date.",
         "观察日前3个月内的承诺还款次数。",
-        "{value:.0f} promises to pay in the last 3 months",
+        "{value:.0f} promise{s} to pay in the last 3 months",
         "近3个月承诺还款{value:.0f}次",
         source="collection_actions",
     ),
@@ -377,7 +401,7 @@ _FEATURES: tuple[FeatureSpec, ...] = (
         "Promises to pay made in the 6 months before the as-of whose promised date has "
         "passed and whose next known statement shows at least the promised amount paid.",
         "近6个月内承诺还款日已过、且其后首期已知账单还款额不低于承诺金额的承诺次数(守约)。",
-        "{value:.0f} promises to pay kept in the last 6 months",
+        "{value:.0f} promise{s} to pay kept in the last 6 months",
         "近6个月守约还款{value:.0f}次",
         -1,
         source="collection_actions",
@@ -389,7 +413,7 @@ _FEATURES: tuple[FeatureSpec, ...] = (
         "Promises to pay made in the 6 months before the as-of whose promised date has "
         "passed and whose next known statement shows less than the promised amount paid.",
         "近6个月内承诺还款日已过、但其后首期已知账单还款额低于承诺金额的承诺次数(违约)。",
-        "{value:.0f} broken promises to pay in the last 6 months",
+        "{value:.0f} broken promise{s} to pay in the last 6 months",
         "近6个月违约承诺{value:.0f}次",
         1,
         source="collection_actions",
@@ -412,7 +436,7 @@ _FEATURES: tuple[FeatureSpec, ...] = (
         6,
         "Contacts in the last 6 months where the borrower refused to pay.",
         "近6个月联系中明确拒绝还款的次数。",
-        "refused to pay {value:.0f} times in the last 6 months",
+        "refused to pay {times} in the last 6 months",
         "近6个月拒绝还款{value:.0f}次",
         1,
         source="collection_actions",
@@ -423,7 +447,7 @@ _FEATURES: tuple[FeatureSpec, ...] = (
         6,
         "Contacts in the last 6 months where the borrower disputed the debt.",
         "近6个月对欠款提出异议的次数。",
-        "{value:.0f} disputes in the last 6 months",
+        "{value:.0f} dispute{s} in the last 6 months",
         "近6个月提出异议{value:.0f}次",
         source="collection_actions",
     ),
@@ -434,7 +458,7 @@ _FEATURES: tuple[FeatureSpec, ...] = (
         "Contacts in the last 6 months where the borrower reported hardship (job loss, "
         "illness, disaster).",
         "近6个月报告困难(失业、疾病、灾害等)的次数。",
-        "reported hardship {value:.0f} times in the last 6 months",
+        "reported hardship {times} in the last 6 months",
         "近6个月报告困难{value:.0f}次",
         source="collection_actions",
     ),
@@ -456,7 +480,7 @@ _FEATURES: tuple[FeatureSpec, ...] = (
         3,
         "Collection actions of any channel in the 3 months before the as-of date.",
         "观察日前3个月内各渠道催收动作总数。",
-        "{value:.0f} collection actions in the last 3 months",
+        "{value:.0f} collection action{s} in the last 3 months",
         "近3个月催收{value:.0f}次",
         source="collection_actions",
     ),
@@ -467,7 +491,7 @@ _FEATURES: tuple[FeatureSpec, ...] = (
         3,
         "Actions in the last 3 months that went unanswered.",
         "近3个月催收无人接听的次数。",
-        "{value:.0f} unanswered contact attempts in the last 3 months",
+        "{value:.0f} unanswered contact attempt{s} in the last 3 months",
         "近3个月{value:.0f}次联系无人接听",
         1,
         source="collection_actions",
@@ -478,7 +502,7 @@ _FEATURES: tuple[FeatureSpec, ...] = (
         6,
         "Actions in the last 6 months that reached a wrong number.",
         "近6个月拨打到错误号码的次数。",
-        "{value:.0f} wrong numbers in the last 6 months",
+        "{value:.0f} wrong number{s} in the last 6 months",
         "近6个月{value:.0f}次号码错误",
         1,
         source="collection_actions",
@@ -489,7 +513,7 @@ _FEATURES: tuple[FeatureSpec, ...] = (
         6,
         "Actions in the last 6 months recorded as unreachable (phone off, number void).",
         "近6个月记录为无法联系(关机、空号)的次数。",
-        "unreachable {value:.0f} times in the last 6 months",
+        "unreachable {times} in the last 6 months",
         "近6个月{value:.0f}次无法联系",
         1,
         source="collection_actions",
@@ -500,7 +524,7 @@ _FEATURES: tuple[FeatureSpec, ...] = (
         None,
         "Consecutive latest actions before the as-of that did not reach the borrower.",
         "观察日前最近连续未联系到借款人的催收次数。",
-        "last {value:.0f} contact attempts all failed",
+        "last {value:.0f} contact attempt{s} all failed",
         "最近连续{value:.0f}次未联系上",
         1,
         source="collection_actions",
@@ -512,7 +536,7 @@ _FEATURES: tuple[FeatureSpec, ...] = (
         "Days from the last action that reached the borrower to the as-of date; missing when "
         "the borrower has never been reached (or there is no action log).",
         "最近一次成功联系到借款人距观察日的天数;从未联系上(或无催收记录)时为空。",
-        "last reached {value:.0f} days ago",
+        "last reached {value:.0f} day{s} ago",
         "距上次联系成功{value:.0f}天",
         1,
         source="collection_actions",
@@ -524,7 +548,7 @@ _FEATURES: tuple[FeatureSpec, ...] = (
         12,
         "Grace periods granted (known) in the 12 months before the as-of date.",
         "近12个月获批的宽限期次数。",
-        "{value:.0f} grace periods in the last 12 months",
+        "{value:.0f} grace period{s} in the last 12 months",
         "近12个月获得宽限期{value:.0f}次",
         source="treatments",
     ),
@@ -534,7 +558,7 @@ _FEATURES: tuple[FeatureSpec, ...] = (
         12,
         "Interest waivers granted (known) in the 12 months before the as-of date.",
         "近12个月获批的息费减免次数。",
-        "{value:.0f} interest waivers in the last 12 months",
+        "{value:.0f} interest waiver{s} in the last 12 months",
         "近12个月获得息费减免{value:.0f}次",
         source="treatments",
     ),
@@ -544,7 +568,7 @@ _FEATURES: tuple[FeatureSpec, ...] = (
         None,
         "Restructures into instalments known at the as-of date, over the whole history.",
         "截至观察日已知的债务重组(分期)次数。",
-        "restructured {value:.0f} times",
+        "restructured {times}",
         "债务重组{value:.0f}次",
         source="treatments",
     ),
@@ -554,7 +578,7 @@ _FEATURES: tuple[FeatureSpec, ...] = (
         None,
         "One-time first-delinquency extensions known at the as-of date, over the whole history.",
         "截至观察日已知的首次逾期免息展期次数。",
-        "{value:.0f} first-delinquency extensions",
+        "{value:.0f} first-delinquency extension{s}",
         "首逾展期{value:.0f}次",
         source="treatments",
     ),
@@ -575,7 +599,7 @@ _FEATURES: tuple[FeatureSpec, ...] = (
         "Months from the start of the latest known treatment to the as-of date; missing "
         "without any treatment.",
         "最近一次纾困措施开始距观察日的月数;从未获得时为空。",
-        "last treatment {value:.0f} months ago",
+        "last treatment {value:.0f} month{s} ago",
         "上次纾困措施在{value:.0f}个月前",
         source="treatments",
     ),
@@ -649,7 +673,7 @@ _FEATURES: tuple[FeatureSpec, ...] = (
         None,
         "Whole months from account opening to the as-of date.",
         "开户至观察日的完整月数(账龄)。",
-        "account open for {value:.0f} months",
+        "account open for {value:.0f} month{s}",
         "账龄{value:.0f}个月",
         source="accounts",
     ),
@@ -660,7 +684,7 @@ _FEATURES: tuple[FeatureSpec, ...] = (
         "Days from the latest known statement's cycle end to the as-of date (where the "
         "as-of falls in the account's billing cycle).",
         "最近一期已知账单的账单日距观察日的天数(观察日在账单周期中的位置)。",
-        "last statement {value:.0f} days before",
+        "last statement {value:.0f} day{s} before",
         "距上期账单日{value:.0f}天",
     ),
 )

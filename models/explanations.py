@@ -30,7 +30,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from rollrisk.features.registry import FAMILIES, FeatureSet, FeatureSpec
+from rollrisk.features.registry import FAMILIES, FeatureSet, FeatureSpec, format_reason
 
 MAX_PRINCIPAL_REASONS = 4
 
@@ -244,7 +244,7 @@ def reason_text(spec: FeatureSpec, value: Any) -> tuple[str, str]:
         (spec.reason_zh, label_zh, "："),
     ):
         try:
-            texts.append(template.format(value=value))
+            texts.append(format_reason(template, value))
         except (ValueError, TypeError, KeyError, IndexError, AttributeError):
             texts.append(f"{description}{colon}{value}")
     return texts[0], texts[1]

@@ -15,7 +15,7 @@ from pandera.errors import SchemaErrors
 from rollrisk.features import history
 from rollrisk.features.history import compute_features
 from rollrisk.features.observations import ObservationSpec, eligible_as_of_dates
-from rollrisk.features.registry import FAMILIES, FEATURE_SET
+from rollrisk.features.registry import FAMILIES, FEATURE_SET, format_reason
 from rollrisk.features.training_set import (
     LEADING_COLUMNS,
     build_training_set,
@@ -53,7 +53,9 @@ def test_registry_entries_are_complete_and_speak_both_languages():
         assert spec.direction in (-1, 0, 1)
         assert spec.description_en.endswith(".") and cjk.search(spec.description_zh), spec.name
         value = "cash_loan" if spec.kind == "categorical" else 3.0
-        assert spec.reason_en.format(value=value) and cjk.search(spec.reason_zh.format(value=value))
+        assert format_reason(spec.reason_en, value) and cjk.search(
+            format_reason(spec.reason_zh, value)
+        )
     assert FEATURE_SET.spec("dpd_current").direction == 1
     assert FEATURE_SET.spec("product").kind == "categorical"
 
