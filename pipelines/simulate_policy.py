@@ -51,10 +51,24 @@ from rollrisk.simulator.replay import DEFAULT_BASE_SEED, DEFAULT_COSTS
 from rollrisk.storage.results import POLICY_SIMULATION_JSON as RESULT_JSON
 
 RESULT_MD = "policy_simulation.md"
+DEFAULT_MONTHS = 6
+DEFAULT_ORACLE_SEEDS = 5
+ORACLE_SEED_START = 10_000  # the oracle's selection seeds; the reported ones are 0..--seeds-1
 
 if TYPE_CHECKING:
+    import polars as pl
+
     from rollrisk.features.observations import ObservationSpec
+    from rollrisk.simulator.replay import (
+        ActionCosts,
+        ArmSpec,
+        ModelPlan,
+        OracleChoice,
+        Replay,
+        Valuation,
+    )
     from rollrisk.storage.config import RollriskConfig
+    from rollrisk.storage.loader import Portfolio
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,10 +79,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--months",
         type=int,
-        default=None,
-        help="months simulated forward (default: the observation's window_months)",
+        default=DEFAULT_MONTHS,
+        help=f"months simulated forward (default {DEFAULT_MONTHS}; the policy decides once, at "
+        "the as-of, and its ladder's contacts repeat monthly: no re-scoring in the horizon)",
     )
     parser.add_argument("--seeds", type=int, default=20, help="number of random seeds")
+    parser.add_argument(
+        "--oracle-seeds",
+        type=int,
+        default=DEFAULT_ORACLE_SEEDS,
+        help="seeds the oracle's best bundle per true driver x bucket is chosen on (kept apart "
+        f"from the reported seeds: numbered from {ORACLE_SEED_START}; default "
+        f"{DEFAULT_ORACLE_SEEDS}; 0 leaves the oracle and value captured out)",
+    )
     parser.add_argument(
         "--base-seed", type=int, default=DEFAULT_BASE_SEED, help="root of the seeds' streams"
     )
@@ -116,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
         load_action_costs,
         model_plan,
         month_index,
+        recovery_valuation,
         replay_to_month,
     )
     from rollrisk.simulator.truth import read_simulation_params
@@ -123,6 +147,13 @@ def run(args: argparse.Namespace) -> int:
 
     if args.seeds < 2:
         raise UserError(f"--seeds must be at least 2 (for an interval), got {args.seeds}")
+    if args.seeds > ORACLE_SEED_START:
+        raise UserError(
+            f"--seeds must be at most {ORACLE_SEED_START} (the oracle's selection seeds start "
+            f"there), got {args.seeds}"
+        )
+    if args.oracle_seeds < 0:
+        raise UserError(f"--oracle-seeds must be 0 or more, got {args.oracle_seeds}")
     started = time.perf_counter()
     config = load_config_argument(args)
     sim = read_simulation_params(args.data)
@@ -159,6 +190,11 @@ def run(args: argparse.Namespace) -> int:
     ).sort("_order")
     plan = model_plan(ordered["actions"].to_list(), ordered["trail"].to_list())
     seeds = list(range(args.seeds))
+    valuation = recovery_valuation(portfolio.statements)
+    references, drivers, oracle = build_references(
+        args, manifest, ordered, portfolio, replay, plan, costs, months, valuation,
+        observation.default_dpd,
+    )  # fmt: skip
     result = compare_policies(
         replay,
         plan,
@@ -169,7 +205,21 @@ def run(args: argparse.Namespace) -> int:
         base_seed=args.base_seed,
         progress=progress,
         default_dpd=observation.default_dpd,
+        valuation=valuation,
+        references=references,
+        drivers=drivers,
     )
+    result["decision"] = (
+        "the scored decision at the as-of, once: its ladder's contacts repeat every month the "
+        "account stays in M1-M3 and its treatments start in the first month; the policy does "
+        "not re-score the book during the horizon"
+    )
+    if oracle is not None:
+        result["oracle"] = {
+            "selection_seeds": oracle.selection_seeds,
+            "candidates": oracle.candidates,
+            "choice": oracle.choice,
+        }
     result = {
         "scores": str(args.scores),
         "data": str(args.data),
@@ -197,3 +247,111 @@ def run(args: argparse.Namespace) -> int:
     print(text)
     print(f"written: {args.out / RESULT_JSON}, {args.out / RESULT_MD}")
     return 0
+
+
+def build_references(
+    args: argparse.Namespace,
+    manifest: Mapping[str, Any],
+    ordered: pl.DataFrame,
+    portfolio: Portfolio,
+    replay: Replay,
+    plan: ModelPlan,
+    costs: ActionCosts,
+    months: int,
+    valuation: Valuation,
+    default_dpd: int,
+) -> tuple[dict[str, ArmSpec], list[str], OracleChoice | None]:
+    """The reference arms run beside the two policies, and each account's true driver.
+
+    ``baseline_plus_grace`` (the tiered baseline plus a grace period for every delinquent
+    account at the first month), ``segment_blind`` (the shipped policy with every account in
+    the fallback segment), ``oracle_segments`` (the shipped policy fed the true drivers as
+    segments; ``healthy`` -> the fallback) and, unless --oracle-seeds is 0, ``oracle`` (the best
+    of the policy's ladders per segment and the tiered baseline per true driver x start bucket,
+    chosen on the selection seeds). Re-decided arms go through the batch's own decision step
+    and compliance rules; re-deciding with the scored segments must give the scored
+    decisions back, else the job refuses (the references would not be comparable).
+    """
+    import numpy as np
+
+    from rollrisk.simulator.replay import (
+        ArmSpec,
+        choose_oracle,
+        decision_inputs,
+        plan_for_segments,
+        same_plan,
+    )
+    from rollrisk.simulator.truth import read_true_drivers
+    from rollrisk.strategies.compliance import load_compliance
+    from rollrisk.strategies.policy import load_policy
+    from rollrisk.strategies.segments import load_segment_rules
+
+    recorded = manifest.get("config", {})
+    paths = {key: recorded.get(key) for key in ("policy", "compliance", "segments")}
+    missing = [key for key, value in paths.items() if not value]
+    if missing:
+        raise UserError(
+            f"{args.scores}: the scoring run's manifest does not record its {', '.join(missing)} "
+            "file(s); the references re-decide with the same rules and need them"
+        )
+    for key, value in paths.items():
+        if not Path(value).is_file():
+            raise UserError(
+                f"{args.scores}: the scoring run's {key} file {value} is gone; the references "
+                "re-decide with the same rules and need it"
+            )
+    policy = load_policy(Path(paths["policy"]))
+    compliance = load_compliance(Path(paths["compliance"])).strictest(
+        recorded.get("jurisdictions") or []
+    )
+    fallback = load_segment_rules(Path(paths["segments"])).fallback
+    truth = read_true_drivers(args.data)
+    if truth is None:
+        raise UserError(f"{args.data}: no truth/borrowers.parquet (the true drivers)")
+    drivers_frame = ordered.select("account_id").join(truth, on="account_id", how="left")
+    if drivers_frame["driver"].null_count():
+        raise UserError(
+            f"{args.data}: truth/borrowers.parquet has no driver for "
+            f"{drivers_frame['driver'].null_count():,} scored accounts"
+        )
+    drivers = drivers_frame["driver"].to_list()
+    as_of = ordered["as_of"][0]
+    inputs = decision_inputs(
+        ordered, portfolio.accounts, portfolio.statements, portfolio.collection_actions,
+        portfolio.treatments, as_of, policy, compliance,
+    )  # fmt: skip
+    n = len(drivers)
+    again = same_plan(plan_for_segments(inputs, ordered["segment"].to_list()), plan)
+    if again < 1.0:
+        raise UserError(
+            f"re-deciding the scored accounts with their own segments gives the scored decisions "
+            f"back for only {again:.1%} of them: the policy, compliance or portfolio changed "
+            f"since {args.scores} was written (score again)"
+        )
+    ladders = {segment: plan_for_segments(inputs, [segment] * n) for segment in policy.segments}
+    everyone, nobody = np.ones(n, dtype=bool), np.zeros(n, dtype=bool)
+    oracle_segments = [d if d in policy.segments else fallback for d in drivers]
+    references = {
+        "baseline_plus_grace": ArmSpec("baseline_plus_grace", plan, everyone, grace_all=True),
+        "segment_blind": ArmSpec("segment_blind", ladders[fallback], nobody),
+        "oracle_segments": ArmSpec(
+            "oracle_segments", plan_for_segments(inputs, oracle_segments), nobody
+        ),
+    }
+    oracle = None
+    if args.oracle_seeds:
+        candidates = {f"ladder:{s}": ArmSpec(f"ladder:{s}", p, nobody) for s, p in ladders.items()}
+        candidates["baseline_tiered"] = ArmSpec("baseline_tiered", plan, everyone)
+        print(
+            f"[simulate-policy] choosing the oracle: {len(candidates)} bundles x "
+            f"{args.oracle_seeds} selection seeds",
+            file=sys.stderr,
+            flush=True,
+        )
+        oracle = choose_oracle(
+            replay, candidates, costs, months, drivers,
+            range(ORACLE_SEED_START, ORACLE_SEED_START + args.oracle_seeds),
+            args.base_seed, default_dpd, valuation,
+        )  # fmt: skip
+        references["oracle"] = oracle.arm
+    return references, drivers, oracle

@@ -16,10 +16,14 @@ from rollrisk.simulator.replay import BOOTSTRAP_SAMPLES
 
 # metric of compare_policies -> (label, format of a value)
 LABELS: dict[str, tuple[str, str]] = {
-    "recovered": ("recovered amount (CNY)", "{:,.0f}"),
-    "action_cost": ("action cost (CNY)", "{:,.0f}"),
+    "book_value": ("book value (CNY)", "{:,.0f}"),
+    "recovered": ("cash collected (CNY)", "{:,.0f}"),
+    "action_cost": ("action and treatment cost (CNY)", "{:,.0f}"),
     "net_recovery": ("net recovery (CNY)", "{:,.0f}"),
-    "roll_to_default_rate": ("roll-to-default rate", "{:.2%}"),
+    "end_balance": ("balance open at the end (CNY)", "{:,.0f}"),
+    "end_value": ("value of the open balance (CNY)", "{:,.0f}"),
+    "roll_to_default_rate": ("roll-to-default rate (accounts)", "{:.2%}"),
+    "roll_to_default_balance_rate": ("roll-to-default rate (balance-weighted)", "{:.2%}"),
     "contacts": ("contacts made", "{:,.0f}"),
     "agency_assignments": ("agency assignments", "{:,.0f}"),
     "legal_filings": ("legal filings", "{:,.0f}"),
@@ -28,6 +32,22 @@ LABELS: dict[str, tuple[str, str]] = {
     "treatments_granted": ("treatments granted", "{:,.0f}"),
     "compliance_blocks": ("compliance blocks", "{:,.0f}"),
 }
+
+
+RATE_METRICS = ("roll_to_default_rate", "roll_to_default_balance_rate")
+REFERENCE_NAMES: dict[str, str] = {
+    "model_driven": "model-driven policy (shipped)",
+    "baseline_tiered": "baseline tiered",
+    "baseline_plus_grace": "baseline plus grace for all",
+    "segment_blind": "segment-blind (every account in the fallback segment)",
+    "oracle_segments": "shipped policy fed the true drivers as segments",
+    "oracle": "oracle (best bundle per true driver x bucket)",
+}
+
+
+def format_ratio(value: float | None) -> str:
+    """A share of a reference gap (value captured, value of segmentation), or why there is none."""
+    return "n/a (the reference does not beat the comparison)" if value is None else f"{value:.2f}"
 
 
 def format_metric(metric: str, value: float | None) -> str:
@@ -42,7 +62,7 @@ def format_uplift(metric: str, stats: Mapping[str, float]) -> str:
     alone when there is no interval."""
     if math.isnan(stats["ci_low"]):
         return format_metric(metric, stats["mean"])
-    if metric == "roll_to_default_rate":
+    if metric in RATE_METRICS:
         return (
             f"{stats['mean'] * 100:+.2f} pp [{stats['ci_low'] * 100:+.2f}, "
             f"{stats['ci_high'] * 100:+.2f}]"
@@ -51,13 +71,17 @@ def format_uplift(metric: str, stats: Mapping[str, float]) -> str:
 
 
 def markdown(result: Mapping[str, Any]) -> str:
-    """The comparison as a Markdown report (``policy_simulation.md``, also printed by the job)."""
+    """The comparison as a Markdown report (``policy_simulation.md``, also printed by the job).
+
+    Reads the layout documented in docs/strategies.md ("Policy simulation"); the headline,
+    references and value ratios are shown when present (results of older versions lack them).
+    """
     arms, uplift = result["arms"], result["uplift"]
     lines = [
         "# Policy simulation: model-driven policy vs baseline tiered policy",
         "",
         f"- scores: `{result['scores']}` (as-of {result['as_of']}, model "
-        f"{result['model']['name']} v{result['model']['version']})",
+        f"{result['model'].get('name')} v{result['model'].get('version')})",
         f"- portfolio: `{result['data']}` (simulated: seed {result['simulation']['seed']}, "
         f"{result['simulation']['accounts']:,} accounts x {result['simulation']['months']} "
         f"months from {result['simulation']['start_month']})",
@@ -65,14 +89,95 @@ def markdown(result: Mapping[str, Any]) -> str:
         f"{len(result['seeds'])} seeds (base seed {result['base_seed']}); replayed state matches "
         f"the portfolio's as-of statements for {result['replay_match_share']:.1%} of them",
         f"- costs: `{result['costs']['source']}`",
+    ]
+    if "decision" in result:
+        lines.append(f"- policy: {result['decision']}")
+    if "valuation" in result:
+        shares = ", ".join(f"{b} {v:.0%}" for b, v in result["valuation"]["shares"].items())
+        lines.append(f"- book value = cash collected - action and treatment costs + "
+                     f"{result['valuation']['method']}: {shares}")  # fmt: skip
+    headline = result.get("headline")
+    if headline:
+        interval, monte_carlo = headline["uplift"], headline["monte_carlo_interval"]
+        lines += [
+            "",
+            "## Headline: book value",
+            "",
+            f"Model-driven {format_metric('book_value', headline['model_driven'])} CNY vs "
+            f"baseline tiered {format_metric('book_value', headline['baseline_tiered'])} CNY: "
+            f"uplift **{format_uplift('book_value', interval)}** (95 % interval resampling "
+            f"accounts and seeds together, {interval['samples']:,} resamples). Monte Carlo "
+            f"error only (t-interval over the seeds, these accounts held fixed): "
+            f"{format_uplift('book_value', monte_carlo)}.",
+        ]
+    if "references" in result:
+        lines += [
+            "",
+            "## References (same accounts, same random draws)",
+            "",
+            "| arm | book value | net recovery | roll-to-default (accounts) | "
+            "roll-to-default (balance) | compliance blocks |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name, row in result["references"].items():
+            label = REFERENCE_NAMES.get(name, name)
+            lines.append(
+                f"| {label} | {format_metric('book_value', row['book_value']['mean'])} | "
+                f"{format_metric('net_recovery', row['net_recovery']['mean'])} | "
+                f"{format_metric('roll_to_default_rate', row['roll_to_default_rate']['mean'])} | "
+                + format_metric(
+                    "roll_to_default_balance_rate", row["roll_to_default_balance_rate"]["mean"]
+                )
+                + f" | {format_metric('compliance_blocks', row['compliance_blocks']['mean'])} |"
+            )
+        lines.append("")
+        captured = result.get("value_captured")
+        if captured:
+            lines.append(
+                f"- value captured = (V_policy - V_baseline) / (V_oracle - V_baseline) = "
+                f"**{format_ratio(captured['overall'])}** "
+                f"({captured['policy_minus_baseline']:+,.0f} of "
+                f"{captured['oracle_minus_baseline']:+,.0f} CNY)"
+            )
+            for driver, row in captured["by_true_driver"].items():
+                lines.append(
+                    f"  - true driver {driver} ({row['accounts']:,} accounts): "
+                    f"{format_ratio(row['value_captured'])} "
+                    f"({row['policy_minus_baseline']:+,.0f} of "
+                    f"{row['oracle_minus_baseline']:+,.0f} CNY)"
+                )
+        segmentation = result.get("value_of_segmentation")
+        if segmentation:
+            lines.append(
+                "- value of segmentation = (V_policy - V_segment-blind) / "
+                "(V_oracle-segments - V_segment-blind) = "
+                f"**{format_ratio(segmentation['value'])}** "
+                f"({segmentation['policy_minus_segment_blind']:+,.0f} of "
+                f"{segmentation['oracle_segments_minus_segment_blind']:+,.0f} CNY)"
+            )
+        oracle = result.get("oracle")
+        if oracle:
+            lines.append(
+                f"- the oracle's bundles were chosen on seeds {oracle['selection_seeds'][0]}-"
+                f"{oracle['selection_seeds'][-1]}, apart from the reported ones: "
+                + "; ".join(
+                    f"{driver}: " + ", ".join(f"{b} {c}" for b, c in cells.items())
+                    for driver, cells in oracle["choice"].items()
+                )
+            )
+    lines += [
+        "",
+        "## Model-driven vs baseline, every figure",
         "",
         "Per policy: mean over seeds. Uplift: model-driven - baseline, paired by seed, "
-        "mean [95 % t-interval].",
+        "mean [95 % t-interval over seeds: Monte Carlo error only].",
         "",
         "| metric | model-driven | baseline tiered | uplift [95 % CI] |",
         "|---|---|---|---|",
     ]
     for metric, (label, _) in LABELS.items():
+        if metric not in arms["model_driven"]:
+            continue  # a result of an older version
         model = arms["model_driven"][metric]["mean"]
         base = arms["baseline_tiered"][metric]["mean"]
         lines.append(
@@ -81,12 +186,19 @@ def markdown(result: Mapping[str, Any]) -> str:
         )
     lines += [
         "",
-        "Baseline compliance blocks are not counted: the baseline is not run through the "
-        "compliance engine.",
+        "Baseline compliance blocks are not counted: the baseline tiered policy is the "
+        "simulator's, and is not run through the compliance engine (its contacts are not "
+        "planned actions with times the rules could check).",
         "",
-        "The t-interval covers the simulator's randomness for these accounts. Resampling the "
-        "accounts too (seed-averaged uplift per account, percentile bootstrap, "
-        f"{BOOTSTRAP_SAMPLES:,} resamples) gives:",
+    ]
+    if "uplift_two_way" in result:
+        lines += ["Uplift resampling accounts and seeds together (the honest interval):", ""]
+        for metric, stats in result["uplift_two_way"].items():
+            lines.append(f"- {LABELS[metric][0]}: {format_uplift(metric, stats)}")
+        lines.append("")
+    lines += [
+        "Uplift resampling accounts only (seed-averaged uplift per account, percentile "
+        f"bootstrap, {BOOTSTRAP_SAMPLES:,} resamples):",
         "",
     ]
     for metric, stats in result["uplift_account_bootstrap"].items():
@@ -95,13 +207,16 @@ def markdown(result: Mapping[str, Any]) -> str:
         "",
         "## Uplift by segment",
         "",
-        "| segment | accounts | recovered | action cost | net recovery | roll-to-default |",
-        "|---|---|---|---|---|---|",
+        "| segment | accounts | book value | recovered | action cost | net recovery | "
+        "roll-to-default |",
+        "|---|---|---|---|---|---|---|",
     ]
     for segment, row in sorted(result["by_segment"].items()):
         u = row["uplift"]
+        book = format_uplift("book_value", u["book_value"]) if "book_value" in u else "n/a"
         lines.append(
-            f"| {segment} | {row['accounts']:,} | {format_uplift('recovered', u['recovered'])} | "
+            f"| {segment} | {row['accounts']:,} | {book} | "
+            f"{format_uplift('recovered', u['recovered'])} | "
             f"{format_uplift('action_cost', u['action_cost'])} | "
             f"{format_uplift('net_recovery', u['net_recovery'])} | "
             f"{format_uplift('roll_to_default_rate', u['roll_to_default_rate'])} |"

@@ -48,22 +48,30 @@ by seed, with a two-sided 95 % Student-t interval over the seeds.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import polars as pl
 import yaml
 
 from rollrisk.conf import DEFAULT_COSTS
 from rollrisk.errors import UserError
 from rollrisk.features.observations import ObservationSpec
+from rollrisk.features.registry import FEATURE_SET, FeatureSet
 from rollrisk.features.schemas import CHANNELS, OUTCOMES, TREATMENT_KINDS
-from rollrisk.models.stats import percentile_bootstrap, t_interval
+from rollrisk.models.stats import percentile_bootstrap, t_interval, two_way_bootstrap
+
+# the batch's own decision step and decision serialisers: a re-decided arm must follow exactly
+# the rules the scored decisions followed (private names, imported on purpose)
+from rollrisk.scoring.core import _actions_json, _decide_all, _trail_json, features_at
 from rollrisk.simulator.engine import (
     CH,
     DRV,
@@ -88,7 +96,8 @@ from rollrisk.simulator.engine import (
 )
 from rollrisk.simulator.rules import CHARGE_OFF_BUCKET, SimulationRules
 from rollrisk.simulator.truth import SimulatedPortfolio
-from rollrisk.strategies.policy import ACTIONS
+from rollrisk.strategies.compliance import EffectiveCompliance
+from rollrisk.strategies.policy import ACTIONS, Policy
 
 DEFAULT_BASE_SEED = 20_260_101
 # The roll-to-default event is the observation settings' (as in the training labels: some
@@ -107,12 +116,16 @@ PRESSURE_CHANNELS = (
 TREATMENT_ACTIONS = ("grace_period", "interest_waiver", "first_delinquency_extension")
 ARMS = ("model_driven", "baseline_tiered")
 BOOTSTRAP_SAMPLES = 1_000
-BOOTSTRAP_METRICS = ("recovered", "net_recovery", "roll_to_default_rate")
+BOOTSTRAP_METRICS = ("book_value", "recovered", "net_recovery", "roll_to_default_rate")
 METRICS = (
+    "book_value",
     "recovered",
     "action_cost",
     "net_recovery",
+    "end_balance",
+    "end_value",
     "roll_to_default_rate",
+    "roll_to_default_balance_rate",
     "contacts",
     "agency_assignments",
     "legal_filings",
@@ -121,6 +134,7 @@ METRICS = (
     "treatments_granted",
     "compliance_blocks",
 )
+SEGMENT_METRICS = ("book_value", "recovered", "action_cost", "net_recovery", "roll_to_default_rate")
 
 
 # --------------------------------------------------------------------------------------------
@@ -381,14 +395,89 @@ def _replay_match(
 
 
 # --------------------------------------------------------------------------------------------
-# The two arms
+# --------------------------------------------------------------------------------------------
+# Arms: the model-driven policy, the baseline, and the references
 # --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
+class ArmSpec:
+    """Who is treated how in one arm (replay order).
+
+    ``tiered`` accounts get the simulator's baseline tiered policy (with its own treatments);
+    the others get ``plan``'s scored ladder. ``grace_all`` adds, to the tiered accounts, a grace
+    period at the first month for every delinquent account the baseline did not treat then
+    ("baseline plus grace for all").
+    """
+
+    name: str
+    plan: ModelPlan
+    tiered: np.ndarray  # bool per account
+    grace_all: bool = False
+
+
+@dataclass(frozen=True)
+class Valuation:
+    """The value at the horizon's end of one CNY of balance still open, per bucket (0..7+).
+
+    Bucket 0 (current) is carried at par (1.0): a performing loan is booked at its balance.
+    Delinquent buckets are valued by the simulator's own recovery curve: the share of the
+    balance recovered within ``months`` months after an account first reaches the bucket's
+    DPD on the simulated portfolio (:func:`rollrisk.models.roll_rates.recovery_curve`),
+    capped at 1.
+    """
+
+    shares: tuple[float, ...]  # index = bucket (0 current .. CHARGE_OFF_BUCKET charged off)
+    months: int
+    method: str
+
+    def vector(self) -> np.ndarray:
+        return np.asarray(self.shares, dtype=float)
+
+
+AT_PAR = Valuation(
+    tuple([1.0] * (CHARGE_OFF_BUCKET + 1)), 0, "every open balance at par (no recovery curve)"
+)
+
+
+def recovery_valuation(statements: pl.DataFrame, months: int = 12) -> Valuation:
+    """The book's valuation of open balances from the portfolio's own recovery curves.
+
+    Needs the statements' ``account_id, cycle_end, dpd, balance, amount_paid``. For bucket b
+    (M1..M6, and M7+ for charged-off balances) the share is the cumulative recovered share
+    ``months`` months after first reaching DPD ``30 * (b - 1) + 1``; when no account was
+    observed that long, the longest observed horizon's share; 0 when the bucket never occurs.
+    """
+    from rollrisk.models.roll_rates import recovery_curve
+
+    shares = [1.0]
+    for bucket in range(1, CHARGE_OFF_BUCKET + 1):
+        curve = recovery_curve(statements, 30 * (bucket - 1) + 1, months).drop_nulls(
+            "recovered_share"
+        )
+        curve = curve.filter(pl.col("accounts") > 0)
+        share = float(curve["recovered_share"][-1]) if curve.height else 0.0
+        shares.append(min(max(share, 0.0), 1.0))
+    return Valuation(
+        tuple(shares),
+        months,
+        f"open balance x share recovered within {months} months after first reaching the "
+        "bucket's DPD on this simulated portfolio (M0 at par)",
+    )
+
+
+@dataclass(frozen=True)
 class ArmResult:
-    """Per-account outcomes of one arm over the horizon (replay order)."""
+    """Per-account outcomes of one arm over the horizon (replay order).
+
+    Book value = ``recovered - action_cost + end_value``: the cash collected, minus what the
+    actions and treatments cost, plus the open balance at the horizon's end valued by
+    :class:`Valuation` for its bucket.
+    """
 
     recovered: np.ndarray
     action_cost: np.ndarray
+    end_balance: np.ndarray  # balance owed at the horizon's end (a credit counts as 0)
+    end_value: np.ndarray  # end_balance x the valuation share of its end bucket
+    start_balance: np.ndarray  # balance owed at the as-of (the weight of roll-to-default)
     defaulted: np.ndarray  # bool: reached default_dpd within the horizon
     contacts: np.ndarray
     agency_assignments: np.ndarray
@@ -398,10 +487,15 @@ class ArmResult:
     treatments_granted: np.ndarray
     compliance_blocks: np.ndarray
 
+    @property
+    def book_value(self) -> np.ndarray:
+        return self.recovered - self.action_cost + self.end_value
+
 
 def _streams(base_seed: int, seed: int, step: int) -> tuple[np.random.Generator, ...]:
-    """Three independent streams (actions, treatments, transition) for one seed and month."""
-    children = np.random.SeedSequence(base_seed, spawn_key=(seed, step)).spawn(3)
+    """Four independent streams (actions, treatments, transition, the references' extra
+    treatments) for one seed and month; the first three are those of earlier versions."""
+    children = np.random.SeedSequence(base_seed, spawn_key=(seed, step)).spawn(4)
     return tuple(np.random.default_rng(child) for child in children)
 
 
@@ -412,29 +506,6 @@ def _collection_stopped(state: ChunkState, month: int) -> np.ndarray:
         & np.isin(state.treatment, (KIND["grace_period"], KIND["restructure"]))
         & (state.bucket <= 1)
     )
-
-
-def _model_actions(
-    replay: Replay,
-    accounts: ChunkAccounts,
-    plan: ModelPlan,
-    state: ChunkState,
-    month: int,
-    rng: np.random.Generator,
-) -> tuple[np.ndarray, np.ndarray]:
-    """The scored ladder's contacts for accounts in M1-M3; the baseline's past M3."""
-    n = len(state.bucket)
-    counts = np.zeros((n, len(CHANNELS)), dtype=np.int64)
-    in_scope = (state.bucket >= 1) & (state.bucket <= POLICY_MAX_BUCKET)
-    in_scope &= ~_collection_stopped(state, month)
-    counts[in_scope] = plan.channel_counts[in_scope]
-    acted_tiered, counts_tiered = tiered_actions(
-        replay.rules, accounts, replay.arrays, state, month, rng
-    )
-    beyond = state.bucket[acted_tiered] > POLICY_MAX_BUCKET
-    counts[acted_tiered[beyond]] = counts_tiered[beyond]
-    acted = np.flatnonzero(counts.sum(axis=1) > 0)
-    return acted, counts[acted]
 
 
 def _model_treatments(
@@ -486,27 +557,49 @@ def _model_treatments(
     return new_state, kind, restructure
 
 
+def _merge(tiered: np.ndarray, when_tiered: ChunkState, otherwise: ChunkState) -> ChunkState:
+    """Per account, the tiered arm's state or the other's."""
+    return replace(
+        when_tiered,
+        **{
+            f.name: np.where(tiered, getattr(when_tiered, f.name), getattr(otherwise, f.name))
+            for f in fields(when_tiered)
+            if isinstance(getattr(when_tiered, f.name), np.ndarray)
+        },
+    )
+
+
 def run_arm(
     replay: Replay,
-    arm: str,
+    arm: str | ArmSpec,
     plan: ModelPlan,
     costs: ActionCosts,
     horizon: int,
     seed: int,
     base_seed: int = DEFAULT_BASE_SEED,
     default_dpd: int = DEFAULT_OBSERVATION.default_dpd,
+    valuation: Valuation = AT_PAR,
 ) -> ArmResult:
     """Roll the scored accounts forward ``horizon`` months under one arm (see module docstring).
 
-    An account has rolled to default when a cycle end in the horizon shows ``default_dpd`` or
-    more days past due (the training label's rule, on the replayed statements).
+    ``arm`` is ``"model_driven"`` (``plan`` for everyone), ``"baseline_tiered"`` (the tiered
+    policy for everyone) or an :class:`ArmSpec` mixing the two per account (``plan`` is then
+    ignored). Every arm draws from the same streams per (seed, month, purpose), and an account
+    gets, month by month, exactly what it would get in the pure arm of its kind with the same
+    draws. An account has rolled to default when a cycle end in the horizon shows
+    ``default_dpd`` or more days past due (the training label's rule, on the replayed
+    statements). The open balance at the end is valued by ``valuation``.
     """
-    if arm not in ARMS:
-        raise ValueError(f"arm must be one of {ARMS}, got {arm!r}")
+    n = len(replay.account_ids)
+    if isinstance(arm, str):
+        if arm not in ARMS:
+            raise ValueError(f"arm must be one of {ARMS} or an ArmSpec, got {arm!r}")
+        arm = ArmSpec(arm, plan, np.full(n, arm == "baseline_tiered"))
+    spec = arm
+    tiered_any, model_any = bool(spec.tiered.any()), bool((~spec.tiered).any())
     rules, arrays, world = replay.rules, replay.arrays, replay.world
-    accounts = replace(replay.accounts, holdout=np.zeros(len(replay.account_ids), dtype=bool))
+    accounts = replace(replay.accounts, holdout=np.zeros(n, dtype=bool))
     state, previous_bucket = replay.state, replay.previous_bucket
-    n = len(state.bucket)
     channel_cost = costs.channel_vector()
     treatment_cost = costs.treatment_vector()
     contact_codes = [CH[c] for c in CONTACT_CHANNELS]
@@ -522,26 +615,45 @@ def run_arm(
     defaulted = np.zeros(n, dtype=bool)
     for step in range(horizon):
         month = replay.month + step
-        actions_rng, treatment_rng, transition_rng = _streams(base_seed, seed, step)
+        actions_rng, treatment_rng, transition_rng, extra_rng = _streams(base_seed, seed, step)
         cycle_end = cycle_end_days(accounts, world, month)
-        if arm == "baseline_tiered":
-            acted, counts = tiered_actions(rules, accounts, arrays, state, month, actions_rng)
+        # the baseline's draws come first in every arm, so both kinds see the same stream
+        acted_t, counts_t = tiered_actions(rules, accounts, arrays, state, month, actions_rng)
+        if model_any:
+            counts = _model_counts(spec.plan, state, month, acted_t, counts_t)
+            if tiered_any:
+                counts[spec.tiered] = 0
+                pick = spec.tiered[acted_t]
+                counts[acted_t[pick]] = counts_t[pick]
+            acted = np.flatnonzero(counts.sum(axis=1) > 0)
+            counts = counts[acted]
         else:
-            acted, counts = _model_actions(replay, accounts, plan, state, month, actions_rng)
+            acted, counts = acted_t, counts_t
         month_actions = action_rows(accounts, arrays, state, acted, counts, cycle_end, actions_rng)
         state = record_contacts(state, month_actions)
-        if arm == "baseline_tiered":
-            state, granted = grant_treatments(
-                rules, accounts, state, previous_bucket, month_actions, cycle_end, month,
-                treatment_rng,
-            )  # fmt: skip
-            kind = np.full(n, -1)
-            kind[granted.account] = granted.kind
-            restructured_now = kind == KIND["restructure"]
-        else:
-            state, kind, restructured_now = _model_treatments(
-                replay, plan, state, month_actions, step, month, treatment_rng
+        kind = np.full(n, -1)
+        restructured_now = np.zeros(n, dtype=bool)
+        before = state
+        if tiered_any:
+            rng = copy.deepcopy(treatment_rng) if model_any else treatment_rng
+            tiered_state, granted = grant_treatments(
+                rules, accounts, before, previous_bucket, month_actions, cycle_end, month, rng
             )
+            kind[granted.account] = granted.kind
+            state = tiered_state
+        if model_any:
+            model_state, model_kind, model_restructured = _model_treatments(
+                replay, spec.plan, before, month_actions, step, month, treatment_rng
+            )
+            if tiered_any:
+                state = _merge(spec.tiered, tiered_state, model_state)
+                kind = np.where(spec.tiered, kind, model_kind)
+            else:
+                state, kind = model_state, model_kind
+            restructured_now = np.where(spec.tiered, False, model_restructured)
+        restructured_now |= spec.tiered & (kind == KIND["restructure"])
+        if spec.grace_all and step == 0:
+            state, kind = _grace_for_all(replay, spec.tiered, state, kind, month, extra_rng)
         row_account, row_channel = month_actions.account, month_actions.channel
         np.add.at(totals["action_cost"], row_account, channel_cost[row_channel])
         totals["action_cost"] += np.where(kind >= 0, treatment_cost[np.maximum(kind, 0)], 0.0)
@@ -567,14 +679,64 @@ def run_arm(
         )  # fmt: skip
         totals["recovered"] += state.last_paid
         defaulted |= dpd_of(state) >= default_dpd
-    blocks = plan.compliance_blocks if arm == "model_driven" else np.zeros(n, dtype=np.int64)
+    blocks = np.where(spec.tiered, 0, spec.plan.compliance_blocks)
+    end_balance = np.maximum(state.balance, 0.0)
+    shares = valuation.vector()
+    end_value = end_balance * shares[np.clip(state.bucket, 0, len(shares) - 1)]
     return ArmResult(
         recovered=totals["recovered"],
         action_cost=totals["action_cost"],
+        end_balance=end_balance,
+        end_value=end_value,
+        start_balance=np.maximum(replay.state.balance, 0.0),
         defaulted=defaulted,
         compliance_blocks=blocks,
         **counters,
     )
+
+
+def _model_counts(
+    plan: ModelPlan,
+    state: ChunkState,
+    month: int,
+    acted_tiered: np.ndarray,
+    counts_tiered: np.ndarray,
+) -> np.ndarray:
+    """The scored ladder's contacts (accounts x channels) for accounts in M1-M3 whose
+    collection is not stopped; the baseline's past M3 (outside the policy's scope)."""
+    n = len(state.bucket)
+    counts = np.zeros((n, len(CHANNELS)), dtype=np.int64)
+    in_scope = (state.bucket >= 1) & (state.bucket <= POLICY_MAX_BUCKET)
+    in_scope &= ~_collection_stopped(state, month)
+    counts[in_scope] = plan.channel_counts[in_scope]
+    beyond = state.bucket[acted_tiered] > POLICY_MAX_BUCKET
+    counts[acted_tiered[beyond]] = counts_tiered[beyond]
+    return counts
+
+
+def _grace_for_all(
+    replay: Replay,
+    tiered: np.ndarray,
+    state: ChunkState,
+    kind: np.ndarray,
+    month: int,
+    rng: np.random.Generator,
+) -> tuple[ChunkState, np.ndarray]:
+    """A grace period (months drawn like the simulator's) for every delinquent tiered account
+    without an active treatment and not treated by the baseline this month."""
+    n = len(state.bucket)
+    months = rng.choice(np.array(replay.rules.policy.grace_months), n)
+    delinquent = (state.bucket >= 1) & (state.bucket < CHARGE_OFF_BUCKET)
+    # the treatment granted this month is already in state: an untreated account is one whose
+    # kind is -1 and whose earlier treatment (if any) has run out
+    grace = tiered & delinquent & (kind < 0) & ~treatment_active(state, month)
+    kind = np.where(grace, KIND["grace_period"], kind)
+    new_state = replace(
+        state,
+        treatment=np.where(grace, KIND["grace_period"], state.treatment),
+        treatment_until=np.where(grace, month + 1 + months, state.treatment_until),
+    )
+    return new_state, kind
 
 
 def arm_metrics(result: ArmResult, mask: np.ndarray | None = None) -> dict[str, float]:
@@ -583,11 +745,21 @@ def arm_metrics(result: ArmResult, mask: np.ndarray | None = None) -> dict[str, 
     count = int(keep.sum())
     recovered = float(result.recovered[keep].sum())
     cost = float(result.action_cost[keep].sum())
+    end_value = float(result.end_value[keep].sum())
+    weight = float(result.start_balance[keep].sum())
     return {
+        "book_value": recovered - cost + end_value,
         "recovered": recovered,
         "action_cost": cost,
         "net_recovery": recovered - cost,
+        "end_balance": float(result.end_balance[keep].sum()),
+        "end_value": end_value,
         "roll_to_default_rate": float(result.defaulted[keep].mean()) if count else math.nan,
+        "roll_to_default_balance_rate": (
+            float(result.start_balance[keep][result.defaulted[keep]].sum() / weight)
+            if weight > 0
+            else math.nan
+        ),
         "contacts": float(result.contacts[keep].sum()),
         "agency_assignments": float(result.agency_assignments[keep].sum()),
         "legal_filings": float(result.legal_filings[keep].sum()),
@@ -596,6 +768,94 @@ def arm_metrics(result: ArmResult, mask: np.ndarray | None = None) -> dict[str, 
         "treatments_granted": float(result.treatments_granted[keep].sum()),
         "compliance_blocks": float(result.compliance_blocks[keep].sum()),
     }
+
+
+def select_plans(plans: Sequence[ModelPlan], choice: np.ndarray) -> ModelPlan:
+    """Per account, the row of ``plans[choice[i]]``."""
+    rows = np.arange(len(choice))
+    return replace(
+        plans[0],
+        **{
+            f.name: np.stack([getattr(p, f.name) for p in plans])[choice, rows]
+            for f in fields(plans[0])
+        },
+    )
+
+
+@dataclass(frozen=True)
+class OracleChoice:
+    """The oracle arm and how it was chosen (see :func:`choose_oracle`)."""
+
+    arm: ArmSpec
+    choice: dict[str, dict[str, str]]  # true driver -> start bucket -> candidate
+    selection_seeds: list[int]
+    candidates: list[str]
+    # mean book value per candidate on the selection seeds, by driver and bucket: lets a test
+    # (and a reader) check that the choice is the best there
+    selection_values: dict[str, dict[str, dict[str, float]]]
+
+
+def choose_oracle(
+    replay: Replay,
+    candidates: Mapping[str, ArmSpec],
+    costs: ActionCosts,
+    horizon: int,
+    drivers: Sequence[str],
+    selection_seeds: Sequence[int],
+    base_seed: int = DEFAULT_BASE_SEED,
+    default_dpd: int = DEFAULT_OBSERVATION.default_dpd,
+    valuation: Valuation = AT_PAR,
+) -> OracleChoice:
+    """The oracle: the best candidate bundle per (true driver x start bucket) by book value.
+
+    Every candidate (a pure arm: one ladder for everyone, or the tiered baseline) is run on
+    ``selection_seeds``, which must be kept apart from the seeds the result reports, so the
+    oracle is never tuned on the draws it is judged on. The start bucket is the replayed
+    bucket at the as-of (M1, M2, M3, ...). Candidates with ``grace_all`` are not allowed (a
+    grace for all is a reference, not a bundle).
+    """
+    names = list(candidates)
+    if not names:
+        raise ValueError("the oracle needs at least one candidate")
+    labels = np.asarray(drivers)
+    bucket = np.array([f"M{b}" for b in replay.state.bucket])
+    totals = np.zeros((len(names), len(labels)))
+    for seed in selection_seeds:
+        for k, name in enumerate(names):
+            spec = candidates[name]
+            if spec.grace_all:
+                raise ValueError(f"oracle candidate {name} has grace_all; not a bundle")
+            result = run_arm(
+                replay, spec, spec.plan, costs, horizon, seed, base_seed, default_dpd, valuation
+            )
+            totals[k] += result.book_value
+    totals /= max(len(selection_seeds), 1)
+    choice = np.zeros(len(labels), dtype=np.int64)
+    table: dict[str, dict[str, str]] = {}
+    values: dict[str, dict[str, dict[str, float]]] = {}
+    for driver in sorted(set(labels.tolist())):
+        for cell in sorted(set(bucket[labels == driver].tolist())):
+            mask = (labels == driver) & (bucket == cell)
+            cell_values = totals[:, mask].sum(axis=1)
+            best = int(np.argmax(cell_values))  # ties: the first candidate (listed order)
+            choice[mask] = best
+            table.setdefault(driver, {})[cell] = names[best]
+            values.setdefault(driver, {})[cell] = {
+                name: float(v) for name, v in zip(names, cell_values, strict=True)
+            }
+    specs = [candidates[name] for name in names]
+    arm = ArmSpec(
+        "oracle",
+        select_plans([s.plan for s in specs], choice),
+        np.array([specs[c].tiered[i] for i, c in enumerate(choice)], dtype=bool),
+    )
+    return OracleChoice(arm, table, [int(s) for s in selection_seeds], names, values)
+
+
+def _ratio(numerator: float, denominator: float) -> float | None:
+    """``numerator / denominator``, or None when the reference gap is not positive (the ratio
+    then means nothing: the reference does no better than the baseline)."""
+    return numerator / denominator if denominator > 0 else None
 
 
 def compare_policies(
@@ -608,33 +868,53 @@ def compare_policies(
     base_seed: int = DEFAULT_BASE_SEED,
     progress: Callable[[Iterable[int], int], Iterable[int]] | None = None,
     default_dpd: int = DEFAULT_OBSERVATION.default_dpd,
+    valuation: Valuation = AT_PAR,
+    references: Mapping[str, ArmSpec] | None = None,
+    drivers: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Both arms on every seed; per-arm figures and the paired uplift with its 95 % t-interval.
+    """Both arms (and the references) on every seed; figures, uplift and their intervals.
 
-    ``default_dpd`` defines the roll-to-default event (see :func:`run_arm`).
+    ``default_dpd`` defines the roll-to-default event and ``valuation`` the value of the
+    balance still open at the end (see :func:`run_arm`).
 
     ``segments`` (replay order) adds the uplift per segment. ``uplift_account_bootstrap`` adds a
     second interval for the main figures: the seed-averaged per-account uplift resampled over
-    accounts (which accounts happen to be in the book), where the t-interval covers only the
-    simulator's randomness for these accounts.
+    accounts. ``uplift_two_way`` resamples accounts and seeds together (the headline interval,
+    :func:`rollrisk.models.stats.two_way_bootstrap`), where the t-interval covers only the
+    simulator's randomness for these accounts (Monte Carlo error).
+
+    ``references`` (name -> arm) are run on the same accounts and draws; their figures go to
+    ``references``. With the names ``oracle``, ``segment_blind`` and ``oracle_segments``
+    present, ``value_captured`` and ``value_of_segmentation`` are added; with ``drivers``
+    (each account's true driver, replay order) value captured is also given per driver.
     """
+    n = len(replay.account_ids)
+    refs = dict(references or {})
     per_seed: list[dict[str, Any]] = []
-    account_uplift = {name: np.zeros(len(replay.account_ids)) for name in BOOTSTRAP_METRICS}
+    two_way = {name: np.zeros((n, len(seeds))) for name in BOOTSTRAP_METRICS}
+    account_book = {arm: np.zeros(n) for arm in (*ARMS, *refs)}
     by_segment: dict[str, list[dict[str, float]]] = {}
     labels = np.asarray(segments) if segments is not None else None
     iterator = progress(seeds, len(seeds)) if progress else seeds
-    for seed in iterator:
+    for column, seed in enumerate(iterator):
         results = {
-            arm: run_arm(replay, arm, plan, costs, horizon, seed, base_seed, default_dpd)
+            arm: run_arm(replay, arm, plan, costs, horizon, seed, base_seed, default_dpd, valuation)
             for arm in ARMS
         }
+        for name, spec in refs.items():
+            results[name] = run_arm(
+                replay, spec, spec.plan, costs, horizon, seed, base_seed, default_dpd, valuation
+            )
         per_seed.append({"seed": int(seed), **{a: arm_metrics(r) for a, r in results.items()}})
+        for arm, result in results.items():
+            account_book[arm] += result.book_value
         model_arm, base_arm = results["model_driven"], results["baseline_tiered"]
-        account_uplift["recovered"] += model_arm.recovered - base_arm.recovered
-        account_uplift["net_recovery"] += (model_arm.recovered - model_arm.action_cost) - (
+        two_way["book_value"][:, column] = model_arm.book_value - base_arm.book_value
+        two_way["recovered"][:, column] = model_arm.recovered - base_arm.recovered
+        two_way["net_recovery"][:, column] = (model_arm.recovered - model_arm.action_cost) - (
             base_arm.recovered - base_arm.action_cost
         )
-        account_uplift["roll_to_default_rate"] += model_arm.defaulted.astype(float) - (
+        two_way["roll_to_default_rate"][:, column] = model_arm.defaulted.astype(float) - (
             base_arm.defaulted.astype(float)
         )
         if labels is not None:
@@ -653,27 +933,114 @@ def compare_policies(
     segment_table = {
         segment: {
             "accounts": int(rows[0]["accounts"]),
-            "uplift": {
-                m: t_interval([r[m] for r in rows])
-                for m in ("recovered", "action_cost", "net_recovery", "roll_to_default_rate")
-            },
+            "uplift": {m: t_interval([r[m] for r in rows]) for m in SEGMENT_METRICS},
         }
         for segment, rows in by_segment.items()
     }
-    return {
-        "accounts": len(replay.account_ids),
+    uplift_two_way = {
+        name: two_way_interval(values, name == "roll_to_default_rate", base_seed)
+        for name, values in two_way.items()
+    }
+    result: dict[str, Any] = {
+        "accounts": n,
         "months": horizon,
         "seeds": [int(s) for s in seeds],
         "base_seed": base_seed,
         "replay_match_share": replay.replay_match_share,
+        "valuation": {
+            "shares": {
+                f"M{b}" if b < CHARGE_OFF_BUCKET else f"M{b}+": s
+                for b, s in enumerate(valuation.shares)
+            },
+            "months": valuation.months,
+            "method": valuation.method,
+        },  # fmt: skip
+        "headline": {
+            "metric": "book_value",
+            "model_driven": arms["model_driven"]["book_value"]["mean"],
+            "baseline_tiered": arms["baseline_tiered"]["book_value"]["mean"],
+            "uplift": uplift_two_way["book_value"],
+            "monte_carlo_interval": uplift["book_value"],
+        },
         "arms": arms,
         "uplift": uplift,
+        "uplift_two_way": uplift_two_way,
         "uplift_account_bootstrap": {
-            name: account_bootstrap(values / len(seeds), name == "roll_to_default_rate", base_seed)
-            for name, values in account_uplift.items()
+            name: account_bootstrap(values.mean(axis=1), name == "roll_to_default_rate", base_seed)
+            for name, values in two_way.items()
         },
         "by_segment": segment_table,
         "per_seed": per_seed,
+    }
+    if refs:
+        result["references"] = {
+            name: {m: t_interval([s[name][m] for s in per_seed]) for m in METRICS}
+            for name in (*ARMS, *refs)
+        }
+        result |= _value_ratios(
+            {arm: values / len(seeds) for arm, values in account_book.items()}, drivers
+        )
+    return result
+
+
+def _value_ratios(
+    account_book: Mapping[str, np.ndarray], drivers: Sequence[str] | None
+) -> dict[str, Any]:
+    """Value captured (overall and per true driver) and value of segmentation, from the
+    seed-averaged book value per account of each arm."""
+    out: dict[str, Any] = {}
+
+    def total(arm: str, mask: np.ndarray | None = None) -> float:
+        values = account_book[arm]
+        return float(values.sum() if mask is None else values[mask].sum())
+
+    if "oracle" in account_book:
+        gap = total("oracle") - total("baseline_tiered")
+        gain = total("model_driven") - total("baseline_tiered")
+        per_driver: dict[str, Any] = {}
+        if drivers is not None:
+            labels = np.asarray(drivers)
+            for driver in sorted(set(labels.tolist())):
+                mask = labels == driver
+                d_gap = total("oracle", mask) - total("baseline_tiered", mask)
+                d_gain = total("model_driven", mask) - total("baseline_tiered", mask)
+                per_driver[driver] = {
+                    "accounts": int(mask.sum()),
+                    "policy_minus_baseline": d_gain,
+                    "oracle_minus_baseline": d_gap,
+                    "value_captured": _ratio(d_gain, d_gap),
+                }
+        out["value_captured"] = {
+            "overall": _ratio(gain, gap),
+            "policy_minus_baseline": gain,
+            "oracle_minus_baseline": gap,
+            "by_true_driver": per_driver,
+        }
+    if "segment_blind" in account_book and "oracle_segments" in account_book:
+        gap = total("oracle_segments") - total("segment_blind")
+        gain = total("model_driven") - total("segment_blind")
+        out["value_of_segmentation"] = {
+            "value": _ratio(gain, gap),
+            "policy_minus_segment_blind": gain,
+            "oracle_segments_minus_segment_blind": gap,
+        }
+    return out
+
+
+def two_way_interval(values: np.ndarray, rate: bool, seed: int) -> dict[str, float]:
+    """Total (or, for a rate, mean over accounts) of the seed-averaged per-account values, with
+    the 95 % interval resampling accounts and seeds together."""
+    n = values.shape[0]
+    per_account = values.mean(axis=1) if values.size else np.zeros(n)
+    low, high = two_way_bootstrap(
+        values, BOOTSTRAP_SAMPLES, seed, statistic="mean" if rate else "sum"
+    )
+    return {
+        "mean": float(per_account.mean() if rate else per_account.sum()) if n else math.nan,
+        "ci_low": low,
+        "ci_high": high,
+        "samples": BOOTSTRAP_SAMPLES,
+        "resamples": "accounts x seeds",
     }
 
 
@@ -691,3 +1058,87 @@ def account_bootstrap(
         "ci_high": high,
         "samples": samples,
     }
+
+
+# --------------------------------------------------------------------------------------------
+# Re-deciding the scored accounts under other segments (segment-blind, oracle segments)
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DecisionInputs:
+    """What the batch decided on, per scored account (replay order), to decide again under
+    other segments with the same policy and the same compliance rules."""
+
+    frame: pd.DataFrame  # account_id, first_delinquency, start_bucket, product, dpd_at_as_of
+    probability: np.ndarray
+    overdue: np.ndarray
+    as_of: date
+    policy: Policy
+    compliance: EffectiveCompliance
+    collection_actions: pl.DataFrame | None
+    treatments: pl.DataFrame | None
+
+
+@dataclass(frozen=True)
+class _RuleSetup:
+    """The two parts of a scoring setup the batch's decision step reads."""
+
+    policy: Policy
+    compliance: EffectiveCompliance
+
+
+def decision_inputs(
+    scored: pl.DataFrame,
+    accounts: pl.DataFrame,
+    statements: pl.DataFrame,
+    collection_actions: pl.DataFrame | None,
+    treatments: pl.DataFrame | None,
+    as_of: date,
+    policy: Policy,
+    compliance: EffectiveCompliance,
+) -> DecisionInputs:
+    """The decision inputs of the ``scored`` rows (replay order): their scored columns, and
+    the one feature the compliance rules read that the scores do not carry
+    (``first_delinquency``, computed point-in-time as the batch does)."""
+    only = FeatureSet(
+        FEATURE_SET.name, FEATURE_SET.version, (FEATURE_SET.spec("first_delinquency"),)
+    )
+    people = scored.select(
+        "account_id", pl.col("dpd").alias("dpd_at_as_of"), "start_bucket", "product"
+    )
+    frame = features_at(people, as_of, accounts, statements, collection_actions, treatments, only)
+    return DecisionInputs(
+        frame,
+        scored["probability"].to_numpy(),
+        scored["amount_overdue"].to_numpy(),
+        as_of,
+        policy,
+        compliance,
+        collection_actions,
+        treatments,
+    )
+
+
+def plan_for_segments(inputs: DecisionInputs, segments: Sequence[str]) -> ModelPlan:
+    """The plan the shipped policy gives every account when its segment is ``segments[i]``,
+    after the same compliance rules as the batch (the batch's own decision step, so the same
+    segments give the scored decisions back; the job checks that)."""
+    decisions = _decide_all(
+        inputs.frame,
+        inputs.probability,
+        np.asarray(segments),
+        inputs.overdue,
+        inputs.as_of,
+        _RuleSetup(inputs.policy, inputs.compliance),  # type: ignore[arg-type]
+        inputs.collection_actions,
+        inputs.treatments,
+    )
+    return model_plan([_actions_json(d) for d in decisions], [_trail_json(d) for d in decisions])
+
+
+def same_plan(left: ModelPlan, right: ModelPlan) -> float:
+    """The share of accounts whose plans are identical (every field)."""
+    same = np.ones(len(left.grace), dtype=bool)
+    for f in fields(left):
+        a, b = getattr(left, f.name), getattr(right, f.name)
+        same &= (a == b).all(axis=1) if a.ndim == 2 else a == b
+    return float(same.mean()) if len(same) else 1.0
