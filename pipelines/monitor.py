@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     thresholds = config.monitoring
-    if not Path(args.policy).is_file():
+    if not Path(args.policy).exists():  # a folder: load_policy says so
         raise UserError(f"{args.policy}: file not found")
     bands = load_policy(args.policy).risk_bands
     if needs_store(args.model):  # a model given by its folder is read without a store

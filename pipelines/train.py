@@ -193,7 +193,7 @@ def calibration_by_grade(result: TrainingResult, policy: Path) -> pd.DataFrame:
     from rollrisk.models.stats import jeffreys_test
     from rollrisk.strategies.policy import load_policy
 
-    if not Path(policy).is_file():
+    if not Path(policy).exists():  # a folder: load_policy says so
         raise UserError(f"--policy {policy}: file not found")
     bands = load_policy(policy).risk_bands
     scores = result.test_scores

@@ -384,7 +384,7 @@ def scoring_setup(
         "compliance": Path(compliance or DEFAULT_COMPLIANCE),
     }
     for path in files.values():
-        if not path.is_file():
+        if not path.exists():  # a folder or non-UTF-8 file: the loaders say so
             raise UserError(f"{path}: file not found")
     return ScoringSetup(
         model=loaded.model,

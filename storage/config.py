@@ -11,18 +11,21 @@ which takes them as typed inputs and never reads a file.
 from __future__ import annotations
 
 import difflib
+import types
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from rollrisk.conf import DEFAULT_CONFIG
 from rollrisk.errors import UserError
 from rollrisk.features.observations import ObservationSpec
 from rollrisk.models.promotion import PromotionConfig
 from rollrisk.models.training_config import ConfigSection, TrainingConfig
+from rollrisk.strategies.yaml_config import read_yaml_text
 
 # The jurisdictions whose compliance rules apply when a job or an API call names none.
 DEFAULT_JURISDICTIONS: tuple[str, ...] = ("CN",)
@@ -91,16 +94,15 @@ def load_config(path: Path | None = None) -> RollriskConfig:
     """Read and validate a YAML configuration file (``None``: the default file, if any).
 
     Raises:
-        UserError: the file is missing or unreadable, or a typed section holds an unknown key
+        UserError: the file is missing, a folder or not UTF-8 text, or a typed section holds an unknown key
             or a value of the wrong type; the message names the file and the key.
     """
     if path is None:
         path = default_config_path()
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"config file {path} does not exist")
+    text = read_yaml_text(path, "config file")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as error:
         raise UserError(f"config file {path} is not valid YAML: {error}") from error
     if not isinstance(raw, Mapping):
@@ -119,6 +121,7 @@ def parse_config(raw: Mapping[str, Any], source: str = "<mapping>") -> RollriskC
     typed: dict[str, Any] = {}
     for name, model in _TYPED_SECTIONS.items():
         section = raw.get(name) or {}
+        _refuse_booleans(section, model, source, name)
         try:
             typed[name] = model.model_validate(section)
         except ValidationError as error:
@@ -128,6 +131,42 @@ def parse_config(raw: Mapping[str, Any], source: str = "<mapping>") -> RollriskC
         raise UserError(f"config file {source}: section 'observation' must be a mapping")
     others = {key: value for key, value in raw.items() if key not in _KNOWN_SECTIONS}
     return RollriskConfig(source=source, observation=dict(observation), sections=others, **typed)
+
+
+def _numeric_kinds(annotation: Any) -> tuple[bool, bool]:
+    """(whether ``annotation`` admits an int or a float, whether it admits a bool)."""
+    options = typing.get_args(annotation) if typing.get_origin(annotation) in _UNIONS else ()
+    options = options or (annotation,)
+    numeric = any(option in (int, float) for option in options)
+    return numeric, bool in options
+
+
+_UNIONS = (typing.Union, types.UnionType)
+
+
+def _refuse_booleans(section: Any, model: type[BaseModel], source: str, where: str) -> None:
+    """A YAML ``true``/``false`` under a numeric key is an error naming the file and the key.
+
+    Pydantic reads ``true`` as 1 (1.0) for an int (float) field, so ``max_reject_rate: true``
+    would silently switch the reject limit off; nobody means a number by writing a boolean.
+    Nested sections (a pydantic model under a key) are checked the same way.
+    """
+    if not isinstance(section, Mapping):
+        return
+    for key, value in section.items():
+        field = model.model_fields.get(str(key))
+        if field is None:
+            continue
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            _refuse_booleans(value, annotation, source, f"{where}.{key}")
+            continue
+        numeric, admits_bool = _numeric_kinds(annotation)
+        if isinstance(value, bool) and numeric and not admits_bool:
+            raise UserError(
+                f"config file {source}: {where}.{key}: expected a number, got the boolean "
+                f"{str(value).lower()}"
+            )
 
 
 def _describe(error: ValidationError, source: str, section: str) -> str:

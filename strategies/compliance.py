@@ -50,6 +50,7 @@ from rollrisk.strategies.yaml_config import (
     line_of,
     parse_time_of_day,
     parse_yaml_with_lines,
+    read_yaml_text,
     require_keys,
 )
 
@@ -145,7 +146,7 @@ class ComplianceConfig:
 
 def load_compliance(path: Path) -> ComplianceConfig:
     """Read and parse a compliance file (see :func:`parse_compliance`)."""
-    return parse_compliance(Path(path).read_text(encoding="utf-8"), str(path))
+    return parse_compliance(read_yaml_text(path, "compliance file"), str(path))
 
 
 def parse_compliance(text: str, source: str) -> ComplianceConfig:

@@ -40,6 +40,7 @@ from rollrisk.strategies.yaml_config import (
     line_of,
     parse_time_of_day,
     parse_yaml_with_lines,
+    read_yaml_text,
     require_keys,
 )
 
@@ -335,7 +336,7 @@ def decide(policy: Policy, case: PolicyCase) -> Decision:
 
 def load_policy(path: Path) -> Policy:
     """Read and parse a policy file (see :func:`parse_policy`)."""
-    return parse_policy(Path(path).read_text(encoding="utf-8"), str(path))
+    return parse_policy(read_yaml_text(path, "policy file"), str(path))
 
 
 def parse_policy(text: str, source: str) -> Policy:

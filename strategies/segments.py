@@ -36,6 +36,7 @@ from rollrisk.strategies.yaml_config import (
     ConfigError,
     line_of,
     parse_yaml_with_lines,
+    read_yaml_text,
     require_keys,
 )
 
@@ -226,7 +227,7 @@ def parse_segment_rules(
 
 def load_segment_rules(path: Path, extra_fields: Iterable[str] | None = None) -> SegmentRules:
     """Read and parse a segment rules file (see :func:`parse_segment_rules`)."""
-    return parse_segment_rules(Path(path).read_text(encoding="utf-8"), str(path), extra_fields)
+    return parse_segment_rules(read_yaml_text(path, "segments file"), str(path), extra_fields)
 
 
 def _known_segment(name: Any, source: str, line: int | None) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import time
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -81,6 +82,34 @@ def _construct_sequence(loader: _LineLoader, node: yaml.SequenceNode) -> LineLis
 
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
+
+
+def read_yaml_text(path: str | Path, what: str = "file") -> str:
+    """The text of a YAML file a user named, or a one-line error naming ``what`` and the file.
+
+    Every YAML the jobs read (``--config``, ``--policy``, ``--segments``, ``--compliance``)
+    comes through here, so a folder, a missing file or bytes that are not UTF-8 (a binary file,
+    a spreadsheet saved as Latin-1) are reported the same way everywhere, never as a codec
+    traceback. Other read failures (permissions, I/O) stay ``OSError`` for the CLI to report.
+
+    Raises:
+        UserError: the path is a folder, does not exist (a broken link included) or its bytes
+            are not UTF-8.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{what} {path} is a folder, not a file")
+    if not path.exists():
+        broken = " (a broken or looping link)" if path.is_symlink() else ""
+        raise UserError(f"{what} {path} does not exist{broken}")
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise UserError(
+            f"{what} {path} is not UTF-8 text (byte 0x{data[error.start]:02x} at offset "
+            f"{error.start}); save it as UTF-8"
+        ) from None
 
 
 def parse_yaml_with_lines(text: str, source: str) -> LineDict:
