@@ -584,9 +584,10 @@ def run_arm(
 
     ``arm`` is ``"model_driven"`` (``plan`` for everyone), ``"baseline_tiered"`` (the tiered
     policy for everyone) or an :class:`ArmSpec` mixing the two per account (``plan`` is then
-    ignored). Every arm draws from the same streams per (seed, month, purpose), and an account
-    gets, month by month, exactly what it would get in the pure arm of its kind with the same
-    draws. An account has rolled to default when a cycle end in the horizon shows
+    ignored). Every arm draws from the same streams per (seed, month, purpose): the baseline's
+    choices, the treatments' draws and the transition's uniforms are per account and the same
+    in every arm; the contacts' outcomes are drawn per action row, so an account's draws shift
+    when the rows before it differ (as between the two policies). An account has rolled to default when a cycle end in the horizon shows
     ``default_dpd`` or more days past due (the training label's rule, on the replayed
     statements). The open balance at the end is valued by ``valuation``.
     """
