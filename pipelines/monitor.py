@@ -152,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
         model=args.model,
         feature_set=loaded.model.feature_set,
         where=str(args.data),
+        empty=portfolio.empty_tables,
     )
     default = default_as_of_choice(portfolio.statements) if args.as_of is None else None
     as_of = default.as_of if default is not None else args.as_of

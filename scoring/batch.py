@@ -160,7 +160,7 @@ def score_portfolio(
     if max_reject_rate is not None:
         rejects = check_reject_rate(rejects, max_reject_rate, data)
     present = tables_present(portfolio.collection_actions, portfolio.treatments)
-    scored_without = check_tables(setup, present, str(data))
+    scored_without = check_tables(setup, present, str(data), portfolio.empty_tables)
     default = default_as_of_choice(portfolio.statements) if as_of is None else None
     as_of = default.as_of if default is not None else as_of
     people = population(portfolio.statements, as_of, setup.observation)

@@ -124,7 +124,9 @@ def trained_tables(metadata: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(table for table in INPUT_TABLES if table in names)
 
 
-def check_tables(setup: ScoringSetup, present: Collection[str], where: str) -> tuple[str, ...]:
+def check_tables(
+    setup: ScoringSetup, present: Collection[str], where: str, empty: Collection[str] = ()
+) -> tuple[str, ...]:
     """:func:`check_model_tables` for the model and the opt-in of ``setup``."""
     return check_model_tables(
         setup.trained_tables,
@@ -133,6 +135,7 @@ def check_tables(setup: ScoringSetup, present: Collection[str], where: str) -> t
         model=f"{setup.model_name} v{setup.model_version}",
         feature_set=setup.feature_set,
         where=where,
+        empty=empty,
     )
 
 
@@ -144,10 +147,13 @@ def check_model_tables(
     model: str,
     feature_set: FeatureSet,
     where: str,
+    empty: Collection[str] = (),
 ) -> tuple[str, ...]:
     """The tables the model was trained with (``trained``) that ``present`` lacks and the
     user allowed (``allowed``), in contract order; ``model`` and ``where`` name the model and
-    the data (a folder, "the request") in the message.
+    the data (a folder, "the request") in the message. ``empty`` names the tables whose files
+    are there but hold no accepted row (the loader gives them as absent, see
+    :attr:`rollrisk.storage.loader.Portfolio.empty_tables`): the message says so.
 
     Without such a table the features learnt from it are missing and the scores move (issue
     14 measured probabilities moved by up to 0.25, 55 of 139 treatments changed and three
@@ -164,9 +170,13 @@ def check_model_tables(
         flags = " ".join(f"{ALLOW_MISSING_TABLE_FLAG} {table}" for table in refused)
         them = "them" if len(refused) > 1 else "it"
         trained_with = ", ".join(table for table in INPUT_TABLES if table in trained)
+        lacks = " and no ".join(
+            f"{table} (present but empty: no accepted row)" if table in empty else table
+            for table in refused
+        )
         raise UserError(
             f"model {model} was trained with {trained_with}, but {where} has no "
-            f"{' and no '.join(refused)}: the model's {left_out} features from {them} would "
+            f"{lacks}: the model's {left_out} features from {them} would "
             f"be missing and the scores would move; provide {them}, or score without {them} "
             f"knowingly with {flags}"
         )

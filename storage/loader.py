@@ -27,6 +27,7 @@ reports it, every other job stops, because scoring a partial portfolio would los
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import time
@@ -72,6 +73,9 @@ class TableReport:
     top_reasons: tuple[tuple[str, int], ...]
 
 
+OPTIONAL_TABLE_NAMES = tuple(table.name for table in TABLES if not table.required)
+
+
 @dataclass(frozen=True)
 class ValidationReport:
     """Counts per table, file-level errors and where the rejects were written."""
@@ -107,6 +111,12 @@ class ValidationReport:
                 lines.append(f"      {count:>10,} x {reason}")
         for name in self.absent_optional:
             lines.append(f"  {name}: absent (optional; features that need it are left missing)")
+        for table in self.tables:
+            if table.table in OPTIONAL_TABLE_NAMES and table.rows_accepted == 0:
+                lines.append(
+                    f"  {table.table}: present but empty (no accepted row): treated as absent; "
+                    f"a model trained with it scores only with --allow-missing-table {table.table}"
+                )
         lines.append(f"  {self.dates_line()}")
         if self._dates_rejected():
             lines.append(
@@ -159,6 +169,10 @@ class Portfolio:
     rejected_accounts: pl.DataFrame = field(
         default_factory=lambda: pl.DataFrame(schema=REJECTED_ACCOUNTS_SCHEMA), repr=False
     )
+    # optional tables whose files are there but hold no accepted row (a header only, or every
+    # row rejected): given as None above, like an absent table, so a model trained with them
+    # is refused unless the user opts in; named so the refusal can say "present but empty"
+    empty_tables: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -244,9 +258,16 @@ def _read_file(path: Path, table: TableContract, dates: DateSettings) -> pl.Data
     kind = _file_kind(path)
     try:
         if kind == "CSV":
+            _check_unique_columns(_csv_header(path), path)
             frame = pl.read_csv(path, infer_schema=False, null_values=[""])
         else:
             frame = pl.read_parquet(path)
+    except DataContractError:
+        raise
+    except pl.exceptions.DuplicateError as error:  # Parquet: polars refuses a repeated name
+        found = re.search(r"name '(.*)' has more than one", str(error))
+        name = found.group(1) if found else str(error).splitlines()[0]
+        raise DataContractError(_duplicate_message(path, [name])) from None
     except Exception as error:  # polars raises several types for corrupt files
         raise DataContractError(
             f"{path}: cannot read this {kind} file for table '{table.name}' "
@@ -254,6 +275,33 @@ def _read_file(path: Path, table: TableContract, dates: DateSettings) -> pl.Data
         ) from error
     check_columns(frame.columns, table, str(path))
     return _typed_per_file(frame, table, dates, path)
+
+
+def _csv_header(path: Path) -> tuple[str, ...]:
+    """The column names of a CSV file exactly as its first line gives them (polars renames a
+    repeated name to ``<name>_duplicated_0`` when it reads the table)."""
+    try:
+        header = pl.read_csv(path, has_header=False, n_rows=1, infer_schema=False)
+    except pl.exceptions.NoDataError:
+        return ()
+    return (
+        tuple("" if value is None else str(value) for value in header.row(0)) if len(header) else ()
+    )
+
+
+def _check_unique_columns(columns: Sequence[str], path: Path) -> None:
+    """Raise if a column name appears twice: which of the two holds the data is a guess."""
+    seen: set[str] = set()
+    repeated = [name for name in columns if name in seen or seen.add(name)]
+    if repeated:
+        raise DataContractError(_duplicate_message(path, sorted(set(repeated))))
+
+
+def _duplicate_message(path: Path, names: Sequence[str]) -> str:
+    return (
+        f"{path}: column {', '.join(names)} appears more than once in the header; which one "
+        "holds the data cannot be told: keep exactly one column of each name"
+    )
 
 
 def _typed_per_file(
@@ -441,6 +489,11 @@ def validate_portfolio(
             raw, table, names, known_accounts=known, rejected_accounts=rejected, dates=dates
         )
         sources[table.name] = tuple(names)
+        if table.required and not raw.height and names:
+            # a header and no row: nothing downstream can run, and "OK" would mislead
+            errors.append(
+                f"{', '.join(names)}: required table '{table.name}' has a header but no rows"
+            )
 
     rejects = pl.concat(
         [pl.DataFrame(schema=REJECT_SCHEMA), *(o.rejects for o in outcomes.values())]
@@ -469,8 +522,17 @@ def validate_portfolio(
         ignored_files=tuple(ignored),
     )
 
+    # an optional table with no accepted row counts as absent (scores would move just as much)
+    empty = tuple(
+        table.name
+        for table in TABLES
+        if table.name in OPTIONAL_TABLE_NAMES
+        and table.name in outcomes
+        and not outcomes[table.name].rows_accepted
+    )
+
     def accepted(name: str) -> pl.DataFrame | None:
-        return outcomes[name].accepted if name in outcomes else None
+        return outcomes[name].accepted if name in outcomes and name not in empty else None
 
     return Portfolio(
         accounts=outcomes["accounts"].accepted,
@@ -490,6 +552,7 @@ def validate_portfolio(
                 ),
             ]
         ),
+        empty_tables=empty,
     )
 
 
