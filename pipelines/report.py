@@ -1,20 +1,24 @@
-"""Write the strategy review report of a scoring run: one self-contained HTML page.
+"""Write the strategy review page of a scoring run: one self-contained HTML page for a strategy
+lead who does not code.
 
-For the published result of `rollrisk score` (--scores OUT) it shows what a strategy lead needs
-to act on: segment sizes; expected loss (exposure x probability) per segment and risk band; the
-action mix the policy chose (and what compliance removed); a SHAP summary (beeswarm) per segment
-and the top reason codes per segment; calibration (predicted vs realised roll-to-default per
-band, when the outcomes have matured in the portfolio); the segment-recovery figure (simulated
-portfolios only, with a bootstrap interval); the policy-simulation comparison against the
-baseline tiered policy (from `rollrisk simulate-policy`, with its interval over seeds); and a
-few example accounts with the waterfall of their contributions.
+For the published result of `rollrisk score` (--scores OUT) it shows: the policy simulation's
+headline (book value against the tiered baseline with the account-and-seed interval, the
+references up to the oracle, value captured; from --policy-simulation); whether the scoring
+model is the champion and what its promotion gates said (read from the MLflow registry, never
+written); per segment a definition in English and Chinese written from the segment rules the
+scores were decided with, its treatment ladders in words and its value; where the strategy loses
+and which compliance rules removed its actions; a sortable, filterable account list; example
+accounts with waterfalls in probability terms and reasons in both languages; expected loss per
+segment and band, the action mix, calibration, segment recovery (simulated portfolios) and a
+SHAP summary per segment for analysts.
 
 SHAP values are recomputed for a bounded sample of accounts per segment (--sample-per-segment)
 from the scored model (the manifest's model URI) and the portfolio (--data): the scored output
-stores only family sums and the top 4 reasons.
+stores only family sums and the top 4 reasons. Paths are shown relative to the working folder.
 
-The page embeds its images (PNG, base64) and its CSS; it loads nothing from the network.
-The HTML is logged to MLflow (experiment `rollrisk-reports`, tagged with the model version).
+The page embeds its images (PNG, base64), its CSS, its data and one small script (sorting and
+filtering the account list); it loads nothing from the network. The HTML is logged to MLflow
+(experiment `rollrisk-reports`, tagged with the model version) unless --no-mlflow.
 
 example:
   rollrisk report --scores runs/demo/scores --data runs/demo/portfolio \\
@@ -26,6 +30,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from rollrisk.arguments import add_data_argument
 from rollrisk.errors import UserError
@@ -65,13 +70,16 @@ def run(args: argparse.Namespace) -> int:
 
     matplotlib.use("Agg")
 
-    from rollrisk.arguments import load_portfolio_argument
+    from rollrisk.arguments import check_output_argument, load_portfolio_argument
     from rollrisk.reports.strategy import build_report
     from rollrisk.simulator.truth import read_true_drivers
     from rollrisk.storage.registry import load_roll_model
     from rollrisk.storage.results import POLICY_SIMULATION_JSON, read_policy_simulation, read_scores
     from rollrisk.storage.tracking import configure_tracking, ensure_experiment
+    from rollrisk.strategies.policy import load_policy
+    from rollrisk.strategies.segments import load_segment_rules
 
+    check_output_argument(args, path=args.out or args.scores / "strategy_report.html")
     if args.sample_per_segment < 2:
         raise UserError(f"--sample-per-segment must be at least 2, got {args.sample_per_segment}")
     manifest, scored = read_scores(args.scores)
@@ -83,10 +91,21 @@ def run(args: argparse.Namespace) -> int:
                 f"{args.policy_simulation / POLICY_SIMULATION_JSON} simulates scores as of "
                 f"{policy_simulation.get('as_of')}, but {args.scores} is as of {manifest['as_of']}"
             )
+    config = manifest.get("config", {})
+    for key in ("segments", "policy"):
+        if not config.get(key) or not Path(config[key]).is_file():
+            raise UserError(
+                f"{args.scores}: the scores were decided with the {key} file "
+                f"{config.get(key)!r}, which is not there any more; the page defines the "
+                f"segments and ladders from it (restore it, or re-score with --{key})"
+            )
+    segment_rules = load_segment_rules(Path(config["segments"]))
+    policy = load_policy(Path(config["policy"]))
     tracking = configure_tracking()
     uri = manifest["model"]["uri"]
     print(f"[report] loading model {uri}", file=sys.stderr, flush=True)
     loaded = load_roll_model(uri)
+    promotion = promotion_status(loaded.name, loaded.version)
     portfolio, _ = load_portfolio_argument(args, "report")
     page = build_report(
         manifest,
@@ -99,6 +118,9 @@ def run(args: argparse.Namespace) -> int:
         sample_size=args.sample_per_segment,
         examples=args.examples,
         seed=args.seed,
+        segment_rules=segment_rules,
+        policy=policy,
+        promotion=promotion,
     )
     out = args.out or args.scores / "strategy_report.html"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -116,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
                     "model_uri": uri,
                     "as_of": manifest["as_of"],
                     "scores": str(args.scores),
+                    "model_promotion": "n/a" if promotion is None else str(promotion["status"]),
                 }
             )
             mlflow.log_metric("accounts_scored", scored.height)
@@ -129,3 +152,41 @@ def run(args: argparse.Namespace) -> int:
             mlflow.log_artifact(str(out))
             print(f"[report] logged to MLflow experiment {EXPERIMENT} ({tracking.tracking_uri})")
     return 0
+
+
+def promotion_status(name: str, version: str) -> dict[str, Any] | None:
+    """What the model registry says about the scoring model: the champion's version, the
+    version's aliases and the verdict `rollrisk promote` tagged it with (``promotion``,
+    ``reasons``: the gates' lines). Reads only; None for a model not loaded through the
+    registry."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from rollrisk.models.promotion import PromotionConfig
+    from rollrisk.storage.registry import UNREGISTERED, alias_version
+
+    if version == UNREGISTERED:
+        return None
+    champion = alias_version(name, PromotionConfig().to_alias)
+    try:
+        found = mlflow.MlflowClient().get_model_version(name, version)
+    except MlflowException:
+        return None
+    tags = dict(found.tags or {})
+    verdict = tags.get("promotion")
+    status = (
+        "champion"
+        if champion is not None and champion.version == str(version)
+        else "refused by the promotion gates"
+        if verdict == "refused"
+        else "not judged by the gates"
+    )
+    return {
+        "name": name,
+        "version": str(version),
+        "champion_version": None if champion is None else champion.version,
+        "aliases": sorted(getattr(found, "aliases", []) or []),
+        "promotion": verdict,
+        "reasons": [r.strip() for r in tags.get("promotion_reasons", "").split(" | ") if r.strip()],
+        "status": status,
+    }

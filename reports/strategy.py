@@ -1,26 +1,34 @@
-"""The strategy review page of a scoring run: one self-contained HTML page.
+"""The strategy review page of a scoring run: one self-contained HTML page for a strategy lead
+who does not code.
 
-For the published result of ``rollrisk score`` it shows what a strategy lead needs to act on:
-segment sizes; expected loss (exposure x probability) per segment and risk band; the action
-mix the policy chose (and what compliance removed); a SHAP summary (beeswarm) per segment and
-the top reason codes per segment; calibration (predicted vs realised roll-to-default per band,
-when the outcomes have matured in the portfolio); the segment-recovery figure (simulated
-portfolios only, with a bootstrap interval); the policy-simulation comparison against the
-baseline tiered policy (from ``rollrisk simulate-policy``, with its interval over seeds); and
-a few example accounts with the waterfall of their contributions.
+For the published result of ``rollrisk score`` it shows, in this order: the headline of the
+policy simulation (book value against the tiered baseline with the account-and-seed interval,
+the references up to the oracle, value captured and value of segmentation; a simulation from
+before book value falls back to its net recovery and says so); whether the scoring model is the
+champion and what its promotion gates said; per segment a plain-language definition in English
+and Chinese written from the segment rules, its treatment ladders in words, its accounts and its
+value against the baseline; where the strategy loses and which compliance rules removed the
+actions it planned there; a sortable, filterable list of the scored accounts (embedded JSON,
+one small inline script); example accounts with waterfalls in probability terms and their
+reasons (one per underlying fact, in both languages); the most common reasons per segment;
+expected loss per segment and risk band; the action mix; calibration; the simulation's detail;
+segment recovery; and, for analysts, a SHAP beeswarm per segment (log-odds).
 
 SHAP values are recomputed for a bounded sample of accounts per segment from the scored model
 and the portfolio: the scored output stores only family sums and the top 4 reasons.
 
 :func:`build_report` reads nothing: the job (``rollrisk report``) hands it the scores, the
-portfolio, the model, the simulator's true drivers and the policy simulation. The page is
-assembled with the report kit (:mod:`rollrisk.reports.html`).
+portfolio, the model, the segment rules and policy the scores were decided with, the simulator's
+true drivers, the policy simulation and the model's promotion status. Every path on the page is
+shown relative to the working folder. The page is assembled with the report kit
+(:mod:`rollrisk.reports.html`).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -31,26 +39,49 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
+from rollrisk.features.registry import FeatureSet
 from rollrisk.models.stats import calibration_backtest, percentile_bootstrap
-from rollrisk.reports.html import Section, figure_png, render_page
+from rollrisk.reports.html import Section, data_table, escape, figure_png, render_page
 from rollrisk.reports.policy_simulation import LABELS, format_metric, format_uplift
 
 if TYPE_CHECKING:
     from rollrisk.models.roll_model import RollModel
     from rollrisk.storage.loader import Portfolio
+    from rollrisk.strategies.policy import Policy, Treatment
+    from rollrisk.strategies.segments import Condition, SegmentRules
 
 SECTION_IDS = (
     "summary",
+    "promotion",
     "segments",
+    "where-it-loses",
+    "accounts",
+    "examples",
+    "reason-codes",
     "expected-loss",
     "action-mix",
-    "shap-summary",
-    "reason-codes",
     "calibration",
-    "segment-recovery",
     "policy-simulation",
-    "examples",
+    "segment-recovery",
+    "shap-summary",
 )
+SECTION_TITLES = (
+    "Summary",
+    "Is the scoring model approved?",
+    "Segments: who they are, what the policy does to them, what it is worth",
+    "Where the strategy loses, and why",
+    "Accounts to review",
+    "Example accounts: why the model thinks they are risky",
+    "Most common reasons per segment",
+    "Expected loss by segment and risk band",
+    "Action mix",
+    "Calibration: do the probabilities hold?",
+    "Policy simulation in detail",
+    "Segment recovery (simulated portfolios)",
+    "SHAP summary per segment (for analysts)",
+)
+# the account list embeds at most this many accounts (largest expected loss first)
+ACCOUNT_LIMIT = 5_000
 BAND_ORDER = ("low", "medium", "high")
 BOOTSTRAP_SAMPLES = 500
 # The simulator's healthy borrowers who fall behind are self-cures: the forgetful segment's job.
@@ -322,6 +353,643 @@ def _interval_text(stats: Mapping[str, float], percent: bool = False) -> str:
 
 
 # --------------------------------------------------------------------------------------------
+# Words for a strategy lead: segments, ladders and reasons in English and Chinese
+# --------------------------------------------------------------------------------------------
+SEGMENT_NAMES: dict[str, tuple[str, str]] = {
+    "unreachable": ("unreachable", "失联"),
+    "seasonal": ("seasonal income", "季节性收入"),
+    "capacity_shock": ("hit by a hardship (capacity shock)", "还款能力受冲击"),
+    "low_willingness": ("unwilling to pay", "还款意愿低"),
+    "forgetful": ("forgot to pay (early, no other evidence)", "遗忘型早期逾期"),
+    "general": ("general (no driver evidence)", "一般(无明确驱动因素)"),
+}
+FAMILY_NAMES: dict[str, tuple[str, str]] = {
+    "delinquency_history": ("delinquency history", "逾期历史"),
+    "payment_capacity": ("ability to pay", "还款能力"),
+    "willingness": ("willingness to pay", "还款意愿"),
+    "contactability": ("being reachable", "可联系性"),
+    "treatment_history": ("past relief treatments", "既往纾困措施"),
+    "exposure": ("size of the debt", "欠款规模"),
+    "product_seasonality": ("product and season", "产品与季节"),
+}
+PRODUCT_NAMES: dict[str, tuple[str, str]] = {
+    "credit_card": ("credit card", "信用卡"),
+    "cash_loan": ("cash loan", "现金贷"),
+    "bnpl": ("buy now, pay later", "先买后付"),
+    "merchant_loan": ("merchant loan", "商户贷"),
+    "agri_loan": ("farm loan", "农业贷款"),
+}
+BUCKET_NAMES: dict[str, tuple[str, str]] = {
+    "M1": ("M1 (1-29 days past due)", "M1(逾期1-29天)"),
+    "M2": ("M2 (30-59 days past due)", "M2(逾期30-59天)"),
+    "M3": ("M3 (60-89 days past due)", "M3(逾期60-89天)"),
+}
+# the segment rules' subjects that are not features of the registry
+FIELD_NAMES: dict[str, tuple[str, str]] = {
+    "product": ("the product", "产品"),
+    "start_bucket": ("the delinquency bucket at the as-of date", "观察日的逾期阶段"),
+    "probability": ("the roll-to-default probability", "滚动至违约的概率"),
+    "risk_above_base": (
+        "the model's total risk above the average account",
+        "模型风险高于平均水平的幅度",
+    ),
+}
+# comparison -> (English, Chinese) words before the operand
+OPERATOR_WORDS: dict[str, tuple[str, str]] = {
+    "ge": ("at least", "不少于"),
+    "gt": ("more than", "大于"),
+    "le": ("at most", "不超过"),
+    "lt": ("less than", "小于"),
+    "eq": ("", "为"),
+    "ne": ("not", "不是"),
+    "in": ("one of", "为以下之一:"),
+    "not_in": ("none of", "不属于:"),
+}
+ACTION_NAMES: dict[str, tuple[str, str]] = {
+    "reminder": ("reminder", "提醒"),
+    "call": ("call", "电话"),
+    "restructure_offer": ("offer to restructure into instalments", "提供分期重组方案"),
+    "grace_period": ("grace period on the amount due", "应还款宽限期"),
+    "interest_waiver": ("waive the interest of the delinquent period", "减免逾期期间利息"),
+    "first_delinquency_extension": (
+        "one-time interest-free extension (first-ever delinquency only)",
+        "首次逾期一次性免息展期",
+    ),
+    "agency_assignment": ("hand to a collection agency", "委托外部催收机构"),
+    "field_visit_with_notice": ("field visit, announced by letter", "提前书面通知后上门拜访"),
+    "legal_referral": ("refer to legal action", "转交法律程序"),
+}
+CHANNEL_NAMES: dict[str, tuple[str, str]] = {
+    "sms": ("by SMS", "短信"),
+    "app_push": ("by app notification", "App推送"),
+    "robo_call": ("by automated call", "智能语音外呼"),
+    "agent_call": ("by an agent", "人工坐席"),
+    "notice_letter": ("by letter", "信函"),
+    "field_visit": ("in person", "上门"),
+    "legal": ("through the courts", "法院"),
+    "agency_assignment": ("through the agency", "外包机构"),
+}
+COMPLIANCE_NAMES: dict[str, tuple[str, str]] = {
+    "CMP-HARDSHIP-PAUSE": (
+        "pressure paused while a hardship claim or relief is running",
+        "借款人报告困难或纾困措施执行期间暂停施压",
+    ),
+    "CMP-THIRD-PARTY": ("limits on contacting third parties", "限制联系第三方"),
+    "CMP-FIRST-DELINQUENCY-EXTENSION": (
+        "the interest-free extension is only for a first-ever delinquency",
+        "免息展期仅限历史首次逾期",
+    ),
+    "CMP-LEGAL-REFERRAL": ("conditions before a legal referral", "转交法律程序的前提条件"),
+    "CMP-CONTACT-WINDOW": ("contact only within permitted hours", "仅在允许的时段内联系"),
+    "CMP-CALLS-PER-7-DAYS": ("at most so many calls in 7 days", "7天内通话次数上限"),
+    "CMP-CALL-AFTER-CONVERSATION": (
+        "no new call right after a conversation",
+        "通话后一段时间内不得再次致电",
+    ),
+    "CMP-UNANSWERED-DIALS": ("limit on unanswered dials", "未接通拨打次数上限"),
+}
+# Features that restate one fact: the account's days past due now and at its worst. A page
+# shows them as one reason.
+DPD_FEATURES = ("dpd_current", "dpd_max_3m", "dpd_max_6m", "dpd_max_12m")
+
+
+def _words(table: Mapping[str, tuple[str, str]], key: str) -> tuple[str, str]:
+    """(English, Chinese) words of ``key``; the key itself in both when it has none yet."""
+    return table.get(key, (key.replace("_", " "), key))
+
+
+def _number(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, int | float) else str(value)
+
+
+def _operand(name: str, value: Any) -> tuple[str, str]:
+    """A condition's operand in words (products and buckets by name; lists joined)."""
+    table = {"product": PRODUCT_NAMES, "start_bucket": BUCKET_NAMES}.get(name)
+    values = list(value) if isinstance(value, list | tuple | set | frozenset) else [value]
+    if table is None:
+        texts = [(_number(v), _number(v)) for v in values]
+    else:
+        texts = [_words(table, str(v)) for v in values]
+    return ", ".join(t[0] for t in texts), "、".join(t[1] for t in texts)
+
+
+def condition_words(condition: Condition, feature_set: FeatureSet) -> tuple[str, str]:
+    """One condition of a segment rule in plain English and Chinese.
+
+    Features are named by the registry's descriptions (``description_en`` / ``_zh``), driver
+    families and the other fields by the page's own words, thresholds in words ("at least 1").
+    """
+    parts_en, parts_zh = [], []
+    if condition.subject in ("family", "family_share"):
+        family_en, family_zh = _words(FAMILY_NAMES, str(condition.name))
+        for op, operand in condition.tests:
+            op_en, op_zh = OPERATOR_WORDS.get(op, (op, op))
+            if condition.subject == "family":
+                parts_en.append(
+                    f"what the model sees in the {family_en} raises the risk by {op_en} "
+                    f"{_number(operand)} (SHAP, log-odds)"
+                )
+                parts_zh.append(
+                    f"模型认为{family_zh}因素使风险上升{op_zh}{_number(operand)}(SHAP对数几率)"
+                )
+            else:
+                parts_en.append(
+                    f"the {family_en} makes up {op_en} {operand:.0%} of what raises the risk"
+                )
+                parts_zh.append(f"{family_zh}在风险上升因素中的占比{op_zh}{operand:.0%}")
+        return " and ".join(parts_en), "且".join(parts_zh)
+    if condition.subject == "top_family":
+        names = [_words(FAMILY_NAMES, str(f)) for f in condition.name]
+        return (
+            "the strongest risk driver is the " + " or the ".join(n[0] for n in names),
+            "最主要的风险因素为" + "或".join(n[1] for n in names),
+        )
+    name = str(condition.name)
+    if name in FIELD_NAMES:
+        label_en, label_zh = FIELD_NAMES[name]
+    elif name in feature_set.names:
+        spec = feature_set.spec(name)
+        label_en = spec.description_en.rstrip(" .")
+        label_en = label_en[0].lower() + label_en[1:]
+        label_zh = spec.description_zh.rstrip(" 。.")
+    else:
+        label_en, label_zh = name.replace("_", " "), name
+    for op, operand in condition.tests:
+        op_en, op_zh = OPERATOR_WORDS.get(op, (op, op))
+        value_en, value_zh = _operand(name, operand)
+        verb = "is " + (op_en + " " if op_en else "")
+        parts_en.append(f"{label_en} {verb}{value_en}")
+        parts_zh.append(f"{label_zh}{op_zh}{value_zh}")
+    return " and ".join(parts_en), "且".join(parts_zh)
+
+
+def segment_definitions(rules: SegmentRules, feature_set: FeatureSet) -> dict[str, tuple[str, str]]:
+    """Every segment of ``rules`` (the fallback too) defined in plain English and Chinese,
+    generated from its rules: a segment claims an account when any of its rules holds, a rule
+    holds when all its conditions hold, and earlier segments in precedence claim first."""
+    definitions: dict[str, tuple[str, str]] = {}
+    for position, segment in enumerate(rules.precedence):
+        own = [r for r in rules.rules if r.segment == segment]
+        texts = [[condition_words(c, feature_set) for c in rule.conditions] for rule in own]
+        rule_en = [" and ".join(t[0] for t in conds) for conds in texts]
+        rule_zh = ["且".join(t[1] for t in conds) for conds in texts]
+        earlier = rules.precedence[:position]
+        en = "An account is in this segment when " + "; or when ".join(
+            f"{text} (rule {rule.rule_id})" for text, rule in zip(rule_en, own, strict=True)
+        )
+        zh = "满足以下任一条件的账户归入此细分:" + ";或".join(
+            f"{text}(规则{rule.rule_id})" for text, rule in zip(rule_zh, own, strict=True)
+        )
+        if earlier:
+            names = [_words(SEGMENT_NAMES, s) for s in earlier]
+            en += ", unless an earlier segment (" + ", ".join(n[0] for n in names) + ") claimed it"
+            zh += ",且未被优先级更高的细分(" + "、".join(n[1] for n in names) + ")认领"
+        definitions[segment] = (en + ".", zh + "。")
+    definitions[rules.fallback] = (
+        "Every account that no other segment claims: no driver evidence, so the tiered "
+        "baseline treatment applies.",
+        "不属于任何其他细分的账户:没有明确的驱动因素证据,适用分层基线策略。",
+    )
+    return definitions
+
+
+def ladder_words(treatment: Treatment) -> tuple[str, str]:
+    """A treatment's ladder in words: ``day 0, 10:00: reminder by SMS; ...`` and in Chinese."""
+    en, zh = [], []
+    for step in treatment.steps:
+        action_en, action_zh = _words(ACTION_NAMES, step.action)
+        channel_en, channel_zh = ("", "")
+        if step.channel:
+            channel_en, channel_zh = _words(CHANNEL_NAMES, step.channel)
+        to_contact = getattr(step, "recipient", "borrower") == "emergency_contact"
+        en.append(
+            f"day {step.day}, {step.at:%H:%M}: {action_en}"
+            + (f" {channel_en}" if channel_en else "")
+            + (" (to the emergency contact, only to locate the borrower)" if to_contact else "")
+        )
+        zh.append(
+            f"第{step.day}天{step.at:%H:%M}:"
+            + (f"{channel_zh}" if channel_zh else "")
+            + action_zh
+            + ("(联系紧急联系人,仅用于寻找借款人)" if to_contact else "")
+        )
+    return "; ".join(en), ";".join(zh)
+
+
+def _days(n: int) -> str:
+    return f"{n} day" if n == 1 else f"{n} days"
+
+
+def grouped_reasons(reasons: Sequence[Mapping[str, Any]], dpd_now: int) -> list[tuple[str, str]]:
+    """An account's reasons as (English, Chinese) texts, one per underlying fact, in rank order.
+
+    The days-past-due features (now, worst in 3, 6, 12 months) restate one fact: they become
+    one reason "x days past due now (up to y in the last n months)" at the rank of the first
+    of them. Every other reason keeps its registry text (plurals agree: see
+    :func:`rollrisk.features.registry.format_reason`).
+    """
+    out: list[tuple[str, str]] = []
+    dpd_slot: int | None = None
+    worst: tuple[int, int] | None = None  # (days, window months)
+    for reason in sorted(reasons, key=lambda r: r.get("rank", 0)):
+        feature = reason.get("feature")
+        if feature in DPD_FEATURES:
+            if dpd_slot is None:
+                dpd_slot = len(out)
+                out.append(("", ""))
+            if feature != "dpd_current":
+                try:
+                    days = round(float(reason.get("value", "nan")))
+                except ValueError:
+                    continue
+                window = int(str(feature).split("_")[-1].rstrip("m"))
+                if worst is None or days > worst[0]:
+                    worst = (days, window)
+            continue
+        out.append((str(reason.get("text_en", "")), str(reason.get("text_zh", ""))))
+    if dpd_slot is not None:
+        en, zh = f"{_days(dpd_now)} past due now", f"当前逾期{dpd_now}天"
+        if worst is not None and worst[0] > dpd_now:
+            en += f" (up to {worst[0]} in the last {worst[1]} months)"
+            zh += f"(近{worst[1]}个月最高{worst[0]}天)"
+        out[dpd_slot] = (en, zh)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Probability waterfalls, the losing segments, the account list, the headline
+# --------------------------------------------------------------------------------------------
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def probability_steps(
+    base_value: float, family_contributions: Mapping[str, float], probability: float
+) -> list[tuple[str, float, float]]:
+    """An account's waterfall in probability terms: ``(step, before, after)`` rows.
+
+    Starts at the base rate (the model's average raw score as a probability), adds each driver
+    family's summed contribution in log-odds, largest effect first, and shows the step each
+    makes in probability; a last ``calibration`` step goes from the model's raw probability
+    to the calibrated ``probability`` the policy used, so the chain ends at the account's
+    probability. Steps in log-odds are not additive in probability: each step is measured
+    where the chain stands, so the order is stated on the page.
+    """
+    steps = []
+    running = float(base_value)
+    before = _sigmoid(running)
+    ordered = sorted(family_contributions.items(), key=lambda kv: -abs(kv[1]))
+    for family, value in ordered:
+        running += float(value)
+        after = _sigmoid(running)
+        steps.append((family, before, after))
+        before = after
+    steps.append(("calibration", before, float(probability)))
+    return steps
+
+
+def probability_waterfall_png(steps: Sequence[tuple[str, float, float]], title: str) -> bytes:
+    """The waterfall of :func:`probability_steps` as horizontal bars (percentage points)."""
+    import matplotlib.pyplot as plt
+
+    labels = ["base rate (average account)"] + [
+        FAMILY_NAMES.get(name, (name,))[0] if name != "calibration" else "calibration"
+        for name, _, _ in steps
+    ] + ["this account"]  # fmt: skip
+    figure, axis = plt.subplots(figsize=(7.5, 0.45 * len(labels) + 1.2))
+    start = steps[0][1] * 100
+    end = steps[-1][2] * 100
+    axis.barh(0, start, color="#8aa1bd")
+    axis.text(start, 0, f" {start:.1f}%", va="center", fontsize=8)
+    for row, (_, before, after) in enumerate(steps, start=1):
+        low, high = sorted((before * 100, after * 100))
+        colour = "#c0563f" if after > before else "#3f8f5a"
+        axis.barh(row, max(high - low, 0.05), left=low, color=colour)
+        axis.text(high, row, f" {(after - before) * 100:+.1f} pp", va="center", fontsize=8)
+    axis.barh(len(labels) - 1, end, color="#1d2733")
+    axis.text(end, len(labels) - 1, f" {end:.1f}%", va="center", fontsize=8)
+    axis.set_yticks(range(len(labels)), labels, fontsize=8)
+    axis.invert_yaxis()
+    axis.set_xlabel("probability of rolling to default (%)")
+    axis.set_xlim(0, min(100, max(start, end, *(max(b, a) * 100 for _, b, a in steps)) * 1.25 + 5))
+    figure.suptitle(title, fontsize=9)
+    return _png(figure)
+
+
+def compliance_removals(scored: pl.DataFrame) -> pd.DataFrame:
+    """Per segment and compliance rule: planned actions the rule removed and the accounts
+    they belong to (from the decision trails), with a sample of the rule's own reason."""
+    rows = []
+    for segment, account, trail in zip(
+        scored["segment"], scored["account_id"], scored["trail"], strict=True
+    ):
+        for change in json.loads(trail):
+            if change.get("change") == "removed":
+                rows.append(
+                    {
+                        "segment": segment,
+                        "rule": change.get("rule", "?"),
+                        "account_id": account,
+                        "action": str(change.get("action", "")).split(" ")[0],
+                        "reason": change.get("reason", ""),
+                    }
+                )
+    if not rows:
+        return pd.DataFrame(columns=["segment", "rule", "removed", "accounts", "actions", "reason"])
+    frame = pd.DataFrame(rows)
+    return (
+        frame.groupby(["segment", "rule"])
+        .agg(
+            removed=("action", "size"),
+            accounts=("account_id", "nunique"),
+            actions=("action", lambda a: ", ".join(sorted(set(a)))),
+            reason=("reason", "first"),
+        )
+        .reset_index()
+        .sort_values(["segment", "removed"], ascending=[True, False])
+    )
+
+
+ACCOUNT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("account", "text"),
+    ("segment", "text"),
+    ("product", "text"),
+    ("bucket", "text"),
+    ("DPD", "int"),
+    ("probability", "pct"),
+    ("exposure (CNY)", "int"),
+    ("expected loss (CNY)", "int"),
+    ("treatment", "text"),
+    ("removed by compliance", "text"),
+    ("reasons", "text"),
+    ("原因", "text"),
+)
+
+
+def account_rows(scored: pl.DataFrame, limit: int) -> tuple[list[list[Any]], int]:
+    """The account list's rows (columns of :data:`ACCOUNT_COLUMNS`), largest expected loss
+    first, at most ``limit`` of them; and how many accounts there were."""
+    ordered = scored.sort("expected_loss", descending=True).head(limit)
+    out = []
+    for row in ordered.iter_rows(named=True):
+        reasons = grouped_reasons(json.loads(row["reasons"]), int(row["dpd"]))
+        removed = sorted(
+            {c.get("rule", "?") for c in json.loads(row["trail"]) if c.get("change") == "removed"}
+        )
+        out.append(
+            [
+                row["account_id"], row["segment"], row["product"], row["start_bucket"],
+                int(row["dpd"]), round(float(row["probability"]), 4),
+                round(float(row["exposure"]), 2), round(float(row["expected_loss"]), 2),
+                row["treatment"], ", ".join(removed),
+                "; ".join(r[0] for r in reasons), ";".join(r[1] for r in reasons),
+            ]
+        )  # fmt: skip
+    return out, scored.height
+
+
+def top_reason_facts(
+    scored: pl.DataFrame, feature_set: FeatureSet, per_segment: int = 5
+) -> pd.DataFrame:
+    """The underlying facts most often among an account's reasons, per segment, named in
+    English and Chinese (the days-past-due features count as one fact)."""
+    rows = []
+    for segment, reasons in zip(scored["segment"], scored["reasons"], strict=True):
+        seen: set[str] = set()
+        for reason in sorted(json.loads(reasons), key=lambda r: r.get("rank", 0)):
+            fact = "dpd" if reason["feature"] in DPD_FEATURES else reason["feature"]
+            if fact not in seen:
+                rows.append({"segment": segment, "fact": fact, "first": not seen})
+                seen.add(fact)
+    columns = ["segment", "reason", "原因", "accounts", "share", "as first reason"]
+    if not rows:
+        return pd.DataFrame(columns=columns)
+    frame = pd.DataFrame(rows)
+    sizes = scored.group_by("segment").len().to_pandas().set_index("segment")["len"]
+    table = (
+        frame.groupby(["segment", "fact"])
+        .agg(accounts=("first", "size"), as_first=("first", "sum"))
+        .reset_index()
+    )
+    table["share"] = table["accounts"] / table["segment"].map(sizes)
+    table = table.sort_values(["segment", "accounts"], ascending=[True, False])
+    table = table.groupby("segment").head(per_segment)
+
+    def label(fact: str) -> tuple[str, str]:
+        if fact == "dpd":
+            return ("days past due now, or at worst in recent months", "当前或近期最高逾期天数")
+        if fact in feature_set.names:
+            spec = feature_set.spec(fact)
+            return spec.description_en.rstrip(" ."), spec.description_zh.rstrip(" 。.")
+        return fact, fact
+
+    labels = [label(f) for f in table["fact"]]
+    table["reason"] = [t[0] for t in labels]
+    table["原因"] = [t[1] for t in labels]
+    table["as first reason"] = table["as_first"]
+    return table[columns]
+
+
+# --------------------------------------------------------------------------------------------
+# Paths, the model's promotion status, the policy simulation's headline
+# --------------------------------------------------------------------------------------------
+def shown_path(path: str | Path | None, base: Path | None = None) -> str:
+    """``path`` as the page shows it: relative to the working folder (``base``, default the
+    current one), never a server's absolute path; a URI (``models:/...``) as it is."""
+    if path is None:
+        return "n/a"
+    text = str(path)
+    if "://" in text or text.startswith(("models:/", "runs:/")):
+        return text
+    return os.path.relpath(Path(text).absolute(), (base or Path.cwd()).absolute())
+
+
+def _signed(value: float | None, unit: str = "CNY") -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:+,.0f} {unit}"
+
+
+def _ratio_text(value: float | None) -> str:
+    return (
+        "n/a"
+        if value is None or (isinstance(value, float) and math.isnan(value))
+        else f"{value:.0%}"
+    )
+
+
+REFERENCE_NAMES: dict[str, tuple[str, str]] = {
+    "model_driven": ("shipped policy (model-driven)", "现行模型驱动策略"),
+    "baseline_tiered": ("tiered baseline (no model)", "分层基线策略(不用模型)"),
+    "segment_blind": (
+        "same ladders, every account in the fallback segment",
+        "相同阶梯、所有账户归入默认细分",
+    ),
+    "baseline_plus_grace": ("baseline plus a grace period for all", "基线策略加全员宽限期"),
+    "oracle": ("oracle: knows each true driver", "理想参照:知道每个账户的真实驱动因素"),
+    "oracle_segments": (
+        "shipped policy fed the true drivers as segments",
+        "现行策略使用真实驱动因素作为细分",
+    ),
+}
+
+
+def headline_metric(result: Mapping[str, Any]) -> str:
+    """The metric the simulation headlines: ``book_value`` when it reports one, else today's
+    ``net_recovery`` (three months of cash)."""
+    return str(result.get("headline", {}).get("metric", "net_recovery"))
+
+
+def _headline(section: Section, result: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The policy simulation's headline into ``section``; returns the KPI tiles."""
+    headline = result.get("headline")
+    if headline is None:  # a simulation from before book value: three months of cash
+        u = result["uplift"]["net_recovery"]
+        boot = result.get("uplift_account_bootstrap", {}).get("net_recovery")
+        section.markdown(
+            f"**Shipped policy vs tiered baseline: {_interval_text(u)} CNY net recovery** over "
+            f"{result['months']} months ({result['accounts']:,} accounts, "
+            f"{len(result['seeds'])} simulation seeds)."
+        )
+        if boot:
+            section.text(
+                "Resampling the accounts as well as the seeds: " + _interval_text(boot) + " CNY."
+            )
+        section.raw(
+            '<div class="box warn">This simulation reports net cash only, not book value '
+            "(balance left open at the end is not valued) and has no references (oracle, "
+            "segment-blind). Re-run rollrisk simulate-policy with a version that reports "
+            "them.</div>"
+        )
+        return [("uplift, net recovery (CNY)", f"{u['mean']:+,.0f}")]
+    uplift = headline["uplift"]
+    monte_carlo = headline.get("monte_carlo_interval")
+    section.markdown(
+        f"**Book value: shipped policy {headline['model_driven']:,.0f} CNY vs tiered baseline "
+        f"{headline['baseline_tiered']:,.0f} CNY; difference {_interval_text(uplift)} CNY** "
+        f"(interval resamples accounts and simulation seeds together), over "
+        f"{result['months']} months, {result['accounts']:,} accounts."
+    )
+    if monte_carlo:
+        section.note(
+            "Simulation noise alone (Monte Carlo t-interval over seeds, accounts held fixed): "
+            + _interval_text(monte_carlo)
+            + " CNY. It is narrower because it ignores which accounts happen to be in the book."
+        )
+    section.note(
+        "Book value = cash collected - action and treatment costs + the value of the balance "
+        "still open at the end, valued by the simulator's recovery curve for its bucket "
+        "(docs/strategies.md, Policy simulation)."
+    )
+    tiles = [("book value difference vs baseline (CNY)", f"{uplift['mean']:+,.0f}")]
+    captured = result.get("value_captured")
+    if captured:
+        tiles.append(
+            ("value captured (0 = baseline, 100% = oracle)", _ratio_text(captured.get("overall")))
+        )
+    segmentation = result.get("value_of_segmentation")
+    if segmentation:
+        tiles.append(("value of segmentation", _ratio_text(segmentation.get("value"))))
+    return tiles
+
+
+def _references(section: Section, result: Mapping[str, Any]) -> None:
+    """The reference arms, value captured and value of segmentation (when reported)."""
+    references = result.get("references")
+    if not references:
+        return
+    metric = headline_metric(result)
+    base = references.get("baseline_tiered", {}).get(metric, {}).get("mean")
+    rows = []
+    for name, figures in references.items():
+        value = figures.get(metric, {}).get("mean")
+        if value is None:
+            continue
+        en, zh = _words(REFERENCE_NAMES, name)
+        rows.append(
+            {
+                "arm": en,
+                "方案": zh,
+                f"{metric.replace('_', ' ')} (CNY)": f"{value:,.0f}",
+                "vs baseline (CNY)": _signed(None if base is None else value - base),
+            }
+        )
+    section.text("The same accounts and the same random draws under every reference:")
+    section.table(pd.DataFrame(rows))
+    captured = result.get("value_captured")
+    if captured:
+        section.text(
+            "Value captured = (shipped policy - baseline) / (oracle - baseline): "
+            f"{_ratio_text(captured.get('overall'))} "
+            f"({_signed(captured.get('policy_minus_baseline'))} of a possible "
+            f"{_signed(captured.get('oracle_minus_baseline'))})."
+        )
+        by_driver = captured.get("by_true_driver") or {}
+        if by_driver:
+            section.table(
+                pd.DataFrame(
+                    [
+                        {
+                            "true driver (simulator)": driver,
+                            "accounts": f"{row['accounts']:,}",
+                            "policy - baseline": _signed(row.get("policy_minus_baseline")),
+                            "oracle - baseline": _signed(row.get("oracle_minus_baseline")),
+                            "value captured": _ratio_text(row.get("value_captured")),
+                        }
+                        for driver, row in sorted(by_driver.items())
+                    ]
+                )
+            )
+    segmentation = result.get("value_of_segmentation")
+    if segmentation:
+        section.text(
+            "Value of segmentation = (shipped policy - segment-blind) / (true segments - "
+            f"segment-blind): {_ratio_text(segmentation.get('value'))}."
+        )
+
+
+def _promotion(section: Section, promotion: Mapping[str, Any] | None) -> str:
+    """The scoring model's promotion status into ``section``; returns it in a few words."""
+    if promotion is None:
+        section.text(
+            "The model registry was not read (--no-mlflow, or the model was not loaded "
+            "through the registry), so the model's promotion status is unknown."
+        )
+        return "unknown"
+    name, version = promotion["name"], promotion["version"]
+    champion = promotion.get("champion_version")
+    is_champion = champion is not None and str(champion) == str(version)
+    verdict = promotion.get("promotion")
+    reasons = [r for r in promotion.get("reasons", []) if r]
+    if is_champion:
+        status = "champion"
+        text = f"Model {name} v{version} is the champion (the model approved for production)."
+    elif verdict == "refused":
+        status = "refused by the promotion gates"
+        text = (
+            f"Model {name} v{version} is NOT the champion: it FAILED its promotion gates "
+            f"(champion: {'v' + str(champion) if champion else 'none'}). Decisions from this "
+            "model should not be acted on before the failures below are resolved."
+        )
+    else:
+        status = "not judged by the gates"
+        text = (
+            f"Model {name} v{version} is not the champion "
+            f"(champion: {'v' + str(champion) if champion else 'none'}) and has not been "
+            "through `rollrisk promote`."
+        )
+    warn = "" if is_champion else " warn"
+    section.raw(f'<div class="box{warn}">{escape(text)}</div>')
+    if reasons:
+        section.text("The gates said:")
+        section.raw("<ul>" + "".join(f"<li>{escape(r)}</li>" for r in reasons) + "</ul>")
+    aliases = promotion.get("aliases") or []
+    section.note(
+        f"Registry aliases of v{version}: {', '.join(aliases) or 'none'}. Gates: "
+        "conf/default.yaml promotion (docs/models.md)."
+    )
+    return status
+
+
+# --------------------------------------------------------------------------------------------
 # The page
 # --------------------------------------------------------------------------------------------
 def build_report(
@@ -336,38 +1004,162 @@ def build_report(
     sample_size: int,
     examples: int,
     seed: int,
+    segment_rules: SegmentRules,
+    policy: Policy,
+    promotion: Mapping[str, Any] | None = None,
+    account_limit: int = ACCOUNT_LIMIT,
 ) -> str:
     """The HTML page (see the module docstring for its sections).
 
     Needs the manifest and scored accounts of a scoring run (:func:`rollrisk.storage.results.
-    read_scores`), the portfolio they were scored from (``data_dir``, named on the page), the
-    scoring model, and optionally the simulator's true driver per account (``account_id``,
-    ``driver``; None: not a simulated portfolio) and the policy simulation's result.
-    ``sample_size`` accounts per segment get their SHAP values recomputed; ``examples``
-    accounts get a waterfall; ``seed`` draws the samples and the bootstrap.
+    read_scores`), the portfolio they were scored from (``data_dir``, named relative to the
+    working folder), the scoring model, the segment rules and policy the scores were decided
+    with, and optionally the simulator's true driver per account (``account_id``, ``driver``;
+    None: not a simulated portfolio), the policy simulation's result and the model's
+    promotion status (``name``, ``version``, ``champion_version``, ``aliases``,
+    ``promotion``, ``reasons``; None: registry not read). ``sample_size`` accounts per
+    segment get their SHAP values recomputed; ``examples`` accounts get a waterfall;
+    ``seed`` draws the samples and the bootstrap; at most ``account_limit`` accounts (largest
+    expected loss first) go into the account list.
     """
     from rollrisk.features.observations import ObservationSpec, observations
 
     as_of = date.fromisoformat(manifest["as_of"])
     model_info = manifest.get("model", {})
-    sections = {sid: Section(sid, title) for sid, title in zip(SECTION_IDS, (
-        "Summary", "Segments", "Expected loss by segment and band", "Action mix",
-        "SHAP summary per segment", "Top reason codes per segment", "Calibration",
-        "Segment recovery (simulated portfolios)", "Policy simulation against the tiered baseline",
-        "Example accounts",
-    ), strict=True)}  # fmt: skip
+    feature_set = model.feature_set
+    sections = {sid: Section(sid, title) for sid, title in zip(SECTION_IDS, SECTION_TITLES,
+                                                              strict=True)}  # fmt: skip
 
-    # --- segments and expected loss
+    # --- promotion status of the scoring model
+    promotion_status = _promotion(sections["promotion"], promotion)
+
+    # --- segments: definitions, ladders, value
     segments = segment_table(scored)
-    sections["segments"].table(
+    definitions = segment_definitions(segment_rules, feature_set)
+    by_segment = (policy_simulation or {}).get("by_segment", {})
+    metric = headline_metric(policy_simulation or {})
+    guide = sections["segments"]
+    guide.text(
+        "Each account gets exactly one segment from the rules in conf/segments.yaml; the "
+        "policy (conf/policy.yaml) then picks a treatment ladder from its segment, bucket, "
+        "risk band and product. Definitions are written from those rules."
+    )
+    guide.table(
         segments,
         {"accounts": "{:,.0f}", "share": "{:.1%}", "exposure": "{:,.0f}",
          "expected_loss": "{:,.0f}", "mean_probability": "{:.1%}"},
     )  # fmt: skip
-    sections["segments"].note(
-        "Segments come from conf/segments.yaml applied to the SHAP driver families and the raw "
-        "evidence; expected loss = exposure (balance at the as-of) x calibrated probability."
+    for segment in segments["segment"]:
+        rows = scored.filter(pl.col("segment") == segment)
+        en_name, zh_name = _words(SEGMENT_NAMES, segment)
+        guide.raw(
+            f'<h3>{escape(segment)}: {escape(en_name)} <span class="zh">{escape(zh_name)}</span></h3>'
+        )
+        en, zh = definitions.get(
+            segment, ("(not defined in the segment rules)", "(细分规则中未定义)")
+        )
+        guide.text(en)
+        guide.raw(f'<p class="zh">{escape(zh)}</p>')
+        guide.text(
+            f"{rows.height:,} accounts, exposure {float(rows['exposure'].sum()):,.0f} CNY, "
+            f"expected loss {float(rows['expected_loss'].sum()):,.0f} CNY."
+        )
+        ladder_rows = []
+        for treatment, count in (
+            rows.group_by("treatment").len().sort("len", descending=True).iter_rows()
+        ):
+            spec = policy.treatments.get(treatment)
+            words = (
+                ladder_words(spec) if spec else ("(not in this policy file)", "(不在此策略文件中)")
+            )
+            ladder_rows.append(
+                {
+                    "treatment": treatment,
+                    "accounts": count,
+                    "ladder": words[0],
+                    "处置阶梯": words[1],
+                }
+            )
+        guide.table(pd.DataFrame(ladder_rows), {"accounts": "{:,.0f}"})
+        row = by_segment.get(segment)
+        if row:
+            key = metric if metric in row["uplift"] else "net_recovery"
+            u = row["uplift"][key]
+            verdict = (
+                "loses"
+                if u["ci_high"] < 0
+                else "gains"
+                if u["ci_low"] > 0
+                else "no clear difference"
+            )
+            guide.text(
+                f"Against the tiered baseline ({key.replace('_', ' ')}): {_interval_text(u)} CNY "
+                f"- {verdict}."
+            )
+
+    # --- where the strategy loses, and why
+    removals = compliance_removals(scored)
+    loses = sections["where-it-loses"]
+    losing = []
+    for segment, row in sorted(by_segment.items()):
+        key = metric if metric in row["uplift"] else "net_recovery"
+        if row["uplift"][key]["mean"] < 0:
+            losing.append((segment, row, key))
+    if policy_simulation is None:
+        loses.text("No policy simulation was given (--policy-simulation), so no loss is measured.")
+    elif not losing:
+        loses.text("No segment does worse than the tiered baseline in the simulation.")
+    for segment, row, key in sorted(losing, key=lambda x: x[1]["uplift"][x[2]]["mean"]):
+        u = row["uplift"][key]
+        en_name, zh_name = _words(SEGMENT_NAMES, segment)
+        loses.raw(
+            f'<h3>{escape(segment)}: {escape(en_name)} <span class="zh">{escape(zh_name)}</span></h3>'
+        )
+        loses.text(
+            f"{row['accounts']:,} accounts; {key.replace('_', ' ')} against the tiered baseline "
+            f"{_interval_text(u)} CNY"
+            + (" (the whole interval is below zero)." if u["ci_high"] < 0 else ".")
+        )
+        rules = removals[removals["segment"] == segment]
+        if rules.empty:
+            loses.text(
+                "Compliance removed no planned action here: the loss comes from the ladder "
+                "itself (see its treatments under Segments)."
+            )
+            continue
+        table_rows = []
+        for rule in rules.itertuples(index=False):
+            rule_en, rule_zh = _words(COMPLIANCE_NAMES, str(rule.rule))
+            table_rows.append(
+                {"compliance rule": rule.rule, "what it requires": rule_en, "合规规则": rule_zh,
+                 "actions removed": int(rule.removed), "accounts": int(rule.accounts),
+                 "share of segment": rule.accounts / max(row["accounts"], 1),
+                 "removed": rule.actions, "example reason": rule.reason}
+            )  # fmt: skip
+        top = table_rows[0]
+        loses.text(
+            f"Why: compliance rule {top['compliance rule']} ({top['what it requires']}) removed "
+            f"{top['actions removed']:,} planned {top['removed']} actions from "
+            f"{top['accounts']:,} of these accounts ({top['share of segment']:.0%}), so the "
+            "ladder the segment was designed for is not what they receive."
+        )
+        loses.table(pd.DataFrame(table_rows), {"share of segment": "{:.0%}"})
+
+    # --- accounts to review
+    rows, total = account_rows(scored, account_limit)
+    accounts = sections["accounts"]
+    accounts.text(
+        f"{len(rows):,} of {total:,} scored accounts"
+        + (f" (the {account_limit:,} with the largest expected loss)" if total > len(rows) else "")
+        + ", largest expected loss first. Click a column to sort; type to filter (any column); "
+        "pick a segment."
     )
+    accounts.raw(
+        data_table("account-list", ACCOUNT_COLUMNS, rows, segment_column=1,
+                   segments=list(segments["segment"]))
+    )  # fmt: skip
+
+    # --- expected loss and action mix
     by_band = expected_loss_by_band(scored)
     sections["expected-loss"].table(
         by_band, {c: "{:,.0f}" for c in by_band.columns if c != "segment"}
@@ -376,10 +1168,9 @@ def build_report(
     sections["expected-loss"].note(
         "Accounts per band: "
         + ", ".join(f"{b} {int(counts.get(b, 0)):,}" for b in BAND_ORDER)
-        + ". Bands are the policy's (conf/policy.yaml risk_bands)."
+        + ". Bands are the policy's (conf/policy.yaml risk_bands); expected loss = exposure "
+        "(balance at the as-of) x calibrated probability."
     )
-
-    # --- action mix
     treatments, steps = action_mix(scored)
     sections["action-mix"].text("Treatments chosen by the policy, accounts per segment:")
     sections["action-mix"].table(treatments)
@@ -387,18 +1178,18 @@ def build_report(
     sections["action-mix"].table(steps)
 
     # --- reasons
-    reasons = top_reasons(scored)
-    sections["reason-codes"].table(reasons, {"share": "{:.1%}", "accounts": "{:,.0f}",
-                                             "as_first": "{:,.0f}"})  # fmt: skip
+    facts = top_reason_facts(scored, feature_set)
+    sections["reason-codes"].table(facts, {"share": "{:.1%}", "accounts": "{:,.0f}",
+                                           "as first reason": "{:,.0f}"})  # fmt: skip
     sections["reason-codes"].note(
-        "accounts: accounts with the code among their (at most 4) principal reasons; "
-        "as_first: accounts for which it is the first reason."
+        "accounts: accounts with the fact among their principal reasons (days past due now "
+        "and at worst count as one fact); as first reason: accounts for which it comes first."
     )
 
     # --- SHAP per segment and examples
     sample = sample_per_segment(scored, sample_size, seed)
     contribs, frame = recompute_contributions(sample, portfolio, as_of, model)
-    names = list(model.feature_set.names)
+    names = list(feature_set.names)
     data = frame[names]
     sizes = dict(zip(segments["segment"], segments["accounts"], strict=True))
     sample_segments = sample["segment"].to_numpy()
@@ -418,35 +1209,48 @@ def build_report(
         sections["shap-summary"].image(png, caption)
     sections["shap-summary"].raw("</div>")
     sections["shap-summary"].note(
-        f"Exact TreeSHAP values of model {model_info.get('name')} v{model_info.get('version')} "
-        f"recomputed for up to {sample_size} accounts per segment (seed {seed}); a point right of "
-        "zero raised the account's roll-to-default log-odds; colour is the feature's value."
+        f"For analysts: exact TreeSHAP values of model {model_info.get('name')} "
+        f"v{model_info.get('version')} recomputed for up to {sample_size} accounts per segment "
+        f"(seed {seed}), in log-odds (the model's internal scale; the example accounts above "
+        "show the same contributions in probability)."
     )
     highest = scored.sort("expected_loss", descending=True)
+    sampled = set(sample["account_id"].to_list())
     chosen: list[str] = []
     for segment in segments["segment"]:  # the largest expected loss of each segment first
         ids = highest.filter(pl.col("segment") == segment)["account_id"].to_list()
-        sampled = set(sample["account_id"].to_list())
         pick = next((a for a in ids if a in sampled), None)
         if pick and len(chosen) < examples:
             chosen.append(pick)
     positions = {a: i for i, a in enumerate(sample["account_id"].to_list())}
     by_id = {row["account_id"]: row for row in scored.iter_rows(named=True)}
+    families = [spec.family for spec in feature_set.features]
     for account_id in chosen:
         i = positions[account_id]
         row = by_id[account_id]
+        per_family: dict[str, float] = {}
+        for family, value in zip(families, contribs[i, :-1], strict=True):
+            per_family[family] = per_family.get(family, 0.0) + float(value)
+        steps_p = probability_steps(float(contribs[i, -1]), per_family, float(row["probability"]))
         title = (
-            f"{account_id}: {row['product']}, {row['start_bucket']} ({row['dpd']} DPD), "
-            f"p={row['probability']:.1%}, segment {row['segment']}, treatment {row['treatment']}"
+            f"{account_id}: {PRODUCT_NAMES.get(row['product'], (row['product'],))[0]}, "
+            f"{row['dpd']} DPD, segment {row['segment']}, treatment {row['treatment']}: "
+            f"{row['probability']:.1%} chance of rolling to default"
         )
-        sections["examples"].image(
-            waterfall_png(contribs[i, :-1], contribs[i, -1], data.iloc[i], title), title
+        sections["examples"].image(probability_waterfall_png(steps_p, title), title)
+        reasons = grouped_reasons(json.loads(row["reasons"]), int(row["dpd"]))
+        sections["examples"].text(
+            "Reasons: " + ("; ".join(r[0] for r in reasons) or "none") + f". Expected loss "
+            f"{row['expected_loss']:,.0f} CNY."
         )
-        texts = [r["text_en"] for r in json.loads(row["reasons"])]
-        sections["examples"].note(
-            f"Reasons given: {'; '.join(texts) or 'none'}. Expected loss "
-            f"{row['expected_loss']:,.0f} CNY. Rule: {row['policy_rule']}."
+        sections["examples"].raw(
+            f'<p class="zh">原因:{escape(";".join(r[1] for r in reasons) or "无")}。</p>'
         )
+    sections["examples"].note(
+        "Each waterfall starts at the base rate (the average account's probability), adds the "
+        "driver families largest first, each bar the change in percentage points (pp) where the "
+        "chain stands, and ends with calibration at the probability the policy used."
+    )
 
     # --- calibration
     spec = ObservationSpec.from_mapping(manifest.get("config", {}).get("observation", {}))
@@ -485,7 +1289,8 @@ def build_report(
         sections["segment-recovery"].text(
             f"Macro-F1 of the segments against the simulator's latent drivers: {recovery_text}, "
             f"over {joined.height:,} scored accounts (percentile bootstrap over accounts, "
-            f"{BOOTSTRAP_SAMPLES} resamples; healthy borrowers count as forgetful/self-cure)."
+            f"{BOOTSTRAP_SAMPLES} resamples; healthy borrowers count as forgetful/self-cure). "
+            "A diagnostic: the goal is value, above."
         )
         sections["segment-recovery"].table(matrix.reset_index())
     else:
@@ -495,90 +1300,98 @@ def build_report(
         )
 
     # --- policy simulation
-    uplift_text = "not run (pass --policy-simulation)"
+    summary = sections["summary"]
+    tiles: list[tuple[str, str]] = []
     if policy_simulation is None:
         sections["policy-simulation"].text(
             "No policy simulation was given. Run `rollrisk simulate-policy` on these scores "
             "(simulated portfolios only) and pass its folder with --policy-simulation."
         )
+        summary.text("Policy simulation: not run (pass --policy-simulation).")
     else:
+        tiles = _headline(summary, policy_simulation)
+        _references(summary, policy_simulation)
         _policy_section(sections["policy-simulation"], policy_simulation)
-        u = policy_simulation["uplift"]
-        uplift_text = (
-            f"net recovery {_interval_text(u['net_recovery'])} CNY, roll-to-default "
-            f"{_interval_text(u['roll_to_default_rate'], percent=True)}"
-        )
 
     # --- summary
-    summary = sections["summary"]
     total_el = float(scored["expected_loss"].sum())
-    kpis = [
-        ("accounts scored", f"{scored.height:,}"),
-        ("exposure (CNY)", f"{float(scored['exposure'].sum()):,.0f}"),
-        ("expected loss (CNY)", f"{total_el:,.0f}"),
-        ("mean probability", f"{float(scored['probability'].mean()):.1%}"),
-    ]
-    summary.kpis(kpis)
+    summary.kpis(
+        [
+            *tiles,
+            ("accounts scored", f"{scored.height:,}"),
+            ("exposure (CNY)", f"{float(scored['exposure'].sum()):,.0f}"),
+            ("expected loss (CNY)", f"{total_el:,.0f}"),
+            ("scoring model", promotion_status),
+        ]
+    )
     top = segments.iloc[0]
     summary.text(
         f"Largest expected loss: segment {top['segment']} ({top['expected_loss']:,.0f} CNY, "
         f"{top['expected_loss'] / total_el:.0%} of the total, {int(top['accounts']):,} accounts)."
     )
-    summary.text(f"Policy simulation, model-driven minus tiered baseline: {uplift_text}.")
     summary.text(f"Segment recovery (macro-F1 against the true drivers): {recovery_text}.")
+    config = manifest.get("config", {})
     subtitle = (
         f"As-of {as_of}; model {model_info.get('name')} v{model_info.get('version')} "
-        f"({model_info.get('uri')}); policy {manifest.get('config', {}).get('policy')}; "
-        f"portfolio {data_dir}; code {manifest.get('code', {}).get('git_commit')}."
+        f"({model_info.get('uri')}, {promotion_status}); policy "
+        f"{shown_path(config.get('policy'))}; segments {shown_path(config.get('segments'))}; "
+        f"portfolio {shown_path(data_dir)}; code {manifest.get('code', {}).get('git_commit')}."
     )
     return render_page("Collections strategy review", list(sections.values()), subtitle)
 
 
 def _policy_section(section: Section, result: Mapping[str, Any]) -> None:
     arms, uplift = result["arms"], result["uplift"]
+    labels = dict(LABELS)
     rows = []
-    for metric, (label, _) in LABELS.items():
+    for metric, (label, _) in labels.items():
+        if metric not in arms["model_driven"] or metric not in uplift:
+            continue
         rows.append(
             {
                 "metric": label,
                 "model-driven": format_metric(metric, arms["model_driven"][metric]["mean"]),
                 "baseline tiered": format_metric(metric, arms["baseline_tiered"][metric]["mean"]),
-                "uplift [95 % CI]": format_uplift(metric, uplift[metric]),
+                "difference [95 % CI, seeds only]": format_uplift(metric, uplift[metric]),
             }
         )
     section.text(
         f"{result['accounts']:,} scored accounts rolled forward {result['months']} months on the "
-        f"simulator, twice with the same random draws (model-driven decisions vs the baseline "
-        f"tiered policy), over {len(result['seeds'])} seeds; mean per policy and the paired "
-        "uplift with its 95 % t-interval over seeds."
+        f"simulator, once per arm with the same random draws, over {len(result['seeds'])} "
+        "seeds; mean per arm and the paired difference with its 95 % t-interval over seeds "
+        "(simulation noise only)."
     )
     section.table(pd.DataFrame(rows))
     segment_rows = [
         {
             "segment": segment,
             "accounts": row["accounts"],
-            "net recovery uplift": format_uplift("net_recovery", row["uplift"]["net_recovery"]),
-            "roll-to-default uplift": format_uplift(
-                "roll_to_default_rate", row["uplift"]["roll_to_default_rate"]
-            ),
+            **{
+                LABELS[m][0] if m in LABELS else m: format_uplift(m, row["uplift"][m])
+                for m in ("book_value", "net_recovery", "roll_to_default_rate")
+                if m in row["uplift"] and (m in LABELS or m == "book_value")
+            },
         }
         for segment, row in sorted(result["by_segment"].items())
     ]
     section.table(pd.DataFrame(segment_rows), {"accounts": "{:,.0f}"})
     bootstrap = result.get("uplift_account_bootstrap")
-    if bootstrap:
+    if bootstrap and "net_recovery" in bootstrap:
         section.text(
             "Resampling the accounts as well (percentile bootstrap over accounts of the "
-            "seed-averaged uplift): net recovery "
+            "seed-averaged difference): net recovery "
             + _interval_text(bootstrap["net_recovery"])
-            + " CNY; roll-to-default "
-            + _interval_text(bootstrap["roll_to_default_rate"], percent=True)
+            + " CNY"
+            + (
+                "; roll-to-default "
+                + _interval_text(bootstrap["roll_to_default_rate"], percent=True)
+                if "roll_to_default_rate" in bootstrap
+                else ""
+            )
             + "."
         )
     section.note(
-        "The t-interval covers the simulator's randomness for these accounts (seeds); the "
-        "bootstrap also covers which accounts are in the book. Costs: "
-        + str(result["costs"]["source"])
-        + ". Method and "
-        "limits: docs/strategies.md, Policy simulation."
+        "Costs: "
+        + shown_path(result["costs"]["source"])
+        + ". Method and limits: docs/strategies.md, Policy simulation."
     )

@@ -12,10 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from scipy import stats as scipy_stats
 
 from rollrisk.cli import main
 from rollrisk.reports.strategy import SECTION_IDS
+from rollrisk.storage.results import read_scores
 
 pytestmark = pytest.mark.slow
 AS_OF = "2025-03-31"
@@ -67,6 +69,24 @@ def test_policy_simulation_reports_both_arms_and_an_uplift_interval(report_run):
             expected, rel=1e-9, abs=1e-9
         ), metric
     assert result["arms"]["baseline_tiered"]["contacts"]["mean"] > 0
+    # Book value, the references on the same draws and the honest interval (issue 12).
+    refs = result["references"]
+    assert set(refs) == {"model_driven", "baseline_tiered", "baseline_plus_grace",
+                         "segment_blind", "oracle_segments", "oracle"}  # fmt: skip
+    for name, row in refs.items():
+        book = row["recovered"]["mean"] - row["action_cost"]["mean"] + row["end_value"]["mean"]
+        assert row["book_value"]["mean"] == pytest.approx(book, rel=1e-9), name
+    headline = result["headline"]
+    assert headline["uplift"]["mean"] == pytest.approx(result["uplift"]["book_value"]["mean"])
+    assert headline["monte_carlo_interval"] == result["uplift"]["book_value"]
+    assert (
+        headline["uplift"]["ci_low"] <= headline["uplift"]["mean"] <= headline["uplift"]["ci_high"]
+    )
+    captured = result["value_captured"]
+    gap = refs["oracle"]["book_value"]["mean"] - refs["baseline_tiered"]["book_value"]["mean"]
+    assert captured["oracle_minus_baseline"] == pytest.approx(gap, rel=1e-6)
+    assert set(result["oracle"]["selection_seeds"]).isdisjoint(result["seeds"])
+    assert "value_of_segmentation" in result
     markdown = (simulation / "policy_simulation.md").read_text()
     assert "| net recovery (CNY) |" in markdown and "Uplift by segment" in markdown
 
@@ -88,13 +108,52 @@ def test_report_has_every_section_and_is_self_contained(report_run):
     for section in SECTION_IDS:
         assert f'<section id="{section}">' in text
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", text)  # nothing from the network
-    assert "<script" not in text and "@import" not in text
+    assert not re.search(r"https?://", text) and "@import" not in text
+    assert not re.search(r"fetch\(|XMLHttpRequest|<script[^>]+src=", text)  # inline script only
+    # no server path: every path relative to the working folder
+    assert not re.search(r"(?<![\w.])/(tmp|work|home|root|usr|var)/", text)
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', text)
     assert len(images) >= 3  # SHAP summaries (one per segment with >= 2 accounts) + waterfalls
     assert all(base64.b64decode(i)[:8] == b"\x89PNG\r\n\x1a\n" for i in images)
-    assert "uplift [95 % CI]" in text and "Macro-F1 of the segments" in text
+    assert "difference [95 % CI, seeds only]" in text and "Macro-F1 of the segments" in text
+    assert "Is the scoring model approved?" in text and "promotion" in text
     # the 16-month world ends 2025-04: the 3-month outcomes of 2025-03 have not matured
     assert "have not matured in this portfolio" in text
+
+
+def test_report_defines_every_segment_in_english_and_chinese(report_run):
+    *_, page = report_run
+    text = page.read_text(encoding="utf-8")
+    document = yaml.safe_load(
+        (Path(__file__).resolve().parents[2] / "conf/segments.yaml").read_text()
+    )
+    scores = report_run[1]
+    _, scored = read_scores(scores)
+    for segment in scored["segment"].unique().to_list():  # each segment on the page
+        block = text.split(f"<h3>{segment}: ", 1)[1].split("<h3>", 1)[0]
+        assert "An account is in this segment when" in block or "Every account that no" in block
+        assert re.search(r'class="zh">[^<]*[\u4e00-\u9fff]', block), segment
+        assert "ladder" in block and "处置阶梯" in block, segment
+    assert set(scored["segment"].unique().to_list()) <= set(document["segments"]) | {
+        document["fallback"]
+    }
+
+
+def test_account_list_has_one_dpd_reason_per_account_and_correct_plurals(report_run):
+    *_, page = report_run
+    text = page.read_text(encoding="utf-8")
+    data = re.search(r'<script type="application/json" id="account-list-data">(.*?)</script>',
+                     text, re.S).group(1)  # fmt: skip
+    rows = json.loads(data.replace("<\\/", "</"))
+    _, scored = read_scores(report_run[1])
+    assert len(rows) == scored.height  # every scored account is in the list
+    assert len({r[0] for r in rows}) == len(rows)
+    for row in rows:
+        reasons = row[10]
+        assert reasons.count("past due") <= 1, reasons  # DPD now / max 3m / max 6m: one reason
+        assert "1 times" not in reasons and not re.search(r"\b1 days\b", reasons), reasons
+    assert any("past due now" in r[10] for r in rows)
+    assert all(re.search(r"[\u4e00-\u9fff]", r[11]) for r in rows if r[10])
 
 
 def test_report_is_logged_to_mlflow_with_the_model_version(report_run, scoring_world):
@@ -110,13 +169,13 @@ def test_report_is_logged_to_mlflow_with_the_model_version(report_run, scoring_w
     assert {"report.html", "policy_simulation.json"} <= artifacts
 
 
-def _open_in_chromium(page: Path, profile: Path) -> tuple[str, list[str]]:
+def _open_in_chromium(page: Path, profile: Path, fragment: str = "") -> tuple[str, list[str]]:
     """The DOM after Chromium loaded the page, and every console line it logged."""
     command = [
         CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run",
         f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0", "--dump-dom",
-        page.resolve().as_uri(),
+        page.resolve().as_uri() + fragment,
     ]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
     console = [
@@ -133,6 +192,27 @@ def test_report_renders_in_headless_chromium_without_console_errors(report_run, 
     for section in SECTION_IDS:
         assert f'id="{section}"' in dom
     assert dom.count("<img") >= 3 and "Collections strategy review" in dom
+    assert dom.count("<tr>") > 50  # the script drew the account list
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (.ci/run installs it)")
+def test_account_list_sorts_and_filters_in_chromium(report_run, tmp_path):
+    """The page's own self-test (``#selftest``): sorts the list both ways by probability,
+    filters it on an account id and clears the filter, and writes its verdict to the body."""
+    *_, page = report_run
+    dom, console = _open_in_chromium(page, tmp_path / "profile", "#selftest")
+    assert console == []
+    assert 'data-selftest="ok"' in dom
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (.ci/run installs it)")
+def test_the_self_test_catches_a_table_that_does_not_sort(report_run, tmp_path):
+    *_, page = report_run
+    broken = tmp_path / "broken.html"
+    # a sort that ignores its direction: the self-test must say so
+    broken.write_text(page.read_text(encoding="utf-8").replace("return asc?c:-c;", "return c;"))
+    dom, _ = _open_in_chromium(broken, tmp_path / "profile", "#selftest")
+    assert 'data-selftest="fail: account-list: not sorted descending' in dom
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (.ci/run installs it)")

@@ -1,20 +1,38 @@
-"""The strategy report's tables (pure functions over scored accounts)."""
+"""The strategy review page's tables and words (pure functions over scored accounts and the
+shipped segment rules and policy)."""
 
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
+import yaml
 from scipy import stats as scipy_stats
 
+from rollrisk.features.registry import FEATURE_SET, format_reason
+from rollrisk.models.explanations import reason_text
 from rollrisk.reports.strategy import (
+    ACCOUNT_COLUMNS,
+    ACTION_NAMES,
+    CHANNEL_NAMES,
+    account_rows,
     action_mix,
     calibration_by_band,
+    compliance_removals,
     expected_loss_by_band,
+    grouped_reasons,
+    ladder_words,
+    probability_steps,
+    segment_definitions,
+    shown_path,
     top_reasons,
 )
+from rollrisk.strategies.policy import load_policy
+from rollrisk.strategies.segments import load_segment_rules
 
 
 def _scored() -> pl.DataFrame:
@@ -102,3 +120,121 @@ def test_calibration_uses_matured_outcomes_only_and_says_none_when_nothing_matur
         assert bounds == pytest.approx(roots, abs=1e-6), band
     nothing = outcomes.with_columns(pl.lit(None, dtype=pl.Int8).alias("rolled_to_default"))
     assert calibration_by_band(_scored(), nothing) is None
+
+
+# --- the page's words: segment definitions, ladders, reasons, waterfalls, paths --------------
+CONF = Path(__file__).resolve().parents[2] / "conf"
+CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
+def test_every_segment_in_the_yaml_is_defined_in_english_and_chinese_from_its_rules():
+    rules = load_segment_rules(CONF / "segments.yaml")
+    definitions = segment_definitions(rules, FEATURE_SET)
+    # read independently of the parser: a segment added to the YAML must get its texts
+    document = yaml.safe_load((CONF / "segments.yaml").read_text(encoding="utf-8"))
+    expected = set(document["segments"]) | {document["fallback"]}
+    assert set(definitions) == expected
+    for segment, (en, zh) in definitions.items():
+        assert en and CJK.search(zh), segment
+        for rule in document["segments"].get(segment, {}).get("rules", []):
+            assert rule["id"] in en and rule["id"] in zh, (segment, rule["id"])
+    en, zh = definitions["low_willingness"]
+    # thresholds and buckets in words, features by their registry description
+    assert "is at least 2 (rule SEG-WIL-2)" in en and "not M1 (1-29 days past due)" in en
+    assert "refused to pay" in en and "不少于2" in zh and "不是M1(逾期1-29天)" in zh
+    assert "unless an earlier segment" in en and "优先级更高" in zh
+    assert "farm loan" in definitions["seasonal"][0] and "农业贷款" in definitions["seasonal"][1]
+
+
+def test_every_treatment_ladder_of_the_policy_reads_in_both_languages():
+    policy = load_policy(CONF / "policy.yaml")
+    for name, treatment in policy.treatments.items():
+        en, zh = ladder_words(treatment)
+        assert en.startswith("day ") and CJK.search(zh), name
+        for step in treatment.steps:
+            assert step.action in ACTION_NAMES, (name, step.action)  # no raw action name
+            assert step.channel is None or step.channel in CHANNEL_NAMES, (name, step.channel)
+    en, zh = ladder_words(policy.treatments["reminder_only"])
+    assert en == "day 0, 10:00: reminder by app notification; day 2, 10:00: reminder by SMS"
+    assert zh == "第0天10:00:App推送提醒;第2天10:00:短信提醒"
+
+
+def _reason(rank: int, feature: str, value: float) -> dict:
+    spec = FEATURE_SET.spec(feature)
+    en, zh = reason_text(spec, value)
+    return {"rank": rank, "feature": feature, "value": str(value), "text_en": en, "text_zh": zh}
+
+
+def test_dpd_reasons_are_one_reason_and_plurals_agree():
+    reasons = [
+        _reason(1, "dpd_current", 12.0),
+        _reason(2, "refusals_6m", 1.0),
+        _reason(3, "dpd_max_6m", 45.0),
+        _reason(4, "dpd_max_3m", 30.0),
+    ]
+    grouped = grouped_reasons(reasons, 12)
+    assert grouped == [
+        ("12 days past due now (up to 45 in the last 6 months)", "当前逾期12天(近6个月最高45天)"),
+        ("refused to pay once in the last 6 months", "近6个月拒绝还款1次"),
+    ]
+    # the worst is no worse than now: nothing to add; one day is singular
+    assert grouped_reasons([_reason(2, "dpd_max_3m", 1.0)], 1) == [
+        ("1 day past due now", "当前逾期1天")
+    ]
+    assert grouped_reasons([], 5) == []
+    refusals = FEATURE_SET.spec("refusals_6m").reason_en
+    assert format_reason(refusals, 2.0) == "refused to pay 2 times in the last 6 months"
+    broken = FEATURE_SET.spec("promises_broken_6m").reason_en
+    assert format_reason(broken, 1.0) == "1 broken promise to pay in the last 6 months"
+    assert format_reason(broken, 3.0) == "3 broken promises to pay in the last 6 months"
+    episodes = FEATURE_SET.spec("delinquency_episodes_12m").reason_en
+    assert format_reason(episodes, 1.0).startswith("1 separate delinquency ")
+    for spec in FEATURE_SET.features:  # no template reads "1 ...s" or "1 times"
+        if spec.kind == "numeric":
+            text = format_reason(spec.reason_en, 1.0)
+            assert "1 times" not in text and not re.search(r"\b1 \w+(s|ies)\b", text), text
+
+
+def test_probability_waterfall_starts_at_the_base_rate_and_ends_at_the_probability():
+    base = -2.0
+    steps = probability_steps(
+        base, {"willingness": 0.5, "exposure": -1.5, "contactability": 0.1}, 0.2
+    )
+    assert [s[0] for s in steps] == ["exposure", "willingness", "contactability", "calibration"]
+    assert steps[0][1] == pytest.approx(1 / (1 + np.exp(2.0)))
+    for (_, _, after), (_, before, _) in zip(steps, steps[1:], strict=False):
+        assert after == pytest.approx(before)  # a chain, no gap
+    assert steps[-2][2] == pytest.approx(1 / (1 + np.exp(-(base + 0.5 - 1.5 + 0.1))))
+    assert steps[-1][2] == pytest.approx(0.2)
+
+
+def test_paths_are_shown_relative_to_the_working_folder(tmp_path):
+    inside = tmp_path / "runs" / "demo" / "portfolio"
+    assert shown_path(inside, base=tmp_path) == "runs/demo/portfolio"
+    assert not shown_path("/etc/passwd", base=tmp_path).startswith("/")
+    assert shown_path("models:/rollrisk@champion") == "models:/rollrisk@champion"
+
+
+def test_compliance_removals_name_the_rule_per_segment():
+    table = compliance_removals(_scored()).set_index(["segment", "rule"])
+    assert list(table.index) == [("low_willingness", "?")]  # the fixture's trail names no rule
+    scored = _scored().with_columns(
+        pl.Series(
+            "trail",
+            [json.dumps([{"rule": "CMP-X", "action": "call via agent_call", "change": "removed",
+                          "reason": "too many calls"}])] * 4,
+        )
+    )  # fmt: skip
+    table = compliance_removals(scored).set_index(["segment", "rule"])
+    assert table.loc[("forgetful", "CMP-X"), "removed"] == 2
+    assert table.loc[("forgetful", "CMP-X"), "accounts"] == 2
+    assert table.loc[("low_willingness", "CMP-X"), "reason"] == "too many calls"
+
+
+def test_account_rows_are_bounded_largest_expected_loss_first_with_grouped_reasons():
+    rows, total = account_rows(_scored().with_columns(pl.lit(7).alias("dpd"),
+                                                      pl.lit("M1").alias("start_bucket"),
+                                                      pl.lit("bnpl").alias("product")), 2)  # fmt: skip
+    assert total == 4 and [r[0] for r in rows] == ["A3", "A4"]
+    assert len(rows[0]) == len(ACCOUNT_COLUMNS)
+    assert rows[0][9] == "?"  # the rule of the compliance removal
