@@ -1,0 +1,110 @@
+"""Benchmark the policy simulation engine (`rollrisk simulate-policy`'s arms) on a large book.
+
+A simulated portfolio of ``--accounts`` accounts is written, every account is replayed to the
+as-of month, and the job's work is done on all of them: the oracle's choice (7 candidate
+bundles x ``--oracle-seeds`` selection seeds) and 6 arms (model-driven, baseline, baseline plus
+grace, segment-blind, oracle segments, oracle) x ``--seeds`` seeds x ``--months`` months, with
+the two-way interval. The plans are synthetic ladders (one contact channel per candidate), so
+the re-decisions through the batch's policy and compliance step, which the job adds, are not
+in the figure: they are timed on the demo separately (docs/benchmarks.md).
+
+    .venv/bin/python bench/bench_simulate_policy.py                     # 100,000 x 6 months x 20 seeds
+    .venv/bin/python bench/bench_simulate_policy.py --accounts 20000 --seeds 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from rollrisk.features.schemas import CHANNELS
+from rollrisk.simulator.engine import CH, write_portfolio
+from rollrisk.simulator.replay import (
+    ArmSpec,
+    ModelPlan,
+    choose_oracle,
+    compare_policies,
+    load_action_costs,
+    recovery_valuation,
+    replay_to_month,
+)
+from rollrisk.simulator.rules import DRIVERS
+from rollrisk.simulator.truth import read_simulation_params
+from rollrisk.storage.loader import load_portfolio
+
+LADDERS = ("sms", "app_push", "robo_call", "agent_call", "notice_letter", "field_visit")
+
+
+def _plan(n: int, channel: str | None, grace: bool = False) -> ModelPlan:
+    counts = np.zeros((n, len(CHANNELS)), dtype=np.int64)
+    if channel:
+        counts[:, CH[channel]] = 1
+    flag = np.full(n, grace)
+    no = np.zeros(n, dtype=bool)
+    return ModelPlan(counts, flag, no, no, no, np.zeros(n, dtype=np.int64))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--accounts", type=int, default=100_000)
+    parser.add_argument("--months", type=int, default=6)
+    parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--oracle-seeds", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "portfolio"
+        folder.mkdir()
+        mark = time.perf_counter()
+        write_portfolio(folder, args.accounts, 12, seed=7)
+        print(f"simulate {args.accounts:,} x 12 months: {time.perf_counter() - mark:.1f} s")
+        sim = read_simulation_params(folder)
+        statements = load_portfolio(folder).statements
+        mark = time.perf_counter()
+        valuation = recovery_valuation(statements)
+        print(f"valuation (recovery curves): {time.perf_counter() - mark:.1f} s")
+        ids = [f"A{i:09d}" for i in range(sim.accounts)]
+        mark = time.perf_counter()
+        replay = replay_to_month(sim, ids, 6, args.months, statements)
+        replayed = time.perf_counter() - mark
+        print(f"replay to month 6: {replayed:.1f} s (match {replay.replay_match_share:.1%})")
+    n = len(replay.account_ids)
+    costs = load_action_costs()
+    rng = np.random.default_rng(0)
+    ladders = {name: _plan(n, name) for name in LADDERS}
+    plan = ladders["sms"]
+    nobody, everyone = np.zeros(n, dtype=bool), np.ones(n, dtype=bool)
+    drivers = [DRIVERS[i] for i in rng.integers(0, len(DRIVERS), n)]
+    mark = time.perf_counter()
+    candidates = {f"ladder:{k}": ArmSpec(k, p, nobody) for k, p in ladders.items()}
+    candidates["baseline_tiered"] = ArmSpec("baseline_tiered", plan, everyone)
+    oracle = choose_oracle(
+        replay, candidates, costs, args.months, drivers,
+        range(10_000, 10_000 + args.oracle_seeds), valuation=valuation,
+    )  # fmt: skip
+    chosen = time.perf_counter() - mark
+    print(f"oracle choice ({len(candidates)} bundles x {args.oracle_seeds} seeds): {chosen:.1f} s")
+    references = {
+        "baseline_plus_grace": ArmSpec("baseline_plus_grace", plan, everyone, grace_all=True),
+        "segment_blind": ArmSpec("segment_blind", ladders["agent_call"], nobody),
+        "oracle_segments": ArmSpec("oracle_segments", ladders["robo_call"], nobody),
+        "oracle": oracle.arm,
+    }
+    mark = time.perf_counter()
+    result = compare_policies(
+        replay, plan, costs, args.months, list(range(args.seeds)), valuation=valuation,
+        references=references, drivers=drivers,
+    )  # fmt: skip
+    compared = time.perf_counter() - mark
+    print(f"6 arms x {args.seeds} seeds x {args.months} months + intervals: {compared:.1f} s")
+    print(f"engine total (replay + oracle + arms): {replayed + chosen + compared:.1f} s")
+    print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
+    print(f"headline uplift: {result['headline']['uplift']}")
+
+
+if __name__ == "__main__":
+    main()
