@@ -403,3 +403,47 @@ def default_as_of_choice(
             break
     skipped = tuple(MonthBook(month_end, accounts(month_end)) for month_end in months[chosen + 1 :])
     return DefaultAsOf(months[chosen], accounts(months[chosen]), skipped)
+
+
+def check_as_of(statements: pl.DataFrame, as_of: date, name: str = "--as-of") -> None:
+    """Refuse an as-of given explicitly (``name``: the flag or parameter that gave it) that
+    lies outside the months the portfolio has statements for.
+
+    After the month-end of the latest month with a statement, every account's latest figures
+    would be stamped with a date they do not describe (June's balances scored "as of July
+    31"); before the first month with a statement, nobody has a history, and "no account is
+    delinquent" would hide the real cause. Within those months any day is taken as given.
+
+    Raises:
+        UserError: the as-of is outside, naming the first or latest statement month (and the
+            default as-of, :func:`default_as_of_choice`); or there is no statement.
+    """
+    first, last = (
+        statements.lazy()
+        .select(pl.col("cycle_end").min().alias("first"), pl.col("cycle_end").max().alias("last"))
+        .collect()
+        .row(0)
+    )
+    if first is None or last is None:
+        raise UserError("the portfolio has no statements: nothing to score")
+    latest_end = _month_end(last)
+    if as_of > latest_end:
+        default = default_as_of_choice(statements).as_of
+        raise UserError(
+            f"{name} {as_of} is after the portfolio's latest month with statements, "
+            f"{last:%Y-%m} (last cycle end {last}): its accounts would be stamped {as_of} with "
+            f"figures of {last:%Y-%m}; give an as-of up to {latest_end}, or none (the default "
+            f"would be {default})"
+        )
+    if as_of < first.replace(day=1):
+        raise UserError(
+            f"{name} {as_of} is before the portfolio's first month with statements, "
+            f"{first:%Y-%m}: no account has a history then; give an as-of from "
+            f"{_month_end(first)} on"
+        )
+
+
+def _month_end(day: date) -> date:
+    """The last day of ``day``'s month."""
+    following = (day.replace(day=28) + timedelta(days=4)).replace(day=1)
+    return following - timedelta(days=1)

@@ -89,10 +89,11 @@ def format_summary(summary: pl.DataFrame) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from rollrisk.api import build_training_set_with_summary
-    from rollrisk.arguments import load_portfolio_argument
+    from rollrisk.arguments import check_output_argument, load_portfolio_argument
     from rollrisk.features.registry import FEATURE_SET
     from rollrisk.storage.training_sets import write_training_set
 
+    check_output_argument(args)
     started = time.perf_counter()
     config = load_config_argument(args)
     spec = observation_spec(args, config)

@@ -55,7 +55,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from rollrisk.api import evaluate, load_model
-    from rollrisk.arguments import allowed_missing_tables, load_portfolio_argument
+    from rollrisk.arguments import (
+        allowed_missing_tables,
+        check_output_argument,
+        load_portfolio_argument,
+    )
     from rollrisk.models.metrics import HEADLINE_METRICS
     from rollrisk.models.training import LABEL, tables_with_data
     from rollrisk.reports.evaluation import write_evaluation_report
@@ -63,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     from rollrisk.storage.registry import observation_of
     from rollrisk.storage.tracking import fingerprint_files
 
+    check_output_argument(args)
     config = load_config_argument(args)
     loaded = load_model(args.model)
     metadata = loaded.metadata

@@ -115,8 +115,12 @@ def matured_outcomes(
 
 
 def run(args: argparse.Namespace) -> int:
-    from rollrisk.arguments import allowed_missing_tables, load_portfolio_argument
-    from rollrisk.features.dates import default_as_of_choice
+    from rollrisk.arguments import (
+        allowed_missing_tables,
+        check_output_argument,
+        load_portfolio_argument,
+    )
+    from rollrisk.features.dates import check_as_of, default_as_of_choice
     from rollrisk.features.observations import ObservationSpec
     from rollrisk.models.monitoring import backtest
     from rollrisk.scoring.core import check_model_tables, tables_present, trained_tables
@@ -125,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
     from rollrisk.storage.tracking import configure_tracking
     from rollrisk.strategies.policy import load_policy
 
+    check_output_argument(args)
     config = load_config(args.config)
     thresholds = config.monitoring
     if not Path(args.policy).exists():  # a folder: load_policy says so
@@ -154,6 +159,8 @@ def run(args: argparse.Namespace) -> int:
         where=str(args.data),
         empty=portfolio.empty_tables,
     )
+    if args.as_of is not None:  # outside the statement months: refused, as by `score`
+        check_as_of(portfolio.statements, args.as_of)
     default = default_as_of_choice(portfolio.statements) if args.as_of is None else None
     as_of = default.as_of if default is not None else args.as_of
     if default is not None and default.note():

@@ -59,6 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from rollrisk.arguments import (
+        check_output_argument,
         date_settings,
         jurisdictions_of,
         load_config_argument,
@@ -67,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from rollrisk.scoring.batch import RuleFiles, score_portfolio
 
+    check_output_argument(args)
     started = time.perf_counter()
     print(f"[score] loading model {args.model}", file=sys.stderr, flush=True)
     _, setup = setup_from_arguments(args)

@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import polars as pl
 
-    from rollrisk.arguments import load_portfolio_argument
+    from rollrisk.arguments import check_output_argument, load_portfolio_argument
     from rollrisk.simulator.replay import (
         compare_policies,
         load_action_costs,
@@ -145,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
     from rollrisk.simulator.truth import read_simulation_params
     from rollrisk.storage.results import read_scores
 
+    check_output_argument(args)
     if args.seeds < 2:
         raise UserError(f"--seeds must be at least 2 (for an interval), got {args.seeds}")
     if args.seeds > ORACLE_SEED_START:

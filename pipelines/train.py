@@ -141,9 +141,10 @@ def _progress(message: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from rollrisk.api import train
-    from rollrisk.arguments import load_portfolio_argument
+    from rollrisk.arguments import check_output_argument, load_portfolio_argument
     from rollrisk.storage.tracking import configure_tracking, fingerprint_files, log_training_run
 
+    check_output_argument(args)
     configure_tracking(create=True)  # a mistyped or broken store fails now, not after training
     config = load_config_argument(args)
     training = training_config(args, config)

@@ -22,7 +22,12 @@ import sys
 import time
 from pathlib import Path
 
-from rollrisk.arguments import add_data_argument, date_settings, max_reject_rate
+from rollrisk.arguments import (
+    add_data_argument,
+    check_output_argument,
+    date_settings,
+    max_reject_rate,
+)
 from rollrisk.storage.atomic_output import publish_file
 from rollrisk.storage.loader import ValidationReport, validate_portfolio
 from rollrisk.storage.rejects import account_rejects
@@ -41,6 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     rejects = args.rejects or Path("runs") / "validate" / args.data.resolve().name / "rejects.csv"
+    check_output_argument(args, "--rejects", rejects)
     started = time.perf_counter()
     print(f"validating {args.data} ...", file=sys.stderr)
     staged = rejects.with_name(f".{rejects.name}.{os.getpid()}.tmp")

@@ -21,10 +21,11 @@ folder. The surface and a worked example: docs/api.md.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import TypeAlias
 
@@ -36,7 +37,7 @@ from tqdm import tqdm
 
 from rollrisk.conf import DEFAULT_COMPLIANCE, DEFAULT_POLICY, DEFAULT_SEGMENTS
 from rollrisk.errors import UserError
-from rollrisk.features.dates import DateSettings
+from rollrisk.features.dates import ISO_DATE_PATTERN, DateSettings, check_as_of
 from rollrisk.features.observations import ObservationSpec, eligible_as_of_dates
 from rollrisk.features.registry import FEATURE_SET, FeatureSet
 from rollrisk.features.training_set import TrainingSetBuild, validate_training_set
@@ -61,7 +62,7 @@ from rollrisk.scoring.core import (
     trained_tables,
 )
 from rollrisk.scoring.core import explain as tree_contributions
-from rollrisk.storage.config import DEFAULT_JURISDICTIONS, RollriskConfig
+from rollrisk.storage.config import DEFAULT_JURISDICTIONS, DEFAULT_MAX_REJECT_RATE, RollriskConfig
 from rollrisk.storage.config import load_config as read_config_file
 from rollrisk.storage.loader import Portfolio
 from rollrisk.storage.loader import load_portfolio as validate_and_load
@@ -72,6 +73,7 @@ from rollrisk.storage.registry import (
     needs_store,
     observation_of,
 )
+from rollrisk.storage.rejects import MAX_REJECT_RATE_FLAG, account_rejects, check_reject_rate
 from rollrisk.storage.tracking import TrainingRun, configure_tracking
 from rollrisk.storage.tracking import log_training_run as log_run
 from rollrisk.strategies.compliance import load_compliance
@@ -119,7 +121,10 @@ def load_config(path: Path | str | None = None) -> RollriskConfig:
 
 
 def load_portfolio(
-    path: Path | str, rejects_path: Path | str | None = None, dates: DateSettings | None = None
+    path: Path | str,
+    rejects_path: Path | str | None = None,
+    dates: DateSettings | None = None,
+    max_reject_rate: float | None = DEFAULT_MAX_REJECT_RATE,
 ) -> Portfolio:
     """Read and validate a portfolio folder (docs/data-contract.md).
 
@@ -130,12 +135,28 @@ def load_portfolio(
     aside, never silently dropped: they are counted in ``report`` and written to
     ``rejects_path`` when given. ``dates`` (:class:`~rollrisk.features.dates.DateSettings`)
     declares a date format besides YYYY-MM-DD, the reporting time zone and the extract date
-    (default today: rows dated after it are rejected). Raises ``DataContractError`` when the
-    folder cannot be used.
+    (default today: rows dated after it are rejected).
+
+    ``max_reject_rate`` is the jobs' limit (``--max-reject-rate``, default 1%): when more than
+    this share of a table's rows or of the accounts is rejected, the portfolio is refused
+    rather than returned shrunken; ``None`` returns whatever was accepted (read ``report``).
+
+    Raises ``DataContractError`` when the folder cannot be used, ``UserError`` when the
+    rejects pass ``max_reject_rate``.
     """
-    return validate_and_load(
+    if max_reject_rate is not None and not 0.0 <= max_reject_rate <= 1.0:  # also NaN
+        raise UserError(
+            f"max_reject_rate: expected a share between 0 and 1, got {max_reject_rate!r}"
+        )
+    portfolio = validate_and_load(
         Path(path), rejects_path=None if rejects_path is None else Path(rejects_path), dates=dates
     )
+    if max_reject_rate is not None:
+        try:
+            check_reject_rate(account_rejects(portfolio), max_reject_rate, path)
+        except UserError as error:  # the jobs' message, with this function's parameter name
+            raise UserError(str(error).replace(MAX_REJECT_RATE_FLAG, "max_reject_rate")) from None
+    return portfolio
 
 
 def _observation(observation: ObservationSpec | None) -> ObservationSpec:
@@ -403,12 +424,14 @@ def scoring_setup(
 def score(
     model: Model | ScoringSetup,
     portfolio: Portfolio,
-    as_of: date | None = None,
+    as_of: date | str | None = None,
     observation: ObservationSpec | None = None,
 ) -> pl.DataFrame:
     """Score every delinquent account of ``portfolio`` at ``as_of``, as ``rollrisk score`` does.
 
-    ``as_of`` defaults to the month-end of the latest statement. ``model`` is a model (then the
+    ``as_of`` (a date, or a string YYYY-MM-DD) defaults to the month-end of the latest month
+    with a complete book, as the batch's; one outside the months the portfolio has statements
+    for is refused with ``UserError``, as by the batch. ``model`` is a model (then the
     shipped rules apply; ``observation`` gives the population range) or a
     :func:`scoring_setup` for other rules. Runs the scoring core the batch, Spark and the
     service share, so an account gets the same row here as in their outputs.
@@ -421,15 +444,35 @@ def score(
     ``family_<family>`` contribution per driver family, ``model_name, model_version``
     (docs/scoring.md). Empty when nobody is delinquent at ``as_of``.
     """
+    when = _as_of(as_of, portfolio)
     setup = model if isinstance(model, ScoringSetup) else scoring_setup(model, observation)
     return score_accounts(
         portfolio.accounts,
         portfolio.statements,
         portfolio.collection_actions,
         portfolio.treatments,
-        as_of if as_of is not None else default_as_of(portfolio.statements),
+        when,
         setup,
     )
+
+
+def _as_of(value: object, portfolio: Portfolio) -> date:
+    """The as-of ``value`` given to :func:`score` or :func:`explain` as a date: a ``date``, or
+    a string written YYYY-MM-DD (nothing else: a datetime's time of day or a number would be
+    read by some rule the user did not choose), checked against the statement months of
+    ``portfolio`` (:func:`~rollrisk.features.dates.check_as_of`); ``None``: the default as-of
+    of ``portfolio``. Raises ``UserError``."""
+    if value is None:
+        return default_as_of(portfolio.statements)
+    if isinstance(value, str) and re.match(ISO_DATE_PATTERN, value.strip()):
+        try:
+            value = date.fromisoformat(value.strip())
+        except ValueError as error:
+            raise UserError(f"as_of: {value!r} is not a date ({error})") from None
+    if not isinstance(value, date) or isinstance(value, datetime):
+        raise UserError(f"as_of: expected a date or a string YYYY-MM-DD, got {value!r}")
+    check_as_of(portfolio.statements, value, name="as_of")
+    return value
 
 
 # --------------------------------------------------------------------------- explanations
@@ -456,7 +499,7 @@ class Explanation:
 def explain(
     model: Model,
     data: Portfolio | pl.DataFrame | pd.DataFrame,
-    as_of: date | None = None,
+    as_of: date | str | None = None,
     observation: ObservationSpec | None = None,
     max_reasons: int = 4,
 ) -> Explanation:
@@ -471,7 +514,7 @@ def explain(
     loaded = _as_loaded(model)
     feature_set = loaded.model.feature_set
     if isinstance(data, Portfolio):
-        when = as_of if as_of is not None else default_as_of(data.statements)
+        when = _as_of(as_of, data)
         spec = observation_of(loaded, _observation(observation))
         people = population(data.statements, when, spec)
         frame = features_at(

@@ -121,6 +121,23 @@ def date_settings(args: argparse.Namespace) -> DateSettings:
     )
 
 
+def check_output_argument(
+    args: argparse.Namespace, flag: str = "--out", path: Path | None = None
+) -> None:
+    """Refuse, before the job creates or removes anything, an output that is the ``--data``
+    folder, lies inside it or holds it (:func:`~rollrisk.storage.atomic_output.check_output_outside_data`):
+    ``path`` when given (a default the job derives), else the value of ``flag``.
+
+    Raises ``UserError`` naming both paths. Every job that takes ``--data`` and writes a file
+    or folder calls this first, once per output.
+    """
+    from rollrisk.storage.atomic_output import check_output_outside_data
+
+    target = path if path is not None else getattr(args, flag.removeprefix("--").replace("-", "_"))
+    if target is not None:
+        check_output_outside_data(args.data, target, flag)
+
+
 def add_reject_rate_argument(parser: argparse.ArgumentParser) -> None:
     """``--max-reject-rate``: the share of a table's rows, or of the accounts, that the data
     contract may set aside before the job stops; read with :func:`max_reject_rate`."""
@@ -176,7 +193,9 @@ def load_portfolio_argument(
     if not args.data.is_dir():
         raise UserError(f"--data {args.data}: not a folder (expected a portfolio folder)")
     print(f"[{job}] loading portfolio {args.data}", file=sys.stderr, flush=True)
-    portfolio = load_portfolio(args.data, rejects_path=rejects_path, dates=date_settings(args))
+    portfolio = load_portfolio(  # the limit is checked below, with the job's own hint
+        args.data, rejects_path=rejects_path, dates=date_settings(args), max_reject_rate=None
+    )
     accounting = account_rejects(portfolio)
     limit = max_reject_rate(args, config)
     for line in accounting.lines():

@@ -37,7 +37,7 @@ from typing import Literal
 import polars as pl
 
 from rollrisk.errors import UserError
-from rollrisk.features.dates import DateSettings, default_as_of_choice
+from rollrisk.features.dates import DateSettings, check_as_of, default_as_of_choice
 from rollrisk.features.validation import REJECT_SCHEMA
 from rollrisk.scoring.core import (
     INPUT_TABLES,
@@ -161,6 +161,8 @@ def score_portfolio(
         rejects = check_reject_rate(rejects, max_reject_rate, data)
     present = tables_present(portfolio.collection_actions, portfolio.treatments)
     scored_without = check_tables(setup, present, str(data), portfolio.empty_tables)
+    if as_of is not None:  # outside the statement months: refused, never stamped on stale data
+        check_as_of(portfolio.statements, as_of)
     default = default_as_of_choice(portfolio.statements) if as_of is None else None
     as_of = default.as_of if default is not None else as_of
     people = population(portfolio.statements, as_of, setup.observation)

@@ -75,6 +75,37 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+# --------------------------------------------------------------------------- where a job may write
+
+
+def check_output_outside_data(data: Path, output: Path, flag: str = "--out") -> None:
+    """Refuse an output path ``output`` (what ``flag`` names) that is the portfolio folder
+    ``data``, lies inside it, or holds it: a job never writes into its own input, since its
+    files would replace the tables (an ``accounts.csv`` training set, a rejects file named
+    ``statements.csv``) or mix with them (``current/``, ``runs/``, ``.lock``). Called by every
+    job that takes ``--data`` before it creates or removes anything. Paths are compared
+    resolved (symbolic links and ``..`` followed), so another spelling of the same folder is
+    caught too.
+
+    Raises:
+        UserError: one line naming both paths.
+    """
+    folder = Path(data).resolve()
+    target = Path(output).resolve()
+    if target == folder:
+        where = "is the portfolio folder"
+    elif folder in target.parents:
+        where = "is inside the portfolio folder"
+    elif target in folder.parents:
+        where = "holds the portfolio folder"
+    else:
+        return
+    raise UserError(
+        f"{flag} {output} {where} --data {data}: a job never writes into its input (its files "
+        f"would replace or mix with the tables); give a {flag} outside {data}"
+    )
+
+
 # --------------------------------------------------------------------------- the folder's lock
 
 
@@ -95,6 +126,9 @@ def output_lock(out_dir: Path) -> Iterator[Path]:
         UserError: the folder cannot be made or written (read-only, no permission, full disk).
     """
     out_dir = Path(out_dir)
+    # the topmost folder this run makes: removed again when the run ends leaving nothing in
+    # it but its lock (a failed first run must not leave a folder that looks like an output)
+    created = next((p for p in (*reversed(out_dir.parents), out_dir) if not p.exists()), None)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         descriptor = os.open(out_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
@@ -102,6 +136,34 @@ def output_lock(out_dir: Path) -> Iterator[Path]:
         raise UserError(
             f"{out_dir}: cannot write to this output folder ({error.strerror or error})"
         ) from error
+    with _locked(out_dir, descriptor, created) as staging:
+        yield staging
+
+
+def _remove_if_unused(out_dir: Path, created: Path) -> None:
+    """Remove ``out_dir`` and the folders above it up to ``created`` (which this run made)
+    when ``out_dir`` holds nothing but the lock file: the run published nothing. Called while
+    the lock is still held, so no other run is writing there; anything else in the folder (a
+    result, a file another run made meanwhile) keeps it."""
+    try:
+        if {entry.name for entry in out_dir.iterdir()} != {LOCK}:
+            return
+        (out_dir / LOCK).unlink()
+        folder = out_dir
+        while True:
+            folder.rmdir()  # only when empty: OSError otherwise, and we stop
+            if folder == created:
+                return
+            folder = folder.parent
+    except OSError:
+        return
+
+
+@contextmanager
+def _locked(out_dir: Path, descriptor: int, created: Path | None) -> Iterator[Path]:
+    """Take the ``flock`` on the opened lock file ``descriptor`` of ``out_dir`` and yield the
+    emptied staging folder (:func:`output_lock`); at the end, remove the folders ``created``
+    by this run if it left nothing in them."""
     with os.fdopen(descriptor, "r+", encoding="utf-8") as handle:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -132,6 +194,8 @@ def output_lock(out_dir: Path) -> Iterator[Path]:
             shutil.rmtree(staging, ignore_errors=True)
             handle.seek(0)
             handle.truncate()
+            if created is not None:
+                _remove_if_unused(out_dir, created)
 
 
 def staging_path(out_dir: Path, name: str) -> Path:
