@@ -199,6 +199,9 @@ class TableContract:
     key: tuple[str, ...]  # columns that identify a row in error messages
     unique: tuple[str, ...] | None  # rows sharing these values are duplicates
     references_accounts: bool  # account_id must exist in the accepted accounts
+    # the column that dates a row's event, which may not fall before its account's opened_at
+    # (compared as a date; docs/data-contract.md, "Rows dated before the account opened")
+    dated_by: str | None = None
 
     @property
     def dtypes(self) -> dict[str, pl.DataType]:
@@ -215,6 +218,7 @@ TABLES: tuple[TableContract, ...] = (
         ("account_id", "cycle_end"),
         ("account_id", "cycle_end"),
         True,
+        dated_by="cycle_end",
     ),
     TableContract(
         "collection_actions",
@@ -223,7 +227,16 @@ TABLES: tuple[TableContract, ...] = (
         ("account_id", "action_at", "channel"),
         None,
         True,
+        dated_by="action_at",
     ),
-    TableContract("treatments", Treatments, False, ("account_id", "kind", "start_at"), None, True),
+    TableContract(
+        "treatments",
+        Treatments,
+        False,
+        ("account_id", "kind", "start_at"),
+        None,
+        True,
+        dated_by="start_at",
+    ),
 )
 TABLES_BY_NAME: dict[str, TableContract] = {table.name: table for table in TABLES}

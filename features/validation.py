@@ -312,6 +312,7 @@ def validate_table(
     chunk_rows: int = CHUNK_ROWS,
     rejected_accounts: pl.DataFrame | None = None,
     dates: DateSettings | None = None,
+    opened_at: pl.DataFrame | None = None,
 ) -> TableOutcome:
     """Validate one table read from ``files``.
 
@@ -322,7 +323,10 @@ def validate_table(
     table) lets a row of an account that is listed but was rejected name that rejection as its
     reason. ``dates`` says how dates and timestamps are read and the extract date no row may
     be dated after (:class:`~rollrisk.features.dates.DateSettings`; default: the contract's
-    formats, no time zone, no extract date). Returns the accepted rows in contract dtypes followed by the lender's columns
+    formats, no time zone, no extract date). ``opened_at`` (``account_id``, ``opened_at`` of the
+    accepted accounts) rejects a row whose :attr:`TableContract.dated_by` date falls before
+    its account was opened: a statement of a month the account did not exist in is a wrong
+    date or a wrong account, and scoring it moves the account's features. Returns the accepted rows in contract dtypes followed by the lender's columns
     untouched, in input order, and the rejects. Frames are copied only where rows are
     actually rejected.
     """
@@ -379,13 +383,21 @@ def validate_table(
         if unknown.height:
             rejects.append(
                 _reject_rows(
-                    unknown.with_columns(_unknown_account_reason(unknown, rejected_accounts)),
+                    unknown.with_columns(
+                        _unknown_account_reason(unknown, rejected_accounts, known_accounts)
+                    ),
                     "reason",
                     table,
                     files,
                 )
             )
             candidates = _without(candidates, unknown)
+
+    if table.dated_by is not None and opened_at is not None and candidates.height:
+        early = _before_opening(candidates, table.dated_by, opened_at)
+        if early.height:
+            rejects.append(_reject_rows(early, "reason", table, files))
+            candidates = _without(candidates, early)
 
     accepted = candidates.drop("_pos", *BOOKKEEPING)
     if own:
@@ -411,16 +423,59 @@ def validate_table(
     )
 
 
+def _before_opening(candidates: pl.DataFrame, column: str, opened_at: pl.DataFrame) -> pl.DataFrame:
+    """The rows of ``candidates`` dated (by ``column``, as a date) before their account's
+    ``opened_at``, with a ``reason`` naming both dates."""
+    dated = pl.col(column)
+    if candidates.schema[column] != pl.Date():
+        dated = dated.dt.date()
+    return (
+        candidates.join(
+            opened_at.select("account_id", pl.col("opened_at").alias("_opened_at")),
+            on="account_id",
+            how="left",
+            maintain_order="left",
+        )
+        .filter(dated < pl.col("_opened_at"))
+        .with_columns(
+            pl.format(
+                f"{column}: expected a date on or after the account's opened_at, got '{{}}' "
+                "for an account opened on '{}'",
+                pl.col(column),
+                pl.col("_opened_at"),
+            ).alias("reason")
+        )
+        .drop("_opened_at")
+    )
+
+
 def _unknown_account_reason(
-    unknown: pl.DataFrame, rejected_accounts: pl.DataFrame | None
+    unknown: pl.DataFrame,
+    rejected_accounts: pl.DataFrame | None,
+    known_accounts: pl.Series | None = None,
 ) -> pl.Series:
     """The reason of each row whose account is not accepted: the account's own reject (the
     first row of it, with its reason) when it was listed and rejected, else that it is not
-    listed."""
+    listed (and, when it matches a listed id once surrounding whitespace is stripped from
+    both, that whitespace is the likely cause)."""
     not_listed = pl.format(
         "account_id: expected an account listed in accounts, got '{}'",
         _shown(pl.col("account_id")),
     )
+    if known_accounts is not None:
+        stripped = known_accounts.str.strip_chars().implode()
+        not_listed = (
+            pl.when(pl.col("account_id").str.strip_chars().is_in(stripped))
+            .then(
+                pl.format(
+                    "account_id: expected an account listed in accounts (it matches one only "
+                    "once surrounding whitespace is stripped: check the ids of both tables for "
+                    "spaces), got '{}'",
+                    _shown(pl.col("account_id")),
+                )
+            )
+            .otherwise(not_listed)
+        )
     if rejected_accounts is None or rejected_accounts.height == 0:
         return unknown.select(not_listed.alias("reason")).to_series()
     roots = (

@@ -485,8 +485,19 @@ def validate_portfolio(
         raw, names = _read_table(files, table, errors, dates)
         known = outcomes["accounts"].accepted["account_id"] if table.references_accounts else None
         rejected = outcomes["accounts"].rejected_accounts if table.references_accounts else None
+        opened = (
+            outcomes["accounts"].accepted.select("account_id", "opened_at")
+            if table.references_accounts
+            else None
+        )
         outcomes[table.name] = validate_table(
-            raw, table, names, known_accounts=known, rejected_accounts=rejected, dates=dates
+            raw,
+            table,
+            names,
+            known_accounts=known,
+            rejected_accounts=rejected,
+            dates=dates,
+            opened_at=opened,
         )
         sources[table.name] = tuple(names)
         if table.required and not raw.height and names:

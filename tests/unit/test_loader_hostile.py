@@ -82,3 +82,56 @@ def test_an_optional_table_with_rows_is_kept(tmp_path: Path) -> None:
     assert portfolio.collection_actions is not None
     assert portfolio.collection_actions.height == tiny_actions().height
     assert portfolio.empty_tables == ()
+
+
+def test_rows_dated_before_their_account_opened_are_rejected_naming_opened_at(
+    tmp_path: Path,
+) -> None:
+    folder = _folder(tmp_path)
+    # A2 opened after its January and February statements (2024-01-20, 2024-02-20)
+    late = tiny_accounts().with_columns(
+        opened_at=pl.when(pl.col("account_id") == "A2")
+        .then(pl.date(2024, 2, 21))
+        .otherwise(pl.col("opened_at"))
+    )
+    late.write_csv(folder / "accounts.csv")
+    tiny_actions().write_csv(folder / "collection_actions.csv")  # A2's are on 2024-02-23, 25
+    portfolio = validate_portfolio(folder)
+    statements = portfolio.report.tables[1]
+    assert (statements.rows_read, statements.rows_rejected) == (9, 2)
+    (reason, count) = statements.top_reasons[0]
+    assert count == 2
+    assert reason == "cycle_end: expected a date on or after the account's opened_at"
+    assert portfolio.report.tables[2].rows_rejected == 0  # actions of 2024-02-23 on: kept
+    kept = portfolio.statements.filter(pl.col("account_id") == "A2")["cycle_end"].to_list()
+    assert [str(day) for day in kept] == ["2024-03-20"]
+
+
+def test_the_before_opening_reason_names_both_dates(tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+    tiny_accounts().with_columns(opened_at=pl.date(2024, 3, 1)).write_csv(folder / "accounts.csv")
+    rejects_path = tmp_path / "rejects.csv"
+    validate_portfolio(folder, rejects_path)
+    rejects = pl.read_csv(rejects_path)
+    assert rejects.height == 6  # January and February of three accounts
+    assert rejects["reasons"][0] == (
+        "cycle_end: expected a date on or after the account's opened_at, got '2024-01-20' "
+        "for an account opened on '2024-03-01'"
+    )
+
+
+def test_an_id_that_matches_once_stripped_hints_at_whitespace(tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+    spaced = tiny_accounts().with_columns(pl.col("account_id") + " ")
+    spaced.write_csv(folder / "accounts.csv")
+    portfolio = validate_portfolio(folder)
+    (reason, count) = portfolio.report.tables[1].top_reasons[0]
+    assert count == 9
+    assert "surrounding whitespace" in reason
+
+
+def test_an_unlisted_id_keeps_the_plain_reason(tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+    tiny_accounts().filter(pl.col("account_id") != "A3").write_csv(folder / "accounts.csv")
+    (reason, count) = validate_portfolio(folder).report.tables[1].top_reasons[0]
+    assert (reason, count) == ("account_id: expected an account listed in accounts", 3)
