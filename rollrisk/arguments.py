@@ -218,8 +218,9 @@ def add_portfolio_arguments(parser: argparse.ArgumentParser) -> None:
         "--as-of",
         type=as_of_date,
         default=None,
-        help="observation date YYYY-MM-DD (default: the month-end of the latest month with a "
-        "complete book, see docs/data-contract.md)",
+        help="observation date YYYY-MM-DD, within the months the portfolio has statements for "
+        "(default: the month-end of the latest month with a complete book, see "
+        "docs/data-contract.md)",
     )
 
 
