@@ -1,29 +1,34 @@
-"""Simulate the scored (model-driven) policy against the baseline tiered policy on the simulator.
+"""Simulate the scored (model-driven) policy against the baseline and references on the simulator.
 
 Takes the published result of `rollrisk score` (OUT/current) on a SIMULATED portfolio, replays
 the simulator to the scores' as-of, and rolls every scored account forward --months months
-twice with the same random draws: once with the treatment the policy chose for it (after
-compliance), once with the baseline tiered policy (by DPD bucket and amount). Repeats that for
---seeds seeds and reports, per policy and as the uplift (model-driven - baseline, with a 95 %
-t-interval over the seeds): recovered amount, action cost (conf/action_costs.yaml), net
-recovery, roll-to-default rate (a cycle end at --default-dpd or more within the horizon), contacts
-made, agency assignments,
-legal filings, disputes (complaint proxy), pressure contacts on capacity-shock borrowers,
-treatments granted and compliance blocks. Also the uplift per segment.
+(default 6) under each arm with the same random draws: the treatment the policy chose for it
+(after compliance; decided once, at the as-of: no re-scoring within the horizon), the baseline
+tiered policy, and the references - baseline plus grace for all, segment-blind (every account
+in the fallback segment), the policy fed the true drivers as segments, and the oracle (best
+bundle per true driver x bucket, chosen on --oracle-seeds separate seeds). Repeats that for
+--seeds seeds. Headline: book value = cash collected - action and treatment costs + the open
+balance at the end valued by the portfolio's recovery curve for its bucket; its uplift with a
+95 % interval resampling accounts and seeds together, and the Monte Carlo (seeds-only)
+t-interval beside it. Also value captured (policy vs oracle, overall and per true driver),
+value of segmentation, roll-to-default by count and balance-weighted, cash, costs, contacts,
+agency assignments, legal filings, disputes (complaint proxy), pressure contacts on
+capacity-shock borrowers, treatments granted, compliance blocks, and the uplift per segment.
 
 Only a portfolio written by `rollrisk simulate` (with its truth/ folder) can be used: the
 borrowers' response to a policy is known only there. Method and limits: docs/strategies.md.
 
 What "roll to default" means comes from the observation settings, as for the training labels:
 those the scoring run recorded (the model's default DPD and window), else the config's
-`observation:`; an observation flag given here overrides either. --months defaults to the
-performance window.
+`observation:`; an observation flag given here overrides either. --months is the simulated
+horizon (default 6), independent of the performance window.
 
-Writes DIR/policy_simulation.json and DIR/policy_simulation.md and prints the table.
+Writes DIR/policy_simulation.json and DIR/policy_simulation.md (layout: docs/strategies.md)
+and prints the tables.
 
 example:
   rollrisk simulate-policy --scores runs/demo/scores --data runs/demo/portfolio \\
-      --months 3 --seeds 20 --out runs/demo/policy_simulation
+      --months 6 --seeds 20 --out runs/demo/policy_simulation
 """
 
 from __future__ import annotations
@@ -161,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
     costs = load_action_costs(args.costs)
     manifest, scored = read_scores(args.scores)
     observation, source = observation_settings(args, manifest, config)
-    months = observation.window_months if args.months is None else args.months
+    months = args.months
     if months < 1:
         raise UserError(f"--months must be at least 1, got {months}")
     print(
