@@ -45,7 +45,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    rejects = args.rejects or Path("runs") / "validate" / args.data.resolve().name / "rejects.csv"
+    rejects = (
+        args.rejects
+        or Path("runs") / "validate" / Path(os.path.realpath(args.data)).name / "rejects.csv"
+    )
     check_output_argument(args, "--rejects", rejects)
     started = time.perf_counter()
     print(f"validating {args.data} ...", file=sys.stderr)

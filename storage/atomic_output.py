@@ -90,8 +90,9 @@ def check_output_outside_data(data: Path, output: Path, flag: str = "--out") -> 
     Raises:
         UserError: one line naming both paths.
     """
-    folder = Path(data).resolve()
-    target = Path(output).resolve()
+    # os.path.realpath, not Path.resolve: Python 3.11's resolve raises RuntimeError on a looping
+    # link, which the loader reports as such
+    folder, target = Path(os.path.realpath(data)), Path(os.path.realpath(output))
     if target == folder:
         where = "is the portfolio folder"
     elif folder in target.parents:

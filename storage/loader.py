@@ -203,15 +203,23 @@ def list_table_files(data_dir: Path, table: str) -> TableFiles:
     data_dir = Path(data_dir)
     entries = sorted(data_dir.iterdir())
     tops = [p for p in entries if p.is_file() and p.stem == table and _file_kind(p)]
+    # a link that leads nowhere (or to itself) is neither a file nor a folder: say which it is
+    broken = [
+        f"{p}: broken or looping link (it leads to no file), so table '{table}' is not read"
+        for p in entries
+        if p.stem == table and p.is_symlink() and not p.exists()
+    ]
     # a file meant as this table that is not read: another suffix or letter case
     near = [
         f"{p}: not read as table '{table}' (expected {table}.parquet, .pq, .parq or .csv, or a "
         f"folder {table}/ of part files)"
         for p in entries
         if p not in tops
+        and not (p.is_symlink() and not p.exists())
         and p.name != table
         and (p.name.lower().startswith(f"{table.lower()}.") or p.name.lower() == table.lower())
     ]
+    near = [*broken, *near]
     folder = data_dir / table
     found = [*tops, *([folder] if folder.is_dir() else [])]
     if len(found) > 1:
@@ -445,6 +453,15 @@ def _as_text(dtype: pl.DataType | None, target: pl.DataType, name: str) -> pl.Ex
     return column.cast(pl.String)
 
 
+def _not_a_folder(path: Path) -> str:
+    """Why ``path``, given as a portfolio folder, is not one (what the user would check)."""
+    if path.is_symlink() and not path.exists():
+        return "portfolio folder is a broken or looping link"
+    if path.exists():
+        return "is a file, not a portfolio folder: give the folder that holds the tables"
+    return "portfolio folder does not exist"
+
+
 def validate_portfolio(
     data_dir: Path, rejects_path: Path | None = None, dates: DateSettings | None = None
 ) -> Portfolio:
@@ -458,7 +475,7 @@ def validate_portfolio(
     """
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
-        raise DataContractError(f"{data_dir}: portfolio folder does not exist")
+        raise DataContractError(f"{data_dir}: {_not_a_folder(data_dir)}")
     dates = dates or DateSettings()
     extract_date_given = dates.extract_date is not None
     if not extract_date_given:
@@ -593,7 +610,8 @@ def load_portfolio(
     """Validate a portfolio folder for a job: bad rows are set aside, unreadable files stop it.
 
     ``dates``: as for :func:`validate_portfolio`. Raises :class:`DataContractError` (one line,
-    every file error joined by ``; ``) when a file cannot be used.
+    every file error joined by ``; ``) when a file cannot be used, and when every row of a
+    required table was rejected (whatever the reject limit: nothing could run).
     """
     portfolio = validate_portfolio(data_dir, rejects_path, dates)
     if portfolio.report.file_errors:
@@ -603,4 +621,13 @@ def load_portfolio(
             "(run `rollrisk validate` for the full report): "
             + "; ".join(portfolio.report.file_errors)
         )
+    for table in portfolio.report.tables:
+        if table.table not in OPTIONAL_TABLE_NAMES and table.rows_read and not table.rows_accepted:
+            # said here, with the cause: later a job would only find "no statements"
+            reason, count = table.top_reasons[0]
+            raise DataContractError(
+                f"{data_dir}: all {table.rows_read:,} rows of required table '{table.table}' "
+                f"were rejected, so nothing can run; most common reason: {reason} "
+                f"({count:,} rows); `rollrisk validate --data {data_dir}` lists every one"
+            )
     return portfolio

@@ -41,6 +41,12 @@ UNREGISTERED = "unregistered"  # name and version of a model not loaded through 
 
 _ALIAS = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/]+)$")
 _VERSION = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
+# any registry URI MLflow can resolve: NAME@ALIAS or NAME/SUFFIX (a version, stage or latest)
+_REGISTRY_URI = re.compile(r"^models:/[^/@]+(@[^/@]+|/[^/@]+)$")
+ACCEPTED_MODEL_URIS = (
+    "models:/NAME@ALIAS (e.g. models:/rollrisk-roll-to-default@champion), models:/NAME/VERSION, "
+    "runs:/RUN_ID/model or a model folder"
+)
 
 
 @dataclass(frozen=True)
@@ -87,12 +93,16 @@ def load_roll_model(uri: str) -> LoadedModel:
     other URIs (``runs:/...``, a path) are loaded as they are, with version ``unregistered``.
 
     Raises:
-        UserError: the URI names no model in the store; the model's files are missing from
-            the artifact store or damaged (truncated, overwritten); not a rollrisk roll model.
+        UserError: a ``models:`` URI of neither form (the message lists the accepted ones);
+            the URI names no model in the store; the model's files are missing from the
+            artifact store or damaged (truncated, overwritten); not a rollrisk roll model.
     """
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    if uri.lower().startswith("models:") and not _REGISTRY_URI.match(uri):
+        # MLflow's own words for this are taken as "files missing", which sends users looking
+        raise UserError(f"model URI {uri!r} is malformed: expected {ACCEPTED_MODEL_URIS}")
     name, version = UNREGISTERED, UNREGISTERED
     store = mlflow.get_tracking_uri()
     if match := _ALIAS.match(uri):

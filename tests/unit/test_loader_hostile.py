@@ -135,3 +135,47 @@ def test_an_unlisted_id_keeps_the_plain_reason(tmp_path: Path) -> None:
     tiny_accounts().filter(pl.col("account_id") != "A3").write_csv(folder / "accounts.csv")
     (reason, count) = validate_portfolio(folder).report.tables[1].top_reasons[0]
     assert (reason, count) == ("account_id: expected an account listed in accounts", 3)
+
+
+def test_a_file_given_as_the_portfolio_folder_is_called_a_file(tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(DataContractError, match="afile: is a file, not a portfolio folder"):
+        validate_portfolio(afile)
+
+
+def test_a_looping_portfolio_link_is_called_one(tmp_path: Path) -> None:
+    (tmp_path / "loop1").symlink_to(tmp_path / "loop2")
+    (tmp_path / "loop2").symlink_to(tmp_path / "loop1")
+    with pytest.raises(DataContractError, match="loop1: portfolio folder is a broken or looping"):
+        validate_portfolio(tmp_path / "loop1")
+
+
+def test_a_table_file_linked_to_itself_is_called_a_looping_link(tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+    (folder / "accounts.csv").unlink()
+    (folder / "accounts.csv").symlink_to(folder / "accounts.csv")
+    with pytest.raises(DataContractError) as raised:
+        validate_portfolio(folder)
+    assert "accounts.csv: broken or looping link (it leads to no file)" in str(raised.value)
+    assert "not read as table" not in str(raised.value)
+
+
+def test_every_row_of_a_required_table_rejected_names_the_cause(tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+    tiny_statements().with_columns(dpd=pl.lit(-1)).write_csv(folder / "statements.csv")
+    with pytest.raises(DataContractError) as raised:
+        load_portfolio(folder)
+    message = str(raised.value)
+    assert "all 9 rows of required table 'statements' were rejected" in message
+    assert "most common reason: dpd:" in message
+    assert "\n" not in message
+
+
+def test_a_malformed_registry_uri_lists_the_accepted_forms() -> None:
+    from rollrisk.errors import UserError
+    from rollrisk.storage.registry import load_roll_model
+
+    for uri in ("models:/rollrisk-roll-to-default@", "models:/", "models:/a/b/c"):
+        with pytest.raises(UserError, match=r"is malformed: expected models:/NAME@ALIAS"):
+            load_roll_model(uri)
