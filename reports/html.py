@@ -44,7 +44,9 @@ img{max-width:100%;height:auto}figure{margin:1em 0}figcaption{color:#5a6878;font
 .zh{color:#3d4b5c;font-family:'Noto Sans CJK SC','Source Han Sans SC','PingFang SC','Microsoft YaHei',
 'WenQuanYi Micro Hei',sans-serif}td.t{text-align:left}.bad{color:#a8322d}.good{color:#1f7a3a}.box{background:#f6f8fb;border-left:4px solid
 #8aa1bd;padding:.5em 1em;margin:.8em 0}.box.warn{border-color:#c0563f;background:#fbf3f1}
-.datatable th{cursor:pointer;user-select:none}.datatable td{text-align:left}.datatable td.num{text-align:right}
+.datatable th{cursor:pointer;user-select:none;text-align:left;position:sticky;top:0}
+.datatable td{text-align:left;white-space:nowrap}.datatable td.num{text-align:right}
+.datatable td.long{white-space:normal;min-width:22em}
 .scroll{max-height:36em;overflow:auto;border:1px solid #d6dde6}.scroll table{margin:0}
 .controls input,.controls select{margin:.2em .5em .2em 0;padding:.2em .4em}
 """
@@ -72,7 +74,8 @@ function setup(t){
   var html=[];
   view.slice(0,cols.limit).forEach(function(r){html.push('<tr>'+r.map(function(v,i){
    var d=cols.display[i]?cols.display[i](v):cell(v);
-   return '<td'+(typeof v==='number'?' class="num"':'')+'>'+d+'</td>';}).join('')+'</tr>');});
+   var c=typeof v==='number'?' class="num"':cols.formats[i]==='long'?' class="long"':'';
+   return '<td'+c+'>'+d+'</td>';}).join('')+'</tr>');});
   body.innerHTML=html.join('');
   count.textContent=view.length+' of '+data.length+' accounts'+
    (view.length>cols.limit?' (first '+cols.limit+' shown; filter to narrow)':'');
@@ -83,7 +86,8 @@ function setup(t){
   if(f==='int')return function(v){return v===null?'':Math.round(v).toLocaleString('en');};
   return esc;});
  Array.prototype.forEach.call(t.tHead.rows[0].cells,function(th,i){
-  th.addEventListener('click',function(){asc=(key===i)?!asc:(cols.formats[i]==='text');key=i;draw();});});
+  th.addEventListener('click',function(){
+   asc=(key===i)?!asc:(['text','long'].indexOf(cols.formats[i])>=0);key=i;draw();});});
  text.addEventListener('input',draw);pick.addEventListener('change',draw);
  t.sortBy=function(i,up){key=i;asc=up;draw();};
  t.view=function(){return view;};
@@ -203,8 +207,8 @@ def data_table(
 ) -> str:
     """A sortable, filterable table whose rows are embedded as JSON (no file is fetched).
 
-    ``columns``: (header, format) pairs, format ``text``, ``int`` or ``pct`` (a share shown
-    in per cent); ``rows``: one list of JSON values per row, in column order. A text box
+    ``columns``: (header, format) pairs, format ``text``, ``long`` (text that wraps in a wide
+    cell), ``int`` or ``pct`` (a share shown in per cent); ``rows``: one list of JSON values per row, in column order. A text box
     filters rows that contain its text in any cell, a list filters on ``segments`` (the
     column ``segment_column``); a click on a header sorts by it. At most ``limit`` matching
     rows are drawn (all are sorted and counted). Needs :data:`TABLE_SCRIPT` on the page

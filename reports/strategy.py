@@ -26,6 +26,7 @@ shown relative to the working folder. The page is assembled with the report kit
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -40,6 +41,7 @@ import pandas as pd
 import polars as pl
 
 from rollrisk.features.registry import FeatureSet
+from rollrisk.models.explanations import reason_text
 from rollrisk.models.stats import calibration_backtest, percentile_bootstrap
 from rollrisk.reports.html import Section, data_table, escape, figure_png, render_page
 from rollrisk.reports.policy_simulation import LABELS, format_metric, format_uplift
@@ -453,6 +455,25 @@ COMPLIANCE_NAMES: dict[str, tuple[str, str]] = {
 DPD_FEATURES = ("dpd_current", "dpd_max_3m", "dpd_max_6m", "dpd_max_12m")
 
 
+def current_wording(feature_set: FeatureSet) -> FeatureSet:
+    """``feature_set`` with the registry's current texts for the features it still holds.
+
+    A trained model carries the feature specs of its training day, reason templates
+    included; the page words reasons with today's registry (fixed plurals, better
+    descriptions) when the registry still has the feature in the same family, and keeps the
+    model's own spec otherwise.
+    """
+    from rollrisk.features.registry import FEATURE_SET
+
+    specs = tuple(
+        FEATURE_SET.spec(spec.name)
+        if spec.name in FEATURE_SET.names and FEATURE_SET.spec(spec.name).family == spec.family
+        else spec
+        for spec in feature_set.features
+    )
+    return FeatureSet(name=feature_set.name, version=feature_set.version, features=specs)
+
+
 def _words(table: Mapping[str, tuple[str, str]], key: str) -> tuple[str, str]:
     """(English, Chinese) words of ``key``; the key itself in both when it has none yet."""
     return table.get(key, (key.replace("_", " "), key))
@@ -580,13 +601,17 @@ def _days(n: int) -> str:
     return f"{n} day" if n == 1 else f"{n} days"
 
 
-def grouped_reasons(reasons: Sequence[Mapping[str, Any]], dpd_now: int) -> list[tuple[str, str]]:
+def grouped_reasons(
+    reasons: Sequence[Mapping[str, Any]], dpd_now: int, feature_set: FeatureSet | None = None
+) -> list[tuple[str, str]]:
     """An account's reasons as (English, Chinese) texts, one per underlying fact, in rank order.
 
     The days-past-due features (now, worst in 3, 6, 12 months) restate one fact: they become
     one reason "x days past due now (up to y in the last n months)" at the rank of the first
-    of them. Every other reason keeps its registry text (plurals agree: see
-    :func:`rollrisk.features.registry.format_reason`).
+    of them. Every other reason is the registry's text for its value, written again from
+    ``feature_set`` when given (so scores written before the plurals were fixed read
+    "once", not "1 times": :func:`rollrisk.features.registry.format_reason`), else the text
+    stored with the scores.
     """
     out: list[tuple[str, str]] = []
     dpd_slot: int | None = None
@@ -606,7 +631,13 @@ def grouped_reasons(reasons: Sequence[Mapping[str, Any]], dpd_now: int) -> list[
                 if worst is None or days > worst[0]:
                     worst = (days, window)
             continue
-        out.append((str(reason.get("text_en", "")), str(reason.get("text_zh", ""))))
+        texts = (str(reason.get("text_en", "")), str(reason.get("text_zh", "")))
+        if feature_set is not None and feature in feature_set.names and reason.get("value"):
+            value: Any = reason["value"]
+            with contextlib.suppress(ValueError):  # a category label stays as it is
+                value = float(value)
+            texts = reason_text(feature_set.spec(str(feature)), value)
+        out.append(texts)
     if dpd_slot is not None:
         en, zh = f"{_days(dpd_now)} past due now", f"当前逾期{dpd_now}天"
         if worst is not None and worst[0] > dpd_now:
@@ -713,36 +744,38 @@ def compliance_removals(scored: pl.DataFrame) -> pd.DataFrame:
 ACCOUNT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("account", "text"),
     ("segment", "text"),
+    ("probability", "pct"),
+    ("expected loss (CNY)", "int"),
+    ("reasons", "long"),
+    ("原因", "long"),
+    ("treatment", "text"),
+    ("removed by compliance", "text"),
     ("product", "text"),
     ("bucket", "text"),
     ("DPD", "int"),
-    ("probability", "pct"),
     ("exposure (CNY)", "int"),
-    ("expected loss (CNY)", "int"),
-    ("treatment", "text"),
-    ("removed by compliance", "text"),
-    ("reasons", "text"),
-    ("原因", "text"),
 )
 
 
-def account_rows(scored: pl.DataFrame, limit: int) -> tuple[list[list[Any]], int]:
+def account_rows(
+    scored: pl.DataFrame, limit: int, feature_set: FeatureSet | None = None
+) -> tuple[list[list[Any]], int]:
     """The account list's rows (columns of :data:`ACCOUNT_COLUMNS`), largest expected loss
     first, at most ``limit`` of them; and how many accounts there were."""
     ordered = scored.sort("expected_loss", descending=True).head(limit)
     out = []
     for row in ordered.iter_rows(named=True):
-        reasons = grouped_reasons(json.loads(row["reasons"]), int(row["dpd"]))
+        reasons = grouped_reasons(json.loads(row["reasons"]), int(row["dpd"]), feature_set)
         removed = sorted(
             {c.get("rule", "?") for c in json.loads(row["trail"]) if c.get("change") == "removed"}
         )
         out.append(
             [
-                row["account_id"], row["segment"], row["product"], row["start_bucket"],
-                int(row["dpd"]), round(float(row["probability"]), 4),
-                round(float(row["exposure"]), 2), round(float(row["expected_loss"]), 2),
-                row["treatment"], ", ".join(removed),
+                row["account_id"], row["segment"], round(float(row["probability"]), 4),
+                round(float(row["expected_loss"]), 2),
                 "; ".join(r[0] for r in reasons), ";".join(r[1] for r in reasons),
+                row["treatment"], ", ".join(removed), row["product"], row["start_bucket"],
+                int(row["dpd"]), round(float(row["exposure"]), 2),
             ]
         )  # fmt: skip
     return out, scored.height
@@ -868,6 +901,10 @@ def _headline(section: Section, result: Mapping[str, Any]) -> list[tuple[str, st
         f"(interval resamples accounts and simulation seeds together), over "
         f"{result['months']} months, {result['accounts']:,} accounts."
     )
+    section.raw(
+        f'<div class="box{"" if uplift["ci_low"] > 0 else " warn"}">'
+        f"{escape(_verdict(uplift, result))}</div>"
+    )
     if monte_carlo:
         section.note(
             "Simulation noise alone (Monte Carlo t-interval over seeds, accounts held fixed): "
@@ -891,6 +928,33 @@ def _headline(section: Section, result: Mapping[str, Any]) -> list[tuple[str, st
     return tiles
 
 
+def _verdict(uplift: Mapping[str, float], result: Mapping[str, Any]) -> str:
+    """The headline in one plain sentence: better, worse or not shown to differ, and which
+    simple reference beats the shipped policy."""
+    if uplift["ci_low"] > 0:
+        text = "The shipped policy is worth more than the tiered baseline on this book."
+    elif uplift["ci_high"] < 0:
+        text = "The shipped policy is worth LESS than the tiered baseline on this book."
+    else:
+        text = (
+            "The shipped policy is not shown to be better than the tiered baseline: the "
+            "interval includes zero."
+        )
+    metric = headline_metric(result)
+    references = result.get("references", {})
+    own = references.get("model_driven", {}).get(metric, {}).get("mean")
+    better = [
+        _words(REFERENCE_NAMES, name)[0]
+        for name, figures in references.items()
+        if name not in ("model_driven", "oracle", "oracle_segments")
+        and own is not None
+        and figures.get(metric, {}).get("mean", -math.inf) > own
+    ]
+    if better:
+        text += " A simpler reference does better: " + "; ".join(better) + "."
+    return text
+
+
 def _references(section: Section, result: Mapping[str, Any]) -> None:
     """The reference arms, value captured and value of segmentation (when reported)."""
     references = result.get("references")
@@ -909,7 +973,9 @@ def _references(section: Section, result: Mapping[str, Any]) -> None:
                 "arm": en,
                 "方案": zh,
                 f"{metric.replace('_', ' ')} (CNY)": f"{value:,.0f}",
-                "vs baseline (CNY)": _signed(None if base is None else value - base),
+                "vs baseline (CNY)": "-"
+                if name == "baseline_tiered"
+                else _signed(None if base is None else value - base),
             }
         )
     section.text("The same accounts and the same random draws under every reference:")
@@ -1026,7 +1092,7 @@ def build_report(
 
     as_of = date.fromisoformat(manifest["as_of"])
     model_info = manifest.get("model", {})
-    feature_set = model.feature_set
+    feature_set = current_wording(model.feature_set)  # words only: SHAP uses the model's
     sections = {sid: Section(sid, title) for sid, title in zip(SECTION_IDS, SECTION_TITLES,
                                                               strict=True)}  # fmt: skip
 
@@ -1143,10 +1209,10 @@ def build_report(
             f"{top['accounts']:,} of these accounts ({top['share of segment']:.0%}), so the "
             "ladder the segment was designed for is not what they receive."
         )
-        loses.table(pd.DataFrame(table_rows), {"share of segment": "{:.0%}"})
+        loses.table(pd.DataFrame(table_rows), {"share of segment": "{:.1%}"})
 
     # --- accounts to review
-    rows, total = account_rows(scored, account_limit)
+    rows, total = account_rows(scored, account_limit, feature_set)
     accounts = sections["accounts"]
     accounts.text(
         f"{len(rows):,} of {total:,} scored accounts"
@@ -1238,7 +1304,7 @@ def build_report(
             f"{row['probability']:.1%} chance of rolling to default"
         )
         sections["examples"].image(probability_waterfall_png(steps_p, title), title)
-        reasons = grouped_reasons(json.loads(row["reasons"]), int(row["dpd"]))
+        reasons = grouped_reasons(json.loads(row["reasons"]), int(row["dpd"]), feature_set)
         sections["examples"].text(
             "Reasons: " + ("; ".join(r[0] for r in reasons) or "none") + f". Expected loss "
             f"{row['expected_loss']:,.0f} CNY."
@@ -1324,6 +1390,7 @@ def build_report(
             ("scoring model", promotion_status),
         ]
     )
+    summary.parts.insert(0, summary.parts.pop())  # the tiles open the summary
     top = segments.iloc[0]
     summary.text(
         f"Largest expected loss: segment {top['segment']} ({top['expected_loss']:,.0f} CNY, "

@@ -16,7 +16,7 @@ import yaml
 from scipy import stats as scipy_stats
 
 from rollrisk.cli import main
-from rollrisk.reports.strategy import SECTION_IDS
+from rollrisk.reports.strategy import ACCOUNT_COLUMNS, SECTION_IDS
 from rollrisk.storage.results import read_scores
 
 pytestmark = pytest.mark.slow
@@ -148,12 +148,13 @@ def test_account_list_has_one_dpd_reason_per_account_and_correct_plurals(report_
     _, scored = read_scores(report_run[1])
     assert len(rows) == scored.height  # every scored account is in the list
     assert len({r[0] for r in rows}) == len(rows)
+    en, zh = ACCOUNT_COLUMNS.index(("reasons", "long")), ACCOUNT_COLUMNS.index(("原因", "long"))
     for row in rows:
-        reasons = row[10]
+        reasons = row[en]
         assert reasons.count("past due") <= 1, reasons  # DPD now / max 3m / max 6m: one reason
         assert "1 times" not in reasons and not re.search(r"\b1 days\b", reasons), reasons
-    assert any("past due now" in r[10] for r in rows)
-    assert all(re.search(r"[\u4e00-\u9fff]", r[11]) for r in rows if r[10])
+    assert any("past due now" in r[en] for r in rows)
+    assert all(re.search(r"[\u4e00-\u9fff]", r[zh]) for r in rows if r[en])
 
 
 def test_report_is_logged_to_mlflow_with_the_model_version(report_run, scoring_world):

@@ -237,4 +237,34 @@ def test_account_rows_are_bounded_largest_expected_loss_first_with_grouped_reaso
                                                       pl.lit("bnpl").alias("product")), 2)  # fmt: skip
     assert total == 4 and [r[0] for r in rows] == ["A3", "A4"]
     assert len(rows[0]) == len(ACCOUNT_COLUMNS)
-    assert rows[0][9] == "?"  # the rule of the compliance removal
+    column = [name for name, _ in ACCOUNT_COLUMNS].index("removed by compliance")
+    assert rows[0][column] == "?"  # the rule of the compliance removal
+
+
+def test_reasons_of_older_scores_are_written_again_with_correct_plurals():
+    stored = {"rank": 1, "feature": "refusals_6m", "value": "1.0",
+              "text_en": "refused to pay 1 times in the last 6 months", "text_zh": "近6个月拒绝还款1次"}  # fmt: skip
+    assert grouped_reasons([stored], 40) == [(stored["text_en"], stored["text_zh"])]
+    assert grouped_reasons([stored], 40, FEATURE_SET) == [
+        ("refused to pay once in the last 6 months", "近6个月拒绝还款1次")
+    ]
+    product = {"rank": 1, "feature": "product", "value": "bnpl", "text_en": "x", "text_zh": "y"}
+    assert grouped_reasons([product], 3, FEATURE_SET) == [
+        reason_text(FEATURE_SET.spec("product"), "bnpl")
+    ]
+
+
+def test_a_model_trained_before_the_plural_fix_is_worded_with_todays_registry():
+    from dataclasses import replace
+
+    from rollrisk.features.registry import FeatureSet
+    from rollrisk.reports.strategy import current_wording
+
+    old = replace(FEATURE_SET.spec("refusals_6m"), reason_en="refused to pay {value:.0f} times")
+    private = replace(FEATURE_SET.spec("disputes_6m"), name="custom_feature")  # not in registry
+    stored = FeatureSet("rollrisk-behaviour", "1.0.0", (old, private))
+    worded = current_wording(stored)
+    assert worded.spec("refusals_6m") == FEATURE_SET.spec("refusals_6m")
+    assert worded.spec("custom_feature") == private and worded.names == stored.names
+    reason = {"rank": 1, "feature": "refusals_6m", "value": "1.0", "text_en": "", "text_zh": ""}
+    assert grouped_reasons([reason], 40, worded)[0][0].startswith("refused to pay once")
