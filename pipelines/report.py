@@ -148,6 +148,13 @@ def run(args: argparse.Namespace) -> int:
                     stats = policy_simulation["uplift"][metric]
                     for key in ("mean", "ci_low", "ci_high"):
                         mlflow.log_metric(f"uplift_{metric}_{key}", stats[key])
+                headline = policy_simulation.get("headline")
+                if headline:  # book value with the account-and-seed interval
+                    for key in ("mean", "ci_low", "ci_high"):
+                        mlflow.log_metric(f"uplift_book_value_{key}", headline["uplift"][key])
+                captured = (policy_simulation.get("value_captured") or {}).get("overall")
+                if captured is not None:
+                    mlflow.log_metric("value_captured", captured)
                 mlflow.log_artifact(str(args.policy_simulation / POLICY_SIMULATION_JSON))
             mlflow.log_artifact(str(out))
             print(f"[report] logged to MLflow experiment {EXPERIMENT} ({tracking.tracking_uri})")

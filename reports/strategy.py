@@ -857,6 +857,10 @@ REFERENCE_NAMES: dict[str, tuple[str, str]] = {
         "相同阶梯、所有账户归入默认细分",
     ),
     "baseline_plus_grace": ("baseline plus a grace period for all", "基线策略加全员宽限期"),
+    "best_bundle_per_bucket": (
+        "best single action bundle per bucket, no segments",
+        "每个逾期阶段的最佳单一处置组合(不分细分)",
+    ),
     "oracle": ("oracle: knows each true driver", "理想参照:知道每个账户的真实驱动因素"),
     "oracle_segments": (
         "shipped policy fed the true drivers as segments",
@@ -1108,7 +1112,9 @@ def build_report(
     guide.text(
         "Each account gets exactly one segment from the rules in conf/segments.yaml; the "
         "policy (conf/policy.yaml) then picks a treatment ladder from its segment, bucket, "
-        "risk band and product. Definitions are written from those rules."
+        "risk band and product. Definitions are written from those rules. Value is measured "
+        "against the tiered baseline per segment; the oracle is measured per true driver "
+        "(Summary, value captured), as the simulation reports it."
     )
     guide.table(
         segments,

@@ -268,3 +268,41 @@ def test_a_model_trained_before_the_plural_fix_is_worded_with_todays_registry():
     assert worded.spec("custom_feature") == private and worded.names == stored.names
     reason = {"rank": 1, "feature": "refusals_6m", "value": "1.0", "text_en": "", "text_zh": ""}
     assert grouped_reasons([reason], 40, worded)[0][0].startswith("refused to pay once")
+
+
+def _simulation(**extra) -> dict:
+    stats = {"mean": -100.0, "ci_low": -300.0, "ci_high": 100.0}
+    return {"uplift": {"net_recovery": stats}, "months": 3, "accounts": 10, "seeds": [1, 2],
+            "uplift_account_bootstrap": {"net_recovery": stats}, **extra}  # fmt: skip
+
+
+def test_headline_is_book_value_with_a_verdict_and_falls_back_to_net_cash_saying_so():
+    from rollrisk.reports.html import Section
+    from rollrisk.reports.strategy import _headline, _references
+
+    old = Section("summary", "Summary")
+    tiles = _headline(old, _simulation())
+    assert tiles == [("uplift, net recovery (CNY)", "-100")]
+    assert "net cash only, not book value" in old.render()
+    stats = {"mean": -50.0, "ci_low": -90.0, "ci_high": 20.0}
+    new = _simulation(
+        headline={"metric": "book_value", "model_driven": 950.0, "baseline_tiered": 1000.0,
+                  "uplift": stats, "monte_carlo_interval": {**stats, "ci_low": -60.0}},
+        references={name: {"book_value": {"mean": value}} for name, value in (
+            ("model_driven", 950.0), ("baseline_tiered", 1000.0),
+            ("baseline_plus_grace", 1200.0), ("oracle", 1500.0))},
+        value_captured={"overall": -0.1, "policy_minus_baseline": -50.0,
+                        "oracle_minus_baseline": 500.0, "by_true_driver": {}},
+    )  # fmt: skip
+    section = Section("summary", "Summary")
+    tiles = dict(_headline(section, new))
+    _references(section, new)
+    page = section.render()
+    assert tiles["book value difference vs baseline (CNY)"] == "-50"
+    assert tiles["value captured (0 = baseline, 100% = oracle)"] == "-10%"
+    assert "not shown to be better than the tiered baseline" in page
+    # the simple controls that beat the shipped policy are named; the oracle is not a control
+    assert (
+        "A simpler reference does better: tiered baseline (no model); baseline plus a grace" in page
+    )
+    assert "Monte Carlo t-interval over seeds" in page and "net cash only" not in page
