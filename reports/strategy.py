@@ -834,7 +834,15 @@ def shown_path(path: str | Path | None, base: Path | None = None) -> str:
     text = str(path)
     if "://" in text or text.startswith(("models:/", "runs:/")):
         return text
-    return os.path.relpath(Path(text).absolute(), (base or Path.cwd()).absolute())
+    from rollrisk.conf import shipped
+
+    target = Path(text).absolute()
+    folder = (base or Path.cwd()).absolute()
+    if target.parent == shipped("policy.yaml").parent.absolute() and not target.is_relative_to(
+        folder
+    ):  # an installed package's default, wherever pip put it
+        return f"{target.name} (shipped default)"
+    return os.path.relpath(target, folder)
 
 
 def _signed(value: float | None, unit: str = "CNY") -> str:

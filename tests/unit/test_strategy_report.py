@@ -213,6 +213,10 @@ def test_paths_are_shown_relative_to_the_working_folder(tmp_path):
     assert shown_path(inside, base=tmp_path) == "runs/demo/portfolio"
     assert not shown_path("/etc/passwd", base=tmp_path).startswith("/")
     assert shown_path("models:/rollrisk@champion") == "models:/rollrisk@champion"
+    from rollrisk.conf import shipped
+
+    # a shipped default outside the working folder (an installed wheel) is named as such
+    assert shown_path(shipped("policy.yaml"), base=tmp_path) == "policy.yaml (shipped default)"
 
 
 def test_compliance_removals_name_the_rule_per_segment():
