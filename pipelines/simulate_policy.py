@@ -197,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
     plan = model_plan(ordered["actions"].to_list(), ordered["trail"].to_list())
     seeds = list(range(args.seeds))
     valuation = recovery_valuation(portfolio.statements)
-    references, drivers, oracle = build_references(
+    references, drivers, oracle, per_bucket_choice = build_references(
         args, manifest, ordered, portfolio, replay, plan, costs, months, valuation,
         observation.default_dpd,
     )  # fmt: skip
@@ -225,6 +225,7 @@ def run(args: argparse.Namespace) -> int:
             "selection_seeds": oracle.selection_seeds,
             "candidates": oracle.candidates,
             "choice": oracle.choice,
+            "best_bundle_per_bucket": per_bucket_choice,
         }
     result = {
         "scores": str(args.scores),
@@ -266,7 +267,7 @@ def build_references(
     months: int,
     valuation: Valuation,
     default_dpd: int,
-) -> tuple[dict[str, ArmSpec], list[str], OracleChoice | None]:
+) -> tuple[dict[str, ArmSpec], list[str], OracleChoice | None, dict[str, str] | None]:
     """The reference arms run beside the two policies, and each account's true driver.
 
     ``baseline_plus_grace`` (the tiered baseline plus a grace period for every delinquent
@@ -274,7 +275,8 @@ def build_references(
     the fallback segment), ``oracle_segments`` (the shipped policy fed the true drivers as
     segments; ``healthy`` -> the fallback) and, unless --oracle-seeds is 0, ``oracle`` (the best
     of the policy's ladders per segment and the tiered baseline per true driver x start bucket,
-    chosen on the selection seeds). Re-decided arms go through the batch's own decision step
+    chosen on the selection seeds) and ``best_bundle_per_bucket`` (the same choice per start
+    bucket only, without the truth: a segment-blind control). Re-decided arms go through the batch's own decision step
     and compliance rules; re-deciding with the scored segments must give the scored
     decisions back, else the job refuses (the references would not be comparable).
     """
@@ -282,6 +284,7 @@ def build_references(
 
     from rollrisk.simulator.replay import (
         ArmSpec,
+        candidate_book_values,
         choose_oracle,
         decision_inputs,
         plan_for_segments,
@@ -344,7 +347,7 @@ def build_references(
             "oracle_segments", plan_for_segments(inputs, oracle_segments), nobody
         ),
     }
-    oracle = None
+    oracle, per_bucket_choice = None, None
     if args.oracle_seeds:
         candidates = {f"ladder:{s}": ArmSpec(f"ladder:{s}", p, nobody) for s, p in ladders.items()}
         candidates["baseline_tiered"] = ArmSpec("baseline_tiered", plan, everyone)
@@ -354,10 +357,21 @@ def build_references(
             file=sys.stderr,
             flush=True,
         )
+        selection = range(ORACLE_SEED_START, ORACLE_SEED_START + args.oracle_seeds)
+        values = candidate_book_values(
+            replay, candidates, costs, months, selection, args.base_seed, default_dpd, valuation
+        )
+        buckets = ordered["start_bucket"].to_list()  # the bucket the policy decided on
         oracle = choose_oracle(
-            replay, candidates, costs, months, drivers,
-            range(ORACLE_SEED_START, ORACLE_SEED_START + args.oracle_seeds),
-            args.base_seed, default_dpd, valuation,
+            replay, candidates, costs, months, drivers, selection, values=values,
+            buckets=buckets,
         )  # fmt: skip
+        # the same choice without the truth: one bundle per bucket for everyone
+        per_bucket = choose_oracle(
+            replay, candidates, costs, months, ["any"] * n, selection, values=values,
+            name="best_bundle_per_bucket", buckets=buckets,
+        )  # fmt: skip
+        references["best_bundle_per_bucket"] = per_bucket.arm
         references["oracle"] = oracle.arm
-    return references, drivers, oracle
+        per_bucket_choice = per_bucket.choice["any"]
+    return references, drivers, oracle, per_bucket_choice

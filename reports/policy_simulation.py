@@ -41,6 +41,7 @@ REFERENCE_NAMES: dict[str, str] = {
     "baseline_plus_grace": "baseline plus grace for all",
     "segment_blind": "segment-blind (every account in the fallback segment)",
     "oracle_segments": "shipped policy fed the true drivers as segments",
+    "best_bundle_per_bucket": "best single bundle per bucket (segment-blind)",
     "oracle": "oracle (best bundle per true driver x bucket)",
 }
 
@@ -165,6 +166,11 @@ def markdown(result: Mapping[str, Any]) -> str:
                     for driver, cells in oracle["choice"].items()
                 )
             )
+            if oracle.get("best_bundle_per_bucket"):
+                lines.append(
+                    "- the best single bundle per bucket (no truth, same seeds): "
+                    + ", ".join(f"{b} {c}" for b, c in oracle["best_bundle_per_bucket"].items())
+                )
     lines += [
         "",
         "## Model-driven vs baseline, every figure",

@@ -796,6 +796,30 @@ class OracleChoice:
     selection_values: dict[str, dict[str, dict[str, float]]]
 
 
+def candidate_book_values(
+    replay: Replay,
+    candidates: Mapping[str, ArmSpec],
+    costs: ActionCosts,
+    horizon: int,
+    selection_seeds: Sequence[int],
+    base_seed: int = DEFAULT_BASE_SEED,
+    default_dpd: int = DEFAULT_OBSERVATION.default_dpd,
+    valuation: Valuation = AT_PAR,
+) -> np.ndarray:
+    """(candidates x accounts): each account's book value under each candidate bundle, mean
+    over ``selection_seeds`` (to be kept apart from the seeds a result reports)."""
+    totals = np.zeros((len(candidates), len(replay.account_ids)))
+    for seed in selection_seeds:
+        for k, (name, spec) in enumerate(candidates.items()):
+            if spec.grace_all:
+                raise ValueError(f"candidate {name} has grace_all; not a bundle")
+            result = run_arm(
+                replay, spec, spec.plan, costs, horizon, seed, base_seed, default_dpd, valuation
+            )
+            totals[k] += result.book_value
+    return totals / max(len(selection_seeds), 1)
+
+
 def choose_oracle(
     replay: Replay,
     candidates: Mapping[str, ArmSpec],
@@ -806,34 +830,39 @@ def choose_oracle(
     base_seed: int = DEFAULT_BASE_SEED,
     default_dpd: int = DEFAULT_OBSERVATION.default_dpd,
     valuation: Valuation = AT_PAR,
+    values: np.ndarray | None = None,
+    name: str = "oracle",
+    buckets: Sequence[str] | None = None,
 ) -> OracleChoice:
     """The oracle: the best candidate bundle per (true driver x start bucket) by book value.
 
     Every candidate (a pure arm: one ladder for everyone, or the tiered baseline) is run on
-    ``selection_seeds``, which must be kept apart from the seeds the result reports, so the
-    oracle is never tuned on the draws it is judged on. The start bucket is the replayed
-    bucket at the as-of (M1, M2, M3, ...). Candidates with ``grace_all`` are not allowed (a
-    grace for all is a reference, not a bundle).
+    ``selection_seeds`` (:func:`candidate_book_values`; pass its result as ``values`` to reuse
+    it), which must be kept apart from the seeds the result reports, so the oracle is never
+    tuned on the draws it is judged on. The cells' bucket is ``buckets`` (the job passes the
+    scored start bucket, the one the policy decides on), else the replayed bucket at the as-of. Candidates with ``grace_all`` are not allowed (a grace for all is a
+    reference, not a bundle). With the same label for every account in ``drivers`` it is the
+    segment-blind "best single bundle per bucket".
     """
     names = list(candidates)
     if not names:
         raise ValueError("the oracle needs at least one candidate")
     labels = np.asarray(drivers)
-    bucket = np.array([f"M{b}" for b in replay.state.bucket])
-    totals = np.zeros((len(names), len(labels)))
-    for seed in selection_seeds:
-        for k, name in enumerate(names):
-            spec = candidates[name]
-            if spec.grace_all:
-                raise ValueError(f"oracle candidate {name} has grace_all; not a bundle")
-            result = run_arm(
-                replay, spec, spec.plan, costs, horizon, seed, base_seed, default_dpd, valuation
-            )
-            totals[k] += result.book_value
-    totals /= max(len(selection_seeds), 1)
+    bucket = (
+        np.asarray(buckets)
+        if buckets is not None
+        else np.array([f"M{b}" for b in replay.state.bucket])
+    )
+    totals = (
+        candidate_book_values(
+            replay, candidates, costs, horizon, selection_seeds, base_seed, default_dpd, valuation
+        )
+        if values is None
+        else values
+    )
     choice = np.zeros(len(labels), dtype=np.int64)
     table: dict[str, dict[str, str]] = {}
-    values: dict[str, dict[str, dict[str, float]]] = {}
+    cells: dict[str, dict[str, dict[str, float]]] = {}
     for driver in sorted(set(labels.tolist())):
         for cell in sorted(set(bucket[labels == driver].tolist())):
             mask = (labels == driver) & (bucket == cell)
@@ -841,16 +870,16 @@ def choose_oracle(
             best = int(np.argmax(cell_values))  # ties: the first candidate (listed order)
             choice[mask] = best
             table.setdefault(driver, {})[cell] = names[best]
-            values.setdefault(driver, {})[cell] = {
-                name: float(v) for name, v in zip(names, cell_values, strict=True)
+            cells.setdefault(driver, {})[cell] = {
+                k: float(v) for k, v in zip(names, cell_values, strict=True)
             }
     specs = [candidates[name] for name in names]
     arm = ArmSpec(
-        "oracle",
+        name,
         select_plans([s.plan for s in specs], choice),
         np.array([specs[c].tiered[i] for i, c in enumerate(choice)], dtype=bool),
     )
-    return OracleChoice(arm, table, [int(s) for s in selection_seeds], names, values)
+    return OracleChoice(arm, table, [int(s) for s in selection_seeds], names, cells)
 
 
 def _ratio(numerator: float, denominator: float) -> float | None:
