@@ -72,7 +72,8 @@ def test_policy_simulation_reports_both_arms_and_an_uplift_interval(report_run):
     # Book value, the references on the same draws and the honest interval (issue 12).
     refs = result["references"]
     assert set(refs) == {"model_driven", "baseline_tiered", "baseline_plus_grace",
-                         "segment_blind", "oracle_segments", "oracle"}  # fmt: skip
+                         "segment_blind", "oracle_segments", "best_bundle_per_bucket",
+                         "oracle"}  # fmt: skip
     for name, row in refs.items():
         book = row["recovered"]["mean"] - row["action_cost"]["mean"] + row["end_value"]["mean"]
         assert row["book_value"]["mean"] == pytest.approx(book, rel=1e-9), name
