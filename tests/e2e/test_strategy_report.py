@@ -167,6 +167,11 @@ def test_report_is_logged_to_mlflow_with_the_model_version(report_run, scoring_w
     runs = mlflow.search_runs([experiment.experiment_id], output_format="list")
     run = next(r for r in runs if r.data.tags.get("as_of") == AS_OF)
     assert run.data.tags["model_version"] == "1"
+    assert run.data.tags["model_promotion"] in {"champion", "not judged by the gates",
+                                                "refused by the promotion gates"}  # fmt: skip
+    assert {"uplift_book_value_mean", "uplift_book_value_ci_low", "value_captured"} <= set(
+        run.data.metrics
+    )
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
     assert {"report.html", "policy_simulation.json"} <= artifacts
 
