@@ -147,6 +147,15 @@ def markdown(result: Mapping[str, Any]) -> str:
                     f"({row['policy_minus_baseline']:+,.0f} of "
                     f"{row['oracle_minus_baseline']:+,.0f} CNY)"
                 )
+        by_driver = result.get("uplift_by_true_driver")
+        if by_driver:
+            lines.append(
+                "- book-value uplift per true driver (95 % interval over accounts and seeds): "
+                + "; ".join(
+                    f"{driver} ({row['accounts']:,}) {format_uplift('book_value', row['book_value'])}"
+                    for driver, row in by_driver.items()
+                )
+            )
         segmentation = result.get("value_of_segmentation")
         if segmentation:
             lines.append(

@@ -916,7 +916,9 @@ def compare_policies(
     ``references`` (name -> arm) are run on the same accounts and draws; their figures go to
     ``references``. With the names ``oracle``, ``segment_blind`` and ``oracle_segments``
     present, ``value_captured`` and ``value_of_segmentation`` are added; with ``drivers``
-    (each account's true driver, replay order) value captured is also given per driver.
+    (each account's true driver, replay order) value captured is also given per driver, and
+    ``uplift_by_true_driver`` the book-value uplift of each driver's accounts with its
+    account-and-seed interval.
     """
     n = len(replay.account_ids)
     refs = dict(references or {})
@@ -1010,6 +1012,19 @@ def compare_policies(
         result |= _value_ratios(
             {arm: values / len(seeds) for arm, values in account_book.items()}, drivers
         )
+    if drivers is not None:
+        # is any true-driver group worse off than under the baseline? the book-value uplift of
+        # each group, with the same account-and-seed interval as the headline
+        labels = np.asarray(drivers)
+        result["uplift_by_true_driver"] = {
+            driver: {
+                "accounts": int((labels == driver).sum()),
+                "book_value": two_way_interval(
+                    two_way["book_value"][labels == driver], False, base_seed
+                ),
+            }
+            for driver in sorted(set(labels.tolist()))
+        }
     return result
 
 

@@ -400,3 +400,41 @@ def test_the_account_and_seed_interval_is_wider_than_the_seed_only_one_under_het
     assert two_way_bootstrap(flat, 200, seed=1, statistic="mean") == pytest.approx((2.0, 2.0))
     nothing = two_way_bootstrap(np.zeros((0, 5)), 10, seed=1)  # no account to resample
     assert np.isnan(nothing).all()
+
+
+def test_one_label_for_everyone_gives_the_best_single_bundle_per_bucket(simulated: Path):
+    from rollrisk.simulator.replay import ArmSpec, candidate_book_values, choose_oracle
+
+    _, replay = _delinquent_replay(simulated)
+    costs = load_action_costs()
+    n = len(replay.account_ids)
+    nobody, everyone = np.zeros(n, dtype=bool), np.ones(n, dtype=bool)
+    candidates = {
+        "baseline_tiered": ArmSpec("baseline_tiered", _plan(n), everyone),
+        "ladder:calls": ArmSpec("ladder:calls", _plan(n, "agent_call"), nobody),
+    }
+    values = candidate_book_values(replay, candidates, costs, 2, [200, 201])
+    buckets = ["M1" if i % 3 else "M2" for i in range(n)]  # the scored bucket, given
+    chosen = choose_oracle(replay, candidates, costs, 2, ["any"] * n, [200, 201],
+                           values=values, name="best_bundle_per_bucket", buckets=buckets)  # fmt: skip
+    assert chosen.arm.name == "best_bundle_per_bucket" and set(chosen.choice) == {"any"}
+    for bucket, pick in chosen.choice["any"].items():
+        mask = np.asarray(buckets) == bucket
+        best = ["baseline_tiered", "ladder:calls"][int(np.argmax(values[:, mask].sum(axis=1)))]
+        assert pick == best
+        assert (chosen.arm.tiered[mask] == (pick == "baseline_tiered")).all()
+
+
+def test_uplift_by_true_driver_splits_the_headline(simulated: Path):
+    _, replay = _delinquent_replay(simulated)
+    n = len(replay.account_ids)
+    drivers = ["a" if i % 2 else "b" for i in range(n)]
+    result = compare_policies(replay, _plan(n, "sms"), load_action_costs(), 2, [0, 1, 2],
+                              drivers=drivers)  # fmt: skip
+    parts = result["uplift_by_true_driver"]
+    assert sum(p["accounts"] for p in parts.values()) == n
+    total = sum(p["book_value"]["mean"] for p in parts.values())
+    assert total == pytest.approx(result["headline"]["uplift"]["mean"])
+    for part in parts.values():
+        assert part["book_value"]["ci_low"] <= part["book_value"]["mean"]
+        assert part["book_value"]["mean"] <= part["book_value"]["ci_high"]
