@@ -103,6 +103,31 @@ def test_simulate_policy_refuses_a_portfolio_without_truth(report_run, scoring_w
     assert "no truth/params.json - this is not a portfolio written by" in capsys.readouterr().err
 
 
+def test_simulate_policy_refuses_scores_whose_policy_changed_since(report_run, scoring_world,
+                                                                   tmp_path, capsys):  # fmt: skip
+    # The references re-decide with the policy the scoring run recorded: if it no longer gives
+    # the scored decisions back, the arms would not be comparable, so the job refuses.
+    _, scores, _, _ = report_run
+    copy = tmp_path / "scores"
+    shutil.copytree(scores, copy)
+    for manifest in copy.rglob("manifest.json"):
+        recorded = json.loads(manifest.read_text())
+        policy = Path(recorded["config"]["policy"])
+        changed = tmp_path / "policy.yaml"
+        text = policy.read_text()
+        changed.write_text(text.replace("channel: sms", "channel: app_push"))
+        assert changed.read_text() != text
+        recorded["config"]["policy"] = str(changed)
+        manifest.write_text(json.dumps(recorded))
+    argv = ["simulate-policy", "--scores", str(copy), "--data", str(scoring_world.portfolio),
+            "--months", "1", "--seeds", "2", "--oracle-seeds", "0",
+            "--out", str(tmp_path / "out")]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "re-deciding the scored accounts with their own segments" in err
+    assert "Traceback" not in err and not (tmp_path / "out" / "policy_simulation.json").exists()
+
+
 def test_report_has_every_section_and_is_self_contained(report_run):
     *_, page = report_run
     text = page.read_text(encoding="utf-8")
