@@ -295,6 +295,8 @@ def build_references(
     from rollrisk.strategies.policy import load_policy
     from rollrisk.strategies.segments import load_segment_rules
 
+    if ordered.height == 0:
+        return {}, [], None, None  # nothing scored: no reference to run either
     recorded = manifest.get("config", {})
     paths = {key: recorded.get(key) for key in ("policy", "compliance", "segments")}
     missing = [key for key, value in paths.items() if not value]
