@@ -450,6 +450,12 @@ COMPLIANCE_NAMES: dict[str, tuple[str, str]] = {
     ),
     "CMP-UNANSWERED-DIALS": ("limit on unanswered dials", "未接通拨打次数上限"),
 }
+STEP_NAMES: dict[str, tuple[str, str]] = {
+    "calibration": (
+        "calibration (model score to calibrated probability)",
+        "校准(模型分数到校准概率)",
+    ),
+}
 # Features that restate one fact: the account's days past due now and at its worst. A page
 # shows them as one reason.
 DPD_FEATURES = ("dpd_current", "dpd_max_3m", "dpd_max_6m", "dpd_max_12m")
@@ -1318,6 +1324,21 @@ def build_report(
             f"{row['probability']:.1%} chance of rolling to default"
         )
         sections["examples"].image(probability_waterfall_png(steps_p, title), title)
+        sections["examples"].table(
+            pd.DataFrame(
+                [
+                    {
+                        "step": _words({**FAMILY_NAMES, **STEP_NAMES}, name)[0],
+                        "步骤": _words({**FAMILY_NAMES, **STEP_NAMES}, name)[1],
+                        "from": before,
+                        "to": after,
+                        "change (pp)": (after - before) * 100,
+                    }
+                    for name, before, after in steps_p
+                ]
+            ),
+            {"from": "{:.1%}", "to": "{:.1%}", "change (pp)": "{:+.1f}"},
+        )
         reasons = grouped_reasons(json.loads(row["reasons"]), int(row["dpd"]), feature_set)
         sections["examples"].text(
             "Reasons: " + ("; ".join(r[0] for r in reasons) or "none") + f". Expected loss "

@@ -143,6 +143,8 @@ def test_report_has_every_section_and_is_self_contained(report_run):
     assert all(base64.b64decode(i)[:8] == b"\x89PNG\r\n\x1a\n" for i in images)
     assert "difference [95 % CI, seeds only]" in text and "Macro-F1 of the segments" in text
     assert "Is the scoring model approved?" in text and "promotion" in text
+    # waterfalls in probability: from the base rate, each family's step in percentage points
+    assert "<th>change (pp)</th>" in text and "校准" in text
     # the 16-month world ends 2025-04: the 3-month outcomes of 2025-03 have not matured
     assert "have not matured in this portfolio" in text
 
