@@ -12,13 +12,15 @@ Method (see docs/strategies.md, "Policy simulation"):
    gives each scored account's exact simulator state (bucket, balances, active treatment, failed
    contacts, latent driver). The replayed DPD and balance are checked against the portfolio's
    statements of that month (``replay_match_share``).
-2. **Two arms, common random numbers.** From that state every scored account is rolled forward
-   ``months`` months twice: once with the model-driven policy's scored decision (its
-   ``actions`` after compliance), once with the simulator's baseline tiered policy
+2. **Arms, common random numbers.** From that state every scored account is rolled forward
+   ``months`` months under each arm: the model-driven policy's scored decision (its
+   ``actions`` after compliance), the simulator's baseline tiered policy
    (:func:`~rollrisk.simulator.engine.tiered_actions` and
-   :func:`~rollrisk.simulator.engine.grant_treatments`). Both arms use the same random
-   streams per (seed, month, purpose); the transition step draws a fixed number of uniforms per
-   account, so an account whose actions are the same in both arms has the same fate in both.
+   :func:`~rollrisk.simulator.engine.grant_treatments`), and the references (5.). Every arm
+   uses the same random streams per (seed, month, purpose); the transition step draws a fixed
+   number of uniforms per account, so an account whose actions are the same in two arms has
+   the same fate in both (the contacts' outcomes are drawn per action row, see
+   :func:`run_arm`).
 3. **Model-driven arm.** Month 0 applies the scored ladder: contacts by the channels the
    policy declares for each action (:meth:`rollrisk.strategies.policy.ActionSpec.channels_used`:
    ``reminder`` -> its channel, ``call`` -> agent/robo call, ``restructure_offer`` -> its
@@ -34,16 +36,27 @@ Method (see docs/strategies.md, "Policy simulation"):
 4. **Baseline arm.** The simulator's tiered policy, with its 5 % holdout switched off (the
    baseline proper), including its first-delinquency extensions and hardship treatments.
 
-Metrics per arm and seed: recovered amount (payments made in the horizon), action cost
-(``conf/action_costs.yaml``), net recovery, roll-to-default rate (a cycle end at DPD >=
-``default_dpd`` within the horizon, the observation settings' default as in the training
-labels: 90+ unless the user chose otherwise), contacts made, agency assignments, legal filings, disputes (a contact outcome
-``dispute``; the simulator has no complaint channel, so disputes are the complaint proxy),
-pressure contacts on borrowers in an active capacity shock (calls, agency, visits, letters,
-legal: what draws complaints and does not help them), treatments granted, and compliance blocks
-(actions the compliance rules removed from the scored decisions; the baseline is not run
-through the compliance engine, so it has none counted). Uplift = model-driven - baseline, paired
-by seed, with a two-sided 95 % Student-t interval over the seeds.
+5. **References** (:class:`ArmSpec`): any mix, per account, of the scored ladder of a plan and
+   the tiered baseline, optionally with a grace for all; the job builds the baseline plus
+   grace, segment-blind and oracle-segment arms (plans re-decided by the batch's own decision
+   step, :func:`plan_for_segments`) and the oracle (:func:`choose_oracle`, on selection seeds
+   kept apart from the reported ones).
+
+Metrics per arm and seed: **book value** (cash collected - action and treatment costs + the
+balance open at the end valued by :class:`Valuation` for its bucket), cash collected
+(``recovered``: payments made in the horizon), action cost (``conf/action_costs.yaml``), net
+recovery, the balance open at the end and its value, roll-to-default rate by count and
+balance-weighted (a cycle end at DPD >= ``default_dpd`` within the horizon, the observation
+settings' default as in the training labels: 90+ unless the user chose otherwise), contacts
+made, agency assignments, legal filings, disputes (a contact outcome ``dispute``; the simulator
+has no complaint channel, so disputes are the complaint proxy), pressure contacts on borrowers
+in an active capacity shock (calls, agency, visits, letters, legal: what draws complaints and
+does not help them), treatments granted, and compliance blocks (actions the compliance rules
+removed from the arm's decisions; the tiered baseline is not run through the compliance
+engine, so it has none counted). Uplift = model-driven - baseline, paired by seed: a Student-t
+interval over the seeds (Monte Carlo error only) and the headline interval resampling
+accounts and seeds together (:func:`rollrisk.models.stats.two_way_bootstrap`); value captured
+and value of segmentation against the references (docs/strategies.md).
 """
 
 from __future__ import annotations
