@@ -407,7 +407,11 @@ OPERATOR_WORDS: dict[str, tuple[str, str]] = {
     "in": ("one of", "为以下之一:"),
     "not_in": ("none of", "不属于:"),
 }
-ACTION_NAMES: dict[str, tuple[str, str]] = {
+# The ladder's terms in words: the policy's actions (strategies.policy.ACTIONS) and the
+# contract's channels, English as the ladder sentence reads it and Chinese. One table of
+# words, not a second action -> channel map: ACTIONS stays the one place that says which
+# channels an action uses.
+LADDER_WORDS: dict[str, tuple[str, str]] = {
     "reminder": ("reminder", "提醒"),
     "call": ("call", "电话"),
     "restructure_offer": ("offer to restructure into instalments", "提供分期重组方案"),
@@ -420,8 +424,7 @@ ACTION_NAMES: dict[str, tuple[str, str]] = {
     "agency_assignment": ("hand to a collection agency", "委托外部催收机构"),
     "field_visit_with_notice": ("field visit, announced by letter", "提前书面通知后上门拜访"),
     "legal_referral": ("refer to legal action", "转交法律程序"),
-}
-CHANNEL_NAMES: dict[str, tuple[str, str]] = {
+    # channels
     "sms": ("by SMS", "短信"),
     "app_push": ("by app notification", "App推送"),
     "robo_call": ("by automated call", "智能语音外呼"),
@@ -429,7 +432,7 @@ CHANNEL_NAMES: dict[str, tuple[str, str]] = {
     "notice_letter": ("by letter", "信函"),
     "field_visit": ("in person", "上门"),
     "legal": ("through the courts", "法院"),
-    "agency_assignment": ("through the agency", "外包机构"),
+    # agency_assignment is an action and its own channel: the action's words say it all
 }
 COMPLIANCE_NAMES: dict[str, tuple[str, str]] = {
     "CMP-HARDSHIP-PAUSE": (
@@ -584,10 +587,10 @@ def ladder_words(treatment: Treatment) -> tuple[str, str]:
     """A treatment's ladder in words: ``day 0, 10:00: reminder by SMS; ...`` and in Chinese."""
     en, zh = [], []
     for step in treatment.steps:
-        action_en, action_zh = _words(ACTION_NAMES, step.action)
+        action_en, action_zh = _words(LADDER_WORDS, step.action)
         channel_en, channel_zh = ("", "")
-        if step.channel:
-            channel_en, channel_zh = _words(CHANNEL_NAMES, step.channel)
+        if step.channel and step.channel != step.action:
+            channel_en, channel_zh = _words(LADDER_WORDS, step.channel)
         to_contact = getattr(step, "recipient", "borrower") == "emergency_contact"
         en.append(
             f"day {step.day}, {step.at:%H:%M}: {action_en}"

@@ -17,8 +17,7 @@ from rollrisk.features.registry import FEATURE_SET, format_reason
 from rollrisk.models.explanations import reason_text
 from rollrisk.reports.strategy import (
     ACCOUNT_COLUMNS,
-    ACTION_NAMES,
-    CHANNEL_NAMES,
+    LADDER_WORDS,
     account_rows,
     action_mix,
     calibration_by_band,
@@ -31,7 +30,7 @@ from rollrisk.reports.strategy import (
     shown_path,
     top_reasons,
 )
-from rollrisk.strategies.policy import load_policy
+from rollrisk.strategies.policy import ACTIONS, load_policy
 from rollrisk.strategies.segments import load_segment_rules
 
 
@@ -151,9 +150,12 @@ def test_every_treatment_ladder_of_the_policy_reads_in_both_languages():
     for name, treatment in policy.treatments.items():
         en, zh = ladder_words(treatment)
         assert en.startswith("day ") and CJK.search(zh), name
-        for step in treatment.steps:
-            assert step.action in ACTION_NAMES, (name, step.action)  # no raw action name
-            assert step.channel is None or step.channel in CHANNEL_NAMES, (name, step.channel)
+    # every action the policy knows and every channel an action may use has its words, so a
+    # new action or channel without them fails here
+    for action, spec in ACTIONS.items():
+        assert action in LADDER_WORDS and CJK.search(LADDER_WORDS[action][1]), action
+        for channel in spec.channels:
+            assert channel in LADDER_WORDS and CJK.search(LADDER_WORDS[channel][1]), channel
     en, zh = ladder_words(policy.treatments["reminder_only"])
     assert en == "day 0, 10:00: reminder by app notification; day 2, 10:00: reminder by SMS"
     assert zh == "第0天10:00:App推送提醒;第2天10:00:短信提醒"
