@@ -434,8 +434,8 @@ def train_roll_model(
         adapt=training.split.adapt,
     )
     _check_outcomes(split, SPLIT_PARTS, "the split")
-    for note in split.adaptations:
-        progress(f"warning: short history: {note}")
+    if split.adaptations:  # the notes themselves come with the result's warnings
+        progress(f"the split was shrunk to fit a short history ({len(split.adaptations)} steps)")
     tables = tables_with_data(training_set, feature_set)
     for table, names in left_out_features(tables, feature_set).items():
         progress(
@@ -506,8 +506,7 @@ def train_roll_model(
             feature_set,
         ),
     )
-    for warning in warnings[len(split.adaptations) :]:
-        progress(f"warning: {warning}")
+    # said once, in the job's summary and the report (TrainingResult.warnings), not also here
     return TrainingResult(
         model=model,
         evaluation_model=evaluation_model,

@@ -111,6 +111,7 @@ from rollrisk.simulator.rules import CHARGE_OFF_BUCKET, SimulationRules
 from rollrisk.simulator.truth import SimulatedPortfolio
 from rollrisk.strategies.compliance import EffectiveCompliance
 from rollrisk.strategies.policy import ACTIONS, Policy
+from rollrisk.strategies.yaml_config import read_yaml_text
 
 DEFAULT_BASE_SEED = 20_260_101
 # The roll-to-default event is the observation settings' (as in the training labels: some
@@ -170,9 +171,10 @@ class ActionCosts:
 
 def load_action_costs(path: Path = DEFAULT_COSTS) -> ActionCosts:
     """Read ``conf/action_costs.yaml``: every channel and treatment kind needs a cost >= 0."""
+    text = read_yaml_text(path, "costs file")  # a folder, a missing file, non-UTF-8: one line
     try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as error:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
         raise UserError(f"{path}: cannot read the action cost table ({error})") from error
     if not isinstance(raw, dict):
         raise UserError(f"{path}: expected a mapping with `channels` and `treatments`")

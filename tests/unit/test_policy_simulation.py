@@ -438,3 +438,12 @@ def test_uplift_by_true_driver_splits_the_headline(simulated: Path):
     for part in parts.values():
         assert part["book_value"]["ci_low"] <= part["book_value"]["mean"]
         assert part["book_value"]["mean"] <= part["book_value"]["ci_high"]
+
+
+def test_a_costs_file_that_is_not_utf8_or_is_a_folder_is_one_clear_error(tmp_path):
+    binary = tmp_path / "costs.yaml"
+    binary.write_bytes(b"\xff\xfe channels: {}")
+    with pytest.raises(UserError, match=r"costs file .*costs\.yaml is not UTF-8"):
+        load_action_costs(binary)
+    with pytest.raises(UserError, match=r"costs file .* is a folder"):
+        load_action_costs(tmp_path)
