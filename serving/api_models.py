@@ -33,6 +33,7 @@ from rollrisk.features.schemas import (
     MAX_ID_LENGTH,
     OUTCOMES,
     PRODUCTS,
+    TABLES_BY_NAME,
     TREATMENT_KINDS,
 )
 
@@ -168,6 +169,26 @@ class AccountHistory(_Row):
         cycles = [s.cycle_end for s in self.statements]
         if len(cycles) != len(set(cycles)):
             raise ValueError("statements: two statements share a cycle_end")
+        return self
+
+    @model_validator(mode="after")
+    def _nothing_before_opening(self) -> AccountHistory:
+        """The batch's rule (``TableContract.dated_by``): no row is dated before its account
+        opened; the same declaration names the column compared in each table."""
+        for table, rows in (
+            ("statements", self.statements),
+            ("collection_actions", self.collection_actions or ()),
+            ("treatments", self.treatments or ()),
+        ):
+            column = TABLES_BY_NAME[table].dated_by
+            for row in rows:
+                value = getattr(row, column)
+                day = value.date() if isinstance(value, datetime) else value
+                if day < self.opened_at:
+                    raise ValueError(
+                        f"{table}: {column} {value} is before the account's opened_at "
+                        f"{self.opened_at}"
+                    )
         return self
 
 

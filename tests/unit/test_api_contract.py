@@ -164,6 +164,7 @@ def _contract_rejects(history: AccountHistory) -> dict[str, list[str]]:
     tables = request_tables([history])
     rejected: dict[str, list[str]] = {}
     known_accounts = None
+    opened_at = None
     for name in ("accounts", "statements", "collection_actions", "treatments"):
         frame = getattr(tables, name)
         contract = TABLES_BY_NAME[name]
@@ -176,11 +177,13 @@ def _contract_rejects(history: AccountHistory) -> dict[str, list[str]]:
             contract,
             ["request"],
             known_accounts=known_accounts if contract.references_accounts else None,
+            opened_at=opened_at if contract.references_accounts else None,
         )
         if outcome.rejects.height:
             rejected[name] = outcome.rejects["reasons"].to_list()
         if name == "accounts":
             known_accounts = outcome.accepted["account_id"]
+            opened_at = outcome.accepted.select("account_id", "opened_at")
     return rejected
 
 
@@ -198,18 +201,19 @@ def _contract_rejects(history: AccountHistory) -> dict[str, list[str]]:
 def test_every_row_the_api_accepts_the_contract_accepts(account, statement, action, treatment):
     # each drawn row that the API refuses is replaced by a valid one, so every example checks
     # whatever the API let through
-    history = AccountHistory.model_validate(
-        {
-            **(
-                account
-                if _api_accepts(AccountHistory, {**account, "statements": [STATEMENT]})
-                else ACCOUNT
-            ),  # fmt: skip
-            "statements": [statement if _api_accepts(Statement, statement) else STATEMENT],
-            "collection_actions": [action if _api_accepts(CollectionAction, action) else ACTION],
-            "treatments": [treatment if _api_accepts(Treatment, treatment) else TREATMENT],
-        }
-    )
+    combined = {
+        **(
+            account
+            if _api_accepts(AccountHistory, {**account, "statements": [STATEMENT]})
+            else ACCOUNT
+        ),  # fmt: skip
+        "statements": [statement if _api_accepts(Statement, statement) else STATEMENT],
+        "collection_actions": [action if _api_accepts(CollectionAction, action) else ACTION],
+        "treatments": [treatment if _api_accepts(Treatment, treatment) else TREATMENT],
+    }
+    if not _api_accepts(AccountHistory, combined):  # a row dated before the account opened:
+        combined["opened_at"] = "1900-01-01"  # open it earlier rather than lose the example
+    history = AccountHistory.model_validate(combined)
     assert _contract_rejects(history) == {}
 
 
@@ -377,3 +381,23 @@ def test_the_contract_date_forms_pass_the_api():
     assert _api_accepts(Statement, {**STATEMENT, "known_at": "2025-03-02T06:00:00"})
     assert _api_accepts(Statement, {**STATEMENT, "known_at": "2025-03-02 06:00:00.250"})
     assert _api_accepts(Statement, {**STATEMENT, "cycle_end": "2025-02-27"})
+
+
+def test_a_row_dated_before_its_account_opened_is_refused_by_both():
+    """The batch rejects a statement, action or treatment dated before the account's
+    opened_at (features/validation.py); the service refuses the same request."""
+    history = {
+        **ACCOUNT,
+        "statements": [STATEMENT],
+        "collection_actions": [ACTION],
+        "treatments": [TREATMENT],
+    }
+    assert _api_accepts(AccountHistory, history)
+    late = {**history, "opened_at": "2025-03-02"}  # after the statement and the treatment
+    assert not _api_accepts(AccountHistory, late)
+    unchecked = AccountHistory.model_validate(history).model_copy(
+        update={"opened_at": date(2025, 3, 2)}
+    )
+    rejects = _contract_rejects(unchecked)
+    assert set(rejects) == {"statements", "treatments"}, rejects
+    assert all("opened_at" in reason for reasons in rejects.values() for reason in reasons)
