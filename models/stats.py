@@ -223,13 +223,7 @@ def calibration_backtest(
 
 
 JEFFREYS_COLUMNS = (
-    "group",
-    "accounts",
-    "rolled",
-    "predicted_mean",
-    "realised_rate",
-    "ci_lower",
-    "ci_upper",
+    *BACKTEST_COLUMNS[: BACKTEST_COLUMNS.index("gap")],  # the backtest's columns, then the test's
     "p_value_under",
     "p_value_over",
     "verdict",
