@@ -91,6 +91,17 @@ def markdown(result: Mapping[str, Any]) -> str:
         f"the portfolio's as-of statements for {result['replay_match_share']:.1%} of them",
         f"- costs: `{result['costs']['source']}`",
     ]
+    simulation = result["simulation"]
+    if "horizon_response_table" in simulation:
+        history, horizon = simulation["response_table"], simulation["horizon_response_table"]
+        lines.append(
+            f"- borrowers respond by the `{horizon}` response table"
+            + (
+                ""
+                if horizon == history
+                else f" in the horizon (history simulated under `{history}`)"
+            )
+        )
     if "decision" in result:
         lines.append(f"- policy: {result['decision']}")
     if "valuation" in result:

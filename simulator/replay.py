@@ -255,6 +255,19 @@ class Replay:
     replay_match_share: float  # scored accounts whose replayed statement matches the data
 
 
+def with_responses(replay: Replay, table: str) -> Replay:
+    """The same replayed state, rolled forward under the response table ``table``.
+
+    The history up to the as-of stays what it was (the portfolio's own table); only the
+    borrowers' responses in the horizon change. This asks how a policy written from one set of
+    beliefs fares when the borrowers respond otherwise (docs/simulator.md, "Response tables").
+    """
+    if table == replay.rules.response_table:
+        return replay
+    rules = replace(replay.rules, response_table=table)
+    return replace(replay, rules=rules, arrays=rule_arrays(rules))
+
+
 def _take(obj: Any, positions: np.ndarray) -> Any:
     """The same dataclass restricted to ``positions`` of every per-account array."""
     return replace(
