@@ -25,12 +25,12 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 import polars as pl
 
-from rollrisk.features.observations import MAX_STATEMENT_AGE_MONTHS
+from rollrisk.features.observations import RECENT_STATEMENT_MONTHS, dpd_at_as_of
 from rollrisk.features.schemas import TABLES_BY_NAME
 from rollrisk.scoring.core import ScoringSetup, score_accounts
 from rollrisk.serving.api_models import AccountHistory, ScoreRequest
@@ -102,28 +102,13 @@ def _frame(rows: list[dict[str, Any]], table: str) -> pl.DataFrame:
     )
 
 
-def latest_known_dpd(statements: pl.DataFrame, as_of: date) -> dict[str, int]:
-    """DPD of each account's latest statement known at the end of ``as_of``, among the
-    statements recent enough for the account to be observed (the rule of
-    :func:`rollrisk.features.observations.observations`)."""
-    end_of_day = pl.lit(as_of + timedelta(days=1)).cast(pl.Datetime("us"))
-    month = pl.col("cycle_end").dt.year() * 12 + pl.col("cycle_end").dt.month()
-    as_of_month = as_of.year * 12 + as_of.month
-    recent = statements.filter(
-        (pl.col("known_at") < end_of_day)
-        & month.is_between(as_of_month - MAX_STATEMENT_AGE_MONTHS, as_of_month)
-    )
-    latest = recent.group_by("account_id").agg(pl.col("dpd").sort_by("cycle_end").last())
-    return dict(latest.iter_rows())
-
-
 def not_scored_reason(dpd: int | None, setup: ScoringSetup) -> str:
     """Why an account with this DPD at the as-of is outside the population."""
     spec = setup.observation
     if dpd is None:
         return (
-            "no statement known at the as-of from its month or the month before "
-            "(not yet billed, or stopped reporting)"
+            "no statement known at the as-of that closed in the "
+            f"{RECENT_STATEMENT_MONTHS} months before it (not yet billed, or stopped reporting)"
         )
     if dpd < spec.min_dpd:
         return f"current: DPD {dpd} at the as-of is below the population's {spec.min_dpd}"
@@ -170,7 +155,7 @@ def score_requests(requests: Sequence[ScoreRequest], setup: ScoringSetup) -> lis
         sorted(a.account_id for a in request.accounts if a.account_id not in scored_ids)
         for request in requests
     ]
-    dpd = latest_known_dpd(tables.statements, as_of) if any(missing) else {}
+    dpd = dict(dpd_at_as_of(tables.statements, as_of).iter_rows()) if any(missing) else {}
     model = {"name": setup.model_name, "version": setup.model_version}
     return [
         {
