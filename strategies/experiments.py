@@ -361,6 +361,21 @@ def _bundle_names(experiment: Experiment, policy: Policy) -> dict[str, str]:
     return names
 
 
+def bundle_ladders(plan: ExperimentPlan, policy: Policy) -> dict[str, tuple[LadderStep, ...]]:
+    """The steps of every bundle an account can get: the policy's treatments and every ladder
+    arm's bundle (named as :func:`assign_experiments` names them)."""
+    ladders = {name: treatment.steps for name, treatment in policy.treatments.items()}
+    for experiment in plan.experiments:
+        for arm_name, bundle in _bundle_names(experiment, policy).items():
+            steps = experiment.arm(arm_name).steps
+            if bundle in ladders and ladders[bundle] != steps and bundle not in policy.treatments:
+                raise ValueError(
+                    f"bundle {bundle!r} has two different ladders in {plan.source}; rename an arm"
+                )
+            ladders.setdefault(bundle, steps)  # type: ignore[arg-type]
+    return ladders
+
+
 def _steps_key(steps: Sequence[LadderStep]) -> tuple[tuple[Any, ...], ...]:
     return tuple((s.action, s.day, s.at, s.channel, s.recipient) for s in steps)
 

@@ -39,6 +39,9 @@ leaf-level problem (:func:`scipy.optimize.linprog`, leaves may be split fraction
 is an upper bound on every leaf-level policy within capacity, so ``LP - greedy`` bounds the
 greedy's optimality gap, and it is reported (0 when capacity does not bind).
 
+The rules apply only to the category values the logged decisions hold (a segment no experiment
+reached keeps the current policy): of the others nothing was learnt.
+
 **Output**: the leaves as readable rules (:func:`tree_rules_document`), and, when every rule
 feature is a field ``conf/policy.yaml`` can test (``start_bucket``, ``risk_band``, ``segment``,
 ``product``, ``dpd``, ``amount_overdue``), a complete policy file (:func:`learned_policy_text`):
@@ -317,6 +320,15 @@ def uses_capacity(steps: Sequence[LadderStep], channels: Sequence[str]) -> bool:
 # --- learning ------------------------------------------------------------------------------------
 
 
+def _require_econml() -> None:
+    try:
+        import econml  # noqa: F401
+    except ModuleNotFoundError:
+        raise UserError(
+            "learning a policy needs EconML, an optional dependency: pip install 'rollrisk[learn]'"
+        ) from None
+
+
 def doubly_robust_scores(
     outcome: NDArray[np.float64],
     bundle: NDArray[Any],
@@ -326,6 +338,7 @@ def doubly_robust_scores(
     settings: LearningSettings,
 ) -> NDArray[np.float64]:
     """(decisions x bundles) cross-fitted doubly robust scores from EconML's DRLearner."""
+    _require_econml()
     from econml.dr import DRLearner
     from lightgbm import LGBMRegressor
     from sklearn.linear_model import LinearRegression
@@ -369,6 +382,7 @@ def learn_policy(
         ladders: the steps of every bundle name (policy treatments and experiment arms): what
             uses capacity, and what the learned rules will give.
     """
+    _require_econml()
     from econml.policy import PolicyTree
 
     check_logged(logged, settings, ladders)
@@ -590,10 +604,17 @@ def _evaluate(
 
 
 def predict_candidates(learned: LearnedPolicy, frame: pl.DataFrame) -> list[str]:
-    """The candidate the learned rules give each row of ``frame`` (its rule features)."""
+    """The candidate the learned rules give each row of ``frame`` (its rule features); a row with
+    a category the logged data never had keeps the policy (nothing was learnt of it)."""
     x, _, _ = _encode(frame, learned.settings.rule_features, learned.categories)
     by_node = {leaf.node: leaf.candidate for leaf in learned.leaves}
-    return [by_node.get(int(node), KEEP_POLICY) for node in learned.tree_.apply(x)]
+    seen = np.ones(frame.height, dtype=bool)
+    for column, levels in learned.categories.items():
+        seen &= frame[column].cast(pl.String).is_in(list(levels)).to_numpy()
+    return [
+        by_node.get(int(node), KEEP_POLICY) if known else KEEP_POLICY
+        for node, known in zip(learned.tree_.apply(x), seen, strict=True)
+    ]
 
 
 # --- output --------------------------------------------------------------------------------------
@@ -622,6 +643,8 @@ def tree_rules_document(
         "version": 1,
         "kind": "learned policy rules (rollrisk learn-policy)",
         "rule_features": list(learned.settings.rule_features),
+        "applies_to": {column: list(levels) for column, levels in learned.categories.items()},
+        "otherwise": "keep the current policy's decision",
         "candidates": {
             c: (
                 "keep the current policy's decision"
@@ -689,8 +712,14 @@ def learned_policy_text(
     for k, leaf in enumerate(learned.leaves):
         if leaf.candidate == KEEP_POLICY:
             continue
-        when: dict[str, Any] = {}
-        allowed = {key: list(values) for key, values in space.items()}
+        # a rule reaches only the values the experiments logged: of the others nothing was learnt
+        allowed = {
+            key: [
+                v for v in values if key not in learned.categories or v in learned.categories[key]
+            ]
+            for key, values in space.items()
+        }
+        when: dict[str, Any] = {key: allowed[key] for key in learned.categories}
         ranges: dict[str, dict[str, float]] = {}
         for condition in leaf.conditions:
             if condition.value is not None:
