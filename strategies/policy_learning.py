@@ -752,11 +752,11 @@ def learned_policy_text(
                 "treatment": leaf.candidate,
             }
         )
-    document["name"] = name
     document["description"] = (
-        f"{document.get('name', '')} with rules learnt from logged experiments by rollrisk "
-        "learn-policy; review before committing"
+        f"{document.get('name', 'the current policy')} with rules learnt from logged experiments "
+        "by rollrisk learn-policy; review before committing"
     )
+    document["name"] = name
     document["rules"] = rules + list(document["rules"])
     text = (
         "# Learned by `rollrisk learn-policy` from logged decisions: the current policy "
