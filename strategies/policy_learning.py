@@ -159,11 +159,6 @@ class Condition:
     above: bool  # False: x <= threshold; True: x > threshold
     threshold: float
 
-    def describe(self) -> dict[str, Any]:
-        if self.value is not None:
-            return {"feature": self.feature, ("ne" if not self.above else "eq"): self.value}
-        return {"feature": self.feature, ("gt" if self.above else "le"): round(self.threshold, 6)}
-
 
 @dataclass(frozen=True)
 class Leaf:
@@ -173,6 +168,28 @@ class Leaf:
     best_candidate: str  # before it
     accounts: int  # learning-half decisions in the leaf
     values: Mapping[str, float]  # mean doubly robust score per candidate (learning half)
+
+
+def leaf_region(
+    leaf: Leaf, categories: Mapping[str, Sequence[str]]
+) -> tuple[dict[str, list[str]], dict[str, tuple[float, float]]]:
+    """Where a leaf's rule applies: per text feature the categories it reaches (of those the
+    logged data holds), per number the range ``low < x <= high`` (the tree's own sides)."""
+    allowed = {feature: list(levels) for feature, levels in categories.items()}
+    ranges: dict[str, tuple[float, float]] = {}
+    for condition in leaf.conditions:
+        if condition.value is not None:
+            allowed[condition.feature] = [
+                v for v in allowed[condition.feature] if (v == condition.value) == condition.above
+            ]
+        else:
+            low, high = ranges.get(condition.feature, (-math.inf, math.inf))
+            if condition.above:
+                low = max(low, condition.threshold)
+            else:
+                high = min(high, condition.threshold)
+            ranges[condition.feature] = (low, high)
+    return allowed, ranges
 
 
 @dataclass(frozen=True)
@@ -656,7 +673,7 @@ def tree_rules_document(
         "rules": [
             {
                 "id": f"LRN-{k + 1:02d}",
-                "when": [condition.describe() for condition in leaf.conditions] or "any",
+                "when": _region_document(leaf, learned.categories),
                 "give": leaf.candidate,
                 **(
                     {"best_without_capacity_limit": leaf.best_candidate}
@@ -669,6 +686,17 @@ def tree_rules_document(
             for k, leaf in enumerate(learned.leaves)
         ],
     }
+
+
+def _region_document(leaf: Leaf, categories: Mapping[str, Sequence[str]]) -> dict[str, Any]:
+    allowed, ranges = leaf_region(leaf, categories)
+    when: dict[str, Any] = {feature: {"in": values} for feature, values in allowed.items()}
+    for feature, (low, high) in ranges.items():
+        when[feature] = {
+            **({"gt": round(low, 6)} if low > -math.inf else {}),
+            **({"le": round(high, 6)} if high < math.inf else {}),
+        }
+    return when
 
 
 def policy_fields_only(learned: LearnedPolicy) -> bool:
@@ -713,32 +741,19 @@ def learned_policy_text(
         if leaf.candidate == KEEP_POLICY:
             continue
         # a rule reaches only the values the experiments logged: of the others nothing was learnt
-        allowed = {
-            key: [
-                v for v in values if key not in learned.categories or v in learned.categories[key]
-            ]
-            for key, values in space.items()
+        allowed, ranges = leaf_region(leaf, learned.categories)
+        when: dict[str, Any] = {
+            key: [v for v in space[key] if v in allowed[key]] for key in allowed
         }
-        when: dict[str, Any] = {key: allowed[key] for key in learned.categories}
-        ranges: dict[str, dict[str, float]] = {}
-        for condition in leaf.conditions:
-            if condition.value is not None:
-                keep = [
-                    v
-                    for v in allowed[condition.feature]
-                    if (v == condition.value) == condition.above
-                ]
-                allowed[condition.feature] = keep
-                when[condition.feature] = keep
-            else:
-                bound = ranges.setdefault(condition.feature, {})
-                if condition.above:
-                    bound["ge"] = max(bound.get("ge", -math.inf), condition.threshold)
-                else:
-                    bound["lt"] = min(bound.get("lt", math.inf), condition.threshold)
         if any(not values for values in when.values()):
             continue  # a leaf no account of the policy's space reaches
-        when.update(ranges)
+        # the tree sends x <= t left: [ge, lt) differs only at x = t exactly (thresholds are
+        # midpoints between logged values)
+        for key, (low, high) in ranges.items():
+            when[key] = {
+                **({"ge": low} if low > -math.inf else {}),
+                **({"lt": high} if high < math.inf else {}),
+            }
         rules.append(
             {
                 "id": f"LRN-{k + 1:02d}",
@@ -845,7 +860,7 @@ def evaluation_markdown(learned: LearnedPolicy) -> str:
         "",
     ]
     for k, leaf in enumerate(learned.leaves):
-        when = " and ".join(_condition_text(c) for c in leaf.conditions) or "every account"
+        when = _region_text(leaf, learned.categories)
         lines.append(
             f"- LRN-{k + 1:02d}: if {when} then **{leaf.candidate}** ({leaf.accounts:,} decisions; "
             f"estimated {leaf.values[leaf.candidate] - leaf.values[KEEP_POLICY]:+,.2f} vs current)"
@@ -853,7 +868,11 @@ def evaluation_markdown(learned: LearnedPolicy) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _condition_text(condition: Condition) -> str:
-    if condition.value is not None:
-        return f"{condition.feature} {'=' if condition.above else '≠'} {condition.value}"
-    return f"{condition.feature} {'>' if condition.above else '≤'} {condition.threshold:g}"
+def _region_text(leaf: Leaf, categories: Mapping[str, Sequence[str]]) -> str:
+    allowed, ranges = leaf_region(leaf, categories)
+    parts = [f"{feature} in {{{', '.join(values)}}}" for feature, values in allowed.items()]
+    for feature, (low, high) in ranges.items():
+        lower = f"{low:g} < " if low > -math.inf else ""
+        upper = f" ≤ {high:g}" if high < math.inf else ""
+        parts.append(f"{lower}{feature}{upper}")
+    return " and ".join(parts) or "every account"

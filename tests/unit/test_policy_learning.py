@@ -206,3 +206,40 @@ def test_unknown_bundles_and_missing_columns_are_refused() -> None:
     no_exploration = logged.with_columns(pl.col("policy_bundle").alias("bundle"))
     with pytest.raises(UserError, match="nothing to learn"):
         learn_policy(no_exploration, _settings(0), LADDERS)
+
+
+def test_a_threshold_on_dpd_becomes_a_half_open_range_of_the_policy_file() -> None:
+    rng = np.random.default_rng(11)
+    n = 3000
+    dpd = rng.integers(1, 90, n)
+    arms = np.array(["reminder_only", "early_call", "grace"])
+    bundle = np.where(rng.random(n) < 0.6, arms[rng.integers(0, 3, n)], "reminder_only")
+    gain = np.where(dpd < 30, 40.0 * (bundle == "early_call"), 50.0 * (bundle == "grace"))
+    logged = pl.DataFrame(
+        {
+            "account_id": [f"D{i:05d}" for i in range(n)],
+            "bundle": bundle,
+            "policy_bundle": "reminder_only",
+            "propensity": np.where(bundle == "reminder_only", 0.4 + 0.2, 0.2),
+            "book_value": 100 + gain + rng.normal(0, 30, n),
+            "dpd": dpd,
+        }
+    )
+    learned = learn_policy(
+        logged, _settings(11, rule_features=("dpd",), model_features=()), LADDERS
+    )
+    policy = parse_policy(
+        learned_policy_text(learned, DEFAULT_POLICY.read_text(encoding="utf-8"), "p", LADDERS),
+        "learned.yaml",
+    )
+    decided_at = datetime(2026, 4, 1, 8, 0)
+    for days, expected in ((3, "early_call"), (25, "early_call"), (35, "grace"), (80, "grace")):
+        bucket = "M1" if days < 30 else "M2" if days < 60 else "M3"
+        case = PolicyCase("A", decided_at, bucket, 0.5, "general", "bnpl", days, 500.0)
+        assert decide(policy, case).treatment == expected, days
+    learned_rules = [rule for rule in policy.rules if rule.rule_id.startswith("LRN-")]
+    thresholds = {rule.dpd.low for rule in learned_rules} | {
+        rule.dpd.high for rule in learned_rules
+    }
+    # the true change is at 30; one DPD value either side is within the noise of the data
+    assert any(28.5 <= t <= 31.5 for t in thresholds), [(r.dpd, r.treatment) for r in learned_rules]
