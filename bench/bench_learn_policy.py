@@ -32,6 +32,9 @@ import polars as pl
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import machine_description, median_of  # noqa: E402
 
+from rollrisk.features.registry import FAMILIES  # noqa: E402
+from rollrisk.strategies.experiments import shipped_example  # noqa: E402
+
 SEGMENTS = ("capacity_shock", "low_willingness", "unreachable", "forgetful", "seasonal", "general")
 POLICY_BY_BUCKET = {"M1": "reminder_only", "M2": "reminder_then_call", "M3": "intensive_calls"}
 ARMS = ("champion", "early_agent_call", "grace_then_reminder")
@@ -45,15 +48,6 @@ EFFECT = {
     ("unreachable", "early_agent_call"): -20.0,
     ("general", "grace_then_reminder"): -25.0,
 }
-FAMILIES = (
-    "delinquency_history",
-    "payment_capacity",
-    "willingness",
-    "contactability",
-    "treatment_history",
-    "exposure",
-    "product_seasonality",
-)
 SHARE = 0.10
 
 REFERENCE = """
@@ -100,16 +94,6 @@ def logged_decisions(n: int, seed: int) -> pl.DataFrame:
     )
 
 
-def experiment_file(path: Path) -> Path:
-    from rollrisk.conf import DEFAULT_EXPERIMENTS
-
-    text = DEFAULT_EXPERIMENTS.read_text(encoding="utf-8")
-    example = text.split("# experiments:\n", 1)[1].split("\nversion:", 1)[0]
-    body = "\n".join(line[2:] for line in example.splitlines())
-    path.write_text("version: 1\nexperiments:\n" + body + "\n", encoding="utf-8")
-    return path
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -122,7 +106,8 @@ def main() -> int:
         root = Path(folder)
         logged = root / "logged.parquet"
         logged_decisions(args.decisions, args.seed).write_parquet(logged)
-        experiments = experiment_file(root / "experiments.yaml")
+        experiments = root / "experiments.yaml"
+        experiments.write_text(shipped_example(), encoding="utf-8")
         out = root / "out"
         job = [
             sys.executable, "-m", "rollrisk", "learn-policy",

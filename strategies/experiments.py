@@ -53,6 +53,7 @@ import pandas as pd
 import polars as pl
 from numpy.typing import NDArray
 
+from rollrisk.conf import DEFAULT_EXPERIMENTS
 from rollrisk.features.schemas import PRODUCTS
 from rollrisk.strategies.compliance import (
     AccountState,
@@ -325,6 +326,15 @@ def _parse_arm(node: Any, source: str, line: int | None, what: str) -> Arm:
         ladder.line, ladder.key_lines = node.line, {"ladder": node.line_of("ladder")}
         steps = parse_treatment(f"{name} ({what})", ladder, source, node.line).steps
     return Arm(name, float(weight), steps, str(node.get("description", "")), node.line)
+
+
+def shipped_example() -> str:
+    """The shipped experiment file with its commented example switched on: a realistic, valid
+    experiment file (what the docs describe, the tests and the benchmark run)."""
+    text = DEFAULT_EXPERIMENTS.read_text(encoding="utf-8")
+    example = text.split("# experiments:\n", 1)[1].split("\nversion:", 1)[0]
+    body = "\n".join(line[2:] for line in example.splitlines())
+    return "version: 1\nexperiments:\n" + body + "\n"
 
 
 # --- assignment ----------------------------------------------------------------------------------

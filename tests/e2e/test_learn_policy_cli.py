@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 
 from rollrisk.cli import main
-from rollrisk.conf import DEFAULT_EXPERIMENTS
+from rollrisk.strategies.experiments import shipped_example
 from rollrisk.strategies.policy import load_policy
 
 ARM_MEANS = {  # book value by segment and bundle: the arms win, each in one segment
@@ -20,15 +20,6 @@ ARM_MEANS = {  # book value by segment and bundle: the arms win, each in one seg
         "grace_then_reminder": 140.0,
     },
 }
-
-
-def _experiment_file(path: Path) -> Path:
-    """The shipped file's commented example, switched on."""
-    text = DEFAULT_EXPERIMENTS.read_text(encoding="utf-8")
-    example = text.split("# experiments:\n", 1)[1].split("\nversion:", 1)[0]
-    body = "\n".join(line[2:] for line in example.splitlines())
-    path.write_text("version: 1\nexperiments:\n" + body + "\n", encoding="utf-8")
-    return path
 
 
 def _logged(path: Path, n: int = 3000, seed: int = 5, share: float = 0.5) -> Path:
@@ -61,7 +52,8 @@ def test_learn_policy_writes_a_loadable_policy_and_an_estimate_with_its_interval
     tmp_path: Path, capsys
 ) -> None:
     logged = _logged(tmp_path / "logged.csv")
-    experiments = _experiment_file(tmp_path / "experiments.yaml")
+    experiments = tmp_path / "experiments.yaml"
+    experiments.write_text(shipped_example(), encoding="utf-8")
     out = tmp_path / "learned"
     code = main(
         [

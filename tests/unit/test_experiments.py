@@ -20,6 +20,7 @@ from rollrisk.strategies.experiments import (
     enforce_assignment,
     load_experiments,
     parse_experiments,
+    shipped_example,
     unit_draws,
 )
 from rollrisk.strategies.policy import PolicyCase, decide, load_policy
@@ -69,8 +70,15 @@ def _scored(n: int, as_of: date = date(2026, 3, 31), seed: int = 0) -> pl.DataFr
     )
 
 
-def test_the_shipped_file_runs_no_experiment() -> None:
+def test_the_shipped_file_runs_no_experiment_and_its_example_is_valid() -> None:
     assert load_experiments(DEFAULT_EXPERIMENTS).experiments == ()
+    example = parse_experiments(shipped_example(), "example")
+    assert [e.experiment_id for e in example.experiments] == ["EXP-2026-H1-EARLY"]
+    assert [a.name for a in example.experiments[0].arms] == [
+        "champion",
+        "early_agent_call",
+        "grace_then_reminder",
+    ]
 
 
 @pytest.mark.parametrize(
