@@ -266,13 +266,14 @@ def check_logged(
     rows = logged.with_row_index("_row", offset=1)
     checks = [
         (
-            pl.col("propensity").is_null() | ~pl.col("propensity").is_between(0, 1, closed="right"),
+            pl.col("propensity").cast(pl.Float64, strict=False).is_null()
+            | ~pl.col("propensity").cast(pl.Float64, strict=False).is_between(0, 1, closed="right"),
             "propensity",
             "a probability in (0, 1]",
         ),
         (
-            pl.col(settings.outcome).is_null()
-            | ~pl.col(settings.outcome).cast(pl.Float64).is_finite(),
+            pl.col(settings.outcome).cast(pl.Float64, strict=False).is_null()
+            | ~pl.col(settings.outcome).cast(pl.Float64, strict=False).is_finite(),
             settings.outcome,
             "a finite number",
         ),
@@ -293,6 +294,14 @@ def check_logged(
             raise UserError(
                 f"{nulls.height} logged decision(s) have no {column}, e.g. row {nulls['_row'][0]}"
             )
+    for column in dict.fromkeys((*settings.rule_features, *settings.model_features)):
+        if rows[column].dtype.is_float():
+            bad = rows.filter(~pl.col(column).is_finite())
+            if bad.height:
+                raise UserError(
+                    f"{bad.height} logged decision(s) have a {column} that is not a finite "
+                    f"number, e.g. row {bad['_row'][0]}: {bad[column][0]}"
+                )
     for column in ("bundle", "policy_bundle"):
         unknown = rows.filter(~pl.col(column).is_in(list(ladders)))
         if unknown.height:
@@ -353,8 +362,10 @@ def doubly_robust_scores(
     propensity: NDArray[np.float64],
     labels: Sequence[str],
     settings: LearningSettings,
+    groups: NDArray[Any] | None = None,
 ) -> NDArray[np.float64]:
-    """(decisions x bundles) cross-fitted doubly robust scores from EconML's DRLearner."""
+    """(decisions x bundles) cross-fitted doubly robust scores from EconML's DRLearner;
+    ``groups`` (the account of each decision) keeps an account's decisions in one fold."""
     _require_econml()
     from econml.dr import DRLearner
     from lightgbm import LGBMRegressor
@@ -380,7 +391,15 @@ def doubly_robust_scores(
         min_propensity=1e-6,
         random_state=settings.seed,
     )
-    learner.fit(outcome, bundle, X=features, W=propensity.reshape(-1, 1), cache_values=True)
+    # an account's decisions stay in one fold: its outcome never helps predict itself
+    learner.fit(
+        outcome,
+        bundle,
+        X=features,
+        W=propensity.reshape(-1, 1),
+        groups=groups,
+        cache_values=True,
+    )
     # the cross-fitted scores EconML's final stage is fitted on (its cache; econml pinned <0.18)
     scores = np.asarray(learner._cached_values.nuisances[0], dtype=np.float64)
     return scores.reshape(len(outcome), len(labels))
@@ -423,6 +442,7 @@ def learn_policy(
         logged["propensity"].cast(pl.Float64).to_numpy(),
         labels,
         settings,
+        groups=logged["account_id"].cast(pl.String).to_numpy(),
     )
     index = {label: k for k, label in enumerate(labels)}
     policy_bundle = logged["policy_bundle"].to_numpy().astype(object)

@@ -243,3 +243,25 @@ def test_a_threshold_on_dpd_becomes_a_half_open_range_of_the_policy_file() -> No
     }
     # the true change is at 30; one DPD value either side is within the noise of the data
     assert any(28.5 <= t <= 31.5 for t in thresholds), [(r.dpd, r.treatment) for r in learned_rules]
+
+
+def test_text_in_a_number_column_and_nan_features_are_refused_by_row() -> None:
+    logged = _logged(60, 0)
+    text = logged.with_columns(
+        pl.when(pl.int_range(pl.len()) == 4)
+        .then(pl.lit("lots"))
+        .otherwise(pl.col("book_value").cast(pl.String))
+        .alias("book_value")
+    )
+    with pytest.raises(
+        UserError, match=r"invalid book_value, e\.g\. row 5 .*'lots'; expected a finite"
+    ):
+        learn_policy(text, _settings(0), LADDERS)
+    nan = logged.with_columns(
+        pl.when(pl.int_range(pl.len()) == 9)
+        .then(float("nan"))
+        .otherwise(pl.col("noise"))
+        .alias("noise")
+    )
+    with pytest.raises(UserError, match=r"a noise that is not a finite number, e\.g\. row 10"):
+        learn_policy(nan, _settings(0), LADDERS)
