@@ -445,27 +445,22 @@ def learn_policy(
         groups=logged["account_id"].cast(pl.String).to_numpy(),
     )
     index = {label: k for k, label in enumerate(labels)}
-    policy_bundle = logged["policy_bundle"].to_numpy().astype(object)
-    # the policy's own bundle was logged for the accounts it chose it for (propensity >= 1 - share)
-    policy_column = np.array([index.get(b, -1) for b in policy_bundle])
-    if (policy_column < 0).any():
-        never = sorted({b for b, k in zip(policy_bundle, policy_column, strict=True) if k < 0})
+    never = sorted(set(logged["policy_bundle"].unique().to_list()) - set(index))
+    if never:
         raise UserError(
             f"the policy's bundle(s) {', '.join(never)} were never taken in the logged decisions, "
             "so keeping the policy cannot be estimated for those accounts"
         )
+    # per decision: the column of the policy's own bundle, and whether it uses contact capacity
+    policy_column = logged["policy_bundle"].replace_strict(index, return_dtype=pl.Int64).to_numpy()
+    uses = {b: uses_capacity(ladders[b], settings.capacity_channels) for b in ladders}
     rewards = np.column_stack(
         [scores[np.arange(len(scores)), policy_column]] + [scores[:, index[b]] for b in explored]
     )
     capacity_use = np.column_stack(
         [
-            np.array(
-                [uses_capacity(ladders[b], settings.capacity_channels) for b in policy_bundle]
-            ),
-            *(
-                np.full(len(scores), uses_capacity(ladders[b], settings.capacity_channels))
-                for b in explored
-            ),
+            logged["policy_bundle"].replace_strict(uses, return_dtype=pl.Boolean).to_numpy(),
+            *(np.full(len(scores), uses[b]) for b in explored),
         ]
     ).astype(float)
 
