@@ -129,12 +129,14 @@ def main() -> int:
     print(f"logged decisions: {args.decisions:,} (seed {args.seed}, {SHARE:.0%} randomised)")
     print(
         f"learn-policy: {learn.seconds:.1f} s median of {args.repeats} "
-        f"({', '.join(f'{r.seconds:.1f}' for r in learn_runs)}), peak {learn.peak_rss_gib:.2f} GiB"
+        f"({', '.join(f'{r.seconds:.1f}' for r in learn_runs)}), CPU {learn.cpu_seconds:.1f} s, "
+        f"peak {learn.peak_rss_gib:.2f} GiB"
     )
     print(
         f"reference (one LightGBM outcome fit): {reference.seconds:.1f} s "
-        f"({', '.join(f'{r.seconds:.1f}' for r in reference_runs)}); "
-        f"ratio {learn.seconds / reference.seconds:.1f}x"
+        f"({', '.join(f'{r.seconds:.1f}' for r in reference_runs)}), CPU "
+        f"{reference.cpu_seconds:.1f} s; ratio {learn.seconds / reference.seconds:.1f}x wall, "
+        f"{learn.cpu_seconds / reference.cpu_seconds:.1f}x CPU"
     )
     for name in ("proposed_policy", "current_policy", "uplift_vs_current"):
         e = evaluation[name]
