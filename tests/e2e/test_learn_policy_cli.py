@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pytest
 
 from rollrisk.cli import main
 from rollrisk.strategies.experiments import shipped_example
@@ -48,6 +49,7 @@ def _logged(path: Path, n: int = 3000, seed: int = 5, share: float = 0.5) -> Pat
     return path
 
 
+@pytest.mark.slow
 def test_learn_policy_writes_a_loadable_policy_and_an_estimate_with_its_interval(
     tmp_path: Path, capsys
 ) -> None:

@@ -99,6 +99,7 @@ def _true_value(logged: pl.DataFrame, learned) -> float:
     return float(np.mean(np.asarray(values)[held_out]))
 
 
+@pytest.mark.slow
 def test_the_learner_finds_the_best_bundle_per_group_and_its_interval_covers_the_truth() -> None:
     covered = 0
     seeds = range(5)
@@ -123,6 +124,7 @@ def test_the_learner_finds_the_best_bundle_per_group_and_its_interval_covers_the
     assert covered >= 4
 
 
+@pytest.mark.slow
 def test_capacity_is_respected_and_the_greedy_is_within_its_stated_gap() -> None:
     logged = _logged(3000, 7)
     learned = learn_policy(logged, _settings(7, max_contact_share=0.3), LADDERS)
@@ -149,6 +151,7 @@ def test_capacity_is_respected_and_the_greedy_is_within_its_stated_gap() -> None
     assert learned.evaluation.contact_share <= 0.3 + 0.05  # held-out accounts, same rules
 
 
+@pytest.mark.slow
 def test_rules_on_policy_fields_become_a_policy_file_the_product_loads() -> None:
     logged = _logged(3000, 3)
     learned = learn_policy(logged, _settings(3), LADDERS)
@@ -208,6 +211,7 @@ def test_unknown_bundles_and_missing_columns_are_refused() -> None:
         learn_policy(no_exploration, _settings(0), LADDERS)
 
 
+@pytest.mark.slow
 def test_a_threshold_on_dpd_becomes_a_half_open_range_of_the_policy_file() -> None:
     rng = np.random.default_rng(11)
     n = 3000
