@@ -196,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
     ).sort("_order")
     plan = model_plan(ordered["actions"].to_list(), ordered["trail"].to_list())
     seeds = list(range(args.seeds))
-    valuation = recovery_valuation(portfolio.statements)
+    valuation = recovery_valuation(portfolio.statements, treatments=portfolio.treatments)
     references, drivers, oracle, per_bucket_choice = build_references(
         args, manifest, ordered, portfolio, replay, plan, costs, months, valuation,
         observation.default_dpd,
@@ -243,6 +243,7 @@ def run(args: argparse.Namespace) -> int:
             "source": costs.source,
             "channels": dict(costs.channels),
             "treatments": dict(costs.treatments),
+            "agency_commission": dict(costs.agency_commission),
         },
         **result,
         "seconds": round(time.perf_counter() - started, 1),

@@ -124,37 +124,58 @@ CHANNEL_RESPONSE = _responses(
     }
 )  # fmt: skip
 
-# Treatment response by driver while the treatment is active (also applied to the M0 -> M1
-# hazard via the roll shift): grace and restructure work for capacity shocks and seasonal income,
-# barely for the unwilling, not at all for the unreachable (they never take them up).
+# Treatment response by driver while the treatment is active, for the treatments that act
+# through the borrower's behaviour. Only the interest waiver does: a lighter monthly burden
+# helps a capacity shock or a seasonal borrower cure, not the unwilling or the unreachable. The
+# other treatments act through the money (TreatmentRules below): a grace period or a
+# first-delinquency extension defers the due and freezes the account's bucket (no push to
+# cure), and a restructure replaces the due with a lower plan instalment that the borrower
+# honours or breaks (RESTRUCTURE_REDEFAULT).
 TREATMENT_RESPONSE = _responses(
     {
-        "healthy": {
-            "grace_period": (1.0, -1.5), "interest_waiver": (0.3, -0.3),
-            "restructure": (2.0, -2.0), "first_delinquency_extension": (1.0, -1.0),
-        },
-        "capacity_shock": {
-            "grace_period": (1.5, -2.0), "interest_waiver": (1.0, -1.0),
-            "restructure": (2.5, -2.5), "first_delinquency_extension": (0.3, -0.3),
-        },
-        "low_willingness": {
-            "grace_period": (0.0, -0.3), "interest_waiver": (0.0, 0.0),
-            "restructure": (0.5, -0.5), "first_delinquency_extension": (0.0, -0.2),
-        },
-        "unreachable": {
-            "grace_period": (0.0, 0.0), "interest_waiver": (0.0, 0.0),
-            "restructure": (0.0, 0.0), "first_delinquency_extension": (0.0, 0.0),
-        },
-        "forgetful": {
-            "grace_period": (1.0, -1.0), "interest_waiver": (0.3, -0.3),
-            "restructure": (1.5, -1.5), "first_delinquency_extension": (1.5, -1.5),
-        },
-        "seasonal": {
-            "grace_period": (1.5, -1.5), "interest_waiver": (0.8, -0.8),
-            "restructure": (2.0, -2.0), "first_delinquency_extension": (0.5, -0.5),
-        },
+        "healthy": {"interest_waiver": (0.3, -0.3)},
+        "capacity_shock": {"interest_waiver": (1.0, -1.0)},
+        "low_willingness": {"interest_waiver": (0.0, 0.0)},
+        "unreachable": {"interest_waiver": (0.0, 0.0)},
+        "forgetful": {"interest_waiver": (0.3, -0.3)},
+        "seasonal": {"interest_waiver": (0.8, -0.8)},
     }
 )  # fmt: skip
+
+# Monthly probability that a restructure plan in force breaks (a missed plan instalment: the
+# account re-enters collections at the bucket it was restructured from), by driver; during a
+# capacity shock ``TreatmentRules.shock_redefault`` is added. Compounded over 12 months:
+# healthy 17 %, capacity shock 23 % (47 % for a year inside the shock), low willingness
+# 63 %, unreachable 72 %, forgetful 21 %, seasonal 23 %: the 20-50 % a year that loan
+# modification studies report for the mix that gets restructured (docs/simulator.md).
+RESTRUCTURE_REDEFAULT: dict[str, float] = {
+    "healthy": 0.015,
+    "capacity_shock": 0.022,
+    "low_willingness": 0.08,
+    "unreachable": 0.10,
+    "forgetful": 0.02,
+    "seasonal": 0.022,
+}
+
+
+@dataclass(frozen=True)
+class TreatmentRules:
+    """What the treatments do to the money: deferral, waived income, plan terms, legal delay."""
+
+    # grace period: dues deferred (added to the arrears, still owed), the bucket frozen, no
+    # collection; fees on the balance keep accruing unless this says they are waived
+    grace_waives_interest: bool = False
+    # first-delinquency extension: one due deferred, interest-free (the seed's "one-time
+    # interest-free extension")
+    extension_waives_interest: bool = True
+    # restructure: arrears capitalised; the plan instalment is balance / plan months, at most
+    # this share of the due it replaces (a lower instalment, a longer term)
+    restructure_instalment_share: float = 0.7
+    shock_redefault: float = 0.03  # added to RESTRUCTURE_REDEFAULT while a capacity shock is on
+    # legal: the filing's effect on the borrower (CHANNEL_RESPONSE "legal") comes this many
+    # months after the filing (court and enforcement delay), once
+    legal_delay_months: int = 3
+
 
 # Contact outcome probabilities per driver for conversational channels (robo_call, agent_call,
 # agency_assignment = the agency's monthly report, field_visit), in OUTCOMES order:
@@ -281,6 +302,7 @@ class SimulationRules:
     shared_borrower_share: float = 0.08  # accounts that belong to the previous account's borrower
     outcome_noise: float = 0.3  # weight of COMMON_CALL_OUTCOMES in every driver's outcome mix
     policy: PolicyRules = field(default_factory=PolicyRules)
+    treatments: TreatmentRules = field(default_factory=TreatmentRules)
     world: WorldRules = field(default_factory=WorldRules)
     burn_in_months: int = 6  # simulated before the window so it does not start all-current
     chunk_accounts: int = 50_000  # fixed: output depends on the seed only, never on memory
@@ -296,6 +318,7 @@ class SimulationRules:
             "treatment_response": {
                 d: {k: asdict(r) for k, r in row.items()} for d, row in TREATMENT_RESPONSE.items()
             },
+            "restructure_redefault": dict(RESTRUCTURE_REDEFAULT),
             "call_outcomes": {
                 d: dict(zip(OUTCOMES, p, strict=True)) for d, p in CALL_OUTCOMES.items()
             },
@@ -316,8 +339,10 @@ __all__ = [
     "DEFAULT_RULES",
     "DRIVERS",
     "OUTCOMES",
+    "RESTRUCTURE_REDEFAULT",
     "PRODUCTS",
     "TREATMENT_KINDS",
     "TREATMENT_RESPONSE",
     "SimulationRules",
+    "TreatmentRules",
 ]

@@ -216,9 +216,12 @@ def test_a_reminder_cures_the_forgetful_but_not_a_capacity_shock():
     assert abs(shock_gain) < 0.02
 
 
-def test_restructure_helps_a_capacity_shock_and_escalation_moves_the_unwilling():
+def test_a_waiver_helps_a_capacity_shock_and_escalation_moves_the_unwilling():
+    # (a grace or a restructure acts through the money, not the cure logit:
+    # tests/unit/test_treatment_economics.py)
     assert (
-        _cure_rate("capacity_shock", treatment="grace_period") > _cure_rate("capacity_shock") + 0.1
+        _cure_rate("capacity_shock", treatment="interest_waiver")
+        > _cure_rate("capacity_shock") + 0.1
     )
     unwilling = _cure_rate("low_willingness")
     escalated = _cure_rate("low_willingness", ("agency_assignment", "field_visit", "legal"))
