@@ -19,9 +19,14 @@ LABELS: dict[str, tuple[str, str]] = {
     "book_value": ("book value (CNY)", "{:,.0f}"),
     "recovered": ("cash collected (CNY)", "{:,.0f}"),
     "action_cost": ("action and treatment cost (CNY)", "{:,.0f}"),
+    "agency_commission": ("agency commission (CNY)", "{:,.0f}"),
     "net_recovery": ("net recovery (CNY)", "{:,.0f}"),
     "end_balance": ("balance open at the end (CNY)", "{:,.0f}"),
     "end_value": ("value of the open balance (CNY)", "{:,.0f}"),
+    "waived_income": ("fees waived (CNY, already in the book value)", "{:,.0f}"),
+    "deferred_due": ("dues deferred (CNY, still owed)", "{:,.0f}"),
+    "plans_broken": ("restructure plans broken", "{:,.0f}"),
+    "open_plan_balance": ("balance on restructure plans at the end (CNY)", "{:,.0f}"),
     "roll_to_default_rate": ("roll-to-default rate (accounts)", "{:.2%}"),
     "roll_to_default_balance_rate": ("roll-to-default rate (balance-weighted)", "{:.2%}"),
     "contacts": ("contacts made", "{:,.0f}"),
@@ -95,8 +100,10 @@ def markdown(result: Mapping[str, Any]) -> str:
         lines.append(f"- policy: {result['decision']}")
     if "valuation" in result:
         shares = ", ".join(f"{b} {v:.0%}" for b, v in result["valuation"]["shares"].items())
-        lines.append(f"- book value = cash collected - action and treatment costs + "
-                     f"{result['valuation']['method']}: {shares}")  # fmt: skip
+        lines.append(
+            "- book value = cash collected - action and treatment costs - agency commission + "
+            f"{result['valuation']['method']}: {shares}"
+        )
     headline = result.get("headline")
     if headline:
         interval, monte_carlo = headline["uplift"], headline["monte_carlo_interval"]

@@ -40,9 +40,11 @@ from rollrisk.simulator.rules import (
     CHANNEL_RESPONSE,
     CHARGE_OFF_BUCKET,
     COMMON_CALL_OUTCOMES,
+    DIALLED_CHANNELS,
     DRIVERS,
     LEGAL_OUTCOMES,
     MESSAGE_OUTCOMES,
+    REACHED_OUTCOMES,
     RESTRUCTURE_REDEFAULT,
     TREATMENT_RESPONSE,
     ActionResponse,
@@ -58,6 +60,7 @@ CH = {name: i for i, name in enumerate(CHANNELS)}
 OUT = {name: i for i, name in enumerate(OUTCOMES)}
 KIND = {name: i for i, name in enumerate(TREATMENT_KINDS)}
 DRV = {name: i for i, name in enumerate(DRIVERS)}
+REACHED_CODES = np.array([OUT[o] for o in REACHED_OUTCOMES])
 TABLE_NAMES = ("accounts", "statements", "collection_actions", "treatments")
 
 
@@ -121,6 +124,11 @@ def rule_arrays(rules: SimulationRules) -> RuleArrays:
             outcome[:, c] = [MESSAGE_OUTCOMES[d] for d in DRIVERS]
         elif channel == "legal":
             outcome[:, c] = LEGAL_OUTCOMES
+        elif channel in DIALLED_CHANNELS:
+            unanswered = np.eye(len(OUTCOMES))[OUTCOMES.index("no_answer")]
+            outcome[:, c] = (
+                rules.dial_answer_rate * call + (1 - rules.dial_answer_rate) * unanswered
+            )
         else:
             outcome[:, c] = call
     outcome /= outcome.sum(axis=2, keepdims=True)
@@ -520,14 +528,13 @@ def action_rows(
         action_at.astype("datetime64[D]") + rng.integers(3, 15, rows),
         np.datetime64("NaT", "D"),
     )
-    used = counts > 0
-    # a legal filing acts on the borrower only after the court's delay (see transition)
-    used[:, CH["legal"]] = False
-    cure_shift = np.zeros(n_all)
-    roll_shift = np.zeros(n_all)
-    acted_driver = accounts.driver[acted]
-    cure_shift[acted] = (used * arrays.channel_cure[acted_driver]).sum(axis=1)
-    roll_shift[acted] = (used * arrays.channel_roll[acted_driver]).sum(axis=1)
+    # a channel acts when it reached the borrower at least once this month; a legal filing acts
+    # only after the court's delay (see transition)
+    reached = np.isin(outcome, REACHED_CODES) & (channel != CH["legal"])
+    used = np.zeros((n_all, n_channels), dtype=bool)
+    used[account[reached], channel[reached]] = True
+    cure_shift = (used * arrays.channel_cure[accounts.driver]).sum(axis=1)
+    roll_shift = (used * arrays.channel_roll[accounts.driver]).sum(axis=1)
     hardship = outcome == OUT["hardship_claimed"]
     hardship_us = np.full(n_all, np.iinfo(np.int64).min)
     np.maximum.at(hardship_us, account[hardship], action_at[hardship].astype(np.int64))

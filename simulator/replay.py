@@ -32,7 +32,9 @@ Method (see docs/strategies.md, "Policy simulation"):
    simulator). Later months repeat the ladder's contacts while the account stays in M1-M3; an
    account that rolls past M3 (outside the policy's scope) gets the baseline's 90+ actions in
    both arms. Collection stops while a grace period or restructure plan is honoured, as in the
-   baseline. Treatments are taken up when granted (no refusal model).
+   baseline. Treatments are taken up when granted (no refusal model); what they do to the
+   money (deferred dues, waived fees, plan instalments and re-defaults) is the engine's
+   ``transition``, the same for every arm and for the data simulator.
 4. **Baseline arm.** The simulator's tiered policy, with its 5 % holdout switched off (the
    baseline proper), including its first-delinquency extensions and hardship treatments.
 
@@ -42,10 +44,12 @@ Method (see docs/strategies.md, "Policy simulation"):
    step, :func:`plan_for_segments`) and the oracle (:func:`choose_oracle`, on selection seeds
    kept apart from the reported ones).
 
-Metrics per arm and seed: **book value** (cash collected - action and treatment costs + the
-balance open at the end valued by :class:`Valuation` for its bucket), cash collected
-(``recovered``: payments made in the horizon), action cost (``conf/action_costs.yaml``), net
-recovery, the balance open at the end and its value, roll-to-default rate by count and
+Metrics per arm and seed: **book value** (cash collected - action and treatment costs - the
+agencies' commission + the balance open at the end valued by :class:`Valuation`: its bucket,
+a restructure plan never at par), cash collected (``recovered``: payments made in the
+horizon), action cost and agency commission (``conf/action_costs.yaml``), net recovery, the
+balance open at the end and its value, fees waived and dues deferred (shown, already in the
+cash and the end value), restructure plans broken and the balance on plans at the end, roll-to-default rate by count and
 balance-weighted (a cycle end at DPD >= ``default_dpd`` within the horizon, the observation
 settings' default as in the training labels: 90+ unless the user chose otherwise), contacts
 made, agency assignments, legal filings, disputes (a contact outcome ``dispute``; the simulator

@@ -85,16 +85,21 @@ def _responses(
     }
 
 
-# Channel response by driver: (cure shift, roll shift) applied once per month if the channel was
-# used at least once on the account. Reading guide: a reminder cures the forgetful; pressure does
-# little for a capacity shock; escalation (agency, visit, legal) moves the unwilling; only a
-# visit or legal action reaches the unreachable.
+# Channel response by driver: (cure shift, roll shift) applied once per month if the channel
+# REACHED the account at least once that month: a message delivered, a call, visit or agency
+# report with a right-party outcome (REACHED_OUTCOMES), a legal filing (after its delay, see
+# TreatmentRules). More contacts in a month raise the chance of reaching the borrower
+# (1 - (1 - p)^k), never the effect of a conversation: diminishing returns. Reading guide: a
+# reminder nudges the forgetful (single-digit relative effects, as field trials of SMS reminders
+# report); pressure does little for a capacity shock; escalation (agency, visit, legal) moves the
+# unwilling; only a visit or legal action reaches the unreachable. Calibration and sources:
+# docs/simulator.md.
 CHANNEL_RESPONSE = _responses(
     {
         "healthy": {
-            "sms": (0.3, -0.2), "app_push": (0.2, -0.1), "robo_call": (0.3, -0.2),
+            "sms": (0.1, -0.05), "app_push": (0.05, 0.0), "robo_call": (0.2, -0.1),
             "agent_call": (0.5, -0.3), "agency_assignment": (0.3, -0.2), "field_visit": (0.4, -0.3),
-            "notice_letter": (0.2, -0.1), "legal": (0.3, -0.2),
+            "notice_letter": (0.1, -0.05), "legal": (0.3, -0.2),
         },
         "capacity_shock": {
             "sms": (0.0, 0.0), "app_push": (0.0, 0.0), "robo_call": (0.0, 0.0),
@@ -112,7 +117,7 @@ CHANNEL_RESPONSE = _responses(
             "notice_letter": (0.3, -0.2), "legal": (0.6, -0.4),
         },
         "forgetful": {
-            "sms": (1.2, -0.8), "app_push": (0.8, -0.5), "robo_call": (0.5, -0.3),
+            "sms": (0.4, -0.2), "app_push": (0.3, -0.15), "robo_call": (0.4, -0.2),
             "agent_call": (0.3, -0.2), "agency_assignment": (0.2, -0.1), "field_visit": (0.2, -0.1),
             "notice_letter": (0.2, -0.1), "legal": (0.0, 0.0),
         },
@@ -191,6 +196,16 @@ CALL_OUTCOMES: dict[str, Row] = {
     "seasonal": (0.0, 0.25, 0.28, 0.28, 0.02, 0.01, 0.15, 0.005, 0.005),
 }
 COMMON_CALL_OUTCOMES: Row = (0.0, 0.35, 0.25, 0.22, 0.05, 0.03, 0.05, 0.03, 0.02)
+# Dialled channels (robo_call, agent_call): most dials reach nobody. A dial is answered with
+# probability SimulationRules.dial_answer_rate, and only then draws the driver's outcome above;
+# otherwise it is `no_answer`. 0.4 x the driver mix's right-party share (about 0.65 for a
+# healthy borrower) puts right-party contact per dial at about 25 %, the 20-30 % the industry
+# reports (docs/simulator.md). An agency's monthly report and a field visit are not dials.
+DIALLED_CHANNELS: tuple[str, ...] = ("robo_call", "agent_call")
+# The outcomes with which a contact reached the borrower (a channel acts only through them).
+REACHED_OUTCOMES: tuple[str, ...] = (
+    "delivered", "contacted", "promise_to_pay", "refused", "dispute", "hardship_claimed",
+)  # fmt: skip
 # Messages (MESSAGE_CHANNELS: sms, app_push, notice_letter): delivered unless the contact data
 # are bad.
 MESSAGE_OUTCOMES: dict[str, Row] = {
@@ -301,6 +316,7 @@ class SimulationRules:
     opened_days_before_start: tuple[int, int] = (60, 1500)
     shared_borrower_share: float = 0.08  # accounts that belong to the previous account's borrower
     outcome_noise: float = 0.3  # weight of COMMON_CALL_OUTCOMES in every driver's outcome mix
+    dial_answer_rate: float = 0.4  # robo and agent calls: a dial reaches someone (else no_answer)
     policy: PolicyRules = field(default_factory=PolicyRules)
     treatments: TreatmentRules = field(default_factory=TreatmentRules)
     world: WorldRules = field(default_factory=WorldRules)
@@ -327,6 +343,8 @@ class SimulationRules:
                 d: dict(zip(OUTCOMES, p, strict=True)) for d, p in MESSAGE_OUTCOMES.items()
             },
             "legal_outcomes": dict(zip(OUTCOMES, LEGAL_OUTCOMES, strict=True)),
+            "dialled_channels": list(DIALLED_CHANNELS),
+            "reached_outcomes": list(REACHED_OUTCOMES),
         }
 
 

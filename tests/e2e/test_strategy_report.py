@@ -75,7 +75,12 @@ def test_policy_simulation_reports_both_arms_and_an_uplift_interval(report_run):
                          "segment_blind", "oracle_segments", "best_bundle_per_bucket",
                          "oracle"}  # fmt: skip
     for name, row in refs.items():
-        book = row["recovered"]["mean"] - row["action_cost"]["mean"] + row["end_value"]["mean"]
+        book = (
+            row["recovered"]["mean"]
+            - row["action_cost"]["mean"]
+            - row["agency_commission"]["mean"]
+            + row["end_value"]["mean"]
+        )
         assert row["book_value"]["mean"] == pytest.approx(book, rel=1e-9), name
     headline = result["headline"]
     assert headline["uplift"]["mean"] == pytest.approx(result["uplift"]["book_value"]["mean"])

@@ -159,7 +159,8 @@ def test_unreachable_borrowers_leave_failed_contacts(medium: Path):
         )
     )
     share = {row["driver"]: row for row in shares.iter_rows(named=True)}
-    assert share["unreachable"]["failed"] > 2 * share["healthy"]["failed"]
+    # (a dial reaches nobody 60 % of the time whoever is called, so the gap is below 2x)
+    assert share["unreachable"]["failed"] > 1.6 * share["healthy"]["failed"]
     assert share["capacity_shock"]["hardship"] > 3 * share["healthy"]["hardship"]
     assert share["low_willingness"]["refused"] > 3 * share["healthy"]["refused"]
     # noisy footprints: no driver is identified by a single outcome

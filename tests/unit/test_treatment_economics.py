@@ -220,15 +220,45 @@ def portfolio(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def test_the_plan_share_is_learned_from_the_portfolios_own_plans(portfolio: Path):
+def test_the_plan_share_is_learned_from_the_plans_that_held_and_broke():
+    import datetime as dt
+
+    import polars as pl
+
+    shares = (1.0, 0.9, 0.5, 0.3, 0.2, 0.15, 0.1, 0.05)
+    start = dt.datetime(2024, 1, 10)
+    treatments = pl.DataFrame(
+        {
+            "account_id": ["held", "broke", "short", "waiver"],
+            "kind": ["restructure", "restructure", "restructure", "interest_waiver"],
+            "start_at": [start, start, dt.datetime(2024, 4, 1), start],
+        }
+    )
+    ends = [dt.date(2024, m, 15) for m in range(1, 6)]
+    statements = pl.DataFrame(
+        {
+            "account_id": ["held"] * 5 + ["broke"] * 5 + ["short"] * 5 + ["waiver"] * 5,
+            "cycle_end": ends * 4,
+            "dpd": [0, 0, 0, 0, 0] + [0, 0, 45, 75, 0] + [0] * 5 + [40] * 5,
+        }
+    )
+    # followed 3 statements: "held" stayed current (1.0), "broke" broke at 45 DPD (M2: 0.5);
+    # "short" is followed only 2 statements and the waiver is not a plan
+    assert restructure_plan_share(statements, treatments, shares, 3) == pytest.approx(0.75)
+    # nobody followed 6 statements: every plan with a later statement counts
+    assert restructure_plan_share(statements, treatments, shares, 6) == pytest.approx(
+        (1.0 + 0.5 + 1.0) / 3
+    )
+    assert restructure_plan_share(statements, treatments.head(0), shares, 3) is None
+
+
+def test_the_portfolio_valuation_carries_a_plan_between_charge_off_and_par(portfolio: Path):
     data = load_portfolio(portfolio)
     valuation = recovery_valuation(data.statements, 6, data.treatments)
     assert valuation.plan_share is not None
-    # some plans broke (re-default is in the rules), so a plan is worth less than par
-    assert valuation.shares[-1] < valuation.plan_share < 1.0
-    by_hand = restructure_plan_share(data.statements, data.treatments, valuation.shares, 6)
-    assert by_hand == pytest.approx(valuation.plan_share)
+    assert valuation.shares[-1] < valuation.plan_share <= 1.0
     assert "restructure plan at" in valuation.method
+    assert recovery_valuation(data.statements, 6).plan_share is None
 
 
 def _agency_plan(n: int) -> ModelPlan:
@@ -272,3 +302,44 @@ def test_a_commission_outside_zero_to_one_or_a_missing_bucket_is_named(tmp_path:
     path.write_text(shipped.replace("  M6: 0.30\n", ""))
     with pytest.raises(UserError, match=r"`agency_commission`: unknown none, missing \['M6'\]"):
         load_action_costs(path)
+
+
+# --- calibrated contact (docs/simulator.md, "Calibration sources") ---------------------------
+
+
+def _calls(driver: str, calls: int, channel: str = "agent_call"):
+    from rollrisk.simulator.engine import action_rows, cycle_end_days
+
+    rules, arrays, world, accounts, state = _book(driver, bucket=2)
+    acted = np.arange(N)
+    counts = np.zeros((N, len(CHANNELS)), dtype=np.int64)
+    counts[:, CH[channel]] = calls
+    cycle_end = cycle_end_days(accounts, world, 0)
+    return arrays, action_rows(accounts, arrays, state, acted, counts, cycle_end,
+                               np.random.default_rng(3))  # fmt: skip
+
+
+def test_a_dial_reaches_the_right_party_about_a_quarter_of_the_time():
+    from rollrisk.simulator.engine import REACHED_CODES
+
+    for driver in ("healthy", "forgetful", "low_willingness"):
+        _, rows = _calls(driver, 1)
+        reached = np.isin(rows.outcome, REACHED_CODES).mean()
+        assert 0.18 < reached < 0.32, driver
+    _, rows = _calls("unreachable", 1)
+    assert np.isin(rows.outcome, REACHED_CODES).mean() < 0.15
+
+
+def test_a_call_acts_only_when_it_reaches_and_more_calls_have_diminishing_returns():
+    from rollrisk.simulator.engine import REACHED_CODES
+
+    arrays, one = _calls("healthy", 1)
+    effect = arrays.channel_cure[DRV["healthy"], CH["agent_call"]]
+    reached = np.isin(one.outcome, REACHED_CODES)
+    assert one.cure_shift[one.account[reached]] == pytest.approx(effect)
+    assert (one.cure_shift[one.account[~reached]] == 0).all()
+    p = reached.mean()
+    share = {k: (_calls("healthy", k)[1].cure_shift > 0).mean() for k in (1, 2, 4)}
+    for k, value in share.items():  # at least one of k dials reached: 1 - (1 - p)^k
+        assert value == pytest.approx(1 - (1 - p) ** k, abs=0.015)
+    assert share[2] - share[1] > (share[4] - share[2]) / 2 > 0  # each extra call adds less
