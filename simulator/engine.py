@@ -27,6 +27,7 @@ import numpy as np
 import polars as pl
 
 from rollrisk.features.schemas import (
+    CALL_CHANNELS,
     CHANNELS,
     FAILED_OUTCOMES,
     MESSAGE_CHANNELS,
@@ -40,7 +41,6 @@ from rollrisk.simulator.rules import (
     CHANNEL_RESPONSE,
     CHARGE_OFF_BUCKET,
     COMMON_CALL_OUTCOMES,
-    DIALLED_CHANNELS,
     DRIVERS,
     LEGAL_OUTCOMES,
     MESSAGE_OUTCOMES,
@@ -124,7 +124,7 @@ def rule_arrays(rules: SimulationRules) -> RuleArrays:
             outcome[:, c] = [MESSAGE_OUTCOMES[d] for d in DRIVERS]
         elif channel == "legal":
             outcome[:, c] = LEGAL_OUTCOMES
-        elif channel in DIALLED_CHANNELS:
+        elif channel in CALL_CHANNELS:  # dialled: answered or no_answer
             unanswered = np.eye(len(OUTCOMES))[OUTCOMES.index("no_answer")]
             outcome[:, c] = (
                 rules.dial_answer_rate * call + (1 - rules.dial_answer_rate) * unanswered

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from rollrisk.features.schemas import CHANNELS, OUTCOMES, PRODUCTS, TREATMENT_KINDS
+from rollrisk.features.schemas import CALL_CHANNELS, CHANNELS, OUTCOMES, PRODUCTS, TREATMENT_KINDS
 
 DRIVERS: tuple[str, ...] = (
     "healthy",
@@ -196,12 +196,12 @@ CALL_OUTCOMES: dict[str, Row] = {
     "seasonal": (0.0, 0.25, 0.28, 0.28, 0.02, 0.01, 0.15, 0.005, 0.005),
 }
 COMMON_CALL_OUTCOMES: Row = (0.0, 0.35, 0.25, 0.22, 0.05, 0.03, 0.05, 0.03, 0.02)
-# Dialled channels (robo_call, agent_call): most dials reach nobody. A dial is answered with
-# probability SimulationRules.dial_answer_rate, and only then draws the driver's outcome above;
-# otherwise it is `no_answer`. 0.4 x the driver mix's right-party share (about 0.65 for a
-# healthy borrower) puts right-party contact per dial at about 25 %, the 20-30 % the industry
-# reports (docs/simulator.md). An agency's monthly report and a field visit are not dials.
-DIALLED_CHANNELS: tuple[str, ...] = ("robo_call", "agent_call")
+# Dialled channels (CALL_CHANNELS: robo_call, agent_call): most dials reach nobody. A dial is
+# answered with probability SimulationRules.dial_answer_rate, and only then draws the driver's
+# outcome above; otherwise it is `no_answer`. 0.4 x the driver mix's right-party share (about
+# 0.65 for a healthy borrower) puts right-party contact per dial at about 25 %, the 20-30 % the
+# industry reports (docs/simulator.md). An agency's monthly report and a field visit are not
+# dials.
 # The outcomes with which a contact reached the borrower (a channel acts only through them).
 REACHED_OUTCOMES: tuple[str, ...] = (
     "delivered", "contacted", "promise_to_pay", "refused", "dispute", "hardship_claimed",
@@ -343,7 +343,7 @@ class SimulationRules:
                 d: dict(zip(OUTCOMES, p, strict=True)) for d, p in MESSAGE_OUTCOMES.items()
             },
             "legal_outcomes": dict(zip(OUTCOMES, LEGAL_OUTCOMES, strict=True)),
-            "dialled_channels": list(DIALLED_CHANNELS),
+            "dialled_channels": list(CALL_CHANNELS),
             "reached_outcomes": list(REACHED_OUTCOMES),
         }
 
