@@ -35,6 +35,7 @@ LABELS: dict[str, tuple[str, str]] = {
     "disputes": ("disputes (complaint proxy)", "{:,.0f}"),
     "pressure_on_capacity_shock": ("pressure contacts on capacity shocks", "{:,.0f}"),
     "treatments_granted": ("treatments granted", "{:,.0f}"),
+    "offers_refused": ("treatment offers refused", "{:,.0f}"),
     "compliance_blocks": ("compliance blocks", "{:,.0f}"),
 }
 

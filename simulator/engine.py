@@ -47,6 +47,7 @@ from rollrisk.simulator.rules import (
     REACHED_OUTCOMES,
     RESTRUCTURE_REDEFAULT,
     TREATMENT_RESPONSE,
+    TREATMENT_TAKE_UP,
     ActionResponse,
     SimulationRules,
 )
@@ -92,6 +93,7 @@ class RuleArrays:
     treatment_cure: np.ndarray  # (driver, kind)
     treatment_roll: np.ndarray
     plan_redefault: np.ndarray  # (driver,) monthly probability a restructure plan breaks
+    take_up: np.ndarray  # (driver,) probability an offered treatment is taken up when reached
     outcome_cumulative: np.ndarray  # (driver, channel, outcome)
     season: np.ndarray  # (product, month of year)
     shock_exposure: np.ndarray  # (product,)
@@ -159,6 +161,7 @@ def rule_arrays(rules: SimulationRules) -> RuleArrays:
         treatment_cure=np.array([[_shift(d, k).cure for k in TREATMENT_KINDS] for d in DRIVERS]),
         treatment_roll=np.array([[_shift(d, k).roll for k in TREATMENT_KINDS] for d in DRIVERS]),
         plan_redefault=np.array([RESTRUCTURE_REDEFAULT[d] for d in DRIVERS]),
+        take_up=np.array([TREATMENT_TAKE_UP[d] for d in DRIVERS]),
         outcome_cumulative=np.cumsum(outcome, axis=2),
         season=season,
         shock_exposure=np.array(rules.world.shock_exposure, dtype=float),
@@ -492,6 +495,7 @@ class MonthActions:
     cure_shift: np.ndarray  # per account (all accounts of the chunk)
     roll_shift: np.ndarray
     hardship_at: np.ndarray  # per account: latest hardship claim (datetime64[us]) or NaT
+    reached: np.ndarray  # per account: some contact reached the borrower this month (not legal)
 
 
 def action_rows(
@@ -553,7 +557,24 @@ def action_rows(
         cure_shift,
         roll_shift,
         hardship_at,
+        used.any(axis=1),
     )
+
+
+def takes_up(
+    accounts: ChunkAccounts,
+    arrays: RuleArrays,
+    actions: MonthActions,
+    offered: np.ndarray,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Which ``offered`` treatments the borrowers take up (``TREATMENT_TAKE_UP``): one the
+    borrower asked for this month (a hardship claim) always; else only when a contact reached
+    them this month, with their driver's probability. Draws one number per account."""
+    u = rng.random(len(offered))
+    asked = ~np.isnat(actions.hardship_at)
+    agrees = actions.reached & (u < arrays.take_up[accounts.driver])
+    return offered & (asked | agrees)
 
 
 def record_contacts(state: ChunkState, actions: MonthActions, month: int) -> ChunkState:

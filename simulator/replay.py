@@ -108,6 +108,7 @@ from rollrisk.simulator.engine import (
     record_contacts,
     rule_arrays,
     statement_columns,
+    takes_up,
     tiered_actions,
     transition,
     treatment_active,
@@ -156,6 +157,7 @@ METRICS = (
     "disputes",
     "pressure_on_capacity_shock",
     "treatments_granted",
+    "offers_refused",
     "compliance_blocks",
 )
 SEGMENT_METRICS = (
@@ -619,6 +621,7 @@ class ArmResult:
     disputes: np.ndarray
     pressure_on_capacity_shock: np.ndarray
     treatments_granted: np.ndarray
+    offers_refused: np.ndarray  # treatments offered unasked and not taken up
     compliance_blocks: np.ndarray
 
     @property
@@ -641,10 +644,14 @@ def _model_treatments(
     step: int,
     month: int,
     rng: np.random.Generator,
-) -> tuple[ChunkState, np.ndarray, np.ndarray]:
+) -> tuple[ChunkState, np.ndarray, np.ndarray, np.ndarray]:
     """Grant the scored treatments (month 0) and restructures the offer turned into.
 
-    Returns the new state, the kind granted per account (-1 none) and who was restructured now.
+    A grace or waiver offer is taken up only as :func:`~rollrisk.simulator.engine.takes_up`
+    says (reached this month, the driver's take-up; asked for after a hardship claim: always);
+    a restructure needs the borrower's hardship claim; the extension is the lender's own.
+    Returns the new state, the kind granted per account (-1 none), who was restructured now
+    and who refused an offer.
     """
     policy = replay.rules.policy
     n = len(state.bucket)
@@ -661,9 +668,12 @@ def _model_treatments(
         & (state.bucket >= 2)
         & (state.balance > policy.restructure_balance)
     )
-    grace = free & ~restructure & plan.grace & first_month & delinquent
-    waiver = free & ~restructure & ~grace & plan.waiver & first_month & delinquent
-    extension = free & ~restructure & ~grace & ~waiver & plan.extension & first_month & delinquent
+    grace_offer = free & ~restructure & plan.grace & first_month & delinquent
+    waiver_offer = free & ~restructure & ~grace_offer & plan.waiver & first_month & delinquent
+    offered = grace_offer | waiver_offer
+    taken = takes_up(replay.accounts, replay.arrays, actions, offered, rng)
+    grace, waiver = grace_offer & taken, waiver_offer & taken
+    extension = free & ~restructure & ~offered & plan.extension & first_month & delinquent
     kind = np.full(n, -1)
     months = np.zeros(n, dtype=np.int64)
     for mask, name, length in (
@@ -679,7 +689,7 @@ def _model_treatments(
         treatment=np.where(kind >= 0, kind, state.treatment),
         treatment_until=np.where(kind >= 0, month + months, state.treatment_until),
     )
-    return new_state, kind, restructure
+    return new_state, kind, restructure, offered & ~taken
 
 
 def _merge(tiered: np.ndarray, when_tiered: ChunkState, otherwise: ChunkState) -> ChunkState:
@@ -740,7 +750,8 @@ def run_arm(
         name: np.zeros(n, dtype=np.int64)
         for name in (
             "contacts", "agency_assignments", "legal_filings", "disputes",
-            "pressure_on_capacity_shock", "treatments_granted", "plans_broken",
+            "pressure_on_capacity_shock", "treatments_granted", "offers_refused",
+            "plans_broken",
         )
     }  # fmt: skip
     defaulted = np.zeros(n, dtype=bool)
@@ -773,9 +784,10 @@ def run_arm(
             kind[granted.account] = granted.kind
             state = tiered_state
         if model_any:
-            model_state, model_kind, model_restructured = _model_treatments(
+            model_state, model_kind, model_restructured, refused = _model_treatments(
                 replay, spec.plan, before, month_actions, step, month, treatment_rng
             )
+            counters["offers_refused"] += refused & ~spec.tiered
             if tiered_any:
                 state = _merge(spec.tiered, tiered_state, model_state)
                 kind = np.where(spec.tiered, kind, model_kind)
@@ -784,7 +796,10 @@ def run_arm(
             restructured_now = np.where(spec.tiered, False, model_restructured)
         restructured_now |= spec.tiered & (kind == KIND["restructure"])
         if spec.grace_all and step == 0:
-            state, kind = _grace_for_all(replay, spec.tiered, state, kind, month, extra_rng)
+            state, kind, refused = _grace_for_all(
+                replay, spec.tiered, state, kind, month_actions, month, extra_rng
+            )
+            counters["offers_refused"] += refused
         row_account, row_channel = month_actions.account, month_actions.channel
         np.add.at(totals["action_cost"], row_account, channel_cost[row_channel])
         totals["action_cost"] += np.where(kind >= 0, treatment_cost[np.maximum(kind, 0)], 0.0)
@@ -860,24 +875,28 @@ def _grace_for_all(
     tiered: np.ndarray,
     state: ChunkState,
     kind: np.ndarray,
+    actions: MonthActions,
     month: int,
     rng: np.random.Generator,
-) -> tuple[ChunkState, np.ndarray]:
-    """A grace period (months drawn like the simulator's) for every delinquent tiered account
-    without an active treatment and not treated by the baseline this month."""
+) -> tuple[ChunkState, np.ndarray, np.ndarray]:
+    """A grace period (months drawn like the simulator's) offered to every delinquent tiered
+    account without an active treatment and not treated by the baseline this month, taken up
+    as :func:`~rollrisk.simulator.engine.takes_up` says. Returns the state, the kinds and who
+    refused the offer."""
     n = len(state.bucket)
     months = rng.choice(np.array(replay.rules.policy.grace_months), n)
     delinquent = (state.bucket >= 1) & (state.bucket < CHARGE_OFF_BUCKET)
     # the treatment granted this month is already in state: an untreated account is one whose
     # kind is -1 and whose earlier treatment (if any) has run out
-    grace = tiered & delinquent & (kind < 0) & ~treatment_active(state, month)
+    offered = tiered & delinquent & (kind < 0) & ~treatment_active(state, month)
+    grace = takes_up(replay.accounts, replay.arrays, actions, offered, rng)
     kind = np.where(grace, KIND["grace_period"], kind)
     new_state = replace(
         state,
         treatment=np.where(grace, KIND["grace_period"], state.treatment),
         treatment_until=np.where(grace, month + months, state.treatment_until),
     )
-    return new_state, kind
+    return new_state, kind, offered & ~grace
 
 
 def arm_metrics(result: ArmResult, mask: np.ndarray | None = None) -> dict[str, float]:
@@ -913,6 +932,7 @@ def arm_metrics(result: ArmResult, mask: np.ndarray | None = None) -> dict[str, 
         "disputes": float(result.disputes[keep].sum()),
         "pressure_on_capacity_shock": float(result.pressure_on_capacity_shock[keep].sum()),
         "treatments_granted": float(result.treatments_granted[keep].sum()),
+        "offers_refused": float(result.offers_refused[keep].sum()),
         "compliance_blocks": float(result.compliance_blocks[keep].sum()),
     }
 

@@ -163,6 +163,21 @@ RESTRUCTURE_REDEFAULT: dict[str, float] = {
 }
 
 
+# Probability that a borrower takes up a treatment the lender OFFERS unasked (a policy's grace,
+# waiver or restructure offer), when the lender reached them that month (a message delivered or
+# a right-party contact); an offer that reaches nobody is never taken up. A treatment the
+# borrower asked for (after a hardship claim) is always taken up, and the first-delinquency
+# extension is applied by the lender. Assumption: no published take-up rates were found.
+TREATMENT_TAKE_UP: dict[str, float] = {
+    "healthy": 0.6,
+    "capacity_shock": 0.85,
+    "low_willingness": 0.3,
+    "unreachable": 0.3,
+    "forgetful": 0.5,
+    "seasonal": 0.8,
+}
+
+
 @dataclass(frozen=True)
 class TreatmentRules:
     """What the treatments do to the money: deferral, waived income, plan terms, legal delay."""
@@ -335,6 +350,7 @@ class SimulationRules:
                 d: {k: asdict(r) for k, r in row.items()} for d, row in TREATMENT_RESPONSE.items()
             },
             "restructure_redefault": dict(RESTRUCTURE_REDEFAULT),
+            "treatment_take_up": dict(TREATMENT_TAKE_UP),
             "call_outcomes": {
                 d: dict(zip(OUTCOMES, p, strict=True)) for d, p in CALL_OUTCOMES.items()
             },
@@ -358,6 +374,7 @@ __all__ = [
     "DRIVERS",
     "OUTCOMES",
     "RESTRUCTURE_REDEFAULT",
+    "TREATMENT_TAKE_UP",
     "PRODUCTS",
     "TREATMENT_KINDS",
     "TREATMENT_RESPONSE",

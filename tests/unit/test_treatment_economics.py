@@ -343,3 +343,30 @@ def test_a_call_acts_only_when_it_reaches_and_more_calls_have_diminishing_return
     for k, value in share.items():  # at least one of k dials reached: 1 - (1 - p)^k
         assert value == pytest.approx(1 - (1 - p) ** k, abs=0.015)
     assert share[2] - share[1] > (share[4] - share[2]) / 2 > 0  # each extra call adds less
+
+
+# --- treatment refusal -------------------------------------------------------------------------
+
+
+def test_an_offer_is_taken_up_only_when_reached_at_the_drivers_rate_and_always_when_asked():
+    from rollrisk.simulator.engine import takes_up
+    from rollrisk.simulator.rules import TREATMENT_TAKE_UP
+
+    for driver in ("healthy", "low_willingness"):
+        arrays, rows = _calls(driver, 1, channel="sms")  # delivered or not
+        accounts = _book(driver, bucket=2)[3]
+        offered = np.ones(N, dtype=bool)
+        taken = takes_up(accounts, arrays, rows, offered, np.random.default_rng(4))
+        asked = ~np.isnat(rows.hardship_at)
+        assert not asked.any()  # a message draws no hardship claim
+        assert not taken[~rows.reached].any()  # an offer that reached nobody is never taken
+        rate = TREATMENT_TAKE_UP[driver]
+        assert taken[rows.reached].mean() == pytest.approx(rate, abs=0.02)
+        assert not takes_up(accounts, arrays, rows, ~offered, np.random.default_rng(4)).any()
+    # a borrower who claimed hardship this month asked for it: always taken up
+    arrays, rows = _calls("capacity_shock", 4)
+    accounts = _book("capacity_shock", bucket=2)[3]
+    asked = ~np.isnat(rows.hardship_at)
+    assert asked.sum() > 100
+    taken = takes_up(accounts, arrays, rows, np.ones(N, dtype=bool), np.random.default_rng(4))
+    assert taken[asked].all()
