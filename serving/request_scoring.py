@@ -25,12 +25,12 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 import polars as pl
 
-from rollrisk.features.observations import MAX_STATEMENT_AGE_MONTHS
+from rollrisk.features.online import covers, latest_known_dpd, population_features
 from rollrisk.features.schemas import TABLES_BY_NAME
 from rollrisk.scoring.core import ScoringSetup, score_accounts
 from rollrisk.serving.api_models import AccountHistory, ScoreRequest
@@ -102,21 +102,6 @@ def _frame(rows: list[dict[str, Any]], table: str) -> pl.DataFrame:
     )
 
 
-def latest_known_dpd(statements: pl.DataFrame, as_of: date) -> dict[str, int]:
-    """DPD of each account's latest statement known at the end of ``as_of``, among the
-    statements recent enough for the account to be observed (the rule of
-    :func:`rollrisk.features.observations.observations`)."""
-    end_of_day = pl.lit(as_of + timedelta(days=1)).cast(pl.Datetime("us"))
-    month = pl.col("cycle_end").dt.year() * 12 + pl.col("cycle_end").dt.month()
-    as_of_month = as_of.year * 12 + as_of.month
-    recent = statements.filter(
-        (pl.col("known_at") < end_of_day)
-        & month.is_between(as_of_month - MAX_STATEMENT_AGE_MONTHS, as_of_month)
-    )
-    latest = recent.group_by("account_id").agg(pl.col("dpd").sort_by("cycle_end").last())
-    return dict(latest.iter_rows())
-
-
 def not_scored_reason(dpd: int | None, setup: ScoringSetup) -> str:
     """Why an account with this DPD at the as-of is outside the population."""
     spec = setup.observation
@@ -153,7 +138,18 @@ def score_requests(requests: Sequence[ScoreRequest], setup: ScoringSetup) -> lis
             if owner.setdefault(account.account_id, index) != index:
                 raise ValueError(f"account {account.account_id!r} is in two requests of a batch")
     as_of = requests[0].as_of
-    tables = request_tables([account for request in requests for account in request.accounts])
+    accounts = [account for request in requests for account in request.accounts]
+    tables = request_tables(accounts)
+    features = None
+    if covers(setup.feature_set):  # else the batch's polars query computes them
+        features = population_features(
+            accounts,
+            as_of,
+            setup.observation,
+            setup.feature_set,
+            with_actions=tables.collection_actions is not None,
+            with_treatments=tables.treatments is not None,
+        )
     scored = score_accounts(
         tables.accounts,
         tables.statements,
@@ -161,6 +157,7 @@ def score_requests(requests: Sequence[ScoreRequest], setup: ScoringSetup) -> lis
         tables.treatments,
         as_of,
         setup,
+        features=features,
     )
     records: list[list[dict[str, Any]]] = [[] for _ in requests]
     for row in scored.iter_rows(named=True):  # sorted by account_id, so each request's are too
@@ -170,7 +167,12 @@ def score_requests(requests: Sequence[ScoreRequest], setup: ScoringSetup) -> lis
         sorted(a.account_id for a in request.accounts if a.account_id not in scored_ids)
         for request in requests
     ]
-    dpd = latest_known_dpd(tables.statements, as_of) if any(missing) else {}
+    dpd = {
+        account.account_id: latest_known_dpd(account.statements, as_of)
+        for request, left_out in zip(requests, missing, strict=True)
+        for account in request.accounts
+        if account.account_id in left_out
+    }
     model = {"name": setup.model_name, "version": setup.model_version}
     return [
         {
