@@ -1,19 +1,31 @@
 """Observations and labels: who is scored at an as-of date, and did they roll to default.
 
-An **observation** is an (account, as-of date) pair. As-of dates are month-ends; an as-of is
+An **observation** is an (account, as-of date) pair. An as-of is any calendar day (training
+panels use month-ends, :func:`eligible_as_of_dates`; scoring and monitoring take any day); it is
 read as the *end* of that day, so a record counts at the as-of when its ``known_at`` (or
 ``action_at``) is before midnight after it.
 
-* **DPD at the as-of** is the ``dpd`` of the account's latest statement (by ``cycle_end``) known
-  at the as-of, as printed on that statement (not aged to the as-of: each account has its own
-  billing day, so a month-end sees a statement from a few days earlier; the gap is the feature
-  ``days_since_statement``). An account whose latest known statement is older than the month
-  before the as-of has stopped reporting and is not in the population.
-* **Population**: DPD at the as-of in ``[min_dpd, max_dpd]`` (default 1-89, the delinquent
-  accounts collections acts on); the starting bucket is recorded (M1 1-29, M2 30-59, M3 60-89;
+* **The statement at the as-of** is the account's latest statement (by ``cycle_end``) known at
+  the as-of, among those that closed within the two calendar months before the end of the
+  as-of day (``cycle_end >= as_of + 1 day - 2 months``: at a month-end, the as-of month and the
+  month before). An account without one has stopped reporting (or is not billed yet) and is not
+  in the population.
+* **DPD at the as-of** (:func:`aged_dpd`) is that statement's ``dpd`` aged to the as-of day: a
+  statement with arrears (``dpd`` > 0) closed ``n`` days before the as-of gives ``dpd + n``, since
+  its arrears keep ageing until a payment clears them; a current statement (``dpd`` 0) gives 0.
+  The contract has no payment table and no due date: a payment becomes known only through the
+  statement that records it (its ``amount_paid`` and ``dpd``), so an account is *cured* at the
+  as-of exactly when a later statement known by then shows ``dpd`` 0, and an account current at
+  its statement is never aged (a due missed after it shows first on the next statement). Each
+  account is aged from its own billing day: on day D an account billed on the 5th with 35 DPD
+  is at 35 + (D - 5) days, one billed on the 20th is still read from last month's statement
+  until its new one is known. ``days_since_statement`` is the age ``n`` as a feature.
+* **Population**: DPD at the as-of (aged) in ``[min_dpd, max_dpd]`` (default 1-89, the
+  delinquent accounts collections acts on, on that day); the starting bucket is recorded (M1 1-29, M2 30-59, M3 60-89;
   M0 and M4+ only if the range is widened).
 * **Label** ``rolled_to_default``: 1 when some statement with ``cycle_end`` in the
-  ``window_months`` calendar months after the as-of month shows ``dpd >= default_dpd``. Labels
+  ``window_months`` calendar months after the as-of month shows ``dpd >= default_dpd`` (for a
+  mid-month as-of too: the rest of the as-of month is not in the window). Labels
   use only statements after the as-of and ignore ``known_at`` (outcomes are known later by
   definition).
 * **Window complete**: the portfolio's latest statement month is at least the as-of month plus
@@ -26,9 +38,10 @@ read as the *end* of that day, so a record counts at the as-of when its ``known_
 
 from __future__ import annotations
 
+import calendar
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import polars as pl
@@ -42,9 +55,13 @@ BUCKET_NAMES: tuple[str, ...] = tuple(name for name, _ in BUCKETS)
 # Observation status: only "labelled" rows go into a training set.
 LABELLED, INCOMPLETE_WINDOW, NO_OUTCOME = "labelled", "incomplete_window", "no_outcome"
 
-# An account whose latest known statement is from before the month preceding the as-of month has
-# stopped reporting (closed, sold, charged off): it is not acted on, so it is not observed.
-MAX_STATEMENT_AGE_MONTHS = 1
+RECENT_STATEMENT_MONTHS = 2
+"""A statement sets the DPD at an as-of only if it closed within this many calendar months
+before the end of the as-of day (:func:`recent_statement_cutoff`): at a month-end, the as-of
+month or the month before. An account whose latest known statement is older has stopped
+reporting (closed, sold, charged off): it is not acted on, so it is not observed. On a mid-month
+day the two months reach into the month before last, so an account whose statement of last month
+is not yet known is still read from the one before."""
 
 
 @dataclass(frozen=True)
@@ -123,8 +140,38 @@ def as_of_end(as_of: str = "as_of") -> pl.Expr:
     return (pl.col(as_of) + pl.duration(days=1)).cast(pl.Datetime("us"))
 
 
+def recent_statement_cutoff(as_of: date) -> date:
+    """The earliest ``cycle_end`` of a statement recent enough to set the DPD at ``as_of``: the
+    end of the as-of day (the next day's start) moved back :data:`RECENT_STATEMENT_MONTHS`
+    calendar months (at 2024-03-31: 2024-02-01; at 2024-03-10: 2024-01-11)."""
+    start = as_of + timedelta(days=1)
+    month = start.year * 12 + start.month - 1 - RECENT_STATEMENT_MONTHS
+    year, month = divmod(month, 12)
+    return date(year, month + 1, min(start.day, calendar.monthrange(year, month + 1)[1]))
+
+
+def aged_dpd(dpd: pl.Expr, cycle_end: pl.Expr, as_of: pl.Expr) -> pl.Expr:
+    """DPD at the end of day ``as_of`` of an account whose statement closed at ``cycle_end``
+    with ``dpd`` (module docstring): arrears age one day per day until a statement shows them
+    cleared; a current statement stays at 0."""
+    days = (as_of.cast(pl.Date) - cycle_end.cast(pl.Date)).dt.total_days().clip(lower_bound=0)
+    return pl.when(dpd > 0).then(dpd + days).otherwise(0).cast(pl.Int64)
+
+
+def dpd_at_as_of(statements: pl.DataFrame | pl.LazyFrame, as_of: date) -> pl.DataFrame:
+    """``account_id, dpd_at_as_of`` (aged, :func:`aged_dpd`) of every account with a recent
+    statement known at ``as_of``, whether in the population or not (the service says why a
+    requested account was not scored). Needs ``account_id, cycle_end, known_at, dpd``."""
+    return (
+        _statement_at_as_of(_history(statements), [as_of])
+        .select("account_id", "dpd_at_as_of")
+        .collect()
+    )
+
+
 def check_as_of_dates(as_of_dates: Sequence[date]) -> list[date]:
-    """Sorted, de-duplicated as-of dates; raises when one is not a month-end."""
+    """Sorted, de-duplicated as-of dates of a training panel; raises when one is not a
+    month-end (training panels are monthly, docs/features.md; scoring takes any day)."""
     bad = [d for d in as_of_dates if (pl.Series([d]).dt.month_end()[0] != d)]
     if bad:
         raise UserError(
@@ -179,7 +226,7 @@ def observations(
     ``start_bucket``, ``rolled_to_default`` (Int8, null unless labelled) and ``status``
     (``labelled`` | ``incomplete_window`` | ``no_outcome``), sorted by as_of, account_id.
     """
-    dates = check_as_of_dates(as_of_dates)
+    dates = sorted(set(as_of_dates))
     history = _history(statements)
     last_month = history.select(pl.col("_month").max().alias("last_month"))
     population = _population(history, dates, spec)
@@ -228,7 +275,7 @@ def population_lazy(
     """The population part of :func:`observations` (``account_id``, ``as_of``,
     ``dpd_at_as_of``, ``start_bucket``; no label, no order), as a lazy query: what scoring
     needs, to be collected together with the features computed from it."""
-    return _population(_history(statements), check_as_of_dates(as_of_dates), spec).with_columns(
+    return _population(_history(statements), sorted(set(as_of_dates)), spec).with_columns(
         bucket_of(pl.col("dpd_at_as_of")).alias("start_bucket")
     )
 
@@ -251,18 +298,47 @@ def _months_around(dates: Sequence[date], offsets: range) -> pl.LazyFrame:
     )
 
 
+def _recent_months(dates: Sequence[date]) -> pl.LazyFrame:
+    """(as_of, _month, _cutoff): the statement months that may hold the statement at each
+    as-of (from its :func:`recent_statement_cutoff` to the as-of month), an equi-join key into
+    history: two months at a month-end, three mid-month."""
+    rows = [
+        (day, month, cutoff)
+        for day in dates
+        for cutoff in [recent_statement_cutoff(day)]
+        for month in range(cutoff.year * 12 + cutoff.month - 1, day.year * 12 + day.month)
+    ]
+    return pl.LazyFrame(
+        rows, schema={"as_of": pl.Date, "_month": pl.Int32, "_cutoff": pl.Date}, orient="row"
+    )
+
+
+def _statement_at_as_of(history: pl.LazyFrame, dates: Sequence[date]) -> pl.LazyFrame:
+    """``account_id, as_of, dpd_at_as_of``: the latest recent statement known at each as-of,
+    its DPD aged to the as-of day."""
+    return (
+        history.join(_recent_months(dates), on="_month")
+        .filter((pl.col("known_at") < as_of_end()) & (pl.col("cycle_end") >= pl.col("_cutoff")))
+        .group_by("account_id", "as_of")
+        .agg(
+            pl.col("dpd").sort_by("cycle_end").last().alias("_statement_dpd"),
+            pl.col("cycle_end").max().alias("_statement_end"),
+        )
+        .select(
+            "account_id",
+            "as_of",
+            aged_dpd(pl.col("_statement_dpd"), pl.col("_statement_end"), pl.col("as_of")).alias(
+                "dpd_at_as_of"
+            ),
+        )
+    )
+
+
 def _population(
     history: pl.LazyFrame, dates: Sequence[date], spec: ObservationSpec
 ) -> pl.LazyFrame:
-    # latest statement known at each as-of; only the as-of month and the one before can hold it
-    # (older means the account stopped reporting), so join on those two months only
-    recent = range(-MAX_STATEMENT_AGE_MONTHS, 1)
-    return (
-        history.join(_months_around(dates, recent), on="_month")
-        .filter(pl.col("known_at") < as_of_end())
-        .group_by("account_id", "as_of")
-        .agg(pl.col("dpd").sort_by("cycle_end").last().alias("dpd_at_as_of"))
-        .filter(pl.col("dpd_at_as_of").is_between(spec.min_dpd, spec.max_dpd))
+    return _statement_at_as_of(history, dates).filter(
+        pl.col("dpd_at_as_of").is_between(spec.min_dpd, spec.max_dpd)
     )
 
 

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from rollrisk.features.history import MIN_DUE_ONLY_TOLERANCE, PROMISE_KEPT_SHARE
-from rollrisk.features.observations import BUCKETS, MAX_STATEMENT_AGE_MONTHS, ObservationSpec
+from rollrisk.features.observations import BUCKETS, ObservationSpec, recent_statement_cutoff
 from rollrisk.features.registry import FeatureSet
 from rollrisk.features.schemas import FAILED_OUTCOMES, REACHED_OUTCOMES
 
@@ -133,21 +133,26 @@ def _float(value: float | int | bool | None) -> float | None:
     return None if value is None else float(value)
 
 
-def latest_known_dpd(statements: Sequence[StatementRow], as_of: date) -> int | None:
-    """DPD at the as-of: the ``dpd`` of the latest statement (by ``cycle_end``) known at the end
-    of ``as_of`` among those of the as-of month and the month before; ``None`` when there is
-    none (the account is not observed). The rule of
+def dpd_at_as_of(statements: Sequence[StatementRow], as_of: date) -> int | None:
+    """DPD at the end of day ``as_of`` (:func:`rollrisk.features.observations.aged_dpd`): the
+    ``dpd`` of the latest statement (by ``cycle_end``) known then among those that closed on
+    or after :func:`~rollrisk.features.observations.recent_statement_cutoff` and not after the
+    as-of month, aged by the days since it closed when it shows arrears; ``None`` without such
+    a statement (the account is not observed). The rule of
     :func:`rollrisk.features.observations.population_lazy`."""
-    end, month = as_of_end(as_of), month_index(as_of)
+    end, month, cutoff = as_of_end(as_of), month_index(as_of), recent_statement_cutoff(as_of)
     latest: StatementRow | None = None
     for row in statements:
         if (
             row.known_at < end
-            and month - MAX_STATEMENT_AGE_MONTHS <= month_index(row.cycle_end) <= month
+            and cutoff <= row.cycle_end
+            and month_index(row.cycle_end) <= month
             and (latest is None or row.cycle_end > latest.cycle_end)
         ):
             latest = row
-    return None if latest is None else latest.dpd
+    if latest is None:
+        return None
+    return latest.dpd + max((as_of - latest.cycle_end).days, 0) if latest.dpd > 0 else 0
 
 
 @dataclass(frozen=True)
@@ -533,7 +538,7 @@ def population_features(
         raise ValueError(f"online features do not compute {missing}")
     rows: list[tuple[AccountRows, int]] = []
     for account in accounts:
-        dpd = latest_known_dpd(account.statements, as_of)
+        dpd = dpd_at_as_of(account.statements, as_of)
         if dpd is not None and spec.min_dpd <= dpd <= spec.max_dpd:
             rows.append((account, dpd))
     rows.sort(key=lambda row: row[0].account_id)

@@ -1,8 +1,8 @@
 """Check that the accounts scored today still look like the ones the model was trained on.
 
-Compares the population at --as-of (the delinquent accounts `rollrisk score` would score) with
-the model's reference: its latest labelled months (3 as-of months), logged with it by
-`rollrisk train`, and scored by the model itself:
+Compares the population at --as-of (any calendar day: the delinquent accounts `rollrisk score`
+would score that day, DPD aged to it) with the model's reference: its latest labelled months
+(3 as-of months), logged with it by `rollrisk train`, and scored by the model itself:
 
   score PSI      the model's scores today against its scores on the reference, on the
                  reference's bins

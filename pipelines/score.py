@@ -1,5 +1,10 @@
 """Score every delinquent account of a portfolio at an as-of date (the nightly batch job).
 
+--as-of is any calendar day: each account's DPD is that of its latest statement known by the
+end of the day, aged from the statement's cycle end to the as-of when in arrears (cured when a
+later statement known by then shows 0 DPD); features use only what was known by then
+(docs/features.md, "Any day of the month").
+
 For each account in the population (DPD within the observation range at --as-of) it writes
 the calibrated roll-to-default probability, the risk band, up to 4 reason codes (English and
 Chinese), the driver-family contributions, the segment, the treatment with the trail of the
@@ -20,9 +25,11 @@ data contract rejects are counted by table and by account on stderr and in the m
 the job stops and publishes nothing. A portfolio lacking a table the model was trained with
 is refused unless --allow-missing-table names it (then recorded in the manifest's "tables").
 
-example:
+examples:
   rollrisk score --model models:/rollrisk-roll-to-default@champion \\
       --data runs/demo/portfolio --as-of 2025-12-31 --out runs/demo/scores
+  rollrisk score --model models:/rollrisk-roll-to-default@champion \\
+      --data runs/demo/portfolio --as-of 2025-12-16 --out runs/demo/scores-2025-12-16
 """
 
 from __future__ import annotations

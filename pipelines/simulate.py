@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from rollrisk.errors import UserError
 from rollrisk.simulator.engine import output_paths, write_portfolio
+from rollrisk.simulator.rules import PRIMARY_RESPONSES, RESPONSE_TABLES, SimulationRules
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,6 +45,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--format", choices=("parquet", "csv"), default="parquet", help="file format of the tables"
+    )
+    parser.add_argument(
+        "--response-table",
+        choices=RESPONSE_TABLES,
+        default=PRIMARY_RESPONSES,
+        help="how borrowers respond to contacts and treatments: the primary tables of "
+        "simulator/rules.py, or one of the scaled draws kept against circularity (each effect "
+        "x a factor drawn in [0.5, 1.5]; docs/simulator.md, 'Response tables'); recorded in "
+        "truth/params.json (default primary)",
     )
     parser.add_argument(
         "--overwrite",
@@ -87,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
         args.seed,
         start_month=args.start_month,
         file_format=args.format,
+        rules=SimulationRules(response_table=args.response_table),
         progress=progress,
     )
     print(f"simulated {summary.accounts:,} accounts x {summary.months} months -> {out}")

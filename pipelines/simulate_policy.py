@@ -53,6 +53,7 @@ from rollrisk.arguments import (
 from rollrisk.errors import UserError
 from rollrisk.reports.policy_simulation import markdown
 from rollrisk.simulator.replay import DEFAULT_BASE_SEED, DEFAULT_COSTS
+from rollrisk.simulator.rules import RESPONSE_TABLES
 from rollrisk.storage.results import POLICY_SIMULATION_JSON as RESULT_JSON
 
 RESULT_MD = "policy_simulation.md"
@@ -96,6 +97,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seeds the oracle's best bundle per true driver x bucket is chosen on (kept apart "
         f"from the reported seeds: numbered from {ORACLE_SEED_START}; default "
         f"{DEFAULT_ORACLE_SEEDS}; 0 leaves the oracle and value captured out)",
+    )
+    parser.add_argument(
+        "--response-table",
+        choices=RESPONSE_TABLES,
+        default=None,
+        help="how the borrowers respond in the horizon: default the table the portfolio was "
+        "simulated with (truth/params.json); another table asks how the policy fares when "
+        "borrowers respond otherwise than the beliefs it was written from (the history up to "
+        "the as-of is unchanged; docs/simulator.md, 'Response tables')",
     )
     parser.add_argument(
         "--base-seed", type=int, default=DEFAULT_BASE_SEED, help="root of the seeds' streams"
@@ -146,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
         month_index,
         recovery_valuation,
         replay_to_month,
+        with_responses,
     )
     from rollrisk.simulator.truth import read_simulation_params
     from rollrisk.storage.results import read_scores
@@ -190,6 +201,14 @@ def run(args: argparse.Namespace) -> int:
             f"{as_of} match the replayed simulator state: was {args.data} modified after "
             "`rollrisk simulate`, or scored from another portfolio?"
         )
+    history_table = replay.rules.response_table
+    replay = with_responses(replay, args.response_table or history_table)
+    print(
+        f"[simulate-policy] response table: {replay.rules.response_table} in the horizon "
+        f"(the portfolio was simulated under {history_table})",
+        file=sys.stderr,
+        flush=True,
+    )
     ordered = scored.join(
         pl.DataFrame({"account_id": replay.account_ids, "_order": np.arange(len(ids))}),
         on="account_id",
@@ -238,6 +257,8 @@ def run(args: argparse.Namespace) -> int:
             "accounts": sim.accounts,
             "months": sim.months,
             "start_month": sim.start_month,
+            "response_table": history_table,
+            "horizon_response_table": replay.rules.response_table,
         },
         "costs": {
             "source": costs.source,

@@ -91,6 +91,17 @@ def markdown(result: Mapping[str, Any]) -> str:
         f"the portfolio's as-of statements for {result['replay_match_share']:.1%} of them",
         f"- costs: `{result['costs']['source']}`",
     ]
+    simulation = result["simulation"]
+    if "horizon_response_table" in simulation:
+        history, horizon = simulation["response_table"], simulation["horizon_response_table"]
+        lines.append(
+            f"- borrowers respond by the `{horizon}` response table"
+            + (
+                ""
+                if horizon == history
+                else f" in the horizon (history simulated under `{history}`)"
+            )
+        )
     if "decision" in result:
         lines.append(f"- policy: {result['decision']}")
     if "valuation" in result:
@@ -116,14 +127,22 @@ def markdown(result: Mapping[str, Any]) -> str:
             "",
             "## References (same accounts, same random draws)",
             "",
-            "| arm | book value | net recovery | roll-to-default (accounts) | "
-            "roll-to-default (balance) | compliance blocks |",
-            "|---|---|---|---|---|---|",
+            "| arm | book value | model-driven minus this arm (95 %, accounts and seeds) | "
+            "net recovery | roll-to-default (accounts) | roll-to-default (balance) | "
+            "compliance blocks |",
+            "|---|---|---|---|---|---|---|",
         ]
+        versus = result.get("uplift_vs_references", {})
         for name, row in result["references"].items():
             label = REFERENCE_NAMES.get(name, name)
+            if name in versus:
+                gap = format_uplift("book_value", versus[name])
+            elif name == "baseline_tiered" and headline:
+                gap = format_uplift("book_value", headline["uplift"])
+            else:
+                gap = "-"
             lines.append(
-                f"| {label} | {format_metric('book_value', row['book_value']['mean'])} | "
+                f"| {label} | {format_metric('book_value', row['book_value']['mean'])} | {gap} | "
                 f"{format_metric('net_recovery', row['net_recovery']['mean'])} | "
                 f"{format_metric('roll_to_default_rate', row['roll_to_default_rate']['mean'])} | "
                 + format_metric(

@@ -429,7 +429,7 @@ def score(
 ) -> pl.DataFrame:
     """Score every delinquent account of ``portfolio`` at ``as_of``, as ``rollrisk score`` does.
 
-    ``as_of`` (a date, or a string YYYY-MM-DD) defaults to the month-end of the latest month
+    ``as_of`` (a date, or a string YYYY-MM-DD; any day, docs/scoring.md) defaults to the month-end of the latest month
     with a complete book, as the batch's; one outside the months the portfolio has statements
     for is refused with ``UserError``, as by the batch. ``model`` is a model (then the
     shipped rules apply; ``observation`` gives the population range) or a

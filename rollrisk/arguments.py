@@ -218,9 +218,10 @@ def add_portfolio_arguments(parser: argparse.ArgumentParser) -> None:
         "--as-of",
         type=as_of_date,
         default=None,
-        help="observation date YYYY-MM-DD, within the months the portfolio has statements for "
-        "(default: the month-end of the latest month with a complete book, see "
-        "docs/data-contract.md)",
+        help="observation date YYYY-MM-DD, any day within the months the portfolio has "
+        "statements for: history known by the end of that day is used and each account's DPD "
+        "is aged to it from its latest statement (docs/scoring.md) (default: the month-end of "
+        "the latest month with a complete book, see docs/data-contract.md)",
     )
 
 

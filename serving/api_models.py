@@ -16,7 +16,6 @@ the scoring code with a value it cannot represent.
 
 from __future__ import annotations
 
-import calendar
 import re
 from datetime import date, datetime
 from typing import Annotated, Literal
@@ -194,14 +193,13 @@ class AccountHistory(_Row):
 
 class ScoreRequest(_Row):
     as_of: Day = Field(
-        description="observation date, a month-end; only history known by its end is used"
+        description="observation date, any calendar day; only history known by its end is "
+        "used and each account's DPD is aged to it from its latest statement (docs/scoring.md)"
     )
     accounts: list[AccountHistory] = Field(min_length=1, max_length=MAX_ACCOUNTS_PER_REQUEST)
 
     @model_validator(mode="after")
-    def _month_end_and_unique_accounts(self) -> ScoreRequest:
-        if self.as_of.day != calendar.monthrange(self.as_of.year, self.as_of.month)[1]:
-            raise ValueError(f"as_of must be a month-end (e.g. 2025-03-31), got {self.as_of}")
+    def _unique_accounts(self) -> ScoreRequest:
         ids = [a.account_id for a in self.accounts]
         if len(ids) != len(set(ids)):
             raise ValueError("accounts: an account_id appears twice")
@@ -278,7 +276,8 @@ class NotScored(_Out):
     account_id: str
     reason: str
     dpd_at_as_of: int | None = Field(
-        description="DPD of the latest statement known at the as-of (null: none recent enough)"
+        description="DPD at the as-of: that of the latest statement known then, aged to the "
+        "as-of day when in arrears (null: no statement recent enough)"
     )
 
 

@@ -30,7 +30,8 @@ from typing import Any
 
 import polars as pl
 
-from rollrisk.features.online import covers, latest_known_dpd, population_features
+from rollrisk.features.observations import RECENT_STATEMENT_MONTHS
+from rollrisk.features.online import covers, dpd_at_as_of, population_features
 from rollrisk.features.schemas import TABLES_BY_NAME
 from rollrisk.scoring.core import ScoringSetup, score_accounts
 from rollrisk.serving.api_models import AccountHistory, ScoreRequest
@@ -107,8 +108,8 @@ def not_scored_reason(dpd: int | None, setup: ScoringSetup) -> str:
     spec = setup.observation
     if dpd is None:
         return (
-            "no statement known at the as-of from its month or the month before "
-            "(not yet billed, or stopped reporting)"
+            "no statement known at the as-of that closed in the "
+            f"{RECENT_STATEMENT_MONTHS} months before it (not yet billed, or stopped reporting)"
         )
     if dpd < spec.min_dpd:
         return f"current: DPD {dpd} at the as-of is below the population's {spec.min_dpd}"
@@ -168,7 +169,7 @@ def score_requests(requests: Sequence[ScoreRequest], setup: ScoringSetup) -> lis
         for request in requests
     ]
     dpd = {
-        account.account_id: latest_known_dpd(account.statements, as_of)
+        account.account_id: dpd_at_as_of(account.statements, as_of)
         for request, left_out in zip(requests, missing, strict=True)
         for account in request.accounts
         if account.account_id in left_out

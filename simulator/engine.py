@@ -37,13 +37,11 @@ from rollrisk.features.schemas import (
 )
 from rollrisk.simulator.rules import (
     CALL_OUTCOMES,
-    CHANNEL_RESPONSE,
     CHARGE_OFF_BUCKET,
     COMMON_CALL_OUTCOMES,
     DRIVERS,
     LEGAL_OUTCOMES,
     MESSAGE_OUTCOMES,
-    TREATMENT_RESPONSE,
     SimulationRules,
 )
 from rollrisk.simulator.truth import BORROWERS_FILE, PARAMS_FILE, TRUTH_FOLDER
@@ -121,6 +119,7 @@ def rule_arrays(rules: SimulationRules) -> RuleArrays:
     season[PRODUCTS.index("agri_loan")] = rules.world.agri_season
     season[PRODUCTS.index("merchant_loan")] = rules.world.merchant_season
     days = rules.policy.channel_days
+    channel_response, treatment_response = rules.responses()
     return RuleArrays(
         product_share=np.array([p.share for p in products]) / sum(p.share for p in products),
         limit_log_low=np.log([p.limit_low for p in products]),
@@ -138,13 +137,13 @@ def rule_arrays(rules: SimulationRules) -> RuleArrays:
         driver_recovery=np.array([d.recovery_probability for d in drivers]),
         driver_limit_factor=np.array([d.limit_factor for d in drivers]),
         driver_pays_above_due=np.array([d.pays_above_due for d in drivers]),
-        channel_cure=np.array([[CHANNEL_RESPONSE[d][c].cure for c in CHANNELS] for d in DRIVERS]),
-        channel_roll=np.array([[CHANNEL_RESPONSE[d][c].roll for c in CHANNELS] for d in DRIVERS]),
+        channel_cure=np.array([[channel_response[d][c].cure for c in CHANNELS] for d in DRIVERS]),
+        channel_roll=np.array([[channel_response[d][c].roll for c in CHANNELS] for d in DRIVERS]),
         treatment_cure=np.array(
-            [[TREATMENT_RESPONSE[d][k].cure for k in TREATMENT_KINDS] for d in DRIVERS]
+            [[treatment_response[d][k].cure for k in TREATMENT_KINDS] for d in DRIVERS]
         ),
         treatment_roll=np.array(
-            [[TREATMENT_RESPONSE[d][k].roll for k in TREATMENT_KINDS] for d in DRIVERS]
+            [[treatment_response[d][k].roll for k in TREATMENT_KINDS] for d in DRIVERS]
         ),
         outcome_cumulative=np.cumsum(outcome, axis=2),
         season=season,

@@ -255,6 +255,19 @@ class Replay:
     replay_match_share: float  # scored accounts whose replayed statement matches the data
 
 
+def with_responses(replay: Replay, table: str) -> Replay:
+    """The same replayed state, rolled forward under the response table ``table``.
+
+    The history up to the as-of stays what it was (the portfolio's own table); only the
+    borrowers' responses in the horizon change. This asks how a policy written from one set of
+    beliefs fares when the borrowers respond otherwise (docs/simulator.md, "Response tables").
+    """
+    if table == replay.rules.response_table:
+        return replay
+    rules = replace(replay.rules, response_table=table)
+    return replace(replay, rules=rules, arrays=rule_arrays(rules))
+
+
 def _take(obj: Any, positions: np.ndarray) -> Any:
     """The same dataclass restricted to ``positions`` of every per-account array."""
     return replace(
@@ -929,7 +942,8 @@ def compare_policies(
     simulator's randomness for these accounts (Monte Carlo error).
 
     ``references`` (name -> arm) are run on the same accounts and draws; their figures go to
-    ``references``. With the names ``oracle``, ``segment_blind`` and ``oracle_segments``
+    ``references``, and ``uplift_vs_references`` gives the model-driven arm's book value minus
+    each reference's with the account-and-seed interval. With the names ``oracle``, ``segment_blind`` and ``oracle_segments``
     present, ``value_captured`` and ``value_of_segmentation`` are added; with ``drivers``
     (each account's true driver, replay order) value captured is also given per driver, and
     ``uplift_by_true_driver`` the book-value uplift of each driver's accounts with its
@@ -940,6 +954,8 @@ def compare_policies(
     per_seed: list[dict[str, Any]] = []
     two_way = {name: np.zeros((n, len(seeds))) for name in BOOTSTRAP_METRICS}
     account_book = {arm: np.zeros(n) for arm in (*ARMS, *refs)}
+    # model-driven minus each reference, per account and seed (the same two-way interval)
+    versus = {name: np.zeros((n, len(seeds))) for name in refs}
     by_segment: dict[str, list[dict[str, float]]] = {}
     labels = np.asarray(segments) if segments is not None else None
     iterator = progress(seeds, len(seeds)) if progress else seeds
@@ -956,6 +972,8 @@ def compare_policies(
         for arm, result in results.items():
             account_book[arm] += result.book_value
         model_arm, base_arm = results["model_driven"], results["baseline_tiered"]
+        for name in refs:
+            versus[name][:, column] = model_arm.book_value - results[name].book_value
         two_way["book_value"][:, column] = model_arm.book_value - base_arm.book_value
         two_way["recovered"][:, column] = model_arm.recovered - base_arm.recovered
         two_way["net_recovery"][:, column] = (model_arm.recovered - model_arm.action_cost) - (
@@ -1023,6 +1041,9 @@ def compare_policies(
         result["references"] = {
             name: {m: t_interval([s[name][m] for s in per_seed]) for m in METRICS}
             for name in (*ARMS, *refs)
+        }
+        result["uplift_vs_references"] = {
+            name: two_way_interval(values, False, base_seed) for name, values in versus.items()
         }
         result |= _value_ratios(
             {arm: values / len(seeds) for arm, values in account_book.items()}, drivers

@@ -156,6 +156,68 @@ TREATMENT_RESPONSE = _responses(
     }
 )  # fmt: skip
 
+# Against circularity (docs/simulator.md, "Response tables"): the policy's ladders were written
+# from the same beliefs as the two tables above, so every strategy result is also reported under
+# tables drawn apart from them. Draw k scales each (driver, channel or treatment) effect, cure and
+# roll shift alike, by a factor drawn once, uniform in [0.5, 1.5], rounded to 2 decimals:
+# ``np.random.default_rng(RESPONSE_DRAW_SEED + k).uniform(0.5, 1.5, (6, 12))`` in DRIVERS x
+# (CHANNELS, TREATMENT_KINDS) order. The factors are written out so they can be reviewed; a test
+# redraws them from the seed, so nobody can have picked them.
+RESPONSE_DRAW_SEED = 20261130
+RESPONSE_SCALES: dict[str, dict[str, Row]] = {
+    "scaled-1": {
+        "healthy": (0.57, 1.18, 1.09, 1.16, 1.19, 0.72, 0.95, 1.44, 0.51, 1.3, 1.42, 1.49),
+        "capacity_shock": (0.73, 0.83, 0.6, 1.28, 0.8, 0.94, 1.15, 0.81, 1.15, 1.2, 0.66, 1.33),
+        "low_willingness": (1.26, 1.12, 1.49, 1.0, 1.26, 0.9, 1.13, 0.98, 0.82, 0.52, 1.12, 1.23),
+        "unreachable": (1.29, 0.65, 0.93, 1.36, 1.5, 1.24, 0.86, 0.86, 0.59, 1.13, 0.79, 0.54),
+        "forgetful": (1.47, 0.81, 0.54, 0.84, 1.2, 1.32, 0.65, 0.85, 0.96, 1.03, 1.36, 1.41),
+        "seasonal": (1.26, 0.76, 0.55, 1.41, 1.01, 1.24, 1.16, 1.16, 1.41, 0.83, 1.5, 0.68),
+    },
+    "scaled-2": {
+        "healthy": (0.53, 1.39, 0.91, 1.27, 0.81, 1.01, 1.43, 0.59, 0.78, 1.21, 1.03, 0.79),
+        "capacity_shock": (0.56, 0.81, 1.24, 1.12, 1.09, 1.47, 1.11, 0.57, 1.23, 0.97, 1.48, 0.52),
+        "low_willingness": (1.14, 1.31, 1.08, 0.77, 0.51, 1.05, 0.57, 0.91, 1.29, 1.17, 0.8, 1.43),
+        "unreachable": (0.52, 1.16, 1.23, 0.67, 0.89, 1.07, 0.85, 1.4, 1.01, 0.61, 0.71, 0.55),
+        "forgetful": (0.82, 1.26, 1.26, 0.89, 1.44, 1.06, 0.81, 0.57, 1.06, 1.44, 1.33, 1.12),
+        "seasonal": (0.77, 1.32, 1.22, 1.31, 0.78, 0.72, 0.52, 0.78, 1.41, 0.62, 0.53, 0.76),
+    },
+    "scaled-3": {
+        "healthy": (1.28, 1.29, 1.28, 0.87, 0.87, 0.71, 0.97, 1.05, 1.24, 0.54, 1.1, 0.58),
+        "capacity_shock": (1.38, 1.3, 1.37, 1.23, 0.89, 1.14, 0.62, 0.68, 1.4, 0.94, 1.2, 1.34),
+        "low_willingness": (0.78, 1.35, 0.9, 1.27, 0.95, 0.9, 1.23, 1.09, 0.58, 0.87, 1.17, 1.11),
+        "unreachable": (0.9, 0.89, 0.87, 0.83, 1.16, 1.07, 1.17, 1.46, 0.87, 1.38, 0.88, 1.46),
+        "forgetful": (0.74, 0.73, 0.79, 0.59, 0.94, 0.56, 0.82, 1.45, 1.3, 1.32, 0.63, 0.79),
+        "seasonal": (1.44, 1.47, 0.95, 1.34, 0.97, 0.78, 1.38, 0.84, 1.14, 0.84, 1.13, 0.66),
+    },
+}  # fmt: skip
+PRIMARY_RESPONSES = "primary"
+RESPONSE_TABLES: tuple[str, ...] = (PRIMARY_RESPONSES, *RESPONSE_SCALES)
+
+
+def response_tables(
+    name: str,
+) -> tuple[dict[str, dict[str, ActionResponse]], dict[str, dict[str, ActionResponse]]]:
+    """The (channel, treatment) response tables called ``name`` (one of RESPONSE_TABLES)."""
+    if name == PRIMARY_RESPONSES:
+        return CHANNEL_RESPONSE, TREATMENT_RESPONSE
+    if name not in RESPONSE_SCALES:
+        raise ValueError(f"unknown response table {name!r}; known: {', '.join(RESPONSE_TABLES)}")
+
+    def scaled(table: dict[str, dict[str, ActionResponse]], offset: int) -> dict:
+        return {
+            driver: {
+                action: ActionResponse(
+                    round(response.cure * RESPONSE_SCALES[name][driver][offset + i], 4),
+                    round(response.roll * RESPONSE_SCALES[name][driver][offset + i], 4),
+                )
+                for i, (action, response) in enumerate(row.items())
+            }
+            for driver, row in table.items()
+        }
+
+    return scaled(CHANNEL_RESPONSE, 0), scaled(TREATMENT_RESPONSE, len(CHANNELS))
+
+
 # Contact outcome probabilities per driver for conversational channels (robo_call, agent_call,
 # agency_assignment = the agency's monthly report, field_visit), in OUTCOMES order:
 # delivered, no_answer, contacted, promise_to_pay, refused, dispute, hardship_claimed,
@@ -282,19 +344,30 @@ class SimulationRules:
     outcome_noise: float = 0.3  # weight of COMMON_CALL_OUTCOMES in every driver's outcome mix
     policy: PolicyRules = field(default_factory=PolicyRules)
     world: WorldRules = field(default_factory=WorldRules)
+    response_table: str = PRIMARY_RESPONSES  # one of RESPONSE_TABLES (the borrowers' responses)
     burn_in_months: int = 6  # simulated before the window so it does not start all-current
     chunk_accounts: int = 50_000  # fixed: output depends on the seed only, never on memory
 
+    def __post_init__(self) -> None:
+        response_tables(self.response_table)  # an unknown name fails here, not mid-simulation
+
+    def responses(
+        self,
+    ) -> tuple[dict[str, dict[str, ActionResponse]], dict[str, dict[str, ActionResponse]]]:
+        """The (channel, treatment) response tables the borrowers follow under these rules."""
+        return response_tables(self.response_table)
+
     def to_dict(self) -> dict[str, Any]:
         """All parameters plus the response tables, JSON-ready (written to truth/params.json)."""
+        channel_response, treatment_response = self.responses()
         return {
             **asdict(self),
             "drivers_order": list(DRIVERS),
             "channel_response": {
-                d: {c: asdict(r) for c, r in row.items()} for d, row in CHANNEL_RESPONSE.items()
+                d: {c: asdict(r) for c, r in row.items()} for d, row in channel_response.items()
             },
             "treatment_response": {
-                d: {k: asdict(r) for k, r in row.items()} for d, row in TREATMENT_RESPONSE.items()
+                d: {k: asdict(r) for k, r in row.items()} for d, row in treatment_response.items()
             },
             "call_outcomes": {
                 d: dict(zip(OUTCOMES, p, strict=True)) for d, p in CALL_OUTCOMES.items()
@@ -317,6 +390,7 @@ __all__ = [
     "DRIVERS",
     "OUTCOMES",
     "PRODUCTS",
+    "RESPONSE_TABLES",
     "TREATMENT_KINDS",
     "TREATMENT_RESPONSE",
     "SimulationRules",

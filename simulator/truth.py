@@ -17,7 +17,7 @@ from pathlib import Path
 import polars as pl
 
 from rollrisk.errors import UserError
-from rollrisk.simulator.rules import SimulationRules
+from rollrisk.simulator.rules import PRIMARY_RESPONSES, RESPONSE_TABLES, SimulationRules
 
 TRUTH_FOLDER = "truth"
 BORROWERS_FILE = "borrowers.parquet"
@@ -45,7 +45,13 @@ def read_simulation_params(data_dir: Path) -> SimulatedPortfolio:
             "policy cannot be simulated on it (run it on a simulated portfolio)"
         )
     params = json.loads(params_path.read_text())
-    rules = SimulationRules()
+    table = (params.get("rules") or {}).get("response_table", PRIMARY_RESPONSES)
+    if table not in RESPONSE_TABLES:
+        raise UserError(
+            f"{params_path}: response table {table!r} is unknown to this version "
+            f"(known: {', '.join(RESPONSE_TABLES)}); replay would not reproduce it"
+        )
+    rules = SimulationRules(response_table=table)
     expected = json.loads(json.dumps(rules.to_dict(), default=str))
     if params.get("rules") != expected:
         raise UserError(

@@ -33,8 +33,9 @@ training:
 
 
 def delinquent_at(statements: pl.DataFrame, as_of: date) -> set[str]:
-    """Accounts whose latest statement known by the end of ``as_of`` shows 1-89 DPD and is
-    from the as-of month or the one before (docs/features.md), computed here from the rule."""
+    """Accounts whose latest statement known by the end of month-end ``as_of`` is from the
+    as-of month or the one before and whose DPD, aged from its cycle end to the as-of when in
+    arrears, is 1-89 (docs/features.md), computed here from the rule."""
     known = statements.filter(
         pl.col("known_at") < datetime.combine(as_of + timedelta(days=1), datetime.min.time())
     )
@@ -43,7 +44,9 @@ def delinquent_at(statements: pl.DataFrame, as_of: date) -> set[str]:
     recent = latest.filter(
         pl.col("cycle_end").dt.year() * 12 + pl.col("cycle_end").dt.month() >= month - 1
     )
-    return set(recent.filter(pl.col("dpd").is_between(1, 89))["account_id"].to_list())
+    days = (pl.lit(as_of) - pl.col("cycle_end")).dt.total_days()
+    aged = pl.when(pl.col("dpd") > 0).then(pl.col("dpd") + days).otherwise(0)
+    return set(recent.filter(aged.is_between(1, 89))["account_id"].to_list())
 
 
 @pytest.fixture(scope="module")

@@ -138,3 +138,27 @@ def test_unknown_config_key_is_a_user_error(scoring_world, tmp_path, monkeypatch
     )  # fmt: skip
     assert code == 2
     assert "unknown key monitoring.psi_alert" in capsys.readouterr().err
+
+
+def test_a_mid_month_as_of_monitors_the_accounts_score_scores_that_day(
+    scoring_world, tmp_path, monkeypatch, capsys
+):
+    from rollrisk.storage.atomic_output import read_current
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", scoring_world.tracking_uri)
+    as_of = "2024-12-16"
+    code, _, report = _monitor(
+        scoring_world, scoring_world.portfolio, tmp_path / "out", as_of, capsys
+    )
+    assert report["as_of"] == as_of
+    # the month-end reference fits a mid-month book: billing days spread the accounts over
+    # the cycle at every as-of, so days_since_statement and the DPD do not drift by the day
+    assert code == 0, report["alerts"]
+    argv = ["score", "--model", scoring_world.model_uri, "--data", str(scoring_world.portfolio),
+            "--as-of", as_of, "--out", str(tmp_path / "scores")]  # fmt: skip
+    assert main(argv) == 0
+    _, scores = read_current(tmp_path / "scores")
+    assert report["population"] == scores.height > 0
+    # the 3 calendar months after December have matured: the backtest labels that day's accounts
+    assert report["backtest_status"] == "matured"
+    assert {row["band"]: row for row in report["backtest"]["bands"]}["all"]["accounts"] > 0

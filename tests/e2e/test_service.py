@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 
 from rollrisk.arguments import add_scoring_arguments, setup_from_arguments
 from rollrisk.cli import main
+from rollrisk.features.observations import dpd_at_as_of
 from rollrisk.scoring.core import SCORED_SCHEMA
 from rollrisk.serving.api_models import ScoredAccount, ScoreRequest, ScoreResponse
 from rollrisk.serving.app import create_app, shown_model_uri
@@ -34,6 +35,7 @@ from rollrisk.storage.atomic_output import read_current
 from rollrisk.storage.loader import load_portfolio
 
 AS_OF = date(2025, 3, 31)
+MID_MONTH = date(2025, 3, 14)  # between billing days: some accounts billed this month, some not
 KEY = "test-key-0123456789abcdef"
 HEADERS = {"X-API-Key": KEY}
 
@@ -73,33 +75,31 @@ def _body(portfolio, account_ids: list[str], as_of: date = AS_OF) -> dict:
     )
 
 
-def _latest_dpd(portfolio) -> pl.DataFrame:
-    """Each account's DPD on its last statement known at the as-of (to pick test accounts)."""
-    return (
-        portfolio.statements.filter(pl.col("known_at") < pl.datetime(2025, 4, 1))
-        .group_by("account_id")
-        .agg(pl.col("dpd").sort_by("cycle_end").last())
-        .sort("account_id")
-    )
+def _dpd_at(portfolio, as_of: date) -> pl.DataFrame:
+    """Each account's DPD at the as-of, aged from its latest known statement (to pick test
+    accounts: current ones and ones past the population's range)."""
+    return dpd_at_as_of(portfolio.statements, as_of).rename({"dpd_at_as_of": "dpd"})
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("as_of", [AS_OF, MID_MONTH], ids=["month-end", "mid-month"])
 def test_service_returns_exactly_what_batch_scoring_returns(
-    scoring_world, portfolio, client, tmp_path, monkeypatch
+    scoring_world, portfolio, client, tmp_path, monkeypatch, as_of
 ):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", scoring_world.tracking_uri)
     argv = ["score", "--model", scoring_world.model_uri, "--data", str(scoring_world.portfolio),
-            "--as-of", AS_OF.isoformat(), "--out", str(tmp_path / "scores")]  # fmt: skip
+            "--as-of", as_of.isoformat(), "--out", str(tmp_path / "scores")]  # fmt: skip
     assert main(argv) == 0
     _, batch = read_current(tmp_path / "scores")
+    assert batch["as_of"].unique().to_list() == [as_of]
 
-    dpd = _latest_dpd(portfolio)
+    dpd = _dpd_at(portfolio, as_of)
     delinquent = batch["account_id"].sort().to_list()[:40]
     current = dpd.filter(pl.col("dpd") == 0)["account_id"].to_list()[:3]
     defaulted = dpd.filter(pl.col("dpd") >= 90)["account_id"].to_list()[:2]
     assert len(delinquent) == 40 and len(current) == 3 and len(defaulted) == 2
-    response = client.post("/v1/score", json=_body(portfolio, delinquent + current + defaulted),
-                           headers=HEADERS)  # fmt: skip
+    body = _body(portfolio, delinquent + current + defaulted, as_of=as_of)
+    response = client.post("/v1/score", json=body, headers=HEADERS)
     assert response.status_code == 200, response.text
     result = response.json()
 
@@ -190,10 +190,11 @@ def test_invalid_json_timezone_and_as_of_are_422(portfolio, client):
     assert any(loc[0] == "body" for loc in errors)
 
     body = _body(portfolio, portfolio.accounts["account_id"].to_list()[:1])
-    body["as_of"] = "2025-03-30"
+    body["as_of"] = "2025-02-30"
     errors = _errors(client.post("/v1/score", json=body, headers=HEADERS))
-    assert "as_of must be a month-end (e.g. 2025-03-31), got 2025-03-30" in errors[("body",)]
-    body["as_of"] = "2025-03-31"
+    assert "valid date" in errors[("body", "as_of")]
+    body["as_of"] = "2025-03-17"  # any day of the month is an as-of
+    assert client.post("/v1/score", json=body, headers=HEADERS).status_code == 200
     body["accounts"][0]["statements"][0]["known_at"] = "2024-02-01T06:00:00+08:00"
     errors = _errors(client.post("/v1/score", json=body, headers=HEADERS))
     assert "timezone" in errors[("body", "accounts", 0, "statements", 0, "known_at")]
@@ -394,15 +395,19 @@ def test_valid_but_extreme_histories_are_scored_or_refused_never_a_server_error(
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
 
-    template = _body(portfolio, [_latest_dpd(portfolio).filter(pl.col("dpd") > 0)["account_id"][0]])
+    delinquent = _dpd_at(portfolio, AS_OF).filter(pl.col("dpd") > 0)["account_id"][0]
+    template = _body(portfolio, [delinquent])
     amounts = st.sampled_from([0.0, 1e-9, 0.01, 1e6, 1e15])
-    month_ends = st.sampled_from(["1900-01-31", "2024-02-29", "2025-03-31", "2199-12-31"])
+    as_ofs = st.sampled_from(
+        ["1900-01-01", "1900-01-31", "2024-02-29", "2025-03-01", "2025-03-14", "2025-03-31",
+         "2199-12-31"]
+    )  # fmt: skip
     app = create_app(setup=world_setup, api_key=KEY)
 
     @settings(max_examples=30, deadline=None, derandomize=True, database=None,
               suppress_health_check=list(HealthCheck))  # fmt: skip
     @given(
-        as_of=month_ends,
+        as_of=as_ofs,
         dpd=st.sampled_from([0, 1, 29, 30, 89, 90, 3650]),
         balance=amounts,
         paid=amounts,
@@ -433,7 +438,7 @@ def _request(portfolio, account_ids: list[str], as_of: date = AS_OF) -> ScoreReq
 
 
 def test_requests_scored_in_one_batch_get_exactly_what_each_gets_alone(portfolio, world_setup):
-    dpd = _latest_dpd(portfolio)
+    dpd = _dpd_at(portfolio, AS_OF)
     delinquent = dpd.filter(pl.col("dpd").is_between(1, 89))["account_id"].to_list()
     current = dpd.filter(pl.col("dpd") == 0)["account_id"].to_list()
     # one account, several, one with a current account (not scored), one with only current
@@ -478,7 +483,7 @@ def test_batch_key_separates_requests_with_and_without_an_action_log(portfolio):
 def test_concurrent_http_requests_each_get_their_own_answer(portfolio, world_setup):
     """Twelve requests at once over the ASGI app: the later ones queue behind the first and are
     batched; every response equals that request's answer scored alone."""
-    dpd = _latest_dpd(portfolio)
+    dpd = _dpd_at(portfolio, AS_OF)
     delinquent = dpd.filter(pl.col("dpd").is_between(1, 89))["account_id"].to_list()
     bodies = [_body(portfolio, delinquent[i : i + 2]) for i in range(0, 24, 2)]
     bodies.append(_body(portfolio, delinquent[:2]))  # the first request's accounts again

@@ -203,12 +203,11 @@ def _body(portfolio, ids: list[str]) -> dict:
 
 
 def _delinquent_and_current(portfolio) -> tuple[list[str], list[str]]:
-    latest = (
-        portfolio.statements.filter(pl.col("cycle_end") <= AS_OF)
-        .group_by("account_id")
-        .agg(pl.col("dpd").sort_by("cycle_end").last())
-        .sort("account_id")
-    )
+    """Accounts in the population at the as-of, and current ones (DPD aged to the as-of)."""
+    from rollrisk.features.observations import dpd_at_as_of
+
+    latest = dpd_at_as_of(portfolio.statements, AS_OF).rename({"dpd_at_as_of": "dpd"})
+    latest = latest.sort("account_id")
     delinquent = latest.filter(pl.col("dpd").is_between(1, 89))["account_id"].to_list()
     current = latest.filter(pl.col("dpd") == 0)["account_id"].to_list()
     return delinquent, current

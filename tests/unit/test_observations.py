@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import calendar
 from datetime import date, datetime, timedelta
 
 import polars as pl
@@ -18,9 +19,11 @@ from rollrisk.features.observations import (
     NO_OUTCOME,
     ObservationSpec,
     check_as_of_dates,
+    dpd_at_as_of,
     eligible_as_of_dates,
     observation_summary,
     observations,
+    recent_statement_cutoff,
 )
 
 
@@ -138,7 +141,69 @@ def test_a_statement_not_yet_known_at_the_as_of_does_not_set_the_dpd():
     # cycle ends on the 30th, published 3 days later: at 2024-04-30 the April statement is unknown
     statements = statements_of({"a": monthly([0, 0, 10, 40, 70, 100, 130], day=28)}, lag_days=3)
     observed = observations(statements, [date(2024, 4, 30)], ObservationSpec())
-    assert observed["dpd_at_as_of"].to_list() == [10]  # March's statement, not April's 40
+    # March's statement aged to the as-of (10 + 33 days), not April's 40
+    assert observed["dpd_at_as_of"].to_list() == [43]
+
+
+# -- DPD at the as-of, on any day -----------------------------------------------------------
+
+
+def dpd_on(statements: pl.DataFrame, as_of: date) -> dict[str, int]:
+    return dict(dpd_at_as_of(statements, as_of).iter_rows())
+
+
+def test_arrears_age_from_a_billing_day_before_the_as_of_day():
+    # billed on the 5th with 35 DPD, published on the 7th: on the 15th it is 10 days older
+    statements = statements_of({"a": monthly([0, 5, 35], day=5)})
+    assert dpd_on(statements, date(2024, 3, 15)) == {"a": 45}
+    observed = observations(statements, [date(2024, 3, 15)], ObservationSpec())
+    assert observed.select("dpd_at_as_of", "start_bucket").row(0) == (45, "M2")
+    # before its March statement is known (the 6th), February's is aged instead
+    assert dpd_on(statements, date(2024, 3, 6)) == {"a": 5 + 30}  # Feb 5 -> Mar 6: 30 days
+
+
+def test_a_billing_day_after_the_as_of_day_reads_last_months_statement_aged():
+    # billed on the 20th: on 15 March the March statement has not closed; February's 35 DPD
+    # has aged 24 days (2024 is a leap year)
+    statements = statements_of({"a": monthly([0, 35, 65], day=20)})
+    assert dpd_on(statements, date(2024, 3, 15)) == {"a": 59}
+    # on the same day, an account billed on the 5th is read from its March statement
+    both = pl.concat([statements, statements_of({"b": monthly([0, 35, 65], day=5)})])
+    assert dpd_on(both, date(2024, 3, 15)) == {"a": 59, "b": 75}
+    observed = observations(both, [date(2024, 3, 15)], ObservationSpec())
+    assert observed["account_id"].to_list() == ["a", "b"]  # both delinquent on the 15th
+    assert observed["start_bucket"].to_list() == ["M2", "M3"]
+
+
+def test_a_payment_known_by_the_as_of_cures_and_a_current_statement_is_not_aged():
+    # 35 DPD in February, the March statement (5th, published on the 7th) shows it paid
+    statements = statements_of({"a": monthly([0, 35, 0], day=5)})
+    assert dpd_on(statements, date(2024, 3, 6)) == {"a": 65}  # the payment is not known yet
+    assert dpd_on(statements, date(2024, 3, 7)) == {"a": 0}  # known by the end of the 7th
+    assert dpd_on(statements, date(2024, 3, 28)) == {"a": 0}  # current: never aged
+    assert observations(statements, [date(2024, 3, 28)], ObservationSpec()).height == 0
+
+
+def test_an_account_not_billed_this_month_yet_is_read_from_the_month_before_last():
+    # billed on the 28th and published 5 days later: on 3 March February's statement is not
+    # known, January's (35 DPD) is, 35 days old; it is recent enough (after 4 January)
+    statements = statements_of({"a": monthly([35, 65, 95], day=28)}, lag_days=5)
+    assert recent_statement_cutoff(date(2024, 3, 3)) == date(2024, 1, 4)
+    assert dpd_on(statements, date(2024, 3, 3)) == {"a": 70}
+    observed = observations(statements, [date(2024, 3, 3)], ObservationSpec())
+    assert observed.select("dpd_at_as_of", "start_bucket").row(0) == (70, "M3")
+    # a statement older than the two months is stale: the account has stopped reporting
+    stale = statements_of({"a": monthly([35], day=20, start=(2023, 12))})
+    assert dpd_on(stale, date(2024, 2, 19)) == {"a": 35 + 61}  # cut off on 20 December
+    assert dpd_on(stale, date(2024, 2, 20)) == {}
+
+
+@pytest.mark.parametrize("year", [2023, 2024])
+def test_at_month_ends_recent_statements_are_those_of_the_as_of_month_and_the_one_before(year):
+    for month in range(1, 13):
+        month_end = date(year, month, calendar.monthrange(year, month)[1])
+        before = date(year - (month == 1), (month - 2) % 12 + 1, 1)
+        assert recent_statement_cutoff(month_end) == before, month_end
 
 
 def test_incomplete_window_and_no_outcome_are_excluded_and_counted():

@@ -184,7 +184,7 @@ def account(draw, number: int) -> dict:
           suppress_health_check=list(HealthCheck))  # fmt: skip
 @given(
     bodies=st.integers(1, 5).flatmap(lambda n: st.tuples(*(account(i) for i in range(n)))),
-    as_of=st.sampled_from([date(2024, 5, 31), AS_OF, date(2024, 7, 31)]),
+    as_of=st.sampled_from([date(2024, 5, 31), date(2024, 6, 10), date(2024, 6, 21), AS_OF]),
     drop=st.sampled_from([(), ("collection_actions",), ("treatments",)]),
 )
 def test_online_features_equal_the_batch_query_on_edge_histories(bodies, as_of, drop):

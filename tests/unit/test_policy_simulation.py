@@ -364,6 +364,16 @@ def test_value_captured_is_one_when_the_policy_is_the_oracle(simulated: Path):
     )
     refs_out = result["references"]
     assert refs_out["oracle"]["book_value"] == refs_out["model_driven"]["book_value"]
+    # against each reference, the paired account-and-seed gap: none against itself, and the
+    # mean gap is the difference of the arms' mean book values
+    versus = result["uplift_vs_references"]
+    assert set(versus) == set(refs)
+    assert versus["oracle"]["mean"] == 0.0 and versus["oracle"]["ci_high"] == 0.0
+    gap = refs_out["model_driven"]["book_value"]["mean"] - refs_out["segment_blind"][
+        "book_value"
+    ]["mean"]
+    assert versus["segment_blind"]["mean"] == pytest.approx(gap)
+    assert versus["segment_blind"]["ci_low"] <= gap <= versus["segment_blind"]["ci_high"]
 
 
 def test_value_ratios_from_known_book_values():
