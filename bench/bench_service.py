@@ -17,8 +17,10 @@ request to the last response), each the median of ``--runs`` runs, and the reque
 the server logged (debug log, kept in ``--cache``).
 
 Reference measured in the same run: the in-process cost of the same work without HTTP
-(``score_accounts`` on the same bodies, sequentially, in this process), so the ratio shows what
-HTTP, JSON and queueing add.
+(the handler's ``score_requests`` on the same bodies, sequentially, in this process), so the
+ratio shows what HTTP, JSON and queueing add. To compare two checkouts (say ``main`` and a
+branch) on a shared machine, run this script from each in turn, alternating, with the same
+``--cache`` (the same model and bodies).
 
 The model is the tests' small one (2,500 accounts x 16 months simulated with seed 5; LightGBM
 60 trees, 7 leaves), trained once into ``--cache``; or pass ``--model-uri`` with
@@ -136,13 +138,13 @@ def single_account_bodies(portfolio_dir: Path, count: int) -> list[bytes]:
 def in_process_reference(
     bodies: list[bytes], model_uri: str, repeats: int
 ) -> tuple[float, dict[str, float], str]:
-    """Median milliseconds of scoring one body without HTTP (the handler's code, step by step),
+    """Median milliseconds of scoring one body without HTTP (the handler's code: parse, then
+    ``score_requests``, step by step),
     the mean milliseconds of each step, and what the model is (trees, leaves)."""
     from rollrisk.api import scoring_setup
     from rollrisk.features.observations import ObservationSpec
-    from rollrisk.scoring.core import score_accounts
     from rollrisk.serving.api_models import ScoreRequest
-    from rollrisk.serving.request_scoring import request_tables
+    from rollrisk.serving.request_scoring import score_requests
     from rollrisk.storage.registry import load_roll_model
 
     pl.Config.set_engine_affinity("in-memory")  # as `rollrisk serve` sets it
@@ -159,14 +161,10 @@ def in_process_reference(
         started = time.perf_counter()
         request = ScoreRequest.model_validate_json(bodies[i % len(bodies)])
         parsed = time.perf_counter()
-        tables = request_tables(request.accounts)
-        validated = time.perf_counter()
-        score_accounts(tables.accounts, tables.statements, tables.collection_actions,
-                       tables.treatments, request.as_of, setup, timings=timings)  # fmt: skip
+        score_requests([request], setup, timings=timings)
         if i >= 5:  # the first calls compile and warm caches
             totals.append(time.perf_counter() - started)
-            timings = {"parse JSON (pydantic)": parsed - started,
-                       "to contract tables": validated - parsed, **timings}  # fmt: skip
+            timings = {"parse JSON (pydantic)": parsed - started, **timings}
             for name, seconds in timings.items():
                 steps[name] = steps.get(name, 0.0) + seconds * 1e3 / repeats
     return statistics.median(totals) * 1e3, steps, model
@@ -373,13 +371,13 @@ def main() -> int:
     lines += [
         "",
         f"Reference in the same run: the same bodies scored in-process without HTTP "
-        f"(parsed, turned into tables and `score_accounts`, one after the other): median "
+        f"(parsed and `score_requests`, one after the other): median "
         f"{reference_ms:.1f} ms per account; "
         f"p50 over HTTP at {lowest:g} req/s is {p50_low / reference_ms:.2f}x that "
         "(HTTP, JSON, the hop to the scoring thread, and an idle-then-busy machine).",
         "",
         "Where one request's time goes (in-process, one account per call, mean ms per step; "
-        "the steps of `score_accounts` as it reports them):",
+        "the steps of `score_requests` and `score_accounts` as they report them):",
         "",
         "| step | ms |",
         "|---|---:|",

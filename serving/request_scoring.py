@@ -23,7 +23,8 @@ scored alone, since every step of scoring works account by account.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import time
+from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -121,9 +122,14 @@ def not_scored_reason(dpd: int | None, setup: ScoringSetup) -> str:
     return "outside the population at the as-of"  # not reached: kept so no account is dropped
 
 
-def score_requests(requests: Sequence[ScoreRequest], setup: ScoringSetup) -> list[dict[str, Any]]:
+def score_requests(
+    requests: Sequence[ScoreRequest],
+    setup: ScoringSetup,
+    timings: MutableMapping[str, float] | None = None,
+) -> list[dict[str, Any]]:
     """The response bodies of ``POST /v1/score`` (see :class:`~rollrisk.serving.api_models.
-    ScoreResponse`) for requests scored in one batch call.
+    ScoreResponse`) for requests scored in one batch call. ``timings``: each step's wall
+    seconds are added to it (as :func:`~rollrisk.scoring.core.score_accounts` does).
 
     Raises:
         ValueError: the requests do not share a :func:`batch_key` or share an account.
@@ -140,6 +146,7 @@ def score_requests(requests: Sequence[ScoreRequest], setup: ScoringSetup) -> lis
                 raise ValueError(f"account {account.account_id!r} is in two requests of a batch")
     as_of = requests[0].as_of
     accounts = [account for request in requests for account in request.accounts]
+    started = time.perf_counter()
     tables = request_tables(accounts)
     features = None
     if covers(setup.feature_set):  # else the batch's polars query computes them
@@ -151,6 +158,9 @@ def score_requests(requests: Sequence[ScoreRequest], setup: ScoringSetup) -> lis
             with_actions=tables.collection_actions is not None,
             with_treatments=tables.treatments is not None,
         )
+    if timings is not None:
+        step = "tables, population and features"
+        timings[step] = timings.get(step, 0.0) + time.perf_counter() - started
     scored = score_accounts(
         tables.accounts,
         tables.statements,
@@ -159,6 +169,7 @@ def score_requests(requests: Sequence[ScoreRequest], setup: ScoringSetup) -> lis
         as_of,
         setup,
         features=features,
+        timings=timings,
     )
     records: list[list[dict[str, Any]]] = [[] for _ in requests]
     for row in scored.iter_rows(named=True):  # sorted by account_id, so each request's are too
