@@ -9,7 +9,9 @@ The steps, each a pure function:
    set aside, which ``tests/unit/test_api_contract.py`` proves property by property against
    :func:`rollrisk.features.validation.validate_table` (running pandera on a request's few
    rows cost more than scoring them);
-2. :func:`score_requests`: one :func:`rollrisk.scoring.core.score_accounts` call at the
+2. :func:`score_requests`: the population and its features from the accounts' own rows
+   (:func:`rollrisk.features.online.population_features`, the batch's rules without its polars
+   query's fixed cost), then one :func:`rollrisk.scoring.core.score_accounts` call at the
    requests' as-of for all their accounts (the service batches concurrent requests, see
    :mod:`rollrisk.serving.batching`), split back per request, plus a ``not_scored`` entry, with
    its reason, for every requested account outside the population (current, in default
