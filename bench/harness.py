@@ -20,6 +20,7 @@ from dataclasses import dataclass
 class Measurement:
     seconds: float
     peak_rss_gib: float
+    cpu_seconds: float = float("nan")  # user + system of the child: steadier than wall under load
 
 
 def run_measured(argv: Sequence[str], env: dict[str, str] | None = None) -> Measurement:
@@ -31,7 +32,8 @@ def run_measured(argv: Sequence[str], env: dict[str, str] | None = None) -> Meas
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         raise RuntimeError(f"benchmark command failed ({process.returncode}): {' '.join(argv)}")
-    return Measurement(seconds, usage.ru_maxrss / 2**20)  # ru_maxrss is in KiB on Linux
+    cpu = usage.ru_utime + usage.ru_stime
+    return Measurement(seconds, usage.ru_maxrss / 2**20, cpu)  # ru_maxrss is in KiB on Linux
 
 
 def median_of(argv: Sequence[str], repeats: int) -> tuple[Measurement, list[Measurement]]:
@@ -41,6 +43,7 @@ def median_of(argv: Sequence[str], repeats: int) -> tuple[Measurement, list[Meas
         Measurement(
             statistics.median(r.seconds for r in runs),
             statistics.median(r.peak_rss_gib for r in runs),
+            statistics.median(r.cpu_seconds for r in runs),
         ),
         runs,
     )

@@ -21,13 +21,12 @@ read as the *end* of that day, so a record counts at the as-of when its ``known_
   is at 35 + (D - 5) days, one billed on the 20th is still read from last month's statement
   until its new one is known. ``days_since_statement`` is the age ``n`` as a feature.
 * **Population**: DPD at the as-of (aged) in ``[min_dpd, max_dpd]`` (default 1-89, the
-  delinquent accounts collections acts on, on that day); the starting bucket is recorded (M1 1-29, M2 30-59, M3 60-89;
-  M0 and M4+ only if the range is widened).
+  delinquent accounts collections acts on, on that day); the starting bucket is that of the
+  aged DPD (M1 1-29, M2 30-59, M3 60-89; M0 and M4+ only if the range is widened).
 * **Label** ``rolled_to_default``: 1 when some statement with ``cycle_end`` in the
   ``window_months`` calendar months after the as-of month shows ``dpd >= default_dpd`` (for a
-  mid-month as-of too: the rest of the as-of month is not in the window). Labels
-  use only statements after the as-of and ignore ``known_at`` (outcomes are known later by
-  definition).
+  mid-month as-of too: the rest of the as-of month is not in the window). Labels use only
+  statements after the as-of and ignore ``known_at`` (outcomes are known later by definition).
 * **Window complete**: the portfolio's latest statement month is at least the as-of month plus
   ``window_months`` (a portfolio-level rule: the data extract ends for everyone at once).
   Observations whose window is not complete are excluded from training and counted.

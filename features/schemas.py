@@ -2,7 +2,9 @@
 
 A portfolio is a folder holding these tables (see ``docs/data-contract.md``). ``accounts`` and
 ``statements`` are required; ``collection_actions`` and ``treatments`` are optional, because a
-lender without action logs still gets scores.
+lender without action logs still gets scores. Those four are the model's inputs (:data:`TABLES`).
+``experiment_assignments`` (:data:`RECORD_TABLES`) is an optional record of past experiments: it
+is checked like the others but never feeds a feature.
 
 The schemas are the single statement of what a valid row is. Row-level checks (types, ranges,
 allowed values, nullability) are evaluated by pandera; the checks that need more than one row or
@@ -168,6 +170,10 @@ class CollectionActions(pa.DataFrameModel):
         coerce = False
 
 
+PROPENSITY_RULE = NumberRule(gt=0, le=1)
+"""A logged propensity: the probability the logging policy took the logged action, in (0, 1]."""
+
+
 class Treatments(pa.DataFrameModel):
     """One row per hardship or forbearance treatment granted to an account."""
 
@@ -183,6 +189,22 @@ class Treatments(pa.DataFrameModel):
         return data.lazyframe.select(
             pl.col("end_at").is_null() | (pl.col("end_at") >= pl.col("start_at"))
         )
+
+    class Config:
+        strict = False
+        coerce = False
+
+
+class ExperimentAssignments(pa.DataFrameModel):
+    """One row per account, as-of and experiment: the arm it was in and that arm's propensity
+    (``rollrisk.strategies.experiments``; ``arm`` is ``policy`` for an eligible account that was
+    not randomised)."""
+
+    account_id: str = pa.Field(nullable=False, str_length=IDENTIFIER_LENGTH)
+    as_of: pl.Date = pa.Field(nullable=False)
+    experiment_id: str = pa.Field(nullable=False, str_length=IDENTIFIER_LENGTH)
+    arm: str = pa.Field(nullable=False, str_length=IDENTIFIER_LENGTH)
+    propensity: float = pa.Field(nullable=False, **PROPENSITY_RULE.bounds)
 
     class Config:
         strict = False
@@ -240,3 +262,18 @@ TABLES: tuple[TableContract, ...] = (
     ),
 )
 TABLES_BY_NAME: dict[str, TableContract] = {table.name: table for table in TABLES}
+"""The model's input tables by name."""
+
+RECORD_TABLES: tuple[TableContract, ...] = (
+    TableContract(
+        "experiment_assignments",
+        ExperimentAssignments,
+        False,
+        ("account_id", "as_of", "experiment_id"),
+        ("account_id", "as_of", "experiment_id"),
+        True,
+        dated_by="as_of",
+    ),
+)
+"""Optional records a portfolio may carry that are checked like the inputs but feed no feature
+(so scoring, training and the service, which walk :data:`TABLES`, do not see them)."""

@@ -7,8 +7,9 @@ the simulator to the scores' as-of, and rolls every scored account forward --mon
 tiered policy, and the references - baseline plus grace for all, segment-blind (every account
 in the fallback segment), the policy fed the true drivers as segments, and the oracle (best
 bundle per true driver x bucket, chosen on --oracle-seeds separate seeds). Repeats that for
---seeds seeds. Headline: book value = cash collected - action and treatment costs + the open
-balance at the end valued by the portfolio's recovery curve for its bucket; its uplift with a
+--seeds seeds. Headline: book value = cash collected - action and treatment costs - agency
+commission + the open balance at the end valued by the portfolio's recovery curve for its
+bucket (a restructure plan at the share the portfolio's plans kept); its uplift with a
 95 % interval resampling accounts and seeds together, and the Monte Carlo (seeds-only)
 t-interval beside it. Also value captured (policy vs oracle, overall and per true driver),
 value of segmentation, roll-to-default by count and balance-weighted, cash, costs, contacts,
@@ -215,7 +216,7 @@ def run(args: argparse.Namespace) -> int:
     ).sort("_order")
     plan = model_plan(ordered["actions"].to_list(), ordered["trail"].to_list())
     seeds = list(range(args.seeds))
-    valuation = recovery_valuation(portfolio.statements)
+    valuation = recovery_valuation(portfolio.statements, treatments=portfolio.treatments)
     references, drivers, oracle, per_bucket_choice = build_references(
         args, manifest, ordered, portfolio, replay, plan, costs, months, valuation,
         observation.default_dpd,
@@ -264,6 +265,7 @@ def run(args: argparse.Namespace) -> int:
             "source": costs.source,
             "channels": dict(costs.channels),
             "treatments": dict(costs.treatments),
+            "agency_commission": dict(costs.agency_commission),
         },
         **result,
         "seconds": round(time.perf_counter() - started, 1),

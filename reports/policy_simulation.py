@@ -19,9 +19,14 @@ LABELS: dict[str, tuple[str, str]] = {
     "book_value": ("book value (CNY)", "{:,.0f}"),
     "recovered": ("cash collected (CNY)", "{:,.0f}"),
     "action_cost": ("action and treatment cost (CNY)", "{:,.0f}"),
+    "agency_commission": ("agency commission (CNY)", "{:,.0f}"),
     "net_recovery": ("net recovery (CNY)", "{:,.0f}"),
     "end_balance": ("balance open at the end (CNY)", "{:,.0f}"),
     "end_value": ("value of the open balance (CNY)", "{:,.0f}"),
+    "waived_income": ("fees waived (CNY, already in the book value)", "{:,.0f}"),
+    "deferred_due": ("dues deferred (CNY, still owed)", "{:,.0f}"),
+    "plans_broken": ("restructure plans broken", "{:,.0f}"),
+    "open_plan_balance": ("balance on restructure plans at the end (CNY)", "{:,.0f}"),
     "roll_to_default_rate": ("roll-to-default rate (accounts)", "{:.2%}"),
     "roll_to_default_balance_rate": ("roll-to-default rate (balance-weighted)", "{:.2%}"),
     "contacts": ("contacts made", "{:,.0f}"),
@@ -30,6 +35,7 @@ LABELS: dict[str, tuple[str, str]] = {
     "disputes": ("disputes (complaint proxy)", "{:,.0f}"),
     "pressure_on_capacity_shock": ("pressure contacts on capacity shocks", "{:,.0f}"),
     "treatments_granted": ("treatments granted", "{:,.0f}"),
+    "offers_refused": ("treatment offers refused", "{:,.0f}"),
     "compliance_blocks": ("compliance blocks", "{:,.0f}"),
 }
 
@@ -106,8 +112,10 @@ def markdown(result: Mapping[str, Any]) -> str:
         lines.append(f"- policy: {result['decision']}")
     if "valuation" in result:
         shares = ", ".join(f"{b} {v:.0%}" for b, v in result["valuation"]["shares"].items())
-        lines.append(f"- book value = cash collected - action and treatment costs + "
-                     f"{result['valuation']['method']}: {shares}")  # fmt: skip
+        lines.append(
+            "- book value = cash collected - action and treatment costs - agency commission + "
+            f"{result['valuation']['method']}: {shares}"
+        )
     headline = result.get("headline")
     if headline:
         interval, monte_carlo = headline["uplift"], headline["monte_carlo_interval"]

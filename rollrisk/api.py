@@ -429,9 +429,10 @@ def score(
 ) -> pl.DataFrame:
     """Score every delinquent account of ``portfolio`` at ``as_of``, as ``rollrisk score`` does.
 
-    ``as_of`` (a date, or a string YYYY-MM-DD; any day, docs/scoring.md) defaults to the month-end of the latest month
-    with a complete book, as the batch's; one outside the months the portfolio has statements
-    for is refused with ``UserError``, as by the batch. ``model`` is a model (then the
+    ``as_of`` (a date, or a string YYYY-MM-DD; any day, each account's DPD aged to it,
+    docs/features.md) defaults to the month-end of the latest month with a complete book, as
+    the batch's; one outside the months the portfolio has statements for is refused with
+    ``UserError``, as by the batch. ``model`` is a model (then the
     shipped rules apply; ``observation`` gives the population range) or a
     :func:`scoring_setup` for other rules. Runs the scoring core the batch, Spark and the
     service share, so an account gets the same row here as in their outputs.

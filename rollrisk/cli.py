@@ -75,6 +75,11 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
         "write the strategy review report (one self-contained HTML page) for a scoring run",
     ),
     (
+        "learn-policy",
+        "learn_policy",
+        "learn a policy from logged experiments (EconML, doubly robust); estimate its value",
+    ),
+    (
         "serve",
         "serve",
         "serve scores over HTTP (FastAPI): the same results as `score`, per request",

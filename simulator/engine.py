@@ -27,6 +27,7 @@ import numpy as np
 import polars as pl
 
 from rollrisk.features.schemas import (
+    CALL_CHANNELS,
     CHANNELS,
     FAILED_OUTCOMES,
     MESSAGE_CHANNELS,
@@ -42,6 +43,10 @@ from rollrisk.simulator.rules import (
     DRIVERS,
     LEGAL_OUTCOMES,
     MESSAGE_OUTCOMES,
+    REACHED_OUTCOMES,
+    RESTRUCTURE_REDEFAULT,
+    TREATMENT_TAKE_UP,
+    ActionResponse,
     SimulationRules,
 )
 from rollrisk.simulator.truth import BORROWERS_FILE, PARAMS_FILE, TRUTH_FOLDER
@@ -54,6 +59,7 @@ CH = {name: i for i, name in enumerate(CHANNELS)}
 OUT = {name: i for i, name in enumerate(OUTCOMES)}
 KIND = {name: i for i, name in enumerate(TREATMENT_KINDS)}
 DRV = {name: i for i, name in enumerate(DRIVERS)}
+REACHED_CODES = np.array([OUT[o] for o in REACHED_OUTCOMES])
 TABLE_NAMES = ("accounts", "statements", "collection_actions", "treatments")
 
 
@@ -84,6 +90,8 @@ class RuleArrays:
     channel_roll: np.ndarray
     treatment_cure: np.ndarray  # (driver, kind)
     treatment_roll: np.ndarray
+    plan_redefault: np.ndarray  # (driver,) monthly probability a restructure plan breaks
+    take_up: np.ndarray  # (driver,) probability an offered treatment is taken up when reached
     outcome_cumulative: np.ndarray  # (driver, channel, outcome)
     season: np.ndarray  # (product, month of year)
     shock_exposure: np.ndarray  # (product,)
@@ -112,6 +120,11 @@ def rule_arrays(rules: SimulationRules) -> RuleArrays:
             outcome[:, c] = [MESSAGE_OUTCOMES[d] for d in DRIVERS]
         elif channel == "legal":
             outcome[:, c] = LEGAL_OUTCOMES
+        elif channel in CALL_CHANNELS:  # dialled: answered or no_answer
+            unanswered = np.eye(len(OUTCOMES))[OUTCOMES.index("no_answer")]
+            outcome[:, c] = (
+                rules.dial_answer_rate * call + (1 - rules.dial_answer_rate) * unanswered
+            )
         else:
             outcome[:, c] = call
     outcome /= outcome.sum(axis=2, keepdims=True)
@@ -120,6 +133,10 @@ def rule_arrays(rules: SimulationRules) -> RuleArrays:
     season[PRODUCTS.index("merchant_loan")] = rules.world.merchant_season
     days = rules.policy.channel_days
     channel_response, treatment_response = rules.responses()
+
+    def shift(driver: str, kind: str) -> ActionResponse:
+        return treatment_response[driver].get(kind, ActionResponse(0.0, 0.0))
+
     return RuleArrays(
         product_share=np.array([p.share for p in products]) / sum(p.share for p in products),
         limit_log_low=np.log([p.limit_low for p in products]),
@@ -139,12 +156,11 @@ def rule_arrays(rules: SimulationRules) -> RuleArrays:
         driver_pays_above_due=np.array([d.pays_above_due for d in drivers]),
         channel_cure=np.array([[channel_response[d][c].cure for c in CHANNELS] for d in DRIVERS]),
         channel_roll=np.array([[channel_response[d][c].roll for c in CHANNELS] for d in DRIVERS]),
-        treatment_cure=np.array(
-            [[treatment_response[d][k].cure for k in TREATMENT_KINDS] for d in DRIVERS]
-        ),
-        treatment_roll=np.array(
-            [[treatment_response[d][k].roll for k in TREATMENT_KINDS] for d in DRIVERS]
-        ),
+        # kinds without a row act through the money only (no logit shift)
+        treatment_cure=np.array([[shift(d, k).cure for k in TREATMENT_KINDS] for d in DRIVERS]),
+        treatment_roll=np.array([[shift(d, k).roll for k in TREATMENT_KINDS] for d in DRIVERS]),
+        plan_redefault=np.array([RESTRUCTURE_REDEFAULT[d] for d in DRIVERS]),
+        take_up=np.array([TREATMENT_TAKE_UP[d] for d in DRIVERS]),
         outcome_cumulative=np.cumsum(outcome, axis=2),
         season=season,
         shock_exposure=np.array(rules.world.shock_exposure, dtype=float),
@@ -247,6 +263,10 @@ class ChunkState:
     treatment: np.ndarray  # active treatment kind, -1 none
     treatment_until: np.ndarray  # month index the treatment stops applying at
     plan: np.ndarray  # restructure plan in force (fixed instalment)
+    plan_bucket: np.ndarray  # the bucket a plan in force was restructured from (0: no plan)
+    legal_month: np.ndarray  # month index of the legal filing (meaningful where ``legal``)
+    last_deferred: np.ndarray  # due deferred by a grace / extension in the cycle just closed
+    last_waived: np.ndarray  # fee income waived in the cycle just closed
 
 
 def draw_accounts(
@@ -323,6 +343,10 @@ def draw_accounts(
         treatment=np.full(n, -1),
         treatment_until=np.zeros(n, dtype=np.int64),
         plan=np.zeros(n, dtype=bool),
+        plan_bucket=np.zeros(n, dtype=np.int64),
+        legal_month=np.zeros(n, dtype=np.int64),
+        last_deferred=np.zeros(n),
+        last_waived=np.zeros(n),
     )
     return accounts, state
 
@@ -390,6 +414,16 @@ def treatment_active(state: ChunkState, month: int) -> np.ndarray:
     return (state.treatment >= 0) & (month < state.treatment_until)
 
 
+DEFERRING_KINDS = (KIND["grace_period"], KIND["first_delinquency_extension"])
+PAUSING_KINDS = (*DEFERRING_KINDS, KIND["restructure"])
+
+
+def collection_paused(state: ChunkState, month: int) -> np.ndarray:
+    """No collection while a grace period, a first-delinquency extension or a restructure plan
+    is honoured (a broken plan ends its treatment, and collection resumes)."""
+    return treatment_active(state, month) & np.isin(state.treatment, PAUSING_KINDS)
+
+
 def tiered_actions(
     rules: SimulationRules,
     accounts: ChunkAccounts,
@@ -403,16 +437,12 @@ def tiered_actions(
     M1: sms + app push (revolving products) + robo calls; M2: sms + agent calls; M3: agent calls,
     agency above ``large_balance``; 90+: agency, agent calls, a field visit with a notice letter
     after failed contacts or for large balances, legal for large balances after failed contacts.
-    Holdout accounts get one SMS only. Collection stops while a grace period or a restructure
-    plan is honoured (the account is not past M1).
+    Holdout accounts get one SMS only. Collection pauses while a grace period, an extension or
+    a restructure plan is honoured (:func:`collection_paused`).
     """
     policy = rules.policy
     bucket = state.bucket
-    stopped = (
-        treatment_active(state, month)
-        & np.isin(state.treatment, (KIND["grace_period"], KIND["restructure"]))
-        & (bucket <= 1)
-    )
+    stopped = collection_paused(state, month)
     acted = np.flatnonzero((bucket >= 1) & (bucket < CHARGE_OFF_BUCKET) & ~stopped)
     k = bucket[acted]
     n = len(acted)
@@ -464,6 +494,7 @@ class MonthActions:
     cure_shift: np.ndarray  # per account (all accounts of the chunk)
     roll_shift: np.ndarray
     hardship_at: np.ndarray  # per account: latest hardship claim (datetime64[us]) or NaT
+    reached: np.ndarray  # per account: some contact reached the borrower this month (not legal)
 
 
 def action_rows(
@@ -500,12 +531,13 @@ def action_rows(
         action_at.astype("datetime64[D]") + rng.integers(3, 15, rows),
         np.datetime64("NaT", "D"),
     )
-    used = counts > 0
-    cure_shift = np.zeros(n_all)
-    roll_shift = np.zeros(n_all)
-    acted_driver = accounts.driver[acted]
-    cure_shift[acted] = (used * arrays.channel_cure[acted_driver]).sum(axis=1)
-    roll_shift[acted] = (used * arrays.channel_roll[acted_driver]).sum(axis=1)
+    # a channel acts when it reached the borrower at least once this month; a legal filing acts
+    # only after the court's delay (see transition)
+    reached = np.isin(outcome, REACHED_CODES) & (channel != CH["legal"])
+    used = np.zeros((n_all, n_channels), dtype=bool)
+    used[account[reached], channel[reached]] = True
+    cure_shift = (used * arrays.channel_cure[accounts.driver]).sum(axis=1)
+    roll_shift = (used * arrays.channel_roll[accounts.driver]).sum(axis=1)
     hardship = outcome == OUT["hardship_claimed"]
     hardship_us = np.full(n_all, np.iinfo(np.int64).min)
     np.maximum.at(hardship_us, account[hardship], action_at[hardship].astype(np.int64))
@@ -524,11 +556,28 @@ def action_rows(
         cure_shift,
         roll_shift,
         hardship_at,
+        used.any(axis=1),
     )
 
 
-def record_contacts(state: ChunkState, actions: MonthActions) -> ChunkState:
-    """Count failed contacts and remember agency assignments and legal filings."""
+def takes_up(
+    accounts: ChunkAccounts,
+    arrays: RuleArrays,
+    actions: MonthActions,
+    offered: np.ndarray,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Which ``offered`` treatments the borrowers take up (``TREATMENT_TAKE_UP``): one the
+    borrower asked for this month (a hardship claim) always; else only when a contact reached
+    them this month, with their driver's probability. Draws one number per account."""
+    u = rng.random(len(offered))
+    asked = ~np.isnat(actions.hardship_at)
+    agrees = actions.reached & (u < arrays.take_up[accounts.driver])
+    return offered & (asked | agrees)
+
+
+def record_contacts(state: ChunkState, actions: MonthActions, month: int) -> ChunkState:
+    """Count failed contacts and remember agency assignments and legal filings (and when)."""
     n = len(state.bucket)
     failed_codes = [OUT[o] for o in FAILED_OUTCOMES]
     failed = np.bincount(actions.account[np.isin(actions.outcome, failed_codes)], minlength=n)
@@ -541,6 +590,7 @@ def record_contacts(state: ChunkState, actions: MonthActions) -> ChunkState:
         failed_contacts=state.failed_contacts + failed,
         agency=state.agency | agency,
         legal=state.legal | legal,
+        legal_month=np.where(legal & ~state.legal, month, state.legal_month),
     )
 
 
@@ -608,7 +658,7 @@ def grant_treatments(
     ).astype("timedelta64[us]")
     end_at = start_at + (30 * months[granted] * US_PER_DAY).astype("timedelta64[us]")
     treatment = np.where(kind >= 0, kind, state.treatment)
-    until = np.where(kind >= 0, month + 1 + months, state.treatment_until)
+    until = np.where(kind >= 0, month + months, state.treatment_until)
     new_state = replace(state, treatment=treatment, treatment_until=until)
     return new_state, MonthTreatments(granted, kind[granted], start_at, end_at, start_at)
 
@@ -625,8 +675,30 @@ def transition(
     month: int,
     rng: np.random.Generator,
 ) -> ChunkState:
-    """Cure, stay or roll; the payment made during the cycle; next month's balances."""
+    """Cure, stay or roll; the payment made during the cycle; next month's balances.
+
+    Treatments act through the money (``rules.treatments``, docs/simulator.md):
+
+    * grace period and first-delinquency extension (while active, on a delinquent account): no
+      payment is asked, the month's due is deferred into the arrears (still owed afterwards,
+      ``last_deferred``), the bucket and DPD stay where they are (no push to cure, no roll),
+      fees accrue unless the rule waives them (the extension's are waived: ``last_waived``);
+    * restructure (``restructured_now``): the arrears are capitalised and the account re-aged
+      to current on a plan instalment = min(balance / plan months, share x the due it
+      replaces), which it pays this month (nothing more). While the plan is in force the
+      account pays the instalment or breaks the plan with the driver's monthly probability
+      (``RESTRUCTURE_REDEFAULT``, more during a capacity shock) and re-enters collections at
+      the bucket it was restructured from, the plan ended;
+    * interest waiver: no fees while active (``last_waived`` = the fee rate x the balance they
+      would have been charged on), plus its logit response (``TREATMENT_RESPONSE``);
+    * legal: the filing's response (``CHANNEL_RESPONSE["legal"]``) applies once,
+      ``legal_delay_months`` after the filing.
+
+    Draws a fixed number of random numbers per account whatever the state (common random
+    numbers for the policy replay).
+    """
     n = len(state.bucket)
+    treat = rules.treatments
     product, driver = accounts.product, accounts.driver
     bucket = state.bucket
     row = world.row(month)
@@ -636,6 +708,9 @@ def transition(
     kind = np.maximum(state.treatment, 0)
     treat_cure = np.where(active, arrays.treatment_cure[driver, kind], 0.0)
     treat_roll = np.where(active, arrays.treatment_roll[driver, kind], 0.0)
+    legal_now = state.legal & (month - state.legal_month == treat.legal_delay_months)
+    cure_shift = cure_shift + np.where(legal_now, arrays.channel_cure[driver, CH["legal"]], 0.0)
+    roll_shift = roll_shift + np.where(legal_now, arrays.channel_roll[driver, CH["legal"]], 0.0)
     season = arrays.driver_season_weight[driver] * arrays.season[product, month_of_year]
     regional = arrays.shock_exposure[product] * world.regional_shock[row, accounts.region]
     pressure = world.macro[row] + season + regional + accounts.frailty
@@ -666,17 +741,27 @@ def transition(
         + roll_shift
         + treat_roll
     )
+    charged_off = bucket >= CHARGE_OFF_BUCKET
+    deferring = active & np.isin(state.treatment, DEFERRING_KINDS) & (bucket >= 1) & ~charged_off
+    in_plan = state.plan & active & (bucket == 0) & ~restructured_now
     exp_cure, exp_roll = np.exp(cure_logit), np.exp(roll_logit)
     total = 1.0 + exp_cure + exp_roll
     p_cure = np.where(bucket == 0, 0.0, exp_cure / total)
     p_roll = np.where(bucket == 0, 1.0 / (1.0 + np.exp(-current_logit)), exp_roll / total)
+    p_roll = np.where(in_plan, arrays.plan_redefault[driver] + treat.shock_redefault * shock_on,
+                      p_roll)  # fmt: skip
     u = rng.random(n)
-    charged_off = bucket >= CHARGE_OFF_BUCKET
-    cure = ~charged_off & ((u < p_cure) | restructured_now)
-    roll = ~charged_off & ~cure & (u < p_cure + p_roll)
+    moves = ~charged_off & ~deferring
+    cure = moves & ((u < p_cure) | restructured_now)
+    roll = moves & ~cure & (u < p_cure + p_roll)
     stay = ~charged_off & ~cure & ~roll
+    broken = in_plan & roll
 
     due = monthly_due(accounts, arrays, state)
+    plan_months = np.maximum(state.treatment_until - month, 1)
+    plan_instalment = np.minimum(
+        state.balance / plan_months, treat.restructure_instalment_share * due
+    )
     revolving = arrays.revolving[product]
     partial = rng.random(n) < arrays.driver_partial[driver]
     paid_partial = np.where(partial, rng.uniform(0.1, 0.8, n) * due, 0.0)
@@ -688,21 +773,37 @@ def transition(
         recovery, rng.uniform(*rules.recovery_payment_share, n) * state.balance, 0.0
     )
     paid = np.select(
-        [charged_off, roll, restructured_now, cure, bucket == 0, stay],
-        [paid_recovery, paid_partial, due, state.arrears + due, paid_current, due],
+        [charged_off, deferring, restructured_now, roll, cure, bucket == 0, stay],
+        [paid_recovery, 0.0, plan_instalment, paid_partial, state.arrears + due, paid_current,
+         due],
         0.0,
-    )
+    )  # fmt: skip
     paid = np.clip(paid, 0.0, state.balance)
 
-    new_bucket = np.select([charged_off | roll, cure], [bucket + 1, 0], bucket)
+    new_bucket = np.select(
+        [broken, charged_off | roll, cure], [state.plan_bucket, bucket + 1, 0], bucket
+    )
     new_first_late = np.where((bucket == 0) & roll, rng.integers(1, 30, n), state.first_late_day)
     new_arrears = np.select(
-        [cure, roll, stay], [0.0, state.arrears + due - paid, state.arrears], 0.0
-    )
+        [cure, broken, roll, deferring, stay],
+        [0.0, state.plan_bucket * state.instalment, state.arrears + due - paid,
+         state.arrears + due, state.arrears],
+        0.0,
+    )  # fmt: skip
+    deferred = np.where(deferring, due, 0.0)
 
-    waiver = active & (state.treatment == KIND["interest_waiver"])
-    fee = np.where((new_bucket >= 1) & ~charged_off & ~waiver, rules.delinquency_fee_rate, 0.0)
-    remaining = (state.balance - paid) * (1.0 + fee)
+    waives = active & (
+        (state.treatment == KIND["interest_waiver"])
+        | (deferring & (state.treatment == KIND["grace_period"]) & treat.grace_waives_interest)
+        | (
+            deferring
+            & (state.treatment == KIND["first_delinquency_extension"])
+            & treat.extension_waives_interest
+        )
+    )
+    fee_rate = np.where((new_bucket >= 1) & ~charged_off, rules.delinquency_fee_rate, 0.0)
+    waived = np.where(waives, fee_rate * (state.balance - paid), 0.0)
+    remaining = (state.balance - paid) * (1.0 + np.where(waives, 0.0, fee_rate))
     utilisation = np.where(
         shock_on,
         np.minimum(0.98, state.utilisation + rules.shock_utilisation_step),
@@ -717,10 +818,10 @@ def transition(
         charged_off | (new_bucket >= CHARGE_OFF_BUCKET), balance, np.minimum(new_arrears, balance)
     )
 
-    # restructure: arrears capitalised into a plan with a fixed instalment over its term
-    plan_months = np.maximum(state.treatment_until - month, 1)
-    plan = np.where(restructured_now, True, state.plan & active)
-    instalment = np.where(restructured_now, balance / plan_months, state.instalment)
+    # restructure: arrears capitalised into a plan with a fixed instalment; a broken plan ends
+    plan = np.where(restructured_now, True, state.plan & active & ~broken)
+    plan_bucket = np.where(restructured_now, bucket, np.where(plan, state.plan_bucket, 0))
+    instalment = np.where(restructured_now, plan_instalment, state.instalment)
     # instalment products: a paid-down line is drawn again
     redraw = ~revolving & ~plan & (new_bucket == 0) & (balance < instalment)
     principal = accounts.limit * rng.uniform(0.5, 1.0, n)
@@ -742,7 +843,11 @@ def transition(
         failed_contacts=np.where(cure, 0, state.failed_contacts),
         agency=state.agency & ~cure,
         legal=state.legal & ~cure,
+        treatment_until=np.where(broken, month + 1, state.treatment_until),
         plan=plan,
+        plan_bucket=plan_bucket,
+        last_deferred=deferred,
+        last_waived=waived,
     )
 
 
@@ -784,7 +889,7 @@ def simulate_chunk(
             )
         acted, counts = tiered_actions(rules, accounts, arrays, state, month, rng)
         month_actions = action_rows(accounts, arrays, state, acted, counts, cycle_end, rng)
-        state = record_contacts(state, month_actions)
+        state = record_contacts(state, month_actions, month)
         if month >= 0:
             actions.append(month_actions)
             state, granted = grant_treatments(

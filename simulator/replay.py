@@ -32,7 +32,9 @@ Method (see docs/strategies.md, "Policy simulation"):
    simulator). Later months repeat the ladder's contacts while the account stays in M1-M3; an
    account that rolls past M3 (outside the policy's scope) gets the baseline's 90+ actions in
    both arms. Collection stops while a grace period or restructure plan is honoured, as in the
-   baseline. Treatments are taken up when granted (no refusal model).
+   baseline. Treatments are taken up when granted (no refusal model); what they do to the
+   money (deferred dues, waived fees, plan instalments and re-defaults) is the engine's
+   ``transition``, the same for every arm and for the data simulator.
 4. **Baseline arm.** The simulator's tiered policy, with its 5 % holdout switched off (the
    baseline proper), including its first-delinquency extensions and hardship treatments.
 
@@ -42,10 +44,12 @@ Method (see docs/strategies.md, "Policy simulation"):
    step, :func:`plan_for_segments`) and the oracle (:func:`choose_oracle`, on selection seeds
    kept apart from the reported ones).
 
-Metrics per arm and seed: **book value** (cash collected - action and treatment costs + the
-balance open at the end valued by :class:`Valuation` for its bucket), cash collected
-(``recovered``: payments made in the horizon), action cost (``conf/action_costs.yaml``), net
-recovery, the balance open at the end and its value, roll-to-default rate by count and
+Metrics per arm and seed: **book value** (cash collected - action and treatment costs - the
+agencies' commission + the balance open at the end valued by :class:`Valuation`: its bucket,
+a restructure plan never at par), cash collected (``recovered``: payments made in the
+horizon), action cost and agency commission (``conf/action_costs.yaml``), net recovery, the
+balance open at the end and its value, fees waived and dues deferred (shown, already in the
+cash and the end value), restructure plans broken and the balance on plans at the end, roll-to-default rate by count and
 balance-weighted (a cycle end at DPD >= ``default_dpd`` within the horizon, the observation
 settings' default as in the training labels: 90+ unless the user chose otherwise), contacts
 made, agency assignments, legal filings, disputes (a contact outcome ``dispute``; the simulator
@@ -95,6 +99,7 @@ from rollrisk.simulator.engine import (
     RuleArrays,
     World,
     action_rows,
+    collection_paused,
     cycle_end_days,
     dpd_of,
     draw_accounts,
@@ -103,6 +108,7 @@ from rollrisk.simulator.engine import (
     record_contacts,
     rule_arrays,
     statement_columns,
+    takes_up,
     tiered_actions,
     transition,
     treatment_active,
@@ -135,9 +141,14 @@ METRICS = (
     "book_value",
     "recovered",
     "action_cost",
+    "agency_commission",
     "net_recovery",
     "end_balance",
     "end_value",
+    "waived_income",
+    "deferred_due",
+    "plans_broken",
+    "open_plan_balance",
     "roll_to_default_rate",
     "roll_to_default_balance_rate",
     "contacts",
@@ -146,9 +157,18 @@ METRICS = (
     "disputes",
     "pressure_on_capacity_shock",
     "treatments_granted",
+    "offers_refused",
     "compliance_blocks",
 )
-SEGMENT_METRICS = ("book_value", "recovered", "action_cost", "net_recovery", "roll_to_default_rate")
+SEGMENT_METRICS = (
+    "book_value",
+    "recovered",
+    "action_cost",
+    "agency_commission",
+    "net_recovery",
+    "roll_to_default_rate",
+)
+COMMISSION_BUCKETS = tuple(f"M{b}" for b in range(1, CHARGE_OFF_BUCKET))  # M1..M6
 
 
 # --------------------------------------------------------------------------------------------
@@ -156,11 +176,14 @@ SEGMENT_METRICS = ("book_value", "recovered", "action_cost", "net_recovery", "ro
 # --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ActionCosts:
-    """Cost (CNY) of one action row per channel and of one granted treatment per kind."""
+    """Cost (CNY) of one action row per channel and of one granted treatment per kind, and the
+    agency's commission: the share of the cash collected in a month the account is assigned to
+    an agency, by the bucket it was in that month (M1..M6)."""
 
     channels: Mapping[str, float]
     treatments: Mapping[str, float]
     source: str
+    agency_commission: Mapping[str, float]
 
     def channel_vector(self) -> np.ndarray:
         return np.array([self.channels[c] for c in CHANNELS], dtype=float)
@@ -168,9 +191,17 @@ class ActionCosts:
     def treatment_vector(self) -> np.ndarray:
         return np.array([self.treatments[k] for k in TREATMENT_KINDS], dtype=float)
 
+    def commission_vector(self) -> np.ndarray:
+        """Commission rate by bucket index 0..CHARGE_OFF_BUCKET (0 where no agency works)."""
+        rates = np.zeros(CHARGE_OFF_BUCKET + 1)
+        for b, name in enumerate(COMMISSION_BUCKETS, start=1):
+            rates[b] = self.agency_commission[name]
+        return rates
+
 
 def load_action_costs(path: Path = DEFAULT_COSTS) -> ActionCosts:
-    """Read ``conf/action_costs.yaml``: every channel and treatment kind needs a cost >= 0."""
+    """Read ``conf/action_costs.yaml``: every channel and treatment kind needs a cost >= 0, and
+    ``agency_commission`` a rate in [0, 1] for every bucket M1..M6."""
     text = read_yaml_text(path, "costs file")  # a folder, a missing file, non-UTF-8: one line
     try:
         raw = yaml.safe_load(text)
@@ -179,10 +210,14 @@ def load_action_costs(path: Path = DEFAULT_COSTS) -> ActionCosts:
     if not isinstance(raw, dict):
         raise UserError(f"{path}: expected a mapping with `channels` and `treatments`")
     tables: dict[str, dict[str, float]] = {}
-    for key, names in (("channels", CHANNELS), ("treatments", TREATMENT_KINDS)):
+    for key, names, what, upper in (
+        ("channels", CHANNELS, "a cost >= 0", math.inf),
+        ("treatments", TREATMENT_KINDS, "a cost >= 0", math.inf),
+        ("agency_commission", COMMISSION_BUCKETS, "a share in [0, 1]", 1.0),
+    ):
         table = raw.get(key)
         if not isinstance(table, dict):
-            raise UserError(f"{path}: `{key}` must map each of {', '.join(names)} to a cost")
+            raise UserError(f"{path}: `{key}` must map each of {', '.join(names)} to {what}")
         unknown = sorted(set(table) - set(names))
         missing = [n for n in names if n not in table]
         if unknown or missing:
@@ -190,10 +225,12 @@ def load_action_costs(path: Path = DEFAULT_COSTS) -> ActionCosts:
                 f"{path}: `{key}`: unknown {unknown or 'none'}, missing {missing or 'none'}"
             )
         for name, value in table.items():
-            if not isinstance(value, int | float) or value < 0 or math.isnan(value):
-                raise UserError(f"{path}: `{key}.{name}` must be a cost >= 0, got {value!r}")
-        tables[key] = {n: float(v) for n, v in table.items()}
-    return ActionCosts(tables["channels"], tables["treatments"], str(path))
+            if not isinstance(value, int | float) or math.isnan(value) or not 0 <= value <= upper:
+                raise UserError(f"{path}: `{key}.{name}` must be {what}, got {value!r}")
+        tables[key] = {n: float(table[n]) for n in names}
+    return ActionCosts(
+        tables["channels"], tables["treatments"], str(path), tables["agency_commission"]
+    )
 
 
 @dataclass(frozen=True)
@@ -364,7 +401,7 @@ def replay_to_month(
                 )
             acted, counts = tiered_actions(rules, accounts, arrays, state, m, rng)
             month_actions = action_rows(accounts, arrays, state, acted, counts, cycle_end, rng)
-            state = record_contacts(state, month_actions)
+            state = record_contacts(state, month_actions, m)
             restructured_now = np.zeros(size, dtype=bool)
             if m >= 0:
                 state, granted = grant_treatments(
@@ -451,14 +488,29 @@ class Valuation:
     balance recovered within ``months`` months after an account first reaches the bucket's
     DPD on the simulated portfolio (:func:`rollrisk.models.roll_rates.recovery_curve`),
     capped at 1.
+
+    A balance on a restructure plan in force is current only because it was re-aged: it is
+    never carried at par. It is valued at ``plan_share`` (learned from the portfolio's own
+    plans, :func:`restructure_plan_share`), or, when that is None, at the share of the bucket
+    the plan was restructured from (as if it had not been re-aged).
     """
 
     shares: tuple[float, ...]  # index = bucket (0 current .. CHARGE_OFF_BUCKET charged off)
     months: int
     method: str
+    plan_share: float | None = None
 
     def vector(self) -> np.ndarray:
         return np.asarray(self.shares, dtype=float)
+
+    def value(self, state: ChunkState) -> np.ndarray:
+        """The value of every account's open balance (a credit counts as 0)."""
+        shares = self.vector()
+        balance = np.maximum(state.balance, 0.0)
+        share = shares[np.clip(state.bucket, 0, len(shares) - 1)]
+        plan_rule = shares[np.clip(state.plan_bucket, 0, len(shares) - 1)]
+        plan = plan_rule if self.plan_share is None else np.full(len(share), self.plan_share)
+        return balance * np.where(state.plan & (state.bucket == 0), plan, share)
 
 
 AT_PAR = Valuation(
@@ -466,13 +518,17 @@ AT_PAR = Valuation(
 )
 
 
-def recovery_valuation(statements: pl.DataFrame, months: int = 12) -> Valuation:
+def recovery_valuation(
+    statements: pl.DataFrame, months: int = 12, treatments: pl.DataFrame | None = None
+) -> Valuation:
     """The book's valuation of open balances from the portfolio's own recovery curves.
 
     Needs the statements' ``account_id, cycle_end, dpd, balance, amount_paid``. For bucket b
     (M1..M6, and M7+ for charged-off balances) the share is the cumulative recovered share
     ``months`` months after first reaching DPD ``30 * (b - 1) + 1``; when no account was
     observed that long, the longest observed horizon's share; 0 when the bucket never occurs.
+    With ``treatments``, balances on a restructure plan are valued by the portfolio's own plans
+    (:func:`restructure_plan_share`); without, by the bucket they were restructured from.
     """
     from rollrisk.models.roll_rates import recovery_curve
 
@@ -484,27 +540,92 @@ def recovery_valuation(statements: pl.DataFrame, months: int = 12) -> Valuation:
         curve = curve.filter(pl.col("accounts") > 0)
         share = float(curve["recovered_share"][-1]) if curve.height else 0.0
         shares.append(min(max(share, 0.0), 1.0))
+    plan_share = (
+        restructure_plan_share(statements, treatments, shares, months)
+        if treatments is not None
+        else None
+    )
+    plans = (
+        "the bucket it was restructured from"
+        if plan_share is None
+        else f"{plan_share:.0%} (this portfolio's plans over {months} months)"
+    )
     return Valuation(
         tuple(shares),
         months,
         f"open balance x share recovered within {months} months after first reaching the "
-        "bucket's DPD on this simulated portfolio (M0 at par)",
+        f"bucket's DPD on this simulated portfolio (M0 at par; a restructure plan at {plans})",
+        plan_share,
     )
+
+
+def restructure_plan_share(
+    statements: pl.DataFrame,
+    treatments: pl.DataFrame,
+    shares: Sequence[float],
+    months: int = 12,
+) -> float | None:
+    """The value of one CNY on a restructure plan, from the portfolio's own plans.
+
+    For each ``restructure`` row of ``treatments`` followed by ``months`` statements: 1.0 when
+    every one of them is current (the plan held), else ``shares`` of the bucket of the first
+    delinquent one (the plan broke there). The mean over those plans; over the plans with
+    any later statement when none is followed that long; None when there is no plan.
+    """
+    plans = treatments.filter(pl.col("kind") == "restructure").select(
+        "account_id",
+        pl.col("start_at").cast(pl.Date).alias("_start"),
+        pl.int_range(pl.len()).alias("_plan"),
+    )
+    after = (
+        plans.join(statements.select("account_id", "cycle_end", "dpd"), on="account_id")
+        .filter(pl.col("cycle_end") > pl.col("_start"))
+        .sort("_plan", "cycle_end")
+        .with_columns(pl.int_range(pl.len()).over("_plan").alias("_k"))
+        .filter(pl.col("_k") < months)
+    )
+    if after.is_empty():
+        return None
+    per_plan = after.group_by("_plan").agg(
+        pl.len().alias("followed"),
+        pl.col("dpd").filter(pl.col("dpd") > 0).first().alias("broke_at"),
+    )
+    full = per_plan.filter(pl.col("followed") == months)
+    chosen = full if full.height else per_plan
+    vector = np.asarray(shares, dtype=float)
+    broke = chosen["broke_at"].to_numpy(allow_copy=True)
+    value = np.ones(len(broke))
+    bad = ~np.isnan(broke.astype(float))
+    buckets = np.minimum(1 + (broke[bad].astype(np.int64) - 1) // 30, CHARGE_OFF_BUCKET)
+    value[bad] = vector[buckets]
+    return float(value.mean())
 
 
 @dataclass(frozen=True)
 class ArmResult:
     """Per-account outcomes of one arm over the horizon (replay order).
 
-    Book value = ``recovered - action_cost + end_value``: the cash collected, minus what the
-    actions and treatments cost, plus the open balance at the horizon's end valued by
-    :class:`Valuation` for its bucket.
+    Book value = ``recovered - action_cost - agency_commission + end_value``: the cash
+    collected, minus what the actions and treatments cost and the agencies' commission on the
+    cash they collected, plus the open balance at the horizon's end valued by
+    :class:`Valuation` (its bucket; a restructure plan never at par).
+
+    ``waived_income`` (fees an interest waiver or an interest-free extension gave up) and
+    ``deferred_due`` (dues a grace or an extension moved later) are shown beside it, not
+    subtracted: the simulated balances never carried the waived fees and still owe the
+    deferred dues, so both are already in the cash and the end value (subtracting them again
+    would count them twice).
     """
 
     recovered: np.ndarray
     action_cost: np.ndarray
+    agency_commission: np.ndarray  # share of the cash collected in months under an agency
+    waived_income: np.ndarray
+    deferred_due: np.ndarray
+    plans_broken: np.ndarray  # restructure plans that broke within the horizon
+    open_plan_balance: np.ndarray  # balance on a restructure plan in force at the end
     end_balance: np.ndarray  # balance owed at the horizon's end (a credit counts as 0)
-    end_value: np.ndarray  # end_balance x the valuation share of its end bucket
+    end_value: np.ndarray  # end_balance valued by the Valuation
     start_balance: np.ndarray  # balance owed at the as-of (the weight of roll-to-default)
     defaulted: np.ndarray  # bool: reached default_dpd within the horizon
     contacts: np.ndarray
@@ -513,11 +634,12 @@ class ArmResult:
     disputes: np.ndarray
     pressure_on_capacity_shock: np.ndarray
     treatments_granted: np.ndarray
+    offers_refused: np.ndarray  # treatments offered unasked and not taken up
     compliance_blocks: np.ndarray
 
     @property
     def book_value(self) -> np.ndarray:
-        return self.recovered - self.action_cost + self.end_value
+        return self.recovered - self.action_cost - self.agency_commission + self.end_value
 
 
 def _streams(base_seed: int, seed: int, step: int) -> tuple[np.random.Generator, ...]:
@@ -525,15 +647,6 @@ def _streams(base_seed: int, seed: int, step: int) -> tuple[np.random.Generator,
     treatments) for one seed and month; the first three are those of earlier versions."""
     children = np.random.SeedSequence(base_seed, spawn_key=(seed, step)).spawn(4)
     return tuple(np.random.default_rng(child) for child in children)
-
-
-def _collection_stopped(state: ChunkState, month: int) -> np.ndarray:
-    """As in the baseline: no collection while a grace period or restructure plan is honoured."""
-    return (
-        treatment_active(state, month)
-        & np.isin(state.treatment, (KIND["grace_period"], KIND["restructure"]))
-        & (state.bucket <= 1)
-    )
 
 
 def _model_treatments(
@@ -544,10 +657,14 @@ def _model_treatments(
     step: int,
     month: int,
     rng: np.random.Generator,
-) -> tuple[ChunkState, np.ndarray, np.ndarray]:
+) -> tuple[ChunkState, np.ndarray, np.ndarray, np.ndarray]:
     """Grant the scored treatments (month 0) and restructures the offer turned into.
 
-    Returns the new state, the kind granted per account (-1 none) and who was restructured now.
+    A grace or waiver offer is taken up only as :func:`~rollrisk.simulator.engine.takes_up`
+    says (reached this month, the driver's take-up; asked for after a hardship claim: always);
+    a restructure needs the borrower's hardship claim; the extension is the lender's own.
+    Returns the new state, the kind granted per account (-1 none), who was restructured now
+    and who refused an offer.
     """
     policy = replay.rules.policy
     n = len(state.bucket)
@@ -564,9 +681,12 @@ def _model_treatments(
         & (state.bucket >= 2)
         & (state.balance > policy.restructure_balance)
     )
-    grace = free & ~restructure & plan.grace & first_month & delinquent
-    waiver = free & ~restructure & ~grace & plan.waiver & first_month & delinquent
-    extension = free & ~restructure & ~grace & ~waiver & plan.extension & first_month & delinquent
+    grace_offer = free & ~restructure & plan.grace & first_month & delinquent
+    waiver_offer = free & ~restructure & ~grace_offer & plan.waiver & first_month & delinquent
+    offered = grace_offer | waiver_offer
+    taken = takes_up(replay.accounts, replay.arrays, actions, offered, rng)
+    grace, waiver = grace_offer & taken, waiver_offer & taken
+    extension = free & ~restructure & ~offered & plan.extension & first_month & delinquent
     kind = np.full(n, -1)
     months = np.zeros(n, dtype=np.int64)
     for mask, name, length in (
@@ -580,9 +700,9 @@ def _model_treatments(
     new_state = replace(
         state,
         treatment=np.where(kind >= 0, kind, state.treatment),
-        treatment_until=np.where(kind >= 0, month + 1 + months, state.treatment_until),
+        treatment_until=np.where(kind >= 0, month + months, state.treatment_until),
     )
-    return new_state, kind, restructure
+    return new_state, kind, restructure, offered & ~taken
 
 
 def _merge(tiered: np.ndarray, when_tiered: ChunkState, otherwise: ChunkState) -> ChunkState:
@@ -631,14 +751,20 @@ def run_arm(
     state, previous_bucket = replay.state, replay.previous_bucket
     channel_cost = costs.channel_vector()
     treatment_cost = costs.treatment_vector()
+    commission_rate = costs.commission_vector()
     contact_codes = [CH[c] for c in CONTACT_CHANNELS]
     pressure_codes = [CH[c] for c in PRESSURE_CHANNELS]
-    totals = {name: np.zeros(n) for name in ("recovered", "action_cost")}
+    totals = {
+        name: np.zeros(n)
+        for name in ("recovered", "action_cost", "agency_commission", "waived_income",
+                     "deferred_due")
+    }  # fmt: skip
     counters = {
         name: np.zeros(n, dtype=np.int64)
         for name in (
             "contacts", "agency_assignments", "legal_filings", "disputes",
-            "pressure_on_capacity_shock", "treatments_granted",
+            "pressure_on_capacity_shock", "treatments_granted", "offers_refused",
+            "plans_broken",
         )
     }  # fmt: skip
     defaulted = np.zeros(n, dtype=bool)
@@ -659,7 +785,7 @@ def run_arm(
         else:
             acted, counts = acted_t, counts_t
         month_actions = action_rows(accounts, arrays, state, acted, counts, cycle_end, actions_rng)
-        state = record_contacts(state, month_actions)
+        state = record_contacts(state, month_actions, month)
         kind = np.full(n, -1)
         restructured_now = np.zeros(n, dtype=bool)
         before = state
@@ -671,9 +797,10 @@ def run_arm(
             kind[granted.account] = granted.kind
             state = tiered_state
         if model_any:
-            model_state, model_kind, model_restructured = _model_treatments(
+            model_state, model_kind, model_restructured, refused = _model_treatments(
                 replay, spec.plan, before, month_actions, step, month, treatment_rng
             )
+            counters["offers_refused"] += refused & ~spec.tiered
             if tiered_any:
                 state = _merge(spec.tiered, tiered_state, model_state)
                 kind = np.where(spec.tiered, kind, model_kind)
@@ -682,7 +809,10 @@ def run_arm(
             restructured_now = np.where(spec.tiered, False, model_restructured)
         restructured_now |= spec.tiered & (kind == KIND["restructure"])
         if spec.grace_all and step == 0:
-            state, kind = _grace_for_all(replay, spec.tiered, state, kind, month, extra_rng)
+            state, kind, refused = _grace_for_all(
+                replay, spec.tiered, state, kind, month_actions, month, extra_rng
+            )
+            counters["offers_refused"] += refused
         row_account, row_channel = month_actions.account, month_actions.channel
         np.add.at(totals["action_cost"], row_account, channel_cost[row_channel])
         totals["action_cost"] += np.where(kind >= 0, treatment_cost[np.maximum(kind, 0)], 0.0)
@@ -702,21 +832,31 @@ def run_arm(
         pressure = np.isin(row_channel, pressure_codes) & shock_on[row_account]
         counters["pressure_on_capacity_shock"] += np.bincount(row_account[pressure], minlength=n)
         previous_bucket = state.bucket
+        assigned = np.bincount(row_account[row_channel == CH["agency_assignment"]], minlength=n)
+        bucket_before, in_plan = state.bucket, state.plan & (state.bucket == 0)
         state = transition(
             rules, accounts, arrays, world, state, month_actions.cure_shift,
             month_actions.roll_shift, restructured_now, month, transition_rng,
         )  # fmt: skip
         totals["recovered"] += state.last_paid
+        # the agency keeps its share of what is collected in a month the account is assigned
+        rate = commission_rate[np.clip(bucket_before, 0, CHARGE_OFF_BUCKET)]
+        totals["agency_commission"] += np.where(assigned > 0, rate * state.last_paid, 0.0)
+        totals["waived_income"] += state.last_waived
+        totals["deferred_due"] += state.last_deferred
+        counters["plans_broken"] += in_plan & (state.bucket > 0)
         defaulted |= dpd_of(state) >= default_dpd
     blocks = np.where(spec.tiered, 0, spec.plan.compliance_blocks)
     end_balance = np.maximum(state.balance, 0.0)
-    shares = valuation.vector()
-    end_value = end_balance * shares[np.clip(state.bucket, 0, len(shares) - 1)]
     return ArmResult(
         recovered=totals["recovered"],
         action_cost=totals["action_cost"],
+        agency_commission=totals["agency_commission"],
+        waived_income=totals["waived_income"],
+        deferred_due=totals["deferred_due"],
+        open_plan_balance=np.where(state.plan & (state.bucket == 0), end_balance, 0.0),
         end_balance=end_balance,
-        end_value=end_value,
+        end_value=valuation.value(state),
         start_balance=np.maximum(replay.state.balance, 0.0),
         defaulted=defaulted,
         compliance_blocks=blocks,
@@ -736,7 +876,7 @@ def _model_counts(
     n = len(state.bucket)
     counts = np.zeros((n, len(CHANNELS)), dtype=np.int64)
     in_scope = (state.bucket >= 1) & (state.bucket <= POLICY_MAX_BUCKET)
-    in_scope &= ~_collection_stopped(state, month)
+    in_scope &= ~collection_paused(state, month)
     counts[in_scope] = plan.channel_counts[in_scope]
     beyond = state.bucket[acted_tiered] > POLICY_MAX_BUCKET
     counts[acted_tiered[beyond]] = counts_tiered[beyond]
@@ -748,24 +888,28 @@ def _grace_for_all(
     tiered: np.ndarray,
     state: ChunkState,
     kind: np.ndarray,
+    actions: MonthActions,
     month: int,
     rng: np.random.Generator,
-) -> tuple[ChunkState, np.ndarray]:
-    """A grace period (months drawn like the simulator's) for every delinquent tiered account
-    without an active treatment and not treated by the baseline this month."""
+) -> tuple[ChunkState, np.ndarray, np.ndarray]:
+    """A grace period (months drawn like the simulator's) offered to every delinquent tiered
+    account without an active treatment and not treated by the baseline this month, taken up
+    as :func:`~rollrisk.simulator.engine.takes_up` says. Returns the state, the kinds and who
+    refused the offer."""
     n = len(state.bucket)
     months = rng.choice(np.array(replay.rules.policy.grace_months), n)
     delinquent = (state.bucket >= 1) & (state.bucket < CHARGE_OFF_BUCKET)
     # the treatment granted this month is already in state: an untreated account is one whose
     # kind is -1 and whose earlier treatment (if any) has run out
-    grace = tiered & delinquent & (kind < 0) & ~treatment_active(state, month)
+    offered = tiered & delinquent & (kind < 0) & ~treatment_active(state, month)
+    grace = takes_up(replay.accounts, replay.arrays, actions, offered, rng)
     kind = np.where(grace, KIND["grace_period"], kind)
     new_state = replace(
         state,
         treatment=np.where(grace, KIND["grace_period"], state.treatment),
-        treatment_until=np.where(grace, month + 1 + months, state.treatment_until),
+        treatment_until=np.where(grace, month + months, state.treatment_until),
     )
-    return new_state, kind
+    return new_state, kind, offered & ~grace
 
 
 def arm_metrics(result: ArmResult, mask: np.ndarray | None = None) -> dict[str, float]:
@@ -774,15 +918,21 @@ def arm_metrics(result: ArmResult, mask: np.ndarray | None = None) -> dict[str, 
     count = int(keep.sum())
     recovered = float(result.recovered[keep].sum())
     cost = float(result.action_cost[keep].sum())
+    commission = float(result.agency_commission[keep].sum())
     end_value = float(result.end_value[keep].sum())
     weight = float(result.start_balance[keep].sum())
     return {
-        "book_value": recovered - cost + end_value,
+        "book_value": recovered - cost - commission + end_value,
         "recovered": recovered,
         "action_cost": cost,
-        "net_recovery": recovered - cost,
+        "agency_commission": commission,
+        "net_recovery": recovered - cost - commission,
         "end_balance": float(result.end_balance[keep].sum()),
         "end_value": end_value,
+        "waived_income": float(result.waived_income[keep].sum()),
+        "deferred_due": float(result.deferred_due[keep].sum()),
+        "plans_broken": float(result.plans_broken[keep].sum()),
+        "open_plan_balance": float(result.open_plan_balance[keep].sum()),
         "roll_to_default_rate": float(result.defaulted[keep].mean()) if count else math.nan,
         "roll_to_default_balance_rate": (
             float(result.start_balance[keep][result.defaulted[keep]].sum() / weight)
@@ -795,6 +945,7 @@ def arm_metrics(result: ArmResult, mask: np.ndarray | None = None) -> dict[str, 
         "disputes": float(result.disputes[keep].sum()),
         "pressure_on_capacity_shock": float(result.pressure_on_capacity_shock[keep].sum()),
         "treatments_granted": float(result.treatments_granted[keep].sum()),
+        "offers_refused": float(result.offers_refused[keep].sum()),
         "compliance_blocks": float(result.compliance_blocks[keep].sum()),
     }
 
@@ -976,9 +1127,7 @@ def compare_policies(
             versus[name][:, column] = model_arm.book_value - results[name].book_value
         two_way["book_value"][:, column] = model_arm.book_value - base_arm.book_value
         two_way["recovered"][:, column] = model_arm.recovered - base_arm.recovered
-        two_way["net_recovery"][:, column] = (model_arm.recovered - model_arm.action_cost) - (
-            base_arm.recovered - base_arm.action_cost
-        )
+        two_way["net_recovery"][:, column] = _net(model_arm) - _net(base_arm)
         two_way["roll_to_default_rate"][:, column] = model_arm.defaulted.astype(float) - (
             base_arm.defaulted.astype(float)
         )
@@ -1062,6 +1211,11 @@ def compare_policies(
             for driver in sorted(set(labels.tolist()))
         }
     return result
+
+
+def _net(result: ArmResult) -> np.ndarray:
+    """Per account: cash collected minus action and treatment costs and agency commission."""
+    return result.recovered - result.action_cost - result.agency_commission
 
 
 def _value_ratios(

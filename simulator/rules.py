@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from rollrisk.features.schemas import CHANNELS, OUTCOMES, PRODUCTS, TREATMENT_KINDS
+from rollrisk.features.schemas import CALL_CHANNELS, CHANNELS, OUTCOMES, PRODUCTS, TREATMENT_KINDS
 
 DRIVERS: tuple[str, ...] = (
     "healthy",
@@ -85,16 +85,21 @@ def _responses(
     }
 
 
-# Channel response by driver: (cure shift, roll shift) applied once per month if the channel was
-# used at least once on the account. Reading guide: a reminder cures the forgetful; pressure does
-# little for a capacity shock; escalation (agency, visit, legal) moves the unwilling; only a
-# visit or legal action reaches the unreachable.
+# Channel response by driver: (cure shift, roll shift) applied once per month if the channel
+# REACHED the account at least once that month: a message delivered, a call, visit or agency
+# report with a right-party outcome (REACHED_OUTCOMES), a legal filing (after its delay, see
+# TreatmentRules). More contacts in a month raise the chance of reaching the borrower
+# (1 - (1 - p)^k), never the effect of a conversation: diminishing returns. Reading guide: a
+# reminder nudges the forgetful (single-digit relative effects, as field trials of SMS reminders
+# report); pressure does little for a capacity shock; escalation (agency, visit, legal) moves the
+# unwilling; only a visit or legal action reaches the unreachable. Calibration and sources:
+# docs/simulator.md.
 CHANNEL_RESPONSE = _responses(
     {
         "healthy": {
-            "sms": (0.3, -0.2), "app_push": (0.2, -0.1), "robo_call": (0.3, -0.2),
+            "sms": (0.1, -0.05), "app_push": (0.05, 0.0), "robo_call": (0.2, -0.1),
             "agent_call": (0.5, -0.3), "agency_assignment": (0.3, -0.2), "field_visit": (0.4, -0.3),
-            "notice_letter": (0.2, -0.1), "legal": (0.3, -0.2),
+            "notice_letter": (0.1, -0.05), "legal": (0.3, -0.2),
         },
         "capacity_shock": {
             "sms": (0.0, 0.0), "app_push": (0.0, 0.0), "robo_call": (0.0, 0.0),
@@ -112,7 +117,7 @@ CHANNEL_RESPONSE = _responses(
             "notice_letter": (0.3, -0.2), "legal": (0.6, -0.4),
         },
         "forgetful": {
-            "sms": (1.2, -0.8), "app_push": (0.8, -0.5), "robo_call": (0.5, -0.3),
+            "sms": (0.4, -0.2), "app_push": (0.3, -0.15), "robo_call": (0.4, -0.2),
             "agent_call": (0.3, -0.2), "agency_assignment": (0.2, -0.1), "field_visit": (0.2, -0.1),
             "notice_letter": (0.2, -0.1), "legal": (0.0, 0.0),
         },
@@ -124,37 +129,73 @@ CHANNEL_RESPONSE = _responses(
     }
 )  # fmt: skip
 
-# Treatment response by driver while the treatment is active (also applied to the M0 -> M1
-# hazard via the roll shift): grace and restructure work for capacity shocks and seasonal income,
-# barely for the unwilling, not at all for the unreachable (they never take them up).
+# Treatment response by driver while the treatment is active, for the treatments that act
+# through the borrower's behaviour. Only the interest waiver does: a lighter monthly burden
+# helps a capacity shock or a seasonal borrower cure, not the unwilling or the unreachable. The
+# other treatments act through the money (TreatmentRules below): a grace period or a
+# first-delinquency extension defers the due and freezes the account's bucket (no push to
+# cure), and a restructure replaces the due with a lower plan instalment that the borrower
+# honours or breaks (RESTRUCTURE_REDEFAULT).
 TREATMENT_RESPONSE = _responses(
     {
-        "healthy": {
-            "grace_period": (1.0, -1.5), "interest_waiver": (0.3, -0.3),
-            "restructure": (2.0, -2.0), "first_delinquency_extension": (1.0, -1.0),
-        },
-        "capacity_shock": {
-            "grace_period": (1.5, -2.0), "interest_waiver": (1.0, -1.0),
-            "restructure": (2.5, -2.5), "first_delinquency_extension": (0.3, -0.3),
-        },
-        "low_willingness": {
-            "grace_period": (0.0, -0.3), "interest_waiver": (0.0, 0.0),
-            "restructure": (0.5, -0.5), "first_delinquency_extension": (0.0, -0.2),
-        },
-        "unreachable": {
-            "grace_period": (0.0, 0.0), "interest_waiver": (0.0, 0.0),
-            "restructure": (0.0, 0.0), "first_delinquency_extension": (0.0, 0.0),
-        },
-        "forgetful": {
-            "grace_period": (1.0, -1.0), "interest_waiver": (0.3, -0.3),
-            "restructure": (1.5, -1.5), "first_delinquency_extension": (1.5, -1.5),
-        },
-        "seasonal": {
-            "grace_period": (1.5, -1.5), "interest_waiver": (0.8, -0.8),
-            "restructure": (2.0, -2.0), "first_delinquency_extension": (0.5, -0.5),
-        },
+        "healthy": {"interest_waiver": (0.3, -0.3)},
+        "capacity_shock": {"interest_waiver": (1.0, -1.0)},
+        "low_willingness": {"interest_waiver": (0.0, 0.0)},
+        "unreachable": {"interest_waiver": (0.0, 0.0)},
+        "forgetful": {"interest_waiver": (0.3, -0.3)},
+        "seasonal": {"interest_waiver": (0.8, -0.8)},
     }
 )  # fmt: skip
+
+# Monthly probability that a restructure plan in force breaks (a missed plan instalment: the
+# account re-enters collections at the bucket it was restructured from), by driver; during a
+# capacity shock ``TreatmentRules.shock_redefault`` is added. Compounded over 12 months:
+# healthy 17 %, capacity shock 23 % (47 % for a year inside the shock), low willingness
+# 63 %, unreachable 72 %, forgetful 21 %, seasonal 23 %: the 20-50 % a year that loan
+# modification studies report for the mix that gets restructured (docs/simulator.md).
+RESTRUCTURE_REDEFAULT: dict[str, float] = {
+    "healthy": 0.015,
+    "capacity_shock": 0.022,
+    "low_willingness": 0.08,
+    "unreachable": 0.10,
+    "forgetful": 0.02,
+    "seasonal": 0.022,
+}
+
+
+# Probability that a borrower takes up a treatment the lender OFFERS unasked (a policy's grace,
+# waiver or restructure offer), when the lender reached them that month (a message delivered or
+# a right-party contact); an offer that reaches nobody is never taken up. A treatment the
+# borrower asked for (after a hardship claim) is always taken up, and the first-delinquency
+# extension is applied by the lender. Assumption: no published take-up rates were found.
+TREATMENT_TAKE_UP: dict[str, float] = {
+    "healthy": 0.6,
+    "capacity_shock": 0.85,
+    "low_willingness": 0.3,
+    "unreachable": 0.3,
+    "forgetful": 0.5,
+    "seasonal": 0.8,
+}
+
+
+@dataclass(frozen=True)
+class TreatmentRules:
+    """What the treatments do to the money: deferral, waived income, plan terms, legal delay."""
+
+    # grace period: dues deferred (added to the arrears, still owed), the bucket frozen, no
+    # collection; fees on the balance keep accruing unless this says they are waived
+    grace_waives_interest: bool = False
+    # first-delinquency extension: one due deferred, interest-free (the seed's "one-time
+    # interest-free extension")
+    extension_waives_interest: bool = True
+    # restructure: arrears capitalised; the plan instalment is balance / plan months, at most
+    # this share of the due it replaces (a lower instalment, a longer term)
+    restructure_instalment_share: float = 0.7
+    shock_redefault: float = 0.03  # added to RESTRUCTURE_REDEFAULT while a capacity shock is on
+    # legal: the filing's effect on the borrower (CHANNEL_RESPONSE "legal") comes this many
+    # months after the filing (court and enforcement delay), once
+    legal_delay_months: int = 3
+
 
 # Against circularity (docs/simulator.md, "Response tables"): the policy's ladders were written
 # from the same beliefs as the two tables above, so every strategy result is also reported under
@@ -203,19 +244,21 @@ def response_tables(
     if name not in RESPONSE_SCALES:
         raise ValueError(f"unknown response table {name!r}; known: {', '.join(RESPONSE_TABLES)}")
 
-    def scaled(table: dict[str, dict[str, ActionResponse]], offset: int) -> dict:
+    def scaled(table: dict[str, dict[str, ActionResponse]], actions: tuple[str, ...]) -> dict:
+        offset = 0 if actions is CHANNELS else len(CHANNELS)  # the factors' column order
         return {
             driver: {
                 action: ActionResponse(
-                    round(response.cure * RESPONSE_SCALES[name][driver][offset + i], 4),
-                    round(response.roll * RESPONSE_SCALES[name][driver][offset + i], 4),
+                    round(response.cure * RESPONSE_SCALES[name][driver][offset + column], 4),
+                    round(response.roll * RESPONSE_SCALES[name][driver][offset + column], 4),
                 )
-                for i, (action, response) in enumerate(row.items())
+                for action, response in row.items()
+                for column in [actions.index(action)]
             }
             for driver, row in table.items()
         }
 
-    return scaled(CHANNEL_RESPONSE, 0), scaled(TREATMENT_RESPONSE, len(CHANNELS))
+    return scaled(CHANNEL_RESPONSE, CHANNELS), scaled(TREATMENT_RESPONSE, TREATMENT_KINDS)
 
 
 # Contact outcome probabilities per driver for conversational channels (robo_call, agent_call,
@@ -232,6 +275,16 @@ CALL_OUTCOMES: dict[str, Row] = {
     "seasonal": (0.0, 0.25, 0.28, 0.28, 0.02, 0.01, 0.15, 0.005, 0.005),
 }
 COMMON_CALL_OUTCOMES: Row = (0.0, 0.35, 0.25, 0.22, 0.05, 0.03, 0.05, 0.03, 0.02)
+# Dialled channels (CALL_CHANNELS: robo_call, agent_call): most dials reach nobody. A dial is
+# answered with probability SimulationRules.dial_answer_rate, and only then draws the driver's
+# outcome above; otherwise it is `no_answer`. 0.4 x the driver mix's right-party share (about
+# 0.65 for a healthy borrower) puts right-party contact per dial at about 25 %, the 20-30 % the
+# industry reports (docs/simulator.md). An agency's monthly report and a field visit are not
+# dials.
+# The outcomes with which a contact reached the borrower (a channel acts only through them).
+REACHED_OUTCOMES: tuple[str, ...] = (
+    "delivered", "contacted", "promise_to_pay", "refused", "dispute", "hardship_claimed",
+)  # fmt: skip
 # Messages (MESSAGE_CHANNELS: sms, app_push, notice_letter): delivered unless the contact data
 # are bad.
 MESSAGE_OUTCOMES: dict[str, Row] = {
@@ -342,7 +395,9 @@ class SimulationRules:
     opened_days_before_start: tuple[int, int] = (60, 1500)
     shared_borrower_share: float = 0.08  # accounts that belong to the previous account's borrower
     outcome_noise: float = 0.3  # weight of COMMON_CALL_OUTCOMES in every driver's outcome mix
+    dial_answer_rate: float = 0.4  # robo and agent calls: a dial reaches someone (else no_answer)
     policy: PolicyRules = field(default_factory=PolicyRules)
+    treatments: TreatmentRules = field(default_factory=TreatmentRules)
     world: WorldRules = field(default_factory=WorldRules)
     response_table: str = PRIMARY_RESPONSES  # one of RESPONSE_TABLES (the borrowers' responses)
     burn_in_months: int = 6  # simulated before the window so it does not start all-current
@@ -369,6 +424,8 @@ class SimulationRules:
             "treatment_response": {
                 d: {k: asdict(r) for k, r in row.items()} for d, row in treatment_response.items()
             },
+            "restructure_redefault": dict(RESTRUCTURE_REDEFAULT),
+            "treatment_take_up": dict(TREATMENT_TAKE_UP),
             "call_outcomes": {
                 d: dict(zip(OUTCOMES, p, strict=True)) for d, p in CALL_OUTCOMES.items()
             },
@@ -377,6 +434,8 @@ class SimulationRules:
                 d: dict(zip(OUTCOMES, p, strict=True)) for d, p in MESSAGE_OUTCOMES.items()
             },
             "legal_outcomes": dict(zip(OUTCOMES, LEGAL_OUTCOMES, strict=True)),
+            "dialled_channels": list(CALL_CHANNELS),
+            "reached_outcomes": list(REACHED_OUTCOMES),
         }
 
 
@@ -389,9 +448,12 @@ __all__ = [
     "DEFAULT_RULES",
     "DRIVERS",
     "OUTCOMES",
+    "RESTRUCTURE_REDEFAULT",
+    "TREATMENT_TAKE_UP",
     "PRODUCTS",
     "RESPONSE_TABLES",
     "TREATMENT_KINDS",
     "TREATMENT_RESPONSE",
     "SimulationRules",
+    "TreatmentRules",
 ]

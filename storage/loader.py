@@ -3,7 +3,8 @@
 A table is found as ``DIR/<table>.parquet``, ``DIR/<table>.csv`` or a folder ``DIR/<table>/``
 of part files; Parquet is recognised by ``.parquet``, ``.pq`` or ``.parq``, CSV by ``.csv``, in
 any letter case. ``accounts`` and ``statements`` are required, ``collection_actions`` and
-``treatments`` optional. Anything else in the folder (``truth/`` from the simulator, notes) is
+``treatments`` optional, and so is the record ``experiment_assignments`` (checked, never a
+feature; it is returned as :attr:`Portfolio.experiment_assignments`). Anything else in the folder (``truth/`` from the simulator, notes) is
 not read; a file that looks meant as a table but is not read (``statements.csv.gz``,
 ``Accounts.csv``) is reported.
 
@@ -45,7 +46,7 @@ from rollrisk.features.dates import (
     is_zone_aware,
     readable_as_temporal,
 )
-from rollrisk.features.schemas import TABLES, TableContract
+from rollrisk.features.schemas import RECORD_TABLES, TABLES, TableContract
 from rollrisk.features.validation import (
     FILE_COLUMN,
     REJECT_SCHEMA,
@@ -74,6 +75,7 @@ class TableReport:
 
 
 OPTIONAL_TABLE_NAMES = tuple(table.name for table in TABLES if not table.required)
+REQUIRED_TABLE_NAMES = tuple(table.name for table in TABLES if table.required)
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,8 @@ class Portfolio:
     # row rejected): given as None above, like an absent table, so a model trained with them
     # is refused unless the user opts in; named so the refusal can say "present but empty"
     empty_tables: tuple[str, ...] = ()
+    # the optional record of past experiments (RECORD_TABLES); None when absent or empty
+    experiment_assignments: pl.DataFrame | None = None
 
 
 @dataclass(frozen=True)
@@ -485,7 +489,7 @@ def validate_portfolio(
     outcomes: dict[str, TableOutcome] = {}
     sources: dict[str, tuple[str, ...]] = {}
     absent: list[str] = []
-    for table in TABLES:
+    for table in (*TABLES, *RECORD_TABLES):
         listing = list_table_files(data_dir, table.name)
         errors.extend(listing.unusable)
         ignored.extend(str(path) for path in listing.ignored)
@@ -497,7 +501,8 @@ def validate_portfolio(
                     f"(expected {table.name}.parquet, {table.name}.csv or a folder {table.name}/ "
                     "of part files)" + "".join(f"; {problem}" for problem in listing.unusable)
                 )
-            absent.append(table.name)
+            if table in TABLES:  # an absent record table costs no feature: nothing to say
+                absent.append(table.name)
             continue
         raw, names = _read_table(files, table, errors, dates)
         known = outcomes["accounts"].accepted["account_id"] if table.references_accounts else None
@@ -567,6 +572,12 @@ def validate_portfolio(
         statements=outcomes["statements"].accepted,
         collection_actions=accepted("collection_actions"),
         treatments=accepted("treatments"),
+        experiment_assignments=(
+            outcomes["experiment_assignments"].accepted
+            if "experiment_assignments" in outcomes
+            and outcomes["experiment_assignments"].rows_accepted
+            else None
+        ),
         report=report,
         rejected_accounts=pl.concat(
             [
@@ -622,7 +633,7 @@ def load_portfolio(
             + "; ".join(portfolio.report.file_errors)
         )
     for table in portfolio.report.tables:
-        if table.table not in OPTIONAL_TABLE_NAMES and table.rows_read and not table.rows_accepted:
+        if table.table in REQUIRED_TABLE_NAMES and table.rows_read and not table.rows_accepted:
             # said here, with the cause: later a job would only find "no statements"
             reason, count = table.top_reasons[0]
             raise DataContractError(

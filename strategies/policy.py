@@ -296,6 +296,21 @@ class PolicyCase:
     amount_overdue: float
 
 
+def schedule(steps: Sequence[LadderStep], decided_at: datetime) -> tuple[PlannedAction, ...]:
+    """A ladder's steps as planned actions: each on its day offset from the decision's day, at
+    its local time of day (what :func:`decide` and an experiment's arms both plan)."""
+    day0 = decided_at.date()
+    return tuple(
+        PlannedAction(
+            action=step.action,
+            at=datetime.combine(day0 + timedelta(days=step.day), step.at),
+            channel=step.channel,
+            recipient=step.recipient,
+        )
+        for step in steps
+    )
+
+
 def decide(policy: Policy, case: PolicyCase) -> Decision:
     """The treatment the policy gives ``case`` (before compliance; see ``compliance.enforce``)."""
     band = policy.risk_band(case.probability)
@@ -304,21 +319,11 @@ def decide(policy: Policy, case: PolicyCase) -> Decision:
             case.start_bucket, band, case.segment, case.product, case.dpd, case.amount_overdue
         ):
             treatment = policy.treatments[rule.treatment]
-            day0 = case.decided_at.date()
-            actions = tuple(
-                PlannedAction(
-                    action=step.action,
-                    at=datetime.combine(day0 + timedelta(days=step.day), step.at),
-                    channel=step.channel,
-                    recipient=step.recipient,
-                )
-                for step in treatment.steps
-            )
             return Decision(
                 account_id=case.account_id,
                 decided_at=case.decided_at,
                 treatment=treatment.name,
-                actions=actions,
+                actions=schedule(treatment.steps, case.decided_at),
                 policy_rule=PolicyRuleRef(policy.source, rule.rule_id, rule.line),
                 risk_band=band,
                 segment=case.segment,
@@ -371,7 +376,7 @@ def parse_policy(text: str, source: str) -> Policy:
             "treatments must map each treatment name to its ladder",
         )
     treatments = {
-        str(name): _parse_treatment(str(name), node, source, line_of(treatments_node, name))
+        str(name): parse_treatment(str(name), node, source, line_of(treatments_node, name))
         for name, node in treatments_node.items()
     }
 
@@ -462,7 +467,8 @@ def _parse_names(
     return tuple(str(v) for v in values)
 
 
-def _parse_treatment(name: str, node: Any, source: str, line: int | None) -> Treatment:
+def parse_treatment(name: str, node: Any, source: str, line: int | None) -> Treatment:
+    """A treatment ``{ladder: [steps], description}`` of a policy (or an experiment's arm)."""
     node = require_keys(node, source, f"treatment {name!r}", ("ladder",), ("description",), line)
     ladder = node["ladder"]
     if not isinstance(ladder, list):

@@ -75,7 +75,12 @@ def test_policy_simulation_reports_both_arms_and_an_uplift_interval(report_run):
                          "segment_blind", "oracle_segments", "best_bundle_per_bucket",
                          "oracle"}  # fmt: skip
     for name, row in refs.items():
-        book = row["recovered"]["mean"] - row["action_cost"]["mean"] + row["end_value"]["mean"]
+        book = (
+            row["recovered"]["mean"]
+            - row["action_cost"]["mean"]
+            - row["agency_commission"]["mean"]
+            + row["end_value"]["mean"]
+        )
         assert row["book_value"]["mean"] == pytest.approx(book, rel=1e-9), name
     headline = result["headline"]
     assert headline["uplift"]["mean"] == pytest.approx(result["uplift"]["book_value"]["mean"])
@@ -179,7 +184,9 @@ def test_account_list_has_one_dpd_reason_per_account_and_correct_plurals(report_
     en, zh = ACCOUNT_COLUMNS.index(("reasons", "long")), ACCOUNT_COLUMNS.index(("原因", "long"))
     for row in rows:
         reasons = row[en]
-        assert reasons.count("past due") <= 1, reasons  # DPD now / max 3m / max 6m: one reason
+        # DPD now / max 3m / max 6m: one reason ("n of the last 12 months in M3 (60-89 days past
+        # due)" is another fact: how long, not how late)
+        assert len(re.findall(r"past due (?:now|in the last)", reasons)) <= 1, reasons
         assert "1 times" not in reasons and not re.search(r"\b1 days\b", reasons), reasons
     assert any("past due now" in r[en] for r in rows)
     assert all(re.search(r"[\u4e00-\u9fff]", r[zh]) for r in rows if r[en])
@@ -188,6 +195,8 @@ def test_account_list_has_one_dpd_reason_per_account_and_correct_plurals(report_
 def test_report_is_logged_to_mlflow_with_the_model_version(report_run, scoring_world):
     import mlflow
 
+    _, _, simulation, _ = report_run
+    result = json.loads((simulation / "policy_simulation.json").read_text())
     mlflow.set_tracking_uri(scoring_world.tracking_uri)
     experiment = mlflow.get_experiment_by_name("rollrisk-reports")
     assert experiment is not None
@@ -196,9 +205,11 @@ def test_report_is_logged_to_mlflow_with_the_model_version(report_run, scoring_w
     assert run.data.tags["model_version"] == "1"
     assert run.data.tags["model_promotion"] in {"champion", "not judged by the gates",
                                                 "refused by the promotion gates"}  # fmt: skip
-    assert {"uplift_book_value_mean", "uplift_book_value_ci_low", "value_captured"} <= set(
-        run.data.metrics
-    )
+    assert {"uplift_book_value_mean", "uplift_book_value_ci_low"} <= set(run.data.metrics)
+    # value captured is logged when it exists (null when the oracle does not beat the baseline
+    # on the reported seeds, as can happen on this small book)
+    captured = result["value_captured"]["overall"]
+    assert ("value_captured" in run.data.metrics) == (captured is not None)
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
     assert {"report.html", "policy_simulation.json"} <= artifacts
 

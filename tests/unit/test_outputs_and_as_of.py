@@ -93,6 +93,16 @@ def test_an_as_of_after_the_latest_month_names_it_and_the_default():
     assert "the default would be 2024-03-31" in message
 
 
+def test_mid_month_as_ofs_follow_the_same_bounds():
+    statements = tiny_statements()  # cycle ends 2024-01-20 .. 2024-03-20
+    check_as_of(statements, date(2024, 2, 14))
+    check_as_of(statements, date(2024, 3, 25))  # after the last cycle end, in its month
+    with pytest.raises(UserError, match="--as-of 2024-04-15 is after .* latest month with "):
+        check_as_of(statements, date(2024, 4, 15))
+    with pytest.raises(UserError, match="--as-of 2023-12-15 is before .* first month with "):
+        check_as_of(statements, date(2023, 12, 15))
+
+
 def test_an_as_of_before_the_first_month_names_it():
     with pytest.raises(UserError, match="first month with statements, 2024-01"):
         check_as_of(tiny_statements(), date(2023, 12, 31), name="as_of")

@@ -99,13 +99,16 @@ def test_reminded_forgetful_borrowers_pay_more_than_ignored_ones(simulated: Path
     forgetful = (replay.accounts.driver == DRV["forgetful"]) & (replay.state.bucket == 1)
     assert forgetful.sum() >= 10
     paid = {"sms": 0.0, "none": 0.0}
-    for seed in range(10):
-        reminded = run_arm(replay, "model_driven", _plan(n, "sms"), costs, 3, seed)
-        ignored = run_arm(replay, "model_driven", _plan(n), costs, 3, seed)
-        paid["sms"] += reminded.recovered[forgetful].sum()  # a cure pays the arrears
+    for seed in range(20):
+        # the month of the reminder: a cure pays the arrears, a stay one due, a roll little
+        reminded = run_arm(replay, "model_driven", _plan(n, "sms"), costs, 1, seed)
+        ignored = run_arm(replay, "model_driven", _plan(n), costs, 1, seed)
+        paid["sms"] += reminded.recovered[forgetful].sum()
         paid["none"] += ignored.recovered[forgetful].sum()
         assert reminded.contacts[forgetful].sum() > 0 == ignored.contacts[forgetful].sum()
-    assert paid["sms"] > 1.05 * paid["none"]
+    # more cash, but a reminder is no silver bullet (field trials: single-digit relative
+    # effects on paying on time, docs/simulator.md)
+    assert paid["none"] < paid["sms"] < 1.3 * paid["none"]
 
 
 def test_compare_policies_reports_a_paired_interval_per_metric(simulated: Path):
@@ -179,7 +182,10 @@ def test_metrics_sum_recovery_and_cost_per_arm(simulated: Path):
     result = run_arm(replay, "baseline_tiered", _plan(len(replay.account_ids)), load_action_costs(),
                      3, seed=1)  # fmt: skip
     metrics = arm_metrics(result)
-    assert metrics["net_recovery"] == pytest.approx(metrics["recovered"] - metrics["action_cost"])
+    assert metrics["net_recovery"] == pytest.approx(
+        metrics["recovered"] - metrics["action_cost"] - metrics["agency_commission"]
+    )
+    assert metrics["agency_commission"] == pytest.approx(result.agency_commission.sum())
     assert metrics["recovered"] == pytest.approx(result.recovered.sum())
     assert metrics["action_cost"] == pytest.approx(result.action_cost.sum())
     assert metrics["roll_to_default_rate"] == pytest.approx(result.defaulted.mean())
@@ -243,11 +249,14 @@ def test_books_balance_cash_plus_end_value_minus_costs(simulated: Path):
     valued = run_arm(replay, "model_driven", plan, costs, 3, seed=1, valuation=halves)
     assert np.array_equal(valued.end_balance, at_par.end_balance)  # valuation changes no fate
     assert valued.end_value.sum() < at_par.end_value.sum()
-    book = valued.recovered - valued.action_cost + valued.end_value
+    book = valued.recovered - valued.action_cost - valued.agency_commission + valued.end_value
     assert valued.book_value == pytest.approx(book)
     figures = arm_metrics(valued)
     assert figures["book_value"] == pytest.approx(
-        figures["recovered"] - figures["action_cost"] + figures["end_value"]
+        figures["recovered"]
+        - figures["action_cost"]
+        - figures["agency_commission"]
+        + figures["end_value"]
     )
     weight = valued.start_balance
     expected = weight[valued.defaulted].sum() / weight.sum()
@@ -288,9 +297,15 @@ def test_baseline_plus_grace_grants_a_grace_to_the_untreated(simulated: Path):
     base = run_arm(replay, "baseline_tiered", plan, costs, 3, seed=3)
     spec = ArmSpec("baseline_plus_grace", plan, np.ones(n, dtype=bool), grace_all=True)
     grace = run_arm(replay, spec, plan, costs, 3, seed=3)
-    assert grace.treatments_granted.sum() > base.treatments_granted.sum() + n / 2
-    # a grace stops collection while it runs: fewer contacts, however the grace itself costs
-    assert grace.contacts.sum() < base.contacts.sum()
+    # every untreated delinquent account is offered a grace; those reached that month take it
+    # up at their driver's rate (engine.takes_up), the others refuse or never hear of it
+    offered = grace.treatments_granted.sum() + grace.offers_refused.sum()
+    assert offered > base.treatments_granted.sum() + n / 2
+    assert grace.offers_refused.sum() > 0 == base.offers_refused.sum()
+    assert grace.treatments_granted.sum() > base.treatments_granted.sum() + n / 4
+    # a grace defers dues rather than collecting them (they stay owed: see
+    # test_treatment_economics.py for the month-by-month rules)
+    assert grace.deferred_due.sum() > base.deferred_due.sum() + 0.1 * grace.recovered.sum()
 
 
 def test_the_oracle_is_chosen_on_its_own_seeds_and_is_no_worse_than_the_baseline_there(

@@ -46,9 +46,11 @@ def test_a_scaled_table_scales_every_effect_of_the_primary_one_by_its_own_factor
         for i, c in enumerate(CHANNELS):
             assert channel[d][c].cure == pytest.approx(CHANNEL_RESPONSE[d][c].cure * factors[d][i])
             assert channel[d][c].roll == pytest.approx(CHANNEL_RESPONSE[d][c].roll * factors[d][i])
-        for j, kind in enumerate(TREATMENT_KINDS):
-            f = factors[d][len(CHANNELS) + j]
-            assert treatment[d][kind].cure == pytest.approx(TREATMENT_RESPONSE[d][kind].cure * f)
+        assert set(treatment[d]) == set(TREATMENT_RESPONSE[d])  # kinds with a logit shift
+        for kind, response in TREATMENT_RESPONSE[d].items():
+            f = factors[d][len(CHANNELS) + TREATMENT_KINDS.index(kind)]
+            assert treatment[d][kind].cure == pytest.approx(response.cure * f)
+            assert treatment[d][kind].roll == pytest.approx(response.roll * f)
     assert response_tables("primary") == (CHANNEL_RESPONSE, TREATMENT_RESPONSE)
     # a scaled table is a different table: most effects moved by more than rounding
     moved = sum(

@@ -159,7 +159,8 @@ def test_unreachable_borrowers_leave_failed_contacts(medium: Path):
         )
     )
     share = {row["driver"]: row for row in shares.iter_rows(named=True)}
-    assert share["unreachable"]["failed"] > 2 * share["healthy"]["failed"]
+    # (a dial reaches nobody 60 % of the time whoever is called, so the gap is below 2x)
+    assert share["unreachable"]["failed"] > 1.6 * share["healthy"]["failed"]
     assert share["capacity_shock"]["hardship"] > 3 * share["healthy"]["hardship"]
     assert share["low_willingness"]["refused"] > 3 * share["healthy"]["refused"]
     # noisy footprints: no driver is identified by a single outcome
@@ -216,9 +217,12 @@ def test_a_reminder_cures_the_forgetful_but_not_a_capacity_shock():
     assert abs(shock_gain) < 0.02
 
 
-def test_restructure_helps_a_capacity_shock_and_escalation_moves_the_unwilling():
+def test_a_waiver_helps_a_capacity_shock_and_escalation_moves_the_unwilling():
+    # (a grace or a restructure acts through the money, not the cure logit:
+    # tests/unit/test_treatment_economics.py)
     assert (
-        _cure_rate("capacity_shock", treatment="grace_period") > _cure_rate("capacity_shock") + 0.1
+        _cure_rate("capacity_shock", treatment="interest_waiver")
+        > _cure_rate("capacity_shock") + 0.1
     )
     unwilling = _cure_rate("low_willingness")
     escalated = _cure_rate("low_willingness", ("agency_assignment", "field_visit", "legal"))

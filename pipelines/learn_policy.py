@@ -1,0 +1,212 @@
+"""Learn a collection policy from logged experiments and estimate its value before any rollout.
+
+Reads a table of logged decisions (Parquet or CSV), one row per account and decision, with:
+  account_id      the account
+  bundle          the action bundle it got: a treatment of --policy or an arm bundle of --experiments
+  policy_bundle   the treatment the current policy chose for it (what it would have got)
+  propensity      the logged probability of `bundle` under the logging policy, in (0, 1]
+                  (rollrisk.strategies.experiments: (1 - share) x [policy's] + share x arm weights)
+  book_value      the outcome per account over the horizon (another column with --outcome)
+  and the feature columns named by --rule-features and --model-features (text = categories).
+
+Learns with EconML (doubly robust scores with the logged propensities, cross-fitted LightGBM
+outcome model; a shallow PolicyTree on a learning half of the accounts), moves leaves off
+capacity-using bundles greedily when --max-contact-share is set (the gap to the LP relaxation is
+reported), and estimates the proposed policy's value per decision on the other half, with a 95%
+bootstrap interval over accounts, beside the current policy's and the difference.
+
+Writes to --out:
+  learned_rules.yaml     the rules (if/then on the rule features), the bundles, the evidence
+  learned_policy.yaml    when every rule feature is one conf/policy.yaml can test (start_bucket,
+                         risk_band, segment, product, dpd, amount_overdue): the current policy plus
+                         the learned rules, a file `rollrisk score --policy` loads; review, commit
+  policy_learning.json   the off-policy estimate, the capacity outcome and the settings
+  policy_learning.md     the same for people
+
+Where logged data comes from: a lender's experiments (conf/experiments.yaml, the
+experiment_assignments table) joined to outcomes; docs/strategies.md says what the table must
+hold. Needs the `learn` extra: pip install 'rollrisk[learn]'.
+
+example:
+  rollrisk learn-policy --logged runs/history/logged_decisions.parquet \\
+      --rule-features start_bucket,segment --model-features probability,dpd \\
+      --max-contact-share 0.3 --out runs/learned
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import yaml
+
+from rollrisk.conf import DEFAULT_EXPERIMENTS, DEFAULT_POLICY
+from rollrisk.errors import UserError
+from rollrisk.storage.atomic_output import publish_file
+from rollrisk.strategies.experiments import bundle_ladders, load_experiments
+from rollrisk.strategies.policy import load_policy
+from rollrisk.strategies.policy_learning import (
+    LearningSettings,
+    evaluation_document,
+    evaluation_markdown,
+    learn_policy,
+    learned_policy_text,
+    policy_fields_only,
+    tree_rules_document,
+)
+from rollrisk.strategies.yaml_config import read_yaml_text
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--logged", type=Path, required=True, help="logged decisions, .parquet or .csv"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("runs") / "learn_policy", help="output folder"
+    )
+    parser.add_argument(
+        "--rule-features",
+        type=_names,
+        default="start_bucket,segment",
+        help="comma-separated columns the rules may test (policy fields give a policy file)",
+    )
+    parser.add_argument(
+        "--model-features",
+        type=_names,
+        default="",
+        help="comma-separated extra columns for the outcome model only (e.g. SHAP families)",
+    )
+    parser.add_argument("--outcome", default="book_value", help="outcome column per decision")
+    parser.add_argument(
+        "--policy", type=Path, default=DEFAULT_POLICY, help="the current policy (its ladders)"
+    )
+    parser.add_argument(
+        "--experiments",
+        type=Path,
+        default=DEFAULT_EXPERIMENTS,
+        help="the experiment file the data was logged under (its arms' ladders)",
+    )
+    parser.add_argument("--max-depth", type=int, default=3, help="depth of the policy tree")
+    parser.add_argument(
+        "--min-leaf-share",
+        type=float,
+        default=0.02,
+        help="smallest leaf, as a share of the learning decisions",
+    )
+    parser.add_argument(
+        "--max-contact-share",
+        type=float,
+        default=None,
+        help="most decisions that may get an agent call or field visit (share; default: no cap)",
+    )
+    parser.add_argument(
+        "--evaluation-share",
+        type=float,
+        default=0.5,
+        help="share of accounts held out for the off-policy estimate",
+    )
+    parser.add_argument("--folds", type=int, default=3, help="cross-fitting folds")
+    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument("--threads", type=int, default=1, help="LightGBM threads")
+
+
+def _read_logged(path: Path) -> pl.DataFrame:
+    if not path.is_file():
+        raise UserError(f"--logged {path}: no such file")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq", ".parq"):
+            return pl.read_parquet(path)
+        if suffix == ".csv":
+            return pl.read_csv(path, infer_schema_length=None)
+    except (pl.exceptions.PolarsError, OSError) as error:
+        raise UserError(f"--logged {path} cannot be read: {error}") from None
+    raise UserError(f"--logged {path}: expected a .parquet or .csv file")
+
+
+def _write(out: Path, name: str, text: str) -> Path:
+    final = out / name
+    staged = out / f".{name}.{os.getpid()}.tmp"
+    staged.write_text(text, encoding="utf-8")
+    publish_file(staged, final)
+    return final
+
+
+def run(args: argparse.Namespace) -> int:
+    shares = {
+        "--evaluation-share": args.evaluation_share,
+        "--min-leaf-share": args.min_leaf_share,
+        "--max-contact-share": args.max_contact_share,
+    }
+    for flag, value in shares.items():
+        if value is not None and not 0 < value < 1:
+            raise UserError(f"{flag} must be a share strictly between 0 and 1, got {value}")
+    if not args.rule_features:
+        raise UserError("--rule-features names no column")
+    started = time.perf_counter()
+    policy = load_policy(args.policy)
+    ladders = bundle_ladders(load_experiments(args.experiments), policy)
+    logged = _read_logged(args.logged)
+    settings = LearningSettings(
+        rule_features=args.rule_features,
+        model_features=args.model_features,
+        outcome=args.outcome,
+        max_depth=args.max_depth,
+        min_leaf_share=args.min_leaf_share,
+        evaluation_share=args.evaluation_share,
+        folds=args.folds,
+        max_contact_share=args.max_contact_share,
+        bootstrap_samples=args.bootstrap,
+        seed=args.seed,
+        threads=args.threads,
+    )
+    print(
+        f"[learn-policy] {logged.height:,} logged decisions from {args.logged}; learning ...",
+        file=sys.stderr,
+    )
+    learned = learn_policy(logged, settings, ladders)
+    args.out.mkdir(parents=True, exist_ok=True)
+    written = [
+        _write(
+            args.out,
+            "learned_rules.yaml",
+            yaml.safe_dump(
+                tree_rules_document(learned, ladders), sort_keys=False, allow_unicode=True
+            ),
+        )
+    ]
+    if policy_fields_only(learned):
+        text = learned_policy_text(
+            learned,
+            read_yaml_text(args.policy, "policy file"),
+            args.policy.name,
+            ladders,
+            name=f"learned-from-{args.logged.stem}",
+        )
+        written.append(_write(args.out, "learned_policy.yaml", text))
+    else:
+        print(
+            "[learn-policy] the rules test features conf/policy.yaml cannot "
+            f"({', '.join(f for f in settings.rule_features)}): learned_rules.yaml only",
+            file=sys.stderr,
+        )
+    document = evaluation_document(learned)
+    document["logged"] = str(args.logged)
+    document["seconds"] = round(time.perf_counter() - started, 1)
+    written.append(_write(args.out, "policy_learning.json", json.dumps(document, indent=2) + "\n"))
+    summary = evaluation_markdown(learned)
+    written.append(_write(args.out, "policy_learning.md", summary))
+    print(summary)
+    for path in written:
+        print(f"[learn-policy] wrote {path}", file=sys.stderr)
+    return 0

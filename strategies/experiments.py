@@ -1,0 +1,508 @@
+"""Champion/challenger experiments: a randomised share of the book gets another treatment ladder.
+
+A lender learns what works from its own tests (issue 13). An experiment file
+(``conf/experiments.yaml``) declares, per experiment:
+
+* ``id``, ``description``, ``start`` and ``end`` (as-of dates, both included);
+* ``share``: the share of the *eligible* accounts that is randomised, in (0, 1];
+* ``eligible``: the strata it runs in, as lists of ``start_bucket``, ``segment`` and
+  ``product`` (a key left out = any value);
+* ``arms``: each a ``name``, a ``weight`` (> 0; weights are normalised) and either
+  ``policy: true`` (the arm keeps the policy's own decision: the champion) or a ``ladder`` of
+  steps written as in ``conf/policy.yaml`` (the challenger).
+
+**Assignment is deterministic.** An account's two uniform draws come from the BLAKE2b digest of
+``"<experiment id>:<account id>"`` (never Python's ``hash()``, which changes between processes):
+the first decides whether the account is randomised (draw < share), the second which arm
+(cumulative normalised weights). Neither depends on the as-of date, so an account stays in its
+arm for the whole experiment, and on any machine. An eligible account that is not randomised
+keeps the policy's decision and is logged with the reserved arm name ``policy``.
+
+**The logged propensity** is the probability that the *logging policy* takes the action bundle
+the account actually got, given what is known at the decision. The logging policy is the
+mixture: with probability ``1 - share`` the policy's own decision, with probability ``share`` arm
+``a`` with probability ``w_a`` (normalised weight). So for the bundle ``b`` the account got,
+
+    propensity = (1 - share) * [policy's bundle = b] + share * sum_a w_a * [arm a's bundle = b]
+
+where an arm with ``policy: true`` has the policy's bundle, and a ladder arm's bundle is the
+policy treatment with exactly the same steps if there is one (so that two names for the same
+ladder are one action), else the arm's name. The propensity is always in (0, 1]: the bundle an
+account got was drawn by the mixture. An off-policy estimator weighs an account's outcome by
+1 / propensity (:mod:`rollrisk.strategies.policy_learning`).
+
+Two experiments may not run on the same account at the same as-of: experiments whose dates
+overlap must have disjoint strata (checked when the file is read).
+
+The policy chooses, the experiment may replace the choice with an arm's ladder, and compliance
+then applies to whatever was chosen: :func:`enforce_assignment` runs
+:func:`rollrisk.strategies.compliance.enforce` on every arm, so no arm can break a rule.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import polars as pl
+from numpy.typing import NDArray
+
+from rollrisk.conf import DEFAULT_EXPERIMENTS
+from rollrisk.features.schemas import PRODUCTS
+from rollrisk.strategies.compliance import (
+    AccountState,
+    ContactHistory,
+    EffectiveCompliance,
+    enforce,
+)
+from rollrisk.strategies.policy import (
+    START_BUCKETS,
+    Decision,
+    LadderStep,
+    Policy,
+    PolicyRuleRef,
+    parse_treatment,
+    schedule,
+)
+from rollrisk.strategies.segments import SEGMENTS
+from rollrisk.strategies.yaml_config import (
+    ConfigError,
+    LineDict,
+    line_of,
+    parse_yaml_with_lines,
+    read_yaml_text,
+    require_keys,
+)
+
+NOT_RANDOMISED = "policy"
+"""The arm logged for an eligible account that was not randomised (it keeps the policy's decision);
+no arm of a file may take this name."""
+
+ASSIGNMENT_COLUMNS: Mapping[str, pl.DataType] = {
+    "account_id": pl.String(),
+    "experiment_id": pl.String(),
+    "arm": pl.String(),
+    "arm_treatment": pl.String(),
+    "propensity": pl.Float64(),
+}
+"""What :func:`assign_experiments` returns per account (nulls outside every experiment)."""
+
+STRATA: Mapping[str, Sequence[str]] = {
+    "start_bucket": tuple(START_BUCKETS),
+    "segment": tuple(SEGMENTS),
+    "product": PRODUCTS,
+}
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One arm: the policy's own decision (``steps is None``) or a ladder of its own."""
+
+    name: str
+    weight: float  # normalised: the arms of an experiment sum to 1
+    steps: tuple[LadderStep, ...] | None
+    description: str
+    line: int | None
+
+    @property
+    def follows_policy(self) -> bool:
+        return self.steps is None
+
+
+@dataclass(frozen=True)
+class Experiment:
+    experiment_id: str
+    description: str
+    start: date
+    end: date  # included
+    share: float
+    eligible: Mapping[str, frozenset[str]]  # stratum -> allowed values (a stratum absent = any)
+    arms: tuple[Arm, ...]
+    line: int | None
+
+    def arm(self, name: str) -> Arm:
+        for arm in self.arms:
+            if arm.name == name:
+                return arm
+        raise KeyError(f"experiment {self.experiment_id!r} has no arm {name!r}")
+
+    def overlaps(self, other: Experiment) -> bool:
+        """Whether an account could be eligible for both on one as-of."""
+        if self.end < other.start or other.end < self.start:
+            return False
+        return all(
+            self.eligible.get(key, frozenset(values)) & other.eligible.get(key, frozenset(values))
+            for key, values in STRATA.items()
+        )
+
+
+@dataclass(frozen=True)
+class ExperimentPlan:
+    """The parsed experiment file."""
+
+    source: str
+    experiments: tuple[Experiment, ...]
+
+    def experiment(self, experiment_id: str) -> Experiment:
+        for experiment in self.experiments:
+            if experiment.experiment_id == experiment_id:
+                return experiment
+        known = ", ".join(e.experiment_id for e in self.experiments) or "none"
+        raise KeyError(f"{self.source} has no experiment {experiment_id!r} (known: {known})")
+
+
+# --- parsing -------------------------------------------------------------------------------------
+
+
+def load_experiments(path: Path) -> ExperimentPlan:
+    """Read and parse an experiment file (see :func:`parse_experiments`)."""
+    return parse_experiments(read_yaml_text(path, "experiment file"), str(path))
+
+
+def parse_experiments(text: str, source: str) -> ExperimentPlan:
+    """Parse and validate an experiment file; errors are :class:`ConfigError` with the line."""
+    doc = parse_yaml_with_lines(text, source)
+    require_keys(doc, source, "the experiment file", ("experiments",), ("version",))
+    node = doc["experiments"]
+    if node is None:
+        node = []
+    if not isinstance(node, list):
+        raise ConfigError(
+            source, doc.line_of("experiments"), "experiments must be a list (may be empty: [])"
+        )
+    experiments: list[Experiment] = []
+    for index, item in enumerate(node):
+        experiment = _parse_experiment(item, source, line_of(node, index))
+        for earlier in experiments:
+            if experiment.experiment_id == earlier.experiment_id:
+                raise ConfigError(
+                    source,
+                    experiment.line,
+                    f"experiment id {experiment.experiment_id!r} is already used on line {earlier.line}",
+                )
+            if experiment.overlaps(earlier):
+                raise ConfigError(
+                    source,
+                    experiment.line,
+                    f"experiment {experiment.experiment_id!r} overlaps {earlier.experiment_id!r} "
+                    f"(line {earlier.line}) in dates and strata: an account would be in both; "
+                    "make their dates or their eligible strata disjoint",
+                )
+        experiments.append(experiment)
+    return ExperimentPlan(source, tuple(experiments))
+
+
+def _parse_date(value: Any, source: str, line: int | None, what: str) -> date:
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise ConfigError(
+            source, line, f"{what} must be a date YYYY-MM-DD, got {value!r}"
+        ) from None
+
+
+def _parse_experiment(node: Any, source: str, line: int | None) -> Experiment:
+    node = require_keys(
+        node,
+        source,
+        "an experiment",
+        ("id", "start", "end", "share", "arms"),
+        ("description", "eligible"),
+        line,
+    )
+    experiment_id = str(node["id"])
+    what = f"experiment {experiment_id!r}"
+    start = _parse_date(node["start"], source, node.line_of("start"), f"{what}: start")
+    end = _parse_date(node["end"], source, node.line_of("end"), f"{what}: end")
+    if end < start:
+        raise ConfigError(source, node.line_of("end"), f"{what}: end {end} is before start {start}")
+    share = node["share"]
+    if not isinstance(share, int | float) or isinstance(share, bool) or not 0 < share <= 1:
+        raise ConfigError(
+            source,
+            node.line_of("share"),
+            f"{what}: share (of the eligible accounts randomised) must be in (0, 1], got {share!r}",
+        )
+    eligible = _parse_eligible(node.get("eligible"), source, node.line_of("eligible"), what)
+    arms_node = node["arms"]
+    if not isinstance(arms_node, list) or not arms_node:
+        raise ConfigError(source, node.line_of("arms"), f"{what}: arms must be a non-empty list")
+    parsed = [
+        _parse_arm(arm, source, line_of(arms_node, index), what)
+        for index, arm in enumerate(arms_node)
+    ]
+    names = [arm.name for arm in parsed]
+    for index, arm in enumerate(parsed):
+        if arm.name in names[:index]:
+            raise ConfigError(source, arm.line, f"{what}: arm name {arm.name!r} is used twice")
+    total = sum(arm.weight for arm in parsed)
+    arms = tuple(
+        Arm(arm.name, arm.weight / total, arm.steps, arm.description, arm.line) for arm in parsed
+    )
+    return Experiment(
+        experiment_id=experiment_id,
+        description=str(node.get("description", "")),
+        start=start,
+        end=end,
+        share=float(share),
+        eligible=eligible,
+        arms=arms,
+        line=node.line,
+    )
+
+
+def _parse_eligible(
+    node: Any, source: str, line: int | None, what: str
+) -> Mapping[str, frozenset[str]]:
+    if node is None:
+        return {}
+    node = require_keys(node, source, f"{what} eligible", (), tuple(STRATA), line)
+    eligible: dict[str, frozenset[str]] = {}
+    for key, values in node.items():
+        here = line_of(node, key)
+        if isinstance(values, str):
+            values = [values]
+        if not isinstance(values, list) or not values:
+            raise ConfigError(source, here, f"{what}: eligible {key} must be a non-empty list")
+        for index, value in enumerate(values):
+            if value not in STRATA[key]:
+                raise ConfigError(
+                    source,
+                    line_of(values, index) or here,
+                    f"{what}: unknown {key.replace('_', ' ')} {value!r}; known: "
+                    + ", ".join(STRATA[key]),
+                )
+        eligible[str(key)] = frozenset(str(v) for v in values)
+    return eligible
+
+
+def _parse_arm(node: Any, source: str, line: int | None, what: str) -> Arm:
+    node = require_keys(
+        node,
+        source,
+        f"an arm of {what}",
+        ("name", "weight"),
+        ("policy", "ladder", "description"),
+        line,
+    )
+    name = str(node["name"])
+    if name == NOT_RANDOMISED:
+        raise ConfigError(
+            source,
+            node.line_of("name"),
+            f"{what}: the arm name {NOT_RANDOMISED!r} is reserved for accounts that were not "
+            "randomised; name the champion arm otherwise (e.g. champion) and give it policy: true",
+        )
+    weight = node["weight"]
+    if not isinstance(weight, int | float) or isinstance(weight, bool) or not weight > 0:
+        raise ConfigError(
+            source,
+            node.line_of("weight"),
+            f"{what}: arm {name!r} weight must be > 0, got {weight!r}",
+        )
+    follows = node.get("policy", False)
+    if follows not in (True, False):
+        raise ConfigError(
+            source, node.line_of("policy"), f"{what}: arm {name!r} policy must be true or false"
+        )
+    if follows == ("ladder" in node):
+        raise ConfigError(
+            source,
+            node.line,
+            f"{what}: arm {name!r} needs exactly one of policy: true (the policy's own decision) "
+            "or a ladder of steps",
+        )
+    steps = None
+    if not follows:
+        ladder = LineDict(ladder=node["ladder"])
+        ladder.line, ladder.key_lines = node.line, {"ladder": node.line_of("ladder")}
+        steps = parse_treatment(f"{name} ({what})", ladder, source, node.line).steps
+    return Arm(name, float(weight), steps, str(node.get("description", "")), node.line)
+
+
+def shipped_example() -> str:
+    """The shipped experiment file with its commented example switched on: a realistic, valid
+    experiment file (what the docs describe, the tests and the benchmark run)."""
+    text = DEFAULT_EXPERIMENTS.read_text(encoding="utf-8")
+    example = text.split("# experiments:\n", 1)[1].split("\nversion:", 1)[0]
+    body = "\n".join(line[2:] for line in example.splitlines())
+    return "version: 1\nexperiments:\n" + body + "\n"
+
+
+# --- assignment ----------------------------------------------------------------------------------
+
+
+def unit_draws(experiment_id: str, account_ids: Sequence[str]) -> NDArray[np.float64]:
+    """Two uniform draws in [0, 1) per account, (n x 2), from BLAKE2b of ``"<experiment>:<id>"``.
+
+    Stable across processes, machines and library versions (a polars or Python hash is not).
+    The digests are the one per-account step (hashlib has no vectorised form); the rest is numpy.
+    """
+    digests = b"".join(
+        hashlib.blake2b(f"{experiment_id}:{account}".encode(), digest_size=16).digest()
+        for account in account_ids
+    )
+    words = np.frombuffer(digests, dtype=">u8").reshape(-1, 2)
+    return (words >> np.uint64(11)).astype(np.float64) * 2.0**-53  # 53 bits: exact doubles
+
+
+def _bundle_names(experiment: Experiment, policy: Policy) -> dict[str, str]:
+    """Each ladder arm's bundle: the policy treatment with the same steps, else the arm's name."""
+    by_steps = {_steps_key(t.steps): name for name, t in policy.treatments.items()}
+    names: dict[str, str] = {}
+    for arm in experiment.arms:
+        if arm.steps is None:
+            continue
+        same = by_steps.get(_steps_key(arm.steps))
+        if same is None and arm.name in policy.treatments:
+            raise ValueError(
+                f"experiment {experiment.experiment_id!r}: arm {arm.name!r} has the name of a "
+                f"treatment of {policy.source} but a different ladder; rename the arm"
+            )
+        names[arm.name] = same or arm.name
+    return names
+
+
+def bundle_ladders(plan: ExperimentPlan, policy: Policy) -> dict[str, tuple[LadderStep, ...]]:
+    """The steps of every bundle an account can get: the policy's treatments and every ladder
+    arm's bundle (named as :func:`assign_experiments` names them)."""
+    ladders = {name: treatment.steps for name, treatment in policy.treatments.items()}
+    for experiment in plan.experiments:
+        for arm_name, bundle in _bundle_names(experiment, policy).items():
+            steps = experiment.arm(arm_name).steps
+            if bundle in ladders and ladders[bundle] != steps and bundle not in policy.treatments:
+                raise ValueError(
+                    f"bundle {bundle!r} has two different ladders in {plan.source}; rename an arm"
+                )
+            ladders.setdefault(bundle, steps)  # type: ignore[arg-type]
+    return ladders
+
+
+def _steps_key(steps: Sequence[LadderStep]) -> tuple[tuple[Any, ...], ...]:
+    return tuple((s.action, s.day, s.at, s.channel, s.recipient) for s in steps)
+
+
+def assign_experiments(scored: pl.DataFrame, plan: ExperimentPlan, policy: Policy) -> pl.DataFrame:
+    """Which experiment and arm each scored account is in, and the logged propensity.
+
+    Args:
+        scored: one row per account and decision with ``account_id``, ``as_of`` (date),
+            ``start_bucket``, ``segment``, ``product`` and ``treatment`` (the policy's chosen
+            treatment, a name in ``policy.treatments``).
+        plan: the experiments (:func:`load_experiments`).
+        policy: the policy that chose ``treatment`` (its ladders name the bundles).
+
+    Returns:
+        One row per input row, in input order, with :data:`ASSIGNMENT_COLUMNS`: the
+        ``experiment_id`` the account is eligible for at its as-of, its ``arm``
+        (:data:`NOT_RANDOMISED` when it was not randomised), ``arm_treatment`` (the bundle it
+        gets: the policy's treatment, or the arm's bundle, see the module docstring) and the
+        ``propensity`` of that bundle under the logging mixture. All four are null for an
+        account no experiment covers (it gets the policy's decision with certainty).
+    """
+    missing = [
+        c
+        for c in ("account_id", "as_of", "start_bucket", "segment", "product", "treatment")
+        if c not in scored.columns
+    ]
+    if missing:
+        raise ValueError(f"assign_experiments needs the columns {missing} of the scored accounts")
+    n = scored.height
+    columns: dict[str, NDArray[Any]] = {
+        "experiment_id": np.full(n, None, dtype=object),
+        "arm": np.full(n, None, dtype=object),
+        "arm_treatment": np.full(n, None, dtype=object),
+        "propensity": np.full(n, np.nan),
+    }
+    as_of = scored["as_of"].cast(pl.Date)
+    for experiment in plan.experiments:
+        eligible = (as_of >= experiment.start) & (as_of <= experiment.end)
+        for key, values in experiment.eligible.items():
+            eligible = eligible & scored[key].is_in(sorted(values))
+        rows = np.flatnonzero(eligible.fill_null(False).to_numpy())
+        if not len(rows):
+            continue
+        ids = scored["account_id"].gather(rows).to_list()
+        policy_bundle = scored["treatment"].gather(rows).to_numpy().astype(object)
+        draws = unit_draws(experiment.experiment_id, ids)
+        randomised = draws[:, 0] < experiment.share
+        weights = np.array([arm.weight for arm in experiment.arms])
+        chosen = np.minimum(
+            np.searchsorted(np.cumsum(weights), draws[:, 1], side="right"), len(weights) - 1
+        )
+        bundles = _bundle_names(experiment, policy)
+        # the bundle each arm gives each account: (accounts x arms)
+        arm_bundles = np.stack(
+            [
+                policy_bundle if arm.follows_policy else np.full(len(rows), bundles[arm.name])
+                for arm in experiment.arms
+            ],
+            axis=1,
+        )
+        arm_names = np.array([arm.name for arm in experiment.arms], dtype=object)
+        taken = np.where(randomised, arm_bundles[np.arange(len(rows)), chosen], policy_bundle)
+        propensity = (1 - experiment.share) * (policy_bundle == taken) + experiment.share * (
+            (arm_bundles == taken[:, None]) @ weights
+        )
+        columns["experiment_id"][rows] = experiment.experiment_id
+        columns["arm"][rows] = np.where(randomised, arm_names[chosen], NOT_RANDOMISED)
+        columns["arm_treatment"][rows] = taken
+        columns["propensity"][rows] = propensity
+    return pl.DataFrame(
+        {"account_id": scored["account_id"], **{k: v.tolist() for k, v in columns.items()}},
+        schema=dict(ASSIGNMENT_COLUMNS),
+    ).with_columns(pl.col("propensity").fill_nan(None))
+
+
+def arm_decision(
+    decision: Decision, assignment: Mapping[str, Any], plan: ExperimentPlan
+) -> Decision:
+    """The decision an account gets under its assignment (a row of :func:`assign_experiments`).
+
+    Outside every experiment, not randomised, or in an arm that follows the policy: the policy's
+    decision unchanged. In a ladder arm: that arm's ladder, scheduled from the decision time,
+    with the experiment file's arm as the rule that chose it (``experiments.yaml:LINE rule
+    EXPERIMENT/ARM``), so the decision trail says why the account got it.
+    """
+    experiment_id, arm_name = assignment.get("experiment_id"), assignment.get("arm")
+    if experiment_id is None or arm_name in (None, NOT_RANDOMISED):
+        return decision
+    arm = plan.experiment(str(experiment_id)).arm(str(arm_name))
+    if arm.steps is None:
+        return decision
+    return Decision(
+        account_id=decision.account_id,
+        decided_at=decision.decided_at,
+        treatment=str(assignment["arm_treatment"]),
+        actions=schedule(arm.steps, decision.decided_at),
+        policy_rule=PolicyRuleRef(plan.source, f"{experiment_id}/{arm.name}", arm.line),
+        risk_band=decision.risk_band,
+        segment=decision.segment,
+        trail=decision.trail,
+    )
+
+
+def enforce_assignment(
+    decision: Decision,
+    assignment: Mapping[str, Any],
+    plan: ExperimentPlan,
+    account_state: AccountState,
+    contact_history: pd.DataFrame | ContactHistory | None,
+    jurisdictions: EffectiveCompliance,
+) -> Decision:
+    """:func:`arm_decision` then :func:`~rollrisk.strategies.compliance.enforce`: every arm,
+    champion or challenger, obeys the same compliance rules, and its trail records each change.
+
+    ``decision`` is the policy's decision *before* compliance (:func:`~rollrisk.strategies.policy.decide`).
+    """
+    return enforce(
+        arm_decision(decision, assignment, plan), account_state, contact_history, jurisdictions
+    )

@@ -1,0 +1,893 @@
+"""Learn a collection policy from logged experiments, and estimate its value before any rollout.
+
+Input: one row per logged decision (:data:`LOGGED_COLUMNS` plus the feature columns):
+
+* ``account_id``;
+* ``bundle``: the action bundle the account got (a treatment name of the policy, or an
+  experiment arm's bundle, :mod:`rollrisk.strategies.experiments`);
+* ``policy_bundle``: the bundle the current policy chose for it (the champion's decision);
+* ``propensity``: the logged probability of ``bundle`` under the logging policy, in (0, 1];
+* the outcome (default ``book_value``: book value per account over the horizon, net of costs);
+* features: the inputs of the rules (``rule_features``: e.g. ``start_bucket``, ``segment``, SHAP
+  driver-family contributions) and, for the outcome model only, ``model_features``. Text
+  columns are one-hot encoded, numbers used as they are.
+
+The candidates each account may get are ``policy`` (keep the current policy's decision) and
+every bundle that was explored (taken by some account whose policy chose another). A bundle the
+current policy chooses only for other accounts is never a candidate: nothing was learnt of it
+for this account.
+
+**Estimation (EconML, doubly robust).** :class:`econml.dr.DRLearner` fits the outcome model
+(LightGBM on features and bundle, never the propensity: :class:`WithoutColumn`) with cross-fitting and returns, per decision and
+bundle, the doubly robust score ``mu_b(x) + 1[bundle = b] / p * (y - mu_b(x))``. The propensity
+is the *logged* one, not estimated: :class:`LoggedPropensity` hands EconML the logged
+probability (only the logged bundle's propensity enters the score, so that is all it needs).
+
+**The policy** is a shallow :class:`econml.policy.PolicyTree` fitted on the scores of a
+*learning* half of the accounts (a stable hash of the account id); its leaves are the rules.
+The other half, never seen by the tree, gives the **off-policy estimate**: the mean doubly
+robust score of each account's proposed candidate, with a 95 % percentile bootstrap interval
+over accounts (an account's decisions resampled together), the same for the current policy
+and their difference.
+
+**Contact capacity.** A bundle uses capacity when a step goes through ``capacity_channels``
+(agent calls, field visits). With ``max_contact_share`` set, the share of accounts given such a
+bundle may not exceed it. Starting from each leaf's best candidate, the greedy repeatedly moves
+the leaf whose move frees capacity at the lowest estimated loss per account freed, until the
+share fits. The result is compared with the linear-programming relaxation of the same
+leaf-level problem (:func:`scipy.optimize.linprog`, leaves may be split fractionally): its value
+is an upper bound on every leaf-level policy within capacity, so ``LP - greedy`` bounds the
+greedy's optimality gap, and it is reported (0 when capacity does not bind).
+
+The rules apply only to the category values the logged decisions hold (a segment no experiment
+reached keeps the current policy): of the others nothing was learnt.
+
+**Output**: the leaves as readable rules (:func:`tree_rules_document`), and, when every rule
+feature is a field ``conf/policy.yaml`` can test (``start_bucket``, ``risk_band``, ``segment``,
+``product``, ``dpd``, ``amount_overdue``), a complete policy file (:func:`learned_policy_text`):
+the current policy with one rule per leaf that does not keep it, checked by
+:func:`~rollrisk.strategies.policy.parse_policy` before it is returned.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+import yaml
+from numpy.typing import NDArray
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
+
+from rollrisk.errors import UserError
+from rollrisk.models.stats import percentile_bootstrap
+from rollrisk.strategies.experiments import unit_draws
+from rollrisk.strategies.policy import LadderStep, parse_policy
+
+KEEP_POLICY = "policy"
+"""The candidate that keeps the current policy's decision for the account."""
+
+LOGGED_COLUMNS: tuple[str, ...] = ("account_id", "bundle", "policy_bundle", "propensity")
+"""Columns every logged-decisions table has, besides the outcome and the features."""
+
+POLICY_FIELDS: Mapping[str, str] = {
+    "start_bucket": "category",
+    "risk_band": "category",
+    "segment": "category",
+    "product": "category",
+    "dpd": "range",
+    "amount_overdue": "range",
+}
+"""What a ``conf/policy.yaml`` rule can test: the rules of a tree on these alone are a policy file."""
+
+SPLIT_SALT = "learn-policy-evaluation-half"
+
+
+@dataclass(frozen=True)
+class LearningSettings:
+    """How a policy is learnt (see the module docstring)."""
+
+    rule_features: tuple[str, ...]
+    model_features: tuple[str, ...] = ()  # outcome model only, besides the rule features
+    outcome: str = "book_value"
+    max_depth: int = 3
+    min_leaf_share: float = 0.02  # a leaf holds at least this share of the learning half
+    evaluation_share: float = 0.5
+    folds: int = 3
+    outcome_trees: int = 200
+    max_contact_share: float | None = None
+    capacity_channels: tuple[str, ...] = ("agent_call", "field_visit")
+    bootstrap_samples: int = 1000
+    seed: int = 0
+    threads: int = 1  # LightGBM's; more threads than free cores slow it down many times
+
+
+class LoggedPropensity(ClassifierMixin, BaseEstimator):
+    """A 'propensity model' that returns the logged propensity, the last column of its input.
+
+    EconML's doubly robust score of bundle ``b`` divides by the propensity of the logged bundle
+    only (the correction is zero for every other bundle), so the logged probability, repeated
+    in every column, gives exactly the score with known propensities.
+    """
+
+    def fit(self, X: NDArray[np.float64], y: NDArray[Any]) -> LoggedPropensity:
+        self.classes_ = np.unique(y)
+        return self
+
+    def predict_proba(self, X: NDArray[np.float64]) -> NDArray[np.float64]:
+        return np.repeat(np.asarray(X)[:, -1:], len(self.classes_), axis=1)
+
+    def predict(self, X: NDArray[np.float64]) -> NDArray[Any]:
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+class WithoutColumn(RegressorMixin, BaseEstimator):
+    """``estimator`` fitted and applied without input column ``column``.
+
+    EconML hands the outcome model the features, the controls and the bundle side by side; the
+    logged propensity travels as the one control (for :class:`LoggedPropensity`) and must not
+    reach the outcome model: it tells which bundle a row got, so a counterfactual prediction
+    would read the logged bundle's outcome back (a bias the doubly robust correction, zero for
+    the bundles not taken, cannot remove).
+    """
+
+    def __init__(self, estimator: Any = None, column: int = 0) -> None:
+        self.estimator = estimator
+        self.column = column
+
+    def fit(
+        self, X: NDArray[np.float64], y: NDArray[np.float64], **fit_params: Any
+    ) -> WithoutColumn:
+        self.estimator_ = clone(self.estimator).fit(
+            np.delete(np.asarray(X), self.column, axis=1), y, **fit_params
+        )
+        return self
+
+    def predict(self, X: NDArray[np.float64]) -> NDArray[np.float64]:
+        return self.estimator_.predict(np.delete(np.asarray(X), self.column, axis=1))
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One split on a path: ``column`` (an encoded column) ``<=`` or ``>`` ``threshold``."""
+
+    feature: str  # the input column
+    value: str | None  # the category of a one-hot column; None for a number
+    above: bool  # False: x <= threshold; True: x > threshold
+    threshold: float
+
+
+@dataclass(frozen=True)
+class Leaf:
+    node: int
+    conditions: tuple[Condition, ...]
+    candidate: str  # after the capacity step
+    best_candidate: str  # before it
+    accounts: int  # learning-half decisions in the leaf
+    values: Mapping[str, float]  # mean doubly robust score per candidate (learning half)
+
+
+def leaf_region(
+    leaf: Leaf, categories: Mapping[str, Sequence[str]]
+) -> tuple[dict[str, list[str]], dict[str, tuple[float, float]]]:
+    """Where a leaf's rule applies: per text feature the categories it reaches (of those the
+    logged data holds), per number the range ``low < x <= high`` (the tree's own sides)."""
+    allowed = {feature: list(levels) for feature, levels in categories.items()}
+    ranges: dict[str, tuple[float, float]] = {}
+    for condition in leaf.conditions:
+        if condition.value is not None:
+            allowed[condition.feature] = [
+                v for v in allowed[condition.feature] if (v == condition.value) == condition.above
+            ]
+        else:
+            low, high = ranges.get(condition.feature, (-math.inf, math.inf))
+            if condition.above:
+                low = max(low, condition.threshold)
+            else:
+                high = min(high, condition.threshold)
+            ranges[condition.feature] = (low, high)
+    return allowed, ranges
+
+
+@dataclass(frozen=True)
+class CapacityOutcome:
+    max_share: float | None
+    share_unconstrained: float  # share of decisions given a capacity bundle by the best leaves
+    share: float  # after the greedy
+    moves: int
+    greedy_value: float  # mean estimated value per decision (learning half)
+    lp_bound: float  # the LP relaxation's value (= greedy_value when capacity does not bind)
+
+    @property
+    def gap_bound(self) -> float:
+        return max(self.lp_bound - self.greedy_value, 0.0)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    value: float
+    ci_low: float
+    ci_high: float
+
+    def as_dict(self) -> dict[str, float]:
+        return {"value": self.value, "ci_low": self.ci_low, "ci_high": self.ci_high}
+
+
+@dataclass(frozen=True)
+class OffPolicyEvaluation:
+    """Doubly robust estimates on the evaluation half (accounts the tree never saw)."""
+
+    decisions: int
+    accounts: int
+    proposed: Estimate
+    current: Estimate
+    uplift: Estimate  # proposed - current, paired per account
+    logged_mean_outcome: float
+    each_candidate: Mapping[str, float]  # everyone given one candidate
+    contact_share: float  # of the proposed policy, on the evaluation half
+
+
+@dataclass(frozen=True)
+class LearnedPolicy:
+    settings: LearningSettings
+    candidates: tuple[str, ...]
+    leaves: tuple[Leaf, ...]
+    capacity: CapacityOutcome
+    evaluation: OffPolicyEvaluation
+    learning_decisions: int
+    categories: Mapping[str, tuple[str, ...]] = field(repr=False)
+    tree_: Any = field(repr=False)
+
+
+# --- input ---------------------------------------------------------------------------------------
+
+
+def check_logged(
+    logged: pl.DataFrame, settings: LearningSettings, ladders: Mapping[str, Sequence[LadderStep]]
+) -> None:
+    """Refuse a logged-decisions table that cannot be learnt from, naming column, row and rule.
+
+    Raises:
+        UserError: a missing column, a null, a propensity outside (0, 1], an outcome that is not
+            a finite number, a bundle without a known ladder, or no explored bundle at all.
+    """
+    needed = (*LOGGED_COLUMNS, settings.outcome, *settings.rule_features, *settings.model_features)
+    missing = [c for c in dict.fromkeys(needed) if c not in logged.columns]
+    if missing:
+        raise UserError(
+            f"the logged decisions lack the column(s) {', '.join(missing)} "
+            f"(have: {', '.join(logged.columns)})"
+        )
+    if logged.height == 0:
+        raise UserError("the logged decisions hold no row")
+    rows = logged.with_row_index("_row", offset=1)
+    checks = [
+        (
+            pl.col("propensity").cast(pl.Float64, strict=False).is_null()
+            | ~pl.col("propensity").cast(pl.Float64, strict=False).is_between(0, 1, closed="right"),
+            "propensity",
+            "a probability in (0, 1]",
+        ),
+        (
+            pl.col(settings.outcome).cast(pl.Float64, strict=False).is_null()
+            | ~pl.col(settings.outcome).cast(pl.Float64, strict=False).is_finite(),
+            settings.outcome,
+            "a finite number",
+        ),
+    ]
+    for bad, column, expected in checks:
+        found = rows.filter(bad)
+        if found.height:
+            first = found.row(0, named=True)
+            raise UserError(
+                f"{found.height} logged decision(s) have an invalid {column}, e.g. row "
+                f"{first['_row']} (account {first['account_id']}): {first[column]!r}; expected {expected}"
+            )
+    for column in dict.fromkeys(
+        ("account_id", "bundle", "policy_bundle", *settings.rule_features, *settings.model_features)
+    ):
+        nulls = rows.filter(pl.col(column).is_null())
+        if nulls.height:
+            raise UserError(
+                f"{nulls.height} logged decision(s) have no {column}, e.g. row {nulls['_row'][0]}"
+            )
+    for column in dict.fromkeys((*settings.rule_features, *settings.model_features)):
+        if rows[column].dtype.is_float():
+            bad = rows.filter(~pl.col(column).is_finite())
+            if bad.height:
+                raise UserError(
+                    f"{bad.height} logged decision(s) have a {column} that is not a finite "
+                    f"number, e.g. row {bad['_row'][0]}: {bad[column][0]}"
+                )
+    for column in ("bundle", "policy_bundle"):
+        unknown = rows.filter(~pl.col(column).is_in(list(ladders)))
+        if unknown.height:
+            first = unknown.row(0, named=True)
+            raise UserError(
+                f"{column} {first[column]!r} (row {first['_row']}) has no ladder in the policy or "
+                f"experiment files given; known bundles: {', '.join(sorted(ladders))}"
+            )
+
+
+def _encode(
+    frame: pl.DataFrame,
+    columns: Sequence[str],
+    categories: Mapping[str, Sequence[str]] | None = None,
+) -> tuple[NDArray[np.float64], list[tuple[str, str | None]], dict[str, tuple[str, ...]]]:
+    """Numbers as they are, text one-hot (one column per category seen, or given)."""
+    parts: list[NDArray[np.float64]] = []
+    names: list[tuple[str, str | None]] = []
+    seen: dict[str, tuple[str, ...]] = {}
+    for column in columns:
+        series = frame[column]
+        if series.dtype in (pl.String, pl.Categorical, pl.Enum, pl.Boolean):
+            values = series.cast(pl.String).to_numpy()
+            levels = (
+                tuple(categories[column])
+                if categories and column in categories
+                else tuple(sorted(set(values.tolist())))
+            )
+            seen[column] = levels
+            parts.append(np.stack([values == level for level in levels], axis=1).astype(float))
+            names.extend((column, level) for level in levels)
+        else:
+            parts.append(series.cast(pl.Float64).to_numpy().reshape(-1, 1))
+            names.append((column, None))
+    return np.hstack(parts), names, seen
+
+
+def uses_capacity(steps: Sequence[LadderStep], channels: Sequence[str]) -> bool:
+    return any(step.channel in channels for step in steps)
+
+
+# --- learning ------------------------------------------------------------------------------------
+
+
+def _require_econml() -> None:
+    try:
+        import econml  # noqa: F401
+    except ModuleNotFoundError:
+        raise UserError(
+            "learning a policy needs EconML, an optional dependency: pip install 'rollrisk[learn]'"
+        ) from None
+
+
+def doubly_robust_scores(
+    outcome: NDArray[np.float64],
+    bundle: NDArray[Any],
+    features: NDArray[np.float64],
+    propensity: NDArray[np.float64],
+    labels: Sequence[str],
+    settings: LearningSettings,
+    groups: NDArray[Any] | None = None,
+) -> NDArray[np.float64]:
+    """(decisions x bundles) cross-fitted doubly robust scores from EconML's DRLearner;
+    ``groups`` (the account of each decision) keeps an account's decisions in one fold."""
+    _require_econml()
+    from econml.dr import DRLearner
+    from lightgbm import LGBMRegressor
+    from sklearn.linear_model import LinearRegression
+
+    learner = DRLearner(
+        model_propensity=LoggedPropensity(),
+        model_regression=WithoutColumn(
+            LGBMRegressor(
+                n_estimators=settings.outcome_trees,
+                learning_rate=0.05,
+                num_leaves=31,
+                min_child_samples=50,
+                random_state=settings.seed,
+                n_jobs=settings.threads,
+                verbose=-1,
+            ),
+            column=features.shape[1],  # the propensity: EconML stacks [X, W, bundle]
+        ),
+        model_final=LinearRegression(),
+        categories=list(labels),
+        cv=settings.folds,
+        min_propensity=1e-6,
+        random_state=settings.seed,
+    )
+    # an account's decisions stay in one fold: its outcome never helps predict itself
+    learner.fit(
+        outcome,
+        bundle,
+        X=features,
+        W=propensity.reshape(-1, 1),
+        groups=groups,
+        cache_values=True,
+    )
+    # the cross-fitted scores EconML's final stage is fitted on (its cache; econml pinned <0.18)
+    scores = np.asarray(learner._cached_values.nuisances[0], dtype=np.float64)
+    return scores.reshape(len(outcome), len(labels))
+
+
+def learn_policy(
+    logged: pl.DataFrame,
+    settings: LearningSettings,
+    ladders: Mapping[str, Sequence[LadderStep]],
+) -> LearnedPolicy:
+    """Learn a policy tree from logged decisions and estimate its value off-policy.
+
+    Args:
+        logged: one row per logged decision (module docstring; :func:`check_logged`).
+        settings: features, depth, capacity, evaluation split and seeds.
+        ladders: the steps of every bundle name (policy treatments and experiment arms): what
+            uses capacity, and what the learned rules will give.
+    """
+    _require_econml()
+    from econml.policy import PolicyTree
+
+    check_logged(logged, settings, ladders)
+    labels = sorted(set(logged["bundle"].to_list()))
+    explored = sorted(
+        set(logged.filter(pl.col("bundle") != pl.col("policy_bundle"))["bundle"].to_list())
+    )
+    if not explored:
+        raise UserError(
+            "no logged decision took another bundle than the policy's: there is nothing to learn "
+            "from (run an experiment first, conf/experiments.yaml)"
+        )
+    candidates = (KEEP_POLICY, *explored)
+    model_columns = tuple(dict.fromkeys((*settings.rule_features, *settings.model_features)))
+    model_x, _, _ = _encode(logged, model_columns)
+    bundle = logged["bundle"].to_numpy().astype(object)
+    scores = doubly_robust_scores(
+        logged[settings.outcome].cast(pl.Float64).to_numpy(),
+        bundle,
+        model_x,
+        logged["propensity"].cast(pl.Float64).to_numpy(),
+        labels,
+        settings,
+        groups=logged["account_id"].cast(pl.String).to_numpy(),
+    )
+    index = {label: k for k, label in enumerate(labels)}
+    never = sorted(set(logged["policy_bundle"].unique().to_list()) - set(index))
+    if never:
+        raise UserError(
+            f"the policy's bundle(s) {', '.join(never)} were never taken in the logged decisions, "
+            "so keeping the policy cannot be estimated for those accounts"
+        )
+    # per decision: the column of the policy's own bundle, and whether it uses contact capacity
+    policy_column = logged["policy_bundle"].replace_strict(index, return_dtype=pl.Int64).to_numpy()
+    uses = {b: uses_capacity(ladders[b], settings.capacity_channels) for b in ladders}
+    rewards = np.column_stack(
+        [scores[np.arange(len(scores)), policy_column]] + [scores[:, index[b]] for b in explored]
+    )
+    capacity_use = np.column_stack(
+        [
+            logged["policy_bundle"].replace_strict(uses, return_dtype=pl.Boolean).to_numpy(),
+            *(np.full(len(scores), uses[b]) for b in explored),
+        ]
+    ).astype(float)
+
+    account_ids = logged["account_id"].cast(pl.String).to_list()
+    evaluation = unit_draws(SPLIT_SALT, account_ids)[:, 0] < settings.evaluation_share
+    learning = ~evaluation
+    if learning.sum() < 10 or evaluation.sum() < 10:
+        raise UserError(
+            f"too few decisions to learn and to evaluate ({learning.sum()} and {evaluation.sum()})"
+        )
+    rule_x, rule_names, categories = _encode(logged, settings.rule_features)
+    tree = PolicyTree(
+        max_depth=settings.max_depth,
+        min_samples_leaf=max(20, math.ceil(settings.min_leaf_share * learning.sum())),
+        random_state=settings.seed,
+    ).fit(rule_x[learning], rewards[learning])
+    leaf_of = tree.apply(rule_x)
+    nodes = np.unique(leaf_of[learning])
+    values = np.array([rewards[learning][leaf_of[learning] == node].mean(axis=0) for node in nodes])
+    usage = np.array(
+        [capacity_use[learning][leaf_of[learning] == node].mean(axis=0) for node in nodes]
+    )
+    sizes = np.array([(leaf_of[learning] == node).sum() for node in nodes], dtype=float)
+    best = values.argmax(axis=1)
+    chosen, capacity = _fit_capacity(values, usage, sizes, best, settings.max_contact_share)
+    paths = _paths(tree, rule_names)
+    leaves = tuple(
+        Leaf(
+            node=int(node),
+            conditions=paths[int(node)],
+            candidate=candidates[chosen[k]],
+            best_candidate=candidates[best[k]],
+            accounts=int(sizes[k]),
+            values={c: float(values[k, j]) for j, c in enumerate(candidates)},
+        )
+        for k, node in enumerate(nodes)
+    )
+    proposed_column = np.full(len(scores), -1)
+    for k, node in enumerate(nodes):
+        proposed_column[leaf_of == node] = chosen[k]
+    if (proposed_column[evaluation] < 0).any():  # a node with no learning decision: keep the policy
+        proposed_column[proposed_column < 0] = 0
+    return LearnedPolicy(
+        settings=settings,
+        candidates=candidates,
+        leaves=leaves,
+        capacity=capacity,
+        evaluation=_evaluate(
+            rewards[evaluation],
+            proposed_column[evaluation],
+            capacity_use[evaluation],
+            np.asarray(account_ids, dtype=object)[evaluation],
+            logged[settings.outcome].cast(pl.Float64).to_numpy()[evaluation],
+            candidates,
+            settings,
+        ),
+        learning_decisions=int(learning.sum()),
+        categories=categories,
+        tree_=tree,
+    )
+
+
+def _fit_capacity(
+    values: NDArray[np.float64],
+    usage: NDArray[np.float64],
+    sizes: NDArray[np.float64],
+    best: NDArray[np.int64],
+    max_share: float | None,
+) -> tuple[NDArray[np.int64], CapacityOutcome]:
+    """The greedy of the module docstring, and the LP relaxation's bound on its gap."""
+    from scipy.optimize import linprog
+
+    weights = sizes / sizes.sum()
+    chosen = best.copy()
+
+    def share(choice: NDArray[np.int64]) -> float:
+        return float((weights * usage[np.arange(len(choice)), choice]).sum())
+
+    def value(choice: NDArray[np.int64]) -> float:
+        return float((weights * values[np.arange(len(choice)), choice]).sum())
+
+    unconstrained = share(chosen)
+    moves = 0
+    if max_share is not None:
+        while share(chosen) > max_share + 1e-12:
+            here = np.arange(len(chosen))
+            freed = (usage[here, chosen][:, None] - usage) * weights[:, None]
+            lost = (values[here, chosen][:, None] - values) * weights[:, None]
+            ratio = np.where(freed > 1e-12, lost / np.where(freed > 1e-12, freed, 1), np.inf)
+            leaf, candidate = np.unravel_index(np.argmin(ratio), ratio.shape)
+            if not np.isfinite(ratio[leaf, candidate]):
+                break  # nothing frees capacity any more: the policy arm itself uses it
+            chosen[leaf] = candidate
+            moves += 1
+    lp_bound = value(chosen)
+    if max_share is not None and moves:
+        leaves, options = values.shape
+        result = linprog(
+            c=-(weights[:, None] * values).ravel(),
+            A_ub=(weights[:, None] * usage).ravel()[None, :],
+            b_ub=[max_share],
+            A_eq=np.kron(np.eye(leaves), np.ones(options)),
+            b_eq=np.ones(leaves),
+            bounds=(0, 1),
+            method="highs",
+        )
+        if result.status == 0:
+            lp_bound = float(-result.fun)
+    return chosen, CapacityOutcome(
+        max_share=max_share,
+        share_unconstrained=unconstrained,
+        share=share(chosen),
+        moves=moves,
+        greedy_value=value(chosen),
+        lp_bound=lp_bound,
+    )
+
+
+def _paths(tree: Any, names: Sequence[tuple[str, str | None]]) -> dict[int, tuple[Condition, ...]]:
+    """The conditions from the root to every leaf of a fitted EconML tree."""
+    inner = tree.tree_
+    paths: dict[int, tuple[Condition, ...]] = {}
+    stack: list[tuple[int, tuple[Condition, ...]]] = [(0, ())]
+    while stack:
+        node, conditions = stack.pop()
+        left, right = inner.children_left[node], inner.children_right[node]
+        if left == -1:
+            paths[node] = conditions
+            continue
+        feature, value = names[inner.feature[node]]
+        threshold = float(inner.threshold[node])
+        stack.append((left, (*conditions, Condition(feature, value, False, threshold))))
+        stack.append((right, (*conditions, Condition(feature, value, True, threshold))))
+    return paths
+
+
+def _evaluate(
+    rewards: NDArray[np.float64],
+    proposed: NDArray[np.int64],
+    capacity_use: NDArray[np.float64],
+    account_ids: NDArray[Any],
+    outcome: NDArray[np.float64],
+    candidates: Sequence[str],
+    settings: LearningSettings,
+) -> OffPolicyEvaluation:
+    rows = np.arange(len(rewards))
+    proposed_scores = rewards[rows, proposed]
+    current_scores = rewards[:, 0]
+    # resample accounts, each with all its decisions: sums and counts per account
+    _, account = np.unique(account_ids, return_inverse=True)
+    counts = np.bincount(account).astype(float)
+
+    def interval(per_decision: NDArray[np.float64], seed_offset: int) -> Estimate:
+        sums = np.bincount(account, weights=per_decision)
+        low, high = percentile_bootstrap(
+            lambda draw: float(sums[draw].sum() / counts[draw].sum()),
+            len(counts),
+            settings.bootstrap_samples,
+            settings.seed + seed_offset,
+        )
+        return Estimate(float(per_decision.mean()), low, high)
+
+    return OffPolicyEvaluation(
+        decisions=len(rewards),
+        accounts=len(counts),
+        proposed=interval(proposed_scores, 1),
+        current=interval(current_scores, 2),
+        uplift=interval(proposed_scores - current_scores, 3),
+        logged_mean_outcome=float(outcome.mean()),
+        each_candidate={c: float(rewards[:, j].mean()) for j, c in enumerate(candidates)},
+        contact_share=float(capacity_use[rows, proposed].mean()),
+    )
+
+
+def predict_candidates(learned: LearnedPolicy, frame: pl.DataFrame) -> list[str]:
+    """The candidate the learned rules give each row of ``frame`` (its rule features); a row with
+    a category the logged data never had keeps the policy (nothing was learnt of it)."""
+    x, _, _ = _encode(frame, learned.settings.rule_features, learned.categories)
+    by_node = {leaf.node: leaf.candidate for leaf in learned.leaves}
+    seen = np.ones(frame.height, dtype=bool)
+    for column, levels in learned.categories.items():
+        seen &= frame[column].cast(pl.String).is_in(list(levels)).to_numpy()
+    return [
+        by_node.get(int(node), KEEP_POLICY) if known else KEEP_POLICY
+        for node, known in zip(learned.tree_.apply(x), seen, strict=True)
+    ]
+
+
+# --- output --------------------------------------------------------------------------------------
+
+
+def _steps_document(steps: Sequence[LadderStep]) -> list[dict[str, Any]]:
+    out = []
+    for step in steps:
+        item: dict[str, Any] = {"day": step.day, "action": step.action}
+        if step.channel is not None:
+            item["channel"] = step.channel
+        item["at"] = step.at.strftime("%H:%M")
+        if step.recipient != "borrower":
+            item["recipient"] = step.recipient
+        out.append(item)
+    return out
+
+
+def tree_rules_document(
+    learned: LearnedPolicy, ladders: Mapping[str, Sequence[LadderStep]]
+) -> dict[str, Any]:
+    """The learned rules as a plain document (YAML): one rule per leaf, its conditions (all
+    must hold), the candidate it gives, and the evidence (decisions, estimated value per
+    candidate on the learning half)."""
+    return {
+        "version": 1,
+        "kind": "learned policy rules (rollrisk learn-policy)",
+        "rule_features": list(learned.settings.rule_features),
+        "applies_to": {column: list(levels) for column, levels in learned.categories.items()},
+        "otherwise": "keep the current policy's decision",
+        "candidates": {
+            c: (
+                "keep the current policy's decision"
+                if c == KEEP_POLICY
+                else _steps_document(ladders[c])
+            )
+            for c in learned.candidates
+        },
+        "rules": [
+            {
+                "id": f"LRN-{k + 1:02d}",
+                "when": _region_document(leaf, learned.categories),
+                "give": leaf.candidate,
+                **(
+                    {"best_without_capacity_limit": leaf.best_candidate}
+                    if leaf.best_candidate != leaf.candidate
+                    else {}
+                ),
+                "learning_decisions": leaf.accounts,
+                "estimated_value_per_decision": {c: round(v, 2) for c, v in leaf.values.items()},
+            }
+            for k, leaf in enumerate(learned.leaves)
+        ],
+    }
+
+
+def _region_document(leaf: Leaf, categories: Mapping[str, Sequence[str]]) -> dict[str, Any]:
+    allowed, ranges = leaf_region(leaf, categories)
+    when: dict[str, Any] = {feature: {"in": values} for feature, values in allowed.items()}
+    for feature, (low, high) in ranges.items():
+        when[feature] = {
+            **({"gt": round(low, 6)} if low > -math.inf else {}),
+            **({"le": round(high, 6)} if high < math.inf else {}),
+        }
+    return when
+
+
+def policy_fields_only(learned: LearnedPolicy) -> bool:
+    """Whether every rule feature is one ``conf/policy.yaml`` can test (see :data:`POLICY_FIELDS`)."""
+    return all(feature in POLICY_FIELDS for feature in learned.settings.rule_features)
+
+
+def learned_policy_text(
+    learned: LearnedPolicy,
+    policy_text: str,
+    policy_source: str,
+    ladders: Mapping[str, Sequence[LadderStep]],
+    name: str = "learned",
+) -> str:
+    """A complete policy file: the current one, plus a rule of precedence 1 per leaf whose rule
+    gives an explored bundle (the leaves are disjoint, so these rules cannot conflict; a leaf
+    that keeps the policy adds nothing, and the current rules decide there as before).
+
+    Raises:
+        ValueError: a rule feature is not a policy field (:func:`policy_fields_only`).
+    """
+    if not policy_fields_only(learned):
+        raise ValueError(
+            "only rules on " + ", ".join(POLICY_FIELDS) + " can be written as a policy file; "
+            f"these use {', '.join(learned.settings.rule_features)}"
+        )
+    document = yaml.safe_load(policy_text)
+    space = {
+        "start_bucket": list(document["space"]["start_bucket"]),
+        "segment": list(document["space"]["segment"]),
+        "product": list(document["space"]["product"]),
+        "risk_band": list(document["risk_bands"]),
+    }
+    for leaf in learned.leaves:
+        if leaf.candidate != KEEP_POLICY and leaf.candidate not in document["treatments"]:
+            document["treatments"][leaf.candidate] = {
+                "description": "learned from experiments (rollrisk learn-policy)",
+                "ladder": _steps_document(ladders[leaf.candidate]),
+            }
+    rules = []
+    for k, leaf in enumerate(learned.leaves):
+        if leaf.candidate == KEEP_POLICY:
+            continue
+        # a rule reaches only the values the experiments logged: of the others nothing was learnt
+        allowed, ranges = leaf_region(leaf, learned.categories)
+        when: dict[str, Any] = {
+            key: [v for v in space[key] if v in allowed[key]] for key in allowed
+        }
+        if any(not values for values in when.values()):
+            continue  # a leaf no account of the policy's space reaches
+        # the tree sends x <= t left: [ge, lt) differs only at x = t exactly (thresholds are
+        # midpoints between logged values)
+        for key, (low, high) in ranges.items():
+            when[key] = {
+                **({"ge": low} if low > -math.inf else {}),
+                **({"lt": high} if high < math.inf else {}),
+            }
+        rules.append(
+            {
+                "id": f"LRN-{k + 1:02d}",
+                "description": (
+                    f"learned: {leaf.accounts} decisions, estimated "
+                    f"{leaf.values[leaf.candidate] - leaf.values[KEEP_POLICY]:+.2f} per decision "
+                    "against the current policy"
+                ),
+                "precedence": 1,
+                "when": when,
+                "treatment": leaf.candidate,
+            }
+        )
+    document["description"] = (
+        f"{document.get('name', 'the current policy')} with rules learnt from logged experiments "
+        "by rollrisk learn-policy; review before committing"
+    )
+    document["name"] = name
+    document["rules"] = rules + list(document["rules"])
+    text = (
+        "# Learned by `rollrisk learn-policy` from logged decisions: the current policy "
+        f"({policy_source})\n# plus the LRN-* rules (precedence 1). Review, then commit.\n"
+        + yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100)
+    )
+    parse_policy(text, "learned policy")  # a file the product can load, or an error here
+    return text
+
+
+def evaluation_document(learned: LearnedPolicy) -> dict[str, Any]:
+    """The off-policy estimate and how it was obtained, for JSON."""
+    e, c, s = learned.evaluation, learned.capacity, learned.settings
+    return {
+        "method": (
+            "doubly robust (EconML DRLearner, cross-fitted LightGBM outcome model, logged "
+            "propensities); policy: EconML PolicyTree on the learning half; estimate on the "
+            "evaluation half, 95% percentile bootstrap over accounts"
+        ),
+        "settings": {
+            "rule_features": list(s.rule_features),
+            "model_features": list(s.model_features),
+            "outcome": s.outcome,
+            "max_depth": s.max_depth,
+            "evaluation_share": s.evaluation_share,
+            "folds": s.folds,
+            "max_contact_share": s.max_contact_share,
+            "capacity_channels": list(s.capacity_channels),
+            "bootstrap_samples": s.bootstrap_samples,
+            "seed": s.seed,
+        },
+        "candidates": list(learned.candidates),
+        "learning_decisions": learned.learning_decisions,
+        "evaluation": {
+            "decisions": e.decisions,
+            "accounts": e.accounts,
+            "proposed_policy": e.proposed.as_dict(),
+            "current_policy": e.current.as_dict(),
+            "uplift_vs_current": e.uplift.as_dict(),
+            "logged_mean_outcome": e.logged_mean_outcome,
+            "everyone_given": e.each_candidate,
+            "contact_share_proposed": e.contact_share,
+        },
+        "capacity": {
+            "max_contact_share": c.max_share,
+            "share_without_limit": c.share_unconstrained,
+            "share": c.share,
+            "greedy_moves": c.moves,
+            "greedy_value_per_decision": c.greedy_value,
+            "lp_relaxation_value_per_decision": c.lp_bound,
+            "optimality_gap_bound_per_decision": c.gap_bound,
+        },
+    }
+
+
+def evaluation_markdown(learned: LearnedPolicy) -> str:
+    """A short human-readable summary of :func:`evaluation_document`."""
+    e, c = learned.evaluation, learned.capacity
+
+    def fmt(estimate: Estimate) -> str:
+        return f"{estimate.value:,.2f} (95% CI {estimate.ci_low:,.2f} to {estimate.ci_high:,.2f})"
+
+    lines = [
+        "# Learned policy: off-policy estimate",
+        "",
+        f"Outcome `{learned.settings.outcome}` per decision, doubly robust, on the evaluation half "
+        f"({e.decisions:,} decisions, {e.accounts:,} accounts the rules never saw); "
+        f"{learned.learning_decisions:,} decisions learnt from.",
+        "",
+        "| policy | value per decision |",
+        "|---|---|",
+        f"| proposed (learned rules) | {fmt(e.proposed)} |",
+        f"| current policy | {fmt(e.current)} |",
+        f"| proposed − current | {fmt(e.uplift)} |",
+        f"| logged (what happened) | {e.logged_mean_outcome:,.2f} |",
+        "",
+        "Everyone given one candidate: "
+        + ", ".join(f"{name} {value:,.2f}" for name, value in e.each_candidate.items()),
+        "",
+        f"Contact capacity: max share {c.max_share if c.max_share is not None else 'none'}; "
+        f"best leaves would use {c.share_unconstrained:.1%}, the proposal uses {c.share:.1%} "
+        f"({c.moves} greedy move(s)); optimality gap of the greedy at most {c.gap_bound:,.2f} "
+        "per decision (LP relaxation bound, estimated values).",
+        "",
+        "## Rules",
+        "",
+    ]
+    for k, leaf in enumerate(learned.leaves):
+        when = _region_text(leaf, learned.categories)
+        lines.append(
+            f"- LRN-{k + 1:02d}: if {when} then **{leaf.candidate}** ({leaf.accounts:,} decisions; "
+            f"estimated {leaf.values[leaf.candidate] - leaf.values[KEEP_POLICY]:+,.2f} vs current)"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _region_text(leaf: Leaf, categories: Mapping[str, Sequence[str]]) -> str:
+    allowed, ranges = leaf_region(leaf, categories)
+    parts = [f"{feature} in {{{', '.join(values)}}}" for feature, values in allowed.items()]
+    for feature, (low, high) in ranges.items():
+        lower = f"{low:g} < " if low > -math.inf else ""
+        upper = f" ≤ {high:g}" if high < math.inf else ""
+        parts.append(f"{lower}{feature}{upper}")
+    return " and ".join(parts) or "every account"

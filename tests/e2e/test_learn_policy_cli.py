@@ -1,0 +1,97 @@
+"""`rollrisk learn-policy` end to end on a logged experiment whose best policy is known."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from rollrisk.cli import main
+from rollrisk.strategies.experiments import shipped_example
+from rollrisk.strategies.policy import load_policy
+
+ARM_MEANS = {  # book value by segment and bundle: the arms win, each in one segment
+    "forgetful": {"reminder_only": 100.0, "early_agent_call": 135.0, "grace_then_reminder": 95.0},
+    "capacity_shock": {
+        "reminder_only": 100.0,
+        "early_agent_call": 90.0,
+        "grace_then_reminder": 140.0,
+    },
+}
+
+
+def _logged(path: Path, n: int = 3000, seed: int = 5, share: float = 0.5) -> Path:
+    rng = np.random.default_rng(seed)
+    segment = rng.choice(["forgetful", "capacity_shock"], n)
+    bucket = rng.choice(["M1", "M2"], n)
+    # arms: champion (weight 2, the policy's reminder_only), two challengers (weight 1 each)
+    arm = rng.choice(
+        ["reminder_only", "early_agent_call", "grace_then_reminder"], n, p=[0.5, 0.25, 0.25]
+    )
+    bundle = np.where(rng.random(n) < share, arm, "reminder_only")
+    propensity = np.where(bundle == "reminder_only", 1 - share + share * 0.5, share * 0.25)
+    mean = np.array([ARM_MEANS[s][b] for s, b in zip(segment, bundle, strict=True)])
+    pl.DataFrame(
+        {
+            "account_id": [f"L{i:05d}" for i in range(n)],
+            "bundle": bundle,
+            "policy_bundle": "reminder_only",
+            "propensity": propensity,
+            "book_value": mean + rng.normal(0, 40, n),
+            "segment": segment,
+            "start_bucket": bucket,
+            "probability": rng.random(n),
+        }
+    ).write_csv(path)
+    return path
+
+
+@pytest.mark.slow
+def test_learn_policy_writes_a_loadable_policy_and_an_estimate_with_its_interval(
+    tmp_path: Path, capsys
+) -> None:
+    logged = _logged(tmp_path / "logged.csv")
+    experiments = tmp_path / "experiments.yaml"
+    experiments.write_text(shipped_example(), encoding="utf-8")
+    out = tmp_path / "learned"
+    code = main(
+        [
+            "learn-policy",
+            "--logged", str(logged),
+            "--experiments", str(experiments),
+            "--model-features", "probability",
+            "--max-depth", "2",
+            "--folds", "2",
+            "--bootstrap", "300",
+            "--out", str(out),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "| proposed (learned rules) |" in printed
+    policy = load_policy(out / "learned_policy.yaml")
+    learned_rules = [rule for rule in policy.rules if rule.rule_id.startswith("LRN-")]
+    given = {(tuple(sorted(r.segments)), r.treatment) for r in learned_rules}
+    assert given == {
+        (("forgetful",), "early_agent_call"),
+        (("capacity_shock",), "grace_then_reminder"),
+    }
+    result = json.loads((out / "policy_learning.json").read_text())
+    proposed = result["evaluation"]["proposed_policy"]
+    assert proposed["ci_low"] < proposed["value"] < proposed["ci_high"]
+    # the truth on average: (135 + 140) / 2; the current policy: 100
+    assert proposed["ci_low"] - 5 < 137.5 < proposed["ci_high"] + 5
+    assert result["evaluation"]["uplift_vs_current"]["ci_low"] > 0
+    assert (out / "learned_rules.yaml").exists() and (out / "policy_learning.md").exists()
+
+
+def test_learn_policy_names_the_bundle_it_has_no_ladder_for(tmp_path: Path, capsys) -> None:
+    logged = _logged(tmp_path / "logged.csv", n=200)
+    code = main(["learn-policy", "--logged", str(logged), "--out", str(tmp_path / "o")])
+    assert code != 0
+    err = capsys.readouterr().err
+    assert "has no ladder in the policy or experiment files given" in err
+    assert "'early_agent_call'" in err or "'grace_then_reminder'" in err

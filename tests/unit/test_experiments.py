@@ -1,0 +1,242 @@
+"""Experiments: parsing with file:line errors, deterministic assignment, the logged propensity,
+every arm through compliance, and the optional experiment_assignments table of the contract."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import date, datetime, time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from rollrisk.conf import DEFAULT_COMPLIANCE, DEFAULT_EXPERIMENTS, DEFAULT_POLICY
+from rollrisk.storage.loader import validate_portfolio
+from rollrisk.strategies.compliance import AccountState, load_compliance
+from rollrisk.strategies.experiments import (
+    NOT_RANDOMISED,
+    assign_experiments,
+    enforce_assignment,
+    load_experiments,
+    parse_experiments,
+    shipped_example,
+    unit_draws,
+)
+from rollrisk.strategies.policy import PolicyCase, decide, load_policy
+from rollrisk.strategies.yaml_config import ConfigError
+from tests.conftest import tiny_accounts, tiny_statements
+
+EXPERIMENT = """\
+version: 1
+experiments:
+  - id: EXP-A
+    description: test
+    start: 2026-01-01
+    end: 2026-06-30
+    share: 0.3
+    eligible:
+      start_bucket: [M1, M2]
+    arms:
+      - name: champion
+        weight: 2
+        policy: true
+      - name: night_calls
+        weight: 1
+        ladder:
+          - {day: 0, action: call, channel: agent_call, at: "23:30"}
+          - {day: 0, action: call, channel: agent_call, at: "23:40"}
+          - {day: 0, action: call, channel: agent_call, at: "23:50"}
+          - {day: 1, action: call, channel: agent_call, at: "10:00"}
+      - name: same_as_reminder_only
+        weight: 1
+        ladder:
+          - {day: 0, action: reminder, channel: app_push, at: "10:00"}
+          - {day: 2, action: reminder, channel: sms, at: "10:00"}
+"""
+
+
+def _scored(n: int, as_of: date = date(2026, 3, 31), seed: int = 0) -> pl.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pl.DataFrame(
+        {
+            "account_id": [f"ACC{i:06d}" for i in range(n)],
+            "as_of": [as_of] * n,
+            "start_bucket": rng.choice(["M1", "M2", "M3"], n),
+            "segment": rng.choice(["general", "forgetful"], n),
+            "product": ["bnpl"] * n,
+            "treatment": rng.choice(["reminder_only", "reminder_then_call"], n),
+        }
+    )
+
+
+def test_the_shipped_file_runs_no_experiment_and_its_example_is_valid() -> None:
+    assert load_experiments(DEFAULT_EXPERIMENTS).experiments == ()
+    example = parse_experiments(shipped_example(), "example")
+    assert [e.experiment_id for e in example.experiments] == ["EXP-2026-H1-EARLY"]
+    assert [a.name for a in example.experiments[0].arms] == [
+        "champion",
+        "early_agent_call",
+        "grace_then_reminder",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("edit", "line", "message"),
+    [
+        (
+            ("share: 0.3", "share: 1.5"),
+            7,
+            "share (of the eligible accounts randomised) must be in (0, 1]",
+        ),
+        (("start_bucket: [M1, M2]", "start_bucket: [M1, M7]"), 9, "unknown start bucket 'M7'"),
+        (("name: champion", "name: policy"), 11, "the arm name 'policy' is reserved"),
+        (
+            ('action: call, channel: agent_call, at: "23:30"', "action: cal"),
+            17,
+            "unknown action 'cal'",
+        ),
+        (("end: 2026-06-30", "end: 2025-06-30"), 6, "end 2025-06-30 is before start 2026-01-01"),
+        (
+            ("        policy: true", "        policy: true\n        ladder: []"),
+            11,
+            "exactly one of policy: true",
+        ),
+        (("weight: 2", "weight: 0"), 12, "weight must be > 0"),
+    ],
+)
+def test_a_bad_experiment_is_reported_with_file_and_line(edit, line, message) -> None:
+    text = EXPERIMENT.replace(*edit)
+    with pytest.raises(ConfigError) as raised:
+        parse_experiments(text, "exp.yaml")
+    assert raised.value.line == line
+    assert str(raised.value).startswith(f"exp.yaml:{line}: ")
+    assert message in str(raised.value)
+
+
+def test_two_experiments_on_the_same_accounts_and_dates_are_refused() -> None:
+    second = (
+        EXPERIMENT.split("experiments:\n")[1]
+        .replace("EXP-A", "EXP-B")
+        .replace("start: 2026-01-01", "start: 2026-06-01")
+    )
+    with pytest.raises(ConfigError, match=r"exp.yaml:26: experiment 'EXP-B' overlaps 'EXP-A'"):
+        parse_experiments(EXPERIMENT + second, "exp.yaml")
+    # disjoint strata may run at once
+    disjoint = second.replace("start_bucket: [M1, M2]", "start_bucket: [M3]")
+    assert len(parse_experiments(EXPERIMENT + disjoint, "exp.yaml").experiments) == 2
+
+
+def test_assignment_is_a_stable_hash_and_keeps_an_account_in_its_arm() -> None:
+    plan = parse_experiments(EXPERIMENT, "exp.yaml")
+    policy = load_policy(DEFAULT_POLICY)
+    scored = _scored(3000)
+    first = assign_experiments(scored, plan, policy)
+    # another as-of of the same experiment, rows shuffled, a different policy choice: same arms
+    later = scored.with_columns(
+        pl.lit(date(2026, 5, 31)).alias("as_of"), pl.lit("intensive_calls").alias("treatment")
+    ).reverse()
+    second = assign_experiments(later, plan, policy).reverse()
+    eligible = scored["start_bucket"].is_in(["M1", "M2"])
+    assert first["arm"].is_null().to_list() == (~eligible).to_list()
+    assert (first["arm"] == second["arm"]).fill_null(True).all()
+    # a fixed digest, so a change of hashing (and so of every running experiment) is seen
+    assert unit_draws("EXP-A", ["ACC000000"])[0].tolist() == pytest.approx(
+        [0.6039841643939444, 0.14731207306397642], abs=1e-15
+    )
+    word = int.from_bytes(hashlib.blake2b(b"EXP-A:ACC000000", digest_size=16).digest()[:8], "big")
+    assert unit_draws("EXP-A", ["ACC000000"])[0, 0] == (word >> 11) * 2.0**-53
+    # outside the dates: nobody is in the experiment
+    outside = assign_experiments(_scored(50, as_of=date(2026, 7, 1)), plan, policy)
+    assert outside["experiment_id"].is_null().all()
+
+
+def test_shares_and_propensities_follow_the_declared_mixture() -> None:
+    plan = parse_experiments(EXPERIMENT, "exp.yaml")
+    policy = load_policy(DEFAULT_POLICY)
+    scored = _scored(40_000, seed=1)
+    assigned = assign_experiments(scored, plan, policy).with_columns(scored["treatment"])
+    inside = assigned.filter(pl.col("experiment_id").is_not_null())
+    randomised = inside.filter(pl.col("arm") != NOT_RANDOMISED)
+    assert randomised.height / inside.height == pytest.approx(0.3, abs=0.01)
+    shares = randomised["arm"].value_counts(normalize=True).sort("arm")
+    assert shares["proportion"].to_list() == pytest.approx([0.5, 0.25, 0.25], abs=0.015)
+    # the arm whose ladder is reminder_only's takes the bundle name reminder_only
+    same = randomised.filter(pl.col("arm") == "same_as_reminder_only")
+    assert set(same["arm_treatment"]) == {"reminder_only"}
+    expected = {
+        # policy gave reminder_only: policy (0.7) + champion (0.3 * 0.5) + the same ladder (0.3 * 0.25)
+        ("reminder_only", "reminder_only"): 0.7 + 0.15 + 0.075,
+        # policy gave reminder_then_call, account got it: policy + champion
+        ("reminder_then_call", "reminder_then_call"): 0.7 + 0.15,
+        # an account that got the night calls
+        ("reminder_only", "night_calls"): 0.075,
+        ("reminder_then_call", "night_calls"): 0.075,
+        ("reminder_then_call", "reminder_only"): 0.075,
+    }
+    for (chosen, taken), propensity in expected.items():
+        rows = inside.filter((pl.col("treatment") == chosen) & (pl.col("arm_treatment") == taken))
+        assert rows.height > 0
+        assert rows["propensity"].to_numpy() == pytest.approx(propensity)
+    assert assigned.filter(pl.col("experiment_id").is_null())["propensity"].is_null().all()
+
+
+def test_every_arm_goes_through_compliance() -> None:
+    plan = parse_experiments(EXPERIMENT, "exp.yaml")
+    policy = load_policy(DEFAULT_POLICY)
+    compliance = load_compliance(DEFAULT_COMPLIANCE).strictest([])
+    scored = _scored(400)
+    assigned = assign_experiments(scored, plan, policy)
+    night = assigned.filter(pl.col("arm") == "night_calls").row(0, named=True)
+    decided_at = datetime.combine(date(2026, 4, 1), time(8, 0))
+    decision = decide(
+        policy,
+        PolicyCase(night["account_id"], decided_at, "M1", 0.5, "general", "bnpl", 10, 500.0),
+    )
+    state = AccountState(night["account_id"], 10, 500.0, first_ever_delinquency=False)
+    enforced = enforce_assignment(decision, night, plan, state, None, compliance)
+    assert enforced.treatment == "night_calls"
+    assert str(enforced.policy_rule) == "exp.yaml:14 rule EXP-A/night_calls"
+    # the contact window moves the night calls in, the weekly cap removes what is too many
+    assert {change.rule_id for change in enforced.trail} >= {"CMP-CONTACT-WINDOW"}
+    window = (compliance.contact_window_start, compliance.contact_window_end)
+    assert all(window[0] <= a.at.time() < window[1] for a in enforced.actions)
+    # not randomised: the policy's decision, enforced the same way
+    kept = assigned.filter(pl.col("arm") == NOT_RANDOMISED).row(0, named=True)
+    same = enforce_assignment(decision, kept, plan, state, None, compliance)
+    assert same.treatment == decision.treatment and same.policy_rule == decision.policy_rule
+
+
+def test_experiment_assignments_are_checked_like_the_other_tables(tmp_path: Path) -> None:
+    folder = tmp_path / "portfolio"
+    folder.mkdir()
+    tiny_accounts().write_parquet(folder / "accounts.parquet")
+    tiny_statements().write_parquet(folder / "statements.parquet")
+    pl.DataFrame(
+        {
+            "account_id": ["A1", "A2", "A3", "A9", "A1"],
+            "as_of": ["2024-03-31", "2024-03-31", "2024-03-31", "2024-03-31", "2024-03-31"],
+            "experiment_id": ["E1"] * 5,
+            "arm": ["champion", "policy", "calls", "calls", "calls"],
+            "propensity": ["0.5", "0", "1.2", "0.1", "0.2"],
+        }
+    ).write_csv(folder / "experiment_assignments.csv")
+    portfolio = validate_portfolio(folder, dates=None)
+    table = {t.table: t for t in portfolio.report.tables}["experiment_assignments"]
+    assert (table.rows_read, table.rows_accepted, table.rows_rejected) == (5, 1, 4)
+    assert portfolio.experiment_assignments is not None
+    assert portfolio.experiment_assignments["account_id"].to_list() == ["A1"]
+    reasons = " | ".join(r for t in portfolio.report.tables for r, _ in t.top_reasons)
+    for reason in (
+        "account_id: expected an account listed in accounts",
+        "duplicate (account_id, as_of, experiment_id): same key as an earlier row",
+        "propensity: expected a value <= 1",
+        "propensity: expected a value > 0",
+    ):
+        assert reason in reasons
+    # absent: nothing to say, no feature depends on it
+    (folder / "experiment_assignments.csv").unlink()
+    absent = validate_portfolio(folder)
+    assert absent.experiment_assignments is None
+    lines = absent.report.summary().splitlines()[1:]  # the first names the (tmp) folder
+    assert not any("experiment_assignments" in line for line in lines)

@@ -1,0 +1,271 @@
+"""The policy learner on synthetic logged experiments whose best policy is known: it finds the
+best bundle per group, its off-policy interval covers the true value of what it learnt, the
+capacity greedy stays within its stated gap, and the rules are a policy file the product loads."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import datetime, time
+
+import numpy as np
+import polars as pl
+import pytest
+
+from rollrisk.conf import DEFAULT_POLICY
+from rollrisk.errors import UserError
+from rollrisk.strategies.policy import LadderStep, PolicyCase, decide, load_policy, parse_policy
+from rollrisk.strategies.policy_learning import (
+    KEEP_POLICY,
+    LearningSettings,
+    learn_policy,
+    learned_policy_text,
+    predict_candidates,
+    tree_rules_document,
+)
+
+
+def _ladder(action: str, channel: str | None) -> tuple[LadderStep, ...]:
+    return (LadderStep(action, 0, time(10), channel, "borrower", None),)
+
+
+LADDERS = {
+    "reminder_only": _ladder("reminder", "sms"),
+    "early_call": _ladder("call", "agent_call"),
+    "grace": _ladder("grace_period", None),
+}
+# mean book value by segment and bundle: a different bundle is best in each group
+MEANS = {
+    ("forgetful", "reminder_only"): 100.0,
+    ("forgetful", "early_call"): 130.0,
+    ("forgetful", "grace"): 90.0,
+    ("capacity_shock", "reminder_only"): 100.0,
+    ("capacity_shock", "early_call"): 95.0,
+    ("capacity_shock", "grace"): 140.0,
+}
+M2_BONUS = 10.0  # the bucket moves every bundle alike: it should not matter to the choice
+
+
+def _mean(segment: str, bucket: str, bundle: str) -> float:
+    return MEANS[(segment, bundle)] + M2_BONUS * (bucket == "M2")
+
+
+def _logged(n: int, seed: int, share: float = 0.5) -> pl.DataFrame:
+    """The policy gives everyone reminder_only; ``share`` is randomised uniformly over 3 bundles."""
+    rng = np.random.default_rng(seed)
+    segment = rng.choice(["forgetful", "capacity_shock"], n)
+    bucket = rng.choice(["M1", "M2"], n)
+    arms = np.array(["reminder_only", "early_call", "grace"])
+    bundle = np.where(rng.random(n) < share, arms[rng.integers(0, 3, n)], "reminder_only")
+    propensity = np.where(bundle == "reminder_only", 1 - share + share / 3, share / 3)
+    mean = np.array([_mean(s, k, b) for s, k, b in zip(segment, bucket, bundle, strict=True)])
+    return pl.DataFrame(
+        {
+            "account_id": [f"S{seed}-{i:05d}" for i in range(n)],
+            "bundle": bundle,
+            "policy_bundle": ["reminder_only"] * n,
+            "propensity": propensity,
+            "book_value": mean + rng.normal(0, 40, n),
+            "segment": segment,
+            "start_bucket": bucket,
+            "noise": rng.normal(size=n),
+        }
+    )
+
+
+def _settings(seed: int, **changes) -> LearningSettings:
+    base = {
+        "rule_features": ("segment", "start_bucket"),
+        "model_features": ("noise",),
+        "max_depth": 2,
+        "folds": 2,
+        "outcome_trees": 100,
+        "bootstrap_samples": 400,
+        "seed": seed,
+    }
+    return LearningSettings(**{**base, **changes})
+
+
+def _true_value(logged: pl.DataFrame, learned) -> float:
+    """The learned policy's value on the evaluation accounts, from the generating process."""
+    from rollrisk.strategies.experiments import unit_draws
+    from rollrisk.strategies.policy_learning import SPLIT_SALT
+
+    held_out = unit_draws(SPLIT_SALT, logged["account_id"].to_list())[:, 0] < 0.5
+    given = predict_candidates(learned, logged)
+    values = [
+        _mean(s, k, "reminder_only" if b == KEEP_POLICY else b)
+        for s, k, b in zip(logged["segment"], logged["start_bucket"], given, strict=True)
+    ]
+    return float(np.mean(np.asarray(values)[held_out]))
+
+
+@pytest.mark.slow
+def test_the_learner_finds_the_best_bundle_per_group_and_its_interval_covers_the_truth() -> None:
+    covered = 0
+    seeds = range(5)
+    for seed in seeds:
+        logged = _logged(3000, seed)
+        learned = learn_policy(logged, _settings(seed), LADDERS)
+        probe = pl.DataFrame(
+            {
+                "segment": ["forgetful", "forgetful", "capacity_shock", "capacity_shock"],
+                "start_bucket": ["M1", "M2", "M1", "M2"],
+            }
+        )
+        assert predict_candidates(learned, probe) == ["early_call", "early_call", "grace", "grace"]
+        estimate = learned.evaluation.proposed
+        truth = _true_value(logged, learned)
+        assert truth == pytest.approx(135.0 + M2_BONUS / 2, abs=3.0)  # the best policy's value
+        covered += estimate.ci_low <= truth <= estimate.ci_high
+        # the current policy (reminder_only for all) is estimated too, and the uplift is real
+        assert learned.evaluation.current.value == pytest.approx(100 + M2_BONUS / 2, abs=6.0)
+        assert learned.evaluation.uplift.ci_low > 0
+    # 95% intervals: 4 of 5 fails with probability ~2% when they are right
+    assert covered >= 4
+
+
+@pytest.mark.slow
+def test_capacity_is_respected_and_the_greedy_is_within_its_stated_gap() -> None:
+    logged = _logged(3000, 7)
+    learned = learn_policy(logged, _settings(7, max_contact_share=0.3), LADDERS)
+    capacity = learned.capacity
+    assert capacity.share_unconstrained == pytest.approx(0.5, abs=0.05)  # forgetful: early_call
+    assert capacity.share <= 0.3 + 1e-9
+    assert capacity.moves >= 1
+    # the bound is checked against every leaf-level assignment that fits (the true optimum)
+    leaves = learned.leaves
+    sizes = np.array([leaf.accounts for leaf in leaves], dtype=float)
+    weights = sizes / sizes.sum()
+    uses = {KEEP_POLICY: 0.0, "reminder_only": 0.0, "early_call": 1.0, "grace": 0.0}
+    best = -np.inf
+    for choice in itertools.product(learned.candidates, repeat=len(leaves)):
+        share = sum(w * uses[c] for w, c in zip(weights, choice, strict=True))
+        if share <= 0.3 + 1e-9:
+            value = sum(
+                w * leaf.values[c] for w, leaf, c in zip(weights, leaves, choice, strict=True)
+            )
+            best = max(best, value)
+    assert capacity.greedy_value <= best + 1e-9
+    assert best - capacity.greedy_value <= capacity.gap_bound + 1e-9
+    assert capacity.lp_bound >= best - 1e-9
+    assert learned.evaluation.contact_share <= 0.3 + 0.05  # held-out accounts, same rules
+
+
+@pytest.mark.slow
+def test_rules_on_policy_fields_become_a_policy_file_the_product_loads() -> None:
+    logged = _logged(3000, 3)
+    learned = learn_policy(logged, _settings(3), LADDERS)
+    text = learned_policy_text(
+        learned, DEFAULT_POLICY.read_text(encoding="utf-8"), "conf/policy.yaml", LADDERS
+    )
+    policy = parse_policy(text, "learned.yaml")
+    assert policy.treatments["grace"].steps[0].action == "grace_period"
+    decided_at = datetime(2026, 4, 1, 8, 0)
+    forgetful = PolicyCase("A1", decided_at, "M1", 0.1, "forgetful", "bnpl", 5, 300.0)
+    hardship = PolicyCase("A2", decided_at, "M2", 0.5, "capacity_shock", "cash_loan", 40, 900.0)
+    assert decide(policy, forgetful).treatment == "early_call"
+    assert decide(policy, hardship).treatment == "grace"
+    # segments no rule was learnt for keep the current policy's decision
+    current = load_policy(DEFAULT_POLICY)
+    other = PolicyCase("A3", decided_at, "M3", 0.9, "unreachable", "bnpl", 70, 9000.0)
+    assert decide(policy, other).treatment == decide(current, other).treatment
+    rules = tree_rules_document(learned, LADDERS)["rules"]
+    assert {rule["give"] for rule in rules} == {"early_call", "grace"}
+
+
+def test_rules_on_other_features_are_not_written_as_a_policy_file() -> None:
+    logged = _logged(800, 4)
+    learned = learn_policy(logged, _settings(4, rule_features=("segment", "noise")), LADDERS)
+    with pytest.raises(ValueError, match="only rules on start_bucket, risk_band"):
+        learned_policy_text(learned, DEFAULT_POLICY.read_text(encoding="utf-8"), "p", LADDERS)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            pl.when(pl.int_range(pl.len()) == 6).then(0.0).otherwise(pl.col("propensity")),
+            r"1 logged decision\(s\) have an invalid propensity, e\.g\. row 7 \(account S0-00006\): "
+            r"0\.0; expected a probability in \(0, 1\]",
+        ),
+        (
+            pl.when(pl.int_range(pl.len()) == 2).then(None).otherwise(pl.col("propensity")),
+            r"invalid propensity, e\.g\. row 3 \(account S0-00002\): None",
+        ),
+    ],
+)
+def test_bad_logged_rows_are_refused_naming_row_column_and_rule(change, message) -> None:
+    logged = _logged(50, 0).with_columns(change.alias("propensity"))
+    with pytest.raises(UserError, match=message):
+        learn_policy(logged, _settings(0), LADDERS)
+
+
+def test_unknown_bundles_and_missing_columns_are_refused() -> None:
+    logged = _logged(50, 0)
+    with pytest.raises(UserError, match=r"bundle 'early_call' \(row \d+\) has no ladder"):
+        learn_policy(logged, _settings(0), {k: v for k, v in LADDERS.items() if k != "early_call"})
+    with pytest.raises(UserError, match="lack the column\\(s\\) book_value"):
+        learn_policy(logged.drop("book_value"), _settings(0), LADDERS)
+    no_exploration = logged.with_columns(pl.col("policy_bundle").alias("bundle"))
+    with pytest.raises(UserError, match="nothing to learn"):
+        learn_policy(no_exploration, _settings(0), LADDERS)
+
+
+@pytest.mark.slow
+def test_a_threshold_on_dpd_becomes_a_half_open_range_of_the_policy_file() -> None:
+    rng = np.random.default_rng(11)
+    n = 3000
+    dpd = rng.integers(1, 90, n)
+    arms = np.array(["reminder_only", "early_call", "grace"])
+    bundle = np.where(rng.random(n) < 0.6, arms[rng.integers(0, 3, n)], "reminder_only")
+    gain = np.where(dpd < 30, 40.0 * (bundle == "early_call"), 50.0 * (bundle == "grace"))
+    logged = pl.DataFrame(
+        {
+            "account_id": [f"D{i:05d}" for i in range(n)],
+            "bundle": bundle,
+            "policy_bundle": "reminder_only",
+            "propensity": np.where(bundle == "reminder_only", 0.4 + 0.2, 0.2),
+            "book_value": 100 + gain + rng.normal(0, 30, n),
+            "dpd": dpd,
+        }
+    )
+    learned = learn_policy(
+        logged, _settings(11, rule_features=("dpd",), model_features=()), LADDERS
+    )
+    policy = parse_policy(
+        learned_policy_text(learned, DEFAULT_POLICY.read_text(encoding="utf-8"), "p", LADDERS),
+        "learned.yaml",
+    )
+    decided_at = datetime(2026, 4, 1, 8, 0)
+    for days, expected in ((3, "early_call"), (25, "early_call"), (35, "grace"), (80, "grace")):
+        bucket = "M1" if days < 30 else "M2" if days < 60 else "M3"
+        case = PolicyCase("A", decided_at, bucket, 0.5, "general", "bnpl", days, 500.0)
+        assert decide(policy, case).treatment == expected, days
+    learned_rules = [rule for rule in policy.rules if rule.rule_id.startswith("LRN-")]
+    thresholds = {rule.dpd.low for rule in learned_rules} | {
+        rule.dpd.high for rule in learned_rules
+    }
+    # the true change is at 30; one DPD value either side is within the noise of the data
+    assert any(28.5 <= t <= 31.5 for t in thresholds), [(r.dpd, r.treatment) for r in learned_rules]
+
+
+def test_text_in_a_number_column_and_nan_features_are_refused_by_row() -> None:
+    logged = _logged(60, 0)
+    text = logged.with_columns(
+        pl.when(pl.int_range(pl.len()) == 4)
+        .then(pl.lit("lots"))
+        .otherwise(pl.col("book_value").cast(pl.String))
+        .alias("book_value")
+    )
+    with pytest.raises(
+        UserError, match=r"invalid book_value, e\.g\. row 5 .*'lots'; expected a finite"
+    ):
+        learn_policy(text, _settings(0), LADDERS)
+    nan = logged.with_columns(
+        pl.when(pl.int_range(pl.len()) == 9)
+        .then(float("nan"))
+        .otherwise(pl.col("noise"))
+        .alias("noise")
+    )
+    with pytest.raises(UserError, match=r"a noise that is not a finite number, e\.g\. row 10"):
+        learn_policy(nan, _settings(0), LADDERS)
