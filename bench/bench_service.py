@@ -17,8 +17,10 @@ request to the last response), each the median of ``--runs`` runs, and the reque
 the server logged (debug log, kept in ``--cache``).
 
 Reference measured in the same run: the in-process cost of the same work without HTTP
-(``score_accounts`` on the same bodies, sequentially, in this process), so the ratio shows what
-HTTP, JSON and queueing add.
+(the handler's ``score_requests`` on the same bodies, sequentially, in this process), so the
+ratio shows what HTTP, JSON and queueing add. To compare two checkouts (say ``main`` and a
+branch) on a shared machine, run this script from each in turn, alternating, with the same
+``--cache`` (the same model and bodies).
 
 The model is the tests' small one (2,500 accounts x 16 months simulated with seed 5; LightGBM
 60 trees, 7 leaves), trained once into ``--cache``; or pass ``--model-uri`` with
@@ -136,13 +138,13 @@ def single_account_bodies(portfolio_dir: Path, count: int) -> list[bytes]:
 def in_process_reference(
     bodies: list[bytes], model_uri: str, repeats: int
 ) -> tuple[float, dict[str, float], str]:
-    """Median milliseconds of scoring one body without HTTP (the handler's code, step by step),
+    """Median milliseconds of scoring one body without HTTP (the handler's code: parse, then
+    ``score_requests``, step by step),
     the mean milliseconds of each step, and what the model is (trees, leaves)."""
     from rollrisk.api import scoring_setup
     from rollrisk.features.observations import ObservationSpec
-    from rollrisk.scoring.core import score_accounts
     from rollrisk.serving.api_models import ScoreRequest
-    from rollrisk.serving.request_scoring import request_tables
+    from rollrisk.serving.request_scoring import score_requests
     from rollrisk.storage.registry import load_roll_model
 
     pl.Config.set_engine_affinity("in-memory")  # as `rollrisk serve` sets it
@@ -159,14 +161,10 @@ def in_process_reference(
         started = time.perf_counter()
         request = ScoreRequest.model_validate_json(bodies[i % len(bodies)])
         parsed = time.perf_counter()
-        tables = request_tables(request.accounts)
-        validated = time.perf_counter()
-        score_accounts(tables.accounts, tables.statements, tables.collection_actions,
-                       tables.treatments, request.as_of, setup, timings=timings)  # fmt: skip
+        score_requests([request], setup, timings=timings)
         if i >= 5:  # the first calls compile and warm caches
             totals.append(time.perf_counter() - started)
-            timings = {"parse JSON (pydantic)": parsed - started,
-                       "to contract tables": validated - parsed, **timings}  # fmt: skip
+            timings = {"parse JSON (pydantic)": parsed - started, **timings}
             for name, seconds in timings.items():
                 steps[name] = steps.get(name, 0.0) + seconds * 1e3 / repeats
     return statistics.median(totals) * 1e3, steps, model
@@ -185,12 +183,18 @@ def free_port() -> int:
 
 
 def start_server(
-    model_uri: str, port: int, env: dict[str, str], extra: list[str], log: Path
+    model_uri: str,
+    port: int,
+    env: dict[str, str],
+    extra: list[str],
+    log: Path,
+    python: str = sys.executable,
 ) -> subprocess.Popen:
-    """`rollrisk serve` in a child process, its log (debug: one line per batch) into ``log``."""
+    """`rollrisk serve` in a child process, its log (debug: one line per batch) into ``log``;
+    ``python``: the interpreter (and so the rollrisk checkout) that serves."""
     with log.open("wb") as sink:
         server = subprocess.Popen(
-            [sys.executable, "-m", "rollrisk.cli", "serve", "--model", model_uri,
+            [python, "-m", "rollrisk.cli", "serve", "--model", model_uri,
              "--host", HOST, "--port", str(port), "--log-level", "debug", *extra],
             env=env, stderr=sink,
         )  # fmt: skip
@@ -274,6 +278,17 @@ def main() -> int:
         default=Path("runs/bench-service/benchmarks-service.md"),
         help="where to write the figures (a Markdown section to paste into docs/benchmarks.md)",
     )
+    parser.add_argument(
+        "--reference-python",
+        default=None,
+        help="also serve with this interpreter (another checkout's venv, e.g. main's), "
+        "measured run by run in turn with this checkout's server (interleaved)",
+    )
+    parser.add_argument(
+        "--skip-one-at-a-time",
+        action="store_true",
+        help="leave out the one-request-at-a-time server (it only queues at 100 req/s)",
+    )
     args = parser.parse_args()
 
     args.cache.mkdir(parents=True, exist_ok=True)
@@ -292,25 +307,39 @@ def main() -> int:
     print(f"[bench] {len(bodies)} distinct single-account bodies, "
           f"median {statistics.median(len(b) for b in bodies):,.0f} bytes", file=sys.stderr)  # fmt: skip
 
-    configs = {  # name: (serve flags, offered rates)
-        "batched (default)": ([], rates),
-        "one request at a time (`--max-batch-accounts 1`)": (
+    # name: (interpreter, serve flags, offered rates)
+    configs: dict[str, tuple[str, list[str], list[float]]] = {
+        "batched (default)": (sys.executable, [], rates),
+    }
+    if args.reference_python:
+        configs[f"batched (default), reference: `{args.reference_python}`"] = (
+            args.reference_python,
+            [],
+            rates,
+        )
+    if not args.skip_one_at_a_time:
+        configs["one request at a time (`--max-batch-accounts 1`)"] = (
+            sys.executable,
             ["--max-batch-accounts", "1"],
             [rate for rate in rates if rate <= 100],  # beyond, it only queues longer
-        ),
-    }
+        )
     load_before = os.getloadavg()
     results: dict[tuple[str, float], list[RunResult]] = {}
     sizes: dict[tuple[str, float], list[int]] = {}
     inside: dict[tuple[str, float], list[float]] = {}  # server-side p99 of each run
-    for index, (name, (extra, config_rates)) in enumerate(configs.items()):
-        port = free_port()
-        log = args.cache / f"server-{index}.log"
-        server = start_server(model_uri, port, env, extra, log)
-        try:
+    servers: dict[str, tuple[subprocess.Popen, str, Path]] = {}
+    try:
+        for index, (name, (python, extra, _)) in enumerate(configs.items()):
+            port = free_port()
+            log = args.cache / f"server-{index}.log"
+            server = start_server(model_uri, port, env, extra, log, python)
             url = f"http://{HOST}:{port}/v1/score"
+            servers[name] = (server, url, log)
             asyncio.run(open_loop(url, key, bodies, 20, 40, args.max_in_flight))  # warm-up
-            for run in range(args.runs):
+        # run by run, each server in turn: a burst of load from other jobs hits all alike
+        for run in range(args.runs):
+            for name, (_, _, config_rates) in configs.items():
+                _, url, log = servers[name]
                 for rate in config_rates:
                     total = max(2, round(rate * args.seconds))
                     start = log.stat().st_size
@@ -325,7 +354,8 @@ def main() -> int:
                           f"{result.ok}/{result.sent}, p50 {result.p50_ms:.1f} ms, "
                           f"p99 {result.p99_ms:.1f} ms, {result.throughput:.1f} req/s",
                           file=sys.stderr)  # fmt: skip
-        finally:
+    finally:
+        for server, _, _ in servers.values():
             server.terminate()
             server.wait(timeout=30)
     reference_ms, steps, model = in_process_reference(bodies, model_uri, repeats=60)
@@ -365,6 +395,18 @@ def main() -> int:
             f"| {sum(r.sent - r.ok for r in runs)} |"
         )
     default = next(iter(configs))
+    for (name, rate), runs in results.items():
+        if name.startswith("batched (default), reference") and (default, rate) in results:
+            ours = results[(default, rate)]
+            lines.append(
+                f"\nAt {rate:g} req/s, this checkout / the reference, medians of the runs taken "
+                f"in turn: p50 {statistics.median(r.p50_ms for r in ours):.1f} / "
+                f"{statistics.median(r.p50_ms for r in runs):.1f} ms, p99 "
+                f"{statistics.median(r.p99_ms for r in ours):.1f} / "
+                f"{statistics.median(r.p99_ms for r in runs):.1f} ms, throughput "
+                f"{statistics.median(r.throughput for r in ours):.1f} / "
+                f"{statistics.median(r.throughput for r in runs):.1f} req/s."
+            )
     lowest = min(rates)
     target_met = (
         100.0 in rates and statistics.median(r.p99_ms for r in results[(default, 100.0)]) < 50
@@ -373,13 +415,13 @@ def main() -> int:
     lines += [
         "",
         f"Reference in the same run: the same bodies scored in-process without HTTP "
-        f"(parsed, turned into tables and `score_accounts`, one after the other): median "
+        f"(parsed and `score_requests`, one after the other): median "
         f"{reference_ms:.1f} ms per account; "
         f"p50 over HTTP at {lowest:g} req/s is {p50_low / reference_ms:.2f}x that "
         "(HTTP, JSON, the hop to the scoring thread, and an idle-then-busy machine).",
         "",
         "Where one request's time goes (in-process, one account per call, mean ms per step; "
-        "the steps of `score_accounts` as it reports them):",
+        "the steps of `score_requests` and `score_accounts` as they report them):",
         "",
         "| step | ms |",
         "|---|---:|",

@@ -222,6 +222,7 @@ def score_accounts(
     as_of: date,
     setup: ScoringSetup,
     timings: MutableMapping[str, float] | None = None,
+    features: pd.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Score every account of the population at ``as_of`` (see the module docstring).
 
@@ -231,6 +232,10 @@ def score_accounts(
     (:func:`check_tables`). ``timings``,
     when given, has each step's wall seconds added to it (features, probability, explanations,
     reasons, segments, decisions, assemble), so a job can report where its time goes.
+    ``features``: the population and its features as :func:`features_at` returns them,
+    computed by the caller (the service's per-request path,
+    :func:`rollrisk.features.online.population_features`); the tables then serve the
+    decisions only.
     """
     # the last guard: every path to a score (batch, Spark, service, Python API) passes here
     check_tables(setup, tables_present(collection_actions, treatments), "the data")
@@ -245,10 +250,12 @@ def score_accounts(
 
     # the population and its features in one query (one polars run: on a service request's
     # few rows, each run costs more in fixed overhead than in work)
-    people = _population_query(statements, as_of, setup.observation)
-    frame = features_at(
-        people, as_of, accounts, statements, collection_actions, treatments, setup.feature_set
-    )
+    if features is None:
+        people = _population_query(statements, as_of, setup.observation)
+        features = features_at(
+            people, as_of, accounts, statements, collection_actions, treatments, setup.feature_set
+        )
+    frame = features
     if len(frame) == 0:
         return pl.DataFrame(schema=SCORED_SCHEMA)
     step("features")

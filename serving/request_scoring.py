@@ -9,7 +9,9 @@ The steps, each a pure function:
    set aside, which ``tests/unit/test_api_contract.py`` proves property by property against
    :func:`rollrisk.features.validation.validate_table` (running pandera on a request's few
    rows cost more than scoring them);
-2. :func:`score_requests`: one :func:`rollrisk.scoring.core.score_accounts` call at the
+2. :func:`score_requests`: the population and its features from the accounts' own rows
+   (:func:`rollrisk.features.online.population_features`, the batch's rules without its polars
+   query's fixed cost), then one :func:`rollrisk.scoring.core.score_accounts` call at the
    requests' as-of for all their accounts (the service batches concurrent requests, see
    :mod:`rollrisk.serving.batching`), split back per request, plus a ``not_scored`` entry, with
    its reason, for every requested account outside the population (current, in default
@@ -23,14 +25,16 @@ scored alone, since every step of scoring works account by account.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import time
+from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
 import polars as pl
 
-from rollrisk.features.observations import RECENT_STATEMENT_MONTHS, dpd_at_as_of
+from rollrisk.features.observations import RECENT_STATEMENT_MONTHS
+from rollrisk.features.online import covers, dpd_at_as_of, population_features
 from rollrisk.features.schemas import TABLES_BY_NAME
 from rollrisk.scoring.core import ScoringSetup, score_accounts
 from rollrisk.serving.api_models import AccountHistory, ScoreRequest
@@ -120,9 +124,14 @@ def not_scored_reason(dpd: int | None, setup: ScoringSetup) -> str:
     return "outside the population at the as-of"  # not reached: kept so no account is dropped
 
 
-def score_requests(requests: Sequence[ScoreRequest], setup: ScoringSetup) -> list[dict[str, Any]]:
+def score_requests(
+    requests: Sequence[ScoreRequest],
+    setup: ScoringSetup,
+    timings: MutableMapping[str, float] | None = None,
+) -> list[dict[str, Any]]:
     """The response bodies of ``POST /v1/score`` (see :class:`~rollrisk.serving.api_models.
-    ScoreResponse`) for requests scored in one batch call.
+    ScoreResponse`) for requests scored in one batch call. ``timings``: each step's wall
+    seconds are added to it (as :func:`~rollrisk.scoring.core.score_accounts` does).
 
     Raises:
         ValueError: the requests do not share a :func:`batch_key` or share an account.
@@ -138,7 +147,22 @@ def score_requests(requests: Sequence[ScoreRequest], setup: ScoringSetup) -> lis
             if owner.setdefault(account.account_id, index) != index:
                 raise ValueError(f"account {account.account_id!r} is in two requests of a batch")
     as_of = requests[0].as_of
-    tables = request_tables([account for request in requests for account in request.accounts])
+    accounts = [account for request in requests for account in request.accounts]
+    started = time.perf_counter()
+    tables = request_tables(accounts)
+    features = None
+    if covers(setup.feature_set):  # else the batch's polars query computes them
+        features = population_features(
+            accounts,
+            as_of,
+            setup.observation,
+            setup.feature_set,
+            with_actions=tables.collection_actions is not None,
+            with_treatments=tables.treatments is not None,
+        )
+    if timings is not None:
+        step = "tables, population and features"
+        timings[step] = timings.get(step, 0.0) + time.perf_counter() - started
     scored = score_accounts(
         tables.accounts,
         tables.statements,
@@ -146,6 +170,8 @@ def score_requests(requests: Sequence[ScoreRequest], setup: ScoringSetup) -> lis
         tables.treatments,
         as_of,
         setup,
+        features=features,
+        timings=timings,
     )
     records: list[list[dict[str, Any]]] = [[] for _ in requests]
     for row in scored.iter_rows(named=True):  # sorted by account_id, so each request's are too
@@ -155,7 +181,12 @@ def score_requests(requests: Sequence[ScoreRequest], setup: ScoringSetup) -> lis
         sorted(a.account_id for a in request.accounts if a.account_id not in scored_ids)
         for request in requests
     ]
-    dpd = dict(dpd_at_as_of(tables.statements, as_of).iter_rows()) if any(missing) else {}
+    dpd = {
+        account.account_id: dpd_at_as_of(account.statements, as_of)
+        for request, left_out in zip(requests, missing, strict=True)
+        for account in request.accounts
+        if account.account_id in left_out
+    }
     model = {"name": setup.model_name, "version": setup.model_version}
     return [
         {
