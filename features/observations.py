@@ -266,17 +266,41 @@ def _population(
     )
 
 
+SUMMARY_COUNTS = (
+    "population",
+    "labelled",
+    "positives",
+    "excluded_incomplete_window",
+    "excluded_no_outcome",
+)
+
+
 def observation_summary(observed: pl.DataFrame) -> pl.DataFrame:
     """Per as-of: population, labelled, positives, roll rate and exclusions by reason."""
-    return (
-        observed.group_by("as_of")
-        .agg(
-            pl.len().alias("population"),
-            (pl.col("status") == LABELLED).sum().alias("labelled"),
-            pl.col("rolled_to_default").sum().cast(pl.Int64).alias("positives"),
-            (pl.col("status") == INCOMPLETE_WINDOW).sum().alias("excluded_incomplete_window"),
-            (pl.col("status") == NO_OUTCOME).sum().alias("excluded_no_outcome"),
-        )
-        .with_columns((pl.col("positives") / pl.col("labelled")).fill_nan(None).alias("roll_rate"))
-        .sort("as_of")
+    counts = observed.group_by("as_of").agg(
+        pl.len().alias("population"),
+        (pl.col("status") == LABELLED).sum().alias("labelled"),
+        pl.col("rolled_to_default").sum().cast(pl.Int64).alias("positives"),
+        (pl.col("status") == INCOMPLETE_WINDOW).sum().alias("excluded_incomplete_window"),
+        (pl.col("status") == NO_OUTCOME).sum().alias("excluded_no_outcome"),
     )
+    return _with_roll_rate(counts)
+
+
+def combine_summaries(parts: Sequence[pl.DataFrame]) -> pl.DataFrame:
+    """:func:`observation_summary` of the union of disjoint sets of accounts (the partitions
+    of a portfolio), from the summary of each: counts added per as-of, roll rate recomputed."""
+    if not parts:
+        return observation_summary(
+            pl.DataFrame(
+                schema={"as_of": pl.Date, "status": pl.String, "rolled_to_default": pl.Int8}
+            )
+        )
+    counts = pl.concat(parts).group_by("as_of").agg(pl.col(SUMMARY_COUNTS).sum())
+    return _with_roll_rate(counts)
+
+
+def _with_roll_rate(counts: pl.DataFrame) -> pl.DataFrame:
+    return counts.with_columns(
+        (pl.col("positives") / pl.col("labelled")).fill_nan(None).alias("roll_rate")
+    ).sort("as_of")
