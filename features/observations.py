@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 import polars as pl
@@ -151,8 +151,15 @@ def eligible_as_of_dates(
         )
         .collect()
     )
-    first_known, last_cycle_end = bounds.row(0)
-    if first_known is None:
+    return eligible_as_of_between(*bounds.row(0), spec)
+
+
+def eligible_as_of_between(
+    first_known: datetime | None, last_cycle_end: date | None, spec: ObservationSpec
+) -> list[date]:
+    """:func:`eligible_as_of_dates` from the statements' earliest ``known_at`` and latest
+    ``cycle_end`` (None: no statement)."""
+    if first_known is None or last_cycle_end is None:
         return []
     first = pl.Series([first_known.date()]).dt.month_end()[0]
     last = (

@@ -575,19 +575,30 @@ def _write_rejects(plan: ReadPlan, records: DataFrame, path: Path) -> None:
 
 
 _EXECUTOR_ERROR = re.compile(r"rollrisk\.errors\.(DataContractError|UserError): (.*)")
+_PYTHON_ERROR = re.compile(r"^(\w+(?:\.\w+)*(?:Error|Exception)): (.*)$", re.MULTILINE)
 
 
 def _collect(frame: DataFrame) -> list[Any]:
-    """``frame.collect()``, with an error the executors raised for the data (a file that
-    cannot be read) raised again on the driver as that error, in its own words."""
+    """``frame.collect()``. An error the executors raised for the data (a file that cannot be
+    read) is raised again on the driver as that error, in its own words; any other failed task
+    (a full disk, a partition file that cannot be written) as a ``RuntimeError`` naming the
+    worker's error, without the JVM's stack trace."""
+    from py4j.protocol import Py4JJavaError
+    from pyspark.errors import PySparkException
+
     try:
         return frame.collect()
-    except Exception as error:
-        found = _EXECUTOR_ERROR.search(str(error))
-        if found is None:
+    except (PySparkException, Py4JJavaError) as error:
+        text = str(error)
+        found = _EXECUTOR_ERROR.search(text)
+        if found is not None:
+            kind = DataContractError if found.group(1) == "DataContractError" else UserError
+            raise kind(found.group(2).strip()) from None
+        cause = _PYTHON_ERROR.findall(text)
+        if not cause:
             raise
-        kind = DataContractError if found.group(1) == "DataContractError" else UserError
-        raise kind(found.group(2).strip()) from None
+        name, message = cause[-1]
+        raise RuntimeError(f"a Spark task failed: {name}: {message.strip()}") from error
 
 
 def to_ipc(frame: pl.DataFrame) -> bytes:
