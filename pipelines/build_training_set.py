@@ -17,6 +17,9 @@ features missing rather than failing, and the job says so. Rows the data contrac
 counted by table and by account on stderr and listed in OUT_STEM.rejects.csv beside --out;
 above --max-reject-rate (default 1%) of a table's rows or of the accounts the job stops.
 
+--engine spark reads, validates and builds per account partition on Spark's executors (the
+same rows, rejects and summary; docs/spark.md); training stays on one machine.
+
 Output: a Parquet file at --out with account_id, as_of, product, start_bucket,
 rolled_to_default and one column per feature, validated against its schema, and a summary
 per as-of on stdout (population, labelled, positives, roll rate, exclusions).
@@ -25,6 +28,7 @@ examples:
   rollrisk build-training-set --data runs/portfolio --out runs/training_set.parquet
   rollrisk build-training-set --data runs/portfolio --out ts.parquet --as-of 2024-06-30 --as-of 2024-07-31
   rollrisk build-training-set --data cards/ --out ts30.parquet --default-dpd 30 --window-months 6
+  rollrisk build-training-set --data runs/portfolio --out runs/training_set.parquet --engine spark
 """
 
 from __future__ import annotations

@@ -54,6 +54,7 @@ from rollrisk.scoring.spark_portfolio import (
     validate_partition,
 )
 from rollrisk.storage.atomic_output import PartitionedRun, PartitionFile
+from rollrisk.storage.results import default_partitions
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -69,7 +70,8 @@ def spark_session() -> tuple[SparkSession, bool]:
 
     Returns the session and whether this call started it (then the caller stops it). The
     master comes from ``ROLLRISK_SPARK_MASTER`` (default ``local[2]``), the driver's heap from
-    ``ROLLRISK_SPARK_DRIVER_MEMORY`` (default 4g: the Python driver holds the portfolio too).
+    ``ROLLRISK_SPARK_DRIVER_MEMORY`` (default 4g: the rejected rows and the training rows are
+    collected there).
     """
     from pyspark.errors import PySparkRuntimeError
     from pyspark.sql import SparkSession
@@ -85,11 +87,10 @@ def spark_session() -> tuple[SparkSession, bool]:
         .config(
             "spark.driver.memory", os.environ.get(DRIVER_MEMORY_VARIABLE, DEFAULT_DRIVER_MEMORY)
         )
-        # a task carries one partition's tables; a result one partition's scored rows
-        .config("spark.rpc.message.maxSize", "1024")
+        # what comes back: the rejected rows, and the training rows of build-training-set
         .config("spark.driver.maxResultSize", "2g")
         .config("spark.sql.shuffle.partitions", "8")
-        .config("spark.ui.showConsoleProgress", "false")  # tqdm shows the progress
+        .config("spark.ui.showConsoleProgress", "false")  # the job prints its stages
     )
     if master.startswith("local"):
         builder = builder.config("spark.ui.enabled", "false")
@@ -208,12 +209,20 @@ TRAINING_PARTITION_SCHEMA = "partition int, rows binary, summary binary"
 
 
 def build_training_set_with_spark(
-    book: SparkPortfolio, as_of_dates: Sequence[date], spec: ObservationSpec, partitions: int
+    book: SparkPortfolio,
+    as_of_dates: Sequence[date],
+    spec: ObservationSpec,
+    partitions: int | None = None,
 ) -> TrainingSetBuild:
     """:func:`rollrisk.features.training_set.build_training_set` run per account partition on
-    the executors; the rows come back to the driver (the training set is the delinquent
-    population at the as-of dates, what training holds in memory anyway), sorted as the
-    local build sorts them, and the summaries are added up."""
+    the executors (``partitions``; default: two per core, or one per
+    ``ACCOUNTS_PER_PARTITION`` accounts read when that is more); the rows come back to the
+    driver (the training set is the delinquent population at the as-of dates, what training
+    holds in memory anyway), sorted as the local build sorts them, and the summaries are
+    added up."""
+    if partitions is None:
+        cores = book.spark.sparkContext.defaultParallelism
+        partitions = max(2 * cores, default_partitions(book.rejects.accounts_read))
     work = functools.partial(_training_partition, list(as_of_dates), spec, book.present)
     rows = book.per_partition(partitions, range(partitions), work, TRAINING_PARTITION_SCHEMA)
     parts = [from_ipc(row["rows"]) for row in rows]
