@@ -178,6 +178,7 @@ def observations(
     statements: pl.DataFrame | pl.LazyFrame,
     as_of_dates: Sequence[date],
     spec: ObservationSpec,
+    last_cycle_end: date | None = None,
 ) -> pl.DataFrame:
     """The population at each as-of date, with starting bucket, label and status.
 
@@ -185,10 +186,18 @@ def observations(
     Returns one row per observation: ``account_id``, ``as_of`` (Date), ``dpd_at_as_of``,
     ``start_bucket``, ``rolled_to_default`` (Int8, null unless labelled) and ``status``
     (``labelled`` | ``incomplete_window`` | ``no_outcome``), sorted by as_of, account_id.
+    A window is complete when the portfolio's statements reach past it: by the latest
+    ``cycle_end`` of ``statements``, or ``last_cycle_end`` when they are only a part of the
+    portfolio (the accounts of one partition).
     """
     dates = check_as_of_dates(as_of_dates)
     history = _history(statements)
-    last_month = history.select(pl.col("_month").max().alias("last_month"))
+    if last_cycle_end is None:
+        last_month = history.select(pl.col("_month").max().alias("last_month"))
+    else:
+        last_month = pl.LazyFrame({"_last": [last_cycle_end]}, schema={"_last": pl.Date}).select(
+            month_index("_last").alias("last_month")
+        )
     population = _population(history, dates, spec)
 
     # outcome: worst DPD in the window months after the as-of month (known_at deliberately ignored)

@@ -223,7 +223,10 @@ def build_training_set_with_spark(
     if partitions is None:
         cores = book.spark.sparkContext.defaultParallelism
         partitions = max(2 * cores, default_partitions(book.rejects.accounts_read))
-    work = functools.partial(_training_partition, list(as_of_dates), spec, book.present)
+    # whether an as-of's window is complete is the whole book's question, not a partition's
+    work = functools.partial(
+        _training_partition, list(as_of_dates), spec, book.present, book.months.last
+    )
     rows = book.per_partition(partitions, range(partitions), work, TRAINING_PARTITION_SCHEMA)
     parts = [from_ipc(row["rows"]) for row in rows]
     training_set = pl.concat(parts, how="vertical_relaxed").sort("as_of", "account_id")
@@ -235,6 +238,7 @@ def _training_partition(
     as_of_dates: list[date],
     spec: ObservationSpec,
     present: Sequence[str],
+    last_cycle_end: date | None,
     plan: ReadPlan,
     partition: int,
     blobs: Any,
@@ -245,7 +249,13 @@ def _training_partition(
     )
     assert accounts is not None and statements is not None  # required tables
     built = build_training_set(
-        accounts, statements, as_of_dates, spec, collection_actions=actions, treatments=treatments
+        accounts,
+        statements,
+        as_of_dates,
+        spec,
+        collection_actions=actions,
+        treatments=treatments,
+        last_cycle_end=last_cycle_end,
     )
     return {
         "partition": partition,

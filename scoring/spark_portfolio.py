@@ -221,9 +221,12 @@ def read_unit(plan: ReadPlan, unit: ReadUnit) -> pl.DataFrame:
 
 
 def _read_blobs(
-    shared: Any, partitions: int, key: Callable[[int], pl.Expr], keep: frozenset[int] | None,
+    shared: Any,
+    partitions: int,
+    key: Callable[[int], pl.Expr],
+    keep: frozenset[int] | None,
     batches: Iterator[pa.RecordBatch],
-) -> Iterator[pa.RecordBatch]:  # fmt: skip
+) -> Iterator[pa.RecordBatch]:
     """Runs in a Spark Python worker: each unit of ``batches`` read and cut by partition."""
     plan: ReadPlan = shared.value
     for batch in batches:
@@ -383,7 +386,8 @@ class SparkPortfolio:
     rejects: RejectAccounting
     months: StatementMonths
     empty_tables: tuple[str, ...]
-    _history: DataFrame | None = field(default=None, repr=False)  # persisted statements
+    # the validation pass's rows, persisted: per partition its accepted statements (history)
+    _records: DataFrame | None = field(default=None, repr=False)
 
     @property
     def present(self) -> tuple[str, ...]:
@@ -396,14 +400,15 @@ class SparkPortfolio:
 
     def population(self, count: Callable[[pl.DataFrame], int]) -> int:
         """``count`` (statements -> accounts) summed over the validated partitions."""
-        assert self._history is not None
-        counted = self._history.rdd.map(lambda row: count(from_ipc(row["history"]))).sum()
-        return int(counted)
+        assert self._records is not None, "released"
+        history = self._records.select("history").rdd
+        return int(history.map(lambda row: count(from_ipc(row["history"]))).sum())
 
     def release(self) -> None:
-        if self._history is not None:
-            self._history.unpersist()
-            self._history = None
+        """Drop the statements kept in Spark for :meth:`population`."""
+        if self._records is not None:
+            self._records.unpersist()
+            self._records = None
 
     def per_partition(
         self,
@@ -468,12 +473,16 @@ def validate_on_spark(
         "partition int, summary string, rejects binary, history binary",
     )
     records = records.persist(StorageLevel.MEMORY_AND_DISK)
-    summaries = [json.loads(row["summary"]) for row in _collect(records.select("summary"))]
-    report, accounting, months, empty = _combine(plan, summaries, rejects_path)
-    if report.rows_rejected and rejects_path is not None:
-        _write_rejects(plan, records, rejects_path)
-    check_usable(report)
-    return SparkPortfolio(spark, plan, report, accounting, months, empty, records.select("history"))
+    try:
+        summaries = [json.loads(row["summary"]) for row in _collect(records.select("summary"))]
+        report, accounting, months, empty = _combine(plan, summaries, rejects_path)
+        if report.rows_rejected and rejects_path is not None:
+            _write_rejects(plan, records, rejects_path)
+        check_usable(report)
+    except BaseException:
+        records.unpersist()
+        raise
+    return SparkPortfolio(spark, plan, report, accounting, months, empty, records)
 
 
 def _combine(
