@@ -2,9 +2,10 @@
 
 :func:`score_portfolio` reads and validates the portfolio, finds the population at the as-of,
 splits the accounts into partitions (:func:`rollrisk.storage.results.partition_of`), scores
-each partition with :func:`rollrisk.scoring.core.score_accounts` (in this process, or on Spark
-with :mod:`rollrisk.scoring.spark_engine`), writes it with
-:class:`rollrisk.storage.atomic_output.PartitionedRun` and publishes the manifest last.
+each partition with :func:`rollrisk.scoring.core.score_accounts`, writes it with
+:class:`rollrisk.storage.atomic_output.PartitionedRun` and publishes the manifest last. The
+local engine does all of it in this process; with :mod:`rollrisk.scoring.spark_engine` Spark's
+executors read, validate, score and write, and this process holds only the counts.
 
 Layout and guarantees (docs/scoring.md):
 

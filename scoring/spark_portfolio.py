@@ -343,7 +343,7 @@ def _validation_record(plan: ReadPlan, partition: int, blobs: Any) -> dict[str, 
     }
 
 
-def _per_group(
+def per_partition_group(
     shared: Any, work: Callable[[ReadPlan, int, Any], dict[str, Any]]
 ) -> Callable[[Any], Any]:
     """The function Spark runs in a Python worker on one partition's group (a pandas frame):
@@ -421,19 +421,19 @@ class SparkPortfolio:
         ``pending`` (accounts partitioned as the local engine does, by
         :func:`output_key`), each call returning one row of ``schema``; the rows, collected."""
         keep = frozenset(pending)
-        blobs = _blobs(self.spark, self.plan, partitions, output_key, keep)
+        blobs = partition_blobs(self.spark, self.plan, partitions, output_key, keep)
         markers = self.spark.createDataFrame(
             [(k, MARKER, MARKER, None) for k in pending], BLOB_SCHEMA
         )
         grouped = blobs.unionByName(markers).groupBy("partition")
-        rows = _collect(grouped.applyInPandas(_per_group(*self._shared(work)), schema))
+        rows = _collect(grouped.applyInPandas(per_partition_group(*self._shared(work)), schema))
         return [row.asDict() for row in rows]
 
     def _shared(self, work: Callable[..., Any]) -> tuple[Any, Callable[..., Any]]:
         return self.spark.sparkContext.broadcast(self.plan), work
 
 
-def _blobs(
+def partition_blobs(
     spark: SparkSession,
     plan: ReadPlan,
     partitions: int,
@@ -466,10 +466,10 @@ def validate_on_spark(
 
     parallelism = spark.sparkContext.defaultParallelism
     partitions = max(2 * parallelism, -(-plan.rows_known // ROWS_PER_VALIDATION_PARTITION), 1)
-    blobs = _blobs(spark, plan, partitions, validation_key, None)
+    blobs = partition_blobs(spark, plan, partitions, validation_key, None)
     shared = spark.sparkContext.broadcast(plan)
     records = blobs.groupBy("partition").applyInPandas(
-        _per_group(shared, _validation_record),
+        per_partition_group(shared, _validation_record),
         "partition int, summary string, rejects binary, history binary",
     )
     records = records.persist(StorageLevel.MEMORY_AND_DISK)
