@@ -49,13 +49,18 @@ def _validated(plan: Any, partition: int, blobs: Any) -> dict[str, Any]:
 def _gathered(shared: Any, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
     """mapInArrow after repartition: group this task's blobs by partition, then validate."""
     plan = shared.value
-    table = pa.Table.from_batches(list(batches))
-    if table.num_rows == 0:
+    received = list(batches)
+    if not received:  # no account partition hashed to this task
         return
-    frame = table.to_pandas()
+    frame = pa.Table.from_batches(received).to_pandas()
     for partition, blobs in frame.groupby("partition"):
         row = _validated(plan, int(partition), blobs)
-        yield pa.RecordBatch.from_pylist([row])
+        yield pa.RecordBatch.from_pydict(
+            {
+                "partition": pa.array([row["partition"]], pa.int32()),
+                "rows": pa.array([row["rows"]], pa.int64()),
+            }
+        )
 
 
 def main() -> int:
