@@ -425,12 +425,10 @@ class SparkPortfolio:
         markers = self.spark.createDataFrame(
             [(k, MARKER, MARKER, None) for k in pending], BLOB_SCHEMA
         )
+        shared = self.spark.sparkContext.broadcast(self.plan)
         grouped = blobs.unionByName(markers).groupBy("partition")
-        rows = _collect(grouped.applyInPandas(per_partition_group(*self._shared(work)), schema))
+        rows = _collect(grouped.applyInPandas(per_partition_group(shared, work), schema))
         return [row.asDict() for row in rows]
-
-    def _shared(self, work: Callable[..., Any]) -> tuple[Any, Callable[..., Any]]:
-        return self.spark.sparkContext.broadcast(self.plan), work
 
 
 def partition_blobs(
