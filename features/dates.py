@@ -30,6 +30,7 @@ Pure (no I/O). The rules, stated once (``docs/data-contract.md`` says the same t
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 
@@ -382,8 +383,6 @@ def default_as_of_choice(
         .drop_nulls()
         .to_list()
     )
-    if not months:
-        raise UserError("the portfolio has no statements: nothing to score")
     counted: dict[date, int] = {}
 
     def accounts(month_end: date) -> int:
@@ -396,6 +395,20 @@ def default_as_of_choice(
             counted[month_end] = month.select(pl.col("account_id").n_unique()).collect().item()
         return counted[month_end]
 
+    return choose_default_as_of(months, accounts, share)
+
+
+def choose_default_as_of(
+    months: Sequence[date], accounts: Callable[[date], int], share: float = COMPLETE_BOOK_SHARE
+) -> DefaultAsOf:
+    """:func:`default_as_of_choice` from the sorted month-ends with statements and the number
+    of accounts with a statement in a month (asked only for the months the walk reaches).
+
+    Raises:
+        UserError: there is no month.
+    """
+    if not months:
+        raise UserError("the portfolio has no statements: nothing to score")
     chosen = 0
     for index in range(len(months) - 1, 0, -1):
         if accounts(months[index]) >= share * accounts(months[index - 1]):
@@ -424,16 +437,28 @@ def check_as_of(statements: pl.DataFrame, as_of: date, name: str = "--as-of") ->
         .collect()
         .row(0)
     )
+    check_as_of_within(first, last, as_of, lambda: default_as_of_choice(statements).as_of, name)
+
+
+def check_as_of_within(
+    first: date | None,
+    last: date | None,
+    as_of: date,
+    default: Callable[[], date],
+    name: str = "--as-of",
+) -> None:
+    """:func:`check_as_of` from the first and last ``cycle_end`` of the statements (None: no
+    statement) and the default as-of (asked for only when the message names it)."""
     if first is None or last is None:
         raise UserError("the portfolio has no statements: nothing to score")
     latest_end = _month_end(last)
     if as_of > latest_end:
-        default = default_as_of_choice(statements).as_of
+        suggested = default()
         raise UserError(
             f"{name} {as_of} is after the portfolio's latest month with statements, "
             f"{last:%Y-%m} (last cycle end {last}): its accounts would be stamped {as_of} with "
             f"figures of {last:%Y-%m}; give an as-of up to {latest_end}, or none (the default "
-            f"would be {default})"
+            f"would be {suggested})"
         )
     if as_of < first.replace(day=1):
         raise UserError(

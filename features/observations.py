@@ -40,7 +40,7 @@ from __future__ import annotations
 import calendar
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import polars as pl
@@ -197,8 +197,15 @@ def eligible_as_of_dates(
         )
         .collect()
     )
-    first_known, last_cycle_end = bounds.row(0)
-    if first_known is None:
+    return eligible_as_of_between(*bounds.row(0), spec)
+
+
+def eligible_as_of_between(
+    first_known: datetime | None, last_cycle_end: date | None, spec: ObservationSpec
+) -> list[date]:
+    """:func:`eligible_as_of_dates` from the statements' earliest ``known_at`` and latest
+    ``cycle_end`` (None: no statement)."""
+    if first_known is None or last_cycle_end is None:
         return []
     first = pl.Series([first_known.date()]).dt.month_end()[0]
     last = (
@@ -217,6 +224,7 @@ def observations(
     statements: pl.DataFrame | pl.LazyFrame,
     as_of_dates: Sequence[date],
     spec: ObservationSpec,
+    last_cycle_end: date | None = None,
 ) -> pl.DataFrame:
     """The population at each as-of date, with starting bucket, label and status.
 
@@ -224,10 +232,18 @@ def observations(
     Returns one row per observation: ``account_id``, ``as_of`` (Date), ``dpd_at_as_of``,
     ``start_bucket``, ``rolled_to_default`` (Int8, null unless labelled) and ``status``
     (``labelled`` | ``incomplete_window`` | ``no_outcome``), sorted by as_of, account_id.
+    A window is complete when the portfolio's statements reach past it: by the latest
+    ``cycle_end`` of ``statements``, or ``last_cycle_end`` when they are only a part of the
+    portfolio (the accounts of one partition).
     """
     dates = sorted(set(as_of_dates))
     history = _history(statements)
-    last_month = history.select(pl.col("_month").max().alias("last_month"))
+    if last_cycle_end is None:
+        last_month = history.select(pl.col("_month").max().alias("last_month"))
+    else:
+        last_month = pl.LazyFrame({"_last": [last_cycle_end]}, schema={"_last": pl.Date}).select(
+            month_index("_last").alias("last_month")
+        )
     population = _population(history, dates, spec)
 
     # outcome: worst DPD in the window months after the as-of month (known_at deliberately ignored)
@@ -341,17 +357,41 @@ def _population(
     )
 
 
+SUMMARY_COUNTS = (
+    "population",
+    "labelled",
+    "positives",
+    "excluded_incomplete_window",
+    "excluded_no_outcome",
+)
+
+
 def observation_summary(observed: pl.DataFrame) -> pl.DataFrame:
     """Per as-of: population, labelled, positives, roll rate and exclusions by reason."""
-    return (
-        observed.group_by("as_of")
-        .agg(
-            pl.len().alias("population"),
-            (pl.col("status") == LABELLED).sum().alias("labelled"),
-            pl.col("rolled_to_default").sum().cast(pl.Int64).alias("positives"),
-            (pl.col("status") == INCOMPLETE_WINDOW).sum().alias("excluded_incomplete_window"),
-            (pl.col("status") == NO_OUTCOME).sum().alias("excluded_no_outcome"),
-        )
-        .with_columns((pl.col("positives") / pl.col("labelled")).fill_nan(None).alias("roll_rate"))
-        .sort("as_of")
+    counts = observed.group_by("as_of").agg(
+        pl.len().alias("population"),
+        (pl.col("status") == LABELLED).sum().alias("labelled"),
+        pl.col("rolled_to_default").sum().cast(pl.Int64).alias("positives"),
+        (pl.col("status") == INCOMPLETE_WINDOW).sum().alias("excluded_incomplete_window"),
+        (pl.col("status") == NO_OUTCOME).sum().alias("excluded_no_outcome"),
     )
+    return _with_roll_rate(counts)
+
+
+def combine_summaries(parts: Sequence[pl.DataFrame]) -> pl.DataFrame:
+    """:func:`observation_summary` of the union of disjoint sets of accounts (the partitions
+    of a portfolio), from the summary of each: counts added per as-of, roll rate recomputed."""
+    if not parts:
+        return observation_summary(
+            pl.DataFrame(
+                schema={"as_of": pl.Date, "status": pl.String, "rolled_to_default": pl.Int8}
+            )
+        )
+    counts = pl.concat(parts).group_by("as_of").agg(pl.col(SUMMARY_COUNTS).sum())
+    return _with_roll_rate(counts)
+
+
+def _with_roll_rate(counts: pl.DataFrame) -> pl.DataFrame:
+    return counts.with_columns(
+        (pl.col("positives") / pl.col("labelled")).fill_nan(None).alias("roll_rate")
+    ).sort("as_of")

@@ -102,6 +102,7 @@ def build_training_set(
     treatments: pl.DataFrame | None = None,
     feature_set: FeatureSet = FEATURE_SET,
     on_as_of_done: Callable[[date], None] | None = None,
+    last_cycle_end: date | None = None,
 ) -> TrainingSetBuild:
     """Observations at each as-of, their roll-to-default label and point-in-time features.
 
@@ -109,14 +110,16 @@ def build_training_set(
     may be ``None``: their features are then missing). Observations without a complete
     performance window or without any outcome are excluded and counted in ``summary``.
     As-of dates are processed one at a time (bounded memory); ``on_as_of_done`` is called
-    after each, for progress reporting. Inputs are not modified.
+    after each, for progress reporting. ``last_cycle_end``: the portfolio's latest statement
+    date when the tables are one partition of it (see
+    :func:`~rollrisk.features.observations.observations`). Inputs are not modified.
     """
     dates = check_as_of_dates(as_of_dates)
     frames: list[pl.DataFrame] = []
     summaries: list[pl.DataFrame] = []
     product = accounts.select("account_id", "product")
     for as_of in dates:
-        observed = observations(statements, [as_of], spec)
+        observed = observations(statements, [as_of], spec, last_cycle_end)
         summaries.append(observation_summary(observed))
         labelled = observed.filter(pl.col("status") == LABELLED)
         features = compute_features(

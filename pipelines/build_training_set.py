@@ -17,6 +17,9 @@ features missing rather than failing, and the job says so. Rows the data contrac
 counted by table and by account on stderr and listed in OUT_STEM.rejects.csv beside --out;
 above --max-reject-rate (default 1%) of a table's rows or of the accounts the job stops.
 
+--engine spark reads, validates and builds per account partition on Spark's executors (the
+same rows, rejects and summary; docs/spark.md); training stays on one machine.
+
 Output: a Parquet file at --out with account_id, as_of, product, start_bucket,
 rolled_to_default and one column per feature, validated against its schema, and a summary
 per as-of on stdout (population, labelled, positives, roll rate, exclusions).
@@ -25,6 +28,7 @@ examples:
   rollrisk build-training-set --data runs/portfolio --out runs/training_set.parquet
   rollrisk build-training-set --data runs/portfolio --out ts.parquet --as-of 2024-06-30 --as-of 2024-07-31
   rollrisk build-training-set --data cards/ --out ts30.parquet --default-dpd 30 --window-months 6
+  rollrisk build-training-set --data runs/portfolio --out runs/training_set.parquet --engine spark
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
@@ -44,6 +48,11 @@ from rollrisk.arguments import (
     load_config_argument,
     observation_spec,
 )
+
+if TYPE_CHECKING:
+    from rollrisk.features.observations import ObservationSpec
+    from rollrisk.features.training_set import TrainingSetBuild
+    from rollrisk.storage.config import RollriskConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,6 +68,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_config_argument(parser)
     add_observation_arguments(parser)
+    parser.add_argument(
+        "--engine",
+        choices=("local", "spark"),
+        default="local",
+        help="local: this process; spark: read, validate and build per account partition on "
+        "Spark's executors (same rows; docs/spark.md)",
+    )
 
 
 def format_summary(summary: pl.DataFrame) -> str:
@@ -100,8 +116,11 @@ def run(args: argparse.Namespace) -> int:
     # the rejected rows beside the training set (a stale list from an earlier run is removed)
     rejects = args.out.with_name(f"{args.out.stem}.rejects.csv")
     rejects.unlink(missing_ok=True)
-    portfolio, _ = load_portfolio_argument(args, "build-training-set", rejects, config)
-    built = build_training_set_with_summary(portfolio, args.as_of, spec, progress=True)
+    if args.engine == "spark":
+        built = _build_on_spark(args, rejects, config, spec)
+    else:
+        portfolio, _ = load_portfolio_argument(args, "build-training-set", rejects, config)
+        built = build_training_set_with_summary(portfolio, args.as_of, spec, progress=True)
     training_set = built.training_set
     write_training_set(training_set, args.out)
     print(
@@ -115,3 +134,20 @@ def run(args: argparse.Namespace) -> int:
         f"({time.perf_counter() - started:.1f} s)"
     )
     return 0
+
+
+def _build_on_spark(
+    args: argparse.Namespace, rejects: Path, config: RollriskConfig, spec: ObservationSpec
+) -> TrainingSetBuild:
+    """Validate and build on Spark; the same messages and limit as the local read."""
+    import sys
+
+    from rollrisk.api import build_training_set_on_spark
+    from rollrisk.arguments import date_settings, report_rejects
+    from rollrisk.scoring.spark_engine import spark_portfolio
+
+    job = "build-training-set"
+    print(f"[{job}] validating portfolio {args.data} on Spark", file=sys.stderr, flush=True)
+    with spark_portfolio(args.data, rejects, date_settings(args)) as book:
+        report_rejects(args, job, book.rejects, book.report.absent_optional, rejects, config)
+        return build_training_set_on_spark(book, args.as_of, spec)

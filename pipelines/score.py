@@ -60,7 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--engine",
         choices=("local", "spark"),
         default="local",
-        help="local: this process; spark: a PySpark job running the same code per partition",
+        help="local: this process; spark: a PySpark job whose executors read, validate, score "
+        "and write each partition with the same code (docs/spark.md)",
     )
 
 

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -38,7 +38,11 @@ from tqdm import tqdm
 from rollrisk.conf import DEFAULT_COMPLIANCE, DEFAULT_POLICY, DEFAULT_SEGMENTS
 from rollrisk.errors import UserError
 from rollrisk.features.dates import ISO_DATE_PATTERN, DateSettings, check_as_of
-from rollrisk.features.observations import ObservationSpec, eligible_as_of_dates
+from rollrisk.features.observations import (
+    ObservationSpec,
+    eligible_as_of_between,
+    eligible_as_of_dates,
+)
 from rollrisk.features.registry import FEATURE_SET, FeatureSet
 from rollrisk.features.training_set import TrainingSetBuild, validate_training_set
 from rollrisk.features.training_set import build_training_set as build_observations
@@ -64,7 +68,7 @@ from rollrisk.scoring.core import (
 from rollrisk.scoring.core import explain as tree_contributions
 from rollrisk.storage.config import DEFAULT_JURISDICTIONS, DEFAULT_MAX_REJECT_RATE, RollriskConfig
 from rollrisk.storage.config import load_config as read_config_file
-from rollrisk.storage.loader import Portfolio
+from rollrisk.storage.loader import Portfolio, ValidationReport
 from rollrisk.storage.loader import load_portfolio as validate_and_load
 from rollrisk.storage.registry import (
     UNREGISTERED,
@@ -79,6 +83,9 @@ from rollrisk.storage.tracking import log_training_run as log_run
 from rollrisk.strategies.compliance import load_compliance
 from rollrisk.strategies.policy import load_policy
 from rollrisk.strategies.segments import load_segment_rules
+
+if TYPE_CHECKING:
+    from rollrisk.scoring.spark_portfolio import SparkPortfolio
 
 __all__ = [
     "Explanation",
@@ -170,10 +177,13 @@ def training_as_of_dates(
     it (``observation.window_months``): the as-of dates :func:`build_training_set` uses when it
     is given none. Raises ``UserError`` when there is none (the history is too short)."""
     spec = _observation(observation)
-    dates = eligible_as_of_dates(portfolio.statements, spec)
+    return _some_as_of(eligible_as_of_dates(portfolio.statements, spec), portfolio.report, spec)
+
+
+def _some_as_of(dates: list[date], report: ValidationReport, spec: ObservationSpec) -> list[date]:
     if not dates:
         raise UserError(
-            f"{portfolio.report.data_dir}: no month-end has both statements known before it "
+            f"{report.data_dir}: no month-end has both statements known before it "
             f"and a complete {spec.window_months}-month performance window after it; "
             "the history is too short (shorten --window-months or add months)"
         )
@@ -211,6 +221,30 @@ def build_training_set_with_summary(
     finally:
         if bar is not None:
             bar.close()
+    return _checked(built)
+
+
+def build_training_set_on_spark(
+    book: SparkPortfolio,
+    as_of_dates: Sequence[date] | None = None,
+    observation: ObservationSpec | None = None,
+    partitions: int | None = None,
+) -> TrainingSetBuild:
+    """:func:`build_training_set_with_summary` on Spark: ``book`` is the portfolio validated
+    there (:func:`rollrisk.scoring.spark_engine.spark_portfolio`); the rows are built per
+    account partition on the executors (``partitions``, default: two per core, or one per
+    50,000 accounts read when more) and are the local build's rows."""
+    from rollrisk.scoring.spark_engine import build_training_set_with_spark
+
+    spec = _observation(observation)
+    if as_of_dates is None:
+        months = book.months
+        eligible = eligible_as_of_between(months.first_known, months.last, spec)
+        as_of_dates = _some_as_of(eligible, book.report, spec)
+    return _checked(build_training_set_with_spark(book, as_of_dates, spec, partitions))
+
+
+def _checked(built: TrainingSetBuild) -> TrainingSetBuild:
     try:
         checked = validate_training_set(built.training_set)
     except (SchemaError, SchemaErrors) as error:  # a bug, not a user error: say so plainly

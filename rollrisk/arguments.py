@@ -14,6 +14,7 @@ LightGBM is loaded): the readers import the library when they run.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
@@ -188,7 +189,7 @@ def load_portfolio_argument(
     import sys
 
     from rollrisk.api import load_portfolio
-    from rollrisk.storage.rejects import account_rejects, check_reject_rate
+    from rollrisk.storage.rejects import account_rejects
 
     if not args.data.is_dir():
         raise UserError(f"--data {args.data}: not a folder (expected a portfolio folder)")
@@ -197,18 +198,40 @@ def load_portfolio_argument(
         args.data, rejects_path=rejects_path, dates=date_settings(args), max_reject_rate=None
     )
     accounting = account_rejects(portfolio)
+    return portfolio, report_rejects(
+        args, job, accounting, portfolio.report.absent_optional, rejects_path, config
+    )
+
+
+def report_rejects(
+    args: argparse.Namespace,
+    job: str,
+    accounting: RejectAccounting,
+    absent: Sequence[str],
+    rejects_path: Path | None = None,
+    config: RollriskConfig | None = None,
+) -> RejectAccounting:
+    """Say on stderr (prefixed ``[job]``) what validation set aside and which optional tables
+    are ``absent``, and stop when the rejects pass the limit (:func:`max_reject_rate`):
+    :func:`load_portfolio_argument` after reading, or a job that validated on Spark.
+
+    Raises ``UserError`` (too many rejects)."""
+    import sys
+
+    from rollrisk.storage.rejects import check_reject_rate
+
     limit = max_reject_rate(args, config)
     for line in accounting.lines():
         print(f"[{job}] {line}", file=sys.stderr)
     if accounting.rows_rejected and rejects_path is not None:
         print(f"[{job}] rejected rows written to {rejects_path}", file=sys.stderr)
-    for table in portfolio.report.absent_optional:
+    for table in absent:
         print(
             f"[{job}] no {table} table (optional): the features computed from it are left missing",
             file=sys.stderr,
         )
     listed = f"the rejected rows are listed in {rejects_path}" if rejects_path else None
-    return portfolio, check_reject_rate(accounting, limit, args.data, hint=listed)
+    return check_reject_rate(accounting, limit, args.data, hint=listed)
 
 
 def add_portfolio_arguments(parser: argparse.ArgumentParser) -> None:

@@ -2,9 +2,10 @@
 
 :func:`score_portfolio` reads and validates the portfolio, finds the population at the as-of,
 splits the accounts into partitions (:func:`rollrisk.storage.results.partition_of`), scores
-each partition with :func:`rollrisk.scoring.core.score_accounts` (in this process, or on Spark
-with :mod:`rollrisk.scoring.spark_engine`), writes it with
-:class:`rollrisk.storage.atomic_output.PartitionedRun` and publishes the manifest last.
+each partition with :func:`rollrisk.scoring.core.score_accounts`, writes it with
+:class:`rollrisk.storage.atomic_output.PartitionedRun` and publishes the manifest last. The
+local engine does all of it in this process; with :mod:`rollrisk.scoring.spark_engine` Spark's
+executors read, validate, score and write, and this process holds only the counts.
 
 Layout and guarantees (docs/scoring.md):
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import date
 from importlib import metadata
@@ -37,7 +39,14 @@ from typing import Literal
 import polars as pl
 
 from rollrisk.errors import UserError
-from rollrisk.features.dates import DateSettings, check_as_of, default_as_of_choice
+from rollrisk.features.dates import (
+    DateSettings,
+    DefaultAsOf,
+    check_as_of,
+    check_as_of_within,
+    choose_default_as_of,
+    default_as_of_choice,
+)
 from rollrisk.features.validation import REJECT_SCHEMA
 from rollrisk.scoring.core import (
     INPUT_TABLES,
@@ -54,7 +63,7 @@ from rollrisk.storage.atomic_output import (
     staging_path,
 )
 from rollrisk.storage.config import DEFAULT_MAX_REJECT_RATE
-from rollrisk.storage.loader import Portfolio, load_portfolio
+from rollrisk.storage.loader import Portfolio, ValidationReport, load_portfolio
 from rollrisk.storage.rejects import RejectAccounting, account_rejects, check_reject_rate
 from rollrisk.storage.results import default_partitions, partition_rows, split_tables
 from rollrisk.storage.tracking import fingerprint_files, git_commit
@@ -155,65 +164,58 @@ def score_portfolio(
 
     out.mkdir(parents=True, exist_ok=True)
     staged_rejects = staging_path(out, REJECTS_FILE)  # published with the result, not before
-    portfolio = load_portfolio(data, rejects_path=staged_rejects, dates=dates)
-    rejects = account_rejects(portfolio)
-    if max_reject_rate is not None:
-        rejects = check_reject_rate(rejects, max_reject_rate, data)
-    present = tables_present(portfolio.collection_actions, portfolio.treatments)
-    scored_without = check_tables(setup, present, str(data), portfolio.empty_tables)
-    if as_of is not None:  # outside the statement months: refused, never stamped on stale data
-        check_as_of(portfolio.statements, as_of)
-    default = default_as_of_choice(portfolio.statements) if as_of is None else None
-    as_of = default.as_of if default is not None else as_of
-    people = population(portfolio.statements, as_of, setup.observation)
-    if people.height == 0:
-        raise UserError(
-            f"no account of {data} is delinquent ({setup.observation.min_dpd}-"
-            f"{setup.observation.max_dpd} DPD) at {as_of}: nothing to score"
-        )
-    partitions = partitions or default_partitions(people.height)
-    # the installed distribution's version (this module sits below the package's __init__)
-    code_version = metadata.version("rollrisk")
-    identity = {
-        "data": fingerprint_files(data),
-        "model_uri": model_uri,
-        "model_version": setup.model_version,
-        "as_of": as_of.isoformat(),
-        "config": rule_files.digest(),
-        "jurisdictions": sorted(jurisdictions),
-        "observation": setup.observation.__dict__,
-        "partitions": partitions,
-        "code": code_version,
-        # how dates were read changes which rows are accepted; the default extract date (the
-        # day of the run) is left out, so a run resumed after midnight continues: an extract
-        # taken before midnight holds no row dated after either day
-        "dates": _dates_identity(portfolio.report.dates, portfolio.report.extract_date_given),
-    }
-    output = PartitionedRun(out, identity)
-    resumed = sum(output.is_done(k) for k in range(partitions))
-    mark = stage("read and validate", started)
-
-    if engine == "spark":
-        try:
-            from rollrisk.scoring.spark_engine import score_with_spark
-        except ImportError as error:
+    with ExitStack() as held:  # the Spark session, while the run needs it
+        if engine == "spark":
+            book = _spark_book(held, data, staged_rejects, dates, setup)
+        else:
+            portfolio = load_portfolio(data, rejects_path=staged_rejects, dates=dates)
+            book = _local_book(portfolio, setup, progress, step_seconds)
+        rejects = book.rejects
+        if max_reject_rate is not None:
+            rejects = check_reject_rate(rejects, max_reject_rate, data)
+        present = book.present
+        scored_without = check_tables(setup, present, str(data), book.empty_tables)
+        if as_of is not None:  # outside the statement months: refused, never stamped on stale data
+            book.check_as_of(as_of)
+        default = book.default_as_of() if as_of is None else None
+        as_of = default.as_of if default is not None else as_of
+        people = book.population(as_of)
+        if people == 0:
             raise UserError(
-                f"--engine spark needs PySpark and Java 17 ({error}); "
-                "install it with `pip install -e '.[spark]'`"
-            ) from error
-
-        files = score_with_spark(portfolio, as_of, setup, output, partitions)
-    else:
-        files = _score_locally(portfolio, as_of, setup, output, partitions, progress, step_seconds)
+                f"no account of {data} is delinquent ({setup.observation.min_dpd}-"
+                f"{setup.observation.max_dpd} DPD) at {as_of}: nothing to score"
+            )
+        partitions = partitions or default_partitions(people)
+        # the installed distribution's version (this module sits below the package's __init__)
+        code_version = metadata.version("rollrisk")
+        identity = {
+            "data": fingerprint_files(data),
+            "model_uri": model_uri,
+            "model_version": setup.model_version,
+            "as_of": as_of.isoformat(),
+            "config": rule_files.digest(),
+            "jurisdictions": sorted(jurisdictions),
+            "observation": setup.observation.__dict__,
+            "partitions": partitions,
+            "code": code_version,
+            # how dates were read changes which rows are accepted; the default extract date (the
+            # day of the run) is left out, so a run resumed after midnight continues: an extract
+            # taken before midnight holds no row dated after either day
+            "dates": _dates_identity(book.report.dates, book.report.extract_date_given),
+        }
+        output = PartitionedRun(out, identity)
+        resumed = sum(output.is_done(k) for k in range(partitions))
+        mark = stage("read and validate", started)
+        files = book.score(as_of, output, partitions)
     mark = stage("features, scores, explanations, decisions, write", mark)
 
     scored_accounts = sum(f.rows for f in files)
-    if scored_accounts != people.height:  # nothing lost, nothing doubled
+    if scored_accounts != people:  # nothing lost, nothing doubled
         raise RuntimeError(
-            f"{people.height} accounts in the population but {scored_accounts} scored; "
+            f"{people} accounts in the population but {scored_accounts} scored; "
             "the output was not published"
         )
-    report = portfolio.report
+    report = book.report
     manifest = {
         "as_of": as_of.isoformat(),
         "model": {"uri": model_uri, "name": setup.model_name, "version": setup.model_version},
@@ -226,7 +228,7 @@ def score_portfolio(
             "observation": setup.observation.__dict__,
         },
         "counts": {
-            "population": people.height,
+            "population": people,
             "scored": scored_accounts,
             # accounts with a rejected row in any table (rejects.accounts_lost of them lost
             # entirely); rejects has the rows and rates per table and the limit checked
@@ -265,7 +267,7 @@ def score_portfolio(
     stage("publish", mark)
     return BatchResult(
         as_of=as_of,
-        population=people.height,
+        population=people,
         scored=scored_accounts,
         partitions=partitions,
         resumed_partitions=resumed,
@@ -277,6 +279,79 @@ def score_portfolio(
         stage_seconds=stage_seconds,
         step_seconds=step_seconds,
         as_of_note=default.note() if default is not None else None,
+    )
+
+
+@dataclass(frozen=True)
+class _Book:
+    """What a scoring run needs of a validated portfolio, from either engine."""
+
+    report: ValidationReport
+    rejects: RejectAccounting
+    present: tuple[str, ...]
+    empty_tables: tuple[str, ...]
+    check_as_of: Callable[[date], None]  # raises UserError outside the statement months
+    default_as_of: Callable[[], DefaultAsOf]
+    population: Callable[[date], int]  # accounts to score at an as-of
+    score: Callable[[date, PartitionedRun, int], list[PartitionFile]]
+
+
+def _local_book(
+    portfolio: Portfolio,
+    setup: ScoringSetup,
+    progress: Progress | None,
+    step_seconds: dict[str, float],
+) -> _Book:
+    """The portfolio in this process's memory, scored here."""
+    return _Book(
+        report=portfolio.report,
+        rejects=account_rejects(portfolio),
+        present=tables_present(portfolio.collection_actions, portfolio.treatments),
+        empty_tables=portfolio.empty_tables,
+        check_as_of=lambda as_of: check_as_of(portfolio.statements, as_of),
+        default_as_of=lambda: default_as_of_choice(portfolio.statements),
+        population=lambda as_of: population(portfolio.statements, as_of, setup.observation).height,
+        score=lambda as_of, output, partitions: _score_locally(
+            portfolio, as_of, setup, output, partitions, progress, step_seconds
+        ),
+    )
+
+
+def _spark_book(
+    held: ExitStack, data: Path, rejects_path: Path, dates: DateSettings | None, setup: ScoringSetup
+) -> _Book:
+    """The portfolio validated on Spark (the session held by ``held``), scored there."""
+    try:
+        from rollrisk.scoring import spark_engine
+    except ImportError as error:
+        raise UserError(
+            f"--engine spark needs PySpark and Java 17 ({error}); "
+            "install it with `pip install -e '.[spark]'`"
+        ) from error
+    book = held.enter_context(spark_engine.spark_portfolio(data, rejects_path, dates))
+    months = book.months
+
+    def default() -> DefaultAsOf:
+        return choose_default_as_of(months.month_ends(), months.accounts.__getitem__)
+
+    def people(as_of: date) -> int:
+        return book.population(
+            lambda statements: population(statements, as_of, setup.observation).height
+        )
+
+    return _Book(
+        report=book.report,
+        rejects=book.rejects,
+        present=book.present,
+        empty_tables=book.empty_tables,
+        check_as_of=lambda as_of: check_as_of_within(
+            months.first, months.last, as_of, lambda: default().as_of
+        ),
+        default_as_of=default,
+        population=people,
+        score=lambda as_of, output, partitions: spark_engine.score_with_spark(
+            book, as_of, setup, output, partitions
+        ),
     )
 
 

@@ -1,60 +1,60 @@
-"""Run ``rollrisk score`` on Apache Spark: the same scoring code, once per account partition.
+"""Run ``rollrisk score`` and ``rollrisk build-training-set`` on Apache Spark.
 
-``rollrisk score --engine spark`` gives the same published result as the local engine (same
-partition files holding the same accounts, same rows) while the scoring itself runs in Spark's
-Python workers, in parallel across a cluster's cores. See docs/spark.md for running on a cluster.
+The driver looks at the portfolio's files and holds counts; the executors read the rows, give
+each its account partition (:func:`rollrisk.storage.results.partition_of`, the local engine's
+seeded hash), validate each partition with the loader's own functions and then, per partition,
+score it (:func:`rollrisk.scoring.core.score_accounts`) or build its training rows
+(:func:`rollrisk.features.training_set.build_training_set`). See
+:mod:`rollrisk.scoring.spark_portfolio` for the reading and validation, and docs/spark.md.
 
-How a run goes:
+How a scoring run goes:
 
-1. The driver reads and validates the portfolio with
-   :func:`rollrisk.storage.loader.load_portfolio` (done by
-   :func:`rollrisk.scoring.batch.score_portfolio`, as for the local engine), so the data
-   contract and the rejects are exactly the same.
-2. Each table is split by :func:`rollrisk.storage.results.partition_of`, the local engine's
-   partition function, so partition ``k`` holds the same accounts in both engines. Partitions
-   whose file is already written are skipped (resume).
-3. The pending partitions go to Spark in waves of ``2 x defaultParallelism``: one DataFrame row
-   per partition holding its four tables as Arrow IPC bytes, one Spark task per row. In each
-   task ``mapInArrow`` rebuilds the tables and calls
-   :func:`rollrisk.scoring.core.score_accounts` with the :class:`ScoringSetup` (model, rules)
-   broadcast once per run; the scored rows come back as Arrow IPC bytes.
-4. The driver writes each scored partition with :meth:`PartitionedRun.write_partition`: the
-   same writer, hence the same bytes and the same atomic rename as the local engine, and
-   :func:`~rollrisk.scoring.batch.score_portfolio` publishes the manifest as usual.
+1. :func:`spark_portfolio` plans the read and validates the portfolio on the executors; the
+   driver receives per-partition counts (rows, rejects by reason kind, accounts rejected and
+   lost, statement months) and the rejected rows, and writes the rejects file as the local
+   loader does. :func:`rollrisk.scoring.batch.score_portfolio` checks the rejects, the tables
+   and the as-of on those counts, and counts the population on the executors.
+2. :func:`score_with_spark` reads the rows again, partitioned by the output partition, for
+   the partitions not yet written (resume), and each task validates its partition, scores it
+   with the :class:`ScoringSetup` broadcast once per run, and writes
+   ``part-NNNNN.parquet`` itself with :meth:`PartitionedRun.write_partition` (temporary file,
+   fsync, atomic rename). Only the file's row count and checksum come back to the driver,
+   which publishes the manifest and the ``current`` link once every partition is in.
 
-Why the driver writes the files rather than the executors: the run folder then only has to be
-visible to the driver (executors need no shared mount), and a task that Spark retries or runs
-speculatively can never race another attempt on the same ``part-NNNNN.parquet.tmp``. The
-price is that scored rows travel back to the driver; waves bound that to a few partitions at
-a time, and a run killed between waves keeps every partition already written.
-
-Limits: the driver holds the whole validated portfolio in memory (like the local engine);
-one partition's tables must fit in one Spark task (see docs/spark.md for the settings and for
-how a portfolio larger than the driver's memory would be read).
+The run folder must therefore be visible to every executor at the same path (a shared POSIX
+file system on a cluster: the rename and the ``current`` link need POSIX anyway).
 """
 
 from __future__ import annotations
 
 import functools
 import glob
-import io
 import os
 import sys
-import warnings
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
-import pyarrow as pa
-from tqdm import tqdm
 
 from rollrisk.errors import UserError
-from rollrisk.scoring.core import INPUT_TABLES, ScoringSetup, score_accounts
+from rollrisk.features.dates import DateSettings
+from rollrisk.features.observations import ObservationSpec, combine_summaries
+from rollrisk.features.training_set import TrainingSetBuild, build_training_set
+from rollrisk.scoring.core import ScoringSetup, population, score_accounts
+from rollrisk.scoring.spark_portfolio import (
+    ReadPlan,
+    SparkPortfolio,
+    from_ipc,
+    plan_read,
+    to_ipc,
+    validate_on_spark,
+    validate_partition,
+)
 from rollrisk.storage.atomic_output import PartitionedRun, PartitionFile
-from rollrisk.storage.loader import Portfolio
-from rollrisk.storage.results import PARTITION_COLUMN, split_tables
+from rollrisk.storage.results import default_partitions
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -63,12 +63,6 @@ MASTER_VARIABLE = "ROLLRISK_SPARK_MASTER"
 DRIVER_MEMORY_VARIABLE = "ROLLRISK_SPARK_DRIVER_MEMORY"
 DEFAULT_MASTER = "local[2]"
 DEFAULT_DRIVER_MEMORY = "4g"
-WAVE_PER_CORE = 2  # partitions per core sent to Spark at once: keeps cores busy, bounds memory
-
-# One row per partition to score: its tables as Arrow IPC streams (None: table absent).
-PAYLOAD_SCHEMA = "partition int, " + ", ".join(f"{name} binary" for name in INPUT_TABLES)
-# One row per scored partition: the scored accounts (SCORED_SCHEMA) as an Arrow IPC stream.
-RESULT_SCHEMA = "partition int, rows long, scored binary"
 
 
 def spark_session() -> tuple[SparkSession, bool]:
@@ -76,7 +70,8 @@ def spark_session() -> tuple[SparkSession, bool]:
 
     Returns the session and whether this call started it (then the caller stops it). The
     master comes from ``ROLLRISK_SPARK_MASTER`` (default ``local[2]``), the driver's heap from
-    ``ROLLRISK_SPARK_DRIVER_MEMORY`` (default 4g: the Python driver holds the portfolio too).
+    ``ROLLRISK_SPARK_DRIVER_MEMORY`` (default 4g: the rejected rows and the training rows are
+    collected there).
     """
     from pyspark.errors import PySparkRuntimeError
     from pyspark.sql import SparkSession
@@ -92,11 +87,10 @@ def spark_session() -> tuple[SparkSession, bool]:
         .config(
             "spark.driver.memory", os.environ.get(DRIVER_MEMORY_VARIABLE, DEFAULT_DRIVER_MEMORY)
         )
-        # a task carries one partition's tables; a result one partition's scored rows
-        .config("spark.rpc.message.maxSize", "1024")
+        # what comes back: the rejected rows, and the training rows of build-training-set
         .config("spark.driver.maxResultSize", "2g")
         .config("spark.sql.shuffle.partitions", "8")
-        .config("spark.ui.showConsoleProgress", "false")  # tqdm shows the progress
+        .config("spark.ui.showConsoleProgress", "false")  # the job prints its stages
     )
     if master.startswith("local"):
         builder = builder.config("spark.ui.enabled", "false")
@@ -125,120 +119,146 @@ def _prepare_environment(master: str) -> None:
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
 
+@contextmanager
+def spark_portfolio(
+    data: Path, rejects_path: Path | None = None, dates: DateSettings | None = None
+) -> Iterator[SparkPortfolio]:
+    """The portfolio folder ``data`` validated on Spark (rejected rows written to
+    ``rejects_path`` when there are any), for the jobs to run per partition while the block
+    runs; a session this call started is stopped at the end.
+
+    Raises:
+        DataContractError: as :func:`rollrisk.storage.loader.load_portfolio`.
+        UserError: Spark cannot start.
+    """
+    spark, started = spark_session()
+    try:
+        book = validate_on_spark(spark, plan_read(data, dates), rejects_path)
+        try:
+            yield book
+        finally:
+            book.release()
+    finally:
+        if started:
+            spark.stop()
+
+
+SCORED_PARTITION_SCHEMA = "partition int, rows long, sha256 string, population long"
+
+
 def score_with_spark(
-    portfolio: Portfolio,
+    book: SparkPortfolio,
     as_of: date,
     setup: ScoringSetup,
     output: PartitionedRun,
     partitions: int,
 ) -> list[PartitionFile]:
-    """Score every partition of ``portfolio`` on Spark and write it into ``output``.
+    """Score every partition of the portfolio not yet written in ``output``, on the
+    executors, each writing its own file; one :class:`PartitionFile` per partition, in order.
 
-    Partition ``k`` holds the accounts with ``partition_of(account_id, partitions) == k``, as in
-    the local engine; partitions already written in ``output`` are kept as they are (resume).
-    Returns one :class:`PartitionFile` per partition, in partition order.
+    Raises:
+        RuntimeError: a partition's scored accounts differ from its population.
     """
     files = {k: output.existing_partition(k) for k in range(partitions) if output.is_done(k)}
     pending = [k for k in range(partitions) if k not in files]
     if pending:
-        tables = split_tables({name: getattr(portfolio, name) for name in INPUT_TABLES}, partitions)
-        spark, started = spark_session()
-        try:
-            files.update(_score_pending(spark, tables, pending, as_of, setup, output))
-        finally:
-            if started:
-                spark.stop()
+        shared = book.spark.sparkContext.broadcast(setup)  # pickled once, fetched per executor
+        work = functools.partial(_score_partition, shared, as_of, book.present, output)
+        print(
+            f"score (spark): {len(pending)} partitions on the executors",
+            file=sys.stderr,
+            flush=True,
+        )
+        for row in book.per_partition(partitions, pending, work, SCORED_PARTITION_SCHEMA):
+            if row["rows"] != row["population"]:
+                raise RuntimeError(
+                    f"partition {row['partition']}: {row['population']} accounts in the "
+                    f"population but {row['rows']} scored; the output was not published"
+                )
+            k = row["partition"]
+            files[k] = PartitionFile(k, output.partition_path(k), row["rows"], row["sha256"])
+        shared.unpersist()
     return [files[k] for k in range(partitions)]
 
 
-def _score_pending(
-    spark: SparkSession,
-    tables: dict[str, pl.DataFrame | None],
-    pending: Sequence[int],
+def _score_partition(
+    shared: Any,
     as_of: date,
-    setup: ScoringSetup,
+    present: Sequence[str],
     output: PartitionedRun,
-) -> dict[int, PartitionFile]:
-    context = spark.sparkContext
-    shared_setup = context.broadcast(setup)  # pickled once, fetched once per executor
-    score_rows = functools.partial(_score_partitions, shared_setup, as_of)
-    wave_size = max(1, WAVE_PER_CORE * context.defaultParallelism)
-    written: dict[int, PartitionFile] = {}
-    with tqdm(total=len(pending), desc="score (spark)", unit="part", file=sys.stderr) as progress:
-        for start in range(0, len(pending), wave_size):
-            wave = list(pending[start : start + wave_size])
-            payloads = list(_payloads(tables, wave))
-            # one slice per partition: each is scored by its own task
-            rows = context.parallelize(payloads, numSlices=len(payloads))
-            with warnings.catch_warnings():
-                # PySpark warns that pandas >= 3 is not fully supported; mapInArrow uses no pandas
-                warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas")
-                scored = spark.createDataFrame(rows, PAYLOAD_SCHEMA).mapInArrow(
-                    score_rows, RESULT_SCHEMA
-                )
-            for result in scored.collect():
-                frame = _from_ipc(result["scored"])
-                if frame is None or frame.height != result["rows"]:
-                    raise RuntimeError(
-                        f"partition {result['partition']}: the executor scored {result['rows']} "
-                        "accounts but a different number arrived at the driver"
-                    )
-                written[result["partition"]] = output.write_partition(result["partition"], frame)
-                progress.update(1)
-    shared_setup.unpersist()
-    return written
+    plan: ReadPlan,
+    partition: int,
+    blobs: Any,
+) -> dict[str, Any]:
+    """Runs in a Spark Python worker: validate, score and write one partition."""
+    setup: ScoringSetup = shared.value
+    tables = validate_partition(plan, partition, blobs)
+    inputs = tables.inputs(present)
+    scored = score_accounts(*inputs, as_of, setup)
+    people = population(inputs[1], as_of, setup.observation).height
+    written = output.write_partition(partition, scored)
+    return {
+        "partition": partition,
+        "rows": written.rows,
+        "sha256": written.sha256,
+        "population": people,
+    }
 
 
-def _payloads(
-    tables: dict[str, pl.DataFrame | None], wave: Sequence[int]
-) -> Iterator[tuple[int | bytes | None, ...]]:
-    """``(partition, accounts, statements, collection_actions, treatments)`` per partition of
-    ``wave``, each table as Arrow IPC bytes with the rows in their original order."""
-    split: dict[str, tuple[dict[int, pl.DataFrame], pl.DataFrame] | None] = {}
-    for name in INPUT_TABLES:
-        frame = tables[name]
-        if frame is None:
-            split[name] = None
-            continue
-        in_wave = frame.filter(pl.col(PARTITION_COLUMN).is_in(wave)).partition_by(
-            PARTITION_COLUMN, as_dict=True, maintain_order=True
-        )
-        parts = {key[0]: part.drop(PARTITION_COLUMN) for key, part in in_wave.items()}
-        split[name] = (parts, frame.drop(PARTITION_COLUMN).clear())
-    for partition in wave:
-        row: list[int | bytes | None] = [partition]
-        for name in INPUT_TABLES:
-            table = split[name]
-            if table is None:
-                row.append(None)  # an absent optional table stays absent
-            else:
-                parts, empty = table
-                row.append(_to_ipc(parts.get(partition, empty)))
-        yield tuple(row)
+TRAINING_PARTITION_SCHEMA = "partition int, rows binary, summary binary"
 
 
-def _score_partitions(
-    shared_setup: Any, as_of: date, batches: Iterator[pa.RecordBatch]
-) -> Iterator[pa.RecordBatch]:
-    """Runs in a Spark Python worker: score each partition row of ``batches``."""
-    setup: ScoringSetup = shared_setup.value
-    for batch in batches:
-        for row in batch.to_pylist():
-            scored = score_accounts(*(_from_ipc(row[name]) for name in INPUT_TABLES), as_of, setup)
-            yield pa.RecordBatch.from_pydict(
-                {
-                    "partition": pa.array([row["partition"]], pa.int32()),
-                    "rows": pa.array([scored.height], pa.int64()),
-                    "scored": pa.array([_to_ipc(scored)], pa.binary()),
-                }
-            )
+def build_training_set_with_spark(
+    book: SparkPortfolio,
+    as_of_dates: Sequence[date],
+    spec: ObservationSpec,
+    partitions: int | None = None,
+) -> TrainingSetBuild:
+    """:func:`rollrisk.features.training_set.build_training_set` run per account partition on
+    the executors (``partitions``; default: two per core, or one per
+    ``ACCOUNTS_PER_PARTITION`` accounts read when that is more); the rows come back to the
+    driver (the training set is the delinquent population at the as-of dates, what training
+    holds in memory anyway), sorted as the local build sorts them, and the summaries are
+    added up."""
+    if partitions is None:
+        cores = book.spark.sparkContext.defaultParallelism
+        partitions = max(2 * cores, default_partitions(book.rejects.accounts_read))
+    # whether an as-of's window is complete is the whole book's question, not a partition's
+    work = functools.partial(
+        _training_partition, list(as_of_dates), spec, book.present, book.months.last
+    )
+    rows = book.per_partition(partitions, range(partitions), work, TRAINING_PARTITION_SCHEMA)
+    parts = [from_ipc(row["rows"]) for row in rows]
+    training_set = pl.concat(parts, how="vertical_relaxed").sort("as_of", "account_id")
+    summary = combine_summaries([from_ipc(row["summary"]) for row in rows])
+    return TrainingSetBuild(training_set=training_set, summary=summary)
 
 
-def _to_ipc(frame: pl.DataFrame) -> bytes:
-    buffer = io.BytesIO()
-    frame.write_ipc(buffer, compression="lz4")
-    return buffer.getvalue()
-
-
-def _from_ipc(payload: bytes | None) -> pl.DataFrame | None:
-    return None if payload is None else pl.read_ipc(io.BytesIO(payload))
+def _training_partition(
+    as_of_dates: list[date],
+    spec: ObservationSpec,
+    present: Sequence[str],
+    last_cycle_end: date | None,
+    plan: ReadPlan,
+    partition: int,
+    blobs: Any,
+) -> dict[str, Any]:
+    """Runs in a Spark Python worker: validate one partition and build its training rows."""
+    accounts, statements, actions, treatments = validate_partition(plan, partition, blobs).inputs(
+        present
+    )
+    assert accounts is not None and statements is not None  # required tables
+    built = build_training_set(
+        accounts,
+        statements,
+        as_of_dates,
+        spec,
+        collection_actions=actions,
+        treatments=treatments,
+        last_cycle_end=last_cycle_end,
+    )
+    return {
+        "partition": partition,
+        "rows": to_ipc(built.training_set),
+        "summary": to_ipc(built.summary),
+    }

@@ -264,16 +264,30 @@ def find_table_files(data_dir: Path, table: str) -> list[Path]:
     return list(list_table_files(data_dir, table).files)
 
 
-def _read_file(path: Path, table: TableContract, dates: DateSettings) -> pl.DataFrame:
+def read_table_file(
+    path: Path, table: TableContract, dates: DateSettings, rows: tuple[int, int] | None = None
+) -> pl.DataFrame:
     """Read one file as it is (CSV as text, so that type errors can be reported per row), then
-    type its contract columns as far as the file alone decides (:func:`_typed_per_file`)."""
+    type its contract columns as far as the file alone decides (:func:`_typed_per_file`).
+
+    ``rows`` = ``(offset, length)`` reads only those rows of a Parquet file (an executor's
+    share of a large file); a length of 0 reads no row, only the columns and their types, of
+    either kind of file (the Spark engine's look at a file before it is read).
+
+    Raises:
+        DataContractError: the file cannot be read, lacks a contract column, repeats a column
+            name, or stores a contract column in a type that cannot hold it.
+    """
     kind = _file_kind(path)
     try:
         if kind == "CSV":
             _check_unique_columns(_csv_header(path), path)
-            frame = pl.read_csv(path, infer_schema=False, null_values=[""])
-        else:
+            head = {} if rows is None or rows[1] else {"n_rows": 0}
+            frame = pl.read_csv(path, infer_schema=False, null_values=[""], **head)
+        elif rows is None:
             frame = pl.read_parquet(path)
+        else:
+            frame = pl.scan_parquet(path).slice(*rows).collect()
     except DataContractError:
         raise
     except pl.exceptions.DuplicateError as error:  # Parquet: polars refuses a repeated name
@@ -369,35 +383,63 @@ def _read_table(
     names: list[str] = []
     for path in files:
         try:
-            frame = _read_file(path, table, dates)
+            frame = read_table_file(path, table, dates)
         except DataContractError as error:
             errors.append(str(error))
             continue
-        index = len(names)
+        frames.append(with_bookkeeping(frame, table, len(names)))
         names.append(str(path))
-        contract = list(table.dtypes)
-        extra = [
-            c for c in frame.columns if c not in contract and c not in (FILE_COLUMN, ROW_COLUMN)
-        ]
-        frames.append(
-            frame.select(
-                *contract,
-                *extra,
-                pl.lit(index, dtype=pl.UInt32).alias(FILE_COLUMN),
-                pl.int_range(pl.len(), dtype=pl.Int64).alias(ROW_COLUMN),
-            )
-        )
     if not frames:
-        empty = {name: pl.String() for name in table.dtypes}
-        return pl.DataFrame(schema={**empty, FILE_COLUMN: pl.UInt32, ROW_COLUMN: pl.Int64}), names
-    aligned = _align(frames, names, table, errors)
+        return empty_raw_table(table), names
+    plan = alignment([frame.schema for frame in frames], names, table, errors)
+    aligned = [plan.apply(frame, index) for index, frame in enumerate(frames)]
     return pl.concat(aligned, how="diagonal_relaxed", rechunk=False), names
 
 
-def _align(
-    frames: list[pl.DataFrame], names: Sequence[str], table: TableContract, errors: list[str]
-) -> list[pl.DataFrame]:
-    """The parts of one table in types that can meet, every value kept as given or as text.
+def with_bookkeeping(
+    frame: pl.DataFrame, table: TableContract, file_index: int, first_row: int = 0
+) -> pl.DataFrame:
+    """A file's rows (from :func:`read_table_file`) with the contract columns first, the
+    lender's after, and :data:`FILE_COLUMN` / :data:`ROW_COLUMN` naming the file (its index in
+    the table's list of files) and the row in it (``first_row`` is the first row's number)."""
+    contract = list(table.dtypes)
+    extra = [c for c in frame.columns if c not in contract and c not in (FILE_COLUMN, ROW_COLUMN)]
+    return frame.select(
+        *contract,
+        *extra,
+        pl.lit(file_index, dtype=pl.UInt32).alias(FILE_COLUMN),
+        pl.int_range(first_row, first_row + pl.len(), dtype=pl.Int64).alias(ROW_COLUMN),
+    )
+
+
+def empty_raw_table(table: TableContract) -> pl.DataFrame:
+    """The raw table of no file (every contract column as text, and the bookkeeping)."""
+    empty = {name: pl.String() for name in table.dtypes}
+    return pl.DataFrame(schema={**empty, FILE_COLUMN: pl.UInt32, ROW_COLUMN: pl.Int64})
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """How each part of one table is cast so that the parts meet (:func:`alignment`)."""
+
+    dropped: tuple[str, ...]  # extra columns whose types cannot meet (a file error each)
+    casts: dict[str, list[pl.Expr]]  # per column, one cast per part (in the parts' order)
+
+    def apply(self, frame: pl.DataFrame, index: int) -> pl.DataFrame:
+        """Part ``index`` of the table cast to the common types."""
+        frame = frame.drop(self.dropped, strict=False)
+        return frame.with_columns(
+            cast[index] for name, cast in self.casts.items() if name in frame.columns
+        )
+
+
+def alignment(
+    schemas: Sequence[pl.Schema], names: Sequence[str], table: TableContract, errors: list[str]
+) -> Alignment:
+    """The casts that bring the parts of one table (their ``schemas``, read from the files
+    ``names``) to types that can meet, every value kept as given or as text. It depends on the
+    parts' types only, so an executor holding a few rows of one part casts them exactly as the
+    local reader casts the whole part.
 
     Parts may disagree in a column's type (a CSV next to Parquet, an integer column stored as
     float in one part, dates as text in another). Contract dates and timestamps stored as
@@ -407,23 +449,23 @@ def _align(
     one mixing a list or structure with anything else cannot be, and is reported in ``errors``
     with each file's type and left out (every job but ``validate`` stops on the error).
     """
-    columns = list(dict.fromkeys(name for frame in frames for name in frame.columns))
-    casts: dict[str, list[pl.Expr]] = {}  # per column, one cast per frame (or none)
+    columns = list(dict.fromkeys(name for schema in schemas for name in schema))
+    casts: dict[str, list[pl.Expr]] = {}
     dropped: list[str] = []
     for name in columns:
-        dtypes = {frame.schema[name] for frame in frames if name in frame.columns} - {pl.Null()}
+        dtypes = {schema[name] for schema in schemas if name in schema} - {pl.Null()}
         if len(dtypes) <= 1:
             continue
         target = table.dtypes.get(name)
         if target is not None and is_temporal(target) and all(map(is_temporal, dtypes)):
-            casts[name] = [pl.col(name).cast(TIMESTAMP)] * len(frames)
+            casts[name] = [pl.col(name).cast(TIMESTAMP)] * len(schemas)
         elif target is not None:
-            casts[name] = [_as_text(frame.schema.get(name), target, name) for frame in frames]
+            casts[name] = [_as_text(schema.get(name), target, name) for schema in schemas]
         elif any(dtype.is_nested() or dtype == pl.Object() for dtype in dtypes):
             kinds = "; ".join(
-                f"{file}: {frame.schema[name]}"
-                for frame, file in zip(frames, names, strict=True)
-                if name in frame.columns
+                f"{file}: {schema[name]}"
+                for schema, file in zip(schemas, names, strict=True)
+                if name in schema
             )
             errors.append(
                 f"table '{table.name}': extra column {name} has types that cannot be reconciled "
@@ -432,15 +474,8 @@ def _align(
             )
             dropped.append(name)
         else:
-            casts[name] = [pl.col(name).cast(pl.String)] * len(frames)
-    aligned = []
-    for index, frame in enumerate(frames):
-        frame = frame.drop(dropped, strict=False)
-        frame = frame.with_columns(
-            cast[index] for name, cast in casts.items() if name in frame.columns
-        )
-        aligned.append(frame)
-    return aligned
+            casts[name] = [pl.col(name).cast(pl.String)] * len(schemas)
+    return Alignment(tuple(dropped), casts)
 
 
 def _as_text(dtype: pl.DataType | None, target: pl.DataType, name: str) -> pl.Expr:
@@ -466,6 +501,58 @@ def _not_a_folder(path: Path) -> str:
     return "portfolio folder does not exist"
 
 
+def reading_dates(dates: DateSettings | None) -> tuple[DateSettings, bool]:
+    """The date settings a read uses (the extract date defaulting to today, in the declared
+    time zone) and whether the extract date was given."""
+    dates = dates or DateSettings()
+    given = dates.extract_date is not None
+    return (dates if given else dates.with_extract_date(dates.today())), given
+
+
+def check_portfolio_folder(data_dir: Path) -> Path:
+    """``data_dir`` as a Path, or a :class:`DataContractError` saying why it is no folder."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise DataContractError(f"{data_dir}: {_not_a_folder(data_dir)}")
+    return data_dir
+
+
+def missing_table_error(data_dir: Path, table: TableContract, listing: TableFiles) -> str:
+    """Why a required table was not found, with what was found instead."""
+    return (
+        f"{data_dir}: required table '{table.name}' not found "
+        f"(expected {table.name}.parquet, {table.name}.csv or a folder {table.name}/ "
+        "of part files)" + "".join(f"; {problem}" for problem in listing.unusable)
+    )
+
+
+def no_rows_error(names: Sequence[str], table: TableContract) -> str:
+    # a header and no row: nothing downstream can run, and "OK" would mislead
+    return f"{', '.join(names)}: required table '{table.name}' has a header but no rows"
+
+
+def validate_next(
+    raw: pl.DataFrame,
+    table: TableContract,
+    names: Sequence[str],
+    outcomes: dict[str, TableOutcome],
+    dates: DateSettings,
+) -> TableOutcome:
+    """Validate ``table`` (its ``raw`` rows read from the files ``names``) after the tables
+    before it in :data:`TABLES` order, whose ``outcomes`` give the accepted and rejected
+    accounts the references are checked against."""
+    accounts = outcomes["accounts"] if table.references_accounts else None
+    return validate_table(
+        raw,
+        table,
+        names,
+        known_accounts=None if accounts is None else accounts.accepted["account_id"],
+        rejected_accounts=None if accounts is None else accounts.rejected_accounts,
+        dates=dates,
+        opened_at=None if accounts is None else accounts.accepted.select("account_id", "opened_at"),
+    )
+
+
 def validate_portfolio(
     data_dir: Path, rejects_path: Path | None = None, dates: DateSettings | None = None
 ) -> Portfolio:
@@ -477,13 +564,8 @@ def validate_portfolio(
     Raises :class:`DataContractError` only when the folder itself is unusable (missing,
     no accounts or statements files, a table given twice).
     """
-    data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise DataContractError(f"{data_dir}: {_not_a_folder(data_dir)}")
-    dates = dates or DateSettings()
-    extract_date_given = dates.extract_date is not None
-    if not extract_date_given:
-        dates = dates.with_extract_date(dates.today())
+    data_dir = check_portfolio_folder(data_dir)
+    dates, extract_date_given = reading_dates(dates)
     errors: list[str] = []
     ignored: list[str] = []
     outcomes: dict[str, TableOutcome] = {}
@@ -496,37 +578,15 @@ def validate_portfolio(
         files = listing.files
         if not files:
             if table.required:
-                raise DataContractError(
-                    f"{data_dir}: required table '{table.name}' not found "
-                    f"(expected {table.name}.parquet, {table.name}.csv or a folder {table.name}/ "
-                    "of part files)" + "".join(f"; {problem}" for problem in listing.unusable)
-                )
+                raise DataContractError(missing_table_error(data_dir, table, listing))
             if table in TABLES:  # an absent record table costs no feature: nothing to say
                 absent.append(table.name)
             continue
         raw, names = _read_table(files, table, errors, dates)
-        known = outcomes["accounts"].accepted["account_id"] if table.references_accounts else None
-        rejected = outcomes["accounts"].rejected_accounts if table.references_accounts else None
-        opened = (
-            outcomes["accounts"].accepted.select("account_id", "opened_at")
-            if table.references_accounts
-            else None
-        )
-        outcomes[table.name] = validate_table(
-            raw,
-            table,
-            names,
-            known_accounts=known,
-            rejected_accounts=rejected,
-            dates=dates,
-            opened_at=opened,
-        )
+        outcomes[table.name] = validate_next(raw, table, names, outcomes, dates)
         sources[table.name] = tuple(names)
         if table.required and not raw.height and names:
-            # a header and no row: nothing downstream can run, and "OK" would mislead
-            errors.append(
-                f"{', '.join(names)}: required table '{table.name}' has a header but no rows"
-            )
+            errors.append(no_rows_error(names, table))
 
     rejects = pl.concat(
         [pl.DataFrame(schema=REJECT_SCHEMA), *(o.rejects for o in outcomes.values())]
@@ -537,14 +597,7 @@ def validate_portfolio(
     report = ValidationReport(
         data_dir=data_dir,
         tables=tuple(
-            TableReport(
-                table=name,
-                files=sources[name],
-                rows_read=outcome.rows_read,
-                rows_accepted=outcome.rows_accepted,
-                rows_rejected=outcome.rows_rejected,
-                top_reasons=_top_reasons(outcome.rejects),
-            )
+            table_report(name, sources[name], outcome, _top_reasons(outcome.rejects))
             for name, outcome in outcomes.items()
         ),
         file_errors=tuple(errors),
@@ -554,7 +607,27 @@ def validate_portfolio(
         extract_date_given=extract_date_given,
         ignored_files=tuple(ignored),
     )
+    return portfolio_of(outcomes, report)
 
+
+def table_report(
+    name: str,
+    files: Sequence[str],
+    outcome: TableOutcome,
+    top_reasons: tuple[tuple[str, int], ...] = (),
+) -> TableReport:
+    return TableReport(
+        table=name,
+        files=tuple(files),
+        rows_read=outcome.rows_read,
+        rows_accepted=outcome.rows_accepted,
+        rows_rejected=outcome.rows_rejected,
+        top_reasons=top_reasons,
+    )
+
+
+def portfolio_of(outcomes: dict[str, TableOutcome], report: ValidationReport) -> Portfolio:
+    """The :class:`Portfolio` of the validated tables ``outcomes`` (in :data:`TABLES` order)."""
     # an optional table with no accepted row counts as absent (scores would move just as much)
     empty = tuple(
         table.name
@@ -595,11 +668,10 @@ def validate_portfolio(
     )
 
 
-def _top_reasons(rejects: pl.DataFrame, limit: int = 5) -> tuple[tuple[str, int], ...]:
-    """The most frequent kinds of reason, with values stripped so that like counts with like."""
-    if rejects.height == 0:
-        return ()
-    kinds = (
+def reason_kinds(rejects: pl.DataFrame) -> pl.DataFrame:
+    """``reason``, ``len``: how many rejects of ``rejects`` give each kind of reason (values
+    stripped so that like counts with like). Counts of parts of a table add up."""
+    return (
         rejects.select(pl.col("reasons").str.split("; ").alias("reason"))
         .explode("reason")
         .select(
@@ -609,10 +681,20 @@ def _top_reasons(rejects: pl.DataFrame, limit: int = 5) -> tuple[tuple[str, int]
         )
         .group_by("reason")
         .len()
-        .sort(["len", "reason"], descending=[True, False])
-        .head(limit)
     )
-    return tuple((reason, count) for reason, count in kinds.iter_rows())
+
+
+def top_reasons(kinds: pl.DataFrame, limit: int = 5) -> tuple[tuple[str, int], ...]:
+    """The ``limit`` most frequent of :func:`reason_kinds` (ties by reason)."""
+    ranked = kinds.sort(["len", "reason"], descending=[True, False]).head(limit)
+    return tuple((reason, count) for reason, count in ranked.iter_rows())
+
+
+def _top_reasons(rejects: pl.DataFrame, limit: int = 5) -> tuple[tuple[str, int], ...]:
+    """The most frequent kinds of reason, with values stripped so that like counts with like."""
+    if rejects.height == 0:
+        return ()
+    return top_reasons(reason_kinds(rejects), limit)
 
 
 def load_portfolio(
@@ -625,20 +707,30 @@ def load_portfolio(
     required table was rejected (whatever the reject limit: nothing could run).
     """
     portfolio = validate_portfolio(data_dir, rejects_path, dates)
-    if portfolio.report.file_errors:
-        count = len(portfolio.report.file_errors)
+    check_usable(portfolio.report)
+    return portfolio
+
+
+def check_usable(report: ValidationReport) -> None:
+    """Stop a job on a portfolio with a file error, or whose required table lost every row.
+
+    Raises:
+        DataContractError: one line, every file error joined by ``; ``; or the table whose
+            rows were all rejected, with its most common reason.
+    """
+    if report.file_errors:
+        count = len(report.file_errors)
         raise DataContractError(
             f"the portfolio has {count} file error{'s' * (count > 1)}, so no job runs on it "
-            "(run `rollrisk validate` for the full report): "
-            + "; ".join(portfolio.report.file_errors)
+            "(run `rollrisk validate` for the full report): " + "; ".join(report.file_errors)
         )
-    for table in portfolio.report.tables:
+    for table in report.tables:
         if table.table in REQUIRED_TABLE_NAMES and table.rows_read and not table.rows_accepted:
             # said here, with the cause: later a job would only find "no statements"
             reason, count = table.top_reasons[0]
             raise DataContractError(
-                f"{data_dir}: all {table.rows_read:,} rows of required table '{table.table}' "
-                f"were rejected, so nothing can run; most common reason: {reason} "
-                f"({count:,} rows); `rollrisk validate --data {data_dir}` lists every one"
+                f"{report.data_dir}: all {table.rows_read:,} rows of required table "
+                f"'{table.table}' were rejected, so nothing can run; most common reason: "
+                f"{reason} ({count:,} rows); `rollrisk validate --data {report.data_dir}` lists "
+                "every one"
             )
-    return portfolio

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
+from datetime import date
 from pathlib import Path
 
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 pytest.importorskip(
     "pyspark", reason="PySpark is not installed (`pip install -e '.[spark]'`; CI installs it)"
@@ -113,3 +116,112 @@ def test_spark_resume_skips_the_partitions_already_written(
     after, _ = read_current(out)
     assert (out / "current").resolve() == run_dir
     assert [p["sha256"] for p in after["partitions"]] == [p["sha256"] for p in before["partitions"]]
+
+
+def test_spark_resumes_after_a_task_failed_writing_its_partition(
+    both_engines, scoring_world, tmp_path, monkeypatch, capsys
+):
+    """A task that fails (here: its partition file cannot be renamed into place, a folder is
+    in the way) fails the run before anything is published; the rerun keeps the partitions
+    already written and publishes the local engine's bytes."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", scoring_world.tracking_uri)
+    spark_out, local_out = both_engines
+    out = tmp_path / "failed"
+    shutil.copytree(spark_out, out, symlinks=True)
+    run_dir = (out / "current").resolve()
+    (run_dir / "manifest.json").unlink()
+    (out / "current").unlink()
+    for k in (0, 1):
+        (run_dir / f"part-{k:05d}.parquet").unlink()
+    (run_dir / "part-00001.parquet").mkdir()  # the task of partition 1 cannot write its file
+
+    with pytest.raises(RuntimeError, match="a Spark task failed: .*part-00001"):
+        _score(scoring_world, out, "spark")
+    assert not (out / "current").exists() and not (run_dir / "manifest.json").exists()
+
+    (run_dir / "part-00001.parquet").rmdir()
+    capsys.readouterr()
+    assert _score(scoring_world, out, "spark") == 0
+    resumed = re.search(r"resumed: (\d) of 3 partitions", capsys.readouterr().err)
+    assert resumed is not None and 1 <= int(resumed.group(1)) <= 2  # partition 2 at least
+    after, _ = read_current(out)
+    local, _ = read_current(local_out)
+    assert [p["sha256"] for p in after["partitions"]] == [p["sha256"] for p in local["partitions"]]
+
+
+def test_build_training_set_on_spark_gives_the_local_rows(scoring_world, spark, tmp_path, capsys):
+    outputs = {}
+    for engine in ("spark", "local"):
+        out = tmp_path / f"{engine}.parquet"
+        argv = ["build-training-set", "--data", str(scoring_world.portfolio), "--out", str(out),
+                "--engine", engine]  # fmt: skip
+        capsys.readouterr()
+        assert main(argv) == 0
+        printed = capsys.readouterr().out.splitlines()
+        outputs[engine] = (pl.read_parquet(out), [line for line in printed if "wrote" not in line])
+    (by_spark, spark_summary), (by_local, local_summary) = outputs["spark"], outputs["local"]
+    assert by_local.height > 0 and by_local["as_of"].n_unique() > 1  # every eligible as-of
+    assert_frame_equal(by_spark, by_local)  # same rows, same order, floats within tolerance
+    assert spark_summary == local_summary
+
+
+@pytest.fixture(scope="module")
+def hostile_portfolio(scoring_world, tmp_path_factory):
+    """The world's portfolio with bad rows of every kind the contract rejects, statements in
+    a Parquet part (several row groups, read by several tasks) and a CSV part."""
+    from rollrisk.storage.loader import find_table_files
+
+    folder = tmp_path_factory.mktemp("hostile") / "portfolio"
+    folder.mkdir()
+    source = scoring_world.portfolio
+    accounts = pl.read_parquet(find_table_files(source, "accounts"))
+    ids = accounts["account_id"].to_list()
+    # the first account is rejected (an unknown product): its other rows are knock-ons
+    accounts = accounts.with_columns(
+        pl.when(pl.col("account_id") == ids[0])
+        .then(pl.lit("yacht"))
+        .otherwise(pl.col("product"))
+        .alias("product")
+    )
+    accounts.write_parquet(folder / "accounts.parquet")
+    statements = pl.read_parquet(find_table_files(source, "statements"))
+    half = statements.height // 2
+    parts = folder / "statements"
+    parts.mkdir()
+    first = pl.concat([statements.head(half), statements.slice(10, 1)])  # a duplicate
+    first.write_parquet(parts / "part-0.parquet", row_group_size=700)
+    second = statements.slice(half).with_columns(pl.all().cast(pl.String))
+    bad = second.head(3).with_columns(
+        pl.Series("account_id", ["NOT-AN-ACCOUNT", f" {ids[1]}", ids[2]]),
+        pl.Series("amount_due", [*second["amount_due"].head(2), "abc"]),
+    )
+    pl.concat([second, bad]).write_csv(parts / "part-1.csv")
+    for name in ("collection_actions", "treatments"):
+        for path in find_table_files(source, name):
+            (folder / name).mkdir(exist_ok=True)
+            shutil.copy(path, folder / name / path.name)
+    return folder
+
+
+def test_spark_validation_gives_the_local_rejects_and_counts(hostile_portfolio, spark, tmp_path):
+    from rollrisk.features.dates import DateSettings
+    from rollrisk.scoring.spark_portfolio import plan_read, validate_on_spark
+    from rollrisk.storage.loader import validate_portfolio
+    from rollrisk.storage.rejects import account_rejects
+
+    dates = DateSettings(extract_date=date(2026, 1, 1))
+    local = validate_portfolio(hostile_portfolio, tmp_path / "local.csv", dates)
+    plan = plan_read(hostile_portfolio, dates, unit_rows=700)
+    assert len([u for u in plan.units if u.path.endswith("part-0.parquet")]) > 1
+    book = validate_on_spark(spark, plan, tmp_path / "spark.csv")
+    try:
+        reasons = (tmp_path / "local.csv").read_text()
+        for kind in ("duplicate", "expected an account listed", "whitespace is stripped",
+                     "the account was rejected in table accounts", "expected a number"):  # fmt: skip
+            assert kind in reasons, kind  # the test data holds every kind of reject
+        assert (tmp_path / "spark.csv").read_bytes() == (tmp_path / "local.csv").read_bytes()
+        assert book.report.tables == local.report.tables
+        assert book.rejects.as_dict() == account_rejects(local).as_dict()
+        assert book.empty_tables == local.empty_tables
+    finally:
+        book.release()

@@ -19,6 +19,7 @@ from rollrisk.features.observations import (
     NO_OUTCOME,
     ObservationSpec,
     check_as_of_dates,
+    combine_summaries,
     dpd_at_as_of,
     eligible_as_of_dates,
     observation_summary,
@@ -245,3 +246,29 @@ def test_eligible_as_of_dates_need_history_before_and_a_complete_window_after():
         date(2024, 3, 31),
     ]
     assert eligible_as_of_dates(statements, ObservationSpec(window_months=6)) == []
+
+
+def test_summaries_of_disjoint_accounts_add_up_to_the_summary_of_all():
+    """What the Spark engine does with its partitions' summaries: counts add, the roll rate
+    is recomputed from the sums (not averaged)."""
+    histories = {
+        "rolls": monthly([0, 15, 45, 95, 120, 0]),
+        "cures": monthly([0, 15, 0, 0, 0, 0]),
+        "stopped": monthly([0, 0, 15]),
+        "late": monthly([0, 0, 0, 45, 75, 95]),
+    }
+    dates = [date(2024, 2, 29), date(2024, 3, 31), date(2024, 4, 30)]
+    spec = ObservationSpec()
+    statements = statements_of(histories)
+    whole = observation_summary(observations(statements, dates, spec))
+    last = statements["cycle_end"].max()  # a part's windows are judged by the whole book's end
+    parts = [
+        observation_summary(observations(statements_of(dict([item])), dates, spec, last))
+        for item in histories.items()
+    ]
+    combined = combine_summaries(parts)
+    assert combined.select(whole.columns).rows() == whole.rows()
+    alone = observations(statements_of({"stopped": histories["stopped"]}), dates, spec)
+    assert alone["status"].to_list() == [INCOMPLETE_WINDOW] * 2  # its own end is March
+    assert whole["roll_rate"].drop_nulls().len() > 0 and whole["positives"].sum() > 0
+    assert combine_summaries([]).height == 0
