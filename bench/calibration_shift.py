@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from rollrisk.features.registry import FEATURE_SET
+from rollrisk.models.calibration import em_prior, make_calibrator, shift_prior
 from rollrisk.models.metrics import (
     brier_score,
     expected_calibration_error,
@@ -51,23 +52,56 @@ from rollrisk.storage.config import load_config
 WINDOW_MONTHS = 3  # the shipped observation window (conf/default.yaml)
 
 
-def em_prior(probability: np.ndarray, prior: float, iterations: int = 1000) -> float:
-    """The EM estimate of the roll rate of an unlabelled population (Saerens et al., 2002):
-    posteriors calibrated for ``prior`` are re-weighted by ``q / prior`` until the new prior
-    ``q`` equals their mean."""
-    q = prior
-    for _ in range(iterations):
-        adjusted = shift_prior(probability, prior, q)
-        if abs(adjusted.mean() - q) < 1e-10:
-            break
-        q = float(adjusted.mean())
-    return q
-
-
-def shift_prior(probability: np.ndarray, prior: float, new_prior: float) -> np.ndarray:
-    """Posteriors calibrated for ``prior`` moved to ``new_prior`` (Bayes' rule on the odds)."""
-    up, down = new_prior / prior, (1 - new_prior) / (1 - prior)
-    return up * probability / (up * probability + down * (1 - probability))
+def latest_month_rows(
+    model: RollModel,
+    split: object,
+    frame: pd.DataFrame,
+    labels: np.ndarray,
+    calibrated: np.ndarray,
+    prior: float,
+) -> list[dict[str, object]]:
+    """Variants that use only what is known when the test months begin: the latest labelled
+    validation month (its labels) and the embargo months (their features, not their labels)."""
+    test = split.test
+    latest = split.months["validation"][-1]
+    calibration_as_of = pd.to_datetime(split.calibration["as_of"]).dt.date
+    last = split.calibration[calibration_as_of == latest]
+    last_rate = float(last[LABEL].mean())
+    rows = [
+        figures(
+            f"after: prior moved to the latest labelled month's rate ({latest:%Y-%m}, {last_rate:.3f})",
+            labels,
+            shift_prior(calibrated, prior, last_rate),
+        )
+    ]
+    platt = make_calibrator("platt").fit(model.predict_raw(last), last[LABEL].to_numpy())
+    rows.append(
+        figures(
+            f"after: Platt refitted on the latest labelled month only ({latest:%Y-%m})",
+            labels,
+            platt.predict(model.predict_raw(test)),
+        )
+    )
+    embargo = frame[pd.to_datetime(frame["as_of"]).dt.date.isin(split.months["embargo (dropped)"])]
+    embargo = embargo[pd.to_datetime(embargo["as_of"]) > pd.Timestamp(latest)]
+    if len(embargo):
+        q = em_prior(model.predict_proba(embargo), prior)
+        rows.append(
+            figures(
+                f"after: + EM prior shift, unlabelled embargo months (q={q:.3f})",
+                labels,
+                shift_prior(calibrated, prior, q),
+            )
+        )
+        q_last = em_prior(shift_prior(model.predict_proba(embargo), prior, last_rate), last_rate)
+        rows.append(
+            figures(
+                f"after: latest month's rate, then EM on the embargo months (q={q_last:.3f})",
+                labels,
+                shift_prior(calibrated, prior, q_last),
+            )
+        )
+    return rows
 
 
 def figures(name: str, labels: np.ndarray, probability: np.ndarray) -> dict[str, object]:
@@ -146,6 +180,7 @@ def main() -> None:
                 mask = (pd.to_datetime(test["as_of"]) == month).to_numpy()
                 each[mask] = shift_prior(calibrated[mask], prior, em_prior(calibrated[mask], prior))
             rows.append(figures("after: + EM prior shift, each test month", labels, each))
+            rows.extend(latest_month_rows(model, split, frame, labels, calibrated, prior))
     if later is not None and len(later):
         labels = later[LABEL].to_numpy()
         span = f"{pd.to_datetime(later['as_of']).min():%Y-%m}..{pd.to_datetime(later['as_of']).max():%Y-%m}"
