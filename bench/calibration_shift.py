@@ -8,13 +8,16 @@ settings, it prints Markdown rows of out-of-time calibration for:
   calibration months are the latest whose labels are complete when the test months begin, as
   they are for the deployed model), calibrated and uncalibrated;
 * an **EM prior-shift** adjustment (Saerens, Latinne and Decaestecker, 2002) of the calibrated
-  probabilities, its prior estimated on the unlabelled features of the first test month, or of
-  each test month: the alternative to recalibrating on the latest labelled months;
+  probabilities, its prior estimated on the unlabelled features of the first test month, of
+  each test month, or of the embargo months (known before the test begins): the alternative
+  to recalibrating on the latest labelled months;
+* two sharper recalibrations on the latest labelled month alone (the last validation month):
+  the probabilities moved to its roll rate, and Platt refitted on its calibration rows;
 * with ``--data-end``, the **deployed model truly out of time**: the training set is cut to
   what an extract ending at that month-end labels (as-of <= data end - window), the model
   deployed then (before: the evaluation fit, trained on the oldest months; after: the refit on
   every labelled month, calibrated on the latest) scores the as-of months from the data end on,
-  whose labels the longer simulation holds.
+  whose labels the longer simulation holds; and the refit with EM on each scored month.
 
     .venv/bin/rollrisk simulate --seed 7 --accounts 60000 --months 30 --out runs/q7
     .venv/bin/rollrisk build-training-set --data runs/q7 --out runs/q7.parquet
@@ -91,14 +94,6 @@ def latest_month_rows(
                 f"after: + EM prior shift, unlabelled embargo months (q={q:.3f})",
                 labels,
                 shift_prior(calibrated, prior, q),
-            )
-        )
-        q_last = em_prior(shift_prior(model.predict_proba(embargo), prior, last_rate), last_rate)
-        rows.append(
-            figures(
-                f"after: latest month's rate, then EM on the embargo months (q={q_last:.3f})",
-                labels,
-                shift_prior(calibrated, prior, q_last),
             )
         )
     return rows
@@ -195,6 +190,16 @@ def main() -> None:
         deployed = fit_on_split(model_from_config(FEATURE_SET, training), deployment)
         rows.append(
             figures(f"after: deployed (refit) on {span}", labels, deployed.predict_proba(later))
+        )
+        prior = float(deployment.calibration[LABEL].mean())
+        scored = deployed.predict_proba(later)
+        each = np.empty_like(scored)
+        later_as_of = pd.to_datetime(later["as_of"]).to_numpy()
+        for month in np.unique(later_as_of):
+            mask = later_as_of == month
+            each[mask] = shift_prior(scored[mask], prior, em_prior(scored[mask], prior))
+        rows.append(
+            figures("after: deployed (refit) + EM prior shift, each scored month", labels, each)
         )
     table = pd.DataFrame(rows)
     table.insert(0, "portfolio", args.label)
