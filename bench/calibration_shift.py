@@ -8,13 +8,16 @@ settings, it prints Markdown rows of out-of-time calibration for:
   calibration months are the latest whose labels are complete when the test months begin, as
   they are for the deployed model), calibrated and uncalibrated;
 * an **EM prior-shift** adjustment (Saerens, Latinne and Decaestecker, 2002) of the calibrated
-  probabilities, its prior estimated on the unlabelled features of the first test month, or of
-  each test month: the alternative to recalibrating on the latest labelled months;
+  probabilities, its prior estimated on the unlabelled features of the first test month, of
+  each test month, or of the embargo months (known before the test begins): the alternative
+  to recalibrating on the latest labelled months;
+* two sharper recalibrations on the latest labelled month alone (the last validation month):
+  the probabilities moved to its roll rate, and Platt refitted on its calibration rows;
 * with ``--data-end``, the **deployed model truly out of time**: the training set is cut to
   what an extract ending at that month-end labels (as-of <= data end - window), the model
   deployed then (before: the evaluation fit, trained on the oldest months; after: the refit on
   every labelled month, calibrated on the latest) scores the as-of months from the data end on,
-  whose labels the longer simulation holds.
+  whose labels the longer simulation holds; and the refit with EM on each scored month.
 
     .venv/bin/rollrisk simulate --seed 7 --accounts 60000 --months 30 --out runs/q7
     .venv/bin/rollrisk build-training-set --data runs/q7 --out runs/q7.parquet
@@ -31,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from rollrisk.features.registry import FEATURE_SET
+from rollrisk.models.calibration import em_prior, make_calibrator, shift_prior
 from rollrisk.models.metrics import (
     brier_score,
     expected_calibration_error,
@@ -51,23 +55,48 @@ from rollrisk.storage.config import load_config
 WINDOW_MONTHS = 3  # the shipped observation window (conf/default.yaml)
 
 
-def em_prior(probability: np.ndarray, prior: float, iterations: int = 1000) -> float:
-    """The EM estimate of the roll rate of an unlabelled population (Saerens et al., 2002):
-    posteriors calibrated for ``prior`` are re-weighted by ``q / prior`` until the new prior
-    ``q`` equals their mean."""
-    q = prior
-    for _ in range(iterations):
-        adjusted = shift_prior(probability, prior, q)
-        if abs(adjusted.mean() - q) < 1e-10:
-            break
-        q = float(adjusted.mean())
-    return q
-
-
-def shift_prior(probability: np.ndarray, prior: float, new_prior: float) -> np.ndarray:
-    """Posteriors calibrated for ``prior`` moved to ``new_prior`` (Bayes' rule on the odds)."""
-    up, down = new_prior / prior, (1 - new_prior) / (1 - prior)
-    return up * probability / (up * probability + down * (1 - probability))
+def latest_month_rows(
+    model: RollModel,
+    split: object,
+    frame: pd.DataFrame,
+    labels: np.ndarray,
+    calibrated: np.ndarray,
+    prior: float,
+) -> list[dict[str, object]]:
+    """Variants that use only what is known when the test months begin: the latest labelled
+    validation month (its labels) and the embargo months (their features, not their labels)."""
+    test = split.test
+    latest = split.months["validation"][-1]
+    calibration_as_of = pd.to_datetime(split.calibration["as_of"]).dt.date
+    last = split.calibration[calibration_as_of == latest]
+    last_rate = float(last[LABEL].mean())
+    rows = [
+        figures(
+            f"after: prior moved to the latest labelled month's rate ({latest:%Y-%m}, {last_rate:.3f})",
+            labels,
+            shift_prior(calibrated, prior, last_rate),
+        )
+    ]
+    platt = make_calibrator("platt").fit(model.predict_raw(last), last[LABEL].to_numpy())
+    rows.append(
+        figures(
+            f"after: Platt refitted on the latest labelled month only ({latest:%Y-%m})",
+            labels,
+            platt.predict(model.predict_raw(test)),
+        )
+    )
+    embargo = frame[pd.to_datetime(frame["as_of"]).dt.date.isin(split.months["embargo (dropped)"])]
+    embargo = embargo[pd.to_datetime(embargo["as_of"]) > pd.Timestamp(latest)]
+    if len(embargo):
+        q = em_prior(model.predict_proba(embargo), prior)
+        rows.append(
+            figures(
+                f"after: + EM prior shift, unlabelled embargo months (q={q:.3f})",
+                labels,
+                shift_prior(calibrated, prior, q),
+            )
+        )
+    return rows
 
 
 def figures(name: str, labels: np.ndarray, probability: np.ndarray) -> dict[str, object]:
@@ -146,6 +175,7 @@ def main() -> None:
                 mask = (pd.to_datetime(test["as_of"]) == month).to_numpy()
                 each[mask] = shift_prior(calibrated[mask], prior, em_prior(calibrated[mask], prior))
             rows.append(figures("after: + EM prior shift, each test month", labels, each))
+            rows.extend(latest_month_rows(model, split, frame, labels, calibrated, prior))
     if later is not None and len(later):
         labels = later[LABEL].to_numpy()
         span = f"{pd.to_datetime(later['as_of']).min():%Y-%m}..{pd.to_datetime(later['as_of']).max():%Y-%m}"
@@ -160,6 +190,16 @@ def main() -> None:
         deployed = fit_on_split(model_from_config(FEATURE_SET, training), deployment)
         rows.append(
             figures(f"after: deployed (refit) on {span}", labels, deployed.predict_proba(later))
+        )
+        prior = float(deployment.calibration[LABEL].mean())
+        scored = deployed.predict_proba(later)
+        each = np.empty_like(scored)
+        later_as_of = pd.to_datetime(later["as_of"]).to_numpy()
+        for month in np.unique(later_as_of):
+            mask = later_as_of == month
+            each[mask] = shift_prior(scored[mask], prior, em_prior(scored[mask], prior))
+        rows.append(
+            figures("after: deployed (refit) + EM prior shift, each scored month", labels, each)
         )
     table = pd.DataFrame(rows)
     table.insert(0, "portfolio", args.label)

@@ -15,6 +15,10 @@ Two methods, chosen by evidence rather than habit:
 scores each on its held-out folds, and keeps the lower Brier score (isotonic only from
 ``min_isotonic_rows`` rows on: with fewer, its steps follow noise). Both are monotone
 non-decreasing in the raw score, so the trees' monotone constraints survive calibration.
+
+:func:`em_prior` and :func:`shift_prior` adjust calibrated probabilities to a new roll rate
+(prior shift, Saerens, Latinne and Decaestecker, 2002); compared with recalibration on the
+latest labelled months in ``bench/calibration_shift.py`` (docs/models.md).
 """
 
 from __future__ import annotations
@@ -241,3 +245,36 @@ def select_calibrator(
         by_method=by_method,
     )
     return make_calibrator(chosen).fit(raw, y), evidence
+
+
+def shift_prior(probability: np.ndarray, prior: float, new_prior: float) -> np.ndarray:
+    """Probabilities calibrated where the roll rate was ``prior``, moved to a population whose
+    roll rate is ``new_prior`` (Bayes' rule on the odds; the likelihood of the features given
+    the outcome is assumed unchanged)."""
+    for name, value in (("prior", prior), ("new_prior", new_prior)):
+        if not 0.0 < value < 1.0:
+            raise ValueError(f"{name} must be strictly between 0 and 1, got {value}")
+    p = np.asarray(probability, dtype=np.float64)
+    up, down = new_prior / prior, (1 - new_prior) / (1 - prior)
+    return up * p / (up * p + down * (1 - p))
+
+
+def em_prior(
+    probability: np.ndarray, prior: float, tolerance: float = 1e-10, iterations: int = 1000
+) -> float:
+    """The roll rate of an unlabelled population, estimated by EM (Saerens et al., 2002).
+
+    ``probability`` are the population's probabilities calibrated where the roll rate was
+    ``prior``. E step: move them to the current estimate ``q``; M step: ``q`` = their mean.
+    Stops when ``q`` moves less than ``tolerance``.
+    """
+    p = np.asarray(probability, dtype=np.float64).ravel()
+    if p.size == 0:
+        raise ValueError("EM needs at least one probability")
+    q = prior
+    for _ in range(iterations):
+        moved = float(shift_prior(p, prior, q).mean())
+        if abs(moved - q) < tolerance:
+            return moved
+        q = moved
+    return q

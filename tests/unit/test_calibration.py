@@ -9,8 +9,10 @@ from rollrisk.models.calibration import (
     IsotonicCalibrator,
     PlattCalibrator,
     calibrator_from_dict,
+    em_prior,
     make_calibrator,
     select_calibrator,
+    shift_prior,
 )
 
 
@@ -185,3 +187,33 @@ def test_jeffreys_test_per_grade_against_the_beta_posterior() -> None:
     assert table.loc["all", "accounts"] == 400 and table.loc["all", "rolled"] == 100
     with pytest.raises(ValueError, match="differ in length"):
         jeffreys_test(probability, outcome[:10], group, ["a"])
+
+
+@pytest.mark.parametrize("new_prior", [0.12, 0.3, 0.45])
+def test_em_finds_the_roll_rate_of_a_label_shifted_population(new_prior: float) -> None:
+    # Features given the outcome are N(0, 1) (no roll) and N(1.5, 1) (roll) in both periods;
+    # only the share of rollers moves, from 0.25 to new_prior: a pure prior shift.
+    rng = np.random.default_rng(3)
+    prior, shift = 0.25, 1.5
+
+    def posterior(x: np.ndarray, rate: float) -> np.ndarray:
+        log_odds = np.log(rate / (1 - rate)) + shift * x - shift**2 / 2
+        return 1 / (1 + np.exp(-log_odds))
+
+    y = rng.random(40_000) < new_prior
+    x = rng.normal(0.0, 1.0, y.size) + shift * y
+    calibrated_before = posterior(x, prior)
+    estimate = em_prior(calibrated_before, prior)
+    assert abs(estimate - new_prior) < 0.015  # the population's true rate, not the old 0.25
+    assert abs(estimate - y.mean()) < 0.015
+    # moving the probabilities to the true new prior gives the true new posterior
+    np.testing.assert_allclose(
+        shift_prior(calibrated_before, prior, new_prior), posterior(x, new_prior), rtol=1e-9
+    )
+
+
+def test_shift_prior_refuses_a_prior_outside_the_open_interval() -> None:
+    with pytest.raises(ValueError, match="prior must be strictly between 0 and 1"):
+        shift_prior(np.array([0.2]), 0.0, 0.3)
+    with pytest.raises(ValueError, match="EM needs at least one probability"):
+        em_prior(np.array([]), 0.2)
