@@ -35,7 +35,6 @@ from rollrisk.features.observations import ObservationSpec, population_lazy
 from rollrisk.features.registry import FAMILIES, FeatureSet
 from rollrisk.features.schemas import TABLES
 from rollrisk.models.explanations import (
-    REASON_COLUMNS,
     ContributionKernel,
     contributions,
     family_contributions,
@@ -399,22 +398,45 @@ def _by_feature_set(
 
 
 def _reasons_json(long: pd.DataFrame, n_rows: int) -> list[str]:
-    grouped: dict[Any, list[dict[str, Any]]] = {}
-    column = {name: long[name].tolist() for name in REASON_COLUMNS}  # lists: row access is slow
-    for i, row in enumerate(column["row"]):
-        grouped.setdefault(row, []).append(
-            {
-                "rank": int(column["rank"][i]),
-                "code": column["code"][i],
-                "feature": column["feature"][i],
-                "family": column["family"][i],
-                "value": column["value"][i],
-                "contribution": round(float(column["contribution"][i]), 12),
-                "text_en": column["text_en"][i],
-                "text_zh": column["text_zh"][i],
-            }
+    """Each row's reasons (``long`` from :func:`reason_codes`, rows ``0..n_rows-1``) as a JSON
+    list of {rank, code, feature, family, value, contribution, text_en, text_zh}."""
+    # the fields but rank and contribution are those of the (feature, value) quoted: each
+    # distinct one is encoded once
+    quoted = long["feature"].to_numpy(dtype=object) + "\x00" + long["value"].to_numpy(dtype=object)
+    which, first = pd.factorize(quoted)
+    firsts = pd.Series(np.arange(len(which))).groupby(which).first().to_numpy()
+    column = {
+        name: long[name].to_numpy(dtype=object)[firsts].tolist()
+        for name in ("code", "feature", "family", "value", "text_en", "text_zh")
+    }
+    middle = [
+        json.dumps(
+            {"code": code, "feature": feature, "family": family, "value": value},
+            ensure_ascii=False,
+        )[1:-1]
+        + ', "contribution": '
+        for code, feature, family, value in zip(
+            column["code"], column["feature"], column["family"], column["value"], strict=True
         )
-    return [json.dumps(grouped.get(i, []), ensure_ascii=False) for i in range(n_rows)]
+    ]
+    tail = [
+        ", " + json.dumps({"text_en": en, "text_zh": zh}, ensure_ascii=False)[1:]
+        for en, zh in zip(column["text_en"], column["text_zh"], strict=True)
+    ]
+    contributions = long["contribution"].to_numpy(np.float64)
+    # json writes a finite float as its repr (one call per value costs 10x more than repr)
+    encode = float.__repr__ if np.isfinite(contributions).all() else json.dumps
+    contribution = [encode(round(c, 12)) for c in contributions.tolist()]
+    parts = (
+        '{"rank": '
+        + long["rank"].astype(str).to_numpy(dtype=object)
+        + ", "
+        + np.array(middle, dtype=object)[which]
+        + np.array(contribution, dtype=object)
+        + np.array(tail, dtype=object)[which]
+    ).tolist()
+    bounds = np.searchsorted(long["row"].to_numpy(), np.arange(n_rows + 1)).tolist()
+    return ["[" + ", ".join(parts[bounds[i] : bounds[i + 1]]) + "]" for i in range(n_rows)]
 
 
 @dataclass(frozen=True)
