@@ -590,21 +590,24 @@ def _actions_json(plans: PlannedActions, n_accounts: int) -> list[str]:
 def _trail_json(changes: ComplianceChanges, n_accounts: int) -> list[str]:
     """Each account's compliance changes as a JSON list of {rule, action, change, reason,
     jurisdictions} (``[]`` when the rules changed nothing)."""
-    texts = [
-        json.dumps(
-            {
-                "rule": rule,
-                "action": action,
-                "change": change,
-                "reason": reason,
-                "jurisdictions": list(jurisdictions),
-            },
-            ensure_ascii=False,
-        )
-        for rule, action, change, reason, jurisdictions in zip(
-            changes.rule_id, changes.action, changes.change, changes.reason,
-            changes.jurisdictions, strict=True,
-        )
-    ]  # fmt: skip
+    encoded: dict[tuple[Any, ...], str] = {}  # many changes repeat word for word
+    texts = []
+    for change in zip(
+        changes.rule_id, changes.action, changes.change, changes.reason,
+        changes.jurisdictions, strict=True,
+    ):  # fmt: skip
+        if change not in encoded:
+            rule, action, what, reason, jurisdictions = change
+            encoded[change] = json.dumps(
+                {
+                    "rule": rule,
+                    "action": action,
+                    "change": what,
+                    "reason": reason,
+                    "jurisdictions": list(jurisdictions),
+                },
+                ensure_ascii=False,
+            )
+        texts.append(encoded[change])
     bounds = np.searchsorted(changes.account, np.arange(n_accounts + 1)).tolist()
     return ["[" + ", ".join(texts[bounds[i] : bounds[i + 1]]) + "]" for i in range(n_accounts)]

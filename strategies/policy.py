@@ -460,10 +460,18 @@ def choose(policy: Policy, cases: PolicyCases) -> PolicyChoices:
     band = np.array([name for name, _ in policy.risk_bands], dtype=object)[band_index]
     dpd = np.asarray(cases.dpd, dtype=np.float64)
     amount = np.asarray(cases.amount_overdue, dtype=np.float64)
-    bucket = pd.Series(cases.start_bucket, dtype=object)
-    segment = pd.Series(cases.segment, dtype=object)
-    product = pd.Series(cases.product, dtype=object)
-    band_series = pd.Series(band, dtype=object)
+    # each label column as codes once; a rule's set of labels is then a lookup by code
+    labels = {
+        "start_buckets": pd.factorize(np.asarray(cases.start_bucket, dtype=object)),
+        "risk_bands": pd.factorize(band),
+        "segments": pd.factorize(np.asarray(cases.segment, dtype=object)),
+        "products": pd.factorize(np.asarray(cases.product, dtype=object)),
+    }
+
+    def among(field: str, allowed: frozenset[str]) -> np.ndarray:
+        codes, names = labels[field]
+        return np.array([name in allowed for name in names] + [False], dtype=bool)[codes]
+
     fired = np.full(len(probability), -1, dtype=np.int64)
     open_rows = np.ones(len(probability), dtype=bool)
     for index, rule in enumerate(policy.rules):  # already in precedence order
@@ -471,10 +479,10 @@ def choose(policy: Policy, cases: PolicyCases) -> PolicyChoices:
             break
         holds = (
             open_rows
-            & bucket.isin(rule.start_buckets).to_numpy()
-            & band_series.isin(rule.risk_bands).to_numpy()
-            & segment.isin(rule.segments).to_numpy()
-            & product.isin(rule.products).to_numpy()
+            & among("start_buckets", rule.start_buckets)
+            & among("risk_bands", rule.risk_bands)
+            & among("segments", rule.segments)
+            & among("products", rule.products)
             & (rule.dpd.low <= dpd)
             & (dpd < rule.dpd.high)
             & (rule.amount_overdue.low <= amount)
