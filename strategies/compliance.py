@@ -25,6 +25,10 @@ thresholds the maximum).
 Times are the borrower's local time; contact history timestamps are read in the same zone.
 Planned calls are counted against the caps as if they could all go unanswered, so a plan can
 never exceed a cap whatever the outcomes.
+
+Each rule works on the planned actions of many accounts at once, as columns
+(:func:`enforce_all`, what the batch calls for a whole partition); :func:`enforce` is the
+same code for one account's decision.
 """
 
 from __future__ import annotations
