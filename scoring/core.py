@@ -403,8 +403,8 @@ def _reasons_json(long: pd.DataFrame, n_rows: int) -> list[str]:
     # the fields but rank and contribution are those of the (feature, value) quoted: each
     # distinct one is encoded once
     quoted = long["feature"].to_numpy(dtype=object) + "\x00" + long["value"].to_numpy(dtype=object)
-    which, first = pd.factorize(quoted)
-    firsts = pd.Series(np.arange(len(which))).groupby(which).first().to_numpy()
+    which, _ = pd.factorize(quoted)
+    firsts = np.unique(which, return_index=True)[1]  # each code's first row
     column = {
         name: long[name].to_numpy(dtype=object)[firsts].tolist()
         for name in ("code", "feature", "family", "value", "text_en", "text_zh")
