@@ -2,8 +2,8 @@
 
 What is timed: one ``rollrisk score`` run in a fresh child process (read and validate the
 portfolio, point-in-time features, calibrated probability, exact TreeSHAP reason codes, segment,
-treatment with compliance, partitioned atomic write). Wall time and peak RSS come from
-``os.wait4`` on that child (as in ``bench/harness.py``); the per-stage breakdown is the one
+treatment with compliance, partitioned atomic write). Wall time, CPU seconds (user + system,
+all threads) and peak RSS come from ``os.wait4`` on that child (as in ``bench/harness.py``); the per-stage breakdown is the one
 ``rollrisk score`` prints (features, probability, explanations, reasons,
 segments, decisions, assemble, write, summed over partitions).
 
@@ -164,8 +164,10 @@ sys.exit(main(sys.argv[2:]))
 
 def measured_score(
     argv: list[str], kernel: str, env: dict[str, str], log: Path
-) -> tuple[float, float, str]:
-    """Wall seconds, peak RSS (GiB) and stdout of one ``rollrisk score`` child process."""
+) -> tuple[float, float, str, float]:
+    """Wall seconds, peak RSS (GiB), stdout and CPU seconds (user + system, all threads) of
+    one ``rollrisk score`` child process. On a shared machine the CPU seconds move less with
+    other jobs' load than the wall time does."""
     started = time.perf_counter()
     with log.open("w") as out:
         process = subprocess.Popen(
@@ -175,7 +177,8 @@ def measured_score(
     seconds = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"rollrisk score failed; see {log}")
-    return seconds, usage.ru_maxrss / 2**20, log.read_text()
+    cpu = usage.ru_utime + usage.ru_stime
+    return seconds, usage.ru_maxrss / 2**20, log.read_text(), cpu
 
 
 # "  stage   12.3 s" lines of `rollrisk score`; steps inside score_accounts are indented 4
@@ -232,11 +235,15 @@ def main() -> int:
         with tempfile.TemporaryDirectory(dir=cache) as out:
             argv = ["--model", uri, "--data", str(portfolio), "--as-of", as_of.isoformat(),
                     "--out", out]  # fmt: skip
-            seconds, rss, stdout = measured_score(
+            seconds, rss, stdout, cpu = measured_score(
                 argv, args.kernel, env, cache / f"score-{repeat}.log"
             )
-        runs.append((seconds, rss, stages_of(stdout)))
-        print(f"run {repeat + 1}: {seconds:.1f} s, peak RSS {rss:.2f} GiB", flush=True)
+        runs.append((seconds, rss, stages_of(stdout), cpu))
+        print(
+            f"run {repeat + 1}: {seconds:.1f} s, CPU {cpu:.1f} s, peak RSS {rss:.2f} GiB, "
+            f"load average {os.getloadavg()[0]:.1f}",
+            flush=True,
+        )
 
     median_seconds = statistics.median(r[0] for r in runs)
     median_rss = statistics.median(r[1] for r in runs)
@@ -250,7 +257,11 @@ def main() -> int:
     for name in names:
         seconds = statistics.median(r[2].get(name, 0.0) for r in runs)
         print(f"  {name:<50} {seconds:9.1f} {seconds / median_seconds:7.1%}")
-    print(f"end to end (child wall time): {median_seconds:.1f} s, peak RSS {median_rss:.2f} GiB")
+    median_cpu = statistics.median(r[3] for r in runs)
+    print(
+        f"end to end (child wall time): {median_seconds:.1f} s, CPU {median_cpu:.1f} s, "
+        f"peak RSS {median_rss:.2f} GiB"
+    )
     if args.accounts != TARGET:
         scale = TARGET / args.accounts
         print(

@@ -224,6 +224,10 @@ def _is_missing(value: Any) -> bool:
         return False
 
 
+def _is_zero(value: Any) -> bool:
+    return isinstance(value, float | np.floating) and value == 0.0
+
+
 def reason_text(spec: FeatureSpec, value: Any) -> tuple[str, str]:
     """English and Chinese reason text for one feature and the account's own value.
 
@@ -300,24 +304,37 @@ def reason_codes(
 
     specs = feature_set.features
     codes = [reason_code(spec) for spec in specs]
-    # only the columns some reason quotes (converting all ~60 costs more on a few rows)
-    quoted = {specs[i].name for i in set(features.tolist())}
-    columns = {name: X_raw[name].to_numpy(dtype=object) for name in quoted}
-    # Most reasons repeat (counts, category labels): format each (feature, value) once.
-    text_cache: dict[tuple[int, Any], tuple[str, str]] = {}
-    values: list[str] = []
-    texts_en: list[str] = []
-    texts_zh: list[str] = []
-    for row, feature in zip(rows.tolist(), features.tolist(), strict=True):
-        value = columns[specs[feature].name][row]
-        missing = _is_missing(value)
-        key = (feature, None if missing else value)
-        if key not in text_cache:
-            text_cache[key] = reason_text(specs[feature], value)
-        en, zh = text_cache[key]
-        values.append("" if missing else str(value))
-        texts_en.append(en)
-        texts_zh.append(zh)
+    values = np.empty(len(rows), dtype=object)
+    texts_en = np.empty(len(rows), dtype=object)
+    texts_zh = np.empty(len(rows), dtype=object)
+    # feature by feature, each distinct value formatted once (most reasons repeat: counts,
+    # category labels); only the columns some reason quotes are read
+    for feature in np.unique(features).tolist():
+        quoting = np.flatnonzero(features == feature)  # in row order
+        spec = specs[feature]
+        own = X_raw[spec.name].to_numpy(dtype=object)[rows[quoting]]
+        # equal values share a text, the first one's (a dict's notion of equal: 0.0 == -0.0)
+        value_codes, distinct = pd.factorize(own, use_na_sentinel=True)
+        found = value_codes >= 0
+        texts = [reason_text(spec, value) for value in distinct]
+        en = np.array([t[0] for t in texts] + [None], dtype=object)
+        zh = np.array([t[1] for t in texts] + [None], dtype=object)
+        missing_en, missing_zh = reason_text(spec, None)
+        en[-1], zh[-1] = missing_en, missing_zh
+        texts_en[quoting] = en[value_codes]  # code -1: the missing text, last
+        texts_zh[quoting] = zh[value_codes]
+        shown = np.array([str(value) for value in distinct] + [""], dtype=object)[value_codes]
+        # ... but each row shows its own value: a zero's sign is lost by the sharing
+        zero = found & np.array([_is_zero(v) for v in distinct] + [False], dtype=bool)[value_codes]
+        if zero.any():
+            negative = np.signbit(own[zero].astype(np.float64))
+            shown[zero] = np.where(negative, str(-0.0), str(0.0)).astype(object)
+        values[quoting] = shown
+        if not found.all():  # values factorize counts as missing that reason_text may not
+            for j in np.flatnonzero(~found).tolist():
+                if not _is_missing(own[j]):
+                    texts_en[quoting[j]], texts_zh[quoting[j]] = reason_text(spec, own[j])
+                    values[quoting[j]] = str(own[j])
 
     return pd.DataFrame(
         {

@@ -35,7 +35,6 @@ from rollrisk.features.observations import ObservationSpec, population_lazy
 from rollrisk.features.registry import FAMILIES, FeatureSet
 from rollrisk.features.schemas import TABLES
 from rollrisk.models.explanations import (
-    REASON_COLUMNS,
     ContributionKernel,
     contributions,
     family_contributions,
@@ -43,12 +42,19 @@ from rollrisk.models.explanations import (
 )
 from rollrisk.models.roll_model import RollModel
 from rollrisk.strategies.compliance import (
-    AccountState,
-    ContactHistory,
+    AccountStates,
+    ComplianceChanges,
+    ContactHistories,
     EffectiveCompliance,
-    enforce,
+    enforce_all,
 )
-from rollrisk.strategies.policy import Decision, Policy, PolicyCase, decide
+from rollrisk.strategies.policy import (
+    PlannedActions,
+    Policy,
+    PolicyCases,
+    PolicyRuleRef,
+    choose,
+)
 from rollrisk.strategies.segments import SegmentRules, assign_segments
 
 EXPOSURE_FEATURE = "balance_current"
@@ -290,16 +296,16 @@ def score_accounts(
             "start_bucket": frame["start_bucket"].astype(str).to_list(),
             "dpd": frame["dpd_at_as_of"].astype("int64").to_list(),
             "probability": probability,
-            "risk_band": [d.risk_band for d in decisions],
+            "risk_band": decisions.risk_band,
             "exposure": exposure,
             "amount_overdue": overdue,
             "expected_loss": exposure * probability,
             "segment": segments["segment"].astype(str).to_list(),
             "segment_rule": segments["segment_rule"].astype(str).to_list(),
-            "treatment": [d.treatment for d in decisions],
-            "policy_rule": [str(d.policy_rule) for d in decisions],
-            "actions": [_actions_json(d) for d in decisions],
-            "trail": [_trail_json(d) for d in decisions],
+            "treatment": decisions.treatment,
+            "policy_rule": decisions.policy_rule,
+            "actions": decisions.actions,
+            "trail": decisions.trail,
             "reasons": reasons,
             **{f"family_{name}": families[name].to_numpy() for name in FAMILIES},
             "model_name": [setup.model_name] * len(frame),
@@ -399,22 +405,56 @@ def _by_feature_set(
 
 
 def _reasons_json(long: pd.DataFrame, n_rows: int) -> list[str]:
-    grouped: dict[Any, list[dict[str, Any]]] = {}
-    column = {name: long[name].tolist() for name in REASON_COLUMNS}  # lists: row access is slow
-    for i, row in enumerate(column["row"]):
-        grouped.setdefault(row, []).append(
-            {
-                "rank": int(column["rank"][i]),
-                "code": column["code"][i],
-                "feature": column["feature"][i],
-                "family": column["family"][i],
-                "value": column["value"][i],
-                "contribution": round(float(column["contribution"][i]), 12),
-                "text_en": column["text_en"][i],
-                "text_zh": column["text_zh"][i],
-            }
+    """Each row's reasons (``long`` from :func:`reason_codes`, rows ``0..n_rows-1``) as a JSON
+    list of {rank, code, feature, family, value, contribution, text_en, text_zh}."""
+    # the fields but rank and contribution are those of the (feature, value) quoted: each
+    # distinct one is encoded once
+    quoted = long["feature"].to_numpy(dtype=object) + "\x00" + long["value"].to_numpy(dtype=object)
+    which, _ = pd.factorize(quoted)
+    firsts = np.unique(which, return_index=True)[1]  # each code's first row
+    column = {
+        name: long[name].to_numpy(dtype=object)[firsts].tolist()
+        for name in ("code", "feature", "family", "value", "text_en", "text_zh")
+    }
+    middle = [
+        json.dumps(
+            {"code": code, "feature": feature, "family": family, "value": value},
+            ensure_ascii=False,
+        )[1:-1]
+        + ', "contribution": '
+        for code, feature, family, value in zip(
+            column["code"], column["feature"], column["family"], column["value"], strict=True
         )
-    return [json.dumps(grouped.get(i, []), ensure_ascii=False) for i in range(n_rows)]
+    ]
+    tail = [
+        ", " + json.dumps({"text_en": en, "text_zh": zh}, ensure_ascii=False)[1:]
+        for en, zh in zip(column["text_en"], column["text_zh"], strict=True)
+    ]
+    contributions = long["contribution"].to_numpy(np.float64)
+    # json writes a finite float as its repr (one call per value costs 10x more than repr)
+    encode = float.__repr__ if np.isfinite(contributions).all() else json.dumps
+    contribution = [encode(round(c, 12)) for c in contributions.tolist()]
+    parts = (
+        '{"rank": '
+        + long["rank"].astype(str).to_numpy(dtype=object)
+        + ", "
+        + np.array(middle, dtype=object)[which]
+        + np.array(contribution, dtype=object)
+        + np.array(tail, dtype=object)[which]
+    ).tolist()
+    bounds = np.searchsorted(long["row"].to_numpy(), np.arange(n_rows + 1)).tolist()
+    return ["[" + ", ".join(parts[bounds[i] : bounds[i + 1]]) + "]" for i in range(n_rows)]
+
+
+@dataclass(frozen=True)
+class DecisionColumns:
+    """The decision columns of the scored-account table, one entry per account."""
+
+    risk_band: list[str]
+    treatment: list[str]
+    policy_rule: list[str]
+    actions: list[str]  # JSON, see SCORED_SCHEMA
+    trail: list[str]  # JSON
 
 
 def _decide_all(
@@ -426,71 +466,87 @@ def _decide_all(
     setup: ScoringSetup,
     collection_actions: pl.DataFrame | None,
     treatments: pl.DataFrame | None,
-) -> list[Decision]:
+) -> DecisionColumns:
+    """The policy's treatment of every account after the compliance rules, all accounts at
+    once (:func:`~rollrisk.strategies.policy.choose`, then
+    :func:`~rollrisk.strategies.compliance.enforce_all`)."""
     decided_at = datetime.combine(as_of + timedelta(days=1), DECISION_TIME)
-    histories = _histories(collection_actions, frame["account_id"], decided_at)
-    hardship = _hardship_plans(treatments, decided_at)
-    extension_used = _extension_used(treatments, decided_at)
-    empty = ContactHistory()
-    first_delinquency = (frame["first_delinquency"].fillna(0).to_numpy() >= 1).tolist()
-    # plain Python lists: per-row pandas access (.iat) costs more than the decision itself
-    start_buckets = frame["start_bucket"].astype(str).tolist()
-    products = frame["product"].astype(str).tolist()
-    dpds = frame["dpd_at_as_of"].astype("int64").tolist()
-    probabilities = np.clip(np.asarray(probability, dtype=np.float64), 0.0, 1.0).tolist()
-    overdues = np.asarray(overdue, dtype=np.float64).tolist()
-    segment_names = [str(segment) for segment in segments]
-    decisions: list[Decision] = []
-    for i, account_id in enumerate(frame["account_id"].astype(str).tolist()):
-        case = PolicyCase(
-            account_id=account_id,
-            decided_at=decided_at,
-            start_bucket=start_buckets[i],
-            probability=probabilities[i],
-            segment=segment_names[i],
-            product=products[i],
-            dpd=dpds[i],
-            amount_overdue=overdues[i],
-        )
-        state = AccountState(
-            account_id=account_id,
-            dpd=case.dpd,
-            amount_overdue=case.amount_overdue,
-            first_ever_delinquency=first_delinquency[i],
-            had_first_delinquency_extension=account_id in extension_used,
-            hardship_plan_honoured=account_id in hardship,
-        )
-        decision = decide(setup.policy, case)
-        decisions.append(
-            enforce(decision, state, histories.get(account_id, empty), setup.compliance)
-        )
-    return decisions
+    account_ids = frame["account_id"].astype(str).to_numpy(dtype=object)
+    n = len(account_ids)
+    cases = PolicyCases(
+        account_id=account_ids,
+        decided_at=decided_at,
+        start_bucket=frame["start_bucket"].astype(str).to_numpy(dtype=object),
+        probability=np.clip(np.asarray(probability, dtype=np.float64), 0.0, 1.0),
+        segment=np.asarray([str(segment) for segment in segments], dtype=object),
+        product=frame["product"].astype(str).to_numpy(dtype=object),
+        dpd=frame["dpd_at_as_of"].astype("int64").to_numpy(),
+        amount_overdue=np.asarray(overdue, dtype=np.float64),
+    )
+    policy = setup.policy
+    choices = choose(policy, cases)
+    ids = pd.Series(account_ids, dtype=object)
+    states = AccountStates(
+        account_id=account_ids,
+        dpd=cases.dpd,
+        amount_overdue=cases.amount_overdue,
+        first_ever_delinquency=frame["first_delinquency"].fillna(0).to_numpy() >= 1,
+        had_first_delinquency_extension=ids.isin(
+            _extension_used(treatments, decided_at)
+        ).to_numpy(),
+        hardship_plan_honoured=ids.isin(_hardship_plans(treatments, decided_at)).to_numpy(),
+        decided_at=np.full(n, np.datetime64(decided_at, "us")),
+    )
+    plans, changes = enforce_all(
+        choices.planned_actions(policy, decided_at),
+        states,
+        _histories(collection_actions, account_ids, decided_at),
+        setup.compliance,
+    )
+    rules = policy.rules
+    treatment_of = [policy.treatments[rule.treatment].name for rule in rules]
+    rule_text = [str(PolicyRuleRef(policy.source, rule.rule_id, rule.line)) for rule in rules]
+    fired = choices.rule.tolist()
+    return DecisionColumns(
+        risk_band=[str(band) for band in choices.risk_band],
+        treatment=[treatment_of[r] for r in fired],
+        policy_rule=[rule_text[r] for r in fired],
+        actions=_actions_json(plans, n),
+        trail=_trail_json(changes, n),
+    )
 
 
 def _histories(
-    actions: pl.DataFrame | None, account_ids: pd.Series, decided_at: datetime
-) -> Mapping[str, ContactHistory]:
-    """Each scored account's past actions (only those before the decision), by account."""
+    actions: pl.DataFrame | None, account_ids: np.ndarray, decided_at: datetime
+) -> ContactHistories:
+    """The scored accounts' past actions (only those before the decision), ``account`` being
+    the account's position in ``account_ids``."""
     if actions is None:
-        return {}
+        return ContactHistories(
+            np.array([], dtype=np.int64),
+            np.array([], dtype="datetime64[us]"),
+            np.array([], dtype=object),
+            np.array([], dtype=object),
+        )
+    positions = pl.DataFrame(
+        {
+            "account_id": pl.Series(account_ids.tolist(), dtype=pl.String),
+            "account": np.arange(len(account_ids), dtype=np.int64),
+        }
+    )
     recent = (
         actions.lazy()
-        .filter(pl.col("account_id").is_in(pl.Series(account_ids.astype(str)).implode()))
         .filter(pl.col("action_at") < decided_at)
-        .select("account_id", "action_at", "channel", "outcome")
-        .sort("account_id", "action_at", maintain_order=True)
+        .join(positions.lazy(), on="account_id", how="inner")
+        .select("account", pl.col("action_at").cast(pl.Datetime("us")), "channel", "outcome")
         .collect()
     )
-    rows: dict[str, list[tuple[Any, Any, Any]]] = {}
-    for account, *row in zip(
-        recent["account_id"].to_list(),
-        recent["action_at"].to_list(),
-        recent["channel"].to_list(),
-        recent["outcome"].to_list(),
-        strict=True,
-    ):
-        rows.setdefault(account, []).append(tuple(row))
-    return {account: ContactHistory(tuple(history)) for account, history in rows.items()}
+    return ContactHistories(
+        recent["account"].to_numpy(),
+        recent["action_at"].to_numpy(),
+        recent["channel"].to_numpy().astype(object),
+        recent["outcome"].to_numpy().astype(object),
+    )
 
 
 def _hardship_plans(treatments: pl.DataFrame | None, decided_at: datetime) -> set[str]:
@@ -515,31 +571,50 @@ def _extension_used(treatments: pl.DataFrame | None, decided_at: datetime) -> se
     return set(used["account_id"].to_list())
 
 
-def _actions_json(decision: Decision) -> str:
-    return json.dumps(
-        [
-            {
-                "action": a.action,
-                "at": a.at.isoformat(timespec="minutes"),
-                "channel": a.channel,
-                "recipient": a.recipient,
-            }
-            for a in decision.actions
-        ]
-    )
+def _actions_json(plans: PlannedActions, n_accounts: int) -> list[str]:
+    """Each account's planned actions as a JSON list of {action, at, channel, recipient}."""
+    step_text: dict[tuple[Any, ...], str] = {}
+    texts = []
+    for action, at, channel, recipient in zip(
+        plans.action.tolist(), plans.at.astype(datetime).tolist(),
+        plans.channel.tolist(), plans.recipient.tolist(), strict=True,
+    ):  # fmt: skip
+        key = (action, at, channel, recipient)
+        if key not in step_text:
+            step_text[key] = json.dumps(
+                {
+                    "action": action,
+                    "at": at.isoformat(timespec="minutes"),
+                    "channel": channel,
+                    "recipient": recipient,
+                }
+            )
+        texts.append(step_text[key])
+    bounds = np.searchsorted(plans.account, np.arange(n_accounts + 1)).tolist()
+    return ["[" + ", ".join(texts[bounds[i] : bounds[i + 1]]) + "]" for i in range(n_accounts)]
 
 
-def _trail_json(decision: Decision) -> str:
-    return json.dumps(
-        [
-            {
-                "rule": c.rule_id,
-                "action": c.action,
-                "change": c.change,
-                "reason": c.reason,
-                "jurisdictions": list(c.jurisdictions),
-            }
-            for c in decision.trail
-        ],
-        ensure_ascii=False,
-    )
+def _trail_json(changes: ComplianceChanges, n_accounts: int) -> list[str]:
+    """Each account's compliance changes as a JSON list of {rule, action, change, reason,
+    jurisdictions} (``[]`` when the rules changed nothing)."""
+    encoded: dict[tuple[Any, ...], str] = {}  # many changes repeat word for word
+    texts = []
+    for change in zip(
+        changes.rule_id, changes.action, changes.change, changes.reason,
+        changes.jurisdictions, strict=True,
+    ):  # fmt: skip
+        if change not in encoded:
+            rule, action, what, reason, jurisdictions = change
+            encoded[change] = json.dumps(
+                {
+                    "rule": rule,
+                    "action": action,
+                    "change": what,
+                    "reason": reason,
+                    "jurisdictions": list(jurisdictions),
+                },
+                ensure_ascii=False,
+            )
+        texts.append(encoded[change])
+    bounds = np.searchsorted(changes.account, np.arange(n_accounts + 1)).tolist()
+    return ["[" + ", ".join(texts[bounds[i] : bounds[i + 1]]) + "]" for i in range(n_accounts)]

@@ -88,7 +88,7 @@ from rollrisk.models.stats import percentile_bootstrap, t_interval, two_way_boot
 
 # the batch's own decision step and decision serialisers: a re-decided arm must follow exactly
 # the rules the scored decisions followed (private names, imported on purpose)
-from rollrisk.scoring.core import _actions_json, _decide_all, _trail_json, features_at
+from rollrisk.scoring.core import _decide_all, features_at
 from rollrisk.simulator.engine import (
     CH,
     DRV,
@@ -1367,7 +1367,7 @@ def plan_for_segments(inputs: DecisionInputs, segments: Sequence[str]) -> ModelP
         inputs.collection_actions,
         inputs.treatments,
     )
-    return model_plan([_actions_json(d) for d in decisions], [_trail_json(d) for d in decisions])
+    return model_plan(decisions.actions, decisions.trail)
 
 
 def same_plan(left: ModelPlan, right: ModelPlan) -> float:

@@ -25,17 +25,21 @@ thresholds the maximum).
 Times are the borrower's local time; contact history timestamps are read in the same zone.
 Planned calls are counted against the caps as if they could all go unanswered, so a plan can
 never exceed a cap whatever the outcomes.
+
+Each rule works on the planned actions of many accounts at once, as columns
+(:func:`enforce_all`, what the batch calls for a whole partition); :func:`enforce` is the
+same code for one account's decision.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import datetime, time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from rollrisk.features.schemas import (
@@ -44,7 +48,11 @@ from rollrisk.features.schemas import (
     REACHED_OUTCOMES,
     UNANSWERED_OUTCOMES,
 )
-from rollrisk.strategies.policy import ACTIONS, ComplianceChange, Decision, PlannedAction
+from rollrisk.strategies.policy import (
+    ComplianceChange,
+    Decision,
+    PlannedActions,
+)
 from rollrisk.strategies.yaml_config import (
     ConfigError,
     line_of,
@@ -270,25 +278,6 @@ class ContactHistory:
         ]
 
 
-@dataclass(frozen=True)
-class _Context:
-    decision: Decision
-    state: AccountState
-    history: ContactHistory  # this account's actions before the decision
-    rules: EffectiveCompliance
-
-    def failed_contact_documented(self) -> tuple[bool, str]:
-        """Whether recent attempts document that the borrower cannot be reached, and the evidence."""
-        days = self.rules.failed_contact_lookback_days
-        since = self.decision.decided_at - timedelta(days=days)
-        recent = [outcome for at, _, outcome in self.history.rows if at >= since]
-        failed = sum(outcome in FAILED_OUTCOMES for outcome in recent)
-        reached = sum(outcome in REACHED_OUTCOMES for outcome in recent)
-        needed = self.rules.min_failed_contacts
-        evidence = f"{failed} failed and {reached} successful contact attempts in the last {days} days (needs >= {needed} failed and none successful)"
-        return failed >= needed and reached == 0, evidence
-
-
 def _history_of(
     account_id: str, contact_history: pd.DataFrame | ContactHistory | None, decided_at: datetime
 ) -> ContactHistory:
@@ -311,264 +300,407 @@ def _history_of(
     )
 
 
-def _change(
-    rule_id: str,
-    action: PlannedAction,
-    change: str,
-    reason: str,
-    rules: EffectiveCompliance,
-    *params: str,
-) -> ComplianceChange:
-    binding = sorted({code for p in params for code in rules.binding.get(p, ())})
-    return ComplianceChange(rule_id, action.describe(), change, reason, tuple(binding))
+@dataclass(frozen=True)
+class AccountStates:
+    """:class:`AccountState` of many accounts as columns (row ``i`` is account ``i`` of the
+    :class:`~rollrisk.strategies.policy.PlannedActions` it goes with), and each account's
+    decision time."""
 
+    account_id: np.ndarray  # object (str)
+    dpd: np.ndarray  # int64
+    amount_overdue: np.ndarray  # float64
+    first_ever_delinquency: np.ndarray  # bool
+    had_first_delinquency_extension: np.ndarray  # bool
+    hardship_plan_honoured: np.ndarray  # bool
+    decided_at: np.ndarray  # datetime64[us]
 
-Rule = Callable[[list[PlannedAction], _Context], tuple[list[PlannedAction], list[ComplianceChange]]]
-
-
-def _hardship_pause(
-    actions: list[PlannedAction], ctx: _Context
-) -> tuple[list[PlannedAction], list[ComplianceChange]]:
-    if not ctx.state.hardship_plan_honoured:
-        return actions, []
-    kept, changes = [], []
-    for action in actions:
-        if ACTIONS[action.action].is_collection:
-            changes.append(
-                ComplianceChange(
-                    "CMP-HARDSHIP-PAUSE",
-                    action.describe(),
-                    "removed",
-                    "collection stops while a signed hardship plan is honoured",
-                )
-            )
-        else:
-            kept.append(action)
-    return kept, changes
-
-
-def _third_party(
-    actions: list[PlannedAction], ctx: _Context
-) -> tuple[list[PlannedAction], list[ComplianceChange]]:
-    kept, changes = [], []
-    documented: tuple[bool, str] | None = None
-    for action in actions:
-        if action.recipient == "borrower":
-            kept.append(action)
-            continue
-        if action.recipient == "emergency_contact" and ACTIONS[action.action].contacts_borrower:
-            documented = documented or ctx.failed_contact_documented()
-            if documented[0]:
-                kept.append(action)
-                continue
-            reason = f"an emergency contact may only be used to locate an unreachable borrower; {documented[1]}"
-        else:
-            reason = "no contact with unrelated third parties about the debt"
-        changes.append(
-            _change(
-                "CMP-THIRD-PARTY",
-                action,
-                "removed",
-                reason,
-                ctx.rules,
-                "min_failed_contacts",
-                "failed_contact_lookback_days",
-            )
+    @classmethod
+    def of(cls, state: AccountState, decided_at: datetime) -> AccountStates:
+        return cls(
+            np.array([state.account_id], dtype=object),
+            np.array([state.dpd]),
+            np.array([state.amount_overdue], dtype=np.float64),
+            np.array([state.first_ever_delinquency], dtype=bool),
+            np.array([state.had_first_delinquency_extension], dtype=bool),
+            np.array([state.hardship_plan_honoured], dtype=bool),
+            np.array([decided_at], dtype="datetime64[us]"),
         )
-    return kept, changes
+
+
+@dataclass(frozen=True)
+class ContactHistories:
+    """Past contact attempts of many accounts as columns, one row per attempt: ``account`` (the
+    account's row), ``at`` (local time, ``datetime64[us]``), ``channel``, ``outcome``. Rows at
+    or after an account's decision time are ignored by :func:`enforce_all`."""
+
+    account: np.ndarray  # int64
+    at: np.ndarray  # datetime64[us]
+    channel: np.ndarray  # object
+    outcome: np.ndarray  # object
+
+    @classmethod
+    def of(cls, history: ContactHistory, account: int = 0) -> ContactHistories:
+        rows = history.rows
+        return cls(
+            np.full(len(rows), account, dtype=np.int64),
+            np.array([row[0] for row in rows], dtype="datetime64[us]"),
+            np.array([row[1] for row in rows], dtype=object),
+            np.array([row[2] for row in rows], dtype=object),
+        )
+
+    def take(self, rows: np.ndarray) -> ContactHistories:
+        return ContactHistories(
+            self.account[rows], self.at[rows], self.channel[rows], self.outcome[rows]
+        )
+
+    def is_in(self, column: str, values: Collection[str]) -> np.ndarray:
+        return pd.Series(getattr(self, column), dtype=object).isin(values).to_numpy(dtype=bool)
+
+
+@dataclass(frozen=True)
+class ComplianceChanges:
+    """Each change the rules made, as columns: ``account`` (row), then the fields of
+    :class:`~rollrisk.strategies.policy.ComplianceChange`; rows of an account in trail order
+    (rule order, then the order of the actions)."""
+
+    account: np.ndarray  # int64
+    rule_id: list[str]
+    action: list[str]
+    change: list[str]
+    reason: list[str]
+    jurisdictions: list[tuple[str, ...]]
+
+    def of_account(self, account: int) -> tuple[ComplianceChange, ...]:
+        return tuple(
+            ComplianceChange(
+                self.rule_id[i],
+                self.action[i],
+                self.change[i],
+                self.reason[i],
+                self.jurisdictions[i],
+            )
+            for i in np.flatnonzero(self.account == account).tolist()
+        )
+
+
+@dataclass
+class _Context:
+    """What the rules read besides the plans: the accounts' states and histories (rows before
+    each decision), and the parameters."""
+
+    states: AccountStates
+    history: ContactHistories
+    rules: EffectiveCompliance
+    _documented: tuple[np.ndarray, list[str | None]] | None = None
+
+    def failed_contact_documented(self, accounts: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        """For each of ``accounts`` (rows): whether recent attempts document that the borrower
+        cannot be reached, and the evidence."""
+        if self._documented is None:
+            days = self.rules.failed_contact_lookback_days
+            since = self.states.decided_at - np.timedelta64(days, "D")
+            recent = self.history.at >= since[self.history.account]
+            n = len(self.states.account_id)
+            failed = np.bincount(
+                self.history.account[recent & self.history.is_in("outcome", FAILED_OUTCOMES)],
+                minlength=n,
+            )
+            reached = np.bincount(
+                self.history.account[recent & self.history.is_in("outcome", REACHED_OUTCOMES)],
+                minlength=n,
+            )
+            documented = (failed >= self.rules.min_failed_contacts) & (reached == 0)
+            self._documented = (documented, [None] * n)
+            self._counts = (failed, reached)
+        documented, evidence = self._documented
+        failed, reached = self._counts
+        days, needed = self.rules.failed_contact_lookback_days, self.rules.min_failed_contacts
+        for account in accounts.tolist():
+            if evidence[account] is None:
+                evidence[account] = (
+                    f"{failed[account]} failed and {reached[account]} successful contact "
+                    f"attempts in the last {days} days (needs >= {needed} failed and none successful)"
+                )
+        return documented[accounts], [str(evidence[a]) for a in accounts.tolist()]
+
+
+@dataclass(frozen=True)
+class _Changed:
+    """The changes one rule made: plan rows (positions in the plans it was given), texts."""
+
+    rows: np.ndarray
+    change: list[str]
+    reason: list[str]
+
+
+def _binding(rules: EffectiveCompliance, *params: str) -> tuple[str, ...]:
+    return tuple(sorted({code for p in params for code in rules.binding.get(p, ())}))
+
+
+Rule = Callable[[PlannedActions, _Context], tuple[np.ndarray, _Changed]]
+"""A rule: ``(plans, context) -> (kept, changed)``: ``kept`` is the plans' rows the rule keeps
+(a boolean mask) or, for a rule that moves actions, the new ``at`` of every row."""
+
+
+def _removed(rows: np.ndarray, reasons: list[str] | str) -> _Changed:
+    if isinstance(reasons, str):
+        reasons = [reasons] * len(rows)
+    return _Changed(rows, ["removed"] * len(rows), reasons)
+
+
+def _hardship_pause(plans: PlannedActions, ctx: _Context) -> tuple[np.ndarray, _Changed]:
+    removed = ctx.states.hardship_plan_honoured[plans.account] & plans.flag("is_collection")
+    rows = np.flatnonzero(removed)
+    return ~removed, _removed(rows, "collection stops while a signed hardship plan is honoured")
+
+
+def _third_party(plans: PlannedActions, ctx: _Context) -> tuple[np.ndarray, _Changed]:
+    others = np.flatnonzero(plans.recipient != "borrower")
+    locate = (plans.recipient[others] == "emergency_contact") & plans.flag("contacts_borrower")[
+        others
+    ]
+    documented, evidence = ctx.failed_contact_documented(plans.account[others[locate]])
+    kept = np.ones(len(plans), dtype=bool)
+    kept[others] = False
+    kept[others[locate][documented]] = True
+    reasons = iter(evidence)
+    texts = [
+        f"an emergency contact may only be used to locate an unreachable borrower; {next(reasons)}"
+        if by_contact
+        else "no contact with unrelated third parties about the debt"
+        for by_contact in locate.tolist()
+    ]
+    removed = ~kept[others]
+    return kept, _removed(others[removed], [t for t, r in zip(texts, removed, strict=True) if r])
 
 
 def _first_delinquency_extension(
-    actions: list[PlannedAction], ctx: _Context
-) -> tuple[list[PlannedAction], list[ComplianceChange]]:
-    kept, changes = [], []
-    for action in actions:
-        if action.action == "first_delinquency_extension" and (
-            not ctx.state.first_ever_delinquency or ctx.state.had_first_delinquency_extension
-        ):
-            why = (
-                "the account already had its one-time extension"
-                if ctx.state.had_first_delinquency_extension
-                else "this is not the account's first-ever delinquency"
-            )
-            changes.append(
-                ComplianceChange(
-                    "CMP-FIRST-DELINQUENCY-EXTENSION",
-                    action.describe(),
-                    "removed",
-                    f"the interest-free extension is only for a first-ever delinquency: {why}",
-                )
-            )
-        else:
-            kept.append(action)
-    return kept, changes
+    plans: PlannedActions, ctx: _Context
+) -> tuple[np.ndarray, _Changed]:
+    used = ctx.states.had_first_delinquency_extension[plans.account]
+    first = ctx.states.first_ever_delinquency[plans.account]
+    removed = (plans.action == "first_delinquency_extension") & (~first | used)
+    rows = np.flatnonzero(removed)
+    reasons = [
+        "the interest-free extension is only for a first-ever delinquency: "
+        + (
+            "the account already had its one-time extension"
+            if already
+            else "this is not the account's first-ever delinquency"
+        )
+        for already in used[rows].tolist()
+    ]
+    return ~removed, _removed(rows, reasons)
 
 
-def _legal_referral(
-    actions: list[PlannedAction], ctx: _Context
-) -> tuple[list[PlannedAction], list[ComplianceChange]]:
-    kept, changes = [], []
-    for action in actions:
-        if action.action != "legal_referral":
-            kept.append(action)
-            continue
-        rules, state = ctx.rules, ctx.state
+def _legal_referral(plans: PlannedActions, ctx: _Context) -> tuple[np.ndarray, _Changed]:
+    rules, states = ctx.rules, ctx.states
+    referrals = np.flatnonzero(plans.action == "legal_referral")
+    accounts = plans.account[referrals]
+    documented, evidence = ctx.failed_contact_documented(accounts)
+    dpd = states.dpd[accounts].tolist()
+    amount = states.amount_overdue[accounts].tolist()
+    kept = np.ones(len(plans), dtype=bool)
+    reasons = []
+    for j, row in enumerate(referrals.tolist()):
         failures = []
-        if state.dpd < rules.legal_min_dpd:
-            failures.append(f"DPD {state.dpd} is below {rules.legal_min_dpd}")
-        if state.amount_overdue < rules.legal_min_amount_overdue:
+        if dpd[j] < rules.legal_min_dpd:
+            failures.append(f"DPD {dpd[j]} is below {rules.legal_min_dpd}")
+        if amount[j] < rules.legal_min_amount_overdue:
             failures.append(
-                f"amount overdue {state.amount_overdue:g} is below {rules.legal_min_amount_overdue:g}"
+                f"amount overdue {amount[j]:g} is below {rules.legal_min_amount_overdue:g}"
             )
-        documented, evidence = ctx.failed_contact_documented()
-        if not documented:
-            failures.append(f"failed contact is not documented: {evidence}")
+        if not documented[j]:
+            failures.append(f"failed contact is not documented: {evidence[j]}")
         if failures:
-            changes.append(
-                _change(
-                    "CMP-LEGAL-REFERRAL",
-                    action,
-                    "removed",
-                    "legal referral not allowed: " + "; ".join(failures),
-                    rules,
-                    "legal_min_dpd",
-                    "legal_min_amount_overdue",
-                    "min_failed_contacts",
-                )
-            )
-        else:
-            kept.append(action)
-    return kept, changes
+            kept[row] = False
+            reasons.append("legal referral not allowed: " + "; ".join(failures))
+    return kept, _removed(np.flatnonzero(~kept), reasons)
 
 
-def _contact_window(
-    actions: list[PlannedAction], ctx: _Context
-) -> tuple[list[PlannedAction], list[ComplianceChange]]:
+def _microseconds(moment: time) -> int:
+    return (
+        (moment.hour * 60 + moment.minute) * 60 + moment.second
+    ) * 1_000_000 + moment.microsecond
+
+
+def _contact_window(plans: PlannedActions, ctx: _Context) -> tuple[np.ndarray, _Changed]:
     start: time = ctx.rules.contact_window_start
     end: time = ctx.rules.contact_window_end
-    kept, changes = [], []
-    for action in actions:
-        at = action.at
-        if not ACTIONS[action.action].contacts_borrower or start <= at.time() < end:
-            kept.append(action)
-            continue
-        day = at.date() if at.time() < start else at.date() + timedelta(days=1)
-        moved = PlannedAction(
-            action.action, datetime.combine(day, start), action.channel, action.recipient
-        )
-        kept.append(moved)
-        changes.append(
-            _change(
-                "CMP-CONTACT-WINDOW",
-                action,
-                f"moved to {moved.at:%Y-%m-%d %H:%M}",
-                f"contact only between {start:%H:%M} and {end:%H:%M} local time",
-                ctx.rules,
-                "contact_window_start",
-                "contact_window_end",
-            )
-        )
-    kept.sort(key=lambda a: a.at)
-    return kept, changes
-
-
-def _calls_per_7_days(
-    actions: list[PlannedAction], ctx: _Context
-) -> tuple[list[PlannedAction], list[ComplianceChange]]:
-    cap = ctx.rules.max_calls_per_7_days
-    if cap is None:
-        return actions, []
-    past = ctx.history.times(CALL_CHANNELS)
-    kept, changes, planned = [], [], []
-    for action in actions:
-        if not ACTIONS[action.action].is_call:
-            kept.append(action)
-            continue
-        since = action.at - timedelta(days=7)
-        count = sum(since < t <= action.at for t in past) + sum(
-            since < t <= action.at for t in planned
-        )
-        if count >= cap:
-            changes.append(
-                _change(
-                    "CMP-CALLS-PER-7-DAYS",
-                    action,
-                    "removed",
-                    f"it would be call {count + 1} on this debt within 7 days (cap {cap})",
-                    ctx.rules,
-                    "max_calls_per_7_days",
-                )
-            )
-        else:
-            kept.append(action)
-            planned.append(action.at)
-    return kept, changes
-
-
-def _call_after_conversation(
-    actions: list[PlannedAction], ctx: _Context
-) -> tuple[list[PlannedAction], list[ComplianceChange]]:
-    days = ctx.rules.quiet_days_after_conversation
-    if not days:
-        return actions, []
-    talks = ctx.history.times(CALL_CHANNELS, REACHED_OUTCOMES)
-    kept, changes = [], []
-    for action in actions:
-        recent = (
-            [t for t in talks if t <= action.at < t + timedelta(days=days)]
-            if ACTIONS[action.action].is_call
-            else []
-        )
-        if recent:
-            changes.append(
-                _change(
-                    "CMP-CALL-AFTER-CONVERSATION",
-                    action,
-                    "removed",
-                    f"a telephone conversation took place on {max(recent):%Y-%m-%d %H:%M}, less than {days} days before",
-                    ctx.rules,
-                    "quiet_days_after_conversation",
-                )
-            )
-        else:
-            kept.append(action)
-    return kept, changes
-
-
-def _unanswered_dials(
-    actions: list[PlannedAction], ctx: _Context
-) -> tuple[list[PlannedAction], list[ComplianceChange]]:
-    cap = ctx.rules.max_unanswered_dials_per_day_per_channel
-    if cap is None:
-        return actions, []
-    past: Counter[tuple[Any, str]] = Counter(
-        (at.date(), channel)
-        for at, channel, outcome in ctx.history.rows
-        if channel in CALL_CHANNELS and outcome in UNANSWERED_OUTCOMES
+    day = plans.at.astype("datetime64[D]")
+    time_of_day = (plans.at - day).astype(np.int64)
+    outside = plans.flag("contacts_borrower") & ~(
+        (_microseconds(start) <= time_of_day) & (time_of_day < _microseconds(end))
     )
-    planned: dict[tuple[Any, str], int] = {}
-    kept, changes = [], []
-    for action in actions:
-        if not ACTIONS[action.action].is_call:
-            kept.append(action)
-            continue
-        key = (action.at.date(), str(action.channel))
-        count = past.get(key, 0) + planned.get(key, 0)
-        if count >= cap:
-            changes.append(
-                _change(
-                    "CMP-UNANSWERED-DIALS",
-                    action,
-                    "removed",
-                    f"{count} dials via {action.channel} on {key[0]} may already go unanswered (cap {cap} per day per contact method)",
-                    ctx.rules,
-                    "max_unanswered_dials_per_day_per_channel",
-                )
-            )
-        else:
-            kept.append(action)
-            planned[key] = planned.get(key, 0) + 1
-    return kept, changes
+    rows = np.flatnonzero(outside)
+    moved_day = day[rows] + (time_of_day[rows] >= _microseconds(start)).astype("timedelta64[D]")
+    moved = moved_day.astype("datetime64[us]") + np.timedelta64(_microseconds(start), "us")
+    at = plans.at.copy()
+    at[rows] = moved
+    reason = f"contact only between {start:%H:%M} and {end:%H:%M} local time"
+    changes = [f"moved to {m:%Y-%m-%d %H:%M}" for m in moved.astype(datetime).tolist()]
+    return at, _Changed(rows, changes, [reason] * len(rows))
+
+
+def _group_starts(keys: np.ndarray) -> np.ndarray:
+    """Where a run of equal keys begins (a boolean per element)."""
+    starts = np.ones(len(keys), dtype=bool)
+    starts[1:] = keys[1:] != keys[:-1]
+    return starts
+
+
+def _counts_at_or_before(
+    event_group: np.ndarray, event_at: np.ndarray, group: np.ndarray, at: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each query ``(group[i], at[i])``: how many events of that group lie at or before
+    ``at[i]``, and the position of the latest of them (-1 if none)."""
+    n_events = len(event_group)
+    groups = np.concatenate([event_group, group]).astype(np.int64)
+    times = np.concatenate([event_at, at]).astype("datetime64[us]").astype(np.int64)
+    is_query = np.concatenate([np.zeros(n_events, bool), np.ones(len(group), bool)])
+    order = np.lexsort((is_query, times, groups))  # events before queries at the same time
+    sorted_groups = groups[order]
+    is_event = ~is_query[order]
+    position = np.arange(len(order))
+    starts = _group_starts(sorted_groups)
+    group_start = np.maximum.accumulate(np.where(starts, position, 0))
+    seen = np.cumsum(is_event)
+    count = seen - (seen[group_start] - is_event[group_start])
+    latest = np.maximum.accumulate(np.where(is_event, position, -1))
+    latest = np.where(latest >= group_start, latest, -1)
+    queries = np.flatnonzero(~is_event)
+    counts = np.empty(len(group), dtype=np.int64)
+    last = np.empty(len(group), dtype=np.int64)
+    counts[order[queries] - n_events] = count[queries]
+    last[order[queries] - n_events] = np.where(latest[queries] >= 0, order[latest[queries]], -1)
+    return counts, last
+
+
+def _call_positions(plans: PlannedActions) -> tuple[np.ndarray, np.ndarray]:
+    """The calls of the plans (rows) and, per account with calls, its calls in plan order:
+    a matrix ``(accounts with calls, most calls)`` of indices into the calls, -1 beyond."""
+    calls = np.flatnonzero(plans.flag("is_call"))
+    account = plans.account[calls]
+    starts = _group_starts(account)
+    first = np.maximum.accumulate(np.where(starts, np.arange(len(calls)), 0))
+    rank = np.arange(len(calls)) - first
+    which = np.cumsum(starts) - 1
+    grid = np.full((int(starts.sum()), int(rank.max()) + 1 if len(calls) else 0), -1, np.int64)
+    grid[which, rank] = np.arange(len(calls))
+    return calls, grid
+
+
+def _capped_in_plan_order(
+    grid: np.ndarray,
+    count: np.ndarray,
+    cap: int,
+    counts_against: Callable[[np.ndarray, np.ndarray], np.ndarray],
+) -> np.ndarray:
+    """Which calls a cap keeps, taking each account's calls in plan order (``grid`` from
+    :func:`_call_positions`): a call is kept while its ``count`` (the past ones, given) plus
+    the calls kept before it that ``counts_against(earlier, call)`` stays below ``cap``.
+    ``count`` gets the kept earlier calls added (a removed call's trail quotes it)."""
+    kept = np.ones(len(count), dtype=bool)
+    for k in range(grid.shape[1]):
+        live = grid[:, k] >= 0
+        this = grid[live, k]
+        for j in range(k):
+            earlier = grid[live, j]
+            count[this] += kept[earlier] & counts_against(earlier, this)
+        kept[this] = count[this] < cap
+    return kept
+
+
+def _calls_per_7_days(plans: PlannedActions, ctx: _Context) -> tuple[np.ndarray, _Changed]:
+    cap = ctx.rules.max_calls_per_7_days
+    kept = np.ones(len(plans), dtype=bool)
+    if cap is None:
+        return kept, _removed(np.array([], dtype=np.int64), [])
+    calls, grid = _call_positions(plans)
+    at = plans.at[calls]
+    since = at - np.timedelta64(7, "D")
+    past = ctx.history.take(ctx.history.is_in("channel", CALL_CHANNELS))
+    upto, _ = _counts_at_or_before(past.account, past.at, plans.account[calls], at)
+    before, _ = _counts_at_or_before(past.account, past.at, plans.account[calls], since)
+    count = upto - before
+
+    def in_window(other: np.ndarray, this: np.ndarray) -> np.ndarray:
+        return (at[other] > since[this]) & (at[other] <= at[this])
+
+    kept_call = _capped_in_plan_order(grid, count, cap, in_window)
+    rows = calls[~kept_call]
+    reasons = [
+        f"it would be call {c + 1} on this debt within 7 days (cap {cap})"
+        for c in count[~kept_call].tolist()
+    ]
+    kept[rows] = False
+    return kept, _removed(rows, reasons)
+
+
+def _call_after_conversation(plans: PlannedActions, ctx: _Context) -> tuple[np.ndarray, _Changed]:
+    days = ctx.rules.quiet_days_after_conversation
+    kept = np.ones(len(plans), dtype=bool)
+    if not days:
+        return kept, _removed(np.array([], dtype=np.int64), [])
+    calls = np.flatnonzero(plans.flag("is_call"))
+    talks = ctx.history.take(
+        ctx.history.is_in("channel", CALL_CHANNELS) & ctx.history.is_in("outcome", REACHED_OUTCOMES)
+    )
+    at = plans.at[calls]
+    _, latest = _counts_at_or_before(talks.account, talks.at, plans.account[calls], at)
+    talk_at = talks.at[np.maximum(latest, 0)] if len(talks.at) else at
+    blocked = (latest >= 0) & (talk_at > at - np.timedelta64(days, "D"))
+    rows = calls[blocked]
+    reasons = [
+        f"a telephone conversation took place on {t:%Y-%m-%d %H:%M}, less than {days} days before"
+        for t in talk_at[blocked].astype(datetime).tolist()
+    ]
+    kept[rows] = False
+    return kept, _removed(rows, reasons)
+
+
+def _unanswered_dials(plans: PlannedActions, ctx: _Context) -> tuple[np.ndarray, _Changed]:
+    cap = ctx.rules.max_unanswered_dials_per_day_per_channel
+    kept = np.ones(len(plans), dtype=bool)
+    if cap is None:
+        return kept, _removed(np.array([], dtype=np.int64), [])
+    calls, grid = _call_positions(plans)
+    unanswered = ctx.history.take(
+        ctx.history.is_in("channel", CALL_CHANNELS)
+        & ctx.history.is_in("outcome", UNANSWERED_OUTCOMES)
+    )
+    channel = np.array([str(c) for c in plans.channel[calls]], dtype=object)
+    codes, names = pd.factorize(np.concatenate([channel, unanswered.channel]))
+    width = max(len(names), 1)
+    day = plans.at[calls].astype("datetime64[D]")
+    group = plans.account[calls] * width + codes[: len(calls)]
+    past_group = unanswered.account * width + codes[len(calls) :]
+    one = np.timedelta64(1, "us")
+    # the past dials on the call's day: at or before its last microsecond, not before it
+    upto, _ = _counts_at_or_before(
+        past_group, unanswered.at, group, (day + 1).astype("datetime64[us]") - one
+    )
+    before, _ = _counts_at_or_before(
+        past_group, unanswered.at, group, day.astype("datetime64[us]") - one
+    )
+    count = upto - before
+
+    def same_day_and_channel(other: np.ndarray, this: np.ndarray) -> np.ndarray:
+        return (group[other] == group[this]) & (day[other] == day[this])
+
+    kept_call = _capped_in_plan_order(grid, count, cap, same_day_and_channel)
+    rows = calls[~kept_call]
+    reasons = [
+        f"{c} dials via {ch} on {d} may already go unanswered (cap {cap} per day per contact method)"
+        for c, ch, d in zip(
+            count[~kept_call].tolist(),
+            channel[~kept_call].tolist(),
+            day[~kept_call].astype(object).tolist(),
+            strict=True,
+        )
+    ]
+    kept[rows] = False
+    return kept, _removed(rows, reasons)
 
 
 RULES: tuple[tuple[str, Rule], ...] = (
@@ -583,6 +715,81 @@ RULES: tuple[tuple[str, Rule], ...] = (
 )
 """Every compliance rule, in the order :func:`enforce` applies them."""
 
+# the parameters whose binding jurisdictions a rule's trail entries name (none: a rule of
+# every jurisdiction alike)
+RULE_PARAMETERS: Mapping[str, tuple[str, ...]] = {
+    "CMP-HARDSHIP-PAUSE": (),
+    "CMP-THIRD-PARTY": ("min_failed_contacts", "failed_contact_lookback_days"),
+    "CMP-FIRST-DELINQUENCY-EXTENSION": (),
+    "CMP-LEGAL-REFERRAL": ("legal_min_dpd", "legal_min_amount_overdue", "min_failed_contacts"),
+    "CMP-CONTACT-WINDOW": ("contact_window_start", "contact_window_end"),
+    "CMP-CALLS-PER-7-DAYS": ("max_calls_per_7_days",),
+    "CMP-CALL-AFTER-CONVERSATION": ("quiet_days_after_conversation",),
+    "CMP-UNANSWERED-DIALS": ("max_unanswered_dials_per_day_per_channel",),
+}
+
+
+def _in_time_order(plans: PlannedActions) -> PlannedActions:
+    """Each account's rows sorted by time (stable: equal times keep their order)."""
+    return plans.take(np.lexsort((plans.at, plans.account)))
+
+
+def enforce_all(
+    plans: PlannedActions,
+    states: AccountStates,
+    history: ContactHistories,
+    jurisdictions: EffectiveCompliance,
+) -> tuple[PlannedActions, ComplianceChanges]:
+    """Apply every compliance rule to the policy's plans of many accounts at once.
+
+    Args:
+        plans: the planned actions, ``plans.account`` indexing ``states``' rows.
+        states: each account's DPD, amount overdue, hardship and delinquency facts, and its
+            decision time.
+        history: past contact attempts of the same accounts (``history.account`` indexes
+            ``states``); rows at or after an account's decision time are ignored.
+        jurisdictions: the strictest parameters of the accounts' jurisdictions
+            (:meth:`ComplianceConfig.strictest`).
+
+    Returns:
+        The actions that obey every rule (each account's in time order) and the changes, one
+        per action a rule removed or moved (:class:`ComplianceChanges`, trail order).
+    """
+    history = history.take(history.at < states.decided_at[history.account])
+    ctx = _Context(states, history, jurisdictions)
+    plans = _in_time_order(plans)
+    # (rule, accounts, rows in the plans the rule saw, action texts, changes, reasons)
+    found: list[tuple[int, np.ndarray, np.ndarray, list[str], list[str], list[str]]] = []
+    for order, (_, rule) in enumerate(RULES):
+        kept, changed = rule(plans, ctx)
+        described = plans.describe(changed.rows)
+        found.append(
+            (order, plans.account[changed.rows], changed.rows, described,
+             changed.change, changed.reason)
+        )  # fmt: skip
+        # a rule that moves actions gives new times: each account in time order again
+        plans = plans.take(kept) if kept.dtype == bool else _in_time_order(plans.with_at(kept))
+    account = np.concatenate([f[1] for f in found]).astype(np.int64)
+    rule_order = np.concatenate([np.full(len(f[1]), f[0]) for f in found])
+    action_order = np.concatenate([f[2] for f in found])
+    trail = np.lexsort((action_order, rule_order, account))
+    ids = [rule_id for rule_id, _ in RULES]
+    binding = [_binding(jurisdictions, *RULE_PARAMETERS[r]) for r in ids]
+    flat = [
+        (ids[f[0]], binding[f[0]], text, change, reason)
+        for f in found
+        for text, change, reason in zip(f[3], f[4], f[5], strict=True)
+    ]
+    ordered = [flat[i] for i in trail.tolist()]
+    return plans, ComplianceChanges(
+        account[trail],
+        [o[0] for o in ordered],
+        [o[2] for o in ordered],
+        [o[3] for o in ordered],
+        [o[4] for o in ordered],
+        [o[1] for o in ordered],
+    )
+
 
 def enforce(
     decision: Decision,
@@ -590,7 +797,7 @@ def enforce(
     contact_history: pd.DataFrame | ContactHistory | None,
     jurisdictions: EffectiveCompliance,
 ) -> Decision:
-    """Apply every compliance rule to a policy decision.
+    """Apply every compliance rule to a policy decision (:func:`enforce_all` for one account).
 
     Args:
         decision: what the policy chose (:func:`rollrisk.strategies.policy.decide`).
@@ -599,7 +806,7 @@ def enforce(
             ``action_at``, ``channel``, ``outcome``; optional ``account_id`` filters to this
             account, optional ``recipient`` keeps the borrower's rows). Rows at or after the
             decision time are ignored. A :class:`ContactHistory` of this account's borrower
-            contacts may be passed instead (the batch does, to avoid a frame per account).
+            contacts may be passed instead.
         jurisdictions: the strictest parameters of the account's jurisdictions
             (:meth:`ComplianceConfig.strictest`).
 
@@ -611,15 +818,11 @@ def enforce(
         raise ValueError(
             f"account state is for {account_state.account_id} but the decision for {decision.account_id}"
         )
-    ctx = _Context(
-        decision,
-        account_state,
-        _history_of(decision.account_id, contact_history, decision.decided_at),
+    history = _history_of(decision.account_id, contact_history, decision.decided_at)
+    plans, changes = enforce_all(
+        PlannedActions.of(decision.actions),
+        AccountStates.of(account_state, decision.decided_at),
+        ContactHistories.of(history),
         jurisdictions,
     )
-    actions = sorted(decision.actions, key=lambda a: a.at)
-    changes: list[ComplianceChange] = []
-    for _, rule in RULES:
-        actions, new = rule(actions, ctx)
-        changes.extend(new)
-    return decision.with_changes(actions, changes)
+    return decision.with_changes(plans.rows_of(0), changes.of_account(0))

@@ -31,6 +31,9 @@ from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+import pandas as pd
+
 from rollrisk.features.schemas import PRODUCTS
 from rollrisk.models.risk_bands import risk_band
 from rollrisk.strategies.segments import SEGMENTS
@@ -154,9 +157,89 @@ class PlannedAction:
     recipient: Recipient = "borrower"
 
     def describe(self) -> str:
-        via = f" via {self.channel}" if self.channel else ""
-        to = f" to {self.recipient}" if self.recipient != "borrower" else ""
-        return f"{self.action}{via}{to} at {self.at:%Y-%m-%d %H:%M}"
+        return describe_action(self.action, self.at, self.channel, self.recipient)
+
+
+def describe_action(action: str, at: datetime, channel: str | None, recipient: str) -> str:
+    """How a planned action reads in a compliance trail: ``call via agent_call at 2026-01-01 10:00``."""
+    via = f" via {channel}" if channel else ""
+    to = f" to {recipient}" if recipient != "borrower" else ""
+    return f"{action}{via}{to} at {at:%Y-%m-%d %H:%M}"
+
+
+@dataclass(frozen=True)
+class PlannedActions:
+    """The planned actions of many accounts as columns, one row per action, the rows of an
+    account together (what :func:`rollrisk.strategies.compliance.enforce_all` works on).
+
+    ``account`` is the account's row in the accounts the plans belong to; ``at`` is local time
+    as ``datetime64[us]``; ``channel`` is ``None`` for an action without one.
+    """
+
+    account: np.ndarray  # int64
+    action: np.ndarray  # object (str)
+    at: np.ndarray  # datetime64[us]
+    channel: np.ndarray  # object (str or None)
+    recipient: np.ndarray  # object (str)
+
+    def __len__(self) -> int:
+        return len(self.account)
+
+    def take(self, rows: np.ndarray) -> PlannedActions:
+        """The given rows (a boolean mask or positions), in that order."""
+        return PlannedActions(
+            self.account[rows],
+            self.action[rows],
+            self.at[rows],
+            self.channel[rows],
+            self.recipient[rows],
+        )
+
+    def with_at(self, at: np.ndarray) -> PlannedActions:
+        return replace(self, at=at)
+
+    def flag(self, attribute: str) -> np.ndarray:
+        """A boolean :class:`ActionSpec` attribute (``is_call``, ...) of each row's action."""
+        codes, names = pd.factorize(self.action)
+        by_name = np.array([bool(getattr(ACTIONS[n], attribute)) for n in names], dtype=bool)
+        return by_name[codes] if len(names) else np.zeros(len(self), dtype=bool)
+
+    def describe(self, rows: np.ndarray) -> list[str]:
+        """:meth:`PlannedAction.describe` of the given rows (positions)."""
+        cache: dict[tuple[Any, ...], str] = {}
+        out = []
+        for i in rows.tolist():
+            key = (self.action[i], self.at[i], self.channel[i], self.recipient[i])
+            if key not in cache:
+                cache[key] = describe_action(
+                    key[0], self.at[i].astype(datetime), key[2], str(key[3])
+                )
+            out.append(cache[key])
+        return out
+
+    def rows_of(self, account: int) -> tuple[PlannedAction, ...]:
+        """The rows of one account as :class:`PlannedAction` (in row order)."""
+        rows = np.flatnonzero(self.account == account)
+        return tuple(
+            PlannedAction(
+                str(self.action[i]),
+                self.at[i].astype(datetime),
+                self.channel[i],
+                self.recipient[i],
+            )
+            for i in rows.tolist()
+        )
+
+    @classmethod
+    def of(cls, actions: Sequence[PlannedAction], account: int = 0) -> PlannedActions:
+        """The actions of one account."""
+        return cls(
+            np.full(len(actions), account, dtype=np.int64),
+            np.array([a.action for a in actions], dtype=object),
+            np.array([a.at for a in actions], dtype="datetime64[us]"),
+            np.array([a.channel for a in actions], dtype=object),
+            np.array([a.recipient for a in actions], dtype=object),
+        )
 
 
 @dataclass(frozen=True)
@@ -311,28 +394,152 @@ def schedule(steps: Sequence[LadderStep], decided_at: datetime) -> tuple[Planned
     )
 
 
+@dataclass(frozen=True)
+class PolicyCases:
+    """What the policy decides on, for many accounts at one decision time, as columns (the
+    fields of :class:`PolicyCase`, one array each)."""
+
+    account_id: np.ndarray  # object (str)
+    decided_at: datetime
+    start_bucket: np.ndarray  # object (str)
+    probability: np.ndarray  # float64
+    segment: np.ndarray  # object (str)
+    product: np.ndarray  # object (str)
+    dpd: np.ndarray  # int64
+    amount_overdue: np.ndarray  # float64
+
+    def case(self, i: int) -> PolicyCase:
+        return PolicyCase(
+            str(self.account_id[i]),
+            self.decided_at,
+            str(self.start_bucket[i]),
+            float(self.probability[i]),
+            str(self.segment[i]),
+            str(self.product[i]),
+            int(self.dpd[i]),
+            float(self.amount_overdue[i]),
+        )
+
+
+@dataclass(frozen=True)
+class PolicyChoices:
+    """The policy's choice for each of many accounts: the risk band and the index of the rule
+    that fired in :attr:`Policy.rules` (its treatment is that rule's)."""
+
+    risk_band: np.ndarray  # object (str)
+    rule: np.ndarray  # int64, index into policy.rules
+
+    def planned_actions(self, policy: Policy, decided_at: datetime) -> PlannedActions:
+        """Each account's ladder (the treatment of its rule) scheduled from ``decided_at``'s
+        day, as :func:`decide` schedules it, the rows of an account in ladder order."""
+        steps = [policy.treatments[rule.treatment].steps for rule in policy.rules]
+        per_rule = np.array([len(s) for s in steps], dtype=np.int64)
+        counts = per_rule[self.rule]
+        account = np.repeat(np.arange(len(self.rule), dtype=np.int64), counts)
+        # row r of an account is step (r - the account's first row) of its rule's ladder
+        first = np.repeat(np.cumsum(counts) - counts, counts)
+        step = np.arange(len(account), dtype=np.int64) - first
+        flat = [s for ladder in steps for s in ladder]
+        offset = (np.cumsum(per_rule) - per_rule)[self.rule[account]] + step
+        day0 = datetime.combine(decided_at.date(), time(0))
+        at_of = np.array(
+            [day0 + timedelta(days=s.day, hours=s.at.hour, minutes=s.at.minute,
+                              seconds=s.at.second, microseconds=s.at.microsecond)
+             for s in flat],
+            dtype="datetime64[us]",
+        )  # fmt: skip
+        return PlannedActions(
+            account,
+            np.array([s.action for s in flat] or [""], dtype=object)[offset],
+            at_of[offset] if len(flat) else np.array([], dtype="datetime64[us]"),
+            np.array([s.channel for s in flat] or [None], dtype=object)[offset],
+            np.array([s.recipient for s in flat] or ["borrower"], dtype=object)[offset],
+        )
+
+
+def choose(policy: Policy, cases: PolicyCases) -> PolicyChoices:
+    """The band and the rule the policy gives each of ``cases`` (before compliance): the
+    matching rule with the lowest precedence, all accounts at once.
+
+    Raises:
+        ValueError: a probability outside [0, 1] (no band holds it), or an account no rule
+            matches (the first such account is named).
+    """
+    probability = np.asarray(cases.probability, dtype=np.float64)
+    outside = ~((probability >= 0.0) & (probability <= 1.0))
+    if outside.any():  # the same refusal as risk_band, for the first such account
+        policy.risk_band(float(probability[np.argmax(outside)]))
+    uppers = np.array([upper for _, upper in policy.risk_bands], dtype=np.float64)
+    # the first band whose inclusive upper bound is >= the probability (risk_band's rule)
+    band_index = np.minimum(np.searchsorted(uppers, probability, side="left"), len(uppers) - 1)
+    band = np.array([name for name, _ in policy.risk_bands], dtype=object)[band_index]
+    dpd = np.asarray(cases.dpd, dtype=np.float64)
+    amount = np.asarray(cases.amount_overdue, dtype=np.float64)
+    # each label column as codes once; a rule's set of labels is then a lookup by code
+    labels = {
+        "start_buckets": pd.factorize(np.asarray(cases.start_bucket, dtype=object)),
+        "risk_bands": pd.factorize(band),
+        "segments": pd.factorize(np.asarray(cases.segment, dtype=object)),
+        "products": pd.factorize(np.asarray(cases.product, dtype=object)),
+    }
+
+    def among(field: str, allowed: frozenset[str]) -> np.ndarray:
+        codes, names = labels[field]
+        return np.array([name in allowed for name in names] + [False], dtype=bool)[codes]
+
+    fired = np.full(len(probability), -1, dtype=np.int64)
+    open_rows = np.ones(len(probability), dtype=bool)
+    for index, rule in enumerate(policy.rules):  # already in precedence order
+        if not open_rows.any():
+            break
+        holds = (
+            open_rows
+            & among("start_buckets", rule.start_buckets)
+            & among("risk_bands", rule.risk_bands)
+            & among("segments", rule.segments)
+            & among("products", rule.products)
+            & (rule.dpd.low <= dpd)
+            & (dpd < rule.dpd.high)
+            & (rule.amount_overdue.low <= amount)
+            & (amount < rule.amount_overdue.high)
+        )
+        fired[holds] = index
+        open_rows &= ~holds
+    if open_rows.any():
+        case = cases.case(int(np.argmax(open_rows)))
+        raise ValueError(
+            f"no rule of {policy.source} matches account {case.account_id}: start_bucket="
+            f"{case.start_bucket}, risk_band={band[np.argmax(open_rows)]}, segment={case.segment}, "
+            f"product={case.product}, dpd={case.dpd}, amount_overdue={case.amount_overdue}; the "
+            f"policy covers start buckets {list(policy.start_buckets)}, segments "
+            f"{list(policy.segments)}, products {list(policy.products)}"
+        )
+    return PolicyChoices(band, fired)
+
+
 def decide(policy: Policy, case: PolicyCase) -> Decision:
-    """The treatment the policy gives ``case`` (before compliance; see ``compliance.enforce``)."""
-    band = policy.risk_band(case.probability)
-    for rule in policy.rules:
-        if rule.matches(
-            case.start_bucket, band, case.segment, case.product, case.dpd, case.amount_overdue
-        ):
-            treatment = policy.treatments[rule.treatment]
-            return Decision(
-                account_id=case.account_id,
-                decided_at=case.decided_at,
-                treatment=treatment.name,
-                actions=schedule(treatment.steps, case.decided_at),
-                policy_rule=PolicyRuleRef(policy.source, rule.rule_id, rule.line),
-                risk_band=band,
-                segment=case.segment,
-            )
-    raise ValueError(
-        f"no rule of {policy.source} matches account {case.account_id}: start_bucket="
-        f"{case.start_bucket}, risk_band={band}, segment={case.segment}, product={case.product}, "
-        f"dpd={case.dpd}, amount_overdue={case.amount_overdue}; the policy covers start buckets "
-        f"{list(policy.start_buckets)}, segments {list(policy.segments)}, products {list(policy.products)}"
+    """The treatment the policy gives ``case`` (before compliance; see ``compliance.enforce``):
+    :func:`choose` for one account."""
+    cases = PolicyCases(
+        np.array([case.account_id], dtype=object),
+        case.decided_at,
+        np.array([case.start_bucket], dtype=object),
+        np.array([case.probability], dtype=np.float64),
+        np.array([case.segment], dtype=object),
+        np.array([case.product], dtype=object),
+        np.array([case.dpd]),
+        np.array([case.amount_overdue], dtype=np.float64),
+    )
+    choice = choose(policy, cases)
+    rule = policy.rules[int(choice.rule[0])]
+    return Decision(
+        account_id=case.account_id,
+        decided_at=case.decided_at,
+        treatment=policy.treatments[rule.treatment].name,
+        actions=choice.planned_actions(policy, case.decided_at).rows_of(0),
+        policy_rule=PolicyRuleRef(policy.source, rule.rule_id, rule.line),
+        risk_band=str(choice.risk_band[0]),
+        segment=case.segment,
     )
 
 

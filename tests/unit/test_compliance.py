@@ -540,3 +540,66 @@ def test_no_plan_and_history_can_break_a_rule(cn_us):
         )
 
     check()
+
+
+def test_many_accounts_at_once_get_what_each_gets_alone(cn_us):
+    """enforce_all over many accounts (the batch) gives every account exactly the decision
+    enforce gives it alone: no account's plan or history leaks into another's."""
+    import random
+
+    import numpy as np
+
+    from rollrisk.strategies.compliance import AccountStates, ContactHistories, enforce_all
+    from rollrisk.strategies.policy import PlannedActions
+
+    rng = random.Random(5)
+    decisions, states, histories = [], [], []
+    for i in range(120):
+        actions = [
+            PlannedAction(action, _at(rng.randint(0, 2), 0) + timedelta(minutes=rng.randint(0, 1439)),
+                          channel, rng.choice(["borrower", "emergency_contact"])
+                          if action == "call" else "borrower")
+            for action, channel in rng.choices(CONTACTS, k=rng.randint(0, 10))
+        ]  # fmt: skip
+        decisions.append(
+            Decision(f"a{i}", NOW, "test", tuple(actions), PolicyRuleRef("p.yaml", "R", 1))
+        )
+        states.append(
+            AccountState(f"a{i}", rng.randint(1, 89), rng.choice([100.0, 800.0]),
+                         rng.random() < 0.5, rng.random() < 0.3, rng.random() < 0.2)
+        )  # fmt: skip
+        histories.append(
+            [
+                (NOW - timedelta(minutes=rng.randint(-60, 3 * 24 * 60)),
+                 rng.choice(["agent_call", "robo_call"]), rng.choice(OUTCOMES))
+                for _ in range(rng.randint(0, 12))
+            ]
+        )  # fmt: skip
+    plans = [PlannedActions.of(d.actions, account=i) for i, d in enumerate(decisions)]
+    history = [ContactHistories.of(_contacts(rows), account=i) for i, rows in enumerate(histories)]
+    one_state = [AccountStates.of(s, NOW) for s in states]
+    kept, changes = enforce_all(
+        PlannedActions(*(np.concatenate([getattr(p, f) for p in plans]) for f in
+                         ("account", "action", "at", "channel", "recipient"))),
+        AccountStates(*(np.concatenate([getattr(s, f) for s in one_state]) for f in
+                        ("account_id", "dpd", "amount_overdue", "first_ever_delinquency",
+                         "had_first_delinquency_extension", "hardship_plan_honoured",
+                         "decided_at"))),
+        ContactHistories(*(np.concatenate([getattr(h, f) for h in history]) for f in
+                           ("account", "at", "channel", "outcome"))),
+        cn_us,
+    )  # fmt: skip
+    rules_fired = set()
+    for i, decision in enumerate(decisions):
+        alone = enforce(decision, states[i], _contacts(histories[i]), cn_us)
+        assert kept.rows_of(i) == alone.actions, decision.account_id
+        assert changes.of_account(i) == alone.trail, decision.account_id
+        rules_fired |= {change.rule_id for change in alone.trail}
+    # the cases really exercise the rules that read other rows (caps, history)
+    assert {"CMP-CALLS-PER-7-DAYS", "CMP-CALL-AFTER-CONVERSATION", "CMP-THIRD-PARTY"} <= rules_fired
+
+
+def _contacts(rows):
+    from rollrisk.strategies.compliance import ContactHistory
+
+    return ContactHistory(tuple(rows))

@@ -262,6 +262,20 @@ def test_reasons_handle_missing_and_categorical_values():
     assert category["text_zh"] == "产品：merchant_loan"
 
 
+def test_each_reason_quotes_its_own_row_when_rows_share_a_value():
+    """Reasons are formatted once per distinct value, yet each row shows its own: a missing
+    value of any kind reads "no data", and a zero keeps its sign."""
+    one = FeatureSet("one", "1", (FEATURES.spec("payment_ratio_1m"),))
+    values = [0.5, np.nan, 0.5, None, -0.0, 0.0, pd.NA, 0.5]
+    frame = pd.DataFrame({"payment_ratio_1m": pd.Series(values, dtype=object)})
+    reasons = reason_codes(np.full((len(values), 1), 0.3), frame, one)
+    assert reasons["value"].tolist() == ["0.5", "", "0.5", "", "-0.0", "0.0", "", "0.5"]
+    alone = [reason_codes(np.array([[0.3]]), frame.iloc[[i]], one) for i in range(len(values))]
+    assert reasons["text_en"].tolist()[:4] == [r["text_en"].iat[0] for r in alone[:4]]
+    assert reasons["text_en"].iat[1] == reasons["text_en"].iat[3] == reasons["text_en"].iat[6]
+    assert "no data" in reasons["text_en"].iat[1]
+
+
 def test_a_template_that_cannot_format_the_value_falls_back_to_the_description():
     odd = FeatureSet(
         "odd",
