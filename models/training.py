@@ -676,7 +676,9 @@ def evaluate_probabilities(
 
 def comparison_metrics(comparison: ModelComparison, prefix: str = "oot") -> dict[str, float]:
     """Flat MLflow metrics: ``oot_auc`` for LightGBM, ``oot_auc_scorecard`` for a baseline,
-    ``oot_auc.product.bnpl`` / ``oot_auc_scorecard.start_bucket.M2`` per slice, ``oot_psi``.
+    ``oot_auc.product.bnpl`` / ``oot_auc_scorecard.start_bucket.M2`` per slice, ``oot_psi``;
+    LightGBM's margins ``oot_auc_gap_vs_scorecard`` overall and
+    ``oot_auc_gap_vs_scorecard.start_bucket.M2`` per slice (AUC and Brier).
     """
     metrics: dict[str, float] = {}
 
@@ -696,4 +698,9 @@ def comparison_metrics(comparison: ModelComparison, prefix: str = "oot") -> dict
     for _, row in comparison.gaps(PRIMARY).iterrows():
         for metric in ("auc", "brier", "ece"):
             metrics[f"{prefix}_{metric}_gap_vs_{row['model']}"] = float(row[f"{metric}_gap"])
+    for slice_col in comparison.slice_cols:
+        for _, row in comparison.slice_gaps(slice_col, PRIMARY).iterrows():
+            for metric in ("auc", "brier"):
+                name = f"{prefix}_{metric}_gap_vs_{row['model']}.{slice_col}.{row['value']}"
+                metrics[name] = float(row[f"{metric}_gap"])
     return {name: value for name, value in metrics.items() if np.isfinite(value)}
