@@ -129,6 +129,8 @@ def main() -> int:
                     "margin": round(row["lightgbm"] - row["scorecard"], 4),
                 })  # fmt: skip
             print(f"seed {seed} {variant}: {overall[-1]}", file=sys.stderr, flush=True)
+            for row in buckets[-len(by_bucket) :]:
+                print(f"  {row}", file=sys.stderr, flush=True)
         if seed == args.seeds[0]:
             print("split:", "; ".join(f"{k}: {v}" for k, v in result.split.describe().items()))
             print(f"training set: {len(frame)} rows, base rate {frame[LABEL].mean():.4f}")
