@@ -81,11 +81,12 @@ def _previous_delinquency_month() -> pl.Expr:
     return pl.col("_month").filter((pl.col("dpd") > 0) & (pl.col("_month") < last_current)).max()
 
 
-def _utilisation_slope(months: int) -> pl.Expr:
-    """Least-squares slope of utilisation on month (x = -lag) over the window; null if n < 2."""
-    inside = _window(months) & pl.col("_utilisation").is_not_null()
+def _slope(column: str, months: int) -> pl.Expr:
+    """Least-squares slope per month of ``column`` on month (x = -lag) over the window's
+    statements where it is known; null with fewer than 2 of them."""
+    inside = _window(months) & pl.col(column).is_not_null()
     x = (-pl.col("_lag")).cast(pl.Float64).filter(inside)
-    y = pl.col("_utilisation").filter(inside)
+    y = pl.col(column).cast(pl.Float64).filter(inside)
     n = inside.sum().cast(pl.Float64)
     denominator = n * (x * x).sum() - x.sum() ** 2
     return _ratio(n * (x * y).sum() - x.sum() * y.sum(), denominator)
@@ -104,13 +105,37 @@ _PAID, _DUE, _MIN_DUE = pl.col("amount_paid"), pl.col("amount_due"), pl.col("min
 _OWED = pl.col("balance").clip(lower_bound=0)
 
 
+def _previous(column: str) -> pl.Expr:
+    """``column`` on the statement of the month before the latest statement's (null if none)."""
+    return pl.col(column).filter(pl.col("_lag") == 1).last()
+
+
+def _last_minus_previous(column: str) -> Aggregate:
+    return Aggregate(pl.col(column).last() - _previous(column))
+
+
+def _last_minus_mean(column: str, months: int) -> Aggregate:
+    return Aggregate(pl.col(column).last() - pl.col(column).filter(_window(months)).mean())
+
+
+def _volatility(column: str, months: int) -> Aggregate:
+    """Sample standard deviation over the window (null with fewer than 2 known values)."""
+    return Aggregate(pl.col(column).cast(pl.Float64).filter(_window(months)).std())
+
+
+def _months_since_statement(flag: pl.Expr) -> Aggregate:
+    """Statement months from the last statement where ``flag`` holds to the latest statement
+    (0: the latest); null when it never holds in the known history."""
+    return Aggregate(pl.col("_latest_month").first() - pl.col("_month").filter(flag).max())
+
+
 def _bucket_months(bucket: int, months: int) -> tuple[str, Aggregate]:
     return f"months_in_m{bucket}_{months}m", _count((_BUCKET == bucket) & _window(months))  # noqa: SIM300
 
 
 # Statement features: rows are the statements known at the as-of, sorted by cycle_end, with
 # helper columns _month, _latest_month, _lag, _bucket (0..4), _previous_bucket, _utilisation,
-# _min_due_only, credit_limit (see _statement_rows).
+# _paid_to_due, _min_due_only, credit_limit (see _statement_rows).
 STATEMENT_FEATURES: Mapping[str, Aggregate] = {
     "dpd_current": Aggregate(pl.col("dpd").last()),
     "dpd_max_3m": Aggregate(pl.col("dpd").filter(_window(3)).max()),
@@ -144,13 +169,39 @@ STATEMENT_FEATURES: Mapping[str, Aggregate] = {
     "zero_payments_3m": _count((_DUE > 0) & (_PAID == 0) & _window(3)),
     "utilisation_current": Aggregate(pl.col("_utilisation").last()),
     "utilisation_mean_6m": Aggregate(pl.col("_utilisation").filter(_window(6)).mean()),
-    "utilisation_trend_6m": Aggregate(_utilisation_slope(6)),
+    "utilisation_trend_6m": Aggregate(_slope("_utilisation", 6)),
     "balance_current": Aggregate(_OWED.last()),
     "amount_overdue": Aggregate(_LATEST_OVERDUE),
     "overdue_to_limit_ratio": Aggregate(_ratio(_LATEST_OVERDUE, pl.col("credit_limit").first())),
     "days_since_statement": Aggregate(
         (pl.col("as_of").first() - pl.col("cycle_end").last()).dt.total_days()
     ),
+    # dynamics (feature set 1.1.0): differences, trends, volatility, recencies, ratios
+    "dpd_change_last": _last_minus_previous("dpd"),
+    "dpd_last_minus_mean_6m": _last_minus_mean("dpd", 6),
+    "dpd_last_minus_mean_12m": _last_minus_mean("dpd", 12),
+    "dpd_trend_3m": Aggregate(_slope("dpd", 3)),
+    "dpd_trend_6m": Aggregate(_slope("dpd", 6)),
+    "dpd_trend_12m": Aggregate(_slope("dpd", 12)),
+    "dpd_volatility_6m": _volatility("dpd", 6),
+    "dpd_volatility_12m": _volatility("dpd", 12),
+    "months_since_last_cure": _months_since_statement((_PREVIOUS > 0) & (_BUCKET == 0)),
+    "months_since_last_payment": _months_since_statement(_PAID > 0),
+    "months_since_last_full_payment": _months_since_statement((_DUE > 0) & (_PAID >= _DUE)),
+    "paid_to_due_ratio_12m": Aggregate(
+        _ratio(_PAID.filter(_window(12)).sum(), _DUE.filter(_window(12)).sum())
+    ),
+    "paid_to_due_change_last": _last_minus_previous("_paid_to_due"),
+    "paid_to_due_last_minus_mean_6m": _last_minus_mean("_paid_to_due", 6),
+    "paid_to_due_trend_6m": Aggregate(_slope("_paid_to_due", 6)),
+    "paid_to_due_volatility_6m": _volatility("_paid_to_due", 6),
+    "overdue_to_due_ratio": Aggregate(_ratio(_LATEST_OVERDUE, _LATEST_DUE)),
+    "utilisation_change_last": _last_minus_previous("_utilisation"),
+    "utilisation_last_minus_mean_12m": _last_minus_mean("_utilisation", 12),
+    "utilisation_trend_3m": Aggregate(_slope("_utilisation", 3)),
+    "utilisation_trend_12m": Aggregate(_slope("_utilisation", 12)),
+    "utilisation_volatility_6m": _volatility("_utilisation", 6),
+    "utilisation_volatility_12m": _volatility("_utilisation", 12),
 }
 
 _OUTCOME = pl.col("outcome")
@@ -163,6 +214,24 @@ def _action_window(months: int) -> pl.Expr:
 _REACHED = _OUTCOME.is_in(REACHED_OUTCOMES)
 _LAST_REACHED_AT = pl.col("action_at").filter(_REACHED).max()
 
+
+def _days_before_as_of_end(at: pl.Expr) -> pl.Expr:
+    """Days (fractional) from the instant ``at`` to the end of the as-of day."""
+    # times the reciprocal: polars divides a long column by a constant that way but a
+    # one-row column exactly, so an account scored alone differed in the last bit
+    return (pl.col("_as_of_end").first() - at).dt.total_seconds() * (1.0 / 86_400.0)
+
+
+def _days_since_action(condition: pl.Expr) -> Aggregate:
+    """Days from the last action where ``condition`` holds to the as-of (null if none)."""
+    return Aggregate(_days_before_as_of_end(pl.col("action_at").filter(condition).max()))
+
+
+def _share(part: pl.Expr, whole: pl.Expr) -> Aggregate:
+    """Rows where ``part`` holds over rows where ``whole`` holds (null when none do)."""
+    return Aggregate(_ratio((part & whole).sum(), whole.sum()))
+
+
 # Action features: rows are the actions taken before the end of the as-of day, with helper
 # columns _months_back (calendar months before the as-of month) and _as_of_end.
 ACTION_FEATURES: Mapping[str, Aggregate] = {
@@ -170,9 +239,7 @@ ACTION_FEATURES: Mapping[str, Aggregate] = {
     "refusals_6m": _count((_OUTCOME == "refused") & _action_window(6)),
     "disputes_6m": _count((_OUTCOME == "dispute") & _action_window(6)),
     "hardship_claims_6m": _count((_OUTCOME == "hardship_claimed") & _action_window(6)),
-    "contact_rate_3m": Aggregate(
-        _ratio((_REACHED & _action_window(3)).sum(), _action_window(3).sum())
-    ),
+    "contact_rate_3m": _share(_REACHED, _action_window(3)),
     "actions_3m": _count(_action_window(3)),
     "no_answers_3m": _count((_OUTCOME == "no_answer") & _action_window(3)),
     "wrong_numbers_6m": _count((_OUTCOME == "wrong_number") & _action_window(6)),
@@ -181,23 +248,35 @@ ACTION_FEATURES: Mapping[str, Aggregate] = {
         _OUTCOME.is_in(FAILED_OUTCOMES)
         & (pl.col("action_at") > _LAST_REACHED_AT.fill_null(datetime(1900, 1, 1)))
     ),
-    "days_since_last_contact": Aggregate(
-        # times the reciprocal: polars divides a long column by a constant that way but a
-        # one-row column exactly, so an account scored alone differed in the last bit
-        (pl.col("_as_of_end").first() - _LAST_REACHED_AT).dt.total_seconds() * (1.0 / 86_400.0)
-    ),
+    "days_since_last_contact": Aggregate(_days_before_as_of_end(_LAST_REACHED_AT)),
+    # dynamics (feature set 1.1.0): recencies and contact-outcome rates
+    "days_since_last_promise": _days_since_action(_OUTCOME == "promise_to_pay"),
+    "days_since_last_hardship_claim": _days_since_action(_OUTCOME == "hardship_claimed"),
+    "contact_rate_6m": _share(_REACHED, _action_window(6)),
+    "no_answer_rate_3m": _share(_OUTCOME == "no_answer", _action_window(3)),
+    "promise_rate_6m": _share(_OUTCOME == "promise_to_pay", _REACHED & _action_window(6)),
+    "refusal_rate_6m": _share(_OUTCOME == "refused", _REACHED & _action_window(6)),
 }
 
+# the longest look-back of a promise feature, in calendar months before the as-of month
+PROMISE_LOOKBACK_MONTHS = 12
 _KEPT = pl.col("_promise_status") == "kept"
 _BROKEN = pl.col("_promise_status") == "broken"
+_PROMISE_6M = _action_window(6)
 
-# Promise features: rows are the promises to pay made in the 6 months before the as-of whose
-# promised date is on or before the as-of, each resolved against the first statement known at
-# the as-of with cycle_end on or after the promised date (_promise_status kept|broken|pending).
+# Promise features: rows are the promises to pay made in the PROMISE_LOOKBACK_MONTHS months
+# before the as-of whose promised date is on or before the as-of, each resolved against the
+# first statement known at the as-of with cycle_end on or after the promised date
+# (_promise_status kept|broken|pending), with _months_back as the action rows.
 PROMISE_FEATURES: Mapping[str, Aggregate] = {
-    "promises_kept_6m": _count(_KEPT),
-    "promises_broken_6m": _count(_BROKEN),
-    "promise_keep_rate_6m": Aggregate(_ratio(_KEPT.sum(), (_KEPT | _BROKEN).sum())),
+    "promises_kept_6m": _count(_KEPT & _PROMISE_6M),
+    "promises_broken_6m": _count(_BROKEN & _PROMISE_6M),
+    "promise_keep_rate_6m": _share(_KEPT, (_KEPT | _BROKEN) & _PROMISE_6M),
+    # dynamics (feature set 1.1.0)
+    "promise_keep_rate_12m": _share(_KEPT, _KEPT | _BROKEN),
+    "days_since_last_broken_promise": Aggregate(
+        (pl.col("as_of").first() - pl.col("promised_date").filter(_BROKEN).max()).dt.total_days()
+    ),
 }
 
 _KIND = pl.col("kind")
@@ -267,6 +346,7 @@ def _statement_rows(
             pl.col("_month").max().over(KEY).alias("_latest_month"),
             pl.col("_bucket").shift(1).over(KEY).alias("_previous_bucket"),
             _ratio(_OWED, pl.col("credit_limit")).alias("_utilisation"),
+            _ratio(_PAID, _DUE).alias("_paid_to_due"),
             (
                 (_MIN_DUE > 0)
                 & (_PAID >= _MIN_DUE)
@@ -340,10 +420,10 @@ def _promise_rows(actions: pl.LazyFrame, statements: pl.LazyFrame) -> pl.LazyFra
     """Promises due by the as-of, resolved against the first known statement on/after the date."""
     promises = actions.filter(
         (pl.col("outcome") == "promise_to_pay")
-        & (pl.col("_months_back") < 6)
+        & (pl.col("_months_back") < PROMISE_LOOKBACK_MONTHS)
         & pl.col("promised_date").is_not_null()
         & (pl.col("promised_date") <= pl.col("as_of"))
-    ).select(*KEY, "promised_date", "promised_amount")
+    ).select(*KEY, "promised_date", "promised_amount", "_months_back")
     resolving = statements.select(*KEY, pl.col("cycle_end").alias("_resolved_by"), "amount_paid")
     resolved = promises.sort("promised_date").join_asof(
         resolving.sort("_resolved_by"),

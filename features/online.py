@@ -4,7 +4,7 @@ per-request path.
 :func:`rollrisk.features.history.compute_features` is one polars query for any number of
 observations; on the one account of a service request, planning and running its ~20 operators
 cost ~6-15 ms while the arithmetic is microseconds (issue 16, item 7). This module computes the
-same features of the same feature set from one account's rows with Python floats, ~0.2 ms an
+same features of the same feature set from one account's rows with Python floats, ~0.3 ms an
 account, and :func:`population_features` returns exactly the frame that
 :func:`rollrisk.scoring.core.features_at` returns for the population at an as-of.
 
@@ -14,7 +14,10 @@ its window, its null rules), so the two must never drift apart; that is what
 credit balances, zero dues, promises on every side of a statement, rows known after the as-of,
 absent and empty optional tables), the frames of both paths are equal value for value, dtype for
 dtype, to the last bit. Floats are added in row order, left to right, as polars adds a short
-column, so sums agree exactly.
+column, and a sample variance is accumulated with polars' Welford update, so sums and standard
+deviations agree exactly on portfolio-like histories; polars picks its kernel by the shape of
+the whole query, so on short histories the windowed float sums, means, slopes and standard
+deviations agree within 1e-12 relative (the test's ``SUMMED`` list).
 
 Coverage is declared, not assumed: :data:`ONLINE_FEATURES` names the features it computes, and
 :func:`covers` tells whether it computes a whole feature set. A feature set with a feature this
@@ -24,7 +27,8 @@ query; the unit test fails until the new feature is defined here too.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import math
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Protocol
@@ -32,7 +36,11 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from rollrisk.features.history import MIN_DUE_ONLY_TOLERANCE, PROMISE_KEPT_SHARE
+from rollrisk.features.history import (
+    MIN_DUE_ONLY_TOLERANCE,
+    PROMISE_KEPT_SHARE,
+    PROMISE_LOOKBACK_MONTHS,
+)
 from rollrisk.features.observations import BUCKETS, ObservationSpec, recent_statement_cutoff
 from rollrisk.features.registry import FeatureSet
 from rollrisk.features.schemas import FAILED_OUTCOMES, REACHED_OUTCOMES
@@ -168,6 +176,7 @@ class _Statements:
     bucket: tuple[int, ...]
     previous: tuple[int | None, ...]
     utilisation: tuple[float | None, ...]
+    paid_to_due: tuple[float | None, ...]
     min_due_only: tuple[bool, ...]
 
     @classmethod
@@ -186,6 +195,7 @@ class _Statements:
             bucket=bucket,
             previous=(None, *bucket[:-1]),
             utilisation=tuple(_ratio(max(r.balance, 0.0), credit_limit) for r in known),
+            paid_to_due=tuple(_ratio(r.amount_paid, r.amount_due) for r in known),
             min_due_only=tuple(
                 r.min_due > 0
                 and r.amount_paid >= r.min_due
@@ -243,21 +253,73 @@ class _Statements:
     def overdue(self) -> float:
         return max(self.last.amount_due - self.last.amount_paid, 0.0)
 
-    def utilisation_slope(self, months: int) -> float | None:
-        inside = [i for i in self.window(months) if self.utilisation[i] is not None]
+    def column(self, name: str) -> tuple[float | None, ...]:
+        """A numeric helper column by its ``history`` name: ``dpd`` (as a float),
+        ``_utilisation`` or ``_paid_to_due`` (``None`` where the ratio is undefined)."""
+        if name == "dpd":
+            return tuple(float(r.dpd) for r in self.rows)
+        return self.utilisation if name == "_utilisation" else self.paid_to_due
+
+    def known(self, months: int, column: str) -> tuple[list[int], list[float]]:
+        """The window's positions where ``column`` is known, and its values there."""
+        values = self.column(column)
+        inside = [i for i in self.window(months) if values[i] is not None]
+        return inside, [values[i] for i in inside]  # type: ignore[misc]
+
+    def slope(self, column: str, months: int) -> float | None:
+        """``history._slope``: the least-squares slope of ``column`` on x = -lag."""
+        inside, y = self.known(months, column)
         x = [float(-self.lag[i]) for i in inside]
-        y = [self.utilisation[i] for i in inside]
         n = float(len(inside))
-        sum_x, sum_y = self.sum(inside, x), self.sum(inside, y)  # type: ignore[arg-type]
+        sum_x, sum_y = self.sum(inside, x), self.sum(inside, y)
         denominator = n * self.sum(inside, [a * a for a in x], product=True) - sum_x**2
-        products = [a * b for a, b in zip(x, y, strict=True)]  # type: ignore[operator]
+        products = [a * b for a, b in zip(x, y, strict=True)]
         numerator = n * self.sum(inside, products, product=True) - sum_x * sum_y
         return _ratio(numerator, denominator)
 
-    def utilisation_mean(self, months: int) -> float | None:
-        inside = self.window(months)
-        known = [v for v in (self.utilisation[i] for i in inside) if v is not None]
-        return self.sum(inside, known) / len(known) if known else None  # type: ignore[arg-type]
+    def mean(self, column: str, months: int) -> float | None:
+        """``column.filter(window).mean()``: the mean of its known values in the window."""
+        _, known = self.known(months, column)
+        return self.sum(self.window(months), known) / len(known) if known else None
+
+    def volatility(self, column: str, months: int) -> float | None:
+        """``history._volatility``: the sample standard deviation (ddof 1) of the window's
+        known values, ``None`` with fewer than 2. Polars 2.1 aggregates a group's variance
+        one value at a time (``VarState.insert_one`` of polars-compute), a Welford update;
+        it is restated here operation for operation, so the two agree to the last bit."""
+        _, known = self.known(months, column)
+        if len(known) < 2:
+            return None
+        weight = mean = squares = 0.0
+        for value in known:
+            new_weight = weight + 1.0
+            delta = mean - value
+            new_mean = mean - delta / new_weight
+            squares += (new_mean - value) * delta
+            weight, mean = new_weight, new_mean
+        return math.sqrt(squares / (weight - 1.0))
+
+    def last_minus_previous(self, column: str) -> float | None:
+        """``history._last_minus_previous``: the latest statement's value minus the last
+        statement's of the month before (``None`` if either is missing)."""
+        values = self.column(column)
+        previous = [values[i] for i, lag in enumerate(self.lag) if lag == 1]
+        if not previous or previous[-1] is None or values[-1] is None:
+            return None
+        return values[-1] - previous[-1]
+
+    def last_minus_mean(self, column: str, months: int) -> float | None:
+        last, mean = self.column(column)[-1], self.mean(column, months)
+        return None if last is None or mean is None else last - mean
+
+    def months_since(self, flags: Sequence[bool]) -> float | None:
+        """``history._months_since_statement``: statement months from the last flagged
+        statement to the latest (``None``: never flagged)."""
+        flagged = [m for m, flag in zip(self.month, flags, strict=True) if flag]
+        return float(max(self.month) - max(flagged)) if flagged else None
+
+    def cured(self, i: int) -> bool:
+        return self.previous[i] is not None and self.previous[i] > 0 and self.bucket[i] == 0  # type: ignore[operator]
 
 
 def _bucket_months(bucket: int, months: int) -> tuple[str, Callable[[_Statements], Value]]:
@@ -285,9 +347,7 @@ STATEMENT_FEATURES: Mapping[str, Callable[[_Statements], Value]] = {
     "roll_count_12m": lambda s: s.count(
         12, lambda i: s.previous[i] is not None and s.bucket[i] > s.previous[i]
     ),
-    "cure_count_12m": lambda s: s.count(
-        12, lambda i: s.previous[i] is not None and s.previous[i] > 0 and s.bucket[i] == 0
-    ),
+    "cure_count_12m": lambda s: s.count(12, s.cured),
     "delinquency_episodes_12m": lambda s: s.count(
         12, lambda i: s.bucket[i] > 0 and (s.previous[i] or 0) == 0
     ),
@@ -306,12 +366,40 @@ STATEMENT_FEATURES: Mapping[str, Callable[[_Statements], Value]] = {
         3, lambda i: s.rows[i].amount_due > 0 and s.rows[i].amount_paid == 0
     ),
     "utilisation_current": lambda s: s.utilisation[-1],
-    "utilisation_mean_6m": lambda s: s.utilisation_mean(6),
-    "utilisation_trend_6m": lambda s: s.utilisation_slope(6),
+    "utilisation_mean_6m": lambda s: s.mean("_utilisation", 6),
+    "utilisation_trend_6m": lambda s: s.slope("_utilisation", 6),
     "balance_current": lambda s: max(s.last.balance, 0.0),
     "amount_overdue": lambda s: s.overdue(),
     "overdue_to_limit_ratio": lambda s: _ratio(s.overdue(), s.credit_limit),
     "days_since_statement": lambda s: float((s.as_of - s.last.cycle_end).days),
+    # dynamics (feature set 1.1.0)
+    "dpd_change_last": lambda s: s.last_minus_previous("dpd"),
+    "dpd_last_minus_mean_6m": lambda s: s.last_minus_mean("dpd", 6),
+    "dpd_last_minus_mean_12m": lambda s: s.last_minus_mean("dpd", 12),
+    "dpd_trend_3m": lambda s: s.slope("dpd", 3),
+    "dpd_trend_6m": lambda s: s.slope("dpd", 6),
+    "dpd_trend_12m": lambda s: s.slope("dpd", 12),
+    "dpd_volatility_6m": lambda s: s.volatility("dpd", 6),
+    "dpd_volatility_12m": lambda s: s.volatility("dpd", 12),
+    "months_since_last_cure": lambda s: s.months_since([s.cured(i) for i in range(len(s.rows))]),
+    "months_since_last_payment": lambda s: s.months_since([r.amount_paid > 0 for r in s.rows]),
+    "months_since_last_full_payment": lambda s: s.months_since(
+        [r.amount_due > 0 and r.amount_paid >= r.amount_due for r in s.rows]
+    ),
+    "paid_to_due_ratio_12m": lambda s: _ratio(
+        s.total(12, "amount_paid"), s.total(12, "amount_due")
+    ),
+    "paid_to_due_change_last": lambda s: s.last_minus_previous("_paid_to_due"),
+    "paid_to_due_last_minus_mean_6m": lambda s: s.last_minus_mean("_paid_to_due", 6),
+    "paid_to_due_trend_6m": lambda s: s.slope("_paid_to_due", 6),
+    "paid_to_due_volatility_6m": lambda s: s.volatility("_paid_to_due", 6),
+    "overdue_to_due_ratio": lambda s: _ratio(s.overdue(), s.last.amount_due),
+    "utilisation_change_last": lambda s: s.last_minus_previous("_utilisation"),
+    "utilisation_last_minus_mean_12m": lambda s: s.last_minus_mean("_utilisation", 12),
+    "utilisation_trend_3m": lambda s: s.slope("_utilisation", 3),
+    "utilisation_trend_12m": lambda s: s.slope("_utilisation", 12),
+    "utilisation_volatility_6m": lambda s: s.volatility("_utilisation", 6),
+    "utilisation_volatility_12m": lambda s: s.volatility("_utilisation", 12),
 }
 
 
@@ -345,10 +433,17 @@ class _Actions:
             )
         )
 
-    def contact_rate(self, months: int) -> float | None:
-        inside = [r for r, back in zip(self.rows, self.months_back, strict=True) if back < months]
-        reached = sum(1 for r in inside if r.outcome in REACHED_OUTCOMES)
-        return _ratio(float(reached), float(len(inside)))
+    def share(
+        self, months: int, part: Callable[[str], bool], of_reached: bool = False
+    ) -> float | None:
+        """``history._share``: of the window's actions (only those that reached the borrower
+        when ``of_reached``), the share whose outcome is ``part``; ``None`` when there are none."""
+        whole = [
+            r.outcome
+            for r, back in zip(self.rows, self.months_back, strict=True)
+            if back < months and (not of_reached or r.outcome in REACHED_OUTCOMES)
+        ]
+        return _ratio(float(sum(1 for outcome in whole if part(outcome))), float(len(whole)))
 
     def failed_streak(self) -> float:
         since = self.last_reached_at or datetime(1900, 1, 1)
@@ -356,12 +451,19 @@ class _Actions:
             sum(1 for r in self.rows if r.outcome in FAILED_OUTCOMES and r.action_at > since)
         )
 
-    def days_since_last_contact(self) -> float | None:
-        if self.last_reached_at is None:
+    def days_since_last(self, outcomes: Collection[str]) -> float | None:
+        """``history._days_since_action``: fractional days from the last action with one of
+        ``outcomes`` to the end of the as-of day (``None``: no such action)."""
+        times = [r.action_at for r in self.rows if r.outcome in outcomes]
+        if not times:
             return None
-        gap = self.end - self.last_reached_at
+        gap = self.end - max(times)
         # polars' total_seconds: whole seconds, then times the reciprocal as history.py does
         return float(gap.days * 86_400 + gap.seconds) * (1.0 / 86_400.0)
+
+
+def _reached(outcome: str) -> bool:
+    return outcome in REACHED_OUTCOMES
 
 
 ACTION_FEATURES: Mapping[str, Callable[[_Actions], Value]] = {
@@ -369,44 +471,79 @@ ACTION_FEATURES: Mapping[str, Callable[[_Actions], Value]] = {
     "refusals_6m": lambda a: a.count(6, "refused"),
     "disputes_6m": lambda a: a.count(6, "dispute"),
     "hardship_claims_6m": lambda a: a.count(6, "hardship_claimed"),
-    "contact_rate_3m": lambda a: a.contact_rate(3),
+    "contact_rate_3m": lambda a: a.share(3, _reached),
     "actions_3m": lambda a: a.count(3),
     "no_answers_3m": lambda a: a.count(3, "no_answer"),
     "wrong_numbers_6m": lambda a: a.count(6, "wrong_number"),
     "unreachable_6m": lambda a: a.count(6, "unreachable"),
     "failed_contact_streak": lambda a: a.failed_streak(),
-    "days_since_last_contact": lambda a: a.days_since_last_contact(),
+    "days_since_last_contact": lambda a: a.days_since_last(REACHED_OUTCOMES),
+    # dynamics (feature set 1.1.0)
+    "days_since_last_promise": lambda a: a.days_since_last(("promise_to_pay",)),
+    "days_since_last_hardship_claim": lambda a: a.days_since_last(("hardship_claimed",)),
+    "contact_rate_6m": lambda a: a.share(6, _reached),
+    "no_answer_rate_3m": lambda a: a.share(3, lambda outcome: outcome == "no_answer"),
+    "promise_rate_6m": lambda a: a.share(6, lambda o: o == "promise_to_pay", of_reached=True),
+    "refusal_rate_6m": lambda a: a.share(6, lambda o: o == "refused", of_reached=True),
 }
 
 
-def _promise_statuses(actions: _Actions, statements: _Statements, as_of: date) -> list[str]:
-    """``history._promise_rows``: each promise of the last 6 months due by the as-of, kept,
-    broken or pending against the first known statement closing on or after its date."""
-    statuses = []
+@dataclass(frozen=True)
+class _Promise:
+    status: str  # kept, broken or pending
+    months_back: int
+    promised_date: date
+
+
+def _promises(actions: _Actions, statements: _Statements, as_of: date) -> list[_Promise]:
+    """``history._promise_rows``: each promise of the last ``PROMISE_LOOKBACK_MONTHS`` months
+    due by the as-of, kept, broken or pending against the first known statement closing on or
+    after its date."""
+    promises = []
     for row, back in zip(actions.rows, actions.months_back, strict=True):
         if not (
             row.outcome == "promise_to_pay"
-            and back < 6
+            and back < PROMISE_LOOKBACK_MONTHS
             and row.promised_date is not None
             and row.promised_date <= as_of
         ):
             continue
         resolving = next((s for s in statements.rows if s.cycle_end >= row.promised_date), None)
         if resolving is None:
-            statuses.append("pending")
-            continue
-        needed = (row.promised_amount or 0.0) * PROMISE_KEPT_SHARE
-        paid = resolving.amount_paid
-        statuses.append("kept" if paid >= needed and paid > 0 else "broken")
-    return statuses
+            status = "pending"
+        else:
+            needed = (row.promised_amount or 0.0) * PROMISE_KEPT_SHARE
+            paid = resolving.amount_paid
+            status = "kept" if paid >= needed and paid > 0 else "broken"
+        promises.append(_Promise(status, back, row.promised_date))
+    return promises
 
 
-PROMISE_FEATURES: Mapping[str, Callable[[list[str]], Value]] = {
-    "promises_kept_6m": lambda p: float(p.count("kept")),
-    "promises_broken_6m": lambda p: float(p.count("broken")),
-    "promise_keep_rate_6m": lambda p: _ratio(
-        float(p.count("kept")), float(p.count("kept") + p.count("broken"))
-    ),
+def _promise_count(promises: list[_Promise], status: str, months: int | None = None) -> float:
+    return float(
+        sum(
+            1 for p in promises if p.status == status and (months is None or p.months_back < months)
+        )
+    )
+
+
+def _keep_rate(promises: list[_Promise], months: int | None = None) -> float | None:
+    kept = _promise_count(promises, "kept", months)
+    return _ratio(kept, kept + _promise_count(promises, "broken", months))
+
+
+def _days_since_broken(promises: list[_Promise], as_of: date) -> float | None:
+    broken = [p.promised_date for p in promises if p.status == "broken"]
+    return float((as_of - max(broken)).days) if broken else None
+
+
+PROMISE_FEATURES: Mapping[str, Callable[[list[_Promise], date], Value]] = {
+    "promises_kept_6m": lambda p, as_of: _promise_count(p, "kept", 6),
+    "promises_broken_6m": lambda p, as_of: _promise_count(p, "broken", 6),
+    "promise_keep_rate_6m": lambda p, as_of: _keep_rate(p, 6),
+    # dynamics (feature set 1.1.0): over the whole look-back
+    "promise_keep_rate_12m": lambda p, as_of: _keep_rate(p),
+    "days_since_last_broken_promise": _days_since_broken,
 }
 
 
@@ -504,8 +641,8 @@ def account_features(
     if with_actions:
         actions = _Actions.of(account.collection_actions or (), as_of)
         values.update((name, rule(actions)) for name, rule in ACTION_FEATURES.items())
-        promises = _promise_statuses(actions, statements, as_of)
-        values.update((name, rule(promises)) for name, rule in PROMISE_FEATURES.items())
+        promises = _promises(actions, statements, as_of)
+        values.update((name, rule(promises, as_of)) for name, rule in PROMISE_FEATURES.items())
     else:
         values.update(dict.fromkeys((*ACTION_FEATURES, *PROMISE_FEATURES)))
     if with_treatments:

@@ -689,5 +689,330 @@ _FEATURES: tuple[FeatureSpec, ...] = (
     ),
 )
 
-FEATURE_SET = FeatureSet(name="rollrisk-behaviour", version="1.0.0", features=_FEATURES)
+
+def _stat(
+    name: str,
+    family: Family,
+    window_months: int | None,
+    en: str,
+    zh: str,
+    reason_en: str,
+    reason_zh: str,
+    direction: Literal[-1, 0, 1] = 0,
+    source: Literal["statements", "collection_actions"] = "statements",
+) -> FeatureSpec:
+    return _spec(
+        name, family, window_months, en, zh, reason_en, reason_zh, direction, source=source
+    )
+
+
+def _dpd_dynamics() -> tuple[FeatureSpec, ...]:
+    """Differences, trends and volatility of days past due over several windows."""
+    last_minus_mean = tuple(
+        _stat(
+            f"dpd_last_minus_mean_{months}m",
+            _D,
+            months,
+            f"Days past due on the latest statement minus their mean over the last {months} "
+            "statement months (positive: later than usual).",
+            f"最近一期逾期天数减去近{months}个月平均逾期天数(正值表示比平时更晚)。",
+            f"{{value:+.0f}} days past due against the {months}-month average",
+            f"逾期天数比近{months}个月平均多{{value:.0f}}天",
+        )
+        for months in (6, 12)
+    )
+    trends = tuple(
+        _stat(
+            f"dpd_trend_{months}m",
+            _D,
+            months,
+            f"Least-squares slope of days past due per month over the last {months} statement "
+            "months (positive: falling further behind); missing with fewer than 2 statements.",
+            f"近{months}个月逾期天数的每月变化斜率(最小二乘;正值表示越欠越久);少于2期时为空。",
+            f"days past due changing by {{value:+.1f}} a month over {months} months",
+            f"近{months}个月逾期天数每月变化{{value:+.1f}}天",
+        )
+        for months in (3, 6, 12)
+    )
+    volatility = tuple(
+        _stat(
+            f"dpd_volatility_{months}m",
+            _D,
+            months,
+            f"Standard deviation of days past due over the last {months} statement months "
+            "(in and out of arrears); missing with fewer than 2 statements.",
+            f"近{months}个月逾期天数的标准差(反复逾期与还清);少于2期时为空。",
+            f"days past due varying by {{value:.0f}} over {months} months",
+            f"近{months}个月逾期天数波动{{value:.0f}}天",
+        )
+        for months in (6, 12)
+    )
+    change = _stat(
+        "dpd_change_last",
+        _D,
+        2,
+        "Days past due on the latest statement minus those on the statement of the month "
+        "before; missing without that statement.",
+        "最近一期账单逾期天数减去上月账单逾期天数;上月无账单时为空。",
+        "{value:+.0f} days past due since last month",
+        "逾期天数较上月变化{value:+.0f}天",
+    )
+    cure = _stat(
+        "months_since_last_cure",
+        _D,
+        None,
+        "Statement months since the account last returned from a delinquent bucket to current "
+        "(M0); missing when it never has in the known history.",
+        "上一次由逾期回到正常(M0)距今的账单月数;已知历史中从未回到正常时为空。",
+        "last back to current {value:.0f} month{s} ago",
+        "上次恢复正常在{value:.0f}个月前",
+    )
+    return (change, *last_minus_mean, *trends, *volatility, cure)
+
+
+def _payment_dynamics() -> tuple[FeatureSpec, ...]:
+    """Recencies, differences, trends and volatility of payments and utilisation; ratios to due."""
+    return (
+        _stat(
+            "months_since_last_payment",
+            _P,
+            None,
+            "Statement months since the last statement with a payment above zero (0: the "
+            "latest); missing when nothing has been paid in the known history.",
+            "最近一次有还款的账单距今的账单月数(0为最近一期);已知历史中从未还款时为空。",
+            "last payment {value:.0f} month{s} ago",
+            "上次还款在{value:.0f}个月前",
+            1,
+        ),
+        _stat(
+            "months_since_last_full_payment",
+            _P,
+            None,
+            "Statement months since the last statement whose amount due was paid in full; "
+            "missing when it never was in the known history.",
+            "最近一次全额还清应还款的账单距今的账单月数;已知历史中从未全额还款时为空。",
+            "last paid in full {value:.0f} month{s} ago",
+            "上次全额还款在{value:.0f}个月前",
+        ),
+        _stat(
+            "paid_to_due_ratio_12m",
+            _P,
+            12,
+            "Total paid divided by total due over the last 12 statement months.",
+            "近12个月还款总额与应还总额之比。",
+            "paid {value:.0%} of what was due over 12 months",
+            "近12个月还款为应还额的{value:.0%}",
+            -1,
+        ),
+        _stat(
+            "paid_to_due_change_last",
+            _P,
+            2,
+            "Paid-to-due ratio of the latest statement minus that of the month before; missing "
+            "when either had nothing due.",
+            "最近一期还款额与应还额之比减去上月的该比值;任一期无应还额时为空。",
+            "share of the due paid changed by {value:+.0%} since last month",
+            "还款比例较上月变化{value:+.0%}",
+        ),
+        _stat(
+            "paid_to_due_last_minus_mean_6m",
+            _P,
+            6,
+            "Paid-to-due ratio of the latest statement minus its mean over the last 6 statement "
+            "months (negative: paying less of the due than usual).",
+            "最近一期还款比例减去近6个月平均还款比例(负值表示比平时还得少)。",
+            "paid {value:+.0%} of the due against the 6-month average",
+            "还款比例比近6个月平均{value:+.0%}",
+        ),
+        _stat(
+            "paid_to_due_trend_6m",
+            _P,
+            6,
+            "Least-squares slope per month of the paid-to-due ratio over the last 6 statement "
+            "months; missing with fewer than 2 months with something due.",
+            "近6个月还款比例的每月变化斜率(最小二乘);有应还额的月份少于2个时为空。",
+            "share of the due paid changing by {value:+.0%} a month",
+            "还款比例每月变化{value:+.0%}",
+        ),
+        _stat(
+            "paid_to_due_volatility_6m",
+            _P,
+            6,
+            "Standard deviation of the paid-to-due ratio over the last 6 statement months "
+            "(irregular payment); missing with fewer than 2 months with something due.",
+            "近6个月还款比例的标准差(还款不规律程度);有应还额的月份少于2个时为空。",
+            "irregular payments (share paid varies by {value:.0%})",
+            "还款不规律(还款比例波动{value:.0%})",
+        ),
+        _stat(
+            "overdue_to_due_ratio",
+            _P,
+            None,
+            "Unpaid part of the latest statement's amount due divided by that amount due "
+            "(arrears to due); missing when nothing was due.",
+            "最近一期账单应还未还金额与应还额之比;无应还额时为空。",
+            "{value:.0%} of the latest amount due left unpaid",
+            "最近一期应还款有{value:.0%}未还",
+            1,
+        ),
+        _stat(
+            "utilisation_change_last",
+            _P,
+            2,
+            "Utilisation (balance owed / credit limit) on the latest statement minus that of "
+            "the month before.",
+            "最近一期额度使用率减去上月额度使用率。",
+            "utilisation changed by {value:+.0%} since last month",
+            "额度使用率较上月变化{value:+.0%}",
+        ),
+        _stat(
+            "utilisation_last_minus_mean_12m",
+            _P,
+            12,
+            "Utilisation on the latest statement minus its mean over the last 12 statement months.",
+            "最近一期额度使用率减去近12个月平均使用率。",
+            "utilisation {value:+.0%} against the 12-month average",
+            "额度使用率比近12个月平均{value:+.0%}",
+        ),
+        *(
+            _stat(
+                f"utilisation_trend_{months}m",
+                _P,
+                months,
+                f"Least-squares slope of utilisation per month over the last {months} "
+                "statement months (positive: rising use; a credit balance counts as 0); "
+                "missing with fewer than 2 statements.",
+                f"近{months}个月额度使用率的每月变化斜率(最小二乘;正值表示使用率上升;溢缴款计为0);"
+                "少于2期时为空。",
+                f"utilisation changing by {{value:+.1%}} a month over {months} months",
+                f"近{months}个月额度使用率每月变化{{value:+.1%}}",
+                1,
+            )
+            for months in (3, 12)
+        ),
+        *(
+            _stat(
+                f"utilisation_volatility_{months}m",
+                _P,
+                months,
+                f"Standard deviation of utilisation over the last {months} statement months; "
+                "missing with fewer than 2 statements.",
+                f"近{months}个月额度使用率的标准差;少于2期时为空。",
+                f"utilisation varying by {{value:.0%}} over {months} months",
+                f"近{months}个月额度使用率波动{{value:.0%}}",
+            )
+            for months in (6, 12)
+        ),
+    )
+
+
+def _contact_dynamics() -> tuple[FeatureSpec, ...]:
+    """Recencies of promises, broken promises and hardship claims; contact-outcome rates."""
+    actions: Literal["collection_actions"] = "collection_actions"
+    return (
+        _stat(
+            "days_since_last_promise",
+            _W,
+            None,
+            "Days from the last promise to pay to the as-of date; missing without any.",
+            "最近一次承诺还款距观察日的天数;从未承诺时为空。",
+            "last promise to pay {value:.0f} day{s} ago",
+            "上次承诺还款在{value:.0f}天前",
+            source=actions,
+        ),
+        _stat(
+            "days_since_last_broken_promise",
+            _W,
+            12,
+            "Days from the promised date of the last broken promise (made in the 12 months "
+            "before the as-of) to the as-of date; missing without one.",
+            "近12个月内最近一次违约承诺的承诺还款日距观察日的天数;没有违约承诺时为空。",
+            "last broken promise {value:.0f} day{s} ago",
+            "上次违约承诺在{value:.0f}天前",
+            source=actions,
+        ),
+        _stat(
+            "days_since_last_hardship_claim",
+            _W,
+            None,
+            "Days from the last hardship claim (job loss, illness, disaster) to the as-of date; "
+            "missing without any.",
+            "最近一次报告困难(失业、疾病、灾害等)距观察日的天数;从未报告时为空。",
+            "hardship reported {value:.0f} day{s} ago",
+            "上次报告困难在{value:.0f}天前",
+            source=actions,
+        ),
+        _stat(
+            "promise_keep_rate_12m",
+            _W,
+            12,
+            "Kept promises / (kept + broken) over the last 12 months; missing when no promise "
+            "has come due.",
+            "近12个月已到期承诺中守约的比例;没有到期承诺时为空。",
+            "kept {value:.0%} of promises in the last 12 months",
+            "近12个月守约比例{value:.0%}",
+            -1,
+            source=actions,
+        ),
+        _stat(
+            "contact_rate_6m",
+            _W,
+            6,
+            "Share of collection actions in the last 6 months that reached the borrower; "
+            "missing without actions.",
+            "近6个月催收动作中联系到借款人的比例;无动作时为空。",
+            "reached on {value:.0%} of attempts in the last 6 months",
+            "近6个月联系成功率{value:.0%}",
+            -1,
+            source=actions,
+        ),
+        _stat(
+            "promise_rate_6m",
+            _W,
+            6,
+            "Share of the contacts in the last 6 months that reached the borrower and ended in "
+            "a promise to pay; missing without such contacts.",
+            "近6个月成功联系中达成还款承诺的比例;无成功联系时为空。",
+            "promised to pay on {value:.0%} of contacts",
+            "近6个月联系中承诺还款占{value:.0%}",
+            source=actions,
+        ),
+        _stat(
+            "refusal_rate_6m",
+            _W,
+            6,
+            "Share of the contacts in the last 6 months that reached the borrower and ended in "
+            "a refusal to pay; missing without such contacts.",
+            "近6个月成功联系中明确拒绝还款的比例;无成功联系时为空。",
+            "refused to pay on {value:.0%} of contacts",
+            "近6个月联系中拒绝还款占{value:.0%}",
+            1,
+            source=actions,
+        ),
+        _stat(
+            "no_answer_rate_3m",
+            _C,
+            3,
+            "Share of collection actions in the last 3 months that went unanswered; missing "
+            "without actions.",
+            "近3个月催收动作中无人接听的比例;无动作时为空。",
+            "{value:.0%} of attempts unanswered in the last 3 months",
+            "近3个月无人接听占{value:.0%}",
+            source=actions,
+        ),
+    )
+
+
+DYNAMICS_FEATURES: tuple[FeatureSpec, ...] = (
+    *_dpd_dynamics(),
+    *_payment_dynamics(),
+    *_contact_dynamics(),
+)
+"""The features added in v1.1.0: differences (last minus previous, last minus mean), trends
+and volatility over 3/6/12 months, time since events, ratios to due, promise-keeping and
+contact-outcome rates (the usual extensions of monthly statement data)."""
+
+FEATURE_SET = FeatureSet(
+    name="rollrisk-behaviour", version="1.1.0", features=(*_FEATURES, *DYNAMICS_FEATURES)
+)
 """The feature set every model of this project is trained on and records (name + version)."""

@@ -89,6 +89,39 @@ class ModelComparison:
             )
         return pd.DataFrame(rows)
 
+    def slice_gaps(self, slice_col: str, primary: str | None = None) -> pd.DataFrame:
+        """:meth:`gaps` within each value of ``slice_col`` (a product, a starting bucket).
+
+        One row per (value, other model): ``value``, ``model``, ``compared_with``, ``n``, the
+        two AUCs (``primary_auc``, ``model_auc``), ``auc_gap`` and ``brier_gap`` (primary minus
+        the other: a positive AUC gap and a negative Brier gap mean the primary is better in
+        that slice). A gap is NaN where a slice has a single class (AUC undefined).
+        """
+        primary = primary or self.primary_model
+        if slice_col not in self.slice_cols:
+            raise ValueError(f"unknown slice {slice_col!r}; slices are {list(self.slice_cols)}")
+        table = self.by_slice[self.by_slice["slice"] == slice_col]
+        mine = table[table["model"] == primary].set_index("value")
+        rows = []
+        for model in self.models:
+            if model == primary:
+                continue
+            other = table[table["model"] == model].set_index("value")
+            for value in mine.index:
+                rows.append(
+                    {
+                        "value": value,
+                        "model": model,
+                        "compared_with": primary,
+                        "n": int(mine.loc[value, "n"]),
+                        "primary_auc": float(mine.loc[value, "auc"]),
+                        "model_auc": float(other.loc[value, "auc"]),
+                        "auc_gap": float(mine.loc[value, "auc"] - other.loc[value, "auc"]),
+                        "brier_gap": float(mine.loc[value, "brier"] - other.loc[value, "brier"]),
+                    }
+                )
+        return pd.DataFrame(rows)
+
 
 def evaluate_models(
     frame: pd.DataFrame,

@@ -8,8 +8,8 @@ What :func:`train_roll_model` does, in order:
      split in two: one part stops the boosting early, the other fits the calibrator (isotonic
      or Platt, chosen by cross-fitted Brier score). The embargo drops the as-of months whose
      labels would not yet be complete when the next part begins;
-  2. optionally, LightGBM parameters are tuned by random search on the early-stopping rows
-     (:func:`tune_lightgbm`);
+  2. optionally, LightGBM parameters are tuned with Optuna (seeded TPE, within a time budget and
+     a trial cap) on the early-stopping rows (:func:`tune_lightgbm`);
   3. LightGBM (monotone where the feature registry declares a direction) is trained, with two
      baselines on the same split: the roll-rate Markov chain by product and bucket (today's
      forecast) and a WOE logistic scorecard;
@@ -31,7 +31,6 @@ progress goes to an optional callback. Design notes: docs/models.md.
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -359,41 +358,82 @@ def fit_on_split(
     )
 
 
+# The search space of `rollrisk train --tune` (log scale where the effect is multiplicative).
+# LightGBM's own tuning guide names these as the parameters that matter for a tree ensemble of
+# this size: leaves and rows per leaf (model shape), learning rate (with early stopping: the
+# number of trees follows), feature and row sampling, L2 regularisation.
+SEARCH_SPACE: Mapping[str, tuple[str, float, float]] = {
+    "num_leaves": ("int_log", 7, 63),
+    "min_child_samples": ("int_log", 20, 400),
+    "learning_rate": ("float_log", 0.02, 0.1),
+    "colsample_bytree": ("float", 0.5, 1.0),
+    "subsample": ("float", 0.6, 1.0),
+    "reg_lambda": ("float_log", 0.01, 20.0),
+}
+
+
+def _suggest(trial: Any, name: str, kind: str, low: float, high: float) -> float | int:
+    if kind == "int_log":
+        return trial.suggest_int(name, int(low), int(high), log=True)
+    return trial.suggest_float(name, low, high, log=kind == "float_log")
+
+
 def tune_lightgbm(
     feature_set: FeatureSet, training: TrainingConfig, split: SplitFrames
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Random search of LightGBM parameters scored on the early-stopping part of validation.
+    """Optuna (TPE, seeded with ``training.seed``) search of LightGBM parameters, each trial
+    scored by log loss on the early-stopping part of validation.
 
-    Never looks at the calibration part or the test months. Stops at the time budget or after
-    ``max_trials``; returns the best overrides (empty when no trial beat the configured ones).
+    Trial 0 is the configured parameters, so the search can only keep or improve on them.
+    Never looks at the calibration part or the test months. Stops after
+    ``training.tuning.max_trials`` trials or when ``time_budget_seconds`` have passed, whichever
+    comes first: with the same data and seed, a search that stops at its trial cap is
+    reproducible (the budget is a safety stop; trials it cuts short depend on the machine).
+    Returns the best trial's parameters as overrides (empty when the configured ones won) and
+    every trial (its parameters, ``validation_log_loss``, ``best_iteration``, ``seconds``).
     """
-    rng = random.Random(training.seed)
-    budget = training.tuning.time_budget_seconds
-    started = time.perf_counter()
+    import optuna  # lazily: only `train --tune` needs it (and its import costs a second)
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    configured = training.lightgbm.model_dump()
+    study = optuna.create_study(
+        direction="minimize", sampler=optuna.samplers.TPESampler(seed=training.seed)
+    )
+    study.enqueue_trial({name: configured[name] for name in SEARCH_SPACE})
     trials: list[dict[str, Any]] = []
-    candidates: list[dict[str, Any]] = [{}]  # the configured parameters are trial 0
-    while len(trials) < training.tuning.max_trials and time.perf_counter() - started < budget:
-        overrides = (
-            candidates.pop()
-            if candidates
-            else {
-                "num_leaves": rng.choice([7, 15, 31, 63]),
-                "min_child_samples": rng.choice([20, 50, 100, 200, 400]),
-                "learning_rate": rng.choice([0.02, 0.05, 0.1]),
-                "colsample_bytree": rng.choice([0.5, 0.7, 0.9, 1.0]),
-                "reg_lambda": rng.choice([0.0, 1.0, 5.0, 20.0]),
-            }
-        )
+
+    def objective(trial: optuna.Trial) -> float:
+        started = time.perf_counter()
+        overrides = {name: _suggest(trial, name, *bounds) for name, bounds in SEARCH_SPACE.items()}
         model = model_from_config(feature_set, training, **overrides)
         # Early-stopping rows double as the tuning score; calibration rows stay untouched.
         model = fit_on_split(model, split, calibration=split.early_stopping)
-        score = log_loss(
-            split.early_stopping[LABEL],
-            np.clip(model.predict_raw(split.early_stopping), 1e-6, 1 - 1e-6),
+        score = float(
+            log_loss(
+                split.early_stopping[LABEL],
+                np.clip(model.predict_raw(split.early_stopping), 1e-6, 1 - 1e-6),
+            )
         )
-        trials.append({**overrides, "validation_log_loss": float(score)})
-    best = min(trials, key=lambda trial: trial["validation_log_loss"])
-    return {k: v for k, v in best.items() if k != "validation_log_loss"}, trials
+        trials.append(
+            {
+                "trial": trial.number,
+                **overrides,
+                "validation_log_loss": score,
+                "best_iteration": str(model.best_iterations_),
+                "seconds": round(time.perf_counter() - started, 2),
+            }
+        )
+        return score
+
+    study.optimize(
+        objective,
+        n_trials=training.tuning.max_trials,
+        timeout=training.tuning.time_budget_seconds,
+    )
+    best = study.best_trial
+    if best.number == 0:
+        return {}, trials
+    return dict(best.params), trials
 
 
 def train_roll_model(
@@ -636,7 +676,9 @@ def evaluate_probabilities(
 
 def comparison_metrics(comparison: ModelComparison, prefix: str = "oot") -> dict[str, float]:
     """Flat MLflow metrics: ``oot_auc`` for LightGBM, ``oot_auc_scorecard`` for a baseline,
-    ``oot_auc.product.bnpl`` / ``oot_auc_scorecard.start_bucket.M2`` per slice, ``oot_psi``.
+    ``oot_auc.product.bnpl`` / ``oot_auc_scorecard.start_bucket.M2`` per slice, ``oot_psi``;
+    LightGBM's margins ``oot_auc_gap_vs_scorecard`` overall and
+    ``oot_auc_gap_vs_scorecard.start_bucket.M2`` per slice (AUC and Brier).
     """
     metrics: dict[str, float] = {}
 
@@ -656,4 +698,9 @@ def comparison_metrics(comparison: ModelComparison, prefix: str = "oot") -> dict
     for _, row in comparison.gaps(PRIMARY).iterrows():
         for metric in ("auc", "brier", "ece"):
             metrics[f"{prefix}_{metric}_gap_vs_{row['model']}"] = float(row[f"{metric}_gap"])
+    for slice_col in comparison.slice_cols:
+        for _, row in comparison.slice_gaps(slice_col, PRIMARY).iterrows():
+            for metric in ("auc", "brier"):
+                name = f"{prefix}_{metric}_gap_vs_{row['model']}.{slice_col}.{row['value']}"
+                metrics[name] = float(row[f"{metric}_gap"])
     return {name: value for name, value in metrics.items() if np.isfinite(value)}

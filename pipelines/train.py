@@ -100,7 +100,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tune",
         action="store_true",
-        help="random search of LightGBM parameters on validation data, within training.tuning.time_budget_seconds",
+        help="tune LightGBM parameters with Optuna (TPE seeded with --seed) on the early-stopping "
+        "rows of validation, up to training.tuning.max_trials trials within "
+        "training.tuning.time_budget_seconds",
     )
     parser.add_argument(
         "--time-budget",
@@ -108,6 +110,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="SECONDS",
         help="tuning time budget (config: training.tuning.time_budget_seconds)",
+    )
+    parser.add_argument(
+        "--max-trials",
+        type=int,
+        default=None,
+        metavar="N",
+        help="tuning trial cap (config: training.tuning.max_trials)",
     )
     parser.add_argument(
         "--no-register", action="store_true", help="log the run but do not register the model"
@@ -130,7 +139,9 @@ def training_config(args: argparse.Namespace, config: RollriskConfig) -> Trainin
             structure=args.structure,
             seed=args.seed,
         )
-        .with_section_overrides("tuning", time_budget_seconds=args.time_budget)
+        .with_section_overrides(
+            "tuning", time_budget_seconds=args.time_budget, max_trials=args.max_trials
+        )
         .with_section_overrides("calibration", method=args.calibration)
     )
 

@@ -103,6 +103,33 @@ def _gap_sentences(comparison: ModelComparison) -> list[str]:
     return sentences
 
 
+def _slice_gap_blocks(comparison: ModelComparison, slice_col: str) -> list[str | pd.DataFrame]:
+    """The primary model's AUC and Brier margin over each other model within each slice, and
+    where it is behind (the per-bucket goal: never worse than a baseline in any bucket)."""
+    gaps = comparison.slice_gaps(slice_col)
+    # the primary's own uncalibrated scores are the same model, not a rival
+    gaps = gaps[~gaps["model"].str.endswith(UNCALIBRATED_SUFFIX)]
+    primary = comparison.primary_model
+    behind = gaps[gaps["auc_gap"] < 0]
+    verdict = (
+        f"**{primary}** ranks no worse than any other model in any `{slice_col}` where AUC "
+        "is defined (AUC gap >= 0)."
+        if len(behind) == 0
+        else f"**{primary}** ranks worse (AUC) than "
+        + "; ".join(
+            f"**{row.model}** in `{row.value}` ({_signed(row.auc_gap)})"
+            for row in behind.itertuples(index=False)
+        )
+        + "."
+    )
+    return [
+        f"AUC and Brier of **{primary}** minus each other model's within each `{slice_col}` "
+        "(AUC gap > 0 and Brier gap < 0: the primary is better there).",
+        gaps.drop(columns="compared_with").rename(columns={"primary_auc": f"{primary}_auc"}),
+        verdict,
+    ]
+
+
 def _calibration_sentences(comparison: ModelComparison) -> list[str]:
     overall = comparison.overall
     sentences = []
@@ -201,6 +228,10 @@ def _build_sections(
         ),
         _Section("Gaps", _gap_sentences(comparison) or ["Only one model was evaluated."], level=3),
     ]
+    for slice_col in comparison.slice_cols if len(comparison.models) > 1 else ():
+        sections.append(
+            _Section(f"Gaps by `{slice_col}`", _slice_gap_blocks(comparison, slice_col), level=3)
+        )
     if gates:
         sections.append(
             _Section(

@@ -294,7 +294,7 @@ def train(
     the portfolio it was built from (the roll-rate chain baseline is estimated from its
     statements); ``config`` the training settings (default: the shipped config's
     ``training:``); ``observation`` the label's definition the training set was built with;
-    ``tune`` a random search of LightGBM parameters within ``config.tuning``; ``progress``
+    ``tune`` an Optuna search of LightGBM parameters within ``config.tuning``; ``progress``
     receives a message at each step. Nothing is logged: see :func:`log_training_run`.
 
     Returns a :class:`~rollrisk.models.training.TrainingResult`: ``model`` (the deployed

@@ -262,7 +262,7 @@ def test_scoring_without_a_table_the_model_learnt_from_is_refused(world, tmp_pat
     line = refused.error_line
     assert line.startswith("rollrisk score: error: model rollrisk-test v")
     assert f"{data} has no collection_actions and no treatments" in line
-    assert "the model's 20 features from them would be missing" in line
+    assert "the model's 28 features from them would be missing" in line  # 22 + 6
     assert "--allow-missing-table collection_actions --allow-missing-table treatments" in line
     assert not (tmp_path / "scores" / "current").exists()
 

@@ -18,6 +18,7 @@ from rollrisk.models.evaluation import (
     plot_reliability,
     plot_score_distributions,
 )
+from rollrisk.models.training import comparison_metrics
 from rollrisk.reports.evaluation import write_evaluation_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -96,6 +97,49 @@ def test_slices_lift_and_stability() -> None:
     assert "lightgbm_uncalibrated" not in stability.index
 
 
+def test_slice_gaps_compare_the_primary_with_each_model_within_each_slice() -> None:
+    gaps = compare_tiny().slice_gaps("start_bucket")
+    assert set(gaps["model"]) == {"lightgbm_uncalibrated", "roll_rate_chain"}
+    chain = gaps[gaps["model"] == "roll_rate_chain"].set_index("value")
+    # M1 and M2: the perfect ranker against a flat score; M3 holds one default only
+    assert chain.loc["M1", "auc_gap"] == pytest.approx(0.5)
+    assert chain.loc["M2", "primary_auc"] == pytest.approx(1.0)
+    assert chain.loc["M2", "model_auc"] == pytest.approx(0.5)
+    assert math.isnan(chain.loc["M3", "auc_gap"])
+    assert chain.loc["M1", "n"] == 4
+    labels, probs = np.array([1, 0, 0, 0]), np.array([0.9, 0.3, 0.1, 0.2])
+    assert chain.loc["M1", "brier_gap"] == pytest.approx(
+        np.mean((probs - labels) ** 2) - np.mean((0.3 - labels) ** 2)
+    )
+    with pytest.raises(ValueError, match="unknown slice 'segment'"):
+        compare_tiny().slice_gaps("segment")
+
+
+def test_the_per_slice_margins_are_logged_as_metrics() -> None:
+    metrics = comparison_metrics(compare_tiny())
+    assert metrics["oot_auc_gap_vs_roll_rate_chain.start_bucket.M1"] == pytest.approx(0.5)
+    assert metrics["oot_auc_gap_vs_roll_rate_chain"] == pytest.approx(0.5)
+    assert "oot_brier_gap_vs_roll_rate_chain.product.bnpl" in metrics
+    # an undefined AUC (M3: one default, no other row) is left out, not logged as NaN
+    assert "oot_auc_gap_vs_roll_rate_chain.start_bucket.M3" not in metrics
+
+
+def test_the_report_names_the_slices_where_the_primary_ranks_worse(tmp_path: Path) -> None:
+    frame = tiny_frame()
+    comparison = evaluate_models(
+        frame,
+        "rolled_to_default",
+        {"lightgbm": "p_good", "roll_rate_chain": "p_flat"},
+        primary_model="roll_rate_chain",
+    )
+    write_evaluation_report(comparison, tmp_path, "Flat primary", {})
+    markdown = (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert (
+        "**roll_rate_chain** ranks worse (AUC) than **lightgbm** in `M1` (-0.5000); "
+        "**lightgbm** in `M2` (-0.5000)." in markdown
+    )
+
+
 def test_evaluate_models_names_missing_columns_and_unknown_models() -> None:
     frame = tiny_frame()
     with pytest.raises(ValueError, match="column\\(s\\) \\['p_missing'\\] not in frame"):
@@ -140,6 +184,8 @@ def test_report_has_every_section_and_embedded_images(tmp_path: Path) -> None:
         "Data, split and dates",
         "Models side by side",
         "Gaps",
+        "Gaps by `product`",
+        "Gaps by `start_bucket`",
         "Calibration",
         "Lift and gains",
         "Per-slice metrics",
@@ -148,6 +194,10 @@ def test_report_has_every_section_and_embedded_images(tmp_path: Path) -> None:
     assert "train as-of <= 2024-06-30" in markdown
     assert "**lightgbm** vs **roll_rate_chain**: AUC gap +0.5000" in markdown
     assert "Calibration of **lightgbm** (before -> after)" in markdown
+    assert (
+        "**lightgbm** ranks no worse than any other model in any `start_bucket` where AUC is "
+        "defined" in markdown
+    )
     assert "| roll_rate_chain |" in markdown and "| act |" in markdown
     for name in ("reliability.png", "gains.png", "score_distributions.png"):
         assert (tmp_path / "report" / name).read_bytes().startswith(PNG_MAGIC)

@@ -217,6 +217,59 @@ def test_willingness_contactability_and_treatment_features_by_hand():
     assert {k: f[k] for k in expected} == pytest.approx(expected, rel=1e-9)
 
 
+def test_dynamics_features_by_hand():
+    # account X at 2024-06-30 knows the statements of January..June (July is published later)
+    f = features_of(one_account_portfolio())
+    dpd = np.array([0, 15, 0, 0, 12, 42], dtype=float)
+    paid_to_due = np.array([100, 0, 110, 10, 5, 0]) / np.array([100, 100, 100, 100, 100, 200])
+    utilisation = np.array([500, 600, 600, 700, 800, 900]) / 1_000
+    months = np.arange(-5, 1)
+
+    def slope(values: np.ndarray, window: int) -> float:
+        return float(np.polyfit(months[-window:], values[-window:], 1)[0])
+
+    expected = {
+        "dpd_change_last": 30, "dpd_last_minus_mean_6m": 42 - dpd.mean(),
+        "dpd_last_minus_mean_12m": 42 - dpd.mean(), "dpd_trend_3m": slope(dpd, 3),
+        "dpd_trend_6m": slope(dpd, 6), "dpd_trend_12m": slope(dpd, 6),
+        "dpd_volatility_6m": dpd.std(ddof=1), "dpd_volatility_12m": dpd.std(ddof=1),
+        "months_since_last_cure": 3,  # March: back from M1 to current
+        "months_since_last_payment": 1,  # May paid 5, June nothing
+        "months_since_last_full_payment": 3,  # March paid 110 of 100
+        "paid_to_due_ratio_12m": 225 / 700, "paid_to_due_change_last": 0 - 0.05,
+        "paid_to_due_last_minus_mean_6m": 0 - paid_to_due.mean(),
+        "paid_to_due_trend_6m": slope(paid_to_due, 6),
+        "paid_to_due_volatility_6m": paid_to_due.std(ddof=1),
+        "overdue_to_due_ratio": 1.0, "utilisation_change_last": 0.1,
+        "utilisation_last_minus_mean_12m": 0.9 - utilisation.mean(),
+        "utilisation_trend_3m": slope(utilisation, 3),
+        "utilisation_trend_12m": slope(utilisation, 6),
+        "utilisation_volatility_6m": utilisation.std(ddof=1),
+        "utilisation_volatility_12m": utilisation.std(ddof=1),
+        # actions up to June 30: refused (Jan), promises (Apr, May, Jun 20), no answer x2,
+        # wrong number; the April promise was kept, May's broken (promised May 25)
+        "days_since_last_promise": 10 + 14 / 24, "days_since_last_broken_promise": 36,
+        "promise_keep_rate_12m": 0.5, "contact_rate_6m": 4 / 7, "no_answer_rate_3m": 2 / 6,
+        "promise_rate_6m": 3 / 4, "refusal_rate_6m": 1 / 4,
+    }  # fmt: skip
+    assert {k: f[k] for k in expected} == pytest.approx(expected, rel=1e-9)
+    assert f["days_since_last_hardship_claim"] is None  # never claimed
+
+
+def test_dynamics_need_their_events_and_two_statements():
+    # account Y: one statement (June), no action: no previous month, no spread, no event
+    f = features_of(one_account_portfolio(), account="Y")
+    for name in ("dpd_change_last", "dpd_trend_3m", "dpd_volatility_6m",
+                 "utilisation_change_last", "paid_to_due_trend_6m", "months_since_last_cure",
+                 "months_since_last_full_payment", "days_since_last_promise",
+                 "days_since_last_broken_promise", "promise_keep_rate_12m", "contact_rate_6m",
+                 "promise_rate_6m", "refusal_rate_6m", "no_answer_rate_3m"):  # fmt: skip
+        assert f[name] is None, name
+    assert f["dpd_last_minus_mean_6m"] == pytest.approx(0.0)
+    assert f["months_since_last_payment"] is None  # nothing paid in its known history
+    assert f["overdue_to_due_ratio"] == pytest.approx(1.0)  # 50 due, nothing paid
+
+
 def test_account_without_actions_has_zero_counts_and_missing_rates():
     f = features_of(one_account_portfolio(), account="Y")
     assert f["actions_3m"] == 0 and f["promises_broken_6m"] == 0 and f["treatment_active"] == 0

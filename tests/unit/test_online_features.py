@@ -55,7 +55,17 @@ def online_frame(accounts: list[AccountHistory], as_of: date) -> pd.DataFrame:
 # window, agree bit for bit: tests/e2e/test_service.py compares the answers, reasons' values
 # included, exactly).
 SUMMED = ["paid_to_due_ratio_3m", "paid_to_due_ratio_6m", "paid_to_min_due_ratio_3m",
-          "utilisation_mean_6m", "utilisation_trend_6m"]  # fmt: skip
+          "utilisation_mean_6m", "utilisation_trend_6m",
+          # feature set 1.1.0: the same windowed float sums (slopes, means, a ratio)
+          "paid_to_due_ratio_12m", "paid_to_due_last_minus_mean_6m", "paid_to_due_trend_6m",
+          "utilisation_last_minus_mean_12m", "utilisation_trend_3m", "utilisation_trend_12m"]  # fmt: skip
+# Sample standard deviations: polars 2.1 accumulates a group's variance with a Welford update
+# (one value at a time) or a two-pass mean-then-squares, by the query's shape again (the same
+# values give ...3145790735783 under group_by(..).agg(col.std()) and ...31457907357836 under
+# agg(col.filter(True).std())); the online path restates the Welford update, exact whenever
+# the window leaves statements out, and within a few units in the last place otherwise.
+SUMMED += ["dpd_volatility_6m", "dpd_volatility_12m", "paid_to_due_volatility_6m",
+           "utilisation_volatility_6m", "utilisation_volatility_12m"]  # fmt: skip
 
 
 def assert_same(accounts: list[AccountHistory], as_of: date, exact: bool = True) -> pd.DataFrame:
