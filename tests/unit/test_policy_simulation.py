@@ -384,9 +384,10 @@ def test_value_captured_is_one_when_the_policy_is_the_oracle(simulated: Path):
     versus = result["uplift_vs_references"]
     assert set(versus) == set(refs)
     assert versus["oracle"]["mean"] == 0.0 and versus["oracle"]["ci_high"] == 0.0
-    gap = refs_out["model_driven"]["book_value"]["mean"] - refs_out["segment_blind"][
-        "book_value"
-    ]["mean"]
+    gap = (
+        refs_out["model_driven"]["book_value"]["mean"]
+        - refs_out["segment_blind"]["book_value"]["mean"]
+    )
     assert versus["segment_blind"]["mean"] == pytest.approx(gap)
     assert versus["segment_blind"]["ci_low"] <= gap <= versus["segment_blind"]["ci_high"]
 
