@@ -114,7 +114,7 @@ def test_train_then_promotion_gates_then_fresh_process_load(
             [
                 "simulate",
                 "--accounts",
-                "1200",
+                "3000",
                 "--months",
                 "15",
                 "--seed",
