@@ -73,7 +73,8 @@ def format_reason(template: str, value: object) -> str:
 
     Besides ``{value}`` (with any format spec), a template may use the plural marks ``{s}``
     ("" for one, "s" otherwise), ``{ies}`` ("y" / "ies") and ``{times}`` ("once" or
-    "N times"), decided on the value rounded to a whole number as the text shows it, so a
+    "N times"), decided on the value rounded to a whole number as the text shows it (its sign
+    aside: "-1 day"), so a
     reason never reads "refused to pay 1 times". Chinese templates have no plural and ignore
     the marks. Raises what :meth:`str.format` raises for a value the template cannot format
     (a category under ``{value:.0f}``); :func:`rollrisk.models.explanations.reason_text`
@@ -83,7 +84,7 @@ def format_reason(template: str, value: object) -> str:
         count: float | None = round(float(value))  # type: ignore[arg-type]
     except (TypeError, ValueError):
         count = None
-    one = count == 1
+    one = count is not None and abs(count) == 1  # "-1 day" too: a change by one
     times = "once" if one else f"{count:.0f} times" if count is not None else "times"
     return template.format(
         value=value, s="" if one else "s", ies="y" if one else "ies", times=times
@@ -716,7 +717,7 @@ def _dpd_dynamics() -> tuple[FeatureSpec, ...]:
             f"Days past due on the latest statement minus their mean over the last {months} "
             "statement months (positive: later than usual).",
             f"最近一期逾期天数减去近{months}个月平均逾期天数(正值表示比平时更晚)。",
-            f"{{value:+.0f}} days past due against the {months}-month average",
+            f"{{value:+.0f}} day{{s}} past due against the {months}-month average",
             f"逾期天数比近{months}个月平均多{{value:.0f}}天",
         )
         for months in (6, 12)
@@ -754,7 +755,7 @@ def _dpd_dynamics() -> tuple[FeatureSpec, ...]:
         "Days past due on the latest statement minus those on the statement of the month "
         "before; missing without that statement.",
         "最近一期账单逾期天数减去上月账单逾期天数;上月无账单时为空。",
-        "{value:+.0f} days past due since last month",
+        "{value:+.0f} day{s} past due since last month",
         "逾期天数较上月变化{value:+.0f}天",
     )
     cure = _stat(
