@@ -932,10 +932,13 @@ def _headline(section: Section, result: Mapping[str, Any]) -> list[tuple[str, st
             + _interval_text(monte_carlo)
             + " CNY. It is narrower because it ignores which accounts happen to be in the book."
         )
+    valued = (result.get("valuation") or {}).get("method") or (
+        "the value of the balance still open at the end, valued by the simulator's recovery "
+        "curve for its bucket"
+    )
     section.note(
-        "Book value = cash collected - action and treatment costs + the value of the balance "
-        "still open at the end, valued by the simulator's recovery curve for its bucket "
-        "(docs/strategies.md, Policy simulation)."
+        "Book value = cash collected - action and treatment costs - agency commission + "
+        f"{valued} (docs/strategies.md, Policy simulation)."
     )
     tiles = [("book value difference vs baseline (CNY)", f"{uplift['mean']:+,.0f}")]
     captured = result.get("value_captured")
@@ -983,6 +986,9 @@ def _references(section: Section, result: Mapping[str, Any]) -> None:
         return
     metric = headline_metric(result)
     base = references.get("baseline_tiered", {}).get(metric, {}).get("mean")
+    versus = dict(result.get("uplift_vs_references") or {})
+    if "headline" in result:  # the baseline's gap is the headline's
+        versus.setdefault("baseline_tiered", result["headline"]["uplift"])
     rows = []
     for name, figures in references.items():
         value = figures.get(metric, {}).get("mean")
@@ -997,6 +1003,9 @@ def _references(section: Section, result: Mapping[str, Any]) -> None:
                 "vs baseline (CNY)": "-"
                 if name == "baseline_tiered"
                 else _signed(None if base is None else value - base),
+                "shipped policy minus this arm, 95 % CI over accounts and seeds (CNY)": (
+                    _interval_text(versus[name]) if name in versus else "-"
+                ),
             }
         )
     section.text("The same accounts and the same random draws under every reference:")

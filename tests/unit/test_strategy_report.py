@@ -299,6 +299,7 @@ def test_headline_is_book_value_with_a_verdict_and_falls_back_to_net_cash_saying
             ("baseline_plus_grace", 1200.0), ("oracle", 1500.0))},
         value_captured={"overall": -0.1, "policy_minus_baseline": -50.0,
                         "oracle_minus_baseline": 500.0, "by_true_driver": {}},
+        uplift_vs_references={"oracle": {"mean": -550.0, "ci_low": -700.0, "ci_high": -400.0}},
     )  # fmt: skip
     section = Section("summary", "Summary")
     tiles = dict(_headline(section, new))
@@ -312,3 +313,6 @@ def test_headline_is_book_value_with_a_verdict_and_falls_back_to_net_cash_saying
         "A simpler reference does better: tiered baseline (no model); baseline plus a grace" in page
     )
     assert "Monte Carlo t-interval over seeds" in page and "net cash only" not in page
+    # each reference's gap carries its account-and-seed interval (the baseline's is the headline)
+    assert "-550 (95 % CI -700 to -400)" in page and "-50 (95 % CI -90 to +20)" in page
+    assert "- agency commission +" in page
