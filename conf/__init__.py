@@ -1,7 +1,7 @@
 """The shipped defaults, installed as package data (``rollrisk.conf``).
 
 Copy a file from here, edit it and pass it with ``--config``, ``--policy``, ``--segments``,
-``--compliance`` or ``--costs``; the jobs read the shipped copies only when no file is given.
+``--compliance``, ``--costs`` or ``--capacity``; the jobs read the shipped copies only when no file is given.
 They are found through :mod:`importlib.resources`, so a wheel installed anywhere carries them.
 """
 
@@ -22,3 +22,4 @@ DEFAULT_SEGMENTS = shipped("segments.yaml")
 DEFAULT_COMPLIANCE = shipped("compliance.yaml")
 DEFAULT_COSTS = shipped("action_costs.yaml")
 DEFAULT_EXPERIMENTS = shipped("experiments.yaml")
+DEFAULT_CAPACITY = shipped("capacity.yaml")

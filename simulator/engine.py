@@ -531,6 +531,26 @@ def action_rows(
         action_at.astype("datetime64[D]") + rng.integers(3, 15, rows),
         np.datetime64("NaT", "D"),
     )
+    return _month_actions(
+        accounts, arrays, n_all, account, channel, outcome, action_at, promised_amount,
+        promised_date,
+    )  # fmt: skip
+
+
+def _month_actions(
+    accounts: ChunkAccounts,
+    arrays: RuleArrays,
+    n_all: int,
+    account: np.ndarray,
+    channel: np.ndarray,
+    outcome: np.ndarray,
+    action_at: np.ndarray,
+    promised_amount: np.ndarray,
+    promised_date: np.ndarray,
+) -> MonthActions:
+    """The month's rows and what they do to the accounts (no random draw: the same rows give
+    the same shifts, claims and reach)."""
+    n_channels = len(CHANNELS)
     # a channel acts when it reached the borrower at least once this month; a legal filing acts
     # only after the court's delay (see transition)
     reached = np.isin(outcome, REACHED_CODES) & (channel != CH["legal"])
@@ -558,6 +578,21 @@ def action_rows(
         hardship_at,
         used.any(axis=1),
     )
+
+
+def keep_action_rows(
+    accounts: ChunkAccounts, arrays: RuleArrays, actions: MonthActions, keep: np.ndarray
+) -> MonthActions:
+    """The month's actions with only the rows ``keep`` (a boolean per row): what a policy
+    replay's compliance and contact-capacity checks leave. The kept rows keep their drawn
+    times and outcomes; the shifts, hardship claims and reach are those of the kept rows."""
+    if keep.all():
+        return actions
+    return _month_actions(
+        accounts, arrays, len(actions.cure_shift), actions.account[keep], actions.channel[keep],
+        actions.outcome[keep], actions.action_at[keep], actions.promised_amount[keep],
+        actions.promised_date[keep],
+    )  # fmt: skip
 
 
 def takes_up(

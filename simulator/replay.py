@@ -69,7 +69,7 @@ import copy
 import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -88,7 +88,7 @@ from rollrisk.models.stats import percentile_bootstrap, t_interval, two_way_boot
 
 # the batch's own decision step and decision serialisers: a re-decided arm must follow exactly
 # the rules the scored decisions followed (private names, imported on purpose)
-from rollrisk.scoring.core import _decide_all, features_at
+from rollrisk.scoring.core import HARDSHIP_KINDS, _decide_all, features_at
 from rollrisk.simulator.engine import (
     CH,
     DRV,
@@ -104,6 +104,7 @@ from rollrisk.simulator.engine import (
     dpd_of,
     draw_accounts,
     grant_treatments,
+    keep_action_rows,
     make_world,
     record_contacts,
     rule_arrays,
@@ -115,8 +116,15 @@ from rollrisk.simulator.engine import (
 )
 from rollrisk.simulator.rules import CHARGE_OFF_BUCKET, SimulationRules
 from rollrisk.simulator.truth import SimulatedPortfolio
-from rollrisk.strategies.compliance import EffectiveCompliance
-from rollrisk.strategies.policy import ACTIONS, Policy
+from rollrisk.strategies.capacity import ContactCapacity
+from rollrisk.strategies.compliance import (
+    RULES,
+    AccountStates,
+    ContactHistories,
+    EffectiveCompliance,
+    enforce_rows,
+)
+from rollrisk.strategies.policy import ACTIONS, PlannedActions, Policy
 from rollrisk.strategies.yaml_config import read_yaml_text
 
 DEFAULT_BASE_SEED = 20_260_101
@@ -159,6 +167,10 @@ METRICS = (
     "treatments_granted",
     "offers_refused",
     "compliance_blocks",
+    "agent_calls",
+    "field_visits",
+    "calls_dropped_for_capacity",
+    "visits_dropped_for_capacity",
 )
 SEGMENT_METRICS = (
     "book_value",
@@ -169,6 +181,23 @@ SEGMENT_METRICS = (
     "roll_to_default_rate",
 )
 COMMISSION_BUCKETS = tuple(f"M{b}" for b in range(1, CHARGE_OFF_BUCKET))  # M1..M6
+# The action a row of each channel is, for the compliance rules: the first action of ACTIONS
+# that uses the channel (sms -> reminder, agent_call -> call, notice_letter -> the visit it is
+# handed over at, legal -> legal_referral). Every replayed row goes to the borrower.
+ACTION_OF_CHANNEL = np.array(
+    [
+        next(
+            name
+            for name, spec in ACTIONS.items()
+            if channel in (*spec.channels, *spec.companion_channels)
+        )
+        for channel in CHANNELS
+    ],
+    dtype=object,
+)
+CHANNEL_NAMES = np.array(CHANNELS, dtype=object)
+OUTCOME_NAMES = np.array(OUTCOMES, dtype=object)
+HARDSHIP_CODES = [KIND[k] for k in HARDSHIP_KINDS]
 
 
 # --------------------------------------------------------------------------------------------
@@ -278,8 +307,35 @@ def model_plan(actions_json: Sequence[str], trails_json: Sequence[str]) -> Model
 # Replay to the as-of
 # --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
+class ContactLog:
+    """One month's action rows (``account`` in replay order; channel and outcome codes): the
+    contact history the compliance rules read when the next month is planned."""
+
+    account: np.ndarray  # int64
+    at: np.ndarray  # datetime64[us]
+    channel: np.ndarray  # code into CHANNELS
+    outcome: np.ndarray  # code into OUTCOMES
+
+    @classmethod
+    def of(cls, actions: MonthActions) -> ContactLog:
+        return cls(actions.account, actions.action_at, actions.channel, actions.outcome)
+
+    @classmethod
+    def empty(cls) -> ContactLog:
+        nothing = np.zeros(0, dtype=np.int64)
+        return cls(nothing, np.zeros(0, dtype="datetime64[us]"), nothing, nothing)
+
+
+@dataclass(frozen=True)
 class Replay:
-    """The simulator state of the scored accounts at the as-of month (replay order)."""
+    """The simulator state of the scored accounts at the as-of month (replay order), and the
+    constraints every arm rolled forward from it works under.
+
+    ``compliance`` (the scoring run's rules, :func:`with_constraints`) is enforced on every
+    arm's contacts and first-delinquency extensions every month; ``capacity`` caps every arm's
+    agent calls and field visits every month. None: not enforced (the library's default; the
+    job sets both).
+    """
 
     rules: SimulationRules
     arrays: RuleArrays
@@ -290,6 +346,25 @@ class Replay:
     month: int  # month index of the as-of (0 = the portfolio's first month)
     account_ids: list[str]
     replay_match_share: float  # scored accounts whose replayed statement matches the data
+    # the lender's action rows of the month before the as-of: the compliance history at month 0
+    last_actions: ContactLog | None = None
+    # a first-delinquency extension was granted before the as-of (the one-time rule's memory)
+    extension_used: np.ndarray | None = None
+    # episodes before the data's first month: the lender's "first-ever delinquency" is the
+    # first episode its data shows, as the batch's `first_delinquency` feature reads it
+    episodes_before_data: np.ndarray | None = None
+    compliance: EffectiveCompliance | None = None
+    capacity: ContactCapacity | None = None
+
+
+def with_constraints(
+    replay: Replay,
+    compliance: EffectiveCompliance | None,
+    capacity: ContactCapacity | None,
+) -> Replay:
+    """The same replay with every arm held to ``compliance`` and ``capacity`` (see
+    :func:`run_arm`)."""
+    return replace(replay, compliance=compliance, capacity=capacity)
 
 
 def with_responses(replay: Replay, table: str) -> Replay:
@@ -386,6 +461,10 @@ def replay_to_month(
     chunk_of = numbers // rules.chunk_accounts
     chunks = sorted(set(chunk_of.tolist()))
     accounts_parts, state_parts, previous_parts, order = [], [], [], []
+    extension_parts: list[np.ndarray] = []
+    base_parts: list[np.ndarray] = []
+    log_parts: list[ContactLog] = []
+    offset = 0
     iterator = progress(chunks, len(chunks)) if progress else chunks
     for chunk in iterator:
         size = min(rules.chunk_accounts, sim.accounts - chunk * rules.chunk_accounts)
@@ -393,7 +472,12 @@ def replay_to_month(
         first = chunk * rules.chunk_accounts
         accounts, state = draw_accounts(rules, arrays, world, rng, first, size)
         previous_bucket = state.bucket
+        extension = np.zeros(size, dtype=bool)
+        month_actions = None
+        episode_base = None
         for m in range(world.first_month, month):
+            if m == 0:
+                episode_base = _episodes_before_data(state)
             cycle_end = cycle_end_days(accounts, world, m)
             if m >= 0:
                 statement_columns(
@@ -408,6 +492,9 @@ def replay_to_month(
                     rules, accounts, state, previous_bucket, month_actions, cycle_end, m, rng
                 )
                 restructured_now[granted.account[granted.kind == KIND["restructure"]]] = True
+                extension[granted.account[granted.kind == KIND["first_delinquency_extension"]]] = (
+                    True
+                )
             previous_bucket = state.bucket
             state = transition(
                 rules, accounts, arrays, world, state, month_actions.cure_shift,
@@ -418,15 +505,48 @@ def replay_to_month(
         accounts_parts.append(_take(accounts, local))
         state_parts.append(_take(state, local))
         previous_parts.append(previous_bucket[local])
+        extension_parts.append(extension[local])
+        if episode_base is None:
+            episode_base = _episodes_before_data(state)
+        base_parts.append(episode_base[local])
+        if month_actions is not None:
+            # the month before the as-of, its rows renumbered to the replay order
+            where = np.full(size, -1, dtype=np.int64)
+            where[local] = offset + np.arange(len(local))
+            keep = where[month_actions.account] >= 0
+            log_parts.append(
+                ContactLog(
+                    where[month_actions.account[keep]],
+                    month_actions.action_at[keep],
+                    month_actions.channel[keep],
+                    month_actions.outcome[keep],
+                )
+            )
+        offset += len(local)
         order.append(positions)
     positions = np.concatenate(order) if order else np.zeros(0, dtype=np.int64)
     accounts = _concat(accounts_parts)
     state = _concat(state_parts)
     ids = [account_ids[i] for i in positions.tolist()]
     match = _replay_match(accounts, state, world, month, ids, statements)
+    last_actions = (
+        ContactLog(*(np.concatenate([getattr(p, f.name) for p in log_parts])
+                     for f in fields(ContactLog)))
+        if log_parts
+        else ContactLog.empty()
+    )  # fmt: skip
     return Replay(
-        rules, arrays, world, accounts, state, np.concatenate(previous_parts), month, ids, match
-    )
+        rules, arrays, world, accounts, state, np.concatenate(previous_parts), month, ids, match,
+        last_actions,
+        np.concatenate(extension_parts) if extension_parts else np.zeros(0, dtype=bool),
+        np.concatenate(base_parts) if base_parts else np.zeros(0, dtype=np.int64),
+    )  # fmt: skip
+
+
+def _episodes_before_data(state: ChunkState) -> np.ndarray:
+    """The delinquency episodes the lender's data cannot see at its first month: those started
+    in the burn-in, less one still running then (its first statement shows it)."""
+    return state.episodes - (state.bucket > 0)
 
 
 def _replay_match(
@@ -635,7 +755,15 @@ class ArmResult:
     pressure_on_capacity_shock: np.ndarray
     treatments_granted: np.ndarray
     offers_refused: np.ndarray  # treatments offered unasked and not taken up
+    # actions compliance removed: the scored decision's (model-driven accounts) and every
+    # month's contacts and extensions in the replay (all arms)
     compliance_blocks: np.ndarray
+    agent_calls: np.ndarray  # agent calls made (after compliance and capacity)
+    field_visits: np.ndarray
+    calls_dropped_for_capacity: np.ndarray  # agent calls planned beyond the month's capacity
+    visits_dropped_for_capacity: np.ndarray
+    # the replay's compliance blocks by rule id (the scored decision's are in its trail)
+    blocks_by_rule: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def book_value(self) -> np.ndarray:
@@ -764,10 +892,19 @@ def run_arm(
         for name in (
             "contacts", "agency_assignments", "legal_filings", "disputes",
             "pressure_on_capacity_shock", "treatments_granted", "offers_refused",
-            "plans_broken",
+            "plans_broken", "agent_calls", "field_visits", "calls_dropped_for_capacity",
+            "visits_dropped_for_capacity",
         )
     }  # fmt: skip
     defaulted = np.zeros(n, dtype=bool)
+    replay_blocks = np.zeros(n, dtype=np.int64)
+    blocks_by_rule = {rule_id: 0 for rule_id, _ in RULES}
+    history = replay.last_actions or ContactLog.empty()
+    extension_used = (
+        replay.extension_used.copy()
+        if replay.extension_used is not None
+        else np.zeros(n, dtype=bool)
+    )
     for step in range(horizon):
         month = replay.month + step
         actions_rng, treatment_rng, transition_rng, extra_rng = _streams(base_seed, seed, step)
@@ -785,6 +922,24 @@ def run_arm(
         else:
             acted, counts = acted_t, counts_t
         month_actions = action_rows(accounts, arrays, state, acted, counts, cycle_end, actions_rng)
+        # what the rules and the team allow of the rows planned (their outcomes already drawn,
+        # so an account's kept rows have the fate they would have had)
+        if replay.compliance is not None:
+            keep, blocked, by_rule = _compliant_rows(
+                replay, state, month_actions, history, extension_used, cycle_end, month
+            )
+            replay_blocks += blocked
+            for rule_id, count in by_rule.items():
+                blocks_by_rule[rule_id] += count
+            month_actions = keep_action_rows(accounts, arrays, month_actions, keep)
+        if replay.capacity is not None:
+            keep, dropped_calls, dropped_visits = _within_capacity(
+                replay.capacity, month_actions, state.balance
+            )
+            counters["calls_dropped_for_capacity"] += dropped_calls
+            counters["visits_dropped_for_capacity"] += dropped_visits
+            month_actions = keep_action_rows(accounts, arrays, month_actions, keep)
+        history = ContactLog.of(month_actions)
         state = record_contacts(state, month_actions, month)
         kind = np.full(n, -1)
         restructured_now = np.zeros(n, dtype=bool)
@@ -813,6 +968,23 @@ def run_arm(
                 replay, spec.tiered, state, kind, month_actions, month, extra_rng
             )
             counters["offers_refused"] += refused
+        extension = kind == KIND["first_delinquency_extension"]
+        if replay.compliance is not None and extension.any():
+            refused_extension, rule_id = _extensions_refused(
+                replay, before, extension, extension_used, cycle_end, month
+            )
+            if refused_extension.any():
+                kind = np.where(refused_extension, -1, kind)
+                state = replace(
+                    state,
+                    treatment=np.where(refused_extension, before.treatment, state.treatment),
+                    treatment_until=np.where(
+                        refused_extension, before.treatment_until, state.treatment_until
+                    ),
+                )
+                replay_blocks += refused_extension
+                blocks_by_rule[rule_id] += int(refused_extension.sum())
+        extension_used |= kind == KIND["first_delinquency_extension"]
         row_account, row_channel = month_actions.account, month_actions.channel
         np.add.at(totals["action_cost"], row_account, channel_cost[row_channel])
         totals["action_cost"] += np.where(kind >= 0, treatment_cost[np.maximum(kind, 0)], 0.0)
@@ -822,6 +994,8 @@ def run_arm(
             ("agency_assignments", row_channel == CH["agency_assignment"]),
             ("legal_filings", row_channel == CH["legal"]),
             ("disputes", month_actions.outcome == OUTCOMES.index("dispute")),
+            ("agent_calls", row_channel == CH["agent_call"]),
+            ("field_visits", row_channel == CH["field_visit"]),
         ):
             counters[name] += np.bincount(row_account[mask], minlength=n)
         shock_on = (
@@ -846,7 +1020,7 @@ def run_arm(
         totals["deferred_due"] += state.last_deferred
         counters["plans_broken"] += in_plan & (state.bucket > 0)
         defaulted |= dpd_of(state) >= default_dpd
-    blocks = np.where(spec.tiered, 0, spec.plan.compliance_blocks)
+    blocks = np.where(spec.tiered, 0, spec.plan.compliance_blocks) + replay_blocks
     end_balance = np.maximum(state.balance, 0.0)
     return ArmResult(
         recovered=totals["recovered"],
@@ -860,8 +1034,165 @@ def run_arm(
         start_balance=np.maximum(replay.state.balance, 0.0),
         defaulted=defaulted,
         compliance_blocks=blocks,
+        blocks_by_rule=blocks_by_rule if replay.compliance is not None else {},
         **counters,
     )
+
+
+def _compliant_rows(
+    replay: Replay,
+    state: ChunkState,
+    actions: MonthActions,
+    history: ContactLog,
+    extension_used: np.ndarray,
+    cycle_end: np.ndarray,
+    month: int,
+) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """Which of the month's rows obey the compliance rules (a boolean per row), the rows
+    removed per account and per rule id.
+
+    The month's contacts are planned at the cycle end (the decision time) and checked by
+    :func:`rollrisk.strategies.compliance.enforce_rows`, the batch's own rules, with the
+    simulator's state: DPD, arrears as the amount overdue, the first-ever delinquency (the
+    first episode the lender's data shows, as the batch's feature) and the one-time extension's
+    use, a grace period or restructure plan
+    in force as the hardship plan honoured (the batch's ``HARDSHIP_KINDS``), and the previous
+    month's rows (after their own checks) as the contact history. Each row is the action its
+    channel stands for (:data:`ACTION_OF_CHANNEL`), to the borrower, at its drawn time.
+    """
+    assert replay.compliance is not None
+    n = len(state.bucket)
+    plans = PlannedActions(
+        actions.account.astype(np.int64),
+        ACTION_OF_CHANNEL[actions.channel],
+        actions.action_at,
+        CHANNEL_NAMES[actions.channel],
+        np.full(len(actions.account), "borrower", dtype=object),
+    )
+    kept, origin, changes = enforce_rows(
+        plans,
+        _account_states(replay, state, extension_used, cycle_end, month),
+        ContactHistories(
+            history.account.astype(np.int64),
+            history.at,
+            CHANNEL_NAMES[history.channel],
+            OUTCOME_NAMES[history.outcome],
+        ),
+        replay.compliance,
+    )
+    keep = np.zeros(len(plans), dtype=bool)
+    keep[origin] = True
+    # a rule that only moves a contact (the contact window) keeps it: the replay's drawn times
+    # lie inside every shipped window, and a moved row keeps its drawn outcome
+    removed = np.array([change == "removed" for change in changes.change], dtype=bool)
+    blocked = np.bincount(changes.account[removed], minlength=n)
+    by_rule: dict[str, int] = {}
+    for rule_id, was_removed in zip(changes.rule_id, removed.tolist(), strict=True):
+        if was_removed:
+            by_rule[rule_id] = by_rule.get(rule_id, 0) + 1
+    return keep, blocked, by_rule
+
+
+def _account_states(
+    replay: Replay,
+    state: ChunkState,
+    extension_used: np.ndarray,
+    cycle_end: np.ndarray,
+    month: int,
+) -> AccountStates:
+    """The compliance rules' view of every account at the month's cycle end (see
+    :func:`_compliant_rows`)."""
+    hardship = treatment_active(state, month) & np.isin(state.treatment, HARDSHIP_CODES)
+    before = 0 if replay.episodes_before_data is None else replay.episodes_before_data
+    return AccountStates(
+        account_id=np.asarray(replay.account_ids, dtype=object),
+        dpd=dpd_of(state).astype(np.int64),
+        amount_overdue=np.maximum(state.arrears, 0.0).astype(np.float64),
+        first_ever_delinquency=state.episodes - before == 1,
+        had_first_delinquency_extension=extension_used.copy(),
+        hardship_plan_honoured=hardship,
+        decided_at=cycle_end.astype("datetime64[us]"),
+    )
+
+
+def _extensions_refused(
+    replay: Replay,
+    state: ChunkState,
+    granted: np.ndarray,
+    extension_used: np.ndarray,
+    cycle_end: np.ndarray,
+    month: int,
+) -> tuple[np.ndarray, str]:
+    """Which of the first-delinquency extensions ``granted`` this month the one-time rule
+    refuses (``CMP-FIRST-DELINQUENCY-EXTENSION`` through ``enforce_rows``; ``state`` is the
+    state before the month's treatments), and that rule's id."""
+    assert replay.compliance is not None
+    accounts = np.flatnonzero(granted)
+    at = cycle_end[accounts].astype("datetime64[us]") + np.timedelta64(2, "D")
+    plans = PlannedActions(
+        accounts.astype(np.int64),
+        np.full(len(accounts), "first_delinquency_extension", dtype=object),
+        at,
+        np.full(len(accounts), None, dtype=object),
+        np.full(len(accounts), "borrower", dtype=object),
+    )
+    _, origin, changes = enforce_rows(
+        plans,
+        _account_states(replay, state, extension_used, cycle_end, month),
+        ContactHistories(
+            np.zeros(0, dtype=np.int64),
+            np.zeros(0, dtype="datetime64[us]"),
+            np.zeros(0, dtype=object),
+            np.zeros(0, dtype=object),
+        ),
+        replay.compliance,
+    )
+    refused = np.zeros(len(granted), dtype=bool)
+    refused[accounts] = True
+    refused[accounts[origin]] = False
+    rule_id = changes.rule_id[0] if changes.rule_id else "CMP-FIRST-DELINQUENCY-EXTENSION"
+    return refused, rule_id
+
+
+def _within_capacity(
+    capacity: ContactCapacity, actions: MonthActions, balance: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Which of the month's rows the team can make (a boolean per row), and the agent calls
+    and field visits dropped per account.
+
+    The month has ``agent_calls_per_month`` agent calls and ``field_visits_per_month`` visits.
+    Accounts are served by balance at the month's start, highest first (ties: replay order),
+    each account's rows in time order; the rows past the capacity are not made. A visit not
+    made takes its notice letter with it (the letter is handed over at the visit): the
+    account's latest letters, one per visit dropped.
+    """
+    n = len(balance)
+    rank = np.empty(n, dtype=np.int64)
+    rank[np.lexsort((np.arange(n), -balance))] = np.arange(n)
+    keep = np.ones(len(actions.account), dtype=bool)
+    dropped = {}
+    for channel, available in (
+        ("agent_call", capacity.agent_calls_per_month),
+        ("field_visit", capacity.field_visits_per_month),
+    ):
+        rows = np.flatnonzero(actions.channel == CH[channel])
+        served = rows[np.lexsort((actions.action_at[rows], rank[actions.account[rows]]))]
+        beyond = served[available:]
+        keep[beyond] = False
+        dropped[channel] = np.bincount(actions.account[beyond], minlength=n)
+    visits_dropped = dropped["field_visit"]
+    if visits_dropped.any():
+        letters = np.flatnonzero(actions.channel == CH["notice_letter"])
+        # each account's letters, latest first; drop the first ``visits_dropped`` of them
+        latest_first = letters[
+            np.lexsort((-actions.action_at[letters].astype(np.int64), actions.account[letters]))
+        ]
+        owner = actions.account[latest_first]
+        starts = np.r_[True, owner[1:] != owner[:-1]] if len(owner) else np.zeros(0, bool)
+        first = np.maximum.accumulate(np.where(starts, np.arange(len(owner)), 0))
+        within = np.arange(len(owner)) - first
+        keep[latest_first[within < visits_dropped[owner]]] = False
+    return keep, dropped["agent_call"], visits_dropped
 
 
 def _model_counts(
@@ -947,6 +1278,10 @@ def arm_metrics(result: ArmResult, mask: np.ndarray | None = None) -> dict[str, 
         "treatments_granted": float(result.treatments_granted[keep].sum()),
         "offers_refused": float(result.offers_refused[keep].sum()),
         "compliance_blocks": float(result.compliance_blocks[keep].sum()),
+        "agent_calls": float(result.agent_calls[keep].sum()),
+        "field_visits": float(result.field_visits[keep].sum()),
+        "calls_dropped_for_capacity": float(result.calls_dropped_for_capacity[keep].sum()),
+        "visits_dropped_for_capacity": float(result.visits_dropped_for_capacity[keep].sum()),
     }
 
 
@@ -1108,6 +1443,8 @@ def compare_policies(
     # model-driven minus each reference, per account and seed (the same two-way interval)
     versus = {name: np.zeros((n, len(seeds))) for name in refs}
     by_segment: dict[str, list[dict[str, float]]] = {}
+    # the replay's compliance blocks per arm and rule, mean over the seeds
+    blocks_by_rule: dict[str, dict[str, float]] = {}
     labels = np.asarray(segments) if segments is not None else None
     iterator = progress(seeds, len(seeds)) if progress else seeds
     for column, seed in enumerate(iterator):
@@ -1122,6 +1459,9 @@ def compare_policies(
         per_seed.append({"seed": int(seed), **{a: arm_metrics(r) for a, r in results.items()}})
         for arm, result in results.items():
             account_book[arm] += result.book_value
+            by_rule = blocks_by_rule.setdefault(arm, {})
+            for rule_id, count in result.blocks_by_rule.items():
+                by_rule[rule_id] = by_rule.get(rule_id, 0.0) + count / len(seeds)
         model_arm, base_arm = results["model_driven"], results["baseline_tiered"]
         for name in refs:
             versus[name][:, column] = model_arm.book_value - results[name].book_value
@@ -1185,6 +1525,17 @@ def compare_policies(
         },
         "by_segment": segment_table,
         "per_seed": per_seed,
+        "constraints": {
+            "compliance": (
+                {
+                    "jurisdictions": list(replay.compliance.jurisdictions),
+                    "blocks_by_rule": blocks_by_rule,
+                }
+                if replay.compliance is not None
+                else None
+            ),
+            "capacity": replay.capacity.as_dict() if replay.capacity is not None else None,
+        },
     }
     if refs:
         result["references"] = {

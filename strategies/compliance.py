@@ -729,9 +729,10 @@ RULE_PARAMETERS: Mapping[str, tuple[str, ...]] = {
 }
 
 
-def _in_time_order(plans: PlannedActions) -> PlannedActions:
-    """Each account's rows sorted by time (stable: equal times keep their order)."""
-    return plans.take(np.lexsort((plans.at, plans.account)))
+def _time_order(plans: PlannedActions) -> np.ndarray:
+    """The permutation putting each account's rows in time order (stable: equal times keep
+    their order)."""
+    return np.lexsort((plans.at, plans.account))
 
 
 def enforce_all(
@@ -755,9 +756,24 @@ def enforce_all(
         The actions that obey every rule (each account's in time order) and the changes, one
         per action a rule removed or moved (:class:`ComplianceChanges`, trail order).
     """
+    enforced, _, changes = enforce_rows(plans, states, history, jurisdictions)
+    return enforced, changes
+
+
+def enforce_rows(
+    plans: PlannedActions,
+    states: AccountStates,
+    history: ContactHistories,
+    jurisdictions: EffectiveCompliance,
+) -> tuple[PlannedActions, np.ndarray, ComplianceChanges]:
+    """:func:`enforce_all`, also saying where each action that obeys the rules came from: its
+    position in ``plans`` (for a caller that keeps more about each planned row than
+    :class:`~rollrisk.strategies.policy.PlannedActions` holds, e.g. the policy simulation's
+    drawn outcomes)."""
     history = history.take(history.at < states.decided_at[history.account])
     ctx = _Context(states, history, jurisdictions)
-    plans = _in_time_order(plans)
+    origin = _time_order(plans)
+    plans = plans.take(origin)
     # (rule, accounts, rows in the plans the rule saw, action texts, changes, reasons)
     found: list[tuple[int, np.ndarray, np.ndarray, list[str], list[str], list[str]]] = []
     for order, (_, rule) in enumerate(RULES):
@@ -768,7 +784,12 @@ def enforce_all(
              changed.change, changed.reason)
         )  # fmt: skip
         # a rule that moves actions gives new times: each account in time order again
-        plans = plans.take(kept) if kept.dtype == bool else _in_time_order(plans.with_at(kept))
+        if kept.dtype == bool:
+            plans, origin = plans.take(kept), origin[kept]
+        else:
+            moved = plans.with_at(kept)
+            by_time = _time_order(moved)
+            plans, origin = moved.take(by_time), origin[by_time]
     account = np.concatenate([f[1] for f in found]).astype(np.int64)
     rule_order = np.concatenate([np.full(len(f[1]), f[0]) for f in found])
     action_order = np.concatenate([f[2] for f in found])
@@ -781,13 +802,17 @@ def enforce_all(
         for text, change, reason in zip(f[3], f[4], f[5], strict=True)
     ]
     ordered = [flat[i] for i in trail.tolist()]
-    return plans, ComplianceChanges(
-        account[trail],
-        [o[0] for o in ordered],
-        [o[2] for o in ordered],
-        [o[3] for o in ordered],
-        [o[4] for o in ordered],
-        [o[1] for o in ordered],
+    return (
+        plans,
+        origin,
+        ComplianceChanges(
+            account[trail],
+            [o[0] for o in ordered],
+            [o[2] for o in ordered],
+            [o[3] for o in ordered],
+            [o[4] for o in ordered],
+            [o[1] for o in ordered],
+        ),
     )
 
 

@@ -603,3 +603,31 @@ def _contacts(rows):
     from rollrisk.strategies.compliance import ContactHistory
 
     return ContactHistory(tuple(rows))
+
+
+def test_enforce_rows_says_which_planned_rows_obey_the_rules(config):
+    """The policy replay keeps per-row facts (drawn outcomes) beside the plan: enforce_rows
+    must say, for every action it keeps, which planned row it was."""
+    from rollrisk.strategies.compliance import (
+        AccountStates,
+        ContactHistories,
+        ContactHistory,
+        enforce_rows,
+    )
+    from rollrisk.strategies.policy import PlannedActions
+
+    # 9 calls an hour apart, planned latest first, then a legal referral the DPD does not allow
+    calls = [PlannedAction("call", _at(hour=20 - k), "agent_call") for k in range(9)]
+    plans = PlannedActions.of((*calls, PlannedAction("legal_referral", _at(hour=11), "legal")))
+    kept, origin, changes = enforce_rows(
+        plans,
+        AccountStates.of(_state(dpd=20), NOW),
+        ContactHistories.of(ContactHistory()),
+        config.strictest(["US"]),
+    )
+    assert len(origin) == len(kept) == 7  # the US cap: 7 calls in 7 days
+    again = plans.take(origin)
+    assert (again.at == kept.at).all() and (again.action == kept.action).all()
+    # the earliest 7 calls are kept: rows 8, 7, ..., 2 of the plan (planned latest first)
+    assert sorted(origin.tolist()) == [2, 3, 4, 5, 6, 7, 8]
+    assert sorted(set(changes.rule_id)) == ["CMP-CALLS-PER-7-DAYS", "CMP-LEGAL-REFERRAL"]
