@@ -17,6 +17,10 @@ Output (see docs/scoring.md):
   OUT/runs/<key>/manifest.json       counts, checksums, model URI and version, code, config
   OUT/rejects.csv                    input rows set aside by the data contract, with reasons
 
+With --capacity FILE (conf/capacity.yaml) the job then prints the agent calls and field visits
+the published decisions plan in one month against that contact capacity, with a WARNING when
+the plan exceeds it; it does not re-plan (docs/strategies.md, "Contact capacity").
+
 A run killed at any moment leaves the previous result in place; rerunning the same command
 resumes, skipping finished partitions; the same inputs give byte-identical partitions.
 Accounts in the population = accounts scored, checked before anything is published. Rows the
@@ -42,7 +46,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from rollrisk.arguments import add_portfolio_arguments, add_scoring_arguments
+from rollrisk.arguments import (
+    add_capacity_argument,
+    add_portfolio_arguments,
+    add_scoring_arguments,
+)
 from rollrisk.storage.results import ACCOUNTS_PER_PARTITION
 
 
@@ -50,6 +58,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_scoring_arguments(parser)  # --model, --config, --policy, ... shared with `serve`
     add_portfolio_arguments(parser)
     parser.add_argument("--out", type=Path, default=Path("runs/scores"), help="output folder")
+    add_capacity_argument(
+        parser,
+        default=None,
+        help="contact capacity YAML (e.g. conf/capacity.yaml): after scoring, print the "
+        "agent calls and field visits the decisions plan in one month against it, with a "
+        "WARNING when the plan exceeds it (the plan is not changed; `auto` numbers are sized "
+        "from the portfolio's collection log, which is read again for it)",
+    )
     parser.add_argument(
         "--partitions",
         type=int,
@@ -127,4 +143,38 @@ def run(args: argparse.Namespace) -> int:
             for step, step_time in result.step_seconds.items():
                 print(f"    {step:<48} {step_time:8.1f} s")
     print(f"  result: {result.current} (manifest {result.manifest_path})")
+    if args.capacity is not None:
+        report_capacity(args, result.as_of)
     return 0
+
+
+def report_capacity(args: argparse.Namespace, as_of: object) -> None:
+    """Print the published decisions' planned agent calls and field visits (one month of
+    their ladders) against ``--capacity``; a WARNING line on stderr for each one over it."""
+    from datetime import date
+
+    from rollrisk.arguments import date_settings
+    from rollrisk.storage.atomic_output import read_current
+    from rollrisk.storage.loader import load_portfolio
+    from rollrisk.strategies.capacity import (
+        capacity_for_book,
+        load_capacity,
+        load_lines,
+        planned_load,
+    )
+
+    settings = load_capacity(args.capacity)
+    _, scored = read_current(args.out)
+    statements = actions = None
+    if settings.needs_log:
+        portfolio = load_portfolio(args.data, dates=date_settings(args))
+        statements, actions = portfolio.statements, portfolio.collection_actions
+    day = as_of if isinstance(as_of, date) else date.fromisoformat(str(as_of)[:10])
+    capacity = capacity_for_book(settings, statements, actions, day, scored.height)
+    print(
+        f"[score] contact capacity: {capacity.agent_calls_per_day:,} agent calls a day "
+        f"({capacity.agent_calls_per_month:,} a month), {capacity.field_visits_per_month:,} "
+        f"field visits a month ({capacity.sizing})"
+    )
+    for line in load_lines(planned_load(scored["actions"].to_list()), capacity):
+        print(f"[score] {line}", file=sys.stderr if line.startswith("WARNING") else sys.stdout)

@@ -14,7 +14,13 @@ bucket (a restructure plan at the share the portfolio's plans kept); its uplift 
 t-interval beside it. Also value captured (policy vs oracle, overall and per true driver),
 value of segmentation, roll-to-default by count and balance-weighted, cash, costs, contacts,
 agency assignments, legal filings, disputes (complaint proxy), pressure contacts on
-capacity-shock borrowers, treatments granted, compliance blocks, and the uplift per segment.
+capacity-shock borrowers, treatments granted, compliance blocks, agent calls and field visits
+made and dropped for capacity, and the uplift per segment.
+
+Every arm, the baseline included, obeys the scoring run's compliance rules (its recorded
+compliance file and jurisdictions) every month, and the contact capacity of --capacity (agent
+calls a day, field visits a month; `auto` sized from the portfolio's collection log): what
+they remove is not made and is counted per arm (docs/strategies.md, "Contact capacity").
 
 Only a portfolio written by `rollrisk simulate` (with its truth/ folder) can be used: the
 borrowers' response to a policy is known only there. Method and limits: docs/strategies.md.
@@ -45,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 from tqdm import tqdm
 
 from rollrisk.arguments import (
+    add_capacity_argument,
     add_config_argument,
     add_data_argument,
     add_observation_arguments,
@@ -76,6 +83,9 @@ if TYPE_CHECKING:
     )
     from rollrisk.storage.config import RollriskConfig
     from rollrisk.storage.loader import Portfolio
+    from rollrisk.strategies.capacity import ContactCapacity
+    from rollrisk.strategies.compliance import EffectiveCompliance
+    from rollrisk.strategies.policy import Policy
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -113,6 +123,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--costs", type=Path, default=DEFAULT_COSTS, help="action cost table (YAML)"
+    )
+    add_capacity_argument(
+        parser,
+        help="contact capacity (YAML): agent calls a day and field visits a month for the "
+        "scored accounts, enforced in every arm every month (calls and visits beyond it are "
+        "not made, highest balance served first, and are counted); `auto` sizes it from the "
+        "portfolio's collection log (default: the shipped conf/capacity.yaml, auto)",
     )
     parser.add_argument(
         "--out", type=Path, default=Path("runs/policy_simulation"), help="output folder"
@@ -157,10 +174,12 @@ def run(args: argparse.Namespace) -> int:
         month_index,
         recovery_valuation,
         replay_to_month,
+        with_constraints,
         with_responses,
     )
     from rollrisk.simulator.truth import read_simulation_params
     from rollrisk.storage.results import read_scores
+    from rollrisk.strategies.capacity import load_lines, planned_load
 
     check_output_argument(args)
     if args.seeds < 2:
@@ -195,6 +214,17 @@ def run(args: argparse.Namespace) -> int:
         return tqdm(items, total=total, desc="replay/seeds", file=sys.stderr)
 
     ids = scored["account_id"].to_list()
+    policy, compliance, fallback = recorded_rules(args, manifest)
+    capacity = capacity_for(args.capacity, portfolio, as_of, len(ids))
+    print(
+        f"[simulate-policy] every arm, every month: the compliance rules of {args.scores}'s "
+        f"run ({', '.join(compliance.jurisdictions)}); contact capacity "
+        f"{capacity.agent_calls_per_day:,} agent calls a day ({capacity.agent_calls_per_month:,}"
+        f" a month) and {capacity.field_visits_per_month:,} field visits a month "
+        f"({capacity.sizing})",
+        file=sys.stderr,
+        flush=True,
+    )
     replay = replay_to_month(sim, ids, month, months, portfolio.statements, progress)
     if replay.replay_match_share < 0.95:
         raise UserError(
@@ -204,6 +234,7 @@ def run(args: argparse.Namespace) -> int:
         )
     history_table = replay.rules.response_table
     replay = with_responses(replay, args.response_table or history_table)
+    replay = with_constraints(replay, compliance, capacity)
     print(
         f"[simulate-policy] response table: {replay.rules.response_table} in the horizon "
         f"(the portfolio was simulated under {history_table})",
@@ -215,11 +246,14 @@ def run(args: argparse.Namespace) -> int:
         on="account_id",
     ).sort("_order")
     plan = model_plan(ordered["actions"].to_list(), ordered["trail"].to_list())
+    load = planned_load(ordered["actions"].to_list())
+    for line in load_lines(load, capacity):
+        print(f"[simulate-policy] scored plan, {line}", file=sys.stderr, flush=True)
     seeds = list(range(args.seeds))
     valuation = recovery_valuation(portfolio.statements, treatments=portfolio.treatments)
     references, drivers, oracle, per_bucket_choice = build_references(
-        args, manifest, ordered, portfolio, replay, plan, costs, months, valuation,
-        observation.default_dpd,
+        args, ordered, portfolio, replay, plan, costs, months, valuation,
+        observation.default_dpd, policy, compliance, fallback,
     )  # fmt: skip
     result = compare_policies(
         replay,
@@ -240,6 +274,13 @@ def run(args: argparse.Namespace) -> int:
         "account stays in M1-M3 and its treatments start in the first month; the policy does "
         "not re-score the book during the horizon"
     )
+    result["constraints"]["scored_plan_load"] = {
+        "agent_calls": load.agent_calls,
+        "field_visits": load.field_visits,
+        "accounts": load.accounts,
+        "within_capacity": load.agent_calls <= capacity.agent_calls_per_month
+        and load.field_visits <= capacity.field_visits_per_month,
+    }
     if oracle is not None:
         result["oracle"] = {
             "selection_seeds": oracle.selection_seeds,
@@ -279,9 +320,53 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def recorded_rules(
+    args: argparse.Namespace, manifest: Mapping[str, Any]
+) -> tuple[Policy, EffectiveCompliance, str]:
+    """The policy, the compliance rules (strictest over the recorded jurisdictions) and the
+    fallback segment the scoring run recorded in its manifest: the references re-decide with
+    them and every arm's replayed contacts obey the same compliance rules."""
+    from rollrisk.strategies.compliance import load_compliance
+    from rollrisk.strategies.policy import load_policy
+    from rollrisk.strategies.segments import load_segment_rules
+
+    recorded = manifest.get("config", {})
+    paths = {key: recorded.get(key) for key in ("policy", "compliance", "segments")}
+    missing = [key for key, value in paths.items() if not value]
+    if missing:
+        raise UserError(
+            f"{args.scores}: the scoring run's manifest does not record its {', '.join(missing)} "
+            "file(s); the references re-decide with the same rules and need them"
+        )
+    for key, value in paths.items():
+        if not Path(value).is_file():
+            raise UserError(
+                f"{args.scores}: the scoring run's {key} file {value} is gone; the references "
+                "re-decide with the same rules and need it"
+            )
+    policy = load_policy(Path(paths["policy"]))
+    compliance = load_compliance(Path(paths["compliance"])).strictest(
+        recorded.get("jurisdictions") or []
+    )
+    fallback = load_segment_rules(Path(paths["segments"])).fallback
+    return policy, compliance, fallback
+
+
+def capacity_for(path: Path, portfolio: Portfolio, as_of: Any, accounts: int) -> ContactCapacity:
+    """The contact capacity of ``path`` for ``accounts`` accounts, its ``auto`` numbers sized
+    from the portfolio's collection log up to the as-of (:mod:`rollrisk.strategies.capacity`)."""
+    from datetime import date
+
+    from rollrisk.strategies.capacity import capacity_for_book, load_capacity
+
+    day = as_of if isinstance(as_of, date) else date.fromisoformat(str(as_of)[:10])
+    return capacity_for_book(
+        load_capacity(path), portfolio.statements, portfolio.collection_actions, day, accounts
+    )
+
+
 def build_references(
     args: argparse.Namespace,
-    manifest: Mapping[str, Any],
     ordered: pl.DataFrame,
     portfolio: Portfolio,
     replay: Replay,
@@ -290,6 +375,9 @@ def build_references(
     months: int,
     valuation: Valuation,
     default_dpd: int,
+    policy: Policy,
+    compliance: EffectiveCompliance,
+    fallback: str,
 ) -> tuple[dict[str, ArmSpec], list[str], OracleChoice | None, dict[str, str] | None]:
     """The reference arms run beside the two policies, and each account's true driver.
 
@@ -314,31 +402,9 @@ def build_references(
         same_plan,
     )
     from rollrisk.simulator.truth import read_true_drivers
-    from rollrisk.strategies.compliance import load_compliance
-    from rollrisk.strategies.policy import load_policy
-    from rollrisk.strategies.segments import load_segment_rules
 
     if ordered.height == 0:
         return {}, [], None, None  # nothing scored: no reference to run either
-    recorded = manifest.get("config", {})
-    paths = {key: recorded.get(key) for key in ("policy", "compliance", "segments")}
-    missing = [key for key, value in paths.items() if not value]
-    if missing:
-        raise UserError(
-            f"{args.scores}: the scoring run's manifest does not record its {', '.join(missing)} "
-            "file(s); the references re-decide with the same rules and need them"
-        )
-    for key, value in paths.items():
-        if not Path(value).is_file():
-            raise UserError(
-                f"{args.scores}: the scoring run's {key} file {value} is gone; the references "
-                "re-decide with the same rules and need it"
-            )
-    policy = load_policy(Path(paths["policy"]))
-    compliance = load_compliance(Path(paths["compliance"])).strictest(
-        recorded.get("jurisdictions") or []
-    )
-    fallback = load_segment_rules(Path(paths["segments"])).fallback
     truth = read_true_drivers(args.data)
     if truth is None:
         raise UserError(f"{args.data}: no truth/borrowers.parquet (the true drivers)")

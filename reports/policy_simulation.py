@@ -37,6 +37,10 @@ LABELS: dict[str, tuple[str, str]] = {
     "treatments_granted": ("treatments granted", "{:,.0f}"),
     "offers_refused": ("treatment offers refused", "{:,.0f}"),
     "compliance_blocks": ("compliance blocks", "{:,.0f}"),
+    "agent_calls": ("agent calls made", "{:,.0f}"),
+    "field_visits": ("field visits made", "{:,.0f}"),
+    "calls_dropped_for_capacity": ("agent calls dropped for capacity", "{:,.0f}"),
+    "visits_dropped_for_capacity": ("field visits dropped for capacity", "{:,.0f}"),
 }
 
 
@@ -75,6 +79,63 @@ def format_uplift(metric: str, stats: Mapping[str, float]) -> str:
             f"{stats['ci_high'] * 100:+.2f}]"
         )
     return f"{stats['mean']:+,.0f} [{stats['ci_low']:+,.0f}, {stats['ci_high']:+,.0f}]"
+
+
+def _dropped(row: Mapping[str, Any]) -> str:
+    """Calls + visits dropped for capacity in one arm's row (``n/a`` in older results)."""
+    if "calls_dropped_for_capacity" not in row:
+        return "n/a"
+    calls = row["calls_dropped_for_capacity"]["mean"]
+    visits = row["visits_dropped_for_capacity"]["mean"]
+    return f"{calls + visits:,.0f} ({calls:,.0f} + {visits:,.0f})"
+
+
+def constraint_lines(result: Mapping[str, Any]) -> list[str]:
+    """What every arm was held to: the compliance rules (blocks per rule and arm) and the
+    contact capacity, in words (results of older versions: the note that the baseline was
+    not checked)."""
+    constraints = result.get("constraints") or {}
+    compliance, capacity = constraints.get("compliance"), constraints.get("capacity")
+    if not compliance and not capacity:
+        return [
+            "Baseline compliance blocks are not counted: the baseline tiered policy is the "
+            "simulator's, and is not run through the compliance engine (its contacts are not "
+            "planned actions with times the rules could check)."
+        ]
+    lines = []
+    if compliance:
+        jurisdictions = ", ".join(compliance["jurisdictions"]) or "default"
+        lines.append(
+            "Every arm's contacts and first-delinquency extensions go through the compliance "
+            f"rules of the scoring run ({jurisdictions}) every month, planned at the cycle end "
+            "with the previous month's contacts as history; compliance blocks = the scored "
+            "decision's (model-driven accounts) + the replay's. The replay's blocks by rule "
+            "(mean per seed):"
+        )
+        for arm, rules in compliance["blocks_by_rule"].items():
+            biting = {rule: count for rule, count in rules.items() if count > 0}
+            text = ", ".join(f"{rule} {count:,.1f}" for rule, count in biting.items())
+            lines.append(f"- {REFERENCE_NAMES.get(arm, arm)}: {text or 'none'}")
+    if capacity:
+        lines += [
+            "",
+            f"Contact capacity, enforced in every arm every month: "
+            f"{capacity['agent_calls_per_day']:,} agent calls a day "
+            f"({capacity['agent_calls_per_month']:,} a month of "
+            f"{capacity['working_days_per_month']} working days) and "
+            f"{capacity['field_visits_per_month']:,} field visits a month for these "
+            f"{capacity['accounts']:,} accounts; beyond it calls and visits are not made "
+            f"(highest balance served first). Sized: {capacity['sizing']}.",
+        ]
+        load = constraints.get("scored_plan_load")
+        if load:
+            verdict = "within" if load["within_capacity"] else "**EXCEEDS**"
+            lines.append(
+                f"The scored plan (one month of its ladders) makes {load['agent_calls']:,} "
+                f"agent calls and {load['field_visits']:,} field visits: {verdict} the "
+                "capacity (the policy is told the capacity, it does not re-plan for it)."
+            )
+    return lines
 
 
 def markdown(result: Mapping[str, Any]) -> str:
@@ -137,8 +198,8 @@ def markdown(result: Mapping[str, Any]) -> str:
             "",
             "| arm | book value | model-driven minus this arm (95 %, accounts and seeds) | "
             "net recovery | roll-to-default (accounts) | roll-to-default (balance) | "
-            "compliance blocks |",
-            "|---|---|---|---|---|---|---|",
+            "compliance blocks | contacts dropped for capacity (calls + visits) |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         versus = result.get("uplift_vs_references", {})
         for name, row in result["references"].items():
@@ -156,7 +217,9 @@ def markdown(result: Mapping[str, Any]) -> str:
                 + format_metric(
                     "roll_to_default_balance_rate", row["roll_to_default_balance_rate"]["mean"]
                 )
-                + f" | {format_metric('compliance_blocks', row['compliance_blocks']['mean'])} |"
+                + f" | {format_metric('compliance_blocks', row['compliance_blocks']['mean'])} | "
+                + _dropped(row)
+                + " |"
             )
         lines.append("")
         captured = result.get("value_captured")
@@ -226,13 +289,7 @@ def markdown(result: Mapping[str, Any]) -> str:
             f"| {label} | {format_metric(metric, model)} | {format_metric(metric, base)} | "
             f"{format_uplift(metric, uplift[metric])} |"
         )
-    lines += [
-        "",
-        "Baseline compliance blocks are not counted: the baseline tiered policy is the "
-        "simulator's, and is not run through the compliance engine (its contacts are not "
-        "planned actions with times the rules could check).",
-        "",
-    ]
+    lines += ["", *constraint_lines(result), ""]
     if "uplift_two_way" in result:
         lines += ["Uplift resampling accounts and seeds together (the honest interval):", ""]
         for metric, stats in result["uplift_two_way"].items():

@@ -979,6 +979,21 @@ def _verdict(uplift: Mapping[str, float], result: Mapping[str, Any]) -> str:
     return text
 
 
+def _constraint_cells(figures: Mapping[str, Any]) -> dict[str, str]:
+    """The compliance blocks and the contacts dropped for capacity of one arm (mean per seed),
+    when the result has them."""
+    cells = {}
+    if "compliance_blocks" in figures:
+        cells["compliance blocks 合规拦截"] = f"{figures['compliance_blocks']['mean']:,.0f}"
+    if "calls_dropped_for_capacity" in figures:
+        dropped = (
+            figures["calls_dropped_for_capacity"]["mean"]
+            + figures["visits_dropped_for_capacity"]["mean"]
+        )
+        cells["calls + visits dropped for capacity 超出人力未执行"] = f"{dropped:,.0f}"
+    return cells
+
+
 def _references(section: Section, result: Mapping[str, Any]) -> None:
     """The reference arms, value captured and value of segmentation (when reported)."""
     references = result.get("references")
@@ -1006,10 +1021,28 @@ def _references(section: Section, result: Mapping[str, Any]) -> None:
                 "shipped policy minus this arm, 95 % CI over accounts and seeds (CNY)": (
                     _interval_text(versus[name]) if name in versus else "-"
                 ),
+                **_constraint_cells(figures),
             }
         )
     section.text("The same accounts and the same random draws under every reference:")
     section.table(pd.DataFrame(rows))
+    constraints = result.get("constraints") or {}
+    capacity = constraints.get("capacity")
+    if capacity or constraints.get("compliance"):
+        section.text(
+            "Every arm, the baseline included, obeys the same compliance rules every month"
+            + (
+                f" and the same contact capacity: {capacity['agent_calls_per_day']:,} agent "
+                f"calls a day and {capacity['field_visits_per_month']:,} field visits a month "
+                "for these accounts (calls and visits beyond it are not made, highest balance "
+                "first)"
+                if capacity
+                else ""
+            )
+            + ". 每个方案（含基准）每月都遵守同样的合规规则"
+            + ("和同样的催收人力上限（超出部分不执行，余额高者优先）" if capacity else "")
+            + "。"
+        )
     captured = result.get("value_captured")
     if captured:
         section.text(

@@ -20,7 +20,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rollrisk.conf import DEFAULT_COMPLIANCE, DEFAULT_POLICY, DEFAULT_SEGMENTS
+from rollrisk.conf import DEFAULT_CAPACITY, DEFAULT_COMPLIANCE, DEFAULT_POLICY, DEFAULT_SEGMENTS
 from rollrisk.errors import UserError
 from rollrisk.storage.config import DEFAULT_JURISDICTIONS, DEFAULT_MAX_REJECT_RATE, DataConfig
 from rollrisk.storage.registry import DEFAULT_MODEL_URI
@@ -254,6 +254,16 @@ def add_config_argument(
 ) -> None:
     """``--config``: the YAML configuration file, read with :func:`load_config_argument`."""
     parser.add_argument("--config", type=Path, default=None, help=help)
+
+
+def add_capacity_argument(
+    parser: argparse.ArgumentParser,
+    default: Path | None = DEFAULT_CAPACITY,
+    help: str = "contact capacity YAML (conf/capacity.yaml)",  # noqa: A002 - argparse's name
+) -> None:
+    """``--capacity``: the contact capacity file (agent calls a day, field visits a month;
+    :mod:`rollrisk.strategies.capacity`), shared by ``score`` and ``simulate-policy``."""
+    parser.add_argument("--capacity", type=Path, default=default, help=help)
 
 
 def load_config_argument(args: argparse.Namespace) -> RollriskConfig:

@@ -37,6 +37,10 @@ Method (see docs/strategies.md, "Policy simulation"):
    ``transition``, the same for every arm and for the data simulator.
 4. **Baseline arm.** The simulator's tiered policy, with its 5 % holdout switched off (the
    baseline proper), including its first-delinquency extensions and hardship treatments.
+   **Constraints, every arm alike** (:func:`with_constraints`): each month's action rows go
+   through the scoring run's compliance rules (:func:`_compliant_rows`, the batch's
+   :func:`~rollrisk.strategies.compliance.enforce_rows` on the simulator's state) and the
+   contact capacity (:func:`_within_capacity`); what they remove is not made, and counted.
 
 5. **References** (:class:`ArmSpec`): any mix, per account, of the scored ladder of a plan and
    the tiered baseline, optionally with a grace for all; the job builds the baseline plus
@@ -55,9 +59,9 @@ settings' default as in the training labels: 90+ unless the user chose otherwise
 made, agency assignments, legal filings, disputes (a contact outcome ``dispute``; the simulator
 has no complaint channel, so disputes are the complaint proxy), pressure contacts on borrowers
 in an active capacity shock (calls, agency, visits, letters, legal: what draws complaints and
-does not help them), treatments granted, and compliance blocks (actions the compliance rules
-removed from the arm's decisions; the tiered baseline is not run through the compliance
-engine, so it has none counted). Uplift = model-driven - baseline, paired by seed: a Student-t
+does not help them), treatments granted, compliance blocks (actions the compliance rules
+removed: every arm's replayed rows and extensions, plus the scored decision's own), agent
+calls and field visits made and those dropped for capacity. Uplift = model-driven - baseline, paired by seed: a Student-t
 interval over the seeds (Monte Carlo error only) and the headline interval resampling
 accounts and seeds together (:func:`rollrisk.models.stats.two_way_bootstrap`); value captured
 and value of segmentation against the references (docs/strategies.md).

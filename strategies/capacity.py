@@ -223,6 +223,24 @@ def size_capacity(
     )
 
 
+def capacity_for_book(
+    settings: CapacitySettings,
+    statements: pl.DataFrame | None,
+    actions: pl.DataFrame | None,
+    as_of: date,
+    accounts: int,
+) -> ContactCapacity:
+    """The capacity ``settings`` give ``accounts`` accounts of a book at ``as_of``: its
+    ``auto`` numbers sized from the book's ``statements`` and collection log ``actions``
+    (:func:`observed_volume`; needed only then)."""
+    observed = None
+    if settings.needs_log:
+        if statements is None:
+            raise ValueError(f"{settings.source}: an `auto` capacity needs the statements")
+        observed = observed_volume(statements, actions, as_of, settings.auto_lookback_months)
+    return size_capacity(settings, accounts, observed)
+
+
 @dataclass(frozen=True)
 class PlannedLoad:
     """One month of the decisions' ladders: the agent calls and field visits they plan."""

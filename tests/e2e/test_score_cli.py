@@ -86,3 +86,25 @@ def test_missing_alias_is_a_clear_error(scoring_world, tmp_path, monkeypatch, ca
     assert "cannot load model 'models:/rollrisk-test@champion'" in err
     assert "`rollrisk promote` makes it `champion`" in err
     assert not (tmp_path / "x" / "current").exists()
+
+
+def test_the_plan_is_reported_against_a_capacity_and_a_plan_over_it_warns(
+    scoring_world, tmp_path, monkeypatch, capsys
+):
+    from rollrisk.strategies.capacity import planned_load
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", scoring_world.tracking_uri)
+    tight = tmp_path / "capacity.yaml"
+    tight.write_text(
+        "agent_calls_per_day: 0\nfield_visits_per_month: 0\nworking_days_per_month: 22\n"
+        "auto_margin: 0.1\nauto_lookback_months: 6\n"
+    )
+    capsys.readouterr()
+    assert _score(scoring_world, tmp_path / "scores", "--capacity", str(tight)) == 0
+    out, err = capsys.readouterr()
+    _, scored = read_current(tmp_path / "scores")
+    load = planned_load(scored["actions"].to_list())
+    assert load.agent_calls > 0  # the ladders call: a capacity of 0 must warn
+    assert f"makes {load.agent_calls:,}, capacity 0" in err
+    assert "WARNING: agent calls a month" in err and "EXCEEDS" in err
+    assert "contact capacity: 0 agent calls a day" in out
