@@ -1171,9 +1171,14 @@ def _within_capacity(
     account's latest letters, one per visit dropped.
     """
     n = len(balance)
+    keep = np.ones(len(actions.account), dtype=bool)
+    calls = int((actions.channel == CH["agent_call"]).sum())
+    visits = int((actions.channel == CH["field_visit"]).sum())
+    if calls <= capacity.agent_calls_per_month and visits <= capacity.field_visits_per_month:
+        nothing = np.zeros(n, dtype=np.int64)
+        return keep, nothing, nothing  # within capacity: every row is made
     rank = np.empty(n, dtype=np.int64)
     rank[np.lexsort((np.arange(n), -balance))] = np.arange(n)
-    keep = np.ones(len(actions.account), dtype=bool)
     dropped = {}
     for channel, available in (
         ("agent_call", capacity.agent_calls_per_month),

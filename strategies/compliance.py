@@ -669,7 +669,7 @@ def _unanswered_dials(plans: PlannedActions, ctx: _Context) -> tuple[np.ndarray,
         ctx.history.is_in("channel", CALL_CHANNELS)
         & ctx.history.is_in("outcome", UNANSWERED_OUTCOMES)
     )
-    channel = np.array([str(c) for c in plans.channel[calls]], dtype=object)
+    channel = plans.channel[calls].astype(str).astype(object)
     codes, names = pd.factorize(np.concatenate([channel, unanswered.channel]))
     width = max(len(names), 1)
     day = plans.at[calls].astype("datetime64[D]")
@@ -732,7 +732,7 @@ RULE_PARAMETERS: Mapping[str, tuple[str, ...]] = {
 def _time_order(plans: PlannedActions) -> np.ndarray:
     """The permutation putting each account's rows in time order (stable: equal times keep
     their order)."""
-    return np.lexsort((plans.at, plans.account))
+    return np.lexsort((plans.at.astype("datetime64[us]").view(np.int64), plans.account))
 
 
 def enforce_all(
@@ -786,7 +786,7 @@ def enforce_rows(
         # a rule that moves actions gives new times: each account in time order again
         if kept.dtype == bool:
             plans, origin = plans.take(kept), origin[kept]
-        else:
+        elif (kept != plans.at).any():
             moved = plans.with_at(kept)
             by_time = _time_order(moved)
             plans, origin = moved.take(by_time), origin[by_time]
