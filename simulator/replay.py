@@ -61,10 +61,10 @@ has no complaint channel, so disputes are the complaint proxy), pressure contact
 in an active capacity shock (calls, agency, visits, letters, legal: what draws complaints and
 does not help them), treatments granted, compliance blocks (actions the compliance rules
 removed: every arm's replayed rows and extensions, plus the scored decision's own), agent
-calls and field visits made and those dropped for capacity. Uplift = model-driven - baseline, paired by seed: a Student-t
-interval over the seeds (Monte Carlo error only) and the headline interval resampling
-accounts and seeds together (:func:`rollrisk.models.stats.two_way_bootstrap`); value captured
-and value of segmentation against the references (docs/strategies.md).
+calls and field visits made and those dropped for capacity. Uplift = model-driven - baseline,
+paired by seed: a Student-t interval over the seeds (Monte Carlo error only) and the headline
+interval resampling accounts and seeds together (:func:`rollrisk.models.stats.two_way_bootstrap`);
+value captured and value of segmentation against the references (docs/strategies.md).
 """
 
 from __future__ import annotations
@@ -1058,11 +1058,13 @@ def _compliant_rows(
     The month's contacts are planned at the cycle end (the decision time) and checked by
     :func:`rollrisk.strategies.compliance.enforce_rows`, the batch's own rules, with the
     simulator's state: DPD, arrears as the amount overdue, the first-ever delinquency (the
-    first episode the lender's data shows, as the batch's feature) and the one-time extension's
-    use, a grace period or restructure plan
-    in force as the hardship plan honoured (the batch's ``HARDSHIP_KINDS``), and the previous
-    month's rows (after their own checks) as the contact history. Each row is the action its
-    channel stands for (:data:`ACTION_OF_CHANNEL`), to the borrower, at its drawn time.
+    first episode the lender's data shows, as the batch's feature), the one-time extension's
+    use, a grace period or restructure plan in force as the hardship plan honoured (the
+    batch's ``HARDSHIP_KINDS``), and the previous month's rows (after their own checks) as the
+    contact history. Each row is the action its channel stands for
+    (:data:`ACTION_OF_CHANNEL`), to the borrower, at its drawn time. A row the contact window
+    would move keeps its drawn time and outcome (the simulator draws 08:00-20:59, inside
+    every shipped window, so none moves).
     """
     assert replay.compliance is not None
     n = len(state.bucket)
@@ -1073,7 +1075,7 @@ def _compliant_rows(
         CHANNEL_NAMES[actions.channel],
         np.full(len(actions.account), "borrower", dtype=object),
     )
-    kept, origin, changes = enforce_rows(
+    _, origin, changes = enforce_rows(
         plans,
         _account_states(replay, state, extension_used, cycle_end, month),
         ContactHistories(
