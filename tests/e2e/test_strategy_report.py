@@ -95,6 +95,20 @@ def test_policy_simulation_reports_both_arms_and_an_uplift_interval(report_run):
     assert "value_of_segmentation" in result
     markdown = (simulation / "policy_simulation.md").read_text()
     assert "| net recovery (CNY) |" in markdown and "Uplift by segment" in markdown
+    # Every arm, the baseline included, held to the scoring run's compliance rules and to the
+    # contact capacity (sized from the portfolio's own log): no arm's month exceeds it.
+    constraints = result["constraints"]
+    capacity = constraints["capacity"]
+    assert capacity["agent_calls_per_month"] > 0 and "auto" in capacity["sizing"]
+    assert constraints["compliance"]["jurisdictions"] == ["CN"]
+    assert set(constraints["compliance"]["blocks_by_rule"]) == set(refs)
+    for seed in result["per_seed"]:
+        for name in refs:
+            made = seed[name]["agent_calls"]
+            assert made <= capacity["agent_calls_per_month"] * result["months"], name
+            visits = seed[name]["field_visits"]
+            assert visits <= capacity["field_visits_per_month"] * result["months"], name
+    assert "Contact capacity, enforced in every arm every month" in markdown
 
 
 def test_simulate_policy_refuses_a_portfolio_without_truth(report_run, scoring_world, tmp_path,
