@@ -1,7 +1,8 @@
 """The shipped defaults, installed as package data (``rollrisk.conf``).
 
 Copy a file from here, edit it and pass it with ``--config``, ``--policy``, ``--segments``,
-``--compliance``, ``--costs`` or ``--capacity``; the jobs read the shipped copies only when no file is given.
+``--compliance``, ``--costs`` or ``--capacity``; the jobs read the shipped copies only when no
+file is given.
 They are found through :mod:`importlib.resources`, so a wheel installed anywhere carries them.
 """
 
