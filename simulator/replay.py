@@ -34,7 +34,9 @@ Method (see docs/strategies.md, "Policy simulation"):
    both arms. Collection stops while a grace period or restructure plan is honoured, as in the
    baseline. Treatments are taken up when granted (no refusal model); what they do to the
    money (deferred dues, waived fees, plan instalments and re-defaults) is the engine's
-   ``transition``, the same for every arm and for the data simulator.
+   ``transition``, the same for every arm and for the data simulator. How a ladder acts
+   (:func:`~rollrisk.simulator.engine.ladder_plan`, ``ladder_counts``, ``offer_treatments``)
+   is the engine's too, shared with the simulated lender's exploration.
 4. **Baseline arm.** The simulator's tiered policy, with its 5 % holdout switched off (the
    baseline proper), including its first-delinquency extensions and hardship treatments.
 
@@ -344,8 +346,9 @@ def replay_to_month(
 ) -> Replay:
     """Re-simulate the chunks holding ``account_ids`` up to (not including) ``month``'s actions.
 
-    Mirrors the loop of :func:`rollrisk.simulator.engine.simulate_chunk` step for step (same
-    random stream, same calls), so the state equals the one that wrote the portfolio. When
+    Runs the months through :func:`rollrisk.simulator.engine.simulate_month` as
+    :func:`~rollrisk.simulator.engine.simulate_chunk` does (same random streams, the lender's
+    exploration of ``sim`` included), so the state equals the one that wrote the portfolio. When
     ``statements`` is given, the replayed DPD and balance at ``month`` are compared with the
     portfolio's statements of that month.
     """

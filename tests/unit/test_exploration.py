@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -14,10 +14,13 @@ import pytest
 
 from rollrisk.cli import main
 from rollrisk.conf import DEFAULT_POLICY
-from rollrisk.features.schemas import RECORD_TABLES
+from rollrisk.features.schemas import CHANNELS, RECORD_TABLES
 from rollrisk.simulator.engine import (
     POLICY_MAX_BUCKET,
+    ModelPlan,
     collection_paused,
+    ladder_counts,
+    ladder_plan,
     write_portfolio,
 )
 from rollrisk.simulator.exploration import (
@@ -241,6 +244,25 @@ def test_the_replay_finds_the_state_the_engine_acted_on(explored: Path):
     assert ((replay.state.bucket >= 1) & (replay.state.bucket <= POLICY_MAX_BUCKET)).all()
     assert not collection_paused(replay.state, month).any()
     assert not replay.accounts.holdout.any()
+    # the month's actions in the portfolio are the arm's ladder on that replayed state
+    exploration = sim.exploration
+    names = list(exploration.arm_names)
+    plans = ladder_plan([[(s.action, s.channel) for s in steps] for _, steps in exploration.arms])
+    arm_rows = np.array([names.index(a) for a in late["arm"].to_list()])
+    order = [ids.index(a) for a in replay.account_ids]
+    plan = ModelPlan(*(getattr(plans, f.name)[arm_rows[order]] for f in fields(plans)))
+    none = np.zeros(0, dtype=np.int64)
+    expected = ladder_counts(plan, replay.state, month, none, np.zeros((0, len(CHANNELS))))
+    windows = _month_window(statements, late)
+    actions = _read(explored, "collection_actions").join(windows, on="account_id")
+    actual = actions.filter(
+        (pl.col("action_at") >= pl.col("cycle_end"))
+        & (pl.col("action_at") < pl.col("next_cycle_end"))
+    )
+    for i, account in enumerate(replay.account_ids):
+        channels = actual.filter(pl.col("account_id") == account)["channel"].to_list()
+        got = np.array([channels.count(c) for c in CHANNELS])
+        assert (got == expected[i]).all(), account
     # without the lender's exploration the replay drifts from the data: the test can fail
     every = [f"A{i:09d}" for i in range(sim.accounts)]
     blind = replay_to_month(replace(sim, exploration=None), every, month, 1, statements)
