@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,9 +33,11 @@ from rollrisk.features.schemas import (
     MESSAGE_CHANNELS,
     OUTCOMES,
     PRODUCTS,
-    TABLES_BY_NAME,
+    RECORD_TABLES,
+    TABLES,
     TREATMENT_KINDS,
 )
+from rollrisk.simulator.exploration import ASSIGNMENTS_TABLE, EXPERIMENT_FILE, Exploration
 from rollrisk.simulator.rules import (
     CALL_OUTCOMES,
     CHARGE_OFF_BUCKET,
@@ -50,6 +52,8 @@ from rollrisk.simulator.rules import (
     SimulationRules,
 )
 from rollrisk.simulator.truth import BORROWERS_FILE, PARAMS_FILE, TRUTH_FOLDER
+from rollrisk.strategies.experiments import NOT_RANDOMISED
+from rollrisk.strategies.policy import ACTIONS
 
 US_PER_DAY = 86_400_000_000
 US_PER_HOUR = 3_600_000_000
@@ -61,6 +65,8 @@ KIND = {name: i for i, name in enumerate(TREATMENT_KINDS)}
 DRV = {name: i for i, name in enumerate(DRIVERS)}
 REACHED_CODES = np.array([OUT[o] for o in REACHED_OUTCOMES])
 TABLE_NAMES = ("accounts", "statements", "collection_actions", "treatments")
+POLICY_MAX_BUCKET = 3  # the model-driven policy decides for M1-M3 (its space's start buckets)
+TREATMENT_ACTIONS = ("grace_period", "interest_waiver", "first_delinquency_extension")
 
 
 # --------------------------------------------------------------------------------------------
@@ -663,6 +669,172 @@ def grant_treatments(
     return new_state, MonthTreatments(granted, kind[granted], start_at, end_at, start_at)
 
 
+# --------------------------------------------------------------------------------------------
+# A policy's ladder as a month of simulator inputs (the policy replay and the exploration)
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ModelPlan:
+    """Ladders as simulator inputs, one row per account: the contacts a ladder makes in a
+    month and the treatments it offers (the policy replay's scored decisions, or the
+    exploration's arms)."""
+
+    channel_counts: np.ndarray  # (n, channels) contacts per month of the ladder
+    grace: np.ndarray  # bool per account
+    waiver: np.ndarray
+    extension: np.ndarray
+    restructure_offer: np.ndarray
+    compliance_blocks: np.ndarray  # actions removed by compliance, per account
+
+
+def ladder_plan(
+    ladders: Sequence[Iterable[tuple[str, str | None]]],
+    compliance_blocks: np.ndarray | None = None,
+) -> ModelPlan:
+    """Translate ladders, each a sequence of ``(action, channel)`` steps, into a plan.
+
+    A contact step counts once on each channel it uses (:data:`~rollrisk.strategies.policy.ACTIONS`,
+    ``channels_used``: a field visit also hands over a notice letter); a treatment step
+    (``grace_period``, ``interest_waiver``, ``first_delinquency_extension``) sets its flag, a
+    ``restructure_offer`` sets its flag and counts its channel. ``compliance_blocks`` (actions
+    compliance removed, per ladder) defaults to none.
+    """
+    n = len(ladders)
+    counts = np.zeros((n, len(CHANNELS)), dtype=np.int64)
+    flags = {name: np.zeros(n, dtype=bool) for name in (*TREATMENT_ACTIONS, "restructure_offer")}
+    for i, steps in enumerate(ladders):
+        for action, channel in steps:
+            if action in TREATMENT_ACTIONS:
+                flags[action][i] = True
+                continue
+            if action == "restructure_offer":
+                flags["restructure_offer"][i] = True
+            if action not in ACTIONS or not ACTIONS[action].channels:
+                raise ValueError(f"ladder action {action!r} has no simulator channel")
+            for used in ACTIONS[action].channels_used(channel or None):
+                counts[i, CH[used]] += 1
+    return ModelPlan(
+        counts,
+        flags["grace_period"],
+        flags["interest_waiver"],
+        flags["first_delinquency_extension"],
+        flags["restructure_offer"],
+        np.zeros(n, dtype=np.int64) if compliance_blocks is None else compliance_blocks,
+    )
+
+
+def ladder_counts(
+    plan: ModelPlan,
+    state: ChunkState,
+    month: int,
+    acted_tiered: np.ndarray,
+    counts_tiered: np.ndarray,
+) -> np.ndarray:
+    """The ladder's contacts (accounts x channels) for accounts in M1-M3 whose collection is
+    not stopped; the tiered policy's past M3 (outside the policy's scope)."""
+    n = len(state.bucket)
+    counts = np.zeros((n, len(CHANNELS)), dtype=np.int64)
+    in_scope = (state.bucket >= 1) & (state.bucket <= POLICY_MAX_BUCKET)
+    in_scope &= ~collection_paused(state, month)
+    counts[in_scope] = plan.channel_counts[in_scope]
+    beyond = state.bucket[acted_tiered] > POLICY_MAX_BUCKET
+    counts[acted_tiered[beyond]] = counts_tiered[beyond]
+    return counts
+
+
+def mixed_actions(
+    plan: ModelPlan,
+    tiered: np.ndarray,
+    state: ChunkState,
+    month: int,
+    acted_tiered: np.ndarray,
+    counts_tiered: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(accounts acted on, counts per channel): the tiered policy's for ``tiered`` accounts,
+    :func:`ladder_counts` for the others; in the form :func:`tiered_actions` returns."""
+    counts = ladder_counts(plan, state, month, acted_tiered, counts_tiered)
+    if tiered.any():
+        counts[tiered] = 0
+        pick = tiered[acted_tiered]
+        counts[acted_tiered[pick]] = counts_tiered[pick]
+    acted = np.flatnonzero(counts.sum(axis=1) > 0)
+    return acted, counts[acted]
+
+
+def offer_treatments(
+    rules: SimulationRules,
+    accounts: ChunkAccounts,
+    arrays: RuleArrays,
+    plan: ModelPlan,
+    state: ChunkState,
+    actions: MonthActions,
+    first_month: bool,
+    month: int,
+    rng: np.random.Generator,
+    extension_allowed: np.ndarray | None = None,
+) -> tuple[ChunkState, np.ndarray, np.ndarray, np.ndarray]:
+    """Grant a ladder's treatments (in its decision's first month) and the restructures its
+    offer turned into.
+
+    A grace or waiver offer is taken up only as :func:`takes_up` says (reached this month, the
+    driver's take-up; asked for after a hardship claim: always); a restructure needs the
+    borrower's hardship claim this month, at M2+ above ``restructure_balance``; the extension
+    is the lender's own, for the accounts in ``extension_allowed`` (default: all; the policy
+    replay's decisions already passed compliance's first-delinquency rule). Nothing is granted
+    on top of an active treatment. Returns the new state, the kind granted per account (-1
+    none), who was restructured now and who refused an offer.
+    """
+    policy = rules.policy
+    n = len(state.bucket)
+    grace_months = rng.choice(np.array(policy.grace_months), n)
+    restructure_months = rng.choice(np.array(policy.restructure_months), n)
+    free = ~treatment_active(state, month)
+    delinquent = (state.bucket >= 1) & (state.bucket < CHARGE_OFF_BUCKET)
+    restructure = (
+        free
+        & plan.restructure_offer
+        & delinquent
+        & ~np.isnat(actions.hardship_at)
+        & (state.bucket >= 2)
+        & (state.balance > policy.restructure_balance)
+    )
+    grace_offer = free & ~restructure & plan.grace & first_month & delinquent
+    waiver_offer = free & ~restructure & ~grace_offer & plan.waiver & first_month & delinquent
+    offered = grace_offer | waiver_offer
+    taken = takes_up(accounts, arrays, actions, offered, rng)
+    grace, waiver = grace_offer & taken, waiver_offer & taken
+    extension = free & ~restructure & ~offered & plan.extension & first_month & delinquent
+    if extension_allowed is not None:
+        extension &= extension_allowed
+    kind = np.full(n, -1)
+    months = np.zeros(n, dtype=np.int64)
+    for mask, name, length in (
+        (extension, "first_delinquency_extension", np.ones(n, dtype=np.int64)),
+        (waiver, "interest_waiver", np.full(n, policy.waiver_months)),
+        (grace, "grace_period", grace_months),
+        (restructure, "restructure", restructure_months),
+    ):
+        kind[mask] = KIND[name]
+        months[mask] = length[mask]
+    new_state = replace(
+        state,
+        treatment=np.where(kind >= 0, kind, state.treatment),
+        treatment_until=np.where(kind >= 0, month + months, state.treatment_until),
+    )
+    return new_state, kind, restructure, offered & ~taken
+
+
+def merge_states(tiered: np.ndarray, when_tiered: ChunkState, otherwise: ChunkState) -> ChunkState:
+    """Per account, the tiered policy's state or the other's."""
+    return replace(
+        when_tiered,
+        **{
+            f.name: np.where(tiered, getattr(when_tiered, f.name), getattr(otherwise, f.name))
+            for f in fields(when_tiered)
+            if isinstance(getattr(when_tiered, f.name), np.ndarray)
+        },
+    )
+
+
 def transition(
     rules: SimulationRules,
     accounts: ChunkAccounts,
@@ -852,6 +1024,191 @@ def transition(
 
 
 # --------------------------------------------------------------------------------------------
+# The exploration and one month of a chunk (the data simulator and the replay)
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ChunkExploration:
+    """The exploration for the accounts of one chunk: their persistent arms and the arms'
+    plans, and the random stream of the arms' treatment draws (apart from the chunk's own, so
+    exploring moves none of the tiered lender's draws)."""
+
+    exploration: Exploration
+    arm_of: np.ndarray  # arm index per account, -1 not randomised
+    plans: ModelPlan  # one row per arm, then an empty row (arm -1)
+    propensity: np.ndarray  # per arm, then the control's (index -1)
+    rng: np.random.Generator
+
+
+def chunk_exploration(
+    exploration: Exploration | None, seed: int, chunk: int, accounts: ChunkAccounts
+) -> ChunkExploration | None:
+    """The exploration of a chunk; its stream is ``SeedSequence(seed, spawn_key=(1 + chunk,
+    0))``, a child of the chunk's, which the chunk itself never draws from."""
+    if exploration is None:
+        return None
+    ladders = [[(s.action, s.channel) for s in steps] for _, steps in exploration.arms]
+    return ChunkExploration(
+        exploration,
+        exploration.arm_of(account_ids(accounts.index, "A").to_list()),
+        ladder_plan([*ladders, []]),
+        np.append(exploration.propensities(), 1.0 - exploration.share),
+        np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1 + chunk, 0))),
+    )
+
+
+def exploration_eligible(accounts: ChunkAccounts, state: ChunkState, month: int) -> np.ndarray:
+    """Who the exploration may randomise this month: in M1-M3 at the decision (the policy's
+    scope), collection not paused by an active treatment, not in the tiered lender's holdout."""
+    in_scope = (state.bucket >= 1) & (state.bucket <= POLICY_MAX_BUCKET)
+    return in_scope & ~collection_paused(state, month) & ~accounts.holdout
+
+
+def month_as_of(world: World, month: int) -> np.datetime64:
+    """The decision's as-of of a month: its last day, a date whose month
+    (:func:`rollrisk.simulator.replay.month_index`) replays to the state the month's actions
+    were chosen on."""
+    return (world.start_month + month + 1).astype("datetime64[D]") - np.timedelta64(1, "D")
+
+
+@dataclass(frozen=True)
+class MonthAssignments:
+    """The exploration's log of one month: one row per eligible account."""
+
+    account: np.ndarray
+    arm: np.ndarray  # arm index, -1 the control (the tiered lender)
+    propensity: np.ndarray
+
+
+@dataclass(frozen=True)
+class MonthStep:
+    """One simulated month of a chunk: the state after it and what it wrote."""
+
+    state: ChunkState
+    previous_bucket: np.ndarray  # the bucket at this month's decision
+    statement: dict[str, np.ndarray] | None  # None in the burn-in
+    actions: MonthActions
+    treatments: MonthTreatments | None  # None in the burn-in
+    assignments: MonthAssignments | None  # None without exploration or in the burn-in
+
+
+def simulate_month(
+    rules: SimulationRules,
+    accounts: ChunkAccounts,
+    arrays: RuleArrays,
+    world: World,
+    state: ChunkState,
+    previous_bucket: np.ndarray,
+    month: int,
+    rng: np.random.Generator,
+    explore: ChunkExploration | None = None,
+) -> MonthStep:
+    """Statement, actions, treatments and transition of one month (burn-in months: no
+    statement, no treatments, no exploration). The data simulator and the policy replay both
+    run their months through here, so a replay reproduces the portfolio's history draw for
+    draw, exploration included.
+
+    An explored account (eligible and randomised) gets its arm's ladder this month instead of
+    the tiered actions and treatments, as the policy replay makes a ladder act: a new decision
+    each month, so its treatments are offered every month it is eligible and free (the
+    first-delinquency extension only on a first-ever delinquency's first month, the tiered
+    lender's rule). The tiered lender still makes its draws for every account, so the other
+    accounts' draws do not move.
+    """
+    n = len(state.bucket)
+    cycle_end = cycle_end_days(accounts, world, month)
+    statement = None
+    if month >= 0:
+        statement = statement_columns(
+            accounts, arrays, state, cycle_end, rng, rules.known_at_late_probability
+        )
+    acted, counts = tiered_actions(rules, accounts, arrays, state, month, rng)
+    explored = np.zeros(n, dtype=bool)
+    assignments = None
+    if explore is not None and month >= 0:
+        eligible = exploration_eligible(accounts, state, month)
+        arm = np.where(eligible, explore.arm_of, -1)
+        explored = arm >= 0
+        plan = _take_plan(explore.plans, arm)
+        if explored.any():
+            acted, counts = mixed_actions(plan, ~explored, state, month, acted, counts)
+        logged = np.flatnonzero(eligible)
+        assignments = MonthAssignments(logged, arm[logged], explore.propensity[arm[logged]])
+    month_actions = action_rows(accounts, arrays, state, acted, counts, cycle_end, rng)
+    state = record_contacts(state, month_actions, month)
+    restructured_now = np.zeros(n, dtype=bool)
+    granted = None
+    if month >= 0:
+        before = state
+        state, granted = grant_treatments(
+            rules, accounts, before, previous_bucket, month_actions, cycle_end, month, rng
+        )
+        if explored.any() and explore is not None:
+            state, granted = _explored_treatments(
+                rules, accounts, arrays, explore, plan, explored, before, state, granted,
+                previous_bucket, month_actions, cycle_end, month,
+            )  # fmt: skip
+        restructured_now[granted.account[granted.kind == KIND["restructure"]]] = True
+    previous_bucket = state.bucket
+    state = transition(
+        rules, accounts, arrays, world, state, month_actions.cure_shift,
+        month_actions.roll_shift, restructured_now, month, rng,
+    )  # fmt: skip
+    return MonthStep(state, previous_bucket, statement, month_actions, granted, assignments)
+
+
+def _take_plan(plan: ModelPlan, rows: np.ndarray) -> ModelPlan:
+    return ModelPlan(*(getattr(plan, f.name)[rows] for f in fields(plan)))
+
+
+def _explored_treatments(
+    rules: SimulationRules,
+    accounts: ChunkAccounts,
+    arrays: RuleArrays,
+    explore: ChunkExploration,
+    plan: ModelPlan,
+    explored: np.ndarray,
+    before: ChunkState,
+    tiered_state: ChunkState,
+    tiered_granted: MonthTreatments,
+    previous_bucket: np.ndarray,
+    actions: MonthActions,
+    cycle_end: np.ndarray,
+    month: int,
+) -> tuple[ChunkState, MonthTreatments]:
+    """The explored accounts' treatments (their ladder's, :func:`offer_treatments`) in place of
+    the tiered ones; dated like the tiered lender's (the lender's own from the cycle end + 2
+    days, a restructure from the hardship claim, then 1-3 days and office hours)."""
+    rng = explore.rng
+    first_delinquency = (before.bucket == 1) & (previous_bucket == 0) & (before.episodes == 1)
+    arm_state, kind, _, _ = offer_treatments(
+        rules, accounts, arrays, plan, before, actions, True, month, rng, first_delinquency
+    )
+    state = merge_states(~explored, tiered_state, arm_state)
+    granted = np.flatnonzero(explored & (kind >= 0))
+    decided = np.where(
+        kind[granted] == KIND["restructure"],
+        actions.hardship_at[granted],
+        cycle_end[granted].astype("datetime64[us]") + np.timedelta64(2, "D"),
+    )
+    start_at = decided.astype("datetime64[D]").astype("datetime64[us]") + (
+        rng.integers(1, 4, len(granted)) * US_PER_DAY
+        + rng.integers(9, 18, len(granted)) * US_PER_HOUR
+    ).astype("timedelta64[us]")
+    months = state.treatment_until[granted] - month
+    end_at = start_at + (30 * months * US_PER_DAY).astype("timedelta64[us]")
+    keep = ~explored[tiered_granted.account]
+    account = np.concatenate([tiered_granted.account[keep], granted])
+    order = np.argsort(account, kind="stable")
+    return state, MonthTreatments(
+        account[order],
+        np.concatenate([tiered_granted.kind[keep], kind[granted]])[order],
+        np.concatenate([tiered_granted.start_at[keep], start_at])[order],
+        np.concatenate([tiered_granted.end_at[keep], end_at])[order],
+        np.concatenate([tiered_granted.known_at[keep], start_at])[order],
+    )
+
+
+# --------------------------------------------------------------------------------------------
 # A chunk and the whole portfolio
 # --------------------------------------------------------------------------------------------
 def account_ids(numbers: np.ndarray, prefix: str) -> pl.Series:
@@ -865,55 +1222,68 @@ def simulate_chunk(
     chunk: int,
     n_accounts: int,
     months: int,
+    exploration: Exploration | None = None,
 ) -> dict[str, pl.DataFrame]:
     """Simulate accounts ``chunk * chunk_accounts ...`` over ``months`` months.
 
     Returns the frames ``accounts``, ``statements``, ``collection_actions``, ``treatments`` (data
-    contract columns, sorted by account and time) and ``truth`` (latent traits per account).
+    contract columns, sorted by account and time) and ``truth`` (latent traits per account);
+    with an ``exploration``, also ``experiment_assignments`` (its log, by account and as-of).
     """
     arrays = rule_arrays(rules)
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1 + chunk,)))
     first = chunk * rules.chunk_accounts
     accounts, state = draw_accounts(rules, arrays, world, rng, first, n_accounts)
+    explore = chunk_exploration(exploration, seed, chunk, accounts)
     statements: list[dict[str, np.ndarray]] = []
     actions: list[MonthActions] = []
     treatments: list[MonthTreatments] = []
+    assignments: list[tuple[int, MonthAssignments]] = []
     previous_bucket = state.bucket
     for month in range(world.first_month, months):
-        cycle_end = cycle_end_days(accounts, world, month)
-        if month >= 0:
-            statements.append(
-                statement_columns(
-                    accounts, arrays, state, cycle_end, rng, rules.known_at_late_probability
-                )
-            )
-        acted, counts = tiered_actions(rules, accounts, arrays, state, month, rng)
-        month_actions = action_rows(accounts, arrays, state, acted, counts, cycle_end, rng)
-        state = record_contacts(state, month_actions, month)
-        if month >= 0:
-            actions.append(month_actions)
-            state, granted = grant_treatments(
-                rules, accounts, state, previous_bucket, month_actions, cycle_end, month, rng
-            )
-            treatments.append(granted)
-            restructured_now = np.zeros(n_accounts, dtype=bool)
-            restructured_now[granted.account[granted.kind == KIND["restructure"]]] = True
-        else:
-            restructured_now = np.zeros(n_accounts, dtype=bool)
-        previous_bucket = state.bucket
-        state = transition(
-            rules,
-            accounts,
-            arrays,
-            world,
-            state,
-            month_actions.cure_shift,
-            month_actions.roll_shift,
-            restructured_now,
-            month,
-            rng,
+        step = simulate_month(
+            rules, accounts, arrays, world, state, previous_bucket, month, rng, explore
         )
-    return _chunk_frames(accounts, world, statements, actions, treatments, months)
+        if step.statement is not None and step.treatments is not None:
+            statements.append(step.statement)
+            actions.append(step.actions)
+            treatments.append(step.treatments)
+        if step.assignments is not None:
+            assignments.append((month, step.assignments))
+        state, previous_bucket = step.state, step.previous_bucket
+    frames = _chunk_frames(accounts, world, statements, actions, treatments, months)
+    if explore is not None:
+        frames[ASSIGNMENTS_TABLE] = _assignment_frame(accounts, world, explore, assignments)
+    return frames
+
+
+def _assignment_frame(
+    accounts: ChunkAccounts,
+    world: World,
+    explore: ChunkExploration,
+    assignments: list[tuple[int, MonthAssignments]],
+) -> pl.DataFrame:
+    """The exploration's log (data contract ``experiment_assignments``), by account and as-of."""
+    names = np.array([*explore.exploration.arm_names, NOT_RANDOMISED], dtype=object)
+    ids = account_ids(accounts.index, "A")
+    account = np.concatenate([a.account for _, a in assignments] or [np.zeros(0, np.int64)])
+    as_of = np.concatenate(
+        [np.full(len(a.account), month_as_of(world, m)) for m, a in assignments]
+        or [np.zeros(0, "datetime64[D]")]
+    )
+    arm = np.concatenate([a.arm for _, a in assignments] or [np.zeros(0, np.int64)])
+    propensity = np.concatenate([a.propensity for _, a in assignments] or [np.zeros(0)])
+    return pl.DataFrame(
+        {
+            "account_id": ids.gather(account),
+            "as_of": as_of,
+            "experiment_id": pl.Series(
+                [explore.exploration.experiment_id] * len(account), dtype=pl.String
+            ),
+            "arm": pl.Series(names[arm].tolist(), dtype=pl.String),
+            "propensity": propensity,
+        }
+    ).sort("account_id", "as_of")
 
 
 def _chunk_frames(
@@ -1006,7 +1376,7 @@ def _chunk_frames(
 
 def contract_frame(frame: pl.DataFrame, table: str) -> pl.DataFrame:
     """Cast to the data contract's dtypes, in contract column order."""
-    dtypes = TABLES_BY_NAME[table].dtypes
+    dtypes = {t.name: t for t in (*TABLES, *RECORD_TABLES)}[table].dtypes
     return frame.select(pl.col(name).cast(dtype) for name, dtype in dtypes.items())
 
 
@@ -1020,8 +1390,8 @@ class SimulationSummary:
 
 def output_paths(out_dir: Path) -> list[Path]:
     """Everything the simulator writes (also what ``--overwrite`` removes)."""
-    paths = [out_dir / TRUTH_FOLDER]
-    for table in TABLE_NAMES:
+    paths = [out_dir / TRUTH_FOLDER, out_dir / EXPERIMENT_FILE]
+    for table in (*TABLE_NAMES, ASSIGNMENTS_TABLE):
         paths += [out_dir / table, out_dir / f"{table}.parquet", out_dir / f"{table}.csv"]
     return paths
 
@@ -1035,27 +1405,33 @@ def write_portfolio(
     file_format: str = "parquet",
     rules: SimulationRules | None = None,
     progress: Callable[[Iterable[int], int], Iterable[int]] | None = None,
+    exploration: Exploration | None = None,
 ) -> SimulationSummary:
     """Simulate ``n_accounts`` x ``months`` and write a portfolio folder plus ``truth/``.
 
     ``out_dir`` must exist and hold none of :func:`output_paths`. Tables are written one part
-    per chunk of ``rules.chunk_accounts`` accounts (``accounts`` as one file).
+    per chunk of ``rules.chunk_accounts`` accounts (``accounts`` as one file). With an
+    ``exploration`` the lender runs its experiment (:mod:`rollrisk.simulator.exploration`): its
+    log is the table ``experiment_assignments``, its definition ``experiments.yaml`` (the
+    product's experiment-file format) and its settings ``truth/params.json``'s
+    ``exploration``; without, none of the three is written.
     """
     rules = rules or SimulationRules()
     started = time.perf_counter()
     world = make_world(rules, seed, months, start_month)
     chunks = range((n_accounts + rules.chunk_accounts - 1) // rules.chunk_accounts)
-    for table in TABLE_NAMES[1:]:
+    tables = (*TABLE_NAMES, ASSIGNMENTS_TABLE) if exploration is not None else TABLE_NAMES
+    for table in tables[1:]:
         (out_dir / table).mkdir(parents=True)
     (out_dir / TRUTH_FOLDER).mkdir()
-    rows = dict.fromkeys(TABLE_NAMES, 0)
+    rows = dict.fromkeys(tables, 0)
     accounts_parts: list[pl.DataFrame] = []
     truth_parts: list[pl.DataFrame] = []
     iterator = progress(chunks, len(chunks)) if progress else chunks
     for chunk in iterator:
         size = min(rules.chunk_accounts, n_accounts - chunk * rules.chunk_accounts)
-        frames = simulate_chunk(rules, world, seed, chunk, size, months)
-        for table in TABLE_NAMES[1:]:
+        frames = simulate_chunk(rules, world, seed, chunk, size, months, exploration)
+        for table in tables[1:]:
             frame = contract_frame(frames[table], table)
             _write(frame, out_dir / table / f"part-{chunk:05d}", file_format)
             rows[table] += frame.height
@@ -1082,6 +1458,12 @@ def write_portfolio(
             ],
         },
     }
+    if exploration is not None:
+        params["exploration"] = exploration.to_dict()
+        start, end = month_as_of(world, 0), month_as_of(world, months - 1)
+        (out_dir / EXPERIMENT_FILE).write_text(
+            exploration.experiment_file(start.item(), end.item()), encoding="utf-8"
+        )
     (out_dir / TRUTH_FOLDER / PARAMS_FILE).write_text(json.dumps(params, indent=2, default=str))
     return SimulationSummary(n_accounts, months, rows, time.perf_counter() - started)
 

@@ -34,7 +34,9 @@ Method (see docs/strategies.md, "Policy simulation"):
    both arms. Collection stops while a grace period or restructure plan is honoured, as in the
    baseline. Treatments are taken up when granted (no refusal model); what they do to the
    money (deferred dues, waived fees, plan instalments and re-defaults) is the engine's
-   ``transition``, the same for every arm and for the data simulator.
+   ``transition``, the same for every arm and for the data simulator. How a ladder acts
+   (:func:`~rollrisk.simulator.engine.ladder_plan`, ``ladder_counts``, ``offer_treatments``)
+   is the engine's too, shared with the simulated lender's exploration.
 4. **Baseline arm.** The simulator's tiered policy, with its 5 % holdout switched off (the
    baseline proper), including its first-delinquency extensions and hardship treatments.
 
@@ -95,19 +97,24 @@ from rollrisk.simulator.engine import (
     KIND,
     ChunkAccounts,
     ChunkState,
+    ModelPlan,
     MonthActions,
     RuleArrays,
     World,
     action_rows,
-    collection_paused,
+    chunk_exploration,
     cycle_end_days,
     dpd_of,
     draw_accounts,
     grant_treatments,
+    ladder_plan,
     make_world,
+    merge_states,
+    mixed_actions,
+    offer_treatments,
     record_contacts,
     rule_arrays,
-    statement_columns,
+    simulate_month,
     takes_up,
     tiered_actions,
     transition,
@@ -116,14 +123,13 @@ from rollrisk.simulator.engine import (
 from rollrisk.simulator.rules import CHARGE_OFF_BUCKET, SimulationRules
 from rollrisk.simulator.truth import SimulatedPortfolio
 from rollrisk.strategies.compliance import EffectiveCompliance
-from rollrisk.strategies.policy import ACTIONS, Policy
+from rollrisk.strategies.policy import Policy
 from rollrisk.strategies.yaml_config import read_yaml_text
 
 DEFAULT_BASE_SEED = 20_260_101
 # The roll-to-default event is the observation settings' (as in the training labels: some
 # cycle end within the horizon at DPD >= default_dpd); the job passes the user's.
 DEFAULT_OBSERVATION = ObservationSpec()
-POLICY_MAX_BUCKET = 3  # the model-driven policy decides for M1-M3
 CONTACT_CHANNELS = ("sms", "app_push", "robo_call", "agent_call", "field_visit", "notice_letter")
 PRESSURE_CHANNELS = (
     "robo_call",
@@ -133,7 +139,6 @@ PRESSURE_CHANNELS = (
     "notice_letter",
     "legal",
 )
-TREATMENT_ACTIONS = ("grace_period", "interest_waiver", "first_delinquency_extension")
 ARMS = ("model_driven", "baseline_tiered")
 BOOTSTRAP_SAMPLES = 1_000
 BOOTSTRAP_METRICS = ("book_value", "recovered", "net_recovery", "roll_to_default_rate")
@@ -233,45 +238,24 @@ def load_action_costs(path: Path = DEFAULT_COSTS) -> ActionCosts:
     )
 
 
-@dataclass(frozen=True)
-class ModelPlan:
-    """The scored decisions as simulator inputs (one row per scored account, replay order)."""
-
-    channel_counts: np.ndarray  # (n, channels) contacts per month of the ladder
-    grace: np.ndarray  # bool per account
-    waiver: np.ndarray
-    extension: np.ndarray
-    restructure_offer: np.ndarray
-    compliance_blocks: np.ndarray  # actions removed by compliance, per account
-
-
 def model_plan(actions_json: Sequence[str], trails_json: Sequence[str]) -> ModelPlan:
-    """Translate the scored ``actions`` and ``trail`` JSON columns (see scoring/core.py)."""
-    n = len(actions_json)
-    counts = np.zeros((n, len(CHANNELS)), dtype=np.int64)
-    flags = {name: np.zeros(n, dtype=bool) for name in (*TREATMENT_ACTIONS, "restructure_offer")}
-    blocks = np.zeros(n, dtype=np.int64)
-    for i, (text, trail) in enumerate(zip(actions_json, trails_json, strict=True)):
-        for step in json.loads(text):
-            action = step["action"]
-            if action in TREATMENT_ACTIONS:
-                flags[action][i] = True
-                continue
-            if action == "restructure_offer":
-                flags["restructure_offer"][i] = True
-            if action not in ACTIONS or not ACTIONS[action].channels:
-                raise ValueError(f"scored action {action!r} has no simulator channel")
-            for channel in ACTIONS[action].channels_used(step.get("channel") or None):
-                counts[i, CH[channel]] += 1
-        blocks[i] = sum(1 for change in json.loads(trail) if change["change"] == "removed")
-    return ModelPlan(
-        counts,
-        flags["grace_period"],
-        flags["interest_waiver"],
-        flags["first_delinquency_extension"],
-        flags["restructure_offer"],
-        blocks,
+    """Translate the scored ``actions`` and ``trail`` JSON columns (see scoring/core.py) with
+    the simulator's one ladder translation (:func:`~rollrisk.simulator.engine.ladder_plan`),
+    counting the actions compliance removed."""
+    ladders = [
+        [(step["action"], step.get("channel") or None) for step in json.loads(text)]
+        for text in actions_json
+    ]
+    blocks = np.array(
+        [sum(1 for c in json.loads(trail) if c["change"] == "removed") for trail in trails_json],
+        dtype=np.int64,
     )
+    if len(blocks) != len(ladders):
+        raise ValueError("actions and trails must have one entry per scored account")
+    try:
+        return ladder_plan(ladders, blocks)
+    except ValueError as error:
+        raise ValueError(f"scored decisions: {error}") from error
 
 
 # --------------------------------------------------------------------------------------------
@@ -362,8 +346,9 @@ def replay_to_month(
 ) -> Replay:
     """Re-simulate the chunks holding ``account_ids`` up to (not including) ``month``'s actions.
 
-    Mirrors the loop of :func:`rollrisk.simulator.engine.simulate_chunk` step for step (same
-    random stream, same calls), so the state equals the one that wrote the portfolio. When
+    Runs the months through :func:`rollrisk.simulator.engine.simulate_month` as
+    :func:`~rollrisk.simulator.engine.simulate_chunk` does (same random streams, the lender's
+    exploration of ``sim`` included), so the state equals the one that wrote the portfolio. When
     ``statements`` is given, the replayed DPD and balance at ``month`` are compared with the
     portfolio's statements of that month.
     """
@@ -392,27 +377,13 @@ def replay_to_month(
         rng = np.random.default_rng(np.random.SeedSequence(sim.seed, spawn_key=(1 + chunk,)))
         first = chunk * rules.chunk_accounts
         accounts, state = draw_accounts(rules, arrays, world, rng, first, size)
+        explore = chunk_exploration(sim.exploration, sim.seed, chunk, accounts)
         previous_bucket = state.bucket
         for m in range(world.first_month, month):
-            cycle_end = cycle_end_days(accounts, world, m)
-            if m >= 0:
-                statement_columns(
-                    accounts, arrays, state, cycle_end, rng, rules.known_at_late_probability
-                )
-            acted, counts = tiered_actions(rules, accounts, arrays, state, m, rng)
-            month_actions = action_rows(accounts, arrays, state, acted, counts, cycle_end, rng)
-            state = record_contacts(state, month_actions, m)
-            restructured_now = np.zeros(size, dtype=bool)
-            if m >= 0:
-                state, granted = grant_treatments(
-                    rules, accounts, state, previous_bucket, month_actions, cycle_end, m, rng
-                )
-                restructured_now[granted.account[granted.kind == KIND["restructure"]]] = True
-            previous_bucket = state.bucket
-            state = transition(
-                rules, accounts, arrays, world, state, month_actions.cure_shift,
-                month_actions.roll_shift, restructured_now, m, rng,
-            )  # fmt: skip
+            step = simulate_month(
+                rules, accounts, arrays, world, state, previous_bucket, m, rng, explore
+            )
+            state, previous_bucket = step.state, step.previous_bucket
         positions = np.flatnonzero(chunk_of == chunk)
         local = numbers[positions] - first
         accounts_parts.append(_take(accounts, local))
@@ -649,74 +620,6 @@ def _streams(base_seed: int, seed: int, step: int) -> tuple[np.random.Generator,
     return tuple(np.random.default_rng(child) for child in children)
 
 
-def _model_treatments(
-    replay: Replay,
-    plan: ModelPlan,
-    state: ChunkState,
-    actions: MonthActions,
-    step: int,
-    month: int,
-    rng: np.random.Generator,
-) -> tuple[ChunkState, np.ndarray, np.ndarray, np.ndarray]:
-    """Grant the scored treatments (month 0) and restructures the offer turned into.
-
-    A grace or waiver offer is taken up only as :func:`~rollrisk.simulator.engine.takes_up`
-    says (reached this month, the driver's take-up; asked for after a hardship claim: always);
-    a restructure needs the borrower's hardship claim; the extension is the lender's own.
-    Returns the new state, the kind granted per account (-1 none), who was restructured now
-    and who refused an offer.
-    """
-    policy = replay.rules.policy
-    n = len(state.bucket)
-    grace_months = rng.choice(np.array(policy.grace_months), n)
-    restructure_months = rng.choice(np.array(policy.restructure_months), n)
-    free = ~treatment_active(state, month)
-    delinquent = (state.bucket >= 1) & (state.bucket < CHARGE_OFF_BUCKET)
-    first_month = step == 0
-    restructure = (
-        free
-        & plan.restructure_offer
-        & delinquent
-        & ~np.isnat(actions.hardship_at)
-        & (state.bucket >= 2)
-        & (state.balance > policy.restructure_balance)
-    )
-    grace_offer = free & ~restructure & plan.grace & first_month & delinquent
-    waiver_offer = free & ~restructure & ~grace_offer & plan.waiver & first_month & delinquent
-    offered = grace_offer | waiver_offer
-    taken = takes_up(replay.accounts, replay.arrays, actions, offered, rng)
-    grace, waiver = grace_offer & taken, waiver_offer & taken
-    extension = free & ~restructure & ~offered & plan.extension & first_month & delinquent
-    kind = np.full(n, -1)
-    months = np.zeros(n, dtype=np.int64)
-    for mask, name, length in (
-        (extension, "first_delinquency_extension", np.ones(n, dtype=np.int64)),
-        (waiver, "interest_waiver", np.full(n, policy.waiver_months)),
-        (grace, "grace_period", grace_months),
-        (restructure, "restructure", restructure_months),
-    ):
-        kind[mask] = KIND[name]
-        months[mask] = length[mask]
-    new_state = replace(
-        state,
-        treatment=np.where(kind >= 0, kind, state.treatment),
-        treatment_until=np.where(kind >= 0, month + months, state.treatment_until),
-    )
-    return new_state, kind, restructure, offered & ~taken
-
-
-def _merge(tiered: np.ndarray, when_tiered: ChunkState, otherwise: ChunkState) -> ChunkState:
-    """Per account, the tiered arm's state or the other's."""
-    return replace(
-        when_tiered,
-        **{
-            f.name: np.where(tiered, getattr(when_tiered, f.name), getattr(otherwise, f.name))
-            for f in fields(when_tiered)
-            if isinstance(getattr(when_tiered, f.name), np.ndarray)
-        },
-    )
-
-
 def run_arm(
     replay: Replay,
     arm: str | ArmSpec,
@@ -775,13 +678,7 @@ def run_arm(
         # the baseline's draws come first in every arm, so both kinds see the same stream
         acted_t, counts_t = tiered_actions(rules, accounts, arrays, state, month, actions_rng)
         if model_any:
-            counts = _model_counts(spec.plan, state, month, acted_t, counts_t)
-            if tiered_any:
-                counts[spec.tiered] = 0
-                pick = spec.tiered[acted_t]
-                counts[acted_t[pick]] = counts_t[pick]
-            acted = np.flatnonzero(counts.sum(axis=1) > 0)
-            counts = counts[acted]
+            acted, counts = mixed_actions(spec.plan, spec.tiered, state, month, acted_t, counts_t)
         else:
             acted, counts = acted_t, counts_t
         month_actions = action_rows(accounts, arrays, state, acted, counts, cycle_end, actions_rng)
@@ -797,12 +694,13 @@ def run_arm(
             kind[granted.account] = granted.kind
             state = tiered_state
         if model_any:
-            model_state, model_kind, model_restructured, refused = _model_treatments(
-                replay, spec.plan, before, month_actions, step, month, treatment_rng
-            )
+            model_state, model_kind, model_restructured, refused = offer_treatments(
+                rules, replay.accounts, arrays, spec.plan, before, month_actions, step == 0,
+                month, treatment_rng,
+            )  # fmt: skip
             counters["offers_refused"] += refused & ~spec.tiered
             if tiered_any:
-                state = _merge(spec.tiered, tiered_state, model_state)
+                state = merge_states(spec.tiered, tiered_state, model_state)
                 kind = np.where(spec.tiered, kind, model_kind)
             else:
                 state, kind = model_state, model_kind
@@ -862,25 +760,6 @@ def run_arm(
         compliance_blocks=blocks,
         **counters,
     )
-
-
-def _model_counts(
-    plan: ModelPlan,
-    state: ChunkState,
-    month: int,
-    acted_tiered: np.ndarray,
-    counts_tiered: np.ndarray,
-) -> np.ndarray:
-    """The scored ladder's contacts (accounts x channels) for accounts in M1-M3 whose
-    collection is not stopped; the baseline's past M3 (outside the policy's scope)."""
-    n = len(state.bucket)
-    counts = np.zeros((n, len(CHANNELS)), dtype=np.int64)
-    in_scope = (state.bucket >= 1) & (state.bucket <= POLICY_MAX_BUCKET)
-    in_scope &= ~collection_paused(state, month)
-    counts[in_scope] = plan.channel_counts[in_scope]
-    beyond = state.bucket[acted_tiered] > POLICY_MAX_BUCKET
-    counts[acted_tiered[beyond]] = counts_tiered[beyond]
-    return counts
 
 
 def _grace_for_all(
