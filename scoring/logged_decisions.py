@@ -176,9 +176,8 @@ def horizon_outcomes(
     "cycle"``) or after the as-of (``"as_of"``), up to the last cycle end of the horizon.
 
     Returns ``starts``' rows with ``start_cycle_end``, ``horizon_statements`` (statements
-    found in the horizon), ``complete`` (the account has one statement in each of the
-    ``horizon`` months after the as-of's month... precisely: ``horizon`` statements after the
-    as-of, the last within ``horizon`` months of the as-of's month) and the
+    found in the horizon), ``complete`` (``horizon`` statements after the as-of, the last
+    within ``horizon`` calendar months of the as-of's month: no month missing) and the
     :data:`OUTCOME_COLUMNS` (null when not complete): ``recovered`` (payments),
     ``action_cost`` (actions and treatments), ``agency_commission``, ``end_balance`` (owed at
     the last statement; a credit counts as 0), ``end_bucket`` (its bucket name), ``end_value``
@@ -193,11 +192,10 @@ def horizon_outcomes(
     paired = keys.join(history, on="account_id", how="inner")
     start = (
         paired.filter(pl.col("cycle_end") <= pl.col("as_of"))
-        .sort("cycle_end")
         .group_by("_row")
         .agg(
-            pl.col("cycle_end").last().alias("start_cycle_end"),
-            pl.col("dpd").last().alias("_start_dpd"),
+            pl.col("cycle_end").max().alias("start_cycle_end"),
+            pl.col("dpd").sort_by("cycle_end").last().alias("_start_dpd"),
         )
     )
     cycles = (
@@ -296,9 +294,10 @@ def horizon_outcomes(
         pl.col("amount_paid").sum().alias("recovered"),
         pl.col("_cost").sum().alias("action_cost"),
         pl.col("_commission").sum().alias("agency_commission"),
-        pl.col("cycle_end").last().alias("horizon_end"),
-        pl.col("balance").last().clip(lower_bound=0.0).alias("end_balance"),
-        pl.col("dpd").last().alias("_end_dpd"),
+        # the last statement of the horizon, by cycle number (not by the rows' order in a group)
+        pl.col("cycle_end").sort_by("_k").last().alias("horizon_end"),
+        pl.col("balance").sort_by("_k").last().clip(lower_bound=0.0).alias("end_balance"),
+        pl.col("dpd").sort_by("_k").last().alias("_end_dpd"),
     )
     out = (
         keys.join(start, on="_row", how="left")
@@ -450,7 +449,14 @@ def build_logged_decisions(
         aside_before = len(aside)
         twice = rows.filter(pl.len().over("account_id") > 1)
         if twice.height:
-            aside.append(_set_aside(twice, "several_experiments", f"{as_of}: several rows"))
+            named = twice.join(
+                twice.group_by("account_id").agg(
+                    pl.col("experiment_id").sort().str.join(", ").alias("_in")
+                ),
+                on="account_id",
+            )
+            detail = pl.format("in experiments {} at this as-of", pl.col("_in"))
+            aside.append(_set_aside(named, "several_experiments", detail))
             rows = rows.join(twice.select("account_id"), on="account_id", how="anti")
         if rows.height and (last_month is None or last_month < _month_number(as_of) + horizon):
             detail = f"the statements end before {horizon} months after {as_of}"

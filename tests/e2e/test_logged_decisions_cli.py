@@ -103,6 +103,8 @@ def test_every_assignment_row_is_kept_or_set_aside_and_features_are_the_scores(
     assert counts["kept"] + sum(counts["set_aside"].values()) == record.height
     assert set_aside.height == sum(counts["set_aside"].values())
     assert counts["set_aside"]["several_experiments"] == expected["several_experiments"]
+    twice = set_aside.filter(pl.col("reason") == "several_experiments")
+    assert (twice["detail"] == "in experiments EXP-A, EXP-B at this as-of").all()
     assert counts["set_aside"]["horizon_incomplete"] == expected["horizon_incomplete"]
     # the current accounts are not in the population: not scored, never silently dropped
     assert counts["set_aside"]["not_scored"] >= expected["late"]
