@@ -137,6 +137,9 @@ def run(args: argparse.Namespace) -> int:
     _, setup = setup_from_arguments(args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     rejects_path = _sibling(args.out, ".rejects.csv")
+    # a previous run's rejects must not pass for this run's (the loader writes only when
+    # there are some)
+    rejects_path.unlink(missing_ok=True)
     portfolio, rejects = load_portfolio_argument(
         args, "logged-decisions", rejects_path, load_config_argument(args)
     )
@@ -255,6 +258,7 @@ def run(args: argparse.Namespace) -> int:
             "set_aside": counts,
             "set_aside_file": str(set_aside_path),
         },
+        "rejects_file": str(rejects_path) if rejects_path.exists() else None,
         "reasons": SET_ASIDE_REASONS,
         "by_as_of": built.by_as_of,
         "by_bundle": by_bundle.to_dicts(),

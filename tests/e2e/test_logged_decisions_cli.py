@@ -59,6 +59,7 @@ def _record(statements: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, int]]:
             expected["late"] += len(current)
     first = rows[0]
     rows.append((first[0], first[1], "EXP-B", "policy", 1.0))  # a second experiment, same as-of
+    rows.append((first[0], first[1], "EXP-C", "policy", 0.0))  # the contract rejects it
     record = pl.DataFrame(
         rows,
         schema={
@@ -98,6 +99,10 @@ def test_every_assignment_row_is_kept_or_set_aside_and_features_are_the_scores(
     set_aside = pl.read_csv(tmp_path / "logged.parquet.set_aside.csv", try_parse_dates=True)
 
     counts = summary["assignments"]
+    # the row with propensity 0 is the data contract's reject, not a decision
+    assert counts["rows_read"] == record.height and counts["rejected_by_contract"] == 1
+    assert summary["rejects_file"] == str(tmp_path / "logged.parquet.rejects.csv")
+    record = record.filter(pl.col("propensity") > 0)
     assert counts["rows"] == record.height
     assert counts["kept"] == table.height
     assert counts["kept"] + sum(counts["set_aside"].values()) == record.height
