@@ -23,9 +23,10 @@ Writes to --out:
   policy_learning.json   the off-policy estimate, the capacity outcome and the settings
   policy_learning.md     the same for people
 
-Where logged data comes from: a lender's experiments (conf/experiments.yaml, the
-experiment_assignments table) joined to outcomes; docs/strategies.md says what the table must
-hold. Needs the `learn` extra: pip install 'rollrisk[learn]'.
+Where logged data comes from: `rollrisk logged-decisions` builds the table from a portfolio's
+experiment record (the experiment_assignments table), scoring each decision at its as-of and
+measuring its book value over the horizon; docs/strategies.md says what the table must hold.
+Needs the `learn` extra: pip install 'rollrisk[learn]'.
 
 example:
   rollrisk learn-policy --logged runs/history/logged_decisions.parquet \\
