@@ -116,7 +116,7 @@ from rollrisk.simulator.engine import (
 from rollrisk.simulator.rules import CHARGE_OFF_BUCKET, SimulationRules
 from rollrisk.simulator.truth import SimulatedPortfolio
 from rollrisk.strategies.compliance import EffectiveCompliance
-from rollrisk.strategies.policy import ACTIONS, Policy
+from rollrisk.strategies.policy import ACTIONS, STANDARD_QUEUE, Policy
 from rollrisk.strategies.yaml_config import read_yaml_text
 
 DEFAULT_BASE_SEED = 20_260_101
@@ -243,6 +243,20 @@ class ModelPlan:
     extension: np.ndarray
     restructure_offer: np.ndarray
     compliance_blocks: np.ndarray  # actions removed by compliance, per account
+    # bool per account: the decision was ``standard_queue``, the account stays in the lender's
+    # tiered collection (run_arm gives it the tiered policy's actions and treatments); None
+    # (plans built by hand) = nobody
+    standard_queue: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.standard_queue is None:
+            object.__setattr__(self, "standard_queue", np.zeros(len(self.grace), dtype=bool))
+
+    @property
+    def queued(self) -> np.ndarray:
+        """Who stays in the lender's standard tiered collection (bool per account)."""
+        assert self.standard_queue is not None  # set by __post_init__
+        return self.standard_queue
 
 
 def model_plan(actions_json: Sequence[str], trails_json: Sequence[str]) -> ModelPlan:
@@ -251,9 +265,13 @@ def model_plan(actions_json: Sequence[str], trails_json: Sequence[str]) -> Model
     counts = np.zeros((n, len(CHANNELS)), dtype=np.int64)
     flags = {name: np.zeros(n, dtype=bool) for name in (*TREATMENT_ACTIONS, "restructure_offer")}
     blocks = np.zeros(n, dtype=np.int64)
+    queued = np.zeros(n, dtype=bool)
     for i, (text, trail) in enumerate(zip(actions_json, trails_json, strict=True)):
         for step in json.loads(text):
             action = step["action"]
+            if action == STANDARD_QUEUE:  # alone in its ladder (the policy parser sees to it)
+                queued[i] = True
+                continue
             if action in TREATMENT_ACTIONS:
                 flags[action][i] = True
                 continue
@@ -271,6 +289,7 @@ def model_plan(actions_json: Sequence[str], trails_json: Sequence[str]) -> Model
         flags["first_delinquency_extension"],
         flags["restructure_offer"],
         blocks,
+        queued,
     )
 
 
@@ -468,7 +487,8 @@ class ArmSpec:
     """Who is treated how in one arm (replay order).
 
     ``tiered`` accounts get the simulator's baseline tiered policy (with its own treatments);
-    the others get ``plan``'s scored ladder. ``grace_all`` adds, to the tiered accounts, a grace
+    the others get ``plan``'s scored ladder, except those whose decision is ``standard_queue``
+    (``plan.queued``), which :func:`run_arm` gives the tiered policy too. ``grace_all`` adds, to the tiered accounts, a grace
     period at the first month for every delinquent account the baseline did not treat then
     ("baseline plus grace for all").
     """
@@ -732,7 +752,8 @@ def run_arm(
 
     ``arm`` is ``"model_driven"`` (``plan`` for everyone), ``"baseline_tiered"`` (the tiered
     policy for everyone) or an :class:`ArmSpec` mixing the two per account (``plan`` is then
-    ignored). Every arm draws from the same streams per (seed, month, purpose): the baseline's
+    ignored); an account whose scored decision is ``standard_queue`` (``plan.queued``) gets
+    the tiered policy in any arm, exactly as a tiered account of a mix. Every arm draws from the same streams per (seed, month, purpose): the baseline's
     choices, the treatments' draws and the transition's uniforms are per account and the same
     in every arm; the contacts' outcomes are drawn per action row, so an account's draws shift
     when the rows before it differ (as between the two policies). An account has rolled to default when a cycle end in the horizon shows
@@ -744,7 +765,9 @@ def run_arm(
         if arm not in ARMS:
             raise ValueError(f"arm must be one of {ARMS} or an ArmSpec, got {arm!r}")
         arm = ArmSpec(arm, plan, np.full(n, arm == "baseline_tiered"))
-    spec = arm
+    # an account whose decision is standard_queue stays in the lender's tiered collection: it
+    # is a tiered account of this arm, whatever the arm's mix says for the others
+    spec = replace(arm, tiered=arm.tiered | arm.plan.queued)
     tiered_any, model_any = bool(spec.tiered.any()), bool((~spec.tiered).any())
     rules, arrays, world = replay.rules, replay.arrays, replay.world
     accounts = replace(replay.accounts, holdout=np.zeros(n, dtype=bool))
