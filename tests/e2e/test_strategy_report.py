@@ -133,6 +133,34 @@ def test_simulate_policy_refuses_scores_whose_policy_changed_since(report_run, s
     assert "Traceback" not in err and not (tmp_path / "out" / "policy_simulation.json").exists()
 
 
+def test_the_baseline_as_a_policy_file_is_the_baseline_on_every_seed(scoring_world, tmp_path):
+    # conf/policy_standard.yaml gives every account standard_queue: scored with it, the
+    # model-driven arm is the tiered lender, so its book value is the baseline's, draw for draw
+    from rollrisk.conf import STANDARD_POLICY
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", scoring_world.tracking_uri)
+        scores = tmp_path / "scores"
+        argv = ["score", "--model", scoring_world.model_uri, "--data", str(scoring_world.portfolio),
+                "--as-of", AS_OF, "--policy", str(STANDARD_POLICY), "--out", str(scores)]  # fmt: skip
+        assert main(argv) == 0
+        _, scored = read_scores(scores)
+        assert set(scored["treatment"].to_list()) == {"standard_queue"}
+        out = tmp_path / "simulation"
+        argv = ["simulate-policy", "--scores", str(scores), "--data", str(scoring_world.portfolio),
+                "--months", "3", "--seeds", "3", "--oracle-seeds", "1", "--out", str(out)]  # fmt: skip
+        assert main(argv) == 0
+    result = json.loads((out / "policy_simulation.json").read_text())
+    for row in result["per_seed"]:
+        for metric, value in row["baseline_tiered"].items():
+            assert row["model_driven"][metric] == value, (row["seed"], metric)
+    assert result["headline"]["uplift"]["mean"] == 0.0
+    # the policy's one treatment is the baseline: the oracle has nothing else to choose
+    assert result["references"]["oracle"]["book_value"]["mean"] == pytest.approx(
+        result["headline"]["baseline_tiered"], rel=1e-12
+    )
+
+
 def test_report_has_every_section_and_is_self_contained(report_run):
     *_, page = report_run
     text = page.read_text(encoding="utf-8")
