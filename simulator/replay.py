@@ -116,7 +116,7 @@ from rollrisk.simulator.engine import (
 from rollrisk.simulator.rules import CHARGE_OFF_BUCKET, SimulationRules
 from rollrisk.simulator.truth import SimulatedPortfolio
 from rollrisk.strategies.compliance import EffectiveCompliance
-from rollrisk.strategies.policy import ACTIONS, STANDARD_QUEUE, Policy
+from rollrisk.strategies.policy import ACTIONS, STANDARD_QUEUE, Interval, Policy, PolicyRule
 from rollrisk.strategies.yaml_config import read_yaml_text
 
 DEFAULT_BASE_SEED = 20_260_101
@@ -1380,13 +1380,43 @@ def plan_for_segments(inputs: DecisionInputs, segments: Sequence[str]) -> ModelP
     """The plan the shipped policy gives every account when its segment is ``segments[i]``,
     after the same compliance rules as the batch (the batch's own decision step, so the same
     segments give the scored decisions back; the job checks that)."""
+    return _plan_of(inputs, inputs.policy, segments)
+
+
+def plan_for_treatment(inputs: DecisionInputs, treatment: str) -> ModelPlan:
+    """The plan every account gets when the policy gives it ``treatment``: the policy with one
+    rule giving it to everyone, then the same compliance rules as the batch (an extension to a
+    borrower who had one is removed, a call moved into the window...). One of the oracle's
+    candidate bundles: the choices a policy file (and the policy learner) has."""
+    policy = inputs.policy
+    if treatment not in policy.treatments:
+        raise ValueError(f"{policy.source} has no treatment {treatment!r}")
+    everyone = PolicyRule(
+        rule_id=f"EVERYONE-{treatment}",
+        precedence=0,
+        start_buckets=frozenset(policy.start_buckets),
+        risk_bands=frozenset(band for band, _ in policy.risk_bands),
+        segments=frozenset(policy.segments),
+        products=frozenset(policy.products),
+        dpd=Interval(),
+        amount_overdue=Interval(),
+        treatment=treatment,
+        line=None,
+    )
+    # the segment does not matter to a rule for everyone; any segment of the space will do
+    segments = [policy.segments[0]] * len(inputs.probability)
+    return _plan_of(inputs, replace(policy, rules=(everyone,)), segments)
+
+
+def _plan_of(inputs: DecisionInputs, policy: Policy, segments: Sequence[str]) -> ModelPlan:
+    """The batch's own decision step (policy, then compliance) as a plan."""
     decisions = _decide_all(
         inputs.frame,
         inputs.probability,
         np.asarray(segments),
         inputs.overdue,
         inputs.as_of,
-        _RuleSetup(inputs.policy, inputs.compliance),  # type: ignore[arg-type]
+        _RuleSetup(policy, inputs.compliance),  # type: ignore[arg-type]
         inputs.collection_actions,
         inputs.treatments,
     )

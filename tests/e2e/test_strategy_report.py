@@ -92,6 +92,14 @@ def test_policy_simulation_reports_both_arms_and_an_uplift_interval(report_run):
     gap = refs["oracle"]["book_value"]["mean"] - refs["baseline_tiered"]["book_value"]["mean"]
     assert captured["oracle_minus_baseline"] == pytest.approx(gap, rel=1e-6)
     assert set(result["oracle"]["selection_seeds"]).isdisjoint(result["seeds"])
+    # the oracle chooses among the policy file's treatments (each given to everyone) and the
+    # baseline: the choices a policy has; the standard queue is the baseline, listed once
+    from rollrisk.strategies.policy import load_policy
+
+    treatments = load_policy(Path(result["policy"])).treatments
+    assert result["oracle"]["candidates"] == [
+        f"treatment:{name}" for name in treatments if name != "standard_queue"
+    ] + ["baseline_tiered"]
     assert "value_of_segmentation" in result
     markdown = (simulation / "policy_simulation.md").read_text()
     assert "| net recovery (CNY) |" in markdown and "Uplift by segment" in markdown
@@ -156,6 +164,7 @@ def test_the_baseline_as_a_policy_file_is_the_baseline_on_every_seed(scoring_wor
             assert row["model_driven"][metric] == value, (row["seed"], metric)
     assert result["headline"]["uplift"]["mean"] == 0.0
     # the policy's one treatment is the baseline: the oracle has nothing else to choose
+    assert result["oracle"]["candidates"] == ["baseline_tiered"]
     assert result["references"]["oracle"]["book_value"]["mean"] == pytest.approx(
         result["headline"]["baseline_tiered"], rel=1e-12
     )
