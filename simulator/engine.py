@@ -53,7 +53,7 @@ from rollrisk.simulator.rules import (
 )
 from rollrisk.simulator.truth import BORROWERS_FILE, PARAMS_FILE, TRUTH_FOLDER
 from rollrisk.strategies.experiments import NOT_RANDOMISED
-from rollrisk.strategies.policy import ACTIONS
+from rollrisk.strategies.policy import ACTIONS, STANDARD_QUEUE
 
 US_PER_DAY = 86_400_000_000
 US_PER_HOUR = 3_600_000_000
@@ -684,6 +684,20 @@ class ModelPlan:
     extension: np.ndarray
     restructure_offer: np.ndarray
     compliance_blocks: np.ndarray  # actions removed by compliance, per account
+    # bool per account: the ladder is ``standard_queue``, the account stays in the lender's
+    # tiered collection (it gets the tiered policy's actions and treatments); None (plans built
+    # by hand) = nobody
+    standard_queue: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.standard_queue is None:
+            object.__setattr__(self, "standard_queue", np.zeros(len(self.grace), dtype=bool))
+
+    @property
+    def queued(self) -> np.ndarray:
+        """Who stays in the lender's standard tiered collection (bool per account)."""
+        assert self.standard_queue is not None  # set by __post_init__
+        return self.standard_queue
 
 
 def ladder_plan(
@@ -701,8 +715,12 @@ def ladder_plan(
     n = len(ladders)
     counts = np.zeros((n, len(CHANNELS)), dtype=np.int64)
     flags = {name: np.zeros(n, dtype=bool) for name in (*TREATMENT_ACTIONS, "restructure_offer")}
+    queued = np.zeros(n, dtype=bool)
     for i, steps in enumerate(ladders):
         for action, channel in steps:
+            if action == STANDARD_QUEUE:  # alone in its ladder (the policy parser sees to it)
+                queued[i] = True
+                continue
             if action in TREATMENT_ACTIONS:
                 flags[action][i] = True
                 continue
@@ -719,6 +737,7 @@ def ladder_plan(
         flags["first_delinquency_extension"],
         flags["restructure_offer"],
         np.zeros(n, dtype=np.int64) if compliance_blocks is None else compliance_blocks,
+        queued,
     )
 
 

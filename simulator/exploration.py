@@ -38,7 +38,7 @@ import yaml
 from numpy.typing import NDArray
 
 from rollrisk.strategies.experiments import NOT_RANDOMISED, unit_draws
-from rollrisk.strategies.policy import LadderStep, Policy
+from rollrisk.strategies.policy import STANDARD_QUEUE, LadderStep, Policy
 
 EXPERIMENT_ID = "SIM-EXPLORE"
 EXPERIMENT_FILE = "experiments.yaml"
@@ -149,11 +149,16 @@ def exploration_from_policy(
     experiment_id: str = EXPERIMENT_ID,
     source: str | None = None,
 ) -> Exploration | None:
-    """The exploration with every treatment of ``policy`` as an arm (``source`` names the
-    policy file in the records, default ``policy.source``); None for a share of 0."""
+    """The exploration with every treatment of ``policy`` as an arm, except ``standard_queue``
+    (the lender's tiered collection: that is the control, not an arm); ``source`` names the
+    policy file in the records, default ``policy.source``. None for a share of 0."""
     if share == 0:
         return None
-    arms = tuple((name, treatment.steps) for name, treatment in policy.treatments.items())
+    arms = tuple(
+        (name, treatment.steps)
+        for name, treatment in policy.treatments.items()
+        if not any(step.action == STANDARD_QUEUE for step in treatment.steps)
+    )
     return Exploration(experiment_id, share, arms, source or policy.source)
 
 

@@ -123,7 +123,7 @@ from rollrisk.simulator.engine import (
 from rollrisk.simulator.rules import CHARGE_OFF_BUCKET, SimulationRules
 from rollrisk.simulator.truth import SimulatedPortfolio
 from rollrisk.strategies.compliance import EffectiveCompliance
-from rollrisk.strategies.policy import Policy
+from rollrisk.strategies.policy import Interval, Policy, PolicyRule
 from rollrisk.strategies.yaml_config import read_yaml_text
 
 DEFAULT_BASE_SEED = 20_260_101
@@ -439,7 +439,8 @@ class ArmSpec:
     """Who is treated how in one arm (replay order).
 
     ``tiered`` accounts get the simulator's baseline tiered policy (with its own treatments);
-    the others get ``plan``'s scored ladder. ``grace_all`` adds, to the tiered accounts, a grace
+    the others get ``plan``'s scored ladder, except those whose decision is ``standard_queue``
+    (``plan.queued``), which :func:`run_arm` gives the tiered policy too. ``grace_all`` adds, to the tiered accounts, a grace
     period at the first month for every delinquent account the baseline did not treat then
     ("baseline plus grace for all").
     """
@@ -635,7 +636,8 @@ def run_arm(
 
     ``arm`` is ``"model_driven"`` (``plan`` for everyone), ``"baseline_tiered"`` (the tiered
     policy for everyone) or an :class:`ArmSpec` mixing the two per account (``plan`` is then
-    ignored). Every arm draws from the same streams per (seed, month, purpose): the baseline's
+    ignored); an account whose scored decision is ``standard_queue`` (``plan.queued``) gets
+    the tiered policy in any arm, exactly as a tiered account of a mix. Every arm draws from the same streams per (seed, month, purpose): the baseline's
     choices, the treatments' draws and the transition's uniforms are per account and the same
     in every arm; the contacts' outcomes are drawn per action row, so an account's draws shift
     when the rows before it differ (as between the two policies). An account has rolled to default when a cycle end in the horizon shows
@@ -647,7 +649,9 @@ def run_arm(
         if arm not in ARMS:
             raise ValueError(f"arm must be one of {ARMS} or an ArmSpec, got {arm!r}")
         arm = ArmSpec(arm, plan, np.full(n, arm == "baseline_tiered"))
-    spec = arm
+    # an account whose decision is standard_queue stays in the lender's tiered collection: it
+    # is a tiered account of this arm, whatever the arm's mix says for the others
+    spec = replace(arm, tiered=arm.tiered | arm.plan.queued)
     tiered_any, model_any = bool(spec.tiered.any()), bool((~spec.tiered).any())
     rules, arrays, world = replay.rules, replay.arrays, replay.world
     accounts = replace(replay.accounts, holdout=np.zeros(n, dtype=bool))
@@ -1236,13 +1240,43 @@ def plan_for_segments(inputs: DecisionInputs, segments: Sequence[str]) -> ModelP
     """The plan the shipped policy gives every account when its segment is ``segments[i]``,
     after the same compliance rules as the batch (the batch's own decision step, so the same
     segments give the scored decisions back; the job checks that)."""
+    return _plan_of(inputs, inputs.policy, segments)
+
+
+def plan_for_treatment(inputs: DecisionInputs, treatment: str) -> ModelPlan:
+    """The plan every account gets when the policy gives it ``treatment``: the policy with one
+    rule giving it to everyone, then the same compliance rules as the batch (an extension to a
+    borrower who had one is removed, a call moved into the window...). One of the oracle's
+    candidate bundles: the choices a policy file (and the policy learner) has."""
+    policy = inputs.policy
+    if treatment not in policy.treatments:
+        raise ValueError(f"{policy.source} has no treatment {treatment!r}")
+    everyone = PolicyRule(
+        rule_id=f"EVERYONE-{treatment}",
+        precedence=0,
+        start_buckets=frozenset(policy.start_buckets),
+        risk_bands=frozenset(band for band, _ in policy.risk_bands),
+        segments=frozenset(policy.segments),
+        products=frozenset(policy.products),
+        dpd=Interval(),
+        amount_overdue=Interval(),
+        treatment=treatment,
+        line=None,
+    )
+    # the segment does not matter to a rule for everyone; any segment of the space will do
+    segments = [policy.segments[0]] * len(inputs.probability)
+    return _plan_of(inputs, replace(policy, rules=(everyone,)), segments)
+
+
+def _plan_of(inputs: DecisionInputs, policy: Policy, segments: Sequence[str]) -> ModelPlan:
+    """The batch's own decision step (policy, then compliance) as a plan."""
     decisions = _decide_all(
         inputs.frame,
         inputs.probability,
         np.asarray(segments),
         inputs.overdue,
         inputs.as_of,
-        _RuleSetup(inputs.policy, inputs.compliance),  # type: ignore[arg-type]
+        _RuleSetup(policy, inputs.compliance),  # type: ignore[arg-type]
         inputs.collection_actions,
         inputs.treatments,
     )

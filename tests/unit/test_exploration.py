@@ -39,9 +39,13 @@ from rollrisk.strategies.experiments import (
     load_experiments,
     unit_draws,
 )
-from rollrisk.strategies.policy import load_policy
+from rollrisk.strategies.policy import STANDARD_QUEUE, load_policy
 
 POLICY = load_policy(DEFAULT_POLICY)
+# the explored treatments: every treatment but standard_queue, the control's own collection
+ARMS = [
+    n for n, t in POLICY.treatments.items() if all(st.action != STANDARD_QUEUE for st in t.steps)
+]
 MONTHS = 10
 SHARE = 0.3
 
@@ -103,7 +107,7 @@ def test_share_zero_writes_the_files_of_a_lender_that_never_explores(tmp_path: P
 
 def test_propensities_are_those_of_the_logging_mixture(explored: Path):
     log = _read(explored, ASSIGNMENTS_TABLE)
-    k = len(POLICY.treatments)
+    k = len(ARMS)
     control = log.filter(pl.col("arm") == NOT_RANDOMISED)["propensity"]
     arms = log.filter(pl.col("arm") != NOT_RANDOMISED)["propensity"]
     assert control.len() > 0 and arms.len() > 0
@@ -135,9 +139,9 @@ def test_randomised_share_and_arms_are_within_binomial_tolerance(explored: Path)
     randomised = per_account.filter(pl.col("arm") != NOT_RANDOMISED)
     sd = math.sqrt(SHARE * (1 - SHARE) / n)
     assert abs(randomised.height / n - SHARE) < 4 * sd
-    k = len(POLICY.treatments)
+    k = len(ARMS)
     counts = randomised.group_by("arm").len()
-    assert set(counts["arm"]) <= set(POLICY.treatments)
+    assert set(counts["arm"]) <= set(ARMS)
     expected = randomised.height / k
     tolerance = 4 * math.sqrt(expected * (1 - 1 / k))
     assert (counts["len"] - expected).abs().max() < tolerance
@@ -290,7 +294,7 @@ def test_the_log_and_the_experiment_file_are_what_the_product_reads(explored: Pa
         return [(s.action, s.day, s.at, s.channel, s.recipient) for s in steps]
 
     for arm in experiment.arms:
-        assert arm.weight == pytest.approx(1 / len(POLICY.treatments))
+        assert arm.weight == pytest.approx(1 / len(ARMS))
         assert key(ladders[arm.name]) == key(POLICY.treatments[arm.name].steps)
 
 
@@ -301,7 +305,7 @@ def test_the_cli_explores_by_default_and_refuses_bad_shares(tmp_path: Path, caps
     assert "experiment_assignments" in printed and "SIM-EXPLORE: 10% randomised" in printed
     params = json.loads((out / "truth" / "params.json").read_text())
     assert params["exploration"]["share"] == pytest.approx(0.10)
-    assert set(params["exploration"]["arms"]) == set(POLICY.treatments)
+    assert set(params["exploration"]["arms"]) == set(ARMS)
     for share, message in (("1", "--explore-share must be at least 0 and below 1"),
                            ("-0.1", "--explore-share must be at least 0 and below 1")):  # fmt: skip
         assert main(["simulate", "--out", str(tmp_path / "bad"), "--explore-share", share]) == 2
