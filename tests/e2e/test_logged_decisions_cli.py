@@ -74,10 +74,16 @@ def _record(statements: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, int]]:
     return record, expected
 
 
+# a copy of the simulated portfolio without its truth and without the simulated lender's
+# experiment record (and the experiment file beside it)
+WITHOUT_RECORD = shutil.ignore_patterns("truth", "experiment_assignments*", "experiments.yaml")
+
+
 @pytest.fixture(scope="module")
 def logged_portfolio(scoring_world, tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp("logged") / "portfolio"
-    shutil.copytree(scoring_world.portfolio, folder, ignore=shutil.ignore_patterns("truth"))
+    # the simulated lender's own record is left out: this test writes a hand-made one
+    shutil.copytree(scoring_world.portfolio, folder, ignore=WITHOUT_RECORD)
     statements = load_portfolio(folder).statements
     record, expected = _record(statements)
     record.write_parquet(folder / "experiment_assignments.parquet")
@@ -193,8 +199,10 @@ def test_a_portfolio_without_an_experiment_record_is_refused(
     scoring_world, tmp_path, monkeypatch, capsys
 ) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", scoring_world.tracking_uri)
+    portfolio = tmp_path / "portfolio"
+    shutil.copytree(scoring_world.portfolio, portfolio, ignore=WITHOUT_RECORD)
     argv = ["logged-decisions", "--model", scoring_world.model_uri,
-            "--data", str(scoring_world.portfolio), "--out", str(tmp_path / "logged.parquet")]  # fmt: skip
+            "--data", str(portfolio), "--out", str(tmp_path / "logged.parquet")]  # fmt: skip
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "no experiment_assignments table" in err
