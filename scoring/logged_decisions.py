@@ -502,6 +502,40 @@ def _month_number(day: date) -> int:
     return day.year * 12 + day.month
 
 
+def _known_at_decision(
+    statements: pl.DataFrame,
+    collection_actions: pl.DataFrame | None,
+    treatments: pl.DataFrame | None,
+    as_of: date,
+) -> tuple[pl.DataFrame | None, pl.DataFrame | None]:
+    """The action and treatment records known when the decision was made: before the day after
+    each account's decision statement (its latest cycle end on or before ``as_of``).
+
+    A lender decides on a delinquent account when its statement comes out; the actions and
+    treatments dated after it, up to the month-end as-of, are that decision's consequences (an
+    arm's first calls, its grace period). Features that saw them would depend on the arm the
+    account got, which a learner must not condition on (the simulated lender acts 1 to 26 days
+    after each cycle end, so most of a month's first contacts fall before the month-end). So
+    they are withheld from the features, for every arm alike; the outcome still counts them.
+    """
+    cutoff = (
+        statements.filter(pl.col("cycle_end") <= as_of)
+        .group_by("account_id")
+        .agg(
+            (pl.col("cycle_end").max().cast(pl.Datetime("us")) + pl.duration(days=1)).alias("_cut")
+        )
+    )
+
+    def before(table: pl.DataFrame | None, stamp: str) -> pl.DataFrame | None:
+        if table is None:
+            return None
+        joined = table.join(cutoff, on="account_id", how="left")
+        keep = pl.col("_cut").is_null() | (pl.col(stamp).cast(pl.Datetime("us")) < pl.col("_cut"))
+        return joined.filter(keep).drop("_cut")
+
+    return before(collection_actions, "action_at"), before(treatments, "known_at")
+
+
 def _decisions_at(
     rows: pl.DataFrame,
     as_of: date,
@@ -522,12 +556,18 @@ def _decisions_at(
     def only(table: pl.DataFrame | None) -> pl.DataFrame | None:
         return None if table is None else table.join(wanted, on="account_id", how="semi")
 
+    actions_known, treatments_known = _known_at_decision(
+        only(statements),  # type: ignore[arg-type]
+        only(collection_actions),
+        only(treatments),
+        as_of,
+    )
     scored = (
         score_accounts(
             only(accounts),  # type: ignore[arg-type]
             only(statements),  # type: ignore[arg-type]
-            only(collection_actions),
-            only(treatments),
+            actions_known,
+            treatments_known,
             as_of,
             setup,
         )

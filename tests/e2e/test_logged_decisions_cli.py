@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from datetime import date
 
 import numpy as np
@@ -138,12 +139,33 @@ def test_every_assignment_row_is_kept_or_set_aside_and_features_are_the_scores(
                    "probability", *(f"family_{f}" for f in FAMILIES)):  # fmt: skip
         assert column in table.columns and table[column].null_count() == 0, column
 
-    # the features are what `rollrisk score` gives these accounts at that as-of
+    # the features are what `rollrisk score` gives these accounts at that as-of from the records
+    # known at the decision: actions and treatments dated after the account's latest statement
+    # on or before the as-of are the decision's consequences, withheld (some are, here)
     setup = scoring_setup(load_model(scoring_world.model_uri))
     portfolio = load_portfolio(folder)
+    withheld = 0
     for as_of in table["as_of"].unique().to_list():
         ours = table.filter(pl.col("as_of") == as_of).sort("account_id")
-        theirs = score(setup, portfolio, as_of).join(
+        decided = (
+            portfolio.statements.filter(pl.col("cycle_end") <= as_of)
+            .group_by("account_id")
+            .agg(pl.col("cycle_end").max().alias("decided"))
+        )
+        actions = portfolio.collection_actions.join(decided, on="account_id", how="left")
+        late = pl.col("action_at").dt.date() > pl.col("decided")
+        withheld += actions.filter(late & (pl.col("action_at").dt.date() <= as_of)).height
+        treatments = portfolio.treatments.join(decided, on="account_id", how="left")
+        known = replace(
+            portfolio,
+            collection_actions=actions.filter(late.not_() | pl.col("decided").is_null()).drop(
+                "decided"
+            ),
+            treatments=treatments.filter(
+                (pl.col("known_at").dt.date() <= pl.col("decided")) | pl.col("decided").is_null()
+            ).drop("decided"),
+        )
+        theirs = score(setup, known, as_of).join(
             ours.select("account_id"), on="account_id", how="semi"
         ).sort("account_id")  # fmt: skip
         assert theirs["account_id"].to_list() == ours["account_id"].to_list()
@@ -154,6 +176,7 @@ def test_every_assignment_row_is_kept_or_set_aside_and_features_are_the_scores(
         for family in FAMILIES:
             gap = (ours[f"family_{family}"] - theirs[f"family_{family}"]).abs().max()
             assert gap < 1e-9, family
+    assert withheld > 0  # the test data holds contacts made after a decision statement
     assert summary["valuation"]["shares"]["M0"] == pytest.approx(1.0)
     assert [entry["as_of"] for entry in summary["by_as_of"]] == sorted(
         {str(d) for d in record["as_of"].to_list()}
