@@ -882,9 +882,11 @@ def transition(
     paid_down = ~revolving & ~plan & (new_bucket == 0) & (balance < instalment)
     redraw = paid_down & ~leaves & (u_redraw < arrays.redraw_share[product])
     principal = accounts.limit * rng.uniform(0.5, 1.0, n)
-    # nothing closes in the burn-in (it only warms up the delinquency states), so every account
-    # ever on the book has a statement in the window
-    closes = on_book & (month >= 0) & (leaves | (paid_down & ~redraw))
+    # only an account current at its last statement closes (one that cures this month pays off
+    # its rest next month): a closed account's last two statements are current, so it is never
+    # read as delinquent after it closed. Nothing closes in the burn-in (it only warms up the
+    # delinquency states), so every account ever on the book has a statement in the window.
+    closes = on_book & (month >= 0) & (bucket == 0) & (leaves | (paid_down & ~redraw))
     paid = np.where(closes, paid + balance, paid)  # the payoff: the whole balance, at par
     balance = np.where(redraw, balance + principal, np.where(closes, 0.0, balance))
     new_arrears = np.where(closes, 0.0, new_arrears)
