@@ -34,7 +34,7 @@ from rollrisk.storage.loader import load_portfolio
 ACCOUNTS, MONTHS, SEED = 12_000, 24, 3
 # The active book (accounts open and not charged off) stays within this share of its size in
 # the window's first month (docs/simulator.md, "An open book"; 60,000 x 24 on seeds 7, 11, 12,
-# 13: between -1 % and +6 %).
+# 13: between 0 % and +6 %).
 BOOK_BAND = 0.10
 
 
