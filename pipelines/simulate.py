@@ -4,11 +4,17 @@ The simulator is a causal model of a consumer lender's book (docs/simulator.md):
 (bnpl, credit_card, cash_loan, merchant_loan, agri_loan), latent borrower drivers (healthy,
 capacity_shock, low_willingness, unreachable, forgetful, seasonal), a macro cycle, harvest and
 sales seasons, regional shocks, a baseline tiered collection policy with a 5% holdout, and
-treatments. Delinquency rolls month by month and responds to the actions taken.
+treatments. Delinquency rolls month by month and responds to the actions taken. The book is
+open: accounts are booked during the window, instalment lines are paid off or prepaid and
+close, card and BNPL accounts are closed by their borrowers; --accounts counts every account
+ever on the book in the window (each has at least one statement), and bookings keep the active
+book about level (about 63% of the accounts are on it at the first month; docs/simulator.md,
+"An open book").
 
 Output (DIR = --out):
-  DIR/accounts.parquet                       one row per account
-  DIR/statements/part-NNNNN.parquet          monthly statements, one part per chunk of accounts
+  DIR/accounts.parquet                       one row per account (opened_at: when it was booked)
+  DIR/statements/part-NNNNN.parquet          monthly statements from each account's first to its
+                                             last (closed: balance 0), one part per chunk
   DIR/collection_actions/part-NNNNN.parquet  every action with its outcome
   DIR/treatments/part-NNNNN.parquet          grace periods, waivers, restructures, extensions
   DIR/experiment_assignments/part-NNNNN.parquet  the lender's experiment: arm and propensity
@@ -51,8 +57,15 @@ from rollrisk.strategies.policy import load_policy
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--accounts", type=int, default=20_000, help="number of accounts")
-    parser.add_argument("--months", type=int, default=24, help="months of statements per account")
+    parser.add_argument(
+        "--accounts",
+        type=int,
+        default=20_000,
+        help="accounts ever on the book in the window (some are booked, some close during it)",
+    )
+    parser.add_argument(
+        "--months", type=int, default=24, help="months in the window (the statement months)"
+    )
     parser.add_argument("--seed", type=int, default=7, help="random seed (same seed, same files)")
     parser.add_argument("--out", type=Path, required=True, help="output portfolio folder")
     parser.add_argument(

@@ -201,6 +201,13 @@ def run(args: argparse.Namespace) -> int:
 
     ids = scored["account_id"].to_list()
     replay = replay_to_month(sim, ids, month, months, portfolio.statements, progress)
+    off_book = int((~replay.on_book).sum()) if replay.on_book is not None else 0
+    if off_book:
+        raise UserError(
+            f"{off_book:,} scored accounts are not on the simulated book at {as_of} (not booked "
+            f"yet or already closed, so no statement that month): were the scores made from "
+            f"{args.data}?"
+        )
     if replay.replay_match_share < 0.95:
         raise UserError(
             f"only {replay.replay_match_share:.1%} of the scored accounts' statements at "

@@ -67,6 +67,7 @@ REACHED_CODES = np.array([OUT[o] for o in REACHED_OUTCOMES])
 TABLE_NAMES = ("accounts", "statements", "collection_actions", "treatments")
 POLICY_MAX_BUCKET = 3  # the model-driven policy decides for M1-M3 (its space's start buckets)
 TREATMENT_ACTIONS = ("grace_period", "interest_waiver", "first_delinquency_extension")
+NEVER_CLOSED = np.iinfo(np.int32).max // 2
 
 
 # --------------------------------------------------------------------------------------------
@@ -76,7 +77,11 @@ TREATMENT_ACTIONS = ("grace_period", "interest_waiver", "first_delinquency_exten
 class RuleArrays:
     """The rules as numpy tables indexed by product / driver / channel / kind / month of year."""
 
-    product_share: np.ndarray
+    product_share: np.ndarray  # each product's share of the book at the start
+    booking_rate: np.ndarray  # (product,) accounts booked a month per account on the book
+    prepayment_rate: np.ndarray  # (product,) instalment lines paid off early a month
+    redraw_share: np.ndarray  # (product,) paid-down instalment lines drawn again
+    closure_rate: np.ndarray  # (product,) revolving accounts closed by the borrower a month
     limit_log_low: np.ndarray
     limit_log_high: np.ndarray
     revolving: np.ndarray
@@ -145,6 +150,10 @@ def rule_arrays(rules: SimulationRules) -> RuleArrays:
 
     return RuleArrays(
         product_share=np.array([p.share for p in products]) / sum(p.share for p in products),
+        booking_rate=np.array([p.exit_rate() + rules.book.charge_off_allowance for p in products]),
+        prepayment_rate=np.array([p.prepayment_rate for p in products]),
+        redraw_share=np.array([p.redraw_share for p in products]),
+        closure_rate=np.array([p.closure_rate for p in products]),
         limit_log_low=np.log([p.limit_low for p in products]),
         limit_log_high=np.log([p.limit_high for p in products]),
         revolving=np.array([p.revolving for p in products]),
@@ -190,6 +199,7 @@ class World:
     regional_shock: np.ndarray  # (simulated month, region) logit shift
     region_weights: np.ndarray
     shocks: tuple[tuple[int, int, float], ...]  # (month index, region, severity) of each shock
+    months: int  # the portfolio's window (a longer draw for a replay's horizon keeps it)
 
     def row(self, month: int) -> int:
         return month - self.first_month
@@ -225,6 +235,7 @@ def make_world(rules: SimulationRules, seed: int, months: int, start_month: str)
         regional_shock=shock,
         region_weights=rng.dirichlet(np.full(w.regions, 2.0)),
         shocks=shocks,
+        months=months,
     )
 
 
@@ -242,7 +253,8 @@ class ChunkAccounts:
     region: np.ndarray
     limit: np.ndarray
     billing_day: np.ndarray
-    opened_days_before_start: np.ndarray
+    opened_days_before_start: np.ndarray  # opened_at = first cycle end of month 0 - this
+    open_month: np.ndarray  # month index of the first statement (first_month: on the book)
     frailty: np.ndarray
     shock_onset: np.ndarray  # month index (capacity_shock only; else a large number)
     shock_end: np.ndarray
@@ -273,6 +285,7 @@ class ChunkState:
     legal_month: np.ndarray  # month index of the legal filing (meaningful where ``legal``)
     last_deferred: np.ndarray  # due deferred by a grace / extension in the cycle just closed
     last_waived: np.ndarray  # fee income waived in the cycle just closed
+    closed_at: np.ndarray  # month index of a closed account's last statement (balance 0)
 
 
 def draw_accounts(
@@ -283,8 +296,16 @@ def draw_accounts(
     first: int,
     n: int,
 ) -> tuple[ChunkAccounts, ChunkState]:
-    """Draw the accounts of one chunk and their state at the start of the burn-in."""
-    product = rng.choice(len(PRODUCTS), n, p=arrays.product_share)
+    """Draw the accounts of one chunk and their state at the start of the burn-in.
+
+    With an open book (``rules.book``), each account also draws its opening month: on the book
+    from the start, or booked in a later window month (its state, drawn here, waits frozen
+    until then; a booked instalment line starts with its whole draw outstanding).
+    """
+    later_months = world.months - 1  # the window months an account can be booked in
+    booking = rules.book.open_book and later_months > 0
+    weights = arrays.product_share * (1.0 + arrays.booking_rate * later_months * booking)
+    product = rng.choice(len(PRODUCTS), n, p=weights / weights.sum())
     u = rng.random(n)
     driver = np.minimum(
         (u[:, None] > arrays.driver_cumulative[product]).sum(axis=1), len(DRIVERS) - 1
@@ -318,6 +339,22 @@ def draw_accounts(
         principal * rng.uniform(0.3, 1.0, n),
     )
     instalment = np.where(revolving, 0.0, principal / np.maximum(term, 1))
+    # the draws of the closed cohort, in their order (``open_book=False`` reproduces it)
+    billing_day = rng.integers(1, 29, n)
+    opened_days_before_start = rng.integers(*rules.opened_days_before_start, n)
+    holdout = rng.random(n) < rules.policy.holdout_share
+    open_month = np.full(n, world.first_month, dtype=np.int64)
+    if booking:
+        rate = arrays.booking_rate[product]
+        booked = rng.random(n) >= 1.0 / (1.0 + rate * later_months)
+        month = rng.integers(1, later_months + 1, n)
+        before_first = rng.integers(*rules.book.opened_days_before_first_statement, n)
+        open_month = np.where(booked, month, open_month)
+        # opened 1-30 days before its first cycle end, counted from the first cycle end of month 0
+        month_start = (world.start_month + month).astype("datetime64[D]")
+        lead = (world.start_month.astype("datetime64[D]") - month_start).astype(np.int64)
+        opened_days_before_start = np.where(booked, lead + before_first, opened_days_before_start)
+        balance = np.where(booked & ~revolving, principal, balance)
     accounts = ChunkAccounts(
         index=np.arange(first, first + n),
         borrower=first + owner,
@@ -325,12 +362,13 @@ def draw_accounts(
         driver=driver,
         region=region,
         limit=limit,
-        billing_day=rng.integers(1, 29, n),
-        opened_days_before_start=rng.integers(*rules.opened_days_before_start, n),
+        billing_day=billing_day,
+        opened_days_before_start=opened_days_before_start,
+        open_month=open_month,
         frailty=frailty,
         shock_onset=shock_onset,
         shock_end=shock_end,
-        holdout=rng.random(n) < rules.policy.holdout_share,
+        holdout=holdout,
         term=term,
     )
     state = ChunkState(
@@ -353,6 +391,7 @@ def draw_accounts(
         legal_month=np.zeros(n, dtype=np.int64),
         last_deferred=np.zeros(n),
         last_waived=np.zeros(n),
+        closed_at=np.full(n, NEVER_CLOSED, dtype=np.int64),
     )
     return accounts, state
 
@@ -885,10 +924,19 @@ def transition(
     * legal: the filing's response (``CHANNEL_RESPONSE["legal"]``) applies once,
       ``legal_delay_months`` after the filing.
 
+    The open book (``rules.book``, docs/simulator.md "An open book"): an account not booked yet
+    or already closed does not move (nothing paid, nothing changes). A current account that
+    stays current and is not on a plan closes, paying its whole balance (the payment of this
+    cycle, ``last_paid``): a revolving account at its product's ``closure_rate``, an instalment
+    line prepaid at its ``prepayment_rate`` or paid down (less than one instalment left) and
+    not drawn again (``1 - redraw_share``). Its next statement, showing balance 0, is its last
+    (``closed_at``).
+
     Draws a fixed number of random numbers per account whatever the state (common random
     numbers for the policy replay).
     """
     n = len(state.bucket)
+    on_book = (month >= accounts.open_month) & (month < state.closed_at)
     treat = rules.treatments
     product, driver = accounts.product, accounts.driver
     bucket = state.bucket
@@ -1001,7 +1049,15 @@ def transition(
         state.utilisation,
     )
     target = utilisation * accounts.limit * rng.uniform(0.7, 1.2, n)
-    spends = revolving & ~state.plan & (bucket == 0) & (new_bucket == 0)
+    # exits (drawn only on an open book, so the closed cohort's random stream is unchanged)
+    opens = rules.book.open_book
+    u_exit = rng.random(n) if opens else np.ones(n)
+    u_redraw = rng.random(n) if opens else np.zeros(n)
+    stays_current = ~state.plan & ~restructured_now & (bucket == 0) & (new_bucket == 0)
+    leaves = stays_current & (
+        u_exit < np.where(revolving, arrays.closure_rate[product], arrays.prepayment_rate[product])
+    )
+    spends = revolving & ~state.plan & (bucket == 0) & (new_bucket == 0) & ~leaves
     balance = np.where(
         spends, np.minimum(np.maximum(remaining, target), 1.05 * accounts.limit), remaining
     )
@@ -1013,14 +1069,22 @@ def transition(
     plan = np.where(restructured_now, True, state.plan & active & ~broken)
     plan_bucket = np.where(restructured_now, bucket, np.where(plan, state.plan_bucket, 0))
     instalment = np.where(restructured_now, plan_instalment, state.instalment)
-    # instalment products: a paid-down line is drawn again
-    redraw = ~revolving & ~plan & (new_bucket == 0) & (balance < instalment)
+    # instalment products: a paid-down line is drawn again, or paid off and closed
+    paid_down = ~revolving & ~plan & (new_bucket == 0) & (balance < instalment)
+    redraw = paid_down & ~leaves & (u_redraw < arrays.redraw_share[product])
     principal = accounts.limit * rng.uniform(0.5, 1.0, n)
-    balance = np.where(redraw, balance + principal, balance)
+    # only an account current at its last statement closes (one that cures this month pays off
+    # its rest next month): a closed account's last two statements are current, so it is never
+    # read as delinquent after it closed. Nothing closes in the burn-in (it only warms up the
+    # delinquency states), so every account ever on the book has a statement in the window.
+    closes = on_book & (month >= 0) & (bucket == 0) & (leaves | (paid_down & ~redraw))
+    paid = np.where(closes, paid + balance, paid)  # the payoff: the whole balance, at par
+    balance = np.where(redraw, balance + principal, np.where(closes, 0.0, balance))
+    new_arrears = np.where(closes, 0.0, new_arrears)
     instalment = np.where(redraw, principal / np.maximum(accounts.term, 1), instalment)
-    instalment = np.where(revolving & ~plan, 0.0, instalment)
+    instalment = np.where((revolving & ~plan) | closes, 0.0, instalment)
 
-    return replace(
+    moved = replace(
         state,
         bucket=new_bucket,
         first_late_day=new_first_late,
@@ -1039,7 +1103,38 @@ def transition(
         plan_bucket=plan_bucket,
         last_deferred=deferred,
         last_waived=waived,
+        closed_at=np.where(closes, month + 1, state.closed_at),
     )
+    if on_book.all():
+        return moved
+    return _frozen_off_book(state, moved, ~on_book)
+
+
+def _frozen_off_book(before: ChunkState, moved: ChunkState, off_book: np.ndarray) -> ChunkState:
+    """``moved``, except that accounts ``off_book`` (not booked yet, or closed) keep their state
+    ``before`` and paid, deferred and waived nothing this cycle."""
+    kept = {
+        f.name: np.where(off_book, getattr(before, f.name), getattr(moved, f.name))
+        for f in fields(ChunkState)
+    }
+    for name in ("last_paid", "last_deferred", "last_waived"):
+        kept[name] = np.where(off_book, 0.0, getattr(moved, name))
+    return ChunkState(**kept)
+
+
+def on_book_at(accounts: ChunkAccounts, state: ChunkState, month: int) -> np.ndarray:
+    """Accounts with a statement at ``month``'s cycle end: booked by then, and not closed
+    before it (a closed account's last statement, balance 0, is at ``closed_at``)."""
+    return (month >= accounts.open_month) & (month <= state.closed_at)
+
+
+def book_statements(
+    columns: dict[str, np.ndarray], accounts: ChunkAccounts, state: ChunkState, month: int
+) -> dict[str, np.ndarray]:
+    """The statement columns of the accounts on the book at ``month`` (:func:`on_book_at`),
+    with their chunk positions under ``_local``."""
+    keep = on_book_at(accounts, state, month)
+    return {"_local": np.flatnonzero(keep), **{name: v[keep] for name, v in columns.items()}}
 
 
 # --------------------------------------------------------------------------------------------
@@ -1137,8 +1232,13 @@ def simulate_month(
     cycle_end = cycle_end_days(accounts, world, month)
     statement = None
     if month >= 0:
-        statement = statement_columns(
-            accounts, arrays, state, cycle_end, rng, rules.known_at_late_probability
+        statement = book_statements(
+            statement_columns(
+                accounts, arrays, state, cycle_end, rng, rules.known_at_late_probability
+            ),
+            accounts,
+            state,
+            month,
         )
     acted, counts = tiered_actions(rules, accounts, arrays, state, month, rng)
     explored = np.zeros(n, dtype=bool)
@@ -1326,11 +1426,15 @@ def _chunk_frames(
             "currency": pl.Series(["CNY"] * n, dtype=pl.String),
         }
     )
-    local = np.tile(np.arange(n), len(statements))
+    local = np.concatenate([s["_local"] for s in statements])
     statements_frame = pl.DataFrame(
         {
             "account_id": ids.gather(local),
-            **{name: np.concatenate([s[name] for s in statements]) for name in statements[0]},
+            **{
+                name: np.concatenate([s[name] for s in statements])
+                for name in statements[0]
+                if name != "_local"
+            },
         }
     ).with_columns(pl.col("dpd").cast(pl.Int64))
     action_account = np.concatenate([a.account for a in actions])

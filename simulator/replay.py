@@ -112,6 +112,7 @@ from rollrisk.simulator.engine import (
     merge_states,
     mixed_actions,
     offer_treatments,
+    on_book_at,
     record_contacts,
     rule_arrays,
     simulate_month,
@@ -273,7 +274,10 @@ class Replay:
     previous_bucket: np.ndarray
     month: int  # month index of the as-of (0 = the portfolio's first month)
     account_ids: list[str]
-    replay_match_share: float  # scored accounts whose replayed statement matches the data
+    replay_match_share: float  # accounts on the book whose replayed statement matches the data
+    # per account: on the book at the as-of (booked, not closed: it has a statement that month);
+    # a scored account always is, since scoring reads its statement
+    on_book: np.ndarray | None = None
 
 
 def with_responses(replay: Replay, table: str) -> Replay:
@@ -350,7 +354,8 @@ def replay_to_month(
     :func:`~rollrisk.simulator.engine.simulate_chunk` does (same random streams, the lender's
     exploration of ``sim`` included), so the state equals the one that wrote the portfolio. When
     ``statements`` is given, the replayed DPD and balance at ``month`` are compared with the
-    portfolio's statements of that month.
+    portfolio's statements of that month, for the accounts on the book then (an account not
+    booked yet or already closed has no statement to compare; ``Replay.on_book`` says which).
     """
     if not 0 <= month < sim.months:
         raise UserError(
@@ -394,9 +399,19 @@ def replay_to_month(
     accounts = _concat(accounts_parts)
     state = _concat(state_parts)
     ids = [account_ids[i] for i in positions.tolist()]
-    match = _replay_match(accounts, state, world, month, ids, statements)
+    on_book = on_book_at(accounts, state, month)
+    match = _replay_match(accounts, state, world, month, ids, statements, on_book)
     return Replay(
-        rules, arrays, world, accounts, state, np.concatenate(previous_parts), month, ids, match
+        rules,
+        arrays,
+        world,
+        accounts,
+        state,
+        np.concatenate(previous_parts),
+        month,
+        ids,
+        match,
+        on_book,
     )
 
 
@@ -407,18 +422,23 @@ def _replay_match(
     month: int,
     ids: list[str],
     statements: pl.DataFrame | None,
+    on_book: np.ndarray,
 ) -> float:
-    if statements is None or not ids:
+    if statements is None or not on_book.any():
         return math.nan
     cycle_end = cycle_end_days(accounts, world, month)
-    replayed = pl.DataFrame(
-        {
-            "account_id": ids,
-            "cycle_end": cycle_end,
-            "_dpd": dpd_of(state),
-            "_balance": np.round(state.balance, 2),
-        }
-    ).with_columns(pl.col("cycle_end").cast(pl.Date))
+    replayed = (
+        pl.DataFrame(
+            {
+                "account_id": ids,
+                "cycle_end": cycle_end,
+                "_dpd": dpd_of(state),
+                "_balance": np.round(state.balance, 2),
+            }
+        )
+        .filter(pl.Series(on_book))
+        .with_columns(pl.col("cycle_end").cast(pl.Date))
+    )
     joined = replayed.join(
         statements.select("account_id", "cycle_end", "dpd", "balance"),
         on=["account_id", "cycle_end"],
