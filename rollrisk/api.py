@@ -439,8 +439,8 @@ def scoring_setup(
     The rule files default to the shipped ``conf/segments.yaml``, ``conf/policy.yaml``,
     ``conf/compliance.yaml`` and ``conf/experiments.yaml`` (no experiment); jurisdictions to
     ``("CN",)``. Raises ``UserError`` when a file is missing; the strategy parsers raise theirs
-    naming ``file:line``; ``ValueError`` when an experiment's arm takes the name of a policy
-    treatment with another ladder.
+    naming ``file:line`` (an experiment's arm named like a policy treatment with another
+    ladder included).
     """
     loaded = _as_loaded(model)
     files = {
@@ -454,9 +454,8 @@ def scoring_setup(
             raise UserError(f"{path}: file not found")
     policy_rules = load_policy(files["policy"])
     plan = load_experiments(files["experiments"])
-    bundle_ladders(
-        plan, policy_rules
-    )  # an arm named like a treatment with another ladder: refused now
+    # an arm named like a treatment with another ladder: refused at load, not mid-run
+    bundle_ladders(plan, policy_rules)
     return ScoringSetup(
         model=loaded.model,
         model_name=loaded.name,

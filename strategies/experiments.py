@@ -362,8 +362,15 @@ def unit_draws(experiment_id: str, account_ids: Sequence[str]) -> NDArray[np.flo
     return (words >> np.uint64(11)).astype(np.float64) * 2.0**-53  # 53 bits: exact doubles
 
 
-def _bundle_names(experiment: Experiment, policy: Policy) -> dict[str, str]:
-    """Each ladder arm's bundle: the policy treatment with the same steps, else the arm's name."""
+def _bundle_names(
+    experiment: Experiment, policy: Policy, source: str = "the experiment file"
+) -> dict[str, str]:
+    """Each ladder arm's bundle: the policy treatment with the same steps, else the arm's name.
+
+    Raises:
+        ConfigError: an arm has the name of a policy treatment but another ladder (``source``
+            and the arm's line named).
+    """
     by_steps = {_steps_key(t.steps): name for name, t in policy.treatments.items()}
     names: dict[str, str] = {}
     for arm in experiment.arms:
@@ -371,9 +378,11 @@ def _bundle_names(experiment: Experiment, policy: Policy) -> dict[str, str]:
             continue
         same = by_steps.get(_steps_key(arm.steps))
         if same is None and arm.name in policy.treatments:
-            raise ValueError(
+            raise ConfigError(
+                source,
+                arm.line,
                 f"experiment {experiment.experiment_id!r}: arm {arm.name!r} has the name of a "
-                f"treatment of {policy.source} but a different ladder; rename the arm"
+                f"treatment of {Path(policy.source).name} but a different ladder; rename the arm",
             )
         names[arm.name] = same or arm.name
     return names
@@ -381,16 +390,29 @@ def _bundle_names(experiment: Experiment, policy: Policy) -> dict[str, str]:
 
 def bundle_ladders(plan: ExperimentPlan, policy: Policy) -> dict[str, tuple[LadderStep, ...]]:
     """The steps of every bundle an account can get: the policy's treatments and every ladder
-    arm's bundle (named as :func:`assign_experiments` names them)."""
+    arm's bundle (named as :func:`assign_experiments` names them). Checks the plan against the
+    policy, so a job calls it when it loads both.
+
+    Raises:
+        ConfigError: an arm named like a policy treatment with another ladder, or two arms of
+            one name with different ladders (the file and the arm's line named).
+    """
     ladders = {name: treatment.steps for name, treatment in policy.treatments.items()}
     for experiment in plan.experiments:
-        for arm_name, bundle in _bundle_names(experiment, policy).items():
-            steps = experiment.arm(arm_name).steps
-            if bundle in ladders and ladders[bundle] != steps and bundle not in policy.treatments:
-                raise ValueError(
-                    f"bundle {bundle!r} has two different ladders in {plan.source}; rename an arm"
+        for arm_name, bundle in _bundle_names(experiment, policy, plan.source).items():
+            arm = experiment.arm(arm_name)
+            if (
+                bundle in ladders
+                and ladders[bundle] != arm.steps
+                and bundle not in policy.treatments
+            ):
+                raise ConfigError(
+                    plan.source,
+                    arm.line,
+                    f"experiment {experiment.experiment_id!r}: bundle {bundle!r} has another "
+                    "ladder in an earlier experiment; rename an arm",
                 )
-            ladders.setdefault(bundle, steps)  # type: ignore[arg-type]
+            ladders.setdefault(bundle, arm.steps)  # type: ignore[arg-type]
     return ladders
 
 
@@ -446,7 +468,7 @@ def assign_experiments(scored: pl.DataFrame, plan: ExperimentPlan, policy: Polic
         chosen = np.minimum(
             np.searchsorted(np.cumsum(weights), draws[:, 1], side="right"), len(weights) - 1
         )
-        bundles = _bundle_names(experiment, policy)
+        bundles = _bundle_names(experiment, policy, plan.source)
         # the bundle each arm gives each account: (accounts x arms)
         arm_bundles = np.stack(
             [
