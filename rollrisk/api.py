@@ -490,7 +490,8 @@ def score(
     Returns a polars frame, one row per account in the population, sorted by ``account_id``:
     ``account_id, as_of, product, start_bucket, dpd, probability`` (calibrated, in [0, 1]),
     ``risk_band, exposure, amount_overdue, expected_loss, segment, segment_rule, treatment,
-    policy_rule, actions, trail`` (JSON lists), ``reasons`` (JSON list of at most 4 reasons
+    policy_rule, actions, trail`` (JSON lists), ``experiment_id, arm, propensity`` (null
+    outside every running experiment), ``reasons`` (JSON list of at most 4 reasons
     with code, feature, value, contribution and English and Chinese texts), one
     ``family_<family>`` contribution per driver family, ``model_name, model_version``
     (docs/scoring.md). Empty when nobody is delinquent at ``as_of``.
