@@ -362,6 +362,13 @@ def build_references(
         )
     drivers = drivers_frame["driver"].to_list()
     as_of = ordered["as_of"][0]
+    if "experiment_id" in ordered.columns and ordered["experiment_id"].is_not_null().any():
+        running = sorted(set(ordered["experiment_id"].drop_nulls()))
+        raise UserError(
+            f"{args.scores} was scored with a running experiment ({', '.join(running)}): its "
+            "challenger accounts did not get the policy's decision, and this job replays the "
+            "policy's own; score again without --experiments (or with one not running then)"
+        )
     inputs = decision_inputs(
         ordered, portfolio.accounts, portfolio.statements, portfolio.collection_actions,
         portfolio.treatments, as_of, policy, compliance,

@@ -20,7 +20,12 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rollrisk.conf import DEFAULT_COMPLIANCE, DEFAULT_POLICY, DEFAULT_SEGMENTS
+from rollrisk.conf import (
+    DEFAULT_COMPLIANCE,
+    DEFAULT_EXPERIMENTS,
+    DEFAULT_POLICY,
+    DEFAULT_SEGMENTS,
+)
 from rollrisk.errors import UserError
 from rollrisk.storage.config import DEFAULT_JURISDICTIONS, DEFAULT_MAX_REJECT_RATE, DataConfig
 from rollrisk.storage.registry import DEFAULT_MODEL_URI
@@ -358,6 +363,16 @@ def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
         help="jurisdiction code(s) whose strictest rules apply; repeatable "
         f"(default: {', '.join(DEFAULT_JURISDICTIONS)})",
     )
+    parser.add_argument(
+        "--experiments",
+        type=Path,
+        default=DEFAULT_EXPERIMENTS,
+        metavar="FILE",
+        help="champion/challenger experiment YAML: accounts an experiment active at the as-of "
+        "randomises get its arm's ladder (through the same compliance rules), and the output "
+        'records experiment_id, arm and propensity (docs/strategies.md, "Experiments"; '
+        "default: the shipped file, which runs none)",
+    )
     add_missing_table_argument(parser)
 
 
@@ -409,6 +424,7 @@ def setup_from_arguments(args: argparse.Namespace) -> tuple[LoadedModel, Scoring
             segments=args.segments,
             compliance=args.compliance,
             jurisdictions=jurisdictions_of(args),
+            experiments=getattr(args, "experiments", None),
         )
     except ValueError as error:
         raise UserError(str(error)) from error

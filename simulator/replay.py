@@ -124,6 +124,7 @@ from rollrisk.simulator.engine import (
 from rollrisk.simulator.rules import CHARGE_OFF_BUCKET, SimulationRules
 from rollrisk.simulator.truth import SimulatedPortfolio
 from rollrisk.strategies.compliance import EffectiveCompliance
+from rollrisk.strategies.experiments import ExperimentPlan
 from rollrisk.strategies.policy import Interval, Policy, PolicyRule
 from rollrisk.strategies.yaml_config import read_yaml_text
 
@@ -1218,10 +1219,12 @@ class DecisionInputs:
 
 @dataclass(frozen=True)
 class _RuleSetup:
-    """The two parts of a scoring setup the batch's decision step reads."""
+    """The parts of a scoring setup the batch's decision step reads."""
 
     policy: Policy
     compliance: EffectiveCompliance
+    # the replay evaluates the policy itself: no experiment replaces its decisions
+    experiments: ExperimentPlan = ExperimentPlan("experiments.yaml", ())
 
 
 def decision_inputs(

@@ -449,29 +449,38 @@ class PolicyChoices:
     def planned_actions(self, policy: Policy, decided_at: datetime) -> PlannedActions:
         """Each account's ladder (the treatment of its rule) scheduled from ``decided_at``'s
         day, as :func:`decide` schedules it, the rows of an account in ladder order."""
-        steps = [policy.treatments[rule.treatment].steps for rule in policy.rules]
-        per_rule = np.array([len(s) for s in steps], dtype=np.int64)
-        counts = per_rule[self.rule]
-        account = np.repeat(np.arange(len(self.rule), dtype=np.int64), counts)
-        # row r of an account is step (r - the account's first row) of its rule's ladder
-        first = np.repeat(np.cumsum(counts) - counts, counts)
-        step = np.arange(len(account), dtype=np.int64) - first
-        flat = [s for ladder in steps for s in ladder]
-        offset = (np.cumsum(per_rule) - per_rule)[self.rule[account]] + step
-        day0 = datetime.combine(decided_at.date(), time(0))
-        at_of = np.array(
-            [day0 + timedelta(days=s.day, hours=s.at.hour, minutes=s.at.minute,
-                              seconds=s.at.second, microseconds=s.at.microsecond)
-             for s in flat],
-            dtype="datetime64[us]",
-        )  # fmt: skip
-        return PlannedActions(
-            account,
-            np.array([s.action for s in flat] or [""], dtype=object)[offset],
-            at_of[offset] if len(flat) else np.array([], dtype="datetime64[us]"),
-            np.array([s.channel for s in flat] or [None], dtype=object)[offset],
-            np.array([s.recipient for s in flat] or ["borrower"], dtype=object)[offset],
-        )
+        ladders = [policy.treatments[rule.treatment].steps for rule in policy.rules]
+        return planned_ladders(ladders, self.rule, decided_at)
+
+
+def planned_ladders(
+    ladders: Sequence[Sequence[LadderStep]], ladder: np.ndarray, decided_at: datetime
+) -> PlannedActions:
+    """Account ``i``'s ladder ``ladders[ladder[i]]`` scheduled from ``decided_at``'s day, as
+    :func:`schedule` schedules one, for all accounts at once; the rows of an account together,
+    in ladder order (the policy's rules' ladders, or an experiment's arms' besides them)."""
+    per_ladder = np.array([len(s) for s in ladders], dtype=np.int64)
+    counts = per_ladder[ladder]
+    account = np.repeat(np.arange(len(ladder), dtype=np.int64), counts)
+    # row r of an account is step (r - the account's first row) of its ladder
+    first = np.repeat(np.cumsum(counts) - counts, counts)
+    step = np.arange(len(account), dtype=np.int64) - first
+    flat = [s for steps in ladders for s in steps]
+    offset = (np.cumsum(per_ladder) - per_ladder)[ladder[account]] + step
+    day0 = datetime.combine(decided_at.date(), time(0))
+    at_of = np.array(
+        [day0 + timedelta(days=s.day, hours=s.at.hour, minutes=s.at.minute,
+                          seconds=s.at.second, microseconds=s.at.microsecond)
+         for s in flat],
+        dtype="datetime64[us]",
+    )  # fmt: skip
+    return PlannedActions(
+        account,
+        np.array([s.action for s in flat] or [""], dtype=object)[offset],
+        at_of[offset] if len(flat) else np.array([], dtype="datetime64[us]"),
+        np.array([s.channel for s in flat] or [None], dtype=object)[offset],
+        np.array([s.recipient for s in flat] or ["borrower"], dtype=object)[offset],
+    )
 
 
 def choose(policy: Policy, cases: PolicyCases) -> PolicyChoices:

@@ -170,6 +170,29 @@ def test_the_baseline_as_a_policy_file_is_the_baseline_on_every_seed(scoring_wor
     )
 
 
+def test_simulate_policy_refuses_scores_made_with_a_running_experiment(
+    report_run, scoring_world, tmp_path, capsys
+):
+    # challenger accounts did not get the policy's decision: replaying the policy on them
+    # would compare the wrong arms, so the job says why instead of "the policy changed"
+    import polars as pl
+
+    _, scores, _, _ = report_run
+    copy = tmp_path / "scores"
+    shutil.copytree(scores, copy)
+    for part in copy.rglob("part-*.parquet"):
+        frame = pl.read_parquet(part)
+        arm = pl.when(pl.int_range(pl.len()) == 0).then(pl.lit("EXP-T")).otherwise(None)
+        frame.with_columns(arm.alias("experiment_id")).write_parquet(part)
+    argv = ["simulate-policy", "--scores", str(copy), "--data", str(scoring_world.portfolio),
+            "--months", "1", "--seeds", "2", "--oracle-seeds", "0",
+            "--out", str(tmp_path / "out")]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "was scored with a running experiment (EXP-T)" in err
+    assert "Traceback" not in err and not (tmp_path / "out" / "policy_simulation.json").exists()
+
+
 def test_report_has_every_section_and_is_self_contained(report_run):
     *_, page = report_run
     text = page.read_text(encoding="utf-8")
