@@ -48,9 +48,9 @@ def learn(args: argparse.Namespace, table: str) -> tuple[dict[str, Path], dict[s
     folder.mkdir(parents=True, exist_ok=True)
     log = folder / "log.txt"
     log.write_text("")
-    rollrisk(["simulate", "--accounts", str(args.accounts), "--months", str(args.months),
+    rollrisk(["simulate", "--accounts", str(args.learn_accounts), "--months", str(args.months),
               "--seed", str(args.learn_seed), "--response-table", table, "--out", "portfolio",
-              "--overwrite"], folder, log)  # fmt: skip
+              "--explore-share", str(args.explore_share), "--overwrite"], folder, log)  # fmt: skip
     rollrisk(["build-training-set", "--data", "portfolio", "--out", "training_set.parquet"],
              folder, log)  # fmt: skip
     rollrisk(["train", "--data", "portfolio", "--training-set", "training_set.parquet",
@@ -65,7 +65,7 @@ def learn(args: argparse.Namespace, table: str) -> tuple[dict[str, Path], dict[s
         rollrisk(["learn-policy", "--logged", "logged.parquet", "--rule-features", features,
                   "--model-features", args.model_features, "--experiments",
                   "portfolio/experiments.yaml", "--max-depth", str(args.max_depth),
-                  "--out", out], folder, log)  # fmt: skip
+                  *args.learn_args.split(), "--out", out], folder, log)  # fmt: skip
         policies[label] = folder / out / "learned_policy.yaml"
         estimates[label] = json.loads((folder / out / "policy_learning.json").read_text())
     return policies, estimates
@@ -82,7 +82,20 @@ def main() -> None:
     parser.add_argument("--start-month", default="2024-01")
     parser.add_argument("--horizon", type=int, default=6, help="months of logged outcome")
     parser.add_argument("--max-depth", type=int, default=3)
-    parser.add_argument("--model-features", default="probability,dpd,amount_overdue")
+    parser.add_argument("--model-features", default="probability,dpd,amount_overdue,exposure")
+    parser.add_argument(
+        "--learn-accounts",
+        type=int,
+        default=60_000,
+        help="accounts of the learning world (its history is the logged data)",
+    )
+    parser.add_argument(
+        "--explore-share",
+        type=float,
+        default=0.10,
+        help="share of the learning world's M1-M3 book the lender randomises",
+    )
+    parser.add_argument("--learn-args", default="", help="extra learn-policy arguments")
     parser.add_argument("--policy-seeds", type=int, default=10)
     parser.add_argument("--out", type=Path, default=Path("runs/bench_learned_policy"))
     args = parser.parse_args()
