@@ -26,6 +26,9 @@ Run:
     .venv/bin/python bench/bench_score.py                       # 1,000,000 accounts, 1 run, fast kernel
     .venv/bin/python bench/bench_score.py --accounts 100000 --repeats 3
     .venv/bin/python bench/bench_score.py --kernel lightgbm      # LightGBM pred_contrib kernel
+    .venv/bin/python bench/bench_score.py --accounts 100000 --experiment-share 0.1
+        # the shipped example experiment (conf/experiments.yaml), running on the as-of, open to
+        # every bucket, randomising 10% of the book: what the experiments cost
 With ``--accounts`` below 1,000,000 the last lines also give a linear extrapolation to
 1,000,000, labelled as such.
 """
@@ -126,6 +129,21 @@ def build_portfolio(
     return target, as_of
 
 
+def experiment_file(cache: Path, as_of: date, share: float) -> Path:
+    """The shipped example experiment (three arms, weights 2:1:1) running on ``as_of``, open to
+    every bucket (its ``eligible`` dropped) and randomising ``share`` of the book."""
+    from rollrisk.strategies.experiments import parse_experiments, shipped_example
+
+    text = re.sub(r"start: .*", f"start: {as_of.isoformat()}", shipped_example())
+    text = re.sub(r"end: .*", f"end: {as_of.isoformat()}", text)
+    text = re.sub(r"share: .*", f"share: {share}", text)
+    text = re.sub(r"\n +eligible:\n +start_bucket: .*", "", text)
+    path = cache / f"experiments-{share}.yaml"
+    path.write_text(text)
+    parse_experiments(text, str(path))  # the bench fails here, not in the child, if it is wrong
+    return path
+
+
 def train_model(cache: Path, train_accounts: int, env: dict[str, str]) -> str:
     """Register a model trained with conf/default.yaml on its own simulated portfolio (cached)."""
     marker = cache / f"model-{train_accounts}.uri"
@@ -221,6 +239,14 @@ def main() -> int:
         help="contribution kernel: fast (rollrisk.models.treeshap, the default) or LightGBM pred_contrib",
     )
     parser.add_argument("--repeats", type=int, default=1, help="runs (median reported)")
+    parser.add_argument(
+        "--experiment-share",
+        type=float,
+        default=None,
+        metavar="SHARE",
+        help="score with the shipped example experiment active on the as-of for every bucket, "
+        "randomising this share of the book (default: no experiment)",
+    )
     args = parser.parse_args()
 
     cache = args.cache.resolve()
@@ -235,6 +261,8 @@ def main() -> int:
         with tempfile.TemporaryDirectory(dir=cache) as out:
             argv = ["--model", uri, "--data", str(portfolio), "--as-of", as_of.isoformat(),
                     "--out", out]  # fmt: skip
+            if args.experiment_share is not None:
+                argv += ["--experiments", str(experiment_file(cache, as_of, args.experiment_share))]
             seconds, rss, stdout, cpu = measured_score(
                 argv, args.kernel, env, cache / f"score-{repeat}.log"
             )
@@ -252,6 +280,10 @@ def main() -> int:
     print(
         f"portfolio: {portfolio} ({args.accounts:,} delinquent accounts at {as_of}); model {uri}; kernel {args.kernel}"
     )
+    if args.experiment_share is not None:
+        print(
+            f"experiment: the shipped example, {args.experiment_share:.0%} of the book randomised"
+        )
     print(f"runs: {', '.join(f'{r[0]:.1f}' for r in runs)} s")
     print(f"{'stage':<52} {'median s':>9} {'share':>7}")
     for name in names:

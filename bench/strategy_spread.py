@@ -58,9 +58,19 @@ def rollrisk(argv: list[str], cwd: Path, log: Path, allowed: tuple[int, ...] = (
     return code
 
 
-def world(args: argparse.Namespace, seed: int, table: str) -> list[dict]:
-    """Simulate, train and score one world; one simulate-policy result per as-of."""
-    folder = (args.out / f"seed-{seed}-{table}").resolve()
+def world(
+    args: argparse.Namespace,
+    seed: int,
+    table: str,
+    policies: dict[str, Path] | None = None,
+    folder_name: str | None = None,
+) -> list[dict]:
+    """Simulate, train and score one world; one simulate-policy result per as-of and policy.
+
+    ``policies`` maps a label to a policy file scored and simulated on the same world (default:
+    the shipped policy, labelled ``shipped``).
+    """
+    folder = (args.out / (folder_name or f"seed-{seed}-{table}")).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     log = folder / "log.txt"
     log.write_text("")
@@ -73,15 +83,17 @@ def world(args: argparse.Namespace, seed: int, table: str) -> list[dict]:
               "--out", "train"], folder, log)  # fmt: skip
     promoted = rollrisk(["promote"], folder, log, allowed=(0, 1)) == 0
     results = []
-    for as_of in month_ends(args.start_month, args.months, args.as_ofs):
-        scores, sim = f"scores-{as_of}", f"policy-{as_of}"
-        rollrisk(["score", "--model", CHAMPION if promoted else CHALLENGER, "--data",
-                  "portfolio", "--as-of", as_of, "--out", scores], folder, log)  # fmt: skip
-        rollrisk(["simulate-policy", "--scores", scores, "--data", "portfolio", "--out", sim,
-                  "--seeds", str(args.policy_seeds)], folder, log)  # fmt: skip
-        result = json.loads((folder / sim / "policy_simulation.json").read_text())
-        results.append({"seed": seed, "table": table, "as_of": as_of, "champion": promoted,
-                        **summarise(result)})  # fmt: skip
+    for label, policy in (policies or {"shipped": None}).items():
+        extra = [] if policy is None else ["--policy", str(Path(policy).resolve())]
+        for as_of in month_ends(args.start_month, args.months, args.as_ofs):
+            scores, sim = f"scores-{label}-{as_of}", f"policy-{label}-{as_of}"
+            rollrisk(["score", "--model", CHAMPION if promoted else CHALLENGER, "--data",
+                      "portfolio", "--as-of", as_of, "--out", scores, *extra], folder, log)  # fmt: skip
+            rollrisk(["simulate-policy", "--scores", scores, "--data", "portfolio", "--out",
+                      sim, "--seeds", str(args.policy_seeds)], folder, log)  # fmt: skip
+            result = json.loads((folder / sim / "policy_simulation.json").read_text())
+            results.append({"seed": seed, "table": table, "as_of": as_of, "label": label,
+                            "champion": promoted, **summarise(result)})  # fmt: skip
     return results
 
 
@@ -118,10 +130,10 @@ def report(rows: list[dict], seconds: float) -> str:
     lines = [
         f"machine: {machine_description()}; {seconds / 60:.1f} min in all",
         "",
-        "| seed | table | as-of | champion | accounts | policy - baseline (95 %, accounts x seeds) "
+        "| policy | seed | table | as-of | champion | accounts | policy - baseline (95 %, accounts x seeds) "
         "| % of baseline | - seg.-blind | - best bundle/bucket | - baseline+grace | - oracle "
         "| value captured | value of segm. | drivers worse off |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         u = r["uplift"]
@@ -131,20 +143,31 @@ def report(rows: list[dict], seconds: float) -> str:
             cols.append("-" if v is None else f"{v['mean']:+,.0f} [{v['ci_low']:+,.0f}, "
                         f"{v['ci_high']:+,.0f}]")  # fmt: skip
         lines.append(
-            f"| {r['seed']} | {r['table']} | {r['as_of']} | {'yes' if r['champion'] else 'no'} "
+            f"| {r.get('label', 'shipped')} | {r['seed']} | {r['table']} | {r['as_of']} | {'yes' if r['champion'] else 'no'} "
             f"| {r['accounts']:,} | {u['mean']:+,.0f} [{u['ci_low']:+,.0f}, {u['ci_high']:+,.0f}] "
             f"| {r['uplift_share']:+.2%} | "
             + " | ".join(cols)
             + f" | {fmt(r['value_captured'], '.2f')} | {fmt(r['value_of_segmentation'], '.2f')} "
             f"| {', '.join(r['worse_drivers']) or 'none'} |"
         )
+    for label in dict.fromkeys(r.get("label", "shipped") for r in rows):
+        lines += [
+            "",
+            f"**{label}**",
+            *summary_lines([r for r in rows if r.get("label", "shipped") == label]),
+        ]
+    return "\n".join(lines)
+
+
+def summary_lines(rows: list[dict]) -> list[str]:
+    """The counts and medians over ``rows`` (one policy's runs)."""
+    lines: list[str] = []
     shares = [r["uplift_share"] for r in rows]
     captured = [r["value_captured"] for r in rows if r["value_captured"] is not None]
     segmentation = [
         r["value_of_segmentation"] for r in rows if r["value_of_segmentation"] is not None
     ]
     lines += [
-        "",
         f"- runs: {len(rows)}; policy beats the baseline (interval above 0) in "
         f"{sum(r['beats_baseline'] for r in rows)}, beats every segment-blind control in "
         f"{sum(r['beats_every_blind'] for r in rows)}; a true-driver group significantly worse "
@@ -159,7 +182,7 @@ def report(rows: list[dict], seconds: float) -> str:
     if segmentation:
         lines.append(f"- value of segmentation: median {statistics.median(segmentation):.2f}, "
                      f"min {min(segmentation):.2f}, max {max(segmentation):.2f}")  # fmt: skip
-    return "\n".join(lines)
+    return lines
 
 
 def main() -> None:

@@ -19,6 +19,7 @@ def shipped(name: str) -> Path:
 
 DEFAULT_CONFIG = shipped("default.yaml")
 DEFAULT_POLICY = shipped("policy.yaml")
+STANDARD_POLICY = shipped("policy_standard.yaml")  # the baseline as a policy file
 DEFAULT_SEGMENTS = shipped("segments.yaml")
 DEFAULT_COMPLIANCE = shipped("compliance.yaml")
 DEFAULT_COSTS = shipped("action_costs.yaml")

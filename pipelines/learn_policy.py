@@ -18,14 +18,20 @@ bootstrap interval over accounts, beside the current policy's and the difference
 Writes to --out:
   learned_rules.yaml     the rules (if/then on the rule features), the bundles, the evidence
   learned_policy.yaml    when every rule feature is one conf/policy.yaml can test (start_bucket,
-                         risk_band, segment, product, dpd, amount_overdue): the current policy plus
-                         the learned rules, a file `rollrisk score --policy` loads; review, commit
+                         risk_band, segment, product, dpd, amount_overdue): the learned rules over
+                         the current policy's rules, with --policy's treatments, a file
+                         `rollrisk score --policy` loads; review, commit. The current policy is
+                         --policy's rules when they give the logged policy_bundle values; when the
+                         lender's control was its standard collection (policy_bundle =
+                         standard_queue for every decision) it is one rule giving standard_queue,
+                         and every learned rule names its treatment (keep = standard_queue)
   policy_learning.json   the off-policy estimate, the capacity outcome and the settings
   policy_learning.md     the same for people
 
-Where logged data comes from: a lender's experiments (conf/experiments.yaml, the
-experiment_assignments table) joined to outcomes; docs/strategies.md says what the table must
-hold. Needs the `learn` extra: pip install 'rollrisk[learn]'.
+Where logged data comes from: `rollrisk logged-decisions` builds the table from a portfolio's
+experiment record (the experiment_assignments table), scoring each decision at its as-of and
+measuring its book value over the horizon; docs/strategies.md says what the table must hold.
+Needs the `learn` extra: pip install 'rollrisk[learn]'.
 
 example:
   rollrisk learn-policy --logged runs/history/logged_decisions.parquet \\
@@ -87,7 +93,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--outcome", default="book_value", help="outcome column per decision")
     parser.add_argument(
-        "--policy", type=Path, default=DEFAULT_POLICY, help="the current policy (its ladders)"
+        "--policy",
+        type=Path,
+        default=DEFAULT_POLICY,
+        help="the policy whose treatments hold the bundles' ladders, and the current policy "
+        "when its rules give the logged policy_bundle values (else the logged decisions' one "
+        "policy bundle, e.g. standard_queue, is the current policy)",
     )
     parser.add_argument(
         "--experiments",

@@ -9,7 +9,11 @@ For each account in the population (DPD within the observation range at --as-of)
 the calibrated roll-to-default probability, the risk band, up to 4 reason codes (English and
 Chinese), the driver-family contributions, the segment, the treatment with the trail of the
 policy rule and every compliance rule that changed it, the expected loss (balance x
-probability), the model name and version, and the as-of.
+probability), the model name and version, and the as-of. An experiment of --experiments
+active at the as-of (none in the shipped file) gives the accounts it randomises its arm's
+ladder in place of the policy's, through the same compliance rules; every row carries
+experiment_id, arm and propensity (null outside every experiment) and the manifest counts the
+accounts per arm (counts.experiments).
 
 Output (see docs/scoring.md):
   OUT/current -> runs/<key>          the published result; swapped atomically at the end
@@ -34,6 +38,8 @@ examples:
       --data runs/demo/portfolio --as-of 2025-12-31 --out runs/demo/scores
   rollrisk score --model models:/rollrisk-roll-to-default@champion \\
       --data runs/demo/portfolio --as-of 2025-12-16 --out runs/demo/scores-2025-12-16
+  rollrisk score --model models:/rollrisk-roll-to-default@champion \\
+      --data runs/demo/portfolio --experiments my-experiments.yaml --out runs/demo/scores
 """
 
 from __future__ import annotations
@@ -107,7 +113,9 @@ def run(args: argparse.Namespace) -> int:
         args.out,
         setup,
         model_uri=args.model,
-        rule_files=RuleFiles(args.config, args.policy, args.segments, args.compliance),
+        rule_files=RuleFiles(
+            args.config, args.policy, args.segments, args.compliance, args.experiments
+        ),
         jurisdictions=jurisdictions_of(args),
         as_of=args.as_of,
         partitions=args.partitions,
@@ -130,6 +138,9 @@ def run(args: argparse.Namespace) -> int:
         f"[score] {result.scored:,} accounts scored at {result.as_of} with {setup.model_name} "
         f"v{setup.model_version}"
     )
+    for experiment_id, arms in result.experiment_counts.items():
+        per_arm = ", ".join(f"{arm} {accounts:,}" for arm, accounts in arms.items())
+        print(f"[score] experiment {experiment_id} ({args.experiments}): {per_arm}")
     for table in result.scored_without:
         print(
             f"[score] WARNING: scored without {table}, which the model was trained with "

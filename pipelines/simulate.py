@@ -4,15 +4,33 @@ The simulator is a causal model of a consumer lender's book (docs/simulator.md):
 (bnpl, credit_card, cash_loan, merchant_loan, agri_loan), latent borrower drivers (healthy,
 capacity_shock, low_willingness, unreachable, forgetful, seasonal), a macro cycle, harvest and
 sales seasons, regional shocks, a baseline tiered collection policy with a 5% holdout, and
-treatments. Delinquency rolls month by month and responds to the actions taken.
+treatments. Delinquency rolls month by month and responds to the actions taken. The book is
+open: accounts are booked during the window, instalment lines are paid off or prepaid and
+close, card and BNPL accounts are closed by their borrowers; --accounts counts every account
+ever on the book in the window (each has at least one statement), and bookings keep the active
+book about level (about 63% of the accounts are on it at the first month; docs/simulator.md,
+"An open book").
 
 Output (DIR = --out):
-  DIR/accounts.parquet                       one row per account
-  DIR/statements/part-NNNNN.parquet          monthly statements, one part per chunk of accounts
+  DIR/accounts.parquet                       one row per account (opened_at: when it was booked)
+  DIR/statements/part-NNNNN.parquet          monthly statements from each account's first to its
+                                             last (closed: balance 0), one part per chunk
   DIR/collection_actions/part-NNNNN.parquet  every action with its outcome
   DIR/treatments/part-NNNNN.parquet          grace periods, waivers, restructures, extensions
+  DIR/experiment_assignments/part-NNNNN.parquet  the lender's experiment: arm and propensity
+                                             per eligible account-month (with --explore-share > 0)
+  DIR/experiments.yaml                       that experiment, in the experiment-file format
   DIR/truth/borrowers.parquet                latent driver, region, shock onset (never a feature)
   DIR/truth/params.json                      every simulator parameter, the seed, the world
+
+Exploration: like a real lender, the simulated one runs a champion/challenger test so that
+a policy can be learnt from its history (`rollrisk learn-policy`). Each month a share
+(--explore-share, default 0.10) of the accounts it would collect in M1-M3 (not paused by a
+treatment, not in the holdout) gets, instead of the tiered actions, the ladder of one
+treatment of --exploration-policy (equal weights); an account keeps its arm. Arms are drawn by
+the product's hash of experiment and account id, never from the simulator's random streams, so
+--explore-share 0 writes exactly what a simulator without exploration writes.
+docs/simulator.md, "Exploration".
 
 The same --seed always writes the same files. Example:
   rollrisk simulate --accounts 20000 --months 24 --seed 7 --out runs/portfolio
@@ -30,14 +48,24 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from rollrisk.conf import DEFAULT_POLICY
 from rollrisk.errors import UserError
 from rollrisk.simulator.engine import output_paths, write_portfolio
+from rollrisk.simulator.exploration import DEFAULT_SHARE, exploration_from_policy
 from rollrisk.simulator.rules import PRIMARY_RESPONSES, RESPONSE_TABLES, SimulationRules
+from rollrisk.strategies.policy import load_policy
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--accounts", type=int, default=20_000, help="number of accounts")
-    parser.add_argument("--months", type=int, default=24, help="months of statements per account")
+    parser.add_argument(
+        "--accounts",
+        type=int,
+        default=20_000,
+        help="accounts ever on the book in the window (some are booked, some close during it)",
+    )
+    parser.add_argument(
+        "--months", type=int, default=24, help="months in the window (the statement months)"
+    )
     parser.add_argument("--seed", type=int, default=7, help="random seed (same seed, same files)")
     parser.add_argument("--out", type=Path, required=True, help="output portfolio folder")
     parser.add_argument(
@@ -56,6 +84,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "truth/params.json (default primary)",
     )
     parser.add_argument(
+        "--explore-share",
+        type=float,
+        default=DEFAULT_SHARE,
+        help="share of the accounts the lender randomises into its experiment: each month an "
+        "eligible one (M1-M3, collection not paused, not in the holdout) gets its arm's ladder "
+        "instead of the tiered actions; logged in experiment_assignments with propensities "
+        f"(0 = no experiment, the files of a lender that never explores; default {DEFAULT_SHARE})",
+    )
+    parser.add_argument(
+        "--exploration-policy",
+        type=Path,
+        default=None,
+        help="policy file whose treatments are the experiment's arms, all of them with equal "
+        "weight (default: the shipped conf/policy.yaml)",
+    )
+    parser.add_argument(
         "--overwrite",
         action="store_true",
         help="replace the tables and truth/ of an existing portfolio in --out",
@@ -71,6 +115,21 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--seed must be a non-negative integer, got {args.seed}")
     if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", args.start_month):
         raise UserError(f"--start-month must look like 2024-01 (YYYY-MM), got {args.start_month!r}")
+    if not 0 <= args.explore_share < 1:
+        raise UserError(
+            f"--explore-share must be at least 0 and below 1 (the tiered lender keeps the "
+            f"rest), got {args.explore_share}"
+        )
+    exploration = None
+    if args.explore_share > 0:
+        path = args.exploration_policy or DEFAULT_POLICY
+        exploration = exploration_from_policy(
+            load_policy(path),
+            args.explore_share,
+            source="conf/policy.yaml (shipped)" if args.exploration_policy is None else str(path),
+        )
+    elif args.exploration_policy is not None:
+        raise UserError("--exploration-policy needs --explore-share above 0")
     out: Path = args.out
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a folder")
@@ -99,10 +158,16 @@ def run(args: argparse.Namespace) -> int:
         file_format=args.format,
         rules=SimulationRules(response_table=args.response_table),
         progress=progress,
+        exploration=exploration,
     )
     print(f"simulated {summary.accounts:,} accounts x {summary.months} months -> {out}")
     for table, rows in summary.rows.items():
         print(f"  {table:<20} {rows:>12,} rows")
+    if exploration is not None:
+        print(
+            f"  experiments.yaml     {exploration.experiment_id}: {exploration.share:.0%} "
+            f"randomised across {len(exploration.arms)} treatments of {exploration.policy_source}"
+        )
     print("  truth/               borrowers.parquet, params.json (never read by models)")
     print(f"  {summary.seconds:.1f} s")
     return 0

@@ -6,7 +6,8 @@ the simulator to the scores' as-of, and rolls every scored account forward --mon
 (after compliance; decided once, at the as-of: no re-scoring within the horizon), the baseline
 tiered policy, and the references - baseline plus grace for all, segment-blind (every account
 in the fallback segment), the policy fed the true drivers as segments, and the oracle (best
-bundle per true driver x bucket, chosen on --oracle-seeds separate seeds). Repeats that for
+bundle per true driver x bucket among the policy file's treatments and the tiered baseline,
+chosen on --oracle-seeds separate seeds). Repeats that for
 --seeds seeds. Headline: book value = cash collected - action and treatment costs - agency
 commission + the open balance at the end valued by the portfolio's recovery curve for its
 bucket (a restructure plan at the share the portfolio's plans kept); its uplift with a
@@ -21,6 +22,9 @@ Every arm, the baseline included, obeys the scoring run's compliance rules (its 
 compliance file and jurisdictions) every month, and the contact capacity of --capacity (agent
 calls a day, field visits a month; `auto` sized from the portfolio's collection log): what
 they remove is not made and is counted per arm (docs/strategies.md, "Contact capacity").
+
+A decision of `standard_queue` (e.g. scored with --policy conf/policy_standard.yaml, the baseline
+as a policy file) leaves the account in the lender's tiered collection in the simulation too.
 
 Only a portfolio written by `rollrisk simulate` (with its truth/ folder) can be used: the
 borrowers' response to a policy is known only there. Method and limits: docs/strategies.md.
@@ -76,6 +80,7 @@ if TYPE_CHECKING:
     from rollrisk.simulator.replay import (
         ActionCosts,
         ArmSpec,
+        DecisionInputs,
         ModelPlan,
         OracleChoice,
         Replay,
@@ -226,6 +231,13 @@ def run(args: argparse.Namespace) -> int:
         flush=True,
     )
     replay = replay_to_month(sim, ids, month, months, portfolio.statements, progress)
+    off_book = int((~replay.on_book).sum()) if replay.on_book is not None else 0
+    if off_book:
+        raise UserError(
+            f"{off_book:,} scored accounts are not on the simulated book at {as_of} (not booked "
+            f"yet or already closed, so no statement that month): were the scores made from "
+            f"{args.data}?"
+        )
     if replay.replay_match_share < 0.95:
         raise UserError(
             f"only {replay.replay_match_share:.1%} of the scored accounts' statements at "
@@ -385,8 +397,8 @@ def build_references(
     account at the first month), ``segment_blind`` (the shipped policy with every account in
     the fallback segment), ``oracle_segments`` (the shipped policy fed the true drivers as
     segments; ``healthy`` -> the fallback) and, unless --oracle-seeds is 0, ``oracle`` (the best
-    of the policy's ladders per segment and the tiered baseline per true driver x start bucket,
-    chosen on the selection seeds) and ``best_bundle_per_bucket`` (the same choice per start
+    of the policy's treatments, each given to everyone, and the tiered baseline per true driver
+    x start bucket, chosen on the selection seeds: :func:`oracle_candidates`) and ``best_bundle_per_bucket`` (the same choice per start
     bucket only, without the truth: a segment-blind control). Re-decided arms go through the batch's own decision step
     and compliance rules; re-deciding with the scored segments must give the scored
     decisions back, else the job refuses (the references would not be comparable).
@@ -416,6 +428,13 @@ def build_references(
         )
     drivers = drivers_frame["driver"].to_list()
     as_of = ordered["as_of"][0]
+    if "experiment_id" in ordered.columns and ordered["experiment_id"].is_not_null().any():
+        running = sorted(set(ordered["experiment_id"].drop_nulls()))
+        raise UserError(
+            f"{args.scores} was scored with a running experiment ({', '.join(running)}): its "
+            "challenger accounts did not get the policy's decision, and this job replays the "
+            "policy's own; score again without --experiments (or with one not running then)"
+        )
     inputs = decision_inputs(
         ordered, portfolio.accounts, portfolio.statements, portfolio.collection_actions,
         portfolio.treatments, as_of, policy, compliance,
@@ -428,20 +447,20 @@ def build_references(
             f"back for only {again:.1%} of them: the policy, compliance or portfolio changed "
             f"since {args.scores} was written (score again)"
         )
-    ladders = {segment: plan_for_segments(inputs, [segment] * n) for segment in policy.segments}
     everyone, nobody = np.ones(n, dtype=bool), np.zeros(n, dtype=bool)
     oracle_segments = [d if d in policy.segments else fallback for d in drivers]
     references = {
         "baseline_plus_grace": ArmSpec("baseline_plus_grace", plan, everyone, grace_all=True),
-        "segment_blind": ArmSpec("segment_blind", ladders[fallback], nobody),
+        "segment_blind": ArmSpec(
+            "segment_blind", plan_for_segments(inputs, [fallback] * n), nobody
+        ),
         "oracle_segments": ArmSpec(
             "oracle_segments", plan_for_segments(inputs, oracle_segments), nobody
         ),
     }
     oracle, per_bucket_choice = None, None
     if args.oracle_seeds:
-        candidates = {f"ladder:{s}": ArmSpec(f"ladder:{s}", p, nobody) for s, p in ladders.items()}
-        candidates["baseline_tiered"] = ArmSpec("baseline_tiered", plan, everyone)
+        candidates = oracle_candidates(inputs, plan)
         print(
             f"[simulate-policy] choosing the oracle: {len(candidates)} bundles x "
             f"{args.oracle_seeds} selection seeds",
@@ -466,3 +485,25 @@ def build_references(
         references["oracle"] = oracle.arm
         per_bucket_choice = per_bucket.choice["any"]
     return references, drivers, oracle, per_bucket_choice
+
+
+def oracle_candidates(inputs: DecisionInputs, plan: ModelPlan) -> dict[str, ArmSpec]:
+    """The bundles the oracle chooses from: every treatment of the evaluated policy file given
+    to every account (``treatment:<name>``, through the batch's decision step and compliance:
+    the choices a policy file, and the policy learner, have), and the tiered baseline
+    (``baseline_tiered``). A treatment that leaves every account in the standard queue is the
+    baseline, listed once under that name."""
+    import numpy as np
+
+    from rollrisk.simulator.replay import ArmSpec, plan_for_treatment
+
+    n = len(inputs.probability)
+    nobody = np.zeros(n, dtype=bool)
+    candidates: dict[str, ArmSpec] = {}
+    for name in inputs.policy.treatments:
+        given = plan_for_treatment(inputs, name)
+        if given.queued.all():
+            continue  # standard_queue: the baseline below
+        candidates[f"treatment:{name}"] = ArmSpec(f"treatment:{name}", given, nobody)
+    candidates["baseline_tiered"] = ArmSpec("baseline_tiered", plan, np.ones(n, dtype=bool))
+    return candidates

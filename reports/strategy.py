@@ -45,6 +45,7 @@ from rollrisk.models.explanations import reason_text
 from rollrisk.models.stats import calibration_backtest, percentile_bootstrap
 from rollrisk.reports.html import Section, data_table, escape, figure_png, render_page
 from rollrisk.reports.policy_simulation import LABELS, format_metric, format_uplift
+from rollrisk.strategies.policy import STANDARD_QUEUE
 
 if TYPE_CHECKING:
     from rollrisk.models.roll_model import RollModel
@@ -424,6 +425,11 @@ LADDER_WORDS: dict[str, tuple[str, str]] = {
     "agency_assignment": ("hand to a collection agency", "委托外部催收机构"),
     "field_visit_with_notice": ("field visit, announced by letter", "提前书面通知后上门拜访"),
     "legal_referral": ("refer to legal action", "转交法律程序"),
+    "standard_queue": (
+        "stays in the lender's standard collection (the usual reminders, calls and relief by "
+        "bucket); this policy plans nothing else",
+        "保留在常规分层催收流程中(按逾期阶段的常规提醒、电话和纾困);本策略不另行安排",
+    ),
     # channels
     "sms": ("by SMS", "短信"),
     "app_push": ("by app notification", "App推送"),
@@ -588,6 +594,10 @@ def ladder_words(treatment: Treatment) -> tuple[str, str]:
     en, zh = [], []
     for step in treatment.steps:
         action_en, action_zh = _words(LADDER_WORDS, step.action)
+        if step.action == STANDARD_QUEUE:  # the lender's queue, not a step at a time of day
+            en.append(f"day {step.day}: the account {action_en}")
+            zh.append(f"第{step.day}天起:账户{action_zh}")
+            continue
         channel_en, channel_zh = ("", "")
         if step.channel and step.channel != step.action:
             channel_en, channel_zh = _words(LADDER_WORDS, step.channel)

@@ -35,7 +35,12 @@ import polars as pl
 from pandera.errors import SchemaError, SchemaErrors
 from tqdm import tqdm
 
-from rollrisk.conf import DEFAULT_COMPLIANCE, DEFAULT_POLICY, DEFAULT_SEGMENTS
+from rollrisk.conf import (
+    DEFAULT_COMPLIANCE,
+    DEFAULT_EXPERIMENTS,
+    DEFAULT_POLICY,
+    DEFAULT_SEGMENTS,
+)
 from rollrisk.errors import UserError
 from rollrisk.features.dates import ISO_DATE_PATTERN, DateSettings, check_as_of
 from rollrisk.features.observations import (
@@ -81,6 +86,7 @@ from rollrisk.storage.rejects import MAX_REJECT_RATE_FLAG, account_rejects, chec
 from rollrisk.storage.tracking import TrainingRun, configure_tracking
 from rollrisk.storage.tracking import log_training_run as log_run
 from rollrisk.strategies.compliance import load_compliance
+from rollrisk.strategies.experiments import bundle_ladders, load_experiments
 from rollrisk.strategies.policy import load_policy
 from rollrisk.strategies.segments import load_segment_rules
 
@@ -423,24 +429,33 @@ def scoring_setup(
     segments: Path | str | None = None,
     compliance: Path | str | None = None,
     jurisdictions: Sequence[str] | None = None,
+    experiments: Path | str | None = None,
 ) -> ScoringSetup:
     """Everything :func:`score` needs besides the data, loaded once: the model, the population
     range (``observation``; the label settings come from the model when it knows them), the
-    segment rules, the policy and the strictest compliance rules of ``jurisdictions``.
+    segment rules, the policy, the strictest compliance rules of ``jurisdictions`` and the
+    champion/challenger experiments (docs/strategies.md, "Experiments").
 
-    The rule files default to the shipped ``conf/segments.yaml``, ``conf/policy.yaml`` and
-    ``conf/compliance.yaml``; jurisdictions to ``("CN",)``. Raises ``UserError`` when a file
-    is missing; the strategy parsers raise theirs naming ``file:line``.
+    The rule files default to the shipped ``conf/segments.yaml``, ``conf/policy.yaml``,
+    ``conf/compliance.yaml`` and ``conf/experiments.yaml`` (no experiment); jurisdictions to
+    ``("CN",)``. Raises ``UserError`` when a file is missing; the strategy parsers raise theirs
+    naming ``file:line`` (an experiment's arm named like a policy treatment with another
+    ladder included).
     """
     loaded = _as_loaded(model)
     files = {
         "policy": Path(policy or DEFAULT_POLICY),
         "segments": Path(segments or DEFAULT_SEGMENTS),
         "compliance": Path(compliance or DEFAULT_COMPLIANCE),
+        "experiments": Path(experiments or DEFAULT_EXPERIMENTS),
     }
     for path in files.values():
         if not path.exists():  # a folder or non-UTF-8 file: the loaders say so
             raise UserError(f"{path}: file not found")
+    policy_rules = load_policy(files["policy"])
+    plan = load_experiments(files["experiments"])
+    # an arm named like a treatment with another ladder: refused at load, not mid-run
+    bundle_ladders(plan, policy_rules)
     return ScoringSetup(
         model=loaded.model,
         model_name=loaded.name,
@@ -448,10 +463,11 @@ def scoring_setup(
         observation=observation_of(loaded, _observation(observation)),
         trained_tables=trained_tables(loaded.metadata),
         segment_rules=load_segment_rules(files["segments"]),
-        policy=load_policy(files["policy"]),
+        policy=policy_rules,
         compliance=load_compliance(files["compliance"]).strictest(
             list(jurisdictions or DEFAULT_JURISDICTIONS)
         ),
+        experiments=plan,
     )
 
 
@@ -474,7 +490,8 @@ def score(
     Returns a polars frame, one row per account in the population, sorted by ``account_id``:
     ``account_id, as_of, product, start_bucket, dpd, probability`` (calibrated, in [0, 1]),
     ``risk_band, exposure, amount_overdue, expected_loss, segment, segment_rule, treatment,
-    policy_rule, actions, trail`` (JSON lists), ``reasons`` (JSON list of at most 4 reasons
+    policy_rule, actions, trail`` (JSON lists), ``experiment_id, arm, propensity`` (null
+    outside every running experiment), ``reasons`` (JSON list of at most 4 reasons
     with code, feature, value, contribution and English and Chinese texts), one
     ``family_<family>`` contribution per driver family, ``model_name, model_version``
     (docs/scoring.md). Empty when nobody is delinquent at ``as_of``.

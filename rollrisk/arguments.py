@@ -20,7 +20,13 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rollrisk.conf import DEFAULT_CAPACITY, DEFAULT_COMPLIANCE, DEFAULT_POLICY, DEFAULT_SEGMENTS
+from rollrisk.conf import (
+    DEFAULT_CAPACITY,
+    DEFAULT_COMPLIANCE,
+    DEFAULT_EXPERIMENTS,
+    DEFAULT_POLICY,
+    DEFAULT_SEGMENTS,
+)
 from rollrisk.errors import UserError
 from rollrisk.storage.config import DEFAULT_JURISDICTIONS, DEFAULT_MAX_REJECT_RATE, DataConfig
 from rollrisk.storage.registry import DEFAULT_MODEL_URI
@@ -368,6 +374,16 @@ def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
         help="jurisdiction code(s) whose strictest rules apply; repeatable "
         f"(default: {', '.join(DEFAULT_JURISDICTIONS)})",
     )
+    parser.add_argument(
+        "--experiments",
+        type=Path,
+        default=DEFAULT_EXPERIMENTS,
+        metavar="FILE",
+        help="champion/challenger experiment YAML: accounts an experiment active at the as-of "
+        "randomises get its arm's ladder (through the same compliance rules), and the output "
+        'records experiment_id, arm and propensity (docs/strategies.md, "Experiments"; '
+        "default: the shipped file, which runs none)",
+    )
     add_missing_table_argument(parser)
 
 
@@ -419,6 +435,7 @@ def setup_from_arguments(args: argparse.Namespace) -> tuple[LoadedModel, Scoring
             segments=args.segments,
             compliance=args.compliance,
             jurisdictions=jurisdictions_of(args),
+            experiments=getattr(args, "experiments", None),
         )
     except ValueError as error:
         raise UserError(str(error)) from error

@@ -75,6 +75,11 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
         "write the strategy review report (one self-contained HTML page) for a scoring run",
     ),
     (
+        "logged-decisions",
+        "logged_decisions",
+        "build learn-policy's table from a portfolio's experiment record: scores and book value",
+    ),
+    (
         "learn-policy",
         "learn_policy",
         "learn a policy from logged experiments (EconML, doubly robust); estimate its value",

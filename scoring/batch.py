@@ -30,7 +30,7 @@ import hashlib
 import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from importlib import metadata
 from pathlib import Path
@@ -84,11 +84,12 @@ class RuleFiles:
     policy: Path
     segments: Path
     compliance: Path
+    experiments: Path | None = None  # None: the shipped file, which runs no experiment
 
     def digest(self) -> str:
         """sha256 (16 hex digits) over the bytes of the files that exist, in a fixed order."""
         digest = hashlib.sha256()
-        for path in (self.config, self.policy, self.segments, self.compliance):
+        for path in (self.config, self.policy, self.segments, self.compliance, self.experiments):
             if path is not None and Path(path).is_file():
                 digest.update(Path(path).read_bytes())
         return digest.hexdigest()[:16]
@@ -114,6 +115,8 @@ class BatchResult:
     step_seconds: dict[str, float]  # inside score_accounts, summed over partitions (local only)
     # no --as-of given and later months passed over as incomplete: which, and why
     as_of_note: str | None = None
+    # accounts per active experiment and arm (arm_counts), as in the manifest
+    experiment_counts: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 @holds_output_lock  # one run at a time per output folder
@@ -216,6 +219,7 @@ def score_portfolio(
             "the output was not published"
         )
     report = book.report
+    experiment_counts = arm_counts(files)
     manifest = {
         "as_of": as_of.isoformat(),
         "model": {"uri": model_uri, "name": setup.model_name, "version": setup.model_version},
@@ -224,6 +228,7 @@ def score_portfolio(
             "policy": str(rule_files.policy),
             "segments": str(rule_files.segments),
             "compliance": str(rule_files.compliance),
+            "experiments": str(rule_files.experiments or setup.experiments.source),
             "jurisdictions": sorted(jurisdictions),
             "observation": setup.observation.__dict__,
         },
@@ -234,6 +239,9 @@ def score_portfolio(
             # entirely); rejects has the rows and rates per table and the limit checked
             "rejected_accounts": rejects.accounts_rejected,
             "rejects": rejects.as_dict(),
+            # accounts per experiment active at the as-of and arm ("policy": eligible, not
+            # randomised); {} when none is active
+            "experiments": experiment_counts,
             "input_rows": {
                 t.table: {
                     "read": t.rows_read,
@@ -279,6 +287,7 @@ def score_portfolio(
         stage_seconds=stage_seconds,
         step_seconds=step_seconds,
         as_of_note=default.note() if default is not None else None,
+        experiment_counts=experiment_counts,
     )
 
 
@@ -353,6 +362,26 @@ def _spark_book(
             book, as_of, setup, output, partitions
         ),
     )
+
+
+def arm_counts(files: Sequence[PartitionFile]) -> dict[str, dict[str, int]]:
+    """Accounts per experiment and arm in the written partitions (read back, so a resumed
+    partition and one Spark wrote count alike): ``{experiment_id: {arm: accounts}}``, sorted."""
+    if not files:
+        return {}
+    counts = (
+        pl.scan_parquet([f.path for f in files])
+        .select("experiment_id", "arm")
+        .filter(pl.col("experiment_id").is_not_null())
+        .group_by("experiment_id", "arm")
+        .len()
+        .sort("experiment_id", "arm")
+        .collect()
+    )
+    out: dict[str, dict[str, int]] = {}
+    for experiment_id, arm, accounts in counts.iter_rows():
+        out.setdefault(experiment_id, {})[arm] = accounts
+    return out
 
 
 def _dates_identity(dates: DateSettings, extract_date_given: bool) -> dict[str, str | None]:

@@ -10,8 +10,10 @@ Steps, for the population at the as-of (accounts whose DPD lies in the observati
 2. calibrated probability of rolling to default, and its risk band;
 3. exact TreeSHAP contributions (log-odds) of the trees, reason codes (at most 4, English and
    Chinese) and driver-family sums;
-4. the segment (``conf/segments.yaml``), the policy's treatment (``conf/policy.yaml``) and the
-   compliance rules (``conf/compliance.yaml``) applied to it, with the trail of both;
+4. the segment (``conf/segments.yaml``), the policy's treatment (``conf/policy.yaml``), the
+   arm of an experiment active at the as-of in its place for the accounts it randomised
+   (``conf/experiments.yaml``, with the arm and its logged propensity), and the compliance
+   rules (``conf/compliance.yaml``) applied to whatever was chosen, with the trail of all;
 5. expected loss = exposure (balance at the as-of) x probability.
 """
 
@@ -48,13 +50,8 @@ from rollrisk.strategies.compliance import (
     EffectiveCompliance,
     enforce_all,
 )
-from rollrisk.strategies.policy import (
-    PlannedActions,
-    Policy,
-    PolicyCases,
-    PolicyRuleRef,
-    choose,
-)
+from rollrisk.strategies.experiments import ExperimentPlan, decide_experiments
+from rollrisk.strategies.policy import PlannedActions, Policy, PolicyCases, choose
 from rollrisk.strategies.segments import SegmentRules, assign_segments
 
 EXPOSURE_FEATURE = "balance_current"
@@ -86,6 +83,12 @@ SCORED_SCHEMA: dict[str, pl.DataType] = {
     "policy_rule": pl.String(),
     "actions": pl.String(),  # JSON list of {action, at, channel, recipient}
     "trail": pl.String(),  # JSON list of compliance changes
+    # the experiment the account is in at the as-of, its arm ("policy": eligible but not
+    # randomised) and the logged propensity of the treatment it got; null outside every
+    # experiment (always present, so the table's schema does not depend on the experiment file)
+    "experiment_id": pl.String(),
+    "arm": pl.String(),
+    "propensity": pl.Float64(),
     "reasons": pl.String(),  # JSON list of {rank, code, feature, family, value, contribution, text_en, text_zh}
     **{f"family_{name}": pl.Float64() for name in FAMILIES},
     "model_name": pl.String(),
@@ -104,6 +107,8 @@ class ScoringSetup:
     segment_rules: SegmentRules
     policy: Policy
     compliance: EffectiveCompliance
+    # champion/challenger experiments (conf/experiments.yaml); none: every decision the policy's
+    experiments: ExperimentPlan = ExperimentPlan("experiments.yaml", ())
     kernel: ContributionKernel | None = None  # None: the default exact (fast) kernel
     # the portfolio tables the model was trained with (see :func:`trained_tables`), and the
     # ones of them the user agreed to score without (the job records that agreement)
@@ -306,6 +311,9 @@ def score_accounts(
             "policy_rule": decisions.policy_rule,
             "actions": decisions.actions,
             "trail": decisions.trail,
+            "experiment_id": decisions.experiment_id,
+            "arm": decisions.arm,
+            "propensity": decisions.propensity,
             "reasons": reasons,
             **{f"family_{name}": families[name].to_numpy() for name in FAMILIES},
             "model_name": [setup.model_name] * len(frame),
@@ -455,6 +463,9 @@ class DecisionColumns:
     policy_rule: list[str]
     actions: list[str]  # JSON, see SCORED_SCHEMA
     trail: list[str]  # JSON
+    experiment_id: list[str | None]
+    arm: list[str | None]
+    propensity: list[float | None]
 
 
 def _decide_all(
@@ -467,9 +478,10 @@ def _decide_all(
     collection_actions: pl.DataFrame | None,
     treatments: pl.DataFrame | None,
 ) -> DecisionColumns:
-    """The policy's treatment of every account after the compliance rules, all accounts at
-    once (:func:`~rollrisk.strategies.policy.choose`, then
-    :func:`~rollrisk.strategies.compliance.enforce_all`)."""
+    """The policy's treatment of every account, or its experiment arm's, after the compliance
+    rules, all accounts at once (:func:`~rollrisk.strategies.policy.choose`, then
+    :func:`~rollrisk.strategies.experiments.decide_experiments`, then
+    :func:`~rollrisk.strategies.compliance.enforce_all` on every arm alike)."""
     decided_at = datetime.combine(as_of + timedelta(days=1), DECISION_TIME)
     account_ids = frame["account_id"].astype(str).to_numpy(dtype=object)
     n = len(account_ids)
@@ -485,6 +497,7 @@ def _decide_all(
     )
     policy = setup.policy
     choices = choose(policy, cases)
+    chosen = decide_experiments(policy, choices, cases, as_of, setup.experiments)
     ids = pd.Series(account_ids, dtype=object)
     states = AccountStates(
         account_id=account_ids,
@@ -498,21 +511,20 @@ def _decide_all(
         decided_at=np.full(n, np.datetime64(decided_at, "us")),
     )
     plans, changes = enforce_all(
-        choices.planned_actions(policy, decided_at),
+        chosen.planned_actions(decided_at),
         states,
         _histories(collection_actions, account_ids, decided_at),
         setup.compliance,
     )
-    rules = policy.rules
-    treatment_of = [policy.treatments[rule.treatment].name for rule in rules]
-    rule_text = [str(PolicyRuleRef(policy.source, rule.rule_id, rule.line)) for rule in rules]
-    fired = choices.rule.tolist()
     return DecisionColumns(
         risk_band=[str(band) for band in choices.risk_band],
-        treatment=[treatment_of[r] for r in fired],
-        policy_rule=[rule_text[r] for r in fired],
+        treatment=chosen.treatment,
+        policy_rule=chosen.rule,
         actions=_actions_json(plans, n),
         trail=_trail_json(changes, n),
+        experiment_id=chosen.experiment_id,
+        arm=chosen.arm,
+        propensity=chosen.propensity,
     )
 
 

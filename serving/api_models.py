@@ -258,7 +258,18 @@ class ScoredAccount(_Out):
     policy_rule: str
     actions: list[PlannedAction]
     trail: list[ComplianceChange] = Field(
-        description="every compliance rule that changed the policy's plan"
+        description="every compliance rule that changed the policy's (or the arm's) plan"
+    )
+    experiment_id: str | None = Field(
+        description="the champion/challenger experiment the account is in at the as-of "
+        "(null: none; docs/strategies.md, Experiments)"
+    )
+    arm: str | None = Field(
+        description='its arm; "policy": eligible but not randomised (the policy\'s decision)'
+    )
+    propensity: float | None = Field(
+        description="the probability that the logging policy (policy and experiment mixture) "
+        "gives the treatment the account got, in (0, 1]; null outside every experiment"
     )
     reasons: list[ReasonCode] = Field(description="at most 4 principal reasons")
     family_delinquency_history: float
@@ -309,6 +320,14 @@ class ObservationInfo(_Out):
     window_months: int
 
 
+class ExperimentInfo(_Out):
+    id: str
+    start: date
+    end: date = Field(description="included")
+    share: float = Field(description="share of the eligible accounts randomised")
+    arms: list[str]
+
+
 class ModelInfo(_Out):
     uri: str
     name: str
@@ -318,6 +337,10 @@ class ModelInfo(_Out):
     features: list[FeatureInfo]
     observation: ObservationInfo
     jurisdictions: list[str]
+    experiments_file: str = Field(description="the experiment file's name")
+    experiments: list[ExperimentInfo] = Field(
+        description="the file's experiments (each runs on the as-of dates from start to end)"
+    )
 
 
 class Health(_Out):

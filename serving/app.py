@@ -7,7 +7,8 @@ process answers ``/healthz`` at once and ``/readyz`` turns ready only when the m
 
 * ``GET /healthz``: the process is alive;
 * ``GET /readyz``: 200 once the model is loaded, 503 before (or if loading failed);
-* ``GET /v1/model``: model name, version, feature set, observation range, jurisdictions;
+* ``GET /v1/model``: model name, version, feature set, observation range, jurisdictions,
+  experiments;
 * ``POST /v1/score``: one or many accounts with their history -> exactly what
   ``rollrisk score`` returns for them, plus the requested accounts that are not scored, with
   the reason.
@@ -38,7 +39,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request, Security
@@ -247,6 +248,17 @@ def create_app(
                 "window_months": observation.window_months,
             },
             "jurisdictions": list(jurisdictions),
+            "experiments_file": Path(ready.experiments.source).name,
+            "experiments": [
+                {
+                    "id": e.experiment_id,
+                    "start": e.start,
+                    "end": e.end,
+                    "share": e.share,
+                    "arms": [arm.name for arm in e.arms],
+                }
+                for e in ready.experiments.experiments
+            ],
         }
 
     @app.post(

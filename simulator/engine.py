@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,9 +33,11 @@ from rollrisk.features.schemas import (
     MESSAGE_CHANNELS,
     OUTCOMES,
     PRODUCTS,
-    TABLES_BY_NAME,
+    RECORD_TABLES,
+    TABLES,
     TREATMENT_KINDS,
 )
+from rollrisk.simulator.exploration import ASSIGNMENTS_TABLE, EXPERIMENT_FILE, Exploration
 from rollrisk.simulator.rules import (
     CALL_OUTCOMES,
     CHARGE_OFF_BUCKET,
@@ -50,6 +52,8 @@ from rollrisk.simulator.rules import (
     SimulationRules,
 )
 from rollrisk.simulator.truth import BORROWERS_FILE, PARAMS_FILE, TRUTH_FOLDER
+from rollrisk.strategies.experiments import NOT_RANDOMISED
+from rollrisk.strategies.policy import ACTIONS, STANDARD_QUEUE
 
 US_PER_DAY = 86_400_000_000
 US_PER_HOUR = 3_600_000_000
@@ -61,6 +65,9 @@ KIND = {name: i for i, name in enumerate(TREATMENT_KINDS)}
 DRV = {name: i for i, name in enumerate(DRIVERS)}
 REACHED_CODES = np.array([OUT[o] for o in REACHED_OUTCOMES])
 TABLE_NAMES = ("accounts", "statements", "collection_actions", "treatments")
+POLICY_MAX_BUCKET = 3  # the model-driven policy decides for M1-M3 (its space's start buckets)
+TREATMENT_ACTIONS = ("grace_period", "interest_waiver", "first_delinquency_extension")
+NEVER_CLOSED = np.iinfo(np.int32).max // 2
 
 
 # --------------------------------------------------------------------------------------------
@@ -70,7 +77,11 @@ TABLE_NAMES = ("accounts", "statements", "collection_actions", "treatments")
 class RuleArrays:
     """The rules as numpy tables indexed by product / driver / channel / kind / month of year."""
 
-    product_share: np.ndarray
+    product_share: np.ndarray  # each product's share of the book at the start
+    booking_rate: np.ndarray  # (product,) accounts booked a month per account on the book
+    prepayment_rate: np.ndarray  # (product,) instalment lines paid off early a month
+    redraw_share: np.ndarray  # (product,) paid-down instalment lines drawn again
+    closure_rate: np.ndarray  # (product,) revolving accounts closed by the borrower a month
     limit_log_low: np.ndarray
     limit_log_high: np.ndarray
     revolving: np.ndarray
@@ -139,6 +150,10 @@ def rule_arrays(rules: SimulationRules) -> RuleArrays:
 
     return RuleArrays(
         product_share=np.array([p.share for p in products]) / sum(p.share for p in products),
+        booking_rate=np.array([p.exit_rate() + rules.book.charge_off_allowance for p in products]),
+        prepayment_rate=np.array([p.prepayment_rate for p in products]),
+        redraw_share=np.array([p.redraw_share for p in products]),
+        closure_rate=np.array([p.closure_rate for p in products]),
         limit_log_low=np.log([p.limit_low for p in products]),
         limit_log_high=np.log([p.limit_high for p in products]),
         revolving=np.array([p.revolving for p in products]),
@@ -184,6 +199,7 @@ class World:
     regional_shock: np.ndarray  # (simulated month, region) logit shift
     region_weights: np.ndarray
     shocks: tuple[tuple[int, int, float], ...]  # (month index, region, severity) of each shock
+    months: int  # the portfolio's window (a longer draw for a replay's horizon keeps it)
 
     def row(self, month: int) -> int:
         return month - self.first_month
@@ -219,6 +235,7 @@ def make_world(rules: SimulationRules, seed: int, months: int, start_month: str)
         regional_shock=shock,
         region_weights=rng.dirichlet(np.full(w.regions, 2.0)),
         shocks=shocks,
+        months=months,
     )
 
 
@@ -236,7 +253,8 @@ class ChunkAccounts:
     region: np.ndarray
     limit: np.ndarray
     billing_day: np.ndarray
-    opened_days_before_start: np.ndarray
+    opened_days_before_start: np.ndarray  # opened_at = first cycle end of month 0 - this
+    open_month: np.ndarray  # month index of the first statement (first_month: on the book)
     frailty: np.ndarray
     shock_onset: np.ndarray  # month index (capacity_shock only; else a large number)
     shock_end: np.ndarray
@@ -267,6 +285,7 @@ class ChunkState:
     legal_month: np.ndarray  # month index of the legal filing (meaningful where ``legal``)
     last_deferred: np.ndarray  # due deferred by a grace / extension in the cycle just closed
     last_waived: np.ndarray  # fee income waived in the cycle just closed
+    closed_at: np.ndarray  # month index of a closed account's last statement (balance 0)
 
 
 def draw_accounts(
@@ -277,8 +296,16 @@ def draw_accounts(
     first: int,
     n: int,
 ) -> tuple[ChunkAccounts, ChunkState]:
-    """Draw the accounts of one chunk and their state at the start of the burn-in."""
-    product = rng.choice(len(PRODUCTS), n, p=arrays.product_share)
+    """Draw the accounts of one chunk and their state at the start of the burn-in.
+
+    With an open book (``rules.book``), each account also draws its opening month: on the book
+    from the start, or booked in a later window month (its state, drawn here, waits frozen
+    until then; a booked instalment line starts with its whole draw outstanding).
+    """
+    later_months = world.months - 1  # the window months an account can be booked in
+    booking = rules.book.open_book and later_months > 0
+    weights = arrays.product_share * (1.0 + arrays.booking_rate * later_months * booking)
+    product = rng.choice(len(PRODUCTS), n, p=weights / weights.sum())
     u = rng.random(n)
     driver = np.minimum(
         (u[:, None] > arrays.driver_cumulative[product]).sum(axis=1), len(DRIVERS) - 1
@@ -312,6 +339,22 @@ def draw_accounts(
         principal * rng.uniform(0.3, 1.0, n),
     )
     instalment = np.where(revolving, 0.0, principal / np.maximum(term, 1))
+    # the draws of the closed cohort, in their order (``open_book=False`` reproduces it)
+    billing_day = rng.integers(1, 29, n)
+    opened_days_before_start = rng.integers(*rules.opened_days_before_start, n)
+    holdout = rng.random(n) < rules.policy.holdout_share
+    open_month = np.full(n, world.first_month, dtype=np.int64)
+    if booking:
+        rate = arrays.booking_rate[product]
+        booked = rng.random(n) >= 1.0 / (1.0 + rate * later_months)
+        month = rng.integers(1, later_months + 1, n)
+        before_first = rng.integers(*rules.book.opened_days_before_first_statement, n)
+        open_month = np.where(booked, month, open_month)
+        # opened 1-30 days before its first cycle end, counted from the first cycle end of month 0
+        month_start = (world.start_month + month).astype("datetime64[D]")
+        lead = (world.start_month.astype("datetime64[D]") - month_start).astype(np.int64)
+        opened_days_before_start = np.where(booked, lead + before_first, opened_days_before_start)
+        balance = np.where(booked & ~revolving, principal, balance)
     accounts = ChunkAccounts(
         index=np.arange(first, first + n),
         borrower=first + owner,
@@ -319,12 +362,13 @@ def draw_accounts(
         driver=driver,
         region=region,
         limit=limit,
-        billing_day=rng.integers(1, 29, n),
-        opened_days_before_start=rng.integers(*rules.opened_days_before_start, n),
+        billing_day=billing_day,
+        opened_days_before_start=opened_days_before_start,
+        open_month=open_month,
         frailty=frailty,
         shock_onset=shock_onset,
         shock_end=shock_end,
-        holdout=rng.random(n) < rules.policy.holdout_share,
+        holdout=holdout,
         term=term,
     )
     state = ChunkState(
@@ -347,6 +391,7 @@ def draw_accounts(
         legal_month=np.zeros(n, dtype=np.int64),
         last_deferred=np.zeros(n),
         last_waived=np.zeros(n),
+        closed_at=np.full(n, NEVER_CLOSED, dtype=np.int64),
     )
     return accounts, state
 
@@ -698,6 +743,191 @@ def grant_treatments(
     return new_state, MonthTreatments(granted, kind[granted], start_at, end_at, start_at)
 
 
+# --------------------------------------------------------------------------------------------
+# A policy's ladder as a month of simulator inputs (the policy replay and the exploration)
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ModelPlan:
+    """Ladders as simulator inputs, one row per account: the contacts a ladder makes in a
+    month and the treatments it offers (the policy replay's scored decisions, or the
+    exploration's arms)."""
+
+    channel_counts: np.ndarray  # (n, channels) contacts per month of the ladder
+    grace: np.ndarray  # bool per account
+    waiver: np.ndarray
+    extension: np.ndarray
+    restructure_offer: np.ndarray
+    compliance_blocks: np.ndarray  # actions removed by compliance, per account
+    # bool per account: the ladder is ``standard_queue``, the account stays in the lender's
+    # tiered collection (it gets the tiered policy's actions and treatments); None (plans built
+    # by hand) = nobody
+    standard_queue: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.standard_queue is None:
+            object.__setattr__(self, "standard_queue", np.zeros(len(self.grace), dtype=bool))
+
+    @property
+    def queued(self) -> np.ndarray:
+        """Who stays in the lender's standard tiered collection (bool per account)."""
+        assert self.standard_queue is not None  # set by __post_init__
+        return self.standard_queue
+
+
+def ladder_plan(
+    ladders: Sequence[Iterable[tuple[str, str | None]]],
+    compliance_blocks: np.ndarray | None = None,
+) -> ModelPlan:
+    """Translate ladders, each a sequence of ``(action, channel)`` steps, into a plan.
+
+    A contact step counts once on each channel it uses (:data:`~rollrisk.strategies.policy.ACTIONS`,
+    ``channels_used``: a field visit also hands over a notice letter); a treatment step
+    (``grace_period``, ``interest_waiver``, ``first_delinquency_extension``) sets its flag, a
+    ``restructure_offer`` sets its flag and counts its channel. ``compliance_blocks`` (actions
+    compliance removed, per ladder) defaults to none.
+    """
+    n = len(ladders)
+    counts = np.zeros((n, len(CHANNELS)), dtype=np.int64)
+    flags = {name: np.zeros(n, dtype=bool) for name in (*TREATMENT_ACTIONS, "restructure_offer")}
+    queued = np.zeros(n, dtype=bool)
+    for i, steps in enumerate(ladders):
+        for action, channel in steps:
+            if action == STANDARD_QUEUE:  # alone in its ladder (the policy parser sees to it)
+                queued[i] = True
+                continue
+            if action in TREATMENT_ACTIONS:
+                flags[action][i] = True
+                continue
+            if action == "restructure_offer":
+                flags["restructure_offer"][i] = True
+            if action not in ACTIONS or not ACTIONS[action].channels:
+                raise ValueError(f"ladder action {action!r} has no simulator channel")
+            for used in ACTIONS[action].channels_used(channel or None):
+                counts[i, CH[used]] += 1
+    return ModelPlan(
+        counts,
+        flags["grace_period"],
+        flags["interest_waiver"],
+        flags["first_delinquency_extension"],
+        flags["restructure_offer"],
+        np.zeros(n, dtype=np.int64) if compliance_blocks is None else compliance_blocks,
+        queued,
+    )
+
+
+def ladder_counts(
+    plan: ModelPlan,
+    state: ChunkState,
+    month: int,
+    acted_tiered: np.ndarray,
+    counts_tiered: np.ndarray,
+) -> np.ndarray:
+    """The ladder's contacts (accounts x channels) for accounts in M1-M3 whose collection is
+    not stopped; the tiered policy's past M3 (outside the policy's scope)."""
+    n = len(state.bucket)
+    counts = np.zeros((n, len(CHANNELS)), dtype=np.int64)
+    in_scope = (state.bucket >= 1) & (state.bucket <= POLICY_MAX_BUCKET)
+    in_scope &= ~collection_paused(state, month)
+    counts[in_scope] = plan.channel_counts[in_scope]
+    beyond = state.bucket[acted_tiered] > POLICY_MAX_BUCKET
+    counts[acted_tiered[beyond]] = counts_tiered[beyond]
+    return counts
+
+
+def mixed_actions(
+    plan: ModelPlan,
+    tiered: np.ndarray,
+    state: ChunkState,
+    month: int,
+    acted_tiered: np.ndarray,
+    counts_tiered: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(accounts acted on, counts per channel): the tiered policy's for ``tiered`` accounts,
+    :func:`ladder_counts` for the others; in the form :func:`tiered_actions` returns."""
+    counts = ladder_counts(plan, state, month, acted_tiered, counts_tiered)
+    if tiered.any():
+        counts[tiered] = 0
+        pick = tiered[acted_tiered]
+        counts[acted_tiered[pick]] = counts_tiered[pick]
+    acted = np.flatnonzero(counts.sum(axis=1) > 0)
+    return acted, counts[acted]
+
+
+def offer_treatments(
+    rules: SimulationRules,
+    accounts: ChunkAccounts,
+    arrays: RuleArrays,
+    plan: ModelPlan,
+    state: ChunkState,
+    actions: MonthActions,
+    first_month: bool,
+    month: int,
+    rng: np.random.Generator,
+    extension_allowed: np.ndarray | None = None,
+) -> tuple[ChunkState, np.ndarray, np.ndarray, np.ndarray]:
+    """Grant a ladder's treatments (in its decision's first month) and the restructures its
+    offer turned into.
+
+    A grace or waiver offer is taken up only as :func:`takes_up` says (reached this month, the
+    driver's take-up; asked for after a hardship claim: always); a restructure needs the
+    borrower's hardship claim this month, at M2+ above ``restructure_balance``; the extension
+    is the lender's own, for the accounts in ``extension_allowed`` (default: all; the policy
+    replay's decisions already passed compliance's first-delinquency rule). Nothing is granted
+    on top of an active treatment. Returns the new state, the kind granted per account (-1
+    none), who was restructured now and who refused an offer.
+    """
+    policy = rules.policy
+    n = len(state.bucket)
+    grace_months = rng.choice(np.array(policy.grace_months), n)
+    restructure_months = rng.choice(np.array(policy.restructure_months), n)
+    free = ~treatment_active(state, month)
+    delinquent = (state.bucket >= 1) & (state.bucket < CHARGE_OFF_BUCKET)
+    restructure = (
+        free
+        & plan.restructure_offer
+        & delinquent
+        & ~np.isnat(actions.hardship_at)
+        & (state.bucket >= 2)
+        & (state.balance > policy.restructure_balance)
+    )
+    grace_offer = free & ~restructure & plan.grace & first_month & delinquent
+    waiver_offer = free & ~restructure & ~grace_offer & plan.waiver & first_month & delinquent
+    offered = grace_offer | waiver_offer
+    taken = takes_up(accounts, arrays, actions, offered, rng)
+    grace, waiver = grace_offer & taken, waiver_offer & taken
+    extension = free & ~restructure & ~offered & plan.extension & first_month & delinquent
+    if extension_allowed is not None:
+        extension &= extension_allowed
+    kind = np.full(n, -1)
+    months = np.zeros(n, dtype=np.int64)
+    for mask, name, length in (
+        (extension, "first_delinquency_extension", np.ones(n, dtype=np.int64)),
+        (waiver, "interest_waiver", np.full(n, policy.waiver_months)),
+        (grace, "grace_period", grace_months),
+        (restructure, "restructure", restructure_months),
+    ):
+        kind[mask] = KIND[name]
+        months[mask] = length[mask]
+    new_state = replace(
+        state,
+        treatment=np.where(kind >= 0, kind, state.treatment),
+        treatment_until=np.where(kind >= 0, month + months, state.treatment_until),
+    )
+    return new_state, kind, restructure, offered & ~taken
+
+
+def merge_states(tiered: np.ndarray, when_tiered: ChunkState, otherwise: ChunkState) -> ChunkState:
+    """Per account, the tiered policy's state or the other's."""
+    return replace(
+        when_tiered,
+        **{
+            f.name: np.where(tiered, getattr(when_tiered, f.name), getattr(otherwise, f.name))
+            for f in fields(when_tiered)
+            if isinstance(getattr(when_tiered, f.name), np.ndarray)
+        },
+    )
+
+
 def transition(
     rules: SimulationRules,
     accounts: ChunkAccounts,
@@ -729,10 +959,19 @@ def transition(
     * legal: the filing's response (``CHANNEL_RESPONSE["legal"]``) applies once,
       ``legal_delay_months`` after the filing.
 
+    The open book (``rules.book``, docs/simulator.md "An open book"): an account not booked yet
+    or already closed does not move (nothing paid, nothing changes). A current account that
+    stays current and is not on a plan closes, paying its whole balance (the payment of this
+    cycle, ``last_paid``): a revolving account at its product's ``closure_rate``, an instalment
+    line prepaid at its ``prepayment_rate`` or paid down (less than one instalment left) and
+    not drawn again (``1 - redraw_share``). Its next statement, showing balance 0, is its last
+    (``closed_at``).
+
     Draws a fixed number of random numbers per account whatever the state (common random
     numbers for the policy replay).
     """
     n = len(state.bucket)
+    on_book = (month >= accounts.open_month) & (month < state.closed_at)
     treat = rules.treatments
     product, driver = accounts.product, accounts.driver
     bucket = state.bucket
@@ -845,7 +1084,15 @@ def transition(
         state.utilisation,
     )
     target = utilisation * accounts.limit * rng.uniform(0.7, 1.2, n)
-    spends = revolving & ~state.plan & (bucket == 0) & (new_bucket == 0)
+    # exits (drawn only on an open book, so the closed cohort's random stream is unchanged)
+    opens = rules.book.open_book
+    u_exit = rng.random(n) if opens else np.ones(n)
+    u_redraw = rng.random(n) if opens else np.zeros(n)
+    stays_current = ~state.plan & ~restructured_now & (bucket == 0) & (new_bucket == 0)
+    leaves = stays_current & (
+        u_exit < np.where(revolving, arrays.closure_rate[product], arrays.prepayment_rate[product])
+    )
+    spends = revolving & ~state.plan & (bucket == 0) & (new_bucket == 0) & ~leaves
     balance = np.where(
         spends, np.minimum(np.maximum(remaining, target), 1.05 * accounts.limit), remaining
     )
@@ -857,14 +1104,22 @@ def transition(
     plan = np.where(restructured_now, True, state.plan & active & ~broken)
     plan_bucket = np.where(restructured_now, bucket, np.where(plan, state.plan_bucket, 0))
     instalment = np.where(restructured_now, plan_instalment, state.instalment)
-    # instalment products: a paid-down line is drawn again
-    redraw = ~revolving & ~plan & (new_bucket == 0) & (balance < instalment)
+    # instalment products: a paid-down line is drawn again, or paid off and closed
+    paid_down = ~revolving & ~plan & (new_bucket == 0) & (balance < instalment)
+    redraw = paid_down & ~leaves & (u_redraw < arrays.redraw_share[product])
     principal = accounts.limit * rng.uniform(0.5, 1.0, n)
-    balance = np.where(redraw, balance + principal, balance)
+    # only an account current at its last statement closes (one that cures this month pays off
+    # its rest next month): a closed account's last two statements are current, so it is never
+    # read as delinquent after it closed. Nothing closes in the burn-in (it only warms up the
+    # delinquency states), so every account ever on the book has a statement in the window.
+    closes = on_book & (month >= 0) & (bucket == 0) & (leaves | (paid_down & ~redraw))
+    paid = np.where(closes, paid + balance, paid)  # the payoff: the whole balance, at par
+    balance = np.where(redraw, balance + principal, np.where(closes, 0.0, balance))
+    new_arrears = np.where(closes, 0.0, new_arrears)
     instalment = np.where(redraw, principal / np.maximum(accounts.term, 1), instalment)
-    instalment = np.where(revolving & ~plan, 0.0, instalment)
+    instalment = np.where((revolving & ~plan) | closes, 0.0, instalment)
 
-    return replace(
+    moved = replace(
         state,
         bucket=new_bucket,
         first_late_day=new_first_late,
@@ -883,6 +1138,227 @@ def transition(
         plan_bucket=plan_bucket,
         last_deferred=deferred,
         last_waived=waived,
+        closed_at=np.where(closes, month + 1, state.closed_at),
+    )
+    if on_book.all():
+        return moved
+    return _frozen_off_book(state, moved, ~on_book)
+
+
+def _frozen_off_book(before: ChunkState, moved: ChunkState, off_book: np.ndarray) -> ChunkState:
+    """``moved``, except that accounts ``off_book`` (not booked yet, or closed) keep their state
+    ``before`` and paid, deferred and waived nothing this cycle."""
+    kept = {
+        f.name: np.where(off_book, getattr(before, f.name), getattr(moved, f.name))
+        for f in fields(ChunkState)
+    }
+    for name in ("last_paid", "last_deferred", "last_waived"):
+        kept[name] = np.where(off_book, 0.0, getattr(moved, name))
+    return ChunkState(**kept)
+
+
+def on_book_at(accounts: ChunkAccounts, state: ChunkState, month: int) -> np.ndarray:
+    """Accounts with a statement at ``month``'s cycle end: booked by then, and not closed
+    before it (a closed account's last statement, balance 0, is at ``closed_at``)."""
+    return (month >= accounts.open_month) & (month <= state.closed_at)
+
+
+def book_statements(
+    columns: dict[str, np.ndarray], accounts: ChunkAccounts, state: ChunkState, month: int
+) -> dict[str, np.ndarray]:
+    """The statement columns of the accounts on the book at ``month`` (:func:`on_book_at`),
+    with their chunk positions under ``_local``."""
+    keep = on_book_at(accounts, state, month)
+    return {"_local": np.flatnonzero(keep), **{name: v[keep] for name, v in columns.items()}}
+
+
+# --------------------------------------------------------------------------------------------
+# The exploration and one month of a chunk (the data simulator and the replay)
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ChunkExploration:
+    """The exploration for the accounts of one chunk: their persistent arms and the arms'
+    plans, and the random stream of the arms' treatment draws (apart from the chunk's own, so
+    exploring moves none of the tiered lender's draws)."""
+
+    exploration: Exploration
+    arm_of: np.ndarray  # arm index per account, -1 not randomised
+    plans: ModelPlan  # one row per arm, then an empty row (arm -1)
+    propensity: np.ndarray  # per arm, then the control's (index -1)
+    rng: np.random.Generator
+
+
+def chunk_exploration(
+    exploration: Exploration | None, seed: int, chunk: int, accounts: ChunkAccounts
+) -> ChunkExploration | None:
+    """The exploration of a chunk; its stream is ``SeedSequence(seed, spawn_key=(1 + chunk,
+    0))``, a child of the chunk's, which the chunk itself never draws from."""
+    if exploration is None:
+        return None
+    ladders = [[(s.action, s.channel) for s in steps] for _, steps in exploration.arms]
+    return ChunkExploration(
+        exploration,
+        exploration.arm_of(account_ids(accounts.index, "A").to_list()),
+        ladder_plan([*ladders, []]),
+        np.append(exploration.propensities(), 1.0 - exploration.share),
+        np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1 + chunk, 0))),
+    )
+
+
+def exploration_eligible(accounts: ChunkAccounts, state: ChunkState, month: int) -> np.ndarray:
+    """Who the exploration may randomise this month: in M1-M3 at the decision (the policy's
+    scope), collection not paused by an active treatment, not in the tiered lender's holdout."""
+    in_scope = (state.bucket >= 1) & (state.bucket <= POLICY_MAX_BUCKET)
+    return in_scope & ~collection_paused(state, month) & ~accounts.holdout
+
+
+def month_as_of(world: World, month: int) -> np.datetime64:
+    """The decision's as-of of a month: its last day, a date whose month
+    (:func:`rollrisk.simulator.replay.month_index`) replays to the state the month's actions
+    were chosen on."""
+    return (world.start_month + month + 1).astype("datetime64[D]") - np.timedelta64(1, "D")
+
+
+@dataclass(frozen=True)
+class MonthAssignments:
+    """The exploration's log of one month: one row per eligible account."""
+
+    account: np.ndarray
+    arm: np.ndarray  # arm index, -1 the control (the tiered lender)
+    propensity: np.ndarray
+
+
+@dataclass(frozen=True)
+class MonthStep:
+    """One simulated month of a chunk: the state after it and what it wrote."""
+
+    state: ChunkState
+    previous_bucket: np.ndarray  # the bucket at this month's decision
+    statement: dict[str, np.ndarray] | None  # None in the burn-in
+    actions: MonthActions
+    treatments: MonthTreatments | None  # None in the burn-in
+    assignments: MonthAssignments | None  # None without exploration or in the burn-in
+
+
+def simulate_month(
+    rules: SimulationRules,
+    accounts: ChunkAccounts,
+    arrays: RuleArrays,
+    world: World,
+    state: ChunkState,
+    previous_bucket: np.ndarray,
+    month: int,
+    rng: np.random.Generator,
+    explore: ChunkExploration | None = None,
+) -> MonthStep:
+    """Statement, actions, treatments and transition of one month (burn-in months: no
+    statement, no treatments, no exploration). The data simulator and the policy replay both
+    run their months through here, so a replay reproduces the portfolio's history draw for
+    draw, exploration included.
+
+    An explored account (eligible and randomised) gets its arm's ladder this month instead of
+    the tiered actions and treatments, as the policy replay makes a ladder act: a new decision
+    each month, so its treatments are offered every month it is eligible and free (the
+    first-delinquency extension only on a first-ever delinquency's first month, the tiered
+    lender's rule). The tiered lender still makes its draws for every account, so the other
+    accounts' draws do not move.
+    """
+    n = len(state.bucket)
+    cycle_end = cycle_end_days(accounts, world, month)
+    statement = None
+    if month >= 0:
+        statement = book_statements(
+            statement_columns(
+                accounts, arrays, state, cycle_end, rng, rules.known_at_late_probability
+            ),
+            accounts,
+            state,
+            month,
+        )
+    acted, counts = tiered_actions(rules, accounts, arrays, state, month, rng)
+    explored = np.zeros(n, dtype=bool)
+    assignments = None
+    if explore is not None and month >= 0:
+        eligible = exploration_eligible(accounts, state, month)
+        arm = np.where(eligible, explore.arm_of, -1)
+        explored = arm >= 0
+        plan = _take_plan(explore.plans, arm)
+        if explored.any():
+            acted, counts = mixed_actions(plan, ~explored, state, month, acted, counts)
+        logged = np.flatnonzero(eligible)
+        assignments = MonthAssignments(logged, arm[logged], explore.propensity[arm[logged]])
+    month_actions = action_rows(accounts, arrays, state, acted, counts, cycle_end, rng)
+    state = record_contacts(state, month_actions, month)
+    restructured_now = np.zeros(n, dtype=bool)
+    granted = None
+    if month >= 0:
+        before = state
+        state, granted = grant_treatments(
+            rules, accounts, before, previous_bucket, month_actions, cycle_end, month, rng
+        )
+        if explored.any() and explore is not None:
+            state, granted = _explored_treatments(
+                rules, accounts, arrays, explore, plan, explored, before, state, granted,
+                previous_bucket, month_actions, cycle_end, month,
+            )  # fmt: skip
+        restructured_now[granted.account[granted.kind == KIND["restructure"]]] = True
+    previous_bucket = state.bucket
+    state = transition(
+        rules, accounts, arrays, world, state, month_actions.cure_shift,
+        month_actions.roll_shift, restructured_now, month, rng,
+    )  # fmt: skip
+    return MonthStep(state, previous_bucket, statement, month_actions, granted, assignments)
+
+
+def _take_plan(plan: ModelPlan, rows: np.ndarray) -> ModelPlan:
+    return ModelPlan(*(getattr(plan, f.name)[rows] for f in fields(plan)))
+
+
+def _explored_treatments(
+    rules: SimulationRules,
+    accounts: ChunkAccounts,
+    arrays: RuleArrays,
+    explore: ChunkExploration,
+    plan: ModelPlan,
+    explored: np.ndarray,
+    before: ChunkState,
+    tiered_state: ChunkState,
+    tiered_granted: MonthTreatments,
+    previous_bucket: np.ndarray,
+    actions: MonthActions,
+    cycle_end: np.ndarray,
+    month: int,
+) -> tuple[ChunkState, MonthTreatments]:
+    """The explored accounts' treatments (their ladder's, :func:`offer_treatments`) in place of
+    the tiered ones; dated like the tiered lender's (the lender's own from the cycle end + 2
+    days, a restructure from the hardship claim, then 1-3 days and office hours)."""
+    rng = explore.rng
+    first_delinquency = (before.bucket == 1) & (previous_bucket == 0) & (before.episodes == 1)
+    arm_state, kind, _, _ = offer_treatments(
+        rules, accounts, arrays, plan, before, actions, True, month, rng, first_delinquency
+    )
+    state = merge_states(~explored, tiered_state, arm_state)
+    granted = np.flatnonzero(explored & (kind >= 0))
+    decided = np.where(
+        kind[granted] == KIND["restructure"],
+        actions.hardship_at[granted],
+        cycle_end[granted].astype("datetime64[us]") + np.timedelta64(2, "D"),
+    )
+    start_at = decided.astype("datetime64[D]").astype("datetime64[us]") + (
+        rng.integers(1, 4, len(granted)) * US_PER_DAY
+        + rng.integers(9, 18, len(granted)) * US_PER_HOUR
+    ).astype("timedelta64[us]")
+    months = state.treatment_until[granted] - month
+    end_at = start_at + (30 * months * US_PER_DAY).astype("timedelta64[us]")
+    keep = ~explored[tiered_granted.account]
+    account = np.concatenate([tiered_granted.account[keep], granted])
+    order = np.argsort(account, kind="stable")
+    return state, MonthTreatments(
+        account[order],
+        np.concatenate([tiered_granted.kind[keep], kind[granted]])[order],
+        np.concatenate([tiered_granted.start_at[keep], start_at])[order],
+        np.concatenate([tiered_granted.end_at[keep], end_at])[order],
+        np.concatenate([tiered_granted.known_at[keep], start_at])[order],
     )
 
 
@@ -900,55 +1376,68 @@ def simulate_chunk(
     chunk: int,
     n_accounts: int,
     months: int,
+    exploration: Exploration | None = None,
 ) -> dict[str, pl.DataFrame]:
     """Simulate accounts ``chunk * chunk_accounts ...`` over ``months`` months.
 
     Returns the frames ``accounts``, ``statements``, ``collection_actions``, ``treatments`` (data
-    contract columns, sorted by account and time) and ``truth`` (latent traits per account).
+    contract columns, sorted by account and time) and ``truth`` (latent traits per account);
+    with an ``exploration``, also ``experiment_assignments`` (its log, by account and as-of).
     """
     arrays = rule_arrays(rules)
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1 + chunk,)))
     first = chunk * rules.chunk_accounts
     accounts, state = draw_accounts(rules, arrays, world, rng, first, n_accounts)
+    explore = chunk_exploration(exploration, seed, chunk, accounts)
     statements: list[dict[str, np.ndarray]] = []
     actions: list[MonthActions] = []
     treatments: list[MonthTreatments] = []
+    assignments: list[tuple[int, MonthAssignments]] = []
     previous_bucket = state.bucket
     for month in range(world.first_month, months):
-        cycle_end = cycle_end_days(accounts, world, month)
-        if month >= 0:
-            statements.append(
-                statement_columns(
-                    accounts, arrays, state, cycle_end, rng, rules.known_at_late_probability
-                )
-            )
-        acted, counts = tiered_actions(rules, accounts, arrays, state, month, rng)
-        month_actions = action_rows(accounts, arrays, state, acted, counts, cycle_end, rng)
-        state = record_contacts(state, month_actions, month)
-        if month >= 0:
-            actions.append(month_actions)
-            state, granted = grant_treatments(
-                rules, accounts, state, previous_bucket, month_actions, cycle_end, month, rng
-            )
-            treatments.append(granted)
-            restructured_now = np.zeros(n_accounts, dtype=bool)
-            restructured_now[granted.account[granted.kind == KIND["restructure"]]] = True
-        else:
-            restructured_now = np.zeros(n_accounts, dtype=bool)
-        previous_bucket = state.bucket
-        state = transition(
-            rules,
-            accounts,
-            arrays,
-            world,
-            state,
-            month_actions.cure_shift,
-            month_actions.roll_shift,
-            restructured_now,
-            month,
-            rng,
+        step = simulate_month(
+            rules, accounts, arrays, world, state, previous_bucket, month, rng, explore
         )
-    return _chunk_frames(accounts, world, statements, actions, treatments, months)
+        if step.statement is not None and step.treatments is not None:
+            statements.append(step.statement)
+            actions.append(step.actions)
+            treatments.append(step.treatments)
+        if step.assignments is not None:
+            assignments.append((month, step.assignments))
+        state, previous_bucket = step.state, step.previous_bucket
+    frames = _chunk_frames(accounts, world, statements, actions, treatments, months)
+    if explore is not None:
+        frames[ASSIGNMENTS_TABLE] = _assignment_frame(accounts, world, explore, assignments)
+    return frames
+
+
+def _assignment_frame(
+    accounts: ChunkAccounts,
+    world: World,
+    explore: ChunkExploration,
+    assignments: list[tuple[int, MonthAssignments]],
+) -> pl.DataFrame:
+    """The exploration's log (data contract ``experiment_assignments``), by account and as-of."""
+    names = np.array([*explore.exploration.arm_names, NOT_RANDOMISED], dtype=object)
+    ids = account_ids(accounts.index, "A")
+    account = np.concatenate([a.account for _, a in assignments] or [np.zeros(0, np.int64)])
+    as_of = np.concatenate(
+        [np.full(len(a.account), month_as_of(world, m)) for m, a in assignments]
+        or [np.zeros(0, "datetime64[D]")]
+    )
+    arm = np.concatenate([a.arm for _, a in assignments] or [np.zeros(0, np.int64)])
+    propensity = np.concatenate([a.propensity for _, a in assignments] or [np.zeros(0)])
+    return pl.DataFrame(
+        {
+            "account_id": ids.gather(account),
+            "as_of": as_of,
+            "experiment_id": pl.Series(
+                [explore.exploration.experiment_id] * len(account), dtype=pl.String
+            ),
+            "arm": pl.Series(names[arm].tolist(), dtype=pl.String),
+            "propensity": propensity,
+        }
+    ).sort("account_id", "as_of")
 
 
 def _chunk_frames(
@@ -972,11 +1461,15 @@ def _chunk_frames(
             "currency": pl.Series(["CNY"] * n, dtype=pl.String),
         }
     )
-    local = np.tile(np.arange(n), len(statements))
+    local = np.concatenate([s["_local"] for s in statements])
     statements_frame = pl.DataFrame(
         {
             "account_id": ids.gather(local),
-            **{name: np.concatenate([s[name] for s in statements]) for name in statements[0]},
+            **{
+                name: np.concatenate([s[name] for s in statements])
+                for name in statements[0]
+                if name != "_local"
+            },
         }
     ).with_columns(pl.col("dpd").cast(pl.Int64))
     action_account = np.concatenate([a.account for a in actions])
@@ -1041,7 +1534,7 @@ def _chunk_frames(
 
 def contract_frame(frame: pl.DataFrame, table: str) -> pl.DataFrame:
     """Cast to the data contract's dtypes, in contract column order."""
-    dtypes = TABLES_BY_NAME[table].dtypes
+    dtypes = {t.name: t for t in (*TABLES, *RECORD_TABLES)}[table].dtypes
     return frame.select(pl.col(name).cast(dtype) for name, dtype in dtypes.items())
 
 
@@ -1055,8 +1548,8 @@ class SimulationSummary:
 
 def output_paths(out_dir: Path) -> list[Path]:
     """Everything the simulator writes (also what ``--overwrite`` removes)."""
-    paths = [out_dir / TRUTH_FOLDER]
-    for table in TABLE_NAMES:
+    paths = [out_dir / TRUTH_FOLDER, out_dir / EXPERIMENT_FILE]
+    for table in (*TABLE_NAMES, ASSIGNMENTS_TABLE):
         paths += [out_dir / table, out_dir / f"{table}.parquet", out_dir / f"{table}.csv"]
     return paths
 
@@ -1070,27 +1563,33 @@ def write_portfolio(
     file_format: str = "parquet",
     rules: SimulationRules | None = None,
     progress: Callable[[Iterable[int], int], Iterable[int]] | None = None,
+    exploration: Exploration | None = None,
 ) -> SimulationSummary:
     """Simulate ``n_accounts`` x ``months`` and write a portfolio folder plus ``truth/``.
 
     ``out_dir`` must exist and hold none of :func:`output_paths`. Tables are written one part
-    per chunk of ``rules.chunk_accounts`` accounts (``accounts`` as one file).
+    per chunk of ``rules.chunk_accounts`` accounts (``accounts`` as one file). With an
+    ``exploration`` the lender runs its experiment (:mod:`rollrisk.simulator.exploration`): its
+    log is the table ``experiment_assignments``, its definition ``experiments.yaml`` (the
+    product's experiment-file format) and its settings ``truth/params.json``'s
+    ``exploration``; without, none of the three is written.
     """
     rules = rules or SimulationRules()
     started = time.perf_counter()
     world = make_world(rules, seed, months, start_month)
     chunks = range((n_accounts + rules.chunk_accounts - 1) // rules.chunk_accounts)
-    for table in TABLE_NAMES[1:]:
+    tables = (*TABLE_NAMES, ASSIGNMENTS_TABLE) if exploration is not None else TABLE_NAMES
+    for table in tables[1:]:
         (out_dir / table).mkdir(parents=True)
     (out_dir / TRUTH_FOLDER).mkdir()
-    rows = dict.fromkeys(TABLE_NAMES, 0)
+    rows = dict.fromkeys(tables, 0)
     accounts_parts: list[pl.DataFrame] = []
     truth_parts: list[pl.DataFrame] = []
     iterator = progress(chunks, len(chunks)) if progress else chunks
     for chunk in iterator:
         size = min(rules.chunk_accounts, n_accounts - chunk * rules.chunk_accounts)
-        frames = simulate_chunk(rules, world, seed, chunk, size, months)
-        for table in TABLE_NAMES[1:]:
+        frames = simulate_chunk(rules, world, seed, chunk, size, months, exploration)
+        for table in tables[1:]:
             frame = contract_frame(frames[table], table)
             _write(frame, out_dir / table / f"part-{chunk:05d}", file_format)
             rows[table] += frame.height
@@ -1117,6 +1616,12 @@ def write_portfolio(
             ],
         },
     }
+    if exploration is not None:
+        params["exploration"] = exploration.to_dict()
+        start, end = month_as_of(world, 0), month_as_of(world, months - 1)
+        (out_dir / EXPERIMENT_FILE).write_text(
+            exploration.experiment_file(start.item(), end.item()), encoding="utf-8"
+        )
     (out_dir / TRUTH_FOLDER / PARAMS_FILE).write_text(json.dumps(params, indent=2, default=str))
     return SimulationSummary(n_accounts, months, rows, time.perf_counter() - started)
 

@@ -34,7 +34,9 @@ Method (see docs/strategies.md, "Policy simulation"):
    both arms. Collection stops while a grace period or restructure plan is honoured, as in the
    baseline. Treatments are taken up when granted (no refusal model); what they do to the
    money (deferred dues, waived fees, plan instalments and re-defaults) is the engine's
-   ``transition``, the same for every arm and for the data simulator.
+   ``transition``, the same for every arm and for the data simulator. How a ladder acts
+   (:func:`~rollrisk.simulator.engine.ladder_plan`, ``ladder_counts``, ``offer_treatments``)
+   is the engine's too, shared with the simulated lender's exploration.
 4. **Baseline arm.** The simulator's tiered policy, with its 5 % holdout switched off (the
    baseline proper), including its first-delinquency extensions and hardship treatments.
    **Constraints, every arm alike** (:func:`with_constraints`): each month's action rows go
@@ -99,20 +101,26 @@ from rollrisk.simulator.engine import (
     KIND,
     ChunkAccounts,
     ChunkState,
+    ModelPlan,
     MonthActions,
     RuleArrays,
     World,
     action_rows,
-    collection_paused,
+    chunk_exploration,
     cycle_end_days,
     dpd_of,
     draw_accounts,
     grant_treatments,
     keep_action_rows,
+    ladder_plan,
     make_world,
+    merge_states,
+    mixed_actions,
+    offer_treatments,
+    on_book_at,
     record_contacts,
     rule_arrays,
-    statement_columns,
+    simulate_month,
     takes_up,
     tiered_actions,
     transition,
@@ -128,14 +136,14 @@ from rollrisk.strategies.compliance import (
     EffectiveCompliance,
     enforce_rows,
 )
-from rollrisk.strategies.policy import ACTIONS, PlannedActions, Policy
+from rollrisk.strategies.experiments import ExperimentPlan
+from rollrisk.strategies.policy import ACTIONS, Interval, PlannedActions, Policy, PolicyRule
 from rollrisk.strategies.yaml_config import read_yaml_text
 
 DEFAULT_BASE_SEED = 20_260_101
 # The roll-to-default event is the observation settings' (as in the training labels: some
 # cycle end within the horizon at DPD >= default_dpd); the job passes the user's.
 DEFAULT_OBSERVATION = ObservationSpec()
-POLICY_MAX_BUCKET = 3  # the model-driven policy decides for M1-M3
 CONTACT_CHANNELS = ("sms", "app_push", "robo_call", "agent_call", "field_visit", "notice_letter")
 PRESSURE_CHANNELS = (
     "robo_call",
@@ -145,7 +153,6 @@ PRESSURE_CHANNELS = (
     "notice_letter",
     "legal",
 )
-TREATMENT_ACTIONS = ("grace_period", "interest_waiver", "first_delinquency_extension")
 ARMS = ("model_driven", "baseline_tiered")
 BOOTSTRAP_SAMPLES = 1_000
 BOOTSTRAP_METRICS = ("book_value", "recovered", "net_recovery", "roll_to_default_rate")
@@ -266,45 +273,24 @@ def load_action_costs(path: Path = DEFAULT_COSTS) -> ActionCosts:
     )
 
 
-@dataclass(frozen=True)
-class ModelPlan:
-    """The scored decisions as simulator inputs (one row per scored account, replay order)."""
-
-    channel_counts: np.ndarray  # (n, channels) contacts per month of the ladder
-    grace: np.ndarray  # bool per account
-    waiver: np.ndarray
-    extension: np.ndarray
-    restructure_offer: np.ndarray
-    compliance_blocks: np.ndarray  # actions removed by compliance, per account
-
-
 def model_plan(actions_json: Sequence[str], trails_json: Sequence[str]) -> ModelPlan:
-    """Translate the scored ``actions`` and ``trail`` JSON columns (see scoring/core.py)."""
-    n = len(actions_json)
-    counts = np.zeros((n, len(CHANNELS)), dtype=np.int64)
-    flags = {name: np.zeros(n, dtype=bool) for name in (*TREATMENT_ACTIONS, "restructure_offer")}
-    blocks = np.zeros(n, dtype=np.int64)
-    for i, (text, trail) in enumerate(zip(actions_json, trails_json, strict=True)):
-        for step in json.loads(text):
-            action = step["action"]
-            if action in TREATMENT_ACTIONS:
-                flags[action][i] = True
-                continue
-            if action == "restructure_offer":
-                flags["restructure_offer"][i] = True
-            if action not in ACTIONS or not ACTIONS[action].channels:
-                raise ValueError(f"scored action {action!r} has no simulator channel")
-            for channel in ACTIONS[action].channels_used(step.get("channel") or None):
-                counts[i, CH[channel]] += 1
-        blocks[i] = sum(1 for change in json.loads(trail) if change["change"] == "removed")
-    return ModelPlan(
-        counts,
-        flags["grace_period"],
-        flags["interest_waiver"],
-        flags["first_delinquency_extension"],
-        flags["restructure_offer"],
-        blocks,
+    """Translate the scored ``actions`` and ``trail`` JSON columns (see scoring/core.py) with
+    the simulator's one ladder translation (:func:`~rollrisk.simulator.engine.ladder_plan`),
+    counting the actions compliance removed."""
+    ladders = [
+        [(step["action"], step.get("channel") or None) for step in json.loads(text)]
+        for text in actions_json
+    ]
+    blocks = np.array(
+        [sum(1 for c in json.loads(trail) if c["change"] == "removed") for trail in trails_json],
+        dtype=np.int64,
     )
+    if len(blocks) != len(ladders):
+        raise ValueError("actions and trails must have one entry per scored account")
+    try:
+        return ladder_plan(ladders, blocks)
+    except ValueError as error:
+        raise ValueError(f"scored decisions: {error}") from error
 
 
 # --------------------------------------------------------------------------------------------
@@ -349,7 +335,10 @@ class Replay:
     previous_bucket: np.ndarray
     month: int  # month index of the as-of (0 = the portfolio's first month)
     account_ids: list[str]
-    replay_match_share: float  # scored accounts whose replayed statement matches the data
+    replay_match_share: float  # accounts on the book whose replayed statement matches the data
+    # per account: on the book at the as-of (booked, not closed: it has a statement that month);
+    # a scored account always is, since scoring reads its statement
+    on_book: np.ndarray | None = None
     # the lender's action rows of the month before the as-of: the compliance history at month 0
     last_actions: ContactLog | None = None
     # a first-delinquency extension was granted before the as-of (the one-time rule's memory)
@@ -441,10 +430,12 @@ def replay_to_month(
 ) -> Replay:
     """Re-simulate the chunks holding ``account_ids`` up to (not including) ``month``'s actions.
 
-    Mirrors the loop of :func:`rollrisk.simulator.engine.simulate_chunk` step for step (same
-    random stream, same calls), so the state equals the one that wrote the portfolio. When
+    Runs the months through :func:`rollrisk.simulator.engine.simulate_month` as
+    :func:`~rollrisk.simulator.engine.simulate_chunk` does (same random streams, the lender's
+    exploration of ``sim`` included), so the state equals the one that wrote the portfolio. When
     ``statements`` is given, the replayed DPD and balance at ``month`` are compared with the
-    portfolio's statements of that month.
+    portfolio's statements of that month, for the accounts on the book then (an account not
+    booked yet or already closed has no statement to compare; ``Replay.on_book`` says which).
     """
     if not 0 <= month < sim.months:
         raise UserError(
@@ -475,35 +466,27 @@ def replay_to_month(
         rng = np.random.default_rng(np.random.SeedSequence(sim.seed, spawn_key=(1 + chunk,)))
         first = chunk * rules.chunk_accounts
         accounts, state = draw_accounts(rules, arrays, world, rng, first, size)
+        explore = chunk_exploration(sim.exploration, sim.seed, chunk, accounts)
         previous_bucket = state.bucket
         extension = np.zeros(size, dtype=bool)
         month_actions = None
         episode_base = None
         for m in range(world.first_month, month):
             if m == 0:
+                # what the lender's data cannot see: the burn-in's episodes
                 episode_base = _episodes_before_data(state)
-            cycle_end = cycle_end_days(accounts, world, m)
-            if m >= 0:
-                statement_columns(
-                    accounts, arrays, state, cycle_end, rng, rules.known_at_late_probability
-                )
-            acted, counts = tiered_actions(rules, accounts, arrays, state, m, rng)
-            month_actions = action_rows(accounts, arrays, state, acted, counts, cycle_end, rng)
-            state = record_contacts(state, month_actions, m)
-            restructured_now = np.zeros(size, dtype=bool)
-            if m >= 0:
-                state, granted = grant_treatments(
-                    rules, accounts, state, previous_bucket, month_actions, cycle_end, m, rng
-                )
-                restructured_now[granted.account[granted.kind == KIND["restructure"]]] = True
+            step = simulate_month(
+                rules, accounts, arrays, world, state, previous_bucket, m, rng, explore
+            )
+            state, previous_bucket = step.state, step.previous_bucket
+            # the compliance rules' memory of the history, whoever acted (the tiered lender or
+            # an explored arm): the month's rows and the first-delinquency extensions granted
+            month_actions = step.actions
+            if step.treatments is not None:
+                granted = step.treatments
                 extension[granted.account[granted.kind == KIND["first_delinquency_extension"]]] = (
                     True
                 )
-            previous_bucket = state.bucket
-            state = transition(
-                rules, accounts, arrays, world, state, month_actions.cure_shift,
-                month_actions.roll_shift, restructured_now, m, rng,
-            )  # fmt: skip
         positions = np.flatnonzero(chunk_of == chunk)
         local = numbers[positions] - first
         accounts_parts.append(_take(accounts, local))
@@ -532,7 +515,8 @@ def replay_to_month(
     accounts = _concat(accounts_parts)
     state = _concat(state_parts)
     ids = [account_ids[i] for i in positions.tolist()]
-    match = _replay_match(accounts, state, world, month, ids, statements)
+    on_book = on_book_at(accounts, state, month)
+    match = _replay_match(accounts, state, world, month, ids, statements, on_book)
     last_actions = (
         ContactLog(*(np.concatenate([getattr(p, f.name) for p in log_parts])
                      for f in fields(ContactLog)))
@@ -540,11 +524,24 @@ def replay_to_month(
         else ContactLog.empty()
     )  # fmt: skip
     return Replay(
-        rules, arrays, world, accounts, state, np.concatenate(previous_parts), month, ids, match,
-        last_actions,
-        np.concatenate(extension_parts) if extension_parts else np.zeros(0, dtype=bool),
-        np.concatenate(base_parts) if base_parts else np.zeros(0, dtype=np.int64),
-    )  # fmt: skip
+        rules,
+        arrays,
+        world,
+        accounts,
+        state,
+        np.concatenate(previous_parts),
+        month,
+        ids,
+        match,
+        on_book,
+        last_actions=last_actions,
+        extension_used=(
+            np.concatenate(extension_parts) if extension_parts else np.zeros(0, dtype=bool)
+        ),
+        episodes_before_data=(
+            np.concatenate(base_parts) if base_parts else np.zeros(0, dtype=np.int64)
+        ),
+    )
 
 
 def _episodes_before_data(state: ChunkState) -> np.ndarray:
@@ -560,18 +557,23 @@ def _replay_match(
     month: int,
     ids: list[str],
     statements: pl.DataFrame | None,
+    on_book: np.ndarray,
 ) -> float:
-    if statements is None or not ids:
+    if statements is None or not on_book.any():
         return math.nan
     cycle_end = cycle_end_days(accounts, world, month)
-    replayed = pl.DataFrame(
-        {
-            "account_id": ids,
-            "cycle_end": cycle_end,
-            "_dpd": dpd_of(state),
-            "_balance": np.round(state.balance, 2),
-        }
-    ).with_columns(pl.col("cycle_end").cast(pl.Date))
+    replayed = (
+        pl.DataFrame(
+            {
+                "account_id": ids,
+                "cycle_end": cycle_end,
+                "_dpd": dpd_of(state),
+                "_balance": np.round(state.balance, 2),
+            }
+        )
+        .filter(pl.Series(on_book))
+        .with_columns(pl.col("cycle_end").cast(pl.Date))
+    )
     joined = replayed.join(
         statements.select("account_id", "cycle_end", "dpd", "balance"),
         on=["account_id", "cycle_end"],
@@ -592,7 +594,8 @@ class ArmSpec:
     """Who is treated how in one arm (replay order).
 
     ``tiered`` accounts get the simulator's baseline tiered policy (with its own treatments);
-    the others get ``plan``'s scored ladder. ``grace_all`` adds, to the tiered accounts, a grace
+    the others get ``plan``'s scored ladder, except those whose decision is ``standard_queue``
+    (``plan.queued``), which :func:`run_arm` gives the tiered policy too. ``grace_all`` adds, to the tiered accounts, a grace
     period at the first month for every delinquent account the baseline did not treat then
     ("baseline plus grace for all").
     """
@@ -781,74 +784,6 @@ def _streams(base_seed: int, seed: int, step: int) -> tuple[np.random.Generator,
     return tuple(np.random.default_rng(child) for child in children)
 
 
-def _model_treatments(
-    replay: Replay,
-    plan: ModelPlan,
-    state: ChunkState,
-    actions: MonthActions,
-    step: int,
-    month: int,
-    rng: np.random.Generator,
-) -> tuple[ChunkState, np.ndarray, np.ndarray, np.ndarray]:
-    """Grant the scored treatments (month 0) and restructures the offer turned into.
-
-    A grace or waiver offer is taken up only as :func:`~rollrisk.simulator.engine.takes_up`
-    says (reached this month, the driver's take-up; asked for after a hardship claim: always);
-    a restructure needs the borrower's hardship claim; the extension is the lender's own.
-    Returns the new state, the kind granted per account (-1 none), who was restructured now
-    and who refused an offer.
-    """
-    policy = replay.rules.policy
-    n = len(state.bucket)
-    grace_months = rng.choice(np.array(policy.grace_months), n)
-    restructure_months = rng.choice(np.array(policy.restructure_months), n)
-    free = ~treatment_active(state, month)
-    delinquent = (state.bucket >= 1) & (state.bucket < CHARGE_OFF_BUCKET)
-    first_month = step == 0
-    restructure = (
-        free
-        & plan.restructure_offer
-        & delinquent
-        & ~np.isnat(actions.hardship_at)
-        & (state.bucket >= 2)
-        & (state.balance > policy.restructure_balance)
-    )
-    grace_offer = free & ~restructure & plan.grace & first_month & delinquent
-    waiver_offer = free & ~restructure & ~grace_offer & plan.waiver & first_month & delinquent
-    offered = grace_offer | waiver_offer
-    taken = takes_up(replay.accounts, replay.arrays, actions, offered, rng)
-    grace, waiver = grace_offer & taken, waiver_offer & taken
-    extension = free & ~restructure & ~offered & plan.extension & first_month & delinquent
-    kind = np.full(n, -1)
-    months = np.zeros(n, dtype=np.int64)
-    for mask, name, length in (
-        (extension, "first_delinquency_extension", np.ones(n, dtype=np.int64)),
-        (waiver, "interest_waiver", np.full(n, policy.waiver_months)),
-        (grace, "grace_period", grace_months),
-        (restructure, "restructure", restructure_months),
-    ):
-        kind[mask] = KIND[name]
-        months[mask] = length[mask]
-    new_state = replace(
-        state,
-        treatment=np.where(kind >= 0, kind, state.treatment),
-        treatment_until=np.where(kind >= 0, month + months, state.treatment_until),
-    )
-    return new_state, kind, restructure, offered & ~taken
-
-
-def _merge(tiered: np.ndarray, when_tiered: ChunkState, otherwise: ChunkState) -> ChunkState:
-    """Per account, the tiered arm's state or the other's."""
-    return replace(
-        when_tiered,
-        **{
-            f.name: np.where(tiered, getattr(when_tiered, f.name), getattr(otherwise, f.name))
-            for f in fields(when_tiered)
-            if isinstance(getattr(when_tiered, f.name), np.ndarray)
-        },
-    )
-
-
 def run_arm(
     replay: Replay,
     arm: str | ArmSpec,
@@ -864,7 +799,8 @@ def run_arm(
 
     ``arm`` is ``"model_driven"`` (``plan`` for everyone), ``"baseline_tiered"`` (the tiered
     policy for everyone) or an :class:`ArmSpec` mixing the two per account (``plan`` is then
-    ignored). Every arm draws from the same streams per (seed, month, purpose): the baseline's
+    ignored); an account whose scored decision is ``standard_queue`` (``plan.queued``) gets
+    the tiered policy in any arm, exactly as a tiered account of a mix. Every arm draws from the same streams per (seed, month, purpose): the baseline's
     choices, the treatments' draws and the transition's uniforms are per account and the same
     in every arm; the contacts' outcomes are drawn per action row, so an account's draws shift
     when the rows before it differ (as between the two policies). An account has rolled to default when a cycle end in the horizon shows
@@ -876,7 +812,9 @@ def run_arm(
         if arm not in ARMS:
             raise ValueError(f"arm must be one of {ARMS} or an ArmSpec, got {arm!r}")
         arm = ArmSpec(arm, plan, np.full(n, arm == "baseline_tiered"))
-    spec = arm
+    # an account whose decision is standard_queue stays in the lender's tiered collection: it
+    # is a tiered account of this arm, whatever the arm's mix says for the others
+    spec = replace(arm, tiered=arm.tiered | arm.plan.queued)
     tiered_any, model_any = bool(spec.tiered.any()), bool((~spec.tiered).any())
     rules, arrays, world = replay.rules, replay.arrays, replay.world
     accounts = replace(replay.accounts, holdout=np.zeros(n, dtype=bool))
@@ -916,13 +854,7 @@ def run_arm(
         # the baseline's draws come first in every arm, so both kinds see the same stream
         acted_t, counts_t = tiered_actions(rules, accounts, arrays, state, month, actions_rng)
         if model_any:
-            counts = _model_counts(spec.plan, state, month, acted_t, counts_t)
-            if tiered_any:
-                counts[spec.tiered] = 0
-                pick = spec.tiered[acted_t]
-                counts[acted_t[pick]] = counts_t[pick]
-            acted = np.flatnonzero(counts.sum(axis=1) > 0)
-            counts = counts[acted]
+            acted, counts = mixed_actions(spec.plan, spec.tiered, state, month, acted_t, counts_t)
         else:
             acted, counts = acted_t, counts_t
         month_actions = action_rows(accounts, arrays, state, acted, counts, cycle_end, actions_rng)
@@ -956,12 +888,13 @@ def run_arm(
             kind[granted.account] = granted.kind
             state = tiered_state
         if model_any:
-            model_state, model_kind, model_restructured, refused = _model_treatments(
-                replay, spec.plan, before, month_actions, step, month, treatment_rng
-            )
+            model_state, model_kind, model_restructured, refused = offer_treatments(
+                rules, replay.accounts, arrays, spec.plan, before, month_actions, step == 0,
+                month, treatment_rng,
+            )  # fmt: skip
             counters["offers_refused"] += refused & ~spec.tiered
             if tiered_any:
-                state = _merge(spec.tiered, tiered_state, model_state)
+                state = merge_states(spec.tiered, tiered_state, model_state)
                 kind = np.where(spec.tiered, kind, model_kind)
             else:
                 state, kind = model_state, model_kind
@@ -1204,25 +1137,6 @@ def _within_capacity(
         within = np.arange(len(owner)) - first
         keep[latest_first[within < visits_dropped[owner]]] = False
     return keep, dropped["agent_call"], visits_dropped
-
-
-def _model_counts(
-    plan: ModelPlan,
-    state: ChunkState,
-    month: int,
-    acted_tiered: np.ndarray,
-    counts_tiered: np.ndarray,
-) -> np.ndarray:
-    """The scored ladder's contacts (accounts x channels) for accounts in M1-M3 whose
-    collection is not stopped; the baseline's past M3 (outside the policy's scope)."""
-    n = len(state.bucket)
-    counts = np.zeros((n, len(CHANNELS)), dtype=np.int64)
-    in_scope = (state.bucket >= 1) & (state.bucket <= POLICY_MAX_BUCKET)
-    in_scope &= ~collection_paused(state, month)
-    counts[in_scope] = plan.channel_counts[in_scope]
-    beyond = state.bucket[acted_tiered] > POLICY_MAX_BUCKET
-    counts[acted_tiered[beyond]] = counts_tiered[beyond]
-    return counts
 
 
 def _grace_for_all(
@@ -1677,10 +1591,12 @@ class DecisionInputs:
 
 @dataclass(frozen=True)
 class _RuleSetup:
-    """The two parts of a scoring setup the batch's decision step reads."""
+    """The parts of a scoring setup the batch's decision step reads."""
 
     policy: Policy
     compliance: EffectiveCompliance
+    # the replay evaluates the policy itself: no experiment replaces its decisions
+    experiments: ExperimentPlan = ExperimentPlan("experiments.yaml", ())
 
 
 def decision_inputs(
@@ -1719,13 +1635,43 @@ def plan_for_segments(inputs: DecisionInputs, segments: Sequence[str]) -> ModelP
     """The plan the shipped policy gives every account when its segment is ``segments[i]``,
     after the same compliance rules as the batch (the batch's own decision step, so the same
     segments give the scored decisions back; the job checks that)."""
+    return _plan_of(inputs, inputs.policy, segments)
+
+
+def plan_for_treatment(inputs: DecisionInputs, treatment: str) -> ModelPlan:
+    """The plan every account gets when the policy gives it ``treatment``: the policy with one
+    rule giving it to everyone, then the same compliance rules as the batch (an extension to a
+    borrower who had one is removed, a call moved into the window...). One of the oracle's
+    candidate bundles: the choices a policy file (and the policy learner) has."""
+    policy = inputs.policy
+    if treatment not in policy.treatments:
+        raise ValueError(f"{policy.source} has no treatment {treatment!r}")
+    everyone = PolicyRule(
+        rule_id=f"EVERYONE-{treatment}",
+        precedence=0,
+        start_buckets=frozenset(policy.start_buckets),
+        risk_bands=frozenset(band for band, _ in policy.risk_bands),
+        segments=frozenset(policy.segments),
+        products=frozenset(policy.products),
+        dpd=Interval(),
+        amount_overdue=Interval(),
+        treatment=treatment,
+        line=None,
+    )
+    # the segment does not matter to a rule for everyone; any segment of the space will do
+    segments = [policy.segments[0]] * len(inputs.probability)
+    return _plan_of(inputs, replace(policy, rules=(everyone,)), segments)
+
+
+def _plan_of(inputs: DecisionInputs, policy: Policy, segments: Sequence[str]) -> ModelPlan:
+    """The batch's own decision step (policy, then compliance) as a plan."""
     decisions = _decide_all(
         inputs.frame,
         inputs.probability,
         np.asarray(segments),
         inputs.overdue,
         inputs.as_of,
-        _RuleSetup(inputs.policy, inputs.compliance),  # type: ignore[arg-type]
+        _RuleSetup(policy, inputs.compliance),  # type: ignore[arg-type]
         inputs.collection_actions,
         inputs.treatments,
     )

@@ -2,9 +2,9 @@
 
 ``rollrisk simulate`` writes, beside the contract tables, what a real lender never knows:
 ``truth/borrowers.parquet`` (each borrower's latent driver and traits) and ``truth/params.json``
-(the seed, the size and the response rules). Only evaluation code may use it (the policy replay
-that needs the rules, segment recovery against the true drivers); no model input, segment or
-decision ever sees it. ``tests/unit/test_architecture.py`` checks that no module outside the
+(the seed, the size, the response rules and the lender's exploration). Only evaluation code may
+use it (the policy replay that needs the rules, segment recovery against the true drivers); no
+model input, segment or decision ever sees it. ``tests/unit/test_architecture.py`` checks that no module outside the
 simulator names the folder.
 """
 
@@ -17,6 +17,7 @@ from pathlib import Path
 import polars as pl
 
 from rollrisk.errors import UserError
+from rollrisk.simulator.exploration import Exploration
 from rollrisk.simulator.rules import PRIMARY_RESPONSES, RESPONSE_TABLES, SimulationRules
 
 TRUTH_FOLDER = "truth"
@@ -33,6 +34,7 @@ class SimulatedPortfolio:
     months: int
     start_month: str
     rules: SimulationRules
+    exploration: Exploration | None = None  # the lender's experiment (None: it never explored)
 
 
 def read_simulation_params(data_dir: Path) -> SimulatedPortfolio:
@@ -58,12 +60,21 @@ def read_simulation_params(data_dir: Path) -> SimulatedPortfolio:
             f"{params_path}: the portfolio was simulated with rules that differ from this "
             "version's simulator/rules.py; replay would not reproduce it"
         )
+    exploration = params.get("exploration")
+    try:
+        explored = Exploration.from_dict(exploration) if exploration is not None else None
+    except (KeyError, TypeError, ValueError) as error:
+        raise UserError(
+            f"{params_path}: `exploration` cannot be read ({error}); replay would not "
+            "reproduce the portfolio's history"
+        ) from error
     return SimulatedPortfolio(
         int(params["seed"]),
         int(params["accounts"]),
         int(params["months"]),
         str(params["start_month"]),
         rules,
+        explored,
     )
 
 

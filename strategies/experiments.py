@@ -44,7 +44,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -65,9 +65,13 @@ from rollrisk.strategies.policy import (
     START_BUCKETS,
     Decision,
     LadderStep,
+    PlannedActions,
     Policy,
+    PolicyCases,
+    PolicyChoices,
     PolicyRuleRef,
     parse_treatment,
+    planned_ladders,
     schedule,
 )
 from rollrisk.strategies.segments import SEGMENTS
@@ -148,6 +152,10 @@ class ExperimentPlan:
 
     source: str
     experiments: tuple[Experiment, ...]
+
+    def active_on(self, as_of: date) -> tuple[Experiment, ...]:
+        """The experiments running at ``as_of`` (start and end included)."""
+        return tuple(e for e in self.experiments if e.start <= as_of <= e.end)
 
     def experiment(self, experiment_id: str) -> Experiment:
         for experiment in self.experiments:
@@ -354,8 +362,15 @@ def unit_draws(experiment_id: str, account_ids: Sequence[str]) -> NDArray[np.flo
     return (words >> np.uint64(11)).astype(np.float64) * 2.0**-53  # 53 bits: exact doubles
 
 
-def _bundle_names(experiment: Experiment, policy: Policy) -> dict[str, str]:
-    """Each ladder arm's bundle: the policy treatment with the same steps, else the arm's name."""
+def _bundle_names(
+    experiment: Experiment, policy: Policy, source: str = "the experiment file"
+) -> dict[str, str]:
+    """Each ladder arm's bundle: the policy treatment with the same steps, else the arm's name.
+
+    Raises:
+        ConfigError: an arm has the name of a policy treatment but another ladder (``source``
+            and the arm's line named).
+    """
     by_steps = {_steps_key(t.steps): name for name, t in policy.treatments.items()}
     names: dict[str, str] = {}
     for arm in experiment.arms:
@@ -363,9 +378,11 @@ def _bundle_names(experiment: Experiment, policy: Policy) -> dict[str, str]:
             continue
         same = by_steps.get(_steps_key(arm.steps))
         if same is None and arm.name in policy.treatments:
-            raise ValueError(
+            raise ConfigError(
+                source,
+                arm.line,
                 f"experiment {experiment.experiment_id!r}: arm {arm.name!r} has the name of a "
-                f"treatment of {policy.source} but a different ladder; rename the arm"
+                f"treatment of {Path(policy.source).name} but a different ladder; rename the arm",
             )
         names[arm.name] = same or arm.name
     return names
@@ -373,16 +390,29 @@ def _bundle_names(experiment: Experiment, policy: Policy) -> dict[str, str]:
 
 def bundle_ladders(plan: ExperimentPlan, policy: Policy) -> dict[str, tuple[LadderStep, ...]]:
     """The steps of every bundle an account can get: the policy's treatments and every ladder
-    arm's bundle (named as :func:`assign_experiments` names them)."""
+    arm's bundle (named as :func:`assign_experiments` names them). Checks the plan against the
+    policy, so a job calls it when it loads both.
+
+    Raises:
+        ConfigError: an arm named like a policy treatment with another ladder, or two arms of
+            one name with different ladders (the file and the arm's line named).
+    """
     ladders = {name: treatment.steps for name, treatment in policy.treatments.items()}
     for experiment in plan.experiments:
-        for arm_name, bundle in _bundle_names(experiment, policy).items():
-            steps = experiment.arm(arm_name).steps
-            if bundle in ladders and ladders[bundle] != steps and bundle not in policy.treatments:
-                raise ValueError(
-                    f"bundle {bundle!r} has two different ladders in {plan.source}; rename an arm"
+        for arm_name, bundle in _bundle_names(experiment, policy, plan.source).items():
+            arm = experiment.arm(arm_name)
+            if (
+                bundle in ladders
+                and ladders[bundle] != arm.steps
+                and bundle not in policy.treatments
+            ):
+                raise ConfigError(
+                    plan.source,
+                    arm.line,
+                    f"experiment {experiment.experiment_id!r}: bundle {bundle!r} has another "
+                    "ladder in an earlier experiment; rename an arm",
                 )
-            ladders.setdefault(bundle, steps)  # type: ignore[arg-type]
+            ladders.setdefault(bundle, arm.steps)  # type: ignore[arg-type]
     return ladders
 
 
@@ -438,7 +468,7 @@ def assign_experiments(scored: pl.DataFrame, plan: ExperimentPlan, policy: Polic
         chosen = np.minimum(
             np.searchsorted(np.cumsum(weights), draws[:, 1], side="right"), len(weights) - 1
         )
-        bundles = _bundle_names(experiment, policy)
+        bundles = _bundle_names(experiment, policy, plan.source)
         # the bundle each arm gives each account: (accounts x arms)
         arm_bundles = np.stack(
             [
@@ -460,6 +490,102 @@ def assign_experiments(scored: pl.DataFrame, plan: ExperimentPlan, policy: Polic
         {"account_id": scored["account_id"], **{k: v.tolist() for k, v in columns.items()}},
         schema=dict(ASSIGNMENT_COLUMNS),
     ).with_columns(pl.col("propensity").fill_nan(None))
+
+
+@dataclass(frozen=True)
+class ExperimentDecisions:
+    """What many accounts get once the experiments have replaced some of the policy's choices,
+    as columns (one entry per account, in the order of the policy's cases), before compliance.
+
+    ``treatment`` is the bundle each account gets (the policy's treatment, or its arm's bundle);
+    ``rule`` the rule that chose it, as the scores' ``policy_rule`` column prints it (the
+    policy's ``policy.yaml:LINE rule ID``, or the arm's ``experiments.yaml:LINE rule
+    EXPERIMENT/ARM``); ``experiment_id``, ``arm`` and ``propensity`` are those of
+    :func:`assign_experiments` (``None`` outside every experiment). ``ladder[i]`` indexes
+    ``ladders``: the policy's rules' ladders first, then the active experiments' ladder arms'.
+    """
+
+    experiment_id: list[str | None]
+    arm: list[str | None]
+    propensity: list[float | None]
+    treatment: list[str]
+    rule: list[str]
+    ladders: tuple[tuple[LadderStep, ...], ...]
+    ladder: NDArray[np.int64]
+
+    def planned_actions(self, decided_at: datetime) -> PlannedActions:
+        """Each account's ladder scheduled from ``decided_at``'s day (what compliance checks)."""
+        return planned_ladders(self.ladders, self.ladder, decided_at)
+
+
+def decide_experiments(
+    policy: Policy,
+    choices: PolicyChoices,
+    cases: PolicyCases,
+    as_of: date,
+    plan: ExperimentPlan,
+) -> ExperimentDecisions:
+    """The policy's choices with the arms of the experiments active at ``as_of`` swapped in,
+    all accounts at once: the columnar form of :func:`arm_decision` (a test holds them equal).
+
+    Needs the cases the policy chose for (their ``account_id``, ``start_bucket``, ``segment``
+    and ``product`` decide eligibility and the hash draws) and its choices. Compliance comes
+    after, on :meth:`ExperimentDecisions.planned_actions`, for every arm alike. With no
+    experiment active at ``as_of`` nothing is assigned and each account keeps its policy rule,
+    treatment and ladder exactly.
+    """
+    rules = policy.rules
+    treatment_of = np.array([policy.treatments[r.treatment].name for r in rules], dtype=object)
+    rule_text = np.array([str(PolicyRuleRef(policy.source, r.rule_id, r.line)) for r in rules])
+    ladders = [policy.treatments[r.treatment].steps for r in rules]
+    treatment = treatment_of[choices.rule]
+    rule = rule_text.astype(object)[choices.rule]
+    ladder = choices.rule.astype(np.int64, copy=True)
+    n = len(ladder)
+    active = plan.active_on(as_of)
+    if not active:  # no hash, no frame: the policy's decisions as they are
+        return ExperimentDecisions(
+            [None] * n, [None] * n, [None] * n, treatment.tolist(), rule.tolist(),
+            tuple(ladders), ladder,
+        )  # fmt: skip
+    assignment = assign_experiments(
+        pl.DataFrame(
+            {
+                "account_id": pl.Series(cases.account_id.tolist(), dtype=pl.String),
+                "as_of": pl.Series([as_of] * n, dtype=pl.Date),
+                "start_bucket": pl.Series(cases.start_bucket.tolist(), dtype=pl.String),
+                "segment": pl.Series(cases.segment.tolist(), dtype=pl.String),
+                "product": pl.Series(cases.product.tolist(), dtype=pl.String),
+                "treatment": pl.Series(treatment.tolist(), dtype=pl.String),
+            }
+        ),
+        plan,
+        policy,
+    )
+    experiment_ids = assignment["experiment_id"].to_numpy().astype(object)
+    arms = assignment["arm"].to_numpy().astype(object)
+    bundles = assignment["arm_treatment"].to_numpy().astype(object)
+    for experiment in active:
+        in_experiment = experiment_ids == experiment.experiment_id
+        for arm in experiment.arms:
+            if arm.steps is None:  # the champion keeps the policy's decision and rule
+                continue
+            rows = in_experiment & (arms == arm.name)
+            ladder[rows] = len(ladders)
+            ladders.append(arm.steps)
+            rule[rows] = str(
+                PolicyRuleRef(plan.source, f"{experiment.experiment_id}/{arm.name}", arm.line)
+            )
+            treatment[rows] = bundles[rows]
+    return ExperimentDecisions(
+        experiment_id=experiment_ids.tolist(),
+        arm=arms.tolist(),
+        propensity=assignment["propensity"].to_list(),
+        treatment=treatment.tolist(),
+        rule=rule.tolist(),
+        ladders=tuple(ladders),
+        ladder=ladder,
+    )
 
 
 def arm_decision(

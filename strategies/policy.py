@@ -82,6 +82,10 @@ class ActionSpec:
         return (chosen, *self.companion_channels)
 
 
+STANDARD_QUEUE = "standard_queue"
+"""The action (and the usual treatment name) that leaves an account in the lender's standard
+tiered collection: ``ladder: [{day: 0, action: standard_queue}]``."""
+
 ACTIONS: Mapping[str, ActionSpec] = {
     spec.name: spec
     for spec in (
@@ -137,6 +141,19 @@ ACTIONS: Mapping[str, ActionSpec] = {
             companion_channels=("notice_letter",),
         ),
         ActionSpec("legal_referral", False, False, True, ("legal",), "refer for legal action"),
+        # The lender's business-as-usual collection (the tiered queue by bucket: its SMS, calls,
+        # agency and its own relief), as a choice a policy can make for an account. The step
+        # itself contacts no one, so compliance has nothing to check on it; the queue is the
+        # lender's own process. Alone in its ladder (parse_treatment).
+        ActionSpec(
+            STANDARD_QUEUE,
+            False,
+            False,
+            False,
+            (),
+            "the account stays in the lender's standard tiered collection; this policy plans "
+            "no ladder of its own",
+        ),
     )
 }
 RECIPIENTS: tuple[str, ...] = ("borrower", "emergency_contact", "third_party")
@@ -432,29 +449,38 @@ class PolicyChoices:
     def planned_actions(self, policy: Policy, decided_at: datetime) -> PlannedActions:
         """Each account's ladder (the treatment of its rule) scheduled from ``decided_at``'s
         day, as :func:`decide` schedules it, the rows of an account in ladder order."""
-        steps = [policy.treatments[rule.treatment].steps for rule in policy.rules]
-        per_rule = np.array([len(s) for s in steps], dtype=np.int64)
-        counts = per_rule[self.rule]
-        account = np.repeat(np.arange(len(self.rule), dtype=np.int64), counts)
-        # row r of an account is step (r - the account's first row) of its rule's ladder
-        first = np.repeat(np.cumsum(counts) - counts, counts)
-        step = np.arange(len(account), dtype=np.int64) - first
-        flat = [s for ladder in steps for s in ladder]
-        offset = (np.cumsum(per_rule) - per_rule)[self.rule[account]] + step
-        day0 = datetime.combine(decided_at.date(), time(0))
-        at_of = np.array(
-            [day0 + timedelta(days=s.day, hours=s.at.hour, minutes=s.at.minute,
-                              seconds=s.at.second, microseconds=s.at.microsecond)
-             for s in flat],
-            dtype="datetime64[us]",
-        )  # fmt: skip
-        return PlannedActions(
-            account,
-            np.array([s.action for s in flat] or [""], dtype=object)[offset],
-            at_of[offset] if len(flat) else np.array([], dtype="datetime64[us]"),
-            np.array([s.channel for s in flat] or [None], dtype=object)[offset],
-            np.array([s.recipient for s in flat] or ["borrower"], dtype=object)[offset],
-        )
+        ladders = [policy.treatments[rule.treatment].steps for rule in policy.rules]
+        return planned_ladders(ladders, self.rule, decided_at)
+
+
+def planned_ladders(
+    ladders: Sequence[Sequence[LadderStep]], ladder: np.ndarray, decided_at: datetime
+) -> PlannedActions:
+    """Account ``i``'s ladder ``ladders[ladder[i]]`` scheduled from ``decided_at``'s day, as
+    :func:`schedule` schedules one, for all accounts at once; the rows of an account together,
+    in ladder order (the policy's rules' ladders, or an experiment's arms' besides them)."""
+    per_ladder = np.array([len(s) for s in ladders], dtype=np.int64)
+    counts = per_ladder[ladder]
+    account = np.repeat(np.arange(len(ladder), dtype=np.int64), counts)
+    # row r of an account is step (r - the account's first row) of its ladder
+    first = np.repeat(np.cumsum(counts) - counts, counts)
+    step = np.arange(len(account), dtype=np.int64) - first
+    flat = [s for steps in ladders for s in steps]
+    offset = (np.cumsum(per_ladder) - per_ladder)[ladder[account]] + step
+    day0 = datetime.combine(decided_at.date(), time(0))
+    at_of = np.array(
+        [day0 + timedelta(days=s.day, hours=s.at.hour, minutes=s.at.minute,
+                          seconds=s.at.second, microseconds=s.at.microsecond)
+         for s in flat],
+        dtype="datetime64[us]",
+    )  # fmt: skip
+    return PlannedActions(
+        account,
+        np.array([s.action for s in flat] or [""], dtype=object)[offset],
+        at_of[offset] if len(flat) else np.array([], dtype="datetime64[us]"),
+        np.array([s.channel for s in flat] or [None], dtype=object)[offset],
+        np.array([s.recipient for s in flat] or ["borrower"], dtype=object)[offset],
+    )
 
 
 def choose(policy: Policy, cases: PolicyCases) -> PolicyChoices:
@@ -739,7 +765,36 @@ def parse_treatment(name: str, node: Any, source: str, line: int | None) -> Trea
             )
         at = parse_time_of_day(step.get("at", "10:00"), source, here)
         steps.append(LadderStep(str(action), day, at, channel, recipient, here))
+    _check_standard_queue_alone(name, steps, source)
     return Treatment(name, tuple(steps), str(node.get("description", "")), line)
+
+
+def _check_standard_queue_alone(name: str, steps: Sequence[LadderStep], source: str) -> None:
+    """``standard_queue`` hands the account to the lender's tiered collection, which plans its
+    own contacts and relief: a ladder that also plans steps would mean two plans at once, so
+    the action must be the ladder's only step, on day 0."""
+    queued = [step for step in steps if step.action == STANDARD_QUEUE]
+    if not queued:
+        return
+    if len(steps) > 1:
+        # the step that keeps it from being alone: another action, else a second queue step
+        others = [step for step in steps if step.action != STANDARD_QUEUE] or queued[1:]
+        other = others[0]
+        raise ConfigError(
+            source,
+            other.line,
+            f"treatment {name!r}: {STANDARD_QUEUE} leaves the account in the lender's standard "
+            f"tiered collection and must be the ladder's only step; this ladder also has "
+            f"{other.action!r} (day {other.day}). Write [{{day: 0, action: {STANDARD_QUEUE}}}] "
+            "alone, or a ladder of its own",
+        )
+    if queued[0].day != 0:
+        raise ConfigError(
+            source,
+            queued[0].line,
+            f"treatment {name!r}: {STANDARD_QUEUE} starts at the decision, day 0, got day "
+            f"{queued[0].day}",
+        )
 
 
 def _parse_interval(node: Any, source: str, line: int | None, what: str) -> Interval:

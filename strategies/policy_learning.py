@@ -45,8 +45,11 @@ reached keeps the current policy): of the others nothing was learnt.
 **Output**: the leaves as readable rules (:func:`tree_rules_document`), and, when every rule
 feature is a field ``conf/policy.yaml`` can test (``start_bucket``, ``risk_band``, ``segment``,
 ``product``, ``dpd``, ``amount_overdue``), a complete policy file (:func:`learned_policy_text`):
-the current policy with one rule per leaf that does not keep it, checked by
-:func:`~rollrisk.strategies.policy.parse_policy` before it is returned.
+one rule per leaf over the rules of the policy that logged the decisions, checked by
+:func:`~rollrisk.strategies.policy.parse_policy` before it is returned. Keeping the current
+policy is a candidate like the others; when the logging policy gave every decision one bundle
+(the lender's control arm, ``standard_queue``: its standard tiered collection) the keep
+candidate is that treatment by name, and the file writes it, so it stands on its own.
 """
 
 from __future__ import annotations
@@ -240,6 +243,22 @@ class LearnedPolicy:
     learning_decisions: int
     categories: Mapping[str, tuple[str, ...]] = field(repr=False)
     tree_: Any = field(repr=False)
+    # the bundles the current (logging) policy chose in the logged decisions (``policy_bundle``)
+    policy_bundles: tuple[str, ...] = ()
+
+    @property
+    def keep_bundle(self) -> str | None:
+        """The one bundle :data:`KEEP_POLICY` stands for when the logging policy gave every
+        logged decision the same one (the lender's control arm: ``standard_queue``), else None
+        (keeping means the current policy's own, varying, decision)."""
+        return self.policy_bundles[0] if len(self.policy_bundles) == 1 else None
+
+    def give(self, leaf: Leaf) -> str:
+        """What a leaf gives, by name: its candidate, with :data:`KEEP_POLICY` written as the
+        bundle it stands for when that is one bundle (:attr:`keep_bundle`)."""
+        if leaf.candidate == KEEP_POLICY and self.keep_bundle is not None:
+            return self.keep_bundle
+        return leaf.candidate
 
 
 # --- input ---------------------------------------------------------------------------------------
@@ -520,6 +539,7 @@ def learn_policy(
         learning_decisions=int(learning.sum()),
         categories=categories,
         tree_=tree,
+        policy_bundles=tuple(sorted(set(logged["policy_bundle"].to_list()))),
     )
 
 
@@ -676,20 +696,16 @@ def tree_rules_document(
         "kind": "learned policy rules (rollrisk learn-policy)",
         "rule_features": list(learned.settings.rule_features),
         "applies_to": {column: list(levels) for column, levels in learned.categories.items()},
-        "otherwise": "keep the current policy's decision",
+        "otherwise": _keep_words(learned),
         "candidates": {
-            c: (
-                "keep the current policy's decision"
-                if c == KEEP_POLICY
-                else _steps_document(ladders[c])
-            )
+            c: (_keep_words(learned) if c == KEEP_POLICY else _steps_document(ladders[c]))
             for c in learned.candidates
         },
         "rules": [
             {
                 "id": f"LRN-{k + 1:02d}",
                 "when": _region_document(leaf, learned.categories),
-                "give": leaf.candidate,
+                "give": learned.give(leaf),
                 **(
                     {"best_without_capacity_limit": leaf.best_candidate}
                     if leaf.best_candidate != leaf.candidate
@@ -701,6 +717,12 @@ def tree_rules_document(
             for k, leaf in enumerate(learned.leaves)
         ],
     }
+
+
+def _keep_words(learned: LearnedPolicy) -> str:
+    if learned.keep_bundle is None:
+        return "keep the current policy's decision"
+    return f"keep the current policy's decision: {learned.keep_bundle} (every logged decision's)"
 
 
 def _region_document(leaf: Leaf, categories: Mapping[str, Sequence[str]]) -> dict[str, Any]:
@@ -726,12 +748,30 @@ def learned_policy_text(
     ladders: Mapping[str, Sequence[LadderStep]],
     name: str = "learned",
 ) -> str:
-    """A complete policy file: the current one, plus a rule of precedence 1 per leaf whose rule
-    gives an explored bundle (the leaves are disjoint, so these rules cannot conflict; a leaf
-    that keeps the policy adds nothing, and the current rules decide there as before).
+    """A complete policy file: the learned rules (precedence 1, one per leaf) over the rules of
+    the policy that logged the decisions, with ``policy_text``'s treatments and the ladders of
+    every bundle the rules give.
+
+    Where a leaf keeps the current policy, the current policy's rules decide, and they also
+    decide where no leaf reaches (category values the logged data never held). Which rules
+    those are is read from the logged ``policy_bundle``:
+
+    * every bundle the logging policy chose is the treatment of some rule of ``policy_text``:
+      its rules are the current policy's, kept below the learned ones (a leaf that keeps adds
+      no rule);
+    * otherwise the logging policy is not ``policy_text``'s rules, and it must have chosen one
+      bundle for everyone (the lender's control arm: ``standard_queue``, the tiered collection
+      ``policy_text`` only holds the arms' ladders beside); that bundle is written as the one
+      rule below the learned ones, ``policy_text``'s rules are left out (they did not decide
+      the logged accounts), and every leaf writes its rule, a keeping leaf with that bundle.
+
+    The leaves are disjoint, so the learned rules cannot conflict; the text is checked by
+    :func:`~rollrisk.strategies.policy.parse_policy` before it is returned.
 
     Raises:
         ValueError: a rule feature is not a policy field (:func:`policy_fields_only`).
+        UserError: the logging policy chose several bundles that no rule of ``policy_text``
+            gives (the policy file given is not the one that logged the decisions).
     """
     if not policy_fields_only(learned):
         raise ValueError(
@@ -739,22 +779,32 @@ def learned_policy_text(
             f"these use {', '.join(learned.settings.rule_features)}"
         )
     document = yaml.safe_load(policy_text)
+    given_by_rules = {str(rule["treatment"]) for rule in document["rules"]}
+    logging_rules = set(learned.policy_bundles) <= given_by_rules
+    if not logging_rules and learned.keep_bundle is None:
+        missing = sorted(set(learned.policy_bundles) - given_by_rules)
+        raise UserError(
+            f"the logged decisions' policy_bundle value(s) {', '.join(missing)} are given by no rule of "
+            f"{policy_source}, and the logging policy chose several bundles: pass the policy "
+            "that chose them (--policy), so that where the learned rules keep it, it decides"
+        )
     space = {
         "start_bucket": list(document["space"]["start_bucket"]),
         "segment": list(document["space"]["segment"]),
         "product": list(document["space"]["product"]),
         "risk_band": list(document["risk_bands"]),
     }
-    for leaf in learned.leaves:
-        if leaf.candidate != KEEP_POLICY and leaf.candidate not in document["treatments"]:
-            document["treatments"][leaf.candidate] = {
-                "description": "learned from experiments (rollrisk learn-policy)",
-                "ladder": _steps_document(ladders[leaf.candidate]),
-            }
+    keep = None if logging_rules else learned.keep_bundle
+    given = {learned.give(leaf) for leaf in learned.leaves} | ({keep} if keep else set())
+    for bundle in sorted(given - {KEEP_POLICY} - set(document["treatments"])):
+        document["treatments"][bundle] = {
+            "description": "learned from experiments (rollrisk learn-policy)",
+            "ladder": _steps_document(ladders[bundle]),
+        }
     rules = []
     for k, leaf in enumerate(learned.leaves):
-        if leaf.candidate == KEEP_POLICY:
-            continue
+        if leaf.candidate == KEEP_POLICY and keep is None:
+            continue  # the current policy's rules below decide here
         # a rule reaches only the values the experiments logged: of the others nothing was learnt
         allowed, ranges = leaf_region(leaf, learned.categories)
         when: dict[str, Any] = {
@@ -779,18 +829,41 @@ def learned_policy_text(
                 ),
                 "precedence": 1,
                 "when": when,
-                "treatment": leaf.candidate,
+                "treatment": learned.give(leaf),
             }
+        )
+    if keep is None:
+        below = list(document["rules"])
+        current = f"the current policy ({policy_source})"
+    else:
+        below = [
+            {
+                "id": "LRN-LOGGED",
+                "description": (
+                    f"the logging policy: every logged decision's policy_bundle was {keep}; "
+                    "where no learned rule reaches, nothing was learnt and it stays"
+                ),
+                "precedence": 100,
+                "when": {},
+                "treatment": keep,
+            }
+        ]
+        current = (
+            f"the logging policy, {keep} for every account (rule LRN-LOGGED), with the "
+            f"treatments of {policy_source}"
         )
     document["description"] = (
         f"{document.get('name', 'the current policy')} with rules learnt from logged experiments "
         "by rollrisk learn-policy; review before committing"
+        if keep is None
+        else f"{keep} for every account, with rules learnt from logged experiments by rollrisk "
+        "learn-policy; review before committing"
     )
     document["name"] = name
-    document["rules"] = rules + list(document["rules"])
+    document["rules"] = rules + below
     text = (
-        "# Learned by `rollrisk learn-policy` from logged decisions: the current policy "
-        f"({policy_source})\n# plus the LRN-* rules (precedence 1). Review, then commit.\n"
+        f"# Learned by `rollrisk learn-policy` from logged decisions: {current}\n"
+        "# under the LRN-* rules (precedence 1). Review, then commit.\n"
         + yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100)
     )
     parse_policy(text, "learned policy")  # a file the product can load, or an error here
@@ -877,7 +950,7 @@ def evaluation_markdown(learned: LearnedPolicy) -> str:
     for k, leaf in enumerate(learned.leaves):
         when = _region_text(leaf, learned.categories)
         lines.append(
-            f"- LRN-{k + 1:02d}: if {when} then **{leaf.candidate}** ({leaf.accounts:,} decisions; "
+            f"- LRN-{k + 1:02d}: if {when} then **{learned.give(leaf)}** ({leaf.accounts:,} decisions; "
             f"estimated {leaf.values[leaf.candidate] - leaf.values[KEEP_POLICY]:+,.2f} vs current)"
         )
     return "\n".join(lines) + "\n"

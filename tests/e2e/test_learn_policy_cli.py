@@ -95,3 +95,43 @@ def test_learn_policy_names_the_bundle_it_has_no_ladder_for(tmp_path: Path, caps
     err = capsys.readouterr().err
     assert "has no ladder in the policy or experiment files given" in err
     assert "'early_agent_call'" in err or "'grace_then_reminder'" in err
+
+
+@pytest.mark.slow
+def test_learnt_from_the_lenders_standard_queue_control_the_file_stands_on_its_own(
+    tmp_path: Path, capsys
+) -> None:
+    # the lender's control arm is its standard tiered collection: policy_bundle standard_queue
+    logged = _logged(tmp_path / "logged.csv")
+    control = pl.read_csv(logged).with_columns(
+        pl.col("bundle").str.replace("^reminder_only$", "standard_queue"),
+        pl.lit("standard_queue").alias("policy_bundle"),
+    )
+    control.write_csv(logged)
+    experiments = tmp_path / "experiments.yaml"
+    experiments.write_text(shipped_example(), encoding="utf-8")
+    out = tmp_path / "learned"
+    code = main(
+        [
+            "learn-policy",
+            "--logged", str(logged),
+            "--experiments", str(experiments),
+            "--max-depth", "2",
+            "--folds", "2",
+            "--bootstrap", "200",
+            "--out", str(out),
+        ]
+    )  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    policy = load_policy(out / "learned_policy.yaml")
+    # every rule names a treatment of the file; below the learned rules, the lender's queue
+    assert all(rule.treatment in policy.treatments for rule in policy.rules)
+    assert policy.rules[-1].rule_id == "LRN-LOGGED"
+    assert policy.rules[-1].treatment == "standard_queue"
+    # the model-driven rules of conf/policy.yaml did not log these decisions: none is kept
+    assert all(rule.rule_id.startswith("LRN-") for rule in policy.rules)
+    given = {(tuple(sorted(r.segments)), r.treatment) for r in policy.rules if r.precedence == 1}
+    assert given == {
+        (("forgetful",), "early_agent_call"),
+        (("capacity_shock",), "grace_then_reminder"),
+    }

@@ -39,10 +39,10 @@ def spark():
         session.stop()
 
 
-def _score(world, out: Path, engine: str) -> int:
+def _score(world, out: Path, engine: str, *extra: str) -> int:
     return main(
         ["score", "--model", world.model_uri, "--data", str(world.portfolio), "--as-of", AS_OF,
-         "--out", str(out), "--partitions", PARTITIONS, "--engine", engine]
+         "--out", str(out), "--partitions", PARTITIONS, "--engine", engine, *extra]
     )  # fmt: skip
 
 
@@ -81,6 +81,30 @@ def test_spark_publishes_the_same_rows_as_the_local_engine(both_engines):
             assert by_spark[column].is_null().to_list() == by_local[column].is_null().to_list()
         else:
             assert by_spark[column].to_list() == by_local[column].to_list(), column
+
+
+def test_an_experiment_assigns_the_same_arms_on_spark(scoring_world, spark, tmp_path, monkeypatch):
+    """An active experiment: Spark's executors assign the arms the local engine assigns (the
+    same bytes) and the manifests count the same accounts per arm."""
+    from rollrisk.strategies.experiments import shipped_example
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", scoring_world.tracking_uri)
+    experiments = tmp_path / "exp.yaml"
+    running = shipped_example().replace("2026-01-01", "2025-01-01")
+    experiments.write_text(running.replace("share: 0.10", "share: 0.5"))
+    for engine in ("spark", "local"):
+        assert (
+            _score(scoring_world, tmp_path / engine, engine, "--experiments", str(experiments)) == 0
+        )
+    spark_manifest, by_spark = read_current(tmp_path / "spark")
+    local_manifest, _ = read_current(tmp_path / "local")
+    assert [p["sha256"] for p in spark_manifest["partitions"]] == [
+        p["sha256"] for p in local_manifest["partitions"]
+    ]
+    counts = spark_manifest["counts"]["experiments"]["EXP-2026-H1-EARLY"]
+    assert counts == local_manifest["counts"]["experiments"]["EXP-2026-H1-EARLY"]
+    assert set(counts) == {"policy", "champion", "early_agent_call", "grace_then_reminder"}
+    assert sum(counts.values()) == by_spark["experiment_id"].is_not_null().sum() > 0
 
 
 def test_each_partition_file_holds_the_same_accounts_in_both_engines(both_engines):

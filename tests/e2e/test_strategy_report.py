@@ -92,6 +92,14 @@ def test_policy_simulation_reports_both_arms_and_an_uplift_interval(report_run):
     gap = refs["oracle"]["book_value"]["mean"] - refs["baseline_tiered"]["book_value"]["mean"]
     assert captured["oracle_minus_baseline"] == pytest.approx(gap, rel=1e-6)
     assert set(result["oracle"]["selection_seeds"]).isdisjoint(result["seeds"])
+    # the oracle chooses among the policy file's treatments (each given to everyone) and the
+    # baseline: the choices a policy has; the standard queue is the baseline, listed once
+    from rollrisk.strategies.policy import load_policy
+
+    treatments = load_policy(Path(result["policy"])).treatments
+    assert result["oracle"]["candidates"] == [
+        f"treatment:{name}" for name in treatments if name != "standard_queue"
+    ] + ["baseline_tiered"]
     assert "value_of_segmentation" in result
     markdown = (simulation / "policy_simulation.md").read_text()
     assert "| net recovery (CNY) |" in markdown and "Uplift by segment" in markdown
@@ -144,6 +152,58 @@ def test_simulate_policy_refuses_scores_whose_policy_changed_since(report_run, s
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "re-deciding the scored accounts with their own segments" in err
+    assert "Traceback" not in err and not (tmp_path / "out" / "policy_simulation.json").exists()
+
+
+def test_the_baseline_as_a_policy_file_is_the_baseline_on_every_seed(scoring_world, tmp_path):
+    # conf/policy_standard.yaml gives every account standard_queue: scored with it, the
+    # model-driven arm is the tiered lender, so its book value is the baseline's, draw for draw
+    from rollrisk.conf import STANDARD_POLICY
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", scoring_world.tracking_uri)
+        scores = tmp_path / "scores"
+        argv = ["score", "--model", scoring_world.model_uri, "--data", str(scoring_world.portfolio),
+                "--as-of", AS_OF, "--policy", str(STANDARD_POLICY), "--out", str(scores)]  # fmt: skip
+        assert main(argv) == 0
+        _, scored = read_scores(scores)
+        assert set(scored["treatment"].to_list()) == {"standard_queue"}
+        out = tmp_path / "simulation"
+        argv = ["simulate-policy", "--scores", str(scores), "--data", str(scoring_world.portfolio),
+                "--months", "3", "--seeds", "3", "--oracle-seeds", "1", "--out", str(out)]  # fmt: skip
+        assert main(argv) == 0
+    result = json.loads((out / "policy_simulation.json").read_text())
+    for row in result["per_seed"]:
+        for metric, value in row["baseline_tiered"].items():
+            assert row["model_driven"][metric] == value, (row["seed"], metric)
+    assert result["headline"]["uplift"]["mean"] == 0.0
+    # the policy's one treatment is the baseline: the oracle has nothing else to choose
+    assert result["oracle"]["candidates"] == ["baseline_tiered"]
+    assert result["references"]["oracle"]["book_value"]["mean"] == pytest.approx(
+        result["headline"]["baseline_tiered"], rel=1e-12
+    )
+
+
+def test_simulate_policy_refuses_scores_made_with_a_running_experiment(
+    report_run, scoring_world, tmp_path, capsys
+):
+    # challenger accounts did not get the policy's decision: replaying the policy on them
+    # would compare the wrong arms, so the job says why instead of "the policy changed"
+    import polars as pl
+
+    _, scores, _, _ = report_run
+    copy = tmp_path / "scores"
+    shutil.copytree(scores, copy)
+    for part in copy.rglob("part-*.parquet"):
+        frame = pl.read_parquet(part)
+        arm = pl.when(pl.int_range(pl.len()) == 0).then(pl.lit("EXP-T")).otherwise(None)
+        frame.with_columns(arm.alias("experiment_id")).write_parquet(part)
+    argv = ["simulate-policy", "--scores", str(copy), "--data", str(scoring_world.portfolio),
+            "--months", "1", "--seeds", "2", "--oracle-seeds", "0",
+            "--out", str(tmp_path / "out")]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "was scored with a running experiment (EXP-T)" in err
     assert "Traceback" not in err and not (tmp_path / "out" / "policy_simulation.json").exists()
 
 

@@ -29,6 +29,7 @@ SHIPPED_DEFAULTS = {
     "compliance.yaml",
     "default.yaml",
     "policy.yaml",
+    "policy_standard.yaml",
     "segments.yaml",
 }
 

@@ -631,3 +631,16 @@ def test_enforce_rows_says_which_planned_rows_obey_the_rules(config):
     # the earliest 7 calls are kept: rows 8, 7, ..., 2 of the plan (planned latest first)
     assert sorted(origin.tolist()) == [2, 3, 4, 5, 6, 7, 8]
     assert sorted(set(changes.rule_id)) == ["CMP-CALLS-PER-7-DAYS", "CMP-LEGAL-REFERRAL"]
+
+
+def test_the_standard_queue_passes_every_rule_unchanged(cn_us):
+    # the step hands the account to the lender's own tiered queue and contacts no one: no
+    # window, cap, third-party or hardship rule has anything to act on, at any hour
+    decision = _decision(PlannedAction("standard_queue", _at(0, 3)))
+    for state, history in (
+        (_state(), None),
+        (_state(hardship_plan_honoured=True, dpd=80), _history(*_failed_contacts(9))),
+        (_state(first_ever_delinquency=False, had_first_delinquency_extension=True), None),
+    ):
+        kept = enforce(decision, state, history, cn_us)
+        assert kept.actions == decision.actions and kept.trail == ()

@@ -4,6 +4,7 @@ every arm through compliance, and the optional experiment_assignments table of t
 from __future__ import annotations
 
 import hashlib
+import math
 from datetime import date, datetime, time
 from pathlib import Path
 
@@ -13,17 +14,25 @@ import pytest
 
 from rollrisk.conf import DEFAULT_COMPLIANCE, DEFAULT_EXPERIMENTS, DEFAULT_POLICY
 from rollrisk.storage.loader import validate_portfolio
-from rollrisk.strategies.compliance import AccountState, load_compliance
+from rollrisk.strategies.compliance import (
+    AccountState,
+    AccountStates,
+    ContactHistories,
+    enforce_all,
+    load_compliance,
+)
 from rollrisk.strategies.experiments import (
     NOT_RANDOMISED,
+    ExperimentPlan,
     assign_experiments,
+    decide_experiments,
     enforce_assignment,
     load_experiments,
     parse_experiments,
     shipped_example,
     unit_draws,
 )
-from rollrisk.strategies.policy import PolicyCase, decide, load_policy
+from rollrisk.strategies.policy import PolicyCase, PolicyCases, choose, decide, load_policy
 from rollrisk.strategies.yaml_config import ConfigError
 from tests.conftest import tiny_accounts, tiny_statements
 
@@ -240,3 +249,158 @@ def test_experiment_assignments_are_checked_like_the_other_tables(tmp_path: Path
     assert absent.experiment_assignments is None
     lines = absent.report.summary().splitlines()[1:]  # the first names the (tmp) folder
     assert not any("experiment_assignments" in line for line in lines)
+
+
+# --- the columnar path the scoring core takes ---------------------------------------------------
+
+# the night-calls arm with eight calls on its first day: more than US Regulation F's 7 calls in
+# 7 days, so compliance must cut it (CMP-CALLS-PER-7-DAYS) whatever arm asked for it
+CALL_CAP_EXPERIMENT = EXPERIMENT.replace(
+    """          - {day: 1, action: call, channel: agent_call, at: "10:00"}
+""",
+    "".join(
+        f'          - {{day: 1, action: call, channel: agent_call, at: "{hour}:00"}}\n'
+        for hour in range(10, 18)
+    ),
+)
+DECIDED_AT = datetime.combine(date(2026, 4, 1), time(8, 0))
+
+
+def _cases(n: int, seed: int = 0) -> PolicyCases:
+    rng = np.random.default_rng(seed)
+    dpd = rng.integers(1, 90, n)
+    return PolicyCases(
+        account_id=np.array([f"ACC{i:06d}" for i in range(n)], dtype=object),
+        decided_at=DECIDED_AT,
+        start_bucket=np.array(["M1", "M2", "M3"], dtype=object)[np.minimum(dpd // 30, 2)],
+        probability=rng.uniform(0, 1, n),
+        segment=rng.choice(["general", "forgetful", "low_willingness"], n).astype(object),
+        product=rng.choice(["bnpl", "credit_card", "cash_loan"], n).astype(object),
+        dpd=dpd,
+        amount_overdue=rng.uniform(50, 3000, n),
+    )
+
+
+def _states(cases: PolicyCases) -> AccountStates:
+    n = len(cases.account_id)
+    return AccountStates(
+        account_id=cases.account_id,
+        dpd=cases.dpd,
+        amount_overdue=cases.amount_overdue,
+        first_ever_delinquency=np.zeros(n, dtype=bool),
+        had_first_delinquency_extension=np.zeros(n, dtype=bool),
+        hardship_plan_honoured=np.zeros(n, dtype=bool),
+        decided_at=np.full(n, np.datetime64(DECIDED_AT, "us")),
+    )
+
+
+def _no_history() -> ContactHistories:
+    return ContactHistories(
+        np.array([], dtype=np.int64),
+        np.array([], dtype="datetime64[us]"),
+        np.array([], dtype=object),
+        np.array([], dtype=object),
+    )
+
+
+def test_the_columnar_arms_are_the_per_account_arms_through_compliance() -> None:
+    """decide_experiments + enforce_all (what scoring runs) = decide + enforce_assignment (the
+    per-account reference) for every account: treatment, rule, actions, trail, arm, propensity;
+    and a challenger ladder that breaks the US call cap is cut, with the trail saying so."""
+    plan = parse_experiments(CALL_CAP_EXPERIMENT, "exp.yaml")
+    policy = load_policy(DEFAULT_POLICY)
+    compliance = load_compliance(DEFAULT_COMPLIANCE).strictest(["US"])
+    cases = _cases(600)
+    choices = choose(policy, cases)
+    chosen = decide_experiments(policy, choices, cases, date(2026, 3, 31), plan)
+    plans, changes = enforce_all(
+        chosen.planned_actions(DECIDED_AT), _states(cases), _no_history(), compliance
+    )
+    assignment = pl.DataFrame(
+        {
+            "experiment_id": chosen.experiment_id,
+            "arm": chosen.arm,
+            "arm_treatment": chosen.treatment,
+            "propensity": chosen.propensity,
+        },
+        schema={"experiment_id": pl.String, "arm": pl.String, "arm_treatment": pl.String,
+                "propensity": pl.Float64},
+    )  # fmt: skip
+    assert set(chosen.arm) >= {None, NOT_RANDOMISED, "champion", "night_calls"}
+    cut = 0
+    for i in range(len(cases.account_id)):
+        case = cases.case(i)
+        reference = enforce_assignment(
+            decide(policy, case),
+            assignment.row(i, named=True),
+            plan,
+            AccountState(case.account_id, case.dpd, case.amount_overdue, False),
+            None,
+            compliance,
+        )
+        assert chosen.treatment[i] == reference.treatment
+        assert chosen.rule[i] == str(reference.policy_rule)
+        assert plans.rows_of(i) == reference.actions
+        assert changes.of_account(i) == reference.trail
+        if chosen.arm[i] == "night_calls":
+            assert chosen.rule[i] == "exp.yaml:14 rule EXP-A/night_calls"
+            calls = [a for a in reference.actions if a.action == "call"]
+            assert len(calls) == 7  # 4 + 8 asked for in two days; the cap keeps 7 in 7 days
+            assert "CMP-CALLS-PER-7-DAYS" in {c.rule_id for c in reference.trail}
+            cut += 1
+    assert cut > 0
+
+
+def test_arm_shares_and_propensities_hold_on_the_scoring_path() -> None:
+    """Through decide_experiments: the randomised share of the eligible accounts is the file's
+    share, the arms split it by weight (binomial tolerance, 4.5 standard errors), each arm's
+    accounts get its ladder, and the propensity is the documented mixture's."""
+    plan = parse_experiments(EXPERIMENT, "exp.yaml")
+    policy = load_policy(DEFAULT_POLICY)
+    cases = _cases(30_000, seed=3)
+    choices = choose(policy, cases)
+    chosen = decide_experiments(policy, choices, cases, date(2026, 3, 31), plan)
+    arm = np.array(chosen.arm, dtype=object)
+    eligible = np.isin(cases.start_bucket, ["M1", "M2"])
+    assert (arm != None).tolist() == eligible.tolist()  # noqa: E711 - elementwise
+    randomised = eligible & (arm != NOT_RANDOMISED)
+
+    def within(hits: int, trials: int, p: float) -> bool:
+        return abs(hits / trials - p) <= 4.5 * math.sqrt(p * (1 - p) / trials)
+
+    assert within(int(randomised.sum()), int(eligible.sum()), 0.3)
+    for name, weight in (("champion", 0.5), ("night_calls", 0.25), ("same_as_reminder_only", 0.25)):
+        assert within(int((arm == name).sum()), int(randomised.sum()), weight)
+    policy_treatment = np.array([policy.rules[r].treatment for r in choices.rule], dtype=object)
+    treatment = np.array(chosen.treatment, dtype=object)
+    propensity = np.array([np.nan if p is None else p for p in chosen.propensity])
+    night = arm == "night_calls"
+    assert set(treatment[night]) == {"night_calls"}
+    assert propensity[night] == pytest.approx(0.3 * 0.25)
+    # the champion and the not-randomised keep the policy's treatment: 0.7 + 0.3 * 0.5, and
+    # + 0.3 * 0.25 more when the policy's treatment is the ladder of same_as_reminder_only
+    kept = np.isin(arm, ["champion", NOT_RANDOMISED])
+    assert (treatment[kept] == policy_treatment[kept]).all()
+    extra = np.where(policy_treatment[kept] == "reminder_only", 0.075, 0.0)
+    assert propensity[kept] == pytest.approx(0.85 + extra)
+    assert np.isnan(propensity[~eligible]).all()
+
+
+def test_an_experiment_outside_its_dates_changes_no_decision() -> None:
+    plan = parse_experiments(CALL_CAP_EXPERIMENT, "exp.yaml")
+    policy = load_policy(DEFAULT_POLICY)
+    cases = _cases(2_000, seed=5)
+    choices = choose(policy, cases)
+    none = decide_experiments(policy, choices, cases, date(2026, 7, 1), ExperimentPlan("x", ()))
+    for as_of in (date(2025, 12, 31), date(2026, 7, 1)):  # the day before start, after end
+        outside = decide_experiments(policy, choices, cases, as_of, plan)
+        assert outside.experiment_id == outside.arm == outside.propensity == [None] * 2_000
+        assert outside.treatment == none.treatment and outside.rule == none.rule
+        mine, policys = (
+            outside.planned_actions(DECIDED_AT),
+            choices.planned_actions(policy, DECIDED_AT),
+        )
+        for column in ("account", "action", "at", "channel", "recipient"):
+            assert getattr(mine, column).tolist() == getattr(policys, column).tolist()
+    inside = decide_experiments(policy, choices, cases, date(2026, 1, 1), plan)  # start included
+    assert any(inside.arm)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from rollrisk.conf import STANDARD_POLICY
 from rollrisk.features.schemas import CHANNELS
 from rollrisk.strategies.policy import ACTIONS, PolicyCase, decide, load_policy, parse_policy
 from rollrisk.strategies.yaml_config import ConfigError
@@ -229,3 +230,49 @@ def test_a_policy_may_not_plan_contact_with_third_parties():
 def test_yaml_syntax_errors_carry_the_line():
     with pytest.raises(ConfigError, match=r"p.yaml:4: not valid YAML"):
         parse_policy("name: x\nrisk_bands:\n  low: 1.0\n   high: 2\n", "p.yaml")
+
+
+def test_the_standard_queue_is_a_ladder_of_its_own_and_alone_in_it():
+    assert ACTIONS["standard_queue"].channels_used() == ()
+    spec = ACTIONS["standard_queue"]
+    assert not (spec.contacts_borrower or spec.is_call or spec.is_collection)
+    alone = POLICY.replace(
+        "  press:\n", "  queue:\n    ladder:\n      - {day: 0, action: standard_queue}\n  press:\n"
+    )
+    assert parse_policy(alone, "p.yaml").treatments["queue"].steps[0].action == "standard_queue"
+    # mixing it with a step of the policy's own: two plans at once; the error names the step
+    mixed = alone.replace(
+        "      - {day: 0, action: standard_queue}\n",
+        "      - {day: 0, action: standard_queue}\n      - {day: 2, action: reminder}\n",
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"^p\.yaml:14: treatment 'queue': standard_queue .* "
+        r"must be the ladder's only step; this ladder also has 'reminder'",
+    ):
+        parse_policy(mixed, "p.yaml")
+    late = alone.replace("{day: 0, action: standard_queue}", "{day: 3, action: standard_queue}")
+    with pytest.raises(
+        ConfigError, match=r"^p\.yaml:13: .*starts at the decision, day 0, got day 3"
+    ):
+        parse_policy(late, "p.yaml")
+
+
+def test_the_baseline_as_a_policy_file_queues_every_account():
+    policy = load_policy(STANDARD_POLICY)
+    shipped = load_policy(CONF)
+    assert policy.risk_bands == shipped.risk_bands and policy.segments == shipped.segments
+    assert policy.products == shipped.products and policy.start_buckets == shipped.start_buckets
+    for case in (
+        _case(),
+        _case(
+            start_bucket="M3", dpd=80, probability=0.9, segment="unreachable", amount_overdue=9e5
+        ),
+        _case(start_bucket="M2", dpd=31, segment="capacity_shock", product="agri_loan"),
+    ):
+        decision = decide(policy, case)
+        assert decision.treatment == "standard_queue"
+        assert [a.action for a in decision.actions] == ["standard_queue"]
+    # the shipped policy holds the same treatment (the control arm of the lender's experiments)
+    for treatment in (shipped.treatments["standard_queue"], policy.treatments["standard_queue"]):
+        assert [(s.action, s.day) for s in treatment.steps] == [("standard_queue", 0)]

@@ -173,6 +173,85 @@ def test_rules_on_policy_fields_become_a_policy_file_the_product_loads() -> None
     assert {rule["give"] for rule in rules} == {"early_call", "grace"}
 
 
+@pytest.mark.slow
+def test_learnt_from_the_standard_queue_control_the_file_stands_on_its_own() -> None:
+    # the lender's experiments: its control arm is its standard tiered collection; the arms are
+    # ladders of the policy file given (conf/policy.yaml, whose rules never give the queue)
+    rng = np.random.default_rng(21)
+    n = 3000
+    segment = rng.choice(["forgetful", "capacity_shock"], n)
+    bundle = np.where(
+        rng.random(n) < 0.6, rng.choice(["standard_queue", "early_call", "grace"], n),
+        "standard_queue",
+    )  # fmt: skip
+    means = {
+        "forgetful": {"standard_queue": 100.0, "early_call": 135.0, "grace": 90.0},
+        "capacity_shock": {"standard_queue": 130.0, "early_call": 95.0, "grace": 100.0},
+    }
+    logged = pl.DataFrame(
+        {
+            "account_id": [f"Q{i:05d}" for i in range(n)],
+            "bundle": bundle,
+            "policy_bundle": "standard_queue",
+            "propensity": np.where(bundle == "standard_queue", 0.4 + 0.2, 0.2),
+            "book_value": [
+                means[s][b] + rng.normal(0, 30) for s, b in zip(segment, bundle, strict=True)
+            ],
+            "segment": segment,
+            "start_bucket": rng.choice(["M1", "M2"], n),
+        }
+    )
+    ladders = {
+        **LADDERS,
+        "standard_queue": _ladder("standard_queue", None),
+        "reminder_only": _ladder("reminder", "sms"),
+    }
+    learned = learn_policy(logged, _settings(21, max_depth=1, model_features=()), ladders)
+    assert learned.keep_bundle == "standard_queue"
+    assert {learned.give(leaf) for leaf in learned.leaves} == {"early_call", "standard_queue"}
+    text = learned_policy_text(
+        learned, DEFAULT_POLICY.read_text(encoding="utf-8"), "policy.yaml", ladders
+    )
+    policy = parse_policy(text, "learned.yaml")
+    # every rule names a treatment of the file: the keeping leaf included, and the logging
+    # policy (the queue) is the rule below them, not policy.yaml's model-driven rules
+    assert [(r.rule_id, r.treatment) for r in policy.rules if r.precedence > 1] == [
+        ("LRN-LOGGED", "standard_queue")
+    ]
+    learnt = {r.treatment: sorted(r.segments) for r in policy.rules if r.precedence == 1}
+    assert learnt == {"early_call": ["forgetful"], "standard_queue": ["capacity_shock"]}
+    assert policy.treatments["early_call"].steps[0].channel == "agent_call"
+    decided_at = datetime(2026, 4, 1, 8, 0)
+    cases = {
+        "early_call": PolicyCase("A1", decided_at, "M1", 0.1, "forgetful", "bnpl", 5, 300.0),
+        "standard_queue": PolicyCase(
+            "A2", decided_at, "M2", 0.5, "capacity_shock", "cash_loan", 40, 900.0
+        ),
+    }
+    for expected, case in cases.items():
+        assert decide(policy, case).treatment == expected
+    # a segment the experiments never reached: nothing was learnt, the lender's queue stays
+    other = PolicyCase("A3", decided_at, "M3", 0.9, "unreachable", "bnpl", 70, 9000.0)
+    assert decide(policy, other).treatment == "standard_queue"
+    assert "standard_queue" in tree_rules_document(learned, ladders)["otherwise"]
+    # a logging policy of several bundles no rule of the file gives: which policy decided?
+    forgetful = pl.col("segment") == "forgetful"
+    varied = logged.with_columns(
+        pl.when(forgetful).then(pl.lit("reminder_only")).otherwise(pl.col("policy_bundle"))
+        .alias("policy_bundle"),
+        pl.when(forgetful & (pl.col("bundle") == "standard_queue")).then(pl.lit("reminder_only"))
+        .otherwise(pl.col("bundle")).alias("bundle"),
+    )  # fmt: skip
+    learned = learn_policy(varied, _settings(21, max_depth=1, model_features=()), ladders)
+    with pytest.raises(
+        UserError,
+        match=r"policy_bundle value\(s\) standard_queue are given by "
+        r"no rule of policy\.yaml, and the logging policy chose",
+    ):
+        learned_policy_text(learned, DEFAULT_POLICY.read_text(encoding="utf-8"), "policy.yaml",
+                            ladders)  # fmt: skip
+
+
 def test_rules_on_other_features_are_not_written_as_a_policy_file() -> None:
     logged = _logged(800, 4)
     learned = learn_policy(logged, _settings(4, rule_features=("segment", "noise")), LADDERS)

@@ -163,6 +163,42 @@ def test_model_plan_reads_the_scored_ladder_and_counts_compliance_removals():
     assert plan.compliance_blocks.tolist() == [0, 1]
 
 
+def test_a_standard_queue_decision_is_the_tiered_lender_for_that_account(simulated: Path):
+    from rollrisk.simulator.replay import ArmSpec
+
+    queued = json.dumps(
+        [{"action": "standard_queue", "at": "2025-04-01T10:00", "channel": None,
+          "recipient": "borrower"}]
+    )  # fmt: skip
+    called = json.dumps(
+        [{"action": "call", "at": "2025-04-01T10:00", "channel": "agent_call",
+          "recipient": "borrower"}]
+    )  # fmt: skip
+    plan = model_plan([queued, called], ["[]", "[]"])
+    assert plan.queued.tolist() == [True, False]
+    assert plan.channel_counts[0].sum() == 0 and plan.channel_counts[1, CH["agent_call"]] == 1
+
+    _, replay = _delinquent_replay(simulated)
+    costs = load_action_costs()
+    n = len(replay.account_ids)
+    # everyone queued: the model-driven arm is the baseline, draw for draw
+    everyone = model_plan([queued] * n, ["[]"] * n)
+    for seed in (0, 1):
+        policy = run_arm(replay, "model_driven", everyone, costs, 3, seed)
+        base = run_arm(replay, "baseline_tiered", everyone, costs, 3, seed)
+        assert np.array_equal(policy.book_value, base.book_value), seed
+        assert np.array_equal(policy.contacts, base.contacts), seed
+        assert np.array_equal(policy.treatments_granted, base.treatments_granted), seed
+    # some queued, the others called: the same as an arm whose tiered mask is the queued ones
+    half = replay.state.bucket == 1
+    assert 0 < half.sum() < n
+    mixed = model_plan([queued if q else called for q in half], ["[]"] * n)
+    by_plan = run_arm(replay, "model_driven", mixed, costs, 3, seed=2)
+    by_mask = run_arm(replay, ArmSpec("x", _plan(n, "agent_call"), half), mixed, costs, 3, seed=2)
+    assert np.array_equal(by_plan.book_value, by_mask.book_value)
+    assert np.array_equal(by_plan.contacts, by_mask.contacts)
+
+
 def test_a_real_portfolio_without_truth_is_refused(tiny_portfolio: Path):
     with pytest.raises(UserError, match="no truth/params.json - this is not a portfolio written"):
         read_simulation_params(tiny_portfolio)

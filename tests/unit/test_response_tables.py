@@ -78,7 +78,10 @@ def test_a_portfolio_records_its_table_and_the_replay_reads_it_back(tmp_path: Pa
     # the borrowers responded otherwise, so the statements differ
     a = load_portfolio(primary).statements.sort("account_id", "cycle_end")
     b = load_portfolio(scaled).statements.sort("account_id", "cycle_end")
-    assert a.height == b.height and not a["dpd"].equals(b["dpd"])
+    # (the row counts may differ too: on the open book, accounts close by how they pay)
+    both = a.join(b, on=["account_id", "cycle_end"], suffix="_scaled")
+    assert both.height > 0.9 * a.height
+    assert not both["dpd"].equals(both["dpd_scaled"])
     # ... and the replay of the scaled portfolio reproduces it (its own table, not primary)
     ids = [f"A{i:09d}" for i in range(sim.accounts)]
     replay = replay_to_month(sim, ids, 5, 2, b)

@@ -60,6 +60,7 @@ def _book(driver: str, bucket: int, rules: SimulationRules = DEFAULT_RULES, n: i
         shock_end=np.full(n, 10_000),
         holdout=np.zeros(n, dtype=bool),
         term=np.full(n, 12, dtype=np.int64),
+        open_month=np.full(n, world.first_month),  # all on the book (none booked later)
     )
     instalment = state.balance / 12
     state = replace(

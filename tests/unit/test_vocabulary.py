@@ -35,7 +35,8 @@ SHARED: dict[str, tuple[Any, tuple[ModuleType, ...]]] = {
     "REACHED_OUTCOMES": (schemas.REACHED_OUTCOMES, (history, compliance)),
     "FAILED_OUTCOMES": (schemas.FAILED_OUTCOMES, (history, compliance, engine)),
     "UNANSWERED_OUTCOMES": (schemas.UNANSWERED_OUTCOMES, (compliance,)),
-    "ACTIONS": (policy.ACTIONS, (replay,)),
+    # the ladder translation moved from the replay to the engine (shared with the exploration)
+    "ACTIONS": (policy.ACTIONS, (engine,)),
     "risk_band": (risk_bands.risk_band, (policy, monitoring)),
     "HEADLINE_METRICS": (metrics.HEADLINE_METRICS, (evaluation, training, evaluation_report)),
     "t_interval": (stats.t_interval, (replay,)),
