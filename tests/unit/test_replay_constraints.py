@@ -3,11 +3,17 @@ compliance rules and the contact capacity, month by month."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
 import numpy as np
+import polars as pl
 import pytest
 
-from rollrisk.features.schemas import CHANNELS
+from rollrisk.conf import DEFAULT_POLICY
+from rollrisk.features.schemas import CHANNELS, OUTCOMES
 from rollrisk.simulator.engine import CH, write_portfolio
+from rollrisk.simulator.exploration import ASSIGNMENTS_TABLE, exploration_from_policy
 from rollrisk.simulator.replay import (
     ModelPlan,
     Replay,
@@ -20,6 +26,8 @@ from rollrisk.simulator.truth import read_simulation_params
 from rollrisk.storage.loader import load_portfolio
 from rollrisk.strategies.capacity import ContactCapacity
 from rollrisk.strategies.compliance import EffectiveCompliance, parse_compliance
+from rollrisk.strategies.experiments import NOT_RANDOMISED
+from rollrisk.strategies.policy import load_policy
 
 MONTHS = 8
 AS_OF_MONTH = 5
@@ -167,3 +175,124 @@ def test_no_arm_exceeds_the_capacity_in_any_month(replay: Replay, arm: str):
     assert held.agent_calls.sum() <= months * calls
     assert held.field_visits.sum() == 0
     assert held.calls_dropped_for_capacity.sum() > 0
+
+
+# --------------------------------------------------------------------------------------------
+# Since the merge with main: the history the rules read comes from the shared month step (the
+# lender's exploration included), and a standard_queue decision is held like the baseline
+# --------------------------------------------------------------------------------------------
+EXPLORE_MONTHS = 8
+EXPLORE_AS_OF = 6
+
+
+@pytest.fixture(scope="module")
+def explored(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """2,000 accounts x 8 months whose lender randomises 30 % of its M1-M3 book across every
+    treatment of the shipped policy (docs/simulator.md, the lender's exploration)."""
+    folder = tmp_path_factory.mktemp("explored") / "portfolio"
+    folder.mkdir()
+    exploration = exploration_from_policy(load_policy(DEFAULT_POLICY), 0.3)
+    write_portfolio(folder, 2_000, EXPLORE_MONTHS, seed=4, exploration=exploration)
+    return folder
+
+
+def _table(folder: Path, name: str) -> pl.DataFrame:
+    single = folder / f"{name}.parquet"
+    return pl.read_parquet(single if single.exists() else folder / name / "*.parquet")
+
+
+def _statement_of(statements: pl.DataFrame, as_of: object) -> pl.DataFrame:
+    """Each account's statement of the month ending ``as_of`` and the next cycle end."""
+    return statements.filter(pl.col("cycle_end").dt.month_end() == as_of).select(
+        "account_id", "cycle_end", pl.col("cycle_end").dt.offset_by("1mo").alias("next_cycle_end")
+    )
+
+
+def test_the_rules_memory_is_the_portfolios_own_history_explored_arms_included(explored: Path):
+    """The contact history a replayed arm starts from (the month before the as-of) and the
+    one-time extension's memory are what the portfolio recorded, row for row, for accounts
+    the tiered lender worked and for those its exploration gave an arm's ladder."""
+    sim = read_simulation_params(explored)
+    assert sim.exploration is not None
+    portfolio = load_portfolio(explored)
+    ids = [f"A{i:09d}" for i in range(sim.accounts)]
+    replay = replay_to_month(sim, ids, EXPLORE_AS_OF, 1, portfolio.statements)
+    assert replay.replay_match_share == pytest.approx(1.0)
+    start = np.datetime64(sim.start_month, "M")
+    month_end = {
+        m: (start + m + 1).astype("datetime64[D]") - 1 for m in (EXPLORE_AS_OF - 1, EXPLORE_AS_OF)
+    }
+    # the month before the as-of: the portfolio's rows between its cycle end and the next
+    before = _statement_of(portfolio.statements, month_end[EXPLORE_AS_OF - 1].item())
+    recorded = (
+        portfolio.collection_actions.join(before, on="account_id")
+        .filter(
+            (pl.col("action_at") >= pl.col("cycle_end"))
+            & (pl.col("action_at") < pl.col("next_cycle_end"))
+        )
+        .select("account_id", "action_at", "channel", "outcome")
+        .sort(pl.all())
+    )
+    log = replay.last_actions
+    assert log is not None
+    replayed = pl.DataFrame(
+        {
+            "account_id": np.asarray(replay.account_ids, dtype=object)[log.account].tolist(),
+            "action_at": log.at,
+            "channel": np.asarray(CHANNELS, dtype=object)[log.channel].tolist(),
+            "outcome": np.asarray(OUTCOMES, dtype=object)[log.outcome].tolist(),
+        }
+    ).sort(pl.all())
+    assert recorded.height > 0
+    assert replayed.equals(recorded.cast(replayed.schema))
+    # the explored accounts of that month are in it with their arm's rows
+    assignments = _table(explored, ASSIGNMENTS_TABLE).filter(
+        (pl.col("as_of") == month_end[EXPLORE_AS_OF - 1].item()) & (pl.col("arm") != NOT_RANDOMISED)
+    )
+    explored_ids = set(assignments["account_id"].to_list())
+    assert explored_ids and explored_ids & set(replayed["account_id"].to_list())
+    # the one-time extension: granted before the as-of's cycle end, by the tiered lender or
+    # by an arm (first_delinquency_relief)
+    at_as_of = _statement_of(portfolio.statements, month_end[EXPLORE_AS_OF].item())
+    extended = (
+        portfolio.treatments.filter(pl.col("kind") == "first_delinquency_extension")
+        .join(at_as_of, on="account_id")
+        .filter(pl.col("start_at") < pl.col("cycle_end"))
+    )
+    expected = set(extended["account_id"].to_list())
+    assert replay.extension_used is not None
+    on_book = set(at_as_of["account_id"].to_list())
+    used = {a for a, u in zip(replay.account_ids, replay.extension_used, strict=True) if u}
+    assert used & on_book == expected
+    relief = set(
+        _table(explored, ASSIGNMENTS_TABLE)
+        .filter(pl.col("arm") == "first_delinquency_relief")["account_id"]
+        .to_list()
+    )
+    assert expected & relief  # an arm's extension counts as used, as the tiered lender's
+
+
+def test_a_standard_queue_decision_is_held_to_the_rules_and_the_capacity_as_the_baseline(
+    replay: Replay,
+):
+    """An account left in the lender's standard queue gets the tiered lender's rows, and those
+    rows go through the same compliance rules and capacity: a model-driven arm where everyone
+    is queued is the baseline arm, blocks and drops included; half queued, the queued half's
+    calls are removed as the baseline's are."""
+    n = len(replay.account_ids)
+    costs = load_action_costs()
+    held = with_constraints(replay, _compliance(max_calls_per_7_days=0), _capacity(10**9, 3))
+    base = run_arm(held, "baseline_tiered", _plan(n), costs, 3, seed=4)
+    queued = replace(_plan(n, "agent_call"), standard_queue=np.ones(n, dtype=bool))
+    everyone = run_arm(held, "model_driven", queued, costs, 3, seed=4)
+    assert base.compliance_blocks.sum() > 0 and base.visits_dropped_for_capacity.sum() > 0
+    for name in ("book_value", "compliance_blocks", "agent_calls", "field_visits",
+                 "visits_dropped_for_capacity", "contacts"):  # fmt: skip
+        assert np.allclose(getattr(everyone, name), getattr(base, name)), name
+    assert everyone.blocks_by_rule == base.blocks_by_rule
+    half = replace(queued, standard_queue=np.arange(n) % 2 == 0)
+    mixed = run_arm(held, "model_driven", half, costs, 3, seed=4)
+    free = run_arm(replay, "model_driven", half, costs, 3, seed=4)
+    assert free.agent_calls[::2].sum() > 0  # the queued accounts' tiered calls, unchecked
+    assert mixed.agent_calls.sum() == 0  # no call passes, queued or on the ladder
+    assert mixed.compliance_blocks[::2].sum() > 0
