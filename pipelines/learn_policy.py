@@ -26,7 +26,7 @@ Writes to --out:
                          standard_queue for every decision) it is one rule giving standard_queue,
                          and every learned rule names its treatment (keep = standard_queue)
   policy_learning.json   the off-policy estimate, the capacity outcome and the settings
-  policy_learning.md     the same for people
+  policy_learning.md     the same for people, and the experiment's plain readout per arm
 
 Where logged data comes from: `rollrisk logged-decisions` builds the table from a portfolio's
 experiment record (the experiment_assignments table), scoring each decision at its as-of and
@@ -54,6 +54,7 @@ import yaml
 from rollrisk.conf import DEFAULT_EXPERIMENTS, DEFAULT_POLICY
 from rollrisk.errors import UserError
 from rollrisk.storage.atomic_output import publish_file
+from rollrisk.strategies.experiment_readout import arm_readout, readout_markdown
 from rollrisk.strategies.experiments import bundle_ladders, load_experiments
 from rollrisk.strategies.policy import load_policy
 from rollrisk.strategies.policy_learning import (
@@ -211,11 +212,33 @@ def run(args: argparse.Namespace) -> int:
             f"({', '.join(f for f in settings.rule_features)}): learned_rules.yaml only",
             file=sys.stderr,
         )
+    # what the experiment showed arm by arm, before any model (randomised groups compared);
+    # a table where no decision kept the logging policy's own has no control to compare with
+    has_control = bool((logged["bundle"] == logged["policy_bundle"]).any())
+    readout = arm_readout(logged, settings.outcome, seed=settings.seed) if has_control else None
     document = evaluation_document(learned)
+    document["experiment_readout"] = (
+        None
+        if readout is None
+        else {"control": readout[0].to_dict(), "arms": [arm.to_dict() for arm in readout[1]]}
+    )
     document["logged"] = str(args.logged)
     document["seconds"] = round(time.perf_counter() - started, 1)
     written.append(_write(args.out, "policy_learning.json", json.dumps(document, indent=2) + "\n"))
-    summary = evaluation_markdown(learned)
+    summary = "\n".join(
+        [
+            evaluation_markdown(learned).rstrip("\n"),
+            "",
+            "## What the experiment showed",
+            "",
+            *(
+                readout_markdown(*readout, settings.outcome)
+                if readout is not None
+                else ["No decision kept the logging policy's own: no control to compare with."]
+            ),
+            "",
+        ]
+    )
     written.append(_write(args.out, "policy_learning.md", summary))
     print(summary)
     for path in written:
