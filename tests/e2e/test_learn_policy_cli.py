@@ -23,7 +23,8 @@ ARM_MEANS = {  # book value by segment and bundle: the arms win, each in one seg
 }
 
 
-def _logged(path: Path, n: int = 3000, seed: int = 5, share: float = 0.5) -> Path:
+def _logged(path: Path, n: int = 6000, seed: int = 5, share: float = 0.5) -> Path:
+    # n: 3000 before the safe labels (a leaf then held < 30 explored accounts to label it)
     rng = np.random.default_rng(seed)
     segment = rng.choice(["forgetful", "capacity_shock"], n)
     bucket = rng.choice(["M1", "M2"], n)
