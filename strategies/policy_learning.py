@@ -926,12 +926,27 @@ def _labels_words(learned: LearnedPolicy) -> str:
 def _leaf_words(leaf: Leaf, learned: LearnedPolicy) -> str:
     """The evidence of one rule: its estimate against the current policy and its lower bound."""
     if leaf.candidate == KEEP_POLICY:
-        shown = [c for c in leaf.lower_bounds if math.isfinite(leaf.lower_bounds[c])]
-        if not shown:
-            return f"{leaf.accounts:,} decisions; no candidate bounded"
-        top = max(shown, key=lambda c: leaf.lower_bounds[c])
+        # the alternative that came nearest: of those with enough explored accounts to be
+        # tested, the highest lower bound; a bound without explored accounts is the outcome
+        # model's extrapolation alone, so it is not shown as the nearest
+        tested = [
+            c
+            for c, bound in leaf.lower_bounds.items()
+            if math.isfinite(bound) and leaf.explored_accounts[c] >= learned.settings.min_explored
+        ]
+        if not tested:
+            most = max(
+                leaf.explored_accounts, key=lambda c: leaf.explored_accounts[c], default=None
+            )
+            return f"{leaf.accounts:,} decisions; no candidate had " + (
+                f"{learned.settings.min_explored} explored accounts here (most: {most}, "
+                f"{leaf.explored_accounts[most]})"
+                if most is not None
+                else "explored accounts here"
+            )
+        top = max(tested, key=lambda c: leaf.lower_bounds[c])
         return (
-            f"{leaf.accounts:,} decisions; best alternative {top} estimated "
+            f"{leaf.accounts:,} decisions; nearest alternative {top}: estimated "
             f"{leaf.gain(top):+,.2f} per decision, lower bound {leaf.lower_bounds[top]:+,.2f}, "
             f"{leaf.explored_accounts[top]} explored accounts"
         )

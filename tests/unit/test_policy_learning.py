@@ -10,6 +10,7 @@ from datetime import datetime, time
 import numpy as np
 import polars as pl
 import pytest
+import yaml
 
 from rollrisk.conf import DEFAULT_POLICY
 from rollrisk.errors import UserError
@@ -190,6 +191,18 @@ def test_a_real_effect_in_one_segment_is_found_and_the_others_keep_the_policy() 
                 assert leaf.explored_accounts[leaf.candidate] >= 30
     assert found >= 4
     assert kept >= 4
+    # the rules show the lower bound beside the estimate, the policy file's descriptions too
+    rules = tree_rules_document(learned, LADDERS)["rules"]
+    moved = [rule for rule in rules if rule["give"] == "early_call"]
+    assert moved
+    for rule in moved:
+        gain = rule["gain_over_current"]["early_call"]
+        assert gain["eligible"] and 0 < gain["lower_bound"] < gain["estimate"]
+        assert gain["explored_accounts"] >= 30
+    text = learned_policy_text(learned, DEFAULT_POLICY.read_text(encoding="utf-8"), "p", LADDERS)
+    rules = yaml.safe_load(text)["rules"]
+    described = [r["description"] for r in rules if r["treatment"] == "early_call"]
+    assert described and all("lower bound +" in text for text in described), described
 
 
 @pytest.mark.slow
