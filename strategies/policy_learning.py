@@ -680,7 +680,7 @@ def _leaf_labels(
     confidence = settings.confidence if settings.confidence > 0 else BOUND_CONFIDENCE
     testable = explored >= settings.min_explored
     testable[:, 0] = False
-    tests = max(int(testable.sum()), 1)
+    tests = int(testable.sum())
     lower = np.full((leaves, options), -np.inf)
     lower[:, 0] = 0.0
     for k, (sums, counts) in enumerate(clusters):
@@ -688,7 +688,7 @@ def _leaf_labels(
         if groups < 2:
             continue
         total = counts.sum()
-        quantile = float(student_t.ppf(1 - (1 - confidence) / tests, groups - 1))
+        quantile = float(student_t.ppf(1 - (1 - confidence) / max(tests, 1), groups - 1))
         for j in range(1, options):
             mean = sums[:, j].sum() / total
             residual = sums[:, j] - mean * counts
