@@ -14,8 +14,11 @@ outcome model; a shallow PolicyTree on a learning half of the accounts), labels 
 safely (--confidence: it leaves the current policy only for a candidate whose gain has a lower
 confidence bound above 0, bounded on learning accounts the tree's splits never saw, with at least
 --min-explored explored accounts there), moves leaves off capacity-using bundles greedily when
---max-contact-share is set (the gap to the LP relaxation is reported), and estimates the proposed policy's value per decision on the other half, with a 95%
-bootstrap interval over accounts, beside the current policy's and the difference.
+--max-contact-share is set (the gap to the LP relaxation is reported), and estimates the
+proposed policy's value per decision on the other half, with a 95% bootstrap interval over
+accounts, beside the current policy's and the difference. Where the experiments are too small
+for any bound to clear 0, the proposal keeps the current policy everywhere and its rules say
+why (explored accounts, nearest alternative's estimate and lower bound).
 
 Writes to --out:
   learned_rules.yaml     the rules (if/then on the rule features), the bundles, the evidence
@@ -114,7 +117,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--min-leaf-share",
         type=float,
         default=0.02,
-        help="smallest leaf, as a share of the learning decisions",
+        help="smallest leaf, as a share of the decisions the tree's splits are fitted on",
     )
     parser.add_argument(
         "--max-contact-share",

@@ -120,7 +120,9 @@ class LearningSettings:
     model_features: tuple[str, ...] = ()  # outcome model only, besides the rule features
     outcome: str = "book_value"
     max_depth: int = 3
-    min_leaf_share: float = 0.02  # a leaf holds at least this share of the learning half
+    min_leaf_share: float = (
+        0.02  # a leaf holds at least this share of the decisions the tree splits on
+    )
     evaluation_share: float = 0.5
     folds: int = 3
     outcome_trees: int = 200
