@@ -44,30 +44,33 @@ RULE_FEATURES = {
 
 def learn(args: argparse.Namespace, table: str) -> tuple[dict[str, Path], dict[str, dict]]:
     """The learning world of ``table``: its learned policy files and their off-policy estimates."""
-    folder = (args.out / f"learn-seed-{args.learn_seed}-{table}").resolve()
+    prepared = args.learn_world.get(table) if args.learn_world else None
+    folder = (prepared or args.out / f"learn-seed-{args.learn_seed}-{table}").resolve()
     folder.mkdir(parents=True, exist_ok=True)
     log = folder / "log.txt"
-    log.write_text("")
-    rollrisk(["simulate", "--accounts", str(args.learn_accounts), "--months", str(args.months),
-              "--seed", str(args.learn_seed), "--response-table", table, "--out", "portfolio",
-              "--explore-share", str(args.explore_share), "--overwrite"], folder, log)  # fmt: skip
-    rollrisk(["build-training-set", "--data", "portfolio", "--out", "training_set.parquet"],
-             folder, log)  # fmt: skip
-    rollrisk(["train", "--data", "portfolio", "--training-set", "training_set.parquet",
-              "--out", "train"], folder, log)  # fmt: skip
-    promoted = rollrisk(["promote"], folder, log, allowed=(0, 1)) == 0
-    rollrisk(["logged-decisions", "--model", CHAMPION if promoted else CHALLENGER, "--data",
-              "portfolio", "--horizon", str(args.horizon), "--out", "logged.parquet"],
-             folder, log)  # fmt: skip
+    if prepared is None:  # simulate the learning world and build its logged decisions
+        log.write_text("")
+        rollrisk(["simulate", "--accounts", str(args.learn_accounts), "--months",
+                  str(args.months), "--seed", str(args.learn_seed), "--response-table", table,
+                  "--out", "portfolio", "--explore-share", str(args.explore_share),
+                  "--overwrite"], folder, log)  # fmt: skip
+        rollrisk(["build-training-set", "--data", "portfolio", "--out", "training_set.parquet"],
+                 folder, log)  # fmt: skip
+        rollrisk(["train", "--data", "portfolio", "--training-set", "training_set.parquet",
+                  "--out", "train"], folder, log)  # fmt: skip
+        promoted = rollrisk(["promote"], folder, log, allowed=(0, 1)) == 0
+        rollrisk(["logged-decisions", "--model", CHAMPION if promoted else CHALLENGER, "--data",
+                  "portfolio", "--horizon", str(args.horizon), "--out", "logged.parquet"],
+                 folder, log)  # fmt: skip
     policies, estimates = {}, {}
     for label, features in RULE_FEATURES.items():
-        out = f"learned-{label}"
+        out = (args.out / f"learned-{table}-{label}").resolve()
         rollrisk(["learn-policy", "--logged", "logged.parquet", "--rule-features", features,
                   "--model-features", args.model_features, "--experiments",
                   "portfolio/experiments.yaml", "--max-depth", str(args.max_depth),
-                  *args.learn_args.split(), "--out", out], folder, log)  # fmt: skip
-        policies[label] = folder / out / "learned_policy.yaml"
-        estimates[label] = json.loads((folder / out / "policy_learning.json").read_text())
+                  *args.learn_args.split(), "--out", str(out)], folder, log)  # fmt: skip
+        policies[label] = out / "learned_policy.yaml"
+        estimates[label] = json.loads((out / "policy_learning.json").read_text())
     return policies, estimates
 
 
@@ -96,9 +99,19 @@ def main() -> None:
         help="share of the learning world's M1-M3 book the lender randomises",
     )
     parser.add_argument("--learn-args", default="", help="extra learn-policy arguments")
+    parser.add_argument(
+        "--learn-world",
+        nargs="*",
+        default=[],
+        metavar="TABLE=DIR",
+        help="a prepared learning world per table (DIR holds portfolio/, logged.parquet, "
+        "mlflow.db), instead of simulating one",
+    )
     parser.add_argument("--policy-seeds", type=int, default=10)
     parser.add_argument("--out", type=Path, default=Path("runs/bench_learned_policy"))
     args = parser.parse_args()
+    args.learn_world = dict(item.split("=", 1) for item in args.learn_world)
+    args.learn_world = {table: Path(path) for table, path in args.learn_world.items()}
     started = time.perf_counter()
     rows: list[dict] = []
     learning: dict[str, dict] = {}

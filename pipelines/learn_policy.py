@@ -10,13 +10,19 @@ Reads a table of logged decisions (Parquet or CSV), one row per account and deci
   and the feature columns named by --rule-features and --model-features (text = categories).
 
 Learns with EconML (doubly robust scores with the logged propensities, cross-fitted LightGBM
-outcome model; a shallow PolicyTree on a learning half of the accounts), moves leaves off
-capacity-using bundles greedily when --max-contact-share is set (the gap to the LP relaxation is
-reported), and estimates the proposed policy's value per decision on the other half, with a 95%
-bootstrap interval over accounts, beside the current policy's and the difference.
+outcome model; a shallow PolicyTree on a learning half of the accounts), labels each leaf
+safely (--confidence: it leaves the current policy only for a candidate whose gain has a lower
+confidence bound above 0, bounded on learning accounts the tree's splits never saw, with at least
+--min-explored explored accounts there), moves leaves off capacity-using bundles greedily when
+--max-contact-share is set (the gap to the LP relaxation is reported), and estimates the
+proposed policy's value per decision on the other half, with a 95% bootstrap interval over
+accounts, beside the current policy's and the difference. Where the experiments are too small
+for any bound to clear 0, the proposal keeps the current policy everywhere and its rules say
+why (explored accounts, nearest alternative's estimate and lower bound).
 
 Writes to --out:
   learned_rules.yaml     the rules (if/then on the rule features), the bundles, the evidence
+                         (per rule and candidate: estimated gain, lower bound, explored accounts)
   learned_policy.yaml    when every rule feature is one conf/policy.yaml can test (start_bucket,
                          risk_band, segment, product, dpd, amount_overdue): the learned rules over
                          the current policy's rules, with --policy's treatments, a file
@@ -26,7 +32,7 @@ Writes to --out:
                          standard_queue for every decision) it is one rule giving standard_queue,
                          and every learned rule names its treatment (keep = standard_queue)
   policy_learning.json   the off-policy estimate, the capacity outcome and the settings
-  policy_learning.md     the same for people
+  policy_learning.md     the same for people, and the experiment's plain readout per arm
 
 Where logged data comes from: `rollrisk logged-decisions` builds the table from a portfolio's
 experiment record (the experiment_assignments table), scoring each decision at its as-of and
@@ -54,6 +60,7 @@ import yaml
 from rollrisk.conf import DEFAULT_EXPERIMENTS, DEFAULT_POLICY
 from rollrisk.errors import UserError
 from rollrisk.storage.atomic_output import publish_file
+from rollrisk.strategies.experiment_readout import arm_readout, readout_markdown
 from rollrisk.strategies.experiments import bundle_ladders, load_experiments
 from rollrisk.strategies.policy import load_policy
 from rollrisk.strategies.policy_learning import (
@@ -111,7 +118,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--min-leaf-share",
         type=float,
         default=0.02,
-        help="smallest leaf, as a share of the learning decisions",
+        help="smallest leaf, as a share of the decisions the tree's splits are fitted on",
     )
     parser.add_argument(
         "--max-contact-share",
@@ -124,6 +131,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=0.5,
         help="share of accounts held out for the off-policy estimate",
+    )
+    parser.add_argument(
+        "--confidence",
+        type=float,
+        default=0.95,
+        help="safe leaf labels: a leaf leaves the current policy only for a candidate whose gain "
+        "over it has a lower confidence bound above 0 at this family-wise confidence (one-sided, "
+        "account-clustered, Bonferroni over the leaves and candidates), labelled on learning "
+        "accounts the tree's splits never saw; 0 = the argmax of the mean scores (no bound)",
+    )
+    parser.add_argument(
+        "--min-explored",
+        type=int,
+        default=30,
+        help="with --confidence > 0: a candidate needs at least this many explored accounts in "
+        "a leaf (labelling part) to be given there",
+    )
+    parser.add_argument(
+        "--label-share",
+        type=float,
+        default=0.5,
+        help="with --confidence > 0: share of the learning accounts held from the tree's splits "
+        "to label its leaves",
     )
     parser.add_argument("--folds", type=int, default=3, help="cross-fitting folds")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
@@ -158,10 +188,17 @@ def run(args: argparse.Namespace) -> int:
         "--evaluation-share": args.evaluation_share,
         "--min-leaf-share": args.min_leaf_share,
         "--max-contact-share": args.max_contact_share,
+        "--label-share": args.label_share,
     }
     for flag, value in shares.items():
         if value is not None and not 0 < value < 1:
             raise UserError(f"{flag} must be a share strictly between 0 and 1, got {value}")
+    if not 0 <= args.confidence < 1:
+        raise UserError(
+            f"--confidence must be in [0, 1) (0 = argmax labels), got {args.confidence}"
+        )
+    if args.min_explored < 1:
+        raise UserError(f"--min-explored must be at least 1, got {args.min_explored}")
     if not args.rule_features:
         raise UserError("--rule-features names no column")
     started = time.perf_counter()
@@ -180,6 +217,9 @@ def run(args: argparse.Namespace) -> int:
         bootstrap_samples=args.bootstrap,
         seed=args.seed,
         threads=args.threads,
+        confidence=args.confidence,
+        min_explored=args.min_explored,
+        label_share=args.label_share,
     )
     print(
         f"[learn-policy] {logged.height:,} logged decisions from {args.logged}; learning ...",
@@ -211,11 +251,33 @@ def run(args: argparse.Namespace) -> int:
             f"({', '.join(f for f in settings.rule_features)}): learned_rules.yaml only",
             file=sys.stderr,
         )
+    # what the experiment showed arm by arm, before any model (randomised groups compared);
+    # a table where no decision kept the logging policy's own has no control to compare with
+    has_control = bool((logged["bundle"] == logged["policy_bundle"]).any())
+    readout = arm_readout(logged, settings.outcome, seed=settings.seed) if has_control else None
     document = evaluation_document(learned)
+    document["experiment_readout"] = (
+        None
+        if readout is None
+        else {"control": readout[0].to_dict(), "arms": [arm.to_dict() for arm in readout[1]]}
+    )
     document["logged"] = str(args.logged)
     document["seconds"] = round(time.perf_counter() - started, 1)
     written.append(_write(args.out, "policy_learning.json", json.dumps(document, indent=2) + "\n"))
-    summary = evaluation_markdown(learned)
+    summary = "\n".join(
+        [
+            evaluation_markdown(learned).rstrip("\n"),
+            "",
+            "## What the experiment showed",
+            "",
+            *(
+                readout_markdown(*readout, settings.outcome)
+                if readout is not None
+                else ["No decision kept the logging policy's own: no control to compare with."]
+            ),
+            "",
+        ]
+    )
     written.append(_write(args.out, "policy_learning.md", summary))
     print(summary)
     for path in written:

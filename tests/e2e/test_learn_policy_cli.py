@@ -23,7 +23,8 @@ ARM_MEANS = {  # book value by segment and bundle: the arms win, each in one seg
 }
 
 
-def _logged(path: Path, n: int = 3000, seed: int = 5, share: float = 0.5) -> Path:
+def _logged(path: Path, n: int = 6000, seed: int = 5, share: float = 0.5) -> Path:
+    # n: 3000 before the safe labels (a leaf then held < 30 explored accounts to label it)
     rng = np.random.default_rng(seed)
     segment = rng.choice(["forgetful", "capacity_shock"], n)
     bucket = rng.choice(["M1", "M2"], n)
@@ -135,3 +136,20 @@ def test_learnt_from_the_lenders_standard_queue_control_the_file_stands_on_its_o
         (("forgetful",), "early_agent_call"),
         (("capacity_shock",), "grace_then_reminder"),
     }
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--confidence", "1"], "--confidence must be in [0, 1) (0 = argmax labels), got 1.0"),
+        (["--min-explored", "0"], "--min-explored must be at least 1, got 0"),
+        (["--label-share", "1.5"], "--label-share must be a share strictly between 0 and 1"),
+    ],
+)
+def test_learn_policy_refuses_safe_label_settings_out_of_range(
+    tmp_path: Path, capsys, flags: list[str], message: str
+) -> None:
+    logged = _logged(tmp_path / "logged.csv", n=200)
+    code = main(["learn-policy", "--logged", str(logged), "--out", str(tmp_path / "o"), *flags])
+    assert code == 2
+    assert message in capsys.readouterr().err

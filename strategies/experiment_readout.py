@@ -1,0 +1,143 @@
+"""What a champion/challenger experiment showed, arm by arm, before anything is learnt from it.
+
+A strategy lead's first question of an experiment is the plain A/B readout: per arm, how many
+decisions and accounts, the mean outcome per decision, and the gap to the control with an
+interval. The assignment is randomised (the hash of experiment and account,
+:func:`rollrisk.strategies.experiments.unit_draws`), so the control (the accounts not
+randomised, who kept the logging policy's decision) and each arm are comparable groups; no
+model is involved.
+
+Input: the logged-decisions table (``rollrisk logged-decisions``: ``account_id``, ``bundle``,
+``policy_bundle``, the outcome). An account keeps its arm for the whole experiment, so its
+decisions are correlated: the interval resamples **accounts** (all of an account's decisions
+together), 95 % percentile bootstrap. An account that appears in two groups (two experiments
+over the table's months) counts in each, with its decisions there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import polars as pl
+
+from rollrisk.errors import UserError
+
+
+@dataclass(frozen=True)
+class ArmReadout:
+    """One arm's observed result against the control (outcome per decision)."""
+
+    bundle: str
+    decisions: int
+    accounts: int
+    mean: float
+    versus_control: float  # arm mean - control mean
+    ci_low: float
+    ci_high: float
+
+    @property
+    def significant(self) -> bool:
+        """The interval excludes zero."""
+        return self.ci_low > 0 or self.ci_high < 0
+
+    def to_dict(self) -> dict[str, object]:
+        return {**asdict(self), "significant": self.significant}
+
+
+def arm_readout(
+    logged: pl.DataFrame,
+    outcome: str = "book_value",
+    samples: int = 1000,
+    seed: int = 0,
+) -> tuple[ArmReadout, list[ArmReadout]]:
+    """The control's readout and each explored bundle's, best mean first (module docstring).
+
+    The control is the rows whose ``bundle`` is their ``policy_bundle`` (the logging policy's
+    own decision); a bundle is every other value of ``bundle``. Raises :class:`UserError` when
+    a column is missing or no row is a control.
+    """
+    missing = [c for c in ("account_id", "bundle", "policy_bundle", outcome) if c not in logged]
+    if missing:
+        raise UserError(f"the logged decisions lack column(s) {', '.join(missing)}")
+    table = logged.select(
+        "account_id",
+        pl.when(pl.col("bundle") == pl.col("policy_bundle"))
+        .then(pl.lit(None, dtype=pl.String))
+        .otherwise(pl.col("bundle"))
+        .alias("group"),
+        pl.col("policy_bundle"),
+        pl.col(outcome).cast(pl.Float64).alias("y"),
+    )
+    if table["group"].null_count() == 0:
+        raise UserError("no logged decision kept the logging policy's own decision: no control")
+    controls = table["policy_bundle"].filter(table["group"].is_null()).unique().to_list()
+    control_name = controls[0] if len(controls) == 1 else "logging policy"
+    # one row per (account, group): the sum and count of its decisions there
+    cells = (
+        table.group_by("account_id", "group")
+        .agg(pl.col("y").sum().alias("s"), pl.len().alias("c"))
+        .sort("account_id", "group", nulls_last=False)
+    )
+    control = cells.filter(pl.col("group").is_null())
+    rng = np.random.default_rng(seed)
+    control_readout = ArmReadout(
+        control_name,
+        int(control["c"].sum()),
+        control.height,
+        float(control["s"].sum() / control["c"].sum()),
+        0.0,
+        0.0,
+        0.0,
+    )
+    arms: list[ArmReadout] = []
+    for bundle in sorted(cells["group"].drop_nulls().unique().to_list()):
+        arm = cells.filter(pl.col("group") == bundle)
+        s = np.concatenate([arm["s"].to_numpy(), control["s"].to_numpy()])
+        c = np.concatenate([arm["c"].to_numpy(), control["c"].to_numpy()]).astype(np.float64)
+        in_arm = np.concatenate([np.ones(arm.height), np.zeros(control.height)])
+        n = len(s)
+        # resampled accounts as multiplicities (one multinomial-like draw per resample)
+        weights = np.stack(
+            [np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(samples)]
+        )
+        ws, wc = weights * s, weights * c
+        with np.errstate(invalid="ignore", divide="ignore"):
+            gap = (ws @ in_arm) / (wc @ in_arm) - (ws @ (1 - in_arm)) / (wc @ (1 - in_arm))
+        gap = gap[np.isfinite(gap)]
+        low, high = np.percentile(gap, [2.5, 97.5]) if len(gap) else (np.nan, np.nan)
+        mean = float(arm["s"].sum() / arm["c"].sum())
+        arms.append(
+            ArmReadout(
+                bundle,
+                int(arm["c"].sum()),
+                arm.height,
+                mean,
+                mean - control_readout.mean,
+                float(low),
+                float(high),
+            )
+        )
+    arms.sort(key=lambda a: -a.mean)
+    return control_readout, arms
+
+
+def readout_markdown(control: ArmReadout, arms: list[ArmReadout], outcome: str) -> list[str]:
+    """The readout as a Markdown table (lines)."""
+    lines = [
+        f"Observed `{outcome}` per decision by arm (randomised assignment; 95 % interval resampling "
+        "accounts):",
+        "",
+        "| arm | decisions | accounts | mean per decision | arm - control [95 %] |",
+        "|---|---|---|---|---|",
+        f"| {control.bundle} (control) | {control.decisions:,} | {control.accounts:,} | "
+        f"{control.mean:,.2f} | - |",
+    ]
+    for arm in arms:
+        mark = " *" if arm.significant else ""
+        lines.append(
+            f"| {arm.bundle} | {arm.decisions:,} | {arm.accounts:,} | {arm.mean:,.2f} | "
+            f"{arm.versus_control:+,.2f} [{arm.ci_low:+,.2f}, {arm.ci_high:+,.2f}]{mark} |"
+        )
+    lines += ["", "`*`: the interval excludes zero."]
+    return lines

@@ -1,0 +1,73 @@
+"""The plain A/B readout of a logged experiment (strategies/experiment_readout.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from rollrisk.errors import UserError
+from rollrisk.strategies.experiment_readout import arm_readout, readout_markdown
+
+
+def _logged(seed: int, effect: float, accounts: int = 3000, months: int = 4) -> pl.DataFrame:
+    """Accounts assigned once (control 80 %, arms a and b 10 % each), several decisions each;
+    an account's level is shared by its decisions (correlated rows); arm b adds ``effect``."""
+    rng = np.random.default_rng(seed)
+    group = rng.choice(np.array(["queue", "a", "b"]), accounts, p=[0.8, 0.1, 0.1])
+    level = rng.normal(1000.0, 300.0, accounts)
+    rows = []
+    for i in range(accounts):
+        for _ in range(months):
+            y = level[i] + rng.normal(0.0, 50.0) + (effect if group[i] == "b" else 0.0)
+            rows.append((f"A{i:05d}", group[i], "queue", y))
+    return pl.DataFrame(
+        rows, schema=["account_id", "bundle", "policy_bundle", "book_value"], orient="row"
+    )
+
+
+def test_a_real_effect_is_found():
+    control, arms = arm_readout(_logged(1, effect=150.0), samples=400)
+    by = {a.bundle: a for a in arms}
+    assert (
+        control.bundle == "queue" and control.accounts + by["a"].accounts + by["b"].accounts == 3000
+    )
+    assert by["b"].significant and by["b"].ci_low < 150.0 < by["b"].ci_high
+    # the null arm: its interval's coverage is checked over seeds below
+    assert by["a"].ci_low < by["a"].versus_control < by["a"].ci_high
+    assert [a.bundle for a in arms] == ["b", "a"]  # best mean first
+
+
+def test_the_interval_resamples_accounts_not_decisions():
+    # the same accounts with 4 decisions or 16 each: an account-level interval barely narrows
+    # (the account's level dominates), a decision-level one would halve
+    _, four = arm_readout(_logged(2, effect=0.0, months=4), samples=400)
+    _, sixteen = arm_readout(_logged(2, effect=0.0, months=16), samples=400)
+    width = {a.bundle: a.ci_high - a.ci_low for a in four}
+    width16 = {a.bundle: a.ci_high - a.ci_low for a in sixteen}
+    assert width16["a"] > 0.8 * width["a"]
+
+
+def test_coverage_of_a_null_arm_over_seeds():
+    covered = sum(
+        arm.ci_low <= 0.0 <= arm.ci_high
+        for seed in range(20)
+        for arm in arm_readout(
+            _logged(100 + seed, effect=0.0, accounts=1500, months=2), samples=300
+        )[1]
+    )
+    assert covered >= 36  # of 40 intervals at 95 %
+
+
+def test_a_table_without_a_control_or_a_column_is_refused():
+    logged = _logged(3, effect=0.0, accounts=50, months=1)
+    with pytest.raises(UserError, match="no control"):
+        arm_readout(logged.filter(pl.col("bundle") != "queue"))
+    with pytest.raises(UserError, match="book_value"):
+        arm_readout(logged.drop("book_value"))
+
+
+def test_markdown_marks_significant_arms():
+    control, arms = arm_readout(_logged(1, effect=150.0), samples=200)
+    text = "\n".join(readout_markdown(control, arms, "book_value"))
+    assert "| queue (control) |" in text and "| b |" in text and "*" in text
