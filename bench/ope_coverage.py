@@ -47,13 +47,21 @@ from rollrisk.simulator.truth import read_simulation_params
 from rollrisk.strategies.experiments import bundle_ladders, load_experiments, unit_draws
 from rollrisk.strategies.policy import STANDARD_QUEUE, load_policy
 from rollrisk.strategies.policy_learning import (
+    KEEP_POLICY,
     SPLIT_SALT,
     LearningSettings,
     _encode,
     doubly_robust_scores,
+    learn_policy,
+    predict_candidates,
 )
 
 RULES = ("start_bucket", "risk_band", "segment")
+RULE_SETS = {
+    "shap": RULES,
+    "raw": ("start_bucket", "risk_band", "product", "dpd", "amount_overdue"),
+    "bucket": ("start_bucket",),
+}
 MODEL = ("probability", "dpd", "amount_overdue", "exposure")
 
 
@@ -91,36 +99,66 @@ def estimates(logged: pl.DataFrame, evaluation: np.ndarray, seed: int) -> tuple[
 
 
 def realised(
-    world: Path, logged: pl.DataFrame, ladders: dict, bundles: list[str], seeds: int, horizon: int
+    world: Path, choices: dict[str, pl.DataFrame], ladders: dict, seeds: int, horizon: int
 ) -> dict[str, float]:
-    """Per bundle: the replayed book value per decision minus the tiered lender's, same draws."""
+    """Per policy (``account_id, as_of, bundle`` per decision): the replayed book value per
+    decision minus the tiered lender's, same accounts, months and draws."""
     sim = read_simulation_params(world / "portfolio")
     portfolio = load_portfolio(world / "portfolio")
     valuation = recovery_valuation(portfolio.statements, treatments=portfolio.treatments)
     costs = load_action_costs()
-    totals = dict.fromkeys(bundles, 0.0)
+    steps_of = {b: [(s.action, s.channel) for s in steps] for b, steps in ladders.items()}
+    steps_of[STANDARD_QUEUE] = [(STANDARD_QUEUE, None)]
+    totals = dict.fromkeys(choices, 0.0)
     decisions = 0
-    for as_of in sorted(logged["as_of"].unique().to_list()):
-        ids = logged.filter(pl.col("as_of") == as_of)["account_id"].to_list()
+    frame = next(iter(choices.values()))
+    for as_of in sorted(frame["as_of"].unique().to_list()):
+        ids = frame.filter(pl.col("as_of") == as_of)["account_id"].to_list()
         month = month_index(sim.start_month, as_of)
         replay = replay_to_month(sim, ids, month, horizon, portfolio.statements)
         n = len(replay.account_ids)
-        queue = ladder_plan([[(STANDARD_QUEUE, None)]] * n)
+        order = pl.DataFrame({"account_id": replay.account_ids})
+        queue = ladder_plan([steps_of[STANDARD_QUEUE]] * n)
         base = np.zeros(n)
         for seed in range(seeds):
             base += run_arm(replay, "baseline_tiered", queue, costs, horizon, seed,
                             valuation=valuation).book_value  # fmt: skip
-        for bundle in bundles:
-            steps = [(step.action, step.channel) for step in ladders[bundle]]
-            plan = ladder_plan([steps] * n)
+        for name, choice in choices.items():
+            bundles = order.join(
+                choice.filter(pl.col("as_of") == as_of), on="account_id", how="left"
+            )["bundle"].to_list()
+            plan = ladder_plan([steps_of[b] for b in bundles])
+            spec = ArmSpec(name, plan, np.zeros(n, dtype=bool))
             value = np.zeros(n)
             for seed in range(seeds):
-                value += run_arm(replay, ArmSpec(bundle, plan, np.zeros(n, dtype=bool)), plan,
-                                 costs, horizon, seed, valuation=valuation).book_value  # fmt: skip
-            totals[bundle] += float((value - base).sum() / seeds)
+                value += run_arm(replay, spec, plan, costs, horizon, seed,
+                                 valuation=valuation).book_value  # fmt: skip
+            totals[name] += float((value - base).sum() / seeds)
         decisions += n
         print(f"[coverage] replayed {as_of}: {n} decisions", file=sys.stderr, flush=True)
-    return {bundle: total / decisions for bundle, total in totals.items()}
+    return {name: total / decisions for name, total in totals.items()}
+
+
+def learned_runs(logged: pl.DataFrame, ladders: dict, evaluation: np.ndarray) -> dict:
+    """The learner's own policies (argmax and safe, three rule sets): each one's off-policy
+    estimate of proposed - current on the evaluation half and its choice per decision there."""
+    out = {}
+    for label, rules in RULE_SETS.items():
+        for confidence in (0.0, 0.95):
+            settings = LearningSettings(
+                rule_features=rules, model_features=MODEL, confidence=confidence
+            )
+            learned = learn_policy(logged, settings, ladders)
+            chosen = predict_candidates(learned, logged.filter(pl.Series(evaluation)))
+            frame = logged.filter(pl.Series(evaluation)).select("account_id", "as_of")
+            bundle = [STANDARD_QUEUE if c == KEEP_POLICY else c for c in chosen]
+            uplift = learned.evaluation.uplift
+            name = f"learned {label}, {'safe' if confidence else 'argmax'}"
+            out[name] = (
+                {"estimate": uplift.value, "ci_low": uplift.ci_low, "ci_high": uplift.ci_high},
+                frame.with_columns(pl.Series("bundle", bundle)),
+            )
+    return out
 
 
 def main() -> None:
@@ -129,6 +167,8 @@ def main() -> None:
                         help="folders holding portfolio/ and logged.parquet")  # fmt: skip
     parser.add_argument("--seeds", type=int, default=5, help="replay draws per policy")
     parser.add_argument("--horizon", type=int, default=6)
+    parser.add_argument("--learned", action="store_true",
+                        help="also the learner's policies (argmax and safe, three rule sets)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path("runs/bench_ope_coverage"))
     args = parser.parse_args()
     started = time.perf_counter()
@@ -140,12 +180,19 @@ def main() -> None:
         ladders = bundle_ladders(
             load_experiments(world / "portfolio" / "experiments.yaml"), load_policy(DEFAULT_POLICY)
         )
-        truth = realised(world, logged.filter(pl.Series(evaluation)), ladders,
-                         sorted(estimate), args.seeds, args.horizon)  # fmt: skip
-        for bundle, e in estimate.items():
-            covered = e["ci_low"] <= truth[bundle] <= e["ci_high"]
-            rows.append({"world": str(world), "policy": f"everyone {bundle}", **e,
-                         "realised": truth[bundle], "covered": covered})  # fmt: skip
+        frame = logged.filter(pl.Series(evaluation)).select("account_id", "as_of")
+        runs = {
+            f"everyone {bundle}": (e, frame.with_columns(pl.lit(bundle).alias("bundle")))
+            for bundle, e in estimate.items()
+        }
+        if args.learned:
+            runs |= learned_runs(logged, ladders, evaluation)
+        truth = realised(world, {name: choice for name, (_, choice) in runs.items()}, ladders,
+                         args.seeds, args.horizon)  # fmt: skip
+        for name, (e, _) in runs.items():
+            covered = e["ci_low"] <= truth[name] <= e["ci_high"]
+            rows.append({"world": str(world), "policy": name, **e, "realised": truth[name],
+                         "covered": covered})  # fmt: skip
     lines = [
         f"machine: {machine_description()}; {(time.perf_counter() - started) / 60:.1f} min",
         "",
