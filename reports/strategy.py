@@ -1209,7 +1209,8 @@ def learned_rule_conditions(
 ) -> list[tuple[str, str]]:
     """A learned rule's ``when`` (feature -> ``in`` levels, or ``gt``/``le`` thresholds) as
     conditions in English and Chinese. A condition that admits every level the rules apply
-    to (``applies_to``) restricts nothing and is left out."""
+    to (``applies_to``) restricts nothing and is left out; a range names its subject once
+    ("is more than 13 and at most 40"); amounts are whole CNY."""
     from rollrisk.strategies.segments import Condition
 
     words = []
@@ -1225,11 +1226,15 @@ def learned_rule_conditions(
                 value = float(test[op])
                 if feature in WHOLE_NUMBER_FIELDS:
                     value = float(math.floor(value))  # dpd <= 13.5 is dpd <= 13
-                tests.append((op, round(value, 2)))
-        if tests:
-            words.append(
-                condition_words(Condition("field", feature, tuple(tests), None), feature_set)
-            )
+                tests.append((op, round(value, 2 if abs(value) < 100 else 0)))
+        if not tests:
+            continue
+        en, zh = condition_words(Condition("field", feature, (tests[0],), None), feature_set)
+        for op, operand in tests[1:]:  # the range's upper end, without its subject again
+            op_en, op_zh = OPERATOR_WORDS[op]
+            en += f" and {op_en} {_number(operand)}"
+            zh += f"且{op_zh}{_number(operand)}"
+        words.append((en, zh))
     return words
 
 
@@ -1498,6 +1503,8 @@ def _learned_section(
         "对这些账户的现行做法、在学习样本上估计的每次决策收益,以及今天评分账户中符合该规则的账户数"
         "和现行策略给予它们的处置。</p>"
     )
+    # a pessimistic learner writes each rule's lower bound of the gain over the current decision
+    bounded = any("gain_over_current" in rule for rule in rules)
     rows = []
     for rule in rules:
         when = rule.get("when") or {}
@@ -1542,8 +1549,8 @@ def _learned_section(
                     "0 (keeps)" if keeps else math.nan if gain is None else gain
                 ),
                 **(
-                    {"lower bound (CNY)": math.nan if bound is None else float(bound)}
-                    if any("gain_over_current" in r for r in rules)
+                    {"gain's lower bound (CNY)": math.nan if bound is None else float(bound)}
+                    if bounded
                     else {}
                 ),
                 "decisions learnt from": int(rule.get("learning_decisions", 0)),
@@ -1556,7 +1563,7 @@ def _learned_section(
             pd.DataFrame(rows),
             {
                 "est. gain per decision (CNY)": "{:+,.0f}",
-                "lower bound (CNY)": "{:+,.0f}",
+                "gain's lower bound (CNY)": "{:+,.0f}",
                 "decisions learnt from": "{:,.0f}",
                 "accounts today": "{:,.0f}",
             },
@@ -1572,6 +1579,7 @@ def _learned_section(
         + "; ".join(files)
         + ". Method, for analysts: "
         + str(learned.evaluation.get("method", "n/a"))
+        + (f"; rules: {learned.evaluation['labels']}" if learned.evaluation.get("labels") else "")
         + "."
     )
     section.raw(

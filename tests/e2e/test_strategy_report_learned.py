@@ -155,3 +155,15 @@ def test_the_learned_sections_render_in_headless_chromium(learned_run, tmp_path)
     assert console == []
     for section in LEARNED_SECTION_IDS:
         assert f'id="{section}"' in done.stdout
+
+
+def test_a_learned_range_names_its_subject_once_and_amounts_are_whole_cny():
+    from rollrisk.features.registry import FEATURE_SET
+
+    when = {"dpd": {"gt": 13.5, "le": 40.5}, "amount_overdue": {"gt": 3239.685}}
+    words = learned_rule_conditions(when, {}, FEATURE_SET)
+    assert words[0] == (
+        "days past due at the as-of date is more than 13 and at most 40",
+        "观察日逾期天数大于13且不超过40",
+    )
+    assert words[1] == ("the amount overdue (CNY) is more than 3240", "逾期金额(元)大于3240")
