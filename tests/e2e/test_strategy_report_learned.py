@@ -110,6 +110,17 @@ def test_the_learned_section_shows_the_estimate_in_money_and_every_rule(learned_
         assert "not shown to be better than" in section and "未被证明优于" in section
     for rule in rules["rules"]:
         assert f'<td class="t">{rule["id"]}</td>' in section
+    # the learning half's gains, weighted by each rule's decisions, beside the held-out figure
+    weighted, decisions = 0.0, 0
+    for rule in rules["rules"]:
+        values = rule["estimated_value_per_decision"]
+        if rule["give"] in values:
+            weighted += (values[rule["give"]] - values["policy"]) * rule["learning_decisions"]
+        decisions += rule["learning_decisions"]
+    flattered = weighted / decisions > uplift["value"]
+    assert ("trust the held-out figure" in section) == flattered
+    if flattered:
+        assert f"{weighted / decisions:+,.0f} CNY per decision" in section
     assert "controlled rollout" in section and "受控试点" in section
     assert "learned/learned_rules.yaml" in section  # relative to the working folder
     assert not re.search(r"(?<![\w.])/(tmp|work|home|root|usr|var)/", text)
@@ -167,3 +178,17 @@ def test_a_learned_range_names_its_subject_once_and_amounts_are_whole_cny():
         "观察日逾期天数大于13且不超过40",
     )
     assert words[1] == ("the amount overdue (CNY) is more than 3240", "逾期金额(元)大于3240")
+
+
+def test_a_learned_category_list_is_said_the_shorter_way():
+    from rollrisk.features.registry import FEATURE_SET
+
+    applies_to = {"segment": ["capacity_shock", "forgetful", "general", "seasonal"]}
+    all_but_general = {"segment": {"in": ["capacity_shock", "forgetful", "seasonal"]}}
+    assert learned_rule_conditions(all_but_general, applies_to, FEATURE_SET) == [
+        ("the segment is not general (no driver evidence)", "细分不是一般(无明确驱动因素)")
+    ]
+    two = {"segment": {"in": ["capacity_shock", "forgetful"]}}
+    assert learned_rule_conditions(two, applies_to, FEATURE_SET)[0][0].startswith(
+        "the segment is one of hit by a hardship"
+    )
