@@ -1192,7 +1192,10 @@ def bundle_words(
     if treatment is None and policy is not None:
         treatment = policy.treatments.get(bundle)
     if treatment is None:
-        return (f"{bundle.replace('_', ' ')} (its ladder is in the experiment file)", bundle)
+        return (
+            f"{bundle.replace('_', ' ')} (its ladder is in the experiment file)",
+            f"{bundle}(处置阶梯见实验文件)",
+        )
     return ladder_words(treatment)
 
 
@@ -1218,9 +1221,10 @@ def learned_rule_conditions(
         tests: list[tuple[str, Any]] = []
         if "in" in test:
             levels = list(test["in"])
-            if set(levels) >= set(applies_to.get(feature, ())):
+            every = applies_to.get(feature)
+            if every and set(levels) >= set(every):
                 continue
-            others = [v for v in applies_to.get(feature, ()) if v not in levels]
+            others = [v for v in every or () if v not in levels]
             if len(levels) == 1:
                 tests.append(("eq", levels[0]))
             elif others and len(others) < len(levels):  # the shorter way to say it

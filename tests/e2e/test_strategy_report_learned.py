@@ -188,6 +188,10 @@ def test_a_learned_category_list_is_said_the_shorter_way():
     assert learned_rule_conditions(all_but_general, applies_to, FEATURE_SET) == [
         ("the segment is not general (no driver evidence)", "细分不是一般(无明确驱动因素)")
     ]
+    # levels the rules file does not list for the feature are said as they are
+    assert learned_rule_conditions(all_but_general, {}, FEATURE_SET)[0][0].startswith(
+        "the segment is one of hit by a hardship"
+    )
     two = {"segment": {"in": ["capacity_shock", "forgetful"]}}
     assert learned_rule_conditions(two, applies_to, FEATURE_SET)[0][0].startswith(
         "the segment is one of hit by a hardship"
