@@ -1205,6 +1205,14 @@ def _keep_bundle(learned: LearnedResult) -> str:
     return str((readout.get("control") or {}).get("bundle") or STANDARD_QUEUE)
 
 
+def _current_names(keep: str) -> tuple[str, str]:
+    """What the lender does now, named in English and Chinese: its standard collection, or
+    the current policy's decision when the logged control was another bundle."""
+    if keep == STANDARD_QUEUE:
+        return STANDARD_COLLECTION
+    return (f"the current policy's decision ({keep.replace('_', ' ')})", f"现行策略的决策({keep})")
+
+
 def learned_rule_conditions(
     when: Mapping[str, Mapping[str, Any]],
     applies_to: Mapping[str, Sequence[str]],
@@ -1310,7 +1318,8 @@ def _experiment_section(section: Section, learned: LearnedResult, policy: Policy
     """The experiment's plain readout per arm (no model): accounts, book value per decision,
     the gap to the standard collection with its interval, and one sentence on what it shows."""
     section.text(
-        "The lender ran an experiment: each month a random share of its M1-M3 book was given "
+        "The lender ran an experiment: each month a random share of its delinquent (M1-M3) book "
+        "was given "
         "one of several action bundles (the arms), and the rest stayed in its standard "
         "collection (the control). The draw was random, so each arm's accounts are comparable "
         "with the control's: the gap in book value per decision is what the arm did, with no "
@@ -1331,7 +1340,7 @@ def _experiment_section(section: Section, learned: LearnedResult, policy: Policy
         )
         return
     control, arms = readout["control"], list(readout["arms"])
-    control_en, control_zh = STANDARD_COLLECTION
+    control_en, control_zh = _current_names(str(control.get("bundle") or STANDARD_QUEUE))
     rows = [
         {
             "arm 实验组": f"{control_en} (control) {control_zh}(对照组)",
@@ -1385,7 +1394,7 @@ def _experiment_section(section: Section, learned: LearnedResult, policy: Policy
         undecided = len(arms) - len(better) - len(worse)
         en = (
             f"Of {_count(len(arms), 'arm')}, {len(better) or 'none'} did significantly better "
-            f"than the standard collection and {len(worse) or 'none'} significantly worse (the "
+            f"than {control_en} and {len(worse) or 'none'} significantly worse (the "
             "interval excludes zero)"
             + (
                 f"; the other {undecided} cannot be told apart from it with {sizes_en}."
@@ -1394,19 +1403,19 @@ def _experiment_section(section: Section, learned: LearnedResult, policy: Policy
             )
         )
         zh = (
-            f"{len(arms)}个实验组中,{f'{len(better)}个' if better else '无一'}显著优于常规催收,"
-            f"{f'{len(worse)}个' if worse else '无一'}显著差于常规催收"
+            f"{len(arms)}个实验组中,{f'{len(better)}个' if better else '无一'}显著优于{control_zh},"
+            f"{f'{len(worse)}个' if worse else '无一'}显著差于{control_zh}"
             "(置信区间不含零)"
-            + (f";其余{undecided}个在{sizes_zh}的规模下与常规催收无法区分。" if undecided else "。")
+            + (f";其余{undecided}个在{sizes_zh}的规模下与之无法区分。" if undecided else "。")
         )
     else:
         en = (
-            f"None of the {len(arms)} arms is shown to differ from the standard collection: with "
+            f"None of the {len(arms)} arms is shown to differ from {control_en}: with "
             f"{sizes_en} (the control {int(control['accounts']):,}), the experiment is too small "
             "to tell them apart."
         )
         zh = (
-            f"{len(arms)}个实验组均未显示出与常规催收的显著差异:{sizes_zh}"
+            f"{len(arms)}个实验组均未显示出与{control_zh}的显著差异:{sizes_zh}"
             f"(对照组{int(control['accounts']):,}个),实验规模太小,无法区分。"
         )
     section.raw(
@@ -1445,7 +1454,6 @@ def _learned_section(
     returns the one-line verdict for the summary."""
     evaluation = learned.evaluation.get("evaluation") or {}
     uplift = evaluation.get("uplift_vs_current")
-    control_en, control_zh = STANDARD_COLLECTION
     keep = _keep_bundle(learned)
     if uplift is None:
         section.raw(
@@ -1463,12 +1471,7 @@ def _learned_section(
         verdict_en = "not shown to be better than"
         verdict_zh = "未被证明优于"
     book = scored.height
-    current_en = (
-        control_en
-        if keep == STANDARD_QUEUE
-        else f"the current policy's decision ({keep.replace('_', ' ')})"
-    )
-    current_zh = control_zh if keep == STANDARD_QUEUE else f"现行策略的决策({keep})"
+    current_en, current_zh = _current_names(keep)
     section.markdown(
         f"**The proposed rules are {verdict_en} {current_en}: "
         f"{_money_interval(uplift)} per decision**, estimated off-policy on "
@@ -1576,12 +1579,8 @@ def _learned_section(
                 "rule": str(rule.get("id", "")),
                 "when": " and ".join(c[0] for c in conditions) or "every other account",
                 "条件": "且".join(c[1] for c in conditions) or "其他所有账户",
-                "the data suggests": (
-                    f"keep {control_en if keep == STANDARD_QUEUE else keep}" if keeps else give_en
-                ),
-                "建议处置": f"保持{control_zh if keep == STANDARD_QUEUE else keep}"
-                if keeps
-                else give_zh,
+                "the data suggests": f"keep {current_en}" if keeps else give_en,
+                "建议处置": f"保持{current_zh}" if keeps else give_zh,
                 "est. gain per decision (CNY)": (
                     "0 (keeps)" if keeps else math.nan if gain is None else gain
                 ),
