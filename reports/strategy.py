@@ -1426,6 +1426,15 @@ def _experiment_section(section: Section, learned: LearnedResult, policy: Policy
         pd.DataFrame(rows),
         {"accounts": "{:,.0f}", "decisions": "{:,.0f}", "book value per decision (CNY)": "{:,.0f}"},
     )
+    if (better or worse) and len(arms) > 1:
+        chance = 0.05 * len(arms)
+        section.raw(
+            f'<p class="note">{len(arms)} arms are each compared at 95 %: even if no arm made a '
+            f"difference, about {chance:.1f} of them would look significant by chance, so one "
+            "significant arm among many is weak evidence on its own. "
+            f'<span class="zh">{len(arms)}个实验组各自按95%置信水平比较:即使所有实验组都没有效果,'
+            f"平均也会有约{chance:.1f}个因偶然而显得显著,因此多组中仅一组显著本身证据较弱。</span></p>"
+        )
     if min(counts) < FEW_ACCOUNTS:
         section.raw(
             f'<p class="note">Some arms have fewer than {FEW_ACCOUNTS} accounts: their intervals '

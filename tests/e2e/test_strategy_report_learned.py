@@ -88,6 +88,8 @@ def test_the_experiment_section_shows_every_arm_of_the_readout_in_both_languages
     significant = sum(bool(arm["significant"]) for arm in readout["arms"])
     if significant:
         assert "significantly better" in section and "显著优于" in section
+        # and with several arms, how many would look significant by chance alone
+        assert f"about {0.05 * len(readout['arms']):.1f} of them" in section
     else:  # the sentence says the experiment is too small and how many accounts each arm had
         assert "too small to tell them apart" in section and "无法区分" in section
         fewest = min(arm["accounts"] for arm in readout["arms"])
