@@ -13,7 +13,13 @@ worked example of the CLI:
                          segment, treatment with its compliance trail
   7. simulate-policy     the scored (model-driven) policy against the tiered baseline, rolled
                          forward on the simulator with the same random draws, 20 seeds
-  8. report              the strategy review page (one self-contained HTML file)
+  8. logged-decisions    the simulated lender's own experiment (10 % of its M1-M3 book
+                         randomised across action bundles, with propensities) as a table of
+                         decisions and their book value, scored with the same model
+  9. learn-policy        rules learnt from that experiment (EconML doubly robust, policy tree)
+                         and their off-policy estimate against the lender's standard collection
+ 10. report              the strategy review page (one self-contained HTML file), with the
+                         experiment's readout and the learned policy
 
 Outputs go under --out (default runs/demo). MLflow tracking uses MLFLOW_TRACKING_URI when
 set, else the embedded SQLite store runs/mlflow.db (`mlflow ui --backend-store-uri
@@ -35,6 +41,12 @@ from rollrisk.errors import UserError
 
 CHAMPION = "models:/rollrisk-roll-to-default@champion"
 CHALLENGER = "models:/rollrisk-roll-to-default@challenger"
+# what the demo's learned rules may test (fields conf/policy.yaml can test, so learn-policy also
+# writes a policy file) and what the outcome model sees besides them
+LEARNED_RULE_FEATURES = "start_bucket,risk_band,segment"
+LEARNED_MODEL_FEATURES = "probability,dpd,amount_overdue,exposure"
+# the stages that use the scoring model: the challenger stands in when there is no champion
+MODEL_STAGES = ("score", "logged-decisions")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,11 +64,13 @@ class Stage:
 
 
 def stages(args: argparse.Namespace, model_uri: str = CHAMPION) -> list[Stage]:
-    """The demo's stages (the score stage uses ``model_uri``)."""
+    """The demo's stages (the stages of :data:`MODEL_STAGES` use ``model_uri``)."""
     portfolio = args.out / "portfolio"
     training_set = args.out / "training_set.parquet"
     scores = args.out / "scores"
     policy_simulation = args.out / "policy_simulation"
+    logged = args.out / "logged_decisions.parquet"
+    learned = args.out / "learned"
     report = args.out / "strategy_report.html"
     return [
         Stage(
@@ -88,9 +102,22 @@ def stages(args: argparse.Namespace, model_uri: str = CHAMPION) -> list[Stage]:
              "--out", str(policy_simulation)],
         ),
         Stage(
+            "tabulate the lender's logged experiment: decisions, propensities, book value",
+            ["logged-decisions", "--model", model_uri, "--data", str(portfolio),
+             "--out", str(logged)],
+        ),
+        Stage(
+            "learn a policy from the experiment and estimate it off-policy",
+            ["learn-policy", "--logged", str(logged),
+             "--experiments", str(portfolio / "experiments.yaml"),
+             "--rule-features", LEARNED_RULE_FEATURES, "--model-features", LEARNED_MODEL_FEATURES,
+             "--out", str(learned)],
+        ),
+        Stage(
             "write the strategy review report",
             ["report", "--scores", str(scores), "--data", str(portfolio),
-             "--policy-simulation", str(policy_simulation), "--out", str(report)],
+             "--policy-simulation", str(policy_simulation), "--learned", str(learned),
+             "--out", str(report)],
         ),
     ]  # fmt: skip
 
@@ -101,12 +128,14 @@ def run(args: argparse.Namespace) -> int:
     refused = False
     for number, stage in enumerate(planned, start=1):
         argv = stage.argv
-        if argv[0] == "score" and refused:
+        if argv[0] in MODEL_STAGES and refused:
             # no champion this time: show the rest of the flow with the challenger, and say so
             argv = stages(args, CHALLENGER)[number - 1].argv
+        if argv[0] == "score" and refused:
             print(
                 "\nnote: the challenger did not pass the promotion gates (see above), so there is "
-                "no champion; the demo scores with the challenger to show the rest of the flow. "
+                "no champion; the demo scores (and tabulates the experiment) with the challenger to "
+                "show the rest of the flow. "
                 "A production run scores only a champion.",
                 flush=True,
             )
@@ -123,6 +152,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"\ndemo finished in {time.perf_counter() - started:.0f} s; outputs under {args.out}")
     print(f"  training report:  {args.out / 'train' / 'report.html'}")
     print(f"  scored accounts:  {args.out / 'scores' / 'current'}")
+    print(f"  logged decisions: {args.out / 'logged_decisions.parquet'}")
+    print(f"  learned policy:   {args.out / 'learned'} (policy_learning.md, learned_policy.yaml)")
     print(f"  strategy report:  {args.out / 'strategy_report.html'}")
     return 0
 

@@ -7,7 +7,9 @@ references up to the oracle, value captured; from --policy-simulation); whether 
 model is the champion and what its promotion gates said (read from the MLflow registry, never
 written); per segment a definition in English and Chinese written from the segment rules the
 scores were decided with, its treatment ladders in words and its value; where the strategy loses
-and which compliance rules removed its actions; a sortable, filterable account list; example
+and which compliance rules removed its actions; with --learned (the folder of `rollrisk
+learn-policy`), what the lender's experiment showed arm by arm and the policy the data suggests
+with its off-policy estimate in money; a sortable, filterable account list; example
 accounts with waterfalls in probability terms and reasons in both languages; expected loss per
 segment and band, the action mix, calibration, segment recovery (simulated portfolios) and a
 SHAP summary per segment for analysts.
@@ -22,7 +24,8 @@ filtering the account list); it loads nothing from the network. The HTML is logg
 
 example:
   rollrisk report --scores runs/demo/scores --data runs/demo/portfolio \\
-      --policy-simulation runs/demo/policy_simulation --out runs/demo/strategy_report.html
+      --policy-simulation runs/demo/policy_simulation --learned runs/demo/learned \\
+      --out runs/demo/strategy_report.html
 """
 
 from __future__ import annotations
@@ -30,10 +33,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rollrisk.arguments import add_data_argument
 from rollrisk.errors import UserError
+
+if TYPE_CHECKING:
+    from rollrisk.reports.strategy import LearnedResult
 
 EXPERIMENT = "rollrisk-reports"
 
@@ -50,6 +56,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         help="output folder of `rollrisk simulate-policy` for these scores",
+    )
+    parser.add_argument(
+        "--learned",
+        type=Path,
+        default=None,
+        help="output folder of `rollrisk learn-policy` (policy_learning.json, learned_rules.yaml): "
+        "adds the lender's experiment arm by arm and the learned policy with its off-policy "
+        "estimate",
     )
     parser.add_argument(
         "--out", type=Path, default=None, help="HTML file (default: SCORES/strategy_report.html)"
@@ -99,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
                 f"{config.get(key)!r}, which is not there any more; the page defines the "
                 f"segments and ladders from it (restore it, or re-score with --{key})"
             )
+    learned = None if args.learned is None else read_learned(args.learned)
     segment_rules = load_segment_rules(Path(config["segments"]))
     policy = load_policy(Path(config["policy"]))
     tracking = configure_tracking()
@@ -121,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
         segment_rules=segment_rules,
         policy=policy,
         promotion=promotion,
+        learned=learned,
     )
     out = args.out or args.scores / "strategy_report.html"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -156,9 +172,58 @@ def run(args: argparse.Namespace) -> int:
                 if captured is not None:
                     mlflow.log_metric("value_captured", captured)
                 mlflow.log_artifact(str(args.policy_simulation / POLICY_SIMULATION_JSON))
+            if learned is not None:  # the learned policy's off-policy estimate per decision
+                uplift = learned.evaluation["evaluation"]["uplift_vs_current"]
+                mlflow.log_metric("learned_uplift_per_decision_mean", uplift["value"])
+                for key in ("ci_low", "ci_high"):
+                    mlflow.log_metric(f"learned_uplift_per_decision_{key}", uplift[key])
+                mlflow.log_artifact(str(learned.folder / "policy_learning.json"))
             mlflow.log_artifact(str(out))
             print(f"[report] logged to MLflow experiment {EXPERIMENT} ({tracking.tracking_uri})")
     return 0
+
+
+def read_learned(folder: Path) -> LearnedResult:
+    """What ``rollrisk learn-policy`` wrote to ``folder``: policy_learning.json and
+    learned_rules.yaml (both needed), learned_policy.yaml when there. Raises UserError naming
+    the file that is missing or unreadable."""
+    import json
+
+    import yaml
+
+    from rollrisk.reports.strategy import LearnedResult
+
+    if not folder.is_dir():
+        raise UserError(f"--learned {folder}: no such folder (the --out of rollrisk learn-policy)")
+    documents: dict[str, Any] = {}
+    for name in ("policy_learning.json", "learned_rules.yaml"):
+        path = folder / name
+        if not path.is_file():
+            raise UserError(
+                f"--learned {folder}: {name} is missing (expected the --out folder of "
+                "rollrisk learn-policy)"
+            )
+        try:
+            text = path.read_text(encoding="utf-8")
+            document = json.loads(text) if name.endswith(".json") else yaml.safe_load(text)
+        except (OSError, ValueError, yaml.YAMLError) as error:
+            raise UserError(f"{path} cannot be read: {error}") from None
+        if not isinstance(document, dict):
+            raise UserError(f"{path}: expected a mapping at the top, got {type(document).__name__}")
+        documents[name] = document
+    evaluation = documents["policy_learning.json"].get("evaluation")
+    if not isinstance(evaluation, dict) or "uplift_vs_current" not in evaluation:
+        raise UserError(
+            f"{folder / 'policy_learning.json'}: no evaluation.uplift_vs_current (the off-policy "
+            "estimate); was it written by rollrisk learn-policy?"
+        )
+    policy_file = folder / "learned_policy.yaml"
+    return LearnedResult(
+        evaluation=documents["policy_learning.json"],
+        rules=documents["learned_rules.yaml"],
+        folder=folder,
+        policy_file=policy_file if policy_file.is_file() else None,
+    )
 
 
 def promotion_status(name: str, version: str) -> dict[str, Any] | None:

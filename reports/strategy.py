@@ -8,7 +8,9 @@ before book value falls back to its net recovery and says so); whether the scori
 champion and what its promotion gates said; per segment a plain-language definition in English
 and Chinese written from the segment rules, its treatment ladders in words, its accounts and its
 value against the baseline; where the strategy loses and which compliance rules removed the
-actions it planned there; a sortable, filterable list of the scored accounts (embedded JSON,
+actions it planned there; given the output of ``rollrisk learn-policy``, what the lender's
+experiment showed arm by arm and the learned rules beside the current decision with their
+off-policy estimate in money; a sortable, filterable list of the scored accounts (embedded JSON,
 one small inline script); example accounts with waterfalls in probability terms and their
 reasons (one per underlying fact, in both languages); the most common reasons per segment;
 expected loss per segment and risk band; the action mix; calibration; the simulation's detail;
@@ -396,6 +398,18 @@ FIELD_NAMES: dict[str, tuple[str, str]] = {
         "the model's total risk above the average account",
         "模型风险高于平均水平的幅度",
     ),
+    # what a learned rule may test besides (rollrisk learn-policy): the policy's own fields
+    # and the scored account's figures
+    "risk_band": ("the risk band", "风险等级"),
+    "segment": ("the segment", "细分"),
+    "dpd": ("days past due at the as-of date", "观察日逾期天数"),
+    "amount_overdue": ("the amount overdue (CNY)", "逾期金额(元)"),
+    "exposure": ("the balance owed (CNY)", "欠款余额(元)"),
+}
+BAND_NAMES: dict[str, tuple[str, str]] = {
+    "low": ("low", "低"),
+    "medium": ("medium", "中"),
+    "high": ("high", "高"),
 }
 # comparison -> (English, Chinese) words before the operand
 OPERATOR_WORDS: dict[str, tuple[str, str]] = {
@@ -440,6 +454,9 @@ LADDER_WORDS: dict[str, tuple[str, str]] = {
     "legal": ("through the courts", "法院"),
     # agency_assignment is an action and its own channel: the action's words say it all
 }
+# actions whose words already say their channel ("field visit" is in person, "legal action"
+# goes through the courts): the ladder does not repeat it
+ACTIONS_SAYING_THEIR_CHANNEL = frozenset({"field_visit_with_notice", "legal_referral"})
 COMPLIANCE_NAMES: dict[str, tuple[str, str]] = {
     "CMP-HARDSHIP-PAUSE": (
         "pressure paused while a hardship claim or relief is running",
@@ -500,7 +517,12 @@ def _number(value: Any) -> str:
 
 def _operand(name: str, value: Any) -> tuple[str, str]:
     """A condition's operand in words (products and buckets by name; lists joined)."""
-    table = {"product": PRODUCT_NAMES, "start_bucket": BUCKET_NAMES}.get(name)
+    table = {
+        "product": PRODUCT_NAMES,
+        "start_bucket": BUCKET_NAMES,
+        "risk_band": BAND_NAMES,
+        "segment": SEGMENT_NAMES,
+    }.get(name)
     values = list(value) if isinstance(value, list | tuple | set | frozenset) else [value]
     if table is None:
         texts = [(_number(v), _number(v)) for v in values]
@@ -599,7 +621,11 @@ def ladder_words(treatment: Treatment) -> tuple[str, str]:
             zh.append(f"第{step.day}天起:账户{action_zh}")
             continue
         channel_en, channel_zh = ("", "")
-        if step.channel and step.channel != step.action:
+        if (
+            step.channel
+            and step.channel != step.action
+            and step.action not in ACTIONS_SAYING_THEIR_CHANNEL
+        ):
             channel_en, channel_zh = _words(LADDER_WORDS, step.channel)
         to_contact = getattr(step, "recipient", "borrower") == "emergency_contact"
         en.append(
@@ -1129,6 +1155,521 @@ def _promotion(section: Section, promotion: Mapping[str, Any] | None) -> str:
 
 
 # --------------------------------------------------------------------------------------------
+# The lender's experiment and the policy learnt from it (`rollrisk learn-policy`, --learned)
+# --------------------------------------------------------------------------------------------
+LEARNED_SECTION_IDS = ("experiment", "learned-policy")
+LEARNED_SECTION_TITLES = (
+    "What the lender's experiment showed 机构实验的结果",
+    "The policy the data suggests 数据建议的策略",
+)
+# the learned sections follow this one on the page
+LEARNED_SECTIONS_AFTER = "where-it-loses"
+# a learned rule's threshold on a whole-number field is written as the whole number it means
+WHOLE_NUMBER_FIELDS = ("dpd",)
+STANDARD_COLLECTION = ("the lender's standard collection", "机构常规催收")
+# below this many accounts an arm's bootstrap interval is rough, and the page says so
+FEW_ACCOUNTS = 30
+
+
+@dataclass(frozen=True)
+class LearnedResult:
+    """What ``rollrisk learn-policy`` wrote to its folder, as the page reads it.
+
+    ``evaluation`` is ``policy_learning.json`` (the off-policy estimate under ``evaluation``,
+    the experiment's readout under ``experiment_readout``), ``rules`` is ``learned_rules.yaml``
+    (``rules``, ``candidates``, ``applies_to``); ``policy_file`` is ``learned_policy.yaml``
+    when the job wrote one, and ``folder`` the folder itself.
+    """
+
+    evaluation: Mapping[str, Any]
+    rules: Mapping[str, Any]
+    folder: Path
+    policy_file: Path | None = None
+
+
+def _ladder_from_document(name: str, steps: Any) -> Treatment | None:
+    """A candidate's ladder as learned_rules.yaml writes it (a list of ``day``, ``action``,
+    ``channel``, ``at``) as a treatment the ladder words can read; None when it is not one
+    (the "keep the current decision" candidate is a sentence)."""
+    from datetime import time
+
+    from rollrisk.strategies.policy import LadderStep, Treatment
+
+    if not isinstance(steps, list):
+        return None
+    ladder = []
+    for step in steps:
+        at = str(step.get("at", "10:00"))
+        ladder.append(
+            LadderStep(
+                action=str(step["action"]),
+                day=int(step.get("day", 0)),
+                at=time.fromisoformat(at if len(at) == 5 else f"0{at}"),
+                channel=step.get("channel"),
+                recipient=step.get("recipient", "borrower"),
+                line=None,
+            )
+        )
+    return Treatment(name, tuple(ladder), "", None)
+
+
+def bundle_words(
+    bundle: str, learned: LearnedResult, policy: Policy | None = None
+) -> tuple[str, str]:
+    """What an action bundle does, in English and Chinese: its ladder from the learned rules'
+    candidates, else from the scored policy's treatment of that name; the lender's standard
+    collection in words."""
+    if bundle in (STANDARD_QUEUE, "policy"):
+        return _words(LADDER_WORDS, STANDARD_QUEUE)
+    treatment = _ladder_from_document(bundle, (learned.rules.get("candidates") or {}).get(bundle))
+    if treatment is None and policy is not None:
+        treatment = policy.treatments.get(bundle)
+    if treatment is None:
+        return (
+            f"{bundle.replace('_', ' ')} (its ladder is in the experiment file)",
+            f"{bundle}(处置阶梯见实验文件)",
+        )
+    return ladder_words(treatment)
+
+
+def _keep_bundle(learned: LearnedResult) -> str:
+    """The bundle "keep the current decision" stands for (the readout's control)."""
+    readout = learned.evaluation.get("experiment_readout") or {}
+    return str((readout.get("control") or {}).get("bundle") or STANDARD_QUEUE)
+
+
+def _current_names(keep: str) -> tuple[str, str]:
+    """What the lender does now, named in English and Chinese: its standard collection, or
+    the current policy's decision when the logged control was another bundle."""
+    if keep == STANDARD_QUEUE:
+        return STANDARD_COLLECTION
+    return (f"the current policy's decision ({keep.replace('_', ' ')})", f"现行策略的决策({keep})")
+
+
+def learned_rule_conditions(
+    when: Mapping[str, Mapping[str, Any]],
+    applies_to: Mapping[str, Sequence[str]],
+    feature_set: FeatureSet,
+) -> list[tuple[str, str]]:
+    """A learned rule's ``when`` (feature -> ``in`` levels, or ``gt``/``le`` thresholds) as
+    conditions in English and Chinese. A condition that admits every level the rules apply
+    to (``applies_to``) restricts nothing and is left out; a range names its subject once
+    ("is more than 13 and at most 40"); amounts are whole CNY."""
+    from rollrisk.strategies.segments import Condition
+
+    words = []
+    for feature, test in when.items():
+        tests: list[tuple[str, Any]] = []
+        if "in" in test:
+            levels = list(test["in"])
+            every = applies_to.get(feature)
+            if every and set(levels) >= set(every):
+                continue
+            others = [v for v in every or () if v not in levels]
+            if len(levels) == 1:
+                tests.append(("eq", levels[0]))
+            elif others and len(others) < len(levels):  # the shorter way to say it
+                tests.append(("ne", others[0]) if len(others) == 1 else ("not_in", others))
+            else:
+                tests.append(("in", levels))
+        for op in ("gt", "le"):
+            if op in test:
+                value = float(test[op])
+                if feature in WHOLE_NUMBER_FIELDS:
+                    value = float(math.floor(value))  # dpd <= 13.5 is dpd <= 13
+                tests.append((op, round(value, 2 if abs(value) < 100 else 0)))
+        if not tests:
+            continue
+        en, zh = condition_words(Condition("field", feature, (tests[0],), None), feature_set)
+        for op, operand in tests[1:]:  # the range's upper end, without its subject again
+            op_en, op_zh = OPERATOR_WORDS[op]
+            en += f" and {op_en} {_number(operand)}"
+            zh += f"且{op_zh}{_number(operand)}"
+        words.append((en, zh))
+    return words
+
+
+def _matches(scored: pl.DataFrame, when: Mapping[str, Mapping[str, Any]]) -> pl.Series | None:
+    """Which scored accounts a learned rule's ``when`` holds for; None when the scores lack a
+    column it tests."""
+    mask = pl.repeat(True, scored.height, eager=True)
+    for feature, test in when.items():
+        if feature not in scored.columns:
+            return None
+        column = scored[feature]
+        if "in" in test:
+            mask = mask & column.cast(pl.String).is_in([str(v) for v in test["in"]])
+        if "gt" in test:
+            mask = mask & (column.cast(pl.Float64) > float(test["gt"]))
+        if "le" in test:
+            mask = mask & (column.cast(pl.Float64) <= float(test["le"]))
+    return mask
+
+
+def _learning_half_versus_held_out(
+    section: Section, rows: Sequence[Mapping[str, Any]], held_out: float
+) -> None:
+    """Say how much the rules' gains on the accounts they were learnt from overstate the
+    held-out estimate (a tree picks each leaf's best-looking bundle, so its own half flatters
+    it): the gains weighted by the decisions each rule was learnt from, beside the estimate."""
+    weights, gains = [], []
+    for row in rows:
+        gain = row["est. gain per decision (CNY)"]
+        gain = 0.0 if isinstance(gain, str) else float(gain)  # a rule that keeps gains nothing
+        if not math.isnan(gain):
+            weights.append(float(row["decisions learnt from"]))
+            gains.append(gain)
+    if not weights or sum(weights) <= 0:
+        return
+    learning = float(np.average(gains, weights=weights))
+    if learning <= held_out:
+        return
+    section.text(
+        f"On the accounts the rules were learnt from they gain {learning:+,.0f} CNY per decision "
+        f"(weighted by the decisions of each rule); on the held-out accounts {held_out:+,.0f} "
+        "CNY. The gap is how much the learning data flatter the rules: trust the held-out figure."
+    )
+    section.raw(
+        f'<p class="zh">在学习样本上,规则每次决策收益为{learning:+,.0f}元(按各规则决策数加权);'
+        f"在保留样本上为{held_out:+,.0f}元。两者之差说明学习样本高估了规则的效果:应以保留样本的"
+        "估计为准。</p>"
+    )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _money_interval(stats: Mapping[str, Any], scale: float = 1.0) -> str:
+    return (
+        f"{stats['value'] * scale:+,.0f} CNY (95 % CI {stats['ci_low'] * scale:+,.0f} to "
+        f"{stats['ci_high'] * scale:+,.0f})"
+    )
+
+
+def _experiment_section(section: Section, learned: LearnedResult, policy: Policy) -> None:
+    """The experiment's plain readout per arm (no model): accounts, book value per decision,
+    the gap to the standard collection with its interval, and one sentence on what it shows."""
+    section.text(
+        "The lender ran an experiment: each month a random share of its delinquent (M1-M3) book "
+        "was given "
+        "one of several action bundles (the arms), and the rest stayed in its standard "
+        "collection (the control). The draw was random, so each arm's accounts are comparable "
+        "with the control's: the gap in book value per decision is what the arm did, with no "
+        "model involved. A decision is one account in one month."
+    )
+    section.raw(
+        '<p class="zh">机构进行了一项实验:每月从M1-M3逾期账户中随机抽取一部分,分配到不同的处置组合'
+        "(实验组),其余账户留在常规催收中(对照组)。由于分配是随机的,各实验组与对照组的账户可以直接"
+        "比较:每次决策的账面价值差异就是该处置组合的效果,不涉及任何模型。一次决策指一个账户在一个月内"
+        "的处置。</p>"
+    )
+    readout = learned.evaluation.get("experiment_readout")
+    if not readout or not readout.get("arms"):
+        section.raw(
+            '<div class="box warn">The logged decisions hold no control group (no decision '
+            "kept the lender's own), so the experiment cannot be read arm by arm. "
+            '<span class="zh">记录中没有对照组,无法逐组解读实验结果。</span></div>'
+        )
+        return
+    control, arms = readout["control"], list(readout["arms"])
+    control_en, control_zh = _current_names(str(control.get("bundle") or STANDARD_QUEUE))
+    rows = [
+        {
+            "arm 实验组": f"{control_en} (control) {control_zh}(对照组)",
+            "what it does": bundle_words(str(control["bundle"]), learned, policy)[0],
+            "处置内容": bundle_words(str(control["bundle"]), learned, policy)[1],
+            "accounts": int(control["accounts"]),
+            "decisions": int(control["decisions"]),
+            "book value per decision (CNY)": float(control["mean"]),
+            "gap to the control per decision (CNY) [95 % CI]": "-",
+            "verdict 结论": "-",
+        }
+    ]
+    better, worse = [], []
+    for arm in arms:
+        low, high = float(arm["ci_low"]), float(arm["ci_high"])
+        if low > 0:
+            better.append(arm)
+            verdict = "better ✔ 更好"
+        elif high < 0:
+            worse.append(arm)
+            verdict = "worse ✘ 更差"
+        else:
+            verdict = "cannot tell 无法区分"
+        en, zh = bundle_words(str(arm["bundle"]), learned, policy)
+        rows.append(
+            {
+                "arm 实验组": str(arm["bundle"]).replace("_", " "),
+                "what it does": en,
+                "处置内容": zh,
+                "accounts": int(arm["accounts"]),
+                "decisions": int(arm["decisions"]),
+                "book value per decision (CNY)": float(arm["mean"]),
+                "gap to the control per decision (CNY) [95 % CI]": (
+                    f"{float(arm['versus_control']):+,.0f} [{low:+,.0f} to {high:+,.0f}]"
+                ),
+                "verdict 结论": verdict,
+            }
+        )
+    counts = [int(arm["accounts"]) for arm in arms]
+    sizes_en = (
+        f"{min(counts):,} to {max(counts):,} accounts per arm"
+        if min(counts) != max(counts)
+        else f"{counts[0]:,} accounts per arm"
+    )
+    sizes_zh = (
+        f"每组{min(counts):,}至{max(counts):,}个账户"
+        if min(counts) != max(counts)
+        else f"每组{counts[0]:,}个账户"
+    )
+    if better or worse:
+        undecided = len(arms) - len(better) - len(worse)
+        en = (
+            f"Of {_count(len(arms), 'arm')}, {len(better) or 'none'} did significantly better "
+            f"than {control_en} and {len(worse) or 'none'} significantly worse (the "
+            "interval excludes zero)"
+            + (
+                f"; the other {undecided} cannot be told apart from it with {sizes_en}."
+                if undecided
+                else "."
+            )
+        )
+        zh = (
+            f"{len(arms)}个实验组中,{f'{len(better)}个' if better else '无一'}显著优于{control_zh},"
+            f"{f'{len(worse)}个' if worse else '无一'}显著差于{control_zh}"
+            "(置信区间不含零)"
+            + (f";其余{undecided}个在{sizes_zh}的规模下与之无法区分。" if undecided else "。")
+        )
+    else:
+        en = (
+            f"None of the {len(arms)} arms is shown to differ from {control_en}: with "
+            f"{sizes_en} (the control {int(control['accounts']):,}), the experiment is too small "
+            "to tell them apart."
+        )
+        zh = (
+            f"{len(arms)}个实验组均未显示出与{control_zh}的显著差异:{sizes_zh}"
+            f"(对照组{int(control['accounts']):,}个),实验规模太小,无法区分。"
+        )
+    section.raw(
+        f'<div class="box{"" if better else " warn"}">{escape(en)}'
+        f'<br><span class="zh">{escape(zh)}</span></div>'
+    )
+    section.table(
+        pd.DataFrame(rows),
+        {"accounts": "{:,.0f}", "decisions": "{:,.0f}", "book value per decision (CNY)": "{:,.0f}"},
+    )
+    if (better or worse) and len(arms) > 1:
+        chance = 0.05 * len(arms)
+        section.raw(
+            f'<p class="note">{len(arms)} arms are each compared at 95 %: even if no arm made a '
+            f"difference, about {chance:.1f} of them would look significant by chance, so one "
+            "significant arm among many is weak evidence on its own. "
+            f'<span class="zh">{len(arms)}个实验组各自按95%置信水平比较:即使所有实验组都没有效果,'
+            f"平均也会有约{chance:.1f}个因偶然而显得显著,因此多组中仅一组显著本身证据较弱。</span></p>"
+        )
+    if min(counts) < FEW_ACCOUNTS:
+        section.raw(
+            f'<p class="note">Some arms have fewer than {FEW_ACCOUNTS} accounts: their intervals '
+            "resample so few accounts that they are rough, and a verdict there is weak evidence. "
+            f'<span class="zh">部分实验组账户少于{FEW_ACCOUNTS}个,其置信区间较粗略,结论证据不足。</span></p>'
+        )
+    section.note(
+        "Book value per decision = cash collected over the following months - action and "
+        "treatment costs - agency commission + the value of the balance still owed at the end "
+        "(rollrisk logged-decisions; docs/strategies.md, The logged-decisions table). The "
+        "interval resamples accounts (an account keeps its arm, so its months count together): "
+        "95 % percentile bootstrap. Arms are listed best first. Source: "
+        + shown_path(learned.folder / "policy_learning.json")
+        + "."
+    )
+
+
+def _learned_section(
+    section: Section,
+    learned: LearnedResult,
+    scored: pl.DataFrame,
+    policy: Policy,
+    feature_set: FeatureSet,
+) -> str:
+    """The learned rules beside the current decision, and the off-policy estimate in money;
+    returns the one-line verdict for the summary."""
+    evaluation = learned.evaluation.get("evaluation") or {}
+    uplift = evaluation.get("uplift_vs_current")
+    keep = _keep_bundle(learned)
+    if uplift is None:
+        section.raw(
+            '<div class="box warn">policy_learning.json holds no off-policy estimate.</div>'
+        )
+        return "not estimated"
+    low, high = float(uplift["ci_low"]), float(uplift["ci_high"])
+    if low > 0:
+        verdict_en = "estimated better than"
+        verdict_zh = "估计优于"
+    elif high < 0:
+        verdict_en = "estimated WORSE than"
+        verdict_zh = "估计差于"
+    else:
+        verdict_en = "not shown to be better than"
+        verdict_zh = "未被证明优于"
+    book = scored.height
+    current_en, current_zh = _current_names(keep)
+    section.markdown(
+        f"**The proposed rules are {verdict_en} {current_en}: "
+        f"{_money_interval(uplift)} per decision**, estimated off-policy on "
+        f"{int(evaluation.get('decisions', 0)):,} decisions of "
+        f"{int(evaluation.get('accounts', 0)):,} accounts the rules were not learnt from. "
+        f"For a book like the {book:,} accounts scored today, one decision each: "
+        f"{_money_interval(uplift, book)} a month."
+    )
+    section.raw(
+        f'<p class="zh">建议规则{verdict_zh}{escape(current_zh)}:每次决策'
+        f"{uplift['value']:+,.0f}元(95%置信区间{low:+,.0f}至{high:+,.0f}元),"
+        f"基于规则学习时未使用的{int(evaluation.get('accounts', 0)):,}个账户的"
+        f"{int(evaluation.get('decisions', 0)):,}次决策的离线估计。按今天评分的{book:,}个账户"
+        f"每月各一次决策计算:{uplift['value'] * book:+,.0f}元"
+        f"(95%置信区间{low * book:+,.0f}至{high * book:+,.0f}元)。</p>"
+    )
+    if low <= 0 <= high:
+        meaning_en = (
+            "The interval covers zero: the data do not show the proposed rules to be worth "
+            "more (or less) than what the lender does now. Do not adopt them on this evidence."
+        )
+        meaning_zh = "置信区间包含零:数据未能证明建议规则比机构现行做法更好(或更差),不应据此采用。"
+    elif low > 0:
+        meaning_en = (
+            "The whole interval is above zero: on the logged data the rules are worth more "
+            "than what the lender does now. Confirm it with a controlled rollout before "
+            "adopting them."
+        )
+        meaning_zh = (
+            "整个置信区间高于零:在历史记录上建议规则优于现行做法。采用前须通过受控试点验证。"
+        )
+    else:
+        meaning_en = "The whole interval is below zero: the rules are worth less. Do not adopt."
+        meaning_zh = "整个置信区间低于零:建议规则更差,不应采用。"
+    section.raw(
+        f'<div class="box{"" if low > 0 else " warn"}">{escape(meaning_en)}'
+        f'<br><span class="zh">{escape(meaning_zh)}</span></div>'
+    )
+    figures = []
+    for key, en, zh in (
+        ("proposed_policy", "proposed rules", "建议规则"),
+        ("current_policy", current_en, current_zh),
+        ("uplift_vs_current", "difference (proposed - current)", "差异(建议 - 现行)"),
+    ):
+        stats = evaluation.get(key)
+        if stats:
+            sign = "+" if key == "uplift_vs_current" else ""
+            figures.append(
+                {
+                    "policy 策略": f"{en} {zh}",
+                    "book value per decision (CNY)": f"{float(stats['value']):{sign},.0f}",
+                    "95 % CI": (
+                        f"{float(stats['ci_low']):{sign},.0f} to "
+                        f"{float(stats['ci_high']):{sign},.0f}"
+                    ),
+                }
+            )
+    section.table(pd.DataFrame(figures))
+
+    # the rules, each beside what the accounts get now
+    rules = list(learned.rules.get("rules") or [])
+    applies_to = learned.rules.get("applies_to") or {}
+    section.text(
+        f"The rules, learnt from the experiment ({_count(len(rules), 'rule')}; an account takes "
+        f"the first rule that holds). What the lender does now for all of them: {current_en}. "
+        "Beside each rule: the estimated gain per decision over that, on the accounts the rules "
+        "were learnt from, and the accounts scored today that the rule covers with the "
+        "treatment the shipped policy gives them."
+    )
+    section.raw(
+        '<p class="zh">以下规则由实验数据学习得出(账户适用第一条成立的规则)。机构对这些账户的现行'
+        f"做法:{escape(current_zh)}。每条规则旁列出:在学习样本上估计的每次决策相对现行做法的收益,"
+        "以及今天评分账户中符合该规则的账户数和现行策略给予它们的处置。</p>"
+    )
+    # a pessimistic learner writes each rule's lower bound of the gain over the current decision
+    bounded = any("gain_over_current" in rule for rule in rules)
+    rows = []
+    for rule in rules:
+        when = rule.get("when") or {}
+        conditions = learned_rule_conditions(when, applies_to, feature_set)
+        give = str(rule.get("give", ""))
+        keeps = give in (keep, "policy")
+        give_en, give_zh = bundle_words(give, learned, policy)
+        values = rule.get("estimated_value_per_decision") or {}
+        own = values.get("policy" if keeps else give, values.get(give))
+        gain = None if own is None or "policy" not in values else own - float(values["policy"])
+        bound = ((rule.get("gain_over_current") or {}).get(give) or {}).get("lower_bound")
+        mask = _matches(scored, when)
+        if mask is None:
+            today_en, count = "n/a (the scores lack a field it tests) 不适用", None
+        else:
+            covered = scored.filter(mask)
+            count = covered.height
+            mix = (
+                covered.group_by("treatment")
+                .len()
+                .sort(["len", "treatment"], descending=[True, False])
+                .head(2)
+            )
+            today_en = "; ".join(
+                f"{t.replace('_', ' ')} ({n / max(count, 1):.0%})" for t, n in mix.iter_rows()
+            )
+        rows.append(
+            {
+                "rule": str(rule.get("id", "")),
+                "when": " and ".join(c[0] for c in conditions) or "every other account",
+                "条件": "且".join(c[1] for c in conditions) or "其他所有账户",
+                "the data suggests": f"keep {current_en}" if keeps else give_en,
+                "建议处置": f"保持{current_zh}" if keeps else give_zh,
+                "est. gain per decision (CNY)": (
+                    "0 (keeps)" if keeps else math.nan if gain is None else gain
+                ),
+                **(
+                    {"gain's lower bound (CNY)": math.nan if bound is None else float(bound)}
+                    if bounded
+                    else {}
+                ),
+                "decisions learnt from": int(rule.get("learning_decisions", 0)),
+                "accounts today": math.nan if count is None else count,
+                "shipped policy gives them today 现行策略今日处置": today_en,
+            }
+        )
+    if rows:
+        section.table(
+            pd.DataFrame(rows),
+            {
+                "est. gain per decision (CNY)": "{:+,.0f}",
+                "gain's lower bound (CNY)": "{:+,.0f}",
+                "decisions learnt from": "{:,.0f}",
+                "accounts today": "{:,.0f}",
+            },
+        )
+        _learning_half_versus_held_out(section, rows, float(uplift["value"]))
+    files = [shown_path(learned.folder / "learned_rules.yaml")]
+    if learned.policy_file is not None:
+        files.append(shown_path(learned.policy_file) + " (a policy file rollrisk score loads)")
+    section.note(
+        "This is an estimate from logged data, not a result. The rules were learnt on one half "
+        "of the accounts and estimated on the other; the gain per rule is on the learning half "
+        "and is optimistic. Confirm the rules with a controlled rollout (as an experiment arm) "
+        "before adopting them. Files: "
+        + "; ".join(files)
+        + ". Method, for analysts: "
+        + str(learned.evaluation.get("method", "n/a"))
+        + (f"; rules: {learned.evaluation['labels']}" if learned.evaluation.get("labels") else "")
+        + "."
+    )
+    section.raw(
+        '<p class="zh">这是基于历史记录的估计,不是实际结果:采用双重稳健离线策略评估。规则在一半账户上'
+        "学习,在另一半上估计;每条规则的收益在学习样本上计算,偏乐观。采用前须通过受控试点(作为实验组)"
+        "验证。</p>"
+    )
+    return f"{verdict_en} {current_en}: {_money_interval(uplift)} per decision"
+
+
+# --------------------------------------------------------------------------------------------
 # The page
 # --------------------------------------------------------------------------------------------
 def build_report(
@@ -1147,6 +1688,7 @@ def build_report(
     policy: Policy,
     promotion: Mapping[str, Any] | None = None,
     account_limit: int = ACCOUNT_LIMIT,
+    learned: LearnedResult | None = None,
 ) -> str:
     """The HTML page (see the module docstring for its sections).
 
@@ -1159,7 +1701,9 @@ def build_report(
     ``promotion``, ``reasons``; None: registry not read). ``sample_size`` accounts per
     segment get their SHAP values recomputed; ``examples`` accounts get a waterfall;
     ``seed`` draws the samples and the bootstrap; at most ``account_limit`` accounts (largest
-    expected loss first) go into the account list.
+    expected loss first) go into the account list. ``learned`` (what ``rollrisk learn-policy``
+    wrote) adds the sections of :data:`LEARNED_SECTION_IDS` after ``where-it-loses``: the
+    lender's experiment arm by arm and the learned rules with their off-policy estimate.
     """
     from rollrisk.features.observations import ObservationSpec, observations
 
@@ -1285,6 +1829,19 @@ def build_report(
             "ladder the segment was designed for is not what they receive."
         )
         loses.table(pd.DataFrame(table_rows), {"share of segment": "{:.1%}"})
+
+    # --- the lender's experiment and the policy learnt from it
+    learned_sections: list[Section] = []
+    learned_verdict = None
+    if learned is not None:
+        learned_sections = [
+            Section(sid, title)
+            for sid, title in zip(LEARNED_SECTION_IDS, LEARNED_SECTION_TITLES, strict=True)
+        ]
+        _experiment_section(learned_sections[0], learned, policy)
+        learned_verdict = _learned_section(
+            learned_sections[1], learned, scored, policy, feature_set
+        )
 
     # --- accounts to review
     rows, total = account_rows(scored, account_limit, feature_set)
@@ -1487,6 +2044,11 @@ def build_report(
         f"{top['expected_loss'] / total_el:.0%} of the total, {int(top['accounts']):,} accounts)."
     )
     summary.text(f"Segment recovery (macro-F1 against the true drivers): {recovery_text}.")
+    if learned_verdict is not None:
+        summary.text(
+            f"Policy learnt from the lender's experiment: {learned_verdict} (an off-policy "
+            "estimate; see The policy the data suggests)."
+        )
     config = manifest.get("config", {})
     subtitle = (
         f"As-of {as_of}; model {model_info.get('name')} v{model_info.get('version')} "
@@ -1494,7 +2056,10 @@ def build_report(
         f"{shown_path(config.get('policy'))}; segments {shown_path(config.get('segments'))}; "
         f"portfolio {shown_path(data_dir)}; code {manifest.get('code', {}).get('git_commit')}."
     )
-    return render_page("Collections strategy review", list(sections.values()), subtitle)
+    ordered = list(sections.values())
+    after = SECTION_IDS.index(LEARNED_SECTIONS_AFTER) + 1
+    ordered[after:after] = learned_sections
+    return render_page("Collections strategy review", ordered, subtitle)
 
 
 def _policy_section(section: Section, result: Mapping[str, Any]) -> None:

@@ -36,3 +36,37 @@ def test_an_allowed_exit_code_goes_on_and_a_failing_stage_stops_the_demo(
     assert "== [2/3] a stage that fails" in out and "[3/3]" not in out
     assert "no-such-portfolio" in err  # the stage's own error, streamed from its process
     assert "stage 'a stage that fails' failed with exit code 2; see its output above" in err
+
+
+def test_the_demo_learns_from_the_lender_s_experiment_and_shows_it_on_the_page(tmp_path):
+    import argparse
+
+    args = argparse.Namespace(accounts=3000, months=24, seed=7, out=tmp_path / "demo")
+    planned = {stage.argv[0]: stage.argv for stage in demo.stages(args)}
+    order = list(planned)
+    assert order[-4:] == ["simulate-policy", "logged-decisions", "learn-policy", "report"]
+
+    def value(argv, flag):
+        return argv[argv.index(flag) + 1]
+
+    # the table learn-policy reads is the one logged-decisions writes, from the scored model
+    assert value(planned["learn-policy"], "--logged") == value(planned["logged-decisions"], "--out")
+    assert value(planned["logged-decisions"], "--model") == value(planned["score"], "--model")
+    assert value(planned["learn-policy"], "--experiments").endswith("experiments.yaml")
+    # and the page shows what learn-policy wrote
+    assert value(planned["report"], "--learned") == value(planned["learn-policy"], "--out")
+
+
+def test_without_a_champion_both_model_stages_use_the_challenger(tmp_path, monkeypatch, capsys):
+    ran: list[list[str]] = []
+
+    def fake_stage(argv):
+        ran.append(list(argv))
+        return 1 if argv[0] == "promote" else 0  # the gates refuse
+
+    monkeypatch.setattr(demo, "run_stage", fake_stage)
+    assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
+    models = {argv[0]: argv[argv.index("--model") + 1] for argv in ran if "--model" in argv}
+    assert models == {"score": demo.CHALLENGER, "logged-decisions": demo.CHALLENGER}
+    out = capsys.readouterr().out
+    assert "learned policy:" in out and "logged decisions:" in out
