@@ -1503,7 +1503,10 @@ def _learned_section(
         )
         return "not estimated"
     low, high = float(uplift["ci_low"]), float(uplift["ci_high"])
-    if low > 0:
+    if low == high == 0.0:  # every leaf kept the current decision
+        verdict_en = "the same as"
+        verdict_zh = "等同于"
+    elif low > 0:
         verdict_en = "estimated better than"
         verdict_zh = "估计优于"
     elif high < 0:
@@ -1530,7 +1533,17 @@ def _learned_section(
         f"每月各一次决策计算:{uplift['value'] * book:+,.0f}元"
         f"(95%置信区间{low * book:+,.0f}至{high * book:+,.0f}元)。</p>"
     )
-    if low <= 0 <= high:
+    if low == high == 0.0:  # every rule keeps what the lender does: nothing to adopt
+        meaning_en = (
+            "Every rule keeps what the lender does now: no treatment's gain over it could be "
+            "told from noise in this experiment (see the rules' lower bounds below). The "
+            "experiment is too small to learn from; a larger one, or fewer arms, is needed."
+        )
+        meaning_zh = (
+            "每条规则都保持机构现行做法:本次实验中没有任何处置相对现行做法的收益能与噪声区分"
+            "(见下表各规则的收益下界)。实验规模太小,无法据此学习;需要更大的实验或更少的实验组。"
+        )
+    elif low <= 0 <= high:
         meaning_en = (
             "The interval covers zero: the data do not show the proposed rules to be worth "
             "more (or less) than what the lender does now. Do not adopt them on this evidence."

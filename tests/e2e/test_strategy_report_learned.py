@@ -108,7 +108,10 @@ def test_the_learned_section_shows_the_estimate_in_money_and_every_rule(learned_
     )
     assert f"{uplift['value'] * accounts:+,.0f} CNY" in section  # for the book scored today
     assert f"{uplift['value']:+,.0f}元" in section  # and in Chinese
-    if uplift["ci_low"] <= 0 <= uplift["ci_high"]:
+    if uplift["ci_low"] == uplift["ci_high"] == 0.0:  # every rule keeps the lender's queue
+        assert "are the same as" in section and "等同于" in section
+        assert "Every rule keeps what the lender does now" in section
+    elif uplift["ci_low"] <= 0 <= uplift["ci_high"]:
         assert "not shown to be better than" in section and "未被证明优于" in section
     for rule in rules["rules"]:
         assert f'<td class="t">{rule["id"]}</td>' in section
