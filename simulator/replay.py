@@ -888,9 +888,16 @@ def run_arm(
             kind[granted.account] = granted.kind
             state = tiered_state
         if model_any:
+            # the policy decides every month: a ladder's treatments are offered every month the
+            # account is delinquent and free of one (as the simulated lender's arms are), the
+            # first-delinquency extension after the first month only on a first-ever
+            # delinquency's first month (the scored decision already passed compliance's rule)
+            first_delinquency = (
+                (before.bucket == 1) & (previous_bucket == 0) & (before.episodes == 1)
+            )
             model_state, model_kind, model_restructured, refused = offer_treatments(
-                rules, replay.accounts, arrays, spec.plan, before, month_actions, step == 0,
-                month, treatment_rng,
+                rules, replay.accounts, arrays, spec.plan, before, month_actions, True,
+                month, treatment_rng, first_delinquency | (step == 0),
             )  # fmt: skip
             counters["offers_refused"] += refused & ~spec.tiered
             if tiered_any:
