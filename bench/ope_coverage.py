@@ -167,6 +167,8 @@ def main() -> None:
                         help="folders holding portfolio/ and logged.parquet")  # fmt: skip
     parser.add_argument("--seeds", type=int, default=5, help="replay draws per policy")
     parser.add_argument("--horizon", type=int, default=6)
+    parser.add_argument("--first-decisions", action="store_true",
+                        help="keep each account's first decision in the experiment only")  # fmt: skip
     parser.add_argument("--learned", action="store_true",
                         help="also the learner's policies (argmax and safe, three rule sets)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path("runs/bench_ope_coverage"))
@@ -175,6 +177,8 @@ def main() -> None:
     rows = []
     for world in args.world:
         logged = pl.read_parquet(world / "logged.parquet")
+        if args.first_decisions:  # each account's first decision in the experiment only
+            logged = logged.sort("as_of").unique(["account_id", "experiment_id"], keep="first")
         evaluation = unit_draws(SPLIT_SALT, logged["account_id"].to_list())[:, 0] < 0.5
         labels, estimate = estimates(logged, evaluation, seed=0)
         ladders = bundle_ladders(

@@ -67,6 +67,7 @@ from rollrisk.strategies.policy_learning import (
     LearningSettings,
     evaluation_document,
     evaluation_markdown,
+    first_decisions,
     learn_policy,
     learned_policy_text,
     policy_fields_only,
@@ -157,6 +158,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--folds", type=int, default=3, help="cross-fitting folds")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+    parser.add_argument(
+        "--decisions",
+        choices=("first", "all"),
+        default="first",
+        help="which logged decisions to learn from: each account's first in each experiment "
+        "(default: the randomised ones; later decisions of a persistent arm are shaped by the "
+        "arm's earlier months, which biases the estimate) or all of them",
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument("--threads", type=int, default=1, help="LightGBM threads")
 
@@ -205,6 +214,14 @@ def run(args: argparse.Namespace) -> int:
     policy = load_policy(args.policy)
     ladders = bundle_ladders(load_experiments(args.experiments), policy)
     logged = _read_logged(args.logged)
+    if args.decisions == "first":
+        every = logged.height
+        logged = first_decisions(logged)
+        print(
+            f"[learn-policy] {logged.height:,} first decisions of accounts in their experiment "
+            f"kept of {every:,} (--decisions all keeps every one)",
+            file=sys.stderr,
+        )
     settings = LearningSettings(
         rule_features=args.rule_features,
         model_features=args.model_features,
@@ -262,6 +279,7 @@ def run(args: argparse.Namespace) -> int:
         else {"control": readout[0].to_dict(), "arms": [arm.to_dict() for arm in readout[1]]}
     )
     document["logged"] = str(args.logged)
+    document["decisions"] = args.decisions
     document["seconds"] = round(time.perf_counter() - started, 1)
     written.append(_write(args.out, "policy_learning.json", json.dumps(document, indent=2) + "\n"))
     summary = "\n".join(

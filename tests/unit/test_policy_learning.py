@@ -434,3 +434,35 @@ def test_text_in_a_number_column_and_nan_features_are_refused_by_row() -> None:
     )
     with pytest.raises(UserError, match=r"a noise that is not a finite number, e\.g\. row 10"):
         learn_policy(nan, _settings(0), LADDERS)
+
+
+def test_first_decisions_keep_each_accounts_earliest_row_per_experiment():
+    from datetime import date
+
+    from rollrisk.strategies.policy_learning import first_decisions
+
+    logged = pl.DataFrame(
+        {
+            "account_id": ["A", "A", "A", "B", "B"],
+            "experiment_id": ["E1", "E1", "E2", "E1", "E1"],
+            "as_of": [
+                date(2024, 3, 31),
+                date(2024, 1, 31),
+                date(2024, 2, 29),
+                date(2024, 5, 31),
+                date(2024, 4, 30),
+            ],  # fmt: skip
+            "book_value": [3.0, 1.0, 2.0, 5.0, 4.0],
+        }
+    )
+    first = first_decisions(logged).sort("account_id", "experiment_id")
+    assert first.select("account_id", "experiment_id", "book_value").rows() == [
+        ("A", "E1", 1.0),
+        ("A", "E2", 2.0),
+        ("B", "E1", 4.0),
+    ]
+    # without an experiment column: per account
+    assert sorted(first_decisions(logged.drop("experiment_id"))["book_value"].to_list()) == [
+        1.0,
+        4.0,
+    ]
