@@ -52,7 +52,13 @@ from rollrisk.conf import DEFAULT_POLICY
 from rollrisk.errors import UserError
 from rollrisk.simulator.engine import output_paths, write_portfolio
 from rollrisk.simulator.exploration import DEFAULT_SHARE, exploration_from_policy
-from rollrisk.simulator.rules import PRIMARY_RESPONSES, RESPONSE_TABLES, SimulationRules
+from rollrisk.simulator.rules import (
+    PRIMARY_RESPONSES,
+    RESPONSE_TABLES,
+    STRESS_KINDS,
+    SimulationRules,
+    StressRules,
+)
 from rollrisk.strategies.policy import load_policy
 
 
@@ -82,6 +88,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "simulator/rules.py, or one of the scaled draws kept against circularity (each effect "
         "x a factor drawn in [0.5, 1.5]; docs/simulator.md, 'Response tables'); recorded in "
         "truth/params.json (default primary)",
+    )
+    parser.add_argument(
+        "--stress",
+        choices=STRESS_KINDS,
+        default="none",
+        help="a stress scenario from window month --stress-start for --stress-months months: "
+        "'regional', a disaster in the most populous (latent) region that puts "
+        f"{StressRules().regional_share:.0%}% of its accounts into a capacity shock (less ability "
+        "to pay, rising utilisation); 'macro', a downturn that raises every roll logit by "
+        f"{StressRules().macro_shift} (cure logits fall by half of it). Recorded in "
+        "truth/params.json, which simulate-policy reads back to replay the same world; 'none' "
+        "(default) writes the same files as before the flag existed",
+    )
+    parser.add_argument(
+        "--stress-start",
+        type=int,
+        default=StressRules().start_month,
+        help="window month the stress begins (0 = --start-month; default %(default)s)",
+    )
+    parser.add_argument(
+        "--stress-months",
+        type=int,
+        default=StressRules().months,
+        help="how many months the stress lasts (default %(default)s)",
     )
     parser.add_argument(
         "--explore-share",
@@ -120,6 +150,17 @@ def run(args: argparse.Namespace) -> int:
             f"--explore-share must be at least 0 and below 1 (the tiered lender keeps the "
             f"rest), got {args.explore_share}"
         )
+    if args.stress == "none" and (
+        args.stress_start != StressRules().start_month or args.stress_months != StressRules().months
+    ):
+        raise UserError("--stress-start and --stress-months need --stress regional or macro")
+    if args.stress != "none" and not 0 <= args.stress_start < args.months:
+        raise UserError(
+            f"--stress-start must be a window month, 0 to {args.months - 1}, got {args.stress_start}"
+        )
+    if args.stress_months < 1:
+        raise UserError(f"--stress-months must be at least 1, got {args.stress_months}")
+    stress = StressRules(args.stress, start_month=args.stress_start, months=args.stress_months)
     exploration = None
     if args.explore_share > 0:
         path = args.exploration_policy or DEFAULT_POLICY
@@ -156,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
         args.seed,
         start_month=args.start_month,
         file_format=args.format,
-        rules=SimulationRules(response_table=args.response_table),
+        rules=SimulationRules(response_table=args.response_table, stress=stress),
         progress=progress,
         exploration=exploration,
     )
