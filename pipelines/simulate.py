@@ -32,9 +32,21 @@ the product's hash of experiment and account id, never from the simulator's rand
 --explore-share 0 writes exactly what a simulator without exploration writes.
 docs/simulator.md, "Exploration".
 
-The same --seed always writes the same files. Example:
+Borrowers in M2 or worse sometimes pay part of their arrears and move back one bucket
+(partial cures), and a promise to pay is kept (paid by its date, at least the promised
+amount) or broken (no arrears paid, a higher roll risk) at a rate by driver; docs/simulator.md,
+"Partial cures and promises".
+
+Stress (--stress, default none = the same files as without the flag): 'regional' puts 30% of
+the most populous latent region's accounts into a capacity shock from window month
+--stress-start for --stress-months; 'macro' raises every account's macro logit by 0.5 for
+those months. The scenario is recorded in truth/params.json, and simulate-policy on the
+stressed portfolio replays the same world. docs/simulator.md, "Stress scenarios".
+
+The same --seed always writes the same files. Examples:
   rollrisk simulate --accounts 20000 --months 24 --seed 7 --out runs/portfolio
   rollrisk validate --data runs/portfolio
+  rollrisk simulate --accounts 20000 --seed 7 --stress regional --stress-start 12 --out runs/stress
 """
 
 from __future__ import annotations

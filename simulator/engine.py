@@ -1138,6 +1138,7 @@ def transition(
     partial_cure = (
         ~cure
         & (bucket >= 2)
+        & (owed > 0.005)  # nothing owed (a balance paid down to 0): nothing to pay back
         & (kept | (drawn_stay & dynamics.partial_cures & (u_partial < arrays.partial_cure[driver])))
     )
     roll &= ~cure & ~partial_cure
