@@ -32,9 +32,21 @@ the product's hash of experiment and account id, never from the simulator's rand
 --explore-share 0 writes exactly what a simulator without exploration writes.
 docs/simulator.md, "Exploration".
 
-The same --seed always writes the same files. Example:
+Borrowers in M2 or worse sometimes pay part of their arrears and move back one bucket
+(partial cures), and a promise to pay is kept (paid by its date, at least the promised
+amount) or broken (no arrears paid, a higher roll risk) at a rate by driver; docs/simulator.md,
+"Partial cures and promises".
+
+Stress (--stress, default none = the same files as without the flag): 'regional' puts 30% of
+the most populous latent region's accounts into a capacity shock from window month
+--stress-start for --stress-months; 'macro' raises every account's macro logit by 0.5 for
+those months. The scenario is recorded in truth/params.json, and simulate-policy on the
+stressed portfolio replays the same world. docs/simulator.md, "Stress scenarios".
+
+The same --seed always writes the same files. Examples:
   rollrisk simulate --accounts 20000 --months 24 --seed 7 --out runs/portfolio
   rollrisk validate --data runs/portfolio
+  rollrisk simulate --accounts 20000 --seed 7 --stress regional --stress-start 12 --out runs/stress
 """
 
 from __future__ import annotations
@@ -52,7 +64,13 @@ from rollrisk.conf import DEFAULT_POLICY
 from rollrisk.errors import UserError
 from rollrisk.simulator.engine import output_paths, write_portfolio
 from rollrisk.simulator.exploration import DEFAULT_SHARE, exploration_from_policy
-from rollrisk.simulator.rules import PRIMARY_RESPONSES, RESPONSE_TABLES, SimulationRules
+from rollrisk.simulator.rules import (
+    PRIMARY_RESPONSES,
+    RESPONSE_TABLES,
+    STRESS_KINDS,
+    SimulationRules,
+    StressRules,
+)
 from rollrisk.strategies.policy import load_policy
 
 
@@ -82,6 +100,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "simulator/rules.py, or one of the scaled draws kept against circularity (each effect "
         "x a factor drawn in [0.5, 1.5]; docs/simulator.md, 'Response tables'); recorded in "
         "truth/params.json (default primary)",
+    )
+    parser.add_argument(
+        "--stress",
+        choices=STRESS_KINDS,
+        default="none",
+        help="a stress scenario from window month --stress-start for --stress-months months: "
+        "'regional', a disaster in the most populous (latent) region that puts "
+        f"{StressRules().regional_share:.0%}% of its accounts into a capacity shock (less ability "
+        "to pay, rising utilisation); 'macro', a downturn that raises every roll logit by "
+        f"{StressRules().macro_shift} (cure logits fall by half of it). Recorded in "
+        "truth/params.json, which simulate-policy reads back to replay the same world; 'none' "
+        "(default) writes the same files as before the flag existed",
+    )
+    parser.add_argument(
+        "--stress-start",
+        type=int,
+        default=StressRules().start_month,
+        help="window month the stress begins (0 = --start-month; default %(default)s)",
+    )
+    parser.add_argument(
+        "--stress-months",
+        type=int,
+        default=StressRules().months,
+        help="how many months the stress lasts (default %(default)s)",
     )
     parser.add_argument(
         "--explore-share",
@@ -120,6 +162,17 @@ def run(args: argparse.Namespace) -> int:
             f"--explore-share must be at least 0 and below 1 (the tiered lender keeps the "
             f"rest), got {args.explore_share}"
         )
+    if args.stress == "none" and (
+        args.stress_start != StressRules().start_month or args.stress_months != StressRules().months
+    ):
+        raise UserError("--stress-start and --stress-months need --stress regional or macro")
+    if args.stress != "none" and not 0 <= args.stress_start < args.months:
+        raise UserError(
+            f"--stress-start must be a window month, 0 to {args.months - 1}, got {args.stress_start}"
+        )
+    if args.stress_months < 1:
+        raise UserError(f"--stress-months must be at least 1, got {args.stress_months}")
+    stress = StressRules(args.stress, start_month=args.stress_start, months=args.stress_months)
     exploration = None
     if args.explore_share > 0:
         path = args.exploration_policy or DEFAULT_POLICY
@@ -156,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
         args.seed,
         start_month=args.start_month,
         file_format=args.format,
-        rules=SimulationRules(response_table=args.response_table),
+        rules=SimulationRules(response_table=args.response_table, stress=stress),
         progress=progress,
         exploration=exploration,
     )

@@ -45,6 +45,8 @@ from rollrisk.simulator.rules import (
     DRIVERS,
     LEGAL_OUTCOMES,
     MESSAGE_OUTCOMES,
+    PARTIAL_CURE,
+    PROMISE_KEPT,
     REACHED_OUTCOMES,
     RESTRUCTURE_REDEFAULT,
     TREATMENT_TAKE_UP,
@@ -103,6 +105,9 @@ class RuleArrays:
     treatment_roll: np.ndarray
     plan_redefault: np.ndarray  # (driver,) monthly probability a restructure plan breaks
     take_up: np.ndarray  # (driver,) probability an offered treatment is taken up when reached
+    partial_cure: np.ndarray  # (driver,) a stay at M2+ pays one more due of arrears instead
+    promise_kept: np.ndarray  # (driver,) a month's promise to pay is kept
+    promises: bool  # promises are their own event (promised dates capped at the next cycle end)
     outcome_cumulative: np.ndarray  # (driver, channel, outcome)
     season: np.ndarray  # (product, month of year)
     shock_exposure: np.ndarray  # (product,)
@@ -176,6 +181,9 @@ def rule_arrays(rules: SimulationRules) -> RuleArrays:
         treatment_roll=np.array([[shift(d, k).roll for k in TREATMENT_KINDS] for d in DRIVERS]),
         plan_redefault=np.array([RESTRUCTURE_REDEFAULT[d] for d in DRIVERS]),
         take_up=np.array([TREATMENT_TAKE_UP[d] for d in DRIVERS]),
+        partial_cure=np.array([PARTIAL_CURE[d] for d in DRIVERS]),
+        promise_kept=np.array([PROMISE_KEPT[d] for d in DRIVERS]),
+        promises=rules.dynamics.promises,
         outcome_cumulative=np.cumsum(outcome, axis=2),
         season=season,
         shock_exposure=np.array(rules.world.shock_exposure, dtype=float),
@@ -200,6 +208,7 @@ class World:
     region_weights: np.ndarray
     shocks: tuple[tuple[int, int, float], ...]  # (month index, region, severity) of each shock
     months: int  # the portfolio's window (a longer draw for a replay's horizon keeps it)
+    stress_region: int = -1  # the region a regional stress hits (-1: no regional stress)
 
     def row(self, month: int) -> int:
         return month - self.first_month
@@ -223,19 +232,28 @@ def make_world(rules: SimulationRules, seed: int, months: int, start_month: str)
     shock = np.zeros((total, w.regions))
     for lag, share in enumerate(w.shock_decay):
         shock[lag:] += share * severity[: total - lag]
+    stress = rules.stress
+    if stress.kind == "macro":  # added to the drawn cycle: no draw moves
+        window = (index >= stress.start_month) & (index < stress.start_month + stress.months)
+        macro = macro + stress.macro_shift * window
     rows, regions = np.nonzero(starts)
     shocks = tuple(
         (int(r + first), int(g), round(float(severity[r, g]), 3))
         for r, g in zip(rows, regions, strict=True)
     )
+    region_weights = rng.dirichlet(np.full(w.regions, 2.0))
+    stress_region = -1
+    if stress.kind == "regional":
+        stress_region = int(np.argmax(region_weights)) if stress.region < 0 else stress.region
     return World(
         start_month=np.datetime64(start_month, "M"),
         first_month=first,
         macro=macro,
         regional_shock=shock,
-        region_weights=rng.dirichlet(np.full(w.regions, 2.0)),
+        region_weights=region_weights,
         shocks=shocks,
         months=months,
+        stress_region=stress_region,
     )
 
 
@@ -260,6 +278,46 @@ class ChunkAccounts:
     shock_end: np.ndarray
     holdout: np.ndarray
     term: np.ndarray  # instalment term of each draw (0 for revolving)
+    # a regional stress's capacity shock (month index; None or a large number: not hit)
+    stress_onset: np.ndarray | None = None
+    stress_end: np.ndarray | None = None
+
+
+def capacity_shock_on(accounts: ChunkAccounts, month: int) -> np.ndarray:
+    """Who is in a capacity shock this month: a capacity_shock borrower's own (its onset to
+    its end), or a regional stress's (:func:`stressed_accounts`)."""
+    on = (month >= accounts.shock_onset) & (month < accounts.shock_end)
+    if accounts.stress_onset is not None and accounts.stress_end is not None:
+        on |= (month >= accounts.stress_onset) & (month < accounts.stress_end)
+    return on
+
+
+def dynamics_stream(seed: int, chunk: int) -> np.random.Generator:
+    """The stream of a chunk's partial cures and promise keeping: ``SeedSequence(seed,
+    spawn_key=(1 + chunk, 1))``, a child of the chunk's that nothing else draws from, so these
+    events move none of the other draws."""
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1 + chunk, 1)))
+
+
+def stressed_accounts(
+    rules: SimulationRules, world: World, accounts: ChunkAccounts, seed: int, chunk: int
+) -> ChunkAccounts:
+    """``accounts`` with a regional stress's capacity shocks (``rules.stress``): of the
+    accounts in ``world.stress_region``, ``regional_share`` (one uniform each from the stream
+    ``SeedSequence(seed, spawn_key=(1 + chunk, 2))``, drawn only under a regional stress) are
+    in a capacity shock from ``start_month`` for ``months`` months. Without a regional stress,
+    ``accounts`` unchanged."""
+    stress = rules.stress
+    if stress.kind != "regional":
+        return accounts
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1 + chunk, 2)))
+    hit = (accounts.region == world.stress_region) & (
+        rng.random(len(accounts.index)) < stress.regional_share
+    )
+    onset = np.where(hit, stress.start_month, NEVER_CLOSED)
+    return replace(
+        accounts, stress_onset=onset, stress_end=np.where(hit, onset + stress.months, NEVER_CLOSED)
+    )
 
 
 @dataclass(frozen=True)
@@ -540,6 +598,7 @@ class MonthActions:
     roll_shift: np.ndarray
     hardship_at: np.ndarray  # per account: latest hardship claim (datetime64[us]) or NaT
     reached: np.ndarray  # per account: some contact reached the borrower this month (not legal)
+    promised: np.ndarray | None = None  # per account: the month's largest promise, NaN none
 
 
 def action_rows(
@@ -576,6 +635,13 @@ def action_rows(
         action_at.astype("datetime64[D]") + rng.integers(3, 15, rows),
         np.datetime64("NaT", "D"),
     )
+    if arrays.promises:
+        # a kept promise is paid in the cycle it was made in: no date past the next cycle end
+        month_start = cycle_end.astype("datetime64[M]")
+        next_end = (month_start + 1).astype("datetime64[D]") + (
+            cycle_end - month_start.astype("datetime64[D]")
+        )
+        promised_date = np.minimum(promised_date, next_end[account])
     return _month_actions(
         accounts, arrays, n_all, account, channel, outcome, action_at, promised_amount,
         promised_date,
@@ -611,6 +677,9 @@ def _month_actions(
         np.datetime64("NaT", "us"),
         hardship_us.astype("datetime64[us]"),
     )
+    promise = outcome == OUT["promise_to_pay"]
+    promised = np.full(n_all, np.nan)
+    np.fmax.at(promised, account[promise], promised_amount[promise])
     return MonthActions(
         account,
         channel,
@@ -622,6 +691,7 @@ def _month_actions(
         roll_shift,
         hardship_at,
         used.any(axis=1),
+        promised,
     )
 
 
@@ -939,8 +1009,22 @@ def transition(
     restructured_now: np.ndarray,
     month: int,
     rng: np.random.Generator,
+    promised: np.ndarray | None = None,
+    dynamics_rng: np.random.Generator | None = None,
 ) -> ChunkState:
     """Cure, stay or roll; the payment made during the cycle; next month's balances.
+
+    Partial cures and promises (``rules.dynamics``, docs/simulator.md "Partial cures and
+    promises"; their draws, two uniforms per account, come from ``dynamics_rng``: without it,
+    neither happens):
+
+    * a delinquent account at M2+ that stays pays, with its driver's ``PARTIAL_CURE``
+      probability, one more due of arrears (``arrears / bucket``) and moves back one bucket;
+    * an account with a promise this month (``promised``: its largest promised amount, NaN
+      none; on a delinquent account that moves) keeps it with its driver's ``PROMISE_KEPT``
+      probability: it pays at least the promised amount and cures (at M1, or when the promise
+      covers the arrears and the due) or moves back one bucket; a broken promise pays no
+      arrears (a cure drawn becomes a stay) and adds ``broken_promise_roll`` to the roll logit.
 
     Treatments act through the money (``rules.treatments``, docs/simulator.md):
 
@@ -977,7 +1061,7 @@ def transition(
     bucket = state.bucket
     row = world.row(month)
     month_of_year = int((world.start_month + month).astype(int) % 12)
-    shock_on = (month >= accounts.shock_onset) & (month < accounts.shock_end)
+    shock_on = capacity_shock_on(accounts, month)
     active = treatment_active(state, month)
     kind = np.maximum(state.treatment, 0)
     treat_cure = np.where(active, arrays.treatment_cure[driver, kind], 0.0)
@@ -1007,6 +1091,23 @@ def transition(
         + cure_shift
         + treat_cure
     )
+    charged_off = bucket >= CHARGE_OFF_BUCKET
+    deferring = active & np.isin(state.treatment, DEFERRING_KINDS) & (bucket >= 1) & ~charged_off
+    # partial cures and promises: their own stream, two uniforms per account every month
+    dynamics = rules.dynamics
+    u_partial, u_keep = dynamics_rng.random((2, n)) if dynamics_rng is not None else np.ones((2, n))
+    promised_amount = np.full(n, np.nan) if promised is None else promised
+    promising = (
+        dynamics.promises
+        & (dynamics_rng is not None)
+        & ~np.isnan(promised_amount)
+        & (bucket >= 1)
+        & ~charged_off
+        & ~deferring
+        & ~restructured_now
+    )
+    kept = promising & (u_keep < arrays.promise_kept[driver])
+    promise_broken = promising & ~kept
     roll_logit = (
         arrays.bucket_roll[b]
         + arrays.driver_roll[driver]
@@ -1014,9 +1115,8 @@ def transition(
         + pressure
         + roll_shift
         + treat_roll
+        + dynamics.broken_promise_roll * promise_broken
     )
-    charged_off = bucket >= CHARGE_OFF_BUCKET
-    deferring = active & np.isin(state.treatment, DEFERRING_KINDS) & (bucket >= 1) & ~charged_off
     in_plan = state.plan & active & (bucket == 0) & ~restructured_now
     exp_cure, exp_roll = np.exp(cure_logit), np.exp(roll_logit)
     total = 1.0 + exp_cure + exp_roll
@@ -1026,12 +1126,25 @@ def transition(
                       p_roll)  # fmt: skip
     u = rng.random(n)
     moves = ~charged_off & ~deferring
-    cure = moves & ((u < p_cure) | restructured_now)
-    roll = moves & ~cure & (u < p_cure + p_roll)
-    stay = ~charged_off & ~cure & ~roll
+    drawn_cure = moves & ((u < p_cure) | restructured_now)
+    roll = moves & ~drawn_cure & (u < p_cure + p_roll)
+    due = monthly_due(accounts, arrays, state)
+    owed = state.arrears + due
+    # a kept promise: at least a partial cure; a cure when there is no bucket to go back to
+    # (M1) or the promise covers everything owed
+    kept_cure = kept & ((bucket == 1) | (np.nan_to_num(promised_amount) >= owed - 0.005))
+    cure = (drawn_cure & ~promise_broken) | kept_cure
+    drawn_stay = moves & ~drawn_cure & ~roll & (bucket >= 2) & ~promise_broken
+    partial_cure = (
+        ~cure
+        & (bucket >= 2)
+        & (owed > 0.005)  # nothing owed (a balance paid down to 0): nothing to pay back
+        & (kept | (drawn_stay & dynamics.partial_cures & (u_partial < arrays.partial_cure[driver])))
+    )
+    roll &= ~cure & ~partial_cure
+    stay = ~charged_off & ~cure & ~roll & ~partial_cure
     broken = in_plan & roll
 
-    due = monthly_due(accounts, arrays, state)
     plan_months = np.maximum(state.treatment_until - month, 1)
     plan_instalment = np.minimum(
         state.balance / plan_months, treat.restructure_instalment_share * due
@@ -1046,22 +1159,27 @@ def transition(
     paid_recovery = np.where(
         recovery, rng.uniform(*rules.recovery_payment_share, n) * state.balance, 0.0
     )
+    # a partial cure pays the due and one bucket's share of the arrears (at least one due, not
+    # all), a kept promise at least its promised amount (less than all it owed: else a cure)
+    one_back = due + state.arrears / np.maximum(bucket, 1)
+    paid_back = np.where(kept, np.maximum(one_back, np.nan_to_num(promised_amount)), one_back)
     paid = np.select(
-        [charged_off, deferring, restructured_now, roll, cure, bucket == 0, stay],
-        [paid_recovery, 0.0, plan_instalment, paid_partial, state.arrears + due, paid_current,
-         due],
+        [charged_off, deferring, restructured_now, roll, cure, partial_cure, bucket == 0, stay],
+        [paid_recovery, 0.0, plan_instalment, paid_partial, owed, paid_back, paid_current, due],
         0.0,
     )  # fmt: skip
     paid = np.clip(paid, 0.0, state.balance)
 
     new_bucket = np.select(
-        [broken, charged_off | roll, cure], [state.plan_bucket, bucket + 1, 0], bucket
+        [broken, charged_off | roll, cure, partial_cure],
+        [state.plan_bucket, bucket + 1, 0, bucket - 1],
+        bucket,
     )
     new_first_late = np.where((bucket == 0) & roll, rng.integers(1, 30, n), state.first_late_day)
     new_arrears = np.select(
-        [cure, broken, roll, deferring, stay],
+        [cure, broken, roll, partial_cure, deferring, stay],
         [0.0, state.plan_bucket * state.instalment, state.arrears + due - paid,
-         state.arrears + due, state.arrears],
+         np.maximum(owed - paid, 0.0), state.arrears + due, state.arrears],
         0.0,
     )  # fmt: skip
     deferred = np.where(deferring, due, 0.0)
@@ -1250,6 +1368,7 @@ def simulate_month(
     month: int,
     rng: np.random.Generator,
     explore: ChunkExploration | None = None,
+    dynamics: np.random.Generator | None = None,
 ) -> MonthStep:
     """Statement, actions, treatments and transition of one month (burn-in months: no
     statement, no treatments, no exploration). The data simulator and the policy replay both
@@ -1262,6 +1381,9 @@ def simulate_month(
     first-delinquency extension only on a first-ever delinquency's first month, the tiered
     lender's rule). The tiered lender still makes its draws for every account, so the other
     accounts' draws do not move.
+
+    ``dynamics`` is the chunk's stream of partial cures and promise keeping
+    (:func:`dynamics_stream`; None: neither happens, see :func:`transition`).
     """
     n = len(state.bucket)
     cycle_end = cycle_end_days(accounts, world, month)
@@ -1305,7 +1427,7 @@ def simulate_month(
     previous_bucket = state.bucket
     state = transition(
         rules, accounts, arrays, world, state, month_actions.cure_shift,
-        month_actions.roll_shift, restructured_now, month, rng,
+        month_actions.roll_shift, restructured_now, month, rng, month_actions.promised, dynamics,
     )  # fmt: skip
     return MonthStep(state, previous_bucket, statement, month_actions, granted, assignments)
 
@@ -1388,6 +1510,8 @@ def simulate_chunk(
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1 + chunk,)))
     first = chunk * rules.chunk_accounts
     accounts, state = draw_accounts(rules, arrays, world, rng, first, n_accounts)
+    accounts = stressed_accounts(rules, world, accounts, seed, chunk)
+    dynamics = dynamics_stream(seed, chunk)
     explore = chunk_exploration(exploration, seed, chunk, accounts)
     statements: list[dict[str, np.ndarray]] = []
     actions: list[MonthActions] = []
@@ -1396,7 +1520,7 @@ def simulate_chunk(
     previous_bucket = state.bucket
     for month in range(world.first_month, months):
         step = simulate_month(
-            rules, accounts, arrays, world, state, previous_bucket, month, rng, explore
+            rules, accounts, arrays, world, state, previous_bucket, month, rng, explore, dynamics
         )
         if step.statement is not None and step.treatments is not None:
             statements.append(step.statement)
@@ -1614,6 +1738,25 @@ def write_portfolio(
                 {"month": str(world.start_month + m), "region": f"region_{g:02d}", "severity": s}
                 for m, g, s in world.shocks
             ],
+            # the stress scenario as drawn (rules.stress holds its settings)
+            "stress": {
+                "kind": rules.stress.kind,
+                **(
+                    {
+                        "first_month": str(world.start_month + rules.stress.start_month),
+                        "last_month": str(
+                            world.start_month + rules.stress.start_month + rules.stress.months - 1
+                        ),
+                    }
+                    if rules.stress.kind != "none"
+                    else {}
+                ),
+                **(
+                    {"region": f"region_{world.stress_region:02d}"}
+                    if rules.stress.kind == "regional"
+                    else {}
+                ),
+            },
         },
     }
     if exploration is not None:

@@ -97,7 +97,6 @@ from rollrisk.models.stats import percentile_bootstrap, t_interval, two_way_boot
 from rollrisk.scoring.core import HARDSHIP_KINDS, _decide_all, features_at
 from rollrisk.simulator.engine import (
     CH,
-    DRV,
     KIND,
     ChunkAccounts,
     ChunkState,
@@ -106,10 +105,12 @@ from rollrisk.simulator.engine import (
     RuleArrays,
     World,
     action_rows,
+    capacity_shock_on,
     chunk_exploration,
     cycle_end_days,
     dpd_of,
     draw_accounts,
+    dynamics_stream,
     grant_treatments,
     keep_action_rows,
     ladder_plan,
@@ -121,6 +122,7 @@ from rollrisk.simulator.engine import (
     record_contacts,
     rule_arrays,
     simulate_month,
+    stressed_accounts,
     takes_up,
     tiered_actions,
     transition,
@@ -466,6 +468,8 @@ def replay_to_month(
         rng = np.random.default_rng(np.random.SeedSequence(sim.seed, spawn_key=(1 + chunk,)))
         first = chunk * rules.chunk_accounts
         accounts, state = draw_accounts(rules, arrays, world, rng, first, size)
+        accounts = stressed_accounts(rules, world, accounts, sim.seed, chunk)
+        dynamics = dynamics_stream(sim.seed, chunk)
         explore = chunk_exploration(sim.exploration, sim.seed, chunk, accounts)
         previous_bucket = state.bucket
         extension = np.zeros(size, dtype=bool)
@@ -476,7 +480,7 @@ def replay_to_month(
                 # what the lender's data cannot see: the burn-in's episodes
                 episode_base = _episodes_before_data(state)
             step = simulate_month(
-                rules, accounts, arrays, world, state, previous_bucket, m, rng, explore
+                rules, accounts, arrays, world, state, previous_bucket, m, rng, explore, dynamics
             )
             state, previous_bucket = step.state, step.previous_bucket
             # the compliance rules' memory of the history, whoever acted (the tiered lender or
@@ -778,9 +782,11 @@ class ArmResult:
 
 
 def _streams(base_seed: int, seed: int, step: int) -> tuple[np.random.Generator, ...]:
-    """Four independent streams (actions, treatments, transition, the references' extra
-    treatments) for one seed and month; the first three are those of earlier versions."""
-    children = np.random.SeedSequence(base_seed, spawn_key=(seed, step)).spawn(4)
+    """Five independent streams (actions, treatments, transition, the references' extra
+    treatments, partial cures and promise keeping) for one seed and month; the first four are
+    those of earlier versions (a SeedSequence's children do not depend on how many are
+    spawned)."""
+    children = np.random.SeedSequence(base_seed, spawn_key=(seed, step)).spawn(5)
     return tuple(np.random.default_rng(child) for child in children)
 
 
@@ -849,7 +855,9 @@ def run_arm(
     )
     for step in range(horizon):
         month = replay.month + step
-        actions_rng, treatment_rng, transition_rng, extra_rng = _streams(base_seed, seed, step)
+        actions_rng, treatment_rng, transition_rng, extra_rng, dynamics_rng = _streams(
+            base_seed, seed, step
+        )
         cycle_end = cycle_end_days(accounts, world, month)
         # the baseline's draws come first in every arm, so both kinds see the same stream
         acted_t, counts_t = tiered_actions(rules, accounts, arrays, state, month, actions_rng)
@@ -942,11 +950,7 @@ def run_arm(
             ("field_visits", row_channel == CH["field_visit"]),
         ):
             counters[name] += np.bincount(row_account[mask], minlength=n)
-        shock_on = (
-            (accounts.driver == DRV["capacity_shock"])
-            & (month >= accounts.shock_onset)
-            & (month < accounts.shock_end)
-        )
+        shock_on = capacity_shock_on(accounts, month)
         pressure = np.isin(row_channel, pressure_codes) & shock_on[row_account]
         counters["pressure_on_capacity_shock"] += np.bincount(row_account[pressure], minlength=n)
         previous_bucket = state.bucket
@@ -955,6 +959,7 @@ def run_arm(
         state = transition(
             rules, accounts, arrays, world, state, month_actions.cure_shift,
             month_actions.roll_shift, restructured_now, month, transition_rng,
+            month_actions.promised, dynamics_rng,
         )  # fmt: skip
         totals["recovered"] += state.last_paid
         # the agency keeps its share of what is collected in a month the account is assigned

@@ -193,6 +193,86 @@ TREATMENT_TAKE_UP: dict[str, float] = {
 }
 
 
+# Partial cures (docs/simulator.md, "Partial cures and promises"): a delinquent account at M2 or
+# worse whose month's draw is "stay" (it pays one due) pays, with this probability by driver, one
+# more due's worth of its arrears (``arrears / bucket``): at least one due, not all, so it moves
+# back one bucket (M3 -> M2, M2 -> M1) and its DPD falls by 30. Assumption (no published rate of
+# one-bucket cures by borrower type was found): the borrowers who want to pay but cannot pay it
+# all (capacity shock, seasonal) and the forgetful catching up pay part most often; the
+# unwilling and the unreachable rarely.
+PARTIAL_CURE: dict[str, float] = {
+    "healthy": 0.25,
+    "capacity_shock": 0.35,
+    "low_willingness": 0.10,
+    "unreachable": 0.05,
+    "forgetful": 0.30,
+    "seasonal": 0.35,
+}
+
+# Promise keeping: the probability that a borrower who promised to pay in a month (an action
+# with outcome ``promise_to_pay``) pays the promised amount by the promised date. Vendor
+# write-ups put the share of promises kept at 50-70 % on average (docs/simulator.md); the split
+# by driver is an assumption: the healthy and the forgetful keep most, the unwilling least.
+# Drawn once per account and month that holds a promise (its largest promise counts).
+PROMISE_KEPT: dict[str, float] = {
+    "healthy": 0.75,
+    "capacity_shock": 0.45,
+    "low_willingness": 0.25,
+    "unreachable": 0.40,
+    "forgetful": 0.75,
+    "seasonal": 0.60,
+}
+
+
+@dataclass(frozen=True)
+class DynamicsRules:
+    """Partial cures and promises kept or broken (docs/simulator.md, "Partial cures and
+    promises"). Their draws come from a stream of their own (a child of the chunk's), so
+    switching both off gives back the files of earlier versions byte for byte."""
+
+    partial_cures: bool = True  # PARTIAL_CURE applies
+    # PROMISE_KEPT applies: a kept promise pays at least the promised amount by the promised
+    # date (which is capped at the next cycle end: a collector does not book a promise past the
+    # next statement, assumption) and the account cures or moves back one bucket; a broken one
+    # pays no arrears that cycle (no cure, no partial cure) and adds broken_promise_roll to the
+    # roll logit (assumption: a broken promise signals an account about to roll)
+    promises: bool = True
+    broken_promise_roll: float = 0.3
+
+
+STRESS_KINDS: tuple[str, ...] = ("none", "regional", "macro")
+
+
+@dataclass(frozen=True)
+class StressRules:
+    """A stress scenario (``rollrisk simulate --stress``; docs/simulator.md, "Stress scenarios").
+
+    * ``regional``: a disaster in one region from window month ``start_month``: a capacity
+      shock starts then for ``regional_share`` of the region's accounts (every driver) and
+      lasts ``months`` months (the capacity-shock logit shifts of :class:`SimulationRules`);
+    * ``macro``: every account's macro logit (the ``macro(t)`` term: roll logits up by
+      ``macro_shift``, cure logits down by half of it) rises by ``macro_shift`` for ``months``
+      months from ``start_month``.
+
+    Assumptions, sized to be visible but not catastrophic: a macro shift of 0.5 is about the
+    peak-to-trough swing of the simulated macro cycle (2 x ``macro_amplitude`` = 0.6 logit).
+    The accounts a regional disaster hits are drawn from a stream of their own (a child of the
+    chunk's), and the macro shift is added to the drawn cycle, so ``none`` leaves every draw
+    and every file as it was.
+    """
+
+    kind: str = "none"  # one of STRESS_KINDS
+    start_month: int = 12  # window month index (0 = the first output month) the stress begins
+    months: int = 6
+    regional_share: float = 0.3
+    region: int = -1  # the region hit; -1: the most populous region of the drawn world
+    macro_shift: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.kind not in STRESS_KINDS:
+            raise ValueError(f"unknown stress {self.kind!r}; known: {', '.join(STRESS_KINDS)}")
+
+
 @dataclass(frozen=True)
 class TreatmentRules:
     """What the treatments do to the money: deferral, waived income, plan terms, legal delay."""
@@ -442,6 +522,8 @@ class SimulationRules:
     book: BookRules = field(default_factory=BookRules)
     treatments: TreatmentRules = field(default_factory=TreatmentRules)
     world: WorldRules = field(default_factory=WorldRules)
+    dynamics: DynamicsRules = field(default_factory=DynamicsRules)
+    stress: StressRules = field(default_factory=StressRules)
     response_table: str = PRIMARY_RESPONSES  # one of RESPONSE_TABLES (the borrowers' responses)
     burn_in_months: int = 6  # simulated before the window so it does not start all-current
     chunk_accounts: int = 50_000  # fixed: output depends on the seed only, never on memory
@@ -469,6 +551,8 @@ class SimulationRules:
             },
             "restructure_redefault": dict(RESTRUCTURE_REDEFAULT),
             "treatment_take_up": dict(TREATMENT_TAKE_UP),
+            "partial_cure": dict(PARTIAL_CURE),
+            "promise_kept": dict(PROMISE_KEPT),
             "call_outcomes": {
                 d: dict(zip(OUTCOMES, p, strict=True)) for d, p in CALL_OUTCOMES.items()
             },
@@ -491,6 +575,9 @@ __all__ = [
     "DEFAULT_RULES",
     "DRIVERS",
     "OUTCOMES",
+    "PARTIAL_CURE",
+    "PROMISE_KEPT",
+    "STRESS_KINDS",
     "RESTRUCTURE_REDEFAULT",
     "TREATMENT_TAKE_UP",
     "PRODUCTS",
@@ -498,6 +585,8 @@ __all__ = [
     "TREATMENT_KINDS",
     "TREATMENT_RESPONSE",
     "BookRules",
+    "DynamicsRules",
+    "StressRules",
     "SimulationRules",
     "TreatmentRules",
 ]

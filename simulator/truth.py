@@ -18,7 +18,12 @@ import polars as pl
 
 from rollrisk.errors import UserError
 from rollrisk.simulator.exploration import Exploration
-from rollrisk.simulator.rules import PRIMARY_RESPONSES, RESPONSE_TABLES, SimulationRules
+from rollrisk.simulator.rules import (
+    PRIMARY_RESPONSES,
+    RESPONSE_TABLES,
+    SimulationRules,
+    StressRules,
+)
 
 TRUTH_FOLDER = "truth"
 BORROWERS_FILE = "borrowers.parquet"
@@ -53,7 +58,14 @@ def read_simulation_params(data_dir: Path) -> SimulatedPortfolio:
             f"{params_path}: response table {table!r} is unknown to this version "
             f"(known: {', '.join(RESPONSE_TABLES)}); replay would not reproduce it"
         )
-    rules = SimulationRules(response_table=table)
+    try:  # the stress scenario is a setting of the run (absent: written before it existed)
+        stress = StressRules(**((params.get("rules") or {}).get("stress") or {}))
+    except (TypeError, ValueError) as error:
+        raise UserError(
+            f"{params_path}: the stress scenario cannot be read ({error}); replay would not "
+            "reproduce the portfolio's history"
+        ) from error
+    rules = SimulationRules(response_table=table, stress=stress)
     expected = json.loads(json.dumps(rules.to_dict(), default=str))
     if params.get("rules") != expected:
         raise UserError(

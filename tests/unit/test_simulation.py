@@ -119,18 +119,25 @@ def test_statements_are_internally_consistent(medium: Path):
     assert delay.min() >= 1
     assert delay.max() <= 10
     assert (delay <= 3).mean() > 0.9
-    # DPD moves by whole months: it is 0, stays, or grows by 30 (up to the rounding of d0)
+    # DPD moves by whole months: it is 0, stays, grows by 30, or falls by 30 (a partial cure)
     step = (
         statements.sort("account_id", "cycle_end")
         .select(
             (pl.col("dpd") - pl.col("dpd").shift(1).over("account_id")).alias("step"),
             pl.col("dpd").shift(1).over("account_id").alias("before"),
+            pl.col("min_due").shift(1).over("account_id").alias("owed_before"),
             "dpd",
+            "amount_paid",
         )
         .drop_nulls()
     )
     moving = step.filter((pl.col("dpd") > 0) & (pl.col("before") > 0))
-    assert set(moving["step"].unique().to_list()) <= {0, 30}
+    assert set(moving["step"].unique().to_list()) <= {-30, 0, 30}
+    # a partial cure paid part of what the previous statement said was owed: some, not all
+    back = moving.filter(pl.col("step") == -30)
+    assert back.height > 0
+    assert (back["amount_paid"] > 0).all()
+    assert (back["amount_paid"] < back["owed_before"] + 0.01).all()
     cycle_days = statements.group_by("account_id").agg(pl.col("cycle_end").dt.day().n_unique())
     assert (cycle_days["cycle_end"] == 1).all()  # one billing day per account
 
