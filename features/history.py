@@ -65,6 +65,31 @@ def _count(condition: pl.Expr) -> Aggregate:
     return Aggregate(condition.sum(), when_no_rows=0.0)
 
 
+def _sum(values: pl.Expr) -> pl.Expr:
+    """The sum of a group's float ``values``, added in row order, nulls skipped (0 for none).
+
+    Not ``.sum()``: polars adds a group's floats in blocks that depend on where the group sits
+    in the frame, so an account's sum could differ in the last bit between a batch and the
+    account alone (the service batches requests). Row order makes it the account's own.
+    """
+    return values.drop_nulls().cum_sum().last().fill_null(0.0)
+
+
+def _mean(values: pl.Expr) -> pl.Expr:
+    """The mean of ``values`` by :func:`_sum` (null for none)."""
+    count = values.count()
+    return pl.when(count > 0).then(_sum(values) / count)
+
+
+def _std(values: pl.Expr) -> pl.Expr:
+    """The sample standard deviation of ``values`` by :func:`_sum`, two-pass (null for fewer
+    than 2)."""
+    count = values.count()
+    deviation = values - _mean(values)
+    squares = _sum(deviation * deviation)
+    return pl.when(count > 1).then((squares / (count - 1)).sqrt())
+
+
 def _ratio(numerator: pl.Expr, denominator: pl.Expr) -> pl.Expr:
     return pl.when(denominator > 0).then(numerator / denominator).otherwise(None)
 
@@ -88,8 +113,8 @@ def _slope(column: str, months: int) -> pl.Expr:
     x = (-pl.col("_lag")).cast(pl.Float64).filter(inside)
     y = pl.col(column).cast(pl.Float64).filter(inside)
     n = inside.sum().cast(pl.Float64)
-    denominator = n * (x * x).sum() - x.sum() ** 2
-    return _ratio(n * (x * y).sum() - x.sum() * y.sum(), denominator)
+    denominator = n * _sum(x * x) - _sum(x) ** 2
+    return _ratio(n * _sum(x * y) - _sum(x) * _sum(y), denominator)
 
 
 _DELINQUENT = pl.col("dpd") > 0
@@ -115,12 +140,12 @@ def _last_minus_previous(column: str) -> Aggregate:
 
 
 def _last_minus_mean(column: str, months: int) -> Aggregate:
-    return Aggregate(pl.col(column).last() - pl.col(column).filter(_window(months)).mean())
+    return Aggregate(pl.col(column).last() - _mean(pl.col(column).filter(_window(months))))
 
 
 def _volatility(column: str, months: int) -> Aggregate:
     """Sample standard deviation over the window (null with fewer than 2 known values)."""
-    return Aggregate(pl.col(column).cast(pl.Float64).filter(_window(months)).std())
+    return Aggregate(_std(pl.col(column).cast(pl.Float64).filter(_window(months))))
 
 
 def _months_since_statement(flag: pl.Expr) -> Aggregate:
@@ -155,20 +180,20 @@ STATEMENT_FEATURES: Mapping[str, Aggregate] = {
     ),
     "paid_to_due_ratio_last": Aggregate(_ratio(_PAID.last(), _LATEST_DUE)),
     "paid_to_due_ratio_3m": Aggregate(
-        _ratio(_PAID.filter(_window(3)).sum(), _DUE.filter(_window(3)).sum())
+        _ratio(_sum(_PAID.filter(_window(3))), _sum(_DUE.filter(_window(3))))
     ),
     "paid_to_due_ratio_6m": Aggregate(
-        _ratio(_PAID.filter(_window(6)).sum(), _DUE.filter(_window(6)).sum())
+        _ratio(_sum(_PAID.filter(_window(6))), _sum(_DUE.filter(_window(6))))
     ),
     "paid_to_min_due_ratio_3m": Aggregate(
-        _ratio(_PAID.filter(_window(3)).sum(), _MIN_DUE.filter(_window(3)).sum())
+        _ratio(_sum(_PAID.filter(_window(3))), _sum(_MIN_DUE.filter(_window(3))))
     ),
     "min_due_only_streak": Aggregate(_months_since_last_not(pl.col("_min_due_only"))),
     "min_due_only_months_6m": _count(pl.col("_min_due_only") & _window(6)),
     "partial_payments_6m": _count((_PAID > 0) & (_PAID < _MIN_DUE) & _window(6)),
     "zero_payments_3m": _count((_DUE > 0) & (_PAID == 0) & _window(3)),
     "utilisation_current": Aggregate(pl.col("_utilisation").last()),
-    "utilisation_mean_6m": Aggregate(pl.col("_utilisation").filter(_window(6)).mean()),
+    "utilisation_mean_6m": Aggregate(_mean(pl.col("_utilisation").filter(_window(6)))),
     "utilisation_trend_6m": Aggregate(_slope("_utilisation", 6)),
     "balance_current": Aggregate(_OWED.last()),
     "amount_overdue": Aggregate(_LATEST_OVERDUE),
@@ -189,7 +214,7 @@ STATEMENT_FEATURES: Mapping[str, Aggregate] = {
     "months_since_last_payment": _months_since_statement(_PAID > 0),
     "months_since_last_full_payment": _months_since_statement((_DUE > 0) & (_PAID >= _DUE)),
     "paid_to_due_ratio_12m": Aggregate(
-        _ratio(_PAID.filter(_window(12)).sum(), _DUE.filter(_window(12)).sum())
+        _ratio(_sum(_PAID.filter(_window(12))), _sum(_DUE.filter(_window(12))))
     ),
     "paid_to_due_change_last": _last_minus_previous("_paid_to_due"),
     "paid_to_due_last_minus_mean_6m": _last_minus_mean("_paid_to_due", 6),

@@ -13,11 +13,10 @@ its window, its null rules), so the two must never drift apart; that is what
 ``tests/unit/test_online_features.py`` proves: for hypothesis-generated histories (edge DPDs,
 credit balances, zero dues, promises on every side of a statement, rows known after the as-of,
 absent and empty optional tables), the frames of both paths are equal value for value, dtype for
-dtype, to the last bit. Floats are added in row order, left to right, as polars adds a short
-column, and a sample variance is accumulated with polars' Welford update, so sums and standard
-deviations agree exactly on portfolio-like histories; polars picks its kernel by the shape of
-the whole query, so on short histories the windowed float sums, means, slopes and standard
-deviations agree within 1e-12 relative (the test's ``SUMMED`` list).
+dtype, to the last bit. Floats are added in row order, left to right, as ``history._sum`` adds
+them in the polars query (not polars' own ``sum``, whose kernel depends on the shape of the
+whole query), and a sample standard deviation is taken in two passes as ``history._std``
+takes it, so sums, means, slopes and standard deviations agree exactly.
 
 Coverage is declared, not assumed: :data:`ONLINE_FEATURES` names the features it computes, and
 :func:`covers` tells whether it computes a whole feature set. A feature set with a feature this
@@ -109,22 +108,13 @@ def bucket_name(dpd: int) -> str:
     return name
 
 
-def _total(values: Sequence[float], compensated: bool = True) -> float:
-    """The sum of ``values`` in row order, as polars 2.1 sums a float column in a group:
-    Kahan's compensated summation, or a plain running sum (``compensated`` False). Which one
-    polars picks depends on the query's shape (see :meth:`_Statements.sum`)."""
-    if not compensated:
-        running_sum = 0.0
-        for value in values:
-            running_sum += value
-        return running_sum
-    total = compensation = 0.0
+def _total(values: Sequence[float]) -> float:
+    """The sum of ``values`` added in row order, left to right: ``history._sum``, which adds a
+    group's floats so in the polars query too (whatever the query's shape or other accounts)."""
+    running_sum = 0.0
     for value in values:
-        adjusted = value - compensation
-        running = total + adjusted
-        compensation = (running - total) - adjusted
-        total = running
-    return total
+        running_sum += value
+    return running_sum
 
 
 def _ratio(numerator: float | None, denominator: float | None) -> float | None:
@@ -211,21 +201,9 @@ class _Statements:
     def count(self, months: int, condition: Callable[[int], bool]) -> float:
         return float(sum(1 for i in self.window(months) if condition(i)))
 
-    def sum(self, inside: Sequence[int], values: Sequence[float], product: bool = False) -> float:
-        """The sum of ``values`` (one per position of ``inside``) as the polars query adds
-        them, to the last bit. Measured on polars 2.1 (``tests/unit/test_online_features.py``
-        holds the evidence): ``column.filter(window).sum()`` is compensated (Kahan) when the
-        window leaves out some of the account's statements and a plain running sum when it
-        keeps them all; a product of two filtered columns the other way round. The query's
-        other accounts can move that choice too, so the equality is exact on portfolio-like
-        histories and within a few units in the last place otherwise.
-        """
-        dropped = len(inside) < len(self.rows)
-        return _total(values, compensated=dropped != product)
-
     def total(self, months: int, column: str) -> float:
         inside = self.window(months)
-        return self.sum(inside, [getattr(self.rows[i], column) for i in inside])
+        return _total([getattr(self.rows[i], column) for i in inside])
 
     @property
     def last(self) -> StatementRow:
@@ -271,33 +249,27 @@ class _Statements:
         inside, y = self.known(months, column)
         x = [float(-self.lag[i]) for i in inside]
         n = float(len(inside))
-        sum_x, sum_y = self.sum(inside, x), self.sum(inside, y)
-        denominator = n * self.sum(inside, [a * a for a in x], product=True) - sum_x**2
+        sum_x, sum_y = _total(x), _total(y)
+        denominator = n * _total([a * a for a in x]) - sum_x**2
         products = [a * b for a, b in zip(x, y, strict=True)]
-        numerator = n * self.sum(inside, products, product=True) - sum_x * sum_y
+        numerator = n * _total(products) - sum_x * sum_y
         return _ratio(numerator, denominator)
 
     def mean(self, column: str, months: int) -> float | None:
         """``column.filter(window).mean()``: the mean of its known values in the window."""
         _, known = self.known(months, column)
-        return self.sum(self.window(months), known) / len(known) if known else None
+        return _total(known) / len(known) if known else None
 
     def volatility(self, column: str, months: int) -> float | None:
-        """``history._volatility``: the sample standard deviation (ddof 1) of the window's
-        known values, ``None`` with fewer than 2. Polars 2.1 aggregates a group's variance
-        one value at a time (``VarState.insert_one`` of polars-compute), a Welford update;
-        it is restated here operation for operation, so the two agree to the last bit."""
+        """``history._std``: the sample standard deviation (ddof 1) of the window's known
+        values, ``None`` with fewer than 2; two passes, the mean then the squared deviations,
+        each added in row order."""
         _, known = self.known(months, column)
         if len(known) < 2:
             return None
-        weight = mean = squares = 0.0
-        for value in known:
-            new_weight = weight + 1.0
-            delta = mean - value
-            new_mean = mean - delta / new_weight
-            squares += (new_mean - value) * delta
-            weight, mean = new_weight, new_mean
-        return math.sqrt(squares / (weight - 1.0))
+        mean = _total(known) / len(known)
+        squares = _total([(value - mean) * (value - mean) for value in known])
+        return math.sqrt(squares / (len(known) - 1))
 
     def last_minus_previous(self, column: str) -> float | None:
         """``history._last_minus_previous``: the latest statement's value minus the last

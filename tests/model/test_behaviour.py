@@ -170,7 +170,7 @@ def test_dpd_itself_raises_the_risk_not_only_the_bucket(
     # The bucket's own +1 constraint would keep the test above green if the trees ignored
     # dpd_current (as they learn to when its direction is flipped in the registry). With the
     # bucket held, DPD across its training range must still move the risk up. One model only:
-    # the per-bucket models each see one bucket's DPD range and, on ~1,000 rows, barely use it.
+    # the per-bucket models each see one bucket's DPD range and, on ~1,550 rows, barely use it.
     model, training_set = trained_by_train.models["single"], trained_by_train.training_set
     probabilities = _sweep(model, rows, "dpd_current", _grid(training_set, "dpd_current"))
     ratio = _odds_ratio(probabilities[-1], probabilities[0])

@@ -97,6 +97,13 @@ def _score(world, data: Path, out: Path, *flags: str, model: str | None = None) 
                "--as-of", AS_OF, "--out", str(out), *flags)  # fmt: skip
 
 
+def _accounts_read(data: Path) -> int:
+    """The accounts listed in ``data`` (each also in the other tables' ids): the denominator
+    of the account reject rate. Read, not assumed: the simulated book is open, ``--accounts``
+    counts every account ever on it, and that count is the world's to choose."""
+    return pl.read_parquet(data / "accounts.parquet").height
+
+
 def _bad_accounts(data: Path, share: float) -> int:
     """Give ``share`` of the accounts a non-positive credit limit; returns how many."""
     path = data / "accounts.parquet"
@@ -189,8 +196,10 @@ def test_train_without_action_logs_trains_says_so_and_records_its_tables(
         )
     # train prints its rejects and records them with the report (logged to MLflow with it)
     assert "[train] rejects: 4 of" in bare.trained.err
-    assert "4 of 2,500 accounts have a rejected row (0.16%), 0 of them lost entirely" in (
-        bare.trained.err
+    read = _accounts_read(bare.data)
+    assert (
+        f"4 of {read:,} accounts have a rejected row ({4 / read:.2%}), 0 of them lost entirely"
+        in (bare.trained.err)
     )
     record = json.loads((bare.train_out / "rejects.json").read_text())
     assert record["rows_rejected"] == 4 and record["accounts_rejected"] == 4
@@ -357,8 +366,9 @@ def test_three_percent_of_accounts_rejected_stops_the_score_naming_counts_and_ca
     stopped = _score(world, data, published)
     assert stopped.code == 2
     line = stopped.error_line
-    assert f"accounts 3.00% of rows ({bad} of 2,500)" in line
-    assert f"accounts with a rejected row 3.00% ({bad} of 2,500, {bad} lost entirely)" in line
+    read = _accounts_read(data)
+    assert f"accounts 3.00% of rows ({bad} of {read:,})" in line
+    assert f"accounts with a rejected row 3.00% ({bad} of {read:,}, {bad} lost entirely)" in line
     assert "above the limit of 1.00% (--max-reject-rate)" in line
     assert f"root cause: {bad} accounts rows rejected ({bad} x credit_limit: expected a value > 0)" in line  # fmt: skip
     assert "statements rows" in line and "as knock-ons" in line
@@ -375,12 +385,13 @@ def test_a_raised_limit_runs_and_the_manifest_records_rows_and_accounts(
     bad = _bad_accounts(data, 0.03)
     scored = _score(world, data, tmp_path / "scores", "--max-reject-rate", "0.05")
     assert scored.code == 0, scored.err
-    assert f"[score]   accounts: {bad} of 2,500 rows (3.00%)" in scored.err
+    read = _accounts_read(data)
+    assert f"[score]   accounts: {bad} of {read:,} rows (3.00%)" in scored.err
     manifest, frame = read_current(tmp_path / "scores")
     counts = manifest["counts"]
     rejects = counts["rejects"]
     assert counts["rejected_accounts"] == rejects["accounts_rejected"] == bad
-    assert rejects["accounts_lost"] == bad and rejects["accounts_read"] == 2_500
+    assert rejects["accounts_lost"] == bad and rejects["accounts_read"] == read
     assert rejects["max_reject_rate"] == pytest.approx(0.05)
     statements = rejects["tables"]["statements"]
     assert statements["rows_rejected"] == statements["knock_on"] > 0
@@ -408,7 +419,7 @@ def test_the_config_sets_the_limit_and_the_flag_overrides_it(world, tmp_path: Pa
 
 def test_every_job_stops_above_the_limit_before_doing_anything(world, tmp_path: Path) -> None:
     data = _copy(world, tmp_path / "portfolio")
-    _bad_accounts(data, 0.03)
+    bad = _bad_accounts(data, 0.03)
     jobs = {
         "build-training-set": ["--out", str(tmp_path / "ts.parquet")],
         "train": ["--out", str(tmp_path / "train"), "--no-register"],
@@ -420,10 +431,10 @@ def test_every_job_stops_above_the_limit_before_doing_anything(world, tmp_path: 
         assert stopped.code == 2, (job, stopped.err)
         line = stopped.error_line
         assert line.startswith(f"rollrisk {job}: error: {data}: too much of the portfolio"), line
-        assert "root cause: 75 accounts rows rejected" in line
+        assert f"root cause: {bad} accounts rows rejected" in line
     assert not (tmp_path / "ts.parquet").exists()
     # the rows are listed where the job said: beside its output
-    assert pl.read_csv(tmp_path / "train" / "rejects.csv").height > 75
+    assert pl.read_csv(tmp_path / "train" / "rejects.csv").height > bad
     assert not (tmp_path / "monitor" / "monitor.json").exists()
 
 
@@ -435,8 +446,10 @@ def test_validate_exit_codes_and_the_limit_it_reports(world, tmp_path: Path) -> 
     _bad_statements(few, 3)
     within = run("validate", "--data", str(few), "--rejects", str(rejects))
     assert within.code == 1
-    assert "accounts: 3 of 2,500 have a rejected row (0.12%), 0 of them lost entirely" in (
-        within.out
+    read = _accounts_read(few)
+    assert (
+        f"accounts: 3 of {read:,} have a rejected row ({3 / read:.2%}), 0 of them lost entirely"
+        in (within.out)
     )
     assert "within the reject limit of 1.00%" in within.out
     many = _copy(world, tmp_path / "many")

@@ -1,7 +1,7 @@
 """Monitoring that tells signal from noise, and the service's details (issue 14).
 
-Monitoring variants drive the real `rollrisk monitor` on the scoring world's model (2,500
-accounts, 16 months, about 60-130 delinquent accounts at an as-of): a fresh draw of the same
+Monitoring variants drive the real `rollrisk monitor` on the scoring world's model (3,500
+accounts ever on the open book, 16 months, about 60-130 delinquent accounts at an as-of): a fresh draw of the same
 simulated portfolio (another seed, the same settings) raises no alert; the same portfolio with
 every statement amount tripled does, naming the features that moved; a tiny book gets "no
 verdict", said plainly, rather than a judgement on noise. Each run publishes a complete report
@@ -34,7 +34,10 @@ KEY = "test-key-0123456789abcdef"
 HEADERS = {"X-API-Key": KEY}
 AS_OF = date(2025, 3, 31)
 AMOUNTS = ("amount_due", "min_due", "amount_paid", "balance")
-TABLE_FOLDERS = ("statements", "collection_actions", "treatments")
+# every per-account table in its own folder: a book cut down to some accounts must cut them all,
+# the simulated lender's experiment_assignments too (the data contract rejects a row of an account
+# that accounts does not list, and enough of them stop the job above --max-reject-rate)
+TABLE_FOLDERS = ("statements", "collection_actions", "treatments", "experiment_assignments")
 
 
 # -- fixtures and helpers -----------------------------------------------------------------------
@@ -98,7 +101,7 @@ def test_fresh_draws_of_the_same_portfolio_raise_no_alert(world, tmp_path, capsy
     alerted = []
     for seed in (6, 7, 8, 9, 10):
         fresh, out_dir = tmp_path / f"fresh-{seed}", tmp_path / f"monitor-{seed}"
-        argv = ["simulate", "--accounts", "2500", "--months", "16", "--seed", str(seed),
+        argv = ["simulate", "--accounts", "3500", "--months", "16", "--seed", str(seed),
                 "--out", str(fresh)]  # fmt: skip
         assert main(argv) == 0
         capsys.readouterr()
@@ -139,7 +142,7 @@ def test_tripled_amounts_raise_alerts_naming_the_features(world, tmp_path, capsy
 
 
 def test_a_tiny_book_gets_no_verdict_said_plainly(world, tmp_path, capsys):
-    """300 of the 2,500 accounts: a handful delinquent, too few to tell drift from noise."""
+    """300 of the 3,500 accounts ever on the book: a handful delinquent, too few to tell drift from noise."""
     tiny = _copy(world, tmp_path / "tiny")
     keep = pl.read_parquet(tiny / "accounts.parquet")["account_id"].sort().head(300).implode()
     _rewrite(tiny, "accounts", lambda f: f.filter(pl.col("account_id").is_in(keep)))

@@ -82,9 +82,9 @@ def request_body(world, clean_scores) -> dict:
                  portfolio.treatments, ids, date.fromisoformat(AS_OF))  # fmt: skip
 
 
-def _score(world, portfolio: Path, out: Path) -> int:
+def _score(world, portfolio: Path, out: Path, *flags: str) -> int:
     return main(["score", "--model", world.model_uri, "--data", str(portfolio), "--as-of", AS_OF,
-                 "--out", str(out)])  # fmt: skip
+                 "--out", str(out), *flags])  # fmt: skip
 
 
 def _validate(portfolio: Path, rejects: Path) -> int:
@@ -388,7 +388,11 @@ def test_a_knock_on_reject_names_the_rejected_account_row_and_its_reason(
     _rewrite(portfolio / "accounts.parquet", lambda f: f.with_columns(
         pl.when(pl.col("account_id") == victim).then(-5.0).otherwise("credit_limit").alias("credit_limit")
     ))  # fmt: skip
-    assert _score(world, portfolio, tmp_path / "scores") == 0
+    # One account's rows can pass the default 1% limit in a small table: in the open book's
+    # world this account's 7 treatments rows are 2.4% of its 287, and score stops, naming
+    # that root cause (test_hostile_jobs checks the stop). The limit is raised here so the
+    # run goes on: what is checked is how each knock-on reject is named.
+    assert _score(world, portfolio, tmp_path / "scores", "--max-reject-rate", "0.05") == 0
     _, scored = read_current(tmp_path / "scores")
     rejects = _rejects(tmp_path / "scores" / "rejects.csv")
     root = "credit_limit: expected a value > 0, got '-5.0'"

@@ -48,37 +48,15 @@ def online_frame(accounts: list[AccountHistory], as_of: date) -> pd.DataFrame:
                                with_treatments=tables.treatments is not None)  # fmt: skip
 
 
-# Windowed float sums: polars adds them with a compensated or a plain kernel depending on the
-# shape of the whole query (features/online.py, _Statements.sum), which the online path follows
-# for one account but cannot know of the others; these agree within a few units in the last
-# place (the simulator's portfolios, whose 16-month histories leave statements out of every
-# window, agree bit for bit: tests/e2e/test_service.py compares the answers, reasons' values
-# included, exactly).
-SUMMED = ["paid_to_due_ratio_3m", "paid_to_due_ratio_6m", "paid_to_min_due_ratio_3m",
-          "utilisation_mean_6m", "utilisation_trend_6m",
-          # feature set 1.1.0: the same windowed float sums (slopes, means, a ratio)
-          "paid_to_due_ratio_12m", "paid_to_due_last_minus_mean_6m", "paid_to_due_trend_6m",
-          "utilisation_last_minus_mean_12m", "utilisation_trend_3m", "utilisation_trend_12m"]  # fmt: skip
-# Sample standard deviations: polars 2.1 accumulates a group's variance with a Welford update
-# (one value at a time) or a two-pass mean-then-squares, by the query's shape again (the same
-# values give ...3145790735783 under group_by(..).agg(col.std()) and ...31457907357836 under
-# agg(col.filter(True).std())); the online path restates the Welford update, exact whenever
-# the window leaves statements out, and within a few units in the last place otherwise.
-SUMMED += ["dpd_volatility_6m", "dpd_volatility_12m", "paid_to_due_volatility_6m",
-           "utilisation_volatility_6m", "utilisation_volatility_12m"]  # fmt: skip
-
-
-def assert_same(accounts: list[AccountHistory], as_of: date, exact: bool = True) -> pd.DataFrame:
+def assert_same(accounts: list[AccountHistory], as_of: date) -> pd.DataFrame:
+    """The online frame of ``accounts`` equals the batch query's, bit for bit. Windowed float
+    sums, means, slopes and standard deviations included: both add in row order
+    (``history._sum``), never by polars' own ``sum``, whose kernel (compensated or plain) and
+    whose variance (Welford or two-pass) depend on the shape of the whole query."""
     expected = batch_frame(accounts, as_of)
     got = online_frame(accounts, as_of)
-    if exact:
-        # check_exact: floats bit for bit (NaN where the batch has a missing value)
-        pd.testing.assert_frame_equal(got, expected, check_exact=True)
-        return got
-    pd.testing.assert_frame_equal(got.drop(columns=SUMMED), expected.drop(columns=SUMMED),
-                                  check_exact=True)  # fmt: skip
-    pd.testing.assert_frame_equal(got[SUMMED], expected[SUMMED], check_exact=False,
-                                  rtol=1e-12, atol=1e-15)  # fmt: skip
+    # check_exact: floats bit for bit (NaN where the batch has a missing value)
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)
     return got
 
 
@@ -202,7 +180,7 @@ def test_online_features_equal_the_batch_query_on_edge_histories(bodies, as_of, 
         for table in drop:
             body[table] = None
     request = ScoreRequest.model_validate({"as_of": as_of.isoformat(), "accounts": list(bodies)})
-    assert_same(list(request.accounts), as_of, exact=False)
+    assert_same(list(request.accounts), as_of)
 
 
 # --- the tests' synthetic portfolio at every month-end ------------------------------------------
@@ -217,7 +195,7 @@ def test_online_features_equal_the_batch_query_on_a_synthetic_portfolio(seed):
         body = request_body(history.accounts, history.statements, history.collection_actions,
                             history.treatments, ids, as_of)  # fmt: skip
         accounts = list(ScoreRequest.model_validate(body).accounts)
-        scored += len(assert_same(accounts, as_of, exact=False))
+        scored += len(assert_same(accounts, as_of))
         # one account at a time (a service request) gives each account the same row
         alone = pd.concat([online_frame([a], as_of) for a in accounts], ignore_index=True)
         pd.testing.assert_frame_equal(
@@ -236,6 +214,6 @@ def test_the_population_rule_is_the_batch_s_on_accounts_outside_it():
     body = request_body(history.accounts, history.statements, history.collection_actions,
                         history.treatments, history.accounts["account_id"].to_list(), as_of)  # fmt: skip
     accounts = list(ScoreRequest.model_validate(body).accounts)
-    got = assert_same(accounts, as_of, exact=False)
+    got = assert_same(accounts, as_of)
     assert 0 < len(got) < len(accounts)
     assert pl.Series(got["start_bucket"]).is_in(["M1", "M2", "M3"]).all()
