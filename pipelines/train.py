@@ -234,9 +234,8 @@ def _context(result: TrainingResult, data: Path, fingerprint: str) -> dict[str, 
         ),
         "evaluation: calibration": evidence.summary(),
         "deployed model (registered)": "the same procedure refit on the latest labelled months: "
-        f"trees on {deployed_months['train as-of']}, early stopping and "
-        f"{deployed.calibration_evidence_.chosen} calibration on "
-        f"{deployed_months['validation as-of']}",
+        f"trees on {deployed_months['train as-of']}, early stopping and calibration "
+        f"({deployed.calibration_evidence_.chosen}) on {deployed_months['validation as-of']}",
         "deployed model: calibration": deployed.calibration_evidence_.summary(),
         "deployed model: rows train / early stopping / calibration": " / ".join(
             str(len(getattr(deployment, part))) for part in DEPLOYMENT_PARTS
