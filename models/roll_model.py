@@ -297,6 +297,12 @@ class RollModel:
         y_train = self._labels(y, len(X), "training")
         y_stop = self._labels(y_valid, len(X_valid), "validation")
         y_cal = self._labels(y_calibration, len(X_calibration), "calibration")
+        months = None if calibration_months is None else np.asarray(calibration_months)
+        if months is not None and months.size != len(X_calibration):
+            raise ValueError(
+                f"calibration_months ({months.size}) and calibration rows "
+                f"({len(X_calibration)}) differ in length"
+            )
 
         self.feature_columns_, self.categorical_columns_ = self._declared_columns()
         self.categories_ = self._fixed_categories(X)
@@ -340,12 +346,6 @@ class RollModel:
 
         raw = self.predict_raw(X_calibration)
         groups = None if calibration_groups is None else np.asarray(calibration_groups)
-        months = None if calibration_months is None else np.asarray(calibration_months)
-        if months is not None and months.size != len(X_calibration):
-            raise ValueError(
-                f"calibration_months ({months.size}) and calibration rows "
-                f"({len(X_calibration)}) differ in length"
-            )
         self.calibrator_, self.calibration_evidence_ = select_calibrator(
             raw,
             y_cal,
