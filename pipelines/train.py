@@ -311,10 +311,12 @@ def _print_summary(
     verdict = "beats" if result.beats_baselines() else "does NOT beat"
     print(f"\nLightGBM {verdict} both baselines on out-of-time AUC and Brier score.")
     smooth = result.smooth_ece()[PRIMARY]
+    evidence = result.evaluation_model.calibration_evidence_
     print(
-        f"calibration: {result.evaluation_model.calibration_evidence_.chosen}; out-of-time ECE "
+        f"calibration: {evidence.chosen}; out-of-time ECE "
         f"{overall.loc[PRIMARY, 'ece']:.4f} (binned), {smooth:.4f} (smooth)"
     )
+    print(f"  how it was chosen: {evidence.rule}")
     print("\ncalibration per risk grade (Jeffreys test, out of time):")
     print(grades.round(4).to_string(index=False))
     print()
