@@ -37,12 +37,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-import pandas as pd
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
 
 from rollrisk.models.metrics import brier_score, expected_calibration_error, log_loss
+from rollrisk.models.stats import group_bootstrap_standard_errors
 
 CalibrationMethod = Literal["none", "isotonic", "platt"]
 # the fitted maps (cross-fitted within the window), and every choice the rolling origin weighs
@@ -332,24 +332,6 @@ def _cross_fitted(
     return {name: _scores(y, held_out[name]) for name in METHODS}
 
 
-def _group_bootstrap(groups: np.ndarray, draws: int, seed: int) -> list[np.ndarray]:
-    """``draws`` row indices, each resampling whole groups (accounts) with replacement."""
-    codes, _ = pd.factorize(groups)
-    order = np.argsort(codes, kind="stable")
-    starts = np.searchsorted(codes[order], np.arange(codes.max() + 1))
-    ends = np.append(starts[1:], codes.size)
-    sizes = ends - starts
-    rng = np.random.default_rng(seed)
-    samples = []
-    for _ in range(draws):
-        picked = rng.integers(0, starts.size, size=starts.size)
-        lengths = sizes[picked]
-        # each picked group's rows: its start, then 0..length-1 past it
-        offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        samples.append(order[np.repeat(starts[picked], lengths) + offsets])
-    return samples
-
-
 def rolling_origin(
     raw: np.ndarray,
     y: np.ndarray,
@@ -385,15 +367,19 @@ def rolling_origin(
         predictions[name] = make_calibrator(name).fit(raw[fit], y[fit]).predict(raw[scored])
     y_scored = y[scored]
     by_candidate = {name: _scores(y_scored, p) for name, p in predictions.items()}
-    gains: dict[str, list[float]] = {name: [] for name in predictions if name != "none"}
-    for rows in _group_bootstrap(np.asarray(groups)[scored], draws, seed):
+    maps = [name for name in predictions if name != "none"]
+
+    def gains(rows: np.ndarray) -> list[float]:
+        """ECE(none) - ECE(map) on resampled rows of the scored month, for every map."""
         if len(np.unique(y_scored[rows])) < 2:
-            continue
+            return [np.nan] * len(maps)
         base = expected_calibration_error(y_scored[rows], predictions["none"][rows])
-        for name in gains:
-            gains[name].append(
-                base - expected_calibration_error(y_scored[rows], predictions[name][rows])
-            )
+        return [
+            base - expected_calibration_error(y_scored[rows], predictions[name][rows])
+            for name in maps
+        ]
+
+    errors = group_bootstrap_standard_errors(gains, np.asarray(groups)[scored], draws, seed)
     return RollingOriginEvidence(
         fit_months=tuple(str(m) for m in fit_months),
         scored_months=tuple(str(m) for m in scored_months),
@@ -402,7 +388,7 @@ def rolling_origin(
         fit_rate=float(y[fit].mean()),
         scored_rate=float(y_scored.mean()),
         by_candidate=by_candidate,
-        ece_gain_se={name: float(np.std(values, ddof=1)) for name, values in gains.items()},
+        ece_gain_se={name: float(se) for name, se in zip(maps, errors, strict=True)},
         skipped=skipped,
     )
 
