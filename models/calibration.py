@@ -410,8 +410,10 @@ def select_calibrator(
         raw: uncalibrated scores of the calibration slice (rows the trees never saw).
         y: 0/1 outcomes of the same rows.
         groups: account ids; folds and bootstrap draws never split one account's rows.
-        method: ``"auto"`` chooses by the rule below; ``"none"``, ``"isotonic"`` or
-            ``"platt"`` forces one but still measures every candidate.
+        method: ``"auto"`` chooses by the rule below; ``"cross_fit"`` by the in-period rule
+            alone (Platt or isotonic, never none: the rule before the rolling origin);
+            ``"none"``, ``"isotonic"`` or ``"platt"`` forces one but still measures every
+            candidate.
         folds: number of cross-fitting folds (reduced when there are fewer groups).
         min_isotonic_rows: below this many rows to fit on, ``"auto"`` does not pick isotonic
             (a step function fitted on a few hundred rows follows their noise).
@@ -426,9 +428,10 @@ def select_calibrator(
         seed: the bootstrap's seed (the choice is reproducible for the same rows and seed).
     """
     raw, y = _check(raw, y)
-    if method not in ("auto", *CANDIDATES):
+    if method not in ("auto", "cross_fit", *CANDIDATES):
         raise ValueError(
-            f"unknown calibration method {method!r}; expected auto, none, isotonic or platt"
+            f"unknown calibration method {method!r}; expected auto, cross_fit, none, isotonic "
+            "or platt"
         )
     groups = np.arange(raw.size) if groups is None else np.asarray(groups)
     n_folds = int(min(folds, len(np.unique(groups))))
@@ -437,7 +440,7 @@ def select_calibrator(
     by_method = _cross_fitted(raw, y, groups, n_folds)
     rolling = (
         None
-        if months is None
+        if months is None or method == "cross_fit"
         else rolling_origin(
             raw,
             y,
@@ -450,7 +453,7 @@ def select_calibrator(
     )
 
     chosen: CalibrationMethod
-    if method != "auto":
+    if method not in ("auto", "cross_fit"):
         chosen, rule = method, "forced by configuration"  # type: ignore[assignment]
     elif rolling is not None:
         fitted = {n: s for n, s in rolling.by_candidate.items() if n != "none"}
@@ -478,7 +481,11 @@ def select_calibrator(
             and raw.size >= min_isotonic_rows
         )
         chosen = "isotonic" if better_isotonic else "platt"
-        rule = "one month (no later month to test on): the lower cross-fitted Brier score"
+        rule = (
+            "cross_fit: the lower cross-fitted Brier score of Platt and isotonic"
+            if method == "cross_fit"
+            else "one month (no later month to test on): the lower cross-fitted Brier score"
+        )
     evidence = CalibrationEvidence(
         chosen=chosen,
         requested=method,

@@ -76,7 +76,7 @@ class RollModel:
         structure: ``"single"`` (one model, bucket as a monotone feature) or ``"per_bucket"``.
         categories: fixed category lists for categorical columns; ``product`` defaults to the
             schema's enumeration.
-        calibration: ``"auto"``, ``"none"``, ``"isotonic"`` or ``"platt"``.
+        calibration: ``"auto"``, ``"cross_fit"``, ``"none"``, ``"isotonic"`` or ``"platt"``.
         calibration_folds: cross-fitting folds used to compare calibration methods.
         n_estimators ... reg_lambda: LightGBM parameters (``n_estimators`` is the upper bound
             that early stopping cuts).

@@ -92,10 +92,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--calibration",
-        choices=("auto", "none", "isotonic", "platt"),
+        choices=("auto", "cross_fit", "none", "isotonic", "platt"),
         default=None,
         help="calibration method; auto chooses out of time within the validation months, "
-        "docs/models.md 'Choosing the calibration' (config: training.calibration.method)",
+        "cross_fit by cross-fitted Brier (Platt or isotonic), docs/models.md 'Choosing the "
+        "calibration' (config: training.calibration.method)",
     )
     parser.add_argument(
         "--seed", type=int, default=None, help="random seed (config: training.seed)"

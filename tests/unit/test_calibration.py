@@ -307,3 +307,10 @@ def test_shift_prior_refuses_a_prior_outside_the_open_interval() -> None:
         shift_prior(np.array([0.2]), 0.0, 0.3)
     with pytest.raises(ValueError, match="EM needs at least one probability"):
         em_prior(np.array([]), 0.2)
+
+
+def test_cross_fit_keeps_the_in_period_rule_even_with_several_months() -> None:
+    raw, y, months, groups = _months_of((0.30, 0.30, 0.22), n=1500, seed=26)
+    _, evidence = select_calibrator(raw, y, groups=groups, months=months, method="cross_fit")
+    assert evidence.rolling_origin is None and evidence.chosen in ("platt", "isotonic")
+    assert evidence.rule.startswith("cross_fit")
