@@ -150,7 +150,10 @@ def main() -> None:
         labels = test[LABEL].to_numpy()
         calibrated = model.predict_proba(test)
         span = f"{split.months['validation'][0]:%Y-%m}..{split.months['validation'][-1]:%Y-%m}"
-        rows.append(figures(f"{tag}: procedure, calibrated on {span}", labels, calibrated))
+        chosen = model.calibration_evidence_.chosen  # the calibration `auto` chose
+        rows.append(
+            figures(f"{tag}: procedure, calibrated ({chosen}) on {span}", labels, calibrated)
+        )
         rows.append(
             figures(
                 f"{tag}: procedure, uncalibrated",
@@ -189,7 +192,11 @@ def main() -> None:
         deployment = deployment_split(frame, new_split, training.calibration.holdout_fraction)
         deployed = fit_on_split(model_from_config(FEATURE_SET, training), deployment)
         rows.append(
-            figures(f"after: deployed (refit) on {span}", labels, deployed.predict_proba(later))
+            figures(
+                f"after: deployed (refit, {deployed.calibration_evidence_.chosen}) on {span}",
+                labels,
+                deployed.predict_proba(later),
+            )
         )
         prior = float(deployment.calibration[LABEL].mean())
         scored = deployed.predict_proba(later)

@@ -76,7 +76,7 @@ class RollModel:
         structure: ``"single"`` (one model, bucket as a monotone feature) or ``"per_bucket"``.
         categories: fixed category lists for categorical columns; ``product`` defaults to the
             schema's enumeration.
-        calibration: ``"auto"``, ``"isotonic"`` or ``"platt"``.
+        calibration: ``"auto"``, ``"cross_fit"``, ``"none"``, ``"isotonic"`` or ``"platt"``.
         calibration_folds: cross-fitting folds used to compare calibration methods.
         n_estimators ... reg_lambda: LightGBM parameters (``n_estimators`` is the upper bound
             that early stopping cuts).
@@ -274,12 +274,16 @@ class RollModel:
         X_calibration: pd.DataFrame,
         y_calibration: Sequence[int] | np.ndarray | pd.Series,
         calibration_groups: Sequence[str] | np.ndarray | None = None,
+        calibration_months: Sequence[Any] | np.ndarray | None = None,
     ) -> RollModel:
         """Train the trees on ``X``, stop early on ``X_valid``, calibrate on ``X_calibration``.
 
         Each frame needs the feature set's columns, ``product`` and ``start_bucket``; other
         columns are ignored. ``calibration_groups`` (account ids) keep an account's rows in one
-        cross-fitting fold.
+        cross-fitting fold or bootstrap draw; ``calibration_months`` (each calibration row's
+        as-of), when they span several months, let ``calibration="auto"`` choose out of time:
+        fitted on the earlier months, judged on the latest
+        (:func:`~rollrisk.models.calibration.select_calibrator`).
         """
         if self.structure not in ("single", "per_bucket"):
             raise ValueError(f"structure must be 'single' or 'per_bucket', got {self.structure!r}")
@@ -293,6 +297,12 @@ class RollModel:
         y_train = self._labels(y, len(X), "training")
         y_stop = self._labels(y_valid, len(X_valid), "validation")
         y_cal = self._labels(y_calibration, len(X_calibration), "calibration")
+        months = None if calibration_months is None else np.asarray(calibration_months)
+        if months is not None and months.size != len(X_calibration):
+            raise ValueError(
+                f"calibration_months ({months.size}) and calibration rows "
+                f"({len(X_calibration)}) differ in length"
+            )
 
         self.feature_columns_, self.categorical_columns_ = self._declared_columns()
         self.categories_ = self._fixed_categories(X)
@@ -337,7 +347,13 @@ class RollModel:
         raw = self.predict_raw(X_calibration)
         groups = None if calibration_groups is None else np.asarray(calibration_groups)
         self.calibrator_, self.calibration_evidence_ = select_calibrator(
-            raw, y_cal, groups=groups, method=self.calibration, folds=self.calibration_folds
+            raw,
+            y_cal,
+            groups=groups,
+            method=self.calibration,
+            folds=self.calibration_folds,
+            months=months,
+            seed=self.random_state,
         )
         return self
 

@@ -6,6 +6,9 @@
   (the policy simulation's uplift over seeds).
 * :func:`percentile_bootstrap`: 95 % percentile bootstrap interval of any statistic of a
   resample of units (accounts), reproducible from a seed.
+* :func:`group_bootstrap_standard_errors`: bootstrap standard errors of statistics of rows,
+  resampling whole groups (an account's rows together): the noise the calibration choice
+  weighs a gain against.
 * :func:`calibration_backtest`: predicted against realised rate per group (risk band) and over
   all rows, with the Wilson interval of each realised rate: the backtest behind ``rollrisk
   monitor`` and the strategy report's calibration section.
@@ -93,6 +96,44 @@ def percentile_bootstrap(
     draws = [statistic(rng.integers(0, n, n)) for _ in range(samples)]
     low, high = np.percentile(draws, BOOTSTRAP_PERCENTILES)
     return float(low), float(high)
+
+
+def group_bootstrap_standard_errors(
+    statistic: Callable[[NDArray[np.int64]], Sequence[float]],
+    groups: ArrayLike,
+    samples: int,
+    seed: int,
+) -> NDArray[np.float64]:
+    """Bootstrap standard error of each figure ``statistic`` returns, resampling groups.
+
+    Each of ``samples`` draws picks as many groups as there are, with replacement (one
+    ``default_rng(seed)`` stream), and passes the row positions of the picked groups (every
+    row of a group, a group picked twice twice) to ``statistic``, which returns its figures on
+    those rows of its own arrays (all figures from one draw: paired). A draw where a figure
+    is NaN (e.g. a resample with one outcome) is left out. Returns the sample standard
+    deviation of each figure over the draws kept (NaN with fewer than two).
+    """
+    codes, _ = pd.factorize(np.asarray(groups))
+    if codes.size == 0:
+        return np.array([], dtype=np.float64)
+    order = np.argsort(codes, kind="stable")
+    starts = np.searchsorted(codes[order], np.arange(codes.max() + 1))
+    sizes = np.append(starts[1:], codes.size) - starts
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(samples):
+        picked = rng.integers(0, starts.size, size=starts.size)
+        lengths = sizes[picked]
+        # each picked group's rows: its first position in ``order``, then 0..length-1 past it
+        offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        figures = np.asarray(
+            statistic(order[np.repeat(starts[picked], lengths) + offsets]), dtype=np.float64
+        )
+        if not np.isnan(figures).any():
+            draws.append(figures)
+    if len(draws) < 2:
+        return np.full(len(draws[0]) if draws else 0, math.nan)
+    return np.std(np.vstack(draws), axis=0, ddof=1)
 
 
 NOISE_TAIL_DRAWS = 20  # replications beyond the critical value, at least: its quantile is steady

@@ -5,9 +5,10 @@ What :func:`train_roll_model` does, in order:
   1. the as-of months of the training set are split in time, latest last: train | embargo |
      validation | embargo | out-of-time test (:func:`split_training_set`; a history too short
      for the configured sizes gets a smaller split, with a warning). Validation accounts are
-     split in two: one part stops the boosting early, the other fits the calibrator (isotonic
-     or Platt, chosen by cross-fitted Brier score). The embargo drops the as-of months whose
-     labels would not yet be complete when the next part begins;
+     split in two: one part stops the boosting early, the other fits the calibrator (none,
+     Platt or isotonic, chosen out of time: fitted on the earlier validation months, judged by
+     ECE on the latest; the raw score unless a map beats it there beyond noise). The embargo
+     drops the as-of months whose labels would not yet be complete when the next part begins;
   2. optionally, LightGBM parameters are tuned with Optuna (seeded TPE, within a time budget and
      a trial cap) on the early-stopping rows (:func:`tune_lightgbm`);
   3. LightGBM (monotone where the feature registry declares a direction) is trained, with two
@@ -345,7 +346,8 @@ def fit_on_split(
     model: RollModel, split: SplitFrames, calibration: pd.DataFrame | None = None
 ) -> RollModel:
     """Fit on the split's training rows, stopping early on its early-stopping rows, calibrating
-    on ``calibration`` (default: the split's calibration rows)."""
+    on ``calibration`` (default: the split's calibration rows; their as-of months let
+    ``auto`` choose the calibration out of time, docs/models.md "Choosing the calibration")."""
     calibration = split.calibration if calibration is None else calibration
     return model.fit(
         split.train,
@@ -355,6 +357,7 @@ def fit_on_split(
         X_calibration=calibration,
         y_calibration=calibration[LABEL],
         calibration_groups=calibration["account_id"].astype(str).to_numpy(),
+        calibration_months=_month_ends(calibration).astype(str).to_numpy(),
     )
 
 

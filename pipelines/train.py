@@ -8,7 +8,9 @@ What happens, in order:
   2. the as-of months are split in time, latest last: train | embargo | validation | embargo
      | out-of-time test (a short history gets a smaller split, and the job says how).
      Validation accounts are split in two: one part stops the boosting early, the other fits
-     the calibrator (isotonic or Platt, chosen by cross-fitted Brier score). The embargo drops
+     the calibrator: none, Platt or isotonic, chosen out of time (each fitted on the earlier
+     validation months and judged by ECE on the latest; the raw score stays unless a map beats
+     it there by more than the noise), then refitted on every validation month. The embargo drops
      the as-of months whose labels would not yet be complete when the next part begins;
   3. LightGBM (monotone where the feature registry declares a direction) is trained, with two
      baselines on the same split: the roll-rate Markov chain by product and bucket (today's
@@ -90,9 +92,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--calibration",
-        choices=("auto", "isotonic", "platt"),
+        choices=("auto", "cross_fit", "none", "isotonic", "platt"),
         default=None,
-        help="calibration method; auto picks by cross-fitted Brier score (config: training.calibration.method)",
+        help="calibration method; auto chooses out of time within the validation months, "
+        "cross_fit by cross-fitted Brier (Platt or isotonic), docs/models.md 'Choosing the "
+        "calibration' (config: training.calibration.method)",
     )
     parser.add_argument(
         "--seed", type=int, default=None, help="random seed (config: training.seed)"
@@ -229,13 +233,11 @@ def _context(result: TrainingResult, data: Path, fingerprint: str) -> dict[str, 
         "evaluation: trees (early stopping)": ", ".join(
             f"{k}: {v}" for k, v in evaluated.best_iterations_.items()
         ),
-        "evaluation: calibration": f"{evidence.chosen} (cross-fitted Brier: "
-        + ", ".join(f"{m} {s.brier:.5f}" for m, s in evidence.by_method.items())
-        + f"; uncalibrated {evidence.uncalibrated.brier:.5f})",
+        "evaluation: calibration": evidence.summary(),
         "deployed model (registered)": "the same procedure refit on the latest labelled months: "
-        f"trees on {deployed_months['train as-of']}, early stopping and "
-        f"{deployed.calibration_evidence_.chosen} calibration on "
-        f"{deployed_months['validation as-of']}",
+        f"trees on {deployed_months['train as-of']}, early stopping and calibration "
+        f"({deployed.calibration_evidence_.chosen}) on {deployed_months['validation as-of']}",
+        "deployed model: calibration": deployed.calibration_evidence_.summary(),
         "deployed model: rows train / early stopping / calibration": " / ".join(
             str(len(getattr(deployment, part))) for part in DEPLOYMENT_PARTS
         ),
@@ -310,10 +312,12 @@ def _print_summary(
     verdict = "beats" if result.beats_baselines() else "does NOT beat"
     print(f"\nLightGBM {verdict} both baselines on out-of-time AUC and Brier score.")
     smooth = result.smooth_ece()[PRIMARY]
+    evidence = result.evaluation_model.calibration_evidence_
     print(
-        f"calibration: {result.evaluation_model.calibration_evidence_.chosen}; out-of-time ECE "
+        f"calibration: {evidence.chosen}; out-of-time ECE "
         f"{overall.loc[PRIMARY, 'ece']:.4f} (binned), {smooth:.4f} (smooth)"
     )
+    print(f"  how it was chosen: {evidence.rule}")
     print("\ncalibration per risk grade (Jeffreys test, out of time):")
     print(grades.round(4).to_string(index=False))
     print()

@@ -413,6 +413,7 @@ def log_training_run(
             "seed": training.seed,
             "calibration.requested": training.calibration.method,
             "calibration.chosen": evidence.chosen,
+            "calibration.rule": evidence.rule,
             "calibration.holdout_fraction": training.calibration.holdout_fraction,
             "split.validation_months": training.split.validation_months,
             "split.test_months": training.split.test_months,
@@ -436,14 +437,13 @@ def log_training_run(
 
         scratch_dir = Path(scratch)
         _log_procedure(result, scratch_dir, calibration_by_grade)
+        # how each fit's calibration was chosen: the judged fit's at the top (as before), the
+        # deployed model's under "deployment"
         (scratch_dir / "calibration_evidence.json").write_text(
             json.dumps(
                 {
-                    "chosen": evidence.chosen,
-                    "rows": evidence.n_rows,
-                    "folds": evidence.n_folds,
-                    "uncalibrated": vars(evidence.uncalibrated),
-                    **{m: vars(s) for m, s in evidence.by_method.items()},
+                    **evidence.as_dict(),
+                    "deployment": model.calibration_evidence_.as_dict(),
                 },
                 indent=2,
             )
@@ -511,6 +511,7 @@ def _log_procedure(
     deployed, deployment = result.model, result.deployment_split
     params: dict[str, object] = {
         "deployment.calibration.chosen": deployed.calibration_evidence_.chosen,
+        "deployment.calibration.rule": deployed.calibration_evidence_.rule,
         **{f"deployment.best_iteration.{k}": v for k, v in deployed.best_iterations_.items()},
         **{
             f"evaluation.best_iteration.{k}": v

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from rollrisk.models.calibration import (
+    IdentityCalibrator,
     IsotonicCalibrator,
     PlattCalibrator,
     calibrator_from_dict,
@@ -120,6 +121,95 @@ def test_auto_does_not_pick_isotonic_on_a_small_slice() -> None:
     assert evidence.chosen == "platt"
 
 
+# --------------------------------------------------------------- chosen out of time (rolling origin)
+
+MONTHS = ("2025-02-28", "2025-03-31", "2025-04-30")
+
+
+def _months_of(
+    rates: tuple[float, ...], n: int, seed: int, power: float = 1.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``n`` rows per month of :data:`MONTHS`, one account each. The score is a truth ``p``
+    (raised to ``power``: 1 keeps it calibrated) of the *last* month's population; in each
+    month the outcomes are drawn from ``p`` moved to that month's roll rate (``rates``, the
+    first ones relative to the last), so a map fitted on earlier months carries their level."""
+    rng = np.random.default_rng(seed)
+    raws, labels, months = [], [], []
+    for month, rate in zip(MONTHS, rates, strict=True):
+        truth = 1 / (1 + np.exp(-rng.normal(-1.6, 1.2, size=n)))  # mean about 0.22
+        moved = shift_prior(truth, rates[-1], rate)
+        labels.append((rng.uniform(size=n) < moved).astype(int))
+        raws.append(truth**power)
+        months.append(np.full(n, month))
+    raw, y, month = np.concatenate(raws), np.concatenate(labels), np.concatenate(months)
+    return raw, y, month, np.arange(raw.size)
+
+
+def test_rolling_origin_keeps_the_raw_score_when_earlier_months_roll_at_another_rate() -> None:
+    # Earlier months roll at 0.30 where the latest rolls at 0.22 (the demo's fall): a map fitted
+    # on them lifts every probability, and the latest month shows it.
+    raw, y, months, groups = _months_of((0.30, 0.30, 0.22), n=3000, seed=21)
+    calibrator, evidence = select_calibrator(raw, y, groups=groups, months=months)
+    rolling = evidence.rolling_origin
+    assert rolling is not None and rolling.scored_months == (MONTHS[-1],)
+    assert rolling.fit_months == MONTHS[:-1] and rolling.fit_rows == 6000
+    assert rolling.by_candidate["platt"].ece > rolling.by_candidate["none"].ece + 0.03
+    assert evidence.chosen == "none" and isinstance(calibrator, IdentityCalibrator)
+    np.testing.assert_allclose(calibrator.predict(raw), raw, rtol=0, atol=1e-6)
+    assert "no map" in evidence.rule
+
+
+def test_rolling_origin_picks_a_map_when_the_rate_is_stable_and_the_score_distorted() -> None:
+    # Same roll rate every month, but the score is p ** 2 (far too low): a map fitted on the
+    # earlier months fixes the latest month well beyond the noise.
+    raw, y, months, groups = _months_of((0.22, 0.22, 0.22), n=3000, seed=22, power=2.0)
+    calibrator, evidence = select_calibrator(raw, y, groups=groups, months=months)
+    rolling = evidence.rolling_origin
+    assert rolling is not None
+    assert evidence.chosen in ("platt", "isotonic")
+    gain = rolling.by_candidate["none"].ece - rolling.by_candidate[evidence.chosen].ece
+    assert gain > 1.645 * rolling.ece_gain_se[evidence.chosen] > 0
+    # refitted on every month: calibrated on the whole window
+    assert abs(calibrator.predict(raw).mean() - y.mean()) < 0.01
+
+
+def test_rolling_origin_needs_more_than_noise_to_leave_a_calibrated_score() -> None:
+    raw, y, months, groups = _months_of((0.22, 0.22, 0.22), n=2000, seed=23)
+    _, evidence = select_calibrator(raw, y, groups=groups, months=months)
+    assert evidence.chosen == "none"
+    assert set(evidence.rolling_origin.ece_gain_se) == {"platt", "isotonic"}
+
+
+def test_rolling_origin_is_reproducible_and_logged() -> None:
+    raw, y, months, groups = _months_of((0.30, 0.26, 0.22), n=1500, seed=24)
+    first = select_calibrator(raw, y, groups=groups, months=months, seed=3)[1]
+    again = select_calibrator(raw, y, groups=groups, months=months, seed=3)[1]
+    assert first == again
+    metrics = first.as_metrics()
+    assert {"calibration_rolling_none_ece", "calibration_rolling_platt_ece_gain_se"} <= set(metrics)
+    assert first.as_dict()["rolling_origin"]["scored_months"] == [MONTHS[-1]]
+    assert "2025-02-28..2025-03-31" in first.summary()
+
+
+def test_rolling_origin_skips_isotonic_on_few_rows_and_falls_back_on_one_month() -> None:
+    raw, y, months, groups = _months_of((0.22, 0.22, 0.22), n=300, seed=25, power=2.0)
+    _, evidence = select_calibrator(raw, y, groups=groups, months=months)
+    assert "isotonic" in evidence.rolling_origin.skipped
+    assert "isotonic" not in evidence.rolling_origin.by_candidate
+    single = np.full(raw.size, MONTHS[0])
+    _, evidence = select_calibrator(raw, y, groups=groups, months=single)
+    assert evidence.rolling_origin is None and evidence.chosen in ("platt", "isotonic")
+    assert "one month" in evidence.rule
+
+
+def test_none_is_a_calibrator_that_round_trips() -> None:
+    raw, y = _distorted(500, seed=9, power=2.0)
+    calibrator, evidence = select_calibrator(raw, y, method="none")
+    assert evidence.chosen == "none" and isinstance(calibrator, IdentityCalibrator)
+    again = calibrator_from_dict(calibrator.to_dict())
+    np.testing.assert_allclose(again.predict(raw), np.clip(raw, 1e-6, 1 - 1e-6), atol=0)
+
+
 # --------------------------------------------------------------------------- measures of it
 
 
@@ -217,3 +307,10 @@ def test_shift_prior_refuses_a_prior_outside_the_open_interval() -> None:
         shift_prior(np.array([0.2]), 0.0, 0.3)
     with pytest.raises(ValueError, match="EM needs at least one probability"):
         em_prior(np.array([]), 0.2)
+
+
+def test_cross_fit_keeps_the_in_period_rule_even_with_several_months() -> None:
+    raw, y, months, groups = _months_of((0.30, 0.30, 0.22), n=1500, seed=26)
+    _, evidence = select_calibrator(raw, y, groups=groups, months=months, method="cross_fit")
+    assert evidence.rolling_origin is None and evidence.chosen in ("platt", "isotonic")
+    assert evidence.rule.startswith("cross_fit")

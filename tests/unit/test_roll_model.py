@@ -166,3 +166,36 @@ def test_matrix_is_what_lightgbm_makes_of_the_encoded_frame(
     assert np.isnan(matrix[:5, model.feature_columns_.index("last_outcome")]).all()
     assert np.isnan(matrix[5:10, model.feature_columns_.index("payment_ratio_3m")]).all()
     np.testing.assert_array_equal(booster.predict(matrix), booster.predict(encoded))
+
+
+def test_calibration_months_make_auto_choose_out_of_time_and_the_choice_round_trips() -> None:
+    frame = make_training_frame(n_accounts=150, n_months=6, seed=0)
+    parts = split_frames(frame)  # calibration rows span the last two as-of months
+    calibration = parts["calibration"]
+    model = RollModel(TEST_FEATURE_SET, **SMALL).fit(
+        parts["train"],
+        parts["train"][LABEL],
+        X_valid=parts["valid"],
+        y_valid=parts["valid"][LABEL],
+        X_calibration=calibration,
+        y_calibration=calibration[LABEL],
+        calibration_groups=calibration["account_id"],
+        calibration_months=calibration["as_of"].astype(str),
+    )
+    rolling = model.calibration_evidence_.rolling_origin
+    months = sorted(calibration["as_of"].astype(str).unique())
+    assert rolling is not None
+    assert rolling.fit_months == tuple(months[:-1]) and rolling.scored_months == (months[-1],)
+    assert model.calibration_evidence_.rule.startswith("rolling origin")
+    again = RollModel.from_dict(model.to_dict())
+    np.testing.assert_allclose(again.predict_proba(frame), model.predict_proba(frame), atol=1e-12)
+    with pytest.raises(ValueError, match="calibration_months"):
+        RollModel(TEST_FEATURE_SET, **SMALL).fit(
+            parts["train"],
+            parts["train"][LABEL],
+            X_valid=parts["valid"],
+            y_valid=parts["valid"][LABEL],
+            X_calibration=calibration,
+            y_calibration=calibration[LABEL],
+            calibration_months=calibration["as_of"].astype(str).iloc[:3],
+        )

@@ -11,6 +11,7 @@ import pytest
 from rollrisk.models.stats import (
     BACKTEST_COLUMNS,
     calibration_backtest,
+    group_bootstrap_standard_errors,
     percentile_bootstrap,
     t_interval,
     wilson_interval,
@@ -86,3 +87,22 @@ def test_calibration_backtest_per_group_and_overall() -> None:
     # the unlisted group's row counts only overall
     assert rows.loc["all", "accounts"] == 7 and rows.loc["all", "rolled"] == 4
     assert rows.loc["all", "predicted_mean"] == pytest.approx(sum(probability) / 7)
+
+
+def test_group_bootstrap_keeps_groups_whole_and_matches_the_standard_error_of_a_mean() -> None:
+    rng = np.random.default_rng(3)
+    groups = np.repeat(np.arange(400), 2)  # two rows per account, always drawn together
+    values = rng.normal(size=400).repeat(2)
+
+    def statistic(rows: np.ndarray) -> list[float]:
+        picked = groups[rows]
+        assert (picked[0::2] == picked[1::2]).all()  # an account's two rows side by side
+        return [float(values[rows].mean()), 1.0]  # a constant has no noise
+
+    errors = group_bootstrap_standard_errors(statistic, groups, samples=400, seed=0)
+    # the mean of 400 independent unit normals: standard error 1 / 20
+    assert errors.shape == (2,)
+    assert abs(errors[0] - 0.05) < 0.008
+    assert errors[1] == 0.0
+    again = group_bootstrap_standard_errors(statistic, groups, samples=400, seed=0)
+    np.testing.assert_array_equal(errors, again)
