@@ -69,7 +69,7 @@ def test_section_overrides_replace_only_what_is_given() -> None:
     changed = config.with_section_overrides("calibration", method="platt", folds=None)
     assert changed.calibration.method == "platt"
     assert changed.calibration.folds == config.calibration.folds
-    assert changed.tuning == config.tuning and config.calibration.method == "auto"
+    assert changed.tuning == config.tuning and config.calibration.method == "cross_fit"
     with pytest.raises(ValidationError, match="extra"):
         config.with_section_overrides("tuning", budget=3)
 
