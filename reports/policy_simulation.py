@@ -58,7 +58,11 @@ REFERENCE_NAMES: dict[str, str] = {
 
 def format_ratio(value: float | None) -> str:
     """A share of a reference gap (value captured, value of segmentation), or why there is none."""
-    return "n/a (the reference does not beat the comparison)" if value is None else f"{value:.2f}"
+    return (
+        "n/a (the reference does not beat the comparison beyond its noise)"
+        if value is None
+        else f"{value:.2f}"
+    )
 
 
 def format_metric(metric: str, value: float | None) -> str:
