@@ -753,6 +753,12 @@ class MonthTreatments:
     known_at: np.ndarray
 
 
+def first_delinquency_month(state: ChunkState, previous_bucket: np.ndarray) -> np.ndarray:
+    """Accounts in the first month of their first-ever delinquency (M1 now, current at the
+    previous statement, one episode): when the lender's one-time extension may be granted."""
+    return (state.bucket == 1) & (previous_bucket == 0) & (state.episodes == 1)
+
+
 def grant_treatments(
     rules: SimulationRules,
     accounts: ChunkAccounts,
@@ -771,9 +777,7 @@ def grant_treatments(
     free = ~treatment_active(state, month)
     first = (
         free
-        & (state.bucket == 1)
-        & (previous_bucket == 0)
-        & (state.episodes == 1)
+        & first_delinquency_month(state, previous_bucket)
         & ~accounts.holdout
         & (rng.random(n) < policy.first_extension_probability)
     )
@@ -1455,7 +1459,7 @@ def _explored_treatments(
     the tiered ones; dated like the tiered lender's (the lender's own from the cycle end + 2
     days, a restructure from the hardship claim, then 1-3 days and office hours)."""
     rng = explore.rng
-    first_delinquency = (before.bucket == 1) & (previous_bucket == 0) & (before.episodes == 1)
+    first_delinquency = first_delinquency_month(before, previous_bucket)
     arm_state, kind, _, _ = offer_treatments(
         rules, accounts, arrays, plan, before, actions, True, month, rng, first_delinquency
     )

@@ -111,6 +111,7 @@ from rollrisk.simulator.engine import (
     dpd_of,
     draw_accounts,
     dynamics_stream,
+    first_delinquency_month,
     grant_treatments,
     keep_action_rows,
     ladder_plan,
@@ -900,9 +901,7 @@ def run_arm(
             # account is delinquent and free of one (as the simulated lender's arms are), the
             # first-delinquency extension after the first month only on a first-ever
             # delinquency's first month (the scored decision already passed compliance's rule)
-            first_delinquency = (
-                (before.bucket == 1) & (previous_bucket == 0) & (before.episodes == 1)
-            )
+            first_delinquency = first_delinquency_month(before, previous_bucket)
             model_state, model_kind, model_restructured, refused = offer_treatments(
                 rules, replay.accounts, arrays, spec.plan, before, month_actions, True,
                 month, treatment_rng, first_delinquency | (step == 0),
