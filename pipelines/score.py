@@ -25,6 +25,11 @@ With --capacity FILE (conf/capacity.yaml) the job then prints the agent calls an
 the published decisions plan in one month against that contact capacity, with a WARNING when
 the plan exceeds it; it does not re-plan (docs/strategies.md, "Contact capacity").
 
+The local engine scores --workers partitions at once (default: one per usable core), each in
+a spawned process of its own with a share of the cores; every partition's file holds the same
+bytes whatever the number of workers. Each worker holds one partition (by default 50,000
+accounts) beside the whole book this process holds.
+
 A run killed at any moment leaves the previous result in place; rerunning the same command
 resumes, skipping finished partitions; the same inputs give byte-identical partitions.
 Accounts in the population = accounts scored, checked before anything is published. Rows the
@@ -49,6 +54,7 @@ import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
@@ -58,6 +64,9 @@ from rollrisk.arguments import (
     add_scoring_arguments,
 )
 from rollrisk.storage.results import ACCOUNTS_PER_PARTITION
+
+if TYPE_CHECKING:
+    from rollrisk.storage.atomic_output import PartitionFile
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -79,12 +88,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"number of output partitions (default: one per {ACCOUNTS_PER_PARTITION:,} accounts)",
     )
     parser.add_argument(
+        "--workers",
+        type=_workers,
+        default="auto",
+        help="local engine: partitions scored at once, each in its own process (auto: one per "
+        "usable core, at most one per partition; 1: all in this process). Each worker holds "
+        "one partition beside the book this process holds; the output is the same for any "
+        "number (default: auto)",
+    )
+    parser.add_argument(
         "--engine",
         choices=("local", "spark"),
         default="local",
         help="local: this process; spark: a PySpark job whose executors read, validate, score "
         "and write each partition with the same code (docs/spark.md)",
     )
+
+
+def _workers(text: str) -> int:
+    """``--workers``: a positive number, or ``auto`` (the usable cores)."""
+    from rollrisk.scoring.workers import usable_cores
+
+    if text == "auto":
+        return usable_cores()
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number of at least 1 or auto, got {text!r}"
+        )
+    return number
 
 
 def run(args: argparse.Namespace) -> int:
@@ -104,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
     _, setup = setup_from_arguments(args)
     loaded_seconds = time.perf_counter() - started
 
-    def progress(partitions: Iterable[int], total: int) -> Iterable[int]:
+    def progress(partitions: Iterable[PartitionFile], total: int) -> Iterable[PartitionFile]:
         return tqdm(partitions, total=total, desc="score", unit="part", file=sys.stderr)
 
     print(f"[score] loading portfolio {args.data}", file=sys.stderr, flush=True)
@@ -123,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
         progress=progress,
         dates=date_settings(args),
         max_reject_rate=max_reject_rate(args, load_config_argument(args)),
+        workers=args.workers,
     )
     for line in result.rejects.lines():
         print(f"[score] {line}", file=sys.stderr)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import date
@@ -53,9 +53,9 @@ from rollrisk.scoring.core import (
     ScoringSetup,
     check_tables,
     population,
-    score_accounts,
     tables_present,
 )
+from rollrisk.scoring.workers import PartitionInputs, score_in_workers, score_partition
 from rollrisk.storage.atomic_output import (
     PartitionedRun,
     PartitionFile,
@@ -71,8 +71,9 @@ from rollrisk.storage.tracking import fingerprint_files, git_commit
 REJECTS_FILE = "rejects.csv"
 
 Engine = Literal["local", "spark"]
-# wraps the partition loop of the local engine, e.g. in a progress bar: (items, total) -> items
-Progress = Callable[[Iterable[int], int], Iterable[int]]
+# wraps the partitions the local engine writes, as each is written, e.g. in a progress bar:
+# (written partitions, how many will be) -> the same
+Progress = Callable[[Iterable[PartitionFile], int], Iterable[PartitionFile]]
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,7 @@ def score_portfolio(
     progress: Progress | None = None,
     dates: DateSettings | None = None,
     max_reject_rate: float | None = DEFAULT_MAX_REJECT_RATE,
+    workers: int = 1,
 ) -> BatchResult:
     """Score every account of the portfolio folder ``data`` that is delinquent at ``as_of``
     (default: the month-end of its latest month with a complete book,
@@ -172,7 +174,7 @@ def score_portfolio(
             book = _spark_book(held, data, staged_rejects, dates, setup)
         else:
             portfolio = load_portfolio(data, rejects_path=staged_rejects, dates=dates)
-            book = _local_book(portfolio, setup, progress, step_seconds)
+            book = _local_book(portfolio, setup, progress, step_seconds, workers)
         rejects = book.rejects
         if max_reject_rate is not None:
             rejects = check_reject_rate(rejects, max_reject_rate, data)
@@ -310,8 +312,9 @@ def _local_book(
     setup: ScoringSetup,
     progress: Progress | None,
     step_seconds: dict[str, float],
+    workers: int,
 ) -> _Book:
-    """The portfolio in this process's memory, scored here."""
+    """The portfolio in this process's memory, scored here or in ``workers`` processes."""
     return _Book(
         report=portfolio.report,
         rejects=account_rejects(portfolio),
@@ -321,7 +324,7 @@ def _local_book(
         default_as_of=lambda: default_as_of_choice(portfolio.statements),
         population=lambda as_of: population(portfolio.statements, as_of, setup.observation).height,
         score=lambda as_of, output, partitions: _score_locally(
-            portfolio, as_of, setup, output, partitions, progress, step_seconds
+            portfolio, as_of, setup, output, partitions, progress, step_seconds, workers
         ),
     )
 
@@ -400,24 +403,43 @@ def _score_locally(
     partitions: int,
     progress: Progress | None,
     step_seconds: dict[str, float],
+    workers: int,
 ) -> list[PartitionFile]:
-    """Score and write each partition not yet written, in this process, in partition order."""
+    """Score and write each partition not yet written: in this process, in partition order,
+    with one worker (or one partition to do); else in ``workers`` worker processes
+    (:mod:`rollrisk.scoring.workers`), the partitions handed out as workers free up.
+
+    Either way each partition's file holds the same bytes: a partition is scored alone, by the
+    same code, whatever ran beside it.
+    """
     tables = split_tables({name: getattr(portfolio, name) for name in INPUT_TABLES}, partitions)
-    numbers: Iterable[int] = range(partitions)
-    if progress is not None:
-        numbers = progress(numbers, partitions)
-    files: list[PartitionFile] = []
-    for partition in numbers:
-        if output.is_done(partition):
-            files.append(output.existing_partition(partition))
-            continue
-        scored = score_accounts(
-            *(partition_rows(tables[name], partition) for name in INPUT_TABLES),
-            as_of,
-            setup,
-            timings=step_seconds,
+    files = {k: output.existing_partition(k) for k in range(partitions) if output.is_done(k)}
+    pending = [k for k in range(partitions) if k not in files]
+
+    def inputs(partition: int) -> PartitionInputs:
+        return tuple(partition_rows(tables[name], partition) for name in INPUT_TABLES)
+
+    done: Iterable[PartitionFile]
+    if workers > 1 and len(pending) > 1:
+        done = score_in_workers(
+            pending, inputs, as_of, setup, output, min(workers, len(pending)), step_seconds
         )
-        written = time.perf_counter()
-        files.append(output.write_partition(partition, scored))
-        step_seconds["write"] = step_seconds.get("write", 0.0) + time.perf_counter() - written
-    return files
+    else:
+        done = _score_here(pending, inputs, as_of, setup, output, step_seconds)
+    if progress is not None:  # counted as partitions finish; resumed ones are not counted
+        done = progress(done, len(pending))
+    for written in done:
+        files[written.partition] = written
+    return [files[k] for k in range(partitions)]
+
+
+def _score_here(
+    pending: Sequence[int],
+    inputs: Callable[[int], PartitionInputs],
+    as_of: date,
+    setup: ScoringSetup,
+    output: PartitionedRun,
+    step_seconds: dict[str, float],
+) -> Iterator[PartitionFile]:
+    for partition in pending:
+        yield score_partition(partition, inputs(partition), as_of, setup, output, step_seconds)

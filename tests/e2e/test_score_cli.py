@@ -75,6 +75,29 @@ def test_same_inputs_same_bytes_and_a_rerun_reuses_the_result(
     assert "resumed: 1 of 1 partitions were already written" in capsys.readouterr().err
 
 
+def test_workers_write_the_same_bytes_as_one_process(scoring_world, tmp_path, monkeypatch):
+    """Partitions scored in worker processes are the partitions scored in this process: the
+    same run key, the same files, byte for byte (one worker per partition and fewer)."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", scoring_world.tracking_uri)
+    runs = {}
+    for workers in ("1", "2", "4"):
+        out = tmp_path / f"workers-{workers}"
+        assert _score(scoring_world, out, "--partitions", "4", "--workers", workers) == 0
+        runs[workers], _ = read_current(out)
+    digests = {w: [p["sha256"] for p in m["partitions"]] for w, m in runs.items()}
+    assert len(digests["1"]) == 4
+    assert digests["2"] == digests["1"] and digests["4"] == digests["1"]
+    assert {m["run_key"] for m in runs.values()} == {runs["1"]["run_key"]}
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two"])
+def test_workers_must_be_a_positive_number_or_auto(scoring_world, tmp_path, value, capsys):
+    with pytest.raises(SystemExit) as stop:
+        _score(scoring_world, tmp_path / "scores", "--workers", value)
+    assert stop.value.code == 2
+    assert "expected a whole number of at least 1 or auto" in capsys.readouterr().err
+
+
 def test_missing_alias_is_a_clear_error(scoring_world, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", scoring_world.tracking_uri)
     code = main(

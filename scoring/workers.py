@@ -1,0 +1,194 @@
+"""Score partitions of a book in worker processes (the local engine on more than one core).
+
+Most of a partition's scoring runs on one core: the decisions, reasons, segments and the
+frames around them are Python, and polars and the explanation kernel spread only some of their
+work over threads. :func:`score_in_workers` therefore scores several partitions at once, each
+in its own process, every process with ``cores // workers`` threads for polars, numba and
+OpenMP so that the processes do not fight over the cores.
+
+The processes are *spawned* (a fresh interpreter each), never forked: polars' thread pool and
+GNU OpenMP (LightGBM, the numba kernel) are not fork-safe once used, and the parent has used
+them reading the book. Each worker receives the scoring setup once (pickled, as Spark's
+broadcast does) and then one partition's four tables per task; it scores them with
+:func:`score_partition`, the function the in-process loop calls, and writes the partition file
+itself, so the bytes are the same whichever way a partition was scored. Only the written file's
+name, rows and checksum come back, with the step timings.
+
+At most ``workers + 1`` partitions' tables are held for the workers at a time, beside the
+book the parent holds. A worker that dies (killed, out of memory) stops the run with a
+message naming the partition; the partitions already written stay, and a rerun resumes.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from datetime import date
+from multiprocessing import get_context
+
+import polars as pl
+
+from rollrisk.scoring.core import ScoringSetup, score_accounts, warm_up
+from rollrisk.storage.atomic_output import PartitionedRun, PartitionFile
+
+# a partition's accounts, statements, collection actions and treatments (None: no such table)
+PartitionInputs = tuple[pl.DataFrame | None, ...]
+
+# the thread pools of the libraries a worker uses, sized before the worker imports them
+THREAD_VARIABLES = ("POLARS_MAX_THREADS", "NUMBA_NUM_THREADS", "OMP_NUM_THREADS")
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def score_partition(
+    partition: int,
+    inputs: PartitionInputs,
+    as_of: date,
+    setup: ScoringSetup,
+    output: PartitionedRun,
+    step_seconds: MutableMapping[str, float],
+) -> PartitionFile:
+    """Score one partition's tables and write its file; each step's wall seconds are added to
+    ``step_seconds`` (the steps of :func:`rollrisk.scoring.core.score_accounts`, and write)."""
+    scored = score_accounts(*inputs, as_of, setup, timings=step_seconds)
+    started = time.perf_counter()
+    written = output.write_partition(partition, scored)
+    step_seconds["write"] = step_seconds.get("write", 0.0) + time.perf_counter() - started
+    return written
+
+
+def score_in_workers(
+    pending: Sequence[int],
+    inputs: Callable[[int], PartitionInputs],
+    as_of: date,
+    setup: ScoringSetup,
+    output: PartitionedRun,
+    workers: int,
+    step_seconds: MutableMapping[str, float],
+) -> Iterator[PartitionFile]:
+    """Score the ``pending`` partitions in ``workers`` spawned processes, yielding each written
+    partition as it finishes (not in partition order). ``inputs(k)`` gives partition ``k``'s
+    tables; it is called only when a worker is about to be free, so few partitions' tables are
+    held at a time. The workers' step timings are summed into ``step_seconds`` (wall seconds
+    of all workers added up, so they can exceed the run's wall time).
+
+    Raises:
+        RuntimeError: a worker process died while scoring a partition (named).
+    """
+    threads = max(1, usable_cores() // workers)
+    running: dict[Future[tuple[PartitionFile, dict[str, float]]], int] = {}
+    queue = iter(pending)
+    pool: ProcessPoolExecutor | None = None
+    try:
+        with _thread_variables(threads):  # read by each spawned worker as it starts
+            pool = ProcessPoolExecutor(
+                max_workers=workers,
+                mp_context=get_context("spawn"),
+                initializer=_start_worker,
+                initargs=(setup, threads, os.getpid()),
+            )
+            # the workers start on demand, one per task: all of them start here, inside the
+            # variables; one spare task is queued so that no worker waits for its data
+            for partition in queue:
+                running[_submit(pool, partition, inputs, as_of, output)] = partition
+                if len(running) > workers:
+                    break
+        while running:
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                partition = running.pop(future)
+                try:
+                    written, timings = future.result()
+                except BrokenProcessPool as error:
+                    raise RuntimeError(
+                        f"a scoring worker process died while partition {partition} was being "
+                        "scored (killed, or out of memory?); the partitions already written "
+                        "are kept and a rerun resumes from them; with less memory, score with "
+                        "fewer workers (--workers)"
+                    ) from error
+                for name, seconds in timings.items():
+                    step_seconds[name] = step_seconds.get(name, 0.0) + seconds
+                following = next(queue, None)
+                if following is not None:
+                    running[_submit(pool, following, inputs, as_of, output)] = following
+                yield written
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _submit(
+    pool: ProcessPoolExecutor,
+    partition: int,
+    inputs: Callable[[int], PartitionInputs],
+    as_of: date,
+    output: PartitionedRun,
+) -> Future[tuple[PartitionFile, dict[str, float]]]:
+    return pool.submit(_score_task, partition, inputs(partition), as_of, output)
+
+
+@contextmanager
+def _thread_variables(threads: int) -> Iterator[None]:
+    """Set the libraries' thread counts in this process's environment for the duration (a
+    spawned child copies the environment when it starts), then restore them."""
+    saved = {name: os.environ.get(name) for name in THREAD_VARIABLES}
+    os.environ.update({name: str(threads) for name in THREAD_VARIABLES})
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+_SETUP: ScoringSetup | None = None  # the worker's copy of the scoring setup
+
+
+def _start_worker(setup: ScoringSetup, threads: int, parent: int) -> None:
+    """Runs once in each worker: die with the parent, keep the setup, compile or load the
+    explanation kernel."""
+    global _SETUP
+    import numba
+
+    _die_with(parent)
+
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    _SETUP = setup
+    warm_up(setup)
+
+
+def _die_with(parent: int) -> None:
+    """Have the kernel kill this worker when the process that started it dies (Linux), so a
+    killed run leaves no worker writing partitions behind it; elsewhere workers exit when
+    they find the parent's queue closed, after the partition in hand."""
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux
+        return
+    if os.getppid() != parent:  # the parent died before the line above
+        os._exit(1)
+
+
+def _score_task(
+    partition: int, inputs: PartitionInputs, as_of: date, output: PartitionedRun
+) -> tuple[PartitionFile, dict[str, float]]:
+    """Runs in a worker: one partition scored and written, with its step timings."""
+    assert _SETUP is not None, "the worker was not started by score_in_workers"
+    timings: dict[str, float] = {}
+    return score_partition(partition, inputs, as_of, _SETUP, output, timings), timings
