@@ -25,10 +25,11 @@ With --capacity FILE (conf/capacity.yaml) the job then prints the agent calls an
 the published decisions plan in one month against that contact capacity, with a WARNING when
 the plan exceeds it; it does not re-plan (docs/strategies.md, "Contact capacity").
 
-The local engine scores --workers partitions at once (default: one per usable core), each in
-a spawned process of its own with a share of the cores; every partition's file holds the same
-bytes whatever the number of workers. Each worker holds one partition (by default 50,000
-accounts) beside the whole book this process holds.
+The local engine scores --workers partitions at once (default: one per usable core when there
+are at least 25,000 accounts per worker to score), each in a spawned process of its own with a
+share of the cores; every partition's file holds the same bytes whatever the number of
+workers. Each worker holds one partition (by default 50,000 accounts) beside the whole book
+this process holds.
 
 A run killed at any moment leaves the previous result in place; rerunning the same command
 resumes, skipping finished partitions; the same inputs give byte-identical partitions.
@@ -92,9 +93,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_workers,
         default="auto",
         help="local engine: partitions scored at once, each in its own process (auto: one per "
-        "usable core, at most one per partition; 1: all in this process). Each worker holds "
-        "one partition beside the book this process holds; the output is the same for any "
-        "number (default: auto)",
+        "usable core, at most one per partition and one per 25,000 accounts to score, about "
+        "what a worker's start-up costs; 1: all in this process). Each worker holds one "
+        "partition beside the book this process holds; the output is the same for any number "
+        "(default: auto)",
     )
     parser.add_argument(
         "--engine",
@@ -105,12 +107,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _workers(text: str) -> int:
-    """``--workers``: a positive number, or ``auto`` (the usable cores)."""
-    from rollrisk.scoring.workers import usable_cores
-
+def _workers(text: str) -> int | None:
+    """``--workers``: a positive number, or ``auto`` (None: decided by the run's size)."""
     if text == "auto":
-        return usable_cores()
+        return None
     try:
         number = int(text)
     except ValueError:

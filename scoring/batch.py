@@ -55,7 +55,12 @@ from rollrisk.scoring.core import (
     population,
     tables_present,
 )
-from rollrisk.scoring.workers import PartitionInputs, score_in_workers, score_partition
+from rollrisk.scoring.workers import (
+    PartitionInputs,
+    auto_workers,
+    score_in_workers,
+    score_partition,
+)
 from rollrisk.storage.atomic_output import (
     PartitionedRun,
     PartitionFile,
@@ -65,7 +70,7 @@ from rollrisk.storage.atomic_output import (
 from rollrisk.storage.config import DEFAULT_MAX_REJECT_RATE
 from rollrisk.storage.loader import Portfolio, ValidationReport, load_portfolio
 from rollrisk.storage.rejects import RejectAccounting, account_rejects, check_reject_rate
-from rollrisk.storage.results import default_partitions, partition_rows, split_tables
+from rollrisk.storage.results import PartitionedTables, default_partitions
 from rollrisk.storage.tracking import fingerprint_files, git_commit
 
 REJECTS_FILE = "rejects.csv"
@@ -135,7 +140,7 @@ def score_portfolio(
     progress: Progress | None = None,
     dates: DateSettings | None = None,
     max_reject_rate: float | None = DEFAULT_MAX_REJECT_RATE,
-    workers: int = 1,
+    workers: int | None = 1,
 ) -> BatchResult:
     """Score every account of the portfolio folder ``data`` that is delinquent at ``as_of``
     (default: the month-end of its latest month with a complete book,
@@ -312,7 +317,7 @@ def _local_book(
     setup: ScoringSetup,
     progress: Progress | None,
     step_seconds: dict[str, float],
-    workers: int,
+    workers: int | None,
 ) -> _Book:
     """The portfolio in this process's memory, scored here or in ``workers`` processes."""
     return _Book(
@@ -403,7 +408,7 @@ def _score_locally(
     partitions: int,
     progress: Progress | None,
     step_seconds: dict[str, float],
-    workers: int,
+    workers: int | None,
 ) -> list[PartitionFile]:
     """Score and write each partition not yet written: in this process, in partition order,
     with one worker (or one partition to do); else in ``workers`` worker processes
@@ -412,14 +417,21 @@ def _score_locally(
     Either way each partition's file holds the same bytes: a partition is scored alone, by the
     same code, whatever ran beside it.
     """
-    tables = split_tables({name: getattr(portfolio, name) for name in INPUT_TABLES}, partitions)
     files = {k: output.existing_partition(k) for k in range(partitions) if output.is_done(k)}
     pending = [k for k in range(partitions) if k not in files]
+    # only the population's rows are cut into partitions: nobody else is scored
+    people = population(portfolio.statements, as_of, setup.observation)["account_id"]
+    tables = PartitionedTables(
+        {name: getattr(portfolio, name) for name in INPUT_TABLES}, partitions, keep=people
+    )
 
     def inputs(partition: int) -> PartitionInputs:
-        return tuple(partition_rows(tables[name], partition) for name in INPUT_TABLES)
+        cut = tables.rows(partition)
+        return tuple(cut[name] for name in INPUT_TABLES)
 
     done: Iterable[PartitionFile]
+    if workers is None:
+        workers = auto_workers(people.len() * len(pending) // partitions)
     if workers > 1 and len(pending) > 1:
         done = score_in_workers(
             pending, inputs, as_of, setup, output, min(workers, len(pending)), step_seconds

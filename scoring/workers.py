@@ -50,6 +50,18 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+# a worker's start (a fresh interpreter importing polars, LightGBM and numba, then the
+# explanation kernel's tables) costs about what scoring this many accounts costs: below it,
+# another worker does not pay for itself
+ACCOUNTS_PER_WORKER = 25_000
+
+
+def auto_workers(accounts: int) -> int:
+    """Workers worth starting for ``accounts`` to score: one per usable core, at most one per
+    :data:`ACCOUNTS_PER_WORKER` accounts, at least one (1: score in this process)."""
+    return max(1, min(usable_cores(), accounts // ACCOUNTS_PER_WORKER))
+
+
 def score_partition(
     partition: int,
     inputs: PartitionInputs,

@@ -10,6 +10,7 @@ read it with :func:`read_scores`.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,27 +35,56 @@ def partition_of(account_id: pl.Expr, partitions: int) -> pl.Expr:
     return (account_id.hash(seed=PARTITION_HASH_SEED) % partitions).cast(pl.Int32)
 
 
-def split_tables(
-    tables: dict[str, pl.DataFrame | None], partitions: int
-) -> dict[str, pl.DataFrame | None]:
-    """Each table (it needs ``account_id``) with the column ``PARTITION_COLUMN`` added;
-    absent (None) tables stay None."""
-    return {
-        name: None
-        if frame is None
-        else frame.with_columns(
-            partition_of(pl.col("account_id"), partitions).alias(PARTITION_COLUMN)
-        )
-        for name, frame in tables.items()
-    }
+class PartitionedTables:
+    """Tables cut by account partition (:func:`partition_of`) in one pass over each table.
 
+    ``rows(k)`` gathers partition ``k``'s rows of every table, in the table's order (the rows a
+    filter on the partition number would give), so a partition costs its own rows, not
+    another pass over the whole table. With ``keep`` (account ids), only those accounts' rows
+    are kept: a scoring run passes its population, so the accounts it does not score are
+    never copied.
+    """
 
-def partition_rows(frame: pl.DataFrame | None, partition: int) -> pl.DataFrame | None:
-    """The rows of one partition of a table from :func:`split_tables`, without the partition
-    column (None stays None)."""
-    if frame is None:
-        return None
-    return frame.filter(pl.col(PARTITION_COLUMN) == partition).drop(PARTITION_COLUMN)
+    def __init__(
+        self,
+        tables: Mapping[str, pl.DataFrame | None],
+        partitions: int,
+        keep: pl.Series | None = None,
+    ) -> None:
+        self.partitions = partitions
+        self._tables: dict[str, pl.DataFrame | None] = {}
+        self._rows: dict[str, dict[int, pl.Series]] = {}
+        for name, frame in tables.items():
+            if frame is not None and keep is not None:
+                frame = frame.filter(pl.col("account_id").is_in(keep.implode()))
+            self._tables[name] = frame
+            if frame is None:
+                continue
+            # row numbers by partition; a group keeps its rows in the table's order
+            groups = (
+                frame.select(
+                    partition_of(pl.col("account_id"), partitions).alias(PARTITION_COLUMN),
+                    pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row"),
+                )
+                .group_by(PARTITION_COLUMN)
+                .agg("_row")
+            )
+            # iterating a list column yields each group's rows as a Series (no Python ints)
+            self._rows[name] = dict(
+                zip(groups[PARTITION_COLUMN].to_list(), groups["_row"], strict=True)
+            )
+
+    def rows(self, partition: int) -> dict[str, pl.DataFrame | None]:
+        """Partition ``partition``'s rows of each table (None for an absent table; no rows when
+        the partition has none)."""
+        cut: dict[str, pl.DataFrame | None] = {}
+        for name, frame in self._tables.items():
+            if frame is None:
+                cut[name] = None
+                continue
+            rows = self._rows[name].get(partition)
+            cut[name] = frame.clear() if rows is None else frame[rows]
+        return cut
 
 
 def read_scores(scores: Path) -> tuple[dict[str, Any], pl.DataFrame]:

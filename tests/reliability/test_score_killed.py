@@ -18,12 +18,25 @@ pytestmark = pytest.mark.slow
 PARTITIONS = "40"
 
 
-def _argv(world, out: Path, as_of: str) -> list[str]:
+def _argv(world, out: Path, as_of: str, *extra: str) -> list[str]:
     return ["score", "--model", world.model_uri, "--data", str(world.portfolio), "--as-of", as_of,
-            "--out", str(out), "--partitions", PARTITIONS]  # fmt: skip
+            "--out", str(out), "--partitions", PARTITIONS, *extra]  # fmt: skip
 
 
-def test_kill_then_resume(scoring_world, tmp_path, monkeypatch, capsys):
+def _children(pid: int) -> set[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return {int(child) for child in path.read_text().split()} if path.exists() else set()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_kill_then_resume(scoring_world, tmp_path, monkeypatch, capsys, workers):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", scoring_world.tracking_uri)
     out = tmp_path / "scores"
     assert main(_argv(scoring_world, out, "2025-02-28")) == 0
@@ -31,7 +44,8 @@ def test_kill_then_resume(scoring_world, tmp_path, monkeypatch, capsys):
 
     env = {**os.environ, "MLFLOW_TRACKING_URI": scoring_world.tracking_uri}
     process = subprocess.Popen(
-        [sys.executable, "-m", "rollrisk.cli", *_argv(scoring_world, out, "2025-03-31")],
+        [sys.executable, "-m", "rollrisk.cli",
+         *_argv(scoring_world, out, "2025-03-31", "--workers", workers)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     deadline = time.monotonic() + 120
@@ -40,8 +54,15 @@ def test_kill_then_resume(scoring_world, tmp_path, monkeypatch, capsys):
         list(d.glob("part-*.parquet")) for d in run_dirs()
     ):
         time.sleep(0.01)
+    spawned = _children(process.pid)  # the scoring workers, with --workers 2
     process.send_signal(signal.SIGKILL)
     assert process.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    if workers != "1" and sys.platform == "linux":  # they die with the run, writing nothing more
+        assert spawned, "the run scored without starting its workers"
+        deadline = time.monotonic() + 10
+        while any(_alive(pid) for pid in spawned) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(_alive(pid) for pid in spawned), "a worker outlived the killed run"
 
     [killed_dir] = run_dirs()
     written = len(list(killed_dir.glob("part-*.parquet")))

@@ -9,11 +9,10 @@ from rollrisk.errors import UserError
 from rollrisk.storage.atomic_output import PartitionedRun
 from rollrisk.storage.results import (
     PARTITION_COLUMN,
+    PartitionedTables,
     partition_of,
-    partition_rows,
     read_policy_simulation,
     read_scores,
-    split_tables,
 )
 
 
@@ -29,13 +28,38 @@ def test_an_account_lands_in_the_same_partition_whatever_else_is_in_the_table():
     assert set(among.to_series().to_list()) == set(range(7))  # 200 ids fill 7 partitions
 
 
-def test_the_partitions_of_a_table_hold_each_row_exactly_once():
+def test_the_partitions_of_a_table_hold_each_row_exactly_once_in_the_tables_order():
+    ids = [f"A{i:04d}" for i in range(100)]
+    accounts = _accounts(ids)
+    # several rows per account, in an order that is not sorted by account or partition
+    statements = pl.DataFrame(
+        {"account_id": [ids[(7 * i) % 100] for i in range(300)], "row": list(range(300))}
+    )
+    tables = PartitionedTables(
+        {"accounts": accounts, "statements": statements, "treatments": None}, 4
+    )
+    parts = [tables.rows(k) for k in range(4)]
+    assert all(part["treatments"] is None for part in parts)
+    for name, frame in (("accounts", accounts), ("statements", statements)):
+        assert all(PARTITION_COLUMN not in part[name].columns for part in parts)
+        assert (
+            pl.concat(part[name] for part in parts)
+            .sort(frame.columns)
+            .equals(frame.sort(frame.columns))
+        )
+        for k, part in enumerate(parts):  # what a filter on the partition gives, in order
+            expected = frame.filter(partition_of(pl.col("account_id"), 4) == k)
+            assert part[name].equals(expected)
+
+
+def test_only_the_kept_accounts_are_cut_and_an_empty_partition_has_no_rows():
     accounts = _accounts([f"A{i:04d}" for i in range(100)])
-    tables = split_tables({"accounts": accounts, "treatments": None}, 4)
-    assert tables["treatments"] is None and partition_rows(None, 0) is None
-    parts = [partition_rows(tables["accounts"], k) for k in range(4)]
-    assert all(PARTITION_COLUMN not in part.columns for part in parts)
-    assert pl.concat(parts).sort("account_id").equals(accounts)
+    keep = pl.Series(["A0003", "A0050"])
+    tables = PartitionedTables({"accounts": accounts}, 50, keep=keep)
+    kept = pl.concat(tables.rows(k)["accounts"] for k in range(50))
+    assert sorted(kept["account_id"]) == ["A0003", "A0050"]
+    empty = next(k for k in range(50) if tables.rows(k)["accounts"].height == 0)
+    assert tables.rows(empty)["accounts"].schema == accounts.schema
 
 
 def test_reading_scores_says_to_run_score_first_or_that_nothing_was_scored(tmp_path):
