@@ -57,8 +57,8 @@ from rollrisk.scoring.core import (
 )
 from rollrisk.scoring.workers import (
     PartitionInputs,
+    ScoringWorkers,
     auto_workers,
-    score_in_workers,
     score_partition,
 )
 from rollrisk.storage.atomic_output import (
@@ -421,27 +421,29 @@ def _score_locally(
     pending = [k for k in range(partitions) if k not in files]
     # only the population's rows are cut into partitions: nobody else is scored
     people = population(portfolio.statements, as_of, setup.observation)["account_id"]
-    tables = PartitionedTables(
-        {name: getattr(portfolio, name) for name in INPUT_TABLES}, partitions, keep=people
-    )
-
-    def inputs(partition: int) -> PartitionInputs:
-        cut = tables.rows(partition)
-        return tuple(cut[name] for name in INPUT_TABLES)
-
-    done: Iterable[PartitionFile]
     if workers is None:
         workers = auto_workers(people.len() * len(pending) // partitions)
-    if workers > 1 and len(pending) > 1:
-        done = score_in_workers(
-            pending, inputs, as_of, setup, output, min(workers, len(pending)), step_seconds
+    workers = min(workers, len(pending))
+    with ExitStack() as held:
+        # the workers start first: they bootstrap while the book is cut into partitions
+        pool = held.enter_context(ScoringWorkers(setup, workers)) if workers > 1 else None
+        tables = PartitionedTables(
+            {name: getattr(portfolio, name) for name in INPUT_TABLES}, partitions, keep=people
         )
-    else:
-        done = _score_here(pending, inputs, as_of, setup, output, step_seconds)
-    if progress is not None:  # counted as partitions finish; resumed ones are not counted
-        done = progress(done, len(pending))
-    for written in done:
-        files[written.partition] = written
+
+        def inputs(partition: int) -> PartitionInputs:
+            cut = tables.rows(partition)
+            return tuple(cut[name] for name in INPUT_TABLES)
+
+        done: Iterable[PartitionFile]
+        if pool is not None:
+            done = pool.score(pending, inputs, as_of, output, step_seconds)
+        else:
+            done = _score_here(pending, inputs, as_of, setup, output, step_seconds)
+        if progress is not None:  # counted as partitions finish; resumed ones are not counted
+            done = progress(done, len(pending))
+        for written in done:
+            files[written.partition] = written
     return [files[k] for k in range(partitions)]
 
 

@@ -2,7 +2,7 @@
 
 Most of a partition's scoring runs on one core: the decisions, reasons, segments and the
 frames around them are Python, and polars and the explanation kernel spread only some of their
-work over threads. :func:`score_in_workers` therefore scores several partitions at once, each
+work over threads. :class:`ScoringWorkers` therefore scores several partitions at once, each
 in its own process, every process with ``cores // workers`` threads for polars, numba and
 OpenMP so that the processes do not fight over the cores.
 
@@ -17,6 +17,10 @@ name, rows and checksum come back, with the step timings.
 At most ``workers + 1`` partitions' tables are held for the workers at a time, beside the
 book the parent holds. A worker that dies (killed, out of memory) stops the run with a
 message naming the partition; the partitions already written stay, and a rerun resumes.
+
+A spawned worker imports the main module of the program that started it, as Python's
+``multiprocessing`` does: a script that scores with workers (``score_portfolio(...,
+workers=2)``) must keep its top-level code under ``if __name__ == "__main__":``. The CLI does.
 """
 
 from __future__ import annotations
@@ -79,42 +83,68 @@ def score_partition(
     return written
 
 
-def score_in_workers(
-    pending: Sequence[int],
-    inputs: Callable[[int], PartitionInputs],
-    as_of: date,
-    setup: ScoringSetup,
-    output: PartitionedRun,
-    workers: int,
-    step_seconds: MutableMapping[str, float],
-) -> Iterator[PartitionFile]:
-    """Score the ``pending`` partitions in ``workers`` spawned processes, yielding each written
-    partition as it finishes (not in partition order). ``inputs(k)`` gives partition ``k``'s
-    tables; it is called only when a worker is about to be free, so few partitions' tables are
-    held at a time. The workers' step timings are summed into ``step_seconds`` (wall seconds
-    of all workers added up, so they can exceed the run's wall time).
+class ScoringWorkers:
+    """``workers`` spawned processes ready to score partitions with ``setup``.
 
-    Raises:
-        RuntimeError: a worker process died while scoring a partition (named).
+    The processes start when the object is made and bootstrap (import, receive the setup,
+    load the explanation kernel) while the caller goes on, e.g. cutting the book into
+    partitions; :meth:`score` hands them the partitions; leaving the ``with`` block (or
+    :meth:`close`) stops them, cancelling what was not started.
     """
-    threads = max(1, usable_cores() // workers)
-    running: dict[Future[tuple[PartitionFile, dict[str, float]]], int] = {}
-    queue = iter(pending)
-    pool: ProcessPoolExecutor | None = None
-    try:
+
+    def __init__(self, setup: ScoringSetup, workers: int) -> None:
+        self.workers = workers
+        threads = max(1, usable_cores() // workers)
         with _thread_variables(threads):  # read by each spawned worker as it starts
-            pool = ProcessPoolExecutor(
+            self._pool = ProcessPoolExecutor(
                 max_workers=workers,
                 mp_context=get_context("spawn"),
                 initializer=_start_worker,
                 initargs=(setup, threads, os.getpid()),
             )
-            # the workers start on demand, one per task: all of them start here, inside the
-            # variables; one spare task is queued so that no worker waits for its data
-            for partition in queue:
-                running[_submit(pool, partition, inputs, as_of, output)] = partition
-                if len(running) > workers:
-                    break
+            # workers start on demand, one per task while none is idle: start them all now,
+            # inside the variables
+            for _ in range(workers):
+                self._pool.submit(os.getpid)
+
+    def __enter__(self) -> ScoringWorkers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def score(
+        self,
+        pending: Sequence[int],
+        inputs: Callable[[int], PartitionInputs],
+        as_of: date,
+        output: PartitionedRun,
+        step_seconds: MutableMapping[str, float],
+    ) -> Iterator[PartitionFile]:
+        """Score the ``pending`` partitions, yielding each written partition as it finishes
+        (not in partition order). ``inputs(k)`` gives partition ``k``'s tables; it is called
+        when a worker is about to be free (one spare task is queued, so that no worker waits
+        for its data), so few partitions' tables are held at a time. The workers' step
+        timings are summed into ``step_seconds`` (wall seconds of all workers added up, so
+        they can exceed the run's wall time).
+
+        Raises:
+            RuntimeError: a worker process died while scoring a partition (named).
+        """
+        running: dict[Future[tuple[PartitionFile, dict[str, float]]], int] = {}
+        queue = iter(pending)
+
+        def submit(partition: int) -> None:
+            task = self._pool.submit(_score_task, partition, inputs(partition), as_of, output)
+            running[task] = partition
+
+        for partition in queue:
+            submit(partition)
+            if len(running) > self.workers:
+                break
         while running:
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
@@ -132,21 +162,8 @@ def score_in_workers(
                     step_seconds[name] = step_seconds.get(name, 0.0) + seconds
                 following = next(queue, None)
                 if following is not None:
-                    running[_submit(pool, following, inputs, as_of, output)] = following
+                    submit(following)
                 yield written
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _submit(
-    pool: ProcessPoolExecutor,
-    partition: int,
-    inputs: Callable[[int], PartitionInputs],
-    as_of: date,
-    output: PartitionedRun,
-) -> Future[tuple[PartitionFile, dict[str, float]]]:
-    return pool.submit(_score_task, partition, inputs(partition), as_of, output)
 
 
 @contextmanager
@@ -201,6 +218,6 @@ def _score_task(
     partition: int, inputs: PartitionInputs, as_of: date, output: PartitionedRun
 ) -> tuple[PartitionFile, dict[str, float]]:
     """Runs in a worker: one partition scored and written, with its step timings."""
-    assert _SETUP is not None, "the worker was not started by score_in_workers"
+    assert _SETUP is not None, "the worker was not started by ScoringWorkers"
     timings: dict[str, float] = {}
     return score_partition(partition, inputs, as_of, _SETUP, output, timings), timings
