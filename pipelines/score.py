@@ -187,6 +187,8 @@ def run(args: argparse.Namespace) -> int:
     for name, seconds in stage_seconds.items():
         print(f"  {name:<50} {seconds:8.1f} s")
         if name.startswith("features, scores") and result.step_seconds:
+            if result.workers > 1:
+                print(f"    (in {result.workers} workers at once: their steps' seconds added up)")
             for step, step_time in result.step_seconds.items():
                 print(f"    {step:<48} {step_time:8.1f} s")
     print(f"  result: {result.current} (manifest {result.manifest_path})")

@@ -119,6 +119,9 @@ class BatchResult:
     manifest_path: Path
     stage_seconds: dict[str, float]  # wall time per stage of the run, in order
     step_seconds: dict[str, float]  # inside score_accounts, summed over partitions (local only)
+    # processes that scored the partitions (local engine; 1: the job's own), whose steps'
+    # wall seconds step_seconds adds up
+    workers: int = 1
     # no --as-of given and later months passed over as incomplete: which, and why
     as_of_note: str | None = None
     # accounts per active experiment and arm (arm_counts), as in the manifest
@@ -179,7 +182,7 @@ def score_portfolio(
             book = _spark_book(held, data, staged_rejects, dates, setup)
         else:
             portfolio = load_portfolio(data, rejects_path=staged_rejects, dates=dates)
-            book = _local_book(portfolio, setup, progress, step_seconds, workers)
+            book = _local_book(portfolio, setup, progress, step_seconds)
         rejects = book.rejects
         if max_reject_rate is not None:
             rejects = check_reject_rate(rejects, max_reject_rate, data)
@@ -215,8 +218,13 @@ def score_portfolio(
         }
         output = PartitionedRun(out, identity)
         resumed = sum(output.is_done(k) for k in range(partitions))
+        if engine == "spark":
+            workers = 1
+        elif workers is None:  # auto: as many as the accounts left to score are worth
+            workers = auto_workers(people * (partitions - resumed) // partitions)
+        workers = max(1, min(workers, partitions - resumed))
         mark = stage("read and validate", started)
-        files = book.score(as_of, output, partitions)
+        files = book.score(as_of, output, partitions, workers)
     mark = stage("features, scores, explanations, decisions, write", mark)
 
     scored_accounts = sum(f.rows for f in files)
@@ -292,6 +300,7 @@ def score_portfolio(
         current=out / "current",
         manifest_path=manifest_path,
         stage_seconds=stage_seconds,
+        workers=workers,
         step_seconds=step_seconds,
         as_of_note=default.note() if default is not None else None,
         experiment_counts=experiment_counts,
@@ -309,7 +318,9 @@ class _Book:
     check_as_of: Callable[[date], None]  # raises UserError outside the statement months
     default_as_of: Callable[[], DefaultAsOf]
     population: Callable[[date], int]  # accounts to score at an as-of
-    score: Callable[[date, PartitionedRun, int], list[PartitionFile]]
+    score: Callable[
+        [date, PartitionedRun, int, int], list[PartitionFile]
+    ]  # as-of, out, partitions, workers
 
 
 def _local_book(
@@ -317,9 +328,8 @@ def _local_book(
     setup: ScoringSetup,
     progress: Progress | None,
     step_seconds: dict[str, float],
-    workers: int | None,
 ) -> _Book:
-    """The portfolio in this process's memory, scored here or in ``workers`` processes."""
+    """The portfolio in this process's memory, scored here or in worker processes."""
     return _Book(
         report=portfolio.report,
         rejects=account_rejects(portfolio),
@@ -328,7 +338,7 @@ def _local_book(
         check_as_of=lambda as_of: check_as_of(portfolio.statements, as_of),
         default_as_of=lambda: default_as_of_choice(portfolio.statements),
         population=lambda as_of: population(portfolio.statements, as_of, setup.observation).height,
-        score=lambda as_of, output, partitions: _score_locally(
+        score=lambda as_of, output, partitions, workers: _score_locally(
             portfolio, as_of, setup, output, partitions, progress, step_seconds, workers
         ),
     )
@@ -366,7 +376,7 @@ def _spark_book(
         ),
         default_as_of=default,
         population=people,
-        score=lambda as_of, output, partitions: spark_engine.score_with_spark(
+        score=lambda as_of, output, partitions, _workers: spark_engine.score_with_spark(
             book, as_of, setup, output, partitions
         ),
     )
@@ -408,7 +418,7 @@ def _score_locally(
     partitions: int,
     progress: Progress | None,
     step_seconds: dict[str, float],
-    workers: int | None,
+    workers: int,
 ) -> list[PartitionFile]:
     """Score and write each partition not yet written: in this process, in partition order,
     with one worker (or one partition to do); else in ``workers`` worker processes
@@ -421,9 +431,6 @@ def _score_locally(
     pending = [k for k in range(partitions) if k not in files]
     # only the population's rows are cut into partitions: nobody else is scored
     people = population(portfolio.statements, as_of, setup.observation)["account_id"]
-    if workers is None:
-        workers = auto_workers(people.len() * len(pending) // partitions)
-    workers = min(workers, len(pending))
     with ExitStack() as held:
         # the workers start first: they bootstrap while the book is cut into partitions
         pool = held.enter_context(ScoringWorkers(setup, workers)) if workers > 1 else None
