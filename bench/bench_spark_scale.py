@@ -20,7 +20,8 @@ RSS counts shared pages several times; the sum of PSS does not) and its CPU time
 ends between two samples loses at most one interval of CPU). Peaks are per sample. Wall time
 and the child's own rusage come from ``os.wait4``.
 
-Run (each command in a fresh child process, its output in OUT/<command>.log):
+Run (each command in a fresh child process; its output in ``OUT/<output name>.log``, its
+samples in ``OUT/<output name>.memory.csv``, the figures in ``OUT/bench_spark_scale.json``):
     nice -n 19 .venv/bin/python bench/bench_spark_scale.py --data /work/benchcache/sim-1m \\
         --model models:/rollrisk-spark10m@challenger \\
         --tracking-uri sqlite:////work/benchcache/spark10m-mlflow/mlflow.db \\
@@ -157,8 +158,15 @@ class Peaks:
         return sum(cpu for k, cpu in self.cpu_by_pid.values() if k == kind)
 
 
-def sample_tree(root: int, peaks: Peaks, stop: threading.Event, interval: float) -> None:
-    """Sample the process tree of ``root`` until ``stop`` is set."""
+def sample_tree(
+    root: int, peaks: Peaks, stop: threading.Event, interval: float, timeline: Path
+) -> None:
+    """Sample the process tree of ``root`` until ``stop`` is set; each sample is also a line
+    of ``timeline`` (CSV: seconds, MiB of driver, JVM, workers' sum and largest worker, load),
+    so a run stopped before its end still shows how each process grew."""
+    started = time.perf_counter()
+    log = timeline.open("w", buffering=1)
+    log.write("seconds,driver_mib,jvm_mib,workers_sum_mib,worker_max_mib,workers,load\n")
     while not stop.is_set():
         kind_of: dict[int, str] = {}  # parents come before their children in the walk
         samples = [s for pid in _descendants(root) if (s := _sample(pid, kind_of, root))]
@@ -179,7 +187,19 @@ def sample_tree(root: int, peaks: Peaks, stop: threading.Event, interval: float)
         peaks.total_pss = max(peaks.total_pss, sum(s.pss for s in samples))
         peaks.load.append(float((_read("/proc/loadavg") or "0").split()[0]))
         peaks.samples += 1
+        mib = [
+            sum(s.rss for s in samples if s.kind == "driver"),
+            sum(s.rss for s in samples if s.kind == "jvm"),
+            sum(s.rss for s in workers),
+            max((s.rss for s in workers), default=0),
+        ]
+        log.write(
+            f"{time.perf_counter() - started:.1f},"
+            + ",".join(f"{m / 2**20:.0f}" for m in mib)
+            + f",{len(workers)},{peaks.load[-1]}\n"
+        )
         stop.wait(interval)
+    log.close()
 
 
 @dataclass
@@ -194,14 +214,17 @@ class CommandResult:
 
 
 def run_sampled(argv: list[str], env: dict[str, str], log: Path, interval: float) -> CommandResult:
-    """Run ``argv`` (stdout and stderr to ``log``), sampling its process tree meanwhile."""
+    """Run ``argv`` (stdout and stderr to ``log``), sampling its process tree meanwhile (the
+    samples in ``log`` with the suffix ``.memory.csv``)."""
     peaks = Peaks()
     stop = threading.Event()
     started = time.perf_counter()
     with log.open("w") as handle:
         process = subprocess.Popen(argv, env=env, stdout=handle, stderr=subprocess.STDOUT)
         sampler = threading.Thread(
-            target=sample_tree, args=(process.pid, peaks, stop, interval), daemon=True
+            target=sample_tree,
+            args=(process.pid, peaks, stop, interval, log.with_suffix(".memory.csv")),
+            daemon=True,
         )
         sampler.start()
         _, status, usage = os.wait4(process.pid, 0)
@@ -252,6 +275,7 @@ def main() -> int:
     parser.add_argument("--master", default="local[2]", help="ROLLRISK_SPARK_MASTER")
     parser.add_argument("--driver-memory", default=None, help="ROLLRISK_SPARK_DRIVER_MEMORY")
     parser.add_argument("--interval", type=float, default=0.5, help="seconds between samples")
+    parser.add_argument("--score-out", default="scores", help="score's --out, under --out")
     args = parser.parse_args()
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -267,13 +291,14 @@ def main() -> int:
     print(f"data: {args.data}; spark master {args.master}", flush=True)
     results = []
     for command in args.commands:
-        out = args.out / ("scores" if command == "score" else "training_set.parquet")
+        out = args.out / (args.score_out if command == "score" else "training_set.parquet")
         argv = [rollrisk, command, "--data", str(args.data), "--out", str(out), "--engine", "spark"]
         if command == "score":
             argv += ["--model", args.model]
             argv += ["--as-of", args.as_of] if args.as_of else []
             argv += ["--partitions", str(args.partitions)] if args.partitions else []
-        result = run_sampled(argv, env, args.out / f"{command}.log", args.interval)
+        log = args.out / f"{out.name}.log"
+        result = run_sampled(argv, env, log, args.interval)
         p = result.peaks
         produced = counts(command, out) if result.exit_code == 0 else {}
         load = f"{min(p.load):.1f}-{max(p.load):.1f}" if p.load else "-"
