@@ -18,11 +18,16 @@ counted by table and by account on stderr and listed in OUT_STEM.rejects.csv bes
 above --max-reject-rate (default 1%) of a table's rows or of the accounts the job stops.
 
 --engine spark reads, validates and builds per account partition on Spark's executors (the
-same rows, rejects and summary; docs/spark.md); training stays on one machine.
+same rows, rejects and summary; docs/spark.md), and the executors write the rows: --out is
+then a folder of Parquet parts (part-NNNNN.parquet, one per account partition, and
+manifest.json), published in one rename once every part is in. `rollrisk train` and
+`evaluate` read either form with --training-set (a folder's rows sorted as the file's).
+Training stays on one machine.
 
-Output: a Parquet file at --out with account_id, as_of, product, start_bucket,
-rolled_to_default and one column per feature, validated against its schema, and a summary
-per as-of on stdout (population, labelled, positives, roll rate, exclusions).
+Output: a Parquet file at --out (a folder of parts with --engine spark) with account_id, as_of,
+product, start_bucket, rolled_to_default and one column per feature, validated against its
+schema, and a summary per as-of on stdout (population, labelled, positives, roll rate,
+exclusions).
 
 examples:
   rollrisk build-training-set --data runs/portfolio --out runs/training_set.parquet
@@ -51,13 +56,13 @@ from rollrisk.arguments import (
 
 if TYPE_CHECKING:
     from rollrisk.features.observations import ObservationSpec
-    from rollrisk.features.training_set import TrainingSetBuild
+    from rollrisk.scoring.spark_engine import TrainingSetWritten
     from rollrisk.storage.config import RollriskConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_data_argument(parser)
-    parser.add_argument("--out", type=Path, required=True, help="Parquet file to write the training set to")  # fmt: skip
+    parser.add_argument("--out", type=Path, required=True, help="Parquet file to write the training set to (--engine spark: a folder of Parquet parts)")  # fmt: skip
     parser.add_argument(
         "--as-of",
         type=as_of_date,
@@ -73,7 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("local", "spark"),
         default="local",
         help="local: this process; spark: read, validate and build per account partition on "
-        "Spark's executors (same rows; docs/spark.md)",
+        "Spark's executors, which write --out as a folder of parts (same rows; docs/spark.md)",
     )
 
 
@@ -117,20 +122,21 @@ def run(args: argparse.Namespace) -> int:
     rejects = args.out.with_name(f"{args.out.stem}.rejects.csv")
     rejects.unlink(missing_ok=True)
     if args.engine == "spark":
-        built = _build_on_spark(args, rejects, config, spec)
+        written = _build_on_spark(args, rejects, config, spec)
+        summary, rows, columns = written.summary, written.rows, written.columns
     else:
         portfolio, _ = load_portfolio_argument(args, "build-training-set", rejects, config)
         built = build_training_set_with_summary(portfolio, args.as_of, spec, progress=True)
-    training_set = built.training_set
-    write_training_set(training_set, args.out)
+        write_training_set(built.training_set, args.out)
+        summary, rows, columns = built.summary, *built.training_set.shape
     print(
         f"observation: population DPD {spec.min_dpd}-{spec.max_dpd}, default = DPD >= "
         f"{spec.default_dpd} within {spec.window_months} months; feature set "
         f"{FEATURE_SET.name} v{FEATURE_SET.version} ({len(FEATURE_SET.features)} features)"
     )
-    print(format_summary(built.summary))
+    print(format_summary(summary))
     print(
-        f"wrote {training_set.height:,} rows x {training_set.width} columns to {args.out} "
+        f"wrote {rows:,} rows x {columns} columns to {args.out} "
         f"({time.perf_counter() - started:.1f} s)"
     )
     return 0
@@ -138,11 +144,11 @@ def run(args: argparse.Namespace) -> int:
 
 def _build_on_spark(
     args: argparse.Namespace, rejects: Path, config: RollriskConfig, spec: ObservationSpec
-) -> TrainingSetBuild:
-    """Validate and build on Spark; the same messages and limit as the local read."""
+) -> TrainingSetWritten:
+    """Validate, build and write on Spark; the same messages and limit as the local read."""
     import sys
 
-    from rollrisk.api import build_training_set_on_spark
+    from rollrisk.api import write_training_set_on_spark
     from rollrisk.arguments import date_settings, report_rejects
     from rollrisk.scoring.spark_engine import spark_portfolio
 
@@ -150,4 +156,4 @@ def _build_on_spark(
     print(f"[{job}] validating portfolio {args.data} on Spark", file=sys.stderr, flush=True)
     with spark_portfolio(args.data, rejects, date_settings(args)) as book:
         report_rejects(args, job, book.rejects, book.report.absent_optional, rejects, config)
-        return build_training_set_on_spark(book, args.as_of, spec)
+        return write_training_set_on_spark(book, args.out, args.as_of, spec)

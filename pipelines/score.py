@@ -86,7 +86,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--partitions",
         type=int,
         default=None,
-        help=f"number of output partitions (default: one per {ACCOUNTS_PER_PARTITION:,} accounts)",
+        help=f"number of output partitions (default: one per {ACCOUNTS_PER_PARTITION:,} accounts "
+        "scored; with --engine spark, per accounts read when that is more: a task holds all its "
+        "accounts' rows)",
     )
     parser.add_argument(
         "--workers",

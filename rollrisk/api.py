@@ -91,6 +91,7 @@ from rollrisk.strategies.policy import load_policy
 from rollrisk.strategies.segments import load_segment_rules
 
 if TYPE_CHECKING:
+    from rollrisk.scoring.spark_engine import TrainingSetWritten
     from rollrisk.scoring.spark_portfolio import SparkPortfolio
 
 __all__ = [
@@ -230,24 +231,29 @@ def build_training_set_with_summary(
     return _checked(built)
 
 
-def build_training_set_on_spark(
+def write_training_set_on_spark(
     book: SparkPortfolio,
+    out: Path,
     as_of_dates: Sequence[date] | None = None,
     observation: ObservationSpec | None = None,
     partitions: int | None = None,
-) -> TrainingSetBuild:
-    """:func:`build_training_set_with_summary` on Spark: ``book`` is the portfolio validated
-    there (:func:`rollrisk.scoring.spark_engine.spark_portfolio`); the rows are built per
-    account partition on the executors (``partitions``, default: two per core, or one per
-    50,000 accounts read when more) and are the local build's rows."""
-    from rollrisk.scoring.spark_engine import build_training_set_with_spark
+) -> TrainingSetWritten:
+    """:func:`build_training_set_with_summary` on Spark, written by the executors: ``book``
+    is the portfolio validated there (:func:`rollrisk.scoring.spark_engine.spark_portfolio`);
+    the rows are built per account partition (``partitions``, default: two per core, or one
+    per 50,000 accounts read when more), are the local build's rows, and are written as a
+    folder of parts at ``out`` (read back by
+    :func:`rollrisk.storage.training_sets.read_training_set`, sorted as the local build sorts
+    them). Returns the path, the row and column counts and the per-as-of summary; no row
+    passes through this process."""
+    from rollrisk.scoring.spark_engine import write_training_set_with_spark
 
     spec = _observation(observation)
     if as_of_dates is None:
         months = book.months
         eligible = eligible_as_of_between(months.first_known, months.last, spec)
         as_of_dates = _some_as_of(eligible, book.report, spec)
-    return _checked(build_training_set_with_spark(book, as_of_dates, spec, partitions))
+    return write_training_set_with_spark(book, as_of_dates, spec, Path(out), partitions)
 
 
 def _checked(built: TrainingSetBuild) -> TrainingSetBuild:

@@ -317,8 +317,8 @@ def add_training_data_arguments(parser: argparse.ArgumentParser) -> None:
         "--training-set",
         type=Path,
         default=None,
-        help="a training set already built by `rollrisk build-training-set` (Parquet); "
-        "default: build it from --data",
+        help="a training set already built by `rollrisk build-training-set` (a Parquet file, "
+        "or the folder of parts --engine spark writes); default: build it from --data",
     )
     add_observation_arguments(parser)
 

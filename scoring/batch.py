@@ -198,7 +198,7 @@ def score_portfolio(
                 f"no account of {data} is delinquent ({setup.observation.min_dpd}-"
                 f"{setup.observation.max_dpd} DPD) at {as_of}: nothing to score"
             )
-        partitions = partitions or default_partitions(people)
+        partitions = partitions or book.default_partitions(people)
         # the installed distribution's version (this module sits below the package's __init__)
         code_version = metadata.version("rollrisk")
         identity = {
@@ -318,9 +318,10 @@ class _Book:
     check_as_of: Callable[[date], None]  # raises UserError outside the statement months
     default_as_of: Callable[[], DefaultAsOf]
     population: Callable[[date], int]  # accounts to score at an as-of
-    score: Callable[
-        [date, PartitionedRun, int, int], list[PartitionFile]
-    ]  # as-of, out, partitions, workers
+    # as-of, output, partitions, workers (the local engine's processes)
+    score: Callable[[date, PartitionedRun, int, int], list[PartitionFile]]
+    # the output partitions when --partitions is not given, from the population
+    default_partitions: Callable[[int], int] = default_partitions
 
 
 def _local_book(
@@ -357,6 +358,7 @@ def _spark_book(
         ) from error
     book = held.enter_context(spark_engine.spark_portfolio(data, rejects_path, dates))
     months = book.months
+    accounts_read = book.rejects.accounts_read
 
     def default() -> DefaultAsOf:
         return choose_default_as_of(months.month_ends(), months.accounts.__getitem__)
@@ -379,7 +381,19 @@ def _spark_book(
         score=lambda as_of, output, partitions, _workers: spark_engine.score_with_spark(
             book, as_of, setup, output, partitions
         ),
+        default_partitions=lambda people: spark_default_partitions(people, accounts_read),
     )
+
+
+def spark_default_partitions(population: int, accounts_read: int) -> int:
+    """The Spark engine's output partitions when none are given: one per
+    ``ACCOUNTS_PER_PARTITION`` accounts of the population, as the local engine, or one per
+    ``ACCOUNTS_PER_PARTITION`` accounts *read* when that is more. A Spark task holds every row
+    of its partition's accounts, delinquent or not (the population is known only after
+    validation), so sizing by the population alone gave one task the whole book when ~4% of
+    it is delinquent: 6.0 GiB in one Python worker at 1,000,000 accounts, 37,717 scored
+    (docs/benchmarks.md, "Spark at 1M and 10M accounts")."""
+    return max(default_partitions(population), default_partitions(accounts_read))
 
 
 def arm_counts(files: Sequence[PartitionFile]) -> dict[str, dict[str, int]]:

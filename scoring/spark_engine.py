@@ -21,6 +21,11 @@ How a scoring run goes:
    fsync, atomic rename). Only the file's row count and checksum come back to the driver,
    which publishes the manifest and the ``current`` link once every partition is in.
 
+A training-set build (:func:`write_training_set_with_spark`) validates and builds each
+partition the same way and each task writes its rows as one part into a staging folder beside
+``--out``; the driver receives each part's row count, checksum and per-as-of summary, and
+publishes the folder (manifest, then one rename) once every part is in.
+
 The run folder must therefore be visible to every executor at the same path (a shared POSIX
 file system on a cluster: the rename and the ``current`` link need POSIX anyway).
 """
@@ -30,19 +35,26 @@ from __future__ import annotations
 import functools
 import glob
 import os
+import shutil
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
+from pandera.errors import SchemaError, SchemaErrors
 
 from rollrisk.errors import UserError
 from rollrisk.features.dates import DateSettings
 from rollrisk.features.observations import ObservationSpec, combine_summaries
-from rollrisk.features.training_set import TrainingSetBuild, build_training_set
+from rollrisk.features.training_set import (
+    build_training_set,
+    training_set_schema,
+    validate_training_set,
+)
 from rollrisk.scoring.core import ScoringSetup, population, score_accounts
 from rollrisk.scoring.spark_portfolio import (
     ReadPlan,
@@ -55,6 +67,13 @@ from rollrisk.scoring.spark_portfolio import (
 )
 from rollrisk.storage.atomic_output import PartitionedRun, PartitionFile
 from rollrisk.storage.results import default_partitions
+from rollrisk.storage.training_sets import (
+    TrainingPart,
+    publish_training_parts,
+    training_part_name,
+    training_parts_staging,
+    write_training_part,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -70,8 +89,8 @@ def spark_session() -> tuple[SparkSession, bool]:
 
     Returns the session and whether this call started it (then the caller stops it). The
     master comes from ``ROLLRISK_SPARK_MASTER`` (default ``local[2]``), the driver's heap from
-    ``ROLLRISK_SPARK_DRIVER_MEMORY`` (default 4g: the rejected rows and the training rows are
-    collected there).
+    ``ROLLRISK_SPARK_DRIVER_MEMORY`` (default 4g; in ``local`` mode this JVM also runs the
+    executors; the rejected rows are collected there).
     """
     from pyspark.errors import PySparkRuntimeError
     from pyspark.sql import SparkSession
@@ -87,7 +106,7 @@ def spark_session() -> tuple[SparkSession, bool]:
         .config(
             "spark.driver.memory", os.environ.get(DRIVER_MEMORY_VARIABLE, DEFAULT_DRIVER_MEMORY)
         )
-        # what comes back: the rejected rows, and the training rows of build-training-set
+        # what comes back: the rejected rows (the training rows are written by the executors)
         .config("spark.driver.maxResultSize", "2g")
         .config("spark.sql.shuffle.partitions", "8")
         .config("spark.ui.showConsoleProgress", "false")  # the job prints its stages
@@ -205,33 +224,61 @@ def _score_partition(
     }
 
 
-TRAINING_PARTITION_SCHEMA = "partition int, rows binary, summary binary"
+TRAINING_PARTITION_SCHEMA = "partition int, rows long, sha256 string, summary binary"
 
 
-def build_training_set_with_spark(
+@dataclass(frozen=True)
+class TrainingSetWritten:
+    """A training set the executors wrote as a folder of parts (:func:`write_training_set_with_spark`)."""
+
+    path: Path
+    rows: int
+    columns: int
+    summary: pl.DataFrame  # per as-of, as TrainingSetBuild.summary
+
+
+def write_training_set_with_spark(
     book: SparkPortfolio,
     as_of_dates: Sequence[date],
     spec: ObservationSpec,
+    out: Path,
     partitions: int | None = None,
-) -> TrainingSetBuild:
+) -> TrainingSetWritten:
     """:func:`rollrisk.features.training_set.build_training_set` run per account partition on
     the executors (``partitions``; default: two per core, or one per
-    ``ACCOUNTS_PER_PARTITION`` accounts read when that is more); the rows come back to the
-    driver (the training set is the delinquent population at the as-of dates, what training
-    holds in memory anyway), sorted as the local build sorts them, and the summaries are
-    added up."""
+    ``ACCOUNTS_PER_PARTITION`` accounts read when that is more), each task checking its rows
+    against the training-set schema and writing them as one part; the folder is published at
+    ``out`` once every part is in (:func:`rollrisk.storage.training_sets.publish_training_parts`).
+    Only each part's row count, checksum and per-as-of summary come back to the driver, so
+    its memory does not grow with the training set.
+
+    Raises:
+        RuntimeError: a task failed (the staging folder is removed, ``out`` is unchanged).
+    """
     if partitions is None:
         cores = book.spark.sparkContext.defaultParallelism
         partitions = max(2 * cores, default_partitions(book.rejects.accounts_read))
-    # whether an as-of's window is complete is the whole book's question, not a partition's
-    work = functools.partial(
-        _training_partition, list(as_of_dates), spec, book.present, book.months.last
-    )
-    rows = book.per_partition(partitions, range(partitions), work, TRAINING_PARTITION_SCHEMA)
-    parts = [from_ipc(row["rows"]) for row in rows]
-    training_set = pl.concat(parts, how="vertical_relaxed").sort("as_of", "account_id")
-    summary = combine_summaries([from_ipc(row["summary"]) for row in rows])
-    return TrainingSetBuild(training_set=training_set, summary=summary)
+    staging = training_parts_staging(out)
+    try:
+        # whether an as-of's window is complete is the whole book's question, not a partition's
+        work = functools.partial(
+            _training_partition, list(as_of_dates), spec, book.present, book.months.last, staging
+        )
+        rows = book.per_partition(partitions, range(partitions), work, TRAINING_PARTITION_SCHEMA)
+        parts = [
+            TrainingPart(row["partition"], staging / training_part_name(row["partition"]),
+                         row["rows"], row["sha256"])
+            for row in rows
+        ]  # fmt: skip
+        summary = combine_summaries([from_ipc(row["summary"]) for row in rows])
+        columns = training_set_schema().columns
+        publish_training_parts(
+            staging, out, parts, list(columns), {"engine": "spark", "partitions": partitions}
+        )
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return TrainingSetWritten(out, sum(p.rows for p in parts), len(columns), summary)
 
 
 def _training_partition(
@@ -239,11 +286,13 @@ def _training_partition(
     spec: ObservationSpec,
     present: Sequence[str],
     last_cycle_end: date | None,
+    staging: Path,
     plan: ReadPlan,
     partition: int,
     blobs: Any,
 ) -> dict[str, Any]:
-    """Runs in a Spark Python worker: validate one partition and build its training rows."""
+    """Runs in a Spark Python worker: validate one partition, build its training rows, check
+    them against the schema and write them as its part."""
     accounts, statements, actions, treatments = validate_partition(plan, partition, blobs).inputs(
         present
     )
@@ -257,8 +306,16 @@ def _training_partition(
         treatments=treatments,
         last_cycle_end=last_cycle_end,
     )
+    try:
+        rows = validate_training_set(built.training_set)
+    except (SchemaError, SchemaErrors) as error:  # a bug, not a user error: say so plainly
+        raise RuntimeError(
+            f"partition {partition}: the built training set breaks its own schema: {error}"
+        ) from error
+    written = write_training_part(staging, partition, rows)
     return {
         "partition": partition,
-        "rows": to_ipc(built.training_set),
+        "rows": written.rows,
+        "sha256": written.sha256,
         "summary": to_ipc(built.summary),
     }

@@ -1,5 +1,17 @@
 """Training-set files: a built training set written to Parquet and read back, checked.
 
+Two layouts, read alike by :func:`read_training_set`:
+
+* a **file** (the local build, :func:`write_training_set`): one Parquet file, rows sorted by
+  ``as_of, account_id``;
+* a **folder** (the Spark build, written by the executors so that no row passes through the
+  driver): ``part-NNNNN.parquet``, one per account partition, each sorted the same way, and
+  ``manifest.json`` (each part's rows and SHA-256, the columns), written last. The parts are
+  written into a staging folder beside the target (:func:`training_parts_staging`,
+  :func:`write_training_part`) and the folder is renamed into place by
+  :func:`publish_training_parts` once every part is in, so a killed build never leaves a
+  partial training set at the target.
+
 The frame's contract is :func:`rollrisk.features.training_set.training_set_schema`; a file is
 checked against it when read, so a stale or hand-edited file fails loudly instead of training a
 model on the wrong columns.
@@ -7,8 +19,13 @@ model on the wrong columns.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 from pandera.errors import SchemaError, SchemaErrors
@@ -16,32 +33,173 @@ from pandera.errors import SchemaError, SchemaErrors
 from rollrisk.errors import UserError
 from rollrisk.features.registry import FEATURE_SET, FeatureSet
 from rollrisk.features.training_set import validate_training_set
+from rollrisk.storage.atomic_output import MANIFEST, file_sha256, publish_file
+
+TRAINING_PARTS_LAYOUT = "rollrisk-training-set-parts/1"  # the manifest's "layout"
 
 
 def write_training_set(frame: pl.DataFrame, path: Path) -> None:
     """Write ``frame`` to ``path`` (Parquet) next to the target and rename, so a killed run
-    never leaves a half file at ``path``; makes the parent folder if needed."""
+    never leaves a half file at ``path``; makes the parent folder if needed. A folder of
+    parts at ``path`` (an earlier Spark build) is replaced as :func:`publish_training_parts`
+    replaces one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp")
     frame.write_parquet(temporary)
-    os.replace(temporary, path)
+    if path.is_dir() and not path.is_symlink():
+        _replace(temporary, path)
+    else:
+        os.replace(temporary, path)
 
 
 def read_training_set(path: Path, feature_set: FeatureSet = FEATURE_SET) -> pl.DataFrame:
-    """A training set written by :func:`write_training_set` (``rollrisk build-training-set``),
-    checked against the schema of ``feature_set``.
+    """A training set written by :func:`write_training_set` (a file) or by
+    :func:`publish_training_parts` (a folder of parts: read whole, rows sorted by ``as_of,
+    account_id`` as the local build sorts them), checked against the schema of
+    ``feature_set``.
 
     Raises:
-        UserError: the file does not exist, or breaks the schema (the message lists how).
+        UserError: the file or folder does not exist, a folder is not a complete training set
+            (no manifest, a part missing or not the part its manifest lists), or the rows
+            break the schema (the message lists how).
     """
     path = Path(path)
     if not path.exists():
         raise UserError(f"training set {path} does not exist")
+    frame = _read_parts(path) if path.is_dir() else pl.read_parquet(path)
     try:
-        return validate_training_set(pl.read_parquet(path), feature_set)
+        return validate_training_set(frame, feature_set)
     except (SchemaError, SchemaErrors) as error:
         raise UserError(
             f"training set {path} does not match feature set {feature_set.name} "
             f"v{feature_set.version} (rebuild it with `rollrisk build-training-set`): {error}"
         ) from error
+
+
+# --------------------------------------------------------------------------- a folder of parts
+
+
+@dataclass(frozen=True)
+class TrainingPart:
+    """One written part: its partition, file, rows and checksum."""
+
+    partition: int
+    path: Path
+    rows: int
+    sha256: str
+
+
+def training_part_name(partition: int) -> str:
+    return f"part-{partition:05d}.parquet"
+
+
+def training_parts_staging(path: Path) -> Path:
+    """The staging folder the parts of a training set bound for ``path`` are written into: a
+    hidden sibling (same file system, so the publishing rename is atomic), named after the
+    driver process. A staging folder left by a killed build is removed and made again."""
+    path = Path(path)
+    staging = path.with_name(f".{path.name}.{os.getpid()}.parts")
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    return staging
+
+
+def write_training_part(staging: Path, partition: int, frame: pl.DataFrame) -> TrainingPart:
+    """Write one partition's training rows into ``staging`` (runs on an executor): a
+    temporary file named after this process, fsync, then a rename, so a part that exists is
+    complete and a retried task replaces it with the same rows."""
+    final = Path(staging) / training_part_name(partition)
+    temporary = final.with_name(f"{final.name}.{os.getpid()}.tmp")
+    try:
+        frame.write_parquet(temporary, compression="zstd", statistics=True)
+        publish_file(temporary, final)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return TrainingPart(partition, final, frame.height, file_sha256(final))
+
+
+def publish_training_parts(
+    staging: Path,
+    path: Path,
+    parts: Sequence[TrainingPart],
+    columns: Sequence[str],
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write the manifest into ``staging`` (every part of ``parts``, in partition order) and
+    rename the folder to ``path``. A file or folder already at ``path`` (an earlier build) is
+    moved aside first and removed after: a reader meanwhile finds the old training set, then
+    briefly nothing, then the new one, never a mixture.
+
+    Raises:
+        RuntimeError: a part of ``parts`` is not in ``staging`` (nothing is published).
+    """
+    staging, path = Path(staging), Path(path)
+    missing = [p.path.name for p in parts if not (staging / p.path.name).is_file()]
+    if missing:
+        raise RuntimeError(f"{staging}: parts {missing} are missing; nothing was published")
+    body = {
+        "layout": TRAINING_PARTS_LAYOUT,
+        "rows": sum(p.rows for p in parts),
+        "columns": list(columns),
+        "parts": [
+            {"file": p.path.name, "rows": p.rows, "sha256": p.sha256}
+            for p in sorted(parts, key=lambda p: p.partition)
+        ],
+        **dict(extra or {}),
+    }
+    manifest = staging / MANIFEST
+    temporary = manifest.with_name(f"{MANIFEST}.tmp")
+    temporary.write_text(json.dumps(body, indent=2, default=str) + "\n")
+    publish_file(temporary, manifest)
+    for stray in staging.glob("*.tmp"):  # a task attempt killed mid-write
+        stray.unlink(missing_ok=True)
+    _replace(staging, path)
+    return path
+
+
+def _replace(new: Path, path: Path) -> None:
+    """Rename ``new`` (a file or folder) to ``path``, whatever is there: a file or folder at
+    ``path`` is renamed aside first (rename cannot replace a folder that has files, nor a
+    folder by a file) and removed once ``new`` is in place."""
+    aside = path.with_name(f".{path.name}.{os.getpid()}.old")
+    if path.exists() or path.is_symlink():
+        os.replace(path, aside)
+    os.replace(new, path)
+    if aside.is_dir() and not aside.is_symlink():
+        shutil.rmtree(aside)
+    else:
+        aside.unlink(missing_ok=True)
+
+
+def _read_parts(path: Path) -> pl.DataFrame:
+    """The rows of a folder of parts, sorted as the local build sorts them; the manifest is
+    checked first (every part it lists present with its row count)."""
+    manifest_path = path / MANIFEST
+    if not manifest_path.is_file():
+        raise UserError(
+            f"training set {path} is a folder without {MANIFEST}: not a complete training set "
+            "(a build killed before publishing leaves none; rebuild it with "
+            "`rollrisk build-training-set`)"
+        )
+    manifest = json.loads(manifest_path.read_text())
+    if manifest.get("layout") != TRAINING_PARTS_LAYOUT:
+        raise UserError(
+            f"{manifest_path}: layout {manifest.get('layout')!r}, expected "
+            f"{TRAINING_PARTS_LAYOUT!r} (rebuild it with `rollrisk build-training-set`)"
+        )
+    files = [path / entry["file"] for entry in manifest["parts"]]
+    for entry, file in zip(manifest["parts"], files, strict=True):
+        rows = pl.scan_parquet(file).select(pl.len()).collect().item() if file.is_file() else None
+        if rows != entry["rows"]:
+            found = "missing" if rows is None else f"{rows:,} rows"
+            raise UserError(
+                f"training set {path}: part {entry['file']} is {found}, its manifest says "
+                f"{entry['rows']:,} rows (rebuild it with `rollrisk build-training-set`)"
+            )
+    if not files:
+        raise UserError(f"training set {path}: its manifest lists no part")
+    # lazily: the sort reads the parts once, without a concatenated copy beside them
+    return pl.scan_parquet(files).sort("as_of", "account_id").collect()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -18,6 +19,7 @@ pytest.importorskip(
 
 from rollrisk.cli import main  # noqa: E402
 from rollrisk.storage.atomic_output import read_current  # noqa: E402
+from rollrisk.storage.training_sets import read_training_set  # noqa: E402
 
 pytestmark = pytest.mark.slow
 AS_OF = "2025-03-31"
@@ -174,6 +176,8 @@ def test_spark_resumes_after_a_task_failed_writing_its_partition(
 
 
 def test_build_training_set_on_spark_gives_the_local_rows(scoring_world, spark, tmp_path, capsys):
+    """The executors write the rows as a folder of parts; read back (sorted as the local build
+    sorts), they are the local file's rows, and the summary printed is the same."""
     outputs = {}
     for engine in ("spark", "local"):
         out = tmp_path / f"{engine}.parquet"
@@ -182,11 +186,21 @@ def test_build_training_set_on_spark_gives_the_local_rows(scoring_world, spark, 
         capsys.readouterr()
         assert main(argv) == 0
         printed = capsys.readouterr().out.splitlines()
-        outputs[engine] = (pl.read_parquet(out), [line for line in printed if "wrote" not in line])
+        outputs[engine] = (
+            read_training_set(out),
+            [line for line in printed if "wrote" not in line],
+        )
     (by_spark, spark_summary), (by_local, local_summary) = outputs["spark"], outputs["local"]
     assert by_local.height > 0 and by_local["as_of"].n_unique() > 1  # every eligible as-of
     assert_frame_equal(by_spark, by_local)  # same rows, same order, floats within tolerance
+    assert_frame_equal(by_local, pl.read_parquet(tmp_path / "local.parquet"))  # the file as is
     assert spark_summary == local_summary
+    folder = tmp_path / "spark.parquet"
+    parts = sorted(folder.glob("part-*.parquet"))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert len(parts) == len(manifest["parts"]) == manifest["partitions"] > 1
+    assert manifest["rows"] == sum(pl.read_parquet(p).height for p in parts) == by_local.height
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no staging
 
 
 @pytest.fixture(scope="module")

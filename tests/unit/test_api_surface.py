@@ -10,6 +10,7 @@ import typing
 from datetime import date
 from pathlib import Path
 
+import polars as pl
 import pytest
 from pydantic import ValidationError
 
@@ -18,7 +19,13 @@ from rollrisk import api
 from rollrisk.errors import UserError
 from rollrisk.features.observations import ObservationSpec
 from rollrisk.models.training_config import TrainingConfig
-from rollrisk.storage.training_sets import read_training_set, write_training_set
+from rollrisk.storage.training_sets import (
+    publish_training_parts,
+    read_training_set,
+    training_parts_staging,
+    write_training_part,
+    write_training_set,
+)
 from tests.feature_history import synthetic_history
 
 
@@ -91,6 +98,45 @@ def test_training_set_files_round_trip_and_a_wrong_file_is_named(tmp_path: Path)
         read_training_set(tmp_path / "old.parquet")
     with pytest.raises(UserError, match="does not exist"):
         read_training_set(tmp_path / "missing.parquet")
+
+
+def test_a_folder_of_parts_reads_as_the_file_and_replaces_it_whole(tmp_path: Path) -> None:
+    """The Spark build's layout: parts written into a staging folder, published by one
+    rename; read back, the rows are the file's rows in the file's order."""
+    portfolio = api.load_portfolio(
+        synthetic_history(accounts=80, months=6, seed=2).write(tmp_path / "p")
+    )
+    built = api.build_training_set_with_summary(
+        portfolio, observation=ObservationSpec(window_months=1)
+    )
+    frame = built.training_set
+    assert frame["as_of"].n_unique() > 1
+    path = tmp_path / "out" / "training_set.parquet"
+    write_training_set(frame, path)  # an earlier local build, replaced by the folder
+    # three parts split by account, as the executors split them, and an empty one
+    shards = [frame.filter(pl.col("account_id").hash(seed=0) % 3 == k) for k in range(3)]
+    staging = training_parts_staging(path)
+    assert staging.parent == path.parent and staging.name.startswith(".")
+    parts = [write_training_part(staging, k, shard) for k, shard in enumerate(shards)]
+    parts.append(write_training_part(staging, 3, frame.clear()))
+    assert read_training_set(path).equals(frame)  # still the file until published
+    publish_training_parts(staging, path, parts, frame.columns)
+    assert path.is_dir() and not staging.exists()
+    assert sorted(p.name for p in path.iterdir()) == [
+        "manifest.json", "part-00000.parquet", "part-00001.parquet", "part-00002.parquet",
+        "part-00003.parquet",
+    ]  # fmt: skip
+    assert read_training_set(path).equals(frame)
+    assert not list(path.parent.glob(".*"))  # no staging, no old copy left
+
+    (path / "part-00001.parquet").unlink()
+    with pytest.raises(UserError, match=r"part part-00001\.parquet is missing, its manifest"):
+        read_training_set(path)
+    (path / "manifest.json").unlink()
+    with pytest.raises(UserError, match="folder without manifest.json"):
+        read_training_set(path)
+    write_training_set(frame, path)  # a local build replaces the folder
+    assert path.is_file() and read_training_set(path).equals(frame)
 
 
 def test_a_history_too_short_for_the_window_says_so(tmp_path: Path) -> None:

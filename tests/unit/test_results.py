@@ -10,6 +10,7 @@ from rollrisk.storage.atomic_output import PartitionedRun
 from rollrisk.storage.results import (
     PARTITION_COLUMN,
     PartitionedTables,
+    default_partitions,
     partition_of,
     read_policy_simulation,
     read_scores,
@@ -80,3 +81,14 @@ def test_a_missing_policy_simulation_names_the_file_and_the_job(tmp_path):
         read_policy_simulation(tmp_path)
     (tmp_path / "policy_simulation.json").write_text('{"as_of": "2025-06-30"}')
     assert read_policy_simulation(tmp_path) == {"as_of": "2025-06-30"}
+
+
+def test_spark_default_partitions_size_tasks_by_accounts_read_too() -> None:
+    """A Spark task holds every row of its partition's accounts, delinquent or not: the default
+    is the local engine's (by population) unless the accounts read need more."""
+    from rollrisk.scoring.batch import spark_default_partitions
+
+    assert spark_default_partitions(37_717, 1_000_000) == 20  # 4% delinquent: by accounts read
+    assert spark_default_partitions(1_000_000, 1_000_000) == default_partitions(1_000_000) == 20
+    assert spark_default_partitions(120_000, 130_000) == default_partitions(120_000) == 3
+    assert spark_default_partitions(1, 1) == 1
