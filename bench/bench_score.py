@@ -50,7 +50,7 @@ from pathlib import Path
 import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import machine_description  # noqa: E402
+from harness import TreeMemoryPeak, machine_description  # noqa: E402
 
 TABLES = ("accounts", "statements", "collection_actions", "treatments")
 TARGET = 1_000_000
@@ -182,21 +182,24 @@ sys.exit(main(sys.argv[2:]))
 
 def measured_score(
     argv: list[str], kernel: str, env: dict[str, str], log: Path
-) -> tuple[float, float, str, float]:
-    """Wall seconds, peak RSS (GiB), stdout and CPU seconds (user + system, all threads) of
-    one ``rollrisk score`` child process. On a shared machine the CPU seconds move less with
-    other jobs' load than the wall time does."""
+) -> tuple[float, float, str, float, float]:
+    """Wall seconds, peak RSS (GiB) of the largest process, stdout, CPU seconds (user +
+    system, all threads, the worker processes included) and the peak of the summed PSS (GiB)
+    of the job with its workers, of one ``rollrisk score`` child process. On a shared machine
+    the CPU seconds move less with other jobs' load than the wall time does."""
     started = time.perf_counter()
     with log.open("w") as out:
         process = subprocess.Popen(
             [_python(), "-c", CHILD, kernel, "score", *argv], env=env, stdout=out
         )
+        memory = TreeMemoryPeak(process.pid)
         _, status, usage = os.wait4(process.pid, 0)
+        tree_gib = memory.stop()
     seconds = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"rollrisk score failed; see {log}")
     cpu = usage.ru_utime + usage.ru_stime
-    return seconds, usage.ru_maxrss / 2**20, log.read_text(), cpu
+    return seconds, usage.ru_maxrss / 2**20, log.read_text(), cpu, tree_gib
 
 
 # "  stage   12.3 s" lines of `rollrisk score`; steps inside score_accounts are indented 4
@@ -263,12 +266,13 @@ def main() -> int:
                     "--out", out]  # fmt: skip
             if args.experiment_share is not None:
                 argv += ["--experiments", str(experiment_file(cache, as_of, args.experiment_share))]
-            seconds, rss, stdout, cpu = measured_score(
+            seconds, rss, stdout, cpu, tree = measured_score(
                 argv, args.kernel, env, cache / f"score-{repeat}.log"
             )
-        runs.append((seconds, rss, stages_of(stdout), cpu))
+        runs.append((seconds, rss, stages_of(stdout), cpu, tree))
         print(
-            f"run {repeat + 1}: {seconds:.1f} s, CPU {cpu:.1f} s, peak RSS {rss:.2f} GiB, "
+            f"run {repeat + 1}: {seconds:.1f} s, CPU {cpu:.1f} s, peak RSS {rss:.2f} GiB "
+            f"(largest process), peak PSS {tree:.2f} GiB (job and workers summed), "
             f"load average {os.getloadavg()[0]:.1f}",
             flush=True,
         )
@@ -290,9 +294,11 @@ def main() -> int:
         seconds = statistics.median(r[2].get(name, 0.0) for r in runs)
         print(f"  {name:<50} {seconds:9.1f} {seconds / median_seconds:7.1%}")
     median_cpu = statistics.median(r[3] for r in runs)
+    median_tree = statistics.median(r[4] for r in runs)
     print(
         f"end to end (child wall time): {median_seconds:.1f} s, CPU {median_cpu:.1f} s, "
-        f"peak RSS {median_rss:.2f} GiB"
+        f"peak RSS {median_rss:.2f} GiB (largest process), peak PSS {median_tree:.2f} GiB "
+        "(job and workers summed)"
     )
     if args.accounts != TARGET:
         scale = TARGET / args.accounts

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -88,3 +90,60 @@ def interleaved_medians(
         name: (statistics.median(wall[name]), statistics.median(cpu[name]), results[name])
         for name in functions
     }
+
+
+def read_proc(path: str) -> str | None:
+    """A ``/proc`` file's text, or None when its process ended meanwhile."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read()
+    except OSError:
+        return None
+
+
+def process_tree(root: int) -> list[int]:
+    """``root`` and every process descended from it (Linux ``/proc``), parents first."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (stat := read_proc(f"/proc/{entry}/stat")) is not None:
+            # the command name is in parentheses and may hold spaces: split after the last ')'
+            parent = int(stat[stat.rindex(")") + 2 :].split()[1])
+            children.setdefault(parent, []).append(int(entry))
+    found, stack = [], [root]
+    while stack:
+        pid = stack.pop()
+        found.append(pid)
+        stack.extend(children.get(pid, []))
+    return found
+
+
+def pss_bytes(pid: int) -> int:
+    """A process's proportional set size (shared pages divided among their sharers): summed
+    over processes it counts each page once, which RSS does not. 0 when it ended."""
+    rollup = read_proc(f"/proc/{pid}/smaps_rollup") or ""
+    found = re.search(r"^Pss:\s+(\d+) kB", rollup, re.MULTILINE)
+    return int(found.group(1)) * 1024 if found else 0
+
+
+class TreeMemoryPeak:
+    """Samples, every ``interval`` seconds until :meth:`stop`, the summed PSS of ``root``'s
+    process tree (a job and the worker processes it starts) and keeps the peak, in GiB:
+    ``ru_maxrss`` of ``os.wait4`` is the largest single process, not the tree's sum."""
+
+    def __init__(self, root: int, interval: float = 0.5) -> None:
+        self.peak_gib = 0.0
+        self._root, self._interval = root, interval
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._done.is_set():
+            total = sum(pss_bytes(pid) for pid in process_tree(self._root))
+            self.peak_gib = max(self.peak_gib, total / 2**30)
+            self._done.wait(self._interval)
+
+    def stop(self) -> float:
+        self._done.set()
+        self._thread.join()
+        return self.peak_gib
