@@ -67,27 +67,38 @@ def _count(condition: pl.Expr) -> Aggregate:
     return Aggregate(condition.sum(), when_no_rows=0.0)
 
 
+def _max_where(condition: pl.Expr, column: str) -> pl.Expr:
+    """The largest ``column`` among the rows where ``condition`` holds (null if none).
+
+    ``when/then`` rather than ``filter``: the same value, and polars aggregates it without
+    evaluating the group's rows one group at a time (a maximum does not depend on the order).
+    """
+    return pl.when(condition).then(pl.col(column)).max()
+
+
 def _ratio(numerator: pl.Expr, denominator: pl.Expr) -> pl.Expr:
     return pl.when(denominator > 0).then(numerator / denominator).otherwise(None)
 
 
 def _months_since_last_not(flag: pl.Expr) -> pl.Expr:
     """Length of the run of latest statement months where ``flag`` holds (0 if the latest fails)."""
-    last_break = pl.col("_month").filter(~flag).max()
+    last_break = _max_where(~flag, "_month")
     return pl.col("_latest_month").first() - pl.coalesce(last_break, pl.col("_month").min() - 1)
 
 
 def _previous_delinquency_month() -> pl.Expr:
     """Month of the last delinquent statement before the latest current (DPD 0) one."""
-    last_current = pl.col("_month").filter(pl.col("dpd") == 0).max()
-    return pl.col("_month").filter((pl.col("dpd") > 0) & (pl.col("_month") < last_current)).max()
+    last_current = _max_where(pl.col("dpd") == 0, "_month")
+    return _max_where((pl.col("dpd") > 0) & (pl.col("_month") < last_current), "_month")
 
 
 _DELINQUENT = pl.col("dpd") > 0
 _BUCKET = pl.col("_bucket")
 _PREVIOUS = pl.col("_previous_bucket")
 _LATEST_DUE = pl.col("amount_due").last()
-_LATEST_OVERDUE = (pl.col("amount_due") - pl.col("amount_paid")).clip(lower_bound=0).last()
+# the latest statement's values taken first, then combined: the same arithmetic on the same row
+# as combining every row and taking the latest, without the work on the other rows
+_LATEST_OVERDUE = (pl.col("amount_due").last() - pl.col("amount_paid").last()).clip(lower_bound=0)
 _PAID, _DUE, _MIN_DUE = pl.col("amount_paid"), pl.col("amount_due"), pl.col("min_due")
 # What the borrower owes at cycle end. A negative balance is a credit (an overpayment or a
 # refund: the lender owes the borrower) and owes nothing; features read it as 0, so that a
@@ -108,7 +119,7 @@ def _last_minus_previous(column: str) -> Aggregate:
 def _months_since_statement(flag: pl.Expr) -> Aggregate:
     """Statement months from the last statement where ``flag`` holds to the latest statement
     (0: the latest); null when it never holds in the known history."""
-    return Aggregate(pl.col("_latest_month").first() - pl.col("_month").filter(flag).max())
+    return Aggregate(pl.col("_latest_month").first() - _max_where(flag, "_month"))
 
 
 def _bucket_months(bucket: int, months: int) -> tuple[str, Aggregate]:
@@ -120,9 +131,9 @@ def _bucket_months(bucket: int, months: int) -> tuple[str, Aggregate]:
 # _paid_to_due, _min_due_only, credit_limit (see _statement_rows).
 STATEMENT_FEATURES: Mapping[str, Aggregate] = {
     "dpd_current": Aggregate(pl.col("dpd").last()),
-    "dpd_max_3m": Aggregate(pl.col("dpd").filter(_window(3)).max()),
-    "dpd_max_6m": Aggregate(pl.col("dpd").filter(_window(6)).max()),
-    "dpd_max_12m": Aggregate(pl.col("dpd").filter(_window(12)).max()),
+    "dpd_max_3m": Aggregate(_max_where(_window(3), "dpd")),
+    "dpd_max_6m": Aggregate(_max_where(_window(6), "dpd")),
+    "dpd_max_12m": Aggregate(_max_where(_window(12), "dpd")),
     **dict(_bucket_months(b, m) for m in (3, 6, 12) for b in (1, 2, 3)),
     "months_delinquent_12m": _count(_DELINQUENT & _window(12)),
     "consecutive_delinquent_months": Aggregate(_months_since_last_not(_DELINQUENT)),
@@ -141,7 +152,7 @@ STATEMENT_FEATURES: Mapping[str, Aggregate] = {
     "partial_payments_6m": _count((_PAID > 0) & (_PAID < _MIN_DUE) & _window(6)),
     "zero_payments_3m": _count((_DUE > 0) & (_PAID == 0) & _window(3)),
     "utilisation_current": Aggregate(pl.col("_utilisation").last()),
-    "balance_current": Aggregate(_OWED.last()),
+    "balance_current": Aggregate(pl.col("balance").last().clip(lower_bound=0)),  # _OWED
     "amount_overdue": Aggregate(_LATEST_OVERDUE),
     "overdue_to_limit_ratio": Aggregate(_ratio(_LATEST_OVERDUE, pl.col("credit_limit").first())),
     "days_since_statement": Aggregate(
