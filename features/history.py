@@ -533,6 +533,9 @@ SOURCES: Mapping[str, Mapping[str, object]] = {
 }
 
 
+_SAME_OBSERVATION_AS_PREVIOUS_ROW = pl.all_horizontal(pl.col(k) == pl.col(k).shift(1) for k in KEY)
+
+
 def _statement_rows(
     keys: pl.LazyFrame, statements: pl.LazyFrame, accounts: pl.LazyFrame
 ) -> pl.LazyFrame:
@@ -559,7 +562,11 @@ def _statement_rows(
         .with_columns(month_index("cycle_end").alias("_month"), bucket.alias("_bucket"))
         .with_columns(
             pl.col("_month").max().over(KEY).alias("_latest_month"),
-            pl.col("_bucket").shift(1).over(KEY).alias("_previous_bucket"),
+            # the row before, when it is the same observation's (rows are sorted just above):
+            # a plain shift, not shift().over(KEY), which groups the rows once more
+            pl.when(_SAME_OBSERVATION_AS_PREVIOUS_ROW)
+            .then(pl.col("_bucket").shift(1))
+            .alias("_previous_bucket"),
             _ratio(_OWED, pl.col("credit_limit")).alias("_utilisation"),
             _ratio(_PAID, _DUE).alias("_paid_to_due"),
             (
