@@ -1,9 +1,10 @@
 """Point-in-time features from borrower history: one polars aggregation per registered feature.
 
 Every feature of :data:`rollrisk.features.registry.FEATURE_SET` is computed by exactly one
-expression below, filed under the same name in the table of its source (``STATEMENT_FEATURES``,
-``PROMISE_FEATURES`` and ``ACTION_FEATURES`` for the action log, ``TREATMENT_FEATURES``,
-``ACCOUNT_FEATURES``); a unit test checks the names and sources agree with the registry.
+expression below, filed under the same name in the table of its source (``STATEMENT_FEATURES``
+and ``STATEMENT_SUMS``, the statement features made of window sums; ``PROMISE_FEATURES`` and
+``ACTION_FEATURES`` for the action log, ``TREATMENT_FEATURES``, ``ACCOUNT_FEATURES``); a unit
+test checks the names and sources agree with the registry.
 
 How time is handled (the point-in-time rules, see ``docs/features.md``):
 
@@ -27,9 +28,10 @@ no per-account Python.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 import polars as pl
 
@@ -65,29 +67,13 @@ def _count(condition: pl.Expr) -> Aggregate:
     return Aggregate(condition.sum(), when_no_rows=0.0)
 
 
-def _sum(values: pl.Expr) -> pl.Expr:
-    """The sum of a group's float ``values``, added in row order, nulls skipped (0 for none).
+def _max_where(condition: pl.Expr, column: str) -> pl.Expr:
+    """The largest ``column`` among the rows where ``condition`` holds (null if none).
 
-    Not ``.sum()``: polars adds a group's floats in blocks that depend on where the group sits
-    in the frame, so an account's sum could differ in the last bit between a batch and the
-    account alone (the service batches requests). Row order makes it the account's own.
+    ``when/then`` rather than ``filter``: the same value, and polars aggregates it without
+    evaluating the group's rows one group at a time (a maximum does not depend on the order).
     """
-    return values.drop_nulls().cum_sum().last().fill_null(0.0)
-
-
-def _mean(values: pl.Expr) -> pl.Expr:
-    """The mean of ``values`` by :func:`_sum` (null for none)."""
-    count = values.count()
-    return pl.when(count > 0).then(_sum(values) / count)
-
-
-def _std(values: pl.Expr) -> pl.Expr:
-    """The sample standard deviation of ``values`` by :func:`_sum`, two-pass (null for fewer
-    than 2)."""
-    count = values.count()
-    deviation = values - _mean(values)
-    squares = _sum(deviation * deviation)
-    return pl.when(count > 1).then((squares / (count - 1)).sqrt())
+    return pl.when(condition).then(pl.col(column)).max()
 
 
 def _ratio(numerator: pl.Expr, denominator: pl.Expr) -> pl.Expr:
@@ -96,32 +82,23 @@ def _ratio(numerator: pl.Expr, denominator: pl.Expr) -> pl.Expr:
 
 def _months_since_last_not(flag: pl.Expr) -> pl.Expr:
     """Length of the run of latest statement months where ``flag`` holds (0 if the latest fails)."""
-    last_break = pl.col("_month").filter(~flag).max()
+    last_break = _max_where(~flag, "_month")
     return pl.col("_latest_month").first() - pl.coalesce(last_break, pl.col("_month").min() - 1)
 
 
 def _previous_delinquency_month() -> pl.Expr:
     """Month of the last delinquent statement before the latest current (DPD 0) one."""
-    last_current = pl.col("_month").filter(pl.col("dpd") == 0).max()
-    return pl.col("_month").filter((pl.col("dpd") > 0) & (pl.col("_month") < last_current)).max()
-
-
-def _slope(column: str, months: int) -> pl.Expr:
-    """Least-squares slope per month of ``column`` on month (x = -lag) over the window's
-    statements where it is known; null with fewer than 2 of them."""
-    inside = _window(months) & pl.col(column).is_not_null()
-    x = (-pl.col("_lag")).cast(pl.Float64).filter(inside)
-    y = pl.col(column).cast(pl.Float64).filter(inside)
-    n = inside.sum().cast(pl.Float64)
-    denominator = n * _sum(x * x) - _sum(x) ** 2
-    return _ratio(n * _sum(x * y) - _sum(x) * _sum(y), denominator)
+    last_current = _max_where(pl.col("dpd") == 0, "_month")
+    return _max_where((pl.col("dpd") > 0) & (pl.col("_month") < last_current), "_month")
 
 
 _DELINQUENT = pl.col("dpd") > 0
 _BUCKET = pl.col("_bucket")
 _PREVIOUS = pl.col("_previous_bucket")
 _LATEST_DUE = pl.col("amount_due").last()
-_LATEST_OVERDUE = (pl.col("amount_due") - pl.col("amount_paid")).clip(lower_bound=0).last()
+# the latest statement's values taken first, then combined: the same arithmetic on the same row
+# as combining every row and taking the latest, without the work on the other rows
+_LATEST_OVERDUE = (pl.col("amount_due").last() - pl.col("amount_paid").last()).clip(lower_bound=0)
 _PAID, _DUE, _MIN_DUE = pl.col("amount_paid"), pl.col("amount_due"), pl.col("min_due")
 # What the borrower owes at cycle end. A negative balance is a credit (an overpayment or a
 # refund: the lender owes the borrower) and owes nothing; features read it as 0, so that a
@@ -139,19 +116,10 @@ def _last_minus_previous(column: str) -> Aggregate:
     return Aggregate(pl.col(column).last() - _previous(column))
 
 
-def _last_minus_mean(column: str, months: int) -> Aggregate:
-    return Aggregate(pl.col(column).last() - _mean(pl.col(column).filter(_window(months))))
-
-
-def _volatility(column: str, months: int) -> Aggregate:
-    """Sample standard deviation over the window (null with fewer than 2 known values)."""
-    return Aggregate(_std(pl.col(column).cast(pl.Float64).filter(_window(months))))
-
-
 def _months_since_statement(flag: pl.Expr) -> Aggregate:
     """Statement months from the last statement where ``flag`` holds to the latest statement
     (0: the latest); null when it never holds in the known history."""
-    return Aggregate(pl.col("_latest_month").first() - pl.col("_month").filter(flag).max())
+    return Aggregate(pl.col("_latest_month").first() - _max_where(flag, "_month"))
 
 
 def _bucket_months(bucket: int, months: int) -> tuple[str, Aggregate]:
@@ -163,9 +131,9 @@ def _bucket_months(bucket: int, months: int) -> tuple[str, Aggregate]:
 # _paid_to_due, _min_due_only, credit_limit (see _statement_rows).
 STATEMENT_FEATURES: Mapping[str, Aggregate] = {
     "dpd_current": Aggregate(pl.col("dpd").last()),
-    "dpd_max_3m": Aggregate(pl.col("dpd").filter(_window(3)).max()),
-    "dpd_max_6m": Aggregate(pl.col("dpd").filter(_window(6)).max()),
-    "dpd_max_12m": Aggregate(pl.col("dpd").filter(_window(12)).max()),
+    "dpd_max_3m": Aggregate(_max_where(_window(3), "dpd")),
+    "dpd_max_6m": Aggregate(_max_where(_window(6), "dpd")),
+    "dpd_max_12m": Aggregate(_max_where(_window(12), "dpd")),
     **dict(_bucket_months(b, m) for m in (3, 6, 12) for b in (1, 2, 3)),
     "months_delinquent_12m": _count(_DELINQUENT & _window(12)),
     "consecutive_delinquent_months": Aggregate(_months_since_last_not(_DELINQUENT)),
@@ -179,23 +147,12 @@ STATEMENT_FEATURES: Mapping[str, Aggregate] = {
         (_previous_delinquency_month().is_null() & (pl.col("dpd").last() > 0)).cast(pl.Float64)
     ),
     "paid_to_due_ratio_last": Aggregate(_ratio(_PAID.last(), _LATEST_DUE)),
-    "paid_to_due_ratio_3m": Aggregate(
-        _ratio(_sum(_PAID.filter(_window(3))), _sum(_DUE.filter(_window(3))))
-    ),
-    "paid_to_due_ratio_6m": Aggregate(
-        _ratio(_sum(_PAID.filter(_window(6))), _sum(_DUE.filter(_window(6))))
-    ),
-    "paid_to_min_due_ratio_3m": Aggregate(
-        _ratio(_sum(_PAID.filter(_window(3))), _sum(_MIN_DUE.filter(_window(3))))
-    ),
     "min_due_only_streak": Aggregate(_months_since_last_not(pl.col("_min_due_only"))),
     "min_due_only_months_6m": _count(pl.col("_min_due_only") & _window(6)),
     "partial_payments_6m": _count((_PAID > 0) & (_PAID < _MIN_DUE) & _window(6)),
     "zero_payments_3m": _count((_DUE > 0) & (_PAID == 0) & _window(3)),
     "utilisation_current": Aggregate(pl.col("_utilisation").last()),
-    "utilisation_mean_6m": Aggregate(_mean(pl.col("_utilisation").filter(_window(6)))),
-    "utilisation_trend_6m": Aggregate(_slope("_utilisation", 6)),
-    "balance_current": Aggregate(_OWED.last()),
+    "balance_current": Aggregate(pl.col("balance").last().clip(lower_bound=0)),  # _OWED
     "amount_overdue": Aggregate(_LATEST_OVERDUE),
     "overdue_to_limit_ratio": Aggregate(_ratio(_LATEST_OVERDUE, pl.col("credit_limit").first())),
     "days_since_statement": Aggregate(
@@ -203,28 +160,261 @@ STATEMENT_FEATURES: Mapping[str, Aggregate] = {
     ),
     # dynamics (feature set 1.1.0): differences, trends, volatility, recencies, ratios
     "dpd_change_last": _last_minus_previous("dpd"),
-    "dpd_last_minus_mean_6m": _last_minus_mean("dpd", 6),
-    "dpd_last_minus_mean_12m": _last_minus_mean("dpd", 12),
-    "dpd_trend_3m": Aggregate(_slope("dpd", 3)),
-    "dpd_trend_6m": Aggregate(_slope("dpd", 6)),
-    "dpd_trend_12m": Aggregate(_slope("dpd", 12)),
-    "dpd_volatility_6m": _volatility("dpd", 6),
-    "dpd_volatility_12m": _volatility("dpd", 12),
     "months_since_last_cure": _months_since_statement((_PREVIOUS > 0) & (_BUCKET == 0)),
     "months_since_last_payment": _months_since_statement(_PAID > 0),
     "months_since_last_full_payment": _months_since_statement((_DUE > 0) & (_PAID >= _DUE)),
-    "paid_to_due_ratio_12m": Aggregate(
-        _ratio(_sum(_PAID.filter(_window(12))), _sum(_DUE.filter(_window(12))))
-    ),
     "paid_to_due_change_last": _last_minus_previous("_paid_to_due"),
-    "paid_to_due_last_minus_mean_6m": _last_minus_mean("_paid_to_due", 6),
-    "paid_to_due_trend_6m": Aggregate(_slope("_paid_to_due", 6)),
-    "paid_to_due_volatility_6m": _volatility("_paid_to_due", 6),
     "overdue_to_due_ratio": Aggregate(_ratio(_LATEST_OVERDUE, _LATEST_DUE)),
     "utilisation_change_last": _last_minus_previous("_utilisation"),
+}
+
+# --- Statement window sums: one order of addition, two ways to compute it ---------------------
+#
+# Totals, means, standard deviations and least-squares slopes over a statement window add
+# floats, and float addition depends on its order. They are added in ONE documented order, the
+# statements' own: from 0.0, the window's oldest statement first, a missing value skipped.
+# features/online.py adds them in that order too, so the service's features equal the batch's
+# bit for bit, and an observation's features depend neither on the other observations of a
+# query nor on where it sits among them. Polars' own ``sum``/``mean``/``std`` are not used:
+# they add a group's floats in blocks (compensated or not) that depend on the whole query.
+#
+# The order is computed two ways, chosen per observation:
+# * picked (vectorised): the latest ``PICKED_STATEMENTS`` statements of each observation are
+#   picked into columns, one row per observation (``list.get`` on the group's rows as a list),
+#   and added with explicit ``+``, oldest pick first, from 0.0; a pick outside the window, past
+#   the first statement or with the value missing adds 0.0. That is the order above whenever
+#   the widest window holds at most ``PICKED_STATEMENTS`` statements (always with one
+#   statement a month): the picks outside the window are older than it, and adding 0.0 to a
+#   sum started at 0.0 changes nothing;
+# * in rows (per group, slower): ``cum_sum`` over the window's rows in the group, taken only
+#   for the observations whose widest window holds more statements (several cycles a month).
+
+# Statements picked per observation: one per month of the widest window.
+PICKED_STATEMENTS = 12
+# The widest window a statement sum may use (a wider one would need more picks).
+WIDEST_SUM_WINDOW = 12
+# The statement columns that window sums read.
+SUMMED_COLUMNS = ("amount_paid", "amount_due", "min_due", "dpd", "_utilisation", "_paid_to_due")
+
+
+class _Window(Protocol):
+    """The sums of one statement column over a window of ``months`` statement months: over
+    the window's statements where the column is known, in the order above."""
+
+    def total(self, column: str, months: int) -> pl.Expr:
+        """The column's values added (0.0 when none is known)."""
+        ...
+
+    def count(self, column: str, months: int) -> pl.Expr:
+        """How many values are known (UInt32)."""
+        ...
+
+    def squares(self, column: str, months: int) -> pl.Expr:
+        """The squared deviations from :func:`_mean` added."""
+        ...
+
+    def moments(self, column: str, months: int) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
+        """With x = -lag (the month, 0 the latest): x, x * x and x * value added."""
+        ...
+
+    def latest(self, column: str) -> pl.Expr:
+        """The column on the latest statement."""
+        ...
+
+
+def _check_window(months: int) -> None:
+    if months > WIDEST_SUM_WINDOW:
+        raise ValueError(f"a {months}-month window sum is wider than {WIDEST_SUM_WINDOW} months")
+
+
+def _mean(window: _Window, column: str, months: int) -> pl.Expr:
+    """The mean of the window's known values (null for none)."""
+    count = window.count(column, months)
+    return pl.when(count > 0).then(window.total(column, months) / count)
+
+
+class _InRows:
+    """The sums as aggregations of an observation's rows (in a ``group_by``), by ``cum_sum``."""
+
+    @staticmethod
+    def _values(column: str, months: int) -> pl.Expr:
+        _check_window(months)
+        return (
+            pl.col(column).cast(pl.Float64).filter(_window(months) & pl.col(column).is_not_null())
+        )
+
+    @staticmethod
+    def _added(values: pl.Expr) -> pl.Expr:
+        # from 0.0, as the picks are added: a sum of zeros is +0.0, never -0.0
+        return pl.lit(0.0) + values.cum_sum().last().fill_null(0.0)
+
+    def total(self, column: str, months: int) -> pl.Expr:
+        return self._added(self._values(column, months))
+
+    def count(self, column: str, months: int) -> pl.Expr:
+        return self._values(column, months).count().cast(pl.UInt32)
+
+    def squares(self, column: str, months: int) -> pl.Expr:
+        deviation = self._values(column, months) - _mean(self, column, months)
+        return self._added(deviation * deviation)
+
+    def moments(self, column: str, months: int) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
+        _check_window(months)
+        known = _window(months) & pl.col(column).is_not_null()
+        x = (-pl.col("_lag")).cast(pl.Float64).filter(known)
+        y = self._values(column, months)
+        return self._added(x), self._added(x * x), self._added(x * y)
+
+    def latest(self, column: str) -> pl.Expr:
+        return pl.col(column).last()
+
+
+def _picked_name(column: str, position: int) -> str:
+    """The column of ``column`` on the statement ``position`` statements before the latest."""
+    return f"{column}[{position}]"
+
+
+class _Picked:
+    """The sums from the picked columns (one row per observation), by explicit ``+``.
+
+    Each sum a feature asks for is recorded and returned as a column; :meth:`stages` gives
+    the expressions that compute those columns, in the order they depend on each other (the
+    totals, counts and moments; the means; the squared deviations from them): one column
+    each, not one expression per feature, as each feature would repeat its sums' additions.
+    """
+
+    def __init__(self) -> None:
+        self._stages: tuple[dict[str, pl.Expr], ...] = ({}, {}, {})
+
+    def _column(self, stage: int, name: str, build: Callable[[], pl.Expr]) -> pl.Expr:
+        if name not in self._stages[stage]:
+            self._stages[stage][name] = build().alias(name)
+        return pl.col(name)
+
+    @staticmethod
+    def _picks(column: str, months: int) -> list[tuple[pl.Expr, pl.Expr]]:
+        """(value, x = -lag) of each pick, oldest first; both null outside the window, past
+        the first statement (a null ``_lag``) or where the value is missing."""
+        _check_window(months)
+        picks = []
+        for position in reversed(range(PICKED_STATEMENTS)):
+            lag = pl.col(_picked_name("_lag", position))
+            value = pl.col(_picked_name(column, position)).cast(pl.Float64)
+            inside = (lag < months) & value.is_not_null()
+            picks.append((pl.when(inside).then(value), pl.when(inside).then(-lag.cast(pl.Float64))))
+        return picks
+
+    @staticmethod
+    def _added(terms: list[pl.Expr]) -> pl.Expr:
+        total = pl.lit(0.0)
+        for term in terms:
+            total = total + term.fill_null(0.0)
+        return total
+
+    def total(self, column: str, months: int) -> pl.Expr:
+        return self._column(
+            0,
+            f"total({column},{months})",
+            lambda: self._added([value for value, _ in self._picks(column, months)]),
+        )
+
+    def count(self, column: str, months: int) -> pl.Expr:
+        def build() -> pl.Expr:
+            count = pl.lit(0, dtype=pl.UInt32)
+            for value, _ in self._picks(column, months):
+                count = count + value.is_not_null().cast(pl.UInt32)
+            return count
+
+        return self._column(0, f"count({column},{months})", build)
+
+    def squares(self, column: str, months: int) -> pl.Expr:
+        mean = self._column(1, f"mean({column},{months})", lambda: _mean(self, column, months))
+
+        def build() -> pl.Expr:
+            deviations = [value - mean for value, _ in self._picks(column, months)]
+            return self._added([deviation * deviation for deviation in deviations])
+
+        return self._column(2, f"squares({column},{months})", build)
+
+    def moments(self, column: str, months: int) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
+        picks = self._picks(column, months)
+        return (
+            self._column(
+                0, f"sum_x({column},{months})", lambda: self._added([x for _, x in picks])
+            ),
+            self._column(
+                0, f"sum_xx({column},{months})", lambda: self._added([x * x for _, x in picks])
+            ),
+            self._column(
+                0, f"sum_xy({column},{months})", lambda: self._added([x * v for v, x in picks])
+            ),
+        )
+
+    def latest(self, column: str) -> pl.Expr:
+        return pl.col(_picked_name(column, 0))
+
+    def stages(self) -> list[list[pl.Expr]]:
+        """The expressions of the recorded sums, stage by stage (each may use the previous)."""
+        return [list(stage.values()) for stage in self._stages if stage]
+
+
+WindowFeature = Callable[[_Window], pl.Expr]
+"""A statement feature made of window sums, for either way of computing them."""
+
+
+def _ratio_of_totals(numerator: str, denominator: str, months: int) -> WindowFeature:
+    return lambda w: _ratio(w.total(numerator, months), w.total(denominator, months))
+
+
+def _last_minus_mean(column: str, months: int) -> WindowFeature:
+    return lambda w: w.latest(column).cast(pl.Float64) - _mean(w, column, months)
+
+
+def _volatility(column: str, months: int) -> WindowFeature:
+    """Sample standard deviation over the window, two-pass (null with fewer than 2 values)."""
+
+    def feature(w: _Window) -> pl.Expr:
+        count = w.count(column, months)
+        return pl.when(count > 1).then((w.squares(column, months) / (count - 1)).sqrt())
+
+    return feature
+
+
+def _trend(column: str, months: int) -> WindowFeature:
+    """Least-squares slope per month of ``column`` on month (x = -lag) over the window's
+    statements where it is known; null with fewer than 2 of them."""
+
+    def feature(w: _Window) -> pl.Expr:
+        n = w.count(column, months).cast(pl.Float64)
+        sum_x, sum_xx, sum_xy = w.moments(column, months)
+        denominator = n * sum_xx - sum_x**2
+        return _ratio(n * sum_xy - sum_x * w.total(column, months), denominator)
+
+    return feature
+
+
+# Statement features made of window sums (rows as in STATEMENT_FEATURES).
+STATEMENT_SUMS: Mapping[str, WindowFeature] = {
+    "paid_to_due_ratio_3m": _ratio_of_totals("amount_paid", "amount_due", 3),
+    "paid_to_due_ratio_6m": _ratio_of_totals("amount_paid", "amount_due", 6),
+    "paid_to_min_due_ratio_3m": _ratio_of_totals("amount_paid", "min_due", 3),
+    "utilisation_mean_6m": lambda w: _mean(w, "_utilisation", 6),
+    "utilisation_trend_6m": _trend("_utilisation", 6),
+    # dynamics (feature set 1.1.0)
+    "dpd_last_minus_mean_6m": _last_minus_mean("dpd", 6),
+    "dpd_last_minus_mean_12m": _last_minus_mean("dpd", 12),
+    "dpd_trend_3m": _trend("dpd", 3),
+    "dpd_trend_6m": _trend("dpd", 6),
+    "dpd_trend_12m": _trend("dpd", 12),
+    "dpd_volatility_6m": _volatility("dpd", 6),
+    "dpd_volatility_12m": _volatility("dpd", 12),
+    "paid_to_due_ratio_12m": _ratio_of_totals("amount_paid", "amount_due", 12),
+    "paid_to_due_last_minus_mean_6m": _last_minus_mean("_paid_to_due", 6),
+    "paid_to_due_trend_6m": _trend("_paid_to_due", 6),
+    "paid_to_due_volatility_6m": _volatility("_paid_to_due", 6),
     "utilisation_last_minus_mean_12m": _last_minus_mean("_utilisation", 12),
-    "utilisation_trend_3m": Aggregate(_slope("_utilisation", 3)),
-    "utilisation_trend_12m": Aggregate(_slope("_utilisation", 12)),
+    "utilisation_trend_3m": _trend("_utilisation", 3),
+    "utilisation_trend_12m": _trend("_utilisation", 12),
     "utilisation_volatility_6m": _volatility("_utilisation", 6),
     "utilisation_volatility_12m": _volatility("_utilisation", 12),
 }
@@ -335,12 +525,15 @@ ACCOUNT_FEATURES: Mapping[str, pl.Expr] = {
 }
 
 SOURCES: Mapping[str, Mapping[str, object]] = {
-    "statements": STATEMENT_FEATURES,
+    "statements": {**STATEMENT_FEATURES, **STATEMENT_SUMS},
     "collection_actions": {**ACTION_FEATURES, **PROMISE_FEATURES},
     "treatments": TREATMENT_FEATURES,
     "accounts": {k: v for k, v in ACCOUNT_FEATURES.items() if k != "as_of_month"},
     "as_of": {"as_of_month": ACCOUNT_FEATURES["as_of_month"]},
 }
+
+
+_SAME_OBSERVATION_AS_PREVIOUS_ROW = pl.all_horizontal(pl.col(k) == pl.col(k).shift(1) for k in KEY)
 
 
 def _statement_rows(
@@ -369,7 +562,11 @@ def _statement_rows(
         .with_columns(month_index("cycle_end").alias("_month"), bucket.alias("_bucket"))
         .with_columns(
             pl.col("_month").max().over(KEY).alias("_latest_month"),
-            pl.col("_bucket").shift(1).over(KEY).alias("_previous_bucket"),
+            # the row before, when it is the same observation's (rows are sorted just above):
+            # a plain shift, not shift().over(KEY), which groups the rows once more
+            pl.when(_SAME_OBSERVATION_AS_PREVIOUS_ROW)
+            .then(pl.col("_bucket").shift(1))
+            .alias("_previous_bucket"),
             _ratio(_OWED, pl.col("credit_limit")).alias("_utilisation"),
             _ratio(_PAID, _DUE).alias("_paid_to_due"),
             (
@@ -423,8 +620,73 @@ def _attach(
         return combined.with_columns(
             pl.lit(None, dtype=pl.Float64).alias(name) for name in aggregates.names
         )
-    aggregated = rows.group_by(KEY).agg(aggregates.aggregations)
+    return _join(combined, rows.group_by(KEY).agg(aggregates.aggregations), aggregates)
+
+
+def _join(
+    combined: pl.LazyFrame, aggregated: pl.LazyFrame, aggregates: _Aggregates
+) -> pl.LazyFrame:
+    """Left-join ``aggregated`` (one row per observation) to every observation of ``combined``;
+    observations without a row get ``when_no_rows``."""
     return combined.join(aggregated, on=KEY, how="left").with_columns(aggregates.fills)
+
+
+def _list_name(column: str) -> str:
+    return f"{column}[]"
+
+
+# the window sums' expressions, built once as _Aggregates' are: from the picks, and in rows
+_PICKS = tuple(
+    pl.col(_list_name(column)).list.get(-1 - position, null_on_oob=True)
+    .alias(_picked_name(column, position))
+    for column in (*SUMMED_COLUMNS, "_lag")
+    for position in range(PICKED_STATEMENTS)
+)  # fmt: skip
+_PICKED = _Picked()
+_SUMS_PICKED = tuple(
+    rule(_PICKED).cast(pl.Float64).alias(name) for name, rule in STATEMENT_SUMS.items()
+)
+_PICKED_STAGES = _PICKED.stages()
+_SUMS_IN_ROWS = tuple(
+    rule(_InRows()).cast(pl.Float64).alias(name) for name, rule in STATEMENT_SUMS.items()
+)
+_CROWDED = pl.col("_window_statements") > PICKED_STATEMENTS
+_IN_ROWS = ":in_rows"
+
+
+def _statement_features(rows: pl.LazyFrame) -> pl.LazyFrame:
+    """Every statement feature (``STATEMENT_FEATURES`` and ``STATEMENT_SUMS``) of each
+    observation of ``rows`` (the statement rows of :func:`_statement_rows`), one row per
+    observation with ``KEY``.
+
+    Window sums are taken from the picks, or in rows for the few observations whose widest
+    window holds more statements than are picked (see "Statement window sums" above).
+    """
+    aggregated = rows.group_by(KEY).agg(
+        *_STATEMENTS.aggregations,
+        _window(WIDEST_SUM_WINDOW).sum().alias("_window_statements"),
+        # the group's rows as lists (cheap: slices of the sorted rows), picked from below
+        *(pl.col(column).alias(_list_name(column)) for column in (*SUMMED_COLUMNS, "_lag")),
+    )
+    picked = aggregated.with_columns(_PICKS)
+    for stage in _PICKED_STAGES:
+        picked = picked.with_columns(stage)
+    picked = picked.with_columns(_SUMS_PICKED)
+    crowded = aggregated.filter(_CROWDED).select(KEY)
+    in_rows = (
+        rows.join(crowded, on=KEY, how="semi")
+        .sort(*KEY, "cycle_end")  # a join keeps no row order unless asked: the sums need it
+        .group_by(KEY)
+        .agg(_SUMS_IN_ROWS)
+    )
+    return picked.join(in_rows, on=KEY, how="left", suffix=_IN_ROWS).select(
+        *KEY,
+        *_STATEMENTS.names,
+        *(
+            pl.when(_CROWDED).then(pl.col(name + _IN_ROWS)).otherwise(pl.col(name)).alias(name)
+            for name in STATEMENT_SUMS
+        ),
+    )
 
 
 def _action_rows(keys: pl.LazyFrame, actions: pl.LazyFrame) -> pl.LazyFrame:
@@ -503,7 +765,7 @@ def compute_features(
     statement_rows = _statement_rows(keys, statements, accounts)
     # one chain of left joins onto the observations (not one frame per source joined at the
     # end): fewer plan nodes, which is most of the cost on a service request's few rows
-    combined = _attach(keys, statement_rows, _STATEMENTS)
+    combined = _join(keys, _statement_features(statement_rows), _STATEMENTS)
 
     if collection_actions is None:
         combined = _attach(combined, None, _ACTIONS)

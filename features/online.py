@@ -13,10 +13,11 @@ its window, its null rules), so the two must never drift apart; that is what
 ``tests/unit/test_online_features.py`` proves: for hypothesis-generated histories (edge DPDs,
 credit balances, zero dues, promises on every side of a statement, rows known after the as-of,
 absent and empty optional tables), the frames of both paths are equal value for value, dtype for
-dtype, to the last bit. Floats are added in row order, left to right, as ``history._sum`` adds
-them in the polars query (not polars' own ``sum``, whose kernel depends on the shape of the
-whole query), and a sample standard deviation is taken in two passes as ``history._std``
-takes it, so sums, means, slopes and standard deviations agree exactly.
+dtype, to the last bit. A window's floats are added in the one order the polars query adds
+them in (``history.py``, "Statement window sums"): the statements' own, from 0.0, oldest first,
+a missing value skipped (not polars' own ``sum``, whose blocks depend on the whole query), and a
+sample standard deviation is taken in two passes as ``history._volatility`` takes it, so sums,
+means, slopes and standard deviations agree exactly.
 
 Coverage is declared, not assumed: :data:`ONLINE_FEATURES` names the features it computes, and
 :func:`covers` tells whether it computes a whole feature set. A feature set with a feature this
@@ -109,8 +110,9 @@ def bucket_name(dpd: int) -> str:
 
 
 def _total(values: Sequence[float]) -> float:
-    """The sum of ``values`` added in row order, left to right: ``history._sum``, which adds a
-    group's floats so in the polars query too (whatever the query's shape or other accounts)."""
+    """The sum of ``values`` added in row order, left to right, from 0.0: the order the polars
+    query adds a statement window in (``history.py``, "Statement window sums"), whatever the
+    query's other accounts."""
     running_sum = 0.0
     for value in values:
         running_sum += value
@@ -245,7 +247,7 @@ class _Statements:
         return inside, [values[i] for i in inside]  # type: ignore[misc]
 
     def slope(self, column: str, months: int) -> float | None:
-        """``history._slope``: the least-squares slope of ``column`` on x = -lag."""
+        """``history._trend``: the least-squares slope of ``column`` on x = -lag."""
         inside, y = self.known(months, column)
         x = [float(-self.lag[i]) for i in inside]
         n = float(len(inside))
@@ -256,12 +258,12 @@ class _Statements:
         return _ratio(numerator, denominator)
 
     def mean(self, column: str, months: int) -> float | None:
-        """``column.filter(window).mean()``: the mean of its known values in the window."""
+        """``history._mean``: the mean of the column's known values in the window."""
         _, known = self.known(months, column)
         return _total(known) / len(known) if known else None
 
     def volatility(self, column: str, months: int) -> float | None:
-        """``history._std``: the sample standard deviation (ddof 1) of the window's known
+        """``history._volatility``: the sample standard deviation (ddof 1) of the window's known
         values, ``None`` with fewer than 2; two passes, the mean then the squared deviations,
         each added in row order."""
         _, known = self.known(months, column)

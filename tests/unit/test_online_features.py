@@ -8,18 +8,27 @@ balances, payments just around the minimum, statements published after the as-of
 statements in one month, promises before, on and after a statement, treatments running,
 ended or not yet known, absent and empty optional tables), scored several at a time as the
 service batches them; and the tests' synthetic portfolio at every month-end.
+
+The batch query is held to what that equality presumes: an account's features are the same
+bits computed alone and among 1,500 other accounts, before, amid or after them, and the two ways
+the query adds a statement window (picked columns, or in rows) give the same bits.
 """
 
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from functools import cache
 
+import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
 
+from rollrisk.features import history as history_module
+from rollrisk.features.history import KEY, compute_features
 from rollrisk.features.observations import ObservationSpec, eligible_as_of_dates
 from rollrisk.features.online import ONLINE_FEATURES, covers, population_features
 from rollrisk.features.registry import FEATURE_SET, FeatureSet
@@ -27,7 +36,7 @@ from rollrisk.features.schemas import OUTCOMES, PRODUCTS, TREATMENT_KINDS
 from rollrisk.scoring.core import features_at, population
 from rollrisk.serving.api_models import AccountHistory, ScoreRequest
 from rollrisk.serving.request_scoring import request_body, request_tables
-from tests.feature_history import synthetic_history
+from tests.feature_history import History, synthetic_history
 
 SPEC = ObservationSpec()
 AS_OF = date(2024, 6, 30)
@@ -50,9 +59,10 @@ def online_frame(accounts: list[AccountHistory], as_of: date) -> pd.DataFrame:
 
 def assert_same(accounts: list[AccountHistory], as_of: date) -> pd.DataFrame:
     """The online frame of ``accounts`` equals the batch query's, bit for bit. Windowed float
-    sums, means, slopes and standard deviations included: both add in row order
-    (``history._sum``), never by polars' own ``sum``, whose kernel (compensated or plain) and
-    whose variance (Welford or two-pass) depend on the shape of the whole query."""
+    sums, means, slopes and standard deviations included: both add in the statements' order
+    (history.py, "Statement window sums"), never by polars' own ``sum``, whose kernel
+    (compensated or plain) and whose variance (Welford or two-pass) depend on the shape of the
+    whole query."""
     expected = batch_frame(accounts, as_of)
     got = online_frame(accounts, as_of)
     # check_exact: floats bit for bit (NaN where the batch has a missing value)
@@ -217,3 +227,112 @@ def test_the_population_rule_is_the_batch_s_on_accounts_outside_it():
     got = assert_same(accounts, as_of)
     assert 0 < len(got) < len(accounts)
     assert pl.Series(got["start_bucket"]).is_in(["M1", "M2", "M3"]).all()
+
+
+# --- the batch query: an observation's row is its own, alone or among many ----------------------
+# The service batches requests and the batch job scores the whole book, so the polars query must
+# give an account the same features, to the last bit, whatever other accounts share the query
+# and wherever it sorts among them (polars' own float sums do not: they add a group's values in
+# blocks that depend on the group's place in the frame).
+
+TABLES = ("accounts", "statements", "collection_actions", "treatments")
+
+
+@cache
+def crowd() -> History:
+    """1,500 other accounts over 16 months (2023-03 .. 2024-06) to place accounts among."""
+    return synthetic_history(accounts=1500, months=16, seed=23, start=(2023, 3))
+
+
+def tables_of(accounts: list[AccountHistory]) -> dict[str, pl.DataFrame | None]:
+    tables = request_tables(accounts)
+    return {name: getattr(tables, name) for name in TABLES}
+
+
+def batch_features(tables: dict[str, pl.DataFrame | None], keys: pl.DataFrame) -> pl.DataFrame:
+    """``compute_features`` on these tables for these keys, sorted by key."""
+    return (
+        compute_features(
+            keys,
+            tables["accounts"],
+            tables["statements"],
+            tables["collection_actions"],
+            tables["treatments"],
+        )  # fmt: skip
+        .collect()
+        .sort(KEY)
+    )
+
+
+def in_bits(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with each Float64 column as its values' 64 bits (a missing value None): equal
+    frames are then equal to the last bit, -0.0 apart from 0.0."""
+    columns = []
+    for column in frame.get_columns():
+        if column.dtype == pl.Float64:
+            bits = column.fill_null(0.0).to_numpy().view(np.int64).tolist()
+            missing = column.is_null().to_list()
+            column = pl.Series(column.name, [None if m else b for b, m in zip(bits, missing, strict=True)],
+                               dtype=pl.Int64)  # fmt: skip
+        columns.append(column)
+    return pl.DataFrame(columns)
+
+
+def among_the_crowd(accounts: list[AccountHistory], prefix: str) -> dict[str, pl.DataFrame]:
+    """The crowd's tables with the accounts' rows added, ``prefix`` before their ids, the rows
+    of every table shuffled."""
+    theirs = tables_of(accounts)
+    return {
+        name: pl.concat(
+            [getattr(crowd(), name), theirs[name].with_columns(pl.format("{}{}", pl.lit(prefix), "account_id").alias("account_id"))],
+            how="vertical_relaxed",
+        ).sample(fraction=1.0, shuffle=True, seed=len(prefix))
+        for name in TABLES
+    }  # fmt: skip
+
+
+@settings(max_examples=25, deadline=None, derandomize=True, database=None,
+          suppress_health_check=list(HealthCheck))  # fmt: skip
+@given(
+    bodies=st.integers(1, 3).flatmap(lambda n: st.tuples(*(account(i) for i in range(n)))),
+    as_of=st.sampled_from([date(2024, 5, 31), date(2024, 6, 10), AS_OF]),
+)
+def test_an_account_s_batch_features_are_the_same_alone_and_among_many(bodies, as_of):
+    """Each account alone, then all of them placed before, amid and after 1,500 others (their
+    ids sort them there) and computed with every observation of the crowd: the same bits in
+    every feature. The drawn histories include months with two statements, so both ways the
+    query adds a window (picked and in rows, features/history.py) are taken."""
+    for body in bodies:
+        for table in ("collection_actions", "treatments"):
+            body[table] = body[table] or []  # the crowd has both tables: so do they
+    request = ScoreRequest.model_validate({"as_of": as_of.isoformat(), "accounts": list(bodies)})
+    accounts = list(request.accounts)
+    alone = pl.concat(
+        batch_features(tables_of([a]), pl.DataFrame({"account_id": [a.account_id], "as_of": [as_of]}))
+        for a in accounts
+    )  # fmt: skip
+    crowd_ids = crowd().accounts["account_id"]
+    for prefix in ("0", f"{crowd_ids[750]}-", "Z"):  # before, amid and after the crowd's ids
+        tables = among_the_crowd(accounts, prefix)
+        keys = tables["accounts"].select("account_id", pl.lit(as_of).alias("as_of"))
+        together = (
+            batch_features(tables, keys)
+            .filter(pl.col("account_id").str.starts_with(prefix))
+            .with_columns(pl.col("account_id").str.strip_prefix(prefix))
+        )
+        assert_frame_equal(in_bits(together), in_bits(alone))
+
+
+def test_a_window_picked_adds_up_to_the_same_bits_as_in_rows(monkeypatch):
+    """The query adds a statement window from picked columns, or by ``cum_sum`` over the rows
+    for an observation with more statements in its widest window than are picked: on monthly
+    statements, where picks cover every window, taking every observation in rows gives the
+    same bits."""
+    history = synthetic_history(accounts=300, months=16, seed=4)
+    keys = history.accounts.join(
+        pl.DataFrame({"as_of": eligible_as_of_dates(history.statements, SPEC)}), how="cross"
+    ).select(KEY)
+    tables = {name: getattr(history, name) for name in TABLES}
+    picked = batch_features(tables, keys)
+    monkeypatch.setattr(history_module, "_CROWDED", pl.col("_window_statements") >= 0)
+    assert_frame_equal(in_bits(batch_features(tables, keys)), in_bits(picked))
