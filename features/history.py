@@ -654,14 +654,30 @@ _CROWDED = pl.col("_window_statements") > PICKED_STATEMENTS
 _IN_ROWS = ":in_rows"
 
 
-def _statement_features(rows: pl.LazyFrame) -> pl.LazyFrame:
+# below this many statement rows the query adds every window in rows: the picks' ~600
+# expressions cost more to plan than the rows cost to add one group at a time (CPU ms, one
+# as-of, 16 months an account: 320 rows 131 picks / 41 in rows, 6,400 rows 120 / 81, 24,000
+# rows 229 / 195, 64,000 rows 339 / 518; Intel Xeon, loaded); the two plans give the same bits
+# (tests/unit/test_online_features.py)
+IN_ROWS_BELOW = 30_000
+
+
+def _statement_features(rows: pl.LazyFrame, in_rows: bool = False) -> pl.LazyFrame:
     """Every statement feature (``STATEMENT_FEATURES`` and ``STATEMENT_SUMS``) of each
     observation of ``rows`` (the statement rows of :func:`_statement_rows`), one row per
     observation with ``KEY``.
 
     Window sums are taken from the picks, or in rows for the few observations whose widest
-    window holds more statements than are picked (see "Statement window sums" above).
+    window holds more statements than are picked (see "Statement window sums" above); with
+    ``in_rows``, in rows for every observation.
     """
+    if in_rows:
+        return (
+            rows.sort(*KEY, "cycle_end")  # the sums add in the statements' order
+            .group_by(KEY, maintain_order=True)
+            .agg(*_STATEMENTS.aggregations, *_SUMS_IN_ROWS)
+            .select(*KEY, *_STATEMENTS.names, *STATEMENT_SUMS)
+        )
     aggregated = rows.group_by(KEY).agg(
         *_STATEMENTS.aggregations,
         _window(WIDEST_SUM_WINDOW).sum().alias("_window_statements"),
@@ -761,11 +777,12 @@ def compute_features(
     modified.
     """
     keys = keys.lazy().select(pl.col("account_id"), pl.col("as_of").cast(pl.Date)).unique(KEY)
+    few = isinstance(statements, pl.DataFrame) and statements.height < IN_ROWS_BELOW
     accounts, statements = accounts.lazy(), statements.lazy()
     statement_rows = _statement_rows(keys, statements, accounts)
     # one chain of left joins onto the observations (not one frame per source joined at the
     # end): fewer plan nodes, which is most of the cost on a service request's few rows
-    combined = _join(keys, _statement_features(statement_rows), _STATEMENTS)
+    combined = _join(keys, _statement_features(statement_rows, in_rows=few), _STATEMENTS)
 
     if collection_actions is None:
         combined = _attach(combined, None, _ACTIONS)

@@ -301,7 +301,8 @@ def test_an_account_s_batch_features_are_the_same_alone_and_among_many(bodies, a
     """Each account alone, then all of them placed before, amid and after 1,500 others (their
     ids sort them there) and computed with every observation of the crowd: the same bits in
     every feature. The drawn histories include months with two statements, so both ways the
-    query adds a window (picked and in rows, features/history.py) are taken."""
+    query adds a window (picked and in rows, features/history.py) are taken; alone, an account
+    takes the small input's plan (every window in rows), among the crowd the large input's."""
     for body in bodies:
         for table in ("collection_actions", "treatments"):
             body[table] = body[table] or []  # the crowd has both tables: so do they
@@ -315,11 +316,13 @@ def test_an_account_s_batch_features_are_the_same_alone_and_among_many(bodies, a
     for prefix in ("0", f"{crowd_ids[750]}-", "Z"):  # before, amid and after the crowd's ids
         tables = among_the_crowd(accounts, prefix)
         keys = tables["accounts"].select("account_id", pl.lit(as_of).alias("as_of"))
-        together = (
-            batch_features(tables, keys)
-            .filter(pl.col("account_id").str.starts_with(prefix))
-            .with_columns(pl.col("account_id").str.strip_prefix(prefix))
-        )
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(history_module, "IN_ROWS_BELOW", 0)  # the picks, as on a large book
+            together = (
+                batch_features(tables, keys)
+                .filter(pl.col("account_id").str.starts_with(prefix))
+                .with_columns(pl.col("account_id").str.strip_prefix(prefix))
+            )
         assert_frame_equal(in_bits(together), in_bits(alone))
 
 
@@ -333,6 +336,11 @@ def test_a_window_picked_adds_up_to_the_same_bits_as_in_rows(monkeypatch):
         pl.DataFrame({"as_of": eligible_as_of_dates(history.statements, SPEC)}), how="cross"
     ).select(KEY)
     tables = {name: getattr(history, name) for name in TABLES}
-    picked = batch_features(tables, keys)
-    monkeypatch.setattr(history_module, "_CROWDED", pl.col("_window_statements") >= 0)
+    with monkeypatch.context() as patch:
+        patch.setattr(history_module, "IN_ROWS_BELOW", 0)  # the picks' plan, a large input's
+        picked = batch_features(tables, keys)
+        patch.setattr(history_module, "_CROWDED", pl.col("_window_statements") >= 0)
+        assert_frame_equal(in_bits(batch_features(tables, keys)), in_bits(picked))
+    # the plan a small input takes (a service request): every window in rows
+    monkeypatch.setattr(history_module, "IN_ROWS_BELOW", tables["statements"].height + 1)
     assert_frame_equal(in_bits(batch_features(tables, keys)), in_bits(picked))
