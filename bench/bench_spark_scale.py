@@ -41,6 +41,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import process_tree, read_proc  # noqa: E402
+
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 GIB = 2**30
 
@@ -55,39 +58,6 @@ def cpu_model() -> str:
     return found.group(1).strip() if found else "unknown CPU"
 
 
-def _read(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            return handle.read()
-    except OSError:  # the process ended between the listing and the read
-        return None
-
-
-def _children_map() -> dict[int, list[int]]:
-    """Parent pid -> child pids, for every process on the machine."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        stat = _read(f"/proc/{entry}/stat")
-        if stat is None:
-            continue
-        # the command name is in parentheses and may hold spaces: split after the last ')'
-        parent = int(stat[stat.rindex(")") + 2 :].split()[1])
-        children.setdefault(parent, []).append(int(entry))
-    return children
-
-
-def _descendants(root: int) -> list[int]:
-    children = _children_map()
-    found, stack = [], [root]
-    while stack:
-        pid = stack.pop()
-        found.append(pid)
-        stack.extend(children.get(pid, []))
-    return found
-
-
 @dataclass
 class ProcessSample:
     pid: int
@@ -98,28 +68,24 @@ class ProcessSample:
 
 
 def _sample(pid: int, kind_of: dict[int, str], root: int) -> ProcessSample | None:
-    status = _read(f"/proc/{pid}/status")
-    stat = _read(f"/proc/{pid}/stat")
+    status = read_proc(f"/proc/{pid}/status")
+    stat = read_proc(f"/proc/{pid}/stat")
     if status is None or stat is None:
         return None
     rss = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
     if rss is None:  # a zombie
         return None
-    rollup = _read(f"/proc/{pid}/smaps_rollup") or ""
-    pss = re.search(r"^Pss:\s+(\d+) kB", rollup, re.MULTILINE)
     fields = stat[stat.rindex(")") + 2 :].split()
     cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
     # classified anew each sample: spark-submit's shell script becomes the JVM by exec
     kind_of[pid] = _kind(pid, root, kind_of)
-    return ProcessSample(
-        pid, kind_of[pid], int(rss.group(1)) * 1024, int(pss.group(1)) * 1024 if pss else 0, cpu
-    )
+    return ProcessSample(pid, kind_of[pid], int(rss.group(1)) * 1024, pss_bytes(pid), cpu)
 
 
 def _kind(pid: int, root: int, kind_of: dict[int, str]) -> str:
     if pid == root:
         return "driver"
-    command = (_read(f"/proc/{pid}/cmdline") or "").split("\0")
+    command = (read_proc(f"/proc/{pid}/cmdline") or "").split("\0")
     name = Path(command[0]).name if command and command[0] else ""
     if name == "java":
         return "jvm"
@@ -134,7 +100,7 @@ def _kind(pid: int, root: int, kind_of: dict[int, str]) -> str:
 
 
 def _parent(pid: int) -> int:
-    stat = _read(f"/proc/{pid}/stat")
+    stat = read_proc(f"/proc/{pid}/stat")
     return 0 if stat is None else int(stat[stat.rindex(")") + 2 :].split()[1])
 
 
@@ -169,7 +135,7 @@ def sample_tree(
     log.write("seconds,driver_mib,jvm_mib,workers_sum_mib,worker_max_mib,workers,load\n")
     while not stop.is_set():
         kind_of: dict[int, str] = {}  # parents come before their children in the walk
-        samples = [s for pid in _descendants(root) if (s := _sample(pid, kind_of, root))]
+        samples = [s for pid in process_tree(root) if (s := _sample(pid, kind_of, root))]
         workers = [s for s in samples if s.kind == "worker"]
         for s in samples:
             peaks.cpu_by_pid[s.pid] = (s.kind, s.cpu)
@@ -178,14 +144,14 @@ def sample_tree(
             elif s.kind == "jvm" and s.rss > peaks.jvm_rss:
                 # the largest JVM is Spark's (the launcher's own JVM, -Xmx128m, runs first)
                 peaks.jvm_rss = s.rss
-                flags = (_read(f"/proc/{s.pid}/cmdline") or "").split("\0")
+                flags = (read_proc(f"/proc/{s.pid}/cmdline") or "").split("\0")
                 peaks.jvm_xmx = next((f for f in flags if f.startswith("-Xmx")), "")
         peaks.workers_rss_sum = max(peaks.workers_rss_sum, sum(s.rss for s in workers))
         peaks.workers_pss_sum = max(peaks.workers_pss_sum, sum(s.pss for s in workers))
         peaks.worker_rss_max = max([peaks.worker_rss_max, *(s.rss for s in workers)])
         peaks.workers_max = max(peaks.workers_max, len(workers))
         peaks.total_pss = max(peaks.total_pss, sum(s.pss for s in samples))
-        peaks.load.append(float((_read("/proc/loadavg") or "0").split()[0]))
+        peaks.load.append(float((read_proc("/proc/loadavg") or "0").split()[0]))
         peaks.samples += 1
         mib = [
             sum(s.rss for s in samples if s.kind == "driver"),
