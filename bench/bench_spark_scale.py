@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import process_tree, read_proc  # noqa: E402
+from harness import process_tree, pss_bytes, read_proc  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 GIB = 2**30
