@@ -64,6 +64,7 @@ from rollrisk.arguments import (
     add_portfolio_arguments,
     add_scoring_arguments,
 )
+from rollrisk.errors import UserError
 from rollrisk.storage.results import ACCOUNTS_PER_PARTITION
 
 if TYPE_CHECKING:
@@ -136,6 +137,12 @@ def run(args: argparse.Namespace) -> int:
     from rollrisk.scoring.batch import RuleFiles, score_portfolio
 
     check_output_argument(args)
+    if args.engine == "spark" and args.workers is not None:
+        raise UserError(
+            f"--workers {args.workers}: the worker processes are the local engine's; with "
+            "--engine spark the executors score the partitions (their number and cores are "
+            "Spark's settings, docs/spark.md)"
+        )
     started = time.perf_counter()
     print(f"[score] loading model {args.model}", file=sys.stderr, flush=True)
     _, setup = setup_from_arguments(args)

@@ -98,6 +98,12 @@ def test_workers_must_be_a_positive_number_or_auto(scoring_world, tmp_path, valu
     assert "expected a whole number of at least 1 or auto" in capsys.readouterr().err
 
 
+def test_workers_with_the_spark_engine_are_refused(scoring_world, tmp_path, capsys):
+    assert _score(scoring_world, tmp_path / "scores", "--engine", "spark", "--workers", "2") == 2
+    assert "the worker processes are the local engine's" in capsys.readouterr().err
+    assert not (tmp_path / "scores").exists()
+
+
 def test_missing_alias_is_a_clear_error(scoring_world, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", scoring_world.tracking_uri)
     code = main(
