@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -34,6 +33,10 @@ import numpy as np
 import polars as pl
 
 from rollrisk.features import history
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import machine_description  # noqa: E402
+
 from rollrisk.features.observations import ObservationSpec, eligible_as_of_dates, observations
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -79,15 +82,6 @@ def _same_bits(left: pl.DataFrame, right: pl.DataFrame) -> int:
     return differing
 
 
-def _machine() -> str:
-    cpu = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-         if line.startswith("model name")),
-        platform.processor(),
-    )  # fmt: skip
-    return f"{os.cpu_count()} cores ({cpu}); Python {platform.python_version()}, polars {pl.__version__}"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -113,7 +107,7 @@ def main() -> int:
         )
     else:
         keys = observations(tables["statements"], dates, spec).select("account_id", "as_of")
-    print(f"machine: {_machine()}")
+    print(f"machine: {machine_description()}; polars {pl.__version__}")
     print(f"data: {args.data}: {tables['accounts'].height:,} accounts, "
           f"{tables['statements'].height:,} statements; {keys.height:,} observations at "
           f"{len(dates)} month-ends ({dates[0]} .. {dates[-1]})")  # fmt: skip
