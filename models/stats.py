@@ -5,7 +5,8 @@
 * :func:`t_interval`: mean, standard deviation and two-sided Student-t interval of the mean
   (the policy simulation's uplift over seeds).
 * :func:`percentile_bootstrap`: 95 % percentile bootstrap interval of any statistic of a
-  resample of units (accounts), reproducible from a seed.
+  resample of units (accounts), reproducible from a seed; stratified (each group resampled
+  within itself, e.g. an experiment's arm and its control) when strata are given.
 * :func:`group_bootstrap_standard_errors`: bootstrap standard errors of statistics of rows,
   resampling whole groups (an account's rows together): the noise the calibration choice
   weighs a gain against.
@@ -81,7 +82,11 @@ def t_interval(values: Sequence[float], level: float = 0.95) -> dict[str, float]
 
 
 def percentile_bootstrap(
-    statistic: Callable[[NDArray[np.int64]], float], n: int, samples: int, seed: int
+    statistic: Callable[[NDArray[np.int64]], float],
+    n: int,
+    samples: int,
+    seed: int,
+    strata: ArrayLike | None = None,
 ) -> tuple[float, float]:
     """95 % percentile bootstrap interval of ``statistic`` over ``n`` resampled units.
 
@@ -89,11 +94,26 @@ def percentile_bootstrap(
     ``default_rng(seed)`` stream, so the interval is reproducible) and passes them to
     ``statistic``, which computes the figure on those rows of its own arrays. NaN, NaN when
     there is no unit to resample.
+
+    With ``strata`` (one label per unit) the resample is stratified: each stratum's units are
+    drawn from that stratum only, as many as it has, so every resample keeps the strata's
+    sizes. This is the two-sample bootstrap of an A/B comparison (strata: arm and control): a
+    small arm never vanishes from a resample, which a draw from the pooled units allows.
     """
     if n == 0:
         return math.nan, math.nan
     rng = np.random.default_rng(seed)
-    draws = [statistic(rng.integers(0, n, n)) for _ in range(samples)]
+    if strata is None:
+        draws = [statistic(rng.integers(0, n, n)) for _ in range(samples)]
+    else:
+        codes, _ = pd.factorize(np.asarray(strata))
+        if codes.size != n:
+            raise ValueError(f"strata has {codes.size} labels for {n} units")
+        members = [np.flatnonzero(codes == code) for code in range(codes.max() + 1)]
+        draws = [
+            statistic(np.concatenate([m[rng.integers(0, m.size, m.size)] for m in members]))
+            for _ in range(samples)
+        ]
     low, high = np.percentile(draws, BOOTSTRAP_PERCENTILES)
     return float(low), float(high)
 

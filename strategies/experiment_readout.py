@@ -17,11 +17,13 @@ over the table's months) counts in each, with its decisions there.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import partial
 
 import numpy as np
 import polars as pl
 
 from rollrisk.errors import UserError
+from rollrisk.models.stats import percentile_bootstrap
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,6 @@ def arm_readout(
         .sort("account_id", "group", nulls_last=False)
     )
     control = cells.filter(pl.col("group").is_null())
-    rng = np.random.default_rng(seed)
     control_readout = ArmReadout(
         control_name,
         int(control["c"].sum()),
@@ -95,17 +96,12 @@ def arm_readout(
         arm = cells.filter(pl.col("group") == bundle)
         s = np.concatenate([arm["s"].to_numpy(), control["s"].to_numpy()])
         c = np.concatenate([arm["c"].to_numpy(), control["c"].to_numpy()]).astype(np.float64)
-        in_arm = np.concatenate([np.ones(arm.height), np.zeros(control.height)])
-        n = len(s)
-        # resampled accounts as multiplicities (one multinomial-like draw per resample)
-        weights = np.stack(
-            [np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(samples)]
+        in_arm = np.concatenate([np.ones(arm.height, bool), np.zeros(control.height, bool)])
+
+        # the arm's accounts and the control's resampled apart: both keep their sizes
+        low, high = percentile_bootstrap(
+            partial(_gap, sums=s, counts=c, in_arm=in_arm), len(s), samples, seed, strata=in_arm
         )
-        ws, wc = weights * s, weights * c
-        with np.errstate(invalid="ignore", divide="ignore"):
-            gap = (ws @ in_arm) / (wc @ in_arm) - (ws @ (1 - in_arm)) / (wc @ (1 - in_arm))
-        gap = gap[np.isfinite(gap)]
-        low, high = np.percentile(gap, [2.5, 97.5]) if len(gap) else (np.nan, np.nan)
         mean = float(arm["s"].sum() / arm["c"].sum())
         arms.append(
             ArmReadout(
@@ -120,6 +116,13 @@ def arm_readout(
         )
     arms.sort(key=lambda a: -a.mean)
     return control_readout, arms
+
+
+def _gap(pick: np.ndarray, sums: np.ndarray, counts: np.ndarray, in_arm: np.ndarray) -> float:
+    """Mean outcome per decision of the picked arm accounts minus the picked control's."""
+    chosen = in_arm[pick]
+    arm, control = pick[chosen], pick[~chosen]
+    return float(sums[arm].sum() / counts[arm].sum() - sums[control].sum() / counts[control].sum())
 
 
 def readout_markdown(control: ArmReadout, arms: list[ArmReadout], outcome: str) -> list[str]:

@@ -71,3 +71,23 @@ def test_markdown_marks_significant_arms():
     control, arms = arm_readout(_logged(1, effect=150.0), samples=200)
     text = "\n".join(readout_markdown(control, arms, "book_value"))
     assert "| queue (control) |" in text and "| b |" in text and "*" in text
+
+
+def test_a_tiny_arm_still_gets_an_interval():
+    # 2 accounts in arm "a" beside a large control: the arm and the control are resampled
+    # apart, so no resample loses the arm and the interval is always a number
+    logged = _logged(4, effect=0.0, accounts=400, months=2)
+    tiny = pl.concat(
+        [
+            logged.filter(pl.col("bundle") == "queue"),
+            pl.DataFrame(
+                [("T1", "a", "queue", 900.0), ("T2", "a", "queue", 1300.0)],
+                schema=logged.schema,
+                orient="row",
+            ),
+        ]
+    )
+    _, arms = arm_readout(tiny, samples=300)
+    (arm,) = arms
+    assert arm.accounts == 2 and np.isfinite([arm.ci_low, arm.ci_high]).all()
+    assert arm.ci_low <= arm.versus_control <= arm.ci_high

@@ -106,3 +106,38 @@ def test_group_bootstrap_keeps_groups_whole_and_matches_the_standard_error_of_a_
     assert errors[1] == 0.0
     again = group_bootstrap_standard_errors(statistic, groups, samples=400, seed=0)
     np.testing.assert_array_equal(errors, again)
+
+
+def test_stratified_bootstrap_keeps_each_stratum_and_its_size() -> None:
+    # 3 units in a small arm beside 500 in a control: each resample holds exactly 3 arm draws
+    # (from the arm) and 500 control draws (from the control); a pooled draw would often hold
+    # no arm unit at all (probability (500/503)^503 ~ 5 %) and leave the gap undefined
+    strata = np.array(["arm"] * 3 + ["control"] * 500)
+    sizes: list[tuple[int, int]] = []
+
+    def statistic(pick: np.ndarray) -> float:
+        in_arm = pick < 3
+        sizes.append((int(in_arm.sum()), int((~in_arm).sum())))
+        return float(in_arm.sum())
+
+    low, high = percentile_bootstrap(statistic, 503, 300, 1, strata=strata)
+    assert set(sizes) == {(3, 500)} and (low, high) == (3.0, 3.0)
+    with pytest.raises(ValueError, match="2 labels for 503 units"):
+        percentile_bootstrap(statistic, 503, 10, 1, strata=["a", "b"])
+
+
+def test_stratified_bootstrap_of_a_difference_matches_the_normal_approximation() -> None:
+    # two samples, 400 and 1,600 values: the gap of means 0.5 - 0.3 has a standard error
+    # sqrt(0.25 / 400 + 0.21 / 1600) = 0.02751, so the 95 % interval is about 0.2 +- 0.0539
+    a = np.array([1.0] * 200 + [0.0] * 200)
+    b = np.array([1.0] * 480 + [0.0] * 1120)
+    values = np.concatenate([a, b])
+    group = np.array([0] * 400 + [1] * 1600)
+
+    def gap(pick: np.ndarray) -> float:
+        chosen = values[pick]
+        return float(chosen[group[pick] == 0].mean() - chosen[group[pick] == 1].mean())
+
+    low, high = percentile_bootstrap(gap, 2000, 2000, 5, strata=group)
+    assert low == pytest.approx(0.2 - 0.0539, abs=0.007)
+    assert high == pytest.approx(0.2 + 0.0539, abs=0.007)
