@@ -46,7 +46,7 @@ import pyarrow as pa
 
 from rollrisk.errors import DataContractError, UserError
 from rollrisk.features.dates import DateSettings
-from rollrisk.features.schemas import TABLES
+from rollrisk.features.schemas import RECORD_TABLES, TABLES
 from rollrisk.features.validation import REJECT_SCHEMA, TableOutcome
 from rollrisk.storage.loader import (
     OPTIONAL_TABLE_NAMES,
@@ -76,7 +76,10 @@ if TYPE_CHECKING:
 
 UNIT_ROWS = 1_000_000  # rows of a Parquet file one read task takes
 ROWS_PER_VALIDATION_PARTITION = 2_000_000  # input rows per validation task (at least)
-TABLE_NAMES = tuple(table.name for table in TABLES)
+TABLE_NAMES = tuple(table.name for table in TABLES)  # the scoring inputs
+# every table read and validated, the loader's order: the inputs, then the optional record of
+# past experiments (checked and counted like the others, fed to no feature)
+READ_TABLES = (*TABLES, *RECORD_TABLES)
 # one row per (unit, partition): the unit's rows of that partition as Arrow IPC; table -1
 # marks a partition that must have a group even if no row hashes to it
 BLOB_SCHEMA = "partition int, tbl int, unit int, rows binary"
@@ -87,7 +90,7 @@ MARKER = -1
 class ReadUnit:
     """One read task's share of one file: ``length`` rows from ``offset`` (None: all)."""
 
-    table: int  # index in TABLES
+    table: int  # index in READ_TABLES
     file_index: int  # index in the table's files, as FILE_COLUMN numbers them
     path: str
     offset: int = 0
@@ -133,14 +136,15 @@ def plan_read(
     schemas: dict[str, tuple[pl.Schema, ...]] = {}
     raw_schemas: dict[str, pl.Schema] = {}
     units: list[ReadUnit] = []
-    for index, table in enumerate(TABLES):
+    for index, table in enumerate(READ_TABLES):
         listing = list_table_files(data_dir, table.name)
         errors.extend(listing.unusable)
         ignored.extend(str(path) for path in listing.ignored)
         if not listing.files:
             if table.required:
                 raise DataContractError(missing_table_error(data_dir, table, listing))
-            absent.append(table.name)
+            if table in TABLES:  # an absent record table costs no feature: nothing to say
+                absent.append(table.name)
             continue
         names: list[str] = []
         heads: list[pl.DataFrame] = []
@@ -205,7 +209,7 @@ def output_key(partitions: int) -> pl.Expr:
 def read_unit(plan: ReadPlan, unit: ReadUnit) -> pl.DataFrame:
     """The rows of ``unit`` as the loader reads its file: typed, numbered, types reconciled
     with the table's other files."""
-    table = TABLES[unit.table]
+    table = READ_TABLES[unit.table]
     rows = None if unit.length is None else (unit.offset, unit.length)
     frame = read_table_file(Path(unit.path), table, plan.dates, rows=rows)
     frame = with_bookkeeping(frame, table, unit.file_index, unit.offset)
@@ -274,7 +278,7 @@ def validate_partition(plan: ReadPlan, partition: int, blobs: Any) -> PartitionT
         if table != MARKER:
             parts.setdefault(int(table), []).append((int(unit), rows))
     outcomes: dict[str, TableOutcome] = {}
-    for index, table in enumerate(TABLES):
+    for index, table in enumerate(READ_TABLES):
         if table.name not in plan.files:
             continue
         frames = [from_ipc(rows) for _, rows in sorted(parts.get(index, []), key=lambda p: p[0])]
@@ -488,7 +492,7 @@ def _combine(
 ) -> tuple[ValidationReport, RejectAccounting, StatementMonths, tuple[str, ...]]:
     tables: list[TableReport] = []
     errors = list(plan.file_errors)
-    for table in TABLES:
+    for table in READ_TABLES:
         if table.name not in plan.files:
             continue
         parts = [s["tables"][table.name] for s in summaries if table.name in s["tables"]]
@@ -565,7 +569,7 @@ def _write_rejects(plan: ReadPlan, records: DataFrame, path: Path) -> None:
     order = pl.DataFrame(
         [
             (name, file, table_index, file_index)
-            for table_index, name in enumerate(TABLE_NAMES)
+            for table_index, name in enumerate(table.name for table in READ_TABLES)
             for file_index, file in enumerate(plan.files.get(name, ()))
         ],
         schema={"table": pl.String, "file": pl.String, "_table": pl.Int64, "_file": pl.Int64},

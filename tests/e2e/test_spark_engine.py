@@ -70,6 +70,10 @@ def test_spark_publishes_the_same_rows_as_the_local_engine(both_engines):
     local_manifest, by_local = read_current(local_out)
     assert spark_manifest["engine"] == "spark" and local_manifest["engine"] == "local"
     assert spark_manifest["counts"]["scored"] == local_manifest["counts"]["scored"] > 0
+    # the same rows read, accepted and rejected per table, the record of past experiments too
+    assert "experiment_assignments" in local_manifest["counts"]["input_rows"]
+    assert spark_manifest["counts"]["input_rows"] == local_manifest["counts"]["input_rows"]
+    assert spark_manifest["counts"]["rejects"] == local_manifest["counts"]["rejects"]
 
     by_spark, by_local = by_spark.sort("account_id"), by_local.sort("account_id")
     assert by_spark.schema == by_local.schema
@@ -238,6 +242,24 @@ def hostile_portfolio(scoring_world, tmp_path_factory):
         for path in find_table_files(source, name):
             (folder / name).mkdir(exist_ok=True)
             shutil.copy(path, folder / name / path.name)
+    # the record of past experiments, checked like the inputs: a propensity out of range, a
+    # duplicate key, and the rejected first account's rows as knock-ons
+    assignments = pl.read_parquet(find_table_files(source, "experiment_assignments"))
+    first_account = assignments.filter(pl.col("account_id") == ids[0]).head(1)
+    if first_account.height == 0:
+        first_account = assignments.head(1).with_columns(pl.lit(ids[0]).alias("account_id"))
+    pl.concat(
+        [
+            assignments.with_columns(
+                pl.when(pl.int_range(pl.len()) == 5)
+                .then(pl.lit(1.5))
+                .otherwise(pl.col("propensity"))
+                .alias("propensity")
+            ),
+            assignments.slice(7, 1),
+            first_account,
+        ]
+    ).write_parquet(folder / "experiment_assignments.parquet")
     return folder
 
 
@@ -257,6 +279,10 @@ def test_spark_validation_gives_the_local_rejects_and_counts(hostile_portfolio, 
         for kind in ("duplicate", "expected an account listed", "whitespace is stripped",
                      "the account was rejected in table accounts", "expected a number"):  # fmt: skip
             assert kind in reasons, kind  # the test data holds every kind of reject
+        record = pl.read_csv(tmp_path / "local.csv").filter(
+            pl.col("table") == "experiment_assignments"
+        )
+        assert record.height >= 3  # the bad propensity, the duplicate, the knock-on at least
         assert (tmp_path / "spark.csv").read_bytes() == (tmp_path / "local.csv").read_bytes()
         assert book.report.tables == local.report.tables
         assert book.rejects.as_dict() == account_rejects(local).as_dict()
