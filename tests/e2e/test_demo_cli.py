@@ -70,3 +70,16 @@ def test_without_a_champion_both_model_stages_use_the_challenger(tmp_path, monke
     assert models == {"score": demo.CHALLENGER, "logged-decisions": demo.CHALLENGER}
     out = capsys.readouterr().out
     assert "learned policy:" in out and "logged decisions:" in out
+
+
+def test_the_history_ends_at_the_same_month_whatever_its_length(tmp_path):
+    import argparse
+
+    assert demo.first_month(36) == "2023-01" and demo.first_month(24) == "2024-01"
+    assert demo.first_month(1) == demo.LAST_MONTH == "2025-12"
+    assert demo.first_month(13, "2025-01") == "2024-01"
+    for months, start in ((36, "2023-01"), (24, "2024-01"), (48, "2022-01")):
+        args = argparse.Namespace(accounts=3000, months=months, seed=7, out=tmp_path / "demo")
+        simulate = demo.stages(args)[0].argv
+        assert simulate[simulate.index("--start-month") + 1] == start
+        assert simulate[simulate.index("--months") + 1] == str(months)
