@@ -129,7 +129,7 @@ def readout_markdown(control: ArmReadout, arms: list[ArmReadout], outcome: str) 
     """The readout as a Markdown table (lines)."""
     lines = [
         f"Observed `{outcome}` per decision by arm (randomised assignment; 95 % interval resampling "
-        "accounts):",
+        "accounts, the arm's and the control's apart):",
         "",
         "| arm | decisions | accounts | mean per decision | arm - control [95 %] |",
         "|---|---|---|---|---|",
