@@ -48,7 +48,7 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -215,8 +215,11 @@ def run(args: argparse.Namespace) -> int:
     month = month_index(sim.start_month, as_of)
     portfolio, _ = load_portfolio_argument(args, "simulate-policy", config=config)
 
-    def progress(items, total):  # noqa: ANN001, ANN202 - tqdm adapter
-        return tqdm(items, total=total, desc="replay/seeds", file=sys.stderr)
+    def progress_of(what: str):  # noqa: ANN202 - a tqdm adapter per long step
+        def progress(items, total):  # noqa: ANN001, ANN202
+            return tqdm(items, total=total, desc=what, file=sys.stderr)
+
+        return progress
 
     ids = scored["account_id"].to_list()
     policy, compliance, fallback = recorded_rules(args, manifest)
@@ -230,7 +233,9 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
-    replay = replay_to_month(sim, ids, month, months, portfolio.statements, progress)
+    replay = replay_to_month(
+        sim, ids, month, months, portfolio.statements, progress_of("replay to the as-of (chunks)")
+    )
     off_book = int((~replay.on_book).sum()) if replay.on_book is not None else 0
     if off_book:
         raise UserError(
@@ -265,7 +270,7 @@ def run(args: argparse.Namespace) -> int:
     valuation = recovery_valuation(portfolio.statements, treatments=portfolio.treatments)
     references, drivers, oracle, per_bucket_choice = build_references(
         args, ordered, portfolio, replay, plan, costs, months, valuation,
-        observation.default_dpd, policy, compliance, fallback,
+        observation.default_dpd, policy, compliance, fallback, progress_of("oracle (bundle runs)"),
     )  # fmt: skip
     result = compare_policies(
         replay,
@@ -275,7 +280,7 @@ def run(args: argparse.Namespace) -> int:
         seeds,
         segments=ordered["segment"].to_list(),
         base_seed=args.base_seed,
-        progress=progress,
+        progress=progress_of("arms (seeds)"),
         default_dpd=observation.default_dpd,
         valuation=valuation,
         references=references,
@@ -390,6 +395,7 @@ def build_references(
     policy: Policy,
     compliance: EffectiveCompliance,
     fallback: str,
+    progress: Callable[[Iterable[int], int], Iterable[int]] | None = None,
 ) -> tuple[dict[str, ArmSpec], list[str], OracleChoice | None, dict[str, str] | None]:
     """The reference arms run beside the two policies, and each account's true driver.
 
@@ -435,6 +441,12 @@ def build_references(
             "challenger accounts did not get the policy's decision, and this job replays the "
             "policy's own; score again without --experiments (or with one not running then)"
         )
+    print(
+        f"[simulate-policy] re-deciding the {ordered.height:,} scored accounts for the references "
+        "(the scored segments, the fallback segment, the true drivers, each oracle candidate)",
+        file=sys.stderr,
+        flush=True,
+    )
     inputs = decision_inputs(
         ordered, portfolio.accounts, portfolio.statements, portfolio.collection_actions,
         portfolio.treatments, as_of, policy, compliance,
@@ -469,8 +481,9 @@ def build_references(
         )
         selection = range(ORACLE_SEED_START, ORACLE_SEED_START + args.oracle_seeds)
         values = candidate_book_values(
-            replay, candidates, costs, months, selection, args.base_seed, default_dpd, valuation
-        )
+            replay, candidates, costs, months, selection, args.base_seed, default_dpd, valuation,
+            progress,
+        )  # fmt: skip
         buckets = ordered["start_bucket"].to_list()  # the bucket the policy decided on
         oracle = choose_oracle(
             replay, candidates, costs, months, drivers, selection, values=values,

@@ -1255,18 +1255,25 @@ def candidate_book_values(
     base_seed: int = DEFAULT_BASE_SEED,
     default_dpd: int = DEFAULT_OBSERVATION.default_dpd,
     valuation: Valuation = AT_PAR,
+    progress: Callable[[Iterable[int], int], Iterable[int]] | None = None,
 ) -> np.ndarray:
     """(candidates x accounts): each account's book value under each candidate bundle, mean
-    over ``selection_seeds`` (to be kept apart from the seeds a result reports)."""
+    over ``selection_seeds`` (to be kept apart from the seeds a result reports). ``progress``
+    wraps the runs (one per seed and candidate), as :func:`replay_to_month`'s does its chunks."""
+    for name, spec in candidates.items():
+        if spec.grace_all:
+            raise ValueError(f"candidate {name} has grace_all; not a bundle")
+    runs = [
+        (seed, k, spec) for seed in selection_seeds for k, spec in enumerate(candidates.values())
+    ]
     totals = np.zeros((len(candidates), len(replay.account_ids)))
-    for seed in selection_seeds:
-        for k, (name, spec) in enumerate(candidates.items()):
-            if spec.grace_all:
-                raise ValueError(f"candidate {name} has grace_all; not a bundle")
-            result = run_arm(
-                replay, spec, spec.plan, costs, horizon, seed, base_seed, default_dpd, valuation
-            )
-            totals[k] += result.book_value
+    numbers = range(len(runs))
+    for number in progress(numbers, len(runs)) if progress else numbers:
+        seed, k, spec = runs[number]
+        result = run_arm(
+            replay, spec, spec.plan, costs, horizon, seed, base_seed, default_dpd, valuation
+        )
+        totals[k] += result.book_value
     return totals / max(len(selection_seeds), 1)
 
 
