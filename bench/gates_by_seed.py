@@ -2,7 +2,8 @@
 build-training-set, train, promote --dry-run) per seed, with the simulator's macro logit over the
 validation and test months' outcome windows beside the out-of-time calibration.
 
-Per seed, in ``ROOT/seed<S>-m<MONTHS>`` (reused when its training report exists):
+Per seed, in ``ROOT/seed<S>-<ACCOUNTS>x<MONTHS>-from<START>`` (reused when its training report
+exists); the history ends 2025-12 as the demo's does unless ``--start-month`` says otherwise:
 
     rollrisk simulate --accounts N --months M --seed S [--start-month YYYY-MM] --out portfolio
     rollrisk build-training-set --data portfolio --out training_set.parquet
@@ -20,13 +21,14 @@ about 0.25.
 
     nice .venv/bin/python bench/gates_by_seed.py --seeds 7 11 12 13 14 --root runs/gates
     nice .venv/bin/python bench/gates_by_seed.py --seeds 7 11 12 13 14 --months 36 \\
-        --start-month 2023-01 --root runs/gates
+        --root runs/gates
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -34,6 +36,8 @@ import time
 from pathlib import Path
 
 from harness import machine_description
+
+from rollrisk.pipelines.demo import first_month
 
 ROLLRISK = [sys.executable, "-m", "rollrisk.cli"]
 
@@ -64,9 +68,10 @@ def run_seed(folder: Path, seed: int, args: argparse.Namespace) -> float:
     folder.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     simulate = ["simulate", "--accounts", str(args.accounts), "--months", str(args.months),
-                "--seed", str(seed), "--out", "portfolio", "--overwrite"]  # fmt: skip
-    if args.start_month:
-        simulate += ["--start-month", args.start_month]
+                "--start-month", args.start_month, "--seed", str(seed), "--out", "portfolio",
+                "--overwrite"]  # fmt: skip
+    # each seed its own store (runs/mlflow.db in its folder), never one set in the environment
+    environment = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     steps = [
         simulate,
         ["build-training-set", "--data", "portfolio", "--out", "training_set.parquet"],
@@ -83,9 +88,13 @@ def run_seed(folder: Path, seed: int, args: argparse.Namespace) -> float:
     with open(folder / "log.txt", "w") as log:
         for step in steps:
             print(f"seed {seed}: rollrisk {step[0]}", file=sys.stderr, flush=True)
-            subprocess.run([*ROLLRISK, *step], cwd=folder, stdout=log, stderr=log, check=True)
+            subprocess.run(
+                [*ROLLRISK, *step], cwd=folder, stdout=log, stderr=log, check=True, env=environment
+            )
         # exit code 1 = refused: the verdict is read from the output
-        subprocess.run([*ROLLRISK, "promote", "--dry-run"], cwd=folder, stdout=log, stderr=log)
+        subprocess.run(
+            [*ROLLRISK, "promote", "--dry-run"], cwd=folder, stdout=log, stderr=log, env=environment
+        )
     return time.perf_counter() - started
 
 
@@ -141,14 +150,20 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[7, 11, 12, 13, 14])
     parser.add_argument("--accounts", type=int, default=60_000)
     parser.add_argument("--months", type=int, default=24)
-    parser.add_argument("--start-month", default=None, help="simulate's --start-month")
+    parser.add_argument(
+        "--start-month",
+        default=None,
+        help="simulate's --start-month (default: the demo's, so the history ends 2025-12)",
+    )
     parser.add_argument("--window", type=int, default=3, help="the label's window (months)")
     parser.add_argument("--root", type=Path, required=True)
     args = parser.parse_args()
+    args.start_month = args.start_month or first_month(args.months)
     print(machine_description())
     rows = []
     for seed in args.seeds:
-        folder = args.root / f"seed{seed}-m{args.months}"
+        # the settings in the name: a folder is reused only for the same world
+        folder = args.root / f"seed{seed}-{args.accounts}x{args.months}-from{args.start_month}"
         seconds = run_seed(folder.resolve(), seed, args)
         rows.append({"seed": str(seed), **figures(folder, args.window)})
         if seconds:

@@ -109,6 +109,8 @@ def percentile_bootstrap(
         codes, _ = pd.factorize(np.asarray(strata))
         if codes.size != n:
             raise ValueError(f"strata has {codes.size} labels for {n} units")
+        if (codes < 0).any():  # a unit without a stratum would never be drawn
+            raise ValueError(f"strata has {int((codes < 0).sum())} missing label(s)")
         members = [np.flatnonzero(codes == code) for code in range(codes.max() + 1)]
         draws = [
             statistic(np.concatenate([m[rng.integers(0, m.size, m.size)] for m in members]))

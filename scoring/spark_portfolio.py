@@ -425,7 +425,11 @@ class SparkPortfolio:
         ``pending`` (accounts partitioned as the local engine does, by
         :func:`output_key`), each call returning one row of ``schema``; the rows, collected."""
         keep = frozenset(pending)
-        blobs = partition_blobs(self.spark, self.plan, partitions, output_key, keep)
+        # the work needs the inputs only: the record of past experiments was checked and
+        # counted by the validation pass and feeds nothing here
+        blobs = partition_blobs(
+            self.spark, self.plan, partitions, output_key, keep, inputs_only=True
+        )
         markers = self.spark.createDataFrame(
             [(k, MARKER, MARKER, None) for k in pending], BLOB_SCHEMA
         )
@@ -441,11 +445,16 @@ def partition_blobs(
     partitions: int,
     key: Callable[[int], pl.Expr],
     keep: frozenset[int] | None,
+    inputs_only: bool = False,
 ) -> DataFrame:
-    """The portfolio's rows as (partition, table, unit, IPC) blobs, read by the executors."""
+    """The portfolio's rows as (partition, table, unit, IPC) blobs, read by the executors;
+    with ``inputs_only`` the rows of the input tables only (:data:`TABLES`)."""
     context = spark.sparkContext
     shared = context.broadcast(plan)
-    units = context.parallelize([(k,) for k in range(len(plan.units))], max(1, len(plan.units)))
+    numbers = [
+        (k,) for k, unit in enumerate(plan.units) if not inputs_only or unit.table < len(TABLES)
+    ]
+    units = context.parallelize(numbers, max(1, len(numbers)))
     return spark.createDataFrame(units, "unit int").mapInArrow(
         functools.partial(_read_blobs, shared, partitions, key, keep), BLOB_SCHEMA
     )

@@ -265,6 +265,7 @@ def hostile_portfolio(scoring_world, tmp_path_factory):
 
 def test_spark_validation_gives_the_local_rejects_and_counts(hostile_portfolio, spark, tmp_path):
     from rollrisk.features.dates import DateSettings
+    from rollrisk.features.validation import KNOCK_ON_REASON
     from rollrisk.scoring.spark_portfolio import plan_read, validate_on_spark
     from rollrisk.storage.loader import validate_portfolio
     from rollrisk.storage.rejects import account_rejects
@@ -282,7 +283,11 @@ def test_spark_validation_gives_the_local_rejects_and_counts(hostile_portfolio, 
         record = pl.read_csv(tmp_path / "local.csv").filter(
             pl.col("table") == "experiment_assignments"
         )
-        assert record.height >= 3  # the bad propensity, the duplicate, the knock-on at least
+        record_reasons = "\n".join(record["reasons"].to_list())
+        for kind in ("propensity", "duplicate", KNOCK_ON_REASON):  # each kind of bad row
+            assert kind in record_reasons, kind
+        (record_rejects,) = [t for t in book.rejects.tables if t.table == "experiment_assignments"]
+        assert record_rejects.knock_on >= 1 and record_rejects.rows_rejected == record.height
         assert (tmp_path / "spark.csv").read_bytes() == (tmp_path / "local.csv").read_bytes()
         assert book.report.tables == local.report.tables
         assert book.rejects.as_dict() == account_rejects(local).as_dict()

@@ -73,9 +73,20 @@ def test_markdown_marks_significant_arms():
     assert "| queue (control) |" in text and "| b |" in text and "*" in text
 
 
-def test_a_tiny_arm_still_gets_an_interval():
+def test_a_tiny_arm_still_gets_an_interval(monkeypatch):
     # 2 accounts in arm "a" beside a large control: the arm and the control are resampled
-    # apart, so no resample loses the arm and the interval is always a number
+    # apart, so every resample holds 2 arm draws (a draw from the pooled accounts loses the
+    # arm in about one resample of seven) and the interval is always a number
+    from rollrisk.strategies import experiment_readout
+
+    arm_draws: list[int] = []
+    gap = experiment_readout._gap
+
+    def counting_gap(pick, sums, counts, in_arm):  # noqa: ANN001, ANN202
+        arm_draws.append(int(in_arm[pick].sum()))
+        return gap(pick, sums, counts, in_arm)
+
+    monkeypatch.setattr(experiment_readout, "_gap", counting_gap)
     logged = _logged(4, effect=0.0, accounts=400, months=2)
     tiny = pl.concat(
         [
@@ -88,6 +99,7 @@ def test_a_tiny_arm_still_gets_an_interval():
         ]
     )
     _, arms = arm_readout(tiny, samples=300)
+    assert len(arm_draws) == 300 and set(arm_draws) == {2}
     (arm,) = arms
     assert arm.accounts == 2 and np.isfinite([arm.ci_low, arm.ci_high]).all()
     assert arm.ci_low <= arm.versus_control <= arm.ci_high

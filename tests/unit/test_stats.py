@@ -124,6 +124,8 @@ def test_stratified_bootstrap_keeps_each_stratum_and_its_size() -> None:
     assert set(sizes) == {(3, 500)} and (low, high) == (3.0, 3.0)
     with pytest.raises(ValueError, match="2 labels for 503 units"):
         percentile_bootstrap(statistic, 503, 10, 1, strata=["a", "b"])
+    with pytest.raises(ValueError, match="1 missing label"):  # never drawn: refused
+        percentile_bootstrap(statistic, 3, 10, 1, strata=["a", None, "b"])
 
 
 def test_stratified_bootstrap_of_a_difference_matches_the_normal_approximation() -> None:
