@@ -14,11 +14,13 @@ the accounts replayed); ``--no-constraints`` leaves both out (the figures before
 
     .venv/bin/python bench/bench_simulate_policy.py                     # 100,000 x 6 months x 20 seeds
     .venv/bin/python bench/bench_simulate_policy.py --accounts 20000 --seeds 4
+    .venv/bin/python bench/bench_simulate_policy.py --accounts 20000 --seeds 6 --workers 2
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import tempfile
 import time
@@ -32,6 +34,7 @@ from rollrisk.simulator.engine import CH, write_portfolio
 from rollrisk.simulator.replay import (
     ArmSpec,
     ModelPlan,
+    candidate_book_values,
     choose_oracle,
     compare_policies,
     load_action_costs,
@@ -65,6 +68,14 @@ def main() -> None:
     parser.add_argument("--oracle-seeds", type=int, default=5)
     parser.add_argument(
         "--no-constraints", action="store_true", help="no compliance rules and no capacity"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="with more than 1, the oracle's runs and the arms are timed twice in the same run: "
+        "in this process, then in that many worker processes (`simulate-policy --workers`); "
+        "the two results must be equal",
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -101,28 +112,54 @@ def main() -> None:
     plan = ladders["sms"]
     nobody, everyone = np.zeros(n, dtype=bool), np.ones(n, dtype=bool)
     drivers = [DRIVERS[i] for i in rng.integers(0, len(DRIVERS), n)]
-    mark = time.perf_counter()
     candidates = {f"ladder:{k}": ArmSpec(k, p, nobody) for k, p in ladders.items()}
     candidates["baseline_tiered"] = ArmSpec("baseline_tiered", plan, everyone)
-    oracle = choose_oracle(
-        replay, candidates, costs, args.months, drivers,
-        range(10_000, 10_000 + args.oracle_seeds), valuation=valuation,
-    )  # fmt: skip
-    chosen = time.perf_counter() - mark
-    print(f"oracle choice ({len(candidates)} bundles x {args.oracle_seeds} seeds): {chosen:.1f} s")
-    references = {
-        "baseline_plus_grace": ArmSpec("baseline_plus_grace", plan, everyone, grace_all=True),
-        "segment_blind": ArmSpec("segment_blind", ladders["agent_call"], nobody),
-        "oracle_segments": ArmSpec("oracle_segments", ladders["robo_call"], nobody),
-        "oracle": oracle.arm,
-    }
-    mark = time.perf_counter()
-    result = compare_policies(
-        replay, plan, costs, args.months, list(range(args.seeds)), valuation=valuation,
-        references=references, drivers=drivers,
-    )  # fmt: skip
-    compared = time.perf_counter() - mark
-    print(f"6 arms x {args.seeds} seeds x {args.months} months + intervals: {compared:.1f} s")
+    selection = range(10_000, 10_000 + args.oracle_seeds)
+    timings: dict[int, tuple[float, float]] = {}
+    results = {}
+    for workers in sorted({1, args.workers}):
+        mark = time.perf_counter()
+        values = candidate_book_values(
+            replay, candidates, costs, args.months, selection, valuation=valuation,
+            workers=workers,
+        )  # fmt: skip
+        oracle = choose_oracle(
+            replay, candidates, costs, args.months, drivers, selection, valuation=valuation,
+            values=values,
+        )  # fmt: skip
+        chosen = time.perf_counter() - mark
+        print(
+            f"oracle choice ({len(candidates)} bundles x {args.oracle_seeds} seeds, "
+            f"{workers} worker(s)): {chosen:.1f} s"
+        )
+        references = {
+            "baseline_plus_grace": ArmSpec("baseline_plus_grace", plan, everyone, grace_all=True),
+            "segment_blind": ArmSpec("segment_blind", ladders["agent_call"], nobody),
+            "oracle_segments": ArmSpec("oracle_segments", ladders["robo_call"], nobody),
+            "oracle": oracle.arm,
+        }
+        mark = time.perf_counter()
+        results[workers] = compare_policies(
+            replay, plan, costs, args.months, list(range(args.seeds)), valuation=valuation,
+            references=references, drivers=drivers, workers=workers,
+        )  # fmt: skip
+        compared = time.perf_counter() - mark
+        print(
+            f"6 arms x {args.seeds} seeds x {args.months} months + intervals "
+            f"({workers} worker(s)): {compared:.1f} s"
+        )
+        timings[workers] = (chosen, compared)
+    if args.workers > 1:
+        one, many = sum(timings[1]), sum(timings[args.workers])
+        same = json.dumps(results[1], sort_keys=True, default=str) == json.dumps(
+            results[args.workers], sort_keys=True, default=str
+        )
+        print(
+            f"oracle + arms: {one:.1f} s in this process, {many:.1f} s in {args.workers} "
+            f"workers ({many / one:.2f}x); the same result: {same}"
+        )
+    chosen, compared = timings[args.workers]
+    result = results[args.workers]
     print(f"engine total (replay + oracle + arms): {replayed + chosen + compared:.1f} s")
     print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
     print(f"headline uplift: {result['headline']['uplift']}")

@@ -63,6 +63,7 @@ from rollrisk.arguments import (
     add_capacity_argument,
     add_portfolio_arguments,
     add_scoring_arguments,
+    workers_count,
 )
 from rollrisk.errors import UserError
 from rollrisk.storage.results import ACCOUNTS_PER_PARTITION
@@ -93,7 +94,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--workers",
-        type=_workers,
+        type=workers_count,
         default="auto",
         help="local engine: partitions scored at once, each in its own process (auto: one per "
         "usable core, at most one per partition and one per 25,000 accounts to score, about "
@@ -110,19 +111,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _workers(text: str) -> int | None:
-    """``--workers``: a positive number, or ``auto`` (None: decided by the run's size)."""
-    if text == "auto":
-        return None
-    try:
-        number = int(text)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise argparse.ArgumentTypeError(
-            f"expected a whole number of at least 1 or auto, got {text!r}"
-        )
-    return number
 
 
 def run(args: argparse.Namespace) -> int:

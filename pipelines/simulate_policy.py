@@ -61,6 +61,7 @@ from rollrisk.arguments import (
     add_observation_arguments,
     load_config_argument,
     with_observation_flags,
+    workers_count,
 )
 from rollrisk.errors import UserError
 from rollrisk.reports.policy_simulation import markdown
@@ -91,6 +92,23 @@ if TYPE_CHECKING:
     from rollrisk.strategies.capacity import ContactCapacity
     from rollrisk.strategies.compliance import EffectiveCompliance
     from rollrisk.strategies.policy import Policy
+
+
+# below this many scored accounts the arms run in this process (auto): a spawned worker's
+# start (imports, its copy of the replay) costs seconds. bench/bench_simulate_policy.py: oracle
+# and arms 10.8 s in one process against 18.5 s in 2 workers at 20,000 accounts, 150.0 against
+# 103.5 s at 100,000 (docs/benchmarks.md)
+ACCOUNTS_PER_ARM_WORKER = 50_000
+
+
+def arm_workers(requested: int | None, accounts: int) -> int:
+    """``--workers``: the number given, else one per usable core from
+    :data:`ACCOUNTS_PER_ARM_WORKER` scored accounts, else 1."""
+    from rollrisk.scoring.workers import usable_cores
+
+    if requested is not None:
+        return requested
+    return usable_cores() if accounts >= ACCOUNTS_PER_ARM_WORKER else 1
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -125,6 +143,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--base-seed", type=int, default=DEFAULT_BASE_SEED, help="root of the seeds' streams"
+    )
+    parser.add_argument(
+        "--workers",
+        type=workers_count,
+        default="auto",
+        help="processes the arms' runs (the oracle's and the seeds') are spread over (auto: one "
+        f"per usable core from {ACCOUNTS_PER_ARM_WORKER:,} scored accounts, else 1: a worker's "
+        "start and its copy of the replay cost more than it saves on a small book); the result "
+        "is the same for any number (default: auto)",
     )
     parser.add_argument(
         "--costs", type=Path, default=DEFAULT_COSTS, help="action cost table (YAML)"
@@ -267,10 +294,18 @@ def run(args: argparse.Namespace) -> int:
     for line in load_lines(load, capacity):
         print(f"[simulate-policy] scored plan, {line}", file=sys.stderr, flush=True)
     seeds = list(range(args.seeds))
+    workers = arm_workers(args.workers, len(ids))
+    if workers > 1:
+        print(
+            f"[simulate-policy] the arms' runs in {workers} worker processes (--workers)",
+            file=sys.stderr,
+            flush=True,
+        )
     valuation = recovery_valuation(portfolio.statements, treatments=portfolio.treatments)
     references, drivers, oracle, per_bucket_choice = build_references(
         args, ordered, portfolio, replay, plan, costs, months, valuation,
         observation.default_dpd, policy, compliance, fallback, progress_of("oracle (bundle runs)"),
+        workers,
     )  # fmt: skip
     result = compare_policies(
         replay,
@@ -281,6 +316,7 @@ def run(args: argparse.Namespace) -> int:
         segments=ordered["segment"].to_list(),
         base_seed=args.base_seed,
         progress=progress_of("arms (seeds)"),
+        workers=workers,
         default_dpd=observation.default_dpd,
         valuation=valuation,
         references=references,
@@ -396,6 +432,7 @@ def build_references(
     compliance: EffectiveCompliance,
     fallback: str,
     progress: Callable[[Iterable[int], int], Iterable[int]] | None = None,
+    workers: int = 1,
 ) -> tuple[dict[str, ArmSpec], list[str], OracleChoice | None, dict[str, str] | None]:
     """The reference arms run beside the two policies, and each account's true driver.
 
@@ -482,7 +519,7 @@ def build_references(
         selection = range(ORACLE_SEED_START, ORACLE_SEED_START + args.oracle_seeds)
         values = candidate_book_values(
             replay, candidates, costs, months, selection, args.base_seed, default_dpd, valuation,
-            progress,
+            progress, workers,
         )  # fmt: skip
         buckets = ordered["start_bucket"].to_list()  # the bucket the policy decided on
         oracle = choose_oracle(

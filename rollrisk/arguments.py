@@ -56,6 +56,21 @@ def as_of_date(text: str) -> date:
 # --------------------------------------------------------------------------- data and config
 
 
+def workers_count(text: str) -> int | None:
+    """``--workers``: a positive number, or ``auto`` (None: decided by the run's size)."""
+    if text == "auto":
+        return None
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number of at least 1 or auto, got {text!r}"
+        )
+    return number
+
+
 def add_data_argument(
     parser: argparse.ArgumentParser,
     help: str = "portfolio folder (see docs/data-contract.md)",  # noqa: A002 - argparse's name

@@ -95,17 +95,7 @@ class ScoringWorkers:
     def __init__(self, setup: ScoringSetup, workers: int) -> None:
         self.workers = workers
         threads = max(1, usable_cores() // workers)
-        with _thread_variables(threads):  # read by each spawned worker as it starts
-            self._pool = ProcessPoolExecutor(
-                max_workers=workers,
-                mp_context=get_context("spawn"),
-                initializer=_start_worker,
-                initargs=(setup, threads, os.getpid()),
-            )
-            # workers start on demand, one per task while none is idle: start them all now,
-            # inside the variables
-            for _ in range(workers):
-                self._pool.submit(os.getpid)
+        self._pool = spawn_pool(workers, _start_worker, (setup, threads))
 
     def __enter__(self) -> ScoringWorkers:
         return self
@@ -166,6 +156,35 @@ class ScoringWorkers:
                 yield written
 
 
+def spawn_pool(
+    workers: int, initializer: Callable[..., object], initargs: tuple[object, ...] = ()
+) -> ProcessPoolExecutor:
+    """``workers`` spawned processes (never forked: see the module docstring), all started now,
+    each with ``usable_cores() // workers`` threads for polars, numba and OpenMP, each killed
+    when this process dies, each running ``initializer(*initargs)`` once before any task. A
+    spawned worker imports the main module of the program: see the module docstring."""
+    threads = max(1, usable_cores() // workers)
+    with _thread_variables(threads):  # read by each spawned worker as it starts
+        pool = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=get_context("spawn"),
+            initializer=_start_spawned,
+            initargs=(os.getpid(), initializer, initargs),
+        )
+        # workers start on demand, one per task while none is idle: start them all now,
+        # inside the variables
+        for _ in range(workers):
+            pool.submit(os.getpid)
+    return pool
+
+
+def _start_spawned(
+    parent: int, initializer: Callable[..., object], initargs: tuple[object, ...]
+) -> None:
+    _die_with(parent)
+    initializer(*initargs)
+
+
 @contextmanager
 def _thread_variables(threads: int) -> Iterator[None]:
     """Set the libraries' thread counts in this process's environment for the duration (a
@@ -185,13 +204,10 @@ def _thread_variables(threads: int) -> Iterator[None]:
 _SETUP: ScoringSetup | None = None  # the worker's copy of the scoring setup
 
 
-def _start_worker(setup: ScoringSetup, threads: int, parent: int) -> None:
-    """Runs once in each worker: die with the parent, keep the setup, compile or load the
-    explanation kernel."""
+def _start_worker(setup: ScoringSetup, threads: int) -> None:
+    """Runs once in each worker: keep the setup, compile or load the explanation kernel."""
     global _SETUP
     import numba
-
-    _die_with(parent)
 
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     _SETUP = setup

@@ -74,7 +74,8 @@ from __future__ import annotations
 import copy
 import json
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
 from datetime import date
 from pathlib import Path
@@ -1256,25 +1257,90 @@ def candidate_book_values(
     default_dpd: int = DEFAULT_OBSERVATION.default_dpd,
     valuation: Valuation = AT_PAR,
     progress: Callable[[Iterable[int], int], Iterable[int]] | None = None,
+    workers: int = 1,
 ) -> np.ndarray:
     """(candidates x accounts): each account's book value under each candidate bundle, mean
     over ``selection_seeds`` (to be kept apart from the seeds a result reports). ``progress``
-    wraps the runs (one per seed and candidate), as :func:`replay_to_month`'s does its chunks."""
+    wraps the runs (one per seed and candidate), as :func:`replay_to_month`'s does its chunks;
+    ``workers`` > 1 runs them in that many processes (:func:`arm_runs`), with the same result."""
     for name, spec in candidates.items():
         if spec.grace_all:
             raise ValueError(f"candidate {name} has grace_all; not a bundle")
-    runs = [
-        (seed, k, spec) for seed in selection_seeds for k, spec in enumerate(candidates.values())
-    ]
+    specs = list(candidates.values())
+    runs = ArmRuns(replay, None, costs, horizon, base_seed, default_dpd, valuation)
+    jobs = [(seed, spec) for seed in selection_seeds for spec in specs]
     totals = np.zeros((len(candidates), len(replay.account_ids)))
-    numbers = range(len(runs))
-    for number in progress(numbers, len(runs)) if progress else numbers:
-        seed, k, spec = runs[number]
-        result = run_arm(
-            replay, spec, spec.plan, costs, horizon, seed, base_seed, default_dpd, valuation
-        )
-        totals[k] += result.book_value
+    with arm_runs(runs, workers) as run:
+        done = run(_book_value_of, jobs)
+        for number, book_value in enumerate(progress(done, len(jobs)) if progress else done):
+            totals[number % len(specs)] += book_value
     return totals / max(len(selection_seeds), 1)
+
+
+@dataclass(frozen=True)
+class ArmRuns:
+    """What every run of an arm on one replay shares (sent once to each worker process)."""
+
+    replay: Replay
+    plan: ModelPlan | None  # the model-driven plan (for the named arms of ARMS)
+    costs: ActionCosts
+    horizon: int
+    base_seed: int
+    default_dpd: int
+    valuation: Valuation
+
+    def run(self, seed: int, arm: str | ArmSpec) -> ArmResult:
+        plan = arm.plan if isinstance(arm, ArmSpec) else self.plan
+        assert plan is not None, "a named arm needs the model-driven plan"
+        return run_arm(
+            self.replay, arm, plan, self.costs, self.horizon, seed, self.base_seed,
+            self.default_dpd, self.valuation,
+        )  # fmt: skip
+
+
+def _book_value_of(runs: ArmRuns, job: tuple[int, ArmSpec]) -> np.ndarray:
+    return runs.run(*job).book_value
+
+
+def _seed_results(
+    runs: ArmRuns, job: tuple[int, tuple[tuple[str, str | ArmSpec], ...]]
+) -> dict[str, ArmResult]:
+    seed, arms = job
+    return {name: runs.run(seed, arm) for name, arm in arms}
+
+
+_RUNS: ArmRuns | None = None  # a worker process's copy (arm_runs)
+
+
+def _keep_runs(runs: ArmRuns) -> None:
+    global _RUNS
+    _RUNS = runs
+
+
+def _in_worker(task: tuple[Callable[[ArmRuns, Any], Any], Any]) -> Any:
+    assert _RUNS is not None, "the worker was not started by arm_runs"
+    function, job = task
+    return function(_RUNS, job)
+
+
+@contextmanager
+def arm_runs(
+    runs: ArmRuns, workers: int
+) -> Iterator[Callable[[Callable[[ArmRuns, Any], Any], Sequence[Any]], Iterator[Any]]]:
+    """``run(function, jobs)``: ``function(runs, job)`` for each job, results in the jobs' order
+    (lazily). With ``workers`` > 1 the jobs run in that many spawned processes
+    (:func:`rollrisk.scoring.workers.spawn_pool`), each given ``runs`` once; a run depends
+    only on its seed and arm, so the results are the same as in this process."""
+    if workers <= 1:
+        yield lambda function, jobs: (function(runs, job) for job in jobs)
+        return
+    from rollrisk.scoring.workers import spawn_pool
+
+    pool = spawn_pool(workers, _keep_runs, (runs,))
+    try:
+        yield lambda function, jobs: pool.map(_in_worker, [(function, job) for job in jobs])
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def choose_oracle(
@@ -1371,8 +1437,11 @@ def compare_policies(
     valuation: Valuation = AT_PAR,
     references: Mapping[str, ArmSpec] | None = None,
     drivers: Sequence[str] | None = None,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """Both arms (and the references) on every seed; figures, uplift and their intervals.
+
+    ``workers`` > 1 runs the seeds in that many processes (:func:`arm_runs`): the same result.
 
     ``default_dpd`` defines the roll-to-default event and ``valuation`` the value of the
     balance still open at the end (see :func:`run_arm`).
@@ -1402,39 +1471,35 @@ def compare_policies(
     # the replay's compliance blocks per arm and rule, mean over the seeds
     blocks_by_rule: dict[str, dict[str, float]] = {}
     labels = np.asarray(segments) if segments is not None else None
-    iterator = progress(seeds, len(seeds)) if progress else seeds
-    for column, seed in enumerate(iterator):
-        results = {
-            arm: run_arm(replay, arm, plan, costs, horizon, seed, base_seed, default_dpd, valuation)
-            for arm in ARMS
-        }
-        for name, spec in refs.items():
-            results[name] = run_arm(
-                replay, spec, spec.plan, costs, horizon, seed, base_seed, default_dpd, valuation
+    runs = ArmRuns(replay, plan, costs, horizon, base_seed, default_dpd, valuation)
+    arms_run = (*((arm, arm) for arm in ARMS), *refs.items())
+    with arm_runs(runs, workers) as run:
+        done = run(_seed_results, [(seed, arms_run) for seed in seeds])
+        every_seed = progress(done, len(seeds)) if progress else done
+        for column, (seed, results) in enumerate(zip(seeds, every_seed, strict=True)):
+            per_seed.append({"seed": int(seed), **{a: arm_metrics(r) for a, r in results.items()}})
+            for arm, result in results.items():
+                account_book[arm] += result.book_value
+                by_rule = blocks_by_rule.setdefault(arm, {})
+                for rule_id, count in result.blocks_by_rule.items():
+                    by_rule[rule_id] = by_rule.get(rule_id, 0.0) + count / len(seeds)
+            model_arm, base_arm = results["model_driven"], results["baseline_tiered"]
+            for name in refs:
+                versus[name][:, column] = model_arm.book_value - results[name].book_value
+            two_way["book_value"][:, column] = model_arm.book_value - base_arm.book_value
+            two_way["recovered"][:, column] = model_arm.recovered - base_arm.recovered
+            two_way["net_recovery"][:, column] = _net(model_arm) - _net(base_arm)
+            two_way["roll_to_default_rate"][:, column] = model_arm.defaulted.astype(float) - (
+                base_arm.defaulted.astype(float)
             )
-        per_seed.append({"seed": int(seed), **{a: arm_metrics(r) for a, r in results.items()}})
-        for arm, result in results.items():
-            account_book[arm] += result.book_value
-            by_rule = blocks_by_rule.setdefault(arm, {})
-            for rule_id, count in result.blocks_by_rule.items():
-                by_rule[rule_id] = by_rule.get(rule_id, 0.0) + count / len(seeds)
-        model_arm, base_arm = results["model_driven"], results["baseline_tiered"]
-        for name in refs:
-            versus[name][:, column] = model_arm.book_value - results[name].book_value
-        two_way["book_value"][:, column] = model_arm.book_value - base_arm.book_value
-        two_way["recovered"][:, column] = model_arm.recovered - base_arm.recovered
-        two_way["net_recovery"][:, column] = _net(model_arm) - _net(base_arm)
-        two_way["roll_to_default_rate"][:, column] = model_arm.defaulted.astype(float) - (
-            base_arm.defaulted.astype(float)
-        )
-        if labels is not None:
-            for segment in sorted(set(labels.tolist())):
-                mask = labels == segment
-                model = arm_metrics(results["model_driven"], mask)
-                base = arm_metrics(results["baseline_tiered"], mask)
-                by_segment.setdefault(segment, []).append(
-                    {m: model[m] - base[m] for m in METRICS} | {"accounts": float(mask.sum())}
-                )
+            if labels is not None:
+                for segment in sorted(set(labels.tolist())):
+                    mask = labels == segment
+                    model = arm_metrics(results["model_driven"], mask)
+                    base = arm_metrics(results["baseline_tiered"], mask)
+                    by_segment.setdefault(segment, []).append(
+                        {m: model[m] - base[m] for m in METRICS} | {"accounts": float(mask.sum())}
+                    )
     arms = {arm: {m: t_interval([s[arm][m] for s in per_seed]) for m in METRICS} for arm in ARMS}
     uplift = {
         m: t_interval([s["model_driven"][m] - s["baseline_tiered"][m] for s in per_seed])

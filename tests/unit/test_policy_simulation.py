@@ -516,3 +516,29 @@ def test_a_costs_file_that_is_not_utf8_or_is_a_folder_is_one_clear_error(tmp_pat
         load_action_costs(binary)
     with pytest.raises(UserError, match=r"costs file .* is a folder"):
         load_action_costs(tmp_path)
+
+
+def test_the_arms_in_worker_processes_give_the_same_result(simulated: Path):
+    """`--workers`: the oracle's runs and the seeds spread over spawned processes give the
+    figures one process gives, to the bit (a run depends only on its seed and arm)."""
+    from rollrisk.simulator.replay import ArmSpec, candidate_book_values
+
+    _, replay = _delinquent_replay(simulated)
+    costs = load_action_costs()
+    n = len(replay.account_ids)
+    plan = _plan(n, "sms")
+    nobody, everyone = np.zeros(n, dtype=bool), np.ones(n, dtype=bool)
+    refs = {
+        "segment_blind": ArmSpec("segment_blind", _plan(n, "agent_call"), nobody),
+        "baseline_plus_grace": ArmSpec("baseline_plus_grace", plan, everyone, grace_all=True),
+    }
+    alone = compare_policies(replay, plan, costs, 2, [0, 1, 2], references=refs)
+    spread = compare_policies(replay, plan, costs, 2, [0, 1, 2], references=refs, workers=2)
+    assert json.dumps(spread, sort_keys=True, default=str) == json.dumps(
+        alone, sort_keys=True, default=str
+    )
+    candidates = {"tiered": ArmSpec("tiered", _plan(n), everyone), **refs}
+    del candidates["baseline_plus_grace"]  # not a bundle
+    values = candidate_book_values(replay, candidates, costs, 2, [200, 201])
+    values_spread = candidate_book_values(replay, candidates, costs, 2, [200, 201], workers=2)
+    assert np.array_equal(values, values_spread)
