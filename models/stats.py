@@ -34,6 +34,7 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
 WILSON_Z = 1.959963984540054  # two-sided 95 %: the normal quantile at 0.975
+POWER_80_Z = 0.8416212335729143  # power 80 %: the normal quantile at 0.80
 BOOTSTRAP_PERCENTILES = (2.5, 97.5)  # two-sided 95 %, written out so the edges are exact
 ALL_ROWS = "all"  # the group name of the overall row of a calibration backtest
 BACKTEST_COLUMNS = (

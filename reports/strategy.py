@@ -47,6 +47,7 @@ from rollrisk.models.explanations import reason_text
 from rollrisk.models.stats import calibration_backtest, percentile_bootstrap
 from rollrisk.reports.html import Section, data_table, escape, figure_png, render_page
 from rollrisk.reports.policy_simulation import LABELS, format_metric, format_uplift
+from rollrisk.strategies.experiment_readout import DESIGN_GAP_SHARE, ArmReadout
 from rollrisk.strategies.policy import STANDARD_QUEUE
 
 if TYPE_CHECKING:
@@ -1347,6 +1348,38 @@ def _money_interval(stats: Mapping[str, Any], scale: float = 1.0) -> str:
     )
 
 
+def _experiment_size(
+    section: Section,
+    control: Mapping[str, Any],
+    arms: Sequence[Mapping[str, Any]],
+    sizes_en: str,
+    sizes_zh: str,
+) -> None:
+    """How large a gap the experiment could see, and how many accounts per arm a gap of
+    :data:`DESIGN_GAP_SHARE` of the control's book value per decision would need
+    (:class:`ArmReadout`'s ``detectable_gap`` and ``accounts_needed``)."""
+    names = ArmReadout.__dataclass_fields__
+    readouts = [ArmReadout(**{k: arm[k] for k in names}) for arm in arms]
+    gaps = sorted(r.detectable_gap for r in readouts)
+    if not gaps or not all(math.isfinite(g) for g in gaps) or not float(control["mean"]):
+        return
+    target = DESIGN_GAP_SHARE * abs(float(control["mean"]))
+    needed = sorted(r.accounts_needed(target) for r in readouts)
+    middle, need = gaps[len(gaps) // 2], needed[len(needed) // 2]
+    share = f"{DESIGN_GAP_SHARE:.0%}"
+    section.raw(
+        f'<p class="note">How large a gap could this experiment see? An arm would show a true '
+        f"gap as significant 4 times in 5 only if it were larger than about ±{middle:,.0f} CNY "
+        f"per decision (the middle arm; ±{gaps[0]:,.0f} to ±{gaps[-1]:,.0f} across the arms). "
+        f"To see a gap of {share} of the control's book value per decision ({target:,.0f} CNY), "
+        f"an arm would need about {need:,.0f} accounts; the experiment has {sizes_en}. "
+        f'<span class="zh">本实验能看出多大的差异?只有当真实差异大于每次决策约±{middle:,.0f}元'
+        f"(中间的实验组;各组±{gaps[0]:,.0f}至±{gaps[-1]:,.0f}元)时,实验组才有五分之四的把握显示其显著。"
+        f"若要看出对照组每次决策账面价值{share}的差异({target:,.0f}元),每组约需{need:,.0f}个账户;"
+        f"本实验{sizes_zh}。</span></p>"
+    )
+
+
 def _experiment_section(section: Section, learned: LearnedResult, policy: Policy) -> None:
     """The experiment's plain readout per arm (no model): accounts, book value per decision,
     the gap to the standard collection with its interval, and one sentence on what it shows."""
@@ -1455,6 +1488,7 @@ def _experiment_section(section: Section, learned: LearnedResult, policy: Policy
         f'<div class="box{"" if better else " warn"}">{escape(en)}'
         f'<br><span class="zh">{escape(zh)}</span></div>'
     )
+    _experiment_size(section, control, arms, sizes_en, sizes_zh)
     section.table(
         pd.DataFrame(rows),
         {"accounts": "{:,.0f}", "decisions": "{:,.0f}", "book value per decision (CNY)": "{:,.0f}"},

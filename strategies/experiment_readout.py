@@ -23,7 +23,7 @@ import numpy as np
 import polars as pl
 
 from rollrisk.errors import UserError
-from rollrisk.models.stats import percentile_bootstrap
+from rollrisk.models.stats import POWER_80_Z, WILSON_Z, percentile_bootstrap
 
 
 @dataclass(frozen=True)
@@ -43,8 +43,27 @@ class ArmReadout:
         """The interval excludes zero."""
         return self.ci_low > 0 or self.ci_high < 0
 
+    @property
+    def detectable_gap(self) -> float:
+        """The smallest true gap to the control this arm would show as significant 80 % of the
+        time (two-sided 95 %): (z 0.975 + z 0.80) x the gap's standard error, the standard
+        error read off the bootstrap interval (its width / (2 x z 0.975))."""
+        standard_error = (self.ci_high - self.ci_low) / (2 * WILSON_Z)
+        return (WILSON_Z + POWER_80_Z) * standard_error
+
+    def accounts_needed(self, gap: float) -> float:
+        """About how many accounts this arm would need to detect ``gap`` (80 % power, 95 %) with
+        the control as large as it is: the standard error shrinks as the square root of the
+        arm's accounts, the control's share of it taken as small (the control is far larger
+        than an arm in an experiment on a tenth of the book)."""
+        return self.accounts * (self.detectable_gap / abs(gap)) ** 2
+
     def to_dict(self) -> dict[str, object]:
-        return {**asdict(self), "significant": self.significant}
+        return {
+            **asdict(self),
+            "significant": self.significant,
+            "detectable_gap": self.detectable_gap,
+        }
 
 
 def arm_readout(
@@ -125,22 +144,40 @@ def _gap(pick: np.ndarray, sums: np.ndarray, counts: np.ndarray, in_arm: np.ndar
     return float(sums[arm].sum() / counts[arm].sum() - sums[control].sum() / counts[control].sum())
 
 
+DESIGN_GAP_SHARE = 0.05  # the gap an experiment's size is judged against: 5 % of the control's
+
+
 def readout_markdown(control: ArmReadout, arms: list[ArmReadout], outcome: str) -> list[str]:
     """The readout as a Markdown table (lines)."""
     lines = [
         f"Observed `{outcome}` per decision by arm (randomised assignment; 95 % interval resampling "
         "accounts, the arm's and the control's apart):",
         "",
-        "| arm | decisions | accounts | mean per decision | arm - control [95 %] |",
-        "|---|---|---|---|---|",
+        "| arm | decisions | accounts | mean per decision | arm - control [95 %] | smallest gap "
+        "it could detect |",
+        "|---|---|---|---|---|---|",
         f"| {control.bundle} (control) | {control.decisions:,} | {control.accounts:,} | "
-        f"{control.mean:,.2f} | - |",
+        f"{control.mean:,.2f} | - | - |",
     ]
     for arm in arms:
         mark = " *" if arm.significant else ""
         lines.append(
             f"| {arm.bundle} | {arm.decisions:,} | {arm.accounts:,} | {arm.mean:,.2f} | "
-            f"{arm.versus_control:+,.2f} [{arm.ci_low:+,.2f}, {arm.ci_high:+,.2f}]{mark} |"
+            f"{arm.versus_control:+,.2f} [{arm.ci_low:+,.2f}, {arm.ci_high:+,.2f}]{mark} | "
+            f"±{arm.detectable_gap:,.0f} |"
         )
-    lines += ["", "`*`: the interval excludes zero."]
+    lines += [
+        "",
+        "`*`: the interval excludes zero. Smallest gap it could detect: the true gap this arm "
+        "would show as significant 80 % of the time (two-sided 95 %).",
+    ]
+    if arms and control.mean:
+        target = DESIGN_GAP_SHARE * abs(control.mean)
+        needed = sorted(arm.accounts_needed(target) for arm in arms)
+        lines.append(
+            f"To detect a gap of {DESIGN_GAP_SHARE:.0%} of the control's mean ({target:,.0f} per "
+            f"decision) an arm would need about {needed[len(needed) // 2]:,.0f} accounts (median "
+            f"over the arms; they have {min(a.accounts for a in arms):,} to "
+            f"{max(a.accounts for a in arms):,})."
+        )
     return lines

@@ -94,6 +94,10 @@ def test_the_experiment_section_shows_every_arm_of_the_readout_in_both_languages
         assert "too small to tell them apart" in section and "无法区分" in section
         fewest = min(arm["accounts"] for arm in readout["arms"])
         assert f"{fewest:,}" in section
+    # how large a gap the experiment could see, from the readout's own intervals
+    gaps = sorted(arm["detectable_gap"] for arm in readout["arms"])
+    assert "How large a gap could this experiment see?" in section and "本实验能看出" in section
+    assert f"±{gaps[len(gaps) // 2]:,.0f} CNY" in section
 
 
 def test_the_learned_section_shows_the_estimate_in_money_and_every_rule(learned_run):
