@@ -47,7 +47,11 @@ from rollrisk.models.explanations import reason_text
 from rollrisk.models.stats import calibration_backtest, percentile_bootstrap
 from rollrisk.reports.html import Section, data_table, escape, figure_png, render_page
 from rollrisk.reports.policy_simulation import LABELS, format_metric, format_uplift
-from rollrisk.strategies.experiment_readout import DESIGN_GAP_SHARE, ArmReadout
+from rollrisk.strategies.experiment_readout import (
+    DESIGN_GAP_SHARE,
+    ArmReadout,
+    experiment_size,
+)
 from rollrisk.strategies.policy import STANDARD_QUEUE
 
 if TYPE_CHECKING:
@@ -1357,15 +1361,13 @@ def _experiment_size(
 ) -> None:
     """How large a gap the experiment could see, and how many accounts per arm a gap of
     :data:`DESIGN_GAP_SHARE` of the control's book value per decision would need
-    (:class:`ArmReadout`'s ``detectable_gap`` and ``accounts_needed``)."""
-    names = ArmReadout.__dataclass_fields__
-    readouts = [ArmReadout(**{k: arm[k] for k in names}) for arm in arms]
-    gaps = sorted(r.detectable_gap for r in readouts)
-    if not gaps or not all(math.isfinite(g) for g in gaps) or not float(control["mean"]):
+    (:func:`rollrisk.strategies.experiment_readout.experiment_size`)."""
+    size = experiment_size(
+        ArmReadout.from_dict(control), [ArmReadout.from_dict(arm) for arm in arms]
+    )
+    if size is None:
         return
-    target = DESIGN_GAP_SHARE * abs(float(control["mean"]))
-    needed = sorted(r.accounts_needed(target) for r in readouts)
-    middle, need = gaps[len(gaps) // 2], needed[len(needed) // 2]
+    gaps, middle, target, need = size.detectable, size.middle, size.target, size.accounts_needed
     share = f"{DESIGN_GAP_SHARE:.0%}"
     section.raw(
         f'<p class="note">How large a gap could this experiment see? An arm would show a true '

@@ -1266,20 +1266,24 @@ def candidate_book_values(
     for name, spec in candidates.items():
         if spec.grace_all:
             raise ValueError(f"candidate {name} has grace_all; not a bundle")
-    specs = list(candidates.values())
-    runs = ArmRuns(replay, None, costs, horizon, base_seed, default_dpd, valuation)
-    jobs = [(seed, spec) for seed in selection_seeds for spec in specs]
+    runs = ArmRuns(
+        replay, None, costs, horizon, base_seed, default_dpd, valuation, tuple(candidates.items())
+    )
+    jobs = [(seed, k) for seed in selection_seeds for k in range(len(candidates))]
     totals = np.zeros((len(candidates), len(replay.account_ids)))
     with arm_runs(runs, workers) as run:
         done = run(_book_value_of, jobs)
-        for number, book_value in enumerate(progress(done, len(jobs)) if progress else done):
-            totals[number % len(specs)] += book_value
+        for (_, k), book_value in zip(
+            jobs, progress(done, len(jobs)) if progress else done, strict=True
+        ):
+            totals[k] += book_value
     return totals / max(len(selection_seeds), 1)
 
 
 @dataclass(frozen=True)
 class ArmRuns:
-    """What every run of an arm on one replay shares (sent once to each worker process)."""
+    """What every run of an arm on one replay shares (sent once to each worker process): the
+    replay, the settings and the arms run, by name (a job names a seed, and an arm by index)."""
 
     replay: Replay
     plan: ModelPlan | None  # the model-driven plan (for the named arms of ARMS)
@@ -1288,6 +1292,7 @@ class ArmRuns:
     base_seed: int
     default_dpd: int
     valuation: Valuation
+    arms: tuple[tuple[str, str | ArmSpec], ...] = ()
 
     def run(self, seed: int, arm: str | ArmSpec) -> ArmResult:
         plan = arm.plan if isinstance(arm, ArmSpec) else self.plan
@@ -1298,15 +1303,13 @@ class ArmRuns:
         )  # fmt: skip
 
 
-def _book_value_of(runs: ArmRuns, job: tuple[int, ArmSpec]) -> np.ndarray:
-    return runs.run(*job).book_value
+def _book_value_of(runs: ArmRuns, job: tuple[int, int]) -> np.ndarray:
+    seed, arm = job
+    return runs.run(seed, runs.arms[arm][1]).book_value
 
 
-def _seed_results(
-    runs: ArmRuns, job: tuple[int, tuple[tuple[str, str | ArmSpec], ...]]
-) -> dict[str, ArmResult]:
-    seed, arms = job
-    return {name: runs.run(seed, arm) for name, arm in arms}
+def _seed_results(runs: ArmRuns, seed: int) -> dict[str, ArmResult]:
+    return {name: runs.run(seed, arm) for name, arm in runs.arms}
 
 
 _RUNS: ArmRuns | None = None  # a worker process's copy (arm_runs)
@@ -1471,10 +1474,10 @@ def compare_policies(
     # the replay's compliance blocks per arm and rule, mean over the seeds
     blocks_by_rule: dict[str, dict[str, float]] = {}
     labels = np.asarray(segments) if segments is not None else None
-    runs = ArmRuns(replay, plan, costs, horizon, base_seed, default_dpd, valuation)
     arms_run = (*((arm, arm) for arm in ARMS), *refs.items())
+    runs = ArmRuns(replay, plan, costs, horizon, base_seed, default_dpd, valuation, arms_run)
     with arm_runs(runs, workers) as run:
-        done = run(_seed_results, [(seed, arms_run) for seed in seeds])
+        done = run(_seed_results, seeds)
         every_seed = progress(done, len(seeds)) if progress else done
         for column, (seed, results) in enumerate(zip(seeds, every_seed, strict=True)):
             per_seed.append({"seed": int(seed), **{a: arm_metrics(r) for a, r in results.items()}})

@@ -16,8 +16,11 @@ over the table's months) counts in each, with its decisions there.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -64,6 +67,37 @@ class ArmReadout:
             "significant": self.significant,
             "detectable_gap": self.detectable_gap,
         }
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> ArmReadout:
+        """The readout :meth:`to_dict` wrote (its derived figures recomputed)."""
+        return cls(**{name: values[name] for name in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class ExperimentSize:
+    """How large a gap an experiment's arms could see (:attr:`ArmReadout.detectable_gap`,
+    sorted) and about how many accounts an arm would need to see ``target``, a gap of
+    :data:`DESIGN_GAP_SHARE` of the control's mean (the middle arm's figure)."""
+
+    detectable: tuple[float, ...]
+    target: float
+    accounts_needed: float
+
+    @property
+    def middle(self) -> float:
+        return self.detectable[len(self.detectable) // 2]
+
+
+def experiment_size(control: ArmReadout, arms: Sequence[ArmReadout]) -> ExperimentSize | None:
+    """The :class:`ExperimentSize` of a readout; None without an arm, a control mean or a
+    finite interval."""
+    detectable = tuple(sorted(arm.detectable_gap for arm in arms))
+    if not arms or not control.mean or not all(math.isfinite(g) for g in detectable):
+        return None
+    target = DESIGN_GAP_SHARE * abs(control.mean)
+    needed = sorted(arm.accounts_needed(target) for arm in arms)
+    return ExperimentSize(detectable, target, needed[len(needed) // 2])
 
 
 def arm_readout(
@@ -171,12 +205,11 @@ def readout_markdown(control: ArmReadout, arms: list[ArmReadout], outcome: str) 
         "`*`: the interval excludes zero. Smallest gap it could detect: the true gap this arm "
         "would show as significant 80 % of the time (two-sided 95 %).",
     ]
-    if arms and control.mean:
-        target = DESIGN_GAP_SHARE * abs(control.mean)
-        needed = sorted(arm.accounts_needed(target) for arm in arms)
+    size = experiment_size(control, arms)
+    if size is not None:
         lines.append(
-            f"To detect a gap of {DESIGN_GAP_SHARE:.0%} of the control's mean ({target:,.0f} per "
-            f"decision) an arm would need about {needed[len(needed) // 2]:,.0f} accounts (median "
+            f"To detect a gap of {DESIGN_GAP_SHARE:.0%} of the control's mean ({size.target:,.0f} "
+            f"per decision) an arm would need about {size.accounts_needed:,.0f} accounts (median "
             f"over the arms; they have {min(a.accounts for a in arms):,} to "
             f"{max(a.accounts for a in arms):,})."
         )
