@@ -11,9 +11,13 @@ true-driver groups significantly worse off than under the baseline.
 
 Nothing here tunes anything: the policy, segments and ladders are the shipped defaults, and the
 seeds default to 11, 12, 13 (the demo's seed 7 is where earlier sessions looked at figures).
+``--policy LABEL=FILE`` scores and simulates another policy file beside the shipped one on the
+same worlds, models and as-ofs (e.g. one proposed by ``simulate-policy --propose-policy`` on a
+tuning world: report it here, on worlds it was not tuned on).
 
     .venv/bin/python bench/strategy_spread.py                      # 3 seeds x 2 tables x 3 as-ofs
     .venv/bin/python bench/strategy_spread.py --seeds 11 --tables primary --as-ofs 1 --accounts 20000
+    .venv/bin/python bench/strategy_spread.py --policy tuned=runs/tune/proposed.yaml
 """
 
 from __future__ import annotations
@@ -62,7 +66,7 @@ def world(
     args: argparse.Namespace,
     seed: int,
     table: str,
-    policies: dict[str, Path] | None = None,
+    policies: dict[str, Path | None] | None = None,
     folder_name: str | None = None,
 ) -> list[dict]:
     """Simulate, train and score one world; one simulate-policy result per as-of and policy.
@@ -196,13 +200,22 @@ def main() -> None:
     parser.add_argument("--start-month", default="2024-01")
     parser.add_argument("--policy-seeds", type=int, default=20)
     parser.add_argument("--out", type=Path, default=Path("runs/bench_strategy_spread"))
+    parser.add_argument("--policy", action="append", default=[], metavar="LABEL=FILE",
+                        help="another policy file to score and simulate beside the shipped one "
+                        "(repeatable)")  # fmt: skip
     args = parser.parse_args()
+    policies: dict[str, Path | None] = {"shipped": None}
+    for given in args.policy:
+        label, sep, file = given.partition("=")
+        if not sep or not label or not Path(file).is_file() or label in policies:
+            parser.error(f"--policy {given}: expected a new LABEL=FILE with an existing FILE")
+        policies[label] = Path(file)
     started = time.perf_counter()
     rows: list[dict] = []
     for table in args.tables:
         for seed in args.seeds:
             print(f"[spread] seed {seed}, table {table} ...", file=sys.stderr, flush=True)
-            rows += world(args, seed, table)
+            rows += world(args, seed, table, policies)
     text = report(rows, time.perf_counter() - started)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "summary.json").write_text(json.dumps(rows, indent=2, default=str))

@@ -111,8 +111,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-
-
 def run(args: argparse.Namespace) -> int:
     from rollrisk.arguments import (
         check_output_argument,

@@ -50,7 +50,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tqdm import tqdm
 
@@ -87,11 +87,13 @@ if TYPE_CHECKING:
         Replay,
         Valuation,
     )
+    from rollrisk.simulator.truth import SimulatedPortfolio
     from rollrisk.storage.config import RollriskConfig
     from rollrisk.storage.loader import Portfolio
     from rollrisk.strategies.capacity import ContactCapacity
     from rollrisk.strategies.compliance import EffectiveCompliance
     from rollrisk.strategies.policy import Policy
+    from rollrisk.strategies.tuning import CellChoice
 
 
 # below this many scored accounts the arms run in this process (auto): a spawned worker's
@@ -99,6 +101,16 @@ if TYPE_CHECKING:
 # and arms 10.8 s in one process against 18.5 s in 2 workers at 20,000 accounts, 150.0 against
 # 103.5 s at 100,000 (docs/benchmarks.md)
 ACCOUNTS_PER_ARM_WORKER = 50_000
+
+
+class References(NamedTuple):
+    """What :func:`build_references` gives the job."""
+
+    arms: dict[str, ArmSpec]  # the reference arms, by name
+    drivers: list[str]  # each scored account's true driver
+    oracle: OracleChoice | None
+    per_bucket_choice: dict[str, str] | None  # best_bundle_per_bucket: start bucket -> bundle
+    proposal: list[CellChoice] | None  # --propose-policy: the segment x bucket choice
 
 
 def arm_workers(requested: int | None, accounts: int) -> int:
@@ -166,6 +178,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", type=Path, default=Path("runs/policy_simulation"), help="output folder"
     )
+    parser.add_argument(
+        "--propose-policy",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="also write a policy file tuned on THIS world: per scored segment x start bucket, "
+        "the treatment of the scoring run's policy file whose book-value gain over the tiered "
+        "baseline has the highest lower confidence bound on the oracle's selection seeds, if "
+        "above 0, else the standard queue (strategies/tuning.py). Tune on one world, then "
+        "evaluate the file on others (bench/strategy_spread.py --policy) before adopting it",
+    )
+    parser.add_argument(
+        "--propose-confidence",
+        type=float,
+        default=0.95,
+        help="--propose-policy: joint confidence of the lower bounds (Bonferroni over every "
+        "segment x bucket x treatment; default 0.95)",
+    )
     add_config_argument(
         parser, help="YAML config: its `observation:` applies when the scoring run recorded none"
     )
@@ -223,6 +253,15 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.oracle_seeds < 0:
         raise UserError(f"--oracle-seeds must be 0 or more, got {args.oracle_seeds}")
+    if args.propose_policy is not None and not args.oracle_seeds:
+        raise UserError(
+            "--propose-policy chooses on the oracle's selection seeds: --oracle-seeds must be "
+            "at least 1"
+        )
+    if not 0 < args.propose_confidence < 1:
+        raise UserError(
+            f"--propose-confidence must be between 0 and 1, got {args.propose_confidence}"
+        )
     started = time.perf_counter()
     config = load_config_argument(args)
     sim = read_simulation_params(args.data)
@@ -302,11 +341,12 @@ def run(args: argparse.Namespace) -> int:
             flush=True,
         )
     valuation = recovery_valuation(portfolio.statements, treatments=portfolio.treatments)
-    references, drivers, oracle, per_bucket_choice = build_references(
+    built = build_references(
         args, ordered, portfolio, replay, plan, costs, months, valuation,
         observation.default_dpd, policy, compliance, fallback, progress_of("oracle (bundle runs)"),
         workers,
     )  # fmt: skip
+    references, drivers, oracle = built.arms, built.drivers, built.oracle
     result = compare_policies(
         replay,
         plan,
@@ -339,7 +379,7 @@ def run(args: argparse.Namespace) -> int:
             "selection_seeds": oracle.selection_seeds,
             "candidates": oracle.candidates,
             "choice": oracle.choice,
-            "best_bundle_per_bucket": per_bucket_choice,
+            "best_bundle_per_bucket": built.per_bucket_choice,
         }
     result = {
         "scores": str(args.scores),
@@ -364,6 +404,8 @@ def run(args: argparse.Namespace) -> int:
         **result,
         "seconds": round(time.perf_counter() - started, 1),
     }
+    if args.propose_policy is not None:
+        result["proposal"] = write_proposal(args, manifest, built, sim, as_of)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / RESULT_JSON).write_text(json.dumps(result, indent=2, default=str))
     text = markdown(result)
@@ -371,6 +413,44 @@ def run(args: argparse.Namespace) -> int:
     print(text)
     print(f"written: {args.out / RESULT_JSON}, {args.out / RESULT_MD}")
     return 0
+
+
+def write_proposal(
+    args: argparse.Namespace,
+    manifest: Mapping[str, Any],
+    built: References,
+    sim: SimulatedPortfolio,
+    as_of: Any,
+) -> dict[str, Any]:
+    """Write --propose-policy's file (:func:`rollrisk.strategies.tuning.proposed_policy_text`)
+    and return its cells for the JSON result."""
+    from dataclasses import asdict
+
+    from rollrisk.strategies.tuning import proposed_policy_text
+
+    cells = built.proposal or []
+    source = Path(manifest["config"]["policy"])
+    provenance = {
+        "tuned on": f"{args.data} (simulator seed {sim.seed}, {sim.accounts:,} accounts, "
+        f"response table {sim.rules.response_table})",
+        "scores": f"{args.scores} (as-of {as_of}, {sum(c.accounts for c in cells):,} accounts)",
+        "candidates": f"the treatments of {source.name} and the tiered baseline, "
+        f"{args.oracle_seeds} selection seeds from {ORACLE_SEED_START}, {args.months} months",
+        "confidence": f"{args.propose_confidence} (Bonferroni over every cell x treatment)",
+    }
+    text = proposed_policy_text(cells, source.read_text(), provenance)
+    args.propose_policy.parent.mkdir(parents=True, exist_ok=True)
+    args.propose_policy.write_text(text)
+    departs = sum(c.chosen != "baseline_tiered" for c in cells)
+    print(
+        f"[simulate-policy] proposed policy: {args.propose_policy} ({departs} of {len(cells)} "
+        "segment x bucket cells depart from the baseline); tuned on this world: evaluate it on "
+        "others before adopting it",
+        file=sys.stderr,
+        flush=True,
+    )
+    return {"file": str(args.propose_policy), "provenance": provenance,
+            "cells": [asdict(c) for c in cells]}  # fmt: skip
 
 
 def recorded_rules(
@@ -433,7 +513,7 @@ def build_references(
     fallback: str,
     progress: Callable[[Iterable[int], int], Iterable[int]] | None = None,
     workers: int = 1,
-) -> tuple[dict[str, ArmSpec], list[str], OracleChoice | None, dict[str, str] | None]:
+) -> References:
     """The reference arms run beside the two policies, and each account's true driver.
 
     ``baseline_plus_grace`` (the tiered baseline plus a grace period for every delinquent
@@ -459,7 +539,7 @@ def build_references(
     from rollrisk.simulator.truth import read_true_drivers
 
     if ordered.height == 0:
-        return {}, [], None, None  # nothing scored: no reference to run either
+        return References({}, [], None, None, None)  # nothing scored: no reference to run either
     truth = read_true_drivers(args.data)
     if truth is None:
         raise UserError(f"{args.data}: no truth/borrowers.parquet (the true drivers)")
@@ -507,7 +587,7 @@ def build_references(
             "oracle_segments", plan_for_segments(inputs, oracle_segments), nobody
         ),
     }
-    oracle, per_bucket_choice = None, None
+    oracle, per_bucket_choice, proposal = None, None, None
     if args.oracle_seeds:
         candidates = oracle_candidates(inputs, plan)
         print(
@@ -534,7 +614,14 @@ def build_references(
         references["best_bundle_per_bucket"] = per_bucket.arm
         references["oracle"] = oracle.arm
         per_bucket_choice = per_bucket.choice["any"]
-    return references, drivers, oracle, per_bucket_choice
+        if args.propose_policy is not None:
+            from rollrisk.strategies.tuning import choose_cells
+
+            proposal = choose_cells(
+                values, list(candidates), ordered["segment"].to_list(), buckets,
+                args.propose_confidence,
+            )  # fmt: skip
+    return References(references, drivers, oracle, per_bucket_choice, proposal)
 
 
 def oracle_candidates(inputs: DecisionInputs, plan: ModelPlan) -> dict[str, ArmSpec]:

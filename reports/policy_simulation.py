@@ -324,4 +324,31 @@ def markdown(result: Mapping[str, Any]) -> str:
             f"{format_uplift('net_recovery', u['net_recovery'])} | "
             f"{format_uplift('roll_to_default_rate', u['roll_to_default_rate'])} |"
         )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + proposal_lines(result.get("proposal"))) + "\n"
+
+
+def proposal_lines(proposal: Mapping[str, Any] | None) -> list[str]:
+    """``--propose-policy``: each segment x bucket cell's choice and its evidence."""
+    if not proposal:
+        return []
+    lines = [
+        "",
+        f"## Proposed policy ({proposal['file']}), tuned on this world",
+        "",
+        "Per scored segment x start bucket: the treatment whose mean gain over the tiered "
+        "baseline per account has the highest lower confidence bound on the selection seeds, "
+        "if above 0, else the baseline. Evaluate it on other worlds before adopting it.",
+        "",
+        "| segment | bucket | accounts | chosen | gain per account (lower bound) | "
+        "highest mean gain |",
+        "|---|---|---|---|---|---|",
+    ]
+    for c in proposal["cells"]:
+        evidence = "-" if c["chosen"] == "baseline_tiered" else (
+            f"{c['gain']:+,.0f} ({c['lower']:+,.0f})"
+        )  # fmt: skip
+        lines.append(
+            f"| {c['segment']} | {c['bucket']} | {c['accounts']:,} | {c['chosen']} | {evidence} "
+            f"| {c['best_mean']} {c['best_mean_gain']:+,.0f} |"
+        )
+    return lines

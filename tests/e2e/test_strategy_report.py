@@ -35,7 +35,8 @@ def report_run(scoring_world, tmp_path_factory: pytest.TempPathFactory):
         assert main(argv) == 0
         simulation = root / "policy_simulation"
         argv = ["simulate-policy", "--scores", str(scores), "--data", str(scoring_world.portfolio),
-                "--months", "3", "--seeds", "4", "--out", str(simulation)]  # fmt: skip
+                "--months", "3", "--seeds", "4", "--out", str(simulation),
+                "--propose-policy", str(root / "proposed.yaml")]  # fmt: skip
         assert main(argv) == 0
         page = root / "report.html"
         argv = ["report", "--scores", str(scores), "--data", str(scoring_world.portfolio),
@@ -117,6 +118,52 @@ def test_policy_simulation_reports_both_arms_and_an_uplift_interval(report_run):
             visits = seed[name]["field_visits"]
             assert visits <= capacity["field_visits_per_month"] * result["months"], name
     assert "Contact capacity, enforced in every arm every month" in markdown
+
+
+def test_the_proposed_policy_gives_each_segment_and_bucket_its_chosen_treatment(
+    report_run, scoring_world, tmp_path
+):
+    root, scores, simulation, _ = report_run
+    result = json.loads((simulation / "policy_simulation.json").read_text())
+    proposal = result["proposal"]
+    assert proposal["file"] == str(root / "proposed.yaml")
+    _, scored = read_scores(scores)
+    cells = {(c["segment"], c["bucket"]): c for c in proposal["cells"]}
+    assert sum(c["accounts"] for c in cells.values()) == scored.height
+    for cell in cells.values():  # a departure only on a positive lower bound
+        assert (cell["chosen"] != "baseline_tiered") == (cell["lower"] > 0), cell
+    text = (simulation / "policy_simulation.md").read_text()
+    assert f"## Proposed policy ({proposal['file']}), tuned on this world" in text
+    assert all(f"| {c['segment']} | {c['bucket']} | {c['accounts']:,} | {c['chosen']} |" in text
+               for c in cells.values())  # fmt: skip
+    # scored with the proposed file, every account gets its cell's choice
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", scoring_world.tracking_uri)
+        again = tmp_path / "scores"
+        argv = ["score", "--model", scoring_world.model_uri, "--data", str(scoring_world.portfolio),
+                "--as-of", AS_OF, "--policy", proposal["file"], "--out", str(again)]  # fmt: skip
+        assert main(argv) == 0
+    _, rescored = read_scores(again)
+    assert rescored.height == scored.height
+    joined = scored.select("account_id", "segment", "start_bucket").join(
+        rescored.select("account_id", "treatment"), on="account_id"
+    )
+    for row in joined.iter_rows(named=True):
+        chosen = cells[(row["segment"], row["start_bucket"])]["chosen"]
+        expected = (
+            chosen.removeprefix("treatment:") if chosen != "baseline_tiered" else "standard_queue"
+        )
+        assert row["treatment"] == expected, row
+
+
+def test_propose_policy_needs_the_oracle_seeds(report_run, scoring_world, tmp_path, capsys):
+    _, scores, _, _ = report_run
+    argv = ["simulate-policy", "--scores", str(scores), "--data", str(scoring_world.portfolio),
+            "--oracle-seeds", "0", "--propose-policy", str(tmp_path / "p.yaml"),
+            "--out", str(tmp_path / "out")]  # fmt: skip
+    assert main(argv) != 0
+    err = capsys.readouterr().err
+    assert "--oracle-seeds must be at least 1" in err and not (tmp_path / "p.yaml").exists()
 
 
 def test_simulate_policy_refuses_a_portfolio_without_truth(report_run, scoring_world, tmp_path,

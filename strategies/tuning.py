@@ -1,0 +1,177 @@
+"""Propose a policy file from simulated outcomes on one (tuning) world.
+
+``rollrisk simulate-policy --propose-policy FILE`` runs every treatment of the policy file, given
+to every scored account, and the tiered baseline on the oracle's selection seeds (the oracle's
+candidate runs: :func:`rollrisk.simulator.replay.candidate_book_values`). This module turns
+those per-account book values into a policy: per **scored segment x scored start bucket** (what
+a policy file can test; never the true driver), the treatment whose gain over the tiered
+baseline has the highest lower confidence bound, if that bound is above zero, else the baseline
+(the policy file's ``standard_queue``).
+
+The bounds are one-sided normal bounds on the mean per-account paired gain (each account's book
+value under the candidate minus under the baseline, averaged over the selection seeds), with the
+standard error over accounts (which accounts a world holds is the noise that matters when the
+policy is used on another world), Bonferroni-corrected over every (cell, candidate) pair so that
+all hold together with probability ``confidence``. Choosing the highest bound, not the highest
+mean, keeps the candidate whose noise was luckiest from winning a cell (the winner's curse).
+
+A proposal is tuned on the world it was run on. It says nothing about how the policy does
+elsewhere: evaluate it on other portfolio seeds and another response table before adopting it
+(``bench/strategy_spread.py --policy``; docs/strategies.md, "Tuning the shipped policy").
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from statistics import NormalDist
+from typing import Any
+
+import numpy as np
+import yaml
+
+from rollrisk.strategies.policy import STANDARD_QUEUE, parse_policy
+
+BASELINE = "baseline_tiered"
+TREATMENT_PREFIX = "treatment:"
+DEFAULT_CONFIDENCE = 0.95
+
+
+@dataclass(frozen=True)
+class CellChoice:
+    """One segment x bucket cell: what it gives and the evidence for it."""
+
+    segment: str
+    bucket: str
+    accounts: int
+    chosen: str  # a candidate name (``treatment:<name>`` or ``baseline_tiered``)
+    gain: float  # mean per-account gain of the chosen candidate over the baseline (0: baseline)
+    lower: float  # its lower confidence bound (0: baseline)
+    best_mean: str  # the candidate of highest mean gain (may differ from ``chosen``)
+    best_mean_gain: float
+
+
+def choose_cells(
+    values: np.ndarray,
+    names: Sequence[str],
+    segments: Sequence[str],
+    buckets: Sequence[str],
+    confidence: float = DEFAULT_CONFIDENCE,
+) -> list[CellChoice]:
+    """Per segment x bucket, the candidate of highest lower bound on its gain over
+    :data:`BASELINE` if that bound is above 0, else the baseline.
+
+    ``values`` is (candidates x accounts), each account's mean book value per candidate on the
+    selection seeds, rows in the order of ``names`` (which must hold :data:`BASELINE`).
+    """
+    names = list(names)
+    if BASELINE not in names:
+        raise ValueError(f"the candidates must include {BASELINE}")
+    if values.shape != (len(names), len(segments)) or len(buckets) != len(segments):
+        raise ValueError("values must be (candidates x accounts), one segment and bucket each")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    base = names.index(BASELINE)
+    others = [k for k in range(len(names)) if k != base]
+    seg, bucket = np.asarray(segments), np.asarray(buckets)
+    cells = sorted({(s, b) for s, b in zip(seg.tolist(), bucket.tolist(), strict=True)})
+    pairs = max(len(cells) * len(others), 1)
+    z = NormalDist().inv_cdf(1 - (1 - confidence) / pairs)
+    chosen: list[CellChoice] = []
+    for s, b in cells:
+        mask = (seg == s) & (bucket == b)
+        n = int(mask.sum())
+        gains = values[others][:, mask] - values[base, mask]
+        mean = gains.mean(axis=1)
+        se = gains.std(axis=1, ddof=1) / math.sqrt(n) if n > 1 else np.full(len(others), np.inf)
+        lower = mean - z * se
+        top = int(np.argmax(mean))
+        best = int(np.argmax(lower))
+        if lower[best] > 0:
+            pick, gain, bound = names[others[best]], float(mean[best]), float(lower[best])
+        else:
+            pick, gain, bound = BASELINE, 0.0, 0.0
+        chosen.append(CellChoice(s, b, n, pick, gain, bound, names[others[top]], float(mean[top])))
+    return chosen
+
+
+def proposed_policy_text(
+    cells: Sequence[CellChoice],
+    policy_text: str,
+    provenance: Mapping[str, Any],
+    name: str = "tuned",
+) -> str:
+    """A complete policy file: one rule per segment and treatment (its buckets listed) where a
+    cell departs from the baseline, then ``standard_queue`` for every other account, with
+    ``policy_text``'s treatments. Each rule's description carries its evidence (accounts, mean
+    gain and lower bound per account on the tuning world); ``provenance`` (world, as-of,
+    seeds, confidence) goes in the header. Checked by :func:`parse_policy` before it is
+    returned."""
+    document = yaml.safe_load(policy_text)
+    treatments = document["treatments"]
+    queue = next(
+        (
+            t
+            for t, body in treatments.items()
+            if [step.get("action") for step in body.get("ladder", [])] == [STANDARD_QUEUE]
+        ),
+        None,
+    )
+    if queue is None:
+        queue = STANDARD_QUEUE
+        treatments[queue] = {
+            "description": "the lender's standard tiered collection",
+            "ladder": [{"day": 0, "action": STANDARD_QUEUE}],
+        }
+    grouped: dict[tuple[str, str], list[CellChoice]] = {}
+    for cell in cells:
+        if cell.chosen != BASELINE:
+            grouped.setdefault((cell.segment, cell.chosen), []).append(cell)
+    rules = []
+    for (segment, chosen), group in sorted(grouped.items()):
+        treatment = chosen.removeprefix(TREATMENT_PREFIX)
+        if treatment not in treatments:
+            raise ValueError(f"candidate {chosen} is not a treatment of the policy file")
+        evidence = "; ".join(
+            f"{c.bucket}: {c.accounts:,} accounts, +{c.gain:,.0f} CNY per account "
+            f"(lower bound +{c.lower:,.0f})"
+            for c in group
+        )
+        rules.append(
+            {
+                "id": f"TUNED-{segment.upper().replace('_', '-')}-{treatment.upper().replace('_', '-')}",
+                "description": f"tuned: {evidence}",
+                "precedence": 10,
+                "when": {"segment": [segment], "start_bucket": [c.bucket for c in group]},
+                "treatment": treatment,
+            }
+        )
+    rules.append(
+        {
+            "id": "TUNED-BASELINE",
+            "description": (
+                "every other cell: no treatment beat the tiered baseline beyond noise on the "
+                "tuning world (or the cell had no scored account there)"
+            ),
+            "precedence": 100,
+            "when": {},
+            "treatment": queue,
+        }
+    )
+    document["name"] = name
+    document["description"] = (
+        "per segment x start bucket, the treatment that beat the tiered baseline beyond noise on "
+        "a tuning world (rollrisk simulate-policy --propose-policy); else the standard queue"
+    )
+    document["rules"] = rules
+    header = "".join(f"#   {key}: {value}\n" for key, value in provenance.items())
+    text = (
+        "# Proposed by `rollrisk simulate-policy --propose-policy` (strategies/tuning.py) from\n"
+        "# simulated outcomes on ONE world. Evaluate it on other portfolio seeds and another\n"
+        "# response table before adopting it (bench/strategy_spread.py --policy).\n"
+        + header
+        + yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100)
+    )
+    parse_policy(text, "proposed policy")
+    return text

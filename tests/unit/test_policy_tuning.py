@@ -1,0 +1,121 @@
+"""strategies/tuning.py: the segment x bucket choice behind `simulate-policy --propose-policy`,
+and the policy file it writes."""
+
+from __future__ import annotations
+
+from statistics import NormalDist
+
+import numpy as np
+import pytest
+import yaml
+
+from rollrisk.conf import DEFAULT_POLICY
+from rollrisk.strategies.policy import parse_policy
+from rollrisk.strategies.tuning import BASELINE, CellChoice, choose_cells, proposed_policy_text
+
+NAMES = ["treatment:reminder_only", "treatment:hardship_support", BASELINE]
+
+
+def _values(n: int, gains: dict[int, tuple[float, float]], seed: int = 0) -> np.ndarray:
+    """(3 x n) book values: the baseline N(1000, 300); candidate k = baseline + N(mean, sd)."""
+    rng = np.random.default_rng(seed)
+    base = rng.normal(1000, 300, n)
+    rows = [base + rng.normal(*gains.get(k, (0.0, 50.0)), n) for k in range(2)]
+    return np.vstack([*rows, base])
+
+
+def test_a_clear_gain_is_chosen_and_noise_is_not():
+    n = 400
+    values = np.hstack([_values(n, {1: (80.0, 100.0)}), _values(n, {0: (2.0, 100.0)}, seed=1)])
+    segments = ["capacity_shock"] * n + ["forgetful"] * n
+    cells = {c.segment: c for c in choose_cells(values, NAMES, segments, ["M2"] * (2 * n))}
+    assert cells["capacity_shock"].chosen == "treatment:hardship_support"
+    assert cells["capacity_shock"].gain == pytest.approx(
+        values[1, :n].mean() - values[2, :n].mean()
+    )
+    assert 0 < cells["capacity_shock"].lower < cells["capacity_shock"].gain
+    # a mean gain of 2 CNY with a standard error of 5 is noise: the baseline stays
+    assert cells["forgetful"].chosen == BASELINE and cells["forgetful"].gain == 0.0
+    assert cells["forgetful"].accounts == n
+
+
+def test_the_bound_is_bonferroni_over_every_cell_and_candidate():
+    # one cell, gains with a known mean and standard error: chosen exactly when the bound,
+    # at z for 0.05 / (cells x candidates), is above 0
+    n = 100
+    gain = np.full(n, 10.0)
+    gain[::2] += 40.0
+    gain[1::2] -= 40.0  # mean 10, sd ~40.2, se ~4.02
+    base = np.zeros(n)
+    values = np.vstack([base + gain, base - 5.0, base])
+    se = gain.std(ddof=1) / np.sqrt(n)
+    z2 = NormalDist().inv_cdf(1 - 0.05 / 2)
+    [cell] = choose_cells(values, NAMES, ["forgetful"] * n, ["M1"] * n)
+    assert cell.lower == pytest.approx(10.0 - z2 * se)
+    assert (cell.chosen == NAMES[0]) == (10.0 - z2 * se > 0)
+    # the same gains in a world of 40 cells (80 pairs): the bound is wider
+    many = choose_cells(
+        np.hstack([values] * 40), NAMES, [f"s{k}" for k in range(40) for _ in range(n)],
+        ["M1"] * (40 * n),
+    )  # fmt: skip
+    z80 = NormalDist().inv_cdf(1 - 0.05 / 80)
+    assert z80 > z2
+    for c in many:
+        assert (c.chosen == NAMES[0]) == (10.0 - z80 * se > 0)
+
+
+def test_the_highest_bound_wins_not_the_highest_mean():
+    # candidate 0: mean +60, very noisy; candidate 1: mean +40, steady
+    n = 300
+    rng = np.random.default_rng(3)
+    base = rng.normal(0, 1, n)
+    values = np.vstack([base + rng.normal(60, 900, n), base + rng.normal(40, 20, n), base])
+    [cell] = choose_cells(values, NAMES, ["general"] * n, ["M3"] * n)
+    assert cell.best_mean == NAMES[0] and cell.chosen == NAMES[1]
+
+
+def test_choose_cells_refuses_what_it_cannot_use():
+    with pytest.raises(ValueError, match="baseline_tiered"):
+        choose_cells(np.zeros((2, 3)), NAMES[:2], ["a"] * 3, ["M1"] * 3)
+    with pytest.raises(ValueError, match="candidates x accounts"):
+        choose_cells(np.zeros((3, 4)), NAMES, ["a"] * 3, ["M1"] * 3)
+    with pytest.raises(ValueError, match="confidence"):
+        choose_cells(np.zeros((3, 3)), NAMES, ["a"] * 3, ["M1"] * 3, confidence=1.0)
+
+
+def test_the_proposed_file_is_a_policy_that_gives_each_cell_its_choice():
+    cells = [
+        CellChoice("capacity_shock", "M2", 500, "treatment:hardship_support", 80.0, 30.0,
+                   "treatment:hardship_support", 80.0),
+        CellChoice("capacity_shock", "M3", 200, "treatment:hardship_support", 50.0, 5.0,
+                   "treatment:hardship_support", 50.0),
+        CellChoice("forgetful", "M1", 900, "treatment:reminder_only", 12.0, 1.0,
+                   "treatment:reminder_only", 12.0),
+        CellChoice("general", "M1", 3000, BASELINE, 0.0, 0.0, "treatment:reminder_only", 3.0),
+    ]  # fmt: skip
+    text = proposed_policy_text(cells, DEFAULT_POLICY.read_text(), {"tuned on": "world 31"})
+    assert "#   tuned on: world 31" in text
+    policy = parse_policy(text, "proposed")
+    document = yaml.safe_load(text)
+    rules = {rule["id"]: rule for rule in document["rules"]}
+    assert set(rules) == {
+        "TUNED-CAPACITY-SHOCK-HARDSHIP-SUPPORT", "TUNED-FORGETFUL-REMINDER-ONLY", "TUNED-BASELINE"
+    }  # fmt: skip
+    assert rules["TUNED-CAPACITY-SHOCK-HARDSHIP-SUPPORT"]["when"] == {
+        "segment": ["capacity_shock"], "start_bucket": ["M2", "M3"]
+    }  # fmt: skip
+    assert (
+        "M2: 500 accounts, +80 CNY per account (lower bound +30)"
+        in (rules["TUNED-CAPACITY-SHOCK-HARDSHIP-SUPPORT"]["description"])
+    )
+    assert rules["TUNED-BASELINE"]["treatment"] == "standard_queue"
+    # every treatment of the source file is kept (the oracle's candidates next time)
+    source = yaml.safe_load(DEFAULT_POLICY.read_text())
+    assert set(document["treatments"]) == set(source["treatments"])
+    assert set(policy.treatments) == set(source["treatments"])
+
+
+def test_a_candidate_that_is_not_a_treatment_is_refused():
+    cell = CellChoice("general", "M1", 10, "treatment:nope", 1.0, 0.5, "treatment:nope", 1.0)
+    with pytest.raises(ValueError, match="treatment:nope"):
+        proposed_policy_text([cell], DEFAULT_POLICY.read_text(), {})
