@@ -20,6 +20,8 @@ def shipped(name: str) -> Path:
 DEFAULT_CONFIG = shipped("default.yaml")
 DEFAULT_POLICY = shipped("policy.yaml")
 STANDARD_POLICY = shipped("policy_standard.yaml")  # the baseline as a policy file
+# the hand-written policy model-driven-v1, replaced by the tuned policy.yaml on 2026-11-30
+HANDWRITTEN_POLICY = shipped("policy_handwritten.yaml")
 DEFAULT_SEGMENTS = shipped("segments.yaml")
 DEFAULT_COMPLIANCE = shipped("compliance.yaml")
 DEFAULT_COSTS = shipped("action_costs.yaml")

@@ -1018,14 +1018,15 @@ def learned_policy_text(
     decide where no leaf reaches (category values the logged data never held). Which rules
     those are is read from the logged ``policy_bundle``:
 
-    * every bundle the logging policy chose is the treatment of some rule of ``policy_text``:
-      its rules are the current policy's, kept below the learned ones (a leaf that keeps adds
-      no rule);
-    * otherwise the logging policy is not ``policy_text``'s rules, and it must have chosen one
-      bundle for everyone (the lender's control arm: ``standard_queue``, the tiered collection
-      ``policy_text`` only holds the arms' ladders beside); that bundle is written as the one
-      rule below the learned ones, ``policy_text``'s rules are left out (they did not decide
-      the logged accounts), and every leaf writes its rule, a keeping leaf with that bundle.
+    * the logging policy chose one bundle for every logged decision (the lender's control arm:
+      ``standard_queue``, its tiered collection) and ``policy_text``'s rules give others too:
+      they did not decide the logged accounts (a file whose rules give the queue somewhere and
+      other treatments elsewhere would not have chosen the queue for all of them). That bundle
+      is written as the one rule below the learned ones, ``policy_text``'s rules are left out,
+      and every leaf writes its rule, a keeping leaf with that bundle;
+    * otherwise every bundle the logging policy chose must be the treatment of some rule of
+      ``policy_text``: its rules are the current policy's, kept below the learned ones (a leaf
+      that keeps adds no rule).
 
     The leaves are disjoint, so the learned rules cannot conflict; the text is checked by
     :func:`~rollrisk.strategies.policy.parse_policy` before it is returned.
@@ -1042,7 +1043,8 @@ def learned_policy_text(
         )
     document = yaml.safe_load(policy_text)
     given_by_rules = {str(rule["treatment"]) for rule in document["rules"]}
-    logging_rules = set(learned.policy_bundles) <= given_by_rules
+    one_for_all = learned.keep_bundle is not None and given_by_rules != {learned.keep_bundle}
+    logging_rules = set(learned.policy_bundles) <= given_by_rules and not one_for_all
     if not logging_rules and learned.keep_bundle is None:
         missing = sorted(set(learned.policy_bundles) - given_by_rules)
         raise UserError(

@@ -430,10 +430,12 @@ def test_state_for_another_account_is_refused(cn_us):
 # --- the shipped policy and compliance together -------------------------------------------------
 
 
-def test_shipped_policy_then_compliance_keeps_the_whole_trail(cn_us):
+def test_a_policy_then_compliance_keeps_the_whole_trail(cn_us):
+    # the hand-written policy: its rule for a big M3 balance of low willingness files legal
+    from rollrisk.conf import HANDWRITTEN_POLICY
     from rollrisk.strategies.policy import PolicyCase, decide, load_policy
 
-    policy = load_policy(CONF.parent / "policy.yaml")
+    policy = load_policy(HANDWRITTEN_POLICY)
     case = PolicyCase(
         account_id="a1",
         decided_at=NOW,

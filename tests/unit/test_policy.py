@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rollrisk.conf import STANDARD_POLICY
+from rollrisk.conf import HANDWRITTEN_POLICY, STANDARD_POLICY
 from rollrisk.features.schemas import CHANNELS
 from rollrisk.strategies.policy import ACTIONS, PolicyCase, decide, load_policy, parse_policy
 from rollrisk.strategies.yaml_config import ConfigError
@@ -113,6 +113,31 @@ def test_an_account_outside_the_declared_space_is_refused_with_its_values():
 
 def test_the_shipped_policy_is_valid_and_decides():
     policy = load_policy(CONF)
+    case = _case(segment="capacity_shock", product="cash_loan", probability=0.3)
+    decision = decide(policy, case)
+    assert decision.policy_rule.rule_id == "POL-CAP"
+    assert [a.action for a in decision.actions] == ["interest_waiver", "restructure_offer"]
+    m2 = _case(segment="low_willingness", start_bucket="M2", dpd=45, amount_overdue=800.0)
+    assert decide(policy, m2).treatment == "skip_trace"
+    for segment in ("general", "forgetful", "seasonal", "unreachable"):
+        other = decide(policy, _case(segment=segment, product="agri_loan"))
+        assert (other.policy_rule.rule_id, other.treatment) == ("POL-STANDARD", "standard_queue")
+    # the shipped policy keeps every ladder of the hand-written one it replaced (the oracle's
+    # candidates and the simulated lender's experiment arms are the treatments)
+    handwritten = load_policy(HANDWRITTEN_POLICY)
+
+    def ladders(p):  # noqa: ANN001, ANN202 - the steps without their line numbers
+        return {
+            name: [(s.action, s.day, s.at, s.channel, s.recipient) for s in t.steps]
+            for name, t in p.treatments.items()
+        }
+
+    assert ladders(policy) == ladders(handwritten)
+    assert list(policy.treatments) == list(handwritten.treatments)
+
+
+def test_the_handwritten_policy_is_valid_and_decides():
+    policy = load_policy(HANDWRITTEN_POLICY)
     case = _case(segment="capacity_shock", product="cash_loan", probability=0.3)
     decision = decide(policy, case)
     assert decision.policy_rule.rule_id == "POL-CAP-LOW"

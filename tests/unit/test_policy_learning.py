@@ -12,9 +12,9 @@ import polars as pl
 import pytest
 import yaml
 
-from rollrisk.conf import DEFAULT_POLICY
+from rollrisk.conf import DEFAULT_POLICY, HANDWRITTEN_POLICY
 from rollrisk.errors import UserError
-from rollrisk.strategies.policy import LadderStep, PolicyCase, decide, load_policy, parse_policy
+from rollrisk.strategies.policy import LadderStep, PolicyCase, decide, parse_policy
 from rollrisk.strategies.policy_learning import (
     KEEP_POLICY,
     LearningSettings,
@@ -239,20 +239,31 @@ def test_capacity_is_respected_and_the_greedy_is_within_its_stated_gap() -> None
 def test_rules_on_policy_fields_become_a_policy_file_the_product_loads() -> None:
     logged = _logged(6000, 3)
     learned = learn_policy(logged, _settings(3), LADDERS)
-    text = learned_policy_text(
-        learned, DEFAULT_POLICY.read_text(encoding="utf-8"), "conf/policy.yaml", LADDERS
-    )
-    policy = parse_policy(text, "learned.yaml")
-    assert policy.treatments["grace"].steps[0].action == "grace_period"
     decided_at = datetime(2026, 4, 1, 8, 0)
     forgetful = PolicyCase("A1", decided_at, "M1", 0.1, "forgetful", "bnpl", 5, 300.0)
     hardship = PolicyCase("A2", decided_at, "M2", 0.5, "capacity_shock", "cash_loan", 40, 900.0)
+    other = PolicyCase("A3", decided_at, "M3", 0.9, "unreachable", "bnpl", 70, 9000.0)
+    # the logging policy gave reminder_only to everyone: over a file whose rules give only it,
+    # those rules are the logging policy's and stay below the learned ones
+    only = yaml.safe_load(HANDWRITTEN_POLICY.read_text(encoding="utf-8"))
+    only["rules"] = [{"id": "R-ALL", "precedence": 100, "when": {}, "treatment": "reminder_only"}]
+    text = learned_policy_text(learned, yaml.safe_dump(only, sort_keys=False), "one.yaml", LADDERS)
+    policy = parse_policy(text, "learned.yaml")
+    assert policy.treatments["grace"].steps[0].action == "grace_period"
     assert decide(policy, forgetful).treatment == "early_call"
     assert decide(policy, hardship).treatment == "grace"
-    # segments no rule was learnt for keep the current policy's decision
-    current = load_policy(DEFAULT_POLICY)
-    other = PolicyCase("A3", decided_at, "M3", 0.9, "unreachable", "bnpl", 70, 9000.0)
-    assert decide(policy, other).treatment == decide(current, other).treatment
+    assert decide(policy, other).policy_rule.rule_id == "R-ALL"  # nothing learnt there: kept
+    # over a file whose rules give other treatments too (the hand-written policy, the shipped
+    # one), those rules did not log the decisions: the logging policy's one bundle stays where
+    # nothing was learnt, written as LRN-LOGGED
+    for source in (HANDWRITTEN_POLICY, DEFAULT_POLICY):
+        text = learned_policy_text(learned, source.read_text(encoding="utf-8"), "p", LADDERS)
+        policy = parse_policy(text, "learned.yaml")
+        assert decide(policy, forgetful).treatment == "early_call"
+        assert decide(policy, hardship).treatment == "grace"
+        assert (decide(policy, other).policy_rule.rule_id, decide(policy, other).treatment) == (
+            "LRN-LOGGED", "reminder_only"
+        )  # fmt: skip
     rules = tree_rules_document(learned, LADDERS)["rules"]
     assert {rule["give"] for rule in rules} == {"early_call", "grace"}
 
@@ -260,7 +271,7 @@ def test_rules_on_policy_fields_become_a_policy_file_the_product_loads() -> None
 @pytest.mark.slow
 def test_learnt_from_the_standard_queue_control_the_file_stands_on_its_own() -> None:
     # the lender's experiments: its control arm is its standard tiered collection; the arms are
-    # ladders of the policy file given (conf/policy.yaml, whose rules never give the queue)
+    # ladders of the policy file given
     rng = np.random.default_rng(21)
     n = 3000
     segment = rng.choice(["forgetful", "capacity_shock"], n)
@@ -293,15 +304,16 @@ def test_learnt_from_the_standard_queue_control_the_file_stands_on_its_own() -> 
     learned = learn_policy(logged, _settings(21, max_depth=1, model_features=()), ladders)
     assert learned.keep_bundle == "standard_queue"
     assert {learned.give(leaf) for leaf in learned.leaves} == {"early_call", "standard_queue"}
-    text = learned_policy_text(
-        learned, DEFAULT_POLICY.read_text(encoding="utf-8"), "policy.yaml", ladders
-    )
-    policy = parse_policy(text, "learned.yaml")
-    # every rule names a treatment of the file: the keeping leaf included, and the logging
-    # policy (the queue) is the rule below them, not policy.yaml's model-driven rules
-    assert [(r.rule_id, r.treatment) for r in policy.rules if r.precedence > 1] == [
-        ("LRN-LOGGED", "standard_queue")
-    ]
+    # the hand-written policy's rules never give the queue; the shipped policy's give it to
+    # most accounts and other treatments elsewhere: neither logged these decisions
+    for source in (DEFAULT_POLICY, HANDWRITTEN_POLICY):
+        text = learned_policy_text(learned, source.read_text(encoding="utf-8"), "p.yaml", ladders)
+        policy = parse_policy(text, "learned.yaml")
+        # every rule names a treatment of the file: the keeping leaf included, and the logging
+        # policy (the queue) is the rule below them, not the file's model-driven rules
+        assert [(r.rule_id, r.treatment) for r in policy.rules if r.precedence > 1] == [
+            ("LRN-LOGGED", "standard_queue")
+        ]
     learnt = {r.treatment: sorted(r.segments) for r in policy.rules if r.precedence == 1}
     assert learnt == {"early_call": ["forgetful"], "standard_queue": ["capacity_shock"]}
     assert policy.treatments["early_call"].steps[0].channel == "agent_call"
@@ -332,8 +344,8 @@ def test_learnt_from_the_standard_queue_control_the_file_stands_on_its_own() -> 
         match=r"policy_bundle value\(s\) standard_queue are given by "
         r"no rule of policy\.yaml, and the logging policy chose",
     ):
-        learned_policy_text(learned, DEFAULT_POLICY.read_text(encoding="utf-8"), "policy.yaml",
-                            ladders)  # fmt: skip
+        learned_policy_text(learned, HANDWRITTEN_POLICY.read_text(encoding="utf-8"),
+                            "policy.yaml", ladders)  # fmt: skip
 
 
 def test_rules_on_other_features_are_not_written_as_a_policy_file() -> None:
