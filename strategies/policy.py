@@ -264,7 +264,7 @@ class PolicyRuleRef:
     """Which policy rule chose a treatment: file, rule id and line.
 
     Printed (the scores' ``policy_rule`` column, the service's answers) as the policy file's
-    name, not its path: ``policy.yaml:126 rule POL-M1-LOW``. The path would publish where the
+    name, not its path: ``policy.yaml:128 rule POL-STANDARD``. The path would publish where the
     server or the package is installed, and make the same decision read differently on two
     machines; the scoring manifest records which policy file was used.
     """

@@ -189,7 +189,12 @@ def test_simulate_policy_refuses_scores_whose_policy_changed_since(report_run, s
         policy = Path(recorded["config"]["policy"])
         changed = tmp_path / "policy.yaml"
         text = policy.read_text()
-        changed.write_text(text.replace("channel: sms", "channel: app_push"))
+        # the accounts no tuned rule reaches get reminders instead of the standard queue
+        changed.write_text(
+            text.replace(
+                "when: {}\n    treatment: standard_queue", "when: {}\n    treatment: reminder_only"
+            )
+        )
         assert changed.read_text() != text
         recorded["config"]["policy"] = str(changed)
         manifest.write_text(json.dumps(recorded))
