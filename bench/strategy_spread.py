@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -207,8 +208,16 @@ def main() -> None:
     policies: dict[str, Path | None] = {"shipped": None}
     for given in args.policy:
         label, sep, file = given.partition("=")
-        if not sep or not label or not Path(file).is_file() or label in policies:
-            parser.error(f"--policy {given}: expected a new LABEL=FILE with an existing FILE")
+        if (
+            not sep
+            or not re.fullmatch(r"[A-Za-z0-9_.-]+", label)
+            or not Path(file).is_file()
+            or label in policies
+        ):
+            parser.error(
+                f"--policy {given}: expected a new LABEL=FILE (LABEL of letters, digits, _ . -; "
+                "it names folders) with an existing FILE"
+            )
         policies[label] = Path(file)
     started = time.perf_counter()
     rows: list[dict] = []

@@ -26,11 +26,13 @@ Writes to --out:
   learned_policy.yaml    when every rule feature is one conf/policy.yaml can test (start_bucket,
                          risk_band, segment, product, dpd, amount_overdue): the learned rules over
                          the current policy's rules, with --policy's treatments, a file
-                         `rollrisk score --policy` loads; review, commit. The current policy is
-                         --policy's rules when they give the logged policy_bundle values; when the
-                         lender's control was its standard collection (policy_bundle =
-                         standard_queue for every decision) it is one rule giving standard_queue,
-                         and every learned rule names its treatment (keep = standard_queue)
+                         `rollrisk score --policy` loads; review, commit. When the logging
+                         policy gave every decision one bundle (the lender's control, its
+                         standard collection: standard_queue) and --policy's rules reaching the
+                         logged accounts give other treatments too, the current policy is one
+                         rule giving that bundle and every learned rule names its treatment;
+                         otherwise it is --policy's rules (they must give the logged
+                         policy_bundle values)
   policy_learning.json   the off-policy estimate, the capacity outcome and the settings
   policy_learning.md     the same for people, and the experiment's plain readout per arm
 
@@ -105,8 +107,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=DEFAULT_POLICY,
         help="the policy whose treatments hold the bundles' ladders, and the current policy "
-        "when its rules give the logged policy_bundle values (else the logged decisions' one "
-        "policy bundle, e.g. standard_queue, is the current policy)",
+        "when its rules give the logged policy_bundle values; when the logged decisions all "
+        "got one bundle (e.g. standard_queue) and the rules reaching the logged accounts give "
+        "others too, that bundle is the current policy (docs/strategies.md)",
     )
     parser.add_argument(
         "--experiments",

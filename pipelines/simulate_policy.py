@@ -35,7 +35,9 @@ those the scoring run recorded (the model's default DPD and window), else the co
 horizon (default 6), independent of the performance window.
 
 Writes DIR/policy_simulation.json and DIR/policy_simulation.md (layout: docs/strategies.md)
-and prints the tables.
+and prints the tables. With --propose-policy FILE it also writes a policy file tuned on this
+world (per scored segment x start bucket, the treatment that beat the baseline beyond noise on
+the oracle's selection seeds; docs/strategies.md, "How the shipped rules were chosen").
 
 example:
   rollrisk simulate-policy --scores runs/demo/scores --data runs/demo/portfolio \\
@@ -68,6 +70,7 @@ from rollrisk.reports.policy_simulation import markdown
 from rollrisk.simulator.replay import DEFAULT_BASE_SEED, DEFAULT_COSTS
 from rollrisk.simulator.rules import RESPONSE_TABLES
 from rollrisk.storage.results import POLICY_SIMULATION_JSON as RESULT_JSON
+from rollrisk.strategies.tuning import DEFAULT_CONFIDENCE, DEFAULT_MIN_ACCOUNTS
 
 RESULT_MD = "policy_simulation.md"
 DEFAULT_MONTHS = 6
@@ -192,9 +195,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--propose-confidence",
         type=float,
-        default=0.95,
-        help="--propose-policy: joint confidence of the lower bounds (Bonferroni over every "
-        "segment x bucket x treatment; default 0.95)",
+        default=DEFAULT_CONFIDENCE,
+        help="--propose-policy: joint confidence of the lower bounds (one-sided Student-t, "
+        f"Bonferroni over every segment x bucket x treatment; default {DEFAULT_CONFIDENCE})",
+    )
+    parser.add_argument(
+        "--propose-min-accounts",
+        type=int,
+        default=DEFAULT_MIN_ACCOUNTS,
+        help="--propose-policy: a segment x bucket cell with fewer scored accounts keeps the "
+        f"baseline whatever its bound (default {DEFAULT_MIN_ACCOUNTS})",
     )
     add_config_argument(
         parser, help="YAML config: its `observation:` applies when the scoring run recorded none"
@@ -262,6 +272,14 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(
             f"--propose-confidence must be between 0 and 1, got {args.propose_confidence}"
         )
+    if args.propose_min_accounts < 1:
+        raise UserError(
+            f"--propose-min-accounts must be at least 1, got {args.propose_min_accounts}"
+        )
+    if args.propose_policy is not None:
+        check_output_argument(args, "--propose-policy")
+        if args.propose_policy.is_dir():
+            raise UserError(f"--propose-policy {args.propose_policy}: a folder (give a file name)")
     started = time.perf_counter()
     config = load_config_argument(args)
     sim = read_simulation_params(args.data)
@@ -404,26 +422,45 @@ def run(args: argparse.Namespace) -> int:
         **result,
         "seconds": round(time.perf_counter() - started, 1),
     }
-    if args.propose_policy is not None:
-        result["proposal"] = write_proposal(args, manifest, built, sim, as_of)
+    proposal_text = None
+    if args.propose_policy is not None and built.proposal:
+        proposal_text, result["proposal"] = proposal_file(args, manifest, built, sim, replay, as_of)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / RESULT_JSON).write_text(json.dumps(result, indent=2, default=str))
     text = markdown(result)
     (args.out / RESULT_MD).write_text(text)
     print(text)
     print(f"written: {args.out / RESULT_JSON}, {args.out / RESULT_MD}")
+    if args.propose_policy is not None:
+        if proposal_text is None:
+            raise UserError(
+                f"no account was scored in {args.scores}: nothing to tune --propose-policy on "
+                f"(the simulation's results are written; {args.propose_policy} is not)"
+            )
+        args.propose_policy.parent.mkdir(parents=True, exist_ok=True)
+        args.propose_policy.write_text(proposal_text)
+        departs = sum(c["chosen"] != "baseline_tiered" for c in result["proposal"]["cells"])
+        print(
+            f"[simulate-policy] proposed policy: {args.propose_policy} ({departs} of "
+            f"{len(result['proposal']['cells'])} segment x bucket cells depart from the "
+            "baseline); tuned on this world: evaluate it on others before adopting it",
+            file=sys.stderr,
+            flush=True,
+        )
     return 0
 
 
-def write_proposal(
+def proposal_file(
     args: argparse.Namespace,
     manifest: Mapping[str, Any],
     built: References,
     sim: SimulatedPortfolio,
+    replay: Replay,
     as_of: Any,
-) -> dict[str, Any]:
-    """Write --propose-policy's file (:func:`rollrisk.strategies.tuning.proposed_policy_text`)
-    and return its cells for the JSON result."""
+) -> tuple[str, dict[str, Any]]:
+    """--propose-policy's file (:func:`rollrisk.strategies.tuning.proposed_policy_text`) and
+    its cells for the JSON result; built before anything is written, so an error here loses
+    nothing."""
     from dataclasses import asdict
 
     from rollrisk.strategies.tuning import proposed_policy_text
@@ -432,25 +469,18 @@ def write_proposal(
     source = Path(manifest["config"]["policy"])
     provenance = {
         "tuned on": f"{args.data} (simulator seed {sim.seed}, {sim.accounts:,} accounts, "
-        f"response table {sim.rules.response_table})",
+        f"simulated under response table {sim.rules.response_table})",
         "scores": f"{args.scores} (as-of {as_of}, {sum(c.accounts for c in cells):,} accounts)",
         "candidates": f"the treatments of {source.name} and the tiered baseline, "
-        f"{args.oracle_seeds} selection seeds from {ORACLE_SEED_START}, {args.months} months",
-        "confidence": f"{args.propose_confidence} (Bonferroni over every cell x treatment)",
+        f"{args.oracle_seeds} selection seeds from {ORACLE_SEED_START} (base seed "
+        f"{args.base_seed}), {args.months} months, response table "
+        f"{replay.rules.response_table}",
+        "confidence": f"{args.propose_confidence} (one-sided Student-t, Bonferroni over every "
+        f"cell x treatment); at least {args.propose_min_accounts} accounts per departing cell",
     }
     text = proposed_policy_text(cells, source.read_text(), provenance)
-    args.propose_policy.parent.mkdir(parents=True, exist_ok=True)
-    args.propose_policy.write_text(text)
-    departs = sum(c.chosen != "baseline_tiered" for c in cells)
-    print(
-        f"[simulate-policy] proposed policy: {args.propose_policy} ({departs} of {len(cells)} "
-        "segment x bucket cells depart from the baseline); tuned on this world: evaluate it on "
-        "others before adopting it",
-        file=sys.stderr,
-        flush=True,
-    )
-    return {"file": str(args.propose_policy), "provenance": provenance,
-            "cells": [asdict(c) for c in cells]}  # fmt: skip
+    return text, {"file": str(args.propose_policy), "provenance": provenance,
+                  "cells": [asdict(c) for c in cells]}  # fmt: skip
 
 
 def recorded_rules(
@@ -619,7 +649,7 @@ def build_references(
 
             proposal = choose_cells(
                 values, list(candidates), ordered["segment"].to_list(), buckets,
-                args.propose_confidence,
+                args.propose_confidence, args.propose_min_accounts,
             )  # fmt: skip
     return References(references, drivers, oracle, per_bucket_choice, proposal)
 

@@ -1003,6 +1003,27 @@ def policy_fields_only(learned: LearnedPolicy) -> bool:
     return all(feature in POLICY_FIELDS for feature in learned.settings.rule_features)
 
 
+def rules_reaching(
+    rules: Sequence[Mapping[str, Any]], categories: Mapping[str, Sequence[str]]
+) -> set[str]:
+    """The treatments of the policy ``rules`` (as written in a policy file) that can reach an
+    account with the logged values ``categories`` (rule feature -> values seen): a rule
+    reaches unless one of its list conditions (``segment``, ``start_bucket``, ``risk_band``,
+    ``product``) shares no value with what was logged for that feature. Ranges (``dpd``,
+    ``amount_overdue``) and features not logged are taken to reach, and precedence is not
+    applied, so the set may hold more than the rules would give; never less."""
+    given = set()
+    for rule in rules:
+        when = rule.get("when") or {}
+        if all(
+            set(map(str, when[feature])) & set(map(str, seen))
+            for feature, seen in categories.items()
+            if isinstance(when.get(feature), list)
+        ):
+            given.add(str(rule["treatment"]))
+    return given
+
+
 def learned_policy_text(
     learned: LearnedPolicy,
     policy_text: str,
@@ -1019,11 +1040,14 @@ def learned_policy_text(
     those are is read from the logged ``policy_bundle``:
 
     * the logging policy chose one bundle for every logged decision (the lender's control arm:
-      ``standard_queue``, its tiered collection) and ``policy_text``'s rules give others too:
-      they did not decide the logged accounts (a file whose rules give the queue somewhere and
-      other treatments elsewhere would not have chosen the queue for all of them). That bundle
-      is written as the one rule below the learned ones, ``policy_text``'s rules are left out,
-      and every leaf writes its rule, a keeping leaf with that bundle;
+      ``standard_queue``, its tiered collection) and ``policy_text``'s rules that reach the
+      logged accounts' values (:func:`rules_reaching`: the segments, buckets, bands and products
+      the logged data holds) give other treatments too: those rules did not decide the logged
+      accounts (they would not all have got one bundle). That bundle is written as the one
+      rule below the learned ones, ``policy_text``'s rules are left out, and every leaf writes
+      its rule, a keeping leaf with that bundle. (An experiment confined to accounts the file's
+      rules all give that one bundle, e.g. only forgetful borrowers under the shipped policy,
+      is read as the next case: the file's rules stay for the accounts it never saw.)
     * otherwise every bundle the logging policy chose must be the treatment of some rule of
       ``policy_text``: its rules are the current policy's, kept below the learned ones (a leaf
       that keeps adds no rule).
@@ -1043,7 +1067,8 @@ def learned_policy_text(
         )
     document = yaml.safe_load(policy_text)
     given_by_rules = {str(rule["treatment"]) for rule in document["rules"]}
-    one_for_all = learned.keep_bundle is not None and given_by_rules != {learned.keep_bundle}
+    given_here = rules_reaching(document["rules"], learned.categories)
+    one_for_all = learned.keep_bundle is not None and given_here != {learned.keep_bundle}
     logging_rules = set(learned.policy_bundles) <= given_by_rules and not one_for_all
     if not logging_rules and learned.keep_bundle is None:
         missing = sorted(set(learned.policy_bundles) - given_by_rules)

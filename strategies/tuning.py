@@ -8,16 +8,25 @@ a policy file can test; never the true driver), the treatment whose gain over th
 baseline has the highest lower confidence bound, if that bound is above zero, else the baseline
 (the policy file's ``standard_queue``).
 
-The bounds are one-sided normal bounds on the mean per-account paired gain (each account's book
-value under the candidate minus under the baseline, averaged over the selection seeds), with the
-standard error over accounts (which accounts a world holds is the noise that matters when the
-policy is used on another world), Bonferroni-corrected over every (cell, candidate) pair so that
-all hold together with probability ``confidence``. Choosing the highest bound, not the highest
-mean, keeps the candidate whose noise was luckiest from winning a cell (the winner's curse).
+The bounds are one-sided Student-t bounds on the mean per-account paired gain (each account's
+book value under the candidate minus under the baseline, averaged over the selection seeds),
+with the standard error over accounts (which accounts a world holds is the noise that matters
+when the policy is used on another world), Bonferroni-corrected over every (cell, candidate)
+pair so that all hold together with probability ``confidence`` (approximately: book values are
+heavy-tailed, hence also a minimum of ``min_accounts`` accounts before a cell may depart from
+the baseline). Choosing the highest bound, not the highest mean, keeps the candidate whose
+noise was luckiest from winning a cell (the winner's curse).
+
+What the bounds leave out: the macro path a selection seed draws is shared by every account, so
+the spread between seeds is averaged over the selection seeds, not measured; and each cell's
+gain is measured with every account given that treatment (all competing for the same contact
+capacity), not under the combination the file proposes. Both are why a proposal is judged on
+other worlds before it is adopted.
 
 A proposal is tuned on the world it was run on. It says nothing about how the policy does
 elsewhere: evaluate it on other portfolio seeds and another response table before adopting it
-(``bench/strategy_spread.py --policy``; docs/strategies.md, "Tuning the shipped policy").
+(``bench/strategy_spread.py --policy``; docs/strategies.md, "How the shipped rules were
+chosen").
 """
 
 from __future__ import annotations
@@ -25,17 +34,18 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 import yaml
+from scipy import stats
 
 from rollrisk.strategies.policy import STANDARD_QUEUE, parse_policy
 
 BASELINE = "baseline_tiered"
 TREATMENT_PREFIX = "treatment:"
 DEFAULT_CONFIDENCE = 0.95
+DEFAULT_MIN_ACCOUNTS = 30  # fewer accounts in a cell: it keeps the baseline
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,10 @@ class CellChoice:
     lower: float  # its lower confidence bound (0: baseline)
     best_mean: str  # the candidate of highest mean gain (may differ from ``chosen``)
     best_mean_gain: float
+    # the candidate of highest lower bound and that bound, whether or not it was chosen (a
+    # near miss is visible: a cell that kept the baseline shows how far its best was from 0)
+    best_bound: str
+    best_bound_lower: float
 
 
 def choose_cells(
@@ -58,41 +72,54 @@ def choose_cells(
     segments: Sequence[str],
     buckets: Sequence[str],
     confidence: float = DEFAULT_CONFIDENCE,
+    min_accounts: int = DEFAULT_MIN_ACCOUNTS,
 ) -> list[CellChoice]:
     """Per segment x bucket, the candidate of highest lower bound on its gain over
-    :data:`BASELINE` if that bound is above 0, else the baseline.
+    :data:`BASELINE` if that bound is above 0 and the cell has at least ``min_accounts``
+    accounts, else the baseline.
 
     ``values`` is (candidates x accounts), each account's mean book value per candidate on the
-    selection seeds, rows in the order of ``names`` (which must hold :data:`BASELINE`).
+    selection seeds, rows in the order of ``names`` (which must hold :data:`BASELINE`; with no
+    other candidate every cell keeps it).
     """
     names = list(names)
     if BASELINE not in names:
         raise ValueError(f"the candidates must include {BASELINE}")
     if values.shape != (len(names), len(segments)) or len(buckets) != len(segments):
         raise ValueError("values must be (candidates x accounts), one segment and bucket each")
+    if not np.isfinite(values).all():
+        raise ValueError("values hold NaN or infinite book values")
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     base = names.index(BASELINE)
     others = [k for k in range(len(names)) if k != base]
     seg, bucket = np.asarray(segments), np.asarray(buckets)
     cells = sorted({(s, b) for s, b in zip(seg.tolist(), bucket.tolist(), strict=True)})
-    pairs = max(len(cells) * len(others), 1)
-    z = NormalDist().inv_cdf(1 - (1 - confidence) / pairs)
+    level = 1 - (1 - confidence) / max(len(cells) * len(others), 1)
     chosen: list[CellChoice] = []
     for s, b in cells:
         mask = (seg == s) & (bucket == b)
         n = int(mask.sum())
+        if not others:
+            chosen.append(CellChoice(s, b, n, BASELINE, 0.0, 0.0, BASELINE, 0.0, BASELINE, 0.0))
+            continue
         gains = values[others][:, mask] - values[base, mask]
         mean = gains.mean(axis=1)
-        se = gains.std(axis=1, ddof=1) / math.sqrt(n) if n > 1 else np.full(len(others), np.inf)
-        lower = mean - z * se
-        top = int(np.argmax(mean))
-        best = int(np.argmax(lower))
-        if lower[best] > 0:
+        if n > 1:
+            lower = mean - stats.t.ppf(level, n - 1) * gains.std(axis=1, ddof=1) / math.sqrt(n)
+        else:
+            lower = np.full(len(others), -np.inf)
+        top, best = int(np.argmax(mean)), int(np.argmax(lower))
+        if lower[best] > 0 and n >= min_accounts:
             pick, gain, bound = names[others[best]], float(mean[best]), float(lower[best])
         else:
             pick, gain, bound = BASELINE, 0.0, 0.0
-        chosen.append(CellChoice(s, b, n, pick, gain, bound, names[others[top]], float(mean[top])))
+        chosen.append(
+            CellChoice(
+                s, b, n, pick, gain, bound, names[others[top]], float(mean[top]),
+                names[others[best]], float(lower[best]),
+            )
+        )  # fmt: skip
     return chosen
 
 
@@ -120,6 +147,8 @@ def proposed_policy_text(
     )
     if queue is None:
         queue = STANDARD_QUEUE
+        while queue in treatments:  # a treatment of that name with another ladder: keep it
+            queue += "_"
         treatments[queue] = {
             "description": "the lender's standard tiered collection",
             "ladder": [{"day": 0, "action": STANDARD_QUEUE}],
@@ -138,9 +167,12 @@ def proposed_policy_text(
             f"(lower bound +{c.lower:,.0f})"
             for c in group
         )
+        rule_id = f"TUNED-{segment.upper().replace('_', '-')}-{treatment.upper().replace('_', '-')}"
+        while rule_id in {rule["id"] for rule in rules}:  # e.g. skip_trace and skip-trace
+            rule_id += "-2"
         rules.append(
             {
-                "id": f"TUNED-{segment.upper().replace('_', '-')}-{treatment.upper().replace('_', '-')}",
+                "id": rule_id,
                 "description": f"tuned: {evidence}",
                 "precedence": 10,
                 "when": {"segment": [segment], "start_bucket": [c.bucket for c in group]},

@@ -164,6 +164,14 @@ def test_propose_policy_needs_the_oracle_seeds(report_run, scoring_world, tmp_pa
     assert main(argv) != 0
     err = capsys.readouterr().err
     assert "--oracle-seeds must be at least 1" in err and not (tmp_path / "p.yaml").exists()
+    # never inside the portfolio, checked before the simulation runs
+    inside = scoring_world.portfolio / "proposed.yaml"
+    argv = ["simulate-policy", "--scores", str(scores), "--data", str(scoring_world.portfolio),
+            "--propose-policy", str(inside), "--out", str(tmp_path / "out2")]  # fmt: skip
+    assert main(argv) != 0
+    err = capsys.readouterr().err
+    assert "--propose-policy" in err and "Traceback" not in err
+    assert not inside.exists() and not (tmp_path / "out2").exists()
 
 
 def test_simulate_policy_refuses_a_portfolio_without_truth(report_run, scoring_world, tmp_path,

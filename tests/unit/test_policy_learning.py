@@ -21,6 +21,7 @@ from rollrisk.strategies.policy_learning import (
     learn_policy,
     learned_policy_text,
     predict_candidates,
+    rules_reaching,
     tree_rules_document,
 )
 
@@ -246,13 +247,21 @@ def test_rules_on_policy_fields_become_a_policy_file_the_product_loads() -> None
     # the logging policy gave reminder_only to everyone: over a file whose rules give only it,
     # those rules are the logging policy's and stay below the learned ones
     only = yaml.safe_load(HANDWRITTEN_POLICY.read_text(encoding="utf-8"))
-    only["rules"] = [{"id": "R-ALL", "precedence": 100, "when": {}, "treatment": "reminder_only"}]
+    # (R-UNR reaches no logged account: the experiment held no unreachable borrower)
+    only["rules"] = [
+        {"id": "R-UNR", "precedence": 10, "when": {"segment": ["unreachable"]},
+         "treatment": "skip_trace"},
+        {"id": "R-ALL", "precedence": 100, "when": {}, "treatment": "reminder_only"},
+    ]  # fmt: skip
     text = learned_policy_text(learned, yaml.safe_dump(only, sort_keys=False), "one.yaml", LADDERS)
     policy = parse_policy(text, "learned.yaml")
     assert policy.treatments["grace"].steps[0].action == "grace_period"
     assert decide(policy, forgetful).treatment == "early_call"
     assert decide(policy, hardship).treatment == "grace"
-    assert decide(policy, other).policy_rule.rule_id == "R-ALL"  # nothing learnt there: kept
+    # nothing learnt for unreachable borrowers: the file's own rule still decides them
+    assert (decide(policy, other).policy_rule.rule_id, decide(policy, other).treatment) == (
+        "R-UNR", "skip_trace"
+    )  # fmt: skip
     # over a file whose rules give other treatments too (the hand-written policy, the shipped
     # one), those rules did not log the decisions: the logging policy's one bundle stays where
     # nothing was learnt, written as LRN-LOGGED
@@ -346,6 +355,24 @@ def test_learnt_from_the_standard_queue_control_the_file_stands_on_its_own() -> 
     ):
         learned_policy_text(learned, HANDWRITTEN_POLICY.read_text(encoding="utf-8"),
                             "policy.yaml", ladders)  # fmt: skip
+
+
+def test_the_rules_reaching_the_logged_accounts_are_those_their_values_can_match() -> None:
+    rules = yaml.safe_load(DEFAULT_POLICY.read_text(encoding="utf-8"))["rules"]
+    # an experiment on forgetful borrowers only: the shipped rules give them the queue alone
+    assert rules_reaching(rules, {"segment": ["forgetful"], "start_bucket": ["M1", "M2"]}) == {
+        "standard_queue"
+    }
+    assert rules_reaching(rules, {"segment": ["low_willingness"], "start_bucket": ["M2"]}) == {
+        "skip_trace", "standard_queue"
+    }  # fmt: skip
+    assert rules_reaching(rules, {"segment": ["low_willingness"], "start_bucket": ["M3"]}) == {
+        "standard_queue"
+    }
+    # a feature the rules do not test, or a value no list holds, does not stop a rule
+    assert rules_reaching(rules, {"noise": ["x"]}) == {
+        "hardship_waiver_restructure", "skip_trace", "standard_queue"
+    }  # fmt: skip
 
 
 def test_rules_on_other_features_are_not_written_as_a_policy_file() -> None:

@@ -3,11 +3,10 @@ and the policy file it writes."""
 
 from __future__ import annotations
 
-from statistics import NormalDist
-
 import numpy as np
 import pytest
 import yaml
+from scipy import stats
 
 from rollrisk.conf import DEFAULT_POLICY
 from rollrisk.strategies.policy import parse_policy
@@ -49,7 +48,7 @@ def test_the_bound_is_bonferroni_over_every_cell_and_candidate():
     base = np.zeros(n)
     values = np.vstack([base + gain, base - 5.0, base])
     se = gain.std(ddof=1) / np.sqrt(n)
-    z2 = NormalDist().inv_cdf(1 - 0.05 / 2)
+    z2 = stats.t.ppf(1 - 0.05 / 2, n - 1)  # Student-t, n - 1 degrees of freedom
     [cell] = choose_cells(values, NAMES, ["forgetful"] * n, ["M1"] * n)
     assert cell.lower == pytest.approx(10.0 - z2 * se)
     assert (cell.chosen == NAMES[0]) == (10.0 - z2 * se > 0)
@@ -58,7 +57,7 @@ def test_the_bound_is_bonferroni_over_every_cell_and_candidate():
         np.hstack([values] * 40), NAMES, [f"s{k}" for k in range(40) for _ in range(n)],
         ["M1"] * (40 * n),
     )  # fmt: skip
-    z80 = NormalDist().inv_cdf(1 - 0.05 / 80)
+    z80 = stats.t.ppf(1 - 0.05 / 80, n - 1)
     assert z80 > z2
     for c in many:
         assert (c.chosen == NAMES[0]) == (10.0 - z80 * se > 0)
@@ -72,6 +71,29 @@ def test_the_highest_bound_wins_not_the_highest_mean():
     values = np.vstack([base + rng.normal(60, 900, n), base + rng.normal(40, 20, n), base])
     [cell] = choose_cells(values, NAMES, ["general"] * n, ["M3"] * n)
     assert cell.best_mean == NAMES[0] and cell.chosen == NAMES[1]
+    assert cell.best_bound == NAMES[1] and cell.best_bound_lower == cell.lower
+
+
+def test_a_small_cell_keeps_the_baseline_and_shows_its_near_miss():
+    # 20 accounts, a steady +50: bounded above 0, but below the 30 accounts a cell needs
+    n = 20
+    base = np.linspace(0, 100, n)
+    values = np.vstack([base + 50 + np.linspace(-1, 1, n), base - 10, base])
+    [cell] = choose_cells(values, NAMES, ["seasonal"] * n, ["M2"] * n)
+    assert cell.chosen == BASELINE and (cell.gain, cell.lower) == (0.0, 0.0)
+    assert cell.best_bound == NAMES[0] and cell.best_bound_lower > 40
+    [cell] = choose_cells(values, NAMES, ["seasonal"] * n, ["M2"] * n, min_accounts=20)
+    assert cell.chosen == NAMES[0]
+    # one account: no bound at all
+    [cell] = choose_cells(values[:, :1], NAMES, ["seasonal"], ["M2"], min_accounts=1)
+    assert cell.chosen == BASELINE and cell.best_bound_lower == -np.inf
+
+
+def test_with_the_baseline_alone_every_cell_keeps_it():
+    cells = choose_cells(np.zeros((1, 4)), [BASELINE], ["a", "a", "b", "b"], ["M1"] * 4)
+    assert [(c.segment, c.chosen, c.accounts) for c in cells] == [
+        ("a", BASELINE, 2), ("b", BASELINE, 2)
+    ]  # fmt: skip
 
 
 def test_choose_cells_refuses_what_it_cannot_use():
@@ -79,6 +101,8 @@ def test_choose_cells_refuses_what_it_cannot_use():
         choose_cells(np.zeros((2, 3)), NAMES[:2], ["a"] * 3, ["M1"] * 3)
     with pytest.raises(ValueError, match="candidates x accounts"):
         choose_cells(np.zeros((3, 4)), NAMES, ["a"] * 3, ["M1"] * 3)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        choose_cells(np.array([[1.0, np.nan, 2.0]] * 3), NAMES, ["a"] * 3, ["M1"] * 3)
     with pytest.raises(ValueError, match="confidence"):
         choose_cells(np.zeros((3, 3)), NAMES, ["a"] * 3, ["M1"] * 3, confidence=1.0)
 
@@ -86,12 +110,13 @@ def test_choose_cells_refuses_what_it_cannot_use():
 def test_the_proposed_file_is_a_policy_that_gives_each_cell_its_choice():
     cells = [
         CellChoice("capacity_shock", "M2", 500, "treatment:hardship_support", 80.0, 30.0,
-                   "treatment:hardship_support", 80.0),
+                   "treatment:hardship_support", 80.0, "treatment:hardship_support", 30.0),
         CellChoice("capacity_shock", "M3", 200, "treatment:hardship_support", 50.0, 5.0,
-                   "treatment:hardship_support", 50.0),
+                   "treatment:hardship_support", 50.0, "treatment:hardship_support", 5.0),
         CellChoice("forgetful", "M1", 900, "treatment:reminder_only", 12.0, 1.0,
-                   "treatment:reminder_only", 12.0),
-        CellChoice("general", "M1", 3000, BASELINE, 0.0, 0.0, "treatment:reminder_only", 3.0),
+                   "treatment:reminder_only", 12.0, "treatment:reminder_only", 1.0),
+        CellChoice("general", "M1", 3000, BASELINE, 0.0, 0.0, "treatment:reminder_only", 3.0,
+                   "treatment:reminder_only", -2.0),
     ]  # fmt: skip
     text = proposed_policy_text(cells, DEFAULT_POLICY.read_text(), {"tuned on": "world 31"})
     assert "#   tuned on: world 31" in text
@@ -116,6 +141,20 @@ def test_the_proposed_file_is_a_policy_that_gives_each_cell_its_choice():
 
 
 def test_a_candidate_that_is_not_a_treatment_is_refused():
-    cell = CellChoice("general", "M1", 10, "treatment:nope", 1.0, 0.5, "treatment:nope", 1.0)
+    cell = CellChoice("general", "M1", 10, "treatment:nope", 1.0, 0.5, "treatment:nope", 1.0,
+                      "treatment:nope", 0.5)  # fmt: skip
     with pytest.raises(ValueError, match="treatment:nope"):
         proposed_policy_text([cell], DEFAULT_POLICY.read_text(), {})
+
+
+def test_rule_ids_stay_unique_when_two_treatment_names_spell_alike():
+    source = yaml.safe_load(DEFAULT_POLICY.read_text())
+    source["treatments"]["skip-trace"] = source["treatments"]["skip_trace"]
+    cells = [
+        CellChoice("unreachable", b, 100, f"treatment:{t}", 9.0, 1.0, f"treatment:{t}", 9.0,
+                   f"treatment:{t}", 1.0)
+        for b, t in (("M1", "skip_trace"), ("M2", "skip-trace"))
+    ]  # fmt: skip
+    text = proposed_policy_text(cells, yaml.safe_dump(source, sort_keys=False), {})
+    ids = [rule["id"] for rule in yaml.safe_load(text)["rules"]]
+    assert len(ids) == len(set(ids)) == 3
