@@ -616,6 +616,17 @@ def segment_definitions(rules: SegmentRules, feature_set: FeatureSet) -> dict[st
     return definitions
 
 
+def _all_standard_queue(scored: pl.DataFrame, segment: str, policy: Policy) -> bool:
+    """Whether every scored account of ``segment`` got a treatment whose ladder is the lender's
+    standard queue (the baseline's collection)."""
+    treatments = set(scored.filter(pl.col("segment") == segment)["treatment"].to_list())
+    return bool(treatments) and all(
+        t in policy.treatments
+        and [step.action for step in policy.treatments[t].steps] == [STANDARD_QUEUE]
+        for t in treatments
+    )
+
+
 def ladder_words(treatment: Treatment) -> tuple[str, str]:
     """A treatment's ladder in words: ``day 0, 10:00: reminder by SMS; ...`` and in Chinese."""
     en, zh = [], []
@@ -1854,6 +1865,27 @@ def build_report(
             f"{_interval_text(u)} CNY"
             + (" (the whole interval is below zero)." if u["ci_high"] < 0 else ".")
         )
+        if u["ci_high"] >= 0:
+            loses.text(
+                "The interval includes zero: the simulation shows a negative mean here, not a "
+                "loss it can tell from chance."
+            )
+            loses.raw(
+                '<p class="zh">区间包含零:模拟只显示均值为负,无法与偶然波动区分,不能认定为损失。</p>'
+            )
+        if _all_standard_queue(scored, segment, policy):
+            loses.text(
+                "Every account of this segment stays in the lender's standard collection, as "
+                "under the baseline: the policy changes nothing for them. The difference is "
+                "simulation noise: contact outcomes are drawn per planned contact, so the "
+                "changed plans of other segments shift these accounts' draws."
+            )
+            loses.raw(
+                '<p class="zh">该细分的所有账户都保留在常规分层催收中,与基准策略相同:本策略对他们'
+                "没有任何改变。差异来自模拟噪声:联系结果按每次计划联系抽样,其他细分的计划改变会影响"
+                "这些账户的抽样。</p>"
+            )
+            continue
         rules = removals[removals["segment"] == segment]
         if rules.empty:
             loses.text(

@@ -288,6 +288,30 @@ def test_report_has_every_section_and_is_self_contained(report_run):
     assert "have not matured in this portfolio" in text
 
 
+def test_where_it_loses_says_when_a_segment_only_got_the_standard_queue(report_run, tmp_path):
+    # the shipped policy leaves most segments in the standard queue: a negative mean there is
+    # noise, and the page must not blame a ladder the segment did not get
+    from rollrisk.conf import DEFAULT_POLICY
+    from rollrisk.reports.strategy import _all_standard_queue
+    from rollrisk.strategies.policy import load_policy
+
+    _, scores, _, page = report_run
+    _, scored = read_scores(scores)
+    policy = load_policy(DEFAULT_POLICY)
+    queued = {s for s in set(scored["segment"].to_list()) if _all_standard_queue(scored, s, policy)}
+    assert "general" in queued and "capacity_shock" not in queued
+    assert not _all_standard_queue(scored, "no-such-segment", policy)
+    text = page.read_text(encoding="utf-8")
+    section = text[text.index('<section id="where-it-loses">') :]
+    section = section[: section.index("</section>")]
+    for block in section.split("<h3>")[1:]:
+        segment = block.split(":")[0]
+        said = "the policy changes nothing for them" in block
+        assert said == (segment in queued), segment
+        if said:
+            assert "the loss comes from the ladder" not in block and "本策略对他们" in block
+
+
 def test_report_defines_every_segment_in_english_and_chinese(report_run):
     *_, page = report_run
     text = page.read_text(encoding="utf-8")
