@@ -344,9 +344,11 @@ def proposal_lines(proposal: Mapping[str, Any] | None) -> list[str]:
         "|---|---|---|---|---|---|",
     ]
     for c in proposal["cells"]:
-        evidence = "-" if c["chosen"] == "baseline_tiered" else (
-            f"{c['gain']:+,.0f} ({c['lower']:+,.0f})"
-        )  # fmt: skip
+        evidence = (  # a cell that kept the baseline: its near miss, the best bound
+            f"- (best bound: {c['best_bound']} {c['best_bound_lower']:+,.0f})"
+            if c["chosen"] == "baseline_tiered"
+            else f"{c['gain']:+,.0f} ({c['lower']:+,.0f})"
+        )
         lines.append(
             f"| {c['segment']} | {c['bucket']} | {c['accounts']:,} | {c['chosen']} | {evidence} "
             f"| {c['best_mean']} {c['best_mean_gain']:+,.0f} |"

@@ -621,9 +621,7 @@ def _all_standard_queue(scored: pl.DataFrame, segment: str, policy: Policy) -> b
     standard queue (the baseline's collection)."""
     treatments = set(scored.filter(pl.col("segment") == segment)["treatment"].to_list())
     return bool(treatments) and all(
-        t in policy.treatments
-        and [step.action for step in policy.treatments[t].steps] == [STANDARD_QUEUE]
-        for t in treatments
+        t in policy.treatments and policy.treatments[t].is_standard_queue for t in treatments
     )
 
 

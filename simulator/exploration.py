@@ -38,7 +38,7 @@ import yaml
 from numpy.typing import NDArray
 
 from rollrisk.strategies.experiments import NOT_RANDOMISED, unit_draws
-from rollrisk.strategies.policy import STANDARD_QUEUE, LadderStep, Policy
+from rollrisk.strategies.policy import LadderStep, Policy
 
 EXPERIMENT_ID = "SIM-EXPLORE"
 EXPERIMENT_FILE = "experiments.yaml"
@@ -157,7 +157,7 @@ def exploration_from_policy(
     arms = tuple(
         (name, treatment.steps)
         for name, treatment in policy.treatments.items()
-        if not any(step.action == STANDARD_QUEUE for step in treatment.steps)
+        if not treatment.is_standard_queue
     )
     return Exploration(experiment_id, share, arms, source or policy.source)
 

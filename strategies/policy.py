@@ -324,6 +324,12 @@ class Treatment:
     description: str
     line: int | None
 
+    @property
+    def is_standard_queue(self) -> bool:
+        """Whether this treatment hands the account to the lender's tiered collection (its
+        ladder is ``standard_queue``, which the parser keeps alone in its ladder)."""
+        return any(step.action == STANDARD_QUEUE for step in self.steps)
+
 
 @dataclass(frozen=True)
 class Interval:

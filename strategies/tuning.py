@@ -137,14 +137,8 @@ def proposed_policy_text(
     returned."""
     document = yaml.safe_load(policy_text)
     treatments = document["treatments"]
-    queue = next(
-        (
-            t
-            for t, body in treatments.items()
-            if [step.get("action") for step in body.get("ladder", [])] == [STANDARD_QUEUE]
-        ),
-        None,
-    )
+    source = parse_policy(policy_text, "the scoring run's policy")
+    queue = next((t.name for t in source.treatments.values() if t.is_standard_queue), None)
     if queue is None:
         queue = STANDARD_QUEUE
         while queue in treatments:  # a treatment of that name with another ladder: keep it
