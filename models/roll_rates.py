@@ -9,6 +9,9 @@ M7+ 180 and more.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
 import polars as pl
 
 BUCKETS: tuple[str, ...] = ("M0", "M1", "M2", "M3", "M4", "M5", "M6", "M7+")
@@ -78,45 +81,73 @@ def recovery_curve(
     whose DPD first reaches ``entry_dpd`` at a statement (the entry), sums ``amount_paid`` of the
     following statements. Returns ``months_after`` 1..horizon, ``accounts`` (entries observed
     that long), ``balance_at_entry`` and ``recovered_share`` = paid / balance at entry over those
-    accounts. Amounts paid include fees, so the share is of the balance at entry.
+    accounts. Amounts paid include fees, so the share is of the balance at entry. An entry
+    whose balance is not positive is left out.
     """
-    ordered = statements.select("account_id", "cycle_end", "dpd", "balance", "amount_paid").sort(
-        "account_id", "cycle_end"
-    )
-    ordered = ordered.with_columns(pl.int_range(pl.len()).over("account_id").alias("_i"))
-    entries = (
-        ordered.filter(pl.col("dpd") >= entry_dpd)
-        .group_by("account_id")
-        .agg(
-            pl.col("_i").min().alias("_entry"), pl.col("balance").sort_by("_i").first().alias("_b0")
-        )
-        .filter(pl.col("_b0") > 0)
-    )
-    last = ordered.group_by("account_id").agg(pl.col("_i").max().alias("_last"))
-    after = (
-        ordered.join(entries, on="account_id")
-        .filter(pl.col("_i") > pl.col("_entry"))
-        .with_columns((pl.col("_i") - pl.col("_entry")).alias("months_after"))
-        .filter(pl.col("months_after") <= horizon_months)
-    )
+    return recovery_curves(statements, (entry_dpd,), horizon_months)[entry_dpd]
+
+
+def recovery_curves(
+    statements: pl.DataFrame, entry_dpds: Sequence[int], horizon_months: int = 12
+) -> dict[int, pl.DataFrame]:
+    """:func:`recovery_curve` of each DPD of ``entry_dpds``, the statements sorted once.
+
+    One pass per entry over arrays of the sorted statements: an account's entry is its first
+    statement at or past the DPD, and its payment ``m`` months later the row ``m`` places
+    further (rows are one account's statements in ``cycle_end`` order, as the curve counts
+    months after the entry).
+    """
+    ordered = statements.select(
+        "account_id",
+        "cycle_end",
+        pl.col("dpd").fill_null(-1),  # a missing DPD reaches no entry
+        pl.col("balance").cast(pl.Float64),
+        pl.col("amount_paid").cast(pl.Float64).fill_null(0.0),  # as a sum skips it
+    ).sort("account_id", "cycle_end")
+    starts = np.flatnonzero(ordered["account_id"].is_first_distinct().to_numpy())
+    account = np.cumsum(ordered["account_id"].is_first_distinct().to_numpy()) - 1
+    # each account's last row (global index)
+    last = np.append(starts[1:], ordered.height) - 1
+    dpd = ordered["dpd"].to_numpy()
+    balance = ordered["balance"].to_numpy()
+    paid = ordered["amount_paid"].to_numpy()
+    return {
+        entry: _curve(entry, dpd, balance, paid, account, last, horizon_months)
+        for entry in entry_dpds
+    }
+
+
+def _curve(
+    entry_dpd: int,
+    dpd: np.ndarray,
+    balance: np.ndarray,
+    paid: np.ndarray,
+    account: np.ndarray,
+    last: np.ndarray,
+    horizon_months: int,
+) -> pl.DataFrame:
+    reached = np.flatnonzero(dpd >= entry_dpd)
+    # the first row of each account at or past the DPD (rows are sorted by account)
+    _, first = np.unique(account[reached], return_index=True)
+    entry = reached[first]
+    entry = entry[balance[entry] > 0]  # NaN (no balance) is not > 0
+    seen = last[account[entry]] - entry  # statements observed after the entry
+    paid_by = np.zeros((len(entry), horizon_months))
+    for m in range(1, horizon_months + 1):
+        observed = seen >= m
+        paid_by[observed, m - 1] = paid[entry[observed] + m]
+    paid_within = np.cumsum(paid_by, axis=1)
     rows = []
-    observed = entries.join(last, on="account_id").with_columns(
-        (pl.col("_last") - pl.col("_entry")).alias("_seen")
-    )
     for h in range(1, horizon_months + 1):
-        cohort = observed.filter(pl.col("_seen") >= h)
-        paid = (
-            after.join(cohort.select("account_id"), on="account_id")
-            .filter(pl.col("months_after") <= h)["amount_paid"]
-            .sum()
-        )
-        balance = cohort["_b0"].sum()
+        cohort = seen >= h
+        recovered = float(paid_within[cohort, h - 1].sum())
+        at_entry = float(balance[entry[cohort]].sum())
         rows.append(
             {
                 "months_after": h,
-                "accounts": cohort.height,
-                "balance_at_entry": float(balance),
-                "recovered_share": float(paid / balance) if balance else None,
+                "accounts": int(cohort.sum()),
+                "balance_at_entry": at_entry,
+                "recovered_share": recovered / at_entry if at_entry else None,
             }
         )
     return pl.DataFrame(

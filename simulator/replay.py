@@ -666,14 +666,13 @@ def recovery_valuation(
     With ``treatments``, balances on a restructure plan are valued by the portfolio's own plans
     (:func:`restructure_plan_share`); without, by the bucket they were restructured from.
     """
-    from rollrisk.models.roll_rates import recovery_curve
+    from rollrisk.models.roll_rates import recovery_curves
 
+    entries = {bucket: 30 * (bucket - 1) + 1 for bucket in range(1, CHARGE_OFF_BUCKET + 1)}
+    curves = recovery_curves(statements, tuple(entries.values()), months)  # one sort
     shares = [1.0]
-    for bucket in range(1, CHARGE_OFF_BUCKET + 1):
-        curve = recovery_curve(statements, 30 * (bucket - 1) + 1, months).drop_nulls(
-            "recovered_share"
-        )
-        curve = curve.filter(pl.col("accounts") > 0)
+    for entry in entries.values():
+        curve = curves[entry].drop_nulls("recovered_share").filter(pl.col("accounts") > 0)
         share = float(curve["recovered_share"][-1]) if curve.height else 0.0
         shares.append(min(max(share, 0.0), 1.0))
     plan_share = (

@@ -11,7 +11,12 @@ import polars as pl
 import pytest
 
 from rollrisk.features.schemas import TABLES
-from rollrisk.models.roll_rates import dpd_bucket, recovery_curve, roll_rate_matrix
+from rollrisk.models.roll_rates import (
+    dpd_bucket,
+    recovery_curve,
+    recovery_curves,
+    roll_rate_matrix,
+)
 from rollrisk.simulator.engine import (
     CH,
     DRV,
@@ -313,6 +318,74 @@ def test_roll_rate_matrix_on_a_hand_made_history():
     assert rows["M0", "M1"]["count_rate"] == pytest.approx(0.5)
     assert rows["M0", "M1"]["balance_rate"] == pytest.approx(100 / 110)
     assert rows["M2", "M0"]["accounts"] == 1
+
+
+def _recovery_by_definition(rows: list[dict], entry_dpd: int, horizon: int) -> list[tuple]:
+    """The recovery curve account by account, as its docstring defines it."""
+    by_account: dict[str, list[dict]] = {}
+    for row in rows:
+        by_account.setdefault(row["account_id"], []).append(row)
+    curve = []
+    for h in range(1, horizon + 1):
+        paid = at_entry = 0.0
+        accounts = 0
+        for history in by_account.values():
+            history = sorted(history, key=lambda r: r["cycle_end"])
+            entry = next(
+                (i for i, r in enumerate(history) if r["dpd"] is not None and r["dpd"] >= entry_dpd),
+                None,
+            )
+            if entry is None or not (history[entry]["balance"] or 0) > 0:
+                continue
+            if len(history) - 1 - entry < h:  # not observed h months after the entry
+                continue
+            accounts += 1
+            at_entry += history[entry]["balance"]
+            paid += sum(r["amount_paid"] or 0.0 for r in history[entry + 1 : entry + 1 + h])
+        curve.append((h, accounts, at_entry, paid / at_entry if at_entry else None))
+    return curve
+
+
+def test_recovery_curves_follow_their_definition_on_a_hand_made_history():
+    # rows out of order; A enters 30 at its 2nd statement and pays 3 times; B enters with no
+    # positive balance (left out); C enters late (seen 1 month); D has a missing DPD and
+    # payment; E never reaches 30
+    rows = [
+        {"account_id": "A", "cycle_end": date(2024, 3, 5), "dpd": 65, "balance": 310.0, "amount_paid": 5.0},
+        {"account_id": "A", "cycle_end": date(2024, 1, 5), "dpd": 0, "balance": 100.0, "amount_paid": 50.0},
+        {"account_id": "A", "cycle_end": date(2024, 2, 5), "dpd": 35, "balance": 300.0, "amount_paid": 0.0},
+        {"account_id": "A", "cycle_end": date(2024, 4, 5), "dpd": 0, "balance": 90.0, "amount_paid": 220.0},
+        {"account_id": "A", "cycle_end": date(2024, 5, 5), "dpd": 31, "balance": 95.0, "amount_paid": 1.0},
+        {"account_id": "B", "cycle_end": date(2024, 1, 9), "dpd": 40, "balance": -5.0, "amount_paid": 9.0},
+        {"account_id": "B", "cycle_end": date(2024, 2, 9), "dpd": 70, "balance": 20.0, "amount_paid": 9.0},
+        {"account_id": "C", "cycle_end": date(2024, 4, 1), "dpd": 0, "balance": 500.0, "amount_paid": 0.0},
+        {"account_id": "C", "cycle_end": date(2024, 5, 1), "dpd": 33, "balance": 520.0, "amount_paid": 0.0},
+        {"account_id": "C", "cycle_end": date(2024, 6, 1), "dpd": 63, "balance": 540.0, "amount_paid": 40.0},
+        {"account_id": "D", "cycle_end": date(2024, 1, 2), "dpd": None, "balance": 80.0, "amount_paid": None},
+        {"account_id": "D", "cycle_end": date(2024, 2, 2), "dpd": 30, "balance": 80.0, "amount_paid": None},
+        {"account_id": "D", "cycle_end": date(2024, 3, 2), "dpd": 60, "balance": 85.0, "amount_paid": 7.0},
+        {"account_id": "E", "cycle_end": date(2024, 1, 3), "dpd": 12, "balance": 60.0, "amount_paid": 60.0},
+    ]  # fmt: skip
+    statements = pl.DataFrame(rows)
+    curves = recovery_curves(statements, (1, 30, 60, 400), 4)
+    for entry in (1, 30, 60, 400):
+        expected = _recovery_by_definition(rows, entry, 4)
+        got = curves[entry]
+        assert got.columns == ["months_after", "accounts", "balance_at_entry", "recovered_share"]
+        assert got["months_after"].to_list() == [h for h, *_ in expected]
+        assert got["accounts"].to_list() == [n for _, n, *_ in expected]
+        assert got["balance_at_entry"].to_list() == pytest.approx([b for *_, b, _ in expected])
+        shares = got["recovered_share"].to_list()
+        for share, (*_, want) in zip(shares, expected, strict=True):
+            assert (share is None) == (want is None)
+            if want is not None:
+                assert share == pytest.approx(want, rel=1e-12)
+    # A, C and D enter at 30 (B's balance is not positive); after 1 month A paid 5, C 40, D 7
+    first = curves[30].row(0, named=True)
+    assert first["accounts"] == 3
+    assert first["recovered_share"] == pytest.approx(52.0 / 900.0)
+    assert curves[400]["accounts"].to_list() == [0] * 4
+    assert recovery_curve(statements, 30, 4).equals(curves[30])
 
 
 def test_rules_are_frozen_and_serialisable():
