@@ -332,7 +332,11 @@ def _recovery_by_definition(rows: list[dict], entry_dpd: int, horizon: int) -> l
         for history in by_account.values():
             history = sorted(history, key=lambda r: r["cycle_end"])
             entry = next(
-                (i for i, r in enumerate(history) if r["dpd"] is not None and r["dpd"] >= entry_dpd),
+                (
+                    i
+                    for i, r in enumerate(history)
+                    if r["dpd"] is not None and r["dpd"] >= entry_dpd
+                ),
                 None,
             )
             if entry is None or not (history[entry]["balance"] or 0) > 0:
