@@ -434,6 +434,7 @@ def replay_to_month(
     horizon: int,
     statements: pl.DataFrame | None = None,
     progress: Callable[[Iterable[int], int], Iterable[int]] | None = None,
+    workers: int | Callable[[int], int] = 1,
 ) -> Replay:
     """Re-simulate the chunks holding ``account_ids`` up to (not including) ``month``'s actions.
 
@@ -443,6 +444,9 @@ def replay_to_month(
     ``statements`` is given, the replayed DPD and balance at ``month`` are compared with the
     portfolio's statements of that month, for the accounts on the book then (an account not
     booked yet or already closed has no statement to compare; ``Replay.on_book`` says which).
+    A chunk's replay depends on its own random streams only: ``workers`` > 1 replays the chunks
+    in that many spawned processes (:func:`rollrisk.scoring.workers.spawn_pool`), the same
+    replay; ``workers`` may be a function of the number of chunks to replay.
     """
     if not 0 <= month < sim.months:
         raise UserError(
@@ -462,64 +466,36 @@ def replay_to_month(
         raise UserError("scored account ids are not accounts of this simulated portfolio")
     chunk_of = numbers // rules.chunk_accounts
     chunks = sorted(set(chunk_of.tolist()))
+    kept = [np.flatnonzero(chunk_of == chunk) for chunk in chunks]  # positions in account_ids
+    jobs = [
+        (chunk, numbers[positions] - chunk * rules.chunk_accounts)
+        for chunk, positions in zip(chunks, kept, strict=True)
+    ]
+    context = _ReplayContext(sim, arrays, world, month)
+    if callable(workers):
+        workers = workers(len(chunks))
+    workers = max(1, min(workers, len(chunks)))
     accounts_parts, state_parts, previous_parts, order = [], [], [], []
     extension_parts: list[np.ndarray] = []
     base_parts: list[np.ndarray] = []
     log_parts: list[ContactLog] = []
     offset = 0
-    iterator = progress(chunks, len(chunks)) if progress else chunks
-    for chunk in iterator:
-        size = min(rules.chunk_accounts, sim.accounts - chunk * rules.chunk_accounts)
-        rng = np.random.default_rng(np.random.SeedSequence(sim.seed, spawn_key=(1 + chunk,)))
-        first = chunk * rules.chunk_accounts
-        accounts, state = draw_accounts(rules, arrays, world, rng, first, size)
-        accounts = stressed_accounts(rules, world, accounts, sim.seed, chunk)
-        dynamics = dynamics_stream(sim.seed, chunk)
-        explore = chunk_exploration(sim.exploration, sim.seed, chunk, accounts)
-        previous_bucket = state.bucket
-        extension = np.zeros(size, dtype=bool)
-        month_actions = None
-        episode_base = None
-        for m in range(world.first_month, month):
-            if m == 0:
-                # what the lender's data cannot see: the burn-in's episodes
-                episode_base = _episodes_before_data(state)
-            step = simulate_month(
-                rules, accounts, arrays, world, state, previous_bucket, m, rng, explore, dynamics
-            )
-            state, previous_bucket = step.state, step.previous_bucket
-            # the compliance rules' memory of the history, whoever acted (the tiered lender or
-            # an explored arm): the month's rows and the first-delinquency extensions granted
-            month_actions = step.actions
-            if step.treatments is not None:
-                granted = step.treatments
-                extension[granted.account[granted.kind == KIND["first_delinquency_extension"]]] = (
-                    True
-                )
-        positions = np.flatnonzero(chunk_of == chunk)
-        local = numbers[positions] - first
-        accounts_parts.append(_take(accounts, local))
-        state_parts.append(_take(state, local))
-        previous_parts.append(previous_bucket[local])
-        extension_parts.append(extension[local])
-        if episode_base is None:
-            episode_base = _episodes_before_data(state)
-        base_parts.append(episode_base[local])
-        if month_actions is not None:
-            # the month before the as-of, its rows renumbered to the replay order
-            where = np.full(size, -1, dtype=np.int64)
-            where[local] = offset + np.arange(len(local))
-            keep = where[month_actions.account] >= 0
-            log_parts.append(
-                ContactLog(
-                    where[month_actions.account[keep]],
-                    month_actions.action_at[keep],
-                    month_actions.channel[keep],
-                    month_actions.outcome[keep],
-                )
-            )
-        offset += len(local)
-        order.append(positions)
+    with _chunk_replays(context, workers) as replayed:
+        done = replayed(jobs)
+        for positions, part in zip(
+            kept, progress(done, len(jobs)) if progress else done, strict=True
+        ):
+            accounts_parts.append(part.accounts)
+            state_parts.append(part.state)
+            previous_parts.append(part.previous_bucket)
+            extension_parts.append(part.extension)
+            base_parts.append(part.episodes_before_data)
+            if part.last_actions is not None:
+                # the month before the as-of, its rows renumbered to the replay order
+                log = part.last_actions
+                log_parts.append(ContactLog(offset + log.account, log.at, log.channel, log.outcome))
+            offset += len(positions)
+            order.append(positions)
     positions = np.concatenate(order) if order else np.zeros(0, dtype=np.int64)
     accounts = _concat(accounts_parts)
     state = _concat(state_parts)
@@ -551,6 +527,113 @@ def replay_to_month(
             np.concatenate(base_parts) if base_parts else np.zeros(0, dtype=np.int64)
         ),
     )
+
+
+@dataclass(frozen=True)
+class _ReplayContext:
+    """What every chunk's replay shares (sent once to each worker process)."""
+
+    sim: SimulatedPortfolio
+    arrays: RuleArrays
+    world: World
+    month: int
+
+
+@dataclass(frozen=True)
+class _ChunkReplay:
+    """One chunk replayed to the month: its kept accounts (``local`` order) and their state."""
+
+    accounts: ChunkAccounts
+    state: ChunkState
+    previous_bucket: np.ndarray
+    extension: np.ndarray
+    episodes_before_data: np.ndarray
+    last_actions: ContactLog | None  # the month before's rows, ``account`` = index into local
+
+
+def _replay_chunk(context: _ReplayContext, job: tuple[int, np.ndarray]) -> _ChunkReplay:
+    """Re-simulate chunk ``job[0]`` as :func:`~rollrisk.simulator.engine.simulate_chunk` does
+    and keep the accounts at chunk positions ``job[1]``."""
+    chunk, local = job
+    sim, arrays, world, month = context.sim, context.arrays, context.world, context.month
+    rules = sim.rules
+    size = min(rules.chunk_accounts, sim.accounts - chunk * rules.chunk_accounts)
+    rng = np.random.default_rng(np.random.SeedSequence(sim.seed, spawn_key=(1 + chunk,)))
+    first = chunk * rules.chunk_accounts
+    accounts, state = draw_accounts(rules, arrays, world, rng, first, size)
+    accounts = stressed_accounts(rules, world, accounts, sim.seed, chunk)
+    dynamics = dynamics_stream(sim.seed, chunk)
+    explore = chunk_exploration(sim.exploration, sim.seed, chunk, accounts)
+    previous_bucket = state.bucket
+    extension = np.zeros(size, dtype=bool)
+    month_actions = None
+    episode_base = None
+    for m in range(world.first_month, month):
+        if m == 0:
+            # what the lender's data cannot see: the burn-in's episodes
+            episode_base = _episodes_before_data(state)
+        step = simulate_month(
+            rules, accounts, arrays, world, state, previous_bucket, m, rng, explore, dynamics
+        )
+        state, previous_bucket = step.state, step.previous_bucket
+        # the compliance rules' memory of the history, whoever acted (the tiered lender or
+        # an explored arm): the month's rows and the first-delinquency extensions granted
+        month_actions = step.actions
+        if step.treatments is not None:
+            granted = step.treatments
+            extension[granted.account[granted.kind == KIND["first_delinquency_extension"]]] = True
+    if episode_base is None:
+        episode_base = _episodes_before_data(state)
+    last_actions = None
+    if month_actions is not None:
+        where = np.full(size, -1, dtype=np.int64)
+        where[local] = np.arange(len(local))
+        keep = where[month_actions.account] >= 0
+        last_actions = ContactLog(
+            where[month_actions.account[keep]],
+            month_actions.action_at[keep],
+            month_actions.channel[keep],
+            month_actions.outcome[keep],
+        )
+    return _ChunkReplay(
+        _take(accounts, local),
+        _take(state, local),
+        previous_bucket[local],
+        extension[local],
+        episode_base[local],
+        last_actions,
+    )
+
+
+_REPLAY: _ReplayContext | None = None  # a worker process's copy (_chunk_replays)
+
+
+def _keep_replay(context: _ReplayContext) -> None:
+    global _REPLAY
+    _REPLAY = context
+
+
+def _replay_in_worker(job: tuple[int, np.ndarray]) -> _ChunkReplay:
+    assert _REPLAY is not None, "the worker was not started by _chunk_replays"
+    return _replay_chunk(_REPLAY, job)
+
+
+@contextmanager
+def _chunk_replays(
+    context: _ReplayContext, workers: int
+) -> Iterator[Callable[[Sequence[tuple[int, np.ndarray]]], Iterator[_ChunkReplay]]]:
+    """``replayed(jobs)``: each job's :func:`_replay_chunk`, in the jobs' order (lazily); in
+    ``workers`` spawned processes when more than 1."""
+    if workers <= 1:
+        yield lambda jobs: (_replay_chunk(context, job) for job in jobs)
+        return
+    from rollrisk.scoring.workers import spawn_pool
+
+    pool = spawn_pool(workers, _keep_replay, (context,))
+    try:
+        yield lambda jobs: pool.map(_replay_in_worker, jobs)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _episodes_before_data(state: ChunkState) -> np.ndarray:

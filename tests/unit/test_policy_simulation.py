@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+from dataclasses import fields, is_dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,7 @@ from scipy import stats as scipy_stats
 from rollrisk.errors import UserError
 from rollrisk.features.schemas import CHANNELS
 from rollrisk.simulator.engine import CH, DRV, write_portfolio
+from rollrisk.simulator.exploration import Exploration
 from rollrisk.simulator.replay import (
     ModelPlan,
     arm_metrics,
@@ -21,7 +24,8 @@ from rollrisk.simulator.replay import (
     replay_to_month,
     run_arm,
 )
-from rollrisk.simulator.truth import read_simulation_params
+from rollrisk.simulator.rules import DEFAULT_RULES
+from rollrisk.simulator.truth import SimulatedPortfolio, read_simulation_params
 from rollrisk.storage.loader import load_portfolio
 
 MONTHS = 8
@@ -516,6 +520,52 @@ def test_a_costs_file_that_is_not_utf8_or_is_a_folder_is_one_clear_error(tmp_pat
         load_action_costs(binary)
     with pytest.raises(UserError, match=r"costs file .* is a folder"):
         load_action_costs(tmp_path)
+
+
+def _same_values(left: object, right: object, where: str = "replay") -> None:
+    """Equal to the bit, field by field (arrays, dataclasses, lists, scalars)."""
+    if is_dataclass(left) and not isinstance(left, type):
+        assert type(left) is type(right), where
+        for f in fields(left):
+            _same_values(getattr(left, f.name), getattr(right, f.name), f"{where}.{f.name}")
+    elif isinstance(left, np.ndarray):
+        assert np.array_equal(left, right, equal_nan=left.dtype.kind == "f"), where
+        assert left.dtype == right.dtype, where
+    elif isinstance(left, float) and math.isnan(left):
+        assert isinstance(right, float) and math.isnan(right), where
+    else:
+        assert left == right, where
+
+
+def test_the_chunks_replayed_in_worker_processes_give_the_same_replay(tmp_path: Path):
+    """`--workers`: a book of several chunks replayed in spawned processes is the replay one
+    process makes, to the bit, in the same account order (a chunk's replay depends only on its
+    own random streams)."""
+    folder = tmp_path / "chunked"
+    folder.mkdir()
+    rules = replace(DEFAULT_RULES, chunk_accounts=400)  # 6 chunks
+    write_portfolio(folder, 2_400, MONTHS, seed=5, rules=rules)
+    # the params file holds these rules, which read_simulation_params refuses (not the shipped)
+    params = json.loads((folder / "truth" / "params.json").read_text())
+    explored = params.get("exploration")
+    sim = SimulatedPortfolio(
+        5, 2_400, MONTHS, params["start_month"], rules,
+        Exploration.from_dict(explored) if explored is not None else None,
+    )  # fmt: skip
+    statements = load_portfolio(folder).statements
+    # every 7th account of 5 of the 6 chunks (none of 1,200-1,599), out of order
+    numbers = [i for i in range(0, 2_400, 7) if not 1_200 <= i < 1_600]
+    ids = [f"A{i:09d}" for i in np.random.default_rng(0).permutation(numbers).tolist()]
+    alone = replay_to_month(sim, ids, AS_OF_MONTH, 3, statements)
+    chunks_seen = []
+    spread = replay_to_month(
+        sim, ids, AS_OF_MONTH, 3, statements, workers=lambda chunks: chunks_seen.append(chunks) or 2
+    )
+    assert chunks_seen == [5]
+    assert alone.replay_match_share == pytest.approx(1.0)
+    assert sorted(alone.account_ids) == sorted(ids)
+    assert alone.last_actions is not None and len(alone.last_actions.account) > 0
+    _same_values(spread, alone)
 
 
 def test_the_arms_in_worker_processes_give_the_same_result(simulated: Path):
