@@ -33,6 +33,7 @@ same code for one account's decision.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time
@@ -542,6 +543,24 @@ def _contact_window(plans: PlannedActions, ctx: _Context) -> tuple[np.ndarray, _
     return at, _Changed(rows, changes, [reason] * len(rows))
 
 
+def _stable_order(*keys: np.ndarray) -> np.ndarray:
+    """``np.lexsort`` of integer ``keys`` given most significant first: the permutation that
+    sorts by the first key, then the next, equal rows keeping their order. When the keys'
+    ranges multiplied fit in 63 bits they are packed into one int64 and sorted once (one
+    stable sort, about 3x faster than lexsort's pass per key); else lexsort."""
+    length = len(keys[0]) if keys else 0
+    if length == 0:
+        return np.zeros(0, dtype=np.int64)
+    lows = [int(k.min()) for k in keys]
+    spans = [int(k.max()) - low + 1 for k, low in zip(keys, lows, strict=True)]
+    if math.prod(spans) >= 2**63:
+        return np.lexsort(keys[::-1])
+    packed = np.zeros(length, dtype=np.int64)
+    for key, low, span in zip(keys, lows, spans, strict=True):
+        packed = packed * span + (key.astype(np.int64) - low)
+    return np.argsort(packed, kind="stable")
+
+
 def _group_starts(keys: np.ndarray) -> np.ndarray:
     """Where a run of equal keys begins (a boolean per element)."""
     starts = np.ones(len(keys), dtype=bool)
@@ -558,7 +577,7 @@ def _counts_at_or_before(
     groups = np.concatenate([event_group, group]).astype(np.int64)
     times = np.concatenate([event_at, at]).astype("datetime64[us]").astype(np.int64)
     is_query = np.concatenate([np.zeros(n_events, bool), np.ones(len(group), bool)])
-    order = np.lexsort((is_query, times, groups))  # events before queries at the same time
+    order = _stable_order(groups, times, is_query)  # events before queries at the same time
     sorted_groups = groups[order]
     is_event = ~is_query[order]
     position = np.arange(len(order))
@@ -574,6 +593,25 @@ def _counts_at_or_before(
     counts[order[queries] - n_events] = count[queries]
     last[order[queries] - n_events] = np.where(latest[queries] >= 0, order[latest[queries]], -1)
     return counts, last
+
+
+def _counts_in_windows(
+    event_group: np.ndarray,
+    event_at: np.ndarray,
+    group: np.ndarray,
+    since: np.ndarray,
+    upto: np.ndarray,
+) -> np.ndarray:
+    """For each query ``i``: how many events of ``group[i]`` lie after ``since[i]`` and at or
+    before ``upto[i]`` (both ends as one query set: the events are sorted once)."""
+    n = len(group)
+    counts, _ = _counts_at_or_before(
+        event_group,
+        event_at,
+        np.concatenate([group, group]),
+        np.concatenate([upto.astype("datetime64[us]"), since.astype("datetime64[us]")]),
+    )
+    return counts[:n] - counts[n:]
 
 
 def _call_positions(plans: PlannedActions) -> tuple[np.ndarray, np.ndarray]:
@@ -620,9 +658,7 @@ def _calls_per_7_days(plans: PlannedActions, ctx: _Context) -> tuple[np.ndarray,
     at = plans.at[calls]
     since = at - np.timedelta64(7, "D")
     past = ctx.history.take(ctx.history.is_in("channel", CALL_CHANNELS))
-    upto, _ = _counts_at_or_before(past.account, past.at, plans.account[calls], at)
-    before, _ = _counts_at_or_before(past.account, past.at, plans.account[calls], since)
-    count = upto - before
+    count = _counts_in_windows(past.account, past.at, plans.account[calls], since, at)
 
     def in_window(other: np.ndarray, this: np.ndarray) -> np.ndarray:
         return (at[other] > since[this]) & (at[other] <= at[this])
@@ -677,13 +713,13 @@ def _unanswered_dials(plans: PlannedActions, ctx: _Context) -> tuple[np.ndarray,
     past_group = unanswered.account * width + codes[len(calls) :]
     one = np.timedelta64(1, "us")
     # the past dials on the call's day: at or before its last microsecond, not before it
-    upto, _ = _counts_at_or_before(
-        past_group, unanswered.at, group, (day + 1).astype("datetime64[us]") - one
+    count = _counts_in_windows(
+        past_group,
+        unanswered.at,
+        group,
+        day.astype("datetime64[us]") - one,
+        (day + 1).astype("datetime64[us]") - one,
     )
-    before, _ = _counts_at_or_before(
-        past_group, unanswered.at, group, day.astype("datetime64[us]") - one
-    )
-    count = upto - before
 
     def same_day_and_channel(other: np.ndarray, this: np.ndarray) -> np.ndarray:
         return (group[other] == group[this]) & (day[other] == day[this])
@@ -732,7 +768,14 @@ RULE_PARAMETERS: Mapping[str, tuple[str, ...]] = {
 def _time_order(plans: PlannedActions) -> np.ndarray:
     """The permutation putting each account's rows in time order (stable: equal times keep
     their order)."""
-    return np.lexsort((plans.at.astype("datetime64[us]").view(np.int64), plans.account))
+    at = plans.at.astype("datetime64[us]").view(np.int64)
+    account = plans.account
+    # most plans come in that order already (a ladder's steps, the simulator's month): an
+    # O(n) check instead of a sort (it gives the same permutation, the identity)
+    later = account[1:] > account[:-1]
+    if (later | ((account[1:] == account[:-1]) & (at[1:] >= at[:-1]))).all():
+        return np.arange(len(account))
+    return _stable_order(account, at)
 
 
 def enforce_all(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, time, timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -646,3 +647,23 @@ def test_the_standard_queue_passes_every_rule_unchanged(cn_us):
     ):
         kept = enforce(decision, state, history, cn_us)
         assert kept.actions == decision.actions and kept.trail == ()
+
+
+def test_the_packed_sort_is_lexsort():
+    """The rules' sorts (rows by account then time, events before queries) pack the keys into
+    one integer when they fit: the permutation must be lexsort's, ties in input order, and
+    lexsort's own when they do not fit."""
+    from rollrisk.strategies.compliance import _stable_order
+
+    rng = np.random.default_rng(7)
+    for size, spread in ((0, 1), (1, 1), (500, 3), (20_000, 10**6), (20_000, 2**40)):
+        account = rng.integers(-5, 50, size)  # many ties, negative values
+        at = rng.integers(0, spread, size)
+        flag = rng.integers(0, 2, size).astype(bool)
+        expected = np.lexsort((flag, at, account))
+        assert np.array_equal(_stable_order(account, at, flag), expected)
+        assert np.array_equal(_stable_order(account, at), np.lexsort((at, account)))
+    # ranges too wide to pack (the product exceeds 63 bits): lexsort itself
+    wide = np.array([2**62, -(2**62), 0, 5, 5], dtype=np.int64)
+    other = np.array([3, 1, 2, 1, 0], dtype=np.int64)
+    assert np.array_equal(_stable_order(wide, other), np.lexsort((other, wide)))
