@@ -468,6 +468,43 @@ class DecisionColumns:
     propensity: list[float | None]
 
 
+@dataclass(frozen=True)
+class DecisionFacts:
+    """What the compliance rules read about the accounts besides the decision itself: each
+    account's state (DPD, amount overdue, first delinquency, extension used, hardship plan,
+    decision time) and its past contacts. The same whatever segment or policy decides, so a
+    caller that decides the same accounts many times (the policy simulation's references)
+    gathers them once (:func:`decision_facts`)."""
+
+    states: AccountStates
+    histories: ContactHistories
+
+
+def decision_facts(
+    frame: pd.DataFrame,
+    overdue: np.ndarray,
+    as_of: date,
+    collection_actions: pl.DataFrame | None,
+    treatments: pl.DataFrame | None,
+) -> DecisionFacts:
+    """The :class:`DecisionFacts` of ``frame``'s accounts (in its order) at ``as_of``."""
+    decided_at = datetime.combine(as_of + timedelta(days=1), DECISION_TIME)
+    account_ids = frame["account_id"].astype(str).to_numpy(dtype=object)
+    ids = pd.Series(account_ids, dtype=object)
+    states = AccountStates(
+        account_id=account_ids,
+        dpd=frame["dpd_at_as_of"].astype("int64").to_numpy(),
+        amount_overdue=np.asarray(overdue, dtype=np.float64),
+        first_ever_delinquency=frame["first_delinquency"].fillna(0).to_numpy() >= 1,
+        had_first_delinquency_extension=ids.isin(
+            _extension_used(treatments, decided_at)
+        ).to_numpy(),
+        hardship_plan_honoured=ids.isin(_hardship_plans(treatments, decided_at)).to_numpy(),
+        decided_at=np.full(len(account_ids), np.datetime64(decided_at, "us")),
+    )
+    return DecisionFacts(states, _histories(collection_actions, account_ids, decided_at))
+
+
 def _decide_all(
     frame: pd.DataFrame,
     probability: np.ndarray,
@@ -477,13 +514,18 @@ def _decide_all(
     setup: ScoringSetup,
     collection_actions: pl.DataFrame | None,
     treatments: pl.DataFrame | None,
+    facts: DecisionFacts | None = None,
 ) -> DecisionColumns:
     """The policy's treatment of every account, or its experiment arm's, after the compliance
     rules, all accounts at once (:func:`~rollrisk.strategies.policy.choose`, then
     :func:`~rollrisk.strategies.experiments.decide_experiments`, then
-    :func:`~rollrisk.strategies.compliance.enforce_all` on every arm alike)."""
+    :func:`~rollrisk.strategies.compliance.enforce_all` on every arm alike). ``facts``: the
+    accounts' :func:`decision_facts`, when the caller has them already."""
     decided_at = datetime.combine(as_of + timedelta(days=1), DECISION_TIME)
-    account_ids = frame["account_id"].astype(str).to_numpy(dtype=object)
+    if facts is None:
+        facts = decision_facts(frame, overdue, as_of, collection_actions, treatments)
+    states = facts.states
+    account_ids = states.account_id
     n = len(account_ids)
     cases = PolicyCases(
         account_id=account_ids,
@@ -492,29 +534,14 @@ def _decide_all(
         probability=np.clip(np.asarray(probability, dtype=np.float64), 0.0, 1.0),
         segment=np.asarray([str(segment) for segment in segments], dtype=object),
         product=frame["product"].astype(str).to_numpy(dtype=object),
-        dpd=frame["dpd_at_as_of"].astype("int64").to_numpy(),
-        amount_overdue=np.asarray(overdue, dtype=np.float64),
+        dpd=states.dpd,
+        amount_overdue=states.amount_overdue,
     )
     policy = setup.policy
     choices = choose(policy, cases)
     chosen = decide_experiments(policy, choices, cases, as_of, setup.experiments)
-    ids = pd.Series(account_ids, dtype=object)
-    states = AccountStates(
-        account_id=account_ids,
-        dpd=cases.dpd,
-        amount_overdue=cases.amount_overdue,
-        first_ever_delinquency=frame["first_delinquency"].fillna(0).to_numpy() >= 1,
-        had_first_delinquency_extension=ids.isin(
-            _extension_used(treatments, decided_at)
-        ).to_numpy(),
-        hardship_plan_honoured=ids.isin(_hardship_plans(treatments, decided_at)).to_numpy(),
-        decided_at=np.full(n, np.datetime64(decided_at, "us")),
-    )
     plans, changes = enforce_all(
-        chosen.planned_actions(decided_at),
-        states,
-        _histories(collection_actions, account_ids, decided_at),
-        setup.compliance,
+        chosen.planned_actions(decided_at), states, facts.histories, setup.compliance
     )
     return DecisionColumns(
         risk_band=[str(band) for band in choices.risk_band],

@@ -95,7 +95,13 @@ from rollrisk.models.stats import percentile_bootstrap, t_interval, two_way_boot
 
 # the batch's own decision step and decision serialisers: a re-decided arm must follow exactly
 # the rules the scored decisions followed (private names, imported on purpose)
-from rollrisk.scoring.core import HARDSHIP_KINDS, _decide_all, features_at
+from rollrisk.scoring.core import (
+    HARDSHIP_KINDS,
+    DecisionFacts,
+    _decide_all,
+    decision_facts,
+    features_at,
+)
 from rollrisk.simulator.engine import (
     CH,
     KIND,
@@ -1775,6 +1781,8 @@ class DecisionInputs:
     compliance: EffectiveCompliance
     collection_actions: pl.DataFrame | None
     treatments: pl.DataFrame | None
+    # gathered once, for every re-decision (the facts do not depend on the segments)
+    facts: DecisionFacts | None = None
 
 
 @dataclass(frozen=True)
@@ -1807,15 +1815,17 @@ def decision_inputs(
         "account_id", pl.col("dpd").alias("dpd_at_as_of"), "start_bucket", "product"
     )
     frame = features_at(people, as_of, accounts, statements, collection_actions, treatments, only)
+    overdue = scored["amount_overdue"].to_numpy()
     return DecisionInputs(
         frame,
         scored["probability"].to_numpy(),
-        scored["amount_overdue"].to_numpy(),
+        overdue,
         as_of,
         policy,
         compliance,
         collection_actions,
         treatments,
+        decision_facts(frame, overdue, as_of, collection_actions, treatments),
     )
 
 
@@ -1862,6 +1872,7 @@ def _plan_of(inputs: DecisionInputs, policy: Policy, segments: Sequence[str]) ->
         _RuleSetup(policy, inputs.compliance),  # type: ignore[arg-type]
         inputs.collection_actions,
         inputs.treatments,
+        inputs.facts,
     )
     return model_plan(decisions.actions, decisions.trail)
 
