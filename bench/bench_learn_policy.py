@@ -5,7 +5,8 @@
 
 The logged table is made here (seeded): one decision per account; six segments, three buckets,
 five products, a probability, DPD, amount and seven driver-family columns; the policy gives
-reminder_only (M1), reminder_then_call (M2) or intensive_calls (M3); 10 % of the accounts are
+reminder_only (M1), reminder_then_call (M2) or intensive_calls (M3) (treatments of the
+hand-written conf/policy_handwritten.yaml, passed as --policy); 10 % of the accounts are
 randomised over the shipped example experiment's arms (champion 2 : early_agent_call 1 :
 grace_then_reminder 1) with the propensities that implies; the book value has a known best
 bundle per segment. It is NOT the simulator's data (issue 13 item 2 is not built): this measures
@@ -32,6 +33,7 @@ import polars as pl
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import machine_description, median_of  # noqa: E402
 
+from rollrisk.conf import HANDWRITTEN_POLICY  # noqa: E402
 from rollrisk.features.registry import FAMILIES  # noqa: E402
 from rollrisk.strategies.experiments import shipped_example  # noqa: E402
 
@@ -113,6 +115,8 @@ def main() -> int:
             sys.executable, "-m", "rollrisk", "learn-policy",
             "--logged", str(logged),
             "--experiments", str(experiments),
+            # the synthetic log's policy decides with the hand-written file's treatments
+            "--policy", str(HANDWRITTEN_POLICY),
             "--rule-features", "start_bucket,segment",
             "--model-features", "probability,dpd,amount_overdue,product," + ",".join(FAMILIES),
             "--out", str(out),
