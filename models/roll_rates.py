@@ -1,4 +1,5 @@
-"""Portfolio roll rates and recovery curves: the classic collections view, as pure polars.
+"""Portfolio roll rates and recovery curves: the classic collections view (polars; numpy for
+the curves).
 
 The roll-rate matrix is the share of accounts (and of balances) moving from each delinquency
 bucket to each bucket between two consecutive monthly statements; chaining it gives a Markov
@@ -104,8 +105,9 @@ def recovery_curves(
         pl.col("balance").cast(pl.Float64),
         pl.col("amount_paid").cast(pl.Float64).fill_null(0.0),  # as a sum skips it
     ).sort("account_id", "cycle_end")
-    starts = np.flatnonzero(ordered["account_id"].is_first_distinct().to_numpy())
-    account = np.cumsum(ordered["account_id"].is_first_distinct().to_numpy()) - 1
+    first_row = ordered["account_id"].is_first_distinct().to_numpy()
+    starts = np.flatnonzero(first_row)
+    account = np.cumsum(first_row) - 1
     # each account's last row (global index)
     last = np.append(starts[1:], ordered.height) - 1
     dpd = ordered["dpd"].to_numpy()

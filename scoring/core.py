@@ -476,6 +476,7 @@ class DecisionFacts:
     caller that decides the same accounts many times (the policy simulation's references)
     gathers them once (:func:`decision_facts`)."""
 
+    as_of: date
     states: AccountStates
     histories: ContactHistories
 
@@ -502,7 +503,7 @@ def decision_facts(
         hardship_plan_honoured=ids.isin(_hardship_plans(treatments, decided_at)).to_numpy(),
         decided_at=np.full(len(account_ids), np.datetime64(decided_at, "us")),
     )
-    return DecisionFacts(states, _histories(collection_actions, account_ids, decided_at))
+    return DecisionFacts(as_of, states, _histories(collection_actions, account_ids, decided_at))
 
 
 def _decide_all(
@@ -524,6 +525,11 @@ def _decide_all(
     decided_at = datetime.combine(as_of + timedelta(days=1), DECISION_TIME)
     if facts is None:
         facts = decision_facts(frame, overdue, as_of, collection_actions, treatments)
+    elif facts.as_of != as_of or len(facts.states.account_id) != len(frame):
+        raise ValueError(
+            f"decision facts of {len(facts.states.account_id)} accounts at {facts.as_of} "
+            f"given for {len(frame)} accounts at {as_of}"
+        )
     states = facts.states
     account_ids = states.account_id
     n = len(account_ids)

@@ -439,7 +439,7 @@ def replay_to_month(
     month: int,
     horizon: int,
     statements: pl.DataFrame | None = None,
-    progress: Callable[[Iterable[int], int], Iterable[int]] | None = None,
+    progress: Callable[[Iterable[Any], int], Iterable[Any]] | None = None,
     workers: int | Callable[[int], int] = 1,
 ) -> Replay:
     """Re-simulate the chunks holding ``account_ids`` up to (not including) ``month``'s actions.
@@ -637,9 +637,23 @@ def _chunk_replays(
 
     pool = spawn_pool(workers, _keep_replay, (context,))
     try:
-        yield lambda jobs: pool.map(_replay_in_worker, jobs)
+        yield lambda jobs: _from_workers(pool.map(_replay_in_worker, jobs), "replaying a chunk")
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _from_workers(results: Iterable[Any], doing: str) -> Iterator[Any]:
+    """``results`` of worker processes, a dead worker said in words (not a bare
+    ``BrokenProcessPool``)."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    try:
+        yield from results
+    except BrokenProcessPool as error:
+        raise RuntimeError(
+            f"a simulate-policy worker process died while {doing} (killed, or out of memory?); "
+            "with less memory, run with fewer workers (--workers 1 runs in this process)"
+        ) from error
 
 
 def _episodes_before_data(state: ChunkState) -> np.ndarray:
@@ -1432,7 +1446,9 @@ def arm_runs(
 
     pool = spawn_pool(workers, _keep_runs, (runs,))
     try:
-        yield lambda function, jobs: pool.map(_in_worker, [(function, job) for job in jobs])
+        yield lambda function, jobs: _from_workers(
+            pool.map(_in_worker, [(function, job) for job in jobs]), "running an arm"
+        )
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 

@@ -549,6 +549,8 @@ def _stable_order(*keys: np.ndarray) -> np.ndarray:
     ranges multiplied fit in 63 bits they are packed into one int64 and sorted once (one
     stable sort, about 3x faster than lexsort's pass per key); else lexsort."""
     length = len(keys[0]) if keys else 0
+    if any(len(key) != length or key.dtype.kind not in "biu" for key in keys):
+        raise ValueError("keys must be integer or boolean arrays of one length")
     if length == 0:
         return np.zeros(0, dtype=np.int64)
     lows = [int(k.min()) for k in keys]

@@ -667,3 +667,8 @@ def test_the_packed_sort_is_lexsort():
     wide = np.array([2**62, -(2**62), 0, 5, 5], dtype=np.int64)
     other = np.array([3, 1, 2, 1, 0], dtype=np.int64)
     assert np.array_equal(_stable_order(wide, other), np.lexsort((other, wide)))
+    # what it cannot pack it refuses, not sorts wrongly: fractions, keys of two lengths
+    with pytest.raises(ValueError, match="integer or boolean arrays of one length"):
+        _stable_order(np.array([0.5, 0.2]), np.array([1, 2]))
+    with pytest.raises(ValueError, match="integer or boolean arrays of one length"):
+        _stable_order(np.array([1, 2, 3]), np.array([1]))

@@ -8,6 +8,7 @@ from dataclasses import fields, is_dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 from scipy import stats as scipy_stats
 
@@ -552,7 +553,8 @@ def test_the_chunks_replayed_in_worker_processes_give_the_same_replay(tmp_path: 
         5, 2_400, MONTHS, params["start_month"], rules,
         Exploration.from_dict(explored) if explored is not None else None,
     )  # fmt: skip
-    statements = load_portfolio(folder).statements
+    portfolio = load_portfolio(folder)
+    statements = portfolio.statements
     # every 7th account of 5 of the 6 chunks (none of 1,200-1,599), out of order
     numbers = [i for i in range(0, 2_400, 7) if not 1_200 <= i < 1_600]
     ids = [f"A{i:09d}" for i in np.random.default_rng(0).permutation(numbers).tolist()]
@@ -565,6 +567,28 @@ def test_the_chunks_replayed_in_worker_processes_give_the_same_replay(tmp_path: 
     assert alone.replay_match_share == pytest.approx(1.0)
     assert sorted(alone.account_ids) == sorted(ids)
     assert alone.last_actions is not None and len(alone.last_actions.account) > 0
+    # the month before the as-of's action rows, renumbered to the replay order, are the
+    # portfolio's rows of those accounts from that month's cycle end to the as-of's
+    log = alone.last_actions
+    got = sorted(
+        zip([alone.account_ids[i] for i in log.account.tolist()], log.at.tolist(), strict=True)
+    )
+    month = (pl.col("cycle_end").dt.year() - 2024) * 12 + pl.col("cycle_end").dt.month() - 1
+    ends = (
+        statements.filter(pl.col("account_id").is_in(ids))
+        .filter(month.is_in([AS_OF_MONTH - 1, AS_OF_MONTH]))
+        .group_by("account_id")
+        .agg(pl.col("cycle_end").min().alias("since"), pl.col("cycle_end").max().alias("until"))
+    )
+    expected = (
+        portfolio.collection_actions.join(ends, on="account_id")
+        .filter(
+            (pl.col("action_at") >= pl.col("since").cast(pl.Datetime("us")))
+            & (pl.col("action_at") < pl.col("until").cast(pl.Datetime("us")))
+        )
+        .select("account_id", "action_at")
+    )
+    assert got == sorted(expected.iter_rows())
     _same_values(spread, alone)
 
 
