@@ -486,8 +486,8 @@ def replay_to_month(
     base_parts: list[np.ndarray] = []
     log_parts: list[ContactLog] = []
     offset = 0
-    with _chunk_replays(context, workers) as replayed:
-        done = replayed(jobs)
+    with shared_runs(context, workers, "replaying a chunk") as run:
+        done = run(_replay_chunk, jobs)
         for positions, part in zip(
             kept, progress(done, len(jobs)) if progress else done, strict=True
         ):
@@ -609,51 +609,6 @@ def _replay_chunk(context: _ReplayContext, job: tuple[int, np.ndarray]) -> _Chun
         episode_base[local],
         last_actions,
     )
-
-
-_REPLAY: _ReplayContext | None = None  # a worker process's copy (_chunk_replays)
-
-
-def _keep_replay(context: _ReplayContext) -> None:
-    global _REPLAY
-    _REPLAY = context
-
-
-def _replay_in_worker(job: tuple[int, np.ndarray]) -> _ChunkReplay:
-    assert _REPLAY is not None, "the worker was not started by _chunk_replays"
-    return _replay_chunk(_REPLAY, job)
-
-
-@contextmanager
-def _chunk_replays(
-    context: _ReplayContext, workers: int
-) -> Iterator[Callable[[Sequence[tuple[int, np.ndarray]]], Iterator[_ChunkReplay]]]:
-    """``replayed(jobs)``: each job's :func:`_replay_chunk`, in the jobs' order (lazily); in
-    ``workers`` spawned processes when more than 1."""
-    if workers <= 1:
-        yield lambda jobs: (_replay_chunk(context, job) for job in jobs)
-        return
-    from rollrisk.scoring.workers import spawn_pool
-
-    pool = spawn_pool(workers, _keep_replay, (context,))
-    try:
-        yield lambda jobs: _from_workers(pool.map(_replay_in_worker, jobs), "replaying a chunk")
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _from_workers(results: Iterable[Any], doing: str) -> Iterator[Any]:
-    """``results`` of worker processes, a dead worker said in words (not a bare
-    ``BrokenProcessPool``)."""
-    from concurrent.futures.process import BrokenProcessPool
-
-    try:
-        yield from results
-    except BrokenProcessPool as error:
-        raise RuntimeError(
-            f"a simulate-policy worker process died while {doing} (killed, or out of memory?); "
-            "with less memory, run with fewer workers (--workers 1 runs in this process)"
-        ) from error
 
 
 def _episodes_before_data(state: ChunkState) -> np.ndarray:
@@ -1367,7 +1322,7 @@ def candidate_book_values(
     """(candidates x accounts): each account's book value under each candidate bundle, mean
     over ``selection_seeds`` (to be kept apart from the seeds a result reports). ``progress``
     wraps the runs (one per seed and candidate), as :func:`replay_to_month`'s does its chunks;
-    ``workers`` > 1 runs them in that many processes (:func:`arm_runs`), with the same result."""
+    ``workers`` > 1 runs them in that many processes (:func:`shared_runs`), with the same result."""
     for name, spec in candidates.items():
         if spec.grace_all:
             raise ValueError(f"candidate {name} has grace_all; not a bundle")
@@ -1376,7 +1331,7 @@ def candidate_book_values(
     )
     jobs = [(seed, k) for seed in selection_seeds for k in range(len(candidates))]
     totals = np.zeros((len(candidates), len(replay.account_ids)))
-    with arm_runs(runs, workers) as run:
+    with shared_runs(runs, workers, "running an arm") as run:
         done = run(_book_value_of, jobs)
         for (_, k), book_value in zip(
             jobs, progress(done, len(jobs)) if progress else done, strict=True
@@ -1417,40 +1372,55 @@ def _seed_results(runs: ArmRuns, seed: int) -> dict[str, ArmResult]:
     return {name: runs.run(seed, arm) for name, arm in runs.arms}
 
 
-_RUNS: ArmRuns | None = None  # a worker process's copy (arm_runs)
+_SHARED: Any = None  # a worker process's copy of what its jobs share (shared_runs)
 
 
-def _keep_runs(runs: ArmRuns) -> None:
-    global _RUNS
-    _RUNS = runs
+def _keep_shared(shared: Any) -> None:
+    global _SHARED
+    _SHARED = shared
 
 
-def _in_worker(task: tuple[Callable[[ArmRuns, Any], Any], Any]) -> Any:
-    assert _RUNS is not None, "the worker was not started by arm_runs"
+def _in_worker(task: tuple[Callable[[Any, Any], Any], Any]) -> Any:
+    assert _SHARED is not None, "the worker was not started by shared_runs"
     function, job = task
-    return function(_RUNS, job)
+    return function(_SHARED, job)
 
 
 @contextmanager
-def arm_runs(
-    runs: ArmRuns, workers: int
-) -> Iterator[Callable[[Callable[[ArmRuns, Any], Any], Sequence[Any]], Iterator[Any]]]:
-    """``run(function, jobs)``: ``function(runs, job)`` for each job, results in the jobs' order
-    (lazily). With ``workers`` > 1 the jobs run in that many spawned processes
-    (:func:`rollrisk.scoring.workers.spawn_pool`), each given ``runs`` once; a run depends
-    only on its seed and arm, so the results are the same as in this process."""
+def shared_runs(
+    shared: Any, workers: int, doing: str
+) -> Iterator[Callable[[Callable[[Any, Any], Any], Sequence[Any]], Iterator[Any]]]:
+    """``run(function, jobs)``: ``function(shared, job)`` for each job, results in the jobs'
+    order (lazily). With ``workers`` > 1 the jobs run in that many spawned processes
+    (:func:`rollrisk.scoring.workers.spawn_pool`), each given ``shared`` once; a job that
+    depends only on ``shared`` and itself (a chunk's replay, an arm's run on a seed) gives the
+    same result as in this process. ``doing`` names the job in the error a dead worker gives."""
     if workers <= 1:
-        yield lambda function, jobs: (function(runs, job) for job in jobs)
+        yield lambda function, jobs: (function(shared, job) for job in jobs)
         return
     from rollrisk.scoring.workers import spawn_pool
 
-    pool = spawn_pool(workers, _keep_runs, (runs,))
+    pool = spawn_pool(workers, _keep_shared, (shared,))
     try:
         yield lambda function, jobs: _from_workers(
-            pool.map(_in_worker, [(function, job) for job in jobs]), "running an arm"
+            pool.map(_in_worker, [(function, job) for job in jobs]), doing
         )
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _from_workers(results: Iterable[Any], doing: str) -> Iterator[Any]:
+    """``results`` of worker processes, a dead worker said in words (not a bare
+    ``BrokenProcessPool``)."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    try:
+        yield from results
+    except BrokenProcessPool as error:
+        raise RuntimeError(
+            f"a simulate-policy worker process died while {doing} (killed, or out of memory?); "
+            "with less memory, run with fewer workers (--workers 1 runs in this process)"
+        ) from error
 
 
 def choose_oracle(
@@ -1551,7 +1521,7 @@ def compare_policies(
 ) -> dict[str, Any]:
     """Both arms (and the references) on every seed; figures, uplift and their intervals.
 
-    ``workers`` > 1 runs the seeds in that many processes (:func:`arm_runs`): the same result.
+    ``workers`` > 1 runs the seeds in that many processes (:func:`shared_runs`): the same result.
 
     ``default_dpd`` defines the roll-to-default event and ``valuation`` the value of the
     balance still open at the end (see :func:`run_arm`).
@@ -1583,7 +1553,7 @@ def compare_policies(
     labels = np.asarray(segments) if segments is not None else None
     arms_run = (*((arm, arm) for arm in ARMS), *refs.items())
     runs = ArmRuns(replay, plan, costs, horizon, base_seed, default_dpd, valuation, arms_run)
-    with arm_runs(runs, workers) as run:
+    with shared_runs(runs, workers, "running an arm") as run:
         done = run(_seed_results, seeds)
         every_seed = progress(done, len(seeds)) if progress else done
         for column, (seed, results) in enumerate(zip(seeds, every_seed, strict=True)):
