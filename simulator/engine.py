@@ -667,8 +667,14 @@ def _month_actions(
     reached = np.isin(outcome, REACHED_CODES) & (channel != CH["legal"])
     used = np.zeros((n_all, n_channels), dtype=bool)
     used[account[reached], channel[reached]] = True
-    cure_shift = (used * arrays.channel_cure[accounts.driver]).sum(axis=1)
-    roll_shift = (used * arrays.channel_roll[accounts.driver]).sum(axis=1)
+    reach = used.any(axis=1)
+    # only an account some channel reached has a shift (the same sum over its channels; the
+    # others' rows of zeros are 0): most accounts of a month have none
+    touched = np.flatnonzero(reach)
+    cure_shift, roll_shift = np.zeros(n_all), np.zeros(n_all)
+    touched_used, touched_driver = used[touched], accounts.driver[touched]
+    cure_shift[touched] = (touched_used * arrays.channel_cure[touched_driver]).sum(axis=1)
+    roll_shift[touched] = (touched_used * arrays.channel_roll[touched_driver]).sum(axis=1)
     hardship = outcome == OUT["hardship_claimed"]
     hardship_us = np.full(n_all, np.iinfo(np.int64).min)
     np.maximum.at(hardship_us, account[hardship], action_at[hardship].astype(np.int64))
@@ -690,7 +696,7 @@ def _month_actions(
         cure_shift,
         roll_shift,
         hardship_at,
-        used.any(axis=1),
+        reach,
         promised,
     )
 

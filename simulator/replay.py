@@ -91,7 +91,7 @@ from rollrisk.errors import UserError
 from rollrisk.features.observations import ObservationSpec
 from rollrisk.features.registry import FEATURE_SET, FeatureSet
 from rollrisk.features.schemas import CHANNELS, OUTCOMES, TREATMENT_KINDS
-from rollrisk.models.stats import percentile_bootstrap, t_interval, two_way_bootstrap
+from rollrisk.models.stats import percentile_bootstrap, t_interval, two_way_bootstraps
 
 # the batch's own decision step and decision serialisers: a re-decided arm must follow exactly
 # the rules the scored decisions followed (private names, imported on purpose)
@@ -147,6 +147,7 @@ from rollrisk.strategies.compliance import (
     enforce_rows,
 )
 from rollrisk.strategies.experiments import ExperimentPlan
+from rollrisk.strategies.labels import Labels
 from rollrisk.strategies.policy import ACTIONS, Interval, PlannedActions, Policy, PolicyRule
 from rollrisk.strategies.yaml_config import read_yaml_text
 
@@ -852,6 +853,28 @@ def _streams(base_seed: int, seed: int, step: int) -> tuple[np.random.Generator,
     return tuple(np.random.default_rng(child) for child in children)
 
 
+def effective_spec(arm: str | ArmSpec, plan: ModelPlan, accounts: int) -> ArmSpec:
+    """The arm as :func:`run_arm` runs it: a named arm (:data:`ARMS`) as its :class:`ArmSpec`
+    with ``plan``, and every account whose decision is ``standard_queue`` tiered."""
+    if isinstance(arm, str):
+        if arm not in ARMS:
+            raise ValueError(f"arm must be one of {ARMS} or an ArmSpec, got {arm!r}")
+        arm = ArmSpec(arm, plan, np.full(accounts, arm == "baseline_tiered"))
+    # an account whose decision is standard_queue stays in the lender's tiered collection: it
+    # is a tiered account of this arm, whatever the arm's mix says for the others
+    return replace(arm, tiered=arm.tiered | arm.plan.queued)
+
+
+def same_run(left: ArmSpec, right: ArmSpec) -> bool:
+    """Whether :func:`run_arm` computes exactly the same thing for two effective specs
+    (:func:`effective_spec`), and so gives the same result on every seed: the same tiered
+    accounts, the same grace-for-all, and either every account tiered (the plan is then never
+    read) or the same plan for every account in every field."""
+    if left.grace_all != right.grace_all or not np.array_equal(left.tiered, right.tiered):
+        return False
+    return bool(left.tiered.all()) or same_plan(left.plan, right.plan) == 1.0
+
+
 def run_arm(
     replay: Replay,
     arm: str | ArmSpec,
@@ -876,13 +899,7 @@ def run_arm(
     statements). The open balance at the end is valued by ``valuation``.
     """
     n = len(replay.account_ids)
-    if isinstance(arm, str):
-        if arm not in ARMS:
-            raise ValueError(f"arm must be one of {ARMS} or an ArmSpec, got {arm!r}")
-        arm = ArmSpec(arm, plan, np.full(n, arm == "baseline_tiered"))
-    # an account whose decision is standard_queue stays in the lender's tiered collection: it
-    # is a tiered account of this arm, whatever the arm's mix says for the others
-    spec = replace(arm, tiered=arm.tiered | arm.plan.queued)
+    spec = effective_spec(arm, plan, n)
     tiered_any, model_any = bool(spec.tiered.any()), bool((~spec.tiered).any())
     rules, arrays, world = replay.rules, replay.arrays, replay.world
     accounts = replace(replay.accounts, holdout=np.zeros(n, dtype=bool))
@@ -1073,12 +1090,13 @@ def _compliant_rows(
     """
     assert replay.compliance is not None
     n = len(state.bucket)
+    # the simulator's channel and outcome codes are the labels' codes: no string per row
     plans = PlannedActions(
         actions.account.astype(np.int64),
-        ACTION_OF_CHANNEL[actions.channel],
+        Labels(actions.channel, ACTION_OF_CHANNEL),
         actions.action_at,
-        CHANNEL_NAMES[actions.channel],
-        np.full(len(actions.account), "borrower", dtype=object),
+        Labels(actions.channel, CHANNEL_NAMES),
+        Labels(np.zeros(len(actions.account), dtype=np.int8), ["borrower"]),
     )
     _, origin, changes = enforce_rows(
         plans,
@@ -1086,8 +1104,8 @@ def _compliant_rows(
         ContactHistories(
             history.account.astype(np.int64),
             history.at,
-            CHANNEL_NAMES[history.channel],
-            OUTCOME_NAMES[history.outcome],
+            Labels(history.channel, CHANNEL_NAMES),
+            Labels(history.outcome, OUTCOME_NAMES),
         ),
         replay.compliance,
     )
@@ -1329,7 +1347,9 @@ def candidate_book_values(
     runs = ArmRuns(
         replay, None, costs, horizon, base_seed, default_dpd, valuation, tuple(candidates.items())
     )
-    jobs = [(seed, k) for seed in selection_seeds for k in range(len(candidates))]
+    # a candidate whose run is another's (the same computation) is run once
+    distinct = [k for k, source in enumerate(runs.runs_as) if source == k]
+    jobs = [(seed, k) for seed in selection_seeds for k in distinct]
     totals = np.zeros((len(candidates), len(replay.account_ids)))
     with shared_runs(runs, workers, "running an arm") as run:
         done = run(_book_value_of, jobs)
@@ -1337,6 +1357,7 @@ def candidate_book_values(
             jobs, progress(done, len(jobs)) if progress else done, strict=True
         ):
             totals[k] += book_value
+    totals = totals[list(runs.runs_as)]
     return totals / max(len(selection_seeds), 1)
 
 
@@ -1353,6 +1374,34 @@ class ArmRuns:
     default_dpd: int
     valuation: Valuation
     arms: tuple[tuple[str, str | ArmSpec], ...] = ()
+    # per arm: the first arm whose run is the very same computation (itself if none), so that
+    # each distinct run is made once per seed (e.g. a segment-blind control whose every
+    # account is in the standard queue is the tiered baseline's run)
+    runs_as: tuple[int, ...] = field(init=False, default=())
+
+    def __post_init__(self) -> None:
+        n = len(self.replay.account_ids)
+        specs = [
+            None
+            if isinstance(arm, str) and self.plan is None
+            else effective_spec(arm, self.plan, n)  # type: ignore[arg-type]
+            for _, arm in self.arms
+        ]  # a named arm without the plan cannot run: never the same as another
+
+        def same(j: int, k: int) -> bool:
+            left, right = specs[j], specs[k]
+            return left is not None and right is not None and same_run(left, right)
+
+        first = [next((j for j in range(k) if same(j, k)), k) for k in range(len(specs))]
+        object.__setattr__(self, "runs_as", tuple(first))
+
+    def same_runs(self) -> dict[str, str]:
+        """Each arm whose run is another's (name -> that arm's name)."""
+        return {
+            name: self.arms[source][0]
+            for (name, _), source in zip(self.arms, self.runs_as, strict=True)
+            if self.arms[source][0] != name
+        }
 
     def run(self, seed: int, arm: str | ArmSpec) -> ArmResult:
         plan = arm.plan if isinstance(arm, ArmSpec) else self.plan
@@ -1369,7 +1418,13 @@ def _book_value_of(runs: ArmRuns, job: tuple[int, int]) -> np.ndarray:
 
 
 def _seed_results(runs: ArmRuns, seed: int) -> dict[str, ArmResult]:
-    return {name: runs.run(seed, arm) for name, arm in runs.arms}
+    made: dict[int, ArmResult] = {}
+    results = {}
+    for (name, _), source in zip(runs.arms, runs.runs_as, strict=True):
+        if source not in made:
+            made[source] = runs.run(seed, runs.arms[source][1])
+        results[name] = made[source]
+    return results
 
 
 _SHARED: Any = None  # a worker process's copy of what its jobs share (shared_runs)
@@ -1592,10 +1647,15 @@ def compare_policies(
         }
         for segment, rows in by_segment.items()
     }
-    uplift_two_way = {
-        name: two_way_interval(values, name == "roll_to_default_rate", base_seed)
-        for name, values in two_way.items()
-    }
+    # every account-and-seed interval of the whole book on the same resamples, drawn once
+    intervals = two_way_intervals(
+        {
+            **{name: (values, name == "roll_to_default_rate") for name, values in two_way.items()},
+            **{f"versus {name}": (values, False) for name, values in versus.items()},
+        },
+        base_seed,
+    )
+    uplift_two_way = {name: intervals[name] for name in two_way}
     result: dict[str, Any] = {
         "accounts": n,
         "months": horizon,
@@ -1626,6 +1686,8 @@ def compare_policies(
         },
         "by_segment": segment_table,
         "per_seed": per_seed,
+        # arms whose run is another's (the same computation: run once, every figure equal)
+        "same_runs": runs.same_runs(),
         "constraints": {
             "compliance": (
                 {
@@ -1643,9 +1705,7 @@ def compare_policies(
             name: {m: t_interval([s[name][m] for s in per_seed]) for m in METRICS}
             for name in (*ARMS, *refs)
         }
-        result["uplift_vs_references"] = {
-            name: two_way_interval(values, False, base_seed) for name, values in versus.items()
-        }
+        result["uplift_vs_references"] = {name: intervals[f"versus {name}"] for name in versus}
         result |= _value_ratios(
             {arm: values / len(seeds) for arm, values in account_book.items()}, drivers
         )
@@ -1721,18 +1781,33 @@ def _value_ratios(
 def two_way_interval(values: np.ndarray, rate: bool, seed: int) -> dict[str, float]:
     """Total (or, for a rate, mean over accounts) of the seed-averaged per-account values, with
     the 95 % interval resampling accounts and seeds together."""
-    n = values.shape[0]
-    per_account = values.mean(axis=1) if values.size else np.zeros(n)
-    low, high = two_way_bootstrap(
-        values, BOOTSTRAP_SAMPLES, seed, statistic="mean" if rate else "sum"
+    return two_way_intervals({"figure": (values, rate)}, seed)["figure"]
+
+
+def two_way_intervals(
+    figures: Mapping[str, tuple[np.ndarray, bool]], seed: int
+) -> dict[str, dict[str, float]]:
+    """:func:`two_way_interval` of each named (accounts x seeds values, is a rate) figure of the
+    same accounts and seeds, all on the same resamples (drawn once:
+    :func:`rollrisk.models.stats.two_way_bootstraps`); each the same as alone."""
+    names = list(figures)
+    matrices = [np.asarray(figures[name][0], dtype=np.float64) for name in names]
+    rates = [figures[name][1] for name in names]
+    bounds = two_way_bootstraps(
+        matrices, BOOTSTRAP_SAMPLES, seed, ["mean" if rate else "sum" for rate in rates]
     )
-    return {
-        "mean": float(per_account.mean() if rate else per_account.sum()) if n else math.nan,
-        "ci_low": low,
-        "ci_high": high,
-        "samples": BOOTSTRAP_SAMPLES,
-        "resamples": "accounts x seeds",
-    }
+    out = {}
+    for name, values, rate, (low, high) in zip(names, matrices, rates, bounds, strict=True):
+        n = values.shape[0]
+        per_account = values.mean(axis=1) if values.size else np.zeros(n)
+        out[name] = {
+            "mean": float(per_account.mean() if rate else per_account.sum()) if n else math.nan,
+            "ci_low": low,
+            "ci_high": high,
+            "samples": BOOTSTRAP_SAMPLES,
+            "resamples": "accounts x seeds",
+        }
+    return out
 
 
 def account_bootstrap(

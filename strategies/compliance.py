@@ -49,6 +49,7 @@ from rollrisk.features.schemas import (
     REACHED_OUTCOMES,
     UNANSWERED_OUTCOMES,
 )
+from rollrisk.strategies.labels import Labels, common_codes
 from rollrisk.strategies.policy import (
     ComplianceChange,
     Decision,
@@ -331,13 +332,18 @@ class AccountStates:
 @dataclass(frozen=True)
 class ContactHistories:
     """Past contact attempts of many accounts as columns, one row per attempt: ``account`` (the
-    account's row), ``at`` (local time, ``datetime64[us]``), ``channel``, ``outcome``. Rows at
-    or after an account's decision time are ignored by :func:`enforce_all`."""
+    account's row), ``at`` (local time, ``datetime64[us]``), ``channel``, ``outcome`` (labels:
+    :class:`~rollrisk.strategies.labels.Labels`, or arrays of strings coded here). Rows at or
+    after an account's decision time are ignored by :func:`enforce_all`."""
 
     account: np.ndarray  # int64
     at: np.ndarray  # datetime64[us]
-    channel: np.ndarray  # object
-    outcome: np.ndarray  # object
+    channel: Labels
+    outcome: Labels
+
+    def __post_init__(self) -> None:
+        for name in ("channel", "outcome"):
+            object.__setattr__(self, name, Labels.of(getattr(self, name)))
 
     @classmethod
     def of(cls, history: ContactHistory, account: int = 0) -> ContactHistories:
@@ -351,11 +357,11 @@ class ContactHistories:
 
     def take(self, rows: np.ndarray) -> ContactHistories:
         return ContactHistories(
-            self.account[rows], self.at[rows], self.channel[rows], self.outcome[rows]
+            self.account[rows], self.at[rows], self.channel.take(rows), self.outcome.take(rows)
         )
 
     def is_in(self, column: str, values: Collection[str]) -> np.ndarray:
-        return pd.Series(getattr(self, column), dtype=object).isin(values).to_numpy(dtype=bool)
+        return getattr(self, column).isin(values)
 
 
 @dataclass(frozen=True)
@@ -456,10 +462,8 @@ def _hardship_pause(plans: PlannedActions, ctx: _Context) -> tuple[np.ndarray, _
 
 
 def _third_party(plans: PlannedActions, ctx: _Context) -> tuple[np.ndarray, _Changed]:
-    others = np.flatnonzero(plans.recipient != "borrower")
-    locate = (plans.recipient[others] == "emergency_contact") & plans.flag("contacts_borrower")[
-        others
-    ]
+    others = np.flatnonzero(~plans.recipient.equals("borrower"))
+    locate = (plans.recipient.equals("emergency_contact") & plans.flag("contacts_borrower"))[others]
     documented, evidence = ctx.failed_contact_documented(plans.account[others[locate]])
     kept = np.ones(len(plans), dtype=bool)
     kept[others] = False
@@ -480,7 +484,7 @@ def _first_delinquency_extension(
 ) -> tuple[np.ndarray, _Changed]:
     used = ctx.states.had_first_delinquency_extension[plans.account]
     first = ctx.states.first_ever_delinquency[plans.account]
-    removed = (plans.action == "first_delinquency_extension") & (~first | used)
+    removed = plans.action.equals("first_delinquency_extension") & (~first | used)
     rows = np.flatnonzero(removed)
     reasons = [
         "the interest-free extension is only for a first-ever delinquency: "
@@ -496,7 +500,7 @@ def _first_delinquency_extension(
 
 def _legal_referral(plans: PlannedActions, ctx: _Context) -> tuple[np.ndarray, _Changed]:
     rules, states = ctx.rules, ctx.states
-    referrals = np.flatnonzero(plans.action == "legal_referral")
+    referrals = np.flatnonzero(plans.action.equals("legal_referral"))
     accounts = plans.account[referrals]
     documented, evidence = ctx.failed_contact_documented(accounts)
     dpd = states.dpd[accounts].tolist()
@@ -707,12 +711,12 @@ def _unanswered_dials(plans: PlannedActions, ctx: _Context) -> tuple[np.ndarray,
         ctx.history.is_in("channel", CALL_CHANNELS)
         & ctx.history.is_in("outcome", UNANSWERED_OUTCOMES)
     )
-    channel = plans.channel[calls].astype(str).astype(object)
-    codes, names = pd.factorize(np.concatenate([channel, unanswered.channel]))
-    width = max(len(names), 1)
+    channel = plans.channel.take(calls)
+    (codes, past_codes), width = common_codes(channel, unanswered.channel)
+    width = max(width, 1)
     day = plans.at[calls].astype("datetime64[D]")
-    group = plans.account[calls] * width + codes[: len(calls)]
-    past_group = unanswered.account * width + codes[len(calls) :]
+    group = plans.account[calls] * width + codes
+    past_group = unanswered.account * width + past_codes
     one = np.timedelta64(1, "us")
     # the past dials on the call's day: at or before its last microsecond, not before it
     count = _counts_in_windows(
@@ -732,7 +736,7 @@ def _unanswered_dials(plans: PlannedActions, ctx: _Context) -> tuple[np.ndarray,
         f"{c} dials via {ch} on {d} may already go unanswered (cap {cap} per day per contact method)"
         for c, ch, d in zip(
             count[~kept_call].tolist(),
-            channel[~kept_call].tolist(),
+            channel.take(~kept_call).tolist(),
             day[~kept_call].astype(object).tolist(),
             strict=True,
         )

@@ -36,6 +36,7 @@ import pandas as pd
 
 from rollrisk.features.schemas import PRODUCTS
 from rollrisk.models.risk_bands import risk_band
+from rollrisk.strategies.labels import Labels
 from rollrisk.strategies.segments import SEGMENTS
 from rollrisk.strategies.yaml_config import (
     ConfigError,
@@ -190,14 +191,21 @@ class PlannedActions:
     account together (what :func:`rollrisk.strategies.compliance.enforce_all` works on).
 
     ``account`` is the account's row in the accounts the plans belong to; ``at`` is local time
-    as ``datetime64[us]``; ``channel`` is ``None`` for an action without one.
+    as ``datetime64[us]``; ``action``, ``channel`` (``None`` for an action without one) and
+    ``recipient`` are :class:`~rollrisk.strategies.labels.Labels` (given as arrays or lists of
+    strings, they are coded once here: the rules ask their questions of a few names, not of
+    every row's string).
     """
 
     account: np.ndarray  # int64
-    action: np.ndarray  # object (str)
+    action: Labels
     at: np.ndarray  # datetime64[us]
-    channel: np.ndarray  # object (str or None)
-    recipient: np.ndarray  # object (str)
+    channel: Labels
+    recipient: Labels
+
+    def __post_init__(self) -> None:
+        for name in ("action", "channel", "recipient"):
+            object.__setattr__(self, name, Labels.of(getattr(self, name)))
 
     def __len__(self) -> int:
         return len(self.account)
@@ -206,10 +214,10 @@ class PlannedActions:
         """The given rows (a boolean mask or positions), in that order."""
         return PlannedActions(
             self.account[rows],
-            self.action[rows],
+            self.action.take(rows),
             self.at[rows],
-            self.channel[rows],
-            self.recipient[rows],
+            self.channel.take(rows),
+            self.recipient.take(rows),
         )
 
     def with_at(self, at: np.ndarray) -> PlannedActions:
@@ -217,16 +225,19 @@ class PlannedActions:
 
     def flag(self, attribute: str) -> np.ndarray:
         """A boolean :class:`ActionSpec` attribute (``is_call``, ...) of each row's action."""
-        codes, names = pd.factorize(self.action)
-        by_name = np.array([bool(getattr(ACTIONS[n], attribute)) for n in names], dtype=bool)
-        return by_name[codes] if len(names) else np.zeros(len(self), dtype=bool)
+        return self.action.where(lambda name: bool(getattr(ACTIONS[name], attribute)))
 
     def describe(self, rows: np.ndarray) -> list[str]:
         """:meth:`PlannedAction.describe` of the given rows (positions)."""
         cache: dict[tuple[Any, ...], str] = {}
         out = []
+        action, channel, recipient = (
+            self.action.objects(),
+            self.channel.objects(),
+            self.recipient.objects(),
+        )
         for i in rows.tolist():
-            key = (self.action[i], self.at[i], self.channel[i], self.recipient[i])
+            key = (action[i], self.at[i], channel[i], recipient[i])
             if key not in cache:
                 cache[key] = describe_action(
                     key[0], self.at[i].astype(datetime), key[2], str(key[3])
@@ -237,12 +248,17 @@ class PlannedActions:
     def rows_of(self, account: int) -> tuple[PlannedAction, ...]:
         """The rows of one account as :class:`PlannedAction` (in row order)."""
         rows = np.flatnonzero(self.account == account)
+        action, channel, recipient = (
+            self.action.objects(),
+            self.channel.objects(),
+            self.recipient.objects(),
+        )
         return tuple(
             PlannedAction(
-                str(self.action[i]),
+                str(action[i]),
                 self.at[i].astype(datetime),
-                self.channel[i],
-                self.recipient[i],
+                channel[i],
+                recipient[i],
             )
             for i in rows.tolist()
         )
@@ -480,12 +496,13 @@ def planned_ladders(
          for s in flat],
         dtype="datetime64[us]",
     )  # fmt: skip
+    # each ladder step is a code: the labels of row r are those of step offset[r]
     return PlannedActions(
         account,
-        np.array([s.action for s in flat] or [""], dtype=object)[offset],
+        Labels(offset, [s.action for s in flat]),
         at_of[offset] if len(flat) else np.array([], dtype="datetime64[us]"),
-        np.array([s.channel for s in flat] or [None], dtype=object)[offset],
-        np.array([s.recipient for s in flat] or ["borrower"], dtype=object)[offset],
+        Labels(offset, [s.channel for s in flat]),
+        Labels(offset, [s.recipient for s in flat]),
     )
 
 

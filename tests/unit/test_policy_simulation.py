@@ -328,6 +328,34 @@ def test_a_mixed_arm_of_one_kind_is_that_pure_arm(simulated: Path):
         assert np.array_equal(pure.contacts, mixed.contacts), name
 
 
+def test_an_arm_whose_run_is_another_arms_is_run_once_with_the_same_result(simulated: Path):
+    from rollrisk.simulator.replay import AT_PAR, ArmRuns, ArmSpec, _seed_results
+
+    _, replay = _delinquent_replay(simulated)
+    costs = load_action_costs()
+    n = len(replay.account_ids)
+    plan = _plan(n, "sms")
+    everyone_queued = replace(_plan(n, "agent_call"), standard_queue=np.ones(n, dtype=bool))
+    same_plan_copy = replace(plan, grace=plan.grace.copy())  # equal, not the same object
+    one_differs = replace(plan, waiver=np.eye(1, n, 0, dtype=bool)[0])  # one account differs
+    arms = (
+        ("model_driven", "model_driven"),
+        ("baseline_tiered", "baseline_tiered"),
+        ("all_queued", ArmSpec("all_queued", everyone_queued, np.zeros(n, dtype=bool))),
+        ("copy", ArmSpec("copy", same_plan_copy, np.zeros(n, dtype=bool))),
+        ("one_differs", ArmSpec("one_differs", one_differs, np.zeros(n, dtype=bool))),
+        ("grace", ArmSpec("grace", plan, np.ones(n, dtype=bool), grace_all=True)),
+    )
+    runs = ArmRuns(replay, plan, costs, 3, 20_260_101, 90, AT_PAR, arms)
+    assert runs.same_runs() == {"all_queued": "baseline_tiered", "copy": "model_driven"}
+    results = _seed_results(runs, 4)
+    for name, arm in arms:  # each the result of its own run
+        alone = run_arm(replay, arm, plan, costs, 3, seed=4)
+        _same_values(results[name], alone, name)
+    assert results["all_queued"] is results["baseline_tiered"]  # made once
+    assert results["one_differs"] is not results["copy"]  # one account apart: its own run
+
+
 def test_baseline_plus_grace_grants_a_grace_to_the_untreated(simulated: Path):
     from rollrisk.simulator.replay import ArmSpec
 
@@ -474,6 +502,25 @@ def test_the_account_and_seed_interval_is_wider_than_the_seed_only_one_under_het
     assert two_way_bootstrap(flat, 200, seed=1, statistic="mean") == pytest.approx((2.0, 2.0))
     nothing = two_way_bootstrap(np.zeros((0, 5)), 10, seed=1)  # no account to resample
     assert np.isnan(nothing).all()
+
+
+def test_figures_on_shared_resamples_get_each_the_interval_it_gets_alone():
+    from rollrisk.models.stats import two_way_bootstrap, two_way_bootstraps
+
+    rng = np.random.default_rng(3)
+    figures = [rng.normal(0.0, 10.0, (300, 7)) + rng.normal(0.0, 30.0, 300)[:, None]
+               for _ in range(3)]  # fmt: skip
+    statistics = ["sum", "mean", "sum"]
+    together = two_way_bootstraps(figures, 250, seed=5, statistics=statistics, batch=40)
+    alone = [two_way_bootstrap(f, 250, seed=5, statistic=s, batch=40)
+             for f, s in zip(figures, statistics, strict=True)]  # fmt: skip
+    assert together == alone  # the same draws, so the same bits
+    assert together[0] != together[2]  # and each its own figure's
+    with pytest.raises(ValueError, match="differ in shape"):
+        two_way_bootstraps([figures[0], figures[1][:10]], 10, seed=1)
+    with pytest.raises(ValueError, match="2 statistics for 3 matrices"):
+        two_way_bootstraps(figures, 10, seed=1, statistics=["sum", "sum"])
+    assert two_way_bootstraps([], 10, seed=1) == []
 
 
 def test_one_label_for_everyone_gives_the_best_single_bundle_per_bucket(simulated: Path):
