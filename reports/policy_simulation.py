@@ -181,6 +181,16 @@ def markdown(result: Mapping[str, Any]) -> str:
             "- book value = cash collected - action and treatment costs - agency commission + "
             f"{result['valuation']['method']}: {shares}"
         )
+    same = result.get("same_runs") or {}
+    if same:
+        pairs = "; ".join(
+            f"{REFERENCE_NAMES.get(name, name)} = {REFERENCE_NAMES.get(other, other)}"
+            for name, other in same.items()
+        )
+        lines.append(
+            "- the same run as another arm, so equal in every figure (the same accounts in the "
+            f"standard tiered collection and the same ladders for the others; run once): {pairs}"
+        )
     headline = result.get("headline")
     if headline:
         interval, monte_carlo = headline["uplift"], headline["monte_carlo_interval"]
@@ -226,17 +236,6 @@ def markdown(result: Mapping[str, Any]) -> str:
                 + " |"
             )
         lines.append("")
-        same = result.get("same_runs") or {}
-        if same:
-            pairs = "; ".join(
-                f"{REFERENCE_NAMES.get(name, name)} = {REFERENCE_NAMES.get(other, other)}"
-                for name, other in same.items()
-            )
-            lines.append(
-                f"- the same run as another arm, so equal in every figure (the same accounts "
-                f"in the standard tiered collection and the same ladders for the others; run "
-                f"once): {pairs}"
-            )
         captured = result.get("value_captured")
         if captured:
             lines.append(

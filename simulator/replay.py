@@ -862,14 +862,14 @@ def effective_spec(arm: str | ArmSpec, plan: ModelPlan, accounts: int) -> ArmSpe
         arm = ArmSpec(arm, plan, np.full(accounts, arm == "baseline_tiered"))
     # an account whose decision is standard_queue stays in the lender's tiered collection: it
     # is a tiered account of this arm, whatever the arm's mix says for the others
-    return replace(arm, tiered=arm.tiered | arm.plan.queued)
+    return replace(arm, tiered=np.asarray(arm.tiered, dtype=bool) | arm.plan.queued)
 
 
 def same_run(left: ArmSpec, right: ArmSpec) -> bool:
     """Whether :func:`run_arm` computes exactly the same thing for two effective specs
     (:func:`effective_spec`), and so gives the same result on every seed: the same tiered
-    accounts, the same grace-for-all, and either every account tiered (the plan is then never
-    read) or the same plan for every account in every field."""
+    accounts, the same grace-for-all, and either every account tiered (the plan then changes
+    nothing) or the same plan for every account in every field."""
     if left.grace_all != right.grace_all or not np.array_equal(left.tiered, right.tiered):
         return False
     return bool(left.tiered.all()) or same_plan(left.plan, right.plan) == 1.0
@@ -1339,7 +1339,8 @@ def candidate_book_values(
 ) -> np.ndarray:
     """(candidates x accounts): each account's book value under each candidate bundle, mean
     over ``selection_seeds`` (to be kept apart from the seeds a result reports). ``progress``
-    wraps the runs (one per seed and candidate), as :func:`replay_to_month`'s does its chunks;
+    wraps the runs (one per seed and distinct candidate: one whose run is another's is run once,
+    :attr:`ArmRuns.runs_as`), as :func:`replay_to_month`'s does its chunks;
     ``workers`` > 1 runs them in that many processes (:func:`shared_runs`), with the same result."""
     for name, spec in candidates.items():
         if spec.grace_all:

@@ -22,7 +22,9 @@ class Labels:
 
     ``names`` may repeat a label (two codes meaning the same thing, e.g. the simulator's
     channels mapped to the action each stands for): every question is asked of the labels, so
-    such codes answer alike. ``np.asarray(labels)`` gives the object array of labels.
+    such codes answer alike. ``np.asarray(labels)`` gives the object array of labels (made
+    once and read-only; ``np.array(labels)`` a copy). ``==`` is refused: ``equals`` and
+    ``isin`` ask the questions.
     """
 
     __slots__ = ("_objects", "codes", "names")
@@ -63,8 +65,18 @@ class Labels:
         return len(self.codes)
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
-        objects = self.objects()
-        return objects if dtype is None else objects.astype(dtype)
+        objects = self.objects()  # read-only: a view of it cannot change these labels
+        if dtype is not None and np.dtype(dtype) != objects.dtype:
+            if copy is False:
+                raise ValueError("labels as another dtype need a copy")
+            return objects.astype(dtype)
+        return objects.copy() if copy else objects
+
+    def __eq__(self, other: object) -> bool:
+        # an array's == would compare each row; this one would say False, silently
+        raise TypeError("compare labels with .equals(value) or .isin(values), not ==")
+
+    __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         return f"Labels({len(self)} rows of {sorted(map(str, set(self.names.tolist())))})"
@@ -84,10 +96,15 @@ class Labels:
         """Each row's label, an object array (made once)."""
         if self._objects is None:
             self._objects = self.names[self.codes]
+            self._objects.flags.writeable = False
         return self._objects
 
     def tolist(self) -> list[Any]:
         return self.objects().tolist()
+
+    def values(self, rows: np.ndarray) -> np.ndarray:
+        """The labels of the given rows only, an object array (no column of every row made)."""
+        return self.names[self.codes[rows]]
 
     def where(self, predicate: Callable[[Any], bool]) -> np.ndarray:
         """``predicate(label)`` of each row (a boolean array): asked once per name."""

@@ -231,13 +231,15 @@ class PlannedActions:
         """:meth:`PlannedAction.describe` of the given rows (positions)."""
         cache: dict[tuple[Any, ...], str] = {}
         out = []
+        if not len(rows):
+            return out
         action, channel, recipient = (
-            self.action.objects(),
-            self.channel.objects(),
-            self.recipient.objects(),
+            self.action.values(rows).tolist(),
+            self.channel.values(rows).tolist(),
+            self.recipient.values(rows).tolist(),
         )
-        for i in rows.tolist():
-            key = (action[i], self.at[i], channel[i], recipient[i])
+        for j, i in enumerate(rows.tolist()):
+            key = (action[j], self.at[i], channel[j], recipient[j])
             if key not in cache:
                 cache[key] = describe_action(
                     key[0], self.at[i].astype(datetime), key[2], str(key[3])
@@ -249,18 +251,13 @@ class PlannedActions:
         """The rows of one account as :class:`PlannedAction` (in row order)."""
         rows = np.flatnonzero(self.account == account)
         action, channel, recipient = (
-            self.action.objects(),
-            self.channel.objects(),
-            self.recipient.objects(),
+            self.action.values(rows).tolist(),
+            self.channel.values(rows).tolist(),
+            self.recipient.values(rows).tolist(),
         )
         return tuple(
-            PlannedAction(
-                str(action[i]),
-                self.at[i].astype(datetime),
-                channel[i],
-                recipient[i],
-            )
-            for i in rows.tolist()
+            PlannedAction(str(action[j]), self.at[i].astype(datetime), channel[j], recipient[j])
+            for j, i in enumerate(rows.tolist())
         )
 
     @classmethod

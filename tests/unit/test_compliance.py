@@ -600,6 +600,33 @@ def test_many_accounts_at_once_get_what_each_gets_alone(cn_us):
         rules_fired |= {change.rule_id for change in alone.trail}
     # the cases really exercise the rules that read other rows (caps, history)
     assert {"CMP-CALLS-PER-7-DAYS", "CMP-CALL-AFTER-CONVERSATION", "CMP-THIRD-PARTY"} <= rules_fired
+    # the same plans and histories given as codes into name tables that repeat names (as the
+    # simulator gives them: its channel codes, each channel's action): the same result
+    from rollrisk.strategies.labels import Labels
+
+    def recoded(column: np.ndarray) -> Labels:
+        names = sorted(set(column.tolist()), key=str)
+        doubled = [name for name in names for _ in range(2)]  # every name twice
+        codes = np.array([2 * names.index(v) + i % 2 for i, v in enumerate(column.tolist())])
+        return Labels(codes, doubled)
+
+    together = [np.concatenate([getattr(p, f) for p in plans]) for f in
+                ("account", "action", "at", "channel", "recipient")]  # fmt: skip
+    past = [np.concatenate([getattr(h, f) for h in history]) for f in
+            ("account", "at", "channel", "outcome")]  # fmt: skip
+    coded_kept, coded_changes = enforce_all(
+        PlannedActions(together[0], recoded(together[1]), together[2], recoded(together[3]),
+                       recoded(together[4])),
+        AccountStates(*(np.concatenate([getattr(s, f) for s in one_state]) for f in
+                        ("account_id", "dpd", "amount_overdue", "first_ever_delinquency",
+                         "had_first_delinquency_extension", "hardship_plan_honoured",
+                         "decided_at"))),
+        ContactHistories(past[0], past[1], recoded(past[2]), recoded(past[3])),
+        cn_us,
+    )  # fmt: skip
+    for i in range(len(decisions)):
+        assert coded_kept.rows_of(i) == kept.rows_of(i)
+        assert coded_changes.of_account(i) == changes.of_account(i)
 
 
 def _contacts(rows):

@@ -55,3 +55,16 @@ def test_common_codes_number_equal_labels_alike_across_columns():
     for code, label in zip([*a, *b], [*left.tolist(), *right.tolist()], strict=True):
         assert decoded.setdefault(int(code), label) == label  # one label per code
     assert len(decoded) == 3  # and one code per label
+
+
+def test_labels_refuse_eq_and_hand_out_no_writable_view():
+    labels = Labels.of(["a", "b"])
+    with pytest.raises(TypeError, match="equals"):
+        labels == "a"  # noqa: B015 - an array's == would compare rows; this must not say False
+    view = np.asarray(labels)
+    with pytest.raises(ValueError, match="read-only"):
+        view[0] = "z"
+    copied = np.array(labels)
+    copied[0] = "z"
+    assert labels.tolist() == ["a", "b"]
+    assert labels.values(np.array([1, 1])).tolist() == ["b", "b"]

@@ -356,6 +356,58 @@ def test_an_arm_whose_run_is_another_arms_is_run_once_with_the_same_result(simul
     assert results["one_differs"] is not results["copy"]  # one account apart: its own run
 
 
+def test_a_duplicate_candidate_or_reference_is_run_once_and_reported(simulated: Path):
+    from rollrisk.reports.policy_simulation import markdown
+    from rollrisk.simulator.replay import ArmSpec, candidate_book_values, two_way_interval
+
+    _, replay = _delinquent_replay(simulated)
+    costs = load_action_costs()
+    n = len(replay.account_ids)
+    nobody, everyone = np.zeros(n, dtype=bool), np.ones(n, dtype=bool)
+    calls = ArmSpec("ladder:calls", _plan(n, "agent_call"), nobody)
+    candidates = {
+        "baseline_tiered": ArmSpec("baseline_tiered", _plan(n), everyone),
+        "ladder:calls": calls,
+        "ladder:calls_again": replace(calls, name="ladder:calls_again"),
+    }
+    ticks: list[int] = []
+
+    def progress(items, total):  # noqa: ANN001, ANN202
+        ticks.append(total)
+        return items
+
+    values = candidate_book_values(replay, candidates, costs, 2, [200, 201], progress=progress)
+    assert ticks == [2 * 2]  # two distinct runs on two seeds
+    apart = candidate_book_values(replay, dict(list(candidates.items())[:2]), costs, 2, [200, 201])
+    assert np.array_equal(values[:2], apart) and np.array_equal(values[2], values[1])
+
+    plan = _plan(n, "sms")
+    queued = replace(plan, standard_queue=everyone)
+    references = {"segment_blind": ArmSpec("segment_blind", queued, nobody)}
+    result = compare_policies(replay, plan, costs, 2, [0, 1, 2], references=references)
+    assert result["same_runs"] == {"segment_blind": "baseline_tiered"}
+    blind = result["references"]["segment_blind"]
+    assert blind == result["references"]["baseline_tiered"]  # every figure equal
+    # the shared resamples give each interval the one it gets alone
+    headline = result["uplift_two_way"]["book_value"]
+    per_account = np.zeros((n, 3))
+    for column, seed in enumerate([0, 1, 2]):
+        model = run_arm(replay, "model_driven", plan, costs, 2, seed=seed)
+        base = run_arm(replay, "baseline_tiered", plan, costs, 2, seed=seed)
+        per_account[:, column] = model.book_value - base.book_value
+    assert headline == two_way_interval(per_account, False, result["base_seed"])
+    text = markdown(
+        {**result, "scores": "s", "data": "d", "as_of": "2025-12-31", "model": {},
+         "costs": {"source": "c"}, "simulation": {"seed": 3, "accounts": n, "months": 24,
+                                                  "start_month": "2024-01"}}
+    )  # fmt: skip
+    assert (
+        "the same run as another arm, so equal in every figure (the same accounts in the standard "
+        "tiered collection and the same ladders for the others; run once): segment-blind (every "
+        "account in the fallback segment) = baseline tiered"
+    ) in text
+
+
 def test_baseline_plus_grace_grants_a_grace_to_the_untreated(simulated: Path):
     from rollrisk.simulator.replay import ArmSpec
 
