@@ -93,6 +93,8 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
 
 EXIT_USAGE = 2
 TRACEBACK_VARIABLE = "ROLLRISK_TRACEBACK"
+# the start of the warning PySpark gives on import under pandas 3 (filtered: see main)
+PYSPARK_PANDAS_WARNING = "PySpark does not yet fully support pandas"
 
 
 def _parser(selected: str | None) -> argparse.ArgumentParser:
@@ -164,10 +166,15 @@ class _DocAndDefaultsFormatter(_DefaultsFormatter, argparse.RawDescriptionHelpFo
 
 def main(argv: Sequence[str] | None = None) -> int:
     # pandera imports pyspark.pandas when PySpark is installed (the `spark` extra), and PySpark
-    # then warns about pandas 3 on every command; rollrisk does not use pyspark.pandas.
-    warnings.filterwarnings(
-        "ignore", message="PySpark does not yet fully support pandas", category=FutureWarning
-    )
+    # then warns about pandas 3 on every command; rollrisk does not use pyspark.pandas. The
+    # processes a command starts (spawned workers import pandera again) inherit the filter
+    # through the environment.
+    warnings.filterwarnings("ignore", message=PYSPARK_PANDAS_WARNING, category=FutureWarning)
+    inherited = f"ignore:{PYSPARK_PANDAS_WARNING}:FutureWarning"
+    if inherited not in os.environ.get("PYTHONWARNINGS", ""):
+        os.environ["PYTHONWARNINGS"] = ",".join(
+            filter(None, (os.environ.get("PYTHONWARNINGS"), inherited))
+        )
     argv = list(sys.argv[1:] if argv is None else argv)
     names = {name for name, _, _ in COMMANDS}
     selected = next((a for a in argv if not a.startswith("-")), None)

@@ -91,3 +91,29 @@ def test_the_traceback_variable_shows_the_traceback_of_a_one_line_error(monkeypa
     monkeypatch.setenv(TRACEBACK_VARIABLE, "1")
     with pytest.raises(OSError, match="No space left on device"):
         main(["validate", "--data", "x"])
+
+
+def test_the_processes_a_command_starts_inherit_the_pyspark_warning_filter(monkeypatch, capsys):
+    import subprocess
+    import sys
+
+    from rollrisk.cli import PYSPARK_PANDAS_WARNING
+
+    monkeypatch.setenv("PYTHONWARNINGS", "default::DeprecationWarning")
+    main([])  # no command: the help, after the filter is set
+    main([])  # a second command in the same process adds nothing
+    assert os.environ["PYTHONWARNINGS"] == (
+        f"default::DeprecationWarning,ignore:{PYSPARK_PANDAS_WARNING}:FutureWarning"
+    )
+    # a child (a spawned worker imports pandera, hence pyspark, again) stays quiet
+    child = subprocess.run(
+        [sys.executable, "-c",
+         f"import warnings; warnings.warn({PYSPARK_PANDAS_WARNING + ' >= 3.0.0'!r}, FutureWarning)"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert child.stderr == ""
+    loud = subprocess.run(
+        [sys.executable, "-c", "import warnings; warnings.warn('other', FutureWarning)"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert "FutureWarning: other" in loud.stderr  # only that warning is filtered
