@@ -1076,6 +1076,25 @@ def _references(section: Section, result: Mapping[str, Any]) -> None:
         )
     section.text("The same accounts and the same random draws under every reference:")
     section.table(pd.DataFrame(rows))
+    same = {
+        name: other
+        for name, other in (result.get("same_runs") or {}).items()
+        if name in references and other in references
+    }
+    if same:
+        en = "; ".join(
+            f"{_words(REFERENCE_NAMES, name)[0]} = {_words(REFERENCE_NAMES, other)[0]}"
+            for name, other in same.items()
+        )
+        zh = "；".join(
+            f"{_words(REFERENCE_NAMES, name)[1]} = {_words(REFERENCE_NAMES, other)[1]}"
+            for name, other in same.items()
+        )
+        section.text(
+            f"Equal rows are not a coincidence: on these accounts these arms treat everyone "
+            f"the same way, so they are one and the same simulation ({en}). "
+            f"数值相同并非巧合：在这些账户上，这些方案对每个账户的处置完全相同，因此是同一次模拟（{zh}）。"
+        )
     constraints = result.get("constraints") or {}
     capacity = constraints.get("capacity")
     if capacity or constraints.get("compliance"):

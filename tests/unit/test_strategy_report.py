@@ -316,3 +316,18 @@ def test_headline_is_book_value_with_a_verdict_and_falls_back_to_net_cash_saying
     # each reference's gap carries its account-and-seed interval (the baseline's is the headline)
     assert "-550 (95 % CI -700 to -400)" in page and "-50 (95 % CI -90 to +20)" in page
     assert "- agency commission +" in page
+    assert "one and the same simulation" not in page  # no arm was another's run
+    # an arm that was another's run is said so, in both languages
+    same = Section("summary", "Summary")
+    _references(
+        same,
+        {**new, "same_runs": {"segment_blind": "baseline_tiered", "oracle": "not_shown"},
+         "references": {**new["references"], "segment_blind": {"book_value": {"mean": 1000.0}}}},
+    )  # fmt: skip
+    said = same.render()
+    assert (
+        "they are one and the same simulation (same ladders, every account in the fallback "
+        "segment = tiered baseline (no model))" in said
+    )
+    assert "因此是同一次模拟（相同阶梯、所有账户归入默认细分 = 分层基线策略(不用模型)）" in said
+    assert "not_shown" not in said  # only arms the table shows
