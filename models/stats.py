@@ -382,9 +382,9 @@ def two_way_bootstrap(
 
     The resamples are drawn as multiplicity counts (how often each unit and each replication
     is drawn), ``batch`` resamples at a time, so a 100,000 x 20 matrix costs a few matrix
-    products (counts x values x counts) rather than a copy per resample. NaN, NaN when there are no units or no
-    replications. :func:`two_way_bootstraps` gives several figures of the same units the
-    same resamples, drawn once.
+    products (counts x values x counts) rather than a copy per resample. NaN, NaN when there
+    are no units or no replications. :func:`two_way_bootstraps` gives several figures of the
+    same units the same resamples, drawn once.
     """
     return two_way_bootstraps([values], samples, seed, [statistic], batch)[0]
 

@@ -1082,14 +1082,9 @@ def _references(section: Section, result: Mapping[str, Any]) -> None:
         if name in references and other in references
     }
     if same:
-        en = "; ".join(
-            f"{_words(REFERENCE_NAMES, name)[0]} = {_words(REFERENCE_NAMES, other)[0]}"
-            for name, other in same.items()
-        )
-        zh = "；".join(
-            f"{_words(REFERENCE_NAMES, name)[1]} = {_words(REFERENCE_NAMES, other)[1]}"
-            for name, other in same.items()
-        )
+        pairs = [(_words(REFERENCE_NAMES, a), _words(REFERENCE_NAMES, b)) for a, b in same.items()]
+        en = "; ".join(f"{a[0]} = {b[0]}" for a, b in pairs)
+        zh = "；".join(f"{a[1]} = {b[1]}" for a, b in pairs)
         section.text(
             f"Equal rows are not a coincidence: on these accounts these arms treat everyone "
             f"the same way, so they are one and the same simulation ({en}). "

@@ -227,17 +227,19 @@ class PlannedActions:
         """A boolean :class:`ActionSpec` attribute (``is_call``, ...) of each row's action."""
         return self.action.where(lambda name: bool(getattr(ACTIONS[name], attribute)))
 
-    def describe(self, rows: np.ndarray) -> list[str]:
-        """:meth:`PlannedAction.describe` of the given rows (positions)."""
-        cache: dict[tuple[Any, ...], str] = {}
-        out = []
-        if not len(rows):
-            return out
-        action, channel, recipient = (
+    def _labels_of(self, rows: np.ndarray) -> tuple[list[Any], list[Any], list[Any]]:
+        """The action, channel and recipient of the given rows (positions), as lists."""
+        return (
             self.action.values(rows).tolist(),
             self.channel.values(rows).tolist(),
             self.recipient.values(rows).tolist(),
         )
+
+    def describe(self, rows: np.ndarray) -> list[str]:
+        """:meth:`PlannedAction.describe` of the given rows (positions)."""
+        cache: dict[tuple[Any, ...], str] = {}
+        out = []
+        action, channel, recipient = self._labels_of(rows)
         for j, i in enumerate(rows.tolist()):
             key = (action[j], self.at[i], channel[j], recipient[j])
             if key not in cache:
@@ -250,11 +252,7 @@ class PlannedActions:
     def rows_of(self, account: int) -> tuple[PlannedAction, ...]:
         """The rows of one account as :class:`PlannedAction` (in row order)."""
         rows = np.flatnonzero(self.account == account)
-        action, channel, recipient = (
-            self.action.values(rows).tolist(),
-            self.channel.values(rows).tolist(),
-            self.recipient.values(rows).tolist(),
-        )
+        action, channel, recipient = self._labels_of(rows)
         return tuple(
             PlannedAction(str(action[j]), self.at[i].astype(datetime), channel[j], recipient[j])
             for j, i in enumerate(rows.tolist())
