@@ -254,12 +254,23 @@ def markdown(result: Mapping[str, Any]) -> str:
         by_driver = result.get("uplift_by_true_driver")
         if by_driver:
             lines.append(
-                "- book-value uplift per true driver (95 % interval over accounts and seeds): "
-                + "; ".join(
-                    f"{driver} ({row['accounts']:,}) {format_uplift('book_value', row['book_value'])}"
-                    for driver, row in by_driver.items()
-                )
+                "- book-value uplift per true driver (95 % interval over accounts and seeds), "
+                "and on its accounts the policy gave a ladder of its own / left in the "
+                "standard queue:"
             )
+            for driver, row in by_driver.items():
+                parts = row.get("by_decision") or {}
+                split = "; ".join(
+                    f"{name.replace('_', ' ')} {part['accounts']:,}: "
+                    f"{format_uplift('book_value', part['book_value'])}"
+                    for name, part in parts.items()
+                    if part["accounts"]
+                )
+                lines.append(
+                    f"  - {driver} ({row['accounts']:,}) "
+                    f"{format_uplift('book_value', row['book_value'])}"
+                    + (f" ({split})" if split else "")
+                )
         segmentation = result.get("value_of_segmentation")
         if segmentation:
             lines.append(

@@ -373,6 +373,15 @@ SEGMENT_NAMES: dict[str, tuple[str, str]] = {
     "forgetful": ("forgot to pay (early, no other evidence)", "遗忘型早期逾期"),
     "general": ("general (no driver evidence)", "一般(无明确驱动因素)"),
 }
+# the simulator's hidden borrower types (true drivers): shown only for simulated portfolios
+DRIVER_NAMES: dict[str, tuple[str, str]] = {
+    "healthy": ("healthy (a one-off slip)", "健康型(偶然逾期)"),
+    "forgetful": ("forgot to pay", "遗忘型"),
+    "capacity_shock": ("hit by a hardship", "还款能力受冲击"),
+    "low_willingness": ("unwilling to pay", "还款意愿低"),
+    "unreachable": ("unreachable", "失联"),
+    "seasonal": ("seasonal income", "季节性收入"),
+}
 FAMILY_NAMES: dict[str, tuple[str, str]] = {
     "delinquency_history": ("delinquency history", "逾期历史"),
     "payment_capacity": ("ability to pay", "还款能力"),
@@ -1139,6 +1148,48 @@ def _references(section: Section, result: Mapping[str, Any]) -> None:
         )
 
 
+def _worse_off_types(section: Section, by_driver: Mapping[str, Any]) -> None:
+    """The true borrower types (simulated portfolios) the policy leaves significantly worse off
+    than the baseline in book value, and on which of their accounts: those it gave a ladder of
+    its own (a segment that does not fit them) or those it left in the standard queue."""
+    worse = {d: row for d, row in by_driver.items() if row["book_value"]["ci_high"] < 0}
+    if not by_driver:
+        return
+    section.raw("<h3>By true borrower type (simulator) 按真实借款人类型(模拟)</h3>")
+    if not worse:
+        section.text(
+            "No true borrower type is significantly worse off than under the baseline "
+            "(book value, 95 % interval over accounts and seeds)."
+        )
+        section.raw(
+            '<p class="zh">没有任何真实借款人类型比基准策略显著更差(账面价值,95%区间)。</p>'
+        )
+        return
+    for driver, row in sorted(worse.items(), key=lambda x: x[1]["book_value"]["mean"]):
+        en, zh = _words(DRIVER_NAMES, driver)
+        own = (row.get("by_decision") or {}).get("own_ladder")
+        text = (
+            f"Borrowers who are really {en} ({row['accounts']:,} accounts) are worse off by "
+            f"{_interval_text(row['book_value'])} CNY in book value."
+        )
+        zh_text = f"真实类型为「{zh}」的借款人({row['accounts']:,}个账户)账面价值比基准差 {row['book_value']['mean']:+,.0f} 元。"
+        if own and own["accounts"]:
+            segments = sorted((own.get("segments") or {}).items(), key=lambda x: -x[1])
+            seg_en = ", ".join(f"{_words(SEGMENT_NAMES, k)[0]} {c:,}" for k, c in segments)
+            seg_zh = "、".join(f"{_words(SEGMENT_NAMES, k)[1]} {c:,}" for k, c in segments)
+            text += (
+                f" The loss is on the {own['accounts']:,} of them the policy gave a ladder of "
+                f"its own ({_interval_text(own['book_value'])} CNY): the model put them in "
+                f"segments whose treatment does not fit them ({seg_en})."
+            )
+            zh_text += (
+                f"损失来自其中被本策略给予专门方案的 {own['accounts']:,} 个账户:模型把他们归入了"
+                f"方案并不适合他们的细分({seg_zh})。"
+            )
+        section.text(text)
+        section.raw(f'<p class="zh">{escape(zh_text)}</p>')
+
+
 def _promotion(section: Section, promotion: Mapping[str, Any] | None) -> str:
     """The scoring model's promotion status into ``section``; returns it in a few words."""
     if promotion is None:
@@ -1888,14 +1939,17 @@ def build_report(
         if _all_standard_queue(scored, segment, policy):
             loses.text(
                 "Every account of this segment stays in the lender's standard collection, as "
-                "under the baseline: the policy changes nothing for them. The difference is "
-                "simulation noise: contact outcomes are drawn per planned contact, so the "
-                "changed plans of other segments shift these accounts' draws."
+                "under the baseline: the policy changes nothing for them, and the simulation "
+                "gives each account the same random draws in both. The difference comes from "
+                "the team's contact capacity: the other segments' ladders use agent calls and "
+                "field visits, so some of these accounts' calls or visits were not made "
+                "(the capacity serves the highest balances first)."
             )
             loses.raw(
                 '<p class="zh">该细分的所有账户都保留在常规分层催收中,与基准策略相同:本策略对他们'
-                "没有任何改变。差异来自模拟噪声:联系结果按每次计划联系抽样,其他细分的计划改变会影响"
-                "这些账户的抽样。</p>"
+                "没有任何改变,模拟也为每个账户在两种策略下使用相同的随机抽样。差异来自催收团队的"
+                "人力上限:其他细分的方案占用了坐席电话和上门拜访,这些账户的部分电话或拜访因此"
+                "未能进行(人力优先用于余额最高的账户)。</p>"
             )
             continue
         rules = removals[removals["segment"] == segment]
@@ -1922,6 +1976,9 @@ def build_report(
             "ladder the segment was designed for is not what they receive."
         )
         loses.table(pd.DataFrame(table_rows), {"share of segment": "{:.1%}"})
+
+    if policy_simulation is not None:
+        _worse_off_types(loses, policy_simulation.get("uplift_by_true_driver") or {})
 
     # --- the lender's experiment and the policy learnt from it
     learned_sections: list[Section] = []

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -534,6 +535,7 @@ def tiered_actions(
     state: ChunkState,
     month: int,
     rng: np.random.Generator,
+    every_account: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The baseline tiered policy: (accounts acted on, counts per channel) for this month.
 
@@ -542,6 +544,10 @@ def tiered_actions(
     after failed contacts or for large balances, legal for large balances after failed contacts.
     Holdout accounts get one SMS only. Collection pauses while a grace period, an extension or
     a restructure plan is honoured (:func:`collection_paused`).
+
+    The draws are one per account acted on (the data simulator), or, with ``every_account``,
+    one per account of the chunk, acted on or not (the policy replay's arms: an account's draws
+    do not depend on which other accounts are delinquent this month).
     """
     policy = rules.policy
     bucket = state.bucket
@@ -549,25 +555,26 @@ def tiered_actions(
     acted = np.flatnonzero((bucket >= 1) & (bucket < CHARGE_OFF_BUCKET) & ~stopped)
     k = bucket[acted]
     n = len(acted)
+    size, pick = (len(bucket), acted) if every_account else (n, slice(None))
     counts = np.zeros((n, len(CHANNELS)), dtype=np.int64)
     balance = state.balance[acted]
     failed = state.failed_contacts[acted] >= policy.failed_contacts_for_escalation
     m1, m2, m3, m4 = k == 1, k == 2, k == 3, k >= 4
-    counts[:, CH["sms"]] = np.where(m1, 1 + (rng.random(n) < 0.5), m2)
+    counts[:, CH["sms"]] = np.where(m1, 1 + (rng.random(size)[pick] < 0.5), m2)
     counts[:, CH["app_push"]] = (
-        m1 & arrays.revolving[accounts.product[acted]] & (rng.random(n) < 0.8)
+        m1 & arrays.revolving[accounts.product[acted]] & (rng.random(size)[pick] < 0.8)
     )
-    counts[:, CH["robo_call"]] = m1 * (1 + rng.binomial(2, 0.5, n))
+    counts[:, CH["robo_call"]] = m1 * (1 + rng.binomial(2, 0.5, size)[pick])
     counts[:, CH["agent_call"]] = (
-        m2 * (1 + rng.binomial(3, 0.5, n))
-        + m3 * (2 + rng.binomial(2, 0.5, n))
-        + m4 * rng.binomial(2, 0.5, n)
+        m2 * (1 + rng.binomial(3, 0.5, size)[pick])
+        + m3 * (2 + rng.binomial(2, 0.5, size)[pick])
+        + m4 * rng.binomial(2, 0.5, size)[pick]
     )
     counts[:, CH["agency_assignment"]] = (m3 & (balance > policy.large_balance)) | m4
     visit = (
         m4
         & (failed | (balance > policy.legal_balance))
-        & (rng.random(n) < policy.visit_probability)
+        & (rng.random(size)[pick] < policy.visit_probability)
     )
     counts[:, CH["field_visit"]] = visit
     counts[:, CH["notice_letter"]] = visit
@@ -576,7 +583,7 @@ def tiered_actions(
         & failed
         & (balance > policy.legal_balance)
         & ~state.legal[acted]
-        & (rng.random(n) < policy.legal_probability)
+        & (rng.random(size)[pick] < policy.legal_probability)
     )
     holdout = accounts.holdout[acted]
     counts[holdout] = 0
@@ -601,6 +608,52 @@ class MonthActions:
     promised: np.ndarray | None = None  # per account: the month's largest promise, NaN none
 
 
+_MASK64 = (1 << 64) - 1
+_GOLDEN = 0x9E3779B97F4A7C15  # 2^64 / the golden ratio: splitmix64's step between fields
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser, elementwise on uint64 (wrapping): a bijection that scatters
+    nearby inputs over all 64 bits."""
+    x = x ^ (x >> np.uint64(30))
+    x = x * np.uint64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> np.uint64(27))
+    x = x * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+class RowDraws:
+    """Random numbers of a month's contact rows keyed by what the row is, not by where it
+    falls: (stream key, account, channel, the row's rank among the account's rows on that
+    channel). A row gets the same numbers whatever rows other accounts have, so two policy
+    arms that plan the same contacts for an account draw the same outcomes, times and
+    promises for it (common random numbers per account; :func:`action_rows` with ``key``).
+
+    Each call (``random``, ``integers``, ``uniform``: the parts of :class:`numpy.random.Generator`
+    that :func:`action_rows` uses) is the next field of every row; ``size`` must be the row
+    count. Uniforms have 53 random bits (as the generator's)."""
+
+    def __init__(self, key: int, account: np.ndarray, channel: np.ndarray, rank: np.ndarray):
+        row = (channel.astype(np.uint64) << np.uint64(32)) | rank.astype(np.uint64)
+        self._rows = _mix64(_mix64(np.uint64(key & _MASK64) ^ account.astype(np.uint64)) ^ row)
+        self._field = 0
+
+    def random(self, size: int | None = None) -> np.ndarray:
+        if size is not None and size != len(self._rows):
+            raise ValueError(f"RowDraws draws one number per row ({len(self._rows)}), not {size}")
+        self._field += 1
+        bits = _mix64(self._rows + np.uint64((self._field * _GOLDEN) & _MASK64))
+        return (bits >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+    def integers(self, low: Any, high: Any, size: int | None = None) -> np.ndarray:
+        """Integers in ``[low, high)``, elementwise for array bounds."""
+        low, high = np.asarray(low), np.asarray(high)
+        return (low + np.floor(self.random(size) * (high - low))).astype(np.int64)
+
+    def uniform(self, low: float, high: float, size: int | None = None) -> np.ndarray:
+        return low + (high - low) * self.random(size)
+
+
 def action_rows(
     accounts: ChunkAccounts,
     arrays: RuleArrays,
@@ -609,30 +662,42 @@ def action_rows(
     counts: np.ndarray,
     cycle_end: np.ndarray,
     rng: np.random.Generator,
+    key: int | None = None,
 ) -> MonthActions:
-    """Expand per-channel counts into rows (np.repeat), draw outcomes and the response shifts."""
+    """Expand per-channel counts into rows (np.repeat), draw outcomes and the response shifts.
+
+    The rows' draws (outcome, day and time, promised amount and date) come from ``rng`` in row
+    order (the data simulator: a row's numbers depend on the rows before it), or, with
+    ``key``, from :class:`RowDraws` keyed by account, channel and rank (the policy replay's
+    arms: an account's rows draw the same numbers whatever the other accounts' rows are;
+    ``rng`` is then not used)."""
     n_all = len(state.bucket)
     n_channels = len(CHANNELS)
     flat = counts.ravel()
     account = np.repeat(np.repeat(acted, n_channels), flat)
     channel = np.repeat(np.tile(np.arange(n_channels), len(acted)), flat)
     rows = len(account)
+    draws: np.random.Generator | RowDraws = rng
+    if key is not None:
+        # each row's rank among its account's rows on its channel (0, 1, ...)
+        rank = np.arange(rows) - np.repeat(np.cumsum(flat) - flat, flat)
+        draws = RowDraws(key, accounts.index[account], channel, rank)
     driver = accounts.driver[account]
     cumulative = arrays.outcome_cumulative[driver, channel]
-    outcome = np.minimum((rng.random(rows)[:, None] > cumulative).sum(axis=1), len(OUTCOMES) - 1)
-    day = rng.integers(arrays.channel_first_day[channel], arrays.channel_last_day[channel] + 1)
+    outcome = np.minimum((draws.random(rows)[:, None] > cumulative).sum(axis=1), len(OUTCOMES) - 1)
+    day = draws.integers(arrays.channel_first_day[channel], arrays.channel_last_day[channel] + 1)
     offset = (
         day * US_PER_DAY
-        + rng.integers(8, 21, rows) * US_PER_HOUR
-        + rng.integers(0, 60, rows) * US_PER_MINUTE
+        + draws.integers(8, 21, rows) * US_PER_HOUR
+        + draws.integers(0, 60, rows) * US_PER_MINUTE
     )
     action_at = cycle_end[account].astype("datetime64[us]") + offset.astype("timedelta64[us]")
     promise = outcome == OUT["promise_to_pay"]
     owed = (state.arrears + monthly_due(accounts, arrays, state))[account]
-    promised_amount = np.where(promise, np.round(owed * rng.uniform(0.3, 1.0, rows), 2), np.nan)
+    promised_amount = np.where(promise, np.round(owed * draws.uniform(0.3, 1.0, rows), 2), np.nan)
     promised_date = np.where(
         promise,
-        action_at.astype("datetime64[D]") + rng.integers(3, 15, rows),
+        action_at.astype("datetime64[D]") + draws.integers(3, 15, rows),
         np.datetime64("NaT", "D"),
     )
     if arrays.promises:

@@ -17,10 +17,13 @@ Method (see docs/strategies.md, "Policy simulation"):
    ``actions`` after compliance), the simulator's baseline tiered policy
    (:func:`~rollrisk.simulator.engine.tiered_actions` and
    :func:`~rollrisk.simulator.engine.grant_treatments`), and the references (5.). Every arm
-   uses the same random streams per (seed, month, purpose); the transition step draws a fixed
-   number of uniforms per account, so an account whose actions are the same in two arms has
-   the same fate in both (the contacts' outcomes are drawn per action row, see
-   :func:`run_arm`).
+   uses the same random streams per (seed, month, purpose), and every draw is the account's
+   own: the tiered lender's choices and the transition draw a fixed number per account of the
+   replay (acted on or not), the contact rows' outcomes, times and promises are keyed by
+   account, channel and rank (:class:`~rollrisk.simulator.engine.RowDraws`). So an account
+   planned the same contacts and treatments in two arms meets the same fate in both, to the
+   bit, whatever the other accounts get; the one link between accounts is the contact
+   capacity they share (see :func:`run_arm`).
 3. **Model-driven arm.** Month 0 applies the scored ladder: contacts by the channels the
    policy declares for each action (:meth:`rollrisk.strategies.policy.ActionSpec.channels_used`:
    ``reminder`` -> its channel, ``call`` -> agent/robo call, ``restructure_offer`` -> its
@@ -844,13 +847,15 @@ class ArmResult:
         return self.recovered - self.action_cost - self.agency_commission + self.end_value
 
 
-def _streams(base_seed: int, seed: int, step: int) -> tuple[np.random.Generator, ...]:
+def _streams(base_seed: int, seed: int, step: int) -> tuple[tuple[np.random.Generator, ...], int]:
     """Five independent streams (actions, treatments, transition, the references' extra
-    treatments, partial cures and promise keeping) for one seed and month; the first four are
-    those of earlier versions (a SeedSequence's children do not depend on how many are
-    spawned)."""
-    children = np.random.SeedSequence(base_seed, spawn_key=(seed, step)).spawn(5)
-    return tuple(np.random.default_rng(child) for child in children)
+    treatments, partial cures and promise keeping) for one seed and month, and the key of the
+    contact rows' draws (:class:`~rollrisk.simulator.engine.RowDraws`), from a sixth child; the
+    first four streams are those of earlier versions (a SeedSequence's children do not depend
+    on how many are spawned)."""
+    children = np.random.SeedSequence(base_seed, spawn_key=(seed, step)).spawn(6)
+    streams = tuple(np.random.default_rng(child) for child in children[:5])
+    return streams, int(children[5].generate_state(1, np.uint64)[0])
 
 
 def effective_spec(arm: str | ArmSpec, plan: ModelPlan, accounts: int) -> ArmSpec:
@@ -891,10 +896,13 @@ def run_arm(
     ``arm`` is ``"model_driven"`` (``plan`` for everyone), ``"baseline_tiered"`` (the tiered
     policy for everyone) or an :class:`ArmSpec` mixing the two per account (``plan`` is then
     ignored); an account whose scored decision is ``standard_queue`` (``plan.queued``) gets
-    the tiered policy in any arm, exactly as a tiered account of a mix. Every arm draws from the same streams per (seed, month, purpose): the baseline's
-    choices, the treatments' draws and the transition's uniforms are per account and the same
-    in every arm; the contacts' outcomes are drawn per action row, so an account's draws shift
-    when the rows before it differ (as between the two policies). An account has rolled to default when a cycle end in the horizon shows
+    the tiered policy in any arm, exactly as a tiered account of a mix. Every arm draws from
+    the same streams per (seed, month, purpose), each draw the account's own: the baseline's
+    choices, the treatments' draws and the transition's uniforms per account of the replay,
+    the contact rows' numbers keyed by account, channel and rank (``RowDraws``), so an
+    account treated alike in two arms has the same fate in both unless the shared contact
+    capacity cuts its calls or visits in one of them (the capacity serves the highest balances
+    first). An account has rolled to default when a cycle end in the horizon shows
     ``default_dpd`` or more days past due (the training label's rule, on the replayed
     statements). The open balance at the end is valued by ``valuation``.
     """
@@ -934,17 +942,22 @@ def run_arm(
     )
     for step in range(horizon):
         month = replay.month + step
-        actions_rng, treatment_rng, transition_rng, extra_rng, dynamics_rng = _streams(
-            base_seed, seed, step
-        )
+        streams, rows_key = _streams(base_seed, seed, step)
+        actions_rng, treatment_rng, transition_rng, extra_rng, dynamics_rng = streams
         cycle_end = cycle_end_days(accounts, world, month)
         # the baseline's draws come first in every arm, so both kinds see the same stream
-        acted_t, counts_t = tiered_actions(rules, accounts, arrays, state, month, actions_rng)
+        acted_t, counts_t = tiered_actions(
+            rules, accounts, arrays, state, month, actions_rng, every_account=True
+        )
         if model_any:
             acted, counts = mixed_actions(spec.plan, spec.tiered, state, month, acted_t, counts_t)
         else:
             acted, counts = acted_t, counts_t
-        month_actions = action_rows(accounts, arrays, state, acted, counts, cycle_end, actions_rng)
+        # the rows' draws are keyed by account (RowDraws): an account planned the same contacts
+        # in two arms draws the same outcomes in both, whatever the other accounts' rows are
+        month_actions = action_rows(
+            accounts, arrays, state, acted, counts, cycle_end, actions_rng, rows_key
+        )
         # what the rules and the team allow of the rows planned (their outcomes already drawn,
         # so an account's kept rows have the fate they would have had)
         if replay.compliance is not None:
@@ -1594,7 +1607,9 @@ def compare_policies(
     present, ``value_captured`` and ``value_of_segmentation`` are added; with ``drivers``
     (each account's true driver, replay order) value captured is also given per driver, and
     ``uplift_by_true_driver`` the book-value uplift of each driver's accounts with its
-    account-and-seed interval.
+    account-and-seed interval, and split by what the policy decided (``by_decision``: the
+    accounts it gave a ladder of its own, and those it left in the standard queue, each with
+    its interval and the scored segments of its accounts).
     """
     n = len(replay.account_ids)
     refs = dict(references or {})
@@ -1713,16 +1728,33 @@ def compare_policies(
     if drivers is not None:
         # is any true-driver group worse off than under the baseline? the book-value uplift of
         # each group, with the same account-and-seed interval as the headline
-        labels = np.asarray(drivers)
-        result["uplift_by_true_driver"] = {
-            driver: {
-                "accounts": int((labels == driver).sum()),
-                "book_value": two_way_interval(
-                    two_way["book_value"][labels == driver], False, base_seed
-                ),
+        # each group split by what the policy decided: accounts it gave a ladder of its own
+        # (where a wrong segment costs) and accounts it left in the standard queue (the
+        # baseline's own collection: any difference there is the treated accounts' use of the
+        # shared contact capacity)
+        drivers_of = np.asarray(drivers)
+        decided = {"own_ladder": ~plan.queued, "standard_queue": plan.queued}
+        by_driver: dict[str, Any] = {}
+        for driver in sorted(set(drivers_of.tolist())):
+            group = drivers_of == driver
+            parts: dict[str, Any] = {}
+            for name, mask in decided.items():
+                part = group & mask
+                parts[name] = {
+                    "accounts": int(part.sum()),
+                    "book_value": two_way_interval(two_way["book_value"][part], False, base_seed),
+                }
+                if labels is not None:  # the scored segments the part's accounts were in
+                    names, counts = np.unique(labels[part], return_counts=True)
+                    parts[name]["segments"] = {
+                        str(k): int(c) for k, c in zip(names, counts, strict=True)
+                    }
+            by_driver[driver] = {
+                "accounts": int(group.sum()),
+                "book_value": two_way_interval(two_way["book_value"][group], False, base_seed),
+                "by_decision": parts,
             }
-            for driver in sorted(set(labels.tolist()))
-        }
+        result["uplift_by_true_driver"] = by_driver
     return result
 
 

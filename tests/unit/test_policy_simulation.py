@@ -14,7 +14,7 @@ from scipy import stats as scipy_stats
 
 from rollrisk.errors import UserError
 from rollrisk.features.schemas import CHANNELS
-from rollrisk.simulator.engine import CH, DRV, write_portfolio
+from rollrisk.simulator.engine import CH, DRV, RowDraws, write_portfolio
 from rollrisk.simulator.exploration import Exploration
 from rollrisk.simulator.replay import (
     ModelPlan,
@@ -95,6 +95,56 @@ def test_same_seed_same_outcome_and_identical_actions_give_zero_uplift(simulated
     assert np.array_equal(called.recovered[untouched], ignored.recovered[untouched])
     assert np.array_equal(called.defaulted[untouched], ignored.defaulted[untouched])
     assert not np.array_equal(called.recovered[~untouched], ignored.recovered[~untouched])
+
+
+def test_an_account_left_in_the_standard_queue_meets_the_baseline_s_fate_exactly(simulated: Path):
+    # common random numbers per account: over several months (the treated accounts cure, pause
+    # or roll differently, so which accounts are delinquent and how many contact rows each month
+    # has differ between the arms), an account the policy leaves in the tiered collection draws
+    # the same choices, contact outcomes and transitions as under the baseline: with no
+    # capacity limit, its figures are the baseline's to the bit
+    _, replay = _delinquent_replay(simulated, horizon=4)
+    n = len(replay.account_ids)
+    queued = np.arange(n) % 3 != 0
+    calls = _plan(n, "agent_call")
+    plan = replace(calls, waiver=~queued, standard_queue=queued)
+    costs = load_action_costs()
+    for seed in range(3):
+        model = run_arm(replay, "model_driven", plan, costs, 4, seed)
+        base = run_arm(replay, "baseline_tiered", plan, costs, 4, seed)
+        for name in ("recovered", "action_cost", "end_value", "contacts", "defaulted"):
+            mine, theirs = getattr(model, name), getattr(base, name)
+            assert np.array_equal(mine[queued], theirs[queued]), (seed, name)
+        # the treated accounts' own figures do move (the check above is not vacuous)
+        assert not np.array_equal(model.book_value[~queued], base.book_value[~queued])
+        assert not np.array_equal(model.contacts[~queued], base.contacts[~queued])
+
+
+def test_row_draws_depend_on_the_row_not_on_the_rows_before_it():
+    account = np.array([7, 7, 9, 12, 12, 12])
+    channel = np.array([0, 0, 3, 1, 1, 2])
+    rank = np.array([0, 1, 0, 0, 1, 0])
+    alone = RowDraws(42, account[3:], channel[3:], rank[3:])
+    together = RowDraws(42, account, channel, rank)
+    assert np.array_equal(alone.random(3), together.random(6)[3:])
+    # each call is the next field of every row; another key is another stream
+    assert not np.array_equal(together.random(6), RowDraws(42, account, channel, rank).random(6))
+    assert not np.array_equal(
+        RowDraws(43, account, channel, rank).random(6),
+        RowDraws(42, account, channel, rank).random(6),
+    )
+    with pytest.raises(ValueError, match="one number per row"):
+        together.random(5)
+    # many rows: uniform on [0, 1), integers in their range (per-row bounds)
+    big = 200_000
+    rows = RowDraws(5, np.arange(big) // 4, np.arange(big) % 4, np.zeros(big, dtype=int))
+    u = rows.random(big)
+    assert u.min() >= 0.0 and u.max() < 1.0
+    assert scipy_stats.kstest(u, "uniform").pvalue > 1e-3
+    low, high = np.arange(big) % 5, np.arange(big) % 5 + 3
+    drawn = rows.integers(low, high)
+    assert (drawn >= low).all() and (drawn < high).all()
+    assert set(np.unique(drawn - low).tolist()) == {0, 1, 2}
 
 
 def test_reminded_forgetful_borrowers_pay_more_than_ignored_ones(simulated: Path):

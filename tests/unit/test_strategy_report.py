@@ -15,9 +15,11 @@ from scipy import stats as scipy_stats
 
 from rollrisk.features.registry import FEATURE_SET, format_reason
 from rollrisk.models.explanations import reason_text
+from rollrisk.reports.html import Section
 from rollrisk.reports.strategy import (
     ACCOUNT_COLUMNS,
     LADDER_WORDS,
+    _worse_off_types,
     account_rows,
     action_mix,
     calibration_by_band,
@@ -283,7 +285,6 @@ def _simulation(**extra) -> dict:
 
 
 def test_headline_is_book_value_with_a_verdict_and_falls_back_to_net_cash_saying_so():
-    from rollrisk.reports.html import Section
     from rollrisk.reports.strategy import _headline, _references
 
     old = Section("summary", "Summary")
@@ -331,3 +332,37 @@ def test_headline_is_book_value_with_a_verdict_and_falls_back_to_net_cash_saying
     )
     assert "因此是同一次模拟（相同阶梯、所有账户归入默认细分 = 分层基线策略(不用模型)）" in said
     assert "not_shown" not in said  # only arms the table shows
+
+
+def _interval(mean: float, low: float, high: float) -> dict[str, float]:
+    return {"mean": mean, "ci_low": low, "ci_high": high}
+
+
+def test_a_true_type_worse_off_is_named_with_the_accounts_the_policy_misplaced():
+    by_driver = {
+        "forgetful": {
+            "accounts": 3580,
+            "book_value": _interval(-151_000, -213_000, -93_000),
+            "by_decision": {
+                "own_ladder": {
+                    "accounts": 243,
+                    "book_value": _interval(-151_000, -215_000, -100_000),
+                    "segments": {"capacity_shock": 200, "low_willingness": 43},
+                },
+                "standard_queue": {"accounts": 3337, "book_value": _interval(0.0, 0.0, 0.0)},
+            },
+        },
+        "seasonal": {"accounts": 482, "book_value": _interval(-41_000, -263_000, 112_000)},
+    }
+    section = Section("where-it-loses", "Where the strategy loses")
+    _worse_off_types(section, by_driver)
+    html = "".join(section.parts)
+    # the significantly worse type is named in both languages, with its misplaced accounts
+    assert "really forgot to pay (3,580 accounts)" in html and "遗忘型" in html
+    assert "on the 243 of them the policy gave a ladder of its own" in html
+    assert "hit by a hardship (capacity shock) 200, unwilling to pay 43" in html
+    # a type whose interval crosses zero is not called worse off
+    assert "seasonal income" not in html
+    calm = Section("where-it-loses", "Where the strategy loses")
+    _worse_off_types(calm, {"seasonal": by_driver["seasonal"]})
+    assert "No true borrower type is significantly worse off" in "".join(calm.parts)
