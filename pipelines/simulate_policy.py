@@ -217,6 +217,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"Bonferroni over every segment x bucket x treatment; default {DEFAULT_CONFIDENCE})",
     )
     parser.add_argument(
+        "--propose-by-band",
+        action="store_true",
+        help="--propose-policy: split each segment x start bucket cell by the scored risk band "
+        "(low/medium/high of the policy file), so a treatment can be kept where it pays (say "
+        "for the riskier accounts of a segment) and left out where it does not; the "
+        "Bonferroni correction then counts three times the cells",
+    )
+    parser.add_argument(
         "--propose-min-accounts",
         type=int,
         default=DEFAULT_MIN_ACCOUNTS,
@@ -493,6 +501,7 @@ def proposal_file(
         f"{args.oracle_seeds} selection seeds from {ORACLE_SEED_START} (base seed "
         f"{args.base_seed}), {args.months} months, response table "
         f"{replay.rules.response_table}",
+        "cells": "scored segment x start bucket" + (" x risk band" if args.propose_by_band else ""),
         "confidence": f"{args.propose_confidence} (one-sided Student-t, Bonferroni over every "
         f"cell x treatment); at least {args.propose_min_accounts} accounts per departing cell",
     }
@@ -668,6 +677,7 @@ def build_references(
             proposal = choose_cells(
                 values, list(candidates), ordered["segment"].to_list(), buckets,
                 args.propose_confidence, args.propose_min_accounts,
+                ordered["risk_band"].to_list() if args.propose_by_band else None,
             )  # fmt: skip
     return References(references, drivers, oracle, per_bucket_choice, proposal)
 

@@ -352,17 +352,19 @@ def proposal_lines(proposal: Mapping[str, Any] | None) -> list[str]:
     """``--propose-policy``: each segment x bucket cell's choice and its evidence."""
     if not proposal:
         return []
+    by_band = any(c.get("band") for c in proposal["cells"])
     lines = [
         "",
         f"## Proposed policy ({proposal['file']}), tuned on this world",
         "",
-        "Per scored segment x start bucket: the treatment whose mean gain over the tiered "
-        "baseline per account has the highest lower confidence bound on the selection seeds, "
-        "if above 0, else the baseline. Evaluate it on other worlds before adopting it.",
+        f"Per scored segment x start bucket{' x risk band' if by_band else ''}: the treatment "
+        "whose mean gain over the tiered baseline per account has the highest lower confidence "
+        "bound on the selection seeds, if above 0, else the baseline. Evaluate it on other "
+        "worlds before adopting it.",
         "",
-        "| segment | bucket | accounts | chosen | gain per account (lower bound) | "
-        "highest mean gain |",
-        "|---|---|---|---|---|---|",
+        f"| segment | bucket |{' band |' if by_band else ''} accounts | chosen | "
+        "gain per account (lower bound) | highest mean gain |",
+        f"|---|---|{'---|' if by_band else ''}---|---|---|---|",
     ]
     for c in proposal["cells"]:
         evidence = (  # a cell that kept the baseline: its near miss, the best bound
@@ -370,8 +372,10 @@ def proposal_lines(proposal: Mapping[str, Any] | None) -> list[str]:
             if c["chosen"] == "baseline_tiered"
             else f"{c['gain']:+,.0f} ({c['lower']:+,.0f})"
         )
+        band = f" {c.get('band')} |" if by_band else ""
         lines.append(
-            f"| {c['segment']} | {c['bucket']} | {c['accounts']:,} | {c['chosen']} | {evidence} "
+            f"| {c['segment']} | {c['bucket']} |{band} {c['accounts']:,} | {c['chosen']} | "
+            f"{evidence} "
             f"| {c['best_mean']} {c['best_mean_gain']:+,.0f} |"
         )
     return lines

@@ -3,8 +3,9 @@
 ``rollrisk simulate-policy --propose-policy FILE`` runs every treatment of the policy file, given
 to every scored account, and the tiered baseline on the oracle's selection seeds (the oracle's
 candidate runs: :func:`rollrisk.simulator.replay.candidate_book_values`). This module turns
-those per-account book values into a policy: per **scored segment x scored start bucket** (what
-a policy file can test; never the true driver), the treatment whose gain over the tiered
+those per-account book values into a policy: per **scored segment x scored start bucket**, or
+segment x bucket x **risk band** (what a policy file can test; never the true driver), the
+treatment whose gain over the tiered
 baseline has the highest lower confidence bound, if that bound is above zero, else the baseline
 (the policy file's ``standard_queue``).
 
@@ -50,7 +51,7 @@ DEFAULT_MIN_ACCOUNTS = 30  # fewer accounts in a cell: it keeps the baseline
 
 @dataclass(frozen=True)
 class CellChoice:
-    """One segment x bucket cell: what it gives and the evidence for it."""
+    """One segment x bucket (x risk band) cell: what it gives and the evidence for it."""
 
     segment: str
     bucket: str
@@ -64,6 +65,7 @@ class CellChoice:
     # near miss is visible: a cell that kept the baseline shows how far its best was from 0)
     best_bound: str
     best_bound_lower: float
+    band: str | None = None  # the cell's risk band (cells split by band), None: every band
 
 
 def choose_cells(
@@ -73,10 +75,12 @@ def choose_cells(
     buckets: Sequence[str],
     confidence: float = DEFAULT_CONFIDENCE,
     min_accounts: int = DEFAULT_MIN_ACCOUNTS,
+    bands: Sequence[str] | None = None,
 ) -> list[CellChoice]:
-    """Per segment x bucket, the candidate of highest lower bound on its gain over
-    :data:`BASELINE` if that bound is above 0 and the cell has at least ``min_accounts``
-    accounts, else the baseline.
+    """Per segment x bucket (x risk band, with ``bands``: each account's scored band), the
+    candidate of highest lower bound on its gain over :data:`BASELINE` if that bound is above
+    0 and the cell has at least ``min_accounts`` accounts, else the baseline. The Bonferroni
+    correction counts every cell, so finer cells need stronger evidence each.
 
     ``values`` is (candidates x accounts), each account's mean book value per candidate on the
     selection seeds, rows in the order of ``names`` (which must hold :data:`BASELINE`; with no
@@ -87,6 +91,8 @@ def choose_cells(
         raise ValueError(f"the candidates must include {BASELINE}")
     if values.shape != (len(names), len(segments)) or len(buckets) != len(segments):
         raise ValueError("values must be (candidates x accounts), one segment and bucket each")
+    if bands is not None and len(bands) != len(segments):
+        raise ValueError("bands must hold one risk band per account")
     if not np.isfinite(values).all():
         raise ValueError("values hold NaN or infinite book values")
     if not 0 < confidence < 1:
@@ -94,14 +100,18 @@ def choose_cells(
     base = names.index(BASELINE)
     others = [k for k in range(len(names)) if k != base]
     seg, bucket = np.asarray(segments), np.asarray(buckets)
-    cells = sorted({(s, b) for s, b in zip(seg.tolist(), bucket.tolist(), strict=True)})
+    band = np.asarray(bands) if bands is not None else np.full(len(seg), "", dtype=object)
+    cells = sorted(set(zip(seg.tolist(), bucket.tolist(), band.tolist(), strict=True)))
     level = 1 - (1 - confidence) / max(len(cells) * len(others), 1)
     chosen: list[CellChoice] = []
-    for s, b in cells:
-        mask = (seg == s) & (bucket == b)
+    for s, b, r in cells:
+        mask = (seg == s) & (bucket == b) & (band == r)
         n = int(mask.sum())
+        cell_band = r if bands is not None else None
         if not others:
-            chosen.append(CellChoice(s, b, n, BASELINE, 0.0, 0.0, BASELINE, 0.0, BASELINE, 0.0))
+            chosen.append(
+                CellChoice(s, b, n, BASELINE, 0.0, 0.0, BASELINE, 0.0, BASELINE, 0.0, cell_band)
+            )
             continue
         gains = values[others][:, mask] - values[base, mask]
         mean = gains.mean(axis=1)
@@ -117,7 +127,7 @@ def choose_cells(
         chosen.append(
             CellChoice(
                 s, b, n, pick, gain, bound, names[others[top]], float(mean[top]),
-                names[others[best]], float(lower[best]),
+                names[others[best]], float(lower[best]), cell_band,
             )
         )  # fmt: skip
     return chosen
@@ -129,8 +139,8 @@ def proposed_policy_text(
     provenance: Mapping[str, Any],
     name: str = "tuned",
 ) -> str:
-    """A complete policy file: one rule per segment and treatment (its buckets listed) where a
-    cell departs from the baseline, then ``standard_queue`` for every other account, with
+    """A complete policy file: one rule per segment, treatment (and risk band, for cells split
+    by band) with its buckets listed, where a cell departs from the baseline, then ``standard_queue`` for every other account, with
     ``policy_text``'s treatments. Each rule's description carries its evidence (accounts, mean
     gain and lower bound per account on the tuning world); ``provenance`` (world, as-of,
     seeds, confidence) goes in the header. Checked by :func:`parse_policy` before it is
@@ -147,12 +157,12 @@ def proposed_policy_text(
             "description": "the lender's standard tiered collection",
             "ladder": [{"day": 0, "action": STANDARD_QUEUE}],
         }
-    grouped: dict[tuple[str, str], list[CellChoice]] = {}
+    grouped: dict[tuple[str, str, str], list[CellChoice]] = {}
     for cell in cells:
         if cell.chosen != BASELINE:
-            grouped.setdefault((cell.segment, cell.chosen), []).append(cell)
+            grouped.setdefault((cell.segment, cell.chosen, cell.band or ""), []).append(cell)
     rules = []
-    for (segment, chosen), group in sorted(grouped.items()):
+    for (segment, chosen, band), group in sorted(grouped.items()):
         treatment = chosen.removeprefix(TREATMENT_PREFIX)
         if treatment not in treatments:
             raise ValueError(f"candidate {chosen} is not a treatment of the policy file")
@@ -162,6 +172,8 @@ def proposed_policy_text(
             for c in group
         )
         rule_id = f"TUNED-{segment.upper().replace('_', '-')}-{treatment.upper().replace('_', '-')}"
+        if band:
+            rule_id += f"-{band.upper()}"
         while rule_id in {rule["id"] for rule in rules}:  # e.g. skip_trace and skip-trace
             rule_id += "-2"
         rules.append(
@@ -169,7 +181,8 @@ def proposed_policy_text(
                 "id": rule_id,
                 "description": f"tuned: {evidence}",
                 "precedence": 10,
-                "when": {"segment": [segment], "start_bucket": [c.bucket for c in group]},
+                "when": {"segment": [segment], "start_bucket": [c.bucket for c in group]}
+                | ({"risk_band": [band]} if band else {}),
                 "treatment": treatment,
             }
         )
@@ -187,7 +200,8 @@ def proposed_policy_text(
     )
     document["name"] = name
     document["description"] = (
-        "per segment x start bucket, the treatment that beat the tiered baseline beyond noise on "
+        f"per segment x start bucket{' x risk band' if any(c.band for c in cells) else ''}, "
+        "the treatment that beat the tiered baseline beyond noise on "
         "a tuning world (rollrisk simulate-policy --propose-policy); else the standard queue"
     )
     document["rules"] = rules

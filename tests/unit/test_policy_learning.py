@@ -358,8 +358,17 @@ def test_learnt_from_the_standard_queue_control_the_file_stands_on_its_own() -> 
 
 
 def test_the_rules_reaching_the_logged_accounts_are_those_their_values_can_match() -> None:
-    rules = yaml.safe_load(DEFAULT_POLICY.read_text(encoding="utf-8"))["rules"]
-    # an experiment on forgetful borrowers only: the shipped rules give them the queue alone
+    # rules of the shape a tuned policy file has (model-driven-v2's): a segment rule, a segment
+    # x bucket rule, the standard queue for the rest
+    rules = [
+        {"id": "CAP", "precedence": 10, "when": {"segment": ["capacity_shock"]},
+         "treatment": "hardship_waiver_restructure"},
+        {"id": "WIL-M2", "precedence": 10,
+         "when": {"segment": ["low_willingness"], "start_bucket": ["M2"]},
+         "treatment": "skip_trace"},
+        {"id": "STANDARD", "precedence": 100, "when": {}, "treatment": "standard_queue"},
+    ]  # fmt: skip
+    # an experiment on forgetful borrowers only: these rules give them the queue alone
     assert rules_reaching(rules, {"segment": ["forgetful"], "start_bucket": ["M1", "M2"]}) == {
         "standard_queue"
     }

@@ -158,3 +158,31 @@ def test_rule_ids_stay_unique_when_two_treatment_names_spell_alike():
     text = proposed_policy_text(cells, yaml.safe_dump(source, sort_keys=False), {})
     ids = [rule["id"] for rule in yaml.safe_load(text)["rules"]]
     assert len(ids) == len(set(ids)) == 3
+
+
+def test_cells_split_by_risk_band_keep_a_treatment_only_where_it_pays():
+    # one segment x bucket whose treatment pays on the risky accounts and costs on the safe
+    # ones: pooled, one choice goes to both; split by band, the high band departs alone
+    n = 400
+    risky = _values(n, {1: (150.0, 100.0)})
+    safe = _values(n, {1: (-120.0, 100.0)}, seed=1)
+    values = np.hstack([risky, safe])
+    segments, buckets = ["capacity_shock"] * (2 * n), ["M2"] * (2 * n)
+    bands = ["high"] * n + ["low"] * n
+    [pooled] = choose_cells(values, NAMES, segments, buckets)
+    assert pooled.band is None and pooled.accounts == 2 * n
+    split = {c.band: c for c in choose_cells(values, NAMES, segments, buckets, bands=bands)}
+    assert set(split) == {"high", "low"} and split["high"].accounts == n
+    assert split["high"].chosen == "treatment:hardship_support"
+    assert split["low"].chosen == BASELINE
+    # the file tests the band: the rule gives the treatment to the high band only
+    text = proposed_policy_text(list(split.values()), DEFAULT_POLICY.read_text(), {})
+    document = yaml.safe_load(text)
+    [rule] = [r for r in document["rules"] if r["id"] != "TUNED-BASELINE"]
+    assert rule["id"] == "TUNED-CAPACITY-SHOCK-HARDSHIP-SUPPORT-HIGH"
+    assert rule["when"] == {
+        "segment": ["capacity_shock"], "start_bucket": ["M2"], "risk_band": ["high"]
+    }  # fmt: skip
+    assert "x risk band" in document["description"]
+    with pytest.raises(ValueError, match="one risk band per account"):
+        choose_cells(values, NAMES, segments, buckets, bands=bands[:-1])
