@@ -156,6 +156,44 @@ def test_the_proposed_policy_gives_each_segment_and_bucket_its_chosen_treatment(
         assert row["treatment"] == expected, row
 
 
+def test_a_proposal_by_risk_band_gives_each_account_its_band_s_choice(
+    report_run, scoring_world, tmp_path
+):
+    # --propose-by-band: cells of segment x bucket x the scored risk band, and a file whose
+    # rules test the band the scores were banded with (the source policy's bands)
+    _, scores, _, _ = report_run
+    proposed = tmp_path / "by_band.yaml"
+    argv = ["simulate-policy", "--scores", str(scores), "--data", str(scoring_world.portfolio),
+            "--months", "2", "--seeds", "2", "--oracle-seeds", "2", "--propose-by-band",
+            "--propose-policy", str(proposed), "--out", str(tmp_path / "sim")]  # fmt: skip
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", scoring_world.tracking_uri)
+        assert main(argv) == 0
+        result = json.loads((tmp_path / "sim" / "policy_simulation.json").read_text())
+        cells = {(c["segment"], c["bucket"], c["band"]): c for c in result["proposal"]["cells"]}
+        _, scored = read_scores(scores)
+        assert sum(c["accounts"] for c in cells.values()) == scored.height
+        assert {band for _, _, band in cells} <= {"low", "medium", "high"}
+        assert "x risk band" in result["proposal"]["provenance"]["cells"]
+        text = (tmp_path / "sim" / "policy_simulation.md").read_text()
+        assert "| segment | bucket | band | accounts |" in text
+        again = tmp_path / "scores"
+        argv = ["score", "--model", scoring_world.model_uri, "--data", str(scoring_world.portfolio),
+                "--as-of", AS_OF, "--policy", str(proposed), "--out", str(again)]  # fmt: skip
+        assert main(argv) == 0
+    _, rescored = read_scores(again)
+    joined = scored.select("account_id", "segment", "start_bucket", "risk_band").join(
+        rescored.select("account_id", "treatment"), on="account_id"
+    )
+    assert joined.height == scored.height
+    for row in joined.iter_rows(named=True):
+        chosen = cells[(row["segment"], row["start_bucket"], row["risk_band"])]["chosen"]
+        expected = (
+            chosen.removeprefix("treatment:") if chosen != "baseline_tiered" else "standard_queue"
+        )
+        assert row["treatment"] == expected, row
+
+
 def test_propose_policy_needs_the_oracle_seeds(report_run, scoring_world, tmp_path, capsys):
     _, scores, _, _ = report_run
     argv = ["simulate-policy", "--scores", str(scores), "--data", str(scoring_world.portfolio),
