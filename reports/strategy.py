@@ -47,6 +47,7 @@ from rollrisk.models.explanations import reason_text
 from rollrisk.models.stats import calibration_backtest, percentile_bootstrap
 from rollrisk.reports.html import Section, data_table, escape, figure_png, render_page
 from rollrisk.reports.policy_simulation import LABELS, format_metric, format_uplift
+from rollrisk.simulator.replay import OWN_DRAWS
 from rollrisk.strategies.experiment_readout import (
     DESIGN_GAP_SHARE,
     ArmReadout,
@@ -1150,11 +1151,12 @@ def _references(section: Section, result: Mapping[str, Any]) -> None:
 
 def _worse_off_types(section: Section, by_driver: Mapping[str, Any]) -> None:
     """The true borrower types (simulated portfolios) the policy leaves significantly worse off
-    than the baseline in book value, and on which of their accounts: those it gave a ladder of
-    its own (a segment that does not fit them) or those it left in the standard queue."""
-    worse = {d: row for d, row in by_driver.items() if row["book_value"]["ci_high"] < 0}
+    than the baseline in book value, in English and Chinese, and on which of their accounts:
+    those it gave a ladder of its own (the segments the model put them in) or those it left in
+    the standard queue (whose difference can only be the contact capacity the others used)."""
     if not by_driver:
         return
+    worse = {d: row for d, row in by_driver.items() if row["book_value"]["ci_high"] < 0}
     section.raw("<h3>By true borrower type (simulator) 按真实借款人类型(模拟)</h3>")
     if not worse:
         section.text(
@@ -1167,27 +1169,53 @@ def _worse_off_types(section: Section, by_driver: Mapping[str, Any]) -> None:
         return
     for driver, row in sorted(worse.items(), key=lambda x: x[1]["book_value"]["mean"]):
         en, zh = _words(DRIVER_NAMES, driver)
-        own = (row.get("by_decision") or {}).get("own_ladder")
+        loss = _lower_by(row["book_value"])
         text = (
-            f"Borrowers who are really {en} ({row['accounts']:,} accounts) are worse off by "
-            f"{_interval_text(row['book_value'])} CNY in book value."
+            f"Borrowers who are really {en} ({row['accounts']:,} accounts) end the horizon with "
+            f"a book value {loss[0]} than under the baseline."
         )
-        zh_text = f"真实类型为「{zh}」的借款人({row['accounts']:,}个账户)账面价值比基准差 {row['book_value']['mean']:+,.0f} 元。"
-        if own and own["accounts"]:
+        zh_text = (
+            f"真实类型为「{zh}」的借款人({row['accounts']:,}个账户)期末账面价值比基准{loss[1]}。"
+        )
+        parts = row.get("by_decision") or {}
+        own, queue = parts.get("own_ladder"), parts.get("standard_queue")
+        if own and own["accounts"] and own["book_value"]["ci_high"] < 0:
             segments = sorted((own.get("segments") or {}).items(), key=lambda x: -x[1])
             seg_en = ", ".join(f"{_words(SEGMENT_NAMES, k)[0]} {c:,}" for k, c in segments)
             seg_zh = "、".join(f"{_words(SEGMENT_NAMES, k)[1]} {c:,}" for k, c in segments)
+            own_loss = _lower_by(own["book_value"])
             text += (
-                f" The loss is on the {own['accounts']:,} of them the policy gave a ladder of "
-                f"its own ({_interval_text(own['book_value'])} CNY): the model put them in "
-                f"segments whose treatment does not fit them ({seg_en})."
+                f" On the {own['accounts']:,} of them the policy gave a ladder of its own it is "
+                f"{own_loss[0]}: the model put them in segments whose ladder costs more than it "
+                f"brings for borrowers of this type ({seg_en})."
             )
             zh_text += (
-                f"损失来自其中被本策略给予专门方案的 {own['accounts']:,} 个账户:模型把他们归入了"
-                f"方案并不适合他们的细分({seg_zh})。"
+                f"其中本策略为其单独制定方案的 {own['accounts']:,} 个账户{own_loss[1]}:模型把他们"
+                f"归入的细分({seg_zh}),其方案对这类借款人得不偿失。"
+            )
+        if queue and queue["accounts"] and queue["book_value"]["ci_high"] < 0:
+            queue_loss = _lower_by(queue["book_value"])
+            text += (
+                f" On the {queue['accounts']:,} it left in the standard queue it is "
+                f"{queue_loss[0]}: the other accounts' ladders used contact capacity (calls, "
+                "visits) these accounts had under the baseline."
+            )
+            zh_text += (
+                f"保留在常规催收中的 {queue['accounts']:,} 个账户{queue_loss[1]}:其他账户的方案"
+                "占用了他们在基准策略下本可获得的催收人力(电话、拜访)。"
             )
         section.text(text)
         section.raw(f'<p class="zh">{escape(zh_text)}</p>')
+
+
+def _lower_by(stats: Mapping[str, float]) -> tuple[str, str]:
+    """A negative book-value difference as (English, Chinese) words: ``X CNY lower (95 %
+    interval: A to B lower)``, the amounts positive."""
+    low, high = -stats["ci_high"], -stats["ci_low"]
+    return (
+        f"{-stats['mean']:,.0f} CNY lower (95 % interval: {low:,.0f} to {high:,.0f} lower)",
+        f"低 {-stats['mean']:,.0f} 元(95%区间:低 {low:,.0f} 至 {high:,.0f} 元)",
+    )
 
 
 def _promotion(section: Section, promotion: Mapping[str, Any] | None) -> str:
@@ -1937,20 +1965,35 @@ def build_report(
                 '<p class="zh">区间包含零:模拟只显示均值为负,无法与偶然波动区分,不能认定为损失。</p>'
             )
         if _all_standard_queue(scored, segment, policy):
-            loses.text(
-                "Every account of this segment stays in the lender's standard collection, as "
-                "under the baseline: the policy changes nothing for them, and the simulation "
-                "gives each account the same random draws in both. The difference comes from "
-                "the team's contact capacity: the other segments' ladders use agent calls and "
-                "field visits, so some of these accounts' calls or visits were not made "
-                "(the capacity serves the highest balances first)."
-            )
-            loses.raw(
-                '<p class="zh">该细分的所有账户都保留在常规分层催收中,与基准策略相同:本策略对他们'
-                "没有任何改变,模拟也为每个账户在两种策略下使用相同的随机抽样。差异来自催收团队的"
-                "人力上限:其他细分的方案占用了坐席电话和上门拜访,这些账户的部分电话或拜访因此"
-                "未能进行(人力优先用于余额最高的账户)。</p>"
-            )
+            if policy_simulation.get("draws") == OWN_DRAWS:
+                loses.text(
+                    "Every account of this segment stays in the lender's standard collection, "
+                    "as under the baseline: the policy changes nothing for them, and the "
+                    "simulation gives each account the same random draws in both. The "
+                    "difference comes from the team's contact capacity: the other segments' "
+                    "ladders use agent calls and field visits, so some of these accounts' calls "
+                    "or visits were not made (the capacity serves the highest balances first)."
+                )
+                loses.raw(
+                    '<p class="zh">该细分的所有账户都保留在常规分层催收中,与基准策略相同:本策略'
+                    "对他们没有任何改变,模拟也为每个账户在两种策略下使用相同的随机抽样。差异来自"
+                    "催收团队的人力上限:其他细分的方案占用了坐席电话和上门拜访,这些账户的部分电话"
+                    "或拜访因此未能进行(人力优先用于余额最高的账户)。</p>"
+                )
+            else:  # a simulation written before every account had its own draws
+                loses.text(
+                    "Every account of this segment stays in the lender's standard collection, "
+                    "as under the baseline: the policy changes nothing for them. The difference "
+                    "is simulation noise: this simulation was made before each account had its "
+                    "own random draws, so the changed plans of other segments shifted these "
+                    "accounts' draws. Re-run simulate-policy for an exact comparison."
+                )
+                loses.raw(
+                    '<p class="zh">该细分的所有账户都保留在常规分层催收中,与基准策略相同:本策略'
+                    "对他们没有任何改变。差异来自模拟噪声:此模拟早于每个账户使用独立随机抽样的"
+                    "版本,其他细分的计划改变影响了这些账户的抽样。请重新运行 simulate-policy"
+                    "以得到精确比较。</p>"
+                )
             continue
         rules = removals[removals["segment"] == segment]
         if rules.empty:

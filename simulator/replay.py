@@ -847,6 +847,11 @@ class ArmResult:
         return self.recovered - self.action_cost - self.agency_commission + self.end_value
 
 
+# ``compare_policies``' "draws": every draw of an arm is the account's own (RowDraws for the
+# contact rows, the tiered choices for every account); results without it drew rows in order
+OWN_DRAWS = "each account its own"
+
+
 def _streams(base_seed: int, seed: int, step: int) -> tuple[tuple[np.random.Generator, ...], int]:
     """Five independent streams (actions, treatments, transition, the references' extra
     treatments, partial cures and promise keeping) for one seed and month, and the key of the
@@ -981,6 +986,9 @@ def run_arm(
         restructured_now = np.zeros(n, dtype=bool)
         before = state
         if tiered_any:
+            # grant_treatments draws per account, then the granted rows' dates (a number per
+            # granted treatment, so they shift with the other accounts' grants; run_arm reads
+            # no date, only the kinds and months)
             rng = copy.deepcopy(treatment_rng) if model_any else treatment_rng
             tiered_state, granted = grant_treatments(
                 rules, accounts, before, previous_bucket, month_actions, cycle_end, month, rng
@@ -1674,6 +1682,9 @@ def compare_policies(
     uplift_two_way = {name: intervals[name] for name in two_way}
     result: dict[str, Any] = {
         "accounts": n,
+        # how the arms draw (run_arm): every draw the account's own, so an account treated
+        # alike in two arms has the same fate (older results: rows drawn in order)
+        "draws": OWN_DRAWS,
         "months": horizon,
         "seeds": [int(s) for s in seeds],
         "base_seed": base_seed,
@@ -1740,6 +1751,8 @@ def compare_policies(
             parts: dict[str, Any] = {}
             for name, mask in decided.items():
                 part = group & mask
+                if not part.any():  # nothing to split (no interval: NaN is not JSON)
+                    continue
                 parts[name] = {
                     "accounts": int(part.sum()),
                     "book_value": two_way_interval(two_way["book_value"][part], False, base_seed),

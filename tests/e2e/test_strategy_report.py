@@ -18,6 +18,8 @@ from scipy import stats as scipy_stats
 from rollrisk.cli import main
 from rollrisk.reports.strategy import ACCOUNT_COLUMNS, SECTION_IDS
 from rollrisk.storage.results import read_scores
+from rollrisk.strategies.policy import parse_policy
+from rollrisk.strategies.tuning import CellChoice, proposed_policy_text
 
 pytestmark = pytest.mark.slow
 AS_OF = "2025-03-31"
@@ -177,21 +179,34 @@ def test_a_proposal_by_risk_band_gives_each_account_its_band_s_choice(
         assert "x risk band" in result["proposal"]["provenance"]["cells"]
         text = (tmp_path / "sim" / "policy_simulation.md").read_text()
         assert "| segment | bucket | band | accounts |" in text
+        assert parse_policy(proposed.read_text(), "proposed")  # the written file is a policy
+        # a world this small departs in no cell; to check that the file's bands are the scores'
+        # bands, give every cell another treatment (the cells of this run, their choice forced)
+        # and score with that file: every account must get its own cell's treatment
+        treatments = [f"treatment:{t}" for t in ("reminder_only", "skip_trace", "intensive_calls")]
+        forced = [
+            CellChoice(c["segment"], c["bucket"], c["accounts"], treatments[k % 3], 1.0, 0.5,
+                       treatments[k % 3], 1.0, treatments[k % 3], 0.5, c["band"])
+            for k, c in enumerate(cells.values())
+        ]  # fmt: skip
+        assert len({c.band for c in forced}) > 1  # the accounts span more than one band
+        source = Path(result["policy"])  # the scoring run's policy file
+        by_band = tmp_path / "forced.yaml"
+        by_band.write_text(proposed_policy_text(forced, source.read_text(), {}))
         again = tmp_path / "scores"
         argv = ["score", "--model", scoring_world.model_uri, "--data", str(scoring_world.portfolio),
-                "--as-of", AS_OF, "--policy", str(proposed), "--out", str(again)]  # fmt: skip
+                "--as-of", AS_OF, "--policy", str(by_band), "--out", str(again)]  # fmt: skip
         assert main(argv) == 0
     _, rescored = read_scores(again)
     joined = scored.select("account_id", "segment", "start_bucket", "risk_band").join(
-        rescored.select("account_id", "treatment"), on="account_id"
+        rescored.select("account_id", "treatment", "risk_band"), on="account_id", suffix="_again"
     )
     assert joined.height == scored.height
+    assert (joined["risk_band"] == joined["risk_band_again"]).all()
+    chosen = {(c.segment, c.bucket, c.band): c.chosen for c in forced}
     for row in joined.iter_rows(named=True):
-        chosen = cells[(row["segment"], row["start_bucket"], row["risk_band"])]["chosen"]
-        expected = (
-            chosen.removeprefix("treatment:") if chosen != "baseline_tiered" else "standard_queue"
-        )
-        assert row["treatment"] == expected, row
+        key = (row["segment"], row["start_bucket"], row["risk_band"])
+        assert "treatment:" + row["treatment"] == chosen[key], row
 
 
 def test_propose_policy_needs_the_oracle_seeds(report_run, scoring_world, tmp_path, capsys):

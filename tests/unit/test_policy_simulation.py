@@ -14,7 +14,14 @@ from scipy import stats as scipy_stats
 
 from rollrisk.errors import UserError
 from rollrisk.features.schemas import CHANNELS
-from rollrisk.simulator.engine import CH, DRV, RowDraws, write_portfolio
+from rollrisk.simulator.engine import (
+    CH,
+    DRV,
+    RowDraws,
+    action_rows,
+    cycle_end_days,
+    write_portfolio,
+)
 from rollrisk.simulator.exploration import Exploration
 from rollrisk.simulator.replay import (
     ModelPlan,
@@ -120,15 +127,53 @@ def test_an_account_left_in_the_standard_queue_meets_the_baseline_s_fate_exactly
         assert not np.array_equal(model.contacts[~queued], base.contacts[~queued])
 
 
+def test_an_account_s_contact_rows_draw_the_same_whatever_rows_the_others_have(simulated: Path):
+    # action_rows with a key: the rows of an (account, channel, rank) get the same outcome,
+    # time and promise whether other accounts (or the same account on other channels) have
+    # more rows or not; without a key (the data simulator) they shift
+    _, replay = _delinquent_replay(simulated)
+    n = len(replay.account_ids)
+    cycle_end = cycle_end_days(replay.accounts, replay.world, replay.month)
+    counts = np.zeros((n, len(CHANNELS)), dtype=np.int64)
+    counts[:, CH["sms"]] = 1
+    counts[:, CH["agent_call"]] = 2
+    more = counts.copy()
+    more[::2, CH["robo_call"]] = 3  # other channels, for half the accounts
+    more[1::4, CH["agent_call"]] = 4  # a longer run on the same channel: ranks 2, 3 are new
+
+    def rows(counts: np.ndarray, key: int | None) -> dict[tuple[int, int, int], tuple]:
+        month = action_rows(replay.accounts, replay.arrays, replay.state, np.arange(n), counts,
+                            cycle_end, np.random.default_rng(0), key)  # fmt: skip
+        seen: dict[tuple[int, int], int] = {}
+        out = {}
+        for i, (account, channel) in enumerate(zip(month.account, month.channel, strict=True)):
+            rank = seen.get((account, channel), 0)
+            seen[(account, channel)] = rank + 1
+            out[(int(account), int(channel), rank)] = (
+                int(month.outcome[i]), month.action_at[i], str(month.promised_amount[i]),
+                str(month.promised_date[i]),
+            )  # fmt: skip
+        return out
+
+    few, many = rows(counts, 99), rows(more, 99)
+    assert len(many) > len(few) == 3 * n
+    assert all(many[row] == few[row] for row in few)
+    assert rows(counts, 98) != few  # another key, other draws
+    plain_few, plain_many = rows(counts, None), rows(more, None)
+    assert sum(plain_many[row] != plain_few[row] for row in plain_few) > n
+
+
 def test_row_draws_depend_on_the_row_not_on_the_rows_before_it():
     account = np.array([7, 7, 9, 12, 12, 12])
     channel = np.array([0, 0, 3, 1, 1, 2])
     rank = np.array([0, 1, 0, 0, 1, 0])
     alone = RowDraws(42, account[3:], channel[3:], rank[3:])
     together = RowDraws(42, account, channel, rank)
-    assert np.array_equal(alone.random(3), together.random(6)[3:])
+    for _ in range(6):  # every field, as action_rows draws them
+        assert np.array_equal(alone.random(3), together.random(6)[3:])
     # each call is the next field of every row; another key is another stream
-    assert not np.array_equal(together.random(6), RowDraws(42, account, channel, rank).random(6))
+    fresh = RowDraws(42, account, channel, rank)
+    assert not np.array_equal(fresh.random(6), fresh.random(6))
     assert not np.array_equal(
         RowDraws(43, account, channel, rank).random(6),
         RowDraws(42, account, channel, rank).random(6),
