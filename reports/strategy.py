@@ -377,7 +377,7 @@ SEGMENT_NAMES: dict[str, tuple[str, str]] = {
 # the simulator's hidden borrower types (true drivers): shown only for simulated portfolios
 DRIVER_NAMES: dict[str, tuple[str, str]] = {
     "healthy": ("healthy (a one-off slip)", "健康型(偶然逾期)"),
-    "forgetful": ("forgot to pay", "遗忘型"),
+    "forgetful": ("forgetful", "遗忘型"),
     "capacity_shock": ("hit by a hardship", "还款能力受冲击"),
     "low_willingness": ("unwilling to pay", "还款意愿低"),
     "unreachable": ("unreachable", "失联"),
@@ -1171,7 +1171,7 @@ def _worse_off_types(section: Section, by_driver: Mapping[str, Any]) -> None:
         en, zh = _words(DRIVER_NAMES, driver)
         loss = _lower_by(row["book_value"])
         text = (
-            f"Borrowers who are really {en} ({row['accounts']:,} accounts) end the horizon with "
+            f"Borrowers whose true type is {en} ({row['accounts']:,} accounts) end the horizon with "
             f"a book value {loss[0]} than under the baseline."
         )
         zh_text = (
@@ -1181,8 +1181,8 @@ def _worse_off_types(section: Section, by_driver: Mapping[str, Any]) -> None:
         own, queue = parts.get("own_ladder"), parts.get("standard_queue")
         if own and own["accounts"] and own["book_value"]["ci_high"] < 0:
             segments = sorted((own.get("segments") or {}).items(), key=lambda x: -x[1])
-            seg_en = ", ".join(f"{_words(SEGMENT_NAMES, k)[0]} {c:,}" for k, c in segments)
-            seg_zh = "、".join(f"{_words(SEGMENT_NAMES, k)[1]} {c:,}" for k, c in segments)
+            seg_en = "; ".join(f"{_words(SEGMENT_NAMES, k)[0]}: {c:,}" for k, c in segments)
+            seg_zh = ";".join(f"{_words(SEGMENT_NAMES, k)[1]}:{c:,}" for k, c in segments)
             own_loss = _lower_by(own["book_value"])
             text += (
                 f" On the {own['accounts']:,} of them the policy gave a ladder of its own it is "

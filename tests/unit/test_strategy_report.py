@@ -359,11 +359,12 @@ def test_a_true_type_worse_off_is_named_with_the_accounts_the_policy_misplaced()
     html = "".join(section.parts)
     # the significantly worse type is named in both languages, with its misplaced accounts,
     # the loss as a positive amount lower, with its interval, in both
-    assert "really forgot to pay (3,580 accounts)" in html and "遗忘型" in html
+    assert "whose true type is forgetful (3,580 accounts)" in html and "遗忘型" in html
     assert "book value 151,000 CNY lower (95 % interval: 93,000 to 213,000 lower)" in html
     assert "低 151,000 元(95%区间:低 93,000 至 213,000 元)" in html
     assert "On the 243 of them the policy gave a ladder of its own it is 151,000 CNY lower" in html
-    assert "hit by a hardship (capacity shock) 200, unwilling to pay 43" in html
+    assert "(hit by a hardship (capacity shock): 200; unwilling to pay: 43)" in html
+    assert "(还款能力受冲击:200;还款意愿低:43)" in html
     assert "243 个账户低 151,000 元" in html
     # the standard-queue part is not significantly negative: no capacity sentence
     assert "contact capacity" not in html and "-151,000" not in html
