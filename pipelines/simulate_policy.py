@@ -301,6 +301,11 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(
             f"--propose-min-accounts must be at least 1, got {args.propose_min_accounts}"
         )
+    if args.propose_by_band and args.propose_policy is None:
+        raise UserError(
+            "--propose-by-band splits the cells of a proposed policy: give --propose-policy FILE "
+            "as well"
+        )
     if args.propose_policy is not None:
         check_output_argument(args, "--propose-policy")
         if args.propose_policy.is_dir():

@@ -225,6 +225,13 @@ def test_propose_policy_needs_the_oracle_seeds(report_run, scoring_world, tmp_pa
     err = capsys.readouterr().err
     assert "--propose-policy" in err and "Traceback" not in err
     assert not inside.exists() and not (tmp_path / "out2").exists()
+    # --propose-by-band alone has nothing to split
+    argv = ["simulate-policy", "--scores", str(scores), "--data", str(scoring_world.portfolio),
+            "--propose-by-band", "--out", str(tmp_path / "out3")]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--propose-by-band splits the cells of a proposed policy" in err
+    assert not (tmp_path / "out3").exists()
 
 
 def test_simulate_policy_refuses_a_portfolio_without_truth(report_run, scoring_world, tmp_path,
