@@ -214,7 +214,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=DEFAULT_CONFIDENCE,
         help="--propose-policy: joint confidence of the lower bounds (one-sided Student-t, "
-        f"Bonferroni over every segment x bucket x treatment; default {DEFAULT_CONFIDENCE})",
+        "Bonferroni over every cell with scored accounts x treatment, a cell being a segment x "
+        f"start bucket, x risk band with --propose-by-band; default {DEFAULT_CONFIDENCE})",
     )
     parser.add_argument(
         "--propose-by-band",
@@ -222,14 +223,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="--propose-policy: split each segment x start bucket cell by the scored risk band "
         "(low/medium/high of the policy file), so a treatment can be kept where it pays (say "
         "for the riskier accounts of a segment) and left out where it does not; the "
-        "Bonferroni correction then counts three times the cells",
+        "Bonferroni correction counts every cell that has accounts, up to three times as many",
     )
     parser.add_argument(
         "--propose-min-accounts",
         type=int,
         default=DEFAULT_MIN_ACCOUNTS,
-        help="--propose-policy: a segment x bucket cell with fewer scored accounts keeps the "
-        f"baseline whatever its bound (default {DEFAULT_MIN_ACCOUNTS})",
+        help="--propose-policy: a cell with fewer scored accounts keeps the baseline whatever "
+        f"its bound (it still counts in the Bonferroni correction; default "
+        f"{DEFAULT_MIN_ACCOUNTS})",
     )
     add_config_argument(
         parser, help="YAML config: its `observation:` applies when the scoring run recorded none"
@@ -301,10 +303,15 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(
             f"--propose-min-accounts must be at least 1, got {args.propose_min_accounts}"
         )
-    if args.propose_by_band and args.propose_policy is None:
+    proposing = {
+        "--propose-by-band": args.propose_by_band,
+        "--propose-confidence": args.propose_confidence != DEFAULT_CONFIDENCE,
+        "--propose-min-accounts": args.propose_min_accounts != DEFAULT_MIN_ACCOUNTS,
+    }
+    given = [name for name, used in proposing.items() if used]
+    if given and args.propose_policy is None:
         raise UserError(
-            "--propose-by-band splits the cells of a proposed policy: give --propose-policy FILE "
-            "as well"
+            f"{', '.join(given)} tune(s) a proposed policy: give --propose-policy FILE as well"
         )
     if args.propose_policy is not None:
         check_output_argument(args, "--propose-policy")
@@ -473,7 +480,7 @@ def run(args: argparse.Namespace) -> int:
         departs = sum(c["chosen"] != "baseline_tiered" for c in result["proposal"]["cells"])
         print(
             f"[simulate-policy] proposed policy: {args.propose_policy} ({departs} of "
-            f"{len(result['proposal']['cells'])} segment x bucket cells depart from the "
+            f"{len(result['proposal']['cells'])} cells depart from the "
             "baseline); tuned on this world: evaluate it on others before adopting it",
             file=sys.stderr,
             flush=True,

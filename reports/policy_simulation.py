@@ -261,8 +261,13 @@ def markdown(result: Mapping[str, Any]) -> str:
             for driver, row in by_driver.items():
                 parts = row.get("by_decision") or {}
                 split = "; ".join(
-                    f"{name.replace('_', ' ')} {part['accounts']:,}: "
-                    f"{format_uplift('book_value', part['book_value'])}"
+                    f"{name.replace('_', ' ')} {part['accounts']:,}"
+                    + (  # the segments the policy acted on them for
+                        " (" + ", ".join(f"{k} {c:,}" for k, c in part["segments"].items()) + ")"
+                        if name == "own_ladder" and part.get("segments")
+                        else ""
+                    )
+                    + f": {format_uplift('book_value', part['book_value'])}"
                     for name, part in parts.items()
                     if part["accounts"]
                 )
@@ -367,11 +372,18 @@ def proposal_lines(proposal: Mapping[str, Any] | None) -> list[str]:
         f"|---|---|{'---|' if by_band else ''}---|---|---|---|",
     ]
     for c in proposal["cells"]:
-        evidence = (  # a cell that kept the baseline: its near miss, the best bound
-            f"- (best bound: {c['best_bound']} {c['best_bound_lower']:+,.0f})"
-            if c["chosen"] == "baseline_tiered"
-            else f"{c['gain']:+,.0f} ({c['lower']:+,.0f})"
-        )
+        bound = c.get("best_bound_lower")
+        if c["chosen"] != "baseline_tiered":
+            evidence = f"{c['gain']:+,.0f} ({c['lower']:+,.0f})"
+        elif bound is None:  # one account: no spread, no bound
+            evidence = f"- (no bound: {c['accounts']} account)"
+        elif bound > 0:  # a bound above 0 that did not depart: the cell was too small
+            evidence = (
+                f"- (best bound: {c['best_bound']} {bound:+,.0f}; kept: too few accounts to "
+                "depart, --propose-min-accounts)"
+            )
+        else:  # a cell that kept the baseline: its near miss, the best bound
+            evidence = f"- (best bound: {c['best_bound']} {bound:+,.0f})"
         band = f" {c.get('band')} |" if by_band else ""
         lines.append(
             f"| {c['segment']} | {c['bucket']} |{band} {c['accounts']:,} | {c['chosen']} | "

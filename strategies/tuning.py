@@ -62,9 +62,10 @@ class CellChoice:
     best_mean: str  # the candidate of highest mean gain (may differ from ``chosen``)
     best_mean_gain: float
     # the candidate of highest lower bound and that bound, whether or not it was chosen (a
-    # near miss is visible: a cell that kept the baseline shows how far its best was from 0)
-    best_bound: str
-    best_bound_lower: float
+    # near miss is visible: a cell that kept the baseline shows how far its best was from 0);
+    # None for a cell of one account (no spread, no bound)
+    best_bound: str | None
+    best_bound_lower: float | None
     band: str | None = None  # the cell's risk band (cells split by band), None: every band
 
 
@@ -124,10 +125,12 @@ def choose_cells(
             pick, gain, bound = names[others[best]], float(mean[best]), float(lower[best])
         else:
             pick, gain, bound = BASELINE, 0.0, 0.0
+        bounded = bool(np.isfinite(lower[best]))
         chosen.append(
             CellChoice(
                 s, b, n, pick, gain, bound, names[others[top]], float(mean[top]),
-                names[others[best]], float(lower[best]), cell_band,
+                names[others[best]] if bounded else None,
+                float(lower[best]) if bounded else None, cell_band,
             )
         )  # fmt: skip
     return chosen
@@ -191,7 +194,7 @@ def proposed_policy_text(
             "id": "TUNED-BASELINE",
             "description": (
                 "every other cell: no treatment beat the tiered baseline beyond noise on the "
-                "tuning world (or the cell had no scored account there)"
+                "tuning world, or the cell had too few scored accounts there to depart (or none)"
             ),
             "precedence": 100,
             "when": {},

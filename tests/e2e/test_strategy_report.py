@@ -122,6 +122,34 @@ def test_policy_simulation_reports_both_arms_and_an_uplift_interval(report_run):
     assert "Contact capacity, enforced in every arm every month" in markdown
 
 
+def test_a_true_type_s_uplift_is_split_by_what_the_policy_decided(report_run):
+    _, scores, simulation, _ = report_run
+    result = json.loads((simulation / "policy_simulation.json").read_text())
+    assert result["draws"] == "each account its own"
+    _, scored = read_scores(scores)
+    queued = int((scored["treatment"] == "standard_queue").sum())
+    dropped = sum(
+        result["arms"][arm][f"{kind}_dropped_for_capacity"]["mean"]
+        for arm in ("model_driven", "baseline_tiered") for kind in ("calls", "visits")
+    )  # fmt: skip
+    in_queue = 0
+    for driver, row in result["uplift_by_true_driver"].items():
+        parts = row["by_decision"]
+        assert sum(part["accounts"] for part in parts.values()) == row["accounts"], driver
+        total = sum(part["book_value"]["mean"] for part in parts.values())
+        assert total == pytest.approx(row["book_value"]["mean"], abs=1e-6), driver
+        if "standard_queue" in parts:
+            in_queue += parts["standard_queue"]["accounts"]
+            if dropped == 0:  # each account its own draws: left alone, exactly the baseline
+                assert parts["standard_queue"]["book_value"]["mean"] == 0.0, driver
+        if "own_ladder" in parts:
+            segments = parts["own_ladder"]["segments"]
+            assert sum(segments.values()) == parts["own_ladder"]["accounts"]
+    assert in_queue == queued
+    text = (simulation / "policy_simulation.md").read_text()
+    assert "left in the standard queue:" in text and "standard queue " in text
+
+
 def test_the_proposed_policy_gives_each_segment_and_bucket_its_chosen_treatment(
     report_run, scoring_world, tmp_path
 ):
@@ -225,13 +253,13 @@ def test_propose_policy_needs_the_oracle_seeds(report_run, scoring_world, tmp_pa
     err = capsys.readouterr().err
     assert "--propose-policy" in err and "Traceback" not in err
     assert not inside.exists() and not (tmp_path / "out2").exists()
-    # --propose-by-band alone has nothing to split
+    # the tuning options alone tune nothing: refused, not ignored
     argv = ["simulate-policy", "--scores", str(scores), "--data", str(scoring_world.portfolio),
-            "--propose-by-band", "--out", str(tmp_path / "out3")]  # fmt: skip
+            "--propose-by-band", "--propose-min-accounts", "50", "--out", str(tmp_path / "out3")]  # fmt: skip
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert "--propose-by-band splits the cells of a proposed policy" in err
-    assert not (tmp_path / "out3").exists()
+    assert "--propose-by-band, --propose-min-accounts tune(s) a proposed policy" in err
+    assert "give --propose-policy FILE as well" in err and not (tmp_path / "out3").exists()
 
 
 def test_simulate_policy_refuses_a_portfolio_without_truth(report_run, scoring_world, tmp_path,

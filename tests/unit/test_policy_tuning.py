@@ -84,9 +84,9 @@ def test_a_small_cell_keeps_the_baseline_and_shows_its_near_miss():
     assert cell.best_bound == NAMES[0] and cell.best_bound_lower > 40
     [cell] = choose_cells(values, NAMES, ["seasonal"] * n, ["M2"] * n, min_accounts=20)
     assert cell.chosen == NAMES[0]
-    # one account: no bound at all
+    # one account: no bound at all (None, which JSON can hold; -inf it cannot)
     [cell] = choose_cells(values[:, :1], NAMES, ["seasonal"], ["M2"], min_accounts=1)
-    assert cell.chosen == BASELINE and cell.best_bound_lower == -np.inf
+    assert cell.chosen == BASELINE and cell.best_bound is None and cell.best_bound_lower is None
 
 
 def test_with_the_baseline_alone_every_cell_keeps_it():
@@ -186,3 +186,30 @@ def test_cells_split_by_risk_band_keep_a_treatment_only_where_it_pays():
     assert "x risk band" in document["description"]
     with pytest.raises(ValueError, match="one risk band per account"):
         choose_cells(values, NAMES, segments, buckets, bands=bands[:-1])
+
+
+def test_the_proposal_table_says_why_a_cell_kept_the_baseline():
+    from dataclasses import asdict
+
+    from rollrisk.reports.policy_simulation import proposal_lines
+
+    cells = [
+        CellChoice("capacity_shock", "M2", 500, "treatment:hardship_support", 80.0, 30.0,
+                   "treatment:hardship_support", 80.0, "treatment:hardship_support", 30.0),
+        # a positive bound that did not depart: the cell was under the minimum
+        CellChoice("unreachable", "M2", 2, BASELINE, 0.0, 0.0, "treatment:skip_trace", 90.0,
+                   "treatment:skip_trace", 27.0),
+        CellChoice("seasonal", "M1", 1, BASELINE, 0.0, 0.0, "treatment:reminder_only", 5.0,
+                   None, None),
+        CellChoice("general", "M1", 3000, BASELINE, 0.0, 0.0, "treatment:reminder_only", 3.0,
+                   "treatment:reminder_only", -2.0),
+    ]  # fmt: skip
+    text = "\n".join(proposal_lines({"file": "p.yaml", "cells": [asdict(c) for c in cells]}))
+    assert "| capacity_shock | M2 | 500 | treatment:hardship_support | +80 (+30) |" in text
+    assert "best bound: treatment:skip_trace +27; kept: too few accounts to depart" in text
+    assert "| seasonal | M1 | 1 | baseline_tiered | - (no bound: 1 account) |" in text
+    assert (
+        "| general | M1 | 3,000 | baseline_tiered | - (best bound: treatment:reminder_only -2) |"
+        in text
+    )
+    assert "inf" not in text
