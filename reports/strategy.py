@@ -1208,6 +1208,30 @@ def _worse_off_types(section: Section, by_driver: Mapping[str, Any]) -> None:
         section.raw(f'<p class="zh">{escape(zh_text)}</p>')
 
 
+def _worse_off_summary(section: Section, by_driver: Mapping[str, Any]) -> None:
+    """One sentence (English and Chinese) for the summary when a true borrower type is
+    significantly worse off; the detail is in "Where the strategy loses"."""
+    worse = sorted(
+        (row["book_value"]["mean"], driver)
+        for driver, row in by_driver.items()
+        if row["book_value"]["ci_high"] < 0
+    )
+    if not worse:
+        return
+    en = ", ".join(f"{_words(DRIVER_NAMES, d)[0]} ({-m:,.0f} CNY lower)" for m, d in worse)
+    zh = "、".join(f"{_words(DRIVER_NAMES, d)[1]}(低 {-m:,.0f} 元)" for m, d in worse)
+    en_text = (
+        f"Not every borrower gains: {len(worse)} true borrower type(s) end with a significantly "
+        f"lower book value than under the baseline: {en}. Why, and on which accounts: "
+        "Where the strategy loses."
+    )
+    zh_text = (
+        f"并非所有借款人都受益:{len(worse)}类真实借款人的期末账面价值显著低于基准:{zh}。"
+        "原因及涉及的账户见“策略在哪里失利”。"
+    )
+    section.raw(f'<div class="box warn">{escape(en_text)}<p class="zh">{escape(zh_text)}</p></div>')
+
+
 def _lower_by(stats: Mapping[str, float]) -> tuple[str, str]:
     """A negative book-value difference as (English, Chinese) words: ``X CNY lower (95 %
     interval: A to B lower)``, the amounts positive."""
@@ -2217,6 +2241,7 @@ def build_report(
     else:
         tiles = _headline(summary, policy_simulation)
         _references(summary, policy_simulation)
+        _worse_off_summary(summary, policy_simulation.get("uplift_by_true_driver") or {})
         _policy_section(sections["policy-simulation"], policy_simulation)
 
     # --- summary

@@ -19,6 +19,7 @@ from rollrisk.reports.html import Section
 from rollrisk.reports.strategy import (
     ACCOUNT_COLUMNS,
     LADDER_WORDS,
+    _worse_off_summary,
     _worse_off_types,
     account_rows,
     action_mix,
@@ -373,3 +374,17 @@ def test_a_true_type_worse_off_is_named_with_the_accounts_the_policy_misplaced()
     calm = Section("where-it-loses", "Where the strategy loses")
     _worse_off_types(calm, {"seasonal": by_driver["seasonal"]})
     assert "No true borrower type is significantly worse off" in "".join(calm.parts)
+
+
+def test_the_summary_warns_when_a_true_type_is_worse_off():
+    worse = {"accounts": 900, "book_value": _interval(-600_000, -890_000, -340_000)}
+    calm = {"accounts": 480, "book_value": _interval(-41_000, -263_000, 112_000)}
+    section = Section("summary", "Summary")
+    _worse_off_summary(section, {"healthy": worse, "seasonal": calm})
+    html = "".join(section.parts)
+    assert "1 true borrower type(s) end with a significantly lower book value" in html
+    assert "healthy (a one-off slip) (600,000 CNY lower)" in html
+    assert "健康型(偶然逾期)(低 600,000 元)" in html and "seasonal" not in html
+    quiet = Section("summary", "Summary")
+    _worse_off_summary(quiet, {"seasonal": calm})
+    assert quiet.parts == []
