@@ -259,18 +259,15 @@ def markdown(result: Mapping[str, Any]) -> str:
                 "standard queue:"
             )
             for driver, row in by_driver.items():
-                parts = row.get("by_decision") or {}
-                split = "; ".join(
-                    f"{name.replace('_', ' ')} {part['accounts']:,}"
-                    + (  # the segments the policy acted on them for
-                        " (" + ", ".join(f"{k} {c:,}" for k, c in part["segments"].items()) + ")"
-                        if name == "own_ladder" and part.get("segments")
-                        else ""
-                    )
-                    + f": {format_uplift('book_value', part['book_value'])}"
-                    for name, part in parts.items()
-                    if part["accounts"]
-                )
+                pieces = []
+                for name, part in (row.get("by_decision") or {}).items():
+                    label = f"{name.replace('_', ' ')} {part['accounts']:,}"
+                    if name == "own_ladder" and part.get("segments"):  # the segments acted on
+                        label += (
+                            f" ({', '.join(f'{k} {c:,}' for k, c in part['segments'].items())})"
+                        )
+                    pieces.append(f"{label}: {format_uplift('book_value', part['book_value'])}")
+                split = "; ".join(pieces)
                 lines.append(
                     f"  - {driver} ({row['accounts']:,}) "
                     f"{format_uplift('book_value', row['book_value'])}"

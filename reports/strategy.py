@@ -1156,7 +1156,7 @@ def _worse_off_types(section: Section, by_driver: Mapping[str, Any]) -> None:
     the standard queue (whose difference can only be the contact capacity the others used)."""
     if not by_driver:
         return
-    worse = {d: row for d, row in by_driver.items() if row["book_value"]["ci_high"] < 0}
+    worse = _worse_off(by_driver)
     section.raw("<h3>By true borrower type (simulator) 按真实借款人类型(模拟)</h3>")
     if not worse:
         section.text(
@@ -1167,7 +1167,7 @@ def _worse_off_types(section: Section, by_driver: Mapping[str, Any]) -> None:
             '<p class="zh">没有任何真实借款人类型比基准策略显著更差(账面价值,95%区间)。</p>'
         )
         return
-    for driver, row in sorted(worse.items(), key=lambda x: x[1]["book_value"]["mean"]):
+    for driver, row in worse:
         en, zh = _words(DRIVER_NAMES, driver)
         loss = _lower_by(row["book_value"])
         text = (
@@ -1211,15 +1211,11 @@ def _worse_off_types(section: Section, by_driver: Mapping[str, Any]) -> None:
 def _worse_off_summary(section: Section, by_driver: Mapping[str, Any]) -> None:
     """One sentence (English and Chinese) for the summary when a true borrower type is
     significantly worse off; the detail is in "Where the strategy loses"."""
-    worse = sorted(
-        (row["book_value"]["mean"], driver)
-        for driver, row in by_driver.items()
-        if row["book_value"]["ci_high"] < 0
-    )
+    worse = [(driver, row["book_value"]["mean"]) for driver, row in _worse_off(by_driver)]
     if not worse:
         return
-    en = ", ".join(f"{_words(DRIVER_NAMES, d)[0]} ({-m:,.0f} CNY lower)" for m, d in worse)
-    zh = "、".join(f"{_words(DRIVER_NAMES, d)[1]}(低 {-m:,.0f} 元)" for m, d in worse)
+    en = ", ".join(f"{_words(DRIVER_NAMES, d)[0]} ({-m:,.0f} CNY lower)" for d, m in worse)
+    zh = "、".join(f"{_words(DRIVER_NAMES, d)[1]}(低 {-m:,.0f} 元)" for d, m in worse)
     en_text = (
         f"Not every borrower gains: {len(worse)} true borrower type(s) end with a significantly "
         f"lower book value than under the baseline: {en}. Why, and on which accounts: "
@@ -1230,6 +1226,13 @@ def _worse_off_summary(section: Section, by_driver: Mapping[str, Any]) -> None:
         "原因及涉及的账户见“策略在哪里失利”。"
     )
     section.raw(f'<div class="box warn">{escape(en_text)}<p class="zh">{escape(zh_text)}</p></div>')
+
+
+def _worse_off(by_driver: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """(true type, its row) of every type whose book-value uplift's interval is below zero,
+    the largest loss first."""
+    worse = [(d, row) for d, row in by_driver.items() if row["book_value"]["ci_high"] < 0]
+    return sorted(worse, key=lambda item: item[1]["book_value"]["mean"])
 
 
 def _lower_by(stats: Mapping[str, float]) -> tuple[str, str]:
@@ -1989,35 +1992,33 @@ def build_report(
                 '<p class="zh">区间包含零:模拟只显示均值为负,无法与偶然波动区分,不能认定为损失。</p>'
             )
         if _all_standard_queue(scored, segment, policy):
-            if policy_simulation.get("draws") == OWN_DRAWS:
-                loses.text(
-                    "Every account of this segment stays in the lender's standard collection, "
-                    "as under the baseline: the policy changes nothing for them, and the "
-                    "simulation gives each account the same random draws in both. The "
+            unchanged = (
+                "Every account of this segment stays in the lender's standard collection, as "
+                "under the baseline: the policy changes nothing for them. ",
+                "该细分的所有账户都保留在常规分层催收中,与基准策略相同:本策略对他们没有任何改变。",
+            )
+            why = (
+                (  # each account its own draws: only the shared capacity links the accounts
+                    "The simulation gives each account the same random draws in both; the "
                     "difference comes from the team's contact capacity: the other segments' "
                     "ladders use agent calls and field visits, so some of these accounts' calls "
-                    "or visits were not made (the capacity serves the highest balances first)."
+                    "or visits were not made (the capacity serves the highest balances first).",
+                    "模拟为每个账户在两种策略下使用相同的随机抽样;差异来自催收团队的人力上限:其他"
+                    "细分的方案占用了坐席电话和上门拜访,这些账户的部分电话或拜访因此未能进行(人力"
+                    "优先用于余额最高的账户)。",
                 )
-                loses.raw(
-                    '<p class="zh">该细分的所有账户都保留在常规分层催收中,与基准策略相同:本策略'
-                    "对他们没有任何改变,模拟也为每个账户在两种策略下使用相同的随机抽样。差异来自"
-                    "催收团队的人力上限:其他细分的方案占用了坐席电话和上门拜访,这些账户的部分电话"
-                    "或拜访因此未能进行(人力优先用于余额最高的账户)。</p>"
+                if policy_simulation.get("draws") == OWN_DRAWS
+                else (  # a simulation written before every account had its own draws
+                    "The difference is simulation noise: this simulation was made before each "
+                    "account had its own random draws, so the changed plans of other segments "
+                    "shifted these accounts' draws. Re-run simulate-policy for an exact "
+                    "comparison.",
+                    "差异来自模拟噪声:此模拟早于每个账户使用独立随机抽样的版本,其他细分的计划改变"
+                    "影响了这些账户的抽样。请重新运行 simulate-policy 以得到精确比较。",
                 )
-            else:  # a simulation written before every account had its own draws
-                loses.text(
-                    "Every account of this segment stays in the lender's standard collection, "
-                    "as under the baseline: the policy changes nothing for them. The difference "
-                    "is simulation noise: this simulation was made before each account had its "
-                    "own random draws, so the changed plans of other segments shifted these "
-                    "accounts' draws. Re-run simulate-policy for an exact comparison."
-                )
-                loses.raw(
-                    '<p class="zh">该细分的所有账户都保留在常规分层催收中,与基准策略相同:本策略'
-                    "对他们没有任何改变。差异来自模拟噪声:此模拟早于每个账户使用独立随机抽样的"
-                    "版本,其他细分的计划改变影响了这些账户的抽样。请重新运行 simulate-policy"
-                    "以得到精确比较。</p>"
-                )
+            )
+            loses.text(unchanged[0] + why[0])
+            loses.raw(f'<p class="zh">{escape(unchanged[1] + why[1])}</p>')
             continue
         rules = removals[removals["segment"] == segment]
         if rules.empty:

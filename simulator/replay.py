@@ -1738,11 +1738,10 @@ def compare_policies(
         )
     if drivers is not None:
         # is any true-driver group worse off than under the baseline? the book-value uplift of
-        # each group, with the same account-and-seed interval as the headline
-        # each group split by what the policy decided: accounts it gave a ladder of its own
-        # (where a wrong segment costs) and accounts it left in the standard queue (the
-        # baseline's own collection: any difference there is the treated accounts' use of the
-        # shared contact capacity)
+        # each group, with the headline's account-and-seed interval, and split by what the
+        # policy decided: the accounts it gave a ladder of its own (where a wrong segment
+        # costs) and those it left in the standard queue (any difference there is the others'
+        # use of the shared contact capacity)
         drivers_of = np.asarray(drivers)
         decided = {"own_ladder": ~plan.queued, "standard_queue": plan.queued}
         by_driver: dict[str, Any] = {}

@@ -5,9 +5,8 @@ to every scored account, and the tiered baseline on the oracle's selection seeds
 candidate runs: :func:`rollrisk.simulator.replay.candidate_book_values`). This module turns
 those per-account book values into a policy: per **scored segment x scored start bucket**, or
 segment x bucket x **risk band** (what a policy file can test; never the true driver), the
-treatment whose gain over the tiered
-baseline has the highest lower confidence bound, if that bound is above zero, else the baseline
-(the policy file's ``standard_queue``).
+treatment whose gain over the tiered baseline has the highest lower confidence bound, if that
+bound is above zero, else the baseline (the policy file's ``standard_queue``).
 
 The bounds are one-sided Student-t bounds on the mean per-account paired gain (each account's
 book value under the candidate minus under the baseline, averaged over the selection seeds),
@@ -143,11 +142,11 @@ def proposed_policy_text(
     name: str = "tuned",
 ) -> str:
     """A complete policy file: one rule per segment, treatment (and risk band, for cells split
-    by band) with its buckets listed, where a cell departs from the baseline, then ``standard_queue`` for every other account, with
-    ``policy_text``'s treatments. Each rule's description carries its evidence (accounts, mean
-    gain and lower bound per account on the tuning world); ``provenance`` (world, as-of,
-    seeds, confidence) goes in the header. Checked by :func:`parse_policy` before it is
-    returned."""
+    by band) with its buckets listed, where a cell departs from the baseline, then
+    ``standard_queue`` for every other account, with ``policy_text``'s treatments. Each rule's
+    description carries its evidence (accounts, mean gain and lower bound per account on the
+    tuning world); ``provenance`` (world, as-of, seeds, confidence) goes in the header.
+    Checked by :func:`parse_policy` before it is returned."""
     document = yaml.safe_load(policy_text)
     treatments = document["treatments"]
     source = parse_policy(policy_text, "the scoring run's policy")
