@@ -447,6 +447,14 @@ LADDER_WORDS: dict[str, tuple[str, str]] = {
     "restructure_offer": ("offer to restructure into instalments", "提供分期重组方案"),
     "grace_period": ("grace period on the amount due", "应还款宽限期"),
     "interest_waiver": ("waive the interest of the delinquent period", "减免逾期期间利息"),
+    "grace_period_on_hardship": (
+        "grace period on the amount due, if the borrower states a hardship",
+        "借款人说明经济困难时给予应还款宽限期",
+    ),
+    "interest_waiver_on_hardship": (
+        "waive the interest of the delinquent period, if the borrower states a hardship",
+        "借款人说明经济困难时减免逾期期间利息",
+    ),
     "first_delinquency_extension": (
         "one-time interest-free extension (first-ever delinquency only)",
         "首次逾期一次性免息展期",

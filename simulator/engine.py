@@ -907,10 +907,15 @@ class ModelPlan:
     # tiered collection (it gets the tiered policy's actions and treatments); None (plans built
     # by hand) = nobody
     standard_queue: np.ndarray | None = None
+    # bool per account: the ladder grants a grace / a waiver only on a hardship claim made in a
+    # contact of the month (an action with ``ActionSpec.relief_on_hardship``); None = nobody
+    grace_on_hardship: np.ndarray | None = None
+    waiver_on_hardship: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        if self.standard_queue is None:
-            object.__setattr__(self, "standard_queue", np.zeros(len(self.grace), dtype=bool))
+        for name in ("standard_queue", "grace_on_hardship", "waiver_on_hardship"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, np.zeros(len(self.grace), dtype=bool))
 
     @property
     def queued(self) -> np.ndarray:
@@ -927,13 +932,17 @@ def ladder_plan(
 
     A contact step counts once on each channel it uses (:data:`~rollrisk.strategies.policy.ACTIONS`,
     ``channels_used``: a field visit also hands over a notice letter); a treatment step
-    (``grace_period``, ``interest_waiver``, ``first_delinquency_extension``) sets its flag, a
+    (``grace_period``, ``interest_waiver``, ``first_delinquency_extension``) sets its flag, as
+    does the grace or waiver granted on a hardship claim (``ActionSpec.relief_on_hardship``); a
     ``restructure_offer`` sets its flag and counts its channel. ``compliance_blocks`` (actions
     compliance removed, per ladder) defaults to none.
     """
     n = len(ladders)
     counts = np.zeros((n, len(CHANNELS)), dtype=np.int64)
-    flags = {name: np.zeros(n, dtype=bool) for name in (*TREATMENT_ACTIONS, "restructure_offer")}
+    flags = {
+        name: np.zeros(n, dtype=bool)
+        for name in (*TREATMENT_ACTIONS, "restructure_offer", "grace_on", "waiver_on")
+    }
     queued = np.zeros(n, dtype=bool)
     for i, steps in enumerate(ladders):
         for action, channel in steps:
@@ -942,6 +951,10 @@ def ladder_plan(
                 continue
             if action in TREATMENT_ACTIONS:
                 flags[action][i] = True
+                continue
+            relief = ACTIONS[action].relief_on_hardship if action in ACTIONS else None
+            if relief is not None:
+                flags["grace_on" if relief == "grace_period" else "waiver_on"][i] = True
                 continue
             if action == "restructure_offer":
                 flags["restructure_offer"][i] = True
@@ -957,6 +970,8 @@ def ladder_plan(
         flags["restructure_offer"],
         np.zeros(n, dtype=np.int64) if compliance_blocks is None else compliance_blocks,
         queued,
+        flags["grace_on"],
+        flags["waiver_on"],
     )
 
 
@@ -1014,7 +1029,9 @@ def offer_treatments(
     offer turned into.
 
     A grace or waiver offer is taken up only as :func:`takes_up` says (reached this month, the
-    driver's take-up; asked for after a hardship claim: always); a restructure needs the
+    driver's take-up; asked for after a hardship claim: always); one the ladder grants on a
+    hardship claim (``plan.grace_on_hardship``, ``plan.waiver_on_hardship``) is offered only to
+    a borrower who claimed hardship in a contact this month, and so taken up; a restructure needs the
     borrower's hardship claim this month, at M2+ above ``restructure_balance``; the extension
     is the lender's own, for the accounts in ``extension_allowed`` (default: all; the policy
     replay's decisions already passed compliance's first-delinquency rule). Nothing is granted
@@ -1027,16 +1044,23 @@ def offer_treatments(
     restructure_months = rng.choice(np.array(policy.restructure_months), n)
     free = ~treatment_active(state, month)
     delinquent = (state.bucket >= 1) & (state.bucket < CHARGE_OFF_BUCKET)
+    claimed = ~np.isnat(actions.hardship_at)
     restructure = (
         free
         & plan.restructure_offer
         & delinquent
-        & ~np.isnat(actions.hardship_at)
+        & claimed
         & (state.bucket >= 2)
         & (state.balance > policy.restructure_balance)
     )
-    grace_offer = free & ~restructure & plan.grace & first_month & delinquent
-    waiver_offer = free & ~restructure & ~grace_offer & plan.waiver & first_month & delinquent
+    grace_offer = (
+        free & ~restructure & (plan.grace | plan.grace_on_hardship & claimed)
+        & first_month & delinquent
+    )  # fmt: skip
+    waiver_offer = (
+        free & ~restructure & ~grace_offer & (plan.waiver | plan.waiver_on_hardship & claimed)
+        & first_month & delinquent
+    )  # fmt: skip
     offered = grace_offer | waiver_offer
     taken = takes_up(accounts, arrays, actions, offered, rng)
     grace, waiver = grace_offer & taken, waiver_offer & taken
@@ -1528,7 +1552,8 @@ def _explored_treatments(
 ) -> tuple[ChunkState, MonthTreatments]:
     """The explored accounts' treatments (their ladder's, :func:`offer_treatments`) in place of
     the tiered ones; dated like the tiered lender's (the lender's own from the cycle end + 2
-    days, a restructure from the hardship claim, then 1-3 days and office hours)."""
+    days, a restructure, or a grace or waiver granted on a hardship claim, from the claim, then
+    1-3 days and office hours)."""
     rng = explore.rng
     first_delinquency = first_delinquency_month(before, previous_bucket)
     arm_state, kind, _, _ = offer_treatments(
@@ -1536,8 +1561,15 @@ def _explored_treatments(
     )
     state = merge_states(~explored, tiered_state, arm_state)
     granted = np.flatnonzero(explored & (kind >= 0))
+    on_claim = (kind[granted] == KIND["restructure"]) | (
+        (kind[granted] == KIND["grace_period"]) & plan.grace_on_hardship[granted]
+        & ~plan.grace[granted]
+    ) | (
+        (kind[granted] == KIND["interest_waiver"]) & plan.waiver_on_hardship[granted]
+        & ~plan.waiver[granted]
+    )  # fmt: skip
     decided = np.where(
-        kind[granted] == KIND["restructure"],
+        on_claim,
         actions.hardship_at[granted],
         cycle_end[granted].astype("datetime64[us]") + np.timedelta64(2, "D"),
     )

@@ -66,6 +66,9 @@ class ActionSpec:
     description: str
     # Used by every step besides the channel it names: the visit hands over the notice letter.
     companion_channels: tuple[str, ...] = ()
+    # A relief granted only to a borrower who states a hardship in a contact of the month: the
+    # treatment it grants then (``grace_period`` or ``interest_waiver``); None for the others.
+    relief_on_hardship: str | None = None
 
     def channels_used(self, channel: str | None = None) -> tuple[str, ...]:
         """The channels of :data:`~rollrisk.features.schemas.CHANNELS` one step of this action
@@ -112,6 +115,29 @@ ACTIONS: Mapping[str, ActionSpec] = {
             False,
             (),
             "waive the interest of the delinquent period",
+        ),
+        # The same relief granted only to a borrower who states a hardship in one of the
+        # month's contacts (the lender's hardship review: a borrower who asks gets it, one who
+        # does not is never given relief unasked). The step contacts no one itself: the ladder's
+        # contacts (a call, a restructure offer by call) are where a claim can be made.
+        ActionSpec(
+            "grace_period_on_hardship",
+            False,
+            False,
+            False,
+            (),
+            "grace period on the amount due, granted when the borrower states a hardship",
+            relief_on_hardship="grace_period",
+        ),
+        ActionSpec(
+            "interest_waiver_on_hardship",
+            False,
+            False,
+            False,
+            (),
+            "waive the interest of the delinquent period, granted when the borrower states a "
+            "hardship",
+            relief_on_hardship="interest_waiver",
         ),
         ActionSpec(
             "first_delinquency_extension",

@@ -371,3 +371,34 @@ def test_an_offer_is_taken_up_only_when_reached_at_the_drivers_rate_and_always_w
     assert asked.sum() > 100
     taken = takes_up(accounts, arrays, rows, np.ones(N, dtype=bool), np.random.default_rng(4))
     assert taken[asked].all()
+
+
+def test_relief_on_a_hardship_claim_goes_only_to_the_borrowers_who_claim_one():
+    from rollrisk.simulator.engine import KIND, ladder_plan, offer_treatments
+
+    for action, kind in (
+        ("interest_waiver_on_hardship", "interest_waiver"),
+        ("grace_period_on_hardship", "grace_period"),
+    ):
+        granted = {}
+        for driver in ("healthy", "capacity_shock"):
+            rules, arrays, _, accounts, state = _book(driver, bucket=1)
+            _, rows = _calls(driver, 2)
+            on_claim = ladder_plan([[("call", "agent_call"), (action, None)]] * N)
+            unasked = ladder_plan([[("call", "agent_call"), (kind, None)]] * N)
+            assert on_claim.channel_counts[:, CH["agent_call"]].tolist() == [1] * N
+            claimed = ~np.isnat(rows.hardship_at)
+            _, got, _, refused = offer_treatments(
+                rules, accounts, arrays, on_claim, state, rows, True, 0, np.random.default_rng(5)
+            )
+            assert ((got == KIND[kind]) == claimed).all(), (action, driver)  # exactly the claims
+            assert not refused.any()  # offered only to who asked: never refused
+            _, plain, _, _ = offer_treatments(
+                rules, accounts, arrays, unasked, state, rows, True, 0, np.random.default_rng(5)
+            )
+            granted[driver] = ((got >= 0).mean(), (plain >= 0).mean())
+        # a healthy borrower seldom claims: relief on a claim reaches far fewer of them than
+        # relief offered unasked, and a larger share of shocked borrowers than of healthy ones
+        healthy, shocked = granted["healthy"], granted["capacity_shock"]
+        assert healthy[0] < healthy[1] / 4, action
+        assert shocked[0] > 3 * healthy[0], action
