@@ -709,8 +709,8 @@ def oracle_candidates(inputs: DecisionInputs, plan: ModelPlan) -> dict[str, ArmS
     candidates: dict[str, ArmSpec] = {}
     for name in inputs.policy.treatments:
         given = plan_for_treatment(inputs, name)
-        if given.queued.all():
-            continue  # standard_queue: the baseline below
+        if given.queued_only.all():
+            continue  # standard_queue with nothing added: the baseline below
         candidates[f"treatment:{name}"] = ArmSpec(f"treatment:{name}", given, nobody)
     candidates["baseline_tiered"] = ArmSpec("baseline_tiered", plan, np.ones(n, dtype=bool))
     return candidates

@@ -255,8 +255,8 @@ def markdown(result: Mapping[str, Any]) -> str:
         if by_driver:
             lines.append(
                 "- book-value uplift per true driver (95 % interval over accounts and seeds), "
-                "and on its accounts the policy gave a ladder of its own / left in the "
-                "standard queue:"
+                "and on its accounts the policy gave a ladder of its own (or steps added to the "
+                "standard queue) / left in the standard queue with nothing added:"
             )
             for driver, row in by_driver.items():
                 pieces = []

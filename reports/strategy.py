@@ -441,6 +441,12 @@ OPERATOR_WORDS: dict[str, tuple[str, str]] = {
 # contract's channels, English as the ladder sentence reads it and Chinese. One table of
 # words, not a second action -> channel map: ACTIONS stays the one place that says which
 # channels an action uses.
+# the standard queue with steps added on top of it (the steps follow in the ladder sentence)
+QUEUE_PLUS_WORDS = (
+    "stays in the lender's standard collection (the usual reminders, calls and relief by "
+    "bucket), and this policy adds",
+    "保留在常规分层催收流程中(按逾期阶段的常规提醒、电话和纾困),本策略另加",
+)
 LADDER_WORDS: dict[str, tuple[str, str]] = {
     "reminder": ("reminder", "提醒"),
     "call": ("call", "电话"),
@@ -649,6 +655,8 @@ def ladder_words(treatment: Treatment) -> tuple[str, str]:
     for step in treatment.steps:
         action_en, action_zh = _words(LADDER_WORDS, step.action)
         if step.action == STANDARD_QUEUE:  # the lender's queue, not a step at a time of day
+            if len(treatment.steps) > 1:  # steps added on top of the queue
+                action_en, action_zh = QUEUE_PLUS_WORDS
             en.append(f"day {step.day}: the account {action_en}")
             zh.append(f"第{step.day}天起:账户{action_zh}")
             continue
@@ -1193,18 +1201,21 @@ def _worse_off_types(section: Section, by_driver: Mapping[str, Any]) -> None:
             seg_zh = ";".join(f"{_words(SEGMENT_NAMES, k)[1]}:{c:,}" for k, c in segments)
             own_loss = _lower_by(own["book_value"])
             text += (
-                f" On the {own['accounts']:,} of them the policy gave a ladder of its own it is "
+                f" On the {own['accounts']:,} of them the policy gave a ladder of its own (or "
+                f"steps added to the standard queue) it is "
                 f"{own_loss[0]}: the model put them in segments whose ladder costs more than it "
                 f"brings for borrowers of this type ({seg_en})."
             )
             zh_text += (
-                f"其中本策略为其单独制定方案的 {own['accounts']:,} 个账户{own_loss[1]}:模型把他们"
+                f"其中本策略为其单独制定方案(或在常规催收之外另加步骤)的 {own['accounts']:,} 个账户"
+                f"{own_loss[1]}:模型把他们"
                 f"归入的细分({seg_zh}),其方案对这类借款人得不偿失。"
             )
         if queue and queue["accounts"] and queue["book_value"]["ci_high"] < 0:
             queue_loss = _lower_by(queue["book_value"])
             text += (
-                f" On the {queue['accounts']:,} it left in the standard queue it is "
+                f" On the {queue['accounts']:,} it left in the standard queue with nothing "
+                f"added it is "
                 f"{queue_loss[0]}: the other accounts' ladders used contact capacity (calls, "
                 "visits) these accounts had under the baseline."
             )

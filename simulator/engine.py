@@ -919,9 +919,26 @@ class ModelPlan:
 
     @property
     def queued(self) -> np.ndarray:
-        """Who stays in the lender's standard tiered collection (bool per account)."""
+        """Who stays in the lender's standard tiered collection (bool per account), with or
+        without steps added on top of it (:attr:`plus_steps`)."""
         assert self.standard_queue is not None  # set by __post_init__
         return self.standard_queue
+
+    @property
+    def plus_steps(self) -> np.ndarray:
+        """Who stays in the standard queue with steps of the ladder added on top of it: a
+        contact or a relief (bool per account)."""
+        assert self.grace_on_hardship is not None and self.waiver_on_hardship is not None
+        added = (
+            (self.channel_counts.sum(axis=1) > 0) | self.grace | self.waiver | self.extension
+            | self.restructure_offer | self.grace_on_hardship | self.waiver_on_hardship
+        )  # fmt: skip
+        return self.queued & added
+
+    @property
+    def queued_only(self) -> np.ndarray:
+        """Who stays in the standard queue with nothing added (bool per account)."""
+        return self.queued & ~self.plus_steps
 
 
 def ladder_plan(
@@ -946,7 +963,7 @@ def ladder_plan(
     queued = np.zeros(n, dtype=bool)
     for i, steps in enumerate(ladders):
         for action, channel in steps:
-            if action == STANDARD_QUEUE:  # alone in its ladder (the policy parser sees to it)
+            if action == STANDARD_QUEUE:  # the other steps, if any, are added on top of it
                 queued[i] = True
                 continue
             if action in TREATMENT_ACTIONS:
@@ -1001,14 +1018,21 @@ def mixed_actions(
     month: int,
     acted_tiered: np.ndarray,
     counts_tiered: np.ndarray,
+    plus: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(accounts acted on, counts per channel): the tiered policy's for ``tiered`` accounts,
-    :func:`ladder_counts` for the others; in the form :func:`tiered_actions` returns."""
+    :func:`ladder_counts` for the others; in the form :func:`tiered_actions` returns. ``plus``
+    (tiered accounts whose ladder adds steps to the standard queue) get the tiered policy's
+    contacts and their ladder's, in M1-M3 while collection is not stopped."""
     counts = ladder_counts(plan, state, month, acted_tiered, counts_tiered)
     if tiered.any():
+        added = np.where(plus[:, None], counts, 0) if plus is not None else None
         counts[tiered] = 0
         pick = tiered[acted_tiered]
         counts[acted_tiered[pick]] = counts_tiered[pick]
+        if added is not None:
+            in_scope = (state.bucket >= 1) & (state.bucket <= POLICY_MAX_BUCKET)
+            counts += np.where(in_scope[:, None], added, 0)
     acted = np.flatnonzero(counts.sum(axis=1) > 0)
     return acted, counts[acted]
 

@@ -149,15 +149,16 @@ def exploration_from_policy(
     experiment_id: str = EXPERIMENT_ID,
     source: str | None = None,
 ) -> Exploration | None:
-    """The exploration with every treatment of ``policy`` as an arm, except ``standard_queue``
-    (the lender's tiered collection: that is the control, not an arm); ``source`` names the
+    """The exploration with every treatment of ``policy`` as an arm, except those that keep the
+    account in the standard queue (the lender's tiered collection is the control, not an arm;
+    the simulated lender does not explore steps added on top of it); ``source`` names the
     policy file in the records, default ``policy.source``. None for a share of 0."""
     if share == 0:
         return None
     arms = tuple(
         (name, treatment.steps)
         for name, treatment in policy.treatments.items()
-        if not treatment.is_standard_queue
+        if not treatment.keeps_standard_queue
     )
     return Exploration(experiment_id, share, arms, source or policy.source)
 

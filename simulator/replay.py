@@ -675,6 +675,9 @@ class ArmSpec:
     plan: ModelPlan
     tiered: np.ndarray  # bool per account
     grace_all: bool = False
+    # bool per account, set by effective_spec: tiered accounts of the plan whose ladder adds
+    # steps to the standard queue (ModelPlan.plus_steps): the tiered policy and those steps
+    plus: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -871,8 +874,10 @@ def effective_spec(arm: str | ArmSpec, plan: ModelPlan, accounts: int) -> ArmSpe
             raise ValueError(f"arm must be one of {ARMS} or an ArmSpec, got {arm!r}")
         arm = ArmSpec(arm, plan, np.full(accounts, arm == "baseline_tiered"))
     # an account whose decision is standard_queue stays in the lender's tiered collection: it
-    # is a tiered account of this arm, whatever the arm's mix says for the others
-    return replace(arm, tiered=np.asarray(arm.tiered, dtype=bool) | arm.plan.queued)
+    # is a tiered account of this arm, whatever the arm's mix says for the others; one whose
+    # ladder adds steps to the queue gets them too, where the arm gives it the plan
+    tiered = np.asarray(arm.tiered, dtype=bool)
+    return replace(arm, tiered=tiered | arm.plan.queued, plus=arm.plan.plus_steps & ~tiered)
 
 
 def same_run(left: ArmSpec, right: ArmSpec) -> bool:
@@ -882,7 +887,15 @@ def same_run(left: ArmSpec, right: ArmSpec) -> bool:
     nothing) or the same plan for every account in every field."""
     if left.grace_all != right.grace_all or not np.array_equal(left.tiered, right.tiered):
         return False
-    return bool(left.tiered.all()) or same_plan(left.plan, right.plan) == 1.0
+    if not np.array_equal(_plus(left), _plus(right)):
+        return False
+    return bool(left.tiered.all() and not _plus(left).any()) or (
+        same_plan(left.plan, right.plan) == 1.0
+    )
+
+
+def _plus(spec: ArmSpec) -> np.ndarray:
+    return spec.plus if spec.plus is not None else np.zeros(len(spec.tiered), dtype=bool)
 
 
 def run_arm(
@@ -913,7 +926,9 @@ def run_arm(
     """
     n = len(replay.account_ids)
     spec = effective_spec(arm, plan, n)
+    plus = _plus(spec)
     tiered_any, model_any = bool(spec.tiered.any()), bool((~spec.tiered).any())
+    plus_any = bool(plus.any())
     rules, arrays, world = replay.rules, replay.arrays, replay.world
     accounts = replace(replay.accounts, holdout=np.zeros(n, dtype=bool))
     state, previous_bucket = replay.state, replay.previous_bucket
@@ -954,8 +969,10 @@ def run_arm(
         acted_t, counts_t = tiered_actions(
             rules, accounts, arrays, state, month, actions_rng, every_account=True
         )
-        if model_any:
-            acted, counts = mixed_actions(spec.plan, spec.tiered, state, month, acted_t, counts_t)
+        if model_any or plus_any:
+            acted, counts = mixed_actions(
+                spec.plan, spec.tiered, state, month, acted_t, counts_t, plus if plus_any else None
+            )
         else:
             acted, counts = acted_t, counts_t
         # the rows' draws are keyed by account (RowDraws): an account planned the same contacts
@@ -989,29 +1006,33 @@ def run_arm(
             # grant_treatments draws per account, then the granted rows' dates (a number per
             # granted treatment, so they shift with the other accounts' grants; run_arm reads
             # no date, only the kinds and months)
-            rng = copy.deepcopy(treatment_rng) if model_any else treatment_rng
+            rng = copy.deepcopy(treatment_rng) if model_any or plus_any else treatment_rng
             tiered_state, granted = grant_treatments(
                 rules, accounts, before, previous_bucket, month_actions, cycle_end, month, rng
             )
             kind[granted.account] = granted.kind
             state = tiered_state
-        if model_any:
+        if model_any or plus_any:
             # the policy decides every month: a ladder's treatments are offered every month the
             # account is delinquent and free of one (as the simulated lender's arms are), the
             # first-delinquency extension after the first month only on a first-ever
-            # delinquency's first month (the scored decision already passed compliance's rule)
+            # delinquency's first month (the scored decision already passed compliance's rule).
+            # A ladder added to the standard queue offers its own after the queue's: only to an
+            # account the queue granted nothing this month (its state is the queue's)
             first_delinquency = first_delinquency_month(before, previous_bucket)
+            offered_on = merge_states(plus, tiered_state, before) if plus_any else before
             model_state, model_kind, model_restructured, refused = offer_treatments(
-                rules, replay.accounts, arrays, spec.plan, before, month_actions, True,
+                rules, replay.accounts, arrays, spec.plan, offered_on, month_actions, True,
                 month, treatment_rng, first_delinquency | (step == 0),
             )  # fmt: skip
-            counters["offers_refused"] += refused & ~spec.tiered
+            counters["offers_refused"] += refused & (~spec.tiered | plus)
+            own = ~spec.tiered | (plus & (model_kind >= 0))
             if tiered_any:
-                state = merge_states(spec.tiered, tiered_state, model_state)
-                kind = np.where(spec.tiered, kind, model_kind)
+                state = merge_states(~own, tiered_state, model_state)
+                kind = np.where(own, model_kind, kind)
             else:
                 state, kind = model_state, model_kind
-            restructured_now = np.where(spec.tiered, False, model_restructured)
+            restructured_now = np.where(own, model_restructured, False)
         restructured_now |= spec.tiered & (kind == KIND["restructure"])
         if spec.grace_all and step == 0:
             state, kind, refused = _grace_for_all(
@@ -1067,7 +1088,7 @@ def run_arm(
         totals["deferred_due"] += state.last_deferred
         counters["plans_broken"] += in_plan & (state.bucket > 0)
         defaulted |= dpd_of(state) >= default_dpd
-    blocks = np.where(spec.tiered, 0, spec.plan.compliance_blocks) + replay_blocks
+    blocks = np.where(spec.tiered & ~plus, 0, spec.plan.compliance_blocks) + replay_blocks
     end_balance = np.maximum(state.balance, 0.0)
     return ArmResult(
         recovered=totals["recovered"],
@@ -1739,11 +1760,12 @@ def compare_policies(
     if drivers is not None:
         # is any true-driver group worse off than under the baseline? the book-value uplift of
         # each group, with the headline's account-and-seed interval, and split by what the
-        # policy decided: the accounts it gave a ladder of its own (where a wrong segment
-        # costs) and those it left in the standard queue (any difference there is the others'
-        # use of the shared contact capacity)
+        # policy decided: the accounts it gave a ladder of its own or steps on top of the
+        # standard queue (where a wrong segment costs) and those it left in the standard queue
+        # with nothing added (any difference there is the others' use of the shared contact
+        # capacity)
         drivers_of = np.asarray(drivers)
-        decided = {"own_ladder": ~plan.queued, "standard_queue": plan.queued}
+        decided = {"own_ladder": ~plan.queued_only, "standard_queue": plan.queued_only}
         by_driver: dict[str, Any] = {}
         for driver in sorted(set(drivers_of.tolist())):
             group = drivers_of == driver

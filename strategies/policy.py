@@ -171,7 +171,8 @@ ACTIONS: Mapping[str, ActionSpec] = {
         # The lender's business-as-usual collection (the tiered queue by bucket: its SMS, calls,
         # agency and its own relief), as a choice a policy can make for an account. The step
         # itself contacts no one, so compliance has nothing to check on it; the queue is the
-        # lender's own process. Alone in its ladder (parse_treatment).
+        # lender's own process. Once, on day 0; other steps of its ladder are added on top of
+        # the queue (parse_treatment).
         ActionSpec(
             STANDARD_QUEUE,
             False,
@@ -362,10 +363,16 @@ class Treatment:
     line: int | None
 
     @property
-    def is_standard_queue(self) -> bool:
-        """Whether this treatment hands the account to the lender's tiered collection (its
-        ladder is ``standard_queue``, which the parser keeps alone in its ladder)."""
+    def keeps_standard_queue(self) -> bool:
+        """Whether this treatment leaves the account in the lender's tiered collection (its
+        ladder has the ``standard_queue`` step, alone or with steps added on top)."""
         return any(step.action == STANDARD_QUEUE for step in self.steps)
+
+    @property
+    def is_standard_queue(self) -> bool:
+        """Whether this treatment is the lender's tiered collection and nothing else (its
+        ladder is the ``standard_queue`` step alone)."""
+        return self.keeps_standard_queue and len(self.steps) == 1
 
 
 @dataclass(frozen=True)
@@ -809,30 +816,23 @@ def parse_treatment(name: str, node: Any, source: str, line: int | None) -> Trea
             )
         at = parse_time_of_day(step.get("at", "10:00"), source, here)
         steps.append(LadderStep(str(action), day, at, channel, recipient, here))
-    _check_standard_queue_alone(name, steps, source)
+    _check_standard_queue(name, steps, source)
     return Treatment(name, tuple(steps), str(node.get("description", "")), line)
 
 
-def _check_standard_queue_alone(name: str, steps: Sequence[LadderStep], source: str) -> None:
-    """``standard_queue`` hands the account to the lender's tiered collection, which plans its
-    own contacts and relief: a ladder that also plans steps would mean two plans at once, so
-    the action must be the ladder's only step, on day 0."""
+def _check_standard_queue(name: str, steps: Sequence[LadderStep], source: str) -> None:
+    """``standard_queue`` hands the account to the lender's tiered collection from the decision
+    on: once, on day 0. Other steps in its ladder are added on top of that collection (its
+    contacts and relief stay; e.g. a restructure offer and relief on a hardship claim)."""
     queued = [step for step in steps if step.action == STANDARD_QUEUE]
-    if not queued:
-        return
-    if len(steps) > 1:
-        # the step that keeps it from being alone: another action, else a second queue step
-        others = [step for step in steps if step.action != STANDARD_QUEUE] or queued[1:]
-        other = others[0]
+    if len(queued) > 1:
         raise ConfigError(
             source,
-            other.line,
-            f"treatment {name!r}: {STANDARD_QUEUE} leaves the account in the lender's standard "
-            f"tiered collection and must be the ladder's only step; this ladder also has "
-            f"{other.action!r} (day {other.day}). Write [{{day: 0, action: {STANDARD_QUEUE}}}] "
-            "alone, or a ladder of its own",
+            queued[1].line,
+            f"treatment {name!r}: {STANDARD_QUEUE} appears {len(queued)} times; the account "
+            "is in the lender's standard collection once, from day 0",
         )
-    if queued[0].day != 0:
+    if queued and queued[0].day != 0:
         raise ConfigError(
             source,
             queued[0].line,

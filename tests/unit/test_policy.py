@@ -255,7 +255,7 @@ def test_yaml_syntax_errors_carry_the_line():
         parse_policy("name: x\nrisk_bands:\n  low: 1.0\n   high: 2\n", "p.yaml")
 
 
-def test_the_standard_queue_is_a_ladder_of_its_own_and_alone_in_it():
+def test_the_standard_queue_is_a_ladder_of_its_own_or_the_base_of_one():
     assert ACTIONS["standard_queue"].channels_used() == ()
     spec = ACTIONS["standard_queue"]
     assert not (spec.contacts_borrower or spec.is_call or spec.is_collection)
@@ -263,17 +263,24 @@ def test_the_standard_queue_is_a_ladder_of_its_own_and_alone_in_it():
         "  press:\n", "  queue:\n    ladder:\n      - {day: 0, action: standard_queue}\n  press:\n"
     )
     assert parse_policy(alone, "p.yaml").treatments["queue"].steps[0].action == "standard_queue"
-    # mixing it with a step of the policy's own: two plans at once; the error names the step
-    mixed = alone.replace(
+    # steps added on top of the queue: the queue's collection plus those steps
+    plus = alone.replace(
         "      - {day: 0, action: standard_queue}\n",
         "      - {day: 0, action: standard_queue}\n      - {day: 2, action: reminder}\n",
     )
+    queue_plus = parse_policy(plus, "p.yaml").treatments["queue"]
+    assert [s.action for s in queue_plus.steps] == ["standard_queue", "reminder"]
+    assert queue_plus.keeps_standard_queue and not queue_plus.is_standard_queue
+    assert parse_policy(alone, "p.yaml").treatments["queue"].is_standard_queue
+    # the queue twice: the error names the second
+    twice = alone.replace(
+        "      - {day: 0, action: standard_queue}\n",
+        "      - {day: 0, action: standard_queue}\n      - {day: 0, action: standard_queue}\n",
+    )
     with pytest.raises(
-        ConfigError,
-        match=r"^p\.yaml:14: treatment 'queue': standard_queue .* "
-        r"must be the ladder's only step; this ladder also has 'reminder'",
+        ConfigError, match=r"^p\.yaml:14: treatment 'queue': standard_queue appears 2 times"
     ):
-        parse_policy(mixed, "p.yaml")
+        parse_policy(twice, "p.yaml")
     late = alone.replace("{day: 0, action: standard_queue}", "{day: 3, action: standard_queue}")
     with pytest.raises(
         ConfigError, match=r"^p\.yaml:13: .*starts at the decision, day 0, got day 3"

@@ -114,7 +114,12 @@ def test_an_account_left_in_the_standard_queue_meets_the_baseline_s_fate_exactly
     n = len(replay.account_ids)
     queued = np.arange(n) % 3 != 0
     calls = _plan(n, "agent_call")
-    plan = replace(calls, waiver=~queued, standard_queue=queued)
+    plan = replace(
+        calls,
+        channel_counts=np.where(queued[:, None], 0, calls.channel_counts),  # nothing added
+        waiver=~queued,
+        standard_queue=queued,
+    )
     costs = load_action_costs()
     for seed in range(3):
         model = run_arm(replay, "model_driven", plan, costs, 4, seed)
@@ -299,6 +304,51 @@ def test_a_standard_queue_decision_is_the_tiered_lender_for_that_account(simulat
     assert np.array_equal(by_plan.contacts, by_mask.contacts)
 
 
+def test_steps_added_to_the_standard_queue_act_on_top_of_the_tiered_lender(simulated: Path):
+    # a ladder [standard_queue, interest_waiver_on_hardship]: the tiered lender's contacts and
+    # relief, plus a waiver for a borrower whose hardship claim the queue granted nothing
+    # for. Every draw is the account's own, so an account the added step never fired for meets
+    # the baseline's fate to the bit, and only through the waiver can an account differ
+    from rollrisk.simulator.engine import ladder_plan
+    from rollrisk.simulator.replay import ArmSpec, effective_spec, same_run
+
+    _, replay = _delinquent_replay(simulated, horizon=4)
+    n = len(replay.account_ids)
+    costs = load_action_costs()
+    plus = ladder_plan([[("standard_queue", None), ("interest_waiver_on_hardship", None)]] * n)
+    assert plus.queued.all() and plus.plus_steps.all() and not plus.queued_only.any()
+    only = ladder_plan([[("standard_queue", None)]] * n)
+    assert only.queued_only.all() and not only.plus_steps.any()
+    differ = 0
+    for seed in range(3):
+        model = run_arm(replay, "model_driven", plus, costs, 4, seed)
+        base = run_arm(replay, "baseline_tiered", plus, costs, 4, seed)
+        moved = (model.book_value != base.book_value) | (model.contacts != base.contacts)
+        # the relief the account got differs (a waiver added; or a waiver added that kept the
+        # queue from granting its own grace later: the same count, another kind)
+        relief = (
+            (model.treatments_granted != base.treatments_granted)
+            | (model.waived_income != base.waived_income)
+            | (model.deferred_due != base.deferred_due)
+        )
+        assert not (moved & ~relief).any(), seed  # no relief added: the baseline's fate
+        assert (model.treatments_granted >= base.treatments_granted).sum() > 0.9 * n
+        differ += int(moved.sum())
+    assert differ > 0  # the added relief did fire (the check above is not vacuous)
+    # an added contact: every account gets the queue's contacts and its ladder's SMS
+    sms = ladder_plan([[("standard_queue", None), ("reminder", "sms")]] * n)
+    with_sms = run_arm(replay, "model_driven", sms, costs, 1, seed=0)
+    base = run_arm(replay, "baseline_tiered", sms, costs, 1, seed=0)
+    assert (with_sms.contacts >= base.contacts).all() and with_sms.contacts.sum() > base.contacts.sum()
+    # the baseline arm and a reference mixing the plan in keep the plan's added steps apart
+    assert not effective_spec("baseline_tiered", plus, n).plus.any()
+    everyone = ArmSpec("x", plus, np.ones(n, dtype=bool))
+    assert same_run(effective_spec(everyone, plus, n), effective_spec("baseline_tiered", plus, n))
+    assert not same_run(
+        effective_spec("model_driven", plus, n), effective_spec("baseline_tiered", plus, n)
+    )
+
+
 def test_a_real_portfolio_without_truth_is_refused(tiny_portfolio: Path):
     with pytest.raises(UserError, match="no truth/params.json - this is not a portfolio written"):
         read_simulation_params(tiny_portfolio)
@@ -430,7 +480,7 @@ def test_an_arm_whose_run_is_another_arms_is_run_once_with_the_same_result(simul
     costs = load_action_costs()
     n = len(replay.account_ids)
     plan = _plan(n, "sms")
-    everyone_queued = replace(_plan(n, "agent_call"), standard_queue=np.ones(n, dtype=bool))
+    everyone_queued = replace(_plan(n), standard_queue=np.ones(n, dtype=bool))  # nothing added
     same_plan_copy = replace(plan, grace=plan.grace.copy())  # equal, not the same object
     one_differs = replace(plan, waiver=np.eye(1, n, 0, dtype=bool)[0])  # one account differs
     arms = (
@@ -477,7 +527,7 @@ def test_a_duplicate_candidate_or_reference_is_run_once_and_reported(simulated: 
     assert np.array_equal(values[:2], apart) and np.array_equal(values[2], values[1])
 
     plan = _plan(n, "sms")
-    queued = replace(plan, standard_queue=everyone)
+    queued = replace(_plan(n), standard_queue=everyone)  # nothing added to the queue
     references = {"segment_blind": ArmSpec("segment_blind", queued, nobody)}
     result = compare_policies(replay, plan, costs, 2, [0, 1, 2], references=references)
     assert result["same_runs"] == {"segment_blind": "baseline_tiered"}

@@ -283,14 +283,16 @@ def test_a_standard_queue_decision_is_held_to_the_rules_and_the_capacity_as_the_
     costs = load_action_costs()
     held = with_constraints(replay, _compliance(max_calls_per_7_days=0), _capacity(10**9, 3))
     base = run_arm(held, "baseline_tiered", _plan(n), costs, 3, seed=4)
-    queued = replace(_plan(n, "agent_call"), standard_queue=np.ones(n, dtype=bool))
+    queued = replace(_plan(n), standard_queue=np.ones(n, dtype=bool))  # nothing added
     everyone = run_arm(held, "model_driven", queued, costs, 3, seed=4)
     assert base.compliance_blocks.sum() > 0 and base.visits_dropped_for_capacity.sum() > 0
     for name in ("book_value", "compliance_blocks", "agent_calls", "field_visits",
                  "visits_dropped_for_capacity", "contacts"):  # fmt: skip
         assert np.allclose(getattr(everyone, name), getattr(base, name)), name
     assert everyone.blocks_by_rule == base.blocks_by_rule
-    half = replace(queued, standard_queue=np.arange(n) % 2 == 0)
+    even = np.arange(n) % 2 == 0  # queued; the others called
+    calls = _plan(n, "agent_call").channel_counts
+    half = replace(queued, channel_counts=np.where(even[:, None], 0, calls), standard_queue=even)
     mixed = run_arm(held, "model_driven", half, costs, 3, seed=4)
     free = run_arm(replay, "model_driven", half, costs, 3, seed=4)
     assert free.agent_calls[::2].sum() > 0  # the queued accounts' tiered calls, unchecked

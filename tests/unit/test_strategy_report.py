@@ -162,6 +162,20 @@ def test_every_treatment_ladder_of_the_policy_reads_in_both_languages():
     en, zh = ladder_words(policy.treatments["reminder_only"])
     assert en == "day 0, 10:00: reminder by app notification; day 2, 10:00: reminder by SMS"
     assert zh == "第0天10:00:App推送提醒;第2天10:00:短信提醒"
+    # the standard queue alone, and with a step added on top of it
+    from rollrisk.strategies.policy import parse_policy
+
+    text = (CONF / "policy.yaml").read_text().replace(
+        "  standard_queue:\n",
+        "  queue_plus:\n    ladder:\n      - {day: 0, action: standard_queue}\n"
+        "      - {day: 0, action: interest_waiver_on_hardship}\n  standard_queue:\n",
+    )
+    plus = parse_policy(text, "p.yaml")
+    alone_en, _ = ladder_words(plus.treatments["standard_queue"])
+    plus_en, plus_zh = ladder_words(plus.treatments["queue_plus"])
+    assert "plans nothing else" in alone_en and "plans nothing else" not in plus_en
+    assert "this policy adds; day 0, 10:00: waive the interest" in plus_en
+    assert "if the borrower states a hardship" in plus_en and "本策略另加" in plus_zh
 
 
 def _reason(rank: int, feature: str, value: float) -> dict:
@@ -363,7 +377,10 @@ def test_a_true_type_worse_off_is_named_with_the_accounts_the_policy_misplaced()
     assert "whose true type is forgetful (3,580 accounts)" in html and "遗忘型" in html
     assert "book value 151,000 CNY lower (95 % interval: 93,000 to 213,000 lower)" in html
     assert "低 151,000 元(95%区间:低 93,000 至 213,000 元)" in html
-    assert "On the 243 of them the policy gave a ladder of its own it is 151,000 CNY lower" in html
+    assert (
+        "On the 243 of them the policy gave a ladder of its own (or steps added to the standard "
+        "queue) it is 151,000 CNY lower" in html
+    )
     assert "(hit by a hardship (capacity shock): 200; unwilling to pay: 43)" in html
     assert "(还款能力受冲击:200;还款意愿低:43)" in html
     assert "243 个账户低 151,000 元" in html
