@@ -339,7 +339,8 @@ def test_steps_added_to_the_standard_queue_act_on_top_of_the_tiered_lender(simul
     sms = ladder_plan([[("standard_queue", None), ("reminder", "sms")]] * n)
     with_sms = run_arm(replay, "model_driven", sms, costs, 1, seed=0)
     base = run_arm(replay, "baseline_tiered", sms, costs, 1, seed=0)
-    assert (with_sms.contacts >= base.contacts).all() and with_sms.contacts.sum() > base.contacts.sum()
+    assert (with_sms.contacts >= base.contacts).all()
+    assert with_sms.contacts.sum() > base.contacts.sum()
     # the baseline arm and a reference mixing the plan in keep the plan's added steps apart
     assert not effective_spec("baseline_tiered", plus, n).plus.any()
     everyone = ArmSpec("x", plus, np.ones(n, dtype=bool))

@@ -165,10 +165,14 @@ def test_every_treatment_ladder_of_the_policy_reads_in_both_languages():
     # the standard queue alone, and with a step added on top of it
     from rollrisk.strategies.policy import parse_policy
 
-    text = (CONF / "policy.yaml").read_text().replace(
-        "  standard_queue:\n",
-        "  queue_plus:\n    ladder:\n      - {day: 0, action: standard_queue}\n"
-        "      - {day: 0, action: interest_waiver_on_hardship}\n  standard_queue:\n",
+    text = (
+        (CONF / "policy.yaml")
+        .read_text()
+        .replace(
+            "  standard_queue:\n",
+            "  queue_plus:\n    ladder:\n      - {day: 0, action: standard_queue}\n"
+            "      - {day: 0, action: interest_waiver_on_hardship}\n  standard_queue:\n",
+        )
     )
     plus = parse_policy(text, "p.yaml")
     alone_en, _ = ladder_words(plus.treatments["standard_queue"])
