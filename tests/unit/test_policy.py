@@ -117,11 +117,25 @@ def test_the_shipped_policy_is_valid_and_decides():
     decision = decide(policy, case)
     assert decision.policy_rule.rule_id == "POL-CAP"
     assert [a.action for a in decision.actions] == ["interest_waiver", "restructure_offer"]
-    for segment in ("general", "forgetful", "seasonal", "unreachable", "low_willingness"):
+    # M1: the forgetful and the unreachable get the queue plus a hardship review; the general
+    # segment, low willingness and the seasonal stay in the queue alone
+    for segment, rule, treatment in (
+        ("forgetful", "POL-REVIEW-FORGETFUL", "queue_hardship_waiver"),
+        ("unreachable", "POL-REVIEW-UNREACHABLE", "queue_hardship_waiver"),
+        ("general", "POL-STANDARD", "standard_queue"),
+        ("seasonal", "POL-STANDARD", "standard_queue"),
+        ("low_willingness", "POL-STANDARD", "standard_queue"),
+    ):
         other = decide(policy, _case(segment=segment, product="agri_loan"))
-        assert (other.policy_rule.rule_id, other.treatment) == ("POL-STANDARD", "standard_queue")
+        assert (other.policy_rule.rule_id, other.treatment) == (rule, treatment), segment
+    review = decide(policy, _case(segment="general", start_bucket="M2", dpd=40))
+    assert [a.action for a in review.actions] == [
+        "standard_queue", "restructure_offer", "interest_waiver_on_hardship"
+    ]  # fmt: skip
     # the shipped policy keeps every ladder of the hand-written one it replaced (the oracle's
-    # candidates and the simulated lender's experiment arms are the treatments)
+    # candidates and the simulated lender's experiment arms are the treatments); the ladders it
+    # adds keep the standard queue, which the simulated lender does not explore, so its
+    # experiment (and every simulated history) is the same
     handwritten = load_policy(HANDWRITTEN_POLICY)
 
     def ladders(p):  # noqa: ANN001, ANN202 - the steps without their line numbers
@@ -130,8 +144,20 @@ def test_the_shipped_policy_is_valid_and_decides():
             for name, t in p.treatments.items()
         }
 
-    assert ladders(policy) == ladders(handwritten)
-    assert list(policy.treatments) == list(handwritten.treatments)
+    added = set(policy.treatments) - set(handwritten.treatments)
+    assert added and all(policy.treatments[name].keeps_standard_queue for name in added)
+    kept = {k: v for k, v in ladders(policy).items() if k not in added}
+    assert kept == ladders(handwritten)
+    assert [t for t in policy.treatments if t not in added] == list(handwritten.treatments)
+    from rollrisk.simulator.exploration import exploration_from_policy
+
+    def arms(p):  # noqa: ANN001, ANN202 - the experiment's arms, steps without line numbers
+        explore = exploration_from_policy(p, 0.1, source="p")
+        return [
+            (n, [(s.action, s.day, s.at, s.channel) for s in steps]) for n, steps in explore.arms
+        ]
+
+    assert arms(policy) == arms(handwritten)
 
 
 def test_the_handwritten_policy_is_valid_and_decides():
