@@ -226,6 +226,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Bonferroni correction counts every cell that has accounts, up to three times as many",
     )
     parser.add_argument(
+        "--propose-blind-first",
+        action="store_true",
+        help="--propose-policy: first give each start bucket (x band) its segment-blind choice "
+        "(the best treatment for all its accounts pooled, if its lower bound over the baseline "
+        "is above 0), then let a segment's cell depart from that choice only to a treatment, or "
+        "the baseline, that beats it beyond noise: each segment rule must beat the best policy "
+        "that ignores the segments, not only the baseline (bucket rules at precedence 50, "
+        "segment rules at 10)",
+    )
+    parser.add_argument(
         "--propose-min-accounts",
         type=int,
         default=DEFAULT_MIN_ACCOUNTS,
@@ -305,6 +315,7 @@ def run(args: argparse.Namespace) -> int:
         )
     proposing = {
         "--propose-by-band": args.propose_by_band,
+        "--propose-blind-first": args.propose_blind_first,
         "--propose-confidence": args.propose_confidence != DEFAULT_CONFIDENCE,
         "--propose-min-accounts": args.propose_min_accounts != DEFAULT_MIN_ACCOUNTS,
     }
@@ -513,7 +524,13 @@ def proposal_file(
         f"{args.oracle_seeds} selection seeds from {ORACLE_SEED_START} (base seed "
         f"{args.base_seed}), {args.months} months, response table "
         f"{replay.rules.response_table}",
-        "cells": "scored segment x start bucket" + (" x risk band" if args.propose_by_band else ""),
+        "cells": "scored segment x start bucket"
+        + (" x risk band" if args.propose_by_band else "")
+        + (
+            ", each against its bucket's segment-blind choice (--propose-blind-first)"
+            if args.propose_blind_first
+            else ""
+        ),
         "confidence": f"{args.propose_confidence} (one-sided Student-t, Bonferroni over every "
         f"cell x treatment); at least {args.propose_min_accounts} accounts per departing cell",
     }
@@ -690,6 +707,7 @@ def build_references(
                 values, list(candidates), ordered["segment"].to_list(), buckets,
                 args.propose_confidence, args.propose_min_accounts,
                 ordered["risk_band"].to_list() if args.propose_by_band else None,
+                args.propose_blind_first,
             )  # fmt: skip
     return References(references, drivers, oracle, per_bucket_choice, proposal)
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from rollrisk.simulator.replay import BOOTSTRAP_SAMPLES
+from rollrisk.strategies.tuning import EVERY_SEGMENT
 
 # metric of compare_policies -> (label, format of a value)
 LABELS: dict[str, tuple[str, str]] = {
@@ -355,22 +356,34 @@ def proposal_lines(proposal: Mapping[str, Any] | None) -> list[str]:
     if not proposal:
         return []
     by_band = any(c.get("band") for c in proposal["cells"])
+    blind = any(c["segment"] == EVERY_SEGMENT for c in proposal["cells"])
+    split = " x risk band" if by_band else ""
+    how = (
+        f"Per start bucket{split}, first the segment-blind choice (segment "
+        "`(every segment)`: the treatment whose mean gain over the tiered baseline per account "
+        "has the highest lower confidence bound, all segments pooled, if above 0, else the "
+        f"baseline); then per scored segment x start bucket{split}, the candidate (the baseline "
+        "included) whose gain over that choice has the highest lower bound, if above 0, else "
+        "the bucket's choice (column `against`)."
+        if blind
+        else f"Per scored segment x start bucket{split}: the treatment whose mean gain over the "
+        "tiered baseline per account has the highest lower confidence bound on the selection "
+        "seeds, if above 0, else the baseline."
+    )
     lines = [
         "",
         f"## Proposed policy ({proposal['file']}), tuned on this world",
         "",
-        f"Per scored segment x start bucket{' x risk band' if by_band else ''}: the treatment "
-        "whose mean gain over the tiered baseline per account has the highest lower confidence "
-        "bound on the selection seeds, if above 0, else the baseline. Evaluate it on other "
-        "worlds before adopting it.",
+        how + " Evaluate it on other worlds before adopting it.",
         "",
         f"| segment | bucket |{' band |' if by_band else ''} accounts | chosen | "
-        "gain per account (lower bound) | highest mean gain |",
-        f"|---|---|{'---|' if by_band else ''}---|---|---|---|",
+        f"{'against | ' if blind else ''}gain per account (lower bound) | highest mean gain |",
+        f"|---|---|{'---|' if by_band else ''}---|---|{'---|' if blind else ''}---|---|",
     ]
     for c in proposal["cells"]:
         bound = c.get("best_bound_lower")
-        if c["chosen"] != "baseline_tiered":
+        versus = c.get("versus", "baseline_tiered")
+        if c["chosen"] != versus:
             evidence = f"{c['gain']:+,.0f} ({c['lower']:+,.0f})"
         elif bound is None:  # one account: no spread, no bound
             evidence = f"- (no bound: {c['accounts']} account)"
@@ -379,12 +392,13 @@ def proposal_lines(proposal: Mapping[str, Any] | None) -> list[str]:
                 f"- (best bound: {c['best_bound']} {bound:+,.0f}; kept: too few accounts to "
                 "depart, --propose-min-accounts)"
             )
-        else:  # a cell that kept the baseline: its near miss, the best bound
+        else:  # a cell that kept what it is measured against: its near miss, the best bound
             evidence = f"- (best bound: {c['best_bound']} {bound:+,.0f})"
         band = f" {c.get('band')} |" if by_band else ""
+        against = f" {versus} |" if blind else ""
         lines.append(
-            f"| {c['segment']} | {c['bucket']} |{band} {c['accounts']:,} | {c['chosen']} | "
-            f"{evidence} "
+            f"| {c['segment']} | {c['bucket']} |{band} {c['accounts']:,} | {c['chosen']} |"
+            f"{against} {evidence} "
             f"| {c['best_mean']} {c['best_mean_gain']:+,.0f} |"
         )
     return lines

@@ -66,6 +66,28 @@ class CellChoice:
     best_bound: str | None
     best_bound_lower: float | None
     band: str | None = None  # the cell's risk band (cells split by band), None: every band
+    # the candidate ``gain``, ``lower``, ``best_mean_gain`` and ``best_bound_lower`` are measured
+    # against: the baseline, or (``blind_first``) the segment-blind choice of the cell's bucket
+    versus: str = BASELINE
+
+
+EVERY_SEGMENT = "(every segment)"
+"""The segment of a bucket's segment-blind choice (``choose_cells(..., blind_first=True)``)."""
+
+
+def _best(
+    values: np.ndarray, reference: int, candidates: Sequence[int], mask: np.ndarray, level: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and lower one-sided Student-t bound (standard error over the accounts of ``mask``)
+    of each candidate's per-account gain over ``reference``; -inf bounds for one account."""
+    n = int(mask.sum())
+    gains = values[list(candidates)][:, mask] - values[reference, mask]
+    mean = gains.mean(axis=1)
+    if n > 1:
+        lower = mean - stats.t.ppf(level, n - 1) * gains.std(axis=1, ddof=1) / math.sqrt(n)
+    else:
+        lower = np.full(len(candidates), -np.inf)
+    return mean, lower
 
 
 def choose_cells(
@@ -76,11 +98,19 @@ def choose_cells(
     confidence: float = DEFAULT_CONFIDENCE,
     min_accounts: int = DEFAULT_MIN_ACCOUNTS,
     bands: Sequence[str] | None = None,
+    blind_first: bool = False,
 ) -> list[CellChoice]:
     """Per segment x bucket (x risk band, with ``bands``: each account's scored band), the
     candidate of highest lower bound on its gain over :data:`BASELINE` if that bound is above
     0 and the cell has at least ``min_accounts`` accounts, else the baseline. The Bonferroni
     correction counts every cell, so finer cells need stronger evidence each.
+
+    ``blind_first``: each bucket (x band) first gets its segment-blind choice, the same rule
+    over all its accounts pooled (a cell of segment :data:`EVERY_SEGMENT`, listed first); a
+    segment's cell then departs from it only to a candidate, the baseline included, whose gain
+    over that choice has a lower bound above 0 (``versus``). The segments must earn each rule
+    against the best policy that ignores them, not only against the baseline; the correction
+    counts the blind cells too.
 
     ``values`` is (candidates x accounts), each account's mean book value per candidate on the
     selection seeds, rows in the order of ``names`` (which must hold :data:`BASELINE`; with no
@@ -98,40 +128,42 @@ def choose_cells(
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     base = names.index(BASELINE)
-    others = [k for k in range(len(names)) if k != base]
     seg, bucket = np.asarray(segments), np.asarray(buckets)
     band = np.asarray(bands) if bands is not None else np.full(len(seg), "", dtype=object)
     cells = sorted(set(zip(seg.tolist(), bucket.tolist(), band.tolist(), strict=True)))
-    level = 1 - (1 - confidence) / max(len(cells) * len(others), 1)
-    chosen: list[CellChoice] = []
-    for s, b, r in cells:
-        mask = (seg == s) & (bucket == b) & (band == r)
+    blind = sorted(set(zip(bucket.tolist(), band.tolist(), strict=True))) if blind_first else []
+    comparisons = (len(cells) + len(blind)) * (len(names) - 1)
+    level = 1 - (1 - confidence) / max(comparisons, 1)
+
+    def choose(segment: str, mask: np.ndarray, reference: int, b: str, r: str) -> CellChoice:
         n = int(mask.sum())
         cell_band = r if bands is not None else None
+        others = [k for k in range(len(names)) if k != reference]
         if not others:
-            chosen.append(
-                CellChoice(s, b, n, BASELINE, 0.0, 0.0, BASELINE, 0.0, BASELINE, 0.0, cell_band)
-            )
-            continue
-        gains = values[others][:, mask] - values[base, mask]
-        mean = gains.mean(axis=1)
-        if n > 1:
-            lower = mean - stats.t.ppf(level, n - 1) * gains.std(axis=1, ddof=1) / math.sqrt(n)
-        else:
-            lower = np.full(len(others), -np.inf)
+            return CellChoice(segment, b, n, names[reference], 0.0, 0.0, names[reference], 0.0,
+                              names[reference], 0.0, cell_band, names[reference])  # fmt: skip
+        mean, lower = _best(values, reference, others, mask, level)
         top, best = int(np.argmax(mean)), int(np.argmax(lower))
         if lower[best] > 0 and n >= min_accounts:
             pick, gain, bound = names[others[best]], float(mean[best]), float(lower[best])
         else:
-            pick, gain, bound = BASELINE, 0.0, 0.0
+            pick, gain, bound = names[reference], 0.0, 0.0
         bounded = bool(np.isfinite(lower[best]))
-        chosen.append(
-            CellChoice(
-                s, b, n, pick, gain, bound, names[others[top]], float(mean[top]),
-                names[others[best]] if bounded else None,
-                float(lower[best]) if bounded else None, cell_band,
-            )
+        return CellChoice(
+            segment, b, n, pick, gain, bound, names[others[top]], float(mean[top]),
+            names[others[best]] if bounded else None,
+            float(lower[best]) if bounded else None, cell_band, names[reference],
         )  # fmt: skip
+
+    chosen: list[CellChoice] = []
+    default: dict[tuple[str, str], int] = {}
+    for b, r in blind:
+        cell = choose(EVERY_SEGMENT, (bucket == b) & (band == r), base, b, r)
+        default[(b, r)] = names.index(cell.chosen)
+        chosen.append(cell)
+    for s, b, r in cells:
+        mask = (seg == s) & (bucket == b) & (band == r)
+        chosen.append(choose(s, mask, default.get((b, r), base), b, r))
     return chosen
 
 
@@ -159,32 +191,41 @@ def proposed_policy_text(
             "description": "the lender's standard tiered collection",
             "ladder": [{"day": 0, "action": STANDARD_QUEUE}],
         }
+    # a rule where a cell departs from what it is measured against: a bucket's segment-blind
+    # choice from the baseline (precedence 50), a segment's cell from the baseline or from its
+    # bucket's blind choice (precedence 10, so it wins over the bucket's rule)
     grouped: dict[tuple[str, str, str], list[CellChoice]] = {}
     for cell in cells:
-        if cell.chosen != BASELINE:
+        if cell.chosen != cell.versus:
             grouped.setdefault((cell.segment, cell.chosen, cell.band or ""), []).append(cell)
     rules = []
-    for (segment, chosen, band), group in sorted(grouped.items()):
-        treatment = chosen.removeprefix(TREATMENT_PREFIX)
+    for (segment, chosen, band), group in sorted(
+        grouped.items(), key=lambda item: (item[0][0] != EVERY_SEGMENT, item[0])
+    ):
+        treatment = queue if chosen == BASELINE else chosen.removeprefix(TREATMENT_PREFIX)
         if treatment not in treatments:
             raise ValueError(f"candidate {chosen} is not a treatment of the policy file")
         evidence = "; ".join(
             f"{c.bucket}: {c.accounts:,} accounts, +{c.gain:,.0f} CNY per account "
             f"(lower bound +{c.lower:,.0f})"
+            + ("" if c.versus == BASELINE else f" over {c.versus.removeprefix(TREATMENT_PREFIX)}")
             for c in group
         )
-        rule_id = f"TUNED-{segment.upper().replace('_', '-')}-{treatment.upper().replace('_', '-')}"
+        blind = segment == EVERY_SEGMENT
+        who = "BUCKET" if blind else segment.upper().replace("_", "-")
+        rule_id = f"TUNED-{who}-{treatment.upper().replace('_', '-')}"
         if band:
             rule_id += f"-{band.upper()}"
         while rule_id in {rule["id"] for rule in rules}:  # e.g. skip_trace and skip-trace
             rule_id += "-2"
+        when: dict[str, Any] = {} if blind else {"segment": [segment]}
+        when["start_bucket"] = [c.bucket for c in group]
         rules.append(
             {
                 "id": rule_id,
-                "description": f"tuned: {evidence}",
-                "precedence": 10,
-                "when": {"segment": [segment], "start_bucket": [c.bucket for c in group]}
-                | ({"risk_band": [band]} if band else {}),
+                "description": f"tuned{' for every segment' if blind else ''}: {evidence}",
+                "precedence": 50 if blind else 10,
+                "when": when | ({"risk_band": [band]} if band else {}),
                 "treatment": treatment,
             }
         )
@@ -201,10 +242,20 @@ def proposed_policy_text(
         }
     )
     document["name"] = name
+    split = " x risk band" if any(c.band for c in cells) else ""
     document["description"] = (
-        f"per segment x start bucket{' x risk band' if any(c.band for c in cells) else ''}, "
-        "the treatment that beat the tiered baseline beyond noise on "
-        "a tuning world (rollrisk simulate-policy --propose-policy); else the standard queue"
+        (
+            f"per start bucket{split}, the segment-blind treatment that beat the tiered "
+            f"baseline beyond noise on a tuning world, and per segment x start bucket{split} "
+            "the treatment that beat that one beyond noise (rollrisk simulate-policy "
+            "--propose-policy --propose-blind-first); else the standard queue"
+        )
+        if any(c.segment == EVERY_SEGMENT for c in cells)
+        else (
+            f"per segment x start bucket{split}, the treatment that beat the tiered baseline "
+            "beyond noise on a tuning world (rollrisk simulate-policy --propose-policy); else "
+            "the standard queue"
+        )
     )
     document["rules"] = rules
     header = "".join(f"#   {key}: {value}\n" for key, value in provenance.items())

@@ -213,3 +213,87 @@ def test_the_proposal_table_says_why_a_cell_kept_the_baseline():
         in text
     )
     assert "inf" not in text
+
+
+def test_blind_first_makes_each_segment_earn_its_rule_against_the_bucket_s_blind_choice():
+    # M2, three segments: reminders pay for everyone a little (+100 for two segments, +150 for
+    # the third) and hardship support pays a lot for one segment only (capacity_shock +400).
+    # Blind first: the bucket gets reminders; capacity_shock departs to hardship support (over
+    # reminders, not only over the baseline); a segment the reminders cost (seasonal: -200)
+    # departs back to the baseline; the forgetful, no better off with anything else, keep
+    # the bucket's choice and get no rule of their own
+    from datetime import datetime
+
+    from rollrisk.strategies.policy import PolicyCase, decide
+    from rollrisk.strategies.tuning import EVERY_SEGMENT
+
+    n = 600
+    parts = {
+        "capacity_shock": _values(n, {0: (100.0, 80.0), 1: (400.0, 80.0)}, seed=1),
+        "forgetful": _values(n, {0: (150.0, 80.0), 1: (-50.0, 80.0)}, seed=2),
+        "general": _values(n, {0: (100.0, 80.0), 1: (0.0, 80.0)}, seed=3),
+        "seasonal": _values(n // 2, {0: (-200.0, 80.0), 1: (-300.0, 80.0)}, seed=4),
+    }
+    values = np.hstack(list(parts.values()))
+    segments = [s for s, v in parts.items() for _ in range(v.shape[1])]
+    cells = choose_cells(values, NAMES, segments, ["M2"] * len(segments), blind_first=True)
+    blind, *per_segment = cells
+    assert (blind.segment, blind.chosen, blind.versus) == (EVERY_SEGMENT, NAMES[0], BASELINE)
+    assert blind.accounts == len(segments) and blind.lower > 0
+    by = {c.segment: c for c in per_segment}
+    assert all(c.versus == NAMES[0] for c in per_segment)
+    assert by["capacity_shock"].chosen == NAMES[1]
+    assert by["capacity_shock"].gain == pytest.approx(
+        values[1, :n].mean() - values[0, :n].mean()
+    )  # measured over the blind choice, not over the baseline
+    assert by["seasonal"].chosen == BASELINE and by["seasonal"].lower > 0
+    assert by["forgetful"].chosen == NAMES[0] and by["forgetful"].gain == 0.0
+    assert by["general"].chosen == NAMES[0]
+    # without blind_first the same values give every segment its own rule against the baseline
+    plain = {c.segment: c for c in choose_cells(values, NAMES, segments, ["M2"] * len(segments))}
+    assert EVERY_SEGMENT not in plain and plain["general"].chosen == NAMES[0]
+    # the file: a bucket rule for every segment, segment rules that win over it
+    text = proposed_policy_text(cells, DEFAULT_POLICY.read_text(), {})
+    policy = parse_policy(text, "proposed.yaml")
+    rules = {r.rule_id: r for r in policy.rules}
+    assert rules["TUNED-BUCKET-REMINDER-ONLY"].precedence == 50
+    described = {r["id"]: r["description"] for r in yaml.safe_load(text)["rules"]}
+    assert "over reminder_only" in described["TUNED-CAPACITY-SHOCK-HARDSHIP-SUPPORT"]
+    assert "for every segment" in described["TUNED-BUCKET-REMINDER-ONLY"]
+    expected = {
+        "capacity_shock": "hardship_support",
+        "forgetful": "reminder_only",
+        "general": "reminder_only",
+        "seasonal": "standard_queue",
+        "unreachable": "reminder_only",  # no account on the tuning world: the bucket's choice
+    }
+    for segment, treatment in expected.items():
+        case = PolicyCase("a", datetime(2026, 1, 31), "M2", 0.3, segment, "cash_loan", 40, 2000.0)
+        assert decide(policy, case).treatment == treatment, segment
+
+
+def test_the_proposal_table_shows_what_each_cell_is_measured_against():
+    from dataclasses import asdict
+
+    from rollrisk.reports.policy_simulation import proposal_lines
+    from rollrisk.strategies.tuning import EVERY_SEGMENT
+
+    reminder, support = NAMES[0], NAMES[1]
+    cells = [
+        CellChoice(EVERY_SEGMENT, "M2", 900, reminder, 120.0, 80.0, reminder, 120.0, reminder,
+                   80.0),
+        CellChoice("capacity_shock", "M2", 300, support, 300.0, 200.0, support, 300.0, support,
+                   200.0, None, reminder),
+        CellChoice("forgetful", "M2", 600, reminder, 0.0, 0.0, support, -10.0, support, -60.0,
+                   None, reminder),
+    ]  # fmt: skip
+    text = "\n".join(proposal_lines({"file": "p.yaml", "cells": [asdict(c) for c in cells]}))
+    assert "first the segment-blind choice" in text and "| against |" in text
+    assert f"| (every segment) | M2 | 900 | {reminder} | baseline_tiered | +120 (+80) |" in text
+    assert f"| capacity_shock | M2 | 300 | {support} | {reminder} | +300 (+200) |" in text
+    assert (
+        f"| forgetful | M2 | 600 | {reminder} | {reminder} | - (best bound: {support} -60) |"
+        in text
+    )
+    plain = "\n".join(proposal_lines({"file": "p.yaml", "cells": [asdict(cells[1])]}))
+    assert "against" not in plain
