@@ -147,7 +147,7 @@ def test_a_true_type_s_uplift_is_split_by_what_the_policy_decided(report_run):
             assert sum(segments.values()) == parts["own_ladder"]["accounts"]
     assert in_queue == queued
     text = (simulation / "policy_simulation.md").read_text()
-    assert "left in the standard queue:" in text and "standard queue " in text
+    assert "left in the standard queue with nothing added:" in text and "standard queue " in text
 
 
 def test_the_proposed_policy_gives_each_segment_and_bucket_its_chosen_treatment(
