@@ -488,11 +488,22 @@ def run(args: argparse.Namespace) -> int:
             )
         args.propose_policy.parent.mkdir(parents=True, exist_ok=True)
         args.propose_policy.write_text(proposal_text)
-        departs = sum(c["chosen"] != "baseline_tiered" for c in result["proposal"]["cells"])
+        from rollrisk.strategies.tuning import EVERY_SEGMENT
+
+        cells = result["proposal"]["cells"]
+        blind = [c for c in cells if c["segment"] == EVERY_SEGMENT]
+        own = [c for c in cells if c["segment"] != EVERY_SEGMENT]
+        departs = sum(c["chosen"] != c.get("versus", "baseline_tiered") for c in own)
+        what = (
+            f"{sum(c['chosen'] != 'baseline_tiered' for c in blind)} of {len(blind)} buckets "
+            f"take a segment-blind treatment, {departs} of {len(own)} segment cells depart "
+            "from their bucket's choice"
+            if blind
+            else f"{departs} of {len(own)} cells depart from the baseline"
+        )
         print(
-            f"[simulate-policy] proposed policy: {args.propose_policy} ({departs} of "
-            f"{len(result['proposal']['cells'])} cells depart from the "
-            "baseline); tuned on this world: evaluate it on others before adopting it",
+            f"[simulate-policy] proposed policy: {args.propose_policy} ({what}); tuned on this "
+            "world: evaluate it on others before adopting it",
             file=sys.stderr,
             flush=True,
         )

@@ -186,6 +186,38 @@ def test_the_proposed_policy_gives_each_segment_and_bucket_its_chosen_treatment(
         assert row["treatment"] == expected, row
 
 
+def test_a_blind_first_proposal_measures_each_segment_against_its_bucket_s_choice(
+    report_run, scoring_world, tmp_path, capsys
+):
+    # --propose-blind-first: a segment-blind cell per bucket, then each segment cell measured
+    # against its bucket's choice; the proposal table has the `against` column and the message
+    # counts both kinds
+    from rollrisk.strategies.tuning import EVERY_SEGMENT
+
+    _, scores, _, _ = report_run
+    proposed = tmp_path / "blind.yaml"
+    argv = ["simulate-policy", "--scores", str(scores), "--data", str(scoring_world.portfolio),
+            "--months", "2", "--seeds", "2", "--oracle-seeds", "2", "--propose-blind-first",
+            "--propose-policy", str(proposed), "--out", str(tmp_path / "sim")]  # fmt: skip
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", scoring_world.tracking_uri)
+        assert main(argv) == 0
+    result = json.loads((tmp_path / "sim" / "policy_simulation.json").read_text())
+    cells = result["proposal"]["cells"]
+    blind = {c["bucket"]: c for c in cells if c["segment"] == EVERY_SEGMENT}
+    own = [c for c in cells if c["segment"] != EVERY_SEGMENT]
+    _, scored = read_scores(scores)
+    assert set(blind) == set(scored["start_bucket"].to_list())
+    assert sum(c["accounts"] for c in blind.values()) == scored.height
+    assert sum(c["accounts"] for c in own) == scored.height
+    for cell in own:
+        assert cell["versus"] == blind[cell["bucket"]]["chosen"], cell
+    assert "against its bucket's segment-blind choice" in result["proposal"]["provenance"]["cells"]
+    assert "| against |" in (tmp_path / "sim" / "policy_simulation.md").read_text()
+    assert f"of {len(blind)} buckets take a segment-blind treatment" in capsys.readouterr().err
+    assert parse_policy(proposed.read_text(), "proposed")
+
+
 def test_a_proposal_by_risk_band_gives_each_account_its_band_s_choice(
     report_run, scoring_world, tmp_path
 ):
