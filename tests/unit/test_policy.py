@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -114,24 +115,23 @@ def test_an_account_outside_the_declared_space_is_refused_with_its_values():
 def test_the_shipped_policy_is_valid_and_decides():
     policy = load_policy(CONF)
     case = _case(segment="capacity_shock", product="cash_loan", probability=0.3)
-    decision = decide(policy, case)
-    assert decision.policy_rule.rule_id == "POL-CAP"
+    m2 = {"start_bucket": "M2", "dpd": 40}
+    decision = decide(policy, replace(case, **m2))
+    assert decision.policy_rule.rule_id == "POL-CAP-M2"
     assert [a.action for a in decision.actions] == ["interest_waiver", "restructure_offer"]
-    # M1: the forgetful and the unreachable get the queue plus a hardship review; the general
-    # segment, low willingness and the seasonal stay in the queue alone
-    for segment, rule, treatment in (
-        ("forgetful", "POL-REVIEW-FORGETFUL", "queue_hardship_waiver"),
-        ("unreachable", "POL-REVIEW-UNREACHABLE", "queue_hardship_waiver"),
-        ("general", "POL-STANDARD", "standard_queue"),
-        ("seasonal", "POL-STANDARD", "standard_queue"),
-        ("low_willingness", "POL-STANDARD", "standard_queue"),
-    ):
-        other = decide(policy, _case(segment=segment, product="agri_loan"))
-        assert (other.policy_rule.rule_id, other.treatment) == (rule, treatment), segment
-    review = decide(policy, _case(segment="general", start_bucket="M2", dpd=40))
-    assert [a.action for a in review.actions] == [
-        "standard_queue", "restructure_offer", "interest_waiver_on_hardship"
-    ]  # fmt: skip
+    # every other account: the standard queue plus a hardship review (M1 and M3 capacity
+    # shocks too: there the ladder of their own did not beat the segment-blind choice)
+    others = [("capacity_shock", {}), ("capacity_shock", {"start_bucket": "M3", "dpd": 70})]
+    others += [(s, m2) for s in ("general", "forgetful", "seasonal", "unreachable")]
+    others += [("low_willingness", {})]
+    for segment, where in others:
+        other = decide(policy, _case(segment=segment, product="agri_loan", **where))
+        assert (other.policy_rule.rule_id, other.treatment) == (
+            "POL-REVIEW", "queue_hardship_waiver"
+        ), (segment, where)  # fmt: skip
+        assert [a.action for a in other.actions] == [
+            "standard_queue", "restructure_offer", "interest_waiver_on_hardship"
+        ]  # fmt: skip
     # the shipped policy keeps every ladder of the hand-written one it replaced (the oracle's
     # candidates and the simulated lender's experiment arms are the treatments); the ladders it
     # adds keep the standard queue, which the simulated lender does not explore, so its
