@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 import yaml
 from scipy import stats as scipy_stats
@@ -319,8 +320,8 @@ def test_simulate_policy_refuses_scores_whose_policy_changed_since(report_run, s
         text = policy.read_text()
         # the accounts no tuned rule reaches get reminders instead of the standard queue
         changed.write_text(
-            text.replace(
-                "when: {}\n    treatment: standard_queue", "when: {}\n    treatment: reminder_only"
+            re.sub(
+                r"when: \{\}\n    treatment: \w+", "when: {}\n    treatment: reminder_only", text
             )
         )
         assert changed.read_text() != text
@@ -409,8 +410,9 @@ def test_report_has_every_section_and_is_self_contained(report_run):
 
 
 def test_where_it_loses_says_when_a_segment_only_got_the_standard_queue(report_run, tmp_path):
-    # the shipped policy leaves most segments in the standard queue: a negative mean there is
-    # noise, and the page must not blame a ladder the segment did not get
+    # a segment the policy leaves in the standard queue with nothing added: a negative mean
+    # there is noise, and the page must not blame a ladder the segment did not get; a segment
+    # given steps on top of the queue (the shipped policy's hardship review) did get a ladder
     from rollrisk.conf import DEFAULT_POLICY
     from rollrisk.reports.strategy import _all_standard_queue
     from rollrisk.strategies.policy import load_policy
@@ -419,8 +421,15 @@ def test_where_it_loses_says_when_a_segment_only_got_the_standard_queue(report_r
     _, scored = read_scores(scores)
     policy = load_policy(DEFAULT_POLICY)
     queued = {s for s in set(scored["segment"].to_list()) if _all_standard_queue(scored, s, policy)}
-    assert "general" in queued and "capacity_shock" not in queued
+    assert "capacity_shock" not in queued and "general" not in queued  # the review: a ladder
     assert not _all_standard_queue(scored, "no-such-segment", policy)
+    alone = scored.with_columns(
+        pl.when(pl.col("segment") == "general")
+        .then(pl.lit("standard_queue"))
+        .otherwise(pl.col("treatment"))
+        .alias("treatment")
+    )
+    assert _all_standard_queue(alone, "general", policy)
     text = page.read_text(encoding="utf-8")
     section = text[text.index('<section id="where-it-loses">') :]
     section = section[: section.index("</section>")]
