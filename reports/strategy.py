@@ -53,7 +53,7 @@ from rollrisk.strategies.experiment_readout import (
     ArmReadout,
     experiment_size,
 )
-from rollrisk.strategies.policy import STANDARD_QUEUE
+from rollrisk.strategies.policy import ACTIONS, STANDARD_QUEUE
 
 if TYPE_CHECKING:
     from rollrisk.models.roll_model import RollModel
@@ -633,9 +633,9 @@ def segment_definitions(rules: SegmentRules, feature_set: FeatureSet) -> dict[st
             zh += ",且未被优先级更高的细分(" + "、".join(n[1] for n in names) + ")认领"
         definitions[segment] = (en + ".", zh + "。")
     definitions[rules.fallback] = (
-        "Every account that no other segment claims: no driver evidence, so the tiered "
-        "baseline treatment applies.",
-        "不属于任何其他细分的账户:没有明确的驱动因素证据,适用分层基线策略。",
+        "Every account that no other segment claims: no driver evidence; the policy's rules "
+        "for this segment (below) say what it gets.",
+        "不属于任何其他细分的账户:没有明确的驱动因素证据;其处置方案见下方策略规则。",
     )
     return definitions
 
@@ -668,6 +668,12 @@ def ladder_words(treatment: Treatment) -> tuple[str, str]:
         ):
             channel_en, channel_zh = _words(LADDER_WORDS, step.channel)
         to_contact = getattr(step, "recipient", "borrower") == "emergency_contact"
+        # a treatment (no channel: a grace, a waiver, an extension) is granted, not made at a
+        # time of day
+        if step.action in ACTIONS and not ACTIONS[step.action].channels:
+            en.append(f"day {step.day}: {action_en}")
+            zh.append(f"第{step.day}天:{action_zh}")
+            continue
         en.append(
             f"day {step.day}, {step.at:%H:%M}: {action_en}"
             + (f" {channel_en}" if channel_en else "")
