@@ -523,14 +523,17 @@ def proposal_file(
     nothing."""
     from dataclasses import asdict
 
-    from rollrisk.strategies.tuning import proposed_policy_text
+    from rollrisk.strategies.tuning import EVERY_SEGMENT, proposed_policy_text
 
     cells = built.proposal or []
+    # every scored account is in one segment cell (and, with --propose-blind-first, in one of
+    # its bucket's blind cells as well)
+    scored = sum(c.accounts for c in cells if c.segment != EVERY_SEGMENT)
     source = Path(manifest["config"]["policy"])
     provenance = {
         "tuned on": f"{args.data} (simulator seed {sim.seed}, {sim.accounts:,} accounts, "
         f"simulated under response table {sim.rules.response_table})",
-        "scores": f"{args.scores} (as-of {as_of}, {sum(c.accounts for c in cells):,} accounts)",
+        "scores": f"{args.scores} (as-of {as_of}, {scored:,} accounts)",
         "candidates": f"the treatments of {source.name} and the tiered baseline, "
         f"{args.oracle_seeds} selection seeds from {ORACLE_SEED_START} (base seed "
         f"{args.base_seed}), {args.months} months, response table "

@@ -213,7 +213,9 @@ def test_a_blind_first_proposal_measures_each_segment_against_its_bucket_s_choic
     assert sum(c["accounts"] for c in own) == scored.height
     for cell in own:
         assert cell["versus"] == blind[cell["bucket"]]["chosen"], cell
-    assert "against its bucket's segment-blind choice" in result["proposal"]["provenance"]["cells"]
+    provenance = result["proposal"]["provenance"]
+    assert "against its bucket's segment-blind choice" in provenance["cells"]
+    assert f"{scored.height:,} accounts)" in provenance["scores"]  # each account counted once
     assert "| against |" in (tmp_path / "sim" / "policy_simulation.md").read_text()
     assert f"of {len(blind)} buckets take a segment-blind treatment" in capsys.readouterr().err
     assert parse_policy(proposed.read_text(), "proposed")
