@@ -21,9 +21,10 @@ install: $(STAMP)
 demo: install
 	$(BIN)/rollrisk demo
 
-## test: the whole test suite (unit, model, e2e, reliability)
+## test: the whole test suite (unit, model, e2e, reliability), spread over the machine's cores
+## (pytest-xdist; a single test or file: .venv/bin/python -m pytest tests/unit/test_x.py)
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist worksteal
 
 lint: install
 	$(BIN)/ruff check .
