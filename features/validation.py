@@ -425,28 +425,32 @@ def validate_table(
 
 def _before_opening(candidates: pl.DataFrame, column: str, opened_at: pl.DataFrame) -> pl.DataFrame:
     """The rows of ``candidates`` dated (by ``column``, as a date) before their account's
-    ``opened_at``, with a ``reason`` naming both dates."""
+    ``opened_at``, with a ``reason`` naming both dates.
+
+    The comparison joins the key, the date and the position only; the rows found (usually
+    none) are then taken whole, in input order (joining every column of a 43M-row statements
+    table to find none took about 10 s)."""
     dated = pl.col(column)
     if candidates.schema[column] != pl.Date():
         dated = dated.dt.date()
-    return (
-        candidates.join(
+    early = (
+        candidates.select("_pos", "account_id", column)
+        .join(
             opened_at.select("account_id", pl.col("opened_at").alias("_opened_at")),
             on="account_id",
-            how="left",
-            maintain_order="left",
         )
         .filter(dated < pl.col("_opened_at"))
-        .with_columns(
+        .select(
+            "_pos",
             pl.format(
                 f"{column}: expected a date on or after the account's opened_at, got '{{}}' "
                 "for an account opened on '{}'",
                 pl.col(column),
                 pl.col("_opened_at"),
-            ).alias("reason")
+            ).alias("reason"),
         )
-        .drop("_opened_at")
     )
+    return candidates.join(early, on="_pos", maintain_order="left")
 
 
 def _unknown_account_reason(
@@ -530,10 +534,15 @@ def _duplicates(
     keys = list(table.unique)
     # One cheap pass over a 64-bit hash of the key finds the rows that may repeat a key; the
     # exact comparison then runs on those few rows only (a hash collision is not a duplicate).
+    none = pl.DataFrame(schema={"_pos": pl.Int64, "reason": pl.String})
     key_hash = candidates.select(pl.struct(keys).hash(seed=17)).to_series()
+    # as many distinct hashes as rows: every key distinct (the common case; counting them is
+    # about 15x faster than marking the first of each on a 43M-row statements table)
+    if key_hash.n_unique() == candidates.height:
+        return none
     maybe = candidates.filter(~key_hash.is_first_distinct())
     if maybe.height == 0:
-        return pl.DataFrame(schema={"_pos": pl.Int64, "reason": pl.String})
+        return none
     involved = candidates.join(maybe.select(keys).unique(), on=keys, nulls_equal=True)
     first = involved.group_by(keys).agg(
         pl.col("_pos").min().alias("_first_pos"),

@@ -699,3 +699,43 @@ def test_the_packed_sort_is_lexsort():
         _stable_order(np.array([0.5, 0.2]), np.array([1, 2]))
     with pytest.raises(ValueError, match="integer or boolean arrays of one length"):
         _stable_order(np.array([1, 2, 3]), np.array([1]))
+
+
+def test_counts_at_or_before_are_a_plain_count_however_the_keys_are_sorted():
+    """The rules' "how many past events of this account (or account and channel) at or before
+    this time, and the latest" by binary search over the sorted events: equal to counting
+    event by event, with many ties of group and time, negative groups, no events, no queries,
+    and keys too wide to pack into one integer (the merged sort)."""
+    from rollrisk.strategies.compliance import _counts_at_or_before, _merged_counts
+
+    def plain(event_group, event_at, group, at):
+        counts, last = [], []
+        for g, t in zip(group.tolist(), at.tolist(), strict=True):
+            hits = [i for i, (eg, et) in enumerate(zip(event_group.tolist(), event_at.tolist(),
+                                                      strict=True)) if eg == g and et <= t]
+            counts.append(len(hits))
+            # the latest in time; of equal times, the last given
+            last.append(max(hits, key=lambda i: (event_at[i], i)) if hits else -1)
+        return np.array(counts, dtype=np.int64), np.array(last, dtype=np.int64)
+
+    rng = np.random.default_rng(11)
+    base = np.datetime64("2025-11-30T00:00:00", "us")
+    for events, queries, groups, spread in (
+        (0, 5, 3, 10), (6, 0, 3, 10), (1, 1, 1, 1), (300, 200, 4, 5), (400, 300, 40, 10**9),
+    ):
+        event_group = rng.integers(-3, groups, events)
+        event_at = base + rng.integers(0, spread, events).astype("timedelta64[us]")
+        group = rng.integers(-4, groups + 1, queries)
+        at = base + rng.integers(-1, spread + 1, queries).astype("timedelta64[us]")
+        expected = plain(event_group, event_at, group, at)
+        for counted in (_counts_at_or_before(event_group, event_at, group, at),
+                        _merged_counts(event_group, event_at, group, at)):  # fmt: skip
+            assert np.array_equal(counted[0], expected[0])
+            assert np.array_equal(counted[1], expected[1])
+    # groups so far apart that group x time does not fit in 63 bits: the merged path
+    event_group = np.array([0, 2**40, 2**40], dtype=np.int64)
+    event_at = np.array(["2000-01-01", "2090-01-01", "2090-01-02"], dtype="datetime64[us]")
+    group = np.array([2**40, 0, 5], dtype=np.int64)
+    at = np.array(["2090-01-01", "2090-01-01", "2090-01-01"], dtype="datetime64[us]")
+    counts, last = _counts_at_or_before(event_group, event_at, group, at)
+    assert counts.tolist() == [1, 1, 0] and last.tolist() == [1, 0, -1]
