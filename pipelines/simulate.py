@@ -22,6 +22,9 @@ Output (DIR = --out):
   DIR/experiments.yaml                       that experiment, in the experiment-file format
   DIR/truth/borrowers.parquet                latent driver, region, shock onset (never a feature)
   DIR/truth/params.json                      every simulator parameter, the seed, the world
+  DIR/truth/replay_state/YYYY-MM.npz         the simulator's state of the accounts delinquent
+                                             at each of the last two month-ends, so that
+                                             simulate-policy there need not re-simulate
 
 Exploration: like a real lender, the simulated one runs a champion/challenger test so that
 a policy can be learnt from its history (`rollrisk learn-policy`). Each month a share
@@ -221,6 +224,9 @@ def run(args: argparse.Namespace) -> int:
             f"  experiments.yaml     {exploration.experiment_id}: {exploration.share:.0%} "
             f"randomised across {len(exploration.arms)} treatments of {exploration.policy_source}"
         )
-    print("  truth/               borrowers.parquet, params.json (never read by models)")
+    print(
+        "  truth/               borrowers.parquet, params.json, replay_state/ (never read by "
+        "models)"
+    )
     print(f"  {summary.seconds:.1f} s")
     return 0

@@ -281,12 +281,13 @@ def run(args: argparse.Namespace) -> int:
         load_action_costs,
         model_plan,
         month_index,
+        read_replay_points,
         recovery_valuation,
         replay_to_month,
         with_constraints,
         with_responses,
     )
-    from rollrisk.simulator.truth import read_simulation_params
+    from rollrisk.simulator.truth import REPLAY_POINT_MONTHS, read_simulation_params
     from rollrisk.storage.results import read_scores
     from rollrisk.strategies.capacity import load_lines, planned_load
 
@@ -365,10 +366,24 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
+    points = read_replay_points(args.data, sim, month)
     replay = replay_to_month(
         sim, ids, month, months, portfolio.statements, progress_of("replay to the as-of (chunks)"),
-        lambda chunks: replay_workers(args.workers, chunks),
+        lambda chunks: replay_workers(args.workers, chunks), points,
     )  # fmt: skip
+    print(
+        f"[simulate-policy] the scored accounts' state at {as_of}: "
+        + (
+            f"{replay.chunks_from_points:,} of {replay.chunks:,} chunks read from the state "
+            "`rollrisk simulate` wrote (truth/replay_state/), the others re-simulated"
+            if points
+            else f"{replay.chunks:,} chunks re-simulated (the portfolio holds no stored state "
+            "for this month-end: `rollrisk simulate` writes it for its last "
+            f"{REPLAY_POINT_MONTHS})"
+        ),
+        file=sys.stderr,
+        flush=True,
+    )
     off_book = int((~replay.on_book).sum()) if replay.on_book is not None else 0
     if off_book:
         raise UserError(

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -54,7 +54,13 @@ from rollrisk.simulator.rules import (
     ActionResponse,
     SimulationRules,
 )
-from rollrisk.simulator.truth import BORROWERS_FILE, PARAMS_FILE, TRUTH_FOLDER
+from rollrisk.simulator.truth import (
+    BORROWERS_FILE,
+    PARAMS_FILE,
+    REPLAY_POINT_MONTHS,
+    TRUTH_FOLDER,
+    replay_state_path,
+)
 from rollrisk.strategies.experiments import NOT_RANDOMISED
 from rollrisk.strategies.policy import ACTIONS, STANDARD_QUEUE
 
@@ -1622,6 +1628,153 @@ def account_ids(numbers: np.ndarray, prefix: str) -> pl.Series:
     return pl.Series([f"{prefix}{i:09d}" for i in numbers.tolist()], dtype=pl.String)
 
 
+@dataclass
+class LenderMemory:
+    """What the lender's records hold of the months run so far that a policy replay needs at
+    the start of a month: the first-delinquency extensions granted (the compliance rules'
+    one-time rule), the delinquency episodes its data cannot see (started in the burn-in), and
+    the month before's action rows (the compliance rules' contact history). The data simulator
+    and the replay update it month by month the same way (:meth:`before`, :meth:`after`)."""
+
+    extension: np.ndarray
+    episode_base: np.ndarray | None = None
+    last_actions: MonthActions | None = None
+
+    @classmethod
+    def start(cls, n: int) -> LenderMemory:
+        return cls(np.zeros(n, dtype=bool))
+
+    def before(self, month: int, state: ChunkState) -> None:
+        if month == 0:  # what the lender's data cannot see: the burn-in's episodes
+            self.episode_base = episodes_before_data(state)
+
+    def after(self, step: MonthStep) -> None:
+        self.last_actions = step.actions
+        if step.treatments is not None:
+            granted = step.treatments
+            extended = granted.kind == KIND["first_delinquency_extension"]
+            self.extension[granted.account[extended]] = True
+
+    def episodes(self, state: ChunkState) -> np.ndarray:
+        """The burn-in's episodes (from the state now when no data month has run yet)."""
+        return self.episode_base if self.episode_base is not None else episodes_before_data(state)
+
+
+def episodes_before_data(state: ChunkState) -> np.ndarray:
+    """The delinquency episodes the lender's data cannot see at its first month: those started
+    in the burn-in, less one still running then (its first statement shows it)."""
+    return state.episodes - (state.bucket > 0)
+
+
+@dataclass(frozen=True)
+class ReplayPoint:
+    """The state of a chunk's delinquent accounts at the start of a month (before its
+    actions), as a policy replay to that month would compute it: the accounts at chunk
+    positions ``position``, their state and memory, and the month before's action rows of those
+    accounts (``last_account`` indexes ``position``)."""
+
+    month: int
+    position: np.ndarray
+    accounts: ChunkAccounts
+    state: ChunkState
+    previous_bucket: np.ndarray
+    extension: np.ndarray
+    episodes_before_data: np.ndarray
+    last_account: np.ndarray
+    last_at: np.ndarray
+    last_channel: np.ndarray
+    last_outcome: np.ndarray
+
+
+def replay_point(
+    month: int,
+    accounts: ChunkAccounts,
+    state: ChunkState,
+    previous_bucket: np.ndarray,
+    memory: LenderMemory,
+    keep: np.ndarray,
+) -> ReplayPoint:
+    """The :class:`ReplayPoint` of the chunk's accounts at positions ``keep`` (sorted)."""
+    where = np.full(len(state.bucket), -1, dtype=np.int64)
+    where[keep] = np.arange(len(keep))
+    log = memory.last_actions
+    rows = np.flatnonzero(where[log.account] >= 0) if log is not None else np.zeros(0, np.int64)
+    return ReplayPoint(
+        month,
+        keep,
+        take_rows(accounts, keep),
+        take_rows(state, keep),
+        previous_bucket[keep],
+        memory.extension[keep],
+        memory.episodes(state)[keep],
+        where[log.account[rows]] if log is not None else np.zeros(0, np.int64),
+        log.action_at[rows] if log is not None else np.zeros(0, "datetime64[us]"),
+        log.channel[rows] if log is not None else np.zeros(0, np.int64),
+        log.outcome[rows] if log is not None else np.zeros(0, np.int64),
+    )
+
+
+_POINT_ARRAYS = ("previous_bucket", "extension", "episodes_before_data")
+_POINT_ROWS = ("last_account", "last_at", "last_channel", "last_outcome")
+
+
+def replay_point_arrays(points: Sequence[tuple[int, ReplayPoint]]) -> dict[str, np.ndarray]:
+    """One month's :class:`ReplayPoint` of every chunk (``(chunk, point)``) as flat named
+    arrays (``numpy.savez``'s input; no Python object, so reading needs no pickle)."""
+    out: dict[str, list[np.ndarray]] = {"chunk": [], "position": [], "row_chunk": []}
+    for chunk, point in points:
+        out["chunk"].append(np.full(len(point.position), chunk, dtype=np.int64))
+        out["position"].append(point.position.astype(np.int64))
+        out["row_chunk"].append(np.full(len(point.last_account), chunk, dtype=np.int64))
+        for prefix, obj in (("accounts", point.accounts), ("state", point.state)):
+            for f in fields(obj):
+                value = getattr(obj, f.name)
+                if value is not None:
+                    out.setdefault(f"{prefix}.{f.name}", []).append(value)
+        for name in (*_POINT_ARRAYS, *_POINT_ROWS):
+            out.setdefault(name, []).append(getattr(point, name))
+    return {name: np.concatenate(parts) for name, parts in out.items() if parts}
+
+
+def replay_points_from(arrays: Mapping[str, np.ndarray], month: int) -> dict[int, ReplayPoint]:
+    """:func:`replay_point_arrays` read back: each chunk's :class:`ReplayPoint`."""
+    chunk, row_chunk = arrays["chunk"], arrays["row_chunk"]
+    points = {}
+    for number in np.unique(chunk).tolist():
+        at, rows = chunk == number, row_chunk == number
+
+        def part(prefix: str, kind: type, where: np.ndarray = at) -> Any:
+            values = {
+                f.name: arrays[f"{prefix}.{f.name}"][where]
+                for f in fields(kind)
+                if f"{prefix}.{f.name}" in arrays
+            }
+            return kind(**values)
+
+        points[number] = ReplayPoint(
+            month,
+            arrays["position"][at],
+            part("accounts", ChunkAccounts),
+            part("state", ChunkState),
+            *(arrays[name][at] for name in _POINT_ARRAYS),
+            *(arrays[name][rows] for name in _POINT_ROWS),
+        )
+    return points
+
+
+def take_rows(obj: Any, positions: np.ndarray) -> Any:
+    """The same dataclass restricted to ``positions`` of every per-account array (a field
+    that is None stays None)."""
+    return replace(
+        obj,
+        **{
+            f.name: getattr(obj, f.name)[positions]
+            for f in fields(obj)
+            if getattr(obj, f.name) is not None
+        },
+    )
+
+
 def simulate_chunk(
     rules: SimulationRules,
     world: World,
@@ -1630,12 +1783,17 @@ def simulate_chunk(
     n_accounts: int,
     months: int,
     exploration: Exploration | None = None,
+    checkpoints: Sequence[int] = (),
+    points: list[ReplayPoint] | None = None,
 ) -> dict[str, pl.DataFrame]:
     """Simulate accounts ``chunk * chunk_accounts ...`` over ``months`` months.
 
     Returns the frames ``accounts``, ``statements``, ``collection_actions``, ``treatments`` (data
     contract columns, sorted by account and time) and ``truth`` (latent traits per account);
     with an ``exploration``, also ``experiment_assignments`` (its log, by account and as-of).
+    At the start of each month of ``checkpoints`` the state of the accounts delinquent then
+    (the ones a scoring run at that month-end can score) is appended to ``points``
+    (:class:`ReplayPoint`: what the policy replay would compute for them).
     """
     arrays = rule_arrays(rules)
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1 + chunk,)))
@@ -1649,10 +1807,16 @@ def simulate_chunk(
     treatments: list[MonthTreatments] = []
     assignments: list[tuple[int, MonthAssignments]] = []
     previous_bucket = state.bucket
+    memory = LenderMemory.start(n_accounts)
     for month in range(world.first_month, months):
+        memory.before(month, state)
+        if month in checkpoints and points is not None:
+            delinquent = np.flatnonzero(state.bucket > 0)
+            points.append(replay_point(month, accounts, state, previous_bucket, memory, delinquent))
         step = simulate_month(
             rules, accounts, arrays, world, state, previous_bucket, month, rng, explore, dynamics
         )
+        memory.after(step)
         if step.statement is not None and step.treatments is not None:
             statements.append(step.statement)
             actions.append(step.actions)
@@ -1840,10 +2004,18 @@ def write_portfolio(
     rows = dict.fromkeys(tables, 0)
     accounts_parts: list[pl.DataFrame] = []
     truth_parts: list[pl.DataFrame] = []
+    # the policy replay's starting points: the last REPLAY_POINT_MONTHS month-ends
+    checkpoints = tuple(m for m in range(months - REPLAY_POINT_MONTHS, months) if m >= 0)
+    points: dict[int, list[tuple[int, ReplayPoint]]] = {m: [] for m in checkpoints}
     iterator = progress(chunks, len(chunks)) if progress else chunks
     for chunk in iterator:
         size = min(rules.chunk_accounts, n_accounts - chunk * rules.chunk_accounts)
-        frames = simulate_chunk(rules, world, seed, chunk, size, months, exploration)
+        found: list[ReplayPoint] = []
+        frames = simulate_chunk(
+            rules, world, seed, chunk, size, months, exploration, checkpoints, found
+        )
+        for point in found:
+            points[point.month].append((chunk, point))
         for table in tables[1:]:
             frame = contract_frame(frames[table], table)
             _write(frame, out_dir / table / f"part-{chunk:05d}", file_format)
@@ -1854,6 +2026,10 @@ def write_portfolio(
     rows["accounts"] = accounts.height
     _write(accounts, out_dir / "accounts", file_format)
     pl.concat(truth_parts).write_parquet(out_dir / TRUTH_FOLDER / BORROWERS_FILE)
+    for month, found_points in points.items():
+        path = replay_state_path(out_dir, str(world.start_month + month))
+        path.parent.mkdir(exist_ok=True)
+        np.savez_compressed(path, **replay_point_arrays(found_points))
     params = {
         "seed": seed,
         "accounts": n_accounts,

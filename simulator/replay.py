@@ -110,8 +110,10 @@ from rollrisk.simulator.engine import (
     KIND,
     ChunkAccounts,
     ChunkState,
+    LenderMemory,
     ModelPlan,
     MonthActions,
+    ReplayPoint,
     RuleArrays,
     World,
     action_rows,
@@ -131,16 +133,19 @@ from rollrisk.simulator.engine import (
     offer_treatments,
     on_book_at,
     record_contacts,
+    replay_point,
+    replay_points_from,
     rule_arrays,
     simulate_month,
     stressed_accounts,
+    take_rows,
     takes_up,
     tiered_actions,
     transition,
     treatment_active,
 )
 from rollrisk.simulator.rules import CHARGE_OFF_BUCKET, SimulationRules
-from rollrisk.simulator.truth import SimulatedPortfolio
+from rollrisk.simulator.truth import SimulatedPortfolio, read_replay_state
 from rollrisk.strategies.capacity import ContactCapacity
 from rollrisk.strategies.compliance import (
     RULES,
@@ -365,6 +370,8 @@ class Replay:
     episodes_before_data: np.ndarray | None = None
     compliance: EffectiveCompliance | None = None
     capacity: ContactCapacity | None = None
+    chunks: int = 0  # the simulator's chunks holding the accounts
+    chunks_from_points: int = 0  # of those, read from the state the simulator wrote
 
 
 def with_constraints(
@@ -388,18 +395,6 @@ def with_responses(replay: Replay, table: str) -> Replay:
         return replay
     rules = replace(replay.rules, response_table=table)
     return replace(replay, rules=rules, arrays=rule_arrays(rules))
-
-
-def _take(obj: Any, positions: np.ndarray) -> Any:
-    """The same dataclass restricted to ``positions`` of every per-account array."""
-    return replace(
-        obj,
-        **{
-            f.name: getattr(obj, f.name)[positions]
-            for f in fields(obj)
-            if isinstance(getattr(obj, f.name), np.ndarray)
-        },
-    )
 
 
 def _concat(parts: Sequence[Any]) -> Any:
@@ -445,6 +440,7 @@ def replay_to_month(
     statements: pl.DataFrame | None = None,
     progress: Callable[[Iterable[Any], int], Iterable[Any]] | None = None,
     workers: int | Callable[[int], int] = 1,
+    points: Mapping[int, ReplayPoint] | None = None,
 ) -> Replay:
     """Re-simulate the chunks holding ``account_ids`` up to (not including) ``month``'s actions.
 
@@ -457,6 +453,12 @@ def replay_to_month(
     A chunk's replay depends on its own random streams only: ``workers`` > 1 replays the chunks
     in that many spawned processes (:func:`rollrisk.scoring.workers.spawn_pool`), the same
     replay; ``workers`` may be a function of the number of chunks to replay.
+
+    ``points`` (chunk -> :class:`~rollrisk.simulator.engine.ReplayPoint` at ``month``, which
+    ``rollrisk simulate`` writes for the delinquent accounts of its last month-ends:
+    :func:`read_replay_points`) serves every chunk whose accounts it all holds without
+    re-simulating it: the same state, memory and contact history the replay would compute
+    (a test checks it array for array); the other chunks are replayed.
     """
     if not 0 <= month < sim.months:
         raise UserError(
@@ -482,28 +484,37 @@ def replay_to_month(
         for chunk, positions in zip(chunks, kept, strict=True)
     ]
     context = _ReplayContext(sim, arrays, world, month)
+    stored = {chunk: point for chunk, point in (points or {}).items() if point.month == month}
+    served = {
+        index
+        for index, (chunk, local) in enumerate(jobs)
+        if chunk in stored and np.isin(local, stored[chunk].position).all()
+    }
+    to_replay = [job for index, job in enumerate(jobs) if index not in served]
     if callable(workers):
-        workers = workers(len(chunks))
-    workers = max(1, min(workers, len(chunks)))
+        workers = workers(len(to_replay))
+    workers = max(1, min(workers, len(to_replay)))
     accounts_parts, state_parts, previous_parts, order = [], [], [], []
     extension_parts: list[np.ndarray] = []
     base_parts: list[np.ndarray] = []
     log_parts: list[ContactLog] = []
     offset = 0
     with shared_runs(context, workers, "replaying a chunk") as run:
-        done = run(_replay_chunk, jobs)
-        for positions, part in zip(
-            kept, progress(done, len(jobs)) if progress else done, strict=True
-        ):
+        replayed = run(_replay_chunk, to_replay)
+        replayed = progress(replayed, len(to_replay)) if progress and to_replay else replayed
+        done = (
+            _from_point(stored[job[0]], job[1]) if index in served else next(replayed)
+            for index, job in enumerate(jobs)
+        )
+        for positions, part in zip(kept, done, strict=True):
             accounts_parts.append(part.accounts)
             state_parts.append(part.state)
             previous_parts.append(part.previous_bucket)
             extension_parts.append(part.extension)
             base_parts.append(part.episodes_before_data)
-            if part.last_actions is not None:
-                # the month before the as-of, its rows renumbered to the replay order
-                log = part.last_actions
-                log_parts.append(ContactLog(offset + log.account, log.at, log.channel, log.outcome))
+            # the month before the as-of, its rows renumbered to the replay order
+            log = part.last_actions
+            log_parts.append(ContactLog(offset + log.account, log.at, log.channel, log.outcome))
             offset += len(positions)
             order.append(positions)
     positions = np.concatenate(order) if order else np.zeros(0, dtype=np.int64)
@@ -536,6 +547,8 @@ def replay_to_month(
         episodes_before_data=(
             np.concatenate(base_parts) if base_parts else np.zeros(0, dtype=np.int64)
         ),
+        chunks=len(jobs),
+        chunks_from_points=len(served),
     )
 
 
@@ -558,7 +571,7 @@ class _ChunkReplay:
     previous_bucket: np.ndarray
     extension: np.ndarray
     episodes_before_data: np.ndarray
-    last_actions: ContactLog | None  # the month before's rows, ``account`` = index into local
+    last_actions: ContactLog  # the month before's rows, ``account`` = index into local
 
 
 def _replay_chunk(context: _ReplayContext, job: tuple[int, np.ndarray]) -> _ChunkReplay:
@@ -575,50 +588,49 @@ def _replay_chunk(context: _ReplayContext, job: tuple[int, np.ndarray]) -> _Chun
     dynamics = dynamics_stream(sim.seed, chunk)
     explore = chunk_exploration(sim.exploration, sim.seed, chunk, accounts)
     previous_bucket = state.bucket
-    extension = np.zeros(size, dtype=bool)
-    month_actions = None
-    episode_base = None
+    # the compliance rules' memory of the history, whoever acted (the tiered lender or an
+    # explored arm): the month's rows and the first-delinquency extensions granted
+    memory = LenderMemory.start(size)
     for m in range(world.first_month, month):
-        if m == 0:
-            # what the lender's data cannot see: the burn-in's episodes
-            episode_base = _episodes_before_data(state)
+        memory.before(m, state)
         step = simulate_month(
             rules, accounts, arrays, world, state, previous_bucket, m, rng, explore, dynamics
         )
         state, previous_bucket = step.state, step.previous_bucket
-        # the compliance rules' memory of the history, whoever acted (the tiered lender or
-        # an explored arm): the month's rows and the first-delinquency extensions granted
-        month_actions = step.actions
-        if step.treatments is not None:
-            granted = step.treatments
-            extension[granted.account[granted.kind == KIND["first_delinquency_extension"]]] = True
-    if episode_base is None:
-        episode_base = _episodes_before_data(state)
-    last_actions = None
-    if month_actions is not None:
-        where = np.full(size, -1, dtype=np.int64)
-        where[local] = np.arange(len(local))
-        keep = where[month_actions.account] >= 0
-        last_actions = ContactLog(
-            where[month_actions.account[keep]],
-            month_actions.action_at[keep],
-            month_actions.channel[keep],
-            month_actions.outcome[keep],
-        )
+        memory.after(step)
+    return _from_point(replay_point(month, accounts, state, previous_bucket, memory, local), None)
+
+
+def _from_point(point: ReplayPoint, local: np.ndarray | None) -> _ChunkReplay:
+    """The replay of ``point``'s accounts at chunk positions ``local`` (all of them, in its
+    order, when None)."""
+    at = np.arange(len(point.position)) if local is None else np.searchsorted(point.position, local)
+    where = np.full(len(point.position), -1, dtype=np.int64)
+    where[at] = np.arange(len(at))
+    rows = np.flatnonzero(where[point.last_account] >= 0)
     return _ChunkReplay(
-        _take(accounts, local),
-        _take(state, local),
-        previous_bucket[local],
-        extension[local],
-        episode_base[local],
-        last_actions,
+        take_rows(point.accounts, at),
+        take_rows(point.state, at),
+        point.previous_bucket[at],
+        point.extension[at],
+        point.episodes_before_data[at],
+        ContactLog(
+            where[point.last_account[rows]],
+            point.last_at[rows],
+            point.last_channel[rows],
+            point.last_outcome[rows],
+        ),
     )
 
 
-def _episodes_before_data(state: ChunkState) -> np.ndarray:
-    """The delinquency episodes the lender's data cannot see at its first month: those started
-    in the burn-in, less one still running then (its first statement shows it)."""
-    return state.episodes - (state.bucket > 0)
+def read_replay_points(
+    data_dir: Path, sim: SimulatedPortfolio, month: int
+) -> dict[int, ReplayPoint]:
+    """The state ``rollrisk simulate`` wrote for the start of ``month`` (chunk -> point),
+    empty when it wrote none for that month."""
+    label = str(np.datetime64(sim.start_month, "M") + month)
+    arrays = read_replay_state(data_dir, label)
+    return replay_points_from(arrays, month) if arrays is not None else {}
 
 
 def _replay_match(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -28,6 +29,10 @@ from rollrisk.simulator.rules import (
 TRUTH_FOLDER = "truth"
 BORROWERS_FILE = "borrowers.parquet"
 PARAMS_FILE = "params.json"
+# the simulator's state of the delinquent accounts at the start of each of the last months, so
+# that `simulate-policy` at those month-ends need not re-simulate the book (truth/replay_state/)
+REPLAY_FOLDER = "replay_state"
+REPLAY_POINT_MONTHS = 2
 
 
 @dataclass(frozen=True)
@@ -98,3 +103,20 @@ def read_true_drivers(data_dir: Path) -> pl.DataFrame | None:
     if not path.is_file():
         return None
     return pl.read_parquet(path, columns=["account_id", "driver"])
+
+
+def replay_state_path(data_dir: Path, month: str) -> Path:
+    """Where ``rollrisk simulate`` writes the state at the start of ``month`` (``YYYY-MM``)."""
+    return Path(data_dir) / TRUTH_FOLDER / REPLAY_FOLDER / f"{month}.npz"
+
+
+def read_replay_state(data_dir: Path, month: str) -> dict[str, Any] | None:
+    """The arrays of :func:`replay_state_path` (no pickle is read), or None when the portfolio
+    has none for that month (simulated before they were written, or an earlier month)."""
+    import numpy as np
+
+    path = replay_state_path(data_dir, month)
+    if not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as stored:
+        return {name: stored[name] for name in stored.files}

@@ -861,3 +861,51 @@ def test_the_arms_in_worker_processes_give_the_same_result(simulated: Path):
     values = candidate_book_values(replay, candidates, costs, 2, [200, 201])
     values_spread = candidate_book_values(replay, candidates, costs, 2, [200, 201], workers=2)
     assert np.array_equal(values, values_spread)
+
+
+def test_the_state_the_simulator_wrote_is_the_replay_to_the_bit(tmp_path: Path):
+    """`rollrisk simulate` writes the state of the accounts delinquent at the start of each of
+    its last two months (truth/replay_state/): read back, it is what re-simulating the chunks
+    gives, field by field and in the same account order (accounts, state, memory and the month
+    before's contact rows). A chunk holding an account the stored state lacks (one current at
+    the month-end) is re-simulated; a month without stored state re-simulates every chunk."""
+    from rollrisk.simulator.replay import read_replay_points
+    from rollrisk.simulator.truth import REPLAY_POINT_MONTHS, replay_state_path
+
+    folder = tmp_path / "chunked"
+    folder.mkdir()
+    rules = replace(DEFAULT_RULES, chunk_accounts=400)  # 6 chunks
+    write_portfolio(folder, 2_400, MONTHS, seed=5, rules=rules)
+    params = json.loads((folder / "truth" / "params.json").read_text())
+    explored = params.get("exploration")
+    sim = SimulatedPortfolio(
+        5, 2_400, MONTHS, params["start_month"], rules,
+        Exploration.from_dict(explored) if explored is not None else None,
+    )  # fmt: skip
+    statements = load_portfolio(folder).statements
+    assert REPLAY_POINT_MONTHS == 2
+    assert sorted(p.name for p in replay_state_path(folder, "2024-01").parent.iterdir()) == [
+        "2024-07.npz",
+        "2024-08.npz",
+    ]
+    rng = np.random.default_rng(3)
+    for month in (MONTHS - 2, MONTHS - 1):
+        cycle = (pl.col("cycle_end").dt.year() - 2024) * 12 + pl.col("cycle_end").dt.month() - 1
+        at_month = statements.filter(cycle == month)
+        delinquent = at_month.filter(pl.col("dpd") > 0)["account_id"].to_list()
+        current = at_month.filter((pl.col("dpd") == 0) & (pl.col("account_id") < "A000000400"))[
+            "account_id"
+        ].to_list()
+        assert len(delinquent) > 50 and current
+        ids = rng.permutation([*delinquent, current[0]]).tolist()
+        points = read_replay_points(folder, sim, month)
+        assert sorted(points) == list(range(6))
+        stored = replay_to_month(sim, ids, month, 3, statements, points=points)
+        replayed = replay_to_month(sim, ids, month, 3, statements)
+        # chunk 0 holds the current account: re-simulated; the 5 others read
+        assert (stored.chunks, stored.chunks_from_points) == (6, 5)
+        assert (replayed.chunks, replayed.chunks_from_points) == (6, 0)
+        assert stored.replay_match_share == pytest.approx(1.0)
+        assert len(stored.last_actions.account) > 0
+        _same_values(replace(stored, chunks_from_points=0), replayed, f"replay at month {month}")
+    assert read_replay_points(folder, sim, AS_OF_MONTH) == {}
