@@ -104,8 +104,15 @@ def recovery_curves(
         pl.col("dpd").fill_null(-1),  # a missing DPD reaches no entry
         pl.col("balance").cast(pl.Float64),
         pl.col("amount_paid").cast(pl.Float64).fill_null(0.0),  # as a sum skips it
-    ).sort("account_id", "cycle_end")
-    first_row = ordered["account_id"].is_first_distinct().to_numpy()
+    )
+    if not _in_account_order(ordered):  # a portfolio usually is (the sort is the cost here)
+        ordered = ordered.sort("account_id", "cycle_end")
+    # sorted: an account's first row is where the id changes (no hash of every id)
+    first_row = (
+        ordered.select(pl.col("account_id").ne_missing(pl.col("account_id").shift(1)))
+        .to_series()
+        .to_numpy()
+    )
     starts = np.flatnonzero(first_row)
     account = np.cumsum(first_row) - 1
     # each account's last row (global index)
@@ -117,6 +124,17 @@ def recovery_curves(
         entry: _curve(entry, dpd, balance, paid, account, last, horizon_months)
         for entry in entry_dpds
     }
+
+
+def _in_account_order(frame: pl.DataFrame) -> bool:
+    """Rows sorted by ``account_id``, then ``cycle_end`` (nulls first, as ``sort`` puts them)."""
+    if frame.height < 2 or frame["account_id"].null_count() or frame["cycle_end"].null_count():
+        return frame.height < 2
+    account, cycle = pl.col("account_id"), pl.col("cycle_end")
+    later = (account > account.shift(1)) | (
+        (account == account.shift(1)) & (cycle >= cycle.shift(1))
+    )
+    return bool(frame.select(later.slice(1).all()).item())
 
 
 def _curve(

@@ -60,6 +60,7 @@ from rollrisk.simulator.truth import (
     REPLAY_POINT_MONTHS,
     TRUTH_FOLDER,
     replay_state_path,
+    write_replay_state,
 )
 from rollrisk.strategies.experiments import NOT_RANDOMISED
 from rollrisk.strategies.policy import ACTIONS, STANDARD_QUEUE
@@ -2029,7 +2030,7 @@ def write_portfolio(
     for month, found_points in points.items():
         path = replay_state_path(out_dir, str(world.start_month + month))
         path.parent.mkdir(exist_ok=True)
-        np.savez_compressed(path, **replay_point_arrays(found_points))
+        write_replay_state(path, replay_point_arrays(found_points))
     params = {
         "seed": seed,
         "accounts": n_accounts,

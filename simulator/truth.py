@@ -110,6 +110,22 @@ def replay_state_path(data_dir: Path, month: str) -> Path:
     return Path(data_dir) / TRUTH_FOLDER / REPLAY_FOLDER / f"{month}.npz"
 
 
+def write_replay_state(path: Path, arrays: dict[str, Any]) -> None:
+    """``arrays`` as a compressed ``.npz`` that ``numpy.load`` reads, byte for byte the same
+    for the same arrays (``numpy.savez_compressed`` stamps each member with the clock, and a
+    simulation with the same seed writes the same bytes)."""
+    import zipfile
+
+    import numpy as np
+
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, array in arrays.items():
+            member = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            member.compress_type = zipfile.ZIP_DEFLATED
+            with archive.open(member, "w", force_zip64=True) as out:
+                np.lib.format.write_array(out, np.asanyarray(array), allow_pickle=False)
+
+
 def read_replay_state(data_dir: Path, month: str) -> dict[str, Any] | None:
     """The arrays of :func:`replay_state_path` (no pickle is read), or None when the portfolio
     has none for that month (simulated before they were written, or an earlier month)."""

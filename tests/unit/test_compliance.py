@@ -711,8 +711,13 @@ def test_counts_at_or_before_are_a_plain_count_however_the_keys_are_sorted():
     def plain(event_group, event_at, group, at):
         counts, last = [], []
         for g, t in zip(group.tolist(), at.tolist(), strict=True):
-            hits = [i for i, (eg, et) in enumerate(zip(event_group.tolist(), event_at.tolist(),
-                                                      strict=True)) if eg == g and et <= t]
+            hits = [
+                i
+                for i, (eg, et) in enumerate(
+                    zip(event_group.tolist(), event_at.tolist(), strict=True)
+                )
+                if eg == g and et <= t
+            ]
             counts.append(len(hits))
             # the latest in time; of equal times, the last given
             last.append(max(hits, key=lambda i: (event_at[i], i)) if hits else -1)
@@ -721,7 +726,11 @@ def test_counts_at_or_before_are_a_plain_count_however_the_keys_are_sorted():
     rng = np.random.default_rng(11)
     base = np.datetime64("2025-11-30T00:00:00", "us")
     for events, queries, groups, spread in (
-        (0, 5, 3, 10), (6, 0, 3, 10), (1, 1, 1, 1), (300, 200, 4, 5), (400, 300, 40, 10**9),
+        (0, 5, 3, 10),
+        (6, 0, 3, 10),
+        (1, 1, 1, 1),
+        (300, 200, 4, 5),
+        (400, 300, 40, 10**9),
     ):
         event_group = rng.integers(-3, groups, events)
         event_at = base + rng.integers(0, spread, events).astype("timedelta64[us]")
