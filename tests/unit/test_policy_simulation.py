@@ -783,13 +783,11 @@ def _same_values(left: object, right: object, where: str = "replay") -> None:
         assert left == right, where
 
 
-def test_the_chunks_replayed_in_worker_processes_give_the_same_replay(tmp_path: Path):
-    """`--workers`: a book of several chunks replayed in spawned processes is the replay one
-    process makes, to the bit, in the same account order (a chunk's replay depends only on its
-    own random streams)."""
+def _chunked_portfolio(tmp_path: Path) -> tuple[Path, SimulatedPortfolio]:
+    """A 2,400-account portfolio in 6 chunks of 400, and how it was simulated."""
     folder = tmp_path / "chunked"
     folder.mkdir()
-    rules = replace(DEFAULT_RULES, chunk_accounts=400)  # 6 chunks
+    rules = replace(DEFAULT_RULES, chunk_accounts=400)
     write_portfolio(folder, 2_400, MONTHS, seed=5, rules=rules)
     # the params file holds these rules, which read_simulation_params refuses (not the shipped)
     params = json.loads((folder / "truth" / "params.json").read_text())
@@ -798,6 +796,14 @@ def test_the_chunks_replayed_in_worker_processes_give_the_same_replay(tmp_path: 
         5, 2_400, MONTHS, params["start_month"], rules,
         Exploration.from_dict(explored) if explored is not None else None,
     )  # fmt: skip
+    return folder, sim
+
+
+def test_the_chunks_replayed_in_worker_processes_give_the_same_replay(tmp_path: Path):
+    """`--workers`: a book of several chunks replayed in spawned processes is the replay one
+    process makes, to the bit, in the same account order (a chunk's replay depends only on its
+    own random streams)."""
+    folder, sim = _chunked_portfolio(tmp_path)
     portfolio = load_portfolio(folder)
     statements = portfolio.statements
     # every 7th account of 5 of the 6 chunks (none of 1,200-1,599), out of order
@@ -872,16 +878,7 @@ def test_the_state_the_simulator_wrote_is_the_replay_to_the_bit(tmp_path: Path):
     from rollrisk.simulator.replay import read_replay_points
     from rollrisk.simulator.truth import REPLAY_POINT_MONTHS, replay_state_path
 
-    folder = tmp_path / "chunked"
-    folder.mkdir()
-    rules = replace(DEFAULT_RULES, chunk_accounts=400)  # 6 chunks
-    write_portfolio(folder, 2_400, MONTHS, seed=5, rules=rules)
-    params = json.loads((folder / "truth" / "params.json").read_text())
-    explored = params.get("exploration")
-    sim = SimulatedPortfolio(
-        5, 2_400, MONTHS, params["start_month"], rules,
-        Exploration.from_dict(explored) if explored is not None else None,
-    )  # fmt: skip
+    folder, sim = _chunked_portfolio(tmp_path)
     statements = load_portfolio(folder).statements
     assert REPLAY_POINT_MONTHS == 2
     assert sorted(p.name for p in replay_state_path(folder, "2024-01").parent.iterdir()) == [
