@@ -501,7 +501,7 @@ def replay_to_month(
     offset = 0
     with shared_runs(context, workers, "replaying a chunk") as run:
         replayed = run(_replay_chunk, to_replay)
-        replayed = progress(replayed, len(to_replay)) if progress and to_replay else replayed
+        replayed = iter(progress(replayed, len(to_replay)) if progress and to_replay else replayed)
         done = (
             _from_point(stored[job[0]], job[1]) if index in served else next(replayed)
             for index, job in enumerate(jobs)
@@ -1722,6 +1722,9 @@ def compare_policies(
         "seeds": [int(s) for s in seeds],
         "base_seed": base_seed,
         "replay_match_share": replay.replay_match_share,
+        # where the scored accounts' state at the as-of came from: the simulator's chunks
+        # holding them, and how many were read from the state `simulate` wrote
+        "replay_chunks": {"chunks": replay.chunks, "from_stored_state": replay.chunks_from_points},
         "valuation": {
             "shares": {
                 f"M{b}" if b < CHARGE_OFF_BUCKET else f"M{b}+": s

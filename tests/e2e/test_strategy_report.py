@@ -54,6 +54,9 @@ def test_policy_simulation_reports_both_arms_and_an_uplift_interval(report_run):
     result = json.loads((simulation / "policy_simulation.json").read_text())
     assert result["as_of"] == AS_OF and result["months"] == 3 and len(result["seeds"]) == 4
     assert result["replay_match_share"] > 0.95  # the replay reproduced the portfolio
+    # the portfolio's window is 2024-01..2025-04: its state at the start of 2025-03, one of the
+    # last two month-ends, is stored (truth/replay_state/), so its one chunk is read, not re-run
+    assert result["replay_chunks"] == {"chunks": 1, "from_stored_state": 1}
     for metric in ("recovered", "action_cost", "roll_to_default_rate", "contacts", "disputes"):
         uplift = result["uplift"][metric]
         model = result["arms"]["model_driven"][metric]["mean"]

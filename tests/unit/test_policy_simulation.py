@@ -886,6 +886,7 @@ def test_the_state_the_simulator_wrote_is_the_replay_to_the_bit(tmp_path: Path):
         "2024-08.npz",
     ]
     rng = np.random.default_rng(3)
+    shown: list[int] = []  # a progress display (an iterable, not an iterator) of chunks re-run
     for month in (MONTHS - 2, MONTHS - 1):
         cycle = (pl.col("cycle_end").dt.year() - 2024) * 12 + pl.col("cycle_end").dt.month() - 1
         at_month = statements.filter(cycle == month)
@@ -897,7 +898,12 @@ def test_the_state_the_simulator_wrote_is_the_replay_to_the_bit(tmp_path: Path):
         ids = rng.permutation([*delinquent, current[0]]).tolist()
         points = read_replay_points(folder, sim, month)
         assert sorted(points) == list(range(6))
-        stored = replay_to_month(sim, ids, month, 3, statements, points=points)
+        shown.clear()
+        stored = replay_to_month(
+            sim, ids, month, 3, statements, points=points,
+            progress=lambda items, total: shown.append(total) or list(items),
+        )  # fmt: skip
+        assert shown == [1]
         replayed = replay_to_month(sim, ids, month, 3, statements)
         # chunk 0 holds the current account: re-simulated; the 5 others read
         assert (stored.chunks, stored.chunks_from_points) == (6, 5)
