@@ -23,7 +23,8 @@ Output (DIR = --out):
   DIR/truth/borrowers.parquet                latent driver, region, shock onset (never a feature)
   DIR/truth/params.json                      every simulator parameter, the seed, the world
   DIR/truth/replay_state/YYYY-MM.npz         the simulator's state of the accounts delinquent
-                                             at each of the last two month-ends, so that
+                                             at each of the last two month-ends (or the
+                                             month-end before), so that
                                              simulate-policy there need not re-simulate
 
 Exploration: like a real lender, the simulated one runs a champion/challenger test so that

@@ -1792,8 +1792,8 @@ def simulate_chunk(
     Returns the frames ``accounts``, ``statements``, ``collection_actions``, ``treatments`` (data
     contract columns, sorted by account and time) and ``truth`` (latent traits per account);
     with an ``exploration``, also ``experiment_assignments`` (its log, by account and as-of).
-    At the start of each month of ``checkpoints`` the state of the accounts delinquent then
-    (the ones a scoring run at that month-end can score) is appended to ``points``
+    At the start of each month of ``checkpoints`` the state of the accounts delinquent then or
+    the month before (the ones a scoring run at that month-end can score) is appended to ``points``
     (:class:`ReplayPoint`: what the policy replay would compute for them).
     """
     arrays = rule_arrays(rules)
@@ -1812,7 +1812,9 @@ def simulate_chunk(
     for month in range(world.first_month, months):
         memory.before(month, state)
         if month in checkpoints and points is not None:
-            delinquent = np.flatnonzero(state.bucket > 0)
+            # delinquent now or the month before: a statement known after the month-end leaves
+            # the scoring run the one before, so an account cured since may still be scored
+            delinquent = np.flatnonzero((state.bucket > 0) | (previous_bucket > 0))
             points.append(replay_point(month, accounts, state, previous_bucket, memory, delinquent))
         step = simulate_month(
             rules, accounts, arrays, world, state, previous_bucket, month, rng, explore, dynamics

@@ -891,9 +891,13 @@ def test_the_state_the_simulator_wrote_is_the_replay_to_the_bit(tmp_path: Path):
         cycle = (pl.col("cycle_end").dt.year() - 2024) * 12 + pl.col("cycle_end").dt.month() - 1
         at_month = statements.filter(cycle == month)
         delinquent = at_month.filter(pl.col("dpd") > 0)["account_id"].to_list()
-        current = at_month.filter((pl.col("dpd") == 0) & (pl.col("account_id") < "A000000400"))[
-            "account_id"
-        ].to_list()
+        # current at this month-end and the one before: not stored
+        before = statements.filter((cycle == month - 1) & (pl.col("dpd") == 0))["account_id"]
+        current = at_month.filter(
+            (pl.col("dpd") == 0)
+            & (pl.col("account_id") < "A000000400")
+            & pl.col("account_id").is_in(before.implode())
+        )["account_id"].to_list()
         assert len(delinquent) > 50 and current
         ids = rng.permutation([*delinquent, current[0]]).tolist()
         points = read_replay_points(folder, sim, month)
