@@ -118,10 +118,14 @@ def write_replay_state(path: Path, arrays: dict[str, Any]) -> None:
 
     import numpy as np
 
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
         for name, array in arrays.items():
             member = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
             member.compress_type = zipfile.ZIP_DEFLATED
+            # the fastest level, 8 s -> 2.5 s for a 2.65M-account book (22.5 -> 24.8 MB); the
+            # member's setting is public from Python 3.13, private before
+            level = "compress_level" if hasattr(member, "compress_level") else "_compresslevel"
+            setattr(member, level, 1)
             with archive.open(member, "w", force_zip64=True) as out:
                 np.lib.format.write_array(out, np.asanyarray(array), allow_pickle=False)
 
