@@ -1,7 +1,8 @@
 """Simulate the scored (model-driven) policy against the baseline and references on the simulator.
 
 Takes the published result of `rollrisk score` (OUT/current) on a SIMULATED portfolio, replays
-the simulator to the scores' as-of, and rolls every scored account forward --months months
+the simulator to the scores' as-of (at the last two month-ends of the simulated window it reads
+the state `rollrisk simulate` stored in truth/replay_state/ instead of re-simulating), and rolls every scored account forward --months months
 (default 6) under each arm with the same random draws: the treatment the policy chose for it
 (after compliance; decided once, at the as-of: no re-scoring within the horizon), the baseline
 tiered policy, and the references - baseline plus grace for all, segment-blind (every account
