@@ -376,7 +376,8 @@ def run(args: argparse.Namespace) -> int:
         f"[simulate-policy] the scored accounts' state at {as_of}: "
         + (
             f"{replay.chunks_from_points:,} of {replay.chunks:,} chunks read from the state "
-            "`rollrisk simulate` wrote (truth/replay_state/), the others re-simulated"
+            "`rollrisk simulate` wrote (truth/replay_state/), "
+            f"{replay.chunks - replay.chunks_from_points:,} re-simulated"
             if points
             else f"{replay.chunks:,} chunks re-simulated (the portfolio holds no stored state "
             "for this month-end: `rollrisk simulate` writes it for its last "
