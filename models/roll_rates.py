@@ -128,8 +128,10 @@ def recovery_curves(
 
 def _in_account_order(frame: pl.DataFrame) -> bool:
     """Rows sorted by ``account_id``, then ``cycle_end`` (nulls first, as ``sort`` puts them)."""
-    if frame.height < 2 or frame["account_id"].null_count() or frame["cycle_end"].null_count():
-        return frame.height < 2
+    if frame.height < 2:
+        return True
+    if frame["account_id"].null_count() or frame["cycle_end"].null_count():
+        return False  # the sort decides where nulls go
     account, cycle = pl.col("account_id"), pl.col("cycle_end")
     later = (account > account.shift(1)) | (
         (account == account.shift(1)) & (cycle >= cycle.shift(1))

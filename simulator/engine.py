@@ -1699,7 +1699,12 @@ def replay_point(
     where = np.full(len(state.bucket), -1, dtype=np.int64)
     where[keep] = np.arange(len(keep))
     log = memory.last_actions
-    rows = np.flatnonzero(where[log.account] >= 0) if log is not None else np.zeros(0, np.int64)
+    if log is None:  # no month run yet: no contact history
+        none = np.zeros(0, dtype=np.int64)
+        last = (none, np.zeros(0, dtype="datetime64[us]"), none, none)
+    else:
+        rows = np.flatnonzero(where[log.account] >= 0)
+        last = (where[log.account[rows]], log.action_at[rows], log.channel[rows], log.outcome[rows])
     return ReplayPoint(
         month,
         keep,
@@ -1708,10 +1713,7 @@ def replay_point(
         previous_bucket[keep],
         memory.extension[keep],
         memory.episodes(state)[keep],
-        where[log.account[rows]] if log is not None else np.zeros(0, np.int64),
-        log.action_at[rows] if log is not None else np.zeros(0, "datetime64[us]"),
-        log.channel[rows] if log is not None else np.zeros(0, np.int64),
-        log.outcome[rows] if log is not None else np.zeros(0, np.int64),
+        *last,
     )
 
 
