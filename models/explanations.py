@@ -336,17 +336,22 @@ def reason_codes(
                     texts_en[quoting[j]], texts_zh[quoting[j]] = reason_text(spec, own[j])
                     values[quoting[j]] = str(own[j])
 
+    # the text columns stay Python strings (object): converting each to pandas' Arrow-backed
+    # string type and back, as a JSON encoder reads them, cost more than the rest of this step
+    names = np.array([spec.name for spec in specs], dtype=object)[features]
     return pd.DataFrame(
         {
             "row": X_raw.index.to_numpy()[rows],
             "rank": (ranks + 1).astype(np.int64),
-            "feature": [specs[i].name for i in features],
-            "code": [codes[i] for i in features],
-            "family": [specs[i].family for i in features],
-            "value": values,
+            "feature": pd.Series(names, dtype=object),
+            "code": pd.Series(np.array(codes, dtype=object)[features], dtype=object),
+            "family": pd.Series(
+                np.array([spec.family for spec in specs], dtype=object)[features], dtype=object
+            ),
+            "value": pd.Series(values, dtype=object),
             "contribution": top[rows, ranks],
-            "text_en": texts_en,
-            "text_zh": texts_zh,
+            "text_en": pd.Series(texts_en, dtype=object),
+            "text_zh": pd.Series(texts_zh, dtype=object),
         },
         columns=list(REASON_COLUMNS),
     )
