@@ -13,7 +13,19 @@ stay fast: the API brings LightGBM, MLflow and pandas with it.
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Any
+
+# pandera imports pyspark.pandas whenever PySpark is installed (the `spark` extra), and that
+# import warns on every command that pandas >= 3 is not fully supported by pandas-on-Spark:
+# rollrisk never uses pandas-on-Spark (its Spark engine is pyspark.sql), so the warning only
+# misleads
+warnings.filterwarnings(
+    "ignore",
+    message="PySpark does not yet fully support pandas",
+    category=FutureWarning,
+    module="pyspark.pandas",
+)
 
 __version__ = "0.1.0"
 
