@@ -224,6 +224,11 @@ class TableContract:
     # the column that dates a row's event, which may not fall before its account's opened_at
     # (compared as a date; docs/data-contract.md, "Rows dated before the account opened")
     dated_by: str | None = None
+    # each account's rows are its history, read whole (the statements): when one of them is
+    # rejected (for anything but repeating a kept row exactly) the rest would be scored and
+    # trained on with a gap, so they are set aside too (docs/data-contract.md, "An account's
+    # statements are kept whole or not at all")
+    history: bool = False
 
     @property
     def dtypes(self) -> dict[str, pl.DataType]:
@@ -241,6 +246,7 @@ TABLES: tuple[TableContract, ...] = (
         ("account_id", "cycle_end"),
         True,
         dated_by="cycle_end",
+        history=True,
     ),
     TableContract(
         "collection_actions",

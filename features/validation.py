@@ -56,6 +56,13 @@ KNOCK_ON_REASON = "account_id: the account was rejected in table accounts"
 """How a row rejected only because its account was rejected starts its reason; the rest names
 the account's row and its reason (see :func:`validate_table`)."""
 
+INCOMPLETE_HISTORY_REASON = "incomplete history"
+"""How a row of a history table (:attr:`TableContract.history`, the statements) starts its
+reason when it is set aside only because another row of its account was rejected."""
+
+CONFLICT_REASON = "conflicting duplicate"
+"""How a row starts its reason when it repeats the key of a kept row with other values."""
+
 SHOWN_CHARACTERS = 40
 """A value quoted in a reason or key is cut to this many characters (a 10,000-character id
 would make a 10,000-character reject line); the cut says how long the value was."""
@@ -370,6 +377,8 @@ def validate_table(
         ).drop("_type_reason")
     )
 
+    # what was rejected so far, less the exact repeats of kept rows: a gap in an account's rows
+    repeats: pl.Series | None = None
     if table.unique:
         duplicated = _duplicates(candidates, table, files)
         if duplicated.height:
@@ -377,6 +386,7 @@ def validate_table(
                 _reject_rows(candidates.join(duplicated, on="_pos"), "reason", table, files)
             )
             candidates = _without(candidates, duplicated)
+            repeats = duplicated.filter("_exact")["_pos"]
 
     if table.references_accounts and known_accounts is not None:
         unknown = candidates.filter(~pl.col("account_id").is_in(known_accounts.implode()))
@@ -398,6 +408,15 @@ def validate_table(
         if early.height:
             rejects.append(_reject_rows(early, "reason", table, files))
             candidates = _without(candidates, early)
+
+    if table.history and rejects and candidates.height:
+        gaps = pl.concat(rejects)
+        if repeats is not None and repeats.len():
+            gaps = gaps.filter(~pl.col("_pos").is_in(repeats.implode()))
+        incomplete = _incomplete_histories(candidates, gaps, table)
+        if incomplete.height:
+            rejects.append(_reject_rows(incomplete, "reason", table, files))
+            candidates = _without(candidates, incomplete)
 
     accepted = candidates.drop("_pos", *BOOKKEEPING)
     if own:
@@ -421,6 +440,34 @@ def validate_table(
         rows_read,
         reject_frame["_account_id"].alias("account_id"),
     )
+
+
+def _incomplete_histories(
+    candidates: pl.DataFrame, gaps: pl.DataFrame, table: TableContract
+) -> pl.DataFrame:
+    """The rows of ``candidates`` whose account had a row rejected (``gaps``: reject lines
+    with ``_pos`` and ``_account_id``), with a ``reason`` naming the first such row."""
+    first = (
+        gaps.filter(pl.col("_account_id").is_not_null())
+        .sort("_pos")
+        .unique("_account_id", keep="first", maintain_order=True)
+        .select(
+            pl.col("_account_id").alias("account_id"),
+            pl.format(
+                "{}: row {} of {} of this account was rejected ({}); the account's other "
+                "{} are set aside with it, so that it is neither scored nor trained on with "
+                "a gap in its history",
+                pl.lit(INCOMPLETE_HISTORY_REASON),
+                pl.col("row"),
+                pl.col("file"),
+                pl.col("reasons"),
+                pl.lit(table.name),
+            ).alias("reason"),
+        )
+    )
+    if first.height == 0:
+        return candidates.head(0).with_columns(pl.lit(None, dtype=pl.String).alias("reason"))
+    return candidates.join(first, on="account_id", how="inner", maintain_order="left")
 
 
 def _before_opening(candidates: pl.DataFrame, column: str, opened_at: pl.DataFrame) -> pl.DataFrame:
@@ -529,12 +576,13 @@ def _reject_rows(
 def _duplicates(
     candidates: pl.DataFrame, table: TableContract, files: Sequence[str]
 ) -> pl.DataFrame:
-    """(``_pos``, reason) for every row repeating the key of an earlier row."""
+    """(``_pos``, reason, ``_exact``) for every row repeating the key of an earlier row;
+    ``_exact``: it repeats that row's every value too (a harmless re-sent row)."""
     assert table.unique is not None
     keys = list(table.unique)
     # One cheap pass over a 64-bit hash of the key finds the rows that may repeat a key; the
     # exact comparison then runs on those few rows only (a hash collision is not a duplicate).
-    none = pl.DataFrame(schema={"_pos": pl.Int64, "reason": pl.String})
+    none = pl.DataFrame(schema={"_pos": pl.Int64, "reason": pl.String, "_exact": pl.Boolean})
     key_hash = candidates.select(pl.struct(keys).hash(seed=17)).to_series()
     # as many distinct hashes as rows: every key distinct (the common case; counting them is
     # about 15x faster than marking the first of each on a 43M-row statements table)
@@ -549,22 +597,51 @@ def _duplicates(
         pl.col(FILE_COLUMN).sort_by("_pos").first().alias("_first_file"),
         pl.col(ROW_COLUMN).sort_by("_pos").first().alias("_first_row"),
     )
+    # a repeat with other values than the kept row is a conflict: which row is right, nothing
+    # says (the kept one is only the first read)
+    values = [name for name in table.dtypes if name not in keys]
+    kept = involved.join(first, left_on="_pos", right_on="_first_pos").select(
+        *keys, *(pl.col(name).alias(f"_kept_{name}") for name in values)
+    )
+    differing = [
+        pl.when(pl.col(name).eq_missing(pl.col(f"_kept_{name}"))).then(None).otherwise(pl.lit(name))
+        for name in values
+    ]
     return (
         involved.join(first, on=keys, nulls_equal=True)
         .filter(pl.col("_pos") != pl.col("_first_pos"))
+        .join(kept, on=keys, nulls_equal=True)
         .join(
             _file_names(files, candidates.schema[FILE_COLUMN]),
             left_on="_first_file",
             right_on=FILE_COLUMN,
         )
+        .with_columns(
+            pl.concat_str(differing, separator=", ", ignore_nulls=True).alias("_differing")
+        )
         .select(
             "_pos",
-            pl.format(
-                "duplicate ({}): same key as row {} of {}, which was kept",
-                pl.lit(", ".join(keys)),
-                pl.col("_first_row"),
-                pl.col("file"),
-            ).alias("reason"),
+            pl.when(pl.col("_differing") == "")
+            .then(
+                pl.format(
+                    "duplicate ({}): same key and values as row {} of {}, which was kept",
+                    pl.lit(", ".join(keys)),
+                    pl.col("_first_row"),
+                    pl.col("file"),
+                )
+            )
+            .otherwise(
+                pl.format(
+                    "{} ({}): same key as row {} of {}, which was kept, but other values in {}",
+                    pl.lit(CONFLICT_REASON),
+                    pl.lit(", ".join(keys)),
+                    pl.col("_first_row"),
+                    pl.col("file"),
+                    pl.col("_differing"),
+                )
+            )
+            .alias("reason"),
+            (pl.col("_differing") == "").alias("_exact"),
         )
     )
 

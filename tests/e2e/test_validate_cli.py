@@ -50,23 +50,42 @@ def test_corrupted_copy_gets_precise_rejects_and_reconciles(
     rejects = pl.read_csv(rejects_path)
     assert rejects.columns == ["table", "file", "row", "key", "reasons"]
     by_row = {row: reason for row, reason in rejects.select("row", "reasons").iter_rows()}
+    csv = tiny_portfolio / "statements.csv"
+
+    def set_aside(row: int, reason: str) -> str:  # the account's other statements go with it
+        return (
+            f"incomplete history: row {row} of {csv} of this account was rejected ({reason}); "
+            "the account's other statements are set aside with it, so that it is neither "
+            "scored nor trained on with a gap in its history"
+        )
+
+    lots, negative = (
+        "amount_due: expected a number, got 'lots'",
+        ("amount_paid: expected a value >= 0, got '-1.0'"),
+    )
     assert by_row == {
-        2: "amount_due: expected a number, got 'lots'",
-        5: "amount_paid: expected a value >= 0, got '-1.0'",
-        9: f"duplicate (account_id, cycle_end): same key as row 0 of {tiny_portfolio / 'statements.csv'}, which was kept",
+        0: set_aside(2, lots),  # A1's other statements
+        1: set_aside(2, lots),
+        2: lots,
+        3: set_aside(5, negative),  # A2's
+        4: set_aside(5, negative),
+        5: negative,
+        # an exact repeat of a kept row leaves the history whole
+        9: f"duplicate (account_id, cycle_end): same key and values as row 0 of {csv}, "
+        "which was kept",
         10: "account_id: expected an account listed in accounts, got 'A404'",
     }
     assert set(rejects["file"]) == {str(tiny_portfolio / "statements.csv")}
     report = validate_portfolio(tiny_portfolio).report
     statements_report = next(t for t in report.tables if t.table == "statements")
     assert statements_report.rows_read == 11
-    assert statements_report.rows_accepted == 7
+    assert statements_report.rows_accepted == 3  # A3's
     assert (
         statements_report.rows_read
         == statements_report.rows_accepted + statements_report.rows_rejected
     )
     out = capsys.readouterr().out
-    assert "NOT CLEAN: 4 rows rejected" in out
+    assert "NOT CLEAN: 8 rows rejected" in out
 
 
 def test_truncated_parquet_part_is_a_file_error_and_other_parts_still_count(

@@ -120,7 +120,8 @@ def _bad_accounts(data: Path, share: float) -> int:
 
 def _bad_statements(data: Path, count: int) -> set[str]:
     """Give ``count`` statement rows of the first part, of as many accounts, a negative DPD;
-    returns those accounts."""
+    returns those accounts. Validation sets aside each of them whole (all its statements:
+    docs/data-contract.md, "An account's statements are kept whole or not at all")."""
     part = sorted((data / "statements").glob("*.parquet"))[0]
     rows = pl.read_parquet(part)
     hit = rows.with_row_index("_n").group_by("account_id", maintain_order=True).first().head(count)
@@ -129,12 +130,19 @@ def _bad_statements(data: Path, count: int) -> set[str]:
     return set(hit["account_id"])
 
 
+def _statements_of(data: Path, accounts: set[str]) -> int:
+    """How many statement rows ``accounts`` have in ``data`` (all set aside when one is bad)."""
+    rows = pl.read_parquet(data / "statements" / "*.parquet", columns=["account_id"])
+    return rows.filter(pl.col("account_id").is_in(sorted(accounts))).height
+
+
 # -- a book of accounts and statements alone ------------------------------------------------
 
 
 @dataclass(frozen=True)
 class BareFlow:
     data: Path
+    set_aside: int  # the statement rows of the 4 accounts with a bad one
     training_set: Path
     built: Run
     trained: Run
@@ -145,10 +153,11 @@ class BareFlow:
 @pytest.fixture(scope="module")
 def bare(world, tmp_path_factory) -> BareFlow:
     """build-training-set -> train -> promote on the portfolio without its optional tables
-    (and with 4 statement rows bad, 0.01%: set aside and said, not a stop)."""
+    (and with 4 statement rows bad, of 4 accounts: their statements set aside and said, not a
+    stop)."""
     root = tmp_path_factory.mktemp("bare")
     data = _copy(world, root / "portfolio", without=OPTIONAL)
-    _bad_statements(data, 4)
+    set_aside = _statements_of(data, _bad_statements(data, 4))
     config = root / "bare.yaml"
     config.write_text(BARE_CONFIG)
     training_set = root / "training_set.parquet"
@@ -157,7 +166,7 @@ def bare(world, tmp_path_factory) -> BareFlow:
     trained = run("train", "--data", str(data), "--training-set", str(training_set),
                   "--config", str(config), "--out", str(train_out))  # fmt: skip
     promoted = run("promote", "--model-name", "rollrisk-bare", "--config", str(config))
-    return BareFlow(data, training_set, built, trained, train_out, promoted)
+    return BareFlow(data, set_aside, training_set, built, trained, train_out, promoted)
 
 
 def test_build_training_set_without_action_logs_says_what_it_left_out(bare: BareFlow) -> None:
@@ -176,10 +185,14 @@ def test_build_training_set_without_action_logs_says_what_it_left_out(bare: Bare
             assert column.null_count() == frame.height, spec.name
         elif spec.source == "statements":
             assert column.null_count() < frame.height, spec.name
-    # the 4 bad rows: set aside, counted, listed beside the training set
-    assert "[build-training-set] rejects: 4 of" in bare.built.err
+    # the 4 bad rows and their accounts' other statements: set aside, counted, listed beside
+    # the training set
+    assert bare.set_aside > 4
+    assert f"[build-training-set] rejects: {bare.set_aside} of" in bare.built.err
     rejects = pl.read_csv(bare.training_set.with_name("training_set.rejects.csv"))
-    assert rejects.height == 4 and rejects["reasons"].str.contains("dpd").all()
+    assert rejects.height == bare.set_aside
+    assert rejects["reasons"].str.starts_with("dpd:").sum() == 4
+    assert rejects["reasons"].str.starts_with("incomplete history: ").sum() == bare.set_aside - 4
 
 
 def test_train_without_action_logs_trains_says_so_and_records_its_tables(
@@ -195,17 +208,17 @@ def test_train_without_action_logs_trains_says_so_and_records_its_tables(
             bare.trained.err
         )
     # train prints its rejects and records them with the report (logged to MLflow with it)
-    assert "[train] rejects: 4 of" in bare.trained.err
+    assert f"[train] rejects: {bare.set_aside} of" in bare.trained.err
     read = _accounts_read(bare.data)
     assert (
-        f"4 of {read:,} accounts have a rejected row ({4 / read:.2%}), 0 of them lost entirely"
+        f"4 of {read:,} accounts have a rejected row ({4 / read:.2%}), 4 of them lost entirely"
         in (bare.trained.err)
     )
     record = json.loads((bare.train_out / "rejects.json").read_text())
-    assert record["rows_rejected"] == 4 and record["accounts_rejected"] == 4
-    assert record["tables"]["statements"]["rows_rejected"] == 4
+    assert record["rows_rejected"] == bare.set_aside and record["accounts_rejected"] == 4
+    assert record["tables"]["statements"]["rows_rejected"] == bare.set_aside
     assert record["max_reject_rate"] == pytest.approx(0.01)
-    assert pl.read_csv(bare.train_out / "rejects.csv").height == 4
+    assert pl.read_csv(bare.train_out / "rejects.csv").height == bare.set_aside
     loaded = load_model("models:/rollrisk-bare@challenger")
     assert loaded.metadata["tables"] == "accounts,statements"
 
@@ -224,7 +237,7 @@ def test_promote_and_score_a_model_trained_without_action_logs(
     }
     assert frame.height == manifest["counts"]["population"] > 20
     assert frame["probability"].is_between(0, 1).all()
-    assert manifest["counts"]["rejects"]["rows_rejected"] == 4
+    assert manifest["counts"]["rejects"]["rows_rejected"] == bare.set_aside
 
 
 def test_evaluate_monitor_and_serve_a_model_trained_without_action_logs(
@@ -248,7 +261,8 @@ def test_evaluate_monitor_and_serve_a_model_trained_without_action_logs(
     assert record["tables"] == {"trained_with": ["accounts", "statements"], "monitored_without": []}
     # the service: requests without action logs or treatments, as the lender has none
     portfolio = load_portfolio(bare.data)
-    ids = portfolio.accounts["account_id"].head(3).to_list()
+    # accounts with a history (the first few were set aside whole for their bad statement)
+    ids = portfolio.statements["account_id"].unique(maintain_order=True).head(3).to_list()
     body = request_body(portfolio.accounts, portfolio.statements, None, None, ids,
                         date.fromisoformat(AS_OF))  # fmt: skip
     parser = argparse.ArgumentParser()
@@ -327,7 +341,8 @@ def test_the_service_refuses_a_request_without_a_table_the_model_learnt_from(wor
     from rollrisk.storage.loader import load_portfolio
 
     portfolio = load_portfolio(world.portfolio)
-    ids = portfolio.accounts["account_id"].head(3).to_list()
+    # accounts with a history (the first few were set aside whole for their bad statement)
+    ids = portfolio.statements["account_id"].unique(maintain_order=True).head(3).to_list()
     body = request_body(portfolio.accounts, portfolio.statements, None, portfolio.treatments,
                         ids, date.fromisoformat(AS_OF))  # fmt: skip
     parser = argparse.ArgumentParser()
@@ -448,7 +463,7 @@ def test_validate_exit_codes_and_the_limit_it_reports(world, tmp_path: Path) -> 
     assert within.code == 1
     read = _accounts_read(few)
     assert (
-        f"accounts: 3 of {read:,} have a rejected row ({3 / read:.2%}), 0 of them lost entirely"
+        f"accounts: 3 of {read:,} have a rejected row ({3 / read:.2%}), 3 of them lost entirely"
         in (within.out)
     )
     assert "within the reject limit of 1.00%" in within.out

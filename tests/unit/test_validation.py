@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, datetime
 
 import polars as pl
@@ -9,10 +10,20 @@ import pytest
 
 from rollrisk.errors import DataContractError
 from rollrisk.features.schemas import TABLES_BY_NAME
-from rollrisk.features.validation import FILE_COLUMN, KNOCK_ON_REASON, ROW_COLUMN, validate_table
+from rollrisk.features.validation import (
+    CONFLICT_REASON,
+    FILE_COLUMN,
+    INCOMPLETE_HISTORY_REASON,
+    KNOCK_ON_REASON,
+    ROW_COLUMN,
+    validate_table,
+)
 from tests.conftest import tiny_accounts, tiny_statements
 
-STATEMENTS = TABLES_BY_NAME["statements"]
+# the row checks alone: the statements' history rule (an account's statements kept whole or
+# not at all) sets aside more rows, and has its own tests at the end
+STATEMENTS = replace(TABLES_BY_NAME["statements"], history=False)
+STATEMENTS_WHOLE = TABLES_BY_NAME["statements"]
 ACCOUNTS = TABLES_BY_NAME["accounts"]
 
 
@@ -76,7 +87,8 @@ def test_duplicate_account_month_keeps_the_first_and_names_it():
     outcome = validate_table(_raw(frame), STATEMENTS, ["s.parquet"])
     assert outcome.rows_rejected == 1
     assert _reasons(outcome) == {
-        9: "duplicate (account_id, cycle_end): same key as row 4 of s.parquet, which was kept"
+        9: "duplicate (account_id, cycle_end): same key and values as row 4 of s.parquet, "
+        "which was kept"
     }
     assert outcome.rejects["key"].to_list() == ["account_id=A2, cycle_end=2024-02-20"]
 
@@ -222,7 +234,8 @@ def test_lender_columns_never_meet_the_rejects_report_columns(names):
         2: "amount_paid: expected a value >= 0, got '-1.0'",
         4: "balance: expected a finite number, got 'inf'",
         **{r: "account_id: expected an account listed in accounts, got 'A3'" for r in (6, 7, 8)},
-        9: "duplicate (account_id, cycle_end): same key as row 6 of s.parquet, which was kept",
+        9: "duplicate (account_id, cycle_end): same key and values as row 6 of s.parquet, "
+        "which was kept",
     }
     accepted = outcome.accepted
     assert accepted.columns[-2:] == list(names)
@@ -250,3 +263,73 @@ def test_a_knock_on_reject_names_the_rejected_account_row_and_its_reason():
     }
     assert root.startswith("opened_at: expected a date") and "'22/08/2021'" in root
     assert statements.rejected_account_ids.to_list() == ["A2"] * 3
+
+
+# --- the statements' history rule: an account's statements kept whole or not at all ----------
+
+
+def test_a_rejected_statement_sets_aside_the_accounts_other_statements_naming_it():
+    """A2's latest statement is bad: scoring the rest would read its November as its latest
+    (a cured account seen still delinquent, or a delinquent one dropped)."""
+    frame = tiny_statements().with_columns(
+        pl.when(pl.int_range(pl.len()) == 5)
+        .then(-1.0)
+        .otherwise("amount_paid")
+        .alias("amount_paid")
+    )
+    outcome = validate_table(_raw(frame), STATEMENTS_WHOLE, ["s.parquet"])
+    reasons = _reasons(outcome)
+    assert reasons[5] == "amount_paid: expected a value >= 0, got '-1.0'"
+    for row in (3, 4):  # A2's other statements, each naming the row that was rejected
+        assert reasons[row] == (
+            f"{INCOMPLETE_HISTORY_REASON}: row 5 of s.parquet of this account was rejected "
+            "(amount_paid: expected a value >= 0, got '-1.0'); the account's other statements "
+            "are set aside with it, so that it is neither scored nor trained on with a gap in "
+            "its history"
+        )
+    assert set(reasons) == {3, 4, 5}
+    assert outcome.accepted["account_id"].unique().sort().to_list() == ["A1", "A3"]
+    assert outcome.rows_accepted + outcome.rows_rejected == outcome.rows_read == 9
+    assert outcome.rejected_account_ids.to_list() == ["A2"] * 3
+
+
+def test_an_exact_repeat_keeps_the_history_and_a_conflicting_one_sets_it_aside():
+    repeat = tiny_statements().slice(4, 1)  # A2, February, the same values
+    conflict = (
+        tiny_statements().slice(7, 1).with_columns(pl.lit(40, dtype=pl.Int64).alias("dpd"))
+    )  # A3, other dpd
+    frame = pl.concat([tiny_statements(), repeat, conflict])
+    outcome = validate_table(_raw(frame), STATEMENTS_WHOLE, ["s.parquet"])
+    reasons = _reasons(outcome)
+    assert reasons[9] == (
+        "duplicate (account_id, cycle_end): same key and values as row 4 of s.parquet, "
+        "which was kept"
+    )
+    assert reasons[10] == (
+        f"{CONFLICT_REASON} (account_id, cycle_end): same key as row 7 of s.parquet, which "
+        "was kept, but other values in dpd"
+    )
+    # A3's history is set aside whole (the kept row too: which of the two is right, nothing
+    # says); A2 keeps its three statements
+    assert {6, 7, 8} <= set(reasons)
+    assert reasons[7].startswith(f"{INCOMPLETE_HISTORY_REASON}: row 10 of s.parquet")
+    assert outcome.accepted["account_id"].to_list() == ["A1"] * 3 + ["A2"] * 3
+
+
+def test_the_history_rule_does_not_depend_on_the_chunk_size():
+    frame = pl.concat([tiny_statements(), tiny_statements().slice(4, 2)]).with_columns(
+        pl.when(pl.int_range(pl.len()) == 7)
+        .then(-1.0)
+        .otherwise("amount_paid")
+        .alias("amount_paid")
+    )
+    whole = validate_table(_raw(frame), STATEMENTS_WHOLE, ["s.parquet"])
+    for chunk_rows in (1, 2, 4):
+        chunked = validate_table(
+            _raw(frame), STATEMENTS_WHOLE, ["s.parquet"], chunk_rows=chunk_rows
+        )
+        assert chunked.rejects.equals(whole.rejects)
+        assert chunked.accepted.equals(whole.accepted)
+    # A3's bad February, then its other two statements; A2's two exact repeats
+    assert whole.rows_rejected == 5
+    assert whole.accepted["account_id"].unique().sort().to_list() == ["A1", "A2"]
