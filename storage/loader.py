@@ -28,6 +28,7 @@ reports it, every other job stops, because scoring a partial portfolio would los
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -299,8 +300,25 @@ def read_table_file(
             f"{path}: cannot read this {kind} file for table '{table.name}' "
             f"(truncated or not {kind}?): {type(error).__name__}: {str(error).splitlines()[0]}"
         ) from error
+    if kind == "CSV" and frame.height:
+        _check_last_line_complete(path)
     check_columns(frame.columns, table, str(path))
     return _typed_per_file(frame, table, dates, path)
+
+
+def _check_last_line_complete(path: Path) -> None:
+    """Raise if a CSV file with rows does not end with a line break: a copy cut short mostly
+    ends mid-line, and its last row then reads as a shorter, valid-looking value (a DPD of 521
+    cut to 52)."""
+    with path.open("rb") as handle:
+        handle.seek(-1, os.SEEK_END)
+        if handle.read(1) == b"\n":
+            return
+    raise DataContractError(
+        f"{path}: the file does not end with a line break, so its last line may have been cut "
+        "short (a truncated copy?) and its last row read as another value: check the file "
+        "against its source, or add the final line break if the file is whole"
+    )
 
 
 def _csv_header(path: Path) -> tuple[str, ...]:

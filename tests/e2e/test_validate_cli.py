@@ -109,6 +109,25 @@ def test_truncated_parquet_part_is_a_file_error_and_other_parts_still_count(
         load_portfolio(tiny_portfolio)
 
 
+def test_a_csv_cut_mid_line_is_a_file_error_not_a_shorter_value(tiny_portfolio: Path, capsys):
+    """A copy cut short mostly ends mid-line: its last row would read as another valid value
+    (a DPD of 45 cut to 4), so the file is refused; the same file whole is read."""
+    statements = pl.read_parquet(tiny_portfolio / "statements.parquet")
+    (tiny_portfolio / "statements.parquet").unlink()
+    csv = tiny_portfolio / "statements.csv"
+    statements.write_csv(csv)
+    text = csv.read_text()
+    assert text.endswith(",45\n")
+    csv.write_text(text[:-2])  # the last row's dpd 45 -> 4, and no final line break
+    assert main(["validate", "--data", str(tiny_portfolio)]) == 1
+    out = capsys.readouterr().out
+    assert f"FILE ERROR: {csv}: the file does not end with a line break" in out
+    with pytest.raises(DataContractError, match="statements.csv: the file does not end"):
+        load_portfolio(tiny_portfolio)
+    csv.write_text(text)
+    assert load_portfolio(tiny_portfolio).statements["dpd"].to_list()[-1] == 45
+
+
 def test_optional_tables_may_be_absent(tiny_portfolio: Path):
     (tiny_portfolio / "collection_actions.parquet").unlink()
     (tiny_portfolio / "treatments.parquet").unlink()
