@@ -46,6 +46,7 @@ from typing import Any
 import polars as pl
 
 from rollrisk.errors import UserError
+from rollrisk.features.registry import FeatureSet
 
 # Buckets by DPD lower bound, as in the roll-rate matrix (docs/features.md).
 BUCKETS: tuple[tuple[str, int], ...] = (("M0", 0), ("M1", 1), ("M2", 30), ("M3", 60), ("M4+", 90))
@@ -395,3 +396,38 @@ def _with_roll_rate(counts: pl.DataFrame) -> pl.DataFrame:
     return counts.with_columns(
         (pl.col("positives") / pl.col("labelled")).fill_nan(None).alias("roll_rate")
     ).sort("as_of")
+
+
+def first_statement_month(statements: Any) -> date | None:
+    """The month (its first day) of the portfolio's earliest statement, ``None`` when there
+    is none; ``statements`` is a polars or pandas frame with ``cycle_end``."""
+    if len(statements) == 0:
+        return None
+    first = statements["cycle_end"].min()
+    return date(first.year, first.month, 1)
+
+
+def short_history_warning(
+    first_month: date | None, as_of: date, feature_set: FeatureSet
+) -> str | None:
+    """A warning when the portfolio's statements (from ``first_month``) are too recent for the
+    feature windows at ``as_of``: scores there read truncated histories (a 12-month feature
+    over 3 months), which the model did not learn them as once its windows were complete.
+    ``None`` when every window is complete."""
+    windows = sorted({spec.window_months for spec in feature_set.features if spec.window_months})
+    if first_month is None or not windows:
+        return None
+    covered = (as_of.year - first_month.year) * 12 + as_of.month - first_month.month + 1
+    short = [window for window in windows if covered < window]
+    if not short:
+        return None
+    # the month-end of the longest window's last month: first month + longest - 1
+    month = first_month.month - 1 + short[-1]
+    complete_from = date(first_month.year + month // 12, month % 12 + 1, 1) - timedelta(days=1)
+    return (
+        f"the statements start in {first_month:%Y-%m}, so at as-of {as_of} the feature "
+        f"windows hold {covered} month{'s' if covered != 1 else ''} of history: the "
+        f"{', '.join(str(w) for w in short)}-month features read shorter histories than their "
+        "names say, and these scores are less reliable than the model's out-of-time figures; "
+        f"every window is complete from as-of {complete_from} on"
+    )

@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from rollrisk.errors import UserError
+from rollrisk.features.observations import first_statement_month
 from rollrisk.features.registry import FeatureSet
 from rollrisk.features.schemas import TABLES
 from rollrisk.features.splits import plan_adaptive_split, plan_deployment_split
@@ -596,15 +597,6 @@ def _check_outcomes(split: SplitFrames, parts: tuple[str, ...], what: str) -> No
                 "outcome; a model needs both rolled and not-rolled accounts in every part: "
                 "use a portfolio with more accounts or months"
             )
-
-
-def first_statement_month(statements: Any) -> date | None:
-    """The month (its first day) of the portfolio's earliest statement, ``None`` when there
-    is none; ``statements`` is a polars or pandas frame with ``cycle_end``."""
-    if len(statements) == 0:
-        return None
-    first = pd.Timestamp(statements["cycle_end"].min())
-    return date(first.year, first.month, 1)
 
 
 def incomplete_window_warnings(

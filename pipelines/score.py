@@ -159,6 +159,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"[score] {line}", file=sys.stderr)
     if result.as_of_note:
         print(f"[score] note: {result.as_of_note}", file=sys.stderr)
+    for warning in result.warnings:
+        print(f"[score] WARNING: {warning}", file=sys.stderr)
     if result.resumed_partitions:
         print(
             f"[score] resumed: {result.resumed_partitions} of {result.partitions} partitions "

@@ -47,6 +47,7 @@ from rollrisk.features.dates import (
     choose_default_as_of,
     default_as_of_choice,
 )
+from rollrisk.features.observations import first_statement_month, short_history_warning
 from rollrisk.features.validation import REJECT_SCHEMA
 from rollrisk.scoring.core import (
     INPUT_TABLES,
@@ -126,6 +127,8 @@ class BatchResult:
     as_of_note: str | None = None
     # accounts per active experiment and arm (arm_counts), as in the manifest
     experiment_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    # what the user must know about these scores (the manifest's "warnings")
+    warnings: tuple[str, ...] = ()
 
 
 @holds_output_lock  # one run at a time per output folder
@@ -193,6 +196,8 @@ def score_portfolio(
         default = book.default_as_of() if as_of is None else None
         as_of = default.as_of if default is not None else as_of
         people = book.population(as_of)
+        short_history = short_history_warning(book.first_month(), as_of, setup.feature_set)
+        warnings = () if short_history is None else (short_history,)
         if people == 0:
             raise UserError(
                 f"no account of {data} is delinquent ({setup.observation.min_dpd}-"
@@ -273,6 +278,7 @@ def score_portfolio(
             "present": list(present),
             "scored_without": list(scored_without),
         },
+        "warnings": list(warnings),
         "rejects_file": str(out / REJECTS_FILE) if report.rows_rejected else None,
         "engine": engine,
         # how the portfolio's dates were read (docs/data-contract.md), and the as-of's source
@@ -304,6 +310,7 @@ def score_portfolio(
         step_seconds=step_seconds,
         as_of_note=default.note() if default is not None else None,
         experiment_counts=experiment_counts,
+        warnings=warnings,
     )
 
 
@@ -318,6 +325,7 @@ class _Book:
     check_as_of: Callable[[date], None]  # raises UserError outside the statement months
     default_as_of: Callable[[], DefaultAsOf]
     population: Callable[[date], int]  # accounts to score at an as-of
+    first_month: Callable[[], date | None]  # the month (its first day) of the first statement
     # as-of, output, partitions, workers (the local engine's processes)
     score: Callable[[date, PartitionedRun, int, int], list[PartitionFile]]
     # the output partitions when --partitions is not given, from the population
@@ -339,6 +347,7 @@ def _local_book(
         check_as_of=lambda as_of: check_as_of(portfolio.statements, as_of),
         default_as_of=lambda: default_as_of_choice(portfolio.statements),
         population=lambda as_of: population(portfolio.statements, as_of, setup.observation).height,
+        first_month=lambda: first_statement_month(portfolio.statements),
         score=lambda as_of, output, partitions, workers: _score_locally(
             portfolio, as_of, setup, output, partitions, progress, step_seconds, workers
         ),
@@ -378,6 +387,7 @@ def _spark_book(
         ),
         default_as_of=default,
         population=people,
+        first_month=lambda: None if months.first is None else months.first.replace(day=1),
         score=lambda as_of, output, partitions, _workers: spark_engine.score_with_spark(
             book, as_of, setup, output, partitions
         ),

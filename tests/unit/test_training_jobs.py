@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from rollrisk.errors import UserError
-from rollrisk.features.registry import FeatureSet
+from rollrisk.features.observations import first_statement_month, short_history_warning
+from rollrisk.features.registry import FEATURE_SET, FeatureSet
 from rollrisk.features.splits import (
     MIN_AS_OF_DATES,
     plan_adaptive_split,
@@ -21,7 +22,6 @@ from rollrisk.models.promotion import CandidateFigures, PromotionConfig, decide_
 from rollrisk.models.training import (
     deployment_split,
     embargo_months,
-    first_statement_month,
     incomplete_window_warnings,
     split_training_set,
 )
@@ -247,3 +247,15 @@ def test_a_model_evaluated_on_too_little_is_refused_whatever_its_figures(
     assert data.startswith("FAIL data: the evaluation rests on too little") and failure in data
     # every other gate passes: the data gate alone refuses (ECE 0.0300 <= 0.0300 is a pass)
     assert [r for r in decision.reasons if r.startswith("FAIL")] == [data]
+
+
+def test_scoring_where_the_feature_windows_are_not_yet_complete_is_warned_about() -> None:
+    """An as-of a few months into the statements: the long windows hold less than their names
+    say (a 12-month feature over 3 months), which the scores must say."""
+    warning = short_history_warning(date(2023, 11, 1), date(2024, 1, 31), FEATURE_SET)
+    assert warning is not None
+    assert "the statements start in 2023-11, so at as-of 2024-01-31" in warning
+    assert "hold 3 months of history: the 6, 12-month features" in warning
+    assert warning.endswith("every window is complete from as-of 2024-10-31 on")
+    assert short_history_warning(date(2023, 11, 1), date(2024, 10, 31), FEATURE_SET) is None
+    assert short_history_warning(None, date(2024, 10, 31), FEATURE_SET) is None
