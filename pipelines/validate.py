@@ -28,6 +28,8 @@ from rollrisk.arguments import (
     date_settings,
     max_reject_rate,
 )
+from rollrisk.errors import UserError
+from rollrisk.features.validation import REJECT_SCHEMA
 from rollrisk.storage.atomic_output import publish_file
 from rollrisk.storage.loader import ValidationReport, validate_portfolio
 from rollrisk.storage.rejects import account_rejects
@@ -39,7 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--rejects",
         type=Path,
         default=None,
-        help="where to write the rejects CSV, replaced whole, removed when the portfolio is clean "
+        help="where to write the rejects CSV, replaced whole, removed when the portfolio is clean; "
+        "an existing file that is not a rejects CSV is refused, never replaced "
         "(default: runs/validate/<folder name>/rejects.csv)",
     )
 
@@ -50,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         or Path("runs") / "validate" / Path(os.path.realpath(args.data)).name / "rejects.csv"
     )
     check_output_argument(args, "--rejects", rejects)
+    _check_replaceable(rejects)
     started = time.perf_counter()
     print(f"validating {args.data} ...", file=sys.stderr)
     staged = rejects.with_name(f".{rejects.name}.{os.getpid()}.tmp")
@@ -78,6 +82,27 @@ def run(args: argparse.Namespace) -> int:
         f"{len(report.file_errors)} file error(s) ({seconds:.1f} s)"
     )
     return 1
+
+
+def _check_replaceable(path: Path) -> None:
+    """Refuse a ``--rejects`` path that holds a file other than a rejects CSV: validate
+    replaces that file, or removes it when the portfolio is clean."""
+    if not path.exists():
+        return
+    header = ",".join(REJECT_SCHEMA)
+    try:
+        with path.open("rb") as handle:
+            first = (
+                handle.readline(len(header) + 2).decode("utf-8", errors="replace").rstrip("\r\n")
+            )
+    except OSError as error:
+        raise UserError(f"--rejects {path}: cannot read it ({error})") from None
+    if path.is_dir() or first != header:
+        raise UserError(
+            f"--rejects {path}: this {'folder' if path.is_dir() else 'file'} exists and is not "
+            f"a rejects CSV (its first line is not {header!r}); validate replaces the rejects "
+            "file, or removes it when the portfolio is clean: give another path"
+        )
 
 
 def _publish_rejects(report: ValidationReport, staged: Path, final: Path) -> ValidationReport:

@@ -153,3 +153,20 @@ def test_a_table_given_twice_is_refused(tiny_portfolio: Path):
     assert tmp.exists()
     with pytest.raises(DataContractError, match="table 'accounts' is given more than once"):
         validate_portfolio(tiny_portfolio)
+
+
+def test_a_rejects_path_holding_another_file_is_refused_and_kept(
+    tiny_portfolio: Path, tmp_path: Path, capsys
+):
+    """validate replaces its rejects CSV, or removes it on a clean portfolio: a file that is
+    not one (a typo in --rejects) is never replaced or removed."""
+    other = tmp_path / "notes.txt"
+    other.write_text("my notes\n")
+    assert main(["validate", "--data", str(tiny_portfolio), "--rejects", str(other)]) == 2
+    assert "is not a rejects CSV" in capsys.readouterr().err
+    assert other.read_text() == "my notes\n"
+    # its own rejects CSV from an earlier run is removed once the portfolio is clean
+    own = tmp_path / "rejects.csv"
+    own.write_text("table,file,row,key,reasons\nstatements,s.csv,0,k,r\n")
+    assert main(["validate", "--data", str(tiny_portfolio), "--rejects", str(own)]) == 0
+    assert not own.exists()
