@@ -273,7 +273,21 @@ def _parse_text(
         )
         if declared:
             value = pl.coalesce(value, text.str.to_date(declared, strict=False))
-        expected = pl.when(text.is_not_null() & value.is_null()).then(pl.lit(settings.date_words()))
+        # a date written as a timestamp is a date at midnight only, as a Parquet timestamp is
+        # (many exports write "2024-01-31 00:00:00"); another time of day would need a time
+        # zone to say which day it is
+        iso = text.str.replace(r"^(\d{4}-\d{2}-\d{2})T", "$1 ")
+        stamped = pl.when(iso.str.contains(_ISO_NAIVE)).then(_naive(iso, ISO_DATE_FORMAT))
+        if declared:
+            stamped = pl.coalesce(stamped, _naive(text, declared))
+        value = pl.coalesce(value, pl.when(stamped.dt.time() == time(0)).then(stamped.dt.date()))
+        expected = (
+            pl.when(value.is_not_null() | text.is_null())
+            .then(None)
+            .when(stamped.is_not_null())
+            .then(pl.lit(f"{settings.date_words()} (a timestamp only at midnight)"))
+            .otherwise(pl.lit(settings.date_words()))
+        )
         return value, expected
 
     iso = text.str.replace(r"^(\d{4}-\d{2}-\d{2})T", "$1 ")

@@ -59,7 +59,8 @@ def test_a_day_first_date_in_the_first_row_does_not_change_how_the_others_are_re
 
 @pytest.mark.parametrize(
     "value",
-    ["2024/03/26", "26.03.2024", "2024-3-26", "20240326", "2024-03-26 00:00:00", "+2024-03-26"],
+    # ("2024-03-26 00:00:00" is a date: a timestamp at midnight, as in Parquet, see below)
+    ["2024/03/26", "26.03.2024", "2024-3-26", "20240326", "+2024-03-26"],
 )
 def test_only_yyyy_mm_dd_is_a_date_unless_another_format_is_declared(value):
     frame = _accounts_with_opened_at([value, "2023-01-15", "2023-01-15"])
@@ -324,3 +325,19 @@ def test_a_single_month_is_its_own_default_and_no_statement_is_an_error():
     assert default_as_of_choice(_book({date(2024, 2, 29): 3})).as_of == date(2024, 2, 29)
     with pytest.raises(UserError, match="no statements"):
         default_as_of_choice(_book({}))
+
+
+def test_a_date_written_as_a_timestamp_in_text_is_a_date_only_at_midnight():
+    """As a Parquet timestamp: many exports write dates as "2024-01-31 00:00:00"."""
+    text = tiny_accounts().with_columns(pl.all().cast(pl.String))
+    text = text.with_columns(
+        pl.Series(
+            "opened_at", ["2023-01-15 00:00:00", "2023-01-15T00:00:00", "2023-01-15 10:00:00"]
+        )
+    )
+    outcome = validate_table(_raw(text), TABLES_BY_NAME["accounts"], ["a.csv"])
+    assert outcome.accepted["opened_at"].to_list() == [date(2023, 1, 15)] * 2
+    assert _reasons(outcome) == {
+        2: "opened_at: expected a date YYYY-MM-DD (a timestamp only at midnight), "
+        "got '2023-01-15 10:00:00'"
+    }
