@@ -41,12 +41,6 @@ from rollrisk.features.schemas import FAILED_OUTCOMES, REACHED_OUTCOMES
 
 KEY = ["account_id", "as_of"]
 
-# The polars engine that collects a feature query. Polars 2 runs a query on its streaming
-# engine unless told otherwise; the feature queries (a group-by of ~100 aggregations per
-# source, joined) run about a quarter faster in memory, to the same values: 1.35-1.51 s
-# against 1.81-1.91 s of CPU for one 37,650-account partition on one thread, 22-25 ms against
-# 29-34 ms for a request of 3 accounts (docs/benchmarks.md).
-ENGINE = "in-memory"
 
 # "only the minimum" means paying at least min_due but less than this multiple of it
 MIN_DUE_ONLY_TOLERANCE = 1.10
@@ -675,6 +669,19 @@ _IN_ROWS = ":in_rows"
 IN_ROWS_BELOW = 30_000
 
 
+def feature_engine(statements: pl.DataFrame | pl.LazyFrame) -> str:
+    """The polars engine to collect the feature query of ``statements`` on. Polars 2 runs a
+    query on its streaming engine unless told otherwise; the feature queries (a group-by of
+    ~100 aggregations per source, joined) run about a quarter faster in memory, to the same
+    values: 1.35-1.51 s against 1.81-1.91 s of CPU for one 37,650-account partition on one
+    thread (docs/benchmarks.md). Below :data:`IN_ROWS_BELOW` statement rows they stay on the
+    default engine: in memory a one-row query divides by a one-row column through its
+    reciprocal, and a service request's features then differ in the last bit from the same
+    account's in a batch (tests/reliability/test_hostile_monitor_and_service.py)."""
+    few = not isinstance(statements, pl.DataFrame) or statements.height < IN_ROWS_BELOW
+    return "auto" if few else "in-memory"
+
+
 def _statement_features(rows: pl.LazyFrame, in_rows: bool = False) -> pl.LazyFrame:
     """Every statement feature (``STATEMENT_FEATURES`` and ``STATEMENT_SUMS``) of each
     observation of ``rows`` (the statement rows of :func:`_statement_rows`), one row per
@@ -787,7 +794,7 @@ def compute_features(
     observation, and the portfolio tables in contract columns (extra columns are ignored).
     Returns a lazy frame with ``account_id``, ``as_of`` and one column per feature, in
     feature-set order: numeric features Float64, categorical ones String (collect it with
-    ``engine=ENGINE``). The inputs are not modified.
+    ``engine=feature_engine(statements)``). The inputs are not modified.
     """
     keys = (
         keys.lazy()

@@ -20,7 +20,7 @@ from datetime import date
 import pandera.polars as pa
 import polars as pl
 
-from rollrisk.features.history import ENGINE, compute_features
+from rollrisk.features.history import compute_features, feature_engine
 from rollrisk.features.observations import (
     BUCKET_NAMES,
     LABELLED,
@@ -135,7 +135,7 @@ def build_training_set(
             .join(product.lazy(), on="account_id", how="left")
             .join(features.drop("product", strict=False), on=["account_id", "as_of"], how="left")
             .select(*LEADING_COLUMNS, *feature_columns(feature_set))
-            .collect(engine=ENGINE)
+            .collect(engine=feature_engine(statements))
         )
         if on_as_of_done is not None:
             on_as_of_done(as_of)

@@ -32,8 +32,7 @@ import polars as pl
 
 from rollrisk.errors import UserError
 from rollrisk.features.dates import default_as_of_choice
-from rollrisk.features.history import ENGINE as FEATURE_ENGINE
-from rollrisk.features.history import compute_features
+from rollrisk.features.history import compute_features, feature_engine
 from rollrisk.features.observations import ObservationSpec, population_lazy
 from rollrisk.features.registry import FAMILIES, FeatureSet
 from rollrisk.features.schemas import TABLES
@@ -346,7 +345,7 @@ def features_at(
         keys, accounts, statements, collection_actions, treatments, feature_set
     )
     joined = people.join(features, on="account_id", how="left", maintain_order="left").collect(
-        engine=FEATURE_ENGINE
+        engine=feature_engine(statements)
     )
     # column by column through numpy: the same frame as ``to_pandas()`` in half its time, which
     # matters on a service request's few rows
