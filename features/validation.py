@@ -377,16 +377,19 @@ def validate_table(
         ).drop("_type_reason")
     )
 
-    # what was rejected so far, less the exact repeats of kept rows: a gap in an account's rows
-    repeats: pl.Series | None = None
+    # the rows whose loss leaves a gap in their account's history: those rejected for their
+    # content (types, schema) or for a conflicting repeat; not an exact repeat of a kept row,
+    # nor a row of an account that is not accepted, nor one dated before its account opened
+    # (outside the account's life: what is left is its history from the opening on)
+    gaps = list(rejects)
     if table.unique:
         duplicated = _duplicates(candidates, table, files)
         if duplicated.height:
-            rejects.append(
-                _reject_rows(candidates.join(duplicated, on="_pos"), "reason", table, files)
-            )
+            rejected = _reject_rows(candidates.join(duplicated, on="_pos"), "reason", table, files)
+            rejects.append(rejected)
+            exact = duplicated.filter("_exact")["_pos"].implode()
+            gaps.append(rejected.filter(~pl.col("_pos").is_in(exact)))
             candidates = _without(candidates, duplicated)
-            repeats = duplicated.filter("_exact")["_pos"]
 
     if table.references_accounts and known_accounts is not None:
         unknown = candidates.filter(~pl.col("account_id").is_in(known_accounts.implode()))
@@ -409,11 +412,8 @@ def validate_table(
             rejects.append(_reject_rows(early, "reason", table, files))
             candidates = _without(candidates, early)
 
-    if table.history and rejects and candidates.height:
-        gaps = pl.concat(rejects)
-        if repeats is not None and repeats.len():
-            gaps = gaps.filter(~pl.col("_pos").is_in(repeats.implode()))
-        incomplete = _incomplete_histories(candidates, gaps, table)
+    if table.history and gaps and candidates.height:
+        incomplete = _incomplete_histories(candidates, pl.concat(gaps), table)
         if incomplete.height:
             rejects.append(_reject_rows(incomplete, "reason", table, files))
             candidates = _without(candidates, incomplete)

@@ -245,9 +245,14 @@ def test_a_non_finite_or_huge_amount_is_rejected_by_the_batch_and_refused_by_the
     ))  # fmt: skip
     assert _validate(portfolio, tmp_path / "rejects.csv") == 1
     rejects = _rejects(tmp_path / "rejects.csv")
-    assert rejects["reasons"].to_list() == [words] * 3
-    assert rejects["file"].to_list() == [str(part)] * 3
-    assert rejects["row"].to_list() == ["0", "1", "2"]
+    # the 3 rows, and their account's other statements (kept whole or not at all)
+    gap = pl.col("reasons").str.starts_with("incomplete history: ")
+    roots, others = rejects.filter(~gap), rejects.filter(gap)
+    assert roots["reasons"].to_list() == [words] * 3
+    assert roots["file"].to_list() == [str(part)] * 3
+    assert roots["row"].to_list() == ["0", "1", "2"]
+    assert others.height > 0
+    assert others["reasons"].str.contains(f"({words})", literal=True).all()
     response = _post(client, {}, raw=_on_first_statement(request_body, column, literal))
     _refused_at(response, "accounts", 0, "statements", 0, column)
 
@@ -360,12 +365,15 @@ def test_lender_columns_named_like_the_rejects_report_never_overwrite_it(
     assert _validate(portfolio, tmp_path / "rejects.csv") == 1
     rejects = _rejects(tmp_path / "rejects.csv")
     assert rejects.columns == ["table", "file", "row", "key", "reasons"]
-    assert rejects.rows() == [
-        ("statements", str(part), "4", rejects["key"][0],
+    # (their accounts' other statements follow them out: "incomplete history", the same file)
+    roots = rejects.filter(~pl.col("reasons").str.starts_with("incomplete history: "))
+    assert roots.rows() == [
+        ("statements", str(part), "4", roots["key"][0],
          "amount_paid: expected a value >= 0, got '-3.0'"),
-        ("statements", str(part), "9", rejects["key"][1],
+        ("statements", str(part), "9", roots["key"][1],
          "min_due: expected a finite number, got 'inf'"),
     ]  # fmt: skip
+    assert rejects.height > 2 and set(rejects["file"]) == {str(part)}
     assert all(key.startswith("account_id=") for key in rejects["key"])
     assert _score(world, portfolio, tmp_path / "scores") == 0
     _, scored = read_current(tmp_path / "scores")

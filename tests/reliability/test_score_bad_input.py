@@ -43,16 +43,25 @@ def test_bad_rows_are_rejected_counted_and_the_rest_scored(scoring_world, tmp_pa
         .alias("account_id"),
     )
     bad.write_parquet(part)
+    # the accounts of the 5 bad amounts lose their other statements too (data-contract.md, "An
+    # account's statements are kept whole or not at all")
+    affected = bad.head(5)["account_id"].unique().to_list()
+    every = pl.read_parquet(portfolio / "statements" / "*.parquet", columns=["account_id"])
+    set_aside = every.filter(pl.col("account_id").is_in(affected)).height - 5
+    assert set_aside > 0
 
     assert _score(scoring_world, portfolio, tmp_path / "scores") == 0
     manifest, scored = read_current(tmp_path / "scores")
     statements = manifest["counts"]["input_rows"]["statements"]
-    assert statements["rejected"] == 8
+    assert statements["rejected"] == 8 + set_aside
     assert statements["read"] == statements["accepted"] + statements["rejected"]
     rejects = pl.read_csv(tmp_path / "scores" / "rejects.csv")
-    assert rejects.height == 8
-    assert rejects["reasons"].str.contains("amount_paid: expected a value >= 0").sum() == 5
+    assert rejects.height == 8 + set_aside
+    assert rejects["reasons"].str.starts_with("amount_paid: expected a value >= 0").sum() == 5
     assert rejects["reasons"].str.contains("expected an account listed in accounts").sum() == 3
+    assert rejects["reasons"].str.starts_with("incomplete history: ").sum() == set_aside
+    assert not scored["account_id"].is_in(affected).any()
+    assert manifest["counts"]["rejects"]["accounts_lost"] >= len(affected)
     assert manifest["counts"]["scored"] == manifest["counts"]["population"] == scored.height
     assert json.loads((tmp_path / "scores" / "current" / "manifest.json").read_text())[
         "rejects_file"
