@@ -128,7 +128,10 @@ def test_a_timestamp_with_a_time_of_day_in_a_date_column_of_a_mixed_table_is_a_r
     report = validate_portfolio(folder).report
     statements = next(t for t in report.tables if t.table == "statements")
     assert statements.rows_rejected == 6
-    assert statements.top_reasons[0] == ("cycle_end: expected a date YYYY-MM-DD", 6)
+    assert statements.top_reasons[0] == (
+        "cycle_end: expected a date YYYY-MM-DD (a timestamp only at midnight)",
+        6,
+    )
 
 
 def test_extra_columns_of_mixed_scalar_types_are_carried_as_text(tmp_path):
