@@ -125,19 +125,28 @@ def test_missing_contract_column_is_a_table_error_naming_it():
         validate_table(_raw(tiny_statements().drop("dpd")), STATEMENTS, ["s.parquet"])
 
 
-def test_results_do_not_depend_on_the_chunk_size():
+@pytest.mark.parametrize(
+    ("whole_history", "rejected", "kept"),
+    [
+        (False, 3, ["A1", "A2", "A3"]),  # A3's bad February, A2's two exact repeats
+        (True, 5, ["A1", "A2"]),  # and A3's other two statements (the history rule)
+    ],
+)
+def test_results_do_not_depend_on_the_chunk_size(whole_history, rejected, kept):
+    table = STATEMENTS_WHOLE if whole_history else STATEMENTS
     frame = pl.concat([tiny_statements(), tiny_statements().slice(4, 2)]).with_columns(
         pl.when(pl.int_range(pl.len()) == 7)
         .then(-1.0)
         .otherwise("amount_paid")
         .alias("amount_paid")
     )
-    whole = validate_table(_raw(frame), STATEMENTS, ["s.parquet"])
+    whole = validate_table(_raw(frame), table, ["s.parquet"])
     for chunk_rows in (1, 2, 4):
-        chunked = validate_table(_raw(frame), STATEMENTS, ["s.parquet"], chunk_rows=chunk_rows)
+        chunked = validate_table(_raw(frame), table, ["s.parquet"], chunk_rows=chunk_rows)
         assert chunked.rejects.equals(whole.rejects)
         assert chunked.accepted.equals(whole.accepted)
-    assert whole.rows_rejected == 3
+    assert whole.rows_rejected == rejected
+    assert whole.accepted["account_id"].unique().sort().to_list() == kept
 
 
 # -- issue 14: credit balances, one rule set for numbers and ids, honest rejects ---------------
@@ -314,22 +323,3 @@ def test_an_exact_repeat_keeps_the_history_and_a_conflicting_one_sets_it_aside()
     assert {6, 7, 8} <= set(reasons)
     assert reasons[7].startswith(f"{INCOMPLETE_HISTORY_REASON}: row 10 of s.parquet")
     assert outcome.accepted["account_id"].to_list() == ["A1"] * 3 + ["A2"] * 3
-
-
-def test_the_history_rule_does_not_depend_on_the_chunk_size():
-    frame = pl.concat([tiny_statements(), tiny_statements().slice(4, 2)]).with_columns(
-        pl.when(pl.int_range(pl.len()) == 7)
-        .then(-1.0)
-        .otherwise("amount_paid")
-        .alias("amount_paid")
-    )
-    whole = validate_table(_raw(frame), STATEMENTS_WHOLE, ["s.parquet"])
-    for chunk_rows in (1, 2, 4):
-        chunked = validate_table(
-            _raw(frame), STATEMENTS_WHOLE, ["s.parquet"], chunk_rows=chunk_rows
-        )
-        assert chunked.rejects.equals(whole.rejects)
-        assert chunked.accepted.equals(whole.accepted)
-    # A3's bad February, then its other two statements; A2's two exact repeats
-    assert whole.rows_rejected == 5
-    assert whole.accepted["account_id"].unique().sort().to_list() == ["A1", "A2"]
