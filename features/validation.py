@@ -320,6 +320,7 @@ def validate_table(
     rejected_accounts: pl.DataFrame | None = None,
     dates: DateSettings | None = None,
     opened_at: pl.DataFrame | None = None,
+    unread_accounts: Sequence[str] = (),
 ) -> TableOutcome:
     """Validate one table read from ``files``.
 
@@ -333,7 +334,9 @@ def validate_table(
     formats, no time zone, no extract date). ``opened_at`` (``account_id``, ``opened_at`` of the
     accepted accounts) rejects a row whose :attr:`TableContract.dated_by` date falls before
     its account was opened: a statement of a month the account did not exist in is a wrong
-    date or a wrong account, and scoring it moves the account's features. Returns the accepted rows in contract dtypes followed by the lender's columns
+    date or a wrong account, and scoring it moves the account's features. ``unread_accounts``
+    are accounts files that could not be read (file errors): a row whose account is not
+    among those read names them as the likely cause. Returns the accepted rows in contract dtypes followed by the lender's columns
     untouched, in input order, and the rejects. Frames are copied only where rows are
     actually rejected.
     """
@@ -397,7 +400,9 @@ def validate_table(
             rejects.append(
                 _reject_rows(
                     unknown.with_columns(
-                        _unknown_account_reason(unknown, rejected_accounts, known_accounts)
+                        _unknown_account_reason(
+                            unknown, rejected_accounts, known_accounts, unread_accounts
+                        )
                     ),
                     "reason",
                     table,
@@ -504,6 +509,7 @@ def _unknown_account_reason(
     unknown: pl.DataFrame,
     rejected_accounts: pl.DataFrame | None,
     known_accounts: pl.Series | None = None,
+    unread_accounts: Sequence[str] = (),
 ) -> pl.Series:
     """The reason of each row whose account is not accepted: the account's own reject (the
     first row of it, with its reason) when it was listed and rejected, else that it is not
@@ -513,6 +519,13 @@ def _unknown_account_reason(
         "account_id: expected an account listed in accounts, got '{}'",
         _shown(pl.col("account_id")),
     )
+    if unread_accounts:  # the likely cause is the accounts file that could not be read
+        not_listed = pl.format(
+            "account_id: expected an account listed in accounts, got '{}' (not among the "
+            "accounts read: {} could not be read, see its file error; fix it first)",
+            _shown(pl.col("account_id")),
+            pl.lit(", ".join(unread_accounts)),
+        )
     if known_accounts is not None:
         stripped = known_accounts.str.strip_chars().implode()
         not_listed = (

@@ -555,10 +555,12 @@ def validate_next(
     names: Sequence[str],
     outcomes: dict[str, TableOutcome],
     dates: DateSettings,
+    unread_accounts: Sequence[str] = (),
 ) -> TableOutcome:
     """Validate ``table`` (its ``raw`` rows read from the files ``names``) after the tables
     before it in :data:`TABLES` order, whose ``outcomes`` give the accepted and rejected
-    accounts the references are checked against."""
+    accounts the references are checked against; ``unread_accounts``: the accounts files that
+    could not be read (file errors), which a row of an account not read then names."""
     accounts = outcomes["accounts"] if table.references_accounts else None
     return validate_table(
         raw,
@@ -568,6 +570,7 @@ def validate_next(
         rejected_accounts=None if accounts is None else accounts.rejected_accounts,
         dates=dates,
         opened_at=None if accounts is None else accounts.accepted.select("account_id", "opened_at"),
+        unread_accounts=unread_accounts if accounts is not None else (),
     )
 
 
@@ -589,6 +592,7 @@ def validate_portfolio(
     outcomes: dict[str, TableOutcome] = {}
     sources: dict[str, tuple[str, ...]] = {}
     absent: list[str] = []
+    unread: tuple[str, ...] = ()  # accounts files that could not be read
     for table in (*TABLES, *RECORD_TABLES):
         listing = list_table_files(data_dir, table.name)
         errors.extend(listing.unusable)
@@ -600,8 +604,13 @@ def validate_portfolio(
             if table in TABLES:  # an absent record table costs no feature: nothing to say
                 absent.append(table.name)
             continue
+        before = len(errors)
         raw, names = _read_table(files, table, errors, dates)
-        outcomes[table.name] = validate_next(raw, table, names, outcomes, dates)
+        if table.name == "accounts":
+            unread = tuple(str(path) for path in files if str(path) not in names)
+            if len(errors) > before and not unread:  # read, but its parts could not meet
+                unread = tuple(names)
+        outcomes[table.name] = validate_next(raw, table, names, outcomes, dates, unread)
         sources[table.name] = tuple(names)
         if table.required and not raw.height and names:
             errors.append(no_rows_error(names, table))

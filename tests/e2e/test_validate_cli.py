@@ -170,3 +170,26 @@ def test_a_rejects_path_holding_another_file_is_refused_and_kept(
     own.write_text("table,file,row,key,reasons\nstatements,s.csv,0,k,r\n")
     assert main(["validate", "--data", str(tiny_portfolio), "--rejects", str(own)]) == 0
     assert not own.exists()
+
+
+def test_rows_of_accounts_in_an_unreadable_accounts_file_name_that_file(
+    tiny_portfolio: Path, tmp_path: Path
+):
+    """An accounts file with a file error (here a contract column missing) leaves no account
+    to check the other tables against: their rows say the file is the cause, not only that
+    the account is not listed."""
+    accounts = tiny_portfolio / "accounts.parquet"
+    pl.read_parquet(accounts).drop("credit_limit").write_parquet(accounts)
+    rejects_path = tmp_path / "rejects.csv"
+    portfolio = validate_portfolio(tiny_portfolio, rejects_path)
+    assert any("credit_limit" in error for error in portfolio.report.file_errors)
+    statements = pl.read_csv(rejects_path).filter(pl.col("table") == "statements")
+    assert statements.height == 9
+    assert (
+        statements["reasons"]
+        .str.ends_with(
+            f"(not among the accounts read: {accounts} could not be read, see its file error; "
+            "fix it first)"
+        )
+        .all()
+    )
