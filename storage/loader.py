@@ -115,7 +115,8 @@ class ValidationReport:
         for name in self.absent_optional:
             lines.append(f"  {name}: absent (optional; features that need it are left missing)")
         for table in self.tables:
-            if table.table in OPTIONAL_TABLE_NAMES and table.rows_accepted == 0:
+            # (a table none of whose files could be read has its file errors said below)
+            if table.table in OPTIONAL_TABLE_NAMES and table.rows_accepted == 0 and table.files:
                 lines.append(
                     f"  {table.table}: present but empty (no accepted row): treated as absent; "
                     f"a model trained with it scores only with --allow-missing-table {table.table}"
@@ -282,6 +283,12 @@ def read_table_file(
     kind = _file_kind(path)
     try:
         if kind == "CSV":
+            if path.stat().st_size == 0:
+                raise DataContractError(
+                    f"{path}: the file is empty (0 bytes, not even a header line; a failed "
+                    f"export?): write at least its header for a table '{table.name}' without "
+                    "rows, or remove the file"
+                )
             _check_unique_columns(_csv_header(path), path)
             head = {} if rows is None or rows[1] else {"n_rows": 0}
             frame = pl.read_csv(path, infer_schema=False, null_values=[""], **head)

@@ -193,3 +193,13 @@ def test_rows_of_accounts_in_an_unreadable_accounts_file_name_that_file(
         )
         .all()
     )
+
+
+def test_a_zero_byte_csv_is_one_file_error_not_also_an_empty_table(tiny_portfolio: Path, capsys):
+    (tiny_portfolio / "collection_actions.parquet").unlink()
+    empty = tiny_portfolio / "collection_actions.csv"
+    empty.write_bytes(b"")
+    assert main(["validate", "--data", str(tiny_portfolio)]) == 1
+    out = capsys.readouterr().out
+    assert f"FILE ERROR: {empty}: the file is empty (0 bytes, not even a header line" in out
+    assert "present but empty" not in out
