@@ -123,9 +123,15 @@ class ValidationReport:
                 )
         lines.append(f"  {self.dates_line()}")
         if self._dates_rejected():
+            declared = self.dates.date_format
             lines.append(
                 "  dates are read as YYYY-MM-DD, never guessed: if the files write them another "
                 "way, declare it with --date-format (e.g. --date-format %d/%m/%Y)"
+                if declared is None
+                else f"  dates are read as YYYY-MM-DD or the declared {declared}, never guessed: "
+                "values it cannot read may be written in another order of day and month "
+                f"({_swapped(declared)}?), and those it reads may then be swapped: check a few "
+                "against the source before going on"
             )
         if self.ignored_files:
             shown = ", ".join(self.ignored_files[:10])
@@ -157,6 +163,11 @@ class ValidationReport:
             for table in self.tables
             for reason, _ in table.top_reasons
         )
+
+
+def _swapped(date_format: str) -> str:
+    """``date_format`` with its day and month swapped (``%d/%m/%Y`` -> ``%m/%d/%Y``)."""
+    return date_format.replace("%d", "\0").replace("%m", "%d").replace("\0", "%m")
 
 
 @dataclass(frozen=True)

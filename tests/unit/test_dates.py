@@ -341,3 +341,19 @@ def test_a_date_written_as_a_timestamp_in_text_is_a_date_only_at_midnight():
         2: "opened_at: expected a date YYYY-MM-DD (a timestamp only at midnight), "
         "got '2023-01-15 10:00:00'"
     }
+
+
+def test_a_declared_format_that_fails_hints_at_the_other_order_of_day_and_month(tmp_path):
+    """Month-first dates read with a declared day-first format: the values past the 12th
+    fail, and the others were read swapped; the hint names the other order."""
+    from rollrisk.storage.loader import validate_portfolio
+
+    folder = tmp_path / "p"
+    folder.mkdir()
+    tiny_accounts().with_columns(
+        pl.Series("opened_at", ["08/22/2021", "01/05/2023", "12/31/2022"])
+    ).write_csv(folder / "accounts.csv")
+    tiny_statements().write_parquet(folder / "statements.parquet")
+    report = validate_portfolio(folder, dates=DateSettings(date_format="%d/%m/%Y")).report
+    assert "the declared %d/%m/%Y, never guessed" in report.summary()
+    assert "(%m/%d/%Y?)" in report.summary()
