@@ -6,7 +6,7 @@ the counts reconcile: rows read = accepted + rejected, per table. The rejects ar
 by account (an account with a rejected row in any table; lost entirely when nothing usable is
 left of it) and held against --max-reject-rate (default 1%): above it, every other job stops
 on this portfolio, and validate says so. An account's statements are kept whole or not at
-all: one rejected statement sets aside the account's others too. Exit code 0 when the
+all: a statement rejected for its values sets aside the account's others too. Exit code 0 when the
 portfolio is clean, 1 when rows were rejected or files could not be read, 2 when the folder
 cannot be checked at all (missing, a required table absent, a table given twice, a --rejects
 path holding another file): the error names the cause, and the other files are not checked
