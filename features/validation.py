@@ -458,15 +458,17 @@ def _incomplete_histories(
         .unique("_account_id", keep="first", maintain_order=True)
         .select(
             pl.col("_account_id").alias("account_id"),
+            # worded as the accounts knock-on is, the root cause last, and its own reasons
+            # joined by ", ": "; " separates a row's reasons (reason_kinds counts them apart)
             pl.format(
-                "{}: row {} of {} of this account was rejected ({}); the account's other "
-                "{} are set aside with it, so that it is neither scored nor trained on with "
-                "a gap in its history",
+                "{}: another of the account's {} was rejected, and this one is set aside "
+                "with it so that the account is neither scored nor trained on with a gap in "
+                "its history, see row {} of {}: {}",
                 pl.lit(INCOMPLETE_HISTORY_REASON),
+                pl.lit(table.name),
                 pl.col("row"),
                 pl.col("file"),
-                pl.col("reasons"),
-                pl.lit(table.name),
+                pl.col("reasons").str.replace_all("; ", ", ", literal=True),
             ).alias("reason"),
         )
     )

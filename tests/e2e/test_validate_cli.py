@@ -54,9 +54,9 @@ def test_corrupted_copy_gets_precise_rejects_and_reconciles(
 
     def set_aside(row: int, reason: str) -> str:  # the account's other statements go with it
         return (
-            f"incomplete history: row {row} of {csv} of this account was rejected ({reason}); "
-            "the account's other statements are set aside with it, so that it is neither "
-            "scored nor trained on with a gap in its history"
+            "incomplete history: another of the account's statements was rejected, and this "
+            "one is set aside with it so that the account is neither scored nor trained on "
+            f"with a gap in its history, see row {row} of {csv}: {reason}"
         )
 
     lots, negative = (

@@ -291,10 +291,10 @@ def test_a_rejected_statement_sets_aside_the_accounts_other_statements_naming_it
     assert reasons[5] == "amount_paid: expected a value >= 0, got '-1.0'"
     for row in (3, 4):  # A2's other statements, each naming the row that was rejected
         assert reasons[row] == (
-            f"{INCOMPLETE_HISTORY_REASON}: row 5 of s.parquet of this account was rejected "
-            "(amount_paid: expected a value >= 0, got '-1.0'); the account's other statements "
-            "are set aside with it, so that it is neither scored nor trained on with a gap in "
-            "its history"
+            f"{INCOMPLETE_HISTORY_REASON}: another of the account's statements was rejected, "
+            "and this one is set aside with it so that the account is neither scored nor "
+            "trained on with a gap in its history, see row 5 of s.parquet: amount_paid: "
+            "expected a value >= 0, got '-1.0'"
         )
     assert set(reasons) == {3, 4, 5}
     assert outcome.accepted["account_id"].unique().sort().to_list() == ["A1", "A3"]
@@ -321,5 +321,6 @@ def test_an_exact_repeat_keeps_the_history_and_a_conflicting_one_sets_it_aside()
     # A3's history is set aside whole (the kept row too: which of the two is right, nothing
     # says); A2 keeps its three statements
     assert {6, 7, 8} <= set(reasons)
-    assert reasons[7].startswith(f"{INCOMPLETE_HISTORY_REASON}: row 10 of s.parquet")
+    assert reasons[7].startswith(f"{INCOMPLETE_HISTORY_REASON}: another of the account's")
+    assert "see row 10 of s.parquet: conflicting duplicate" in reasons[7]
     assert outcome.accepted["account_id"].to_list() == ["A1"] * 3 + ["A2"] * 3
