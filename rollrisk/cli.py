@@ -98,8 +98,11 @@ PYSPARK_PANDAS_WARNING = "PySpark does not yet fully support pandas"
 
 
 def _parser(selected: str | None) -> argparse.ArgumentParser:
+    # no abbreviated flags: `simulate-policy --seed 3` was read as --seeds 3 (3 seeds), not as
+    # the random seed other commands call --seed; a flag is spelt out or refused
     parser = argparse.ArgumentParser(
         prog="rollrisk",
+        allow_abbrev=False,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=textwrap.dedent(
             """\
@@ -130,6 +133,7 @@ def _parser(selected: str | None) -> argparse.ArgumentParser:
     for name, module_name, help_text in COMMANDS:
         sub_parser = sub.add_parser(
             name,
+            allow_abbrev=False,
             help=help_text,
             description=help_text[0].upper() + help_text[1:] + ".",
             formatter_class=_DefaultsFormatter,

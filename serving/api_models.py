@@ -205,6 +205,21 @@ class ScoreRequest(_Row):
             raise ValueError("accounts: an account_id appears twice")
         return self
 
+    @model_validator(mode="after")
+    def _same_tables_for_every_account(self) -> ScoreRequest:
+        """An optional table is sent for every account of a request or for none: an account
+        sending null beside others sending lists was scored as if it had no rows ([]), its
+        contact features made up, where alone it is refused as missing the table."""
+        for table in ("collection_actions", "treatments"):
+            without = [a.account_id for a in self.accounts if getattr(a, table) is None]
+            if without and len(without) < len(self.accounts):
+                shown = ", ".join(without[:5]) + (" ..." if len(without) > 5 else "")
+                raise ValueError(
+                    f"accounts: {table} is sent for some accounts and null for {shown}: send "
+                    "it for every account of the request ([] for one without rows) or for none"
+                )
+        return self
+
 
 # ---- responses ---------------------------------------------------------------------------
 

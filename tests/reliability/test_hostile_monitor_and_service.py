@@ -376,3 +376,17 @@ def test_150_requests_batched_get_exactly_what_each_gets_alone(portfolio, setup)
     assert batched["days_since_last_contact"].notna().sum() >= 20  # the day count is exercised
     # (one-row frames concatenated may type the id column as object: the values are compared)
     pd.testing.assert_frame_equal(batched, single, check_exact=True, check_dtype=False)
+
+
+def test_an_optional_table_sent_for_some_accounts_of_a_request_only_is_422(client, portfolio):
+    """An account sending null actions beside one sending a list was scored as having none
+    (its contact features made up), where alone it is refused as missing the table."""
+    delinquent, current = _delinquent_and_current(portfolio)
+    body = _body(portfolio, [delinquent[0], current[0]])
+    body["accounts"][0]["collection_actions"] = None
+    assert body["accounts"][1]["collection_actions"] is not None
+    response = client.post("/v1/score", json=body, headers=HEADERS)
+    assert response.status_code == 422, response.text
+    [problem] = response.json()["detail"]
+    assert "collection_actions is sent for some accounts and null for" in problem["msg"]
+    assert body["accounts"][0]["account_id"] in problem["msg"]
