@@ -105,6 +105,15 @@ def run(args: argparse.Namespace) -> int:
                 f"{args.policy_simulation / POLICY_SIMULATION_JSON} simulates scores as of "
                 f"{policy_simulation.get('as_of')}, but {args.scores} is as of {manifest['as_of']}"
             )
+        simulated_run = policy_simulation.get("scores_run_key")  # absent before 2026-12-01
+        if simulated_run is not None and simulated_run != manifest.get("run_key"):
+            raise UserError(
+                f"{args.policy_simulation / POLICY_SIMULATION_JSON} simulates other scores "
+                f"({policy_simulation.get('scores')}, run {simulated_run}) than {args.scores} "
+                f"(run {manifest.get('run_key')}): the page would put one book's strategy "
+                "figures beside another's accounts; run simulate-policy on these scores"
+            )
+    _check_same_portfolio(manifest, args.scores, args.data)
     config = manifest.get("config", {})
     for key in ("segments", "policy"):
         if not config.get(key) or not Path(config[key]).is_file():
@@ -262,3 +271,20 @@ def promotion_status(name: str, version: str) -> dict[str, Any] | None:
         "reasons": [r.strip() for r in tags.get("promotion_reasons", "").split(" | ") if r.strip()],
         "status": status,
     }
+
+
+def _check_same_portfolio(manifest: dict, scores: Path, data: Path) -> None:
+    """Refuse a ``--data`` whose files are not those the scores were made from (the scores'
+    manifest records their fingerprint): the page would explain the scores with other
+    borrowers' histories."""
+    from rollrisk.storage.tracking import fingerprint_files
+
+    scored_from = (manifest.get("identity") or {}).get("data")
+    if scored_from is None:  # scores published before the manifest kept its identity
+        return
+    if fingerprint_files(data) != scored_from:
+        raise UserError(
+            f"{data}: these are not the portfolio files {scores} was scored from (their "
+            "fingerprint differs from the one its manifest records): give the portfolio the "
+            "scores came from, or re-score this one"
+        )

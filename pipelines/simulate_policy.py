@@ -467,6 +467,8 @@ def run(args: argparse.Namespace) -> int:
         }
     result = {
         "scores": str(args.scores),
+        # the scores' run (their manifest's run_key): report refuses a simulation of other scores
+        "scores_run_key": manifest.get("run_key"),
         "data": str(args.data),
         "as_of": as_of,
         "model": manifest.get("model", {}),

@@ -559,3 +559,35 @@ def test_the_chromium_check_catches_a_page_with_a_script_error(tmp_path):
                    "<script>throw new Error('boom')</script></body></html>")  # fmt: skip
     _, console = _open_in_chromium(bad, tmp_path / "profile")
     assert any("Uncaught Error: boom" in line for line in console)
+
+
+def test_report_refuses_a_simulation_of_other_scores_and_another_portfolio(
+    report_run, scoring_world, tmp_path, capsys
+):
+    """The page puts the simulation's figures and the portfolio's histories beside the scores:
+    a simulation of other scores (same as-of) or another portfolio is refused, not mixed in."""
+    root, scores, simulation, _ = report_run
+    other = tmp_path / "other_simulation"
+    shutil.copytree(simulation, other)
+    record = json.loads((other / "policy_simulation.json").read_text())
+    assert record["scores_run_key"] == read_scores(scores)[0]["run_key"]
+    record["scores_run_key"] = "0123456789abcdef"
+    (other / "policy_simulation.json").write_text(json.dumps(record))
+    portfolio = tmp_path / "portfolio"
+    shutil.copytree(scoring_world.portfolio, portfolio)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", scoring_world.tracking_uri)
+        argv = ["report", "--scores", str(scores), "--data", str(scoring_world.portfolio),
+                "--policy-simulation", str(other), "--out", str(tmp_path / "a.html")]  # fmt: skip
+        assert main(argv) == 2
+        assert "simulates other scores" in capsys.readouterr().err
+        # the same files elsewhere are the same portfolio; one changed row is another
+        argv = ["report", "--scores", str(scores), "--data", str(portfolio),
+                "--out", str(tmp_path / "b.html")]  # fmt: skip
+        assert main(argv) == 0
+        accounts = portfolio / "accounts.parquet"
+        pl.read_parquet(accounts).head(-1).write_parquet(accounts)
+        argv[argv.index("--out") + 1] = str(tmp_path / "c.html")
+        assert main(argv) == 2
+        assert "these are not the portfolio files" in capsys.readouterr().err
+    assert not (tmp_path / "a.html").exists() and not (tmp_path / "c.html").exists()
