@@ -17,7 +17,7 @@ the scoring code with a value it cannot represent.
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, NaiveDatetime, model_validator
@@ -197,6 +197,20 @@ class ScoreRequest(_Row):
         "used and each account's DPD is aged to it from its latest statement (docs/scoring.md)"
     )
     accounts: list[AccountHistory] = Field(min_length=1, max_length=MAX_ACCOUNTS_PER_REQUEST)
+
+    @model_validator(mode="after")
+    def _not_in_the_future(self) -> ScoreRequest:
+        """The batch rejects rows dated after the extract date (today by default); the
+        service refuses an as-of after tomorrow (a day's grace for a client ahead of the
+        server's time zone): a history shifted to 2028 was scored as if it had happened."""
+        latest = date.today() + timedelta(days=1)
+        if self.as_of > latest:
+            raise ValueError(
+                f"as_of: expected a day on or before {latest} (the server's today, plus a day "
+                f"for time zones), got {self.as_of}: an as-of in the future scores a history "
+                "that has not happened"
+            )
+        return self
 
     @model_validator(mode="after")
     def _unique_accounts(self) -> ScoreRequest:

@@ -20,7 +20,7 @@ import argparse
 import json
 import re
 import shutil
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -390,3 +390,14 @@ def test_an_optional_table_sent_for_some_accounts_of_a_request_only_is_422(clien
     [problem] = response.json()["detail"]
     assert "collection_actions is sent for some accounts and null for" in problem["msg"]
     assert body["accounts"][0]["account_id"] in problem["msg"]
+
+
+def test_an_as_of_in_the_future_is_422(client, portfolio):
+    """The batch rejects rows dated after the extract date; a history shifted into the future
+    was scored by the service as if it had happened."""
+    delinquent, _ = _delinquent_and_current(portfolio)
+    body = _body(portfolio, delinquent[:1])
+    body["as_of"] = (date.today() + timedelta(days=2)).isoformat()
+    response = client.post("/v1/score", json=body, headers=HEADERS)
+    assert response.status_code == 422, response.text
+    assert "as_of: expected a day on or before" in response.json()["detail"][0]["msg"]
