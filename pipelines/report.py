@@ -113,7 +113,6 @@ def run(args: argparse.Namespace) -> int:
                 f"(run {manifest.get('run_key')}): the page would put one book's strategy "
                 "figures beside another's accounts; run simulate-policy on these scores"
             )
-    _check_same_portfolio(manifest, args.scores, args.data)
     config = manifest.get("config", {})
     for key in ("segments", "policy"):
         if not config.get(key) or not Path(config[key]).is_file():
@@ -131,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_roll_model(uri)
     promotion = promotion_status(loaded.name, loaded.version)
     portfolio, _ = load_portfolio_argument(args, "report")
+    _check_same_portfolio(manifest, args.scores, args.data)
     page = build_report(
         manifest,
         scored,

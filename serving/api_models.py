@@ -17,7 +17,7 @@ the scoring code with a value it cannot represent.
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, NaiveDatetime, model_validator
@@ -199,39 +199,10 @@ class ScoreRequest(_Row):
     accounts: list[AccountHistory] = Field(min_length=1, max_length=MAX_ACCOUNTS_PER_REQUEST)
 
     @model_validator(mode="after")
-    def _not_in_the_future(self) -> ScoreRequest:
-        """The batch rejects rows dated after the extract date (today by default); the
-        service refuses an as-of after tomorrow (a day's grace for a client ahead of the
-        server's time zone): a history shifted to 2028 was scored as if it had happened."""
-        latest = date.today() + timedelta(days=1)
-        if self.as_of > latest:
-            raise ValueError(
-                f"as_of: expected a day on or before {latest} (the server's today, plus a day "
-                f"for time zones), got {self.as_of}: an as-of in the future scores a history "
-                "that has not happened"
-            )
-        return self
-
-    @model_validator(mode="after")
     def _unique_accounts(self) -> ScoreRequest:
         ids = [a.account_id for a in self.accounts]
         if len(ids) != len(set(ids)):
             raise ValueError("accounts: an account_id appears twice")
-        return self
-
-    @model_validator(mode="after")
-    def _same_tables_for_every_account(self) -> ScoreRequest:
-        """An optional table is sent for every account of a request or for none: an account
-        sending null beside others sending lists was scored as if it had no rows ([]), its
-        contact features made up, where alone it is refused as missing the table."""
-        for table in ("collection_actions", "treatments"):
-            without = [a.account_id for a in self.accounts if getattr(a, table) is None]
-            if without and len(without) < len(self.accounts):
-                shown = ", ".join(without[:5]) + (" ..." if len(without) > 5 else "")
-                raise ValueError(
-                    f"accounts: {table} is sent for some accounts and null for {shown}: send "
-                    "it for every account of the request ([] for one without rows) or for none"
-                )
         return self
 
 

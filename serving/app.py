@@ -39,6 +39,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import date, timedelta
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -274,9 +275,13 @@ def create_app(
         Accounts in the population (DPD 1-89 at the as-of, by default) are in ``scored``,
         sorted by ``account_id``; the others are in ``not_scored`` with the reason.
         """
-        missing_table = _missing_table_problem(ready_setup(), body)
-        if missing_table is not None:
-            return JSONResponse({"detail": [missing_table]}, status_code=422)
+        problem = (
+            _future_as_of_problem(body)
+            or _mixed_tables_problem(body)
+            or _missing_table_problem(ready_setup(), body)
+        )
+        if problem is not None:
+            return JSONResponse({"detail": [problem]}, status_code=422)
         # scored on the batcher's thread, together with concurrent requests: the event loop
         # stays free for /healthz, /readyz and reading the next requests
         result = await batcher.submit(body)
@@ -315,6 +320,38 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     422: {"description": "malformed request: `detail` lists the path and reason of each problem"},
     503: {"description": "the model is not loaded (yet)"},
 }
+
+
+def _future_as_of_problem(request: ScoreRequest) -> dict[str, Any] | None:
+    """A 422 problem for an as-of after tomorrow (the server's date, plus a day's grace for a
+    client ahead of its time zone): the batch rejects rows dated after its extract date, and
+    a history shifted into the future was scored as if it had happened."""
+    latest = date.today() + timedelta(days=1)
+    if request.as_of <= latest:
+        return None
+    return {
+        "loc": ["body", "as_of"],
+        "msg": f"as_of: expected a day on or before {latest} (the server's today, plus a day "
+        f"for time zones), got {request.as_of}: an as-of in the future scores a history that "
+        "has not happened",
+        "type": "future_as_of",
+    }
+
+
+def _mixed_tables_problem(request: ScoreRequest) -> dict[str, Any] | None:
+    """A 422 problem when an optional table is sent for some accounts and null for others: the
+    null was scored as no rows, its contact features made up, where alone it is refused."""
+    for table in OPTIONAL_TABLES:
+        without = [a.account_id for a in request.accounts if getattr(a, table) is None]
+        if without and len(without) < len(request.accounts):
+            shown = ", ".join(without[:5]) + (" ..." if len(without) > 5 else "")
+            return {
+                "loc": ["body", "accounts"],
+                "msg": f"accounts: {table} is sent for some accounts and null for {shown}: send "
+                "it for every account of the request ([] for one without rows) or for none",
+                "type": "mixed_tables",
+            }
+    return None
 
 
 def _missing_table_problem(setup: ScoringSetup, request: ScoreRequest) -> dict[str, Any] | None:

@@ -59,7 +59,7 @@ BatchKey = tuple[date, bool, bool]
 def batch_key(request: ScoreRequest) -> BatchKey:
     """Requests with the same key can be scored in one call: the same as-of, and the same
     optional tables present (within a request every account sends a table or none does:
-    :class:`~rollrisk.serving.api_models.ScoreRequest` refuses a mix, so an account's
+    the service's endpoint refuses a mix, so an account's
     ``null`` is never read as ``[]`` because of another account's list)."""
     return (
         request.as_of,
