@@ -276,10 +276,7 @@ def _parse_text(
         # a date written as a timestamp is a date at midnight only, as a Parquet timestamp is
         # (many exports write "2024-01-31 00:00:00"); another time of day would need a time
         # zone to say which day it is
-        iso = text.str.replace(r"^(\d{4}-\d{2}-\d{2})T", "$1 ")
-        stamped = pl.when(iso.str.contains(_ISO_NAIVE)).then(_naive(iso, ISO_DATE_FORMAT))
-        if declared:
-            stamped = pl.coalesce(stamped, _naive(text, declared))
+        stamped = _naive_text(text, declared)
         value = pl.coalesce(value, pl.when(stamped.dt.time() == time(0)).then(stamped.dt.date()))
         expected = (
             pl.when(value.is_not_null() | text.is_null())
@@ -290,11 +287,10 @@ def _parse_text(
         )
         return value, expected
 
-    iso = text.str.replace(r"^(\d{4}-\d{2}-\d{2})T", "$1 ")
-    naive = pl.when(iso.str.contains(_ISO_NAIVE)).then(_naive(iso, ISO_DATE_FORMAT))
+    iso = _iso_spaced(text)
+    naive = _naive_text(text, declared)
     offset = pl.when(iso.str.contains(_ISO_OFFSET)).then(_with_offset(iso, ISO_DATE_FORMAT))
     if declared:
-        naive = pl.coalesce(naive, _naive(text, declared))
         offset = pl.coalesce(offset, _with_offset(text, declared))
     unreadable = pl.lit(settings.timestamp_words())
     if settings.time_zone is not None:
@@ -313,6 +309,18 @@ def _parse_text(
         .then(unreadable)
     )
     return naive, expected
+
+
+def _iso_spaced(text: pl.Expr) -> pl.Expr:
+    """``text`` with an ISO ``T`` between date and time written as a space."""
+    return text.str.replace(r"^(\d{4}-\d{2}-\d{2})T", "$1 ")
+
+
+def _naive_text(text: pl.Expr, declared: str | None) -> pl.Expr:
+    """A naive timestamp in ``text``, by the contract's format or the declared one."""
+    iso = _iso_spaced(text)
+    naive = pl.when(iso.str.contains(_ISO_NAIVE)).then(_naive(iso, ISO_DATE_FORMAT))
+    return pl.coalesce(naive, _naive(text, declared)) if declared else naive
 
 
 def _naive(text: pl.Expr, date_format: str) -> pl.Expr:

@@ -407,6 +407,18 @@ def first_statement_month(statements: Any) -> date | None:
     return date(first.year, first.month, 1)
 
 
+def window_lengths(feature_set: FeatureSet) -> list[int]:
+    """The feature windows' lengths in months, shortest first."""
+    return sorted({spec.window_months for spec in feature_set.features if spec.window_months})
+
+
+def windows_complete_from(first_month: date, months: int) -> date:
+    """The first as-of (a month-end) where a ``months``-month window lies wholly within
+    statements starting in ``first_month``: the month-end of the window's last month."""
+    month = first_month.month - 1 + months
+    return date(first_month.year + month // 12, month % 12 + 1, 1) - timedelta(days=1)
+
+
 def short_history_warning(
     first_month: date | None, as_of: date, feature_set: FeatureSet
 ) -> str | None:
@@ -414,16 +426,14 @@ def short_history_warning(
     feature windows at ``as_of``: scores there read truncated histories (a 12-month feature
     over 3 months), which the model did not learn them as once its windows were complete.
     ``None`` when every window is complete."""
-    windows = sorted({spec.window_months for spec in feature_set.features if spec.window_months})
+    windows = window_lengths(feature_set)
     if first_month is None or not windows:
         return None
     covered = (as_of.year - first_month.year) * 12 + as_of.month - first_month.month + 1
     short = [window for window in windows if covered < window]
     if not short:
         return None
-    # the month-end of the longest window's last month: first month + longest - 1
-    month = first_month.month - 1 + short[-1]
-    complete_from = date(first_month.year + month // 12, month % 12 + 1, 1) - timedelta(days=1)
+    complete_from = windows_complete_from(first_month, short[-1])
     return (
         f"the statements start in {first_month:%Y-%m}, so at as-of {as_of} the feature "
         f"windows hold {covered} month{'s' if covered != 1 else ''} of history: the "

@@ -472,8 +472,6 @@ def _incomplete_histories(
             ).alias("reason"),
         )
     )
-    if first.height == 0:
-        return candidates.head(0).with_columns(pl.lit(None, dtype=pl.String).alias("reason"))
     return candidates.join(first, on="account_id", how="inner", maintain_order="left")
 
 

@@ -42,7 +42,11 @@ import numpy as np
 import pandas as pd
 
 from rollrisk.errors import UserError
-from rollrisk.features.observations import first_statement_month
+from rollrisk.features.observations import (
+    first_statement_month,
+    window_lengths,
+    windows_complete_from,
+)
 from rollrisk.features.registry import FeatureSet
 from rollrisk.features.schemas import TABLES
 from rollrisk.features.splits import plan_adaptive_split, plan_deployment_split
@@ -608,7 +612,7 @@ def incomplete_window_warnings(
     sees those features move as the windows fill. One message per part in ``parts`` (name:
     rows with ``as_of``) with such rows, naming each window length and its share of rows.
     """
-    windows = sorted({spec.window_months for spec in feature_set.features if spec.window_months})
+    windows = window_lengths(feature_set)
     if first_month is None or not windows:
         return []
     messages = []
@@ -625,10 +629,7 @@ def incomplete_window_warnings(
         if not short:
             continue
         longest = short[-1][0]
-        # the month-end of the window's last month: first month + longest - 1
-        complete_from = (
-            pd.Timestamp(first_month) + pd.DateOffset(months=longest) - pd.Timedelta(days=1)
-        ).date()
+        complete_from = windows_complete_from(first_month, longest)
         shares = ", ".join(f"{window}-month windows {share:.0%}" for window, share in short)
         messages.append(
             f"feature windows not yet complete in the {name}'s training rows ({shares} of "
