@@ -441,3 +441,24 @@ def short_history_warning(
         "names say, and these scores are less reliable than the model's out-of-time figures; "
         f"every window is complete from as-of {complete_from} on"
     )
+
+
+def truncated_history_warning(
+    opened_at: date, first_statement: date, as_of: date, feature_set: FeatureSet
+) -> str | None:
+    """A warning for one account whose history was cut (the service: a client sent only its
+    latest statements): its statements start (``first_statement``, a ``cycle_end``) more than a
+    month after it opened, and too late for the feature windows at ``as_of``. ``None`` for an
+    account that is simply young: its short history is the whole of it, as the model saw such
+    accounts in training."""
+    first_month = date(first_statement.year, first_statement.month, 1)
+    months_open = (first_month.year - opened_at.year) * 12 + first_month.month - opened_at.month
+    if months_open <= 1:  # a first statement closes in the opening month or the next
+        return None
+    warning = short_history_warning(first_month, as_of, feature_set)
+    if warning is None:
+        return None
+    return (
+        f"{warning}; the account opened in {opened_at:%Y-%m}, so it had statements before "
+        f"{first_month:%Y-%m}: send them to score its whole history"
+    )

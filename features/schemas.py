@@ -15,6 +15,7 @@ by :mod:`rollrisk.features.validation`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pandera.polars as pa
 import polars as pl
@@ -109,15 +110,40 @@ BALANCE_RULE = NumberRule(ge=-MAX_AMOUNT, le=MAX_AMOUNT)
 overpayment or a refund); features read a credit as nothing owed (docs/features.md)."""
 CREDIT_LIMIT_RULE = NumberRule(gt=0, le=MAX_AMOUNT)
 DPD_RULE = NumberRule(ge=0, le=MAX_DPD)
-IDENTIFIER_LENGTH: dict[str, int] = {"min_value": 1, "max_value": MAX_ID_LENGTH}
-"""pandera's ``str_length`` of an id column (the API: ``min_length``/``max_length``)."""
+INVISIBLE_RANGES = (
+    (0x00, 0x1F),  # C0 controls: NUL, tab, line breaks, ...
+    (0x7F, 0x9F),  # DEL and the C1 controls
+    (0xAD, 0xAD),  # soft hyphen
+    (0x200B, 0x200F),  # zero-width space, joiners, direction marks
+    (0x2028, 0x202E),  # line and paragraph separators, direction embeddings
+    (0x2060, 0x2064),  # word joiner, invisible operators
+    (0xFEFF, 0xFEFF),  # byte-order mark (zero-width no-break space)
+)
+"""Characters that print as nothing (or break a line): never part of an id."""
+INVISIBLE = tuple(chr(code) for low, high in INVISIBLE_RANGES for code in range(low, high + 1))
+INVISIBLE_SHOWN = tuple(f"\\u{ord(character):04x}" for character in INVISIBLE)
+"""How an error message writes each of :data:`INVISIBLE`: its code, ``\\u0000``."""
+_NOT_IN_ID = "".join(f"\\u{low:04x}-\\u{high:04x}" for low, high in INVISIBLE_RANGES)
+ID_PATTERN = rf"^[^\s{_NOT_IN_ID}](?:[^{_NOT_IN_ID}]*[^\s{_NOT_IN_ID}])?$"
+"""What an id is made of: no control character (NUL, line breaks, tabs), no invisible format
+character (zero-width space and joiners, soft hyphen, byte-order mark, direction marks), and no
+white space at either end. Such characters make two ids that print alike differ as keys (so an
+account sent twice passes as two) or one id that a CSV cannot carry; the regex reads the same in
+Python (the service) and in Rust (polars, the batch)."""
+ID_WORDS = "printable text (no control or zero-width character, no space at either end)"
+REFERENCE_RULE: dict[str, Any] = {"str_length": {"min_value": 1, "max_value": MAX_ID_LENGTH}}
+"""pandera's checks of an ``account_id`` that refers to the accounts table: its characters are
+checked there once (a row of an id the accounts table lacks or rejected is set aside as such),
+not again on every statement row."""
+IDENTIFIER_RULE: dict[str, Any] = {**REFERENCE_RULE, "str_matches": ID_PATTERN}
+"""pandera's checks of an id column (the API: ``min_length``/``max_length`` and the pattern)."""
 
 
 class Accounts(pa.DataFrameModel):
     """One row per credit account."""
 
-    account_id: str = pa.Field(nullable=False, str_length=IDENTIFIER_LENGTH)
-    borrower_id: str = pa.Field(nullable=False, str_length=IDENTIFIER_LENGTH)
+    account_id: str = pa.Field(nullable=False, **IDENTIFIER_RULE)
+    borrower_id: str = pa.Field(nullable=False, **IDENTIFIER_RULE)
     product: str = pa.Field(nullable=False, isin=list(PRODUCTS))
     opened_at: pl.Date = pa.Field(nullable=False)
     credit_limit: float = pa.Field(nullable=False, **CREDIT_LIMIT_RULE.bounds)
@@ -131,7 +157,7 @@ class Accounts(pa.DataFrameModel):
 class Statements(pa.DataFrameModel):
     """One row per account per monthly statement cycle."""
 
-    account_id: str = pa.Field(nullable=False, str_length=IDENTIFIER_LENGTH)
+    account_id: str = pa.Field(nullable=False, **REFERENCE_RULE)
     cycle_end: pl.Date = pa.Field(nullable=False)
     known_at: TIMESTAMP = pa.Field(nullable=False)  # type: ignore[valid-type]
     amount_due: float = pa.Field(nullable=False, **AMOUNT_RULE.bounds)
@@ -158,7 +184,7 @@ class Statements(pa.DataFrameModel):
 class CollectionActions(pa.DataFrameModel):
     """One row per collection action taken on an account, with its outcome."""
 
-    account_id: str = pa.Field(nullable=False, str_length=IDENTIFIER_LENGTH)
+    account_id: str = pa.Field(nullable=False, **REFERENCE_RULE)
     action_at: TIMESTAMP = pa.Field(nullable=False)  # type: ignore[valid-type]
     channel: str = pa.Field(nullable=False, isin=list(CHANNELS))
     outcome: str = pa.Field(nullable=False, isin=list(OUTCOMES))
@@ -177,7 +203,7 @@ PROPENSITY_RULE = NumberRule(gt=0, le=1)
 class Treatments(pa.DataFrameModel):
     """One row per hardship or forbearance treatment granted to an account."""
 
-    account_id: str = pa.Field(nullable=False, str_length=IDENTIFIER_LENGTH)
+    account_id: str = pa.Field(nullable=False, **REFERENCE_RULE)
     kind: str = pa.Field(nullable=False, isin=list(TREATMENT_KINDS))
     start_at: TIMESTAMP = pa.Field(nullable=False)  # type: ignore[valid-type]
     end_at: TIMESTAMP = pa.Field(nullable=True)  # type: ignore[valid-type]
@@ -200,10 +226,10 @@ class ExperimentAssignments(pa.DataFrameModel):
     (``rollrisk.strategies.experiments``; ``arm`` is ``policy`` for an eligible account that was
     not randomised)."""
 
-    account_id: str = pa.Field(nullable=False, str_length=IDENTIFIER_LENGTH)
+    account_id: str = pa.Field(nullable=False, **REFERENCE_RULE)
     as_of: pl.Date = pa.Field(nullable=False)
-    experiment_id: str = pa.Field(nullable=False, str_length=IDENTIFIER_LENGTH)
-    arm: str = pa.Field(nullable=False, str_length=IDENTIFIER_LENGTH)
+    experiment_id: str = pa.Field(nullable=False, **IDENTIFIER_RULE)
+    arm: str = pa.Field(nullable=False, **IDENTIFIER_RULE)
     propensity: float = pa.Field(nullable=False, **PROPENSITY_RULE.bounds)
 
     class Config:

@@ -35,7 +35,14 @@ import polars as pl
 
 from rollrisk.errors import DataContractError
 from rollrisk.features.dates import DATED_BY_EXTRACT, DateSettings, cast_temporal, is_temporal
-from rollrisk.features.schemas import MAX_AMOUNT, TableContract
+from rollrisk.features.schemas import (
+    ID_PATTERN,
+    ID_WORDS,
+    INVISIBLE,
+    INVISIBLE_SHOWN,
+    MAX_AMOUNT,
+    TableContract,
+)
 
 # Reserved names (documented in docs/data-contract.md): a lender's column may be called
 # anything else, including ``_file`` or ``row``.
@@ -209,7 +216,10 @@ def _number_reason(
 
 
 def _shown(text: pl.Expr) -> pl.Expr:
-    """``text`` as quoted in a reason: cut to :data:`SHOWN_CHARACTERS`, saying its length."""
+    """``text`` as quoted in a reason: cut to :data:`SHOWN_CHARACTERS`, saying its length,
+    with every invisible character written as its code (``\\u0000``), so that a reason names
+    what no eye could see and a rejects file never carries a NUL or a line break."""
+    text = text.str.replace_many(list(INVISIBLE), list(INVISIBLE_SHOWN))
     length = text.str.len_chars()
     return (
         pl.when(length > SHOWN_CHARACTERS)
@@ -291,6 +301,7 @@ _BOUNDS_IN_WORDS = ((str(MAX_AMOUNT), f"{MAX_AMOUNT:.0e}"),)
 
 def _readable_check(check: pl.Expr) -> pl.Expr:
     """Turn pandera's check names (``greater_than_or_equal_to(0)``) into words."""
+    check = check.str.replace(f"str_matches('{ID_PATTERN}')", ID_WORDS, literal=True)
     for pattern, words in _CHECK_WORDS:
         check = check.str.replace(pattern, words)
     for spelled, words in _BOUNDS_IN_WORDS:

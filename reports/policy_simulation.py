@@ -143,6 +143,15 @@ def constraint_lines(result: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+SEGMENT_UPLIFT_NOTE = (
+    "Per segment: model-driven minus baseline tiered on the segment's accounts, mean over seeds "
+    "[95 % t-interval over seeds: Monte Carlo error only, these accounts held fixed]. An "
+    "interval of zero width means the two arms did exactly the same to those accounts on every "
+    "seed (for example, a segment left in the standard queue with nothing added), not that the "
+    "figure is certain."
+)
+
+
 def markdown(result: Mapping[str, Any]) -> str:
     """The comparison as a Markdown report (``policy_simulation.md``, also printed by the job).
 
@@ -333,6 +342,8 @@ def markdown(result: Mapping[str, Any]) -> str:
     lines += [
         "",
         "## Uplift by segment",
+        "",
+        SEGMENT_UPLIFT_NOTE,
         "",
         "| segment | accounts | book value | recovered | action cost | net recovery | "
         "roll-to-default |",

@@ -46,7 +46,12 @@ from rollrisk.features.registry import FeatureSet
 from rollrisk.models.explanations import reason_text
 from rollrisk.models.stats import calibration_backtest, percentile_bootstrap
 from rollrisk.reports.html import Section, data_table, escape, figure_png, render_page
-from rollrisk.reports.policy_simulation import LABELS, format_metric, format_uplift
+from rollrisk.reports.policy_simulation import (
+    LABELS,
+    SEGMENT_UPLIFT_NOTE,
+    format_metric,
+    format_uplift,
+)
 from rollrisk.simulator.replay import OWN_DRAWS
 from rollrisk.strategies.experiment_readout import (
     DESIGN_GAP_SHARE,
@@ -2340,6 +2345,7 @@ def _policy_section(section: Section, result: Mapping[str, Any]) -> None:
         }
         for segment, row in sorted(result["by_segment"].items())
     ]
+    section.text(SEGMENT_UPLIFT_NOTE)
     section.table(pd.DataFrame(segment_rows), {"accounts": "{:,.0f}"})
     bootstrap = result.get("uplift_account_bootstrap")
     if bootstrap and "net_recovery" in bootstrap:

@@ -56,8 +56,7 @@ from rollrisk.storage.loader import (
     alignment,
     check_portfolio_folder,
     check_usable,
-    list_table_files,
-    missing_table_error,
+    list_portfolio_tables,
     no_rows_error,
     portfolio_of,
     read_table_file,
@@ -136,13 +135,12 @@ def plan_read(
     schemas: dict[str, tuple[pl.Schema, ...]] = {}
     raw_schemas: dict[str, pl.Schema] = {}
     units: list[ReadUnit] = []
+    listings = list_portfolio_tables(data_dir, READ_TABLES)
     for index, table in enumerate(READ_TABLES):
-        listing = list_table_files(data_dir, table.name)
+        listing = listings[table.name]
         errors.extend(listing.unusable)
         ignored.extend(str(path) for path in listing.ignored)
-        if not listing.files:
-            if table.required:
-                raise DataContractError(missing_table_error(data_dir, table, listing))
+        if not listing.files:  # an optional table (a missing required one raised above)
             if table in TABLES:  # an absent record table costs no feature: nothing to say
                 absent.append(table.name)
             continue

@@ -20,7 +20,15 @@ import re
 from datetime import date, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, NaiveDatetime, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    NaiveDatetime,
+    model_validator,
+)
 
 from rollrisk.features.dates import ISO_DATE_PATTERN, ISO_NAIVE_TIMESTAMP_PATTERN
 from rollrisk.features.schemas import (
@@ -29,6 +37,10 @@ from rollrisk.features.schemas import (
     CHANNELS,
     CREDIT_LIMIT_RULE,
     DPD_RULE,
+    ID_PATTERN,
+    ID_WORDS,
+    INVISIBLE,
+    INVISIBLE_SHOWN,
     MAX_ID_LENGTH,
     OUTCOMES,
     PRODUCTS,
@@ -86,23 +98,42 @@ Timestamp = Annotated[
 ]
 
 
-def _not_a_boolean(value: object) -> object:
-    """A contract number is never a boolean: pydantic would read JSON ``true`` as 1.0."""
+def _a_json_number(value: object) -> object:
+    """A contract number is a JSON number: never a boolean (pydantic would read ``true`` as
+    1.0) and never text (pydantic would read ``"51"``, ``" 12 "`` or ``"1e3"`` as numbers: a
+    client that sends amounts as text has a serialisation bug the service should not hide)."""
     if isinstance(value, bool):
         raise ValueError(f"expected a number, got a boolean ({str(value).lower()})")
+    if isinstance(value, str):
+        raise ValueError("expected a number, got text (a JSON string)")
     return value
 
 
-NotABoolean = BeforeValidator(_not_a_boolean)
-Amount = Annotated[float, NotABoolean, Field(**AMOUNT_RULE.bounds)]
+_SHOWN = str.maketrans(dict(zip(INVISIBLE, INVISIBLE_SHOWN, strict=True)))
+
+
+def _an_identifier(value: str) -> str:
+    if not re.fullmatch(ID_PATTERN, value):
+        # the message names the characters, never the id (the service echoes no values)
+        found = sorted({c.translate(_SHOWN) for c in value if c in INVISIBLE}) or [
+            "white space at an end"
+        ]
+        raise ValueError(f"expected {ID_WORDS}, got {', '.join(found)}")
+    return value
+
+
+JsonNumber = BeforeValidator(_a_json_number)
+Amount = Annotated[float, JsonNumber, Field(**AMOUNT_RULE.bounds)]
 Balance = Annotated[
     float,
-    NotABoolean,
+    JsonNumber,
     Field(**BALANCE_RULE.bounds, description="negative: a credit balance (the lender owes)"),
 ]
-CreditLimit = Annotated[float, NotABoolean, Field(**CREDIT_LIMIT_RULE.bounds)]
-DaysPastDue = Annotated[int, NotABoolean, Field(**DPD_RULE.bounds)]
-Identifier = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
+CreditLimit = Annotated[float, JsonNumber, Field(**CREDIT_LIMIT_RULE.bounds)]
+DaysPastDue = Annotated[int, JsonNumber, Field(**DPD_RULE.bounds)]
+Identifier = Annotated[
+    str, Field(min_length=1, max_length=MAX_ID_LENGTH), AfterValidator(_an_identifier)
+]
 
 
 class _Row(BaseModel):
@@ -240,7 +271,8 @@ class ComplianceChange(_Out):
 
 
 class ScoredAccount(_Out):
-    """One row of the batch output (``SCORED_SCHEMA``), with its JSON columns parsed."""
+    """One row of the batch output (``SCORED_SCHEMA``), with its JSON columns parsed, and the
+    account's warnings (the batch's are the run's, in its manifest)."""
 
     account_id: str
     as_of: date
@@ -281,6 +313,12 @@ class ScoredAccount(_Out):
     family_product_seasonality: float
     model_name: str
     model_version: str
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="what makes this score less reliable than the model's figures: a history "
+        "cut short (statements sent start after the account opened, too late for the feature "
+        "windows); [] when none",
+    )
 
 
 class NotScored(_Out):

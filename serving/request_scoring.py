@@ -33,7 +33,7 @@ from typing import Any
 
 import polars as pl
 
-from rollrisk.features.observations import RECENT_STATEMENT_MONTHS
+from rollrisk.features.observations import RECENT_STATEMENT_MONTHS, truncated_history_warning
 from rollrisk.features.online import covers, dpd_at_as_of, population_features
 from rollrisk.features.schemas import TABLES_BY_NAME
 from rollrisk.scoring.core import ScoringSetup, score_accounts
@@ -175,8 +175,18 @@ def score_requests(
         timings=timings,
     )
     records: list[list[dict[str, Any]]] = [[] for _ in requests]
+    by_id = {account.account_id: account for account in accounts}
     for row in scored.iter_rows(named=True):  # sorted by account_id, so each request's are too
-        records[owner[row["account_id"]]].append(scored_record(row))
+        account = by_id[row["account_id"]]
+        warning = truncated_history_warning(
+            account.opened_at,
+            min(statement.cycle_end for statement in account.statements),
+            as_of,
+            setup.feature_set,
+        )
+        record = scored_record(row)
+        record["warnings"] = [warning] if warning else []
+        records[owner[row["account_id"]]].append(record)
     scored_ids = set(scored["account_id"].to_list())
     missing = [
         sorted(a.account_id for a in request.accounts if a.account_id not in scored_ids)

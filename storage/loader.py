@@ -562,6 +562,31 @@ def missing_table_error(data_dir: Path, table: TableContract, listing: TableFile
     )
 
 
+def list_portfolio_tables(data_dir: Path, tables: Sequence[TableContract]) -> dict[str, TableFiles]:
+    """The files each of ``tables`` has in ``data_dir``.
+
+    Raises :class:`DataContractError` when a required table has none, naming every missing
+    required table and every other file problem of the listing at once, so that a user fixes
+    the folder in one go rather than one error per run.
+    """
+    listings = {table.name: list_table_files(data_dir, table.name) for table in tables}
+    missing = [table for table in tables if table.required and not listings[table.name].files]
+    if missing:
+        others = [
+            problem
+            for table in tables
+            if table not in missing
+            for problem in listings[table.name].unusable
+        ]
+        raise DataContractError(
+            "; ".join(
+                missing_table_error(data_dir, table, listings[table.name]) for table in missing
+            )
+            + ("; also: " + "; ".join(others) if others else "")
+        )
+    return listings
+
+
 def no_rows_error(names: Sequence[str], table: TableContract) -> str:
     # a header and no row: nothing downstream can run, and "OK" would mislead
     return f"{', '.join(names)}: required table '{table.name}' has a header but no rows"
@@ -611,14 +636,13 @@ def validate_portfolio(
     sources: dict[str, tuple[str, ...]] = {}
     absent: list[str] = []
     unread: tuple[str, ...] = ()  # accounts files that could not be read
+    listings = list_portfolio_tables(data_dir, (*TABLES, *RECORD_TABLES))
     for table in (*TABLES, *RECORD_TABLES):
-        listing = list_table_files(data_dir, table.name)
+        listing = listings[table.name]
         errors.extend(listing.unusable)
         ignored.extend(str(path) for path in listing.ignored)
         files = listing.files
-        if not files:
-            if table.required:
-                raise DataContractError(missing_table_error(data_dir, table, listing))
+        if not files:  # an optional table (a missing required one raised above)
             if table in TABLES:  # an absent record table costs no feature: nothing to say
                 absent.append(table.name)
             continue

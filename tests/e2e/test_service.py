@@ -108,7 +108,8 @@ def test_service_returns_exactly_what_batch_scoring_returns(
     expected = {row["account_id"]: row for row in batch.iter_rows(named=True)}
     for account_id, row in served.items():
         want = expected[account_id]
-        assert set(row) == set(SCORED_SCHEMA)
+        assert set(row) == {*SCORED_SCHEMA, "warnings"}
+        assert row["warnings"] == []  # the whole history sent: nothing to warn about
         for column, value in want.items():
             if column in ("actions", "trail", "reasons"):
                 assert row[column] == json.loads(value), (account_id, column)
@@ -130,7 +131,26 @@ def test_service_returns_exactly_what_batch_scoring_returns(
 
 
 def test_scored_account_model_has_every_column_of_the_batch_output():
-    assert list(ScoredAccount.model_fields) == list(SCORED_SCHEMA)
+    assert list(ScoredAccount.model_fields) == [*SCORED_SCHEMA, "warnings"]
+
+
+def test_a_history_cut_short_is_scored_with_a_warning(scoring_world, portfolio, client):
+    """A client that sends only an account's latest statements gets a score from a fraction of
+    its history (the batch warns of a short extract; the service warns per account)."""
+    dpd = _dpd_at(portfolio, AS_OF)
+    opened_early = portfolio.accounts.filter(pl.col("opened_at") < date(2024, 1, 1))
+    delinquent = dpd.filter(pl.col("dpd").is_between(1, 89)).join(opened_early, on="account_id")
+    account_id = delinquent["account_id"].sort()[0]
+    body = _body(portfolio, [account_id])
+    (account,) = body["accounts"]
+    assert account["opened_at"] < account["statements"][0]["cycle_end"][:7]  # opened earlier
+    known = [s for s in account["statements"] if s["cycle_end"] <= AS_OF.isoformat()]
+    account["statements"] = sorted(known, key=lambda s: s["cycle_end"])[-2:]
+    response = client.post("/v1/score", json=body, headers=HEADERS)
+    assert response.status_code == 200, response.text
+    (row,) = response.json()["scored"]
+    (warning,) = row["warnings"]
+    assert "hold 2 months of history" in warning and "send them" in warning
 
 
 def test_an_account_without_a_recent_statement_is_listed_with_the_reason(portfolio, client):
@@ -177,7 +197,10 @@ def test_malformed_bodies_get_422_with_the_path_of_every_bad_field(portfolio, cl
         ("body", "accounts", 1, "product"),
         ("body", "accounts", 1, "statements", 1, "amount_paid"),
     }
-    assert "valid number" in errors[("body", "accounts", 0, "statements", 0, "amount_due")]
+    assert (
+        "expected a number, got text"
+        in errors[("body", "accounts", 0, "statements", 0, "amount_due")]
+    )
     assert (
         "greater than or equal to 0"
         in errors[("body", "accounts", 1, "statements", 1, "amount_paid")]

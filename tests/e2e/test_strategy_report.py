@@ -17,6 +17,7 @@ import yaml
 from scipy import stats as scipy_stats
 
 from rollrisk.cli import main
+from rollrisk.reports.policy_simulation import SEGMENT_UPLIFT_NOTE
 from rollrisk.reports.strategy import ACCOUNT_COLUMNS, SECTION_IDS
 from rollrisk.storage.results import read_scores
 from rollrisk.strategies.policy import parse_policy
@@ -110,6 +111,9 @@ def test_policy_simulation_reports_both_arms_and_an_uplift_interval(report_run):
     assert "value_of_segmentation" in result
     markdown = (simulation / "policy_simulation.md").read_text()
     assert "| net recovery (CNY) |" in markdown and "Uplift by segment" in markdown
+    # the per-segment intervals say what they are (a zero-width one is not certainty)
+    segment_part = markdown.split("## Uplift by segment", 1)[1]
+    assert segment_part.lstrip().startswith(SEGMENT_UPLIFT_NOTE)
     # Every arm, the baseline included, held to the scoring run's compliance rules and to the
     # contact capacity (sized from the portfolio's own log): no arm's month exceeds it.
     constraints = result["constraints"]

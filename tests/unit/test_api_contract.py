@@ -285,6 +285,14 @@ HOSTILE = [
     ("account", "borrower_id", TOO_LONG, pl.String),
     ("action", "promised_amount", math.nan, pl.Float64),
     ("action", "promised_amount", True, pl.Boolean),
+    # ids that print like another id, or that a CSV line cannot hold
+    ("account", "account_id", "A-1\x00", pl.String),
+    ("account", "account_id", "A-\n1", pl.String),
+    ("account", "account_id", "A-1\u200b", pl.String),
+    ("account", "account_id", "\ufeffA-1", pl.String),
+    ("account", "account_id", "A-1 ", pl.String),
+    ("account", "borrower_id", " B-1", pl.String),
+    ("account", "borrower_id", "B\t1", pl.String),
 ]
 _API_ROWS = {
     "account": (AccountHistory, {**ACCOUNT, "statements": [STATEMENT]}),
@@ -331,6 +339,34 @@ def test_the_api_refuses_json_booleans_and_non_finite_numbers_as_sent_over_the_w
         body = json.dumps(STATEMENT)[:-1] + f', "{field}": {text}}}'
         with pytest.raises(ValidationError, match=field):
             Statement.model_validate_json(body)
+
+
+@pytest.mark.parametrize(
+    ("field", "text"), [("amount_due", '"51"'), ("dpd", '" 12 "'), ("balance", '"1e3"')]
+)
+def test_the_api_refuses_numbers_sent_as_text(field, text):
+    """A client that quotes its numbers has a serialisation bug; pydantic alone reads them."""
+    body = json.dumps(STATEMENT)[:-1] + f', "{field}": {text}}}'
+    with pytest.raises(ValidationError, match=f"(?s){field}.*expected a number, got text"):
+        Statement.model_validate_json(body)
+
+
+def test_an_invisible_character_of_an_id_is_named_by_its_code_in_both():
+    """The API's message and the batch's reject reason write the character no eye can see."""
+    with pytest.raises(ValidationError, match=r"got \\u200b \[type"):
+        AccountHistory.model_validate(
+            {**ACCOUNT, "account_id": "A-1\u200b", "statements": [STATEMENT]}
+        )
+    (reason,) = _batch_reasons("account", "account_id", "A-1\u200b", pl.String)
+    assert reason.endswith("got 'A-1\\u200b'") and "\u200b" not in reason
+
+
+def test_ids_in_any_script_pass_both():
+    for value in ("中文-账户 1", "ÄÖÜ.ß/007", "a b"):
+        assert _api_accepts(
+            AccountHistory, {**ACCOUNT, "account_id": value, "statements": [STATEMENT]}
+        )
+        assert _batch_reasons("account", "account_id", value, pl.String) == []
 
 
 @pytest.mark.parametrize("balance", [-0.01, -2500.0, -MAX_AMOUNT])

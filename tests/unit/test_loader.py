@@ -90,6 +90,20 @@ def test_a_required_table_in_an_unread_form_names_the_file(tmp_path):
         validate_portfolio(folder)
 
 
+def test_every_missing_required_table_and_every_other_file_problem_are_named_at_once(tmp_path):
+    """A folder with several problems gets one error naming them all: a user should not have
+    to fix it one run at a time."""
+    folder = tmp_path / "portfolio"
+    folder.mkdir()
+    (folder / "collection_actions.csv.gz").write_bytes(b"")
+    with pytest.raises(DataContractError) as raised:
+        validate_portfolio(folder)
+    message = str(raised.value)
+    assert "required table 'accounts' not found" in message
+    assert "required table 'statements' not found" in message
+    assert "also: " in message and "collection_actions.csv.gz" in message
+
+
 def test_a_date_column_typed_differently_across_parts_is_read_in_full(tmp_path):
     rows = tiny_statements()
     folder = _portfolio(
