@@ -77,8 +77,19 @@ def _max_where(condition: pl.Expr, column: str) -> pl.Expr:
     return pl.when(condition).then(pl.col(column)).max()
 
 
+def _divide(numerator: pl.Expr, denominator: pl.Expr) -> pl.Expr:
+    """``numerator`` times the reciprocal of ``denominator``, the one way every feature divides.
+    Polars divides a column by a one-value column through its reciprocal and by an equally
+    long column exactly, and which of the two a plan meets depends on the engine and the
+    query's shape (one account or many, streaming or in memory): the same account's ratio then
+    differed in the last bit between a service request and a batch. A reciprocal taken value
+    by value and then multiplied gives the same bits in every plan; features/online.py divides
+    the same way."""
+    return numerator * (1.0 / denominator)
+
+
 def _ratio(numerator: pl.Expr, denominator: pl.Expr) -> pl.Expr:
-    return pl.when(denominator > 0).then(numerator / denominator).otherwise(None)
+    return pl.when(denominator > 0).then(_divide(numerator, denominator)).otherwise(None)
 
 
 def _months_since_last_not(flag: pl.Expr) -> pl.Expr:
@@ -231,7 +242,7 @@ def _check_window(months: int) -> None:
 def _mean(window: _Window, column: str, months: int) -> pl.Expr:
     """The mean of the window's known values (null for none)."""
     count = window.count(column, months)
-    return pl.when(count > 0).then(window.total(column, months) / count)
+    return pl.when(count > 0).then(_divide(window.total(column, months), count))
 
 
 class _InRows:
@@ -376,7 +387,7 @@ def _volatility(column: str, months: int) -> WindowFeature:
 
     def feature(w: _Window) -> pl.Expr:
         count = w.count(column, months)
-        return pl.when(count > 1).then((w.squares(column, months) / (count - 1)).sqrt())
+        return pl.when(count > 1).then(_divide(w.squares(column, months), count - 1).sqrt())
 
     return feature
 
@@ -433,9 +444,7 @@ _LAST_REACHED_AT = pl.col("action_at").filter(_REACHED).max()
 
 def _days_before_as_of_end(at: pl.Expr) -> pl.Expr:
     """Days (fractional) from the instant ``at`` to the end of the as-of day."""
-    # times the reciprocal: polars divides a long column by a constant that way but a
-    # one-row column exactly, so an account scored alone differed in the last bit
-    return (pl.col("_as_of_end").first() - at).dt.total_seconds() * (1.0 / 86_400.0)
+    return _divide((pl.col("_as_of_end").first() - at).dt.total_seconds(), pl.lit(86_400.0))
 
 
 def _days_since_action(condition: pl.Expr) -> Aggregate:
@@ -675,9 +684,8 @@ def feature_engine(statements: pl.DataFrame | pl.LazyFrame) -> str:
     ~100 aggregations per source, joined) run about a quarter faster in memory, to the same
     values: 1.35-1.51 s against 1.81-1.91 s of CPU for one 37,650-account partition on one
     thread (docs/benchmarks.md). Below :data:`IN_ROWS_BELOW` statement rows they stay on the
-    default engine: in memory a one-row query divides by a one-row column through its
-    reciprocal, and a service request's features then differ in the last bit from the same
-    account's in a batch (tests/reliability/test_hostile_monitor_and_service.py)."""
+    default engine. Both engines give the same bits (every division goes through
+    :func:`_divide`; tests/unit/test_online_features.py runs each)."""
     few = not isinstance(statements, pl.DataFrame) or statements.height < IN_ROWS_BELOW
     return "auto" if few else "in-memory"
 

@@ -119,10 +119,15 @@ def _total(values: Sequence[float]) -> float:
     return running_sum
 
 
+def _divide(numerator: float, denominator: float) -> float:
+    """``history._divide``: times the reciprocal, the bits every polars plan gives."""
+    return numerator * (1.0 / denominator)
+
+
 def _ratio(numerator: float | None, denominator: float | None) -> float | None:
     if numerator is None or denominator is None or not denominator > 0:
         return None
-    return numerator / denominator
+    return _divide(numerator, denominator)
 
 
 def _max(values: Sequence[float | int]) -> float | int | None:
@@ -260,7 +265,7 @@ class _Statements:
     def mean(self, column: str, months: int) -> float | None:
         """``history._mean``: the mean of the column's known values in the window."""
         _, known = self.known(months, column)
-        return _total(known) / len(known) if known else None
+        return _divide(_total(known), len(known)) if known else None
 
     def volatility(self, column: str, months: int) -> float | None:
         """``history._volatility``: the sample standard deviation (ddof 1) of the window's known
@@ -269,9 +274,9 @@ class _Statements:
         _, known = self.known(months, column)
         if len(known) < 2:
             return None
-        mean = _total(known) / len(known)
+        mean = _divide(_total(known), len(known))
         squares = _total([(value - mean) * (value - mean) for value in known])
-        return math.sqrt(squares / (len(known) - 1))
+        return math.sqrt(_divide(squares, len(known) - 1))
 
     def last_minus_previous(self, column: str) -> float | None:
         """``history._last_minus_previous``: the latest statement's value minus the last
@@ -432,8 +437,8 @@ class _Actions:
         if not times:
             return None
         gap = self.end - max(times)
-        # polars' total_seconds: whole seconds, then times the reciprocal as history.py does
-        return float(gap.days * 86_400 + gap.seconds) * (1.0 / 86_400.0)
+        # polars' total_seconds: whole seconds, then divided as history.py does
+        return _divide(float(gap.days * 86_400 + gap.seconds), 86_400.0)
 
 
 def _reached(outcome: str) -> bool:

@@ -524,8 +524,8 @@ def _unknown_account_reason(
 ) -> pl.Series:
     """The reason of each row whose account is not accepted: the account's own reject (the
     first row of it, with its reason) when it was listed and rejected, else that it is not
-    listed (and, when it matches a listed id once surrounding whitespace is stripped from
-    both, that whitespace is the likely cause)."""
+    listed (and, when it matches a listed id, accepted or rejected, once surrounding
+    whitespace is stripped from both, that whitespace is the likely cause)."""
     not_listed = pl.format(
         "account_id: expected an account listed in accounts, got '{}'",
         _shown(pl.col("account_id")),
@@ -538,7 +538,12 @@ def _unknown_account_reason(
             pl.lit(", ".join(unread_accounts)),
         )
     if known_accounts is not None:
-        stripped = known_accounts.str.strip_chars().implode()
+        # listed ids, accepted or not: an id with a space at an end is itself rejected from
+        # accounts (not printable), and its statements' plain id is then the likely intent
+        listed = known_accounts
+        if rejected_accounts is not None and rejected_accounts.height > 0:
+            listed = pl.concat([listed, rejected_accounts["account_id"].drop_nulls()])
+        stripped = listed.str.strip_chars().implode()
         not_listed = (
             pl.when(pl.col("account_id").str.strip_chars().is_in(stripped))
             .then(

@@ -193,6 +193,30 @@ def test_online_features_equal_the_batch_query_on_edge_histories(bodies, as_of, 
     assert_same(list(request.accounts), as_of)
 
 
+@pytest.mark.parametrize("engine", ["streaming", "in-memory"])
+def test_a_ratio_has_the_same_bits_on_every_engine(engine, monkeypatch):
+    """Found by the test above on a CI machine: (54.99 - 49.99) / 54.99, the overdue-to-due
+    ratio of the second of two accounts, came out of the streaming plan through polars'
+    reciprocal and one bit off the service's. Every feature now divides one way
+    (history._divide), so each engine gives the service's bits."""
+
+    def body(number: int, paid: float) -> dict:
+        return {"account_id": f"A-{number}", "borrower_id": f"B-{number}", "product": PRODUCTS[0],
+                "opened_at": "2020-01-15", "credit_limit": 1000.0, "currency": "CNY",
+                "statements": [{"cycle_end": f"2024-0{month}-20",
+                                "known_at": f"2024-0{month}-20T06:00:00", "amount_due": due,
+                                "min_due": 0.0, "amount_paid": paid if month == 5 else 0.0,
+                                "balance": -250.0, "dpd": dpd}
+                               for month, due, dpd in [(5, 54.99, 1), (6, 0.0, 0), (7, 0.0, 0)]]}  # fmt: skip
+
+    monkeypatch.setattr("rollrisk.scoring.core.feature_engine", lambda statements: engine)
+    as_of = date(2024, 5, 31)
+    for bodies in ([body(0, 0.0), body(1, 49.99)], [body(1, 49.99)]):
+        request = ScoreRequest.model_validate({"as_of": as_of.isoformat(), "accounts": bodies})
+        got = assert_same(list(request.accounts), as_of)
+        assert got["overdue_to_due_ratio"].iloc[-1] == pytest.approx(5.0 / 54.99, rel=1e-12)
+
+
 # --- the tests' synthetic portfolio at every month-end ------------------------------------------
 
 
