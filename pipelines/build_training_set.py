@@ -32,7 +32,7 @@ exclusions).
 examples:
   rollrisk build-training-set --data runs/portfolio --out runs/training_set.parquet
   rollrisk build-training-set --data runs/portfolio --out ts.parquet --as-of 2024-06-30 --as-of 2024-07-31
-  rollrisk build-training-set --data cards/ --out ts30.parquet --default-dpd 30 --window-months 6
+  rollrisk build-training-set --data cards/ --out ts30.parquet --max-dpd 29 --default-dpd 30 --window-months 6
   rollrisk build-training-set --data runs/portfolio --out runs/training_set.parquet --engine spark
 """
 
@@ -53,6 +53,7 @@ from rollrisk.arguments import (
     load_config_argument,
     observation_spec,
 )
+from rollrisk.errors import UserError
 
 if TYPE_CHECKING:
     from rollrisk.features.observations import ObservationSpec
@@ -112,9 +113,10 @@ def run(args: argparse.Namespace) -> int:
     from rollrisk.api import build_training_set_with_summary
     from rollrisk.arguments import check_output_argument, load_portfolio_argument
     from rollrisk.features.registry import FEATURE_SET
-    from rollrisk.storage.training_sets import write_training_set
+    from rollrisk.storage.training_sets import check_training_set_target, write_training_set
 
     check_output_argument(args)
+    check_training_set_target(args.out)  # before the build: never delete a folder given by mistake
     started = time.perf_counter()
     config = load_config_argument(args)
     spec = observation_spec(args, config)
@@ -127,6 +129,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         portfolio, _ = load_portfolio_argument(args, "build-training-set", rejects, config)
         built = build_training_set_with_summary(portfolio, args.as_of, spec, progress=True)
+        if built.training_set.height == 0:
+            print(format_summary(built.summary))
+            raise UserError(_nothing_labelled(args, built.summary, "nothing was written"))
         write_training_set(built.training_set, args.out)
         summary, rows, columns = built.summary, *built.training_set.shape
     print(
@@ -135,11 +140,41 @@ def run(args: argparse.Namespace) -> int:
         f"{FEATURE_SET.name} v{FEATURE_SET.version} ({len(FEATURE_SET.features)} features)"
     )
     print(format_summary(summary))
+    if rows == 0:  # the Spark build's executors have written their (empty) parts
+        raise UserError(_nothing_labelled(args, summary, f"{args.out} holds no row"))
     print(
         f"wrote {rows:,} rows x {columns} columns to {args.out} "
         f"({time.perf_counter() - started:.1f} s)"
     )
     return 0
+
+
+def _nothing_labelled(args: argparse.Namespace, summary: pl.DataFrame, outcome: str) -> str:
+    """Why an empty training set is refused, from the summary's counts."""
+    totals = (
+        summary.select(
+            pl.col("population", "excluded_incomplete_window", "excluded_no_outcome").sum()
+        ).row(0, named=True)
+        if summary.height
+        else {"population": 0}
+    )
+    if not totals["population"]:
+        why = "no account is in the population (DPD in range on a statement known then)"
+    else:
+        why = (
+            f"{totals['excluded_incomplete_window']:,} observations lack a complete performance "
+            f"window and {totals['excluded_no_outcome']:,} have no statement in it"
+        )
+    dates = (
+        f"--as-of {', '.join(d.isoformat() for d in args.as_of)}"
+        if args.as_of
+        else "any eligible month-end"
+    )
+    return (
+        f"no labelled observation at {dates} in {args.data}: {why}; {outcome}. Pick month-ends "
+        "inside the data with the whole performance window after them (omit --as-of to use "
+        "every eligible one), or check --window-months and the DPD range"
+    )
 
 
 def _build_on_spark(

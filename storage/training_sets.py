@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from rollrisk.features.training_set import validate_training_set
 from rollrisk.storage.atomic_output import MANIFEST, file_sha256, publish_file
 
 TRAINING_PARTS_LAYOUT = "rollrisk-training-set-parts/1"  # the manifest's "layout"
+_PART_NAME = re.compile(r"part-\d+\.parquet")
 
 
 def write_training_set(frame: pl.DataFrame, path: Path) -> None:
@@ -44,6 +46,7 @@ def write_training_set(frame: pl.DataFrame, path: Path) -> None:
     parts at ``path`` (an earlier Spark build) is replaced as :func:`publish_training_parts`
     replaces one."""
     path = Path(path)
+    check_training_set_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp")
     frame.write_parquet(temporary)
@@ -137,6 +140,7 @@ def publish_training_parts(
         RuntimeError: a part of ``parts`` is not in ``staging`` (nothing is published).
     """
     staging, path = Path(staging), Path(path)
+    check_training_set_target(path)
     missing = [p.path.name for p in parts if not (staging / p.path.name).is_file()]
     if missing:
         raise RuntimeError(f"{staging}: parts {missing} are missing; nothing was published")
@@ -158,6 +162,34 @@ def publish_training_parts(
         stray.unlink(missing_ok=True)
     _replace(staging, path)
     return path
+
+
+def check_training_set_target(path: Path, flag: str = "--out") -> None:
+    """Refuse a target that is a folder holding anything but a training set's parts: a build
+    replaces what is at its target, and a folder given by mistake (a runs folder, a copy of
+    the data) would be deleted with everything in it. A file, and a folder of an earlier Spark
+    build (its manifest names the layout, or it holds nothing but parts and a manifest), are
+    replaced.
+
+    Raises:
+        UserError: naming the folder and what to give instead.
+    """
+    path = Path(path)
+    if not path.is_dir() or path.is_symlink():
+        return
+    try:
+        layout = json.loads((path / MANIFEST).read_text()).get("layout")
+    except (OSError, ValueError, AttributeError):
+        layout = None
+    # a broken build's leftovers (parts, a manifest) are a training set's too
+    only_parts = all(_PART_NAME.fullmatch(p.name) or p.name == MANIFEST for p in path.iterdir())
+    if layout != TRAINING_PARTS_LAYOUT and not only_parts:
+        raise UserError(
+            f"{flag} {path} is a folder that is not a training set (no {MANIFEST} of a Spark "
+            f"build's parts in it): a build replaces what is at {flag}, so it refuses to delete "
+            f"this folder; give a file such as {path / 'training_set.parquet'}, or remove the "
+            "folder first"
+        )
 
 
 def _replace(new: Path, path: Path) -> None:

@@ -104,3 +104,51 @@ def test_unknown_observation_key_in_config_is_an_error(portfolio: Path, tmp_path
             "--config", str(config)]  # fmt: skip
     assert main(argv) == 2
     assert "unknown key(s) in section 'observation': default_days" in capsys.readouterr().err
+
+
+def test_a_folder_given_as_out_is_refused_and_kept(portfolio: Path, tmp_path: Path, capsys):
+    """A build replaces what is at --out; a folder of other files (here a runs folder) is not
+    deleted: the job refuses before it builds anything."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "model.txt").write_text("keep me", encoding="utf-8")
+    assert main(["build-training-set", "--data", str(portfolio), "--out", str(runs)]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {runs} is a folder that is not a training set" in err
+    assert str(runs / "training_set.parquet") in err
+    assert (runs / "model.txt").read_text(encoding="utf-8") == "keep me"
+    assert [p.name for p in runs.iterdir()] == ["model.txt"]
+
+
+def test_as_of_dates_outside_the_data_write_nothing_and_say_why(
+    portfolio: Path, tmp_path: Path, capsys
+):
+    out = tmp_path / "ts.parquet"
+    argv = ["build-training-set", "--data", str(portfolio), "--out", str(out),
+            "--as-of", "2030-01-31"]  # fmt: skip
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert "no labelled observation at --as-of 2030-01-31 in" in captured.err
+    assert "no account is in the population" in captured.err
+    assert "nothing was written" in captured.err
+    assert captured.out.splitlines()[-1].split()[:3] == ["total", "0", "0"]  # the summary
+    assert not out.exists()
+
+
+def test_the_help_examples_define_valid_observations():
+    """Every example of `build-training-set --help` parses, and its observation flags make a
+    valid definition (one once paired --default-dpd 30 with the default --max-dpd 89)."""
+    import shlex
+
+    from rollrisk.arguments import observation_spec
+    from rollrisk.cli import _parser
+    from rollrisk.pipelines import build_training_set
+    from rollrisk.storage.config import RollriskConfig
+
+    examples = [line.strip() for line in (build_training_set.__doc__ or "").splitlines()
+                if line.strip().startswith("rollrisk build-training-set")]  # fmt: skip
+    assert len(examples) >= 4
+    for example in examples:
+        args = _parser("build-training-set").parse_args(shlex.split(example)[1:])
+        spec = observation_spec(args, RollriskConfig())
+        assert spec.default_dpd > spec.max_dpd, example
