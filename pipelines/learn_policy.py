@@ -159,8 +159,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --confidence > 0: share of the learning accounts held from the tree's splits "
         "to label its leaves",
     )
-    parser.add_argument("--folds", type=int, default=3, help="cross-fitting folds")
-    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+    parser.add_argument("--folds", type=int, default=3, help="cross-fitting folds (at least 2)")
+    parser.add_argument(
+        "--bootstrap",
+        type=int,
+        default=1000,
+        help="bootstrap resamples of the estimate's interval (at least 200)",
+    )
     parser.add_argument(
         "--decisions",
         choices=("first", "all"),
@@ -187,6 +192,29 @@ def _read_logged(path: Path) -> pl.DataFrame:
     raise UserError(f"--logged {path}: expected a .parquet or .csv file")
 
 
+def _check_decisions_logged_once(logged: pl.DataFrame, path: Path) -> None:
+    """Refuse a table that logs one decision twice (the same account, experiment and as-of,
+    as far as the table has those columns): both copies would be counted, and the estimate's
+    interval, which resamples accounts, would be too narrow."""
+    keys = [c for c in ("account_id", "experiment_id", "as_of") if c in logged.columns]
+    if "account_id" not in keys:
+        return  # the learner names the missing column
+    repeated = (
+        logged.with_row_index("_row")
+        .filter(pl.len().over(keys) > 1)
+        .group_by(keys, maintain_order=True)
+        .agg(pl.col("_row") + 1)  # data rows counted from 1
+    )
+    if repeated.height:
+        first = repeated.row(0, named=True)
+        where = ", ".join(f"{k} {first[k]}" for k in keys)
+        raise UserError(
+            f"--logged {path}: {repeated.height:,} decisions are logged more than once (the "
+            f"same {', '.join(keys)}); the first: {where} (data rows {', '.join(map(str, first['_row'][:5]))}); a decision "
+            "is logged once: remove the copies"
+        )
+
+
 def _write(out: Path, name: str, text: str) -> Path:
     final = out / name
     staged = out / f".{name}.{os.getpid()}.tmp"
@@ -209,14 +237,23 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(
             f"--confidence must be in [0, 1) (0 = argmax labels), got {args.confidence}"
         )
-    if args.min_explored < 1:
-        raise UserError(f"--min-explored must be at least 1, got {args.min_explored}")
+    least = {
+        "--min-explored": (args.min_explored, 1, "a candidate needs an explored account"),
+        "--folds": (args.folds, 2, "cross-fitting fits on some folds and scores the others"),
+        "--bootstrap": (args.bootstrap, 200, "fewer put a 95% interval's ends on a few draws"),
+        "--max-depth": (args.max_depth, 1, "a tree of depth 0 has no rule"),
+        "--threads": (args.threads, 1, "LightGBM needs a thread"),
+    }
+    for flag, (value, minimum, why) in least.items():
+        if value < minimum:
+            raise UserError(f"{flag} must be at least {minimum}, got {value} ({why})")
     if not args.rule_features:
         raise UserError("--rule-features names no column")
     started = time.perf_counter()
     policy = load_policy(args.policy)
     ladders = bundle_ladders(load_experiments(args.experiments), policy)
     logged = _read_logged(args.logged)
+    _check_decisions_logged_once(logged, args.logged)
     if args.decisions == "first":
         every = logged.height
         logged = first_decisions(logged)
@@ -266,9 +303,14 @@ def run(args: argparse.Namespace) -> int:
         )
         written.append(_write(args.out, "learned_policy.yaml", text))
     else:
+        stale = args.out / "learned_policy.yaml"
+        removed = (
+            " (an earlier run's learned_policy.yaml there is removed)" if stale.exists() else ""
+        )
+        stale.unlink(missing_ok=True)
         print(
             "[learn-policy] the rules test features conf/policy.yaml cannot "
-            f"({', '.join(f for f in settings.rule_features)}): learned_rules.yaml only",
+            f"({', '.join(f for f in settings.rule_features)}): learned_rules.yaml only{removed}",
             file=sys.stderr,
         )
     # what the experiment showed arm by arm, before any model (randomised groups compared);

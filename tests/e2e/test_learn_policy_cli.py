@@ -149,6 +149,11 @@ def test_learnt_from_the_lenders_standard_queue_control_the_file_stands_on_its_o
         (["--confidence", "1"], "--confidence must be in [0, 1) (0 = argmax labels), got 1.0"),
         (["--min-explored", "0"], "--min-explored must be at least 1, got 0"),
         (["--label-share", "1.5"], "--label-share must be a share strictly between 0 and 1"),
+        (["--folds", "1"], "--folds must be at least 2, got 1 (cross-fitting"),
+        (["--bootstrap", "1"], "--bootstrap must be at least 200, got 1"),
+        (["--bootstrap", "0"], "--bootstrap must be at least 200, got 0"),
+        (["--max-depth", "0"], "--max-depth must be at least 1, got 0"),
+        (["--threads", "0"], "--threads must be at least 1, got 0"),
     ],
 )
 def test_learn_policy_refuses_safe_label_settings_out_of_range(
@@ -158,3 +163,40 @@ def test_learn_policy_refuses_safe_label_settings_out_of_range(
     code = main(["learn-policy", "--logged", str(logged), "--out", str(tmp_path / "o"), *flags])
     assert code == 2
     assert message in capsys.readouterr().err
+
+
+def test_learn_policy_refuses_a_decision_logged_twice(tmp_path: Path, capsys) -> None:
+    """A copied row would count one decision twice (and narrow the interval): refused, naming
+    the decision and its rows."""
+    logged = _logged(tmp_path / "logged.csv", n=200)
+    frame = pl.read_csv(logged)
+    pl.concat([frame, frame.slice(7, 3)]).write_csv(logged)
+    code = main(["learn-policy", "--logged", str(logged), "--out", str(tmp_path / "o"),
+                 "--decisions", "all"])  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "3 decisions are logged more than once (the same account_id)" in err
+    assert "the first: account_id L00007 (data rows 8, 201)" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_rules_a_policy_file_cannot_test_remove_an_earlier_learned_policy(
+    tmp_path: Path, capsys
+) -> None:
+    """Re-run into the same --out with rules on a column conf/policy.yaml cannot test: the
+    earlier run's learned_policy.yaml would be taken for this run's; it is removed."""
+    logged = _logged(tmp_path / "logged.csv", n=1500)
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "learned_policy.yaml").write_text("name: earlier-run\n", encoding="utf-8")
+    experiments = tmp_path / "experiments.yaml"
+    experiments.write_text(shipped_example(), encoding="utf-8")
+    code = main(["learn-policy", "--logged", str(logged), "--out", str(out),
+                 "--experiments", str(experiments),
+                 "--rule-features", "probability", "--model-features", "segment",
+                 "--bootstrap", "200"])  # fmt: skip
+    assert code == 0
+    assert "an earlier run's learned_policy.yaml there is removed" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == [
+        "learned_rules.yaml", "policy_learning.json", "policy_learning.md",
+    ]  # fmt: skip
