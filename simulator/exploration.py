@@ -37,6 +37,7 @@ import numpy as np
 import yaml
 from numpy.typing import NDArray
 
+from rollrisk.errors import UserError
 from rollrisk.strategies.experiments import NOT_RANDOMISED, unit_draws
 from rollrisk.strategies.policy import LadderStep, Policy
 
@@ -160,6 +161,12 @@ def exploration_from_policy(
         for name, treatment in policy.treatments.items()
         if not treatment.keeps_standard_queue
     )
+    if not arms:
+        raise UserError(
+            f"{source or policy.source}: every treatment keeps the account in the standard queue "
+            f"({', '.join(policy.treatments)}), so the exploration has no arm: the standard "
+            "queue is the control; give a policy file with at least one other treatment"
+        )
     return Exploration(experiment_id, share, arms, source or policy.source)
 
 

@@ -320,3 +320,15 @@ def test_the_cli_explores_by_default_and_refuses_bad_shares(tmp_path: Path, caps
     )
     assert "nope.yaml" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+def test_a_policy_of_the_standard_queue_only_is_refused_as_exploration(tmp_path: Path, capsys):
+    """conf/policy_standard.yaml has no treatment but the control: one line, no traceback."""
+    standard = Path(DEFAULT_POLICY).with_name("policy_standard.yaml")
+    argv = ["simulate", "--out", str(tmp_path / "p"), "--accounts", "50", "--months", "6",
+            "--explore-share", "0.2", "--exploration-policy", str(standard)]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "every treatment keeps the account in the standard queue (standard_queue)" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "p").exists()
