@@ -115,6 +115,18 @@ class ObservationSpec:
             )
         return cls(**dict(values))
 
+    def describe(self) -> str:
+        """The definition in words: 'population DPD 1-89, default = DPD >= 90 within 3 months'."""
+        return (
+            f"population DPD {self.min_dpd}-{self.max_dpd}, default = DPD >= {self.default_dpd} "
+            f"within {self.window_months} months"
+        )
+
+    def as_flags(self) -> str:
+        """The command-line flags that give this definition."""
+        return " ".join(f"--{item.name.replace('_', '-')} {getattr(self, item.name)}"
+                        for item in fields(self))  # fmt: skip
+
     def with_overrides(self, **overrides: int | None) -> ObservationSpec:
         """A copy with the given fields replaced; ``None`` values are ignored (flag not given)."""
         changes = {key: value for key, value in overrides.items() if value is not None}

@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
         if built.training_set.height == 0:
             print(format_summary(built.summary))
             raise UserError(_nothing_labelled(args, built.summary, "nothing was written"))
-        write_training_set(built.training_set, args.out)
+        write_training_set(built.training_set, args.out, spec)
         summary, rows, columns = built.summary, *built.training_set.shape
     print(
         f"observation: population DPD {spec.min_dpd}-{spec.max_dpd}, default = DPD >= "

@@ -342,14 +342,16 @@ def training_set_from_arguments(
     args: argparse.Namespace, portfolio: Portfolio, observation: ObservationSpec
 ) -> pd.DataFrame:
     """The training set as a pandas frame: read from ``--training-set`` (checked against its
-    schema), else built from ``portfolio`` with ``observation`` at every eligible as-of (or
+    schema, and against ``observation`` when it records the one it was built with), else built from ``portfolio`` with ``observation`` at every eligible as-of (or
     the ``--as-of`` dates of a job that has them), with a progress bar on stderr."""
     from rollrisk.api import build_training_set
-    from rollrisk.storage.training_sets import read_training_set
+    from rollrisk.storage.training_sets import check_training_set_observation, read_training_set
 
     path = getattr(args, "training_set", None)
     if path is not None:
-        return read_training_set(path).to_pandas()
+        frame = read_training_set(path).to_pandas()
+        check_training_set_observation(path, observation)
+        return frame
     built = build_training_set(
         portfolio,
         as_of_dates=getattr(args, "as_of", None),

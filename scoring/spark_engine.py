@@ -39,7 +39,7 @@ import shutil
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -68,6 +68,7 @@ from rollrisk.scoring.spark_portfolio import (
 from rollrisk.storage.atomic_output import PartitionedRun, PartitionFile
 from rollrisk.storage.results import default_partitions
 from rollrisk.storage.training_sets import (
+    OBSERVATION_KEY,
     TrainingPart,
     publish_training_parts,
     training_part_name,
@@ -273,7 +274,11 @@ def write_training_set_with_spark(
         summary = combine_summaries([from_ipc(row["summary"]) for row in rows])
         columns = training_set_schema().columns
         publish_training_parts(
-            staging, out, parts, list(columns), {"engine": "spark", "partitions": partitions}
+            staging,
+            out,
+            parts,
+            list(columns),
+            {"engine": "spark", "partitions": partitions, OBSERVATION_KEY: asdict(spec)},
         )
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -23,8 +23,9 @@ import json
 import os
 import re
 import shutil
+import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,24 +33,33 @@ import polars as pl
 from pandera.errors import SchemaError, SchemaErrors
 
 from rollrisk.errors import UserError
+from rollrisk.features.observations import ObservationSpec
 from rollrisk.features.registry import FEATURE_SET, FeatureSet
 from rollrisk.features.training_set import validate_training_set
 from rollrisk.storage.atomic_output import MANIFEST, file_sha256, publish_file
 
 TRAINING_PARTS_LAYOUT = "rollrisk-training-set-parts/1"  # the manifest's "layout"
+# the observation a training set was built with: a key of the file's Parquet metadata and of
+# a folder's manifest
+OBSERVATION_KEY = "observation"
 _PART_NAME = re.compile(r"part-\d+\.parquet")
 
 
-def write_training_set(frame: pl.DataFrame, path: Path) -> None:
+def write_training_set(
+    frame: pl.DataFrame, path: Path, observation: ObservationSpec | None = None
+) -> None:
     """Write ``frame`` to ``path`` (Parquet) next to the target and rename, so a killed run
     never leaves a half file at ``path``; makes the parent folder if needed. A folder of
     parts at ``path`` (an earlier Spark build) is replaced as :func:`publish_training_parts`
-    replaces one."""
+    replaces one. ``observation``, the definition the rows were built with, is kept in the
+    file's metadata (:data:`OBSERVATION_KEY`), where :func:`check_training_set_observation`
+    reads it."""
     path = Path(path)
     check_training_set_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp")
-    frame.write_parquet(temporary)
+    metadata = None if observation is None else {OBSERVATION_KEY: json.dumps(asdict(observation))}
+    frame.write_parquet(temporary, metadata=metadata)
     if path.is_dir() and not path.is_symlink():
         _replace(temporary, path)
     else:
@@ -162,6 +172,49 @@ def publish_training_parts(
         stray.unlink(missing_ok=True)
     _replace(staging, path)
     return path
+
+
+def training_set_observation(path: Path) -> ObservationSpec | None:
+    """The observation a training set was built with, from its file's metadata or its
+    folder's manifest; ``None`` for one written without it (by an earlier rollrisk)."""
+    path = Path(path)
+    try:
+        if path.is_dir():
+            record = json.loads((path / MANIFEST).read_text()).get(OBSERVATION_KEY)
+        else:
+            text = pl.read_parquet_metadata(path).get(OBSERVATION_KEY)
+            record = None if text is None else json.loads(text)
+    except (OSError, ValueError, AttributeError, pl.exceptions.PolarsError):
+        return None  # unreadable: read_training_set names the problem
+    return None if not record else ObservationSpec.from_mapping(record, str(path))
+
+
+def check_training_set_observation(
+    path: Path, observation: ObservationSpec, flag: str = "--training-set"
+) -> None:
+    """Refuse a training set built with another observation than the job's: its labels
+    would be read as the job's definition, the time split's embargo would be the job's
+    window (too short a window leaks labels into the validation months) and the report would
+    name the wrong default. A training set that records none gets a warning on stderr.
+
+    Raises:
+        UserError: naming both definitions and the flags that give the training set's.
+    """
+    built_with = training_set_observation(path)
+    if built_with is None:
+        print(
+            f"warning: {flag} {path} does not record the observation it was built with (an "
+            f"earlier rollrisk wrote it): taken as this job's, {observation.describe()}; "
+            "rebuild it with `rollrisk build-training-set` to have it checked",
+            file=sys.stderr,
+        )
+    elif built_with != observation:
+        raise UserError(
+            f"{flag} {path} was built with {built_with.describe()}, but this job's observation "
+            f"(--config and flags) is {observation.describe()}: the labels, the time split's "
+            f"embargo and the report would not match the rows; give this job "
+            f"{built_with.as_flags()}, or rebuild the training set"
+        )
 
 
 def check_training_set_target(path: Path, flag: str = "--out") -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from datetime import date
 from pathlib import Path
 
@@ -152,3 +153,46 @@ def test_the_help_examples_define_valid_observations():
         args = _parser("build-training-set").parse_args(shlex.split(example)[1:])
         spec = observation_spec(args, RollriskConfig())
         assert spec.default_dpd > spec.max_dpd, example
+
+
+def test_train_refuses_a_training_set_of_another_observation(
+    portfolio: Path, tmp_path: Path, capsys, monkeypatch
+):
+    """A set built as 60+ DPD within 2 months, trained as the default 90+ within 3: the labels
+    would be read as 90+ (evaluate reads --training-set through the same check)."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    out = tmp_path / "ts60.parquet"
+    flags = ["--min-dpd", "1", "--max-dpd", "59", "--default-dpd", "60", "--window-months", "2"]
+    assert main(["build-training-set", "--data", str(portfolio), "--out", str(out), *flags]) == 0
+    capsys.readouterr()
+    argv = ["train", "--out", str(tmp_path / "model"), "--data", str(portfolio)]
+    assert main([*argv, "--training-set", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        f"--training-set {out} was built with population DPD 1-59, default = DPD >= 60 "
+        "within 2 months, but this job's observation (--config and flags) is population "
+        "DPD 1-89, default = DPD >= 90 within 3 months" in err
+    ), err
+    assert "give this job --default-dpd 60 --window-months 2 --min-dpd 1 --max-dpd 59" in err
+
+
+def test_a_training_set_without_its_observation_is_taken_with_a_warning(
+    portfolio: Path, tmp_path: Path, capsys
+):
+    from rollrisk.arguments import training_set_from_arguments
+    from rollrisk.features.observations import ObservationSpec
+    from rollrisk.storage.training_sets import training_set_observation
+
+    out = tmp_path / "ts.parquet"
+    assert main(["build-training-set", "--data", str(portfolio), "--out", str(out)]) == 0
+    assert training_set_observation(out) == ObservationSpec()
+    old = tmp_path / "old.parquet"
+    pl.read_parquet(out).write_parquet(old)  # as an earlier rollrisk wrote it: no metadata
+    assert training_set_observation(old) is None
+    capsys.readouterr()
+    args = argparse.Namespace(training_set=old)
+    frame = training_set_from_arguments(args, None, ObservationSpec())  # type: ignore[arg-type]
+    assert len(frame) == pl.read_parquet(out).height
+    assert f"warning: --training-set {old} does not record the observation" in (
+        capsys.readouterr().err
+    )
