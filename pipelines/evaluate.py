@@ -8,7 +8,8 @@ AUC, Gini, KS, Brier, log loss, expected calibration error with a reliability pl
 gains table by decile, and the PSI of its scores against its own training scores (fixed
 training bins), overall and per product and starting bucket. Only labelled rows are scored,
 so the latest as-of months (whose outcome window is still open) are left out. Use --as-of-from
-to evaluate a later period only.
+to evaluate a later period only: rows of the months the model learnt from (its trained_as_of)
+are in-sample, and the job warns and the report says how many there are.
 
 Writes report.html (plots embedded), report.md and the PNG plots into --out, with the rows
 the data contract rejected (rejects.csv) and their count by table and account (rejects.json);
@@ -100,6 +101,9 @@ def run(args: argparse.Namespace) -> int:
     frame = frame[frame[LABEL].notna()].reset_index(drop=True)
     if frame.empty:
         raise UserError(f"no labelled rows to evaluate in {args.data} (check --as-of-from)")
+    in_sample = _in_sample_note(frame, metadata.get("trained_as_of"))
+    if in_sample:
+        print(f"[evaluate] WARNING: {in_sample}", file=sys.stderr, flush=True)
     print(f"[evaluate] scoring {len(frame)} rows", file=sys.stderr, flush=True)
     comparison = evaluate(loaded, frame)
     reference = loaded.reference_scores
@@ -120,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
         "rows rejected by the data contract": f"{accounting.rows_rejected:,} of "
         f"{accounting.rows_read:,} ({accounting.accounts_rejected:,} accounts)",
         "PSI reference": "the model's training scores" if reference is not None else "none logged",
+        "in-sample rows": in_sample or "none (no row is of a month the model learnt from)",
     }
     report = write_evaluation_report(
         comparison, args.out, title=f"Evaluation of {args.model}", context=context
@@ -129,3 +134,21 @@ def run(args: argparse.Namespace) -> int:
         print(comparison.stability.round(4).to_string(index=False))
     print(f"report: {report.resolve()}")
     return 0
+
+
+def _in_sample_note(frame: pd.DataFrame, trained_as_of: str | None) -> str | None:
+    """What share of ``frame`` is of the as-of months the model learnt from (its metadata's
+    ``trained_as_of``, 'first..last'): figures on those rows are in-sample, so optimistic."""
+    if not trained_as_of or ".." not in trained_as_of:
+        return None
+    first, last = (pd.Timestamp(end) for end in trained_as_of.split(".."))
+    as_of = pd.to_datetime(frame["as_of"])
+    inside = int(((as_of >= first) & (as_of <= last)).sum())
+    if inside == 0:
+        return None
+    after = (last + pd.offsets.MonthEnd(1)).date()
+    return (
+        f"{inside:,} of {len(frame):,} rows are of the months the model learnt from "
+        f"({trained_as_of}): on the portfolio it learnt from their figures are in-sample and "
+        f"flatter it; evaluate later months with --as-of-from {after}"
+    )

@@ -177,8 +177,15 @@ def test_train_then_promotion_gates_then_fresh_process_load(
     # 4. Any registered model evaluates on any portfolio into a report.
     evaluate = ["evaluate", "--model", f"models:/{MODEL}@champion", "--data", str(portfolio)]
     assert main([*evaluate, "--out", str(tmp_path / "evaluation")]) == 0
-    assert "report:" in capsys.readouterr().out
-    assert "roll_model" in (tmp_path / "evaluation" / "report.md").read_text()
+    captured = capsys.readouterr()
+    assert "report:" in captured.out
+    report = (tmp_path / "evaluation" / "report.md").read_text()
+    assert "roll_model" in report
+    # on the portfolio it learnt from, the figures are in-sample: said on stderr and in the report
+    warning = next(line for line in captured.err.splitlines() if "WARNING" in line)
+    assert "rows are of the months the model learnt from" in warning
+    assert "--as-of-from" in warning
+    assert "in-sample rows" in report and "flatter it" in report
 
     # 5. The champion loads and scores raw features in a fresh process.
     example = next((tmp_path / "mlartifacts").rglob("input_example.json"))
