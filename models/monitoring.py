@@ -56,6 +56,9 @@ NOISE_SEED = 0  # the noise simulation's stream: the same inputs always get the 
 
 # Verdicts of a PSI or CSI (judge_stability); only ACT raises an alert.
 STABLE, WATCH, ACT, WITHIN_NOISE, TOO_FEW = "stable", "watch", "act", "within noise", "too few"
+# a feature counted in days to the as-of, monitored at an as-of that is not a month-end: the
+# reference holds month-end rows, so its distribution differs by the day of the month alone
+NOT_AT_MONTH_END = "not judged mid-month"
 
 BIN_COLUMNS = (
     "feature",

@@ -44,7 +44,7 @@ import json
 import math
 import sys
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -175,9 +175,27 @@ def run(args: argparse.Namespace) -> int:
     outcomes = matured_outcomes(portfolio.statements, as_of, spec)
     # the backtest's bands and its `all` row share the run's false-alarm rate too
     backtest_checks = 0 if outcomes is None else len(bands) + 1
-    stability = judge_population(
-        reference, current, loaded.model.feature_set, thresholds, backtest_checks
+    # a feature counted in days to the as-of moves with the day of the month alone, and the
+    # reference is month-ends: mid-month its CSI is reported, not judged
+    mid_month = (as_of + timedelta(days=1)).day != 1 and bool(reference.months)
+    day_counts = frozenset(
+        f.name for f in loaded.model.feature_set.features if f.name.startswith("days_since")
     )
+    stability = judge_population(
+        reference,
+        current,
+        loaded.model.feature_set,
+        thresholds,
+        backtest_checks,
+        not_judged=day_counts if mid_month else frozenset(),
+    )
+    if mid_month:
+        print(
+            f"[monitor] note: {as_of} is not a month-end and the reference is month-ends: "
+            f"the CSI of the features counted in days to the as-of ({', '.join(sorted(day_counts))}) "
+            "is reported, not judged; monitor at a month-end to judge them",
+            file=sys.stderr,
+        )
     alerts = list(stability.alerts)
     if stability.judged is False:
         print(
@@ -347,8 +365,10 @@ def judge_population(
     feature_set: FeatureSet,
     thresholds: MonitoringConfig,
     other_checks: int = 0,
+    not_judged: frozenset[str] = frozenset(),
 ) -> PopulationStability:
-    """PSI of the scores and CSI of every feature, each judged for the sample sizes compared.
+    """PSI of the scores and CSI of every feature, each judged for the sample sizes compared;
+    the features of ``not_judged`` get the verdict ``NOT_AT_MONTH_END`` (never an alert).
 
     The overall false-alarm rate is shared equally among the checks (the score, each feature
     and ``other_checks``, the backtest's rows: Bonferroni), so a population with no change
@@ -356,7 +376,9 @@ def judge_population(
     ``level`` is each check's share.
     """
     from rollrisk.models.monitoring import (
+        NOT_AT_MONTH_END,
         TOO_FEW,
+        StabilityVerdict,
         feature_stability,
         judge_stability,
         score_stability,
@@ -388,6 +410,11 @@ def judge_population(
     if features is not None:
         bins = features.bins.groupby("feature", sort=False)["expected_count"]
         for row in features.summary.itertuples():
+            if row.feature in not_judged:
+                verdicts[row.feature] = StabilityVerdict(
+                    row.csi, NOT_AT_MONTH_END, math.inf, None, None
+                )
+                continue
             verdict = judge_stability(
                 row.csi,
                 bins.get_group(row.feature),

@@ -264,3 +264,32 @@ def test_monitoring_reference_is_the_latest_labelled_months(monkeypatch) -> None
     assert sampled.equals(monitoring_reference(parts, FEATURES, seed=1, months=2))
     with pytest.raises(ValueError, match="no labelled row"):
         monitoring_reference([parts[0].iloc[:0]], FEATURES, seed=1)
+
+
+def test_a_day_count_feature_is_reported_not_judged_mid_month():
+    """Every account billed on the 20th: at month-ends days_since_statement is 10-11, on the
+    16th it is 26-27. The day of the month alone moves it; mid-month it is not judged."""
+    from rollrisk.features.registry import FEATURE_SET
+    from rollrisk.models.monitoring import NOT_AT_MONTH_END
+    from rollrisk.pipelines.monitor import Reference, judge_population
+    from rollrisk.storage.config import MonitoringConfig
+
+    spec = next(f for f in FEATURE_SET.features if f.name == "days_since_statement")
+    feature_set = FeatureSet("one", "0", (spec,))
+    rng = np.random.default_rng(3)
+    reference = pd.DataFrame({spec.name: rng.choice([10.0, 11.0], 2000)})
+    current = pd.DataFrame(
+        {spec.name: rng.choice([26.0, 27.0], 400), "probability": rng.uniform(0, 1, 400)}
+    )
+    scores = rng.uniform(0, 1, 2000)
+    months = ["2024-10-31", "2024-11-30", "2024-12-31"]
+    ref = Reference(reference, scores, "latest labelled months", months, "")
+    judged = judge_population(ref, current, feature_set, MonitoringConfig())
+    assert judged.feature_verdicts[spec.name].alert  # at a month-end this would be drift
+    mid_month = judge_population(
+        ref, current, feature_set, MonitoringConfig(), not_judged=frozenset({spec.name})
+    )
+    verdict = mid_month.feature_verdicts[spec.name]
+    assert verdict.verdict == NOT_AT_MONTH_END and not verdict.alert
+    assert verdict.value == judged.feature_verdicts[spec.name].value > 1.0  # still reported
+    assert mid_month.alerts == ()
