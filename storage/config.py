@@ -121,7 +121,7 @@ def parse_config(raw: Mapping[str, Any], source: str = "<mapping>") -> RollriskC
     typed: dict[str, Any] = {}
     for name, model in _TYPED_SECTIONS.items():
         section = raw.get(name) or {}
-        _refuse_booleans(section, model, source, name)
+        _refuse_lax_values(section, model, source, name)
         try:
             typed[name] = model.model_validate(section)
         except ValidationError as error:
@@ -133,23 +133,26 @@ def parse_config(raw: Mapping[str, Any], source: str = "<mapping>") -> RollriskC
     return RollriskConfig(source=source, observation=dict(observation), sections=others, **typed)
 
 
-def _numeric_kinds(annotation: Any) -> tuple[bool, bool]:
-    """(whether ``annotation`` admits an int or a float, whether it admits a bool)."""
+def _value_kinds(annotation: Any) -> tuple[bool, bool, bool]:
+    """Whether ``annotation`` admits an int or a float, a bool, and text."""
     options = typing.get_args(annotation) if typing.get_origin(annotation) in _UNIONS else ()
     options = options or (annotation,)
     numeric = any(option in (int, float) for option in options)
-    return numeric, bool in options
+    text = any(option is str or typing.get_origin(option) is typing.Literal for option in options)
+    return numeric, bool in options, text
 
 
 _UNIONS = (typing.Union, types.UnionType)
 
 
-def _refuse_booleans(section: Any, model: type[BaseModel], source: str, where: str) -> None:
-    """A YAML ``true``/``false`` under a numeric key is an error naming the file and the key.
+def _refuse_lax_values(section: Any, model: type[BaseModel], source: str, where: str) -> None:
+    """A value of the wrong YAML type under a typed key is an error naming the file and the key.
 
-    Pydantic reads ``true`` as 1 (1.0) for an int (float) field, so ``max_reject_rate: true``
-    would silently switch the reject limit off; nobody means a number by writing a boolean.
-    Nested sections (a pydantic model under a key) are checked the same way.
+    Pydantic reads ``true`` as 1 (1.0) for an int (float) field, the text ``"0.5"`` as 0.5, and
+    ``"no"``, ``"off"`` or ``0`` as false for a boolean, so ``max_reject_rate: true`` would
+    silently switch the reject limit off and ``require_beats_baselines: "no"`` (a quoted word)
+    would pass for false: a number is written as a number, a switch as true or false. Nested
+    sections (a pydantic model under a key) are checked the same way.
     """
     if not isinstance(section, Mapping):
         return
@@ -159,13 +162,28 @@ def _refuse_booleans(section: Any, model: type[BaseModel], source: str, where: s
             continue
         annotation = field.annotation
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            _refuse_booleans(value, annotation, source, f"{where}.{key}")
+            _refuse_lax_values(value, annotation, source, f"{where}.{key}")
             continue
-        numeric, admits_bool = _numeric_kinds(annotation)
+        numeric, admits_bool, admits_text = _value_kinds(annotation)
         if isinstance(value, bool) and numeric and not admits_bool:
             raise UserError(
                 f"config file {source}: {where}.{key}: expected a number, got the boolean "
                 f"{str(value).lower()}"
+            )
+        if isinstance(value, str) and (numeric or admits_bool) and not admits_text:
+            wanted = "a number" if numeric else "true or false"
+            try:
+                unquoted = float(value)
+            except ValueError:
+                unquoted = None
+            is_number = unquoted is not None
+            hint = "write it without quotes" if numeric and is_number else "text"
+            raise UserError(
+                f"config file {source}: {where}.{key}: expected {wanted}, got {value!r} ({hint})"
+            )
+        if admits_bool and not numeric and not isinstance(value, bool) and value is not None:
+            raise UserError(
+                f"config file {source}: {where}.{key}: expected true or false, got {value!r}"
             )
 
 

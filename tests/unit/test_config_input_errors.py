@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -60,3 +61,27 @@ def test_a_boolean_key_still_takes_a_boolean_and_numbers_still_load() -> None:
     assert config.monitoring.psi_act == pytest.approx(0.3)
     assert config.monitoring.min_population == 10
     assert parse_config({"training": {"split": {"adapt": False}}}).training.split.adapt is False
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ({"promotion": {"max_ece": "0.5"}},
+         "promotion.max_ece: expected a number, got '0.5' (write it without quotes)"),
+        ({"promotion": {"require_beats_baselines": "no"}},
+         "promotion.require_beats_baselines: expected true or false, got 'no' (text)"),
+        ({"promotion": {"require_beats_baselines": 0}},
+         "promotion.require_beats_baselines: expected true or false, got 0"),
+        ({"training": {"split": {"adapt": "off"}}},
+         "training.split.adapt: expected true or false, got 'off' (text)"),
+    ],
+)  # fmt: skip
+def test_quoted_numbers_and_words_for_switches_are_refused(section, message) -> None:
+    """Pydantic would read "0.5" as 0.5 and "no", "off" or 0 as false: a gate written that way
+    looks set and may not be what the writer meant."""
+    with pytest.raises(UserError, match=re.escape(message)):
+        parse_config(section)
+
+
+def test_the_shipped_config_still_loads() -> None:
+    assert load_config().promotion.require_beats_baselines is True
