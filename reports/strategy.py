@@ -1168,11 +1168,28 @@ def _references(section: Section, result: Mapping[str, Any]) -> None:
                     ]
                 )
             )
+            if any(row.get("value_captured") is None for row in by_driver.values()):
+                section.text(
+                    "n/a: for that type the oracle does not beat the baseline by more than "
+                    "sampling noise could (1.96 standard errors over its accounts), so a share "
+                    "of that gap would mean nothing. n/a：该类型下先知方案相对基准的增益未超出"
+                    "抽样噪声，比例没有意义。"
+                )
     segmentation = result.get("value_of_segmentation")
     if segmentation:
+        value = segmentation.get("value")
+        why = (
+            ""
+            if value is not None
+            else " The true segments fed into the shipped policy do not beat the segment-blind "
+            "control by more than sampling noise could ("
+            f"{_signed(segmentation.get('oracle_segments_minus_segment_blind'))}), so there is "
+            "no gap to take a share of: on this book, perfect segments do not measurably help "
+            "these ladders. 真实分群代入现行策略并不显著优于不分群对照，因此该比例无意义。"
+        )
         section.text(
             "Value of segmentation = (shipped policy - segment-blind) / (true segments - "
-            f"segment-blind): {_ratio_text(segmentation.get('value'))}."
+            f"segment-blind): {_ratio_text(value)}.{why}"
         )
 
 

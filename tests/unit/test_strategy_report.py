@@ -409,3 +409,41 @@ def test_the_summary_warns_when_a_true_type_is_worse_off():
     quiet = Section("summary", "Summary")
     _worse_off_summary(quiet, {"seasonal": calm})
     assert quiet.parts == []
+
+
+def test_a_ratio_to_a_gap_within_noise_says_why_it_is_n_a():
+    """The demo's page showed 'value of segmentation: n/a' and per-type 'n/a' with no word of
+    why; each n/a now says the reference gap is within sampling noise (English and Chinese)."""
+    from rollrisk.reports.strategy import _references
+
+    result = {
+        "headline": {"metric": "book_value", "uplift": {"mean": 10.0, "ci_low": 1.0, "ci_high": 20.0}},
+        "references": {"baseline_tiered": {"book_value": {"mean": 100.0}}},
+        "value_captured": {
+            "overall": None, "policy_minus_baseline": 10.0, "oracle_minus_baseline": 12.0,
+            "by_true_driver": {
+                "forgetful": {"accounts": 15, "policy_minus_baseline": 7.0,
+                              "oracle_minus_baseline": 6.0, "value_captured": None},
+                "healthy": {"accounts": 90, "policy_minus_baseline": 3.0,
+                            "oracle_minus_baseline": 6.0, "value_captured": 0.5},
+            },
+        },
+        "value_of_segmentation": {
+            "value": None, "policy_minus_segment_blind": -5.0,
+            "oracle_segments_minus_segment_blind": -19678.0,
+        },
+    }  # fmt: skip
+    section = Section("s", "S")
+    _references(section, result)
+    page = "".join(section.parts)
+    assert "n/a: for that type the oracle does not beat the baseline by more than" in page
+    assert "抽样噪声" in page
+    assert "segment-blind): n/a. The true segments fed into the shipped policy do not beat" in page
+    assert "-19,678 CNY" in page
+    result["value_of_segmentation"]["value"] = 0.7
+    for row in result["value_captured"]["by_true_driver"].values():
+        row["value_captured"] = 0.5
+    section = Section("s", "S")
+    _references(section, result)
+    page = "".join(section.parts)
+    assert "sampling noise" not in page and "segment-blind): 70%." in page
