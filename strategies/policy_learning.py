@@ -451,18 +451,55 @@ def doubly_robust_scores(
         min_propensity=1e-6,
         random_state=settings.seed,
     )
+    _check_bundles_fill_the_folds(bundle, groups, labels, settings.folds)
     # an account's decisions stay in one fold: its outcome never helps predict itself
-    learner.fit(
-        outcome,
-        bundle,
-        X=features,
-        W=propensity.reshape(-1, 1),
-        groups=groups,
-        cache_values=True,
-    )
+    try:
+        learner.fit(
+            outcome,
+            bundle,
+            X=features,
+            W=propensity.reshape(-1, 1),
+            groups=groups,
+            cache_values=True,
+        )
+    except AttributeError as error:  # EconML's words for a fold whose training part lacks one
+        if "contain all treatments" not in str(error):
+            raise
+        raise UserError(
+            f"the logged decisions are too few for {settings.folds}-fold cross-fitting: a "
+            "fold's training part holds no decision of some bundle "
+            f"({_bundle_accounts(bundle, groups, labels)}); log more decisions (a longer or "
+            "larger experiment) or lower --folds (at least 2)"
+        ) from None
     # the cross-fitted scores EconML's final stage is fitted on (its cache; econml pinned <0.18)
     scores = np.asarray(learner._cached_values.nuisances[0], dtype=np.float64)
     return scores.reshape(len(outcome), len(labels))
+
+
+def _bundle_accounts(
+    bundle: NDArray[Any], groups: NDArray[Any] | None, labels: Sequence[str]
+) -> str:
+    """'bundle: N accounts' for each bundle, fewest first."""
+    keys = np.arange(len(bundle)) if groups is None else groups
+    counts = {label: len(set(keys[bundle == label].tolist())) for label in labels}
+    return ", ".join(f"{label}: {n:,}" for label, n in sorted(counts.items(), key=lambda i: i[1]))
+
+
+def _check_bundles_fill_the_folds(
+    bundle: NDArray[Any], groups: NDArray[Any] | None, labels: Sequence[str], folds: int
+) -> None:
+    """Refuse bundles with fewer accounts than folds: an account's decisions stay in one fold,
+    so some fold would be fitted without the bundle (EconML then stops with a traceback)."""
+    keys = np.arange(len(bundle)) if groups is None else groups
+    short = [label for label in labels if len(set(keys[bundle == label].tolist())) < folds]
+    if short:
+        raise UserError(
+            f"the logged decisions are too few for {folds}-fold cross-fitting: "
+            f"{', '.join(short)} {'was' if len(short) == 1 else 'were'} given to fewer than "
+            f"{folds} accounts (accounts per bundle: {_bundle_accounts(bundle, groups, labels)}); "
+            "every fold must be fitted on each bundle: log more decisions (a longer or larger "
+            "experiment) or lower --folds (at least 2)"
+        )
 
 
 def learn_policy(
