@@ -56,6 +56,11 @@ MODEL_STAGES = ("score", "logged-decisions")
 # and the gates refused the model on 3 of 8 simulated worlds (the demo's among them); with 36,
 # on none of 8 (docs/models.md, "The gates across seeds").
 LAST_MONTH = "2025-12"
+# Below these the simulated experiment logs too few decisions for learn-policy's cross-fitting
+# (measured: 2,000 accounts x 12 months and 4,000 x 8 stopped there, bundles given to one
+# account only; 4,000 x 12 and 3,000 x 24 ran through): refused before the first stage, not at
+# the ninth.
+MIN_MONTHS, MIN_ACCOUNT_MONTHS = 12, 45_000
 
 
 def first_month(months: int, last: str = LAST_MONTH) -> str:
@@ -66,12 +71,17 @@ def first_month(months: int, last: str = LAST_MONTH) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--accounts", type=int, default=60_000, help="accounts to simulate")
+    parser.add_argument(
+        "--accounts",
+        type=int,
+        default=60_000,
+        help="accounts to simulate (accounts x months at least 45,000)",
+    )
     parser.add_argument(
         "--months",
         type=int,
         default=36,
-        help=f"months of history to simulate, ending {LAST_MONTH} (default: 36)",
+        help=f"months of history to simulate, ending {LAST_MONTH} (default: 36; at least 12)",
     )
     parser.add_argument("--seed", type=int, default=7, help="simulation seed")
     parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder")
@@ -145,6 +155,14 @@ def stages(args: argparse.Namespace, model_uri: str = CHAMPION) -> list[Stage]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.months < MIN_MONTHS or args.accounts * args.months < MIN_ACCOUNT_MONTHS:
+        raise UserError(
+            f"the demo needs at least --months {MIN_MONTHS} and --accounts x --months of "
+            f"{MIN_ACCOUNT_MONTHS:,} (got {args.accounts:,} x {args.months}): with less, the "
+            "simulated lender's experiment logs too few decisions to learn a policy from, and "
+            "the demo would stop at its ninth stage; run the jobs one by one for smaller "
+            "portfolios"
+        )
     planned = stages(args)
     started = time.perf_counter()
     refused = False

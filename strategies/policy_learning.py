@@ -488,17 +488,17 @@ def _bundle_accounts(
 def _check_bundles_fill_the_folds(
     bundle: NDArray[Any], groups: NDArray[Any] | None, labels: Sequence[str], folds: int
 ) -> None:
-    """Refuse bundles with fewer accounts than folds: an account's decisions stay in one fold,
-    so some fold would be fitted without the bundle (EconML then stops with a traceback)."""
+    """Refuse a bundle given to one account only: an account's decisions stay in one fold, so
+    the fold that holds it is fitted without the bundle (EconML then stops with a traceback;
+    a bundle of a few accounts may meet the same, and is caught where EconML says so)."""
     keys = np.arange(len(bundle)) if groups is None else groups
-    short = [label for label in labels if len(set(keys[bundle == label].tolist())) < folds]
-    if short:
+    single = [label for label in labels if len(set(keys[bundle == label].tolist())) < 2]
+    if single:
         raise UserError(
             f"the logged decisions are too few for {folds}-fold cross-fitting: "
-            f"{', '.join(short)} {'was' if len(short) == 1 else 'were'} given to fewer than "
-            f"{folds} accounts (accounts per bundle: {_bundle_accounts(bundle, groups, labels)}); "
-            "every fold must be fitted on each bundle: log more decisions (a longer or larger "
-            "experiment) or lower --folds (at least 2)"
+            f"{', '.join(single)} {'was' if len(single) == 1 else 'were'} given to one account "
+            f"only (accounts per bundle: {_bundle_accounts(bundle, groups, labels)}); every fold "
+            "must be fitted on each bundle: log more decisions (a longer or larger experiment)"
         )
 
 

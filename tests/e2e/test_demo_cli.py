@@ -6,6 +6,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from rollrisk.cli import main
 from rollrisk.pipelines import demo
 
@@ -83,3 +85,17 @@ def test_the_history_ends_at_the_same_month_whatever_its_length(tmp_path):
         simulate = demo.stages(args)[0].argv
         assert simulate[simulate.index("--start-month") + 1] == start
         assert simulate[simulate.index("--months") + 1] == str(months)
+
+
+@pytest.mark.parametrize(("flags", "got"), [(["--months", "6"], "got 60,000 x 6"),
+                                            (["--accounts", "1000"], "got 1,000 x 36")])  # fmt: skip
+def test_a_demo_too_small_to_finish_is_refused_before_its_first_stage(
+    tmp_path, monkeypatch, capsys, flags, got
+):
+    ran: list[list[str]] = []
+    monkeypatch.setattr(demo, "run_stage", lambda argv: ran.append(list(argv)) or 0)
+    assert main(["demo", "--out", str(tmp_path / "demo"), *flags]) == 2
+    err = capsys.readouterr().err
+    assert "the demo needs at least --months 12 and --accounts x --months of 45,000" in err
+    assert f"({got})" in err
+    assert ran == []
