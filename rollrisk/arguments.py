@@ -342,8 +342,9 @@ def training_set_from_arguments(
     args: argparse.Namespace, portfolio: Portfolio, observation: ObservationSpec
 ) -> pd.DataFrame:
     """The training set as a pandas frame: read from ``--training-set`` (checked against its
-    schema, and against ``observation`` when it records the one it was built with), else built from ``portfolio`` with ``observation`` at every eligible as-of (or
-    the ``--as-of`` dates of a job that has them), with a progress bar on stderr."""
+    schema, and against ``observation`` when it records the one it was built with), else
+    built from ``portfolio`` with ``observation`` at every eligible as-of (or the ``--as-of``
+    dates of a job that has them), with a progress bar on stderr."""
     from rollrisk.api import build_training_set
     from rollrisk.storage.training_sets import check_training_set_observation, read_training_set
 
