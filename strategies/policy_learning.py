@@ -969,6 +969,9 @@ def _labels_words(learned: LearnedPolicy) -> str:
     bound = (
         f"lower bound: one-sided Student-t, account-clustered, {learned.bound_confidence:.0%} "
         f"family-wise over {learned.bound_tests} (leaf, candidate) pair(s) (Bonferroni)"
+        if learned.bound_tests
+        else f"lower bound: none computed (no leaf had a candidate with {s.min_explored} "
+        "explored accounts to bound)"
     )
     if s.confidence <= 0:
         return (
@@ -1010,11 +1013,18 @@ def _leaf_words(leaf: Leaf, learned: LearnedPolicy) -> str:
             f"{leaf.gain(top):+,.2f} per decision, lower bound {leaf.lower_bounds[top]:+,.2f}, "
             f"{leaf.explored_accounts[top]} explored accounts"
         )
+    explored = leaf.explored_accounts[leaf.candidate]
+    bound = leaf.lower_bounds[leaf.candidate]
+    evidence = (
+        f"lower bound {bound:+,.2f} ({learned.bound_confidence:.0%} family-wise), "
+        f"{explored} explored accounts"
+        if explored and math.isfinite(bound)
+        else f"no lower bound ({explored} explored accounts here: the estimate is the outcome "
+        "model's extrapolation)"
+    )
     return (
         f"{leaf.accounts:,} decisions; estimated {leaf.gain(leaf.candidate):+,.2f} per decision "
-        f"against the current policy, lower bound {leaf.lower_bounds[leaf.candidate]:+,.2f} "
-        f"({learned.bound_confidence:.0%} family-wise), "
-        f"{leaf.explored_accounts[leaf.candidate]} explored accounts"
+        f"against the current policy, {evidence}"
     )
 
 

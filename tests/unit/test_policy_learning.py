@@ -514,3 +514,33 @@ def test_first_decisions_keep_each_accounts_earliest_row_per_experiment():
         1.0,
         4.0,
     ]
+
+
+def test_evidence_words_never_show_a_bound_on_nothing():
+    """An argmax leaf whose candidate no explored account backs showed a positive 'lower bound'
+    (the outcome model's extrapolation), and no pair bounded read '95% family-wise over 0
+    pairs'."""
+    from types import SimpleNamespace
+
+    from rollrisk.strategies.policy_learning import KEEP_POLICY, Leaf, _labels_words, _leaf_words
+
+    settings = SimpleNamespace(confidence=0.0, min_explored=30, label_share=0.5)
+    learned = SimpleNamespace(settings=settings, bound_tests=0, bound_confidence=0.95)
+    assert "family-wise over 0" not in _labels_words(learned)
+    assert "lower bound: none computed (no leaf had a candidate with 30 explored" in (
+        _labels_words(learned)
+    )
+    leaf = Leaf(node=1, conditions=(), candidate="grace", best_candidate="grace", accounts=40,
+                values={KEEP_POLICY: 10.0, "grace": 25.0}, lower_bounds={"grace": 3.0},
+                explored_accounts={"grace": 0})  # fmt: skip
+    words = _leaf_words(leaf, learned)
+    assert "lower bound +3.00" not in words
+    assert "no lower bound (0 explored accounts here" in words
+    learned.bound_tests = 4
+    backed = Leaf(node=1, conditions=(), candidate="grace", best_candidate="grace", accounts=40,
+                  values={KEEP_POLICY: 10.0, "grace": 25.0}, lower_bounds={"grace": 3.0},
+                  explored_accounts={"grace": 35})  # fmt: skip
+    assert "lower bound +3.00 (95% family-wise), 35 explored accounts" in _leaf_words(
+        backed, learned
+    )
+    assert "family-wise over 4 (leaf, candidate) pair(s)" in _labels_words(learned)
