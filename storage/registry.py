@@ -185,12 +185,22 @@ def _first_line(error: BaseException) -> str:
 
 
 def observation_of(loaded: LoadedModel, base: ObservationSpec) -> ObservationSpec:
-    """The observation settings a model was trained with (its label), over ``base``'s range."""
+    """The observation settings a model was trained with (its label), over ``base``'s range.
+
+    A model records its label (``default_dpd``, ``window_months``), not its population's DPD
+    range: when its default is at or below ``base``'s range (a 60+ DPD model against the
+    shipped 1-89), the range ends just below the default, as a population must (an account
+    already in default cannot roll to it); without this, every job applying such a model
+    stopped on ``max_dpd (89) must be below default_dpd (60)``, flags or not."""
     overrides: dict[str, int] = {}
     for name in ("default_dpd", "window_months"):
         value = loaded.metadata.get(f"observation_{name}")
         if value is not None:
             overrides[name] = int(value)
+    default = overrides.get("default_dpd", base.default_dpd)
+    if base.max_dpd >= default:
+        overrides["max_dpd"] = default - 1
+        overrides["min_dpd"] = min(base.min_dpd, default - 1)
     return base.with_overrides(**overrides)
 
 

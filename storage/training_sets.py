@@ -80,7 +80,21 @@ def read_training_set(path: Path, feature_set: FeatureSet = FEATURE_SET) -> pl.D
     path = Path(path)
     if not path.exists():
         raise UserError(f"training set {path} does not exist")
-    frame = _read_parts(path) if path.is_dir() else pl.read_parquet(path)
+    if not path.is_dir() and _PART_NAME.fullmatch(path.name) and _is_parts_folder(path.parent):
+        raise UserError(
+            f"training set {path} is one part of the Spark training set {path.parent} (a share "
+            "of its accounts, without its observation record): give the folder"
+        )
+    if path.is_dir():
+        frame = _read_parts(path)
+    else:
+        try:
+            frame = pl.read_parquet(path)
+        except (pl.exceptions.PolarsError, OSError) as error:
+            raise UserError(
+                f"training set {path} cannot be read as Parquet ({error}); a training set is "
+                "the Parquet file (or Spark folder) `rollrisk build-training-set` writes"
+            ) from None
     try:
         return validate_training_set(frame, feature_set)
     except (SchemaError, SchemaErrors) as error:
@@ -180,13 +194,28 @@ def training_set_observation(path: Path) -> ObservationSpec | None:
     path = Path(path)
     try:
         if path.is_dir():
-            record = json.loads((path / MANIFEST).read_text()).get(OBSERVATION_KEY)
+            text = json.dumps(json.loads((path / MANIFEST).read_text()).get(OBSERVATION_KEY))
         else:
             text = pl.read_parquet_metadata(path).get(OBSERVATION_KEY)
-            record = None if text is None else json.loads(text)
     except (OSError, ValueError, AttributeError, pl.exceptions.PolarsError):
         return None  # unreadable: read_training_set names the problem
-    return None if not record else ObservationSpec.from_mapping(record, str(path))
+    if text is None or text == "null" and path.is_dir():
+        return None  # written before the record was kept
+    try:
+        record = json.loads(text)
+    except ValueError:
+        record = None
+    fields = {"default_dpd", "window_months", "min_dpd", "max_dpd"}
+    if not isinstance(record, dict) or set(record) != fields:
+        raise UserError(
+            f"training set {path}: its observation record {text[:200]!r} is not the one "
+            f"`rollrisk build-training-set` writes (the keys {', '.join(sorted(fields))}); "
+            "rebuild the training set"
+        )
+    try:
+        return ObservationSpec.from_mapping(record, f"training set {path}")
+    except UserError as error:
+        raise UserError(f"training set {path}: its observation record: {error}") from None
 
 
 def check_training_set_observation(
@@ -217,6 +246,13 @@ def check_training_set_observation(
         )
 
 
+def _is_parts_folder(path: Path) -> bool:
+    try:
+        return json.loads((path / MANIFEST).read_text()).get("layout") == TRAINING_PARTS_LAYOUT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def check_training_set_target(path: Path, flag: str = "--out") -> None:
     """Refuse a target that is a folder holding anything but a training set's parts: a build
     replaces what is at its target, and a folder given by mistake (a runs folder, a copy of
@@ -230,13 +266,9 @@ def check_training_set_target(path: Path, flag: str = "--out") -> None:
     path = Path(path)
     if not path.is_dir() or path.is_symlink():
         return
-    try:
-        layout = json.loads((path / MANIFEST).read_text()).get("layout")
-    except (OSError, ValueError, AttributeError):
-        layout = None
     # a broken build's leftovers (parts, a manifest) are a training set's too
     only_parts = all(_PART_NAME.fullmatch(p.name) or p.name == MANIFEST for p in path.iterdir())
-    if layout != TRAINING_PARTS_LAYOUT and not only_parts:
+    if not _is_parts_folder(path) and not only_parts:
         raise UserError(
             f"{flag} {path} is a folder that is not a training set (no {MANIFEST} of a Spark "
             f"build's parts in it): a build replaces what is at {flag}, so it refuses to delete "

@@ -196,3 +196,44 @@ def test_a_training_set_without_its_observation_is_taken_with_a_warning(
     assert f"warning: --training-set {old} does not record the observation" in (
         capsys.readouterr().err
     )
+
+
+def test_a_training_set_that_is_not_one_is_refused_in_one_line(portfolio: Path, tmp_path: Path):
+    """Found by an attack: a CSV, a corrupt or partial observation record, and one part of a
+    Spark folder each went through (a traceback, a 'written by an earlier rollrisk' warning,
+    or a quarter of the accounts trained under the wrong window)."""
+    import json
+
+    from rollrisk.errors import UserError
+    from rollrisk.features.observations import ObservationSpec
+    from rollrisk.storage.atomic_output import MANIFEST
+    from rollrisk.storage.training_sets import (
+        TRAINING_PARTS_LAYOUT,
+        read_training_set,
+        training_set_observation,
+    )
+
+    out = tmp_path / "ts.parquet"
+    assert main(["build-training-set", "--data", str(portfolio), "--out", str(out)]) == 0
+    frame = pl.read_parquet(out)
+    text = tmp_path / "ts.csv"
+    frame.head(5).write_csv(text)
+    with pytest.raises(UserError, match=r"cannot be read as Parquet"):
+        read_training_set(text)
+    for record in ("{not json", "{}", "null", "5", "[1, 2]", '{"window_months": 3}'):
+        edited = tmp_path / "edited.parquet"
+        frame.write_parquet(edited, metadata={"observation": record})
+        with pytest.raises(UserError, match=r"its observation record .* is not the one"):
+            training_set_observation(edited)
+    typed = dict(default_dpd="90", window_months=3, min_dpd=1, max_dpd=89)
+    frame.write_parquet(edited, metadata={"observation": json.dumps(typed)})
+    with pytest.raises(UserError, match=rf"training set {edited}: its observation record: .*"
+                                        "default_dpd must be a whole number"):  # fmt: skip
+        training_set_observation(edited)
+    folder = tmp_path / "spark"
+    folder.mkdir()
+    frame.write_parquet(folder / "part-00000.parquet")
+    (folder / MANIFEST).write_text(json.dumps({"layout": TRAINING_PARTS_LAYOUT, "parts": []}))
+    with pytest.raises(UserError, match=r"is one part of the Spark training set .*: give the"):
+        read_training_set(folder / "part-00000.parquet")
+    assert training_set_observation(out) == ObservationSpec()

@@ -272,3 +272,24 @@ def test_summaries_of_disjoint_accounts_add_up_to_the_summary_of_all():
     assert alone["status"].to_list() == [INCOMPLETE_WINDOW] * 2  # its own end is March
     assert whole["roll_rate"].drop_nulls().len() > 0 and whole["positives"].sum() > 0
     assert combine_summaries([]).height == 0
+
+
+def test_a_model_of_a_lower_default_narrows_the_shipped_range_below_it():
+    """A 60+ DPD model applied with the shipped 1-89 range stopped every job on 'max_dpd (89)
+    must be below default_dpd (60)'; its population now ends at 59."""
+    from types import SimpleNamespace
+
+    from rollrisk.storage.registry import observation_of
+
+    sixty = SimpleNamespace(
+        metadata={"observation_default_dpd": "60", "observation_window_months": "6"}
+    )
+    assert observation_of(sixty, ObservationSpec()) == ObservationSpec(
+        default_dpd=60, window_months=6, min_dpd=1, max_dpd=59
+    )
+    # a range already below the model's default is kept; a model without a record keeps base
+    base = ObservationSpec(min_dpd=5, max_dpd=29, default_dpd=30)
+    assert observation_of(sixty, base) == ObservationSpec(
+        default_dpd=60, window_months=6, min_dpd=5, max_dpd=29
+    )
+    assert observation_of(SimpleNamespace(metadata={}), base) == base
