@@ -10,9 +10,12 @@ loads pydantic only (no LightGBM: ``rollrisk serve`` sets OpenMP's settings befo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from rollrisk.errors import UserError
 
 
 class ConfigSection(BaseModel):
@@ -75,7 +78,7 @@ class TrainingConfig(ConfigSection):
     def with_overrides(self, **overrides: Any) -> TrainingConfig:
         """A copy with the given top-level fields replaced; ``None`` values are ignored."""
         changes = {key: value for key, value in overrides.items() if value is not None}
-        return self.model_validate({**self.model_dump(), **changes})
+        return _validated_flags(lambda: self.model_validate({**self.model_dump(), **changes}))
 
     def with_section_overrides(self, section: str, **overrides: Any) -> TrainingConfig:
         """A copy with fields of one nested section (``"tuning"``, ``"calibration"``, ...)
@@ -84,4 +87,27 @@ class TrainingConfig(ConfigSection):
         if not changes:
             return self
         current = getattr(self, section).model_dump()
-        return self.model_validate({**self.model_dump(), section: {**current, **changes}})
+        return _validated_flags(
+            lambda: self.model_validate({**self.model_dump(), section: {**current, **changes}})
+        )
+
+
+# the `rollrisk train` flags whose names are not their field's (pipelines/train.py)
+_FLAGS = {"time_budget_seconds": "--time-budget", "experiment_name": "--experiment"}
+
+
+def _flag(field: str) -> str:
+    return _FLAGS.get(field, "--" + field.replace("_", "-"))
+
+
+def _validated_flags(build: Callable[[], TrainingConfig]) -> TrainingConfig:
+    """``build()``, its validation errors said as the flags that gave the values (a flag's
+    value out of range was a pydantic traceback)."""
+    try:
+        return build()
+    except ValidationError as error:
+        problems = [
+            f"{_flag(str(item['loc'][-1]))}: {item['msg']} (got {item.get('input')!r})"
+            for item in error.errors()
+        ]
+        raise UserError("; ".join(problems)) from None

@@ -29,6 +29,7 @@ from rollrisk.arguments import (
     add_data_argument,
     add_missing_table_argument,
     add_training_data_arguments,
+    as_of_date,
     load_config_argument,
     training_set_from_arguments,
     with_observation_flags,
@@ -46,7 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_training_data_arguments(parser)
     parser.add_argument(
         "--as-of-from",
-        type=str,
+        type=as_of_date,
+        metavar="DATE",
         default=None,
         help="evaluate only as-of dates on or after this date (YYYY-MM-DD)",
     )
@@ -91,13 +93,7 @@ def run(args: argparse.Namespace) -> int:
         where=str(args.training_set or args.data),
     )
     if args.as_of_from:
-        try:
-            start = pd.Timestamp(args.as_of_from)
-        except ValueError as error:
-            raise UserError(
-                f"--as-of-from {args.as_of_from!r} is not a date (YYYY-MM-DD)"
-            ) from error
-        frame = frame[pd.to_datetime(frame["as_of"]) >= start]
+        frame = frame[pd.to_datetime(frame["as_of"]) >= pd.Timestamp(args.as_of_from)]
     frame = frame[frame[LABEL].notna()].reset_index(drop=True)
     if frame.empty:
         raise UserError(f"no labelled rows to evaluate in {args.data} (check --as-of-from)")

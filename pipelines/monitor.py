@@ -246,6 +246,8 @@ def run(args: argparse.Namespace) -> int:
             "level_per_check": stability.level,
             "judged": stability.judged,
         },
+        # mid-month: features counted in days to the as-of, reported and not judged
+        "not_judged_mid_month": sorted(day_counts) if mid_month else [],
         "score_psi": {
             **_judgement(stability.score),
             "reference_scores": int(reference.scores.size),
@@ -493,6 +495,15 @@ def render_markdown(report: dict[str, Any]) -> str:
         ]
     else:
         lines += ["No threshold crossed (exit code 0)."]
+    if report.get("not_judged_mid_month"):
+        lines += [
+            "",
+            f"**Not judged**: {report['as_of']} is not a month-end and the reference is "
+            "month-ends, so the features counted in days to the as-of ("
+            + ", ".join(f"`{name}`" for name in report["not_judged_mid_month"])
+            + ") differ by the day of the month alone: their CSI is shown below and never "
+            "alerts. Monitor at a month-end to judge them.",
+        ]
     lines += [
         "",
         f"Compared with the model's reference: {compared} ({reference['rows']:,} rows). A "

@@ -177,7 +177,13 @@ def _refuse_lax_values(section: Any, model: type[BaseModel], source: str, where:
             except ValueError:
                 unquoted = None
             is_number = unquoted is not None
-            hint = "write it without quotes" if numeric and is_number else "text"
+            hint = "text"
+            if numeric and is_number:  # "0.5" quoted; 3e-2 is text to YAML 1.1 even unquoted
+                hint = (
+                    "YAML reads this spelling as text: write a plain decimal, e.g. 0.03"
+                    if isinstance(yaml.safe_load(value), str)
+                    else "write it without quotes"
+                )
             raise UserError(
                 f"config file {source}: {where}.{key}: expected {wanted}, got {value!r} ({hint})"
             )

@@ -151,6 +151,11 @@ def test_a_mid_month_as_of_monitors_the_accounts_score_scores_that_day(
         scoring_world, scoring_world.portfolio, tmp_path / "out", as_of, capsys
     )
     assert report["as_of"] == as_of
+    # the day counts are reported, not judged: said in both outputs, not only on stderr
+    assert "days_since_statement" in report["not_judged_mid_month"]
+    assert "**Not judged**: 2024-12-16 is not a month-end" in (
+        (tmp_path / "out" / "monitor.md").read_text(encoding="utf-8")
+    )
     # the month-end reference fits a mid-month book: billing days spread the accounts over
     # the cycle at every as-of, so days_since_statement and the DPD do not drift by the day
     assert code == 0, report["alerts"]

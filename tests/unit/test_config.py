@@ -71,7 +71,7 @@ def test_overrides_replace_only_given_values() -> None:
     training = parse_config({}).training
     changed = training.with_overrides(structure="per_bucket", seed=None)
     assert changed.structure == "per_bucket" and changed.seed == training.seed
-    with pytest.raises(ValueError, match="structure"):
+    with pytest.raises(UserError, match="--structure: Input should be 'single' or 'per_bucket'"):
         training.with_overrides(structure="forest")
 
 

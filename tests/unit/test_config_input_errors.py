@@ -68,6 +68,8 @@ def test_a_boolean_key_still_takes_a_boolean_and_numbers_still_load() -> None:
     [
         ({"promotion": {"max_ece": "0.5"}},
          "promotion.max_ece: expected a number, got '0.5' (write it without quotes)"),
+        ({"promotion": {"max_ece": "3e-2"}},
+         "promotion.max_ece: expected a number, got '3e-2' (YAML reads this spelling as text"),
         ({"promotion": {"require_beats_baselines": "no"}},
          "promotion.require_beats_baselines: expected true or false, got 'no' (text)"),
         ({"promotion": {"require_beats_baselines": 0}},
@@ -85,3 +87,16 @@ def test_quoted_numbers_and_words_for_switches_are_refused(section, message) -> 
 
 def test_the_shipped_config_still_loads() -> None:
     assert load_config().promotion.require_beats_baselines is True
+
+
+@pytest.mark.parametrize(
+    ("section", "flags", "message"),
+    [
+        ("tuning", {"max_trials": 0}, "--max-trials: Input should be greater than or equal to 1"),
+        ("tuning", {"time_budget_seconds": -5.0}, "--time-budget: Input should be greater than 0"),
+    ],
+)
+def test_a_train_flag_out_of_range_is_named_not_a_traceback(section, flags, message) -> None:
+    """`train --max-trials 0` and `--time-budget -5` were pydantic tracebacks (exit 1)."""
+    with pytest.raises(UserError, match=re.escape(message)):
+        parse_config({}).training.with_section_overrides(section, **flags)
