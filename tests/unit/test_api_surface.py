@@ -12,7 +12,6 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from pydantic import ValidationError
 
 import rollrisk
 from rollrisk import api
@@ -77,7 +76,7 @@ def test_section_overrides_replace_only_what_is_given() -> None:
     assert changed.calibration.method == "platt"
     assert changed.calibration.folds == config.calibration.folds
     assert changed.tuning == config.tuning and config.calibration.method == "cross_fit"
-    with pytest.raises(ValidationError, match="extra"):
+    with pytest.raises(UserError, match="--budget: Extra inputs are not permitted"):
         config.with_section_overrides("tuning", budget=3)
 
 
