@@ -117,6 +117,8 @@ def run(args: argparse.Namespace) -> int:
 
     check_output_argument(args)
     check_training_set_target(args.out)  # before the build: never delete a folder given by mistake
+    if args.engine == "local":
+        _check_local_target(args.out)
     started = time.perf_counter()
     config = load_config_argument(args)
     spec = observation_spec(args, config)
@@ -147,6 +149,21 @@ def run(args: argparse.Namespace) -> int:
         f"({time.perf_counter() - started:.1f} s)"
     )
     return 0
+
+
+def _check_local_target(out: Path) -> None:
+    """The local build writes one Parquet file: an existing empty folder (a file would replace
+    it, where the user meant a file inside it) or a name of another format is refused."""
+    if out.is_dir() and not out.is_symlink() and not any(out.iterdir()):
+        raise UserError(
+            f"--out {out} is an empty folder: the local build writes one Parquet file; give a "
+            f"file such as {out / 'training_set.parquet'} (--engine spark writes a folder)"
+        )
+    if not out.is_dir() and out.suffix.lower() not in (".parquet", ".pq", ".parq"):
+        raise UserError(
+            f"--out {out}: the training set is written as Parquet; give a name ending in "
+            f".parquet, e.g. {out.with_suffix('.parquet')}"
+        )
 
 
 def _nothing_labelled(args: argparse.Namespace, summary: pl.DataFrame, outcome: str) -> str:

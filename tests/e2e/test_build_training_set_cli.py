@@ -237,3 +237,19 @@ def test_a_training_set_that_is_not_one_is_refused_in_one_line(portfolio: Path, 
     with pytest.raises(UserError, match=r"is one part of the Spark training set .*: give the"):
         read_training_set(folder / "part-00000.parquet")
     assert training_set_observation(out) == ObservationSpec()
+
+
+@pytest.mark.parametrize("name", ["emptyd", "ts_out.csv"])
+def test_an_empty_folder_or_another_format_as_out_is_refused(
+    portfolio: Path, tmp_path: Path, capsys, name: str
+):
+    """Found by an attack: an existing empty folder became a Parquet file of that name, and
+    `--out ts_out.csv` wrote Parquet under a CSV name."""
+    out = tmp_path / name
+    if name == "emptyd":
+        out.mkdir()
+    assert main(["build-training-set", "--data", str(portfolio), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    expected = "is an empty folder" if name == "emptyd" else "give a name ending in .parquet"
+    assert expected in err
+    assert out.is_dir() if name == "emptyd" else not out.exists()
