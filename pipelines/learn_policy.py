@@ -210,8 +210,9 @@ def _check_decisions_logged_once(logged: pl.DataFrame, path: Path) -> None:
         where = ", ".join(f"{k} {first[k]}" for k in keys)
         raise UserError(
             f"--logged {path}: {repeated.height:,} decisions are logged more than once (the "
-            f"same {', '.join(keys)}); the first: {where} (data rows {', '.join(map(str, first['_row'][:5]))}); a decision "
-            "is logged once: remove the copies"
+            f"same {', '.join(keys)}); the first: {where} (data rows "
+            f"{', '.join(map(str, first['_row'][:5]))}); a decision is logged once: remove the "
+            "copies"
         )
 
 

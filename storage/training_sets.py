@@ -25,7 +25,7 @@ import re
 import shutil
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ TRAINING_PARTS_LAYOUT = "rollrisk-training-set-parts/1"  # the manifest's "layou
 # the observation a training set was built with: a key of the file's Parquet metadata and of
 # a folder's manifest
 OBSERVATION_KEY = "observation"
+OBSERVATION_FIELDS = frozenset(item.name for item in fields(ObservationSpec))
 _PART_NAME = re.compile(r"part-\d+\.parquet")
 
 
@@ -190,27 +191,31 @@ def publish_training_parts(
 
 def training_set_observation(path: Path) -> ObservationSpec | None:
     """The observation a training set was built with, from its file's metadata or its
-    folder's manifest; ``None`` for one written without it (by an earlier rollrisk)."""
+    folder's manifest; ``None`` for one written without it (by an earlier rollrisk).
+
+    Raises:
+        UserError: the record is there but is not one :func:`write_training_set` writes.
+    """
     path = Path(path)
-    try:
+    try:  # the record as text: the file's metadata value, or the manifest's entry
         if path.is_dir():
-            text = json.dumps(json.loads((path / MANIFEST).read_text()).get(OBSERVATION_KEY))
+            entry = json.loads((path / MANIFEST).read_text()).get(OBSERVATION_KEY)
+            text = None if entry is None else json.dumps(entry)
         else:
             text = pl.read_parquet_metadata(path).get(OBSERVATION_KEY)
     except (OSError, ValueError, AttributeError, pl.exceptions.PolarsError):
         return None  # unreadable: read_training_set names the problem
-    if text is None or text == "null" and path.is_dir():
+    if text is None:
         return None  # written before the record was kept
     try:
         record = json.loads(text)
     except ValueError:
         record = None
-    fields = {"default_dpd", "window_months", "min_dpd", "max_dpd"}
-    if not isinstance(record, dict) or set(record) != fields:
+    if not isinstance(record, dict) or set(record) != OBSERVATION_FIELDS:
         raise UserError(
             f"training set {path}: its observation record {text[:200]!r} is not the one "
-            f"`rollrisk build-training-set` writes (the keys {', '.join(sorted(fields))}); "
-            "rebuild the training set"
+            f"`rollrisk build-training-set` writes (the keys "
+            f"{', '.join(sorted(OBSERVATION_FIELDS))}); rebuild the training set"
         )
     try:
         return ObservationSpec.from_mapping(record, f"training set {path}")

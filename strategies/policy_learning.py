@@ -468,7 +468,8 @@ def doubly_robust_scores(
         raise UserError(
             f"the logged decisions are too few for {settings.folds}-fold cross-fitting: a "
             "fold's training part holds no decision of some bundle "
-            f"({_bundle_accounts(bundle, groups, labels)}); log more decisions (a longer or "
+            f"({_counts_text(_accounts_per_bundle(bundle, groups, labels))}); log more "
+            "decisions (a longer or "
             "larger experiment) or lower --folds (at least 2)"
         ) from None
     # the cross-fitted scores EconML's final stage is fitted on (its cache; econml pinned <0.18)
@@ -476,13 +477,18 @@ def doubly_robust_scores(
     return scores.reshape(len(outcome), len(labels))
 
 
-def _bundle_accounts(
+def _accounts_per_bundle(
     bundle: NDArray[Any], groups: NDArray[Any] | None, labels: Sequence[str]
-) -> str:
-    """'bundle: N accounts' for each bundle, fewest first."""
+) -> dict[str, int]:
+    """The accounts (``groups``; each decision its own when None) given each bundle, fewest
+    first."""
     keys = np.arange(len(bundle)) if groups is None else groups
     counts = {label: len(set(keys[bundle == label].tolist())) for label in labels}
-    return ", ".join(f"{label}: {n:,}" for label, n in sorted(counts.items(), key=lambda i: i[1]))
+    return dict(sorted(counts.items(), key=lambda item: item[1]))
+
+
+def _counts_text(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{label}: {n:,}" for label, n in counts.items())
 
 
 def _check_bundles_fill_the_folds(
@@ -491,14 +497,14 @@ def _check_bundles_fill_the_folds(
     """Refuse a bundle given to one account only: an account's decisions stay in one fold, so
     the fold that holds it is fitted without the bundle (EconML then stops with a traceback;
     a bundle of a few accounts may meet the same, and is caught where EconML says so)."""
-    keys = np.arange(len(bundle)) if groups is None else groups
-    single = [label for label in labels if len(set(keys[bundle == label].tolist())) < 2]
+    counts = _accounts_per_bundle(bundle, groups, labels)
+    single = [label for label, n in counts.items() if n < 2]
     if single:
         raise UserError(
             f"the logged decisions are too few for {folds}-fold cross-fitting: "
             f"{', '.join(single)} {'was' if len(single) == 1 else 'were'} given to one account "
-            f"only (accounts per bundle: {_bundle_accounts(bundle, groups, labels)}); every fold "
-            "must be fitted on each bundle: log more decisions (a longer or larger experiment)"
+            f"only (accounts per bundle: {_counts_text(counts)}); every fold must be fitted on "
+            "each bundle: log more decisions (a longer or larger experiment)"
         )
 
 
