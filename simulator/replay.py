@@ -87,7 +87,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import polars as pl
-import yaml
 
 from rollrisk.conf import DEFAULT_COSTS
 from rollrisk.errors import UserError
@@ -157,7 +156,7 @@ from rollrisk.strategies.compliance import (
 from rollrisk.strategies.experiments import ExperimentPlan
 from rollrisk.strategies.labels import Labels
 from rollrisk.strategies.policy import ACTIONS, Interval, PlannedActions, Policy, PolicyRule
-from rollrisk.strategies.yaml_config import read_yaml_text
+from rollrisk.strategies.yaml_config import parse_yaml_with_lines, read_yaml_text
 
 DEFAULT_BASE_SEED = 20_260_101
 # The roll-to-default event is the observation settings' (as in the training labels: some
@@ -262,11 +261,10 @@ def load_action_costs(path: Path = DEFAULT_COSTS) -> ActionCosts:
     """Read ``conf/action_costs.yaml``: every channel and treatment kind needs a cost >= 0, and
     ``agency_commission`` a rate in [0, 1] for every bucket M1..M6."""
     text = read_yaml_text(path, "costs file")  # a folder, a missing file, non-UTF-8: one line
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise UserError(f"{path}: cannot read the action cost table ({error})") from error
-    if not isinstance(raw, dict):
+    # the strategy files' parser: a syntax error in one line naming the line, and a cost
+    # written twice (`sms: 0.05` ... `sms: 0.5`) refused rather than the last one kept
+    raw = parse_yaml_with_lines(text, str(path), empty_ok=True)
+    if not raw:
         raise UserError(f"{path}: expected a mapping with `channels` and `treatments`")
     tables: dict[str, dict[str, float]] = {}
     for key, names, what, upper in (

@@ -1,8 +1,12 @@
 """Typed configuration: ``conf/default.yaml`` read once, at a job's entry point.
 
-Each section a job owns is validated into a frozen pydantic model: a key the model does not know
-is an error that names the file and the key (a typo must never silently fall back to a default).
-Sections owned by other jobs are kept as plain mappings in :attr:`RollriskConfig.sections`.
+Each section is validated into a frozen pydantic model (``observation:`` into
+:class:`~rollrisk.features.observations.ObservationSpec` when a job asks for it): a key the model
+does not know is an error that names the file and the key (a typo must never silently fall back
+to a default). So is a section no job reads (``serving: {port: 9000}`` would look set and
+change nothing), a section that is not a mapping (``training: 0``), a key written twice
+(YAML would keep the last one) and a value of the wrong YAML type (see
+:func:`_refuse_lax_values`). Structural mistakes name the line; an empty file is the defaults.
 Command-line flags override values after loading (see :meth:`TrainingConfig.with_overrides`).
 The ``training:`` models live with the training code (:mod:`rollrisk.models.training_config`),
 which takes them as typed inputs and never reads a file.
@@ -25,7 +29,12 @@ from rollrisk.errors import UserError
 from rollrisk.features.observations import ObservationSpec
 from rollrisk.models.promotion import PromotionConfig
 from rollrisk.models.training_config import ConfigSection, TrainingConfig
-from rollrisk.strategies.yaml_config import read_yaml_text
+from rollrisk.strategies.yaml_config import (
+    describe_value,
+    line_of,
+    parse_yaml_with_lines,
+    read_yaml_text,
+)
 
 # The jurisdictions whose compliance rules apply when a job or an API call names none.
 DEFAULT_JURISDICTIONS: tuple[str, ...] = ("CN",)
@@ -61,7 +70,7 @@ class DataConfig(ConfigSection):
 
 
 class RollriskConfig(ConfigSection):
-    """The whole configuration file: typed sections plus the others, untouched."""
+    """The whole configuration file, section by section."""
 
     source: str = "<built-in defaults>"
     training: TrainingConfig = TrainingConfig()
@@ -69,7 +78,6 @@ class RollriskConfig(ConfigSection):
     monitoring: MonitoringConfig = MonitoringConfig()
     data: DataConfig = DataConfig()
     observation: Mapping[str, Any] = Field(default_factory=dict)
-    sections: Mapping[str, Any] = Field(default_factory=dict)
 
     def observation_spec(self) -> ObservationSpec:
         """The ``observation:`` section as settings (an unknown key names this file)."""
@@ -83,6 +91,7 @@ _TYPED_SECTIONS: dict[str, type[ConfigSection]] = {
     "data": DataConfig,
 }
 _KNOWN_SECTIONS = (*_TYPED_SECTIONS, "observation")
+_SECTION_LIST = ", ".join(_KNOWN_SECTIONS)
 
 
 def default_config_path() -> Path:
@@ -94,52 +103,74 @@ def load_config(path: Path | None = None) -> RollriskConfig:
     """Read and validate a YAML configuration file (``None``: the default file, if any).
 
     Raises:
-        UserError: the file is missing, a folder or not UTF-8 text, or a typed section holds an unknown key
-            or a value of the wrong type; the message names the file and the key.
+        UserError: the file is missing, a folder, not UTF-8 text or not YAML; its top level is
+            not a mapping; a key is written twice (at any depth); a section is unknown or not a
+            mapping; or a section holds an unknown key or a value of the wrong type. The message
+            names the file and the key (and the line, for all but the values).
     """
     if path is None:
         path = default_config_path()
     path = Path(path)
     text = read_yaml_text(path, "config file")
-    try:
-        raw = yaml.safe_load(text) or {}
-    except yaml.YAMLError as error:
-        raise UserError(f"config file {path} is not valid YAML: {error}") from error
-    if not isinstance(raw, Mapping):
-        raise UserError(f"config file {path}: expected a mapping of sections at the top level")
+    # the strategy files' parser: the same syntax errors, and a duplicate key is refused rather
+    # than last-wins; nothing but comments (or nothing at all) is the defaults
+    raw = parse_yaml_with_lines(text, f"config file {path}", empty_ok=True)
     return parse_config(raw, source=str(path))
 
 
 def parse_config(raw: Mapping[str, Any], source: str = "<mapping>") -> RollriskConfig:
-    """Validate an already-parsed configuration mapping (see :func:`load_config`)."""
+    """Validate an already-parsed configuration mapping (see :func:`load_config`).
+
+    ``raw`` from :func:`load_config` knows its lines, and messages about a section name it.
+    """
     for key in raw:
+        if key in _KNOWN_SECTIONS:
+            continue
         close = difflib.get_close_matches(str(key), _KNOWN_SECTIONS, n=1, cutoff=0.75)
-        if key not in _KNOWN_SECTIONS and close:
-            raise UserError(
-                f"config file {source}: unknown section {key!r} (did you mean {close[0]!r}?)"
-            )
+        expected = f"did you mean {close[0]!r}?" if close else f"expected one of {_SECTION_LIST}"
+        # no job reads any other section: kept, `serving: {port: 9000}` would look set
+        raise UserError(
+            f"config file {_at(source, raw, key)}: unknown section {key!r} ({expected})"
+        )
+    sections = {name: _section(raw, name, source) for name in _KNOWN_SECTIONS}
     typed: dict[str, Any] = {}
     for name, model in _TYPED_SECTIONS.items():
-        section = raw.get(name) or {}
+        section = sections[name]
         _refuse_lax_values(section, model, source, name)
         try:
             typed[name] = model.model_validate(section)
         except ValidationError as error:
             raise UserError(_describe(error, source, name)) from error
-    observation = raw.get("observation") or {}
-    if not isinstance(observation, Mapping):
-        raise UserError(f"config file {source}: section 'observation' must be a mapping")
-    others = {key: value for key, value in raw.items() if key not in _KNOWN_SECTIONS}
-    return RollriskConfig(source=source, observation=dict(observation), sections=others, **typed)
+    return RollriskConfig(source=source, observation=dict(sections["observation"]), **typed)
 
 
-def _value_kinds(annotation: Any) -> tuple[bool, bool, bool]:
-    """Whether ``annotation`` admits an int or a float, a bool, and text."""
+def _at(source: str, raw: Mapping[str, Any], key: Any) -> str:
+    """``source:line`` of ``key`` when ``raw`` came from a file, else ``source``."""
+    line = line_of(raw, key)
+    return source if line is None else f"{source}:{line}"
+
+
+def _section(raw: Mapping[str, Any], name: str, source: str) -> Mapping[str, Any]:
+    """Section ``name`` of ``raw``: a mapping, or empty (absent, or ``training:`` with nothing
+    under it). ``training: 0`` or ``observation: []`` is an error, not the defaults."""
+    value = raw.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise UserError(
+            f"config file {_at(source, raw, name)}: section {name!r} must be a mapping of keys "
+            f"to values (or empty), got {describe_value(value)}"
+        )
+    return value
+
+
+def _value_kinds(annotation: Any) -> tuple[bool, bool, bool, bool]:
+    """Whether ``annotation`` admits an int or a float, a float, a bool, and text."""
     options = typing.get_args(annotation) if typing.get_origin(annotation) in _UNIONS else ()
     options = options or (annotation,)
     numeric = any(option in (int, float) for option in options)
     text = any(option is str or typing.get_origin(option) is typing.Literal for option in options)
-    return numeric, bool in options, text
+    return numeric, float in options, bool in options, text
 
 
 _UNIONS = (typing.Union, types.UnionType)
@@ -151,8 +182,11 @@ def _refuse_lax_values(section: Any, model: type[BaseModel], source: str, where:
     Pydantic reads ``true`` as 1 (1.0) for an int (float) field, the text ``"0.5"`` as 0.5, and
     ``"no"``, ``"off"`` or ``0`` as false for a boolean, so ``max_reject_rate: true`` would
     silently switch the reject limit off and ``require_beats_baselines: "no"`` (a quoted word)
-    would pass for false: a number is written as a number, a switch as true or false. Nested
-    sections (a pydantic model under a key) are checked the same way.
+    would pass for false: a number is written as a number, a switch as true or false. It also
+    reads ``2000.0`` as 2000 for a whole-number key (``n_estimators``) while it refuses
+    ``2000.5``: a count is written as a whole number, so both are refused (a whole number for a
+    decimal key, ``reg_lambda: 1``, is fine). Nested sections (a pydantic model under a
+    key) are checked the same way.
     """
     if not isinstance(section, Mapping):
         return
@@ -164,7 +198,11 @@ def _refuse_lax_values(section: Any, model: type[BaseModel], source: str, where:
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             _refuse_lax_values(value, annotation, source, f"{where}.{key}")
             continue
-        numeric, admits_bool, admits_text = _value_kinds(annotation)
+        numeric, admits_float, admits_bool, admits_text = _value_kinds(annotation)
+        if isinstance(value, float) and numeric and not admits_float:
+            raise UserError(
+                f"config file {source}: {where}.{key}: expected a whole number, got {value!r}"
+            )
         if isinstance(value, bool) and numeric and not admits_bool:
             raise UserError(
                 f"config file {source}: {where}.{key}: expected a number, got the boolean "

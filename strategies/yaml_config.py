@@ -57,19 +57,42 @@ class _LineLoader(yaml.SafeLoader):
     """SafeLoader whose mappings and sequences carry their source lines."""
 
 
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineDict:
+    # `<<: *defaults` pairs are put first by flatten_mapping; a key written here may override
+    # one of them (what a merge is for), but a key written twice here is refused
+    own = sum(1 for key_node, _ in node.value if key_node.tag != _MERGE_TAG)
     loader.flatten_mapping(node)
+    merged = getattr(node, "merged_pairs", None)
+    if merged is None:  # the first flattening knows; a later one finds nothing left to merge
+        merged = node.merged_pairs = len(node.value) - own
     mapping = LineDict()
     mapping.line = node.start_mark.line + 1
     mapping.key_lines = {}
-    for key_node, value_node in node.value:
+    written: set[Any] = set()
+    for index, (key_node, value_node) in enumerate(node.value):
         key = loader.construct_object(key_node, deep=True)
-        if key in mapping:
+        line = key_node.start_mark.line + 1
+        try:
+            hash(key)
+        except TypeError:  # `[a, b]: 1`: a list or a mapping as a key
             raise ConfigError(
-                str(node.start_mark.name), key_node.start_mark.line + 1, f"duplicate key {key!r}"
+                str(node.start_mark.name),
+                line,
+                f"a key must be a single value, got {describe_value(key)}",
+            ) from None
+        if key in written:  # last-wins would silently drop the first value
+            raise ConfigError(
+                str(node.start_mark.name),
+                line,
+                f"duplicate key {key!r} (already given on line {mapping.key_lines[key]})",
             )
+        if index >= merged:
+            written.add(key)
         mapping[key] = loader.construct_object(value_node, deep=True)
-        mapping.key_lines[key] = key_node.start_mark.line + 1
+        mapping.key_lines[key] = line
     return mapping
 
 
@@ -112,11 +135,31 @@ def read_yaml_text(path: str | Path, what: str = "file") -> str:
         ) from None
 
 
-def parse_yaml_with_lines(text: str, source: str) -> LineDict:
+def describe_value(value: Any) -> str:
+    """A YAML value as a message says what was found: ``the number 0``, ``an empty list``."""
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, int | float):
+        return f"the number {value!r}"
+    if isinstance(value, str):
+        return f"the text {value!r}"
+    if isinstance(value, list):
+        return f"a list of {len(value)} item{'s' * (len(value) != 1)}" if value else "an empty list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return f"a {type(value).__name__} ({value!r})"
+
+
+def parse_yaml_with_lines(text: str, source: str, *, empty_ok: bool = False) -> LineDict:
     """Parse one YAML document whose top level must be a mapping.
 
+    ``empty_ok``: an empty document (nothing but blank lines and comments) is an empty mapping
+    rather than an error.
+
     Raises :class:`ConfigError` naming ``source`` and the line for syntax errors, duplicate keys
-    and a top level that is not a mapping.
+    (at any depth) and a top level that is not a mapping.
     """
     loader = _LineLoader(text)
     loader.name = source
@@ -130,8 +173,14 @@ def parse_yaml_with_lines(text: str, source: str) -> LineDict:
         raise ConfigError(source, error.line, error.detail) from error
     finally:
         loader.dispose()
+    if document is None and empty_ok:
+        document = LineDict()
+        document.line, document.key_lines = 1, {}
     if not isinstance(document, LineDict):
-        raise ConfigError(source, 1, "the top level must be a mapping of keys to values")
+        found = "an empty file" if document is None else describe_value(document)
+        raise ConfigError(
+            source, 1, f"the top level must be a mapping of keys to values, got {found}"
+        )
     return document
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -61,10 +62,115 @@ def test_misspelt_section_is_an_error() -> None:
         parse_config({"trainng": {}}, source="x.yaml")
 
 
-def test_other_jobs_sections_are_kept_untouched() -> None:
-    config = parse_config({"serving": {"port": 8000}, "observation": {"window_months": 6}})
-    assert config.sections["serving"] == {"port": 8000}
-    assert config.observation["window_months"] == 6
+def test_an_unknown_section_is_refused_naming_the_known_ones(tmp_path: Path) -> None:
+    """No job reads a section other than the five: `serving: {port: 9000}` was kept, unread, and
+    looked set."""
+    path = tmp_path / "c.yaml"
+    path.write_text("observation:\n  window_months: 6\nserving:\n  port: 9000\n")
+    message = (
+        f"config file {path}:3: unknown section 'serving' "
+        "(expected one of training, promotion, monitoring, data, observation)"
+    )
+    with pytest.raises(UserError, match=re.escape(message)):
+        load_config(path)
+    with pytest.raises(UserError, match=r"^config file x\.yaml: unknown section 'serving'"):
+        parse_config({"serving": {"port": 8000}}, source="x.yaml")
+    assert parse_config({"observation": {"window_months": 6}}).observation["window_months"] == 6
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("training:\n  seed: 3\npromotion:\n  max_ece: 0.05\ntraining:\n  seed: 5\n",
+         ":5: duplicate key 'training' (already given on line 1)"),
+        ("training:\n  lightgbm:\n    learning_rate: 0.1\n    num_leaves: 7\n"
+         "    learning_rate: 0.2\n",
+         ":5: duplicate key 'learning_rate' (already given on line 3)"),
+    ],
+)  # fmt: skip
+def test_a_key_written_twice_is_refused_naming_the_line(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    """YAML keeps the last of two equal keys: the first value was dropped without a word."""
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(UserError, match=re.escape(f"config file {path}{message}")):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("training: 0\n", "section 'training' must be a mapping of keys to values (or empty), "
+                          "got the number 0"),
+        ("training: []\n", "section 'training' must be a mapping of keys to values (or empty), "
+                           "got an empty list"),
+        ("data: ''\n", "section 'data' must be a mapping of keys to values (or empty), "
+                       "got the text ''"),
+        ("observation: []\n", "section 'observation' must be a mapping of keys to values "
+                              "(or empty), got an empty list"),
+        ("observation: 5\n", "section 'observation' must be a mapping of keys to values "
+                             "(or empty), got the number 5"),
+    ],
+)  # fmt: skip
+def test_a_section_that_is_not_a_mapping_is_refused(tmp_path: Path, text: str, found: str) -> None:
+    """`training: 0` or `observation: []` were read as the defaults (`raw.get(name) or {}`)."""
+    path = tmp_path / "c.yaml"
+    path.write_text("monitoring:\n  psi_act: 0.3\n" + text)
+    with pytest.raises(UserError, match=re.escape(f"config file {path}:3: {found}")):
+        load_config(path)
+
+
+def test_an_empty_file_or_section_is_the_defaults(tmp_path: Path) -> None:
+    for name, text in [("empty", ""), ("comments", "# nothing yet\n"), ("bare", "training:\n")]:
+        (tmp_path / f"{name}.yaml").write_text(text)
+        config = load_config(tmp_path / f"{name}.yaml")
+        assert config.training == parse_config({}).training, name
+        assert dict(config.observation) == {}, name
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("- training\n", ":1: the top level must be a mapping of keys to values, got a list"),
+        ("training:\n  seed: [7\n", ":3: not valid YAML: expected ',' or ']'"),
+        ("promotion:\n  max_ece: 3e-2\n",
+         ": promotion.max_ece: expected a number, got '3e-2' (YAML reads this spelling as text"),
+    ],
+)  # fmt: skip
+def test_a_file_that_is_not_a_config_is_one_line(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(UserError, match=re.escape(f"config file {path}{message}")) as error:
+        load_config(path)
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [
+        ({"training": {"lightgbm": {"n_estimators": 2000.0}}}, "training.lightgbm.n_estimators"),
+        ({"training": {"split": {"embargo_months": 1.0}}}, "training.split.embargo_months"),
+        ({"promotion": {"min_train_rows": 2000.0}}, "promotion.min_train_rows"),
+        ({"monitoring": {"min_population": 50.0}}, "monitoring.min_population"),
+    ],
+)
+def test_a_decimal_for_a_whole_number_is_refused(section: dict, key: str) -> None:
+    """Pydantic reads 2000.0 as 2000 for an int (and refuses 2000.5)."""
+    value = float(_flat(section)[key])
+    with pytest.raises(UserError, match=re.escape(f"{key}: expected a whole number, got {value}")):
+        parse_config(section, source="x.yaml")
+
+
+def test_decimals_and_whole_numbers_still_load_into_decimal_keys(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("training:\n  lightgbm:\n    n_estimators: 2000\n    reg_lambda: 2\n"
+                    "    learning_rate: 0.1\ndata:\n  max_reject_rate: 0\n")  # fmt: skip
+    config = load_config(path)
+    assert config.training.lightgbm.n_estimators == 2000
+    assert config.training.lightgbm.reg_lambda == 2.0
+    assert config.training.lightgbm.learning_rate == pytest.approx(0.1)
+    assert config.data.max_reject_rate == 0.0
 
 
 def test_overrides_replace_only_given_values() -> None:

@@ -12,6 +12,7 @@ import polars as pl
 import pytest
 from scipy import stats as scipy_stats
 
+from rollrisk.conf import DEFAULT_COSTS
 from rollrisk.errors import UserError
 from rollrisk.features.schemas import CHANNELS
 from rollrisk.simulator.engine import (
@@ -360,6 +361,19 @@ def test_cost_table_errors_name_the_file_and_the_missing_entry(tmp_path: Path):
     path.write_text("channels: {sms: 0.1}\ntreatments: {}\n")
     with pytest.raises(
         UserError, match=r"costs.yaml: `channels`: unknown none, missing \['app_push'"
+    ):
+        load_action_costs(path)
+
+
+def test_a_cost_written_twice_is_refused_naming_the_line(tmp_path: Path):
+    """YAML keeps the last of two equal keys: an `sms:` added below the first was last-wins."""
+    shipped = DEFAULT_COSTS.read_text()
+    path = tmp_path / "costs.yaml"
+    path.write_text(shipped.replace("channels:\n", "channels:\n  sms: 9.0\n", 1))
+    line = shipped.splitlines().index("channels:") + 2
+    with pytest.raises(
+        UserError,
+        match=rf"costs.yaml:{line + 1}: duplicate key 'sms' \(already given on line {line}\)",
     ):
         load_action_costs(path)
 

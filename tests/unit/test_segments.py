@@ -16,7 +16,7 @@ from rollrisk.strategies.segments import (
     parse_segment_rules,
     segment_recovery,
 )
-from rollrisk.strategies.yaml_config import ConfigError
+from rollrisk.strategies.yaml_config import ConfigError, parse_yaml_with_lines
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "segments.yaml"
 
@@ -197,6 +197,16 @@ def test_duplicate_rule_ids_and_keys_are_rejected():
         parse_segment_rules(SMALL_RULES.replace("id: FOR", "id: CAP"), "s.yaml")
     with pytest.raises(ConfigError, match=r"s.yaml:2: duplicate key 'fallback'"):
         parse_segment_rules("fallback: general\nfallback: general\n", "s.yaml")
+
+
+def test_a_key_may_override_a_merged_one_but_not_be_written_twice():
+    """`<<: *defaults` then a key of its own is what a merge is for (it was called a duplicate)."""
+    text = "base: &base {a: 1, b: 2}\nuse:\n  <<: *base\n  a: 5\n"
+    assert parse_yaml_with_lines(text, "s.yaml")["use"] == {"a": 5, "b": 2}
+    with pytest.raises(
+        ConfigError, match=r"s.yaml:5: duplicate key 'a' \(already given on line 4\)"
+    ):
+        parse_yaml_with_lines(text + "  a: 6\n", "s.yaml")
 
 
 def test_segment_recovery_confusion_and_macro_f1():
