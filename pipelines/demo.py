@@ -18,9 +18,11 @@ worked example of the CLI:
                          randomised across action bundles, with propensities) as a table of
                          decisions and their book value, scored with the same model
   9. learn-policy        rules learnt from that experiment (EconML doubly robust, policy tree)
-                         and their off-policy estimate against the lender's standard collection
+                         and their off-policy estimate against the lender's standard collection;
+                         an experiment too small to learn from (learn-policy's exit code 3) is
+                         said, and the demo goes on without a learned policy
  10. report              the strategy review page (one self-contained HTML file), with the
-                         experiment's readout and the learned policy
+                         experiment's readout and the learned policy (when there is one)
 
 Outputs go under --out (default runs/demo). MLflow tracking uses MLFLOW_TRACKING_URI when
 set, else the embedded SQLite store runs/mlflow.db (`mlflow ui --backend-store-uri
@@ -38,7 +40,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from rollrisk.errors import UserError
+from rollrisk.errors import NotEnoughEvidence, UserError
 
 CHAMPION = "models:/rollrisk-roll-to-default@champion"
 CHALLENGER = "models:/rollrisk-roll-to-default@challenger"
@@ -46,8 +48,6 @@ CHALLENGER = "models:/rollrisk-roll-to-default@challenger"
 # writes a policy file) and what the outcome model sees besides them
 LEARNED_RULE_FEATURES = "start_bucket,risk_band,segment"
 LEARNED_MODEL_FEATURES = "probability,dpd,amount_overdue,exposure"
-# the stages that use the scoring model: the challenger stands in when there is no champion
-MODEL_STAGES = ("score", "logged-decisions")
 # The simulated history ends here whatever its length (the demo scores the book at 2025-12-31),
 # and starts --months before. 36 months by default: the shipped split keeps the latest 13
 # months out of the evaluation's training rows (embargoes, validation, test, the last label
@@ -56,10 +56,12 @@ MODEL_STAGES = ("score", "logged-decisions")
 # and the gates refused the model on 3 of 8 simulated worlds (the demo's among them); with 36,
 # on none of 8 (docs/models.md, "The gates across seeds").
 LAST_MONTH = "2025-12"
-# Below these the simulated experiment logs too few decisions for learn-policy's cross-fitting
-# (measured: 2,000 accounts x 12 months and 4,000 x 8 stopped there, bundles given to one
-# account only; 4,000 x 12 and 3,000 x 24 ran through): refused before the first stage, not at
-# the ninth.
+# Below these the simulated experiment logs far too few decisions for learn-policy's
+# cross-fitting (measured: 2,000 accounts x 12 months and 4,000 x 8, bundles given to one
+# account only), so such a run is refused before the first stage. Above them it depends on the
+# seed (4,000 x 12 and 3,000 x 24 with seed 7 learnt a policy; 3,000 x 24 with seed 5 gave a
+# bundle to one account): learn-policy then exits NotEnoughEvidence.exit_code, which the demo
+# allows, and the report goes without a learned policy.
 MIN_MONTHS, MIN_ACCOUNT_MONTHS = 12, 45_000
 
 
@@ -75,7 +77,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--accounts",
         type=int,
         default=60_000,
-        help="accounts to simulate (accounts x months at least 45,000)",
+        help="accounts to simulate (accounts x months at least 45,000; a small experiment may "
+        "still be too small to learn a policy from: the report then goes without one)",
     )
     parser.add_argument(
         "--months",
@@ -94,14 +97,18 @@ class Stage:
     allowed: tuple[int, ...] = (0,)  # exit codes that let the demo go on
 
 
-def stages(args: argparse.Namespace, model_uri: str = CHAMPION) -> list[Stage]:
-    """The demo's stages (the stages of :data:`MODEL_STAGES` use ``model_uri``)."""
+def stages(
+    args: argparse.Namespace, model_uri: str = CHAMPION, learned: bool = True
+) -> list[Stage]:
+    """The demo's stages: score and logged-decisions use ``model_uri`` (the challenger stands
+    in when there is no champion), and the report shows learn-policy's output when ``learned``
+    (not when the experiment was too small to learn from)."""
     portfolio = args.out / "portfolio"
     training_set = args.out / "training_set.parquet"
     scores = args.out / "scores"
     policy_simulation = args.out / "policy_simulation"
     logged = args.out / "logged_decisions.parquet"
-    learned = args.out / "learned"
+    learned_out = args.out / "learned"
     report = args.out / "strategy_report.html"
     return [
         Stage(
@@ -143,13 +150,14 @@ def stages(args: argparse.Namespace, model_uri: str = CHAMPION) -> list[Stage]:
             ["learn-policy", "--logged", str(logged),
              "--experiments", str(portfolio / "experiments.yaml"),
              "--rule-features", LEARNED_RULE_FEATURES, "--model-features", LEARNED_MODEL_FEATURES,
-             "--out", str(learned)],
+             "--out", str(learned_out)],
+            allowed=(0, NotEnoughEvidence.exit_code),  # too small to learn from: no policy
         ),
         Stage(
             "write the strategy review report",
             ["report", "--scores", str(scores), "--data", str(portfolio),
-             "--policy-simulation", str(policy_simulation), "--learned", str(learned),
-             "--out", str(report)],
+             "--policy-simulation", str(policy_simulation),
+             *(["--learned", str(learned_out)] if learned else []), "--out", str(report)],
         ),
     ]  # fmt: skip
 
@@ -159,19 +167,18 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(
             f"the demo needs at least --months {MIN_MONTHS} and --accounts x --months of "
             f"{MIN_ACCOUNT_MONTHS:,} (got {args.accounts:,} x {args.months}): with less, the "
-            "simulated lender's experiment logs too few decisions to learn a policy from, and "
-            "the demo would stop at its ninth stage; run the jobs one by one for smaller "
-            "portfolios"
+            "simulated lender's experiment logs far too few decisions to learn a policy from; "
+            "run the jobs one by one for smaller portfolios"
         )
-    planned = stages(args)
+    # what the stages so far decided for the rest: the scoring model (the challenger when the
+    # gates refused it), and whether learn-policy learnt a policy for the report to show
+    model_uri, learned = CHAMPION, True
+    count = len(stages(args))
     started = time.perf_counter()
-    refused = False
-    for number, stage in enumerate(planned, start=1):
+    for number in range(1, count + 1):
+        stage = stages(args, model_uri, learned)[number - 1]
         argv = stage.argv
-        if argv[0] in MODEL_STAGES and refused:
-            # no champion this time: show the rest of the flow with the challenger, and say so
-            argv = stages(args, CHALLENGER)[number - 1].argv
-        if argv[0] == "score" and refused:
+        if argv[0] == "score" and model_uri == CHALLENGER:
             print(
                 "\nnote: the challenger did not pass the promotion gates (see above), so there is "
                 "no champion; the demo scores (and tabulates the experiment) with the challenger to "
@@ -179,21 +186,34 @@ def run(args: argparse.Namespace) -> int:
                 "A production run scores only a champion.",
                 flush=True,
             )
-        print(f"\n== [{number}/{len(planned)}] {stage.title}", flush=True)
+        print(f"\n== [{number}/{count}] {stage.title}", flush=True)
         print(f"$ rollrisk {_quote(argv)}", flush=True)
         stage_started = time.perf_counter()
         code = run_stage(argv)
         if code not in stage.allowed:
             how = f"was killed by signal {-code}" if code < 0 else f"failed with exit code {code}"
             raise UserError(f"stage '{stage.title}' {how}; see its output above")
-        if argv[0] == "promote":
-            refused = code != 0
+        if argv[0] == "promote" and code != 0:
+            model_uri = CHALLENGER
+        if argv[0] == "learn-policy" and code == NotEnoughEvidence.exit_code:
+            learned = False
+            print(
+                "\nnote: the lender's experiment in this simulated portfolio is too small to "
+                "learn a policy from (see learn-policy's reason above); the report goes without a "
+                "learned policy. A larger portfolio (--accounts, --months) logs more decisions.",
+                flush=True,
+            )
         print(f"   ({time.perf_counter() - stage_started:.1f} s)", file=sys.stderr)
     print(f"\ndemo finished in {time.perf_counter() - started:.0f} s; outputs under {args.out}")
     print(f"  training report:  {args.out / 'train' / 'report.html'}")
     print(f"  scored accounts:  {args.out / 'scores' / 'current'}")
     print(f"  logged decisions: {args.out / 'logged_decisions.parquet'}")
-    print(f"  learned policy:   {args.out / 'learned'} (policy_learning.md, learned_policy.yaml)")
+    if learned:
+        print(
+            f"  learned policy:   {args.out / 'learned'} (policy_learning.md, learned_policy.yaml)"
+        )
+    else:
+        print("  learned policy:   none (the experiment was too small to learn from)")
     print(f"  strategy report:  {args.out / 'strategy_report.html'}")
     return 0
 

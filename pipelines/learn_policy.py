@@ -36,6 +36,17 @@ Writes to --out:
   policy_learning.json   the off-policy estimate, the capacity outcome and the settings
   policy_learning.md     the same for people, and the experiment's plain readout per arm
 
+Exit codes:
+  0  a policy was learnt (one that keeps the current policy everywhere included: its rules say
+     why), and the files above written
+  3  not enough logged evidence to learn a policy: the experiment is too small (no decision
+     explored, a bundle given to one account, a cross-fitting fold fitted without some bundle,
+     too few decisions to fit, label and evaluate the tree); the reason in one line, nothing
+     written, and an earlier run's files above removed from --out, so that none is taken for
+     this run's
+  2  usage or data error (bad flag, unreadable or invalid table, EconML not installed),
+     1 unexpected failure
+
 Where logged data comes from: `rollrisk logged-decisions` builds the table from a portfolio's
 experiment record (the experiment_assignments table), scoring each decision at its as-of and
 measuring its book value over the horizon; docs/strategies.md says what the table must hold.
@@ -60,7 +71,7 @@ import polars as pl
 import yaml
 
 from rollrisk.conf import DEFAULT_EXPERIMENTS, DEFAULT_POLICY
-from rollrisk.errors import UserError
+from rollrisk.errors import NotEnoughEvidence, UserError
 from rollrisk.storage.atomic_output import publish_file
 from rollrisk.strategies.experiment_readout import arm_readout, readout_markdown
 from rollrisk.strategies.experiments import bundle_ladders, load_experiments
@@ -76,6 +87,14 @@ from rollrisk.strategies.policy_learning import (
     tree_rules_document,
 )
 from rollrisk.strategies.yaml_config import read_yaml_text
+
+# what a run writes to --out (the policy file only when the rules test policy fields)
+OUTPUTS = (
+    "learned_rules.yaml",
+    "learned_policy.yaml",
+    "policy_learning.json",
+    "policy_learning.md",
+)
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -283,7 +302,20 @@ def run(args: argparse.Namespace) -> int:
         f"[learn-policy] {logged.height:,} logged decisions from {args.logged}; learning ...",
         file=sys.stderr,
     )
-    learned = learn_policy(logged, settings, ladders)
+    try:
+        learned = learn_policy(logged, settings, ladders)
+    except NotEnoughEvidence:
+        # no policy this time (exit code 3): an earlier run's files would be taken for this one's
+        earlier = [args.out / name for name in OUTPUTS if (args.out / name).is_file()]
+        for path in earlier:
+            path.unlink()
+        if earlier:
+            print(
+                "[learn-policy] no policy learnt: an earlier run's "
+                f"{', '.join(p.name for p in earlier)} removed from {args.out}",
+                file=sys.stderr,
+            )
+        raise
     args.out.mkdir(parents=True, exist_ok=True)
     written = [
         _write(

@@ -1350,6 +1350,15 @@ WHOLE_NUMBER_FIELDS = ("dpd",)
 STANDARD_COLLECTION = ("the lender's standard collection", "机构常规催收")
 # below this many accounts an arm's bootstrap interval is rough, and the page says so
 FEW_ACCOUNTS = 30
+# the summary's sentence on a page made without --learned: the page cannot know why (not run,
+# or learn-policy found the experiment too small to learn from: its exit code 3)
+NO_LEARNED_POLICY = (
+    "No policy learnt from the lender's experiment is shown: the page was made without "
+    "learn-policy's output (--learned). learn-policy writes none when the experiment is too "
+    "small to learn from (exit code 3; its output says why).",
+    "本页未展示从机构实验中学习的策略:生成本页时未提供 learn-policy 的输出(--learned)。"
+    "实验规模太小、无法据此学习时,learn-policy 不生成策略(退出码 3,其输出说明原因)。",
+)
 
 
 @dataclass(frozen=True)
@@ -2315,6 +2324,8 @@ def build_report(
             f"Policy learnt from the lender's experiment: {learned_verdict} (an off-policy "
             "estimate; see The policy the data suggests)."
         )
+    if learned is None:
+        _no_learned_policy(summary)
     config = manifest.get("config", {})
     subtitle = (
         f"As-of {as_of}; model {model_info.get('name')} v{model_info.get('version')} "
@@ -2326,6 +2337,13 @@ def build_report(
     after = SECTION_IDS.index(LEARNED_SECTIONS_AFTER) + 1
     ordered[after:after] = learned_sections
     return render_page("Collections strategy review", ordered, subtitle)
+
+
+def _no_learned_policy(section: Section) -> None:
+    """Say, in English and Chinese, that the page shows no learned policy, and when that is."""
+    en, zh = NO_LEARNED_POLICY
+    section.text(en)
+    section.raw(f'<p class="zh">{escape(zh)}</p>')
 
 
 def _policy_section(section: Section, result: Mapping[str, Any]) -> None:

@@ -9,7 +9,9 @@ Modules are imported only when their subcommand runs (or ``--help`` is asked for
 ``rollrisk --help`` stays fast and a heavy dependency of one job never slows another.
 
 Errors: what the user can fix ends in one line, ``rollrisk COMMAND: error: ...``, and exit
-code 2, with no traceback. That is every :class:`~rollrisk.errors.UserError` and every fault
+code 2, with no traceback. That is every :class:`~rollrisk.errors.UserError` (exit code: its
+``exit_code``, 2 but for learn-policy's :class:`~rollrisk.errors.NotEnoughEvidence`, a logged
+experiment too small to learn a policy from, which exits 3) and every fault
 of the environment a job runs in: an ``OSError`` (full disk, no permission, a read-only or
 missing folder, a refused connection), the same error reported by polars (``... (os error
 28)``), and a failure of the MLflow store or its database (``MlflowException``, a database
@@ -197,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if message is None or os.environ.get(TRACEBACK_VARIABLE):
             raise
         print(f"rollrisk {args.command}: error: {message}", file=sys.stderr)
-        return EXIT_USAGE
+        return error.exit_code if isinstance(error, UserError) else EXIT_USAGE
 
 
 # polars reports the operating system's errors inside its own: "... (os error 28)"

@@ -85,7 +85,7 @@ import yaml
 from numpy.typing import NDArray
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
 
-from rollrisk.errors import UserError
+from rollrisk.errors import NotEnoughEvidence, UserError
 from rollrisk.models.stats import percentile_bootstrap
 from rollrisk.strategies.experiments import unit_draws
 from rollrisk.strategies.policy import LadderStep, parse_policy
@@ -465,7 +465,7 @@ def doubly_robust_scores(
     except AttributeError as error:  # EconML's words for a fold whose training part lacks one
         if "contain all treatments" not in str(error):
             raise
-        raise UserError(
+        raise NotEnoughEvidence(
             f"the logged decisions are too few for {settings.folds}-fold cross-fitting: a "
             "fold's training part holds no decision of some bundle "
             f"({_counts_text(_accounts_per_bundle(bundle, groups, labels))}); log more "
@@ -500,7 +500,7 @@ def _check_bundles_fill_the_folds(
     counts = _accounts_per_bundle(bundle, groups, labels)
     single = [label for label, n in counts.items() if n < 2]
     if single:
-        raise UserError(
+        raise NotEnoughEvidence(
             f"the logged decisions are too few for {folds}-fold cross-fitting: "
             f"{', '.join(single)} {'was' if len(single) == 1 else 'were'} given to one account "
             f"only (accounts per bundle: {_counts_text(counts)}); every fold must be fitted on "
@@ -520,6 +520,13 @@ def learn_policy(
         settings: features, depth, capacity, evaluation split and seeds.
         ladders: the steps of every bundle name (policy treatments and experiment arms): what
             uses capacity, and what the learned rules will give.
+
+    Raises:
+        NotEnoughEvidence: the experiment is too small to learn from (no decision explored, a
+            bundle given to one account, a cross-fitting fold fitted without some bundle, too
+            few decisions to fit, label and evaluate the tree).
+        UserError: a table that cannot be learnt from as it is (:func:`check_logged`, a policy
+            bundle never taken).
     """
     _require_econml()
     from econml.policy import PolicyTree
@@ -529,8 +536,8 @@ def learn_policy(
     explored = sorted(
         set(logged.filter(pl.col("bundle") != pl.col("policy_bundle"))["bundle"].to_list())
     )
-    if not explored:
-        raise UserError(
+    if not explored:  # no experiment, or one too small to have randomised any decision
+        raise NotEnoughEvidence(
             "no logged decision took another bundle than the policy's: there is nothing to learn "
             "from (run an experiment first, conf/experiments.yaml)"
         )
@@ -583,7 +590,7 @@ def learn_policy(
     else:
         structure = labelling = learning
     if structure.sum() < 10 or labelling.sum() < 10 or evaluation.sum() < 10:
-        raise UserError(
+        raise NotEnoughEvidence(
             f"too few decisions to learn and to evaluate ({structure.sum()} to fit the tree, "
             f"{labelling.sum()} to label its leaves, {evaluation.sum()} to evaluate)"
         )

@@ -28,7 +28,7 @@ def test_an_allowed_exit_code_goes_on_and_a_failing_stage_stops_the_demo(
         demo.Stage("a stage that fails", ["validate", "--data", missing]),
         demo.Stage("a stage after the failure", ["validate", "--data", missing]),
     ]
-    monkeypatch.setattr(demo, "stages", lambda args, model_uri=demo.CHAMPION: planned)
+    monkeypatch.setattr(demo, "stages", lambda args, *state: planned)
     assert main(["demo", "--out", str(tmp_path / "demo")]) == 2
     out, err = capfd.readouterr()
     assert (
@@ -72,6 +72,39 @@ def test_without_a_champion_both_model_stages_use_the_challenger(tmp_path, monke
     assert models == {"score": demo.CHALLENGER, "logged-decisions": demo.CHALLENGER}
     out = capsys.readouterr().out
     assert "learned policy:" in out and "logged decisions:" in out
+
+
+def test_an_experiment_too_small_to_learn_from_gives_a_report_without_a_learned_policy(
+    tmp_path, monkeypatch, capsys
+):
+    """3,000 accounts x 24 months, seed 5, passed the size guard and stopped at learn-policy
+    (a bundle given to one account): its exit code 3 now lets the demo go on, and the report
+    is written without --learned."""
+    ran: list[list[str]] = []
+
+    def fake_stage(argv):
+        ran.append(list(argv))
+        return 3 if argv[0] == "learn-policy" else 0  # not enough logged evidence
+
+    monkeypatch.setattr(demo, "run_stage", fake_stage)
+    argv = ["demo", "--accounts", "3000", "--months", "24", "--seed", "5",
+            "--out", str(tmp_path / "demo")]  # fmt: skip
+    assert main(argv) == 0
+    assert [a[0] for a in ran][-2:] == ["learn-policy", "report"]
+    report = ran[-1]
+    assert "--learned" not in report and report[report.index("--out") + 1].endswith(
+        "strategy_report.html"
+    )
+    out = capsys.readouterr().out
+    assert "too small to learn a policy from" in out
+    assert "the report goes without a learned policy" in out
+    assert "learned policy:   none (the experiment was too small to learn from)" in out
+    # any other failure of learn-policy still stops the demo before its report
+    ran.clear()
+    failing = {"learn-policy": 2}
+    monkeypatch.setattr(demo, "run_stage", lambda a: ran.append(list(a)) or failing.get(a[0], 0))
+    assert main(argv) == 2
+    assert ran[-1][0] == "learn-policy"
 
 
 def test_the_history_ends_at_the_same_month_whatever_its_length(tmp_path):

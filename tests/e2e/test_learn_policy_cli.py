@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 
 from rollrisk.cli import main
+from rollrisk.errors import NotEnoughEvidence
 from rollrisk.strategies.experiments import shipped_example
 from rollrisk.strategies.policy import load_policy
 
@@ -217,7 +218,41 @@ def test_a_bundle_given_to_one_account_is_named_not_a_traceback(tmp_path: Path, 
     experiments.write_text(shipped_example(), encoding="utf-8")
     code = main(["learn-policy", "--logged", str(logged), "--out", str(tmp_path / "o"),
                  "--experiments", str(experiments), "--bootstrap", "200"])  # fmt: skip
-    assert code == 2
+    assert code == NotEnoughEvidence.exit_code == 3  # not enough evidence, not a usage error
     err = capsys.readouterr().err
     assert "too few for 3-fold cross-fitting: early_agent_call was given to one account" in err
     assert "early_agent_call: 1," in err
+
+
+@pytest.mark.parametrize(
+    ("decisions", "seed", "reason"),
+    [
+        (40, 5, "too few decisions to learn and to evaluate"),  # folds fill, the halves do not
+        (12, 1, "no logged decision took another bundle"),  # none of the 12 randomised away
+    ],
+)
+def test_an_experiment_too_small_to_learn_from_exits_3_and_leaves_no_policy(
+    tmp_path: Path, capsys, decisions: int, seed: int, reason: str
+) -> None:
+    """Not enough logged evidence is its own exit code (3, the demo goes on without a policy),
+    with its reason in one line; an earlier run's files in --out are removed, so that no
+    learned_policy.yaml is taken for this run's."""
+    logged = _logged(tmp_path / "logged.csv", n=decisions, seed=seed)
+    experiments = tmp_path / "experiments.yaml"
+    experiments.write_text(shipped_example(), encoding="utf-8")
+    out = tmp_path / "o"
+    out.mkdir()
+    earlier = ["learned_policy.yaml", "learned_rules.yaml", "policy_learning.json",
+               "policy_learning.md"]  # fmt: skip
+    for name in earlier:
+        (out / name).write_text("from an earlier run\n", encoding="utf-8")
+    (out / "notes.txt").write_text("the user's own\n", encoding="utf-8")
+    code = main(["learn-policy", "--logged", str(logged), "--out", str(out),
+                 "--experiments", str(experiments), "--bootstrap", "200"])  # fmt: skip
+    assert code == 3
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and errors[0].startswith("rollrisk learn-policy: error: ")
+    assert reason in errors[0]
+    assert "an earlier run's learned_rules.yaml, learned_policy.yaml" in err
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]

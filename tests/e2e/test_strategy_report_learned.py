@@ -69,6 +69,11 @@ def test_the_page_without_learned_keeps_its_sections_and_with_it_adds_two(learne
     pages, *_ = learned_run
     plain = re.findall(r'<section id="([^"]+)">', pages["plain"].read_text(encoding="utf-8"))
     assert plain == list(SECTION_IDS)
+    # and says in its summary that no learned policy is shown (English and Chinese)
+    summary = _section(pages["plain"].read_text(encoding="utf-8"), "summary")
+    assert "No policy learnt from the lender&#x27;s experiment is shown" in summary
+    assert "本页未展示从机构实验中学习的策略" in summary
+    assert "Policy learnt from the lender" not in summary
     learned = re.findall(r'<section id="([^"]+)">', pages["learned"].read_text(encoding="utf-8"))
     after = SECTION_IDS.index(LEARNED_SECTIONS_AFTER) + 1
     assert learned == [*SECTION_IDS[:after], *LEARNED_SECTION_IDS, *SECTION_IDS[after:]]
@@ -134,6 +139,7 @@ def test_the_learned_section_shows_the_estimate_in_money_and_every_rule(learned_
     assert "learned/learned_rules.yaml" in section  # relative to the working folder
     assert not re.search(r"(?<![\w.])/(tmp|work|home|root|usr|var)/", text)
     assert "Policy learnt from the lender" in _section(text, "summary")
+    assert "No policy learnt" not in _section(text, "summary")
 
 
 def test_learned_rule_conditions_read_as_words_and_drop_what_restricts_nothing():

@@ -19,6 +19,7 @@ from rollrisk.reports.html import Section
 from rollrisk.reports.strategy import (
     ACCOUNT_COLUMNS,
     LADDER_WORDS,
+    _no_learned_policy,
     _worse_off_summary,
     _worse_off_types,
     account_rows,
@@ -409,6 +410,17 @@ def test_the_summary_warns_when_a_true_type_is_worse_off():
     quiet = Section("summary", "Summary")
     _worse_off_summary(quiet, {"seasonal": calm})
     assert quiet.parts == []
+
+
+def test_a_page_without_a_learned_policy_says_so_and_when_that_is_in_both_languages():
+    """The demo reports without --learned when learn-policy found the experiment too small
+    (exit code 3): the summary says no learned policy is shown, and why there may be none."""
+    section = Section("summary", "Summary")
+    _no_learned_policy(section)
+    html = "".join(section.parts)
+    assert "No policy learnt from the lender&#x27;s experiment is shown" in html
+    assert "too small to learn from (exit code 3" in html
+    assert '<p class="zh">本页未展示从机构实验中学习的策略' in html and "退出码 3" in html
 
 
 def test_a_ratio_to_a_gap_within_noise_says_why_it_is_n_a():
