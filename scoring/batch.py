@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import date
@@ -181,6 +182,11 @@ def score_portfolio(
     out.mkdir(parents=True, exist_ok=True)
     staged_rejects = staging_path(out, REJECTS_FILE)  # published with the result, not before
     with ExitStack() as held:  # the Spark session, while the run needs it
+        # the input files' digest (part of the run's identity) is taken while the book is read:
+        # hashing lets other threads run, and reading leaves a core idle part of the time
+        fingerprint = held.enter_context(ThreadPoolExecutor(max_workers=1)).submit(
+            fingerprint_files, data
+        )
         if engine == "spark":
             book = _spark_book(held, data, staged_rejects, dates, setup)
         else:
@@ -207,7 +213,7 @@ def score_portfolio(
         # the installed distribution's version (this module sits below the package's __init__)
         code_version = metadata.version("rollrisk")
         identity = {
-            "data": fingerprint_files(data),
+            "data": fingerprint.result(),
             "model_uri": model_uri,
             "model_version": setup.model_version,
             "as_of": as_of.isoformat(),
@@ -339,6 +345,13 @@ def _local_book(
     step_seconds: dict[str, float],
 ) -> _Book:
     """The portfolio in this process's memory, scored here or in worker processes."""
+    found: dict[date, pl.Series] = {}  # the population's account ids, found once per as-of
+
+    def people(as_of: date) -> pl.Series:
+        if as_of not in found:
+            found[as_of] = population(portfolio.statements, as_of, setup.observation)["account_id"]
+        return found[as_of]
+
     return _Book(
         report=portfolio.report,
         rejects=account_rejects(portfolio),
@@ -346,10 +359,18 @@ def _local_book(
         empty_tables=portfolio.empty_tables,
         check_as_of=lambda as_of: check_as_of(portfolio.statements, as_of),
         default_as_of=lambda: default_as_of_choice(portfolio.statements),
-        population=lambda as_of: population(portfolio.statements, as_of, setup.observation).height,
+        population=lambda as_of: people(as_of).len(),
         first_month=lambda: first_statement_month(portfolio.statements),
         score=lambda as_of, output, partitions, workers: _score_locally(
-            portfolio, as_of, setup, output, partitions, progress, step_seconds, workers
+            portfolio,
+            people(as_of),
+            as_of,
+            setup,
+            output,
+            partitions,
+            progress,
+            step_seconds,
+            workers,
         ),
     )
 
@@ -436,6 +457,7 @@ def _dates_identity(dates: DateSettings, extract_date_given: bool) -> dict[str, 
 
 def _score_locally(
     portfolio: Portfolio,
+    people: pl.Series,
     as_of: date,
     setup: ScoringSetup,
     output: PartitionedRun,
@@ -444,9 +466,10 @@ def _score_locally(
     step_seconds: dict[str, float],
     workers: int,
 ) -> list[PartitionFile]:
-    """Score and write each partition not yet written: in this process, in partition order,
-    with one worker (or one partition to do); else in ``workers`` worker processes
-    (:mod:`rollrisk.scoring.workers`), the partitions handed out as workers free up.
+    """Score and write each partition not yet written (``people``: the account ids of the
+    population at ``as_of``): in this process, in partition order, with one worker (or one
+    partition to do); else in ``workers`` worker processes (:mod:`rollrisk.scoring.workers`),
+    the partitions handed out as workers free up.
 
     Either way each partition's file holds the same bytes: a partition is scored alone, by the
     same code, whatever ran beside it.
@@ -454,7 +477,6 @@ def _score_locally(
     files = {k: output.existing_partition(k) for k in range(partitions) if output.is_done(k)}
     pending = [k for k in range(partitions) if k not in files]
     # only the population's rows are cut into partitions: nobody else is scored
-    people = population(portfolio.statements, as_of, setup.observation)["account_id"]
     with ExitStack() as held:
         # the workers start first: they bootstrap while the book is cut into partitions
         pool = held.enter_context(ScoringWorkers(setup, workers)) if workers > 1 else None

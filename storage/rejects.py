@@ -200,10 +200,12 @@ def account_rejects(portfolio: Portfolio) -> RejectAccounting:
     )
     # listed accounts that had statements, all of them rejected: no history is left of them
     statements_rejected = rejected_in(STATEMENTS)
-    no_history = statements_rejected.filter(
-        statements_rejected.is_in(accepted.implode())
-        & ~statements_rejected.is_in(portfolio.statements["account_id"].implode())
-    )
+    listed = statements_rejected.filter(statements_rejected.is_in(accepted.implode()))
+    # which of them kept a statement: the statements' ids are looked up in the few listed ones
+    # (a set of the book's ids, built to test none, took 2 s at 1,000,000 accounts)
+    kept = portfolio.statements["account_id"]
+    kept = kept.filter(kept.is_in(listed.implode())) if listed.len() else listed
+    no_history = listed.filter(~listed.is_in(kept.implode()))
     seen = pl.concat([accepted, rejected_ids]).unique()
     lost = pl.concat([seen.filter(~seen.is_in(accepted.implode())), no_history]).unique()
     return RejectAccounting(

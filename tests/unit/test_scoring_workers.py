@@ -1,0 +1,42 @@
+"""What a scoring worker process starts with (rollrisk.scoring.workers.spawn_pool)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from rollrisk.scoring import workers
+from rollrisk.scoring.workers import ALLOCATOR_VARIABLE, KEEP_MEMORY_PAGES, spawn_pool
+
+
+def test_a_scoring_worker_keeps_its_memory_pages_and_the_parent_is_left_as_it_was(monkeypatch):
+    # polars sets the allocator variable as it is imported (its own short decay first)
+    before = os.environ.get(ALLOCATOR_VARIABLE)
+    monkeypatch.setattr(workers, "usable_cores", lambda: 2)
+    pool = spawn_pool(1, int, allocator=KEEP_MEMORY_PAGES)  # int(): a start-up doing nothing
+    try:
+        allocator = pool.submit(os.getenv, ALLOCATOR_VARIABLE).result(timeout=120)
+        threads = pool.submit(os.getenv, "POLARS_MAX_THREADS").result(timeout=120)
+    finally:
+        pool.shutdown()
+    # the worker's setting comes last, so it wins over polars' own and any set before
+    assert allocator.endswith("," + KEEP_MEMORY_PAGES) or allocator == KEEP_MEMORY_PAGES
+    if before:
+        assert allocator.startswith(before)
+    assert threads == "2"
+    assert os.environ.get(ALLOCATOR_VARIABLE) == before  # the parent's own is restored
+    assert "dirty_decay_ms:-1" in KEEP_MEMORY_PAGES and "muzzy_decay_ms:-1" in KEEP_MEMORY_PAGES
+
+
+def test_the_scoring_workers_ask_to_keep_their_pages(monkeypatch):
+    asked = {}
+
+    def spawn(workers, initializer, initargs=(), allocator=None):
+        asked["allocator"] = allocator
+        raise RuntimeError("not started in this test")
+
+    monkeypatch.setattr(workers, "spawn_pool", spawn)
+    with pytest.raises(RuntimeError, match="not started"):
+        workers.ScoringWorkers(setup=None, workers=2)
+    assert asked["allocator"] == KEEP_MEMORY_PAGES
