@@ -7,7 +7,21 @@ Reads a table of logged decisions (Parquet or CSV), one row per account and deci
   propensity      the logged probability of `bundle` under the logging policy, in (0, 1]
                   (rollrisk.strategies.experiments: (1 - share) x [policy's] + share x arm weights)
   book_value      the outcome per account over the horizon (another column with --outcome)
+  experiment_id   (optional) the experiment of --experiments the decision was logged in
+                  (null: outside every experiment)
+  arm             (optional) its arm there (`policy`: eligible, not randomised)
   and the feature columns named by --rule-features and --model-features (text = categories).
+
+Checked against --experiments, before anything is learnt (a table with an experiment_id column;
+rollrisk.strategies.experiments.check_logged_decisions): every experiment_id is an experiment of
+the file; every arm one of its arms or `policy`; every bundle one its logging mixture can give
+the account (its policy_bundle, or a ladder arm's bundle); every propensity within 1e-6
+(absolute) of (1 - share) x [bundle = policy_bundle] + share x the weights of the arms giving
+the bundle, computed from the file and the row's policy_bundle (the logging policy's decision);
+outside every experiment, bundle = policy_bundle and propensity 1. A mismatch is refused (exit 2)
+in one line: the table, the column, the rows affected, up to 3 examples (account, value found,
+value expected). A table without experiment_id ties no row to an experiment: it is not checked
+against the file, and a note on stderr says so.
 
 Learns with EconML (doubly robust scores with the logged propensities, cross-fitted LightGBM
 outcome model; a shallow PolicyTree on a learning half of the accounts), labels each leaf
@@ -54,6 +68,7 @@ Needs the `learn` extra: pip install 'rollrisk[learn]'.
 
 example:
   rollrisk learn-policy --logged runs/history/logged_decisions.parquet \\
+      --experiments runs/history/experiments.yaml \\
       --rule-features start_bucket,segment --model-features probability,dpd \\
       --max-contact-share 0.3 --out runs/learned
 """
@@ -74,7 +89,11 @@ from rollrisk.conf import DEFAULT_EXPERIMENTS, DEFAULT_POLICY
 from rollrisk.errors import NotEnoughEvidence, UserError
 from rollrisk.storage.atomic_output import publish_file
 from rollrisk.strategies.experiment_readout import arm_readout, readout_markdown
-from rollrisk.strategies.experiments import bundle_ladders, load_experiments
+from rollrisk.strategies.experiments import (
+    bundle_ladders,
+    check_logged_decisions,
+    load_experiments,
+)
 from rollrisk.strategies.policy import load_policy
 from rollrisk.strategies.policy_learning import (
     LearningSettings,
@@ -134,7 +153,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--experiments",
         type=Path,
         default=DEFAULT_EXPERIMENTS,
-        help="the experiment file the data was logged under (its arms' ladders)",
+        help="the experiment file the data was logged under (its arms' ladders); a table with "
+        "an experiment_id column is checked against it: experiments, arms, bundles and "
+        "propensities (within 1e-6) must be the file's",
     )
     parser.add_argument("--max-depth", type=int, default=3, help="depth of the policy tree")
     parser.add_argument(
@@ -271,9 +292,13 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--rule-features names no column")
     started = time.perf_counter()
     policy = load_policy(args.policy)
-    ladders = bundle_ladders(load_experiments(args.experiments), policy)
+    plan = load_experiments(args.experiments)
+    ladders = bundle_ladders(plan, policy)
     logged = _read_logged(args.logged)
     _check_decisions_logged_once(logged, args.logged)
+    unchecked = check_logged_decisions(logged, plan, policy, str(args.logged))
+    if unchecked:
+        print(f"[learn-policy] note: {unchecked}", file=sys.stderr)
     if args.decisions == "first":
         every = logged.height
         logged = first_decisions(logged)

@@ -632,3 +632,182 @@ def enforce_assignment(
     return enforce(
         arm_decision(decision, assignment, plan), account_state, contact_history, jurisdictions
     )
+
+
+# --- checking a logged-decisions table against its experiment file ------------------------------
+
+PROPENSITY_TOLERANCE = 1e-6
+"""How far (absolute) a logged propensity may be from the one the experiment file gives."""
+
+
+def logging_propensity(
+    experiment: Experiment, bundles: Mapping[str, str], policy_bundle: str, bundle: str
+) -> float:
+    """The probability that the logging mixture of ``experiment`` gives ``bundle`` to an account
+    whose policy chose ``policy_bundle`` (the module docstring's formula, the one
+    :func:`assign_experiments` logs); ``bundles`` maps each ladder arm to its bundle
+    (:func:`_bundle_names`). 0 when no part of the mixture gives ``bundle``."""
+    arms = sum(
+        arm.weight
+        for arm in experiment.arms
+        if (policy_bundle if arm.follows_policy else bundles[arm.name]) == bundle
+    )
+    return (1 - experiment.share) * (policy_bundle == bundle) + experiment.share * arms
+
+
+def check_logged_decisions(
+    logged: pl.DataFrame, plan: ExperimentPlan, policy: Policy, source: str
+) -> str | None:
+    """Refuse logged decisions that do not come from ``plan`` (the file they say they were
+    logged under), one column at a time, in one line naming ``source`` (the table), the column,
+    the rows affected and up to 3 examples (account, value found, value expected).
+
+    Checked, on rows with an ``experiment_id`` (a null one: outside every experiment, where the
+    policy's decision is certain):
+
+    * ``experiment_id``: an experiment of ``plan``;
+    * ``arm`` (when the table has it): an arm of that experiment or :data:`NOT_RANDOMISED`;
+    * ``bundle``: one the experiment's logging mixture can give the account: its
+      ``policy_bundle`` (not randomised, or an arm with ``policy: true``) or a ladder arm's
+      bundle (:func:`_bundle_names`; the arm's own name is read as its bundle); outside every
+      experiment, the ``policy_bundle``;
+    * ``propensity``: :func:`logging_propensity` of the row's bundle given its ``policy_bundle``
+      (the logging policy's decision for the account: always computable from the file and the
+      row), within :data:`PROPENSITY_TOLERANCE`; outside every experiment, 1.
+
+    Rows whose ``bundle``, ``policy_bundle`` or ``propensity`` is null or not a number are left
+    to the learner's own checks. Returns None when checked, or, for a table without an
+    ``experiment_id`` column (nothing ties its rows to an experiment of the file), the sentence
+    saying it was not checked.
+
+    Raises:
+        UserError: the first column (in the order above) with rows that do not match the file.
+    """
+    from rollrisk.errors import UserError
+
+    needed = ("account_id", "bundle", "policy_bundle", "propensity")
+    if any(column not in logged.columns for column in needed):
+        return None  # the learner names the missing column
+    if "experiment_id" not in logged.columns:
+        return (
+            f"{source} has no experiment_id column: its bundles and propensities are not "
+            f"checked against {plan.source}"
+        )
+    frame = logged.select(
+        pl.col("account_id").cast(pl.String),
+        pl.col("experiment_id").cast(pl.String),
+        *([pl.col("arm").cast(pl.String)] if "arm" in logged.columns else []),
+        pl.col("bundle").cast(pl.String),
+        pl.col("policy_bundle").cast(pl.String),
+        pl.col("propensity").cast(pl.Float64, strict=False),
+    )
+    known = {e.experiment_id: e for e in plan.experiments}
+    names = {e.experiment_id: _bundle_names(e, policy, plan.source) for e in plan.experiments}
+
+    def refuse(bad: pl.DataFrame, column: str, what: str, expected: str) -> None:
+        if not bad.height:
+            return
+        examples = "; ".join(
+            f"account {row['account_id']}: {row[column]!r}, expected {row['_expected']}"
+            for row in bad.head(3).iter_rows(named=True)
+        )
+        raise UserError(
+            f"--logged {source}: column {column}: {bad.height:,} row(s) {what} "
+            f"(e.g. {examples}); {expected}"
+        )
+
+    listed = ", ".join(sorted(known)) or "none"
+    refuse(
+        frame.filter(
+            pl.col("experiment_id").is_not_null() & ~pl.col("experiment_id").is_in(list(known))
+        ).with_columns(pl.lit(f"one of {listed}").alias("_expected")),
+        "experiment_id",
+        f"name an experiment that {plan.source} does not have",
+        f"the table must be the one logged under --experiments {plan.source}",
+    )
+    inside = frame.filter(pl.col("experiment_id").is_not_null())
+    if "arm" in frame.columns:
+        arms = pl.DataFrame(
+            [
+                (
+                    eid,
+                    name,
+                    "one of " + ", ".join(sorted([NOT_RANDOMISED, *(a.name for a in e.arms)])),
+                )
+                for eid, e in known.items()
+                for name in (NOT_RANDOMISED, *(a.name for a in e.arms))
+            ],
+            schema={"experiment_id": pl.String, "arm": pl.String, "_expected": pl.String},
+            orient="row",
+        )
+        bad = inside.join(
+            arms, on=["experiment_id", "arm"], how="anti", maintain_order="left"
+        ).join(
+            arms.select("experiment_id", "_expected").unique("experiment_id"),
+            on="experiment_id",
+            how="left",
+            maintain_order="left",
+        )
+        refuse(
+            bad,
+            "arm",
+            f"name an arm that their experiment in {plan.source} does not have",
+            "an arm renamed, or the table logged under another experiment file",
+        )
+    # one expectation per (experiment, bundle, policy_bundle): the mixture's probability of it
+    combos = frame.filter(
+        pl.col("bundle").is_not_null() & pl.col("policy_bundle").is_not_null()
+    ).unique(["experiment_id", "bundle", "policy_bundle"])
+    expected_rows = []
+    for experiment_id, bundle, policy_bundle in combos.select(
+        "experiment_id", "bundle", "policy_bundle"
+    ).iter_rows():
+        if experiment_id is None:
+            allowed, probability = [policy_bundle], float(bundle == policy_bundle)
+        else:
+            experiment, bundles = known[experiment_id], names[experiment_id]
+            allowed = sorted({policy_bundle, *bundles.values()})
+            taken = bundles.get(bundle, bundle)  # a ladder arm's name: its bundle
+            probability = logging_propensity(experiment, bundles, policy_bundle, taken)
+        expected_rows.append(
+            (experiment_id, bundle, policy_bundle, "one of " + ", ".join(allowed), probability)
+        )
+    expected = pl.DataFrame(
+        expected_rows,
+        schema={
+            "experiment_id": pl.String,
+            "bundle": pl.String,
+            "policy_bundle": pl.String,
+            "_allowed": pl.String,
+            "_probability": pl.Float64,
+        },
+        orient="row",
+    )
+    joined = frame.join(
+        expected,
+        on=["experiment_id", "bundle", "policy_bundle"],
+        how="inner",
+        nulls_equal=True,
+        maintain_order="left",
+    )
+    refuse(
+        joined.filter(pl.col("_probability") <= 0).with_columns(
+            pl.col("_allowed").alias("_expected")
+        ),
+        "bundle",
+        f"hold a bundle that their experiment in {plan.source} never gives (given the row's "
+        "policy_bundle)",
+        "an arm renamed, or the table logged under another experiment file",
+    )
+    refuse(
+        joined.filter(
+            pl.col("propensity").is_not_null()
+            & ((pl.col("propensity") - pl.col("_probability")).abs() > PROPENSITY_TOLERANCE)
+        ).with_columns(pl.col("_probability").round(9).cast(pl.String).alias("_expected")),
+        "propensity",
+        f"differ by more than {PROPENSITY_TOLERANCE:g} from the propensity {plan.source} gives "
+        "((1 - share) x [bundle = policy_bundle] + share x the weights of the arms giving the "
+        "bundle)",
+        "the table's propensities must be the logging policy's probabilities",
+    )
+    return None

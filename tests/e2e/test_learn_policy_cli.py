@@ -24,8 +24,12 @@ ARM_MEANS = {  # book value by segment and bundle: the arms win, each in one seg
 }
 
 
-def _logged(path: Path, n: int = 6000, seed: int = 5, share: float = 0.5) -> Path:
+def _logged(
+    path: Path, n: int = 6000, seed: int = 5, share: float = 0.5, experiment: str | None = None
+) -> Path:
     # n: 3000 before the safe labels (a leaf then held < 30 explored accounts to label it)
+    # experiment: the experiment_id and arm columns of that experiment of shipped_example()
+    # (its arms and weights are these; its share is 0.10)
     rng = np.random.default_rng(seed)
     segment = rng.choice(["forgetful", "capacity_shock"], n)
     bucket = rng.choice(["M1", "M2"], n)
@@ -33,12 +37,20 @@ def _logged(path: Path, n: int = 6000, seed: int = 5, share: float = 0.5) -> Pat
     arm = rng.choice(
         ["reminder_only", "early_agent_call", "grace_then_reminder"], n, p=[0.5, 0.25, 0.25]
     )
-    bundle = np.where(rng.random(n) < share, arm, "reminder_only")
+    randomised = rng.random(n) < share
+    bundle = np.where(randomised, arm, "reminder_only")
     propensity = np.where(bundle == "reminder_only", 1 - share + share * 0.5, share * 0.25)
     mean = np.array([ARM_MEANS[s][b] for s, b in zip(segment, bundle, strict=True)])
+    logged = {}
+    if experiment is not None:
+        logged["experiment_id"] = [experiment] * n
+        logged["arm"] = np.where(
+            randomised, np.where(arm == "reminder_only", "champion", arm), "policy"
+        )
     pl.DataFrame(
         {
             "account_id": [f"L{i:05d}" for i in range(n)],
+            **logged,
             "bundle": bundle,
             "policy_bundle": "reminder_only",
             "propensity": propensity,
@@ -256,3 +268,96 @@ def test_an_experiment_too_small_to_learn_from_exits_3_and_leaves_no_policy(
     assert reason in errors[0]
     assert "an earlier run's learned_rules.yaml, learned_policy.yaml" in err
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+
+SHIPPED_EXPERIMENT = "EXP-2026-H1-EARLY"  # shipped_example()'s: share 0.10, weights 2:1:1
+
+
+def _refused(tmp_path: Path, capsys, frame: pl.DataFrame) -> str:
+    logged = tmp_path / "logged.csv"
+    frame.write_csv(logged)
+    experiments = tmp_path / "experiments.yaml"
+    experiments.write_text(shipped_example(), encoding="utf-8")
+    code = main(["learn-policy", "--logged", str(logged), "--out", str(tmp_path / "o"),
+                 "--experiments", str(experiments), "--bootstrap", "200"])  # fmt: skip
+    assert code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1
+    assert f"--logged {logged}: " in errors[0] and str(experiments) in errors[0]
+    assert not (tmp_path / "o").exists()
+    return errors[0]
+
+
+def test_a_table_logged_under_the_experiment_file_passes_its_checks(tmp_path: Path) -> None:
+    """The consistent table (share 0.10: propensities 0.95 for the policy's reminder_only,
+    0.025 for each challenger) is not refused; a row outside every experiment (null
+    experiment_id) kept the policy's bundle with propensity 1."""
+    from rollrisk.conf import DEFAULT_POLICY
+    from rollrisk.strategies.experiments import check_logged_decisions, parse_experiments
+
+    frame = pl.read_csv(
+        _logged(tmp_path / "logged.csv", n=400, share=0.10, experiment=SHIPPED_EXPERIMENT)
+    )
+    outside = frame.head(1).with_columns(
+        account_id=pl.lit("OUT1"),
+        experiment_id=pl.lit(None, pl.String),
+        arm=pl.lit(None, pl.String),
+        bundle=pl.lit("reminder_only"),
+        propensity=pl.lit(1.0),
+    )
+    plan = parse_experiments(shipped_example(), "experiments.yaml")
+    policy = load_policy(DEFAULT_POLICY)
+    assert check_logged_decisions(pl.concat([frame, outside]), plan, policy, "t.csv") is None
+    without = frame.drop("experiment_id")
+    assert "no experiment_id column" in check_logged_decisions(without, plan, policy, "t.csv")
+
+
+def test_an_experiment_the_file_does_not_have_is_refused(tmp_path: Path, capsys) -> None:
+    """A table from another experiment file was learnt from as if it were this one's."""
+    frame = pl.read_csv(
+        _logged(tmp_path / "logged.csv", n=400, share=0.10, experiment=SHIPPED_EXPERIMENT)
+    )
+    frame = frame.with_columns(
+        experiment_id=pl.when(pl.int_range(pl.len()) < 5)
+        .then(pl.lit("EXP-2025-OTHER"))
+        .otherwise("experiment_id")
+    )
+    error = _refused(tmp_path, capsys, frame)
+    assert "column experiment_id: 5 row(s) name an experiment that" in error
+    assert (
+        "account L00000: 'EXP-2025-OTHER', expected one of EXP-2026-H1-EARLY; "
+        "account L00001: 'EXP-2025-OTHER'" in error
+    )
+    assert "L00003" not in error  # up to 3 examples
+
+
+def test_a_bundle_or_arm_the_experiment_does_not_have_is_refused(tmp_path: Path, capsys) -> None:
+    """A treatment of the policy the experiment never gives (it has a ladder, so it was learnt
+    from as an explored bundle), and an arm renamed, are refused naming what was expected."""
+    frame = pl.read_csv(
+        _logged(tmp_path / "logged.csv", n=400, share=0.10, experiment=SHIPPED_EXPERIMENT)
+    )
+    challenger = pl.col("bundle") == "grace_then_reminder"
+    moved = frame.with_columns(
+        bundle=pl.when(challenger).then(pl.lit("seasonal_grace")).otherwise("bundle"),
+        arm=pl.when(challenger).then(pl.lit("seasonal_grace")).otherwise("arm"),
+    )
+    error = _refused(tmp_path, capsys, moved.drop("arm"))
+    count = frame.filter(challenger).height
+    assert f"column bundle: {count:,} row(s) hold a bundle that their experiment in" in error
+    assert (
+        "'seasonal_grace', expected one of early_agent_call, grace_then_reminder, reminder_only"
+        in error
+    )
+    error = _refused(tmp_path, capsys, moved)
+    assert f"column arm: {count:,} row(s) name an arm that their experiment in" in error
+    assert "'seasonal_grace', expected one of champion, early_agent_call" in error
+
+
+def test_propensities_other_than_the_experiment_file_s_are_refused(tmp_path: Path, capsys) -> None:
+    """Logged at share 0.5 but the file says 0.10: every propensity is off (0.75 for 0.95,
+    0.125 for 0.025), and the doubly robust weights with them."""
+    frame = pl.read_csv(_logged(tmp_path / "logged.csv", n=400, experiment=SHIPPED_EXPERIMENT))
+    error = _refused(tmp_path, capsys, frame)
+    assert "column propensity: 400 row(s) differ by more than 1e-06 from the propensity" in error
+    assert "account L00000: 0.75, expected 0.95" in error or "0.125, expected 0.025" in error
