@@ -60,13 +60,14 @@ import re
 import shutil
 import sys
 from collections.abc import Iterable
+from datetime import date, timedelta
 from pathlib import Path
 
 from tqdm import tqdm
 
 from rollrisk.conf import DEFAULT_POLICY
 from rollrisk.errors import UserError
-from rollrisk.simulator.engine import output_paths, write_portfolio
+from rollrisk.simulator.engine import latest_day_after_cycle_end, output_paths, write_portfolio
 from rollrisk.simulator.exploration import DEFAULT_SHARE, exploration_from_policy
 from rollrisk.simulator.rules import (
     PRIMARY_RESPONSES,
@@ -161,6 +162,10 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--seed must be a non-negative integer, got {args.seed}")
     if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", args.start_month):
         raise UserError(f"--start-month must look like 2024-01 (YYYY-MM), got {args.start_month!r}")
+    days_after = latest_day_after_cycle_end(SimulationRules())
+    future = _future_warning(args.start_month, args.months, date.today(), days_after)
+    if future is not None:
+        print(future, file=sys.stderr)
     if not 0 <= args.explore_share < 1:
         raise UserError(
             f"--explore-share must be at least 0 and below 1 (the tiered lender keeps the "
@@ -230,4 +235,39 @@ def run(args: argparse.Namespace) -> int:
         "models)"
     )
     print(f"  {summary.seconds:.1f} s")
+    if future is not None:  # said again, after the progress bar
+        print(future, file=sys.stderr)
     return 0
+
+
+def _month_end(year: int, month: int) -> date:
+    """The last day of ``month`` of ``year``."""
+    return date(year + month // 12, month % 12 + 1, 1) - timedelta(days=1)
+
+
+def _future_warning(start_month: str, months: int, today: date, days_after: int) -> str | None:
+    """A warning when the simulated history is dated after ``today`` (its rows are dated up to
+    ``days_after`` days after the last month's end): every job rejects rows dated after the
+    day the data was extracted (today unless ``--extract-date`` says otherwise), so such a
+    portfolio fails validation unless the jobs are told the later extract date. None when the
+    history ends in time."""
+
+    def dated_until(month: int) -> date:  # month: months since year 0
+        return _month_end(month // 12, month % 12 + 1) + timedelta(days=days_after)
+
+    year, month = map(int, start_month.split("-"))
+    last = year * 12 + month - 1 + months - 1
+    if dated_until(last) <= today:
+        return None
+    latest = today.year * 12 + today.month - 1  # the latest month whose rows are all dated
+    while dated_until(latest) > today:
+        latest -= 1
+    first = latest - (months - 1)
+    return (
+        f"WARNING: the simulated months run to {last // 12:04d}-{last % 12 + 1:02d} and their "
+        f"rows are dated up to {dated_until(last)}, after today ({today}): every job rejects "
+        "rows dated after the day the data was extracted (today unless --extract-date says "
+        f"otherwise), so give the jobs --extract-date {dated_until(last)} or later, or simulate "
+        f"months whose rows are all dated by today (--start-month {first // 12:04d}-"
+        f"{first % 12 + 1:02d} or earlier for {months} months)"
+    )

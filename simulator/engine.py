@@ -125,6 +125,17 @@ class RuleArrays:
     channel_last_day: np.ndarray
 
 
+# a statement is known (known_at) 1-3 days after its cycle end, or, late, 4 to this many days
+LATEST_STATEMENT_DAYS = 10
+
+
+def latest_day_after_cycle_end(rules: SimulationRules) -> int:
+    """The most days after a month's cycle end that a row about that month is dated: its
+    statement known late, or a collection action on a channel's last day."""
+    last_action = max(last for _, last in rules.policy.channel_days.values())
+    return max(LATEST_STATEMENT_DAYS, last_action)
+
+
 def rule_arrays(rules: SimulationRules) -> RuleArrays:
     """Lay the rules out as arrays the engine can index with account-level integer codes."""
     products = [rules.products[p] for p in PRODUCTS]
@@ -505,7 +516,9 @@ def statement_columns(
     amount_due = np.round(amount_due, 2)
     min_due = np.minimum(np.round(np.where(charged_off, state.balance, minimum), 2), amount_due)
     delay = np.where(
-        rng.random(n) < late_probability, rng.integers(4, 11, n), rng.integers(1, 4, n)
+        rng.random(n) < late_probability,
+        rng.integers(4, LATEST_STATEMENT_DAYS + 1, n),
+        rng.integers(1, 4, n),
     )
     known_at = (cycle_end + delay).astype("datetime64[us]") + (
         (6 * 60 + rng.integers(0, 240, n)) * US_PER_MINUTE

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from datetime import date
 from pathlib import Path
 
 import polars as pl
@@ -78,3 +80,25 @@ def test_simulate_rejects_bad_arguments_with_a_clear_message(tmp_path: Path, cap
     assert main(["simulate", "--accounts", "0", "--out", str(out)]) == 2
     assert "--accounts must be at least 1, got 0" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_simulate_warns_when_its_history_is_dated_after_today(tmp_path: Path, capsys):
+    from rollrisk.pipelines.simulate import _future_warning
+
+    argv = ["simulate", "--accounts", "200", "--months", "2", "--seed", "3"]
+    future = tmp_path / "future"
+    assert main([*argv, "--start-month", "2099-01", "--out", str(future)]) == 0
+    err = capsys.readouterr().err
+    # said before and after the simulation, with the way out
+    assert err.count("WARNING: the simulated months run to 2099-02") == 2
+    given = re.search(r"--extract-date (\d{4}-\d{2}-\d{2}) or later", err).group(1)
+    # the way out is right: with that extract date every row is accepted (without it, not)
+    assert main(["validate", "--data", str(future), "--extract-date", given]) == 0
+    assert main(["validate", "--data", str(future)]) != 0
+    assert main([*argv, "--start-month", "2024-01", "--out", str(tmp_path / "past")]) == 0
+    assert "WARNING" not in capsys.readouterr().err
+    # the months it suggests are dated by today; one month later they are not
+    warning = _future_warning("2026-11", 3, date(2026, 12, 2), 26)
+    assert "--start-month 2026-08 or earlier for 3 months" in warning
+    assert _future_warning("2026-08", 3, date(2026, 12, 2), 26) is None  # to 10-31 + 26 days
+    assert _future_warning("2026-09", 3, date(2026, 12, 2), 26) is not None  # 11-30 + 26 days
