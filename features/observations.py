@@ -113,7 +113,10 @@ class ObservationSpec:
                 f"{source}: unknown key(s) in section 'observation': {', '.join(unknown)} "
                 f"(expected some of {', '.join(sorted(known))})"
             )
-        return cls(**dict(values))
+        try:
+            return cls(**dict(values))
+        except UserError as error:  # which file holds the bad value
+            raise UserError(f"{source}: section 'observation': {error}") from None
 
     def describe(self) -> str:
         """The definition in words: 'population DPD 1-89, default = DPD >= 90 within 3 months'."""

@@ -184,3 +184,14 @@ def test_overrides_replace_only_given_values() -> None:
 def test_missing_file_is_a_user_error(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="does not exist"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_a_bad_observation_value_names_the_config_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("observation:\n  window_months: 2.0\n  max_dpd: 95\n", encoding="utf-8")
+    config = load_config(path)
+    with pytest.raises(UserError) as caught:
+        config.observation_spec()
+    message = str(caught.value)
+    assert message.startswith(f"config file {path}: section 'observation': ")
+    assert "window_months must be a whole number, got 2.0" in message
