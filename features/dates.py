@@ -473,7 +473,7 @@ def check_as_of_within(
     statement) and the default as-of (asked for only when the message names it)."""
     if first is None or last is None:
         raise UserError("the portfolio has no statements: nothing to score")
-    latest_end = _month_end(last)
+    latest_end = end_of_month(last)
     if as_of > latest_end:
         suggested = default()
         raise UserError(
@@ -486,11 +486,11 @@ def check_as_of_within(
         raise UserError(
             f"{name} {as_of} is before the portfolio's first month with statements, "
             f"{first:%Y-%m}: no account has a history then; give an as-of from "
-            f"{_month_end(first)} on"
+            f"{end_of_month(first)} on"
         )
 
 
-def _month_end(day: date) -> date:
+def end_of_month(day: date) -> date:
     """The last day of ``day``'s month."""
     following = (day.replace(day=28) + timedelta(days=4)).replace(day=1)
     return following - timedelta(days=1)

@@ -108,12 +108,9 @@ from rollrisk.strategies.policy_learning import (
 from rollrisk.strategies.yaml_config import read_yaml_text
 
 # what a run writes to --out (the policy file only when the rules test policy fields)
-OUTPUTS = (
-    "learned_rules.yaml",
-    "learned_policy.yaml",
-    "policy_learning.json",
-    "policy_learning.md",
-)
+RULES_FILE, POLICY_FILE = "learned_rules.yaml", "learned_policy.yaml"
+ESTIMATE_FILE, SUMMARY_FILE = "policy_learning.json", "policy_learning.md"
+OUTPUTS = (RULES_FILE, POLICY_FILE, ESTIMATE_FILE, SUMMARY_FILE)
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -345,7 +342,7 @@ def run(args: argparse.Namespace) -> int:
     written = [
         _write(
             args.out,
-            "learned_rules.yaml",
+            RULES_FILE,
             yaml.safe_dump(
                 tree_rules_document(learned, ladders), sort_keys=False, allow_unicode=True
             ),
@@ -359,16 +356,14 @@ def run(args: argparse.Namespace) -> int:
             ladders,
             name=f"learned-from-{args.logged.stem}",
         )
-        written.append(_write(args.out, "learned_policy.yaml", text))
+        written.append(_write(args.out, POLICY_FILE, text))
     else:
-        stale = args.out / "learned_policy.yaml"
-        removed = (
-            " (an earlier run's learned_policy.yaml there is removed)" if stale.exists() else ""
-        )
+        stale = args.out / POLICY_FILE
+        removed = f" (an earlier run's {POLICY_FILE} there is removed)" if stale.exists() else ""
         stale.unlink(missing_ok=True)
         print(
             "[learn-policy] the rules test features conf/policy.yaml cannot "
-            f"({', '.join(f for f in settings.rule_features)}): learned_rules.yaml only{removed}",
+            f"({', '.join(f for f in settings.rule_features)}): {RULES_FILE} only{removed}",
             file=sys.stderr,
         )
     # what the experiment showed arm by arm, before any model (randomised groups compared);
@@ -384,7 +379,7 @@ def run(args: argparse.Namespace) -> int:
     document["logged"] = str(args.logged)
     document["decisions"] = args.decisions
     document["seconds"] = round(time.perf_counter() - started, 1)
-    written.append(_write(args.out, "policy_learning.json", json.dumps(document, indent=2) + "\n"))
+    written.append(_write(args.out, ESTIMATE_FILE, json.dumps(document, indent=2) + "\n"))
     summary = "\n".join(
         [
             evaluation_markdown(learned).rstrip("\n"),
@@ -399,7 +394,7 @@ def run(args: argparse.Namespace) -> int:
             "",
         ]
     )
-    written.append(_write(args.out, "policy_learning.md", summary))
+    written.append(_write(args.out, SUMMARY_FILE, summary))
     print(summary)
     for path in written:
         print(f"[learn-policy] wrote {path}", file=sys.stderr)

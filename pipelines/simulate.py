@@ -67,6 +67,7 @@ from tqdm import tqdm
 
 from rollrisk.conf import DEFAULT_POLICY
 from rollrisk.errors import UserError
+from rollrisk.features.dates import end_of_month
 from rollrisk.simulator.engine import latest_day_after_cycle_end, output_paths, write_portfolio
 from rollrisk.simulator.exploration import DEFAULT_SHARE, exploration_from_policy
 from rollrisk.simulator.rules import (
@@ -240,11 +241,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _month_end(year: int, month: int) -> date:
-    """The last day of ``month`` of ``year``."""
-    return date(year + month // 12, month % 12 + 1, 1) - timedelta(days=1)
-
-
 def _future_warning(start_month: str, months: int, today: date, days_after: int) -> str | None:
     """A warning when the simulated history is dated after ``today`` (its rows are dated up to
     ``days_after`` days after the last month's end): every job rejects rows dated after the
@@ -253,7 +249,7 @@ def _future_warning(start_month: str, months: int, today: date, days_after: int)
     history ends in time."""
 
     def dated_until(month: int) -> date:  # month: months since year 0
-        return _month_end(month // 12, month % 12 + 1) + timedelta(days=days_after)
+        return end_of_month(date(month // 12, month % 12 + 1, 1)) + timedelta(days=days_after)
 
     year, month = map(int, start_month.split("-"))
     last = year * 12 + month - 1 + months - 1
