@@ -8,6 +8,7 @@ They are found through :mod:`importlib.resources`, so a wheel installed anywhere
 
 from __future__ import annotations
 
+import os
 from importlib.resources import files
 from pathlib import Path
 
@@ -27,3 +28,21 @@ DEFAULT_COMPLIANCE = shipped("compliance.yaml")
 DEFAULT_COSTS = shipped("action_costs.yaml")
 DEFAULT_EXPERIMENTS = shipped("experiments.yaml")
 DEFAULT_CAPACITY = shipped("capacity.yaml")
+
+
+def shown_path(path: str | Path | None, base: Path | None = None) -> str:
+    """``path`` as a page or a file header shows it: relative to the working folder (``base``,
+    default the current one), never a server's absolute path; a shipped default by its name; a
+    URI (``models:/...``) as it is."""
+    if path is None:
+        return "n/a"
+    text = str(path)
+    if "://" in text or text.startswith(("models:/", "runs:/")):
+        return text
+    target = Path(text).absolute()
+    folder = (base or Path.cwd()).absolute()
+    if target.parent == shipped("policy.yaml").parent.absolute() and not target.is_relative_to(
+        folder
+    ):  # an installed package's default, wherever pip put it
+        return f"{target.name} (shipped default)"
+    return os.path.relpath(target, folder)

@@ -37,6 +37,7 @@ why (explored accounts, nearest alternative's estimate and lower bound).
 Writes to --out:
   learned_rules.yaml     the rules (if/then on the rule features), the bundles, the evidence
                          (per rule and candidate: estimated gain, lower bound, explored accounts)
+                         and the provenance (below)
   learned_policy.yaml    when every rule feature is one conf/policy.yaml can test (start_bucket,
                          risk_band, segment, product, dpd, amount_overdue): the learned rules over
                          the current policy's rules, with --policy's treatments, a file
@@ -49,6 +50,10 @@ Writes to --out:
                          policy_bundle values)
   policy_learning.json   the off-policy estimate, the capacity outcome and the settings
   policy_learning.md     the same for people, and the experiment's plain readout per arm
+Provenance: both YAML files open with comment lines (and learned_rules.yaml and the JSON hold a
+provenance record) naming the date, the rollrisk version, the logged table with its SHA-256,
+the decisions, as-of range, experiments and models learnt from, the experiment and policy
+files with their SHA-256, and the off-policy estimate with its interval.
 
 Exit codes:
   0  a policy was learnt (one that keeps the current policy everywhere included: its rules say
@@ -80,14 +85,18 @@ import json
 import os
 import sys
 import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import yaml
 
-from rollrisk.conf import DEFAULT_EXPERIMENTS, DEFAULT_POLICY
+from rollrisk import __version__
+from rollrisk.conf import DEFAULT_EXPERIMENTS, DEFAULT_POLICY, shown_path
 from rollrisk.errors import NotEnoughEvidence, UserError
-from rollrisk.storage.atomic_output import publish_file
+from rollrisk.storage.atomic_output import file_sha256, publish_file
 from rollrisk.strategies.experiment_readout import arm_readout, readout_markdown
 from rollrisk.strategies.experiments import (
     bundle_ladders,
@@ -253,6 +262,75 @@ def _check_decisions_logged_once(logged: pl.DataFrame, path: Path) -> None:
         )
 
 
+def provenance(
+    args: argparse.Namespace, logged: pl.DataFrame, used: int, evaluation: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Where a learned policy came from: the input files (with their digests), the decisions
+    and as-of dates learnt from, the scoring models, the version, and the off-policy estimate,
+    so a reviewer holding only the policy file can trace it (written into every output)."""
+
+    def distinct(column: str) -> list[str]:
+        if column not in logged.columns:
+            return []
+        return sorted(str(v) for v in logged[column].drop_nulls().unique().to_list())
+
+    models = []
+    if {"model_name", "model_version"} <= set(logged.columns):
+        pairs = logged.select("model_name", "model_version").drop_nulls().unique()
+        models = sorted(f"{name} v{version}" for name, version in pairs.iter_rows())
+    as_of = logged["as_of"].drop_nulls() if "as_of" in logged.columns else pl.Series([])
+    uplift = evaluation["uplift_vs_current"]
+    return {
+        "learned_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "rollrisk_version": __version__,
+        "logged": {
+            "file": shown_path(args.logged),
+            "sha256": file_sha256(args.logged),
+            "rows": logged.height,
+            "decisions_used": used,
+            "decisions": args.decisions,
+            "as_of_first": str(as_of.min()) if len(as_of) else None,
+            "as_of_last": str(as_of.max()) if len(as_of) else None,
+            "experiments": distinct("experiment_id"),
+            "models": models,
+        },
+        "experiments_file": {
+            "file": shown_path(args.experiments),
+            "sha256": file_sha256(args.experiments),
+        },
+        "policy_file": {"file": shown_path(args.policy), "sha256": file_sha256(args.policy)},
+        "estimate": {
+            "decisions": evaluation["decisions"],
+            "proposed_minus_current_per_decision": uplift,
+        },
+    }
+
+
+def provenance_comment(record: Mapping[str, Any]) -> str:
+    """The provenance as comment lines for the head of a YAML file."""
+    logged, estimate = record["logged"], record["estimate"]
+    uplift = estimate["proposed_minus_current_per_decision"]
+    as_of = (
+        f"as-of {logged['as_of_first']} to {logged['as_of_last']}"
+        if logged["as_of_first"]
+        else "no as-of column"
+    )
+    lines = [
+        f"Learned {record['learned_at']} by rollrisk {record['rollrisk_version']} from "
+        f"{logged['file']} (sha256 {logged['sha256'][:16]}): {logged['decisions_used']:,} "
+        f"{logged['decisions']} decisions of {logged['rows']:,} rows, {as_of}",
+        f"experiments {', '.join(logged['experiments']) or '(not named in the table)'}; "
+        f"scored by {', '.join(logged['models']) or '(no model named in the table)'}",
+        f"experiment file {record['experiments_file']['file']} (sha256 "
+        f"{record['experiments_file']['sha256'][:16]}), policy file "
+        f"{record['policy_file']['file']} (sha256 {record['policy_file']['sha256'][:16]})",
+        f"off-policy estimate on {estimate['decisions']:,} held-out decisions: proposed - "
+        f"current {uplift['value']:+,.2f} per decision (95% CI {uplift['ci_low']:+,.2f} to "
+        f"{uplift['ci_high']:+,.2f}); policy_learning.json and .md say how it was obtained",
+    ]
+    return "".join(f"# {line}\n" for line in lines)
+
+
 def _write(out: Path, name: str, text: str) -> Path:
     final = out / name
     staged = out / f".{name}.{os.getpid()}.tmp"
@@ -296,6 +374,7 @@ def run(args: argparse.Namespace) -> int:
     unchecked = check_logged_decisions(logged, plan, policy, str(args.logged))
     if unchecked:
         print(f"[learn-policy] note: {unchecked}", file=sys.stderr)
+    read = logged
     if args.decisions == "first":
         every = logged.height
         logged = first_decisions(logged)
@@ -339,12 +418,18 @@ def run(args: argparse.Namespace) -> int:
             )
         raise
     args.out.mkdir(parents=True, exist_ok=True)
+    document = evaluation_document(learned)
+    origin = provenance(args, read, logged.height, document["evaluation"])
+    header = provenance_comment(origin)
     written = [
         _write(
             args.out,
             RULES_FILE,
-            yaml.safe_dump(
-                tree_rules_document(learned, ladders), sort_keys=False, allow_unicode=True
+            header
+            + yaml.safe_dump(
+                {**tree_rules_document(learned, ladders), "provenance": origin},
+                sort_keys=False,
+                allow_unicode=True,
             ),
         )
     ]
@@ -356,7 +441,7 @@ def run(args: argparse.Namespace) -> int:
             ladders,
             name=f"learned-from-{args.logged.stem}",
         )
-        written.append(_write(args.out, POLICY_FILE, text))
+        written.append(_write(args.out, POLICY_FILE, header + text))
     else:
         stale = args.out / POLICY_FILE
         removed = f" (an earlier run's {POLICY_FILE} there is removed)" if stale.exists() else ""
@@ -370,7 +455,6 @@ def run(args: argparse.Namespace) -> int:
     # a table where no decision kept the logging policy's own has no control to compare with
     has_control = bool((logged["bundle"] == logged["policy_bundle"]).any())
     readout = arm_readout(logged, settings.outcome, seed=settings.seed) if has_control else None
-    document = evaluation_document(learned)
     document["experiment_readout"] = (
         None
         if readout is None
@@ -379,6 +463,7 @@ def run(args: argparse.Namespace) -> int:
     document["logged"] = str(args.logged)
     document["decisions"] = args.decisions
     document["seconds"] = round(time.perf_counter() - started, 1)
+    document["provenance"] = origin
     written.append(_write(args.out, ESTIMATE_FILE, json.dumps(document, indent=2) + "\n"))
     summary = "\n".join(
         [

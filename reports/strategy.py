@@ -31,7 +31,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -42,6 +41,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
+from rollrisk.conf import shown_path
 from rollrisk.features.registry import FeatureSet
 from rollrisk.models.explanations import reason_text
 from rollrisk.models.stats import calibration_backtest, percentile_bootstrap
@@ -922,25 +922,6 @@ def top_reason_facts(
 # --------------------------------------------------------------------------------------------
 # Paths, the model's promotion status, the policy simulation's headline
 # --------------------------------------------------------------------------------------------
-def shown_path(path: str | Path | None, base: Path | None = None) -> str:
-    """``path`` as the page shows it: relative to the working folder (``base``, default the
-    current one), never a server's absolute path; a URI (``models:/...``) as it is."""
-    if path is None:
-        return "n/a"
-    text = str(path)
-    if "://" in text or text.startswith(("models:/", "runs:/")):
-        return text
-    from rollrisk.conf import shipped
-
-    target = Path(text).absolute()
-    folder = (base or Path.cwd()).absolute()
-    if target.parent == shipped("policy.yaml").parent.absolute() and not target.is_relative_to(
-        folder
-    ):  # an installed package's default, wherever pip put it
-        return f"{target.name} (shipped default)"
-    return os.path.relpath(target, folder)
-
-
 def _signed(value: float | None, unit: str = "CNY") -> str:
     return "n/a" if value is None or math.isnan(value) else f"{value:+,.0f} {unit}"
 
@@ -1884,8 +1865,22 @@ def _learned_section(
     files = [shown_path(learned.folder / "learned_rules.yaml")]
     if learned.policy_file is not None:
         files.append(shown_path(learned.policy_file) + " (a policy file rollrisk score loads)")
+    origin = learned.evaluation.get("provenance")
+    learnt_from = ""
+    if origin:  # files written before learn-policy recorded where they came from have none
+        logged = origin["logged"]
+        dates = (
+            f", as-of {logged['as_of_first']} to {logged['as_of_last']}"
+            if logged.get("as_of_first")
+            else ""
+        )
+        learnt_from = (
+            f"Learnt {origin['learned_at'][:10]} from {logged['file']} "
+            f"({logged['decisions_used']:,} {logged['decisions']} decisions{dates}). "
+        )
     section.note(
-        "This is an estimate from logged data, not a result. The rules were learnt on one half "
+        learnt_from
+        + "This is an estimate from logged data, not a result. The rules were learnt on one half "
         "of the accounts and estimated on the other; the gain per rule is on the learning half "
         "and is optimistic. Confirm the rules with a controlled rollout (as an experiment arm) "
         "before adopting them. Files: "

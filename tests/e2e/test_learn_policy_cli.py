@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
+import yaml
 
 from rollrisk.cli import main
 from rollrisk.errors import NotEnoughEvidence
@@ -105,6 +107,21 @@ def test_learn_policy_writes_a_loadable_policy_and_an_estimate_with_its_interval
     assert proposed["ci_low"] - 5 < 137.5 < proposed["ci_high"] + 5
     assert result["evaluation"]["uplift_vs_current"]["ci_low"] > 0
     assert (out / "learned_rules.yaml").exists() and (out / "policy_learning.md").exists()
+    # the files say where they came from: a reviewer holding only the policy file can trace it
+    origin = result["provenance"]
+    assert origin["logged"]["sha256"] == hashlib.sha256(logged.read_bytes()).hexdigest()
+    assert (origin["logged"]["rows"], origin["logged"]["decisions_used"]) == (6000, 6000)
+    assert (
+        origin["experiments_file"]["sha256"] == hashlib.sha256(experiments.read_bytes()).hexdigest()
+    )
+    uplift = result["evaluation"]["uplift_vs_current"]
+    assert origin["estimate"]["proposed_minus_current_per_decision"] == uplift
+    header = (out / "learned_policy.yaml").read_text().splitlines()[:4]
+    assert header[0].startswith("# Learned ") and origin["logged"]["sha256"][:16] in header[0]
+    assert "6,000 first decisions of 6,000 rows" in header[0]
+    assert f"{uplift['value']:+,.2f} per decision" in header[3]
+    rules = yaml.safe_load((out / "learned_rules.yaml").read_text())
+    assert rules["provenance"] == origin
 
 
 def test_learn_policy_names_the_bundle_it_has_no_ladder_for(tmp_path: Path, capsys) -> None:

@@ -137,6 +137,12 @@ def test_the_learned_section_shows_the_estimate_in_money_and_every_rule(learned_
         assert f"{weighted / decisions:+,.0f} CNY per decision" in section
     assert "controlled rollout" in section and "受控试点" in section
     assert "learned/learned_rules.yaml" in section  # relative to the working folder
+    origin = evaluation["provenance"]["logged"]  # and what the rules were learnt from
+    assert (
+        f"Learnt {evaluation['provenance']['learned_at'][:10]} from logged.parquet "
+        f"({origin['decisions_used']:,} first decisions, as-of {origin['as_of_first']} to "
+        f"{origin['as_of_last']})" in section
+    )
     assert not re.search(r"(?<![\w.])/(tmp|work|home|root|usr|var)/", text)
     assert "Policy learnt from the lender" in _section(text, "summary")
     assert "No policy learnt" not in _section(text, "summary")
