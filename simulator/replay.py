@@ -282,7 +282,12 @@ def load_action_costs(path: Path = DEFAULT_COSTS) -> ActionCosts:
                 f"{path}: `{key}`: unknown {unknown or 'none'}, missing {missing or 'none'}"
             )
         for name, value in table.items():
-            if not isinstance(value, int | float) or math.isnan(value) or not 0 <= value <= upper:
+            if (
+                isinstance(value, bool)  # YAML's `true` is no cost of 1 CNY
+                or not isinstance(value, int | float)
+                or math.isnan(value)
+                or not 0 <= value <= upper
+            ):
                 raise UserError(f"{path}: `{key}.{name}` must be {what}, got {value!r}")
         tables[key] = {n: float(table[n]) for n in names}
     return ActionCosts(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import fields, is_dataclass, replace
 from pathlib import Path
 
@@ -375,6 +376,14 @@ def test_a_cost_written_twice_is_refused_naming_the_line(tmp_path: Path):
         UserError,
         match=rf"costs.yaml:{line + 1}: duplicate key 'sms' \(already given on line {line}\)",
     ):
+        load_action_costs(path)
+
+
+def test_a_cost_written_as_true_is_refused_not_read_as_one(tmp_path: Path):
+    shipped = DEFAULT_COSTS.read_text()
+    path = tmp_path / "costs.yaml"
+    path.write_text(re.sub(r"(?m)^(\s+sms:) [0-9.]+", r"\1 true", shipped, count=1))
+    with pytest.raises(UserError, match=r"`channels.sms` must be a cost >= 0, got True"):
         load_action_costs(path)
 
 
