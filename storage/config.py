@@ -1,7 +1,8 @@
 """Typed configuration: ``conf/default.yaml`` read once, at a job's entry point.
 
 Each section is validated into a frozen pydantic model (``observation:`` into
-:class:`~rollrisk.features.observations.ObservationSpec` when a job asks for it): a key the model
+:class:`~rollrisk.features.observations.ObservationSpec`, checked on loading and built when a
+job asks for it): a key the model
 does not know is an error that names the file and the key (a typo must never silently fall back
 to a default). So is a section no job reads (``serving: {port: 9000}`` would look set and
 change nothing), a section that is not a mapping (``training: 0``), a key written twice
@@ -141,7 +142,11 @@ def parse_config(raw: Mapping[str, Any], source: str = "<mapping>") -> RollriskC
             typed[name] = model.model_validate(section)
         except ValidationError as error:
             raise UserError(_describe(error, source, name)) from error
-    return RollriskConfig(source=source, observation=dict(sections["observation"]), **typed)
+    config = RollriskConfig(source=source, observation=dict(sections["observation"]), **typed)
+    # checked here too, not only when a job reads it: `rollrisk train` with a bad
+    # `window_months` would otherwise fail after minutes of work, and `validate` not at all
+    config.observation_spec()
+    return config
 
 
 def _at(source: str, raw: Mapping[str, Any], key: Any) -> str:

@@ -189,9 +189,8 @@ def test_missing_file_is_a_user_error(tmp_path: Path) -> None:
 def test_a_bad_observation_value_names_the_config_file(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("observation:\n  window_months: 2.0\n  max_dpd: 95\n", encoding="utf-8")
-    config = load_config(path)
-    with pytest.raises(UserError) as caught:
-        config.observation_spec()
+    with pytest.raises(UserError) as caught:  # when the file is read, before any job's work
+        load_config(path)
     message = str(caught.value)
     assert message.startswith(f"config file {path}: section 'observation': ")
     assert "window_months must be a whole number, got 2.0" in message
