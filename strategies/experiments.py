@@ -666,7 +666,9 @@ def check_logged_decisions(
     policy's decision is certain):
 
     * ``experiment_id``: an experiment of ``plan``;
-    * ``arm`` (when the table has it): an arm of that experiment or :data:`NOT_RANDOMISED`;
+    * ``arm`` (when the table has it): an arm of that experiment or :data:`NOT_RANDOMISED`,
+      and the row's ``bundle`` the one that arm gives (a ladder arm its bundle, the others the
+      row's ``policy_bundle``);
     * ``bundle``: one the experiment's logging mixture can give the account: its
       ``policy_bundle`` (not randomised, or an arm with ``policy: true``) or a ladder arm's
       bundle (:func:`_bundle_names`; the arm's own name is read as its bundle); outside every
@@ -754,6 +756,43 @@ def check_logged_decisions(
             f"name an arm that their experiment in {plan.source} does not have",
             "an arm renamed, or the table logged under another experiment file",
         )
+        # the arm gives one bundle: its ladder's, or the policy's decision (not randomised, or
+        # an arm that follows the policy); a row whose bundle is another's was logged wrongly
+        gives = pl.DataFrame(
+            [
+                (eid, name, bundle)
+                for eid, e in known.items()
+                for name, bundle in (
+                    (NOT_RANDOMISED, None),
+                    *((a.name, None if a.follows_policy else names[eid][a.name]) for a in e.arms),
+                )
+            ],
+            schema={"experiment_id": pl.String, "arm": pl.String, "_arm_bundle": pl.String},
+            orient="row",
+        )
+        bad = (
+            inside.join(gives, on=["experiment_id", "arm"], how="inner", maintain_order="left")
+            .with_columns(
+                pl.coalesce("_arm_bundle", "policy_bundle").alias("_expected"),
+                pl.format("{} (arm {})", pl.col("bundle"), pl.col("arm")).alias("_found"),
+            )
+            .filter(
+                pl.col("bundle").is_not_null()
+                & pl.col("_expected").is_not_null()
+                & (pl.col("bundle") != pl.col("_expected"))
+            )
+        )
+        if bad.height:
+            examples = "; ".join(
+                f"account {row['account_id']}: {row['_found']}, expected {row['_expected']}"
+                for row in bad.head(3).iter_rows(named=True)
+            )
+            raise UserError(
+                f"--logged {source}: column bundle: {bad.height:,} row(s) hold a bundle their "
+                f"arm does not give (e.g. {examples}); an arm gives its ladder's bundle in "
+                f"{plan.source}, the '{NOT_RANDOMISED}' arm and an arm following the policy give "
+                "the row's policy_bundle: the arm or bundle column was logged wrongly"
+            )
     # one expectation per (experiment, bundle, policy_bundle): the mixture's probability of it
     combos = frame.filter(
         pl.col("bundle").is_not_null() & pl.col("policy_bundle").is_not_null()

@@ -371,6 +371,37 @@ def test_a_bundle_or_arm_the_experiment_does_not_have_is_refused(tmp_path: Path,
     assert "'seasonal_grace', expected one of champion, early_agent_call" in error
 
 
+def test_a_bundle_its_arm_does_not_give_is_refused(tmp_path: Path, capsys) -> None:
+    """Arms swapped in the log (every bundle and propensity still one the experiment can
+    give): the rows learnt from would be credited to the wrong arm's readout."""
+    frame = pl.read_csv(
+        _logged(tmp_path / "logged.csv", n=400, share=0.10, experiment=SHIPPED_EXPERIMENT)
+    )
+    swapped = frame.with_columns(
+        arm=pl.when(pl.col("arm") == "early_agent_call")
+        .then(pl.lit("grace_then_reminder"))
+        .when(pl.col("arm") == "grace_then_reminder")
+        .then(pl.lit("early_agent_call"))
+        .otherwise("arm")
+    )
+    count = frame.filter(pl.col("arm").is_in(["early_agent_call", "grace_then_reminder"])).height
+    assert count > 0
+    error = _refused(tmp_path, capsys, swapped)
+    assert f"column bundle: {count:,} row(s) hold a bundle their arm does not give" in error
+    assert "(arm grace_then_reminder), expected grace_then_reminder" in error or (
+        "(arm early_agent_call), expected early_agent_call" in error
+    )
+    # a row outside the randomised share logged with a ladder arm's bundle: also refused
+    moved = frame.with_columns(
+        bundle=pl.when(pl.int_range(pl.len()) == pl.col("arm").eq("policy").arg_true().first())
+        .then(pl.lit("early_agent_call"))
+        .otherwise("bundle")
+    )
+    error = _refused(tmp_path, capsys, moved)
+    assert "column bundle: 1 row(s) hold a bundle their arm does not give" in error
+    assert "early_agent_call (arm policy), expected reminder_only" in error
+
+
 def test_propensities_other_than_the_experiment_file_s_are_refused(tmp_path: Path, capsys) -> None:
     """Logged at share 0.5 but the file says 0.10: every propensity is off (0.75 for 0.95,
     0.125 for 0.025), and the doubly robust weights with them."""
