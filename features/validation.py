@@ -434,6 +434,13 @@ def validate_table(
             rejects.append(_reject_rows(incomplete, "reason", table, files))
             candidates = _without(candidates, incomplete)
 
+    if table.history and table.dated_by is not None and candidates.height:
+        # a month missing from the extract itself: the same wrong history as a rejected row
+        skipped = _skipped_months(candidates, table.dated_by, table.name)
+        if skipped.height:
+            rejects.append(_reject_rows(skipped, "reason", table, files))
+            candidates = _without(candidates, skipped)
+
     accepted = candidates.drop("_pos", *BOOKKEEPING)
     if own:
         if accepted.height != rows_read:
@@ -484,6 +491,56 @@ def _incomplete_histories(
         )
     )
     return candidates.join(first, on="account_id", how="inner", maintain_order="left")
+
+
+def _skipped_months(candidates: pl.DataFrame, column: str, table_name: str) -> pl.DataFrame:
+    """The rows of accounts whose rows (dated by ``column``) skip a calendar month between
+    their first and their last, with a ``reason`` naming the first month missing and the rows
+    around it: a statement the extract does not hold is a gap as a rejected one is.
+
+    Found from each account's first and last month and its number of distinct months (one
+    aggregation, no sort); only the accounts found are sorted to name the month."""
+    dated = pl.col(column)
+    if candidates.schema[column] != pl.Date():
+        dated = dated.dt.date()
+    month = (dated.dt.year().cast(pl.Int32) * 12 + dated.dt.month().cast(pl.Int32)).alias("_m")
+    gapped = (
+        candidates.lazy()
+        .select("account_id", month)
+        .group_by("account_id")
+        .agg((pl.col("_m").max() - pl.col("_m").min() + 1 > pl.col("_m").n_unique()).alias("_gap"))
+        .filter("_gap")
+        .select("account_id")
+        .collect()
+    )
+    if not gapped.height:
+        return candidates.clear().with_columns(pl.lit(None, dtype=pl.String).alias("reason"))
+    first_gap = (
+        candidates.select("account_id", dated.alias("_dated"))
+        .join(gapped, on="account_id")
+        .sort("account_id", "_dated")
+        .with_columns(pl.col("_dated").shift(1).over("account_id").alias("_before"))
+        .filter(
+            (pl.col("_dated").dt.year() * 12 + pl.col("_dated").dt.month())
+            - (pl.col("_before").dt.year() * 12 + pl.col("_before").dt.month())
+            > 1
+        )
+        .group_by("account_id", maintain_order=True)
+        .first()
+        .select(
+            "account_id",
+            pl.format(
+                f"{INCOMPLETE_HISTORY_REASON}: the account's {table_name} skip a month (one a "
+                f"month is expected from its first to its last {column}), so all of them are "
+                "set aside and the account is neither scored nor trained on with a gap in its "
+                "history, got '{} missing between {} and {}'",
+                (pl.col("_before").dt.offset_by("1mo")).dt.strftime("%Y-%m"),
+                pl.col("_before"),
+                pl.col("_dated"),
+            ).alias("reason"),
+        )
+    )
+    return candidates.join(first_gap, on="account_id", how="inner", maintain_order="left")
 
 
 def _before_opening(candidates: pl.DataFrame, column: str, opened_at: pl.DataFrame) -> pl.DataFrame:

@@ -202,6 +202,21 @@ class AccountHistory(_Row):
         return self
 
     @model_validator(mode="after")
+    def _no_month_skipped(self) -> AccountHistory:
+        """The batch's rule (``TableContract.history``): one statement a month from the first
+        to the last; a month missing is a wrong history, not a shorter one."""
+        months = sorted({s.cycle_end.year * 12 + s.cycle_end.month for s in self.statements})
+        for before, after in zip(months, months[1:], strict=False):
+            if after - before > 1:
+                year, month = divmod(before, 12)  # before + 1 month, as (year, month)
+                raise ValueError(
+                    f"statements: no statement in {year:04d}-{month + 1:02d}: one a month is "
+                    "expected from the first cycle_end to the last (a month missing is a wrong "
+                    "history, not a shorter one)"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _nothing_before_opening(self) -> AccountHistory:
         """The batch's rule (``TableContract.dated_by``): no row is dated before its account
         opened; the same declaration names the column compared in each table."""

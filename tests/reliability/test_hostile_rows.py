@@ -413,3 +413,36 @@ def test_a_knock_on_reject_names_the_rejected_account_row_and_its_reason(
     )
     assert set(knock_on["reasons"]) == {expected}
     assert sorted(scored["account_id"]) == sorted(set(clean_scores["account_id"]) - {victim})
+
+
+def test_statement_months_missing_from_the_extract_set_the_account_aside(
+    world, clean_scores, tmp_path
+):
+    """An extract that leaves out a month of statements in the middle of some accounts'
+    histories (no row rejected: the rows are simply not there) was scored with shifted windows
+    and counts. Those accounts are now set aside whole and counted, naming the month missing,
+    and the rest of the book is scored as before."""
+    portfolio = _copy(world, tmp_path)
+    victims = clean_scores["account_id"].head(3).to_list()
+    for part in _statement_parts(portfolio):
+        _rewrite(part, lambda f: f.filter(
+            ~(pl.col("account_id").is_in(victims)
+              & (pl.col("cycle_end").dt.strftime("%Y-%m") == "2024-12"))
+        ))  # fmt: skip
+    assert _validate(portfolio, tmp_path / "rejects.csv") == 1
+    rejects = _rejects(tmp_path / "rejects.csv")
+    assert set(rejects["key"].str.extract(r"^account_id=([^,]*)")) == set(victims)
+    assert (
+        rejects["reasons"]
+        .str.starts_with("incomplete history: the account's statements skip a month")
+        .all()
+    )
+    assert rejects["reasons"].str.contains(r"got '2024-12 missing between 2024-11-\d\d and").all()
+    assert _score(world, portfolio, tmp_path / "scores") == 0
+    manifest, scored = read_current(tmp_path / "scores")
+    assert not set(victims) & set(scored["account_id"])
+    _assert_complete(clean_scores, scored, _rejects(tmp_path / "scores" / "rejects.csv"))
+    others = clean_scores.filter(~pl.col("account_id").is_in(victims))
+    same = others.join(scored, on="account_id", suffix="_now")
+    assert same.height == others.height
+    assert (same["probability"] == same["probability_now"]).all()

@@ -437,3 +437,34 @@ def test_a_row_dated_before_its_account_opened_is_refused_by_both():
     rejects = _contract_rejects(unchecked)
     assert set(rejects) == {"statements", "treatments"}, rejects
     assert all("opened_at" in reason for reasons in rejects.values() for reason in reasons)
+
+
+def test_a_statement_month_missing_is_refused_by_both():
+    """One statement a month from the first to the last: the batch sets aside every statement
+    of an account whose history skips a month (features/validation.py), naming the first month
+    missing; the service refuses the same request."""
+    months = [
+        {**STATEMENT, "cycle_end": f"{day}", "known_at": f"{day}T23:00:00"}
+        for day in ("2024-11-28", "2024-12-28", "2025-01-28")
+    ]
+    whole = {
+        **ACCOUNT,
+        "opened_at": "2024-01-01",
+        "statements": [*months, STATEMENT],
+        "collection_actions": [],
+        "treatments": [],
+    }
+    assert _api_accepts(AccountHistory, whole)
+    assert _contract_rejects(AccountHistory.model_validate(whole)) == {}
+    gapped = {**whole, "statements": [months[0], STATEMENT]}  # 2024-12 and 2025-01 missing
+    with pytest.raises(ValidationError, match="no statement in 2024-12: one a month"):
+        AccountHistory.model_validate(gapped)
+    valid = AccountHistory.model_validate(whole)
+    unchecked = valid.model_copy(update={"statements": [valid.statements[0], valid.statements[3]]})
+    rejects = _contract_rejects(unchecked)
+    assert list(rejects) == ["statements"] and len(rejects["statements"]) == 2, rejects
+    assert all(
+        reason.startswith("incomplete history: the account's statements skip a month")
+        and reason.endswith(", got '2024-12 missing between 2024-11-28 and 2025-02-28'")
+        for reason in rejects["statements"]
+    ), rejects
