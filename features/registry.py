@@ -8,6 +8,8 @@ the look-back window it aggregates, and its monotone direction where one is obvi
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -30,7 +32,9 @@ class FeatureSpec:
     ``reason_en`` / ``reason_zh`` are short templates for a reason code that quote the
     account's own value, e.g. ``"{value:.0f} broken promise{s} to pay in the last 6 months"``;
     :func:`format_reason` fills them, with the English plural marks ``{s}``, ``{ies}`` and
-    ``{times}`` ("once", "2 times") agreeing with the value.
+    ``{times}`` ("once", "2 times") agreeing with the value. A 0/1 feature's template is one
+    ``{flag:...|...}`` mark (written by :func:`flag_reason`): the reason states the fact its
+    value states, never the number ("no hardship treatment is running" for 0).
     """
 
     name: str
@@ -68,6 +72,46 @@ class FeatureSet:
         raise KeyError(f"feature {name!r} is not in feature set {self.name} v{self.version}")
 
 
+FLAG_MARK = "{flag:"  # how a 0/1 feature's template starts: see flag_reason
+
+
+def flag_reason(when_1: str, when_0: str) -> str:
+    """The reason template of a 0/1 (flag) feature: ``when_1`` for the value 1, ``when_0`` for 0.
+
+    The template is the single mark ``{flag:when_1|when_0}`` that :func:`format_reason` fills,
+    so a reason states the fact the account's value states ("a hardship treatment is
+    running" / "no hardship treatment is running"), not "... is running (flag 0)". It is a plain
+    string, so a model's recorded feature set keeps it as any other template.
+    """
+    for text in (when_1, when_0):
+        if not text or any(mark in text for mark in "{}|"):
+            raise ValueError(f"a flag reason needs a text without braces or '|', got {text!r}")
+    return f"{FLAG_MARK}{when_1}|{when_0}}}"
+
+
+def is_flag(spec: FeatureSpec) -> bool:
+    """True for a 0/1 feature, whose reasons are worded by :func:`flag_reason`."""
+    return spec.reason_en.startswith(FLAG_MARK)
+
+
+class _Flag:
+    """A 0/1 value under the ``{flag:when_1|when_0}`` mark: formats as the text it selects."""
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def __format__(self, texts: str) -> str:
+        when_1, bar, when_0 = texts.partition("|")
+        if not bar:
+            raise ValueError(f"a flag mark needs two texts, 'when 1|when 0', got {texts!r}")
+        number = float(self.value)  # type: ignore[arg-type]  # a label: ValueError / TypeError
+        if number == 1:
+            return when_1
+        if number == 0:
+            return when_0
+        raise ValueError(f"flag value {self.value!r} is neither 0 nor 1")
+
+
 def format_reason(template: str, value: object) -> str:
     """A reason template filled with the account's ``value``.
 
@@ -76,9 +120,11 @@ def format_reason(template: str, value: object) -> str:
     "N times"), decided on the value rounded to a whole number as the text shows it (its sign
     aside: "-1 day"), so a
     reason never reads "refused to pay 1 times". Chinese templates have no plural and ignore
-    the marks. Raises what :meth:`str.format` raises for a value the template cannot format
-    (a category under ``{value:.0f}``); :func:`rollrisk.models.explanations.reason_text`
-    falls back to the description then.
+    the marks. A 0/1 feature's ``{flag:when_1|when_0}`` mark (:func:`flag_reason`) becomes the
+    text for its value; any other value raises :class:`ValueError`. Raises what
+    :meth:`str.format` raises for a value the template cannot format (a category under
+    ``{value:.0f}``); :func:`rollrisk.models.explanations.reason_text` falls back to the
+    description then (and words a missing value itself).
     """
     try:
         count: float | None = round(float(value))  # type: ignore[arg-type]
@@ -87,7 +133,7 @@ def format_reason(template: str, value: object) -> str:
     one = count is not None and abs(count) == 1  # "-1 day" too: a change by one
     times = "once" if one else f"{count:.0f} times" if count is not None else "times"
     return template.format(
-        value=value, s="" if one else "s", ies="y" if one else "ies", times=times
+        value=value, flag=_Flag(value), s="" if one else "s", ies="y" if one else "ies", times=times
     )
 
 
@@ -262,8 +308,8 @@ _FEATURES: tuple[FeatureSpec, ...] = (
         None,
         "1 when the current spell is the first delinquency in the known history, else 0.",
         "当前逾期是否为已知历史中的首次逾期(是为1,否为0)。",
-        "first delinquency on record (flag {value:.0f})",
-        "历史首次逾期(标记{value:.0f})",
+        flag_reason("first delinquency on record", "not the first delinquency on record"),
+        flag_reason("历史首次逾期", "非历史首次逾期"),
         -1,
     ),
     # -- payment behaviour and capacity (statements, accounts) -------------------------------
@@ -589,8 +635,8 @@ _FEATURES: tuple[FeatureSpec, ...] = (
         None,
         "1 when a treatment known at the as-of has started and not ended by then, else 0.",
         "观察日是否有已生效且未结束的纾困措施(是为1,否为0)。",
-        "a hardship treatment is running (flag {value:.0f})",
-        "纾困措施执行中(标记{value:.0f})",
+        flag_reason("a hardship treatment is running", "no hardship treatment is running"),
+        flag_reason("纾困措施执行中", "当前无纾困措施"),
         source="treatments",
     ),
     _spec(
@@ -1017,3 +1063,30 @@ FEATURE_SET = FeatureSet(
     name="rollrisk-behaviour", version="1.1.0", features=(*_FEATURES, *DYNAMICS_FEATURES)
 )
 """The feature set every model of this project is trained on and records (name + version)."""
+
+
+@functools.lru_cache(maxsize=8)
+def current_wording(feature_set: FeatureSet) -> FeatureSet:
+    """``feature_set`` with the registry's current texts (descriptions and reason templates)
+    for the features it still holds in the same family; everything else is the model's own.
+
+    A trained model carries the feature specs of its training day, reason templates included;
+    scoring, the service and the report word reasons with today's registry, so a fixed text
+    (a flag's "no hardship treatment is running", a plural) reaches a model trained before the
+    fix. Only words change: a feature's computation, family, direction and source are the
+    model's.
+    """
+    specs = tuple(
+        dataclasses.replace(
+            spec,
+            description_en=current.description_en,
+            description_zh=current.description_zh,
+            reason_en=current.reason_en,
+            reason_zh=current.reason_zh,
+        )
+        if spec.name in FEATURE_SET.names
+        and (current := FEATURE_SET.spec(spec.name)).family == spec.family
+        else spec
+        for spec in feature_set.features
+    )
+    return dataclasses.replace(feature_set, features=specs)

@@ -231,9 +231,12 @@ def _is_zero(value: Any) -> bool:
 def reason_text(spec: FeatureSpec, value: Any) -> tuple[str, str]:
     """English and Chinese reason text for one feature and the account's own value.
 
-    The registry templates are formatted with ``value``. A missing value, or a value the
-    template cannot format (a category label under ``{value:.0f}``), falls back to the
-    feature's description with the value quoted as text, so a reason is never lost or garbled.
+    The registry templates are formatted with ``value`` by
+    :func:`~rollrisk.features.registry.format_reason` (a 0/1 feature's text states the fact
+    its value states: :func:`~rollrisk.features.registry.flag_reason`). A missing value, or a
+    value the template cannot format (a category label under ``{value:.0f}``, a flag that is
+    neither 0 nor 1), falls back to the feature's description with the value quoted as text,
+    so a reason is never lost or garbled. :func:`reason_codes` words every reason here.
     """
     # Registry descriptions are sentences; as a label they lose their final full stop.
     label_en = spec.description_en.rstrip(" .")

@@ -42,7 +42,7 @@ import pandas as pd
 import polars as pl
 
 from rollrisk.conf import shown_path
-from rollrisk.features.registry import FeatureSet
+from rollrisk.features.registry import FeatureSet, current_wording
 from rollrisk.models.explanations import reason_text
 from rollrisk.models.stats import calibration_backtest, percentile_bootstrap
 from rollrisk.reports.html import Section, data_table, escape, figure_png, render_page
@@ -519,25 +519,6 @@ STEP_NAMES: dict[str, tuple[str, str]] = {
 # Features that restate one fact: the account's days past due now and at its worst. A page
 # shows them as one reason.
 DPD_FEATURES = ("dpd_current", "dpd_max_3m", "dpd_max_6m", "dpd_max_12m")
-
-
-def current_wording(feature_set: FeatureSet) -> FeatureSet:
-    """``feature_set`` with the registry's current texts for the features it still holds.
-
-    A trained model carries the feature specs of its training day, reason templates
-    included; the page words reasons with today's registry (fixed plurals, better
-    descriptions) when the registry still has the feature in the same family, and keeps the
-    model's own spec otherwise.
-    """
-    from rollrisk.features.registry import FEATURE_SET
-
-    specs = tuple(
-        FEATURE_SET.spec(spec.name)
-        if spec.name in FEATURE_SET.names and FEATURE_SET.spec(spec.name).family == spec.family
-        else spec
-        for spec in feature_set.features
-    )
-    return FeatureSet(name=feature_set.name, version=feature_set.version, features=specs)
 
 
 def _words(table: Mapping[str, tuple[str, str]], key: str) -> tuple[str, str]:

@@ -34,7 +34,7 @@ from rollrisk.errors import UserError
 from rollrisk.features.dates import default_as_of_choice
 from rollrisk.features.history import compute_features, feature_engine
 from rollrisk.features.observations import ObservationSpec, population_lazy
-from rollrisk.features.registry import FAMILIES, FeatureSet
+from rollrisk.features.registry import FAMILIES, FeatureSet, current_wording
 from rollrisk.features.schemas import TABLES
 from rollrisk.models.explanations import (
     ContributionKernel,
@@ -283,7 +283,10 @@ def score_accounts(
     state = frame[read].assign(probability=probability)
     segments = assign_segments(families, state, setup.segment_rules)
     step("segments")
-    reasons = _reasons_json(reason_codes(feature_contribs, frame, setup.feature_set), len(frame))
+    # worded with today's registry: a text fixed since the model was trained reaches it
+    reasons = _reasons_json(
+        reason_codes(feature_contribs, frame, current_wording(setup.feature_set)), len(frame)
+    )
     step("reasons")
 
     exposure = frame[EXPOSURE_FEATURE].fillna(0.0).to_numpy(dtype=np.float64)

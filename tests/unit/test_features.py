@@ -15,7 +15,7 @@ from pandera.errors import SchemaErrors
 from rollrisk.features import history
 from rollrisk.features.history import compute_features
 from rollrisk.features.observations import ObservationSpec, eligible_as_of_dates
-from rollrisk.features.registry import FAMILIES, FEATURE_SET, format_reason
+from rollrisk.features.registry import FAMILIES, FEATURE_SET, format_reason, is_flag
 from rollrisk.features.training_set import (
     LEADING_COLUMNS,
     build_training_set,
@@ -52,7 +52,7 @@ def test_registry_entries_are_complete_and_speak_both_languages():
     for spec in FEATURE_SET.features:
         assert spec.direction in (-1, 0, 1)
         assert spec.description_en.endswith(".") and cjk.search(spec.description_zh), spec.name
-        value = "cash_loan" if spec.kind == "categorical" else 3.0
+        value = "cash_loan" if spec.kind == "categorical" else 1.0 if is_flag(spec) else 3.0
         assert format_reason(spec.reason_en, value) and cjk.search(
             format_reason(spec.reason_zh, value)
         )
