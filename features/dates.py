@@ -383,6 +383,23 @@ class DefaultAsOf:
             f"passed over: {months}; give --as-of to choose another month"
         )
 
+    def partial_month_warning(self, as_of: date) -> str | None:
+        """A warning when ``as_of``, given explicitly, is the month-end of a month passed over
+        here for its partial book (None otherwise; a day within a month is scored from the
+        statements known by then, which a partial month is by design)."""
+        book = next((b for b in self.skipped if b.month_end == as_of), None)
+        if book is None:
+            return None
+        return (
+            f"--as-of {as_of}: the month {as_of:%Y-%m} holds statements of only "
+            f"{book.accounts:,} account{'s' * (book.accounts != 1)}, fewer than "
+            f"{COMPLETE_BOOK_SHARE:.0%} of the month before (the extract looks taken before the "
+            "month's cycles closed, or it lost rows): its accounts without a statement that "
+            "month are scored from the month before, aged to the as-of, and some that cured or "
+            f"fell behind are scored wrongly or not at all. The latest month-end with a complete "
+            f"book is {self.as_of}"
+        )
+
 
 def default_as_of_choice(
     statements: pl.DataFrame, share: float = COMPLETE_BOOK_SHARE

@@ -199,11 +199,13 @@ def score_portfolio(
         scored_without = check_tables(setup, present, str(data), book.empty_tables)
         if as_of is not None:  # outside the statement months: refused, never stamped on stale data
             book.check_as_of(as_of)
-        default = book.default_as_of() if as_of is None else None
+        choice = book.default_as_of()  # a given month-end is checked against it too
+        default = choice if as_of is None else None
+        partial_month = None if as_of is None else choice.partial_month_warning(as_of)
         as_of = default.as_of if default is not None else as_of
         people = book.population(as_of)
         short_history = short_history_warning(book.first_month(), as_of, setup.feature_set)
-        warnings = () if short_history is None else (short_history,)
+        warnings = tuple(w for w in (partial_month, short_history) if w is not None)
         if people == 0:
             raise UserError(
                 f"no account of {data} is delinquent ({setup.observation.min_dpd}-"

@@ -328,6 +328,25 @@ def test_a_partial_last_month_is_passed_over_with_a_note(world, reference, tmp_p
     assert code == 0
     _assert_complete(tmp_path / "scores", reference)
     assert "the latest month-end with a complete book" in err and "(20 accounts)" in err
+    # the same month-end given explicitly is scored as asked, and said loudly to be partial
+    month_end = early["cycle_end"].dt.month_end().max()
+    code, _, err = _score(
+        world, capsys, portfolio, tmp_path / "given", "--as-of", month_end.isoformat()
+    )
+    assert code == 0
+    warning = (
+        f"WARNING: --as-of {month_end}: the month {month_end:%Y-%m} holds statements of only "
+        "20 accounts, fewer than 90% of the month before"
+    )
+    assert warning in err
+    manifest, _ = read_current(tmp_path / "given")
+    assert any(w.startswith(warning.removeprefix("WARNING: ")) for w in manifest["warnings"])
+    # a complete month-end given explicitly: no such warning
+    previous = last["cycle_end"].dt.month_end().max()
+    code, _, err = _score(
+        world, capsys, portfolio, tmp_path / "complete", "--as-of", previous.isoformat()
+    )
+    assert code == 0 and "holds statements of only" not in err
 
 
 # --------------------------------------------------------------------------- files of a folder
