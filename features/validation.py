@@ -403,7 +403,15 @@ def validate_table(
             rejects.append(rejected)
             exact = duplicated.filter("_exact")["_pos"].implode()
             gaps.append(rejected.filter(~pl.col("_pos").is_in(exact)))
+            conflicts = candidates.join(duplicated.filter(~pl.col("_exact")), on="_pos")
             candidates = _without(candidates, duplicated)
+            if conflicts.height and not table.history:
+                # the kept row of a conflict is no more right than the other: keeping the
+                # first read made the result depend on the files' order (an account's credit
+                # limit and product with it); a history table sets the whole account aside
+                kept = _conflicted_kept_rows(candidates, conflicts, table, files)
+                rejects.append(_reject_rows(kept, "reason", table, files))
+                candidates = _without(candidates, kept)
 
     if table.references_accounts and known_accounts is not None:
         unknown = candidates.filter(~pl.col("account_id").is_in(known_accounts.implode()))
@@ -730,6 +738,34 @@ def _duplicates(
             (pl.col("_differing") == "").alias("_exact"),
         )
     )
+
+
+def _conflicted_kept_rows(
+    candidates: pl.DataFrame, conflicts: pl.DataFrame, table: TableContract, files: Sequence[str]
+) -> pl.DataFrame:
+    """The rows of ``candidates`` (the kept first rows) whose key another row repeated with
+    other values (``conflicts``: those rows, with their reasons), each with a ``reason``
+    naming the first such row and the columns that differ."""
+    assert table.unique is not None
+    keys = list(table.unique)
+    first = (
+        conflicts.sort("_pos")
+        .unique(keys, keep="first", maintain_order=True)
+        .join(_file_names(files, conflicts.schema[FILE_COLUMN]), on=FILE_COLUMN, how="left")
+        .select(
+            *keys,
+            pl.format(
+                "{} ({}): another row repeats this key with other values, and which is right "
+                "nothing says, so neither is kept, see row {} of {} (other values in {})",
+                pl.lit(CONFLICT_REASON),
+                pl.lit(", ".join(keys)),
+                pl.col(ROW_COLUMN),
+                pl.col("file"),
+                pl.col("reason").str.extract(r"other values in (.*)$").fill_null(""),
+            ).alias("reason"),
+        )
+    )
+    return candidates.join(first, on=keys, how="inner", nulls_equal=True, maintain_order="left")
 
 
 def _file_names(files: Sequence[str], dtype: pl.DataType) -> pl.DataFrame:

@@ -324,3 +324,31 @@ def test_an_exact_repeat_keeps_the_history_and_a_conflicting_one_sets_it_aside()
     assert reasons[7].startswith(f"{INCOMPLETE_HISTORY_REASON}: another of the account's")
     assert "see row 10 of s.parquet: conflicting duplicate" in reasons[7]
     assert outcome.accepted["account_id"].to_list() == ["A1"] * 3 + ["A2"] * 3
+
+
+@pytest.mark.parametrize("altered_first", [False, True])
+def test_a_conflicting_account_row_sets_the_account_aside_whichever_comes_first(altered_first):
+    """Two rows of one account with other values: keeping the first read made the account's
+    credit limit and product depend on the files' order. Neither is kept; an exact repeat
+    still keeps its row."""
+    accounts = tiny_accounts()
+    altered = accounts.slice(1, 1).with_columns(
+        pl.col("credit_limit") * 0.05, pl.lit("bnpl").alias("product")
+    )
+    repeat = accounts.slice(2, 1)
+    parts = [altered, accounts, repeat] if altered_first else [accounts, altered, repeat]
+    outcome = validate_table(_raw(pl.concat(parts)), ACCOUNTS, ["a.parquet"])
+    assert outcome.accepted["account_id"].to_list() == ["A1", "A3"]
+    kept, other = (0, 2) if altered_first else (1, 3)  # rows of A2: the first read, the other
+    reasons = _reasons(outcome)
+    assert set(reasons) == {kept, other, 4}
+    assert reasons[kept] == (
+        f"{CONFLICT_REASON} (account_id): another row repeats this key with other values, and "
+        f"which is right nothing says, so neither is kept, see row {other} of a.parquet "
+        "(other values in product, credit_limit)"
+    )
+    assert reasons[other].startswith(f"{CONFLICT_REASON} (account_id): same key as row {kept}")
+    a3 = 3 if altered_first else 2
+    assert reasons[4].startswith(f"duplicate (account_id): same key and values as row {a3} ")
+    assert outcome.rejected_account_ids.to_list() == ["A2", "A2", "A3"]
+    assert outcome.rows_accepted + outcome.rows_rejected == outcome.rows_read == 5
