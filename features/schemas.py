@@ -181,6 +181,9 @@ class Statements(pa.DataFrameModel):
         coerce = False
 
 
+PROMISE_RULE = "a promise_to_pay must give promised_amount and promised_date"
+
+
 class CollectionActions(pa.DataFrameModel):
     """One row per collection action taken on an account, with its outcome."""
 
@@ -190,6 +193,15 @@ class CollectionActions(pa.DataFrameModel):
     outcome: str = pa.Field(nullable=False, isin=list(OUTCOMES))
     promised_amount: float = pa.Field(nullable=True, **AMOUNT_RULE.bounds)
     promised_date: pl.Date = pa.Field(nullable=True)
+
+    @pa.dataframe_check(error=PROMISE_RULE)
+    @classmethod
+    def promise_says_what_and_when(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        # a promise without its amount or date was skipped by the promise features, silently
+        return data.lazyframe.select(
+            (pl.col("outcome") != "promise_to_pay")
+            | (pl.col("promised_amount").is_not_null() & pl.col("promised_date").is_not_null())
+        )
 
     class Config:
         strict = False

@@ -44,6 +44,7 @@ from rollrisk.features.schemas import (
     MAX_ID_LENGTH,
     OUTCOMES,
     PRODUCTS,
+    PROMISE_RULE,
     TABLES_BY_NAME,
     TREATMENT_KINDS,
 )
@@ -164,6 +165,14 @@ class CollectionAction(_Row):
     outcome: Outcome
     promised_amount: Amount | None = None
     promised_date: Day | None = None
+
+    @model_validator(mode="after")
+    def _promise_complete(self) -> CollectionAction:
+        if self.outcome == "promise_to_pay" and (
+            self.promised_amount is None or self.promised_date is None
+        ):
+            raise ValueError(PROMISE_RULE)
+        return self
 
 
 class Treatment(_Row):
