@@ -8,10 +8,15 @@ What happens, in order:
   2. the as-of months are split in time, latest last: train | embargo | validation | embargo
      | out-of-time test (a short history gets a smaller split, and the job says how).
      Validation accounts are split in two: one part stops the boosting early, the other fits
-     the calibrator: none, Platt or isotonic, chosen out of time (each fitted on the earlier
-     validation months and judged by ECE on the latest; the raw score stays unless a map beats
-     it there by more than the noise), then refitted on every validation month. The embargo drops
-     the as-of months whose labels would not yet be complete when the next part begins;
+     the calibrator. By default (--calibration cross_fit, training.calibration.method) it is
+     Platt or isotonic, whichever has the lower cross-fitted Brier score on those accounts
+     (always a map; Platt on a tie or below 1,000 rows). --calibration auto instead chooses
+     none, Platt or isotonic out of time (each fitted on the earlier validation months and
+     judged by ECE on the latest; the raw score stays unless a map beats it there by more than
+     the noise); none, platt or isotonic force one. The chosen one is fitted on every
+     validation month.
+     The embargo drops the as-of months whose labels would not yet be complete when the next
+     part begins;
   3. LightGBM (monotone where the feature registry declares a direction) is trained, with two
      baselines on the same split: the roll-rate Markov chain by product and bucket (today's
      forecast) and a WOE logistic scorecard;
@@ -94,9 +99,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--calibration",
         choices=("auto", "cross_fit", "none", "isotonic", "platt"),
         default=None,
-        help="calibration method; auto chooses out of time within the validation months, "
-        "cross_fit by cross-fitted Brier (Platt or isotonic), docs/models.md 'Choosing the "
-        "calibration' (config: training.calibration.method)",
+        help="calibration method (config: training.calibration.method, cross_fit in "
+        "conf/default.yaml): cross_fit takes Platt or isotonic by cross-fitted Brier; auto "
+        "chooses none, Platt or isotonic out of time within the validation months; "
+        "docs/models.md 'Choosing the calibration'",
     )
     parser.add_argument(
         "--seed", type=int, default=None, help="random seed (config: training.seed)"

@@ -979,23 +979,25 @@ def _rounded(value: float) -> float | None:
 def _labels_words(learned: LearnedPolicy) -> str:
     """How the leaves were labelled, in a sentence (for the rules, the JSON and the summary)."""
     s = learned.settings
-    bound = (
-        f"lower bound: one-sided Student-t, account-clustered, {learned.bound_confidence:.0%} "
-        f"family-wise over {learned.bound_tests} (leaf, candidate) pair(s) (Bonferroni)"
+    bounds = (
+        f"one-sided Student-t, account-clustered, {learned.bound_confidence:.0%} family-wise "
+        f"over {learned.bound_tests} (leaf, candidate) pair(s) (Bonferroni)"
         if learned.bound_tests
-        else f"lower bound: none computed (no leaf had a candidate with {s.min_explored} "
-        "explored accounts to bound)"
+        else f"none computed (no leaf had a candidate with {s.min_explored} explored accounts "
+        "to bound)"
     )
     if s.confidence <= 0:
         return (
             "argmax: each leaf gives the candidate of highest mean doubly robust score, on the "
-            f"same decisions the tree split on (confidence 0); the {bound} is shown only"
+            "same decisions the tree split on (confidence 0); lower bounds, shown but not used "
+            f"to label: {bounds}"
         )
     return (
         "safe: a leaf leaves the current policy only for a candidate with at least "
         f"{s.min_explored} explored accounts in the leaf whose gain over the current policy has a "
-        f"{bound} above 0, the one of highest lower bound; labelled on a {s.label_share:.0%} "
-        "part of the learning accounts the tree's splits never saw"
+        "lower bound above 0 (of those, the one of highest lower bound); labelled on a "
+        f"{s.label_share:.0%} part of the learning accounts the tree's splits never saw; lower "
+        f"bounds: {bounds}"
     )
 
 

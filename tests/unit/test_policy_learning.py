@@ -527,9 +527,10 @@ def test_evidence_words_never_show_a_bound_on_nothing():
     settings = SimpleNamespace(confidence=0.0, min_explored=30, label_share=0.5)
     learned = SimpleNamespace(settings=settings, bound_tests=0, bound_confidence=0.95)
     assert "family-wise over 0" not in _labels_words(learned)
-    assert "lower bound: none computed (no leaf had a candidate with 30 explored" in (
-        _labels_words(learned)
-    )
+    assert (
+        "lower bounds, shown but not used to label: none computed (no leaf had a candidate with "
+        "30 explored accounts to bound)"
+    ) in _labels_words(learned)
     leaf = Leaf(node=1, conditions=(), candidate="grace", best_candidate="grace", accounts=40,
                 values={KEEP_POLICY: 10.0, "grace": 25.0}, lower_bounds={"grace": 3.0},
                 explored_accounts={"grace": 0})  # fmt: skip
@@ -544,3 +545,7 @@ def test_evidence_words_never_show_a_bound_on_nothing():
         backed, learned
     )
     assert "family-wise over 4 (leaf, candidate) pair(s)" in _labels_words(learned)
+    settings.confidence = 0.95  # the safe labels: the bound's method after the rule, not inside
+    assert "has a lower bound above 0 (of those, the one of highest lower bound); labelled" in (
+        _labels_words(learned)
+    )
