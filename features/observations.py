@@ -477,3 +477,90 @@ def truncated_history_warning(
         f"{warning}; the account opened in {opened_at:%Y-%m}, so it had statements before "
         f"{first_month:%Y-%m}: send them to score its whole history"
     )
+
+
+def _known_recently(statements: pl.DataFrame | pl.LazyFrame, as_of: date) -> pl.LazyFrame:
+    """Statements known by the end of ``as_of`` whose cycle ended in the months
+    :func:`overdue_statements` looks at."""
+    end = datetime.combine(as_of + timedelta(days=1), datetime.min.time())
+    earliest = recent_statement_cutoff(as_of) - timedelta(days=31)  # a month more than read
+    return (
+        statements.lazy()
+        .select("account_id", "cycle_end", "known_at", "dpd")
+        .filter((pl.col("known_at") < end) & (pl.col("cycle_end") >= earliest))
+    )
+
+
+def statement_timing(statements: pl.DataFrame | pl.LazyFrame, as_of: date) -> pl.DataFrame:
+    """One row: the latest ``cycle_end`` and the longest delay from a cycle's end to its
+    ``known_at`` among the statements :func:`overdue_statements` reads (combine the rows of
+    parts of a book by their maximum)."""
+    return (
+        _known_recently(statements, as_of)
+        .select(
+            pl.col("cycle_end").max().alias("latest"),
+            (pl.col("known_at") - pl.col("cycle_end").cast(pl.Datetime("us"))).max().alias("delay"),
+        )
+        .collect()
+    )
+
+
+def overdue_statements(
+    statements: pl.DataFrame | pl.LazyFrame,
+    as_of: date,
+    spec: ObservationSpec,
+    timing: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """Delinquent accounts whose next statement is missing from the extract: ``account_id``,
+    ``last_cycle_end`` (their latest statement known at ``as_of``, in the last
+    :data:`RECENT_STATEMENT_MONTHS` + 1 months), ``due_cycle_end`` (a month later), sorted.
+
+    An account counts when its latest statement showed it 1 to ``spec.max_dpd`` days past due
+    (a line current at its last statement may have closed), the statement a month later would
+    be known by the end of the as-of day even with the longest delay from cycle end to
+    ``known_at`` the book shows, and the book holds statements that late (``timing``:
+    :func:`statement_timing` of the whole book, when ``statements`` is a part of it). Such an
+    account is scored from its last statement with the DPD aged to the as-of (a cure in the
+    missing month unseen), or drops out of the population: the extract lost rows.
+    """
+    end = datetime.combine(as_of + timedelta(days=1), datetime.min.time())
+    timing = statement_timing(statements, as_of) if timing is None else timing
+    latest, delay = timing.row(0)
+    if latest is None:
+        return pl.DataFrame(
+            schema={"account_id": pl.String, "last_cycle_end": pl.Date, "due_cycle_end": pl.Date}
+        )
+    due = pl.col("last_cycle_end").dt.offset_by("1mo")
+    return (
+        _known_recently(statements, as_of)
+        .group_by("account_id")
+        .agg(
+            pl.col("cycle_end").max().alias("last_cycle_end"),
+            pl.col("dpd").sort_by("cycle_end").last().alias("_dpd"),
+        )
+        .filter(
+            pl.col("_dpd").is_between(1, spec.max_dpd)
+            & (due <= pl.lit(latest))
+            & (due.cast(pl.Datetime("us")) + pl.lit(delay) < pl.lit(end))
+        )
+        .select("account_id", "last_cycle_end", due.alias("due_cycle_end"))
+        .sort("account_id")
+        .collect()
+    )
+
+
+def overdue_statements_warning(missing: pl.DataFrame, as_of: date) -> str | None:
+    """One line for the job's warnings when :func:`overdue_statements` found accounts."""
+    if not missing.height:
+        return None
+    examples = ", ".join(
+        f"{account} (last {last}, none for {due:%Y-%m})"
+        for account, last, due in missing.head(3).iter_rows()
+    )
+    return (
+        f"{missing.height:,} delinquent account{'s' * (missing.height != 1)} lack the statement "
+        f"that was due a month after their latest, although it would be known by {as_of} and "
+        f"the book holds statements that late (e.g. {examples}): the extract looks to have lost "
+        "them. Such an account is scored from its last statement, its DPD aged to the as-of "
+        "(a cure or payment since unseen), or drops out of the population; check the extract"
+    )

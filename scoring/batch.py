@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from importlib import metadata
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import polars as pl
 
@@ -48,7 +48,13 @@ from rollrisk.features.dates import (
     choose_default_as_of,
     default_as_of_choice,
 )
-from rollrisk.features.observations import first_statement_month, short_history_warning
+from rollrisk.features.observations import (
+    first_statement_month,
+    overdue_statements,
+    overdue_statements_warning,
+    short_history_warning,
+    statement_timing,
+)
 from rollrisk.features.validation import REJECT_SCHEMA
 from rollrisk.scoring.core import (
     INPUT_TABLES,
@@ -205,7 +211,8 @@ def score_portfolio(
         as_of = default.as_of if default is not None else as_of
         people = book.population(as_of)
         short_history = short_history_warning(book.first_month(), as_of, setup.feature_set)
-        warnings = tuple(w for w in (partial_month, short_history) if w is not None)
+        overdue = overdue_statements_warning(book.overdue_statements(as_of), as_of)
+        warnings = tuple(w for w in (partial_month, overdue, short_history) if w is not None)
         if people == 0:
             raise UserError(
                 f"no account of {data} is delinquent ({setup.observation.min_dpd}-"
@@ -333,6 +340,8 @@ class _Book:
     check_as_of: Callable[[date], None]  # raises UserError outside the statement months
     default_as_of: Callable[[], DefaultAsOf]
     population: Callable[[date], int]  # accounts to score at an as-of
+    # delinquent accounts whose next statement is missing (features.observations)
+    overdue_statements: Callable[[date], pl.DataFrame]
     first_month: Callable[[], date | None]  # the month (its first day) of the first statement
     # as-of, output, partitions, workers (the local engine's processes)
     score: Callable[[date, PartitionedRun, int, int], list[PartitionFile]]
@@ -362,6 +371,9 @@ def _local_book(
         check_as_of=lambda as_of: check_as_of(portfolio.statements, as_of),
         default_as_of=lambda: default_as_of_choice(portfolio.statements),
         population=lambda as_of: people(as_of).len(),
+        overdue_statements=lambda as_of: overdue_statements(
+            portfolio.statements, as_of, setup.observation
+        ),
         first_month=lambda: first_statement_month(portfolio.statements),
         score=lambda as_of, output, partitions, workers: _score_locally(
             portfolio,
@@ -410,12 +422,23 @@ def _spark_book(
         ),
         default_as_of=default,
         population=people,
+        overdue_statements=lambda as_of: _spark_overdue(book, as_of, setup),
         first_month=lambda: None if months.first is None else months.first.replace(day=1),
         score=lambda as_of, output, partitions, _workers: spark_engine.score_with_spark(
             book, as_of, setup, output, partitions
         ),
         default_partitions=lambda people: spark_default_partitions(people, accounts_read),
     )
+
+
+def _spark_overdue(book: Any, as_of: date, setup: ScoringSetup) -> pl.DataFrame:
+    """:func:`overdue_statements` over the Spark engine's partitions, with the whole book's
+    timing (so the accounts found are the local engine's)."""
+    parts = book.rows(lambda statements: statement_timing(statements, as_of))
+    timing = parts.select(pl.col("latest").max(), pl.col("delay").max())
+    return book.rows(
+        lambda statements: overdue_statements(statements, as_of, setup.observation, timing)
+    ).sort("account_id")
 
 
 def spark_default_partitions(population: int, accounts_read: int) -> int:

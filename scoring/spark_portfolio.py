@@ -406,6 +406,14 @@ class SparkPortfolio:
         history = self._records.select("history").rdd
         return int(history.map(lambda row: count(from_ipc(row["history"]))).sum())
 
+    def rows(self, find: Callable[[pl.DataFrame], pl.DataFrame]) -> pl.DataFrame:
+        """``find`` (statements -> a few rows) over the validated partitions, concatenated
+        (for small results only: they come to the driver)."""
+        assert self._records is not None, "released"
+        history = self._records.select("history").rdd
+        parts = history.map(lambda row: to_ipc(find(from_ipc(row["history"])))).collect()
+        return pl.concat([from_ipc(part) for part in parts], how="vertical")
+
     def release(self) -> None:
         """Drop the statements kept in Spark for :meth:`population`."""
         if self._records is not None:

@@ -446,3 +446,40 @@ def test_statement_months_missing_from_the_extract_set_the_account_aside(
     same = others.join(scored, on="account_id", suffix="_now")
     assert same.height == others.height
     assert (same["probability"] == same["probability_now"]).all()
+
+
+def test_a_delinquent_account_whose_latest_statement_is_missing_is_said_loudly(
+    world, clean_scores, tmp_path, capsys
+):
+    """The extract lost the as-of month's statement of a few delinquent accounts (no row
+    rejected, no month skipped inside a history: the history just ends a month early). Each is
+    scored from its previous statement or drops out; the job says so, naming them."""
+    portfolio = _copy(world, tmp_path)
+    as_of = date.fromisoformat(AS_OF)
+    statements = pl.concat([pl.read_parquet(part) for part in _statement_parts(portfolio)])
+    in_month = statements.filter(
+        (pl.col("cycle_end").dt.strftime("%Y-%m") == AS_OF[:7])
+        & (pl.col("cycle_end").dt.day() <= 10)  # due long enough before the as-of to be known
+        & pl.col("account_id").is_in(clean_scores["account_id"].to_list())
+    )
+    before = statements.filter(
+        (pl.col("cycle_end").dt.strftime("%Y-%m") == "2025-02") & pl.col("dpd").is_between(1, 89)
+    )
+    victims = sorted(set(in_month["account_id"]) & set(before["account_id"]))[:4]
+    assert len(victims) == 4
+    for part in _statement_parts(portfolio):
+        # their history ends a month early (the month after too: else a month is skipped)
+        _rewrite(part, lambda f: f.filter(
+            ~(pl.col("account_id").is_in(victims) & (pl.col("cycle_end") >= date(2025, 3, 1)))
+        ))  # fmt: skip
+    capsys.readouterr()
+    assert _score(world, portfolio, tmp_path / "scores") == 0
+    err = capsys.readouterr().err
+    line = next(x for x in err.splitlines() if "lack the statement that was due" in x)
+    assert line.startswith("[score] WARNING: 4 delinquent accounts lack the statement")
+    assert f"(e.g. {victims[0]} (last " in line and f"none for {as_of:%Y-%m})" in line
+    manifest, _ = read_current(tmp_path / "scores")
+    assert any(w.startswith("4 delinquent accounts lack") for w in manifest["warnings"])
+    # the clean book: no such warning
+    assert _score(world, world.portfolio, tmp_path / "clean") == 0
+    assert "lack the statement" not in capsys.readouterr().err
