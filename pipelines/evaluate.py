@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -35,6 +36,9 @@ from rollrisk.arguments import (
     with_observation_flags,
 )
 from rollrisk.errors import UserError
+
+if TYPE_CHECKING:
+    from rollrisk.features.observations import ObservationSpec
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -92,12 +96,14 @@ def run(args: argparse.Namespace) -> int:
         feature_set=loaded.model.feature_set,
         where=str(args.training_set or args.data),
     )
+    labelled = frame[frame[LABEL].notna()].reset_index(drop=True)
+    labelled_as_of = pd.to_datetime(labelled["as_of"])  # every labelled month, for the advice
+    frame = labelled
     if args.as_of_from:
-        frame = frame[pd.to_datetime(frame["as_of"]) >= pd.Timestamp(args.as_of_from)]
-    frame = frame[frame[LABEL].notna()].reset_index(drop=True)
+        frame = frame[labelled_as_of >= pd.Timestamp(args.as_of_from)].reset_index(drop=True)
     if frame.empty:
-        raise UserError(f"no labelled rows to evaluate in {args.data} (check --as-of-from)")
-    in_sample = _in_sample_note(frame, metadata.get("trained_as_of"))
+        raise UserError(_no_labelled_rows(args, spec, labelled_as_of))
+    in_sample = _in_sample_note(frame, metadata.get("trained_as_of"), labelled_as_of)
     if in_sample:
         print(f"[evaluate] WARNING: {in_sample}", file=sys.stderr, flush=True)
     print(f"[evaluate] scoring {len(frame)} rows", file=sys.stderr, flush=True)
@@ -132,9 +138,32 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _in_sample_note(frame: pd.DataFrame, trained_as_of: str | None) -> str | None:
+def _no_labelled_rows(
+    args: argparse.Namespace, spec: ObservationSpec, labelled_as_of: pd.Series
+) -> str:
+    """Why there is nothing to evaluate: no labelled row at all, or none from --as-of-from."""
+    where = args.training_set or args.data
+    window = (
+        f"a row is labelled once its {spec.window_months}-month outcome window has closed "
+        "within the data"
+    )
+    if labelled_as_of.empty:
+        return f"no labelled rows to evaluate in {where} ({window})"
+    return (
+        f"no labelled rows to evaluate in {where} on or after --as-of-from {args.as_of_from}: "
+        f"its labelled as-of months are {labelled_as_of.min().date()}..{labelled_as_of.max().date()} "
+        f"({window}); give an earlier --as-of-from, or a later extract"
+    )
+
+
+def _in_sample_note(
+    frame: pd.DataFrame, trained_as_of: str | None, labelled_as_of: pd.Series
+) -> str | None:
     """What share of ``frame`` is of the as-of months the model learnt from (its metadata's
-    ``trained_as_of``, 'first..last'): figures on those rows are in-sample, so optimistic."""
+    ``trained_as_of``, 'first..last'): figures on those rows are in-sample, so optimistic.
+    The advice depends on ``labelled_as_of``, the as-of of every labelled row of the
+    portfolio: evaluate the months after the training data with --as-of-from when it has
+    some, else a later extract is needed (--as-of-from would leave nothing to evaluate)."""
     if not trained_as_of or ".." not in trained_as_of:
         return None
     first, last = (pd.Timestamp(end) for end in trained_as_of.split(".."))
@@ -142,9 +171,21 @@ def _in_sample_note(frame: pd.DataFrame, trained_as_of: str | None) -> str | Non
     inside = int(((as_of >= first) & (as_of <= last)).sum())
     if inside == 0:
         return None
-    after = (last + pd.offsets.MonthEnd(1)).date()
+    later = labelled_as_of[labelled_as_of > last]
+    if len(later):
+        advice = (
+            f"evaluate later months with --as-of-from {later.min().date()} ({len(later):,} "
+            f"labelled rows, {later.min().date()}..{later.max().date()})"
+        )
+    else:
+        latest = labelled_as_of.max().date() if len(labelled_as_of) else None
+        advice = (
+            "this portfolio has no labelled months after the model's training data (its "
+            f"latest labelled as-of is {latest}), so an out-of-sample evaluation needs a later "
+            "extract (--data with months after those)"
+        )
     return (
         f"{inside:,} of {len(frame):,} rows are of the months the model learnt from "
         f"({trained_as_of}): on the portfolio it learnt from their figures are in-sample and "
-        f"flatter it; evaluate later months with --as-of-from {after}"
+        f"flatter it; {advice}"
     )

@@ -167,9 +167,13 @@ def run(args: argparse.Namespace) -> int:
             "were already written",
             file=sys.stderr,
         )
-    print(
-        f"[score] {result.scored:,} accounts scored at {result.as_of} with {setup.model_name} "
-        f"v{setup.model_version}"
+    print(  # a registry version is a number; a model folder has none ("unregistered")
+        f"[score] {result.scored:,} accounts scored at {result.as_of} with "
+        + (
+            f"{setup.model_name} v{setup.model_version}"
+            if setup.model_version.isdigit()
+            else f"the unregistered model at {args.model}"
+        )
     )
     for experiment_id, arms in result.experiment_counts.items():
         per_arm = ", ".join(f"{arm} {accounts:,}" for arm, accounts in arms.items())

@@ -398,7 +398,7 @@ def _spark_book(
     except ImportError as error:
         raise UserError(
             f"--engine spark needs PySpark and Java 17 ({error}); "
-            "install it with `pip install -e '.[spark]'`"
+            "install it with `pip install 'rollrisk[spark]'`"
         ) from error
     book = held.enter_context(spark_engine.spark_portfolio(data, rejects_path, dates))
     months = book.months

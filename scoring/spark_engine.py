@@ -92,7 +92,12 @@ def spark_session() -> tuple[SparkSession, bool]:
     master comes from ``ROLLRISK_SPARK_MASTER`` (default ``local[2]``), the driver's heap from
     ``ROLLRISK_SPARK_DRIVER_MEMORY`` (default 4g; in ``local`` mode this JVM also runs the
     executors; the rejected rows are collected there).
+
+    Raises:
+        UserError: PySpark is not installed; Spark cannot start (no Java 17, a wrong
+            ``JAVA_HOME``, an unreachable master).
     """
+    _require_pyspark()
     from pyspark.errors import PySparkRuntimeError
     from pyspark.sql import SparkSession
 
@@ -127,6 +132,21 @@ def spark_session() -> tuple[SparkSession, bool]:
     return session, True
 
 
+def _require_pyspark() -> None:
+    """Refuse, in one line, ``--engine spark`` without PySpark (an optional dependency, as
+    learn-policy's EconML is)."""
+    try:
+        import pyspark  # noqa: F401  (first: a missing install is named as such)
+        import pyspark.errors  # noqa: F401
+        import pyspark.sql  # noqa: F401
+    except ModuleNotFoundError as error:
+        raise UserError(
+            f"--engine spark needs PySpark, an optional dependency (no module named "
+            f"{error.name!r}): pip install 'rollrisk[spark]' (and Java 17, see docs/spark.md), "
+            "or use the local engine"
+        ) from None
+
+
 def _prepare_environment(master: str) -> None:
     """Point Spark at Java 17 and, on a local master, at this interpreter (set only if unset)."""
     if not os.environ.get("JAVA_HOME"):
@@ -149,7 +169,7 @@ def spark_portfolio(
 
     Raises:
         DataContractError: as :func:`rollrisk.storage.loader.load_portfolio`.
-        UserError: Spark cannot start.
+        UserError: PySpark is not installed, or Spark cannot start (:func:`spark_session`).
     """
     spark, started = spark_session()
     try:

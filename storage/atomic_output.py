@@ -23,7 +23,10 @@ version, as-of, configuration), so the same inputs always land in the same folde
 * readers follow ``OUT/current``, which always points at a run with a manifest, or does not
   exist: a run killed at any moment leaves either nothing or the complete previous result,
   its attachments (the rejects) included, since they live in the run folder and are listed
-  with their checksums in its manifest.
+  with their checksums in its manifest;
+* a run writes only into a folder that is new, empty or of this layout
+  (:func:`check_output_folder`): a folder holding anything else (a training run's report, a
+  user's ``rejects.csv`` or ``current`` file) is refused before anything in it changes.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ import os
 import re
 import shutil
 import socket
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -59,6 +62,11 @@ Result = TypeVar("Result")
 
 class OutputFolderBusy(UserError):
     """Another run holds the output folder's lock."""
+
+
+class NotAnOutputFolder(UserError):
+    """The output folder holds files that are not of this layout (publishing would replace
+    them, or mix its files with them)."""
 
 
 def identity_key(identity: Mapping[str, Any]) -> str:
@@ -121,6 +129,8 @@ def output_lock(out_dir: Path) -> Iterator[Path]:
     (process id, host, start time) for the message a second run gets.
 
     Raises:
+        NotAnOutputFolder: ``out_dir`` holds files that are not of this layout
+            (:func:`check_output_folder`); nothing is made in it.
         OutputFolderBusy: another run holds the lock (this run stops at once: waiting would
             only make it score inputs that may have changed meanwhile, and a scheduler's
             retry is the clearer place to wait).
@@ -130,6 +140,9 @@ def output_lock(out_dir: Path) -> Iterator[Path]:
     # the topmost folder this run makes: removed again when the run ends leaving nothing in
     # it but its lock (a failed first run must not leave a folder that looks like an output)
     created = next((p for p in (*reversed(out_dir.parents), out_dir) if not p.exists()), None)
+    # before the lock file is made: a folder of other files is left as it was (a run writing
+    # into a folder of this layout meanwhile makes only entries of the layout)
+    check_output_folder(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         descriptor = os.open(out_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
@@ -220,6 +233,90 @@ def holds_output_lock(function: Callable[Params, Result]) -> Callable[Params, Re
     return locked
 
 
+# --------------------------------------------------------------------------- what may be replaced
+
+
+# a link a killed publish staged (:func:`_point`): `.<name>.<pid>.tmp`
+_STAGED_LINK = re.compile(r"\..+\.\d+\.tmp")
+
+
+def check_output_folder(out_dir: Path, names: Collection[str] | None = None) -> None:
+    """Refuse an output folder ``out_dir`` that holds anything but this layout (the module
+    docstring): the ``current`` link into ``runs/``, the ``runs`` folder, links through
+    ``current`` (the attachments), the lock, the staging folder and a killed run's staged
+    links. Publishing replaces ``current`` and each attachment's name by a link, and a plain
+    file there (a user's ``rejects.csv``, a training run's files) would be lost or mixed with
+    this output's. A folder of the older layout, whose published manifest lists no
+    attachments, held them as plain files: those are replaced. ``names``: only these entries
+    are checked (those publishing replaces), instead of all.
+
+    Raises:
+        NotAnOutputFolder: one line naming the folder, the first offending entry and what to
+            do instead.
+    """
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        return
+    older_layout = _published_manifest_lacks_attachments(out_dir)
+    try:
+        entries = (
+            sorted(out_dir.iterdir(), key=lambda p: p.name)
+            if names is None
+            else [out_dir / name for name in sorted(names)]
+        )
+    except OSError:  # unreadable: the lock, made next, says what is wrong with the folder
+        return
+    for entry in entries:
+        problem = _foreign(entry, older_layout)
+        if problem is not None:
+            raise NotAnOutputFolder(
+                f"{out_dir} holds {entry.name!r}, {problem}: a run publishes its result there "
+                f"as links ({CURRENT} -> runs/<key>, attachments through {CURRENT}/), which "
+                f"would replace or mix with it; give another --out (new, empty, or one that "
+                f"this job wrote), or move {entry} away first"
+            )
+
+
+def _foreign(entry: Path, older_layout: bool) -> str | None:
+    """Why ``entry`` (in an output folder) is not of this layout, or None when it is."""
+    name = entry.name
+    if not (entry.exists() or entry.is_symlink()):
+        return None
+    if name in (LOCK, STAGING) or (_STAGED_LINK.fullmatch(name) and entry.is_symlink()):
+        return None
+    if name == CURRENT:
+        if entry.is_symlink() and Path(os.readlink(entry)).parts[:1] == ("runs",):
+            return None
+        return f"a {_kind(entry)}, not the link to runs/<key> a run publishes"
+    if name == "runs":
+        return None if entry.is_dir() and not entry.is_symlink() else f"a {_kind(entry)}"
+    if entry.is_symlink() and Path(os.readlink(entry)) == Path(CURRENT) / name:
+        return None  # an attachment, reached through `current`
+    if older_layout and entry.is_file() and not entry.is_symlink():
+        return None  # an attachment of the older layout: replaced by its link
+    return f"a {_kind(entry)} that this kind of output does not make"
+
+
+def _kind(entry: Path) -> str:
+    if entry.is_symlink():
+        return f"link to {os.readlink(entry)}"
+    return "folder" if entry.is_dir() else "regular file"
+
+
+def _published_manifest_lacks_attachments(out_dir: Path) -> bool:
+    """Whether ``out_dir`` holds a result published by the older layout: ``current`` links a
+    run whose manifest has no ``attachments`` (those were written beside ``current`` as plain
+    files, where the links are now)."""
+    link = out_dir / CURRENT
+    if not link.is_symlink() or Path(os.readlink(link)).parts[:1] != ("runs",):
+        return False
+    try:
+        manifest = json.loads((link / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and "attachments" not in manifest
+
+
 # --------------------------------------------------------------------------- one run's files
 
 
@@ -301,6 +398,9 @@ class PartitionedRun:
         it always belongs to the published result. Leftover temporary files of killed runs
         in the run folder are removed last.
         """
+        # the last word before anything moves (the lock took the first): never replace a file
+        # this layout did not make
+        check_output_folder(self.out_dir, [CURRENT, *(attachments or {})])
         self.run_dir.mkdir(parents=True, exist_ok=True)
         attached = []
         for name, staged in sorted((attachments or {}).items()):
@@ -344,7 +444,8 @@ def publish_file(staged: Path, final: Path) -> None:
 
 def _point(link: Path, target: Path) -> None:
     """Make ``link`` a symlink to ``target`` by one rename(2), which is atomic (an existing
-    link, or a plain file of an older layout, is replaced)."""
+    link, or a plain file of the older layout, is replaced: :func:`check_output_folder` has
+    refused any other file)."""
     if link.is_symlink() and Path(os.readlink(link)) == target:
         return
     staged = link.with_name(f".{link.name}.{os.getpid()}.tmp")

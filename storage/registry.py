@@ -124,12 +124,16 @@ def load_roll_model(uri: str) -> LoadedModel:
             raise UserError(
                 f"cannot load model {uri!r} from {store}: {_first_line(error)}"
             ) from error
+    folder = model_folder_of(uri)
+    if folder is not None:  # a path: the store plays no part, the folder must be one
+        _check_model_folder(uri, folder)
     try:
         pyfunc = mlflow.pyfunc.load_model(uri)
         python_model = pyfunc.unwrap_python_model()
     except (MlflowException, OSError) as error:
+        source = f" from {store}" if needs_store(uri) else ""
         raise UserError(
-            f"cannot load model {uri!r}{_where(name, version)} from {store}: the model's files "
+            f"cannot load model {uri!r}{_where(name, version)}{source}: the model's files "
             f"are missing or unreadable ({_first_line(error)})"
         ) from error
     except _DAMAGED as error:
@@ -151,6 +155,63 @@ def load_roll_model(uri: str) -> LoadedModel:
         metadata=dict(pyfunc.metadata.metadata or {}),
         reference_scores=getattr(python_model, "reference_scores_", None),
         reference_features=getattr(python_model, "reference_features_", None),
+    )
+
+
+MODEL_FILE = "MLmodel"  # what makes a folder a model folder: MLflow's description of it
+_MODEL_FOLDER = (
+    f"a model folder holds the {MODEL_FILE} file and the files MLflow logged beside it (the "
+    "`artifacts` folder of a logged model)"
+)
+
+
+def model_folder_of(uri: str) -> Path | None:
+    """The local folder a model URI names (a path, or ``file://``), or None for a URI read
+    through the store (``models:/``, ``runs:/``) or from a remote artifact location."""
+    if needs_store(uri):
+        return None
+    if uri.lower().startswith("file:"):
+        from urllib.parse import urlparse
+        from urllib.request import url2pathname
+
+        return Path(url2pathname(urlparse(uri).path))
+    scheme = uri.split(":", 1)[0] if ":" in uri else ""
+    # a scheme is letters, digits, +-. then `:` (s3://, gs://, https://); a path has none
+    if re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]+", scheme) and "://" in uri:
+        return None
+    return Path(uri)
+
+
+def _check_model_folder(uri: str, folder: Path) -> None:
+    """Refuse a model path that is no folder, or a folder without ``MLmodel``: MLflow's own
+    message for these ("No such artifact") reads as a damaged store."""
+    registered = (
+        "or a registered model: models:/NAME@ALIAS, models:/NAME/VERSION, runs:/RUN_ID/model"
+    )
+    if not folder.exists():
+        raise UserError(
+            f"cannot load model {uri!r}: no model folder at {folder} ({_MODEL_FOLDER}); give "
+            f"a model folder, {registered}"
+        )
+    if folder.is_dir() and (folder / MODEL_FILE).is_file():
+        return
+    inside = (
+        next(
+            (
+                p.parent
+                for depth in ("*", "*/*")  # a parent given for the folder
+                for p in sorted(folder.glob(f"{depth}/{MODEL_FILE}"))
+            ),
+            None,
+        )
+        if folder.is_dir()
+        else None
+    )
+    hint = f"; the model folder inside it is {inside}" if inside is not None else ""
+    raise UserError(
+        f"cannot load model {uri!r}: {folder} is not a model folder (no {MODEL_FILE} file "
+        f"{'in it' if folder.is_dir() else 'there: it is a file'}; {_MODEL_FOLDER}){hint}; "
+        f"give a model folder, {registered}"
     )
 
 

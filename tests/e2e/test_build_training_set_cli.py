@@ -121,6 +121,29 @@ def test_a_folder_given_as_out_is_refused_and_kept(portfolio: Path, tmp_path: Pa
     assert [p.name for p in runs.iterdir()] == ["model.txt"]
 
 
+def hide_pyspark(monkeypatch) -> None:
+    """Make ``import pyspark`` fail as where the extra is not installed (this venv has it)."""
+    import sys
+
+    for name in [n for n in sys.modules if n == "pyspark" or n.startswith("pyspark.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "pyspark", None)  # import raises ModuleNotFoundError
+
+
+def test_the_spark_engine_without_pyspark_is_one_line_naming_the_extra(
+    portfolio: Path, tmp_path: Path, monkeypatch, capsys
+):
+    hide_pyspark(monkeypatch)
+    out = tmp_path / "ts"
+    argv = ["build-training-set", "--data", str(portfolio), "--out", str(out), "--engine", "spark"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "ModuleNotFoundError" not in err
+    [line] = [line for line in err.splitlines() if "error:" in line]
+    assert "--engine spark needs PySpark" in line and "pip install 'rollrisk[spark]'" in line
+    assert not out.exists()
+
+
 def test_as_of_dates_outside_the_data_write_nothing_and_say_why(
     portfolio: Path, tmp_path: Path, capsys
 ):

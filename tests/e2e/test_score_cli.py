@@ -104,6 +104,48 @@ def test_workers_with_the_spark_engine_are_refused(scoring_world, tmp_path, caps
     assert not (tmp_path / "scores").exists()
 
 
+def test_the_spark_engine_without_pyspark_is_one_line_naming_the_extra(
+    scoring_world, tmp_path, monkeypatch, capsys
+):
+    import sys
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", scoring_world.tracking_uri)
+    # `import pyspark` fails as where the extra is not installed (this venv has it)
+    for name in [n for n in sys.modules if n == "pyspark" or n.startswith("pyspark.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "pyspark", None)
+    assert _score(scoring_world, tmp_path / "scores", "--engine", "spark") == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "ModuleNotFoundError" not in err
+    assert "rollrisk score: error: --engine spark needs PySpark" in err
+    assert "pip install 'rollrisk[spark]'" in err
+    assert not (tmp_path / "scores").exists()
+
+
+def test_a_model_folder_is_named_as_unregistered_and_a_missing_one_as_no_folder(
+    scoring_world, tmp_path, monkeypatch, capsys
+):
+    from mlflow import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", scoring_world.tracking_uri)
+    client = MlflowClient(tracking_uri=scoring_world.tracking_uri)
+    name, alias = scoring_world.model_uri.removeprefix("models:/").split("@")
+    source = client.get_model_version_by_alias(name, alias).source  # models:/m-<id>
+    location = client.get_logged_model(source.removeprefix("models:/")).artifact_location
+    folder = location.removeprefix("file://")
+    argv = ["score", "--data", str(scoring_world.portfolio), "--as-of", AS_OF]
+    capsys.readouterr()
+    assert main([*argv, "--model", folder, "--out", str(tmp_path / "scores")]) == 0
+    out = capsys.readouterr().out
+    assert f"with the unregistered model at {folder}" in out and "vunregistered" not in out
+
+    missing = tmp_path / "nonexistent_model_dir"
+    assert main([*argv, "--model", str(missing), "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert f"no model folder at {missing} (a model folder holds the MLmodel file" in err
+    assert "sqlite" not in err and not (tmp_path / "x").exists()
+
+
 def test_missing_alias_is_a_clear_error(scoring_world, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", scoring_world.tracking_uri)
     code = main(

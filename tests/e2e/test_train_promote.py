@@ -184,7 +184,9 @@ def test_train_then_promotion_gates_then_fresh_process_load(
     # on the portfolio it learnt from, the figures are in-sample: said on stderr and in the report
     warning = next(line for line in captured.err.splitlines() if "WARNING" in line)
     assert "rows are of the months the model learnt from" in warning
-    assert "--as-of-from" in warning
+    # no labelled month after the training data here: --as-of-from would leave nothing
+    assert "--as-of-from" not in warning
+    assert "no labelled months after the model's training data" in warning
     assert "in-sample rows" in report and "flatter it" in report
 
     # 5. The champion loads and scores raw features in a fresh process.

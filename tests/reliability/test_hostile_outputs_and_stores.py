@@ -205,6 +205,35 @@ def test_a_read_only_output_folder_is_one_line_and_the_result_stays(
         assert _snapshot(out) == before
 
 
+@pytest.mark.parametrize(
+    "files",
+    [
+        {"rejects.csv": "precious\n", "current": "y\n"},  # a user's files
+        # a training run's folder: its report, metrics and the rejects it wrote
+        {"report.md": "# roll model\n", "metrics_by_slice.csv": "slice,auc\n",
+         "rejects.csv": "table,file,row,key,reasons\n"},
+    ],
+)  # fmt: skip
+def test_a_folder_of_other_files_is_refused_in_one_line_and_left_as_it_was(
+    scoring_world, published, tmp_path, monkeypatch, capsys, files
+):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", scoring_world.tracking_uri)
+    out = tmp_path / "x"
+    out.mkdir()
+    for name, text in files.items():
+        (out / name).write_text(text)
+    before = _snapshot(out)
+    assert main(_score_argv(scoring_world, out)) == 2
+    message = _one_line_error(capsys, "score")
+    assert message.startswith(f"{out} holds '") and "give another --out" in message
+    assert _snapshot(out) == before and not (out / ".lock").exists()
+    # a folder an earlier run published into is taken, and the rerun of that run too
+    out = _previous_result(published, tmp_path)
+    assert main(_score_argv(scoring_world, out)) == 0
+    assert main(_score_argv(scoring_world, out)) == 0
+    assert read_current(out)[0]["as_of"] == AS_OF and (out / "rejects.csv").is_symlink()
+
+
 @contextlib.contextmanager
 def _read_only_copy(published: Path, tmp_path: Path) -> Iterator[Path]:
     """A copy of a published output folder that this process cannot write: by its mode for a

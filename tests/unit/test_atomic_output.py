@@ -15,6 +15,7 @@ import polars as pl
 import pytest
 
 from rollrisk.storage.atomic_output import (
+    NotAnOutputFolder,
     OutputFolderBusy,
     PartitionedRun,
     file_sha256,
@@ -155,13 +156,104 @@ def test_an_attachment_is_published_with_its_result_and_only_with_it(tmp_path):
     assert (tmp_path / "rejects.csv").is_symlink()
 
 
+def _older_layout(out: Path) -> None:
+    """A result the older layout published: a manifest without attachments, and the rejects
+    written beside ``current`` as a plain file."""
+    run_dir = out / "runs" / "0123456789abcdef"
+    run_dir.mkdir(parents=True)
+    (run_dir / "manifest.json").write_text(json.dumps({"run_key": "0123456789abcdef"}))
+    (out / "current").symlink_to(Path("runs") / "0123456789abcdef")
+    (out / "rejects.csv").write_text("stale, from an older version\n")
+
+
 def test_publish_replaces_a_plain_rejects_file_of_the_older_layout(tmp_path):
-    (tmp_path / "rejects.csv").write_text("stale, from an older version\n")
-    run = PartitionedRun(tmp_path, {"as_of": "2025-06-30"})
+    out = tmp_path / "out"
+    _older_layout(out)
+    with output_lock(out):  # the folder is of this kind of output: taken
+        run = PartitionedRun(out, {"as_of": "2025-06-30"})
+        staged = tmp_path / "staged.csv"
+        staged.write_text("table,row\n")
+        run.publish({}, [run.write_partition(0, _frame(0))], {"rejects.csv": staged})
+    assert (out / "rejects.csv").read_text() == "table,row\n"
+    assert (out / "rejects.csv").is_symlink()
+
+
+# --------------------------------------------------------------------------- foreign folders
+
+
+def _published(out: Path) -> None:
+    """A result of this layout in ``out``, with its rejects attached."""
+    with output_lock(out) as staging:
+        run = PartitionedRun(out, {"as_of": "2025-06-30"})
+        (staging / "rejects.csv").write_text("table,row\n")
+        run.publish(
+            {}, [run.write_partition(0, _frame(0))], {"rejects.csv": staging / "rejects.csv"}
+        )
+
+
+def _tree(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): (f"-> {os.readlink(p)}" if p.is_symlink() else
+                                     p.read_text() if p.is_file() else "/")
+        for p in sorted(folder.rglob("*"))
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("files", "named"),
+    [
+        ({"rejects.csv": "precious\n", "current": "y\n"}, "'current', a regular file"),
+        ({"rejects.csv": "precious\n"}, "'rejects.csv', a regular file"),
+        # a training run's folder: its report and rejects
+        ({"report.md": "# model\n", "rejects.csv": "table,file,row,key,reasons\n"}, "'rejects.csv'"),
+    ],
+)  # fmt: skip
+def test_a_folder_of_other_files_is_refused_and_left_as_it_was(tmp_path, files, named):
+    out = tmp_path / "x"
+    out.mkdir()
+    for name, text in files.items():
+        (out / name).write_text(text)
+    before = _tree(out)
+    with (
+        pytest.raises(NotAnOutputFolder, match=f"^{out} holds {named}") as refused,
+        output_lock(out),
+    ):
+        pass
+    message = str(refused.value)
+    assert "\n" not in message and "give another --out" in message
+    assert _tree(out) == before  # no lock file, no staging folder, nothing replaced
+
+
+def test_a_foreign_folder_holding_a_result_is_refused_too(tmp_path):
+    out = tmp_path / "out"
+    _published(out)
+    (out / "rejects.csv").unlink()
+    (out / "rejects.csv").write_text("precious\n")  # the user's file where the link was
+    with pytest.raises(NotAnOutputFolder, match="'rejects.csv', a regular file"), output_lock(out):
+        pass
+    # and publish, the last word, never replaces it either
+    run = PartitionedRun(out, {"as_of": "2025-07-31"})
     staged = tmp_path / "staged.csv"
     staged.write_text("table,row\n")
-    run.publish({}, [run.write_partition(0, _frame(0))], {"rejects.csv": staged})
-    assert (tmp_path / "rejects.csv").read_text() == "table,row\n"
+    with pytest.raises(NotAnOutputFolder, match="'rejects.csv'"):
+        run.publish({}, [run.write_partition(0, _frame(1))], {"rejects.csv": staged})
+    assert (out / "rejects.csv").read_text() == "precious\n"
+    assert read_current(out)[0]["identity"] == {"as_of": "2025-06-30"}
+
+
+def test_a_previous_result_and_a_killed_runs_leftovers_are_taken(tmp_path):
+    out = tmp_path / "out"
+    _published(out)
+    (out / ".current.12345.tmp").symlink_to("runs/abc")  # a publish killed between two steps
+    (out / ".staging").mkdir()
+    (out / ".staging" / "rejects.csv").write_text("half")
+    PartitionedRun(out, {"as_of": "2025-07-31"}).write_partition(0, _frame(1))  # killed run
+    _published(out)  # the same run again: taken
+    with output_lock(tmp_path / "empty"):  # a new folder, and an empty one, too
+        pass
+    (tmp_path / "empty").mkdir(exist_ok=True)
+    with output_lock(tmp_path / "empty"):
+        pass
 
 
 def test_publish_removes_temporary_files_that_killed_runs_left(tmp_path):

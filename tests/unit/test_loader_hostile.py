@@ -179,3 +179,36 @@ def test_a_malformed_registry_uri_lists_the_accepted_forms() -> None:
     for uri in ("models:/rollrisk-roll-to-default@", "models:/", "models:/a/b/c"):
         with pytest.raises(UserError, match=r"is malformed: expected models:/NAME@ALIAS"):
             load_roll_model(uri)
+
+
+def test_a_model_path_that_is_no_model_folder_says_so_without_naming_the_store(
+    tmp_path: Path, monkeypatch
+) -> None:
+    from rollrisk.errors import UserError
+    from rollrisk.storage.registry import load_roll_model
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    missing = tmp_path / "nonexistent_model_dir"
+    for uri in (str(missing), missing.as_uri()):
+        with pytest.raises(UserError) as raised:
+            load_roll_model(uri)
+        message = str(raised.value)
+        assert message.startswith(f"cannot load model {uri!r}: no model folder at {missing} (")
+        assert "holds the MLmodel file" in message
+        assert "sqlite" not in message and "No such artifact" not in message
+
+    logged = tmp_path / "run" / "artifacts"  # a folder above the model folder
+    logged.mkdir(parents=True)
+    (logged / "MLmodel").write_text("flavors: {}\n")
+    with pytest.raises(UserError) as raised:
+        load_roll_model(str(tmp_path / "run"))
+    message = str(raised.value)
+    assert f"{tmp_path / 'run'} is not a model folder (no MLmodel file in it;" in message
+    assert f"the model folder inside it is {logged}" in message
+    assert "sqlite" not in message
+
+    with pytest.raises(UserError) as raised:  # a model folder whose files are not readable
+        load_roll_model(str(logged))
+    message = str(raised.value)
+    assert message.startswith(f"cannot load model {str(logged)!r}: ")
+    assert "sqlite" not in message

@@ -352,3 +352,32 @@ def test_a_conflicting_account_row_sets_the_account_aside_whichever_comes_first(
     assert reasons[4].startswith(f"duplicate (account_id): same key and values as row {a3} ")
     assert outcome.rejected_account_ids.to_list() == ["A2", "A2", "A3"]
     assert outcome.rows_accepted + outcome.rows_rejected == outcome.rows_read == 5
+
+
+def test_a_month_skipped_is_found_even_beside_a_month_with_two_statements():
+    """A1's cycle day moved (two statements in January) and February is missing: as many rows
+    as months spanned, but a month skipped all the same. A2's history is whole."""
+    frame = tiny_statements().filter(pl.col("account_id") != "A3")
+    moved = frame.filter(
+        (pl.col("account_id") == "A1") & (pl.col("cycle_end") == date(2024, 2, 20))
+    ).with_columns(
+        pl.lit(date(2024, 1, 28)).alias("cycle_end"),
+        pl.lit(datetime(2024, 1, 29)).alias("known_at"),
+    )
+    frame = pl.concat(
+        [
+            frame.filter(
+                ~((pl.col("account_id") == "A1") & (pl.col("cycle_end") == date(2024, 2, 20)))
+            ),
+            moved,
+        ]
+    )
+    outcome = validate_table(_raw(frame), STATEMENTS_WHOLE, ["s.parquet"])
+    assert outcome.accepted["account_id"].to_list() == ["A2"] * 3
+    reasons = outcome.rejects["reasons"].to_list()
+    assert len(reasons) == 3
+    assert all(
+        r.startswith(f"{INCOMPLETE_HISTORY_REASON}: the account's statements skip a month")
+        and r.endswith("got '2024-02 missing between 2024-01-28 and 2024-03-20'")
+        for r in reasons
+    ), reasons

@@ -1,0 +1,30 @@
+"""`rollrisk evaluate`: its advice on in-sample rows is one the user can follow."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from rollrisk.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+def test_the_in_sample_advice_can_be_followed(scoring_world, tmp_path, monkeypatch, capsys):
+    """On the portfolio the model learnt from, evaluate warns that the rows are in-sample; it
+    suggests --as-of-from only where that leaves labelled rows, and says plainly when the
+    portfolio has no labelled month after the training data."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", scoring_world.tracking_uri)
+    argv = ["evaluate", "--model", scoring_world.model_uri, "--data", str(scoring_world.portfolio)]
+    assert main([*argv, "--out", str(tmp_path / "all")]) == 0
+    warning = next(
+        line for line in capsys.readouterr().err.splitlines() if "[evaluate] WARNING" in line
+    )
+    assert "rows are of the months the model learnt from" in warning
+    suggested = re.search(r"--as-of-from (\d{4}-\d{2}-\d{2})", warning)
+    if suggested is None:
+        assert "no labelled months after the model's training data" in warning
+        assert "needs a later extract" in warning
+    else:  # the advice, followed, evaluates something
+        assert main([*argv, "--as-of-from", suggested[1], "--out", str(tmp_path / "later")]) == 0
