@@ -298,13 +298,18 @@ def test_a_future_dated_statement_is_rejected_and_the_book_scored_at_its_month(
 def test_a_stray_month_after_the_book_never_becomes_the_default_as_of(
     world, reference, tmp_path, capsys
 ):
-    portfolio, _ = _with_future_row(world, reference, tmp_path)
+    portfolio, account = _with_future_row(world, reference, tmp_path)
     code, _, err = _score(
         world, capsys, portfolio, tmp_path / "scores", "--extract-date", "2100-01-01"
     )
     assert code == 0
-    _assert_complete(tmp_path / "scores", reference)
-    assert "passed over: 2099-12 (1 account)" in err
+    # accepted by the extract date, the row leaves 74 years of months missing in its account's
+    # history: the account is set aside whole, so 2099-12 holds no statement to be the as-of
+    _assert_complete(tmp_path / "scores", reference, without={account})
+    rejects = pl.read_csv(tmp_path / "scores" / "rejects.csv")
+    assert rejects["key"].str.starts_with(f"account_id={account}, ").all()
+    assert rejects["reasons"].str.contains("the account's statements skip a month").all()
+    assert "2099-12" not in err
     manifest, _ = read_current(tmp_path / "scores")
     assert manifest["dates"] == {
         "date_format": None,

@@ -232,13 +232,16 @@ def test_experiment_assignments_are_checked_like_the_other_tables(tmp_path: Path
     ).write_csv(folder / "experiment_assignments.csv")
     portfolio = validate_portfolio(folder, dates=None)
     table = {t.table: t for t in portfolio.report.tables}["experiment_assignments"]
-    assert (table.rows_read, table.rows_accepted, table.rows_rejected) == (5, 1, 4)
-    assert portfolio.experiment_assignments is not None
-    assert portfolio.experiment_assignments["account_id"].to_list() == ["A1"]
+    # A1's two rows give two arms for one decision: which is right nothing says, neither kept
+    assert (table.rows_read, table.rows_accepted, table.rows_rejected) == (5, 0, 5)
+    assert portfolio.experiment_assignments is None  # no row accepted: as if absent
     reasons = " | ".join(r for t in portfolio.report.tables for r, _ in t.top_reasons)
     for reason in (
         "account_id: expected an account listed in accounts",
-        "duplicate (account_id, as_of, experiment_id): same key as an earlier row",
+        "conflicting duplicate (account_id, as_of, experiment_id): same key as an earlier row",
+        "conflicting duplicate (account_id, as_of, experiment_id): another row repeats this key "
+        "with other values, and which is right nothing says, so neither is kept, see an "
+        "earlier row",
         "propensity: expected a value <= 1",
         "propensity: expected a value > 0",
     ):

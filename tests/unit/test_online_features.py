@@ -129,12 +129,13 @@ def action_rows(draw, opened: date) -> list[dict] | None:
         if at.date() < opened:
             continue
         outcome = draw(st.sampled_from(OUTCOMES))
-        promise = outcome == "promise_to_pay" and draw(st.booleans())
+        promise = outcome == "promise_to_pay"
         rows.append({
             "action_at": at.isoformat(),
             "channel": "agent_call",
             "outcome": outcome,
-            "promised_amount": draw(st.none() | amounts) if promise else None,
+            # a promise gives its amount and date (the contract rejects it otherwise)
+            "promised_amount": draw(amounts) if promise else None,
             "promised_date": (at.date() + timedelta(days=draw(st.integers(0, 40)))).isoformat()
             if promise else None,
         })  # fmt: skip
