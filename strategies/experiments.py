@@ -706,11 +706,14 @@ def check_logged_decisions(
     known = {e.experiment_id: e for e in plan.experiments}
     names = {e.experiment_id: _bundle_names(e, policy, plan.source) for e in plan.experiments}
 
-    def refuse(bad: pl.DataFrame, column: str, what: str, expected: str) -> None:
+    def refuse(
+        bad: pl.DataFrame, column: str, what: str, expected: str, shown: str | None = None
+    ) -> None:
+        # ``shown``: the column whose value each example quotes (default ``column``)
         if not bad.height:
             return
         examples = "; ".join(
-            f"account {row['account_id']}: {row[column]!r}, expected {row['_expected']}"
+            f"account {row['account_id']}: {row[shown or column]!r}, expected {row['_expected']}"
             for row in bad.head(3).iter_rows(named=True)
         )
         raise UserError(
@@ -782,17 +785,15 @@ def check_logged_decisions(
                 & (pl.col("bundle") != pl.col("_expected"))
             )
         )
-        if bad.height:
-            examples = "; ".join(
-                f"account {row['account_id']}: {row['_found']}, expected {row['_expected']}"
-                for row in bad.head(3).iter_rows(named=True)
-            )
-            raise UserError(
-                f"--logged {source}: column bundle: {bad.height:,} row(s) hold a bundle their "
-                f"arm does not give (e.g. {examples}); an arm gives its ladder's bundle in "
-                f"{plan.source}, the '{NOT_RANDOMISED}' arm and an arm following the policy give "
-                "the row's policy_bundle: the arm or bundle column was logged wrongly"
-            )
+        refuse(
+            bad,
+            "bundle",
+            "hold a bundle their arm does not give",
+            f"an arm gives its ladder's bundle in {plan.source}, the '{NOT_RANDOMISED}' arm and "
+            "an arm following the policy give the row's policy_bundle: the arm or bundle column "
+            "was logged wrongly",
+            shown="_found",
+        )
     # one expectation per (experiment, bundle, policy_bundle): the mixture's probability of it
     combos = frame.filter(
         pl.col("bundle").is_not_null() & pl.col("policy_bundle").is_not_null()

@@ -388,8 +388,8 @@ def test_a_bundle_its_arm_does_not_give_is_refused(tmp_path: Path, capsys) -> No
     assert count > 0
     error = _refused(tmp_path, capsys, swapped)
     assert f"column bundle: {count:,} row(s) hold a bundle their arm does not give" in error
-    assert "(arm grace_then_reminder), expected grace_then_reminder" in error or (
-        "(arm early_agent_call), expected early_agent_call" in error
+    assert "(arm grace_then_reminder)', expected grace_then_reminder" in error or (
+        "(arm early_agent_call)', expected early_agent_call" in error
     )
     # a row outside the randomised share logged with a ladder arm's bundle: also refused
     moved = frame.with_columns(
@@ -399,7 +399,7 @@ def test_a_bundle_its_arm_does_not_give_is_refused(tmp_path: Path, capsys) -> No
     )
     error = _refused(tmp_path, capsys, moved)
     assert "column bundle: 1 row(s) hold a bundle their arm does not give" in error
-    assert "early_agent_call (arm policy), expected reminder_only" in error
+    assert "'early_agent_call (arm policy)', expected reminder_only" in error
 
 
 def test_propensities_other_than_the_experiment_file_s_are_refused(tmp_path: Path, capsys) -> None:
