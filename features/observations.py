@@ -495,13 +495,13 @@ def statement_timing(statements: pl.DataFrame | pl.LazyFrame, as_of: date) -> pl
     """One row: the latest ``cycle_end`` and the longest delay from a cycle's end to its
     ``known_at`` among the statements :func:`overdue_statements` reads (combine the rows of
     parts of a book by their maximum)."""
-    return (
-        _known_recently(statements, as_of)
-        .select(
-            pl.col("cycle_end").max().alias("latest"),
-            (pl.col("known_at") - pl.col("cycle_end").cast(pl.Datetime("us"))).max().alias("delay"),
-        )
-        .collect()
+    return _timing(_known_recently(statements, as_of)).collect()
+
+
+def _timing(known: pl.LazyFrame) -> pl.LazyFrame:
+    return known.select(
+        pl.col("cycle_end").max().alias("latest"),
+        (pl.col("known_at") - pl.col("cycle_end").cast(pl.Datetime("us"))).max().alias("delay"),
     )
 
 
@@ -524,15 +524,15 @@ def overdue_statements(
     missing month unseen), or drops out of the population: the extract lost rows.
     """
     end = datetime.combine(as_of + timedelta(days=1), datetime.min.time())
-    timing = statement_timing(statements, as_of) if timing is None else timing
-    latest, delay = timing.row(0)
+    known = _known_recently(statements, as_of).collect()  # filtered once, read twice
+    latest, delay = (_timing(known.lazy()).collect() if timing is None else timing).row(0)
     if latest is None:
         return pl.DataFrame(
             schema={"account_id": pl.String, "last_cycle_end": pl.Date, "due_cycle_end": pl.Date}
         )
     due = pl.col("last_cycle_end").dt.offset_by("1mo")
     return (
-        _known_recently(statements, as_of)
+        known.lazy()
         .group_by("account_id")
         .agg(
             pl.col("cycle_end").max().alias("last_cycle_end"),

@@ -35,6 +35,7 @@ import polars as pl
 
 from rollrisk.errors import DataContractError
 from rollrisk.features.dates import DATED_BY_EXTRACT, DateSettings, cast_temporal, is_temporal
+from rollrisk.features.observations import month_index
 from rollrisk.features.schemas import (
     ID_PATTERN,
     ID_WORDS,
@@ -511,7 +512,7 @@ def _skipped_months(candidates: pl.DataFrame, column: str, table_name: str) -> p
     dated = pl.col(column)
     if candidates.schema[column] != pl.Date():
         dated = dated.dt.date()
-    month = (dated.dt.year().cast(pl.Int32) * 12 + dated.dt.month().cast(pl.Int32)).alias("_m")
+    month = month_index(dated).alias("_m")
     gapped = (
         candidates.lazy()
         .select("account_id", month)
@@ -528,11 +529,7 @@ def _skipped_months(candidates: pl.DataFrame, column: str, table_name: str) -> p
         .join(gapped, on="account_id")
         .sort("account_id", "_dated")
         .with_columns(pl.col("_dated").shift(1).over("account_id").alias("_before"))
-        .filter(
-            (pl.col("_dated").dt.year() * 12 + pl.col("_dated").dt.month())
-            - (pl.col("_before").dt.year() * 12 + pl.col("_before").dt.month())
-            > 1
-        )
+        .filter(month_index("_dated") - month_index("_before") > 1)
         .group_by("account_id", maintain_order=True)
         .first()
         .select(
