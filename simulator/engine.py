@@ -1312,15 +1312,23 @@ def transition(
         0.0,
     )  # fmt: skip
     paid = np.clip(paid, 0.0, state.balance)
+    # nothing left to owe (a small balance paid in full, or none left to begin with): the
+    # account is current whatever was drawn; it cannot roll or stay past due on a zero balance
+    settled = state.balance - paid <= 0.005
+    cure = np.where(settled, bucket >= 1, cure)
+    roll &= ~settled
+    partial_cure &= ~settled
+    stay &= ~settled
+    broken = in_plan & roll
 
     new_bucket = np.select(
-        [broken, charged_off | roll, cure, partial_cure],
-        [state.plan_bucket, bucket + 1, 0, bucket - 1],
+        [settled, broken, charged_off | roll, cure, partial_cure],
+        [0, state.plan_bucket, bucket + 1, 0, bucket - 1],
         bucket,
     )
     new_first_late = np.where((bucket == 0) & roll, rng.integers(1, 30, n), state.first_late_day)
     new_arrears = np.select(
-        [cure, broken, roll, partial_cure, deferring, stay],
+        [cure | settled, broken, roll, partial_cure, deferring, stay],
         [0.0, state.plan_bucket * state.instalment, state.arrears + due - paid,
          np.maximum(owed - paid, 0.0), state.arrears + due, state.arrears],
         0.0,
@@ -1338,7 +1346,9 @@ def transition(
     )
     fee_rate = np.where((new_bucket >= 1) & ~charged_off, rules.delinquency_fee_rate, 0.0)
     waived = np.where(waives, fee_rate * (state.balance - paid), 0.0)
-    remaining = (state.balance - paid) * (1.0 + np.where(waives, 0.0, fee_rate))
+    remaining = np.where(
+        settled, 0.0, (state.balance - paid) * (1.0 + np.where(waives, 0.0, fee_rate))
+    )
     utilisation = np.where(
         shock_on,
         np.minimum(0.98, state.utilisation + rules.shock_utilisation_step),
@@ -1362,7 +1372,7 @@ def transition(
     )
 
     # restructure: arrears capitalised into a plan with a fixed instalment; a broken plan ends
-    plan = np.where(restructured_now, True, state.plan & active & ~broken)
+    plan = np.where(restructured_now, True, state.plan & active & ~broken & ~settled)
     plan_bucket = np.where(restructured_now, bucket, np.where(plan, state.plan_bucket, 0))
     instalment = np.where(restructured_now, plan_instalment, state.instalment)
     # instalment products: a paid-down line is drawn again, or paid off and closed

@@ -122,6 +122,12 @@ def test_region_and_driver_stay_in_truth(small: Path):
 def test_statements_are_internally_consistent(medium: Path):
     statements = _read(medium, "statements")
     assert (statements["min_due"] <= statements["amount_due"] + 1e-9).all()
+    # past due means something is owed: no delinquent statement shows a zero balance (an
+    # account that pays its whole balance is current; one with nothing left cannot roll)
+    delinquent = statements.filter(pl.col("dpd") > 0)
+    assert delinquent.height > 1_000
+    assert (delinquent["balance"] > 0).all()
+    assert (delinquent["min_due"] > 0).all()
     delay = (statements["known_at"].dt.date() - statements["cycle_end"]).dt.total_days()
     assert delay.min() >= 1
     assert delay.max() <= 10
