@@ -27,6 +27,7 @@ name used here; the bookkeeping columns carry a reserved prefix.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -107,15 +108,74 @@ class TableOutcome:
         )
 
 
+SHOWN_COLUMNS = 30
+"""A missing-column error lists at most this many of the columns found (a wide export may
+have hundreds)."""
+
+
 def check_columns(columns: Sequence[str], table: TableContract, source: str) -> None:
-    """Raise if a contract column is missing from a file: no row of it could be accepted."""
+    """Raise if a contract column is missing from a file: no row of it could be accepted.
+
+    The message lists the columns found (quoted, so that a space at either end shows) and,
+    for a missing name, the column found that is most likely meant for it (``Balance``,
+    ``balance `` or ``acount_id``): names are matched exactly and never corrected silently.
+    """
     missing = [name for name in table.dtypes if name not in columns]
     if missing:
+        found = [name for name in columns if name not in BOOKKEEPING]
         expected = ", ".join(f"{name} ({dtype})" for name, dtype in table.dtypes.items())
-        raise DataContractError(
-            f"{source}: table '{table.name}' lacks column(s) {', '.join(missing)}; "
-            f"expected columns: {expected}"
+        hints = _closest_columns(missing, [name for name in found if name not in table.dtypes])
+        hint = "".join(
+            f"; did you mean {name}? the header has {given!r} ({why}), and column names are "
+            f"matched exactly: rename it to {name}"
+            for name, given, why in hints
         )
+        shown = ", ".join(repr(name) for name in found[:SHOWN_COLUMNS])
+        more = len(found) - SHOWN_COLUMNS
+        listed = f"{shown} and {more} more" if more > 0 else shown or "none"
+        raise DataContractError(
+            f"{source}: table '{table.name}' lacks column(s) {', '.join(missing)}{hint}; "
+            f"expected columns: {expected}; columns found: {listed}"
+        )
+
+
+def _closest_columns(
+    missing: Sequence[str], candidates: Sequence[str]
+) -> list[tuple[str, str, str]]:
+    """(missing name, the column found most likely meant for it, how the two differ) for each
+    missing name with a close enough column; each column is suggested at most once."""
+    left = list(candidates)
+    hints = []
+    for name in missing:
+        by_form: dict[str, str] = {}
+        for given in left:
+            by_form.setdefault(given.strip().lower(), given)
+        close = difflib.get_close_matches(name.lower(), list(by_form), n=1, cutoff=0.6)
+        if not close:
+            continue
+        given = by_form[close[0]]
+        left.remove(given)
+        hints.append((name, given, _difference(name, given)))
+    return hints
+
+
+def _difference(name: str, given: str) -> str:
+    """How the column name ``given`` differs from the expected ``name``, in words."""
+    stripped = given.strip()
+    if stripped != given:
+        ends = [
+            end
+            for end, spaced in (
+                ("start", given != given.lstrip()),
+                ("end", given != given.rstrip()),
+            )
+            if spaced
+        ]
+        space = f"white space at its {' and '.join(ends)}"
+        return space if stripped == name else f"{space}, and {_difference(name, stripped)}"
+    if given.lower() == name:
+        return "the letter case differs"
+    return "spelt differently"
 
 
 def _cast_expression(name: str, source: pl.DataType, target: pl.DataType) -> pl.Expr:

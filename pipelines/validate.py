@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import os
 import sys
 import time
@@ -47,15 +48,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="where to write the rejects CSV, replaced whole, removed when the portfolio is clean; "
         "an existing file that is not a rejects CSV is refused, never replaced "
-        "(default: runs/validate/<folder name>/rejects.csv)",
+        "(default: runs/validate/<folder name>-<8 hex digits of its path>/rejects.csv, so that two "
+        "folders of the same name keep their own)",
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    rejects = (
-        args.rejects
-        or Path("runs") / "validate" / Path(os.path.realpath(args.data)).name / "rejects.csv"
-    )
+    rejects = args.rejects or default_rejects_path(args.data)
     check_output_argument(args, "--rejects", rejects)
     _check_replaceable(rejects)
     started = time.perf_counter()
@@ -86,6 +85,15 @@ def run(args: argparse.Namespace) -> int:
         f"{len(report.file_errors)} file error(s) ({seconds:.1f} s)"
     )
     return 1
+
+
+def default_rejects_path(data: Path) -> Path:
+    """``runs/validate/<folder name>-<8 hex digits of its real path>/rejects.csv``: two
+    portfolios of the same name (``a/portfolio``, ``b/portfolio``) keep their own rejects, and
+    a clean one never removes the other's."""
+    real = os.path.realpath(data)
+    digest = hashlib.sha256(real.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    return Path("runs") / "validate" / f"{Path(real).name}-{digest}" / "rejects.csv"
 
 
 def _check_replaceable(path: Path) -> None:

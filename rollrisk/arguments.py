@@ -14,6 +14,7 @@ LightGBM is loaded): the readers import the library when they run.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import date
@@ -457,4 +458,25 @@ def setup_from_arguments(args: argparse.Namespace) -> tuple[LoadedModel, Scoring
         )
     except ValueError as error:
         raise UserError(str(error)) from error
+    for line in label_settings_not_used(config.observation, setup.observation):
+        print(f"warning: {line}", file=sys.stderr)
     return loaded, replace(setup, allowed_missing_tables=allowed_missing_tables(args))
+
+
+def label_settings_not_used(given: dict, used: ObservationSpec) -> list[str]:
+    """What a config's ``observation:`` section sets and a scoring job does not use: a model
+    predicts the label it was trained on (``default_dpd``, ``window_months``), whatever the
+    config says, and the population ends below that default (``max_dpd``)."""
+    lines = [
+        f"the config's observation {name}: {given[name]} is not used: the model predicts the "
+        f"label it was trained on ({name} {getattr(used, name)}); to score that label, train a "
+        f"model with {name} {given[name]}"
+        for name in ("default_dpd", "window_months")
+        if name in given and given[name] != getattr(used, name)
+    ]
+    if "max_dpd" in given and given["max_dpd"] != used.max_dpd:
+        lines.append(
+            f"the config's observation max_dpd: {given['max_dpd']} is not used: the population "
+            f"ends below the model's default of {used.default_dpd} DPD (max_dpd {used.max_dpd})"
+        )
+    return lines

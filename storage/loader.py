@@ -24,12 +24,18 @@ name, file and type.
 Bad rows are set aside with a reason (see :mod:`rollrisk.features.validation`); a file that
 cannot be read at all (truncated, not Parquet, missing columns) is a file error: ``validate``
 reports it, every other job stops, because scoring a partial portfolio would lose accounts.
+A CSV file the reader refuses is read again (on that failed path only) to say which line is
+wrong: a row with more fields than the header, or a byte that is not UTF-8 (with how to
+convert the file; no encoding is guessed).
 """
 
 from __future__ import annotations
 
+import codecs
+import csv
 import os
 import re
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import time
@@ -314,6 +320,11 @@ def read_table_file(
         name = found.group(1) if found else str(error).splitlines()[0]
         raise DataContractError(_duplicate_message(path, [name])) from None
     except Exception as error:  # polars raises several types for corrupt files
+        # the reader's own words name no line: find what is wrong (the file is read again,
+        # on this failed path only) and say where
+        problem = _csv_problem(path) if kind == "CSV" else None
+        if problem is not None:
+            raise DataContractError(f"{path}: {problem}") from None
         raise DataContractError(
             f"{path}: cannot read this {kind} file for table '{table.name}' "
             f"(truncated or not {kind}?): {type(error).__name__}: {str(error).splitlines()[0]}"
@@ -337,6 +348,153 @@ def _check_last_line_complete(path: Path) -> None:
         "short (a truncated copy?) and its last row read as another value: check the file "
         "against its source, or add the final line break if the file is whole"
     )
+
+
+SCAN_BYTES = 1 << 24
+"""How much of a CSV file :func:`_first_non_utf8` reads at a time."""
+
+LINE_BYTES = 1 << 20
+"""The longest start of a line :func:`_first_non_utf8` reads again to name the column."""
+
+SHOWN_LINE = 200
+"""A line quoted in an error is cut to this many characters."""
+
+
+def _csv_problem(path: Path) -> str | None:
+    """Why a CSV file the reader refused cannot be read, naming the line, or ``None`` when
+    neither check finds it (the reader's own message then says what it can). Reads the whole
+    file, so it runs only once a read has failed."""
+    try:
+        return _non_utf8_problem(path) or _long_row_problem(path)
+    except OSError:
+        return None
+
+
+def _non_utf8_problem(path: Path) -> str | None:
+    """Where the first byte that is not UTF-8 is, and how to convert the file (its encoding
+    is never guessed: a wrong guess reads every Chinese name as other text, silently)."""
+    found = _first_non_utf8(path)
+    if found is None:
+        return None
+    offset, line, bad, column = found
+    where = "the header" if line == 1 else f"column {column}" if column else None
+    shown = " ".join(f"0x{byte:02x}" for byte in bad)
+    quoted = shlex.quote(str(path))
+    if offset == 0 and bad[:2] in (b"\xff\xfe", b"\xfe\xff"):  # a byte-order mark says so
+        return (
+            "the file is not UTF-8 text but UTF-16 (it starts with the UTF-16 byte-order mark "
+            f"{shown[:9]}); a CSV file must be UTF-8: convert it "
+            f"and put the copy in its place, e.g. `iconv -f UTF-16 -t UTF-8 {quoted} > "
+            f"{quoted}.utf8`"
+        )
+    return (
+        f"the file is not UTF-8 text: line {line} (byte offset {offset}"
+        + (f", in {where}" if where else "")
+        + f") holds bytes {shown}, which are not UTF-8; a CSV file must be UTF-8, and no other "
+        "encoding is guessed: convert it from the encoding it was saved in and put the copy in "
+        f"its place, e.g. `iconv -f GB18030 -t UTF-8 {quoted} > {quoted}.utf8` for a Chinese "
+        "export (GBK, GB2312, GB18030), or `iconv -f WINDOWS-1252 -t UTF-8 ...` for a Western "
+        "European one (Latin-1)"
+    )
+
+
+def _first_non_utf8(path: Path) -> tuple[int, int, bytes, str | None] | None:
+    """The byte offset and 1-based line of the first byte of ``path`` that is not UTF-8, the
+    bytes from there (up to 4), and the header's name of the column it is in (``None`` when
+    that cannot be told cheaply); ``None`` when the file is UTF-8 throughout."""
+    start = 0  # file offset of data[0]
+    line = 1  # line number at data[0]
+    quotes = 0  # double quotes before data[0]
+    line_start, quotes_at_line = 0, 0  # file offset of the last line start seen, quotes before
+    carry = b""
+    with path.open("rb") as handle:
+        while True:
+            chunk = handle.read(SCAN_BYTES)
+            data = carry + chunk
+            final = len(chunk) < SCAN_BYTES
+            invalid = False
+            try:  # a character cut at the chunk's end is not decoded: it goes to the next one
+                _, used = codecs.utf_8_decode(data, "strict", final)
+            except UnicodeDecodeError as error:
+                used, invalid = error.start, True
+            if not invalid and final:
+                return None
+            newline = data.rfind(b"\n", 0, used)
+            if newline >= 0:
+                line_start = start + newline + 1
+                quotes_at_line = quotes + data.count(b'"', 0, newline + 1)
+            line += data.count(b"\n", 0, used)
+            quotes += data.count(b'"', 0, used)
+            if invalid:
+                offset = start + used
+                handle.seek(offset)
+                bad = handle.read(4)
+                # the column can be told when the line starts a row (an even count of quotes
+                # before it: not inside a quoted value) and is not too long to read again
+                column = None
+                if line > 1 and quotes_at_line % 2 == 0 and offset - line_start <= LINE_BYTES:
+                    handle.seek(line_start)
+                    before = handle.read(offset - line_start).decode("utf-8")
+                    column = _column_at(path, before)
+                return offset, line, bad, column
+            start += used
+            carry = data[used:]
+
+
+def _column_at(path: Path, before: str) -> str | None:
+    """The header's name of the column a row's text ``before`` ends in (``None`` when the row
+    has more fields than the header, or the header cannot be read)."""
+    try:
+        with path.open("rb") as handle:  # only the first line: later ones may not decode
+            first = handle.readline().decode("utf-8")
+        header = next(csv.reader([first.removeprefix("\ufeff")]), [])
+        fields = next(csv.reader([before]), [])  # none when ``before`` is empty
+    except (csv.Error, UnicodeDecodeError):
+        return None
+    index = max(len(fields) - 1, 0)
+    return header[index] if index < len(header) else None
+
+
+def _long_row_problem(path: Path) -> str | None:
+    """The first line with more fields than the header, and how many such lines there are."""
+    found = _long_rows(path)
+    if found is None:
+        return None
+    line, fields, expected, text, count = found
+    shown = text if len(text) <= SHOWN_LINE else text[:SHOWN_LINE] + "..."
+    others = f"; {count:,} lines in all have more fields than the header" if count > 1 else ""
+    return (
+        f"line {line} has {fields} fields, but the header (line 1) has {expected}: expected "
+        f"{expected} comma-separated values on each line (a stray comma, or a value holding a "
+        f"comma without double quotes around it?); line {line} reads {shown!r}{others}"
+    )
+
+
+def _long_rows(path: Path) -> tuple[int, int, int, str, int] | None:
+    """The 1-based line of the first row of ``path`` with more fields than its header, its
+    field count, the header's, its text and the count of such rows; ``None`` if there is
+    none. Lines are counted as in the file (a quoted value spanning lines counts each)."""
+    first: tuple[int, int, str] | None = None
+    count = 0
+    with path.open(encoding="utf-8", errors="replace", newline="") as handle:
+        reader = csv.reader(handle)
+        try:
+            header = next(reader, None)
+            if header is None:
+                return None
+            expected = len(header)
+            line = reader.line_num + 1  # where the next row starts
+            for row in reader:
+                if len(row) > expected:
+                    count += 1
+                    if first is None:
+                        first = (line, len(row), ",".join(row))
+                line = reader.line_num + 1
+        except csv.Error:  # a field beyond csv's size limit, say: report what was found
+            pass
+    if first is None:
+        return None
+    return first[0], first[1], expected, first[2], count
 
 
 def _csv_header(path: Path) -> tuple[str, ...]:

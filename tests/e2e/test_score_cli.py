@@ -179,3 +179,41 @@ def test_the_plan_is_reported_against_a_capacity_and_a_plan_over_it_warns(
     assert f"makes {load.agent_calls:,}, capacity 0" in err
     assert "WARNING: agent calls a month" in err and "EXCEEDS" in err
     assert "contact capacity: 0 agent calls a day" in out
+
+
+def test_a_config_s_label_settings_the_model_does_not_use_are_named(
+    scoring_world, tmp_path, monkeypatch, capsys
+):
+    """The model predicts the label it was trained on (90+ DPD within 3 months): a config asking
+    score for 60+ DPD within 6 months was dropped without a word."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", scoring_world.tracking_uri)
+    config = tmp_path / "sixty.yaml"
+    config.write_text("observation:\n  default_dpd: 60\n  max_dpd: 59\n  window_months: 6\n")
+    assert _score(scoring_world, tmp_path / "scores", "--config", str(config)) == 0
+    err = capsys.readouterr().err
+    assert (
+        "warning: the config's observation default_dpd: 60 is not used: the model predicts the "
+        "label it was trained on (default_dpd 90); to score that label, train a model with "
+        "default_dpd 60" in err
+    )
+    assert "observation window_months: 6 is not used" in err and "(window_months 3)" in err
+    assert "max_dpd" not in err  # the population range is the config's: 1-59 DPD
+    manifest, scored = read_current(tmp_path / "scores")
+    assert manifest["counts"]["scored"] == scored.height > 0
+    assert scored["dpd"].max() <= 59
+    # the config that agrees with the model says nothing
+    config.write_text("observation:\n  default_dpd: 90\n  window_months: 3\n")
+    assert _score(scoring_world, tmp_path / "again", "--config", str(config)) == 0
+    assert "is not used" not in capsys.readouterr().err
+
+
+def test_a_population_past_the_model_s_default_is_named_as_cut():
+    from rollrisk.arguments import label_settings_not_used
+
+    used = ObservationSpec(default_dpd=60, max_dpd=59)  # a 60+ DPD model
+    (line,) = label_settings_not_used({"max_dpd": 89}, used)
+    assert line == (
+        "the config's observation max_dpd: 89 is not used: the population ends below the "
+        "model's default of 60 DPD (max_dpd 59)"
+    )
+    assert label_settings_not_used({"min_dpd": 1, "max_dpd": 59}, used) == []

@@ -203,3 +203,30 @@ def test_a_zero_byte_csv_is_one_file_error_not_also_an_empty_table(tiny_portfoli
     out = capsys.readouterr().out
     assert f"FILE ERROR: {empty}: the file is empty (0 bytes, not even a header line" in out
     assert "present but empty" not in out
+
+
+def test_two_portfolios_of_the_same_name_keep_their_own_default_rejects(
+    tiny_portfolio: Path, tmp_path: Path, monkeypatch, capsys
+):
+    """The default rejects file is named after the folder and its path: validating a clean
+    ``b/portfolio`` once removed the rejects of ``a/portfolio`` (the same default file)."""
+    dirty, clean = tmp_path / "a" / "portfolio", tmp_path / "b" / "portfolio"
+    shutil.copytree(tiny_portfolio, dirty)
+    shutil.copytree(tiny_portfolio, clean)
+    statements = pl.read_parquet(dirty / "statements.parquet")
+    statements.with_columns(
+        pl.when(pl.int_range(pl.len()) == 0)
+        .then(-1.0)
+        .otherwise("amount_paid")
+        .alias("amount_paid")
+    ).write_parquet(dirty / "statements.parquet")
+    monkeypatch.chdir(tmp_path)
+    assert main(["validate", "--data", str(dirty)]) == 1
+    written = [
+        line for line in capsys.readouterr().out.splitlines() if "rejects written to" in line
+    ]
+    (dirty_rejects,) = (tmp_path / "runs" / "validate").glob("portfolio-*/rejects.csv")
+    assert written == [f"  rejects written to {dirty_rejects.relative_to(tmp_path)}"]
+    assert main(["validate", "--data", str(clean)]) == 0
+    assert dirty_rejects.is_file()  # still there: the clean folder's default is another file
+    assert pl.read_csv(dirty_rejects).height >= 1
