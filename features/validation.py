@@ -655,7 +655,7 @@ def _unknown_account_reason(
     if unread_accounts:  # the likely cause is the accounts file that could not be read
         not_listed = pl.format(
             "account_id: expected an account listed in accounts, got '{}' (not among the "
-            "accounts read: {} could not be read, see its file error; fix it first)",
+            "accounts read: {} could not be read, see its file error, and fix it first)",
             _shown(pl.col("account_id")),
             pl.lit(", ".join(unread_accounts)),
         )

@@ -903,7 +903,9 @@ def reason_kinds(rejects: pl.DataFrame) -> pl.DataFrame:
         .explode("reason")
         .select(
             pl.col("reason")
-            .str.replace(r", got '.*'$", "")
+            # the value, at the end or before a closing remark in brackets: one kind for
+            # every account an unreadable accounts file left unknown
+            .str.replace(r", got '.*'( \([^']*\))?$", "${1}")
             .str.replace(r" row \d+ of .*", " an earlier row")
         )
         .group_by("reason")

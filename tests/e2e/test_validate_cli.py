@@ -188,11 +188,18 @@ def test_rows_of_accounts_in_an_unreadable_accounts_file_name_that_file(
     assert (
         statements["reasons"]
         .str.ends_with(
-            f"(not among the accounts read: {accounts} could not be read, see its file error; "
+            f"(not among the accounts read: {accounts} could not be read, see its file error, and "
             "fix it first)"
         )
         .all()
     )
+    # the summary counts them as one kind of reason per table, not one line per account
+    listed = [line for line in portfolio.report.summary().splitlines() if " x account_id: " in line]
+    assert listed[0].strip() == (
+        "9 x account_id: expected an account listed in accounts (not among the accounts read: "
+        f"{accounts} could not be read, see its file error, and fix it first)"
+    )
+    assert len(listed) == len({line.strip() for line in listed})
 
 
 def test_a_zero_byte_csv_is_one_file_error_not_also_an_empty_table(tiny_portfolio: Path, capsys):
