@@ -4,7 +4,8 @@ Every violation is reported with its table, file, row, key and what was expected
 are written to a rejects CSV (one line per rejected row: table, file, row, key, reasons);
 the counts reconcile: rows read = accepted + rejected, per table. The rejects are also counted
 by account (an account with a rejected row in any table; lost entirely when nothing usable is
-left of it) and held against --max-reject-rate (default 1%): above it, every other job stops
+left of it) and held against --max-reject-rate (default 1%, or the --config file's
+data.max_reject_rate): above it, every other job stops
 on this portfolio, and validate says so. An account's statements are kept whole or not at
 all: a statement rejected for its values sets aside the account's others too. Exit code 0 when the
 portfolio is clean, 1 when rows were rejected or files could not be read, 2 when the folder
@@ -28,9 +29,11 @@ import time
 from pathlib import Path
 
 from rollrisk.arguments import (
+    add_config_argument,
     add_data_argument,
     check_output_argument,
     date_settings,
+    load_config_argument,
     max_reject_rate,
 )
 from rollrisk.errors import UserError
@@ -51,10 +54,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: runs/validate/<folder name>-<8 hex digits of its path>/rejects.csv, so that two "
         "folders of the same name keep their own)",
     )
+    add_config_argument(
+        parser,
+        help="YAML config: its data.max_reject_rate is the limit the rejects are held against, "
+        "as in the other jobs given the same --config (default: the shipped conf/default.yaml; "
+        "--max-reject-rate overrides it)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     rejects = args.rejects or default_rejects_path(args.data)
+    config = load_config_argument(args)  # a bad file is refused before the portfolio is read
     check_output_argument(args, "--rejects", rejects)
     _check_replaceable(rejects)
     started = time.perf_counter()
@@ -65,15 +75,20 @@ def run(args: argparse.Namespace) -> int:
     print(report.summary())
     if report.rows_rejected:
         # what the other jobs would say of these rejects: by account, and against the limit
-        limit = max_reject_rate(args)
+        limit = max_reject_rate(args, config)
+        source = (
+            f"data.max_reject_rate of {args.config}; --max-reject-rate overrides it"
+            if args.config is not None and args.max_reject_rate is None
+            else "--max-reject-rate"
+        )
         accounting = account_rejects(portfolio)
         print(f"  {accounting.accounts_line()}")
         over = accounting.over(limit)
         print(
-            f"  ABOVE the reject limit of {limit:.2%} (--max-reject-rate): every other job "
+            f"  ABOVE the reject limit of {limit:.2%} ({source}): every other job "
             f"stops on this portfolio ({'; '.join(over)})"
             if over
-            else f"  within the reject limit of {limit:.2%} (--max-reject-rate): other jobs "
+            else f"  within the reject limit of {limit:.2%} ({source}): other jobs "
             "set these rows aside and go on, saying so"
         )
     seconds = time.perf_counter() - started

@@ -237,3 +237,33 @@ def test_two_portfolios_of_the_same_name_keep_their_own_default_rejects(
     assert main(["validate", "--data", str(clean)]) == 0
     assert dirty_rejects.is_file()  # still there: the clean folder's default is another file
     assert pl.read_csv(dirty_rejects).height >= 1
+
+
+def test_validate_holds_the_rejects_against_the_config_s_limit_as_the_other_jobs_do(
+    tiny_portfolio: Path, tmp_path: Path, capsys
+):
+    """A config with data.max_reject_rate 0.5 lets the other jobs go on; validate, which took
+    no --config, said every other job would stop (at the built-in 1 %)."""
+    statements = pl.read_parquet(tiny_portfolio / "statements.parquet")
+    statements.with_columns(
+        pl.when(pl.int_range(pl.len()) == 0)
+        .then(-1.0)
+        .otherwise("amount_paid")
+        .alias("amount_paid")
+    ).write_parquet(tiny_portfolio / "statements.parquet")
+    rejects = ["--rejects", str(tmp_path / "rejects.csv")]
+    assert main(["validate", "--data", str(tiny_portfolio), *rejects]) == 1
+    assert "ABOVE the reject limit of 1.00% (--max-reject-rate)" in capsys.readouterr().out
+    config = tmp_path / "lenient.yaml"
+    config.write_text("data:\n  max_reject_rate: 0.5\n")
+    assert main(["validate", "--data", str(tiny_portfolio), *rejects, "--config", str(config)]) == 1
+    assert (
+        f"within the reject limit of 50.00% (data.max_reject_rate of {config}; --max-reject-rate "
+        "overrides it): other jobs set these rows aside and go on" in capsys.readouterr().out
+    )
+    argv = ["validate", "--data", str(tiny_portfolio), *rejects, "--config", str(config)]
+    assert main([*argv, "--max-reject-rate", "0"]) == 1
+    assert "ABOVE the reject limit of 0.00% (--max-reject-rate)" in capsys.readouterr().out
+    config.write_text("data:\n  max_reject_rat: 0.5\n")  # a bad config: refused before reading
+    assert main(argv) == 2
+    assert "max_reject_rat" in capsys.readouterr().err
