@@ -181,6 +181,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ["PYTHONWARNINGS"] = ",".join(
             filter(None, (os.environ.get("PYTHONWARNINGS"), inherited))
         )
+    # MLflow draws a progress bar for every artifact it reads back, a model's few files from the
+    # local store included: noise between a job's own lines (set the variable to true for them)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     argv = list(sys.argv[1:] if argv is None else argv)
     names = {name for name, _, _ in COMMANDS}
     selected = next((a for a in argv if not a.startswith("-")), None)

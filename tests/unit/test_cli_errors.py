@@ -117,3 +117,14 @@ def test_the_processes_a_command_starts_inherit_the_pyspark_warning_filter(monke
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert "FutureWarning: other" in loud.stderr  # only that warning is filtered
+
+
+def test_mlflow_s_artifact_progress_bars_are_off_unless_asked_for(monkeypatch, capsys):
+    """Reading a model back drew a progress bar per artifact between promote's own lines."""
+    monkeypatch.delenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", raising=False)
+    main([])
+    assert os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] == "false"
+    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "true")  # the user's own choice
+    main([])
+    assert os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] == "true"
+    capsys.readouterr()
