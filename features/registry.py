@@ -35,6 +35,10 @@ class FeatureSpec:
     ``{times}`` ("once", "2 times") agreeing with the value. A 0/1 feature's template is one
     ``{flag:...|...}`` mark (written by :func:`flag_reason`): the reason states the fact its
     value states, never the number ("no hardship treatment is running" for 0).
+
+    ``missing_en`` / ``missing_zh`` state what a missing value means, as a reason ("no hardship
+    treatment on record"): a feature that is missing by definition (a time since an event that
+    never happened, a trend of fewer than 2 statements) can push the risk like any value.
     """
 
     name: str
@@ -51,6 +55,8 @@ class FeatureSpec:
     source: Literal["statements", "accounts", "collection_actions", "treatments", "as_of"] = (
         "statements"
     )
+    missing_en: str = ""
+    missing_zh: str = ""
 
 
 @dataclass(frozen=True)
@@ -1059,16 +1065,98 @@ DYNAMICS_FEATURES: tuple[FeatureSpec, ...] = (
 and volatility over 3/6/12 months, time since events, ratios to due, promise-keeping and
 contact-outcome rates (the usual extensions of monthly statement data)."""
 
+
+def _short_history(months: int | None) -> tuple[str, str]:
+    return (
+        f"fewer than 2 statements in the last {months} months (a new or short history)",
+        f"近{months}个月账单不足2期(新账户或历史较短)",
+    )
+
+
+_MISSING_WORDING: dict[str, tuple[str, str]] = {
+    "months_since_previous_delinquency": ("no earlier delinquency on record", "此前无逾期记录"),
+    "first_delinquency": ("not known whether this is the first delinquency", "是否首次逾期未知"),
+    "treatment_active": (
+        "not known whether a hardship treatment is running (no treatment record)",
+        "是否有纾困措施执行中未知(无纾困记录)",
+    ),
+    "paid_to_due_ratio_last": ("nothing was due on the latest statement", "最近一期账单无应还款"),
+    "overdue_to_due_ratio": ("nothing was due on the latest statement", "最近一期账单无应还款"),
+    "promise_keep_rate_6m": (
+        "no promise to pay came due in the last 6 months",
+        "近6个月无到期的还款承诺",
+    ),
+    "promise_keep_rate_12m": (
+        "no promise to pay came due in the last 12 months",
+        "近12个月无到期的还款承诺",
+    ),
+    "contact_rate_3m": ("no collection attempt in the last 3 months", "近3个月无催收动作"),
+    "contact_rate_6m": ("no collection attempt in the last 6 months", "近6个月无催收动作"),
+    "no_answer_rate_3m": ("no collection attempt in the last 3 months", "近3个月无催收动作"),
+    "days_since_last_contact": ("never reached by collections", "催收从未联系上借款人"),
+    "months_since_last_treatment": ("no hardship treatment on record", "从未获得纾困措施"),
+    "dpd_change_last": ("no statement the month before", "上月无账单"),
+    "months_since_last_cure": (
+        "never back to current in the known history",
+        "已知历史中从未恢复正常",
+    ),
+    "months_since_last_payment": ("no payment in the known history", "已知历史中从未还款"),
+    "months_since_last_full_payment": (
+        "never paid in full in the known history",
+        "已知历史中从未全额还款",
+    ),
+    "paid_to_due_change_last": (
+        "nothing was due on one of the last two statements",
+        "近两期账单中有一期无应还款",
+    ),
+    "paid_to_due_trend_6m": (
+        "fewer than 2 months with something due in the last 6 months",
+        "近6个月有应还款的月份不足2个",
+    ),
+    "paid_to_due_volatility_6m": (
+        "fewer than 2 months with something due in the last 6 months",
+        "近6个月有应还款的月份不足2个",
+    ),
+    "days_since_last_promise": ("no promise to pay on record", "从未承诺还款"),
+    "days_since_last_broken_promise": ("no broken promise to pay on record", "无未兑现的还款承诺"),
+    "days_since_last_hardship_claim": ("no hardship reported", "从未报告困难"),
+    "promise_rate_6m": (
+        "no contact reached the borrower in the last 6 months",
+        "近6个月未成功联系到借款人",
+    ),
+    "refusal_rate_6m": (
+        "no contact reached the borrower in the last 6 months",
+        "近6个月未成功联系到借款人",
+    ),
+}
+"""What a missing value of a feature states, as a reason (English, Chinese); the trends and
+volatilities of fewer than 2 statements say so with :func:`_short_history`."""
+
+_SHORT_HISTORY_PREFIXES = ("dpd_trend_", "dpd_volatility_", "utilisation_trend_", "utilisation_volatility_")  # fmt: skip
+
+
+def _with_missing_wording(spec: FeatureSpec) -> FeatureSpec:
+    if spec.name in _MISSING_WORDING:
+        en, zh = _MISSING_WORDING[spec.name]
+    elif spec.name.startswith(_SHORT_HISTORY_PREFIXES):
+        en, zh = _short_history(spec.window_months)
+    else:
+        return spec
+    return dataclasses.replace(spec, missing_en=en, missing_zh=zh)
+
+
 FEATURE_SET = FeatureSet(
-    name="rollrisk-behaviour", version="1.1.0", features=(*_FEATURES, *DYNAMICS_FEATURES)
+    name="rollrisk-behaviour",
+    version="1.1.0",
+    features=tuple(_with_missing_wording(spec) for spec in (*_FEATURES, *DYNAMICS_FEATURES)),
 )
 """The feature set every model of this project is trained on and records (name + version)."""
 
 
 @functools.lru_cache(maxsize=8)
 def current_wording(feature_set: FeatureSet) -> FeatureSet:
-    """``feature_set`` with the registry's current texts (descriptions and reason templates)
-    for the features it still holds in the same family; everything else is the model's own.
+    """``feature_set`` with the registry's current texts (descriptions, reason templates and
+    what a missing value states) for the features it still holds in the same family; everything else is the model's own.
 
     A trained model carries the feature specs of its training day, reason templates included;
     scoring, the service and the report word reasons with today's registry, so a fixed text
@@ -1083,6 +1171,8 @@ def current_wording(feature_set: FeatureSet) -> FeatureSet:
             description_zh=current.description_zh,
             reason_en=current.reason_en,
             reason_zh=current.reason_zh,
+            missing_en=current.missing_en,
+            missing_zh=current.missing_zh,
         )
         if spec.name in FEATURE_SET.names
         and (current := FEATURE_SET.spec(spec.name)).family == spec.family

@@ -228,6 +228,14 @@ def _is_zero(value: Any) -> bool:
     return isinstance(value, float | np.floating) and value == 0.0
 
 
+def _label(description: str) -> str:
+    """A registry description as a short label: its first clause, without the definition's
+    fine print (what follows a ';' or an opening bracket) or its final full stop. Reasons are
+    listed with '; ' between them, so a label never holds one."""
+    cut = re.split(r"[;；]|\s?[(（]", description, maxsplit=1)[0]
+    return cut.strip().rstrip(".。")
+
+
 def reason_text(spec: FeatureSpec, value: Any) -> tuple[str, str]:
     """English and Chinese reason text for one feature and the account's own value.
 
@@ -236,11 +244,13 @@ def reason_text(spec: FeatureSpec, value: Any) -> tuple[str, str]:
     its value states: :func:`~rollrisk.features.registry.flag_reason`). A missing value, or a
     value the template cannot format (a category label under ``{value:.0f}``, a flag that is
     neither 0 nor 1), falls back to the feature's description with the value quoted as text,
-    so a reason is never lost or garbled. :func:`reason_codes` words every reason here.
+    so a reason is never lost or garbled. A missing value is worded by the feature's
+    ``missing_en`` / ``missing_zh`` (what it states: "no hardship treatment on record"), else
+    "<label>: no data". :func:`reason_codes` words every reason here.
     """
-    # Registry descriptions are sentences; as a label they lose their final full stop.
-    label_en = spec.description_en.rstrip(" .")
-    label_zh = spec.description_zh.rstrip(" 。.")
+    if _is_missing(value) and spec.missing_en and spec.missing_zh:
+        return spec.missing_en, spec.missing_zh
+    label_en, label_zh = _label(spec.description_en), _label(spec.description_zh)
     if _is_missing(value):
         return (f"{label_en}: no data", f"{label_zh}：无数据")
     if isinstance(value, np.generic):

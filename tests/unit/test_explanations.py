@@ -255,7 +255,7 @@ def test_reasons_handle_missing_and_categorical_values():
     reasons = reason_codes(CONTRIBS, X_RAW, FEATURES).set_index(["row", "feature"])
     missing = reasons.loc[("acc-4", "broken_promises_3m")]
     assert missing["text_en"] == "broken promises 3m: no data"
-    assert missing["text_zh"] == "broken_promises_3m（说明）：无数据"
+    assert missing["text_zh"] == "broken_promises_3m：无数据"  # the label, not its fine print
     assert "nan" not in " ".join(reasons["text_en"]).lower()
     category = reasons.loc[("acc-4", "product")]
     assert category["text_en"] == "product: merchant_loan"
@@ -284,7 +284,7 @@ def test_a_template_that_cannot_format_the_value_falls_back_to_the_description()
     )
     reasons = reason_codes(np.array([[0.5]]), pd.DataFrame({"channel_mix": ["sms"]}), odd)
     assert reasons.loc[0, "text_en"] == "channel mix: sms"
-    assert reasons.loc[0, "text_zh"] == "channel_mix（说明）：sms"
+    assert reasons.loc[0, "text_zh"] == "channel_mix：sms"
 
 
 def test_reason_codes_are_stable_and_distinct():
@@ -362,5 +362,6 @@ def test_reasons_read_well_with_the_real_feature_set():
     ]
     assert "3" in reasons.loc[0, "text_en"] and "3" in reasons.loc[0, "text_zh"]
     assert "41" in reasons.loc[1, "text_en"] and "41" in reasons.loc[1, "text_zh"]
-    assert reasons.loc[2, "text_en"].endswith("no data")
-    assert ".:" not in reasons.loc[2, "text_en"] and "。：" not in reasons.loc[2, "text_zh"]
+    # a missing value states what it means, not the feature's definition
+    assert reasons.loc[2, "text_en"] == "never reached by collections"
+    assert reasons.loc[2, "text_zh"] == "催收从未联系上借款人"

@@ -23,6 +23,14 @@ from rollrisk.models.explanations import reason_code, reason_codes, reason_text
 from rollrisk.reports.strategy import current_wording, grouped_reasons
 from rollrisk.scoring.core import _reasons_json
 
+MISSING = {
+    "first_delinquency": ("not known whether this is the first delinquency", "是否首次逾期未知"),
+    "treatment_active": (
+        "not known whether a hardship treatment is running (no treatment record)",
+        "是否有纾困措施执行中未知(无纾困记录)",
+    ),
+}
+
 # feature -> {value: (English, Chinese)}
 EXPECTED = {
     "first_delinquency": {
@@ -69,12 +77,11 @@ def test_a_flag_reason_states_the_fact_of_the_value(name, value):
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_a_missing_or_impossible_flag_value_falls_back_to_the_definition(name):
+def test_a_missing_or_impossible_flag_value_says_so_without_the_text_of_0_or_1(name):
     spec = FEATURE_SET.spec(name)
     for missing in (None, float("nan"), np.float64("nan"), pd.NA):
         en, zh = reason_text(spec, missing)
-        assert en == spec.description_en.rstrip(" .") + ": no data"
-        assert zh == spec.description_zh.rstrip(" 。.") + "：无数据"
+        assert (en, zh) == MISSING[name]
     with pytest.raises(ValueError, match="neither 0 nor 1"):
         format_reason(spec.reason_en, 0.5)
     assert reason_text(spec, 0.5)[0].endswith(": 0.5")  # never the text of 0 or 1
