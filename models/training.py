@@ -40,8 +40,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import polars as pl
 
 from rollrisk.errors import UserError
+from rollrisk.features.currencies import currency_counts, mixed_currencies_message
 from rollrisk.features.observations import (
     first_statement_month,
     window_lengths,
@@ -213,7 +215,9 @@ class TrainingResult:
     (a split shrunk to fit a short history, feature windows not yet complete).
     ``feature_set``, ``training``, ``default_dpd`` and ``window_months`` say how it was made;
     ``tables`` which portfolio tables its features were computed from
-    (:func:`tables_with_data`): scoring without one of them is refused unless the user opts in.
+    (:func:`tables_with_data`): scoring without one of them is refused unless the user opts in;
+    ``currencies`` the currency of its training accounts (one: a mix is refused before
+    fitting; empty when unknown), which scoring requires of the accounts it scores.
     """
 
     model: RollModel
@@ -233,6 +237,7 @@ class TrainingResult:
     tuning_trials: list[dict[str, Any]] = field(default_factory=list)
     tables: tuple[str, ...] = ALL_TABLES
     warnings: tuple[str, ...] = ()
+    currencies: tuple[str, ...] = ()
 
     @property
     def left_out_features(self) -> dict[str, list[str]]:
@@ -461,8 +466,9 @@ def train_roll_model(
     start_bucket, rolled_to_default`` and the feature columns); ``statements`` / ``accounts``
     are the portfolio tables the roll-rate chain is estimated from (polars or pandas).
     ``default_dpd`` and ``window_months`` are the label's definition (the chain forecasts the
-    same event). Raises :class:`UserError` when a column is missing or a part of the split has
-    a single outcome. The input is not modified.
+    same event). Raises :class:`UserError` when a column is missing, the training set's accounts
+    hold more than one currency (before anything is fitted) or a part of the split has a
+    single outcome. The input is not modified.
     """
     missing = [
         c
@@ -473,6 +479,7 @@ def train_roll_model(
         raise UserError(
             f"the training set lacks column(s) {missing} (feature set {feature_set.name} v{feature_set.version})"
         )
+    currencies = training_currencies(training_set, accounts)
     split = split_training_set(
         training_set,
         validation_months=training.split.validation_months,
@@ -573,7 +580,26 @@ def train_roll_model(
         tuning_trials=trials,
         tables=tables,
         warnings=warnings,
+        currencies=currencies,
     )
+
+
+def training_currencies(training_set: pd.DataFrame, accounts: Any) -> tuple[str, ...]:
+    """The currency of the training set's accounts (``accounts``: the portfolio's, polars or
+    pandas); empty when ``accounts`` has no ``currency`` column or none of the accounts.
+
+    Raises:
+        UserError: the accounts hold more than one currency (the message counts the accounts
+            of each and says what to do).
+    """
+    if accounts is None or "currency" not in accounts.columns:
+        return ()
+    ids = pl.from_pandas(training_set["account_id"]).cast(pl.String).unique()
+    counts = currency_counts(accounts, ids)
+    refusal = mixed_currencies_message(counts)
+    if refusal is not None:
+        raise UserError(refusal)
+    return tuple(counts["currency"].to_list())
 
 
 def embargo_months(training: TrainingConfig, window_months: int) -> int:

@@ -42,6 +42,7 @@ from rollrisk.conf import (
     DEFAULT_SEGMENTS,
 )
 from rollrisk.errors import UserError
+from rollrisk.features.currencies import CURRENCY_METADATA, currency_counts, recorded_currencies
 from rollrisk.features.dates import ISO_DATE_PATTERN, DateSettings, check_as_of
 from rollrisk.features.observations import (
     ObservationSpec,
@@ -64,6 +65,7 @@ from rollrisk.models.training import (
 from rollrisk.models.training_config import TrainingConfig
 from rollrisk.scoring.core import (
     ScoringSetup,
+    check_currencies,
     default_as_of,
     features_at,
     population,
@@ -388,6 +390,7 @@ def _as_loaded(model: Model) -> LoadedModel:
                 "feature_set": model.feature_set.name,
                 "feature_set_version": model.feature_set.version,
                 "tables": ",".join(model.tables),
+                **({CURRENCY_METADATA: ",".join(model.currencies)} if model.currencies else {}),
                 **{f"observation_{k}": v for k, v in model.observation.items()},
             },
             reference_scores=np.asarray(model.deployment_scores),
@@ -468,6 +471,7 @@ def scoring_setup(
         model_version=loaded.version,
         observation=observation_of(loaded, _observation(observation)),
         trained_tables=trained_tables(loaded.metadata),
+        trained_currencies=recorded_currencies(loaded.metadata),
         segment_rules=load_segment_rules(files["segments"]),
         policy=policy_rules,
         compliance=load_compliance(files["compliance"]).strictest(
@@ -500,10 +504,15 @@ def score(
     outside every running experiment), ``reasons`` (JSON list of at most 4 reasons
     with code, feature, value, contribution and English and Chinese texts), one
     ``family_<family>`` contribution per driver family, ``model_name, model_version``
-    (docs/scoring.md). Empty when nobody is delinquent at ``as_of``.
+    (docs/scoring.md). Empty when nobody is delinquent at ``as_of``. Accounts to score in a
+    currency the model was not trained on are refused with ``UserError``, as by the batch.
     """
     when = _as_of(as_of, portfolio)
     setup = model if isinstance(model, ScoringSetup) else scoring_setup(model, observation)
+    if setup.trained_currencies is not None:
+        people = population(portfolio.statements, when, setup.observation)["account_id"]
+        counts = currency_counts(portfolio.accounts, people, setup.trained_currencies)
+        check_currencies(setup, counts, f"of the portfolio to score at {when}")
     return score_accounts(
         portfolio.accounts,
         portfolio.statements,

@@ -40,6 +40,7 @@ from typing import Any, Literal
 import polars as pl
 
 from rollrisk.errors import UserError
+from rollrisk.features.currencies import combine_currency_counts, currency_counts
 from rollrisk.features.dates import (
     DateSettings,
     DefaultAsOf,
@@ -59,7 +60,9 @@ from rollrisk.features.validation import REJECT_SCHEMA
 from rollrisk.scoring.core import (
     INPUT_TABLES,
     ScoringSetup,
+    check_currencies,
     check_tables,
+    currency_not_checked_warning,
     population,
     tables_present,
 )
@@ -171,7 +174,9 @@ def score_portfolio(
             ``max_reject_rate`` (:func:`rollrisk.storage.rejects.check_reject_rate`); nothing
             to score at ``as_of``; the portfolio lacks a table the model was
             trained with and ``setup.allowed_missing_tables`` does not name it
-            (:func:`rollrisk.scoring.core.check_tables`); unusable portfolio files
+            (:func:`rollrisk.scoring.core.check_tables`); accounts to score in a currency
+            the model was not trained on (:func:`rollrisk.scoring.core.check_currencies`);
+            unusable portfolio files
             (:func:`rollrisk.storage.loader.load_portfolio`); Spark missing for ``engine="spark"``.
         RuntimeError: the number of scored accounts differs from the population (nothing is
             published then).
@@ -212,12 +217,19 @@ def score_portfolio(
         people = book.population(as_of)
         short_history = short_history_warning(book.first_month(), as_of, setup.feature_set)
         overdue = overdue_statements_warning(book.overdue_statements(as_of), as_of)
-        warnings = tuple(w for w in (partial_month, overdue, short_history) if w is not None)
         if people == 0:
             raise UserError(
                 f"no account of {data} is delinquent ({setup.observation.min_dpd}-"
                 f"{setup.observation.max_dpd} DPD) at {as_of}: nothing to score"
             )
+        # amounts in another currency than the model's would be read on its scale: refused
+        # before anything is scored (a model that does not record its currency: a warning)
+        if setup.trained_currencies is not None:
+            check_currencies(setup, book.currencies(as_of), f"of {data} to score at {as_of}")
+        unchecked = currency_not_checked_warning(setup)
+        warnings = tuple(
+            w for w in (partial_month, overdue, short_history, unchecked) if w is not None
+        )
         partitions = partitions or book.default_partitions(people)
         # the installed distribution's version (this module sits below the package's __init__)
         code_version = metadata.version("rollrisk")
@@ -343,6 +355,9 @@ class _Book:
     # delinquent accounts whose next statement is missing (features.observations)
     overdue_statements: Callable[[date], pl.DataFrame]
     first_month: Callable[[], date | None]  # the month (its first day) of the first statement
+    # accounts per currency in the population at an as-of, with examples of the currencies
+    # the model was not trained on (features.currencies.currency_counts)
+    currencies: Callable[[date], pl.DataFrame]
     # as-of, output, partitions, workers (the local engine's processes)
     score: Callable[[date, PartitionedRun, int, int], list[PartitionFile]]
     # the output partitions when --partitions is not given, from the population
@@ -375,6 +390,9 @@ def _local_book(
             portfolio.statements, as_of, setup.observation
         ),
         first_month=lambda: first_statement_month(portfolio.statements),
+        currencies=lambda as_of: currency_counts(
+            portfolio.accounts, people(as_of), setup.trained_currencies or ()
+        ),
         score=lambda as_of, output, partitions, workers: _score_locally(
             portfolio,
             people(as_of),
@@ -424,6 +442,7 @@ def _spark_book(
         population=people,
         overdue_statements=lambda as_of: _spark_overdue(book, as_of, setup),
         first_month=lambda: None if months.first is None else months.first.replace(day=1),
+        currencies=lambda as_of: _spark_currencies(book, as_of, setup),
         score=lambda as_of, output, partitions, _workers: spark_engine.score_with_spark(
             book, as_of, setup, output, partitions
         ),
@@ -439,6 +458,19 @@ def _spark_overdue(book: Any, as_of: date, setup: ScoringSetup) -> pl.DataFrame:
     return book.rows(
         lambda statements: overdue_statements(statements, as_of, setup.observation, timing)
     ).sort("account_id")
+
+
+def _spark_currencies(book: Any, as_of: date, setup: ScoringSetup) -> pl.DataFrame:
+    """:func:`currency_counts` of the population, per partition on the executors (the
+    accounts' currency kept by the validation pass): only the counts per currency and up to 3
+    examples of each come back, combined as the local engine counts them."""
+    known, observation = setup.trained_currencies or (), setup.observation  # not the model
+
+    def count(statements: pl.DataFrame, accounts: pl.DataFrame) -> pl.DataFrame:
+        people = population(statements, as_of, observation)["account_id"]
+        return currency_counts(accounts, people, known)
+
+    return combine_currency_counts(book.per_account_partition(count))
 
 
 def spark_default_partitions(population: int, accounts_read: int) -> int:

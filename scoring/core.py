@@ -31,6 +31,7 @@ import pandas as pd
 import polars as pl
 
 from rollrisk.errors import UserError
+from rollrisk.features.currencies import foreign_currencies_message
 from rollrisk.features.dates import default_as_of_choice
 from rollrisk.features.history import compute_features, feature_engine
 from rollrisk.features.observations import ObservationSpec, population_lazy
@@ -114,10 +115,54 @@ class ScoringSetup:
     # ones of them the user agreed to score without (the job records that agreement)
     trained_tables: tuple[str, ...] = INPUT_TABLES
     allowed_missing_tables: frozenset[str] = frozenset()
+    # the currency of the accounts the model was trained on (its metadata ``currency``,
+    # :func:`rollrisk.features.currencies.recorded_currencies`); None: a model logged before
+    # rollrisk recorded it, whose accounts' currency is not checked
+    trained_currencies: tuple[str, ...] | None = None
 
     @property
     def feature_set(self) -> FeatureSet:
         return self.model.feature_set
+
+
+def check_currencies(setup: ScoringSetup, counts: pl.DataFrame, where: str) -> None:
+    """Refuse accounts in a currency the model was not trained on: their amounts would be read
+    on another scale, and nothing in the scores would show it. ``counts`` is
+    :func:`rollrisk.features.currencies.currency_counts` of the accounts to score, with
+    ``known=setup.trained_currencies``; ``where`` names them in the message. A model that does
+    not record its currency is not checked (the batch warns, see
+    :func:`currency_not_checked_warning`).
+
+    Raises:
+        UserError: an account in another currency; the message names the model's currency,
+            the others with their counts and up to 3 account ids each, and what to do.
+    """
+    if setup.trained_currencies is None:
+        return
+    refusal = foreign_currencies_message(
+        counts, setup.trained_currencies, model_label(setup), where
+    )
+    if refusal is not None:
+        raise UserError(refusal)
+
+
+def currency_not_checked_warning(setup: ScoringSetup) -> str | None:
+    """The warning of a run whose model does not record its currency (logged before rollrisk
+    did), or ``None``."""
+    if setup.trained_currencies is not None:
+        return None
+    return (
+        f"{model_label(setup)} does not record the currency of its training accounts (logged "
+        "before rollrisk recorded it), so the accounts' currency was not checked against it; "
+        "retrain it to have it checked"
+    )
+
+
+def model_label(setup: ScoringSetup) -> str:
+    """``model NAME vVERSION``, or ``the unregistered model`` (one loaded from a folder)."""
+    if setup.model_version.isdigit():
+        return f"model {setup.model_name} v{setup.model_version}"
+    return "the unregistered model"
 
 
 def trained_tables(metadata: Mapping[str, Any]) -> tuple[str, ...]:

@@ -337,11 +337,15 @@ def _validation_record(plan: ReadPlan, partition: int, blobs: Any) -> dict[str, 
         "bounds": {k: None if v is None else v.isoformat() for k, v in bounds.items()},
     }
     history = statements.select("account_id", "cycle_end", "known_at", "dpd")
+    # the accepted accounts' currency (one row per account, a few bytes each): the population's
+    # currencies are checked against the model's on it (scoring.batch)
+    currencies = tables.portfolio.accounts.select("account_id", "currency")
     return {
         "partition": partition,
         "summary": json.dumps(summary),
         "rejects": to_ipc(rejects) if rejects.height else None,
         "history": to_ipc(history),
+        "accounts": to_ipc(currencies),
     }
 
 
@@ -389,6 +393,7 @@ class SparkPortfolio:
     months: StatementMonths
     empty_tables: tuple[str, ...]
     # the validation pass's rows, persisted: per partition its accepted statements (history)
+    # and its accepted accounts' currency (accounts)
     _records: DataFrame | None = field(default=None, repr=False)
 
     @property
@@ -413,6 +418,19 @@ class SparkPortfolio:
         history = self._records.select("history").rdd
         parts = history.map(lambda row: to_ipc(find(from_ipc(row["history"])))).collect()
         return pl.concat([from_ipc(part) for part in parts], how="vertical")
+
+    def per_account_partition(
+        self, find: Callable[[pl.DataFrame, pl.DataFrame], pl.DataFrame]
+    ) -> list[pl.DataFrame]:
+        """``find`` (statements, accounts' ``account_id`` and ``currency`` -> a few rows) on
+        each validated partition; the results, one per partition (small: they come to the
+        driver)."""
+        assert self._records is not None, "released"
+        records = self._records.select("history", "accounts").rdd
+        parts = records.map(
+            lambda row: to_ipc(find(from_ipc(row["history"]), from_ipc(row["accounts"])))
+        ).collect()
+        return [from_ipc(part) for part in parts]
 
     def release(self) -> None:
         """Drop the statements kept in Spark for :meth:`population`."""
@@ -472,8 +490,8 @@ def validate_on_spark(
     """Validate the portfolio of ``plan`` on the executors and return its record: the report
     and rejects accounting the local loader gives (counts summed over partitions, reasons
     ranked over all of them), the rejected rows written to ``rejects_path`` in the local
-    loader's order (when there are any), and the statements kept in Spark (memory and disk)
-    for the population count.
+    loader's order (when there are any), and the statements and the accounts' currency kept
+    in Spark (memory and disk) for the population count and its currencies.
 
     Raises:
         DataContractError: a file error, or every row of a required table rejected
@@ -487,7 +505,7 @@ def validate_on_spark(
     shared = spark.sparkContext.broadcast(plan)
     records = blobs.groupBy("partition").applyInPandas(
         per_partition_group(shared, _validation_record),
-        "partition int, summary string, rejects binary, history binary",
+        "partition int, summary string, rejects binary, history binary, accounts binary",
     )
     records = records.persist(StorageLevel.MEMORY_AND_DISK)
     try:

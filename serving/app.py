@@ -52,7 +52,14 @@ from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rollrisk.errors import UserError
-from rollrisk.scoring.core import ScoringSetup, check_tables, warm_up
+from rollrisk.features.currencies import foreign_account_message
+from rollrisk.scoring.core import (
+    ScoringSetup,
+    check_tables,
+    currency_not_checked_warning,
+    model_label,
+    warm_up,
+)
 from rollrisk.serving.api_models import (
     Health,
     ModelInfo,
@@ -162,6 +169,9 @@ def create_app(
                 on_load_failure(slot.error)
         else:
             log.info("model %s v%s loaded", slot.setup.model_name, slot.setup.model_version)
+            unchecked = currency_not_checked_warning(slot.setup)
+            if unchecked is not None:
+                log.warning("%s", unchecked)
             for table in sorted(slot.setup.allowed_missing_tables & set(slot.setup.trained_tables)):
                 log.warning(
                     "requests without %s are scored although the model was trained with it "
@@ -282,6 +292,9 @@ def create_app(
         )
         if problem is not None:
             return JSONResponse({"detail": [problem]}, status_code=422)
+        problems = _currency_problems(ready_setup(), body)
+        if problems:
+            return JSONResponse({"detail": problems}, status_code=422)
         # scored on the batcher's thread, together with concurrent requests: the event loop
         # stays free for /healthz, /readyz and reading the next requests
         result = await batcher.submit(body)
@@ -373,6 +386,26 @@ def _missing_table_problem(setup: ScoringSetup, request: ScoreRequest) -> dict[s
             "type": "missing_table",
         }
     return None
+
+
+def _currency_problems(setup: ScoringSetup, request: ScoreRequest) -> list[dict[str, Any]]:
+    """A 422 problem for each account of ``request`` in a currency the model was not trained
+    on (its amounts would be read on the model's scale; the batch refuses the same accounts:
+    :func:`rollrisk.scoring.core.check_currencies`). None for a model that does not record its
+    currency (logged before rollrisk did: the service says so in its log at start-up)."""
+    trained = setup.trained_currencies
+    if trained is None:
+        return []
+    model = model_label(setup)
+    return [
+        {
+            "loc": ["body", "accounts", index, "currency"],
+            "msg": foreign_account_message(account.account_id, account.currency, trained, model),
+            "type": "currency_mismatch",
+        }
+        for index, account in enumerate(request.accounts)
+        if account.currency not in trained
+    ]
 
 
 _UNREADABLE_BODY = (

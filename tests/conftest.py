@@ -148,3 +148,57 @@ class World:
         self.tracking_uri = tracking_uri
         self.portfolio = portfolio
         self.model_uri = model_uri
+
+
+# --- a book whose accounts are not all in the model's currency (tests of the currency guard)
+MIXED_AS_OF = "2025-03-31"
+
+
+class MixedBook:
+    def __init__(self, folder: Path, people: list[str], usd: list[str], hkd: list[str]) -> None:
+        self.folder = folder
+        self.people = people  # the population at MIXED_AS_OF
+        self.usd = usd  # switched to USD, in the population
+        self.hkd = hkd
+
+
+@pytest.fixture(scope="session")
+def world_portfolio(scoring_world):
+    from rollrisk.storage.loader import load_portfolio
+
+    return load_portfolio(scoring_world.portfolio)
+
+
+@pytest.fixture(scope="session")
+def mixed_book(scoring_world, world_portfolio, tmp_path_factory) -> MixedBook:
+    """The world's book with 4 accounts of the population at MIXED_AS_OF in USD, 1 in HKD and 3
+    current accounts (outside the population) in USD."""
+    import shutil
+
+    from rollrisk.features.observations import ObservationSpec
+    from rollrisk.scoring.core import population
+
+    folder = tmp_path_factory.mktemp("mixed") / "portfolio"
+    shutil.copytree(scoring_world.portfolio, folder, ignore=shutil.ignore_patterns("truth"))
+    people = sorted(
+        population(world_portfolio.statements, date.fromisoformat(MIXED_AS_OF), ObservationSpec())[
+            "account_id"
+        ].to_list()
+    )
+    outside = sorted(set(world_portfolio.accounts["account_id"]) - set(people))
+    usd, hkd = people[10:14], people[20:21]
+    (accounts_file,) = folder.glob("accounts.*")
+    read = pl.read_parquet if accounts_file.suffix == ".parquet" else pl.read_csv
+    accounts = read(accounts_file)
+    accounts = accounts.with_columns(
+        currency=pl.when(pl.col("account_id").is_in([*usd, *outside[:3]]))
+        .then(pl.lit("USD"))
+        .when(pl.col("account_id").is_in(hkd))
+        .then(pl.lit("HKD"))
+        .otherwise(pl.col("currency"))
+    )
+    if accounts_file.suffix == ".parquet":
+        accounts.write_parquet(accounts_file)
+    else:
+        accounts.write_csv(accounts_file)
+    return MixedBook(folder, people, usd, hkd)

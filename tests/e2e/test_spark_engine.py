@@ -20,6 +20,7 @@ pytest.importorskip(
 from rollrisk.cli import main  # noqa: E402
 from rollrisk.storage.atomic_output import read_current  # noqa: E402
 from rollrisk.storage.training_sets import read_training_set  # noqa: E402
+from tests.conftest import MIXED_AS_OF  # noqa: E402
 
 pytestmark = pytest.mark.slow
 AS_OF = "2025-03-31"
@@ -294,3 +295,27 @@ def test_spark_validation_gives_the_local_rejects_and_counts(hostile_portfolio, 
         assert book.empty_tables == local.empty_tables
     finally:
         book.release()
+
+
+def test_the_spark_engine_refuses_accounts_in_another_currency_as_the_local_one_does(
+    scoring_world, spark, mixed_book, tmp_path, monkeypatch, capsys
+):
+    """Counted on the executors from the validation pass (the accounts' currency is kept
+    beside the statements): the local engine's message, word for word."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", scoring_world.tracking_uri)
+    local, spark = tmp_path / "local", tmp_path / "spark"
+    assert _score_book(scoring_world.model_uri, mixed_book.folder, local) == 2
+    by_local = capsys.readouterr().err
+    assert _score_book(scoring_world.model_uri, mixed_book.folder, spark, "--engine", "spark") == 2
+    by_spark = capsys.readouterr().err
+    (refusal,) = [line for line in by_local.splitlines() if line.startswith("rollrisk score: ")]
+    assert "HKD (1 account, e.g. " in refusal
+    assert refusal in by_spark.splitlines()
+    assert not spark.exists()
+
+
+def _score_book(model: str, data: Path, out: Path, *extra: str) -> int:
+    return main(
+        ["score", "--model", model, "--data", str(data), "--as-of", MIXED_AS_OF, "--out",
+         str(out), "--partitions", PARTITIONS, *extra]
+    )  # fmt: skip
