@@ -421,7 +421,7 @@ FIELD_NAMES: dict[str, tuple[str, str]] = {
     # what a learned rule may test besides (rollrisk learn-policy): the policy's own fields
     # and the scored account's figures
     "risk_band": ("the risk band", "风险等级"),
-    "segment": ("the segment", "细分"),
+    "segment": ("the segment", "客群"),
     "dpd": ("days past due at the as-of date", "观察日逾期天数"),
     "amount_overdue": ("the amount overdue (CNY)", "逾期金额(元)"),
     "exposure": ("the balance owed (CNY)", "欠款余额(元)"),
@@ -610,18 +610,20 @@ def segment_definitions(rules: SegmentRules, feature_set: FeatureSet) -> dict[st
         en = "An account is in this segment when " + "; or when ".join(
             f"{text} (rule {rule.rule_id})" for text, rule in zip(rule_en, own, strict=True)
         )
-        zh = "满足以下任一条件的账户归入此细分:" + ";或".join(
+        zh = (
+            "满足以下任一条件的账户归入此客群:" if len(own) > 1 else "满足以下条件的账户归入此客群:"
+        ) + ";或".join(
             f"{text}(规则{rule.rule_id})" for text, rule in zip(rule_zh, own, strict=True)
         )
         if earlier:
             names = [_words(SEGMENT_NAMES, s) for s in earlier]
             en += ", unless an earlier segment (" + ", ".join(n[0] for n in names) + ") claimed it"
-            zh += ",且未被优先级更高的细分(" + "、".join(n[1] for n in names) + ")认领"
+            zh += ",且未被优先级更高的客群(" + "、".join(n[1] for n in names) + ")认领"
         definitions[segment] = (en + ".", zh + "。")
     definitions[rules.fallback] = (
         "Every account that no other segment claims: no driver evidence; the policy's rules "
         "for this segment (below) say what it gets.",
-        "不属于任何其他细分的账户:没有明确的驱动因素证据;其处置方案见下方策略规则。",
+        "不属于任何其他客群的账户:没有明确的驱动因素证据;其处置方案见下方策略规则。",
     )
     return definitions
 
@@ -916,21 +918,21 @@ def _ratio_text(value: float | None) -> str:
 
 
 REFERENCE_NAMES: dict[str, tuple[str, str]] = {
-    "model_driven": ("shipped policy (model-driven)", "现行模型驱动策略"),
-    "baseline_tiered": ("tiered baseline (no model)", "分层基线策略(不用模型)"),
+    "model_driven": ("shipped policy (model-driven)", "拟上线策略(模型驱动)"),
+    "baseline_tiered": ("tiered baseline (no model)", "分层催收基准策略(不用模型)"),
     "segment_blind": (
         "same ladders, every account in the fallback segment",
-        "相同阶梯、所有账户归入默认细分",
+        "相同处置流程、所有账户归入默认客群",
     ),
-    "baseline_plus_grace": ("baseline plus a grace period for all", "基线策略加全员宽限期"),
+    "baseline_plus_grace": ("baseline plus a grace period for all", "基准策略加全员宽限期"),
     "best_bundle_per_bucket": (
         "best single action bundle per bucket, no segments",
-        "每个逾期阶段的最佳单一处置组合(不分细分)",
+        "每个逾期阶段的最佳单一处置组合(不分客群)",
     ),
-    "oracle": ("oracle: knows each true driver", "理想参照:知道每个账户的真实驱动因素"),
+    "oracle": ("oracle: knows each true driver", "理想参照(已知每个账户的真实逾期原因)"),
     "oracle_segments": (
         "shipped policy fed the true drivers as segments",
-        "现行策略使用真实驱动因素作为细分",
+        "拟上线策略使用真实逾期原因作为客群",
     ),
 }
 
@@ -971,9 +973,19 @@ def _headline(section: Section, result: Mapping[str, Any]) -> list[tuple[str, st
         f"(interval resamples accounts and simulation seeds together), over "
         f"{result['months']} months, {result['accounts']:,} accounts."
     )
+    verdict_en, verdict_zh = _verdict(uplift, result)
     section.raw(
-        f'<div class="box{"" if uplift["ci_low"] > 0 else " warn"}">'
-        f"{escape(_verdict(uplift, result))}</div>"
+        f'<div class="box{"" if uplift["ci_low"] > 0 else " warn"}">{escape(verdict_en)}'
+        f'<p class="zh">{escape(verdict_zh)}</p></div>'
+    )
+    _sources(section, result)
+    section.raw(
+        '<div class="box warn">These figures come from the simulator and the treatment effects '
+        "it assumes, not from the lender's own borrowers. The evidence from real decisions is the "
+        "lender's experiment (its section below, when it was given): pilot a policy as an "
+        "experiment arm before rolling it out."
+        '<p class="zh">以上数字来自模拟器及其假设的处置效果，而非我司真实借款人的表现。真实决策的证据是'
+        "我司实验(见下方相应章节，若已提供)：策略全面上线前，应先作为实验组进行试点。</p></div>"
     )
     if monte_carlo:
         section.note(
@@ -1001,31 +1013,92 @@ def _headline(section: Section, result: Mapping[str, Any]) -> list[tuple[str, st
     return tiles
 
 
-def _verdict(uplift: Mapping[str, float], result: Mapping[str, Any]) -> str:
-    """The headline in one plain sentence: better, worse or not shown to differ, and which
-    simple reference beats the shipped policy."""
+def _verdict(uplift: Mapping[str, float], result: Mapping[str, Any]) -> tuple[str, str]:
+    """The headline in one plain sentence, English and Chinese: better, worse or not shown to
+    differ, and the simple references that do better (the whole interval of the shipped
+    policy's difference from them below zero) or as well (the interval across zero, the
+    reference ahead on average): a difference within noise is never called "better"."""
     if uplift["ci_low"] > 0:
-        text = "The shipped policy is worth more than the tiered baseline on this book."
+        en = "The shipped policy is worth more than the tiered baseline on this simulated book."
+        zh = "在本模拟组合上，拟上线策略的账面价值高于分层催收基准策略。"
     elif uplift["ci_high"] < 0:
-        text = "The shipped policy is worth LESS than the tiered baseline on this book."
+        en = "The shipped policy is worth LESS than the tiered baseline on this simulated book."
+        zh = "在本模拟组合上，拟上线策略的账面价值低于分层催收基准策略。"
     else:
-        text = (
+        en = (
             "The shipped policy is not shown to be better than the tiered baseline: the "
             "interval includes zero."
         )
-    metric = headline_metric(result)
-    references = result.get("references", {})
-    own = references.get("model_driven", {}).get(metric, {}).get("mean")
-    better = [
-        _words(REFERENCE_NAMES, name)[0]
-        for name, figures in references.items()
-        if name not in ("model_driven", "oracle", "oracle_segments")
-        and own is not None
-        and figures.get(metric, {}).get("mean", -math.inf) > own
-    ]
+        zh = "未能证明拟上线策略优于分层催收基准策略：置信区间包含零。"
+    differences = result.get("uplift_vs_references") or {}
+    better, level = [], []
+    for name, difference in differences.items():
+        if name in ("oracle", "oracle_segments") or difference.get("mean", 0.0) >= 0:
+            continue
+        words = _words(REFERENCE_NAMES, name)
+        shown = f"{difference['mean']:+,.0f} [{difference['ci_low']:+,.0f}, {difference['ci_high']:+,.0f}]"
+        (better if difference["ci_high"] < 0 else level).append((*words, shown))
     if better:
-        text += " A simpler reference does better: " + "; ".join(better) + "."
-    return text
+        en += (
+            " A simpler reference does better (the shipped policy minus it, CNY): "
+            + "; ".join(f"{name} {shown}" for name, _, shown in better)
+            + "."
+        )
+        zh += (
+            "更简单的参照方案表现更好(拟上线策略减去该方案，元)："
+            + "；".join(f"{name}{shown}" for _, name, shown in better)
+            + "。"
+        )
+    if level:
+        en += (
+            " A simpler reference does about as well (ahead on average, within noise; the "
+            "shipped policy minus it, CNY): "
+            + "; ".join(f"{name} {shown}" for name, _, shown in level)
+            + "."
+        )
+        zh += (
+            "更简单的参照方案表现相当(平均略高，但在噪声范围内；拟上线策略减去该方案，元)："
+            + "；".join(f"{name}{shown}" for _, name, shown in level)
+            + "。"
+        )
+    return en, zh
+
+
+def _sources(section: Section, result: Mapping[str, Any]) -> None:
+    """Where the book-value difference comes from, in words a lead books: cash (net recovery,
+    with its interval over accounts and seeds when the simulation has one) and the value of
+    what is still owed at the end, with the balances on restructure plans and the share they
+    are valued at (and what each 10 points less on that share takes off)."""
+    uplift = result.get("uplift") or {}
+    if not {"net_recovery", "end_value"} <= set(uplift):
+        return
+    cash = (result.get("uplift_account_bootstrap") or {}).get("net_recovery") or uplift[
+        "net_recovery"
+    ]
+    owed = uplift["end_value"]["mean"]
+    en = (
+        f"Where the difference comes from: cash collected net of costs (net recovery) "
+        f"{cash['mean']:+,.0f} CNY [{cash['ci_low']:+,.0f}, {cash['ci_high']:+,.0f}]; the value "
+        f"of the balances still owed at the end of the {result['months']} months {owed:+,.0f} CNY"
+    )
+    zh = (
+        f"差额来源：扣除成本后的现金回收(净回收){cash['mean']:+,.0f}元"
+        f"[{cash['ci_low']:+,.0f}, {cash['ci_high']:+,.0f}]；{result['months']}个月末仍欠余额的价值"
+        f"{owed:+,.0f}元"
+    )
+    plans = uplift.get("open_plan_balance", {}).get("mean")
+    share = (result.get("valuation") or {}).get("plan_share")
+    if plans and share is not None and abs(plans) >= 1:
+        en += (
+            f", of it {plans:+,.0f} CNY of balances on restructure plans against the baseline, "
+            f"valued at {share:.0%} of their amount (this portfolio's own plans); each 10 points "
+            f"less on that valuation takes {0.1 * plans:,.0f} CNY off the difference"
+        )
+        zh += (
+            f"，其中重组分期余额比基准多{plans:+,.0f}元，按其金额的{share:.0%}估值(本组合自身分期的"
+            f"表现)；该估值每降低10个百分点，差额减少{0.1 * plans:,.0f}元"
+        )
+    section.raw(f"<p>{escape(en)}.</p>" + f'<p class="zh">{escape(zh)}。</p>')
 
 
 def _constraint_cells(figures: Mapping[str, Any]) -> dict[str, str]:
@@ -1199,7 +1272,7 @@ def _worse_off_types(section: Section, by_driver: Mapping[str, Any]) -> None:
             zh_text += (
                 f"其中本策略为其单独制定方案(或在常规催收之外另加步骤)的 {own['accounts']:,} 个账户"
                 f"{own_loss[1]}:模型把他们"
-                f"归入的细分({seg_zh}),其方案对这类借款人得不偿失。"
+                f"归入的客群({seg_zh}),其方案对这类借款人得不偿失。"
             )
         if queue and queue["accounts"] and queue["book_value"]["ci_high"] < 0:
             queue_loss = _lower_by(queue["book_value"])
@@ -1302,14 +1375,14 @@ def _promotion(section: Section, promotion: Mapping[str, Any] | None) -> str:
 # --------------------------------------------------------------------------------------------
 LEARNED_SECTION_IDS = ("experiment", "learned-policy")
 LEARNED_SECTION_TITLES = (
-    "What the lender's experiment showed 机构实验的结果",
+    "What the lender's experiment showed 我司实验的结果",
     "The policy the data suggests 数据建议的策略",
 )
 # the learned sections follow this one on the page
 LEARNED_SECTIONS_AFTER = "where-it-loses"
 # a learned rule's threshold on a whole-number field is written as the whole number it means
 WHOLE_NUMBER_FIELDS = ("dpd",)
-STANDARD_COLLECTION = ("the lender's standard collection", "机构常规催收")
+STANDARD_COLLECTION = ("the lender's standard collection", "我司常规催收")
 # below this many accounts an arm's bootstrap interval is rough, and the page says so
 FEW_ACCOUNTS = 30
 # the summary's sentence on a page made without --learned: the page cannot know why (not run,
@@ -1318,7 +1391,7 @@ NO_LEARNED_POLICY = (
     "No policy learnt from the lender's experiment is shown: the page was made without "
     "learn-policy's output (--learned). learn-policy writes none when the experiment is too "
     "small to learn from (exit code 3; its output says why).",
-    "本页未展示从机构实验中学习的策略:生成本页时未提供 learn-policy 的输出(--learned)。"
+    "本页未展示从我司实验中学习的策略:生成本页时未提供 learn-policy 的输出(--learned)。"
     "实验规模太小、无法据此学习时,learn-policy 不生成策略(退出码 3,其输出说明原因)。",
 )
 
@@ -1541,7 +1614,7 @@ def _experiment_section(section: Section, learned: LearnedResult, policy: Policy
         "model involved. A decision is one account in one month."
     )
     section.raw(
-        '<p class="zh">机构进行了一项实验:每月从M1-M3逾期账户中随机抽取一部分,分配到不同的处置组合'
+        '<p class="zh">我司进行了一项实验:每月从M1-M3逾期账户中随机抽取一部分,分配到不同的处置组合'
         "(实验组),其余账户留在常规催收中(对照组)。由于分配是随机的,各实验组与对照组的账户可以直接"
         "比较:每次决策的账面价值差异就是该处置组合的效果,不涉及任何模型。一次决策指一个账户在一个月内"
         "的处置。</p>"
@@ -1723,7 +1796,7 @@ def _learned_section(
             "experiment is too small to learn from; a larger one, or fewer arms, is needed."
         )
         meaning_zh = (
-            "每条规则都保持机构现行做法:本次实验中没有任何处置相对现行做法的收益能与噪声区分"
+            "每条规则都保持我司现行做法:本次实验中没有任何处置相对现行做法的收益能与噪声区分"
             "(见下表各规则的收益下界)。实验规模太小,无法据此学习;需要更大的实验或更少的实验组。"
         )
     elif low <= 0 <= high:
@@ -1731,7 +1804,7 @@ def _learned_section(
             "The interval covers zero: the data do not show the proposed rules to be worth "
             "more (or less) than what the lender does now. Do not adopt them on this evidence."
         )
-        meaning_zh = "置信区间包含零:数据未能证明建议规则比机构现行做法更好(或更差),不应据此采用。"
+        meaning_zh = "置信区间包含零:数据未能证明建议规则比我司现行做法更好(或更差),不应据此采用。"
     elif low > 0:
         meaning_en = (
             "The whole interval is above zero: on the logged data the rules are worth more "
@@ -1780,7 +1853,7 @@ def _learned_section(
         "treatment the shipped policy gives them."
     )
     section.raw(
-        '<p class="zh">以下规则由实验数据学习得出(账户适用第一条成立的规则)。机构对这些账户的现行'
+        '<p class="zh">以下规则由实验数据学习得出(账户适用第一条成立的规则)。我司对这些账户的现行'
         f"做法:{escape(current_zh)}。每条规则旁列出:在学习样本上估计的每次决策相对现行做法的收益,"
         "以及今天评分账户中符合该规则的账户数和现行策略给予它们的处置。</p>"
     )
@@ -1829,7 +1902,7 @@ def _learned_section(
                 ),
                 "decisions learnt from": int(rule.get("learning_decisions", 0)),
                 "accounts today": math.nan if count is None else count,
-                "shipped policy gives them today 现行策略今日处置": today_en,
+                "shipped policy gives them today 拟上线策略今日处置": today_en,
             }
         )
     if rows:
@@ -1951,7 +2024,7 @@ def build_report(
             f'<h3>{escape(segment)}: {escape(en_name)} <span class="zh">{escape(zh_name)}</span></h3>'
         )
         en, zh = definitions.get(
-            segment, ("(not defined in the segment rules)", "(细分规则中未定义)")
+            segment, ("(not defined in the segment rules)", "(客群规则中未定义)")
         )
         guide.text(en)
         guide.raw(f'<p class="zh">{escape(zh)}</p>')
@@ -1981,15 +2054,17 @@ def build_report(
             key = metric if metric in row["uplift"] else "net_recovery"
             u = row["uplift"][key]
             verdict = (
-                "loses"
+                ("loses", "劣于基准")
                 if u["ci_high"] < 0
-                else "gains"
+                else ("gains", "优于基准")
                 if u["ci_low"] > 0
-                else "no clear difference"
+                else ("no clear difference", "无明显差异")
             )
             guide.text(
                 f"Against the tiered baseline ({key.replace('_', ' ')}): {_interval_text(u)} CNY "
-                f"- {verdict}."
+                f"({verdict[0]}; simulation noise only, these accounts held fixed, so the interval "
+                "is narrower than the headline's). 相对分层催收基准："
+                f"{u['mean']:+,.0f}元({verdict[1]}；仅含模拟噪声)。"
             )
 
     # --- where the strategy loses, and why
@@ -2027,7 +2102,7 @@ def build_report(
             unchanged = (
                 "Every account of this segment stays in the lender's standard collection, as "
                 "under the baseline: the policy changes nothing for them. ",
-                "该细分的所有账户都保留在常规分层催收中,与基准策略相同:本策略对他们没有任何改变。",
+                "该客群的所有账户都保留在常规分层催收中,与基准策略相同:本策略对他们没有任何改变。",
             )
             why = (
                 (  # each account its own draws: only the shared capacity links the accounts
@@ -2036,7 +2111,7 @@ def build_report(
                     "ladders use agent calls and field visits, so some of these accounts' calls "
                     "or visits were not made (the capacity serves the highest balances first).",
                     "模拟为每个账户在两种策略下使用相同的随机抽样;差异来自催收团队的人力上限:其他"
-                    "细分的方案占用了坐席电话和上门拜访,这些账户的部分电话或拜访因此未能进行(人力"
+                    "客群的方案占用了坐席电话和上门拜访,这些账户的部分电话或拜访因此未能进行(人力"
                     "优先用于余额最高的账户)。",
                 )
                 if policy_simulation.get("draws") == OWN_DRAWS
@@ -2045,7 +2120,7 @@ def build_report(
                     "account had its own random draws, so the changed plans of other segments "
                     "shifted these accounts' draws. Re-run simulate-policy for an exact "
                     "comparison.",
-                    "差异来自模拟噪声:此模拟早于每个账户使用独立随机抽样的版本,其他细分的计划改变"
+                    "差异来自模拟噪声:此模拟早于每个账户使用独立随机抽样的版本,其他客群的计划改变"
                     "影响了这些账户的抽样。请重新运行 simulate-policy 以得到精确比较。",
                 )
             )

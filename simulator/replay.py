@@ -1735,6 +1735,8 @@ def compare_policies(
             },
             "months": valuation.months,
             "method": valuation.method,
+            # a CNY on a restructure plan at the end (None: valued by the bucket it left)
+            "plan_share": valuation.plan_share,
         },  # fmt: skip
         "headline": {
             "metric": "book_value",

@@ -72,7 +72,7 @@ def test_the_page_without_learned_keeps_its_sections_and_with_it_adds_two(learne
     # and says in its summary that no learned policy is shown (English and Chinese)
     summary = _section(pages["plain"].read_text(encoding="utf-8"), "summary")
     assert "No policy learnt from the lender&#x27;s experiment is shown" in summary
-    assert "本页未展示从机构实验中学习的策略" in summary
+    assert "本页未展示从我司实验中学习的策略" in summary
     assert "Policy learnt from the lender" not in summary
     learned = re.findall(r'<section id="([^"]+)">', pages["learned"].read_text(encoding="utf-8"))
     after = SECTION_IDS.index(LEARNED_SECTIONS_AFTER) + 1
@@ -207,7 +207,7 @@ def test_a_learned_category_list_is_said_the_shorter_way():
     applies_to = {"segment": ["capacity_shock", "forgetful", "general", "seasonal"]}
     all_but_general = {"segment": {"in": ["capacity_shock", "forgetful", "seasonal"]}}
     assert learned_rule_conditions(all_but_general, applies_to, FEATURE_SET) == [
-        ("the segment is not general (no driver evidence)", "细分不是一般(无明确驱动因素)")
+        ("the segment is not general (no driver evidence)", "客群不是一般(无明确驱动因素)")
     ]
     # levels the rules file does not list for the feature are said as they are
     assert learned_rule_conditions(all_but_general, {}, FEATURE_SET)[0][0].startswith(
