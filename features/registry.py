@@ -716,8 +716,8 @@ _FEATURES: tuple[FeatureSpec, ...] = (
         "Calendar month (1-12) of the as-of date; with product it places the observation in "
         "the product's cycle (harvest for agricultural loans, sales season for merchants).",
         "观察日所在月份(1-12);与产品结合反映所处的产品周期(农贷的收获季、商户的销售季)。",
-        "observed in month {value:.0f}",
-        "观察月份{value:.0f}月",
+        "the time of year: month {value:.0f} (the product's season)",
+        "所处时节：{value:.0f}月(产品的季节性)",
         source="as_of",
     ),
     _spec(

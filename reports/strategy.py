@@ -823,17 +823,19 @@ def compliance_removals(scored: pl.DataFrame) -> pd.DataFrame:
 ACCOUNT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("account", "text"),
     ("segment", "text"),
+    ("bucket", "text"),
+    ("DPD", "int"),
     ("probability", "pct"),
+    ("exposure (CNY)", "int"),
     ("expected loss (CNY)", "int"),
-    ("reasons", "long"),
-    ("原因", "long"),
     ("treatment", "text"),
     ("removed by compliance", "text"),
     ("product", "text"),
-    ("bucket", "text"),
-    ("DPD", "int"),
-    ("exposure (CNY)", "int"),
+    ("reasons", "long"),
+    ("原因", "long"),
 )
+"""The account list's columns, what a collections lead reads first on the left (the long
+reason texts last, so that the figures are not pushed out of a narrow window)."""
 
 
 def account_rows(
@@ -848,15 +850,17 @@ def account_rows(
         removed = sorted(
             {c.get("rule", "?") for c in json.loads(row["trail"]) if c.get("change") == "removed"}
         )
-        out.append(
-            [
-                row["account_id"], row["segment"], round(float(row["probability"]), 4),
-                round(float(row["expected_loss"]), 2),
-                "; ".join(r[0] for r in reasons), ";".join(r[1] for r in reasons),
-                row["treatment"], ", ".join(removed), row["product"], row["start_bucket"],
-                int(row["dpd"]), round(float(row["exposure"]), 2),
-            ]
-        )  # fmt: skip
+        values = {
+            "account": row["account_id"], "segment": row["segment"],
+            "bucket": row["start_bucket"], "DPD": int(row["dpd"]),
+            "probability": round(float(row["probability"]), 4),
+            "exposure (CNY)": round(float(row["exposure"]), 2),
+            "expected loss (CNY)": round(float(row["expected_loss"]), 2),
+            "treatment": row["treatment"], "removed by compliance": ", ".join(removed),
+            "product": row["product"],
+            "reasons": "; ".join(r[0] for r in reasons), "原因": "；".join(r[1] for r in reasons),
+        }  # fmt: skip
+        out.append([values[name] for name, _ in ACCOUNT_COLUMNS])
     return out, scored.height
 
 
@@ -1062,6 +1066,52 @@ def _verdict(uplift: Mapping[str, float], result: Mapping[str, Any]) -> tuple[st
             + "。"
         )
     return en, zh
+
+
+def _costs_even_where_it_gains(section: Section, result: Mapping[str, Any]) -> None:
+    """What the policy asks of the team and the borrowers against the baseline, gain or not:
+    agent calls planned and dropped for the contact capacity, disputes (the complaint proxy),
+    treatment offers refused, fees waived (mean per simulation seed)."""
+    arms = result.get("arms") or {}
+    policy, baseline = arms.get("model_driven") or {}, arms.get("baseline_tiered") or {}
+
+    def both(name: str) -> tuple[float, float] | None:
+        if name not in policy or name not in baseline:
+            return None
+        return float(policy[name]["mean"]), float(baseline[name]["mean"])
+
+    en, zh = [], []
+    calls = both("agent_calls")
+    if calls and calls[1] > 0:
+        change = calls[0] / calls[1] - 1
+        en.append(f"agent calls {calls[0]:,.0f} against {calls[1]:,.0f} ({change:+.0%})")
+        zh.append(f"人工外呼{calls[0]:,.0f}次，基准为{calls[1]:,.0f}次({change:+.0%})")
+    dropped = both("calls_dropped_for_capacity")
+    if dropped and dropped[0] > 0:
+        en.append(f"{dropped[0]:,.0f} planned calls not made for want of agents")
+        zh.append(f"因坐席人力不足未能拨打的计划外呼{dropped[0]:,.0f}次")
+    for name, label_en, label_zh in (
+        ("disputes", "disputes (the complaint proxy)", "异议(投诉指标)"),
+        ("offers_refused", "treatment offers refused", "被拒绝的纾困方案"),
+    ):
+        pair = both(name)
+        if pair and pair[0] != pair[1]:
+            en.append(f"{label_en} {pair[0]:,.0f} against {pair[1]:,.0f}")
+            zh.append(f"{label_zh}{pair[0]:,.0f}次，基准为{pair[1]:,.0f}次")
+    waived = both("waived_income")
+    if waived and waived[0] > waived[1]:
+        en.append(f"fees waived {waived[0] - waived[1]:+,.0f} CNY (already in the book value)")
+        zh.append(f"减免费用{waived[0] - waived[1]:+,.0f}元(已计入账面价值)")
+    if not en:
+        return
+    section.text(
+        "What the policy costs against the baseline, gain or not (mean per simulation seed): "
+        + "; ".join(en)
+        + "."
+    )
+    section.raw(
+        f'<p class="zh">{escape("与基准相比本策略的代价(无论是否获益，每次模拟的均值)：" + "；".join(zh) + "。")}</p>'
+    )
 
 
 def _sources(section: Section, result: Mapping[str, Any]) -> None:
@@ -2079,6 +2129,9 @@ def build_report(
         loses.text("No policy simulation was given (--policy-simulation), so no loss is measured.")
     elif not losing:
         loses.text("No segment does worse than the tiered baseline in the simulation.")
+        loses.raw('<p class="zh">模拟中没有任何客群的表现劣于分层催收基准策略。</p>')
+    if policy_simulation is not None:
+        _costs_even_where_it_gains(loses, policy_simulation)
     for segment, row, key in sorted(losing, key=lambda x: x[1]["uplift"][x[2]]["mean"]):
         u = row["uplift"][key]
         en_name, zh_name = _words(SEGMENT_NAMES, segment)

@@ -514,3 +514,32 @@ def test_the_headline_says_how_much_of_the_difference_is_cash_and_how_much_valua
     _sources(quiet, {"months": 6, "uplift": {"net_recovery": {"mean": 1.0, "ci_low": 0.0,
              "ci_high": 2.0}, "end_value": {"mean": 3.0}}})  # fmt: skip
     assert "restructure" not in quiet.render() and "+3 CNY." in quiet.render()
+
+
+def test_where_it_loses_names_what_the_policy_costs_even_where_it_gains():
+    """The demo's section said only "No segment does worse": 47 % more agent calls, 627 of
+    them never made for want of agents and 16 more disputes went unsaid."""
+    from rollrisk.reports.strategy import _costs_even_where_it_gains
+
+    def arm(**figures):
+        return {name: {"mean": value} for name, value in figures.items()}
+
+    result = {"arms": {
+        "model_driven": arm(agent_calls=4886, calls_dropped_for_capacity=627, disputes=126,
+                            offers_refused=119, waived_income=66_506),
+        "baseline_tiered": arm(agent_calls=3315, calls_dropped_for_capacity=0, disputes=110,
+                               offers_refused=0, waived_income=49_409),
+    }}  # fmt: skip
+    section = Section("where-it-loses", "Where the strategy loses")
+    _costs_even_where_it_gains(section, result)
+    page = html.unescape(section.render())
+    assert (
+        "What the policy costs against the baseline, gain or not (mean per simulation seed): "
+        "agent calls 4,886 against 3,315 (+47%); 627 planned calls not made for want of agents; "
+        "disputes (the complaint proxy) 126 against 110; treatment offers refused 119 against 0; "
+        "fees waived +17,097 CNY (already in the book value)." in page
+    )
+    assert "人工外呼4,886次，基准为3,315次(+47%)" in page and "因坐席人力不足" in page
+    quiet = Section("where-it-loses", "Where the strategy loses")
+    _costs_even_where_it_gains(quiet, {"arms": {}})
+    assert "costs" not in quiet.render()
