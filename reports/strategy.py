@@ -1068,6 +1068,42 @@ def _verdict(uplift: Mapping[str, float], result: Mapping[str, Any]) -> tuple[st
     return en, zh
 
 
+def _what_the_policy_does(section: Section, scored: pl.DataFrame, policy: Policy) -> None:
+    """The policy's decisions in one sentence: the commonest treatment, its ladder in words and
+    how many accounts get it, and how many get something else (a "segmented" policy that gives
+    nearly everyone the same ladder should say so)."""
+    if scored.height == 0 or "treatment" not in scored.columns:
+        return
+    counts = scored.group_by("treatment").len().sort(["len", "treatment"], descending=[True, False])
+    top, n = counts.row(0)
+    spec = policy.treatments.get(top)
+    en_ladder, zh_ladder = ladder_words(spec) if spec else (top, top)
+    others = scored.height - n
+    section.text(
+        f"What the policy does: {n:,} of the {scored.height:,} accounts ({n / scored.height:.0%}) "
+        f"get the same treatment, {top.replace('_', ' ')} ({en_ladder}); "
+        + (
+            f"{others:,} get {counts.height - 1} other treatment"
+            f"{'' if counts.height == 2 else 's'}."
+            if others
+            else "no account gets another."
+        )
+    )
+    section.raw(
+        '<p class="zh">'
+        + escape(
+            f"本策略的决策：{scored.height:,}个账户中{n:,}个({n / scored.height:.0%})获得同一处置"
+            f"({zh_ladder})；"
+            + (
+                f"其余{others:,}个账户获得另外{counts.height - 1}种处置。"
+                if others
+                else "没有账户获得其他处置。"
+            )
+        )
+        + "</p>"
+    )
+
+
 def _costs_even_where_it_gains(section: Section, result: Mapping[str, Any]) -> None:
     """What the policy asks of the team and the borrowers against the baseline, gain or not:
     agent calls planned and dropped for the contact capacity, disputes (the complaint proxy),
@@ -2422,6 +2458,7 @@ def build_report(
         f"Largest expected loss: segment {top['segment']} ({top['expected_loss']:,.0f} CNY, "
         f"{top['expected_loss'] / total_el:.0%} of the total, {int(top['accounts']):,} accounts)."
     )
+    _what_the_policy_does(summary, scored, policy)
     summary.text(f"Segment recovery (macro-F1 against the true drivers): {recovery_text}.")
     if learned_verdict is not None:
         summary.text(

@@ -543,3 +543,22 @@ def test_where_it_loses_names_what_the_policy_costs_even_where_it_gains():
     quiet = Section("where-it-loses", "Where the strategy loses")
     _costs_even_where_it_gains(quiet, {"arms": {}})
     assert "costs" not in quiet.render()
+
+
+def test_the_summary_says_when_nearly_every_account_gets_the_same_treatment():
+    from rollrisk.conf import DEFAULT_POLICY
+    from rollrisk.reports.strategy import _what_the_policy_does
+    from rollrisk.strategies.policy import load_policy
+
+    scored = pl.DataFrame(
+        {"treatment": ["queue_hardship_waiver"] * 1109 + ["hardship_waiver_restructure"] * 71}
+    )
+    section = Section("summary", "Summary")
+    _what_the_policy_does(section, scored, load_policy(DEFAULT_POLICY))
+    page = html.unescape(section.render())
+    assert (
+        "What the policy does: 1,109 of the 1,180 accounts (94%) get the same treatment, queue "
+        "hardship waiver (" in page
+    )
+    assert "71 get 1 other treatment." in page
+    assert "1,180个账户中1,109个(94%)获得同一处置" in page and "其余71个账户获得另外1种处置" in page
