@@ -2035,6 +2035,8 @@ def _learned_section(
         "学习,在另一半上估计;每条规则的收益在学习样本上计算,偏乐观。采用前须通过受控试点(作为实验组)"
         "验证。</p>"
     )
+    if low == high == 0.0:  # nothing to estimate: every rule keeps what is done now
+        return f"no change proposed: every rule keeps {current_en}"
     return f"{verdict_en} {current_en}: {_money_interval(uplift)} per decision"
 
 

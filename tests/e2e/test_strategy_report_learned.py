@@ -144,8 +144,13 @@ def test_the_learned_section_shows_the_estimate_in_money_and_every_rule(learned_
         f"{origin['as_of_last']})" in section
     )
     assert not re.search(r"(?<![\w.])/(tmp|work|home|root|usr|var)/", text)
-    assert "Policy learnt from the lender" in _section(text, "summary")
-    assert "No policy learnt" not in _section(text, "summary")
+    summary = _section(text, "summary")
+    assert "Policy learnt from the lender" in summary
+    assert "No policy learnt" not in summary
+    # rules that all keep what is done now propose no change: no "+0 (95 % CI +0 to +0)"
+    kept = uplift["ci_low"] == uplift["ci_high"] == 0.0
+    assert ("experiment: no change proposed: every rule keeps" in summary) == kept
+    assert "(95 % CI +0 to +0)" not in summary
 
 
 def test_learned_rule_conditions_read_as_words_and_drop_what_restricts_nothing():
