@@ -1042,29 +1042,25 @@ def _verdict(uplift: Mapping[str, float], result: Mapping[str, Any]) -> tuple[st
         words = _words(REFERENCE_NAMES, name)
         shown = f"{difference['mean']:+,.0f} [{difference['ci_low']:+,.0f}, {difference['ci_high']:+,.0f}]"
         (better if difference["ci_high"] < 0 else level).append((*words, shown))
-    if better:
-        en += (
-            " A simpler reference does better (the shipped policy minus it, CNY): "
-            + "; ".join(f"{name} {shown}" for name, _, shown in better)
-            + "."
-        )
-        zh += (
-            "更简单的参照方案表现更好(拟上线策略减去该方案，元)："
-            + "；".join(f"{name}{shown}" for _, name, shown in better)
-            + "。"
-        )
-    if level:
-        en += (
-            " A simpler reference does about as well (ahead on average, within noise; the "
-            "shipped policy minus it, CNY): "
-            + "; ".join(f"{name} {shown}" for name, _, shown in level)
-            + "."
-        )
-        zh += (
-            "更简单的参照方案表现相当(平均略高，但在噪声范围内；拟上线策略减去该方案，元)："
-            + "；".join(f"{name}{shown}" for _, name, shown in level)
-            + "。"
-        )
+    for found, said_en, said_zh in (
+        (better, "does better (", "表现更好("),
+        (
+            level,
+            "does about as well (ahead on average, within noise; ",
+            "表现相当(平均略高，但在噪声范围内；",
+        ),
+    ):
+        if found:
+            en += (
+                f" A simpler reference {said_en}the shipped policy minus it, CNY): "
+                + "; ".join(f"{name} {shown}" for name, _, shown in found)
+                + "."
+            )
+            zh += (
+                f"更简单的参照方案{said_zh}拟上线策略减去该方案，元)："
+                + "；".join(f"{name}{shown}" for _, name, shown in found)
+                + "。"
+            )
     return en, zh
 
 

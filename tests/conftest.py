@@ -202,3 +202,19 @@ def mixed_book(scoring_world, world_portfolio, tmp_path_factory) -> MixedBook:
     else:
         accounts.write_csv(accounts_file)
     return MixedBook(folder, people, usd, hkd)
+
+
+@pytest.fixture(scope="session")
+def world_setup(scoring_world):
+    """The scoring world's model and default rules, loaded as `rollrisk serve` loads them."""
+    import argparse
+
+    from rollrisk.arguments import add_scoring_arguments, setup_from_arguments
+
+    parser = argparse.ArgumentParser()
+    add_scoring_arguments(parser)
+    args = parser.parse_args(["--model", scoring_world.model_uri])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", scoring_world.tracking_uri)
+        _, setup = setup_from_arguments(args)
+    return setup

@@ -5,7 +5,6 @@ The scoring world's book is all CNY; the tests switch a few accounts to USD and 
 
 from __future__ import annotations
 
-import argparse
 import re
 import shutil
 from datetime import date
@@ -14,7 +13,6 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from rollrisk.arguments import add_scoring_arguments, setup_from_arguments
 from rollrisk.cli import main
 from rollrisk.serving.app import create_app
 from rollrisk.serving.request_scoring import request_body
@@ -94,17 +92,6 @@ def test_train_refuses_a_training_set_mixing_currencies_before_fitting(
     assert "training LightGBM" not in err and "Traceback" not in err  # nothing was fitted
 
 
-@pytest.fixture(scope="module")
-def world_setup(scoring_world):
-    parser = argparse.ArgumentParser()
-    add_scoring_arguments(parser)
-    args = parser.parse_args(["--model", scoring_world.model_uri])
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", scoring_world.tracking_uri)
-        _, setup = setup_from_arguments(args)
-    return setup
-
-
 def test_the_service_refuses_an_account_in_another_currency_with_422(
     world_setup, world_portfolio, mixed_book
 ):
@@ -140,7 +127,9 @@ def test_the_service_refuses_an_account_in_another_currency_with_422(
 def _model_folder(scoring_world) -> Path:
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri=scoring_world.tracking_uri)
+    # the registry too: a job that ran before in this process set the global one to its store
+    uri = scoring_world.tracking_uri
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     name, alias = scoring_world.model_uri.removeprefix("models:/").split("@")
     source = client.get_model_version_by_alias(name, alias).source  # models:/m-<id>
     location = client.get_logged_model(source.removeprefix("models:/")).artifact_location

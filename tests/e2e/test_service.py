@@ -5,7 +5,6 @@ In-process (FastAPI's TestClient over ASGI): no port is opened, nothing leaves t
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import logging
@@ -18,7 +17,6 @@ import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 
-from rollrisk.arguments import add_scoring_arguments, setup_from_arguments
 from rollrisk.cli import main
 from rollrisk.features.observations import dpd_at_as_of
 from rollrisk.scoring.core import SCORED_SCHEMA
@@ -38,18 +36,6 @@ AS_OF = date(2025, 3, 31)
 MID_MONTH = date(2025, 3, 14)  # between billing days: some accounts billed this month, some not
 KEY = "test-key-0123456789abcdef"
 HEADERS = {"X-API-Key": KEY}
-
-
-@pytest.fixture(scope="module")
-def world_setup(scoring_world):
-    """The scoring world's model and default rules, loaded as `rollrisk serve` loads them."""
-    parser = argparse.ArgumentParser()
-    add_scoring_arguments(parser)
-    args = parser.parse_args(["--model", scoring_world.model_uri])
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", scoring_world.tracking_uri)
-        _, setup = setup_from_arguments(args)
-    return setup
 
 
 @pytest.fixture(scope="module")
