@@ -82,19 +82,20 @@ SECTION_IDS = (
     "shap-summary",
 )
 SECTION_TITLES = (
-    "Summary",
-    "Is the scoring model approved?",
-    "Segments: who they are, what the policy does to them, what it is worth",
-    "Where the strategy loses, and why",
-    "Accounts to review",
-    "Example accounts: why the model thinks they are risky",
-    "Most common reasons per segment",
-    "Expected loss by segment and risk band",
-    "Action mix",
-    "Calibration: do the probabilities hold?",
-    "Policy simulation in detail",
-    "Segment recovery (simulated portfolios)",
-    "SHAP summary per segment (for analysts)",
+    "Summary 摘要",
+    "Is the scoring model approved? 评分模型是否获批?",
+    "Segments: who they are, what the policy does to them, what it is worth "
+    "客群：是谁、如何处置、价值几何",
+    "Where the strategy loses, and why 策略在哪里失利、原因",
+    "Accounts to review 待复核账户",
+    "Example accounts: why the model thinks they are risky 账户示例：模型为何判断其高风险",
+    "Most common reasons per segment 各客群最常见的风险原因",
+    "Expected loss by segment and risk band 按客群与风险等级的预期损失",
+    "Action mix 处置动作构成",
+    "Calibration: do the probabilities hold? 校准：预测概率是否可靠?",
+    "Policy simulation in detail 策略模拟详情",
+    "Segment recovery (simulated portfolios) 客群识别准确度(仅模拟组合)",
+    "SHAP summary per segment (for analysts) 各客群SHAP汇总(供分析人员)",
 )
 # the account list embeds at most this many accounts (largest expected loss first)
 ACCOUNT_LIMIT = 5_000
