@@ -228,7 +228,7 @@ def _is_zero(value: Any) -> bool:
     return isinstance(value, float | np.floating) and value == 0.0
 
 
-def _label(description: str) -> str:
+def definition_label(description: str) -> str:
     """A registry description as a short label: its first clause, without the definition's
     fine print (what follows a ';' or an opening bracket) or its final full stop. Reasons are
     listed with '; ' between them, so a label never holds one."""
@@ -250,7 +250,10 @@ def reason_text(spec: FeatureSpec, value: Any) -> tuple[str, str]:
     """
     if _is_missing(value) and spec.missing_en and spec.missing_zh:
         return spec.missing_en, spec.missing_zh
-    label_en, label_zh = _label(spec.description_en), _label(spec.description_zh)
+    label_en, label_zh = (
+        definition_label(spec.description_en),
+        definition_label(spec.description_zh),
+    )
     if _is_missing(value):
         return (f"{label_en}: no data", f"{label_zh}：无数据")
     if isinstance(value, np.generic):

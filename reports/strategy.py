@@ -43,7 +43,7 @@ import polars as pl
 
 from rollrisk.conf import shown_path
 from rollrisk.features.registry import FeatureSet, current_wording
-from rollrisk.models.explanations import reason_text
+from rollrisk.models.explanations import definition_label, reason_text
 from rollrisk.models.stats import calibration_backtest, percentile_bootstrap
 from rollrisk.reports.html import Section, data_table, escape, figure_png, render_page
 from rollrisk.reports.policy_simulation import (
@@ -865,16 +865,23 @@ def account_rows(
     return out, scored.height
 
 
+MISSING_FACT = ":missing"  # a reason on a missing value counts apart from the feature's others
+
+
 def top_reason_facts(
     scored: pl.DataFrame, feature_set: FeatureSet, per_segment: int = 5
 ) -> pd.DataFrame:
     """The underlying facts most often among an account's reasons, per segment, named in
-    English and Chinese (the days-past-due features count as one fact)."""
+    English and Chinese (the days-past-due features count as one fact; a feature's missing
+    value, "no hardship treatment on record", is a fact apart from its values, and a value's
+    fact is named by the first clause of the feature's definition)."""
     rows = []
     for segment, reasons in zip(scored["segment"], scored["reasons"], strict=True):
         seen: set[str] = set()
         for reason in sorted(json.loads(reasons), key=lambda r: r.get("rank", 0)):
             fact = "dpd" if reason["feature"] in DPD_FEATURES else reason["feature"]
+            if reason.get("value") == "":  # a missing value is a fact of its own
+                fact += MISSING_FACT
             if fact not in seen:
                 rows.append({"segment": segment, "fact": fact, "first": not seen})
                 seen.add(fact)
@@ -895,10 +902,13 @@ def top_reason_facts(
     def label(fact: str) -> tuple[str, str]:
         if fact == "dpd":
             return ("days past due now, or at worst in recent months", "当前或近期最高逾期天数")
-        if fact in feature_set.names:
-            spec = feature_set.spec(fact)
-            return spec.description_en.rstrip(" ."), spec.description_zh.rstrip(" 。.")
-        return fact, fact
+        name = fact.removesuffix(MISSING_FACT)
+        if name not in feature_set.names:
+            return name, name
+        spec = feature_set.spec(name)
+        if fact.endswith(MISSING_FACT):  # what the missing value states
+            return reason_text(spec, None)
+        return definition_label(spec.description_en), definition_label(spec.description_zh)
 
     labels = [label(f) for f in table["fact"]]
     table["reason"] = [t[0] for t in labels]
@@ -969,7 +979,7 @@ def _headline(section: Section, result: Mapping[str, Any]) -> list[tuple[str, st
             "segment-blind). Re-run rollrisk simulate-policy with a version that reports "
             "them.</div>"
         )
-        return [("uplift, net recovery (CNY)", f"{u['mean']:+,.0f}")]
+        return [("uplift, net recovery (CNY) 净回收差额(元)", f"{u['mean']:+,.0f}")]
     uplift = headline["uplift"]
     monte_carlo = headline.get("monte_carlo_interval")
     section.markdown(
@@ -1006,15 +1016,31 @@ def _headline(section: Section, result: Mapping[str, Any]) -> list[tuple[str, st
         "Book value = cash collected - action and treatment costs - agency commission + "
         f"{valued} (docs/strategies.md, Policy simulation)."
     )
-    tiles = [("book value difference vs baseline (CNY)", f"{uplift['mean']:+,.0f}")]
+    tiles = [
+        (
+            "book value difference vs baseline (CNY) 相对基准的账面价值差额(元)",
+            f"{uplift['mean']:+,.0f}",
+        )
+    ]
     captured = result.get("value_captured")
     if captured:
         tiles.append(
-            ("value captured (0 = baseline, 100% = oracle)", _ratio_text(captured.get("overall")))
+            (
+                "value captured (0 = baseline, 100% = oracle) 价值捕获率(0=基准，100%=理想参照)",
+                _ratio_text(captured.get("overall")),
+            )
         )
     segmentation = result.get("value_of_segmentation")
     if segmentation:
-        tiles.append(("value of segmentation", _ratio_text(segmentation.get("value"))))
+        blind = (result.get("uplift_vs_references") or {}).get("segment_blind")
+        noise = blind is not None and blind["ci_low"] <= 0 <= blind["ci_high"]
+        tiles.append(
+            (
+                "value of segmentation 客群分层的价值",
+                _ratio_text(segmentation.get("value"))
+                + (" (within noise 在噪声范围内)" if noise else ""),
+            )
+        )
     return tiles
 
 
@@ -1290,7 +1316,7 @@ def _references(section: Section, result: Mapping[str, Any]) -> None:
                 section.text(
                     "n/a: for that type the oracle does not beat the baseline by more than "
                     "sampling noise could (1.96 standard errors over its accounts), so a share "
-                    "of that gap would mean nothing. n/a：该类型下先知方案相对基准的增益未超出"
+                    "of that gap would mean nothing. n/a：该类型下理想参照相对基准的增益未超出"
                     "抽样噪声，比例没有意义。"
                 )
     segmentation = result.get("value_of_segmentation")
@@ -1856,22 +1882,34 @@ def _learned_section(
         verdict_zh = "未被证明优于"
     book = scored.height
     current_en, current_zh = _current_names(keep)
-    section.markdown(
-        f"**The proposed rules are {verdict_en} {current_en}: "
-        f"{_money_interval(uplift)} per decision**, estimated off-policy on "
-        f"{int(evaluation.get('decisions', 0)):,} decisions of "
-        f"{int(evaluation.get('accounts', 0)):,} accounts the rules were not learnt from. "
-        f"For a book like the {book:,} accounts scored today, one decision each: "
-        f"{_money_interval(uplift, book)} a month."
-    )
-    section.raw(
-        f'<p class="zh">建议规则{verdict_zh}{escape(current_zh)}:每次决策'
-        f"{uplift['value']:+,.0f}元(95%置信区间{low:+,.0f}至{high:+,.0f}元),"
-        f"基于规则学习时未使用的{int(evaluation.get('accounts', 0)):,}个账户的"
-        f"{int(evaluation.get('decisions', 0)):,}次决策的离线估计。按今天评分的{book:,}个账户"
-        f"每月各一次决策计算:{uplift['value'] * book:+,.0f}元"
-        f"(95%置信区间{low * book:+,.0f}至{high * book:+,.0f}元)。</p>"
-    )
+    if low == high == 0.0:  # nothing to estimate: the rules are what is done now
+        section.markdown(
+            f"**No change proposed: every rule keeps {current_en}.** (Checked off-policy on "
+            f"{int(evaluation.get('decisions', 0)):,} decisions of "
+            f"{int(evaluation.get('accounts', 0)):,} accounts the rules were not learnt from.)"
+        )
+        section.raw(
+            f'<p class="zh">未建议任何改变：每条规则都保持{escape(current_zh)}。(基于规则学习时未使用的'
+            f"{int(evaluation.get('accounts', 0)):,}个账户的{int(evaluation.get('decisions', 0)):,}"
+            "次决策离线核对。)</p>"
+        )
+    else:
+        section.markdown(
+            f"**The proposed rules are {verdict_en} {current_en}: "
+            f"{_money_interval(uplift)} per decision**, estimated off-policy on "
+            f"{int(evaluation.get('decisions', 0)):,} decisions of "
+            f"{int(evaluation.get('accounts', 0)):,} accounts the rules were not learnt from. "
+            f"For a book like the {book:,} accounts scored today, one decision each: "
+            f"{_money_interval(uplift, book)} a month."
+        )
+        section.raw(
+            f'<p class="zh">建议规则{verdict_zh}{escape(current_zh)}:每次决策'
+            f"{uplift['value']:+,.0f}元(95%置信区间{low:+,.0f}至{high:+,.0f}元),"
+            f"基于规则学习时未使用的{int(evaluation.get('accounts', 0)):,}个账户的"
+            f"{int(evaluation.get('decisions', 0)):,}次决策的离线估计。按今天评分的{book:,}个账户"
+            f"每月各一次决策计算:{uplift['value'] * book:+,.0f}元"
+            f"(95%置信区间{low * book:+,.0f}至{high * book:+,.0f}元)。</p>"
+        )
     if low == high == 0.0:  # every rule keeps what the lender does: nothing to adopt
         meaning_en = (
             "Every rule keeps what the lender does now: no treatment's gain over it could be "
@@ -1938,7 +1976,7 @@ def _learned_section(
     section.raw(
         '<p class="zh">以下规则由实验数据学习得出(账户适用第一条成立的规则)。我司对这些账户的现行'
         f"做法:{escape(current_zh)}。每条规则旁列出:在学习样本上估计的每次决策相对现行做法的收益,"
-        "以及今天评分账户中符合该规则的账户数和现行策略给予它们的处置。</p>"
+        "以及今天评分账户中符合该规则的账户数和拟上线策略给予它们的处置。</p>"
     )
     # a pessimistic learner writes each rule's lower bound of the gain over the current decision
     bounded = any("gain_over_current" in rule for rule in rules)
@@ -2149,7 +2187,8 @@ def build_report(
                 f"Against the tiered baseline ({key.replace('_', ' ')}): {_interval_text(u)} CNY "
                 f"({verdict[0]}; simulation noise only, these accounts held fixed, so the interval "
                 "is narrower than the headline's). 相对分层催收基准："
-                f"{u['mean']:+,.0f}元({verdict[1]}；仅含模拟噪声)。"
+                f"{u['mean']:+,.0f}元(95%置信区间{u['ci_low']:+,.0f}至{u['ci_high']:+,.0f}元；"
+                f"{verdict[1]}；仅含模拟噪声)。"
             )
 
     # --- where the strategy loses, and why
@@ -2445,10 +2484,10 @@ def build_report(
     summary.kpis(
         [
             *tiles,
-            ("accounts scored", f"{scored.height:,}"),
-            ("exposure (CNY)", f"{float(scored['exposure'].sum()):,.0f}"),
-            ("expected loss (CNY)", f"{total_el:,.0f}"),
-            ("scoring model", promotion_status),
+            ("accounts scored 评分账户数", f"{scored.height:,}"),
+            ("exposure (CNY) 风险敞口(元)", f"{float(scored['exposure'].sum()):,.0f}"),
+            ("expected loss (CNY) 预期损失(元)", f"{total_el:,.0f}"),
+            ("scoring model 评分模型", promotion_status),
         ]
     )
     summary.parts.insert(0, summary.parts.pop())  # the tiles open the summary

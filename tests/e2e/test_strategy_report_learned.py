@@ -110,18 +110,21 @@ def test_the_learned_section_shows_the_estimate_in_money_and_every_rule(learned_
     text = pages["learned"].read_text(encoding="utf-8")
     section = _section(text, "learned-policy")
     uplift = evaluation["evaluation"]["uplift_vs_current"]
-    per_decision = f"{uplift['value']:+,.0f} CNY (95 % CI {uplift['ci_low']:+,.0f} to "
-    assert per_decision in section
     accounts = int(
         json.loads((scores / "current" / "manifest.json").read_text())["counts"]["scored"]
     )
-    assert f"{uplift['value'] * accounts:+,.0f} CNY" in section  # for the book scored today
-    assert f"{uplift['value']:+,.0f}元" in section  # and in Chinese
     if uplift["ci_low"] == uplift["ci_high"] == 0.0:  # every rule keeps the lender's queue
-        assert "are the same as" in section and "等同于" in section
+        # said as no change, not as "+0 CNY (95 % CI +0 to +0)"
+        assert "No change proposed: every rule keeps" in section and "未建议任何改变" in section
         assert "Every rule keeps what the lender does now" in section
-    elif uplift["ci_low"] <= 0 <= uplift["ci_high"]:
-        assert "not shown to be better than" in section and "未被证明优于" in section
+        assert "(95 % CI +0 to +0)" not in section and "+0至+0" not in section
+    else:
+        per_decision = f"{uplift['value']:+,.0f} CNY (95 % CI {uplift['ci_low']:+,.0f} to "
+        assert per_decision in section
+        assert f"{uplift['value'] * accounts:+,.0f} CNY" in section  # for the book scored today
+        assert f"{uplift['value']:+,.0f}元" in section  # and in Chinese
+        if uplift["ci_low"] <= 0 <= uplift["ci_high"]:
+            assert "not shown to be better than" in section and "未被证明优于" in section
     for rule in rules["rules"]:
         assert f'<td class="t">{rule["id"]}</td>' in section
     # the learning half's gains, weighted by each rule's decisions, beside the held-out figure

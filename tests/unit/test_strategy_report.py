@@ -310,7 +310,7 @@ def test_headline_is_book_value_with_a_verdict_and_falls_back_to_net_cash_saying
 
     old = Section("summary", "Summary")
     tiles = _headline(old, _simulation())
-    assert tiles == [("uplift, net recovery (CNY)", "-100")]
+    assert tiles == [("uplift, net recovery (CNY) 净回收差额(元)", "-100")]
     assert "net cash only, not book value" in old.render()
     stats = {"mean": -50.0, "ci_low": -90.0, "ci_high": 20.0}
     new = _simulation(
@@ -330,8 +330,11 @@ def test_headline_is_book_value_with_a_verdict_and_falls_back_to_net_cash_saying
     tiles = dict(_headline(section, new))
     _references(section, new)
     page = section.render()
-    assert tiles["book value difference vs baseline (CNY)"] == "-50"
-    assert tiles["value captured (0 = baseline, 100% = oracle)"] == "-10%"
+    assert tiles["book value difference vs baseline (CNY) 相对基准的账面价值差额(元)"] == "-50"
+    assert (
+        tiles["value captured (0 = baseline, 100% = oracle) 价值捕获率(0=基准，100%=理想参照)"]
+        == "-10%"
+    )
     assert "not shown to be better than the tiered baseline" in page
     # a simple control that beats the shipped policy beyond noise is named as better, one ahead
     # within noise as about as good (the demo's page called a tie "better"); the oracle is
@@ -562,3 +565,48 @@ def test_the_summary_says_when_nearly_every_account_gets_the_same_treatment():
     )
     assert "71 get 1 other treatment." in page
     assert "1,180个账户中1,109个(94%)获得同一处置" in page and "其余71个账户获得另外1种处置" in page
+
+
+def test_the_commonest_reasons_name_facts_not_definitions():
+    """The page's table listed "Months from the start of the latest known treatment to the
+    as-of date; missing without any treatment" where the accounts' reasons said "no hardship
+    treatment on record"; and 'refusal rate' for accounts no contact had reached."""
+    from rollrisk.reports.strategy import top_reason_facts
+
+    def reasons(*pairs):
+        return json.dumps(
+            [{"rank": i + 1, "feature": f, "value": v} for i, (f, v) in enumerate(pairs)]
+        )
+
+    scored = pl.DataFrame({
+        "segment": ["forgetful"] * 3,
+        "reasons": [
+            reasons(("months_since_last_treatment", ""), ("refusal_rate_6m", "")),
+            reasons(("months_since_last_treatment", ""), ("refusal_rate_6m", "0.5")),
+            reasons(("dpd_current", "7.0"), ("dpd_max_3m", "7.0")),
+        ],
+    })  # fmt: skip
+    table = top_reason_facts(scored, FEATURE_SET).set_index("reason")
+    assert table.loc["no hardship treatment on record", "accounts"] == 2
+    assert table.loc["no hardship treatment on record", "原因"] == "从未获得纾困措施"
+    assert table.loc["no contact reached the borrower in the last 6 months", "accounts"] == 1
+    refusal = FEATURE_SET.spec("refusal_rate_6m").description_en
+    label = table.index[table.index.str.startswith(refusal[:20])]
+    assert len(label) == 1 and ";" not in label[0] and "missing" not in label[0]
+    assert table.loc["days past due now, or at worst in recent months", "accounts"] == 1
+    assert not any(";" in text or "；" in text for text in [*table.index, *table["原因"]])
+
+
+def test_a_value_of_segmentation_within_noise_says_so_on_its_tile():
+    from rollrisk.reports.strategy import _headline
+
+    stats = {"mean": 607_655.0, "ci_low": 281_251.0, "ci_high": 899_876.0}
+    result = _simulation(
+        headline={"metric": "book_value", "model_driven": 2.0, "baseline_tiered": 1.0,
+                  "uplift": stats},
+        value_of_segmentation={"value": 0.22},
+        uplift_vs_references={"segment_blind": {"mean": 38_812.0, "ci_low": -90_641.0,
+                                                "ci_high": 154_763.0}},
+    )  # fmt: skip
+    tiles = dict(_headline(Section("summary", "Summary"), result))
+    assert tiles["value of segmentation 客群分层的价值"] == "22% (within noise 在噪声范围内)"
