@@ -1711,6 +1711,56 @@ def _experiment_size(
     )
 
 
+def _experiment_beside_simulation(
+    section: Section, learned: LearnedResult, scored: pl.DataFrame
+) -> None:
+    """The lender's experiment set beside the simulated gain, in the summary: how many arms did
+    significantly better or worse than the control, and whether the treatment the policy gives
+    most was one of them (a simulated gain that real decisions did not test, or did not bear
+    out, must not read as confirmed)."""
+    readout = learned.evaluation.get("experiment_readout") or {}
+    arms = list(readout.get("arms") or [])
+    if not arms or scored.height == 0 or "treatment" not in scored.columns:
+        return
+    better = [a for a in arms if float(a["ci_low"]) > 0]
+    worse = [a for a in arms if float(a["ci_high"]) < 0]
+    top = str(scored.group_by("treatment").len().sort(["len", "treatment"], descending=[True, False])["treatment"][0])  # fmt: skip
+    tested = next((a for a in arms if str(a["bundle"]) == top), None)
+    if tested is None:
+        said_en = (
+            f"the treatment the policy gives most ({top.replace('_', ' ')}) was not one of them"
+        )
+        said_zh = f"本策略最常用的处置({top})不在实验组之中"
+    else:
+        gap = f"{float(tested['versus_control']):+,.0f} [{float(tested['ci_low']):+,.0f}, {float(tested['ci_high']):+,.0f}]"
+        said_en = f"the treatment the policy gives most ({top.replace('_', ' ')}) was one: {gap} CNY per decision against the control"
+        said_zh = f"本策略最常用的处置({top})是实验组之一：相对对照组每次决策{gap}元"
+    confirmed = tested is not None and float(tested["ci_low"]) > 0
+    section.text(
+        f"The lender's own experiment (real decisions, {len(arms)} arms): {len(better)} did "
+        f"significantly better than its standard collection, {len(worse)} significantly worse; "
+        f"{said_en}. "
+        + (
+            "It bears out the policy's main treatment."
+            if confirmed
+            else "The simulated gain above is not confirmed by real decisions."
+        )
+    )
+    section.raw(
+        '<p class="zh">'
+        + escape(
+            f"我司实验(真实决策，{len(arms)}个实验组)：{len(better)}组显著优于常规催收，{len(worse)}组显著更差；"
+            f"{said_zh}。"
+            + (
+                "实验结果支持本策略的主要处置。"
+                if confirmed
+                else "上述模拟收益未得到真实决策的证实。"
+            )
+        )
+        + "</p>"
+    )
+
+
 def _experiment_section(section: Section, learned: LearnedResult, policy: Policy) -> None:
     """The experiment's plain readout per arm (no model): accounts, book value per decision,
     the gap to the standard collection with its interval, and one sentence on what it shows."""
@@ -2505,6 +2555,8 @@ def build_report(
         )
     if learned is None:
         _no_learned_policy(summary)
+    else:
+        _experiment_beside_simulation(summary, learned, scored)
     config = manifest.get("config", {})
     subtitle = (
         f"As-of {as_of}; model {model_info.get('name')} v{model_info.get('version')} "

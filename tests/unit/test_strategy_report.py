@@ -610,3 +610,39 @@ def test_a_value_of_segmentation_within_noise_says_so_on_its_tile():
     )  # fmt: skip
     tiles = dict(_headline(Section("summary", "Summary"), result))
     assert tiles["value of segmentation 客群分层的价值"] == "22% (within noise 在噪声范围内)"
+
+
+def test_the_summary_sets_the_lender_s_experiment_beside_the_simulated_gain():
+    """The demo's summary headlined +607,655 simulated while the lender's experiment found no
+    arm better than its standard collection, and 'hardship support' worse; the ladder the
+    policy gives most was never an arm."""
+    from types import SimpleNamespace
+
+    from rollrisk.reports.strategy import _experiment_beside_simulation
+
+    def arm(bundle, gap, low, high):
+        return {"bundle": bundle, "versus_control": gap, "ci_low": low, "ci_high": high}
+
+    arms = [arm("hardship_support", -6414, -10191, -2266),
+            arm("hardship_waiver_restructure", -2072, -7519, 4198)]  # fmt: skip
+    learned = SimpleNamespace(evaluation={"experiment_readout": {"arms": arms}})
+    scored = pl.DataFrame({"treatment": ["queue_hardship_waiver"] * 9 + ["hardship_support"]})
+    section = Section("summary", "Summary")
+    _experiment_beside_simulation(section, learned, scored)
+    page = html.unescape(section.render())
+    assert (
+        "The lender's own experiment (real decisions, 2 arms): 0 did significantly better than "
+        "its standard collection, 1 significantly worse; the treatment the policy gives most "
+        "(queue hardship waiver) was not one of them. The simulated gain above is not confirmed "
+        "by real decisions." in page
+    )
+    assert "上述模拟收益未得到真实决策的证实" in page
+    tested = Section("summary", "Summary")
+    scored = pl.DataFrame({"treatment": ["hardship_waiver_restructure"] * 3})
+    _experiment_beside_simulation(tested, learned, scored)
+    assert "was one: -2,072 [-7,519, +4,198] CNY per decision against the control" in (
+        html.unescape(tested.render())
+    )
+    quiet = Section("summary", "Summary")
+    _experiment_beside_simulation(quiet, SimpleNamespace(evaluation={}), scored)
+    assert "experiment" not in quiet.render()
