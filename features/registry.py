@@ -127,7 +127,9 @@ def format_reason(template: str, value: object) -> str:
     aside: "-1 day"), so a
     reason never reads "refused to pay 1 times". Chinese templates have no plural and ignore
     the marks. A 0/1 feature's ``{flag:when_1|when_0}`` mark (:func:`flag_reason`) becomes the
-    text for its value; any other value raises :class:`ValueError`. Raises what
+    text for its value; any other value raises :class:`ValueError`. A difference's
+    ``{sign:above|below}`` mark reads by the value's sign, with ``{magnitude}`` its size
+    ("12% below the 12-month average"). Raises what
     :meth:`str.format` raises for a value the template cannot format (a category under
     ``{value:.0f}``); :func:`rollrisk.models.explanations.reason_text` falls back to the
     description then (and words a missing value itself).
@@ -138,9 +140,34 @@ def format_reason(template: str, value: object) -> str:
         count = None
     one = count is not None and abs(count) == 1  # "-1 day" too: a change by one
     times = "once" if one else f"{count:.0f} times" if count is not None else "times"
+    try:
+        magnitude: object = abs(float(value))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        magnitude = value  # a label: a numeric format of it fails, and the caller falls back
     return template.format(
-        value=value, flag=_Flag(value), s="" if one else "s", ies="y" if one else "ies", times=times
+        value=value,
+        flag=_Flag(value),
+        sign=_Sign(value),
+        magnitude=magnitude,
+        s="" if one else "s",
+        ies="y" if one else "ies",
+        times=times,
     )
+
+
+class _Sign:
+    """The ``{sign:above|below}`` mark of a difference's template: the first text for a value
+    at or above 0, the second below it, so that a reason reads "12% below the 12-month
+    average" / "比近12个月平均低12%" with ``{magnitude}``, never "-12% against" or "多-5天"."""
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def __format__(self, texts: str) -> str:
+        at_or_above, bar, below = texts.partition("|")
+        if not bar:
+            raise ValueError(f"a sign mark needs two texts, 'at or above 0|below 0', got {texts!r}")
+        return below if float(self.value) < 0 else at_or_above  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -769,8 +796,9 @@ def _dpd_dynamics() -> tuple[FeatureSpec, ...]:
             f"Days past due on the latest statement minus their mean over the last {months} "
             "statement months (positive: later than usual).",
             f"最近一期逾期天数减去近{months}个月平均逾期天数(正值表示比平时更晚)。",
-            f"{{value:+.0f}} day{{s}} past due against the {months}-month average",
-            f"逾期天数比近{months}个月平均多{{value:.0f}}天",
+            f"{{magnitude:.0f}} day{{s}} {{sign:more|fewer}} past due than the {months}-month "
+            "average",
+            f"逾期天数比近{months}个月平均{{sign:多|少}}{{magnitude:.0f}}天",
         )
         for months in (6, 12)
     )
@@ -874,8 +902,8 @@ def _payment_dynamics() -> tuple[FeatureSpec, ...]:
             "Paid-to-due ratio of the latest statement minus its mean over the last 6 statement "
             "months (negative: paying less of the due than usual).",
             "最近一期还款比例减去近6个月平均还款比例(负值表示比平时还得少)。",
-            "paid {value:+.0%} of the due against the 6-month average",
-            "还款比例比近6个月平均{value:+.0%}",
+            "share of the due paid {magnitude:.0%} {sign:above|below} its 6-month average",
+            "还款比例比近6个月平均{sign:高|低}{magnitude:.0%}",
         ),
         _stat(
             "paid_to_due_trend_6m",
@@ -924,8 +952,8 @@ def _payment_dynamics() -> tuple[FeatureSpec, ...]:
             12,
             "Utilisation on the latest statement minus its mean over the last 12 statement months.",
             "最近一期额度使用率减去近12个月平均使用率。",
-            "utilisation {value:+.0%} against the 12-month average",
-            "额度使用率比近12个月平均{value:+.0%}",
+            "utilisation {magnitude:.0%} {sign:above|below} the 12-month average",
+            "额度使用率比近12个月平均{sign:高|低}{magnitude:.0%}",
         ),
         *(
             _stat(

@@ -75,3 +75,22 @@ def test_a_model_trained_before_the_wording_gets_it_from_today_s_registry():
     reasons = reason_codes(contributions, frame, worded)
     assert reasons["text_en"].tolist() == ["no hardship treatment on record"]
     assert reasons["text_zh"].tolist() == ["从未获得纾困措施"]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "en", "zh"),
+    [
+        ("dpd_last_minus_mean_6m", -5.0, "5 days fewer past due than the 6-month average",
+         "逾期天数比近6个月平均少5天"),
+        ("dpd_last_minus_mean_12m", 1.0, "1 day more past due than the 12-month average",
+         "逾期天数比近12个月平均多1天"),
+        ("paid_to_due_last_minus_mean_6m", -1.15,
+         "share of the due paid 115% below its 6-month average", "还款比例比近6个月平均低115%"),
+        ("utilisation_last_minus_mean_12m", -0.19, "utilisation 19% below the 12-month average",
+         "额度使用率比近12个月平均低19%"),
+    ],
+)  # fmt: skip
+def test_a_difference_against_an_average_reads_by_its_sign(name, value, en, zh):
+    """The page read "paid -156% of the due against the 6-month average" and, in Chinese,
+    "逾期天数比近6个月平均多-5天" (5 more days, minus)."""
+    assert reason_text(FEATURE_SET.spec(name), value) == (en, zh)
