@@ -2463,8 +2463,11 @@ def build_report(
         )
     sections["examples"].note(
         "Each waterfall starts at the base rate (the average account's probability), adds the "
-        "driver families largest first, each bar the change in percentage points (pp) where the "
-        "chain stands, and ends with calibration at the probability the policy used."
+        "driver families in the order of their weight in the model's own scale (log-odds), "
+        "largest first, each bar the change in percentage points (pp) where the chain stands "
+        "(the same weight moves a probability more near 50 % than near 0 or 100 %, so the bars "
+        "need not shrink from left to right), and ends with calibration at the probability the "
+        "policy used."
     )
 
     # --- calibration
