@@ -1006,7 +1006,8 @@ def _headline(section: Section, result: Mapping[str, Any]) -> list[tuple[str, st
         section.note(
             "Simulation noise alone (Monte Carlo t-interval over seeds, accounts held fixed): "
             + _interval_text(monte_carlo)
-            + " CNY. It is narrower because it ignores which accounts happen to be in the book."
+            + " CNY. It is narrower because it ignores which accounts happen to be in the book. "
+            "仅含模拟噪声的区间(固定账户、仅对随机种子)更窄，因为它忽略了账户构成本身的偶然性。"
         )
     valued = (result.get("valuation") or {}).get("method") or (
         "the value of the balance still open at the end, valued by the simulator's recovery "
@@ -1329,7 +1330,7 @@ def _references(section: Section, result: Mapping[str, Any]) -> None:
             "control by more than sampling noise could ("
             f"{_signed(segmentation.get('oracle_segments_minus_segment_blind'))}), so there is "
             "no gap to take a share of: on this book, perfect segments do not measurably help "
-            "these ladders. 真实分群代入现行策略并不显著优于不分群对照，因此该比例无意义。"
+            "these ladders. 真实客群代入拟上线策略并不显著优于不分客群对照，因此该比例无意义。"
         )
         section.text(
             "Value of segmentation = (shipped policy - segment-blind) / (true segments - "
@@ -1449,25 +1450,40 @@ def _promotion(section: Section, promotion: Mapping[str, Any] | None) -> str:
     is_champion = champion is not None and str(champion) == str(version)
     verdict = promotion.get("promotion")
     reasons = [r for r in promotion.get("reasons", []) if r]
+    shown = "v" + str(champion) if champion else "none"
     if is_champion:
         status = "champion"
         text = f"Model {name} v{version} is the champion (the model approved for production)."
+        text_zh = f"模型{name} v{version}为冠军模型(已批准用于生产)。"
+        if any(r.startswith("no champion yet") for r in reasons):
+            text += (
+                " When it was promoted there was no earlier champion to compare it with, so the "
+                "gate that compares discrimination with the champion did not apply."
+            )
+            text_zh += "晋升时尚无可比较的前任冠军模型，因此与冠军比较区分度的门槛不适用。"
     elif verdict == "refused":
         status = "refused by the promotion gates"
         text = (
             f"Model {name} v{version} is NOT the champion: it FAILED its promotion gates "
-            f"(champion: {'v' + str(champion) if champion else 'none'}). Decisions from this "
+            f"(champion: {shown}). Decisions from this "
             "model should not be acted on before the failures below are resolved."
+        )
+        text_zh = (
+            f"模型{name} v{version}不是冠军模型：未通过晋升门槛(冠军：{shown})。在下列问题解决之前，"
+            "不应依据该模型的决策采取行动。"
         )
     else:
         status = "not judged by the gates"
         text = (
             f"Model {name} v{version} is not the champion "
-            f"(champion: {'v' + str(champion) if champion else 'none'}) and has not been "
+            f"(champion: {shown}) and has not been "
             "through `rollrisk promote`."
         )
+        text_zh = (
+            f"模型{name} v{version}不是冠军模型(冠军：{shown})，且未经过 rollrisk promote 的审核。"
+        )
     warn = "" if is_champion else " warn"
-    section.raw(f'<div class="box{warn}">{escape(text)}</div>')
+    section.raw(f'<div class="box{warn}">{escape(text)}<p class="zh">{escape(text_zh)}</p></div>')
     if reasons:
         section.text("The gates said:")
         section.raw("<ul>" + "".join(f"<li>{escape(r)}</li>" for r in reasons) + "</ul>")
@@ -2547,7 +2563,10 @@ def build_report(
     top = segments.iloc[0]
     summary.text(
         f"Largest expected loss: segment {top['segment']} ({top['expected_loss']:,.0f} CNY, "
-        f"{top['expected_loss'] / total_el:.0%} of the total, {int(top['accounts']):,} accounts)."
+        f"{top['expected_loss'] / total_el:.0%} of the total, {int(top['accounts']):,} accounts). "
+        f"预期损失最大的客群：{_words(SEGMENT_NAMES, str(top['segment']))[1]}"
+        f"({top['expected_loss']:,.0f}元，占总额{top['expected_loss'] / total_el:.0%}，"
+        f"{int(top['accounts']):,}个账户)。"
     )
     _what_the_policy_does(summary, scored, policy)
     summary.text(f"Segment recovery (macro-F1 against the true drivers): {recovery_text}.")

@@ -646,3 +646,23 @@ def test_the_summary_sets_the_lender_s_experiment_beside_the_simulated_gain():
     quiet = Section("summary", "Summary")
     _experiment_beside_simulation(quiet, SimpleNamespace(evaluation={}), scored)
     assert "experiment" not in quiet.render()
+
+
+def test_the_approval_box_speaks_both_languages_and_explains_a_first_champion():
+    """The page put "is the champion" beside "no champion yet: the discrimination gate does not
+    apply", in English only, and a lead read it as a contradiction."""
+    from rollrisk.reports.strategy import _promotion
+
+    first = {"name": "m", "version": "1", "champion_version": "1", "promotion": "promoted",
+             "reasons": ["pass data: ...", "no champion yet: the discrimination gate does not apply"]}  # fmt: skip
+    section = Section("model", "Model")
+    assert _promotion(section, first) == "champion"
+    page = html.unescape(section.render())
+    assert "Model m v1 is the champion (the model approved for production). When it was " in page
+    assert "模型m v1为冠军模型(已批准用于生产)。晋升时尚无可比较的前任冠军模型" in page
+    refused = {**first, "champion_version": None, "promotion": "refused", "reasons": ["FAIL x"]}
+    section = Section("model", "Model")
+    assert _promotion(section, refused) == "refused by the promotion gates"
+    page = html.unescape(section.render())
+    assert "模型m v1不是冠军模型：未通过晋升门槛(冠军：none)" in page
+    assert "no earlier champion" not in page
