@@ -1063,19 +1063,23 @@ def _verdict(uplift: Mapping[str, float], result: Mapping[str, Any]) -> tuple[st
         )
         zh = "未能证明拟上线策略优于分层催收基准策略：置信区间包含零。"
     differences = result.get("uplift_vs_references") or {}
+    references = result.get("references") or {}
     better, level = [], []
     for name, difference in differences.items():
         if name in ("oracle", "oracle_segments") or difference.get("mean", 0.0) >= 0:
             continue
         words = _words(REFERENCE_NAMES, name)
         shown = f"{difference['mean']:+,.0f} [{difference['ci_low']:+,.0f}, {difference['ci_high']:+,.0f}]"
-        (better if difference["ci_high"] < 0 else level).append((*words, shown))
+        strain = _strain(references.get(name, {}), references.get("model_driven", {}))
+        (better if difference["ci_high"] < 0 else level).append(
+            (words[0] + strain[0], words[1] + strain[1], shown)
+        )
     for found, said_en, said_zh in (
         (better, "does better (", "表现更好("),
         (
             level,
-            "does about as well (ahead on average, within noise; ",
-            "表现相当(平均略高，但在噪声范围内；",
+            "does about as well (the reference ahead on average, within noise; ",
+            "表现相当(参照方案平均略高，但在噪声范围内；",
         ),
     ):
         if found:
@@ -1172,6 +1176,36 @@ def _costs_even_where_it_gains(section: Section, result: Mapping[str, Any]) -> N
     section.raw(
         f'<p class="zh">{escape("与基准相比本策略的代价(无论是否获益，每次模拟的均值)：" + "；".join(zh) + "。")}</p>'
     )
+
+
+def _strain(reference: Mapping[str, Any], policy: Mapping[str, Any]) -> tuple[str, str]:
+    """What a reference asks of the compliance rules and the team beyond the shipped policy:
+    its compliance blocks and contacts dropped for capacity when it has more of either (a
+    reference that scores as well only by planning what the rules or the team cannot do is
+    not an equal), as a bracket to its name in English and Chinese; empty otherwise."""
+
+    def mean(figures: Mapping[str, Any], name: str) -> float | None:
+        value = figures.get(name, {}).get("mean")
+        return None if value is None else float(value)
+
+    en, zh = [], []
+    blocks = mean(reference, "compliance_blocks"), mean(policy, "compliance_blocks")
+    if None not in blocks and blocks[0] > blocks[1]:
+        en.append(f"{blocks[0]:,.0f} compliance blocks against the policy's {blocks[1]:,.0f}")
+        zh.append(f"合规拦截{blocks[0]:,.0f}次，拟上线策略{blocks[1]:,.0f}次")
+    dropped = [
+        sum(
+            mean(figures, n) or 0.0
+            for n in ("calls_dropped_for_capacity", "visits_dropped_for_capacity")
+        )
+        for figures in (reference, policy)
+    ]
+    if dropped[0] > dropped[1]:
+        en.append(f"{dropped[0]:,.0f} contacts dropped for capacity against {dropped[1]:,.0f}")
+        zh.append(f"因人力上限未执行的联系{dropped[0]:,.0f}次，拟上线策略{dropped[1]:,.0f}次")
+    if not en:
+        return "", ""
+    return f" ({'; '.join(en)})", f"({'；'.join(zh)})"
 
 
 def _sources(section: Section, result: Mapping[str, Any]) -> None:

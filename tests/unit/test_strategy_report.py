@@ -344,7 +344,8 @@ def test_headline_is_book_value_with_a_verdict_and_falls_back_to_net_cash_saying
         "grace period for all -250 [-400, -100]." in page
     )
     assert (
-        "A simpler reference does about as well (ahead on average, within noise; the shipped "
+        "A simpler reference does about as well (the reference ahead on average, within noise; "
+        "the shipped "
         "policy minus it, CNY): best single action bundle per bucket, no segments -20 [-200, +150]."
         in page
     )
@@ -666,3 +667,27 @@ def test_the_approval_box_speaks_both_languages_and_explains_a_first_champion():
     page = html.unescape(section.render())
     assert "模型m v1不是冠军模型：未通过晋升门槛(冠军：none)" in page
     assert "no earlier champion" not in page
+
+
+def test_a_reference_that_scores_as_well_by_planning_the_impossible_says_so():
+    """The best bundle per bucket tied with the policy (-13,044 [-689,397, +614,452]) while
+    compliance blocked 1,318 of its actions (the policy's: 13) and 1,658 of its contacts were
+    dropped for capacity (627)."""
+    from rollrisk.reports.strategy import _verdict
+
+    def arm(blocks, calls, visits):
+        return {"compliance_blocks": {"mean": blocks}, "calls_dropped_for_capacity":
+                {"mean": calls}, "visits_dropped_for_capacity": {"mean": visits}}  # fmt: skip
+
+    result = {
+        "references": {"model_driven": arm(13, 627, 0), "best_bundle_per_bucket": arm(1318, 27, 1631)},
+        "uplift_vs_references": {"best_bundle_per_bucket": {"mean": -13_044.0,
+                                 "ci_low": -689_397.0, "ci_high": 614_452.0}},
+    }  # fmt: skip
+    en, zh = _verdict({"mean": 607_655.0, "ci_low": 281_251.0, "ci_high": 899_876.0}, result)
+    assert (
+        "best single action bundle per bucket, no segments (1,318 compliance blocks against the "
+        "policy's 13; 1,658 contacts dropped for capacity against 627) -13,044 [-689,397, "
+        "+614,452]." in en
+    )
+    assert "(合规拦截1,318次，拟上线策略13次；因人力上限未执行的联系1,658次，拟上线策略627次)" in zh
