@@ -32,6 +32,12 @@ COUNTS_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
+def currency_metadata(currencies: Collection[str]) -> dict[str, str]:
+    """The model metadata entry recording ``currencies`` (read back by
+    :func:`recorded_currencies`); empty when they are not known."""
+    return {CURRENCY_METADATA: ",".join(currencies)} if currencies else {}
+
+
 def recorded_currencies(metadata: Mapping[str, Any]) -> tuple[str, ...] | None:
     """The currencies a model was trained on, from its logged metadata (comma-separated), or
     ``None`` for a model logged before rollrisk recorded them (the check is then skipped)."""

@@ -1096,13 +1096,18 @@ def _verdict(uplift: Mapping[str, float], result: Mapping[str, Any]) -> tuple[st
     return en, zh
 
 
+def _treatment_counts(scored: pl.DataFrame) -> pl.DataFrame:
+    """``treatment``, ``len``: accounts per treatment, the commonest first (ties by name)."""
+    return scored.group_by("treatment").len().sort(["len", "treatment"], descending=[True, False])
+
+
 def _what_the_policy_does(section: Section, scored: pl.DataFrame, policy: Policy) -> None:
     """The policy's decisions in one sentence: the commonest treatment, its ladder in words and
     how many accounts get it, and how many get something else (a "segmented" policy that gives
     nearly everyone the same ladder should say so)."""
     if scored.height == 0 or "treatment" not in scored.columns:
         return
-    counts = scored.group_by("treatment").len().sort(["len", "treatment"], descending=[True, False])
+    counts = _treatment_counts(scored)
     top, n = counts.row(0)
     spec = policy.treatments.get(top)
     en_ladder, zh_ladder = ladder_words(spec) if spec else (top, top)
@@ -1774,7 +1779,7 @@ def _experiment_beside_simulation(
         return
     better = [a for a in arms if float(a["ci_low"]) > 0]
     worse = [a for a in arms if float(a["ci_high"]) < 0]
-    top = str(scored.group_by("treatment").len().sort(["len", "treatment"], descending=[True, False])["treatment"][0])  # fmt: skip
+    top = str(_treatment_counts(scored)["treatment"][0])
     tested = next((a for a in arms if str(a["bundle"]) == top), None)
     if tested is None:
         said_en = (

@@ -42,7 +42,7 @@ from rollrisk.conf import (
     DEFAULT_SEGMENTS,
 )
 from rollrisk.errors import UserError
-from rollrisk.features.currencies import CURRENCY_METADATA, currency_counts, recorded_currencies
+from rollrisk.features.currencies import currency_counts, currency_metadata, recorded_currencies
 from rollrisk.features.dates import ISO_DATE_PATTERN, DateSettings, check_as_of
 from rollrisk.features.observations import (
     ObservationSpec,
@@ -390,7 +390,7 @@ def _as_loaded(model: Model) -> LoadedModel:
                 "feature_set": model.feature_set.name,
                 "feature_set_version": model.feature_set.version,
                 "tables": ",".join(model.tables),
-                **({CURRENCY_METADATA: ",".join(model.currencies)} if model.currencies else {}),
+                **currency_metadata(model.currencies),
                 **{f"observation_{k}": v for k, v in model.observation.items()},
             },
             reference_scores=np.asarray(model.deployment_scores),

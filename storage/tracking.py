@@ -52,7 +52,7 @@ from urllib.parse import unquote, urlparse
 import pandas as pd
 
 from rollrisk.errors import UserError
-from rollrisk.features.currencies import CURRENCY_METADATA
+from rollrisk.features.currencies import currency_metadata
 
 if TYPE_CHECKING:  # LightGBM is imported only by a job that trains (see storage/registry.py)
     from rollrisk.models.training import TrainingResult
@@ -475,7 +475,7 @@ def log_training_run(
                 "feature_set_version": feature_set.version,
                 "tables": ",".join(result.tables),  # scoring without one of them is refused
                 # the currency of its accounts: scoring accounts in another is refused
-                **({CURRENCY_METADATA: ",".join(result.currencies)} if result.currencies else {}),
+                **currency_metadata(result.currencies),
                 # the as-of months the deployed model learnt from: figures on them are in-sample
                 "trained_as_of": "{}..{}".format(
                     result.deployment_split.months["train"][0],

@@ -218,3 +218,17 @@ def world_setup(scoring_world):
         patch.setenv("MLFLOW_TRACKING_URI", scoring_world.tracking_uri)
         _, setup = setup_from_arguments(args)
     return setup
+
+
+def model_files(world: World, uri: str | None = None) -> Path:
+    """The folder of the files of ``world``'s model in the store at ``uri`` (default: the
+    world's own). The registry is named too: a job earlier in the same process sets MLflow's
+    global one to its own store."""
+    from mlflow import MlflowClient
+
+    uri = uri or world.tracking_uri
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    name, alias = world.model_uri.removeprefix("models:/").split("@")
+    source = client.get_model_version_by_alias(name, alias).source  # models:/m-<id>
+    location = client.get_logged_model(source.removeprefix("models:/")).artifact_location
+    return Path(location.removeprefix("file://"))

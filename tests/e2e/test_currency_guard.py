@@ -18,7 +18,7 @@ from rollrisk.serving.app import create_app
 from rollrisk.serving.request_scoring import request_body
 from rollrisk.storage.atomic_output import read_current
 from rollrisk.storage.loader import load_portfolio
-from tests.conftest import MIXED_AS_OF
+from tests.conftest import MIXED_AS_OF, model_files
 
 pytestmark = pytest.mark.slow
 AS_OF = MIXED_AS_OF  # the as-of of the mixed book (tests/conftest.py)
@@ -124,18 +124,6 @@ def test_the_service_refuses_an_account_in_another_currency_with_422(
     ]
 
 
-def _model_folder(scoring_world) -> Path:
-    from mlflow import MlflowClient
-
-    # the registry too: a job that ran before in this process set the global one to its store
-    uri = scoring_world.tracking_uri
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    name, alias = scoring_world.model_uri.removeprefix("models:/").split("@")
-    source = client.get_model_version_by_alias(name, alias).source  # models:/m-<id>
-    location = client.get_logged_model(source.removeprefix("models:/")).artifact_location
-    return Path(location.removeprefix("file://"))
-
-
 def test_a_model_that_does_not_record_its_currency_scores_with_one_warning(
     scoring_world, mixed_book, tmp_path, monkeypatch, capsys
 ):
@@ -143,7 +131,7 @@ def test_a_model_that_does_not_record_its_currency_scores_with_one_warning(
     it cannot be checked), with a warning that the check was skipped."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", scoring_world.tracking_uri)
     old = tmp_path / "old-model"
-    shutil.copytree(_model_folder(scoring_world), old)
+    shutil.copytree(model_files(scoring_world), old)
     described = (old / "MLmodel").read_text()
     assert "  currency: CNY\n" in described
     (old / "MLmodel").write_text(described.replace("  currency: CNY\n", ""))

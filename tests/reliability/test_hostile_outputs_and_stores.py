@@ -29,6 +29,7 @@ import pytest
 from rollrisk.cli import main
 from rollrisk.storage import tracking
 from rollrisk.storage.atomic_output import read_current
+from tests.conftest import model_files
 
 pytestmark = pytest.mark.slow
 PREVIOUS_AS_OF = "2025-02-28"  # the result already published in an output folder
@@ -113,17 +114,6 @@ def _copy_store(world, into: Path) -> str:
         copy.close()
     shutil.copytree(world.root / "mlartifacts", into / "mlartifacts")
     return f"sqlite:///{into / 'mlflow.db'}"
-
-
-def _model_files(world, uri: str) -> Path:
-    """The folder of the files of the world's model in the store at ``uri``."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    name, alias = world.model_uri.removeprefix("models:/").split("@")
-    source = client.get_model_version_by_alias(name, alias).source  # models:/m-<id>
-    location = client.get_logged_model(source.removeprefix("models:/")).artifact_location
-    return Path(location.removeprefix("file://"))
 
 
 # --------------------------------------------------------------------------- output folders
@@ -386,7 +376,7 @@ def test_deleted_model_files_are_one_line_naming_where_they_were(
     scoring_world, published, tmp_path, monkeypatch, capsys
 ):
     uri = _copy_store(scoring_world, tmp_path / "store")
-    model = _model_files(scoring_world, uri)
+    model = model_files(scoring_world, uri)
     shutil.rmtree(model)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     message = _store_fault(scoring_world, _previous_result(published, tmp_path), capsys)
@@ -407,7 +397,7 @@ def test_a_truncated_model_file_is_one_line(
     scoring_world, published, tmp_path, monkeypatch, capsys, file, kind
 ):
     uri = _copy_store(scoring_world, tmp_path / "store")
-    damaged = _model_files(scoring_world, uri) / file
+    damaged = model_files(scoring_world, uri) / file
     damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     message = _store_fault(scoring_world, _previous_result(published, tmp_path), capsys)
@@ -477,7 +467,7 @@ def test_a_reading_job_without_a_store_makes_none(
 
 
 def test_a_model_given_by_its_folder_needs_no_store(scoring_world, tmp_path, monkeypatch):
-    model = _model_files(scoring_world, scoring_world.tracking_uri)
+    model = model_files(scoring_world, scoring_world.tracking_uri)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(tmp_path)
     argv = ["score", "--model", str(model), "--data", str(scoring_world.portfolio),
