@@ -331,6 +331,7 @@ def read_table_file(
         ) from error
     if kind == "CSV" and frame.height:
         _check_last_line_complete(path)
+        _check_no_short_rows(path, frame)
     check_columns(frame.columns, table, str(path))
     return _typed_per_file(frame, table, dates, path)
 
@@ -457,23 +458,69 @@ def _column_at(path: Path, before: str) -> str | None:
 
 def _long_row_problem(path: Path) -> str | None:
     """The first line with more fields than the header, and how many such lines there are."""
-    found = _long_rows(path)
+    found = _ragged_rows(path, longer=True)
     if found is None:
         return None
     line, fields, expected, text, count = found
-    shown = text if len(text) <= SHOWN_LINE else text[:SHOWN_LINE] + "..."
     others = f"; {count:,} lines in all have more fields than the header" if count > 1 else ""
     return (
         f"line {line} has {fields} fields, but the header (line 1) has {expected}: expected "
         f"{expected} comma-separated values on each line (a stray comma, or a value holding a "
-        f"comma without double quotes around it?); line {line} reads {shown!r}{others}"
+        f"comma without double quotes around it?); line {line} reads {_shown_line(text)}{others}"
     )
 
 
-def _long_rows(path: Path) -> tuple[int, int, int, str, int] | None:
-    """The 1-based line of the first row of ``path`` with more fields than its header, its
-    field count, the header's, its text and the count of such rows; ``None`` if there is
-    none. Lines are counted as in the file (a quoted value spanning lines counts each)."""
+def _check_no_short_rows(path: Path, frame: pl.DataFrame) -> None:
+    """Raise if a line of a CSV file has fewer fields than its header: the reader would fill
+    the fields it lacks with empty values, silently (a row cut short, or one row split in two
+    by a line break inside a value without double quotes). Blank lines are not counted: they
+    read as rows without any value, which validation rejects. Free when the file's last
+    column holds a value on every row (a short row lacks it)."""
+    if frame.get_column(frame.columns[-1]).null_count() == 0:
+        return
+    found = _short_rows(path, len(frame.columns))
+    if found is None:
+        return
+    line, fields, expected, text, count = found
+    others = f"; {count:,} lines in all have fewer fields than the header" if count > 1 else ""
+    raise DataContractError(
+        f"{path}: line {line} has {fields} "
+        f"{'field' if fields == 1 else 'fields'}, but the header (line 1) has {expected}: "
+        f"expected {expected} comma-separated values on each line, and the missing ones would "
+        "be read as empty (a row cut short, or a value holding a line break without double "
+        f"quotes around it, which splits its row in two?); line {line} reads "
+        f"{_shown_line(text)}{others}"
+    )
+
+
+def _shown_line(text: str) -> str:
+    return repr(text if len(text) <= SHOWN_LINE else text[:SHOWN_LINE] + "...")
+
+
+def _short_rows(path: Path, expected: int) -> tuple[int, int, int, str, int] | None:
+    """:func:`_ragged_rows` for lines with fewer fields than the ``expected``; counted by
+    commas, in columns, when no line holds a double quote (a comma or a line break inside a
+    quoted value would be miscounted), by :mod:`csv` otherwise."""
+    lines = pl.read_lines(path, name="text").with_row_index("line", offset=1)
+    if lines.get_column("text").str.contains('"', literal=True).any():
+        return _ragged_rows(path, longer=False)
+    short = lines.slice(1).with_columns(
+        fields=pl.col("text").str.count_matches(",", literal=True) + 1
+    ).filter(
+        (pl.col("fields") < expected) & (pl.col("text").str.strip_chars() != "")
+    )
+    if short.is_empty():
+        return None
+    first = short.row(0, named=True)
+    text = first["text"].rstrip("\r")
+    return first["line"], first["fields"], expected, text, short.height
+
+
+def _ragged_rows(path: Path, longer: bool) -> tuple[int, int, int, str, int] | None:
+    """The 1-based line of the first row of ``path`` with more fields than its header (fewer
+    when not ``longer``; a blank line is no row), its field count, the header's, its text and
+    the count of such rows; ``None`` if there is none. Lines are counted as in the file (a
+    quoted value spanning lines counts each)."""
     first: tuple[int, int, str] | None = None
     count = 0
     with path.open(encoding="utf-8", errors="replace", newline="") as handle:
@@ -485,7 +532,8 @@ def _long_rows(path: Path) -> tuple[int, int, int, str, int] | None:
             expected = len(header)
             line = reader.line_num + 1  # where the next row starts
             for row in reader:
-                if len(row) > expected:
+                blank = len(row) <= 1 and not "".join(row).strip()
+                if (len(row) > expected) if longer else (len(row) < expected and not blank):
                     count += 1
                     if first is None:
                         first = (line, len(row), ",".join(row))

@@ -1,5 +1,5 @@
-"""Bad CSV input names the file, the line and what was expected: a row with more fields than
-the header, a file that is not UTF-8 (GB18030, Latin-1, UTF-16), a header that is nearly
+"""Bad CSV input names the file, the line and what was expected: a row with more or fewer
+fields than the header, a file that is not UTF-8 (GB18030, Latin-1, UTF-16), a header that is nearly
 right (``acount_id``, ``Balance``, ``balance `` with a space; Parquet too)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from rollrisk.features.schemas import TABLES_BY_NAME
 from rollrisk.features.validation import check_columns
 from rollrisk.storage import loader
 from rollrisk.storage.loader import load_portfolio, validate_portfolio
-from tests.conftest import tiny_accounts, tiny_statements
+from tests.conftest import tiny_accounts, tiny_actions, tiny_statements
 
 STATEMENTS = TABLES_BY_NAME["statements"]
 
@@ -91,6 +91,58 @@ def test_every_line_with_too_many_fields_is_counted_and_quoted_lines_are_counted
     error = _only_error(folder)
     assert error.startswith(f"{path}: line 8 has 11 fields, but the header (line 1) has 9: ")
     assert error.endswith("; 2 lines in all have more fields than the header")
+
+
+def test_a_row_with_fewer_fields_than_the_header_is_refused_not_filled_with_empty_values(
+    tmp_path: Path,
+) -> None:
+    """The reader fills a short row's missing fields with empty values: a collection action
+    without its last two (optional) fields would pass validation, which fields are missing
+    never told."""
+    folder = _folder(tmp_path)
+    path = folder / "collection_actions.csv"
+    tiny_actions().write_csv(path)
+    lines = _lines(path)
+    assert lines[3].endswith(",no_answer,,")
+    lines[3] = lines[3].removesuffix(",,")  # line 4: written without its empty fields
+    _write(path, lines)
+    error = _only_error(folder)
+    assert error.startswith(f"{path}: line 4 has 4 fields, but the header (line 1) has 6: ")
+    assert "the missing ones would be read as empty" in error
+    assert error.endswith(f"line 4 reads {lines[3]!r}")
+    with pytest.raises(DataContractError, match=r"collection_actions\.csv: line 4 has 4 fields"):
+        load_portfolio(folder)
+
+
+def test_a_row_split_in_two_by_a_line_break_is_refused_where_values_are_quoted(
+    tmp_path: Path,
+) -> None:
+    """A value with a line break but no quotes splits its row into two short lines; a file
+    holding quoted values is counted by a CSV parser (a quoted line break is one value)."""
+    folder = _folder(tmp_path)
+    path = folder / "statements.csv"
+    lines = _lines(path)
+    lines[0] += ",note"
+    lines[1] += ',"two\nlines, one value"'  # quoted: one value, no short row
+    for number in range(3, len(lines) + 1):
+        lines[number - 1] += ",x"
+    head, tail = lines[5].split(",", 1)  # row 5 (line 7 of the file) split after its first field
+    lines[5] = f"{head}\n{tail}"
+    _write(path, lines)
+    error = _only_error(folder)
+    assert error.startswith(f"{path}: line 7 has 1 field, but the header (line 1) has 9: ")
+    assert error.endswith("; 2 lines in all have fewer fields than the header")  # both halves
+
+
+def test_empty_last_values_are_not_a_short_row(tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+    path = folder / "collection_actions.csv"
+    tiny_actions().write_csv(path)
+    assert _lines(path)[1].endswith(",delivered,,")  # the last column empty, its comma there
+    loaded = validate_portfolio(folder)
+    assert loaded.report.file_errors == ()
+    assert loaded.report.rows_rejected == 0
+    assert loaded.collection_actions.height == 3
 
 
 # 2. a file that is not UTF-8
