@@ -120,10 +120,16 @@ def run(args: argparse.Namespace) -> int:
         check_output_argument,
         load_portfolio_argument,
     )
+    from rollrisk.features.currencies import model_currency_check
     from rollrisk.features.dates import check_as_of, default_as_of_choice
     from rollrisk.features.observations import ObservationSpec
     from rollrisk.models.monitoring import backtest
-    from rollrisk.scoring.core import check_model_tables, tables_present, trained_tables
+    from rollrisk.scoring.core import (
+        check_model_tables,
+        named_model,
+        tables_present,
+        trained_tables,
+    )
     from rollrisk.storage.config import load_config
     from rollrisk.storage.registry import load_roll_model, needs_store, observation_of
     from rollrisk.storage.tracking import configure_tracking
@@ -171,6 +177,18 @@ def run(args: argparse.Namespace) -> int:
             f"no account of {args.data} is delinquent ({spec.min_dpd}-{spec.max_dpd} DPD) at "
             f"{as_of}: nothing to monitor"
         )
+    # amounts read in another currency would drift, and alert, for no reason of the model's
+    refusal, unchecked = model_currency_check(
+        loaded.metadata,
+        portfolio.accounts,
+        current["account_id"].astype(str),
+        named_model(loaded.name, loaded.version),
+        f"of {args.data} to monitor at {as_of}",
+    )
+    if refusal is not None:
+        raise UserError(refusal)
+    if unchecked is not None:
+        print(f"[monitor] WARNING: {unchecked}", file=sys.stderr, flush=True)
 
     outcomes = matured_outcomes(portfolio.statements, as_of, spec)
     # the backtest's bands and its `all` row share the run's false-alarm rate too

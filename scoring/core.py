@@ -31,7 +31,10 @@ import pandas as pd
 import polars as pl
 
 from rollrisk.errors import UserError
-from rollrisk.features.currencies import foreign_currencies_message
+from rollrisk.features.currencies import (
+    currency_not_recorded_warning,
+    foreign_currencies_message,
+)
 from rollrisk.features.dates import default_as_of_choice
 from rollrisk.features.history import compute_features, feature_engine
 from rollrisk.features.observations import ObservationSpec, population_lazy
@@ -151,17 +154,18 @@ def currency_not_checked_warning(setup: ScoringSetup) -> str | None:
     did), or ``None``."""
     if setup.trained_currencies is not None:
         return None
-    return (
-        f"{model_label(setup)} does not record the currency of its training accounts (logged "
-        "before rollrisk recorded it), so the accounts' currency was not checked against it; "
-        "retrain it to have it checked"
-    )
+    return currency_not_recorded_warning(model_label(setup))
 
 
 def model_label(setup: ScoringSetup) -> str:
     """``model NAME vVERSION``, or ``the unregistered model`` (one loaded from a folder)."""
-    if setup.model_version.isdigit():
-        return f"model {setup.model_name} v{setup.model_version}"
+    return named_model(setup.model_name, setup.model_version)
+
+
+def named_model(name: str, version: str) -> str:
+    """:func:`model_label` of a model's registered ``name`` and ``version``."""
+    if version.isdigit():
+        return f"model {name} v{version}"
     return "the unregistered model"
 
 

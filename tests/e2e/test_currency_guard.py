@@ -147,3 +147,40 @@ def test_a_model_that_does_not_record_its_currency_scores_with_one_warning(
     manifest, scored = read_current(tmp_path / "scores")
     assert manifest["warnings"] == [warning.removeprefix("WARNING: ")]
     assert scored.height == len(mixed_book.people)
+
+
+@pytest.mark.parametrize("command", ["monitor", "evaluate"])
+def test_monitor_and_evaluate_refuse_accounts_in_another_currency(
+    command, scoring_world, mixed_book, tmp_path, monkeypatch, capsys
+):
+    """Measured or monitored on amounts read in another currency, a model would look worse, or
+    drift and alert, for no reason of its own."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", scoring_world.tracking_uri)
+    out = tmp_path / command
+    argv = [command, "--model", scoring_world.model_uri, "--data", str(mixed_book.folder),
+            "--out", str(out)]  # fmt: skip
+    if command == "monitor":
+        argv += ["--as-of", AS_OF]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    where = f"to monitor at {AS_OF}" if command == "monitor" else "to evaluate on"
+    assert re.search(
+        rf"rollrisk {command}: error: model rollrisk-test v1 was trained on accounts in CNY, "
+        rf"but \d+ of the [\d,]+ accounts of {re.escape(str(mixed_book.folder))} {where} are in "
+        r"other currencies: ",
+        err,
+    ), err
+    assert "HKD (1 account, e.g. " in err and "USD (" in err
+    assert "Traceback" not in err
+    assert not (out / "report.html").exists()
+
+
+def test_monitor_of_a_book_in_the_models_currency_is_not_refused(
+    scoring_world, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", scoring_world.tracking_uri)
+    argv = ["monitor", "--model", scoring_world.model_uri, "--data",
+            str(scoring_world.portfolio), "--as-of", AS_OF, "--out", str(tmp_path / "m")]  # fmt: skip
+    main(argv)
+    err = capsys.readouterr().err
+    assert "currencies" not in err and "currency" not in err
