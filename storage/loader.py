@@ -366,7 +366,7 @@ def _csv_problem(path: Path) -> str | None:
     neither check finds it (the reader's own message then says what it can). Reads the whole
     file, so it runs only once a read has failed."""
     try:
-        return _non_utf8_problem(path) or _long_row_problem(path)
+        return _non_utf8_problem(path) or _quote_problem(path) or _long_row_problem(path)
     except OSError:
         return None
 
@@ -456,6 +456,91 @@ def _column_at(path: Path, before: str) -> str | None:
     return header[index] if index < len(header) else None
 
 
+def _quote_problem(path: Path) -> str | None:
+    """Where a double quote breaks the file's rows, or ``None``: a quote inside a value that
+    does not start with one, a quoted value no later quote closes (the rest of the file would
+    be that one value), or one whose closing quote is followed by more of the value (a quote
+    inside a quoted value not doubled). A quoted value may span lines (one value with a line
+    break, as CSV allows): it is reported only when it does not end as a value ends."""
+    with path.open(encoding="utf-8", errors="replace", newline="") as handle:
+        first = handle.readline()
+        names = next(csv.reader([first.removeprefix("\ufeff")]), [])
+        line, opened, field = 1, (0, 0, ""), 0
+        quoted = False
+        for text in handle:
+            line += 1
+            if not quoted:
+                field, start = 0, True
+            index = 0
+            while index < len(text):
+                char = text[index]
+                if quoted:
+                    if char == '"' and text[index + 1 : index + 2] == '"':
+                        index += 2  # a doubled quote: one quote in the value
+                        continue
+                    if char == '"':
+                        quoted = False
+                        after = text[index + 1 : index + 2]
+                        if after not in ("", ",", "\n", "\r"):
+                            return _unclosed(opened, names, line, text, after)
+                elif char == '"':
+                    if not start:
+                        return (
+                            f"line {line} has a double quote inside the value of "
+                            f"{_column_name(names, field)}, which does not start with one: a "
+                            "value holding a double quote must be in double quotes, its own "
+                            'quotes doubled ("5"" screen" for 5" screen); line '
+                            f"{line} reads {_shown_line(text.rstrip(chr(13) + chr(10)))}"
+                        )
+                    quoted, opened = True, (line, field, text)
+                elif char == ",":
+                    field, start = field + 1, True
+                    index += 1
+                    continue
+                start = False
+                index += 1
+    if quoted:
+        return _unclosed(opened, names, line, None, None)
+    return None
+
+
+def _column_name(names: Sequence[str], field: int) -> str:
+    return (
+        f"column {names[field]}" if field < len(names) else f"field {field + 1} (past the header)"
+    )
+
+
+def _unclosed(
+    opened: tuple[int, int, str],
+    names: Sequence[str],
+    line: int,
+    text: str | None,
+    after: str | None,
+) -> str:
+    """:func:`_quote_problem`'s words for a quoted value opened on ``opened`` (line, field,
+    text) that never closes (``text`` ``None``: the file ends) or closes on ``line`` followed
+    by ``after``."""
+    start, field, first = opened
+    where = (
+        f"line {start} opens a quoted value (a double quote at its start) in "
+        f"{_column_name(names, field)}"
+    )
+    if text is None:
+        return (
+            f"{where} that no later double quote closes: the rest of the file, "
+            f"{line - start + 1:,} lines, would be that one value; close the quote, or double a "
+            f'quote that belongs to the value (""); line {start} reads '
+            f"{_shown_line(first.rstrip(chr(13) + chr(10)))}"
+        )
+    closes = "on the same line" if line == start else f"on line {line}"
+    return (
+        f"{where} that closes {closes} followed by {after!r} instead of a comma or the end of "
+        'the line: a double quote inside a quoted value must be doubled (""), or the value '
+        f"was never meant to be quoted; line {line} reads "
+        f"{_shown_line(text.rstrip(chr(13) + chr(10)))}"  # type: ignore[union-attr]
+    )
+
+
 def _long_row_problem(path: Path) -> str | None:
     """The first line with more fields than the header, and how many such lines there are."""
     found = _ragged_rows(path, longer=True)
@@ -504,10 +589,10 @@ def _short_rows(path: Path, expected: int) -> tuple[int, int, int, str, int] | N
     lines = pl.read_lines(path, name="text").with_row_index("line", offset=1)
     if lines.get_column("text").str.contains('"', literal=True).any():
         return _ragged_rows(path, longer=False)
-    short = lines.slice(1).with_columns(
-        fields=pl.col("text").str.count_matches(",", literal=True) + 1
-    ).filter(
-        (pl.col("fields") < expected) & (pl.col("text").str.strip_chars() != "")
+    short = (
+        lines.slice(1)
+        .with_columns(fields=pl.col("text").str.count_matches(",", literal=True) + 1)
+        .filter((pl.col("fields") < expected) & (pl.col("text").str.strip_chars() != ""))
     )
     if short.is_empty():
         return None

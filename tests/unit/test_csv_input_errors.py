@@ -145,6 +145,35 @@ def test_empty_last_values_are_not_a_short_row(tmp_path: Path) -> None:
     assert loaded.collection_actions.height == 3
 
 
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (
+            lambda head, rest: f'{head},x"{rest}',  # a quote inside an unquoted value
+            "line 5 has a double quote inside the value of column cycle_end, which does not "
+            "start with one: a value holding a double quote must be in double quotes",
+        ),
+        (
+            lambda head, rest: f'{head},"{rest}',  # a quote opened and never closed
+            "line 5 opens a quoted value (a double quote at its start) in column cycle_end that "
+            "no later double quote closes: the rest of the file, 6 lines, would be that one "
+            "value",
+        ),
+    ],
+)
+def test_a_stray_double_quote_names_its_line_and_column(tmp_path: Path, make, expected) -> None:
+    """The reader's own words ("CSV malformed: expected 0 rows, actual 7 rows, in chunk
+    starting at row_offset 2") name neither the line nor the quote."""
+    folder = _folder(tmp_path)
+    path = folder / "statements.csv"
+    lines = _lines(path)
+    lines[4] = make(*lines[4].split(",", 1))
+    _write(path, lines)
+    error = _only_error(folder)
+    assert error.startswith(f"{path}: {expected}"), error
+    assert "CSV malformed" not in error and "could not parse" not in error
+
+
 # 2. a file that is not UTF-8
 
 
