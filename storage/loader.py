@@ -332,6 +332,7 @@ def read_table_file(
     if kind == "CSV" and frame.height:
         _check_last_line_complete(path)
         _check_no_short_rows(path, frame)
+        _check_rows_are_lines(path, frame)
     check_columns(frame.columns, table, str(path))
     return _typed_per_file(frame, table, dates, path)
 
@@ -459,18 +460,22 @@ def _column_at(path: Path, before: str) -> str | None:
 def _quote_problem(path: Path) -> str | None:
     """Where a double quote breaks the file's rows, or ``None``: a quote inside a value that
     does not start with one, a quoted value no later quote closes (the rest of the file would
-    be that one value), or one whose closing quote is followed by more of the value (a quote
-    inside a quoted value not doubled). A quoted value may span lines (one value with a line
-    break, as CSV allows): it is reported only when it does not end as a value ends."""
+    be that one value), one whose closing quote is followed by more of the value (a quote
+    inside a quoted value not doubled), or one spanning lines of which one reads as a whole row
+    by itself (two stray quotes swallow the rows between them into one value, and the reader
+    accepts that). A quoted value may span lines (one value with a line break, as CSV
+    allows): it is reported only in those cases."""
     with path.open(encoding="utf-8", errors="replace", newline="") as handle:
         first = handle.readline()
         names = next(csv.reader([first.removeprefix("\ufeff")]), [])
         line, opened, field = 1, (0, 0, ""), 0
-        quoted = False
+        quoted, swallowed = False, None
         for text in handle:
             line += 1
             if not quoted:
                 field, start = 0, True
+            elif swallowed is None and len(next(csv.reader([text]), [])) >= len(names) > 1:
+                swallowed = _swallowed(opened, names, line, text)  # said once the value ends
             index = 0
             while index < len(text):
                 char = text[index]
@@ -483,6 +488,8 @@ def _quote_problem(path: Path) -> str | None:
                         after = text[index + 1 : index + 2]
                         if after not in ("", ",", "\n", "\r"):
                             return _unclosed(opened, names, line, text, after)
+                        if swallowed is not None:
+                            return swallowed
                 elif char == '"':
                     if not start:
                         return (
@@ -502,6 +509,35 @@ def _quote_problem(path: Path) -> str | None:
     if quoted:
         return _unclosed(opened, names, line, None, None)
     return None
+
+
+def _swallowed(opened: tuple[int, int, str], names: Sequence[str], line: int, text: str) -> str:
+    start, field, _ = opened
+    return (
+        f"line {start} opens a quoted value (a double quote at its start) in "
+        f"{_column_name(names, field)} that runs on over line {line}, which reads as a whole "
+        f"row of its own ({len(names)} fields): a stray double quote would swallow the rows "
+        "after it into one value, and they would be lost; put a value holding a double quote "
+        'in double quotes with its own quotes doubled ("5"" screen"); line '
+        f"{line} reads {_shown_line(text.rstrip(chr(13) + chr(10)))}"
+    )
+
+
+def _check_rows_are_lines(path: Path, frame: pl.DataFrame) -> None:
+    """Raise if the rows read from a CSV file are fewer than its lines because a stray double
+    quote swallowed whole rows into one value (:func:`_quote_problem`); values legitimately
+    quoted across lines pass. One pass over the file's bytes counting line breaks and quotes;
+    the slow check runs only when a quoted value spans lines."""
+    breaks = quotes = 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(SCAN_BYTES):
+            breaks += chunk.count(b"\n")
+            quotes += chunk.count(b'"')
+    if quotes == 0 or breaks <= frame.height + 1:  # the header and one line per row
+        return
+    problem = _quote_problem(path)
+    if problem is not None:
+        raise DataContractError(f"{path}: {problem}")
 
 
 def _column_name(names: Sequence[str], field: int) -> str:

@@ -174,6 +174,45 @@ def test_a_stray_double_quote_names_its_line_and_column(tmp_path: Path, make, ex
     assert "CSV malformed" not in error and "could not parse" not in error
 
 
+@pytest.mark.parametrize("note_first", [False, True])
+def test_two_stray_quotes_that_swallow_whole_rows_refuse_the_file(
+    tmp_path: Path, note_first: bool
+) -> None:
+    """The reader accepts a quoted value running from a stray quote to the next one: the rows
+    between them became one lender's note, read, validated "OK" and lost (with the note before
+    the figures, the merged row took one account's id and another's figures)."""
+    folder = _folder(tmp_path)
+    path = folder / "statements.csv"
+    lines = _lines(path)
+    rows = [line.split(",", 1) for line in lines]
+    notes = ["note"] + ["ok"] * (len(lines) - 1)
+    notes[3], notes[6] = '"12 inch TV', 'remark"'  # lines 4 and 7 of the file
+    if note_first:
+        lines = [f"{key},{note},{rest}" for (key, rest), note in zip(rows, notes)]
+    else:
+        lines = [f"{line},{note}" for line, note in zip(lines, notes)]
+    _write(path, lines)
+    error = _only_error(folder)
+    assert error.startswith(
+        f"{path}: line 4 opens a quoted value (a double quote at its start) in column note that "
+        "runs on over line 5, which reads as a whole row of its own (9 fields): a stray double "
+        "quote would swallow the rows after it into one value"
+    ), error
+
+
+def test_a_quoted_value_spanning_lines_is_read_as_one_value(tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+    path = folder / "statements.csv"
+    lines = _lines(path)
+    lines = [f"{line},{'note' if n == 0 else 'ok'}" for n, line in enumerate(lines)]
+    lines[2] = lines[2].removesuffix(",ok") + ',"called twice,\nsaid ""next week"""'
+    _write(path, lines)
+    loaded = validate_portfolio(folder)
+    assert loaded.report.file_errors == ()
+    assert loaded.report.rows_rejected == 0
+    assert loaded.statements.height == len(lines) - 1
+
+
 # 2. a file that is not UTF-8
 
 
