@@ -61,6 +61,11 @@ the extract date. Not in it: ``promised_date`` (a promise to pay is for a future
 a treatment's ``start_at`` and ``end_at`` (a plan agreed and recorded before the extract may
 start or end later; its ``known_at`` says when it was recorded)."""
 
+EARLIEST = date(1950, 1, 1)
+"""No date or timestamp of the contract is earlier (rejected): no consumer-credit record of a
+book in use predates it, and what does is a misread (``%Y`` reads ``25`` as the year 25) or a
+placeholder (1900-01-01, 0001-01-01)."""
+
 COMPLETE_BOOK_SHARE = 0.9
 """A month's book is complete when its accounts with a statement are at least this share of
 the month before's (:func:`default_as_of_choice`). Monthly attrition of a lender's book stays
@@ -142,6 +147,17 @@ def check_date_format(date_format: str) -> str:
         raise UserError(
             f"date format {date_format!r} does not read back the date it writes "
             f"({probe} is written {written!r} and read as {read})"
+        )
+    # YYYY-MM-DD is always read first: a declared format writing dates in that shape with
+    # another meaning would have every day up to 12 read as a month, silently
+    probe = date(2024, 4, 3)
+    written = probe.strftime(date_format)
+    if re.fullmatch(ISO_DATE_PATTERN.strip("^$"), written) and written != probe.isoformat():
+        raise UserError(
+            f"date format {date_format!r} writes 3 April 2024 as {written!r}, which the "
+            f"contract's YYYY-MM-DD reads as {date.fromisoformat(written):%-d %B %Y}: every date "
+            "whose day is 12 or less would be read with day and month swapped; convert the "
+            "dates to YYYY-MM-DD"
         )
     return date_format
 
@@ -242,6 +258,8 @@ def cast_temporal(
             f"{settings.date_words() if target == pl.Date() else settings.timestamp_words()} "
             "(as text) or a Parquet date or timestamp"
         )
+    early = value < pl.lit(datetime.combine(EARLIEST, time(0)) if target != pl.Date() else EARLIEST)
+    expected = pl.coalesce(expected, pl.when(early).then(pl.lit(_earliest_words(target))))
     if bounded and settings.extract_date is not None:
         late = _after_extract(value, target, settings.extract_date)
         noun = "date" if target == pl.Date() else "timestamp"
@@ -252,6 +270,14 @@ def cast_temporal(
             ),
         )
     return value, expected
+
+
+def _earliest_words(target: pl.DataType) -> str:
+    noun = "date" if target == pl.Date() else "timestamp"
+    return (
+        f"a {noun} on or after {EARLIEST} (earlier is no date of a consumer-credit book: a "
+        "two-digit year read as a whole year, 25 for 2025, or a placeholder such as 1900-01-01?)"
+    )
 
 
 def _after_extract(value: pl.Expr, target: pl.DataType, extract_date: date) -> pl.Expr:

@@ -10,14 +10,15 @@ The value rules are the contract's own, read from :mod:`rollrisk.features.schema
 set for the batch and the service): every number finite and never a boolean, amounts within
 their bounds (``balance`` may be negative: a credit balance), ids at most ``MAX_ID_LENGTH``
 characters. On top of them the models add what a JSON boundary needs: timestamps must be naive
-(the contract's reporting time zone) and dates within 1900-2199, so that no request can reach
-the scoring code with a value it cannot represent.
+(the contract's reporting time zone) and dates before 2200, so that no request can reach the
+scoring code with a value it cannot represent; none before the contract's earliest date
+(:data:`rollrisk.features.dates.EARLIEST`, 1950-01-01), as in the batch.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+from datetime import date, datetime, time
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -30,7 +31,7 @@ from pydantic import (
     model_validator,
 )
 
-from rollrisk.features.dates import ISO_DATE_PATTERN, ISO_NAIVE_TIMESTAMP_PATTERN
+from rollrisk.features.dates import EARLIEST, ISO_DATE_PATTERN, ISO_NAIVE_TIMESTAMP_PATTERN
 from rollrisk.features.schemas import (
     AMOUNT_RULE,
     BALANCE_RULE,
@@ -57,7 +58,6 @@ TreatmentKind = Literal[TREATMENT_KINDS]  # type: ignore[valid-type]
 
 MAX_ACCOUNTS_PER_REQUEST = 1_000
 MAX_ROWS_PER_ACCOUNT = 2_000
-EARLIEST = date(1900, 1, 1)
 LATEST = date(2199, 12, 31)
 
 
@@ -92,7 +92,7 @@ Timestamp = Annotated[
     NaiveDatetime,
     _written_as(ISO_NAIVE_TIMESTAMP_PATTERN, "a timestamp written YYYY-MM-DD[ HH:MM:SS[.ffffff]]"),
     Field(
-        ge=datetime(1900, 1, 1),
+        ge=datetime.combine(EARLIEST, time(0)),
         lt=datetime(2200, 1, 1),
         description="naive ISO timestamp in the lender's reporting time zone, no offset",
     ),

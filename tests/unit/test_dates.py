@@ -142,6 +142,13 @@ def test_a_declared_format_also_reads_timestamps():
         ("%d/%m/%Y %H:%M", "time or zone directive"),
         ("%d/%m/%Y%z", "time or zone directive"),
         ("%d/%d/%Y", "has no month"),
+        # YYYY-MM-DD is read first: every day up to 12 would be read as the month
+        (
+            "%Y-%d-%m",
+            "writes 3 April 2024 as '2024-03-04', which the contract's YYYY-MM-DD "
+            "reads as 4 March 2024: every date whose day is 12 or less would be read with day "
+            "and month swapped",
+        ),
     ],
 )
 def test_a_date_format_that_cannot_read_whole_dates_is_refused(date_format, words):
@@ -241,6 +248,30 @@ def test_rows_dated_after_the_extract_date_are_rejected_with_their_reason():
     }
     # the rows known on the extract day itself (06:00 on 22 March) are kept
     assert outcome.rows_accepted == 9
+
+
+def test_a_two_digit_year_under_a_declared_four_digit_one_and_placeholders_are_rejected():
+    """polars' %Y reads '25' as the year 25: an account opened 19/02/25 was read as opened
+    in the year 25, accepted, and its months on book moved the score."""
+    settings = DateSettings(date_format="%d/%m/%Y")
+    text = _accounts_with_opened_at(["19/02/25", "01/01/1900", "15/01/2023"])
+    outcome = validate_table(_raw(text), ACCOUNTS, ["a.csv"], dates=settings)
+    words = (
+        "opened_at: expected a date on or after 1950-01-01 (earlier is no date of a "
+        "consumer-credit book: a two-digit year read as a whole year, 25 for 2025, or a "
+        "placeholder such as 1900-01-01?), got "
+    )
+    assert _reasons(outcome) == {0: words + "'19/02/25'", 1: words + "'01/01/1900'"}
+    # a Parquet timestamp too (a placeholder of the lender's system)
+    frame = tiny_statements().with_columns(
+        pl.when(pl.int_range(pl.len()) == 2)
+        .then(pl.lit(datetime(1, 1, 1)))
+        .otherwise(pl.col("known_at"))
+        .alias("known_at")
+    )
+    outcome = validate_table(_raw(frame), STATEMENTS, ["s.parquet"], dates=DateSettings())
+    assert list(_reasons(outcome)) == [2]
+    assert _reasons(outcome)[2].startswith("known_at: expected a timestamp on or after 1950-01-01")
 
 
 def test_the_extract_day_ends_at_midnight_and_future_promises_and_plan_ends_are_allowed():
