@@ -189,8 +189,10 @@ def _cast_expression(name: str, source: pl.DataType, target: pl.DataType) -> pl.
             as_float = column.cast(pl.Float64, strict=False)
             return pl.when(as_float == as_float.floor()).then(as_float).cast(target, strict=False)
         return column.cast(target, strict=False)
-    if source.is_float() and target.is_integer():
-        return pl.when(column == column.floor()).then(column).cast(target, strict=False)
+    if (source.is_float() or source.is_decimal()) and target.is_integer():
+        # 15.0 is a whole number, 15.5 is not (a cast would cut it to 15)
+        as_float = column.cast(pl.Float64)
+        return pl.when(as_float == as_float.floor()).then(column).cast(target, strict=False)
     return column.cast(target, strict=False)
 
 

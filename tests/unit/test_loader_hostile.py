@@ -212,3 +212,41 @@ def test_a_model_path_that_is_no_model_folder_says_so_without_naming_the_store(
     message = str(raised.value)
     assert message.startswith(f"cannot load model {str(logged)!r}: ")
     assert "sqlite" not in message
+
+
+def test_a_fractional_dpd_stored_as_a_parquet_decimal_is_rejected_not_cut(tmp_path: Path) -> None:
+    """A Decimal column was cast to a whole number by cutting: 15.5 days past due was read as
+    15, accepted; the same value as text or as a float is rejected."""
+    folder = _folder(tmp_path)
+    (folder / "statements.csv").unlink()
+    statements = tiny_statements().with_columns(
+        pl.when(pl.int_range(pl.len()) == 1)  # A1's second statement
+        .then(pl.lit(15.5))
+        .otherwise(pl.col("dpd").cast(pl.Float64))
+        .cast(pl.Decimal(10, 1))
+        .alias("dpd")
+    )
+    statements.write_parquet(folder / "statements.parquet")
+    loaded = validate_portfolio(folder)
+    (report,) = [table for table in loaded.report.tables if table.table == "statements"]
+    assert ("dpd: expected a whole number", 1) in report.top_reasons
+    assert report.rows_rejected == 3  # A1's history is set aside whole
+    # the whole values of the same Decimal column are read as they are
+    assert loaded.statements["dpd"].to_list() == [0, 15, 45, 0, 15, 45]
+
+
+def test_an_id_column_stored_as_floats_is_a_file_error(tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+    (folder / "accounts.csv").unlink()
+    accounts = tiny_accounts().with_columns(
+        pl.Series("account_id", [1.0, 2.0, 3.0]), pl.Series("borrower_id", ["B1", "B2", "B3"])
+    )
+    accounts.write_parquet(folder / "accounts.parquet")
+    errors = validate_portfolio(folder).report.file_errors
+    assert errors == (
+        f"{folder / 'accounts.parquet'}: column account_id is stored as Float64, a "
+        "floating-point number, but the contract's account_id is text: a float cannot hold an "
+        "id or a code exactly (123 would read as '123.0', and digits past the 15th are lost, "
+        "so ids would no longer match the lender's); write the column as text, or as whole "
+        "numbers",
+    )
