@@ -506,8 +506,9 @@ def validate_table(
             candidates = _without(candidates, incomplete)
 
     if table.history and table.dated_by is not None and candidates.height:
-        # a month missing from the extract itself: the same wrong history as a rejected row
-        skipped = _skipped_months(candidates, table.dated_by, table.name)
+        # a month missing from the extract itself: the same wrong history as a rejected row;
+        # a month held twice: counted twice
+        skipped = _skipped_months(candidates, table)
         if skipped.height:
             rejects.append(_reject_rows(skipped, "reason", table, files))
             candidates = _without(candidates, skipped)
@@ -564,50 +565,98 @@ def _incomplete_histories(
     return candidates.join(first, on="account_id", how="inner", maintain_order="left")
 
 
-def _skipped_months(candidates: pl.DataFrame, column: str, table_name: str) -> pl.DataFrame:
-    """The rows of accounts whose rows (dated by ``column``) skip a calendar month between
-    their first and their last, with a ``reason`` naming the first month missing and the rows
-    around it: a statement the extract does not hold is a gap as a rejected one is.
+def _skipped_months(candidates: pl.DataFrame, table: TableContract) -> pl.DataFrame:
+    """The rows of accounts whose rows (dated by the table's ``dated_by``) skip a calendar
+    month between their first and their last, or hold one row twice in a month under two
+    dates, with a ``reason`` naming the month and the rows around it: a statement the extract
+    does not hold is a gap as a rejected one is, and a statement sent again with a shifted date
+    (its key differs, its figures do not) would be counted twice by every feature counting
+    months. Two statements of one month with different figures (a cycle day moved) are kept.
 
-    Found from each account's first and last month and its number of distinct months (one
-    aggregation, no sort); only the accounts found are sorted to name the month."""
+    Found from each account's first and last month, its number of distinct months and of
+    rows (one aggregation, no sort); only the accounts found are sorted to name the month."""
+    column = table.dated_by
+    assert column is not None
     dated = pl.col(column)
     if candidates.schema[column] != pl.Date():
         dated = dated.dt.date()
     month = month_index(dated).alias("_m")
-    gapped = (
+    counts = (
         candidates.lazy()
         .select("account_id", month)
         .group_by("account_id")
-        .agg((pl.col("_m").max() - pl.col("_m").min() + 1 > pl.col("_m").n_unique()).alias("_gap"))
-        .filter("_gap")
-        .select("account_id")
+        .agg(
+            (pl.col("_m").max() - pl.col("_m").min() + 1 > pl.col("_m").n_unique()).alias("_gap"),
+            (pl.len() > pl.col("_m").n_unique()).alias("_doubled"),
+        )
+        .filter(pl.col("_gap") | pl.col("_doubled"))
         .collect()
     )
-    if not gapped.height:
+    # of the accounts with two rows in a month, those whose two rows are one under two dates
+    figures = [
+        name
+        for name, dtype in table.dtypes.items()
+        if name != "account_id" and not is_temporal(dtype)
+    ]
+    doubled = counts.filter(~pl.col("_gap") & pl.col("_doubled")).select("account_id")
+    copied = (
+        doubled
+        if doubled.is_empty()
+        else (
+            candidates.join(doubled, on="account_id")
+            .group_by("account_id", month, *figures)
+            .agg(pl.len().alias("_n"))
+            .filter(pl.col("_n") > 1)
+            .select("account_id")
+            .unique()
+        )
+    )
+    irregular = pl.concat([counts.filter("_gap").select("account_id"), copied])
+    if not irregular.height:
         return candidates.clear().with_columns(pl.lit(None, dtype=pl.String).alias("reason"))
-    first_gap = (
-        candidates.select("account_id", dated.alias("_dated"))
-        .join(gapped, on="account_id")
+    step = month_index("_dated") - month_index("_before")
+    same = pl.all_horizontal(pl.col(name).eq_missing(pl.col(f"_{name}")) for name in figures)
+    first = (
+        candidates.select("account_id", *figures, dated.alias("_dated"))
+        .join(irregular, on="account_id")
         .sort("account_id", "_dated")
-        .with_columns(pl.col("_dated").shift(1).over("account_id").alias("_before"))
-        .filter(month_index("_dated") - month_index("_before") > 1)
+        .with_columns(
+            pl.col(name).shift(1).over("account_id").alias(f"_{name}")
+            for name in ["_dated", *figures]
+        )
+        .rename({"__dated": "_before"})
+        .filter((step > 1) | ((step == 0) & same))
         .group_by("account_id", maintain_order=True)
         .first()
         .select(
             "account_id",
-            pl.format(
-                f"{INCOMPLETE_HISTORY_REASON}: the account's {table_name} skip a month (one a "
-                f"month is expected from its first to its last {column}), so all of them are "
-                "set aside and the account is neither scored nor trained on with a gap in its "
-                "history, got '{} missing between {} and {}'",
-                (pl.col("_before").dt.offset_by("1mo")).dt.strftime("%Y-%m"),
-                pl.col("_before"),
-                pl.col("_dated"),
-            ).alias("reason"),
+            pl.when(step == 0)
+            .then(
+                pl.format(
+                    f"{table.name} twice in a month: the account's {table.name} hold the same "
+                    f"figures under two {column} dates in one calendar month (one sent again "
+                    "with a shifted date would be counted twice, so all of them are set aside "
+                    "and the account is neither scored nor trained on with a doubled month), "
+                    "got '{} and {}'",
+                    pl.col("_before"),
+                    pl.col("_dated"),
+                )
+            )
+            .otherwise(
+                pl.format(
+                    f"{INCOMPLETE_HISTORY_REASON}: the account's {table.name} skip a month (one "
+                    f"a month is expected from its first to its last {column}), so all of them "
+                    "are set aside and the account is neither scored nor trained on with a gap "
+                    "in its history, got '{} missing between {} and {}'",
+                    (pl.col("_before").dt.offset_by("1mo")).dt.strftime("%Y-%m"),
+                    pl.col("_before"),
+                    pl.col("_dated"),
+                )
+            )
+            .alias("reason"),
         )
     )
-    return candidates.join(first_gap, on="account_id", how="inner", maintain_order="left")
+    return candidates.join(first, on="account_id", how="inner", maintain_order="left")
 
 
 def _before_opening(candidates: pl.DataFrame, column: str, opened_at: pl.DataFrame) -> pl.DataFrame:

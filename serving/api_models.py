@@ -226,6 +226,24 @@ class AccountHistory(_Row):
         return self
 
     @model_validator(mode="after")
+    def _no_statement_twice(self) -> AccountHistory:
+        """The batch's rule: the same figures under two cycle_end dates of one calendar month
+        are one statement sent twice, which every feature counting months would count twice."""
+        seen: dict[tuple, date] = {}
+        for statement in sorted(self.statements, key=lambda s: s.cycle_end):
+            day = statement.cycle_end
+            figures = statement.model_dump(exclude={"cycle_end", "known_at"})
+            key = (day.year, day.month, *sorted(figures.items()))
+            if key in seen:
+                raise ValueError(
+                    f"statements: the same figures under two cycle_end dates in {day:%Y-%m} "
+                    f"({seen[key]} and {day}): one statement sent again with a shifted date "
+                    "would be counted twice"
+                )
+            seen[key] = day
+        return self
+
+    @model_validator(mode="after")
     def _nothing_before_opening(self) -> AccountHistory:
         """The batch's rule (``TableContract.dated_by``): no row is dated before its account
         opened; the same declaration names the column compared in each table."""

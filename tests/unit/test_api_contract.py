@@ -495,3 +495,27 @@ def test_a_promise_without_its_amount_or_date_is_refused_by_both(missing):
         })]}
     )  # fmt: skip
     assert _contract_rejects(unchecked) == {"collection_actions": [PROMISE_RULE]}
+
+
+def test_a_statement_sent_twice_with_a_shifted_date_is_refused_by_both():
+    """The same figures under two cycle_end dates of one month: the batch sets the account's
+    statements aside (features/validation.py), the service refuses the request; the same month
+    with other figures (a cycle day moved) passes both."""
+    day = {**STATEMENT, "cycle_end": "2025-01-28", "known_at": "2025-01-28T23:00:00"}
+    shifted = {**day, "cycle_end": "2025-01-27", "known_at": "2025-01-27T23:00:00"}
+    whole = {**ACCOUNT, "opened_at": "2024-01-01", "statements": [day, STATEMENT],
+             "collection_actions": [], "treatments": []}  # fmt: skip
+    assert _api_accepts(AccountHistory, whole)
+    twice = {**whole, "statements": [day, shifted, STATEMENT]}
+    with pytest.raises(ValidationError, match=r"the same figures under two cycle_end dates in "
+                       r"2025-01 \(2025-01-27 and 2025-01-28\)"):  # fmt: skip
+        AccountHistory.model_validate(twice)
+    valid = AccountHistory.model_validate(whole)
+    copy = valid.statements[0].model_copy(update={"cycle_end": date(2025, 1, 27)})
+    rejects = _contract_rejects(valid.model_copy(update={"statements": [*valid.statements, copy]}))
+    assert list(rejects) == ["statements"] and len(rejects["statements"]) == 3, rejects
+    assert all(r.startswith("statements twice in a month") for r in rejects["statements"])
+    moved = {**shifted, "amount_due": shifted["amount_due"] + 1}
+    other = {**whole, "statements": [day, moved, STATEMENT]}
+    assert _api_accepts(AccountHistory, other)
+    assert _contract_rejects(AccountHistory.model_validate(other)) == {}

@@ -188,9 +188,9 @@ def test_two_stray_quotes_that_swallow_whole_rows_refuse_the_file(
     notes = ["note"] + ["ok"] * (len(lines) - 1)
     notes[3], notes[6] = '"12 inch TV', 'remark"'  # lines 4 and 7 of the file
     if note_first:
-        lines = [f"{key},{note},{rest}" for (key, rest), note in zip(rows, notes)]
+        lines = [f"{key},{note},{rest}" for (key, rest), note in zip(rows, notes, strict=True)]
     else:
-        lines = [f"{line},{note}" for line, note in zip(lines, notes)]
+        lines = [f"{line},{note}" for line, note in zip(lines, notes, strict=True)]
     _write(path, lines)
     error = _only_error(folder)
     assert error.startswith(

@@ -381,3 +381,34 @@ def test_a_month_skipped_is_found_even_beside_a_month_with_two_statements():
         and r.endswith("got '2024-02 missing between 2024-01-28 and 2024-03-20'")
         for r in reasons
     ), reasons
+
+
+def test_a_statement_sent_again_with_a_shifted_date_sets_the_account_aside():
+    """Its key differs (cycle_end a day earlier) and no month is skipped, so it passed, and
+    every feature counting months counted it twice (months delinquent in 12: 3 -> 6)."""
+    frame = tiny_statements().filter(pl.col("account_id") != "A3")
+    again = frame.filter(pl.col("account_id") == "A1").with_columns(
+        pl.col("cycle_end") - pl.duration(days=1)
+    )
+    outcome = validate_table(_raw(pl.concat([frame, again])), STATEMENTS_WHOLE, ["s.parquet"])
+    assert outcome.accepted["account_id"].to_list() == ["A2"] * 3
+    reasons = outcome.rejects["reasons"].to_list()
+    assert len(reasons) == 6  # A1's three statements and their three copies
+    assert set(reasons) == {
+        "statements twice in a month: the account's statements hold the same figures under "
+        "two cycle_end dates in one calendar month (one sent again with a shifted date would "
+        "be counted twice, so all of them are set aside and the account is neither scored nor "
+        "trained on with a doubled month), got '2024-01-19 and 2024-01-20'"
+    }
+
+
+def test_two_statements_of_a_month_with_other_figures_are_kept():
+    """A cycle day moved: two statements in January, each its own cycle."""
+    frame = tiny_statements().filter(pl.col("account_id") == "A1")
+    moved = frame.head(1).with_columns(
+        pl.lit(date(2024, 1, 30)).alias("cycle_end"),
+        pl.lit(datetime(2024, 2, 1)).alias("known_at"),
+        pl.lit(120.0).alias("amount_due"),
+    )
+    outcome = validate_table(_raw(pl.concat([frame, moved])), STATEMENTS_WHOLE, ["s.parquet"])
+    assert outcome.rows_rejected == 0 and outcome.rows_accepted == 4
