@@ -99,6 +99,11 @@ def run(args: argparse.Namespace) -> int:
     manifest, scored = read_scores(args.scores)
     policy_simulation = None
     if args.policy_simulation is not None:
+        if (
+            args.policy_simulation.name == POLICY_SIMULATION_JSON
+            and args.policy_simulation.is_file()
+        ):
+            args.policy_simulation = args.policy_simulation.parent  # the file given: its folder
         policy_simulation = read_policy_simulation(args.policy_simulation)
         if policy_simulation.get("as_of") != manifest["as_of"]:
             raise UserError(

@@ -52,7 +52,8 @@ img{max-width:100%;height:auto}figure{margin:1em 0}figcaption{color:#5a6878;font
 """
 
 # Sorting and filtering of a data_table: the rows come from the page's own JSON, nothing is
-# fetched. Opened with ``#selftest`` in the address, the page checks its own tables (sort both
+# fetched. The text box filters on what a row shows ("84.5%", "12,345"), not on the stored
+# values ("0.8451", 12345.2). Opened with ``#selftest`` in the address, the page checks its own tables (sort both
 # ways, filter, clear) and writes the verdict to ``<body data-selftest=...>`` for the
 # headless-browser test.
 TABLE_SCRIPT = """
@@ -67,7 +68,9 @@ function setup(t){
   var q=text.value.toLowerCase(),s=pick.value;
   view=data.filter(function(r){
    if(s&&r[cols.segment]!==s)return false;
-   return !q||r.some(function(v){return cell(v).toLowerCase().indexOf(q)>=0;});});
+   return !q||r.some(function(v,i){var f=cols.formats[i],
+    d=(f==='pct'||f==='int')?cols.display[i](v):cell(v);
+    return d.toLowerCase().indexOf(q)>=0;});});
   if(key>=0)view.sort(function(a,b){var x=a[key],y=b[key];
    var c=(typeof x==='number'&&typeof y==='number')?x-y:cell(x).localeCompare(cell(y));
    return asc?c:-c;});

@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -360,6 +361,13 @@ def _short(value: Any) -> Any:
     return value
 
 
+def _zh_interval(stats: Mapping[str, float]) -> str:
+    """A difference in CNY with its 95 % interval, in Chinese (see :func:`_interval_text`)."""
+    return (
+        f"{stats['mean']:+,.0f}元（95%置信区间{stats['ci_low']:+,.0f}至{stats['ci_high']:+,.0f}元）"
+    )
+
+
 def _interval_text(stats: Mapping[str, float], percent: bool = False) -> str:
     if percent:
         return (
@@ -517,6 +525,45 @@ STEP_NAMES: dict[str, tuple[str, str]] = {
         "校准(模型分数到校准概率)",
     ),
 }
+# The policy's treatments (conf/policy.yaml, docs/policy_candidates_v4.yaml) by name: the page
+# shows these, the code only where a reader looks it up in the policy file.
+TREATMENT_NAMES: dict[str, tuple[str, str]] = {
+    "standard_queue": ("standard collection", "常规催收"),
+    "queue_hardship_waiver": (
+        "standard collection + hardship review (interest waiver)",
+        "常规催收+困难审核（减免利息）",
+    ),
+    "queue_hardship_grace": (
+        "standard collection + hardship review (grace period)",
+        "常规催收+困难审核（宽限期）",
+    ),
+    "hardship_review_waiver": ("hardship review (interest waiver)", "困难审核（减免利息）"),
+    "hardship_review_grace": ("hardship review (grace period)", "困难审核（宽限期）"),
+    "hardship_waiver_restructure": (
+        "interest waiver and restructure offer",
+        "减免利息并提供重组方案",
+    ),
+    "hardship_support": (
+        "hardship support (call, grace, restructure)",
+        "困难帮扶（电话、宽限、重组）",
+    ),
+    "reminder_only": ("reminders only", "仅提醒"),
+    "reminder_then_call": ("reminder, then calls", "先提醒后电话"),
+    "first_delinquency_relief": (
+        "first-delinquency relief (interest-free extension)",
+        "首次逾期纾困（免息展期）",
+    ),
+    "seasonal_grace": ("seasonal grace period", "季节性宽限"),
+    "intensive_calls": ("intensive agent calls", "密集人工电话"),
+    "escalate_agency": ("call, then collection agency", "电话后转外部催收机构"),
+    "skip_trace": ("locate the borrower (skip trace)", "查找失联借款人"),
+    "visit_then_legal": ("field visit, then legal action", "上门拜访后转法律程序"),
+    "agency_then_legal": ("collection agency, then legal action", "外部催收机构后转法律程序"),
+    "first_delinquency_extension": ("interest-free extension", "免息展期"),
+    "grace_period": ("grace period", "宽限期"),
+    "interest_waiver": ("interest waiver", "减免利息"),
+    "restructure": ("restructure offer", "重组方案"),
+}
 # Features that restate one fact: the account's days past due now and at its worst. A page
 # shows them as one reason.
 DPD_FEATURES = ("dpd_current", "dpd_max_3m", "dpd_max_6m", "dpd_max_12m")
@@ -525,6 +572,30 @@ DPD_FEATURES = ("dpd_current", "dpd_max_3m", "dpd_max_6m", "dpd_max_12m")
 def _words(table: Mapping[str, tuple[str, str]], key: str) -> tuple[str, str]:
     """(English, Chinese) words of ``key``; the key itself in both when it has none yet."""
     return table.get(key, (key.replace("_", " "), key))
+
+
+def _name(table: Mapping[str, tuple[str, str]], key: str) -> str:
+    """``key`` by its name in English and Chinese, ``"cash loan 现金贷"``: what a cell or a
+    sentence shows instead of the code."""
+    en, zh = _words(table, key)
+    return en if en == zh else zh_punctuation(f"{en} {zh}")
+
+
+# A code shown beside its name, small and grey, where a reader looks it up in a config file
+# (a segment in conf/segments.yaml, a treatment in conf/policy.yaml, a compliance rule): table
+# cells are escaped text, so the code travels between these two marks and the finished page
+# turns it into <code class="note"> (:func:`finish_page`).
+CODE_MARKS = ("\ue000", "\ue001")
+
+
+def _code(code: str) -> str:
+    """``code`` marked to be shown small and grey (see :data:`CODE_MARKS`)."""
+    return f"{CODE_MARKS[0]}{code}{CODE_MARKS[1]}"
+
+
+def _named_code(table: Mapping[str, tuple[str, str]], key: str) -> str:
+    """``key``'s name in English and Chinese with the code itself small and grey after it."""
+    return f"{_name(table, key)} {_code(key)}"
 
 
 def _number(value: Any) -> str:
@@ -728,6 +799,210 @@ def grouped_reasons(
 
 
 # --------------------------------------------------------------------------------------------
+# Chinese punctuation, column headers in both languages, the finished page
+# --------------------------------------------------------------------------------------------
+# a Chinese character or a full-width punctuation mark
+_ZH_CHARACTER = re.compile(r"[\u3000-\u303f\u3400-\u9fff\uf900-\ufaff\uff00-\uffef]")
+ZH_PUNCTUATION = {",": "，", ":": "：", ";": "；", "?": "？", "(": "（", ")": "）", ".": "。"}
+
+
+def zh_punctuation(text: str) -> str:
+    """``text`` with full-width punctuation wherever it is Chinese: an ASCII ``, : ; ?`` next
+    to a Chinese character becomes ``，：；？`` (the spaces after it dropped), a pair of
+    parentheses with a Chinese character on either side of either of them becomes ``（）``
+    and a full stop after a Chinese character that ends a sentence ``。``. English text and
+    figures are left alone: ``1,109``, ``[+281,251, +899,876]``, ``10:00``, ``(95 % CI ...)``.
+
+    The one place the page's Chinese gets its punctuation: the page's words, the registry's
+    descriptions and reasons alike (:func:`finish_page`, :func:`account_rows`).
+    """
+    chars = list(text)
+
+    def chinese(i: int) -> bool:
+        return 0 <= i < len(chars) and bool(_ZH_CHARACTER.match(chars[i]))
+
+    opened: list[int] = []
+    for i, char in enumerate(chars):
+        if char == "(":
+            opened.append(i)
+        elif char == ")" and opened:
+            j = opened.pop()
+            if chinese(j - 1) or chinese(j + 1) or chinese(i - 1) or chinese(i + 1):
+                chars[j], chars[i] = ZH_PUNCTUATION["("], ZH_PUNCTUATION[")"]
+    for i, char in enumerate(chars):
+        if char in (",", ":", ";", "?") and (chinese(i - 1) or chinese(i + 1)):
+            chars[i] = ZH_PUNCTUATION[char]
+        elif char == "." and chinese(i - 1) and (i + 1 == len(chars) or chars[i + 1].isspace()):
+            chars[i] = ZH_PUNCTUATION["."]
+        else:
+            continue
+        k = i + 1  # no space between full-width punctuation and the Chinese text after it
+        while k < len(chars) and chars[k] == " ":
+            k += 1
+        if k > i + 1 and chinese(k):
+            chars[i + 1 : k] = [""] * (k - i - 1)
+    return "".join(chars)
+
+
+# the simulation's metric labels (rollrisk.reports.policy_simulation.LABELS) in Chinese
+METRIC_LABELS_ZH: dict[str, str] = {
+    "book value (CNY)": "账面价值（元）",
+    "cash collected (CNY)": "现金回收（元）",
+    "action and treatment cost (CNY)": "催收动作与处置成本（元）",
+    "agency commission (CNY)": "外部催收佣金（元）",
+    "net recovery (CNY)": "净回收（元）",
+    "balance open at the end (CNY)": "期末未结余额（元）",
+    "value of the open balance (CNY)": "未结余额的估值（元）",
+    "fees waived (CNY, already in the book value)": "减免费用（元，已计入账面价值）",
+    "dues deferred (CNY, still owed)": "延期应还款（元，仍需偿还）",
+    "restructure plans broken": "违约的重组分期",
+    "balance on restructure plans at the end (CNY)": "期末重组分期余额（元）",
+    "roll-to-default rate (accounts)": "滚动至违约率（按账户）",
+    "roll-to-default rate (balance-weighted)": "滚动至违约率（按余额加权）",
+    "contacts made": "联系次数",
+    "agency assignments": "委外次数",
+    "legal filings": "法律诉讼数",
+    "disputes (complaint proxy)": "异议（投诉指标）",
+    "pressure contacts on capacity shocks": "对还款能力受冲击者的施压联系",
+    "treatments granted": "给予的纾困措施",
+    "treatment offers refused": "被拒绝的纾困方案",
+    "compliance blocks": "合规拦截",
+    "agent calls made": "人工外呼次数",
+    "field visits made": "上门拜访次数",
+    "agent calls dropped for capacity": "因人力上限未拨打的人工外呼",
+    "field visits dropped for capacity": "因人力上限未进行的上门拜访",
+}
+
+
+# what the page's tables call their columns in Chinese (a column named with Chinese already,
+# "原因", "方案", is left as it is)
+COLUMN_ZH: dict[str, str] = {
+    "segment": "客群",
+    "accounts": "账户数",
+    "share": "占比",
+    "exposure (CNY)": "风险敞口（元）",
+    "expected loss (CNY)": "预期损失（元）",
+    "mean probability": "平均违约概率",
+    "treatment": "处置",
+    "ladder (English)": "处置阶梯（英文）",
+    "ladder (Chinese)": "处置阶梯（中文）",
+    "arm": "方案",
+    "vs baseline (CNY)": "相对基准（元）",
+    "shipped policy minus this arm, 95 % CI over accounts and seeds (CNY)": (
+        "拟上线策略减去该方案，按账户和种子的95%置信区间（元）"
+    ),
+    "true driver (simulator)": "真实逾期原因（模拟器）",
+    "policy - baseline": "策略 - 基准",
+    "oracle - baseline": "理想参照 - 基准",
+    "value captured": "价值捕获率",
+    "compliance rule": "合规规则",
+    "what it requires (English)": "规则要求（英文）",
+    "what it requires (Chinese)": "规则要求（中文）",
+    "actions removed": "被移除的动作数",
+    "share of segment": "占客群比例",
+    "removed": "被移除的动作",
+    "example reason (the rule's own words)": "示例原因（规则原文）",
+    "what it does (English)": "处置内容（英文）",
+    "what it does (Chinese)": "处置内容（中文）",
+    "decisions": "决策数",
+    "book value per decision (CNY)": "每次决策的账面价值（元）",
+    "gap to the control per decision (CNY) [95 % CI]": "每次决策相对对照组的差额（元）[95%置信区间]",
+    "95 % CI": "95%置信区间",
+    "rule": "规则",
+    "when (English)": "条件（英文）",
+    "when (Chinese)": "条件（中文）",
+    "the data suggests (English)": "建议处置（英文）",
+    "the data suggests (Chinese)": "建议处置（中文）",
+    "est. gain per decision (CNY)": "每次决策的估计收益（元）",
+    "gain's lower bound (CNY)": "收益下界（元）",
+    "decisions learnt from": "学习所用决策数",
+    "accounts today": "今日账户数",
+    "low": "低",
+    "medium": "中",
+    "high": "高",
+    "total": "合计",
+    "all": "合计",
+    "action": "处置动作",
+    "planned (after compliance)": "计划数（合规后）",
+    "removed by compliance": "被合规移除",
+    "reason": "原因",
+    "as first reason": "作为首要原因",
+    "step": "步骤",
+    "from": "起点",
+    "to": "终点",
+    "change (pp)": "变化（百分点）",
+    "risk band": "风险等级",
+    "predicted": "预测违约率",
+    "realised": "实际违约率",
+    "realised, 95 % CI low": "实际违约率95%区间下限",
+    "realised, 95 % CI high": "实际违约率95%区间上限",
+    "true driver": "真实逾期原因",
+    "metric": "指标",
+    "shipped policy (model-driven)": "拟上线策略（模型驱动）",
+    "tiered baseline": "分层催收基准",
+    "difference [95 % CI, seeds only]": "差额[95%置信区间，仅随机种子]",
+    "DPD": "逾期天数",
+    "probability": "违约概率",
+    "account": "账户",
+    "bucket": "逾期阶段",
+    "product": "产品",
+    "reason (English)": "原因（英文）",
+    "reason (Chinese)": "原因（中文）",
+    "low risk (CNY)": "低风险（元）",
+    "medium risk (CNY)": "中风险（元）",
+    "high risk (CNY)": "高风险（元）",
+    "total (CNY)": "合计（元）",
+}
+
+
+def bilingual_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every column named in English and Chinese (:data:`COLUMN_ZH`): a name
+    that already holds Chinese stays, one without a Chinese name gets its English twice (a
+    test finds it)."""
+    return frame.rename(
+        columns=lambda c: str(c) if _ZH_CHARACTER.search(str(c)) else _column(str(c))
+    )
+
+
+def _column(english: str) -> str:
+    zh = COLUMN_ZH.get(english) or METRIC_LABELS_ZH.get(english)
+    return f"{english} {zh}" if zh else english
+
+
+def _table(section: Section, frame: pd.DataFrame, formats: Mapping[str, str] | None = None) -> None:
+    """``frame`` as a table of ``section`` whose column headers read in both languages."""
+    formats = {
+        _column(k) if not _ZH_CHARACTER.search(k) else k: v for k, v in (formats or {}).items()
+    }
+    section.table(bilingual_columns(frame), formats)
+
+
+def _say(section: Section, en: str, zh: str, *, note: bool = False) -> None:
+    """One statement in English and then in Chinese (the page's pattern: a paragraph each)."""
+    en_css, zh_css = ("note", "note zh") if note else ("", "zh")
+    section.raw(
+        (f'<p class="{en_css}">' if en_css else "<p>")
+        + f'{escape(en)}</p><p class="{zh_css}">{escape(zh)}</p>'
+    )
+
+
+_MARKUP = re.compile(r"(<script\b.*?</script>|<style\b.*?</style>|<[^>]*>|&[#\w]+;)", re.S)
+
+
+def finish_page(page: str) -> str:
+    """The rendered page with its Chinese punctuation made full-width in every piece of text
+    (:func:`zh_punctuation`; markup, scripts and entities left alone), the marked codes shown
+    small and grey (:data:`CODE_MARKS`)."""
+    parts = _MARKUP.split(page)
+    page = "".join(p if i % 2 else zh_punctuation(p) for i, p in enumerate(parts))
+    return re.sub(
+        f"{CODE_MARKS[0]}([^{CODE_MARKS[1]}]*){CODE_MARKS[1]}",
+        r'<code class="note">\1</code>',
+        page,
+    )
+
+
+# --------------------------------------------------------------------------------------------
 # Probability waterfalls, the losing segments, the account list, the headline
 # --------------------------------------------------------------------------------------------
 def _sigmoid(x: float) -> float:
@@ -822,21 +1097,23 @@ def compliance_removals(scored: pl.DataFrame) -> pd.DataFrame:
 
 
 ACCOUNT_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("account", "text"),
-    ("segment", "text"),
-    ("bucket", "text"),
-    ("DPD", "int"),
-    ("probability", "pct"),
-    ("exposure (CNY)", "int"),
-    ("expected loss (CNY)", "int"),
-    ("treatment", "text"),
-    ("removed by compliance", "text"),
-    ("product", "text"),
-    ("reasons", "long"),
-    ("原因", "long"),
+    ("account 账户", "text"),
+    ("segment 客群", "text"),
+    ("bucket 逾期阶段", "text"),
+    ("DPD 逾期天数", "int"),
+    ("probability 违约概率", "pct"),
+    ("exposure (CNY) 风险敞口（元）", "int"),
+    ("expected loss (CNY) 预期损失（元）", "int"),
+    ("treatment 处置", "text"),
+    ("removed by compliance 被合规移除", "long"),
+    ("product 产品", "text"),
+    ("reasons (English) 原因（英文）", "long"),
+    ("reasons (Chinese) 原因（中文）", "long"),
 )
 """The account list's columns, what a collections lead reads first on the left (the long
-reason texts last, so that the figures are not pushed out of a narrow window)."""
+reason texts last, so that the figures are not pushed out of a narrow window). Segments,
+treatments, compliance rules and products are shown by name (English and Chinese), which is
+also what the list's filter searches."""
 
 
 def account_rows(
@@ -851,17 +1128,15 @@ def account_rows(
         removed = sorted(
             {c.get("rule", "?") for c in json.loads(row["trail"]) if c.get("change") == "removed"}
         )
-        values = {
-            "account": row["account_id"], "segment": row["segment"],
-            "bucket": row["start_bucket"], "DPD": int(row["dpd"]),
-            "probability": round(float(row["probability"]), 4),
-            "exposure (CNY)": round(float(row["exposure"]), 2),
-            "expected loss (CNY)": round(float(row["expected_loss"]), 2),
-            "treatment": row["treatment"], "removed by compliance": ", ".join(removed),
-            "product": row["product"],
-            "reasons": "; ".join(r[0] for r in reasons), "原因": "；".join(r[1] for r in reasons),
-        }  # fmt: skip
-        out.append([values[name] for name, _ in ACCOUNT_COLUMNS])
+        out.append([
+            row["account_id"], _name(SEGMENT_NAMES, row["segment"]), row["start_bucket"],
+            int(row["dpd"]), round(float(row["probability"]), 4),
+            round(float(row["exposure"]), 2), round(float(row["expected_loss"]), 2),
+            _name(TREATMENT_NAMES, row["treatment"]),
+            "; ".join(_name(COMPLIANCE_NAMES, rule) for rule in removed),
+            _name(PRODUCT_NAMES, row["product"]),
+            "; ".join(r[0] for r in reasons), zh_punctuation("；".join(r[1] for r in reasons)),
+        ])  # fmt: skip
     return out, scored.height
 
 
@@ -952,6 +1227,12 @@ REFERENCE_NAMES: dict[str, tuple[str, str]] = {
 }
 
 
+METRIC_ZH: dict[str, tuple[str, str]] = {
+    "book_value": ("book value", "账面价值"),
+    "net_recovery": ("net recovery", "净回收"),
+}
+
+
 def headline_metric(result: Mapping[str, Any]) -> str:
     """The metric the simulation headlines: ``book_value`` when it reports one, else today's
     ``net_recovery`` (three months of cash)."""
@@ -969,15 +1250,26 @@ def _headline(section: Section, result: Mapping[str, Any]) -> list[tuple[str, st
             f"{result['months']} months ({result['accounts']:,} accounts, "
             f"{len(result['seeds'])} simulation seeds)."
         )
+        section.raw(
+            '<p class="zh">'
+            + escape(
+                f"拟上线策略相对分层催收基准的净回收：{_zh_interval(u)}，"
+                f"{result['months']}个月（{result['accounts']:,}个账户，{len(result['seeds'])}个随机种子）。"
+            )
+            + "</p>"
+        )
         if boot:
-            section.text(
-                "Resampling the accounts as well as the seeds: " + _interval_text(boot) + " CNY."
+            _say(
+                section,
+                "Resampling the accounts as well as the seeds: " + _interval_text(boot) + " CNY.",
+                "同时对账户和随机种子重抽样：" + _zh_interval(boot) + "。",
             )
         section.raw(
             '<div class="box warn">This simulation reports net cash only, not book value '
             "(balance left open at the end is not valued) and has no references (oracle, "
             "segment-blind). Re-run rollrisk simulate-policy with a version that reports "
-            "them.</div>"
+            'them.<p class="zh">此模拟只报告净现金，没有账面价值（期末未结余额未估值），也没有参照方案'
+            "（理想参照、不分客群）。请用能报告这些内容的版本重新运行 rollrisk simulate-policy。</p></div>"
         )
         return [("uplift, net recovery (CNY) 净回收差额(元)", f"{u['mean']:+,.0f}")]
     uplift = headline["uplift"]
@@ -987,6 +1279,19 @@ def _headline(section: Section, result: Mapping[str, Any]) -> list[tuple[str, st
         f"{headline['baseline_tiered']:,.0f} CNY; difference {_interval_text(uplift)} CNY** "
         f"(interval resamples accounts and simulation seeds together), over "
         f"{result['months']} months, {result['accounts']:,} accounts."
+    )
+    section.raw(
+        '<p class="zh"><strong>'
+        + escape(
+            f"账面价值：拟上线策略{headline['model_driven']:,.0f}元，分层催收基准"
+            f"{headline['baseline_tiered']:,.0f}元；差额{_zh_interval(uplift)}"
+        )
+        + "</strong>"
+        + escape(
+            f"（区间同时对账户和模拟随机种子重抽样），{result['months']}个月，"
+            f"{result['accounts']:,}个账户。"
+        )
+        + "</p>"
     )
     verdict_en, verdict_zh = _verdict(uplift, result)
     section.raw(
@@ -1003,19 +1308,27 @@ def _headline(section: Section, result: Mapping[str, Any]) -> list[tuple[str, st
         "我司实验(见下方相应章节，若已提供)：策略全面上线前，应先作为实验组进行试点。</p></div>"
     )
     if monte_carlo:
-        section.note(
+        _say(
+            section,
             "Simulation noise alone (Monte Carlo t-interval over seeds, accounts held fixed): "
             + _interval_text(monte_carlo)
-            + " CNY. It is narrower because it ignores which accounts happen to be in the book. "
-            "仅含模拟噪声的区间(固定账户、仅对随机种子)更窄，因为它忽略了账户构成本身的偶然性。"
+            + " CNY. It is narrower because it ignores which accounts happen to be in the book.",
+            "仅含模拟噪声的区间（蒙特卡洛t区间，仅对随机种子，账户固定）："
+            + _zh_interval(monte_carlo)
+            + "。它更窄，因为它忽略了账户构成本身的偶然性。",
+            note=True,
         )
     valued = (result.get("valuation") or {}).get("method") or (
         "the value of the balance still open at the end, valued by the simulator's recovery "
         "curve for its bucket"
     )
-    section.note(
+    _say(
+        section,
         "Book value = cash collected - action and treatment costs - agency commission + "
-        f"{valued} (docs/strategies.md, Policy simulation)."
+        f"{valued} (docs/strategies.md, Policy simulation).",
+        "账面价值 = 现金回收 - 催收动作与处置成本 - 外部催收佣金 + 期末仍欠余额的估值"
+        "（估值方法见上句英文；详见 docs/strategies.md 的 Policy simulation 一节）。",
+        note=True,
     )
     tiles = [
         (
@@ -1039,7 +1352,7 @@ def _headline(section: Section, result: Mapping[str, Any]) -> list[tuple[str, st
             (
                 "value of segmentation 客群分层的价值",
                 _ratio_text(segmentation.get("value"))
-                + (" (within noise 在噪声范围内)" if noise else ""),
+                + (", within noise 在噪声范围内" if noise else ""),
             )
         )
     return tiles
@@ -1111,10 +1424,11 @@ def _what_the_policy_does(section: Section, scored: pl.DataFrame, policy: Policy
     top, n = counts.row(0)
     spec = policy.treatments.get(top)
     en_ladder, zh_ladder = ladder_words(spec) if spec else (top, top)
+    en_name, zh_name = _words(TREATMENT_NAMES, top)
     others = scored.height - n
     section.text(
         f"What the policy does: {n:,} of the {scored.height:,} accounts ({n / scored.height:.0%}) "
-        f"get the same treatment, {top.replace('_', ' ')} ({en_ladder}); "
+        f"get the same treatment, {en_name} ({en_ladder}); "
         + (
             f"{others:,} get {counts.height - 1} other treatment"
             f"{'' if counts.height == 2 else 's'}."
@@ -1125,8 +1439,8 @@ def _what_the_policy_does(section: Section, scored: pl.DataFrame, policy: Policy
     section.raw(
         '<p class="zh">'
         + escape(
-            f"本策略的决策：{scored.height:,}个账户中{n:,}个({n / scored.height:.0%})获得同一处置"
-            f"({zh_ladder})；"
+            f"本策略的决策：{scored.height:,}个账户中{n:,}个({n / scored.height:.0%})获得同一处置："
+            f"{zh_name}({zh_ladder})；"
             + (
                 f"其余{others:,}个账户获得另外{counts.height - 1}种处置。"
                 if others
@@ -1280,11 +1594,9 @@ def _references(section: Section, result: Mapping[str, Any]) -> None:
         value = figures.get(metric, {}).get("mean")
         if value is None:
             continue
-        en, zh = _words(REFERENCE_NAMES, name)
         rows.append(
             {
-                "arm": en,
-                "方案": zh,
+                "arm": _name(REFERENCE_NAMES, name),
                 f"{metric.replace('_', ' ')} (CNY)": f"{value:,.0f}",
                 "vs baseline (CNY)": "-"
                 if name == "baseline_tiered"
@@ -1295,8 +1607,12 @@ def _references(section: Section, result: Mapping[str, Any]) -> None:
                 **_constraint_cells(figures),
             }
         )
-    section.text("The same accounts and the same random draws under every reference:")
-    section.table(pd.DataFrame(rows))
+    _say(
+        section,
+        "The same accounts and the same random draws under every reference:",
+        "各参照方案使用相同的账户和相同的随机抽样：",
+    )
+    _table(section, pd.DataFrame(rows))
     same = {
         name: other
         for name, other in (result.get("same_runs") or {}).items()
@@ -1330,19 +1646,25 @@ def _references(section: Section, result: Mapping[str, Any]) -> None:
         )
     captured = result.get("value_captured")
     if captured:
-        section.text(
+        _say(
+            section,
             "Value captured = (shipped policy - baseline) / (oracle - baseline): "
             f"{_ratio_text(captured.get('overall'))} "
             f"({_signed(captured.get('policy_minus_baseline'))} of a possible "
-            f"{_signed(captured.get('oracle_minus_baseline'))})."
+            f"{_signed(captured.get('oracle_minus_baseline'))}).",
+            "价值捕获率 = （拟上线策略 - 基准）/（理想参照 - 基准）："
+            f"{_ratio_text(captured.get('overall'))}"
+            f"（可能的{_signed(captured.get('oracle_minus_baseline'), '元')}中捕获了"
+            f"{_signed(captured.get('policy_minus_baseline'), '元')}）。",
         )
         by_driver = captured.get("by_true_driver") or {}
         if by_driver:
-            section.table(
+            _table(
+                section,
                 pd.DataFrame(
                     [
                         {
-                            "true driver (simulator)": driver,
+                            "true driver (simulator)": _name(DRIVER_NAMES, driver),
                             "accounts": f"{row['accounts']:,}",
                             "policy - baseline": _signed(row.get("policy_minus_baseline")),
                             "oracle - baseline": _signed(row.get("oracle_minus_baseline")),
@@ -1350,7 +1672,7 @@ def _references(section: Section, result: Mapping[str, Any]) -> None:
                         }
                         for driver, row in sorted(by_driver.items())
                     ]
-                )
+                ),
             )
             if any(row.get("value_captured") is None for row in by_driver.values()):
                 section.text(
@@ -1374,6 +1696,14 @@ def _references(section: Section, result: Mapping[str, Any]) -> None:
         section.text(
             "Value of segmentation = (shipped policy - segment-blind) / (true segments - "
             f"segment-blind): {_ratio_text(value)}.{why}"
+        )
+        section.raw(
+            '<p class="zh">'
+            + escape(
+                "客群分层的价值 = （拟上线策略 - 不分客群对照）/（真实客群 - 不分客群对照）："
+                f"{_ratio_text(value)}。"
+            )
+            + "</p>"
         )
 
 
@@ -1476,12 +1806,22 @@ def _lower_by(stats: Mapping[str, float]) -> tuple[str, str]:
     )
 
 
+PROMOTION_ZH = {
+    "champion": "冠军模型",
+    "refused by the promotion gates": "未通过晋升门槛",
+    "not judged by the gates": "未经晋升门槛审核",
+    "unknown": "未知",
+}
+
+
 def _promotion(section: Section, promotion: Mapping[str, Any] | None) -> str:
     """The scoring model's promotion status into ``section``; returns it in a few words."""
     if promotion is None:
-        section.text(
+        _say(
+            section,
             "The model registry was not read (--no-mlflow, or the model was not loaded "
-            "through the registry), so the model's promotion status is unknown."
+            "through the registry), so the model's promotion status is unknown.",
+            "未读取模型注册表（使用了 --no-mlflow，或模型不是通过注册表加载的），因此模型的晋升状态未知。",
         )
         return "unknown"
     name, version = promotion["name"], promotion["version"]
@@ -1524,12 +1864,20 @@ def _promotion(section: Section, promotion: Mapping[str, Any] | None) -> str:
     warn = "" if is_champion else " warn"
     section.raw(f'<div class="box{warn}">{escape(text)}<p class="zh">{escape(text_zh)}</p></div>')
     if reasons:
-        section.text("The gates said:")
+        _say(
+            section,
+            "The gates said (rollrisk promote's own words):",
+            "晋升门槛的结论（rollrisk promote 的原文）：",
+        )
         section.raw("<ul>" + "".join(f"<li>{escape(r)}</li>" for r in reasons) + "</ul>")
     aliases = promotion.get("aliases") or []
-    section.note(
+    _say(
+        section,
         f"Registry aliases of v{version}: {', '.join(aliases) or 'none'}. Gates: "
-        "conf/default.yaml promotion (docs/models.md)."
+        "conf/default.yaml promotion (docs/models.md).",
+        f"v{version}在注册表中的别名：{'、'.join(aliases) or '无'}。晋升门槛：conf/default.yaml 的 "
+        "promotion（docs/models.md）。",
+        note=True,
     )
     return status
 
@@ -1780,16 +2128,15 @@ def _experiment_beside_simulation(
     better = [a for a in arms if float(a["ci_low"]) > 0]
     worse = [a for a in arms if float(a["ci_high"]) < 0]
     top = str(_treatment_counts(scored)["treatment"][0])
+    top_en, top_zh = _words(TREATMENT_NAMES, top)
     tested = next((a for a in arms if str(a["bundle"]) == top), None)
     if tested is None:
-        said_en = (
-            f"the treatment the policy gives most ({top.replace('_', ' ')}) was not one of them"
-        )
-        said_zh = f"本策略最常用的处置({top})不在实验组之中"
+        said_en = f"the treatment the policy gives most ({top_en}) was not one of them"
+        said_zh = f"本策略最常用的处置({top_zh})不在实验组之中"
     else:
         gap = f"{float(tested['versus_control']):+,.0f} [{float(tested['ci_low']):+,.0f}, {float(tested['ci_high']):+,.0f}]"
-        said_en = f"the treatment the policy gives most ({top.replace('_', ' ')}) was one: {gap} CNY per decision against the control"
-        said_zh = f"本策略最常用的处置({top})是实验组之一：相对对照组每次决策{gap}元"
+        said_en = f"the treatment the policy gives most ({top_en}) was one: {gap} CNY per decision against the control"
+        said_zh = f"本策略最常用的处置({top_zh})是实验组之一：相对对照组每次决策{gap}元"
     confirmed = tested is not None and float(tested["ci_low"]) > 0
     section.text(
         f"The lender's own experiment (real decisions, {len(arms)} arms): {len(better)} did "
@@ -1846,8 +2193,8 @@ def _experiment_section(section: Section, learned: LearnedResult, policy: Policy
     rows = [
         {
             "arm 实验组": f"{control_en} (control) {control_zh}(对照组)",
-            "what it does": bundle_words(str(control["bundle"]), learned, policy)[0],
-            "处置内容": bundle_words(str(control["bundle"]), learned, policy)[1],
+            "what it does (English)": bundle_words(str(control["bundle"]), learned, policy)[0],
+            "what it does (Chinese)": bundle_words(str(control["bundle"]), learned, policy)[1],
             "accounts": int(control["accounts"]),
             "decisions": int(control["decisions"]),
             "book value per decision (CNY)": float(control["mean"]),
@@ -1869,9 +2216,9 @@ def _experiment_section(section: Section, learned: LearnedResult, policy: Policy
         en, zh = bundle_words(str(arm["bundle"]), learned, policy)
         rows.append(
             {
-                "arm 实验组": str(arm["bundle"]).replace("_", " "),
-                "what it does": en,
-                "处置内容": zh,
+                "arm 实验组": _name(TREATMENT_NAMES, str(arm["bundle"])),
+                "what it does (English)": en,
+                "what it does (Chinese)": zh,
                 "accounts": int(arm["accounts"]),
                 "decisions": int(arm["decisions"]),
                 "book value per decision (CNY)": float(arm["mean"]),
@@ -1925,7 +2272,8 @@ def _experiment_section(section: Section, learned: LearnedResult, policy: Policy
         f'<br><span class="zh">{escape(zh)}</span></div>'
     )
     _experiment_size(section, control, arms, sizes_en, sizes_zh)
-    section.table(
+    _table(
+        section,
         pd.DataFrame(rows),
         {"accounts": "{:,.0f}", "decisions": "{:,.0f}", "book value per decision (CNY)": "{:,.0f}"},
     )
@@ -1944,14 +2292,20 @@ def _experiment_section(section: Section, learned: LearnedResult, policy: Policy
             "resample so few accounts that they are rough, and a verdict there is weak evidence. "
             f'<span class="zh">部分实验组账户少于{FEW_ACCOUNTS}个,其置信区间较粗略,结论证据不足。</span></p>'
         )
-    section.note(
+    _say(
+        section,
         "Book value per decision = cash collected over the following months - action and "
         "treatment costs - agency commission + the value of the balance still owed at the end "
         "(rollrisk logged-decisions; docs/strategies.md, The logged-decisions table). The "
         "interval resamples accounts (an account keeps its arm, so its months count together): "
         "95 % percentile bootstrap. Arms are listed best first. Source: "
         + shown_path(learned.folder / "policy_learning.json")
-        + "."
+        + ".",
+        "每次决策的账面价值 = 之后数月的现金回收 - 催收动作与处置成本 - 外部催收佣金 + 期末仍欠余额"
+        "的估值（rollrisk logged-decisions；见 docs/strategies.md 的 The logged-decisions table 一节）。"
+        "区间对账户重抽样（账户保持其实验组，其各月一起计入）：95%百分位自助法。实验组按结果从好到差"
+        "排列。来源：" + shown_path(learned.folder / "policy_learning.json") + "。",
+        note=True,
     )
 
 
@@ -1961,7 +2315,7 @@ def _learned_section(
     scored: pl.DataFrame,
     policy: Policy,
     feature_set: FeatureSet,
-) -> str:
+) -> tuple[str, str]:
     """The learned rules beside the current decision, and the off-policy estimate in money;
     returns the one-line verdict for the summary."""
     evaluation = learned.evaluation.get("evaluation") or {}
@@ -1971,7 +2325,7 @@ def _learned_section(
         section.raw(
             '<div class="box warn">policy_learning.json holds no off-policy estimate.</div>'
         )
-        return "not estimated"
+        return "not estimated", "未估计"
     low, high = float(uplift["ci_low"]), float(uplift["ci_high"])
     if low == high == 0.0:  # every leaf kept the current decision
         verdict_en = "the same as"
@@ -2066,7 +2420,7 @@ def _learned_section(
                     ),
                 }
             )
-    section.table(pd.DataFrame(figures))
+    _table(section, pd.DataFrame(figures))
 
     # the rules, each beside what the accounts get now
     rules = list(learned.rules.get("rules") or [])
@@ -2109,15 +2463,15 @@ def _learned_section(
                 .head(2)
             )
             today_en = "; ".join(
-                f"{t.replace('_', ' ')} ({n / max(count, 1):.0%})" for t, n in mix.iter_rows()
+                f"{_name(TREATMENT_NAMES, t)} ({n / max(count, 1):.0%})" for t, n in mix.iter_rows()
             )
         rows.append(
             {
                 "rule": str(rule.get("id", "")),
-                "when": " and ".join(c[0] for c in conditions) or "every other account",
-                "条件": "且".join(c[1] for c in conditions) or "其他所有账户",
-                "the data suggests": f"keep {current_en}" if keeps else give_en,
-                "建议处置": f"保持{current_zh}" if keeps else give_zh,
+                "when (English)": " and ".join(c[0] for c in conditions) or "every other account",
+                "when (Chinese)": "且".join(c[1] for c in conditions) or "其他所有账户",
+                "the data suggests (English)": f"keep {current_en}" if keeps else give_en,
+                "the data suggests (Chinese)": f"保持{current_zh}" if keeps else give_zh,
                 "est. gain per decision (CNY)": (
                     "0 (keeps)" if keeps else math.nan if gain is None else gain
                 ),
@@ -2132,7 +2486,8 @@ def _learned_section(
             }
         )
     if rows:
-        section.table(
+        _table(
+            section,
             pd.DataFrame(rows),
             {
                 "est. gain per decision (CNY)": "{:+,.0f}",
@@ -2176,8 +2531,15 @@ def _learned_section(
         "验证。</p>"
     )
     if low == high == 0.0:  # nothing to estimate: every rule keeps what is done now
-        return f"no change proposed: every rule keeps {current_en}"
-    return f"{verdict_en} {current_en}: {_money_interval(uplift)} per decision"
+        return (
+            f"no change proposed: every rule keeps {current_en}",
+            f"未建议任何改变：每条规则都保持{current_zh}",
+        )
+    return (
+        f"{verdict_en} {current_en}: {_money_interval(uplift)} per decision",
+        f"{verdict_zh}{current_zh}：每次决策{uplift['value']:+,.0f}元（95%置信区间{low:+,.0f}至"
+        f"{high:+,.0f}元）",
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -2233,32 +2595,47 @@ def build_report(
     by_segment = (policy_simulation or {}).get("by_segment", {})
     metric = headline_metric(policy_simulation or {})
     guide = sections["segments"]
-    guide.text(
+    _say(
+        guide,
         "Each account gets exactly one segment from the rules in conf/segments.yaml; the "
         "policy (conf/policy.yaml) then picks a treatment ladder from its segment, bucket, "
         "risk band and product. Definitions are written from those rules. Value is measured "
         "against the tiered baseline per segment; the oracle is measured per true driver "
-        "(Summary, value captured), as the simulation reports it."
+        "(Summary, value captured), as the simulation reports it. The small grey code is the "
+        "name in those files.",
+        "每个账户按 conf/segments.yaml 中的规则归入且仅归入一个客群；策略（conf/policy.yaml）再根据"
+        "客群、逾期阶段、风险等级和产品选择处置阶梯。以下定义由这些规则生成。价值按客群相对分层催收"
+        "基准衡量；理想参照按真实逾期原因衡量（见摘要中的价值捕获率），与模拟结果一致。灰色小字为"
+        "配置文件中的代码。",
     )
-    guide.table(
-        segments,
-        {"accounts": "{:,.0f}", "share": "{:.1%}", "exposure": "{:,.0f}",
-         "expected_loss": "{:,.0f}", "mean_probability": "{:.1%}"},
+    shown = segments.assign(
+        segment=[_named_code(SEGMENT_NAMES, s) for s in segments["segment"]]
+    ).rename(
+        columns={"exposure": "exposure (CNY)", "expected_loss": "expected loss (CNY)",
+                 "mean_probability": "mean probability"}
+    )  # fmt: skip
+    _table(
+        guide,
+        shown,
+        {"accounts": "{:,.0f}", "share": "{:.1%}", "exposure (CNY)": "{:,.0f}",
+         "expected loss (CNY)": "{:,.0f}", "mean probability": "{:.1%}"},
     )  # fmt: skip
     for segment in segments["segment"]:
         rows = scored.filter(pl.col("segment") == segment)
         en_name, zh_name = _words(SEGMENT_NAMES, segment)
         guide.raw(
-            f'<h3>{escape(segment)}: {escape(en_name)} <span class="zh">{escape(zh_name)}</span></h3>'
+            f'<h3>{escape(en_name)} <span class="zh">{escape(zh_name)}</span> '
+            f'<code class="note">{escape(segment)}</code></h3>'
         )
         en, zh = definitions.get(
-            segment, ("(not defined in the segment rules)", "(客群规则中未定义)")
+            segment, ("(not defined in the segment rules)", "（客群规则中未定义）")
         )
-        guide.text(en)
-        guide.raw(f'<p class="zh">{escape(zh)}</p>')
-        guide.text(
-            f"{rows.height:,} accounts, exposure {float(rows['exposure'].sum()):,.0f} CNY, "
-            f"expected loss {float(rows['expected_loss'].sum()):,.0f} CNY."
+        _say(guide, en, zh)
+        exposure, loss = float(rows["exposure"].sum()), float(rows["expected_loss"].sum())
+        _say(
+            guide,
+            f"{rows.height:,} accounts, exposure {exposure:,.0f} CNY, expected loss {loss:,.0f} CNY.",
+            f"{rows.height:,}个账户，风险敞口{exposure:,.0f}元，预期损失{loss:,.0f}元。",
         )
         ladder_rows = []
         for treatment, count in (
@@ -2266,17 +2643,19 @@ def build_report(
         ):
             spec = policy.treatments.get(treatment)
             words = (
-                ladder_words(spec) if spec else ("(not in this policy file)", "(不在此策略文件中)")
+                ladder_words(spec)
+                if spec
+                else ("(not in this policy file)", "（不在此策略文件中）")
             )
             ladder_rows.append(
                 {
-                    "treatment": treatment,
+                    "treatment": _named_code(TREATMENT_NAMES, treatment),
                     "accounts": count,
-                    "ladder": words[0],
-                    "处置阶梯": words[1],
+                    "ladder (English)": words[0],
+                    "ladder (Chinese)": words[1],
                 }
             )
-        guide.table(pd.DataFrame(ladder_rows), {"accounts": "{:,.0f}"})
+        _table(guide, pd.DataFrame(ladder_rows), {"accounts": "{:,.0f}"})
         row = by_segment.get(segment)
         if row:
             key = metric if metric in row["uplift"] else "net_recovery"
@@ -2288,12 +2667,14 @@ def build_report(
                 if u["ci_low"] > 0
                 else ("no clear difference", "无明显差异")
             )
-            guide.text(
+            _say(
+                guide,
                 f"Against the tiered baseline ({key.replace('_', ' ')}): {_interval_text(u)} CNY "
                 f"({verdict[0]}; simulation noise only, these accounts held fixed, so the interval "
-                "is narrower than the headline's). 相对分层催收基准："
-                f"{u['mean']:+,.0f}元(95%置信区间{u['ci_low']:+,.0f}至{u['ci_high']:+,.0f}元；"
-                f"{verdict[1]}；仅含模拟噪声)。"
+                "is narrower than the headline's).",
+                f"相对分层催收基准（{_words(METRIC_ZH, key)[1]}）：{u['mean']:+,.0f}元（95%置信区间"
+                f"{u['ci_low']:+,.0f}至{u['ci_high']:+,.0f}元；{verdict[1]}；仅含模拟噪声，这些账户"
+                "固定不变，因此区间比摘要中的窄）。",
             )
 
     # --- where the strategy loses, and why
@@ -2305,7 +2686,11 @@ def build_report(
         if row["uplift"][key]["mean"] < 0:
             losing.append((segment, row, key))
     if policy_simulation is None:
-        loses.text("No policy simulation was given (--policy-simulation), so no loss is measured.")
+        _say(
+            loses,
+            "No policy simulation was given (--policy-simulation), so no loss is measured.",
+            "未提供策略模拟（--policy-simulation），因此无法衡量损失。",
+        )
     elif not losing:
         loses.text("No segment does worse than the tiered baseline in the simulation.")
         loses.raw('<p class="zh">模拟中没有任何客群的表现劣于分层催收基准策略。</p>')
@@ -2315,12 +2700,17 @@ def build_report(
         u = row["uplift"][key]
         en_name, zh_name = _words(SEGMENT_NAMES, segment)
         loses.raw(
-            f'<h3>{escape(segment)}: {escape(en_name)} <span class="zh">{escape(zh_name)}</span></h3>'
+            f'<h3>{escape(en_name)} <span class="zh">{escape(zh_name)}</span> '
+            f'<code class="note">{escape(segment)}</code></h3>'
         )
-        loses.text(
+        _say(
+            loses,
             f"{row['accounts']:,} accounts; {key.replace('_', ' ')} against the tiered baseline "
             f"{_interval_text(u)} CNY"
-            + (" (the whole interval is below zero)." if u["ci_high"] < 0 else ".")
+            + (" (the whole interval is below zero)." if u["ci_high"] < 0 else "."),
+            f"{row['accounts']:,}个账户；相对分层催收基准的{_words(METRIC_ZH, key)[1]}"
+            f"{u['mean']:+,.0f}元（95%置信区间{u['ci_low']:+,.0f}至{u['ci_high']:+,.0f}元）"
+            + ("，整个区间低于零。" if u["ci_high"] < 0 else "。"),
         )
         if u["ci_high"] >= 0:
             loses.text(
@@ -2361,28 +2751,41 @@ def build_report(
             continue
         rules = removals[removals["segment"] == segment]
         if rules.empty:
-            loses.text(
+            _say(
+                loses,
                 "Compliance removed no planned action here: the loss comes from the ladder "
-                "itself (see its treatments under Segments)."
+                "itself (see its treatments under Segments).",
+                "合规规则在此未移除任何计划动作：损失来自处置阶梯本身（见“客群”中的处置）。",
             )
             continue
         table_rows = []
         for rule in rules.itertuples(index=False):
             rule_en, rule_zh = _words(COMPLIANCE_NAMES, str(rule.rule))
+            actions = [_words(LADDER_WORDS, a) for a in str(rule.actions).split(", ")]
             table_rows.append(
-                {"compliance rule": rule.rule, "what it requires": rule_en, "合规规则": rule_zh,
+                {"compliance rule": _code(str(rule.rule)), "what it requires (English)": rule_en,
+                 "what it requires (Chinese)": rule_zh,
                  "actions removed": int(rule.removed), "accounts": int(rule.accounts),
                  "share of segment": rule.accounts / max(row["accounts"], 1),
-                 "removed": rule.actions, "example reason": rule.reason}
+                 "removed": "; ".join(f"{en} {zh}" for en, zh in actions),
+                 "example reason (the rule's own words)": rule.reason}
             )  # fmt: skip
         top = table_rows[0]
-        loses.text(
-            f"Why: compliance rule {top['compliance rule']} ({top['what it requires']}) removed "
-            f"{top['actions removed']:,} planned {top['removed']} actions from "
-            f"{top['accounts']:,} of these accounts ({top['share of segment']:.0%}), so the "
-            "ladder the segment was designed for is not what they receive."
+        first = rules.iloc[0]
+        top_actions = [_words(LADDER_WORDS, a) for a in str(first["actions"]).split(", ")]
+        _say(
+            loses,
+            f'Why: the compliance rule "{top["what it requires (English)"]}" removed '
+            f"{top['actions removed']:,} planned actions ("
+            + ", ".join(en for en, _ in top_actions)
+            + f") from {top['accounts']:,} of these accounts ({top['share of segment']:.0%}), so "
+            "the ladder the segment was designed for is not what they receive.",
+            f"原因：合规规则“{top['what it requires (Chinese)']}”移除了其中{top['accounts']:,}个账户"
+            f"（占{top['share of segment']:.0%}）的{top['actions removed']:,}个计划动作（"
+            + "、".join(zh for _, zh in top_actions)
+            + "），因此他们得到的并不是为该客群设计的处置阶梯。",
         )
-        loses.table(pd.DataFrame(table_rows), {"share of segment": "{:.1%}"})
+        _table(loses, pd.DataFrame(table_rows), {"share of segment": "{:.1%}"})
 
     if policy_simulation is not None:
         _worse_off_types(loses, policy_simulation.get("uplift_by_true_driver") or {})
@@ -2403,42 +2806,82 @@ def build_report(
     # --- accounts to review
     rows, total = account_rows(scored, account_limit, feature_set)
     accounts = sections["accounts"]
-    accounts.text(
+    _say(
+        accounts,
         f"{len(rows):,} of {total:,} scored accounts"
         + (f" (the {account_limit:,} with the largest expected loss)" if total > len(rows) else "")
-        + ", largest expected loss first. Click a column to sort; type to filter (any column); "
-        "pick a segment."
+        + ", largest expected loss first. Click a column to sort; type to filter (any column, "
+        "as shown: a name, 84.5%, 12,345); pick a segment.",
+        f"共{total:,}个评分账户，列出{len(rows):,}个"
+        + (f"（预期损失最大的{account_limit:,}个）" if total > len(rows) else "")
+        + "，按预期损失从大到小排列。点击列标题排序；输入文字筛选（任一列，按显示的内容，如名称、"
+        "84.5%、12,345）；或选择客群。",
     )
     accounts.raw(
         data_table("account-list", ACCOUNT_COLUMNS, rows, segment_column=1,
-                   segments=list(segments["segment"]))
+                   segments=[_name(SEGMENT_NAMES, s) for s in segments["segment"]])
     )  # fmt: skip
 
     # --- expected loss and action mix
     by_band = expected_loss_by_band(scored)
-    sections["expected-loss"].table(
-        by_band, {c: "{:,.0f}" for c in by_band.columns if c != "segment"}
+    by_band["segment"] = [
+        "all segments 全部客群" if s == "all segments" else _name(SEGMENT_NAMES, s)
+        for s in by_band["segment"]
+    ]
+    by_band = by_band.rename(columns={b: f"{b} risk (CNY)" for b in by_band.columns
+                                      if b not in ("segment", "total")} | {"total": "total (CNY)"})  # fmt: skip
+    _table(
+        sections["expected-loss"],
+        by_band,
+        {c: "{:,.0f}" for c in by_band.columns if c != "segment"},
     )
     counts = scored.group_by("risk_band").len().to_pandas().set_index("risk_band")["len"]
-    sections["expected-loss"].note(
+    _say(
+        sections["expected-loss"],
         "Accounts per band: "
         + ", ".join(f"{b} {int(counts.get(b, 0)):,}" for b in BAND_ORDER)
         + ". Bands are the policy's (conf/policy.yaml risk_bands); expected loss = exposure "
-        "(balance at the as-of) x calibrated probability."
+        "(balance at the as-of) x calibrated probability.",
+        "各风险等级账户数："
+        + "，".join(f"{_words(BAND_NAMES, b)[1]}{int(counts.get(b, 0)):,}" for b in BAND_ORDER)
+        + "。风险等级采用策略的划分（conf/policy.yaml 的 risk_bands）；预期损失 = 风险敞口"
+        "（观察日余额）× 校准后的违约概率。",
+        note=True,
     )
     treatments, steps = action_mix(scored)
-    sections["action-mix"].text("Treatments chosen by the policy, accounts per segment:")
-    sections["action-mix"].table(treatments)
-    sections["action-mix"].text("Planned actions of the next decision cycle:")
-    sections["action-mix"].table(steps)
+    treatments["treatment"] = [_name(TREATMENT_NAMES, t) for t in treatments["treatment"]]
+    treatments = treatments.rename(
+        columns={
+            c: _name(SEGMENT_NAMES, c) for c in treatments.columns if c not in ("treatment", "all")
+        }
+    )
+    steps["action"] = [_name(LADDER_WORDS, a) for a in steps["action"]]
+    _say(
+        sections["action-mix"],
+        "Treatments chosen by the policy, accounts per segment:",
+        "策略选择的处置，按客群的账户数：",
+    )
+    _table(sections["action-mix"], treatments)
+    _say(
+        sections["action-mix"],
+        "Planned actions of the next decision cycle:",
+        "下一个决策周期的计划动作：",
+    )
+    _table(sections["action-mix"], steps)
 
     # --- reasons
     facts = top_reason_facts(scored, feature_set)
-    sections["reason-codes"].table(facts, {"share": "{:.1%}", "accounts": "{:,.0f}",
-                                           "as first reason": "{:,.0f}"})  # fmt: skip
-    sections["reason-codes"].note(
+    facts["segment"] = [_name(SEGMENT_NAMES, s) for s in facts["segment"]]
+    facts = facts.rename(columns={"reason": "reason (English)", "原因": "reason (Chinese)"})
+    _table(sections["reason-codes"], facts, {"share": "{:.1%}", "accounts": "{:,.0f}",
+                                             "as first reason": "{:,.0f}"})  # fmt: skip
+    _say(
+        sections["reason-codes"],
         "accounts: accounts with the fact among their principal reasons (days past due now "
-        "and at worst count as one fact); as first reason: accounts for which it comes first."
+        "and at worst count as one fact); as first reason: accounts for which it comes first.",
+        "账户数：主要原因中包含该事实的账户（当前逾期天数与近期最高逾期天数算作同一事实）；"
+        "作为首要原因：该事实排在第一位的账户。",
+        note=True,
     )
 
     # --- SHAP per segment and examples
@@ -2458,16 +2901,24 @@ def build_report(
             data.loc[mask].reset_index(drop=True), sample["account_id"].to_numpy()[mask].tolist(),
             int(sizes[segment]),
         )  # fmt: skip
-        figures.append((shap_summary_png(shap_sample), f"SHAP beeswarm, segment {segment}"))
+        en_name, zh_name = _words(SEGMENT_NAMES, segment)
+        figures.append(
+            (shap_summary_png(shap_sample), f"SHAP beeswarm, segment {en_name} 客群：{zh_name}")
+        )
     sections["shap-summary"].raw('<div class="grid">')
     for png, caption in figures:
         sections["shap-summary"].image(png, caption)
     sections["shap-summary"].raw("</div>")
-    sections["shap-summary"].note(
+    _say(
+        sections["shap-summary"],
         f"For analysts: exact TreeSHAP values of model {model_info.get('name')} "
         f"v{model_info.get('version')} recomputed for up to {sample_size} accounts per segment "
         f"(seed {seed}), in log-odds (the model's internal scale; the example accounts above "
-        "show the same contributions in probability)."
+        "show the same contributions in probability).",
+        f"供分析人员参考：模型{model_info.get('name')} v{model_info.get('version')}的精确TreeSHAP值，"
+        f"每个客群最多重新计算{sample_size}个账户（随机种子{seed}），单位为对数几率（模型内部尺度；"
+        "上方的账户示例以概率展示同样的贡献）。",
+        note=True,
     )
     highest = scored.sort("expected_loss", descending=True)
     sampled = set(sample["account_id"].to_list())
@@ -2487,18 +2938,24 @@ def build_report(
         for family, value in zip(families, contribs[i, :-1], strict=True):
             per_family[family] = per_family.get(family, 0.0) + float(value)
         steps_p = probability_steps(float(contribs[i, -1]), per_family, float(row["probability"]))
+        product = _words(PRODUCT_NAMES, row["product"])
+        segment = _words(SEGMENT_NAMES, row["segment"])
+        treatment = _words(TREATMENT_NAMES, row["treatment"])
         title = (
-            f"{account_id}: {PRODUCT_NAMES.get(row['product'], (row['product'],))[0]}, "
-            f"{row['dpd']} DPD, segment {row['segment']}, treatment {row['treatment']}: "
-            f"{row['probability']:.1%} chance of rolling to default"
+            f"{account_id}: {product[0]}, {row['dpd']} DPD, segment {segment[0]}, treatment "
+            f"{treatment[0]}: {row['probability']:.1%} chance of rolling to default"
         )
-        sections["examples"].image(probability_waterfall_png(steps_p, title), title)
-        sections["examples"].table(
+        caption = (
+            f"{title}. {account_id}：{product[1]}，逾期{row['dpd']}天，客群：{segment[1]}，"
+            f"处置：{treatment[1]}：滚动至违约的概率为{row['probability']:.1%}。"
+        )
+        sections["examples"].image(probability_waterfall_png(steps_p, title), caption)
+        _table(
+            sections["examples"],
             pd.DataFrame(
                 [
                     {
-                        "step": _words({**FAMILY_NAMES, **STEP_NAMES}, name)[0],
-                        "步骤": _words({**FAMILY_NAMES, **STEP_NAMES}, name)[1],
+                        "step": _name({**FAMILY_NAMES, **STEP_NAMES}, name),
                         "from": before,
                         "to": after,
                         "change (pp)": (after - before) * 100,
@@ -2509,20 +2966,26 @@ def build_report(
             {"from": "{:.1%}", "to": "{:.1%}", "change (pp)": "{:+.1f}"},
         )
         reasons = grouped_reasons(json.loads(row["reasons"]), int(row["dpd"]), feature_set)
-        sections["examples"].text(
+        _say(
+            sections["examples"],
             "Reasons: " + ("; ".join(r[0] for r in reasons) or "none") + f". Expected loss "
-            f"{row['expected_loss']:,.0f} CNY."
+            f"{row['expected_loss']:,.0f} CNY.",
+            "原因："
+            + ("；".join(r[1] for r in reasons) or "无")
+            + f"。预期损失{row['expected_loss']:,.0f}元。",
         )
-        sections["examples"].raw(
-            f'<p class="zh">原因:{escape(";".join(r[1] for r in reasons) or "无")}。</p>'
-        )
-    sections["examples"].note(
+    _say(
+        sections["examples"],
         "Each waterfall starts at the base rate (the average account's probability), adds the "
         "driver families in the order of their weight in the model's own scale (log-odds), "
         "largest first, each bar the change in percentage points (pp) where the chain stands "
         "(the same weight moves a probability more near 50 % than near 0 or 100 %, so the bars "
         "need not shrink from left to right), and ends with calibration at the probability the "
-        "policy used."
+        "policy used.",
+        "每个瀑布图从基准率（平均账户的概率）开始，按各驱动因素组在模型自身尺度（对数几率）上的权重"
+        "从大到小依次加入，每根条表示在当前位置上的变化（百分点）（同样的权重在50%附近比在0或100%"
+        "附近移动概率更多，所以条形不一定从左到右变短），最后以校准步骤结束于策略使用的概率。",
+        note=True,
     )
 
     # --- calibration
@@ -2532,25 +2995,40 @@ def build_report(
     )
     calibration = calibration_by_band(scored, outcomes)
     if calibration is None:
-        sections["calibration"].text(
+        _say(
+            sections["calibration"],
             f"The outcomes of the {as_of} population have not matured in this portfolio (the "
             f"{spec.window_months}-month window after the as-of is not covered by its "
             "statements), so calibration cannot be checked yet. See `rollrisk evaluate` for "
-            "the out-of-time calibration of the model."
+            "the out-of-time calibration of the model.",
+            f"{as_of}这批账户的结果在本组合中尚未到期（组合的账单未覆盖观察日之后的"
+            f"{spec.window_months}个月），因此暂时无法检验校准。模型的跨时间校准见 rollrisk evaluate。",
         )
     else:
-        sections["calibration"].table(
+        calibration = calibration.rename(
+            columns={"risk_band": "risk band", "realised_ci_low": "realised, 95 % CI low",
+                     "realised_ci_high": "realised, 95 % CI high"}
+        )  # fmt: skip
+        calibration["risk band"] = [
+            "all 全部" if b == "all" else _name(BAND_NAMES, b) for b in calibration["risk band"]
+        ]
+        _table(
+            sections["calibration"],
             calibration,
             {"accounts": "{:,.0f}", "predicted": "{:.1%}", "realised": "{:.1%}",
-             "realised_ci_low": "{:.1%}", "realised_ci_high": "{:.1%}"},
+             "realised, 95 % CI low": "{:.1%}", "realised, 95 % CI high": "{:.1%}"},
         )  # fmt: skip
-        sections["calibration"].note(
+        _say(
+            sections["calibration"],
             f"Realised = reached {spec.default_dpd}+ DPD within {spec.window_months} months "
-            "after the as-of (matured accounts only); interval: Wilson 95 %."
+            "after the as-of (matured accounts only); interval: Wilson 95 %.",
+            f"实际违约率 = 观察日后{spec.window_months}个月内逾期达到{spec.default_dpd}天及以上的比例"
+            "（仅限结果已到期的账户）；区间：Wilson 95%。",
+            note=True,
         )
 
     # --- segment recovery (only a simulated portfolio knows its borrowers' drivers)
-    recovery_text = "not available (not a simulated portfolio)"
+    recovery_text = ("not available (not a simulated portfolio)", "不适用（非模拟组合）")
     if true_drivers is not None:
         joined = scored.select("account_id", "segment").join(
             true_drivers.select("account_id", "driver"), on="account_id"
@@ -2558,29 +3036,50 @@ def build_report(
         f1, low, high, matrix = bootstrap_macro_f1(
             joined["segment"].to_list(), joined["driver"].to_list(), BOOTSTRAP_SAMPLES, seed
         )
-        recovery_text = f"{f1:.3f} (95 % CI {low:.3f} to {high:.3f})"
-        sections["segment-recovery"].text(
-            f"Macro-F1 of the segments against the simulator's latent drivers: {recovery_text}, "
+        recovery_text = (
+            f"{f1:.3f} (95 % CI {low:.3f} to {high:.3f})",
+            f"{f1:.3f}（95%置信区间{low:.3f}至{high:.3f}）",
+        )
+        _say(
+            sections["segment-recovery"],
+            f"Macro-F1 of the segments against the simulator's latent drivers: {recovery_text[0]}, "
             f"over {joined.height:,} scored accounts (percentile bootstrap over accounts, "
             f"{BOOTSTRAP_SAMPLES} resamples; healthy borrowers count as forgetful/self-cure). "
-            "A diagnostic: the goal is value, above."
+            "A diagnostic: the goal is value, above. Rows: true driver; columns: segment.",
+            f"客群相对模拟器隐含逾期原因的宏平均F1：{recovery_text[1]}，基于{joined.height:,}个评分账户"
+            f"（按账户的百分位自助法，{BOOTSTRAP_SAMPLES}次重抽样；健康型借款人计为遗忘型/自愈）。"
+            "这只是诊断指标，目标是上文的价值。行：真实逾期原因；列：客群。",
         )
-        sections["segment-recovery"].table(matrix.reset_index())
+        matrix = matrix.rename(
+            index=lambda d: _name(DRIVER_NAMES, d),
+            columns=lambda c: _name(SEGMENT_NAMES, c),
+        )
+        matrix.index.name = "true driver"
+        _table(sections["segment-recovery"], matrix.reset_index())
     else:
-        sections["segment-recovery"].text(
+        _say(
+            sections["segment-recovery"],
             "Only a simulated portfolio knows its borrowers' true drivers; this one has no "
-            "truth/ folder, so segment recovery cannot be measured."
+            "truth/ folder, so segment recovery cannot be measured.",
+            "只有模拟组合知道借款人的真实逾期原因；本组合没有 truth/ 文件夹，因此无法衡量客群识别准确度。",
         )
 
     # --- policy simulation
     summary = sections["summary"]
     tiles: list[tuple[str, str]] = []
     if policy_simulation is None:
-        sections["policy-simulation"].text(
+        _say(
+            sections["policy-simulation"],
             "No policy simulation was given. Run `rollrisk simulate-policy` on these scores "
-            "(simulated portfolios only) and pass its folder with --policy-simulation."
+            "(simulated portfolios only) and pass its folder with --policy-simulation.",
+            "未提供策略模拟。请对这些评分运行 rollrisk simulate-policy（仅限模拟组合），并用 "
+            "--policy-simulation 传入其输出文件夹。",
         )
-        summary.text("Policy simulation: not run (pass --policy-simulation).")
+        _say(
+            summary,
+            "Policy simulation: not run (pass --policy-simulation).",
+            "策略模拟：未运行（请传入 --policy-simulation）。",
+        )
     else:
         tiles = _headline(summary, policy_simulation)
         _references(summary, policy_simulation)
@@ -2595,24 +3094,34 @@ def build_report(
             ("accounts scored 评分账户数", f"{scored.height:,}"),
             ("exposure (CNY) 风险敞口(元)", f"{float(scored['exposure'].sum()):,.0f}"),
             ("expected loss (CNY) 预期损失(元)", f"{total_el:,.0f}"),
-            ("scoring model 评分模型", promotion_status),
+            (
+                "scoring model 评分模型",
+                f"{promotion_status} {PROMOTION_ZH.get(promotion_status, '')}",
+            ),
         ]
     )
     summary.parts.insert(0, summary.parts.pop())  # the tiles open the summary
     top = segments.iloc[0]
-    summary.text(
-        f"Largest expected loss: segment {top['segment']} ({top['expected_loss']:,.0f} CNY, "
-        f"{top['expected_loss'] / total_el:.0%} of the total, {int(top['accounts']):,} accounts). "
-        f"预期损失最大的客群：{_words(SEGMENT_NAMES, str(top['segment']))[1]}"
-        f"({top['expected_loss']:,.0f}元，占总额{top['expected_loss'] / total_el:.0%}，"
-        f"{int(top['accounts']):,}个账户)。"
+    top_en, top_zh = _words(SEGMENT_NAMES, str(top["segment"]))
+    _say(
+        summary,
+        f"Largest expected loss: the segment {top_en} ({top['expected_loss']:,.0f} CNY, "
+        f"{top['expected_loss'] / total_el:.0%} of the total, {int(top['accounts']):,} accounts).",
+        f"预期损失最大的客群：{top_zh}（{top['expected_loss']:,.0f}元，占总额"
+        f"{top['expected_loss'] / total_el:.0%}，{int(top['accounts']):,}个账户）。",
     )
     _what_the_policy_does(summary, scored, policy)
-    summary.text(f"Segment recovery (macro-F1 against the true drivers): {recovery_text}.")
+    _say(
+        summary,
+        f"Segment recovery (macro-F1 against the true drivers): {recovery_text[0]}.",
+        f"客群识别准确度（相对真实逾期原因的宏平均F1）：{recovery_text[1]}。",
+    )
     if learned_verdict is not None:
-        summary.text(
-            f"Policy learnt from the lender's experiment: {learned_verdict} (an off-policy "
-            "estimate; see The policy the data suggests)."
+        _say(
+            summary,
+            f"Policy learnt from the lender's experiment: {learned_verdict[0]} (an off-policy "
+            "estimate; see The policy the data suggests).",
+            f"从我司实验中学习的策略：{learned_verdict[1]}（离线估计；见“数据建议的策略”）。",
         )
     if learned is None:
         _no_learned_policy(summary)
@@ -2628,7 +3137,7 @@ def build_report(
     ordered = list(sections.values())
     after = SECTION_IDS.index(LEARNED_SECTIONS_AFTER) + 1
     ordered[after:after] = learned_sections
-    return render_page("Collections strategy review", ordered, subtitle)
+    return finish_page(render_page("Collections strategy review 催收策略评审", ordered, subtitle))
 
 
 def _no_learned_policy(section: Section) -> None:
@@ -2647,22 +3156,28 @@ def _policy_section(section: Section, result: Mapping[str, Any]) -> None:
             continue
         rows.append(
             {
-                "metric": label,
-                "model-driven": format_metric(metric, arms["model_driven"][metric]["mean"]),
-                "baseline tiered": format_metric(metric, arms["baseline_tiered"][metric]["mean"]),
+                "metric": _column(label),
+                "shipped policy (model-driven)": format_metric(
+                    metric, arms["model_driven"][metric]["mean"]
+                ),
+                "tiered baseline": format_metric(metric, arms["baseline_tiered"][metric]["mean"]),
                 "difference [95 % CI, seeds only]": format_uplift(metric, uplift[metric]),
             }
         )
-    section.text(
+    _say(
+        section,
         f"{result['accounts']:,} scored accounts rolled forward {result['months']} months on the "
         f"simulator, once per arm with the same random draws, over {len(result['seeds'])} "
         "seeds; mean per arm and the paired difference with its 95 % t-interval over seeds "
-        "(simulation noise only)."
+        "(simulation noise only).",
+        f"{result['accounts']:,}个评分账户在模拟器上向前推演{result['months']}个月，每个方案使用相同的"
+        f"随机抽样各运行一次，共{len(result['seeds'])}个随机种子；表中为各方案均值，以及配对差额及其按"
+        "种子的95% t区间（仅含模拟噪声）。",
     )
-    section.table(pd.DataFrame(rows))
+    _table(section, pd.DataFrame(rows))
     segment_rows = [
         {
-            "segment": segment,
+            "segment": _name(SEGMENT_NAMES, segment),
             "accounts": row["accounts"],
             **{
                 LABELS[m][0] if m in LABELS else m: format_uplift(m, row["uplift"][m])
@@ -2672,11 +3187,18 @@ def _policy_section(section: Section, result: Mapping[str, Any]) -> None:
         }
         for segment, row in sorted(result["by_segment"].items())
     ]
-    section.text(SEGMENT_UPLIFT_NOTE)
-    section.table(pd.DataFrame(segment_rows), {"accounts": "{:,.0f}"})
+    _say(
+        section,
+        SEGMENT_UPLIFT_NOTE,
+        "按客群：该客群账户上模型驱动策略减去分层催收基准，按种子取均值［按种子的95% t区间：仅含"
+        "蒙特卡洛误差，这些账户固定不变］。区间宽度为零表示两种方案在每个种子上对这些账户的处置完全"
+        "相同（例如只留在常规催收、未另加任何步骤的客群），并不表示该数字是确定的。",
+    )
+    _table(section, pd.DataFrame(segment_rows), {"accounts": "{:,.0f}"})
     bootstrap = result.get("uplift_account_bootstrap")
     if bootstrap and "net_recovery" in bootstrap:
-        section.text(
+        _say(
+            section,
             "Resampling the accounts as well (percentile bootstrap over accounts of the "
             "seed-averaged difference): net recovery "
             + _interval_text(bootstrap["net_recovery"])
@@ -2687,10 +3209,18 @@ def _policy_section(section: Section, result: Mapping[str, Any]) -> None:
                 if "roll_to_default_rate" in bootstrap
                 else ""
             )
-            + "."
+            + ".",
+            "同时对账户重抽样（对按种子平均的差额做账户百分位自助法）：净回收"
+            + _zh_interval(bootstrap["net_recovery"])
+            + "。",
         )
-    section.note(
+    _say(
+        section,
         "Costs: "
         + shown_path(result["costs"]["source"])
-        + ". Method and limits: docs/strategies.md, Policy simulation."
+        + ". Method and limits: docs/strategies.md, Policy simulation.",
+        "成本："
+        + shown_path(result["costs"]["source"])
+        + "。方法与局限见 docs/strategies.md 的 Policy simulation 一节。",
+        note=True,
     )

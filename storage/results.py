@@ -111,5 +111,8 @@ def read_policy_simulation(folder: Path) -> dict[str, Any]:
     """
     path = Path(folder) / POLICY_SIMULATION_JSON
     if not path.is_file():
-        raise UserError(f"--policy-simulation: {path} not found; run `rollrisk simulate-policy`")
+        raise UserError(
+            f"--policy-simulation: {path} not found: give the --out folder of `rollrisk "
+            f"simulate-policy` for these scores (it holds {POLICY_SIMULATION_JSON})"
+        )
     return json.loads(path.read_text())

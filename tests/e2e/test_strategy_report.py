@@ -22,6 +22,7 @@ from rollrisk.reports.strategy import ACCOUNT_COLUMNS, SECTION_IDS
 from rollrisk.storage.results import read_scores
 from rollrisk.strategies.policy import parse_policy
 from rollrisk.strategies.tuning import CellChoice, proposed_policy_text
+from tests.unit.test_report_wording import wording_problems
 
 pytestmark = pytest.mark.slow
 AS_OF = "2025-03-31"
@@ -413,7 +414,10 @@ def test_report_has_every_section_and_is_self_contained(report_run):
     assert "difference [95 % CI, seeds only]" in text and "Macro-F1 of the segments" in text
     assert "Is the scoring model approved?" in text and "promotion" in text
     # waterfalls in probability: from the base rate, each family's step in percentage points
-    assert "<th>change (pp)</th>" in text and "校准" in text
+    assert "<th>change (pp) 变化（百分点）</th>" in text and "校准" in text
+    # a lead reads it in English and Chinese: full-width punctuation in Chinese, every column
+    # header in both languages, names instead of codes (tests/unit/test_report_wording.py)
+    assert wording_problems(text) == []
     # the 16-month world ends 2025-04: the 3-month outcomes of 2025-03 have not matured
     assert "have not matured in this portfolio" in text
 
@@ -443,7 +447,9 @@ def test_where_it_loses_says_when_a_segment_only_got_the_standard_queue(report_r
     section = text[text.index('<section id="where-it-loses">') :]
     section = section[: section.index("</section>")]
     for block in section.split("<h3>")[1:]:
-        segment = block.split(":")[0]
+        if '<code class="note">' not in block.split("</h3>")[0]:
+            continue  # not a segment's heading (the true borrower types)
+        segment = block.split('<code class="note">')[1].split("<")[0]  # small grey: the code
         said = "the policy changes nothing for them" in block
         assert said == (segment in queued), segment
         if said:
@@ -459,7 +465,7 @@ def test_report_defines_every_segment_in_english_and_chinese(report_run):
     scores = report_run[1]
     _, scored = read_scores(scores)
     for segment in scored["segment"].unique().to_list():  # each segment on the page
-        block = text.split(f"<h3>{segment}: ", 1)[1].split("<h3>", 1)[0]
+        block = text.split(f'<code class="note">{segment}</code></h3>', 1)[1].split("<h3>", 1)[0]
         assert "An account is in this segment when" in block or "Every account that no" in block
         assert re.search(r'class="zh">[^<]*[\u4e00-\u9fff]', block), segment
         assert "ladder" in block and "处置阶梯" in block, segment
@@ -477,7 +483,8 @@ def test_account_list_has_one_dpd_reason_per_account_and_correct_plurals(report_
     _, scored = read_scores(report_run[1])
     assert len(rows) == scored.height  # every scored account is in the list
     assert len({r[0] for r in rows}) == len(rows)
-    en, zh = ACCOUNT_COLUMNS.index(("reasons", "long")), ACCOUNT_COLUMNS.index(("原因", "long"))
+    en = ACCOUNT_COLUMNS.index(("reasons (English) 原因（英文）", "long"))
+    zh = ACCOUNT_COLUMNS.index(("reasons (Chinese) 原因（中文）", "long"))
     for row in rows:
         reasons = row[en]
         # DPD now / max 3m / max 6m: one reason ("n of the last 12 months in M3 (60-89 days past

@@ -266,8 +266,14 @@ def test_account_rows_are_bounded_largest_expected_loss_first_with_grouped_reaso
                                                       pl.lit("bnpl").alias("product")), 2)  # fmt: skip
     assert total == 4 and [r[0] for r in rows] == ["A3", "A4"]
     assert len(rows[0]) == len(ACCOUNT_COLUMNS)
-    column = [name for name, _ in ACCOUNT_COLUMNS].index("removed by compliance")
+    column = [name for name, _ in ACCOUNT_COLUMNS].index("removed by compliance 被合规移除")
     assert rows[0][column] == "?"  # the rule of the compliance removal
+    # names, not codes: what the list shows is what its filter searches
+    names = [name.split(" ")[0] for name, _ in ACCOUNT_COLUMNS]
+    row = dict(zip(names, rows[0], strict=True))
+    assert row["segment"] == "unwilling to pay 还款意愿低"
+    assert row["treatment"] == "call, then collection agency 电话后转外部催收机构"
+    assert row["product"] == "buy now, pay later 先买后付"
 
 
 def test_reasons_of_older_scores_are_written_again_with_correct_plurals():
@@ -561,11 +567,12 @@ def test_the_summary_says_when_nearly_every_account_gets_the_same_treatment():
     _what_the_policy_does(section, scored, load_policy(DEFAULT_POLICY))
     page = html.unescape(section.render())
     assert (
-        "What the policy does: 1,109 of the 1,180 accounts (94%) get the same treatment, queue "
-        "hardship waiver (" in page
+        "What the policy does: 1,109 of the 1,180 accounts (94%) get the same treatment, standard "
+        "collection + hardship review (interest waiver) (" in page
     )
     assert "71 get 1 other treatment." in page
-    assert "1,180个账户中1,109个(94%)获得同一处置" in page and "其余71个账户获得另外1种处置" in page
+    assert "1,180个账户中1,109个(94%)获得同一处置：常规催收+困难审核（减免利息）(" in page
+    assert "其余71个账户获得另外1种处置" in page and "queue" not in page
 
 
 def test_the_commonest_reasons_name_facts_not_definitions():
@@ -610,7 +617,7 @@ def test_a_value_of_segmentation_within_noise_says_so_on_its_tile():
                                                 "ci_high": 154_763.0}},
     )  # fmt: skip
     tiles = dict(_headline(Section("summary", "Summary"), result))
-    assert tiles["value of segmentation 客群分层的价值"] == "22% (within noise 在噪声范围内)"
+    assert tiles["value of segmentation 客群分层的价值"] == "22%, within noise 在噪声范围内"
 
 
 def test_the_summary_sets_the_lender_s_experiment_beside_the_simulated_gain():
@@ -634,15 +641,17 @@ def test_the_summary_sets_the_lender_s_experiment_beside_the_simulated_gain():
     assert (
         "The lender's own experiment (real decisions, 2 arms): 0 did significantly better than "
         "its standard collection, 1 significantly worse; the treatment the policy gives most "
-        "(queue hardship waiver) was not one of them. The simulated gain above is not confirmed "
-        "by real decisions." in page
+        "(standard collection + hardship review (interest waiver)) was not one of them. The "
+        "simulated gain above is not confirmed by real decisions." in page
     )
+    assert "最常用的处置(常规催收+困难审核（减免利息）)不在实验组之中" in page
     assert "上述模拟收益未得到真实决策的证实" in page
     tested = Section("summary", "Summary")
     scored = pl.DataFrame({"treatment": ["hardship_waiver_restructure"] * 3})
     _experiment_beside_simulation(tested, learned, scored)
-    assert "was one: -2,072 [-7,519, +4,198] CNY per decision against the control" in (
-        html.unescape(tested.render())
+    assert (
+        "(interest waiver and restructure offer) was one: -2,072 [-7,519, +4,198] CNY per decision against the control"
+        in (html.unescape(tested.render()))
     )
     quiet = Section("summary", "Summary")
     _experiment_beside_simulation(quiet, SimpleNamespace(evaluation={}), scored)
