@@ -67,11 +67,10 @@ def run(args: argparse.Namespace) -> int:
         check_output_argument,
         load_portfolio_argument,
     )
-    from rollrisk.features.currencies import model_currency_check
     from rollrisk.models.metrics import HEADLINE_METRICS
     from rollrisk.models.training import LABEL, tables_with_data
     from rollrisk.reports.evaluation import write_evaluation_report
-    from rollrisk.scoring.core import check_model_tables, named_model, trained_tables
+    from rollrisk.scoring.core import check_model_currency, check_model_tables, trained_tables
     from rollrisk.storage.registry import observation_of
     from rollrisk.storage.tracking import fingerprint_files
 
@@ -98,17 +97,10 @@ def run(args: argparse.Namespace) -> int:
         where=str(args.training_set or args.data),
     )
     # measured on amounts read in another currency, a model would look worse than it is
-    refusal, unchecked = model_currency_check(
-        metadata,
-        portfolio.accounts,
-        frame["account_id"].astype(str).unique(),
-        named_model(loaded.name, loaded.version),
-        f"of {args.data} to evaluate on",
-    )
-    if refusal is not None:
-        raise UserError(refusal)
-    if unchecked is not None:
-        print(f"[evaluate] WARNING: {unchecked}", file=sys.stderr, flush=True)
+    check_model_currency(
+        loaded, portfolio.accounts, frame["account_id"].astype(str).unique(),
+        f"of {args.data} to evaluate on", "evaluate",
+    )  # fmt: skip
     labelled = frame[frame[LABEL].notna()].reset_index(drop=True)
     labelled_as_of = pd.to_datetime(labelled["as_of"])  # every labelled month, for the advice
     frame = labelled

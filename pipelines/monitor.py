@@ -120,13 +120,12 @@ def run(args: argparse.Namespace) -> int:
         check_output_argument,
         load_portfolio_argument,
     )
-    from rollrisk.features.currencies import model_currency_check
     from rollrisk.features.dates import check_as_of, default_as_of_choice
     from rollrisk.features.observations import ObservationSpec
     from rollrisk.models.monitoring import backtest
     from rollrisk.scoring.core import (
+        check_model_currency,
         check_model_tables,
-        named_model,
         tables_present,
         trained_tables,
     )
@@ -178,17 +177,10 @@ def run(args: argparse.Namespace) -> int:
             f"{as_of}: nothing to monitor"
         )
     # amounts read in another currency would drift, and alert, for no reason of the model's
-    refusal, unchecked = model_currency_check(
-        loaded.metadata,
-        portfolio.accounts,
-        current["account_id"].astype(str),
-        named_model(loaded.name, loaded.version),
-        f"of {args.data} to monitor at {as_of}",
-    )
-    if refusal is not None:
-        raise UserError(refusal)
-    if unchecked is not None:
-        print(f"[monitor] WARNING: {unchecked}", file=sys.stderr, flush=True)
+    check_model_currency(
+        loaded, portfolio.accounts, current["account_id"].astype(str),
+        f"of {args.data} to monitor at {as_of}", "monitor",
+    )  # fmt: skip
 
     outcomes = matured_outcomes(portfolio.statements, as_of, spec)
     # the backtest's bands and its `all` row share the run's false-alarm rate too

@@ -34,6 +34,7 @@ from rollrisk.errors import UserError
 from rollrisk.features.currencies import (
     currency_not_recorded_warning,
     foreign_currencies_message,
+    model_currency_check,
 )
 from rollrisk.features.dates import default_as_of_choice
 from rollrisk.features.history import compute_features, feature_engine
@@ -160,6 +161,28 @@ def currency_not_checked_warning(setup: ScoringSetup) -> str | None:
 def model_label(setup: ScoringSetup) -> str:
     """``model NAME vVERSION``, or ``the unregistered model`` (one loaded from a folder)."""
     return named_model(setup.model_name, setup.model_version)
+
+
+def check_model_currency(
+    loaded: Any, accounts: pl.DataFrame, account_ids: Any, where: str, job: str
+) -> None:
+    """:func:`check_currencies` for a job reading accounts with a loaded model (``evaluate``,
+    ``monitor``; ``loaded``: a :class:`~rollrisk.storage.registry.LoadedModel`): refuse the
+    accounts ``account_ids`` (``where`` names them) in a currency it was not trained on, and
+    warn (prefixed ``[job]``) when the model does not record its currency.
+
+    Raises:
+        UserError: an account in another currency (the message as ``score``'s).
+    """
+    import sys
+
+    refusal, unchecked = model_currency_check(
+        loaded.metadata, accounts, account_ids, named_model(loaded.name, loaded.version), where
+    )
+    if refusal is not None:
+        raise UserError(refusal)
+    if unchecked is not None:
+        print(f"[{job}] WARNING: {unchecked}", file=sys.stderr, flush=True)
 
 
 def named_model(name: str, version: str) -> str:
