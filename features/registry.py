@@ -231,8 +231,10 @@ _FEATURES: tuple[FeatureSpec, ...] = (
         None,
         "Days past due on the latest statement known at the as-of date.",
         "观察日已知的最近一期账单的逾期天数。",
-        "{value:.0f} day{s} past due now",
-        "当前逾期{value:.0f}天",
+        # the statement's DPD, not the as-of's: an output's `dpd` is aged to the as-of, so
+        # "now" would read two numbers for one day (68 here, 79 in the column)
+        "{value:.0f} day{s} past due at the latest statement",
+        "最近一期账单逾期{value:.0f}天",
         1,
     ),
     _spec(
@@ -1065,7 +1067,7 @@ def _contact_dynamics() -> tuple[FeatureSpec, ...]:
             "Share of the contacts in the last 6 months that reached the borrower and ended in "
             "a refusal to pay; missing without such contacts.",
             "近6个月成功联系中明确拒绝还款的比例;无成功联系时为空。",
-            "refused to pay on {value:.0%} of contacts",
+            "refused to pay on {value:.0%} of contacts in the last 6 months",
             "近6个月联系中拒绝还款占{value:.0%}",
             1,
             source=actions,
