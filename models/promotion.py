@@ -71,9 +71,16 @@ class PromotionDecision:
 
 
 def decide_promotion(
-    challenger: CandidateFigures, champion: CandidateFigures | None, gates: PromotionConfig
+    challenger: CandidateFigures,
+    champion: CandidateFigures | None,
+    gates: PromotionConfig,
+    champion_not_judged: str | None = None,
 ) -> PromotionDecision:
-    """Apply the promotion gates; ``reasons`` explains every gate, passed or failed."""
+    """Apply the promotion gates; ``reasons`` explains every gate, passed or failed.
+
+    ``champion_not_judged``: the version of a champion that exists but is not compared here
+    (``rollrisk train`` judges only the gates that need no champion): the discrimination gate
+    is then said to be left to ``rollrisk promote``, not to be without a champion."""
     reasons: list[str] = []
     passed = True
     short = data_shortfalls(challenger, gates)
@@ -123,7 +130,13 @@ def decide_promotion(
                 "FAIL baselines: does not beat both the roll-rate chain and the WOE scorecard on "
                 f"out-of-time AUC and Brier{missing}; see the run's report"
             )
-    if champion is None:
+    if champion is None and champion_not_judged is not None:
+        reasons.append(
+            f"discrimination: not judged by train: `rollrisk promote` scores champion "
+            f"v{champion_not_judged} on this run's out-of-time rows and needs an AUC gain >= "
+            f"{gates.min_auc_gain:+.4f}"
+        )
+    elif champion is None:
         reasons.append("no champion yet: the discrimination gate does not apply")
     else:
         gain = challenger.auc - champion.auc

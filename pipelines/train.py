@@ -163,6 +163,7 @@ def _progress(message: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from rollrisk.api import train
     from rollrisk.arguments import check_output_argument, load_portfolio_argument
+    from rollrisk.storage.registry import alias_version
     from rollrisk.storage.tracking import configure_tracking, fingerprint_files, log_training_run
 
     check_output_argument(args)
@@ -188,7 +189,14 @@ def run(args: argparse.Namespace) -> int:
     )
     data_fingerprint = fingerprint_files(args.data)
     grades = calibration_by_grade(result, args.policy)
-    gates = decide_promotion(result.candidate_figures(), None, config.promotion)
+    # the gates that need no champion; one that exists is compared by `rollrisk promote`
+    champion = alias_version(training.model_name, config.promotion.to_alias)
+    gates = decide_promotion(
+        result.candidate_figures(),
+        None,
+        config.promotion,
+        champion_not_judged=champion.version if champion is not None else None,
+    )
     short = data_shortfalls(result.candidate_figures(), config.promotion)
     if short:
         _progress(

@@ -160,6 +160,11 @@ def test_train_then_promotion_gates_then_fresh_process_load(
 
     # 2. A better model is accepted.
     train(strong, "strong")
+    # train judges the gates that need no champion, and says the champion exists
+    assert (
+        "discrimination: not judged by train: `rollrisk promote` scores champion v1 on this "
+        "run's out-of-time rows"
+    ) in (tmp_path / "strong" / "report.md").read_text()
     assert main(["promote", "--config", str(strong)]) == 0
     out = capsys.readouterr().out
     assert "pass discrimination" in out and "promoted" in out
