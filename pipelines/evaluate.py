@@ -70,11 +70,16 @@ def run(args: argparse.Namespace) -> int:
     from rollrisk.models.metrics import HEADLINE_METRICS
     from rollrisk.models.training import LABEL, tables_with_data
     from rollrisk.reports.evaluation import write_evaluation_report
-    from rollrisk.scoring.core import check_model_currency, check_model_tables, trained_tables
+    from rollrisk.scoring.core import (
+        check_model_currency,
+        check_model_tables,
+        named_model,
+        trained_tables,
+    )
     from rollrisk.storage.registry import observation_of
     from rollrisk.storage.tracking import fingerprint_files
 
-    check_output_argument(args)
+    check_output_argument(args, folder=True)
     config = load_config_argument(args)
     loaded = load_model(args.model)
     metadata = loaded.metadata
@@ -111,12 +116,19 @@ def run(args: argparse.Namespace) -> int:
     in_sample = _in_sample_note(frame, metadata.get("trained_as_of"), labelled_as_of)
     if in_sample:
         print(f"[evaluate] WARNING: {in_sample}", file=sys.stderr, flush=True)
-    print(f"[evaluate] scoring {len(frame)} rows", file=sys.stderr, flush=True)
+    model_name = named_model(loaded.name, loaded.version)
+    months = pd.to_datetime(frame["as_of"]).dt.date
+    print(
+        f"[evaluate] scoring {len(frame):,} rows (as-of {months.min()}..{months.max()}) with "
+        f"{model_name} ({args.model})",
+        file=sys.stderr,
+        flush=True,
+    )
     comparison = evaluate(loaded, frame)
     reference = loaded.reference_scores
     as_of = pd.to_datetime(frame["as_of"]).dt.date
     context = {
-        "model": args.model,
+        "model": f"{model_name} ({args.model})",
         "feature set": f"{metadata.get('feature_set', '?')} v{metadata.get('feature_set_version', '?')}",
         "portfolio": str(args.data),
         "data fingerprint (sha256)": fingerprint_files(args.data)[:16],

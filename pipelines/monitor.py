@@ -134,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
     from rollrisk.storage.tracking import configure_tracking
     from rollrisk.strategies.policy import load_policy
 
-    check_output_argument(args)
+    check_output_argument(args, folder=True)
     config = load_config(args.config)
     thresholds = config.monitoring
     if not Path(args.policy).exists():  # a folder: load_policy says so

@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from rollrisk.scoring.batch import RuleFiles, score_portfolio
 
-    check_output_argument(args)
+    check_output_argument(args, folder=True)
     if args.engine == "spark" and args.workers is not None:
         raise UserError(
             f"--workers {args.workers}: the worker processes are the local engine's; with "

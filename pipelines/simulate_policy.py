@@ -292,7 +292,7 @@ def run(args: argparse.Namespace) -> int:
     from rollrisk.storage.results import read_scores
     from rollrisk.strategies.capacity import load_lines, planned_load
 
-    check_output_argument(args)
+    check_output_argument(args, folder=True)
     if args.seeds < 2:
         raise UserError(f"--seeds must be at least 2 (for an interval), got {args.seeds}")
     if args.seeds > ORACLE_SEED_START:

@@ -166,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
     from rollrisk.storage.registry import alias_version
     from rollrisk.storage.tracking import configure_tracking, fingerprint_files, log_training_run
 
-    check_output_argument(args)
+    check_output_argument(args, folder=True)
     configure_tracking(create=True)  # a mistyped or broken store fails now, not after training
     config = load_config_argument(args)
     training = training_config(args, config)

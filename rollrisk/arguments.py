@@ -145,20 +145,34 @@ def date_settings(args: argparse.Namespace) -> DateSettings:
 
 
 def check_output_argument(
-    args: argparse.Namespace, flag: str = "--out", path: Path | None = None
+    args: argparse.Namespace, flag: str = "--out", path: Path | None = None, folder: bool = False
 ) -> None:
     """Refuse, before the job creates or removes anything, an output that is the ``--data``
-    folder, lies inside it or holds it (:func:`~rollrisk.storage.atomic_output.check_output_outside_data`):
-    ``path`` when given (a default the job derives), else the value of ``flag``.
+    folder, lies inside it or holds it (:func:`~rollrisk.storage.atomic_output.check_output_outside_data`),
+    or that cannot be written where it is: a file where the output is a ``folder``, or a file
+    among the folders above it: ``path`` when given (a default the job derives), else the
+    value of ``flag``.
 
-    Raises ``UserError`` naming both paths. Every job that takes ``--data`` and writes a file
+    Raises ``UserError`` naming the paths. Every job that takes ``--data`` and writes a file
     or folder calls this first, once per output.
     """
     from rollrisk.storage.atomic_output import check_output_outside_data
 
     target = path if path is not None else getattr(args, flag.removeprefix("--").replace("-", "_"))
-    if target is not None:
-        check_output_outside_data(args.data, target, flag)
+    if target is None:
+        return
+    target = Path(target)
+    if folder and target.exists() and not target.is_dir():
+        raise UserError(
+            f"{flag} {target} exists and is not a folder: give a folder to write the job's "
+            "results into (it is created if missing)"
+        )
+    above = next((p for p in target.parents if p.exists() and not p.is_dir()), None)
+    if above is not None:
+        raise UserError(
+            f"{flag} {target}: {above} is a file, not a folder, so nothing can be written there"
+        )
+    check_output_outside_data(args.data, target, flag)
 
 
 def add_reject_rate_argument(parser: argparse.ArgumentParser) -> None:
