@@ -275,11 +275,33 @@ def ensure_experiment(name: str, setup: TrackingSetup) -> str:
 
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is not None:
+        moved = _files_elsewhere(experiment.artifact_location, setup, name)
+        if moved is not None:
+            print(f"rollrisk: WARNING: {moved}", file=sys.stderr, flush=True)
         return experiment.experiment_id
     location = None
     if setup.artifact_root is not None:
         location = (setup.artifact_root / name).as_uri()
     return mlflow.create_experiment(name, artifact_location=location)
+
+
+def _files_elsewhere(location: str, setup: TrackingSetup, name: str) -> str | None:
+    """Why a run of experiment ``name`` would write its files away from the store in use
+    (a local store whose experiment records another folder: the store was copied or moved, and
+    MLflow writes where the experiment says), or ``None``."""
+    if setup.artifact_root is None or not location.startswith("file:"):
+        return None
+    recorded = Path(unquote(urlparse(location).path))
+    here = setup.artifact_root / name
+    if recorded.resolve() == here.resolve():
+        return None
+    return (
+        f"experiment {name} of the store {setup.tracking_uri} keeps its files in {recorded}, "
+        f"not beside the store ({here}): the store was copied or moved, and this run's files "
+        f"(the model among them) are written to {recorded}; to keep a copy's runs apart from "
+        "the original's, start a new store (MLFLOW_TRACKING_URI=sqlite:///another.db) instead "
+        "of copying one"
+    )
 
 
 def fingerprint_files(root: Path) -> str:

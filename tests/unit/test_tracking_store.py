@@ -139,3 +139,26 @@ def test_a_server_that_never_answers_is_an_error_within_the_timeout(monkeypatch)
         with pytest.raises(TrackingStoreError, match=r"does not answer .* within 1 s"):
             configure_tracking(uri=f"http://127.0.0.1:{port}/")
         assert time.monotonic() - started < 5
+
+
+def test_a_copied_store_says_its_runs_write_to_the_originals_folder(tmp_path, capsys):
+    """MLflow writes a run's files where its experiment says, an absolute folder: a store
+    copied to try something wrote its models into the original's folder, without a word."""
+    import shutil
+
+    original, copy = tmp_path / "a", tmp_path / "b"
+    original.mkdir()
+    setup = configure_tracking(uri=f"sqlite:///{original / 'mlflow.db'}", create=True)
+    tracking.ensure_experiment("rollrisk", setup)
+    capsys.readouterr()
+    tracking.ensure_experiment("rollrisk", setup)  # the store's own folder: nothing said
+    assert "WARNING" not in capsys.readouterr().err
+    shutil.copytree(original, copy)
+    setup = configure_tracking(uri=f"sqlite:///{copy / 'mlflow.db'}")
+    tracking.ensure_experiment("rollrisk", setup)
+    err = capsys.readouterr().err
+    assert (
+        f"WARNING: experiment rollrisk of the store sqlite:///{copy / 'mlflow.db'} keeps its "
+        f"files in {original.resolve() / 'mlartifacts' / 'rollrisk'}, not beside the store "
+        f"({copy.resolve() / 'mlartifacts' / 'rollrisk'}): the store was copied or moved"
+    ) in err, err
