@@ -113,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
     from rollrisk.api import build_training_set_with_summary
     from rollrisk.arguments import check_output_argument, load_portfolio_argument
     from rollrisk.features.registry import FEATURE_SET
+    from rollrisk.storage.tracking import fingerprint_files
     from rollrisk.storage.training_sets import check_training_set_target, write_training_set
 
     check_output_argument(args)
@@ -134,7 +135,8 @@ def run(args: argparse.Namespace) -> int:
         if built.training_set.height == 0:
             print(format_summary(built.summary))
             raise UserError(_nothing_labelled(args, built.summary, "nothing was written"))
-        write_training_set(built.training_set, args.out, spec)
+        portfolio_record = {"folder": str(args.data), "fingerprint": fingerprint_files(args.data)}
+        write_training_set(built.training_set, args.out, spec, portfolio_record)
         summary, rows, columns = built.summary, *built.training_set.shape
     print(
         f"observation: population DPD {spec.min_dpd}-{spec.max_dpd}, default = DPD >= "

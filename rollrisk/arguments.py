@@ -357,16 +357,24 @@ def training_set_from_arguments(
     args: argparse.Namespace, portfolio: Portfolio, observation: ObservationSpec
 ) -> pd.DataFrame:
     """The training set as a pandas frame: read from ``--training-set`` (checked against its
-    schema, and against ``observation`` when it records the one it was built with), else
+    schema, and against ``observation`` and ``--data`` when it records the observation it was
+    built with and the portfolio it was built from), else
     built from ``portfolio`` with ``observation`` at every eligible as-of (or the ``--as-of``
     dates of a job that has them), with a progress bar on stderr."""
     from rollrisk.api import build_training_set
-    from rollrisk.storage.training_sets import check_training_set_observation, read_training_set
+    from rollrisk.storage.tracking import fingerprint_files
+    from rollrisk.storage.training_sets import (
+        check_training_set_observation,
+        check_training_set_portfolio,
+        read_training_set,
+    )
 
     path = getattr(args, "training_set", None)
     if path is not None:
         frame = read_training_set(path).to_pandas()
         check_training_set_observation(path, observation)
+        if getattr(args, "data", None) is not None:
+            check_training_set_portfolio(path, args.data, fingerprint_files)
         return frame
     built = build_training_set(
         portfolio,

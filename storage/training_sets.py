@@ -24,7 +24,7 @@ import os
 import re
 import shutil
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -43,23 +43,35 @@ TRAINING_PARTS_LAYOUT = "rollrisk-training-set-parts/1"  # the manifest's "layou
 # a folder's manifest
 OBSERVATION_KEY = "observation"
 OBSERVATION_FIELDS = frozenset(item.name for item in fields(ObservationSpec))
+# the portfolio a local build read: {"folder": ..., "fingerprint": sha256 of its files
+# (rollrisk.storage.tracking.fingerprint_files)}, a key of the file's Parquet metadata
+PORTFOLIO_KEY = "portfolio"
 _PART_NAME = re.compile(r"part-\d+\.parquet")
 
 
 def write_training_set(
-    frame: pl.DataFrame, path: Path, observation: ObservationSpec | None = None
+    frame: pl.DataFrame,
+    path: Path,
+    observation: ObservationSpec | None = None,
+    portfolio: Mapping[str, str] | None = None,
 ) -> None:
     """Write ``frame`` to ``path`` (Parquet) next to the target and rename, so a killed run
     never leaves a half file at ``path``; makes the parent folder if needed. A folder of
     parts at ``path`` (an earlier Spark build) is replaced as :func:`publish_training_parts`
     replaces one. ``observation``, the definition the rows were built with, is kept in the
     file's metadata (:data:`OBSERVATION_KEY`), where :func:`check_training_set_observation`
-    reads it."""
+    reads it; ``portfolio`` (its folder and fingerprint) too (:data:`PORTFOLIO_KEY`, read by
+    :func:`check_training_set_portfolio`)."""
     path = Path(path)
     check_training_set_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp")
-    metadata = None if observation is None else {OBSERVATION_KEY: json.dumps(asdict(observation))}
+    metadata = {}
+    if observation is not None:
+        metadata[OBSERVATION_KEY] = json.dumps(asdict(observation))
+    if portfolio is not None:
+        metadata[PORTFOLIO_KEY] = json.dumps(dict(portfolio))
+    metadata = metadata or None
     frame.write_parquet(temporary, metadata=metadata)
     if path.is_dir() and not path.is_symlink():
         _replace(temporary, path)
@@ -248,6 +260,39 @@ def check_training_set_observation(
             f"(--config and flags) is {observation.describe()}: the labels, the time split's "
             f"embargo and the report would not match the rows; give this job "
             f"{built_with.as_flags()}, or rebuild the training set"
+        )
+
+
+def check_training_set_portfolio(
+    path: Path, data: Path, fingerprint: Callable[[Path], str], flag: str = "--training-set"
+) -> None:
+    """Refuse a training set built from another portfolio than ``data`` (the job's --data):
+    the run would record ``data`` as what it learnt from (its tags, its fingerprint, the
+    report) while its rows came from the other. ``fingerprint`` is
+    :func:`rollrisk.storage.tracking.fingerprint_files`, called only when the training set
+    records its portfolio (a local build does; a Spark build and an earlier rollrisk's do not,
+    and are not checked).
+
+    Raises:
+        UserError: naming both folders and what to do.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return
+    try:
+        text = pl.read_parquet_metadata(path).get(PORTFOLIO_KEY)
+        record = json.loads(text) if text else None
+    except (OSError, ValueError, pl.exceptions.PolarsError):
+        return  # unreadable: read_training_set names the problem
+    if not isinstance(record, dict) or "fingerprint" not in record:
+        return
+    if fingerprint(data) != record["fingerprint"]:
+        built_from = record.get("folder", "another portfolio")
+        raise UserError(
+            f"{flag} {path} was built from the portfolio {built_from}, but --data {data} holds "
+            "other files (their fingerprint differs): the run would record --data as what it "
+            f"learnt from while its rows came from {built_from}; give --data {built_from}, or "
+            "build the training set from this portfolio"
         )
 
 

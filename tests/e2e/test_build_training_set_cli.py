@@ -199,6 +199,33 @@ def test_train_refuses_a_training_set_of_another_observation(
     assert "give this job --default-dpd 60 --window-months 2 --min-dpd 1 --max-dpd 59" in err
 
 
+def test_train_refuses_a_training_set_built_from_another_portfolio(
+    portfolio: Path, tmp_path: Path, capsys, monkeypatch
+):
+    """Found by a new user: a set built from one portfolio, trained with --data another: the
+    run recorded the other's folder and fingerprint while learning from the first's rows."""
+    import shutil
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    out = tmp_path / "ts.parquet"
+    assert main(["build-training-set", "--data", str(portfolio), "--out", str(out)]) == 0
+    other = tmp_path / "other"
+    shutil.copytree(portfolio, other)
+    (accounts,) = other.glob("accounts.*")
+    frame = pl.read_parquet(accounts) if accounts.suffix == ".parquet" else pl.read_csv(accounts)
+    frame = frame.with_columns(pl.col("credit_limit") * 2)
+    frame.write_parquet(accounts) if accounts.suffix == ".parquet" else frame.write_csv(accounts)
+    capsys.readouterr()
+    argv = ["train", "--out", str(tmp_path / "model"), "--training-set", str(out)]
+    assert main([*argv, "--data", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        f"--training-set {out} was built from the portfolio {portfolio}, but --data {other} "
+        "holds other files (their fingerprint differs)"
+    ) in err, err
+    assert "training LightGBM" not in err  # refused before fitting
+
+
 def test_a_training_set_without_its_observation_is_taken_with_a_warning(
     portfolio: Path, tmp_path: Path, capsys
 ):
