@@ -449,6 +449,30 @@ def tune_lightgbm(
     return dict(best.params), trials
 
 
+def tuning_outcome(overrides: dict[str, Any], trials: list[dict[str, Any]]) -> str:
+    """One line saying what a search did: how many trials, the configured parameters' and the
+    best validation log loss, and what was kept (the configured parameters, or the overrides)."""
+    if not trials:
+        return (
+            "tuning: no trial finished within the time budget; the configured parameters are used"
+        )
+    configured = next((t for t in trials if t["trial"] == 0), None)
+    best = min(trials, key=lambda t: t["validation_log_loss"])
+    base = (
+        f"configured parameters {configured['validation_log_loss']:.5f}"
+        if configured is not None
+        else "configured parameters not scored"
+    )
+    head = (
+        f"tuning: {len(trials)} trial{'s' if len(trials) != 1 else ''} (validation log loss: {base}"
+    )
+    if not overrides:
+        return f"{head}); the configured parameters won and are kept"
+    chosen = ", ".join(f"{name}={value:.4g}" if isinstance(value, float) else f"{name}={value}"
+                       for name, value in sorted(overrides.items()))  # fmt: skip
+    return f"{head}, best {best['validation_log_loss']:.5f}, trial {best['trial']}); kept: {chosen}"
+
+
 def train_roll_model(
     training_set: pd.DataFrame,
     statements: Any,
@@ -504,6 +528,7 @@ def train_roll_model(
     if tune:
         progress("tuning LightGBM on validation data")
         overrides, trials = tune_lightgbm(feature_set, training, split)
+        progress(tuning_outcome(overrides, trials))
     progress("training LightGBM (evaluation fit: " + split.describe()["train as-of"] + ")")
     evaluation_model = fit_on_split(model_from_config(feature_set, training, **overrides), split)
 

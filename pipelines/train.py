@@ -47,6 +47,7 @@ Tracking store: MLFLOW_TRACKING_URI, else sqlite:///runs/mlflow.db (browse it wi
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -212,6 +213,16 @@ def run(args: argparse.Namespace) -> int:
         register=not args.no_register,
         calibration_by_grade=grades,
     )
+    import mlflow
+
+    # the report folder names the model it describes (its copy in MLflow is the run's own)
+    identity = {
+        "run_id": logged.run_id,
+        "model_uri": logged.model_uri,
+        "registered": logged.registered_uri,
+        "tracking_uri": mlflow.get_tracking_uri(),
+    }
+    (report.parent / "run.json").write_text(json.dumps(identity, indent=2) + "\n")
     _print_summary(result, report, logged, grades, gates)
     return 0
 

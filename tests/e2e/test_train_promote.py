@@ -165,6 +165,8 @@ def test_train_then_promotion_gates_then_fresh_process_load(
         "discrimination: not judged by train: `rollrisk promote` scores champion v1 on this "
         "run's out-of-time rows"
     ) in (tmp_path / "strong" / "report.md").read_text()
+    identity = json.loads((tmp_path / "strong" / "run.json").read_text())  # the model it describes
+    assert identity["registered"] == f"models:/{MODEL}/2" and identity["run_id"]
     assert main(["promote", "--config", str(strong)]) == 0
     out = capsys.readouterr().out
     assert "pass discrimination" in out and "promoted" in out

@@ -11,6 +11,7 @@ from rollrisk.models.training import (
     SplitFrames,
     split_training_set,
     tune_lightgbm,
+    tuning_outcome,
 )
 from rollrisk.models.training_config import LightGBMConfig, TrainingConfig, TuningConfig
 from tests.synthetic_training_set import TEST_FEATURE_SET, make_training_frame
@@ -94,3 +95,21 @@ def test_tuning_never_reads_the_calibration_rows_or_the_test_months(split: Split
     )
     _, seen_trials = tune_lightgbm(TEST_FEATURE_SET, TRAINING, seen)
     assert _scores(seen_trials)[0] != pytest.approx(_scores(trials)[0], rel=1e-3)
+
+
+def test_the_outcome_is_said_in_one_line() -> None:
+    """`train --tune` said nothing of what its search did (a user found no trace of it)."""
+    trials = [
+        {"trial": 0, "num_leaves": 15, "validation_log_loss": 0.31234},
+        {"trial": 1, "num_leaves": 31, "validation_log_loss": 0.30111},
+        {"trial": 2, "num_leaves": 7, "validation_log_loss": 0.32},
+    ]
+    assert tuning_outcome({"num_leaves": 31, "learning_rate": 0.0456789}, trials) == (
+        "tuning: 3 trials (validation log loss: configured parameters 0.31234, best 0.30111, "
+        "trial 1); kept: learning_rate=0.04568, num_leaves=31"
+    )
+    assert tuning_outcome({}, trials[:1]) == (
+        "tuning: 1 trial (validation log loss: configured parameters 0.31234); the configured "
+        "parameters won and are kept"
+    )
+    assert "no trial finished" in tuning_outcome({}, [])
