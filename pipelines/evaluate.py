@@ -85,7 +85,28 @@ def run(args: argparse.Namespace) -> int:
     metadata = loaded.metadata
     # The model's own label definition is the default, so it is judged on what it predicts;
     # flags still win over it.
-    spec = with_observation_flags(args, observation_of(loaded, config.observation_spec()))
+    trained_for = observation_of(loaded, config.observation_spec())
+    spec = with_observation_flags(args, trained_for)
+    for name in ("default_dpd", "window_months"):
+        given = config.observation.get(name)
+        if given is not None and getattr(args, name, None) is None and given != getattr(spec, name):
+            print(
+                f"[evaluate] warning: the config's observation {name}: {given} is not used: a "
+                f"model is evaluated on the label it was trained on ({name} "
+                f"{getattr(spec, name)}); give --{name.replace('_', '-')} {given} to measure it "
+                "on that label instead",
+                file=sys.stderr,
+                flush=True,
+            )
+    for name in ("default_dpd", "window_months"):
+        if getattr(spec, name) != getattr(trained_for, name):
+            print(
+                f"[evaluate] warning: the model was trained to predict {trained_for.describe()}; "
+                f"it is evaluated here with {name} {getattr(spec, name)} (the flag): its figures "
+                "measure it on a question it was not trained to answer",
+                file=sys.stderr,
+                flush=True,
+            )
     rejects = Path(args.out) / "rejects.csv"
     rejects.unlink(missing_ok=True)  # a stale list from an earlier run
     portfolio, accounting = load_portfolio_argument(args, "evaluate", rejects, config)

@@ -118,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
     from rollrisk.arguments import (
         allowed_missing_tables,
         check_output_argument,
+        label_settings_not_used,
         load_portfolio_argument,
     )
     from rollrisk.features.dates import check_as_of, default_as_of_choice
@@ -149,6 +150,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"[monitor] note: {reference.note}", file=sys.stderr)
     base = ObservationSpec.from_mapping(config.observation, source=f"config file {config.source}")
     spec = observation_of(loaded, base)
+    for line in label_settings_not_used(config.observation, spec):
+        print(f"[monitor] warning: {line}", file=sys.stderr, flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "rejects.csv").unlink(missing_ok=True)  # a stale list from an earlier run
     portfolio, accounting = load_portfolio_argument(

@@ -28,3 +28,24 @@ def test_the_in_sample_advice_can_be_followed(scoring_world, tmp_path, monkeypat
         assert "needs a later extract" in warning
     else:  # the advice, followed, evaluates something
         assert main([*argv, "--as-of-from", suggested[1], "--out", str(tmp_path / "later")]) == 0
+
+
+def test_a_label_other_than_the_models_is_said(scoring_world, tmp_path, monkeypatch, capsys):
+    """A config's window was ignored without a word (the model's own label is used), and a
+    flag's was honoured without saying the model answers another question."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", scoring_world.tracking_uri)
+    config = tmp_path / "six.yaml"
+    config.write_text("observation:\n  window_months: 6\n")
+    argv = ["evaluate", "--model", scoring_world.model_uri, "--data", str(scoring_world.portfolio)]
+    assert main([*argv, "--config", str(config), "--out", str(tmp_path / "config")]) == 0
+    err = capsys.readouterr().err
+    assert (
+        "[evaluate] warning: the config's observation window_months: 6 is not used: a model is "
+        "evaluated on the label it was trained on (window_months 3); give --window-months 6 to "
+        "measure it on that label instead"
+    ) in err
+    assert "a question it was not trained to answer" not in err
+    assert main([*argv, "--window-months", "6", "--out", str(tmp_path / "flag")]) == 0
+    err = capsys.readouterr().err
+    assert "is evaluated here with window_months 6 (the flag)" in err
+    assert "is not used" not in err
