@@ -95,12 +95,27 @@ class SplitFrames:
 
     def describe(self) -> dict[str, str]:
         def span(months: tuple[date, ...]) -> str:
+            """``first..last (n months)``, one range per run of consecutive months (the embargo
+            is two: before the validation months and before the test)."""
             if not months:
                 return "none"
+            runs: list[list[date]] = []
+            for month in sorted(months):
+                if runs and _months_apart(runs[-1][-1], month) == 1:
+                    runs[-1].append(month)
+                else:
+                    runs.append([month])
             count = f"{len(months)} month" + ("s" if len(months) > 1 else "")
-            return f"{months[0]}..{months[-1]} ({count})"
+            ranges = ", ".join(
+                f"{run[0]}..{run[-1]}" if len(run) > 1 else f"{run[0]}" for run in runs
+            )
+            return f"{ranges} ({count})"
 
         return {f"{part} as-of": span(months) for part, months in self.months.items()}
+
+
+def _months_apart(earlier: date, later: date) -> int:
+    return (later.year - earlier.year) * 12 + later.month - earlier.month
 
 
 def _month_ends(frame: pd.DataFrame) -> pd.Series:

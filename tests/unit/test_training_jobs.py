@@ -53,6 +53,9 @@ def test_split_is_by_time_with_embargo_and_disjoint_validation_accounts() -> Non
     assert split.months["out-of-time test"] == tuple(months[-2:])
     assert split.months["validation"] == tuple(months[-5:-3])
     assert split.months["embargo (dropped)"] == (months[-6], months[-3])
+    # two gaps, said as two: one range over them read as if it held the validation months
+    assert split.describe()["embargo (dropped) as-of"] == f"{months[-6]}, {months[-3]} (2 months)"
+    assert split.describe()["train as-of"] == f"{months[0]}..{months[-7]} (6 months)"
     assert max(pd.to_datetime(split.train["as_of"])) < min(
         pd.to_datetime(split.early_stopping["as_of"])
     )
