@@ -306,7 +306,10 @@ def read_table_file(
                     f"export?): write at least its header for a table '{table.name}' without "
                     "rows, or remove the file"
                 )
-            _check_unique_columns(_csv_header(path), path)
+            _check_line_ends(path)
+            header = _csv_header(path)
+            _check_separator(header, path)
+            _check_unique_columns(header, path)
             head = {} if rows is None or rows[1] else {"n_rows": 0}
             frame = pl.read_csv(path, infer_schema=False, null_values=[""], **head)
         elif rows is None:
@@ -335,6 +338,35 @@ def read_table_file(
         _check_rows_are_lines(path, frame)
     check_columns(frame.columns, table, str(path))
     return _typed_per_file(frame, table, dates, path)
+
+
+def _check_line_ends(path: Path) -> None:
+    """Raise if the file's lines end with a carriage return only (an old Mac export): read as
+    one line, its whole content would be taken for the header."""
+    with path.open("rb") as handle:
+        head = handle.read(1 << 16)
+    if b"\r" in head and b"\n" not in head:
+        raise DataContractError(
+            f"{path}: the lines end with a carriage return only (\\r, an old Mac export), not "
+            f"a line break (\\n), so the file reads as one line: convert it, e.g. `tr "
+            f"'\\r' '\\n' < {shlex.quote(str(path))} > {shlex.quote(str(path))}.unix`, and put "
+            "the copy in its place"
+        )
+
+
+def _check_separator(header: Sequence[str], path: Path) -> None:
+    """Raise if a one-column header holds another separator: the file is not comma-separated
+    (a European Excel export uses ';'), and its columns would all be "missing"."""
+    if len(header) != 1:
+        return
+    found = next((s for s in (";", "\t", "|") if s in header[0]), None)
+    if found is not None:
+        name = {";": "semicolons", "\t": "tabs", "|": "'|'"}[found]
+        raise DataContractError(
+            f"{path}: the header is one column, {header[0][:SHOWN_LINE]!r}, holding {name}: "
+            f"the file is separated by {name}, and a CSV file of the contract is "
+            "comma-separated: export it again with commas (and a '.' for decimals)"
+        )
 
 
 def _check_last_line_complete(path: Path) -> None:

@@ -213,6 +213,28 @@ def test_a_quoted_value_spanning_lines_is_read_as_one_value(tmp_path: Path) -> N
     assert loaded.statements.height == len(lines) - 1
 
 
+def test_a_semicolon_separated_file_says_so(tmp_path: Path) -> None:
+    """A European Excel export: every column read as "missing" in a one-column header."""
+    folder = _folder(tmp_path)
+    path = folder / "accounts.csv"
+    _write(path, [line.replace(",", ";") for line in _lines(path)])
+    error = _only_error(folder)
+    assert error.startswith(
+        f"{path}: the header is one column, 'account_id;borrower_id;product;opened_at;"
+        "credit_limit;currency', holding semicolons: the file is separated by semicolons"
+    ), error
+
+
+def test_lines_ending_with_a_carriage_return_only_say_so(tmp_path: Path) -> None:
+    """An old Mac export: the file read as one line, every value taken for a column name."""
+    folder = _folder(tmp_path)
+    path = folder / "accounts.csv"
+    path.write_bytes(("\r".join(_lines(path)) + "\r").encode())
+    error = _only_error(folder)
+    assert error.startswith(f"{path}: the lines end with a carriage return only"), error
+    assert "appears more than once" not in error
+
+
 # 2. a file that is not UTF-8
 
 
