@@ -19,7 +19,13 @@ of conf/default.yaml) are checked in this order:
 
 With no champion yet, the discrimination gate does not apply. When a gate fails, nothing
 changes and every failed gate is printed with its figures; the exit code is then 1, so a
-pipeline can stop on it. `rollrisk train` prints the same gates (all but discrimination), so
+pipeline can stop on it.
+
+  rollrisk promote --rollback-to 3
+
+moves the champion back to version 3, which must have been promoted through the gates once
+(a production incident is no time to re-run them on data that moved on); both versions are
+tagged with the move. `rollrisk train` prints the same gates (all but discrimination), so
 its report agrees with this job. Serving loads models:/NAME@champion.
 """
 
@@ -27,7 +33,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping
-from datetime import date
+from datetime import UTC, date
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -51,6 +57,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--dry-run",
         action="store_true",
         help="check the gates and print the decision; move no alias",
+    )
+    parser.add_argument(
+        "--rollback-to",
+        metavar="VERSION",
+        default=None,
+        help="move the champion back to an earlier VERSION that was promoted through the gates "
+        "once (e.g. when the new champion misbehaves in production); no gate is run again, the "
+        "move is tagged on both versions",
     )
 
 
@@ -139,6 +153,45 @@ def _figures(
     return figures, CandidateFigures(version=champion.version, auc=float(champion_auc)), note
 
 
+def _roll_back(
+    name: str, version: str, champion: RegisteredVersion | None, alias: str, dry_run: bool
+) -> int:
+    """Move ``alias`` back to ``version``, a version promoted through the gates once (its
+    ``promotion`` tag), tagging both versions with the move."""
+    from datetime import datetime
+
+    from rollrisk.storage.registry import set_alias, tag_version, version_tags
+
+    tags = version_tags(name, version)
+    if tags is None:
+        raise UserError(f"--rollback-to {version}: model {name!r} has no version {version}")
+    if tags.get("promotion") != "promoted":
+        state = tags.get("promotion")
+        raise UserError(
+            f"--rollback-to {version}: {name} v{version} was never promoted through the gates "
+            + (f"(its promotion tag is {state!r})" if state else "(it has no promotion tag)")
+            + "; a rollback returns to a model that passed them once: promote another version "
+            "with `rollrisk promote` instead"
+        )
+    current = champion.version if champion is not None else None
+    if current == version:
+        print(f"{name} v{version} is already {alias}; nothing to do")
+        return 0
+    move = f"{alias} v{current} -> v{version}" if current else f"{alias} (none) -> v{version}"
+    if dry_run:
+        print(f"dry run: would roll back {name}: {move}")
+        return 0
+    when = datetime.now(UTC).isoformat(timespec="seconds")
+    set_alias(name, alias, version)
+    tag_version(name, version, {"rollback": f"{move} at {when}"})
+    if current is not None:
+        tag_version(name, current, {"rolled_back": f"{move} at {when}"})
+    print(
+        f"rolled back: models:/{name}@{alias} is now v{version} (was {'v' + current if current else 'none'})"
+    )
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from rollrisk.storage.registry import alias_version, set_alias, tag_version
     from rollrisk.storage.tracking import configure_tracking
@@ -147,6 +200,10 @@ def run(args: argparse.Namespace) -> int:
     gates = config.promotion
     name = args.model_name or config.training.model_name
     setup = configure_tracking()
+    if args.rollback_to is not None:
+        version = str(args.rollback_to).removeprefix("v")
+        champion = alias_version(name, gates.to_alias)
+        return _roll_back(name, version, champion, gates.to_alias, args.dry_run)
     challenger = alias_version(name, gates.from_alias)
     if challenger is None:
         raise UserError(

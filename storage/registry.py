@@ -395,6 +395,19 @@ def alias_version(name: str, alias: str) -> RegisteredVersion | None:
     return RegisteredVersion(name=name, version=str(found.version), run_id=str(found.run_id))
 
 
+def version_tags(name: str, version: str) -> dict[str, str] | None:
+    """The tags of version ``version`` of model ``name``, or ``None`` when there is no such
+    version."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        found = mlflow.MlflowClient().get_model_version(name, str(version))
+    except MlflowException:
+        return None
+    return dict(found.tags or {})
+
+
 def set_alias(name: str, alias: str, version: str) -> None:
     """Point ``alias`` of model ``name`` at ``version`` (moved from any other version)."""
     import mlflow

@@ -220,6 +220,27 @@ def test_train_then_promotion_gates_then_fresh_process_load(
     probabilities = json.loads(completed.stdout.strip().splitlines()[-1])
     assert len(probabilities) == 5 and all(0.0 < p < 1.0 for p in probabilities)
 
+    # 6. A rollback returns the champion to a version that passed the gates once, and only to
+    #    one: v3 was refused, v9 does not exist.
+    capsys.readouterr()
+    assert main(["promote", "--config", str(weak), "--rollback-to", "3"]) == 2
+    assert "v3 was never promoted through the gates (its promotion tag is 'refused')" in (
+        capsys.readouterr().err
+    )
+    assert main(["promote", "--config", str(weak), "--rollback-to", "9"]) == 2
+    assert "has no version 9" in capsys.readouterr().err
+    assert main(["promote", "--config", str(weak), "--rollback-to", "1", "--dry-run"]) == 0
+    assert "dry run: would roll back" in capsys.readouterr().out
+    assert _aliases(tracking_uri)["champion"] == "2"
+    assert main(["promote", "--config", str(weak), "--rollback-to", "v1"]) == 0
+    assert f"rolled back: models:/{MODEL}@champion is now v1 (was v2)" in capsys.readouterr().out
+    assert _aliases(tracking_uri) == {"challenger": "3", "champion": "1"}
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    assert client.get_model_version(MODEL, "1").tags["rollback"].startswith("champion v2 -> v1 at ")
+    assert client.get_model_version(MODEL, "2").tags["rolled_back"].startswith("champion v2 -> v1")
+
 
 def test_promote_without_a_challenger_says_what_to_do(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
