@@ -36,7 +36,7 @@ import csv
 import os
 import re
 import shlex
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import time
 from pathlib import Path
@@ -335,7 +335,7 @@ def read_table_file(
     if kind == "CSV" and frame.height:
         _check_last_line_complete(path)
         _check_no_short_rows(path, frame)
-        _check_rows_are_lines(path, frame)
+        _check_rows_are_lines(path, frame, table)
     check_columns(frame.columns, table, str(path))
     return _typed_per_file(frame, table, dates, path)
 
@@ -493,73 +493,66 @@ def _quote_problem(path: Path) -> str | None:
     """Where a double quote breaks the file's rows, or ``None``: a quote inside a value that
     does not start with one, a quoted value no later quote closes (the rest of the file would
     be that one value), one whose closing quote is followed by more of the value (a quote
-    inside a quoted value not doubled), or one spanning lines of which one reads as a whole row
-    by itself (two stray quotes swallow the rows between them into one value, and the reader
-    accepts that). A quoted value may span lines (one value with a line break, as CSV
-    allows): it is reported only in those cases."""
-    with path.open(encoding="utf-8", errors="replace", newline="") as handle:
-        first = handle.readline()
-        names = next(csv.reader([first.removeprefix("\ufeff")]), [])
-        line, opened, field = 1, (0, 0, ""), 0
-        quoted, swallowed = False, None
-        for text in handle:
-            line += 1
-            if not quoted:
-                field, start = 0, True
-            elif swallowed is None and len(next(csv.reader([text]), [])) >= len(names) > 1:
-                swallowed = _swallowed(opened, names, line, text)  # said once the value ends
-            index = 0
-            while index < len(text):
-                char = text[index]
-                if quoted:
-                    if char == '"' and text[index + 1 : index + 2] == '"':
-                        index += 2  # a doubled quote: one quote in the value
-                        continue
-                    if char == '"':
-                        quoted = False
-                        after = text[index + 1 : index + 2]
-                        if after not in ("", ",", "\n", "\r"):
-                            return _unclosed(opened, names, line, text, after)
-                        if swallowed is not None:
-                            return swallowed
-                elif char == '"':
-                    if not start:
-                        return (
-                            f"line {line} has a double quote inside the value of "
-                            f"{_column_name(names, field)}, which does not start with one: a "
-                            "value holding a double quote must be in double quotes, its own "
-                            'quotes doubled ("5"" screen" for 5" screen); line '
-                            f"{line} reads {_shown_line(text.rstrip(chr(13) + chr(10)))}"
-                        )
-                    quoted, opened = True, (line, field, text)
-                elif char == ",":
-                    field, start = field + 1, True
-                    index += 1
+    inside a quoted value not doubled). A quoted value may span lines (one value with a line
+    break, as CSV allows). Runs once the reader has refused the file; two stray quotes the
+    reader accepts are :func:`_check_rows_are_lines`'s. Lines are split at line breaks only (a
+    carriage return inside a value is part of it, as the reader reads it)."""
+    lines = _text_lines(path)
+    first = next(lines, "")
+    names = next(csv.reader([first.removeprefix("\ufeff")]), [])
+    line, opened, field = 1, (0, 0, ""), 0
+    quoted = False
+    for text in lines:
+        line += 1
+        if not quoted:
+            field, start = 0, True
+        index = 0
+        while index < len(text):
+            char = text[index]
+            if quoted:
+                if char == '"' and text[index + 1 : index + 2] == '"':
+                    index += 2  # a doubled quote: one quote in the value
                     continue
-                start = False
+                if char == '"':
+                    quoted = False
+                    after = text[index + 1 : index + 2]
+                    if after not in ("", ",", "\n", "\r"):
+                        return _unclosed(opened, names, line, text, after)
+            elif char == '"':
+                if not start:
+                    return (
+                        f"line {line} has a double quote inside the value of "
+                        f"{_column_name(names, field)}, which does not start with one: a "
+                        "value holding a double quote must be in double quotes, its own "
+                        'quotes doubled ("5"" screen" for 5" screen); line '
+                        f"{line} reads {_shown_line(text.rstrip(chr(13) + chr(10)))}"
+                    )
+                quoted, opened = True, (line, field, text)
+            elif char == ",":
+                field, start = field + 1, True
                 index += 1
+                continue
+            start = False
+            index += 1
     if quoted:
         return _unclosed(opened, names, line, None, None)
     return None
 
 
-def _swallowed(opened: tuple[int, int, str], names: Sequence[str], line: int, text: str) -> str:
-    start, field, _ = opened
-    return (
-        f"line {start} opens a quoted value (a double quote at its start) in "
-        f"{_column_name(names, field)} that runs on over line {line}, which reads as a whole "
-        f"row of its own ({len(names)} fields): a stray double quote would swallow the rows "
-        "after it into one value, and they would be lost; put a value holding a double quote "
-        'in double quotes with its own quotes doubled ("5"" screen"); line '
-        f"{line} reads {_shown_line(text.rstrip(chr(13) + chr(10)))}"
-    )
+_DATE_LIKE = re.compile(r"^\s*\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}")
+"""A field that looks like a date in any of the forms a contract file may write one."""
 
 
-def _check_rows_are_lines(path: Path, frame: pl.DataFrame) -> None:
-    """Raise if the rows read from a CSV file are fewer than its lines because a stray double
-    quote swallowed whole rows into one value (:func:`_quote_problem`); values legitimately
-    quoted across lines pass. One pass over the file's bytes counting line breaks and quotes;
-    the slow check runs only when a quoted value spans lines."""
+def _check_rows_are_lines(path: Path, frame: pl.DataFrame, table: TableContract) -> None:
+    """Raise if two stray double quotes swallowed rows into one value: the reader accepts a
+    quoted value over several lines, so the rows between the quotes were read as one lender's
+    note and lost. Values legitimately quoted over lines (an address, a note) pass.
+
+    One pass over the file's bytes counting line breaks and quotes settles nearly every file
+    (no quote, or one line per row). Otherwise only the values holding a line break are
+    looked at: one is refused when a line of it reads as a row of ``table`` by itself (a
+    field where each of the table's date columns is that looks like a date, as many fields as
+    those columns need; an address line does not)."""
     breaks = quotes = 0
     with path.open("rb") as handle:
         while chunk := handle.read(SCAN_BYTES):
@@ -567,9 +560,57 @@ def _check_rows_are_lines(path: Path, frame: pl.DataFrame) -> None:
             quotes += chunk.count(b'"')
     if quotes == 0 or breaks <= frame.height + 1:  # the header and one line per row
         return
-    problem = _quote_problem(path)
-    if problem is not None:
-        raise DataContractError(f"{path}: {problem}")
+    dated = [
+        index
+        for index, name in enumerate(frame.columns)
+        if name in table.dtypes and is_temporal(table.dtypes[name])
+    ]
+    if not dated:
+        return
+    text = [name for name, dtype in frame.schema.items() if dtype == pl.String()]
+    spans = frame.select(
+        pl.int_range(pl.len()).alias("_row"),
+        *text,
+        pl.sum_horizontal(pl.col(text).str.count_matches("\n", literal=True).fill_null(0)).alias(
+            "_breaks"
+        ),
+    )
+    for row in spans.filter(pl.col("_breaks") > 0).iter_rows(named=True):
+        for name in text:
+            value = row[name]
+            if not value or "\n" not in value:
+                continue
+            for offset, piece in enumerate(value.split("\n")[1:], start=1):
+                fields = next(csv.reader([piece.replace("\r", " ")]), [])
+                covered = [index for index in dated if index < len(fields)]
+                if covered and all(_DATE_LIKE.match(fields[index]) for index in covered):
+                    # the line of the file: the header, one per earlier row, and the line
+                    # breaks inside earlier rows' values and this one's before it
+                    opens = 2 + row["_row"] + int(spans["_breaks"].head(row["_row"]).sum())
+                    raise DataContractError(
+                        f"{path}: line {opens} opens a quoted value in column {name} that runs "
+                        f"over {value.count(chr(10)) + 1} lines, and line {opens + offset} reads "
+                        "as a row of its own "
+                        f"({_shown_line(piece.rstrip(chr(13)))}): two stray double quotes "
+                        "swallow the rows between them into one value, and those rows would be "
+                        "lost; put a value holding a double quote in double quotes with its own "
+                        'quotes doubled ("5"" screen")'
+                    )
+
+
+def _text_lines(path: Path) -> Iterator[str]:
+    """The lines of ``path`` as text, split at line breaks only (a carriage return inside a
+    value stays in it, written as a space, as the reader keeps it; one before the line break
+    ends the line): what :mod:`csv` and a line loop see match the rows the reader read."""
+    with path.open("rb") as handle:
+        for raw in handle:
+            text = raw.decode("utf-8", errors="replace")
+            body, end = (
+                (text[:-2], "\r\n")
+                if text.endswith("\r\n")
+                else ((text[:-1], "\n") if text.endswith("\n") else (text, ""))
+            )
+            yield body.replace("\r", " ") + end
 
 
 def _column_name(names: Sequence[str], field: int) -> str:
@@ -676,23 +717,25 @@ def _ragged_rows(path: Path, longer: bool) -> tuple[int, int, int, str, int] | N
     quoted value spanning lines counts each)."""
     first: tuple[int, int, str] | None = None
     count = 0
-    with path.open(encoding="utf-8", errors="replace", newline="") as handle:
-        reader = csv.reader(handle)
-        try:
-            header = next(reader, None)
-            if header is None:
-                return None
-            expected = len(header)
-            line = reader.line_num + 1  # where the next row starts
-            for row in reader:
-                blank = len(row) <= 1 and not "".join(row).strip()
-                if (len(row) > expected) if longer else (len(row) < expected and not blank):
-                    count += 1
-                    if first is None:
-                        first = (line, len(row), ",".join(row))
-                line = reader.line_num + 1
-        except csv.Error:  # a field beyond csv's size limit, say: report what was found
-            pass
+    # the file's lines split at line breaks only, as the reader splits them; fields of any
+    # length (csv's default limit of 131,072 characters would stop the count unseen)
+    csv.field_size_limit(2**31 - 1)
+    reader = csv.reader(_text_lines(path))
+    try:
+        header = next(reader, None)
+        if header is None:
+            return None
+        expected = len(header)
+        line = reader.line_num + 1  # where the next row starts
+        for row in reader:
+            blank = len(row) <= 1 and not "".join(row).strip()
+            if (len(row) > expected) if longer else (len(row) < expected and not blank):
+                count += 1
+                if first is None:
+                    first = (line, len(row), ",".join(row))
+            line = reader.line_num + 1
+    except csv.Error:  # what csv cannot read at all: report what was found
+        pass
     if first is None:
         return None
     return first[0], first[1], expected, first[2], count

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from rollrisk.cli import main
@@ -194,10 +195,44 @@ def test_two_stray_quotes_that_swallow_whole_rows_refuse_the_file(
     _write(path, lines)
     error = _only_error(folder)
     assert error.startswith(
-        f"{path}: line 4 opens a quoted value (a double quote at its start) in column note that "
-        "runs on over line 5, which reads as a whole row of its own (9 fields): a stray double "
-        "quote would swallow the rows after it into one value"
+        f"{path}: line 4 opens a quoted value in column note that runs over 4 lines, and line 5 "
+        "reads as a row of its own ("
     ), error
+    assert error.endswith(
+        "): two stray double quotes swallow the rows between them into one value, and those "
+        "rows would be lost; put a value holding a double quote in double quotes with its own "
+        'quotes doubled ("5"" screen")'
+    )
+
+
+def test_an_address_over_lines_with_many_commas_is_one_value(tmp_path: Path) -> None:
+    """Found by a helper: an address line with as many commas as the header was taken for a
+    swallowed row and the file refused. A row is told by its dates, which an address lacks."""
+    folder = _folder(tmp_path)
+    path = folder / "accounts.csv"
+    lines = _lines(path)
+    lines = [f"{line},{'address' if n == 0 else 'x'}" for n, line in enumerate(lines)]
+    lines[2] = lines[2].removesuffix(",x") + (
+        ',"Attn: collections\nFlat 3, 12 High St, Springfield, IL, 62704, USA, near park"'
+    )
+    _write(path, lines)
+    loaded = validate_portfolio(folder)
+    assert loaded.report.file_errors == ()
+    assert loaded.accounts.height == 3
+
+
+def test_a_carriage_return_inside_a_value_is_part_of_it(tmp_path: Path) -> None:
+    """pandas writes a value holding a bare carriage return unquoted; the reader keeps it in
+    the value, and so do the checks (they split lines at line breaks only)."""
+    folder = _folder(tmp_path)
+    path = folder / "collection_actions.csv"
+    notes = pl.Series("note", ["line1\rline2", None, "x"])  # the last column once empty
+    tiny_actions().with_columns(notes).write_csv(path)
+    data = path.read_bytes().replace(b'"line1\rline2"', b"line1\rline2")
+    path.write_bytes(data.replace(b",note\n", b',"note"\n'))  # a quote elsewhere in the file
+    loaded = validate_portfolio(folder)
+    assert loaded.report.file_errors == ()
+    assert loaded.collection_actions.height == 3
 
 
 def test_a_quoted_value_spanning_lines_is_read_as_one_value(tmp_path: Path) -> None:
