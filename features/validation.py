@@ -565,16 +565,25 @@ def _incomplete_histories(
     return candidates.join(first, on="account_id", how="inner", maintain_order="left")
 
 
+COPY_DAYS = 28
+"""Two statements of an account with the same figures less than this many days apart are one
+statement sent twice with a shifted date (two cycles are a month apart)."""
+
+
 def _skipped_months(candidates: pl.DataFrame, table: TableContract) -> pl.DataFrame:
     """The rows of accounts whose rows (dated by the table's ``dated_by``) skip a calendar
-    month between their first and their last, or hold one row twice in a month under two
-    dates, with a ``reason`` naming the month and the rows around it: a statement the extract
-    does not hold is a gap as a rejected one is, and a statement sent again with a shifted date
-    (its key differs, its figures do not) would be counted twice by every feature counting
-    months. Two statements of one month with different figures (a cycle day moved) are kept.
+    month between their first and their last, or hold one row twice under two dates, with a
+    ``reason`` naming the month or the two dates: a statement the extract does not hold is a
+    gap as a rejected one is, and a statement sent again with a shifted date (its key differs,
+    its figures do not) would be counted twice by every feature counting months.
+
+    A copy is the same figures less than :data:`COPY_DAYS` apart, in one month or across a
+    month's end, among the rows of an account holding two in some month; a statement with
+    nothing due, paid or past due (a dormant account: all its statements alike) is never one,
+    and two statements of a month with other figures (a cycle day moved) are two cycles.
 
     Found from each account's first and last month, its number of distinct months and of
-    rows (one aggregation, no sort); only the accounts found are sorted to name the month."""
+    rows (one aggregation, no sort); only the accounts found are sorted to name the rows."""
     column = table.dated_by
     assert column is not None
     dated = pl.col(column)
@@ -592,70 +601,61 @@ def _skipped_months(candidates: pl.DataFrame, table: TableContract) -> pl.DataFr
         .filter(pl.col("_gap") | pl.col("_doubled"))
         .collect()
     )
-    # of the accounts with two rows in a month, those whose two rows are one under two dates
+    if counts.is_empty():
+        return candidates.clear().with_columns(pl.lit(None, dtype=pl.String).alias("reason"))
+    gapped = counts.filter("_gap").select("account_id")
+    gaps = (
+        candidates.select("account_id", dated.alias("_dated"))
+        .join(gapped, on="account_id")
+        .sort("account_id", "_dated")
+        .with_columns(pl.col("_dated").shift(1).over("account_id").alias("_before"))
+        .filter(month_index("_dated") - month_index("_before") > 1)
+        .group_by("account_id", maintain_order=True)
+        .first()
+        .select(
+            "account_id",
+            pl.format(
+                f"{INCOMPLETE_HISTORY_REASON}: the account's {table.name} skip a month (one "
+                f"a month is expected from its first to its last {column}), so all of them "
+                "are set aside and the account is neither scored nor trained on with a gap "
+                "in its history, got '{} missing between {} and {}'",
+                (pl.col("_before").dt.offset_by("1mo")).dt.strftime("%Y-%m"),
+                pl.col("_before"),
+                pl.col("_dated"),
+            ).alias("reason"),
+        )
+    )
     figures = [
         name
         for name, dtype in table.dtypes.items()
         if name != "account_id" and not is_temporal(dtype)
     ]
+    quiet = [pl.col(name) == 0 for name in ("amount_due", "amount_paid", "dpd") if name in figures]
     doubled = counts.filter(~pl.col("_gap") & pl.col("_doubled")).select("account_id")
-    copied = (
-        doubled
-        if doubled.is_empty()
-        else (
-            candidates.join(doubled, on="account_id")
-            .group_by("account_id", month, *figures)
-            .agg(pl.len().alias("_n"))
-            .filter(pl.col("_n") > 1)
-            .select("account_id")
-            .unique()
-        )
-    )
-    irregular = pl.concat([counts.filter("_gap").select("account_id"), copied])
-    if not irregular.height:
-        return candidates.clear().with_columns(pl.lit(None, dtype=pl.String).alias("reason"))
-    step = month_index("_dated") - month_index("_before")
-    same = pl.all_horizontal(pl.col(name).eq_missing(pl.col(f"_{name}")) for name in figures)
-    first = (
+    copies = (
         candidates.select("account_id", *figures, dated.alias("_dated"))
-        .join(irregular, on="account_id")
-        .sort("account_id", "_dated")
-        .with_columns(
-            pl.col(name).shift(1).over("account_id").alias(f"_{name}")
-            for name in ["_dated", *figures]
-        )
-        .rename({"__dated": "_before"})
-        .filter((step > 1) | ((step == 0) & same))
+        .join(doubled, on="account_id")
+        .filter(~pl.all_horizontal(quiet) if quiet else pl.lit(True))
+        .sort("account_id", *figures, "_dated")
+        .with_columns(pl.col("_dated").shift(1).over("account_id", *figures).alias("_before"))
+        .filter((pl.col("_dated") - pl.col("_before")).dt.total_days() < COPY_DAYS)
+        .sort("account_id", "_before")
         .group_by("account_id", maintain_order=True)
         .first()
         .select(
             "account_id",
-            pl.when(step == 0)
-            .then(
-                pl.format(
-                    f"{table.name} twice in a month: the account's {table.name} hold the same "
-                    f"figures under two {column} dates in one calendar month (one sent again "
-                    "with a shifted date would be counted twice, so all of them are set aside "
-                    "and the account is neither scored nor trained on with a doubled month), "
-                    "got '{} and {}'",
-                    pl.col("_before"),
-                    pl.col("_dated"),
-                )
-            )
-            .otherwise(
-                pl.format(
-                    f"{INCOMPLETE_HISTORY_REASON}: the account's {table.name} skip a month (one "
-                    f"a month is expected from its first to its last {column}), so all of them "
-                    "are set aside and the account is neither scored nor trained on with a gap "
-                    "in its history, got '{} missing between {} and {}'",
-                    (pl.col("_before").dt.offset_by("1mo")).dt.strftime("%Y-%m"),
-                    pl.col("_before"),
-                    pl.col("_dated"),
-                )
-            )
-            .alias("reason"),
+            pl.format(
+                f"{table.name} sent twice: the account's {table.name} hold the same figures "
+                f"under two {column} dates less than {COPY_DAYS} days apart (one statement sent "
+                "again with a shifted date would be counted twice, so all of them are set "
+                "aside and the account is neither scored nor trained on with a month counted "
+                "twice), got '{} and {}'",
+                pl.col("_before"),
+                pl.col("_dated"),
+            ).alias("reason"),
         )
     )
+    first = pl.concat([gaps, copies])
     return candidates.join(first, on="account_id", how="inner", maintain_order="left")
 
 

@@ -49,6 +49,7 @@ from rollrisk.features.schemas import (
     TABLES_BY_NAME,
     TREATMENT_KINDS,
 )
+from rollrisk.features.validation import COPY_DAYS
 
 # The contract's enumerations, declared once in features/schemas.py (Literal[tuple] spreads it).
 Product = Literal[PRODUCTS]  # type: ignore[valid-type]
@@ -227,20 +228,24 @@ class AccountHistory(_Row):
 
     @model_validator(mode="after")
     def _no_statement_twice(self) -> AccountHistory:
-        """The batch's rule: the same figures under two cycle_end dates of one calendar month
-        are one statement sent twice, which every feature counting months would count twice."""
-        seen: dict[tuple, date] = {}
+        """The batch's rule (``features.validation.COPY_DAYS``): the same figures under two
+        cycle_end dates less than 28 days apart are one statement sent twice, which every
+        feature counting months would count twice; a statement with nothing due, paid or past
+        due (a dormant account) is never one."""
+        last: dict[tuple, date] = {}
         for statement in sorted(self.statements, key=lambda s: s.cycle_end):
-            day = statement.cycle_end
             figures = statement.model_dump(exclude={"cycle_end", "known_at"})
-            key = (day.year, day.month, *sorted(figures.items()))
-            if key in seen:
+            if figures["amount_due"] == 0 and figures["amount_paid"] == 0 and figures["dpd"] == 0:
+                continue
+            key = tuple(sorted(figures.items()))
+            day = statement.cycle_end
+            if key in last and (day - last[key]).days < COPY_DAYS:
                 raise ValueError(
-                    f"statements: the same figures under two cycle_end dates in {day:%Y-%m} "
-                    f"({seen[key]} and {day}): one statement sent again with a shifted date "
-                    "would be counted twice"
+                    f"statements: the same figures under two cycle_end dates less than "
+                    f"{COPY_DAYS} days apart ({last[key]} and {day}): one statement sent again "
+                    "with a shifted date would be counted twice"
                 )
-            seen[key] = day
+            last[key] = day
         return self
 
     @model_validator(mode="after")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 import polars as pl
 import pytest
@@ -395,11 +395,55 @@ def test_a_statement_sent_again_with_a_shifted_date_sets_the_account_aside():
     reasons = outcome.rejects["reasons"].to_list()
     assert len(reasons) == 6  # A1's three statements and their three copies
     assert set(reasons) == {
-        "statements twice in a month: the account's statements hold the same figures under "
-        "two cycle_end dates in one calendar month (one sent again with a shifted date would "
-        "be counted twice, so all of them are set aside and the account is neither scored nor "
-        "trained on with a doubled month), got '2024-01-19 and 2024-01-20'"
+        "statements sent twice: the account's statements hold the same figures under two "
+        "cycle_end dates less than 28 days apart (one statement sent again with a shifted date "
+        "would be counted twice, so all of them are set aside and the account is neither "
+        "scored nor trained on with a month counted twice), got '2024-01-19 and 2024-01-20'"
     }
+
+
+def test_a_copy_across_a_months_end_or_between_two_cycles_is_found_too():
+    """Found by a helper: January's statement sent again dated 1 February beside February's
+    own, and a copy with another statement between them (A, B, A), both passed."""
+    frame = tiny_statements().filter(pl.col("account_id") == "A1")  # 2024-01-20, 02-20, 03-20
+    january = frame.head(1)
+
+    def dated(rows: pl.DataFrame, day: date) -> pl.DataFrame:  # known two days after
+        known = datetime.combine(day, datetime.min.time()) + timedelta(days=2)
+        return rows.with_columns(pl.lit(day).alias("cycle_end"), pl.lit(known).alias("known_at"))
+
+    across = dated(january, date(2024, 2, 1))
+    outcome = validate_table(_raw(pl.concat([frame, across])), STATEMENTS_WHOLE, ["s.parquet"])
+    assert outcome.rows_accepted == 0
+    assert outcome.rejects["reasons"][0].endswith("got '2024-01-20 and 2024-02-01'")
+    # in one month, with the month's own statement (other figures) between the two
+    february = frame.slice(1, 1)
+    early, late = dated(february, date(2024, 2, 5)), dated(february, date(2024, 2, 25))
+    middle = dated(frame.tail(1), date(2024, 2, 15))  # other figures between the two
+    rows = pl.concat([january, early, middle, late, frame.tail(1)])
+    outcome = validate_table(_raw(rows), STATEMENTS_WHOLE, ["s.parquet"])
+    assert outcome.rows_accepted == 0
+    assert outcome.rejects["reasons"][0].endswith("got '2024-02-05 and 2024-02-25'")
+
+
+def test_a_dormant_account_whose_cycle_day_moves_is_kept():
+    """All its statements alike (nothing due, paid or past due): two in a month are two
+    cycles, not a copy (found by a helper: the account was set aside whole)."""
+    days = [date(2024, 1, 2), date(2024, 2, 2), date(2024, 3, 2), date(2024, 3, 28)]
+    frame = pl.DataFrame(
+        {
+            "account_id": ["Z1"] * 4,
+            "cycle_end": days,
+            "known_at": [datetime.combine(d, datetime.min.time()) for d in days],
+            "amount_due": [0.0] * 4,
+            "min_due": [0.0] * 4,
+            "amount_paid": [0.0] * 4,
+            "balance": [0.0] * 4,
+            "dpd": [0] * 4,
+        }
+    )
+    outcome = validate_table(_raw(frame), STATEMENTS_WHOLE, ["s.parquet"])
+    assert outcome.rows_rejected == 0 and outcome.rows_accepted == 4
 
 
 def test_two_statements_of_a_month_with_other_figures_are_kept():
