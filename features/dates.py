@@ -149,16 +149,17 @@ def check_date_format(date_format: str) -> str:
             f"({probe} is written {written!r} and read as {read})"
         )
     # YYYY-MM-DD is always read first: a declared format writing dates in that shape with
-    # another meaning would have every day up to 12 read as a month, silently
-    probe = date(2024, 4, 3)
-    written = probe.strftime(date_format)
-    if re.fullmatch(ISO_DATE_PATTERN.strip("^$"), written) and written != probe.isoformat():
-        raise UserError(
-            f"date format {date_format!r} writes 3 April 2024 as {written!r}, which the "
-            f"contract's YYYY-MM-DD reads as {date.fromisoformat(written):%-d %B %Y}: every date "
-            "whose day is 12 or less would be read with day and month swapped; convert the "
-            "dates to YYYY-MM-DD"
-        )
+    # another meaning would have every day up to 12 read as a month, silently (a day of one
+    # digit and one of two: %e pads 3 with a space, not 10)
+    for probe in (date(2024, 4, 3), date(2021, 5, 10)):
+        written = probe.strftime(date_format)
+        if re.fullmatch(ISO_DATE_PATTERN.strip("^$"), written) and written != probe.isoformat():
+            raise UserError(
+                f"date format {date_format!r} writes {probe:%-d %B %Y} as {written!r}, which "
+                f"the contract's YYYY-MM-DD reads as {date.fromisoformat(written):%-d %B %Y}: "
+                "every date whose day is 12 or less would be read with day and month swapped; "
+                "convert the dates to YYYY-MM-DD"
+            )
     return date_format
 
 
@@ -266,7 +267,15 @@ def cast_temporal(
         expected = pl.coalesce(
             expected,
             pl.when(late).then(
-                pl.lit(f"a {noun} on or before the extract date {settings.extract_date}")
+                pl.lit(
+                    f"a {noun} on or before the extract date {settings.extract_date}"
+                    + (
+                        " (the declared %y reads a two-digit year 00-68 as 2000-2068: a year "
+                        "before 1969 needs a four-digit year, %Y)"
+                        if settings.date_format and "%y" in settings.date_format
+                        else ""
+                    )
+                )
             ),
         )
     return value, expected

@@ -787,12 +787,15 @@ def _typed_per_file(
                 f"{path}: column {name} is stored as {dtype}, a list or structure in each row; "
                 f"the contract's {name} is one {_kind_of(target)} per row"
             )
-        if target == pl.String() and dtype.is_float():
+        if target == pl.String() and (
+            dtype.is_float() or (dtype.is_decimal() and (getattr(dtype, "scale", 0) or 0) > 0)
+        ):
             raise DataContractError(
-                f"{path}: column {name} is stored as {dtype}, a floating-point number, but the "
-                f"contract's {name} is text: a float cannot hold an id or a code exactly (123 "
-                "would read as '123.0', and digits past the 15th are lost, so ids would no "
-                "longer match the lender's); write the column as text, or as whole numbers"
+                f"{path}: column {name} is stored as {dtype}, a number with a fraction, but the "
+                f"contract's {name} is text: such a number cannot hold an id or a code exactly "
+                "(123 would read as '123.0' or '123.0000000000', and a float loses digits past "
+                "the 15th, so ids would no longer match the lender's); write the column as "
+                "text, or as whole numbers"
             )
         if not is_temporal(target):
             continue

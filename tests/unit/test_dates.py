@@ -274,6 +274,20 @@ def test_a_two_digit_year_under_a_declared_four_digit_one_and_placeholders_are_r
     assert _reasons(outcome)[2].startswith("known_at: expected a timestamp on or after 1950-01-01")
 
 
+def test_a_two_digit_year_read_in_the_wrong_century_says_so():
+    """%y reads 65 as 2065: an account opened in 1965 was rejected as after the extract date,
+    with no word of the century."""
+    settings = DateSettings(date_format="%d/%m/%y", extract_date=date(2026, 12, 3))
+    text = _accounts_with_opened_at(["30/06/65", "15/01/23", "01/02/99"])
+    reasons = _reasons(validate_table(_raw(text), ACCOUNTS, ["a.csv"], dates=settings))
+    assert list(reasons) == [0]
+    assert reasons[0] == (
+        "opened_at: expected a date on or before the extract date 2026-12-03 (the declared %y "
+        "reads a two-digit year 00-68 as 2000-2068: a year before 1969 needs a four-digit year, "
+        "%Y), got '30/06/65'"
+    )
+
+
 def test_the_extract_day_ends_at_midnight_and_future_promises_and_plan_ends_are_allowed():
     extract = DateSettings(extract_date=date(2024, 3, 23))
     actions = tiny_actions().with_columns(

@@ -244,9 +244,15 @@ def test_an_id_column_stored_as_floats_is_a_file_error(tmp_path: Path) -> None:
     accounts.write_parquet(folder / "accounts.parquet")
     errors = validate_portfolio(folder).report.file_errors
     assert errors == (
-        f"{folder / 'accounts.parquet'}: column account_id is stored as Float64, a "
-        "floating-point number, but the contract's account_id is text: a float cannot hold an "
-        "id or a code exactly (123 would read as '123.0', and digits past the 15th are lost, "
-        "so ids would no longer match the lender's); write the column as text, or as whole "
-        "numbers",
+        f"{folder / 'accounts.parquet'}: column account_id is stored as Float64, a number with "
+        "a fraction, but the contract's account_id is text: such a number cannot hold an id or "
+        "a code exactly (123 would read as '123.0' or '123.0000000000', and a float loses "
+        "digits past the 15th, so ids would no longer match the lender's); write the column as "
+        "text, or as whole numbers",
     )
+    # a decimal with a fraction too (a Spark export of an Oracle NUMBER); whole ones are read
+    accounts.with_columns(pl.col("account_id").cast(pl.Decimal(38, 10))).write_parquet(
+        folder / "accounts.parquet"
+    )
+    (error,) = validate_portfolio(folder).report.file_errors
+    assert "column account_id is stored as Decimal(precision=38, scale=10)" in error
