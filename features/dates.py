@@ -259,8 +259,9 @@ def cast_temporal(
             f"{settings.date_words() if target == pl.Date() else settings.timestamp_words()} "
             "(as text) or a Parquet date or timestamp"
         )
-    early = value < pl.lit(datetime.combine(EARLIEST, time(0)) if target != pl.Date() else EARLIEST)
-    expected = pl.coalesce(expected, pl.when(early).then(pl.lit(_earliest_words(target))))
+    expected = pl.coalesce(
+        expected, pl.when(_too_early(value, target)).then(pl.lit(_earliest_words(target)))
+    )
     if bounded and settings.extract_date is not None:
         late = _after_extract(value, target, settings.extract_date)
         noun = "date" if target == pl.Date() else "timestamp"
@@ -279,6 +280,22 @@ def cast_temporal(
             ),
         )
     return value, expected
+
+
+def out_of_bounds(
+    value: pl.Expr, target: pl.DataType, settings: DateSettings, bounded: bool
+) -> pl.Expr:
+    """Whether a typed contract value (:func:`cast_temporal`'s) breaks a bound: before
+    :data:`EARLIEST`, or (``bounded``) after the extract date. The validation finds its suspect
+    rows with it cheaply, on the typed column, before wording their reasons."""
+    early = _too_early(value, target)
+    if bounded and settings.extract_date is not None:
+        return early | _after_extract(value, target, settings.extract_date)
+    return early
+
+
+def _too_early(value: pl.Expr, target: pl.DataType) -> pl.Expr:
+    return value < pl.lit(datetime.combine(EARLIEST, time(0)) if target != pl.Date() else EARLIEST)
 
 
 def _earliest_words(target: pl.DataType) -> str:
