@@ -141,7 +141,7 @@ def parse_config(raw: Mapping[str, Any], source: str = "<mapping>") -> RollriskC
         try:
             typed[name] = model.model_validate(section)
         except ValidationError as error:
-            raise UserError(_describe(error, source, name)) from error
+            raise UserError(_describe(error, source, name, model)) from error
     config = RollriskConfig(source=source, observation=dict(sections["observation"]), **typed)
     # checked here too, not only when a job reads it: `rollrisk train` with a bad
     # `window_months` would otherwise fail after minutes of work, and `validate` not at all
@@ -236,12 +236,25 @@ def _refuse_lax_values(section: Any, model: type[BaseModel], source: str, where:
             )
 
 
-def _describe(error: ValidationError, source: str, section: str) -> str:
+def _did_you_mean(model: type[BaseModel], location: tuple[Any, ...]) -> str:
+    """`` (did you mean 'min_auc_gain'?)`` for an unknown key near a known one of its model
+    (followed through nested sections), else ``""``."""
+    for part in location[:-1]:
+        field = model.model_fields.get(str(part))
+        nested = getattr(field, "annotation", None) if field is not None else None
+        if not (isinstance(nested, type) and issubclass(nested, BaseModel)):
+            return ""
+        model = nested
+    close = difflib.get_close_matches(str(location[-1]), list(model.model_fields), n=1, cutoff=0.75)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _describe(error: ValidationError, source: str, section: str, model: type[BaseModel]) -> str:
     problems = []
     for item in error.errors():
         key = ".".join([section, *(str(part) for part in item["loc"])])
         if item["type"] == "extra_forbidden":
-            problems.append(f"unknown key {key}")
+            problems.append(f"unknown key {key}{_did_you_mean(model, item['loc'])}")
         else:
             problems.append(f"{key}: {item['msg']} (got {item.get('input')!r})")
     return f"config file {source}: " + "; ".join(problems)

@@ -48,8 +48,16 @@ def test_the_shipped_default_file_loads(tmp_path: Path) -> None:
 def test_unknown_key_names_the_file_and_the_key(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("training:\n  lightgbm:\n    num_leafs: 15\n")
-    with pytest.raises(UserError, match=r"bad\.yaml: unknown key training\.lightgbm\.num_leafs"):
+    with pytest.raises(
+        UserError,
+        match=r"bad\.yaml: unknown key training\.lightgbm\.num_leafs \(did you mean 'num_leaves'\?\)",
+    ):
         load_config(path)
+    path.write_text("promotion:\n  min_auc_gan: 0.01\n  colour: red\n")
+    with pytest.raises(UserError) as raised:
+        load_config(path)
+    assert "unknown key promotion.min_auc_gan (did you mean 'min_auc_gain'?)" in str(raised.value)
+    assert "unknown key promotion.colour;" in str(raised.value) + ";"  # nothing near: no guess
 
 
 def test_wrong_type_names_the_key_and_value() -> None:
