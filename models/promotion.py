@@ -35,8 +35,9 @@ class PromotionConfig(ConfigSection):
 
     from_alias: str = "challenger"
     to_alias: str = "champion"
-    min_auc_gain: float = 0.005
-    max_ece: float = Field(0.03, gt=0.0)
+    min_auc_gain: float = Field(0.005, ge=-1.0, le=1.0)  # an AUC gain lies in [-1, 1]
+    # an ECE lies in [0, 1]: a bound of 1 or more is a gate that cannot fail (a typo for 0.03?)
+    max_ece: float = Field(0.03, gt=0.0, lt=1.0)
     max_psi: float = Field(0.25, gt=0.0)
     # The challenger's own run must show it beats both baselines (out-of-time AUC and Brier).
     require_beats_baselines: bool = True

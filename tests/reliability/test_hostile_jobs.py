@@ -47,7 +47,7 @@ training:
   calibration: {method: platt}
   lightgbm: {n_estimators: 60, num_leaves: 7, min_child_samples: 20, learning_rate: 0.1, early_stopping_rounds: 10, n_jobs: 1}
 promotion:
-  max_ece: 1.0
+  max_ece: 0.99
   max_psi: 10.0
   require_beats_baselines: false
   min_train_rows: 0

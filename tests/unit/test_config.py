@@ -202,3 +202,11 @@ def test_a_bad_observation_value_names_the_config_file(tmp_path):
     message = str(caught.value)
     assert message.startswith(f"config file {path}: section 'observation': ")
     assert "window_months must be a whole number, got 2.0" in message
+
+
+def test_a_gate_that_cannot_fail_is_refused(tmp_path: Path) -> None:
+    """max_ece: 3 was accepted: an ECE is at most 1, so the calibration gate could not fail."""
+    path = tmp_path / "lax.yaml"
+    path.write_text("promotion:\n  max_ece: 3\n")
+    with pytest.raises(UserError, match=r"promotion\.max_ece: Input should be less than 1"):
+        load_config(path)
