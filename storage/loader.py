@@ -334,8 +334,12 @@ def read_table_file(
         ) from error
     if kind == "CSV" and frame.height:
         _check_last_line_complete(path)
-        _check_no_short_rows(path, frame)
-        _check_rows_are_lines(path, frame, table)
+        breaks, quotes = _breaks_and_quotes(path)
+        # one line per row (and the header): no value holds a line break
+        one_line_rows = breaks <= frame.height + 1
+        _check_no_short_rows(path, frame, one_line_rows)
+        if quotes and not one_line_rows:
+            _check_rows_are_lines(path, frame, table)
     check_columns(frame.columns, table, str(path))
     return _typed_per_file(frame, table, dates, path)
 
@@ -548,18 +552,10 @@ def _check_rows_are_lines(path: Path, frame: pl.DataFrame, table: TableContract)
     quoted value over several lines, so the rows between the quotes were read as one lender's
     note and lost. Values legitimately quoted over lines (an address, a note) pass.
 
-    One pass over the file's bytes counting line breaks and quotes settles nearly every file
-    (no quote, or one line per row). Otherwise only the values holding a line break are
-    looked at: one is refused when a line of it reads as a row of ``table`` by itself (a
+    Called only for a file holding quotes and more lines than rows (:func:`_breaks_and_quotes`
+    settles nearly every file); only the values holding a line break are looked at: one is refused when a line of it reads as a row of ``table`` by itself (a
     field where each of the table's date columns is that looks like a date, as many fields as
     those columns need; an address line does not)."""
-    breaks = quotes = 0
-    with path.open("rb") as handle:
-        while chunk := handle.read(SCAN_BYTES):
-            breaks += chunk.count(b"\n")
-            quotes += chunk.count(b'"')
-    if quotes == 0 or breaks <= frame.height + 1:  # the header and one line per row
-        return
     dated = [
         index
         for index, name in enumerate(frame.columns)
@@ -664,15 +660,28 @@ def _long_row_problem(path: Path) -> str | None:
     )
 
 
-def _check_no_short_rows(path: Path, frame: pl.DataFrame) -> None:
+def _breaks_and_quotes(path: Path) -> tuple[int, int]:
+    """The line breaks and the double quotes of ``path``, in one pass over its bytes."""
+    breaks = quotes = 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(SCAN_BYTES):
+            breaks += chunk.count(b"\n")
+            quotes += chunk.count(b'"')
+    return breaks, quotes
+
+
+def _check_no_short_rows(path: Path, frame: pl.DataFrame, one_line_rows: bool) -> None:
     """Raise if a line of a CSV file has fewer fields than its header: the reader would fill
     the fields it lacks with empty values, silently (a row cut short, or one row split in two
     by a line break inside a value without double quotes). Blank lines are not counted: they
     read as rows without any value, which validation rejects. Free when the file's last
-    column holds a value on every row (a short row lacks it)."""
+    column holds a value on every row (a short row lacks it); in columns when each row is one
+    line (``one_line_rows``: quoted values' commas taken out first), by :mod:`csv` otherwise."""
     if frame.get_column(frame.columns[-1]).null_count() == 0:
         return
-    found = _short_rows(path, len(frame.columns))
+    found = (
+        _short_rows(path, len(frame.columns)) if one_line_rows else _ragged_rows(path, longer=False)
+    )
     if found is None:
         return
     line, fields, expected, text, count = found
@@ -692,16 +701,17 @@ def _shown_line(text: str) -> str:
 
 
 def _short_rows(path: Path, expected: int) -> tuple[int, int, int, str, int] | None:
-    """:func:`_ragged_rows` for lines with fewer fields than the ``expected``; counted by
-    commas, in columns, when no line holds a double quote (a comma or a line break inside a
-    quoted value would be miscounted), by :mod:`csv` otherwise."""
-    lines = pl.read_lines(path, name="text").with_row_index("line", offset=1)
-    if lines.get_column("text").str.contains('"', literal=True).any():
-        return _ragged_rows(path, longer=False)
+    """:func:`_ragged_rows` for lines with fewer fields than the ``expected``, of a file whose
+    every row is one line: counted by commas in columns, once quoted values (which may hold
+    commas) are taken out of each line."""
+    unquoted = pl.col("text").str.replace_all(r'"[^"]*"', "")
     short = (
-        lines.slice(1)
-        .with_columns(fields=pl.col("text").str.count_matches(",", literal=True) + 1)
+        pl.scan_lines(path, name="text")
+        .with_row_index("line", offset=1)
+        .slice(1)
+        .with_columns(fields=unquoted.str.count_matches(",", literal=True) + 1)
         .filter((pl.col("fields") < expected) & (pl.col("text").str.strip_chars() != ""))
+        .collect()
     )
     if short.is_empty():
         return None

@@ -115,6 +115,24 @@ def test_a_row_with_fewer_fields_than_the_header_is_refused_not_filled_with_empt
         load_portfolio(folder)
 
 
+def test_a_short_row_of_a_file_quoting_every_value_is_counted_in_columns(tmp_path: Path) -> None:
+    """Every value quoted (a spreadsheet export), commas inside some: the quoted values are
+    taken out of each line before its commas are counted."""
+    import csv as csv_module
+
+    folder = _folder(tmp_path)
+    path = folder / "collection_actions.csv"
+    tiny_actions().with_columns(pl.col("channel").cast(pl.String)).to_pandas().to_csv(
+        path, index=False, quoting=csv_module.QUOTE_ALL
+    )
+    lines = _lines(path)
+    lines[1] = lines[1].replace('"sms"', '"sms, then call"')  # a quoted comma: no short row
+    lines[3] = lines[3].rsplit(",", 2)[0]  # line 4: its two optional fields cut off
+    _write(path, lines)
+    error = _only_error(folder)
+    assert error.startswith(f"{path}: line 4 has 4 fields, but the header (line 1) has 6: ")
+
+
 def test_a_row_split_in_two_by_a_line_break_is_refused_where_values_are_quoted(
     tmp_path: Path,
 ) -> None:
