@@ -564,6 +564,20 @@ TREATMENT_NAMES: dict[str, tuple[str, str]] = {
     "interest_waiver": ("interest waiver", "减免利息"),
     "restructure": ("restructure offer", "重组方案"),
 }
+
+
+def treatment_names(policy: Policy | None) -> dict[str, tuple[str, str]]:
+    """Each treatment's name in English and Chinese: the policy file's own (``label``,
+    ``label_zh``), else :data:`TREATMENT_NAMES` (the shipped treatments and the candidates'),
+    else none (the page shows the code)."""
+    names = dict(TREATMENT_NAMES)
+    if policy is not None:
+        names.update(
+            {code: (t.label, t.label_zh) for code, t in policy.treatments.items() if t.label}
+        )
+    return names
+
+
 # Features that restate one fact: the account's days past due now and at its worst. A page
 # shows them as one reason.
 DPD_FEATURES = ("dpd_current", "dpd_max_3m", "dpd_max_6m", "dpd_max_12m")
@@ -1117,7 +1131,10 @@ also what the list's filter searches."""
 
 
 def account_rows(
-    scored: pl.DataFrame, limit: int, feature_set: FeatureSet | None = None
+    scored: pl.DataFrame,
+    limit: int,
+    feature_set: FeatureSet | None = None,
+    names: Mapping[str, tuple[str, str]] = TREATMENT_NAMES,
 ) -> tuple[list[list[Any]], int]:
     """The account list's rows (columns of :data:`ACCOUNT_COLUMNS`), largest expected loss
     first, at most ``limit`` of them; and how many accounts there were."""
@@ -1132,7 +1149,7 @@ def account_rows(
             row["account_id"], _name(SEGMENT_NAMES, row["segment"]), row["start_bucket"],
             int(row["dpd"]), round(float(row["probability"]), 4),
             round(float(row["exposure"]), 2), round(float(row["expected_loss"]), 2),
-            _name(TREATMENT_NAMES, row["treatment"]),
+            _name(names, row["treatment"]),
             "; ".join(_name(COMPLIANCE_NAMES, rule) for rule in removed),
             _name(PRODUCT_NAMES, row["product"]),
             "; ".join(r[0] for r in reasons), zh_punctuation("；".join(r[1] for r in reasons)),
@@ -1424,7 +1441,7 @@ def _what_the_policy_does(section: Section, scored: pl.DataFrame, policy: Policy
     top, n = counts.row(0)
     spec = policy.treatments.get(top)
     en_ladder, zh_ladder = ladder_words(spec) if spec else (top, top)
-    en_name, zh_name = _words(TREATMENT_NAMES, top)
+    en_name, zh_name = _words(treatment_names(policy), top)
     others = scored.height - n
     section.text(
         f"What the policy does: {n:,} of the {scored.height:,} accounts ({n / scored.height:.0%}) "
@@ -2115,7 +2132,10 @@ def _experiment_size(
 
 
 def _experiment_beside_simulation(
-    section: Section, learned: LearnedResult, scored: pl.DataFrame
+    section: Section,
+    learned: LearnedResult,
+    scored: pl.DataFrame,
+    names: Mapping[str, tuple[str, str]] = TREATMENT_NAMES,
 ) -> None:
     """The lender's experiment set beside the simulated gain, in the summary: how many arms did
     significantly better or worse than the control, and whether the treatment the policy gives
@@ -2128,7 +2148,7 @@ def _experiment_beside_simulation(
     better = [a for a in arms if float(a["ci_low"]) > 0]
     worse = [a for a in arms if float(a["ci_high"]) < 0]
     top = str(_treatment_counts(scored)["treatment"][0])
-    top_en, top_zh = _words(TREATMENT_NAMES, top)
+    top_en, top_zh = _words(names, top)
     tested = next((a for a in arms if str(a["bundle"]) == top), None)
     if tested is None:
         said_en = f"the treatment the policy gives most ({top_en}) was not one of them"
@@ -2216,7 +2236,7 @@ def _experiment_section(section: Section, learned: LearnedResult, policy: Policy
         en, zh = bundle_words(str(arm["bundle"]), learned, policy)
         rows.append(
             {
-                "arm 实验组": _name(TREATMENT_NAMES, str(arm["bundle"])),
+                "arm 实验组": _name(treatment_names(policy), str(arm["bundle"])),
                 "what it does (English)": en,
                 "what it does (Chinese)": zh,
                 "accounts": int(arm["accounts"]),
@@ -2463,7 +2483,8 @@ def _learned_section(
                 .head(2)
             )
             today_en = "; ".join(
-                f"{_name(TREATMENT_NAMES, t)} ({n / max(count, 1):.0%})" for t, n in mix.iter_rows()
+                f"{_name(treatment_names(policy), t)} ({n / max(count, 1):.0%})"
+                for t, n in mix.iter_rows()
             )
         rows.append(
             {
@@ -2583,6 +2604,7 @@ def build_report(
     as_of = date.fromisoformat(manifest["as_of"])
     model_info = manifest.get("model", {})
     feature_set = current_wording(model.feature_set)  # words only: SHAP uses the model's
+    treatment_words = treatment_names(policy)  # the policy file's names of its treatments first
     sections = {sid: Section(sid, title) for sid, title in zip(SECTION_IDS, SECTION_TITLES,
                                                               strict=True)}  # fmt: skip
 
@@ -2649,7 +2671,7 @@ def build_report(
             )
             ladder_rows.append(
                 {
-                    "treatment": _named_code(TREATMENT_NAMES, treatment),
+                    "treatment": _named_code(treatment_words, treatment),
                     "accounts": count,
                     "ladder (English)": words[0],
                     "ladder (Chinese)": words[1],
@@ -2804,7 +2826,7 @@ def build_report(
         )
 
     # --- accounts to review
-    rows, total = account_rows(scored, account_limit, feature_set)
+    rows, total = account_rows(scored, account_limit, feature_set, treatment_words)
     accounts = sections["accounts"]
     _say(
         accounts,
@@ -2849,7 +2871,7 @@ def build_report(
         note=True,
     )
     treatments, steps = action_mix(scored)
-    treatments["treatment"] = [_name(TREATMENT_NAMES, t) for t in treatments["treatment"]]
+    treatments["treatment"] = [_name(treatment_words, t) for t in treatments["treatment"]]
     treatments = treatments.rename(
         columns={
             c: _name(SEGMENT_NAMES, c) for c in treatments.columns if c not in ("treatment", "all")
@@ -2940,7 +2962,7 @@ def build_report(
         steps_p = probability_steps(float(contribs[i, -1]), per_family, float(row["probability"]))
         product = _words(PRODUCT_NAMES, row["product"])
         segment = _words(SEGMENT_NAMES, row["segment"])
-        treatment = _words(TREATMENT_NAMES, row["treatment"])
+        treatment = _words(treatment_words, row["treatment"])
         title = (
             f"{account_id}: {product[0]}, {row['dpd']} DPD, segment {segment[0]}, treatment "
             f"{treatment[0]}: {row['probability']:.1%} chance of rolling to default"
@@ -3126,7 +3148,7 @@ def build_report(
     if learned is None:
         _no_learned_policy(summary)
     else:
-        _experiment_beside_simulation(summary, learned, scored)
+        _experiment_beside_simulation(summary, learned, scored, treatment_words)
     config = manifest.get("config", {})
     subtitle = (
         f"As-of {as_of}; model {model_info.get('name')} v{model_info.get('version')} "

@@ -361,6 +361,10 @@ class Treatment:
     steps: tuple[LadderStep, ...]
     description: str
     line: int | None
+    # what a page for people shows instead of the code, in English and Chinese ("" when the
+    # file gives none: the page then falls back to its own names, or the code)
+    label: str = ""
+    label_zh: str = ""
 
     @property
     def keeps_standard_queue(self) -> bool:
@@ -752,8 +756,20 @@ def _parse_names(
 
 
 def parse_treatment(name: str, node: Any, source: str, line: int | None) -> Treatment:
-    """A treatment ``{ladder: [steps], description}`` of a policy (or an experiment's arm)."""
-    node = require_keys(node, source, f"treatment {name!r}", ("ladder",), ("description",), line)
+    """A treatment ``{ladder: [steps], description, label, label_zh}`` of a policy (or an
+    experiment's arm); ``label`` / ``label_zh``, its name in English and Chinese on the review
+    page, come together or not at all."""
+    node = require_keys(
+        node, source, f"treatment {name!r}", ("ladder",), ("description", "label", "label_zh"), line
+    )
+    labels = [node.get(key) for key in ("label", "label_zh")]
+    if any(labels) and not all(isinstance(text, str) and text.strip() for text in labels):
+        raise ConfigError(
+            source,
+            line,
+            f"treatment {name!r}: give label and label_zh together, each a non-empty text "
+            "(its name in English and Chinese, shown on the review page)",
+        )
     ladder = node["ladder"]
     if not isinstance(ladder, list):
         raise ConfigError(
@@ -817,7 +833,14 @@ def parse_treatment(name: str, node: Any, source: str, line: int | None) -> Trea
         at = parse_time_of_day(step.get("at", "10:00"), source, here)
         steps.append(LadderStep(str(action), day, at, channel, recipient, here))
     _check_standard_queue(name, steps, source)
-    return Treatment(name, tuple(steps), str(node.get("description", "")), line)
+    return Treatment(
+        name,
+        tuple(steps),
+        str(node.get("description", "")),
+        line,
+        label=str(node.get("label") or "").strip(),
+        label_zh=str(node.get("label_zh") or "").strip(),
+    )
 
 
 def _check_standard_queue(name: str, steps: Sequence[LadderStep], source: str) -> None:

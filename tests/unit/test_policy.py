@@ -332,3 +332,28 @@ def test_the_baseline_as_a_policy_file_queues_every_account():
     # the shipped policy holds the same treatment (the control arm of the lender's experiments)
     for treatment in (shipped.treatments["standard_queue"], policy.treatments["standard_queue"]):
         assert [(s.action, s.day) for s in treatment.steps] == [("standard_queue", 0)]
+
+
+def test_a_treatment_named_in_the_policy_file_is_shown_by_that_name():
+    """A strategy team adding a treatment names it in the file; the review page showed the
+    code of any treatment its own table did not know."""
+    from rollrisk.reports.strategy import treatment_names
+
+    labelled = POLICY.replace(
+        "  nudge:\n    ladder:",
+        "  nudge:\n    label: gentle nudge\n    label_zh: 温和提醒\n    ladder:",
+    )
+    policy = parse_policy(labelled, "p.yaml")
+    assert policy.treatments["nudge"].label == "gentle nudge"
+    names = treatment_names(policy)
+    assert names["nudge"] == ("gentle nudge", "温和提醒")
+    assert names["queue_hardship_waiver"][1] == "常规催收+困难审核（减免利息）"  # the page's own
+    assert "press" not in names  # no name anywhere: the page shows the code
+    # the shipped policy names every one of its treatments
+    assert all(t.label and t.label_zh for t in load_policy(CONF).treatments.values())
+
+
+def test_a_label_without_its_chinese_is_refused():
+    half = POLICY.replace("  nudge:\n    ladder:", "  nudge:\n    label: gentle nudge\n    ladder:")
+    with pytest.raises(ConfigError, match="give label and label_zh together"):
+        parse_policy(half, "p.yaml")
