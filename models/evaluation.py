@@ -15,21 +15,26 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from rollrisk.models.metrics import (
     HEADLINE_METRICS,
     PsiResult,
     binary_metrics,
+    brier_score,
     lift_table,
     metrics_by_slice,
     population_stability_index,
     psi_verdict,
     reliability_table,
+    roc_auc,
 )
+from rollrisk.models.stats import group_bootstrap_draws
 
 __all__ = [
     "ModelComparison",
+    "PairedComparison",
+    "paired_comparison",
     "evaluate_models",
     "plot_gains",
     "plot_reliability",
@@ -300,3 +305,65 @@ def plot_score_distributions(
     axes.set_xlabel("predicted P(default)")
     figure.tight_layout()
     return figure
+
+
+PAIRED_SAMPLES = 500  # resamples of accounts behind a paired comparison's interval
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """Two models' probabilities on the same rows, compared (:func:`paired_comparison`).
+
+    ``first`` / ``second``: each model's AUC and Brier score; ``difference``: first minus
+    second; ``interval``: its 95 % percentile interval over ``samples`` resamples of the
+    accounts (paired: both models on each resample's rows). ``rows`` and ``accounts``: what
+    was compared."""
+
+    first: dict[str, float]
+    second: dict[str, float]
+    difference: dict[str, float]
+    interval: dict[str, tuple[float, float]]
+    rows: int
+    accounts: int
+    samples: int
+
+
+def paired_comparison(
+    labels: ArrayLike,
+    first: ArrayLike,
+    second: ArrayLike,
+    accounts: ArrayLike,
+    samples: int = PAIRED_SAMPLES,
+    seed: int = 0,
+) -> PairedComparison:
+    """AUC and Brier score of two models' probabilities ``first`` and ``second`` on the same
+    labelled rows, their difference (first minus second) and its 95 % interval resampling
+    ``accounts`` (an account's rows go together: its months are not independent). A draw with
+    one outcome only is left out."""
+    y = np.asarray(labels, dtype=np.int8)
+    a = np.asarray(first, dtype=np.float64)
+    b = np.asarray(second, dtype=np.float64)
+
+    def figures(rows: NDArray[np.int64]) -> list[float]:
+        if y[rows].min() == y[rows].max():
+            return [float("nan"), float("nan")]
+        return [
+            roc_auc(y[rows], a[rows]) - roc_auc(y[rows], b[rows]),
+            brier_score(y[rows], a[rows]) - brier_score(y[rows], b[rows]),
+        ]
+
+    draws = group_bootstrap_draws(figures, accounts, samples, seed)
+    names = ("auc", "brier")
+    low, high = (
+        np.percentile(draws, [2.5, 97.5], axis=0) if draws.shape[0] else np.full((2, 2), np.nan)
+    )
+    whole = figures(np.arange(y.size))
+    return PairedComparison(
+        first={"auc": roc_auc(y, a), "brier": brier_score(y, a)},
+        second={"auc": roc_auc(y, b), "brier": brier_score(y, b)},
+        difference=dict(zip(names, whole, strict=True)),
+        interval={n: (float(lo), float(hi)) for n, lo, hi in zip(names, low, high, strict=True)},
+        rows=int(y.size),
+        accounts=int(pd.Series(np.asarray(accounts)).nunique()),
+        samples=int(draws.shape[0]),
+    )

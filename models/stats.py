@@ -121,24 +121,24 @@ def percentile_bootstrap(
     return float(low), float(high)
 
 
-def group_bootstrap_standard_errors(
+def group_bootstrap_draws(
     statistic: Callable[[NDArray[np.int64]], Sequence[float]],
     groups: ArrayLike,
     samples: int,
     seed: int,
 ) -> NDArray[np.float64]:
-    """Bootstrap standard error of each figure ``statistic`` returns, resampling groups.
+    """The figures ``statistic`` returns on each of ``samples`` resamples of groups: a matrix,
+    one row per draw kept, one column per figure.
 
-    Each of ``samples`` draws picks as many groups as there are, with replacement (one
-    ``default_rng(seed)`` stream), and passes the row positions of the picked groups (every
-    row of a group, a group picked twice twice) to ``statistic``, which returns its figures on
-    those rows of its own arrays (all figures from one draw: paired). A draw where a figure
-    is NaN (e.g. a resample with one outcome) is left out. Returns the sample standard
-    deviation of each figure over the draws kept (NaN with fewer than two).
+    Each draw picks as many groups as there are, with replacement (one ``default_rng(seed)``
+    stream), and passes the row positions of the picked groups (every row of a group, a group
+    picked twice twice) to ``statistic``, which returns its figures on those rows of its own
+    arrays (all figures from one draw: paired). A draw where a figure is NaN (e.g. a resample
+    with one outcome) is left out.
     """
     codes, _ = pd.factorize(np.asarray(groups))
     if codes.size == 0:
-        return np.array([], dtype=np.float64)
+        return np.empty((0, 0), dtype=np.float64)
     order = np.argsort(codes, kind="stable")
     starts = np.searchsorted(codes[order], np.arange(codes.max() + 1))
     sizes = np.append(starts[1:], codes.size) - starts
@@ -154,9 +154,22 @@ def group_bootstrap_standard_errors(
         )
         if not np.isnan(figures).any():
             draws.append(figures)
-    if len(draws) < 2:
-        return np.full(len(draws[0]) if draws else 0, math.nan)
-    return np.std(np.vstack(draws), axis=0, ddof=1)
+    return np.vstack(draws) if draws else np.empty((0, 0), dtype=np.float64)
+
+
+def group_bootstrap_standard_errors(
+    statistic: Callable[[NDArray[np.int64]], Sequence[float]],
+    groups: ArrayLike,
+    samples: int,
+    seed: int,
+) -> NDArray[np.float64]:
+    """Bootstrap standard error of each figure ``statistic`` returns, resampling groups
+    (:func:`group_bootstrap_draws`): the sample standard deviation of each figure over the
+    draws kept (NaN with fewer than two)."""
+    draws = group_bootstrap_draws(statistic, groups, samples, seed)
+    if draws.shape[0] < 2:
+        return np.full(draws.shape[1], math.nan)
+    return np.std(draws, axis=0, ddof=1)
 
 
 NOISE_TAIL_DRAWS = 20  # replications beyond the critical value, at least: its quantile is steady

@@ -221,3 +221,25 @@ def test_report_without_context_or_references(tmp_path: Path) -> None:
     assert "No context was given" in markdown
     assert "No reference scores were given" in markdown
     assert "Only one model was evaluated." in markdown
+
+
+def test_a_paired_comparison_finds_the_better_model_and_resamples_accounts():
+    from rollrisk.models.evaluation import paired_comparison
+
+    rng = np.random.default_rng(1)
+    accounts = np.repeat(np.arange(1_000), 4)  # four months an account
+    signal = np.repeat(rng.normal(size=1_000), 4) + rng.normal(scale=0.3, size=4_000)
+    labels = (signal + rng.normal(size=4_000) > 1).astype(int)
+    sharp = 1 / (1 + np.exp(-(signal - 1)))
+    blurred = 1 / (1 + np.exp(-(0.3 * signal + rng.normal(scale=0.5, size=4_000) - 1)))
+    compared = paired_comparison(labels, sharp, blurred, accounts)
+    assert compared.rows == 4_000 and compared.accounts == 1_000
+    low, high = compared.interval["auc"]
+    assert 0 < low < compared.difference["auc"] < high  # better, beyond the noise
+    low, high = compared.interval["brier"]
+    assert low < compared.difference["brier"] < high < 0  # a lower Brier score
+    # the other way round: the same figures with the sign turned
+    reverse = paired_comparison(labels, blurred, sharp, accounts)
+    assert reverse.difference["auc"] == pytest.approx(-compared.difference["auc"])
+    # the same seed, the same interval: reproducible
+    assert paired_comparison(labels, sharp, blurred, accounts).interval == compared.interval
