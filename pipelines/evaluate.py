@@ -212,10 +212,29 @@ def _compare(
         other, portfolio.accounts, frame["account_id"].astype(str).unique(),
         f"of {args.data} to evaluate on", "evaluate",
     )  # fmt: skip
+    for name in ("default_dpd", "window_months"):
+        theirs = other.metadata.get(f"observation_{name}")
+        ours = loaded.metadata.get(f"observation_{name}")
+        if theirs is not None and ours is not None and str(theirs) != str(ours):
+            print(
+                f"[evaluate] warning: {other_name} was trained with {name} {theirs}, "
+                f"{model_name} with {ours}: both are measured on {model_name}'s label",
+                file=sys.stderr,
+                flush=True,
+            )
+    try:
+        against = other.predict_proba(frame)
+    except (KeyError, ValueError) as error:
+        raise UserError(
+            f"--against {args.against}: {other_name} cannot score these rows (its feature set "
+            f"{other.metadata.get('feature_set', '?')} v"
+            f"{other.metadata.get('feature_set_version', '?')}, the rows built for "
+            f"{model_name}'s): {error}"
+        ) from None
     compared = paired_comparison(
         frame[LABEL].to_numpy(),
         loaded.predict_proba(frame),
-        other.predict_proba(frame),
+        against,
         frame["account_id"].astype(str).to_numpy(),
     )
     auc_low, auc_high = compared.interval["auc"]
