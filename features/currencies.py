@@ -11,7 +11,7 @@ feature. Nothing in the scores would show it, so:
   (:data:`CURRENCY_METADATA`);
 * scoring (the batch on either engine, the service, the Python API) refuses accounts in a
   currency the model was not trained on (:func:`foreign_currencies_message`), and so do
-  ``rollrisk evaluate`` and ``rollrisk monitor`` (:func:`model_currency_check`): a model
+  ``rollrisk evaluate`` and ``rollrisk monitor`` (``scoring.core.check_model_currency``): a model
   measured on misread amounts would look worse, or drift, for no reason of its own.
 
 The counts are columnar (one semi-join and one group-by): negligible beside scoring.
@@ -154,24 +154,6 @@ def foreign_account_message(
         f"{model_currency} and its score would be wrong; score it with a model trained on "
         f"{currency}, or convert its amounts to {model_currency} first"
     )
-
-
-def model_currency_check(
-    metadata: Mapping[str, Any],
-    accounts: pl.DataFrame | pd.DataFrame,
-    account_ids: pl.Series | Iterable[str],
-    model: str,
-    where: str,
-) -> tuple[str | None, str | None]:
-    """``(refusal, warning)`` for a model (its logged ``metadata``; ``model`` names it) about to
-    read the accounts ``account_ids`` of ``accounts`` (``where`` names them): the refusal of
-    those in a currency it was not trained on (:func:`foreign_currencies_message`), or the
-    warning that a model logged before rollrisk recorded its currency is not checked."""
-    trained = recorded_currencies(metadata)
-    if trained is None:
-        return None, currency_not_recorded_warning(model)
-    counts = currency_counts(accounts, account_ids, known=trained)
-    return foreign_currencies_message(counts, trained, model, where), None
 
 
 def currency_not_recorded_warning(model: str) -> str:

@@ -285,16 +285,9 @@ def _cast_to_contract(
     )
     reason = pl.when(joined != "").then(joined)  # concat of all-null reasons is "", not null
     return (
-        frame.select(
-            *raw.columns,
-            reason.cast(pl.String).alias("_type_reason"),
-            *(pl.col(f"__typed_{name}").alias(f"__typed_{name}") for name in temporal),
-        )
-        .with_columns(
-            *casts,
-            *(pl.col(f"__typed_{name}").alias(name) for name in temporal),
-        )
-        .drop(f"__typed_{name}" for name in temporal)
+        frame.with_columns(reason.cast(pl.String).alias("_type_reason"))
+        .with_columns(*casts, *(pl.col(f"__typed_{name}").alias(name) for name in temporal))
+        .select(*raw.columns, "_type_reason")
     )
 
 
@@ -556,10 +549,10 @@ def validate_table(
     if table.history and table.dated_by is not None and candidates.height:
         # a month missing from the extract itself: the same wrong history as a rejected row;
         # a month held twice: counted twice
-        skipped = _skipped_months(candidates, table)
-        if skipped.height:
-            rejects.append(_reject_rows(skipped, "reason", table, files))
-            candidates = _without(candidates, skipped)
+        irregular = _irregular_months(candidates, table)
+        if irregular.height:
+            rejects.append(_reject_rows(irregular, "reason", table, files))
+            candidates = _without(candidates, irregular)
 
     accepted = candidates.drop("_pos", *BOOKKEEPING)
     if own:
@@ -618,7 +611,7 @@ COPY_DAYS = 28
 statement sent twice with a shifted date (two cycles are a month apart)."""
 
 
-def _skipped_months(candidates: pl.DataFrame, table: TableContract) -> pl.DataFrame:
+def _irregular_months(candidates: pl.DataFrame, table: TableContract) -> pl.DataFrame:
     """The rows of accounts whose rows (dated by the table's ``dated_by``) skip a calendar
     month between their first and their last, or hold one row twice under two dates, with a
     ``reason`` naming the month or the two dates: a statement the extract does not hold is a

@@ -113,7 +113,6 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
                 flush=True,
             )
-    for name in ("default_dpd", "window_months"):
         if getattr(spec, name) != getattr(trained_for, name):
             print(
                 f"[evaluate] warning: the model was trained to predict {trained_for.describe()}; "
@@ -126,7 +125,8 @@ def run(args: argparse.Namespace) -> int:
     rejects.unlink(missing_ok=True)  # a stale list from an earlier run
     portfolio, accounting = load_portfolio_argument(args, "evaluate", rejects, config)
     accounting.write(Path(args.out) / "rejects.json")
-    frame = training_set_from_arguments(args, portfolio, spec)
+    data_fingerprint = fingerprint_files(args.data)
+    frame = training_set_from_arguments(args, portfolio, spec, data_fingerprint)
     # measured on fewer tables than it learnt from, a model would look worse than it is
     trained = trained_tables(metadata)
     evaluated_without = check_model_tables(
@@ -153,21 +153,20 @@ def run(args: argparse.Namespace) -> int:
     if in_sample:
         print(f"[evaluate] WARNING: {in_sample}", file=sys.stderr, flush=True)
     model_name = named_model(loaded.name, loaded.version)
-    months = pd.to_datetime(frame["as_of"]).dt.date
+    as_of = pd.to_datetime(frame["as_of"]).dt.date
     print(
-        f"[evaluate] scoring {len(frame):,} rows (as-of {months.min()}..{months.max()}) with "
+        f"[evaluate] scoring {len(frame):,} rows (as-of {as_of.min()}..{as_of.max()}) with "
         f"{model_name} ({args.model})",
         file=sys.stderr,
         flush=True,
     )
     comparison = evaluate(loaded, frame)
     reference = loaded.reference_scores
-    as_of = pd.to_datetime(frame["as_of"]).dt.date
     context = {
         "model": f"{model_name} ({args.model})",
         "feature set": f"{metadata.get('feature_set', '?')} v{metadata.get('feature_set_version', '?')}",
         "portfolio": str(args.data),
-        "data fingerprint (sha256)": fingerprint_files(args.data)[:16],
+        "data fingerprint (sha256)": data_fingerprint[:16],
         "as-of dates": f"{as_of.min()}..{as_of.max()} ({as_of.nunique()} months, {len(frame)} rows)",
         "label": f"reaches {spec.default_dpd}+ DPD within {spec.window_months} months",
         "tables": f"trained with {', '.join(trained)}"

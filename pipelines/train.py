@@ -168,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
     from rollrisk.storage.tracking import configure_tracking, fingerprint_files, log_training_run
 
     check_output_argument(args, folder=True)
-    configure_tracking(create=True)  # a mistyped or broken store fails now, not after training
+    tracking = configure_tracking(create=True)  # a broken store fails now, not after training
     config = load_config_argument(args)
     training = training_config(args, config)
     spec = observation_spec(args, config)
@@ -181,14 +181,14 @@ def run(args: argparse.Namespace) -> int:
     rejects.unlink(missing_ok=True)
     portfolio, accounting = load_portfolio_argument(args, "train", rejects, config)
     accounting.write(Path(args.out) / "rejects.json")
-    training_set = training_set_from_arguments(args, portfolio, spec)
+    data_fingerprint = fingerprint_files(args.data)
+    training_set = training_set_from_arguments(args, portfolio, spec, data_fingerprint)
     _progress(
         f"training set: {len(training_set)} rows, {training_set['account_id'].nunique()} accounts"
     )
     result = train(
         training_set, portfolio, training, observation=spec, tune=args.tune, progress=_progress
     )
-    data_fingerprint = fingerprint_files(args.data)
     grades = calibration_by_grade(result, args.policy)
     # the gates that need no champion; one that exists is compared by `rollrisk promote`
     champion = alias_version(training.model_name, config.promotion.to_alias)
@@ -213,14 +213,12 @@ def run(args: argparse.Namespace) -> int:
         register=not args.no_register,
         calibration_by_grade=grades,
     )
-    import mlflow
-
     # the report folder names the model it describes (its copy in MLflow is the run's own)
     identity = {
         "run_id": logged.run_id,
         "model_uri": logged.model_uri,
         "registered": logged.registered_uri,
-        "tracking_uri": mlflow.get_tracking_uri(),
+        "tracking_uri": tracking.tracking_uri,
     }
     (report.parent / "run.json").write_text(json.dumps(identity, indent=2) + "\n")
     _print_summary(result, report, logged, grades, gates)

@@ -354,13 +354,17 @@ def add_training_data_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def training_set_from_arguments(
-    args: argparse.Namespace, portfolio: Portfolio, observation: ObservationSpec
+    args: argparse.Namespace,
+    portfolio: Portfolio,
+    observation: ObservationSpec,
+    data_fingerprint: str | None = None,
 ) -> pd.DataFrame:
     """The training set as a pandas frame: read from ``--training-set`` (checked against its
     schema, and against ``observation`` and ``--data`` when it records the observation it was
     built with and the portfolio it was built from), else
     built from ``portfolio`` with ``observation`` at every eligible as-of (or the ``--as-of``
-    dates of a job that has them), with a progress bar on stderr."""
+    dates of a job that has them), with a progress bar on stderr. ``data_fingerprint``: the
+    job's own fingerprint of ``--data`` when it took one (not read again)."""
     from rollrisk.api import build_training_set
     from rollrisk.storage.tracking import fingerprint_files
     from rollrisk.storage.training_sets import (
@@ -374,7 +378,10 @@ def training_set_from_arguments(
         frame = read_training_set(path).to_pandas()
         check_training_set_observation(path, observation)
         if getattr(args, "data", None) is not None:
-            check_training_set_portfolio(path, args.data, fingerprint_files)
+            fingerprint = (
+                fingerprint_files if data_fingerprint is None else (lambda _: data_fingerprint)
+            )
+            check_training_set_portfolio(path, args.data, fingerprint)
         return frame
     built = build_training_set(
         portfolio,

@@ -32,9 +32,10 @@ import polars as pl
 
 from rollrisk.errors import UserError
 from rollrisk.features.currencies import (
+    currency_counts,
     currency_not_recorded_warning,
     foreign_currencies_message,
-    model_currency_check,
+    recorded_currencies,
 )
 from rollrisk.features.dates import default_as_of_choice
 from rollrisk.features.history import compute_features, feature_engine
@@ -176,13 +177,15 @@ def check_model_currency(
     """
     import sys
 
-    refusal, unchecked = model_currency_check(
-        loaded.metadata, accounts, account_ids, named_model(loaded.name, loaded.version), where
-    )
+    model = named_model(loaded.name, loaded.version)
+    trained = recorded_currencies(loaded.metadata)
+    if trained is None:
+        print(f"[{job}] WARNING: {currency_not_recorded_warning(model)}", file=sys.stderr)
+        return
+    counts = currency_counts(accounts, account_ids, known=trained)
+    refusal = foreign_currencies_message(counts, trained, model, where)
     if refusal is not None:
         raise UserError(refusal)
-    if unchecked is not None:
-        print(f"[{job}] WARNING: {unchecked}", file=sys.stderr, flush=True)
 
 
 def named_model(name: str, version: str) -> str:

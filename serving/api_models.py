@@ -231,7 +231,11 @@ class AccountHistory(_Row):
         """The batch's rule (``features.validation.COPY_DAYS``): the same figures under two
         cycle_end dates less than 28 days apart are one statement sent twice, which every
         feature counting months would count twice; a statement with nothing due, paid or past
-        due (a dormant account) is never one."""
+        due (a dormant account) is never one. Looked for, as the batch does, only in an account
+        holding two statements in some calendar month."""
+        months = [(s.cycle_end.year, s.cycle_end.month) for s in self.statements]
+        if len(months) == len(set(months)):
+            return self
         last: dict[tuple, date] = {}
         for statement in sorted(self.statements, key=lambda s: s.cycle_end):
             figures = statement.model_dump(exclude={"cycle_end", "known_at"})
