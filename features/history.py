@@ -89,7 +89,12 @@ def _divide(numerator: pl.Expr, denominator: pl.Expr) -> pl.Expr:
 
 
 def _ratio(numerator: pl.Expr, denominator: pl.Expr) -> pl.Expr:
-    return pl.when(denominator > 0).then(_divide(numerator, denominator)).otherwise(None)
+    """``numerator / denominator`` (:func:`_divide`), missing when the denominator is not above
+    0 or the ratio is not finite: an amount the contract allows, such as a credit limit of
+    1e-310, has no finite reciprocal, and an infinite utilisation read as a fact broke the
+    reason texts, the batch and the service (features/online.py ``_ratio`` agrees)."""
+    ratio = _divide(numerator, denominator)
+    return pl.when((denominator > 0) & ratio.is_finite()).then(ratio).otherwise(None)
 
 
 def _months_since_last_not(flag: pl.Expr) -> pl.Expr:

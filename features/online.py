@@ -127,7 +127,8 @@ def _divide(numerator: float, denominator: float) -> float:
 def _ratio(numerator: float | None, denominator: float | None) -> float | None:
     if numerator is None or denominator is None or not denominator > 0:
         return None
-    return _divide(numerator, denominator)
+    ratio = _divide(numerator, denominator)
+    return ratio if math.isfinite(ratio) else None  # history._ratio: no infinite ratio
 
 
 def _max(values: Sequence[float | int]) -> float | int | None:

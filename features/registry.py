@@ -136,7 +136,7 @@ def format_reason(template: str, value: object) -> str:
     """
     try:
         count: float | None = round(float(value))  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # a label, NaN, an infinity
         count = None
     one = count is not None and abs(count) == 1  # "-1 day" too: a change by one
     times = "once" if one else f"{count:.0f} times" if count is not None else "times"

@@ -265,7 +265,7 @@ def reason_text(spec: FeatureSpec, value: Any) -> tuple[str, str]:
     ):
         try:
             texts.append(format_reason(template, value))
-        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError):
             texts.append(f"{description}{colon}{value}")
     return texts[0], texts[1]
 

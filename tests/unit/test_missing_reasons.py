@@ -32,6 +32,15 @@ def test_no_reason_holds_a_semicolon_the_page_would_read_as_two_reasons(value):
             assert ";" not in text and "；" not in text, (spec.name, value, text)
 
 
+@pytest.mark.parametrize("value", [np.inf, -np.inf, 1e308])
+def test_a_reason_is_worded_for_an_infinite_or_huge_value(value):
+    """An infinite value (a ratio over a vanishing amount, before features made it missing)
+    raised OverflowError from the plural rule and stopped a whole scoring run."""
+    for spec in FEATURE_SET.features:
+        en, zh = reason_text(spec, value)
+        assert en and zh, spec.name
+
+
 def test_the_common_missing_values_read_as_facts():
     spec = FEATURE_SET.spec
     assert reason_text(spec("months_since_last_treatment"), None) == (

@@ -218,6 +218,27 @@ def test_a_ratio_has_the_same_bits_on_every_engine(engine, monkeypatch):
         assert got["overdue_to_due_ratio"].iloc[-1] == pytest.approx(5.0 / 54.99, rel=1e-12)
 
 
+def test_a_ratio_over_a_vanishing_amount_is_missing_in_the_batch_and_the_service():
+    """Found by an attacker: a credit limit of 1e-310 (above 0, as the contract asks) has no
+    finite reciprocal, so the utilisation came out infinite; its reason text then raised
+    OverflowError, a 500 from the service and the whole `rollrisk score` run stopped. A ratio
+    that is not finite is missing, in both, bit for bit."""
+    statements = [{"cycle_end": f"2024-0{month}-20", "known_at": f"2024-0{month}-20T06:00:00",
+                   "amount_due": due, "min_due": due, "amount_paid": 0.0, "balance": 800.0,
+                   "dpd": dpd}
+                  for month, due, dpd in [(4, 5e-324, 0), (5, 5e-324, 25), (6, 100.0, 56)]]  # fmt: skip
+    body = {"account_id": "A-tiny", "borrower_id": "B-tiny", "product": PRODUCTS[0],
+            "opened_at": "2020-01-15", "credit_limit": 1e-310, "currency": "CNY",
+            "statements": statements}  # fmt: skip
+    as_of = date(2024, 6, 30)
+    request = ScoreRequest.model_validate({"as_of": as_of.isoformat(), "accounts": [body]})
+    got = assert_same(list(request.accounts), as_of)
+    numbers = got.select_dtypes("number").to_numpy(dtype=np.float64)
+    assert not np.isinf(numbers).any(), got.columns[np.isinf(numbers).any(axis=0)].tolist()
+    assert np.isnan(got["overdue_to_limit_ratio"].iloc[0])  # 1e-310: no finite ratio
+    assert got["paid_to_due_ratio_last"].iloc[0] == 0.0  # the latest due, 100, is fine
+
+
 # --- the tests' synthetic portfolio at every month-end ------------------------------------------
 
 
