@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -1184,7 +1186,27 @@ FEATURE_SET = FeatureSet(
 
 
 @functools.lru_cache(maxsize=8)
-def current_wording(feature_set: FeatureSet) -> FeatureSet:
+def definition_label(description: str) -> str:
+    """A registry description as a short label: its first clause, without the definition's
+    fine print (what follows a ';' or an opening bracket) or its final full stop. Reasons are
+    listed with '; ' between them, so a label never holds one."""
+    cut = re.split(r"[;；]|\s?[(（]", description, maxsplit=1)[0]
+    return cut.strip().rstrip(".。")
+
+
+# what a feature of an optional table states when the table was not given at all (scored with
+# --allow-missing-table), after the feature's label: nothing is known, which is neither
+# "never contacted" nor "no treatment on record"
+TABLE_NOT_GIVEN: Mapping[str, tuple[str, str]] = {
+    "collection_actions": (
+        "not known, the collection actions were not given",
+        "未知（未提供催收记录）",
+    ),
+    "treatments": ("not known, the hardship treatments were not given", "未知（未提供纾困记录）"),
+}
+
+
+def current_wording(feature_set: FeatureSet, absent_tables: Collection[str] = ()) -> FeatureSet:
     """``feature_set`` with the registry's current texts (descriptions, reason templates and
     what a missing value states) for the features it still holds in the same family; everything else is the model's own.
 
@@ -1193,6 +1215,11 @@ def current_wording(feature_set: FeatureSet) -> FeatureSet:
     (a flag's "no hardship treatment is running", a plural) reaches a model trained before the
     fix. Only words change: a feature's computation, family, direction and source are the
     model's.
+
+    ``absent_tables``: optional tables the accounts were scored without. Their features are
+    missing for every account, and a missing value then says the table was not given
+    (:data:`TABLE_NOT_GIVEN`), not what it states when the table is there ("no contact reached
+    the borrower in the last 6 months" for an account the lender never called).
     """
     specs = tuple(
         dataclasses.replace(
@@ -1208,5 +1235,15 @@ def current_wording(feature_set: FeatureSet) -> FeatureSet:
         and (current := FEATURE_SET.spec(spec.name)).family == spec.family
         else spec
         for spec in feature_set.features
+    )
+    specs = tuple(
+        dataclasses.replace(
+            spec,
+            missing_en=f"{definition_label(spec.description_en)}: {TABLE_NOT_GIVEN[spec.source][0]}",
+            missing_zh=f"{definition_label(spec.description_zh)}：{TABLE_NOT_GIVEN[spec.source][1]}",
+        )
+        if spec.source in absent_tables and spec.source in TABLE_NOT_GIVEN
+        else spec
+        for spec in specs
     )
     return dataclasses.replace(feature_set, features=specs)

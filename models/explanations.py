@@ -30,7 +30,13 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from rollrisk.features.registry import FAMILIES, FeatureSet, FeatureSpec, format_reason
+from rollrisk.features.registry import (
+    FAMILIES,
+    FeatureSet,
+    FeatureSpec,
+    definition_label,
+    format_reason,
+)
 
 MAX_PRINCIPAL_REASONS = 4
 
@@ -226,14 +232,6 @@ def _is_missing(value: Any) -> bool:
 
 def _is_zero(value: Any) -> bool:
     return isinstance(value, float | np.floating) and value == 0.0
-
-
-def definition_label(description: str) -> str:
-    """A registry description as a short label: its first clause, without the definition's
-    fine print (what follows a ';' or an opening bracket) or its final full stop. Reasons are
-    listed with '; ' between them, so a label never holds one."""
-    cut = re.split(r"[;；]|\s?[(（]", description, maxsplit=1)[0]
-    return cut.strip().rstrip(".。")
 
 
 def reason_text(spec: FeatureSpec, value: Any) -> tuple[str, str]:

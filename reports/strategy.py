@@ -43,8 +43,8 @@ import pandas as pd
 import polars as pl
 
 from rollrisk.conf import shown_path
-from rollrisk.features.registry import FeatureSet, current_wording
-from rollrisk.models.explanations import definition_label, reason_text
+from rollrisk.features.registry import FeatureSet, current_wording, definition_label
+from rollrisk.models.explanations import reason_text
 from rollrisk.models.stats import calibration_backtest, percentile_bootstrap
 from rollrisk.reports.html import Section, data_table, escape, figure_png, render_page
 from rollrisk.reports.policy_simulation import (

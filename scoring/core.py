@@ -324,7 +324,7 @@ def score_accounts(
     decisions only.
     """
     # the last guard: every path to a score (batch, Spark, service, Python API) passes here
-    check_tables(setup, tables_present(collection_actions, treatments), "the data")
+    absent = check_tables(setup, tables_present(collection_actions, treatments), "the data")
     mark = clock.perf_counter()
 
     def step(name: str) -> None:
@@ -358,10 +358,10 @@ def score_accounts(
     state = frame[read].assign(probability=probability)
     segments = assign_segments(families, state, setup.segment_rules)
     step("segments")
-    # worded with today's registry: a text fixed since the model was trained reaches it
-    reasons = _reasons_json(
-        reason_codes(feature_contribs, frame, current_wording(setup.feature_set)), len(frame)
-    )
+    # worded with today's registry: a text fixed since the model was trained reaches it; a
+    # table scored without says it was not given
+    wording = current_wording(setup.feature_set, absent_tables=absent)
+    reasons = _reasons_json(reason_codes(feature_contribs, frame, wording), len(frame))
     step("reasons")
 
     exposure = frame[EXPOSURE_FEATURE].fillna(0.0).to_numpy(dtype=np.float64)

@@ -368,7 +368,8 @@ class ScoredAccount(_Out):
         default_factory=list,
         description="what makes this score less reliable than the model's figures: a history "
         "cut short (statements sent start after the account opened, too late for the feature "
-        "windows); [] when none",
+        "windows); an optional table the model learnt from left out of the request "
+        "(allowed by `--allow-missing-table`); [] when none",
     )
 
 
@@ -429,6 +430,11 @@ class ModelInfo(_Out):
     experiments_file: str = Field(description="the experiment file's name")
     experiments: list[ExperimentInfo] = Field(
         description="the file's experiments (each runs on the as-of dates from start to end)"
+    )
+    trained_tables: list[str] = Field(description="the portfolio tables the model learnt from")
+    allowed_missing_tables: list[str] = Field(
+        description="optional tables the model learnt from that a request may leave out "
+        "(`--allow-missing-table`); each account scored without one carries a warning"
     )
 
 

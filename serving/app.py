@@ -270,6 +270,10 @@ def create_app(
                 }
                 for e in ready.experiments.experiments
             ],
+            "trained_tables": list(ready.trained_tables),
+            "allowed_missing_tables": [
+                table for table in ready.trained_tables if table in ready.allowed_missing_tables
+            ],
         }
 
     @app.post(

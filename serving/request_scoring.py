@@ -125,6 +125,25 @@ def not_scored_reason(dpd: int | None, setup: ScoringSetup) -> str:
     return "outside the population at the as-of"  # not reached: kept so no account is dropped
 
 
+def tables_left_out_warning(setup: ScoringSetup, tables: RequestTables) -> str | None:
+    """The warning of every account of a request sent without an optional table the model was
+    trained with (the service allows it with ``--allow-missing-table``): the features from it
+    are missing, so its probability, segment and treatment are not those of a full history
+    (the batch records the same choice in its manifest)."""
+    given = {"collection_actions": tables.collection_actions, "treatments": tables.treatments}
+    absent = [
+        name for name, table in given.items() if table is None and name in setup.trained_tables
+    ]
+    if not absent:
+        return None
+    names = " and ".join(absent)
+    return (
+        f"scored without its {names}, which the model was trained with "
+        "(the service runs with --allow-missing-table): the features from them are missing, "
+        "so the probability, segment and treatment can differ from a score with them"
+    )
+
+
 def score_requests(
     requests: Sequence[ScoreRequest],
     setup: ScoringSetup,
@@ -176,6 +195,7 @@ def score_requests(
     )
     records: list[list[dict[str, Any]]] = [[] for _ in requests]
     by_id = {account.account_id: account for account in accounts}
+    left_out = tables_left_out_warning(setup, tables)
     for row in scored.iter_rows(named=True):  # sorted by account_id, so each request's are too
         account = by_id[row["account_id"]]
         warning = truncated_history_warning(
@@ -185,7 +205,7 @@ def score_requests(
             setup.feature_set,
         )
         record = scored_record(row)
-        record["warnings"] = [warning] if warning else []
+        record["warnings"] = [text for text in (warning, left_out) if text]
         records[owner[row["account_id"]]].append(record)
     scored_ids = set(scored["account_id"].to_list())
     missing = [

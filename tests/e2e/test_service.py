@@ -6,6 +6,7 @@ In-process (FastAPI's TestClient over ASGI): no port is opened, nothing leaves t
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import threading
@@ -19,7 +20,7 @@ from fastapi.testclient import TestClient
 
 from rollrisk.cli import main
 from rollrisk.features.observations import dpd_at_as_of
-from rollrisk.scoring.core import SCORED_SCHEMA
+from rollrisk.scoring.core import SCORED_SCHEMA, population
 from rollrisk.serving.api_models import ScoredAccount, ScoreRequest, ScoreResponse
 from rollrisk.serving.app import create_app, shown_model_uri
 from rollrisk.serving.request_scoring import (
@@ -512,3 +513,41 @@ def test_concurrent_http_requests_each_get_their_own_answer(portfolio, world_set
         assert response.json() == json.loads(ScoreResponse.model_validate(alone).model_dump_json())
     batcher = app.state.batcher
     assert batcher.batches < len(bodies)  # some requests were scored together
+
+
+def test_a_request_without_a_table_the_model_learnt_from_says_so(portfolio, world_setup):
+    """Found by an attacker: with `--allow-missing-table` a request without its collection
+    actions moved a probability 5x with `warnings: []`, and its reasons read "no contact
+    reached the borrower" for a borrower whose contacts were simply not sent."""
+    allowing = dataclasses.replace(
+        world_setup, allowed_missing_tables=frozenset({"collection_actions", "treatments"})
+    )
+    app = create_app(setup=allowing, api_key=KEY, model_uri="models:/rollrisk-test@challenger")
+    delinquent = population(portfolio.statements, AS_OF, world_setup.observation)["account_id"]
+    delinquent = delinquent.to_list()[:30]
+    body = _body(portfolio, delinquent)
+    with TestClient(app) as client:
+        info = client.get("/v1/model", headers=HEADERS).json()
+        assert info["allowed_missing_tables"] == ["collection_actions", "treatments"]
+        full = client.post("/v1/score", json=body, headers=HEADERS).json()["scored"]
+        assert all(row["warnings"] == [] for row in full)
+        for account in body["accounts"]:
+            account.pop("collection_actions", None)
+            account.pop("treatments", None)
+        bare = client.post("/v1/score", json=body, headers=HEADERS).json()["scored"]
+    assert len(bare) == len(full) == 30
+    from_tables = {spec.name for spec in world_setup.feature_set.features
+                   if spec.source in ("collection_actions", "treatments")}  # fmt: skip
+    quoted = 0
+    for row in bare:
+        assert row["warnings"] == [
+            "scored without its collection_actions and treatments, which the model was trained "
+            "with (the service runs with --allow-missing-table): the features from them are "
+            "missing, so the probability, segment and treatment can differ from a score with them"
+        ]
+        for reason in row["reasons"]:
+            if reason["feature"] in from_tables:
+                quoted += 1
+                assert "not known, the " in reason["text_en"], reason
+                assert "未知（未提供" in reason["text_zh"], reason
+    assert quoted, "no reason quotes a feature of a table left out: nothing was checked"

@@ -8,6 +8,7 @@ complete published result.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from rollrisk.cli import main
+from rollrisk.features.registry import FEATURE_SET
 from rollrisk.storage.atomic_output import read_current
 
 pytestmark = pytest.mark.slow
@@ -206,6 +208,15 @@ def test_actions_with_a_header_only_are_refused_unless_allowed(world, tmp_path, 
     assert allowed == 0
     manifest, scored = read_current(tmp_path / "out")
     assert scored.height == manifest["counts"]["population"] > 0
+    # the reasons from the table left out say it was not given, never "not reached"
+    from_actions = {spec.name for spec in FEATURE_SET.features
+                    if spec.source == "collection_actions"}  # fmt: skip
+    quoted = [reason for text in scored["reasons"].to_list() for reason in json.loads(text)
+              if reason["feature"] in from_actions]  # fmt: skip
+    assert quoted, "no reason quotes an action feature: the check below would be empty"
+    for reason in quoted:
+        assert reason["text_en"].endswith(": not known, the collection actions were not given")
+        assert reason["text_zh"].endswith("：未知（未提供催收记录）")
 
 
 # ---------------------------------------------------------------- F: messages
