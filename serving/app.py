@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import gc
 import hmac
+import json
 import logging
 import threading
 import time
@@ -290,7 +291,8 @@ def create_app(
         sorted by ``account_id``; the others are in ``not_scored`` with the reason.
         """
         problem = (
-            _future_as_of_problem(body)
+            _duplicate_key_problem(await request.body())  # read already: FastAPI keeps it
+            or _future_as_of_problem(body)
             or _mixed_tables_problem(body)
             or _missing_table_problem(ready_setup(), body)
         )
@@ -353,6 +355,41 @@ def _future_as_of_problem(request: ScoreRequest) -> dict[str, Any] | None:
         "has not happened",
         "type": "future_as_of",
     }
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            where = (
+                f" (account {obj['account_id']!r})"
+                if isinstance(obj.get("account_id"), str)
+                else ""
+            )
+            raise _DuplicateKey(f"key {key!r} is given twice in one object{where}")
+        obj[key] = value
+    return obj
+
+
+def _duplicate_key_problem(raw: bytes) -> dict[str, Any] | None:
+    """A 422 problem when a JSON object of the body gives a key twice. JSON parsers keep the
+    last one without a word: an ``as_of`` given twice was scored at the second date, and a
+    second ``accounts`` list answered for its accounts only, the first list's never named."""
+    try:
+        json.loads(raw, object_pairs_hook=_refuse_duplicate_keys)
+    except _DuplicateKey as error:
+        return {
+            "loc": ["body"],
+            "msg": f"{error}: give each key once (a JSON reader keeps one of the two silently)",
+            "type": "duplicate_key",
+        }
+    except ValueError:  # not JSON: the body was validated already, so not reached
+        return None
+    return None
 
 
 def _mixed_tables_problem(request: ScoreRequest) -> dict[str, Any] | None:

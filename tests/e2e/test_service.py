@@ -551,3 +551,30 @@ def test_a_request_without_a_table_the_model_learnt_from_says_so(portfolio, worl
                 assert "not known, the " in reason["text_en"], reason
                 assert "未知（未提供" in reason["text_zh"], reason
     assert quoted, "no reason quotes a feature of a table left out: nothing was checked"
+
+
+def test_a_key_given_twice_in_the_body_is_refused(portfolio, client):
+    """Found by an attacker: JSON readers keep the last of two equal keys without a word; an
+    `as_of` given twice was scored at the second date, and a second `accounts` list was
+    answered alone, the first list's accounts never named."""
+    body = json.dumps(_body(portfolio, [portfolio.accounts["account_id"][3]]))
+    twice = body.replace('{"as_of": ', '{"as_of": "2024-01-31", "as_of": ', 1)
+    assert twice != body
+    response = client.post(
+        "/v1/score", content=twice, headers={**HEADERS, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 422, response.text
+    (problem,) = response.json()["detail"]
+    assert problem["type"] == "duplicate_key"
+    assert "key 'as_of' is given twice in one object" in problem["msg"]
+    account = json.loads(body)["accounts"][0]
+    nested = body.replace('"product": ', '"product": "bnpl", "product": ', 1)
+    response = client.post(
+        "/v1/score", content=nested, headers={**HEADERS, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 422, response.text
+    assert f"(account {account['account_id']!r})" in response.json()["detail"][0]["msg"]
+    plain = client.post(
+        "/v1/score", content=body, headers={**HEADERS, "Content-Type": "application/json"}
+    )
+    assert plain.status_code == 200, plain.text
