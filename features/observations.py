@@ -505,11 +505,17 @@ def _timing(known: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
+# the least delay from cycle end to known_at that a statement judged by its account's own
+# statements (``overdue_statements(own_timing=True)``) is allowed before it counts as missing
+OWN_TIMING_MIN_DELAY_DAYS = 14
+
+
 def overdue_statements(
     statements: pl.DataFrame | pl.LazyFrame,
     as_of: date,
     spec: ObservationSpec,
     timing: pl.DataFrame | None = None,
+    own_timing: bool = False,
 ) -> pl.DataFrame:
     """Delinquent accounts whose next statement is missing from the extract: ``account_id``,
     ``last_cycle_end`` (their latest statement known at ``as_of``, in the last
@@ -522,14 +528,23 @@ def overdue_statements(
     :func:`statement_timing` of the whole book, when ``statements`` is a part of it). Such an
     account is scored from its last statement with the DPD aged to the as-of (a cure in the
     missing month unseen), or drops out of the population: the extract lost rows.
+
+    ``own_timing``: each account by its own statements alone (the service, whose requests are
+    not a book): the statement is due by the as-of and the longest delay of the account's own
+    statements, at least :data:`OWN_TIMING_MIN_DELAY_DAYS` (a few statements show less than
+    the book's longest delay), whatever other accounts are sent beside it.
     """
     end = datetime.combine(as_of + timedelta(days=1), datetime.min.time())
     known = _known_recently(statements, as_of).collect()  # filtered once, read twice
-    latest, delay = (_timing(known.lazy()).collect() if timing is None else timing).row(0)
-    if latest is None:
-        return pl.DataFrame(
-            schema={"account_id": pl.String, "last_cycle_end": pl.Date, "due_cycle_end": pl.Date}
-        )
+    delay_of_each = (pl.col("known_at") - pl.col("cycle_end").cast(pl.Datetime("us"))).max()
+    if own_timing:
+        floor = pl.lit(timedelta(days=OWN_TIMING_MIN_DELAY_DAYS))
+        latest, delay = pl.lit(as_of), pl.max_horizontal(pl.col("_delay"), floor)
+    else:
+        book = (_timing(known.lazy()).collect() if timing is None else timing).row(0)
+        latest, delay = pl.lit(book[0]), pl.lit(book[1])
+        if book[0] is None:
+            known = known.clear()
     due = pl.col("last_cycle_end").dt.offset_by("1mo")
     return (
         known.lazy()
@@ -537,11 +552,12 @@ def overdue_statements(
         .agg(
             pl.col("cycle_end").max().alias("last_cycle_end"),
             pl.col("dpd").sort_by("cycle_end").last().alias("_dpd"),
+            delay_of_each.alias("_delay"),
         )
         .filter(
             pl.col("_dpd").is_between(1, spec.max_dpd)
-            & (due <= pl.lit(latest))
-            & (due.cast(pl.Datetime("us")) + pl.lit(delay) < pl.lit(end))
+            & (due <= latest)
+            & (due.cast(pl.Datetime("us")) + delay < pl.lit(end))
         )
         .select("account_id", "last_cycle_end", due.alias("due_cycle_end"))
         .sort("account_id")

@@ -33,7 +33,11 @@ from typing import Any
 
 import polars as pl
 
-from rollrisk.features.observations import RECENT_STATEMENT_MONTHS, truncated_history_warning
+from rollrisk.features.observations import (
+    RECENT_STATEMENT_MONTHS,
+    overdue_statements,
+    truncated_history_warning,
+)
 from rollrisk.features.online import covers, dpd_at_as_of, population_features
 from rollrisk.features.schemas import TABLES_BY_NAME
 from rollrisk.scoring.core import ScoringSetup, score_accounts
@@ -125,6 +129,25 @@ def not_scored_reason(dpd: int | None, setup: ScoringSetup) -> str:
     return "outside the population at the as-of"  # not reached: kept so no account is dropped
 
 
+def overdue_statement_warnings(
+    statements: pl.DataFrame, as_of: date, setup: ScoringSetup
+) -> dict[str, str]:
+    """Each account of a request that lacks the statement due a month after its latest,
+    although that statement would be known by the as-of: its warning (the batch warns of the
+    same accounts for the run, :func:`~rollrisk.features.observations.overdue_statements`).
+    A request is not a book: each account is judged by its own statements' longest delay from
+    cycle end to ``known_at``, so an answer does not depend on the accounts batched with it."""
+    missing = overdue_statements(statements, as_of, setup.observation, own_timing=True)
+    return {
+        account: (
+            f"no statement for {due:%Y-%m} was sent, although the one due a month after the "
+            f"latest ({last}) would be known by {as_of}: scored from the latest statement, its "
+            "DPD aged to the as-of (a cure or payment since then unseen); send the whole history"
+        )
+        for account, last, due in missing.iter_rows()
+    }
+
+
 def tables_left_out_warning(setup: ScoringSetup, tables: RequestTables) -> str | None:
     """The warning of every account of a request sent without an optional table the model was
     trained with (the service allows it with ``--allow-missing-table``): the features from it
@@ -196,6 +219,7 @@ def score_requests(
     records: list[list[dict[str, Any]]] = [[] for _ in requests]
     by_id = {account.account_id: account for account in accounts}
     left_out = tables_left_out_warning(setup, tables)
+    overdue = overdue_statement_warnings(tables.statements, as_of, setup)
     for row in scored.iter_rows(named=True):  # sorted by account_id, so each request's are too
         account = by_id[row["account_id"]]
         warning = truncated_history_warning(
@@ -205,7 +229,8 @@ def score_requests(
             setup.feature_set,
         )
         record = scored_record(row)
-        record["warnings"] = [text for text in (warning, left_out) if text]
+        texts = (warning, overdue.get(row["account_id"]), left_out)
+        record["warnings"] = [text for text in texts if text]
         records[owner[row["account_id"]]].append(record)
     scored_ids = set(scored["account_id"].to_list())
     missing = [

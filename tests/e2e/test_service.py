@@ -578,3 +578,32 @@ def test_a_key_given_twice_in_the_body_is_refused(portfolio, client):
         "/v1/score", content=body, headers={**HEADERS, "Content-Type": "application/json"}
     )
     assert plain.status_code == 200, plain.text
+
+
+def test_an_account_sent_without_its_latest_statement_is_warned_of(portfolio, client, world_setup):
+    """Found by an attacker: a request without the account's latest statement was scored from
+    the one before, its DPD aged a month further (M2 instead of M1), with `warnings: []`,
+    where the batch warns of the same extract."""
+    people = population(portfolio.statements, AS_OF, world_setup.observation)["account_id"]
+    for account_id in people.to_list():  # one past due at its two latest statements
+        body = _body(portfolio, [account_id])
+        statements = body["accounts"][0]["statements"]
+        known = sorted(
+            (row for row in statements if row["known_at"][:10] <= AS_OF.isoformat()),
+            key=lambda row: row["cycle_end"],
+        )
+        # (and billed early enough that the next statement is due well before the as-of)
+        if len(known) >= 2 and known[-2]["dpd"] > 0 and known[-1]["cycle_end"] < "2025-03-15":
+            break
+    else:
+        pytest.fail("no account past due at its two latest statements")
+    latest = known[-1]
+    full = client.post("/v1/score", json=body, headers=HEADERS).json()["scored"]
+    assert [row["warnings"] for row in full] == [[]]
+    # the latest known statement and the ones after it (not yet known at the as-of) left out
+    statements[:] = [row for row in statements if row["cycle_end"] < latest["cycle_end"]]
+    response = client.post("/v1/score", json=body, headers=HEADERS)
+    assert response.status_code == 200, response.text
+    (row,) = response.json()["scored"]  # scored from the statement before
+    (warning,) = row["warnings"]
+    assert warning.startswith(f"no statement for {latest['cycle_end'][:7]} was sent"), warning
