@@ -104,6 +104,80 @@ PARAMETERS: Mapping[str, Parameter] = {
 
 
 @dataclass(frozen=True)
+class Floor:
+    """The loosest value a compliance file may give a parameter, and the rule it comes from."""
+
+    value: Any
+    rule: str
+
+
+_CONTACT_HOURS = "contact only between 08:00 and 21:00 local time, unless a jurisdiction allows more"
+_DOCUMENTED_FAILED = "documented failed contact means at least 3 failed attempts"
+# The rules a strategy must never break (docs/strategies.md, "Compliance"), as the loosest
+# values a compliance file may set: a file may tighten them, never loosen them; a
+# jurisdiction's own line replaces the line of every jurisdiction (None) for that parameter.
+# Loosening one is a change to this table, reviewed as code, not an edit of a YAML value.
+FLOORS: Mapping[str | None, Mapping[str, Floor]] = {
+    None: {  # the default and every jurisdiction
+        "contact_window_start": Floor(time(8, 0), _CONTACT_HOURS),
+        "contact_window_end": Floor(time(21, 0), _CONTACT_HOURS),
+        "legal_min_dpd": Floor(60, "legal action from about 60+ DPD"),
+        "min_failed_contacts": Floor(3, _DOCUMENTED_FAILED),
+    },
+    "CN": {
+        "contact_window_end": Floor(
+            time(22, 0), "China's 2026 banking association guideline: contact 08:00-22:00"
+        ),
+        "max_unanswered_dials_per_day_per_channel": Floor(
+            6, "China's guideline: at most 6 unanswered dials per day per contact method"
+        ),
+    },
+    "US": {
+        "max_calls_per_7_days": Floor(
+            7, "Regulation F: above 7 calls in 7 days is presumed harassment"
+        ),
+        "quiet_days_after_conversation": Floor(
+            7, "Regulation F: no call within 7 days after a telephone conversation"
+        ),
+    },
+}
+
+
+def _looser_than_floor(name: str, value: Any, jurisdiction: str | None) -> Floor | None:
+    """The floor ``value`` of parameter ``name`` breaks in ``jurisdiction`` (None: the
+    default), or None when it keeps every floor (null, no cap, is the loosest value)."""
+    floor = {**FLOORS[None], **FLOORS.get(jurisdiction, {})}.get(name)
+    if floor is None:
+        return None
+    if value is None:
+        return floor
+    stricter_is_larger = PARAMETERS[name].strictest == "max"
+    return floor if (value < floor.value if stricter_is_larger else value > floor.value) else None
+
+
+def _check_floor(
+    name: str, value: Any, jurisdiction: str | None, source: str, line: int | None
+) -> None:
+    floor = _looser_than_floor(name, value, jurisdiction)
+    if floor is None:
+        return
+    where = "default" if jurisdiction is None else f"jurisdiction {jurisdiction!r}"
+    shown = "null (no cap)" if value is None else _shown(value)
+    bound = "at least" if PARAMETERS[name].strictest == "max" else "at most"
+    raise ConfigError(
+        source,
+        line,
+        f"{where}: {name} {shown} is looser than a rule a strategy must never break "
+        f"({floor.rule}): it must be {bound} {_shown(floor.value)}; a compliance file may "
+        "tighten the rules, never loosen them",
+    )
+
+
+def _shown(value: Any) -> str:
+    return value.strftime("%H:%M") if isinstance(value, time) else repr(value)
+
+
+@dataclass(frozen=True)
 class EffectiveCompliance:
     """The strictest parameters over an account's jurisdictions, with who set each one."""
 
@@ -170,6 +244,8 @@ def parse_compliance(text: str, source: str) -> ComplianceConfig:
         name: _parse_parameter(name, default_node[name], source, default_node.line_of(name))
         for name in PARAMETERS
     }
+    for name, value in default.items():
+        _check_floor(name, value, None, source, default_node.line_of(name))
     juris_node = doc["jurisdictions"]
     if not isinstance(juris_node, dict):
         raise ConfigError(
@@ -192,6 +268,10 @@ def parse_compliance(text: str, source: str) -> ComplianceConfig:
         for name in PARAMETERS:
             if name in node:
                 params[name] = _parse_parameter(name, node[name], source, node.line_of(name))
+            # a value inherited from the default is held to the jurisdiction's floor too (a
+            # cap deleted from the US line leaves the default's null: no cap)
+            line = node.line_of(name) if name in node else line_of(juris_node, code)
+            _check_floor(name, params[name], str(code), source, line)
         if params["contact_window_start"] >= params["contact_window_end"]:
             raise ConfigError(
                 source,

@@ -60,6 +60,20 @@ class _LineLoader(yaml.SafeLoader):
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
+class ClockText(str):
+    """An unquoted ``8:00``: YAML 1.1 reads it as the sexagesimal integer 480; kept as the text
+    written, so that a time of day (:func:`parse_time_of_day`) is told from a bare number."""
+
+
+def _construct_int(loader: _LineLoader, node: yaml.ScalarNode) -> Any:
+    if ":" in str(node.value):
+        return ClockText(node.value)
+    return yaml.SafeLoader.construct_yaml_int(loader, node)
+
+
+_LineLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+
+
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineDict:
     # `<<: *defaults` pairs are put first by flatten_mapping; a key written here may override
     # one of them (what a merge is for), but a key written twice here is refused
@@ -221,10 +235,19 @@ def require_keys(
 def parse_time_of_day(value: Any, source: str, line: int | None) -> time:
     """A local time of day written ``"HH:MM"``.
 
-    YAML 1.1 reads an unquoted ``10:00`` as the sexagesimal integer 600; that is accepted too.
+    An unquoted ``8:00`` (:class:`ClockText`, which YAML 1.1 reads as a number) is accepted
+    too; a bare number is refused: ``8`` or ``15`` read as minutes after midnight opened the
+    contact window at 00:08.
     """
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 24 * 60:
-        value = f"{value // 60:02d}:{value % 60:02d}"
+    if isinstance(value, ClockText):
+        hours, _, minutes = value.partition(":")
+        value = f"{hours.zfill(2)}:{minutes}"
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        raise ConfigError(
+            source,
+            line,
+            f'a time of day must be "HH:MM" (e.g. "08:00"), got the number {value!r}',
+        )
     try:
         return time.fromisoformat(str(value))
     except ValueError:

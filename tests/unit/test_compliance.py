@@ -125,6 +125,69 @@ def test_compliance_file_errors_name_the_file_and_line():
         parse_compliance(bad, "c.yaml")
 
 
+def _line_of(text: str, fragment: str) -> int:
+    return next(n for n, line in enumerate(text.splitlines(), 1) if fragment in line)
+
+
+@pytest.mark.parametrize(
+    ("written", "edited", "where", "words"),
+    [
+        ("legal_min_dpd: 60", "legal_min_dpd: 6", "legal_min_dpd: 6",
+         "default: legal_min_dpd 6 is looser than a rule a strategy must never break "
+         "(legal action from about 60+ DPD): it must be at least 60"),
+        ("min_failed_contacts: 3", "min_failed_contacts: 0", "min_failed_contacts: 0",
+         "default: min_failed_contacts 0 is looser"),
+        ('contact_window_start: "08:00"', 'contact_window_start: "07:00"', "contact_window_start",
+         "default: contact_window_start 07:00 is looser"),
+        ('    contact_window_end: "22:00"', '    contact_window_end: "23:30"', '"23:30"',
+         "jurisdiction 'CN': contact_window_end 23:30 is looser than a rule a strategy must never "
+         "break (China's 2026 banking association guideline: contact 08:00-22:00): it must be at "
+         "most 22:00"),
+        ("    quiet_days_after_conversation: 7", "    quiet_days_after_conversation: 0",
+         "quiet_days_after_conversation: 0", "jurisdiction 'US': quiet_days_after_conversation 0"),
+        # deleted: the US inherits the default's null, no cap; the line named is the US's own
+        ("    max_calls_per_7_days: 7\n", "", "  US:",
+         "jurisdiction 'US': max_calls_per_7_days null (no cap) is looser"),
+    ],
+)  # fmt: skip
+def test_a_compliance_file_may_tighten_the_rules_never_loosen_them(written, edited, where, words):
+    """Found by an attacker: a legal referral from 6 DPD, "0 failed contacts" as documented
+    failed contact and the US call cap deleted all loaded without a word, and decided so."""
+    text = CONF.read_text()
+    assert written in text
+    loose = text.replace(written, edited, 1)
+    with pytest.raises(ConfigError) as refused:
+        parse_compliance(loose, "c.yaml")
+    assert str(refused.value).startswith(f"c.yaml:{_line_of(loose, where)}: {words}")
+    assert str(refused.value).endswith("a compliance file may tighten the rules, never loosen them")
+
+
+def test_a_tighter_value_than_every_rule_is_kept():
+    text = CONF.read_text().replace("legal_min_dpd: 60", "legal_min_dpd: 90")
+    text = text.replace('    contact_window_end: "22:00"', '    contact_window_end: "20:00"')
+    config = parse_compliance(text, "c.yaml")
+    assert config.default["legal_min_dpd"] == 90
+    assert config.jurisdictions["CN"]["contact_window_end"] == time(20, 0)
+
+
+@pytest.mark.parametrize("value", ["8", "15", "8.5"])
+def test_a_time_of_day_written_as_a_bare_number_is_refused(value):
+    """`contact_window_start: 8` was read as 8 minutes after midnight: the window opened at
+    00:08 and a 07:30 call went out unmoved."""
+    text = CONF.read_text().replace(
+        'contact_window_start: "08:00"', f"contact_window_start: {value}"
+    )
+    with pytest.raises(
+        ConfigError, match=rf'^c.yaml:11: a time of day must be "HH:MM" .*got the number {value}$'
+    ):
+        parse_compliance(text, "c.yaml")
+
+
+def test_an_unquoted_clock_time_still_reads_as_the_time_written():
+    text = CONF.read_text().replace('contact_window_start: "08:00"', "contact_window_start: 8:30")
+    assert parse_compliance(text, "c.yaml").default["contact_window_start"] == time(8, 30)
+
+
 def test_the_trail_keeps_the_policy_rule_and_adds_each_change(cn_us):
     decision = _decision(
         PlannedAction("call", _at(0, 22), "agent_call"),

@@ -125,8 +125,9 @@ def test_rules_that_block_nothing_leave_every_draw_as_it_was(replay: Replay):
     """Compliance and capacity that bind nowhere change no figure: the checks keep the rows
     drawn, they do not draw again."""
     n = len(replay.account_ids)
-    lenient = _compliance(
-        legal_min_dpd=0, legal_min_amount_overdue=0, min_failed_contacts=0,
+    # looser than any compliance file may be (parse_compliance refuses it): built directly
+    lenient = replace(
+        _compliance(), legal_min_dpd=0, legal_min_amount_overdue=0.0, min_failed_contacts=0,
         failed_contact_lookback_days=0,
     )  # fmt: skip
     held = with_constraints(replay, lenient, _capacity(10**9, 10**9))
