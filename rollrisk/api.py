@@ -89,7 +89,7 @@ from rollrisk.storage.tracking import TrainingRun, configure_tracking
 from rollrisk.storage.tracking import log_training_run as log_run
 from rollrisk.strategies.compliance import load_compliance
 from rollrisk.strategies.experiments import bundle_ladders, load_experiments
-from rollrisk.strategies.policy import load_policy
+from rollrisk.strategies.policy import check_segments_in_space, load_policy
 from rollrisk.strategies.segments import load_segment_rules
 
 if TYPE_CHECKING:
@@ -462,6 +462,10 @@ def scoring_setup(
         if not path.exists():  # a folder or non-UTF-8 file: the loaders say so
             raise UserError(f"{path}: file not found")
     policy_rules = load_policy(files["policy"])
+    segment_rules = load_segment_rules(files["segments"])
+    check_segments_in_space(
+        policy_rules, (*segment_rules.precedence, segment_rules.fallback), str(files["segments"])
+    )
     plan = load_experiments(files["experiments"])
     # an arm named like a treatment with another ladder: refused at load, not mid-run
     bundle_ladders(plan, policy_rules)
@@ -472,7 +476,7 @@ def scoring_setup(
         observation=observation_of(loaded, _observation(observation)),
         trained_tables=trained_tables(loaded.metadata),
         trained_currencies=recorded_currencies(loaded.metadata),
-        segment_rules=load_segment_rules(files["segments"]),
+        segment_rules=segment_rules,
         policy=policy_rules,
         compliance=load_compliance(files["compliance"]).strictest(
             list(jurisdictions or DEFAULT_JURISDICTIONS)

@@ -958,6 +958,25 @@ def _reachable_dpd(rule: PolicyRule, bucket: str) -> Interval | None:
     return rule.dpd.intersect(Interval(low, high))
 
 
+def check_segments_in_space(policy: Policy, segments: Sequence[str], segments_source: str) -> None:
+    """Refuse a policy whose ``space.segment`` lacks a segment the segment rules can assign
+    (``segments``: their segments and fallback, from ``segments_source``): every account of it
+    would match no rule, and scoring stopped mid-run with a traceback.
+
+    Raises:
+        ConfigError: naming the policy file, the segments missing and where they come from.
+    """
+    missing = [segment for segment in segments if segment not in policy.segments]
+    if missing:
+        raise ConfigError(
+            policy.source,
+            None,
+            f"space.segment lacks {', '.join(map(repr, missing))}, which {segments_source} "
+            "assigns: an account in it would match no rule of this policy; add it to "
+            "space.segment (the coverage check then asks for a rule that covers it)",
+        )
+
+
 def _check_rules_reachable(policy: Policy) -> None:
     for rule in policy.rules:
         if not any(
@@ -1020,16 +1039,30 @@ def _check_coverage(policy: Policy, rules_line: int | None) -> None:
     bands = [b for b, _ in policy.risk_bands]
     gaps: list[str] = []
     count = 0
+    # the rules that decide some combination (the first matching one in precedence order,
+    # as the policy decides), and for every other rule the ones that took its combinations
+    deciding: set[int] = set()
+    taken_by: dict[int, set[int]] = {}
+    hits = [0] * len(policy.rules)  # combinations each rule matches, of ``cells``
+    cells = 0
     for bucket in policy.start_buckets:
         bucket_range = Interval(*START_BUCKETS[bucket])
         for dpd in (c for c in dpd_cells if c.intersect(bucket_range)):
             for band, segment, product, amount in itertools.product(
                 bands, policy.segments, policy.products, amount_cells
             ):
-                if any(
-                    rule.matches(bucket, band, segment, product, dpd.low, amount.low)
-                    for rule in policy.rules
-                ):
+                matching = [
+                    index
+                    for index, rule in enumerate(policy.rules)
+                    if rule.matches(bucket, band, segment, product, dpd.low, amount.low)
+                ]
+                cells += 1
+                for index in matching:
+                    hits[index] += 1
+                if matching:
+                    deciding.add(matching[0])
+                    for index in matching[1:]:
+                        taken_by.setdefault(index, set()).add(matching[0])
                     continue
                 count += 1
                 if len(gaps) < 3:
@@ -1044,4 +1077,23 @@ def _check_coverage(policy: Policy, rules_line: int | None) -> None:
             f"{count} reachable combination(s) are covered by no rule, e.g. "
             + "; ".join(gaps)
             + ". Add a rule (a catch-all with a high precedence number is the usual fix)",
+        )
+    for index, rule in enumerate(policy.rules):
+        # a catch-all (it matches every combination) may stand behind rules that cover all:
+        # a safety net for combinations a later edit leaves uncovered
+        if index in deciding or hits[index] == cells:
+            continue
+        # only reached on a combination a rule with a lower precedence number decides first
+        first = sorted(
+            (policy.rules[i] for i in taken_by.get(index, ())), key=lambda r: r.line or 0
+        )
+        named = ", ".join(
+            f"{r.rule_id!r} (precedence {r.precedence}, line {r.line})" for r in first
+        )
+        raise ConfigError(
+            policy.source,
+            rule.line,
+            f"rule {rule.rule_id!r} (precedence {rule.precedence}) can never decide: every "
+            f"account it matches is decided first by {named}; give it a lower precedence "
+            "number than the rule it should win over, or remove it",
         )

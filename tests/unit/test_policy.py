@@ -357,3 +357,56 @@ def test_a_label_without_its_chinese_is_refused():
     half = POLICY.replace("  nudge:\n    ladder:", "  nudge:\n    label: gentle nudge\n    ladder:")
     with pytest.raises(ConfigError, match="give label and label_zh together"):
         parse_policy(half, "p.yaml")
+
+
+def test_a_rule_every_account_of_which_an_earlier_rule_takes_is_refused():
+    """Found by an attacker: a rule appended after the catch-all (precedence 110 behind
+    POL-REVIEW's 100) loaded and never decided; moving POL-REVIEW to precedence 5 silently took
+    the capacity-shock M2 ladder away. The docs promised a load error for such a rule."""
+    text = CONF.read_text()
+    appended = text + (
+        "  - id: POL-WIL-ESCALATE\n    precedence: 110\n"
+        "    when: {segment: [low_willingness], start_bucket: [M2, M3]}\n"
+        "    treatment: queue_hardship_waiver\n"
+    )
+    with pytest.raises(ConfigError) as refused:
+        parse_policy(appended, "p.yaml")
+    line = len(text.splitlines()) + 1
+    assert str(refused.value) == (
+        f"p.yaml:{line}: rule 'POL-WIL-ESCALATE' (precedence 110) can never decide: every account "
+        "it matches is decided first by 'POL-REVIEW' (precedence 100, line 181); give it a lower "
+        "precedence number than the rule it should win over, or remove it"
+    )
+    reordered = text.replace("    precedence: 100\n    when: {}", "    precedence: 5\n    when: {}")
+    assert reordered != text
+    with pytest.raises(ConfigError, match=r"rule 'POL-CAP-M2' \(precedence 10\) can never decide"):
+        parse_policy(reordered, "p.yaml")
+
+
+def test_a_catch_all_behind_rules_that_cover_everything_is_kept_as_a_safety_net():
+    # the proposals simulate-policy writes end with one (docs/policy_proposed_seed31.yaml)
+    text = (
+        CONF.read_text()
+        + "  - id: NET\n    precedence: 999\n    when: {}\n    treatment: standard_queue\n"
+    )
+    assert parse_policy(text, "p.yaml").rules[-1].rule_id == "NET"
+
+
+def test_a_policy_without_a_segment_the_segment_rules_assign_is_refused():
+    """A space.segment without the fallback `general` loaded; scoring then stopped mid-run with
+    a traceback on the first account in that segment."""
+    from rollrisk.conf import DEFAULT_SEGMENTS
+    from rollrisk.strategies.policy import check_segments_in_space
+    from rollrisk.strategies.segments import load_segment_rules
+
+    rules = load_segment_rules(DEFAULT_SEGMENTS)
+    text = CONF.read_text()
+    narrowed = text.replace("forgetful, seasonal, general]", "forgetful, seasonal]")
+    assert narrowed != text
+    policy = parse_policy(narrowed, "p.yaml")
+    assigned = (*rules.precedence, rules.fallback)
+    with pytest.raises(
+        ConfigError, match=r"^p.yaml: space.segment lacks 'general', which s.yaml assigns"
+    ):
+        check_segments_in_space(policy, assigned, "s.yaml")
+    check_segments_in_space(parse_policy(text, "p.yaml"), assigned, "s.yaml")
