@@ -86,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
 
     from rollrisk.arguments import check_output_argument, load_portfolio_argument
     from rollrisk.reports.strategy import build_report
+    from rollrisk.scoring.batch import recorded_rule_file
     from rollrisk.simulator.truth import read_true_drivers
     from rollrisk.storage.registry import load_roll_model
     from rollrisk.storage.results import POLICY_SIMULATION_JSON, read_policy_simulation, read_scores
@@ -118,17 +119,15 @@ def run(args: argparse.Namespace) -> int:
                 f"(run {manifest.get('run_key')}): the page would put one book's strategy "
                 "figures beside another's accounts; run simulate-policy on these scores"
             )
-    config = manifest.get("config", {})
-    for key in ("segments", "policy"):
-        if not config.get(key) or not Path(config[key]).is_file():
-            raise UserError(
-                f"{args.scores}: the scores were decided with the {key} file "
-                f"{config.get(key)!r}, which is not there any more; the page defines the "
-                f"segments and ladders from it (restore it, or re-score with --{key})"
-            )
+    rules = {
+        key: recorded_rule_file(
+            manifest, key, args.scores, "the page defines the segments and ladders from it"
+        )
+        for key in ("segments", "policy")
+    }
     learned = None if args.learned is None else read_learned(args.learned)
-    segment_rules = load_segment_rules(Path(config["segments"]))
-    policy = load_policy(Path(config["policy"]))
+    segment_rules = load_segment_rules(rules["segments"])
+    policy = load_policy(rules["policy"])
     tracking = configure_tracking()
     uri = manifest["model"]["uri"]
     print(f"[report] loading model {uri}", file=sys.stderr, flush=True)

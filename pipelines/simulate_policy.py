@@ -578,29 +578,21 @@ def recorded_rules(
     """The policy, the compliance rules (strictest over the recorded jurisdictions) and the
     fallback segment the scoring run recorded in its manifest: the references re-decide with
     them and every arm's replayed contacts obey the same compliance rules."""
+    from rollrisk.scoring.batch import recorded_rule_file
     from rollrisk.strategies.compliance import load_compliance
     from rollrisk.strategies.policy import load_policy
     from rollrisk.strategies.segments import load_segment_rules
 
     recorded = manifest.get("config", {})
-    paths = {key: recorded.get(key) for key in ("policy", "compliance", "segments")}
-    missing = [key for key, value in paths.items() if not value]
-    if missing:
-        raise UserError(
-            f"{args.scores}: the scoring run's manifest does not record its {', '.join(missing)} "
-            "file(s); the references re-decide with the same rules and need them"
+    paths = {
+        key: recorded_rule_file(
+            manifest, key, args.scores, "the references re-decide with the same rules"
         )
-    for key, value in paths.items():
-        if not Path(value).is_file():
-            raise UserError(
-                f"{args.scores}: the scoring run's {key} file {value} is gone; the references "
-                "re-decide with the same rules and need it"
-            )
-    policy = load_policy(Path(paths["policy"]))
-    compliance = load_compliance(Path(paths["compliance"])).strictest(
-        recorded.get("jurisdictions") or []
-    )
-    fallback = load_segment_rules(Path(paths["segments"])).fallback
+        for key in ("policy", "compliance", "segments")
+    }
+    policy = load_policy(paths["policy"])
+    compliance = load_compliance(paths["compliance"]).strictest(recorded.get("jurisdictions") or [])
+    fallback = load_segment_rules(paths["segments"]).fallback
     return policy, compliance, fallback
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -103,6 +103,16 @@ class RuleFiles:
     compliance: Path
     experiments: Path | None = None  # None: the shipped file, which runs no experiment
 
+    def file_digests(self) -> dict[str, str]:
+        """Each rule file's sha256, by its manifest key (for a later job to see the file the
+        scores were decided with is still the one at its path: :func:`recorded_rule_file`)."""
+        files = {"policy": self.policy, "segments": self.segments, "compliance": self.compliance}
+        return {
+            key: hashlib.sha256(Path(path).read_bytes()).hexdigest()
+            for key, path in files.items()
+            if Path(path).is_file()
+        }
+
     def digest(self) -> str:
         """sha256 (16 hex digits) over the bytes of the files that exist, in a fixed order."""
         digest = hashlib.sha256()
@@ -110,6 +120,38 @@ class RuleFiles:
             if path is not None and Path(path).is_file():
                 digest.update(Path(path).read_bytes())
         return digest.hexdigest()[:16]
+
+
+def recorded_rule_file(
+    manifest: Mapping[str, Any], key: str, scores: Path, needed_for: str
+) -> Path:
+    """The ``key`` file (policy, segments, compliance) a scoring run recorded in its manifest,
+    checked to be there and, when the run recorded its sha256, to hold the bytes the scores
+    were decided with: a file edited in place since would have a later job describe or replay
+    rules the scores never met.
+
+    Raises:
+        UserError: the file is not recorded, gone, or changed; naming it, ``scores`` and what
+            the job ``needed_for`` it.
+    """
+    config = manifest.get("config", {})
+    recorded = config.get(key)
+    if not recorded:
+        raise UserError(f"{scores}: the scoring run's manifest records no {key} file; {needed_for}")
+    path = Path(recorded)
+    if not path.is_file():
+        raise UserError(
+            f"{scores}: the scores were decided with the {key} file {recorded}, which is not "
+            f"there any more; {needed_for} (restore it, or re-score with --{key})"
+        )
+    expected = config.get("sha256", {}).get(key)  # absent from runs before 2026-12-03
+    if expected is not None and hashlib.sha256(path.read_bytes()).hexdigest() != expected:
+        raise UserError(
+            f"{scores}: the {key} file {recorded} has changed since the scores were decided "
+            f"(sha256 {expected[:12]}... then, {hashlib.sha256(path.read_bytes()).hexdigest()[:12]}... "
+            f"now); {needed_for}: restore the file, or re-score with it"
+        )
+    return path
 
 
 @dataclass(frozen=True)
@@ -278,6 +320,7 @@ def score_portfolio(
             "experiments": str(rule_files.experiments or setup.experiments.source),
             "jurisdictions": sorted(jurisdictions),
             "observation": setup.observation.__dict__,
+            "sha256": rule_files.file_digests(),
         },
         "counts": {
             "population": people,

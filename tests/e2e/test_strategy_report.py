@@ -316,10 +316,13 @@ def test_simulate_policy_refuses_a_portfolio_without_truth(report_run, scoring_w
     assert "no truth/params.json - this is not a portfolio written by" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("digest_recorded", [True, False], ids=["digest", "before-digests"])
 def test_simulate_policy_refuses_scores_whose_policy_changed_since(report_run, scoring_world,
-                                                                   tmp_path, capsys):  # fmt: skip
-    # The references re-decide with the policy the scoring run recorded: if it no longer gives
-    # the scored decisions back, the arms would not be comparable, so the job refuses.
+                                                                   tmp_path, capsys,
+                                                                   digest_recorded):  # fmt: skip
+    # The references re-decide with the policy the scoring run recorded: a file whose bytes
+    # differ from those the run recorded is refused at once; a run from before the digests
+    # were recorded is refused when the policy no longer gives the scored decisions back
     _, scores, _, _ = report_run
     copy = tmp_path / "scores"
     shutil.copytree(scores, copy)
@@ -336,13 +339,18 @@ def test_simulate_policy_refuses_scores_whose_policy_changed_since(report_run, s
         )
         assert changed.read_text() != text
         recorded["config"]["policy"] = str(changed)
+        if not digest_recorded:
+            del recorded["config"]["sha256"]
         manifest.write_text(json.dumps(recorded))
     argv = ["simulate-policy", "--scores", str(copy), "--data", str(scoring_world.portfolio),
             "--months", "1", "--seeds", "2", "--oracle-seeds", "0",
             "--out", str(tmp_path / "out")]  # fmt: skip
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert "re-deciding the scored accounts with their own segments" in err
+    if digest_recorded:
+        assert f"the policy file {changed} has changed since the scores were decided" in err
+    else:
+        assert "re-deciding the scored accounts with their own segments" in err
     assert "Traceback" not in err and not (tmp_path / "out" / "policy_simulation.json").exists()
 
 
@@ -602,3 +610,28 @@ def test_report_refuses_a_simulation_of_other_scores_and_another_portfolio(
         assert main(argv) == 2
         assert "these are not the portfolio files" in capsys.readouterr().err
     assert not (tmp_path / "a.html").exists() and not (tmp_path / "c.html").exists()
+
+
+def test_report_refuses_rules_edited_since_the_scores_were_decided(report_run, scoring_world,
+                                                                    tmp_path, capsys):  # fmt: skip
+    """Found by an attacker: the segments file edited in place after scoring (a threshold from 1
+    to 3), `report` described the segment as "at least 3" for accounts put in it with 1."""
+    _, scores, simulation, _ = report_run
+    copy = tmp_path / "scores"
+    shutil.copytree(scores, copy)
+    segments = tmp_path / "segments.yaml"
+    for manifest in copy.rglob("manifest.json"):
+        recorded = json.loads(manifest.read_text())
+        shutil.copy(recorded["config"]["segments"], segments)
+        recorded["config"]["segments"] = str(segments)
+        manifest.write_text(json.dumps(recorded))
+    argv = ["report", "--scores", str(copy), "--data", str(scoring_world.portfolio),
+            "--out", str(tmp_path / "page.html")]  # fmt: skip
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", scoring_world.tracking_uri)
+        segments.write_text(segments.read_text() + "\n# edited after scoring\n")
+        assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"the segments file {segments} has changed since the scores were decided" in err
+    assert "the page defines the segments and ladders from it" in err
+    assert not (tmp_path / "page.html").exists()
