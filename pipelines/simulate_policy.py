@@ -473,6 +473,7 @@ def run(args: argparse.Namespace) -> int:
         "as_of": as_of,
         "model": manifest.get("model", {}),
         "policy": manifest.get("config", {}).get("policy"),
+        "compliance": manifest.get("config", {}).get("compliance"),
         "simulation": {
             "seed": sim.seed,
             "accounts": sim.accounts,
@@ -628,8 +629,8 @@ def build_references(
     """The reference arms run beside the two policies, and each account's true driver.
 
     ``baseline_plus_grace`` (the tiered baseline plus a grace period for every delinquent
-    account at the first month), ``segment_blind`` (the shipped policy with every account in
-    the fallback segment), ``oracle_segments`` (the shipped policy fed the true drivers as
+    account at the first month), ``segment_blind`` (the scored policy with every account in
+    the fallback segment), ``oracle_segments`` (the same policy fed the true drivers as
     segments; ``healthy`` -> the fallback) and, unless --oracle-seeds is 0, ``oracle`` (the best
     of the policy's treatments, each given to everyone, and the tiered baseline per true driver
     x start bucket, chosen on the selection seeds: :func:`oracle_candidates`) and ``best_bundle_per_bucket`` (the same choice per start

@@ -47,11 +47,11 @@ LABELS: dict[str, tuple[str, str]] = {
 
 RATE_METRICS = ("roll_to_default_rate", "roll_to_default_balance_rate")
 REFERENCE_NAMES: dict[str, str] = {
-    "model_driven": "model-driven policy (shipped)",
+    "model_driven": "model-driven policy (the scoring run's policy file)",
     "baseline_tiered": "baseline tiered",
     "baseline_plus_grace": "baseline plus grace for all",
     "segment_blind": "segment-blind (every account in the fallback segment)",
-    "oracle_segments": "shipped policy fed the true drivers as segments",
+    "oracle_segments": "the same policy fed the true drivers as segments",
     "best_bundle_per_bucket": "best single bundle per bucket (segment-blind)",
     "oracle": "oracle (best bundle per true driver x bucket)",
 }
@@ -183,6 +183,11 @@ def markdown(result: Mapping[str, Any]) -> str:
                 else f" in the horizon (history simulated under `{history}`)"
             )
         )
+    if result.get("policy"):
+        rules = f"- policy file: `{result['policy']}`"
+        if result.get("compliance"):
+            rules += f"; compliance file: `{result['compliance']}`"
+        lines.append(rules)
     if "decision" in result:
         lines.append(f"- policy: {result['decision']}")
     if "valuation" in result:

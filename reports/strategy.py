@@ -1238,8 +1238,8 @@ REFERENCE_NAMES: dict[str, tuple[str, str]] = {
     ),
     "oracle": ("oracle: knows each true driver", "理想参照(已知每个账户的真实逾期原因)"),
     "oracle_segments": (
-        "shipped policy fed the true drivers as segments",
-        "拟上线策略使用真实逾期原因作为客群",
+        "the same policy fed the true drivers as segments",
+        "同一策略改用真实逾期原因作为客群",
     ),
 }
 
