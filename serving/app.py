@@ -40,7 +40,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -54,6 +54,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rollrisk.errors import UserError
 from rollrisk.features.currencies import foreign_account_message
+from rollrisk.features.dates import DATED_BY_EXTRACT
 from rollrisk.scoring.core import (
     ScoringSetup,
     check_tables,
@@ -293,6 +294,7 @@ def create_app(
         problem = (
             _duplicate_key_problem(await request.body())  # read already: FastAPI keeps it
             or _future_as_of_problem(body)
+            or _future_row_problem(body)
             or _mixed_tables_problem(body)
             or _missing_table_problem(ready_setup(), body)
         )
@@ -390,6 +392,37 @@ def _duplicate_key_problem(raw: bytes) -> dict[str, Any] | None:
     except ValueError:  # not JSON: the body was validated already, so not reached
         return None
     return None
+
+
+def _future_row_problem(request: ScoreRequest) -> dict[str, Any] | None:
+    """A 422 problem for the first row dated after tomorrow (the server's date, plus a day for
+    time zones) in a column that says when something happened or became known
+    (:data:`~rollrisk.features.dates.DATED_BY_EXTRACT`, as the batch rejects rows dated after
+    its extract date): such a row, ignored at the as-of, was accepted without a word."""
+    latest = date.today() + timedelta(days=1)
+    for index, account in enumerate(request.accounts):
+        tables = {"accounts": [account], **{t: getattr(account, t) or () for t in _DATED_ROWS}}
+        for table, rows in tables.items():
+            for position, row in enumerate(rows):
+                for column in DATED_BY_EXTRACT[table]:
+                    value = getattr(row, column)
+                    day = value.date() if isinstance(value, datetime) else value
+                    if day is None or day <= latest:
+                        continue
+                    where = ["body", "accounts", index]
+                    if table != "accounts":
+                        where += [table, position]
+                    return {
+                        "loc": [*where, column],
+                        "msg": f"{column}: expected a day on or before {latest} (the server's "
+                        f"today, plus a day for time zones), got {day}: a row dated in the "
+                        "future did not happen yet (the batch rejects it after its extract date)",
+                        "type": "future_row",
+                    }
+    return None
+
+
+_DATED_ROWS = ("statements", "collection_actions", "treatments")
 
 
 def _mixed_tables_problem(request: ScoreRequest) -> dict[str, Any] | None:

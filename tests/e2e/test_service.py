@@ -607,3 +607,22 @@ def test_an_account_sent_without_its_latest_statement_is_warned_of(portfolio, cl
     (row,) = response.json()["scored"]  # scored from the statement before
     (warning,) = row["warnings"]
     assert warning.startswith(f"no statement for {latest['cycle_end'][:7]} was sent"), warning
+
+
+def test_a_row_dated_after_tomorrow_is_refused(portfolio, client):
+    """Found by an attacker: statements, actions and treatments dated up to 2199 were accepted
+    (and ignored at the as-of), where the batch rejects a row dated after its extract date."""
+    account_id = portfolio.collection_actions["account_id"][0]  # one with actions
+    for table, column in [("statements", "known_at"), ("collection_actions", "action_at")]:
+        body = _body(portfolio, [account_id])
+        rows = body["accounts"][0][table]
+        assert rows, table
+        rows[-1][column] = "2199-01-01T10:00:00"
+        response = client.post("/v1/score", json=body, headers=HEADERS)
+        assert response.status_code == 422, response.text
+        (problem,) = response.json()["detail"]
+        assert problem["type"] == "future_row"
+        assert problem["loc"] == ["body", "accounts", 0, table, len(rows) - 1, column]
+        assert "got 2199-01-01: a row dated in the future did not happen yet" in problem["msg"]
+    body = _body(portfolio, [account_id])  # a promise to pay is for a future day: kept
+    assert client.post("/v1/score", json=body, headers=HEADERS).status_code == 200
