@@ -18,10 +18,18 @@ all of which must hold):
   how far the account's log-odds sit above the portfolio's base value.
 
 A missing state value never satisfies a comparison, so a rule cannot fire on absent data.
+
+Operands are checked against what the subject can hold when the rules are parsed, so a condition
+that could never be met (or always would be) is a load error, not a silent miss: a label field
+(``product``, ``start_bucket``, a categorical feature) takes only its own values and only ``eq ne
+in not_in``; a numeric field or a family takes finite numbers (never a boolean or a text); a
+family share, ``probability`` and a 0/1 feature lie between 0 and 1; and the comparisons of one
+condition must leave some value that meets them all.
 """
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -31,7 +39,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rollrisk.features.registry import FAMILIES, FEATURE_SET
+from rollrisk.features.registry import FAMILIES, FEATURE_SET, is_flag
+from rollrisk.features.schemas import PRODUCTS
 from rollrisk.strategies.yaml_config import (
     ConfigError,
     line_of,
@@ -64,6 +73,17 @@ may be tested too: the state frame is typically the scored training-set frame, w
 
 DERIVED_FIELDS = frozenset({"risk_above_base"})
 
+START_BUCKET_NAMES: tuple[str, ...] = ("M1", "M2", "M3")
+"""The buckets an account to score can start in (the keys of
+:data:`rollrisk.strategies.policy.START_BUCKETS`, which imports this module)."""
+
+LABEL_FIELDS: Mapping[str, tuple[str, ...]] = {
+    "product": PRODUCTS,
+    "start_bucket": START_BUCKET_NAMES,
+}
+"""The values of each label (categorical) field a rule may test; a condition naming another
+value is refused when the rules are parsed."""
+
 _COMPARISONS: dict[str, Callable[[Any, Any], Any]] = {
     "gt": operator.gt,
     "ge": operator.ge,
@@ -73,6 +93,18 @@ _COMPARISONS: dict[str, Callable[[Any, Any], Any]] = {
     "ne": operator.ne,
 }
 _SUBJECTS = ("family", "family_share", "top_family", "field")
+_ORDER = ("gt", "ge", "lt", "le")
+
+
+@dataclass(frozen=True)
+class _Values:
+    """What a condition's subject can hold, to check its operands against."""
+
+    what: str  # how messages name the subject, e.g. "numeric field refusals_6m"
+    labels: tuple[str, ...] | None = None  # a label field's values; None: a number
+    categorical: bool = False  # a label field (labels None: any text, vocabulary unknown)
+    unit: str = ""  # non-empty: the values lie in [0, 1], and this sentence says so
+    flag: bool = False  # a 0/1 feature: eq, ne, in, not_in take 0 or 1
 
 
 @dataclass(frozen=True)
@@ -122,8 +154,10 @@ def parse_segment_rules(
 
     ``extra_fields`` names the further state columns rules may test: by default the features of
     :data:`rollrisk.features.registry.FEATURE_SET`; pass the model's feature names when it uses
-    another set. Unknown segments, families, fields, operators or keys raise
-    :class:`ConfigError` with ``source`` and the line.
+    another set. Unknown segments, families, fields, operators or keys, and operands the subject
+    cannot hold (a value outside a label field's vocabulary, a text or boolean for a number, a
+    share outside [0, 1], comparisons no value meets together) raise :class:`ConfigError` with
+    ``source`` and the line.
     """
     document = parse_yaml_with_lines(text, source)
     require_keys(
@@ -218,7 +252,13 @@ def parse_segment_rules(
                     f"rule {rule_id!r}: when must be a non-empty list of conditions",
                 )
             conditions = tuple(
-                _parse_condition(node, source, line_of(conditions_node, i), allowed_fields, rule_id)
+                _parse_condition(
+                    node,
+                    source,
+                    line_of(conditions_node, i),
+                    allowed_fields,
+                    f"segment {name!r}, rule {rule_id!r}",
+                )
                 for i, node in enumerate(conditions_node)
             )
             rules.append(SegmentRule(rule_id, name, conditions, rule_line))
@@ -247,20 +287,21 @@ def _known_family(name: Any, source: str, line: int | None) -> str:
 
 
 def _parse_condition(
-    node: Any, source: str, line: int | None, allowed_fields: set[str], rule_id: str
+    node: Any, source: str, line: int | None, allowed_fields: set[str], where: str
 ) -> Condition:
+    """One condition; ``where`` names its segment and rule in messages."""
     if not isinstance(node, dict):
         raise ConfigError(
             source,
             line,
-            f"rule {rule_id!r}: a condition must be a mapping such as {{family: willingness, gt: 0.2}}",
+            f"{where}: a condition must be a mapping such as {{family: willingness, gt: 0.2}}",
         )
     subjects = [key for key in node if key in _SUBJECTS]
     if len(subjects) != 1:
         raise ConfigError(
             source,
             line,
-            f"rule {rule_id!r}: a condition names exactly one of {', '.join(_SUBJECTS)}",
+            f"{where}: a condition names exactly one of {', '.join(_SUBJECTS)}",
         )
     subject = subjects[0]
     if subject == "top_family":
@@ -268,10 +309,10 @@ def _parse_condition(
         families = [families] if isinstance(families, str) else families
         if not isinstance(families, list) or not families:
             raise ConfigError(
-                source, line, f"rule {rule_id!r}: top_family takes a family or a list of families"
+                source, line, f"{where}: top_family takes a family or a list of families"
             )
         if len(node) != 1:
-            raise ConfigError(source, line, f"rule {rule_id!r}: top_family takes no comparison")
+            raise ConfigError(source, line, f"{where}: top_family takes no comparison")
         names = tuple(_known_family(f, source, line) for f in families)
         return Condition("top_family", names, (), line)
 
@@ -282,35 +323,154 @@ def _parse_condition(
         raise ConfigError(
             source,
             line,
-            f"rule {rule_id!r}: unknown field {name!r}; known fields: {', '.join(sorted(allowed_fields))}",
+            f"{where}: unknown field {name!r}; known fields: {', '.join(sorted(allowed_fields))}",
         )
+    values = _values_of(subject, str(name))
     tests: list[tuple[str, Any]] = []
     for key, operand in node.items():
         if key == subject:
             continue
+        key_line = line_of(node, key)
         if key in _COMPARISONS:
-            if subject != "field" and not _is_number(operand):
-                raise ConfigError(
-                    source,
-                    line,
-                    f"rule {rule_id!r}: {key} on a family needs a number, got {operand!r}",
-                )
-            tests.append((key, operand))
+            tests.append((key, _operand(key, operand, values, source, key_line, where)))
         elif key in ("in", "not_in"):
             if not isinstance(operand, list) or not operand:
-                raise ConfigError(source, line, f"rule {rule_id!r}: {key} needs a non-empty list")
-            tests.append((key, tuple(operand)))
+                raise ConfigError(source, key_line, f"{where}: {key} needs a non-empty list")
+            members = (_operand(key, m, values, source, key_line, where) for m in operand)
+            tests.append((key, tuple(members)))
         else:
             raise ConfigError(
                 source,
-                line_of(node, key),
-                f"rule {rule_id!r}: unknown comparison {key!r}; use one of gt, ge, lt, le, eq, ne, in, not_in",
+                key_line,
+                f"{where}: unknown comparison {key!r}; use one of gt, ge, lt, le, eq, ne, in, not_in",
             )
     if not tests:
-        raise ConfigError(
-            source, line, f"rule {rule_id!r}: the condition on {name!r} has no comparison"
-        )
+        raise ConfigError(source, line, f"{where}: the condition on {name!r} has no comparison")
+    if not _can_hold(tests, values):
+        written = ", ".join(f"{op} {_show(operand)}" for op, operand in tests)
+        if all(op in _ORDER for op, _ in tests):
+            problem = f"the range {written} holds no value"
+        else:
+            problem = f"the comparisons {written} hold no value together"
+        if values.unit:
+            problem += f" ({values.unit})"
+        elif values.labels is not None:
+            problem += f" ({values.what} takes one of {', '.join(values.labels)})"
+        raise ConfigError(source, line, f"{where}: {values.what}: {problem}")
     return Condition(subject, str(name), tuple(tests), line)
+
+
+def _values_of(subject: str, name: str) -> _Values:
+    """What ``name`` holds: a label field's vocabulary, or numbers (maybe within [0, 1])."""
+    if subject == "family":
+        return _Values(f"family {name}")
+    if subject == "family_share":
+        return _Values(f"family_share {name}", unit="a family share is between 0 and 1")
+    if name in LABEL_FIELDS:
+        return _Values(name, labels=LABEL_FIELDS[name], categorical=True)
+    if name == "probability":
+        return _Values(name, unit="a probability is between 0 and 1")
+    spec = next((f for f in FEATURE_SET.features if f.name == name), None)
+    if spec is not None and spec.kind == "categorical":
+        return _Values(name, categorical=True)
+    if spec is not None and is_flag(spec):
+        return _Values(f"field {name}", unit="a 0/1 field is 0 or 1", flag=True)
+    return _Values(f"numeric field {name}")  # a feature the registry does not describe, too
+
+
+def _operand(
+    op: str, operand: Any, values: _Values, source: str, line: int | None, where: str
+) -> Any:
+    """``operand`` when ``values`` can hold it, else :class:`ConfigError`."""
+
+    def refuse(expected: str) -> ConfigError:
+        got = _describe(operand, values.categorical)
+        return ConfigError(source, line, f"{where}: {expected}, got {got}")
+
+    if values.categorical:
+        if op in _ORDER:
+            raise ConfigError(
+                source,
+                line,
+                f"{where}: {values.what} is a label: compare it with eq, ne, in or not_in, not {op}",
+            )
+        if values.labels is None:
+            if not isinstance(operand, str) or not operand:
+                raise refuse(f"{values.what} takes a label (a text)")
+        elif operand not in values.labels:
+            error = refuse(f"{values.what} takes one of {', '.join(values.labels)}")
+            near = [v for v in values.labels if str(operand).strip().lower() == v.lower()]
+            if near and isinstance(operand, str):
+                raise ConfigError(source, line, f"{error.detail} (did you mean {near[0]!r}?)")
+            raise error
+        return operand
+    if values.flag and isinstance(operand, bool) and op not in _ORDER:
+        return int(operand)  # `eq: true` on a 0/1 feature: its 1
+    if not _is_number(operand):
+        raise refuse(f"{values.what} needs a number")
+    if not math.isfinite(operand):
+        raise refuse(f"{values.what} needs a finite number")
+    if (values.unit and not 0 <= operand <= 1) or (
+        values.flag and op not in _ORDER and operand not in (0, 1)
+    ):
+        raise refuse(f"{values.what}: {values.unit}")
+    return operand
+
+
+def _describe(operand: Any, label: bool = False) -> str:
+    """An operand as a strategy team wrote it, for a message (``label``: a label was due)."""
+    if operand is None:
+        return "nothing (the value is empty)"
+    if isinstance(operand, bool):
+        return f"the boolean {str(operand).lower()}" + ("" if label else " (write 1 or 0)")
+    if isinstance(operand, str):
+        return repr(str(operand)) if label else f"the text {str(operand)!r}"
+    if _is_number(operand):
+        return _show(operand)
+    return f"{operand!r}"
+
+
+def _show(operand: Any) -> str:
+    if isinstance(operand, tuple):
+        return "[" + ", ".join(_show(v) for v in operand) + "]"
+    if isinstance(operand, float) and operand.is_integer():
+        return str(int(operand)) if abs(operand) < 1e15 else str(operand)
+    return str(operand)
+
+
+def _can_hold(tests: list[tuple[str, Any]], values: _Values) -> bool:
+    """Whether some value ``values`` can hold meets every comparison of ``tests``."""
+
+    def meets(value: Any) -> bool:
+        for op, operand in tests:
+            if op == "in":
+                ok = value in operand
+            elif op == "not_in":
+                ok = value not in operand
+            else:
+                ok = bool(_COMPARISONS[op](value, operand))
+            if not ok:
+                return False
+        return True
+
+    if values.labels is not None:  # a finite vocabulary: try each value
+        return any(meets(v) for v in values.labels)
+    # otherwise the values named by eq and in, if any, are the only ones that can meet them all
+    points = [o for op, o in tests if op == "eq"] + [v for op, o in tests if op == "in" for v in o]
+    if values.flag and not points:
+        points = [0, 1]
+    if points or values.categorical:  # labels of unknown vocabulary: any other text passes
+        return not points or any(meets(v) for v in points)
+    low, low_strict = (0.0, False) if values.unit else (-math.inf, True)
+    high, high_strict = (1.0, False) if values.unit else (math.inf, True)
+    for op, operand in tests:
+        if op in ("gt", "ge") and (operand > low or (operand == low and op == "gt")):
+            low, low_strict = operand, op == "gt"
+        elif op in ("lt", "le") and (operand < high or (operand == high and op == "lt")):
+            high, high_strict = operand, op == "lt"
+    if low < high:
+        return True  # an interval of many values: finitely many ne/not_in cannot empty it
+    return low == high and not low_strict and not high_strict and meets(low)
 
 
 def _is_number(value: Any) -> bool:

@@ -39,7 +39,7 @@ segments:
     rules:
       - id: FOR
         when:
-          - {field: first_delinquency, eq: true}
+          - {field: first_delinquency, eq: 1}
           - {field: risk_above_base, le: 0.0}
 """
 
@@ -52,8 +52,13 @@ def _families(rows: list[dict[str, float]]) -> pd.DataFrame:
     return frame
 
 
-def test_assignment_follows_precedence_and_falls_back():
-    rules = parse_segment_rules(SMALL_RULES, "small.yaml")
+@pytest.mark.parametrize("flag", ["1", "true"])
+def test_assignment_follows_precedence_and_falls_back(flag):
+    # a 0/1 feature compared with eq may be written 1 or true
+    text = SMALL_RULES.replace(
+        "{field: first_delinquency, eq: 1}", f"{{field: first_delinquency, eq: {flag}}}"
+    )
+    rules = parse_segment_rules(text, "small.yaml")
     families = _families(
         [
             {"contactability": 0.9},  # unreachable
@@ -151,7 +156,7 @@ def test_assignment_names_the_state_columns_it_lacks():
     ("broken", "line", "message"),
     [
         ("- {top_family: contactability}", 13, "unknown family 'contactabilty'"),
-        ("- {field: first_delinquency, eq: true}", 19, "unknown field 'first_delinquent'"),
+        ("- {field: first_delinquency, eq: 1}", 19, "unknown field 'first_delinquent'"),
         ("- {field: risk_above_base, le: 0.0}", 20, "unknown comparison 'below'"),
         ("precedence: [capacity_shock, unreachable, forgetful]", 2, "unknown segment 'careless'"),
     ],
@@ -159,7 +164,7 @@ def test_assignment_names_the_state_columns_it_lacks():
 def test_load_errors_name_the_file_and_line(broken, line, message):
     replacements = {
         "unknown family": "- {top_family: contactabilty}",
-        "unknown field": "- {field: first_delinquent, eq: true}",
+        "unknown field": "- {field: first_delinquent, eq: 1}",
         "unknown comparison": "- {field: risk_above_base, below: 0.0}",
         "unknown segment": "precedence: [capacity_shock, careless, forgetful]",
     }
@@ -169,6 +174,110 @@ def test_load_errors_name_the_file_and_line(broken, line, message):
         parse_segment_rules(text, "conf/segments.yaml")
     assert str(error.value).startswith(f"conf/segments.yaml:{line}: ")
     assert message in str(error.value)
+
+
+def _refused(condition: str, line: int = 8) -> str:
+    """The load error of SMALL_RULES with CAP's condition (line 8) replaced by ``condition``."""
+    text = SMALL_RULES.replace("{field: hardship_claims_6m, ge: 1}", condition)
+    assert text != SMALL_RULES
+    with pytest.raises(ConfigError) as error:
+        parse_segment_rules(text, "conf/segments.yaml")
+    message = str(error.value)
+    assert message.startswith(f"conf/segments.yaml:{line}: segment 'capacity_shock', rule 'CAP': ")
+    assert "\n" not in message
+    return message
+
+
+def test_a_bucket_in_the_wrong_case_is_refused():
+    message = _refused("{field: start_bucket, eq: m1}")
+    assert "start_bucket takes one of M1, M2, M3, got 'm1'" in message
+    assert "did you mean 'M1'?" in message
+
+
+def test_an_empty_operand_is_refused():
+    message = _refused("{field: start_bucket, eq: }")
+    assert "start_bucket takes one of M1, M2, M3, got nothing" in message
+
+
+def test_a_product_outside_the_contract_is_refused():
+    message = _refused("{field: product, in: [agri_loan, merchant_loans]}")
+    assert (
+        "product takes one of bnpl, credit_card, cash_loan, merchant_loan, agri_loan, "
+        "got 'merchant_loans'"
+    ) in message
+
+
+def test_a_bucket_that_does_not_exist_is_refused():
+    assert "start_bucket takes one of M1, M2, M3, got 'M4'" in _refused(
+        "{field: start_bucket, ne: M4}"
+    )
+
+
+def test_a_text_where_a_number_is_due_is_refused():
+    message = _refused('{field: hardship_claims_6m, eq: "2"}')
+    assert "numeric field hardship_claims_6m needs a number, got the text '2'" in message
+
+
+def test_a_text_bound_on_a_numeric_field_is_refused_before_scoring():
+    message = _refused('{field: hardship_claims_6m, ge: "1"}')
+    assert "numeric field hardship_claims_6m needs a number, got the text '1'" in message
+
+
+def test_an_empty_range_is_refused():
+    message = _refused("{field: hardship_claims_6m, ge: 4, lt: 2}")
+    assert "hardship_claims_6m: the range ge 4, lt 2 holds no value" in message
+
+
+def test_a_family_share_in_percent_is_refused():
+    message = _refused("{family_share: payment_capacity, gt: 20}")
+    assert "family_share payment_capacity: a family share is between 0 and 1, got 20" in message
+
+
+def test_operands_of_the_wrong_kind_are_refused_with_their_line():
+    assert "needs a number, got the boolean true" in _refused(
+        "{field: hardship_claims_6m, ge: true}"
+    )
+    assert "needs a finite number, got nan" in _refused("{field: hardship_claims_6m, ge: .nan}")
+    assert "family contactability needs a number, got the text 'high'" in _refused(
+        "{family: contactability, in: [high]}"
+    )
+    assert "start_bucket is a label: compare it with eq, ne, in or not_in, not ge" in _refused(
+        "{field: start_bucket, ge: M2}"
+    )
+    assert "a probability is between 0 and 1, got 50" in _refused("{field: probability, gt: 50}")
+    assert "field first_delinquency: a 0/1 field is 0 or 1, got 2" in _refused(
+        "{field: first_delinquency, eq: 2}"
+    )
+    assert "the comparisons eq M1, ne M1 hold no value together" in _refused(
+        "{field: start_bucket, eq: M1, ne: M1}"
+    )
+    assert "the range gt 1 holds no value (a family share is between 0 and 1)" in _refused(
+        "{family_share: willingness, gt: 1}"
+    )
+    # a condition written as a block: the line of the comparison at fault
+    block = "field: start_bucket\n            in: [M2, M4]"
+    assert "got 'M4'" in _refused(block, line=9)
+
+
+def test_operands_the_subject_can_hold_still_load():
+    for condition in (
+        "{field: start_bucket, in: [M2, M3]}",
+        "{field: product, not_in: [bnpl]}",
+        "{field: hardship_claims_6m, ge: 1, le: 1}",
+        "{family_share: payment_capacity, ge: 0.5}",
+        "{field: probability, gt: 0.4}",
+        "{field: first_delinquency, eq: 0}",
+        "{field: risk_above_base, gt: -1.5, le: 2}",
+    ):
+        text = SMALL_RULES.replace("{field: hardship_claims_6m, ge: 1}", condition)
+        parse_segment_rules(text, "s.yaml")
+
+
+def test_the_bucket_vocabulary_is_the_policy_s():
+    from rollrisk.strategies.policy import START_BUCKETS
+    from rollrisk.strategies.segments import LABEL_FIELDS
+
+    assert LABEL_FIELDS["start_bucket"] == tuple(START_BUCKETS)
 
 
 def test_a_segment_name_under_segments_is_checked_with_its_line():
