@@ -13,7 +13,8 @@ probability), the model name and version, and the as-of. An experiment of --expe
 active at the as-of (none in the shipped file) gives the accounts it randomises its arm's
 ladder in place of the policy's, through the same compliance rules; every row carries
 experiment_id, arm and propensity (null outside every experiment) and the manifest counts the
-accounts per arm (counts.experiments).
+accounts per arm (counts.experiments); each experiment of the file not running at the as-of
+is named in a note on stderr, with its dates.
 
 Output (see docs/scoring.md):
   OUT/current -> runs/<key>          the published result; swapped atomically at the end
@@ -159,6 +160,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"[score] {line}", file=sys.stderr)
     if result.as_of_note:
         print(f"[score] note: {result.as_of_note}", file=sys.stderr)
+    # an experiment of --experiments outside its dates assigns nothing: said, not silent
+    for note in setup.experiments.not_running_notes(result.as_of):
+        print(f"[score] note: {note}", file=sys.stderr)
     for warning in result.warnings:
         print(f"[score] WARNING: {warning}", file=sys.stderr)
     if result.resumed_partitions:

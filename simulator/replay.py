@@ -75,6 +75,7 @@ value captured and value of segmentation against the references (docs/strategies
 from __future__ import annotations
 
 import copy
+import difflib
 import json
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -156,7 +157,12 @@ from rollrisk.strategies.compliance import (
 from rollrisk.strategies.experiments import ExperimentPlan
 from rollrisk.strategies.labels import Labels
 from rollrisk.strategies.policy import ACTIONS, Interval, PlannedActions, Policy, PolicyRule
-from rollrisk.strategies.yaml_config import parse_yaml_with_lines, read_yaml_text
+from rollrisk.strategies.yaml_config import (
+    ConfigError,
+    line_of,
+    parse_yaml_with_lines,
+    read_yaml_text,
+)
 
 DEFAULT_BASE_SEED = 20_260_101
 # The roll-to-default event is the observation settings' (as in the training labels: some
@@ -257,15 +263,39 @@ class ActionCosts:
         return rates
 
 
+COST_TABLES = ("channels", "treatments", "agency_commission")
+"""The sections of ``conf/action_costs.yaml`` (beside an optional ``version``)."""
+
+
 def load_action_costs(path: Path = DEFAULT_COSTS) -> ActionCosts:
     """Read ``conf/action_costs.yaml``: every channel and treatment kind needs a cost >= 0, and
-    ``agency_commission`` a rate in [0, 1] for every bucket M1..M6."""
+    ``agency_commission`` a rate in [0, 1] for every bucket M1..M6.
+
+    Raises:
+        UserError: the file cannot be read (:func:`read_yaml_text`); otherwise a
+            :class:`ConfigError` starting ``file:line:``: not valid YAML, a key written twice,
+            a top-level key other than the sections and ``version`` (a misspelt section was
+            ignored), a section missing, an entry unknown or missing, or a value out of range.
+    """
     text = read_yaml_text(path, "costs file")  # a folder, a missing file, non-UTF-8: one line
+    source = str(path)
     # the strategy files' parser: a syntax error in one line naming the line, and a cost
     # written twice (`sms: 0.05` ... `sms: 0.5`) refused rather than the last one kept
-    raw = parse_yaml_with_lines(text, str(path), empty_ok=True)
+    raw = parse_yaml_with_lines(text, source, empty_ok=True)
     if not raw:
-        raise UserError(f"{path}: expected a mapping with `channels` and `treatments`")
+        raise ConfigError(
+            source, 1, "expected a mapping with `channels`, `treatments` and `agency_commission`"
+        )
+    allowed = (*COST_TABLES, "version")
+    for key in raw:
+        if key not in allowed:  # `commission_floor:` or `treatment:` was silently ignored
+            close = difflib.get_close_matches(str(key), COST_TABLES, n=1, cutoff=0.75)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(
+                source,
+                raw.line_of(key),
+                f"unknown key {key!r} in the costs file{hint}; allowed keys: {', '.join(allowed)}",
+            )
     tables: dict[str, dict[str, float]] = {}
     for key, names, what, upper in (
         ("channels", CHANNELS, "a cost >= 0", math.inf),
@@ -274,12 +304,16 @@ def load_action_costs(path: Path = DEFAULT_COSTS) -> ActionCosts:
     ):
         table = raw.get(key)
         if not isinstance(table, dict):
-            raise UserError(f"{path}: `{key}` must map each of {', '.join(names)} to {what}")
+            raise ConfigError(
+                source, raw.line_of(key), f"`{key}` must map each of {', '.join(names)} to {what}"
+            )
         unknown = sorted(set(table) - set(names))
         missing = [n for n in names if n not in table]
         if unknown or missing:
-            raise UserError(
-                f"{path}: `{key}`: unknown {unknown or 'none'}, missing {missing or 'none'}"
+            raise ConfigError(
+                source,
+                line_of(table, unknown[0]) if unknown else raw.line_of(key),
+                f"`{key}`: unknown {unknown or 'none'}, missing {missing or 'none'}",
             )
         for name, value in table.items():
             if (
@@ -288,10 +322,12 @@ def load_action_costs(path: Path = DEFAULT_COSTS) -> ActionCosts:
                 or math.isnan(value)
                 or not 0 <= value <= upper
             ):
-                raise UserError(f"{path}: `{key}.{name}` must be {what}, got {value!r}")
+                raise ConfigError(
+                    source, line_of(table, name), f"`{key}.{name}` must be {what}, got {value!r}"
+                )
         tables[key] = {n: float(table[n]) for n in names}
     return ActionCosts(
-        tables["channels"], tables["treatments"], str(path), tables["agency_commission"]
+        tables["channels"], tables["treatments"], source, tables["agency_commission"]
     )
 
 

@@ -121,10 +121,23 @@ def parse_capacity(text: str, source: str) -> CapacitySettings:
             raise ConfigError(source, doc.line_of(key), f"{key} must be {expected}, got {value!r}")
         return int(value)
 
+    # a share added on top of the log's busiest month (docs: `1 + auto_margin`, 1.10): an
+    # `auto_margin: 10` meant as 10 % multiplied the capacity by 11 and hid every over-capacity
+    # WARNING, so more than 1 (doubling the observed volume) is refused
     margin = doc["auto_margin"]
-    if isinstance(margin, bool) or not isinstance(margin, int | float) or not 0 <= margin <= 10:
+    number = isinstance(margin, int | float) and not isinstance(margin, bool)
+    if not number or not 0 <= margin <= 1:
+        percent = ""
+        if number and 1 < margin <= 100:  # a percentage written as one: 10 for 10 %
+            percent = (
+                f"; {margin!r} would multiply the capacity by {1 + margin:g}: write "
+                f"{margin / 100:g} for {margin:g} %"
+            )
         raise ConfigError(
-            source, doc.line_of("auto_margin"), f"auto_margin must be in [0, 10], got {margin!r}"
+            source,
+            doc.line_of("auto_margin"),
+            "auto_margin must be a share in [0, 1] added to the busiest month's volume (0.10 "
+            f"for 10 %), got {margin!r}{percent}",
         )
     return CapacitySettings(
         source,

@@ -157,6 +157,17 @@ class ExperimentPlan:
         """The experiments running at ``as_of`` (start and end included)."""
         return tuple(e for e in self.experiments if e.start <= as_of <= e.end)
 
+    def not_running_notes(self, as_of: date) -> tuple[str, ...]:
+        """One line per experiment of the file that is not running at ``as_of``: its accounts
+        keep the policy's decisions, which a job says rather than doing nothing silently
+        (none for a file without experiments, such as the shipped one)."""
+        return tuple(
+            f"experiment {e.experiment_id} ({self.source}:{e.line}) is not running at "
+            f"{as_of} (runs {e.start}..{e.end}): its accounts keep the policy's decisions"
+            for e in self.experiments
+            if not e.start <= as_of <= e.end
+        )
+
     def experiment(self, experiment_id: str) -> Experiment:
         for experiment in self.experiments:
             if experiment.experiment_id == experiment_id:
@@ -207,6 +218,13 @@ def parse_experiments(text: str, source: str) -> ExperimentPlan:
 
 
 def _parse_date(value: Any, source: str, line: int | None, what: str) -> date:
+    if isinstance(value, datetime):  # `2025-12-01 00:00:00`: YAML's timestamp, not a date
+        raise ConfigError(
+            source,
+            line,
+            f"{what} must be a date YYYY-MM-DD, got a timestamp {value.isoformat(sep=' ')}; "
+            f"write {value.date().isoformat()} (an experiment runs on whole as-of days)",
+        )
     if isinstance(value, date):
         return value
     try:

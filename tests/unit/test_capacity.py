@@ -46,6 +46,27 @@ def test_a_bad_number_names_the_file_the_line_and_what_was_expected():
         parse_capacity(GOOD + "agents: 3\n", "cap.yaml")
 
 
+@pytest.mark.parametrize("margin", ["10", "1.5", "-0.1", ".nan", "ten", "true"])
+def test_an_auto_margin_that_is_not_a_share_is_refused_naming_the_line(margin):
+    """`auto_margin: 10` meant as 10 % multiplied the capacity by 11 (26 field visits a month
+    became 255) and the over-capacity WARNING disappeared."""
+    with pytest.raises(UserError) as raised:
+        parse_capacity(GOOD.replace("auto_margin: 0.1", f"auto_margin: {margin}"), "cap.yaml")
+    message = str(raised.value)
+    assert message.startswith(
+        "cap.yaml:5: auto_margin must be a share in [0, 1] added to the busiest month's volume "
+        "(0.10 for 10 %), got "
+    ), message
+    if margin == "10":
+        assert message.endswith("got 10; 10 would multiply the capacity by 11: write 0.1 for 10 %")
+
+
+@pytest.mark.parametrize("margin", ["0", "0.1", "1"])
+def test_an_auto_margin_from_none_to_doubling_is_accepted(margin):
+    settings = parse_capacity(GOOD.replace("auto_margin: 0.1", f"auto_margin: {margin}"), "c")
+    assert settings.auto_margin == float(margin)
+
+
 def test_missing_file_is_one_clear_error(tmp_path: Path):
     with pytest.raises(UserError, match="capacity file"):
         load_capacity(tmp_path / "nope.yaml")

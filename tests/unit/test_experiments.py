@@ -123,6 +123,21 @@ def test_a_bad_experiment_is_reported_with_file_and_line(edit, line, message) ->
     assert message in str(raised.value)
 
 
+@pytest.mark.parametrize("key", ["start", "end"])
+def test_a_timestamp_for_an_experiment_date_is_refused_with_file_and_line(key) -> None:
+    """`start: 2025-12-01 00:00:00` is a YAML timestamp: it loaded as a datetime and the
+    comparison with the end date crashed (TypeError: can't compare datetime to date)."""
+    written = {"start": "2026-01-01", "end": "2026-06-30"}[key]
+    text = EXPERIMENT.replace(f"{key}: {written}", f"{key}: {written} 00:00:00")
+    with pytest.raises(ConfigError) as raised:
+        parse_experiments(text, "exp.yaml")
+    line = {"start": 5, "end": 6}[key]
+    assert str(raised.value) == (
+        f"exp.yaml:{line}: experiment 'EXP-A': {key} must be a date YYYY-MM-DD, got a "
+        f"timestamp {written} 00:00:00; write {written} (an experiment runs on whole as-of days)"
+    )
+
+
 def test_two_experiments_on_the_same_accounts_and_dates_are_refused() -> None:
     second = (
         EXPERIMENT.split("experiments:\n")[1]
@@ -407,3 +422,59 @@ def test_an_experiment_outside_its_dates_changes_no_decision() -> None:
             assert getattr(mine, column).tolist() == getattr(policys, column).tolist()
     inside = decide_experiments(policy, choices, cases, date(2026, 1, 1), plan)  # start included
     assert any(inside.arm)
+
+
+def test_an_experiment_not_running_at_the_as_of_is_named_in_a_note(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The shipped example (2026-01-01..2026-06-30) scored at 2025-12-31 assigned nothing and
+    said nothing; `rollrisk score` now names each experiment not running at the as-of."""
+    from types import SimpleNamespace
+
+    import rollrisk.arguments
+    import rollrisk.scoring.batch
+    from rollrisk.cli import main
+
+    path = tmp_path / "experiments.yaml"
+    path.write_text(shipped_example())
+    plan = load_experiments(path)
+    running = parse_experiments(EXPERIMENT, "exp.yaml")
+    assert running.not_running_notes(date(2026, 1, 1)) == ()  # start included
+    assert running.not_running_notes(date(2026, 6, 30)) == ()  # end included
+    assert load_experiments(DEFAULT_EXPERIMENTS).not_running_notes(date(2025, 12, 31)) == ()
+
+    def score_with(experiments: ExperimentPlan, as_of: date) -> str:
+        setup = SimpleNamespace(experiments=experiments, model_name="m", model_version="3")
+        result = SimpleNamespace(
+            rejects=SimpleNamespace(lines=lambda: []),
+            as_of_note=None,
+            warnings=(),
+            resumed_partitions=0,
+            partitions=1,
+            scored=10,
+            as_of=as_of,
+            experiment_counts={},
+            scored_without=(),
+            stage_seconds={},
+            step_seconds={},
+            workers=1,
+            current=tmp_path / "out" / "current",
+            manifest_path=tmp_path / "out" / "manifest.json",
+        )
+        monkeypatch.setattr(rollrisk.arguments, "setup_from_arguments", lambda args: (None, setup))
+        monkeypatch.setattr(rollrisk.scoring.batch, "score_portfolio", lambda *a, **k: result)
+        argv = ["score", "--model", "models:/m@champion", "--data", str(tmp_path / "book")]
+        argv += ["--out", str(tmp_path / "out"), "--experiments", str(path)]
+        assert main(argv) == 0
+        return capsys.readouterr().err
+
+    err = score_with(plan, date(2025, 12, 31))
+    line = plan.experiments[0].line
+    assert (
+        f"[score] note: experiment EXP-2026-H1-EARLY ({path}:{line}) is not running at "
+        "2025-12-31 (runs 2026-01-01..2026-06-30): its accounts keep the policy's decisions"
+    ) in err.splitlines()
+    assert "[score] note" not in score_with(plan, date(2026, 3, 31))
+    # the shipped file holds no experiment (its example is a comment): nothing is said
+    shipped = load_experiments(DEFAULT_EXPERIMENTS)
+    assert "[score] note" not in score_with(shipped, date(2025, 12, 31))

@@ -361,7 +361,7 @@ def test_cost_table_errors_name_the_file_and_the_missing_entry(tmp_path: Path):
     path = tmp_path / "costs.yaml"
     path.write_text("channels: {sms: 0.1}\ntreatments: {}\n")
     with pytest.raises(
-        UserError, match=r"costs.yaml: `channels`: unknown none, missing \['app_push'"
+        UserError, match=r"costs.yaml:1: `channels`: unknown none, missing \['app_push'"
     ):
         load_action_costs(path)
 

@@ -298,10 +298,46 @@ def test_a_commission_outside_zero_to_one_or_a_missing_bucket_is_named(tmp_path:
     shipped = (Path(__file__).parents[2] / "conf" / "action_costs.yaml").read_text()
     path = tmp_path / "costs.yaml"
     path.write_text(shipped.replace("  M3: 0.22", "  M3: 1.5"))
-    with pytest.raises(UserError, match=r"costs.yaml: `agency_commission.M3` must be a share in"):
+    line = shipped.splitlines().index("  M3: 0.22") + 1
+    with pytest.raises(
+        UserError, match=rf"costs.yaml:{line}: `agency_commission.M3` must be a share in"
+    ):
         load_action_costs(path)
     path.write_text(shipped.replace("  M6: 0.30\n", ""))
     with pytest.raises(UserError, match=r"`agency_commission`: unknown none, missing \['M6'\]"):
+        load_action_costs(path)
+
+
+def test_a_cost_error_names_the_line_and_an_unknown_section_is_refused(tmp_path: Path):
+    """The costs file's errors named no line ("comma.yaml: `channels.sms` must be a cost >= 0,
+    got '0,05'") and a top-level key it does not know (`commission_floor:`, a misspelt
+    `treatment:`) was ignored silently."""
+    from rollrisk.errors import UserError
+
+    shipped = (Path(__file__).parents[2] / "conf" / "action_costs.yaml").read_text()
+    lines = shipped.splitlines()
+    path = tmp_path / "comma.yaml"
+    path.write_text(shipped.replace("  sms: 0.05", "  sms: '0,05'"))
+    with pytest.raises(UserError) as raised:
+        load_action_costs(path)
+    sms = lines.index("  sms: 0.05") + 1
+    assert str(raised.value) == f"{path}:{sms}: `channels.sms` must be a cost >= 0, got '0,05'"
+    allowed = "allowed keys: channels, treatments, agency_commission, version"
+    path.write_text(shipped + "commission_floor: 0.1\n")
+    with pytest.raises(UserError) as raised:
+        load_action_costs(path)
+    assert str(raised.value) == (
+        f"{path}:{len(lines) + 1}: unknown key 'commission_floor' in the costs file; {allowed}"
+    )
+    path.write_text(shipped.replace("treatments:", "treatment:"))
+    with pytest.raises(UserError) as raised:
+        load_action_costs(path)
+    assert str(raised.value) == (
+        f"{path}:{lines.index('treatments:') + 1}: unknown key 'treatment' in the costs file "
+        f"(did you mean 'treatments'?); {allowed}"
+    )
+    path.write_text(shipped.replace("  restructure: 80.0\n", "  restructur: 80.0\n"))
+    with pytest.raises(UserError, match=rf"comma.yaml:{lines.index('  restructure: 80.0') + 1}: "):
         load_action_costs(path)
 
 
