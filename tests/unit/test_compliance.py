@@ -177,8 +177,10 @@ def test_a_time_of_day_written_as_a_bare_number_is_refused(value):
     text = CONF.read_text().replace(
         'contact_window_start: "08:00"', f"contact_window_start: {value}"
     )
+    line = _line_of(text, "contact_window_start")
     with pytest.raises(
-        ConfigError, match=rf'^c.yaml:11: a time of day must be "HH:MM" .*got the number {value}$'
+        ConfigError,
+        match=rf'^c.yaml:{line}: a time of day must be "HH:MM" .*got the number {value}$',
     ):
         parse_compliance(text, "c.yaml")
 
