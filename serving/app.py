@@ -319,6 +319,17 @@ def create_app(
         problems = [
             {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in error.errors()
         ]
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media != "application/json":
+            # FastAPI reads a body as JSON only when it says so: any other body arrives as text
+            # or bytes, and the one problem pydantic names is "a valid dictionary"
+            for problem in problems:
+                if problem["loc"] == ["body"]:
+                    shown = media or "none"
+                    problem["msg"] += (
+                        f" (the request's Content-Type is {shown}: send the JSON body with "
+                        "Content-Type: application/json)"
+                    )
         return JSONResponse({"detail": problems}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)

@@ -111,7 +111,9 @@ class Floor:
     rule: str
 
 
-_CONTACT_HOURS = "contact only between 08:00 and 21:00 local time, unless a jurisdiction allows more"
+_CONTACT_HOURS = (
+    "contact only between 08:00 and 21:00 local time, unless a jurisdiction allows more"
+)
 _DOCUMENTED_FAILED = "documented failed contact means at least 3 failed attempts"
 # The rules a strategy must never break (docs/strategies.md, "Compliance"), as the loosest
 # values a compliance file may set: a file may tighten them, never loosen them; a
@@ -256,6 +258,13 @@ def parse_compliance(text: str, source: str) -> ComplianceConfig:
     jurisdictions: dict[str, dict[str, Any]] = {}
     citations: dict[str, str] = {}
     for code, node in juris_node.items():
+        if code not in FLOORS and str(code).upper() in FLOORS:  # `cn:` would miss CN's rules
+            raise ConfigError(
+                source,
+                line_of(juris_node, code),
+                f"jurisdiction {code!r}: did you mean {str(code).upper()!r}? Codes are matched "
+                f"as written, and the rules of {str(code).upper()} apply to that code only",
+            )
         node = require_keys(
             node,
             source,

@@ -626,3 +626,19 @@ def test_a_row_dated_after_tomorrow_is_refused(portfolio, client):
         assert "got 2199-01-01: a row dated in the future did not happen yet" in problem["msg"]
     body = _body(portfolio, [account_id])  # a promise to pay is for a future day: kept
     assert client.post("/v1/score", json=body, headers=HEADERS).status_code == 200
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain"])
+def test_a_body_not_sent_as_json_is_told_the_content_type(portfolio, client, content_type):
+    """Found by an integrator: a valid JSON object sent without `Content-Type:
+    application/json` got only "Input should be a valid dictionary"."""
+    body = json.dumps(_body(portfolio, [portfolio.accounts["account_id"][3]])).encode()
+    headers = dict(HEADERS) if content_type is None else {**HEADERS, "Content-Type": content_type}
+    response = client.post("/v1/score", content=body, headers=headers)
+    assert response.status_code == 422, response.text
+    (problem,) = response.json()["detail"]
+    shown = content_type or "none"
+    assert problem["msg"].endswith(
+        f"(the request's Content-Type is {shown}: send the JSON body with "
+        "Content-Type: application/json)"
+    ), problem

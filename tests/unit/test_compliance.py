@@ -813,3 +813,9 @@ def test_counts_at_or_before_are_a_plain_count_however_the_keys_are_sorted():
     at = np.array(["2090-01-01", "2090-01-01", "2090-01-01"], dtype="datetime64[us]")
     counts, last = _counts_at_or_before(event_group, event_at, group, at)
     assert counts.tolist() == [1, 1, 0] and last.tolist() == [1, 0, -1]
+
+
+def test_a_known_jurisdiction_in_lower_case_is_named():
+    text = CONF.read_text().replace("  CN:\n", "  cn:\n")
+    with pytest.raises(ConfigError, match=r"^c.yaml:\d+: jurisdiction 'cn': did you mean 'CN'\?"):
+        parse_compliance(text, "c.yaml")
