@@ -536,8 +536,10 @@ def overdue_statements(
     """
     end = datetime.combine(as_of + timedelta(days=1), datetime.min.time())
     known = _known_recently(statements, as_of).collect()  # filtered once, read twice
-    delay_of_each = (pl.col("known_at") - pl.col("cycle_end").cast(pl.Datetime("us"))).max()
+    per_account: list[pl.Expr] = []
     if own_timing:
+        own = (pl.col("known_at") - pl.col("cycle_end").cast(pl.Datetime("us"))).max()
+        per_account.append(own.alias("_delay"))
         floor = pl.lit(timedelta(days=OWN_TIMING_MIN_DELAY_DAYS))
         latest, delay = pl.lit(as_of), pl.max_horizontal(pl.col("_delay"), floor)
     else:
@@ -552,7 +554,7 @@ def overdue_statements(
         .agg(
             pl.col("cycle_end").max().alias("last_cycle_end"),
             pl.col("dpd").sort_by("cycle_end").last().alias("_dpd"),
-            delay_of_each.alias("_delay"),
+            *per_account,
         )
         .filter(
             pl.col("_dpd").is_between(1, spec.max_dpd)

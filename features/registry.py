@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -1185,7 +1185,6 @@ FEATURE_SET = FeatureSet(
 """The feature set every model of this project is trained on and records (name + version)."""
 
 
-@functools.lru_cache(maxsize=8)
 def definition_label(description: str) -> str:
     """A registry description as a short label: its first clause, without the definition's
     fine print (what follows a ';' or an opening bracket) or its final full stop. Reasons are
@@ -1206,7 +1205,8 @@ TABLE_NOT_GIVEN: Mapping[str, tuple[str, str]] = {
 }
 
 
-def current_wording(feature_set: FeatureSet, absent_tables: Collection[str] = ()) -> FeatureSet:
+@functools.lru_cache(maxsize=8)
+def current_wording(feature_set: FeatureSet, absent_tables: tuple[str, ...] = ()) -> FeatureSet:
     """``feature_set`` with the registry's current texts (descriptions, reason templates and
     what a missing value states) for the features it still holds in the same family; everything else is the model's own.
 

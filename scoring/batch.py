@@ -145,11 +145,12 @@ def recorded_rule_file(
             f"there any more; {needed_for} (restore it, or re-score with --{key})"
         )
     expected = config.get("sha256", {}).get(key)  # absent from runs before 2026-12-03
-    if expected is not None and hashlib.sha256(path.read_bytes()).hexdigest() != expected:
+    found = hashlib.sha256(path.read_bytes()).hexdigest()
+    if expected is not None and found != expected:
         raise UserError(
             f"{scores}: the {key} file {recorded} has changed since the scores were decided "
-            f"(sha256 {expected[:12]}... then, {hashlib.sha256(path.read_bytes()).hexdigest()[:12]}... "
-            f"now); {needed_for}: restore the file, or re-score with it"
+            f"(sha256 {expected[:12]}... then, {found[:12]}... now); {needed_for}: restore the "
+            "file, or re-score with it"
         )
     return path
 

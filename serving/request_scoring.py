@@ -40,7 +40,7 @@ from rollrisk.features.observations import (
 )
 from rollrisk.features.online import covers, dpd_at_as_of, population_features
 from rollrisk.features.schemas import TABLES_BY_NAME
-from rollrisk.scoring.core import ScoringSetup, score_accounts
+from rollrisk.scoring.core import ScoringSetup, score_accounts, tables_present
 from rollrisk.serving.api_models import AccountHistory, ScoreRequest
 
 JSON_COLUMNS = ("actions", "trail", "reasons")
@@ -153,10 +153,8 @@ def tables_left_out_warning(setup: ScoringSetup, tables: RequestTables) -> str |
     trained with (the service allows it with ``--allow-missing-table``): the features from it
     are missing, so its probability, segment and treatment are not those of a full history
     (the batch records the same choice in its manifest)."""
-    given = {"collection_actions": tables.collection_actions, "treatments": tables.treatments}
-    absent = [
-        name for name, table in given.items() if table is None and name in setup.trained_tables
-    ]
+    present = tables_present(tables.collection_actions, tables.treatments)
+    absent = [name for name in setup.trained_tables if name not in present]
     if not absent:
         return None
     names = " and ".join(absent)
