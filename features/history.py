@@ -853,6 +853,9 @@ def compute_features(
         # plan may compute the keys again, so the same observation must get the same number
         .unique(KEY, maintain_order=True)
         .with_row_index(_OBSERVATION)
+        # computed once: every source joins them, and when they come from a lazy query (the
+        # scoring population) each branch ran it again (one partition's query 1.06 -> 0.93 s)
+        .cache()
     )
     few = isinstance(statements, pl.DataFrame) and statements.height < IN_ROWS_BELOW
     accounts, statements = accounts.lazy(), statements.lazy()
