@@ -2566,6 +2566,16 @@ def _learned_section(
 # --------------------------------------------------------------------------------------------
 # The page
 # --------------------------------------------------------------------------------------------
+def report_wording(manifest: Mapping[str, Any], feature_set: FeatureSet) -> FeatureSet:
+    """The model's ``feature_set`` worded as the scoring run of ``manifest`` worded its
+    reasons: today's texts, and a missing value of a table the run was scored without
+    (``tables.scored_without``, ``--allow-missing-table``) saying the table was not given,
+    not what it states when the table is there ("no contact reached the borrower" for a book
+    whose collection actions were left out)."""
+    scored_without = tuple(manifest.get("tables", {}).get("scored_without", ()))
+    return current_wording(feature_set, absent_tables=scored_without)
+
+
 def build_report(
     manifest: Mapping[str, Any],
     scored: pl.DataFrame,
@@ -2603,7 +2613,7 @@ def build_report(
 
     as_of = date.fromisoformat(manifest["as_of"])
     model_info = manifest.get("model", {})
-    feature_set = current_wording(model.feature_set)  # words only: SHAP uses the model's
+    feature_set = report_wording(manifest, model.feature_set)  # words only: SHAP uses the model's
     treatment_words = treatment_names(policy)  # the policy file's names of its treatments first
     sections = {sid: Section(sid, title) for sid, title in zip(SECTION_IDS, SECTION_TITLES,
                                                               strict=True)}  # fmt: skip

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from scipy import stats as scipy_stats
 
-from rollrisk.features.registry import FEATURE_SET, format_reason
+from rollrisk.features.registry import FEATURE_SET, definition_label, format_reason
 from rollrisk.models.explanations import reason_text
 from rollrisk.reports.html import Section
 from rollrisk.reports.strategy import (
@@ -603,6 +603,30 @@ def test_the_commonest_reasons_name_facts_not_definitions():
     assert len(label) == 1 and ";" not in label[0] and "missing" not in label[0]
     assert table.loc["days past due now, or at worst in recent months", "accounts"] == 1
     assert not any(";" in text or "；" in text for text in [*table.index, *table["原因"]])
+
+
+def test_the_commonest_reasons_of_a_run_scored_without_a_table_say_it_was_not_given():
+    """A book scored with --allow-missing-table collection_actions words its reasons on the
+    missing action features "not known, the collection actions were not given"; the page's
+    table of commonest reasons labelled the same fact "no contact reached the borrower in the
+    last 6 months", what it states when the table is there."""
+    from rollrisk.reports.strategy import report_wording, top_reason_facts
+
+    scored = pl.DataFrame({
+        "segment": ["unreachable"] * 2,
+        "reasons": [json.dumps([{"rank": 1, "feature": "refusal_rate_6m", "value": ""}])] * 2,
+    })  # fmt: skip
+    without = {"tables": {"scored_without": ["collection_actions"]}}
+    table = top_reason_facts(scored, report_wording(without, FEATURE_SET))
+    label = definition_label(FEATURE_SET.spec("refusal_rate_6m").description_en)
+    assert table["reason"].tolist() == [
+        f"{label}: not known, the collection actions were not given"
+    ]
+    assert table["原因"].iloc[0].endswith("：未知（未提供催收记录）")
+    # a run with every table (or a manifest from before the key): what the value states
+    for manifest in ({"tables": {"scored_without": []}}, {}):
+        table = top_reason_facts(scored, report_wording(manifest, FEATURE_SET))
+        assert table["reason"].tolist() == ["no contact reached the borrower in the last 6 months"]
 
 
 def test_a_value_of_segmentation_within_noise_says_so_on_its_tile():
