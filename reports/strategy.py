@@ -902,7 +902,7 @@ COLUMN_ZH: dict[str, str] = {
     "ladder (Chinese)": "处置阶梯（中文）",
     "arm": "方案",
     "vs baseline (CNY)": "相对基准（元）",
-    "shipped policy minus this arm, 95 % CI over accounts and seeds (CNY)": (
+    "policy under review minus this arm, 95 % CI over accounts and seeds (CNY)": (
         "拟上线策略减去该方案，按账户和种子的95%置信区间（元）"
     ),
     "true driver (simulator)": "真实逾期原因（模拟器）",
@@ -952,7 +952,7 @@ COLUMN_ZH: dict[str, str] = {
     "realised, 95 % CI high": "实际违约率95%区间上限",
     "true driver": "真实逾期原因",
     "metric": "指标",
-    "shipped policy (model-driven)": "拟上线策略（模型驱动）",
+    "policy under review (model-driven)": "拟上线策略（模型驱动）",
     "tiered baseline": "分层催收基准",
     "difference [95 % CI, seeds only]": "差额[95%置信区间，仅随机种子]",
     "DPD": "逾期天数",
@@ -1225,7 +1225,7 @@ def _ratio_text(value: float | None) -> str:
 
 
 REFERENCE_NAMES: dict[str, tuple[str, str]] = {
-    "model_driven": ("shipped policy (model-driven)", "拟上线策略(模型驱动)"),
+    "model_driven": ("policy under review (model-driven)", "拟上线策略(模型驱动)"),
     "baseline_tiered": ("tiered baseline (no model)", "分层催收基准策略(不用模型)"),
     "segment_blind": (
         "same ladders, every account in the fallback segment",
@@ -1292,10 +1292,11 @@ def _headline(section: Section, result: Mapping[str, Any]) -> list[tuple[str, st
     uplift = headline["uplift"]
     monte_carlo = headline.get("monte_carlo_interval")
     section.markdown(
-        f"**Book value: shipped policy {headline['model_driven']:,.0f} CNY vs tiered baseline "
+        f"**Book value: policy under review {headline['model_driven']:,.0f} CNY vs tiered baseline "
         f"{headline['baseline_tiered']:,.0f} CNY; difference {_interval_text(uplift)} CNY** "
         f"(interval resamples accounts and simulation seeds together), over "
-        f"{result['months']} months, {result['accounts']:,} accounts."
+        f"{result['months']} months, {result['accounts']:,} accounts. The policy under review is "
+        "the policy file this scoring run decided with, named at the top of the page."
     )
     section.raw(
         '<p class="zh"><strong>'
@@ -1306,7 +1307,7 @@ def _headline(section: Section, result: Mapping[str, Any]) -> list[tuple[str, st
         + "</strong>"
         + escape(
             f"（区间同时对账户和模拟随机种子重抽样），{result['months']}个月，"
-            f"{result['accounts']:,}个账户。"
+            f"{result['accounts']:,}个账户。拟上线策略即本次评分所用的策略文件，见页首。"
         )
         + "</p>"
     )
@@ -1377,18 +1378,22 @@ def _headline(section: Section, result: Mapping[str, Any]) -> list[tuple[str, st
 
 def _verdict(uplift: Mapping[str, float], result: Mapping[str, Any]) -> tuple[str, str]:
     """The headline in one plain sentence, English and Chinese: better, worse or not shown to
-    differ, and the simple references that do better (the whole interval of the shipped
+    differ, and the simple references that do better (the whole interval of the proposed
     policy's difference from them below zero) or as well (the interval across zero, the
     reference ahead on average): a difference within noise is never called "better"."""
     if uplift["ci_low"] > 0:
-        en = "The shipped policy is worth more than the tiered baseline on this simulated book."
+        en = (
+            "The policy under review is worth more than the tiered baseline on this simulated book."
+        )
         zh = "在本模拟组合上，拟上线策略的账面价值高于分层催收基准策略。"
     elif uplift["ci_high"] < 0:
-        en = "The shipped policy is worth LESS than the tiered baseline on this simulated book."
+        en = (
+            "The policy under review is worth LESS than the tiered baseline on this simulated book."
+        )
         zh = "在本模拟组合上，拟上线策略的账面价值低于分层催收基准策略。"
     else:
         en = (
-            "The shipped policy is not shown to be better than the tiered baseline: the "
+            "The policy under review is not shown to be better than the tiered baseline: the "
             "interval includes zero."
         )
         zh = "未能证明拟上线策略优于分层催收基准策略：置信区间包含零。"
@@ -1414,7 +1419,7 @@ def _verdict(uplift: Mapping[str, float], result: Mapping[str, Any]) -> tuple[st
     ):
         if found:
             en += (
-                f" A simpler reference {said_en}the shipped policy minus it, CNY): "
+                f" A simpler reference {said_en}the policy under review minus it, CNY): "
                 + "; ".join(f"{name} {shown}" for name, _, shown in found)
                 + "."
             )
@@ -1515,7 +1520,7 @@ def _costs_even_where_it_gains(section: Section, result: Mapping[str, Any]) -> N
 
 
 def _strain(reference: Mapping[str, Any], policy: Mapping[str, Any]) -> tuple[str, str]:
-    """What a reference asks of the compliance rules and the team beyond the shipped policy:
+    """What a reference asks of the compliance rules and the team beyond the policy under review:
     its compliance blocks and contacts dropped for capacity when it has more of either (a
     reference that scores as well only by planning what the rules or the team cannot do is
     not an equal), as a bracket to its name in English and Chinese; empty otherwise."""
@@ -1618,7 +1623,7 @@ def _references(section: Section, result: Mapping[str, Any]) -> None:
                 "vs baseline (CNY)": "-"
                 if name == "baseline_tiered"
                 else _signed(None if base is None else value - base),
-                "shipped policy minus this arm, 95 % CI over accounts and seeds (CNY)": (
+                "policy under review minus this arm, 95 % CI over accounts and seeds (CNY)": (
                     _interval_text(versus[name]) if name in versus else "-"
                 ),
                 **_constraint_cells(figures),
@@ -1665,7 +1670,7 @@ def _references(section: Section, result: Mapping[str, Any]) -> None:
     if captured:
         _say(
             section,
-            "Value captured = (shipped policy - baseline) / (oracle - baseline): "
+            "Value captured = (the policy under review - baseline) / (oracle - baseline): "
             f"{_ratio_text(captured.get('overall'))} "
             f"({_signed(captured.get('policy_minus_baseline'))} of a possible "
             f"{_signed(captured.get('oracle_minus_baseline'))}).",
@@ -1704,14 +1709,14 @@ def _references(section: Section, result: Mapping[str, Any]) -> None:
         why = (
             ""
             if value is not None
-            else " The true segments fed into the shipped policy do not beat the segment-blind "
+            else " The true segments fed into the policy under review do not beat the segment-blind "
             "control by more than sampling noise could ("
             f"{_signed(segmentation.get('oracle_segments_minus_segment_blind'))}), so there is "
             "no gap to take a share of: on this book, perfect segments do not measurably help "
             "these ladders. 真实客群代入拟上线策略并不显著优于不分客群对照，因此该比例无意义。"
         )
         section.text(
-            "Value of segmentation = (shipped policy - segment-blind) / (true segments - "
+            "Value of segmentation = (the policy under review - segment-blind) / (true segments - "
             f"segment-blind): {_ratio_text(value)}.{why}"
         )
         section.raw(
@@ -2450,7 +2455,7 @@ def _learned_section(
         f"the first rule that holds). What the lender does now for all of them: {current_en}. "
         "Beside each rule: the estimated gain per decision over that, on the accounts the rules "
         "were learnt from, and the accounts scored today that the rule covers with the "
-        "treatment the shipped policy gives them."
+        "treatment the policy under review gives them."
     )
     section.raw(
         '<p class="zh">以下规则由实验数据学习得出(账户适用第一条成立的规则)。我司对这些账户的现行'
@@ -2503,7 +2508,7 @@ def _learned_section(
                 ),
                 "decisions learnt from": int(rule.get("learning_decisions", 0)),
                 "accounts today": math.nan if count is None else count,
-                "shipped policy gives them today 拟上线策略今日处置": today_en,
+                "policy under review gives them today 拟上线策略今日处置": today_en,
             }
         )
     if rows:
@@ -3189,7 +3194,7 @@ def _policy_section(section: Section, result: Mapping[str, Any]) -> None:
         rows.append(
             {
                 "metric": _column(label),
-                "shipped policy (model-driven)": format_metric(
+                "policy under review (model-driven)": format_metric(
                     metric, arms["model_driven"][metric]["mean"]
                 ),
                 "tiered baseline": format_metric(metric, arms["baseline_tiered"][metric]["mean"]),

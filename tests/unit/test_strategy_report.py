@@ -346,13 +346,12 @@ def test_headline_is_book_value_with_a_verdict_and_falls_back_to_net_cash_saying
     # within noise as about as good (the demo's page called a tie "better"); the oracle is
     # not a control, and one behind is not named
     assert (
-        "A simpler reference does better (the shipped policy minus it, CNY): baseline plus a "
+        "A simpler reference does better (the policy under review minus it, CNY): baseline plus a "
         "grace period for all -250 [-400, -100]." in page
     )
     assert (
         "A simpler reference does about as well (the reference ahead on average, within noise; "
-        "the shipped "
-        "policy minus it, CNY): best single action bundle per bucket, no segments -20 [-200, +150]."
+        "the policy under review minus it, CNY): best single action bundle per bucket, no segments -20 [-200, +150]."
         in page
     )
     assert "更简单的参照方案表现更好" in page and "更简单的参照方案表现相当" in page
@@ -478,7 +477,10 @@ def test_a_ratio_to_a_gap_within_noise_says_why_it_is_n_a():
     page = "".join(section.parts)
     assert "n/a: for that type the oracle does not beat the baseline by more than" in page
     assert "抽样噪声" in page
-    assert "segment-blind): n/a. The true segments fed into the shipped policy do not beat" in page
+    assert (
+        "segment-blind): n/a. The true segments fed into the policy under review do not beat"
+        in page
+    )
     assert "-19,678 CNY" in page
     result["value_of_segmentation"]["value"] = 0.7
     for row in result["value_captured"]["by_true_driver"].values():
