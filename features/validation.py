@@ -730,6 +730,33 @@ def _before_opening(candidates: pl.DataFrame, column: str, opened_at: pl.DataFra
     return candidates.join(early, on="_pos", maintain_order="left")
 
 
+_ASCII_CODES = "_ascii_codes"
+_OUTSIDE_ASCII = r"[^\x00-\x7F]"
+
+
+def _with_ascii_codes(unknown: pl.DataFrame, hint: bool = True) -> pl.DataFrame:
+    """``unknown`` with :data:`_ASCII_CODES`: the account id with every character outside
+    ASCII written as its code (``\\u0410001`` for a Cyrillic 'А001'), null for an ASCII id. An
+    id that looks like a listed one but is not is, most often, one with a look-alike letter
+    of another alphabet or a full-width digit; the codes show what no eye can. Each distinct
+    id is written once (Python, on the rejected ids only). ``hint`` False: every code null."""
+    odd = (
+        unknown.select(pl.col("account_id").unique())
+        .filter(pl.col("account_id").str.contains(_OUTSIDE_ASCII))["account_id"]
+        .to_list()
+        if hint
+        else []
+    )
+    codes = pl.DataFrame(
+        {
+            "account_id": odd,
+            _ASCII_CODES: [i.encode("ascii", "backslashreplace").decode() for i in odd],
+        },
+        schema={"account_id": pl.String, _ASCII_CODES: pl.String},
+    )
+    return unknown.join(codes, on="account_id", how="left", maintain_order="left")
+
+
 def _unknown_account_reason(
     unknown: pl.DataFrame,
     rejected_accounts: pl.DataFrame | None,
@@ -738,11 +765,30 @@ def _unknown_account_reason(
 ) -> pl.Series:
     """The reason of each row whose account is not accepted: the account's own reject (the
     first row of it, with its reason) when it was listed and rejected, else that it is not
-    listed (and, when it matches a listed id, accepted or rejected, once surrounding
-    whitespace is stripped from both, that whitespace is the likely cause)."""
-    not_listed = pl.format(
-        "account_id: expected an account listed in accounts, got '{}'",
-        _shown(pl.col("account_id")),
+    listed: with the likely cause when one is seen (an accounts file that could not be read;
+    an id that matches a listed one, accepted or rejected, once surrounding whitespace is
+    stripped from both; an id with characters outside ASCII, shown as codes)."""
+    # a lender whose own ids hold such characters gets no hint from them
+    ascii_ids = known_accounts is None or not known_accounts.str.contains(_OUTSIDE_ASCII).any()
+    unknown = _with_ascii_codes(unknown, hint=ascii_ids)
+    not_listed = (
+        pl.when(pl.col(_ASCII_CODES).is_not_null())
+        .then(
+            pl.format(
+                "account_id: expected an account listed in accounts, got '{}' (it holds "
+                "characters outside ASCII, written here as codes: '{}'; a letter of another "
+                "alphabet or a full-width digit looks like the Latin letter or digit it "
+                "replaces: compare it with the ids in accounts)",
+                _shown(pl.col("account_id")),
+                _shown(pl.col(_ASCII_CODES)),
+            )
+        )
+        .otherwise(
+            pl.format(
+                "account_id: expected an account listed in accounts, got '{}'",
+                _shown(pl.col("account_id")),
+            )
+        )
     )
     if unread_accounts:  # the likely cause is the accounts file that could not be read
         not_listed = pl.format(
@@ -786,7 +832,7 @@ def _unknown_account_reason(
         )
     )
     return (
-        unknown.select("account_id")
+        unknown.select("account_id", _ASCII_CODES)
         .join(roots, on="account_id", how="left", maintain_order="left")
         .select(pl.coalesce("_root", not_listed).alias("reason"))
         .to_series()

@@ -252,6 +252,30 @@ def test_a_malformed_model_uri_lists_the_accepted_forms(world, tmp_path, capsys)
     assert "models:/NAME@ALIAS" in line and "models:/NAME/VERSION" in line
 
 
+def test_ids_with_look_alike_characters_are_shown_as_codes(world, tmp_path, capsys):
+    """One account's statements under its id with a full-width last digit (as a spreadsheet
+    can write it): the rejects said "expected an account listed in accounts, got 'A...１'",
+    an id no eye tells from a listed one; the reason now writes the characters outside ASCII
+    as codes."""
+    portfolio = _copy(world, tmp_path)
+    statements = sorted((portfolio / "statements").glob("*.parquet"))[0]
+    frame = pl.read_parquet(statements)
+    first = frame["account_id"][0]
+    twin = first[:-1] + chr(0xFF10 + int(first[-1])) if first[-1].isdigit() else "Ａ" + first[1:]
+    frame.with_columns(
+        pl.when(pl.col("account_id") == first).then(pl.lit(twin)).otherwise("account_id")
+        .alias("account_id")
+    ).write_parquet(statements)  # fmt: skip
+    rejects = tmp_path / "rejects.csv"
+    assert main(["validate", "--data", str(portfolio), "--rejects", str(rejects)]) == 1
+    reasons = pl.read_csv(rejects).filter(pl.col("table") == "statements")["reasons"]
+    assert reasons.len() > 0
+    codes = twin.encode("ascii", "backslashreplace").decode()
+    assert reasons.str.contains(f"written here as codes: '{codes}'", literal=True).all()
+    # the ids of the accounts listed are untouched: theirs get no such hint
+    assert not pl.read_csv(rejects).filter(pl.col("table") == "accounts").height
+
+
 def test_every_statement_rejected_says_so_even_with_the_limit_off(world, tmp_path, capsys):
     portfolio = _copy(world, tmp_path)
     for part in sorted((portfolio / "statements").glob("*.parquet")):
