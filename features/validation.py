@@ -734,18 +734,16 @@ _ASCII_CODES = "_ascii_codes"
 _OUTSIDE_ASCII = r"[^\x00-\x7F]"
 
 
-def _with_ascii_codes(unknown: pl.DataFrame, hint: bool = True) -> pl.DataFrame:
+def _with_ascii_codes(unknown: pl.DataFrame) -> pl.DataFrame:
     """``unknown`` with :data:`_ASCII_CODES`: the account id with every character outside
     ASCII written as its code (``\\u0410001`` for a Cyrillic 'А001'), null for an ASCII id. An
     id that looks like a listed one but is not is, most often, one with a look-alike letter
     of another alphabet or a full-width digit; the codes show what no eye can. Each distinct
-    id is written once (Python, on the rejected ids only). ``hint`` False: every code null."""
+    id is written once (Python, on the rejected ids only)."""
     odd = (
         unknown.select(pl.col("account_id").unique())
         .filter(pl.col("account_id").str.contains(_OUTSIDE_ASCII))["account_id"]
         .to_list()
-        if hint
-        else []
     )
     codes = pl.DataFrame(
         {
@@ -768,9 +766,9 @@ def _unknown_account_reason(
     listed: with the likely cause when one is seen (an accounts file that could not be read;
     an id that matches a listed one, accepted or rejected, once surrounding whitespace is
     stripped from both; an id with characters outside ASCII, shown as codes)."""
-    # a lender whose own ids hold such characters gets no hint from them
-    ascii_ids = known_accounts is None or not known_accounts.str.contains(_OUTSIDE_ASCII).any()
-    unknown = _with_ascii_codes(unknown, hint=ascii_ids)
+    # decided by the row's own id, not by the other ids listed: the Spark engine validates a
+    # partition's rows against that partition's accounts, and must give the same reasons
+    unknown = _with_ascii_codes(unknown)
     not_listed = (
         pl.when(pl.col(_ASCII_CODES).is_not_null())
         .then(

@@ -272,7 +272,6 @@ def test_ids_with_look_alike_characters_are_shown_as_codes(world, tmp_path, caps
     assert reasons.len() > 0
     codes = twin.encode("ascii", "backslashreplace").decode()
     assert reasons.str.contains(f"written here as codes: '{codes}'", literal=True).all()
-    # the ids of the accounts listed are untouched: theirs get no such hint
     assert not pl.read_csv(rejects).filter(pl.col("table") == "accounts").height
 
 
