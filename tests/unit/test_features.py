@@ -385,3 +385,19 @@ def test_a_credit_balance_reads_as_nothing_owed_in_every_feature():
     assert {k: credit[k] for k in expected} == pytest.approx(expected, rel=1e-9)
     assert credit["paid_to_due_ratio_last"] is None  # nothing was due: no ratio, not inf
     assert all(math.isfinite(value) for value in credit.values() if isinstance(value, float))
+
+
+def test_the_statement_rows_one_sort_key_orders_as_observation_then_cycle_end():
+    """The statement rows are sorted on one integer made of the observation number and the
+    day: it must order as the two columns at their extremes (the largest UInt32 number, days
+    before 1970 and far after), where a signed 64-bit product overflowed."""
+    rng = np.random.default_rng(5)
+    observations = pl.Series(
+        [0, 1, 2**31 - 1, 2**31, 2**32 - 1, *rng.integers(0, 2**32, 200)], dtype=pl.UInt32
+    )
+    days = pl.Series(rng.integers(-200_000, 200_000, observations.len()), dtype=pl.Int32)
+    frame = pl.DataFrame(
+        {"_observation": observations, "cycle_end": days.cast(pl.Date)}
+    ).with_columns(history._OBSERVATION_THEN_CYCLE_END.alias("key"))
+    assert frame["key"].n_unique() == frame.unique(["_observation", "cycle_end"]).height
+    assert frame.sort("key").drop("key").equals(frame.sort("_observation", "cycle_end").drop("key"))
