@@ -33,6 +33,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Explanation",
     "LoadedModel",
+    "RollriskWarning",
     "__version__",
     "build_training_set",
     "build_training_set_with_summary",
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
     from rollrisk.api import (
         Explanation,
         LoadedModel,
+        RollriskWarning,
         build_training_set,
         build_training_set_with_summary,
         evaluate,

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -41,13 +42,24 @@ from rollrisk.conf import (
     DEFAULT_POLICY,
     DEFAULT_SEGMENTS,
 )
-from rollrisk.errors import UserError
+from rollrisk.errors import RollriskWarning, UserError
 from rollrisk.features.currencies import currency_counts, currency_metadata, recorded_currencies
-from rollrisk.features.dates import ISO_DATE_PATTERN, DateSettings, check_as_of
+from rollrisk.features.dates import (
+    ISO_DATE_PATTERN,
+    DateSettings,
+    check_as_of,
+    default_as_of_choice,
+)
 from rollrisk.features.observations import (
+    LABELLED,
     ObservationSpec,
     eligible_as_of_between,
     eligible_as_of_dates,
+    first_statement_month,
+    observations,
+    overdue_statements,
+    overdue_statements_warning,
+    short_history_warning,
 )
 from rollrisk.features.registry import FEATURE_SET, FeatureSet
 from rollrisk.features.training_set import TrainingSetBuild, validate_training_set
@@ -66,10 +78,13 @@ from rollrisk.models.training_config import TrainingConfig
 from rollrisk.scoring.core import (
     ScoringSetup,
     check_currencies,
+    check_tables,
+    currency_not_checked_warning,
     default_as_of,
     features_at,
     population,
     score_accounts,
+    tables_present,
     trained_tables,
 )
 from rollrisk.scoring.core import explain as tree_contributions
@@ -100,6 +115,7 @@ __all__ = [
     "Explanation",
     "LoadedModel",
     "Model",
+    "RollriskWarning",
     "build_training_set",
     "build_training_set_with_summary",
     "evaluate",
@@ -321,6 +337,7 @@ def train(
     """
     frame = training_set.to_pandas() if isinstance(training_set, pl.DataFrame) else training_set
     spec = _observation(observation)
+    check_labels(frame, portfolio, spec)
     return train_roll_model(
         frame,
         portfolio.statements,
@@ -332,6 +349,60 @@ def train(
         tune=tune,
         progress=progress if progress is not None else no_progress,
     )
+
+
+def check_labels(
+    training_set: pd.DataFrame, portfolio: Portfolio, observation: ObservationSpec
+) -> None:
+    """Refuse a training set whose rows are not ``observation``'s labelled population of
+    ``portfolio``: one observation per (account_id, as_of), each in the population at its
+    as-of with the label ``observation`` gives it.
+
+    A training set built with another observation (a 6-month window trained as a 3-month one,
+    a default at 60 DPD trained as one at 90) trained without a word: the gap before the
+    out-of-time months was sized for the wrong window, so the training labels reached into
+    them, and the model recorded a label it was not trained on. A training set of another
+    portfolio, or one with repeated rows, passed the same way.
+
+    Raises:
+        UserError: naming how many rows differ, one example, and what to pass.
+    """
+    keys = pl.from_pandas(
+        training_set[["account_id", "as_of", "rolled_to_default"]].reset_index(drop=True)
+    ).with_columns(pl.col("as_of").cast(pl.Date), pl.col("rolled_to_default").cast(pl.Int8))
+    repeated = keys.filter(pl.struct("account_id", "as_of").is_duplicated())
+    if repeated.height:
+        first = repeated.row(0, named=True)
+        raise UserError(
+            f"the training set holds {repeated.height:,} rows that repeat an (account_id, "
+            f"as_of) pair, e.g. account {first['account_id']!r} at {first['as_of']}: each "
+            "observation once (was it concatenated with itself?)"
+        )
+    dates = sorted(keys["as_of"].unique().to_list())
+    expected = (
+        observations(portfolio.statements, dates, observation)
+        .filter(pl.col("status") == LABELLED)
+        .select("account_id", "as_of", pl.col("rolled_to_default").alias("_expected"))
+    )
+    differ = keys.join(expected, on=["account_id", "as_of"], how="left").filter(
+        pl.col("_expected").is_null() | (pl.col("_expected") != pl.col("rolled_to_default"))
+    )
+    if differ.height:
+        first = differ.row(0, named=True)
+        found = (
+            "is not in its labelled population"
+            if first["_expected"] is None
+            else f"is labelled {first['_expected']}, the training set says "
+            f"{first['rolled_to_default']}"
+        )
+        raise UserError(
+            f"{differ.height:,} of the training set's {keys.height:,} rows are not labelled as "
+            f"the observation given labels them (default at {observation.default_dpd} DPD within "
+            f"{observation.window_months} months, population {observation.min_dpd}-"
+            f"{observation.max_dpd} DPD): e.g. account {first['account_id']!r} at "
+            f"{first['as_of']} {found}; pass train() the observation (and the portfolio) the "
+            "training set was built with"
+        )
 
 
 def log_training_run(
@@ -511,12 +582,16 @@ def score(
     (docs/scoring.md). Empty when nobody is delinquent at ``as_of``. Accounts to score in a
     currency the model was not trained on are refused with ``UserError``, as by the batch.
     """
+    if isinstance(model, ScoringSetup) and observation is not None:
+        raise UserError(
+            "score: observation was given with a scoring setup, which holds its own population "
+            "range: give it to scoring_setup(model, observation=...) instead"
+        )
     when = _as_of(as_of, portfolio)
     setup = model if isinstance(model, ScoringSetup) else scoring_setup(model, observation)
-    if setup.trained_currencies is not None:
-        people = population(portfolio.statements, when, setup.observation)["account_id"]
-        counts = currency_counts(portfolio.accounts, people, setup.trained_currencies)
-        check_currencies(setup, counts, f"of the portfolio to score at {when}")
+    for text in scoring_warnings(portfolio, when, setup, as_of_given=as_of is not None):
+        warnings.warn(text, RollriskWarning, stacklevel=2)
+    _check_book(setup, portfolio, when)
     return score_accounts(
         portfolio.accounts,
         portfolio.statements,
@@ -525,6 +600,42 @@ def score(
         when,
         setup,
     )
+
+
+def _check_book(setup: ScoringSetup, portfolio: Portfolio, as_of: date) -> None:
+    """What the batch refuses before scoring, for :func:`score` and :func:`explain`: a table
+    the model was trained with and the portfolio lacks, accounts of the population in a
+    currency the model was not trained on (``UserError``)."""
+    check_tables(
+        setup, tables_present(portfolio.collection_actions, portfolio.treatments), "the portfolio"
+    )
+    if setup.trained_currencies is not None:
+        people = population(portfolio.statements, as_of, setup.observation)["account_id"]
+        counts = currency_counts(portfolio.accounts, people, setup.trained_currencies)
+        check_currencies(setup, counts, f"of the portfolio to score at {as_of}")
+
+
+def scoring_warnings(
+    portfolio: Portfolio, as_of: date, setup: ScoringSetup, as_of_given: bool
+) -> list[str]:
+    """The warnings and notes ``rollrisk score`` prints for scoring ``portfolio`` at
+    ``as_of``: a given as-of in a month the default passed over as incomplete, or (none given)
+    which later months were passed over; accounts whose latest statement is overdue; a
+    history too short for the feature windows; a model that does not record its currency;
+    experiments of the setup not running at the as-of."""
+    choice = default_as_of_choice(portfolio.statements)
+    texts = [
+        choice.partial_month_warning(as_of) if as_of_given else choice.note(),
+        overdue_statements_warning(
+            overdue_statements(portfolio.statements, as_of, setup.observation), as_of
+        ),
+        short_history_warning(
+            first_statement_month(portfolio.statements), as_of, setup.feature_set
+        ),
+        currency_not_checked_warning(setup),
+        *setup.experiments.not_running_notes(as_of),
+    ]
+    return [text for text in texts if text]
 
 
 def _as_of(value: object, portfolio: Portfolio) -> date:
@@ -587,6 +698,9 @@ def explain(
     if isinstance(data, Portfolio):
         when = _as_of(as_of, data)
         spec = observation_of(loaded, _observation(observation))
+        # refused as score() refuses them: reasons on a missing table's features, or on
+        # amounts read in another currency, would state what is not so
+        _check_book(scoring_setup(loaded, spec), data, when)
         people = population(data.statements, when, spec)
         frame = features_at(
             people,

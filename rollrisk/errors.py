@@ -30,3 +30,10 @@ class NotEnoughEvidence(UserError):
     """
 
     exit_code = 3
+
+
+class RollriskWarning(UserWarning):
+    """What a job prints as a warning or a note (a partial month scored, later months passed
+    over, statements overdue, a history too short for the feature windows), raised by the
+    Python API with :func:`warnings.warn` so a notebook shows it as the CLI does; filter it
+    with ``warnings.simplefilter("error", RollriskWarning)`` to stop on one."""

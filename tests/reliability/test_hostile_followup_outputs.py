@@ -9,6 +9,7 @@ behind.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -22,6 +23,7 @@ from polars.testing import assert_frame_equal
 import rollrisk
 from rollrisk.cli import main
 from rollrisk.errors import UserError
+from rollrisk.features.observations import ObservationSpec
 
 pytestmark = pytest.mark.slow
 
@@ -235,3 +237,29 @@ def test_api_explain_refuses_an_as_of_after_the_data(api_world):
     model, data = api_world
     with pytest.raises(UserError, match="after the portfolio's latest month"):
         rollrisk.explain(model, data, as_of=date(2099, 12, 31))
+
+
+def test_api_score_warns_as_the_batch_does_and_refuses_two_population_ranges(api_world):
+    """rollrisk.score printed none of the batch's warnings (a history too short for the
+    feature windows, a month passed over, overdue statements), and with a scoring setup it
+    ignored a population range given beside it."""
+    model, data = api_world
+    early = data.statements["cycle_end"].min()
+    as_of = date(early.year + (early.month + 1) // 12, (early.month + 1) % 12 + 1, 1)
+    as_of = date.fromordinal(as_of.toordinal() - 1)  # the month-end two months in
+    with pytest.warns(rollrisk.RollriskWarning, match="feature windows hold 2 months"):
+        rollrisk.score(model, data, as_of=as_of)
+    setup = rollrisk.scoring_setup(model)
+    with pytest.raises(UserError, match=r"give it to scoring_setup\(model, observation"):
+        rollrisk.score(setup, data, observation=ObservationSpec(min_dpd=31))
+
+
+def test_api_explain_refuses_a_missing_table_as_score_does(api_world):
+    """explain() on a portfolio without the collection actions the model was trained with
+    explained it: 190 of 512 reasons changed to facts that were not so ("no collection attempt
+    in the last 3 months"); score() refused the same portfolio."""
+    model, data = api_world
+    without = dataclasses.replace(data, collection_actions=None)
+    for call in (rollrisk.score, rollrisk.explain):
+        with pytest.raises(UserError, match="has no collection_actions"):
+            call(model, without)

@@ -146,3 +146,21 @@ def test_a_history_too_short_for_the_window_says_so(tmp_path: Path) -> None:
         api.build_training_set(portfolio, observation=ObservationSpec(window_months=6))
     dates = api.training_as_of_dates(portfolio, ObservationSpec(window_months=1))
     assert dates == [date(2023, 1, 31), date(2023, 2, 28)]  # 3 months, the last one's window
+
+
+def test_train_refuses_a_training_set_labelled_otherwise_or_repeated(tmp_path: Path) -> None:
+    """A training set built with a 6-month window and trained with the default observation
+    (3 months) trained without a word: the gap before the out-of-time months was sized for 3
+    months, so 6-month labels reached into them; a training set concatenated with itself
+    counted its test rows twice. Both are refused before any fit, naming a row."""
+    portfolio = api.load_portfolio(
+        synthetic_history(accounts=300, months=16, seed=2).write(tmp_path / "p")
+    )
+    six = ObservationSpec(window_months=6)
+    built = api.build_training_set(portfolio, observation=six)
+    with pytest.raises(UserError, match=r"rows are not labelled as the observation given .*"
+                       r"within 3 months.*pass train\(\) the observation"):  # fmt: skip
+        api.train(built, portfolio)
+    with pytest.raises(UserError, match=r"repeat an \(account_id, as_of\) pair"):
+        api.train(pl.concat([built, built]), portfolio, observation=six)
+    api.check_labels(built.to_pandas(), portfolio, six)  # its own observation: accepted
