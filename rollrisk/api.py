@@ -229,7 +229,13 @@ def build_training_set_with_summary(
     have no outcome).
     """
     spec = _observation(observation)
-    dates = list(as_of_dates) if as_of_dates is not None else training_as_of_dates(portfolio, spec)
+    if as_of_dates is None:
+        dates = training_as_of_dates(portfolio, spec)
+    else:  # read and checked as score() reads its as-of: a string or a date within the data
+        dates = [
+            _as_of(day, portfolio) if day is not None else _as_of("None", portfolio)
+            for day in as_of_dates
+        ]
     bar = None
     if progress:
         bar = tqdm(total=len(dates), desc="as-of dates", unit="as-of", file=sys.stderr)

@@ -7,7 +7,7 @@ import inspect
 import subprocess
 import sys
 import typing
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import polars as pl
@@ -164,3 +164,22 @@ def test_train_refuses_a_training_set_labelled_otherwise_or_repeated(tmp_path: P
     with pytest.raises(UserError, match=r"repeat an \(account_id, as_of\) pair"):
         api.train(pl.concat([built, built]), portfolio, observation=six)
     api.check_labels(built.to_pandas(), portfolio, six)  # its own observation: accepted
+
+
+def test_training_as_of_dates_are_read_and_checked_as_score_reads_its_as_of(tmp_path: Path) -> None:
+    """build_training_set(as_of_dates=...) returned 0 rows without a word for a month-end
+    outside the data, and raised a raw polars error for a string or a datetime."""
+    portfolio = api.load_portfolio(
+        synthetic_history(accounts=50, months=12, seed=3).write(tmp_path / "p")
+    )
+    by_string = api.build_training_set(portfolio, as_of_dates=["2023-03-31"])
+    assert by_string.height and by_string.equals(
+        api.build_training_set(portfolio, as_of_dates=[date(2023, 3, 31)])
+    )
+    for given, words in (
+        (date(2030, 6, 30), "after the portfolio's latest month"),
+        (date(2020, 6, 30), "before the portfolio's first month"),
+        (datetime(2023, 3, 31), "expected a date or a string YYYY-MM-DD"),
+    ):
+        with pytest.raises(UserError, match=words):
+            api.build_training_set(portfolio, as_of_dates=[given])
