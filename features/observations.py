@@ -46,6 +46,7 @@ from typing import Any
 import polars as pl
 
 from rollrisk.errors import UserError
+from rollrisk.features.dates import COMPLETE_BOOK_SHARE, DefaultAsOf, default_as_of_choice
 from rollrisk.features.registry import FeatureSet
 
 # Buckets by DPD lower bound, as in the roll-rate matrix (docs/features.md).
@@ -203,17 +204,10 @@ def eligible_as_of_dates(
 
     Needs ``statements`` columns ``cycle_end`` and ``known_at``. The first eligible as-of is the
     first month-end at which at least one statement is known; the last is the month-end
-    ``window_months`` before the portfolio's last statement month.
+    ``window_months`` before the portfolio's last complete month (:func:`labelled_through`).
     """
-    bounds = (
-        statements.lazy()
-        .select(
-            pl.col("known_at").min().alias("first_known"),
-            pl.col("cycle_end").max().alias("last_cycle_end"),
-        )
-        .collect()
-    )
-    return eligible_as_of_between(*bounds.row(0), spec)
+    first_known = statements.lazy().select(pl.col("known_at").min()).collect().item()
+    return eligible_as_of_between(first_known, labelled_through(statements), spec)
 
 
 def eligible_as_of_between(
@@ -248,18 +242,18 @@ def observations(
     Returns one row per observation: ``account_id``, ``as_of`` (Date), ``dpd_at_as_of``,
     ``start_bucket``, ``rolled_to_default`` (Int8, null unless labelled) and ``status``
     (``labelled`` | ``incomplete_window`` | ``no_outcome``), sorted by as_of, account_id.
-    A window is complete when the portfolio's statements reach past it: by the latest
-    ``cycle_end`` of ``statements``, or ``last_cycle_end`` when they are only a part of the
-    portfolio (the accounts of one partition).
+    A window is complete when the portfolio's complete months reach past it: by
+    :func:`labelled_through` of ``statements``, or ``last_cycle_end`` when they are only a
+    part of the portfolio (the accounts of one partition: the whole book's
+    :func:`labelled_through`).
     """
     dates = sorted(set(as_of_dates))
     history = _history(statements)
     if last_cycle_end is None:
-        last_month = history.select(pl.col("_month").max().alias("last_month"))
-    else:
-        last_month = pl.LazyFrame({"_last": [last_cycle_end]}, schema={"_last": pl.Date}).select(
-            month_index("_last").alias("last_month")
-        )
+        last_cycle_end = labelled_through(statements)
+    last_month = pl.LazyFrame({"_last": [last_cycle_end]}, schema={"_last": pl.Date}).select(
+        month_index("_last").alias("last_month")
+    )
     population = _population(history, dates, spec)
 
     # outcome: worst DPD in the window months after the as-of month (known_at deliberately ignored)
@@ -295,6 +289,39 @@ def observations(
         )
         .sort("as_of", "account_id")
         .collect()
+    )
+
+
+def labelled_through(statements: pl.DataFrame | pl.LazyFrame) -> date | None:
+    """The month-end of the last month an outcome window may reach: the latest month with a
+    complete book (:func:`~rollrisk.features.dates.default_as_of_choice`, the month a job
+    scores by default), None without statements.
+
+    Not the latest ``cycle_end``: in an extract taken before a month's cycles closed, the
+    accounts without that month's statement had their outcome window cut short and were
+    labelled from it (a helper's test book, half of its last month missing: 26 of 665 labels
+    at one as-of flipped from 1 to 0, the roll rate 16.2 % read as 12.3 %, with no row
+    excluded), into the out-of-time figures the promotion gates read and the monitor's
+    backtest."""
+    has_rows = statements.lazy().select(pl.col("cycle_end").drop_nulls().len()).collect().item()
+    return default_as_of_choice(statements).as_of if has_rows else None
+
+
+def partial_months_note(choice: DefaultAsOf) -> str | None:
+    """What :func:`labelled_through` set aside, for a job's warnings: the months after the
+    latest complete one that no outcome is read from (None: none were)."""
+    if not choice.skipped:
+        return None
+    months = ", ".join(
+        f"{book.month_end:%Y-%m} ({book.accounts:,} account{'s' * (book.accounts != 1)})"
+        for book in choice.skipped
+    )
+    return (
+        f"outcome windows end at {choice.as_of}, the latest month-end with a complete book: "
+        f"later months hold statements of too few accounts (fewer than "
+        f"{COMPLETE_BOOK_SHARE:.0%} of the month before: {months}; an extract taken before "
+        "their cycles closed?), so no outcome is read from them and the as-of dates whose "
+        "windows reach them are not labelled"
     )
 
 

@@ -26,6 +26,7 @@ from rollrisk.features.observations import (
     LABELLED,
     ObservationSpec,
     check_as_of_dates,
+    labelled_through,
     observation_summary,
     observations,
 )
@@ -110,11 +111,14 @@ def build_training_set(
     may be ``None``: their features are then missing). Observations without a complete
     performance window or without any outcome are excluded and counted in ``summary``.
     As-of dates are processed one at a time (bounded memory); ``on_as_of_done`` is called
-    after each, for progress reporting. ``last_cycle_end``: the portfolio's latest statement
-    date when the tables are one partition of it (see
-    :func:`~rollrisk.features.observations.observations`). Inputs are not modified.
+    after each, for progress reporting. ``last_cycle_end``: the whole portfolio's
+    :func:`~rollrisk.features.observations.labelled_through` when the tables are one
+    partition of it (see :func:`~rollrisk.features.observations.observations`). Inputs are
+    not modified.
     """
     dates = check_as_of_dates(as_of_dates)
+    if last_cycle_end is None:  # found once, not once per as-of
+        last_cycle_end = labelled_through(statements)
     frames: list[pl.DataFrame] = []
     summaries: list[pl.DataFrame] = []
     product = accounts.select("account_id", "product")

@@ -44,8 +44,10 @@ import polars as pl
 
 from rollrisk.errors import UserError
 from rollrisk.features.currencies import currency_counts, mixed_currencies_message
+from rollrisk.features.dates import default_as_of_choice
 from rollrisk.features.observations import (
     first_statement_month,
+    partial_months_note,
     window_lengths,
     windows_complete_from,
 )
@@ -593,8 +595,10 @@ def train_roll_model(
     deployment_scores = np.asarray(
         model.predict_proba(deployment.train.reset_index(drop=True)), dtype=np.float64
     )
+    partial = partial_months_note(default_as_of_choice(statements))
     warnings = (
         *(f"short history: {note}" for note in split.adaptations),
+        *([partial] if partial else []),
         *incomplete_window_warnings(
             {"evaluation": split.train, "deployed model": deployment.train},
             first_statement_month(statements),

@@ -39,6 +39,7 @@ examples:
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -112,6 +113,8 @@ def format_summary(summary: pl.DataFrame) -> str:
 def run(args: argparse.Namespace) -> int:
     from rollrisk.api import build_training_set_with_summary
     from rollrisk.arguments import check_output_argument, load_portfolio_argument
+    from rollrisk.features.dates import default_as_of_choice
+    from rollrisk.features.observations import partial_months_note
     from rollrisk.features.registry import FEATURE_SET
     from rollrisk.storage.tracking import fingerprint_files
     from rollrisk.storage.training_sets import check_training_set_target, write_training_set
@@ -129,8 +132,10 @@ def run(args: argparse.Namespace) -> int:
     if args.engine == "spark":
         written = _build_on_spark(args, rejects, config, spec)
         summary, rows, columns = written.summary, written.rows, written.columns
+        partial = written.partial_months
     else:
         portfolio, _ = load_portfolio_argument(args, "build-training-set", rejects, config)
+        partial = partial_months_note(default_as_of_choice(portfolio.statements))
         built = build_training_set_with_summary(portfolio, args.as_of, spec, progress=True)
         if built.training_set.height == 0:
             print(format_summary(built.summary))
@@ -144,6 +149,8 @@ def run(args: argparse.Namespace) -> int:
         f"{FEATURE_SET.name} v{FEATURE_SET.version} ({len(FEATURE_SET.features)} features)"
     )
     print(format_summary(summary))
+    if partial:
+        print(f"warning: {partial}", file=sys.stderr)
     if rows == 0:  # the Spark build's executors have written their (empty) parts
         raise UserError(_nothing_labelled(args, summary, f"{args.out} holds no row"))
     print(

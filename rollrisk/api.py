@@ -275,7 +275,7 @@ def write_training_set_on_spark(
     spec = _observation(observation)
     if as_of_dates is None:
         months = book.months
-        eligible = eligible_as_of_between(months.first_known, months.last, spec)
+        eligible = eligible_as_of_between(months.first_known, months.labelled_through(), spec)
         as_of_dates = _some_as_of(eligible, book.report, spec)
     return write_training_set_with_spark(book, as_of_dates, spec, Path(out), partitions)
 

@@ -49,7 +49,7 @@ from pandera.errors import SchemaError, SchemaErrors
 
 from rollrisk.errors import UserError
 from rollrisk.features.dates import DateSettings
-from rollrisk.features.observations import ObservationSpec, combine_summaries
+from rollrisk.features.observations import ObservationSpec, combine_summaries, partial_months_note
 from rollrisk.features.training_set import (
     build_training_set,
     training_set_schema,
@@ -256,6 +256,7 @@ class TrainingSetWritten:
     rows: int
     columns: int
     summary: pl.DataFrame  # per as-of, as TrainingSetBuild.summary
+    partial_months: str | None = None  # observations.partial_months_note of the book
 
 
 def write_training_set_with_spark(
@@ -283,7 +284,12 @@ def write_training_set_with_spark(
     try:
         # whether an as-of's window is complete is the whole book's question, not a partition's
         work = functools.partial(
-            _training_partition, list(as_of_dates), spec, book.present, book.months.last, staging
+            _training_partition,
+            list(as_of_dates),
+            spec,
+            book.present,
+            book.months.labelled_through(),
+            staging,
         )
         rows = book.per_partition(partitions, range(partitions), work, TRAINING_PARTITION_SCHEMA)
         parts = [
@@ -303,7 +309,14 @@ def write_training_set_with_spark(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return TrainingSetWritten(out, sum(p.rows for p in parts), len(columns), summary)
+    choice = book.months.complete_book()
+    return TrainingSetWritten(
+        out,
+        sum(p.rows for p in parts),
+        len(columns),
+        summary,
+        partial_months=None if choice is None else partial_months_note(choice),
+    )
 
 
 def _training_partition(

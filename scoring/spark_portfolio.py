@@ -45,7 +45,7 @@ import polars as pl
 import pyarrow as pa
 
 from rollrisk.errors import DataContractError, UserError
-from rollrisk.features.dates import DateSettings
+from rollrisk.features.dates import DateSettings, DefaultAsOf, choose_default_as_of
 from rollrisk.features.schemas import RECORD_TABLES, TABLES
 from rollrisk.features.validation import REJECT_SCHEMA, TableOutcome
 from rollrisk.storage.loader import (
@@ -379,6 +379,19 @@ class StatementMonths:
 
     def month_ends(self) -> list[date]:
         return sorted(self.accounts)
+
+    def complete_book(self) -> DefaultAsOf | None:
+        """The latest month with a complete book and the later months passed over
+        (:func:`rollrisk.features.dates.default_as_of_choice`), None without statements."""
+        if not self.accounts:
+            return None
+        return choose_default_as_of(self.month_ends(), self.accounts.__getitem__)
+
+    def labelled_through(self) -> date | None:
+        """:func:`rollrisk.features.observations.labelled_through` of the whole book: the
+        latest month-end with a complete book, None without statements."""
+        choice = self.complete_book()
+        return None if choice is None else choice.as_of
 
 
 @dataclass

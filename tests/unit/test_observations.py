@@ -13,6 +13,7 @@ import polars as pl
 import pytest
 
 from rollrisk.errors import UserError
+from rollrisk.features.dates import default_as_of_choice
 from rollrisk.features.observations import (
     INCOMPLETE_WINDOW,
     LABELLED,
@@ -22,8 +23,10 @@ from rollrisk.features.observations import (
     combine_summaries,
     dpd_at_as_of,
     eligible_as_of_dates,
+    labelled_through,
     observation_summary,
     observations,
+    partial_months_note,
     recent_statement_cutoff,
 )
 
@@ -293,3 +296,35 @@ def test_a_model_of_a_lower_default_narrows_the_shipped_range_below_it():
         default_dpd=60, window_months=6, min_dpd=5, max_dpd=29
     )
     assert observation_of(SimpleNamespace(metadata={}), base) == base
+
+
+def test_outcome_windows_stop_at_the_last_complete_month_not_a_partial_one():
+    """An extract taken before its last month's cycles closed (half the accounts without
+    that month's statement) labelled outcomes from windows reaching that month as if they
+    were complete: labels flipped from 1 to 0 and the roll rate read low, with no row set
+    aside. Windows now end at the latest month with a complete book: the as-of whose window
+    reaches the partial month is excluded, the earlier ones are labelled as on the whole
+    book."""
+    from tests.feature_history import synthetic_history
+
+    history = synthetic_history(accounts=400, months=12, seed=6)
+    statements = history.statements
+    last = statements["cycle_end"].max()
+    month = pl.col("cycle_end").dt.month_start() == last.replace(day=1)
+    kept = pl.col("account_id").str.slice(-1).cast(pl.Int32) % 2 == 0
+    partial = statements.filter(~month | kept)
+    spec = ObservationSpec(window_months=3)
+
+    assert labelled_through(statements).month == last.month
+    assert labelled_through(partial) < last.replace(day=1)
+    assert eligible_as_of_dates(partial, spec) == eligible_as_of_dates(statements, spec)[:-1]
+    reaching = eligible_as_of_dates(statements, spec)[-1]  # its window ends in the last month
+    cut = observations(partial, [reaching], spec)
+    assert cut.height and (cut["status"] == "incomplete_window").all()
+    earlier = eligible_as_of_dates(statements, spec)[-2]
+    assert observations(partial, [earlier], spec).equals(observations(statements, [earlier], spec))
+    # the jobs say so (build-training-set, train)
+    note = partial_months_note(default_as_of_choice(partial))
+    assert note is not None and "later months hold statements of too few accounts" in note
+    assert f"{last:%Y-%m} (" in note
+    assert partial_months_note(default_as_of_choice(statements)) is None
