@@ -25,7 +25,10 @@ pipeline can stop on it.
 
 moves the champion back to version 3, which must have been promoted through the gates once
 (a production incident is no time to re-run them on data that moved on); both versions are
-tagged with the move. `rollrisk train` prints the same gates (all but discrimination), so
+tagged with the move. A challenger trained on another label than the champion's (default DPD
+or window: the two predict different events) is refused unless --new-label is given, and one
+rolled back from champion before unless --after-rollback is (the next plain promote would
+undo the rollback). `rollrisk train` prints the same gates (all but discrimination), so
 its report agrees with this job. Serving loads models:/NAME@champion.
 """
 
@@ -66,6 +69,68 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "once (e.g. when the new champion misbehaves in production); no gate is run again, the "
         "move is tagged on both versions",
     )
+    parser.add_argument(
+        "--new-label",
+        action="store_true",
+        help="replace a champion trained on another label (default DPD or window) knowingly: "
+        "without it such a challenger is refused, as the two predict different events",
+    )
+    parser.add_argument(
+        "--after-rollback",
+        action="store_true",
+        help="promote a challenger that was rolled back from champion once (its rolled_back "
+        "tag): without it the next promote would undo the rollback without a word",
+    )
+
+
+LABEL_PARAMS = ("default_dpd", "window_months")
+
+
+def _label_change(challenger: RegisteredVersion, champion: RegisteredVersion | None) -> str | None:
+    """How the challenger's label differs from the champion's, from their runs' logged
+    ``observation.*`` parameters (None: the same, no champion, or not logged)."""
+    from rollrisk.storage.tracking import run_record
+
+    if champion is None:
+        return None
+    ours = run_record(challenger.run_id).params
+    theirs = run_record(champion.run_id).params
+    differ = [
+        f"{name} {ours[key]} (challenger v{challenger.version}) against {theirs[key]} "
+        f"(champion v{champion.version})"
+        for name in LABEL_PARAMS
+        if (key := f"observation.{name}") in ours and key in theirs and ours[key] != theirs[key]
+    ]
+    return "; ".join(differ) or None
+
+
+def _held_back(
+    name: str,
+    challenger: RegisteredVersion,
+    champion: RegisteredVersion | None,
+    args: argparse.Namespace,
+) -> list[str]:
+    """Refusals beyond the gates: a challenger trained on another label than the champion's
+    (the two predict different events: its AUC against the champion's is measured on the
+    challenger's label only), or one rolled back from champion before (promoting it again
+    undoes the rollback)."""
+    from rollrisk.storage.registry import version_tags
+
+    held = []
+    change = _label_change(challenger, champion)
+    if change is not None and not args.new_label:
+        held.append(
+            f"FAIL label: the challenger is trained on another label than the champion "
+            f"({change}): they predict different events; promote it knowingly with --new-label"
+        )
+    rolled_back = (version_tags(name, challenger.version) or {}).get("rolled_back")
+    if rolled_back is not None and not args.after_rollback:
+        held.append(
+            f"FAIL rollback: v{challenger.version} was rolled back from champion ({rolled_back}); "
+            "promoting it again undoes that rollback: train a new challenger, or promote it "
+            "knowingly with --after-rollback"
+        )
+    return held
 
 
 def _count(metrics: Mapping[str, float], name: str) -> int | None:
@@ -216,22 +281,25 @@ def run(args: argparse.Namespace) -> int:
         return 0
     challenger_figures, champion_figures, note = _figures(challenger, champion)
     decision = decide_promotion(challenger_figures, champion_figures, gates)
+    held = _held_back(name, challenger, champion, args)
     print(
         f"{name}: {gates.from_alias} v{challenger.version} vs "
         f"{gates.to_alias} {'v' + champion.version if champion else '(none)'} ({note})"
     )
-    for reason in decision.reasons:
+    reasons = [*decision.reasons, *held]
+    for reason in reasons:
         print(f"  {reason}")
-    outcome = "promoted" if decision.promote else "refused"
+    promote = decision.promote and not held
+    outcome = "promoted" if promote else "refused"
     if args.dry_run:
         print(f"dry run: would be {outcome}")
-        return 0 if decision.promote else EXIT_REFUSED
+        return 0 if promote else EXIT_REFUSED
     tag_version(
         name,
         challenger.version,
-        {"promotion": outcome, "promotion_reasons": " | ".join(decision.reasons)},
+        {"promotion": outcome, "promotion_reasons": " | ".join(reasons)},
     )
-    if not decision.promote:
+    if not promote:
         print(
             f"refused: {gates.to_alias} stays at {'v' + champion.version if champion else 'no version'}"
         )

@@ -241,6 +241,29 @@ def test_train_then_promotion_gates_then_fresh_process_load(
     assert client.get_model_version(MODEL, "1").tags["rollback"].startswith("champion v2 -> v1 at ")
     assert client.get_model_version(MODEL, "2").tags["rolled_back"].startswith("champion v2 -> v1")
 
+    # 7. The version rolled back, challenger again (a nightly `promote` finding it there): the
+    #    plain promote undid the rollback without a word; it now says so and refuses.
+    client.set_registered_model_alias(MODEL, "challenger", "2")
+    capsys.readouterr()
+    assert main(["promote", "--config", str(strong)]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL rollback: v2 was rolled back from champion (champion v2 -> v1 at " in out
+    assert _aliases(tracking_uri)["champion"] == "1"
+    assert main(["promote", "--config", str(strong), "--after-rollback", "--dry-run"]) == 0
+    assert "FAIL rollback" not in capsys.readouterr().out
+
+    # 8. A challenger trained on another label (a 2-month window against the champion's 3):
+    #    promote compared and replaced across the two without a word; it now refuses.
+    assert main(["train", "--data", str(portfolio), "--config", str(strong),
+                 "--window-months", "2", "--out", str(tmp_path / "window2")]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main(["promote", "--config", str(strong), "--dry-run"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL label: the challenger is trained on another label than the champion " in out
+    assert "window_months 2 (challenger v4) against 3 (champion v1)" in out
+    main(["promote", "--config", str(strong), "--dry-run", "--new-label"])
+    assert "FAIL label" not in capsys.readouterr().out
+
 
 def test_promote_without_a_challenger_says_what_to_do(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
