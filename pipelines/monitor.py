@@ -236,6 +236,13 @@ def run(args: argparse.Namespace) -> int:
                     f"outside the realised rate's interval {row.ci_lower:.3f}-{row.ci_upper:.3f})"
                 )
 
+    in_sample = (
+        None
+        if backtest_table is None
+        else backtest_in_sample_note(loaded.metadata.get("trained_as_of"), as_of)
+    )
+    if in_sample:
+        print(f"[monitor] WARNING: {in_sample}", file=sys.stderr, flush=True)
     verdict = "alert" if alerts else ("no alert" if stability.judged else "no verdict")
     report = {
         "as_of": as_of.isoformat(),
@@ -280,6 +287,7 @@ def run(args: argparse.Namespace) -> int:
             "confidence": 1.0 - stability.level,
             "bands": _records(backtest_table),
         },
+        "backtest_in_sample": in_sample,
         "backtest_status": "matured"
         if backtest_table is not None
         else f"not matured: the {spec.window_months}-month window after {as_of} is not in the data",
@@ -320,6 +328,23 @@ class Reference:
     kind: str
     months: list[str]
     note: str
+
+
+def backtest_in_sample_note(trained_as_of: str | None, as_of: date) -> str | None:
+    """A warning when ``as_of`` is one of the as-of months the deployed model learnt from
+    (its metadata's ``trained_as_of``, 'first..last'): the backtest then compares the model
+    with outcomes it was fitted and calibrated on, and passes whatever the model is worth
+    (None: not in them, or not recorded)."""
+    if not trained_as_of or ".." not in trained_as_of:
+        return None
+    first, last = (date.fromisoformat(end) for end in trained_as_of.split(".."))
+    if not first <= as_of <= last:
+        return None
+    return (
+        f"the backtest's as-of {as_of} is one of the months the model learnt from "
+        f"({trained_as_of}): it compares the model with outcomes it was fitted and calibrated "
+        f"on, so its pass says little; monitor an as-of after {last} for an out-of-sample check"
+    )
 
 
 def reference_of(loaded: LoadedModel) -> Reference:
@@ -574,6 +599,11 @@ def render_markdown(report: dict[str, Any]) -> str:
     else:
         lines += [
             f"{report['backtest']['matured_accounts']:,} accounts with a matured outcome.",
+            *(
+                ["", f"**In-sample:** {report['backtest_in_sample']}."]
+                if report.get("backtest_in_sample")
+                else []
+            ),
             "",
             f"| band | accounts | rolled | predicted | realised | "
             f"{report['backtest']['confidence']:.2%} interval | verdict |",

@@ -293,3 +293,19 @@ def test_a_day_count_feature_is_reported_not_judged_mid_month():
     assert verdict.verdict == NOT_AT_MONTH_END and not verdict.alert
     assert verdict.value == judged.feature_verdicts[spec.name].value > 1.0  # still reported
     assert mid_month.alerts == ()
+
+
+def test_a_backtest_on_the_months_the_model_learnt_from_is_called_in_sample():
+    """The monitor's backtest at an as-of the deployed model was fitted and calibrated on
+    passed every band without a word (a helper's 2025-09-30 and 2024-01-31 runs)."""
+    from datetime import date
+
+    from rollrisk.pipelines.monitor import backtest_in_sample_note
+
+    trained = "2024-01-31..2025-09-30"
+    note = backtest_in_sample_note(trained, date(2025, 9, 30))
+    assert note is not None and "one of the months the model learnt from" in note
+    assert "monitor an as-of after 2025-09-30" in note
+    assert backtest_in_sample_note(trained, date(2024, 1, 31)) is not None
+    assert backtest_in_sample_note(trained, date(2025, 10, 31)) is None
+    assert backtest_in_sample_note(None, date(2025, 9, 30)) is None  # a model before the record
