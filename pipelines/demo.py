@@ -180,10 +180,10 @@ def run(args: argparse.Namespace) -> int:
         argv = stage.argv
         if argv[0] == "score" and model_uri == CHALLENGER:
             print(
-                "\nnote: the challenger did not pass the promotion gates (see above), so there is "
-                "no champion; the demo scores (and tabulates the experiment) with the challenger to "
-                "show the rest of the flow. "
-                "A production run scores only a champion.",
+                "\nnote: the challenger did not pass the promotion gates (see above), so it did "
+                "not become the champion (any champion already in the store stays); the demo "
+                "scores (and tabulates the experiment) with the challenger it just trained to "
+                "show the rest of the flow. A production run scores only a champion.",
                 flush=True,
             )
         print(f"\n== [{number}/{count}] {stage.title}", flush=True)
