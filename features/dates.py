@@ -420,14 +420,18 @@ class DefaultAsOf:
     accounts: int  # accounts with a statement in the as-of's month
     skipped: tuple[MonthBook, ...] = ()  # later months whose book was not complete, oldest first
 
+    def skipped_months(self) -> str:
+        """The months passed over with their accounts, e.g. '2025-12 (5,531 accounts)'."""
+        return ", ".join(
+            f"{book.month_end:%Y-%m} ({book.accounts:,} account{'s' * (book.accounts != 1)})"
+            for book in self.skipped
+        )
+
     def note(self) -> str | None:
         """One line saying which later months were passed over and why (None: none were)."""
         if not self.skipped:
             return None
-        months = ", ".join(
-            f"{book.month_end:%Y-%m} ({book.accounts:,} account{'s' * (book.accounts != 1)})"
-            for book in self.skipped
-        )
+        months = self.skipped_months()
         return (
             f"as-of {self.as_of} ({self.accounts:,} accounts with a statement that month) is "
             f"the latest month-end with a complete book; later months hold statements of too "

@@ -312,10 +312,7 @@ def partial_months_note(choice: DefaultAsOf) -> str | None:
     latest complete one that no outcome is read from (None: none were)."""
     if not choice.skipped:
         return None
-    months = ", ".join(
-        f"{book.month_end:%Y-%m} ({book.accounts:,} account{'s' * (book.accounts != 1)})"
-        for book in choice.skipped
-    )
+    months = choice.skipped_months()
     return (
         f"outcome windows end at {choice.as_of}, the latest month-end with a complete book: "
         f"later months hold statements of too few accounts (fewer than "
