@@ -600,7 +600,10 @@ def train_roll_model(
         *(f"short history: {note}" for note in split.adaptations),
         *([partial] if partial else []),
         *incomplete_window_warnings(
-            {"evaluation": split.train, "deployed model": deployment.train},
+            {
+                "evaluation's training rows": split.train,
+                "deployed model's training rows": deployment.train,
+            },
             first_statement_month(statements),
             feature_set,
         ),
@@ -673,8 +676,17 @@ def _check_outcomes(split: SplitFrames, parts: tuple[str, ...], what: str) -> No
             )
 
 
+TRUNCATED_TRAINING = (
+    "the model learns from truncated histories and monitoring will see these features drift "
+    "as the windows fill"
+)
+
+
 def incomplete_window_warnings(
-    parts: Mapping[str, pd.DataFrame], first_month: date | None, feature_set: FeatureSet
+    parts: Mapping[str, pd.DataFrame],
+    first_month: date | None,
+    feature_set: FeatureSet,
+    consequence: str = TRUNCATED_TRAINING,
 ) -> list[str]:
     """Warnings for training rows whose feature windows reach back before the portfolio's
     first statements (``first_month``): a 12-month feature at an as-of 3 months into the
@@ -702,11 +714,10 @@ def incomplete_window_warnings(
         complete_from = windows_complete_from(first_month, longest)
         shares = ", ".join(f"{window}-month windows {share:.0%}" for window, share in short)
         messages.append(
-            f"feature windows not yet complete in the {name}'s training rows ({shares} of "
+            f"feature windows not yet complete in the {name} ({shares} of "
             f"{len(frame)} rows): the statements start in {first_month:%Y-%m}, so at those "
-            "as-of dates a window covers fewer months than its name says; the model learns from "
-            f"truncated histories and monitoring will see these features drift as the windows "
-            f"fill ({longest}-month windows are complete from as-of {complete_from} on)"
+            "as-of dates a window covers fewer months than its name says; "
+            f"{consequence} ({longest}-month windows are complete from as-of {complete_from} on)"
         )
     return messages
 

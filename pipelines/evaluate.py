@@ -82,8 +82,9 @@ def run(args: argparse.Namespace) -> int:
         check_output_argument,
         load_portfolio_argument,
     )
+    from rollrisk.features.observations import first_statement_month
     from rollrisk.models.metrics import HEADLINE_METRICS
-    from rollrisk.models.training import LABEL, tables_with_data
+    from rollrisk.models.training import LABEL, incomplete_window_warnings, tables_with_data
     from rollrisk.reports.evaluation import write_evaluation_report
     from rollrisk.scoring.core import (
         check_model_currency,
@@ -152,6 +153,15 @@ def run(args: argparse.Namespace) -> int:
     in_sample = _in_sample_note(frame, metadata.get("trained_as_of"), labelled_as_of)
     if in_sample:
         print(f"[evaluate] WARNING: {in_sample}", file=sys.stderr, flush=True)
+    # rows whose feature windows reach back before the statements: train says so of its rows
+    for line in incomplete_window_warnings(
+        {"evaluated rows": frame},
+        first_statement_month(portfolio.statements),
+        loaded.model.feature_set,
+        consequence="the figures measure the model on truncated histories, which it may not "
+        "have been trained on",
+    ):
+        print(f"[evaluate] warning: {line}", file=sys.stderr, flush=True)
     model_name = named_model(loaded.name, loaded.version)
     as_of = pd.to_datetime(frame["as_of"]).dt.date
     print(

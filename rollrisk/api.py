@@ -165,7 +165,8 @@ def load_portfolio(
     dtypes; the optional tables are ``None`` when absent) and ``report`` (rows read, accepted
     and rejected per table, with the main reasons). Rows that break the contract are set
     aside, never silently dropped: they are counted in ``report`` and written to
-    ``rejects_path`` when given. ``dates`` (:class:`~rollrisk.features.dates.DateSettings`)
+    ``rejects_path`` when given (a file already there is removed first: no rejected row, no
+    file). ``dates`` (:class:`~rollrisk.features.dates.DateSettings`)
     declares a date format besides YYYY-MM-DD, the reporting time zone and the extract date
     (default today: rows dated after it are rejected).
 
@@ -180,6 +181,10 @@ def load_portfolio(
         raise UserError(
             f"max_reject_rate: expected a share between 0 and 1, got {max_reject_rate!r}"
         )
+    if rejects_path is not None:
+        # the loader writes the file only when some row is rejected: a list left by an earlier
+        # load would read as this one's (the jobs remove theirs first too)
+        Path(rejects_path).unlink(missing_ok=True)
     portfolio = validate_and_load(
         Path(path), rejects_path=None if rejects_path is None else Path(rejects_path), dates=dates
     )

@@ -101,6 +101,13 @@ def test_six_months_without_action_logs_train_promote_and_score(
     assert "training rows < 2000" in data_gate
     assert "refused: champion stays at no version" in promoted
 
+    # evaluate: its rows' windows are as short, and it says so as train does (it did not)
+    argv = ["evaluate", "--model", f"models:/{MODEL}@challenger", "--data", str(portfolio)]
+    assert main([*argv, "--out", str(tmp_path / "evaluation")]) == 0
+    err = capsys.readouterr().err
+    assert "feature windows not yet complete in the evaluated rows (" in err
+    assert "the figures measure the model on truncated histories" in err
+
     # score: the one flag names the challenger, since no model passed the gates
     out = tmp_path / "scores"
     argv = ["score", "--data", str(portfolio), "--out", str(out),

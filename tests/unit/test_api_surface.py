@@ -183,3 +183,14 @@ def test_training_as_of_dates_are_read_and_checked_as_score_reads_its_as_of(tmp_
     ):
         with pytest.raises(UserError, match=words):
             api.build_training_set(portfolio, as_of_dates=[given])
+
+
+def test_a_rejects_file_left_by_an_earlier_load_is_not_read_as_this_ones(tmp_path: Path) -> None:
+    """load_portfolio(rejects_path=...) wrote the file only when a row was rejected, so a
+    list an earlier load left there stayed, read as this load's rejects."""
+    folder = synthetic_history(accounts=20, months=6, seed=1).write(tmp_path / "p")
+    rejects = tmp_path / "rejects.csv"
+    rejects.write_text("table,file,row,key,reasons\nstatements,old.csv,1,A1,STALE\n")
+    portfolio = api.load_portfolio(folder, rejects_path=rejects)
+    assert sum(t.rows_rejected for t in portfolio.report.tables) == 0
+    assert not rejects.exists()
