@@ -76,6 +76,8 @@ from rollrisk.models.training import (
 )
 from rollrisk.models.training_config import TrainingConfig
 from rollrisk.scoring.core import (
+    ALLOW_MISSING_TABLE_FLAG,
+    OPTIONAL_TABLES,
     ScoringSetup,
     check_currencies,
     check_tables,
@@ -521,6 +523,7 @@ def scoring_setup(
     compliance: Path | str | None = None,
     jurisdictions: Sequence[str] | None = None,
     experiments: Path | str | None = None,
+    allow_missing_tables: Sequence[str] = (),
 ) -> ScoringSetup:
     """Everything :func:`score` needs besides the data, loaded once: the model, the population
     range (``observation``; the label settings come from the model when it knows them), the
@@ -529,11 +532,20 @@ def scoring_setup(
 
     The rule files default to the shipped ``conf/segments.yaml``, ``conf/policy.yaml``,
     ``conf/compliance.yaml`` and ``conf/experiments.yaml`` (no experiment); jurisdictions to
-    ``("CN",)``. Raises ``UserError`` when a file is missing; the strategy parsers raise theirs
-    naming ``file:line`` (an experiment's arm named like a policy treatment with another
-    ladder included).
+    ``("CN",)``. ``allow_missing_tables``: optional tables the model was trained with that a
+    portfolio may lack knowingly (``rollrisk score --allow-missing-table``: their features are
+    missing, the reasons quoting them say the table was not given, and the scores move).
+    Raises ``UserError`` when a file is missing or a table name is not an optional table; the
+    strategy parsers raise theirs naming ``file:line`` (an experiment's arm named like a
+    policy treatment with another ladder included).
     """
     loaded = _as_loaded(model)
+    unknown = sorted(set(allow_missing_tables) - set(OPTIONAL_TABLES))
+    if unknown:
+        raise UserError(
+            f"allow_missing_tables: {', '.join(unknown)} is not an optional table (expected "
+            f"some of {', '.join(OPTIONAL_TABLES)})"
+        )
     files = {
         "policy": Path(policy or DEFAULT_POLICY),
         "segments": Path(segments or DEFAULT_SEGMENTS),
@@ -564,6 +576,7 @@ def scoring_setup(
             list(jurisdictions or DEFAULT_JURISDICTIONS)
         ),
         experiments=plan,
+        allowed_missing_tables=frozenset(allow_missing_tables),
     )
 
 
@@ -617,9 +630,18 @@ def _check_book(setup: ScoringSetup, portfolio: Portfolio, as_of: date) -> None:
     """What the batch refuses before scoring, for :func:`score` and :func:`explain`: a table
     the model was trained with and the portfolio lacks, accounts of the population in a
     currency the model was not trained on (``UserError``)."""
-    check_tables(
-        setup, tables_present(portfolio.collection_actions, portfolio.treatments), "the portfolio"
-    )
+    try:
+        check_tables(
+            setup,
+            tables_present(portfolio.collection_actions, portfolio.treatments),
+            "the portfolio",
+        )
+    except UserError as error:  # the jobs' message, with this API's parameter for the flag
+        raise UserError(
+            str(error).replace(
+                ALLOW_MISSING_TABLE_FLAG, "scoring_setup(model, allow_missing_tables=...):"
+            )
+        ) from None
     if setup.trained_currencies is not None:
         people = population(portfolio.statements, as_of, setup.observation)["account_id"]
         counts = currency_counts(portfolio.accounts, people, setup.trained_currencies)

@@ -261,5 +261,13 @@ def test_api_explain_refuses_a_missing_table_as_score_does(api_world):
     model, data = api_world
     without = dataclasses.replace(data, collection_actions=None)
     for call in (rollrisk.score, rollrisk.explain):
-        with pytest.raises(UserError, match="has no collection_actions"):
+        with pytest.raises(UserError, match="has no collection_actions") as refused:
             call(model, without)
+        # the way round is named as this API takes it, not as the CLI's flag
+        assert "scoring_setup(model, allow_missing_tables=...)" in str(refused.value)
+        assert "--allow-missing-table" not in str(refused.value)
+    allowed = rollrisk.scoring_setup(model, allow_missing_tables=["collection_actions"])
+    scored = rollrisk.score(allowed, without)
+    assert (
+        scored.height and scored["reasons"].str.contains("collection actions were not given").any()
+    )
