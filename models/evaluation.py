@@ -31,6 +31,19 @@ from rollrisk.models.metrics import (
 )
 from rollrisk.models.stats import group_bootstrap_draws
 
+
+def in_sample_rows(as_of: pd.Series, trained_as_of: str | None) -> tuple[int, pd.Timestamp] | None:
+    """How many of the rows dated ``as_of`` are of the as-of months a model learnt from (its
+    metadata's ``trained_as_of``, 'first..last'), with the last of those months; None when
+    none is, or the model does not record them. Figures on such rows are in-sample."""
+    if not trained_as_of or ".." not in trained_as_of:
+        return None
+    first, last = (pd.Timestamp(end) for end in trained_as_of.split(".."))
+    dated = pd.to_datetime(as_of)
+    inside = int(((dated >= first) & (dated <= last)).sum())
+    return (inside, last) if inside else None
+
+
 __all__ = [
     "ModelComparison",
     "PairedComparison",

@@ -262,6 +262,13 @@ class TrainingResult:
         return left_out_features(self.tables, self.feature_set)
 
     @property
+    def trained_as_of(self) -> str:
+        """The as-of months the deployed model learnt from, 'first..last' (its training and
+        validation months): figures on rows of them are in-sample."""
+        months = self.deployment_split.months
+        return f"{months['train'][0]}..{months['validation'][-1]}"
+
+    @property
     def observation(self) -> dict[str, int]:
         """The label's definition: ``default_dpd`` and ``window_months``."""
         return {"default_dpd": self.default_dpd, "window_months": self.window_months}

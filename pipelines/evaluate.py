@@ -43,6 +43,7 @@ from rollrisk.arguments import (
     with_observation_flags,
 )
 from rollrisk.errors import UserError
+from rollrisk.models.evaluation import in_sample_rows
 
 if TYPE_CHECKING:
     from rollrisk.features.observations import ObservationSpec
@@ -300,13 +301,10 @@ def _in_sample_note(
     The advice depends on ``labelled_as_of``, the as-of of every labelled row of the
     portfolio: evaluate the months after the training data with --as-of-from when it has
     some, else a later extract is needed (--as-of-from would leave nothing to evaluate)."""
-    if not trained_as_of or ".." not in trained_as_of:
+    found = in_sample_rows(frame["as_of"], trained_as_of)
+    if found is None:
         return None
-    first, last = (pd.Timestamp(end) for end in trained_as_of.split(".."))
-    as_of = pd.to_datetime(frame["as_of"])
-    inside = int(((as_of >= first) & (as_of <= last)).sum())
-    if inside == 0:
-        return None
+    inside, last = found
     later = labelled_as_of[labelled_as_of > last]
     if len(later):
         advice = (

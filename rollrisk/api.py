@@ -64,7 +64,7 @@ from rollrisk.features.observations import (
 from rollrisk.features.registry import FEATURE_SET, FeatureSet
 from rollrisk.features.training_set import TrainingSetBuild, validate_training_set
 from rollrisk.features.training_set import build_training_set as build_observations
-from rollrisk.models.evaluation import ModelComparison
+from rollrisk.models.evaluation import ModelComparison, in_sample_rows
 from rollrisk.models.explanations import family_contributions, reason_codes
 from rollrisk.models.roll_model import RollModel
 from rollrisk.models.training import (
@@ -475,6 +475,7 @@ def _as_loaded(model: Model) -> LoadedModel:
                 "feature_set_version": model.feature_set.version,
                 "tables": ",".join(model.tables),
                 **currency_metadata(model.currencies),
+                "trained_as_of": model.trained_as_of,
                 **{f"observation_{k}": v for k, v in model.observation.items()},
             },
             reference_scores=np.asarray(model.deployment_scores),
@@ -509,6 +510,16 @@ def evaluate(model: Model, training_set: pl.DataFrame | pd.DataFrame) -> ModelCo
     frame = frame[frame[LABEL].notna()].reset_index(drop=True)
     if frame.empty:
         raise UserError("no labelled rows to evaluate")
+    found = in_sample_rows(frame["as_of"], loaded.metadata.get("trained_as_of"))
+    if found is not None:  # `rollrisk evaluate` warns of the same rows
+        inside, last = found
+        warnings.warn(
+            f"{inside:,} of {len(frame):,} rows are of the months the model learnt from (up to "
+            f"{last.date()}): their figures are in-sample and flatter it; evaluate rows of "
+            "later months for an out-of-sample figure",
+            RollriskWarning,
+            stacklevel=2,
+        )
     return evaluate_probabilities(frame, loaded.predict_proba(frame), loaded.reference_scores)
 
 

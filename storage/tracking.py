@@ -499,10 +499,7 @@ def log_training_run(
                 # the currency of its accounts: scoring accounts in another is refused
                 **currency_metadata(result.currencies),
                 # the as-of months the deployed model learnt from: figures on them are in-sample
-                "trained_as_of": "{}..{}".format(
-                    result.deployment_split.months["train"][0],
-                    result.deployment_split.months["validation"][-1],
-                ),
+                "trained_as_of": result.trained_as_of,
                 **{f"observation_{k}": v for k, v in result.observation.items()},
             },
         )
