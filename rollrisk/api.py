@@ -708,13 +708,14 @@ def _as_of(value: object, portfolio: Portfolio) -> date:
 class Explanation:
     """Why a model gave each account its score (exact TreeSHAP, in log-odds).
 
-    ``contributions``: one row per account, ``account_id`` (when the input had it), one column
-    per feature of the feature set and ``base_value``; a row sums to the model's raw
-    (uncalibrated) log-odds score. ``reasons``: the principal reasons, one row per (account,
-    reason), ``account_id, rank`` (1 = raised the risk most), ``feature, code, family,
-    value, contribution, text_en, text_zh`` (only risk-raising features; at most
-    ``max_reasons`` per account). ``families``: ``account_id`` and the contributions summed
-    per driver family (what the segment rules read).
+    ``contributions``: one row per account, ``account_id`` and ``as_of`` (when the input had
+    them; a portfolio's as-of), one column per feature of the feature set and
+    ``base_value``; a row sums to the model's raw (uncalibrated) log-odds score.
+    ``reasons``: the principal reasons, one row per (account, as-of, reason), ``account_id,
+    as_of, rank`` (1 = raised the risk most), ``feature, code, family, value, contribution,
+    text_en, text_zh`` (only risk-raising features; at most ``max_reasons`` per account).
+    ``families``: ``account_id``, ``as_of`` and the contributions summed per driver family
+    (what the segment rules read).
     """
 
     contributions: pd.DataFrame
@@ -759,19 +760,23 @@ def explain(
         frame = data.to_pandas() if isinstance(data, pl.DataFrame) else data
         frame = frame.reset_index(drop=True)
     contribs = tree_contributions(loaded.model, frame)
-    ids = (
-        {"account_id": frame["account_id"].astype(str).to_numpy()}
-        if "account_id" in frame.columns
-        else {}
-    )
+    # the keys of each row: the account, and its as-of when the rows span several (a training
+    # set): without it a training set's reasons could not be told apart or joined back
+    ids = {}
+    if "account_id" in frame.columns:
+        ids["account_id"] = frame["account_id"].astype(str).to_numpy()
+    if isinstance(data, Portfolio):
+        ids["as_of"] = np.full(len(frame), when, dtype=object)
+    elif "as_of" in frame.columns:  # dates, as score() writes them
+        ids["as_of"] = pd.to_datetime(frame["as_of"]).dt.date.to_numpy()
     contributions = pd.DataFrame(contribs, columns=[*feature_set.names, "base_value"])
     reasons = reason_codes(contribs, frame, feature_set, max_reasons=max_reasons)
-    if ids:
-        contributions.insert(0, "account_id", ids["account_id"])
-        reasons.insert(0, "account_id", ids["account_id"][reasons["row"].to_numpy()])
     families = family_contributions(contribs, feature_set)
-    if ids:
-        families.insert(0, "account_id", ids["account_id"])
+    rows = reasons["row"].to_numpy()
+    for position, (name, values) in enumerate(ids.items()):
+        contributions.insert(position, name, values)
+        reasons.insert(position, name, values[rows])
+        families.insert(position, name, values)
     return Explanation(
         contributions=contributions,
         reasons=reasons.drop(columns="row"),

@@ -96,7 +96,7 @@ def test_explain_gives_the_reasons_score_gives(walkthrough) -> None:
     _, work, _ = walkthrough
     scored = pl.read_parquet(work / "scores.parquet")
     explained = pd.read_csv(work / "reasons.csv", dtype={"account_id": str, "value": str})
-    assert list(explained.columns[:3]) == ["account_id", "rank", "feature"]
+    assert list(explained.columns[:4]) == ["account_id", "as_of", "rank", "feature"]
     from_explain = {
         account: list(rows.sort_values("rank")["code"])
         for account, rows in explained.groupby("account_id")

@@ -271,3 +271,22 @@ def test_api_explain_refuses_a_missing_table_as_score_does(api_world):
     assert (
         scored.height and scored["reasons"].str.contains("collection actions were not given").any()
     )
+
+
+def test_api_explain_keys_a_training_sets_rows_by_account_and_as_of(api_world):
+    """explain() on a training set gave no as-of and its reasons no row key: an account's
+    reasons at two as-of dates could not be told apart, and a join on account_id multiplied
+    rows (a helper's (account_id, rank) repeated up to 13 times)."""
+    model, data = api_world
+    dates = rollrisk.training_as_of_dates(data)[-2:]
+    rows = rollrisk.build_training_set(data, as_of_dates=dates)
+    explained = rollrisk.explain(model, rows)
+    keys = explained.contributions[["account_id", "as_of"]]
+    assert (
+        list(keys.itertuples(index=False, name=None)) == rows.select("account_id", "as_of").rows()
+    )
+    assert not explained.reasons.duplicated(["account_id", "as_of", "rank"]).any()
+    assert set(explained.reasons["as_of"]) == set(dates)
+    assert list(explained.families.columns[:2]) == ["account_id", "as_of"]
+    on_book = rollrisk.explain(model, data, as_of=dates[-1])
+    assert set(on_book.reasons["as_of"]) == {dates[-1]}
