@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +43,7 @@ from rollrisk.arguments import (
     training_set_from_arguments,
     with_observation_flags,
 )
-from rollrisk.errors import UserError
+from rollrisk.errors import RollriskWarning, UserError
 from rollrisk.models.evaluation import in_sample_rows
 
 if TYPE_CHECKING:
@@ -171,7 +172,9 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
-    comparison = evaluate(loaded, frame)
+    with warnings.catch_warnings():  # the in-sample warning is printed above, with its advice
+        warnings.simplefilter("ignore", RollriskWarning)
+        comparison = evaluate(loaded, frame)
     reference = loaded.reference_scores
     context = {
         "model": f"{model_name} ({args.model})",
