@@ -47,6 +47,7 @@ from rollrisk.features.currencies import currency_counts, currency_metadata, rec
 from rollrisk.features.dates import (
     ISO_DATE_PATTERN,
     DateSettings,
+    DefaultAsOf,
     check_as_of,
     default_as_of_choice,
 )
@@ -54,8 +55,8 @@ from rollrisk.features.observations import (
     LABELLED,
     ObservationSpec,
     eligible_as_of_between,
-    eligible_as_of_dates,
     first_statement_month,
+    labelled_through,
     observations,
     overdue_statements,
     overdue_statements_warning,
@@ -209,7 +210,16 @@ def training_as_of_dates(
     it (``observation.window_months``): the as-of dates :func:`build_training_set` uses when it
     is given none. Raises ``UserError`` when there is none (the history is too short)."""
     spec = _observation(observation)
-    return _some_as_of(eligible_as_of_dates(portfolio.statements, spec), portfolio.report, spec)
+    return _training_dates(portfolio, spec, labelled_through(portfolio.statements))
+
+
+def _training_dates(
+    portfolio: Portfolio, spec: ObservationSpec, through: date | None
+) -> list[date]:
+    """:func:`training_as_of_dates`, the last month a window may reach (``through``,
+    :func:`~rollrisk.features.observations.labelled_through`) given."""
+    first_known = portfolio.statements["known_at"].min()
+    return _some_as_of(eligible_as_of_between(first_known, through, spec), portfolio.report, spec)
 
 
 def _some_as_of(dates: list[date], report: ValidationReport, spec: ObservationSpec) -> list[date]:
@@ -236,13 +246,12 @@ def build_training_set_with_summary(
     have no outcome).
     """
     spec = _observation(observation)
+    # the last month an outcome window may reach, found once for the dates and the labels
+    through = labelled_through(portfolio.statements)
     if as_of_dates is None:
-        dates = training_as_of_dates(portfolio, spec)
+        dates = _training_dates(portfolio, spec, through)
     else:  # read and checked as score() reads its as-of: a string or a date within the data
-        dates = [
-            _as_of(day, portfolio) if day is not None else _as_of("None", portfolio)
-            for day in as_of_dates
-        ]
+        dates = [_as_of(_given(day), portfolio) for day in as_of_dates]
     bar = None
     if progress:
         bar = tqdm(total=len(dates), desc="as-of dates", unit="as-of", file=sys.stderr)
@@ -255,6 +264,7 @@ def build_training_set_with_summary(
             collection_actions=portfolio.collection_actions,
             treatments=portfolio.treatments,
             on_as_of_done=None if bar is None else lambda _: bar.update(),
+            last_cycle_end=through,
         )
     finally:
         if bar is not None:
@@ -622,9 +632,10 @@ def score(
             "score: observation was given with a scoring setup, which holds its own population "
             "range: give it to scoring_setup(model, observation=...) instead"
         )
-    when = _as_of(as_of, portfolio)
+    choice = default_as_of_choice(portfolio.statements)  # once: the default and the notes
+    when = choice.as_of if as_of is None else _as_of(as_of, portfolio)
     setup = model if isinstance(model, ScoringSetup) else scoring_setup(model, observation)
-    for text in scoring_warnings(portfolio, when, setup, as_of_given=as_of is not None):
+    for text in scoring_warnings(portfolio, when, setup, choice, as_of_given=as_of is not None):
         warnings.warn(text, RollriskWarning, stacklevel=2)
     _check_book(setup, portfolio, when)
     return score_accounts(
@@ -660,14 +671,14 @@ def _check_book(setup: ScoringSetup, portfolio: Portfolio, as_of: date) -> None:
 
 
 def scoring_warnings(
-    portfolio: Portfolio, as_of: date, setup: ScoringSetup, as_of_given: bool
+    portfolio: Portfolio, as_of: date, setup: ScoringSetup, choice: DefaultAsOf, as_of_given: bool
 ) -> list[str]:
     """The warnings and notes ``rollrisk score`` prints for scoring ``portfolio`` at
-    ``as_of``: a given as-of in a month the default passed over as incomplete, or (none given)
-    which later months were passed over; accounts whose latest statement is overdue; a
-    history too short for the feature windows; a model that does not record its currency;
-    experiments of the setup not running at the as-of."""
-    choice = default_as_of_choice(portfolio.statements)
+    ``as_of`` (``choice``: the portfolio's :func:`default_as_of_choice`): a given as-of in a
+    month the default passed over as incomplete, or (none given) which later months were
+    passed over; accounts whose latest statement is overdue; a history too short for the
+    feature windows; a model that does not record its currency; experiments of the setup not
+    running at the as-of."""
     texts = [
         choice.partial_month_warning(as_of) if as_of_given else choice.note(),
         overdue_statements_warning(
@@ -680,6 +691,14 @@ def scoring_warnings(
         *setup.experiments.not_running_notes(as_of),
     ]
     return [text for text in texts if text]
+
+
+def _given(value: object) -> object:
+    """An as-of given in a list, where ``None`` cannot mean "the default" as it does for
+    :func:`_as_of`: refused."""
+    if value is None:
+        raise UserError("as_of_dates: expected dates or strings YYYY-MM-DD, got None")
+    return value
 
 
 def _as_of(value: object, portfolio: Portfolio) -> date:
