@@ -44,7 +44,6 @@ from rollrisk.arguments import (
     with_observation_flags,
 )
 from rollrisk.errors import RollriskWarning, UserError
-from rollrisk.models.evaluation import in_sample_rows
 
 if TYPE_CHECKING:
     from rollrisk.features.observations import ObservationSpec
@@ -304,6 +303,8 @@ def _in_sample_note(
     The advice depends on ``labelled_as_of``, the as-of of every labelled row of the
     portfolio: evaluate the months after the training data with --as-of-from when it has
     some, else a later extract is needed (--as-of-from would leave nothing to evaluate)."""
+    from rollrisk.models.evaluation import in_sample_rows
+
     found = in_sample_rows(frame["as_of"], trained_as_of)
     if found is None:
         return None

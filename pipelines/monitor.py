@@ -335,11 +335,12 @@ def backtest_in_sample_note(trained_as_of: str | None, as_of: date) -> str | Non
     (its metadata's ``trained_as_of``, 'first..last'): the backtest then compares the model
     with outcomes it was fitted and calibrated on, and passes whatever the model is worth
     (None: not in them, or not recorded)."""
-    if not trained_as_of or ".." not in trained_as_of:
+    from rollrisk.models.evaluation import in_sample_rows
+
+    found = in_sample_rows(pd.Series([as_of]), trained_as_of)
+    if found is None:
         return None
-    first, last = (date.fromisoformat(end) for end in trained_as_of.split(".."))
-    if not first <= as_of <= last:
-        return None
+    last = found[1].date()
     return (
         f"the backtest's as-of {as_of} is one of the months the model learnt from "
         f"({trained_as_of}): it compares the model with outcomes it was fitted and calibrated "
