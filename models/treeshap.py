@@ -25,6 +25,13 @@ work that is done once per *model* instead of once per *row*:
   path to find ``A``, then one table look-up per path feature. Leaves whose path holds more than
   ``max_table_features`` distinct features (deep trees) are computed directly from ``z_A`` at
   ``O(d^2)`` per row instead, so memory stays bounded.
+* A tree's contributions to a row depend only on the row's decisions at the tree's nodes. In a
+  tree of at most :data:`MAX_PATTERN_NODES` internal nodes these decisions are the bits of one
+  64-bit *pattern*; a block of rows (2,048 by default) is explained once per distinct pattern
+  (found with an open-addressing hash) and each row then adds its pattern's values for the
+  tree's few features. On the bench model (151 trees of up to 31 leaves) 49,764 accounts show
+  574 patterns per tree on average, and the kernel runs 2.8x faster than row by row
+  (docs/benchmarks.md). Larger trees are explained row by row.
 * The splits reproduce LightGBM's ``NumericalDecision`` / ``CategoricalDecision`` bit for bit
   (missing types None / Zero / NaN, ``default_left``, ``kZeroThreshold``, category bitsets,
   negative or NaN categories going right), and the input goes through the same clean-up as
@@ -33,8 +40,8 @@ work that is done once per *model* instead of once per *row*:
 Functions are pure (inputs never modified, no reading or writing of data). The compiled loops
 use numba with ``cache=True``: the first call in a fresh environment compiles for ~5 s and
 writes numba's machine-code cache (next to this module, or in the user's cache directory when
-that is read-only); later processes load it. Rows are processed in blocks of 256, in parallel
-over numba's threads (``numba.set_num_threads``; the ``omp`` threading layer is safe to call
+that is read-only); later processes load it. Blocks of rows are processed in parallel over
+numba's threads (``numba.set_num_threads``; the ``omp`` threading layer is safe to call
 from several threads at once, but GNU OpenMP is not fork-safe: do not fork a process after its
 first call).
 
@@ -73,8 +80,14 @@ DEFAULT_MAX_TABLE_FEATURES = 12
 MAX_PATH_FEATURES = 62
 """Distinct features on one root-to-leaf path are tracked as bits of a 64-bit integer."""
 
-DEFAULT_BLOCK_ROWS = 256
-"""Rows explained together, tree by tree, so one tree's arrays stay in cache for the block."""
+DEFAULT_BLOCK_ROWS = 2048
+"""Rows explained together, tree by tree: the more rows, the more of them share a decision
+pattern (below); the block's values and sums stay in the processor's cache."""
+
+MAX_PATTERN_NODES = 63
+"""Trees with at most this many internal nodes are explained once per distinct *decision
+pattern* of a block (the bits of a row's decisions at every node of the tree, one 64-bit
+integer); larger trees row by row."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +108,8 @@ class TreeEnsemble:
     max_table_features: int
     tree_node_start: np.ndarray  # int64 (n_trees + 1)
     tree_leaf_start: np.ndarray  # int64 (n_trees + 1)
+    tree_feature_start: np.ndarray  # int64 (n_trees + 1)
+    tree_feature: np.ndarray  # int32, each tree's distinct split features
     node_feature: np.ndarray  # int32
     node_threshold: np.ndarray  # float64 (numerical splits)
     node_is_categorical: np.ndarray  # bool
@@ -112,6 +127,7 @@ class TreeEnsemble:
     leaf_edge_start: np.ndarray  # int64 (n_leaves + 1), cumulative path lengths
     leaf_slot_start: np.ndarray  # int64 (n_leaves + 1)
     slot_feature: np.ndarray  # int32
+    slot_local: np.ndarray  # int32, the slot's feature's position among its tree's features
     slot_zero_fraction: np.ndarray  # float64, z_k
     slot_ratio: np.ndarray  # float64, (1 - z_k) / z_k (0 where z_k = 0)
     leaf_table_start: np.ndarray  # int64, -1 for leaves computed directly
@@ -297,6 +313,24 @@ class _EnsembleBuilder:
         self.leaf_slot_start.append(len(self.slot_feature))
         self.expected_value += value * math.prod(zero_fraction)
 
+    def _tree_features(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each tree's distinct split features (in order of first use) and, for every slot of
+        its leaves, the position of the slot's feature among them."""
+        tree_feature_start, tree_feature, slot_local = [0], [], []
+        for t in range(len(self.tree_node_start) - 1):
+            nodes = self.node_feature[self.tree_node_start[t] : self.tree_node_start[t + 1]]
+            local = {feature: k for k, feature in enumerate(dict.fromkeys(nodes))}
+            tree_feature.extend(local)
+            tree_feature_start.append(len(tree_feature))
+            first = self.leaf_slot_start[self.tree_leaf_start[t]]
+            last = self.leaf_slot_start[self.tree_leaf_start[t + 1]]
+            slot_local.extend(local[feature] for feature in self.slot_feature[first:last])
+        return (
+            np.asarray(tree_feature_start, dtype=np.int64),
+            np.asarray(tree_feature, dtype=np.int32),
+            np.asarray(slot_local, dtype=np.int32),
+        )
+
     def build(
         self, n_features: int, feature_names: tuple[str, ...], max_table_features: int
     ) -> TreeEnsemble:
@@ -322,6 +356,7 @@ class _EnsembleBuilder:
                 slot_zero_fraction > 0, (1.0 - slot_zero_fraction) / slot_zero_fraction, 0.0
             )
         shapley_weight = _shapley_weights(max_d)
+        tree_feature_start, tree_feature, slot_local = self._tree_features()
         leaf_value = np.asarray(self.leaf_value, dtype=np.float64)
         table = np.zeros(int(sizes.sum()), dtype=np.float64)
         _fill_tables(
@@ -334,6 +369,8 @@ class _EnsembleBuilder:
             max_table_features=max_table_features,
             tree_node_start=np.asarray(self.tree_node_start, dtype=np.int64),
             tree_leaf_start=np.asarray(self.tree_leaf_start, dtype=np.int64),
+            tree_feature_start=tree_feature_start,
+            tree_feature=tree_feature,
             node_feature=np.asarray(self.node_feature, dtype=np.int32),
             node_threshold=np.asarray(self.node_threshold, dtype=np.float64),
             node_is_categorical=np.asarray(self.node_is_categorical, dtype=np.bool_),
@@ -351,6 +388,7 @@ class _EnsembleBuilder:
             leaf_edge_start=np.asarray(self.leaf_edge_start, dtype=np.int64),
             leaf_slot_start=leaf_slot_start,
             slot_feature=np.asarray(self.slot_feature, dtype=np.int32),
+            slot_local=slot_local,
             slot_zero_fraction=slot_zero_fraction,
             slot_ratio=slot_ratio,
             leaf_table_start=table_start,
@@ -514,6 +552,8 @@ def _contributions_kernel(
     block_rows,
     tree_node_start,
     tree_leaf_start,
+    tree_feature_start,
+    tree_feature,
     node_feature,
     node_threshold,
     node_is_categorical,
@@ -530,6 +570,7 @@ def _contributions_kernel(
     leaf_is_left,
     leaf_slot_start,
     slot_feature,
+    slot_local,
     slot_zero_fraction,
     slot_ratio,
     leaf_table_start,
@@ -537,36 +578,142 @@ def _contributions_kernel(
     weight,
 ):
     n_rows = X.shape[0]
+    n_columns = X.shape[1]
     n_trees = len(tree_node_start) - 1
     max_internal = 1
+    max_tree_features = 1
     for t in range(n_trees):
         max_internal = max(max_internal, tree_node_start[t + 1] - tree_node_start[t])
+        max_tree_features = max(
+            max_tree_features, tree_feature_start[t + 1] - tree_feature_start[t]
+        )
+    # the row-by-row arrays, for trees too large for a 64-bit pattern
+    row_nodes = max_internal if max_internal > MAX_PATTERN_NODES else 1
     max_d = weight.shape[0]
     n_blocks = (n_rows + block_rows - 1) // block_rows
     for block in numba.prange(n_blocks):
         r0 = block * block_rows
         r1 = min(n_rows, r0 + block_rows)
-        # node-major (node, row) so the loops over the rows of a block are contiguous
-        goes_left = np.empty((max_internal, r1 - r0), dtype=np.bool_)
-        # bit k set: the row fails a split on the path's k-th distinct feature above the node
-        violated = np.empty((max_internal, r1 - r0), dtype=np.int64)
         n_block = r1 - r0
+        # the block's values feature-major, so a node's test reads them contiguously
+        values = np.empty((n_columns, n_block))
+        for i in range(n_block):
+            for column in range(n_columns):
+                values[column, i] = X[r0 + i, column]
         sums = np.zeros((out.shape[1], n_block))  # contributions of the block, feature-major
-        satisfied = np.empty(n_block, dtype=np.int64)
-        penalty = np.empty(n_block)
         symmetric = np.empty(max_d + 2)
         deflated = np.empty(max_d + 2)
+        # decision patterns: each row's, the distinct ones, and an open-addressing index
+        pattern = np.empty(n_block, dtype=np.int64)
+        which = np.empty(n_block, dtype=np.int64)
+        distinct = np.empty(n_block, dtype=np.int64)
+        capacity_bits = 1
+        while (1 << capacity_bits) < 2 * n_block:
+            capacity_bits += 1
+        capacity = 1 << capacity_bits
+        slot_key = np.empty(capacity, dtype=np.int64)
+        slot_value = np.empty(capacity, dtype=np.int64)
+        slot_tree = np.full(capacity, -1, dtype=np.int64)  # the tree that filled the slot
+        shift = np.uint64(64 - capacity_bits)
+        # a pattern's contributions, (tree feature, pattern)
+        found = np.empty((max_tree_features, n_block))
+        violated_one = np.empty(max_internal, dtype=np.int64)
+        goes_left = np.empty((row_nodes, n_block), dtype=np.bool_)
+        violated = np.empty((row_nodes, n_block), dtype=np.int64)
+        satisfied = np.empty(n_block, dtype=np.int64)
+        penalty = np.empty(n_block)
         for t in range(n_trees):
             n0 = tree_node_start[t]
             n_internal = tree_node_start[t + 1] - n0
             if n_internal == 0:
                 continue  # a single-leaf tree only moves the expected value
+            if n_internal <= MAX_PATTERN_NODES:
+                for i in range(n_block):
+                    pattern[i] = 0
+                for j in range(n_internal):
+                    node = n0 + j
+                    feature = node_feature[node]
+                    bit = np.int64(1) << j
+                    for i in range(n_block):
+                        if _goes_left(
+                            values[feature, i],
+                            node,
+                            node_threshold,
+                            node_is_categorical,
+                            node_missing_type,
+                            node_default_left,
+                            node_category_start,
+                            node_category_words,
+                            category_bitset,
+                        ):
+                            pattern[i] |= bit
+                n_distinct = 0
+                for i in range(n_block):
+                    key = pattern[i]
+                    h = (np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)) >> shift
+                    position = np.int64(h)
+                    while True:
+                        if slot_tree[position] != t:
+                            slot_tree[position] = t
+                            slot_key[position] = key
+                            slot_value[position] = n_distinct
+                            distinct[n_distinct] = key
+                            which[i] = n_distinct
+                            n_distinct += 1
+                            break
+                        if slot_key[position] == key:
+                            which[i] = slot_value[position]
+                            break
+                        position = (position + 1) & (capacity - 1)
+                f0 = tree_feature_start[t]
+                n_tree_features = tree_feature_start[t + 1] - f0
+                for q in range(n_distinct):
+                    key = distinct[q]
+                    for local in range(n_tree_features):
+                        found[local, q] = 0.0
+                    # parents are numbered before their children
+                    for j in range(n_internal):
+                        parent = node_parent[n0 + j]
+                        if parent < 0:
+                            violated_one[j] = 0
+                        else:
+                            violated_one[j] = violated_one[parent]
+                            if ((key >> parent) & 1 == 1) != node_is_left[n0 + j]:
+                                violated_one[j] |= np.int64(1) << node_slot[n0 + parent]
+                    for leaf in range(tree_leaf_start[t], tree_leaf_start[t + 1]):
+                        parent = leaf_parent[leaf]
+                        miss = violated_one[parent]
+                        if ((key >> parent) & 1 == 1) != leaf_is_left[leaf]:
+                            miss |= np.int64(1) << node_slot[n0 + parent]
+                        s0 = leaf_slot_start[leaf]
+                        d = leaf_slot_start[leaf + 1] - s0
+                        start = leaf_table_start[leaf]
+                        if start >= 0:
+                            sat = ((np.int64(1) << d) - 1) ^ miss
+                            lost = table[start + sat]  # table[full] is 0
+                            for k in range(d):
+                                has = np.float64((sat >> k) & 1)
+                                gain = (
+                                    slot_ratio[s0 + k] * table[start + (sat ^ (np.int64(1) << k))]
+                                )
+                                found[slot_local[s0 + k], q] += has * gain - (1.0 - has) * lost
+                        else:
+                            _add_direct_leaf(
+                                found, q, miss, d, s0, leaf_value[leaf], slot_local,
+                                slot_zero_fraction, weight, symmetric, deflated,
+                            )  # fmt: skip
+                for local in range(n_tree_features):
+                    feature = tree_feature[f0 + local]
+                    for i in range(n_block):
+                        sums[feature, i] += found[local, which[i]]
+                continue
+            # a tree too large for a pattern: row by row
             for j in range(n_internal):
                 node = n0 + j
                 feature = node_feature[node]
                 for i in range(n_block):
                     goes_left[j, i] = _goes_left(
-                        X[r0 + i, feature],
+                        values[feature, i],
                         node,
                         node_threshold,
                         node_is_categorical,
@@ -576,7 +723,6 @@ def _contributions_kernel(
                         node_category_words,
                         category_bitset,
                     )
-                # parents are numbered before their children
                 parent = node_parent[node]
                 if parent < 0:
                     for i in range(n_block):
@@ -597,19 +743,17 @@ def _contributions_kernel(
                 full = (np.int64(1) << d) - 1
                 start = leaf_table_start[leaf]
                 if start >= 0:
-                    # rows in the inner loops: contiguous, branch-free, vectorisable
                     for i in range(n_block):
                         miss = violated[parent, i]
                         if goes_left[parent, i] != is_left:
                             miss |= parent_bit
                         satisfied[i] = full ^ miss
-                        penalty[i] = table[start + satisfied[i]]  # table[full] is 0
+                        penalty[i] = table[start + satisfied[i]]
                     for k in range(d):
                         bit = np.int64(1) << k
                         ratio = slot_ratio[s0 + k]
                         feature = slot_feature[s0 + k]
                         for i in range(n_block):
-                            # branch-free (has is 0 or 1, so the blend is exact)
                             sat = satisfied[i]
                             has = np.float64((sat >> k) & 1)
                             gain = ratio * table[start + (sat ^ bit)]
@@ -670,6 +814,8 @@ def tree_contributions(
             block_rows,
             ensemble.tree_node_start,
             ensemble.tree_leaf_start,
+            ensemble.tree_feature_start,
+            ensemble.tree_feature,
             ensemble.node_feature,
             ensemble.node_threshold,
             ensemble.node_is_categorical,
@@ -686,6 +832,7 @@ def tree_contributions(
             ensemble.leaf_is_left,
             ensemble.leaf_slot_start,
             ensemble.slot_feature,
+            ensemble.slot_local,
             ensemble.slot_zero_fraction,
             ensemble.slot_ratio,
             ensemble.leaf_table_start,

@@ -15,6 +15,8 @@ import pytest
 import shap
 
 from rollrisk.models.treeshap import (
+    DEFAULT_BLOCK_ROWS,
+    MAX_PATTERN_NODES,
     TreeEnsemble,
     fast_pred_contrib,
     lightgbm_matrix,
@@ -143,6 +145,40 @@ def test_deep_chain_trees_use_the_direct_path_and_stay_exact() -> None:
 
     got = tree_contributions(ensemble, rows)
 
+    np.testing.assert_allclose(got, booster.predict(rows, pred_contrib=True), atol=TOLERANCE)
+
+
+def test_large_trees_are_explained_row_by_row_beside_patterned_ones() -> None:
+    """A tree of more than MAX_PATTERN_NODES internal nodes has no 64-bit decision pattern:
+    it is explained row by row, in the same blocks as the smaller trees beside it."""
+    booster, frame = train_random_model(
+        5, num_leaves=120, max_depth=-1, min_data_in_leaf=1, learning_rate=0.05
+    )
+    rows = awkward_rows(booster, frame, 5)
+    ensemble = TreeEnsemble.from_lightgbm(booster, max_table_features=6)
+    internal = np.diff(ensemble.tree_node_start)
+    assert (internal > MAX_PATTERN_NODES).any() and (internal <= MAX_PATTERN_NODES).any()
+
+    for block_rows in (DEFAULT_BLOCK_ROWS, 7):
+        got = tree_contributions(ensemble, rows, block_rows=block_rows)
+
+        np.testing.assert_allclose(got, booster.predict(rows, pred_contrib=True), atol=TOLERANCE)
+
+
+def test_rows_sharing_a_decision_pattern_get_the_same_contributions() -> None:
+    """Explained once per distinct pattern of a block: rows repeated within a block, across
+    blocks and alone get the same values."""
+    booster, frame = train_random_model(9, num_leaves=31, max_depth=-1)
+    matrix = lightgbm_matrix(frame, booster)[:50]
+    rows = np.vstack([matrix, matrix[::-1], matrix[:1]])  # each row twice, the first thrice
+    ensemble = TreeEnsemble.from_lightgbm(booster)
+
+    got = tree_contributions(ensemble, rows, block_rows=64)
+    alone = np.vstack([tree_contributions(ensemble, row[None, :]) for row in matrix])
+
+    np.testing.assert_array_equal(got[:50], alone)
+    np.testing.assert_array_equal(got[50:100], alone[::-1])
+    np.testing.assert_array_equal(got[100], alone[0])
     np.testing.assert_allclose(got, booster.predict(rows, pred_contrib=True), atol=TOLERANCE)
 
 
