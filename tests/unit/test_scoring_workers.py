@@ -40,3 +40,29 @@ def test_the_scoring_workers_ask_to_keep_their_pages(monkeypatch):
     with pytest.raises(RuntimeError, match="not started"):
         workers.ScoringWorkers(setup=None, workers=2)
     assert asked["allocator"] == KEEP_MEMORY_PAGES
+
+
+_GIVEN: tuple[object, ...] = ()
+
+
+def _keep(*given: object) -> None:
+    global _GIVEN
+    _GIVEN = given
+
+
+def _given() -> tuple[object, ...]:
+    return _GIVEN
+
+
+def test_the_workers_get_their_start_up_arguments_from_a_file_removed_at_shutdown(tmp_path):
+    # a large argument (a scoring setup holds the model) goes through a file, not the pipe
+    large = bytes(range(256)) * 40_000  # 10 MB: far above a pipe's buffer
+    pool = spawn_pool(1, _keep, ("setup", large))
+    startup_file = pool._startup_file
+    try:
+        assert startup_file.exists()
+        given = [pool.submit(_given).result(timeout=120) for _ in range(2)]
+    finally:
+        pool.shutdown()
+    assert all(g == ("setup", large) for g in given)
+    assert not startup_file.exists()
