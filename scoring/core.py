@@ -518,20 +518,88 @@ def _reasons_json(long: pd.DataFrame, n_rows: int) -> list[str]:
         ", " + json.dumps({"text_en": en, "text_zh": zh}, ensure_ascii=False)[1:]
         for en, zh in zip(column["text_en"], column["text_zh"], strict=True)
     ]
-    contributions = long["contribution"].to_numpy(np.float64)
-    # json writes a finite float as its repr (one call per value costs 10x more than repr)
-    encode = float.__repr__ if np.isfinite(contributions).all() else json.dumps
-    contribution = [encode(round(c, 12)) for c in contributions.tolist()]
+    which_series = pl.Series(which, dtype=pl.UInt32)
     parts = (
-        '{"rank": '
-        + long["rank"].astype(str).to_numpy(dtype=object)
-        + ", "
-        + np.array(middle, dtype=object)[which]
-        + np.array(contribution, dtype=object)
-        + np.array(tail, dtype=object)[which]
-    ).tolist()
+        pl.DataFrame(
+            {
+                "rank": long["rank"].to_numpy(),
+                "middle": pl.Series(middle, dtype=pl.String).gather(which_series),
+                "contribution": pl.Series(
+                    rounded_json_numbers(long["contribution"].to_numpy(np.float64)),
+                    dtype=pl.String,
+                ),
+                "tail": pl.Series(tail, dtype=pl.String).gather(which_series),
+            }
+        )
+        .select(
+            pl.concat_str(
+                pl.lit('{"rank": '), pl.col("rank"), pl.lit(", "), "middle", "contribution", "tail"
+            )
+        )
+        .to_series()
+        .to_list()
+    )
     bounds = np.searchsorted(long["row"].to_numpy(), np.arange(n_rows + 1)).tolist()
     return ["[" + ", ".join(parts[bounds[i] : bounds[i + 1]]) + "]" for i in range(n_rows)]
+
+
+def rounded_json_numbers(values: np.ndarray) -> np.ndarray:
+    """``json.dumps(round(v, 12))`` of each value, as text (object array).
+
+    A value whose rounding is in ``[1e-4, 1e3)`` (nearly every reason's contribution) is done
+    without a Python call: its product with ``10**12`` is rounded half-to-even on the exact
+    binary value, as ``round`` rounds (the product's rounding error recovered exactly by
+    Dekker's two-product), then written as the decimal of that integer over ``10**12``
+    without trailing zeros. With at most 15 significant digits that decimal is the shortest
+    text naming the rounded float, which is what ``repr`` writes. The others (smaller values,
+    written in exponent form; negative, non-finite) go through Python.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        scaled = v * 1e12
+        error = _two_product_error(v, 1e12, scaled)  # v * 1e12 = scaled + error, exactly
+        nearest = np.rint(scaled)  # half to even
+        off = scaled - nearest  # exact
+        # a tie in the float product that is no tie in the exact one rounds away
+        away = (np.abs(off) == 0.5) & (error != 0) & (np.sign(error) == np.sign(off))
+        units = nearest + np.where(away, np.sign(off), 0.0)
+        fast = (units >= 1e8) & (units < 1e15)
+    out = np.empty(len(v), dtype=object)
+    parts = pl.DataFrame({"units": units[fast].astype(np.int64)}).select(
+        (pl.col("units") // 10**12).cast(pl.String).alias("whole"),
+        (pl.col("units") % 10**12)
+        .cast(pl.String)
+        .str.zfill(12)
+        .str.strip_chars_end("0")
+        .alias("fraction"),
+    )
+    out[fast] = (
+        parts.select(
+            pl.concat_str(
+                "whole",
+                pl.lit("."),
+                pl.when(pl.col("fraction") == "").then(pl.lit("0")).otherwise("fraction"),
+            )
+        )
+        .to_series()
+        .to_numpy()
+    )
+    slow = np.flatnonzero(~fast)
+    out[slow] = [json.dumps(round(c, 12)) for c in v[slow].tolist()]
+    return out
+
+
+def _two_product_error(a: np.ndarray, b: float, product: np.ndarray) -> np.ndarray:
+    """``a * b - product`` exactly, where ``product`` is the float product (Dekker)."""
+
+    def split(x: np.ndarray | float) -> tuple[Any, Any]:
+        scaled = 134_217_729.0 * x  # 2**27 + 1
+        high = scaled - (scaled - x)
+        return high, x - high
+
+    a_high, a_low = split(a)
+    b_high, b_low = split(b)
+    return ((a_high * b_high - product) + a_high * b_low + a_low * b_high) + a_low * b_low
 
 
 @dataclass(frozen=True)
