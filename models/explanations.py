@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import lightgbm as lgb
+import numba
 import numpy as np
 import pandas as pd
 
@@ -310,10 +311,11 @@ def reason_codes(
 
     n_rows, n_features = per_feature.shape
     k = min(max_reasons, n_features)
-    # Largest first; ties keep feature-set order (stable sort), so the output is deterministic.
-    order = np.argsort(-per_feature, axis=1, kind="stable")[:, :k]
-    top = np.take_along_axis(per_feature, order, axis=1)
-    rows, ranks = np.nonzero(top > 0)
+    # Largest first; ties keep feature-set order (as a stable sort), so the output is
+    # deterministic. Only risk-increasing features count.
+    order, counts = _largest_positive(per_feature, k)
+    rows = np.repeat(np.arange(n_rows), counts)
+    ranks = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
     features = order[rows, ranks]
 
     specs = feature_set.features
@@ -363,12 +365,39 @@ def reason_codes(
                 np.array([spec.family for spec in specs], dtype=object)[features], dtype=object
             ),
             "value": pd.Series(values, dtype=object),
-            "contribution": top[rows, ranks],
+            "contribution": per_feature[rows, features],
             "text_en": pd.Series(texts_en, dtype=object),
             "text_zh": pd.Series(texts_zh, dtype=object),
         },
         columns=list(REASON_COLUMNS),
     )
+
+
+@numba.njit(cache=True)
+def _largest_positive(values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's (at most) ``k`` largest positive values: their columns, largest first, a tie
+    in column order (the first ``k`` of a stable descending sort that are positive), and how
+    many there are. One pass over the row keeping ``k`` in order, instead of sorting it."""
+    n_rows, n_columns = values.shape
+    order = np.zeros((n_rows, k), dtype=np.int64)
+    counts = np.zeros(n_rows, dtype=np.int64)
+    for i in range(n_rows):
+        kept = 0
+        for j in range(n_columns):
+            value = values[i, j]
+            if not value > 0.0:  # zero, negative or NaN
+                continue
+            position = kept  # after every kept value at least as large
+            while position > 0 and values[i, order[i, position - 1]] < value:
+                position -= 1
+            if position >= k:
+                continue
+            for m in range(min(kept, k - 1), position, -1):
+                order[i, m] = order[i, m - 1]
+            order[i, position] = j
+            kept = min(kept + 1, k)
+        counts[i] = kept
+    return order, counts
 
 
 def family_contributions(

@@ -12,6 +12,7 @@ import pytest
 
 from rollrisk.features.registry import FAMILIES, FeatureSet, FeatureSpec
 from rollrisk.models.explanations import (
+    _largest_positive,
     assert_no_protected_features,
     contributions,
     family_contributions,
@@ -365,3 +366,20 @@ def test_reasons_read_well_with_the_real_feature_set():
     # a missing value states what it means, not the feature's definition
     assert reasons.loc[2, "text_en"] == "never reached by collections"
     assert reasons.loc[2, "text_zh"] == "催收从未联系上借款人"
+
+
+def test_reasons_are_the_positive_values_of_a_stable_descending_sort() -> None:
+    """The reasons are chosen in one pass per account, not by sorting its contributions: the
+    same choice as a stable descending sort, ties and all (values repeated, zero, negative)."""
+    rng = np.random.default_rng(11)
+    values = rng.choice([-0.3, -0.0, 0.0, 0.1, 0.2, 0.2, 0.5, np.nan], size=(3_000, 9))
+    values[:5] = 0.2  # all tied
+    for k in (1, 3, 4, 9):
+        order = np.argsort(-values, axis=1, kind="stable")[:, :k]
+        top = np.take_along_axis(values, order, axis=1)
+
+        got, counts = _largest_positive(values, k)
+
+        np.testing.assert_array_equal(counts, (top > 0).sum(axis=1))
+        for i in range(len(values)):
+            np.testing.assert_array_equal(got[i, : counts[i]], order[i, : counts[i]])
