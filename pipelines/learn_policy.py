@@ -103,8 +103,9 @@ from rollrisk.strategies.experiments import (
     check_logged_decisions,
     load_experiments,
 )
-from rollrisk.strategies.policy import load_policy
+from rollrisk.strategies.policy import Policy, load_policy
 from rollrisk.strategies.policy_learning import (
+    POLICY_FIELDS,
     LearningSettings,
     evaluation_document,
     evaluation_markdown,
@@ -238,11 +239,42 @@ def _read_logged(path: Path) -> pl.DataFrame:
     raise UserError(f"--logged {path}: expected a .parquet or .csv file")
 
 
+def _check_risk_bands(logged: Path, policy: Policy) -> None:
+    """Refuse a ``--policy`` whose risk bands are not those the table's ``risk_band`` column was
+    scored with (``rollrisk logged-decisions`` records them in ``OUT.summary.json``): a learned
+    rule on ``risk_band: [medium]`` would be written into a file where medium means other
+    accounts. A table without that summary is not checked."""
+    summary_path = logged.with_name(logged.name + ".summary.json")
+    try:
+        scored_with = json.loads(summary_path.read_text(encoding="utf-8")).get("scored_with")
+    except (OSError, ValueError, AttributeError):
+        return
+    if not isinstance(scored_with, dict) or not isinstance(scored_with.get("risk_bands"), dict):
+        return
+    logged_bands = {str(k): float(v) for k, v in scored_with["risk_bands"].items()}
+    bands = {name: float(bound) for name, bound in policy.risk_bands}
+    if logged_bands != bands:
+
+        def shown(b: Mapping[str, float]) -> str:
+            return ", ".join(f"{k} <= {v:g}" for k, v in b.items())
+
+        raise UserError(
+            f"--logged {logged}: its risk_band column was scored with the bands of "
+            f"{scored_with.get('policy')} ({shown(logged_bands)}; {summary_path}), --policy "
+            f"{policy.source} has {shown(bands)}: a learned rule on a band would mean other "
+            "accounts; pass the policy the table was scored with"
+        )
+
+
 def _check_decisions_logged_once(logged: pl.DataFrame, path: Path) -> None:
-    """Refuse a table that logs one decision twice (the same account, experiment and as-of,
-    as far as the table has those columns): both copies would be counted, and the estimate's
-    interval, which resamples accounts, would be too narrow."""
+    """Refuse a table that logs one decision twice (the same account at the same as-of, or,
+    without an as_of column, in the same experiment): both copies would be counted, and the
+    estimate's interval, which resamples accounts, would be too narrow."""
+    # an account is in at most one experiment at an as-of: with as_of, the experiment is no
+    # part of the key (the same decision logged inside and outside an experiment is twice)
     keys = [c for c in ("account_id", "experiment_id", "as_of") if c in logged.columns]
+    if "as_of" in keys and "experiment_id" in keys:
+        keys.remove("experiment_id")
     if "account_id" not in keys:
         return  # the learner names the missing column
     repeated = (
@@ -365,8 +397,13 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"{flag} must be at least {minimum}, got {value} ({why})")
     if not args.rule_features:
         raise UserError("--rule-features names no column")
+    if not 0 <= args.seed < 2**32:
+        raise UserError(f"--seed must be in [0, 2**32), got {args.seed}")
+    if args.out.exists() and not args.out.is_dir():
+        raise UserError(f"--out {args.out} is a file: expected a folder for the learned policy")
     started = time.perf_counter()
     policy = load_policy(args.policy)
+    _check_risk_bands(args.logged, policy)
     plan = load_experiments(args.experiments)
     ladders = bundle_ladders(plan, policy)
     logged = _read_logged(args.logged)
@@ -446,9 +483,10 @@ def run(args: argparse.Namespace) -> int:
         stale = args.out / POLICY_FILE
         removed = f" (an earlier run's {POLICY_FILE} there is removed)" if stale.exists() else ""
         stale.unlink(missing_ok=True)
+        untestable = [f for f in settings.rule_features if f not in POLICY_FIELDS]
         print(
             "[learn-policy] the rules test features conf/policy.yaml cannot "
-            f"({', '.join(f for f in settings.rule_features)}): {RULES_FILE} only{removed}",
+            f"({', '.join(untestable)}): {RULES_FILE} only{removed}",
             file=sys.stderr,
         )
     # what the experiment showed arm by arm, before any model (randomised groups compared);

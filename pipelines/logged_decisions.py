@@ -49,6 +49,7 @@ example (the chain from a simulated lender to a learned policy):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -102,8 +103,11 @@ def _publish(final: Path, write: Any) -> None:
     from rollrisk.storage.atomic_output import publish_file
 
     staged = final.with_name(f".{final.name}.{os.getpid()}.tmp")
-    write(staged)
-    publish_file(staged, final)
+    try:
+        write(staged)
+        publish_file(staged, final)
+    finally:
+        staged.unlink(missing_ok=True)  # published: gone already; failed: not left behind
 
 
 def run(args: argparse.Namespace) -> int:
@@ -125,16 +129,23 @@ def run(args: argparse.Namespace) -> int:
         build_logged_decisions,
     )
     from rollrisk.simulator.replay import load_action_costs, recovery_valuation
+    from rollrisk.strategies.experiments import ExperimentPlan, arm_bundles
 
     if args.horizon < 1:
         raise UserError(f"--horizon must be at least 1 month, got {args.horizon}")
     check_output_argument(args)
     if args.out.suffix.lower() != ".parquet":
         raise UserError(f"--out {args.out}: expected a .parquet file name")
+    if args.out.is_dir():
+        raise UserError(f"--out {args.out} is a folder: expected a .parquet file name")
     started = time.perf_counter()
     costs = load_action_costs(args.costs)
     print(f"[logged-decisions] loading model {args.model}", file=sys.stderr, flush=True)
     _, setup = setup_from_arguments(args)
+    # --experiments names the bundles of the record's arms; the scoring gives each account the
+    # policy's own decision (scored_treatment), as no experiment had assigned it
+    bundles = arm_bundles(setup.experiments, setup.policy)
+    setup = dataclasses.replace(setup, experiments=ExperimentPlan(setup.experiments.source, ()))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     rejects_path = _sibling(args.out, ".rejects.csv")
     # a previous run's rejects must not pass for this run's (the loader writes only when
@@ -205,6 +216,7 @@ def run(args: argparse.Namespace) -> int:
         horizon=args.horizon,
         window_start="as_of" if args.costs_from == "as-of" else "cycle",
         progress=progress,
+        arm_bundles=bundles,
     )
     counts = built.set_aside_counts()
     decisions = built.decisions
@@ -217,6 +229,9 @@ def run(args: argparse.Namespace) -> int:
     set_aside_path = _sibling(args.out, ".set_aside.csv")
     _publish(set_aside_path, built.set_aside.write_csv)
     if not decisions.height:
+        # an earlier run's table and summary would pass for this run's: removed
+        for stale in (args.out, _sibling(args.out, ".summary.json")):
+            stale.unlink(missing_ok=True)
         raise UserError(
             f"no assignment row of {args.data} could be kept (reasons in {set_aside_path}): "
             "nothing to write"
@@ -236,6 +251,14 @@ def run(args: argparse.Namespace) -> int:
         "out": str(args.out),
         "model": {"uri": args.model, "name": setup.model_name, "version": setup.model_version},
         "scored_without": list(scored_without),
+        # what the rule features mean: learn-policy checks its --policy's risk bands against
+        # these (a band is a probability range of the scoring policy)
+        "scored_with": {
+            "policy": str(args.policy),
+            "risk_bands": dict(setup.policy.risk_bands),
+            "segments": str(args.segments),
+            "experiments": str(args.experiments),
+        },
         "horizon_months": args.horizon,
         "costs_from": args.costs_from,
         "costs": {

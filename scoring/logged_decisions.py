@@ -420,6 +420,7 @@ def build_logged_decisions(
     horizon: int = 6,
     window_start: WindowStart = "cycle",
     progress: Progress | None = None,
+    arm_bundles: Mapping[tuple[str, str], str | None] | None = None,
 ) -> LoggedDecisions:
     """One logged decision per assignment row that can be scored and followed (module docstring).
 
@@ -430,7 +431,10 @@ def build_logged_decisions(
     ``policy_bundle`` (:data:`STANDARD_QUEUE`), ``propensity``, the :data:`OUTCOME_COLUMNS`,
     the :data:`RULE_FEATURES` and :data:`MODEL_FEATURES`, and ``segment_rule``,
     ``scored_treatment`` (the scored policy's own treatment), ``policy_rule``, ``model_name``,
-    ``model_version``; sorted by as-of and account.
+    ``model_version``; sorted by as-of and account. ``arm_bundles`` (from the experiment file
+    the record was logged under, :func:`rollrisk.strategies.experiments.arm_bundles`) names
+    the bundle of an ``(experiment_id, arm)``: None for an arm that follows the policy
+    (:data:`STANDARD_QUEUE`); an arm it does not list keeps its name.
 
     Raises:
         UserError: the scoring core's (a table the model was trained with is absent).
@@ -485,6 +489,23 @@ def build_logged_decisions(
         if progress is not None:
             progress(as_of, here, decisions.height, seconds)
     table = pl.concat(kept, how="vertical") if kept else pl.DataFrame()
+    if arm_bundles and table.height:
+        # the experiment file names each arm's bundle: a policy-following arm got the logging
+        # policy's decision, a ladder arm the policy treatment with its steps (else its name)
+        named = pl.DataFrame(
+            [(e, a, b) for (e, a), b in arm_bundles.items()],
+            schema={"experiment_id": pl.String, "arm": pl.String, "_bundle": pl.String},
+            orient="row",
+        ).with_columns(
+            pl.col("experiment_id").cast(table.schema["experiment_id"]),
+            pl.col("arm").cast(table.schema["arm"]),
+            pl.col("_bundle").fill_null(STANDARD_QUEUE),
+        )
+        table = (
+            table.join(named, on=["experiment_id", "arm"], how="left", maintain_order="left")
+            .with_columns(pl.coalesce("_bundle", "bundle").alias("bundle"))
+            .drop("_bundle")
+        )
     set_aside = pl.concat(aside, how="vertical").sort("as_of", "account_id", "experiment_id")
     if table.height + set_aside.height != record.height:  # nothing lost, nothing doubled
         raise RuntimeError(

@@ -42,6 +42,7 @@ then applies to whatever was chosen: :func:`enforce_assignment` runs
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -188,6 +189,12 @@ def parse_experiments(text: str, source: str) -> ExperimentPlan:
     """Parse and validate an experiment file; errors are :class:`ConfigError` with the line."""
     doc = parse_yaml_with_lines(text, source)
     require_keys(doc, source, "the experiment file", ("experiments",), ("version",))
+    if "version" in doc and (isinstance(doc["version"], bool) or doc["version"] != 1):
+        raise ConfigError(
+            source,
+            doc.line_of("version"),
+            f"version {doc['version']!r}: this rollrisk reads experiment files of version 1",
+        )
     node = doc["experiments"]
     if node is None:
         node = []
@@ -319,7 +326,15 @@ def _parse_arm(node: Any, source: str, line: int | None, what: str) -> Arm:
         ("policy", "ladder", "description"),
         line,
     )
-    name = str(node["name"])
+    name = node["name"]
+    if not isinstance(name, str | int) or isinstance(name, bool) or not str(name).strip():
+        raise ConfigError(
+            source,
+            node.line_of("name"),
+            f"{what}: an arm's name must be a non-empty text (it is written into every scored "
+            f"account's arm column), got {name!r}",
+        )
+    name = str(name)
     if name == NOT_RANDOMISED:
         raise ConfigError(
             source,
@@ -328,14 +343,14 @@ def _parse_arm(node: Any, source: str, line: int | None, what: str) -> Arm:
             "randomised; name the champion arm otherwise (e.g. champion) and give it policy: true",
         )
     weight = node["weight"]
-    if not isinstance(weight, int | float) or isinstance(weight, bool) or not weight > 0:
+    if not isinstance(weight, int | float) or isinstance(weight, bool) or not 0 < weight < math.inf:
         raise ConfigError(
             source,
             node.line_of("weight"),
-            f"{what}: arm {name!r} weight must be > 0, got {weight!r}",
+            f"{what}: arm {name!r} weight must be a finite number > 0, got {weight!r}",
         )
     follows = node.get("policy", False)
-    if follows not in (True, False):
+    if not isinstance(follows, bool):  # 1 and 0 equal True and False, but are no answer
         raise ConfigError(
             source, node.line_of("policy"), f"{what}: arm {name!r} policy must be true or false"
         )
@@ -404,6 +419,18 @@ def _bundle_names(
             )
         names[arm.name] = same or arm.name
     return names
+
+
+def arm_bundles(plan: ExperimentPlan, policy: Policy) -> dict[tuple[str, str], str | None]:
+    """The bundle each ``(experiment, arm)`` of ``plan`` gives: None for an arm that follows
+    the policy (the logging policy's own decision), else the policy treatment with the arm's
+    steps, or the arm's name (:func:`_bundle_names`)."""
+    bundles: dict[tuple[str, str], str | None] = {}
+    for experiment in plan.experiments:
+        names = _bundle_names(experiment, policy, plan.source)
+        for arm in experiment.arms:
+            bundles[experiment.experiment_id, arm.name] = names.get(arm.name)
+    return bundles
 
 
 def bundle_ladders(plan: ExperimentPlan, policy: Policy) -> dict[str, tuple[LadderStep, ...]]:
@@ -849,9 +876,19 @@ def check_logged_decisions(
         maintain_order="left",
     )
     refuse(
-        joined.filter(pl.col("_probability") <= 0).with_columns(
-            pl.col("_allowed").alias("_expected")
-        ),
+        joined.filter(
+            pl.col("experiment_id").is_null() & (pl.col("_probability") <= 0)
+        ).with_columns(pl.col("policy_bundle").alias("_expected")),
+        "bundle",
+        "are outside every experiment (no experiment_id) but hold another bundle than their "
+        "policy_bundle",
+        "outside an experiment the logging policy's decision is certain: the row's bundle is its "
+        "policy_bundle, or its experiment_id was lost",
+    )
+    refuse(
+        joined.filter(
+            pl.col("experiment_id").is_not_null() & (pl.col("_probability") <= 0)
+        ).with_columns(pl.col("_allowed").alias("_expected")),
         "bundle",
         f"hold a bundle that their experiment in {plan.source} never gives (given the row's "
         "policy_bundle)",
@@ -860,6 +897,7 @@ def check_logged_decisions(
     refuse(
         joined.filter(
             pl.col("propensity").is_not_null()
+            & pl.col("propensity").is_not_nan()  # NaN: the learner's own check says it
             & ((pl.col("propensity") - pl.col("_probability")).abs() > PROPENSITY_TOLERANCE)
         ).with_columns(pl.col("_probability").round(9).cast(pl.String).alias("_expected")),
         "propensity",

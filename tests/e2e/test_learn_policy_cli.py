@@ -409,3 +409,75 @@ def test_propensities_other_than_the_experiment_file_s_are_refused(tmp_path: Pat
     error = _refused(tmp_path, capsys, frame)
     assert "column propensity: 400 row(s) differ by more than 1e-06 from the propensity" in error
     assert "account L00000: 0.75, expected 0.95" in error or "0.125, expected 0.025" in error
+
+
+def test_a_decision_logged_inside_and_outside_an_experiment_is_refused(
+    tmp_path: Path, capsys
+) -> None:
+    """The same account and as-of with and without an experiment_id is one decision twice (an
+    account is in at most one experiment at an as-of): it was counted twice."""
+    frame = pl.read_csv(_logged(tmp_path / "logged.csv", n=200, experiment="EXP-EARLY-CALL"))
+    frame = frame.with_columns(pl.lit("2025-06-30").alias("as_of"))
+    copies = frame.filter(pl.col("arm") == "policy").head(5)
+    copies = copies.with_columns(
+        pl.lit(None, pl.String).alias("experiment_id"), pl.lit(None, pl.String).alias("arm")
+    )
+    pl.concat([frame, copies]).write_csv(tmp_path / "twice.csv")
+    code = main(["learn-policy", "--logged", str(tmp_path / "twice.csv"),
+                 "--out", str(tmp_path / "o")])  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "5 decisions are logged more than once (the same account_id, as_of)" in err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--seed", "-1"], "--seed must be in [0, 2**32), got -1"),
+        (["--seed", str(2**32)], "--seed must be in [0, 2**32)"),
+    ],
+)
+def test_learn_policy_refuses_a_seed_numpy_cannot_take(
+    tmp_path: Path, capsys, flags: list[str], message: str
+) -> None:
+    logged = _logged(tmp_path / "logged.csv", n=200)
+    code = main(["learn-policy", "--logged", str(logged), "--out", str(tmp_path / "o"), *flags])
+    assert code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_learn_policy_refuses_an_out_that_is_a_file_before_learning(tmp_path: Path, capsys) -> None:
+    logged = _logged(tmp_path / "logged.csv", n=200)
+    (tmp_path / "afile").write_text("x", encoding="utf-8")
+    code = main(["learn-policy", "--logged", str(logged), "--out", str(tmp_path / "afile")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "--out" in err and "is a file: expected a folder" in err
+    assert "learning ..." not in err
+
+
+def test_a_policy_with_other_risk_bands_than_the_table_was_scored_with_is_refused(
+    tmp_path: Path, capsys
+) -> None:
+    """logged-decisions records the bands its risk_band column was scored with: rules on a
+    band would be written into a policy file where the band means other accounts."""
+    logged = _logged(tmp_path / "logged.csv", n=200)
+    summary = tmp_path / "logged.csv.summary.json"
+    summary.write_text(
+        json.dumps(
+            {
+                "scored_with": {
+                    "policy": "bands.yaml",
+                    "risk_bands": {"low": 0.03, "medium": 0.1, "high": 1.0},
+                }
+            }
+        ),
+        encoding="utf-8",
+    )
+    code = main(["learn-policy", "--logged", str(logged), "--out", str(tmp_path / "o")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "scored with the bands of bands.yaml (low <= 0.03, medium <= 0.1, high <= 1;" in err
+    assert "has low <= 0.15, medium <= 0.45, high <= 1" in err
+    assert not (tmp_path / "o").exists()

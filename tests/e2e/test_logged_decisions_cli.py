@@ -231,3 +231,69 @@ def test_a_portfolio_without_an_experiment_record_is_refused(
     assert "no experiment_assignments table" in err
     assert "account_id, as_of, experiment_id, arm, propensity" in err
     assert not (tmp_path / "logged.parquet").exists()
+
+
+def test_the_experiment_file_names_the_arms_bundles_and_leaves_the_scores_alone(
+    scoring_world, logged_portfolio, tmp_path, monkeypatch
+) -> None:
+    """A lender's own file: an arm that follows the policy got the logging policy's decision,
+    an arm whose ladder is a policy treatment's got that treatment. The rows' bundles are
+    named so (learn-policy refused the table with the arms' names), and the scores are the
+    policy's own (the file's arms were assigned anew at each as-of)."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", scoring_world.tracking_uri)
+    folder, _, _ = logged_portfolio
+    experiments = tmp_path / "experiments.yaml"
+    experiments.write_text(
+        "version: 1\n"
+        "experiments:\n"
+        "  - id: EXP-A\n"
+        "    start: 2000-01-01\n"
+        "    end: 2099-12-31\n"
+        "    share: 0.5\n"
+        "    arms:\n"
+        "      - {name: early_agent_call, weight: 2, policy: true}\n"
+        "      - name: grace_first\n"
+        "        weight: 1\n"
+        "        ladder:\n"  # conf/policy.yaml's intensive_calls
+        '          - {day: 0, action: call, channel: agent_call, at: "09:30"}\n'
+        '          - {day: 1, action: call, channel: agent_call, at: "18:00"}\n'
+        '          - {day: 3, action: call, channel: agent_call, at: "10:00"}\n',
+        encoding="utf-8",
+    )
+    base = ["logged-decisions", "--model", scoring_world.model_uri, "--data", str(folder)]
+    assert main([*base, "--out", str(tmp_path / "plain.parquet")]) == 0
+    assert (
+        main([*base, "--experiments", str(experiments), "--out", str(tmp_path / "x.parquet")]) == 0
+    )
+    plain = pl.read_parquet(tmp_path / "plain.parquet")
+    named = pl.read_parquet(tmp_path / "x.parquet")
+
+    bundle = dict(zip(named["arm"], named["bundle"], strict=True))
+    assert bundle == {
+        "policy": STANDARD_QUEUE,
+        "early_agent_call": STANDARD_QUEUE,
+        "grace_first": "intensive_calls",
+    }
+    assert named.drop("bundle").equals(plain.drop("bundle"))  # the scores as without the file
+    summary = json.loads((tmp_path / "x.parquet.summary.json").read_text())
+    assert summary["scored_with"]["experiments"] == str(experiments)
+    assert summary["scored_with"]["risk_bands"] == {"low": 0.15, "medium": 0.45, "high": 1.0}
+
+
+def test_a_run_that_keeps_nothing_leaves_no_earlier_table_behind(
+    scoring_world, logged_portfolio, tmp_path, monkeypatch
+) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", scoring_world.tracking_uri)
+    folder, _, _ = logged_portfolio
+    out = tmp_path / "logged.parquet"
+    base = ["logged-decisions", "--model", scoring_world.model_uri, "--data", str(folder)]
+    assert main([*base, "--out", str(out)]) == 0
+    assert main([*base, "--horizon", "100", "--out", str(out)]) == 2  # nothing kept
+
+    assert not out.exists() and not (tmp_path / "logged.parquet.summary.json").exists()
+    assert (tmp_path / "logged.parquet.set_aside.csv").exists()  # why, for every row
+    assert not list(tmp_path.glob(".*.tmp"))
+    folder_out = tmp_path / "a_folder.parquet"
+    folder_out.mkdir()
+    assert main([*base, "--out", str(folder_out)]) == 2  # refused before any work
+    assert not list(tmp_path.glob(".*.tmp"))

@@ -111,7 +111,13 @@ def test_the_shipped_file_runs_no_experiment_and_its_example_is_valid() -> None:
             11,
             "exactly one of policy: true",
         ),
-        (("weight: 2", "weight: 0"), 12, "weight must be > 0"),
+        (("weight: 2", "weight: 0"), 12, "weight must be a finite number > 0"),
+        # an infinite weight made every other arm's share 0 and every propensity null
+        (("weight: 2", "weight: .inf"), 12, "weight must be a finite number > 0"),
+        (("name: champion", 'name: ""'), 11, "an arm's name must be a non-empty text"),
+        (("name: champion", "name: [a, b]"), 11, "an arm's name must be a non-empty text"),
+        (("policy: true", "policy: 1"), 13, "policy must be true or false"),
+        (("version: 1", "version: 2"), 1, "reads experiment files of version 1"),
     ],
 )
 def test_a_bad_experiment_is_reported_with_file_and_line(edit, line, message) -> None:
