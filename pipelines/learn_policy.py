@@ -239,16 +239,25 @@ def _read_logged(path: Path) -> pl.DataFrame:
     raise UserError(f"--logged {path}: expected a .parquet or .csv file")
 
 
+def _logged_summary(logged: Path) -> dict[str, Any]:
+    """The summary ``rollrisk logged-decisions`` wrote beside the table (``OUT.summary.json``);
+    empty when there is none or it cannot be read (a table made otherwise)."""
+    try:
+        summary = json.loads(
+            logged.with_name(logged.name + ".summary.json").read_text(encoding="utf-8")
+        )
+    except (OSError, ValueError):
+        return {}
+    return summary if isinstance(summary, dict) else {}
+
+
 def _check_risk_bands(logged: Path, policy: Policy) -> None:
     """Refuse a ``--policy`` whose risk bands are not those the table's ``risk_band`` column was
     scored with (``rollrisk logged-decisions`` records them in ``OUT.summary.json``): a learned
     rule on ``risk_band: [medium]`` would be written into a file where medium means other
     accounts. A table without that summary is not checked."""
     summary_path = logged.with_name(logged.name + ".summary.json")
-    try:
-        scored_with = json.loads(summary_path.read_text(encoding="utf-8")).get("scored_with")
-    except (OSError, ValueError, AttributeError):
-        return
+    scored_with = _logged_summary(logged).get("scored_with")
     if not isinstance(scored_with, dict) or not isinstance(scored_with.get("risk_bands"), dict):
         return
     logged_bands = {str(k): float(v) for k, v in scored_with["risk_bands"].items()}
@@ -325,6 +334,9 @@ def provenance(
             "as_of_last": str(as_of.max()) if len(as_of) else None,
             "experiments": distinct("experiment_id"),
             "models": models,
+            # the portfolio the table was built from (logged-decisions' summary; None when
+            # the table has none)
+            "data_fingerprint": _logged_summary(args.logged).get("data_fingerprint"),
         },
         "experiments_file": {
             "file": shown_path(args.experiments),

@@ -26,12 +26,15 @@ Every assignment row is kept or set aside with a reason, counted on stderr and i
 
 Writes (each complete or not at all):
   OUT                       the table (Parquet): account_id, as_of, experiment_id, arm,
-                            bundle (the arm; `policy` -> standard_queue), policy_bundle
+                            bundle (the arm; `policy` -> standard_queue; with
+                            --experiments, the bundle the file's arm gives), policy_bundle
                             (standard_queue), propensity, book_value and its parts, the rule
                             features (start_bucket, risk_band, segment, product, dpd,
                             amount_overdue, family_*) and model features (probability,
                             exposure, expected_loss), the scored policy's own treatment
-  OUT.summary.json          counts (per reason, per as-of, per bundle), settings, valuation
+  OUT.summary.json          counts (per reason, per as-of, per bundle), settings, valuation,
+                            the portfolio's fingerprint and the policy's risk bands (which
+                            learn-policy checks its --policy against)
   OUT.set_aside.csv         the assignment rows not kept, with reason and detail
   OUT.rejects.csv           input rows the data contract set aside (when there are any)
 
@@ -129,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
         build_logged_decisions,
     )
     from rollrisk.simulator.replay import load_action_costs, recovery_valuation
+    from rollrisk.storage.tracking import fingerprint_files
     from rollrisk.strategies.experiments import ExperimentPlan, arm_bundles
 
     if args.horizon < 1:
@@ -248,6 +252,9 @@ def run(args: argparse.Namespace) -> int:
     )
     summary = {
         "data": str(args.data),
+        # the portfolio's files (as `rollrisk score` records them): the report ties a policy
+        # learnt from this table to the portfolio it came from
+        "data_fingerprint": fingerprint_files(args.data),
         "out": str(args.out),
         "model": {"uri": args.model, "name": setup.model_name, "version": setup.model_version},
         "scored_without": list(scored_without),

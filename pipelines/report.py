@@ -97,6 +97,13 @@ def run(args: argparse.Namespace) -> int:
     check_output_argument(args, path=args.out or args.scores / "strategy_report.html")
     if args.sample_per_segment < 2:
         raise UserError(f"--sample-per-segment must be at least 2, got {args.sample_per_segment}")
+    if args.examples < 1:
+        raise UserError(f"--examples must be at least 1 (example accounts), got {args.examples}")
+    if not 0 <= args.seed < 2**32:
+        raise UserError(f"--seed must be in [0, 2**32), got {args.seed}")
+    page = args.out or args.scores / "strategy_report.html"
+    if page.is_dir():
+        raise UserError(f"--out {page} is a folder: give the page's file name (.html)")
     manifest, scored = read_scores(args.scores)
     policy_simulation = None
     if args.policy_simulation is not None:
@@ -112,6 +119,13 @@ def run(args: argparse.Namespace) -> int:
                 f"{policy_simulation.get('as_of')}, but {args.scores} is as of {manifest['as_of']}"
             )
         simulated_run = policy_simulation.get("scores_run_key")  # absent before 2026-12-01
+        simulated_accounts = policy_simulation.get("accounts")
+        if simulated_run is None and simulated_accounts not in (None, scored.height):
+            raise UserError(
+                f"{args.policy_simulation / POLICY_SIMULATION_JSON} rolled "
+                f"{simulated_accounts:,} scored accounts forward, but {args.scores} holds "
+                f"{scored.height:,}: it simulates other scores; run simulate-policy on these"
+            )
         if simulated_run is not None and simulated_run != manifest.get("run_key"):
             raise UserError(
                 f"{args.policy_simulation / POLICY_SIMULATION_JSON} simulates other scores "
@@ -126,6 +140,8 @@ def run(args: argparse.Namespace) -> int:
         for key in ("segments", "policy")
     }
     learned = None if args.learned is None else read_learned(args.learned)
+    if learned is not None:
+        _check_learned_portfolio(learned, args.learned, manifest, args.scores)
     segment_rules = load_segment_rules(rules["segments"])
     policy = load_policy(rules["policy"])
     tracking = configure_tracking()
@@ -275,6 +291,23 @@ def promotion_status(name: str, version: str) -> dict[str, Any] | None:
         "reasons": [r.strip() for r in tags.get("promotion_reasons", "").split(" | ") if r.strip()],
         "status": status,
     }
+
+
+def _check_learned_portfolio(learned: Any, folder: Path, manifest: dict, scores: Path) -> None:
+    """Refuse a learn-policy folder whose logged decisions came from another portfolio than
+    the scores (learn-policy records the portfolio's fingerprint from logged-decisions'
+    summary; scores record theirs): the page would show another book's experiment as this
+    lender's. A folder without the fingerprint (a table made otherwise) is not checked."""
+    provenance = learned.evaluation.get("provenance") or {}
+    learned_from = (provenance.get("logged") or {}).get("data_fingerprint")
+    scored_from = (manifest.get("identity") or {}).get("data")
+    if learned_from is not None and scored_from is not None and learned_from != scored_from:
+        raise UserError(
+            f"--learned {folder}: its logged decisions come from another portfolio than "
+            f"{scores} was scored from (the fingerprints in its provenance and in the scores' "
+            "manifest differ): the page would present another book's experiment as this "
+            "lender's; give the learn-policy run of this portfolio"
+        )
 
 
 def _check_same_portfolio(manifest: dict, scores: Path, data: Path) -> None:

@@ -56,6 +56,7 @@ The same --seed always writes the same files. Examples:
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import sys
@@ -163,6 +164,13 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--seed must be a non-negative integer, got {args.seed}")
     if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", args.start_month):
         raise UserError(f"--start-month must look like 2024-01 (YYYY-MM), got {args.start_month!r}")
+    first_year = int(args.start_month[:4])
+    last_year = first_year + (int(args.start_month[5:]) - 1 + args.months - 1) // 12
+    if first_year < 1900 or last_year > 2199:
+        raise UserError(
+            f"--start-month {args.start_month} with --months {args.months}: the history must "
+            f"lie between 1900 and 2199 (it would run to {last_year})"
+        )
     days_after = latest_day_after_cycle_end(SimulationRules())
     future = _future_warning(args.start_month, args.months, date.today(), days_after)
     if future is not None:
@@ -176,12 +184,19 @@ def run(args: argparse.Namespace) -> int:
         args.stress_start != StressRules().start_month or args.stress_months != StressRules().months
     ):
         raise UserError("--stress-start and --stress-months need --stress regional or macro")
-    if args.stress != "none" and not 0 <= args.stress_start < args.months:
-        raise UserError(
-            f"--stress-start must be a window month, 0 to {args.months - 1}, got {args.stress_start}"
-        )
     if args.stress_months < 1:
         raise UserError(f"--stress-months must be at least 1, got {args.stress_months}")
+    if args.stress != "none" and not 0 <= args.stress_start < args.months:
+        given = args.stress_start != StressRules().start_month
+        raise UserError(
+            f"--stress-start must be a window month, 0 to {args.months - 1}, got "
+            f"{args.stress_start}"
+            + (
+                ""
+                if given
+                else f" (its default: with --months {args.months}, give --stress-start too)"
+            )
+        )
     stress = StressRules(args.stress, start_month=args.stress_start, months=args.stress_months)
     exploration = None
     if args.explore_share > 0:
@@ -196,33 +211,42 @@ def run(args: argparse.Namespace) -> int:
     out: Path = args.out
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()):
-        if not args.overwrite:
-            raise UserError(
-                f"--out {out} is not empty; choose an empty folder or pass --overwrite "
-                "to replace the portfolio in it"
-            )
-        for path in output_paths(out):
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
+    if out.is_dir() and any(out.iterdir()) and not args.overwrite:
+        raise UserError(
+            f"--out {out} is not empty; choose an empty folder or pass --overwrite "
+            "to replace the portfolio in it"
+        )
     out.mkdir(parents=True, exist_ok=True)
+    # written beside --out first, then moved in: an interrupted run leaves the portfolio that
+    # was there as it was (and no half-written one)
+    staged = out.parent / f".{out.name}.simulating-{os.getpid()}"
+    shutil.rmtree(staged, ignore_errors=True)
+    staged.mkdir()
 
     def progress(chunks: Iterable[int], total: int) -> Iterable[int]:
         return tqdm(chunks, total=total, desc="simulate", unit="chunk", file=sys.stderr)
 
-    summary = write_portfolio(
-        out,
-        args.accounts,
-        args.months,
-        args.seed,
-        start_month=args.start_month,
-        file_format=args.format,
-        rules=SimulationRules(response_table=args.response_table, stress=stress),
-        progress=progress,
-        exploration=exploration,
-    )
+    try:
+        summary = write_portfolio(
+            staged,
+            args.accounts,
+            args.months,
+            args.seed,
+            start_month=args.start_month,
+            file_format=args.format,
+            rules=SimulationRules(response_table=args.response_table, stress=stress),
+            progress=progress,
+            exploration=exploration,
+        )
+        for path in output_paths(out):  # the earlier portfolio's files (--overwrite)
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+        for path in staged.iterdir():
+            path.rename(out / path.name)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
     print(f"simulated {summary.accounts:,} accounts x {summary.months} months -> {out}")
     for table, rows in summary.rows.items():
         print(f"  {table:<20} {rows:>12,} rows")

@@ -75,6 +75,7 @@ from rollrisk.strategies.tuning import DEFAULT_CONFIDENCE, DEFAULT_MIN_ACCOUNTS
 
 RESULT_MD = "policy_simulation.md"
 DEFAULT_MONTHS = 6
+MAX_HORIZON_MONTHS = 240  # as `rollrisk simulate --months`
 DEFAULT_ORACLE_SEEDS = 5
 ORACLE_SEED_START = 10_000  # the oracle's selection seeds; the reported ones are 0..--seeds-1
 
@@ -208,7 +209,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "the treatment of the scoring run's policy file whose book-value gain over the tiered "
         "baseline has the highest lower confidence bound on the oracle's selection seeds, if "
         "above 0, else the standard queue (strategies/tuning.py). Tune on one world, then "
-        "evaluate the file on others (bench/strategy_spread.py --policy) before adopting it",
+        "evaluate the file on others (bench/strategy_spread.py --policy) before adopting it. "
+        "FILE must not exist: a proposal never replaces a policy file",
     )
     parser.add_argument(
         "--propose-confidence",
@@ -330,6 +332,30 @@ def run(args: argparse.Namespace) -> int:
         check_output_argument(args, "--propose-policy")
         if args.propose_policy.is_dir():
             raise UserError(f"--propose-policy {args.propose_policy}: a folder (give a file name)")
+        if args.propose_policy.exists():
+            # it may be the policy a scoring run was decided with (its digest is in the run's
+            # manifest) or a shipped default: a proposal never replaces a policy file
+            raise UserError(
+                f"--propose-policy {args.propose_policy} exists: a proposal is written to a new "
+                "file (remove or rename the old one if it is an earlier proposal)"
+            )
+        if args.propose_policy.resolve() == args.out.resolve():
+            raise UserError(
+                f"--propose-policy {args.propose_policy} is the --out folder: give a file name"
+            )
+    if args.base_seed < 0:
+        raise UserError(f"--base-seed must be 0 or more, got {args.base_seed}")
+    if not 1 <= args.months <= MAX_HORIZON_MONTHS:
+        raise UserError(
+            f"--months must be between 1 and {MAX_HORIZON_MONTHS} (the horizon simulated "
+            f"forward), got {args.months}"
+        )
+    scores, out = args.scores.resolve(), args.out.resolve()
+    if out == scores or scores in out.parents:
+        raise UserError(
+            f"--out {args.out} is inside --scores {args.scores}: the published scores are "
+            "never written into; give another folder"
+        )
     started = time.perf_counter()
     config = load_config_argument(args)
     sim = read_simulation_params(args.data)

@@ -368,6 +368,11 @@ def _zh_interval(stats: Mapping[str, float]) -> str:
     )
 
 
+def _accounts(n: int) -> str:
+    """``1 account``, ``2,345 accounts``."""
+    return f"{n:,} account" + ("" if n == 1 else "s")
+
+
 def _interval_text(stats: Mapping[str, float], percent: bool = False) -> str:
     if percent:
         return (
@@ -1311,6 +1316,25 @@ def _headline(section: Section, result: Mapping[str, Any]) -> list[tuple[str, st
         )
         + "</p>"
     )
+    simulation = result.get("simulation") or {}
+    history, horizon = simulation.get("response_table"), simulation.get("horizon_response_table")
+    if horizon is not None and horizon != history:
+        section.raw(
+            '<div class="box warn">'
+            + escape(
+                f"A what-if: in these {result['months']} months the borrowers respond by the "
+                f"'{horizon}' response table, not the '{history}' table their history was "
+                "simulated with (simulate-policy --response-table): the figures ask how the "
+                "policy fares if borrowers respond otherwise than expected."
+            )
+            + '<p class="zh">'
+            + escape(
+                f"假设情景：这{result['months']}个月内借款人按“{horizon}”响应表反应，而非其历史"
+                f"模拟所用的“{history}”响应表(simulate-policy --response-table)：这些数字回答的是"
+                "借款人反应与预期不同时策略的表现。"
+            )
+            + "</p></div>"
+        )
     verdict_en, verdict_zh = _verdict(uplift, result)
     section.raw(
         f'<div class="box{"" if uplift["ci_low"] > 0 else " warn"}">{escape(verdict_en)}'
@@ -1344,8 +1368,9 @@ def _headline(section: Section, result: Mapping[str, Any]) -> list[tuple[str, st
         section,
         "Book value = cash collected - action and treatment costs - agency commission + "
         f"{valued} (docs/strategies.md, Policy simulation).",
-        "账面价值 = 现金回收 - 催收动作与处置成本 - 外部催收佣金 + 期末仍欠余额的估值"
-        "（估值方法见上句英文；详见 docs/strategies.md 的 Policy simulation 一节）。",
+        "账面价值 = 现金回收 - 催收动作与处置成本 - 外部催收佣金 + "
+        + _valuation_zh(result.get("valuation") or {})
+        + "（详见 docs/strategies.md 的 Policy simulation 一节）。",
         note=True,
     )
     tiles = [
@@ -1549,6 +1574,23 @@ def _strain(reference: Mapping[str, Any], policy: Mapping[str, Any]) -> tuple[st
     return f" ({'; '.join(en)})", f"({'；'.join(zh)})"
 
 
+def _valuation_zh(valuation: Mapping[str, Any]) -> str:
+    """How the balance still owed at the end is valued, in Chinese (the English is the
+    result's own ``valuation.method``)."""
+    months, plans = valuation.get("months"), valuation.get("plan_share")
+    if months is None:
+        return "期末仍欠余额按模拟器中其逾期阶段的回收曲线估值"
+    plan_text = (
+        "重组分期按其原逾期阶段估值"
+        if plans is None
+        else f"重组分期按其金额的{plans:.0%}估值，即本组合自身分期{months}个月的表现"
+    )
+    return (
+        f"期末仍欠余额 × 其逾期阶段的回收比例(本模拟组合中账户首次达到该逾期天数后{months}个月内"
+        f"收回的余额比例；M0按面值；{plan_text})"
+    )
+
+
 def _sources(section: Section, result: Mapping[str, Any]) -> None:
     """Where the book-value difference comes from, in words a lead books: cash (net recovery,
     with its interval over accounts and seeds when the simulation has one) and the value of
@@ -1557,31 +1599,55 @@ def _sources(section: Section, result: Mapping[str, Any]) -> None:
     uplift = result.get("uplift") or {}
     if not {"net_recovery", "end_value"} <= set(uplift):
         return
-    cash = (result.get("uplift_account_bootstrap") or {}).get("net_recovery") or uplift[
-        "net_recovery"
-    ]
+    # the widest interval the result has, named: accounts and seeds, else accounts, else seeds
+    cash, kind_en, kind_zh = next(
+        (figure, en, zh)
+        for figure, en, zh in (
+            (
+                (result.get("uplift_two_way") or {}).get("net_recovery"),
+                "95 % CI resampling accounts and seeds",
+                "95%置信区间，重抽账户与种子",
+            ),
+            (
+                (result.get("uplift_account_bootstrap") or {}).get("net_recovery"),
+                "95 % CI resampling accounts",
+                "95%置信区间，重抽账户",
+            ),
+            (
+                uplift["net_recovery"],
+                "95 % CI of the simulation noise only",
+                "95%置信区间，仅模拟噪声",
+            ),
+        )
+        if figure
+    )
     owed = uplift["end_value"]["mean"]
     en = (
         f"Where the difference comes from: cash collected net of costs (net recovery) "
-        f"{cash['mean']:+,.0f} CNY [{cash['ci_low']:+,.0f}, {cash['ci_high']:+,.0f}]; the value "
-        f"of the balances still owed at the end of the {result['months']} months {owed:+,.0f} CNY"
+        f"{cash['mean']:+,.0f} CNY [{cash['ci_low']:+,.0f}, {cash['ci_high']:+,.0f}; {kind_en}]; "
+        f"the value of the balances still owed at the end of the {result['months']} months "
+        f"{owed:+,.0f} CNY"
     )
     zh = (
         f"差额来源：扣除成本后的现金回收(净回收){cash['mean']:+,.0f}元"
-        f"[{cash['ci_low']:+,.0f}, {cash['ci_high']:+,.0f}]；{result['months']}个月末仍欠余额的价值"
-        f"{owed:+,.0f}元"
+        f"[{cash['ci_low']:+,.0f}, {cash['ci_high']:+,.0f}；{kind_zh}]；{result['months']}个月末仍欠"
+        f"余额的价值{owed:+,.0f}元"
     )
     plans = uplift.get("open_plan_balance", {}).get("mean")
     share = (result.get("valuation") or {}).get("plan_share")
     if plans and share is not None and abs(plans) >= 1:
+        more = plans > 0  # more balance on plans than the baseline: a lower valuation costs
         en += (
-            f", of it {plans:+,.0f} CNY of balances on restructure plans against the baseline, "
-            f"valued at {share:.0%} of their amount (this portfolio's own plans); each 10 points "
-            f"less on that valuation takes {0.1 * plans:,.0f} CNY off the difference"
+            f", of it {abs(plans):,.0f} CNY {'more' if more else 'less'} of balances on "
+            f"restructure plans than under the baseline, valued at {share:.0%} of their amount "
+            f"(this portfolio's own plans); each 10 points less on that valuation "
+            f"{'takes' if more else 'adds'} {abs(0.1 * plans):,.0f} CNY "
+            f"{'off' if more else 'to'} the difference"
         )
         zh += (
-            f"，其中重组分期余额比基准多{plans:+,.0f}元，按其金额的{share:.0%}估值(本组合自身分期的"
-            f"表现)；该估值每降低10个百分点，差额减少{0.1 * plans:,.0f}元"
+            f"，其中重组分期余额比基准{'多' if more else '少'}{abs(plans):,.0f}元，按其金额的"
+            f"{share:.0%}估值(本组合自身分期的表现)；该估值每降低10个百分点，差额"
+            f"{'减少' if more else '增加'}{abs(0.1 * plans):,.0f}元"
         )
     section.raw(f"<p>{escape(en)}.</p>" + f'<p class="zh">{escape(zh)}。</p>')
 
@@ -2671,7 +2737,7 @@ def build_report(
         exposure, loss = float(rows["exposure"].sum()), float(rows["expected_loss"].sum())
         _say(
             guide,
-            f"{rows.height:,} accounts, exposure {exposure:,.0f} CNY, expected loss {loss:,.0f} CNY.",
+            f"{_accounts(rows.height)}, exposure {exposure:,.0f} CNY, expected loss {loss:,.0f} CNY.",
             f"{rows.height:,}个账户，风险敞口{exposure:,.0f}元，预期损失{loss:,.0f}元。",
         )
         ladder_rows = []
@@ -2734,7 +2800,14 @@ def build_report(
     if policy_simulation is not None:
         _costs_even_where_it_gains(loses, policy_simulation)
     for segment, row, key in sorted(losing, key=lambda x: x[1]["uplift"][x[2]]["mean"]):
-        u = row["uplift"][key]
+        # the interval that resamples the segment's accounts as well as the seeds (results
+        # before 2026-12-03 have only the seeds', which holds these accounts fixed: said)
+        u = (row.get("uplift_two_way") or {}).get(key) or row["uplift"][key]
+        kind = (
+            ("resampling accounts and seeds", "重抽账户与种子")
+            if "resamples" in u
+            else ("simulation noise only, these accounts held fixed", "仅含模拟噪声，账户固定")
+        )
         en_name, zh_name = _words(SEGMENT_NAMES, segment)
         loses.raw(
             f'<h3>{escape(en_name)} <span class="zh">{escape(zh_name)}</span> '
@@ -2742,12 +2815,12 @@ def build_report(
         )
         _say(
             loses,
-            f"{row['accounts']:,} accounts; {key.replace('_', ' ')} against the tiered baseline "
-            f"{_interval_text(u)} CNY"
+            f"{_accounts(row['accounts'])}; {key.replace('_', ' ')} against the tiered baseline "
+            f"{_interval_text(u)} CNY ({kind[0]})"
             + (" (the whole interval is below zero)." if u["ci_high"] < 0 else "."),
             f"{row['accounts']:,}个账户；相对分层催收基准的{_words(METRIC_ZH, key)[1]}"
-            f"{u['mean']:+,.0f}元（95%置信区间{u['ci_low']:+,.0f}至{u['ci_high']:+,.0f}元）"
-            + ("，整个区间低于零。" if u["ci_high"] < 0 else "。"),
+            f"{u['mean']:+,.0f}元（95%置信区间{u['ci_low']:+,.0f}至{u['ci_high']:+,.0f}元，"
+            f"{kind[1]}）" + ("，整个区间低于零。" if u["ci_high"] < 0 else "。"),
         )
         if u["ci_high"] >= 0:
             loses.text(
@@ -3249,6 +3322,11 @@ def _policy_section(section: Section, result: Mapping[str, Any]) -> None:
             + ".",
             "同时对账户重抽样（对按种子平均的差额做账户百分位自助法）：净回收"
             + _zh_interval(bootstrap["net_recovery"])
+            + (
+                "；违约滚动率" + _interval_text(bootstrap["roll_to_default_rate"], percent=True)
+                if "roll_to_default_rate" in bootstrap
+                else ""
+            )
             + "。",
         )
     _say(
@@ -3257,7 +3335,7 @@ def _policy_section(section: Section, result: Mapping[str, Any]) -> None:
         + shown_path(result["costs"]["source"])
         + ". Method and limits: docs/strategies.md, Policy simulation.",
         "成本："
-        + shown_path(result["costs"]["source"])
+        + shown_path(result["costs"]["source"]).replace("(shipped default)", "（系统自带默认文件）")
         + "。方法与局限见 docs/strategies.md 的 Policy simulation 一节。",
         note=True,
     )

@@ -159,7 +159,9 @@ class _DefaultsFormatter(argparse.HelpFormatter):
         default = action.default
         if (
             "default" in text
-            or default in (None, False, argparse.SUPPRESS)
+            or default is None
+            or default is False  # 0 == False: a default of 0 is shown
+            or default is argparse.SUPPRESS
             or action.option_strings == []
         ):
             return text

@@ -1739,7 +1739,14 @@ def compare_policies(
     segment_table = {
         segment: {
             "accounts": int(rows[0]["accounts"]),
+            # simulation noise only: these accounts held fixed
             "uplift": {m: t_interval([r[m] for r in rows]) for m in SEGMENT_METRICS},
+            # the headline's interval, resampling the segment's accounts and the seeds: what
+            # says whether a segment is worse off
+            "uplift_two_way": {
+                m: two_way_interval(two_way[m][labels == segment], False, base_seed)
+                for m in ("book_value", "net_recovery")
+            },
         }
         for segment, rows in by_segment.items()
     }

@@ -50,13 +50,23 @@ class SimulatedPortfolio:
 def read_simulation_params(data_dir: Path) -> SimulatedPortfolio:
     """The seed, size and rules of a simulated portfolio; refuses a portfolio without truth/."""
     params_path = Path(data_dir) / TRUTH_FOLDER / PARAMS_FILE
+    if not Path(data_dir).is_dir():
+        raise UserError(f"--data {data_dir}: no such folder")
     if not params_path.is_file():
         raise UserError(
             f"{data_dir}: no truth/params.json - this is not a portfolio written by "
             "`rollrisk simulate`, so the borrowers' response to a policy is unknown and a "
             "policy cannot be simulated on it (run it on a simulated portfolio)"
         )
-    params = json.loads(params_path.read_text())
+    try:
+        params = json.loads(params_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise UserError(
+            f"{params_path} cannot be read ({error}): the simulation's settings are lost, so "
+            "the portfolio cannot be replayed; simulate it again"
+        ) from error
+    if not isinstance(params, dict):
+        raise UserError(f"{params_path} holds no simulation settings (a JSON object expected)")
     table = (params.get("rules") or {}).get("response_table", PRIMARY_RESPONSES)
     if table not in RESPONSE_TABLES:
         raise UserError(
@@ -133,10 +143,18 @@ def write_replay_state(path: Path, arrays: dict[str, Any]) -> None:
 def read_replay_state(data_dir: Path, month: str) -> dict[str, Any] | None:
     """The arrays of :func:`replay_state_path` (no pickle is read), or None when the portfolio
     has none for that month (simulated before they were written, or an earlier month)."""
+    import zipfile
+
     import numpy as np
 
     path = replay_state_path(data_dir, month)
     if not path.is_file():
         return None
-    with np.load(path, allow_pickle=False) as stored:
-        return {name: stored[name] for name in stored.files}
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            return {name: stored[name] for name in stored.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise UserError(
+            f"{path} cannot be read ({error}): remove it and the replay re-simulates the "
+            "history up to the as-of instead (slower, the same result)"
+        ) from error

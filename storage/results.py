@@ -97,7 +97,17 @@ def read_scores(scores: Path) -> tuple[dict[str, Any], pl.DataFrame]:
     try:
         manifest, scored = read_current(scores)
     except FileNotFoundError as error:
-        raise UserError(f"--scores: {error}; run `rollrisk score` first") from error
+        hint = (
+            f"; give the folder above it, {scores.parent} (the --out of `rollrisk score`)"
+            if (scores / "manifest.json").is_file()
+            else "; run `rollrisk score` first"
+        )
+        raise UserError(f"--scores: {error}{hint}") from error
+    except (pl.exceptions.PolarsError, OSError, ValueError) as error:
+        # a partition or the manifest damaged after publishing (truncated, overwritten)
+        raise UserError(
+            f"--scores {scores}: the published run cannot be read ({error}); score again"
+        ) from error
     if scored.height == 0:
         raise UserError(f"{scores}: the scoring run has no scored accounts")
     return manifest, scored
@@ -115,4 +125,16 @@ def read_policy_simulation(folder: Path) -> dict[str, Any]:
             f"--policy-simulation: {path} not found: give the --out folder of `rollrisk "
             f"simulate-policy` for these scores (it holds {POLICY_SIMULATION_JSON})"
         )
-    return json.loads(path.read_text())
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise UserError(
+            f"--policy-simulation: {path} cannot be read ({error}); run `rollrisk "
+            "simulate-policy` again"
+        ) from error
+    if not isinstance(document, dict):
+        raise UserError(
+            f"--policy-simulation: {path} holds no simulation result (a JSON object was "
+            f"expected, found {type(document).__name__}); run `rollrisk simulate-policy` again"
+        )
+    return document

@@ -460,6 +460,8 @@ def test_where_it_loses_says_when_a_segment_only_got_the_standard_queue(report_r
         segment = block.split('<code class="note">')[1].split("<")[0]  # small grey: the code
         said = "the policy changes nothing for them" in block
         assert said == (segment in queued), segment
+        # a loss is judged on the interval resampling the segment's accounts and the seeds
+        assert "(resampling accounts and seeds)" in block and "重抽账户与种子" in block
         if said:
             assert "the loss comes from the ladder" not in block and "本策略对他们" in block
 

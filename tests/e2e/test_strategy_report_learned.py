@@ -225,3 +225,23 @@ def test_a_learned_category_list_is_said_the_shorter_way():
     assert learned_rule_conditions(two, applies_to, FEATURE_SET)[0][0].startswith(
         "the segment is one of hit by a hardship"
     )
+
+
+def test_report_refuses_a_learned_folder_from_another_portfolio(learned_run, tmp_path, capsys):
+    """learn-policy records the portfolio its logged decisions came from (logged-decisions'
+    fingerprint of it); the page refuses to show another book's experiment beside these
+    scores."""
+    pages, evaluation, _, scores = learned_run
+    fingerprint = evaluation["provenance"]["logged"]["data_fingerprint"]
+    assert fingerprint is not None  # the chain recorded it
+    learned = pages["learned"].parent / "learned"
+    other = tmp_path / "other-learned"
+    shutil.copytree(learned, other)
+    document = json.loads((other / "policy_learning.json").read_text())
+    document["provenance"]["logged"]["data_fingerprint"] = "0" * len(fingerprint)
+    (other / "policy_learning.json").write_text(json.dumps(document))
+    argv = ["report", "--scores", str(scores), "--data", "unused", "--learned", str(other),
+            "--out", str(tmp_path / "page.html"), "--no-mlflow"]  # fmt: skip
+    assert main(argv) == 2
+    assert "its logged decisions come from another portfolio" in capsys.readouterr().err
+    assert not (tmp_path / "page.html").exists()

@@ -240,6 +240,14 @@ def test_compare_policies_reports_a_paired_interval_per_metric(simulated: Path):
             expected = (np.mean(diffs), np.mean(diffs))
         assert (stats["ci_low"], stats["ci_high"]) == pytest.approx(expected, rel=1e-9, abs=1e-9)
     assert set(result["by_segment"]) == {"forgetful", "general"}
+    for segment, row in result["by_segment"].items():
+        # the segment's interval over accounts and seeds (the page's "where it loses" reads
+        # it): around the same mean as the seeds-only one
+        both = row["uplift_two_way"]["book_value"]
+        seeds_only = row["uplift"]["book_value"]
+        assert both["resamples"] == "accounts x seeds", segment
+        assert both["mean"] == pytest.approx(seeds_only["mean"], rel=1e-9, abs=1e-6)
+        assert both["ci_low"] <= both["mean"] <= both["ci_high"]
     one_call_each = result["per_seed"][0]["model_driven"]
     assert one_call_each["contacts"] >= n  # every M1-M3 account is called in month 0
 

@@ -92,3 +92,26 @@ def test_spark_default_partitions_size_tasks_by_accounts_read_too() -> None:
     assert spark_default_partitions(1_000_000, 1_000_000) == default_partitions(1_000_000) == 20
     assert spark_default_partitions(120_000, 130_000) == default_partitions(120_000) == 3
     assert spark_default_partitions(1, 1) == 1
+
+
+def test_a_damaged_published_run_or_its_current_folder_given_is_one_clear_error(tmp_path):
+    run = PartitionedRun(tmp_path, {"as_of": "2025-07-31"})
+    run.publish({"as_of": "2025-07-31"}, [run.write_partition(0, _accounts(["A1", "A2"]))])
+    # the published folder itself given: the error says to give the folder above it
+    with pytest.raises(UserError, match=r"give the folder above it, .*\(the --out of"):
+        read_scores(tmp_path / "current")
+    # a partition truncated after publishing: no polars traceback
+    part = next((tmp_path / "current").glob("part-*.parquet"))
+    part.write_bytes(part.read_bytes()[:500])
+    with pytest.raises(UserError, match="the published run cannot be read .*score again"):
+        read_scores(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("[]", "holds no simulation result"), ('{"as_of": "2025-', "cannot be read")],
+)
+def test_a_damaged_policy_simulation_is_one_clear_error(tmp_path, text, message):
+    (tmp_path / "policy_simulation.json").write_text(text)
+    with pytest.raises(UserError, match=message):
+        read_policy_simulation(tmp_path)

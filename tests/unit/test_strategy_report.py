@@ -514,13 +514,40 @@ def test_the_headline_says_how_much_of_the_difference_is_cash_and_how_much_valua
     )
     page = html.unescape(section.render())
     assert (
-        "cash collected net of costs (net recovery) +105,847 CNY [-103,913, +256,805]; the value "
-        "of the balances still owed at the end of the 6 months +501,808 CNY, of it +614,584 CNY "
-        "of balances on restructure plans against the baseline, valued at 80% of their amount "
-        "(this portfolio's own plans); each 10 points less on that valuation takes 61,458 CNY "
-        "off the difference." in page
+        "cash collected net of costs (net recovery) +105,847 CNY [-103,913, +256,805; 95 % CI "
+        "resampling accounts]; the value of the balances still owed at the end of the 6 months "
+        "+501,808 CNY, of it 614,584 CNY more of balances on restructure plans than under the "
+        "baseline, valued at 80% of their amount (this portfolio's own plans); each 10 points "
+        "less on that valuation takes 61,458 CNY off the difference." in page
     )
-    assert "净回收)+105,847元[-103,913, +256,805]" in page and "按其金额的80%估值" in page
+    assert "净回收)+105,847元[-103,913, +256,805；95%置信区间，重抽账户]" in page
+    assert "按其金额的80%估值" in page and "差额减少61,458元" in page
+    # the interval over accounts and seeds, when the result has it, is the one shown (the
+    # page's headline resamples both; the accounts-only one is narrower)
+    both = Section("summary", "Summary")
+    _sources(
+        both,
+        {
+            "months": 6,
+            "uplift": {
+                "net_recovery": {"mean": 10.0, "ci_low": 5.0, "ci_high": 15.0},
+                "end_value": {"mean": 3.0},
+                "open_plan_balance": {"mean": -4_725.0},
+            },
+            "uplift_account_bootstrap": {
+                "net_recovery": {"mean": 10.0, "ci_low": 1.0, "ci_high": 19.0}
+            },
+            "uplift_two_way": {"net_recovery": {"mean": 10.0, "ci_low": -7.0, "ci_high": 27.0}},
+            "valuation": {"plan_share": 0.8},
+        },
+    )
+    text = html.unescape(both.render())
+    assert "+10 CNY [-7, +27; 95 % CI resampling accounts and seeds]" in text
+    # fewer plan balances than the baseline: a lower valuation adds, said without "-473 off"
+    assert "4,725 CNY less of balances on restructure plans than under the baseline" in text
+    assert "each 10 points less on that valuation adds 472 CNY to the difference" in text
+    assert "比基准少4,725元" in text and "差额增加472元" in text
+    assert "-4" not in text.split("Where the difference comes from")[1].split("valued at")[0]
     # a simulation without the plan share (older) says the rest without it
     quiet = Section("summary", "Summary")
     _sources(quiet, {"months": 6, "uplift": {"net_recovery": {"mean": 1.0, "ci_low": 0.0,
