@@ -244,11 +244,8 @@ def score_portfolio(
         if engine == "spark":
             book = _spark_book(held, data, staged_rejects, dates, setup)
         else:
-            early = _EarlyWorkers(setup, as_of, workers, held)
-            portfolio = load_portfolio(
-                data, rejects_path=staged_rejects, dates=dates, on_validated=early
-            )
-            book = _local_book(portfolio, setup, progress, step_seconds, early)
+            portfolio = load_portfolio(data, rejects_path=staged_rejects, dates=dates)
+            book = _local_book(portfolio, setup, progress, step_seconds)
         rejects = book.rejects
         if max_reject_rate is not None:
             rejects = check_reject_rate(rejects, max_reject_rate, data)
@@ -411,50 +408,14 @@ class _Book:
     default_partitions: Callable[[int], int] = default_partitions
 
 
-class _EarlyWorkers:
-    """Starts the scoring workers as soon as the statements are validated (``load_portfolio``'s
-    ``on_validated``), when the population they give is worth them (:func:`auto_workers`, or
-    ``workers`` when given): the workers' start (a fresh interpreter importing polars, LightGBM
-    and numba, the model, the explanation kernel's tables) then overlaps the validation of the
-    other tables instead of following it. What it finds (the default as-of, the population)
-    is kept for the run, which would compute the same from the same statements."""
-
-    def __init__(
-        self, setup: ScoringSetup, as_of: date | None, workers: int | None, held: ExitStack
-    ) -> None:
-        self.setup, self.as_of, self.workers, self.held = setup, as_of, workers, held
-        self.pool: ScoringWorkers | None = None
-        self.choice: DefaultAsOf | None = None
-        self.people: dict[date, pl.Series] = {}
-
-    def __call__(self, table: str, accepted: pl.DataFrame) -> None:
-        if table != "statements" or self.workers == 1 or not accepted.height:
-            return
-        try:
-            choice = default_as_of_choice(accepted)
-            as_of = self.as_of or choice.as_of
-            people = population(accepted, as_of, self.setup.observation)["account_id"]
-        except (UserError, ValueError):  # said by the run's own checks, after validation
-            return
-        self.choice = choice
-        self.people[as_of] = people
-        wanted = self.workers if self.workers is not None else auto_workers(people.len())
-        if wanted > 1:
-            self.pool = self.held.enter_context(ScoringWorkers(self.setup, wanted))
-
-
 def _local_book(
     portfolio: Portfolio,
     setup: ScoringSetup,
     progress: Progress | None,
     step_seconds: dict[str, float],
-    early: _EarlyWorkers | None = None,
 ) -> _Book:
-    """The portfolio in this process's memory, scored here or in worker processes (``early``:
-    the workers started while it was validated, and what was found then)."""
-    # the population's account ids, found once per as-of
-    found: dict[date, pl.Series] = dict(early.people) if early is not None else {}
-    choice = early.choice if early is not None else None
+    """The portfolio in this process's memory, scored here or in worker processes."""
+    found: dict[date, pl.Series] = {}  # the population's account ids, found once per as-of
 
     def people(as_of: date) -> pl.Series:
         if as_of not in found:
@@ -467,7 +428,7 @@ def _local_book(
         present=tables_present(portfolio.collection_actions, portfolio.treatments),
         empty_tables=portfolio.empty_tables,
         check_as_of=lambda as_of: check_as_of(portfolio.statements, as_of),
-        default_as_of=lambda: choice or default_as_of_choice(portfolio.statements),
+        default_as_of=lambda: default_as_of_choice(portfolio.statements),
         population=lambda as_of: people(as_of).len(),
         overdue_statements=lambda as_of: overdue_statements(
             portfolio.statements, as_of, setup.observation
@@ -486,7 +447,6 @@ def _local_book(
             progress,
             step_seconds,
             workers,
-            early.pool if early is not None else None,
         ),
     )
 
@@ -606,7 +566,6 @@ def _score_locally(
     progress: Progress | None,
     step_seconds: dict[str, float],
     workers: int,
-    started: ScoringWorkers | None = None,
 ) -> list[PartitionFile]:
     """Score and write each partition not yet written (``people``: the account ids of the
     population at ``as_of``): in this process, in partition order, with one worker (or one
@@ -614,21 +573,14 @@ def _score_locally(
     the partitions handed out as workers free up.
 
     Either way each partition's file holds the same bytes: a partition is scored alone, by the
-    same code, whatever ran beside it. ``started``: workers started earlier (while the book was
-    validated), used when more than one is wanted, else stopped.
+    same code, whatever ran beside it.
     """
     files = {k: output.existing_partition(k) for k in range(partitions) if output.is_done(k)}
     pending = [k for k in range(partitions) if k not in files]
     # only the population's rows are cut into partitions: nobody else is scored
     with ExitStack() as held:
         # the workers start first: they bootstrap while the book is cut into partitions
-        pool: ScoringWorkers | None = None
-        if started is not None and workers > 1:
-            pool = started
-        elif workers > 1:
-            pool = held.enter_context(ScoringWorkers(setup, workers))
-        if started is not None and pool is not started:  # one to do: scored here
-            started.close()
+        pool = held.enter_context(ScoringWorkers(setup, workers)) if workers > 1 else None
         tables = PartitionedTables(
             {name: getattr(portfolio, name) for name in INPUT_TABLES}, partitions, keep=people
         )

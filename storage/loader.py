@@ -36,7 +36,7 @@ import csv
 import os
 import re
 import shlex
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import time
 from pathlib import Path
@@ -1040,17 +1040,12 @@ def validate_next(
 
 
 def validate_portfolio(
-    data_dir: Path,
-    rejects_path: Path | None = None,
-    dates: DateSettings | None = None,
-    on_validated: Callable[[str, pl.DataFrame], None] | None = None,
+    data_dir: Path, rejects_path: Path | None = None, dates: DateSettings | None = None
 ) -> Portfolio:
     """Read and validate every table; never raises for bad rows or unreadable files.
 
     ``dates`` says how dates are read (:class:`~rollrisk.features.dates.DateSettings`); its
     extract date defaults to today (in its time zone), and rows dated after it are rejected.
-    ``on_validated(table, accepted)`` is called as each table's rows are accepted, before the
-    next table is read (a job can start work that needs only the tables so far).
 
     Raises :class:`DataContractError` only when the folder itself is unusable (missing,
     no accounts or statements files, a table given twice).
@@ -1081,8 +1076,6 @@ def validate_portfolio(
                 unread = tuple(names)
         outcomes[table.name] = validate_next(raw, table, names, outcomes, dates, unread)
         sources[table.name] = tuple(names)
-        if on_validated is not None:
-            on_validated(table.name, outcomes[table.name].accepted)
         if table.required and not raw.height and names:
             errors.append(no_rows_error(names, table))
 
@@ -1198,19 +1191,15 @@ def _top_reasons(rejects: pl.DataFrame, limit: int = 5) -> tuple[tuple[str, int]
 
 
 def load_portfolio(
-    data_dir: Path,
-    rejects_path: Path | None = None,
-    dates: DateSettings | None = None,
-    on_validated: Callable[[str, pl.DataFrame], None] | None = None,
+    data_dir: Path, rejects_path: Path | None = None, dates: DateSettings | None = None
 ) -> Portfolio:
     """Validate a portfolio folder for a job: bad rows are set aside, unreadable files stop it.
 
-    ``dates``, ``on_validated``: as for :func:`validate_portfolio`. Raises
-    :class:`DataContractError` (one line, every file error joined by ``; ``) when a file cannot
-    be used, and when every row of a required table was rejected (whatever the reject limit:
-    nothing could run).
+    ``dates``: as for :func:`validate_portfolio`. Raises :class:`DataContractError` (one line,
+    every file error joined by ``; ``) when a file cannot be used, and when every row of a
+    required table was rejected (whatever the reject limit: nothing could run).
     """
-    portfolio = validate_portfolio(data_dir, rejects_path, dates, on_validated)
+    portfolio = validate_portfolio(data_dir, rejects_path, dates)
     check_usable(portfolio.report)
     return portfolio
 

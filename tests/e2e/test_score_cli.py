@@ -79,32 +79,11 @@ def test_workers_write_the_same_bytes_as_one_process(scoring_world, tmp_path, mo
     """Partitions scored in worker processes are the partitions scored in this process: the
     same run key, the same files, byte for byte (one worker per partition and fewer)."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", scoring_world.tracking_uri)
-    # the workers start while the book is still being validated (after the statements): their
-    # start overlaps the validation of the other tables
-    from rollrisk.scoring import batch
-
-    loading, started = [], []
-    real_load, real_workers = batch.load_portfolio, batch.ScoringWorkers
-
-    def load(*args, **kwargs):
-        loading.append(True)
-        try:
-            return real_load(*args, **kwargs)
-        finally:
-            loading.clear()
-
-    def workers_started(setup, workers):
-        started.append((workers, bool(loading)))
-        return real_workers(setup, workers)
-
-    monkeypatch.setattr(batch, "load_portfolio", load)
-    monkeypatch.setattr(batch, "ScoringWorkers", workers_started)
     runs = {}
     for workers in ("1", "2", "4"):
         out = tmp_path / f"workers-{workers}"
         assert _score(scoring_world, out, "--partitions", "4", "--workers", workers) == 0
         runs[workers], _ = read_current(out)
-    assert started == [(2, True), (4, True)]  # none for one worker; both during validation
     digests = {w: [p["sha256"] for p in m["partitions"]] for w, m in runs.items()}
     assert len(digests["1"]) == 4
     assert digests["2"] == digests["1"] and digests["4"] == digests["1"]
