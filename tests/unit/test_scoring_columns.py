@@ -1,5 +1,6 @@
-"""The reasons' contribution numbers written without a Python call per value
-(rollrisk.scoring.core.rounded_json_numbers) are the text json.dumps(round(v, 12)) writes."""
+"""Columns the scoring core builds without a Python call per row, against the Python they
+replace: the reasons' contribution numbers (rollrisk.scoring.core.rounded_json_numbers, the
+text json.dumps(round(v, 12)) writes) and the contact history's labels (_labels)."""
 
 from __future__ import annotations
 
@@ -66,3 +67,19 @@ def test_the_edges_of_the_fast_range_and_values_outside_it() -> None:
     assert got == python_texts(values)
     assert got[0] == "0.0001" and got[5] == "1e-12" and got[12] == "1.0"
     assert got[-3:] == ["NaN", "Infinity", "-Infinity"]
+
+
+def test_a_text_column_becomes_labels_with_nulls_as_none() -> None:
+    """The scored accounts' contact history reaches the compliance rules as codes, without a
+    Python string per row: each row's label is its text, a null the label None."""
+    import polars as pl
+
+    from rollrisk.scoring.core import _labels
+
+    column = pl.Series(["sms", None, "agent_call", "sms", "", None], dtype=pl.String)
+
+    labels = _labels(column)
+
+    assert list(np.asarray(labels)) == ["sms", None, "agent_call", "sms", "", None]
+    assert list(np.asarray(_labels(pl.Series([], dtype=pl.String)))) == []
+    assert list(np.asarray(_labels(pl.Series([None, None], dtype=pl.String)))) == [None, None]
