@@ -57,6 +57,13 @@ REFERENCE_NAMES: dict[str, str] = {
 }
 
 
+def signed(value: float) -> str:
+    """A CNY amount with its sign, whole: ``+1,234``, ``-56``, and ``0`` for what rounds to zero
+    (never ``-0`` or ``+0``)."""
+    text = f"{value:+,.0f}"
+    return "0" if text in ("+0", "-0") else text
+
+
 def format_ratio(value: float | None) -> str:
     """A share of a reference gap (value captured, value of segmentation), or why there is none."""
     return (
@@ -83,7 +90,7 @@ def format_uplift(metric: str, stats: Mapping[str, float]) -> str:
             f"{stats['mean'] * 100:+.2f} pp [{stats['ci_low'] * 100:+.2f}, "
             f"{stats['ci_high'] * 100:+.2f}]"
         )
-    return f"{stats['mean']:+,.0f} [{stats['ci_low']:+,.0f}, {stats['ci_high']:+,.0f}]"
+    return f"{signed(stats['mean'])} [{signed(stats['ci_low'])}, {signed(stats['ci_high'])}]"
 
 
 def _dropped(row: Mapping[str, Any]) -> str:

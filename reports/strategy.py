@@ -52,6 +52,7 @@ from rollrisk.reports.policy_simulation import (
     SEGMENT_UPLIFT_NOTE,
     format_metric,
     format_uplift,
+    signed,
 )
 from rollrisk.simulator.replay import OWN_DRAWS
 from rollrisk.strategies.experiment_readout import (
@@ -379,7 +380,9 @@ def _interval_text(stats: Mapping[str, float], percent: bool = False) -> str:
             f"{stats['mean'] * 100:+.2f} pp (95 % CI {stats['ci_low'] * 100:+.2f} to "
             f"{stats['ci_high'] * 100:+.2f})"
         )
-    return f"{stats['mean']:+,.0f} (95 % CI {stats['ci_low']:+,.0f} to {stats['ci_high']:+,.0f})"
+    return (
+        f"{signed(stats['mean'])} (95 % CI {signed(stats['ci_low'])} to {signed(stats['ci_high'])})"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -1429,7 +1432,10 @@ def _verdict(uplift: Mapping[str, float], result: Mapping[str, Any]) -> tuple[st
         if name in ("oracle", "oracle_segments") or difference.get("mean", 0.0) >= 0:
             continue
         words = _words(REFERENCE_NAMES, name)
-        shown = f"{difference['mean']:+,.0f} [{difference['ci_low']:+,.0f}, {difference['ci_high']:+,.0f}]"
+        shown = (
+            f"{signed(difference['mean'])} [{signed(difference['ci_low'])}, "
+            f"{signed(difference['ci_high'])}]"
+        )
         strain = _strain(references.get(name, {}), references.get("model_driven", {}))
         (better if difference["ci_high"] < 0 else level).append(
             (words[0] + strain[0], words[1] + strain[1], shown)
@@ -3243,6 +3249,10 @@ def build_report(
         f"({model_info.get('uri')}, {promotion_status}); policy "
         f"{shown_path(config.get('policy'))}; segments {shown_path(config.get('segments'))}; "
         f"portfolio {shown_path(data_dir)}; code {manifest.get('code', {}).get('git_commit')}."
+        # the Chinese summary points here ("见页首"): the same facts in Chinese
+        f" 评分日{as_of}；模型{model_info.get('name')} v{model_info.get('version')}；拟上线策略"
+        f"(策略文件){shown_path(config.get('policy'))}；客群规则"
+        f"{shown_path(config.get('segments'))}；组合{shown_path(data_dir)}。"
     )
     ordered = list(sections.values())
     after = SECTION_IDS.index(LEARNED_SECTIONS_AFTER) + 1

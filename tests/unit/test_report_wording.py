@@ -242,3 +242,12 @@ def test_the_account_list_filter_finds_shown_figures_in_chromium(tmp_path):
     )  # fmt: skip
     found = re.search(r'data-found="([^"]*)"', done.stdout).group(1)
     assert found == "84.5%=1|10,433=1|merchant loan=1|商户贷=1|0.8451=0|merchant_loan=0"
+
+
+def test_an_amount_that_rounds_to_zero_has_no_sign() -> None:
+    """The page's tables showed "-0 [-0, +0]" for a difference of a fraction of a yuan."""
+    from rollrisk.reports.policy_simulation import signed
+
+    assert [signed(v) for v in (-0.3, 0.0, -0.0, 0.4, 0.6, -1234.5, 1_234_567.0)] == [
+        "0", "0", "0", "0", "+1", "-1,234", "+1,234,567",
+    ]  # fmt: skip
