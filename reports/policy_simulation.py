@@ -37,7 +37,8 @@ LABELS: dict[str, tuple[str, str]] = {
     "pressure_on_capacity_shock": ("pressure contacts on capacity shocks", "{:,.0f}"),
     "treatments_granted": ("treatments granted", "{:,.0f}"),
     "offers_refused": ("treatment offers refused", "{:,.0f}"),
-    "compliance_blocks": ("compliance blocks", "{:,.0f}"),
+    # a mean per seed: 0.1 block is not "0"
+    "compliance_blocks": ("compliance blocks", "{:,.1f}"),
     "agent_calls": ("agent calls made", "{:,.0f}"),
     "field_visits": ("field visits made", "{:,.0f}"),
     "calls_dropped_for_capacity": ("agent calls dropped for capacity", "{:,.0f}"),
@@ -120,9 +121,10 @@ def constraint_lines(result: Mapping[str, Any]) -> list[str]:
         lines.append(
             "Every arm's contacts and first-delinquency extensions go through the compliance "
             f"rules of the scoring run ({jurisdictions}) every month, planned at the cycle end "
-            "with the previous month's contacts as history; compliance blocks = the scored "
-            "decision's (model-driven accounts) + the replay's. The replay's blocks by rule "
-            "(mean per seed):"
+            "with the previous month's contacts as history; compliance blocks = those made when "
+            "the arm's decision was taken (the scored decisions of the model-driven accounts, a "
+            "reference's own plan) + the replay's. The replay's blocks by rule (mean per seed; "
+            "the decision-time blocks are in the arm's total only):"
         )
         for arm, rules in compliance["blocks_by_rule"].items():
             biting = {rule: count for rule, count in rules.items() if count > 0}

@@ -1663,7 +1663,7 @@ def _constraint_cells(figures: Mapping[str, Any]) -> dict[str, str]:
     when the result has them."""
     cells = {}
     if "compliance_blocks" in figures:
-        cells["compliance blocks 合规拦截"] = f"{figures['compliance_blocks']['mean']:,.0f}"
+        cells["compliance blocks 合规拦截"] = f"{figures['compliance_blocks']['mean']:,.1f}"
     if "calls_dropped_for_capacity" in figures:
         dropped = (
             figures["calls_dropped_for_capacity"]["mean"]
