@@ -17,6 +17,7 @@ import shap
 from rollrisk.models.treeshap import (
     DEFAULT_BLOCK_ROWS,
     MAX_PATTERN_NODES,
+    MIN_PATTERN_ROWS,
     TreeEnsemble,
     fast_pred_contrib,
     lightgbm_matrix,
@@ -167,12 +168,14 @@ def test_large_trees_are_explained_row_by_row_beside_patterned_ones() -> None:
 
 def test_rows_sharing_a_decision_pattern_get_the_same_contributions() -> None:
     """Explained once per distinct pattern of a block: rows repeated within a block, across
-    blocks and alone get the same values."""
+    blocks and alone get the same values, to the bit, whether their block went by pattern (64
+    rows) or row by row (37 rows, and a row alone: fewer than MIN_PATTERN_ROWS)."""
     booster, frame = train_random_model(9, num_leaves=31, max_depth=-1)
     matrix = lightgbm_matrix(frame, booster)[:50]
     rows = np.vstack([matrix, matrix[::-1], matrix[:1]])  # each row twice, the first thrice
     ensemble = TreeEnsemble.from_lightgbm(booster)
 
+    assert MIN_PATTERN_ROWS == 64  # the block sizes below take both paths
     got = tree_contributions(ensemble, rows, block_rows=64)
     alone = np.vstack([tree_contributions(ensemble, row[None, :]) for row in matrix])
 
