@@ -226,10 +226,13 @@ def test_rules_a_policy_file_cannot_test_remove_an_earlier_learned_policy(
     experiments.write_text(shipped_example(), encoding="utf-8")
     code = main(["learn-policy", "--logged", str(logged), "--out", str(out),
                  "--experiments", str(experiments),
-                 "--rule-features", "probability", "--model-features", "segment",
+                 "--rule-features", "start_bucket,probability", "--model-features", "segment",
                  "--bootstrap", "200"])  # fmt: skip
     assert code == 0
-    assert "an earlier run's learned_policy.yaml there is removed" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "an earlier run's learned_policy.yaml there is removed" in err
+    # the feature a policy file cannot test is named, not every rule feature
+    assert "conf/policy.yaml cannot (probability): learned_rules.yaml only" in err
     assert sorted(p.name for p in out.iterdir()) == [
         "learned_rules.yaml", "policy_learning.json", "policy_learning.md",
     ]  # fmt: skip
@@ -468,3 +471,35 @@ def test_a_policy_with_other_risk_bands_than_the_table_was_scored_with_is_refuse
     assert "scored with the bands of bands.yaml (low <= 0.03, medium <= 0.1, high <= 1;" in err
     assert "has low <= 0.15, medium <= 0.45, high <= 1" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_rows_outside_every_experiment_and_nan_propensities_are_named_for_what_they_are(
+    tmp_path: Path,
+) -> None:
+    """A row with no experiment_id but another bundle than its policy_bundle was said to hold
+    "a bundle that their experiment never gives"; a NaN propensity was said to "differ by more
+    than 1e-06" (it is left to the learner's own check, which names it)."""
+    from rollrisk.conf import DEFAULT_POLICY
+    from rollrisk.errors import UserError
+    from rollrisk.strategies.experiments import check_logged_decisions, parse_experiments
+
+    frame = pl.read_csv(
+        _logged(tmp_path / "logged.csv", n=400, share=0.10, experiment=SHIPPED_EXPERIMENT)
+    )
+    plan = parse_experiments(shipped_example(), "experiments.yaml")
+    policy = load_policy(DEFAULT_POLICY)
+    outside = frame.head(1).with_columns(
+        account_id=pl.lit("OUT1"),
+        experiment_id=pl.lit(None, pl.String),
+        arm=pl.lit(None, pl.String),
+        bundle=pl.lit("early_agent_call"),
+        propensity=pl.lit(1.0),
+    )
+    with pytest.raises(UserError, match="are outside every experiment .* but hold another bundle"):
+        check_logged_decisions(pl.concat([frame, outside]), plan, policy, "t.csv")
+    nan = frame.with_columns(
+        propensity=pl.when(pl.int_range(pl.len()) == 3)
+        .then(float("nan"))
+        .otherwise(pl.col("propensity"))
+    )
+    assert check_logged_decisions(nan, plan, policy, "t.csv") is None
