@@ -270,7 +270,8 @@ def markdown(result: Mapping[str, Any]) -> str:
             )
             for driver, row in captured["by_true_driver"].items():
                 lines.append(
-                    f"  - true driver {driver} ({row['accounts']:,} accounts): "
+                    f"  - true driver {driver} ({row['accounts']:,} "
+                    f"account{'' if row['accounts'] == 1 else 's'}): "
                     f"{format_ratio(row['value_captured'])} "
                     f"({row['policy_minus_baseline']:+,.0f} of "
                     f"{row['oracle_minus_baseline']:+,.0f} CNY)"

@@ -330,7 +330,7 @@ def shap_summary_png(shap_values: SegmentShap, max_display: int = 10) -> bytes:
     figure = plt.gcf()
     figure.suptitle(
         f"{shap_values.segment}: SHAP values (log-odds), {len(shap_values.account_ids)} of "
-        f"{shap_values.accounts_in_segment} accounts",
+        f"{_accounts(shap_values.accounts_in_segment)}",
         fontsize=10,
     )
     return _png(figure)
@@ -1823,7 +1823,7 @@ def _worse_off_types(section: Section, by_driver: Mapping[str, Any]) -> None:
         en, zh = _words(DRIVER_NAMES, driver)
         loss = _lower_by(row["book_value"])
         text = (
-            f"Borrowers whose true type is {en} ({row['accounts']:,} accounts) end the horizon with "
+            f"Borrowers whose true type is {en} ({_accounts(row['accounts'])}) end the horizon with "
             f"a book value {loss[0]} than under the baseline."
         )
         zh_text = (
@@ -3222,7 +3222,7 @@ def build_report(
     _say(
         summary,
         f"Largest expected loss: the segment {top_en} ({top['expected_loss']:,.0f} CNY, "
-        f"{top['expected_loss'] / total_el:.0%} of the total, {int(top['accounts']):,} accounts).",
+        f"{top['expected_loss'] / total_el:.0%} of the total, {_accounts(int(top['accounts']))}).",
         f"预期损失最大的客群：{top_zh}（{top['expected_loss']:,.0f}元，占总额"
         f"{top['expected_loss'] / total_el:.0%}，{int(top['accounts']):,}个账户）。",
     )

@@ -251,3 +251,12 @@ def test_an_amount_that_rounds_to_zero_has_no_sign() -> None:
     assert [signed(v) for v in (-0.3, 0.0, -0.0, 0.4, 0.6, -1234.5, 1_234_567.0)] == [
         "0", "0", "0", "0", "+1", "-1,234", "+1,234,567",
     ]  # fmt: skip
+
+
+def test_one_account_is_said_in_the_singular() -> None:
+    """The page said "1 accounts, exposure 6,571 CNY"."""
+    from rollrisk.reports.strategy import _accounts
+
+    assert [_accounts(n) for n in (0, 1, 2, 12_345)] == [
+        "0 accounts", "1 account", "2 accounts", "12,345 accounts",
+    ]  # fmt: skip
