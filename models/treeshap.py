@@ -508,7 +508,7 @@ def _add_direct_leaf(
     d,
     s0,
     value,
-    slot_feature,
+    slot_row,
     slot_zero_fraction,
     weight,
     symmetric,
@@ -517,7 +517,8 @@ def _add_direct_leaf(
     """Add one leaf's Shapley values for one row without a table (``O(d^2)``).
 
     ``miss`` has bit k set when the row fails the path's splits on its k-th distinct feature;
-    ``target[feature, row]`` is updated.
+    ``target[slot_row[s0 + k], row]`` is updated (the slot's feature's position among its
+    tree's features).
     """
     # e_m(z_A): coefficients of prod_{k in A} (1 + z_k t); outside = P(B)
     outside = 1.0
@@ -549,7 +550,7 @@ def _add_direct_leaf(
             for s in range(a):
                 q += weight[d, s] * deflated[a - 1 - s]
             delta = value * (1.0 - z) * outside * q
-        target[slot_feature[s0 + k], row] += delta
+        target[slot_row[s0 + k], row] += delta
 
 
 @numba.njit(parallel=True, cache=True)
@@ -576,7 +577,6 @@ def _contributions_kernel(
     leaf_parent,
     leaf_is_left,
     leaf_slot_start,
-    slot_feature,
     slot_local,
     slot_zero_fraction,
     slot_ratio,
@@ -850,7 +850,6 @@ def tree_contributions(
             ensemble.leaf_parent,
             ensemble.leaf_is_left,
             ensemble.leaf_slot_start,
-            ensemble.slot_feature,
             ensemble.slot_local,
             ensemble.slot_zero_fraction,
             ensemble.slot_ratio,

@@ -239,13 +239,16 @@ def _read_logged(path: Path) -> pl.DataFrame:
     raise UserError(f"--logged {path}: expected a .parquet or .csv file")
 
 
+def _summary_path(logged: Path) -> Path:
+    """Where ``rollrisk logged-decisions`` writes the summary of the table ``logged``."""
+    return logged.with_name(logged.name + ".summary.json")
+
+
 def _logged_summary(logged: Path) -> dict[str, Any]:
     """The summary ``rollrisk logged-decisions`` wrote beside the table (``OUT.summary.json``);
     empty when there is none or it cannot be read (a table made otherwise)."""
     try:
-        summary = json.loads(
-            logged.with_name(logged.name + ".summary.json").read_text(encoding="utf-8")
-        )
+        summary = json.loads(_summary_path(logged).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     return summary if isinstance(summary, dict) else {}
@@ -256,7 +259,6 @@ def _check_risk_bands(logged: Path, policy: Policy) -> None:
     scored with (``rollrisk logged-decisions`` records them in ``OUT.summary.json``): a learned
     rule on ``risk_band: [medium]`` would be written into a file where medium means other
     accounts. A table without that summary is not checked."""
-    summary_path = logged.with_name(logged.name + ".summary.json")
     scored_with = _logged_summary(logged).get("scored_with")
     if not isinstance(scored_with, dict) or not isinstance(scored_with.get("risk_bands"), dict):
         return
@@ -269,7 +271,7 @@ def _check_risk_bands(logged: Path, policy: Policy) -> None:
 
         raise UserError(
             f"--logged {logged}: its risk_band column was scored with the bands of "
-            f"{scored_with.get('policy')} ({shown(logged_bands)}; {summary_path}), --policy "
+            f"{scored_with.get('policy')} ({shown(logged_bands)}; {_summary_path(logged)}), --policy "
             f"{policy.source} has {shown(bands)}: a learned rule on a band would mean other "
             "accounts; pass the policy the table was scored with"
         )

@@ -738,21 +738,10 @@ def _histories(
     return ContactHistories(
         recent["account"].to_numpy(),
         recent["action_at"].to_numpy(),
-        _labels(recent["channel"]),
-        _labels(recent["outcome"]),
+        # coded by polars (Labels.of), not as a Python string per action
+        Labels.of(recent["channel"]),
+        Labels.of(recent["outcome"]),
     )
-
-
-def _labels(column: pl.Series) -> Labels:
-    """A text column as :class:`Labels` (null: the label None), without a Python string per
-    row: the distinct texts are the names, each row's position among them its code."""
-    text = column.cast(pl.String)
-    names: list[str | None] = text.drop_nulls().unique().sort().to_list()
-    codes = text.cast(pl.Enum(names)).to_physical()
-    if codes.null_count():
-        codes = codes.fill_null(len(names))
-        names.append(None)
-    return Labels(codes.to_numpy().astype(np.int64), names)
 
 
 def _hardship_plans(treatments: pl.DataFrame | None, decided_at: datetime) -> set[str]:

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import polars as pl
 
 
 class Labels:
@@ -45,11 +46,14 @@ class Labels:
         self._objects: np.ndarray | None = None
 
     @classmethod
-    def of(cls, values: Labels | Sequence[Any] | np.ndarray) -> Labels:
+    def of(cls, values: Labels | Sequence[Any] | np.ndarray | pl.Series) -> Labels:
         """``values`` as labels (labels as they are): each distinct value one code, missing
-        values (``None``, NaN) the label ``None``."""
+        values (``None``, NaN) the label ``None``. A polars text column is coded by polars,
+        without a Python string per row (a scored partition's 600,000 past actions)."""
         if isinstance(values, Labels):
             return values
+        if isinstance(values, pl.Series) and values.dtype in (pl.String, pl.Categorical):
+            return cls._of_text(values)
         array = np.asarray(values, dtype=object)
         if array.ndim != 1:
             raise ValueError(f"labels must be 1-d, got shape {array.shape}")
@@ -60,6 +64,17 @@ class Labels:
             codes = np.where(missing, len(names), codes)
             names.append(None)
         return cls(codes, names)
+
+    @classmethod
+    def _of_text(cls, column: pl.Series) -> Labels:
+        # the distinct texts are the names, each row's position among them its code
+        text = column.cast(pl.String)
+        names: list[str | None] = text.drop_nulls().unique().sort().to_list()
+        codes = text.cast(pl.Enum(names)).to_physical()
+        if codes.null_count():
+            codes = codes.fill_null(len(names))
+            names.append(None)
+        return cls(codes.to_numpy().astype(np.int64), names)
 
     def __len__(self) -> int:
         return len(self.codes)

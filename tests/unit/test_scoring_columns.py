@@ -1,6 +1,6 @@
 """Columns the scoring core builds without a Python call per row, against the Python they
 replace: the reasons' contribution numbers (rollrisk.scoring.core.rounded_json_numbers, the
-text json.dumps(round(v, 12)) writes) and the contact history's labels (_labels)."""
+text json.dumps(round(v, 12)) writes) and the contact history's labels (Labels.of of a polars column)."""
 
 from __future__ import annotations
 
@@ -74,12 +74,12 @@ def test_a_text_column_becomes_labels_with_nulls_as_none() -> None:
     Python string per row: each row's label is its text, a null the label None."""
     import polars as pl
 
-    from rollrisk.scoring.core import _labels
+    from rollrisk.strategies.labels import Labels
 
     column = pl.Series(["sms", None, "agent_call", "sms", "", None], dtype=pl.String)
 
-    labels = _labels(column)
+    labels = Labels.of(column)
 
     assert list(np.asarray(labels)) == ["sms", None, "agent_call", "sms", "", None]
-    assert list(np.asarray(_labels(pl.Series([], dtype=pl.String)))) == []
-    assert list(np.asarray(_labels(pl.Series([None, None], dtype=pl.String)))) == [None, None]
+    assert list(np.asarray(Labels.of(pl.Series([], dtype=pl.String)))) == []
+    assert list(np.asarray(Labels.of(pl.Series([None, None], dtype=pl.String)))) == [None, None]
