@@ -4,6 +4,7 @@ and the report opened in headless Chromium."""
 from __future__ import annotations
 
 import base64
+import html
 import json
 import re
 import shutil
@@ -637,3 +638,34 @@ def test_report_refuses_rules_edited_since_the_scores_were_decided(report_run, s
     assert f"the segments file {segments} has changed since the scores were decided" in err
     assert "the page defines the segments and ladders from it" in err
     assert not (tmp_path / "page.html").exists()
+
+
+def test_a_losing_segment_is_judged_on_the_interval_over_accounts_and_seeds(
+    scoring_world, report_run, tmp_path, monkeypatch
+):
+    """A segment's seeds-only interval was all below zero while the one resampling its
+    accounts too crossed zero: the page called the loss significant. It now reads the wider
+    interval, names it, and says the loss cannot be told from chance (in both languages)."""
+    _, scores, simulation, _ = report_run
+    result = json.loads((simulation / "policy_simulation.json").read_text())
+    segment = sorted(result["by_segment"])[0]
+    row = result["by_segment"][segment]
+    assert row["uplift_two_way"]["book_value"]["resamples"] == "accounts x seeds"
+    row["uplift"]["book_value"].update(mean=-50_000.0, ci_low=-80_000.0, ci_high=-20_000.0)
+    row["uplift_two_way"]["book_value"].update(mean=-50_000.0, ci_low=-140_000.0, ci_high=30_000.0)
+    edited = tmp_path / "simulation"
+    edited.mkdir()
+    (edited / "policy_simulation.json").write_text(json.dumps(result))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", scoring_world.tracking_uri)
+    page = tmp_path / "page.html"
+    argv = ["report", "--scores", str(scores), "--data", str(scoring_world.portfolio),
+            "--policy-simulation", str(edited), "--out", str(page),
+            "--sample-per-segment", "20", "--examples", "1", "--no-mlflow"]  # fmt: skip
+    assert main(argv) == 0
+    text = html.unescape(page.read_text(encoding="utf-8"))
+    section = text[text.index('<section id="where-it-loses">') :]
+    section = section[: section.index("</section>")]
+    assert "-50,000 (95 % CI -140,000 to +30,000) CNY (resampling accounts and seeds)" in section
+    assert "95%置信区间-140,000至+30,000元，重抽账户与种子" in section
+    assert "The interval includes zero" in section and "区间包含零" in section
+    assert "the whole interval is below zero" not in section
