@@ -768,8 +768,8 @@ _FEATURES: tuple[FeatureSpec, ...] = (
         "Days from the latest known statement's cycle end to the as-of date (where the "
         "as-of falls in the account's billing cycle).",
         "最近一期已知账单的账单日距观察日的天数(观察日在账单周期中的位置)。",
-        "last statement {value:.0f} day{s} before",
-        "距上期账单日{value:.0f}天",
+        "last statement {value:.0f} day{s} before the as-of date",
+        "观察日距上期账单日{value:.0f}天",
     ),
 )
 

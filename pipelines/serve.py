@@ -11,6 +11,9 @@ Endpoints (details and examples in docs/service.md; the OpenAPI spec is at /open
   POST /v1/score    accounts with their history -> scores,      (needs the API key)
                     reasons, segment, treatment; and the accounts not scored, with why
 
+The model URI is resolved once: after `rollrisk promote` moves the alias, restart the service
+(until then it serves the version it loaded; /readyz and /v1/model name it).
+
 Clients send the API key in the X-API-Key header. The key is read from the environment
 variable ROLLRISK_API_KEY (never from a flag, which would show in the process list); the
 service refuses to start without one. Logs hold request ids, status, latency and counts only.
@@ -85,6 +88,13 @@ def api_key_from_environment() -> str:
             f"{API_KEY_VARIABLE}, e.g. export {API_KEY_VARIABLE}=$(python -c "
             '"import secrets; print(secrets.token_urlsafe(24))")'
         )
+    if key != key.strip():
+        # HTTP clients and proxies trim a header value's ends: such a key could never match,
+        # and a key of blanks only is no secret
+        raise UserError(
+            f"{API_KEY_VARIABLE} starts or ends with white space (a header value's ends are "
+            "trimmed in transit, so no client could send it): set it without"
+        )
     if len(key) < MIN_KEY_LENGTH:
         raise UserError(
             f"{API_KEY_VARIABLE} is {len(key)} characters long; use at least {MIN_KEY_LENGTH}"
@@ -154,7 +164,15 @@ def run(args: argparse.Namespace) -> int:
         server_header=False,
     )
     server = uvicorn.Server(config)
-    server.run()
+    try:
+        server.run()
+    except SystemExit as stopped:  # uvicorn exits (code 3) when it cannot listen
+        if server.started:
+            raise
+        raise UserError(
+            f"the service could not listen on {args.host}:{args.port} (the reason is in the "
+            "log line above, e.g. the port is in use by another process)"
+        ) from stopped
     if failure:
         raise UserError(f"the service stopped: {failure[0]}")
     return 0

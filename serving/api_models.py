@@ -18,7 +18,7 @@ scoring code with a value it cannot represent; none before the contract's earlie
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, time
+from datetime import date, datetime
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -65,10 +65,28 @@ LATEST = date(2199, 12, 31)
 _UTC_OFFSET = re.compile(r"\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}(:?\d{2})?)$")
 
 
-def _written_as(pattern: str, words: str):
+def _json_kind(value: object) -> str:
+    """What a JSON value is, in words: a message names the kind, never the value."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return f"text of another form ({len(str(value))} characters)"
+
+
+def _written_as(pattern: str, words: str, naive: bool):
     """A date or timestamp as the contract writes it: text in the contract's form (or a
     ``date``/``datetime`` from a Python caller). Pydantic would also read a number as seconds
-    since 1970, which the batch refuses; one rule set means the service refuses it too."""
+    since 1970, which the batch refuses; one rule set means the service refuses it too.
+
+    The message describes what was sent, never quotes it: text that is not a date may be
+    anything a client's form put in the field (a note, a phone number)."""
     compiled = re.compile(pattern)
 
     def check(value: object) -> object:
@@ -76,27 +94,39 @@ def _written_as(pattern: str, words: str):
             return value
         if isinstance(value, str) and _UTC_OFFSET.search(value):
             raise ValueError(
-                f"expected a naive timestamp in the lender's reporting time zone, got {value!r} "
-                "with a timezone offset"
+                "expected a naive timestamp in the lender's reporting time zone, got one with "
+                "a time-zone offset"
+                if naive
+                else f"expected {words}, got a timestamp with a time-zone offset"
             )
         if not isinstance(value, str) or not compiled.match(value.replace("T", " ", 1)):
-            raise ValueError(f"expected {words}, got {value!r}")
+            raise ValueError(f"expected {words}, got {_json_kind(value)}")
         return value
 
     return BeforeValidator(check)
 
 
+def _within_dates(value: date) -> date:
+    day = value.date() if isinstance(value, datetime) else value
+    if not EARLIEST <= day <= LATEST:
+        raise ValueError(f"expected a day from {EARLIEST} to {LATEST}, got {day}")
+    return value
+
+
 Day = Annotated[
-    date, _written_as(ISO_DATE_PATTERN, "a date written YYYY-MM-DD"), Field(ge=EARLIEST, le=LATEST)
+    date,
+    _written_as(ISO_DATE_PATTERN, "a date written YYYY-MM-DD", naive=False),
+    AfterValidator(_within_dates),
 ]
 Timestamp = Annotated[
     NaiveDatetime,
-    _written_as(ISO_NAIVE_TIMESTAMP_PATTERN, "a timestamp written YYYY-MM-DD[ HH:MM:SS[.ffffff]]"),
-    Field(
-        ge=datetime.combine(EARLIEST, time(0)),
-        lt=datetime(2200, 1, 1),
-        description="naive ISO timestamp in the lender's reporting time zone, no offset",
+    _written_as(
+        ISO_NAIVE_TIMESTAMP_PATTERN,
+        "a timestamp written YYYY-MM-DD[ HH:MM:SS[.ffffff]]",
+        naive=True,
     ),
+    AfterValidator(_within_dates),
+    Field(description="naive ISO timestamp in the lender's reporting time zone, no offset"),
 ]
 
 

@@ -37,7 +37,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -315,7 +315,7 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
-        # the path and message of every bad field; the offending values are not echoed
+        # the path and message of every bad field (pydantic's `input`, the value, is left out)
         problems = [
             {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in error.errors()
         ]
@@ -375,29 +375,60 @@ class _DuplicateKey(ValueError):
 
 
 def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj: dict[str, Any] = {}
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise _DuplicateKey
+    return obj
+
+
+class _Twice(dict):  # type: ignore[type-arg]
+    """A JSON object as read, with the first key it was given twice (None: none)."""
+
+    twice: str | None = None
+
+
+def _mark_duplicate_keys(pairs: list[tuple[str, Any]]) -> _Twice:
+    obj = _Twice()
     for key, value in pairs:
-        if key in obj:
-            where = (
-                f" (account {obj['account_id']!r})"
-                if isinstance(obj.get("account_id"), str)
-                else ""
-            )
-            raise _DuplicateKey(f"key {key!r} is given twice in one object{where}")
+        if key in obj and obj.twice is None:
+            obj.twice = key
         obj[key] = value
     return obj
 
 
+def _first_duplicate(value: Any, path: list[str | int]) -> tuple[list[str | int], str] | None:
+    """The path of the first object (in document order) that holds a key twice, and the key."""
+    if isinstance(value, _Twice):
+        if value.twice is not None:
+            return path, value.twice
+        children: Iterable[tuple[str | int, Any]] = value.items()
+    elif isinstance(value, list):
+        children = enumerate(value)
+    else:
+        return None
+    for key, child in children:
+        found = _first_duplicate(child, [*path, key])
+        if found is not None:
+            return found
+    return None
+
+
 def _duplicate_key_problem(raw: bytes) -> dict[str, Any] | None:
-    """A 422 problem when a JSON object of the body gives a key twice. JSON parsers keep the
-    last one without a word: an ``as_of`` given twice was scored at the second date, and a
-    second ``accounts`` list answered for its accounts only, the first list's never named."""
+    """A 422 problem when a JSON object of the body gives a key twice, at that object's path.
+    JSON parsers keep the last one without a word: an ``as_of`` given twice was scored at the
+    second date, and a second ``accounts`` list answered for its accounts only, the first
+    list's never named. A body without one is read once; one with one is read again to find
+    where (a key's later value replaces its place in the object, so the walk is in order)."""
     try:
         json.loads(raw, object_pairs_hook=_refuse_duplicate_keys)
-    except _DuplicateKey as error:
+    except _DuplicateKey:
+        found = _first_duplicate(json.loads(raw, object_pairs_hook=_mark_duplicate_keys), [])
+        assert found is not None  # the same bytes, read with a hook that marks what raised
+        path, key = found
         return {
-            "loc": ["body"],
-            "msg": f"{error}: give each key once (a JSON reader keeps one of the two silently)",
+            "loc": ["body", *path, key],
+            "msg": f"key {key!r} is given twice in one object: give each key once (a JSON "
+            "reader keeps one of the two silently)",
             "type": "duplicate_key",
         }
     except ValueError:  # not JSON: the body was validated already, so not reached

@@ -207,7 +207,42 @@ def test_invalid_json_timezone_and_as_of_are_422(portfolio, client):
     assert client.post("/v1/score", json=body, headers=HEADERS).status_code == 200
     body["accounts"][0]["statements"][0]["known_at"] = "2024-02-01T06:00:00+08:00"
     errors = _errors(client.post("/v1/score", json=body, headers=HEADERS))
-    assert "timezone" in errors[("body", "accounts", 0, "statements", 0, "known_at")]
+    assert "time-zone offset" in errors[("body", "accounts", 0, "statements", 0, "known_at")]
+
+
+def test_text_that_is_not_a_date_is_described_never_echoed(portfolio, client):
+    """Found by an attacker: a note typed into a date field came back in the message ("got
+    'secret-borrower-note 13800138000'"), where the docs say values are not echoed; and a
+    date given with an offset was told to be a naive timestamp."""
+    body = _body(portfolio, portfolio.accounts["account_id"].to_list()[:1])
+    account = body["accounts"][0]
+    account["statements"][0]["known_at"] = "note 13800138000"
+    account["opened_at"] = "13800138000"
+    body["as_of"] = "2025-03-31 10:00:00+08:00"
+    response = client.post("/v1/score", json=body, headers=HEADERS)
+    assert "13800138000" not in response.text and "note" not in response.text
+    errors = _errors(response)
+    assert (
+        "got text of another form (16 characters)"
+        in errors[("body", "accounts", 0, "statements", 0, "known_at")]
+    )
+    assert errors[("body", "as_of")] == (
+        "Value error, expected a date written YYYY-MM-DD, got a timestamp with a time-zone offset"
+    )
+    body = _body(portfolio, portfolio.accounts["account_id"].to_list()[:1])
+    body["as_of"] = 20250331
+    assert (
+        "got a number"
+        in _errors(client.post("/v1/score", json=body, headers=HEADERS))[("body", "as_of")]
+    )
+    body["as_of"] = "2025-03-31"
+    body["accounts"][0]["opened_at"] = "1949-12-31"  # the bounds, in words (not a Python repr)
+    assert (
+        _errors(client.post("/v1/score", json=body, headers=HEADERS))[
+            ("body", "accounts", 0, "opened_at")
+        ]
+        == "Value error, expected a day from 1950-01-01 to 2199-12-31, got 1949-12-31"
+    )
 
 
 def test_request_tables_have_contract_dtypes_and_none_for_absent_tables(portfolio):
@@ -343,6 +378,37 @@ def test_serve_refuses_to_start_without_a_key(monkeypatch, capsys):
     monkeypatch.setenv("ROLLRISK_API_KEY", "short")
     assert main(["serve", "--port", "8799"]) == 2
     assert "use at least 16" in capsys.readouterr().err
+    # found by an attacker: 20 blanks passed (a header value's ends are trimmed in transit)
+    for blank in (" " * 20, "a-key-of-enough-length "):
+        monkeypatch.setenv("ROLLRISK_API_KEY", blank)
+        assert main(["serve", "--port", "8799"]) == 2
+        assert "white space" in capsys.readouterr().err
+
+
+def test_serve_says_when_it_cannot_listen(monkeypatch, capsys):
+    """Found by an attacker: a port in use ended `rollrisk serve` with uvicorn's exit code 3,
+    which no document names (and which `rollrisk monitor` uses for an alert)."""
+    import socket
+    import threading
+
+    import rollrisk.arguments
+    from rollrisk.errors import UserError
+
+    done = threading.Event()
+
+    def slow_load(args):  # the port is found taken first, whatever the model
+        done.wait(timeout=60)
+        raise UserError("the test is over")
+
+    monkeypatch.setattr(rollrisk.arguments, "setup_from_arguments", slow_load)
+    monkeypatch.setenv("ROLLRISK_API_KEY", "a-key-of-enough-length")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--port", str(port), "--model", "models:/any@champion"]) == 2
+    done.set()
+    assert f"could not listen on 127.0.0.1:{port}" in capsys.readouterr().err
 
 
 def test_serve_sets_openmp_before_anything_loads_it():
@@ -573,7 +639,16 @@ def test_a_key_given_twice_in_the_body_is_refused(portfolio, client):
         "/v1/score", content=nested, headers={**HEADERS, "Content-Type": "application/json"}
     )
     assert response.status_code == 422, response.text
-    assert f"(account {account['account_id']!r})" in response.json()["detail"][0]["msg"]
+    # where, as a path (found by an attacker: "in one object (account 'A-1')", no place)
+    (problem,) = response.json()["detail"]
+    assert problem["loc"] == ["body", "accounts", 0, "product"], problem
+    assert account["account_id"] not in problem["msg"]
+    deeper = body.replace('"dpd": ', '"dpd": 0, "dpd": ', 2)  # the first statement's is first
+    assert deeper.count('"dpd": 0, "dpd": ') == 2
+    response = client.post(
+        "/v1/score", content=deeper, headers={**HEADERS, "Content-Type": "application/json"}
+    )
+    assert response.json()["detail"][0]["loc"] == ["body", "accounts", 0, "statements", 0, "dpd"]
     plain = client.post(
         "/v1/score", content=body, headers={**HEADERS, "Content-Type": "application/json"}
     )
