@@ -76,9 +76,9 @@ BIN_COLUMNS = (
 class FeatureStability:
     """CSI per feature (``summary``) and the bins behind each value (``bins``).
 
-    ``summary`` columns: ``feature, kind, csi, verdict, bins, empty_bins_actual,
-    missing_share_expected, missing_share_actual, unseen_share_actual``, sorted by CSI, highest
-    first. ``bins`` columns: :data:`BIN_COLUMNS`.
+    ``summary`` columns: ``feature, kind, csi, verdict, bins``, ``empty_bins_actual`` (bins
+    that held reference rows and hold none today), ``missing_share_expected,
+    missing_share_actual, unseen_share_actual``, sorted by CSI, highest first. ``bins`` columns: :data:`BIN_COLUMNS`.
     """
 
     summary: pd.DataFrame
@@ -306,7 +306,11 @@ def feature_stability(
                 "csi": csi,
                 "verdict": psi_verdict(csi),
                 "bins": len(table),
-                "empty_bins_actual": int((table["actual_count"] == 0).sum()),
+                # bins that held reference rows and hold none today (a bin empty on both
+                # sides, the missing one of a feature never missing, is no change)
+                "empty_bins_actual": int(
+                    ((table["actual_count"] == 0) & (table["expected_count"] > 0)).sum()
+                ),
                 "missing_share_expected": missing_row["expected_count"] / len(reference_frame),
                 "missing_share_actual": missing_row["actual_count"] / len(current_frame),
                 "unseen_share_actual": (

@@ -131,7 +131,12 @@ def run(args: argparse.Namespace) -> int:
         trained_tables,
     )
     from rollrisk.storage.config import load_config
-    from rollrisk.storage.registry import load_roll_model, needs_store, observation_of
+    from rollrisk.storage.registry import (
+        load_roll_model,
+        model_label,
+        needs_store,
+        observation_of,
+    )
     from rollrisk.storage.tracking import configure_tracking
     from rollrisk.strategies.policy import load_policy
 
@@ -299,7 +304,8 @@ def run(args: argparse.Namespace) -> int:
 
     psi = stability.score
     print(
-        f"[monitor] {len(current):,} accounts at {as_of}, {loaded.name} v{loaded.version}: "
+        f"[monitor] {len(current):,} accounts at {as_of}, "
+        f"{model_label(str(loaded.name), str(loaded.version), args.model)}: "
         f"score PSI {psi.value:.3f} ({psi.verdict}); verdict: {verdict.upper()}"
     )
     for alert in alerts:
@@ -507,11 +513,21 @@ def _json_value(value: Any) -> Any:
     return value
 
 
+def _model_line(model: dict[str, Any]) -> str:
+    from rollrisk.storage.registry import model_label
+
+    if str(model["version"]).isdigit():
+        return (
+            f"Model {model_label(model['name'], model['version'], model['uri'])} (`{model['uri']}`)"
+        )
+    return f"Model: the unregistered model at `{model['uri']}`"
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# Monitoring report, as-of {report['as_of']}",
         "",
-        f"Model {report['model']['name']} v{report['model']['version']} (`{report['model']['uri']}`), "
+        _model_line(report["model"]) + ", "
         f"portfolio `{report['data']}`, {report['population']:,} delinquent accounts.",
         "",
         "## Verdict",
@@ -582,7 +598,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append("Not computed: the model carries no reference feature sample.")
     else:
         lines += [
-            "| feature | kind | CSI | verdict | noise above (when judged) | empty bins today "
+            "| feature | kind | CSI | verdict | noise above (when judged) | bins emptied today "
             "| missing (reference -> today) | unseen today |",
             "|---|---|---|---|---|---|---|---|",
         ]

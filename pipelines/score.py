@@ -122,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
         setup_from_arguments,
     )
     from rollrisk.scoring.batch import RuleFiles, score_portfolio
+    from rollrisk.storage.registry import model_label
 
     check_output_argument(args, folder=True)
     if args.engine == "spark" and args.workers is not None:
@@ -171,13 +172,9 @@ def run(args: argparse.Namespace) -> int:
             "were already written",
             file=sys.stderr,
         )
-    print(  # a registry version is a number; a model folder has none ("unregistered")
+    print(
         f"[score] {result.scored:,} accounts scored at {result.as_of} with "
-        + (
-            f"{setup.model_name} v{setup.model_version}"
-            if setup.model_version.isdigit()
-            else f"the unregistered model at {args.model}"
-        )
+        + model_label(setup.model_name, setup.model_version, args.model)
     )
     for experiment_id, arms in result.experiment_counts.items():
         per_arm = ", ".join(f"{arm} {accounts:,}" for arm, accounts in arms.items())

@@ -28,6 +28,7 @@ import os
 import re
 import sys
 import textwrap
+import traceback
 import warnings
 from collections.abc import Sequence
 
@@ -201,8 +202,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as error:
         message = user_facing_message(error)
-        if message is None or os.environ.get(TRACEBACK_VARIABLE):
+        if message is None:  # a bug: its traceback, and Python's exit code
             raise
+        if os.environ.get(TRACEBACK_VARIABLE):  # the traceback too; the exit code stays
+            traceback.print_exc()
         print(f"rollrisk {args.command}: error: {message}", file=sys.stderr)
         return error.exit_code if isinstance(error, UserError) else EXIT_USAGE
 

@@ -39,6 +39,13 @@ DEFAULT_MODEL_URI = "models:/rollrisk-roll-to-default@champion"
 CHALLENGER = "challenger"  # the alias `rollrisk train` gives a new version
 UNREGISTERED = "unregistered"  # name and version of a model not loaded through the registry
 
+
+def model_label(name: str, version: str, uri: str) -> str:
+    """How a job names the model it used: ``NAME vN`` for a registry version, else the
+    unregistered model at its URI (never "unregistered vunregistered")."""
+    return f"{name} v{version}" if version.isdigit() else f"the unregistered model at {uri}"
+
+
 _ALIAS = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/]+)$")
 _VERSION = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
 # any registry URI MLflow can resolve: NAME@ALIAS or NAME/SUFFIX (a version, stage or latest)

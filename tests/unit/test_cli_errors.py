@@ -12,7 +12,7 @@ import sqlalchemy.exc
 from mlflow.exceptions import MlflowException
 
 from rollrisk.cli import EXIT_USAGE, TRACEBACK_VARIABLE, main
-from rollrisk.errors import UserError
+from rollrisk.errors import NotEnoughEvidence, UserError
 
 
 def _failing_job(monkeypatch: pytest.MonkeyPatch, error: BaseException) -> None:
@@ -86,11 +86,17 @@ def test_a_bug_keeps_its_traceback(monkeypatch, error):
         main(["validate", "--data", "x"])
 
 
-def test_the_traceback_variable_shows_the_traceback_of_a_one_line_error(monkeypatch):
+def test_the_traceback_variable_shows_the_traceback_of_a_one_line_error(monkeypatch, capsys):
+    """...and keeps its exit code (found by an attacker: 2 became Python's 1, so a scheduler
+    told apart by the code would change its handling with the variable)."""
     _failing_job(monkeypatch, OSError(errno.ENOSPC, "No space left on device", "/out/x"))
     monkeypatch.setenv(TRACEBACK_VARIABLE, "1")
-    with pytest.raises(OSError, match="No space left on device"):
-        main(["validate", "--data", "x"])
+    assert main(["validate", "--data", "x"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err
+    assert err.rstrip().splitlines()[-1].startswith("rollrisk validate: error: No space left")
+    _failing_job(monkeypatch, NotEnoughEvidence("a job's own exit code"))
+    assert main(["validate", "--data", "x"]) == 3
 
 
 def test_the_processes_a_command_starts_inherit_the_pyspark_warning_filter(monkeypatch, capsys):

@@ -61,7 +61,7 @@ def test_emptied_bin_stays_finite_and_counts() -> None:
     assert math.isfinite(row["csi"])
     assert row["csi"] > first["contribution"] - 1e-9
     assert row["verdict"] == "act"
-    assert row["empty_bins_actual"] >= 1
+    assert row["empty_bins_actual"] == 1  # the missing bin, empty on both sides, is not one
 
 
 def test_missing_values_are_their_own_bin_not_dropped() -> None:
@@ -309,3 +309,18 @@ def test_a_backtest_on_the_months_the_model_learnt_from_is_called_in_sample():
     assert backtest_in_sample_note(trained, date(2024, 1, 31)) is not None
     assert backtest_in_sample_note(trained, date(2025, 10, 31)) is None
     assert backtest_in_sample_note(None, date(2025, 9, 30)) is None  # a model before the record
+
+
+def test_a_model_is_named_by_its_version_or_as_unregistered_by_its_uri() -> None:
+    """Found by an attacker: a model loaded from its folder was "unregistered vunregistered"."""
+    from rollrisk.pipelines.monitor import _model_line
+    from rollrisk.storage.registry import UNREGISTERED, model_label
+
+    assert model_label("rollrisk-roll-to-default", "7", "models:/x@champion") == (
+        "rollrisk-roll-to-default v7"
+    )
+    assert (
+        model_label(UNREGISTERED, UNREGISTERED, "/m/model") == "the unregistered model at /m/model"
+    )
+    line = _model_line({"name": UNREGISTERED, "version": UNREGISTERED, "uri": "/m/model"})
+    assert line == "Model: the unregistered model at `/m/model`"
