@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from rollrisk.models.training_config import ConfigSection
 
@@ -38,7 +38,8 @@ class PromotionConfig(ConfigSection):
     min_auc_gain: float = Field(0.005, ge=-1.0, le=1.0)  # an AUC gain lies in [-1, 1]
     # an ECE lies in [0, 1]: a bound of 1 or more is a gate that cannot fail (a typo for 0.03?)
     max_ece: float = Field(0.03, gt=0.0, lt=1.0)
-    max_psi: float = Field(0.25, gt=0.0)
+    # a PSI bound of infinity is a gate that cannot fail (as max_ece's of 1)
+    max_psi: float = Field(0.25, gt=0.0, allow_inf_nan=False)
     # The challenger's own run must show it beats both baselines (out-of-time AUC and Brier).
     require_beats_baselines: bool = True
     # The least the evaluation may rest on: rows and defaults (label 1) in its training months
@@ -47,6 +48,15 @@ class PromotionConfig(ConfigSection):
     min_train_positives: int = Field(200, ge=0)
     min_test_rows: int = Field(2000, ge=0)
     min_test_positives: int = Field(200, ge=0)
+
+    @model_validator(mode="after")
+    def _two_aliases(self) -> PromotionConfig:
+        if self.from_alias == self.to_alias:
+            raise ValueError(
+                f"from_alias and to_alias are both '{self.to_alias}': the gates move an alias "
+                "from one version to another (e.g. challenger -> champion)"
+            )
+        return self
 
 
 @dataclass(frozen=True)
@@ -58,6 +68,9 @@ class CandidateFigures:
     ece: float | None = None
     psi: float | None = None
     beats_baselines: bool | None = None  # from the run's `ships` tag
+    # LightGBM minus each baseline out of time: {baseline: (AUC gap, Brier gap)}; a gap the
+    # run did not log is None. Shown by the baselines gate (it judges ``beats_baselines``).
+    baseline_gaps: dict[str, tuple[float | None, float | None]] | None = None
     # rows and positives of the evaluation's training and out-of-time months (None: not logged)
     train_rows: int | None = None
     train_positives: int | None = None
@@ -120,17 +133,20 @@ def decide_promotion(
     else:
         reasons.append(f"pass stability: PSI {challenger.psi:.4f} <= {gates.max_psi:.4f}")
     if gates.require_beats_baselines:
+        figures = _baseline_figures(challenger.baseline_gaps)
         if challenger.beats_baselines:
             reasons.append(
-                "pass baselines: beats the roll-rate chain and the scorecard out of time"
+                "pass baselines: beats the roll-rate chain and the scorecard out of time" + figures
             )
         else:
             passed = False
             missing = " (its run has no `ships` tag)" if challenger.beats_baselines is None else ""
             reasons.append(
                 "FAIL baselines: does not beat both the roll-rate chain and the WOE scorecard on "
-                f"out-of-time AUC and Brier{missing}; see the run's report"
+                f"out-of-time AUC and Brier{missing}" + (figures or "; see the run's report")
             )
+    else:
+        reasons.append("skip baselines: require_beats_baselines is false in the gates")
     if champion is None and champion_not_judged is not None:
         reasons.append(
             f"discrimination: not judged by train: `rollrisk promote` scores champion "
@@ -149,6 +165,25 @@ def decide_promotion(
             f"needed >= {gates.min_auc_gain:+.4f}"
         )
     return PromotionDecision(promote=passed, reasons=tuple(reasons))
+
+
+_BASELINE_WORDS = {"roll_rate_chain": "roll-rate chain", "scorecard": "scorecard"}
+
+
+def _baseline_figures(gaps: dict[str, tuple[float | None, float | None]] | None) -> str:
+    """The gaps behind the baselines verdict, each marked where it falls short: ": vs the
+    roll-rate chain AUC +0.0242, Brier +0.0083 (worse) ..." (empty when not logged)."""
+    if not gaps:
+        return ""
+    parts = []
+    for baseline, (auc, brier) in gaps.items():
+        name = _BASELINE_WORDS.get(baseline, baseline)
+        auc_text = "not logged" if auc is None else f"{auc:+.4f}" + ("" if auc > 0 else " (short)")
+        brier_text = (
+            "not logged" if brier is None else f"{brier:+.4f}" + ("" if brier < 0 else " (worse)")
+        )
+        parts.append(f"vs the {name} AUC gap {auc_text}, Brier gap {brier_text}")
+    return " (needed: AUC gap > 0 and Brier gap < 0): " + "; ".join(parts)
 
 
 def data_shortfalls(figures: CandidateFigures, gates: PromotionConfig) -> list[str]:

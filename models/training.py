@@ -320,12 +320,17 @@ class TrainingResult:
         overall = self.comparison.overall
         stability = self.comparison.stability.set_index("model")["psi"]
         sizes = self.sample_sizes()
+        gaps = self.gaps().set_index("model")
         return CandidateFigures(
             version=version,
             auc=float(overall.loc[PRIMARY, "auc"]),
             ece=float(overall.loc[PRIMARY, "ece"]),
             psi=float(stability.get(PRIMARY, float("nan"))),
             beats_baselines=self.beats_baselines(),
+            baseline_gaps={
+                b: (float(gaps.loc[b, "auc_gap"]), float(gaps.loc[b, "brier_gap"]))
+                for b in BASELINES
+            },
             train_rows=sizes["train_rows"],
             train_positives=sizes["train_positives"],
             test_rows=sizes["test_rows"],

@@ -110,7 +110,8 @@ def _held_back(
     champion: RegisteredVersion | None,
     args: argparse.Namespace,
 ) -> list[str]:
-    """Refusals beyond the gates: a challenger trained on another label than the champion's
+    """Refusals beyond the gates (``FAIL ...``; ``allowed ...`` when its flag lets it pass): a
+    challenger trained on another label than the champion's
     (the two predict different events: its AUC against the champion's is measured on the
     challenger's label only), or one rolled back from champion before (promoting it again
     undoes the rollback)."""
@@ -123,12 +124,19 @@ def _held_back(
             f"FAIL label: the challenger is trained on another label than the champion "
             f"({change}): they predict different events; promote it knowingly with --new-label"
         )
+    elif change is not None:
+        held.append(f"allowed label: another label than the champion's ({change}), --new-label")
     rolled_back = (version_tags(name, challenger.version) or {}).get("rolled_back")
     if rolled_back is not None and not args.after_rollback:
         held.append(
             f"FAIL rollback: v{challenger.version} was rolled back from champion ({rolled_back}); "
             "promoting it again undoes that rollback: train a new challenger, or promote it "
             "knowingly with --after-rollback"
+        )
+    elif rolled_back is not None:
+        held.append(
+            f"allowed rollback: v{challenger.version} was rolled back from champion "
+            f"({rolled_back}), --after-rollback"
         )
     return held
 
@@ -154,7 +162,7 @@ def _figures(
     challenger's out-of-time rows, from the champion's evaluation fit."""
     from rollrisk.models.metrics import roc_auc
     from rollrisk.models.roll_model import RollModel
-    from rollrisk.models.training import LABEL
+    from rollrisk.models.training import BASELINES, LABEL
     from rollrisk.storage.registry import load_roll_model
     from rollrisk.storage.tracking import (
         EVALUATION_MODEL_ARTIFACT,
@@ -173,6 +181,13 @@ def _figures(
         ece=metrics.get("oot_ece"),
         psi=metrics.get("oot_psi"),
         beats_baselines=None if ships is None else ships == "true",
+        baseline_gaps={
+            baseline: (
+                metrics.get(f"oot_auc_gap_vs_{baseline}"),
+                metrics.get(f"oot_brier_gap_vs_{baseline}"),
+            )
+            for baseline in BASELINES
+        },
         train_rows=_count(metrics, "rows_train"),
         train_positives=_count(metrics, "positives_train"),
         test_rows=_count(metrics, "rows_test"),
@@ -289,7 +304,7 @@ def run(args: argparse.Namespace) -> int:
     reasons = [*decision.reasons, *held]
     for reason in reasons:
         print(f"  {reason}")
-    promote = decision.promote and not held
+    promote = decision.promote and not any(line.startswith("FAIL") for line in held)
     outcome = "promoted" if promote else "refused"
     if args.dry_run:
         print(f"dry run: would be {outcome}")

@@ -231,6 +231,30 @@ def test_a_challenger_that_does_not_beat_the_baselines_is_refused(
     assert decide_promotion(shipped, None, gates).promote
 
 
+def test_the_baselines_gate_shows_each_gap_and_a_skipped_gate_says_so() -> None:
+    """Found by an attacker: the gate refused without saying which baseline, which metric or
+    by how much, and a gate switched off was left out of the list without a word."""
+    gaps = {"roll_rate_chain": (0.0242, 0.0083), "scorecard": (0.0038, -0.0012)}
+    figures = _figures("1", auc=0.9, ece=0.01, psi=0.01, beats_baselines=False, baseline_gaps=gaps)
+    decision = decide_promotion(figures, None, PromotionConfig(require_beats_baselines=True))
+    (line,) = [r for r in decision.reasons if "baselines" in r]
+    assert line.startswith("FAIL baselines")
+    assert "vs the roll-rate chain AUC gap +0.0242, Brier gap +0.0083 (worse)" in line
+    assert "vs the scorecard AUC gap +0.0038, Brier gap -0.0012;" not in line
+    assert line.endswith("vs the scorecard AUC gap +0.0038, Brier gap -0.0012")
+    skipped = decide_promotion(figures, None, GATES).reasons
+    assert "skip baselines: require_beats_baselines is false in the gates" in skipped
+
+
+def test_gates_that_cannot_fail_or_move_nothing_are_refused() -> None:
+    """Found by an attacker: max_psi .inf (a stability gate that cannot fail) and to_alias equal
+    to from_alias were accepted."""
+    with pytest.raises(ValueError, match="finite"):
+        PromotionConfig(max_psi=float("inf"))
+    with pytest.raises(ValueError, match="both 'challenger'"):
+        PromotionConfig(to_alias="challenger")
+
+
 @pytest.mark.parametrize(
     ("short", "failure"),
     [({"train_rows": 312}, "312 training rows < 2000"),
