@@ -64,6 +64,7 @@ from rollrisk.arguments import (
     add_capacity_argument,
     add_portfolio_arguments,
     add_scoring_arguments,
+    positive_count,
     workers_count,
 )
 from rollrisk.errors import UserError
@@ -87,7 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--partitions",
-        type=int,
+        type=positive_count,
         default=None,
         help=f"number of output partitions (default: one per {ACCOUNTS_PER_PARTITION:,} accounts "
         "scored; with --engine spark, per accounts read when that is more: a task holds all its "
@@ -131,6 +132,10 @@ def run(args: argparse.Namespace) -> int:
             "--engine spark the executors score the partitions (their number and cores are "
             "Spark's settings, docs/spark.md)"
         )
+    if args.engine == "spark":  # refused before the model is loaded, not after
+        from rollrisk.scoring.spark_engine import require_pyspark
+
+        require_pyspark()
     started = time.perf_counter()
     print(f"[score] loading model {args.model}", file=sys.stderr, flush=True)
     _, setup = setup_from_arguments(args)

@@ -61,13 +61,22 @@ def workers_count(text: str) -> int | None:
     """``--workers``: a positive number, or ``auto`` (None: decided by the run's size)."""
     if text == "auto":
         return None
+    return _at_least_one(text, " or auto")
+
+
+def positive_count(text: str) -> int:
+    """A whole number of at least 1 (``--partitions``)."""
+    return _at_least_one(text, "")
+
+
+def _at_least_one(text: str, other: str) -> int:
     try:
         number = int(text)
     except ValueError:
         number = 0
     if number < 1:
         raise argparse.ArgumentTypeError(
-            f"expected a whole number of at least 1 or auto, got {text!r}"
+            f"expected a whole number of at least 1{other}, got {text!r}"
         )
     return number
 

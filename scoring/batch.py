@@ -224,6 +224,8 @@ def score_portfolio(
         RuntimeError: the number of scored accounts differs from the population (nothing is
             published then).
     """
+    if partitions is not None and partitions < 1:
+        raise UserError(f"partitions must be at least 1, got {partitions}")
     started = time.perf_counter()
     stage_seconds: dict[str, float] = {}
     step_seconds: dict[str, float] = {}

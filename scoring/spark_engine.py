@@ -97,7 +97,7 @@ def spark_session() -> tuple[SparkSession, bool]:
         UserError: PySpark is not installed; Spark cannot start (no Java 17, a wrong
             ``JAVA_HOME``, an unreachable master).
     """
-    _require_pyspark()
+    require_pyspark()
     from pyspark.errors import PySparkRuntimeError
     from pyspark.sql import SparkSession
 
@@ -132,7 +132,7 @@ def spark_session() -> tuple[SparkSession, bool]:
     return session, True
 
 
-def _require_pyspark() -> None:
+def require_pyspark() -> None:
     """Refuse, in one line, ``--engine spark`` without PySpark (an optional dependency, as
     learn-policy's EconML is)."""
     try:

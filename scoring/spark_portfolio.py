@@ -56,6 +56,8 @@ from rollrisk.storage.loader import (
     alignment,
     check_portfolio_folder,
     check_usable,
+    empty_raw_table,
+    file_errors_error,
     list_portfolio_tables,
     no_rows_error,
     portfolio_of,
@@ -160,8 +162,12 @@ def plan_read(
         aligned = [plan.apply(head, i) for i, head in enumerate(heads)]
         files[table.name] = tuple(names)
         schemas[table.name] = tuple(head.schema for head in heads)
+        # a table none of whose files could be read: no rows, in the loader's empty table
+        # (its file errors say why), not a table without columns
         raw_schemas[table.name] = (
-            pl.concat(aligned, how="diagonal_relaxed").schema if aligned else pl.Schema()
+            pl.concat(aligned, how="diagonal_relaxed").schema
+            if aligned
+            else empty_raw_table(table).schema
         )
     return ReadPlan(
         data_dir=data_dir,
@@ -512,6 +518,8 @@ def validate_on_spark(
     """
     from pyspark import StorageLevel
 
+    if plan.file_errors:  # the job would stop on them after reading every row: stop now
+        raise file_errors_error(plan.file_errors)
     parallelism = spark.sparkContext.defaultParallelism
     partitions = max(2 * parallelism, -(-plan.rows_known // ROWS_PER_VALIDATION_PARTITION), 1)
     blobs = partition_blobs(spark, plan, partitions, validation_key, None)

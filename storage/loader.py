@@ -1204,6 +1204,15 @@ def load_portfolio(
     return portfolio
 
 
+def file_errors_error(errors: Sequence[str]) -> DataContractError:
+    """The error that stops a job on a portfolio with file errors: every one, in one line."""
+    count = len(errors)
+    return DataContractError(
+        f"the portfolio has {count} file error{'s' * (count > 1)}, so no job runs on it "
+        "(run `rollrisk validate` for the full report): " + "; ".join(errors)
+    )
+
+
 def check_usable(report: ValidationReport) -> None:
     """Stop a job on a portfolio with a file error, or whose required table lost every row.
 
@@ -1212,11 +1221,7 @@ def check_usable(report: ValidationReport) -> None:
             rows were all rejected, with its most common reason.
     """
     if report.file_errors:
-        count = len(report.file_errors)
-        raise DataContractError(
-            f"the portfolio has {count} file error{'s' * (count > 1)}, so no job runs on it "
-            "(run `rollrisk validate` for the full report): " + "; ".join(report.file_errors)
-        )
+        raise file_errors_error(report.file_errors)
     for table in report.tables:
         if table.table in REQUIRED_TABLE_NAMES and table.rows_read and not table.rows_accepted:
             # said here, with the cause: later a job would only find "no statements"

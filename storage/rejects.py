@@ -129,7 +129,9 @@ class RejectAccounting:
         for t in self.tables:
             if not t.rows_rejected:
                 continue
-            knock_on = f", {t.knock_on:,} of them because their account was" if t.knock_on else ""
+            knock_on = (
+                f", {t.knock_on:,} of them because their account was rejected" if t.knock_on else ""
+            )
             lines.append(
                 f"  {t.table}: {t.rows_rejected:,} of {t.rows_read:,} rows ({t.rate:.2%}){knock_on}"
             )

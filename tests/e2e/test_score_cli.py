@@ -119,6 +119,7 @@ def test_the_spark_engine_without_pyspark_is_one_line_naming_the_extra(
     assert "Traceback" not in err and "ModuleNotFoundError" not in err
     assert "rollrisk score: error: --engine spark needs PySpark" in err
     assert "pip install 'rollrisk[spark]'" in err
+    assert "loading model" not in err  # refused first (found by an attacker: after 8-13 s)
     assert not (tmp_path / "scores").exists()
 
 

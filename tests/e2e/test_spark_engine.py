@@ -297,6 +297,35 @@ def test_spark_validation_gives_the_local_rejects_and_counts(hostile_portfolio, 
         book.release()
 
 
+def test_a_table_none_of_whose_files_can_be_read_is_its_file_error_before_any_task(
+    scoring_world, tmp_path
+):
+    """Found by an attacker: an empty accounts CSV (or a corrupt statements Parquet, a file
+    lacking a column) was told as "accounts (no files): table 'accounts' lacks column(s)
+    account_id, ... columns found: none" after the Spark job ran, where the local loader names
+    the file and what is wrong with it. The plan's file errors now stop the run before any
+    task (no Spark needed: the session is not touched), in the loader's words."""
+    from rollrisk.errors import DataContractError
+    from rollrisk.features.schemas import TABLES_BY_NAME
+    from rollrisk.scoring.spark_portfolio import plan_read, validate_on_spark
+    from rollrisk.storage.loader import check_usable, empty_raw_table, validate_portfolio
+
+    folder = tmp_path / "portfolio"
+    shutil.copytree(scoring_world.portfolio, folder)
+    for path in folder.glob("accounts*"):
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    (folder / "accounts.csv").write_bytes(b"")
+    local = validate_portfolio(folder)
+    with pytest.raises(DataContractError) as expected:
+        check_usable(local.report)
+    assert "accounts.csv: the file is empty" in str(expected.value)
+    plan = plan_read(folder)
+    assert plan.raw_schemas["accounts"] == empty_raw_table(TABLES_BY_NAME["accounts"]).schema
+    with pytest.raises(DataContractError) as spark:
+        validate_on_spark(None, plan)  # type: ignore[arg-type]
+    assert str(spark.value) == str(expected.value)
+
+
 def test_the_spark_engine_refuses_accounts_in_another_currency_as_the_local_one_does(
     scoring_world, spark, mixed_book, tmp_path, monkeypatch, capsys
 ):

@@ -88,3 +88,22 @@ def test_score_and_serve_declare_the_same_model_and_rule_flags() -> None:
     add_scoring_arguments(parser)
     assert jurisdictions_of(parser.parse_args([])) == ["CN"]
     assert jurisdictions_of(parser.parse_args(["--jurisdiction", "HK"])) == ["HK"]
+
+
+@pytest.mark.parametrize("partitions", ["0", "-1", "two"])
+def test_score_refuses_partitions_below_one_before_reading_anything(capsys, partitions) -> None:
+    """Found by an attacker: --partitions -1 ran the whole read and validation, then ended in a
+    traceback ("87 accounts in the population but 0 scored"); 0 meant the default."""
+    with pytest.raises(SystemExit):
+        _parse("score", "--data", "folder", "--out", "o", "--partitions", partitions)
+    assert f"expected a whole number of at least 1, got '{partitions}'" in capsys.readouterr().err
+    assert _parse("score", "--data", "folder", "--out", "o", "--partitions", "3").partitions == 3
+
+
+def test_the_python_api_refuses_partitions_below_one(tmp_path) -> None:
+    from rollrisk.errors import UserError
+    from rollrisk.scoring.batch import score_portfolio
+
+    with pytest.raises(UserError, match="partitions must be at least 1, got 0"):
+        score_portfolio(tmp_path, tmp_path / "out", None, model_uri="m", rule_files=None,  # type: ignore[arg-type]
+                        jurisdictions=(), partitions=0)  # fmt: skip

@@ -71,6 +71,10 @@ def test_rows_are_counted_per_table_with_their_knock_ons(accounting: RejectAccou
     assert accounting.rows_read == 17 and accounting.rows_rejected == 10
     assert accounting.row_rate == pytest.approx(10 / 17)
     assert statements.rate == pytest.approx(6 / 9)
+    # the sentence ends (found by an attacker: "29 of them because their account was")
+    assert "  statements: 6 of 9 rows (66.67%), 3 of them because their account was rejected" in (
+        accounting.lines()
+    )
 
 
 def test_accounts_rejected_and_lost(accounting: RejectAccounting) -> None:
