@@ -19,13 +19,13 @@ from numpy.typing import ArrayLike, NDArray
 
 from rollrisk.models.metrics import (
     HEADLINE_METRICS,
+    PSI_ACT_ABOVE,
     PsiResult,
     binary_metrics,
     brier_score,
     lift_table,
     metrics_by_slice,
     population_stability_index,
-    psi_verdict,
     reliability_table,
     roc_auc,
 )
@@ -141,6 +141,28 @@ class ModelComparison:
         return pd.DataFrame(rows)
 
 
+# PSI verdicts of an evaluation: as the monitor judges a score PSI, one check at a time
+PSI_FALSE_ALARM = 0.01
+PSI_MIN_ROWS = 50  # 5 per bin of 10 bins; fewer: too few to judge
+
+
+def _psi_judged(result: PsiResult, rows: int) -> str:
+    """``stable``/``watch``/``act`` as :func:`~rollrisk.models.metrics.psi_verdict`, but
+    ``act`` only beyond what sampling noise at these sizes reaches with probability 1%
+    (``within noise`` otherwise), and ``too few`` under 50 rows (found by an attacker: 25
+    rows were told ``act`` on a PSI of 1.05)."""
+    from rollrisk.models.monitoring import judge_stability
+
+    return judge_stability(
+        result.value,
+        result.table["expected_count"].to_numpy(),
+        rows,
+        PSI_ACT_ABOVE,
+        PSI_FALSE_ALARM,
+        PSI_MIN_ROWS,
+    ).verdict
+
+
 def evaluate_models(
     frame: pd.DataFrame,
     label_col: str,
@@ -207,7 +229,7 @@ def evaluate_models(
         by_slice = pd.DataFrame(columns=["model", "slice", "value"])
     stability = pd.DataFrame(
         [
-            {"model": model, "psi": result.value, "verdict": psi_verdict(result.value)}
+            {"model": model, "psi": result.value, "verdict": _psi_judged(result, len(labels))}
             for model, result in psi_results.items()
         ],
         columns=["model", "psi", "verdict"],

@@ -101,19 +101,75 @@ def monitoring_reference(
     months it compares with, and a sample without it is recognised as an older model's pooled
     training sample.
     """
+    columns = list(dict.fromkeys(["as_of", "product", "start_bucket", *feature_set.names]))
+    rows = _latest_months(labelled, columns, months)
+    if len(rows) > REFERENCE_SAMPLE_ROWS:
+        rows = rows.sample(n=REFERENCE_SAMPLE_ROWS, random_state=seed)
+    return rows.sort_values("as_of", kind="stable").reset_index(drop=True)
+
+
+def reference_population(
+    labelled: Sequence[pd.DataFrame], months: int = REFERENCE_MONTHS
+) -> dict[str, int]:
+    """The accounts of each as-of month of :func:`monitoring_reference`, counted before it
+    samples them: the population size ``rollrisk monitor`` compares today's with."""
+    rows = _latest_months(labelled, ["as_of"], months)
+    counts = pd.to_datetime(rows["as_of"]).dt.date.value_counts().sort_index()
+    return {str(day): int(count) for day, count in counts.items()}
+
+
+def _latest_months(
+    labelled: Sequence[pd.DataFrame], columns: list[str], months: int
+) -> pd.DataFrame:
+    """``columns`` of the rows of ``labelled`` whose as-of is among the ``months`` latest."""
     if months < 1:
         raise ValueError(f"months must be at least 1, got {months}")
-    columns = list(dict.fromkeys(["as_of", "product", "start_bucket", *feature_set.names]))
     parts = [part[columns] for part in labelled if len(part)]
     if not parts:
         raise ValueError("no labelled row to take the monitoring reference from")
     rows = pd.concat(parts, ignore_index=True)
     as_of = pd.to_datetime(rows["as_of"])
     latest = np.sort(as_of.unique())[-months:]
-    rows = rows[as_of.isin(latest).to_numpy()]
-    if len(rows) > REFERENCE_SAMPLE_ROWS:
-        rows = rows.sample(n=REFERENCE_SAMPLE_ROWS, random_state=seed)
-    return rows.sort_values("as_of", kind="stable").reset_index(drop=True)
+    return rows[as_of.isin(latest).to_numpy()]
+
+
+@dataclass(frozen=True)
+class PopulationChange:
+    """Today's population against the reference's accounts per month (:func:`population_change`).
+
+    ``verdict``: ``act`` (alerts) when today's count is below ``1 - change_act`` times the
+    reference's mean or above ``1 / (1 - change_act)`` times it (halved or doubled at 0.5);
+    ``within`` otherwise; ``not judged`` when the reference's mean is under
+    ``min_population`` (too few to tell a change from the month's own noise)."""
+
+    today: int
+    reference_mean: float
+    reference_months: int
+    ratio: float
+    verdict: str
+
+    def sentence(self) -> str:
+        change = self.ratio - 1.0
+        return (
+            f"{self.today:,} delinquent accounts today against {self.reference_mean:,.0f} a month "
+            f"in the reference ({self.reference_months} month{'s' * (self.reference_months > 1)}"
+            f"): {change:+.0%}"
+        )
+
+
+def population_change(
+    today: int, reference: dict[str, int], change_act: float, min_population: int
+) -> PopulationChange:
+    """Judge how far today's delinquent population moved from the reference's per month."""
+    mean = sum(reference.values()) / len(reference)
+    ratio = today / mean
+    if mean < min_population:
+        verdict = "not judged"
+    elif ratio < 1.0 - change_act or ratio > 1.0 / (1.0 - change_act):
+        verdict = "act"
+    else:
+        verdict = "within"
+    return PopulationChange(today, mean, len(reference), ratio, verdict)
 
 
 def score_stability(

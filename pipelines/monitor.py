@@ -64,7 +64,7 @@ from rollrisk.errors import UserError
 if TYPE_CHECKING:
     from rollrisk.features.observations import ObservationSpec
     from rollrisk.features.registry import FeatureSet
-    from rollrisk.models.monitoring import FeatureStability, StabilityVerdict
+    from rollrisk.models.monitoring import FeatureStability, PopulationChange, StabilityVerdict
     from rollrisk.models.roll_model import RollModel
     from rollrisk.storage.config import MonitoringConfig
     from rollrisk.storage.loader import Portfolio
@@ -215,6 +215,23 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     alerts = list(stability.alerts)
+    size = _population_size(loaded.metadata, len(current), thresholds)
+    if size is None:
+        print(
+            "[monitor] note: the model records no reference population size (trained before "
+            "rollrisk recorded it): today's number of delinquent accounts is not compared",
+            file=sys.stderr,
+        )
+    else:
+        print(f"[monitor] population: {size.sentence()} ({size.verdict})", file=sys.stderr)
+        if size.verdict == "act":
+            change = thresholds.population_change_act
+            alerts.append(
+                f"population size: {size.sentence()}, outside {1 - change:.0%}-"
+                f"{1 / (1 - change):.0%} of the reference's (monitoring.population_change_act "
+                f"{change}): the book is not the one the model was checked on; find out whether "
+                "an extract was cut short or doubled, a portfolio moved, or delinquency changed"
+            )
     if stability.judged is False:
         print(
             f"[monitor] NO VERDICT on score PSI and feature CSI: {len(current):,} delinquent "
@@ -254,6 +271,16 @@ def run(args: argparse.Namespace) -> int:
         "model": {"uri": args.model, "name": loaded.name, "version": loaded.version},
         "data": str(args.data),
         "population": len(current),
+        # today's delinquent accounts against the reference's per month (None: not recorded)
+        "population_size": None
+        if size is None
+        else {
+            "today": size.today,
+            "reference_mean_per_month": size.reference_mean,
+            "reference_months": size.reference_months,
+            "ratio": size.ratio,
+            "verdict": size.verdict,
+        },
         "rejects": accounting.as_dict(),
         "tables": {
             "trained_with": list(trained_tables(loaded.metadata)),
@@ -336,6 +363,23 @@ class Reference:
     note: str
 
 
+def _population_size(
+    metadata: dict[str, Any], today: int, thresholds: MonitoringConfig
+) -> PopulationChange | None:
+    """Today's population against the model's reference months' (None: not recorded)."""
+    from rollrisk.models.monitoring import population_change
+
+    recorded = metadata.get("reference_population")
+    if not recorded:
+        return None
+    counts = json.loads(recorded) if isinstance(recorded, str) else dict(recorded)
+    if not counts:
+        return None
+    return population_change(
+        today, counts, thresholds.population_change_act, thresholds.min_population
+    )
+
+
 def backtest_in_sample_note(trained_as_of: str | None, as_of: date) -> str | None:
     """A warning when ``as_of`` is one of the as-of months the deployed model learnt from
     (its metadata's ``trained_as_of``, 'first..last'): the backtest then compares the model
@@ -349,8 +393,9 @@ def backtest_in_sample_note(trained_as_of: str | None, as_of: date) -> str | Non
     last = found[1].date()
     return (
         f"the backtest's as-of {as_of} is one of the months the model learnt from "
-        f"({trained_as_of}): it compares the model with outcomes it was fitted and calibrated "
-        f"on, so its pass says little; monitor an as-of after {last} for an out-of-sample check"
+        f"({trained_as_of}): on the portfolio it learnt from, this compares the model with "
+        "outcomes it was fitted and calibrated on, so its pass says little (on another "
+        f"portfolio it does not); monitor an as-of after {last} for an out-of-sample check"
     )
 
 
@@ -550,6 +595,20 @@ def render_markdown(report: dict[str, Any]) -> str:
         ]
     else:
         lines += ["No threshold crossed (exit code 0)."]
+    size = report.get("population_size")
+    lines += [
+        "",
+        "**Population size**: "
+        + (
+            "not compared (the model records no reference population size: retrain it)"
+            if size is None
+            else f"{size['today']:,} delinquent accounts against "
+            f"{size['reference_mean_per_month']:,.0f} a month in the reference "
+            f"({size['ratio'] - 1:+.0%}; {size['verdict']}, act outside "
+            f"{1 - report['thresholds']['population_change_act']:.0%}-"
+            f"{1 / (1 - report['thresholds']['population_change_act']):.0%})."
+        ),
+    ]
     if report.get("not_judged_mid_month"):
         lines += [
             "",

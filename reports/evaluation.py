@@ -310,7 +310,8 @@ def _build_sections(
     stability_blocks: list[str | pd.DataFrame | _Image] = [
         "PSI between each model's reference (training) scores and these scores, on fixed bins "
         "from the reference quantiles (epsilon for empty bins). Verdict: stable < 0.1 <= watch "
-        "<= 0.25 < act."
+        "<= 0.25 < act, where act also needs the PSI above what sampling noise at these sizes "
+        "reaches with probability 1% (else within noise); under 50 rows: too few to judge."
     ]
     if len(comparison.stability):
         stability_blocks.append(comparison.stability)

@@ -53,6 +53,9 @@ class MonitoringConfig(ConfigSection):
     false_alarm_rate: float = Field(0.01, gt=0.0, lt=1.0)
     # fewer delinquent accounts: PSI and CSI are reported, not judged (5 per bin of 10 bins)
     min_population: int = Field(50, ge=1)
+    # today's delinquent accounts below (1 - this) or above 1 / (1 - this) times the
+    # reference's per month (halved or doubled at 0.5): the book changed size, act
+    population_change_act: float = Field(0.5, gt=0.0, lt=1.0)
     # a risk band's realised roll rate differs from its mean prediction by more than this
     # (absolute) and the prediction is outside the realised rate's 95% interval: act
     backtest_tolerance: float = Field(0.05, gt=0.0, lt=1.0)

@@ -401,7 +401,7 @@ def log_training_run(
     """
     import mlflow
 
-    from rollrisk.models.monitoring import monitoring_reference
+    from rollrisk.models.monitoring import monitoring_reference, reference_population
     from rollrisk.models.training import LABEL, SPLIT_PARTS, comparison_metrics
     from rollrisk.storage.registry import log_roll_model, register_version
 
@@ -500,6 +500,11 @@ def log_training_run(
                 **currency_metadata(result.currencies),
                 # the as-of months the deployed model learnt from: figures on them are in-sample
                 "trained_as_of": result.trained_as_of,
+                # the accounts of each reference month (before the reference is sampled): the
+                # size the monitor compares today's population with
+                "reference_population": json.dumps(
+                    reference_population([getattr(result.split, part) for part in SPLIT_PARTS])
+                ),
                 **{f"observation_{k}": v for k, v in result.observation.items()},
             },
         )

@@ -92,6 +92,11 @@ def test_stable_population_exits_0_with_backtest(scoring_world, tmp_path, monkey
     assert "## Score stability (PSI)" in markdown and "## Backtest" in markdown
     assert "No threshold crossed" in markdown
     assert "its latest labelled months, 2024-10-31 to 2025-01-31" in markdown
+    # the book's size against the reference months' (their accounts before sampling)
+    size = report["population_size"]
+    assert size["today"] == report["population"] and size["reference_months"] == 3
+    assert size["verdict"] == "within" and 0.5 < size["ratio"] < 2.0
+    assert "**Population size**: " in markdown
 
 
 def test_recent_as_of_has_no_backtest(scoring_world, tmp_path, monkeypatch, capsys):
@@ -167,3 +172,25 @@ def test_a_mid_month_as_of_monitors_the_accounts_score_scores_that_day(
     # the 3 calendar months after December have matured: the backtest labels that day's accounts
     assert report["backtest_status"] == "matured"
     assert {row["band"]: row for row in report["backtest"]["bands"]}["all"]["accounts"] > 0
+
+
+def test_a_shrunken_book_alerts_with_its_size(scoring_world, tmp_path, monkeypatch, capsys):
+    """Found by an attacker: a book cut to 30% of its accounts (56 delinquent against about
+    195 a month in the reference) passed with NO ALERT and no word of its size."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", scoring_world.tracking_uri)
+    folder = tmp_path / "portfolio"
+    shutil.copytree(scoring_world.portfolio, folder, ignore=shutil.ignore_patterns("truth"))
+    (accounts_file,) = folder.glob("accounts*.parquet")
+    accounts = sorted(pl.read_parquet(accounts_file).get_column("account_id").to_list())
+    kept = accounts[: len(accounts) * 3 // 10]
+    for path in folder.rglob("*.parquet"):
+        table = pl.read_parquet(path)
+        if "account_id" in table.columns:
+            table.filter(pl.col("account_id").is_in(kept)).write_parquet(path)
+    code, printed, report = _monitor(scoring_world, folder, tmp_path / "out", AS_OF, capsys)
+    size = report["population_size"]
+    assert size["verdict"] == "act" and size["ratio"] < 0.5, size
+    assert code == 3 and report["verdict"] == "alert"
+    (alert,) = [a for a in report["alerts"] if a.startswith("population size: ")]
+    assert f"{size['today']:,} delinquent accounts today against" in alert
+    assert "ALERT population size" in printed

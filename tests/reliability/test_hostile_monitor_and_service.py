@@ -141,8 +141,10 @@ def test_tripled_amounts_raise_alerts_naming_the_features(world, tmp_path, capsy
     assert "**ALERT** feature utilisation_mean_6m" in markdown
 
 
-def test_a_tiny_book_gets_no_verdict_said_plainly(world, tmp_path, capsys):
-    """300 of the 3,500 accounts ever on the book: a handful delinquent, too few to tell drift from noise."""
+def test_a_tiny_book_alerts_on_its_size_and_gets_no_verdict_on_its_shares(world, tmp_path, capsys):
+    """300 of the 3,500 accounts ever on the book: a handful delinquent, too few to tell drift
+    from noise in its shares (PSI, CSI: no verdict), and a book shrunk far below the one the
+    model was checked on (the size alert: a shrunken book is said loudly)."""
     tiny = _copy(world, tmp_path / "tiny")
     keep = pl.read_parquet(tiny / "accounts.parquet")["account_id"].sort().head(300).implode()
     _rewrite(tiny, "accounts", lambda f: f.filter(pl.col("account_id").is_in(keep)))
@@ -152,13 +154,16 @@ def test_a_tiny_book_gets_no_verdict_said_plainly(world, tmp_path, capsys):
     _no_traceback(err)
     report = _report(tmp_path / "monitor")
     assert 0 < report["population"] < report["thresholds"]["min_population"]
-    assert code == 0 and report["verdict"] == "no verdict" and report["alerts"] == []
-    assert "NO VERDICT" in out and "too few to tell drift from noise" in out
+    assert code == 3 and report["verdict"] == "alert"
+    (alert,) = report["alerts"]
+    assert alert.startswith(f"population size: {report['population']} delinquent accounts today")
+    assert report["population_size"]["verdict"] == "act"
     assert "NO VERDICT on score PSI and feature CSI" in err
+    assert "fewer than monitoring.min_population (50)" in err
     assert report["score_psi"]["verdict"] == "too few"
     assert report["score_psi"]["alert_above"] is None  # never judged
     assert {row["verdict"] for row in report["feature_csi"]} == {"too few"}
-    assert "**No verdict**" in (tmp_path / "monitor" / "monitor.md").read_text()
+    assert "**ALERT** population size" in (tmp_path / "monitor" / "monitor.md").read_text()
 
 
 def test_an_as_of_before_the_history_is_one_clear_line(world, tmp_path, capsys):

@@ -92,9 +92,26 @@ def test_slices_lift_and_stability() -> None:
     assert lift["cumulative_bads_share"].iloc[0] == pytest.approx(1.0)
     stability = comparison.stability.set_index("model")
     assert stability.loc["lightgbm", "psi"] == pytest.approx(0.0, abs=1e-12)
-    assert stability.loc["lightgbm", "verdict"] == "stable"
-    assert stability.loc["roll_rate_chain", "verdict"] == "act"  # all scores pile into one bin
+    assert stability.loc["roll_rate_chain", "psi"] > 1.0  # all scores pile into one bin
+    # 8 rows are too few to judge (found by an attacker: 25 rows were told `act`)
+    assert set(stability["verdict"]) == {"too few"}
     assert "lightgbm_uncalibrated" not in stability.index
+
+
+def test_a_psi_is_judged_against_the_noise_of_its_sizes() -> None:
+    from rollrisk.models.evaluation import _psi_judged
+    from rollrisk.models.metrics import population_stability_index
+
+    rng = np.random.default_rng(0)
+    reference = rng.uniform(size=5_000)
+    same = population_stability_index(reference, rng.uniform(size=2_000))
+    assert _psi_judged(same, 2_000) == "stable"
+    piled = population_stability_index(reference, np.full(2_000, 0.5))
+    assert piled.value > 0.25 and _psi_judged(piled, 2_000) == "act"
+    few = rng.uniform(size=60)  # a PSI above 0.25 that 60 rows reach by chance
+    noisy = population_stability_index(reference, few)
+    assert _psi_judged(noisy, 60) in {"stable", "watch", "within noise"}
+    assert _psi_judged(piled, 49) == "too few"
 
 
 def test_slice_gaps_compare_the_primary_with_each_model_within_each_slice() -> None:
@@ -198,7 +215,7 @@ def test_report_has_every_section_and_embedded_images(tmp_path: Path) -> None:
         "**lightgbm** ranks no worse than any other model in any `start_bucket` where AUC is "
         "defined" in markdown
     )
-    assert "| roll_rate_chain |" in markdown and "| act |" in markdown
+    assert "| roll_rate_chain | 4.6043 | too few |" in markdown  # 8 rows: not judged
     for name in ("reliability.png", "gains.png", "score_distributions.png"):
         assert (tmp_path / "report" / name).read_bytes().startswith(PNG_MAGIC)
         assert f"]({name})" in markdown

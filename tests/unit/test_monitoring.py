@@ -18,6 +18,8 @@ from rollrisk.models.monitoring import (
     feature_stability,
     judge_stability,
     monitoring_reference,
+    population_change,
+    reference_population,
     score_stability,
 )
 from rollrisk.models.risk_bands import risk_band
@@ -264,6 +266,22 @@ def test_monitoring_reference_is_the_latest_labelled_months(monkeypatch) -> None
     assert sampled.equals(monitoring_reference(parts, FEATURES, seed=1, months=2))
     with pytest.raises(ValueError, match="no labelled row"):
         monitoring_reference([parts[0].iloc[:0]], FEATURES, seed=1)
+    # the size the monitor compares with: every account of those months, before sampling
+    assert reference_population(parts, months=2) == {"2024-03-31": 100, "2024-04-30": 100}
+
+
+def test_a_book_halved_or_doubled_acts_and_a_small_reference_is_not_judged() -> None:
+    reference = {"2024-03-31": 190, "2024-04-30": 210}  # 200 a month
+    assert population_change(56, reference, 0.5, 50).verdict == "act"
+    assert population_change(101, reference, 0.5, 50).verdict == "within"
+    assert population_change(399, reference, 0.5, 50).verdict == "within"
+    assert population_change(401, reference, 0.5, 50).verdict == "act"
+    assert population_change(150, reference, 0.2, 50).verdict == "act"  # below 80%
+    small = population_change(5, {"2024-03-31": 40}, 0.5, 50)
+    assert small.verdict == "not judged" and small.ratio == pytest.approx(5 / 40)
+    assert population_change(56, reference, 0.5, 50).sentence() == (
+        "56 delinquent accounts today against 200 a month in the reference (2 months): -72%"
+    )
 
 
 def test_a_day_count_feature_is_reported_not_judged_mid_month():
