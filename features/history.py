@@ -797,9 +797,12 @@ def _promise_rows(actions: pl.LazyFrame, statements: pl.LazyFrame) -> pl.LazyFra
         & pl.col("promised_date").is_not_null()
         & (pl.col("promised_date") <= pl.col("as_of"))
     ).select(_OBSERVATION, "as_of", "promised_date", "promised_amount", "_months_back")
+    # only the statements of observations holding a promise: an as-of join matches within an
+    # observation, and on the rest its grouping cost two thirds of the branch (one partition's
+    # 30,370 promises against 922,000 statements: 0.39 -> 0.13 s)
     resolving = statements.select(
         _OBSERVATION, pl.col("cycle_end").alias("_resolved_by"), "amount_paid"
-    )
+    ).join(promises.select(_OBSERVATION).unique(), on=_OBSERVATION, how="semi")
     resolved = promises.sort("promised_date").join_asof(
         resolving.sort("_resolved_by"),
         left_on="promised_date",

@@ -208,8 +208,11 @@ def account_rejects(portfolio: Portfolio) -> RejectAccounting:
     kept = portfolio.statements["account_id"]
     kept = kept.filter(kept.is_in(listed.implode())) if listed.len() else listed
     no_history = listed.filter(~listed.is_in(kept.implode()))
-    seen = pl.concat([accepted, rejected_ids]).unique()
-    lost = pl.concat([seen.filter(~seen.is_in(accepted.implode())), no_history]).unique()
+    if rejected_ids.len():
+        seen = pl.concat([accepted, rejected_ids]).unique()
+        lost = pl.concat([seen.filter(~seen.is_in(accepted.implode())), no_history]).unique()
+    else:  # a clean book (most nights): the accepted accounts, unique by the contract's key
+        seen, lost = accepted, rejected_ids  # (two passes over 1,000,000 ids: about 1 s)
     return RejectAccounting(
         tables=tuple(
             TableRejects(
