@@ -365,8 +365,9 @@ _FEATURES: tuple[FeatureSpec, ...] = (
         "paid_to_due_ratio_3m",
         _P,
         3,
-        "Total paid divided by total due over the last 3 statement months.",
-        "近3个月还款总额与应还总额之比。",
+        "Total paid divided by total due over the last 3 statement months (missing when nothing "
+        "was due).",
+        "近3个月还款总额与应还总额之比(均无应还款时为空)。",
         "paid {value:.0%} of the amounts due in the last 3 months",
         "近3个月还款占应还额的{value:.0%}",
         -1,
@@ -375,8 +376,9 @@ _FEATURES: tuple[FeatureSpec, ...] = (
         "paid_to_due_ratio_6m",
         _P,
         6,
-        "Total paid divided by total due over the last 6 statement months.",
-        "近6个月还款总额与应还总额之比。",
+        "Total paid divided by total due over the last 6 statement months (missing when nothing "
+        "was due).",
+        "近6个月还款总额与应还总额之比(均无应还款时为空)。",
         "paid {value:.0%} of the amounts due in the last 6 months",
         "近6个月还款占应还额的{value:.0%}",
         -1,
@@ -385,8 +387,9 @@ _FEATURES: tuple[FeatureSpec, ...] = (
         "paid_to_min_due_ratio_3m",
         _P,
         3,
-        "Total paid divided by total minimum due over the last 3 statement months.",
-        "近3个月还款总额与最低还款额总额之比。",
+        "Total paid divided by total minimum due over the last 3 statement months (missing when "
+        "no minimum payment was due).",
+        "近3个月还款总额与最低还款额总额之比(均无最低还款额时为空)。",
         "paid {value:.0%} of the minimum due in the last 3 months",
         "近3个月还款为最低还款额的{value:.0%}",
         -1,
@@ -883,8 +886,9 @@ def _payment_dynamics() -> tuple[FeatureSpec, ...]:
             "paid_to_due_ratio_12m",
             _P,
             12,
-            "Total paid divided by total due over the last 12 statement months.",
-            "近12个月还款总额与应还总额之比。",
+            "Total paid divided by total due over the last 12 statement months (missing when "
+            "nothing was due).",
+            "近12个月还款总额与应还总额之比(均无应还款时为空)。",
             "paid {value:.0%} of what was due over 12 months",
             "近12个月还款为应还额的{value:.0%}",
             -1,
@@ -904,8 +908,9 @@ def _payment_dynamics() -> tuple[FeatureSpec, ...]:
             _P,
             6,
             "Paid-to-due ratio of the latest statement minus its mean over the last 6 statement "
-            "months (negative: paying less of the due than usual).",
-            "最近一期还款比例减去近6个月平均还款比例(负值表示比平时还得少)。",
+            "months (negative: paying less of the due than usual; missing when nothing was due "
+            "on the latest statement).",
+            "最近一期还款比例减去近6个月平均还款比例(负值表示比平时还得少;最近一期无应还款时为空)。",
             "share of the due paid {magnitude:.0%} {sign:above|below} its 6-month average",
             "还款比例比近6个月平均{sign:高|低}{magnitude:.0%}",
         ),
@@ -1136,6 +1141,28 @@ _MISSING_WORDING: dict[str, tuple[str, str]] = {
     "months_since_last_full_payment": (
         "never paid in full in the known history",
         "已知历史中从未全额还款",
+    ),
+    # a ratio of totals is missing when its denominator's total is 0 (found by an attacker:
+    # "Total paid divided by total due over the last 3 statement months: no data")
+    "paid_to_due_ratio_3m": (
+        "nothing was due in the last 3 statement months",
+        "近3个月账单均无应还款",
+    ),
+    "paid_to_due_ratio_6m": (
+        "nothing was due in the last 6 statement months",
+        "近6个月账单均无应还款",
+    ),
+    "paid_to_due_ratio_12m": (
+        "nothing was due in the last 12 statement months",
+        "近12个月账单均无应还款",
+    ),
+    "paid_to_min_due_ratio_3m": (
+        "no minimum payment was due in the last 3 statement months",
+        "近3个月账单均无最低还款额",
+    ),
+    "paid_to_due_last_minus_mean_6m": (
+        "nothing was due on the latest statement",
+        "最近一期账单无应还款",
     ),
     "paid_to_due_change_last": (
         "nothing was due on one of the last two statements",
