@@ -13,6 +13,10 @@ would score that day, DPD aged to it) with the model's reference: its latest lab
                  following months is in the statements), realised roll-to-default rate against
                  the mean predicted probability per risk band, with the realised rate's
                  interval at the band's share of the false-alarm rate (below)
+  book size      today's delinquent accounts against the reference months' mean (recorded
+                 by `rollrisk train` before the reference is sampled): halved or doubled
+                 (population_change_act 0.5) alerts, whatever the shares say -- an extract cut
+                 short or a portfolio moved changes the count, not the distributions
 
 Verdicts: PSI/CSI under 0.1 stable, 0.1 to the threshold watch, above it act -- but only when
 sampling noise could not have produced it: two samples of one population show some PSI by
@@ -20,7 +24,8 @@ chance, more the smaller they are, so each value is also compared with what nois
 at the sizes compared (a false-alarm rate of 1% over all checks). Under min_population
 delinquent accounts (50) PSI and CSI are reported, not judged ("no verdict"). Thresholds are
 in the `monitoring:` section of conf/default.yaml (psi_act, csi_act, false_alarm_rate,
-min_population, backtest_tolerance, backtest_min_accounts); docs/monitoring.md explains them.
+min_population, population_change_act, backtest_tolerance, backtest_min_accounts);
+docs/monitoring.md explains them.
 
 Output: OUT/monitor.md (for people) and OUT/monitor.json (for machines; "verdict" is "alert",
 "no alert" or "no verdict"). Rows the data contract rejects go to OUT/rejects.csv and are
