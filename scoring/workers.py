@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 import tempfile
 import time
 import weakref
@@ -111,6 +112,8 @@ class ScoringWorkers:
         self._pool = spawn_pool(
             workers, _start_worker, (setup, threads), allocator=KEEP_MEMORY_PAGES
         )
+        # each partition's tables go to its worker as Arrow IPC files here (see _write_inputs)
+        self._inputs = Path(tempfile.mkdtemp(prefix="rollrisk-partitions-"))
 
     def __enter__(self) -> ScoringWorkers:
         return self
@@ -120,6 +123,7 @@ class ScoringWorkers:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        shutil.rmtree(self._inputs, ignore_errors=True)  # a cancelled or failed task's files
 
     def score(
         self,
@@ -143,7 +147,8 @@ class ScoringWorkers:
         queue = iter(pending)
 
         def submit(partition: int) -> None:
-            task = self._pool.submit(_score_task, partition, inputs(partition), as_of, output)
+            files = _write_inputs(inputs(partition), self._inputs / f"part-{partition:05d}")
+            task = self._pool.submit(_score_task, partition, files, as_of, output)
             running[task] = partition
 
         for partition in queue:
@@ -279,10 +284,39 @@ def _die_with(parent: int) -> None:
         os._exit(1)
 
 
+def _write_inputs(inputs: PartitionInputs, stem: Path) -> tuple[str | None, ...]:
+    """A partition's tables as uncompressed Arrow IPC files ``STEM.N.arrow`` (None for an
+    absent table), read back by its worker (:func:`_read_inputs`). Through the task queue
+    they were pickled by this process and unpickled by the worker: 0.34 + 0.17 s for one
+    50,000-account partition's 113 MB, against 0.08 + 0.07-0.12 s written and read here."""
+    files: list[str | None] = []
+    for index, table in enumerate(inputs):
+        if table is None:
+            files.append(None)
+            continue
+        path = stem.with_name(f"{stem.name}.{index}.arrow")
+        table.write_ipc(path, compression="uncompressed")
+        files.append(str(path))
+    return tuple(files)
+
+
+def _read_inputs(files: tuple[str | None, ...]) -> PartitionInputs:
+    """The tables :func:`_write_inputs` wrote, each file removed once read."""
+    tables: list[pl.DataFrame | None] = []
+    for path in files:
+        if path is None:
+            tables.append(None)
+            continue
+        tables.append(pl.read_ipc(path))
+        os.unlink(path)
+    return tuple(tables)
+
+
 def _score_task(
-    partition: int, inputs: PartitionInputs, as_of: date, output: PartitionedRun
+    partition: int, files: tuple[str | None, ...], as_of: date, output: PartitionedRun
 ) -> tuple[PartitionFile, dict[str, float]]:
-    """Runs in a worker: one partition scored and written, with its step timings."""
+    """Runs in a worker: one partition read, scored and written, with its step timings."""
     assert _SETUP is not None, "the worker was not started by ScoringWorkers"
     timings: dict[str, float] = {}
+    inputs = _read_inputs(files)
     return score_partition(partition, inputs, as_of, _SETUP, output, timings), timings
