@@ -150,8 +150,9 @@ class PopulationChange:
 
     def sentence(self) -> str:
         change = self.ratio - 1.0
+        accounts = "account" if self.today == 1 else "accounts"
         return (
-            f"{self.today:,} delinquent accounts today against {self.reference_mean:,.0f} a month "
+            f"{self.today:,} delinquent {accounts} today against {self.reference_mean:,.0f} a month "
             f"in the reference ({self.reference_months} month{'s' * (self.reference_months > 1)}"
             f"): {change:+.0%}"
         )

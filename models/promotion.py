@@ -33,8 +33,8 @@ from rollrisk.models.training_config import ConfigSection
 class PromotionConfig(ConfigSection):
     """Gates a challenger must pass before the champion alias moves to it."""
 
-    from_alias: str = "challenger"
-    to_alias: str = "champion"
+    from_alias: str = Field("challenger", min_length=1)
+    to_alias: str = Field("champion", min_length=1)
     min_auc_gain: float = Field(0.005, ge=-1.0, le=1.0)  # an AUC gain lies in [-1, 1]
     # an ECE lies in [0, 1]: a bound of 1 or more is a gate that cannot fail (a typo for 0.03?)
     max_ece: float = Field(0.03, gt=0.0, lt=1.0)

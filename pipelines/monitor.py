@@ -79,6 +79,13 @@ EXIT_OK = 0
 EXIT_ALERT = 3
 
 
+class EmptyBook(UserError):
+    """No delinquent account today where the model's reference had enough to judge: the
+    book's size alert at its extreme (-100%), exit code 3, with no report (nothing to compare)."""
+
+    exit_code = EXIT_ALERT
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_argument(parser)
     add_portfolio_arguments(parser)
@@ -185,10 +192,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"[monitor] note: {default.note()}", file=sys.stderr)
     current = current_population(portfolio, as_of, spec, loaded.model)
     if current.empty:
-        raise UserError(
-            f"no account of {args.data} is delinquent ({spec.min_dpd}-{spec.max_dpd} DPD) at "
-            f"{as_of}: nothing to monitor"
-        )
+        nobody = f"no account of {args.data} is delinquent ({spec.min_dpd}-{spec.max_dpd} DPD) at {as_of}"
+        size = _population_size(loaded.metadata, 0, thresholds, spec)
+        if not isinstance(size, str) and size.verdict == "act":  # the book emptied: an alert
+            raise EmptyBook(
+                f"ALERT population size: {size.sentence()}: {nobody}; nothing else to monitor"
+            )
+        raise UserError(f"{nobody}: nothing to monitor")
     # amounts read in another currency would drift, and alert, for no reason of the model's
     check_model_currency(
         loaded, portfolio.accounts, current["account_id"].astype(str),
@@ -220,13 +230,9 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     alerts = list(stability.alerts)
-    size = _population_size(loaded.metadata, len(current), thresholds)
-    if size is None:
-        print(
-            "[monitor] note: the model records no reference population size (trained before "
-            "rollrisk recorded it): today's number of delinquent accounts is not compared",
-            file=sys.stderr,
-        )
+    size = _population_size(loaded.metadata, len(current), thresholds, spec)
+    if isinstance(size, str):
+        print(f"[monitor] note: {size}", file=sys.stderr)
     else:
         print(f"[monitor] population: {size.sentence()} ({size.verdict})", file=sys.stderr)
         if size.verdict == "act":
@@ -277,8 +283,8 @@ def run(args: argparse.Namespace) -> int:
         "data": str(args.data),
         "population": len(current),
         # today's delinquent accounts against the reference's per month (None: not recorded)
-        "population_size": None
-        if size is None
+        "population_size": {"verdict": "not compared", "reason": size}
+        if isinstance(size, str)
         else {
             "today": size.today,
             "reference_mean_per_month": size.reference_mean,
@@ -369,17 +375,28 @@ class Reference:
 
 
 def _population_size(
-    metadata: dict[str, Any], today: int, thresholds: MonitoringConfig
-) -> PopulationChange | None:
-    """Today's population against the model's reference months' (None: not recorded)."""
+    metadata: dict[str, Any], today: int, thresholds: MonitoringConfig, spec: ObservationSpec
+) -> PopulationChange | str:
+    """Today's population against the model's reference months', or why they are not
+    compared (not recorded; counted on another DPD range)."""
     from rollrisk.models.monitoring import population_change
 
     recorded = metadata.get("reference_population")
-    if not recorded:
-        return None
-    counts = json.loads(recorded) if isinstance(recorded, str) else dict(recorded)
+    counts = (json.loads(recorded) if isinstance(recorded, str) else dict(recorded or {})) or {}
     if not counts:
-        return None
+        return (
+            "the model records no reference population size (trained before rollrisk "
+            "recorded it): today's number of delinquent accounts is not compared"
+        )
+    counted_on = metadata.get("reference_population_dpd")
+    today_on = f"{spec.min_dpd}-{spec.max_dpd}"
+    if counted_on is not None and str(counted_on) != today_on:
+        return (
+            f"the model's reference counted the accounts at {counted_on} DPD and today's "
+            f"population is {today_on} DPD (the config's observation range): their sizes are "
+            "not compared, and the PSI and CSI compare two populations; monitor with the "
+            f"range the model was trained on (observation.min_dpd / max_dpd: {counted_on})"
+        )
     return population_change(
         today, counts, thresholds.population_change_act, thresholds.min_population
     )
@@ -605,8 +622,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         "**Population size**: "
         + (
-            "not compared (the model records no reference population size: retrain it)"
-            if size is None
+            f"not compared: {size['reason']}."
+            if size["verdict"] == "not compared"
             else f"{size['today']:,} delinquent accounts against "
             f"{size['reference_mean_per_month']:,.0f} a month in the reference "
             f"({size['ratio'] - 1:+.0%}; {size['verdict']}, act outside "

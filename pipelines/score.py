@@ -92,7 +92,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help=f"number of output partitions (default: one per {ACCOUNTS_PER_PARTITION:,} accounts "
         "scored; with --engine spark, per accounts read when that is more: a task holds all its "
-        "accounts' rows)",
+        "accounts' rows); at least 1, at most the accounts to score",
     )
     parser.add_argument(
         "--workers",

@@ -95,6 +95,12 @@ def api_key_from_environment() -> str:
             f"{API_KEY_VARIABLE} starts or ends with white space (a header value's ends are "
             "trimmed in transit, so no client could send it): set it without"
         )
+    if not (key.isascii() and key.isprintable()):
+        # a header value is ASCII text in practice (clients refuse or re-encode the rest)
+        raise UserError(
+            f"{API_KEY_VARIABLE} holds characters a client cannot send in a header (outside "
+            "printable ASCII): use letters, digits and punctuation, e.g. secrets.token_urlsafe"
+        )
     if len(key) < MIN_KEY_LENGTH:
         raise UserError(
             f"{API_KEY_VARIABLE} is {len(key)} characters long; use at least {MIN_KEY_LENGTH}"

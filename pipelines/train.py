@@ -212,6 +212,7 @@ def run(args: argparse.Namespace) -> int:
         report_dir=report.parent,
         register=not args.no_register,
         calibration_by_grade=grades,
+        population_dpd=(spec.min_dpd, spec.max_dpd),
     )
     # the report folder names the model it describes (its copy in MLflow is the run's own)
     identity = {

@@ -81,7 +81,11 @@ from rollrisk.storage.atomic_output import (
 from rollrisk.storage.config import DEFAULT_MAX_REJECT_RATE
 from rollrisk.storage.loader import Portfolio, ValidationReport, load_portfolio
 from rollrisk.storage.rejects import RejectAccounting, account_rejects, check_reject_rate
-from rollrisk.storage.results import PartitionedTables, default_partitions
+from rollrisk.storage.results import (
+    ACCOUNTS_PER_PARTITION,
+    PartitionedTables,
+    default_partitions,
+)
 from rollrisk.storage.tracking import fingerprint_files, git_commit
 
 REJECTS_FILE = "rejects.csv"
@@ -275,6 +279,14 @@ def score_portfolio(
         warnings = tuple(
             w for w in (partial_month, overdue, short_history, unchecked) if w is not None
         )
+        if partitions is not None and partitions > people:
+            # more partitions than accounts: empty files, and a run that crawled (1,000,000
+            # partitions of 3,000 accounts ran 10 minutes before it was killed)
+            raise UserError(
+                f"partitions: {partitions:,} is more than the {people:,} accounts to score at "
+                f"{as_of}; give at most {people:,} (or leave it out: one per "
+                f"{ACCOUNTS_PER_PARTITION:,} accounts)"
+            )
         partitions = partitions or book.default_partitions(people)
         # the installed distribution's version (this module sits below the package's __init__)
         code_version = metadata.version("rollrisk")

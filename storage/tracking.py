@@ -389,6 +389,7 @@ def log_training_run(
     register: bool = True,
     tracking: TrackingSetup | None = None,
     calibration_by_grade: pd.DataFrame | None = None,
+    population_dpd: tuple[int, int] | None = None,
 ) -> TrainingRun:
     """Log one MLflow run of ``result`` (tags, params, metrics, artifacts, the model) into the
     experiment ``result.training.experiment_name``; register the model as a new version of
@@ -397,7 +398,9 @@ def log_training_run(
     ``data`` is the portfolio folder trained on (tagged with its fingerprint, computed when
     ``data_fingerprint`` is not given); ``report_dir`` a folder logged as the ``report``
     artifacts. ``tracking`` is the store (default: :func:`configure_tracking`'s, which may create
-    it: a training run is what a new store is for).
+    it: a training run is what a new store is for). ``population_dpd``: the DPD range (min, max)
+    of the population trained on, recorded beside the reference months' account counts so that
+    ``rollrisk monitor`` compares a book's size on the same range only.
     """
     import mlflow
 
@@ -504,6 +507,13 @@ def log_training_run(
                 # size the monitor compares today's population with
                 "reference_population": json.dumps(
                     reference_population([getattr(result.split, part) for part in SPLIT_PARTS])
+                ),
+                # ... counted on this DPD range (``population_dpd``: the training set's; a
+                # monitor on another range counts other accounts)
+                **(
+                    {"reference_population_dpd": "{}-{}".format(*population_dpd)}
+                    if population_dpd is not None
+                    else {}
                 ),
                 **{f"observation_{k}": v for k, v in result.observation.items()},
             },

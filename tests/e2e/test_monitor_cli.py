@@ -194,3 +194,24 @@ def test_a_shrunken_book_alerts_with_its_size(scoring_world, tmp_path, monkeypat
     (alert,) = [a for a in report["alerts"] if a.startswith("population size: ")]
     assert f"{size['today']:,} delinquent accounts today against" in alert
     assert "ALERT population size" in printed
+
+
+def test_a_book_with_no_delinquent_account_left_is_the_size_alert(
+    scoring_world, tmp_path, monkeypatch, capsys
+):
+    """Found by an attacker: every statement current (the extract cut to nothing) ended in
+    exit 2, "nothing to monitor", a usage error to a scheduler, not the loudest size alert."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", scoring_world.tracking_uri)
+    folder = tmp_path / "portfolio"
+    shutil.copytree(scoring_world.portfolio, folder, ignore=shutil.ignore_patterns("truth"))
+    for path in _statements_paths(folder):
+        pl.read_parquet(path).with_columns(pl.lit(0).cast(pl.Int64).alias("dpd")).write_parquet(
+            path
+        )
+    code = main(
+        ["monitor", "--model", scoring_world.model_uri, "--data", str(folder), "--as-of", AS_OF,
+         "--out", str(tmp_path / "out")]
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 3, err
+    assert "ALERT population size: 0 delinquent accounts today against" in err and "-100%" in err

@@ -218,3 +218,11 @@ def test_a_population_past_the_model_s_default_is_named_as_cut():
         "model's default of 60 DPD (max_dpd 59)"
     )
     assert label_settings_not_used({"min_dpd": 1, "max_dpd": 59}, used) == []
+
+
+def test_more_partitions_than_accounts_is_refused(scoring_world, tmp_path, monkeypatch, capsys):
+    """Found by an attacker: --partitions 1000000 on a 3,000-account book ran 10 minutes."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", scoring_world.tracking_uri)
+    assert _score(scoring_world, tmp_path / "scores", "--partitions", "1000000") == 2
+    err = capsys.readouterr().err
+    assert "partitions: 1,000,000 is more than the" in err and "accounts to score" in err

@@ -383,6 +383,10 @@ def test_serve_refuses_to_start_without_a_key(monkeypatch, capsys):
         monkeypatch.setenv("ROLLRISK_API_KEY", blank)
         assert main(["serve", "--port", "8799"]) == 2
         assert "white space" in capsys.readouterr().err
+    for unsendable in ("ключ" * 5, "abcdefghij\x01klmnopqrst"):  # outside printable ASCII
+        monkeypatch.setenv("ROLLRISK_API_KEY", unsendable)
+        assert main(["serve", "--port", "8799"]) == 2
+        assert "outside printable ASCII" in capsys.readouterr().err
 
 
 def test_serve_says_when_it_cannot_listen(monkeypatch, capsys):

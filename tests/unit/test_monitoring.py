@@ -342,3 +342,21 @@ def test_a_model_is_named_by_its_version_or_as_unregistered_by_its_uri() -> None
     )
     line = _model_line({"name": UNREGISTERED, "version": UNREGISTERED, "uri": "/m/model"})
     assert line == "Model: the unregistered model at `/m/model`"
+
+
+def test_a_book_s_size_is_compared_on_the_dpd_range_its_reference_was_counted_on() -> None:
+    """Found by an attacker: a model trained on 30-89 DPD, monitored with the config's 1-89,
+    compared 85 accounts with 51 a month (+68%) on the reference's own month."""
+    from rollrisk.features.observations import ObservationSpec
+    from rollrisk.pipelines.monitor import _population_size
+    from rollrisk.storage.config import MonitoringConfig
+
+    counts = '{"2025-01-31": 59, "2025-02-28": 48, "2025-03-31": 46}'
+    metadata = {"reference_population": counts, "reference_population_dpd": "30-89"}
+    other = _population_size(metadata, 85, MonitoringConfig(), ObservationSpec())
+    assert isinstance(other, str) and "counted the accounts at 30-89 DPD" in other
+    assert "today's population is 1-89 DPD" in other
+    same = _population_size(metadata, 59, MonitoringConfig(), ObservationSpec(min_dpd=30))
+    assert not isinstance(same, str) and same.verdict == "within"
+    unrecorded = _population_size({}, 59, MonitoringConfig(), ObservationSpec())
+    assert isinstance(unrecorded, str) and "records no reference population size" in unrecorded

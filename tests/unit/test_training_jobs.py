@@ -253,6 +253,8 @@ def test_gates_that_cannot_fail_or_move_nothing_are_refused() -> None:
         PromotionConfig(max_psi=float("inf"))
     with pytest.raises(ValueError, match="both 'challenger'"):
         PromotionConfig(to_alias="challenger")
+    with pytest.raises(ValueError, match="at least 1 character"):
+        PromotionConfig(to_alias="")
 
 
 @pytest.mark.parametrize(
