@@ -78,7 +78,8 @@ class FeatureStability:
 
     ``summary`` columns: ``feature, kind, csi, verdict, bins``, ``empty_bins_actual`` (bins
     that held reference rows and hold none today), ``missing_share_expected,
-    missing_share_actual, unseen_share_actual``, sorted by CSI, highest first. ``bins`` columns: :data:`BIN_COLUMNS`.
+    missing_share_actual, unseen_share_actual``, sorted by CSI, highest first. ``bins``
+    columns: :data:`BIN_COLUMNS`.
     """
 
     summary: pd.DataFrame
@@ -158,15 +159,28 @@ class PopulationChange:
         )
 
 
+def population_band(change_act: float) -> tuple[float, float]:
+    """The ratios of today's population to the reference's within which its size does not
+    alert: ``1 - change_act`` to ``1 / (1 - change_act)`` (halved to doubled at 0.5)."""
+    return 1.0 - change_act, 1.0 / (1.0 - change_act)
+
+
+def population_band_text(change_act: float) -> str:
+    """:func:`population_band` in words: ``50%-200%``."""
+    low, high = population_band(change_act)
+    return f"{low:.0%}-{high:.0%}"
+
+
 def population_change(
     today: int, reference: dict[str, int], change_act: float, min_population: int
 ) -> PopulationChange:
     """Judge how far today's delinquent population moved from the reference's per month."""
     mean = sum(reference.values()) / len(reference)
     ratio = today / mean
+    low, high = population_band(change_act)
     if mean < min_population:
         verdict = "not judged"
-    elif ratio < 1.0 - change_act or ratio > 1.0 / (1.0 - change_act):
+    elif not low <= ratio <= high:
         verdict = "act"
     else:
         verdict = "within"

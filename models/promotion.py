@@ -171,8 +171,8 @@ _BASELINE_WORDS = {"roll_rate_chain": "roll-rate chain", "scorecard": "scorecard
 
 
 def _baseline_figures(gaps: dict[str, tuple[float | None, float | None]] | None) -> str:
-    """The gaps behind the baselines verdict, each marked where it falls short: ": vs the
-    roll-rate chain AUC +0.0242, Brier +0.0083 (worse) ..." (empty when not logged)."""
+    """The gaps behind the baselines verdict, each marked where it falls short: "... vs the
+    roll-rate chain AUC gap +0.0242, Brier gap +0.0083 (worse); ..." (empty: not logged)."""
     if not gaps:
         return ""
     parts = []

@@ -135,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from rollrisk.features.dates import check_as_of, default_as_of_choice
     from rollrisk.features.observations import ObservationSpec
-    from rollrisk.models.monitoring import backtest
+    from rollrisk.models.monitoring import backtest, population_band_text
     from rollrisk.scoring.core import (
         check_model_currency,
         check_model_tables,
@@ -238,10 +238,10 @@ def run(args: argparse.Namespace) -> int:
         if size.verdict == "act":
             change = thresholds.population_change_act
             alerts.append(
-                f"population size: {size.sentence()}, outside {1 - change:.0%}-"
-                f"{1 / (1 - change):.0%} of the reference's (monitoring.population_change_act "
-                f"{change}): the book is not the one the model was checked on; find out whether "
-                "an extract was cut short or doubled, a portfolio moved, or delinquency changed"
+                f"population size: {size.sentence()}, outside {population_band_text(change)} "
+                f"of the reference's (monitoring.population_change_act {change}): the book is "
+                "not the one the model was checked on; find out whether an extract was cut "
+                "short or doubled, a portfolio moved, or delinquency changed"
             )
     if stability.judged is False:
         print(
@@ -282,7 +282,7 @@ def run(args: argparse.Namespace) -> int:
         "model": {"uri": args.model, "name": loaded.name, "version": loaded.version},
         "data": str(args.data),
         "population": len(current),
-        # today's delinquent accounts against the reference's per month (None: not recorded)
+        # today's delinquent accounts against the reference's per month, or why not compared
         "population_size": {"verdict": "not compared", "reason": size}
         if isinstance(size, str)
         else {
@@ -581,16 +581,14 @@ def _json_value(value: Any) -> Any:
 
 
 def _model_line(model: dict[str, Any]) -> str:
-    from rollrisk.storage.registry import model_label
-
     if str(model["version"]).isdigit():
-        return (
-            f"Model {model_label(model['name'], model['version'], model['uri'])} (`{model['uri']}`)"
-        )
+        return f"Model {model['name']} v{model['version']} (`{model['uri']}`)"
     return f"Model: the unregistered model at `{model['uri']}`"
 
 
 def render_markdown(report: dict[str, Any]) -> str:
+    from rollrisk.models.monitoring import population_band_text
+
     lines = [
         f"# Monitoring report, as-of {report['as_of']}",
         "",
@@ -627,8 +625,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             else f"{size['today']:,} delinquent accounts against "
             f"{size['reference_mean_per_month']:,.0f} a month in the reference "
             f"({size['ratio'] - 1:+.0%}; {size['verdict']}, act outside "
-            f"{1 - report['thresholds']['population_change_act']:.0%}-"
-            f"{1 / (1 - report['thresholds']['population_change_act']):.0%})."
+            f"{population_band_text(report['thresholds']['population_change_act'])})."
         ),
     ]
     if report.get("not_judged_mid_month"):

@@ -109,36 +109,36 @@ def _held_back(
     challenger: RegisteredVersion,
     champion: RegisteredVersion | None,
     args: argparse.Namespace,
-) -> list[str]:
-    """Refusals beyond the gates (``FAIL ...``; ``allowed ...`` when its flag lets it pass): a
-    challenger trained on another label than the champion's
-    (the two predict different events: its AUC against the champion's is measured on the
-    challenger's label only), or one rolled back from champion before (promoting it again
-    undoes the rollback)."""
+) -> tuple[list[str], list[str]]:
+    """Refusals beyond the gates (``FAIL ...``) and those a flag lets pass (``allowed ...``):
+    a challenger trained on another label than the champion's (the two predict different
+    events: its AUC against the champion's is measured on the challenger's label only), or one
+    rolled back from champion before (promoting it again undoes the rollback)."""
     from rollrisk.storage.registry import version_tags
 
-    held = []
+    refused: list[str] = []
+    allowed: list[str] = []
     change = _label_change(challenger, champion)
     if change is not None and not args.new_label:
-        held.append(
+        refused.append(
             f"FAIL label: the challenger is trained on another label than the champion "
             f"({change}): they predict different events; promote it knowingly with --new-label"
         )
     elif change is not None:
-        held.append(f"allowed label: another label than the champion's ({change}), --new-label")
+        allowed.append(f"allowed label: another label than the champion's ({change}), --new-label")
     rolled_back = (version_tags(name, challenger.version) or {}).get("rolled_back")
     if rolled_back is not None and not args.after_rollback:
-        held.append(
+        refused.append(
             f"FAIL rollback: v{challenger.version} was rolled back from champion ({rolled_back}); "
             "promoting it again undoes that rollback: train a new challenger, or promote it "
             "knowingly with --after-rollback"
         )
     elif rolled_back is not None:
-        held.append(
+        allowed.append(
             f"allowed rollback: v{challenger.version} was rolled back from champion "
             f"({rolled_back}), --after-rollback"
         )
-    return held
+    return refused, allowed
 
 
 def _count(metrics: Mapping[str, float], name: str) -> int | None:
@@ -296,15 +296,15 @@ def run(args: argparse.Namespace) -> int:
         return 0
     challenger_figures, champion_figures, note = _figures(challenger, champion)
     decision = decide_promotion(challenger_figures, champion_figures, gates)
-    held = _held_back(name, challenger, champion, args)
+    refused, allowed = _held_back(name, challenger, champion, args)
     print(
         f"{name}: {gates.from_alias} v{challenger.version} vs "
         f"{gates.to_alias} {'v' + champion.version if champion else '(none)'} ({note})"
     )
-    reasons = [*decision.reasons, *held]
+    reasons = [*decision.reasons, *refused, *allowed]
     for reason in reasons:
         print(f"  {reason}")
-    promote = decision.promote and not any(line.startswith("FAIL") for line in held)
+    promote = decision.promote and not refused
     outcome = "promoted" if promote else "refused"
     if args.dry_run:
         print(f"dry run: would be {outcome}")

@@ -321,13 +321,7 @@ def test_a_table_logged_under_the_experiment_file_passes_its_checks(tmp_path: Pa
     frame = pl.read_csv(
         _logged(tmp_path / "logged.csv", n=400, share=0.10, experiment=SHIPPED_EXPERIMENT)
     )
-    outside = frame.head(1).with_columns(
-        account_id=pl.lit("OUT1"),
-        experiment_id=pl.lit(None, pl.String),
-        arm=pl.lit(None, pl.String),
-        bundle=pl.lit("reminder_only"),
-        propensity=pl.lit(1.0),
-    )
+    outside = _outside_every_experiment(frame, "reminder_only")
     plan = parse_experiments(shipped_example(), "experiments.yaml")
     policy = load_policy(DEFAULT_POLICY)
     assert check_logged_decisions(pl.concat([frame, outside]), plan, policy, "t.csv") is None
@@ -488,13 +482,7 @@ def test_rows_outside_every_experiment_and_nan_propensities_are_named_for_what_t
     )
     plan = parse_experiments(shipped_example(), "experiments.yaml")
     policy = load_policy(DEFAULT_POLICY)
-    outside = frame.head(1).with_columns(
-        account_id=pl.lit("OUT1"),
-        experiment_id=pl.lit(None, pl.String),
-        arm=pl.lit(None, pl.String),
-        bundle=pl.lit("early_agent_call"),
-        propensity=pl.lit(1.0),
-    )
+    outside = _outside_every_experiment(frame, "early_agent_call")
     with pytest.raises(UserError, match="are outside every experiment .* but hold another bundle"):
         check_logged_decisions(pl.concat([frame, outside]), plan, policy, "t.csv")
     nan = frame.with_columns(
@@ -503,3 +491,15 @@ def test_rows_outside_every_experiment_and_nan_propensities_are_named_for_what_t
         .otherwise(pl.col("propensity"))
     )
     assert check_logged_decisions(nan, plan, policy, "t.csv") is None
+
+
+def _outside_every_experiment(frame: pl.DataFrame, bundle: str) -> pl.DataFrame:
+    """One logged row outside every experiment (null experiment and arm), given ``bundle``
+    with propensity 1."""
+    return frame.head(1).with_columns(
+        account_id=pl.lit("OUT1"),
+        experiment_id=pl.lit(None, pl.String),
+        arm=pl.lit(None, pl.String),
+        bundle=pl.lit(bundle),
+        propensity=pl.lit(1.0),
+    )
