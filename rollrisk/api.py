@@ -36,14 +36,8 @@ import polars as pl
 from pandera.errors import SchemaError, SchemaErrors
 from tqdm import tqdm
 
-from rollrisk.conf import (
-    DEFAULT_COMPLIANCE,
-    DEFAULT_EXPERIMENTS,
-    DEFAULT_POLICY,
-    DEFAULT_SEGMENTS,
-)
 from rollrisk.errors import RollriskWarning, UserError
-from rollrisk.features.currencies import currency_counts, currency_metadata, recorded_currencies
+from rollrisk.features.currencies import currency_counts, currency_metadata
 from rollrisk.features.dates import (
     ISO_DATE_PATTERN,
     DateSettings,
@@ -78,7 +72,6 @@ from rollrisk.models.training import (
 from rollrisk.models.training_config import TrainingConfig
 from rollrisk.scoring.core import (
     ALLOW_MISSING_TABLE_FLAG,
-    OPTIONAL_TABLES,
     ScoringSetup,
     check_currencies,
     check_tables,
@@ -88,27 +81,22 @@ from rollrisk.scoring.core import (
     population,
     score_accounts,
     tables_present,
-    trained_tables,
 )
 from rollrisk.scoring.core import explain as tree_contributions
-from rollrisk.storage.config import DEFAULT_JURISDICTIONS, DEFAULT_MAX_REJECT_RATE, RollriskConfig
+from rollrisk.scoring.setup import rules_setup
+from rollrisk.storage.config import DEFAULT_MAX_REJECT_RATE, RollriskConfig
 from rollrisk.storage.config import load_config as read_config_file
 from rollrisk.storage.loader import Portfolio, ValidationReport
 from rollrisk.storage.loader import load_portfolio as validate_and_load
 from rollrisk.storage.registry import (
     UNREGISTERED,
     LoadedModel,
-    load_roll_model,
-    needs_store,
     observation_of,
 )
 from rollrisk.storage.rejects import MAX_REJECT_RATE_FLAG, account_rejects, check_reject_rate
 from rollrisk.storage.tracking import TrainingRun, configure_tracking
+from rollrisk.storage.tracking import load_model as load_model_at
 from rollrisk.storage.tracking import log_training_run as log_run
-from rollrisk.strategies.compliance import load_compliance
-from rollrisk.strategies.experiments import bundle_ladders, load_experiments
-from rollrisk.strategies.policy import check_segments_in_space, load_policy
-from rollrisk.strategies.segments import load_segment_rules
 
 if TYPE_CHECKING:
     from rollrisk.scoring.spark_engine import TrainingSetWritten
@@ -464,9 +452,7 @@ def load_model(uri: str, tracking_uri: str | None = None) -> LoadedModel:
     ``version``, ``metadata`` (feature set, label definition), ``reference_scores`` (its
     training scores) and ``predict_proba(frame)``. Raises ``UserError`` when nothing loads.
     """
-    if needs_store(uri):  # a model given by its folder is read without a store
-        configure_tracking(uri=tracking_uri)
-    return load_roll_model(uri)
+    return load_model_at(uri, tracking_uri)
 
 
 def _as_loaded(model: Model) -> LoadedModel:
@@ -560,44 +546,15 @@ def scoring_setup(
     strategy parsers raise theirs naming ``file:line`` (an experiment's arm named like a
     policy treatment with another ladder included).
     """
-    loaded = _as_loaded(model)
-    unknown = sorted(set(allow_missing_tables) - set(OPTIONAL_TABLES))
-    if unknown:
-        raise UserError(
-            f"allow_missing_tables: {', '.join(unknown)} is not an optional table (expected "
-            f"some of {', '.join(OPTIONAL_TABLES)})"
-        )
-    files = {
-        "policy": Path(policy or DEFAULT_POLICY),
-        "segments": Path(segments or DEFAULT_SEGMENTS),
-        "compliance": Path(compliance or DEFAULT_COMPLIANCE),
-        "experiments": Path(experiments or DEFAULT_EXPERIMENTS),
-    }
-    for path in files.values():
-        if not path.exists():  # a folder or non-UTF-8 file: the loaders say so
-            raise UserError(f"{path}: file not found")
-    policy_rules = load_policy(files["policy"])
-    segment_rules = load_segment_rules(files["segments"])
-    check_segments_in_space(
-        policy_rules, (*segment_rules.precedence, segment_rules.fallback), str(files["segments"])
-    )
-    plan = load_experiments(files["experiments"])
-    # an arm named like a treatment with another ladder: refused at load, not mid-run
-    bundle_ladders(plan, policy_rules)
-    return ScoringSetup(
-        model=loaded.model,
-        model_name=loaded.name,
-        model_version=loaded.version,
-        observation=observation_of(loaded, _observation(observation)),
-        trained_tables=trained_tables(loaded.metadata),
-        trained_currencies=recorded_currencies(loaded.metadata),
-        segment_rules=segment_rules,
-        policy=policy_rules,
-        compliance=load_compliance(files["compliance"]).strictest(
-            list(jurisdictions or DEFAULT_JURISDICTIONS)
-        ),
-        experiments=plan,
-        allowed_missing_tables=frozenset(allow_missing_tables),
+    return rules_setup(
+        _as_loaded(model),
+        _observation(observation),
+        policy=policy,
+        segments=segments,
+        compliance=compliance,
+        jurisdictions=jurisdictions,
+        experiments=experiments,
+        allow_missing_tables=allow_missing_tables,
     )
 
 

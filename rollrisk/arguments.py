@@ -480,12 +480,14 @@ def jurisdictions_of(args: argparse.Namespace) -> list[str]:
 def setup_from_arguments(args: argparse.Namespace) -> tuple[LoadedModel, ScoringSetup]:
     """Load the model and rules named by the flags of :func:`add_scoring_arguments`
     (MLflow's store: ``MLFLOW_TRACKING_URI``, else ``runs/mlflow.db``)."""
-    from rollrisk.api import load_model, scoring_setup
+    # not through rollrisk.api, which imports the training and evaluation code (1.1 s)
+    from rollrisk.scoring.setup import rules_setup
+    from rollrisk.storage.tracking import load_model
 
     config = load_config_argument(args)
     loaded = load_model(args.model)
     try:
-        setup = scoring_setup(
+        setup = rules_setup(
             loaded,
             observation=config.observation_spec(),
             policy=args.policy,

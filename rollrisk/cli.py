@@ -30,10 +30,10 @@ import sys
 import textwrap
 import traceback
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from rollrisk import __version__
-from rollrisk.errors import UserError
+from rollrisk.errors import RollriskWarning, UserError
 
 # (subcommand, module under rollrisk.pipelines, one-line help). Order is the order of the
 # end-to-end flow, which is also the order ``rollrisk --help`` lists them in.
@@ -195,6 +195,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "_run", None) is None:
         parser.print_help()
         return EXIT_USAGE
+    shown = warnings.showwarning
+    warnings.showwarning = _show_warning(shown, args.command)
     try:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:
@@ -208,6 +210,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         print(f"rollrisk {args.command}: error: {message}", file=sys.stderr)
         return error.exit_code if isinstance(error, UserError) else EXIT_USAGE
+    finally:
+        warnings.showwarning = shown
+
+
+def _show_warning(shown: Callable[..., None], command: str) -> Callable[..., None]:
+    """Python's warning display, but a :class:`RollriskWarning` (raised by the library for the
+    Python API, e.g. a model logged with other library versions) as the job's own line,
+    without the file and line of the code that raised it."""
+
+    def show(message: Warning | str, category: type[Warning], *args: object, **kw: object) -> None:
+        if issubclass(category, RollriskWarning):
+            print(f"rollrisk {command}: warning: {message}", file=sys.stderr)
+        else:
+            shown(message, category, *args, **kw)
+
+    return show
 
 
 # polars reports the operating system's errors inside its own: "... (os error 28)"

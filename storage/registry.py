@@ -18,17 +18,22 @@ from __future__ import annotations
 
 import json
 import pickle
+import platform
 import re
+import sys
 import tempfile
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as installed_version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from rollrisk.errors import UserError
+from rollrisk.errors import RollriskWarning, UserError
 from rollrisk.features.observations import ObservationSpec
 
 if TYPE_CHECKING:  # imported when a model is loaded: LightGBM brings OpenMP, which reads its
@@ -135,7 +140,12 @@ def load_roll_model(uri: str) -> LoadedModel:
     if folder is not None:  # a path: the store plays no part, the folder must be one
         _check_model_folder(uri, folder)
     try:
-        pyfunc = mlflow.pyfunc.load_model(uri)
+        # downloaded here, so that the requirements the model was logged with are read from
+        # its files: MLflow's own check of them scans every installed package (1.5 s a load)
+        local = Path(
+            mlflow.artifacts.download_artifacts(artifact_uri=uri) if folder is None else folder
+        )
+        pyfunc = mlflow.pyfunc.load_model(str(local), suppress_warnings=True)
         python_model = pyfunc.unwrap_python_model()
     except (MlflowException, OSError) as error:
         source = f" from {store}" if needs_store(uri) else ""
@@ -149,6 +159,8 @@ def load_roll_model(uri: str) -> LoadedModel:
             f"(truncated or overwritten?): {type(error).__name__}: {_first_line(error)}; "
             "retrain, or restore the artifact store from a backup"
         ) from error
+    for mismatch in environment_mismatches(local, pyfunc.metadata.flavors):
+        warnings.warn(f"{uri}: {mismatch}", RollriskWarning, stacklevel=2)
     model = getattr(python_model, "model_", None)
     from rollrisk.models.roll_model import RollModel
 
@@ -163,6 +175,38 @@ def load_roll_model(uri: str) -> LoadedModel:
         reference_scores=getattr(python_model, "reference_scores_", None),
         reference_features=getattr(python_model, "reference_features_", None),
     )
+
+
+def environment_mismatches(model_folder: Path, flavors: Mapping[str, Any]) -> list[str]:
+    """What differs between this environment and the one the model at ``model_folder`` was
+    logged from: each pinned requirement (its ``requirements.txt``, ``name==version``) whose
+    package is missing or at another version, and another Python minor version. A model
+    logged without a pin, or a line of another form, is not compared."""
+    found: list[str] = []
+    requirements = model_folder / "requirements.txt"
+    lines = requirements.read_text().splitlines() if requirements.is_file() else []
+    for line in lines:
+        name, equals, version = line.strip().partition("==")
+        if not equals or not re.fullmatch(r"[A-Za-z0-9._-]+", name):
+            continue
+        try:
+            installed = installed_version(name)
+        except PackageNotFoundError:
+            installed = None
+        if installed != version.strip():
+            found.append(
+                f"the model was logged with {name} {version.strip()}, and this environment "
+                f"has {installed or 'no ' + name}: its scores may differ from those it was "
+                f"validated with (install {name}=={version.strip()}, or retrain)"
+            )
+    logged_python = str(flavors.get("python_function", {}).get("python_version", ""))
+    running = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if logged_python and ".".join(logged_python.split(".")[:2]) != running:
+        found.append(
+            f"the model was logged with Python {logged_python}, and this is Python "
+            f"{platform.python_version()}: it may not load or score alike"
+        )
+    return found
 
 
 MODEL_FILE = "MLmodel"  # what makes a folder a model folder: MLflow's description of it
@@ -346,8 +390,6 @@ def _all_inputs_required(signature: Any) -> Any:
 
 def model_requirements() -> list[str]:
     """Pinned third-party requirements of the logged model (the libraries predict imports)."""
-    from importlib import metadata
-
     names = (
         "mlflow",
         "cloudpickle",
@@ -359,7 +401,7 @@ def model_requirements() -> list[str]:
         "scikit-learn",
         "pyarrow",
     )
-    return [f"{name}=={metadata.version(name)}" for name in names]
+    return [f"{name}=={installed_version(name)}" for name in names]
 
 
 # --------------------------------------------------------------------------- versions and aliases

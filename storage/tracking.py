@@ -56,6 +56,7 @@ from rollrisk.features.currencies import currency_metadata
 
 if TYPE_CHECKING:  # LightGBM is imported only by a job that trains (see storage/registry.py)
     from rollrisk.models.training import TrainingResult
+    from rollrisk.storage.registry import LoadedModel
 
 TRACKED_LIBRARIES = (
     "rollrisk",
@@ -96,6 +97,18 @@ def _sqlite_path(uri: str) -> Path | None:
     # sqlite:///relative.db and sqlite:////absolute.db (SQLAlchemy's convention)
     path = unquote(urlparse(uri).path)[1:]
     return Path(path).resolve() if path and path != ":memory:" else None
+
+
+def load_model(uri: str, tracking_uri: str | None = None) -> LoadedModel:
+    """The roll model at ``uri`` (:func:`rollrisk.storage.registry.load_roll_model`), MLflow
+    pointed first at the store (``tracking_uri``, else ``MLFLOW_TRACKING_URI``, else
+    ``runs/mlflow.db``: :func:`configure_tracking`) when ``uri`` goes through one
+    (``models:/``, ``runs:/``); a model folder is read without a store."""
+    from rollrisk.storage.registry import load_roll_model, needs_store
+
+    if needs_store(uri):
+        configure_tracking(uri=tracking_uri)
+    return load_roll_model(uri)
 
 
 def configure_tracking(

@@ -147,6 +147,65 @@ def test_a_model_folder_is_named_as_unregistered_and_a_missing_one_as_no_folder(
     assert "sqlite" not in err and not (tmp_path / "x").exists()
 
 
+def test_a_model_logged_with_other_library_versions_is_scored_with_a_warning_naming_them(
+    scoring_world, tmp_path, monkeypatch, capsys
+):
+    import shutil
+    from importlib.metadata import version
+
+    from mlflow import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", scoring_world.tracking_uri)
+    client = MlflowClient(tracking_uri=scoring_world.tracking_uri)
+    name, alias = scoring_world.model_uri.removeprefix("models:/").split("@")
+    source = client.get_model_version_by_alias(name, alias).source
+    location = client.get_logged_model(source.removeprefix("models:/")).artifact_location
+    folder = tmp_path / "model"
+    shutil.copytree(location.removeprefix("file://"), folder)
+    argv = ["score", "--data", str(scoring_world.portfolio), "--as-of", AS_OF]
+    capsys.readouterr()
+    assert main([*argv, "--model", str(folder), "--out", str(tmp_path / "same")]) == 0
+    assert "was logged with" not in capsys.readouterr().err  # the versions it was logged with
+
+    requirements = folder / "requirements.txt"
+    pinned = requirements.read_text()
+    assert f"lightgbm=={version('lightgbm')}" in pinned
+    requirements.write_text(pinned.replace(f"lightgbm=={version('lightgbm')}", "lightgbm==3.0.0"))
+    assert main([*argv, "--model", str(folder), "--out", str(tmp_path / "other")]) == 0
+    err = capsys.readouterr().err
+    assert (
+        f"rollrisk score: warning: {folder}: the model was logged with lightgbm 3.0.0, and this "
+        f"environment has {version('lightgbm')}: its scores may differ" in err
+    )
+    assert "polars" not in err  # only what differs
+
+
+def test_environment_mismatches_name_each_pinned_package_and_the_python_version(tmp_path):
+    import platform
+    from importlib.metadata import version
+
+    from rollrisk.storage.registry import environment_mismatches
+
+    (tmp_path / "requirements.txt").write_text(
+        f"polars=={version('polars')}\nnumpy==0.1\nno-such-package-rollrisk==1.0\n"
+        "pandas>=2\n-r other.txt\n"
+    )
+    found = environment_mismatches(tmp_path, {"python_function": {"python_version": "3.8.10"}})
+    assert found == [
+        f"the model was logged with numpy 0.1, and this environment has {version('numpy')}: "
+        "its scores may differ from those it was validated with (install numpy==0.1, or "
+        "retrain)",
+        "the model was logged with no-such-package-rollrisk 1.0, and this environment has no "
+        "no-such-package-rollrisk: its scores may differ from those it was validated with "
+        "(install no-such-package-rollrisk==1.0, or retrain)",
+        f"the model was logged with Python 3.8.10, and this is Python "
+        f"{platform.python_version()}: it may not load or score alike",
+    ]
+    running = platform.python_version()
+    (tmp_path / "requirements.txt").unlink()  # a model logged without pins: nothing compared
+    assert environment_mismatches(tmp_path, {"python_function": {"python_version": running}}) == []
+
+
 def test_missing_alias_is_a_clear_error(scoring_world, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", scoring_world.tracking_uri)
     code = main(
