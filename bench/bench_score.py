@@ -129,6 +129,99 @@ def build_portfolio(
     return target, as_of
 
 
+WORLD_SEED = 1000  # world k of the distinct book is simulated with seed WORLD_SEED + k
+WORLDS_AT_ONCE = 2  # simulations run side by side (each uses about one core)
+
+
+def build_distinct_portfolio(
+    cache: Path, accounts: int, world_accounts: int, env: dict[str, str]
+) -> tuple[Path, date]:
+    """A portfolio of ``accounts`` delinquent accounts no two of which share a history
+    (cached): the accounts delinquent at the as-of of independently simulated worlds
+    (``world_accounts`` x 24 months each, seeds ``WORLD_SEED + k``), with their full histories
+    in all four tables, their ids prefixed ``wNNN-``, until ``accounts`` are reached (the last
+    world's cut by sorted id). A world is about 3.4 % delinquent at its last month-end, so
+    1,000,000 take about 30 worlds of 1,000,000 accounts (about 15 min at two simulations at
+    once). A killed build resumes at the first world not written."""
+    from rollrisk.features.observations import ObservationSpec
+    from rollrisk.scoring.core import default_as_of, population
+
+    target = cache / f"distinct-{accounts}"
+    done = target / "_built"
+    if done.exists():
+        return target, date.fromisoformat(done.read_text().strip())
+    target.mkdir(parents=True, exist_ok=True)
+
+    def marker(world: int) -> Path:
+        return target / f"_world-{world:03d}"
+
+    def simulate(world: int) -> subprocess.Popen[bytes]:
+        folder = cache / f"world-{world:03d}"
+        shutil.rmtree(folder, ignore_errors=True)
+        return subprocess.Popen(
+            [_python(), "-m", "rollrisk.cli", "simulate", "--accounts", str(world_accounts),
+             "--months", "24", "--seed", str(WORLD_SEED + world), "--out", str(folder)],
+            env=env, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def extract(world: int, wanted: int) -> tuple[int, date]:
+        """The world's delinquent accounts (at most ``wanted``) written; the world removed."""
+        folder = cache / f"world-{world:03d}"
+        frames = {name: _read_table(folder, name) for name in TABLES}
+        as_of = default_as_of(frames["statements"])
+        people = population(frames["statements"], as_of, ObservationSpec())["account_id"]
+        chosen = people.sort().head(wanted)
+        ids = chosen.implode()
+        prefix = f"w{world:03d}-"
+        for name, frame in frames.items():
+            renamed = [c for c in ("account_id", "borrower_id") if c in frame.columns]
+            kept = frame.filter(pl.col("account_id").is_in(ids)).with_columns(
+                (pl.lit(prefix) + pl.col(c)).alias(c) for c in renamed
+            )
+            (target / name).mkdir(exist_ok=True)
+            kept.write_parquet(target / name / f"part-{world:05d}.parquet")
+        shutil.rmtree(folder)
+        marker(world).write_text(f"{chosen.len()} {as_of.isoformat()}")
+        return chosen.len(), as_of
+
+    total, world, as_ofs = 0, 0, set()
+    while total < accounts:
+        if marker(world).exists():
+            count, day = marker(world).read_text().split()
+            total, world = total + int(count), world + 1
+            as_ofs.add(date.fromisoformat(day))
+            continue
+        batch = list(range(world, world + WORLDS_AT_ONCE))
+        print(
+            f"[bench] {total:,} of {accounts:,} delinquent accounts; simulating worlds "
+            f"{batch[0]}-{batch[-1]} ({world_accounts:,} accounts x 24 months each)",
+            file=sys.stderr,
+            flush=True,
+        )
+        running = [simulate(k) for k in batch]
+        for process in running:
+            if process.wait() != 0:
+                raise RuntimeError(f"simulating a world failed: {process.args}")
+        for k in batch:
+            if total >= accounts:  # the first world of the batch was enough
+                shutil.rmtree(cache / f"world-{k:03d}", ignore_errors=True)
+                continue
+            count, day = extract(k, accounts - total)
+            total, world = total + count, k + 1
+            as_ofs.add(day)
+    if len(as_ofs) != 1:
+        raise RuntimeError(f"the worlds' as-of dates differ: {sorted(as_ofs)}")
+    (as_of,) = as_ofs
+    done.write_text(as_of.isoformat())
+    return target, as_of
+
+
+def _read_table(folder: Path, name: str) -> pl.DataFrame:
+    """A table of a simulated folder as the simulator wrote it (contract dtypes)."""
+    single = folder / f"{name}.parquet"
+    return pl.read_parquet(single if single.exists() else folder / name / "*.parquet")
+
+
 def experiment_file(cache: Path, as_of: date, share: float) -> Path:
     """The shipped example experiment (three arms, weights 2:1:1) running on ``as_of``, open to
     every bucket (its ``eligible`` dropped) and randomising ``share`` of the book."""
@@ -164,18 +257,17 @@ def train_model(cache: Path, train_accounts: int, env: dict[str, str]) -> str:
     return uri
 
 
-# The child process: `rollrisk score` itself, with the contribution kernel pinned (the CLI has
-# no flag for it; the bench replaces the kernel in the setup the job builds, nothing else).
+# The child process: `rollrisk score` itself; with --kernel lightgbm, LightGBM's pred_contrib
+# replaces the default (fast) kernel in the setup the job builds (the CLI has no flag for it),
+# nothing else.
 CHILD = """
 import dataclasses, sys
 from rollrisk.cli import main
-import rollrisk.api as api
-if sys.argv[1] == "fast":
-    from rollrisk.models.treeshap import fast_pred_contrib as kernel
-else:
+if sys.argv[1] == "lightgbm":
+    import rollrisk.scoring.setup as setup_module
     from rollrisk.models.explanations import lightgbm_pred_contrib as kernel
-original = api.scoring_setup
-api.scoring_setup = lambda *a, **k: dataclasses.replace(original(*a, **k), kernel=kernel)
+    original = setup_module.rules_setup
+    setup_module.rules_setup = lambda *a, **k: dataclasses.replace(original(*a, **k), kernel=kernel)
 sys.exit(main(sys.argv[2:]))
 """
 
@@ -218,10 +310,25 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--accounts", type=int, default=TARGET, help="delinquent accounts to score")
     parser.add_argument(
+        "--book",
+        choices=("distinct", "copies"),
+        default="distinct",
+        help="distinct: the delinquent accounts of independently simulated worlds, no two "
+        "alike (the default); copies: re-keyed copies of one world's delinquent accounts, the "
+        "book of the figures before 2026-12-03 (late), which flatters the explanations and "
+        "the reasons (identical rows share their work)",
+    )
+    parser.add_argument(
+        "--world-accounts",
+        type=int,
+        default=1_000_000,
+        help="--book distinct: accounts of each simulated world",
+    )
+    parser.add_argument(
         "--base-accounts",
         type=int,
         default=100_000,
-        help="simulated accounts re-keyed into the portfolio",
+        help="--book copies: simulated accounts re-keyed into the portfolio",
     )
     parser.add_argument(
         "--train-accounts", type=int, default=20_000, help="accounts of the training portfolio"
@@ -256,7 +363,10 @@ def main() -> int:
     cache.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     env.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{cache / 'mlflow.db'}")
-    portfolio, as_of = build_portfolio(cache, args.accounts, args.base_accounts, env)
+    if args.book == "distinct":
+        portfolio, as_of = build_distinct_portfolio(cache, args.accounts, args.world_accounts, env)
+    else:
+        portfolio, as_of = build_portfolio(cache, args.accounts, args.base_accounts, env)
     uri = args.model_uri or train_model(cache, args.train_accounts, env)
 
     runs = []
