@@ -247,25 +247,24 @@ def reason_text(spec: FeatureSpec, value: Any) -> tuple[str, str]:
     ``missing_en`` / ``missing_zh`` (what it states: "no hardship treatment on record"), else
     "<label>: no data". :func:`reason_codes` words every reason here.
     """
-    if _is_missing(value) and spec.missing_en and spec.missing_zh:
-        return spec.missing_en, spec.missing_zh
-    label_en, label_zh = (
-        definition_label(spec.description_en),
-        definition_label(spec.description_zh),
-    )
     if _is_missing(value):
-        return (f"{label_en}: no data", f"{label_zh}：无数据")
+        if spec.missing_en and spec.missing_zh:
+            return spec.missing_en, spec.missing_zh
+        return (
+            f"{definition_label(spec.description_en)}: no data",
+            f"{definition_label(spec.description_zh)}：无数据",
+        )
     if isinstance(value, np.generic):
         value = value.item()
     texts = []
     for template, description, colon in (
-        (spec.reason_en, label_en, ": "),
-        (spec.reason_zh, label_zh, "："),
+        (spec.reason_en, spec.description_en, ": "),
+        (spec.reason_zh, spec.description_zh, "："),
     ):
         try:
             texts.append(format_reason(template, value))
         except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError):
-            texts.append(f"{description}{colon}{value}")
+            texts.append(f"{definition_label(description)}{colon}{value}")
     return texts[0], texts[1]
 
 

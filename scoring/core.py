@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import time as clock
-from collections.abc import Collection, Mapping, MutableMapping
+from collections.abc import Callable, Collection, Mapping, MutableMapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -493,6 +493,11 @@ def _by_feature_set(
     return out
 
 
+# a str as a JSON string, as json.dumps(..., ensure_ascii=False) writes one inside an object
+# (the C encoder where Python has it)
+JSON_STRING: Callable[[str], str] = json.encoder.encode_basestring  # type: ignore[attr-defined]
+
+
 def _reasons_json(long: pd.DataFrame, n_rows: int) -> list[str]:
     """Each row's reasons (``long`` from :func:`reason_codes`, rows ``0..n_rows-1``) as a JSON
     list of {rank, code, feature, family, value, contribution, text_en, text_zh}."""
@@ -505,18 +510,19 @@ def _reasons_json(long: pd.DataFrame, n_rows: int) -> list[str]:
         name: long[name].to_numpy(dtype=object)[firsts].tolist()
         for name in ("code", "feature", "family", "value", "text_en", "text_zh")
     }
+    # each field a JSON string written by the encoder json.dumps(..., ensure_ascii=False)
+    # uses for a string, so the text is the same as json.dumps of the object, without building
+    # one per reason (32,506 distinct reasons of 34,374 accounts: 2.2 -> 0.3 s)
+    text = JSON_STRING
     middle = [
-        json.dumps(
-            {"code": code, "feature": feature, "family": family, "value": value},
-            ensure_ascii=False,
-        )[1:-1]
-        + ', "contribution": '
+        f'"code": {text(code)}, "feature": {text(feature)}, "family": {text(family)}, '
+        f'"value": {text(value)}, "contribution": '
         for code, feature, family, value in zip(
             column["code"], column["feature"], column["family"], column["value"], strict=True
         )
     ]
     tail = [
-        ", " + json.dumps({"text_en": en, "text_zh": zh}, ensure_ascii=False)[1:]
+        f', "text_en": {text(en)}, "text_zh": {text(zh)}}}'
         for en, zh in zip(column["text_en"], column["text_zh"], strict=True)
     ]
     which_series = pl.Series(which, dtype=pl.UInt32)

@@ -168,3 +168,42 @@ def test_a_model_s_feature_set_is_reworded_but_never_recomputed():
     )
     assert kept.reason_en == "kept" and own.reason_en == "its own"
     assert format_reason(now.reason_en, 0.0) == "no hardship treatment is running"
+
+
+def test_reasons_json_is_the_text_json_dumps_writes_for_awkward_strings():
+    # each field is written by the encoder json.dumps uses for a string: quotes, backslashes,
+    # control characters, non-ASCII and the Unicode line separators come out the same bytes
+    awkward = [
+        "plain",
+        'a "quoted" \\ value',
+        "tab\tnew\nline\x01",
+        "逾期天数：12",
+        "sep\u2028\u2029",
+        "",
+    ]
+    rows = []
+    for i, text in enumerate(awkward):
+        for rank in (1, 2):
+            rows.append({"row": i, "rank": rank, "code": f"RR-{i}{text[:1]}",
+                         "feature": f"f{rank}", "family": text, "value": text + str(rank),
+                         "contribution": 0.1234567890123456 * rank, "text_en": text,
+                         "text_zh": text + "中"})  # fmt: skip
+    long = pd.DataFrame(rows)
+    written = _reasons_json(long, len(awkward))
+    expected = [
+        json.dumps(
+            [
+                {
+                    **{k: r[k] for k in ("rank", "code", "feature", "family", "value")},
+                    "contribution": round(r["contribution"], 12),
+                    "text_en": r["text_en"],
+                    "text_zh": r["text_zh"],
+                }
+                for r in rows
+                if r["row"] == i
+            ],
+            ensure_ascii=False,
+        )  # fmt: skip
+        for i in range(len(awkward))
+    ]
+    assert written == expected
