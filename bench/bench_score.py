@@ -8,22 +8,32 @@ all threads) and peak RSS come from ``os.wait4`` on that child (as in ``bench/ha
 segments, decisions, assemble, write, summed over partitions).
 
 How the 1,000,000-account portfolio is built (cached under ``--cache``; honest note): the
-simulator leaves only ~4% of accounts delinquent at an as-of, so a 25M-account simulation would
-be needed. Instead a base portfolio (``--base-accounts``, default 100,000 x 24 months) is
-simulated, the accounts delinquent at its last month-end are taken with their full histories
-(all four tables), and copies of those histories are written with new account and borrower ids
-(``<id>-cNNNN``) until ``--accounts`` delinquent accounts exist. Every copy of an account has
-the same features and hence the same score and explanation; the work per account (features,
-tree traversal, policy, compliance) does not depend on values being distinct, but caches and
-dictionary sizes see as many keys as a real portfolio, and the portfolio holds only delinquent
-accounts (a real one would also hold ~24x as many current accounts, which cost a read and a
-filter but are not scored).
+simulator leaves only ~3.4 % of accounts delinquent at an as-of, so one simulation of ~30M
+accounts would be needed. Two constructions:
+
+* ``--book distinct`` (the default since 2026-12-03, late): independently simulated worlds of
+  ``--world-accounts`` (default 1,000,000) x 24 months, seeds 1000, 1001, ...; the accounts
+  delinquent at each world's last month-end are taken with their full histories (all four
+  tables), ids prefixed ``wNNN-``, until ``--accounts`` exist (about 30 worlds, ~15-20 min to
+  build on 2 cores, resumable). No two accounts share a history.
+* ``--book copies`` (the book of every figure before 2026-12-03, late): one base portfolio
+  (``--base-accounts``, default 100,000 x 24 months) is simulated and copies of its delinquent
+  accounts' histories are written with new ids (``<id>-cNNNN``) until ``--accounts`` exist.
+  Every copy has the same features, score and explanation, and this flatters the job: the
+  explanation kernel works once per distinct decision pattern of a partition and the reasons
+  are worded and encoded once per distinct (feature, value), so on copies both cost about a
+  third of what they cost on distinct accounts (measured: docs/benchmarks.md, "The distinct
+  book"). Features, probability, segments and decisions do the same work on either.
+
+Either portfolio holds only delinquent accounts (a real one would also hold ~28x as many
+current accounts, which cost a read and a filter but are not scored).
 
 The model is trained with ``conf/default.yaml`` (1000 trees max, early stopping) on a separate
 simulated portfolio (``--train-accounts`` x 24 months, seed 11), or taken from ``--model-uri``.
 
 Run:
-    .venv/bin/python bench/bench_score.py                       # 1,000,000 accounts, 1 run, fast kernel
+    .venv/bin/python bench/bench_score.py                       # 1,000,000 distinct accounts, 1 run, fast kernel
+    .venv/bin/python bench/bench_score.py --book copies --repeats 3   # the earlier copied book
     .venv/bin/python bench/bench_score.py --accounts 100000 --repeats 3
     .venv/bin/python bench/bench_score.py --kernel lightgbm      # LightGBM pred_contrib kernel
     .venv/bin/python bench/bench_score.py --accounts 100000 --experiment-share 0.1

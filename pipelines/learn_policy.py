@@ -217,9 +217,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--decisions",
         choices=("first", "all"),
         default="first",
-        help="which logged decisions to learn from: each account's first in each experiment "
-        "(default: the randomised ones; later decisions of a persistent arm are shaped by the "
-        "arm's earlier months, which biases the estimate) or all of them",
+        help="which logged decisions to learn from: first (the default), each account's first "
+        "decision in each experiment, the one its arm was randomised for (later decisions of a "
+        "persistent arm are shaped by the arm's earlier months, which biases the estimate); "
+        "all, every logged decision",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument("--threads", type=int, default=1, help="LightGBM threads")

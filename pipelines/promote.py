@@ -17,9 +17,9 @@ of conf/default.yaml) are checked in this order:
     feature set, or the champion's fit learnt from those months), the AUC the champion logged
     in its own run is used and the output says so.
 
-With no champion yet, the discrimination gate does not apply. When a gate fails, nothing
-changes and every failed gate is printed with its figures; the exit code is then 1, so a
-pipeline can stop on it.
+With no champion yet, the discrimination gate does not apply. When a gate fails, the champion
+alias does not move: the challenger is tagged promotion=refused with the reasons, every
+failed gate is printed with its figures, and the exit code is 1, so a pipeline can stop on it.
 
   rollrisk promote --rollback-to 3
 

@@ -31,7 +31,8 @@ Exploration: like a real lender, the simulated one runs a champion/challenger te
 a policy can be learnt from its history (`rollrisk learn-policy`). Each month a share
 (--explore-share, default 0.10) of the accounts it would collect in M1-M3 (not paused by a
 treatment, not in the holdout) gets, instead of the tiered actions, the ladder of one
-treatment of --exploration-policy (equal weights); an account keeps its arm. Arms are drawn by
+treatment of --exploration-policy (equal weights; the treatments that keep the standard queue
+are the control, not arms); an account keeps its arm. Arms are drawn by
 the product's hash of experiment and account id, never from the simulator's random streams, so
 --explore-share 0 writes exactly what a simulator without exploration writes.
 docs/simulator.md, "Exploration".
@@ -146,7 +147,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         help="policy file whose treatments are the experiment's arms, all of them with equal "
-        "weight (default: the shipped conf/policy.yaml)",
+        "weight, except those that keep the account in the standard queue (the control; the "
+        "shipped conf/policy.yaml, the default, gives 11 arms of its 14 treatments)",
     )
     parser.add_argument(
         "--overwrite",
