@@ -15,8 +15,8 @@ rules, the rejects and the counts are the same:
    loader reads its file, with the file and row numbers the rejects name; each row's partition
    is the seeded hash of its ``account_id`` (:func:`rollrisk.storage.results.partition_of`);
    the unit's rows leave the task as one Arrow IPC blob per partition.
-3. **shuffle** (``groupBy(partition).applyInPandas``): every blob of a partition, of every
-   table, meets in one task, where the parts are put back in file order and each table is
+3. **shuffle** (:func:`one_group_per_task`, then ``applyInPandas``): every blob of a
+   partition, of every table, meets in one task of its own, where the parts are put back in file order and each table is
    validated by :func:`~rollrisk.storage.loader.validate_next`, in the contract's table order
    (accounts first, so references, knock-ons and opening dates are checked against the
    partition's accounts: all rows of an account share its partition).
@@ -73,7 +73,7 @@ from rollrisk.storage.rejects import RejectAccounting, TableRejects, account_rej
 from rollrisk.storage.results import partition_of
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import DataFrame, GroupedData, SparkSession
 
 UNIT_ROWS = 1_000_000  # rows of a Parquet file one read task takes
 ROWS_PER_VALIDATION_PARTITION = 2_000_000  # input rows per validation task (at least)
@@ -477,7 +477,7 @@ class SparkPortfolio:
             [(k, MARKER, MARKER, None) for k in pending], BLOB_SCHEMA
         )
         shared = self.spark.sparkContext.broadcast(self.plan)
-        grouped = blobs.unionByName(markers).groupBy("partition")
+        grouped = one_group_per_task(self.spark, blobs.unionByName(markers), pending)
         rows = _collect(grouped.applyInPandas(per_partition_group(shared, work), schema))
         return [row.asDict() for row in rows]
 
@@ -503,6 +503,56 @@ def partition_blobs(
     )
 
 
+def one_group_per_task(
+    spark: SparkSession, blobs: DataFrame, partitions: Sequence[int]
+) -> GroupedData:
+    """``blobs`` grouped by ``partition`` (the values of ``partitions``, each present), every
+    group in a Spark task of its own, and as many tasks as groups.
+
+    A plain ``groupBy("partition")`` hashes the groups onto ``spark.sql.shuffle.partitions``
+    tasks (the engine's session sets 8), which adaptive execution may coalesce further: a
+    cluster would run at most 8 tasks, each holding several partitions one after another.
+    Hashing the partition numbers onto as many tasks as groups leaves about a third of the
+    tasks empty and others with two or three groups. So each group gets a *slot*: an int
+    whose Spark hash lands in a task of its own (:func:`_slots`, found by Spark's own hash),
+    the rows are repartitioned by slot into exactly that many tasks (an explicit count, which
+    adaptive execution keeps), and grouping by slot and partition needs no second shuffle.
+    """
+    from pyspark.sql import functions as F
+
+    keys = list(partitions)
+    pairs = spark.createDataFrame(
+        list(zip(keys, _slots(spark, len(keys)), strict=True)), "partition int, slot int"
+    )
+    return (
+        blobs.join(F.broadcast(pairs), "partition")
+        .repartition(len(keys), "slot")
+        .groupBy("slot", "partition")
+    )
+
+
+def _slots(spark: SparkSession, tasks: int) -> list[int]:
+    """For each task ``0..tasks-1``, the smallest int that Spark's hash partitioning sends to
+    it (``pmod(hash(int), tasks)``), computed by Spark so the hash is the one it partitions
+    with."""
+    from pyspark.sql import functions as F
+
+    found: dict[int, int] = {}
+    limit = 64 * tasks
+    while len(found) < tasks:  # 64 draws a task: a task without a slot has odds of e^-64
+        slot = F.col("id").cast("int")
+        rows = (
+            spark.range(limit)
+            .select(slot.alias("slot"), F.pmod(F.hash(slot), F.lit(tasks)).alias("task"))
+            .groupBy("task")
+            .agg(F.min("slot").alias("slot"))
+            .collect()
+        )
+        found = {row["task"]: row["slot"] for row in rows}
+        limit *= 2
+    return [found[task] for task in range(tasks)]
+
+
 def validate_on_spark(
     spark: SparkSession, plan: ReadPlan, rejects_path: Path | None = None
 ) -> SparkPortfolio:
@@ -524,7 +574,7 @@ def validate_on_spark(
     partitions = max(2 * parallelism, -(-plan.rows_known // ROWS_PER_VALIDATION_PARTITION), 1)
     blobs = partition_blobs(spark, plan, partitions, validation_key, None)
     shared = spark.sparkContext.broadcast(plan)
-    records = blobs.groupBy("partition").applyInPandas(
+    records = one_group_per_task(spark, blobs, range(partitions)).applyInPandas(
         per_partition_group(shared, _validation_record),
         "partition int, summary string, rejects binary, history binary, accounts binary",
     )

@@ -348,3 +348,30 @@ def _score_book(model: str, data: Path, out: Path, *extra: str) -> int:
         ["score", "--model", model, "--data", str(data), "--as-of", MIXED_AS_OF, "--out",
          str(out), "--partitions", PARTITIONS, *extra]
     )  # fmt: skip
+
+
+def test_each_account_partition_is_a_spark_task_of_its_own(spark):
+    """Found by a reader of the engine: groupBy("partition") hashed every group onto the
+    session's 8 shuffle partitions (or fewer, coalesced), so a cluster ran at most 8 tasks."""
+    import pandas as pd
+    from pyspark import TaskContext
+
+    from rollrisk.scoring.spark_portfolio import one_group_per_task
+
+    partitions = [0, 2, 3, 5, 8, 13, 21, 34, 35, 36, 37, 38, 39, 40, 41, 42, 50, 51, 52, 60]
+    rows = [(k, i) for k in partitions for i in range(k % 4 + 1)]
+    frame = spark.createDataFrame(rows, "partition int, value int")
+
+    def task_of(group: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame(
+            {"partition": [int(group["partition"].iloc[0])], "rows": [len(group)],
+             "task": [TaskContext.get().partitionId()]}
+        )  # fmt: skip
+
+    grouped = one_group_per_task(spark, frame, partitions)
+    result = grouped.applyInPandas(task_of, "partition int, rows int, task int").toPandas()
+    assert sorted(result["partition"]) == partitions  # every group once
+    assert dict(zip(result["partition"], result["rows"], strict=True)) == {
+        k: k % 4 + 1 for k in partitions
+    }
+    assert sorted(result["task"]) == list(range(len(partitions)))  # a task each, none empty
