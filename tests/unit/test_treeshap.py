@@ -18,7 +18,9 @@ from rollrisk.models.treeshap import (
     DEFAULT_BLOCK_ROWS,
     MAX_PATTERN_NODES,
     MIN_PATTERN_ROWS,
+    MIN_SPLIT_ROWS,
     TreeEnsemble,
+    block_rows_for,
     fast_pred_contrib,
     lightgbm_matrix,
     tree_contributions,
@@ -168,21 +170,43 @@ def test_large_trees_are_explained_row_by_row_beside_patterned_ones() -> None:
 
 def test_rows_sharing_a_decision_pattern_get_the_same_contributions() -> None:
     """Explained once per distinct pattern of a block: rows repeated within a block, across
-    blocks and alone get the same values, to the bit, whether their block went by pattern (64
-    rows) or row by row (37 rows, and a row alone: fewer than MIN_PATTERN_ROWS)."""
+    blocks and alone get the same values, to the bit, whether their block went by pattern (one
+    block of 101 rows) or row by row (blocks of 51 and 50 rows, and a row alone: fewer than
+    MIN_PATTERN_ROWS)."""
     booster, frame = train_random_model(9, num_leaves=31, max_depth=-1)
     matrix = lightgbm_matrix(frame, booster)[:50]
     rows = np.vstack([matrix, matrix[::-1], matrix[:1]])  # each row twice, the first thrice
     ensemble = TreeEnsemble.from_lightgbm(booster)
-
-    assert MIN_PATTERN_ROWS == 64  # the block sizes below take both paths
-    got = tree_contributions(ensemble, rows, block_rows=64)
     alone = np.vstack([tree_contributions(ensemble, row[None, :]) for row in matrix])
 
-    np.testing.assert_array_equal(got[:50], alone)
-    np.testing.assert_array_equal(got[50:100], alone[::-1])
-    np.testing.assert_array_equal(got[100], alone[0])
-    np.testing.assert_allclose(got, booster.predict(rows, pred_contrib=True), atol=TOLERANCE)
+    assert MIN_PATTERN_ROWS == 64  # the block sizes below take both paths
+    assert block_rows_for(len(rows), 128, threads=2) == 101  # one block, by pattern
+    assert block_rows_for(len(rows), 64, threads=1) == 51  # two blocks, row by row
+    for most in (128, 64):
+        got = tree_contributions(ensemble, rows, block_rows=most)
+
+        np.testing.assert_array_equal(got[:50], alone)
+        np.testing.assert_array_equal(got[50:100], alone[::-1])
+        np.testing.assert_array_equal(got[100], alone[0])
+        np.testing.assert_allclose(got, booster.predict(rows, pred_contrib=True), atol=TOLERANCE)
+
+
+@pytest.mark.parametrize(
+    ("rows", "most", "threads", "expected"),
+    [(50_000, 16_384, 1, 12_500),  # four even blocks, not 3 x 16,384 and one of 848
+     (65_536, 16_384, 1, 16_384),
+     (20_000, 16_384, 2, 10_000),  # a block per thread
+     (5_000, 16_384, 2, 2_500),
+     (3_000, 16_384, 2, 3_000),  # not split below MIN_SPLIT_ROWS a block
+     (100, 16_384, 8, 100),
+     (1, 16_384, 2, 1),
+     (97, 13, 1, 13)],
+)  # fmt: skip
+def test_blocks_are_even_within_the_most_rows_and_one_a_thread_while_large(
+    rows: int, most: int, threads: int, expected: int
+) -> None:
+    assert MIN_SPLIT_ROWS == 2048
+    assert block_rows_for(rows, most, threads) == expected
 
 
 def test_single_leaf_trees_only_move_the_expected_value() -> None:
