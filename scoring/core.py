@@ -526,9 +526,11 @@ def _reasons_json(long: pd.DataFrame, n_rows: int) -> list[str]:
         for en, zh in zip(column["text_en"], column["text_zh"], strict=True)
     ]
     which_series = pl.Series(which, dtype=pl.UInt32)
-    parts = (
+    # each reason's object, then each row's list joined by polars (rows without a reason: [])
+    listed = (
         pl.DataFrame(
             {
+                "row": long["row"].to_numpy(),
                 "rank": long["rank"].to_numpy(),
                 "middle": pl.Series(middle, dtype=pl.String).gather(which_series),
                 "contribution": pl.Series(
@@ -539,15 +541,21 @@ def _reasons_json(long: pd.DataFrame, n_rows: int) -> list[str]:
             }
         )
         .select(
+            "row",
             pl.concat_str(
                 pl.lit('{"rank": '), pl.col("rank"), pl.lit(", "), "middle", "contribution", "tail"
-            )
+            ).alias("reason"),
         )
+        .group_by("row", maintain_order=True)
+        .agg(pl.col("reason").str.join(", "))
+    )
+    every_row = pl.DataFrame({"row": pl.arange(0, n_rows, eager=True).cast(listed["row"].dtype)})
+    return (
+        every_row.join(listed, on="row", how="left", maintain_order="left")
+        .select(pl.concat_str(pl.lit("["), pl.col("reason").fill_null(""), pl.lit("]")))
         .to_series()
         .to_list()
     )
-    bounds = np.searchsorted(long["row"].to_numpy(), np.arange(n_rows + 1)).tolist()
-    return ["[" + ", ".join(parts[bounds[i] : bounds[i + 1]]) + "]" for i in range(n_rows)]
 
 
 def rounded_json_numbers(values: np.ndarray) -> np.ndarray:

@@ -172,7 +172,8 @@ def test_a_model_s_feature_set_is_reworded_but_never_recomputed():
 
 def test_reasons_json_is_the_text_json_dumps_writes_for_awkward_strings():
     # each field is written by the encoder json.dumps uses for a string: quotes, backslashes,
-    # control characters, non-ASCII and the Unicode line separators come out the same bytes
+    # control characters, non-ASCII and the Unicode line separators come out the same bytes;
+    # a row without a reason (every other row, and the last) gets []
     awkward = [
         "plain",
         'a "quoted" \\ value',
@@ -184,12 +185,13 @@ def test_reasons_json_is_the_text_json_dumps_writes_for_awkward_strings():
     rows = []
     for i, text in enumerate(awkward):
         for rank in (1, 2):
-            rows.append({"row": i, "rank": rank, "code": f"RR-{i}{text[:1]}",
+            rows.append({"row": 2 * i + 1, "rank": rank, "code": f"RR-{i}{text[:1]}",
                          "feature": f"f{rank}", "family": text, "value": text + str(rank),
                          "contribution": 0.1234567890123456 * rank, "text_en": text,
                          "text_zh": text + "中"})  # fmt: skip
     long = pd.DataFrame(rows)
-    written = _reasons_json(long, len(awkward))
+    n_rows = 2 * len(awkward) + 2
+    written = _reasons_json(long, n_rows)
     expected = [
         json.dumps(
             [
@@ -204,6 +206,7 @@ def test_reasons_json_is_the_text_json_dumps_writes_for_awkward_strings():
             ],
             ensure_ascii=False,
         )  # fmt: skip
-        for i in range(len(awkward))
+        for i in range(n_rows)
     ]
     assert written == expected
+    assert written[0] == written[-1] == "[]"
