@@ -559,7 +559,7 @@ def check_as_of_within(
         raise UserError(
             f"{name} {as_of} is before the portfolio's first month with statements, "
             f"{first:%Y-%m}: no account has a history then; give an as-of from "
-            f"{end_of_month(first)} on"
+            f"{first.replace(day=1)} on"
         )
 
 

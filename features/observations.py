@@ -568,9 +568,13 @@ def overdue_statements(
         latest, delay = pl.lit(as_of), pl.max_horizontal(pl.col("_delay"), floor)
     else:
         book = (_timing(known.lazy()).collect() if timing is None else timing).row(0)
+        if book[0] is None:  # no statement known by the as-of (its first days): none is due
+            return known.select(
+                "account_id",
+                pl.col("cycle_end").alias("last_cycle_end"),
+                pl.col("cycle_end").alias("due_cycle_end"),
+            ).clear()
         latest, delay = pl.lit(book[0]), pl.lit(book[1])
-        if book[0] is None:
-            known = known.clear()
     due = pl.col("last_cycle_end").dt.offset_by("1mo")
     return (
         known.lazy()

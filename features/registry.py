@@ -146,7 +146,7 @@ def format_reason(template: str, value: object) -> str:
         magnitude: object = abs(float(value))  # type: ignore[arg-type]
     except (TypeError, ValueError):
         magnitude = value  # a label: a numeric format of it fails, and the caller falls back
-    return template.format(
+    return _without_negative_zero(template).format(
         value=value,
         flag=_Flag(value),
         sign=_Sign(value),
@@ -155,6 +155,18 @@ def format_reason(template: str, value: object) -> str:
         ies="y" if one else "ies",
         times=times,
     )
+
+
+# a float format of the value or its magnitude, to which the "z" option is added
+_FLOAT_SPEC = re.compile(r"\{(value|magnitude):([+\- ]?)(?=[#0]?\d*[,_]?(?:\.\d+)?[eEfFgG%]\})")
+
+
+@functools.lru_cache(maxsize=1024)
+def _without_negative_zero(template: str) -> str:
+    """``template`` with each float format of ``{value}`` or ``{magnitude}`` given the "z"
+    option, so that a value rounding to zero reads "+0.0", never "-0.0" ("days past due
+    changing by -0.0 a month")."""
+    return _FLOAT_SPEC.sub(r"{\1:\2z", template)
 
 
 class _Sign:

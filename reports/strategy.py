@@ -43,7 +43,7 @@ import pandas as pd
 import polars as pl
 
 from rollrisk.conf import shown_path
-from rollrisk.features.registry import FeatureSet, current_wording, definition_label
+from rollrisk.features.registry import FeatureSet, current_wording, definition_label, is_flag
 from rollrisk.models.explanations import reason_text
 from rollrisk.models.stats import calibration_backtest, percentile_bootstrap
 from rollrisk.reports.html import Section, data_table, escape, figure_png, render_page
@@ -362,8 +362,14 @@ def _short(value: Any) -> Any:
     return value
 
 
-def _zh_interval(stats: Mapping[str, float]) -> str:
-    """A difference in CNY with its 95 % interval, in Chinese (see :func:`_interval_text`)."""
+def _zh_interval(stats: Mapping[str, float], percent: bool = False) -> str:
+    """A difference in CNY (``percent``: a rate's, in percentage points) with its 95 %
+    interval, in Chinese (see :func:`_interval_text`)."""
+    if percent:
+        return (
+            f"{stats['mean'] * 100:+.2f}个百分点（95%置信区间{stats['ci_low'] * 100:+.2f}至"
+            f"{stats['ci_high'] * 100:+.2f}个百分点）"
+        )
     return (
         f"{stats['mean']:+,.0f}元（95%置信区间{stats['ci_low']:+,.0f}至{stats['ci_high']:+,.0f}元）"
     )
@@ -1173,8 +1179,11 @@ def top_reason_facts(
 ) -> pd.DataFrame:
     """The underlying facts most often among an account's reasons, per segment, named in
     English and Chinese (the days-past-due features count as one fact; a feature's missing
-    value, "no hardship treatment on record", is a fact apart from its values, and a value's
-    fact is named by the first clause of the feature's definition)."""
+    value, "no hardship treatment on record", is a fact apart from its values; each value of a
+    0/1 feature is a fact of its own, named as its reasons name it, "no hardship treatment is
+    running"; any other value's fact is named by the first clause of the feature's
+    definition)."""
+    flags = {spec.name for spec in feature_set.features if is_flag(spec)}
     rows = []
     for segment, reasons in zip(scored["segment"], scored["reasons"], strict=True):
         seen: set[str] = set()
@@ -1182,6 +1191,8 @@ def top_reason_facts(
             fact = "dpd" if reason["feature"] in DPD_FEATURES else reason["feature"]
             if reason.get("value") == "":  # a missing value is a fact of its own
                 fact += MISSING_FACT
+            elif fact in flags:  # so is each value of a flag: its reasons say opposite things
+                fact += f"={abs(float(reason['value'])):g}"
             if fact not in seen:
                 rows.append({"segment": segment, "fact": fact, "first": not seen})
                 seen.add(fact)
@@ -1202,12 +1213,14 @@ def top_reason_facts(
     def label(fact: str) -> tuple[str, str]:
         if fact == "dpd":
             return ("days past due now, or at worst in recent months", "当前或近期最高逾期天数")
-        name = fact.removesuffix(MISSING_FACT)
+        name, _, flag = fact.removesuffix(MISSING_FACT).partition("=")
         if name not in feature_set.names:
             return name, name
         spec = feature_set.spec(name)
         if fact.endswith(MISSING_FACT):  # what the missing value states
             return reason_text(spec, None)
+        if flag:  # what the flag's value states
+            return reason_text(spec, float(flag))
         return definition_label(spec.description_en), definition_label(spec.description_zh)
 
     labels = [label(f) for f in table["fact"]]
@@ -3333,7 +3346,7 @@ def _policy_section(section: Section, result: Mapping[str, Any]) -> None:
             "同时对账户重抽样（对按种子平均的差额做账户百分位自助法）：净回收"
             + _zh_interval(bootstrap["net_recovery"])
             + (
-                "；违约滚动率" + _interval_text(bootstrap["roll_to_default_rate"], percent=True)
+                "；违约滚动率" + _zh_interval(bootstrap["roll_to_default_rate"], percent=True)
                 if "roll_to_default_rate" in bootstrap
                 else ""
             )

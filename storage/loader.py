@@ -6,7 +6,7 @@ any letter case. ``accounts`` and ``statements`` are required, ``collection_acti
 ``treatments`` optional, and so is the record ``experiment_assignments`` (checked, never a
 feature; it is returned as :attr:`Portfolio.experiment_assignments`). Anything else in the folder (``truth/`` from the simulator, notes) is
 not read; a file that looks meant as a table but is not read (``statements.csv.gz``,
-``Accounts.csv``) is reported.
+``Accounts.csv``, ``collection_action.csv``: :func:`misspelt`) is reported.
 
 Every file in a table folder is read or reported: hidden and marker files of the tools that
 write part files (``.`` or ``_`` first, as ``_SUCCESS`` and ``.part-0.parquet.crc``) are
@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import difflib
 import os
 import re
 import shlex
@@ -216,6 +217,14 @@ def _file_kind(path: Path) -> str | None:
     return None
 
 
+def misspelt(name: str, table: str) -> bool:
+    """``name`` (a file's stem or a folder's name) looks meant as ``table`` without being it:
+    with ``-`` or spaces for ``_``, or a letter or two off (``collection_action``,
+    ``collection-actions``, ``statments``, ``Treatment``): a similarity of at least 0.9."""
+    typed = re.sub(r"[-\s]+", "_", name.strip().lower())
+    return name != table and difflib.SequenceMatcher(None, typed, table).ratio() >= 0.9
+
+
 def list_table_files(data_dir: Path, table: str) -> TableFiles:
     """The files of ``table`` in ``data_dir``: read, ignored, and not readable (with why).
 
@@ -232,7 +241,8 @@ def list_table_files(data_dir: Path, table: str) -> TableFiles:
         for p in entries
         if p.stem == table and p.is_symlink() and not p.exists()
     ]
-    # a file meant as this table that is not read: another suffix or letter case
+    # a file meant as this table that is not read: another suffix or letter case, or a table
+    # file (or folder) whose name is a near miss of the table's
     near = [
         f"{p}: not read as table '{table}' (expected {table}.parquet, .pq, .parq or .csv, or a "
         f"folder {table}/ of part files)"
@@ -240,7 +250,11 @@ def list_table_files(data_dir: Path, table: str) -> TableFiles:
         if p not in tops
         and not (p.is_symlink() and not p.exists())
         and p.name != table
-        and (p.name.lower().startswith(f"{table.lower()}.") or p.name.lower() == table.lower())
+        and (
+            p.name.lower().startswith(f"{table.lower()}.")
+            or p.name.lower() == table.lower()
+            or ((p.is_dir() or _file_kind(p) is not None) and misspelt(p.stem, table))
+        )
     ]
     near = [*broken, *near]
     folder = data_dir / table

@@ -183,7 +183,19 @@ def test_score_as_of_before_the_first_month_is_refused(scoring_world, portfolio,
     first, _ = _months(portfolio)
     _refused(["score", "--model", scoring_world.model_uri, "--data", str(portfolio),
               "--as-of", "1900-01-31", "--out", str(tmp_path / "scores")], portfolio, capsys,
-             f"first month with statements, {first}")  # fmt: skip
+             f"first month with statements, {first}", f"give an as-of from {first}-01 on")  # fmt: skip
+    assert not (tmp_path / "scores").exists()
+
+
+def test_score_as_of_before_any_statement_is_known_is_refused_without_a_traceback(
+    scoring_world, portfolio, capsys, tmp_path
+):
+    """Found by a new user: the first day of the first month (no statement known yet) raised
+    a polars error from the overdue-statement check."""
+    first, _ = _months(portfolio)
+    _refused(["score", "--model", scoring_world.model_uri, "--data", str(portfolio),
+              "--as-of", f"{first}-01", "--out", str(tmp_path / "scores")], portfolio, capsys,
+             f"at {first}-01: nothing to score")  # fmt: skip
     assert not (tmp_path / "scores").exists()
 
 

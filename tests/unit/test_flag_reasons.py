@@ -210,3 +210,21 @@ def test_reasons_json_is_the_text_json_dumps_writes_for_awkward_strings():
     ]
     assert written == expected
     assert written[0] == written[-1] == "[]"
+
+
+@pytest.mark.parametrize(
+    ("value", "en"),
+    [(-0.03, "days past due changing by +0.0 a month over 6 months"),
+     (-0.0, "days past due changing by +0.0 a month over 6 months"),
+     (-0.3, "days past due changing by -0.3 a month over 6 months"),
+     (0.04, "days past due changing by +0.0 a month over 6 months")],
+)  # fmt: skip
+def test_a_value_rounding_to_zero_never_reads_minus_zero(value, en):
+    """Found by a new user: a reason read "days past due changing by -0.0 a month"."""
+    spec = FEATURE_SET.spec("dpd_trend_6m")
+    assert format_reason(spec.reason_en, value) == en
+    for name in FEATURE_SET.names:  # no shipped template is left unformattable by the option
+        spec = FEATURE_SET.spec(name)
+        if spec.kind == "numeric" and not spec.reason_en.startswith("{flag:"):
+            assert "-0" not in format_reason(spec.reason_en, -1e-9)
+            format_reason(spec.reason_zh, 2.0)

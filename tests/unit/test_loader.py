@@ -81,6 +81,33 @@ def test_a_file_meant_as_a_table_but_not_read_is_reported(tmp_path):
     ]
 
 
+@pytest.mark.parametrize(
+    "name", ["collection_action.csv", "collection-actions.csv", "Collection Actions.parquet",
+             "colection_actions", "treatment.csv", "Treatment.pq"],
+)  # fmt: skip
+def test_a_table_file_with_a_near_miss_of_a_table_name_is_a_file_error(tmp_path, name):
+    """Found by a new user: collection_action.csv was taken as "collection_actions: absent"
+    and validate said OK, losing every feature of the table to a typo."""
+    folder = _portfolio(tmp_path, {"p0.parquet": tiny_statements()})
+    if "." in name:
+        (folder / name).write_text("account_id\n")
+    else:  # a folder of parts
+        (folder / name).mkdir()
+        (folder / name / "p0.csv").write_text("account_id\n")
+    report = validate_portfolio(folder).report
+    (error,) = report.file_errors
+    assert error.startswith(f"{folder / name}: not read as table '")
+
+
+def test_other_files_beside_the_tables_are_not_taken_for_them(tmp_path):
+    folder = _portfolio(tmp_path, {"p0.parquet": tiny_statements()})
+    for name in ("statements_2024_backup.csv", "accounts_old.parquet", "scores.parquet",
+                 "notes.txt", "treatment_notes.txt"):  # fmt: skip
+        (folder / name).write_text("x\n")
+    (folder / "truth").mkdir()
+    assert validate_portfolio(folder).report.file_errors == ()
+
+
 def test_a_required_table_in_an_unread_form_names_the_file(tmp_path):
     folder = tmp_path / "portfolio"
     folder.mkdir()

@@ -33,6 +33,7 @@ from rollrisk.reports.strategy import (
     _table,
     _what_the_policy_does,
     _worse_off_types,
+    _zh_interval,
     account_rows,
     finish_page,
     ladder_words,
@@ -260,3 +261,13 @@ def test_one_account_is_said_in_the_singular() -> None:
     assert [_accounts(n) for n in (0, 1, 2, 12_345)] == [
         "0 accounts", "1 account", "2 accounts", "12,345 accounts",
     ]  # fmt: skip
+
+
+def test_a_rate_interval_in_chinese_is_said_in_chinese() -> None:
+    """Found by a new user: the Chinese line of the account-resampled interval gave the
+    roll-to-default difference as "-1.33 pp (95 % CI -1.62 to -1.03)"."""
+    rate = {"mean": -0.0133, "ci_low": -0.0162, "ci_high": -0.0103}
+    assert _zh_interval(rate, percent=True) == "-1.33个百分点（95%置信区间-1.62至-1.03个百分点）"
+    assert (
+        wording_problems(f'<p class="zh">违约滚动率{_zh_interval(rate, percent=True)}。</p>') == []
+    )

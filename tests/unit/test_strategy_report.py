@@ -634,6 +634,24 @@ def test_the_commonest_reasons_name_facts_not_definitions():
     assert not any(";" in text or "；" in text for text in [*table.index, *table["原因"]])
 
 
+def test_each_value_of_a_flag_is_a_fact_named_as_its_reasons_name_it():
+    """Found by a new user: the table listed "1 when a treatment known at the as-of has started
+    and not ended by then, else 0" for accounts whose reasons said "no hardship treatment is
+    running": a reader could not tell which way the fact went."""
+    from rollrisk.reports.strategy import top_reason_facts
+
+    scored = pl.DataFrame({
+        "segment": ["capacity_shock"] * 4,
+        "reasons": [json.dumps([{"rank": 1, "feature": "treatment_active", "value": v}])
+                    for v in ("0.0", "-0.0", "1.0", "0")],
+    })  # fmt: skip
+    table = top_reason_facts(scored, FEATURE_SET).set_index("reason")
+    assert table.loc["no hardship treatment is running", "accounts"] == 3
+    assert table.loc["no hardship treatment is running", "原因"] == "当前无纾困措施"
+    assert table.loc["a hardship treatment is running", "accounts"] == 1
+    assert len(table) == 2
+
+
 def test_the_commonest_reasons_of_a_run_scored_without_a_table_say_it_was_not_given():
     """A book scored with --allow-missing-table collection_actions words its reasons on the
     missing action features "not known, the collection actions were not given"; the page's
