@@ -1191,10 +1191,17 @@ def reason_kinds(rejects: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+OTHER_REASONS = "other reasons (the rejects file has every row)"
+
+
 def top_reasons(kinds: pl.DataFrame, limit: int = 5) -> tuple[tuple[str, int], ...]:
-    """The ``limit`` most frequent of :func:`reason_kinds` (ties by reason)."""
-    ranked = kinds.sort(["len", "reason"], descending=[True, False]).head(limit)
-    return tuple((reason, count) for reason, count in ranked.iter_rows())
+    """The ``limit`` most frequent of :func:`reason_kinds` (ties by reason), then, when there
+    are more kinds, :data:`OTHER_REASONS` with the count of the rest, so that the listed counts
+    add up to every reason given (a row may have several: they count reasons, not rows)."""
+    ranked = kinds.sort(["len", "reason"], descending=[True, False])
+    top = tuple((reason, count) for reason, count in ranked.head(limit).iter_rows())
+    rest = int(ranked["len"].slice(limit).sum())
+    return (*top, (OTHER_REASONS, rest)) if rest else top
 
 
 def _top_reasons(rejects: pl.DataFrame, limit: int = 5) -> tuple[tuple[str, int], ...]:

@@ -36,7 +36,7 @@ import polars as pl
 
 from rollrisk.errors import UserError
 from rollrisk.features.validation import KNOCK_ON_REASON
-from rollrisk.storage.loader import Portfolio
+from rollrisk.storage.loader import OTHER_REASONS, Portfolio
 
 MAX_REJECT_RATE_FLAG = "--max-reject-rate"
 ACCOUNTS = "accounts"
@@ -135,7 +135,11 @@ class RejectAccounting:
             lines.append(
                 f"  {t.table}: {t.rows_rejected:,} of {t.rows_read:,} rows ({t.rate:.2%}){knock_on}"
             )
-            lines.extend(f"      {count:>8,} x {reason}" for reason, count in t.top_reasons[:3])
+            shown = [kind for kind in t.top_reasons if kind[0] != OTHER_REASONS][:3]
+            rest = sum(count for _, count in t.top_reasons) - sum(count for _, count in shown)
+            lines.extend(f"      {count:>8,} x {reason}" for reason, count in shown)
+            if rest:  # the counts add up to every reason given
+                lines.append(f"      {rest:>8,} x {OTHER_REASONS}")
         if self.rejected_without_id:
             lines.append(f"  {self.rejected_without_id:,} rejected rows carry no account_id")
         return lines
