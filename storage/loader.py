@@ -124,8 +124,13 @@ class ValidationReport:
         for table in self.tables:
             # (a table none of whose files could be read has its file errors said below)
             if table.table in OPTIONAL_TABLE_NAMES and table.rows_accepted == 0 and table.files:
+                state = (
+                    f"every one of its {table.rows_read:,} rows rejected"
+                    if table.rows_read
+                    else "present but empty"
+                )
                 lines.append(
-                    f"  {table.table}: present but empty (no accepted row): treated as absent; "
+                    f"  {table.table}: {state} (no accepted row): treated as absent; "
                     f"a model trained with it scores only with --allow-missing-table {table.table}"
                 )
         lines.append(f"  {self.dates_line()}")
@@ -1087,6 +1092,8 @@ def validate_portfolio(
         if table.name == "accounts":
             unread = tuple(str(path) for path in files if str(path) not in names)
             if len(errors) > before and not unread:  # read, but its parts could not meet
+                unread = tuple(names)
+            if not raw.height and names and not unread:  # a header and no row: a file error
                 unread = tuple(names)
         outcomes[table.name] = validate_next(raw, table, names, outcomes, dates, unread)
         sources[table.name] = tuple(names)

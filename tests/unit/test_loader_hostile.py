@@ -66,6 +66,25 @@ def test_a_required_table_with_a_header_only_is_a_file_error(tmp_path: Path, tab
     assert f"required table '{table}' has a header but no rows" in "\n".join(report.file_errors)
 
 
+def test_an_accounts_file_with_a_header_only_is_named_as_the_cause_of_the_knock_ons(
+    tmp_path: Path,
+) -> None:
+    """Found by a new user: with a header-only accounts.csv the other tables' rows were
+    rejected without the hint that the accounts file is the cause, and full optional tables
+    were called "present but empty"."""
+    folder = _folder(tmp_path)
+    tiny_actions().write_csv(folder / "collection_actions.csv")
+    header = (folder / "accounts.csv").read_text().splitlines()[0]
+    (folder / "accounts.csv").write_text(header + "\n")
+    outcome = validate_portfolio(folder)
+    summary = outcome.report.summary()
+    assert "collection_actions: present but empty" not in summary
+    actions = tiny_actions().height
+    assert f"collection_actions: every one of its {actions:,} rows rejected" in summary
+    reasons = [reason for t in outcome.report.tables for reason, _ in t.top_reasons]
+    assert any("accounts.csv could not be read, see its file error" in r for r in reasons)
+
+
 def test_an_optional_table_with_a_header_only_counts_as_absent(tmp_path: Path) -> None:
     folder = _folder(tmp_path)
     tiny_actions().head(0).write_csv(folder / "collection_actions.csv")
