@@ -2753,7 +2753,9 @@ def build_report(
             segment, ("(not defined in the segment rules)", "（客群规则中未定义）")
         )
         _say(guide, en, zh)
-        exposure, loss = float(rows["exposure"].sum()), float(rows["expected_loss"].sum())
+        # the table's sums, so the paragraph and the table show the same figures
+        figures = segments.loc[segments["segment"] == segment].iloc[0]
+        exposure, loss = float(figures["exposure"]), float(figures["expected_loss"])
         _say(
             guide,
             f"{_accounts(rows.height)}, exposure {exposure:,.0f} CNY, expected loss {loss:,.0f} CNY.",
