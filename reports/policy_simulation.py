@@ -12,6 +12,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from rollrisk.conf import shown_path
 from rollrisk.simulator.replay import BOOTSTRAP_SAMPLES
 from rollrisk.strategies.tuning import EVERY_SEGMENT
 
@@ -171,15 +172,15 @@ def markdown(result: Mapping[str, Any]) -> str:
     lines = [
         "# Policy simulation: model-driven policy vs baseline tiered policy",
         "",
-        f"- scores: `{result['scores']}` (as-of {result['as_of']}, model "
+        f"- scores: `{shown_path(result['scores'])}` (as-of {result['as_of']}, model "
         f"{result['model'].get('name')} v{result['model'].get('version')})",
-        f"- portfolio: `{result['data']}` (simulated: seed {result['simulation']['seed']}, "
+        f"- portfolio: `{shown_path(result['data'])}` (simulated: seed {result['simulation']['seed']}, "
         f"{result['simulation']['accounts']:,} accounts x {result['simulation']['months']} "
         f"months from {result['simulation']['start_month']})",
         f"- {result['accounts']:,} scored accounts rolled forward {result['months']} months; "
         f"{len(result['seeds'])} seeds (base seed {result['base_seed']}); replayed state matches "
         f"the portfolio's as-of statements for {result['replay_match_share']:.1%} of them",
-        f"- costs: `{result['costs']['source']}`",
+        f"- costs: `{shown_path(result['costs']['source'])}`",
     ]
     simulation = result["simulation"]
     if "horizon_response_table" in simulation:
@@ -193,9 +194,9 @@ def markdown(result: Mapping[str, Any]) -> str:
             )
         )
     if result.get("policy"):
-        rules = f"- policy file: `{result['policy']}`"
+        rules = f"- policy file: `{shown_path(result['policy'])}`"
         if result.get("compliance"):
-            rules += f"; compliance file: `{result['compliance']}`"
+            rules += f"; compliance file: `{shown_path(result['compliance'])}`"
         lines.append(rules)
     if "decision" in result:
         lines.append(f"- policy: {result['decision']}")

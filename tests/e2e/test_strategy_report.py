@@ -113,6 +113,9 @@ def test_policy_simulation_reports_both_arms_and_an_uplift_interval(report_run):
     assert "value_of_segmentation" in result
     markdown = (simulation / "policy_simulation.md").read_text()
     assert "| net recovery (CNY) |" in markdown and "Uplift by segment" in markdown
+    # files named as the page names them, never by this machine's absolute path
+    shipped_folder = str(Path(result["policy"]).resolve().parent)
+    assert shipped_folder not in markdown and str(Path.cwd()) + "/" not in markdown
     # the per-segment intervals say what they are (a zero-width one is not certainty)
     segment_part = markdown.split("## Uplift by segment", 1)[1]
     assert segment_part.lstrip().startswith(SEGMENT_UPLIFT_NOTE)
