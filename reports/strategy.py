@@ -1221,7 +1221,10 @@ def top_reason_facts(
             return reason_text(spec, None)
         if flag:  # what the flag's value states
             return reason_text(spec, float(flag))
-        return definition_label(spec.description_en), definition_label(spec.description_zh)
+        en = definition_label(spec.description_en)
+        if en[1:2].islower():  # in lower case as the facts worded from reasons ("Utilisation")
+            en = en[0].lower() + en[1:]
+        return en, definition_label(spec.description_zh)
 
     labels = [label(f) for f in table["fact"]]
     table["reason"] = [t[0] for t in labels]

@@ -628,8 +628,9 @@ def test_the_commonest_reasons_name_facts_not_definitions():
     assert table.loc["no hardship treatment on record", "原因"] == "从未获得纾困措施"
     assert table.loc["no contact reached the borrower in the last 6 months", "accounts"] == 1
     refusal = FEATURE_SET.spec("refusal_rate_6m").description_en
-    label = table.index[table.index.str.startswith(refusal[:20])]
+    label = table.index[table.index.str.startswith(refusal[0].lower() + refusal[1:20])]
     assert len(label) == 1 and ";" not in label[0] and "missing" not in label[0]
+    assert all(not text[:1].isupper() for text in table.index)  # one case for every fact
     assert table.loc["days past due now, or at worst in recent months", "accounts"] == 1
     assert not any(";" in text or "；" in text for text in [*table.index, *table["原因"]])
 
