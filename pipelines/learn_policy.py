@@ -107,6 +107,7 @@ from rollrisk.strategies.policy import Policy, load_policy
 from rollrisk.strategies.policy_learning import (
     POLICY_FIELDS,
     LearningSettings,
+    check_logged,
     evaluation_document,
     evaluation_markdown,
     first_decisions,
@@ -422,19 +423,6 @@ def run(args: argparse.Namespace) -> int:
     plan = load_experiments(args.experiments)
     ladders = bundle_ladders(plan, policy)
     logged = _read_logged(args.logged)
-    _check_decisions_logged_once(logged, args.logged)
-    unchecked = check_logged_decisions(logged, plan, policy, str(args.logged))
-    if unchecked:
-        print(f"[learn-policy] note: {unchecked}", file=sys.stderr)
-    read = logged
-    if args.decisions == "first":
-        every = logged.height
-        logged = first_decisions(logged)
-        print(
-            f"[learn-policy] {logged.height:,} first decisions of accounts in their experiment "
-            f"kept of {every:,} (--decisions all keeps every one)",
-            file=sys.stderr,
-        )
     settings = LearningSettings(
         rule_features=args.rule_features,
         model_features=args.model_features,
@@ -451,6 +439,22 @@ def run(args: argparse.Namespace) -> int:
         min_explored=args.min_explored,
         label_share=args.label_share,
     )
+    _check_decisions_logged_once(logged, args.logged)
+    unchecked = check_logged_decisions(logged, plan, policy, str(args.logged))
+    # the table's columns and values checked before a line of progress (and its rows numbered
+    # as the file has them, before the first decisions are picked)
+    check_logged(logged, settings, ladders)
+    if unchecked:
+        print(f"[learn-policy] note: {unchecked}", file=sys.stderr)
+    read = logged
+    if args.decisions == "first":
+        every = logged.height
+        logged = first_decisions(logged)
+        print(
+            f"[learn-policy] {logged.height:,} first decisions of accounts in their experiment "
+            f"kept of {every:,} (--decisions all keeps every one)",
+            file=sys.stderr,
+        )
     print(
         f"[learn-policy] {logged.height:,} logged decisions from {args.logged}; learning ...",
         file=sys.stderr,

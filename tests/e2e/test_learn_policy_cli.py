@@ -503,3 +503,20 @@ def _outside_every_experiment(frame: pl.DataFrame, bundle: str) -> pl.DataFrame:
         bundle=pl.lit(bundle),
         propensity=pl.lit(1.0),
     )
+
+
+def test_a_table_that_is_not_logged_decisions_is_refused_before_any_progress(
+    tmp_path: Path, capsys
+) -> None:
+    """Found by a new user: given a training set, learn-policy printed how many first
+    decisions it kept and "learning ..." before saying the columns were missing."""
+    logged = tmp_path / "training_set.csv"
+    pl.DataFrame(
+        {"account_id": ["A1", "A2"], "as_of": ["2025-01-31"] * 2, "label": [0, 1]}
+    ).write_csv(logged)
+    code = main(["learn-policy", "--logged", str(logged), "--out", str(tmp_path / "o")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "lack the column(s)" in err
+    assert "[learn-policy]" not in err  # no progress line before the refusal
+    assert not (tmp_path / "o").exists()
