@@ -362,6 +362,12 @@ def _short(value: Any) -> Any:
     return value
 
 
+def _mid_sentence(text: str) -> str:
+    """A definition's English as it reads inside a sentence: its first letter in lower case,
+    unless the word is an acronym ("Utilisation ..." -> "utilisation ...", "DPD" kept)."""
+    return text[0].lower() + text[1:] if text[1:2].islower() else text
+
+
 def _zh_interval(stats: Mapping[str, float], percent: bool = False) -> str:
     """A difference in CNY (``percent``: a rate's, in percentage points) with its 95 %
     interval, in Chinese (see :func:`_interval_text`)."""
@@ -682,8 +688,7 @@ def condition_words(condition: Condition, feature_set: FeatureSet) -> tuple[str,
         label_en, label_zh = FIELD_NAMES[name]
     elif name in feature_set.names:
         spec = feature_set.spec(name)
-        label_en = spec.description_en.rstrip(" .")
-        label_en = label_en[0].lower() + label_en[1:]
+        label_en = _mid_sentence(spec.description_en.rstrip(" ."))
         label_zh = spec.description_zh.rstrip(" 。.")
     else:
         label_en, label_zh = name.replace("_", " "), name
@@ -1221,10 +1226,10 @@ def top_reason_facts(
             return reason_text(spec, None)
         if flag:  # what the flag's value states
             return reason_text(spec, float(flag))
-        en = definition_label(spec.description_en)
-        if en[1:2].islower():  # in lower case as the facts worded from reasons ("Utilisation")
-            en = en[0].lower() + en[1:]
-        return en, definition_label(spec.description_zh)
+        # in lower case as the facts worded from reasons ("Utilisation")
+        return _mid_sentence(definition_label(spec.description_en)), definition_label(
+            spec.description_zh
+        )
 
     labels = [label(f) for f in table["fact"]]
     table["reason"] = [t[0] for t in labels]

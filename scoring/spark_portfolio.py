@@ -537,10 +537,10 @@ def _slots(spark: SparkSession, tasks: int) -> list[int]:
     with."""
     from pyspark.sql import functions as F
 
+    slot = F.col("id").cast("int")
     found: dict[int, int] = {}
     limit = 64 * tasks
     while len(found) < tasks:  # 64 draws a task: a task without a slot has odds of e^-64
-        slot = F.col("id").cast("int")
         rows = (
             spark.range(limit)
             .select(slot.alias("slot"), F.pmod(F.hash(slot), F.lit(tasks)).alias("task"))

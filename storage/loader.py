@@ -1091,9 +1091,8 @@ def validate_portfolio(
         raw, names = _read_table(files, table, errors, dates)
         if table.name == "accounts":
             unread = tuple(str(path) for path in files if str(path) not in names)
-            if len(errors) > before and not unread:  # read, but its parts could not meet
-                unread = tuple(names)
-            if not raw.height and names and not unread:  # a header and no row: a file error
+            # read, but its parts could not meet, or a header and no row: a file error each
+            if not unread and (len(errors) > before or not raw.height):
                 unread = tuple(names)
         outcomes[table.name] = validate_next(raw, table, names, outcomes, dates, unread)
         sources[table.name] = tuple(names)
