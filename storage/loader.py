@@ -995,11 +995,26 @@ def check_portfolio_folder(data_dir: Path) -> Path:
 
 
 def missing_table_error(data_dir: Path, table: TableContract, listing: TableFiles) -> str:
-    """Why a required table was not found, with what was found instead."""
+    """Why a required table was not found, with what was found instead: the listing's near
+    misses, and any other file or folder whose name holds the table's (``statements_bak/``,
+    ``old_statements.parquet``), which is not read under that name (beside a table that is
+    there such names are a lender's own copies and pass unremarked)."""
+    named = {problem.split(": ", 1)[0] for problem in listing.unusable}
+    holding = [
+        path.name
+        for path in sorted(data_dir.iterdir())
+        if table.name in path.name.lower() and str(path) not in named
+    ]
+    found = (
+        f"; found {', '.join(holding)}: a table is read only under its own name (rename the one "
+        f"that holds the {table.name} to {table.name}/ or {table.name}.parquet)"
+        if holding
+        else ""
+    )
     return (
         f"{data_dir}: required table '{table.name}' not found "
         f"(expected {table.name}.parquet, {table.name}.csv or a folder {table.name}/ "
-        "of part files)" + "".join(f"; {problem}" for problem in listing.unusable)
+        "of part files)" + "".join(f"; {problem}" for problem in listing.unusable) + found
     )
 
 

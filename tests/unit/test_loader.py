@@ -117,6 +117,27 @@ def test_a_required_table_in_an_unread_form_names_the_file(tmp_path):
         validate_portfolio(folder)
 
 
+def test_a_missing_required_table_names_the_files_that_hold_its_name(tmp_path):
+    """A renamed copy (``statements_bak/``, ``old_statements.parquet``) is not a near miss of
+    the name, but a user looking for why the table is missing needs to see it."""
+    folder = tmp_path / "portfolio"
+    folder.mkdir()
+    tiny_accounts().write_parquet(folder / "accounts.parquet")
+    (folder / "statements_bak").mkdir()
+    tiny_statements().write_parquet(folder / "statements_bak" / "p0.parquet")
+    tiny_statements().write_parquet(folder / "old_statements.parquet")
+    (folder / "scores.parquet").write_text("x\n")
+    with pytest.raises(DataContractError) as raised:
+        validate_portfolio(folder)
+    message = str(raised.value)
+    assert "required table 'statements' not found" in message
+    assert (
+        "found old_statements.parquet, statements_bak: a table is read only under its own name"
+        in message
+    )
+    assert "scores.parquet" not in message
+
+
 def test_every_missing_required_table_and_every_other_file_problem_are_named_at_once(tmp_path):
     """A folder with several problems gets one error naming them all: a user should not have
     to fix it one run at a time."""
