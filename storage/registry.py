@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import polars as pl
 
 from rollrisk.errors import RollriskWarning, UserError
 from rollrisk.features.observations import ObservationSpec
@@ -78,12 +79,15 @@ class LoadedModel:
     reference_scores: Any  # training-period scores (numpy array) or None
     reference_features: Any = None  # sample of training features (pandas) or None
 
-    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        """Calibrated roll-to-default probabilities of ``frame``'s rows, exactly as the logged
-        pyfunc computes them: the model's input columns (extra columns are ignored), integer
-        columns fed as float64 (see :mod:`rollrisk.models.pyfunc`)."""
+    def predict_proba(self, frame: pd.DataFrame | pl.DataFrame) -> np.ndarray:
+        """Calibrated roll-to-default probabilities of ``frame``'s rows (pandas, or polars as
+        :func:`rollrisk.api.build_training_set` returns it), exactly as the logged pyfunc
+        computes them: the model's input columns (extra columns are ignored), integer columns
+        fed as float64 (see :mod:`rollrisk.models.pyfunc`)."""
         from rollrisk.models.pyfunc import as_signature_frame
 
+        if isinstance(frame, pl.DataFrame):  # as train and evaluate take a training set
+            frame = frame.to_pandas()
         inputs = as_signature_frame(frame, self.model.input_columns)
         return np.asarray(self.model.predict_proba(inputs), dtype=np.float64)
 

@@ -149,3 +149,19 @@ def test_evaluate_on_the_rows_the_model_learnt_from_says_they_are_in_sample(
         rollrisk.evaluate(model, training_set)
     # the deployed model learnt from every labelled month of its portfolio: an out-of-sample
     # figure needs a later extract, which this walkthrough does not have
+
+
+def test_a_loaded_model_predicts_on_the_training_set_as_build_training_set_returns_it(
+    walkthrough, monkeypatch
+) -> None:
+    """api.md: build_training_set returns a polars frame and LoadedModel.predict_proba(frame)
+    scores one; it raised "'DataFrame' object has no attribute 'copy'" on polars."""
+    import rollrisk
+
+    _, work, _ = walkthrough
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{(work / 'mlflow.db').resolve()}")
+    model = rollrisk.load_model("models:/rollrisk-api-example/1")
+    training_set = pl.read_parquet(work / "training_set.parquet")
+    from_polars = model.predict_proba(training_set)
+    assert from_polars.shape == (training_set.height,)
+    assert (from_polars == model.predict_proba(training_set.to_pandas())).all()
