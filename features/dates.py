@@ -90,6 +90,15 @@ class DateSettings:
     extract_date: date | None = None
 
     def __post_init__(self) -> None:
+        # a string or a datetime would reach the loader's comparison with the date columns
+        # (a polars error, or a time of day the extract date does not have)
+        if self.extract_date is not None and (
+            isinstance(self.extract_date, datetime) or not isinstance(self.extract_date, date)
+        ):
+            raise UserError(
+                f"extract_date: expected a datetime.date, got {self.extract_date!r} "
+                "(a string: date.fromisoformat('YYYY-MM-DD'); a datetime: its .date())"
+            )
         if self.date_format is not None:
             check_date_format(self.date_format)
         if self.time_zone is not None:

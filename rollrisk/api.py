@@ -60,7 +60,11 @@ from rollrisk.features.registry import FEATURE_SET, FeatureSet
 from rollrisk.features.training_set import TrainingSetBuild, validate_training_set
 from rollrisk.features.training_set import build_training_set as build_observations
 from rollrisk.models.evaluation import ModelComparison, in_sample_rows
-from rollrisk.models.explanations import family_contributions, reason_codes
+from rollrisk.models.explanations import (
+    MAX_PRINCIPAL_REASONS,
+    family_contributions,
+    reason_codes,
+)
 from rollrisk.models.roll_model import RollModel
 from rollrisk.models.training import (
     LABEL,
@@ -168,10 +172,8 @@ def load_portfolio(
     Raises ``DataContractError`` when the folder cannot be used, ``UserError`` when the
     rejects pass ``max_reject_rate``.
     """
-    if max_reject_rate is not None and not 0.0 <= max_reject_rate <= 1.0:  # also NaN
-        raise UserError(
-            f"max_reject_rate: expected a share between 0 and 1, got {max_reject_rate!r}"
-        )
+    if max_reject_rate is not None:
+        _check_number("max_reject_rate", max_reject_rate, "a share between 0 and 1", 0.0, 1.0)
     if rejects_path is not None:
         # the loader writes the file only when some row is rejected: a list left by an earlier
         # load would read as this one's (the jobs remove theirs first too)
@@ -185,6 +187,17 @@ def load_portfolio(
         except UserError as error:  # the jobs' message, with this function's parameter name
             raise UserError(str(error).replace(MAX_REJECT_RATE_FLAG, "max_reject_rate")) from None
     return portfolio
+
+
+def _check_number(
+    name: str, value: object, expected: str, low: float, high: float, whole: bool = False
+) -> None:
+    """Raise ``UserError`` unless ``value`` is a number (an ``int`` when ``whole``; never a
+    bool or a string, which Python would compare or coerce into a wrong setting: ``True`` is
+    a 100% limit) from ``low`` to ``high`` (NaN is not)."""
+    kinds = (int,) if whole else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high:
+        raise UserError(f"{name}: expected {expected}, got {value!r}")
 
 
 def _observation(observation: ObservationSpec | None) -> ObservationSpec:
@@ -714,6 +727,19 @@ def explain(
     columns. The same functions as :func:`score` compute the ``reasons`` column, so the reasons
     here are the reasons there. Needs a model with one booster (``structure: single``).
     """
+    _check_number(
+        "max_reasons",
+        max_reasons,
+        f"a whole number from 1 to {MAX_PRINCIPAL_REASONS}",
+        1,
+        MAX_PRINCIPAL_REASONS,
+        whole=True,
+    )
+    if as_of is not None and not isinstance(data, Portfolio):
+        raise UserError(
+            "as_of: given with a frame of feature rows, whose rows carry their own as-of; "
+            "pass a portfolio to explain the accounts delinquent at an as-of"
+        )
     loaded = _as_loaded(model)
     feature_set = loaded.model.feature_set
     if isinstance(data, Portfolio):

@@ -194,3 +194,36 @@ def test_a_rejects_file_left_by_an_earlier_load_is_not_read_as_this_ones(tmp_pat
     portfolio = api.load_portfolio(folder, rejects_path=rejects)
     assert sum(t.rows_rejected for t in portfolio.report.tables) == 0
     assert not rejects.exists()
+
+
+@pytest.mark.parametrize("limit", [True, "0.5", float("nan"), 1.5, -0.1])
+def test_a_reject_limit_that_is_not_a_share_is_refused_before_anything_is_read(
+    tmp_path: Path, limit: object
+) -> None:
+    """True was taken as a 100% limit and "0.5" raised a raw TypeError."""
+    with pytest.raises(UserError, match=r"max_reject_rate: expected a share between 0 and 1"):
+        rollrisk.load_portfolio(tmp_path / "nowhere", max_reject_rate=limit)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("count", [2.5, True, "2", 0, 5])
+def test_explain_refuses_a_number_of_reasons_that_is_not_a_whole_number_from_1_to_4(
+    count: object,
+) -> None:
+    """2.5 and True failed deep in the numba kernel, "2" with a raw TypeError."""
+    with pytest.raises(UserError, match=r"max_reasons: expected a whole number from 1 to 4"):
+        rollrisk.explain(None, pl.DataFrame(), max_reasons=count)  # type: ignore[arg-type]
+
+
+def test_explain_refuses_an_as_of_beside_a_frame_of_feature_rows() -> None:
+    """It was ignored silently: the rows of every as-of of a training set came back."""
+    with pytest.raises(UserError, match=r"as_of: given with a frame of feature rows"):
+        rollrisk.explain(None, pl.DataFrame(), as_of="2020-01-01")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("extract", ["2025-01-01", datetime(2025, 1, 1, 12)])
+def test_an_extract_date_that_is_not_a_date_is_refused_with_the_way_round(extract: object) -> None:
+    """A string reached the loader's comparison with the date columns as a polars error."""
+    from rollrisk.features.dates import DateSettings
+
+    with pytest.raises(UserError, match=r"extract_date: expected a datetime.date"):
+        DateSettings(extract_date=extract)  # type: ignore[arg-type]
