@@ -94,6 +94,46 @@ class TrainingSetBuild:
     summary: pl.DataFrame  # as_of, population, labelled, positives, exclusions, roll_rate
 
 
+def nothing_labelled(
+    data: object,
+    as_of_dates: Sequence[date] | None,
+    summary: pl.DataFrame,
+    outcome: str,
+    *,
+    as_of_name: str,
+    window_name: str,
+) -> str:
+    """Why an empty training set of the portfolio ``data`` is refused, from the build's
+    per-as-of ``summary`` (:attr:`TrainingSetBuild.summary`): ``as_of_dates`` the dates asked
+    for (None: every eligible month-end), ``outcome`` what was (not) done, and the names the
+    caller gives the dates and the window (``--as-of``, ``--window-months`` on the command
+    line)."""
+    totals = (
+        summary.select(
+            pl.col("population", "excluded_incomplete_window", "excluded_no_outcome").sum()
+        ).row(0, named=True)
+        if summary.height
+        else {"population": 0}
+    )
+    if not totals["population"]:
+        why = "no account is in the population (DPD in range on a statement known then)"
+    else:
+        why = (
+            f"{totals['excluded_incomplete_window']:,} observations lack a complete performance "
+            f"window and {totals['excluded_no_outcome']:,} have no statement in it"
+        )
+    dates = (
+        f"{as_of_name} {', '.join(d.isoformat() for d in as_of_dates)}"
+        if as_of_dates
+        else "any eligible month-end"
+    )
+    return (
+        f"no labelled observation at {dates} in {data}: {why}; {outcome}. Pick month-ends "
+        f"inside the data with the whole performance window after them (omit {as_of_name} to "
+        f"use every eligible one), or check {window_name} and the DPD range"
+    )
+
+
 def build_training_set(
     accounts: pl.DataFrame,
     statements: pl.DataFrame,

@@ -116,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
     from rollrisk.features.dates import default_as_of_choice
     from rollrisk.features.observations import partial_months_note
     from rollrisk.features.registry import FEATURE_SET
+    from rollrisk.features.training_set import nothing_labelled
     from rollrisk.storage.tracking import fingerprint_files
     from rollrisk.storage.training_sets import check_training_set_target, write_training_set
 
@@ -139,7 +140,11 @@ def run(args: argparse.Namespace) -> int:
         built = build_training_set_with_summary(portfolio, args.as_of, spec, progress=True)
         if built.training_set.height == 0:
             print(format_summary(built.summary))
-            raise UserError(_nothing_labelled(args, built.summary, "nothing was written"))
+            raise UserError(
+                nothing_labelled(
+                    args.data, args.as_of, built.summary, "nothing was written", **_FLAG_NAMES
+                )
+            )
         portfolio_record = {"folder": str(args.data), "fingerprint": fingerprint_files(args.data)}
         write_training_set(built.training_set, args.out, spec, portfolio_record)
         summary, rows, columns = built.summary, *built.training_set.shape
@@ -152,7 +157,11 @@ def run(args: argparse.Namespace) -> int:
     if partial:
         print(f"warning: {partial}", file=sys.stderr)
     if rows == 0:  # the Spark build's executors have written their (empty) parts
-        raise UserError(_nothing_labelled(args, summary, f"{args.out} holds no row"))
+        raise UserError(
+            nothing_labelled(
+                args.data, args.as_of, summary, f"{args.out} holds no row", **_FLAG_NAMES
+            )
+        )
     print(
         f"wrote {rows:,} rows x {columns} columns to {args.out} "
         f"({time.perf_counter() - started:.1f} s)"
@@ -175,32 +184,8 @@ def _check_local_target(out: Path) -> None:
         )
 
 
-def _nothing_labelled(args: argparse.Namespace, summary: pl.DataFrame, outcome: str) -> str:
-    """Why an empty training set is refused, from the summary's counts."""
-    totals = (
-        summary.select(
-            pl.col("population", "excluded_incomplete_window", "excluded_no_outcome").sum()
-        ).row(0, named=True)
-        if summary.height
-        else {"population": 0}
-    )
-    if not totals["population"]:
-        why = "no account is in the population (DPD in range on a statement known then)"
-    else:
-        why = (
-            f"{totals['excluded_incomplete_window']:,} observations lack a complete performance "
-            f"window and {totals['excluded_no_outcome']:,} have no statement in it"
-        )
-    dates = (
-        f"--as-of {', '.join(d.isoformat() for d in args.as_of)}"
-        if args.as_of
-        else "any eligible month-end"
-    )
-    return (
-        f"no labelled observation at {dates} in {args.data}: {why}; {outcome}. Pick month-ends "
-        "inside the data with the whole performance window after them (omit --as-of to use "
-        "every eligible one), or check --window-months and the DPD range"
-    )
+# what the refusal of an empty training set calls the dates and the window here
+_FLAG_NAMES = {"as_of_name": "--as-of", "window_name": "--window-months"}
 
 
 def _build_on_spark(

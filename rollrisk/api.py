@@ -57,7 +57,11 @@ from rollrisk.features.observations import (
     short_history_warning,
 )
 from rollrisk.features.registry import FEATURE_SET, FeatureSet
-from rollrisk.features.training_set import TrainingSetBuild, validate_training_set
+from rollrisk.features.training_set import (
+    TrainingSetBuild,
+    nothing_labelled,
+    validate_training_set,
+)
 from rollrisk.features.training_set import build_training_set as build_observations
 from rollrisk.models.evaluation import ModelComparison, in_sample_rows
 from rollrisk.models.explanations import (
@@ -323,11 +327,27 @@ def build_training_set(
     Returns a polars frame with ``account_id, as_of, product, start_bucket,
     rolled_to_default`` and one column per feature of the feature set (docs/features.md),
     checked against its schema. Observations without a complete window or without any
-    outcome are left out (:func:`build_training_set_with_summary` counts them).
+    outcome are left out (:func:`build_training_set_with_summary` counts them). Raises
+    ``UserError`` when no row is left, saying why, as ``rollrisk build-training-set`` does
+    (:func:`build_training_set_with_summary` returns the empty frame and its counts).
     """
-    return build_training_set_with_summary(
+    built = build_training_set_with_summary(
         portfolio, as_of_dates=as_of_dates, observation=observation, progress=progress
-    ).training_set
+    )
+    if built.training_set.height == 0:
+        raise UserError(
+            nothing_labelled(
+                portfolio.report.data_dir,
+                None
+                if as_of_dates is None
+                else [_as_of(_given(d), portfolio) for d in as_of_dates],
+                built.summary,
+                "the training set is empty",
+                as_of_name="as_of_dates",
+                window_name="the observation's window_months",
+            )
+        )
+    return built.training_set
 
 
 # --------------------------------------------------------------------------- training

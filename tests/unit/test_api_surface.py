@@ -227,3 +227,27 @@ def test_an_extract_date_that_is_not_a_date_is_refused_with_the_way_round(extrac
 
     with pytest.raises(UserError, match=r"extract_date: expected a datetime.date"):
         DateSettings(extract_date=extract)  # type: ignore[arg-type]
+
+
+def test_a_training_set_left_empty_is_refused_saying_why(tmp_path: Path, capsys) -> None:
+    """An as-of whose performance window runs past the data gave 0 rows without a word from
+    the API (the CLI refused it, with a message no test read)."""
+    from rollrisk.cli import main
+
+    folder = synthetic_history(accounts=50, months=12, seed=3).write(tmp_path / "p")
+    portfolio = api.load_portfolio(folder)
+    last = "2023-12-31"  # the last month: no month after it to label
+    with pytest.raises(UserError) as raised:
+        api.build_training_set(portfolio, as_of_dates=[last])
+    message = str(raised.value)
+    assert f"no labelled observation at as_of_dates {last} in {folder}" in message
+    assert "lack a complete performance window" in message and "window_months" in message
+    built = api.build_training_set_with_summary(portfolio, as_of_dates=[last])
+    assert built.training_set.height == 0 and built.summary["excluded_incomplete_window"].sum()
+
+    out = tmp_path / "ts.parquet"
+    assert main(["build-training-set", "--data", str(folder), "--out", str(out),
+                 "--as-of", last]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert f"no labelled observation at --as-of {last} in {folder}" in err
+    assert "nothing was written" in err and "--window-months" in err and not out.exists()
