@@ -204,6 +204,15 @@ def _check_number(
         raise UserError(f"{name}: expected {expected}, got {value!r}")
 
 
+def _check_list(name: str, value: object, of: str) -> None:
+    """Raise ``UserError`` when ``value``, given for a list of ``of``, is a lone string (which
+    Python would read letter by letter: ``"CN"`` as the jurisdictions ``C`` and ``N``)."""
+    if isinstance(value, str):
+        raise UserError(
+            f"{name}: expected a list of {of}, got the string {value!r}; give [{value!r}]"
+        )
+
+
 def _observation(observation: ObservationSpec | None) -> ObservationSpec:
     return observation if observation is not None else load_config().observation_spec()
 
@@ -250,6 +259,7 @@ def build_training_set_with_summary(
     ``roll_rate``, and the observations excluded because their window is incomplete or they
     have no outcome).
     """
+    _check_list("as_of_dates", as_of_dates, "month-ends")
     spec = _observation(observation)
     # the last month an outcome window may reach, found once for the dates and the labels
     through = labelled_through(portfolio.statements)
@@ -579,16 +589,25 @@ def scoring_setup(
     strategy parsers raise theirs naming ``file:line`` (an experiment's arm named like a
     policy treatment with another ladder included).
     """
-    return rules_setup(
-        _as_loaded(model),
-        _observation(observation),
-        policy=policy,
-        segments=segments,
-        compliance=compliance,
-        jurisdictions=jurisdictions,
-        experiments=experiments,
-        allow_missing_tables=allow_missing_tables,
-    )
+    _check_list("jurisdictions", jurisdictions, "jurisdiction codes")
+    _check_list("allow_missing_tables", allow_missing_tables, "table names")
+    if jurisdictions is not None and not list(jurisdictions):
+        raise UserError(
+            "jurisdictions: expected at least one jurisdiction code (None: the default, CN)"
+        )
+    try:
+        return rules_setup(
+            _as_loaded(model),
+            _observation(observation),
+            policy=policy,
+            segments=segments,
+            compliance=compliance,
+            jurisdictions=jurisdictions,
+            experiments=experiments,
+            allow_missing_tables=allow_missing_tables,
+        )
+    except ValueError as error:  # an unknown jurisdiction: as `rollrisk score` reports it
+        raise UserError(str(error)) from error
 
 
 def score(

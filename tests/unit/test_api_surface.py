@@ -251,3 +251,27 @@ def test_a_training_set_left_empty_is_refused_saying_why(tmp_path: Path, capsys)
     err = capsys.readouterr().err
     assert f"no labelled observation at --as-of {last} in {folder}" in err
     assert "nothing was written" in err and "--window-months" in err and not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("call", "words"),
+    [
+        (lambda: api.scoring_setup(None, jurisdictions="CN"), "jurisdictions: expected a list"),
+        (
+            lambda: api.scoring_setup(None, allow_missing_tables="treatments"),
+            "allow_missing_tables: expected a list of table names, got the string 'treatments'",
+        ),
+        (lambda: api.scoring_setup(None, jurisdictions=[]), "at least one jurisdiction"),
+        (
+            lambda: api.build_training_set(None, as_of_dates="2025-06-30"),
+            r"as_of_dates: expected a list of month-ends, got the string '2025-06-30'; give \[",
+        ),
+    ],
+)
+def test_a_string_where_a_list_is_expected_is_refused_not_read_letter_by_letter(
+    call, words
+) -> None:
+    """ "CN" was read as the jurisdictions C and N, "treatments" as seven table names, a date
+    string as the as-of "2"; an empty list of jurisdictions silently became CN."""
+    with pytest.raises(UserError, match=words):
+        call()
