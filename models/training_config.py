@@ -19,9 +19,13 @@ from rollrisk.errors import UserError
 
 
 class ConfigSection(BaseModel):
-    """A section of the configuration file: frozen, and an unknown key is an error."""
+    """A section of the configuration file: frozen, an unknown key is an error, and so is a
+    value of another kind (strict): built in code, ``LightGBMConfig(learning_rate=True)`` was
+    a learning rate of 1.0 and ``n_estimators="200"`` 200, as a config file may not say them
+    (:func:`rollrisk.storage.config.load_config` refuses those with its own words first). A
+    whole number is a decimal field's value (``reg_lambda=1``)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class SplitConfig(ConfigSection):

@@ -275,3 +275,26 @@ def test_a_string_where_a_list_is_expected_is_refused_not_read_letter_by_letter(
     string as the as-of "2"; an empty list of jurisdictions silently became CN."""
     with pytest.raises(UserError, match=words):
         call()
+
+
+@pytest.mark.parametrize(
+    ("section", "values"),
+    [
+        ("LightGBMConfig", {"learning_rate": True}),
+        ("LightGBMConfig", {"n_estimators": "200"}),
+        ("LightGBMConfig", {"n_estimators": 200.0}),
+        ("TrainingConfig", {"seed": "3"}),
+        ("SplitConfig", {"adapt": 0}),
+    ],
+)
+def test_training_settings_built_in_code_refuse_a_value_of_another_kind(section, values) -> None:
+    """A config file may not say `learning_rate: true` or `n_estimators: "200"`; built in
+    code they were coerced (a learning rate of 1.0, 200 trees)."""
+    from pydantic import ValidationError
+
+    from rollrisk.models import training_config
+
+    with pytest.raises(ValidationError):
+        getattr(training_config, section)(**values)
+    # a whole number for a decimal setting stays a value of its kind
+    assert training_config.LightGBMConfig(reg_lambda=1).reg_lambda == 1.0
