@@ -124,7 +124,9 @@ def run(args: argparse.Namespace) -> int:
                 flush=True,
             )
     rejects = Path(args.out) / "rejects.csv"
-    rejects.unlink(missing_ok=True)  # a stale list from an earlier run
+    # an earlier run's: its rejects, or a comparison with --against beside a report without
+    for stale in (rejects, Path(args.out) / "comparison.json"):
+        stale.unlink(missing_ok=True)
     portfolio, accounting = load_portfolio_argument(args, "evaluate", rejects, config)
     accounting.write(Path(args.out) / "rejects.json")
     data_fingerprint = fingerprint_files(args.data)

@@ -29,7 +29,9 @@ docs/monitoring.md explains them.
 
 Output: OUT/monitor.md (for people) and OUT/monitor.json (for machines; "verdict" is "alert",
 "no alert" or "no verdict"). Rows the data contract rejects go to OUT/rejects.csv and are
-counted by table and account under "rejects" in monitor.json.
+counted by table and account under "rejects" in monitor.json. These files are removed when a
+run starts: a run that stops on an error, or on the alert of a book with no delinquent account
+left (exit 3, nothing to compare), leaves no report, never an earlier run's.
 Exit codes, so a scheduler can alert:
   0  nothing crossed a threshold (also "no verdict": too few accounts to judge, said so)
   3  a threshold was crossed (the alerts are printed and listed in monitor.json)
@@ -170,7 +172,10 @@ def run(args: argparse.Namespace) -> int:
     for line in label_settings_not_used(config.observation, spec):
         print(f"[monitor] warning: {line}", file=sys.stderr, flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "rejects.csv").unlink(missing_ok=True)  # a stale list from an earlier run
+    # an earlier run's files: its verdict would be read as this run's when this one ends in
+    # an error or the empty book's alert, which write no report
+    for name in ("rejects.csv", "monitor.json", "monitor.md"):
+        (args.out / name).unlink(missing_ok=True)
     portfolio, accounting = load_portfolio_argument(
         args, "monitor", args.out / "rejects.csv", config
     )

@@ -70,3 +70,8 @@ def test_two_models_are_compared_on_the_same_rows(scoring_world, tmp_path, monke
     assert record["interval_95"] == {"auc": [0.0, 0.0], "brier": [0.0, 0.0]}
     assert record["resamples"] == 500 and record["accounts"] <= record["rows"]
     assert "compared with" in (out / "report.md").read_text()
+    # the same folder evaluated again without --against: the comparison was left beside a
+    # report that no longer holds it
+    assert main(argv[:-4] + ["--out", str(out)]) == 0
+    assert not (out / "comparison.json").exists()
+    assert "compared with" not in (out / "report.md").read_text()

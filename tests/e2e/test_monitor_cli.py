@@ -208,10 +208,16 @@ def test_a_book_with_no_delinquent_account_left_is_the_size_alert(
         pl.read_parquet(path).with_columns(pl.lit(0).cast(pl.Int64).alias("dpd")).write_parquet(
             path
         )
+    out = tmp_path / "out"
+    out.mkdir()
+    # an earlier run's report stayed beside the alert, its "no alert" read as this run's
+    (out / "monitor.json").write_text('{"verdict": "no alert", "exit_code": 0}')
+    (out / "monitor.md").write_text("no alert")
     code = main(
         ["monitor", "--model", scoring_world.model_uri, "--data", str(folder), "--as-of", AS_OF,
-         "--out", str(tmp_path / "out")]
+         "--out", str(out)]
     )  # fmt: skip
     err = capsys.readouterr().err
     assert code == 3, err
     assert "ALERT population size: 0 delinquent accounts today against" in err and "-100%" in err
+    assert not (out / "monitor.json").exists() and not (out / "monitor.md").exists()
