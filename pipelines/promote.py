@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping
-from datetime import UTC, date
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -64,6 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rollback-to",
         metavar="VERSION",
+        type=_version_number,
         default=None,
         help="move the champion back to an earlier VERSION that was promoted through the gates "
         "once (e.g. when the new champion misbehaves in production); no gate is run again, the "
@@ -233,19 +234,31 @@ def _figures(
     return figures, CandidateFigures(version=champion.version, auc=float(champion_auc)), note
 
 
+def _version_number(text: str) -> str:
+    """A registry version as MLflow numbers it (``7``; ``v7`` and ``07`` read as 7): MLflow
+    took ``01`` for version 1 while the alias comparisons took it for another."""
+    digits = text.strip().removeprefix("v")
+    if not digits.isdigit() or int(digits) < 1:
+        raise argparse.ArgumentTypeError(f"expected a version number such as 3, got {text!r}")
+    return str(int(digits))
+
+
+# set when a version passes the gates and never removed: a later refusal of the same version
+# (promoted again after a rollback) leaves it a version a rollback may return to
+PROMOTED_AT_TAG = "promoted_at"
+
+
 def _roll_back(
     name: str, version: str, champion: RegisteredVersion | None, alias: str, dry_run: bool
 ) -> int:
     """Move ``alias`` back to ``version``, a version promoted through the gates once (its
     ``promotion`` tag), tagging both versions with the move."""
-    from datetime import datetime
-
     from rollrisk.storage.registry import set_alias, tag_version, version_tags
 
     tags = version_tags(name, version)
     if tags is None:
         raise UserError(f"--rollback-to {version}: model {name!r} has no version {version}")
-    if tags.get("promotion") != "promoted":
+    if tags.get("promotion") != "promoted" and PROMOTED_AT_TAG not in tags:
         state = tags.get("promotion")
         raise UserError(
             f"--rollback-to {version}: {name} v{version} was never promoted through the gates "
@@ -281,7 +294,7 @@ def run(args: argparse.Namespace) -> int:
     name = args.model_name or config.training.model_name
     setup = configure_tracking()
     if args.rollback_to is not None:
-        version = str(args.rollback_to).removeprefix("v")
+        version = args.rollback_to
         champion = alias_version(name, gates.to_alias)
         return _roll_back(name, version, champion, gates.to_alias, args.dry_run)
     challenger = alias_version(name, gates.from_alias)
@@ -309,11 +322,10 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(f"dry run: would be {outcome}")
         return 0 if promote else EXIT_REFUSED
-    tag_version(
-        name,
-        challenger.version,
-        {"promotion": outcome, "promotion_reasons": " | ".join(reasons)},
-    )
+    tags = {"promotion": outcome, "promotion_reasons": " | ".join(reasons)}
+    if promote:
+        tags[PROMOTED_AT_TAG] = datetime.now(UTC).isoformat(timespec="seconds")
+    tag_version(name, challenger.version, tags)
     if not promote:
         print(
             f"refused: {gates.to_alias} stays at {'v' + champion.version if champion else 'no version'}"

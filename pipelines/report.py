@@ -15,7 +15,9 @@ segment and band, the action mix, calibration, segment recovery (simulated portf
 SHAP summary per segment for analysts.
 
 SHAP values are recomputed for a bounded sample of accounts per segment (--sample-per-segment)
-from the scored model (the manifest's model URI) and the portfolio (--data): the scored output
+from the scored model (the manifest's model URI at the version it recorded: a model scored as
+models:/NAME@champion is loaded as models:/NAME/VERSION, whatever the alias names since) and
+the portfolio (--data): the scored output
 stores only family sums and the top 4 reasons. Paths are shown relative to the working folder.
 
 The page embeds its images (PNG, base64), its CSS, its data and one small script (sorting and
@@ -88,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     from rollrisk.reports.strategy import build_report
     from rollrisk.scoring.batch import recorded_rule_file
     from rollrisk.simulator.truth import read_true_drivers
-    from rollrisk.storage.registry import load_roll_model
+    from rollrisk.storage.registry import load_roll_model, scored_model_uri
     from rollrisk.storage.results import POLICY_SIMULATION_JSON, read_policy_simulation, read_scores
     from rollrisk.storage.tracking import configure_tracking, ensure_experiment
     from rollrisk.strategies.policy import load_policy
@@ -145,8 +147,11 @@ def run(args: argparse.Namespace) -> int:
     segment_rules = load_segment_rules(rules["segments"])
     policy = load_policy(rules["policy"])
     tracking = configure_tracking()
-    uri = manifest["model"]["uri"]
-    print(f"[report] loading model {uri}", file=sys.stderr, flush=True)
+    # the version that scored, not the one its alias names today (a promotion moves it)
+    given = manifest["model"]["uri"]
+    uri = scored_model_uri(given, manifest["model"].get("version"))
+    shown = uri if uri == given else f"{uri} (the version that scored; the run was given {given})"
+    print(f"[report] loading model {shown}", file=sys.stderr, flush=True)
     loaded = load_roll_model(uri)
     promotion = promotion_status(loaded.name, loaded.version)
     portfolio, _ = load_portfolio_argument(args, "report")
@@ -264,6 +269,8 @@ def promotion_status(name: str, version: str) -> dict[str, Any] | None:
     from mlflow.exceptions import MlflowException
 
     from rollrisk.models.promotion import PromotionConfig
+    from rollrisk.pipelines.promote import PROMOTED_AT_TAG
+    from rollrisk.reports.strategy import promotion_state
     from rollrisk.storage.registry import UNREGISTERED, alias_version
 
     if version == UNREGISTERED:
@@ -274,23 +281,16 @@ def promotion_status(name: str, version: str) -> dict[str, Any] | None:
     except MlflowException:
         return None
     tags = dict(found.tags or {})
-    verdict = tags.get("promotion")
-    status = (
-        "champion"
-        if champion is not None and champion.version == str(version)
-        else "refused by the promotion gates"
-        if verdict == "refused"
-        else "not judged by the gates"
-    )
-    return {
+    record = {
         "name": name,
         "version": str(version),
         "champion_version": None if champion is None else champion.version,
         "aliases": sorted(getattr(found, "aliases", []) or []),
-        "promotion": verdict,
+        "promotion": tags.get("promotion"),
+        "promoted_at": tags.get(PROMOTED_AT_TAG),
         "reasons": [r.strip() for r in tags.get("promotion_reasons", "").split(" | ") if r.strip()],
-        "status": status,
     }
+    return {**record, "status": promotion_state(record)}
 
 
 def _check_learned_portfolio(learned: Any, folder: Path, manifest: dict, scores: Path) -> None:

@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
         setup_from_arguments,
     )
     from rollrisk.scoring.batch import RuleFiles, score_portfolio
-    from rollrisk.storage.registry import model_label
+    from rollrisk.storage.registry import model_label, recorded_model_uri
 
     check_output_argument(args, folder=True)
     if args.engine == "spark" and args.workers is not None:
@@ -149,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
         args.data,
         args.out,
         setup,
-        model_uri=args.model,
+        model_uri=recorded_model_uri(args.model),
         rule_files=RuleFiles(
             args.config, args.policy, args.segments, args.compliance, args.experiments
         ),

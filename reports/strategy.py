@@ -1923,10 +1923,28 @@ def _lower_by(stats: Mapping[str, float]) -> tuple[str, str]:
 
 PROMOTION_ZH = {
     "champion": "冠军模型",
+    "promoted once, replaced since": "曾晋升，现已被取代",
     "refused by the promotion gates": "未通过晋升门槛",
     "not judged by the gates": "未经晋升门槛审核",
     "unknown": "未知",
 }
+
+
+def promotion_state(promotion: Mapping[str, Any] | None) -> str:
+    """The scoring model's promotion status in a few words (a key of :data:`PROMOTION_ZH`),
+    from :func:`rollrisk.pipelines.report.promotion_status`'s record (None: unknown)."""
+    if promotion is None:
+        return "unknown"
+    champion = promotion.get("champion_version")
+    if champion is not None and str(champion) == str(promotion["version"]):
+        return "champion"
+    if promotion.get("promoted_at") or promotion.get("promotion") == "promoted":
+        # passed the gates once; a later refusal of the same version (after a rollback) does
+        # not undo that
+        return "promoted once, replaced since"
+    if promotion.get("promotion") == "refused":
+        return "refused by the promotion gates"
+    return "not judged by the gates"
 
 
 def _promotion(section: Section, promotion: Mapping[str, Any] | None) -> str:
@@ -1941,12 +1959,11 @@ def _promotion(section: Section, promotion: Mapping[str, Any] | None) -> str:
         return "unknown"
     name, version = promotion["name"], promotion["version"]
     champion = promotion.get("champion_version")
-    is_champion = champion is not None and str(champion) == str(version)
-    verdict = promotion.get("promotion")
+    status = promotion_state(promotion)
+    is_champion = status == "champion"
     reasons = [r for r in promotion.get("reasons", []) if r]
     shown = "v" + str(champion) if champion else "none"
     if is_champion:
-        status = "champion"
         text = f"Model {name} v{version} is the champion (the model approved for production)."
         text_zh = f"模型{name} v{version}为冠军模型(已批准用于生产)。"
         if any(r.startswith("no champion yet") for r in reasons):
@@ -1955,8 +1972,17 @@ def _promotion(section: Section, promotion: Mapping[str, Any] | None) -> str:
                 "gate that compares discrimination with the champion did not apply."
             )
             text_zh += "晋升时尚无可比较的前任冠军模型，因此与冠军比较区分度的门槛不适用。"
-    elif verdict == "refused":
-        status = "refused by the promotion gates"
+    elif status == "promoted once, replaced since":
+        text = (
+            f"Model {name} v{version} is no longer the champion (champion: {shown}): it passed "
+            "its promotion gates once and was replaced since: production no longer scores "
+            "with it."
+        )
+        text_zh = (
+            f"模型{name} v{version}已不再是冠军模型(冠军：{shown})：它曾通过晋升门槛，之后被取代，"
+            "生产环境已不再用它评分。"
+        )
+    elif status == "refused by the promotion gates":
         text = (
             f"Model {name} v{version} is NOT the champion: it FAILED its promotion gates "
             f"(champion: {shown}). Decisions from this "
@@ -1967,7 +1993,6 @@ def _promotion(section: Section, promotion: Mapping[str, Any] | None) -> str:
             "不应依据该模型的决策采取行动。"
         )
     else:
-        status = "not judged by the gates"
         text = (
             f"Model {name} v{version} is not the champion "
             f"(champion: {shown}) and has not been "

@@ -237,6 +237,26 @@ def model_folder_of(uri: str) -> Path | None:
     return Path(uri)
 
 
+def recorded_model_uri(uri: str) -> str:
+    """``uri`` as a run records it: a model folder given by a relative path made absolute, so
+    that a job reading the record from another folder (``rollrisk report``) finds the same
+    model; any other URI as it is."""
+    folder = model_folder_of(uri)
+    if folder is None or uri.lower().startswith("file:") or folder.is_absolute():
+        return uri
+    return str(folder.resolve())
+
+
+def scored_model_uri(uri: str, version: str | None) -> str:
+    """The URI of the model version a run recorded (``uri`` as given to it, ``version`` the
+    one it loaded): an alias URI (``models:/NAME@champion``) becomes ``models:/NAME/VERSION``,
+    for the alias may have moved since (a promotion); any other URI as it is."""
+    match = _ALIAS.match(uri)
+    if match is None or not version or not version.isdigit():
+        return uri
+    return f"models:/{match['name']}/{version}"
+
+
 def _check_model_folder(uri: str, folder: Path) -> None:
     """Refuse a model path that is no folder, or a folder without ``MLmodel``: MLflow's own
     message for these ("No such artifact") reads as a damaged store."""

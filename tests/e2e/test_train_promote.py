@@ -257,6 +257,20 @@ def test_train_then_promotion_gates_then_fresh_process_load(
     assert _aliases(tracking_uri)["champion"] == "1"
     assert main(["promote", "--config", str(strong), "--after-rollback", "--dry-run"]) == 0
     assert "FAIL rollback" not in capsys.readouterr().out
+    # the refusal overwrote v2's promotion tag, and a rollback to v2 (forward again, once v1
+    # misbehaves) was refused as "never promoted through the gates"
+    assert client.get_model_version(MODEL, "2").tags["promotion"] == "refused"
+    assert main(["promote", "--config", str(strong), "--rollback-to", "2", "--dry-run"]) == 0
+    assert "dry run: would roll back" in capsys.readouterr().out
+    # "01" or " 1" is version 1, the champion: it set the alias to "01" and tagged v1 as
+    # rolled back from itself
+    assert main(["promote", "--config", str(strong), "--rollback-to", " 01"]) == 0
+    assert "v1 is already champion; nothing to do" in capsys.readouterr().out
+    assert "rolled_back" not in client.get_model_version(MODEL, "1").tags
+    with pytest.raises(SystemExit) as stop:
+        main(["promote", "--config", str(strong), "--rollback-to", "one"])
+    assert stop.value.code == 2
+    assert "expected a version number such as 3, got 'one'" in capsys.readouterr().err
 
     # 8. A challenger trained on another label (a 2-month window against the champion's 3):
     #    promote compared and replaced across the two without a word; it now refuses.
