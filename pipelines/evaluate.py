@@ -21,7 +21,8 @@ lacking a table it was trained with unless told --allow-missing-table.
 
 scores the same rows with both models: their AUC and Brier score and the difference with a
 95 % interval resampling accounts (an account's months go together), on screen, in the
-report's header and in comparison.json.
+report's header and in comparison.json. Both models are loaded before any row is built; rows
+of the months either one learnt from are warned about for each.
 """
 
 from __future__ import annotations
@@ -99,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
     check_output_argument(args, folder=True)
     config = load_config_argument(args)
     loaded = load_model(args.model)
+    # before any row is built: a misspelt --against failed after the whole book was scored
+    other = load_model(args.against) if args.against is not None else None
     metadata = loaded.metadata
     # The model's own label definition is the default, so it is judged on what it predicts;
     # flags still win over it.
@@ -195,8 +198,10 @@ def run(args: argparse.Namespace) -> int:
         "PSI reference": "the model's training scores" if reference is not None else "none logged",
         "in-sample rows": in_sample or "none (no row is of a month the model learnt from)",
     }
-    if args.against is not None:
-        context["compared with"] = _compare(args, loaded, frame, portfolio, model_name)
+    if other is not None:
+        context["compared with"] = _compare(
+            args, loaded, other, frame, portfolio, model_name, labelled_as_of
+        )
     report = write_evaluation_report(
         comparison, args.out, title=f"Evaluation of {args.model}", context=context
     )
@@ -208,20 +213,31 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _compare(
-    args: argparse.Namespace, loaded: Any, frame: pd.DataFrame, portfolio: Any, model_name: str
+    args: argparse.Namespace,
+    loaded: Any,
+    other: Any,
+    frame: pd.DataFrame,
+    portfolio: Any,
+    model_name: str,
+    labelled_as_of: pd.Series,
 ) -> str:
-    """Score the same rows with ``--against`` and compare the two models, paired over the
-    accounts; printed, written to ``comparison.json`` in ``--out``, and returned as the
-    report's line."""
+    """Score the same rows with ``other`` (the model of ``--against``) and compare the two
+    models, paired over the accounts; printed, written to ``comparison.json`` in ``--out``,
+    and returned as the report's line. ``labelled_as_of``: every labelled row's as-of, for
+    the advice on rows ``other`` learnt from."""
     import json
 
-    from rollrisk.api import load_model
     from rollrisk.models.evaluation import paired_comparison
     from rollrisk.models.training import LABEL
     from rollrisk.scoring.core import check_model_currency, named_model
 
-    other = load_model(args.against)
     other_name = named_model(other.name, other.version)
+    # its training rows flatter it as the evaluated model's flatter that one
+    in_sample = _in_sample_note(frame, other.metadata.get("trained_as_of"), labelled_as_of)
+    if in_sample:
+        print(
+            f"[evaluate] WARNING: --against {other_name}: {in_sample}", file=sys.stderr, flush=True
+        )
     check_model_currency(
         other, portfolio.accounts, frame["account_id"].astype(str).unique(),
         f"of {args.data} to evaluate on", "evaluate",

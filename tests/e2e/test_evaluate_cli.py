@@ -63,6 +63,9 @@ def test_two_models_are_compared_on_the_same_rows(scoring_world, tmp_path, monke
     assert main(argv) == 0
     err = capsys.readouterr().err
     assert "[evaluate] compared with model rollrisk-test v1" in err
+    # the model compared against learnt from these rows too: said of it as of --model
+    assert "[evaluate] WARNING: --against model rollrisk-test v1: " in err
+    assert "rows are of the months the model learnt from" in err
     record = json.loads((out / "comparison.json").read_text())
     # a model against itself: the same figures, a difference of exactly 0 on every resample
     assert record["model_figures"] == record["against_figures"]
@@ -75,3 +78,16 @@ def test_two_models_are_compared_on_the_same_rows(scoring_world, tmp_path, monke
     assert main(argv[:-4] + ["--out", str(out)]) == 0
     assert not (out / "comparison.json").exists()
     assert "compared with" not in (out / "report.md").read_text()
+
+
+def test_a_model_to_compare_against_that_does_not_load_stops_before_any_row_is_scored(
+    scoring_world, tmp_path, monkeypatch, capsys
+):
+    """A misspelt --against alias failed only after the whole book was built and scored."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", scoring_world.tracking_uri)
+    argv = ["evaluate", "--model", scoring_world.model_uri, "--data", str(scoring_world.portfolio),
+            "--against", "models:/rollrisk-test@champ", "--out", str(tmp_path / "out")]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "cannot load model 'models:/rollrisk-test@champ'" in err
+    assert "[evaluate] scoring" not in err
