@@ -12,7 +12,8 @@ to evaluate a later period only: rows of the months the model learnt from (its t
 are in-sample, and the job warns and the report says how many there are.
 
 Writes report.html (plots embedded), report.md and the PNG plots into --out, with the rows
-the data contract rejected (rejects.csv) and their count by table and account (rejects.json);
+the data contract rejected (rejects.csv, written when there are any) and their count by table
+and account (rejects.json, always);
 above --max-reject-rate (default 1%) the job stops. A model is not evaluated on a portfolio
 lacking a table it was trained with unless told --allow-missing-table.
 

@@ -167,7 +167,8 @@ def run(args: argparse.Namespace) -> int:
             "no experiment_assignments table"
             if table is None
             else f"an experiment_assignments table with no accepted row ({table.rows_read} "
-            f"read, {table.rows_rejected} rejected: see {rejects_path})"
+            f"read, {table.rows_rejected} rejected"
+            + (f": see {rejects_path})" if table.rows_rejected else ": a header and no row)")
         )
         raise UserError(
             f"--data {args.data}: {why}; logged decisions need the record of which arm each "
