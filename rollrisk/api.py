@@ -21,6 +21,7 @@ folder. The surface and a worked example: docs/api.md.
 
 from __future__ import annotations
 
+import numbers
 import re
 import sys
 import warnings
@@ -199,8 +200,8 @@ def _check_number(
     """Raise ``UserError`` unless ``value`` is a number (an ``int`` when ``whole``; never a
     bool or a string, which Python would compare or coerce into a wrong setting: ``True`` is
     a 100% limit) from ``low`` to ``high`` (NaN is not)."""
-    kinds = (int,) if whole else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high:
+    kind = numbers.Integral if whole else numbers.Real  # numpy's numbers too
+    if isinstance(value, bool) or not isinstance(value, kind) or not low <= value <= high:
         raise UserError(f"{name}: expected {expected}, got {value!r}")
 
 
