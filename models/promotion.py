@@ -29,6 +29,11 @@ from pydantic import Field, model_validator
 
 from rollrisk.models.training_config import ConfigSection
 
+# the registry tag a promotion sets on the version it makes champion, never removed: a later
+# refusal of the same version (promoted again after a rollback) leaves it one a rollback may
+# return to (`rollrisk promote --rollback-to`), and the strategy page calls it promoted once
+PROMOTED_AT_TAG = "promoted_at"
+
 
 class PromotionConfig(ConfigSection):
     """Gates a challenger must pass before the champion alias moves to it."""

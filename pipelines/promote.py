@@ -43,7 +43,7 @@ import pandas as pd
 
 from rollrisk.arguments import add_config_argument, load_config_argument
 from rollrisk.errors import UserError
-from rollrisk.models.promotion import CandidateFigures, decide_promotion
+from rollrisk.models.promotion import PROMOTED_AT_TAG, CandidateFigures, decide_promotion
 
 if TYPE_CHECKING:
     from rollrisk.storage.registry import RegisteredVersion
@@ -241,11 +241,6 @@ def _version_number(text: str) -> str:
     if not digits.isdigit() or int(digits) < 1:
         raise argparse.ArgumentTypeError(f"expected a version number such as 3, got {text!r}")
     return str(int(digits))
-
-
-# set when a version passes the gates and never removed: a later refusal of the same version
-# (promoted again after a rollback) leaves it a version a rollback may return to
-PROMOTED_AT_TAG = "promoted_at"
 
 
 def _roll_back(

@@ -268,8 +268,7 @@ def promotion_status(name: str, version: str) -> dict[str, Any] | None:
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from rollrisk.models.promotion import PromotionConfig
-    from rollrisk.pipelines.promote import PROMOTED_AT_TAG
+    from rollrisk.models.promotion import PROMOTED_AT_TAG, PromotionConfig
     from rollrisk.reports.strategy import promotion_state
     from rollrisk.storage.registry import UNREGISTERED, alias_version
 
