@@ -214,6 +214,27 @@ def _check_list(name: str, value: object, of: str) -> None:
         )
 
 
+def _check_numbers_are_numbers(frame: pd.DataFrame, feature_set: FeatureSet) -> None:
+    """Raise ``UserError`` naming the numeric features that ``frame`` holds as text: the model
+    reads "37" as 37, but a reason then quotes the text's own form ("...: 37.0") in place of
+    its worded template, so a frame of feature rows gives other reasons than the scores."""
+    texts = [
+        spec.name
+        for spec in feature_set.features
+        if spec.kind == "numeric"
+        and spec.name in frame.columns
+        and not pd.api.types.is_numeric_dtype(frame[spec.name])
+        and pd.api.types.infer_dtype(frame[spec.name], skipna=True)
+        not in ("empty", "floating", "integer", "mixed-integer-float", "boolean")
+    ]
+    if texts:
+        shown = ", ".join(texts[:5]) + (f" and {len(texts) - 5} more" if len(texts) > 5 else "")
+        raise UserError(
+            f"data: the numeric feature column(s) {shown} hold text; give them as numbers "
+            "(a training set as build_training_set returns it)"
+        )
+
+
 def _observation(observation: ObservationSpec | None) -> ObservationSpec:
     return observation if observation is not None else load_config().observation_spec()
 
@@ -801,6 +822,7 @@ def explain(
     else:
         frame = data.to_pandas() if isinstance(data, pl.DataFrame) else data
         frame = frame.reset_index(drop=True)
+        _check_numbers_are_numbers(frame, feature_set)
     contribs = tree_contributions(loaded.model, frame)
     # the keys of each row: the account, and its as-of when the rows span several (a training
     # set): without it a training set's reasons could not be told apart or joined back

@@ -165,3 +165,21 @@ def test_a_loaded_model_predicts_on_the_training_set_as_build_training_set_retur
     from_polars = model.predict_proba(training_set)
     assert from_polars.shape == (training_set.height,)
     assert (from_polars == model.predict_proba(training_set.to_pandas())).all()
+
+
+def test_explain_refuses_numeric_features_given_as_text(walkthrough, monkeypatch) -> None:
+    """A training set whose dpd_current came as text was explained without a word: the same
+    contributions, but the reason read "Days past due on the latest statement known at the
+    as-of date: 37.0" in place of "37 days past due at the latest statement"."""
+    import rollrisk
+
+    _, work, _ = walkthrough
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{(work / 'mlflow.db').resolve()}")
+    model = rollrisk.load_model("models:/rollrisk-api-example/1")
+    training_set = pl.read_parquet(work / "training_set.parquet")
+    texted = training_set.with_columns(pl.col("dpd_current").cast(pl.String))
+    from rollrisk.errors import UserError
+
+    with pytest.raises(UserError, match=r"numeric feature column\(s\) dpd_current hold text"):
+        rollrisk.explain(model, texted)
+    assert len(rollrisk.explain(model, training_set.head(50)).reasons)  # numbers: explained
