@@ -24,14 +24,18 @@ worked example of the CLI:
  10. report              the strategy review page (one self-contained HTML file), with the
                          experiment's readout and the learned policy (when there is one)
 
-Outputs go under --out (default runs/demo). MLflow tracking uses MLFLOW_TRACKING_URI when
-set, else the embedded SQLite store runs/mlflow.db (`mlflow ui --backend-store-uri
-sqlite:///runs/mlflow.db` shows the runs, versions and aliases).
+Outputs go under --out (default runs/demo). MLflow tracking uses the embedded SQLite store
+runs/mlflow.db under the working folder (`mlflow ui --backend-store-uri sqlite:///runs/mlflow.db`
+shows the runs, versions and aliases), or the store given with --tracking-uri. The demo does not
+follow MLFLOW_TRACKING_URI: it registers models on simulated data and moves the champion alias
+of rollrisk-roll-to-default, which in a lender's own registry would replace its champion; it
+says so when the variable is set.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import subprocess
 import sys
@@ -41,6 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rollrisk.errors import NotEnoughEvidence, UserError
+from rollrisk.storage.tracking import DEFAULT_STORE
 
 CHAMPION = "models:/rollrisk-roll-to-default@champion"
 CHALLENGER = "models:/rollrisk-roll-to-default@challenger"
@@ -88,6 +93,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=7, help="simulation seed")
     parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder")
+    parser.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow store the demo registers its models in and promotes them to champion "
+        "(default: the embedded sqlite:///runs/mlflow.db under the working folder; "
+        "MLFLOW_TRACKING_URI is not followed, so that a lender's own registry never gets the "
+        "demo's simulated champion)",
+    )
 
 
 @dataclass(frozen=True)
@@ -170,6 +183,27 @@ def run(args: argparse.Namespace) -> int:
             "simulated lender's experiment logs far too few decisions to learn a policy from; "
             "run the jobs one by one for smaller portfolios"
         )
+    store = args.tracking_uri or f"sqlite:///{(Path.cwd() / DEFAULT_STORE).resolve()}"
+    given = os.environ.get("MLFLOW_TRACKING_URI")
+    if given and given != store and args.tracking_uri is None:
+        print(
+            f"note: MLFLOW_TRACKING_URI is set ({given}); the demo keeps to its own store "
+            f"{store}, for it promotes a model trained on simulated data to champion (give "
+            "--tracking-uri to choose the store)",
+            flush=True,
+        )
+    saved = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = store  # read by every stage's process
+    try:
+        return _run_stages(args)
+    finally:
+        if saved is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = saved
+
+
+def _run_stages(args: argparse.Namespace) -> int:
     # what the stages so far decided for the rest: the scoring model (the challenger when the
     # gates refused it), and whether learn-policy learnt a policy for the report to show
     model_uri, learned = CHAMPION, True

@@ -3,6 +3,7 @@ first stage that fails (the whole demo runs in tests/e2e/test_wheel_install.py).
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -132,3 +133,34 @@ def test_a_demo_too_small_to_finish_is_refused_before_its_first_stage(
     assert "the demo needs at least --months 12 and --accounts x --months of 45,000" in err
     assert f"({got})" in err
     assert ran == []
+
+
+def test_the_demo_keeps_to_its_own_store_whatever_mlflow_tracking_uri_says(
+    tmp_path, monkeypatch, capsys
+):
+    """With MLFLOW_TRACKING_URI set (a lender's own registry), the demo registered its models
+    there and moved the champion alias of rollrisk-roll-to-default to a model of simulated
+    data. It now keeps to runs/mlflow.db under the working folder, says so, and takes another
+    store only from --tracking-uri."""
+    seen: list[str | None] = []
+
+    def fake_stage(argv):
+        seen.append(os.environ.get("MLFLOW_TRACKING_URI"))
+        return 0
+
+    monkeypatch.setattr(demo, "run_stage", fake_stage)
+    monkeypatch.chdir(tmp_path)
+    production = "sqlite:////lender/registry/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", production)
+    assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
+    own = f"sqlite:///{(tmp_path / 'runs' / 'mlflow.db').resolve()}"
+    assert seen and set(seen) == {own}
+    out = capsys.readouterr().out
+    assert (
+        f"note: MLFLOW_TRACKING_URI is set ({production}); the demo keeps to its own store" in out
+    )
+    assert os.environ["MLFLOW_TRACKING_URI"] == production  # restored for the caller
+    seen.clear()
+    chosen = f"sqlite:///{tmp_path / 'chosen.db'}"
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--tracking-uri", chosen]) == 0
+    assert set(seen) == {chosen} and "note: MLFLOW_TRACKING_URI" not in capsys.readouterr().out
