@@ -171,9 +171,9 @@ def run(args: argparse.Namespace) -> int:
     spec = observation_of(loaded, base)
     for line in label_settings_not_used(config.observation, spec):
         print(f"[monitor] warning: {line}", file=sys.stderr, flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
     # an earlier run's files: its verdict would be read as this run's when this one ends in
-    # an error or the empty book's alert, which write no report
+    # an error or the empty book's alert, which write no report (and a run that stops before
+    # its report makes no folder: the loader makes it for a rejects file)
     for name in ("rejects.csv", "monitor.json", "monitor.md"):
         (args.out / name).unlink(missing_ok=True)
     portfolio, accounting = load_portfolio_argument(
@@ -342,6 +342,7 @@ def run(args: argparse.Namespace) -> int:
         "alerts": alerts,
         "exit_code": EXIT_ALERT if alerts else EXIT_OK,
     }
+    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "monitor.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
     (args.out / "monitor.md").write_text(render_markdown(report), encoding="utf-8")
 

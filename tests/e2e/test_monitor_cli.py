@@ -221,3 +221,15 @@ def test_a_book_with_no_delinquent_account_left_is_the_size_alert(
     assert code == 3, err
     assert "ALERT population size: 0 delinquent accounts today against" in err and "-100%" in err
     assert not (out / "monitor.json").exists() and not (out / "monitor.md").exists()
+
+
+def test_a_run_that_stops_before_its_report_makes_no_output_folder(
+    scoring_world, tmp_path, monkeypatch, capsys
+):
+    """A missing --data left an empty --out folder behind."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", scoring_world.tracking_uri)
+    out = tmp_path / "out"
+    code = main(["monitor", "--model", scoring_world.model_uri, "--data", str(tmp_path / "nosuch"),
+                 "--out", str(out)])  # fmt: skip
+    assert code == 2 and "nosuch" in capsys.readouterr().err
+    assert not out.exists()
