@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rollrisk.errors import UserError
 
@@ -26,6 +26,20 @@ class ConfigSection(BaseModel):
     whole number is a decimal field's value (``reg_lambda=1``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _numpy_scalars(cls, data: Any) -> Any:
+        """numpy's numbers as the Python values they hold (``np.int64(3)`` is 3), as the
+        API's other checks take them; a numpy bool stays a bool, refused for a number."""
+        if not isinstance(data, dict):
+            return data
+        return {
+            key: value.item()
+            if type(value).__module__ == "numpy" and hasattr(value, "item")
+            else value
+            for key, value in data.items()
+        }
 
 
 class SplitConfig(ConfigSection):

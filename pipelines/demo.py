@@ -183,6 +183,8 @@ def run(args: argparse.Namespace) -> int:
             "simulated lender's experiment logs far too few decisions to learn a policy from; "
             "run the jobs one by one for smaller portfolios"
         )
+    if args.tracking_uri is None:  # the embedded store's folder, as train makes it when unset
+        (Path.cwd() / DEFAULT_STORE).parent.mkdir(parents=True, exist_ok=True)
     store = args.tracking_uri or f"sqlite:///{(Path.cwd() / DEFAULT_STORE).resolve()}"
     given = os.environ.get("MLFLOW_TRACKING_URI")
     if given and given != store and args.tracking_uri is None:

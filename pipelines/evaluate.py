@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     from rollrisk.features.observations import first_statement_month
     from rollrisk.models.metrics import HEADLINE_METRICS
     from rollrisk.models.training import LABEL, incomplete_window_warnings, tables_with_data
-    from rollrisk.reports.evaluation import write_evaluation_report
+    from rollrisk.reports.evaluation import REPORT_FILES, write_evaluation_report
     from rollrisk.scoring.core import (
         check_model_currency,
         check_model_tables,
@@ -99,6 +99,10 @@ def run(args: argparse.Namespace) -> int:
     from rollrisk.storage.tracking import fingerprint_files
 
     check_output_argument(args, folder=True)
+    # an earlier run's files, before anything can fail: its report (or a comparison with
+    # --against) would be read beside this run's rejects, or as this run's
+    for name in (*REPORT_FILES, "comparison.json", "rejects.csv", "rejects.json"):
+        (Path(args.out) / name).unlink(missing_ok=True)
     config = load_config_argument(args)
     loaded = load_model(args.model)
     # before any row is built: a misspelt --against failed after the whole book was scored
@@ -128,9 +132,6 @@ def run(args: argparse.Namespace) -> int:
                 flush=True,
             )
     rejects = Path(args.out) / "rejects.csv"
-    # an earlier run's: its rejects, or a comparison with --against beside a report without
-    for stale in (rejects, Path(args.out) / "comparison.json"):
-        stale.unlink(missing_ok=True)
     portfolio, accounting = load_portfolio_argument(args, "evaluate", rejects, config)
     accounting.write(Path(args.out) / "rejects.json")
     data_fingerprint = fingerprint_files(args.data)

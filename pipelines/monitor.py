@@ -155,6 +155,11 @@ def run(args: argparse.Namespace) -> int:
     from rollrisk.strategies.policy import load_policy
 
     check_output_argument(args, folder=True)
+    # an earlier run's files, before anything can fail: its verdict would be read as this
+    # run's when this one ends in an error or the empty book's alert, which write no report
+    # (a run that stops before its report makes no folder: the loader makes it for rejects)
+    for name in ("rejects.csv", "monitor.json", "monitor.md"):
+        (args.out / name).unlink(missing_ok=True)
     config = load_config(args.config)
     thresholds = config.monitoring
     if not Path(args.policy).exists():  # a folder: load_policy says so
@@ -171,11 +176,6 @@ def run(args: argparse.Namespace) -> int:
     spec = observation_of(loaded, base)
     for line in label_settings_not_used(config.observation, spec):
         print(f"[monitor] warning: {line}", file=sys.stderr, flush=True)
-    # an earlier run's files: its verdict would be read as this run's when this one ends in
-    # an error or the empty book's alert, which write no report (and a run that stops before
-    # its report makes no folder: the loader makes it for a rejects file)
-    for name in ("rejects.csv", "monitor.json", "monitor.md"):
-        (args.out / name).unlink(missing_ok=True)
     portfolio, accounting = load_portfolio_argument(
         args, "monitor", args.out / "rejects.csv", config
     )

@@ -238,9 +238,13 @@ def _version_number(text: str) -> str:
     """A registry version as MLflow numbers it (``7``; ``v7`` and ``07`` read as 7): MLflow
     took ``01`` for version 1 while the alias comparisons took it for another."""
     digits = text.strip().removeprefix("v")
-    if not digits.isdigit() or int(digits) < 1:
+    try:
+        number = int(digits) if digits.isdigit() else 0  # "²" is a digit int() refuses
+    except ValueError:
+        number = 0
+    if number < 1:
         raise argparse.ArgumentTypeError(f"expected a version number such as 3, got {text!r}")
-    return str(int(digits))
+    return str(number)
 
 
 def _roll_back(
@@ -253,7 +257,9 @@ def _roll_back(
     tags = version_tags(name, version)
     if tags is None:
         raise UserError(f"--rollback-to {version}: model {name!r} has no version {version}")
-    if tags.get("promotion") != "promoted" and PROMOTED_AT_TAG not in tags:
+    # passed the gates once: its latest verdict, the tag a promotion sets, or (a version
+    # promoted before that tag existed) having been rolled back from champion
+    if tags.get("promotion") != "promoted" and not {PROMOTED_AT_TAG, "rolled_back"} & set(tags):
         state = tags.get("promotion")
         raise UserError(
             f"--rollback-to {version}: {name} v{version} was never promoted through the gates "

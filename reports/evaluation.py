@@ -359,6 +359,16 @@ def _render_html(title: str, sections: Sequence[_Section]) -> str:
     return render_page(title, page)
 
 
+# every file write_evaluation_report writes (the plots' names are those of its sections)
+REPORT_FILES = (
+    "report.html",
+    "report.md",
+    "reliability.png",
+    "gains.png",
+    "score_distributions.png",
+)
+
+
 def write_evaluation_report(
     comparison: ModelComparison,
     out_dir: Path,

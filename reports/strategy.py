@@ -1923,7 +1923,7 @@ def _lower_by(stats: Mapping[str, float]) -> tuple[str, str]:
 
 PROMOTION_ZH = {
     "champion": "冠军模型",
-    "promoted once, replaced since": "曾晋升，现已被取代",
+    "promoted once, no longer the champion": "曾晋升，现已不是冠军模型",
     "refused by the promotion gates": "未通过晋升门槛",
     "not judged by the gates": "未经晋升门槛审核",
     "unknown": "未知",
@@ -1938,12 +1938,12 @@ def promotion_state(promotion: Mapping[str, Any] | None) -> str:
     champion = promotion.get("champion_version")
     if champion is not None and str(champion) == str(promotion["version"]):
         return "champion"
-    if promotion.get("promoted_at") or promotion.get("promotion") == "promoted":
-        # passed the gates once; a later refusal of the same version (after a rollback) does
-        # not undo that
-        return "promoted once, replaced since"
+    # the latest verdict first: a version refused when promoted again (after a rollback) is
+    # refused, whatever it passed before
     if promotion.get("promotion") == "refused":
         return "refused by the promotion gates"
+    if promotion.get("promoted_at") or promotion.get("promotion") == "promoted":
+        return "promoted once, no longer the champion"
     return "not judged by the gates"
 
 
@@ -1972,14 +1972,13 @@ def _promotion(section: Section, promotion: Mapping[str, Any] | None) -> str:
                 "gate that compares discrimination with the champion did not apply."
             )
             text_zh += "晋升时尚无可比较的前任冠军模型，因此与冠军比较区分度的门槛不适用。"
-    elif status == "promoted once, replaced since":
+    elif status == "promoted once, no longer the champion":
         text = (
             f"Model {name} v{version} is no longer the champion (champion: {shown}): it passed "
-            "its promotion gates once and was replaced since: production no longer scores "
-            "with it."
+            "its promotion gates once; production no longer scores with it."
         )
         text_zh = (
-            f"模型{name} v{version}已不再是冠军模型(冠军：{shown})：它曾通过晋升门槛，之后被取代，"
+            f"模型{name} v{version}已不再是冠军模型(冠军：{shown})：它曾通过晋升门槛；"
             "生产环境已不再用它评分。"
         )
     elif status == "refused by the promotion gates":

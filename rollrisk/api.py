@@ -225,7 +225,7 @@ def _check_numbers_are_numbers(frame: pd.DataFrame, feature_set: FeatureSet) -> 
         and spec.name in frame.columns
         and not pd.api.types.is_numeric_dtype(frame[spec.name])
         and pd.api.types.infer_dtype(frame[spec.name], skipna=True)
-        not in ("empty", "floating", "integer", "mixed-integer-float", "boolean")
+        not in ("empty", "floating", "integer", "mixed-integer-float", "decimal", "boolean")
     ]
     if texts:
         shown = ", ".join(texts[:5]) + (f" and {len(texts) - 5} more" if len(texts) > 5 else "")
@@ -282,6 +282,13 @@ def build_training_set_with_summary(
     have no outcome).
     """
     _check_list("as_of_dates", as_of_dates, "month-ends")
+    if as_of_dates is not None:
+        as_of_dates = list(as_of_dates)  # read once: an iterator is used up by its first reading
+        if not as_of_dates:
+            raise UserError(
+                "as_of_dates: no month-end given (None builds every eligible one, "
+                "training_as_of_dates lists them)"
+            )
     spec = _observation(observation)
     # the last month an outcome window may reach, found once for the dates and the labels
     through = labelled_through(portfolio.statements)
@@ -363,6 +370,8 @@ def build_training_set(
     ``UserError`` when no row is left, saying why, as ``rollrisk build-training-set`` does
     (:func:`build_training_set_with_summary` returns the empty frame and its counts).
     """
+    _check_list("as_of_dates", as_of_dates, "month-ends")
+    as_of_dates = None if as_of_dates is None else list(as_of_dates)  # read twice below
     built = build_training_set_with_summary(
         portfolio, as_of_dates=as_of_dates, observation=observation, progress=progress
     )
@@ -613,7 +622,10 @@ def scoring_setup(
     """
     _check_list("jurisdictions", jurisdictions, "jurisdiction codes")
     _check_list("allow_missing_tables", allow_missing_tables, "table names")
-    if jurisdictions is not None and not list(jurisdictions):
+    # read once: an iterator given here would be used up by the check below
+    jurisdictions = None if jurisdictions is None else list(jurisdictions)
+    allow_missing_tables = list(allow_missing_tables)
+    if jurisdictions is not None and not jurisdictions:
         raise UserError(
             "jurisdictions: expected at least one jurisdiction code (None: the default, CN)"
         )
@@ -796,11 +808,12 @@ def explain(
         MAX_PRINCIPAL_REASONS,
         whole=True,
     )
-    if as_of is not None and not isinstance(data, Portfolio):
-        raise UserError(
-            "as_of: given with a frame of feature rows, whose rows carry their own as-of; "
-            "pass a portfolio to explain the accounts delinquent at an as-of"
-        )
+    for name, given in (("as_of", as_of), ("observation", observation)):
+        if given is not None and not isinstance(data, Portfolio):
+            raise UserError(
+                f"{name}: given with a frame of feature rows, whose rows carry their own as-of "
+                "and population; pass a portfolio to explain the accounts delinquent at an as-of"
+            )
     loaded = _as_loaded(model)
     feature_set = loaded.model.feature_set
     if isinstance(data, Portfolio):

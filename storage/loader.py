@@ -1006,8 +1006,9 @@ def missing_table_error(data_dir: Path, table: TableContract, listing: TableFile
         if table.name in path.name.lower() and str(path) not in named
     ]
     found = (
-        f"; found {', '.join(holding)}: a table is read only under its own name (rename the one "
-        f"that holds the {table.name} to {table.name}/ or {table.name}.parquet)"
+        f"; found {', '.join(holding)}: a table is read only under its own name (if one of "
+        f"them holds the {table.name}, rename it {table.name}.parquet or {table.name}.csv by "
+        f"its format, or {table.name}/ for a folder of part files)"
         if holding
         else ""
     )

@@ -155,6 +155,9 @@ def test_the_demo_keeps_to_its_own_store_whatever_mlflow_tracking_uri_says(
     assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
     own = f"sqlite:///{(tmp_path / 'runs' / 'mlflow.db').resolve()}"
     assert seen and set(seen) == {own}
+    # its folder made, as train makes it when nothing is set: with the variable set, train
+    # took a missing folder for a typo and the demo stopped at stage 4
+    assert (tmp_path / "runs").is_dir()
     out = capsys.readouterr().out
     assert (
         f"note: MLFLOW_TRACKING_URI is set ({production}); the demo keeps to its own store" in out

@@ -233,3 +233,9 @@ def test_a_run_that_stops_before_its_report_makes_no_output_folder(
                  "--out", str(out)])  # fmt: skip
     assert code == 2 and "nosuch" in capsys.readouterr().err
     assert not out.exists()
+    # an earlier run's report is removed before anything can fail (a misspelt model here)
+    out.mkdir()
+    (out / "monitor.json").write_text('{"verdict": "no alert"}')
+    code = main(["monitor", "--model", scoring_world.model_uri + "x", "--data",
+                 str(scoring_world.portfolio), "--out", str(out)])  # fmt: skip
+    assert code == 2 and not (out / "monitor.json").exists()

@@ -10,6 +10,7 @@ import typing
 from datetime import date, datetime
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -218,6 +219,41 @@ def test_explain_refuses_an_as_of_beside_a_frame_of_feature_rows() -> None:
     """It was ignored silently: the rows of every as-of of a training set came back."""
     with pytest.raises(UserError, match=r"as_of: given with a frame of feature rows"):
         rollrisk.explain(None, pl.DataFrame(), as_of="2020-01-01")  # type: ignore[arg-type]
+    with pytest.raises(UserError, match=r"observation: given with a frame of feature rows"):
+        rollrisk.explain(None, pl.DataFrame(), observation=ObservationSpec())  # type: ignore[arg-type]
+
+
+def test_numbers_held_as_decimals_are_numbers_and_text_is_not() -> None:
+    """A Decimal column was refused as "text" (its reasons are the float column's)."""
+    from decimal import Decimal
+
+    import pandas as pd
+
+    from rollrisk.features.registry import FEATURE_SET
+
+    name = next(f.name for f in FEATURE_SET.features if f.kind == "numeric")
+    api._check_numbers_are_numbers(pd.DataFrame({name: [Decimal("1.5"), None]}), FEATURE_SET)
+    with pytest.raises(UserError, match=f"column\\(s\\) {name} hold text"):
+        api._check_numbers_are_numbers(pd.DataFrame({name: ["1.5"]}), FEATURE_SET)
+
+
+@pytest.mark.parametrize(("given", "read"), [("3", "3"), ("v3", "3"), ("03", "3"), (" 1", "1")])
+def test_a_rollback_version_is_read_as_a_number(given: str, read: str) -> None:
+    from rollrisk.pipelines.promote import _version_number
+
+    assert _version_number(given) == read
+
+
+@pytest.mark.parametrize("given", ["one", "0", "1.0", "\u00b2", "-1", "v 1"])
+def test_a_rollback_version_that_is_no_number_is_refused(given: str) -> None:
+    """ "\u00b2" (a superscript two) passed the digit test and failed int() with argparse's
+    generic message."""
+    import argparse
+
+    from rollrisk.pipelines.promote import _version_number
+
+    with pytest.raises(argparse.ArgumentTypeError, match="expected a version number"):
+        _version_number(given)
 
 
 @pytest.mark.parametrize("extract", ["2025-01-01", datetime(2025, 1, 1, 12)])
@@ -242,6 +278,11 @@ def test_a_training_set_left_empty_is_refused_saying_why(tmp_path: Path, capsys)
     message = str(raised.value)
     assert f"no labelled observation at as_of_dates {last} in {folder}" in message
     assert "lack a complete performance window" in message and "window_months" in message
+    # given as an iterator, read once: the message named "any eligible month-end"
+    with pytest.raises(UserError, match=f"at as_of_dates {last} in"):
+        api.build_training_set(portfolio, as_of_dates=(d for d in [last]))
+    with pytest.raises(UserError, match="as_of_dates: no month-end given"):
+        api.build_training_set(portfolio, as_of_dates=[])
     built = api.build_training_set_with_summary(portfolio, as_of_dates=[last])
     assert built.training_set.height == 0 and built.summary["excluded_incomplete_window"].sum()
 
@@ -296,5 +337,6 @@ def test_training_settings_built_in_code_refuse_a_value_of_another_kind(section,
 
     with pytest.raises(ValidationError):
         getattr(training_config, section)(**values)
-    # a whole number for a decimal setting stays a value of its kind
+    # a whole number for a decimal setting stays a value of its kind, numpy's numbers too
     assert training_config.LightGBMConfig(reg_lambda=1).reg_lambda == 1.0
+    assert training_config.TrainingConfig(seed=np.int64(3)).seed == 3

@@ -748,17 +748,17 @@ def test_the_approval_box_speaks_both_languages_and_explains_a_first_champion():
     page = html.unescape(section.render())
     assert "模型m v1不是冠军模型：未通过晋升门槛(冠军：none)" in page
     assert "no earlier champion" not in page
-    # promoted, then replaced by a later champion (and refused again after a rollback): the
-    # page said it "has not been through `rollrisk promote`" beside the gates' pass lines
-    for tags in ({"promotion": "promoted"}, {"promotion": "refused", "promoted_at": "2026-12-01"}):
-        replaced = {**first, "champion_version": "2", **tags}
-        section = Section("model", "Model")
-        assert _promotion(section, replaced) == "promoted once, replaced since"
-        page = html.unescape(section.render())
-        assert (
-            "Model m v1 is no longer the champion (champion: v2): it passed its promotion" in page
-        )
-        assert "模型m v1已不再是冠军模型(冠军：v2)" in page and "has not been through" not in page
+    # promoted, then replaced by a later champion: the page said it "has not been through
+    # `rollrisk promote`" beside the gates' pass lines
+    replaced = {**first, "champion_version": "2", "promotion": "promoted"}
+    section = Section("model", "Model")
+    assert _promotion(section, replaced) == "promoted once, no longer the champion"
+    page = html.unescape(section.render())
+    assert "Model m v1 is no longer the champion (champion: v2): it passed its promotion" in page
+    assert "模型m v1已不再是冠军模型(冠军：v2)" in page and "has not been through" not in page
+    # the latest verdict wins: promoted once, refused when promoted again after a rollback
+    again = {**replaced, "promotion": "refused", "promoted_at": "2026-12-01"}
+    assert _promotion(Section("model", "Model"), again) == "refused by the promotion gates"
 
 
 def test_a_reference_that_scores_as_well_by_planning_the_impossible_says_so():
