@@ -186,15 +186,14 @@ def run(args: argparse.Namespace) -> int:
     if args.tracking_uri is None:  # the embedded store's folder, as train makes it when unset
         (Path.cwd() / DEFAULT_STORE).parent.mkdir(parents=True, exist_ok=True)
     store = args.tracking_uri or f"sqlite:///{(Path.cwd() / DEFAULT_STORE).resolve()}"
-    given = os.environ.get("MLFLOW_TRACKING_URI")
-    if given and given != store and args.tracking_uri is None:
+    saved = os.environ.get("MLFLOW_TRACKING_URI")
+    if saved and saved != store and args.tracking_uri is None:
         print(
-            f"note: MLFLOW_TRACKING_URI is set ({given}); the demo keeps to its own store "
+            f"note: MLFLOW_TRACKING_URI is set ({saved}); the demo keeps to its own store "
             f"{store}, for it promotes a model trained on simulated data to champion (give "
             "--tracking-uri to choose the store)",
             flush=True,
         )
-    saved = os.environ.get("MLFLOW_TRACKING_URI")
     os.environ["MLFLOW_TRACKING_URI"] = store  # read by every stage's process
     try:
         return _run_stages(args)

@@ -28,10 +28,11 @@ min_population, population_change_act, backtest_tolerance, backtest_min_accounts
 docs/monitoring.md explains them.
 
 Output: OUT/monitor.md (for people) and OUT/monitor.json (for machines; "verdict" is "alert",
-"no alert" or "no verdict"). Rows the data contract rejects go to OUT/rejects.csv (written when there are any) and are
-counted by table and account under "rejects" in monitor.json. These files are removed when a
-run starts: a run that stops on an error, or on the alert of a book with no delinquent account
-left (exit 3, nothing to compare), leaves no report, never an earlier run's.
+"no alert" or "no verdict"). Rows the data contract rejects go to OUT/rejects.csv (written
+when there are any) and are counted by table and account under "rejects" in monitor.json.
+These files are removed when a run starts: a run that stops on an error, or on the alert of a
+book with no delinquent account left (exit 3, nothing to compare), leaves no report, never an
+earlier run's.
 Exit codes, so a scheduler can alert:
   0  nothing crossed a threshold (also "no verdict": too few accounts to judge, said so)
   3  a threshold was crossed (the alerts are printed and listed in monitor.json)

@@ -238,10 +238,7 @@ def _version_number(text: str) -> str:
     """A registry version as MLflow numbers it (``7``; ``v7`` and ``07`` read as 7): MLflow
     took ``01`` for version 1 while the alias comparisons took it for another."""
     digits = text.strip().removeprefix("v")
-    try:
-        number = int(digits) if digits.isdigit() else 0  # "²" is a digit int() refuses
-    except ValueError:
-        number = 0
+    number = int(digits) if digits.isdecimal() else 0  # "²" is a digit, not a decimal
     if number < 1:
         raise argparse.ArgumentTypeError(f"expected a version number such as 3, got {text!r}")
     return str(number)
